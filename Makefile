@@ -1,0 +1,39 @@
+# Thin wrapper: set-up, then CMake and ctest do the work.
+BUILD ?= build
+JOBS ?= $(shell nproc)
+# Debian packages the build, the tests and the benchmark need.
+PKGS = cmake make gcc pkg-config libev-dev valgrind util-linux
+SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all deps configure build run test bench clean
+
+all: build
+
+deps:
+	@missing=$$(for p in $(PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; \
+	done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing missing packages:" $$missing; \
+	  $(SUDO) apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $$missing; \
+	fi
+
+configure: deps
+	cmake -S . -B $(BUILD) -DTAPIO_WERROR=$${TAPIO_WERROR:-ON} >/dev/null
+
+build: configure
+	cmake --build $(BUILD) -j $(JOBS)
+
+# The main demo: the C echo server and a client exchanging a message.
+run: build
+	@./examples/run_demo.sh $(BUILD)
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+bench: build
+	./bench/run.sh $(BUILD)
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,441 @@
+/* tapio: asyncio's Transports and Protocols on libev, as a C ABI.
+ *
+ * This header is the whole public surface of the library. It is written so
+ * that the part between TAPIO_CDEF_BEGIN and TAPIO_CDEF_END holds no
+ * preprocessor line at all: the build copies that part into
+ * `tapio_cdef.h`, which LuaJIT's ffi.cdef and Python's cffi accept as it
+ * is. Everything is an opaque handle, a fixed-width integer, a C string or a
+ * function pointer; no struct is passed by value.
+ *
+ * Conventions
+ * - Functions that can fail return 0 or a negative TAPIO_E* code.
+ * - A function that takes a completion callback and returns an error never
+ *   calls that callback; one that returns 0 calls it exactly once, from the
+ *   loop, never from inside the call itself.
+ * - Every callback takes the user pointer given with it as first argument.
+ * - Pointers given to a callback are borrowed for the duration of the call
+ *   unless stated otherwise. Strings passed in are copied when kept.
+ * - A loop and everything made from it belong to one thread. Only
+ *   tapio_call_soon_threadsafe may be called from another thread.
+ * - tapio keeps no hidden global state, with two process-wide exceptions
+ *   forced by libev: its system-error callback (tapio reports instead of
+ *   aborting) and the allocator libev uses for its own tables (untouched).
+ */
+#ifndef TAPIO_H
+#define TAPIO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#pragma GCC visibility push(default)
+#endif
+
+/* TAPIO_CDEF_BEGIN */
+
+/* ---- Version ----------------------------------------------------------- */
+
+/* major << 16 | minor << 8 | patch */
+uint32_t tapio_version(void);
+/* "major.minor.patch", static storage. */
+const char *tapio_version_string(void);
+
+/* ---- Errors ------------------------------------------------------------ */
+
+/* The same values on every platform; the OS's errno is translated once. */
+enum tapio_error {
+  TAPIO_OK = 0,
+  TAPIO_EPERM = -1,
+  TAPIO_ENOENT = -2,
+  TAPIO_EINTR = -3,
+  TAPIO_EIO = -4,
+  TAPIO_EBADF = -5,
+  TAPIO_EAGAIN = -6,
+  TAPIO_ENOMEM = -7,
+  TAPIO_EACCES = -8,
+  TAPIO_EBUSY = -9,
+  TAPIO_EEXIST = -10,
+  TAPIO_ENOTDIR = -11,
+  TAPIO_EINVAL = -12,
+  TAPIO_ENFILE = -13,
+  TAPIO_EMFILE = -14,
+  TAPIO_ENOSPC = -15,
+  TAPIO_EPIPE = -16,
+  TAPIO_ENAMETOOLONG = -17,
+  TAPIO_ENOSYS = -18,
+  TAPIO_ENOTSOCK = -19,
+  TAPIO_EMSGSIZE = -20,
+  TAPIO_EPROTONOSUPPORT = -21,
+  TAPIO_ENOTSUP = -22,
+  TAPIO_EAFNOSUPPORT = -23,
+  TAPIO_EADDRINUSE = -24,
+  TAPIO_EADDRNOTAVAIL = -25,
+  TAPIO_ENETDOWN = -26,
+  TAPIO_ENETUNREACH = -27,
+  TAPIO_ECONNABORTED = -28,
+  TAPIO_ECONNRESET = -29,
+  TAPIO_ENOBUFS = -30,
+  TAPIO_EISCONN = -31,
+  TAPIO_ENOTCONN = -32,
+  TAPIO_ETIMEDOUT = -33,
+  TAPIO_ECONNREFUSED = -34,
+  TAPIO_EHOSTUNREACH = -35,
+  TAPIO_EALREADY = -36,
+  TAPIO_ECANCELED = -37,
+  TAPIO_ESHUTDOWN = -38,
+  TAPIO_ECHILD = -39,
+  TAPIO_ESRCH = -40,
+  TAPIO_E2BIG = -41,
+  TAPIO_ENOPROTOOPT = -42,
+  TAPIO_EPROTOTYPE = -43,
+  TAPIO_ELOOP = -44,
+  TAPIO_EROFS = -45,
+  /* tapio's own */
+  TAPIO_EOF = -100,        /* end of file */
+  TAPIO_ECLOSED = -101,    /* the handle is closing or closed */
+  TAPIO_ERUNNING = -102,   /* the loop is already running */
+  TAPIO_EBUFFER = -103,    /* get_buffer returned no memory */
+  TAPIO_ECALLBACK = -104,  /* a callback raised an error (bindings) */
+  TAPIO_ESYSTEM = -105,    /* libev reported a system error */
+  TAPIO_EAI_NONAME = -110, /* name resolution: no such host */
+  TAPIO_EAI_AGAIN = -111,  /* name resolution: temporary failure */
+  TAPIO_EAI_FAIL = -112,   /* name resolution: permanent failure */
+  TAPIO_EAI_FAMILY = -113, /* name resolution: family not supported */
+  TAPIO_EAI_SERVICE = -114,/* name resolution: bad service/port */
+  TAPIO_ETLS = -120,       /* TLS: protocol error (reserved) */
+  TAPIO_EUNKNOWN = -199    /* an OS error tapio has no name for */
+};
+
+/* A sentence describing code ("connection refused"); static storage. */
+const char *tapio_strerror(int code);
+/* The enum name without its prefix ("ECONNREFUSED"); static storage. */
+const char *tapio_errname(int code);
+
+/* ---- Handles ----------------------------------------------------------- */
+
+typedef struct tapio_loop tapio_loop;
+typedef struct tapio_transport tapio_transport;
+typedef struct tapio_server tapio_server;
+typedef struct tapio_handle tapio_handle;
+typedef struct tapio_options tapio_options;
+
+/* ---- Loop -------------------------------------------------------------- */
+
+/* Like lua_Alloc: nsize 0 frees ptr (returning NULL); otherwise realloc ptr
+ * (NULL when new) from osize to nsize bytes, returning NULL on failure. */
+typedef void *(*tapio_alloc_fn)(void *ud, void *ptr, size_t osize,
+                                size_t nsize);
+
+/* Errors nobody awaits go here: code, a message (borrowed for the call) and
+ * the transport concerned, or NULL. The default prints to stderr. */
+typedef void (*tapio_exception_fn)(void *ud, tapio_loop *loop, int code,
+                                   const char *message,
+                                   tapio_transport *transport);
+
+/* A scheduled call. */
+typedef void (*tapio_call_fn)(void *ud);
+
+/* A new loop in *out, allocating with malloc. */
+int tapio_loop_new(tapio_loop **out);
+/* A new loop whose every allocation (its own and its handles') goes
+ * through alloc. libev's internal tables still use libev's allocator. */
+int tapio_loop_new_with_allocator(tapio_loop **out, tapio_alloc_fn alloc,
+                                  void *ud);
+/* Frees the loop. Open transports are aborted (their connection_lost runs,
+ * with ECANCELED), servers closed, pending calls dropped unrun, pending
+ * connects completed with ECANCELED. TAPIO_ERUNNING while it runs. */
+int tapio_loop_free(tapio_loop *loop);
+
+/* Runs until tapio_loop_stop. TAPIO_ERUNNING if already running (also
+ * from inside one of the loop's own callbacks). */
+int tapio_loop_run(tapio_loop *loop);
+/* Runs one iteration: waits for events when wait is nonzero, else only
+ * handles what is ready. For hosts that own their main loop. Returns
+ * TAPIO_ERUNNING like tapio_loop_run. */
+int tapio_loop_run_once(tapio_loop *loop, int wait);
+/* Makes tapio_loop_run return once the current iteration is done. */
+void tapio_loop_stop(tapio_loop *loop);
+/* 1 while tapio_loop_run or tapio_loop_run_once is on the stack. */
+int tapio_loop_is_running(tapio_loop *loop);
+/* Monotonic time in seconds, the clock of tapio_call_at. */
+double tapio_loop_time(tapio_loop *loop);
+/* Bytes the loop and its handles hold through the loop's allocator. */
+uint64_t tapio_loop_memory(tapio_loop *loop);
+
+/* Replaces the exception handler; NULL restores the default. */
+void tapio_loop_set_exception_handler(tapio_loop *loop, tapio_exception_fn fn,
+                                      void *ud);
+/* Sends an error to the loop's exception handler (bindings use it so that
+ * their errors and tapio's own go to one place). */
+void tapio_loop_call_exception_handler(tapio_loop *loop, int code,
+                                       const char *message,
+                                       tapio_transport *transport);
+
+/* ---- Scheduled calls --------------------------------------------------- */
+
+/* Each schedules fn(ud) and, when out is not NULL, stores a handle in *out
+ * that the caller must give back with tapio_handle_release (cancel does not
+ * release it). Calls due in the same iteration run in the order they were
+ * scheduled; a call scheduled by a running call runs in the next iteration,
+ * after I/O has been polled. A pending call is dropped unrun when the loop
+ * is freed: its ud stays the caller's. */
+int tapio_call_soon(tapio_loop *loop, tapio_call_fn fn, void *ud,
+                    tapio_handle **out);
+/* After delay seconds (negative counts as 0). */
+int tapio_call_later(tapio_loop *loop, double delay, tapio_call_fn fn,
+                     void *ud, tapio_handle **out);
+/* At tapio_loop_time() == when. */
+int tapio_call_at(tapio_loop *loop, double when, tapio_call_fn fn, void *ud,
+                  tapio_handle **out);
+/* From any thread: fn(ud) runs on the loop's thread in a later iteration
+ * and wakes the loop if it waits. No handle; it cannot be cancelled. */
+int tapio_call_soon_threadsafe(tapio_loop *loop, tapio_call_fn fn, void *ud);
+/* Cancels the call if it has not run; harmless afterwards. */
+void tapio_handle_cancel(tapio_handle *h);
+/* 1 if cancelled. */
+int tapio_handle_cancelled(tapio_handle *h);
+/* The time a call_later/call_at handle is due, in loop time; -1 for
+ * call_soon handles. */
+double tapio_handle_when(tapio_handle *h);
+/* Gives back the handle stored by call_soon/later/at. */
+void tapio_handle_release(tapio_handle *h);
+
+/* ---- Options ----------------------------------------------------------- */
+
+/* Keyword options for the create_* functions, like asyncio's keyword
+ * arguments. The set functions return TAPIO_EINVAL for a name they do not
+ * know or a value of the wrong type or range, TAPIO_ENOENT never.
+ *   create_connection: "local_host" (str), "local_port" (int),
+ *     "family" (int: 0 any, 4, 6), "sock" (int: an already connected
+ *     descriptor; host and port must then be NULL/0), "nodelay" (int,
+ *     default 1: TCP_NODELAY as asyncio sets it)
+ *   create_server: "backlog" (int, default 100), "reuse_address" (int,
+ *     default 1), "reuse_port" (int, default 0), "start_serving" (int,
+ *     default 1), "family" (int), "nodelay" (int, default 1),
+ *     "sock" (int: an already bound listening socket; host NULL, port 0)
+ *   create_unix_server: "backlog", "start_serving", "cleanup_socket" (int,
+ *     default 1: unlink the path when the server closes)
+ * Options are copied by the call they are given to and can be freed
+ * afterwards or reused. */
+int tapio_options_new(tapio_loop *loop, tapio_options **out);
+void tapio_options_free(tapio_options *opts);
+int tapio_options_set_int(tapio_options *opts, const char *name,
+                          int64_t value);
+int tapio_options_set_str(tapio_options *opts, const char *name,
+                          const char *value);
+
+/* ---- Protocols --------------------------------------------------------- */
+
+/* A stream protocol: a table of callbacks and the user pointer given with
+ * it. Any callback may be NULL, meaning the reference's default (a NULL
+ * eof_received closes the transport). A protocol with get_buffer set is a
+ * BufferedProtocol: data arrives through get_buffer/buffer_updated and
+ * data_received is not used. The table is not copied: it must outlive every
+ * transport that uses it (a static const table is the usual way).
+ *
+ * Order (per the reference): connection_made, then data_received* (or
+ * get_buffer/buffer_updated pairs), then at most one eof_received, then
+ * connection_lost exactly once, last; after it returns the transport is
+ * freed. pause_writing/resume_writing come in pairs in between. */
+typedef struct tapio_protocol {
+  void (*connection_made)(void *ud, tapio_transport *t);
+  /* data is borrowed for the call; len > 0. */
+  void (*data_received)(void *ud, tapio_transport *t, const char *data,
+                        size_t len);
+  /* Nonzero keeps the transport half-open; zero closes it. */
+  int (*eof_received)(void *ud, tapio_transport *t);
+  /* code 0 and message NULL: closed cleanly (EOF, close, abort). Otherwise
+   * the error and a message borrowed for the call. */
+  void (*connection_lost)(void *ud, tapio_transport *t, int code,
+                          const char *message);
+  /* The write buffer went strictly over the high-water mark. */
+  void (*pause_writing)(void *ud, tapio_transport *t);
+  /* The write buffer drained to the low-water mark or below. */
+  void (*resume_writing)(void *ud, tapio_transport *t);
+  /* Returns memory to receive into and its size in *len; sizehint is -1
+   * (any size). NULL or *len == 0 aborts the transport with EBUFFER. The
+   * memory must stay valid until buffer_updated returns. */
+  void *(*get_buffer)(void *ud, tapio_transport *t, int64_t sizehint,
+                      size_t *len);
+  /* nbytes (> 0) bytes were written at the start of that memory. */
+  void (*buffer_updated)(void *ud, tapio_transport *t, size_t nbytes);
+} tapio_protocol;
+
+/* Called by a server once per accepted connection: stores the protocol
+ * for it in *proto and *proto_ud. A nonzero return rejects the connection
+ * (it is closed and the code goes to the exception handler). */
+typedef int (*tapio_protocol_factory)(void *ud, tapio_server *server,
+                                      const tapio_protocol **proto,
+                                      void **proto_ud);
+
+/* Completion of create_connection and friends: status 0 and the transport
+ * (whose connection_made has already run, and which may already be
+ * closing), or an error and NULL. */
+typedef void (*tapio_connect_fn)(void *ud, int status, tapio_transport *t);
+/* Completion of create_server and friends: status 0 and the server (the
+ * caller owns one reference: tapio_server_release), or an error and NULL. */
+typedef void (*tapio_server_fn)(void *ud, int status, tapio_server *server);
+/* Server closed and every connection it accepted is gone. */
+typedef void (*tapio_closed_fn)(void *ud, tapio_server *server);
+
+/* ---- Creating transports ----------------------------------------------- */
+
+/* Connects to host (a name or numeric address) and port, trying each
+ * address the name resolves to in order. Name resolution may block the
+ * loop for now. proto/proto_ud become the transport's protocol. */
+int tapio_create_connection(tapio_loop *loop, const char *host, int port,
+                            const tapio_protocol *proto, void *proto_ud,
+                            const tapio_options *opts, tapio_connect_fn cb,
+                            void *cb_ud);
+/* Connects to the Unix socket at path. */
+int tapio_create_unix_connection(tapio_loop *loop, const char *path,
+                                 const tapio_protocol *proto, void *proto_ud,
+                                 const tapio_options *opts,
+                                 tapio_connect_fn cb, void *cb_ud);
+/* Wraps fd, a connected stream socket (TCP or Unix) the caller hands
+ * over: tapio owns it from now on, also on error. */
+int tapio_connect_accepted_socket(tapio_loop *loop, int fd,
+                                  const tapio_protocol *proto, void *proto_ud,
+                                  const tapio_options *opts,
+                                  tapio_connect_fn cb, void *cb_ud);
+
+/* ---- Transport --------------------------------------------------------- */
+
+/* Closes after flushing the write buffer; connection_lost(0) follows on a
+ * later turn. Idempotent. */
+int tapio_transport_close(tapio_transport *t);
+/* Closes now, dropping buffered output; connection_lost(0) follows. */
+int tapio_transport_abort(tapio_transport *t);
+/* Like abort, but connection_lost gets code and message (copied): how a
+ * protocol reports its own failure, e.g. a parse error or a binding's
+ * callback error. */
+int tapio_transport_fail(tapio_transport *t, int code, const char *message);
+/* 1 if closing or closed. */
+int tapio_transport_is_closing(tapio_transport *t);
+
+/* Replaces the protocol for the next callback on. */
+void tapio_transport_set_protocol(tapio_transport *t,
+                                  const tapio_protocol *proto, void *ud);
+/* The protocol's user pointer, and its table in *proto when not NULL. */
+void *tapio_transport_get_protocol(tapio_transport *t,
+                                   const tapio_protocol **proto);
+tapio_loop *tapio_transport_get_loop(tapio_transport *t);
+
+/* 1 if data is being received (not paused, closing or at EOF). */
+int tapio_transport_is_reading(tapio_transport *t);
+/* Both idempotent, also on a closing transport. */
+int tapio_transport_pause_reading(tapio_transport *t);
+int tapio_transport_resume_reading(tapio_transport *t);
+
+/* Writes len bytes (copied if they cannot be sent at once). May call
+ * pause_writing before returning. TAPIO_ECLOSED when closing or closed,
+ * TAPIO_ESHUTDOWN after write_eof. */
+int tapio_transport_write(tapio_transport *t, const void *data, size_t len);
+/* Writes n buffers as one (one writev). */
+int tapio_transport_writelines(tapio_transport *t, const void *const *bufs,
+                               const size_t *lens, size_t n);
+/* 1: write_eof is supported. */
+int tapio_transport_can_write_eof(tapio_transport *t);
+/* Shuts down the sending side after the buffer is flushed; data may still
+ * arrive. Idempotent. */
+int tapio_transport_write_eof(tapio_transport *t);
+
+size_t tapio_transport_get_write_buffer_size(tapio_transport *t);
+void tapio_transport_get_write_buffer_limits(tapio_transport *t,
+                                             size_t *low, size_t *high);
+/* -1 means "not given" (asyncio's None): high defaults to 64 KiB, or 4 *
+ * low when only low is given; low defaults to high / 4. TAPIO_EINVAL for
+ * other negatives or low > high. May call pause_writing. */
+int tapio_transport_set_write_buffer_limits(tapio_transport *t, int64_t high,
+                                            int64_t low);
+
+/* Address families reported by the address queries. */
+enum tapio_family {
+  TAPIO_AF_UNSPEC = 0,
+  TAPIO_AF_UNIX = 1,
+  TAPIO_AF_INET = 4,
+  TAPIO_AF_INET6 = 6
+};
+/* get_extra_info("peername"/"sockname"): the numeric host (or the Unix
+ * path, possibly "") into host[hostlen], the port (0 for Unix) and the
+ * family. TAPIO_ENOBUFS if hostlen is too small; 64 bytes hold any IP. */
+int tapio_transport_get_peername(tapio_transport *t, char *host,
+                                 size_t hostlen, int *port, int *family);
+int tapio_transport_get_sockname(tapio_transport *t, char *host,
+                                 size_t hostlen, int *port, int *family);
+/* get_extra_info("socket"): the descriptor (still owned by tapio). */
+int tapio_transport_get_fd(tapio_transport *t);
+
+/* Cheap figures for diagnosing a slow peer. */
+enum tapio_stat {
+  TAPIO_STAT_BYTES_RECEIVED = 0,
+  TAPIO_STAT_BYTES_SENT = 1,
+  TAPIO_STAT_WRITE_BUFFER_SIZE = 2,
+  TAPIO_STAT_WRITE_BUFFER_PEAK = 3,   /* the largest it has been */
+  TAPIO_STAT_WRITE_PAUSED_USEC = 4,   /* time spent with writing paused */
+  TAPIO_STAT_READ_PAUSED_USEC = 5,    /* time spent with reading paused */
+  TAPIO_STAT_WRITE_PAUSES = 6         /* pause_writing calls */
+};
+/* One figure; times include a pause still going on. 0 for unknown. */
+uint64_t tapio_transport_get_stat(tapio_transport *t, int which);
+
+/* ---- Servers ----------------------------------------------------------- */
+
+/* Listens on port at each of hosts[0..nhosts) (names or numeric; none, or
+ * a NULL/"" entry, means every interface, IPv4 and IPv6). Port 0 gives an
+ * ephemeral port (see tapio_server_get_address). factory is called once per
+ * accepted connection. cb gets the listening server or the error (e.g.
+ * TAPIO_EADDRINUSE). */
+int tapio_create_server(tapio_loop *loop, const char *const *hosts,
+                        size_t nhosts, int port, tapio_protocol_factory factory,
+                        void *factory_ud, const tapio_options *opts,
+                        tapio_server_fn cb, void *cb_ud);
+/* Listens on the Unix socket path; a stale socket file there is removed. */
+int tapio_create_unix_server(tapio_loop *loop, const char *path,
+                             tapio_protocol_factory factory, void *factory_ud,
+                             const tapio_options *opts, tapio_server_fn cb,
+                             void *cb_ud);
+
+/* Starts accepting (when created with start_serving 0). Idempotent. */
+int tapio_server_start_serving(tapio_server *s);
+/* 1 while accepting connections. */
+int tapio_server_is_serving(tapio_server *s);
+/* Stops listening and closes the listening sockets; accepted connections
+ * stay open. Idempotent. */
+int tapio_server_close(tapio_server *s);
+/* close() every connection the server accepted that is still open. */
+int tapio_server_close_clients(tapio_server *s);
+/* abort() them. */
+int tapio_server_abort_clients(tapio_server *s);
+/* Connections accepted and not yet lost. */
+size_t tapio_server_client_count(tapio_server *s);
+/* cb(ud, s) once the server is closed and all its connections are gone;
+ * from the loop, also when that is already so. */
+int tapio_server_wait_closed(tapio_server *s, tapio_closed_fn cb, void *ud);
+/* Number of listening sockets (0 once closed). */
+size_t tapio_server_socket_count(tapio_server *s);
+/* The address of listening socket i, as for tapio_transport_get_sockname. */
+int tapio_server_get_address(tapio_server *s, size_t i, char *host,
+                             size_t hostlen, int *port, int *family);
+/* The descriptor of listening socket i, or a negative code. */
+int tapio_server_get_fd(tapio_server *s, size_t i);
+tapio_loop *tapio_server_get_loop(tapio_server *s);
+/* Gives back the caller's reference; closes the server if still open.
+ * Memory goes once its connections are gone too. */
+void tapio_server_release(tapio_server *s);
+
+/* TAPIO_CDEF_END */
+
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TAPIO_H */

@@ -1,0 +1,412 @@
+/* Making stream transports: create_connection (TCP), create_unix_connection,
+ * connect_accepted_socket and the "sock" option; socket addresses. */
+#include "tapio_int.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <string.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+/* ---- Sockets and addresses --------------------------------------------- */
+
+int tapio__socket_nonblock(int fd) {
+  int flags = fcntl(fd, F_GETFL);
+  if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+    return tapio__from_errno(errno);
+  return 0;
+}
+
+void tapio__set_nodelay(int fd) {
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+static int copy_host(const char *src, char *host, size_t hostlen) {
+  size_t n = strlen(src);
+  if (!host)
+    return 0;
+  if (n >= hostlen)
+    return TAPIO_ENOBUFS;
+  memcpy(host, src, n + 1);
+  return 0;
+}
+
+int tapio__format_addr(const struct sockaddr *sa, socklen_t len, char *host,
+                       size_t hostlen, int *port, int *family) {
+  char buf[INET6_ADDRSTRLEN];
+  int p = 0, fam = TAPIO_AF_UNSPEC;
+  const char *text = "";
+  if (sa->sa_family == AF_INET) {
+    const struct sockaddr_in *in = (const void *)sa;
+    text = inet_ntop(AF_INET, &in->sin_addr, buf, sizeof buf);
+    p = ntohs(in->sin_port);
+    fam = TAPIO_AF_INET;
+  } else if (sa->sa_family == AF_INET6) {
+    const struct sockaddr_in6 *in6 = (const void *)sa;
+    text = inet_ntop(AF_INET6, &in6->sin6_addr, buf, sizeof buf);
+    p = ntohs(in6->sin6_port);
+    fam = TAPIO_AF_INET6;
+  } else if (sa->sa_family == AF_UNIX) {
+    const struct sockaddr_un *un = (const void *)sa;
+    size_t n = len > offsetof(struct sockaddr_un, sun_path)
+                   ? len - offsetof(struct sockaddr_un, sun_path) : 0;
+    if (n > sizeof buf - 1)
+      n = sizeof buf - 1;
+    memcpy(buf, un->sun_path, n);
+    buf[n] = 0;
+    text = buf;
+    fam = TAPIO_AF_UNIX;
+  }
+  if (port)
+    *port = p;
+  if (family)
+    *family = fam;
+  return text ? copy_host(text, host, hostlen) : TAPIO_EINVAL;
+}
+
+typedef int (*name_fn)(int, struct sockaddr *, socklen_t *);
+
+static int fd_name(int fd, name_fn fn, char *host, size_t hostlen, int *port,
+                   int *family) {
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  memset(&ss, 0, sizeof ss);
+  if (fn(fd, (struct sockaddr *)&ss, &len) < 0)
+    return tapio__from_errno(errno);
+  return tapio__format_addr((struct sockaddr *)&ss, len, host, hostlen, port,
+                            family);
+}
+
+int tapio_transport_get_peername(tapio_transport *t, char *host,
+                                 size_t hostlen, int *port, int *family) {
+  return fd_name(t->rio.fd, getpeername, host, hostlen, port, family);
+}
+
+int tapio_transport_get_sockname(tapio_transport *t, char *host,
+                                 size_t hostlen, int *port, int *family) {
+  return fd_name(t->rio.fd, getsockname, host, hostlen, port, family);
+}
+
+/* ---- Connect requests -------------------------------------------------- */
+
+typedef struct connect_req {
+  tapio__request req;
+  tapio_connect_fn cb;
+  void *cb_ud;
+  const tapio_protocol *proto;
+  void *proto_ud;
+  char *host;          /* TCP: name to resolve; Unix: the path */
+  int port, family, nodelay, is_unix;
+  char *local_host;
+  int local_port, has_local;
+  tapio__addr *addrs, *locals;
+  size_t naddrs, nlocals, next;
+  int fd, last_err;
+  ev_io io;
+  tapio_transport *t;  /* wrapped socket: made when the request runs */
+} connect_req;
+
+static void req_free(connect_req *r) {
+  tapio_loop *loop = r->req.loop;
+  tapio__strfree(loop, r->host);
+  tapio__strfree(loop, r->local_host);
+  tapio__addrs_free(loop, r->addrs, r->naddrs);
+  tapio__addrs_free(loop, r->locals, r->nlocals);
+  tapio__free(loop, r, sizeof *r);
+}
+
+static void req_fail(connect_req *r, int code) {
+  tapio_connect_fn cb = r->cb;
+  void *ud = r->cb_ud;
+  tapio__request_done(&r->req);
+  if (ev_is_active(&r->io))
+    ev_io_stop(r->req.loop->ev, &r->io);
+  if (r->fd >= 0)
+    close(r->fd);
+  if (r->t)
+    tapio__transport_discard(r->t);
+  req_free(r);
+  cb(ud, code, NULL);
+}
+
+static void req_cancel(tapio__request *req) {
+  req_fail((connect_req *)req, TAPIO_ECANCELED);
+}
+
+/* The socket is connected: the transport is made, then the caller told. */
+static void req_connected(connect_req *r) {
+  tapio_transport *t = r->t;
+  tapio_connect_fn cb = r->cb;
+  void *ud = r->cb_ud;
+  if (!t) {
+    t = tapio__transport_new(r->req.loop, r->fd, r->proto, r->proto_ud);
+    if (!t) {
+      req_fail(r, TAPIO_ENOMEM);
+      return;
+    }
+    if (r->nodelay && !r->is_unix)
+      tapio__set_nodelay(r->fd);
+  }
+  r->fd = -1;
+  r->t = NULL;
+  tapio__request_done(&r->req);
+  req_free(r);
+  tapio__transport_made(t);
+  cb(ud, 0, t);
+}
+
+static int bind_local(connect_req *r, int fd, int af) {
+  size_t i;
+  int err = TAPIO_EADDRNOTAVAIL;
+  for (i = 0; i < r->nlocals; i++) {
+    tapio__addr *a = &r->locals[i];
+    if (a->ss.ss_family != af)
+      continue;
+    if (bind(fd, (struct sockaddr *)&a->ss, a->len) == 0)
+      return 0;
+    err = tapio__from_errno(errno);
+  }
+  return err;
+}
+
+/* Starts connecting to addrs[next]; 0 when under way or done. */
+static int connect_one(connect_req *r, tapio__addr *a) {
+  int af = a->ss.ss_family;
+  int fd = socket(af, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int rc;
+  if (fd < 0)
+    return tapio__from_errno(errno);
+  rc = r->has_local ? bind_local(r, fd, af) : 0;
+  if (rc == 0 && connect(fd, (struct sockaddr *)&a->ss, a->len) < 0 &&
+      errno != EINPROGRESS)
+    rc = tapio__from_errno(errno);
+  if (rc < 0) {
+    close(fd);
+    return rc;
+  }
+  r->fd = fd;
+  ev_io_set(&r->io, fd, EV_WRITE);
+  ev_io_start(r->req.loop->ev, &r->io);
+  return 0;
+}
+
+/* Tries the remaining addresses in order, as asyncio does. */
+static void try_next(connect_req *r) {
+  while (r->next < r->naddrs) {
+    int rc = connect_one(r, &r->addrs[r->next++]);
+    if (rc == 0)
+      return;
+    r->last_err = rc;
+  }
+  req_fail(r, r->last_err ? r->last_err : TAPIO_ECONNREFUSED);
+}
+
+static void on_connect(struct ev_loop *ev, ev_io *w, int revents) {
+  connect_req *r = TAPIO_CONTAINER(w, connect_req, io);
+  int err = 0;
+  socklen_t len = sizeof err;
+  (void)revents;
+  ev_io_stop(ev, w);
+  if (getsockopt(r->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+    err = errno;
+  if (err == 0) {
+    req_connected(r);
+    return;
+  }
+  close(r->fd);
+  r->fd = -1;
+  r->last_err = tapio__from_errno(err);
+  try_next(r);
+}
+
+static int unix_addr(const char *path, tapio__addr *a) {
+  struct sockaddr_un *un = (struct sockaddr_un *)&a->ss;
+  size_t n = strlen(path);
+  if (n == 0)
+    return TAPIO_EINVAL;
+  if (n >= sizeof un->sun_path)
+    return TAPIO_ENAMETOOLONG;
+  memset(a, 0, sizeof *a);
+  un->sun_family = AF_UNIX;
+  memcpy(un->sun_path, path, n);
+  a->len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
+  return 0;
+}
+
+static int resolve_all(connect_req *r) {
+  tapio_loop *loop = r->req.loop;
+  int rc;
+  if (r->is_unix) {
+    r->addrs = tapio__alloc(loop, sizeof *r->addrs);
+    if (!r->addrs)
+      return TAPIO_ENOMEM;
+    r->naddrs = 1;
+    return unix_addr(r->host, r->addrs);
+  }
+  rc = tapio__resolve(loop, r->host, r->port, r->family, 0, &r->addrs,
+                      &r->naddrs);
+  if (rc == 0 && r->has_local)
+    rc = tapio__resolve(loop, r->local_host, r->local_port, r->family, 1,
+                        &r->locals, &r->nlocals);
+  return rc;
+}
+
+/* The request's task: resolve, then connect; or make a wrapped socket. */
+static void req_run(tapio__task *task) {
+  connect_req *r = TAPIO_CONTAINER(task, connect_req, req.task);
+  int rc;
+  if (r->req.loop->freeing) {
+    req_fail(r, TAPIO_ECANCELED);
+    return;
+  }
+  if (r->t) {
+    req_connected(r);
+    return;
+  }
+  rc = resolve_all(r);
+  if (rc < 0)
+    req_fail(r, rc);
+  else
+    try_next(r);
+}
+
+static connect_req *req_new(tapio_loop *loop, const tapio_protocol *proto,
+                            void *proto_ud, tapio_connect_fn cb,
+                            void *cb_ud) {
+  connect_req *r = tapio__calloc(loop, sizeof *r);
+  if (!r)
+    return NULL;
+  r->req.loop = loop;
+  r->cb = cb;
+  r->cb_ud = cb_ud;
+  r->proto = proto;
+  r->proto_ud = proto_ud;
+  r->fd = -1;
+  ev_init(&r->io, on_connect);
+  return r;
+}
+
+/* ---- Public entry points ----------------------------------------------- */
+
+static int check_stream_socket(int fd) {
+  int type = 0;
+  socklen_t len = sizeof type;
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0)
+    return tapio__from_errno(errno);
+  return type == SOCK_STREAM ? 0 : TAPIO_EINVAL;
+}
+
+static int wrap(tapio_loop *loop, int fd, const tapio_protocol *proto,
+                void *proto_ud, const tapio_options *opts,
+                tapio_connect_fn cb, void *cb_ud) {
+  connect_req *r;
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  int rc = check_stream_socket(fd);
+  if (rc == 0)
+    rc = tapio__socket_nonblock(fd);
+  if (rc < 0) {
+    close(fd);
+    return rc;
+  }
+  r = req_new(loop, proto, proto_ud, cb, cb_ud);
+  if (r)
+    r->t = tapio__transport_new(loop, fd, proto, proto_ud);
+  if (!r || !r->t) {
+    if (r)
+      tapio__free(loop, r, sizeof *r);
+    close(fd);
+    return TAPIO_ENOMEM;
+  }
+  if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0 &&
+      ss.ss_family != AF_UNIX && tapio__opt_int(opts, TAPIO__OPT_NODELAY, 1))
+    tapio__set_nodelay(fd);
+  tapio__request_start(loop, &r->req, req_run, req_cancel);
+  return 0;
+}
+
+static int bad_args(tapio_loop *loop, const tapio_protocol *proto,
+                    tapio_connect_fn cb) {
+  if (!loop || !proto || !cb)
+    return TAPIO_EINVAL;
+  return loop->freeing ? TAPIO_ECLOSED : 0;
+}
+
+int tapio_connect_accepted_socket(tapio_loop *loop, int fd,
+                                  const tapio_protocol *proto, void *proto_ud,
+                                  const tapio_options *opts,
+                                  tapio_connect_fn cb, void *cb_ud) {
+  int rc = bad_args(loop, proto, cb);
+  if (rc == 0 && fd < 0)
+    rc = TAPIO_EBADF;
+  if (rc < 0) {
+    if (fd >= 0)
+      close(fd);
+    return rc;
+  }
+  return wrap(loop, fd, proto, proto_ud, opts, cb, cb_ud);
+}
+
+static int start(connect_req *r, const char *host) {
+  tapio_loop *loop = r->req.loop;
+  r->host = tapio__strdup(loop, host);
+  if (!r->host || (r->has_local && !r->local_host)) {
+    req_free(r);
+    return TAPIO_ENOMEM;
+  }
+  tapio__request_start(loop, &r->req, req_run, req_cancel);
+  return 0;
+}
+
+int tapio_create_connection(tapio_loop *loop, const char *host, int port,
+                            const tapio_protocol *proto, void *proto_ud,
+                            const tapio_options *opts, tapio_connect_fn cb,
+                            void *cb_ud) {
+  connect_req *r;
+  const char *local = tapio__opt_local_host(opts);
+  int rc = bad_args(loop, proto, cb);
+  if (rc < 0)
+    return rc;
+  if (tapio__opt_is_set(opts, TAPIO__OPT_SOCK)) {
+    if ((host && *host) || port)
+      return TAPIO_EINVAL; /* host/port and sock exclude each other */
+    return wrap(loop, (int)tapio__opt_int(opts, TAPIO__OPT_SOCK, -1), proto,
+                proto_ud, opts, cb, cb_ud);
+  }
+  if (!host || !*host || port < 0 || port > 65535)
+    return TAPIO_EINVAL;
+  r = req_new(loop, proto, proto_ud, cb, cb_ud);
+  if (!r)
+    return TAPIO_ENOMEM;
+  r->port = port;
+  r->family = (int)tapio__opt_int(opts, TAPIO__OPT_FAMILY, 0);
+  r->nodelay = (int)tapio__opt_int(opts, TAPIO__OPT_NODELAY, 1);
+  r->has_local = local || tapio__opt_is_set(opts, TAPIO__OPT_LOCAL_PORT);
+  r->local_port = (int)tapio__opt_int(opts, TAPIO__OPT_LOCAL_PORT, 0);
+  if (r->has_local)
+    r->local_host = tapio__strdup(loop, local ? local : "");
+  return start(r, host);
+}
+
+int tapio_create_unix_connection(tapio_loop *loop, const char *path,
+                                 const tapio_protocol *proto, void *proto_ud,
+                                 const tapio_options *opts,
+                                 tapio_connect_fn cb, void *cb_ud) {
+  tapio__addr probe;
+  connect_req *r;
+  int rc = bad_args(loop, proto, cb);
+  (void)opts;
+  if (rc == 0)
+    rc = path ? unix_addr(path, &probe) : TAPIO_EINVAL;
+  if (rc < 0)
+    return rc;
+  r = req_new(loop, proto, proto_ud, cb, cb_ud);
+  if (!r)
+    return TAPIO_ENOMEM;
+  r->is_unix = 1;
+  return start(r, path);
+}

@@ -1,0 +1,241 @@
+/* create_server and create_unix_server: resolving, binding and listening,
+ * done in a task so that the caller always hears back from the loop. */
+#include "tapio_int.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+typedef struct listen_req {
+  tapio__request req;
+  tapio_server_fn cb;
+  void *cb_ud;
+  tapio_server *server;
+  char **hosts;          /* TCP: nhosts names; Unix: hosts[0] is the path */
+  size_t nhosts;
+  int port, family, backlog, reuse_address, reuse_port, start_serving;
+  int sock, is_unix;
+} listen_req;
+
+static void req_free(listen_req *r) {
+  tapio_loop *loop = r->req.loop;
+  size_t i;
+  for (i = 0; i < r->nhosts; i++)
+    tapio__strfree(loop, r->hosts[i]);
+  tapio__free(loop, r->hosts, r->nhosts * sizeof *r->hosts);
+  tapio__free(loop, r, sizeof *r);
+}
+
+static void finish(listen_req *r, int rc) {
+  tapio_server *s = r->server;
+  tapio_server_fn cb = r->cb;
+  void *ud = r->cb_ud;
+  tapio__request_done(&r->req);
+  req_free(r);
+  if (rc < 0) {
+    tapio__server_destroy(s);
+    s = NULL;
+  }
+  cb(ud, rc, s);
+}
+
+static void req_cancel(tapio__request *req) {
+  finish((listen_req *)req, TAPIO_ECANCELED);
+}
+
+static int sockopt(int fd, int level, int name) {
+  int one = 1;
+  return setsockopt(fd, level, name, &one, sizeof one) < 0
+             ? tapio__from_errno(errno) : 0;
+}
+
+static int listen_fd(listen_req *r, int fd) {
+  if (listen(fd, r->backlog) < 0) {
+    int rc = tapio__from_errno(errno);
+    close(fd);
+    return rc;
+  }
+  return tapio__server_add_fd(r->server, fd);
+}
+
+static int bind_one(listen_req *r, const tapio__addr *a) {
+  int af = a->ss.ss_family, rc = 0;
+  int fd = socket(af, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return tapio__from_errno(errno);
+  if (r->reuse_address)
+    rc = sockopt(fd, SOL_SOCKET, SO_REUSEADDR);
+  if (rc == 0 && r->reuse_port)
+    rc = sockopt(fd, SOL_SOCKET, SO_REUSEPORT);
+  /* as asyncio: an IPv6 listener takes IPv6 only, IPv4 gets its own */
+  if (rc == 0 && af == AF_INET6)
+    rc = sockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY);
+  if (rc == 0 && bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0)
+    rc = tapio__from_errno(errno);
+  if (rc < 0) {
+    close(fd);
+    return rc;
+  }
+  return listen_fd(r, fd);
+}
+
+static int bind_host(listen_req *r, const char *host) {
+  tapio_loop *loop = r->req.loop;
+  tapio__addr *addrs = NULL;
+  size_t n = 0, i;
+  int rc = tapio__resolve(loop, host, r->port, r->family, 1, &addrs, &n);
+  for (i = 0; rc == 0 && i < n; i++)
+    rc = bind_one(r, &addrs[i]);
+  tapio__addrs_free(loop, addrs, n);
+  return rc;
+}
+
+static int bind_unix(listen_req *r) {
+  const char *path = r->hosts[0];
+  struct sockaddr_un un;
+  struct stat st;
+  int fd, rc = 0;
+  memset(&un, 0, sizeof un);
+  un.sun_family = AF_UNIX;
+  memcpy(un.sun_path, path, strlen(path));
+  /* a stale socket file from an earlier run would make bind fail */
+  if (stat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+    unlink(path);
+  fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return tapio__from_errno(errno);
+  if (bind(fd, (struct sockaddr *)&un, sizeof un) < 0)
+    rc = tapio__from_errno(errno);
+  if (rc < 0) {
+    close(fd);
+    return rc;
+  }
+  rc = tapio__server_set_unix_path(r->server, path);
+  return rc < 0 ? (close(fd), rc) : listen_fd(r, fd);
+}
+
+static int bind_all(listen_req *r) {
+  size_t i;
+  int rc = 0;
+  if (r->sock >= 0) {
+    int fd = r->sock;
+    r->sock = -1;
+    rc = tapio__socket_nonblock(fd);
+    return rc < 0 ? (close(fd), rc) : tapio__server_add_fd(r->server, fd);
+  }
+  if (r->is_unix)
+    return bind_unix(r);
+  if (r->nhosts == 0)
+    return bind_host(r, NULL);
+  for (i = 0; rc == 0 && i < r->nhosts; i++)
+    rc = bind_host(r, r->hosts[i]);
+  return rc;
+}
+
+static void req_run(tapio__task *task) {
+  listen_req *r = TAPIO_CONTAINER(task, listen_req, req.task);
+  int rc = r->req.loop->freeing ? TAPIO_ECANCELED : bind_all(r);
+  if (r->sock >= 0)
+    close(r->sock);
+  if (rc == 0 && r->start_serving)
+    tapio_server_start_serving(r->server);
+  finish(r, rc);
+}
+
+static listen_req *req_new(tapio_loop *loop, tapio_protocol_factory factory,
+                           void *factory_ud, const tapio_options *opts,
+                           size_t nhosts) {
+  listen_req *r = tapio__calloc(loop, sizeof *r);
+  if (!r)
+    return NULL;
+  r->req.loop = loop;
+  r->hosts = nhosts ? tapio__calloc(loop, nhosts * sizeof *r->hosts) : NULL;
+  r->nhosts = r->hosts ? nhosts : 0;
+  r->server = tapio__server_new(loop, factory, factory_ud, opts);
+  if ((nhosts && !r->hosts) || !r->server) {
+    if (r->server)
+      tapio__server_destroy(r->server);
+    req_free(r);
+    return NULL;
+  }
+  r->family = (int)tapio__opt_int(opts, TAPIO__OPT_FAMILY, 0);
+  r->backlog = (int)tapio__opt_int(opts, TAPIO__OPT_BACKLOG, 100);
+  r->reuse_address = (int)tapio__opt_int(opts, TAPIO__OPT_REUSE_ADDRESS, 1);
+  r->reuse_port = (int)tapio__opt_int(opts, TAPIO__OPT_REUSE_PORT, 0);
+  r->start_serving = (int)tapio__opt_int(opts, TAPIO__OPT_START_SERVING, 1);
+  r->sock = (int)tapio__opt_int(opts, TAPIO__OPT_SOCK, -1);
+  return r;
+}
+
+static int copy_hosts(listen_req *r, const char *const *hosts) {
+  size_t i;
+  for (i = 0; i < r->nhosts; i++) {
+    r->hosts[i] = tapio__strdup(r->req.loop, hosts[i] ? hosts[i] : "");
+    if (!r->hosts[i])
+      return TAPIO_ENOMEM;
+  }
+  return 0;
+}
+
+static int submit(listen_req *r, tapio_server_fn cb, void *cb_ud,
+                  const char *const *hosts) {
+  int rc = copy_hosts(r, hosts);
+  if (rc < 0) {
+    tapio__server_destroy(r->server);
+    req_free(r);
+    return rc;
+  }
+  r->cb = cb;
+  r->cb_ud = cb_ud;
+  tapio__request_start(r->req.loop, &r->req, req_run, req_cancel);
+  return 0;
+}
+
+static int bad_args(tapio_loop *loop, tapio_protocol_factory factory,
+                    tapio_server_fn cb) {
+  if (!loop || !factory || !cb)
+    return TAPIO_EINVAL;
+  return loop->freeing ? TAPIO_ECLOSED : 0;
+}
+
+int tapio_create_server(tapio_loop *loop, const char *const *hosts,
+                        size_t nhosts, int port, tapio_protocol_factory factory,
+                        void *factory_ud, const tapio_options *opts,
+                        tapio_server_fn cb, void *cb_ud) {
+  listen_req *r;
+  int rc = bad_args(loop, factory, cb);
+  if (rc == 0 && (port < 0 || port > 65535 || (nhosts && !hosts)))
+    rc = TAPIO_EINVAL;
+  if (rc == 0 && tapio__opt_is_set(opts, TAPIO__OPT_SOCK) && (nhosts || port))
+    rc = TAPIO_EINVAL; /* sock excludes host and port, as in asyncio */
+  if (rc < 0)
+    return rc;
+  r = req_new(loop, factory, factory_ud, opts, hosts ? nhosts : 0);
+  if (!r)
+    return TAPIO_ENOMEM;
+  r->port = port;
+  return submit(r, cb, cb_ud, hosts);
+}
+
+int tapio_create_unix_server(tapio_loop *loop, const char *path,
+                             tapio_protocol_factory factory, void *factory_ud,
+                             const tapio_options *opts, tapio_server_fn cb,
+                             void *cb_ud) {
+  listen_req *r;
+  int rc = bad_args(loop, factory, cb);
+  if (rc == 0 && (!path || !*path))
+    rc = TAPIO_EINVAL;
+  if (rc == 0 && strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+    rc = TAPIO_ENAMETOOLONG;
+  if (rc < 0)
+    return rc;
+  r = req_new(loop, factory, factory_ud, opts, 1);
+  if (!r)
+    return TAPIO_ENOMEM;
+  r->is_unix = 1;
+  r->sock = -1;
+  return submit(r, cb, cb_ud, &path);
+}

@@ -1,0 +1,411 @@
+/* The loop: a libev loop, tapio's ready queue, the exception handler and
+ * the loop's allocator. */
+#include "tapio_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* ---- Allocation -------------------------------------------------------- */
+
+static void *default_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  (void)ud;
+  (void)osize;
+  if (nsize == 0) {
+    free(ptr);
+    return NULL;
+  }
+  return realloc(ptr, nsize);
+}
+
+void *tapio__alloc(tapio_loop *loop, size_t size) {
+  void *p = loop->alloc(loop->alloc_ud, NULL, 0, size);
+  if (p)
+    loop->memory += size;
+  return p;
+}
+
+void *tapio__calloc(tapio_loop *loop, size_t size) {
+  void *p = tapio__alloc(loop, size);
+  if (p)
+    memset(p, 0, size);
+  return p;
+}
+
+void tapio__free(tapio_loop *loop, void *ptr, size_t size) {
+  if (!ptr)
+    return;
+  loop->alloc(loop->alloc_ud, ptr, size, 0);
+  loop->memory -= size;
+}
+
+char *tapio__strdup(tapio_loop *loop, const char *s) {
+  size_t n = strlen(s) + 1;
+  char *p = tapio__alloc(loop, n);
+  if (p)
+    memcpy(p, s, n);
+  return p;
+}
+
+void tapio__strfree(tapio_loop *loop, char *s) {
+  if (s)
+    tapio__free(loop, s, strlen(s) + 1);
+}
+
+uint64_t tapio_loop_memory(tapio_loop *loop) { return loop->memory; }
+
+/* ---- Lists ------------------------------------------------------------- */
+
+void tapio__list_init(tapio__link *head) { head->next = head->prev = head; }
+
+void tapio__list_push(tapio__link *head, tapio__link *l) {
+  l->prev = head->prev;
+  l->next = head;
+  head->prev->next = l;
+  head->prev = l;
+}
+
+void tapio__list_remove(tapio__link *l) {
+  l->prev->next = l->next;
+  l->next->prev = l->prev;
+  l->next = l->prev = l;
+}
+
+int tapio__list_empty(const tapio__link *head) { return head->next == head; }
+
+/* ---- Time and reporting ------------------------------------------------ */
+
+double tapio__now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+double tapio_loop_time(tapio_loop *loop) {
+  (void)loop;
+  return tapio__now();
+}
+
+static void default_exception(void *ud, tapio_loop *loop, int code,
+                              const char *message, tapio_transport *t) {
+  (void)ud;
+  (void)loop;
+  fprintf(stderr, "tapio: %s%s%s%s\n", message ? message : "error",
+          code ? " (" : "", code ? tapio_errname(code) : "", code ? ")" : "");
+  if (t)
+    fprintf(stderr, "tapio:   transport fd %d\n", tapio_transport_get_fd(t));
+}
+
+void tapio_loop_set_exception_handler(tapio_loop *loop, tapio_exception_fn fn,
+                                      void *ud) {
+  loop->exc_fn = fn ? fn : default_exception;
+  loop->exc_ud = fn ? ud : NULL;
+}
+
+void tapio__report(tapio_loop *loop, int code, const char *message,
+                   tapio_transport *t) {
+  loop->exc_fn(loop->exc_ud, loop, code, message, t);
+}
+
+void tapio_loop_call_exception_handler(tapio_loop *loop, int code,
+                                       const char *message,
+                                       tapio_transport *t) {
+  tapio__report(loop, code, message, t);
+}
+
+/* libev calls this on a system error it cannot handle (instead of
+ * aborting). It names no loop: report through the one running on this
+ * thread, or to stderr. */
+static _Thread_local tapio_loop *running_loop;
+
+static void on_syserr(const char *msg) {
+  int code = tapio__from_errno(errno);
+  if (running_loop)
+    tapio__report(running_loop, code, msg, NULL);
+  else
+    fprintf(stderr, "tapio: %s: %s\n", msg, tapio_strerror(code));
+}
+
+static pthread_once_t syserr_once = PTHREAD_ONCE_INIT;
+static void install_syserr(void) { ev_set_syserr_cb(on_syserr); }
+
+/* ---- Ready queue ------------------------------------------------------- */
+
+static void update_idle(tapio_loop *loop) {
+  if (loop->ready_head || loop->due) {
+    if (!ev_is_active(&loop->idle))
+      ev_idle_start(loop->ev, &loop->idle);
+  } else if (ev_is_active(&loop->idle)) {
+    ev_idle_stop(loop->ev, &loop->idle);
+  }
+}
+
+void tapio__task_post(tapio_loop *loop, tapio__task *task) {
+  task->next = NULL;
+  if (loop->ready_tail)
+    loop->ready_tail->next = task;
+  else
+    loop->ready_head = task;
+  loop->ready_tail = task;
+  if (!ev_is_active(&loop->idle))
+    ev_idle_start(loop->ev, &loop->idle);
+}
+
+/* Runs the tasks queued before this call; tasks they queue wait for the
+ * next iteration, so a call that re-schedules itself cannot starve I/O. */
+static void run_queued(tapio_loop *loop) {
+  tapio__task *last = loop->ready_tail;
+  while (last) {
+    tapio__task *task = loop->ready_head;
+    loop->ready_head = task->next;
+    if (!loop->ready_head)
+      loop->ready_tail = NULL;
+    task->run(task);
+    if (task == last)
+      break;
+  }
+}
+
+static void on_check(struct ev_loop *ev, ev_check *w, int revents) {
+  tapio_loop *loop = TAPIO_CONTAINER(w, tapio_loop, check);
+  (void)ev;
+  (void)revents;
+  tapio__queue_due(loop);
+  run_queued(loop);
+  update_idle(loop);
+}
+
+static void on_idle(struct ev_loop *ev, ev_idle *w, int revents) {
+  (void)ev;
+  (void)w;
+  (void)revents;
+}
+
+/* ---- Requests: pending connects and server creations ------------------- */
+
+void tapio__request_start(tapio_loop *loop, tapio__request *req,
+                          tapio__task_fn run,
+                          void (*cancel)(tapio__request *)) {
+  req->loop = loop;
+  req->task.run = run;
+  req->cancel = cancel;
+  tapio__list_push(&loop->requests, &req->link);
+  tapio__task_post(loop, &req->task);
+}
+
+void tapio__request_done(tapio__request *req) {
+  tapio__list_remove(&req->link);
+}
+
+/* Requests still waiting on I/O when the loop is freed. */
+void tapio__requests_cancel_all(tapio_loop *loop) {
+  while (!tapio__list_empty(&loop->requests)) {
+    tapio__request *req =
+        TAPIO_CONTAINER(loop->requests.next, tapio__request, link);
+    req->cancel(req);
+  }
+}
+
+/* ---- Thread-safe calls ------------------------------------------------- */
+
+struct tapio__ts_call {
+  tapio__ts_call *next;
+  tapio_call_fn fn;
+  void *ud;
+};
+
+/* Nodes come from malloc: the loop's allocator need not be thread-safe. */
+int tapio_call_soon_threadsafe(tapio_loop *loop, tapio_call_fn fn, void *ud) {
+  tapio__ts_call *c;
+  if (!fn)
+    return TAPIO_EINVAL;
+  c = malloc(sizeof *c);
+  if (!c)
+    return TAPIO_ENOMEM;
+  c->next = NULL;
+  c->fn = fn;
+  c->ud = ud;
+  pthread_mutex_lock(&loop->ts_lock);
+  if (loop->ts_tail)
+    loop->ts_tail->next = c;
+  else
+    loop->ts_head = c;
+  loop->ts_tail = c;
+  pthread_mutex_unlock(&loop->ts_lock);
+  ev_async_send(loop->ev, &loop->wakeup);
+  return 0;
+}
+
+static tapio__ts_call *take_ts_calls(tapio_loop *loop) {
+  tapio__ts_call *c;
+  pthread_mutex_lock(&loop->ts_lock);
+  c = loop->ts_head;
+  loop->ts_head = loop->ts_tail = NULL;
+  pthread_mutex_unlock(&loop->ts_lock);
+  return c;
+}
+
+static void on_wakeup(struct ev_loop *ev, ev_async *w, int revents) {
+  tapio_loop *loop = TAPIO_CONTAINER(w, tapio_loop, wakeup);
+  tapio__ts_call *c = take_ts_calls(loop);
+  (void)ev;
+  (void)revents;
+  while (c) {
+    tapio__ts_call *next = c->next;
+    c->fn(c->ud);
+    free(c);
+    c = next;
+  }
+}
+
+/* ---- Create and free --------------------------------------------------- */
+
+static int loop_init(tapio_loop *loop) {
+  pthread_once(&syserr_once, install_syserr);
+  loop->ev = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
+  if (!loop->ev)
+    return TAPIO_ENOMEM;
+  if (pthread_mutex_init(&loop->ts_lock, NULL) != 0) {
+    ev_loop_destroy(loop->ev);
+    return TAPIO_ENOMEM;
+  }
+  loop->exc_fn = default_exception;
+  tapio__list_init(&loop->handles);
+  tapio__list_init(&loop->transports);
+  tapio__list_init(&loop->servers);
+  tapio__list_init(&loop->requests);
+  ev_check_init(&loop->check, on_check);
+  ev_set_priority(&loop->check, EV_MINPRI);
+  ev_check_start(loop->ev, &loop->check);
+  ev_unref(loop->ev);
+  ev_idle_init(&loop->idle, on_idle);
+  ev_async_init(&loop->wakeup, on_wakeup);
+  ev_async_start(loop->ev, &loop->wakeup);
+  ev_set_userdata(loop->ev, loop);
+  return 0;
+}
+
+int tapio_loop_new_with_allocator(tapio_loop **out, tapio_alloc_fn alloc,
+                                  void *ud) {
+  tapio_loop *loop;
+  int rc;
+  if (!out || !alloc)
+    return TAPIO_EINVAL;
+  *out = NULL;
+  loop = alloc(ud, NULL, 0, sizeof *loop);
+  if (!loop)
+    return TAPIO_ENOMEM;
+  memset(loop, 0, sizeof *loop);
+  loop->alloc = alloc;
+  loop->alloc_ud = ud;
+  rc = loop_init(loop);
+  if (rc < 0) {
+    alloc(ud, loop, sizeof *loop, 0);
+    return rc;
+  }
+  *out = loop;
+  return 0;
+}
+
+int tapio_loop_new(tapio_loop **out) {
+  return tapio_loop_new_with_allocator(out, default_alloc, NULL);
+}
+
+/* Drains the ready queue: connection_lost of aborted transports, request
+ * completions with ECANCELED and server waiters still run; user calls were
+ * cancelled first and are skipped. */
+static void drain(tapio_loop *loop) {
+  int guard = 0;
+  do {
+    tapio__handles_cancel_all(loop);
+    tapio__queue_due(loop);
+    while (loop->ready_head)
+      run_queued(loop);
+  } while ((loop->ready_head || loop->due) && ++guard < 1000);
+}
+
+int tapio_loop_free(tapio_loop *loop) {
+  tapio__link *l;
+  if (!loop)
+    return TAPIO_EINVAL;
+  if (loop->running)
+    return TAPIO_ERUNNING;
+  if (loop->freeing)
+    return TAPIO_EBUSY;
+  loop->freeing = 1;
+  drain(loop); /* queued requests see `freeing` and complete: ECANCELED */
+  tapio__requests_cancel_all(loop);
+  tapio__servers_close_all(loop);
+  for (l = loop->transports.next; l != &loop->transports; l = l->next) {
+    tapio_transport *t = TAPIO_CONTAINER(l, tapio_transport, link);
+    tapio__transport_force_close(t, TAPIO_ECANCELED, NULL);
+  }
+  drain(loop);
+  tapio__servers_free_all(loop);
+  tapio__handles_free_all(loop);
+  free(take_ts_calls(loop)); /* never run: the loop is gone */
+  if (loop->rbuf)
+    tapio__free(loop, loop->rbuf, TAPIO__RBUF_SIZE);
+  ev_async_stop(loop->ev, &loop->wakeup);
+  ev_loop_destroy(loop->ev);
+  pthread_mutex_destroy(&loop->ts_lock);
+  loop->alloc(loop->alloc_ud, loop, sizeof *loop, 0);
+  return 0;
+}
+
+/* ---- Running ----------------------------------------------------------- */
+
+static int run(tapio_loop *loop, int flags) {
+  tapio_loop *outer = running_loop;
+  if (loop->running)
+    return TAPIO_ERUNNING;
+  loop->running = 1;
+  running_loop = loop;
+  ev_run(loop->ev, flags);
+  running_loop = outer;
+  loop->running = 0;
+  return 0;
+}
+
+int tapio_loop_run(tapio_loop *loop) {
+  int rc;
+  if (loop->running)
+    return TAPIO_ERUNNING;
+  /* asyncio: stop() before run_forever() runs one iteration, then stops. */
+  if (loop->stop_requested) {
+    rc = run(loop, EVRUN_NOWAIT);
+  } else {
+    rc = run(loop, 0);
+  }
+  loop->stop_requested = 0;
+  return rc;
+}
+
+int tapio_loop_run_once(tapio_loop *loop, int wait) {
+  return run(loop, wait ? EVRUN_ONCE : EVRUN_NOWAIT);
+}
+
+void tapio_loop_stop(tapio_loop *loop) {
+  loop->stop_requested = 1;
+  if (loop->running)
+    ev_break(loop->ev, EVBREAK_ALL);
+}
+
+int tapio_loop_is_running(tapio_loop *loop) { return loop->running; }
+
+/* ---- Version ----------------------------------------------------------- */
+
+#define TAPIO_STR2(x) #x
+#define TAPIO_STR(x) TAPIO_STR2(x)
+
+uint32_t tapio_version(void) {
+  return (TAPIO_VERSION_MAJOR << 16) | (TAPIO_VERSION_MINOR << 8) |
+         TAPIO_VERSION_PATCH;
+}
+
+const char *tapio_version_string(void) {
+  return TAPIO_STR(TAPIO_VERSION_MAJOR) "." TAPIO_STR(
+      TAPIO_VERSION_MINOR) "." TAPIO_STR(TAPIO_VERSION_PATCH);
+}

@@ -1,0 +1,177 @@
+/* Scheduled calls: call_soon, call_later, call_at and their handles. */
+#include "tapio_int.h"
+
+struct tapio_handle {
+  tapio__task task;      /* in the ready queue */
+  ev_timer timer;        /* call_later / call_at */
+  tapio__link link;      /* loop->handles */
+  tapio_loop *loop;
+  tapio_handle *next_due;
+  tapio_call_fn fn;
+  void *ud;
+  double when;           /* -1 for call_soon */
+  uint64_t seq;
+  uint8_t refs;          /* the loop's while pending, the caller's */
+  uint8_t cancelled;
+  uint8_t state;         /* where the loop holds it */
+};
+
+enum { H_DONE, H_TIMER, H_DUE, H_READY };
+
+static void handle_unref(tapio_handle *h) {
+  if (--h->refs == 0) {
+    tapio__list_remove(&h->link);
+    tapio__free(h->loop, h, sizeof *h);
+  }
+}
+
+static void run_handle(tapio__task *task) {
+  tapio_handle *h = TAPIO_CONTAINER(task, tapio_handle, task);
+  h->state = H_DONE;
+  if (!h->cancelled)
+    h->fn(h->ud);
+  handle_unref(h);
+}
+
+static tapio_handle *handle_new(tapio_loop *loop, tapio_call_fn fn, void *ud,
+                                tapio_handle **out) {
+  tapio_handle *h;
+  if (out)
+    *out = NULL;
+  if (!fn || loop->freeing)
+    return NULL;
+  h = tapio__calloc(loop, sizeof *h);
+  if (!h)
+    return NULL;
+  h->loop = loop;
+  h->fn = fn;
+  h->ud = ud;
+  h->when = -1;
+  h->seq = loop->seq++;
+  h->refs = out ? 2 : 1;
+  h->state = H_READY;
+  h->task.run = run_handle;
+  tapio__list_push(&loop->handles, &h->link);
+  if (out)
+    *out = h;
+  return h;
+}
+
+static int bad_call(tapio_loop *loop, tapio_call_fn fn) {
+  if (!loop || !fn)
+    return TAPIO_EINVAL;
+  return loop->freeing ? TAPIO_ECLOSED : TAPIO_ENOMEM;
+}
+
+int tapio_call_soon(tapio_loop *loop, tapio_call_fn fn, void *ud,
+                    tapio_handle **out) {
+  tapio_handle *h = loop ? handle_new(loop, fn, ud, out) : NULL;
+  if (!h)
+    return bad_call(loop, fn);
+  tapio__task_post(loop, &h->task);
+  return 0;
+}
+
+/* A fired timer joins the due list, kept sorted by (when, seq) so that
+ * calls due together run in the order they were scheduled. */
+static void on_timer(struct ev_loop *ev, ev_timer *w, int revents) {
+  tapio_handle *h = TAPIO_CONTAINER(w, tapio_handle, timer);
+  tapio_handle **p = &h->loop->due;
+  (void)ev;
+  (void)revents;
+  while (*p && ((*p)->when < h->when ||
+                ((*p)->when == h->when && (*p)->seq < h->seq)))
+    p = &(*p)->next_due;
+  h->next_due = *p;
+  *p = h;
+  h->state = H_DUE;
+}
+
+void tapio__queue_due(tapio_loop *loop) {
+  tapio_handle *h = loop->due;
+  loop->due = NULL;
+  while (h) {
+    tapio_handle *next = h->next_due;
+    h->state = H_READY;
+    tapio__task_post(loop, &h->task);
+    h = next;
+  }
+}
+
+int tapio_call_at(tapio_loop *loop, double when, tapio_call_fn fn, void *ud,
+                  tapio_handle **out) {
+  tapio_handle *h = loop ? handle_new(loop, fn, ud, out) : NULL;
+  double after;
+  if (!h)
+    return bad_call(loop, fn);
+  h->when = when;
+  /* libev counts from its cached time; refresh it so a timer never fires
+   * before `when` on tapio's clock. */
+  ev_now_update(loop->ev);
+  after = when - tapio__now();
+  ev_timer_init(&h->timer, on_timer, after > 0 ? after : 0, 0);
+  ev_timer_start(loop->ev, &h->timer);
+  h->state = H_TIMER;
+  return 0;
+}
+
+int tapio_call_later(tapio_loop *loop, double delay, tapio_call_fn fn,
+                     void *ud, tapio_handle **out) {
+  if (!loop)
+    return TAPIO_EINVAL;
+  return tapio_call_at(loop, tapio__now() + (delay > 0 ? delay : 0), fn, ud,
+                       out);
+}
+
+static void unlink_due(tapio_handle *h) {
+  tapio_handle **p = &h->loop->due;
+  while (*p && *p != h)
+    p = &(*p)->next_due;
+  if (*p)
+    *p = h->next_due;
+}
+
+void tapio_handle_cancel(tapio_handle *h) {
+  if (!h || h->cancelled)
+    return;
+  h->cancelled = 1;
+  /* A queued call is skipped when the queue reaches it; one that waits on
+   * a timer or in the due list leaves the loop now. */
+  if (h->state == H_TIMER)
+    ev_timer_stop(h->loop->ev, &h->timer);
+  else if (h->state == H_DUE)
+    unlink_due(h);
+  else
+    return;
+  h->state = H_DONE;
+  handle_unref(h);
+}
+
+int tapio_handle_cancelled(tapio_handle *h) { return h->cancelled; }
+
+double tapio_handle_when(tapio_handle *h) { return h->when; }
+
+void tapio_handle_release(tapio_handle *h) {
+  if (h)
+    handle_unref(h);
+}
+
+/* tapio_loop_free: no user call runs during teardown. */
+void tapio__handles_cancel_all(tapio_loop *loop) {
+  tapio__link *l;
+  for (l = loop->handles.next; l != &loop->handles; l = l->next) {
+    tapio_handle *h = TAPIO_CONTAINER(l, tapio_handle, link);
+    h->cancelled = 1;
+    if (h->state == H_TIMER)
+      ev_timer_stop(loop->ev, &h->timer);
+  }
+}
+
+/* tapio_loop_free: the caller's references die with the loop. */
+void tapio__handles_free_all(tapio_loop *loop) {
+  while (!tapio__list_empty(&loop->handles)) {
+    tapio_handle *h = TAPIO_CONTAINER(loop->handles.next, tapio_handle, link);
+    tapio__list_remove(&h->link);
+    tapio__free(loop, h, sizeof *h);
+  }
+}

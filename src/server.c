@@ -1,0 +1,364 @@
+/* Servers: listening sockets, accepting, the clients they made, closing. */
+#include "tapio_int.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define ACCEPT_RETRY_DELAY 1.0 /* seconds, after running out of fds */
+
+typedef struct listener {
+  ev_io io;
+  tapio_server *server;
+} listener;
+
+typedef struct waiter {
+  struct waiter *next;
+  tapio_closed_fn cb;
+  void *ud;
+} waiter;
+
+struct tapio_server {
+  tapio_loop *loop;
+  tapio__link link;      /* loop->servers */
+  tapio__link clients;   /* transports it accepted, still alive */
+  size_t nclients;
+  tapio_protocol_factory factory;
+  void *factory_ud;
+  listener *ls;
+  size_t nls;
+  int backlog, nodelay, cleanup;
+  uint8_t serving, closed, released, task_queued;
+  int busy;              /* inside an accept loop */
+  char *unix_path;
+  ino_t unix_ino;
+  ev_timer retry;
+  waiter *waiters;
+  tapio__task task;      /* runs the waiters */
+};
+
+/* Memory goes once the user let go, it is closed, its clients are gone
+ * and nothing of it is running or queued. */
+static void maybe_free(tapio_server *s) {
+  tapio_loop *loop = s->loop;
+  if (!s->released || !s->closed || s->nclients || s->task_queued ||
+      s->busy || s->waiters)
+    return;
+  tapio__list_remove(&s->link);
+  tapio__free(loop, s, sizeof *s);
+}
+
+static void run_waiters(tapio__task *task) {
+  tapio_server *s = TAPIO_CONTAINER(task, tapio_server, task);
+  waiter *w = s->waiters;
+  s->waiters = NULL;
+  s->busy++;
+  while (w) {
+    waiter *next = w->next;
+    w->cb(w->ud, s);
+    tapio__free(s->loop, w, sizeof *w);
+    w = next;
+  }
+  s->busy--;
+  s->task_queued = 0;
+  maybe_free(s);
+}
+
+static void check_waiters(tapio_server *s) {
+  if (s->closed && s->nclients == 0 && s->waiters && !s->task_queued) {
+    s->task_queued = 1;
+    tapio__task_post(s->loop, &s->task);
+  }
+}
+
+/* ---- Accepting --------------------------------------------------------- */
+
+static void listen_all(tapio_server *s, int on) {
+  size_t i;
+  for (i = 0; i < s->nls; i++) {
+    if (on)
+      ev_io_start(s->loop->ev, &s->ls[i].io);
+    else
+      ev_io_stop(s->loop->ev, &s->ls[i].io);
+  }
+}
+
+static void on_retry(struct ev_loop *ev, ev_timer *w, int revents) {
+  tapio_server *s = TAPIO_CONTAINER(w, tapio_server, retry);
+  (void)ev;
+  (void)revents;
+  if (s->serving)
+    listen_all(s, 1);
+}
+
+/* Out of descriptors or memory: stop accepting for a while rather than
+ * spin on a listener that stays readable. */
+static void accept_failed(tapio_server *s, int err) {
+  int code = tapio__from_errno(err);
+  if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+    tapio__report(s->loop, code,
+                  "accept failed; the server pauses accepting for 1 second",
+                  NULL);
+    listen_all(s, 0);
+    ev_timer_set(&s->retry, ACCEPT_RETRY_DELAY, 0);
+    ev_timer_start(s->loop->ev, &s->retry);
+  } else {
+    tapio__report(s->loop, code, "accept failed", NULL);
+  }
+}
+
+static void accept_one(tapio_server *s, int fd, int is_unix) {
+  const tapio_protocol *proto = NULL;
+  void *ud = NULL;
+  tapio_transport *t;
+  int rc = s->factory(s->factory_ud, s, &proto, &ud);
+  if (rc != 0 || !proto) {
+    close(fd);
+    tapio__report(s->loop, rc ? rc : TAPIO_EINVAL,
+                  "protocol factory rejected a connection", NULL);
+    return;
+  }
+  t = tapio__transport_new(s->loop, fd, proto, ud);
+  if (!t) {
+    close(fd);
+    tapio__report(s->loop, TAPIO_ENOMEM, "accept: out of memory", NULL);
+    return;
+  }
+  if (s->nodelay && !is_unix)
+    tapio__set_nodelay(fd);
+  t->server = s;
+  tapio__list_push(&s->clients, &t->slink);
+  s->nclients++;
+  tapio__transport_made(t);
+}
+
+static void on_accept(struct ev_loop *ev, ev_io *w, int revents) {
+  listener *l = TAPIO_CONTAINER(w, listener, io);
+  tapio_server *s = l->server;
+  int is_unix = s->unix_path != NULL, i;
+  (void)ev;
+  (void)revents;
+  s->busy++;
+  /* Bounded, as asyncio bounds it by the backlog: other work goes on. */
+  for (i = 0; i < (s->backlog > 0 ? s->backlog : 1) && s->serving; i++) {
+    int fd = accept4(w->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+      accept_one(s, fd, is_unix);
+    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      break;
+    } else if (errno != EINTR && errno != ECONNABORTED) {
+      accept_failed(s, errno);
+      break;
+    }
+  }
+  s->busy--;
+  maybe_free(s);
+}
+
+void tapio__server_detach(tapio_server *s, tapio_transport *t) {
+  tapio__list_remove(&t->slink);
+  t->server = NULL;
+  s->nclients--;
+  check_waiters(s);
+  maybe_free(s);
+}
+
+/* ---- Public methods ---------------------------------------------------- */
+
+int tapio_server_start_serving(tapio_server *s) {
+  if (s->closed)
+    return TAPIO_ECLOSED;
+  if (!s->serving) {
+    s->serving = 1;
+    listen_all(s, 1);
+  }
+  return 0;
+}
+
+int tapio_server_is_serving(tapio_server *s) {
+  return s->serving && !s->closed;
+}
+
+static void close_listeners(tapio_server *s) {
+  size_t i;
+  struct stat st;
+  for (i = 0; i < s->nls; i++) {
+    ev_io_stop(s->loop->ev, &s->ls[i].io);
+    close(s->ls[i].io.fd);
+  }
+  tapio__free(s->loop, s->ls, s->nls * sizeof *s->ls);
+  s->ls = NULL;
+  s->nls = 0;
+  /* Remove the socket file only if it is still the one we made. */
+  if (s->unix_path && s->cleanup && stat(s->unix_path, &st) == 0 &&
+      st.st_ino == s->unix_ino)
+    unlink(s->unix_path);
+  tapio__strfree(s->loop, s->unix_path);
+  s->unix_path = NULL;
+}
+
+int tapio_server_close(tapio_server *s) {
+  if (s->closed)
+    return 0;
+  s->closed = 1;
+  s->serving = 0;
+  ev_timer_stop(s->loop->ev, &s->retry);
+  close_listeners(s);
+  check_waiters(s);
+  return 0;
+}
+
+static void each_client(tapio_server *s, int (*fn)(tapio_transport *)) {
+  tapio__link *l;
+  /* close and abort never call back synchronously: the list holds still */
+  for (l = s->clients.next; l != &s->clients; l = l->next)
+    fn(TAPIO_CONTAINER(l, tapio_transport, slink));
+}
+
+int tapio_server_close_clients(tapio_server *s) {
+  each_client(s, tapio_transport_close);
+  return 0;
+}
+
+int tapio_server_abort_clients(tapio_server *s) {
+  each_client(s, tapio_transport_abort);
+  return 0;
+}
+
+size_t tapio_server_client_count(tapio_server *s) { return s->nclients; }
+
+int tapio_server_wait_closed(tapio_server *s, tapio_closed_fn cb, void *ud) {
+  waiter *w;
+  if (!cb)
+    return TAPIO_EINVAL;
+  if (s->loop->freeing)
+    return TAPIO_ECLOSED;
+  w = tapio__alloc(s->loop, sizeof *w);
+  if (!w)
+    return TAPIO_ENOMEM;
+  w->cb = cb;
+  w->ud = ud;
+  w->next = s->waiters;
+  s->waiters = w;
+  check_waiters(s);
+  return 0;
+}
+
+size_t tapio_server_socket_count(tapio_server *s) { return s->nls; }
+
+int tapio_server_get_address(tapio_server *s, size_t i, char *host,
+                             size_t hostlen, int *port, int *family) {
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  if (i >= s->nls)
+    return TAPIO_EINVAL;
+  memset(&ss, 0, sizeof ss);
+  if (getsockname(s->ls[i].io.fd, (struct sockaddr *)&ss, &len) < 0)
+    return tapio__from_errno(errno);
+  return tapio__format_addr((struct sockaddr *)&ss, len, host, hostlen, port,
+                            family);
+}
+
+int tapio_server_get_fd(tapio_server *s, size_t i) {
+  return i < s->nls ? s->ls[i].io.fd : TAPIO_EINVAL;
+}
+
+tapio_loop *tapio_server_get_loop(tapio_server *s) { return s->loop; }
+
+void tapio_server_release(tapio_server *s) {
+  if (!s || s->released)
+    return;
+  s->released = 1;
+  tapio_server_close(s);
+  maybe_free(s);
+}
+
+void tapio__servers_close_all(tapio_loop *loop) {
+  tapio__link *l;
+  for (l = loop->servers.next; l != &loop->servers; l = l->next) {
+    tapio_server *s = TAPIO_CONTAINER(l, tapio_server, link);
+    tapio_server_close(s);
+    tapio_server_abort_clients(s);
+  }
+}
+
+/* After the loop's last drain: what the user never released goes too. */
+void tapio__servers_free_all(tapio_loop *loop) {
+  while (!tapio__list_empty(&loop->servers)) {
+    tapio_server *s = TAPIO_CONTAINER(loop->servers.next, tapio_server, link);
+    while (s->waiters) {
+      waiter *w = s->waiters;
+      s->waiters = w->next;
+      tapio__free(loop, w, sizeof *w);
+    }
+    s->released = 1;
+    s->task_queued = 0;
+    s->busy = 0;
+    s->nclients = 0;
+    maybe_free(s);
+  }
+}
+
+/* ---- Creating ---------------------------------------------------------- */
+
+tapio_server *tapio__server_new(tapio_loop *loop,
+                                tapio_protocol_factory factory, void *ud,
+                                const tapio_options *opts) {
+  tapio_server *s = tapio__calloc(loop, sizeof *s);
+  if (!s)
+    return NULL;
+  s->loop = loop;
+  s->factory = factory;
+  s->factory_ud = ud;
+  s->backlog = (int)tapio__opt_int(opts, TAPIO__OPT_BACKLOG, 100);
+  s->nodelay = (int)tapio__opt_int(opts, TAPIO__OPT_NODELAY, 1);
+  s->cleanup = (int)tapio__opt_int(opts, TAPIO__OPT_CLEANUP_SOCKET, 1);
+  s->task.run = run_waiters;
+  tapio__list_init(&s->clients);
+  tapio__list_push(&loop->servers, &s->link);
+  ev_init(&s->retry, on_retry);
+  return s;
+}
+
+/* Adds a listening socket; the server owns fd from now on. */
+int tapio__server_add_fd(tapio_server *s, int fd) {
+  size_t n = s->nls + 1;
+  listener *ls = tapio__alloc(s->loop, n * sizeof *ls);
+  size_t i;
+  if (!ls) {
+    close(fd);
+    return TAPIO_ENOMEM;
+  }
+  for (i = 0; i < s->nls; i++) {
+    ls[i] = s->ls[i];
+    ev_io_init(&ls[i].io, on_accept, s->ls[i].io.fd, EV_READ);
+  }
+  ls[s->nls].server = s;
+  ev_io_init(&ls[s->nls].io, on_accept, fd, EV_READ);
+  tapio__free(s->loop, s->ls, s->nls * sizeof *s->ls);
+  s->ls = ls;
+  s->nls = n;
+  return 0;
+}
+
+int tapio__server_set_unix_path(tapio_server *s, const char *path) {
+  struct stat st;
+  s->unix_path = tapio__strdup(s->loop, path);
+  if (!s->unix_path)
+    return TAPIO_ENOMEM;
+  if (stat(path, &st) == 0)
+    s->unix_ino = st.st_ino;
+  return 0;
+}
+
+/* A server whose creation failed: nothing was seen by the user. */
+void tapio__server_destroy(tapio_server *s) {
+  s->cleanup = 0;
+  s->released = 1;
+  tapio_server_close(s);
+  maybe_free(s);
+}
