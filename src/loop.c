@@ -300,6 +300,7 @@ int tapio_loop_new_with_allocator(tapio_loop **out, tapio_alloc_fn alloc,
   memset(loop, 0, sizeof *loop);
   loop->alloc = alloc;
   loop->alloc_ud = ud;
+  loop->memory = sizeof *loop;
   rc = loop_init(loop);
   if (rc < 0) {
     alloc(ud, loop, sizeof *loop, 0);
@@ -337,11 +338,11 @@ int tapio_loop_free(tapio_loop *loop) {
   loop->freeing = 1;
   drain(loop); /* queued requests see `freeing` and complete: ECANCELED */
   tapio__requests_cancel_all(loop);
-  tapio__servers_close_all(loop);
   for (l = loop->transports.next; l != &loop->transports; l = l->next) {
     tapio_transport *t = TAPIO_CONTAINER(l, tapio_transport, link);
     tapio__transport_force_close(t, TAPIO_ECANCELED, NULL);
   }
+  tapio__servers_close_all(loop);
   drain(loop);
   tapio__servers_free_all(loop);
   tapio__handles_free_all(loop);

@@ -280,9 +280,7 @@ void tapio_server_release(tapio_server *s) {
 void tapio__servers_close_all(tapio_loop *loop) {
   tapio__link *l;
   for (l = loop->servers.next; l != &loop->servers; l = l->next) {
-    tapio_server *s = TAPIO_CONTAINER(l, tapio_server, link);
-    tapio_server_close(s);
-    tapio_server_abort_clients(s);
+    tapio_server_close(TAPIO_CONTAINER(l, tapio_server, link));
   }
 }
 
