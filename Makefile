@@ -2,7 +2,8 @@
 BUILD ?= build
 JOBS ?= $(shell nproc)
 # Debian packages the build, the tests and the benchmark need.
-PKGS = cmake make gcc pkg-config libev-dev valgrind util-linux
+PKGS = cmake make gcc pkg-config libev-dev valgrind util-linux luajit \
+  python3 python3-cffi
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps configure build run test bench clean
