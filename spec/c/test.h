@@ -114,16 +114,21 @@ static inline double now_sec(void)
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+static inline int under_valgrind(void)
+{
+  const char *preload = getenv("LD_PRELOAD");
+  return preload && strstr(preload, "vgpreload");
+}
+
 /* How long a wait may take before the test fails. Generous under valgrind
  * and sanitizers, which slow every callback down. */
 static inline double test_timeout(void)
 {
   const char *env = getenv("TAPIO_TEST_TIMEOUT");
-  const char *preload = getenv("LD_PRELOAD");
   double t = 5.0;
   if (env && atof(env) > 0)
     return atof(env);
-  if (preload && strstr(preload, "vgpreload"))
+  if (under_valgrind())
     t *= 5;
 #if defined(__SANITIZE_ADDRESS__)
   t *= 2;
@@ -790,27 +795,29 @@ static inline int raw_listen(int family, int *port)
   return fd;
 }
 
-/* Polls fd for events, running the loop (when given) meanwhile so that
- * tapio can make progress: the tapio side and the raw side wake the same
- * poll through the loop's backend descriptor. 1 when ready, 0 on timeout. */
+/* Waits until fd is ready for events, running the loop (when given)
+ * meanwhile so that tapio makes progress: the loop waits for its own events
+ * or a 5 ms tick, whichever comes first, then fd is polled. 1 when ready,
+ * 0 on timeout. */
 static inline int raw_wait(tapio_loop *loop, int fd, short events)
 {
   double end = now_sec() + test_timeout();
   for (;;) {
-    struct pollfd p[2];
-    p[0].fd = fd;
-    p[0].events = events;
-    p[1].fd = loop ? tapio_loop_backend_fd(loop) : -1;
-    p[1].events = POLLIN;
-    p[0].revents = p[1].revents = 0;
-    /* short slices: loop timers do not wake the backend descriptor */
-    poll(p, 2, 10);
-    if (p[0].revents)
+    struct pollfd p;
+    double left = end - now_sec();
+    p.fd = fd;
+    p.events = events;
+    p.revents = 0;
+    if (poll(&p, 1, loop || left <= 0 ? 0 : (int)(left * 1000) + 1) > 0)
       return 1;
-    if (loop)
-      CHECK_OK(tapio_loop_run_once(loop, 0));
     if (now_sec() > end)
       return 0;
+    if (loop) {
+      deadline tick;
+      deadline_start(&tick, loop, 0.005);
+      CHECK_OK(tapio_loop_run_once(loop, 1));
+      deadline_end(&tick);
+    }
   }
 }
 
