@@ -240,7 +240,10 @@ size_t tapio_transport_get_write_buffer_size(tapio_transport *t) {
 static ssize_t send_iov(tapio_transport *t, struct iovec *iov, int n) {
   ssize_t r;
   do {
-    if (t->flags & TAPIO__T_SOCKET) {
+    if (n == 1 && (t->flags & TAPIO__T_SOCKET)) {
+      /* the common case: one buffer, no msghdr to fill */
+      r = send(t->wio.fd, iov->iov_base, iov->iov_len, MSG_NOSIGNAL);
+    } else if (t->flags & TAPIO__T_SOCKET) {
       struct msghdr msg;
       memset(&msg, 0, sizeof msg);
       msg.msg_iov = iov;
