@@ -41,7 +41,8 @@
 #define TEST_SKIP_STATUS 77
 
 static inline void test_fail_(const char *file, int line, const char *fmt,
-                              ...) __attribute__((noreturn, format(printf, 3, 4)));
+                              ...)
+    __attribute__((noreturn, format(printf, 3, 4)));
 static inline void test_fail_(const char *file, int line, const char *fmt,
                               ...)
 {
@@ -212,7 +213,7 @@ static inline int test_main(int argc, char **argv, const test_case *tests,
     return test_main(argc, argv, tests_, sizeof tests_ / sizeof *tests_);    \
   }
 
-/* ---- Loop helpers ------------------------------------------------------- */
+/* ---- Loop helpers -------------------------------------------------------- */
 
 static inline tapio_loop *new_loop(void)
 {
@@ -544,7 +545,7 @@ static const tapio_protocol rec_bproto = {
   rec_get_buffer_, rec_buffer_updated_
 };
 
-/* ---- Exception handler that records ------------------------------------ */
+/* ---- Exception handler that records -------------------------------------- */
 
 typedef struct exc_rec {
   int n;
@@ -564,7 +565,7 @@ static inline void exc_record(void *ud, tapio_loop *loop, int code,
   snprintf(e->message, sizeof e->message, "%s", message ? message : "");
 }
 
-/* ---- Creating connections ---------------------------------------------- */
+/* ---- Creating connections ------------------------------------------------ */
 
 /* What a create_* completion delivered, and whether connection_made had
  * already run then. */
@@ -727,6 +728,14 @@ static inline void srv_free(srv *sv)
   sv->n = 0;
 }
 
+/* The end of a test with a server: its reference, the loop, the recs. */
+static inline void srv_release_and_free(srv *sv, tapio_loop *loop)
+{
+  tapio_server_release(sv->s);
+  free_loop(loop);
+  srv_free(sv);
+}
+
 /* The server side of a connection a client makes: waits for it. */
 static inline rec *srv_wait_conn(srv *sv, size_t i)
 {
@@ -734,7 +743,7 @@ static inline rec *srv_wait_conn(srv *sv, size_t i)
   return sv->conns[i];
 }
 
-/* ---- Raw sockets (the peer that is not tapio) -------------------------- */
+/* ---- Raw sockets (the peer that is not tapio) ---------------------------- */
 
 static inline void raw_nonblock(int fd)
 {
@@ -969,7 +978,7 @@ static inline long pattern_check(const char *buf, size_t n, size_t offset)
 /* Writes pattern bytes in chunks until tapio has to keep some: the kernel
  * buffers towards a peer that does not read are full. Returns the number of
  * bytes written; *offset advances. Does not run the loop, so nothing
- * drains meanwhile. */
+ * drains meanwhile. Stops early if the transport starts closing. */
 static inline size_t fill_until_buffered(tapio_transport *t, size_t *offset)
 {
   enum { CHUNK = 64 * 1024 };
@@ -979,7 +988,8 @@ static inline size_t fill_until_buffered(tapio_transport *t, size_t *offset)
   int small = 16 * 1024;
   setsockopt(tapio_transport_get_fd(t), SOL_SOCKET, SO_SNDBUF, &small,
              sizeof small);
-  while (tapio_transport_get_write_buffer_size(t) == 0) {
+  while (tapio_transport_get_write_buffer_size(t) == 0 &&
+         !tapio_transport_is_closing(t)) { /* pause_writing may close */
     if (total > 256u * 1024 * 1024)
       FAIL("wrote 256 MiB and tapio buffered nothing");
     pattern_fill(chunk, CHUNK, *offset);

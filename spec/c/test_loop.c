@@ -75,6 +75,28 @@ static void loop_run_until_stop(void)
   free_loop(loop);
 }
 
+/* A stopped loop runs again: the stop is spent by the run it ended. */
+static void loop_run_again_after_stop(void)
+{
+  tapio_loop *loop = new_loop();
+  stopper s = { loop, 0, 0 };
+  int late = 0;
+  deadline d;
+  deadline_start(&d, loop, test_timeout());
+  CHECK_OK(tapio_call_soon(loop, stop_call, &s, NULL));
+  CHECK_OK(tapio_loop_run(loop));
+  CHECK_EQ(s.calls, 1);
+  /* the second run must wait for the timer, not return at once */
+  CHECK_OK(tapio_call_later(loop, 0.02, count_call, &late, NULL));
+  CHECK_OK(tapio_call_later(loop, 0.03, stop_call, &s, NULL));
+  CHECK_OK(tapio_loop_run(loop));
+  CHECK_EQ(late, 1);
+  CHECK_EQ(s.calls, 2);
+  CHECK(!d.expired);
+  deadline_end(&d);
+  free_loop(loop);
+}
+
 /* run_once(loop, 0) handles what is ready and returns without waiting for
  * a timer that is not due. */
 static void loop_run_once_nowait(void)
@@ -254,6 +276,43 @@ static void handle_cancel_before_run(void)
   free_loop(loop);
 }
 
+/* A call cancelled by an earlier call of the same iteration does not run. */
+typedef struct canceller {
+  tapio_handle *victim;
+  int ran;
+} canceller;
+
+static void cancel_victim(void *ud)
+{
+  tapio_handle_cancel(((canceller *)ud)->victim);
+}
+
+static void handle_cancel_from_earlier_call(void)
+{
+  tapio_loop *loop = new_loop();
+  canceller c = { NULL, 0 };
+  int after = 0;
+  CHECK_OK(tapio_call_soon(loop, cancel_victim, &c, NULL));
+  CHECK_OK(tapio_call_soon(loop, count_call, &c.ran, &c.victim));
+  CHECK_OK(tapio_call_soon(loop, count_call, &after, NULL));
+  WAIT_FOR(loop, after == 1);
+  CHECK_EQ(c.ran, 0);
+  tapio_handle_release(c.victim);
+  free_loop(loop);
+}
+
+/* call_at with a time already past runs at the next iteration. */
+static void call_at_in_the_past_runs(void)
+{
+  tapio_loop *loop = new_loop();
+  int n = 0;
+  CHECK_OK(tapio_call_at(loop, tapio_loop_time(loop) - 100, count_call, &n,
+                         NULL));
+  CHECK_EQ(n, 0);
+  WAIT_FOR(loop, n == 1);
+  free_loop(loop);
+}
+
 static void handle_cancel_after_run_harmless(void)
 {
   tapio_loop *loop = new_loop();
@@ -326,7 +385,8 @@ static void chain_call(void *ud)
 {
   chain *c = ud;
   c->runs++;
-  if (!c->stop)
+  /* a loop that starves I/O never gets back to the deadline: end anyway */
+  if (!c->stop && c->runs < 100000)
     CHECK_OK(tapio_call_soon(c->loop, chain_call, c, NULL));
 }
 
@@ -527,7 +587,62 @@ static void call_soon_threadsafe_wakes_loop(void)
   free_loop(loop);
 }
 
-/* ---- Freeing with live handles ------------------------------------------ */
+/* Many threads at once: every call runs exactly once, on the loop's
+ * thread. */
+enum { TS_THREADS = 4, TS_CALLS = 2000 };
+
+typedef struct ts_many {
+  tapio_loop *loop;
+  int counts[TS_THREADS];
+  int total;
+} ts_many;
+
+typedef struct ts_arg {
+  ts_many *m;
+  int index;
+} ts_arg;
+
+static void ts_count(void *ud)
+{
+  ts_arg *a = ud;
+  a->m->counts[a->index]++; /* the loop's thread only: no race */
+  a->m->total++;
+}
+
+static void *ts_thread(void *ud)
+{
+  ts_arg *a = ud;
+  int i;
+  for (i = 0; i < TS_CALLS; i++)
+    CHECK_OK(tapio_call_soon_threadsafe(a->m->loop, ts_count, a));
+  return NULL;
+}
+
+static void call_soon_threadsafe_many_threads(void)
+{
+  tapio_loop *loop = new_loop();
+  ts_many m;
+  ts_arg args[TS_THREADS];
+  pthread_t th[TS_THREADS];
+  int i;
+  memset(&m, 0, sizeof m);
+  m.loop = loop;
+  for (i = 0; i < TS_THREADS; i++) {
+    args[i].m = &m;
+    args[i].index = i;
+    CHECK(pthread_create(&th[i], NULL, ts_thread, &args[i]) == 0);
+  }
+  WAIT_FOR(loop, m.total == TS_THREADS * TS_CALLS);
+  for (i = 0; i < TS_THREADS; i++) {
+    CHECK(pthread_join(th[i], NULL) == 0);
+    CHECK_EQ(m.counts[i], TS_CALLS);
+  }
+  spin(loop, 3);
+  CHECK_EQ(m.total, TS_THREADS * TS_CALLS);
+  free_loop(loop);
+}
+
+/* ---- Freeing with live handles ------------------------------------------- */
 
 /* Transports still open when the loop goes get connection_lost with
  * ECANCELED; the server still held is closed and freed with the loop. */
@@ -548,6 +663,54 @@ static void loop_free_with_open_transports(void)
   CHECK_STR(server_side->log, "made lost:ECANCELED");
   srv_free(&sv);
   rec_free(&client);
+}
+
+/* A transport still flushing a close, and one whose connection_lost is
+ * already due, when the loop goes: each gets exactly one connection_lost
+ * and the buffered bytes are freed (valgrind and LeakSanitizer check). */
+static void loop_free_with_closing_transports(void)
+{
+  tapio_loop *loop = new_loop();
+  rec a, b;
+  size_t offset = 0;
+  int pa, pb;
+  rec_init(&a);
+  rec_init(&b);
+  pa = pair_raw(loop, &a);
+  pb = pair_raw(loop, &b);
+  CHECK_OK(tapio_transport_set_write_buffer_limits(a.t, 1 << 30, -1));
+  fill_until_buffered(a.t, &offset);
+  CHECK_OK(tapio_transport_close(a.t)); /* the peer does not read */
+  CHECK_OK(tapio_transport_abort(b.t));
+  free_loop(loop);
+  if (strcmp(a.log, "made lost:0") != 0)
+    CHECK_STR(a.log, "made lost:ECANCELED");
+  CHECK_STR(b.log, "made lost:0");
+  close(pa);
+  close(pb);
+  rec_free(&a);
+  rec_free(&b);
+}
+
+/* A released server whose connections are still open when the loop goes:
+ * the connections are lost with ECANCELED, the server's memory goes. */
+static void loop_free_after_server_release(void)
+{
+  tapio_loop *loop = new_loop();
+  srv sv;
+  rec c;
+  rec_init(&c);
+  srv_start(&sv, loop);
+  CHECK_OK(connect_tcp(loop, "127.0.0.1", sv.port, &c, NULL));
+  srv_wait_conn(&sv, 0);
+  tapio_server_release(sv.s);
+  sv.s = NULL;
+  spin(loop, 2);
+  free_loop(loop);
+  CHECK_STR(c.log, "made lost:ECANCELED");
+  CHECK_STR(sv.conns[0]->log, "made lost:ECANCELED");
+  srv_free(&sv);
+  rec_free(&c);
 }
 
 /* A connect that cannot complete yet (the listener's accept queue is full,
@@ -690,7 +853,7 @@ static void loop_custom_allocator(void)
   CHECK_EQ(never, 0);
 }
 
-/* ---- Errors, versions, options ------------------------------------------ */
+/* ---- Errors, versions, options ------------------------------------------- */
 
 static void error_names_and_messages(void)
 {
@@ -766,6 +929,7 @@ TEST_MAIN(
   TEST(loop_new_and_free),
   TEST(loop_many_loops),
   TEST(loop_run_until_stop),
+  TEST(loop_run_again_after_stop),
   TEST(loop_run_once_nowait),
   TEST(loop_run_once_wait),
   TEST(loop_time_monotonic),
@@ -775,6 +939,8 @@ TEST_MAIN(
   TEST(call_at_equal_times_fifo),
   TEST(call_later_zero_delay_fifo),
   TEST(handle_cancel_before_run),
+  TEST(handle_cancel_from_earlier_call),
+  TEST(call_at_in_the_past_runs),
   TEST(handle_cancel_after_run_harmless),
   TEST(handle_when),
   TEST(handle_release_keeps_call),
@@ -785,7 +951,10 @@ TEST_MAIN(
   TEST(exception_handler_default_prints),
   TEST(exception_handler_replaced),
   TEST(call_soon_threadsafe_wakes_loop),
+  TEST(call_soon_threadsafe_many_threads),
   TEST(loop_free_with_open_transports),
+  TEST(loop_free_with_closing_transports),
+  TEST(loop_free_after_server_release),
   TEST(loop_free_completes_pending_connect),
   TEST(loop_memory_returns_after_close),
   TEST(loop_custom_allocator),
