@@ -2,8 +2,9 @@
 BUILD ?= build
 JOBS ?= $(shell nproc)
 # Debian packages the build, the tests and the benchmark need.
-PKGS = cmake make gcc pkg-config libev-dev valgrind util-linux luajit \
-  python3 python3-cffi
+PKGS = cmake make gcc pkg-config libev-dev valgrind util-linux \
+  lua5.4 liblua5.4-dev luajit libluajit-5.1-dev lua-busted \
+  python3 python3-cffi lua-luv python3-uvloop
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps configure build run test bench clean
@@ -26,7 +27,7 @@ configure: deps
 build: configure
 	cmake --build $(BUILD) -j $(JOBS)
 
-# The main demo: the C echo server and a client exchanging a message.
+# The main demo: the reference's echo server and client, in Lua.
 run: build
 	@./examples/run_demo.sh $(BUILD)
 

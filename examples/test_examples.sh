@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Runs the Lua examples with the tapio host: the TCP echo server and client
+# against each other and against the reference's Python versions (when a
+# python3 is given), and checks each prints what the Python version prints.
+# Usage: examples/test_examples.sh path/to/tapio [python3]
+set -u
+host=${1:?usage: $0 path/to/tapio [python3]}
+python=${2:-}
+here=$(cd "$(dirname "$0")" && pwd)
+work=$(mktemp -d)
+pids=()
+trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; rm -rf "$work"' EXIT
+failures=0
+
+fail() {
+  echo "FAIL: $*" >&2
+  failures=$((failures + 1))
+}
+
+free_port() {
+  if [ -n "$python" ]; then
+    "$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+  else
+    echo $((20000 + RANDOM % 20000))
+  fi
+}
+
+# Waits (bounded) until something listens on 127.0.0.1:$1, by reading
+# /proc/net/tcp: a probe connection would show in the server's output.
+wait_listening() {
+  local hex
+  hex=$(printf '%04X' "$1")
+  for _ in $(seq 1 200); do
+    grep -q "0100007F:$hex 00000000:0000 0A" /proc/net/tcp && return 0
+    sleep 0.05
+  done
+  return 1
+}
+
+# The ephemeral client port differs from run to run.
+mask() { sed -E "s/\('127\.0\.0\.1', [0-9]+\)/('127.0.0.1', PORT)/" "$1"; }
+
+# run_pair NAME SERVER-CMD... -- CLIENT-CMD...: outputs in $work/NAME.*
+run_pair() {
+  local name=$1
+  shift
+  local server=() client=()
+  while [ "$1" != "--" ]; do server+=("$1"); shift; done
+  shift
+  client=("$@")
+  local port
+  port=$(free_port)
+  "${server[@]}" "$port" >"$work/$name.server" 2>&1 &
+  local spid=$!
+  pids+=("$spid")
+  if ! wait_listening "$port"; then
+    fail "$name: the server did not listen on $port"
+    cat "$work/$name.server" >&2
+    return
+  fi
+  if ! timeout 20 "${client[@]}" "$port" >"$work/$name.client" 2>&1; then
+    fail "$name: the client failed"
+    cat "$work/$name.client" >&2
+  fi
+  # The server prints its last line right after the client's end.
+  for _ in $(seq 1 100); do
+    grep -q "Close the client socket" "$work/$name.server" && break
+    sleep 0.05
+  done
+  kill "$spid" 2>/dev/null
+  wait "$spid" 2>/dev/null
+}
+
+expect_same() { # what expected-file actual-file
+  if ! diff -u <(mask "$2") <(mask "$3") >"$work/diff"; then
+    fail "$1 differs from the reference's output"
+    cat "$work/diff" >&2
+  else
+    echo "ok: $1"
+  fi
+}
+
+lua_server=("$host" "$here/tcp_echo_server.lua")
+lua_client=("$host" "$here/tcp_echo_client.lua")
+
+run_pair lua "${lua_server[@]}" -- "${lua_client[@]}"
+
+if [ -n "$python" ]; then
+  py_server=("$python" -u "$here/python/tcp_echo_server.py")
+  py_client=("$python" -u "$here/python/tcp_echo_client.py")
+  run_pair py "${py_server[@]}" -- "${py_client[@]}"
+  run_pair luapy "${lua_server[@]}" -- "${py_client[@]}"
+  run_pair pylua "${py_server[@]}" -- "${lua_client[@]}"
+  expect_same "Lua server vs Lua client: server" "$work/py.server" "$work/lua.server"
+  expect_same "Lua server vs Lua client: client" "$work/py.client" "$work/lua.client"
+  expect_same "Lua server vs Python client: server" "$work/py.server" "$work/luapy.server"
+  expect_same "Python server vs Lua client: client" "$work/py.client" "$work/pylua.client"
+  "$python" -u "$here/python/existing_socket.py" >"$work/py.existing" 2>&1
+else
+  # Without Python, the reference's output as the documentation shows it.
+  printf '%s\n' "Connection from ('127.0.0.1', 1)" \
+    "Data received: 'Hello World!'" "Send: 'Hello World!'" \
+    "Close the client socket" >"$work/ref.server"
+  printf '%s\n' "Data sent: 'Hello World!'" "Data received: 'Hello World!'" \
+    "The server closed the connection" >"$work/ref.client"
+  printf '%s\n' "Received: abc" >"$work/py.existing"
+  expect_same "Lua server vs Lua client: server" "$work/ref.server" "$work/lua.server"
+  expect_same "Lua server vs Lua client: client" "$work/ref.client" "$work/lua.client"
+fi
+
+if ! timeout 20 "$host" "$here/existing_socket.lua" >"$work/lua.existing" 2>&1; then
+  fail "existing_socket.lua failed"
+fi
+expect_same "existing_socket" "$work/py.existing" "$work/lua.existing"
+
+[ "$failures" -eq 0 ] || { echo "$failures failure(s)" >&2; exit 1; }
+echo "all examples ok"

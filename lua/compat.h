@@ -1,0 +1,69 @@
+/* The few differences between the Lua 5.4 API and the 5.1 API of LuaJIT
+ * that the binding meets, in one place. The binding is written against
+ * 5.4; these macros give 5.1/LuaJIT the same names. LuaJIT 2.1 already
+ * has luaL_setfuncs, luaL_newlib, luaL_testudata, luaL_setmetatable and
+ * luaL_traceback. */
+#ifndef TAPIO_LUA_COMPAT_H
+#define TAPIO_LUA_COMPAT_H
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#if LUA_VERSION_NUM >= 504
+
+/* One user value per userdata is all the binding uses. */
+#define tl_newuserdata(L, size) lua_newuserdatauv((L), (size), 1)
+#define tl_setuservalue(L, idx) ((void)lua_setiuservalue((L), (idx), 1))
+#define tl_getuservalue(L, idx) ((void)lua_getiuservalue((L), (idx), 1))
+#define tl_rawlen(L, idx) lua_rawlen((L), (idx))
+#define tl_rawgetp(L, idx, p) ((void)lua_rawgetp((L), (idx), (p)))
+#define tl_rawsetp(L, idx, p) lua_rawsetp((L), (idx), (p))
+#define tl_isinteger(L, idx) lua_isinteger((L), (idx))
+
+#elif LUA_VERSION_NUM == 501
+
+#include <math.h>
+
+#ifndef LUA_OK
+#define LUA_OK 0
+#endif
+
+/* 5.1 keeps a table, not any value, as a userdata's environment; the
+ * binding only ever stores tables there. */
+#define tl_newuserdata(L, size) lua_newuserdata((L), (size))
+#define tl_setuservalue(L, idx) ((void)lua_setfenv((L), (idx)))
+#define tl_getuservalue(L, idx) lua_getfenv((L), (idx))
+#define tl_rawlen(L, idx) lua_objlen((L), (idx))
+
+static inline int tl_absindex(lua_State *L, int idx) {
+  return (idx > 0 || idx <= LUA_REGISTRYINDEX) ? idx : lua_gettop(L) + idx + 1;
+}
+
+static inline void tl_rawgetp(lua_State *L, int idx, const void *p) {
+  idx = tl_absindex(L, idx);
+  lua_pushlightuserdata(L, (void *)p);
+  lua_rawget(L, idx);
+}
+
+static inline void tl_rawsetp(lua_State *L, int idx, const void *p) {
+  idx = tl_absindex(L, idx);
+  lua_pushlightuserdata(L, (void *)p);
+  lua_insert(L, -2);
+  lua_rawset(L, idx);
+}
+
+/* 5.1 numbers are doubles: an "integer" is a whole number. */
+static inline int tl_isinteger(lua_State *L, int idx) {
+  lua_Number n;
+  if (lua_type(L, idx) != LUA_TNUMBER)
+    return 0;
+  n = lua_tonumber(L, idx);
+  return n == floor(n) && n >= -9007199254740992.0 &&
+         n <= 9007199254740992.0;
+}
+
+#else
+#error "tapio's Lua binding supports Lua 5.4 and LuaJIT (5.1 API)"
+#endif
+
+#endif

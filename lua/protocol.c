@@ -1,0 +1,279 @@
+/* The Lua binding's protocol side: the tapio_protocol tables whose
+ * callbacks call a Lua protocol table's methods, each through the loop's
+ * one protected-call path (loop.c) and a trampoline that does the method
+ * lookup, the data string and the error values inside the protected call.
+ * A missing method is the reference's default. */
+#include "tapio_lua.h"
+
+/* A protocol with get_buffer is a BufferedProtocol, as asyncio decides by
+ * class when the protocol is set; the tapio table must say so. */
+void tl_choose_kind(lua_State *L, int proto, tl_transport *lt) {
+  lua_getfield(L, proto, "get_buffer");
+  lt->buffered = !lua_isnil(L, -1);
+  lua_pop(L, 1);
+  if (lt->t)
+    tapio_transport_set_protocol(lt->t,
+                                 lt->buffered ? &tl_buffered_protocol
+                                              : &tl_plain_protocol,
+                                 lt);
+}
+
+void tl_take_protocol(lua_State *L, tl_transport *lt) {
+  lua_call(L, 0, 1);
+  if (!lua_istable(L, -1))
+    luaL_error(L, "tapio: the protocol factory returned %s, not a table",
+               luaL_typename(L, -1));
+  tl_choose_kind(L, lua_gettop(L), lt);
+  lt->proto_ref = tl_ref(lt->lb, L);
+}
+
+/* ---- Trampolines: inside the protected call ---------------------------- */
+
+/* proto[name](proto, values at first..top) with nres results; returns 0
+ * without calling when the method is missing (the reference's default). */
+static int call_method(lua_State *L, tl_transport *lt, const char *name,
+                       int first, int nres) {
+  int top = lua_gettop(L), i;
+  if (lt->proto_ref == LUA_NOREF)
+    return 0; /* the factory failed: there is no protocol */
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lt->proto_ref);
+  lua_getfield(L, -1, name);
+  if (lua_isnil(L, -1))
+    return 0;
+  lua_insert(L, -2);
+  for (i = first; i <= top; i++)
+    lua_pushvalue(L, i);
+  lua_call(L, top - first + 2, nres);
+  return 1;
+}
+
+/* [1] lt */
+int tl_tr_factory(lua_State *L) {
+  tl_transport *lt = lua_touserdata(L, 1);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lt->factory_ref);
+  tl_unref(lt->lb, L, &lt->factory_ref);
+  tl_take_protocol(L, lt);
+  return 0;
+}
+
+/* [1] lt */
+int tl_tr_made(lua_State *L) {
+  tl_transport *lt = lua_touserdata(L, 1);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lt->self_ref);
+  call_method(L, lt, "connection_made", 2, 0);
+  return 0;
+}
+
+/* [1] lt, [2] the bytes, [3] their count. The hot path: one lookup, one
+ * string, one call. */
+int tl_tr_data(lua_State *L) {
+  tl_transport *lt = lua_touserdata(L, 1);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lt->proto_ref); /* 4: protocol */
+  lua_getfield(L, 4, "data_received");
+  if (lua_isnil(L, -1))
+    return 0;
+  lua_pushvalue(L, 4);
+  lua_pushlstring(L, lua_touserdata(L, 2), (size_t)lua_tointeger(L, 3));
+  lua_call(L, 2, 0);
+  return 0;
+}
+
+/* [1] lt, [2] the method's name, [3...] its arguments: returns the
+ * method's first result (nothing when the method is missing). */
+int tl_tr_method(lua_State *L) {
+  tl_transport *lt = lua_touserdata(L, 1);
+  return call_method(L, lt, lua_touserdata(L, 2), 3, 1);
+}
+
+/* [1] lt, [2] code, [3] message. A callback's error reaches
+ * connection_lost as the value the protocol raised. */
+int tl_tr_lost(lua_State *L) {
+  tl_transport *lt = lua_touserdata(L, 1);
+  int code = (int)lua_tointeger(L, 2);
+  lua_settop(L, 3);
+  if (code == 0)
+    lua_pushnil(L);
+  else if (code == TAPIO_ECALLBACK && lt->err_ref != LUA_NOREF)
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lt->err_ref);
+  else
+    tl_pusherror(L, code, lua_touserdata(L, 3));
+  call_method(L, lt, "connection_lost", 4, 0);
+  return 0;
+}
+
+typedef struct getbuf_out {
+  char *p;
+  size_t len;
+} getbuf_out;
+
+/* Keeps the buffer alive until buffer_updated, in a slot made once. */
+static void anchor_buffer(lua_State *L, tl_transport *lt, int idx) {
+  lua_pushvalue(L, idx);
+  if (lt->buf_ref == LUA_NOREF)
+    lt->buf_ref = tl_ref(lt->lb, L);
+  else
+    lua_rawseti(L, LUA_REGISTRYINDEX, lt->buf_ref);
+}
+
+/* [1] lt, [2] sizehint, [3] getbuf_out. get_buffer returns a tapio.buffer
+ * and, optionally, the position to receive at (default 1). */
+int tl_tr_getbuf(lua_State *L) {
+  tl_transport *lt = lua_touserdata(L, 1);
+  getbuf_out *out = lua_touserdata(L, 3);
+  tl_buffer *b;
+  lua_Integer start = 1;
+  lua_settop(L, 2);
+  if (!call_method(L, lt, "get_buffer", 2, 2))
+    return luaL_error(L, "tapio: the protocol has no get_buffer method");
+  b = luaL_testudata(L, 3, TL_BUFFER);
+  if (!b)
+    return luaL_error(L, "tapio: get_buffer returned %s, not a tapio.buffer",
+                      luaL_typename(L, 3));
+  if (!lua_isnil(L, 4)) {
+    if (!tl_isinteger(L, 4))
+      return luaL_error(L, "tapio: get_buffer's second result must be an "
+                           "integer position");
+    start = lua_tointeger(L, 4);
+    if (start < 1 || (size_t)start > b->size + 1)
+      return luaL_error(L, "tapio: get_buffer's position %d is outside "
+                           "the buffer (1..%d)", (int)start,
+                        (int)b->size + 1);
+  }
+  anchor_buffer(L, lt, 3);
+  out->p = b->data + (start - 1);
+  out->len = b->size - (size_t)(start - 1);
+  return 0;
+}
+
+/* ---- The tapio_protocol callbacks -------------------------------------- */
+
+/* Nothing can be called without stack room: the connection fails. */
+static int prepare(tl_transport *lt, lua_State *L, int which) {
+  if (tl_prepare(lt->lb, L, which) == 0)
+    return 0;
+  tapio_transport_fail(lt->t, TAPIO_ENOMEM, "Lua stack overflow");
+  return -1;
+}
+
+void tl_done(lua_State *L, int nres, int status) {
+  if (status == 0)
+    lua_pop(L, nres + 1);
+}
+
+static void p_made(void *ud, tapio_transport *t) {
+  tl_transport *lt = ud;
+  lua_State *L = lt->lb->L;
+  lt->t = t;
+  if (lt->proto_ref == LUA_NOREF) {
+    if (prepare(lt, L, TL_T_FACTORY) < 0)
+      return;
+    lua_pushlightuserdata(L, lt);
+    if (tl_call(lt->lb, L, 1, 0, "error in the protocol factory", lt) < 0)
+      return;
+    lua_pop(L, 1);
+  }
+  if (prepare(lt, L, TL_T_MADE) < 0)
+    return;
+  lua_pushlightuserdata(L, lt);
+  tl_done(L, 0, tl_call(lt->lb, L, 1, 0, "error in protocol.connection_made()",
+                     lt));
+}
+
+static void p_data(void *ud, tapio_transport *t, const char *data,
+                   size_t len) {
+  tl_transport *lt = ud;
+  lua_State *L = lt->lb->L;
+  (void)t;
+  if (prepare(lt, L, TL_T_DATA) < 0)
+    return;
+  lua_pushlightuserdata(L, lt);
+  lua_pushlightuserdata(L, (void *)data);
+  lua_pushinteger(L, (lua_Integer)len);
+  tl_done(L, 0, tl_call(lt->lb, L, 3, 0, "error in protocol.data_received()",
+                     lt));
+}
+
+/* A method without arguments (or with one integer when n >= 0);
+ * returns the truth of its result, 1 after an error. */
+static int simple(tl_transport *lt, const char *name, const char *what,
+                  lua_Integer n) {
+  lua_State *L = lt->lb->L;
+  int r;
+  if (prepare(lt, L, TL_T_METHOD) < 0)
+    return 1;
+  lua_pushlightuserdata(L, lt);
+  lua_pushlightuserdata(L, (void *)name);
+  if (n >= 0)
+    lua_pushinteger(L, n);
+  if (tl_call(lt->lb, L, n >= 0 ? 3 : 2, 1, what, lt) < 0)
+    return 1;
+  r = lua_toboolean(L, -1);
+  lua_pop(L, 2);
+  return r;
+}
+
+/* A true result keeps the transport half-open, as in asyncio. */
+static int p_eof(void *ud, tapio_transport *t) {
+  (void)t;
+  return simple(ud, "eof_received", "error in protocol.eof_received()", -1);
+}
+
+static void p_pause(void *ud, tapio_transport *t) {
+  (void)t;
+  simple(ud, "pause_writing", "error in protocol.pause_writing()", -1);
+}
+
+static void p_resume(void *ud, tapio_transport *t) {
+  (void)t;
+  simple(ud, "resume_writing", "error in protocol.resume_writing()", -1);
+}
+
+static void p_lost(void *ud, tapio_transport *t, int code,
+                   const char *message) {
+  tl_transport *lt = ud;
+  tl_loop *lb = lt->lb;
+  lua_State *L = lb->L;
+  (void)t;
+  if (!lb->quiet && tl_prepare(lb, L, TL_T_LOST) == 0) {
+    lua_pushlightuserdata(L, lt);
+    lua_pushinteger(L, code);
+    lua_pushlightuserdata(L, (void *)message);
+    tl_done(L, 0, tl_call(lb, L, 3, 0, "error in protocol.connection_lost()",
+                       lt));
+  }
+  tl_release_transport(L, lt);
+}
+
+static void *p_get_buffer(void *ud, tapio_transport *t, int64_t sizehint,
+                          size_t *len) {
+  tl_transport *lt = ud;
+  lua_State *L = lt->lb->L;
+  getbuf_out out = {NULL, 0};
+  (void)t;
+  *len = 0;
+  if (prepare(lt, L, TL_T_GETBUF) < 0)
+    return NULL;
+  lua_pushlightuserdata(L, lt);
+  lua_pushinteger(L, (lua_Integer)sizehint);
+  lua_pushlightuserdata(L, &out);
+  if (tl_call(lt->lb, L, 3, 0, "error in protocol.get_buffer()", lt) < 0)
+    return NULL; /* the transport is failing already */
+  lua_pop(L, 1);
+  *len = out.len;
+  return out.p;
+}
+
+static void p_buffer_updated(void *ud, tapio_transport *t, size_t nbytes) {
+  (void)t;
+  simple(ud, "buffer_updated", "error in protocol.buffer_updated()",
+         (lua_Integer)nbytes);
+}
+
+const tapio_protocol tl_plain_protocol = {
+  p_made, p_data, p_eof, p_lost, p_pause, p_resume, NULL, NULL
+};
+
+const tapio_protocol tl_buffered_protocol = {
+  p_made, NULL, p_eof, p_lost, p_pause, p_resume, p_get_buffer,
+  p_buffer_updated
+};

@@ -1,0 +1,236 @@
+/* The Lua binding's private header: the userdata behind "tapio.loop",
+ * "tapio.transport", "tapio.server", "tapio.handle" and "tapio.buffer", and
+ * the helpers the binding's files share. Built on capi/tapio.h only. */
+#ifndef TAPIO_LUA_H
+#define TAPIO_LUA_H
+
+#include "compat.h"
+#include "tapio.h"
+
+#include <stddef.h>
+
+#define TL_LOOP "tapio.loop"
+#define TL_TRANSPORT "tapio.transport"
+#define TL_SERVER "tapio.server"
+#define TL_HANDLE "tapio.handle"
+#define TL_BUFFER "tapio.buffer"
+#define TL_ERROR "tapio.error"
+#define TL_ADDRESS "tapio.address"
+
+#if defined(__GNUC__)
+#define TL_EXPORT __attribute__((visibility("default")))
+#else
+#define TL_EXPORT
+#endif
+
+typedef struct tl_link {
+  struct tl_link *next, *prev;
+} tl_link;
+
+void tl_list_init(tl_link *head);
+void tl_list_push(tl_link *head, tl_link *l);
+void tl_list_remove(tl_link *l);
+
+/* Every call from a tapio callback into Lua goes through one of these C
+ * functions, run inside lua_pcall with the loop's message handler: the
+ * method lookup, the string for the data and the error values are made
+ * inside the protected call, so nothing can longjmp across libev. */
+enum {
+  TL_T_FACTORY,  /* a client's protocol factory, at connection_made */
+  TL_T_MADE,     /* connection_made */
+  TL_T_DATA,     /* data_received */
+  TL_T_METHOD,   /* eof_received, pause/resume_writing, buffer_updated */
+  TL_T_LOST,     /* connection_lost */
+  TL_T_GETBUF,   /* get_buffer */
+  TL_T_ACCEPT,   /* a server's protocol factory */
+  TL_T_CONNECTED,/* create_connection's completion */
+  TL_T_SERVED,   /* create_server's completion */
+  TL_T_CALL,     /* call_soon/later/at and wait_closed callbacks */
+  TL_T_REPORT,   /* an error to the exception handler */
+  TL_T_CORE,     /* an error the core reports */
+  TL_NTRAMP
+};
+
+/* "tapio.loop" */
+typedef struct tl_loop {
+  tapio_loop *loop;   /* NULL once closed */
+  lua_State *L;       /* the thread callbacks run on: set by every entry
+                         point that can call back (run, close, write) */
+  int msgh_ref;       /* message handler: keeps a traceback, see loop.c */
+  int tramp_ref[TL_NTRAMP];
+  int handler_ref;    /* the Lua exception handler; LUA_NOREF: default */
+  int tb_ref;         /* slot: traceback of the last failed call */
+  int pending_ref;    /* slot: a server factory's error, until reported */
+  int nrefs;          /* registry references held for the loop's objects */
+  int closing;        /* tapio_loop_free is running */
+  int quiet;          /* closing from __gc: release, call nobody */
+  tl_link servers;    /* every tl_server not yet collected */
+  tl_link calls;      /* pending scheduled calls and server waiters */
+} tl_loop;
+
+/* "tapio.transport": lives from the create call (or accept) to
+ * connection_lost anchored in the registry, then as a closed shell. */
+typedef struct tl_transport {
+  tapio_transport *t; /* NULL before connection_made and after lost */
+  tl_loop *lb;        /* NULL after connection_lost */
+  int self_ref;       /* anchors this userdata while open */
+  int proto_ref;      /* the protocol table */
+  int factory_ref;    /* a client's factory, until connection_made */
+  int cb_ref;         /* create_connection's completion callback */
+  int err_ref;        /* a callback's error, for connection_lost */
+  int buf_ref;        /* the buffer get_buffer returned last */
+  int buffered;       /* the tapio protocol table in use has get_buffer */
+} tl_transport;
+
+/* "tapio.server" */
+typedef struct tl_server {
+  tl_link link;       /* lb->servers */
+  tl_loop *lb;        /* NULL once the loop is closed */
+  tapio_server *s;    /* our reference, released by __gc */
+  int self_ref;       /* anchors this userdata while listening */
+  int factory_ref;
+  int cb_ref;         /* create_server's completion callback */
+} tl_server;
+
+/* "tapio.handle": a scheduled call, or a server's wait_closed waiter. Its
+ * user value holds { fn, args..., n = count }. */
+typedef struct tl_sched {
+  tl_link link;       /* lb->calls while pending */
+  tl_loop *lb;
+  tapio_handle *h;    /* NULL once run, cancelled, or for waiters */
+  int self_ref;       /* anchors this userdata while pending */
+  int cancelled;
+  double when;        /* loop time it is due; -1 for call_soon */
+} tl_sched;
+
+/* "tapio.buffer": fixed-size memory for BufferedProtocol.get_buffer. */
+typedef struct tl_buffer {
+  size_t size;
+  char data[1];
+} tl_buffer;
+
+/* ---- loop.c ------------------------------------------------------------ */
+
+/* The module: require "tapio.core". */
+TL_EXPORT int luaopen_tapio_core(lua_State *L);
+
+tl_loop *tl_checkloop(lua_State *L, int idx, const char *fn);
+/* The same, also when the loop is closed. */
+tl_loop *tl_toloop(lua_State *L, int idx, const char *fn);
+/* Pushes the loop's userdata, or nil once it has been collected. */
+void tl_pushloop(lua_State *L, tl_loop *lb);
+int tl_ref(tl_loop *lb, lua_State *L);
+void tl_unref(tl_loop *lb, lua_State *L, int *ref);
+/* Pushes the message handler and trampoline `which`; push the
+ * trampoline's arguments next, then call tl_call. */
+int tl_prepare(tl_loop *lb, lua_State *L, int which);
+/* Calls the trampoline with nargs arguments. On success, nres results
+ * sit on top of the message handler (pop nres + 1); on failure the error
+ * has gone to the exception handler with `what`, lt and proto, and the
+ * stack is back where tl_prepare found it. Returns 0 or -1. */
+int tl_call(tl_loop *lb, lua_State *L, int nargs, int nres,
+            const char *what, tl_transport *lt);
+/* Sends the value on top (kept) to the exception handler as an error of
+ * `what`, within a protected call. */
+void tl_report(tl_loop *lb, lua_State *L, const char *what,
+               tl_transport *lt);
+/* Inside a trampoline: calls the handler with the context table on top
+ * (popped), protected. */
+void tl_callhandler(tl_loop *lb, lua_State *L);
+/* A metatable tname whose __index is a new methods table, left on the
+ * stack; with nup 1, each method gets the metatable as upvalue 1 (a check
+ * of self that needs no registry lookup). */
+void tl_newclass(lua_State *L, const char *tname, const luaL_Reg *methods,
+                 int nup);
+/* Adds methods to the methods table of the metatable tname. */
+void tl_addmethods(lua_State *L, const char *tname, const luaL_Reg *methods);
+
+/* ---- call.c ------------------------------------------------------------ */
+
+int tl_open_call(lua_State *L);
+int tl_tr_call(lua_State *L);
+/* Registers a server waiter calling the function at fi with the values
+ * after it; returns 0 or a tapio error code. */
+int tl_wait_closed(lua_State *L, tl_loop *lb, tapio_server *s, int fi);
+/* The loop is closed: forget its pending calls. */
+void tl_release_calls(tl_loop *lb, lua_State *L);
+
+/* ---- transport.c ------------------------------------------------------- */
+
+int tl_open_transport(lua_State *L);
+/* Inside a trampoline: a new transport userdata, anchored, on top. */
+tl_transport *tl_newtransport(lua_State *L, tl_loop *lb);
+/* Releases the anchors of a transport that is done with. */
+void tl_release_transport(lua_State *L, tl_transport *lt);
+/* The transport's Lua object when t is one of the binding's, else nil. */
+void tl_pushtransport(lua_State *L, tapio_transport *t);
+int tl_tr_connected(lua_State *L);
+
+/* ---- protocol.c -------------------------------------------------------- */
+
+extern const tapio_protocol tl_plain_protocol;
+extern const tapio_protocol tl_buffered_protocol;
+/* Inside a trampoline: looks up and calls the factory on top, anchors
+ * the protocol table it returns and picks the tapio protocol table. */
+void tl_take_protocol(lua_State *L, tl_transport *lt);
+/* Picks the tapio protocol table for the protocol at index proto: with
+ * get_buffer, the buffered one. */
+void tl_choose_kind(lua_State *L, int proto, tl_transport *lt);
+/* After tl_call: pops the results and the message handler on success. */
+void tl_done(lua_State *L, int nres, int status);
+int tl_tr_factory(lua_State *L);
+int tl_tr_made(lua_State *L);
+int tl_tr_data(lua_State *L);
+int tl_tr_method(lua_State *L);
+int tl_tr_lost(lua_State *L);
+int tl_tr_getbuf(lua_State *L);
+
+/* ---- server.c ---------------------------------------------------------- */
+
+int tl_open_server(lua_State *L);
+/* The loop is gone: forget its servers. */
+void tl_servers_detach(tl_loop *lb, lua_State *L);
+int tl_tr_accept(lua_State *L);
+int tl_tr_served(lua_State *L);
+
+/* ---- util.c: errors, options, addresses, buffers, sockets -------------- */
+
+/* Pushes a tapio error value {code, name, message}. */
+void tl_pusherror(lua_State *L, int code, const char *message);
+/* Returns nil, error: how the binding's functions report what the user
+ * could not have prevented. */
+int tl_fail(lua_State *L, int code);
+/* Raises "tapio: fn: bad argument #n 'name' (msg)". */
+int tl_argerror(lua_State *L, const char *fn, int n, const char *name,
+                const char *msg);
+int tl_typeerror(lua_State *L, const char *fn, int n, const char *name,
+                 int idx, const char *expected);
+/* Checks an integer argument in [min, max]. */
+lua_Integer tl_checkint(lua_State *L, int idx, const char *fn, int n,
+                        const char *name, lua_Integer min, lua_Integer max);
+double tl_checknumber(lua_State *L, int idx, const char *fn, int n,
+                      const char *name);
+void tl_checkcallable(lua_State *L, int idx, const char *fn, int n,
+                      const char *name);
+/* tostring() without the base library; pushes the result. */
+const char *tl_tostring(lua_State *L, int idx);
+
+/* Option sets, by the call they are given to. */
+enum {
+  TL_OPTS_CONNECTION,
+  TL_OPTS_UNIX_CONNECTION,
+  TL_OPTS_ACCEPTED,
+  TL_OPTS_SERVER,
+  TL_OPTS_UNIX_SERVER
+};
+/* Checks the options table at idx (nil is fine), raising for unknown
+ * names and bad values; allocates nothing. */
+void tl_checkoptions(lua_State *L, int idx, const char *fn, int n, int set);
+/* The checked table as tapio options: *out is NULL for nil. */
+int tl_makeoptions(lua_State *L, int idx, tapio_loop *loop,
+                   tapio_options **out);
+
+void tl_pushaddress(lua_State *L, const char *host, int port, int family);
+int tl_open_util(lua_State *L);
+
+#endif

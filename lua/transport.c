@@ -1,0 +1,530 @@
+/* The Lua binding's stream transport: "tapio.transport", its lifetime and
+ * methods, and loop:_create_connection and friends (the Lua layer wraps
+ * them in the async rule, see tapio/init.lua). The protocol side is in
+ * protocol.c. */
+#include "tapio_lua.h"
+
+#include <string.h>
+
+#define FN_CONNECT "loop:create_connection"
+#define FN_UNIX_CONNECT "loop:create_unix_connection"
+#define FN_ACCEPTED "loop:connect_accepted_socket"
+
+/* ---- Lifetime ---------------------------------------------------------- */
+
+tl_transport *tl_newtransport(lua_State *L, tl_loop *lb) {
+  tl_transport *lt = tl_newuserdata(L, sizeof *lt);
+  memset(lt, 0, sizeof *lt);
+  lt->lb = lb;
+  lt->self_ref = lt->proto_ref = lt->factory_ref = LUA_NOREF;
+  lt->cb_ref = lt->err_ref = lt->buf_ref = LUA_NOREF;
+  luaL_setmetatable(L, TL_TRANSPORT);
+  lua_pushvalue(L, -1);
+  lt->self_ref = tl_ref(lb, L);
+  return lt;
+}
+
+/* After connection_lost (or a failed connect): everything becomes
+ * collectable and the userdata a closed shell. */
+void tl_release_transport(lua_State *L, tl_transport *lt) {
+  tl_loop *lb = lt->lb;
+  if (!lb)
+    return;
+  tl_unref(lb, L, &lt->proto_ref);
+  tl_unref(lb, L, &lt->factory_ref);
+  tl_unref(lb, L, &lt->cb_ref);
+  tl_unref(lb, L, &lt->err_ref);
+  tl_unref(lb, L, &lt->buf_ref);
+  tl_unref(lb, L, &lt->self_ref);
+  lt->t = NULL;
+  lt->lb = NULL;
+}
+
+void tl_pushtransport(lua_State *L, tapio_transport *t) {
+  const tapio_protocol *p = NULL;
+  tl_transport *lt = tapio_transport_get_protocol(t, &p);
+  if ((p == &tl_plain_protocol || p == &tl_buffered_protocol) &&
+      lt->self_ref != LUA_NOREF)
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lt->self_ref);
+  else
+    lua_pushnil(L);
+}
+
+/* ---- Creating transports ----------------------------------------------- */
+
+/* [1] lt, [2] status: the completion callback of create_connection gets
+ * (nil, transport, protocol) or (err). */
+int tl_tr_connected(lua_State *L) {
+  tl_transport *lt = lua_touserdata(L, 1);
+  int status = (int)lua_tointeger(L, 2);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lt->cb_ref);
+  if (status < 0) {
+    tl_pusherror(L, status, NULL);
+    lua_call(L, 1, 0);
+  } else if (lt->proto_ref == LUA_NOREF) {
+    /* the factory raised: create_connection raises that, like asyncio */
+    if (lt->err_ref != LUA_NOREF)
+      lua_rawgeti(L, LUA_REGISTRYINDEX, lt->err_ref);
+    else
+      tl_pusherror(L, TAPIO_ECALLBACK, "the protocol factory failed");
+    lua_call(L, 1, 0);
+  } else {
+    lua_pushnil(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lt->self_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lt->proto_ref);
+    lua_call(L, 3, 0);
+  }
+  return 0;
+}
+
+static void on_connected(void *ud, int status, tapio_transport *t) {
+  tl_transport *lt = ud;
+  tl_loop *lb = lt->lb;
+  lua_State *L = lb->L;
+  (void)t;
+  if (!lb->quiet && tl_prepare(lb, L, TL_T_CONNECTED) == 0) {
+    lua_pushlightuserdata(L, lt);
+    lua_pushinteger(L, status);
+    tl_done(L, 0, tl_call(lb, L, 2, 0, "error in a connect callback", NULL));
+  }
+  tl_unref(lb, L, &lt->cb_ref);
+  if (status < 0)
+    tl_release_transport(L, lt); /* no connection_made, no connection_lost */
+}
+
+/* The transport for a pending connect: the factory (at fi) runs at
+ * connection_made, the callback (at cbi) once the connect is done. */
+static tl_transport *pending(lua_State *L, tl_loop *lb, int fi, int cbi) {
+  tl_transport *lt = tl_newtransport(L, lb);
+  lua_pushvalue(L, fi);
+  lt->factory_ref = tl_ref(lb, L);
+  lua_pushvalue(L, cbi);
+  lt->cb_ref = tl_ref(lb, L);
+  return lt;
+}
+
+static const char *optstring(lua_State *L, int idx, const char *fn, int n,
+                             const char *name) {
+  if (lua_isnil(L, idx))
+    return NULL;
+  if (lua_type(L, idx) != LUA_TSTRING)
+    tl_typeerror(L, fn, n, name, idx, "string or nil");
+  return lua_tostring(L, idx);
+}
+
+static int has_sock(lua_State *L, int idx) {
+  int r;
+  if (!lua_istable(L, idx))
+    return 0;
+  lua_getfield(L, idx, "sock");
+  r = !lua_isnil(L, -1);
+  lua_pop(L, 1);
+  return r;
+}
+
+/* Runs the create call; on a synchronous failure the pending transport
+ * is released and nil, err returned. */
+static int finish(lua_State *L, tl_transport *lt, int rc) {
+  if (rc < 0) {
+    tl_release_transport(L, lt);
+    return tl_fail(L, rc);
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* loop:_create_connection(factory, host, port, opts, cb) */
+static int l_create_connection(lua_State *L) {
+  tl_loop *lb = tl_checkloop(L, 1, FN_CONNECT);
+  const char *host;
+  int port = 0, rc;
+  tapio_options *o = NULL;
+  tl_transport *lt;
+  tl_checkcallable(L, 2, FN_CONNECT, 1, "protocol_factory");
+  host = optstring(L, 3, FN_CONNECT, 2, "host");
+  if (!lua_isnil(L, 4))
+    port = (int)tl_checkint(L, 4, FN_CONNECT, 3, "port", 0, 65535);
+  tl_checkoptions(L, 5, FN_CONNECT, 4, TL_OPTS_CONNECTION);
+  tl_checkcallable(L, 6, FN_CONNECT, 5, "callback");
+  if (!has_sock(L, 5) && (!host || lua_isnil(L, 4)))
+    return tl_argerror(L, FN_CONNECT, 2, "host",
+                       "host and port are required unless opts.sock is "
+                       "given");
+  lt = pending(L, lb, 2, 6);
+  rc = tl_makeoptions(L, 5, lb->loop, &o);
+  if (rc == 0)
+    rc = tapio_create_connection(lb->loop, host, port, &tl_plain_protocol,
+                                 lt, o, on_connected, lt);
+  tapio_options_free(o);
+  return finish(L, lt, rc);
+}
+
+/* loop:_create_unix_connection(factory, path, opts, cb) */
+static int l_create_unix_connection(lua_State *L) {
+  tl_loop *lb = tl_checkloop(L, 1, FN_UNIX_CONNECT);
+  const char *path;
+  tapio_options *o = NULL;
+  tl_transport *lt;
+  int rc;
+  tl_checkcallable(L, 2, FN_UNIX_CONNECT, 1, "protocol_factory");
+  if (lua_type(L, 3) != LUA_TSTRING)
+    return tl_typeerror(L, FN_UNIX_CONNECT, 2, "path", 3, "string");
+  path = lua_tostring(L, 3);
+  tl_checkoptions(L, 4, FN_UNIX_CONNECT, 3, TL_OPTS_UNIX_CONNECTION);
+  tl_checkcallable(L, 5, FN_UNIX_CONNECT, 4, "callback");
+  lt = pending(L, lb, 2, 5);
+  rc = tl_makeoptions(L, 4, lb->loop, &o);
+  if (rc == 0)
+    rc = tapio_create_unix_connection(lb->loop, path, &tl_plain_protocol,
+                                      lt, o, on_connected, lt);
+  tapio_options_free(o);
+  return finish(L, lt, rc);
+}
+
+/* loop:_connect_accepted_socket(factory, fd, opts, cb): tapio owns fd
+ * from here on, also when this fails. */
+static int l_connect_accepted_socket(lua_State *L) {
+  tl_loop *lb = tl_checkloop(L, 1, FN_ACCEPTED);
+  tapio_options *o = NULL;
+  tl_transport *lt;
+  int fd, rc;
+  tl_checkcallable(L, 2, FN_ACCEPTED, 1, "protocol_factory");
+  fd = (int)tl_checkint(L, 3, FN_ACCEPTED, 2, "sock", 0, 0x7fffffff);
+  tl_checkoptions(L, 4, FN_ACCEPTED, 3, TL_OPTS_ACCEPTED);
+  tl_checkcallable(L, 5, FN_ACCEPTED, 4, "callback");
+  lt = pending(L, lb, 2, 5);
+  rc = tl_makeoptions(L, 4, lb->loop, &o);
+  if (rc == 0)
+    rc = tapio_connect_accepted_socket(lb->loop, fd, &tl_plain_protocol, lt,
+                                       o, on_connected, lt);
+  tapio_options_free(o);
+  return finish(L, lt, rc);
+}
+
+/* ---- Transport methods ------------------------------------------------- */
+
+/* Methods get the metatable as upvalue 1: checking self is a pointer
+ * comparison, with no registry lookup on the write path. */
+static tl_transport *totransport(lua_State *L, const char *fn) {
+  if (lua_getmetatable(L, 1)) {
+    int ok = lua_rawequal(L, -1, lua_upvalueindex(1));
+    lua_pop(L, 1);
+    if (ok)
+      return lua_touserdata(L, 1);
+  }
+  tl_typeerror(L, fn, 0, "self", 1, TL_TRANSPORT);
+  return NULL;
+}
+
+static tl_transport *checkopen(lua_State *L, const char *fn) {
+  tl_transport *lt = totransport(L, fn);
+  if (!lt->t)
+    luaL_error(L, "tapio: %s: transport is closed", fn);
+  return lt;
+}
+
+static int t_write(lua_State *L) {
+  tl_transport *lt = totransport(L, "transport:write");
+  lua_State *saved;
+  size_t len;
+  const char *data;
+  int rc;
+  if (lua_type(L, 2) != LUA_TSTRING)
+    return tl_typeerror(L, "transport:write", 1, "data", 2, "string");
+  if (!lt->t)
+    return luaL_error(L, "tapio: transport:write: transport is closed");
+  data = lua_tolstring(L, 2, &len);
+  saved = lt->lb->L; /* pause_writing may run now, on this thread */
+  lt->lb->L = L;
+  rc = tapio_transport_write(lt->t, data, len);
+  lt->lb->L = saved;
+  if (rc == TAPIO_ESHUTDOWN)
+    return luaL_error(L, "tapio: transport:write: cannot write after "
+                         "write_eof()");
+  return 0; /* ECLOSED: dropped, as asyncio drops it */
+}
+
+#define LINES_CHUNK 64
+
+/* Writes list[from..to] (strings, checked) in one writev. */
+static int write_chunk(lua_State *L, tl_transport *lt, int from, int to) {
+  const void *bufs[LINES_CHUNK];
+  size_t lens[LINES_CHUNK];
+  int i, top = lua_gettop(L), rc;
+  for (i = from; i <= to; i++) {
+    lua_rawgeti(L, 2, i); /* kept on the stack while written */
+    bufs[i - from] = lua_tolstring(L, -1, &lens[i - from]);
+  }
+  rc = tapio_transport_writelines(lt->t, bufs, lens, (size_t)(to - from + 1));
+  lua_settop(L, top);
+  return rc;
+}
+
+static int t_writelines(lua_State *L) {
+  const char *fn = "transport:writelines";
+  tl_transport *lt = totransport(L, fn);
+  lua_State *saved;
+  int n, i, rc = 0;
+  if (!lua_istable(L, 2))
+    return tl_typeerror(L, fn, 1, "list_of_data", 2, "table");
+  n = (int)tl_rawlen(L, 2);
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, 2, i);
+    if (lua_type(L, -1) != LUA_TSTRING) {
+      const char *msg = lua_pushfstring(L, "string expected at index %d, "
+                                        "got %s", i, luaL_typename(L, -1));
+      return tl_argerror(L, fn, 1, "list_of_data", msg);
+    }
+    lua_pop(L, 1);
+  }
+  if (!lt->t)
+    return luaL_error(L, "tapio: %s: transport is closed", fn);
+  luaL_checkstack(L, LINES_CHUNK + 2, "writelines");
+  saved = lt->lb->L;
+  lt->lb->L = L;
+  for (i = 1; i <= n && rc == 0 && lt->t; i += LINES_CHUNK)
+    rc = write_chunk(L, lt, i, i + LINES_CHUNK - 1 < n ? i + LINES_CHUNK - 1
+                                                      : n);
+  if (lt->lb)
+    lt->lb->L = saved;
+  if (rc == TAPIO_ESHUTDOWN)
+    return luaL_error(L, "tapio: %s: cannot write after write_eof()", fn);
+  return 0;
+}
+
+static int t_close(lua_State *L) {
+  tl_transport *lt = totransport(L, "transport:close");
+  if (lt->t)
+    tapio_transport_close(lt->t);
+  return 0;
+}
+
+static int t_abort(lua_State *L) {
+  tl_transport *lt = totransport(L, "transport:abort");
+  if (lt->t)
+    tapio_transport_abort(lt->t);
+  return 0;
+}
+
+static int t_is_closing(lua_State *L) {
+  tl_transport *lt = totransport(L, "transport:is_closing");
+  lua_pushboolean(L, !lt->t || tapio_transport_is_closing(lt->t));
+  return 1;
+}
+
+static int t_is_reading(lua_State *L) {
+  tl_transport *lt = totransport(L, "transport:is_reading");
+  lua_pushboolean(L, lt->t && tapio_transport_is_reading(lt->t));
+  return 1;
+}
+
+static int t_pause_reading(lua_State *L) {
+  tl_transport *lt = totransport(L, "transport:pause_reading");
+  if (lt->t)
+    tapio_transport_pause_reading(lt->t);
+  return 0;
+}
+
+static int t_resume_reading(lua_State *L) {
+  tl_transport *lt = totransport(L, "transport:resume_reading");
+  if (lt->t)
+    tapio_transport_resume_reading(lt->t);
+  return 0;
+}
+
+static int t_can_write_eof(lua_State *L) {
+  tl_transport *lt = checkopen(L, "transport:can_write_eof");
+  lua_pushboolean(L, tapio_transport_can_write_eof(lt->t));
+  return 1;
+}
+
+static int t_write_eof(lua_State *L) {
+  tl_transport *lt = checkopen(L, "transport:write_eof");
+  tapio_transport_write_eof(lt->t);
+  return 0;
+}
+
+static int t_get_write_buffer_size(lua_State *L) {
+  tl_transport *lt = checkopen(L, "transport:get_write_buffer_size");
+  lua_pushinteger(L, (lua_Integer)tapio_transport_get_write_buffer_size(lt->t));
+  return 1;
+}
+
+/* Returns low, high: asyncio's (low, high) tuple. */
+static int t_get_write_buffer_limits(lua_State *L) {
+  tl_transport *lt = checkopen(L, "transport:get_write_buffer_limits");
+  size_t low = 0, high = 0;
+  tapio_transport_get_write_buffer_limits(lt->t, &low, &high);
+  lua_pushinteger(L, (lua_Integer)low);
+  lua_pushinteger(L, (lua_Integer)high);
+  return 2;
+}
+
+static int64_t limit_arg(lua_State *L, int idx, const char *name) {
+  if (lua_isnoneornil(L, idx))
+    return -1; /* asyncio's None */
+  return tl_checkint(L, idx, "transport:set_write_buffer_limits", idx - 1,
+                     name, 0, (lua_Integer)1 << 52);
+}
+
+static int t_set_write_buffer_limits(lua_State *L) {
+  const char *fn = "transport:set_write_buffer_limits";
+  tl_transport *lt = totransport(L, fn);
+  int64_t high = limit_arg(L, 2, "high"), low = limit_arg(L, 3, "low");
+  lua_State *saved;
+  int rc;
+  if (!lt->t)
+    return luaL_error(L, "tapio: %s: transport is closed", fn);
+  saved = lt->lb->L; /* pause_writing may run now */
+  lt->lb->L = L;
+  rc = tapio_transport_set_write_buffer_limits(lt->t, high, low);
+  if (lt->lb)
+    lt->lb->L = saved;
+  if (rc == TAPIO_EINVAL)
+    return tl_argerror(L, fn, 2, "low", "must not be greater than high");
+  return 0;
+}
+
+static int push_name(lua_State *L, tl_transport *lt, int peer) {
+  char host[256];
+  int port = 0, family = 0;
+  int rc = peer ? tapio_transport_get_peername(lt->t, host, sizeof host,
+                                               &port, &family)
+                : tapio_transport_get_sockname(lt->t, host, sizeof host,
+                                               &port, &family);
+  if (rc < 0)
+    return 0;
+  tl_pushaddress(L, host, port, family);
+  return 1;
+}
+
+/* transport:get_extra_info(name, default): "peername" and "sockname" are
+ * address values, "socket" the descriptor (tapio still owns it). */
+static int t_get_extra_info(lua_State *L) {
+  const char *fn = "transport:get_extra_info";
+  tl_transport *lt = totransport(L, fn);
+  const char *name;
+  int found = 0;
+  if (lua_type(L, 2) != LUA_TSTRING)
+    return tl_typeerror(L, fn, 1, "name", 2, "string");
+  if (!lt->t)
+    return luaL_error(L, "tapio: %s: transport is closed", fn);
+  name = lua_tostring(L, 2);
+  if (strcmp(name, "peername") == 0)
+    found = push_name(L, lt, 1);
+  else if (strcmp(name, "sockname") == 0)
+    found = push_name(L, lt, 0);
+  else if (strcmp(name, "socket") == 0) {
+    lua_pushinteger(L, tapio_transport_get_fd(lt->t));
+    found = 1;
+  }
+  if (!found)
+    lua_pushvalue(L, 3);
+  return 1;
+}
+
+static int t_set_protocol(lua_State *L) {
+  const char *fn = "transport:set_protocol";
+  tl_transport *lt = totransport(L, fn);
+  if (!lua_istable(L, 2))
+    return tl_typeerror(L, fn, 1, "protocol", 2, "table");
+  if (!lt->t)
+    return luaL_error(L, "tapio: %s: transport is closed", fn);
+  lua_settop(L, 2);
+  tl_choose_kind(L, 2, lt);
+  if (lt->proto_ref == LUA_NOREF)
+    lt->proto_ref = tl_ref(lt->lb, L);
+  else
+    lua_rawseti(L, LUA_REGISTRYINDEX, lt->proto_ref);
+  return 0;
+}
+
+static int t_get_protocol(lua_State *L) {
+  tl_transport *lt = checkopen(L, "transport:get_protocol");
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lt->proto_ref);
+  return 1;
+}
+
+static int t_get_loop(lua_State *L) {
+  tl_transport *lt = checkopen(L, "transport:get_loop");
+  tl_pushloop(L, lt->lb);
+  return 1;
+}
+
+static const struct {
+  const char *name;
+  int which;
+} stats[] = {
+  {"bytes_received", TAPIO_STAT_BYTES_RECEIVED},
+  {"bytes_sent", TAPIO_STAT_BYTES_SENT},
+  {"write_buffer_size", TAPIO_STAT_WRITE_BUFFER_SIZE},
+  {"write_buffer_peak", TAPIO_STAT_WRITE_BUFFER_PEAK},
+  {"write_paused_usec", TAPIO_STAT_WRITE_PAUSED_USEC},
+  {"read_paused_usec", TAPIO_STAT_READ_PAUSED_USEC},
+  {"write_pauses", TAPIO_STAT_WRITE_PAUSES},
+};
+
+/* transport:get_stats(): the core's figures in a table. */
+static int t_get_stats(lua_State *L) {
+  tl_transport *lt = checkopen(L, "transport:get_stats");
+  size_t i;
+  lua_createtable(L, 0, (int)(sizeof stats / sizeof stats[0]));
+  for (i = 0; i < sizeof stats / sizeof stats[0]; i++) {
+    lua_pushnumber(L, (lua_Number)tapio_transport_get_stat(lt->t,
+                                                           stats[i].which));
+    lua_setfield(L, -2, stats[i].name);
+  }
+  return 1;
+}
+
+static int t_tostring(lua_State *L) {
+  tl_transport *lt = totransport(L, "transport:__tostring");
+  if (lt->t)
+    lua_pushfstring(L, "tapio.transport (fd %d%s)",
+                    tapio_transport_get_fd(lt->t),
+                    tapio_transport_is_closing(lt->t) ? ", closing" : "");
+  else
+    lua_pushliteral(L, "tapio.transport (closed)");
+  return 1;
+}
+
+static const luaL_Reg transport_methods[] = {
+  {"write", t_write},
+  {"writelines", t_writelines},
+  {"close", t_close},
+  {"abort", t_abort},
+  {"is_closing", t_is_closing},
+  {"is_reading", t_is_reading},
+  {"pause_reading", t_pause_reading},
+  {"resume_reading", t_resume_reading},
+  {"can_write_eof", t_can_write_eof},
+  {"write_eof", t_write_eof},
+  {"get_write_buffer_size", t_get_write_buffer_size},
+  {"get_write_buffer_limits", t_get_write_buffer_limits},
+  {"set_write_buffer_limits", t_set_write_buffer_limits},
+  {"get_extra_info", t_get_extra_info},
+  {"set_protocol", t_set_protocol},
+  {"get_protocol", t_get_protocol},
+  {"get_loop", t_get_loop},
+  {"get_stats", t_get_stats},
+  {NULL, NULL}
+};
+
+static const luaL_Reg loop_methods[] = {
+  {"_create_connection", l_create_connection},
+  {"_create_unix_connection", l_create_unix_connection},
+  {"_connect_accepted_socket", l_connect_accepted_socket},
+  {NULL, NULL}
+};
+
+int tl_open_transport(lua_State *L) {
+  tl_newclass(L, TL_TRANSPORT, transport_methods, 1);
+  lua_setfield(L, -2, "transport_methods");
+  luaL_getmetatable(L, TL_TRANSPORT);
+  lua_pushvalue(L, -1);
+  lua_pushcclosure(L, t_tostring, 1);
+  lua_setfield(L, -2, "__tostring");
+  lua_pop(L, 1);
+  tl_addmethods(L, TL_LOOP, loop_methods);
+  return 0;
+}

@@ -1,0 +1,552 @@
+/* The Lua binding's small pieces: error values, argument checks, keyword
+ * options, address values, "tapio.buffer", and the socketpair helpers the
+ * existing-socket example needs. */
+#include "tapio_lua.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* ---- Argument errors --------------------------------------------------- */
+
+/* Numbered as the caller sees them: for methods, self is not counted. */
+int tl_argerror(lua_State *L, const char *fn, int n, const char *name,
+                const char *msg) {
+  if (n == 0)
+    return luaL_error(L, "tapio: %s: bad self (%s)", fn, msg);
+  return luaL_error(L, "tapio: %s: bad argument #%d '%s' (%s)", fn, n, name,
+                    msg);
+}
+
+int tl_typeerror(lua_State *L, const char *fn, int n, const char *name,
+                 int idx, const char *expected) {
+  const char *got = luaL_typename(L, idx);
+  if (luaL_getmetafield(L, idx, "__name") && lua_type(L, -1) == LUA_TSTRING)
+    got = lua_tostring(L, -1);
+  return tl_argerror(L, fn, n, name,
+                     lua_pushfstring(L, "%s expected, got %s", expected,
+                                     got));
+}
+
+lua_Integer tl_checkint(lua_State *L, int idx, const char *fn, int n,
+                        const char *name, lua_Integer min, lua_Integer max) {
+  lua_Integer v;
+  if (lua_type(L, idx) != LUA_TNUMBER)
+    tl_typeerror(L, fn, n, name, idx, "integer");
+  if (!tl_isinteger(L, idx))
+    tl_argerror(L, fn, n, name, "integer expected, got a fraction");
+  v = lua_tointeger(L, idx);
+  if (v < min || v > max) {
+    char msg[96]; /* %I is 5.3+: format here for both */
+    snprintf(msg, sizeof msg, "%lld is out of range %lld..%lld",
+             (long long)v, (long long)min, (long long)max);
+    tl_argerror(L, fn, n, name, msg);
+  }
+  return v;
+}
+
+double tl_checknumber(lua_State *L, int idx, const char *fn, int n,
+                      const char *name) {
+  double v;
+  if (lua_type(L, idx) != LUA_TNUMBER)
+    tl_typeerror(L, fn, n, name, idx, "number");
+  v = (double)lua_tonumber(L, idx);
+  if (v != v)
+    tl_argerror(L, fn, n, name, "number expected, got NaN");
+  return v;
+}
+
+void tl_checkcallable(lua_State *L, int idx, const char *fn, int n,
+                      const char *name) {
+  if (lua_type(L, idx) == LUA_TFUNCTION)
+    return;
+  if (luaL_getmetafield(L, idx, "__call")) {
+    lua_pop(L, 1);
+    return;
+  }
+  tl_typeerror(L, fn, n, name, idx, "function");
+}
+
+const char *tl_tostring(lua_State *L, int idx) {
+  idx = idx < 0 && idx > LUA_REGISTRYINDEX ? lua_gettop(L) + idx + 1 : idx;
+  if (luaL_callmeta(L, idx, "__tostring")) {
+    if (lua_type(L, -1) == LUA_TSTRING)
+      return lua_tostring(L, -1);
+    lua_pop(L, 1);
+  }
+  switch (lua_type(L, idx)) {
+  case LUA_TSTRING:
+  case LUA_TNUMBER:
+    lua_pushvalue(L, idx);
+    return lua_tostring(L, -1);
+  case LUA_TBOOLEAN:
+    return lua_toboolean(L, idx) ? "true" : "false";
+  case LUA_TNIL:
+    return "nil";
+  default:
+    return lua_pushfstring(L, "%s: %p", luaL_typename(L, idx),
+                           lua_topointer(L, idx));
+  }
+}
+
+/* ---- Error values ------------------------------------------------------ */
+
+/* Every code of enum tapio_error, for tapio.errors (names come from
+ * tapio_errname, so nothing is spelled twice). */
+static const int codes[] = {
+  -1, -2, -3, -4, -5, -6, -7, -8, -9, -10, -11, -12, -13, -14, -15, -16,
+  -17, -18, -19, -20, -21, -22, -23, -24, -25, -26, -27, -28, -29, -30,
+  -31, -32, -33, -34, -35, -36, -37, -38, -39, -40, -41, -42, -43, -44, -45,
+  TAPIO_EOF, TAPIO_ECLOSED, TAPIO_ERUNNING, TAPIO_EBUFFER, TAPIO_ECALLBACK,
+  TAPIO_ESYSTEM, TAPIO_EAI_NONAME, TAPIO_EAI_AGAIN, TAPIO_EAI_FAIL,
+  TAPIO_EAI_FAMILY, TAPIO_EAI_SERVICE, TAPIO_ETLS, TAPIO_EUNKNOWN
+};
+
+void tl_pusherror(lua_State *L, int code, const char *message) {
+  lua_createtable(L, 0, 3);
+  lua_pushinteger(L, code);
+  lua_setfield(L, -2, "code");
+  lua_pushstring(L, tapio_errname(code));
+  lua_setfield(L, -2, "name");
+  lua_pushstring(L, message ? message : tapio_strerror(code));
+  lua_setfield(L, -2, "message");
+  luaL_setmetatable(L, TL_ERROR);
+}
+
+int tl_fail(lua_State *L, int code) {
+  lua_pushnil(L);
+  tl_pusherror(L, code, NULL);
+  return 2;
+}
+
+/* "message (NAME)" */
+static int e_tostring(lua_State *L) {
+  lua_getfield(L, 1, "message");
+  lua_getfield(L, 1, "name");
+  lua_pushfstring(L, "%s (%s)", tl_tostring(L, 2), tl_tostring(L, 3));
+  return 1;
+}
+
+/* tapio.error(code or name, [message]): a new error value. */
+static int u_error(lua_State *L) {
+  int code;
+  if (lua_type(L, 1) == LUA_TSTRING) {
+    size_t i;
+    const char *name = lua_tostring(L, 1);
+    for (i = 0; i < sizeof codes / sizeof codes[0]; i++)
+      if (strcmp(tapio_errname(codes[i]), name) == 0)
+        break;
+    if (i == sizeof codes / sizeof codes[0])
+      return tl_argerror(L, "error", 1, "code", "unknown error name");
+    code = codes[i];
+  } else {
+    code = (int)tl_checkint(L, 1, "error", 1, "code", -10000, -1);
+  }
+  if (!lua_isnil(L, 2) && lua_type(L, 2) != LUA_TSTRING)
+    return tl_typeerror(L, "error", 2, "message", 2, "string or nil");
+  tl_pusherror(L, code, lua_tostring(L, 2));
+  return 1;
+}
+
+static int u_strerror(lua_State *L) {
+  lua_pushstring(L, tapio_strerror((int)luaL_checkinteger(L, 1)));
+  return 1;
+}
+
+static void open_errors(lua_State *L) {
+  size_t i;
+  luaL_newmetatable(L, TL_ERROR);
+  lua_pushcfunction(L, e_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_setfield(L, -2, "error_metatable");
+  lua_createtable(L, 0, (int)(sizeof codes / sizeof codes[0]));
+  for (i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+    lua_pushinteger(L, codes[i]);
+    lua_setfield(L, -2, tapio_errname(codes[i]));
+  }
+  lua_setfield(L, -2, "errors");
+}
+
+/* ---- Options ----------------------------------------------------------- */
+
+enum { O_INT, O_BOOL, O_STR, O_FAMILY };
+
+#define C_ (1u << TL_OPTS_CONNECTION)
+#define A_ (1u << TL_OPTS_ACCEPTED)
+#define S_ (1u << TL_OPTS_SERVER)
+#define U_ (1u << TL_OPTS_UNIX_SERVER)
+
+/* The names and ranges capi/tapio.h documents, by the call that takes
+ * them: a name another call takes is as unknown here as a misspelling. */
+static const struct {
+  const char *name;
+  int type;
+  lua_Integer min, max;
+  unsigned calls;
+} optdefs[] = {
+  {"local_host", O_STR, 0, 0, C_},
+  {"local_port", O_INT, 0, 65535, C_},
+  {"family", O_FAMILY, 0, 6, C_ | S_},
+  {"sock", O_INT, 0, INT32_MAX, C_ | S_},
+  {"nodelay", O_BOOL, 0, 1, C_ | A_ | S_},
+  {"backlog", O_INT, 0, INT32_MAX, S_ | U_},
+  {"reuse_address", O_BOOL, 0, 1, S_},
+  {"reuse_port", O_BOOL, 0, 1, S_},
+  {"start_serving", O_BOOL, 0, 1, S_ | U_},
+  {"cleanup_socket", O_BOOL, 0, 1, U_},
+};
+
+#define NOPTS (sizeof optdefs / sizeof optdefs[0])
+
+static int find_option(const char *name, int set) {
+  size_t i;
+  for (i = 0; i < NOPTS; i++)
+    if (strcmp(optdefs[i].name, name) == 0 && (optdefs[i].calls & (1u << set)))
+      return (int)i;
+  return -1;
+}
+
+/* The value at -1 is right for option i, or the reason it is not. */
+static const char *option_problem(lua_State *L, int i) {
+  lua_Integer v;
+  if (optdefs[i].type == O_STR)
+    return lua_type(L, -1) == LUA_TSTRING ? NULL : "string expected";
+  if (optdefs[i].type == O_BOOL && lua_type(L, -1) == LUA_TBOOLEAN)
+    return NULL;
+  if (!tl_isinteger(L, -1)) /* booleans may be 0 or 1 as well */
+    return optdefs[i].type == O_BOOL ? "boolean expected" : "integer expected";
+  v = lua_tointeger(L, -1);
+  if (v < optdefs[i].min || v > optdefs[i].max)
+    return "out of range";
+  if (optdefs[i].type == O_FAMILY && v != 0 && v != 4 && v != 6)
+    return "0, 4 or 6 expected";
+  return NULL;
+}
+
+void tl_checkoptions(lua_State *L, int idx, const char *fn, int n, int set) {
+  if (lua_isnil(L, idx) || lua_isnone(L, idx))
+    return;
+  if (!lua_istable(L, idx))
+    tl_typeerror(L, fn, n, "opts", idx, "table or nil");
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    const char *problem;
+    int i = lua_type(L, -2) == LUA_TSTRING
+                ? find_option(lua_tostring(L, -2), set) : -1;
+    if (i < 0)
+      luaL_error(L, "tapio: %s: unknown option '%s'", fn,
+                 tl_tostring(L, -2));
+    problem = option_problem(L, i);
+    if (problem)
+      luaL_error(L, "tapio: %s: bad option '%s' (%s)", fn, optdefs[i].name,
+                 problem);
+    lua_pop(L, 1);
+  }
+}
+
+int tl_makeoptions(lua_State *L, int idx, tapio_loop *loop,
+                   tapio_options **out) {
+  int rc;
+  *out = NULL;
+  if (!lua_istable(L, idx))
+    return 0;
+  rc = tapio_options_new(loop, out);
+  if (rc < 0)
+    return rc;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) { /* checked by tl_checkoptions */
+    const char *name = lua_tostring(L, -2);
+    if (lua_type(L, -1) == LUA_TSTRING)
+      rc = tapio_options_set_str(*out, name, lua_tostring(L, -1));
+    else if (lua_type(L, -1) == LUA_TBOOLEAN)
+      rc = tapio_options_set_int(*out, name, lua_toboolean(L, -1));
+    else
+      rc = tapio_options_set_int(*out, name, (int64_t)lua_tointeger(L, -1));
+    lua_pop(L, 1);
+    if (rc < 0) {
+      lua_pop(L, 1); /* the key */
+      tapio_options_free(*out);
+      *out = NULL;
+      break;
+    }
+  }
+  return rc;
+}
+
+/* ---- Addresses --------------------------------------------------------- */
+
+/* IP addresses are {host, port} (IPv6: {host, port, flowinfo, scope_id},
+ * the last two always 0 as the ABI does not report them), printing as
+ * Python's tuples; Unix addresses are the path string, as in Python. */
+void tl_pushaddress(lua_State *L, const char *host, int port, int family) {
+  if (family == TAPIO_AF_UNIX) {
+    lua_pushstring(L, host);
+    return;
+  }
+  lua_createtable(L, family == TAPIO_AF_INET6 ? 4 : 2, 0);
+  lua_pushstring(L, host);
+  lua_rawseti(L, -2, 1);
+  lua_pushinteger(L, port);
+  lua_rawseti(L, -2, 2);
+  if (family == TAPIO_AF_INET6) {
+    lua_pushinteger(L, 0);
+    lua_rawseti(L, -2, 3);
+    lua_pushinteger(L, 0);
+    lua_rawseti(L, -2, 4);
+  }
+  luaL_setmetatable(L, TL_ADDRESS);
+}
+
+static int a_tostring(lua_State *L) {
+  lua_rawgeti(L, 1, 1);
+  lua_rawgeti(L, 1, 2);
+  if (tl_rawlen(L, 1) == 4)
+    lua_pushfstring(L, "('%s', %d, 0, 0)", lua_tostring(L, -2),
+                    (int)lua_tointeger(L, -1));
+  else
+    lua_pushfstring(L, "('%s', %d)", lua_tostring(L, -2),
+                    (int)lua_tointeger(L, -1));
+  return 1;
+}
+
+/* addr.host, addr.port and addr.family besides addr[1], addr[2]. */
+static int a_index(lua_State *L) {
+  const char *k;
+  if (lua_type(L, 2) != LUA_TSTRING)
+    return 0;
+  k = lua_tostring(L, 2);
+  if (strcmp(k, "host") == 0)
+    lua_rawgeti(L, 1, 1);
+  else if (strcmp(k, "port") == 0)
+    lua_rawgeti(L, 1, 2);
+  else if (strcmp(k, "family") == 0)
+    lua_pushinteger(L, tl_rawlen(L, 1) == 4 ? TAPIO_AF_INET6 : TAPIO_AF_INET);
+  else
+    return 0;
+  return 1;
+}
+
+static int a_eq(lua_State *L) {
+  int i, eq = tl_rawlen(L, 1) == tl_rawlen(L, 2);
+  for (i = 1; eq && i <= 2; i++) {
+    lua_rawgeti(L, 1, i);
+    lua_rawgeti(L, 2, i);
+    eq = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+  }
+  lua_pushboolean(L, eq);
+  return 1;
+}
+
+static void open_address(lua_State *L) {
+  luaL_newmetatable(L, TL_ADDRESS);
+  lua_pushcfunction(L, a_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pushcfunction(L, a_index);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, a_eq);
+  lua_setfield(L, -2, "__eq");
+  lua_pop(L, 1);
+}
+
+/* ---- Buffers ----------------------------------------------------------- */
+
+static tl_buffer *checkbuffer(lua_State *L, const char *fn) {
+  tl_buffer *b = luaL_testudata(L, 1, TL_BUFFER);
+  if (!b)
+    tl_typeerror(L, fn, 0, "self", 1, TL_BUFFER);
+  return b;
+}
+
+/* tapio.buffer(size): size bytes, zeroed, for get_buffer to return. */
+static int u_buffer(lua_State *L) {
+  lua_Integer n = tl_checkint(L, 1, "buffer", 1, "size", 1,
+                              (lua_Integer)1 << 40);
+  tl_buffer *b = tl_newuserdata(L, offsetof(tl_buffer, data) + (size_t)n);
+  b->size = (size_t)n;
+  memset(b->data, 0, (size_t)n);
+  luaL_setmetatable(L, TL_BUFFER);
+  return 1;
+}
+
+/* Positions as string.sub counts them: negative from the end. */
+static size_t position(lua_Integer i, size_t len) {
+  if (i > 0)
+    return (size_t)i;
+  if (i == 0)
+    return 1;
+  if ((size_t)-i > len)
+    return 1;
+  return len + (size_t)i + 1;
+}
+
+/* buf:sub([i [, j]]): bytes i..j as a string, like string.sub. */
+static int b_sub(lua_State *L) {
+  tl_buffer *b = checkbuffer(L, "buffer:sub");
+  lua_Integer i = lua_isnoneornil(L, 2) ? 1 : tl_checkint(L, 2, "buffer:sub",
+                                                  1, "i", INT64_MIN / 2,
+                                                  INT64_MAX / 2);
+  lua_Integer j = lua_isnoneornil(L, 3) ? -1 : tl_checkint(L, 3, "buffer:sub",
+                                                   2, "j", INT64_MIN / 2,
+                                                   INT64_MAX / 2);
+  size_t from = position(i, b->size), to;
+  if (j < 0 && (size_t)-j > b->size)
+    to = 0;
+  else
+    to = j < 0 ? b->size + (size_t)j + 1 : (size_t)j;
+  if (to > b->size)
+    to = b->size;
+  if (from > to)
+    lua_pushliteral(L, "");
+  else
+    lua_pushlstring(L, b->data + from - 1, to - from + 1);
+  return 1;
+}
+
+/* buf:byte(i): the byte at i, or nil outside the buffer. */
+static int b_byte(lua_State *L) {
+  tl_buffer *b = checkbuffer(L, "buffer:byte");
+  lua_Integer i = tl_checkint(L, 2, "buffer:byte", 1, "i", INT64_MIN / 2,
+                              INT64_MAX / 2);
+  size_t p = i < 0 ? position(i, b->size) : (size_t)i;
+  if (p < 1 || p > b->size)
+    return 0;
+  lua_pushinteger(L, (unsigned char)b->data[p - 1]);
+  return 1;
+}
+
+/* buf:set(i, s): copies s into the buffer at i (it must fit). */
+static int b_set(lua_State *L) {
+  tl_buffer *b = checkbuffer(L, "buffer:set");
+  lua_Integer i = tl_checkint(L, 2, "buffer:set", 1, "i", 1,
+                              (lua_Integer)b->size + 1);
+  size_t len;
+  const char *s;
+  if (lua_type(L, 3) != LUA_TSTRING)
+    return tl_typeerror(L, "buffer:set", 2, "s", 3, "string");
+  s = lua_tolstring(L, 3, &len);
+  if (len > b->size - (size_t)(i - 1))
+    return tl_argerror(L, "buffer:set", 2, "s", "does not fit");
+  memcpy(b->data + i - 1, s, len);
+  return 0;
+}
+
+static int b_len(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)checkbuffer(L, "buffer:__len")->size);
+  return 1;
+}
+
+static int b_tostring(lua_State *L) {
+  lua_pushfstring(L, "tapio.buffer (%d bytes)",
+                  (int)checkbuffer(L, "buffer:__tostring")->size);
+  return 1;
+}
+
+static const luaL_Reg buffer_methods[] = {
+  {"sub", b_sub},
+  {"byte", b_byte},
+  {"set", b_set},
+  {NULL, NULL}
+};
+
+static void open_buffer(lua_State *L) {
+  tl_newclass(L, TL_BUFFER, buffer_methods, 0);
+  lua_setfield(L, -2, "buffer_methods");
+  luaL_getmetatable(L, TL_BUFFER);
+  lua_pushcfunction(L, b_len);
+  lua_setfield(L, -2, "__len");
+  lua_pushcfunction(L, b_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pop(L, 1);
+}
+
+/* ---- Plain sockets: what the existing-socket example needs ------------ */
+
+/* The ABI translates errno only inside the core; these few helpers keep
+ * their own short table and fall back to EUNKNOWN with the OS's text. */
+static int errno_code(int err) {
+  switch (err) {
+  case EBADF: return TAPIO_EBADF;
+  case EINVAL: return TAPIO_EINVAL;
+  case EAGAIN: return TAPIO_EAGAIN;
+  case EPIPE: return TAPIO_EPIPE;
+  case ECONNRESET: return TAPIO_ECONNRESET;
+  case ENOTSOCK: return TAPIO_ENOTSOCK;
+  case EMFILE: return TAPIO_EMFILE;
+  case ENFILE: return TAPIO_ENFILE;
+  case ENOMEM: return TAPIO_ENOMEM;
+  default: return TAPIO_EUNKNOWN;
+  }
+}
+
+static int os_fail(lua_State *L, int err) {
+  lua_pushnil(L);
+  tl_pusherror(L, errno_code(err), strerror(err));
+  return 2;
+}
+
+/* tapio.socketpair(): two connected stream sockets (descriptors), as
+ * Python's socket.socketpair(); hand one to create_connection's sock. */
+static int u_socketpair(lua_State *L) {
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+    return os_fail(L, errno);
+  lua_pushinteger(L, sv[0]);
+  lua_pushinteger(L, sv[1]);
+  return 2;
+}
+
+/* tapio.send(fd, data): one blocking send; the count sent or nil, err. */
+static int u_send(lua_State *L) {
+  int fd = (int)tl_checkint(L, 1, "send", 1, "fd", 0, INT32_MAX);
+  size_t len;
+  const char *s;
+  ssize_t n;
+  if (lua_type(L, 2) != LUA_TSTRING)
+    return tl_typeerror(L, "send", 2, "data", 2, "string");
+  s = lua_tolstring(L, 2, &len);
+  do
+    n = send(fd, s, len, MSG_NOSIGNAL);
+  while (n < 0 && errno == EINTR);
+  if (n < 0)
+    return os_fail(L, errno);
+  lua_pushinteger(L, (lua_Integer)n);
+  return 1;
+}
+
+/* tapio.close_fd(fd) */
+static int u_close_fd(lua_State *L) {
+  int fd = (int)tl_checkint(L, 1, "close_fd", 1, "fd", 0, INT32_MAX);
+  if (close(fd) < 0)
+    return os_fail(L, errno);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static const luaL_Reg functions[] = {
+  {"error", u_error},
+  {"strerror", u_strerror},
+  {"buffer", u_buffer},
+  {"socketpair", u_socketpair},
+  {"send", u_send},
+  {"close_fd", u_close_fd},
+  {NULL, NULL}
+};
+
+int tl_open_util(lua_State *L) {
+  luaL_setfuncs(L, functions, 0);
+  open_errors(L);
+  open_address(L);
+  open_buffer(L);
+  lua_pushinteger(L, TAPIO_AF_UNSPEC);
+  lua_setfield(L, -2, "AF_UNSPEC");
+  lua_pushinteger(L, TAPIO_AF_INET);
+  lua_setfield(L, -2, "AF_INET");
+  lua_pushinteger(L, TAPIO_AF_INET6);
+  lua_setfield(L, -2, "AF_INET6");
+  return 0;
+}

@@ -1,0 +1,216 @@
+-- Shared by the busted specs: a deadline-bounded loop runner that raises a
+-- failure with its traceback, a protocol that records its callbacks, and
+-- a connected pair of transports on 127.0.0.1 (port 0). No sleeps: every
+-- wait is on a loop event, bounded by a deadline.
+local tapio = require "tapio"
+
+local helper = { tapio = tapio }
+
+local unpack = table.unpack or unpack
+local pack = table.pack or function(...)
+  return { n = select("#", ...), ... }
+end
+
+helper.DEADLINE = 10 -- seconds any one spec may run its loop
+
+local function describe_context(ctx)
+  local parts = { tostring(ctx.message) }
+  if ctx.traceback then
+    parts[#parts + 1] = ctx.traceback
+  elseif ctx.exception ~= nil then
+    parts[#parts + 1] = tostring(ctx.exception)
+  end
+  return table.concat(parts, "\n")
+end
+helper.describe_context = describe_context
+
+--- helper.run(fn, opts): a new loop runs fn(loop, errors) as a task until
+-- it ends or the deadline passes, then closes the loop. Returns fn's
+-- results. Errors (fn's, or the deadline's) are raised with the task's
+-- traceback. The loop's exception handler appends each context to
+-- `errors`; unless opts.errors_ok, any such call fails the spec.
+-- opts.keep_open leaves the loop open (and returns it after the results).
+function helper.run(fn, opts)
+  opts = opts or {}
+  local loop = tapio.new_loop()
+  local errors = {}
+  loop:set_exception_handler(function(_, ctx)
+    errors[#errors + 1] = ctx
+  end)
+  local task = loop:create_task(fn, loop, errors)
+  local timed_out = false
+  local deadline = loop:call_later(opts.deadline or helper.DEADLINE,
+    function()
+      timed_out = true
+      loop:stop()
+    end)
+  local r = pack(pcall(loop.run_until_complete, loop, task))
+  deadline:cancel()
+  if timed_out then
+    local where = debug.traceback(task:get_coro(), "", 0)
+    loop:close()
+    error(("deadline of %gs passed; the task waits at:%s")
+      :format(opts.deadline or helper.DEADLINE, where), 0)
+  end
+  if not opts.keep_open then
+    loop:close()
+  end
+  if not r[1] then
+    local tb = task.get_traceback and task:get_traceback()
+    error(tb or tostring(r[2]), 0)
+  end
+  if #errors > 0 and not opts.errors_ok then
+    error("unexpected call of the exception handler:\n"
+      .. describe_context(errors[1]), 0)
+  end
+  if opts.keep_open then
+    r[r.n + 1] = loop
+    r.n = r.n + 1
+  end
+  return unpack(r, 2, r.n)
+end
+
+--- Runs the loop until cond() is true, bounded by the deadline; for specs
+-- that use no tasks (plain callbacks, as a host would).
+function helper.wait_until(loop, cond, deadline)
+  local timed_out = false
+  local h = loop:call_later(deadline or helper.DEADLINE, function()
+    timed_out = true
+  end)
+  while not cond() and not timed_out do
+    loop:run_once(true)
+  end
+  h:cancel()
+  if timed_out then
+    error("deadline passed while waiting", 2)
+  end
+end
+
+--- A protocol that records its callbacks in self.events ("made", "data",
+-- "eof", "lost", "pause", "resume") and resolves futures on them:
+-- self.made, self.eof_fut, self.lost (with the error, or false if clean).
+-- methods (optional) override or add methods.
+function helper.recorder(loop, methods)
+  local p = { events = {}, received = "", chunks = {},
+              made = loop:create_future(), lost = loop:create_future(),
+              eof_fut = loop:create_future(), waiters = {} }
+  function p:connection_made(transport)
+    self.events[#self.events + 1] = "made"
+    self.transport = transport
+    self.made:set_result(transport)
+  end
+  function p:data_received(data)
+    self.events[#self.events + 1] = "data"
+    self.chunks[#self.chunks + 1] = data
+    self.received = self.received .. data
+    self:check_waiters()
+  end
+  function p:eof_received()
+    self.events[#self.events + 1] = "eof"
+    self.eof_fut:set_result(true)
+    return self.keep_open
+  end
+  function p:connection_lost(err)
+    self.events[#self.events + 1] = "lost"
+    self.lost_with = err
+    if err == nil then
+      self.lost:set_result(false)
+    else
+      self.lost:set_result(err)
+    end
+  end
+  function p:pause_writing()
+    self.events[#self.events + 1] = "pause"
+  end
+  function p:resume_writing()
+    self.events[#self.events + 1] = "resume"
+  end
+  function p:check_waiters()
+    for i = #self.waiters, 1, -1 do
+      local w = self.waiters[i]
+      if #self.received >= w.n and not w.fut:done() then
+        table.remove(self.waiters, i)
+        w.fut:set_result(self.received)
+      end
+    end
+  end
+  --- A future of everything received once it has at least n bytes.
+  function p:bytes(n)
+    local fut = loop:create_future()
+    self.waiters[#self.waiters + 1] = { n = n, fut = fut }
+    self:check_waiters()
+    return fut
+  end
+  for k, v in pairs(methods or {}) do
+    p[k] = v
+  end
+  return p
+end
+
+--- Inside a task: a server on 127.0.0.1 port 0 and one client connected
+-- to it. Returns server, client transport, client protocol, server
+-- protocol (its connection_made has run).
+function helper.pair(loop, server_proto, client_proto, server_opts)
+  local accepted = loop:create_future()
+  local server = loop:create_server(function()
+    local p = server_proto or helper.recorder(loop)
+    if not accepted:done() then
+      accepted:set_result(p)
+    end
+    return p
+  end, "127.0.0.1", 0, server_opts)
+  local port = server:addresses()[1][2]
+  local t, p = loop:create_connection(function()
+    return client_proto or helper.recorder(loop)
+  end, "127.0.0.1", port)
+  local sp = accepted:await()
+  if sp.made then
+    sp.made:await()
+  end
+  return server, t, p, sp
+end
+
+--- The port of a server's first listening socket.
+function helper.port(server)
+  return server:addresses()[1][2]
+end
+
+--- Registry entries that are not free-list links (numbers): what anchors
+-- objects.
+function helper.registry_count()
+  local n = 0
+  for _, v in pairs(debug.getregistry()) do
+    if type(v) ~= "number" then
+      n = n + 1
+    end
+  end
+  return n
+end
+
+--- A full collection, twice (finalizers may free more).
+function helper.collect()
+  collectgarbage("collect")
+  collectgarbage("collect")
+end
+
+--- Runs a command through the shell; returns its output (stdout and
+-- stderr together unless split) and exit status.
+function helper.execute(cmd)
+  local f = assert(io.popen(cmd .. " 2>&1; echo \"exit:$?\""))
+  local out = f:read("*a")
+  f:close()
+  local status = tonumber(out:match("exit:(%d+)%s*$"))
+  return out:gsub("exit:%d+%s*$", ""), status
+end
+
+--- Whether a file (of any kind: sockets too) exists.
+function helper.exists(path)
+  return os.rename(path, path) and true or false
+end
+
+--- Quotes a string for the shell.
+function helper.shell_quote(s)
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
+return helper

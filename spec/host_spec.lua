@@ -1,0 +1,175 @@
+-- The `tapio` host program: arguments, exit statuses, error messages with
+-- tracebacks, and the default exception handler's output.
+local helper = require "spec.helper"
+
+local HOST = os.getenv("TAPIO_HOST") or "build/tapio"
+local q = helper.shell_quote
+
+-- Writes a script, runs `tapio script args...`; returns output, status.
+local function run_script(source, args)
+  local path = os.tmpname()
+  local f = assert(io.open(path, "w"))
+  f:write(source)
+  f:close()
+  -- no search paths: the host finds tapio without them
+  local out, status = helper.execute(("env -u LUA_PATH -u LUA_CPATH %s %s %s")
+    :format(q(HOST), q(path), args or ""))
+  os.remove(path)
+  return out:gsub(path:gsub("%p", "%%%0"), "SCRIPT"), status
+end
+
+describe("the tapio host program", function()
+  it("runs a script with arg set as the standalone lua sets it", function()
+    local out, status = run_script([[
+      local a, b = ...
+      print(arg[0]:match("lua_") and "script" or arg[0], arg[1], arg[2],
+            a, b, select("#", ...), arg[-1] ~= nil)
+      local tapio = require "tapio"
+      print(type(tapio.run), tapio.version)
+    ]], "one two")
+    assert.are.equal(0, status)
+    assert.matches("script\tone\ttwo\tone\ttwo\t2\ttrue\n", out)
+    assert.matches("function\t%d+%.%d+%.%d+", out)
+  end)
+
+  it("prints an error with its traceback and exits 1", function()
+    local out, status = run_script([[
+      local function inner() error("boom") end
+      inner()
+    ]])
+    assert.are.equal(1, status)
+    assert.matches("tapio: SCRIPT:1: boom\nstack traceback:\n", out)
+    assert.matches("in local 'inner'", out)
+  end)
+
+  it("prints error objects with __tostring, and others by type", function()
+    local out, status = run_script([[
+      error(setmetatable({}, { __tostring = function() return "custom" end }))
+    ]])
+    assert.are.equal(1, status)
+    assert.matches("tapio: custom\nstack traceback", out)
+    out, status = run_script("error({})")
+    assert.are.equal(1, status)
+    assert.matches("%(error object is a table value%)", out)
+  end)
+
+  it("prints the task's traceback for an error out of tapio.run", function()
+    local out, status = run_script([[
+      local tapio = require "tapio"
+      local function deep() error("in the task") end
+      tapio.run(function()
+        tapio.sleep(0)
+        deep()
+      end)
+    ]])
+    assert.are.equal(1, status)
+    assert.matches("tapio: SCRIPT:2: in the task\nstack traceback:\n", out)
+    assert.matches("in upvalue 'deep'", out)
+    assert.matches("%(raised again by tapio.run%)\nstack traceback:", out)
+    assert.matches("in function 'tapio.run'", out)
+  end)
+
+  it("exits with os.exit's status", function()
+    local _, status = run_script("os.exit(3)")
+    assert.are.equal(3, status)
+  end)
+
+  it("reports syntax errors and missing scripts", function()
+    local out, status = run_script("this is not lua")
+    assert.are.equal(1, status)
+    assert.matches("tapio: SCRIPT:1: syntax error", out)
+    out, status = helper.execute(q(HOST) .. " /nonexistent/script.lua")
+    assert.are.equal(1, status)
+    assert.matches("cannot open /nonexistent/script.lua", out)
+  end)
+
+  it("runs -e chunks and standard input, prints versions and usage",
+    function()
+    local out, status = helper.execute(q(HOST)
+      .. [[ -e 'print(select("#", ...), arg[1], require("tapio").version)' x]])
+    assert.are.equal(0, status)
+    assert.matches("^1\tx\t%d", out)
+    out, status = helper.execute("echo 'print(\"from stdin\", ...)' | "
+      .. q(HOST) .. " - y")
+    assert.are.equal(0, status)
+    assert.are.equal("from stdin\ty\n", out)
+    out, status = helper.execute(q(HOST) .. " -v")
+    assert.are.equal(0, status)
+    assert.matches("^tapio %d+%.%d+%.%d+, Lua 5%.4", out)
+    out, status = helper.execute(q(HOST))
+    assert.are.equal(2, status)
+    assert.matches("usage:", out)
+  end)
+
+  it("prints callback errors through the default handler and goes on",
+    function()
+    local out, status = run_script([[
+      local tapio = require "tapio"
+      tapio.run(function()
+        local loop = tapio.get_running_loop()
+        loop:call_soon(function() error("in a callback") end)
+        tapio.sleep(0)
+        print("still running")
+      end)
+    ]])
+    assert.are.equal(0, status)
+    assert.matches("tapio: error in a scheduled callback\n"
+      .. "SCRIPT:4: in a callback\nstack traceback:\n", out)
+    assert.matches("still running\n", out)
+  end)
+
+  it("prints a protocol error with its transport", function()
+    local out, status = run_script([[
+      local tapio = require "tapio"
+      tapio.run(function()
+        local loop = tapio.get_running_loop()
+        local lost = loop:create_future()
+        local server = loop:create_server(function()
+          return { data_received = function() error("bad data") end }
+        end, "127.0.0.1", 0)
+        local t = loop:create_connection(function()
+          return { connection_lost = function() lost:set_result() end }
+        end, "127.0.0.1", server:addresses()[1][2])
+        t:write("x")
+        lost:await()
+        print("client saw the abort")
+      end)
+    ]])
+    assert.are.equal(0, status)
+    assert.matches("tapio: error in protocol.data_received%(%)\n"
+      .. "SCRIPT:6: bad data\nstack traceback:", out)
+    assert.matches("  transport: tapio.transport %(", out)
+    assert.matches("client saw the abort", out)
+  end)
+
+  it("survives an exception handler that fails", function()
+    local out, status = run_script([[
+      local tapio = require "tapio"
+      tapio.run(function()
+        local loop = tapio.get_running_loop()
+        loop:set_exception_handler(function() error("handler broke") end)
+        loop:call_soon(function() error("first") end)
+        tapio.sleep(0)
+        print("after")
+      end)
+    ]])
+    assert.are.equal(0, status)
+    assert.matches("the exception handler failed: SCRIPT:4: handler broke",
+      out)
+    assert.matches("SCRIPT:5: first", out)
+    assert.matches("after\n", out)
+  end)
+
+  it("cleans up a loop left open when the script ends", function()
+    local out, status = run_script([[
+      local tapio = require "tapio"
+      local loop = tapio.new_loop()
+      loop:run_until_complete(loop:create_server(function() return {} end,
+        "127.0.0.1", 0))
+      loop:call_later(10, print)
+      print("leaving")
+    ]])
+    assert.are.equal(0, status)
+    assert.are.equal("leaving\n", out)
+  end)
+end)

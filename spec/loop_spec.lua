@@ -1,0 +1,270 @@
+-- The loop: scheduled calls and their handles, running and stopping,
+-- closing, the exception handler, argument errors.
+local helper = require "spec.helper"
+local tapio = helper.tapio
+
+describe("a loop", function()
+  local loop
+  before_each(function()
+    loop = tapio.new_loop()
+  end)
+  after_each(function()
+    loop:close()
+  end)
+
+  it("has a monotonic time and knows whether it runs", function()
+    local t0 = loop:time()
+    assert.is_number(t0)
+    assert.is_true(loop:time() >= t0)
+    assert.is_false(loop:is_running())
+    assert.is_false(loop:is_closed())
+    assert.are.equal("tapio.loop (idle)", tostring(loop))
+    assert.is_true(loop:memory() >= 0)
+    local inside
+    loop:call_soon(function()
+      inside = { loop:is_running(), tapio.get_running_loop() }
+    end)
+    loop:run_once()
+    assert.are.same({ true, loop }, inside)
+  end)
+
+  it("runs call_soon callbacks in order, with their arguments", function()
+    local calls = {}
+    for i = 1, 5 do
+      loop:call_soon(function(a, b) calls[#calls + 1] = a .. b end, i, "x")
+    end
+    assert.are.same({}, calls) -- never at once
+    loop:run_once()
+    assert.are.same({ "1x", "2x", "3x", "4x", "5x" }, calls)
+  end)
+
+  it("runs a call scheduled by a call in the next iteration", function()
+    local calls = {}
+    loop:call_soon(function()
+      calls[#calls + 1] = "first"
+      loop:call_soon(function() calls[#calls + 1] = "second" end)
+    end)
+    loop:run_once()
+    assert.are.same({ "first" }, calls)
+    loop:run_once()
+    assert.are.same({ "first", "second" }, calls)
+  end)
+
+  it("accepts callable tables as callbacks", function()
+    local called = false
+    local callable = setmetatable({}, { __call = function(_, v)
+      called = v
+    end })
+    loop:call_soon(callable, "yes")
+    loop:run_once()
+    assert.are.equal("yes", called)
+  end)
+
+  it("runs call_later after its delay, same delays in order", function()
+    local calls, t0 = {}, loop:time()
+    local times = {}
+    loop:call_later(0.03, function() calls[#calls + 1] = "b1" end)
+    loop:call_later(0.01, function()
+      calls[#calls + 1] = "a"
+      times.a = loop:time()
+    end)
+    loop:call_later(0.03, function()
+      calls[#calls + 1] = "b2"
+      times.b = loop:time()
+    end)
+    loop:call_later(-1, function() calls[#calls + 1] = "now" end)
+    helper.wait_until(loop, function() return #calls == 4 end)
+    assert.are.same({ "now", "a", "b1", "b2" }, calls)
+    assert.is_true(times.a - t0 >= 0.01)
+    assert.is_true(times.b - t0 >= 0.03)
+  end)
+
+  it("runs call_at at a loop time", function()
+    local at
+    local when = loop:time() + 0.02
+    local h = loop:call_at(when, function() at = loop:time() end)
+    assert.are.equal(when, h:when())
+    helper.wait_until(loop, function() return at end)
+    assert.is_true(at >= when)
+  end)
+
+  it("gives handles that cancel", function()
+    local calls = {}
+    local h1 = loop:call_soon(function() calls[#calls + 1] = 1 end)
+    local h2 = loop:call_later(0, function() calls[#calls + 1] = 2 end)
+    local h3 = loop:call_soon(function() calls[#calls + 1] = 3 end)
+    assert.is_nil(h1:when())
+    assert.is_number(h2:when())
+    assert.are.equal("tapio.handle (pending)", tostring(h1))
+    h1:cancel()
+    h2:cancel()
+    h2:cancel() -- harmless
+    assert.is_true(h1:cancelled())
+    assert.are.equal("tapio.handle (cancelled)", tostring(h1))
+    helper.wait_until(loop, function() return #calls == 1 end)
+    loop:run_once()
+    assert.are.same({ 3 }, calls)
+    assert.are.equal("tapio.handle (done)", tostring(h3))
+    h3:cancel() -- after it ran: harmless, and marks it
+    assert.is_true(h3:cancelled())
+  end)
+
+  it("runs until stopped", function()
+    local n = 0
+    local function tick()
+      n = n + 1
+      if n == 3 then
+        loop:stop()
+      else
+        loop:call_soon(tick)
+      end
+    end
+    loop:call_soon(tick)
+    loop:run_forever()
+    assert.are.equal(3, n)
+    assert.is_false(loop:is_running())
+  end)
+
+  it("runs one iteration after a stop that came first", function()
+    local ran = false
+    loop:call_soon(function() ran = true end)
+    loop:stop()
+    loop:run_forever()
+    assert.is_true(ran)
+  end)
+
+  it("steps without waiting, or waits for one event", function()
+    local t0 = loop:time()
+    loop:run_once() -- nothing to do: returns at once
+    loop:run_once(false)
+    assert.is_true(loop:time() - t0 < 1)
+    local fired = false
+    loop:call_later(0.02, function() fired = true end)
+    helper.wait_until(loop, function() return fired end)
+    assert.is_true(loop:time() - t0 >= 0.02)
+  end)
+
+  it("refuses to run twice at once", function()
+    local err
+    loop:call_soon(function()
+      local ok, e = pcall(loop.run_forever, loop)
+      err = not ok and e
+      ok, e = pcall(loop.run_once, loop)
+      err = err and not ok and err
+    end)
+    loop:run_once()
+    assert.are.equal("tapio: loop:run_forever: the loop is already running",
+      err)
+  end)
+
+  it("sends a callback's error to the exception handler and goes on",
+    function()
+    local contexts, after = {}, false
+    loop:set_exception_handler(function(l, ctx)
+      assert.are.equal(loop, l)
+      contexts[#contexts + 1] = ctx
+    end)
+    local err = setmetatable({}, { __tostring = function() return "E!" end })
+    loop:call_soon(function() error(err) end)
+    loop:call_soon(function() error("plain") end)
+    loop:call_soon(function() after = true end)
+    loop:run_once()
+    assert.is_true(after)
+    assert.are.equal(2, #contexts)
+    assert.are.equal("error in a scheduled callback", contexts[1].message)
+    assert.are.equal(err, contexts[1].exception)
+    assert.matches("^E!\nstack traceback:", contexts[1].traceback)
+    assert.matches("loop_spec.lua:%d+: plain", contexts[2].exception)
+    assert.matches("loop_spec.lua", contexts[2].traceback)
+  end)
+
+  it("keeps, returns and resets its exception handler", function()
+    assert.is_nil(loop:get_exception_handler())
+    local got
+    local function handler(_, ctx) got = ctx end
+    loop:set_exception_handler(handler)
+    assert.are.equal(handler, loop:get_exception_handler())
+    loop:call_exception_handler({ message = "by hand" })
+    assert.are.equal("by hand", got.message)
+    loop:set_exception_handler(nil)
+    assert.is_nil(loop:get_exception_handler())
+    assert.has_error(function() loop:set_exception_handler(1) end,
+      "tapio: loop:set_exception_handler: bad argument #1 'handler' "
+      .. "(function expected, got number)")
+    assert.has_error(function() loop:call_exception_handler("x") end)
+  end)
+
+  it("raises on bad arguments, naming function and argument", function()
+    assert.has_error(function() loop:call_soon(42) end,
+      "tapio: loop:call_soon: bad argument #1 'callback' "
+      .. "(function expected, got number)")
+    assert.has_error(function() loop:call_later("1", print) end,
+      "tapio: loop:call_later: bad argument #1 'delay' "
+      .. "(number expected, got string)")
+    assert.has_error(function() loop:call_at(0 / 0, print) end,
+      "tapio: loop:call_at: bad argument #1 'when' "
+      .. "(number expected, got NaN)")
+    assert.has_error(function() loop.time(42) end,
+      "tapio: loop:time: bad self (tapio.loop expected, got number)")
+  end)
+
+  it("anchors pending calls until they run or are cancelled", function()
+    local base = loop:_debug().refs
+    local h = loop:call_later(10, print)
+    loop:call_soon(function() end)
+    assert.are.equal(base + 2, loop:_debug().refs)
+    assert.are.equal(2, loop:_debug().calls)
+    h:cancel()
+    loop:run_once()
+    assert.are.equal(base, loop:_debug().refs)
+    assert.are.equal(0, loop:_debug().calls)
+  end)
+end)
+
+describe("closing a loop", function()
+  it("is refused while it runs and idempotent after", function()
+    local loop = tapio.new_loop()
+    local err
+    loop:call_soon(function()
+      local ok, e = pcall(loop.close, loop)
+      err = not ok and e
+    end)
+    loop:run_once()
+    assert.are.equal("tapio: loop:close: cannot close a running loop", err)
+    loop:close()
+    loop:close()
+    assert.is_true(loop:is_closed())
+    assert.are.equal("tapio.loop (closed)", tostring(loop))
+  end)
+
+  it("drops pending calls and lets go of everything", function()
+    local loop = tapio.new_loop()
+    local ran = false
+    loop:call_soon(function() ran = true end)
+    loop:call_later(1, function() ran = true end)
+    loop:close()
+    assert.is_false(ran)
+    assert.are.equal(0, loop:_debug().refs)
+    assert.are.equal(0, loop:_debug().calls)
+  end)
+
+  it("makes its methods raise", function()
+    local loop = tapio.new_loop()
+    loop:close()
+    assert.has_error(function() loop:call_soon(print) end,
+      "tapio: loop:call_soon: the loop is closed")
+    assert.has_error(function() loop:run_forever() end,
+      "tapio: loop:run_forever: the loop is closed")
+    assert.has_error(function() loop:time() end,
+      "tapio: loop:time: the loop is closed")
+  end)
+
+  it("is done by the garbage collector when forgotten", function()
+    local loop = tapio.new_loop()
+    loop:call_later(10, print)
+    local weak = setmetatable({ loop }, { __mode = "v" })
+    loop = nil
+    helper.collect()
+    assert.is_nil(weak[1])
+  end)
+end)

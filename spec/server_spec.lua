@@ -1,0 +1,339 @@
+-- Servers: listening, serving, closing, their clients, serve_forever and
+-- wait_closed, errors.
+local helper = require "spec.helper"
+local tapio = helper.tapio
+
+local run, recorder = helper.run, helper.recorder
+
+local function connect(loop, port, host)
+  return loop:create_connection(function() return recorder(loop) end,
+    host or "127.0.0.1", port)
+end
+
+-- A server whose accepted protocols are appended to `accepted`.
+local function serve(loop, host, port, opts)
+  local accepted = {}
+  local server = loop:create_server(function()
+    local p = recorder(loop)
+    accepted[#accepted + 1] = p
+    return p
+  end, host, port, opts)
+  return server, accepted
+end
+
+describe("a server", function()
+  it("listens on the hosts it is given, with ephemeral ports", function()
+    run(function(loop)
+      local server = serve(loop, { "127.0.0.1", "127.0.0.1" }, 0)
+      local addrs, fds = server:addresses(), server:sockets()
+      assert.are.equal(2, #addrs)
+      assert.are.equal(2, #fds)
+      assert.are_not.equal(addrs[1][2], addrs[2][2])
+      assert.are_not.equal(fds[1], fds[2])
+      for i = 1, 2 do
+        local t, p = connect(loop, addrs[i][2])
+        t:close()
+        p.lost:await()
+      end
+      server:close()
+    end)
+  end)
+
+  it("listens on every interface without a host", function()
+    run(function(loop)
+      local server = serve(loop, nil, 0)
+      local families = {}
+      for _, a in ipairs(server:addresses()) do
+        families[a.family] = true
+      end
+      assert.is_true(families[tapio.AF_INET])
+      local t = connect(loop, server:addresses()[1][2])
+      t:close()
+      server:close()
+    end)
+  end)
+
+  it("listens on IPv6 and reports Python's 4-tuple", function()
+    run(function(loop)
+      local ok, server = pcall(serve, loop, "::1", 0)
+      if not ok and (server.name == "EADDRNOTAVAIL"
+                     or server.name == "EAFNOSUPPORT") then
+        io.stderr:write("(no IPv6 loopback here: IPv6 spec skipped)\n")
+        return
+      end
+      assert(ok, server)
+      local a = server:addresses()[1]
+      assert.are.equal("::1", a[1])
+      assert.are.equal(tapio.AF_INET6, a.family)
+      assert.are.equal(("('::1', %d, 0, 0)"):format(a[2]), tostring(a))
+      local t, p = connect(loop, a[2], "::1")
+      assert.are.equal("::1", t:get_extra_info("peername").host)
+      t:close()
+      p.lost:await()
+      server:close()
+    end)
+  end)
+
+  it("serves, stops serving on close, and keeps its connections",
+    function()
+    run(function(loop)
+      local server, accepted = serve(loop, "127.0.0.1", 0)
+      local port = helper.port(server)
+      assert.is_true(server:is_serving())
+      assert.are.equal(loop, server:get_loop())
+      local t, p = connect(loop, port)
+      accepted[1].made:await()
+      assert.are.equal(1, server:client_count())
+      server:close()
+      server:close() -- idempotent
+      assert.is_false(server:is_serving())
+      assert.are.same({}, server:sockets())
+      assert.are.equal("tapio.server (closed)", tostring(server))
+      local ok, err = pcall(connect, loop, port)
+      assert.is_false(ok)
+      assert.are.equal("ECONNREFUSED", err.name)
+      -- the accepted connection still works
+      t:write("still")
+      assert.are.equal("still", accepted[1]:bytes(5):await())
+      t:close()
+      p.lost:await()
+      accepted[1].lost:await()
+      assert.are.equal(0, server:client_count())
+      assert.has_error(function() server:start_serving() end,
+        "tapio: server:start_serving: the server is closed")
+    end)
+  end)
+
+  it("accepts only after start_serving when made with start_serving false",
+    function()
+    run(function(loop)
+      local server, accepted = serve(loop, "127.0.0.1", 0,
+        { start_serving = false, backlog = 10, reuse_address = true })
+      assert.is_false(server:is_serving())
+      assert.are.equal("tapio.server (not serving)", tostring(server))
+      local t = connect(loop, helper.port(server)) -- the kernel's backlog
+      tapio.sleep(0.02) -- a window in which nothing may be accepted
+      assert.are.equal(0, #accepted)
+      server:start_serving()
+      server:start_serving() -- idempotent
+      assert.is_true(server:is_serving())
+      while #accepted == 0 do
+        tapio.sleep(0)
+      end
+      accepted[1].made:await()
+      t:close()
+      server:close()
+    end)
+  end)
+
+  it("closes or aborts the connections it accepted", function()
+    run(function(loop)
+      local server, accepted = serve(loop, "127.0.0.1", 0)
+      local port = helper.port(server)
+      local t1, p1 = connect(loop, port)
+      local t2, p2 = connect(loop, port)
+      while #accepted < 2 do
+        tapio.sleep(0)
+      end
+      accepted[1].made:await()
+      accepted[2].made:await()
+      accepted[1].transport:write("flushed first")
+      server:close_clients()
+      assert.are.equal("flushed first", p1:bytes(13):await())
+      p1.lost:await()
+      p2.lost:await()
+      local t3, p3 = connect(loop, port)
+      while #accepted < 3 do
+        tapio.sleep(0)
+      end
+      accepted[3].made:await()
+      server:abort_clients()
+      assert.are.equal(false, accepted[3].lost:await())
+      p3.lost:await()
+      server:close()
+      for _, t in ipairs({ t1, t2, t3 }) do
+        t:close()
+      end
+    end)
+  end)
+
+  it("wait_closed waits for the close and for its connections", function()
+    run(function(loop)
+      local server, accepted = serve(loop, "127.0.0.1", 0)
+      local t, p = connect(loop, helper.port(server))
+      while #accepted == 0 do
+        tapio.sleep(0)
+      end
+      local done = false
+      local waiter = loop:create_task(function()
+        server:wait_closed()
+        done = true
+      end)
+      server:close()
+      tapio.sleep(0.02) -- a window in which the waiter may not finish
+      assert.is_false(done) -- a connection is still open
+      t:close()
+      p.lost:await()
+      waiter:await()
+      assert.is_true(done)
+      server:wait_closed() -- already so: returns
+    end)
+  end)
+
+  it("wait_closed gives a future outside a task", function()
+    local loop = tapio.new_loop()
+    local server = loop:run_until_complete(loop:create_server(function()
+      return {}
+    end, "127.0.0.1", 0))
+    local fut = server:wait_closed()
+    assert.is_true(tapio.is_future(fut))
+    server:close()
+    loop:run_until_complete(fut)
+    assert.is_true(fut:done())
+    loop:close()
+    assert.is_nil(server:wait_closed()) -- the loop is closed
+  end)
+
+  it("serve_forever returns when the server is closed", function()
+    run(function(loop)
+      local server = serve(loop, "127.0.0.1", 0, { start_serving = false })
+      loop:call_later(0.01, function()
+        assert.is_true(server:is_serving()) -- serve_forever started it
+        server:close()
+      end)
+      server:serve_forever()
+      assert.is_false(server:is_serving())
+    end)
+  end)
+
+  it("serve_forever, cancelled, closes the server and raises", function()
+    run(function(loop)
+      local server = serve(loop, "127.0.0.1", 0)
+      local task = loop:create_task(function() server:serve_forever() end)
+      tapio.sleep(0)
+      assert.has_error(function() server:serve_forever() end,
+        "tapio: server:serve_forever: already serving forever")
+      task:cancel()
+      local ok, err = pcall(task.await, task)
+      assert.is_false(ok)
+      assert.is_true(tapio.is_cancelled(err))
+      assert.is_false(server:is_serving())
+    end)
+  end)
+
+  it("serve_forever outside a task gives a future", function()
+    run(function(loop)
+      local server = serve(loop, "127.0.0.1", 0)
+      local fut
+      loop:call_soon(function() fut = server:serve_forever() end)
+      tapio.sleep(0)
+      assert.is_true(tapio.is_future(fut))
+      server:close()
+      fut:await()
+    end)
+  end)
+
+  it("fails with EADDRINUSE on a port in use, unless reuse_port",
+    function()
+    run(function(loop)
+      local first = serve(loop, "127.0.0.1", 0)
+      local port = helper.port(first)
+      local ok, err = pcall(serve, loop, "127.0.0.1", port)
+      assert.is_false(ok)
+      assert.are.equal(tapio.EADDRINUSE, err.code)
+      first:close()
+      local a = serve(loop, "127.0.0.1", 0, { reuse_port = true })
+      local b = serve(loop, "127.0.0.1", helper.port(a), { reuse_port = true })
+      assert.are.equal(helper.port(a), helper.port(b))
+      a:close()
+      b:close()
+    end)
+  end)
+
+  it("checks its arguments and options", function()
+    run(function(loop)
+      local f = function() return {} end
+      assert.has_error(function() loop:create_server(f, "127.0.0.1") end,
+        "tapio: loop:create_server: bad argument #3 'port' "
+        .. "(a port is required unless opts.sock is given)")
+      assert.has_error(function() loop:create_server(f, 42, 0) end,
+        "tapio: loop:create_server: bad argument #2 'host' "
+        .. "(string, list or nil expected, got number)")
+      assert.has_error(function() loop:create_server(f, { "a", 1 }, 0) end,
+        "tapio: loop:create_server: bad argument #2 'host' "
+        .. "(list of strings expected)")
+      assert.has_error(function()
+        loop:create_server(f, nil, 0, { local_port = 1 })
+      end, "tapio: loop:create_server: unknown option 'local_port'")
+      assert.has_error(function()
+        loop:create_server(f, nil, 0, { backlog = -1 })
+      end, "tapio: loop:create_server: bad option 'backlog' (out of range)")
+      assert.has_error(function()
+        loop:create_server(f, nil, 0, { [1] = true })
+      end, "tapio: loop:create_server: unknown option '1'")
+      assert.has_error(function() loop:create_server(nil, nil, 0) end,
+        "tapio: loop:create_server: bad argument #1 'protocol_factory' "
+        .. "(function expected, got nil)")
+      -- sock excludes a port: the core says EINVAL
+      local ok, err = pcall(loop.create_server, loop, f, nil, 1, { sock = 0 })
+      assert.is_false(ok)
+      assert.are.equal("EINVAL", err.name)
+      local server = serve(loop, "127.0.0.1", 0)
+      assert.has_error(function() server.close(42) end,
+        "tapio: server:close: bad self (tapio.server expected, got number)")
+      server:close()
+    end)
+  end)
+end)
+
+describe("a Unix server", function()
+  it("leaves its socket file when cleanup_socket is false", function()
+    local path = os.tmpname()
+    os.remove(path)
+    run(function(loop)
+      local server = loop:create_unix_server(function() return {} end, path,
+        { cleanup_socket = false, backlog = 5, start_serving = true })
+      assert.is_true(server:is_serving())
+      server:close()
+    end)
+    assert.is_true(helper.exists(path))
+    os.remove(path)
+  end)
+
+  it("checks its arguments", function()
+    run(function(loop)
+      assert.has_error(function()
+        loop:create_unix_server(function() end, nil)
+      end, "tapio: loop:create_unix_server: bad argument #2 'path' "
+        .. "(string expected, got nil)")
+      assert.has_error(function()
+        loop:create_unix_server(function() end, "/x", { reuse_port = true })
+      end, "tapio: loop:create_unix_server: unknown option 'reuse_port'")
+      local ok, err = pcall(loop.create_unix_server, loop, function() end,
+        ("x"):rep(200))
+      assert.is_false(ok)
+      assert.are.equal("ENAMETOOLONG", err.name)
+    end)
+  end)
+end)
+
+describe("a server whose loop is closed", function()
+  it("is closed and harmless", function()
+    local loop = tapio.new_loop()
+    local server = loop:run_until_complete(loop:create_server(function()
+      return {}
+    end, "127.0.0.1", 0))
+    loop:close()
+    assert.is_false(server:is_serving())
+    assert.are.same({}, server:sockets())
+    assert.are.same({}, server:addresses())
+    assert.are.equal(0, server:client_count())
+    assert.is_nil(server:get_loop())
+    server:close()
+    server:close_clients()
+    server:abort_clients()
+    assert.has_error(function() server:start_serving() end)
+    assert.are.equal(0, loop:_debug().refs)
+    assert.are.equal(0, loop:_debug().servers)
+  end)
+end)

@@ -1,0 +1,547 @@
+-- Every transport method seen from Lua, on real TCP and Unix sockets.
+local helper = require "spec.helper"
+local tapio = helper.tapio
+
+local run, pair, recorder = helper.run, helper.pair, helper.recorder
+
+describe("a transport", function()
+  it("carries bytes both ways, as Lua strings", function()
+    run(function(loop)
+      local server, t, p, sp = pair(loop)
+      local binary = "\0\1\2\255 and text"
+      t:write(binary)
+      assert.are.equal(binary, sp:bytes(#binary):await())
+      sp.transport:write("reply")
+      assert.are.equal("reply", p:bytes(5):await())
+      t:close()
+      sp.lost:await()
+      server:close()
+    end)
+  end)
+
+  it("writes a list with writelines, in order, as one write", function()
+    run(function(loop)
+      local server, t, _, sp = pair(loop)
+      local list = {}
+      for i = 1, 150 do -- more than one writev's worth of buffers
+        list[i] = ("%03d,"):format(i)
+      end
+      t:writelines(list)
+      t:writelines({})
+      local expected = table.concat(list)
+      assert.are.equal(expected, sp:bytes(#expected):await())
+      t:close()
+      server:close()
+    end)
+  end)
+
+  it("reports names and the socket through get_extra_info", function()
+    run(function(loop)
+      local server, t, _, sp = pair(loop)
+      local port = helper.port(server)
+      local peer = t:get_extra_info("peername")
+      assert.are.equal("127.0.0.1", peer[1])
+      assert.are.equal(port, peer[2])
+      assert.are.equal("127.0.0.1", peer.host)
+      assert.are.equal(port, peer.port)
+      assert.are.equal(tapio.AF_INET, peer.family)
+      assert.are.equal(("('127.0.0.1', %d)"):format(port), tostring(peer))
+      local mine = t:get_extra_info("sockname")
+      assert.are.equal(mine, sp.transport:get_extra_info("peername"))
+      assert.are.equal(peer, sp.transport:get_extra_info("sockname"))
+      assert.is_true(math.type == nil or
+        math.type(t:get_extra_info("socket")) == "integer")
+      assert.is_true(t:get_extra_info("socket") > 2)
+      assert.is_nil(t:get_extra_info("cipher"))
+      assert.are.equal("dflt", t:get_extra_info("cipher", "dflt"))
+      t:close()
+      server:close()
+    end)
+  end)
+
+  it("closes after flushing: the peer gets all, then eof", function()
+    run(function(loop)
+      local server, t, p, sp = pair(loop)
+      local big = ("x"):rep(1024 * 1024)
+      t:write(big)
+      t:close()
+      assert.is_true(t:is_closing())
+      t:write("dropped") -- closing: asyncio drops it too
+      assert.are.equal(false, p.lost:await())
+      assert.are.equal(#big, #sp:bytes(#big):await())
+      sp.eof_fut:await()
+      assert.are.equal(false, sp.lost:await()) -- eof closes by default
+      assert.are.same({ "made", "lost" }, p.events)
+      server:close()
+    end)
+  end)
+
+  it("aborts: buffered data is dropped, connection_lost(nil)", function()
+    run(function(loop)
+      local server, t, p, sp = pair(loop)
+      sp.transport:pause_reading()
+      t:write(("y"):rep(4 * 1024 * 1024))
+      assert.is_true(t:get_write_buffer_size() > 0)
+      t:abort()
+      assert.are.equal(false, p.lost:await())
+      sp.transport:resume_reading()
+      sp.lost:await()
+      assert.is_true(#sp.received < 4 * 1024 * 1024)
+      server:close()
+    end)
+  end)
+
+  it("half-closes with write_eof; the peer may keep writing", function()
+    run(function(loop)
+      local server, t, p, sp = pair(loop)
+      sp.keep_open = true -- eof_received returns true
+      assert.is_true(t:can_write_eof())
+      t:write("last words")
+      t:write_eof()
+      t:write_eof() -- idempotent
+      sp.eof_fut:await()
+      assert.are.equal("last words", sp.received)
+      assert.is_false(sp.transport:is_closing())
+      sp.transport:write("answer after eof")
+      assert.are.equal("answer after eof", p:bytes(16):await())
+      assert.has_error(function() t:write("more") end,
+        "tapio: transport:write: cannot write after write_eof()")
+      assert.has_error(function() t:writelines({ "more" }) end,
+        "tapio: transport:writelines: cannot write after write_eof()")
+      sp.transport:close()
+      p.eof_fut:await()
+      assert.are.equal(false, p.lost:await())
+      assert.are.same({ "made", "data", "eof", "lost" }, p.events)
+      server:close()
+    end)
+  end)
+
+  it("pauses and resumes reading, idempotently", function()
+    run(function(loop)
+      local server, t, _, sp = pair(loop)
+      local st = sp.transport
+      assert.is_true(st:is_reading())
+      st:pause_reading()
+      st:pause_reading()
+      assert.is_false(st:is_reading())
+      t:write("held back")
+      tapio.sleep(0.05) -- a window in which nothing may arrive
+      assert.are.equal("", sp.received)
+      st:resume_reading()
+      st:resume_reading()
+      assert.is_true(st:is_reading())
+      assert.are.equal("held back", sp:bytes(9):await())
+      t:close()
+      sp.lost:await()
+      st:pause_reading() -- closed: harmless
+      st:resume_reading()
+      assert.is_false(st:is_reading())
+      server:close()
+    end)
+  end)
+
+  it("calls pause_writing over the high mark, resume_writing at the low",
+    function()
+    run(function(loop)
+      local server, t, p, sp = pair(loop)
+      local low, high = t:get_write_buffer_limits()
+      assert.are.equal(16384, low)
+      assert.are.equal(65536, high)
+      t:set_write_buffer_limits(2000, 1000)
+      low, high = t:get_write_buffer_limits()
+      assert.are.same({ 1000, 2000 }, { low, high })
+      sp.transport:pause_reading()
+      local resumed = loop:create_future()
+      p.resume_writing = function(self)
+        self.events[#self.events + 1] = "resume"
+        resumed:set_result(true)
+      end
+      local chunk = ("z"):rep(64 * 1024)
+      local sent = 0
+      while #p.events < 2 do -- "made", then "pause" from inside write
+        t:write(chunk)
+        sent = sent + #chunk
+      end
+      assert.are.same({ "made", "pause" }, p.events)
+      assert.is_true(t:get_write_buffer_size() > 2000)
+      local stats = t:get_stats()
+      assert.are.equal(1, stats.write_pauses)
+      assert.is_true(stats.write_buffer_peak > 2000)
+      sp.transport:resume_reading()
+      resumed:await()
+      assert.is_true(t:get_write_buffer_size() <= 1000)
+      assert.are.same({ "made", "pause", "resume" }, p.events)
+      assert.are.equal(sent, #sp:bytes(sent):await())
+      t:close()
+      server:close()
+    end)
+  end)
+
+  it("calls pause_writing at once when the high mark is lowered", function()
+    run(function(loop)
+      local server, t, p, sp = pair(loop)
+      sp.transport:pause_reading()
+      t:set_write_buffer_limits(1024 * 1024 * 1024)
+      while t:get_write_buffer_size() == 0 do
+        t:write(("w"):rep(256 * 1024))
+      end
+      assert.are.same({ "made" }, p.events)
+      t:set_write_buffer_limits(0) -- low becomes 0 too
+      assert.are.same({ "made", "pause" }, p.events)
+      assert.are.same({ 0, 0 }, { t:get_write_buffer_limits() })
+      t:abort()
+      server:close()
+    end)
+  end)
+
+  it("derives the limit not given as asyncio does", function()
+    run(function(loop)
+      local server, t = pair(loop)
+      t:set_write_buffer_limits(nil, 1000)
+      assert.are.same({ 1000, 4000 }, { t:get_write_buffer_limits() })
+      t:set_write_buffer_limits(8000)
+      assert.are.same({ 2000, 8000 }, { t:get_write_buffer_limits() })
+      t:set_write_buffer_limits()
+      assert.are.same({ 16384, 65536 }, { t:get_write_buffer_limits() })
+      t:close()
+      server:close()
+    end)
+  end)
+
+  it("counts bytes in its stats", function()
+    run(function(loop)
+      local server, t, p, sp = pair(loop)
+      t:write("12345")
+      sp:bytes(5):await()
+      sp.transport:write("123")
+      p:bytes(3):await()
+      local stats = t:get_stats()
+      assert.are.equal(5, stats.bytes_sent)
+      assert.are.equal(3, stats.bytes_received)
+      assert.are.equal(0, stats.write_buffer_size)
+      for _, k in ipairs({ "write_buffer_peak", "write_paused_usec",
+                           "read_paused_usec", "write_pauses" }) do
+        assert.is_number(stats[k])
+      end
+      t:close()
+      server:close()
+    end)
+  end)
+
+  it("swaps its protocol: the next callback goes to the new one",
+    function()
+    run(function(loop)
+      local server, t, p, sp = pair(loop)
+      local second = recorder(loop)
+      assert.are.equal(p, t:get_protocol())
+      t:set_protocol(second)
+      assert.are.equal(second, t:get_protocol())
+      sp.transport:write("to the second")
+      assert.are.equal("to the second", second:bytes(13):await())
+      assert.are.equal("", p.received)
+      sp.transport:close()
+      assert.are.equal(false, second.lost:await())
+      assert.is_false(p.lost:done())
+      server:close()
+    end)
+  end)
+
+  it("looks methods up when it calls them", function()
+    run(function(loop)
+      local server, t, p, sp = pair(loop)
+      local got = loop:create_future()
+      p.data_received = function(_, data) got:set_result("swapped " .. data) end
+      sp.transport:write("x")
+      assert.are.equal("swapped x", got:await())
+      t:close()
+      server:close()
+    end)
+  end)
+
+  it("works with protocols made by metatables and inheritance", function()
+    local Base = {}
+    Base.__index = Base
+    function Base:connection_made(transport) self.transport = transport end
+    function Base:data_received(data)
+      self.transport:write(self:transform(data))
+    end
+    function Base:transform(data) return data end
+    local Upper = setmetatable({}, { __index = Base })
+    Upper.__index = Upper
+    function Upper:transform(data) return data:upper() end
+    run(function(loop)
+      local server = loop:create_server(function()
+        return setmetatable({}, Upper)
+      end, "127.0.0.1", 0)
+      local t, p = loop:create_connection(function() return recorder(loop) end,
+        "127.0.0.1", helper.port(server))
+      t:write("shout")
+      assert.are.equal("SHOUT", p:bytes(5):await())
+      t:close()
+      server:close()
+    end)
+  end)
+
+  it("gives its loop", function()
+    run(function(loop)
+      local server, t = pair(loop)
+      assert.are.equal(loop, t:get_loop())
+      assert.matches("^tapio.transport %(fd %d+%)$", tostring(t))
+      t:close()
+      assert.matches(", closing%)$", tostring(t))
+      server:close()
+    end)
+  end)
+
+  it("is a closed shell after connection_lost", function()
+    run(function(loop)
+      local server, t, p = pair(loop)
+      t:close()
+      p.lost:await()
+      assert.are.equal("tapio.transport (closed)", tostring(t))
+      -- harmless
+      t:close()
+      t:abort()
+      t:pause_reading()
+      t:resume_reading()
+      assert.is_true(t:is_closing())
+      assert.is_false(t:is_reading())
+      -- everything else raises
+      for _, call in ipairs({
+        { "write", "x" }, { "writelines", { "x" } }, { "write_eof" },
+        { "can_write_eof" }, { "get_write_buffer_size" },
+        { "get_write_buffer_limits" }, { "set_write_buffer_limits", 1 },
+        { "get_extra_info", "peername" }, { "set_protocol", {} },
+        { "get_protocol" }, { "get_loop" }, { "get_stats" } }) do
+        local name = call[1]
+        assert.has_error(function() t[name](t, call[2]) end,
+          ("tapio: transport:%s: transport is closed"):format(name))
+      end
+      server:close()
+    end)
+  end)
+
+  it("raises on bad arguments, naming function and argument", function()
+    run(function(loop)
+      local server, t = pair(loop)
+      assert.has_error(function() t:write(42) end,
+        "tapio: transport:write: bad argument #1 'data' "
+        .. "(string expected, got number)")
+      assert.has_error(function() t:write() end,
+        "tapio: transport:write: bad argument #1 'data' "
+        .. "(string expected, got no value)")
+      assert.has_error(function() t:writelines("abc") end,
+        "tapio: transport:writelines: bad argument #1 'list_of_data' "
+        .. "(table expected, got string)")
+      assert.has_error(function() t:writelines({ "a", 2 }) end,
+        "tapio: transport:writelines: bad argument #1 'list_of_data' "
+        .. "(string expected at index 2, got number)")
+      assert.has_error(function() t:set_write_buffer_limits(-1) end,
+        "tapio: transport:set_write_buffer_limits: bad argument #1 'high' "
+        .. "(-1 is out of range 0..4503599627370496)")
+      assert.has_error(function() t:set_write_buffer_limits(10, 20) end,
+        "tapio: transport:set_write_buffer_limits: bad argument #2 'low' "
+        .. "(must not be greater than high)")
+      assert.has_error(function() t:set_write_buffer_limits("1") end,
+        "tapio: transport:set_write_buffer_limits: bad argument #1 'high' "
+        .. "(integer expected, got string)")
+      assert.has_error(function() t:get_extra_info(1) end,
+        "tapio: transport:get_extra_info: bad argument #1 'name' "
+        .. "(string expected, got number)")
+      assert.has_error(function() t:set_protocol("p") end,
+        "tapio: transport:set_protocol: bad argument #1 'protocol' "
+        .. "(table expected, got string)")
+      -- a method called on the wrong kind of object
+      assert.has_error(function() t.write(server, "x") end,
+        "tapio: transport:write: bad self "
+        .. "(tapio.transport expected, got tapio.server)")
+      assert.has_error(function() t.close({}) end,
+        "tapio: transport:close: bad self "
+        .. "(tapio.transport expected, got table)")
+      assert.are.equal(nil, server.write)
+      t:close()
+      server:close()
+    end)
+  end)
+end)
+
+describe("creating transports", function()
+  it("fails with an error value when the connection is refused", function()
+    run(function(loop)
+      local server = loop:create_server(function() return {} end,
+        "127.0.0.1", 0)
+      local port = helper.port(server)
+      server:close()
+      local made = false
+      local ok, err = pcall(loop.create_connection, loop, function()
+        made = true
+        return {}
+      end, "127.0.0.1", port)
+      assert.is_false(ok)
+      assert.are.equal(tapio.ECONNREFUSED, err.code)
+      assert.are.equal("ECONNREFUSED", err.name)
+      assert.is_string(err.message)
+      assert.matches("ECONNREFUSED", tostring(err))
+      assert.is_false(made) -- the factory runs once connected, as asyncio's
+    end)
+  end)
+
+  it("fails with an error value when the name does not resolve", function()
+    run(function(loop)
+      -- an IPv6 literal asked for as IPv4: fails without asking DNS
+      local ok, err = pcall(loop.create_connection, loop, function()
+        return {}
+      end, "::1", 80, { family = 4 })
+      assert.is_false(ok)
+      assert.matches("^EAI_", err.name)
+    end)
+  end)
+
+  it("binds the local side given in the options", function()
+    run(function(loop)
+      local server = loop:create_server(function() return recorder(loop) end,
+        "127.0.0.1", 0)
+      local t = loop:create_connection(function() return recorder(loop) end,
+        "127.0.0.1", helper.port(server),
+        { local_host = "127.0.0.1", local_port = 0, family = 4,
+          nodelay = false })
+      assert.are.equal("127.0.0.1", t:get_extra_info("sockname")[1])
+      t:close()
+      server:close()
+    end)
+  end)
+
+  it("checks arguments and options", function()
+    run(function(loop)
+      local f = function() return {} end
+      assert.has_error(function() loop:create_connection(42, "h", 1) end,
+        "tapio: loop:create_connection: bad argument #1 'protocol_factory' "
+        .. "(function expected, got number)")
+      assert.has_error(function() loop:create_connection(f, "h", 70000) end,
+        "tapio: loop:create_connection: bad argument #3 'port' "
+        .. "(70000 is out of range 0..65535)")
+      assert.has_error(function() loop:create_connection(f, "h", 1.5) end,
+        "tapio: loop:create_connection: bad argument #3 'port' "
+        .. "(integer expected, got a fraction)")
+      assert.has_error(function() loop:create_connection(f, nil, 80) end,
+        "tapio: loop:create_connection: bad argument #2 'host' "
+        .. "(host and port are required unless opts.sock is given)")
+      assert.has_error(function()
+        loop:create_connection(f, "h", 1, { backlog = 1 })
+      end, "tapio: loop:create_connection: unknown option 'backlog'")
+      assert.has_error(function()
+        loop:create_connection(f, "h", 1, { famly = 4 })
+      end, "tapio: loop:create_connection: unknown option 'famly'")
+      assert.has_error(function()
+        loop:create_connection(f, "h", 1, { family = 5 })
+      end, "tapio: loop:create_connection: bad option 'family' "
+        .. "(0, 4 or 6 expected)")
+      assert.has_error(function()
+        loop:create_connection(f, "h", 1, { nodelay = "yes" })
+      end, "tapio: loop:create_connection: bad option 'nodelay' "
+        .. "(boolean expected)")
+      assert.has_error(function()
+        loop:create_connection(f, "h", 1, { local_host = 1 })
+      end, "tapio: loop:create_connection: bad option 'local_host' "
+        .. "(string expected)")
+      assert.has_error(function()
+        loop:create_connection(f, "h", 1, "opts")
+      end, "tapio: loop:create_connection: bad argument #4 'opts' "
+        .. "(table or nil expected, got string)")
+    end)
+  end)
+
+  it("wraps a connected socket: the sock option and socketpair", function()
+    run(function(loop)
+      local a, b = tapio.socketpair()
+      assert.is_number(a)
+      local t, p = loop:create_connection(function() return recorder(loop) end,
+        { sock = a })
+      assert.are.same({ "made" }, p.events)
+      assert.are.equal(3, tapio.send(b, "abc"))
+      assert.are.equal("abc", p:bytes(3):await())
+      assert.is_string(t:get_extra_info("peername")) -- Unix: a path, ""
+      assert.is_true(tapio.close_fd(b))
+      p.eof_fut:await()
+      assert.are.equal(false, p.lost:await())
+      local ok, err = tapio.close_fd(b)
+      assert.is_nil(ok)
+      assert.are.equal("EBADF", err.name)
+    end)
+  end)
+
+  it("wraps an accepted socket with connect_accepted_socket", function()
+    run(function(loop)
+      local a, b = tapio.socketpair()
+      local t, p = loop:connect_accepted_socket(function()
+        return recorder(loop)
+      end, a)
+      t:write("out")
+      local other = loop:connect_accepted_socket(function()
+        return recorder(loop)
+      end, b, { nodelay = true })
+      local _, q = other, other:get_protocol()
+      assert.are.equal("out", q:bytes(3):await())
+      t:close()
+      q.lost:await()
+      p.lost:await()
+    end)
+  end)
+
+  it("fails on a descriptor that is not a stream socket", function()
+    run(function(loop)
+      local ok, err = pcall(loop.connect_accepted_socket, loop, function()
+        return {}
+      end, 0x7ffff000)
+      assert.is_false(ok)
+      assert.are.equal("EBADF", err.name)
+    end)
+  end)
+end)
+
+describe("a Unix socket transport", function()
+  it("connects to a Unix server and reports the path", function()
+    local path = os.tmpname()
+    os.remove(path)
+    run(function(loop)
+      local accepted = loop:create_future()
+      local server = loop:create_unix_server(function()
+        local p = recorder(loop)
+        accepted:set_result(p)
+        return p
+      end, path)
+      assert.are.same({ path }, server:addresses())
+      assert.is_true(helper.exists(path))
+      local t, p = loop:create_unix_connection(function()
+        return recorder(loop)
+      end, path)
+      assert.are.equal(path, t:get_extra_info("peername"))
+      t:write("over unix")
+      local sp = accepted:await()
+      assert.are.equal("over unix", sp:bytes(9):await())
+      assert.are.equal(path, sp.transport:get_extra_info("sockname"))
+      t:close()
+      p.lost:await()
+      server:close()
+      server:wait_closed()
+    end)
+    assert.is_false(helper.exists(path)) -- cleanup_socket removed it
+  end)
+
+  it("fails with an error value when nobody listens", function()
+    run(function(loop)
+      local ok, err = pcall(loop.create_unix_connection, loop, function()
+        return {}
+      end, "/nonexistent/tapio.sock")
+      assert.is_false(ok)
+      assert.are.equal("ENOENT", err.name)
+      assert.has_error(function()
+        loop:create_unix_connection(function() end, 42)
+      end, "tapio: loop:create_unix_connection: bad argument #2 'path' "
+        .. "(string expected, got number)")
+      assert.has_error(function()
+        loop:create_unix_connection(function() end, "/x", { nodelay = 1 })
+      end, "tapio: loop:create_unix_connection: unknown option 'nodelay'")
+    end)
+  end)
+end)
