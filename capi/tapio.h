@@ -114,6 +114,9 @@ enum tapio_error {
 const char *tapio_strerror(int code);
 /* The enum name without its prefix ("ECONNREFUSED"); static storage. */
 const char *tapio_errname(int code);
+/* The code for an errno value of this platform (bindings making their own
+ * system calls report like tapio does); TAPIO_EUNKNOWN if it has none. */
+int tapio_error_from_errno(int err);
 
 /* ---- Handles ----------------------------------------------------------- */
 
@@ -146,8 +149,10 @@ int tapio_loop_new(tapio_loop **out);
 int tapio_loop_new_with_allocator(tapio_loop **out, tapio_alloc_fn alloc,
                                   void *ud);
 /* Frees the loop. Open transports are aborted (their connection_lost runs,
- * with ECANCELED), servers closed, pending calls dropped unrun, pending
- * connects completed with ECANCELED. TAPIO_ERUNNING while it runs. */
+ * with ECANCELED), servers closed (wait_closed callbacks run), pending
+ * connects and server creations completed with ECANCELED, pending calls
+ * dropped unrun. Every handle of the loop is invalid afterwards.
+ * TAPIO_ERUNNING while it runs. */
 int tapio_loop_free(tapio_loop *loop);
 
 /* Runs until tapio_loop_stop. TAPIO_ERUNNING if already running (also

@@ -466,26 +466,9 @@ static void open_buffer(lua_State *L) {
 
 /* ---- Plain sockets: what the existing-socket example needs ------------ */
 
-/* The ABI translates errno only inside the core; these few helpers keep
- * their own short table and fall back to EUNKNOWN with the OS's text. */
-static int errno_code(int err) {
-  switch (err) {
-  case EBADF: return TAPIO_EBADF;
-  case EINVAL: return TAPIO_EINVAL;
-  case EAGAIN: return TAPIO_EAGAIN;
-  case EPIPE: return TAPIO_EPIPE;
-  case ECONNRESET: return TAPIO_ECONNRESET;
-  case ENOTSOCK: return TAPIO_ENOTSOCK;
-  case EMFILE: return TAPIO_EMFILE;
-  case ENFILE: return TAPIO_ENFILE;
-  case ENOMEM: return TAPIO_ENOMEM;
-  default: return TAPIO_EUNKNOWN;
-  }
-}
-
 static int os_fail(lua_State *L, int err) {
   lua_pushnil(L);
-  tl_pusherror(L, errno_code(err), strerror(err));
+  tl_pusherror(L, tapio_error_from_errno(err), strerror(err));
   return 2;
 }
 

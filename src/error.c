@@ -89,6 +89,8 @@ int tapio__from_errno(int err) {
   }
 }
 
+int tapio_error_from_errno(int err) { return tapio__from_errno(err); }
+
 int tapio__from_gai(int err) {
   switch (err) {
   case 0:
