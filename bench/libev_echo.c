@@ -25,8 +25,10 @@
 #include <unistd.h>
 
 /* 256 KiB reads stream about twice as fast as 64 KiB ones on loopback.
- * Static storage: its pages only become resident once touched. */
-static char read_buf[256 * 1024];
+ * Static storage: its pages only become resident once touched. Page
+ * aligned because the kernel's copy into a buffer that is not 64-byte
+ * aligned costs several times more on some CPUs (AMD EPYC here). */
+static _Alignas(4096) char read_buf[256 * 1024];
 
 struct conn {
   ev_io io;     /* first member: the watcher pointer is the conn pointer */

@@ -1,8 +1,8 @@
 /* load: the echo benchmark's load generator. One thread, epoll, loopback.
  *
- *   load wait --port P [--deadline S]
+ *   load wait --port P [--deadline S] [--pid PID]
  *       Connect-polls 127.0.0.1:P until a server accepts (exit 0) or the
- *       deadline passes (exit 1).
+ *       deadline passes or process PID exits (exit 1).
  *   load echo --port P --conns N --size B --depth D [--warmup S]
  *             [--duration S] [--pid PID] [--verify content|count]
  *       N connections each keep D requests of B bytes in flight and send a
@@ -44,12 +44,15 @@
 #include <time.h>
 #include <unistd.h>
 
-/* The pattern's period is prime so that consecutive requests of any
- * power-of-two size carry different bytes; the tail past the period
- * repeats its start so any MAX_IO-byte window is contiguous. */
-enum { PERIOD = 65521, MAX_IO = 256 * 1024 };
-static unsigned char pattern[PERIOD + MAX_IO];
-static unsigned char read_buf[MAX_IO];
+/* The pattern's period is 64 times a prime, so that consecutive requests
+ * of any power-of-two size carry different bytes while every write of a
+ * 64-byte multiple starts cache-line aligned (the kernel copies unaligned
+ * buffers several times slower on some CPUs, and the load generator is
+ * often the bottleneck). The tail past the period repeats its start so
+ * any MAX_IO-byte window is contiguous. */
+enum { LINE = 64, PERIOD = LINE * 1021, MAX_IO = 256 * 1024 };
+static _Alignas(4096) unsigned char pattern[PERIOD + MAX_IO];
+static _Alignas(4096) unsigned char read_buf[MAX_IO];
 
 /* How long the connecting, round-trip and draining phases may take. */
 static const double SETUP_SECS = 30, DRAIN_SECS = 10;
@@ -157,6 +160,24 @@ static long proc_rss_kb(int pid)
       break;
   fclose(f);
   return kb;
+}
+
+/* CPU seconds spent in user and system mode by every process on the
+ * machine, and the time the hypervisor stole, from /proc/stat. */
+static void machine_cpu(double *busy, double *steal)
+{
+  unsigned long long us, ni, sy, id, io, irq, sirq, st;
+  FILE *f = fopen("/proc/stat", "r");
+  *busy = *steal = 0;
+  if (!f)
+    return;
+  if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &us, &ni,
+             &sy, &id, &io, &irq, &sirq, &st) == 8) {
+    double hz = (double)sysconf(_SC_CLK_TCK);
+    *busy = (double)(us + ni + sy) / hz;
+    *steal = (double)st / hz;
+  }
+  fclose(f);
 }
 
 static double self_cpu(void)
@@ -310,7 +331,7 @@ static void open_conns(struct run *r)
       die("connection %d: %s", i, strerror(errno));
     fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK);
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    c->seed = (uint32_t)((uint64_t)i * 7919 % PERIOD);
+    c->seed = (uint32_t)((uint64_t)i * 7919 % (PERIOD / LINE) * LINE);
     struct epoll_event ev = { .events = EPOLLIN, .data.ptr = c };
     if (epoll_ctl(r->ep, EPOLL_CTL_ADD, c->fd, &ev) < 0)
       die("epoll_ctl: %s", strerror(errno));
@@ -378,6 +399,21 @@ static void run_init(struct run *r, const struct opts *o, uint64_t limit)
 
 /* ---- Modes ------------------------------------------------------------- */
 
+/* 1 while pid runs (not gone, not a zombie). */
+static int proc_alive(int pid)
+{
+  char path[64], buf[512];
+  snprintf(path, sizeof path, "/proc/%d/stat", pid);
+  FILE *f = fopen(path, "r");
+  if (!f)
+    return 0;
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = 0;
+  char *p = strrchr(buf, ')');
+  return p && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
+}
+
 static int mode_wait(const struct opts *o)
 {
   double until = now() + o->deadline;
@@ -387,6 +423,11 @@ static int mode_wait(const struct opts *o)
     if (fd >= 0) {
       close(fd);
       return 0;
+    }
+    if (o->pid && !proc_alive(o->pid)) {
+      fprintf(stderr, "load: server pid %d exited before accepting\n",
+              o->pid);
+      return 1;
     }
     nanosleep(&pause, NULL);    /* poll interval, not a synchronisation */
   }
@@ -407,11 +448,16 @@ static int mode_echo(const struct opts *o)
   double cpu0 = o->pid ? proc_cpu(o->pid) : 0, self0 = self_cpu();
   if (cpu0 < 0)
     die("cannot read the CPU time of pid %d", o->pid);
+  double busy0, steal0, busy1, steal1;
+  machine_cpu(&busy0, &steal0);
   double t0 = now();
   pump(&r, t0 + o->duration, 0);
   double secs = now() - t0;
   double cpu = o->pid ? proc_cpu(o->pid) - cpu0 : 0;
   double self = self_cpu() - self0;
+  machine_cpu(&busy1, &steal1);
+  /* What the rest of the machine did meanwhile: noise on the figures. */
+  double other = busy1 - busy0 - cpu - self;
   uint64_t bytes = r.recvd - bytes0;
   drain_and_close(&r);
   if (bytes == 0)
@@ -420,9 +466,10 @@ static int mode_echo(const struct opts *o)
   printf("mode=echo conns=%d size=%zu depth=%d secs=%.3f bytes=%llu "
          "requests=%.0f rps=%.1f mbps=%.2f server_cpu_s=%.3f "
          "cpu_us_per_req=%.4f cpu_us_per_mb=%.2f load_cpu_s=%.3f "
-         "verify=%s\n", o->conns, o->size, o->depth, secs,
-         (unsigned long long)bytes, reqs, reqs / secs, mb / secs, cpu,
-         cpu * 1e6 / reqs, cpu * 1e6 / mb, self,
+         "other_cpu_s=%.2f steal_s=%.2f verify=%s\n", o->conns, o->size,
+         o->depth, secs, (unsigned long long)bytes, reqs, reqs / secs,
+         mb / secs, cpu, cpu * 1e6 / reqs, cpu * 1e6 / mb, self,
+         other > 0 ? other : 0, steal1 - steal0,
          o->verify ? "content" : "count");
   return 0;
 }
@@ -461,7 +508,7 @@ static int mode_idle(const struct opts *o)
 static void usage(void)
 {
   fprintf(stderr,
-          "usage: load wait --port P [--deadline S]\n"
+          "usage: load wait --port P [--deadline S] [--pid PID]\n"
           "       load echo --port P --conns N --size B --depth D\n"
           "                 [--warmup S] [--duration S] [--pid PID]\n"
           "                 [--verify content|count]\n"

@@ -11,13 +11,16 @@
 #   BENCH_WARMUP=1      warm-up seconds before each measured window
 #   BENCH_QUICK=1       smoke test: 1 run of 1 s after 0.3 s of warm-up
 #   BENCH_SERVERS="libev tapio"   which servers, by name (default: all)
+#   BENCH_EXTRA_SERVERS="name command {port};..."   more servers for this
+#                       run, e.g. a patched build to compare against
 #   BENCH_ROWS="pingpong_1c ..."  which rows, by name (default: all)
 #   BENCH_IDLE_CONNS=10000        connections of the idle row
 #   BENCH_PORT=21000    first port; every server start takes a fresh pair
 #   BENCH_SERVER_CORE=1 BENCH_LOAD_CORE=0   the cores to pin to
 set -uo pipefail
 
-BUILD=$(cd "${1:-build}" && pwd) || { echo "no build dir ${1:-build}" >&2; exit 2; }
+BUILD=$(cd "${1:-build}" && pwd) ||
+  { echo "run.sh: no build directory ${1:-build}" >&2; exit 2; }
 HERE=$(cd "$(dirname "$0")" && pwd)
 BIN=$BUILD/bench
 LOAD=$BIN/load
@@ -30,6 +33,10 @@ SERVERS=(
   "libev  $BIN/libev_echo {port}"
   "tapio  $BIN/tapio_echo {port} {stats}"
 )
+if [ -n "${BENCH_EXTRA_SERVERS:-}" ]; then
+  IFS=';' read -ra EXTRA <<<"$BENCH_EXTRA_SERVERS"
+  SERVERS+=("${EXTRA[@]}")
+fi
 
 # A row: name, what its figures count (req: requests/s and CPU us per
 # request; MB: MB/s and CPU us per MB; idle: bytes per idle connection),
@@ -37,11 +44,11 @@ SERVERS=(
 # and the load generator's arguments (see load.c).
 IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
 ROWS=(
-  "pingpong_1c   req  same   echo --conns 1 --size 64 --depth 1"
-  "pingpong_50c  req  split  echo --conns 50 --size 1024 --depth 1"
-  "pipeline_50c  req  split  echo --conns 50 --size 1024 --depth 16"
-  "stream_4c     MB   split  echo --conns 4 --size 65536 --depth 16 --verify count"
-  "idle_10k      idle split  idle --conns $IDLE_CONNS --size 64"
+  "pingpong_1c  req  same  echo --conns 1 --size 64 --depth 1"
+  "pingpong_50c req  split echo --conns 50 --size 1024 --depth 1"
+  "pipeline_50c req  split echo --conns 50 --size 1024 --depth 16"
+  "stream_4c    MB   split echo --conns 4 --size 65536 --depth 16 --verify count"
+  "idle_10k     idle split idle --conns $IDLE_CONNS --size 64"
 )
 
 if [ -n "${BENCH_QUICK:-}" ] && [ "${BENCH_QUICK}" != 0 ]; then
@@ -71,7 +78,9 @@ if [ ${#SERVERS[@]} -eq 0 ] || [ ${#ROWS[@]} -eq 0 ]; then
   echo "run.sh: no server or no row selected" >&2; exit 2
 fi
 
-for exe in "$LOAD" $(for s in "${SERVERS[@]}"; do set -- $s; echo "$2"; done); do
+for entry in "$LOAD" "${SERVERS[@]}"; do
+  set -- $entry
+  exe=${2:-$1}             # a server's program is its second word
   [ -x "$exe" ] || { echo "run.sh: $exe not built" >&2; exit 2; }
 done
 
@@ -81,6 +90,17 @@ mkdir -p "$OUT"
 RAW=$OUT/raw.txt
 LOG=$OUT/servers.log
 
+# Percent of all CPU time in use over the next second: anything else
+# running makes the figures noisy on a machine this small.
+cpu_busy() {
+  local a b
+  a=($(head -1 /proc/stat)); sleep 1; b=($(head -1 /proc/stat))
+  local total=0 i
+  for i in 1 2 3 4 5 6 7 8; do total=$((total + b[i] - a[i])); done
+  local idle=$((b[4] - a[4] + b[5] - a[5]))
+  echo $(( total > 0 ? 100 * (total - idle) / total : 0 ))
+}
+
 machine() {
   echo "date: $(date '+%Y-%m-%d %H:%M:%S %Z')"
   echo "machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' \
@@ -88,6 +108,18 @@ machine() {
   echo "runs: $RUNS x ${DURATION}s after ${WARMUP}s warm-up;" \
     "server on core $SCORE, load on core $LCORE (same-core rows: $SCORE)"
   echo "open files: soft $(ulimit -Sn), hard $(ulimit -Hn)"
+  local hard
+  hard=$(ulimit -Hn)
+  if [ "$hard" != unlimited ] && [ "$hard" -lt $((IDLE_CONNS + 64)) ]; then
+    echo "warning: $hard open files at most: the idle row needs $IDLE_CONNS" \
+      "connections (BENCH_IDLE_CONNS, or raise ulimit -Hn)"
+  fi
+  local busy
+  busy=$(cpu_busy)
+  echo "CPU in use before the run: ${busy}%"
+  if [ "$busy" -gt 10 ]; then
+    echo "warning: the machine is busy; throughput figures will be noisy"
+  fi
 }
 
 # True if something already listens on the port.
@@ -114,16 +146,23 @@ start_server() {
   # Word splitting of $cmd is the point: it is a command line.
   taskset -c "$core" $cmd >>"$LOG" 2>&1 &
   SPID=$!
-  "$LOAD" wait --port "$PORT" --deadline 10 2>>"$LOG" &&
-    { [ ${#STATS_ARG[@]} -eq 0 ] || "$LOAD" wait --port "$stats" 2>>"$LOG"; }
+  "$LOAD" wait --port "$PORT" --pid "$SPID" 2>>"$LOG" &&
+    { [ ${#STATS_ARG[@]} -eq 0 ] ||
+      "$LOAD" wait --port "$stats" --pid "$SPID" 2>>"$LOG"; }
 }
 
-# Stops the server; fails if it had already died on its own.
+# Stops the server; fails if it had died on its own or ignores SIGTERM
+# (it gets SIGKILL after 5 s then).
 stop_server() {
-  kill -0 "$SPID" 2>/dev/null && kill -TERM "$SPID" 2>/dev/null
+  kill -TERM "$SPID" 2>/dev/null
+  ( sleep 5; kill -KILL "$SPID" 2>/dev/null ) &
+  local guard=$!
   wait "$SPID" 2>/dev/null
   local status=$?
-  [ $status -eq 143 ] || { echo "server exited with status $status" >>"$LOG"; return 1; }
+  kill "$guard" 2>/dev/null
+  wait "$guard" 2>/dev/null
+  [ $status -eq 143 ] ||
+    { echo "server exited with status $status" >>"$LOG"; return 1; }
 }
 
 # One measurement: row entry $1, server entry $2, run number $3.
@@ -146,6 +185,7 @@ measure() {
   [ -n "$line" ] || line="error=load_generator_failed"
   stop_server || line="$line error=server_died"
   echo "$tag $line" | tee -a "$RAW"
+  [[ $line != *error=* ]]
 }
 
 # Medians per (row, server) and ratios to the first server, from raw.txt.
@@ -163,11 +203,13 @@ for run in $(seq 1 "$RUNS"); do
   for row in "${ROWS[@]}"; do
     for server in "${SERVERS[@]}"; do
       measure "$row" "$server" "$run" || FAILED=1
-      grep -q 'error=' <(tail -n 1 "$RAW") && FAILED=1
     done
   done
 done
 echo
 table | tee "$OUT/table.txt"
 ln -sfn "$STAMP" "$HERE/results/latest"
-[ $FAILED -eq 0 ] || { echo "some measurements failed: see $RAW and $LOG" >&2; exit 1; }
+if [ $FAILED -ne 0 ]; then
+  echo "run.sh: some measurements failed: see $RAW and $LOG" >&2
+  exit 1
+fi

@@ -40,6 +40,11 @@ function fmt(x, f) {
       kv[substr($i, 1, eq - 1)] = substr($i, eq + 1)
   }
   key = kv["row"] SUBSEP kv["server"]
+  if (kv["secs"] > 0) {
+    measured++
+    if (kv["other_cpu_s"] / kv["secs"] > 0.1)
+      noisy++               # other processes used over 10% of a core
+  }
   if ("error" in kv) {
     failed[key]++
     next
@@ -62,8 +67,13 @@ END {
   ns = split(servers, sv, " ")
   nr = split(rows, rw, " ")
   ref = sv[1]
-  printf "%-13s %-7s %18s %8s %20s %8s %5s\n", "row", "server", "median", \
-    "x " ref, "server cost", "x " ref, "runs"
+  w = 6                                 # widest server name
+  for (s = 1; s <= ns; s++)
+    if (length(sv[s]) > w)
+      w = length(sv[s])
+  line = "%-13s %-" w "s %18s %8s %20s %8s %5s%s\n"
+  printf line, "row", "server", "median", "x " ref, "server cost", \
+    "x " ref, "runs", ""
   for (r = 1; r <= nr; r++) {
     split(rw[r], p, ":")
     row = p[1]; unit = p[2]
@@ -80,12 +90,16 @@ END {
       key = row SUBSEP sv[s]
       m1 = median(first[key]); m2 = median(second[key])
       note = failed[key] ? sprintf("  (%d failed)", failed[key]) : ""
-      printf "%-13s %-7s %18s %8s %20s %8s %5d%s\n", s == 1 ? row : "", \
+      printf line, s == 1 ? row : "", \
         sv[s], fmt(m1, f1), ratio(m1, m1ref), fmt(m2, f2), \
         ratio(m2, m2ref), runs[key], note
     }
   }
   print ""
+  if (noisy)
+    printf "warning: in %d of %d timed measurements other processes used" \
+      " over 10%% of a core (other_cpu_s in the raw results).\n", noisy, \
+      measured
   print "x " ref ": ratio of medians to " ref "; for req/s and MB/s higher" \
     " is better, for server cost (CPU per request or MB, memory per idle" \
     " connection) lower is better."

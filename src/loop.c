@@ -56,6 +56,19 @@ void tapio__strfree(tapio_loop *loop, char *s) {
 
 uint64_t tapio_loop_memory(tapio_loop *loop) { return loop->memory; }
 
+char *tapio__read_buffer(tapio_loop *loop) {
+  uintptr_t p;
+  if (loop->rbuf)
+    return loop->rbuf;
+  loop->rbuf_block = tapio__alloc(loop, TAPIO__RBUF_SIZE + TAPIO__RBUF_ALIGN);
+  if (!loop->rbuf_block)
+    return NULL;
+  p = (uintptr_t)loop->rbuf_block;
+  p = (p + TAPIO__RBUF_ALIGN - 1) & ~(uintptr_t)(TAPIO__RBUF_ALIGN - 1);
+  loop->rbuf = (char *)p;
+  return loop->rbuf;
+}
+
 /* ---- Lists ------------------------------------------------------------- */
 
 void tapio__list_init(tapio__link *head) { head->next = head->prev = head; }
@@ -347,8 +360,7 @@ int tapio_loop_free(tapio_loop *loop) {
   tapio__servers_free_all(loop);
   tapio__handles_free_all(loop);
   free(take_ts_calls(loop)); /* never run: the loop is gone */
-  if (loop->rbuf)
-    tapio__free(loop, loop->rbuf, TAPIO__RBUF_SIZE);
+  tapio__free(loop, loop->rbuf_block, TAPIO__RBUF_SIZE + TAPIO__RBUF_ALIGN);
   ev_async_stop(loop->ev, &loop->wakeup);
   ev_loop_destroy(loop->ev);
   pthread_mutex_destroy(&loop->ts_lock);

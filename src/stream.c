@@ -139,18 +139,15 @@ static void read_buffered(tapio_transport *t) {
 }
 
 static void read_plain(tapio_transport *t) {
-  tapio_loop *loop = t->loop;
+  char *buf = tapio__read_buffer(t->loop);
   ssize_t n;
-  if (!loop->rbuf) {
-    loop->rbuf = tapio__alloc(loop, TAPIO__RBUF_SIZE);
-    if (!loop->rbuf) {
-      tapio__transport_force_close(t, TAPIO_ENOMEM, NULL);
-      return;
-    }
+  if (!buf) {
+    tapio__transport_force_close(t, TAPIO_ENOMEM, NULL);
+    return;
   }
-  n = read_some(t, loop->rbuf, TAPIO__RBUF_SIZE);
+  n = read_some(t, buf, TAPIO__RBUF_SIZE);
   if (read_result(t, n) && t->proto->data_received)
-    t->proto->data_received(t->ud, t, loop->rbuf, (size_t)n);
+    t->proto->data_received(t->ud, t, buf, (size_t)n);
 }
 
 static void on_readable(struct ev_loop *ev, ev_io *w, int revents) {
