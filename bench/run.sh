@@ -33,6 +33,15 @@ SERVERS=(
   "libev  $BIN/libev_echo {port}"
   "tapio  $BIN/tapio_echo {port} {stats}"
 )
+# The Lua and Python rows: tapio's Lua echo protocol, luv's (libuv) echo
+# written as a protocol table on the same Lua 5.4, and uvloop's
+# asyncio.Protocol echo; each where the machine has it.
+[ -x "$BUILD/tapio" ] &&
+  SERVERS+=("tapio_lua $BUILD/tapio $HERE/tapio_echo.lua {port}")
+lua5.4 -e 'require "luv"' 2>/dev/null &&
+  SERVERS+=("luv /usr/bin/lua5.4 $HERE/luv_echo.lua {port}")
+/usr/bin/python3 -c 'import uvloop' 2>/dev/null &&
+  SERVERS+=("uvloop /usr/bin/python3 $HERE/uvloop_echo.py {port}")
 if [ -n "${BENCH_EXTRA_SERVERS:-}" ]; then
   IFS=';' read -ra EXTRA <<<"$BENCH_EXTRA_SERVERS"
   SERVERS+=("${EXTRA[@]}")
