@@ -6,10 +6,7 @@
 #include <string.h>
 
 static tl_sched *tocall(lua_State *L, const char *fn) {
-  tl_sched *c = luaL_testudata(L, 1, TL_HANDLE);
-  if (!c)
-    tl_typeerror(L, fn, 0, "self", 1, TL_HANDLE);
-  return c;
+  return tl_checkself(L, 1, TL_HANDLE, fn);
 }
 
 /* [1] the tl_sched: runs fn(args...) from its user value. */

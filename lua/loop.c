@@ -319,10 +319,7 @@ static int l_call_exception_handler(lua_State *L) {
 /* ---- The loop object --------------------------------------------------- */
 
 tl_loop *tl_toloop(lua_State *L, int idx, const char *fn) {
-  tl_loop *lb = luaL_testudata(L, idx, TL_LOOP);
-  if (!lb)
-    tl_typeerror(L, fn, 0, "self", idx, TL_LOOP);
-  return lb;
+  return tl_checkself(L, idx, TL_LOOP, fn);
 }
 
 tl_loop *tl_checkloop(lua_State *L, int idx, const char *fn) {

@@ -225,10 +225,7 @@ static int l_create_unix_server(lua_State *L) {
 /* ---- Server methods ---------------------------------------------------- */
 
 static tl_server *toserver(lua_State *L, const char *fn) {
-  tl_server *ls = luaL_testudata(L, 1, TL_SERVER);
-  if (!ls)
-    tl_typeerror(L, fn, 0, "self", 1, TL_SERVER);
-  return ls;
+  return tl_checkself(L, 1, TL_SERVER, fn);
 }
 
 /* Closed servers stop anchoring themselves; the reference to the core's

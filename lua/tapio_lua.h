@@ -205,6 +205,9 @@ int tl_argerror(lua_State *L, const char *fn, int n, const char *name,
                 const char *msg);
 int tl_typeerror(lua_State *L, const char *fn, int n, const char *name,
                  int idx, const char *expected);
+/* The userdata of metatable tname at idx, or raises "bad self". */
+void *tl_checkself(lua_State *L, int idx, const char *tname,
+                   const char *fn);
 /* Checks an integer argument in [min, max]. */
 lua_Integer tl_checkint(lua_State *L, int idx, const char *fn, int n,
                         const char *name, lua_Integer min, lua_Integer max);

@@ -22,6 +22,14 @@ int tl_argerror(lua_State *L, const char *fn, int n, const char *name,
                     msg);
 }
 
+void *tl_checkself(lua_State *L, int idx, const char *tname,
+                   const char *fn) {
+  void *p = luaL_testudata(L, idx, tname);
+  if (!p)
+    tl_typeerror(L, fn, 0, "self", idx, tname);
+  return p;
+}
+
 int tl_typeerror(lua_State *L, const char *fn, int n, const char *name,
                  int idx, const char *expected) {
   const char *got = luaL_typename(L, idx);
@@ -356,10 +364,7 @@ static void open_address(lua_State *L) {
 /* ---- Buffers ----------------------------------------------------------- */
 
 static tl_buffer *checkbuffer(lua_State *L, const char *fn) {
-  tl_buffer *b = luaL_testudata(L, 1, TL_BUFFER);
-  if (!b)
-    tl_typeerror(L, fn, 0, "self", 1, TL_BUFFER);
-  return b;
+  return tl_checkself(L, 1, TL_BUFFER, fn);
 }
 
 /* tapio.buffer(size): size bytes, zeroed, for get_buffer to return. */

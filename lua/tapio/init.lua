@@ -568,13 +568,23 @@ local function completion(fut)
   end
 end
 
--- ok, err: what the C side returned (nil, err when it failed at once).
-local function start(fut, ok, err)
-  if not ok then
-    fut:set_exception(err)
+-- The async rule for the C side's create calls: c_name(self, the first
+-- nargs arguments, a completion callback) returns true, or nil, err when
+-- it failed at once; the method returns what the future resolves to.
+local function completing(c_name, nargs)
+  return function(self, ...)
+    local fut = self:create_future()
+    local args = {...}
+    args[nargs + 1] = completion(fut)
+    local ok, err = self[c_name](self, unpack(args, 1, nargs + 1))
+    if not ok then
+      fut:set_exception(err)
+    end
+    return resolve(fut)
   end
-  return resolve(fut)
 end
+
+local create_connection = completing("_create_connection", 4)
 
 --- loop:create_connection(factory, host, port, opts) -> transport, protocol
 -- loop:create_connection(factory, {sock = fd, ...}) wraps a connected fd.
@@ -582,39 +592,21 @@ function Loop:create_connection(factory, host, port, opts)
   if type(host) == "table" and port == nil and opts == nil then
     host, opts = nil, host
   end
-  local fut = self:create_future()
-  return start(fut, self:_create_connection(factory, host, port, opts,
-    completion(fut)))
+  return create_connection(self, factory, host, port, opts)
 end
 
 --- loop:create_unix_connection(factory, path, opts) -> transport, protocol
-function Loop:create_unix_connection(factory, path, opts)
-  local fut = self:create_future()
-  return start(fut, self:_create_unix_connection(factory, path, opts,
-    completion(fut)))
-end
+Loop.create_unix_connection = completing("_create_unix_connection", 3)
 
 --- loop:connect_accepted_socket(factory, fd, opts) -> transport, protocol
-function Loop:connect_accepted_socket(factory, fd, opts)
-  local fut = self:create_future()
-  return start(fut, self:_connect_accepted_socket(factory, fd, opts,
-    completion(fut)))
-end
+Loop.connect_accepted_socket = completing("_connect_accepted_socket", 3)
 
 --- loop:create_server(factory, host, port, opts) -> server
 -- host: nil (every interface), a string, or a list of strings.
-function Loop:create_server(factory, host, port, opts)
-  local fut = self:create_future()
-  return start(fut, self:_create_server(factory, host, port, opts,
-    completion(fut)))
-end
+Loop.create_server = completing("_create_server", 4)
 
 --- loop:create_unix_server(factory, path, opts) -> server
-function Loop:create_unix_server(factory, path, opts)
-  local fut = self:create_future()
-  return start(fut, self:_create_unix_server(factory, path, opts,
-    completion(fut)))
-end
+Loop.create_unix_server = completing("_create_unix_server", 3)
 
 -- ---- Servers -------------------------------------------------------------
 
