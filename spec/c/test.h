@@ -336,6 +336,15 @@ static inline void rec_free(rec *r)
   r->in = NULL;
 }
 
+/* The usual end of a test with one transport and a raw peer socket. */
+static inline void end_pair(tapio_loop *loop, rec *r, int peer)
+{
+  if (peer >= 0)
+    close(peer);
+  free_loop(loop);
+  rec_free(r);
+}
+
 static inline void rec_append_(rec *r, const char *tok)
 {
   size_t len = strlen(r->log);

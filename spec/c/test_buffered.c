@@ -76,9 +76,7 @@ static void no_memory(char *mem, size_t len)
   CHECK_EQ(r.ngetbuf, 1);
   rc = raw_recv_until_eof(loop, peer, buf, sizeof buf, &n);
   CHECK(rc == 0 || rc == -ECONNRESET);
-  close(peer);
-  free_loop(loop);
-  rec_free(&r);
+  end_pair(loop, &r, peer);
 }
 
 static void buffered_get_buffer_null(void)
@@ -127,9 +125,7 @@ static void buffered_eof_after_updates(void)
   CHECK_STR(r.log, "made buf:20 eof lost:0");
   CHECK_EQ(r.ngetbuf, e.getbuf_at_eof);
   CHECK(memcmp(r.in, "0123456789abcdefghij", 20) == 0);
-  close(peer);
-  free_loop(loop);
-  rec_free(&r);
+  end_pair(loop, &r, peer);
 }
 
 TEST_MAIN(

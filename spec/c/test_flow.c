@@ -84,9 +84,7 @@ static void resume_at_low_or_below(void)
   WAIT_FOR(loop, r.nresume == 1);
   CHECK(r.size_at_resume <= low);
   CHECK_STR(r.log, "made pause resume");
-  close(peer);
-  free_loop(loop);
-  rec_free(&r);
+  end_pair(loop, &r, peer);
 }
 
 /* Limits lowered under the current buffer size pause at once. */
@@ -131,9 +129,7 @@ static void zero_limits(void)
   WAIT_FOR(loop, r.nresume == 1);
   CHECK_EQ(r.size_at_resume, 0);
   CHECK_STR(r.log, "made pause resume");
-  close(peer);
-  free_loop(loop);
-  rec_free(&r);
+  end_pair(loop, &r, peer);
 }
 
 /* A protocol that writes until pause_writing and starts again at
@@ -192,9 +188,7 @@ static void buffer_bounded_by_pause(void)
   CHECK(tapio_transport_get_stat(r.t, TAPIO_STAT_WRITE_BUFFER_PEAK) <=
         high + f.chunk);
   CHECK_STR(r.log, "made pause");
-  close(peer);
-  free_loop(loop);
-  rec_free(&r);
+  end_pair(loop, &r, peer);
 }
 
 /* Many pause/resume rounds against a reading peer: they alternate, each at
@@ -217,9 +211,7 @@ static void pause_resume_rounds(void)
   CHECK(strstr(r.log, "BAD") == NULL);
   CHECK(f.min_at_pause > 64 * 1024);    /* strictly over the default high */
   CHECK(f.max_at_resume <= 16 * 1024);  /* at or below the default low */
-  close(peer);
-  free_loop(loop);
-  rec_free(&r);
+  end_pair(loop, &r, peer);
 }
 
 TEST_MAIN(

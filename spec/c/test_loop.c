@@ -422,9 +422,7 @@ static void call_soon_chain_does_not_starve_io(void)
   spin(loop, 3);
   CHECK_EQ(c.runs, stop_at + 1);
   CHECK_STR(r.log, "made data:5");
-  close(peer);
-  free_loop(loop);
-  rec_free(&r);
+  end_pair(loop, &r, peer);
 }
 
 typedef struct reentry {

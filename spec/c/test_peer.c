@@ -122,31 +122,8 @@ static void half_close_we_shut_first(void)
   rec_free(&r);
 }
 
-/* The peer shuts down its sending side first; we answer and close. */
-static void half_close_peer_shuts_first(void)
-{
-  tapio_loop *loop = new_loop();
-  rec r;
-  char buf[16];
-  size_t n;
-  int peer;
-  rec_init(&r);
-  r.eof_ret = 1;
-  peer = pair_raw(loop, &r);
-  raw_send_str(loop, peer, "request");
-  CHECK(shutdown(peer, SHUT_WR) == 0);
-  WAIT_FOR(loop, r.eof);
-  CHECK_OK(tapio_transport_write(r.t, "reply", 5));
-  CHECK_OK(tapio_transport_close(r.t));
-  CHECK_EQ(raw_recv_until_eof(loop, peer, buf, sizeof buf, &n), 0);
-  CHECK_EQ(n, 5);
-  CHECK(memcmp(buf, "reply", 5) == 0);
-  WAIT_FOR(loop, r.lost);
-  CHECK_STR(r.log, "made data:7 eof lost:0");
-  close(peer);
-  free_loop(loop);
-  rec_free(&r);
-}
+/* (The peer shutting down first, then our answer, is seq_eof_nonzero_half_open
+ * in test_state.c.) */
 
 /* Both ends tapio: the client half-closes, the server answers after its
  * eof_received and closes. */
@@ -180,6 +157,5 @@ TEST_MAIN(
   TEST(write_to_closed_peer_fails),
   TEST(write_epipe_no_sigpipe),
   TEST(half_close_we_shut_first),
-  TEST(half_close_peer_shuts_first),
   TEST(half_close_between_tapio_ends)
 )

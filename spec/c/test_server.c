@@ -309,6 +309,21 @@ static void server_close_keeps_connections(void)
   rec_free(&c);
 }
 
+/* A server with one accepted connection whose write buffer holds data the
+ * raw client has not read yet (*offset bytes written in all); returns the
+ * client's socket. */
+static int start_buffered_client(srv *sv, tapio_loop *loop, rec **s,
+                                 size_t *offset)
+{
+  int fd;
+  srv_start(sv, loop);
+  fd = raw_client_small(sv->port);
+  *s = srv_wait_conn(sv, 0);
+  CHECK_OK(tapio_transport_set_write_buffer_limits((*s)->t, 1 << 30, -1));
+  fill_until_buffered((*s)->t, offset);
+  return fd;
+}
+
 /* close_clients is a graceful close: what the server side buffered still
  * reaches the peer, then EOF. */
 static void server_close_clients_flushes(void)
@@ -318,11 +333,7 @@ static void server_close_clients_flushes(void)
   rec *s;
   size_t offset = 0, got;
   int fd, status = 1;
-  srv_start(&sv, loop);
-  fd = raw_client_small(sv.port);
-  s = srv_wait_conn(&sv, 0);
-  CHECK_OK(tapio_transport_set_write_buffer_limits(s->t, 1 << 30, -1));
-  fill_until_buffered(s->t, &offset);
+  fd = start_buffered_client(&sv, loop, &s, &offset);
   CHECK_OK(tapio_server_close_clients(sv.s));
   CHECK_EQ(tapio_transport_is_closing(s->t), 1);
   got = raw_drain_pattern(loop, fd, &status);
@@ -344,11 +355,7 @@ static void server_abort_clients_drops(void)
   rec *s;
   size_t offset = 0, got;
   int fd, status = 1;
-  srv_start(&sv, loop);
-  fd = raw_client_small(sv.port);
-  s = srv_wait_conn(&sv, 0);
-  CHECK_OK(tapio_transport_set_write_buffer_limits(s->t, 1 << 30, -1));
-  fill_until_buffered(s->t, &offset);
+  fd = start_buffered_client(&sv, loop, &s, &offset);
   CHECK_OK(tapio_server_abort_clients(sv.s));
   WAIT_FOR(loop, s->lost);
   CHECK_STR(s->log, "made lost:0");

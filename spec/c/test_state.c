@@ -7,10 +7,7 @@
 static void finish(tapio_loop *loop, rec *r, int peer)
 {
   spin(loop, 3); /* nothing may follow connection_lost */
-  if (peer >= 0)
-    close(peer);
-  free_loop(loop);
-  rec_free(r);
+  end_pair(loop, r, peer);
 }
 
 /* ---- Sequences ----------------------------------------------------------- */

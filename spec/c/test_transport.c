@@ -54,9 +54,7 @@ static void close_flushes_buffer(void)
   CHECK_STR(r.log, "made lost:0");
   CHECK_EQ(a.buffered, 0);
   CHECK_EQ(a.sent, offset);
-  close(peer);
-  free_loop(loop);
-  rec_free(&r);
+  end_pair(loop, &r, peer);
 }
 
 static void close_is_idempotent(void)
@@ -71,9 +69,7 @@ static void close_is_idempotent(void)
   WAIT_FOR(loop, r.lost);
   spin(loop, 3);
   CHECK_STR(r.log, "made lost:0");
-  close(peer);
-  free_loop(loop);
-  rec_free(&r);
+  end_pair(loop, &r, peer);
 }
 
 /* abort drops the buffer: the peer gets less than was written. */
@@ -93,9 +89,7 @@ static void abort_drops_buffer(void)
   got = raw_drain_pattern(loop, peer, &status);
   CHECK(status == 0 || status == -ECONNRESET);
   CHECK(got < offset);
-  close(peer);
-  free_loop(loop);
-  rec_free(&r);
+  end_pair(loop, &r, peer);
 }
 
 static void is_closing(void)
@@ -135,9 +129,7 @@ static void fail_reports_code_and_message(void)
   WAIT_FOR(loop, r.lost);
   CHECK_STR(r.log, "made lost:EINVAL");
   CHECK_STR(r.lost_msg, "bad header");
-  close(peer);
-  free_loop(loop);
-  rec_free(&r);
+  end_pair(loop, &r, peer);
 }
 
 /* ---- Protocols ----------------------------------------------------------- */
@@ -154,9 +146,7 @@ static void get_protocol(void)
   CHECK(p == &rec_proto);
   CHECK(tapio_transport_get_protocol(r.t, NULL) == &r);
   CHECK(tapio_transport_get_loop(r.t) == loop);
-  close(peer);
-  free_loop(loop);
-  rec_free(&r);
+  end_pair(loop, &r, peer);
 }
 
 /* After set_protocol every callback goes to the new protocol. */
@@ -313,9 +303,7 @@ static void pause_resume_reading_when_closing(void)
   CHECK_EQ(tapio_transport_is_reading(r.t), 0);
   WAIT_FOR(loop, r.lost);
   CHECK_STR(r.log, "made lost:0");
-  close(peer);
-  free_loop(loop);
-  rec_free(&r);
+  end_pair(loop, &r, peer);
 }
 
 /* ---- write_eof ----------------------------------------------------------- */
@@ -328,9 +316,7 @@ static void can_write_eof(void)
   rec_init(&r);
   peer = pair_raw(loop, &r);
   CHECK_EQ(tapio_transport_can_write_eof(r.t), 1);
-  close(peer);
-  free_loop(loop);
-  rec_free(&r);
+  end_pair(loop, &r, peer);
 }
 
 /* The peer sees our data, then EOF; we still receive its data; writing
@@ -380,9 +366,7 @@ static void write_eof_after_buffered(void)
   CHECK_OK(tapio_transport_close(r.t));
   WAIT_FOR(loop, r.lost);
   CHECK_STR(r.log, "made lost:0");
-  close(peer);
-  free_loop(loop);
-  rec_free(&r);
+  end_pair(loop, &r, peer);
 }
 
 /* ---- Write buffer limits ------------------------------------------------- */
@@ -544,9 +528,7 @@ static void write_and_writelines_in_order(void)
   CHECK_STR(buf, "1223334");
   WAIT_FOR(loop, r.lost);
   CHECK_STR(r.log, "made lost:0");
-  close(peer);
-  free_loop(loop);
-  rec_free(&r);
+  end_pair(loop, &r, peer);
 }
 
 /* writelines behind buffered data keeps the stream in order. */
@@ -570,9 +552,7 @@ static void writelines_after_buffered_keeps_order(void)
   CHECK_EQ(status, 0);
   CHECK_EQ(got, offset);
   WAIT_FOR(loop, r.lost);
-  close(peer);
-  free_loop(loop);
-  rec_free(&r);
+  end_pair(loop, &r, peer);
 }
 
 /* More buffers than one writev takes, into a socket that takes only part
@@ -604,9 +584,7 @@ static void writelines_many_buffers(void)
   CHECK_EQ(status, 0);
   CHECK_EQ(got, (N - 1) * LEN);
   WAIT_FOR(loop, r.lost);
-  close(peer);
-  free_loop(loop);
-  rec_free(&r);
+  end_pair(loop, &r, peer);
 }
 
 static void write_in_lost(rec *r, rec_event ev)
@@ -649,9 +627,7 @@ static void write_after_close_eclosed(void)
   CHECK_ERR(tapio_transport_writelines(r.t, (const void *const *)parts, lens,
                                        1), TAPIO_ECLOSED);
   WAIT_FOR(loop, r.lost);
-  close(peer);
-  free_loop(loop);
-  rec_free(&r);
+  end_pair(loop, &r, peer);
 }
 
 static void write_after_abort_eclosed(void)
@@ -664,9 +640,7 @@ static void write_after_abort_eclosed(void)
   CHECK_OK(tapio_transport_abort(r.t));
   CHECK_ERR(tapio_transport_write(r.t, "x", 1), TAPIO_ECLOSED);
   WAIT_FOR(loop, r.lost);
-  close(peer);
-  free_loop(loop);
-  rec_free(&r);
+  end_pair(loop, &r, peer);
 }
 
 /* ---- Addresses and descriptor -------------------------------------------- */
@@ -692,9 +666,7 @@ static void names_ipv4_match_the_peer(void)
   CHECK_STR(host, "127.0.0.1");
   CHECK_EQ(port, raw_port(peer));
   CHECK_EQ(family, TAPIO_AF_INET);
-  close(peer);
-  free_loop(loop);
-  rec_free(&r);
+  end_pair(loop, &r, peer);
 }
 
 static void names_small_buffer_enobufs(void)
@@ -709,9 +681,7 @@ static void names_small_buffer_enobufs(void)
                                          &family), TAPIO_ENOBUFS);
   CHECK_ERR(tapio_transport_get_sockname(r.t, host, sizeof host, &port,
                                          &family), TAPIO_ENOBUFS);
-  close(peer);
-  free_loop(loop);
-  rec_free(&r);
+  end_pair(loop, &r, peer);
 }
 
 static void get_fd_is_the_socket(void)
@@ -727,9 +697,7 @@ static void get_fd_is_the_socket(void)
   CHECK(fd >= 0);
   CHECK(getpeername(fd, (struct sockaddr *)&a, &len) == 0);
   CHECK_EQ(ntohs(a.sin_port), raw_port(peer));
-  close(peer);
-  free_loop(loop);
-  rec_free(&r);
+  end_pair(loop, &r, peer);
 }
 
 /* ---- Statistics ---------------------------------------------------------- */
@@ -751,9 +719,7 @@ static void stat_bytes_exact(void)
   CHECK_EQ(tapio_transport_get_stat(r.t, TAPIO_STAT_BYTES_SENT), 1000);
   CHECK_EQ(tapio_transport_get_stat(r.t, TAPIO_STAT_BYTES_RECEIVED), 1500);
   CHECK_EQ(tapio_transport_get_stat(r.t, 9999), 0); /* unknown figure */
-  close(peer);
-  free_loop(loop);
-  rec_free(&r);
+  end_pair(loop, &r, peer);
 }
 
 static void stat_write_buffer_and_peak(void)
@@ -778,9 +744,7 @@ static void stat_write_buffer_and_peak(void)
   CHECK_EQ(tapio_transport_get_stat(r.t, TAPIO_STAT_WRITE_BUFFER_SIZE), 0);
   CHECK_EQ(tapio_transport_get_stat(r.t, TAPIO_STAT_WRITE_BUFFER_PEAK), peak);
   CHECK_EQ(tapio_transport_get_stat(r.t, TAPIO_STAT_BYTES_SENT), offset);
-  close(peer);
-  free_loop(loop);
-  rec_free(&r);
+  end_pair(loop, &r, peer);
 }
 
 static void stat_write_pauses(void)
@@ -807,9 +771,7 @@ static void stat_write_pauses(void)
   CHECK(tapio_transport_get_stat(r.t, TAPIO_STAT_WRITE_PAUSED_USEC) >=
         paused);
   CHECK_EQ(tapio_transport_get_stat(r.t, TAPIO_STAT_WRITE_PAUSES), 1);
-  close(peer);
-  free_loop(loop);
-  rec_free(&r);
+  end_pair(loop, &r, peer);
 }
 
 static void stat_read_paused_time(void)
@@ -833,9 +795,7 @@ static void stat_read_paused_time(void)
   run_for(loop, 0.02);
   CHECK_EQ(tapio_transport_get_stat(r.t, TAPIO_STAT_READ_PAUSED_USEC),
            paused);
-  close(peer);
-  free_loop(loop);
-  rec_free(&r);
+  end_pair(loop, &r, peer);
 }
 
 TEST_MAIN(
