@@ -185,11 +185,11 @@ static void on_check(struct ev_loop *ev, ev_check *w, int revents) {
   tapio_loop *loop = TAPIO_CONTAINER(w, tapio_loop, check);
   (void)ev;
   (void)revents;
-  if (!loop->due && !loop->ready_head && !ev_is_active(&loop->idle))
-    return; /* the usual I/O-only iteration: nothing to run */
-  tapio__queue_due(loop);
-  run_queued(loop);
-  update_idle(loop);
+  if (loop->due)
+    tapio__queue_due(loop);
+  if (loop->ready_head)
+    run_queued(loop);
+  update_idle(loop); /* also after a cancel emptied the due list */
 }
 
 static void on_idle(struct ev_loop *ev, ev_idle *w, int revents) {
