@@ -126,6 +126,44 @@ local function raising(method, trigger)
   end
 end
 
+-- Closing or aborting from inside a callback takes effect after it
+-- returns: the sequence ends with exactly one connection_lost.
+describe("closing from inside a callback", function()
+  local cases = {
+    { "connection_made", { "made", "lost" } },
+    { "data_received", { "made", "data", "lost" } },
+    { "eof_received", { "made", "data", "eof", "lost" } },
+  }
+  for _, case in ipairs(cases) do
+    for _, action in ipairs({ "close", "abort" }) do
+      it(("%s in %s ends with one connection_lost"):format(action, case[1]),
+        function()
+          run(function(loop)
+            local rec = helper.recorder(loop)
+            local inner = rec[case[1]]
+            rec[case[1]] = function(self, ...)
+              local result = inner(self, ...)
+              self.transport[action](self.transport)
+              self.transport[action](self.transport) -- twice: harmless
+              assert.is_true(self.transport:is_closing())
+              return result
+            end
+            local server, t, p, sp = pair(loop, rec)
+            t:write("x")
+            t:write_eof()
+            assert.are.equal(false, sp.lost:await())
+            p.lost:await() -- more turns of the loop: nothing may follow
+            assert.are.same(case[2], sp.events)
+            sp.transport:close() -- a closed shell: still harmless
+            sp.transport:abort()
+            assert.is_true(sp.transport:is_closing())
+            server:close()
+          end)
+        end)
+    end
+  end
+end)
+
 describe("an error in a protocol method", function()
   it("in data_received reaches the handler and connection_lost",
     raising("data_received", function(_, t) t:write("x") end))
