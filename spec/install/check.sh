@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the build into a fresh prefix, then builds and runs a consumer
+# three ways: CMake's find_package with the shared and the static target,
+# and a plain compiler line from pkg-config.
+# Usage: check.sh BUILD_DIR VERSION
+set -euo pipefail
+build=$1 version=$2
+here=$(cd "$(dirname "$0")" && pwd)
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+cmake --install "$build" --prefix "$tmp/prefix" >/dev/null
+mkdir "$tmp/src"
+sed "s/@VERSION@/$version/" "$here/consumer.c" >"$tmp/src/consumer.c"
+cp "$here/CMakeLists.txt" "$tmp/src/"
+cmake -S "$tmp/src" -B "$tmp/b" -DCMAKE_PREFIX_PATH="$tmp/prefix" >/dev/null
+cmake --build "$tmp/b" >/dev/null
+libdir=$(dirname "$(find "$tmp/prefix" -name 'libtapio.so*' | head -1)")
+LD_LIBRARY_PATH=$libdir "$tmp/b/with_shared"
+"$tmp/b/with_static"
+pc=$(dirname "$(find "$tmp/prefix" -name tapio.pc)")
+gcc -o "$tmp/with_pc" "$tmp/src/consumer.c" \
+  $(PKG_CONFIG_PATH=$pc pkg-config --cflags --libs tapio)
+LD_LIBRARY_PATH=$libdir "$tmp/with_pc"
+echo "3 passed, 0 failed"
