@@ -10,7 +10,9 @@ static ssize_t code_of(ssize_t r) {
   return r >= 0 ? r : tapio__from_errno(errno);
 }
 
-static ssize_t socket_read(tapio__stream *s, void *buf, size_t len) {
+static ssize_t socket_read(tapio__stream *s, void *ctx, void *buf,
+                           size_t len) {
+  (void)ctx;
   ssize_t n;
   do
     n = read(s->rio.fd, buf, len);
@@ -20,9 +22,10 @@ static ssize_t socket_read(tapio__stream *s, void *buf, size_t len) {
 
 /* send() and sendmsg() with MSG_NOSIGNAL: a peer gone away is EPIPE, never
  * a SIGPIPE to the process. */
-static ssize_t socket_writev(tapio__stream *s, const struct iovec *iov,
-                             int n) {
+static ssize_t socket_writev(tapio__stream *s, void *ctx,
+                             const struct iovec *iov, int n) {
   ssize_t r;
+  (void)ctx;
   do {
     if (n == 1) { /* the common case: one buffer, no msghdr to fill */
       r = send(s->wio.fd, iov->iov_base, iov->iov_len, MSG_NOSIGNAL);
@@ -37,7 +40,8 @@ static ssize_t socket_writev(tapio__stream *s, const struct iovec *iov,
   return code_of(r);
 }
 
-static int socket_shutdown(tapio__stream *s) {
+static int socket_shutdown(tapio__stream *s, void *ctx) {
+  (void)ctx;
   return shutdown(s->wio.fd, SHUT_WR) < 0 ? tapio__from_errno(errno) : 0;
 }
 

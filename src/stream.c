@@ -80,7 +80,7 @@ static void read_buffered(tapio__stream *s) {
     tapio__transport_force_close(t, TAPIO_EBUFFER, NULL);
     return;
   }
-  n = s->io->read(s, buf, len);
+  n = s->io->read(s, s->io_ctx, buf, len);
   if (read_result(s, n) && proto_of(s)->buffer_updated)
     proto_of(s)->buffer_updated(t->ud, t, (size_t)n);
 }
@@ -93,7 +93,7 @@ static void read_plain(tapio__stream *s) {
     tapio__transport_force_close(t, TAPIO_ENOMEM, NULL);
     return;
   }
-  n = s->io->read(s, buf, TAPIO__RBUF_SIZE);
+  n = s->io->read(s, s->io_ctx, buf, TAPIO__RBUF_SIZE);
   if (read_result(s, n) && proto_of(s)->data_received)
     proto_of(s)->data_received(t->ud, t, buf, (size_t)n);
 }
@@ -145,7 +145,7 @@ int tapio_transport_resume_reading(tapio_transport *t) {
 /* Sends what the layer takes now. Returns the bytes sent, or -1 after
  * failing the transport. */
 static ssize_t send_now(tapio__stream *s, const struct iovec *iov, int n) {
-  ssize_t r = s->io->writev(s, iov, n);
+  ssize_t r = s->io->writev(s, s->io_ctx, iov, n);
   if (r >= 0) {
     s->head.nsent += (uint64_t)r;
     return r;
@@ -262,7 +262,7 @@ static void drained(tapio__stream *s) {
   } else if ((t->flags & TAPIO__T_EOF_WANTED) &&
              !(t->flags & TAPIO__T_SHUT)) {
     t->flags |= TAPIO__T_SHUT;
-    s->io->shutdown(s);
+    s->io->shutdown(s, s->io_ctx);
   }
 }
 

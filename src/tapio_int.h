@@ -256,22 +256,27 @@ void tapio__wq_clear(tapio_loop *loop, tapio__wqueue *q);
 typedef struct tapio__stream tapio__stream;
 
 /* The I/O a stream does, so that another layer (TLS) can sit between the
- * transport and the descriptor. Each returns a count, or a negative tapio
- * code: TAPIO_EAGAIN means "nothing now, wait for readiness". */
+ * transport and the descriptor: a table of operations and, in the stream,
+ * the layer's own context (NULL for the plain layers). A layer on top of
+ * another keeps the lower one's table and context in its own, so layers
+ * stack. Each returns a count, or a negative tapio code: TAPIO_EAGAIN means
+ * "nothing now, wait for readiness". */
 typedef struct tapio__io {
   /* > 0 bytes read, 0 at end of file. */
-  ssize_t (*read)(tapio__stream *s, void *buf, size_t len);
+  ssize_t (*read)(tapio__stream *s, void *ctx, void *buf, size_t len);
   /* Bytes taken from iov[0..n). */
-  ssize_t (*writev)(tapio__stream *s, const struct iovec *iov, int n);
+  ssize_t (*writev)(tapio__stream *s, void *ctx, const struct iovec *iov,
+                    int n);
   /* Ends the sending side once the buffer is flushed; NULL when the layer
    * cannot (then can_write_eof answers 0). */
-  int (*shutdown)(tapio__stream *s);
+  int (*shutdown)(tapio__stream *s, void *ctx);
 } tapio__io;
 
 struct tapio__stream {
   tapio_transport head;
   ev_io rio, wio;
   const tapio__io *io;
+  void *io_ctx;
   tapio__wqueue wq;
 };
 
