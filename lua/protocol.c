@@ -130,10 +130,9 @@ int tl_tr_getbuf(lua_State *L) {
     return luaL_error(L, "tapio: get_buffer returned %s, not a tapio.buffer",
                       luaL_typename(L, 3));
   if (!lua_isnil(L, 4)) {
-    if (!tl_isinteger(L, 4))
+    if (!tl_tointeger(L, 4, &start))
       return luaL_error(L, "tapio: get_buffer's second result must be an "
                            "integer position");
-    start = lua_tointeger(L, 4);
     if (start < 1 || (size_t)start > b->size + 1)
       return luaL_error(L, "tapio: get_buffer's position %d is outside "
                            "the buffer (1..%d)", (int)start,
