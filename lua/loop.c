@@ -340,11 +340,18 @@ static int new_ref_value(tl_loop *lb, lua_State *L) {
   return tl_ref(lb, L);
 }
 
+/* Callbacks run on a thread of the loop's own, never on the caller's: a
+ * write from a task calls pause_writing at once, and on the task's
+ * coroutine the callback would be inside that task (the async rule would
+ * make it yield across the C call). The thread is only ever used by
+ * balanced calls, so it serves nested callbacks too. */
 static void loop_init_refs(lua_State *L, tl_loop *lb) {
   int i;
   lb->msgh_ref = lb->handler_ref = lb->tb_ref = lb->pending_ref = LUA_NOREF;
   for (i = 0; i < TL_NTRAMP; i++)
     lb->tramp_ref[i] = LUA_NOREF;
+  lb->L = lua_newthread(L);
+  lb->thread_ref = tl_ref(lb, L);
   lua_pushlightuserdata(L, lb);
   lua_pushcclosure(L, msghandler, 1);
   lb->msgh_ref = tl_ref(lb, L);
@@ -364,6 +371,8 @@ static void loop_free_refs(lua_State *L, tl_loop *lb) {
   tl_unref(lb, L, &lb->handler_ref);
   tl_unref(lb, L, &lb->tb_ref);
   tl_unref(lb, L, &lb->pending_ref);
+  tl_unref(lb, L, &lb->thread_ref);
+  lb->L = NULL;
 }
 
 /* tapio.new_loop() */
@@ -371,7 +380,7 @@ static int l_new_loop(lua_State *L) {
   tl_loop *lb = tl_newuserdata(L, sizeof *lb);
   int rc;
   memset(lb, 0, sizeof *lb);
-  lb->msgh_ref = LUA_NOREF;
+  lb->msgh_ref = lb->thread_ref = LUA_NOREF;
   tl_list_init(&lb->servers);
   tl_list_init(&lb->calls);
   rc = tapio_loop_new(&lb->loop);
@@ -390,8 +399,6 @@ static int l_new_loop(lua_State *L) {
 /* Frees the core loop. Its open transports get connection_lost (with
  * ECANCELED) unless quiet; calls made from those callbacks are dropped. */
 static void loop_free(lua_State *L, tl_loop *lb, int quiet) {
-  lua_State *saved = lb->L;
-  lb->L = L;
   lb->quiet = quiet;
   lb->closing = 1;
   tapio_loop_free(lb->loop);
@@ -399,7 +406,6 @@ static void loop_free(lua_State *L, tl_loop *lb, int quiet) {
   tl_release_calls(lb, L);
   tl_servers_detach(lb, L);
   loop_free_refs(L, lb);
-  lb->L = saved;
 }
 
 static int l_close(lua_State *L) {
@@ -434,18 +440,15 @@ static int l_is_running(lua_State *L) {
   return 1;
 }
 
-/* Runs fn with this loop as the running one and lb->L the caller's
- * thread; restores both after. */
+/* Runs the loop with it as the running one; restores the outer one
+ * after. */
 static int run_with(lua_State *L, tl_loop *lb, const char *fn, int once,
                     int wait) {
-  lua_State *saved = lb->L;
   int rc;
   tl_rawgetp(L, LUA_REGISTRYINDEX, &running_key); /* the outer one */
   lua_pushvalue(L, 1);
   tl_rawsetp(L, LUA_REGISTRYINDEX, &running_key);
-  lb->L = L;
   rc = once ? tapio_loop_run_once(lb->loop, wait) : tapio_loop_run(lb->loop);
-  lb->L = saved;
   tl_rawsetp(L, LUA_REGISTRYINDEX, &running_key);
   if (rc == TAPIO_ERUNNING)
     return luaL_error(L, "tapio: %s: the loop is already running", fn);

@@ -54,8 +54,9 @@ enum {
 /* "tapio.loop" */
 typedef struct tl_loop {
   tapio_loop *loop;   /* NULL once closed */
-  lua_State *L;       /* the thread callbacks run on: set by every entry
-                         point that can call back (run, close, write) */
+  lua_State *L;       /* the loop's own thread: every callback runs on it,
+                         whoever triggered it (see tl_loop in loop.c) */
+  int thread_ref;     /* anchors L */
   int msgh_ref;       /* message handler: keeps a traceback, see loop.c */
   int tramp_ref[TL_NTRAMP];
   int handler_ref;    /* the Lua exception handler; LUA_NOREF: default */

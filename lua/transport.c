@@ -225,7 +225,6 @@ static tl_transport *checkopen(lua_State *L, const char *fn) {
 
 static int t_write(lua_State *L) {
   tl_transport *lt = totransport(L, "transport:write");
-  lua_State *saved;
   size_t len;
   const char *data;
   int rc;
@@ -234,10 +233,7 @@ static int t_write(lua_State *L) {
   if (!lt->t)
     return luaL_error(L, "tapio: transport:write: transport is closed");
   data = lua_tolstring(L, 2, &len);
-  saved = lt->lb->L; /* pause_writing may run now, on this thread */
-  lt->lb->L = L;
-  rc = tapio_transport_write(lt->t, data, len);
-  lt->lb->L = saved;
+  rc = tapio_transport_write(lt->t, data, len); /* may call pause_writing */
   if (rc == TAPIO_ESHUTDOWN)
     return luaL_error(L, "tapio: transport:write: cannot write after "
                          "write_eof()");
@@ -263,7 +259,6 @@ static int write_chunk(lua_State *L, tl_transport *lt, int from, int to) {
 static int t_writelines(lua_State *L) {
   const char *fn = "transport:writelines";
   tl_transport *lt = totransport(L, fn);
-  lua_State *saved;
   int n, i, rc = 0;
   if (!lua_istable(L, 2))
     return tl_typeerror(L, fn, 1, "list_of_data", 2, "table");
@@ -280,13 +275,10 @@ static int t_writelines(lua_State *L) {
   if (!lt->t)
     return luaL_error(L, "tapio: %s: transport is closed", fn);
   luaL_checkstack(L, LINES_CHUNK + 2, "writelines");
-  saved = lt->lb->L;
-  lt->lb->L = L;
+  /* pause_writing may close the transport, or the loop, between chunks */
   for (i = 1; i <= n && rc == 0 && lt->t; i += LINES_CHUNK)
     rc = write_chunk(L, lt, i, i + LINES_CHUNK - 1 < n ? i + LINES_CHUNK - 1
                                                       : n);
-  if (lt->lb)
-    lt->lb->L = saved;
   if (rc == TAPIO_ESHUTDOWN)
     return luaL_error(L, "tapio: %s: cannot write after write_eof()", fn);
   return 0;
@@ -371,15 +363,10 @@ static int t_set_write_buffer_limits(lua_State *L) {
   const char *fn = "transport:set_write_buffer_limits";
   tl_transport *lt = totransport(L, fn);
   int64_t high = limit_arg(L, 2, "high"), low = limit_arg(L, 3, "low");
-  lua_State *saved;
   int rc;
   if (!lt->t)
     return luaL_error(L, "tapio: %s: transport is closed", fn);
-  saved = lt->lb->L; /* pause_writing may run now */
-  lt->lb->L = L;
   rc = tapio_transport_set_write_buffer_limits(lt->t, high, low);
-  if (lt->lb)
-    lt->lb->L = saved;
   if (rc == TAPIO_EINVAL)
     return tl_argerror(L, fn, 2, "low", "must not be greater than high");
   return 0;
