@@ -37,11 +37,32 @@ int tl_ref(tl_loop *lb, lua_State *L) {
 }
 
 void tl_unref(tl_loop *lb, lua_State *L, int *ref) {
-  if (*ref == LUA_NOREF || *ref == LUA_REFNIL)
+  if (*ref == LUA_NOREF)
     return;
-  luaL_unref(L, LUA_REGISTRYINDEX, *ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, *ref); /* nothing to do for REFNIL */
   *ref = LUA_NOREF;
   lb->nrefs--;
+}
+
+/* Open objects (a transport from its create call to connection_lost, a
+ * server until closed, a pending call or waiter) anchor their userdata in
+ * the registry, and while any is anchored the loop anchors its own: the
+ * collector never closes a loop under them (asyncio: a transport holds its
+ * loop), however the script let go of the loop. */
+int tl_anchor(tl_loop *lb, lua_State *L) {
+  if (lb->nopen++ == 0) {
+    tl_pushloop(L, lb);
+    lb->self_ref = tl_ref(lb, L);
+  }
+  return tl_ref(lb, L);
+}
+
+void tl_unanchor(tl_loop *lb, lua_State *L, int *ref) {
+  if (*ref == LUA_NOREF)
+    return;
+  tl_unref(lb, L, ref);
+  if (--lb->nopen == 0)
+    tl_unref(lb, L, &lb->self_ref);
 }
 
 /* ---- The protected-call path ------------------------------------------- */
@@ -380,7 +401,7 @@ static int l_new_loop(lua_State *L) {
   tl_loop *lb = tl_newuserdata(L, sizeof *lb);
   int rc;
   memset(lb, 0, sizeof *lb);
-  lb->msgh_ref = lb->thread_ref = LUA_NOREF;
+  lb->msgh_ref = lb->thread_ref = lb->self_ref = LUA_NOREF;
   tl_list_init(&lb->servers);
   tl_list_init(&lb->calls);
   rc = tapio_loop_new(&lb->loop);
@@ -418,9 +439,9 @@ static int l_close(lua_State *L) {
   return 0;
 }
 
-/* An unreachable loop can hold no open transport or server (they anchor
- * themselves and their protocols reach the loop only through Lua), except
- * at lua_close: then nobody is called back. */
+/* A loop with anything open anchors itself (tl_anchor): the collector
+ * gets here with nothing open, or at lua_close, where everything is
+ * collected at once; then the loop is freed without calling anybody back. */
 static int l_gc(lua_State *L) {
   tl_loop *lb = lua_touserdata(L, 1);
   if (lb->loop && !lb->closing && !tapio_loop_is_running(lb->loop))

@@ -14,7 +14,7 @@ static void unanchor(lua_State *L, tl_server *ls) {
     return;
   tl_unref(ls->lb, L, &ls->factory_ref);
   tl_unref(ls->lb, L, &ls->cb_ref);
-  tl_unref(ls->lb, L, &ls->self_ref);
+  tl_unanchor(ls->lb, L, &ls->self_ref);
 }
 
 void tl_servers_detach(tl_loop *lb, lua_State *L) {
@@ -122,7 +122,7 @@ static tl_server *newserver(lua_State *L, tl_loop *lb, int fi, int cbi) {
   luaL_setmetatable(L, TL_SERVER);
   tl_list_push(&lb->servers, &ls->link);
   lua_pushvalue(L, -1);
-  ls->self_ref = tl_ref(lb, L);
+  ls->self_ref = tl_anchor(lb, L);
   lua_pushvalue(L, fi);
   ls->factory_ref = tl_ref(lb, L);
   lua_pushvalue(L, cbi);
@@ -236,7 +236,7 @@ static int s_close(lua_State *L) {
     tapio_server_close(ls->s);
   if (ls->lb) {
     tl_unref(ls->lb, L, &ls->factory_ref);
-    tl_unref(ls->lb, L, &ls->self_ref);
+    tl_unanchor(ls->lb, L, &ls->self_ref);
   }
   return 0;
 }

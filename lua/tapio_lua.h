@@ -63,6 +63,8 @@ typedef struct tl_loop {
   int tb_ref;         /* slot: traceback of the last failed call */
   int pending_ref;    /* slot: a server factory's error, until reported */
   int nrefs;          /* registry references held for the loop's objects */
+  int nopen;          /* objects anchored with tl_anchor */
+  int self_ref;       /* anchors the loop's userdata while nopen > 0 */
   int closing;        /* tapio_loop_free is running */
   int quiet;          /* closing from __gc: release, call nobody */
   tl_link servers;    /* every tl_server not yet collected */
@@ -122,6 +124,10 @@ tl_loop *tl_toloop(lua_State *L, int idx, const char *fn);
 void tl_pushloop(lua_State *L, tl_loop *lb);
 int tl_ref(tl_loop *lb, lua_State *L);
 void tl_unref(tl_loop *lb, lua_State *L, int *ref);
+/* An open object's anchor: refs the value on top (popped) and, while any
+ * such anchor is held, the loop's userdata too. */
+int tl_anchor(tl_loop *lb, lua_State *L);
+void tl_unanchor(tl_loop *lb, lua_State *L, int *ref);
 /* Pushes the message handler and trampoline `which`; push the
  * trampoline's arguments next, then call tl_call. */
 int tl_prepare(tl_loop *lb, lua_State *L, int which);

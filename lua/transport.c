@@ -20,7 +20,7 @@ tl_transport *tl_newtransport(lua_State *L, tl_loop *lb) {
   lt->cb_ref = lt->err_ref = lt->buf_ref = LUA_NOREF;
   luaL_setmetatable(L, TL_TRANSPORT);
   lua_pushvalue(L, -1);
-  lt->self_ref = tl_ref(lb, L);
+  lt->self_ref = tl_anchor(lb, L);
   return lt;
 }
 
@@ -35,7 +35,7 @@ void tl_release_transport(lua_State *L, tl_transport *lt) {
   tl_unref(lb, L, &lt->cb_ref);
   tl_unref(lb, L, &lt->err_ref);
   tl_unref(lb, L, &lt->buf_ref);
-  tl_unref(lb, L, &lt->self_ref);
+  tl_unanchor(lb, L, &lt->self_ref);
   lt->t = NULL;
   lt->lb = NULL;
 }
