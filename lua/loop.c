@@ -85,26 +85,42 @@ static const lua_CFunction tramps[TL_NTRAMP] = {
   [TL_T_CORE] = tr_core,
 };
 
+/* [1]'s __tostring, in a call of its own: it may raise. */
+static int call_tostring(lua_State *L) {
+  return luaL_callmeta(L, 1, "__tostring");
+}
+
+/* Pushes the text of the error value at 1 for its traceback. */
+static const char *error_text(lua_State *L) {
+  if (lua_type(L, 1) == LUA_TSTRING || lua_type(L, 1) == LUA_TNUMBER) {
+    lua_pushvalue(L, 1); /* a number is converted in the copy */
+    return lua_tostring(L, -1);
+  }
+  lua_pushcfunction(L, call_tostring);
+  lua_pushvalue(L, 1);
+  if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_type(L, -1) == LUA_TSTRING)
+    return lua_tostring(L, -1);
+  lua_pop(L, 1);
+  return lua_pushfstring(L, "(error object is a %s value)",
+                         luaL_typename(L, 1));
+}
+
 /* The message handler: keeps the traceback in the loop's tb slot and
  * leaves the error value itself alone, so that connection_lost gets the
- * very value the protocol raised. */
+ * very value the protocol raised. Only nil and false, which would read as
+ * a clean close, become an ECALLBACK error value: a failure is always an
+ * error value. */
 static int msghandler(lua_State *L) {
   tl_loop *lb = lua_touserdata(L, lua_upvalueindex(1));
-  const char *msg = NULL;
-  if (lua_type(L, 1) == LUA_TSTRING)
-    msg = lua_tostring(L, 1);
-  else if (lua_type(L, 1) == LUA_TNUMBER) { /* converted in a copy */
-    lua_pushvalue(L, 1);
-    msg = lua_tostring(L, -1);
+  lua_settop(L, 1);
+  if (!lua_toboolean(L, 1)) {
+    tl_pusherror(L, TAPIO_ECALLBACK,
+                 lua_pushfstring(L, "error object is a %s value",
+                                 luaL_typename(L, 1)));
+    lua_replace(L, 1);
+    lua_settop(L, 1);
   }
-  if (!msg) {
-    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
-      msg = lua_tostring(L, -1);
-    else
-      msg = lua_pushfstring(L, "(error object is a %s value)",
-                            luaL_typename(L, 1));
-  }
-  luaL_traceback(L, L, msg, 1);
+  luaL_traceback(L, L, error_text(L), 1);
   lua_rawseti(L, LUA_REGISTRYINDEX, lb->tb_ref);
   lua_settop(L, 1);
   return 1;
