@@ -168,7 +168,8 @@ void tl_report(tl_loop *lb, lua_State *L, const char *what,
   lua_pushlightuserdata(L, &a);
   lua_pushvalue(L, -3); /* the error */
   if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
-    fprintf(stderr, "tapio: cannot report an error (%s): %s\n", what,
+    fprintf(stderr, "tapio: cannot report an error (%s): %s\n",
+            what ? what : "kept",
             lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?");
     lua_pop(L, 1);
   }
@@ -192,6 +193,11 @@ static int tr_report(lua_State *L) {
   if (lt && lt->lb && lt->err_ref == LUA_NOREF) {
     lua_pushvalue(L, 2); /* the first error is the one connection_lost gets */
     lt->err_ref = tl_ref(lt->lb, L);
+  }
+  if (!a->what) { /* someone else reports it */
+    lua_pushboolean(L, 0);
+    lua_rawseti(L, LUA_REGISTRYINDEX, a->lb->tb_ref);
+    return 0;
   }
   lua_createtable(L, 0, 5);
   lua_pushstring(L, a->what);

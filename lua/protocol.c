@@ -167,7 +167,8 @@ static void p_made(void *ud, tapio_transport *t) {
     if (prepare(lt, L, TL_T_FACTORY) < 0)
       return;
     lua_pushlightuserdata(L, lt);
-    if (tl_call(lt->lb, L, 1, 0, "error in the protocol factory", lt) < 0)
+    /* not to the handler: create_connection raises it (as asyncio) */
+    if (tl_call(lt->lb, L, 1, 0, NULL, lt) < 0)
       return;
     lua_pop(L, 1);
   }

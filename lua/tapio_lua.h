@@ -133,12 +133,14 @@ void tl_unanchor(tl_loop *lb, lua_State *L, int *ref);
 int tl_prepare(tl_loop *lb, lua_State *L, int which);
 /* Calls the trampoline with nargs arguments. On success, nres results
  * sit on top of the message handler (pop nres + 1); on failure the error
- * has gone to the exception handler with `what`, lt and proto, and the
+ * is kept for lt's connection_lost (and connect callback), has gone to the
+ * exception handler with `what`, lt and proto unless what is NULL, and the
  * stack is back where tl_prepare found it. Returns 0 or -1. */
 int tl_call(tl_loop *lb, lua_State *L, int nargs, int nres,
             const char *what, tl_transport *lt);
-/* Sends the value on top (kept) to the exception handler as an error of
- * `what`, within a protected call. */
+/* Keeps the value on top (not popped) as lt's error and sends it to the
+ * exception handler as an error of `what` (unless NULL), within a
+ * protected call. */
 void tl_report(tl_loop *lb, lua_State *L, const char *what,
                tl_transport *lt);
 /* Inside a trampoline: calls the handler with the context table on top
