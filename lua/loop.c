@@ -622,7 +622,7 @@ static void open_loop(lua_State *L) {
 #endif
   lua_pushcfunction(L, l_loop_tostring);
   lua_setfield(L, -2, "__tostring");
-  lua_pop(L, 1);
+  lua_setfield(L, -2, "loop_metatable"); /* the Lua layer checks self */
 }
 
 static void registry_tables(lua_State *L) {

@@ -1,7 +1,8 @@
 /* The Lua binding's stream transport: "tapio.transport", its lifetime and
  * methods, and loop:_create_connection and friends (the Lua layer wraps
- * them in the async rule, see tapio/init.lua). The protocol side is in
- * protocol.c. */
+ * them in the async rule, see tapio/init.lua: each takes the completion
+ * callback first, then the user's arguments, numbered as the user sees
+ * them). The protocol side is in protocol.c. */
 #include "tapio_lua.h"
 
 #include <string.h>
@@ -133,25 +134,30 @@ static int finish(lua_State *L, tl_transport *lt, int rc) {
   return 1;
 }
 
-/* loop:_create_connection(factory, host, port, opts, cb) */
+/* loop:_create_connection(cb, factory, host, port, opts), or
+ * (cb, factory, opts) for a connected socket given as opts.sock */
 static int l_create_connection(lua_State *L) {
   tl_loop *lb = tl_checkloop(L, 1, FN_CONNECT);
   const char *host;
   int port = 0, rc;
   tapio_options *o = NULL;
   tl_transport *lt;
-  tl_checkcallable(L, 2, FN_CONNECT, 1, "protocol_factory");
-  host = optstring(L, 3, FN_CONNECT, 2, "host");
-  if (!lua_isnil(L, 4))
-    port = (int)tl_checkint(L, 4, FN_CONNECT, 3, "port", 0, 65535);
-  tl_checkoptions(L, 5, FN_CONNECT, 4, TL_OPTS_CONNECTION);
-  tl_checkcallable(L, 6, FN_CONNECT, 5, "callback");
-  if (!has_sock(L, 5) && (!host || lua_isnil(L, 4)))
+  lua_settop(L, 6);
+  if (lua_istable(L, 4) && lua_isnil(L, 5) && lua_isnil(L, 6)) {
+    lua_insert(L, 4); /* (factory, opts): host and port nil */
+    lua_insert(L, 4);
+  }
+  tl_checkcallable(L, 3, FN_CONNECT, 1, "protocol_factory");
+  host = optstring(L, 4, FN_CONNECT, 2, "host");
+  if (!lua_isnil(L, 5))
+    port = (int)tl_checkint(L, 5, FN_CONNECT, 3, "port", 0, 65535);
+  tl_checkoptions(L, 6, FN_CONNECT, 4, TL_OPTS_CONNECTION);
+  if (!has_sock(L, 6) && (!host || lua_isnil(L, 5)))
     return tl_argerror(L, FN_CONNECT, 2, "host",
                        "host and port are required unless opts.sock is "
                        "given");
-  lt = pending(L, lb, 2, 6);
-  rc = tl_makeoptions(L, 5, lb->loop, &o);
+  lt = pending(L, lb, 3, 2);
+  rc = tl_makeoptions(L, 6, lb->loop, &o);
   if (rc == 0)
     rc = tapio_create_connection(lb->loop, host, port, &tl_plain_protocol,
                                  lt, o, on_connected, lt);
@@ -159,21 +165,20 @@ static int l_create_connection(lua_State *L) {
   return finish(L, lt, rc);
 }
 
-/* loop:_create_unix_connection(factory, path, opts, cb) */
+/* loop:_create_unix_connection(cb, factory, path, opts) */
 static int l_create_unix_connection(lua_State *L) {
   tl_loop *lb = tl_checkloop(L, 1, FN_UNIX_CONNECT);
   const char *path;
   tapio_options *o = NULL;
   tl_transport *lt;
   int rc;
-  tl_checkcallable(L, 2, FN_UNIX_CONNECT, 1, "protocol_factory");
-  if (lua_type(L, 3) != LUA_TSTRING)
-    return tl_typeerror(L, FN_UNIX_CONNECT, 2, "path", 3, "string");
-  path = lua_tostring(L, 3);
-  tl_checkoptions(L, 4, FN_UNIX_CONNECT, 3, TL_OPTS_UNIX_CONNECTION);
-  tl_checkcallable(L, 5, FN_UNIX_CONNECT, 4, "callback");
-  lt = pending(L, lb, 2, 5);
-  rc = tl_makeoptions(L, 4, lb->loop, &o);
+  tl_checkcallable(L, 3, FN_UNIX_CONNECT, 1, "protocol_factory");
+  if (lua_type(L, 4) != LUA_TSTRING)
+    return tl_typeerror(L, FN_UNIX_CONNECT, 2, "path", 4, "string");
+  path = lua_tostring(L, 4);
+  tl_checkoptions(L, 5, FN_UNIX_CONNECT, 3, TL_OPTS_UNIX_CONNECTION);
+  lt = pending(L, lb, 3, 2);
+  rc = tl_makeoptions(L, 5, lb->loop, &o);
   if (rc == 0)
     rc = tapio_create_unix_connection(lb->loop, path, &tl_plain_protocol,
                                       lt, o, on_connected, lt);
@@ -181,19 +186,18 @@ static int l_create_unix_connection(lua_State *L) {
   return finish(L, lt, rc);
 }
 
-/* loop:_connect_accepted_socket(factory, fd, opts, cb): tapio owns fd
+/* loop:_connect_accepted_socket(cb, factory, fd, opts): tapio owns fd
  * from here on, also when this fails. */
 static int l_connect_accepted_socket(lua_State *L) {
   tl_loop *lb = tl_checkloop(L, 1, FN_ACCEPTED);
   tapio_options *o = NULL;
   tl_transport *lt;
   int fd, rc;
-  tl_checkcallable(L, 2, FN_ACCEPTED, 1, "protocol_factory");
-  fd = (int)tl_checkint(L, 3, FN_ACCEPTED, 2, "sock", 0, 0x7fffffff);
-  tl_checkoptions(L, 4, FN_ACCEPTED, 3, TL_OPTS_ACCEPTED);
-  tl_checkcallable(L, 5, FN_ACCEPTED, 4, "callback");
-  lt = pending(L, lb, 2, 5);
-  rc = tl_makeoptions(L, 4, lb->loop, &o);
+  tl_checkcallable(L, 3, FN_ACCEPTED, 1, "protocol_factory");
+  fd = (int)tl_checkint(L, 4, FN_ACCEPTED, 2, "sock", 0, 0x7fffffff);
+  tl_checkoptions(L, 5, FN_ACCEPTED, 3, TL_OPTS_ACCEPTED);
+  lt = pending(L, lb, 3, 2);
+  rc = tl_makeoptions(L, 5, lb->loop, &o);
   if (rc == 0)
     rc = tapio_connect_accepted_socket(lb->loop, fd, &tl_plain_protocol, lt,
                                        o, on_connected, lt);

@@ -109,3 +109,83 @@ describe("tapio.error", function()
       .. "(string or nil expected, got number)")
   end)
 end)
+
+-- Calls f, a function making one call on the line it is defined on, and
+-- returns its error and that line as an error position ("file:line").
+local function raised_at(f)
+  local info = debug.getinfo(f, "S")
+  local ok, err = pcall(f)
+  assert.is_false(ok)
+  return err, ("%s:%d"):format(info.short_src, info.linedefined)
+end
+
+-- The calls that complete later, each with an unknown option.
+local function creates(loop)
+  local f = function() return {} end
+  return {
+    { "create_connection", function() loop:create_connection(f, "h", 1, { backlgo = 1 }) end },
+    { "create_connection", function() loop:create_connection(f, { sock = 0, backlgo = 1 }) end },
+    { "create_unix_connection", function() loop:create_unix_connection(f, "p", { backlgo = 1 }) end },
+    { "connect_accepted_socket", function() loop:connect_accepted_socket(f, 0, { backlgo = 1 }) end },
+    { "create_server", function() loop:create_server(f, nil, 0, { backlgo = 1 }) end },
+    { "create_unix_server", function() loop:create_unix_server(f, "p", { backlgo = 1 }) end },
+  }
+end
+
+describe("an argument error of a call that completes later", function()
+  local function at_the_callers_line(loop)
+    for _, case in ipairs(creates(loop)) do
+      local err, where = raised_at(case[2])
+      assert.are.equal(("%s: tapio: loop:%s: unknown option 'backlgo'")
+        :format(where, case[1]), err)
+    end
+    local err, where = raised_at(function() loop:create_server(print, 42, 0) end)
+    assert.are.equal(where .. ": tapio: loop:create_server: bad argument #2 "
+      .. "'host' (string, list or nil expected, got number)", err)
+  end
+
+  it("is raised at the caller's line, inside a task", function()
+    run(at_the_callers_line)
+  end)
+
+  it("is raised at the caller's line, outside a task", function()
+    local loop = tapio.new_loop()
+    at_the_callers_line(loop)
+    loop:close()
+    local err, where = raised_at(function() loop:create_server(print, nil, 0) end)
+    assert.are.equal(where .. ": tapio: loop:create_server: the loop is closed",
+      err)
+  end)
+end)
+
+describe("a method given the wrong self", function()
+  it("says bad self at the caller's line", function()
+    run(function(loop)
+      local server = loop:create_server(function() return {} end,
+        "127.0.0.1", 0)
+      local t = loop:create_connection(function() return {} end,
+        "127.0.0.1", helper.port(server))
+      local f = function() return {} end
+      local cases = {
+        { "loop:create_connection", "tapio.transport", function() loop.create_connection(t, f, "h", 1) end },
+        { "loop:create_unix_connection", "number", function() loop.create_unix_connection(42, f, "p") end },
+        { "loop:connect_accepted_socket", "table", function() loop.connect_accepted_socket({}, f, 0) end },
+        { "loop:create_server", "tapio.server", function() loop.create_server(server, f, nil, 0) end },
+        { "loop:create_unix_server", "nil", function() loop.create_unix_server(nil, f, "p") end },
+        { "loop:create_future", "tapio.server", function() loop.create_future(server) end },
+        { "loop:create_task", "number", function() loop.create_task(42, f) end },
+        { "loop:run_until_complete", "table", function() loop.run_until_complete({}, f) end },
+        { "server:serve_forever", "tapio.loop", function() server.serve_forever(loop) end },
+        { "server:wait_closed", "tapio.transport", function() server.wait_closed(t) end },
+      }
+      for _, case in ipairs(cases) do
+        local err, where = raised_at(case[3])
+        assert.are.equal(("%s: tapio: %s: bad self (%s expected, got %s)")
+          :format(where, case[1], case[1]:match("^loop") and "tapio.loop"
+                  or "tapio.server", case[2]), err)
+      end
+      t:close()
+      server:close()
+    end)
+  end)
+end)
