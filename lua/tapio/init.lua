@@ -260,10 +260,17 @@ function Future:remove_done_callback(fn)
 end
 
 --- Waits for the future inside a task: returns its results or raises.
+-- A future of another loop raises at once (asyncio too): nothing of this
+-- loop would complete it.
 function Future:await()
-  if not current_task() then
+  local task = current_task()
+  if not task then
     error("tapio: future:await: not inside a task (use add_done_callback, "
       .. "or loop:run_until_complete)", 2)
+  end
+  if self._loop ~= task._loop then
+    error("tapio: future:await: the future belongs to another loop than "
+      .. "the task's", 2)
   end
   return await(self)
 end
@@ -486,6 +493,9 @@ function Loop:run_until_complete(fut, ...)
   elseif not is_future(fut) then
     error("tapio: loop:run_until_complete: bad argument #1 'future' "
       .. "(future or function expected, got " .. type(fut) .. ")", 2)
+  elseif type(fut.get_loop) == "function" and fut:get_loop() ~= self then
+    error("tapio: loop:run_until_complete: the future belongs to another "
+      .. "loop", 2)
   end
   if not fut:done() then
     local loop = self
