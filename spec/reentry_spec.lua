@@ -106,6 +106,10 @@ end
 -- Each target callback of the server's protocol, and the call that makes
 -- it happen (the peer's, or the server side's own).
 local cases = {
+  { "the server's factory", function(ctx) ctx.connect() end,
+    factory = true },
+  { "the client's factory", function(ctx) ctx.connect() end,
+    factory = true },
   { "connection_made", function(ctx) ctx.connect() end },
   { "data_received", function(ctx) ctx.t:write("x") end },
   { "get_buffer", function(ctx) ctx.t:write("x") end, buffered = true },
@@ -131,15 +135,25 @@ local function setup(case, action)
     ctx.errors[#ctx.errors + 1] = c
   end)
   ctx.sp = protocol(ctx, case[1], actions[action], case.buffered)
-  ctx.server = loop:run_until_complete(loop:create_server(function()
-    return ctx.sp
-  end, "127.0.0.1", 0))
   ctx.p = protocol(ctx, nil)
-  function ctx.connect()
-    loop:create_connection(function() return ctx.p end, "127.0.0.1",
-      helper.port(ctx.server))
+  -- a factory returns the protocol, after the action when it is the target
+  local function factory(name, p)
+    return function()
+      if case[1] == name and not ctx.acted then
+        ctx.acted = true
+        ctx.was_running = loop:is_running()
+        actions[action](ctx)
+      end
+      return p
+    end
   end
-  if case[1] ~= "connection_made" then
+  ctx.server = loop:run_until_complete(loop:create_server(
+    factory("the server's factory", ctx.sp), "127.0.0.1", 0))
+  function ctx.connect()
+    loop:create_connection(factory("the client's factory", ctx.p),
+      "127.0.0.1", helper.port(ctx.server))
+  end
+  if case[1] ~= "connection_made" and not case.factory then
     ctx.connect()
     settle(loop, function() return ctx.sp.transport and ctx.p.transport end)
     ctx.t = ctx.p.transport
@@ -152,7 +166,9 @@ local function setup(case, action)
   return ctx
 end
 
--- Ends what is still open and checks that each side was lost once.
+-- Ends what is still open and checks that each side made was lost once.
+-- (A server closed before it accepted a connection never makes its side:
+-- the kernel resets what waited in the backlog.)
 local function finish(ctx)
   local loop = ctx.loop
   settle(loop, function() return ctx.acted end)
@@ -164,13 +180,14 @@ local function finish(ctx)
     end
     ctx.server:close()
     settle(loop, function()
-      return ctx.sp.lost > 0 and ctx.p.lost > 0
+      return ctx.p.lost > 0 and (ctx.sp.lost > 0 or not ctx.sp.transport)
     end)
     loop:close()
   end
-  assert.are.equal(1, ctx.sp.lost)
   assert.are.equal(1, ctx.p.lost)
-  assert.are.equal("connection_lost", ctx.sp.events[#ctx.sp.events])
+  assert.are.equal(ctx.sp.transport and 1 or 0, ctx.sp.lost)
+  assert.are.equal(ctx.sp.transport and "connection_lost",
+    ctx.sp.events[#ctx.sp.events])
   assert.are.same({}, ctx.errors)
   assert.are.equal(0, loop:_debug().refs)
 end
@@ -183,7 +200,9 @@ describe("closing from inside a callback", function()
         local name = ("%s in %s%s, triggered %s the running loop")
           :format(action, case[1], case.via and " (" .. case.via .. ")" or "",
                   outside and "outside" or "inside")
-        if outside or not case.outside_only then
+        -- a factory has no transport yet to close
+        if (outside or not case.outside_only)
+          and not (case.factory and action:match("^transport")) then
           it(name, function()
             local ctx = setup(case, action)
             if outside then
