@@ -119,16 +119,23 @@ local function raised_at(f)
   return err, ("%s:%d"):format(info.short_src, info.linedefined)
 end
 
--- The calls that complete later, each with an unknown option.
+-- The calls that complete later, each with an unknown option (each call
+-- on the line its function is defined on).
 local function creates(loop)
-  local f = function() return {} end
+  local f, o = function() return {} end, { backlgo = 1 }
   return {
-    { "create_connection", function() loop:create_connection(f, "h", 1, { backlgo = 1 }) end },
-    { "create_connection", function() loop:create_connection(f, { sock = 0, backlgo = 1 }) end },
-    { "create_unix_connection", function() loop:create_unix_connection(f, "p", { backlgo = 1 }) end },
-    { "connect_accepted_socket", function() loop:connect_accepted_socket(f, 0, { backlgo = 1 }) end },
-    { "create_server", function() loop:create_server(f, nil, 0, { backlgo = 1 }) end },
-    { "create_unix_server", function() loop:create_unix_server(f, "p", { backlgo = 1 }) end },
+    { "create_connection",
+      function() loop:create_connection(f, "h", 1, o) end },
+    { "create_connection",
+      function() loop:create_connection(f, { sock = 0, backlgo = 1 }) end },
+    { "create_unix_connection",
+      function() loop:create_unix_connection(f, "p", o) end },
+    { "connect_accepted_socket",
+      function() loop:connect_accepted_socket(f, 0, o) end },
+    { "create_server",
+      function() loop:create_server(f, nil, 0, o) end },
+    { "create_unix_server",
+      function() loop:create_unix_server(f, "p", o) end },
   }
 end
 
@@ -139,7 +146,8 @@ describe("an argument error of a call that completes later", function()
       assert.are.equal(("%s: tapio: loop:%s: unknown option 'backlgo'")
         :format(where, case[1]), err)
     end
-    local err, where = raised_at(function() loop:create_server(print, 42, 0) end)
+    local function bad_host() loop:create_server(print, 42, 0) end
+    local err, where = raised_at(bad_host)
     assert.are.equal(where .. ": tapio: loop:create_server: bad argument #2 "
       .. "'host' (string, list or nil expected, got number)", err)
   end
@@ -152,7 +160,8 @@ describe("an argument error of a call that completes later", function()
     local loop = tapio.new_loop()
     at_the_callers_line(loop)
     loop:close()
-    local err, where = raised_at(function() loop:create_server(print, nil, 0) end)
+    local function closed() loop:create_server(print, nil, 0) end
+    local err, where = raised_at(closed)
     assert.are.equal(where .. ": tapio: loop:create_server: the loop is closed",
       err)
   end)
@@ -165,18 +174,28 @@ describe("a method given the wrong self", function()
         "127.0.0.1", 0)
       local t = loop:create_connection(function() return {} end,
         "127.0.0.1", helper.port(server))
-      local f = function() return {} end
+      local f, L = function() return {} end, loop
       local cases = {
-        { "loop:create_connection", "tapio.transport", function() loop.create_connection(t, f, "h", 1) end },
-        { "loop:create_unix_connection", "number", function() loop.create_unix_connection(42, f, "p") end },
-        { "loop:connect_accepted_socket", "table", function() loop.connect_accepted_socket({}, f, 0) end },
-        { "loop:create_server", "tapio.server", function() loop.create_server(server, f, nil, 0) end },
-        { "loop:create_unix_server", "nil", function() loop.create_unix_server(nil, f, "p") end },
-        { "loop:create_future", "tapio.server", function() loop.create_future(server) end },
-        { "loop:create_task", "number", function() loop.create_task(42, f) end },
-        { "loop:run_until_complete", "table", function() loop.run_until_complete({}, f) end },
-        { "server:serve_forever", "tapio.loop", function() server.serve_forever(loop) end },
-        { "server:wait_closed", "tapio.transport", function() server.wait_closed(t) end },
+        { "loop:create_connection", "tapio.transport",
+          function() L.create_connection(t, f, "h", 1) end },
+        { "loop:create_unix_connection", "number",
+          function() L.create_unix_connection(42, f, "p") end },
+        { "loop:connect_accepted_socket", "table",
+          function() L.connect_accepted_socket({}, f, 0) end },
+        { "loop:create_server", "tapio.server",
+          function() L.create_server(server, f, nil, 0) end },
+        { "loop:create_unix_server", "nil",
+          function() L.create_unix_server(nil, f, "p") end },
+        { "loop:create_future", "tapio.server",
+          function() L.create_future(server) end },
+        { "loop:create_task", "number",
+          function() L.create_task(42, f) end },
+        { "loop:run_until_complete", "table",
+          function() L.run_until_complete({}, f) end },
+        { "server:serve_forever", "tapio.loop",
+          function() server.serve_forever(L) end },
+        { "server:wait_closed", "tapio.transport",
+          function() server.wait_closed(t) end },
       }
       for _, case in ipairs(cases) do
         local err, where = raised_at(case[3])

@@ -184,7 +184,9 @@ describe("a loop nobody references", function()
     weak.loop = loop
     local server = loop:run_until_complete(loop:create_server(function()
       return {
-        data_received = function(_, d) counts.received = counts.received + #d end,
+        data_received = function(_, d)
+          counts.received = counts.received + #d
+        end,
         connection_lost = function(_, e)
           counts.server_lost = counts.server_lost + 1
           counts.server_err = e

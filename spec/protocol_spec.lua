@@ -288,7 +288,8 @@ describe("a protocol method raising what is no error value", function()
       assert.are.equal(1, #errors)
       assert.are.equal("error in protocol.data_received()", errors[1].message)
       assert.are.equal(tapio.ECALLBACK, errors[1].exception.code)
-      assert.matches("^error object is a %a+ value %(ECALLBACK%)\nstack traceback:",
+      assert.matches(
+        "^error object is a %a+ value %(ECALLBACK%)\nstack traceback:",
         errors[1].traceback)
     end)
   end
