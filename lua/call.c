@@ -14,7 +14,7 @@ int tl_tr_call(lua_State *L) {
   tl_sched *c = lua_touserdata(L, 1);
   int i, n;
   lua_rawgeti(L, LUA_REGISTRYINDEX, c->self_ref);
-  tl_unref(c->lb, L, &c->self_ref); /* on the stack now: safe to let go */
+  tl_unanchor(c->lb, L, &c->self_ref); /* on the stack now: safe to let go */
   tl_getuservalue(L, -1);
   lua_getfield(L, -1, "n");
   n = (int)lua_tointeger(L, -1);
@@ -36,7 +36,7 @@ static void run_call(void *ud) {
     c->h = NULL;
   }
   if (lb->quiet || tl_prepare(lb, L, TL_T_CALL) < 0) {
-    tl_unref(lb, L, &c->self_ref);
+    tl_unanchor(lb, L, &c->self_ref);
     return;
   }
   lua_pushlightuserdata(L, c);
@@ -73,7 +73,7 @@ static tl_sched *newcall(lua_State *L, tl_loop *lb, int fi) {
 
 static void anchor_call(lua_State *L, tl_loop *lb, tl_sched *c) {
   lua_pushvalue(L, -1);
-  c->self_ref = tl_ref(lb, L);
+  c->self_ref = tl_anchor(lb, L);
   tl_list_push(&lb->calls, &c->link);
 }
 
@@ -141,7 +141,7 @@ static int h_cancel(lua_State *L) {
   tapio_handle_release(c->h);
   c->h = NULL;
   tl_list_remove(&c->link);
-  tl_unref(c->lb, L, &c->self_ref);
+  tl_unanchor(c->lb, L, &c->self_ref);
   return 0;
 }
 
@@ -173,7 +173,7 @@ void tl_release_calls(tl_loop *lb, lua_State *L) {
     tl_sched *c = (tl_sched *)lb->calls.next;
     tl_list_remove(&c->link);
     c->h = NULL; /* the core freed it with the loop */
-    tl_unref(lb, L, &c->self_ref);
+    tl_unanchor(lb, L, &c->self_ref);
   }
 }
 

@@ -18,7 +18,16 @@
 #define tl_rawlen(L, idx) lua_rawlen((L), (idx))
 #define tl_rawgetp(L, idx, p) ((void)lua_rawgetp((L), (idx), (p)))
 #define tl_rawsetp(L, idx, p) lua_rawsetp((L), (idx), (p))
-#define tl_isinteger(L, idx) lua_isinteger((L), (idx))
+
+/* The value of the number at idx as an integer, as Lua's own functions
+ * take it: a float with an integral value counts (2^16, 1e6, 10 / 2).
+ * Returns 0 for anything else (a fraction, NaN, beyond lua_Integer). */
+static inline int tl_tointeger(lua_State *L, int idx, lua_Integer *v) {
+  int ok = 0;
+  if (lua_type(L, idx) == LUA_TNUMBER)
+    *v = lua_tointegerx(L, idx, &ok);
+  return ok;
+}
 
 #elif LUA_VERSION_NUM == 501
 
@@ -52,18 +61,27 @@ static inline void tl_rawsetp(lua_State *L, int idx, const void *p) {
   lua_rawset(L, idx);
 }
 
-/* 5.1 numbers are doubles: an "integer" is a whole number. */
-static inline int tl_isinteger(lua_State *L, int idx) {
+/* 5.1 numbers are doubles: an integer is a whole number that a double
+ * holds exactly. */
+static inline int tl_tointeger(lua_State *L, int idx, lua_Integer *v) {
   lua_Number n;
   if (lua_type(L, idx) != LUA_TNUMBER)
     return 0;
   n = lua_tonumber(L, idx);
-  return n == floor(n) && n >= -9007199254740992.0 &&
-         n <= 9007199254740992.0;
+  if (!(n == floor(n) && n >= -9007199254740992.0 &&
+        n <= 9007199254740992.0))
+    return 0;
+  *v = (lua_Integer)n;
+  return 1;
 }
 
 #else
 #error "tapio's Lua binding supports Lua 5.4 and LuaJIT (5.1 API)"
 #endif
+
+static inline int tl_isinteger(lua_State *L, int idx) {
+  lua_Integer v;
+  return tl_tointeger(L, idx, &v);
+}
 
 #endif

@@ -37,11 +37,32 @@ int tl_ref(tl_loop *lb, lua_State *L) {
 }
 
 void tl_unref(tl_loop *lb, lua_State *L, int *ref) {
-  if (*ref == LUA_NOREF || *ref == LUA_REFNIL)
+  if (*ref == LUA_NOREF)
     return;
-  luaL_unref(L, LUA_REGISTRYINDEX, *ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, *ref); /* nothing to do for REFNIL */
   *ref = LUA_NOREF;
   lb->nrefs--;
+}
+
+/* Open objects (a transport from its create call to connection_lost, a
+ * server until closed, a pending call or waiter) anchor their userdata in
+ * the registry, and while any is anchored the loop anchors its own: the
+ * collector never closes a loop under them (asyncio: a transport holds its
+ * loop), however the script let go of the loop. */
+int tl_anchor(tl_loop *lb, lua_State *L) {
+  if (lb->nopen++ == 0) {
+    tl_pushloop(L, lb);
+    lb->self_ref = tl_ref(lb, L);
+  }
+  return tl_ref(lb, L);
+}
+
+void tl_unanchor(tl_loop *lb, lua_State *L, int *ref) {
+  if (*ref == LUA_NOREF)
+    return;
+  tl_unref(lb, L, ref);
+  if (--lb->nopen == 0)
+    tl_unref(lb, L, &lb->self_ref);
 }
 
 /* ---- The protected-call path ------------------------------------------- */
@@ -64,26 +85,42 @@ static const lua_CFunction tramps[TL_NTRAMP] = {
   [TL_T_CORE] = tr_core,
 };
 
+/* [1]'s __tostring, in a call of its own: it may raise. */
+static int call_tostring(lua_State *L) {
+  return luaL_callmeta(L, 1, "__tostring");
+}
+
+/* Pushes the text of the error value at 1 for its traceback. */
+static const char *error_text(lua_State *L) {
+  if (lua_type(L, 1) == LUA_TSTRING || lua_type(L, 1) == LUA_TNUMBER) {
+    lua_pushvalue(L, 1); /* a number is converted in the copy */
+    return lua_tostring(L, -1);
+  }
+  lua_pushcfunction(L, call_tostring);
+  lua_pushvalue(L, 1);
+  if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_type(L, -1) == LUA_TSTRING)
+    return lua_tostring(L, -1);
+  lua_pop(L, 1);
+  return lua_pushfstring(L, "(error object is a %s value)",
+                         luaL_typename(L, 1));
+}
+
 /* The message handler: keeps the traceback in the loop's tb slot and
  * leaves the error value itself alone, so that connection_lost gets the
- * very value the protocol raised. */
+ * very value the protocol raised. Only nil and false, which would read as
+ * a clean close, become an ECALLBACK error value: a failure is always an
+ * error value. */
 static int msghandler(lua_State *L) {
   tl_loop *lb = lua_touserdata(L, lua_upvalueindex(1));
-  const char *msg = NULL;
-  if (lua_type(L, 1) == LUA_TSTRING)
-    msg = lua_tostring(L, 1);
-  else if (lua_type(L, 1) == LUA_TNUMBER) { /* converted in a copy */
-    lua_pushvalue(L, 1);
-    msg = lua_tostring(L, -1);
+  lua_settop(L, 1);
+  if (!lua_toboolean(L, 1)) {
+    tl_pusherror(L, TAPIO_ECALLBACK,
+                 lua_pushfstring(L, "error object is a %s value",
+                                 luaL_typename(L, 1)));
+    lua_replace(L, 1);
+    lua_settop(L, 1);
   }
-  if (!msg) {
-    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
-      msg = lua_tostring(L, -1);
-    else
-      msg = lua_pushfstring(L, "(error object is a %s value)",
-                            luaL_typename(L, 1));
-  }
-  luaL_traceback(L, L, msg, 1);
+  luaL_traceback(L, L, error_text(L), 1);
   lua_rawseti(L, LUA_REGISTRYINDEX, lb->tb_ref);
   lua_settop(L, 1);
   return 1;
@@ -131,7 +168,8 @@ void tl_report(tl_loop *lb, lua_State *L, const char *what,
   lua_pushlightuserdata(L, &a);
   lua_pushvalue(L, -3); /* the error */
   if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
-    fprintf(stderr, "tapio: cannot report an error (%s): %s\n", what,
+    fprintf(stderr, "tapio: cannot report an error (%s): %s\n",
+            what ? what : "kept",
             lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?");
     lua_pop(L, 1);
   }
@@ -155,6 +193,11 @@ static int tr_report(lua_State *L) {
   if (lt && lt->lb && lt->err_ref == LUA_NOREF) {
     lua_pushvalue(L, 2); /* the first error is the one connection_lost gets */
     lt->err_ref = tl_ref(lt->lb, L);
+  }
+  if (!a->what) { /* someone else reports it */
+    lua_pushboolean(L, 0);
+    lua_rawseti(L, LUA_REGISTRYINDEX, a->lb->tb_ref);
+    return 0;
   }
   lua_createtable(L, 0, 5);
   lua_pushstring(L, a->what);
@@ -340,11 +383,18 @@ static int new_ref_value(tl_loop *lb, lua_State *L) {
   return tl_ref(lb, L);
 }
 
+/* Callbacks run on a thread of the loop's own, never on the caller's: a
+ * write from a task calls pause_writing at once, and on the task's
+ * coroutine the callback would be inside that task (the async rule would
+ * make it yield across the C call). The thread is only ever used by
+ * balanced calls, so it serves nested callbacks too. */
 static void loop_init_refs(lua_State *L, tl_loop *lb) {
   int i;
   lb->msgh_ref = lb->handler_ref = lb->tb_ref = lb->pending_ref = LUA_NOREF;
   for (i = 0; i < TL_NTRAMP; i++)
     lb->tramp_ref[i] = LUA_NOREF;
+  lb->L = lua_newthread(L);
+  lb->thread_ref = tl_ref(lb, L);
   lua_pushlightuserdata(L, lb);
   lua_pushcclosure(L, msghandler, 1);
   lb->msgh_ref = tl_ref(lb, L);
@@ -364,6 +414,8 @@ static void loop_free_refs(lua_State *L, tl_loop *lb) {
   tl_unref(lb, L, &lb->handler_ref);
   tl_unref(lb, L, &lb->tb_ref);
   tl_unref(lb, L, &lb->pending_ref);
+  tl_unref(lb, L, &lb->thread_ref);
+  lb->L = NULL;
 }
 
 /* tapio.new_loop() */
@@ -371,7 +423,7 @@ static int l_new_loop(lua_State *L) {
   tl_loop *lb = tl_newuserdata(L, sizeof *lb);
   int rc;
   memset(lb, 0, sizeof *lb);
-  lb->msgh_ref = LUA_NOREF;
+  lb->msgh_ref = lb->thread_ref = lb->self_ref = LUA_NOREF;
   tl_list_init(&lb->servers);
   tl_list_init(&lb->calls);
   rc = tapio_loop_new(&lb->loop);
@@ -390,8 +442,6 @@ static int l_new_loop(lua_State *L) {
 /* Frees the core loop. Its open transports get connection_lost (with
  * ECANCELED) unless quiet; calls made from those callbacks are dropped. */
 static void loop_free(lua_State *L, tl_loop *lb, int quiet) {
-  lua_State *saved = lb->L;
-  lb->L = L;
   lb->quiet = quiet;
   lb->closing = 1;
   tapio_loop_free(lb->loop);
@@ -399,7 +449,6 @@ static void loop_free(lua_State *L, tl_loop *lb, int quiet) {
   tl_release_calls(lb, L);
   tl_servers_detach(lb, L);
   loop_free_refs(L, lb);
-  lb->L = saved;
 }
 
 static int l_close(lua_State *L) {
@@ -412,9 +461,9 @@ static int l_close(lua_State *L) {
   return 0;
 }
 
-/* An unreachable loop can hold no open transport or server (they anchor
- * themselves and their protocols reach the loop only through Lua), except
- * at lua_close: then nobody is called back. */
+/* A loop with anything open anchors itself (tl_anchor): the collector
+ * gets here with nothing open, or at lua_close, where everything is
+ * collected at once; then the loop is freed without calling anybody back. */
 static int l_gc(lua_State *L) {
   tl_loop *lb = lua_touserdata(L, 1);
   if (lb->loop && !lb->closing && !tapio_loop_is_running(lb->loop))
@@ -434,18 +483,15 @@ static int l_is_running(lua_State *L) {
   return 1;
 }
 
-/* Runs fn with this loop as the running one and lb->L the caller's
- * thread; restores both after. */
+/* Runs the loop with it as the running one; restores the outer one
+ * after. */
 static int run_with(lua_State *L, tl_loop *lb, const char *fn, int once,
                     int wait) {
-  lua_State *saved = lb->L;
   int rc;
   tl_rawgetp(L, LUA_REGISTRYINDEX, &running_key); /* the outer one */
   lua_pushvalue(L, 1);
   tl_rawsetp(L, LUA_REGISTRYINDEX, &running_key);
-  lb->L = L;
   rc = once ? tapio_loop_run_once(lb->loop, wait) : tapio_loop_run(lb->loop);
-  lb->L = saved;
   tl_rawsetp(L, LUA_REGISTRYINDEX, &running_key);
   if (rc == TAPIO_ERUNNING)
     return luaL_error(L, "tapio: %s: the loop is already running", fn);
@@ -576,7 +622,7 @@ static void open_loop(lua_State *L) {
 #endif
   lua_pushcfunction(L, l_loop_tostring);
   lua_setfield(L, -2, "__tostring");
-  lua_pop(L, 1);
+  lua_setfield(L, -2, "loop_metatable"); /* the Lua layer checks self */
 }
 
 static void registry_tables(lua_State *L) {

@@ -130,10 +130,9 @@ int tl_tr_getbuf(lua_State *L) {
     return luaL_error(L, "tapio: get_buffer returned %s, not a tapio.buffer",
                       luaL_typename(L, 3));
   if (!lua_isnil(L, 4)) {
-    if (!tl_isinteger(L, 4))
+    if (!tl_tointeger(L, 4, &start))
       return luaL_error(L, "tapio: get_buffer's second result must be an "
                            "integer position");
-    start = lua_tointeger(L, 4);
     if (start < 1 || (size_t)start > b->size + 1)
       return luaL_error(L, "tapio: get_buffer's position %d is outside "
                            "the buffer (1..%d)", (int)start,
@@ -168,7 +167,8 @@ static void p_made(void *ud, tapio_transport *t) {
     if (prepare(lt, L, TL_T_FACTORY) < 0)
       return;
     lua_pushlightuserdata(L, lt);
-    if (tl_call(lt->lb, L, 1, 0, "error in the protocol factory", lt) < 0)
+    /* not to the handler: create_connection raises it (as asyncio) */
+    if (tl_call(lt->lb, L, 1, 0, NULL, lt) < 0)
       return;
     lua_pop(L, 1);
   }

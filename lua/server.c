@@ -14,7 +14,7 @@ static void unanchor(lua_State *L, tl_server *ls) {
     return;
   tl_unref(ls->lb, L, &ls->factory_ref);
   tl_unref(ls->lb, L, &ls->cb_ref);
-  tl_unref(ls->lb, L, &ls->self_ref);
+  tl_unanchor(ls->lb, L, &ls->self_ref);
 }
 
 void tl_servers_detach(tl_loop *lb, lua_State *L) {
@@ -122,7 +122,7 @@ static tl_server *newserver(lua_State *L, tl_loop *lb, int fi, int cbi) {
   luaL_setmetatable(L, TL_SERVER);
   tl_list_push(&lb->servers, &ls->link);
   lua_pushvalue(L, -1);
-  ls->self_ref = tl_ref(lb, L);
+  ls->self_ref = tl_anchor(lb, L);
   lua_pushvalue(L, fi);
   ls->factory_ref = tl_ref(lb, L);
   lua_pushvalue(L, cbi);
@@ -170,7 +170,7 @@ static size_t hosts_arg(lua_State *L, int idx, const char ***out) {
   return n;
 }
 
-/* loop:_create_server(factory, host, port, opts, cb) */
+/* loop:_create_server(cb, factory, host, port, opts) */
 static int l_create_server(lua_State *L) {
   tl_loop *lb = tl_checkloop(L, 1, FN_SERVER);
   const char **hosts;
@@ -178,23 +178,22 @@ static int l_create_server(lua_State *L) {
   int port = 0, rc, has_sock = 0;
   tapio_options *o = NULL;
   tl_server *ls;
-  tl_checkcallable(L, 2, FN_SERVER, 1, "protocol_factory");
-  if (!lua_isnil(L, 4))
-    port = (int)tl_checkint(L, 4, FN_SERVER, 3, "port", 0, 65535);
-  tl_checkoptions(L, 5, FN_SERVER, 4, TL_OPTS_SERVER);
-  tl_checkcallable(L, 6, FN_SERVER, 5, "callback");
   lua_settop(L, 6);
-  if (lua_istable(L, 5)) {
-    lua_getfield(L, 5, "sock");
+  tl_checkcallable(L, 3, FN_SERVER, 1, "protocol_factory");
+  if (!lua_isnil(L, 5))
+    port = (int)tl_checkint(L, 5, FN_SERVER, 3, "port", 0, 65535);
+  tl_checkoptions(L, 6, FN_SERVER, 4, TL_OPTS_SERVER);
+  if (lua_istable(L, 6)) {
+    lua_getfield(L, 6, "sock");
     has_sock = !lua_isnil(L, -1);
     lua_pop(L, 1);
   }
-  if (!has_sock && lua_isnil(L, 4))
+  if (!has_sock && lua_isnil(L, 5))
     return tl_argerror(L, FN_SERVER, 3, "port",
                        "a port is required unless opts.sock is given");
-  nhosts = hosts_arg(L, 3, &hosts); /* 7 */
-  ls = newserver(L, lb, 2, 6);
-  rc = tl_makeoptions(L, 5, lb->loop, &o);
+  nhosts = hosts_arg(L, 4, &hosts); /* 7 */
+  ls = newserver(L, lb, 3, 2);
+  rc = tl_makeoptions(L, 6, lb->loop, &o);
   if (rc == 0)
     rc = tapio_create_server(lb->loop, hosts, nhosts, port, c_factory, ls, o,
                              on_served, ls);
@@ -202,21 +201,20 @@ static int l_create_server(lua_State *L) {
   return finish(L, ls, rc);
 }
 
-/* loop:_create_unix_server(factory, path, opts, cb) */
+/* loop:_create_unix_server(cb, factory, path, opts) */
 static int l_create_unix_server(lua_State *L) {
   tl_loop *lb = tl_checkloop(L, 1, FN_UNIX_SERVER);
   tapio_options *o = NULL;
   tl_server *ls;
   int rc;
-  tl_checkcallable(L, 2, FN_UNIX_SERVER, 1, "protocol_factory");
-  if (lua_type(L, 3) != LUA_TSTRING)
-    return tl_typeerror(L, FN_UNIX_SERVER, 2, "path", 3, "string");
-  tl_checkoptions(L, 4, FN_UNIX_SERVER, 3, TL_OPTS_UNIX_SERVER);
-  tl_checkcallable(L, 5, FN_UNIX_SERVER, 4, "callback");
-  ls = newserver(L, lb, 2, 5);
-  rc = tl_makeoptions(L, 4, lb->loop, &o);
+  tl_checkcallable(L, 3, FN_UNIX_SERVER, 1, "protocol_factory");
+  if (lua_type(L, 4) != LUA_TSTRING)
+    return tl_typeerror(L, FN_UNIX_SERVER, 2, "path", 4, "string");
+  tl_checkoptions(L, 5, FN_UNIX_SERVER, 3, TL_OPTS_UNIX_SERVER);
+  ls = newserver(L, lb, 3, 2);
+  rc = tl_makeoptions(L, 5, lb->loop, &o);
   if (rc == 0)
-    rc = tapio_create_unix_server(lb->loop, lua_tostring(L, 3), c_factory, ls,
+    rc = tapio_create_unix_server(lb->loop, lua_tostring(L, 4), c_factory, ls,
                                   o, on_served, ls);
   tapio_options_free(o);
   return finish(L, ls, rc);
@@ -236,7 +234,7 @@ static int s_close(lua_State *L) {
     tapio_server_close(ls->s);
   if (ls->lb) {
     tl_unref(ls->lb, L, &ls->factory_ref);
-    tl_unref(ls->lb, L, &ls->self_ref);
+    tl_unanchor(ls->lb, L, &ls->self_ref);
   }
   return 0;
 }
@@ -383,7 +381,7 @@ int tl_open_server(lua_State *L) {
   lua_setfield(L, -2, "__gc");
   lua_pushcfunction(L, s_tostring);
   lua_setfield(L, -2, "__tostring");
-  lua_pop(L, 1);
+  lua_setfield(L, -2, "server_metatable"); /* the Lua layer checks self */
   tl_addmethods(L, TL_LOOP, loop_methods);
   return 0;
 }

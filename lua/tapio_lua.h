@@ -54,14 +54,17 @@ enum {
 /* "tapio.loop" */
 typedef struct tl_loop {
   tapio_loop *loop;   /* NULL once closed */
-  lua_State *L;       /* the thread callbacks run on: set by every entry
-                         point that can call back (run, close, write) */
+  lua_State *L;       /* the loop's own thread: every callback runs on it,
+                         whoever triggered it (see tl_loop in loop.c) */
+  int thread_ref;     /* anchors L */
   int msgh_ref;       /* message handler: keeps a traceback, see loop.c */
   int tramp_ref[TL_NTRAMP];
   int handler_ref;    /* the Lua exception handler; LUA_NOREF: default */
   int tb_ref;         /* slot: traceback of the last failed call */
   int pending_ref;    /* slot: a server factory's error, until reported */
   int nrefs;          /* registry references held for the loop's objects */
+  int nopen;          /* objects anchored with tl_anchor */
+  int self_ref;       /* anchors the loop's userdata while nopen > 0 */
   int closing;        /* tapio_loop_free is running */
   int quiet;          /* closing from __gc: release, call nobody */
   tl_link servers;    /* every tl_server not yet collected */
@@ -121,17 +124,23 @@ tl_loop *tl_toloop(lua_State *L, int idx, const char *fn);
 void tl_pushloop(lua_State *L, tl_loop *lb);
 int tl_ref(tl_loop *lb, lua_State *L);
 void tl_unref(tl_loop *lb, lua_State *L, int *ref);
+/* An open object's anchor: refs the value on top (popped) and, while any
+ * such anchor is held, the loop's userdata too. */
+int tl_anchor(tl_loop *lb, lua_State *L);
+void tl_unanchor(tl_loop *lb, lua_State *L, int *ref);
 /* Pushes the message handler and trampoline `which`; push the
  * trampoline's arguments next, then call tl_call. */
 int tl_prepare(tl_loop *lb, lua_State *L, int which);
 /* Calls the trampoline with nargs arguments. On success, nres results
  * sit on top of the message handler (pop nres + 1); on failure the error
- * has gone to the exception handler with `what`, lt and proto, and the
+ * is kept for lt's connection_lost (and connect callback), has gone to the
+ * exception handler with `what`, lt and proto unless what is NULL, and the
  * stack is back where tl_prepare found it. Returns 0 or -1. */
 int tl_call(tl_loop *lb, lua_State *L, int nargs, int nres,
             const char *what, tl_transport *lt);
-/* Sends the value on top (kept) to the exception handler as an error of
- * `what`, within a protected call. */
+/* Keeps the value on top (not popped) as lt's error and sends it to the
+ * exception handler as an error of `what` (unless NULL), within a
+ * protected call. */
 void tl_report(tl_loop *lb, lua_State *L, const char *what,
                tl_transport *lt);
 /* Inside a trampoline: calls the handler with the context table on top

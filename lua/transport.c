@@ -1,7 +1,8 @@
 /* The Lua binding's stream transport: "tapio.transport", its lifetime and
  * methods, and loop:_create_connection and friends (the Lua layer wraps
- * them in the async rule, see tapio/init.lua). The protocol side is in
- * protocol.c. */
+ * them in the async rule, see tapio/init.lua: each takes the completion
+ * callback first, then the user's arguments, numbered as the user sees
+ * them). The protocol side is in protocol.c. */
 #include "tapio_lua.h"
 
 #include <string.h>
@@ -20,7 +21,7 @@ tl_transport *tl_newtransport(lua_State *L, tl_loop *lb) {
   lt->cb_ref = lt->err_ref = lt->buf_ref = LUA_NOREF;
   luaL_setmetatable(L, TL_TRANSPORT);
   lua_pushvalue(L, -1);
-  lt->self_ref = tl_ref(lb, L);
+  lt->self_ref = tl_anchor(lb, L);
   return lt;
 }
 
@@ -35,7 +36,7 @@ void tl_release_transport(lua_State *L, tl_transport *lt) {
   tl_unref(lb, L, &lt->cb_ref);
   tl_unref(lb, L, &lt->err_ref);
   tl_unref(lb, L, &lt->buf_ref);
-  tl_unref(lb, L, &lt->self_ref);
+  tl_unanchor(lb, L, &lt->self_ref);
   lt->t = NULL;
   lt->lb = NULL;
 }
@@ -133,25 +134,30 @@ static int finish(lua_State *L, tl_transport *lt, int rc) {
   return 1;
 }
 
-/* loop:_create_connection(factory, host, port, opts, cb) */
+/* loop:_create_connection(cb, factory, host, port, opts), or
+ * (cb, factory, opts) for a connected socket given as opts.sock */
 static int l_create_connection(lua_State *L) {
   tl_loop *lb = tl_checkloop(L, 1, FN_CONNECT);
   const char *host;
   int port = 0, rc;
   tapio_options *o = NULL;
   tl_transport *lt;
-  tl_checkcallable(L, 2, FN_CONNECT, 1, "protocol_factory");
-  host = optstring(L, 3, FN_CONNECT, 2, "host");
-  if (!lua_isnil(L, 4))
-    port = (int)tl_checkint(L, 4, FN_CONNECT, 3, "port", 0, 65535);
-  tl_checkoptions(L, 5, FN_CONNECT, 4, TL_OPTS_CONNECTION);
-  tl_checkcallable(L, 6, FN_CONNECT, 5, "callback");
-  if (!has_sock(L, 5) && (!host || lua_isnil(L, 4)))
+  lua_settop(L, 6);
+  if (lua_istable(L, 4) && lua_isnil(L, 5) && lua_isnil(L, 6)) {
+    lua_insert(L, 4); /* (factory, opts): host and port nil */
+    lua_insert(L, 4);
+  }
+  tl_checkcallable(L, 3, FN_CONNECT, 1, "protocol_factory");
+  host = optstring(L, 4, FN_CONNECT, 2, "host");
+  if (!lua_isnil(L, 5))
+    port = (int)tl_checkint(L, 5, FN_CONNECT, 3, "port", 0, 65535);
+  tl_checkoptions(L, 6, FN_CONNECT, 4, TL_OPTS_CONNECTION);
+  if (!has_sock(L, 6) && (!host || lua_isnil(L, 5)))
     return tl_argerror(L, FN_CONNECT, 2, "host",
                        "host and port are required unless opts.sock is "
                        "given");
-  lt = pending(L, lb, 2, 6);
-  rc = tl_makeoptions(L, 5, lb->loop, &o);
+  lt = pending(L, lb, 3, 2);
+  rc = tl_makeoptions(L, 6, lb->loop, &o);
   if (rc == 0)
     rc = tapio_create_connection(lb->loop, host, port, &tl_plain_protocol,
                                  lt, o, on_connected, lt);
@@ -159,21 +165,20 @@ static int l_create_connection(lua_State *L) {
   return finish(L, lt, rc);
 }
 
-/* loop:_create_unix_connection(factory, path, opts, cb) */
+/* loop:_create_unix_connection(cb, factory, path, opts) */
 static int l_create_unix_connection(lua_State *L) {
   tl_loop *lb = tl_checkloop(L, 1, FN_UNIX_CONNECT);
   const char *path;
   tapio_options *o = NULL;
   tl_transport *lt;
   int rc;
-  tl_checkcallable(L, 2, FN_UNIX_CONNECT, 1, "protocol_factory");
-  if (lua_type(L, 3) != LUA_TSTRING)
-    return tl_typeerror(L, FN_UNIX_CONNECT, 2, "path", 3, "string");
-  path = lua_tostring(L, 3);
-  tl_checkoptions(L, 4, FN_UNIX_CONNECT, 3, TL_OPTS_UNIX_CONNECTION);
-  tl_checkcallable(L, 5, FN_UNIX_CONNECT, 4, "callback");
-  lt = pending(L, lb, 2, 5);
-  rc = tl_makeoptions(L, 4, lb->loop, &o);
+  tl_checkcallable(L, 3, FN_UNIX_CONNECT, 1, "protocol_factory");
+  if (lua_type(L, 4) != LUA_TSTRING)
+    return tl_typeerror(L, FN_UNIX_CONNECT, 2, "path", 4, "string");
+  path = lua_tostring(L, 4);
+  tl_checkoptions(L, 5, FN_UNIX_CONNECT, 3, TL_OPTS_UNIX_CONNECTION);
+  lt = pending(L, lb, 3, 2);
+  rc = tl_makeoptions(L, 5, lb->loop, &o);
   if (rc == 0)
     rc = tapio_create_unix_connection(lb->loop, path, &tl_plain_protocol,
                                       lt, o, on_connected, lt);
@@ -181,19 +186,18 @@ static int l_create_unix_connection(lua_State *L) {
   return finish(L, lt, rc);
 }
 
-/* loop:_connect_accepted_socket(factory, fd, opts, cb): tapio owns fd
+/* loop:_connect_accepted_socket(cb, factory, fd, opts): tapio owns fd
  * from here on, also when this fails. */
 static int l_connect_accepted_socket(lua_State *L) {
   tl_loop *lb = tl_checkloop(L, 1, FN_ACCEPTED);
   tapio_options *o = NULL;
   tl_transport *lt;
   int fd, rc;
-  tl_checkcallable(L, 2, FN_ACCEPTED, 1, "protocol_factory");
-  fd = (int)tl_checkint(L, 3, FN_ACCEPTED, 2, "sock", 0, 0x7fffffff);
-  tl_checkoptions(L, 4, FN_ACCEPTED, 3, TL_OPTS_ACCEPTED);
-  tl_checkcallable(L, 5, FN_ACCEPTED, 4, "callback");
-  lt = pending(L, lb, 2, 5);
-  rc = tl_makeoptions(L, 4, lb->loop, &o);
+  tl_checkcallable(L, 3, FN_ACCEPTED, 1, "protocol_factory");
+  fd = (int)tl_checkint(L, 4, FN_ACCEPTED, 2, "sock", 0, 0x7fffffff);
+  tl_checkoptions(L, 5, FN_ACCEPTED, 3, TL_OPTS_ACCEPTED);
+  lt = pending(L, lb, 3, 2);
+  rc = tl_makeoptions(L, 5, lb->loop, &o);
   if (rc == 0)
     rc = tapio_connect_accepted_socket(lb->loop, fd, &tl_plain_protocol, lt,
                                        o, on_connected, lt);
@@ -225,7 +229,6 @@ static tl_transport *checkopen(lua_State *L, const char *fn) {
 
 static int t_write(lua_State *L) {
   tl_transport *lt = totransport(L, "transport:write");
-  lua_State *saved;
   size_t len;
   const char *data;
   int rc;
@@ -234,10 +237,7 @@ static int t_write(lua_State *L) {
   if (!lt->t)
     return luaL_error(L, "tapio: transport:write: transport is closed");
   data = lua_tolstring(L, 2, &len);
-  saved = lt->lb->L; /* pause_writing may run now, on this thread */
-  lt->lb->L = L;
-  rc = tapio_transport_write(lt->t, data, len);
-  lt->lb->L = saved;
+  rc = tapio_transport_write(lt->t, data, len); /* may call pause_writing */
   if (rc == TAPIO_ESHUTDOWN)
     return luaL_error(L, "tapio: transport:write: cannot write after "
                          "write_eof()");
@@ -263,7 +263,6 @@ static int write_chunk(lua_State *L, tl_transport *lt, int from, int to) {
 static int t_writelines(lua_State *L) {
   const char *fn = "transport:writelines";
   tl_transport *lt = totransport(L, fn);
-  lua_State *saved;
   int n, i, rc = 0;
   if (!lua_istable(L, 2))
     return tl_typeerror(L, fn, 1, "list_of_data", 2, "table");
@@ -280,13 +279,10 @@ static int t_writelines(lua_State *L) {
   if (!lt->t)
     return luaL_error(L, "tapio: %s: transport is closed", fn);
   luaL_checkstack(L, LINES_CHUNK + 2, "writelines");
-  saved = lt->lb->L;
-  lt->lb->L = L;
+  /* pause_writing may close the transport, or the loop, between chunks */
   for (i = 1; i <= n && rc == 0 && lt->t; i += LINES_CHUNK)
     rc = write_chunk(L, lt, i, i + LINES_CHUNK - 1 < n ? i + LINES_CHUNK - 1
                                                       : n);
-  if (lt->lb)
-    lt->lb->L = saved;
   if (rc == TAPIO_ESHUTDOWN)
     return luaL_error(L, "tapio: %s: cannot write after write_eof()", fn);
   return 0;
@@ -371,15 +367,10 @@ static int t_set_write_buffer_limits(lua_State *L) {
   const char *fn = "transport:set_write_buffer_limits";
   tl_transport *lt = totransport(L, fn);
   int64_t high = limit_arg(L, 2, "high"), low = limit_arg(L, 3, "low");
-  lua_State *saved;
   int rc;
   if (!lt->t)
     return luaL_error(L, "tapio: %s: transport is closed", fn);
-  saved = lt->lb->L; /* pause_writing may run now */
-  lt->lb->L = L;
   rc = tapio_transport_set_write_buffer_limits(lt->t, high, low);
-  if (lt->lb)
-    lt->lb->L = saved;
   if (rc == TAPIO_EINVAL)
     return tl_argerror(L, fn, 2, "low", "must not be greater than high");
   return 0;

@@ -42,12 +42,11 @@ int tl_typeerror(lua_State *L, const char *fn, int n, const char *name,
 
 lua_Integer tl_checkint(lua_State *L, int idx, const char *fn, int n,
                         const char *name, lua_Integer min, lua_Integer max) {
-  lua_Integer v;
+  lua_Integer v = 0;
   if (lua_type(L, idx) != LUA_TNUMBER)
     tl_typeerror(L, fn, n, name, idx, "integer");
-  if (!tl_isinteger(L, idx))
-    tl_argerror(L, fn, n, name, "integer expected, got a fraction");
-  v = lua_tointeger(L, idx);
+  if (!tl_tointeger(L, idx, &v)) /* Lua's own words for 1.5 */
+    tl_argerror(L, fn, n, name, "number has no integer representation");
   if (v < min || v > max) {
     char msg[96]; /* %I is 5.3+: format here for both */
     snprintf(msg, sizeof msg, "%lld is out of range %lld..%lld",
@@ -154,7 +153,7 @@ static int u_error(lua_State *L) {
   } else {
     code = (int)tl_checkint(L, 1, "error", 1, "code", -10000, -1);
   }
-  if (!lua_isnil(L, 2) && lua_type(L, 2) != LUA_TSTRING)
+  if (!lua_isnoneornil(L, 2) && lua_type(L, 2) != LUA_TSTRING)
     return tl_typeerror(L, "error", 2, "message", 2, "string or nil");
   tl_pusherror(L, code, lua_tostring(L, 2));
   return 1;

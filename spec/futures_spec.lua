@@ -342,6 +342,43 @@ describe("the async rule", function()
   end)
 end)
 
+-- asyncio raises at once (RuntimeError in the task, ValueError from
+-- run_until_complete): nothing of this loop would ever complete it.
+describe("a future of another loop", function()
+  it("raises at once where a task awaits it", function()
+    local other = tapio.new_loop()
+    local fut = other:create_future()
+    helper.run(function(loop)
+      local line = debug.getinfo(1, "l").currentline
+      local ok, err = pcall(function() local r = fut:await() return r end)
+      assert.is_false(ok)
+      assert.are.equal(("%s:%d: tapio: future:await: the future belongs to "
+        .. "another loop than the task's"):format(
+          debug.getinfo(1, "S").short_src, line + 1), err)
+      ok, err = pcall(function() local r = tapio.await(fut) return r end)
+      assert.is_false(ok)
+      assert.matches("^.-futures_spec.lua:%d+: tapio: future:await: the "
+        .. "future belongs to another loop than the task's$", err)
+      local task = other:create_task(function() end)
+      assert.has_error(function() task:await() end, "tapio: future:await: "
+        .. "the future belongs to another loop than the task's")
+      assert.is_true(loop:create_future() ~= nil) -- the loop goes on
+      tapio.sleep(0)
+    end, { deadline = 2 })
+    other:close()
+  end)
+
+  it("is refused by run_until_complete", function()
+    local loop, other = tapio.new_loop(), tapio.new_loop()
+    local fut = other:create_future()
+    loop:call_later(1, function() loop:stop() end) -- a guard, not a wait
+    assert.has_error(function() loop:run_until_complete(fut) end,
+      "tapio: loop:run_until_complete: the future belongs to another loop")
+    loop:close()
+    other:close()
+  end)
+end)
+
 describe("loop:run_until_complete", function()
   it("takes a function as a task, with arguments", function()
     local loop = tapio.new_loop()

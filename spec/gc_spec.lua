@@ -173,3 +173,137 @@ describe("garbage collection", function()
     assert.are.equal(0, count(seen))
   end)
 end)
+
+-- A loop made in a function that returns, its last reference dropped: what
+-- is open on it keeps it (asyncio: a transport holds its loop). The
+-- protocols here hold nothing of the loop's, and the spec keeps only a weak
+-- reference to it until the collection is over.
+describe("a loop nobody references", function()
+  local function connected(weak, counts)
+    local loop = tapio.new_loop()
+    weak.loop = loop
+    local server = loop:run_until_complete(loop:create_server(function()
+      return {
+        data_received = function(_, d)
+          counts.received = counts.received + #d
+        end,
+        connection_lost = function(_, e)
+          counts.server_lost = counts.server_lost + 1
+          counts.server_err = e
+        end,
+      }
+    end, "127.0.0.1", 0))
+    local t = loop:run_until_complete(loop:create_connection(function()
+      return { connection_lost = function(_, e)
+        counts.client_lost = counts.client_lost + 1
+        counts.client_err = e
+      end }
+    end, "127.0.0.1", helper.port(server)))
+    return t, server
+  end
+
+  local function new_counts()
+    return { received = 0, server_lost = 0, client_lost = 0 }
+  end
+
+  it("is kept by an open transport: its output, then connection_lost once",
+    function()
+    local weak, counts = weak(), new_counts()
+    local t = connected(weak, counts) -- the server: forgotten, open
+    local big = ("b"):rep(16 * 1024 * 1024)
+    t:write(big) -- the server reads nothing yet: most of it is buffered
+    assert.is_true(t:get_write_buffer_size() > 0)
+    helper.collect()
+    assert.is_not_nil(weak.loop)
+    t:write("!")
+    t:close()
+    local loop = t:get_loop()
+    helper.wait_until(loop, function()
+      return counts.client_lost > 0 and counts.server_lost > 0
+    end)
+    assert.are.equal(#big + 1, counts.received)
+    assert.are.same({ 1, 1 }, { counts.client_lost, counts.server_lost })
+    assert.is_nil(counts.client_err)
+    assert.is_nil(counts.server_err)
+    loop:close()
+  end)
+
+  it("is kept by a listening server", function()
+    local weak, counts = weak(), new_counts()
+    local t, server = connected(weak, counts)
+    t:close()
+    helper.wait_until(weak.loop, function()
+      return counts.client_lost > 0 and counts.server_lost > 0
+    end)
+    local port = helper.port(server)
+    t = nil
+    helper.collect()
+    assert.is_not_nil(weak.loop)
+    local loop = server:get_loop()
+    t = loop:run_until_complete(loop:create_connection(function()
+      return {}
+    end, "127.0.0.1", port))
+    t:write("served")
+    helper.wait_until(loop, function() return counts.received == 6 end)
+    server:close()
+    t:close()
+    helper.wait_until(loop, function() return counts.server_lost == 2 end)
+    loop:close()
+  end)
+
+  it("is kept by pending calls and timers, until they run or are cancelled",
+    function()
+    local refs, ran = weak(), {}
+    local function schedule()
+      local loop = tapio.new_loop()
+      refs.loop = loop
+      loop:call_soon(function() ran[#ran + 1] = "soon" end)
+      return loop:call_later(0.01, function() ran[#ran + 1] = "later" end)
+    end
+    local handle = schedule()
+    helper.collect()
+    assert.is_not_nil(refs.loop)
+    helper.wait_until(refs.loop, function() return #ran == 2 end)
+    assert.are.same({ "soon", "later" }, ran)
+    helper.collect() -- run: nothing holds the loop any more
+    assert.is_nil(refs.loop)
+    handle = nil
+    local function pending()
+      local loop = tapio.new_loop()
+      refs.loop = loop
+      return loop:call_later(3600, print)
+    end
+    handle = pending()
+    helper.collect()
+    assert.is_not_nil(refs.loop)
+    handle:cancel()
+    helper.collect()
+    assert.is_nil(refs.loop)
+  end)
+
+  it("is kept by a pending connect and a pending server creation",
+    function()
+    local refs, counts = weak(), new_counts()
+    local function start()
+      local loop = tapio.new_loop()
+      refs.loop = loop
+      local server = loop:create_server(function()
+        return { data_received = function(_, d)
+          counts.received = counts.received + #d
+        end }
+      end, "127.0.0.1", 0)
+      server:add_done_callback(function(f)
+        local port = helper.port(f:result())
+        loop:create_connection(function()
+          return { connection_made = function(_, t) t:write("hello") end }
+        end, "127.0.0.1", port)
+      end)
+    end
+    start()
+    helper.collect()
+    assert.is_not_nil(refs.loop)
+    local loop = refs.loop
+    helper.wait_until(loop, function() return counts.received == 5 end)
+    loop:close()
+  end)
+end)

@@ -212,7 +212,7 @@ describe("a loop", function()
     local base = loop:_debug().refs
     local h = loop:call_later(10, print)
     loop:call_soon(function() end)
-    assert.are.equal(base + 2, loop:_debug().refs)
+    assert.are.equal(base + 3, loop:_debug().refs) -- and the loop itself
     assert.are.equal(2, loop:_debug().calls)
     h:cancel()
     loop:run_once()
@@ -255,15 +255,44 @@ describe("closing a loop", function()
       "tapio: loop:call_soon: the loop is closed")
     assert.has_error(function() loop:run_forever() end,
       "tapio: loop:run_forever: the loop is closed")
+    assert.has_error(function() loop:run_once() end,
+      "tapio: loop:run_once: the loop is closed")
+    assert.has_error(function() loop:run_until_complete(print) end,
+      "tapio: loop:run_until_complete: the loop is closed")
+    assert.has_error(function() loop:create_task(print) end,
+      "tapio: loop:create_task: the loop is closed")
+    assert.has_error(function()
+      loop:create_connection(print, "127.0.0.1", 1)
+    end, "tapio: loop:create_connection: the loop is closed")
     assert.has_error(function() loop:time() end,
       "tapio: loop:time: the loop is closed")
   end)
 
-  it("is done by the garbage collector when forgotten", function()
+  -- asyncio: is_running() and create_future() answer on a closed loop;
+  -- what would schedule something raises.
+  it("still answers is_running and create_future, as asyncio", function()
     local loop = tapio.new_loop()
-    loop:call_later(10, print)
+    loop:close()
+    assert.is_false(loop:is_running())
+    assert.is_true(loop:is_closed())
+    local fut = loop:create_future()
+    assert.are.equal(loop, fut:get_loop())
+    assert.is_false(fut:done())
+    fut:set_result(42) -- no done callback: nothing to schedule
+    assert.are.equal(42, fut:result())
+    assert.has_error(function() fut:add_done_callback(print) end,
+      "tapio: loop:call_soon: the loop is closed")
+  end)
+
+  it("is done by the garbage collector when forgotten with nothing open",
+    function()
+    local loop = tapio.new_loop()
+    local h = loop:call_later(10, print)
     local weak = setmetatable({ loop }, { __mode = "v" })
     loop = nil
+    helper.collect()
+    assert.is_not_nil(weak[1]) -- a pending call keeps it (see gc_spec)
+    h:cancel()
     helper.collect()
     assert.is_nil(weak[1])
   end)

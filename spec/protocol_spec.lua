@@ -259,6 +259,71 @@ describe("an error in a protocol method", function()
   end)
 end)
 
+-- Values that are no error value, raised: connection_lost must still tell
+-- a failure from a clean close.
+local function bad_tostring()
+  return setmetatable({}, { __tostring = function() error("no words") end })
+end
+
+describe("a protocol method raising what is no error value", function()
+  for _, case in ipairs({
+    { "nil", function() error(nil) end },
+    { "false", function() error(false) end },
+  }) do
+    it(("(%s) gives connection_lost an ECALLBACK error value"):format(case[1]),
+      function()
+      local _, errors = run(function(loop, errors)
+        local server, t, _, sp = pair(loop)
+        sp.data_received = case[2]
+        t:write("x")
+        local err = sp.lost:await()
+        assert.are.equal(getmetatable(tapio.error(-1)), getmetatable(err))
+        assert.are.equal(tapio.ECALLBACK, err.code)
+        assert.are.equal(("error object is a %s value (ECALLBACK)")
+          :format(case[1] == "nil" and "nil" or "boolean"), tostring(err))
+        t:close()
+        server:close()
+        return nil, errors
+      end, { errors_ok = true })
+      assert.are.equal(1, #errors)
+      assert.are.equal("error in protocol.data_received()", errors[1].message)
+      assert.are.equal(tapio.ECALLBACK, errors[1].exception.code)
+      assert.matches(
+        "^error object is a %a+ value %(ECALLBACK%)\nstack traceback:",
+        errors[1].traceback)
+    end)
+  end
+
+  it("(an object whose __tostring raises) gives connection_lost the object",
+    function()
+    local obj = bad_tostring()
+    local _, errors = run(function(loop, errors)
+      local server, t, _, sp = pair(loop)
+      sp.data_received = function() error(obj) end
+      t:write("x")
+      assert.are.equal(obj, sp.lost:await())
+      t:close()
+      server:close()
+      return nil, errors
+    end, { errors_ok = true })
+    assert.are.equal(1, #errors)
+    assert.are.equal(obj, errors[1].exception)
+    assert.matches("^%(error object is a table value%)\nstack traceback:",
+      errors[1].traceback)
+  end)
+
+  it("(nil, in a scheduled callback) reaches the handler as an error value",
+    function()
+    local _, errors = run(function(loop, errors)
+      loop:call_soon(function() error() end)
+      tapio.sleep(0)
+      return nil, errors
+    end, { errors_ok = true })
+    assert.are.equal(1, #errors)
+    assert.are.equal(tapio.ECALLBACK, errors[1].exception.code)
+  end)
+end)
+
 describe("a protocol factory", function()
   it("that raises on a server rejects the connection, via the handler",
     function()
@@ -295,9 +360,10 @@ describe("a protocol factory", function()
       errors[1].exception)
   end)
 
-  it("that raises on a client makes create_connection raise it",
+  -- asyncio: the create call raises it, and nothing goes to the handler
+  it("that raises on a client makes create_connection raise it, only",
     function()
-    local _, errors = run(function(loop, errors)
+    run(function(loop)
       local accepted = recorder(loop)
       local server = loop:create_server(function() return accepted end,
         "127.0.0.1", 0)
@@ -309,9 +375,22 @@ describe("a protocol factory", function()
       assert.are.equal(err, got)
       accepted.lost:await() -- the connection was closed
       server:close()
-      return nil, errors
-    end, { errors_ok = true })
-    assert.are.equal(1, #errors)
-    assert.are.equal("error in the protocol factory", errors[1].message)
+    end) -- fails on any call of the exception handler
+  end)
+
+  it("that raises on a client fails the future outside a task, only",
+    function()
+    run(function(loop)
+      local a, b = tapio.socketpair()
+      local fut
+      loop:call_soon(function()
+        fut = loop:connect_accepted_socket(function() error(nil) end, a)
+      end)
+      tapio.sleep(0)
+      local ok, got = pcall(fut.await, fut)
+      assert.is_false(ok)
+      assert.are.equal(tapio.ECALLBACK, got.code)
+      tapio.close_fd(b)
+    end)
   end)
 end)

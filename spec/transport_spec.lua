@@ -422,7 +422,7 @@ describe("creating transports", function()
         .. "(70000 is out of range 0..65535)")
       assert.has_error(function() loop:create_connection(f, "h", 1.5) end,
         "tapio: loop:create_connection: bad argument #3 'port' "
-        .. "(integer expected, got a fraction)")
+        .. "(number has no integer representation)")
       assert.has_error(function() loop:create_connection(f, nil, 80) end,
         "tapio: loop:create_connection: bad argument #2 'host' "
         .. "(host and port are required unless opts.sock is given)")

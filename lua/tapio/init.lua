@@ -23,6 +23,7 @@ end
 
 local Loop = core.loop_methods
 local Server = core.server_methods
+local loop_mt, server_mt = core.loop_metatable, core.server_metatable
 
 tapio.version = core.version
 tapio.new_loop = core.new_loop
@@ -40,6 +41,29 @@ for name, code in pairs(core.errors) do
 end
 
 local ECANCELED = core.errors.ECANCELED
+
+-- What tapio's C side calls a value's type in its errors.
+local function typename(v)
+  local mt = getmetatable(v)
+  local name = type(mt) == "table" and rawget(mt, "__name")
+  return type(name) == "string" and name or type(v)
+end
+
+-- Argument checks of the methods written in Lua raise at the caller of
+-- the method (level 3, unless given), as the C methods do.
+local function check_self(v, mt, fn, level)
+  if getmetatable(v) ~= mt then
+    error(("tapio: %s: bad self (%s expected, got %s)")
+      :format(fn, mt.__name, typename(v)), level or 3)
+  end
+end
+
+local function check_loop(loop, fn)
+  check_self(loop, loop_mt, fn, 4)
+  if loop:is_closed() then
+    error(("tapio: %s: the loop is closed"):format(fn), 3)
+  end
+end
 
 local function check_callable(f, fn, n, name)
   local mt = type(f) ~= "function" and getmetatable(f)
@@ -114,6 +138,7 @@ local function new_future(loop, mt)
 end
 
 function Loop:create_future()
+  check_self(self, loop_mt, "loop:create_future")
   return new_future(self)
 end
 
@@ -235,10 +260,17 @@ function Future:remove_done_callback(fn)
 end
 
 --- Waits for the future inside a task: returns its results or raises.
+-- A future of another loop raises at once (asyncio too): nothing of this
+-- loop would complete it.
 function Future:await()
-  if not current_task() then
+  local task = current_task()
+  if not task then
     error("tapio: future:await: not inside a task (use add_done_callback, "
       .. "or loop:run_until_complete)", 2)
+  end
+  if self._loop ~= task._loop then
+    error("tapio: future:await: the future belongs to another loop than "
+      .. "the task's", 2)
   end
   return await(self)
 end
@@ -364,6 +396,7 @@ end
 --- loop:create_task(fn, ...): runs fn(...) in a coroutine the loop
 -- resumes; returns the task, a future of fn's results.
 function Loop:create_task(fn, ...)
+  check_loop(self, "loop:create_task")
   check_callable(fn, "loop:create_task", 1, "fn")
   local task = new_future(self, Task)
   task._args = pack(...)
@@ -454,11 +487,15 @@ end
 --- loop:run_until_complete(future or fn, ...): runs the loop until the
 -- future (or a task made of fn) is done; returns its results or raises.
 function Loop:run_until_complete(fut, ...)
+  check_loop(self, "loop:run_until_complete")
   if type(fut) == "function" then
     fut = self:create_task(fut, ...)
   elseif not is_future(fut) then
     error("tapio: loop:run_until_complete: bad argument #1 'future' "
       .. "(future or function expected, got " .. type(fut) .. ")", 2)
+  elseif type(fut.get_loop) == "function" and fut:get_loop() ~= self then
+    error("tapio: loop:run_until_complete: the future belongs to another "
+      .. "loop", 2)
   end
   if not fut:done() then
     local loop = self
@@ -568,45 +605,41 @@ local function completion(fut)
   end
 end
 
--- The async rule for the C side's create calls: c_name(self, the first
--- nargs arguments, a completion callback) returns true, or nil, err when
--- it failed at once; the method returns what the future resolves to.
-local function completing(c_name, nargs)
+-- The async rule for the C side's create calls: c_create(self, completion
+-- callback, the user's arguments) checks them all, then returns true, or
+-- nil, err when the operation failed at once. It is called through pcall,
+-- so its argument errors carry no position: they are raised again at the
+-- caller's line, as errors of the method itself.
+local function completing(c_create)
   return function(self, ...)
-    local fut = self:create_future()
-    local args = {...}
-    args[nargs + 1] = completion(fut)
-    local ok, err = self[c_name](self, unpack(args, 1, nargs + 1))
+    local fut = new_future(self)
+    local ok, started, err = pcall(c_create, self, completion(fut), ...)
     if not ok then
+      error(started, 2)
+    end
+    if not started then
       fut:set_exception(err)
     end
     return resolve(fut)
   end
 end
 
-local create_connection = completing("_create_connection", 4)
-
 --- loop:create_connection(factory, host, port, opts) -> transport, protocol
 -- loop:create_connection(factory, {sock = fd, ...}) wraps a connected fd.
-function Loop:create_connection(factory, host, port, opts)
-  if type(host) == "table" and port == nil and opts == nil then
-    host, opts = nil, host
-  end
-  return create_connection(self, factory, host, port, opts)
-end
+Loop.create_connection = completing(Loop._create_connection)
 
 --- loop:create_unix_connection(factory, path, opts) -> transport, protocol
-Loop.create_unix_connection = completing("_create_unix_connection", 3)
+Loop.create_unix_connection = completing(Loop._create_unix_connection)
 
 --- loop:connect_accepted_socket(factory, fd, opts) -> transport, protocol
-Loop.connect_accepted_socket = completing("_connect_accepted_socket", 3)
+Loop.connect_accepted_socket = completing(Loop._connect_accepted_socket)
 
 --- loop:create_server(factory, host, port, opts) -> server
 -- host: nil (every interface), a string, or a list of strings.
-Loop.create_server = completing("_create_server", 4)
+Loop.create_server = completing(Loop._create_server)
 
 --- loop:create_unix_server(factory, path, opts) -> server
-Loop.create_unix_server = completing("_create_unix_server", 3)
+Loop.create_unix_server = completing(Loop._create_unix_server)
 
 -- ---- Servers -------------------------------------------------------------
 
@@ -629,6 +662,7 @@ end
 --- server:wait_closed(): once closed and every connection it accepted is
 -- gone.
 function Server:wait_closed()
+  check_self(self, server_mt, "server:wait_closed")
   local loop = self:get_loop()
   if not loop or loop:is_closed() then
     return nil
@@ -649,6 +683,7 @@ end
 -- returns) or the task is cancelled (then closes the server and raises
 -- the cancellation).
 function Server:serve_forever()
+  check_self(self, server_mt, "server:serve_forever")
   local loop = self:get_loop()
   if server_forever[self] then
     error("tapio: server:serve_forever: already serving forever", 2)
