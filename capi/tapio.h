@@ -19,7 +19,8 @@
  *   tapio_call_soon_threadsafe may be called from another thread.
  * - tapio keeps no hidden global state, with two process-wide exceptions
  *   forced by libev: its system-error callback (tapio reports instead of
- *   aborting) and the allocator libev uses for its own tables (untouched).
+ *   aborting) and the allocator libev uses for its own tables (untouched);
+ *   and one per thread: which loop runs on it.
  */
 #ifndef TAPIO_H
 #define TAPIO_H
@@ -142,7 +143,9 @@ typedef void (*tapio_exception_fn)(void *ud, tapio_loop *loop, int code,
 /* A scheduled call. */
 typedef void (*tapio_call_fn)(void *ud);
 
-/* A new loop in *out, allocating with malloc. */
+/* A new loop in *out, allocating with malloc. A loop holds two
+ * descriptors (its epoll instance and its wakeup); TAPIO_EMFILE (or
+ * ENFILE) when they cannot be had, and then nothing is kept. */
 int tapio_loop_new(tapio_loop **out);
 /* A new loop whose every allocation (its own and its handles') goes
  * through alloc. libev's internal tables still use libev's allocator. */
@@ -155,14 +158,21 @@ int tapio_loop_new_with_allocator(tapio_loop **out, tapio_alloc_fn alloc,
  * TAPIO_ERUNNING while it runs. */
 int tapio_loop_free(tapio_loop *loop);
 
-/* Runs until tapio_loop_stop. TAPIO_ERUNNING if already running (also
- * from inside one of the loop's own callbacks). */
+/* Runs until tapio_loop_stop. Loops do not nest, as in asyncio:
+ * TAPIO_ERUNNING if this loop or another one is running on this thread
+ * (a run called from inside a callback). TAPIO_ESYSTEM when the poll
+ * itself failed (the exception handler got the cause); TAPIO_ECLOSED
+ * from inside tapio_loop_free. */
 int tapio_loop_run(tapio_loop *loop);
 /* Runs one iteration: waits for events when wait is nonzero, else only
- * handles what is ready. For hosts that own their main loop. Returns
- * TAPIO_ERUNNING like tapio_loop_run. */
+ * handles what is ready. For hosts that own their main loop. Returns what
+ * tapio_loop_run returns. */
 int tapio_loop_run_once(tapio_loop *loop, int wait);
-/* Makes tapio_loop_run return once the current iteration is done. */
+/* Ends the run going on (run or run_once) once the current iteration is
+ * done; the stop is spent with that run. Called while the loop is not
+ * running, it applies to the next run or run_once, which handles what is
+ * ready without waiting and returns (asyncio's stop() before
+ * run_forever()). */
 void tapio_loop_stop(tapio_loop *loop);
 /* 1 while tapio_loop_run or tapio_loop_run_once is on the stack. */
 int tapio_loop_is_running(tapio_loop *loop);
@@ -197,7 +207,8 @@ int tapio_call_later(tapio_loop *loop, double delay, tapio_call_fn fn,
 int tapio_call_at(tapio_loop *loop, double when, tapio_call_fn fn, void *ud,
                   tapio_handle **out);
 /* From any thread: fn(ud) runs on the loop's thread in a later iteration
- * and wakes the loop if it waits. No handle; it cannot be cancelled. */
+ * and wakes the loop if it waits. No handle; it cannot be cancelled. A
+ * pending call is dropped unrun when the loop is freed. */
 int tapio_call_soon_threadsafe(tapio_loop *loop, tapio_call_fn fn, void *ud);
 /* Cancels the call if it has not run; harmless afterwards. */
 void tapio_handle_cancel(tapio_handle *h);

@@ -49,12 +49,15 @@ struct tapio_loop {
   tapio_alloc_fn alloc;
   void *alloc_ud;
   uint64_t memory;
-  int running;        /* depth guard: run/run_once on the stack */
-  int stop_requested;
+  int running;        /* run/run_once on the stack */
+  int stop_requested; /* tapio_loop_stop: spent by the run it applies to */
+  int syserr;         /* libev reported a system error during this run */
+  const char *syserr_msg; /* its message, until reported */
   int freeing;        /* tapio_loop_free is tearing down */
   ev_check check;     /* runs the ready queue after each poll */
   ev_idle idle;       /* keeps the poll non-blocking while tasks wait */
-  ev_async wakeup;    /* call_soon_threadsafe; keeps run() alive */
+  ev_io wakeup;       /* call_soon_threadsafe; keeps run() alive */
+  int wakeup_fd;      /* its eventfd */
   tapio__task *ready_head, *ready_tail;
   tapio_handle *due;  /* timers fired this iteration, by (when, seq) */
   uint64_t seq;

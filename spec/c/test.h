@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -1026,6 +1027,65 @@ static inline size_t raw_drain_pattern(tapio_loop *loop, int fd, int *status)
       return total;
     }
   }
+}
+
+/* ---- Out of descriptors ------------------------------------------------ */
+
+typedef struct fd_fill {
+  int fds[256];
+  int n;
+  struct rlimit old;
+} fd_fill;
+
+/* Lowers the descriptor limit a little above what is open and takes every
+ * descriptor left, so that the next one asked for fails with EMFILE. */
+static inline void fd_fill_up(fd_fill *f)
+{
+  struct rlimit low;
+  int probe = open("/dev/null", O_RDONLY);
+  CHECK(probe >= 0);
+  CHECK(getrlimit(RLIMIT_NOFILE, &f->old) == 0);
+  low = f->old;
+  low.rlim_cur = (rlim_t)probe + 32;
+  CHECK(setrlimit(RLIMIT_NOFILE, &low) == 0);
+  f->fds[0] = probe;
+  f->n = 1;
+  for (;;) {
+    int fd = open("/dev/null", O_RDONLY);
+    if (fd < 0) {
+      CHECK_EQ(errno, EMFILE);
+      break;
+    }
+    if (f->n == 256)
+      FAIL("the lowered descriptor limit did not hold");
+    f->fds[f->n++] = fd;
+  }
+}
+
+/* Gives n of the filled descriptors back. */
+static inline void fd_fill_free(fd_fill *f, int n)
+{
+  while (n-- > 0 && f->n > 0)
+    close(f->fds[--f->n]);
+}
+
+/* Gives every one back and restores the limit. */
+static inline void fd_fill_release(fd_fill *f)
+{
+  fd_fill_free(f, f->n);
+  CHECK(setrlimit(RLIMIT_NOFILE, &f->old) == 0);
+}
+
+/* How many descriptors can still be opened (opened and closed again). */
+static inline int fd_count_free(void)
+{
+  int fds[256], n = 0;
+  while (n < 256 && (fds[n] = open("/dev/null", O_RDONLY)) >= 0)
+    n++;
+  CHECK(n == 256 || errno == EMFILE);
+  for (int i = 0; i < n; i++)
+    close(fds[i]);
+  return n;
 }
 
 /* ---- Misc ---------------------------------------------------------------- */
