@@ -168,7 +168,7 @@ static void install_syserr(void) { ev_set_syserr_cb(on_syserr); }
 /* ---- Ready queue ------------------------------------------------------- */
 
 static void update_idle(tapio_loop *loop) {
-  if (loop->ready_head || loop->due) {
+  if (loop->ready_head || !tapio__list_empty(&loop->due)) {
     if (!ev_is_active(&loop->idle))
       ev_idle_start(loop->ev, &loop->idle);
   } else if (ev_is_active(&loop->idle)) {
@@ -211,7 +211,7 @@ static void on_check(struct ev_loop *ev, ev_check *w, int revents) {
     loop->syserr_msg = NULL;
     ev_break(loop->ev, EVBREAK_ALL);
   }
-  if (loop->due)
+  if (!tapio__list_empty(&loop->due))
     tapio__queue_due(loop);
   if (loop->ready_head)
     run_queued(loop);
@@ -371,6 +371,7 @@ static int loop_init(tapio_loop *loop) {
   tapio__list_init(&loop->transports);
   tapio__list_init(&loop->servers);
   tapio__list_init(&loop->requests);
+  tapio__list_init(&loop->due);
   ev_check_init(&loop->check, on_check);
   ev_set_priority(&loop->check, EV_MINPRI);
   ev_check_start(loop->ev, &loop->check);
@@ -419,7 +420,8 @@ static void drain(tapio_loop *loop) {
     tapio__queue_due(loop);
     while (loop->ready_head)
       run_queued(loop);
-  } while ((loop->ready_head || loop->due) && ++guard < 1000);
+  } while ((loop->ready_head || !tapio__list_empty(&loop->due)) &&
+           ++guard < 1000);
 }
 
 int tapio_loop_free(tapio_loop *loop) {

@@ -5,8 +5,9 @@ struct tapio_handle {
   tapio__task task;      /* in the ready queue */
   ev_timer timer;        /* call_later / call_at */
   tapio__link link;      /* loop->handles */
+  tapio__link due;       /* loop->due: fired, waiting for the check */
   tapio_loop *loop;
-  tapio_handle *next_due;
+  tapio_handle *next_due; /* while the due list is sorted */
   tapio_call_fn fn;
   void *ud;
   double when;           /* -1 for call_soon */
@@ -72,29 +73,70 @@ int tapio_call_soon(tapio_loop *loop, tapio_call_fn fn, void *ud,
   return 0;
 }
 
-/* A fired timer joins the due list, kept sorted by (when, seq) so that
- * calls due together run in the order they were scheduled. */
+/* A fired timer joins the due list in the order libev fires it, which is
+ * almost the order of due times; the list is sorted once per iteration. */
 static void on_timer(struct ev_loop *ev, ev_timer *w, int revents) {
   tapio_handle *h = TAPIO_CONTAINER(w, tapio_handle, timer);
-  tapio_handle **p = &h->loop->due;
   (void)ev;
   (void)revents;
-  while (*p && ((*p)->when < h->when ||
-                ((*p)->when == h->when && (*p)->seq < h->seq)))
-    p = &(*p)->next_due;
-  h->next_due = *p;
-  *p = h;
+  tapio__list_push(&h->loop->due, &h->due);
   h->state = H_DUE;
 }
 
+/* Calls due together run in the order they were scheduled. */
+static int due_before(const tapio_handle *a, const tapio_handle *b) {
+  return a->when < b->when || (a->when == b->when && a->seq < b->seq);
+}
+
+static tapio_handle *merge(tapio_handle *a, tapio_handle *b) {
+  tapio_handle *out = NULL, **tail = &out;
+  while (a && b) {
+    tapio_handle **first = due_before(b, a) ? &b : &a;
+    *tail = *first;
+    tail = &(*first)->next_due;
+    *first = *tail;
+  }
+  *tail = a ? a : b;
+  return out;
+}
+
+/* A merge sort of the chain that merges the runs already in order: one
+ * pass when libev fired the timers in order, k log k at worst. bins[i]
+ * holds up to 2^i runs merged, as the digits of a binary counter. */
+static tapio_handle *sort_chain(tapio_handle *list) {
+  tapio_handle *bins[64] = {NULL}, *out = NULL;
+  size_t i;
+  while (list) {
+    tapio_handle *run = list, *end = list;
+    while (end->next_due && !due_before(end->next_due, end))
+      end = end->next_due;
+    list = end->next_due;
+    end->next_due = NULL;
+    for (i = 0; bins[i]; i++) {
+      run = merge(bins[i], run);
+      bins[i] = NULL;
+    }
+    bins[i] = run;
+  }
+  for (i = 0; i < 64; i++)
+    if (bins[i])
+      out = merge(bins[i], out);
+  return out;
+}
+
+/* Moves the due list into the ready queue, sorted by (when, seq). */
 void tapio__queue_due(tapio_loop *loop) {
-  tapio_handle *h = loop->due;
-  loop->due = NULL;
-  while (h) {
-    tapio_handle *next = h->next_due;
+  tapio_handle *h = NULL, **tail = &h;
+  tapio__link *l;
+  for (l = loop->due.next; l != &loop->due; l = l->next) {
+    *tail = TAPIO_CONTAINER(l, tapio_handle, due);
+    tail = &(*tail)->next_due;
+  }
+  *tail = NULL;
+  tapio__list_init(&loop->due);
+  for (h = sort_chain(h); h; h = h->next_due) {
     h->state = H_READY;
     tapio__task_post(loop, &h->task);
-    h = next;
   }
 }
 
@@ -123,14 +165,6 @@ int tapio_call_later(tapio_loop *loop, double delay, tapio_call_fn fn,
                        out);
 }
 
-static void unlink_due(tapio_handle *h) {
-  tapio_handle **p = &h->loop->due;
-  while (*p && *p != h)
-    p = &(*p)->next_due;
-  if (*p)
-    *p = h->next_due;
-}
-
 void tapio_handle_cancel(tapio_handle *h) {
   if (!h || h->cancelled)
     return;
@@ -140,7 +174,7 @@ void tapio_handle_cancel(tapio_handle *h) {
   if (h->state == H_TIMER)
     ev_timer_stop(h->loop->ev, &h->timer);
   else if (h->state == H_DUE)
-    unlink_due(h);
+    tapio__list_remove(&h->due);
   else
     return;
   h->state = H_DONE;

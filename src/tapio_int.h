@@ -59,7 +59,7 @@ struct tapio_loop {
   ev_io wakeup;       /* call_soon_threadsafe; keeps run() alive */
   int wakeup_fd;      /* its eventfd */
   tapio__task *ready_head, *ready_tail;
-  tapio_handle *due;  /* timers fired this iteration, by (when, seq) */
+  tapio__link due;    /* timers fired this iteration, not yet queued */
   uint64_t seq;
   pthread_mutex_t ts_lock;
   tapio__ts_call *ts_head, *ts_tail;
