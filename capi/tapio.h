@@ -15,6 +15,17 @@
  * - Every callback takes the user pointer given with it as first argument.
  * - Pointers given to a callback are borrowed for the duration of the call
  *   unless stated otherwise. Strings passed in are copied when kept.
+ * - NULL for a handle is never a crash: a function that returns an error
+ *   code returns TAPIO_EINVAL, a query answers 0 (NULL; -1 for
+ *   tapio_handle_when) with its out-parameters zeroed, and a function
+ *   that returns nothing does nothing. A call that fails leaves NULL in
+ *   its out-parameter for a new handle.
+ * - A reference the caller holds (a scheduled call's handle, a server) is
+ *   given back once. A second release while tapio still holds the object
+ *   does nothing; after its memory is gone it is undefined, as free()
+ *   twice is.
+ * - A length no object can have (past PTRDIFF_MAX, alone or added up) is
+ *   TAPIO_EINVAL; sizes are checked before any arithmetic on them.
  * - A loop and everything made from it belong to one thread. Only
  *   tapio_call_soon_threadsafe may be called from another thread.
  * - tapio keeps no hidden global state, with two process-wide exceptions
@@ -203,7 +214,8 @@ int tapio_call_soon(tapio_loop *loop, tapio_call_fn fn, void *ud,
 /* After delay seconds (negative counts as 0). */
 int tapio_call_later(tapio_loop *loop, double delay, tapio_call_fn fn,
                      void *ud, tapio_handle **out);
-/* At tapio_loop_time() == when. */
+/* At tapio_loop_time() == when; TAPIO_EINVAL for NaN (as delay for
+ * call_later). */
 int tapio_call_at(tapio_loop *loop, double when, tapio_call_fn fn, void *ud,
                   tapio_handle **out);
 /* From any thread: fn(ud) runs on the loop's thread in a later iteration
@@ -217,7 +229,8 @@ int tapio_handle_cancelled(tapio_handle *h);
 /* The time a call_later/call_at handle is due, in loop time; -1 for
  * call_soon handles. */
 double tapio_handle_when(tapio_handle *h);
-/* Gives back the handle stored by call_soon/later/at. */
+/* Gives back the handle stored by call_soon/later/at. A second release is
+ * harmless while the call is pending, undefined after. */
 void tapio_handle_release(tapio_handle *h);
 
 /* ---- Options ----------------------------------------------------------- */
@@ -351,7 +364,8 @@ int tapio_transport_resume_reading(tapio_transport *t);
  * pause_writing before returning. TAPIO_ECLOSED when closing or closed,
  * TAPIO_ESHUTDOWN after write_eof. */
 int tapio_transport_write(tapio_transport *t, const void *data, size_t len);
-/* Writes n buffers as one (one writev). */
+/* Writes n buffers as one (one writev). A NULL buffer with a nonzero
+ * length is TAPIO_EINVAL, and then nothing of the call is written. */
 int tapio_transport_writelines(tapio_transport *t, const void *const *bufs,
                                const size_t *lens, size_t n);
 /* 1: write_eof is supported. */
@@ -364,8 +378,9 @@ size_t tapio_transport_get_write_buffer_size(tapio_transport *t);
 void tapio_transport_get_write_buffer_limits(tapio_transport *t,
                                              size_t *low, size_t *high);
 /* -1 means "not given" (asyncio's None): high defaults to 64 KiB, or 4 *
- * low when only low is given; low defaults to high / 4. TAPIO_EINVAL for
- * other negatives or low > high. May call pause_writing. */
+ * low when only low is given (at most INT64_MAX); low defaults to high /
+ * 4. TAPIO_EINVAL for other negatives or low > high. May call
+ * pause_writing. */
 int tapio_transport_set_write_buffer_limits(tapio_transport *t, int64_t high,
                                             int64_t low);
 
@@ -383,7 +398,8 @@ int tapio_transport_get_peername(tapio_transport *t, char *host,
                                  size_t hostlen, int *port, int *family);
 int tapio_transport_get_sockname(tapio_transport *t, char *host,
                                  size_t hostlen, int *port, int *family);
-/* get_extra_info("socket"): the descriptor (still owned by tapio). */
+/* get_extra_info("socket"): the descriptor (still owned by tapio), or
+ * TAPIO_EINVAL for NULL. */
 int tapio_transport_get_fd(tapio_transport *t);
 
 /* Cheap figures for diagnosing a slow peer. */
@@ -441,7 +457,8 @@ int tapio_server_get_address(tapio_server *s, size_t i, char *host,
 int tapio_server_get_fd(tapio_server *s, size_t i);
 tapio_loop *tapio_server_get_loop(tapio_server *s);
 /* Gives back the caller's reference; closes the server if still open.
- * Memory goes once its connections are gone too. */
+ * Memory goes once its connections are gone too: a second release is
+ * harmless until then, undefined after. */
 void tapio_server_release(tapio_server *s);
 
 /* TAPIO_CDEF_END */

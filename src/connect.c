@@ -83,11 +83,15 @@ static int fd_name(int fd, name_fn fn, char *host, size_t hostlen, int *port,
 
 int tapio_transport_get_peername(tapio_transport *t, char *host,
                                  size_t hostlen, int *port, int *family) {
+  if (!t)
+    return TAPIO_EINVAL;
   return fd_name(t->rio.fd, getpeername, host, hostlen, port, family);
 }
 
 int tapio_transport_get_sockname(tapio_transport *t, char *host,
                                  size_t hostlen, int *port, int *family) {
+  if (!t)
+    return TAPIO_EINVAL;
   return fd_name(t->rio.fd, getsockname, host, hostlen, port, family);
 }
 

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <netinet/in.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -207,7 +208,8 @@ int tapio_create_server(tapio_loop *loop, const char *const *hosts,
                         tapio_server_fn cb, void *cb_ud) {
   listen_req *r;
   int rc = bad_args(loop, factory, cb);
-  if (rc == 0 && (port < 0 || port > 65535 || (nhosts && !hosts)))
+  if (rc == 0 && (port < 0 || port > 65535 || (nhosts && !hosts) ||
+                  nhosts > SIZE_MAX / sizeof(char *)))
     rc = TAPIO_EINVAL;
   if (rc == 0 && tapio__opt_is_set(opts, TAPIO__OPT_SOCK) && (nhosts || port))
     rc = TAPIO_EINVAL; /* sock excludes host and port, as in asyncio */

@@ -27,6 +27,8 @@ static const struct {
 
 int tapio_options_new(tapio_loop *loop, tapio_options **out) {
   tapio_options *o;
+  if (out)
+    *out = NULL;
   if (!loop || !out)
     return TAPIO_EINVAL;
   o = tapio__calloc(loop, sizeof *o);

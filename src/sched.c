@@ -1,6 +1,8 @@
 /* Scheduled calls: call_soon, call_later, call_at and their handles. */
 #include "tapio_int.h"
 
+#include <math.h>
+
 struct tapio_handle {
   tapio__task task;      /* in the ready queue */
   ev_timer timer;        /* call_later / call_at */
@@ -13,6 +15,7 @@ struct tapio_handle {
   double when;           /* -1 for call_soon */
   uint64_t seq;
   uint8_t refs;          /* the loop's while pending, the caller's */
+  uint8_t released;      /* the caller gave its reference back */
   uint8_t cancelled;
   uint8_t state;         /* where the loop holds it */
 };
@@ -58,17 +61,24 @@ static tapio_handle *handle_new(tapio_loop *loop, tapio_call_fn fn, void *ud,
   return h;
 }
 
-static int bad_call(tapio_loop *loop, tapio_call_fn fn) {
+/* A call that made no handle: *out is NULL and the reason returned. */
+static int no_call(tapio_handle **out, int code) {
+  if (out)
+    *out = NULL;
+  return code;
+}
+
+static int bad_call(tapio_loop *loop, tapio_call_fn fn, tapio_handle **out) {
   if (!loop || !fn)
-    return TAPIO_EINVAL;
-  return loop->freeing ? TAPIO_ECLOSED : TAPIO_ENOMEM;
+    return no_call(out, TAPIO_EINVAL);
+  return no_call(out, loop->freeing ? TAPIO_ECLOSED : TAPIO_ENOMEM);
 }
 
 int tapio_call_soon(tapio_loop *loop, tapio_call_fn fn, void *ud,
                     tapio_handle **out) {
   tapio_handle *h = loop ? handle_new(loop, fn, ud, out) : NULL;
   if (!h)
-    return bad_call(loop, fn);
+    return bad_call(loop, fn, out);
   tapio__task_post(loop, &h->task);
   return 0;
 }
@@ -142,10 +152,13 @@ void tapio__queue_due(tapio_loop *loop) {
 
 int tapio_call_at(tapio_loop *loop, double when, tapio_call_fn fn, void *ud,
                   tapio_handle **out) {
-  tapio_handle *h = loop ? handle_new(loop, fn, ud, out) : NULL;
+  tapio_handle *h;
   double after;
+  if (isnan(when)) /* never due, and no place in the order of due times */
+    return no_call(out, TAPIO_EINVAL);
+  h = loop ? handle_new(loop, fn, ud, out) : NULL;
   if (!h)
-    return bad_call(loop, fn);
+    return bad_call(loop, fn, out);
   h->when = when;
   /* libev counts from its cached time; refresh it so a timer never fires
    * before `when` on tapio's clock. */
@@ -159,8 +172,8 @@ int tapio_call_at(tapio_loop *loop, double when, tapio_call_fn fn, void *ud,
 
 int tapio_call_later(tapio_loop *loop, double delay, tapio_call_fn fn,
                      void *ud, tapio_handle **out) {
-  if (!loop)
-    return TAPIO_EINVAL;
+  if (!loop || isnan(delay))
+    return no_call(out, TAPIO_EINVAL);
   return tapio_call_at(loop, tapio__now() + (delay > 0 ? delay : 0), fn, ud,
                        out);
 }
@@ -181,13 +194,17 @@ void tapio_handle_cancel(tapio_handle *h) {
   handle_unref(h);
 }
 
-int tapio_handle_cancelled(tapio_handle *h) { return h->cancelled; }
+int tapio_handle_cancelled(tapio_handle *h) { return h ? h->cancelled : 0; }
 
-double tapio_handle_when(tapio_handle *h) { return h->when; }
+double tapio_handle_when(tapio_handle *h) { return h ? h->when : -1; }
 
+/* A second release while the loop still holds the handle does nothing:
+ * the loop's own reference is never the caller's to drop. */
 void tapio_handle_release(tapio_handle *h) {
-  if (h)
-    handle_unref(h);
+  if (!h || h->released)
+    return;
+  h->released = 1;
+  handle_unref(h);
 }
 
 /* tapio_loop_free: no user call runs during teardown. */

@@ -170,6 +170,8 @@ void tapio__server_detach(tapio_server *s, tapio_transport *t) {
 /* ---- Public methods ---------------------------------------------------- */
 
 int tapio_server_start_serving(tapio_server *s) {
+  if (!s)
+    return TAPIO_EINVAL;
   if (s->closed)
     return TAPIO_ECLOSED;
   if (!s->serving) {
@@ -180,7 +182,7 @@ int tapio_server_start_serving(tapio_server *s) {
 }
 
 int tapio_server_is_serving(tapio_server *s) {
-  return s->serving && !s->closed;
+  return s && s->serving && !s->closed;
 }
 
 static void close_listeners(tapio_server *s) {
@@ -202,6 +204,8 @@ static void close_listeners(tapio_server *s) {
 }
 
 int tapio_server_close(tapio_server *s) {
+  if (!s)
+    return TAPIO_EINVAL;
   if (s->closed)
     return 0;
   s->closed = 1;
@@ -220,20 +224,26 @@ static void each_client(tapio_server *s, int (*fn)(tapio_transport *)) {
 }
 
 int tapio_server_close_clients(tapio_server *s) {
+  if (!s)
+    return TAPIO_EINVAL;
   each_client(s, tapio_transport_close);
   return 0;
 }
 
 int tapio_server_abort_clients(tapio_server *s) {
+  if (!s)
+    return TAPIO_EINVAL;
   each_client(s, tapio_transport_abort);
   return 0;
 }
 
-size_t tapio_server_client_count(tapio_server *s) { return s->nclients; }
+size_t tapio_server_client_count(tapio_server *s) {
+  return s ? s->nclients : 0;
+}
 
 int tapio_server_wait_closed(tapio_server *s, tapio_closed_fn cb, void *ud) {
   waiter *w;
-  if (!cb)
+  if (!s || !cb)
     return TAPIO_EINVAL;
   if (s->loop->freeing)
     return TAPIO_ECLOSED;
@@ -248,13 +258,13 @@ int tapio_server_wait_closed(tapio_server *s, tapio_closed_fn cb, void *ud) {
   return 0;
 }
 
-size_t tapio_server_socket_count(tapio_server *s) { return s->nls; }
+size_t tapio_server_socket_count(tapio_server *s) { return s ? s->nls : 0; }
 
 int tapio_server_get_address(tapio_server *s, size_t i, char *host,
                              size_t hostlen, int *port, int *family) {
   struct sockaddr_storage ss;
   socklen_t len = sizeof ss;
-  if (i >= s->nls)
+  if (!s || i >= s->nls)
     return TAPIO_EINVAL;
   memset(&ss, 0, sizeof ss);
   if (getsockname(s->ls[i].io.fd, (struct sockaddr *)&ss, &len) < 0)
@@ -264,10 +274,12 @@ int tapio_server_get_address(tapio_server *s, size_t i, char *host,
 }
 
 int tapio_server_get_fd(tapio_server *s, size_t i) {
-  return i < s->nls ? s->ls[i].io.fd : TAPIO_EINVAL;
+  return s && i < s->nls ? s->ls[i].io.fd : TAPIO_EINVAL;
 }
 
-tapio_loop *tapio_server_get_loop(tapio_server *s) { return s->loop; }
+tapio_loop *tapio_server_get_loop(tapio_server *s) {
+  return s ? s->loop : NULL;
+}
 
 void tapio_server_release(tapio_server *s) {
   if (!s || s->released)

@@ -92,7 +92,115 @@ static void timers_due_together_are_linearithmic(void)
   free_loop(loop);
 }
 
+/* ---- Sizes at the edge of their types ---------------------------------- */
+
+/* high = 4 * low when only low is given: saturated, not overflowed (UBSan
+ * watches the signed multiplication). */
+static void limits_do_not_overflow(void)
+{
+  tapio_loop *loop = new_loop();
+  rec r;
+  int peer;
+  size_t low, high;
+  rec_init(&r);
+  peer = pair_raw(loop, &r);
+  CHECK_OK(tapio_transport_set_write_buffer_limits(r.t, -1, INT64_MAX));
+  tapio_transport_get_write_buffer_limits(r.t, &low, &high);
+  CHECK(low == (size_t)INT64_MAX && high == (size_t)INT64_MAX);
+  CHECK_OK(tapio_transport_set_write_buffer_limits(r.t, -1,
+                                                   INT64_MAX / 4 + 1));
+  tapio_transport_get_write_buffer_limits(r.t, &low, &high);
+  CHECK(low == (size_t)(INT64_MAX / 4 + 1) && high == (size_t)INT64_MAX);
+  CHECK_OK(tapio_transport_set_write_buffer_limits(r.t, INT64_MAX, -1));
+  tapio_transport_get_write_buffer_limits(r.t, &low, &high);
+  CHECK(low == (size_t)(INT64_MAX / 4) && high == (size_t)INT64_MAX);
+  CHECK_ERR(tapio_transport_set_write_buffer_limits(r.t, INT64_MIN, -1),
+            TAPIO_EINVAL);
+  end_pair(loop, &r, peer);
+}
+
+/* Lengths no object can have (past PTRDIFF_MAX, alone or added up) are
+ * TAPIO_EINVAL before any byte is read from the buffers: with data
+ * queued, a wrapped allocation size would have copied past them. */
+static void write_lengths_past_any_object_einval(void)
+{
+  tapio_loop *loop = new_loop();
+  rec r;
+  int peer;
+  size_t offset = 0, before;
+  const void *bufs[2] = { "a", "b" };
+  size_t lens[2] = { SIZE_MAX / 2 + 1, SIZE_MAX / 2 + 1 };
+  size_t lens1[2] = { 1, (size_t)PTRDIFF_MAX };
+  rec_init(&r);
+  peer = pair_raw(loop, &r);
+  fill_until_buffered(r.t, &offset);
+  before = tapio_transport_get_write_buffer_size(r.t);
+  CHECK_ERR(tapio_transport_write(r.t, "x", SIZE_MAX), TAPIO_EINVAL);
+  CHECK_ERR(tapio_transport_write(r.t, "x", (size_t)PTRDIFF_MAX + 1),
+            TAPIO_EINVAL);
+  CHECK_ERR(tapio_transport_writelines(r.t, bufs, lens, 2), TAPIO_EINVAL);
+  CHECK_ERR(tapio_transport_writelines(r.t, bufs, lens1, 2), TAPIO_EINVAL);
+  CHECK_EQ(tapio_transport_get_write_buffer_size(r.t), before);
+  CHECK_EQ(tapio_transport_is_closing(r.t), 0);
+  end_pair(loop, &r, peer);
+}
+
+static void never_call(void *ud)
+{
+  (void)ud;
+  FAIL("a call with a NaN time ran");
+}
+
+/* A NaN time is never due and has no place in the order of due times. */
+static void call_at_nan_einval(void)
+{
+  tapio_loop *loop = new_loop();
+  tapio_handle *h = (tapio_handle *)&h;
+  CHECK_ERR(tapio_call_at(loop, NAN, never_call, NULL, &h), TAPIO_EINVAL);
+  CHECK(h == NULL);
+  h = (tapio_handle *)&h;
+  CHECK_ERR(tapio_call_later(loop, NAN, never_call, NULL, &h), TAPIO_EINVAL);
+  CHECK(h == NULL);
+  spin(loop, 2);
+  free_loop(loop);
+}
+
+static int no_factory(void *ud, tapio_server *s, const tapio_protocol **p,
+                      void **pud)
+{
+  (void)ud;
+  (void)s;
+  (void)p;
+  (void)pud;
+  return TAPIO_EINVAL;
+}
+
+static void never_served(void *ud, int status, tapio_server *s)
+{
+  (void)ud;
+  (void)status;
+  (void)s;
+  FAIL("a refused create_server completed");
+}
+
+/* A host count whose array size wraps around is TAPIO_EINVAL, before any
+ * host is read. */
+static void server_host_count_overflow_einval(void)
+{
+  tapio_loop *loop = new_loop();
+  const char *hosts[1] = { "127.0.0.1" };
+  CHECK_ERR(tapio_create_server(loop, hosts, SIZE_MAX / sizeof(char *) + 2,
+                                0, no_factory, NULL, NULL, never_served,
+                                NULL), TAPIO_EINVAL);
+  spin(loop, 2);
+  free_loop(loop);
+}
+
 TEST_MAIN(
   TEST(loop_new_emfile),
-  TEST(timers_due_together_are_linearithmic)
+  TEST(timers_due_together_are_linearithmic),
+  TEST(limits_do_not_overflow),
+  TEST(write_lengths_past_any_object_einval),
+  TEST(call_at_nan_einval),
+  TEST(server_host_count_overflow_einval)
 )
