@@ -393,7 +393,9 @@ enum tapio_family {
 };
 /* get_extra_info("peername"/"sockname"): the numeric host (or the Unix
  * path, possibly "") into host[hostlen], the port (0 for Unix) and the
- * family. TAPIO_ENOBUFS if hostlen is too small; 64 bytes hold any IP. */
+ * family. TAPIO_ENOBUFS if hostlen is too small; 64 bytes hold any IP.
+ * Both answer from connection_made to the end of connection_lost, also
+ * after a reset: the peer's address is kept, as asyncio keeps it. */
 int tapio_transport_get_peername(tapio_transport *t, char *host,
                                  size_t hostlen, int *port, int *family);
 int tapio_transport_get_sockname(tapio_transport *t, char *host,

@@ -81,10 +81,23 @@ static int fd_name(int fd, name_fn fn, char *host, size_t hostlen, int *port,
                             family);
 }
 
+void tapio__transport_set_peer(tapio_transport *t, const struct sockaddr *sa,
+                               socklen_t len) {
+  if (len > sizeof t->peer)
+    return;
+  memcpy(&t->peer, sa, len);
+  t->peerlen = len;
+}
+
+/* From what connection_made knew, as asyncio keeps it: after a reset the
+ * socket no longer knows its peer. */
 int tapio_transport_get_peername(tapio_transport *t, char *host,
                                  size_t hostlen, int *port, int *family) {
   if (!t)
     return TAPIO_EINVAL;
+  if (t->peerlen)
+    return tapio__format_addr(&t->peer.sa, t->peerlen, host, hostlen, port,
+                              family);
   return fd_name(t->rio.fd, getpeername, host, hostlen, port, family);
 }
 
@@ -147,11 +160,13 @@ static void req_connected(connect_req *r) {
   tapio_connect_fn cb = r->cb;
   void *ud = r->cb_ud;
   if (!t) {
+    tapio__addr *a = &r->addrs[r->next - 1];
     t = tapio__transport_new(r->req.loop, r->fd, r->proto, r->proto_ud);
     if (!t) {
       req_fail(r, TAPIO_ENOMEM);
       return;
     }
+    tapio__transport_set_peer(t, (struct sockaddr *)&a->ss, a->len);
     if (r->nodelay && !r->is_unix)
       tapio__set_nodelay(r->fd);
   }
@@ -329,6 +344,9 @@ static int wrap(tapio_loop *loop, int fd, const tapio_protocol *proto,
   if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0 &&
       ss.ss_family != AF_UNIX && tapio__opt_int(opts, TAPIO__OPT_NODELAY, 1))
     tapio__set_nodelay(fd);
+  len = sizeof ss;
+  if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0)
+    tapio__transport_set_peer(r->t, (struct sockaddr *)&ss, len);
   tapio__request_start(loop, &r->req, req_run, req_cancel);
   return 0;
 }

@@ -111,7 +111,8 @@ static void accept_failed(tapio_server *s, int err) {
   }
 }
 
-static void accept_one(tapio_server *s, int fd, int is_unix) {
+static void accept_one(tapio_server *s, int fd, const tapio__ipaddr *peer,
+                       socklen_t peerlen, int is_unix) {
   const tapio_protocol *proto = NULL;
   void *ud = NULL;
   tapio_transport *t;
@@ -130,6 +131,7 @@ static void accept_one(tapio_server *s, int fd, int is_unix) {
   }
   if (s->nodelay && !is_unix)
     tapio__set_nodelay(fd);
+  tapio__transport_set_peer(t, &peer->sa, peerlen);
   t->server = s;
   tapio__list_push(&s->clients, &t->slink);
   s->nclients++;
@@ -145,9 +147,11 @@ static void on_accept(struct ev_loop *ev, ev_io *w, int revents) {
   s->busy++;
   /* Bounded, as asyncio bounds it by the backlog: other work goes on. */
   for (i = 0; i < (s->backlog > 0 ? s->backlog : 1) && s->serving; i++) {
-    int fd = accept4(w->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    tapio__ipaddr peer; /* a long Unix path is cut: not kept then */
+    socklen_t len = sizeof peer;
+    int fd = accept4(w->fd, &peer.sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) {
-      accept_one(s, fd, is_unix);
+      accept_one(s, fd, &peer, len, is_unix);
     } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
       break;
     } else if (errno != EINTR && errno != ECONNABORTED) {

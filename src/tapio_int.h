@@ -12,6 +12,7 @@
 #include <ev.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #define TAPIO_CONTAINER(ptr, type, member) \
@@ -140,6 +141,12 @@ enum {
 
 typedef struct tapio__wchunk tapio__wchunk;
 
+/* An IP address (a short Unix one too) in as little room as it takes. */
+typedef union tapio__ipaddr {
+  struct sockaddr sa;
+  struct sockaddr_in6 in6;
+} tapio__ipaddr;
+
 struct tapio_transport {
   ev_io rio, wio;
   tapio_loop *loop;
@@ -159,12 +166,17 @@ struct tapio_transport {
   uint64_t nrecv, nsent, wpeak;
   double wpause_since, rpause_since;
   double wpaused, rpaused;
+  tapio__ipaddr peer;      /* peername, kept: a reset makes it unknowable */
+  socklen_t peerlen;       /* 0: not kept (a long Unix path: ask the fd) */
 };
 
 tapio_transport *tapio__transport_new(tapio_loop *loop, int fd,
                                       const tapio_protocol *proto, void *ud);
 /* Calls connection_made, then starts reading unless closed or paused. */
 void tapio__transport_made(tapio_transport *t);
+/* Keeps the peer's address (when it fits) for get_peername. */
+void tapio__transport_set_peer(tapio_transport *t, const struct sockaddr *sa,
+                               socklen_t len);
 /* Frees a transport whose connection_made never ran (closes its fd). */
 void tapio__transport_discard(tapio_transport *t);
 /* abort with a code; 0 means a clean abort. */

@@ -780,14 +780,26 @@ static inline socklen_t raw_addr(int family, const char *host, int port,
   }
 }
 
-static inline int raw_port(int fd)
+/* The port of a socket's own end (getsockname) or far end (getpeername). */
+static inline int raw_name_port(int fd,
+                                int (*fn)(int, struct sockaddr *, socklen_t *))
 {
   struct sockaddr_storage ss;
   socklen_t len = sizeof ss;
-  CHECK(getsockname(fd, (struct sockaddr *)&ss, &len) == 0);
+  CHECK(fn(fd, (struct sockaddr *)&ss, &len) == 0);
   if (ss.ss_family == AF_INET6)
     return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
   return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+static inline int raw_port(int fd)
+{
+  return raw_name_port(fd, getsockname);
+}
+
+static inline int raw_peer_port(int fd)
+{
+  return raw_name_port(fd, getpeername);
 }
 
 /* A bound TCP socket on loopback, port 0; *port gets its port. */
