@@ -236,18 +236,24 @@ void tapio_handle_release(tapio_handle *h);
 /* ---- Options ----------------------------------------------------------- */
 
 /* Keyword options for the create_* functions, like asyncio's keyword
- * arguments. The set functions return TAPIO_EINVAL for a name they do not
- * know or a value of the wrong type or range, TAPIO_ENOENT never.
+ * arguments. Each create call takes the options below and no other: given
+ * one it does not take, it returns TAPIO_EINVAL. The set functions return
+ * TAPIO_EINVAL for a name no call takes, or a value of the wrong type or
+ * range; TAPIO_ENOENT never.
  *   create_connection: "local_host" (str), "local_port" (int),
  *     "family" (int: 0 any, 4, 6), "sock" (int: an already connected
- *     descriptor; host and port must then be NULL/0), "nodelay" (int,
+ *     descriptor; host and port must then be NULL/0), "nodelay" (bool,
  *     default 1: TCP_NODELAY as asyncio sets it)
- *   create_server: "backlog" (int, default 100), "reuse_address" (int,
- *     default 1), "reuse_port" (int, default 0), "start_serving" (int,
- *     default 1), "family" (int), "nodelay" (int, default 1),
+ *   connect_accepted_socket: "nodelay"
+ *   create_server: "backlog" (int, default 100), "reuse_address" (bool,
+ *     default 1), "reuse_port" (bool, default 0), "start_serving" (bool,
+ *     default 1), "family" (int), "nodelay" (bool, default 1),
  *     "sock" (int: an already bound listening socket; host NULL, port 0)
- *   create_unix_server: "backlog", "start_serving", "cleanup_socket" (int,
- *     default 1: unlink the path when the server closes)
+ *   create_unix_server: "backlog", "start_serving", "cleanup_socket"
+ *     (bool, default 1: unlink the path when the server closes)
+ *   create_unix_connection: none
+ * A descriptor given as "sock" belongs to tapio from the create call on,
+ * also when the call fails (whatever the reason): it is closed then.
  * Options are copied by the call they are given to and can be freed
  * afterwards or reused. */
 int tapio_options_new(tapio_loop *loop, tapio_options **out);
@@ -256,6 +262,34 @@ int tapio_options_set_int(tapio_options *opts, const char *name,
                           int64_t value);
 int tapio_options_set_str(tapio_options *opts, const char *name,
                           const char *value);
+
+/* The calls that take options, for the queries below. */
+enum tapio_call {
+  TAPIO_CALL_CREATE_CONNECTION = 1,
+  TAPIO_CALL_CREATE_UNIX_CONNECTION = 2,
+  TAPIO_CALL_CONNECT_ACCEPTED_SOCKET = 3,
+  TAPIO_CALL_CREATE_SERVER = 4,
+  TAPIO_CALL_CREATE_UNIX_SERVER = 5
+};
+
+/* How an option's value is given. */
+enum tapio_option_type {
+  TAPIO_OPTION_INT = 1,  /* tapio_options_set_int, within min..max */
+  TAPIO_OPTION_BOOL = 2, /* tapio_options_set_int, 0 or 1 */
+  TAPIO_OPTION_STR = 3   /* tapio_options_set_str */
+};
+
+/* The core's one table of options, for bindings (which keep none of their
+ * own): whether call (enum tapio_call) takes option name, and then its
+ * type, the bounds of a number (0, 0 for strings) and, in words, what it
+ * accepts ("integer 0..65535", "0, 4 or 6", "boolean", "string"; static
+ * storage, for messages that read "<expects> expected"). Any out-pointer
+ * may be NULL. TAPIO_ENOENT if the call
+ * takes no such option, TAPIO_EINVAL for an unknown call or NULL name. */
+int tapio_option_info(int call, const char *name, int *type, int64_t *min,
+                      int64_t *max, const char **expects);
+/* The name of the i-th option (from 0) call takes; NULL past the last. */
+const char *tapio_option_name(int call, size_t i);
 
 /* ---- Protocols --------------------------------------------------------- */
 

@@ -181,7 +181,6 @@ static int l_create_server(lua_State *L) {
   tl_checkcallable(L, 2, FN_SERVER, 1, "protocol_factory");
   if (!lua_isnil(L, 4))
     port = (int)tl_checkint(L, 4, FN_SERVER, 3, "port", 0, 65535);
-  tl_checkoptions(L, 5, FN_SERVER, 4, TL_OPTS_SERVER);
   tl_checkcallable(L, 6, FN_SERVER, 5, "callback");
   lua_settop(L, 6);
   if (lua_istable(L, 5)) {
@@ -193,11 +192,10 @@ static int l_create_server(lua_State *L) {
     return tl_argerror(L, FN_SERVER, 3, "port",
                        "a port is required unless opts.sock is given");
   nhosts = hosts_arg(L, 3, &hosts); /* 7 */
+  o = tl_options(L, 5, FN_SERVER, 4, TAPIO_CALL_CREATE_SERVER, lb->loop);
   ls = newserver(L, lb, 2, 6);
-  rc = tl_makeoptions(L, 5, lb->loop, &o);
-  if (rc == 0)
-    rc = tapio_create_server(lb->loop, hosts, nhosts, port, c_factory, ls, o,
-                             on_served, ls);
+  rc = tapio_create_server(lb->loop, hosts, nhosts, port, c_factory, ls, o,
+                           on_served, ls);
   tapio_options_free(o);
   return finish(L, ls, rc);
 }
@@ -211,13 +209,12 @@ static int l_create_unix_server(lua_State *L) {
   tl_checkcallable(L, 2, FN_UNIX_SERVER, 1, "protocol_factory");
   if (lua_type(L, 3) != LUA_TSTRING)
     return tl_typeerror(L, FN_UNIX_SERVER, 2, "path", 3, "string");
-  tl_checkoptions(L, 4, FN_UNIX_SERVER, 3, TL_OPTS_UNIX_SERVER);
   tl_checkcallable(L, 5, FN_UNIX_SERVER, 4, "callback");
+  o = tl_options(L, 4, FN_UNIX_SERVER, 3, TAPIO_CALL_CREATE_UNIX_SERVER,
+                 lb->loop);
   ls = newserver(L, lb, 2, 5);
-  rc = tl_makeoptions(L, 4, lb->loop, &o);
-  if (rc == 0)
-    rc = tapio_create_unix_server(lb->loop, lua_tostring(L, 3), c_factory, ls,
-                                  o, on_served, ls);
+  rc = tapio_create_unix_server(lb->loop, lua_tostring(L, 3), c_factory, ls, o,
+                                on_served, ls);
   tapio_options_free(o);
   return finish(L, ls, rc);
 }

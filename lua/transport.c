@@ -144,17 +144,15 @@ static int l_create_connection(lua_State *L) {
   host = optstring(L, 3, FN_CONNECT, 2, "host");
   if (!lua_isnil(L, 4))
     port = (int)tl_checkint(L, 4, FN_CONNECT, 3, "port", 0, 65535);
-  tl_checkoptions(L, 5, FN_CONNECT, 4, TL_OPTS_CONNECTION);
   tl_checkcallable(L, 6, FN_CONNECT, 5, "callback");
   if (!has_sock(L, 5) && (!host || lua_isnil(L, 4)))
     return tl_argerror(L, FN_CONNECT, 2, "host",
                        "host and port are required unless opts.sock is "
                        "given");
+  o = tl_options(L, 5, FN_CONNECT, 4, TAPIO_CALL_CREATE_CONNECTION, lb->loop);
   lt = pending(L, lb, 2, 6);
-  rc = tl_makeoptions(L, 5, lb->loop, &o);
-  if (rc == 0)
-    rc = tapio_create_connection(lb->loop, host, port, &tl_plain_protocol,
-                                 lt, o, on_connected, lt);
+  rc = tapio_create_connection(lb->loop, host, port, &tl_plain_protocol, lt,
+                               o, on_connected, lt);
   tapio_options_free(o);
   return finish(L, lt, rc);
 }
@@ -170,13 +168,12 @@ static int l_create_unix_connection(lua_State *L) {
   if (lua_type(L, 3) != LUA_TSTRING)
     return tl_typeerror(L, FN_UNIX_CONNECT, 2, "path", 3, "string");
   path = lua_tostring(L, 3);
-  tl_checkoptions(L, 4, FN_UNIX_CONNECT, 3, TL_OPTS_UNIX_CONNECTION);
   tl_checkcallable(L, 5, FN_UNIX_CONNECT, 4, "callback");
+  o = tl_options(L, 4, FN_UNIX_CONNECT, 3, TAPIO_CALL_CREATE_UNIX_CONNECTION,
+                 lb->loop);
   lt = pending(L, lb, 2, 5);
-  rc = tl_makeoptions(L, 4, lb->loop, &o);
-  if (rc == 0)
-    rc = tapio_create_unix_connection(lb->loop, path, &tl_plain_protocol,
-                                      lt, o, on_connected, lt);
+  rc = tapio_create_unix_connection(lb->loop, path, &tl_plain_protocol, lt,
+                                    o, on_connected, lt);
   tapio_options_free(o);
   return finish(L, lt, rc);
 }
@@ -190,13 +187,12 @@ static int l_connect_accepted_socket(lua_State *L) {
   int fd, rc;
   tl_checkcallable(L, 2, FN_ACCEPTED, 1, "protocol_factory");
   fd = (int)tl_checkint(L, 3, FN_ACCEPTED, 2, "sock", 0, 0x7fffffff);
-  tl_checkoptions(L, 4, FN_ACCEPTED, 3, TL_OPTS_ACCEPTED);
   tl_checkcallable(L, 5, FN_ACCEPTED, 4, "callback");
+  o = tl_options(L, 4, FN_ACCEPTED, 3, TAPIO_CALL_CONNECT_ACCEPTED_SOCKET,
+                 lb->loop);
   lt = pending(L, lb, 2, 5);
-  rc = tl_makeoptions(L, 4, lb->loop, &o);
-  if (rc == 0)
-    rc = tapio_connect_accepted_socket(lb->loop, fd, &tl_plain_protocol, lt,
-                                       o, on_connected, lt);
+  rc = tapio_connect_accepted_socket(lb->loop, fd, &tl_plain_protocol, lt, o,
+                                     on_connected, lt);
   tapio_options_free(o);
   return finish(L, lt, rc);
 }

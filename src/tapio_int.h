@@ -107,7 +107,9 @@ void tapio__handles_cancel_all(tapio_loop *loop);
 
 /* ---- Options ----------------------------------------------------------- */
 
+/* Every option of every create call, in the order of options.c's table. */
 enum tapio__opt {
+  TAPIO__OPT_LOCAL_HOST,
   TAPIO__OPT_LOCAL_PORT,
   TAPIO__OPT_FAMILY,
   TAPIO__OPT_SOCK,
@@ -117,13 +119,19 @@ enum tapio__opt {
   TAPIO__OPT_REUSE_PORT,
   TAPIO__OPT_START_SERVING,
   TAPIO__OPT_CLEANUP_SOCKET,
-  TAPIO__OPT_NINT
+  TAPIO__OPT_COUNT
 };
 
+/* TAPIO_EINVAL if o holds an option call (enum tapio_call) does not take. */
+int tapio__opts_check(const tapio_options *o, int call);
+/* A create call failing: the descriptor given as "sock" is tapio's from
+ * the call on, so it is closed. Returns code. */
+int tapio__opts_fail(const tapio_options *o, int code);
 int64_t tapio__opt_int(const tapio_options *o, enum tapio__opt which,
                        int64_t dflt);
 int tapio__opt_is_set(const tapio_options *o, enum tapio__opt which);
-const char *tapio__opt_local_host(const tapio_options *o);
+/* A string option, or NULL when not set. */
+const char *tapio__opt_str(const tapio_options *o, enum tapio__opt which);
 
 /* ---- Stream transport -------------------------------------------------- */
 

@@ -1,6 +1,6 @@
 /* The loop: lifetime, running, time, scheduled calls, the exception
- * handler, the thread-safe wakeup, memory accounting, errors, versions and
- * options. */
+ * handler, the thread-safe wakeup, memory accounting, errors and
+ * versions. */
 #include "test.h"
 
 #include <pthread.h>
@@ -887,42 +887,6 @@ static void version_matches_string(void)
   CHECK(tapio_version() > 0);
 }
 
-static void options_unknown_name_einval(void)
-{
-  tapio_loop *loop = new_loop();
-  tapio_options *o = new_options(loop);
-  CHECK_ERR(tapio_options_set_int(o, "no_such_option", 1), TAPIO_EINVAL);
-  CHECK_ERR(tapio_options_set_str(o, "no_such_option", "x"), TAPIO_EINVAL);
-  CHECK_ERR(tapio_options_set_int(o, "", 1), TAPIO_EINVAL);
-  CHECK_OK(tapio_options_set_int(o, "backlog", 10)); /* a known one */
-  tapio_options_free(o);
-  free_loop(loop);
-}
-
-static void options_wrong_type_einval(void)
-{
-  tapio_loop *loop = new_loop();
-  tapio_options *o = new_options(loop);
-  CHECK_ERR(tapio_options_set_str(o, "backlog", "10"), TAPIO_EINVAL);
-  CHECK_ERR(tapio_options_set_str(o, "local_port", "80"), TAPIO_EINVAL);
-  CHECK_ERR(tapio_options_set_int(o, "local_host", 1), TAPIO_EINVAL);
-  CHECK_OK(tapio_options_set_str(o, "local_host", "127.0.0.1"));
-  tapio_options_free(o);
-  free_loop(loop);
-}
-
-static void options_out_of_range_einval(void)
-{
-  tapio_loop *loop = new_loop();
-  tapio_options *o = new_options(loop);
-  CHECK_ERR(tapio_options_set_int(o, "family", 5), TAPIO_EINVAL);
-  CHECK_ERR(tapio_options_set_int(o, "local_port", 70000), TAPIO_EINVAL);
-  CHECK_ERR(tapio_options_set_int(o, "local_port", -2), TAPIO_EINVAL);
-  CHECK_OK(tapio_options_set_int(o, "family", 6));
-  tapio_options_free(o);
-  free_loop(loop);
-}
-
 TEST_MAIN(
   TEST(loop_new_and_free),
   TEST(loop_many_loops),
@@ -957,8 +921,5 @@ TEST_MAIN(
   TEST(loop_memory_returns_after_close),
   TEST(loop_custom_allocator),
   TEST(error_names_and_messages),
-  TEST(version_matches_string),
-  TEST(options_unknown_name_einval),
-  TEST(options_wrong_type_einval),
-  TEST(options_out_of_range_einval)
+  TEST(version_matches_string)
 )
