@@ -753,6 +753,16 @@ static inline rec *srv_wait_conn(srv *sv, size_t i)
   return sv->conns[i];
 }
 
+/* The usual server and a client c connected to it: the server side's rec,
+ * once its connection_made has run. */
+static inline rec *srv_start_pair(srv *sv, tapio_loop *loop, rec *c)
+{
+  rec_init(c);
+  srv_start(sv, loop);
+  CHECK_OK(connect_tcp(loop, "127.0.0.1", sv->port, c, NULL));
+  return srv_wait_conn(sv, 0);
+}
+
 /* ---- Raw sockets (the peer that is not tapio) ---------------------------- */
 
 static inline void raw_nonblock(int fd)
@@ -1039,6 +1049,49 @@ static inline size_t raw_drain_pattern(tapio_loop *loop, int fd, int *status)
       return total;
     }
   }
+}
+
+/* ---- Callbacks that must never run --------------------------------------- */
+
+/* Given to calls that must refuse them (a NULL handle, a bad argument). */
+static inline void never_called(void *ud)
+{
+  (void)ud;
+  FAIL("a call that was refused ran");
+}
+
+static inline void never_connected(void *ud, int status, tapio_transport *t)
+{
+  (void)ud;
+  (void)status;
+  (void)t;
+  FAIL("the completion of a refused create call ran");
+}
+
+static inline void never_served(void *ud, int status, tapio_server *s)
+{
+  (void)ud;
+  (void)status;
+  (void)s;
+  FAIL("the completion of a refused create call ran");
+}
+
+static inline void never_closed(void *ud, tapio_server *s)
+{
+  (void)ud;
+  (void)s;
+  FAIL("a refused wait_closed ran");
+}
+
+/* A factory for servers no connection reaches. */
+static inline int refusing_factory(void *ud, tapio_server *s,
+                                   const tapio_protocol **p, void **pud)
+{
+  (void)ud;
+  (void)s;
+  (void)p;
+  (void)pud;
+  return TAPIO_EINVAL;
 }
 
 /* ---- Out of descriptors ------------------------------------------------ */

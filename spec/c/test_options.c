@@ -114,32 +114,6 @@ static void option_info_per_call(void)
 
 /* ---- Calls refuse what they do not take -------------------------------- */
 
-static void never_connected(void *ud, int status, tapio_transport *t)
-{
-  (void)ud;
-  (void)status;
-  (void)t;
-  FAIL("a refused create call completed");
-}
-
-static void never_served(void *ud, int status, tapio_server *s)
-{
-  (void)ud;
-  (void)status;
-  (void)s;
-  FAIL("a refused create call completed");
-}
-
-static int no_factory(void *ud, tapio_server *s, const tapio_protocol **p,
-                      void **pud)
-{
-  (void)ud;
-  (void)s;
-  (void)p;
-  (void)pud;
-  return TAPIO_EINVAL;
-}
-
 /* Options made with one int (or string) option set. */
 static tapio_options *one_option(tapio_loop *loop, const char *name,
                                  int64_t value)
@@ -172,10 +146,10 @@ static int create(tapio_loop *loop, int call, const tapio_options *o)
                                          never_connected, NULL);
   }
   case TAPIO_CALL_CREATE_SERVER:
-    return tapio_create_server(loop, hosts, 1, 0, no_factory, NULL, o,
+    return tapio_create_server(loop, hosts, 1, 0, refusing_factory, NULL, o,
                                never_served, NULL);
   default:
-    return tapio_create_unix_server(loop, "/nonexistent/s", no_factory, NULL,
+    return tapio_create_unix_server(loop, "/nonexistent/s", refusing_factory, NULL,
                                     o, never_served, NULL);
   }
 }
@@ -231,7 +205,7 @@ static int sock_after_failure(tapio_loop *loop, int call, int host_port,
     CHECK_OK(tapio_options_set_int(o, extra, 1));
   if (call == TAPIO_CALL_CREATE_SERVER)
     rc = tapio_create_server(loop, host_port ? hosts : NULL, host_port ? 1 : 0,
-                             0, no_factory, NULL, o, never_served, NULL);
+                             0, refusing_factory, NULL, o, never_served, NULL);
   else if (call == TAPIO_CALL_CREATE_CONNECTION)
     rc = tapio_create_connection(loop, host_port ? "127.0.0.1" : NULL,
                                  host_port ? 9 : 0, host_port > 1 ? NULL :

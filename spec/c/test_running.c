@@ -118,6 +118,31 @@ static void run_inside_another_loop_erunning(void)
   free_loop(n.outer);
 }
 
+/* A connection_lost that tapio_loop_free calls cannot run the loop being
+ * freed: TAPIO_ECLOSED. */
+static int run_rc_in_lost;
+
+static void run_in_lost(rec *r, rec_event ev)
+{
+  if (ev == EV_LOST)
+    run_rc_in_lost = tapio_loop_run(tapio_transport_get_loop(r->t));
+}
+
+static void run_inside_loop_free_eclosed(void)
+{
+  tapio_loop *loop = new_loop();
+  rec r;
+  int peer;
+  rec_init(&r);
+  r.hook = run_in_lost;
+  peer = pair_raw(loop, &r);
+  free_loop(loop);
+  CHECK_STR(r.log, "made lost:ECANCELED");
+  CHECK_ERR(run_rc_in_lost, TAPIO_ECLOSED);
+  close(peer);
+  rec_free(&r);
+}
+
 /* ---- call_soon_threadsafe when the loop is freed --------------------- */
 
 /* Pending thread-safe calls are dropped unrun and their memory freed
@@ -191,6 +216,7 @@ TEST_MAIN(
   TEST(stop_before_run_one_iteration),
   TEST(stop_before_run_once_does_not_wait),
   TEST(run_inside_another_loop_erunning),
+  TEST(run_inside_loop_free_eclosed),
   TEST(loop_free_drops_threadsafe_calls),
   TEST(failed_poll_ends_the_run)
 )

@@ -286,11 +286,7 @@ static void server_close_keeps_connections(void)
 {
   tapio_loop *loop = new_loop();
   srv sv;
-  rec c, *s;
-  rec_init(&c);
-  srv_start(&sv, loop);
-  CHECK_OK(connect_tcp(loop, "127.0.0.1", sv.port, &c, NULL));
-  s = srv_wait_conn(&sv, 0);
+  rec c, *s = srv_start_pair(&sv, loop, &c);
   CHECK_OK(tapio_server_close(sv.s));
   CHECK_OK(tapio_server_close(sv.s)); /* idempotent */
   CHECK_EQ(tapio_server_is_serving(sv.s), 0);
