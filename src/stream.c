@@ -5,6 +5,8 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -161,11 +163,13 @@ static void on_readable(struct ev_loop *ev, ev_io *w, int revents) {
 }
 
 int tapio_transport_is_reading(tapio_transport *t) {
-  return !(t->flags & (TAPIO__T_PAUSED | TAPIO__T_CLOSING |
+  return t && !(t->flags & (TAPIO__T_PAUSED | TAPIO__T_CLOSING |
                        TAPIO__T_EOF_RECEIVED));
 }
 
 int tapio_transport_pause_reading(tapio_transport *t) {
+  if (!t)
+    return TAPIO_EINVAL;
   if (t->flags & (TAPIO__T_CLOSING | TAPIO__T_PAUSED))
     return 0;
   t->flags |= TAPIO__T_PAUSED;
@@ -175,6 +179,8 @@ int tapio_transport_pause_reading(tapio_transport *t) {
 }
 
 int tapio_transport_resume_reading(tapio_transport *t) {
+  if (!t)
+    return TAPIO_EINVAL;
   if ((t->flags & TAPIO__T_CLOSING) || !(t->flags & TAPIO__T_PAUSED))
     return 0;
   t->flags &= ~(uint32_t)TAPIO__T_PAUSED;
@@ -204,18 +210,29 @@ static void maybe_resume(tapio_transport *t) {
     t->proto->resume_writing(t->ud, t);
 }
 
+/* A limit that does not fit a size_t (32-bit) means "never". */
+static size_t to_size(int64_t v) {
+#if SIZE_MAX < INT64_MAX
+  if ((uint64_t)v > SIZE_MAX)
+    return SIZE_MAX;
+#endif
+  return (size_t)v;
+}
+
 int tapio_transport_set_write_buffer_limits(tapio_transport *t, int64_t high,
                                             int64_t low) {
-  if (high < -1 || low < -1)
+  if (!t || high < -1 || low < -1)
     return TAPIO_EINVAL;
-  if (high == -1)
-    high = low == -1 ? DEFAULT_HIGH : 4 * low;
+  if (high == -1 && low == -1)
+    high = DEFAULT_HIGH;
+  else if (high == -1) /* 4 * low, saturating */
+    high = low > INT64_MAX / 4 ? INT64_MAX : 4 * low;
   if (low == -1)
     low = high / 4;
   if (low > high)
     return TAPIO_EINVAL;
-  t->high = (size_t)high;
-  t->low = (size_t)low;
+  t->high = to_size(high);
+  t->low = to_size(low);
   maybe_pause(t);
   return 0;
 }
@@ -223,13 +240,13 @@ int tapio_transport_set_write_buffer_limits(tapio_transport *t, int64_t high,
 void tapio_transport_get_write_buffer_limits(tapio_transport *t, size_t *low,
                                              size_t *high) {
   if (low)
-    *low = t->low;
+    *low = t ? t->low : 0;
   if (high)
-    *high = t->high;
+    *high = t ? t->high : 0;
 }
 
 size_t tapio_transport_get_write_buffer_size(tapio_transport *t) {
-  return t->wsize;
+  return t ? t->wsize : 0;
 }
 
 /* ---- Writing ----------------------------------------------------------- */
@@ -314,6 +331,8 @@ static int buffered(tapio_transport *t, int rc) {
 }
 
 static int write_check(tapio_transport *t) {
+  if (!t)
+    return TAPIO_EINVAL;
   if (t->flags & TAPIO__T_EOF_WANTED)
     return TAPIO_ESHUTDOWN;
   if (t->flags & TAPIO__T_CLOSING)
@@ -326,7 +345,7 @@ int tapio_transport_write(tapio_transport *t, const void *data, size_t len) {
   const char *p = data;
   if (rc < 0 || len == 0)
     return rc;
-  if (!data)
+  if (!data || len > PTRDIFF_MAX) /* no object is larger */
     return TAPIO_EINVAL;
   if (t->wsize == 0) {
     struct iovec iov = {(void *)p, len};
@@ -356,6 +375,21 @@ static int gather(const void *const *bufs, const size_t *lens, size_t n,
   return cnt;
 }
 
+/* Before anything is sent: a NULL buffer with a length, or lengths that
+ * add up past what any object can hold, are TAPIO_EINVAL, as for write. */
+static int check_lines(const void *const *bufs, const size_t *lens,
+                       size_t n) {
+  size_t i, total = 0;
+  if (!bufs || !lens)
+    return TAPIO_EINVAL;
+  for (i = 0; i < n; i++) {
+    if ((lens[i] && !bufs[i]) || lens[i] > (size_t)PTRDIFF_MAX - total)
+      return TAPIO_EINVAL;
+    total += lens[i];
+  }
+  return 0;
+}
+
 int tapio_transport_writelines(tapio_transport *t, const void *const *bufs,
                                const size_t *lens, size_t n) {
   struct iovec iov[MAX_IOV];
@@ -363,8 +397,9 @@ int tapio_transport_writelines(tapio_transport *t, const void *const *bufs,
   int rc = write_check(t);
   if (rc < 0 || n == 0)
     return rc;
-  if (!bufs || !lens)
-    return TAPIO_EINVAL;
+  rc = check_lines(bufs, lens, n);
+  if (rc < 0)
+    return rc;
   while (t->wsize == 0 && i < n) {
     size_t first = i, total;
     int cnt = gather(bufs, lens, n, &i, iov, &total);
@@ -442,11 +477,12 @@ static void on_writable(struct ev_loop *ev, ev_io *w, int revents) {
 }
 
 int tapio_transport_can_write_eof(tapio_transport *t) {
-  (void)t;
-  return 1;
+  return t != NULL;
 }
 
 int tapio_transport_write_eof(tapio_transport *t) {
+  if (!t)
+    return TAPIO_EINVAL;
   if (t->flags & (TAPIO__T_CLOSING | TAPIO__T_EOF_WANTED))
     return 0;
   t->flags |= TAPIO__T_EOF_WANTED;
@@ -458,6 +494,8 @@ int tapio_transport_write_eof(tapio_transport *t) {
 /* ---- Closing ----------------------------------------------------------- */
 
 int tapio_transport_close(tapio_transport *t) {
+  if (!t)
+    return TAPIO_EINVAL;
   if (t->flags & TAPIO__T_CLOSING)
     return 0;
   t->flags |= TAPIO__T_CLOSING;
@@ -479,19 +517,21 @@ void tapio__transport_force_close(tapio_transport *t, int code,
 }
 
 int tapio_transport_abort(tapio_transport *t) {
+  if (!t)
+    return TAPIO_EINVAL;
   tapio__transport_force_close(t, 0, NULL);
   return 0;
 }
 
 int tapio_transport_fail(tapio_transport *t, int code, const char *message) {
-  if (code >= 0)
+  if (!t || code >= 0)
     return TAPIO_EINVAL;
   tapio__transport_force_close(t, code, message);
   return 0;
 }
 
 int tapio_transport_is_closing(tapio_transport *t) {
-  return (t->flags & TAPIO__T_CLOSING) != 0;
+  return t && (t->flags & TAPIO__T_CLOSING) != 0;
 }
 
 /* connection_lost, the last callback; then the descriptor is closed and
@@ -515,7 +555,7 @@ static void run_lost(tapio__task *task) {
 
 void tapio_transport_set_protocol(tapio_transport *t,
                                   const tapio_protocol *proto, void *ud) {
-  if (!proto)
+  if (!t || !proto)
     return;
   t->proto = proto;
   t->ud = ud;
@@ -524,13 +564,17 @@ void tapio_transport_set_protocol(tapio_transport *t,
 void *tapio_transport_get_protocol(tapio_transport *t,
                                    const tapio_protocol **proto) {
   if (proto)
-    *proto = t->proto;
-  return t->ud;
+    *proto = t ? t->proto : NULL;
+  return t ? t->ud : NULL;
 }
 
-tapio_loop *tapio_transport_get_loop(tapio_transport *t) { return t->loop; }
+tapio_loop *tapio_transport_get_loop(tapio_transport *t) {
+  return t ? t->loop : NULL;
+}
 
-int tapio_transport_get_fd(tapio_transport *t) { return t->rio.fd; }
+int tapio_transport_get_fd(tapio_transport *t) {
+  return t ? t->rio.fd : TAPIO_EINVAL;
+}
 
 static uint64_t usec(double seconds) {
   return seconds > 0 ? (uint64_t)(seconds * 1e6) : 0;
@@ -538,6 +582,8 @@ static uint64_t usec(double seconds) {
 
 uint64_t tapio_transport_get_stat(tapio_transport *t, int which) {
   double now = tapio__now();
+  if (!t)
+    return 0;
   switch (which) {
   case TAPIO_STAT_BYTES_RECEIVED:
     return t->nrecv;

@@ -12,6 +12,7 @@
 #include <ev.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #define TAPIO_CONTAINER(ptr, type, member) \
@@ -49,14 +50,17 @@ struct tapio_loop {
   tapio_alloc_fn alloc;
   void *alloc_ud;
   uint64_t memory;
-  int running;        /* depth guard: run/run_once on the stack */
-  int stop_requested;
+  int running;        /* run/run_once on the stack */
+  int stop_requested; /* tapio_loop_stop: spent by the run it applies to */
+  int syserr;         /* libev reported a system error during this run */
+  const char *syserr_msg; /* its message, until reported */
   int freeing;        /* tapio_loop_free is tearing down */
   ev_check check;     /* runs the ready queue after each poll */
   ev_idle idle;       /* keeps the poll non-blocking while tasks wait */
-  ev_async wakeup;    /* call_soon_threadsafe; keeps run() alive */
+  ev_io wakeup;       /* call_soon_threadsafe; keeps run() alive */
+  int wakeup_fd;      /* its eventfd */
   tapio__task *ready_head, *ready_tail;
-  tapio_handle *due;  /* timers fired this iteration, by (when, seq) */
+  tapio__link due;    /* timers fired this iteration, not yet queued */
   uint64_t seq;
   pthread_mutex_t ts_lock;
   tapio__ts_call *ts_head, *ts_tail;
@@ -103,7 +107,9 @@ void tapio__handles_cancel_all(tapio_loop *loop);
 
 /* ---- Options ----------------------------------------------------------- */
 
+/* Every option of every create call, in the order of options.c's table. */
 enum tapio__opt {
+  TAPIO__OPT_LOCAL_HOST,
   TAPIO__OPT_LOCAL_PORT,
   TAPIO__OPT_FAMILY,
   TAPIO__OPT_SOCK,
@@ -113,13 +119,19 @@ enum tapio__opt {
   TAPIO__OPT_REUSE_PORT,
   TAPIO__OPT_START_SERVING,
   TAPIO__OPT_CLEANUP_SOCKET,
-  TAPIO__OPT_NINT
+  TAPIO__OPT_COUNT
 };
 
+/* TAPIO_EINVAL if o holds an option call (enum tapio_call) does not take. */
+int tapio__opts_check(const tapio_options *o, int call);
+/* A create call failing: the descriptor given as "sock" is tapio's from
+ * the call on, so it is closed. Returns code. */
+int tapio__opts_fail(const tapio_options *o, int code);
 int64_t tapio__opt_int(const tapio_options *o, enum tapio__opt which,
                        int64_t dflt);
 int tapio__opt_is_set(const tapio_options *o, enum tapio__opt which);
-const char *tapio__opt_local_host(const tapio_options *o);
+/* A string option, or NULL when not set. */
+const char *tapio__opt_str(const tapio_options *o, enum tapio__opt which);
 
 /* ---- Stream transport -------------------------------------------------- */
 
@@ -136,6 +148,12 @@ enum {
 };
 
 typedef struct tapio__wchunk tapio__wchunk;
+
+/* An IP address (a short Unix one too) in as little room as it takes. */
+typedef union tapio__ipaddr {
+  struct sockaddr sa;
+  struct sockaddr_in6 in6;
+} tapio__ipaddr;
 
 struct tapio_transport {
   ev_io rio, wio;
@@ -156,12 +174,17 @@ struct tapio_transport {
   uint64_t nrecv, nsent, wpeak;
   double wpause_since, rpause_since;
   double wpaused, rpaused;
+  tapio__ipaddr peer;      /* peername, kept: a reset makes it unknowable */
+  socklen_t peerlen;       /* 0: not kept (a long Unix path: ask the fd) */
 };
 
 tapio_transport *tapio__transport_new(tapio_loop *loop, int fd,
                                       const tapio_protocol *proto, void *ud);
 /* Calls connection_made, then starts reading unless closed or paused. */
 void tapio__transport_made(tapio_transport *t);
+/* Keeps the peer's address (when it fits) for get_peername. */
+void tapio__transport_set_peer(tapio_transport *t, const struct sockaddr *sa,
+                               socklen_t len);
 /* Frees a transport whose connection_made never ran (closes its fd). */
 void tapio__transport_discard(tapio_transport *t);
 /* abort with a code; 0 means a clean abort. */
