@@ -15,11 +15,23 @@
  * - Every callback takes the user pointer given with it as first argument.
  * - Pointers given to a callback are borrowed for the duration of the call
  *   unless stated otherwise. Strings passed in are copied when kept.
+ * - NULL for a handle is never a crash: a function that returns an error
+ *   code returns TAPIO_EINVAL, a query answers 0 (NULL; -1 for
+ *   tapio_handle_when) with its out-parameters zeroed, and a function
+ *   that returns nothing does nothing. A call that fails leaves NULL in
+ *   its out-parameter for a new handle.
+ * - A reference the caller holds (a scheduled call's handle, a server) is
+ *   given back once. A second release while tapio still holds the object
+ *   does nothing; after its memory is gone it is undefined, as free()
+ *   twice is.
+ * - A length no object can have (past PTRDIFF_MAX, alone or added up) is
+ *   TAPIO_EINVAL; sizes are checked before any arithmetic on them.
  * - A loop and everything made from it belong to one thread. Only
  *   tapio_call_soon_threadsafe may be called from another thread.
  * - tapio keeps no hidden global state, with two process-wide exceptions
  *   forced by libev: its system-error callback (tapio reports instead of
- *   aborting) and the allocator libev uses for its own tables (untouched).
+ *   aborting) and the allocator libev uses for its own tables (untouched);
+ *   and one per thread: which loop runs on it.
  */
 #ifndef TAPIO_H
 #define TAPIO_H
@@ -142,7 +154,9 @@ typedef void (*tapio_exception_fn)(void *ud, tapio_loop *loop, int code,
 /* A scheduled call. */
 typedef void (*tapio_call_fn)(void *ud);
 
-/* A new loop in *out, allocating with malloc. */
+/* A new loop in *out, allocating with malloc. A loop holds two
+ * descriptors (its epoll instance and its wakeup); TAPIO_EMFILE (or
+ * ENFILE) when they cannot be had, and then nothing is kept. */
 int tapio_loop_new(tapio_loop **out);
 /* A new loop whose every allocation (its own and its handles') goes
  * through alloc. libev's internal tables still use libev's allocator. */
@@ -155,14 +169,21 @@ int tapio_loop_new_with_allocator(tapio_loop **out, tapio_alloc_fn alloc,
  * TAPIO_ERUNNING while it runs. */
 int tapio_loop_free(tapio_loop *loop);
 
-/* Runs until tapio_loop_stop. TAPIO_ERUNNING if already running (also
- * from inside one of the loop's own callbacks). */
+/* Runs until tapio_loop_stop. Loops do not nest, as in asyncio:
+ * TAPIO_ERUNNING if this loop or another one is running on this thread
+ * (a run called from inside a callback). TAPIO_ESYSTEM when the poll
+ * itself failed (the exception handler got the cause); TAPIO_ECLOSED
+ * from inside tapio_loop_free. */
 int tapio_loop_run(tapio_loop *loop);
 /* Runs one iteration: waits for events when wait is nonzero, else only
- * handles what is ready. For hosts that own their main loop. Returns
- * TAPIO_ERUNNING like tapio_loop_run. */
+ * handles what is ready. For hosts that own their main loop. Returns what
+ * tapio_loop_run returns. */
 int tapio_loop_run_once(tapio_loop *loop, int wait);
-/* Makes tapio_loop_run return once the current iteration is done. */
+/* Ends the run going on (run or run_once) once the current iteration is
+ * done; the stop is spent with that run. Called while the loop is not
+ * running, it applies to the next run or run_once, which handles what is
+ * ready without waiting and returns (asyncio's stop() before
+ * run_forever()). */
 void tapio_loop_stop(tapio_loop *loop);
 /* 1 while tapio_loop_run or tapio_loop_run_once is on the stack. */
 int tapio_loop_is_running(tapio_loop *loop);
@@ -193,11 +214,13 @@ int tapio_call_soon(tapio_loop *loop, tapio_call_fn fn, void *ud,
 /* After delay seconds (negative counts as 0). */
 int tapio_call_later(tapio_loop *loop, double delay, tapio_call_fn fn,
                      void *ud, tapio_handle **out);
-/* At tapio_loop_time() == when. */
+/* At tapio_loop_time() == when; TAPIO_EINVAL for NaN (as delay for
+ * call_later). */
 int tapio_call_at(tapio_loop *loop, double when, tapio_call_fn fn, void *ud,
                   tapio_handle **out);
 /* From any thread: fn(ud) runs on the loop's thread in a later iteration
- * and wakes the loop if it waits. No handle; it cannot be cancelled. */
+ * and wakes the loop if it waits. No handle; it cannot be cancelled. A
+ * pending call is dropped unrun when the loop is freed. */
 int tapio_call_soon_threadsafe(tapio_loop *loop, tapio_call_fn fn, void *ud);
 /* Cancels the call if it has not run; harmless afterwards. */
 void tapio_handle_cancel(tapio_handle *h);
@@ -206,24 +229,31 @@ int tapio_handle_cancelled(tapio_handle *h);
 /* The time a call_later/call_at handle is due, in loop time; -1 for
  * call_soon handles. */
 double tapio_handle_when(tapio_handle *h);
-/* Gives back the handle stored by call_soon/later/at. */
+/* Gives back the handle stored by call_soon/later/at. A second release is
+ * harmless while the call is pending, undefined after. */
 void tapio_handle_release(tapio_handle *h);
 
 /* ---- Options ----------------------------------------------------------- */
 
 /* Keyword options for the create_* functions, like asyncio's keyword
- * arguments. The set functions return TAPIO_EINVAL for a name they do not
- * know or a value of the wrong type or range, TAPIO_ENOENT never.
+ * arguments. Each create call takes the options below and no other: given
+ * one it does not take, it returns TAPIO_EINVAL. The set functions return
+ * TAPIO_EINVAL for a name no call takes, or a value of the wrong type or
+ * range; TAPIO_ENOENT never.
  *   create_connection: "local_host" (str), "local_port" (int),
  *     "family" (int: 0 any, 4, 6), "sock" (int: an already connected
- *     descriptor; host and port must then be NULL/0), "nodelay" (int,
+ *     descriptor; host and port must then be NULL/0), "nodelay" (bool,
  *     default 1: TCP_NODELAY as asyncio sets it)
- *   create_server: "backlog" (int, default 100), "reuse_address" (int,
- *     default 1), "reuse_port" (int, default 0), "start_serving" (int,
- *     default 1), "family" (int), "nodelay" (int, default 1),
+ *   connect_accepted_socket: "nodelay"
+ *   create_server: "backlog" (int, default 100), "reuse_address" (bool,
+ *     default 1), "reuse_port" (bool, default 0), "start_serving" (bool,
+ *     default 1), "family" (int), "nodelay" (bool, default 1),
  *     "sock" (int: an already bound listening socket; host NULL, port 0)
- *   create_unix_server: "backlog", "start_serving", "cleanup_socket" (int,
- *     default 1: unlink the path when the server closes)
+ *   create_unix_server: "backlog", "start_serving", "cleanup_socket"
+ *     (bool, default 1: unlink the path when the server closes)
+ *   create_unix_connection: none
+ * A descriptor given as "sock" belongs to tapio from the create call on,
+ * also when the call fails (whatever the reason): it is closed then.
  * Options are copied by the call they are given to and can be freed
  * afterwards or reused. */
 int tapio_options_new(tapio_loop *loop, tapio_options **out);
@@ -232,6 +262,34 @@ int tapio_options_set_int(tapio_options *opts, const char *name,
                           int64_t value);
 int tapio_options_set_str(tapio_options *opts, const char *name,
                           const char *value);
+
+/* The calls that take options, for the queries below. */
+enum tapio_call {
+  TAPIO_CALL_CREATE_CONNECTION = 1,
+  TAPIO_CALL_CREATE_UNIX_CONNECTION = 2,
+  TAPIO_CALL_CONNECT_ACCEPTED_SOCKET = 3,
+  TAPIO_CALL_CREATE_SERVER = 4,
+  TAPIO_CALL_CREATE_UNIX_SERVER = 5
+};
+
+/* How an option's value is given. */
+enum tapio_option_type {
+  TAPIO_OPTION_INT = 1,  /* tapio_options_set_int, within min..max */
+  TAPIO_OPTION_BOOL = 2, /* tapio_options_set_int, 0 or 1 */
+  TAPIO_OPTION_STR = 3   /* tapio_options_set_str */
+};
+
+/* The core's one table of options, for bindings (which keep none of their
+ * own): whether call (enum tapio_call) takes option name, and then its
+ * type, the bounds of a number (0, 0 for strings) and, in words, what it
+ * accepts ("integer 0..65535", "0, 4 or 6", "boolean", "string"; static
+ * storage, for messages that read "<expects> expected"). Any out-pointer
+ * may be NULL. TAPIO_ENOENT if the call
+ * takes no such option, TAPIO_EINVAL for an unknown call or NULL name. */
+int tapio_option_info(int call, const char *name, int *type, int64_t *min,
+                      int64_t *max, const char **expects);
+/* The name of the i-th option (from 0) call takes; NULL past the last. */
+const char *tapio_option_name(int call, size_t i);
 
 /* ---- Protocols --------------------------------------------------------- */
 
@@ -366,7 +424,8 @@ int tapio_transport_resume_reading(tapio_transport *t);
  * pause_writing before returning. TAPIO_ECLOSED when closing or closed,
  * TAPIO_ESHUTDOWN after write_eof. */
 int tapio_transport_write(tapio_transport *t, const void *data, size_t len);
-/* Writes n buffers as one (one writev). */
+/* Writes n buffers as one (one writev). A NULL buffer with a nonzero
+ * length is TAPIO_EINVAL, and then nothing of the call is written. */
 int tapio_transport_writelines(tapio_transport *t, const void *const *bufs,
                                const size_t *lens, size_t n);
 /* 1: write_eof is supported (a socket stream); 0 otherwise. */
@@ -379,8 +438,9 @@ size_t tapio_transport_get_write_buffer_size(tapio_transport *t);
 void tapio_transport_get_write_buffer_limits(tapio_transport *t,
                                              size_t *low, size_t *high);
 /* -1 means "not given" (asyncio's None): high defaults to 64 KiB, or 4 *
- * low when only low is given; low defaults to high / 4. TAPIO_EINVAL for
- * other negatives or low > high. May call pause_writing. */
+ * low when only low is given (at most INT64_MAX); low defaults to high /
+ * 4. TAPIO_EINVAL for other negatives or low > high. May call
+ * pause_writing. */
 int tapio_transport_set_write_buffer_limits(tapio_transport *t, int64_t high,
                                             int64_t low);
 
@@ -393,12 +453,15 @@ enum tapio_family {
 };
 /* get_extra_info("peername"/"sockname"): the numeric host (or the Unix
  * path, possibly "") into host[hostlen], the port (0 for Unix) and the
- * family. TAPIO_ENOBUFS if hostlen is too small; 64 bytes hold any IP. */
+ * family. TAPIO_ENOBUFS if hostlen is too small; 64 bytes hold any IP.
+ * Both answer from connection_made to the end of connection_lost, also
+ * after a reset: the peer's address is kept, as asyncio keeps it. */
 int tapio_transport_get_peername(tapio_transport *t, char *host,
                                  size_t hostlen, int *port, int *family);
 int tapio_transport_get_sockname(tapio_transport *t, char *host,
                                  size_t hostlen, int *port, int *family);
-/* get_extra_info("socket"): the descriptor (still owned by tapio). */
+/* get_extra_info("socket"): the descriptor (still owned by tapio), or
+ * TAPIO_EINVAL for NULL. */
 int tapio_transport_get_fd(tapio_transport *t);
 
 /* Cheap figures for diagnosing a slow peer. */
@@ -456,7 +519,8 @@ int tapio_server_get_address(tapio_server *s, size_t i, char *host,
 int tapio_server_get_fd(tapio_server *s, size_t i);
 tapio_loop *tapio_server_get_loop(tapio_server *s);
 /* Gives back the caller's reference; closes the server if still open.
- * Memory goes once its connections are gone too. */
+ * Memory goes once its connections are gone too: a second release is
+ * harmless until then, undefined after. */
 void tapio_server_release(tapio_server *s);
 
 /* TAPIO_CDEF_END */

@@ -427,8 +427,11 @@ static int l_new_loop(lua_State *L) {
   tl_list_init(&lb->servers);
   tl_list_init(&lb->calls);
   rc = tapio_loop_new(&lb->loop);
-  if (rc < 0)
-    return luaL_error(L, "tapio: new_loop: %s", tapio_strerror(rc));
+  if (rc < 0) { /* e.g. EMFILE: raised as an error value, code and all */
+    lua_pushfstring(L, "tapio: new_loop: %s", tapio_strerror(rc));
+    tl_pusherror(L, rc, lua_tostring(L, -1));
+    return lua_error(L);
+  }
   luaL_setmetatable(L, TL_LOOP);
   loop_init_refs(L, lb);
   tl_rawgetp(L, LUA_REGISTRYINDEX, &loops_key);
@@ -493,8 +496,11 @@ static int run_with(lua_State *L, tl_loop *lb, const char *fn, int once,
   tl_rawsetp(L, LUA_REGISTRYINDEX, &running_key);
   rc = once ? tapio_loop_run_once(lb->loop, wait) : tapio_loop_run(lb->loop);
   tl_rawsetp(L, LUA_REGISTRYINDEX, &running_key);
-  if (rc == TAPIO_ERUNNING)
+  if (rc == TAPIO_ERUNNING && tapio_loop_is_running(lb->loop))
     return luaL_error(L, "tapio: %s: the loop is already running", fn);
+  if (rc == TAPIO_ERUNNING) /* the core refuses nested runs, as asyncio */
+    return luaL_error(L, "tapio: %s: another loop is running on this "
+                      "thread (loops do not nest)", fn);
   if (rc < 0)
     return luaL_error(L, "tapio: %s: %s", fn, tapio_strerror(rc));
   return 0;

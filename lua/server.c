@@ -182,7 +182,8 @@ static int l_create_server(lua_State *L) {
   tl_checkcallable(L, 3, FN_SERVER, 1, "protocol_factory");
   if (!lua_isnil(L, 5))
     port = (int)tl_checkint(L, 5, FN_SERVER, 3, "port", 0, 65535);
-  tl_checkoptions(L, 6, FN_SERVER, 4, TL_OPTS_SERVER);
+  if (!lua_isnil(L, 6) && !lua_istable(L, 6))
+    return tl_typeerror(L, FN_SERVER, 4, "opts", 6, "table or nil");
   if (lua_istable(L, 6)) {
     lua_getfield(L, 6, "sock");
     has_sock = !lua_isnil(L, -1);
@@ -192,11 +193,10 @@ static int l_create_server(lua_State *L) {
     return tl_argerror(L, FN_SERVER, 3, "port",
                        "a port is required unless opts.sock is given");
   nhosts = hosts_arg(L, 4, &hosts); /* 7 */
+  o = tl_options(L, 6, FN_SERVER, 4, TAPIO_CALL_CREATE_SERVER, lb->loop);
   ls = newserver(L, lb, 3, 2);
-  rc = tl_makeoptions(L, 6, lb->loop, &o);
-  if (rc == 0)
-    rc = tapio_create_server(lb->loop, hosts, nhosts, port, c_factory, ls, o,
-                             on_served, ls);
+  rc = tapio_create_server(lb->loop, hosts, nhosts, port, c_factory, ls, o,
+                           on_served, ls);
   tapio_options_free(o);
   return finish(L, ls, rc);
 }
@@ -210,12 +210,11 @@ static int l_create_unix_server(lua_State *L) {
   tl_checkcallable(L, 3, FN_UNIX_SERVER, 1, "protocol_factory");
   if (lua_type(L, 4) != LUA_TSTRING)
     return tl_typeerror(L, FN_UNIX_SERVER, 2, "path", 4, "string");
-  tl_checkoptions(L, 5, FN_UNIX_SERVER, 3, TL_OPTS_UNIX_SERVER);
+  o = tl_options(L, 5, FN_UNIX_SERVER, 3, TAPIO_CALL_CREATE_UNIX_SERVER,
+                 lb->loop);
   ls = newserver(L, lb, 3, 2);
-  rc = tl_makeoptions(L, 5, lb->loop, &o);
-  if (rc == 0)
-    rc = tapio_create_unix_server(lb->loop, lua_tostring(L, 4), c_factory, ls,
-                                  o, on_served, ls);
+  rc = tapio_create_unix_server(lb->loop, lua_tostring(L, 4), c_factory, ls, o,
+                                on_served, ls);
   tapio_options_free(o);
   return finish(L, ls, rc);
 }

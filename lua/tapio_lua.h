@@ -227,20 +227,12 @@ void tl_checkcallable(lua_State *L, int idx, const char *fn, int n,
 /* tostring() without the base library; pushes the result. */
 const char *tl_tostring(lua_State *L, int idx);
 
-/* Option sets, by the call they are given to. */
-enum {
-  TL_OPTS_CONNECTION,
-  TL_OPTS_UNIX_CONNECTION,
-  TL_OPTS_ACCEPTED,
-  TL_OPTS_SERVER,
-  TL_OPTS_UNIX_SERVER
-};
-/* Checks the options table at idx (nil is fine), raising for unknown
- * names and bad values; allocates nothing. */
-void tl_checkoptions(lua_State *L, int idx, const char *fn, int n, int set);
-/* The checked table as tapio options: *out is NULL for nil. */
-int tl_makeoptions(lua_State *L, int idx, tapio_loop *loop,
-                   tapio_options **out);
+/* The options table at idx (nil: NULL) as tapio options for call (enum
+ * tapio_call), which the caller frees. Raises, having freed them, for a
+ * name the call does not take or a bad value; so call it after every
+ * other argument check and before anything else is made. */
+tapio_options *tl_options(lua_State *L, int idx, const char *fn, int n,
+                          int call, tapio_loop *loop);
 
 void tl_pushaddress(lua_State *L, const char *host, int port, int family);
 int tl_open_util(lua_State *L);

@@ -151,16 +151,16 @@ static int l_create_connection(lua_State *L) {
   host = optstring(L, 4, FN_CONNECT, 2, "host");
   if (!lua_isnil(L, 5))
     port = (int)tl_checkint(L, 5, FN_CONNECT, 3, "port", 0, 65535);
-  tl_checkoptions(L, 6, FN_CONNECT, 4, TL_OPTS_CONNECTION);
+  if (!lua_isnil(L, 6) && !lua_istable(L, 6))
+    return tl_typeerror(L, FN_CONNECT, 4, "opts", 6, "table or nil");
   if (!has_sock(L, 6) && (!host || lua_isnil(L, 5)))
     return tl_argerror(L, FN_CONNECT, 2, "host",
                        "host and port are required unless opts.sock is "
                        "given");
+  o = tl_options(L, 6, FN_CONNECT, 4, TAPIO_CALL_CREATE_CONNECTION, lb->loop);
   lt = pending(L, lb, 3, 2);
-  rc = tl_makeoptions(L, 6, lb->loop, &o);
-  if (rc == 0)
-    rc = tapio_create_connection(lb->loop, host, port, &tl_plain_protocol,
-                                 lt, o, on_connected, lt);
+  rc = tapio_create_connection(lb->loop, host, port, &tl_plain_protocol, lt,
+                               o, on_connected, lt);
   tapio_options_free(o);
   return finish(L, lt, rc);
 }
@@ -176,12 +176,11 @@ static int l_create_unix_connection(lua_State *L) {
   if (lua_type(L, 4) != LUA_TSTRING)
     return tl_typeerror(L, FN_UNIX_CONNECT, 2, "path", 4, "string");
   path = lua_tostring(L, 4);
-  tl_checkoptions(L, 5, FN_UNIX_CONNECT, 3, TL_OPTS_UNIX_CONNECTION);
+  o = tl_options(L, 5, FN_UNIX_CONNECT, 3, TAPIO_CALL_CREATE_UNIX_CONNECTION,
+                 lb->loop);
   lt = pending(L, lb, 3, 2);
-  rc = tl_makeoptions(L, 5, lb->loop, &o);
-  if (rc == 0)
-    rc = tapio_create_unix_connection(lb->loop, path, &tl_plain_protocol,
-                                      lt, o, on_connected, lt);
+  rc = tapio_create_unix_connection(lb->loop, path, &tl_plain_protocol, lt,
+                                    o, on_connected, lt);
   tapio_options_free(o);
   return finish(L, lt, rc);
 }
@@ -195,12 +194,11 @@ static int l_connect_accepted_socket(lua_State *L) {
   int fd, rc;
   tl_checkcallable(L, 3, FN_ACCEPTED, 1, "protocol_factory");
   fd = (int)tl_checkint(L, 4, FN_ACCEPTED, 2, "sock", 0, 0x7fffffff);
-  tl_checkoptions(L, 5, FN_ACCEPTED, 3, TL_OPTS_ACCEPTED);
+  o = tl_options(L, 5, FN_ACCEPTED, 3, TAPIO_CALL_CONNECT_ACCEPTED_SOCKET,
+                 lb->loop);
   lt = pending(L, lb, 3, 2);
-  rc = tl_makeoptions(L, 5, lb->loop, &o);
-  if (rc == 0)
-    rc = tapio_connect_accepted_socket(lb->loop, fd, &tl_plain_protocol, lt,
-                                       o, on_connected, lt);
+  rc = tapio_connect_accepted_socket(lb->loop, fd, &tl_plain_protocol, lt, o,
+                                     on_connected, lt);
   tapio_options_free(o);
   return finish(L, lt, rc);
 }

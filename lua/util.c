@@ -180,108 +180,59 @@ static void open_errors(lua_State *L) {
 
 /* ---- Options ----------------------------------------------------------- */
 
-enum { O_INT, O_BOOL, O_STR, O_FAMILY };
-
-#define C_ (1u << TL_OPTS_CONNECTION)
-#define A_ (1u << TL_OPTS_ACCEPTED)
-#define S_ (1u << TL_OPTS_SERVER)
-#define U_ (1u << TL_OPTS_UNIX_SERVER)
-
-/* The names and ranges capi/tapio.h documents, by the call that takes
- * them: a name another call takes is as unknown here as a misspelling. */
-static const struct {
-  const char *name;
-  int type;
-  lua_Integer min, max;
-  unsigned calls;
-} optdefs[] = {
-  {"local_host", O_STR, 0, 0, C_},
-  {"local_port", O_INT, 0, 65535, C_},
-  {"family", O_FAMILY, 0, 6, C_ | S_},
-  {"sock", O_INT, 0, INT32_MAX, C_ | S_},
-  {"nodelay", O_BOOL, 0, 1, C_ | A_ | S_},
-  {"backlog", O_INT, 0, INT32_MAX, S_ | U_},
-  {"reuse_address", O_BOOL, 0, 1, S_},
-  {"reuse_port", O_BOOL, 0, 1, S_},
-  {"start_serving", O_BOOL, 0, 1, S_ | U_},
-  {"cleanup_socket", O_BOOL, 0, 1, U_},
-};
-
-#define NOPTS (sizeof optdefs / sizeof optdefs[0])
-
-static int find_option(const char *name, int set) {
-  size_t i;
-  for (i = 0; i < NOPTS; i++)
-    if (strcmp(optdefs[i].name, name) == 0 && (optdefs[i].calls & (1u << set)))
-      return (int)i;
-  return -1;
+/* Which options a call takes, their types and what they accept all come
+ * from the core (tapio_option_info): the binding keeps no table of its
+ * own. Raises with o freed. */
+static void option_error(lua_State *L, tapio_options *o, const char *fn,
+                         const char *fmt, const char *name,
+                         const char *expects) {
+  tapio_options_free(o);
+  luaL_error(L, fmt, fn, name, expects);
 }
 
-/* The value at -1 is right for option i, or the reason it is not. */
-static const char *option_problem(lua_State *L, int i) {
-  lua_Integer v;
-  if (optdefs[i].type == O_STR)
-    return lua_type(L, -1) == LUA_TSTRING ? NULL : "string expected";
-  if (optdefs[i].type == O_BOOL && lua_type(L, -1) == LUA_TBOOLEAN)
+/* Sets the option named at -2 to the value at -1. Booleans may also be
+ * given as 0 or 1. */
+static void set_option(lua_State *L, tapio_options *o, const char *fn,
+                       int call) {
+  const char *name = NULL, *expects = "";
+  int type = 0, rc = TAPIO_EINVAL;
+  if (lua_type(L, -2) == LUA_TSTRING)
+    name = lua_tostring(L, -2);
+  if (!name || tapio_option_info(call, name, &type, NULL, NULL,
+                                 &expects) < 0)
+    option_error(L, o, fn, "tapio: %s: unknown option '%s'",
+                 tl_tostring(L, -2), NULL);
+  if (lua_type(L, -1) == LUA_TSTRING && type == TAPIO_OPTION_STR)
+    rc = tapio_options_set_str(o, name, lua_tostring(L, -1));
+  else if (lua_type(L, -1) == LUA_TBOOLEAN && type == TAPIO_OPTION_BOOL)
+    rc = tapio_options_set_int(o, name, lua_toboolean(L, -1));
+  else if (tl_isinteger(L, -1) && type != TAPIO_OPTION_STR)
+    rc = tapio_options_set_int(o, name, (int64_t)lua_tointeger(L, -1));
+  if (rc == TAPIO_ENOMEM)
+    option_error(L, o, fn, "tapio: %s: option '%s': %s", name,
+                 tapio_strerror(rc));
+  if (rc < 0)
+    option_error(L, o, fn, "tapio: %s: bad option '%s' (%s expected)", name,
+                 expects);
+}
+
+tapio_options *tl_options(lua_State *L, int idx, const char *fn, int n,
+                          int call, tapio_loop *loop) {
+  tapio_options *o = NULL;
+  int rc;
+  if (lua_isnoneornil(L, idx))
     return NULL;
-  if (!tl_isinteger(L, -1)) /* booleans may be 0 or 1 as well */
-    return optdefs[i].type == O_BOOL ? "boolean expected" : "integer expected";
-  v = lua_tointeger(L, -1);
-  if (v < optdefs[i].min || v > optdefs[i].max)
-    return "out of range";
-  if (optdefs[i].type == O_FAMILY && v != 0 && v != 4 && v != 6)
-    return "0, 4 or 6 expected";
-  return NULL;
-}
-
-void tl_checkoptions(lua_State *L, int idx, const char *fn, int n, int set) {
-  if (lua_isnil(L, idx) || lua_isnone(L, idx))
-    return;
   if (!lua_istable(L, idx))
     tl_typeerror(L, fn, n, "opts", idx, "table or nil");
+  rc = tapio_options_new(loop, &o);
+  if (rc < 0)
+    luaL_error(L, "tapio: %s: %s", fn, tapio_strerror(rc));
   lua_pushnil(L);
   while (lua_next(L, idx)) {
-    const char *problem;
-    int i = lua_type(L, -2) == LUA_TSTRING
-                ? find_option(lua_tostring(L, -2), set) : -1;
-    if (i < 0)
-      luaL_error(L, "tapio: %s: unknown option '%s'", fn,
-                 tl_tostring(L, -2));
-    problem = option_problem(L, i);
-    if (problem)
-      luaL_error(L, "tapio: %s: bad option '%s' (%s)", fn, optdefs[i].name,
-                 problem);
+    set_option(L, o, fn, call);
     lua_pop(L, 1);
   }
-}
-
-int tl_makeoptions(lua_State *L, int idx, tapio_loop *loop,
-                   tapio_options **out) {
-  int rc;
-  *out = NULL;
-  if (!lua_istable(L, idx))
-    return 0;
-  rc = tapio_options_new(loop, out);
-  if (rc < 0)
-    return rc;
-  lua_pushnil(L);
-  while (lua_next(L, idx)) { /* checked by tl_checkoptions */
-    const char *name = lua_tostring(L, -2);
-    if (lua_type(L, -1) == LUA_TSTRING)
-      rc = tapio_options_set_str(*out, name, lua_tostring(L, -1));
-    else if (lua_type(L, -1) == LUA_TBOOLEAN)
-      rc = tapio_options_set_int(*out, name, lua_toboolean(L, -1));
-    else
-      rc = tapio_options_set_int(*out, name, (int64_t)lua_tointeger(L, -1));
-    lua_pop(L, 1);
-    if (rc < 0) {
-      lua_pop(L, 1); /* the key */
-      tapio_options_free(*out);
-      *out = NULL;
-      break;
-    }
-  }
-  return rc;
+  return o;
 }
 
 /* ---- Addresses --------------------------------------------------------- */

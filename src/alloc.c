@@ -49,7 +49,9 @@ void tapio__strfree(tapio_loop *loop, char *s) {
     tapio__free(loop, s, strlen(s) + 1);
 }
 
-uint64_t tapio_loop_memory(tapio_loop *loop) { return loop->memory; }
+uint64_t tapio_loop_memory(tapio_loop *loop) {
+  return loop ? loop->memory : 0;
+}
 
 char *tapio__read_buffer(tapio_loop *loop) {
   uintptr_t p;

@@ -59,11 +59,13 @@ static void req_connected(connect_req *r) {
   tapio_connect_fn cb = r->cb;
   void *ud = r->cb_ud;
   if (!t) {
+    tapio__addr *a = &r->addrs[r->next - 1];
     t = tapio__stream_new(r->req.loop, r->fd, r->proto, r->proto_ud);
     if (!t) {
       req_fail(r, TAPIO_ENOMEM);
       return;
     }
+    tapio__transport_set_peer(t, (struct sockaddr *)&a->ss, a->len);
     tapio__maybe_nodelay(r->fd, r->af, r->nodelay);
   }
   r->fd = -1;
@@ -227,28 +229,36 @@ static int wrap(tapio_loop *loop, int fd, const tapio_protocol *proto,
   if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
     tapio__maybe_nodelay(fd, ss.ss_family,
                          (int)tapio__opt_int(opts, TAPIO__OPT_NODELAY, 1));
+  len = sizeof ss;
+  if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0)
+    tapio__transport_set_peer(r->t, (struct sockaddr *)&ss, len);
   tapio__request_start(loop, &r->req, req_run, req_cancel);
   return 0;
 }
 
+/* What every create call checks first: its handles and protocol table, a
+ * loop being freed, and options it does not take. */
 static int bad_args(tapio_loop *loop, const tapio_protocol *proto,
-                    tapio_connect_fn cb) {
+                    tapio_connect_fn cb, const tapio_options *opts, int call) {
   if (!loop || !cb || tapio__proto_check(proto, sizeof *proto) < 0)
     return TAPIO_EINVAL;
-  return loop->freeing ? TAPIO_ECLOSED : 0;
+  if (loop->freeing)
+    return TAPIO_ECLOSED;
+  return tapio__opts_check(opts, call);
 }
 
 int tapio_connect_accepted_socket(tapio_loop *loop, int fd,
                                   const tapio_protocol *proto, void *proto_ud,
                                   const tapio_options *opts,
                                   tapio_connect_fn cb, void *cb_ud) {
-  int rc = bad_args(loop, proto, cb);
+  int rc = bad_args(loop, proto, cb, opts,
+                    TAPIO_CALL_CONNECT_ACCEPTED_SOCKET);
   if (rc == 0 && fd < 0)
     rc = TAPIO_EBADF;
   if (rc < 0) {
     if (fd >= 0)
       close(fd);
-    return rc;
+    return tapio__opts_fail(opts, rc);
   }
   return wrap(loop, fd, proto, proto_ud, opts, cb, cb_ud);
 }
@@ -269,18 +279,18 @@ int tapio_create_connection(tapio_loop *loop, const char *host, int port,
                             const tapio_options *opts, tapio_connect_fn cb,
                             void *cb_ud) {
   connect_req *r;
-  const char *local = tapio__opt_local_host(opts);
-  int rc = bad_args(loop, proto, cb);
+  const char *local = tapio__opt_str(opts, TAPIO__OPT_LOCAL_HOST);
+  int rc = bad_args(loop, proto, cb, opts, TAPIO_CALL_CREATE_CONNECTION);
+  int sock = tapio__opt_is_set(opts, TAPIO__OPT_SOCK);
+  if (rc == 0 && sock && ((host && *host) || port))
+    rc = TAPIO_EINVAL; /* host/port and sock exclude each other */
+  if (rc == 0 && !sock && (!host || !*host || port < 0 || port > 65535))
+    rc = TAPIO_EINVAL;
   if (rc < 0)
-    return rc;
-  if (tapio__opt_is_set(opts, TAPIO__OPT_SOCK)) {
-    if ((host && *host) || port)
-      return TAPIO_EINVAL; /* host/port and sock exclude each other */
+    return tapio__opts_fail(opts, rc);
+  if (sock)
     return wrap(loop, (int)tapio__opt_int(opts, TAPIO__OPT_SOCK, -1), proto,
                 proto_ud, opts, cb, cb_ud);
-  }
-  if (!host || !*host || port < 0 || port > 65535)
-    return TAPIO_EINVAL;
   r = req_new(loop, proto, proto_ud, cb, cb_ud);
   if (!r)
     return TAPIO_ENOMEM;
@@ -300,12 +310,12 @@ int tapio_create_unix_connection(tapio_loop *loop, const char *path,
                                  tapio_connect_fn cb, void *cb_ud) {
   tapio__addr probe;
   connect_req *r;
-  int rc = bad_args(loop, proto, cb);
-  (void)opts;
+  int rc = bad_args(loop, proto, cb, opts,
+                    TAPIO_CALL_CREATE_UNIX_CONNECTION);
   if (rc == 0)
     rc = path ? tapio__unix_addr(path, &probe) : TAPIO_EINVAL;
   if (rc < 0)
-    return rc;
+    return tapio__opts_fail(opts, rc);
   r = req_new(loop, proto, proto_ud, cb, cb_ud);
   if (!r)
     return TAPIO_ENOMEM;

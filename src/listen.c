@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <netinet/in.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -19,9 +20,12 @@ typedef struct listen_req {
   int sock, is_unix;
 } listen_req;
 
+/* Also closes the "sock" descriptor if no listener took it. */
 static void req_free(listen_req *r) {
   tapio_loop *loop = r->req.loop;
   size_t i;
+  if (r->sock >= 0)
+    close(r->sock);
   for (i = 0; i < r->nhosts; i++)
     tapio__strfree(loop, r->hosts[i]);
   tapio__free(loop, r->hosts, r->nhosts * sizeof *r->hosts);
@@ -136,8 +140,6 @@ static int bind_all(listen_req *r) {
 static void req_run(tapio__task *task) {
   listen_req *r = TAPIO_CONTAINER(task, listen_req, req.task);
   int rc = r->req.loop->freeing ? TAPIO_ECANCELED : bind_all(r);
-  if (r->sock >= 0)
-    close(r->sock);
   if (rc == 0 && r->start_serving)
     tapio_server_start_serving(r->server);
   finish(r, rc);
@@ -150,6 +152,7 @@ static listen_req *req_new(tapio_loop *loop, tapio_protocol_factory factory,
   if (!r)
     return NULL;
   r->req.loop = loop;
+  r->sock = -1;
   r->hosts = nhosts ? tapio__calloc(loop, nhosts * sizeof *r->hosts) : NULL;
   r->nhosts = r->hosts ? nhosts : 0;
   r->server = tapio__server_new(loop, factory, factory_ud, opts);
@@ -164,7 +167,7 @@ static listen_req *req_new(tapio_loop *loop, tapio_protocol_factory factory,
   r->reuse_address = (int)tapio__opt_int(opts, TAPIO__OPT_REUSE_ADDRESS, 1);
   r->reuse_port = (int)tapio__opt_int(opts, TAPIO__OPT_REUSE_PORT, 0);
   r->start_serving = (int)tapio__opt_int(opts, TAPIO__OPT_START_SERVING, 1);
-  r->sock = (int)tapio__opt_int(opts, TAPIO__OPT_SOCK, -1);
+  r->sock = (int)tapio__opt_int(opts, TAPIO__OPT_SOCK, -1); /* ours now */
   return r;
 }
 
@@ -192,11 +195,15 @@ static int submit(listen_req *r, tapio_server_fn cb, void *cb_ud,
   return 0;
 }
 
+/* What every create call checks first: its handles, a loop being freed,
+ * and options it does not take. */
 static int bad_args(tapio_loop *loop, tapio_protocol_factory factory,
-                    tapio_server_fn cb) {
+                    tapio_server_fn cb, const tapio_options *opts, int call) {
   if (!loop || !factory || !cb)
     return TAPIO_EINVAL;
-  return loop->freeing ? TAPIO_ECLOSED : 0;
+  if (loop->freeing)
+    return TAPIO_ECLOSED;
+  return tapio__opts_check(opts, call);
 }
 
 int tapio_create_server(tapio_loop *loop, const char *const *hosts,
@@ -204,16 +211,17 @@ int tapio_create_server(tapio_loop *loop, const char *const *hosts,
                         void *factory_ud, const tapio_options *opts,
                         tapio_server_fn cb, void *cb_ud) {
   listen_req *r;
-  int rc = bad_args(loop, factory, cb);
-  if (rc == 0 && (port < 0 || port > 65535 || (nhosts && !hosts)))
+  int rc = bad_args(loop, factory, cb, opts, TAPIO_CALL_CREATE_SERVER);
+  if (rc == 0 && (port < 0 || port > 65535 || (nhosts && !hosts) ||
+                  nhosts > SIZE_MAX / sizeof(char *)))
     rc = TAPIO_EINVAL;
   if (rc == 0 && tapio__opt_is_set(opts, TAPIO__OPT_SOCK) && (nhosts || port))
     rc = TAPIO_EINVAL; /* sock excludes host and port, as in asyncio */
   if (rc < 0)
-    return rc;
+    return tapio__opts_fail(opts, rc);
   r = req_new(loop, factory, factory_ud, opts, hosts ? nhosts : 0);
   if (!r)
-    return TAPIO_ENOMEM;
+    return tapio__opts_fail(opts, TAPIO_ENOMEM);
   r->port = port;
   return submit(r, cb, cb_ud, hosts);
 }
@@ -223,7 +231,7 @@ int tapio_create_unix_server(tapio_loop *loop, const char *path,
                              const tapio_options *opts, tapio_server_fn cb,
                              void *cb_ud) {
   listen_req *r;
-  int rc = bad_args(loop, factory, cb);
+  int rc = bad_args(loop, factory, cb, opts, TAPIO_CALL_CREATE_UNIX_SERVER);
   if (rc == 0 && (!path || !*path))
     rc = TAPIO_EINVAL;
   if (rc == 0) {
@@ -231,11 +239,10 @@ int tapio_create_unix_server(tapio_loop *loop, const char *path,
     rc = tapio__unix_addr(path, &probe);
   }
   if (rc < 0)
-    return rc;
+    return tapio__opts_fail(opts, rc);
   r = req_new(loop, factory, factory_ud, opts, 1);
   if (!r)
-    return TAPIO_ENOMEM;
+    return tapio__opts_fail(opts, TAPIO_ENOMEM);
   r->is_unix = 1;
-  r->sock = -1;
   return submit(r, cb, cb_ud, &path);
 }

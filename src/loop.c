@@ -6,7 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 
 /* ---- Time and reporting ------------------------------------------------ */
 
@@ -17,8 +19,7 @@ double tapio__now(void) {
 }
 
 double tapio_loop_time(tapio_loop *loop) {
-  (void)loop;
-  return tapio__now();
+  return loop ? tapio__now() : 0;
 }
 
 static void default_exception(void *ud, tapio_loop *loop, int code,
@@ -33,6 +34,8 @@ static void default_exception(void *ud, tapio_loop *loop, int code,
 
 void tapio_loop_set_exception_handler(tapio_loop *loop, tapio_exception_fn fn,
                                       void *ud) {
+  if (!loop)
+    return;
   loop->exc_fn = fn ? fn : default_exception;
   loop->exc_ud = fn ? ud : NULL;
 }
@@ -45,20 +48,36 @@ void tapio__report(tapio_loop *loop, int code, const char *message,
 void tapio_loop_call_exception_handler(tapio_loop *loop, int code,
                                        const char *message,
                                        tapio_transport *t) {
-  tapio__report(loop, code, message, t);
+  if (loop)
+    tapio__report(loop, code, message, t);
 }
 
-/* libev calls this on a system error it cannot handle (instead of
- * aborting). It names no loop: report through the one running on this
- * thread, or to stderr. */
+/* The loop whose run is on this thread's stack (loops do not nest). */
 static _Thread_local tapio_loop *running_loop;
 
+/* libev calls this on a system error instead of aborting, and goes on
+ * where it called it. In libev 4.33 that is:
+ * - epoll_wait (or poll, select) failing in ev_run: that poll is skipped,
+ *   and a failure that lasts (a broken backend descriptor) would spin the
+ *   loop. The running loop reports it after the poll (libev resets a
+ *   break made inside its poll) and its run ends with TAPIO_ESYSTEM.
+ * - pipe() for libev's signal/async pipe, retried forever. tapio starts no
+ *   ev_async, ev_signal or ev_child watcher, so this cannot happen; if it
+ *   ever did, aborting beats spinning at full speed.
+ * - epoll_create in ev_loop_fork, which tapio never calls, and the
+ *   io_uring, linuxaio, kqueue and port backends, which tapio never picks
+ *   (EVFLAG_NOENV keeps LIBEV_FLAGS from choosing them).
+ * Only a loop's run calls the poll, so a system error outside any run is
+ * the second case. */
 static void on_syserr(const char *msg) {
   int code = tapio__from_errno(errno);
-  if (running_loop)
-    tapio__report(running_loop, code, msg, NULL);
-  else
+  tapio_loop *loop = running_loop;
+  if (!loop) {
     fprintf(stderr, "tapio: %s: %s\n", msg, tapio_strerror(code));
+    abort();
+  }
+  loop->syserr = code;
+  loop->syserr_msg = msg; /* libev's messages are literals */
 }
 
 static pthread_once_t syserr_once = PTHREAD_ONCE_INIT;
@@ -67,7 +86,7 @@ static void install_syserr(void) { ev_set_syserr_cb(on_syserr); }
 /* ---- Ready queue ------------------------------------------------------- */
 
 static void update_idle(tapio_loop *loop) {
-  if (loop->ready_head || loop->due) {
+  if (loop->ready_head || !tapio__list_empty(&loop->due)) {
     if (!ev_is_active(&loop->idle))
       ev_idle_start(loop->ev, &loop->idle);
   } else if (ev_is_active(&loop->idle)) {
@@ -105,7 +124,12 @@ static void on_check(struct ev_loop *ev, ev_check *w, int revents) {
   tapio_loop *loop = TAPIO_CONTAINER(w, tapio_loop, check);
   (void)ev;
   (void)revents;
-  if (loop->due)
+  if (loop->syserr_msg) {
+    tapio__report(loop, loop->syserr, loop->syserr_msg, NULL);
+    loop->syserr_msg = NULL;
+    ev_break(loop->ev, EVBREAK_ALL);
+  }
+  if (!tapio__list_empty(&loop->due))
     tapio__queue_due(loop);
   if (loop->ready_head)
     run_queued(loop);
@@ -145,16 +169,33 @@ void tapio__requests_cancel_all(tapio_loop *loop) {
 
 /* ---- Thread-safe calls ------------------------------------------------- */
 
+/* The wakeup is an eventfd of tapio's own rather than libev's ev_async:
+ * libev makes the async descriptor while starting the watcher and retries
+ * forever when that fails (see on_syserr); tapio makes it in
+ * tapio_loop_new, where running out of descriptors is an error code. */
+
 struct tapio__ts_call {
   tapio__ts_call *next;
   tapio_call_fn fn;
   void *ud;
 };
 
-/* Nodes come from malloc: the loop's allocator need not be thread-safe. */
+static void wake(tapio_loop *loop) {
+  uint64_t one = 1;
+  ssize_t n;
+  do
+    n = write(loop->wakeup_fd, &one, sizeof one);
+  while (n < 0 && errno == EINTR);
+  /* EAGAIN: the counter is full, so the loop wakes anyway */
+}
+
+/* Nodes come from malloc: the loop's allocator need not be thread-safe.
+ * Only a call that finds the queue empty writes to the eventfd: the loop
+ * takes the whole queue after each wakeup. */
 int tapio_call_soon_threadsafe(tapio_loop *loop, tapio_call_fn fn, void *ud) {
   tapio__ts_call *c;
-  if (!fn)
+  int was_empty;
+  if (!loop || !fn)
     return TAPIO_EINVAL;
   c = malloc(sizeof *c);
   if (!c)
@@ -163,13 +204,15 @@ int tapio_call_soon_threadsafe(tapio_loop *loop, tapio_call_fn fn, void *ud) {
   c->fn = fn;
   c->ud = ud;
   pthread_mutex_lock(&loop->ts_lock);
+  was_empty = loop->ts_head == NULL;
   if (loop->ts_tail)
     loop->ts_tail->next = c;
   else
     loop->ts_head = c;
   loop->ts_tail = c;
   pthread_mutex_unlock(&loop->ts_lock);
-  ev_async_send(loop->ev, &loop->wakeup);
+  if (was_empty)
+    wake(loop);
   return 0;
 }
 
@@ -182,28 +225,63 @@ static tapio__ts_call *take_ts_calls(tapio_loop *loop) {
   return c;
 }
 
-static void on_wakeup(struct ev_loop *ev, ev_async *w, int revents) {
-  tapio_loop *loop = TAPIO_CONTAINER(w, tapio_loop, wakeup);
-  tapio__ts_call *c = take_ts_calls(loop);
-  (void)ev;
-  (void)revents;
+/* Runs each call of the list (or only frees it: the loop is going). */
+static void run_ts_calls(tapio__ts_call *c, int run) {
   while (c) {
     tapio__ts_call *next = c->next;
-    c->fn(c->ud);
+    if (run)
+      c->fn(c->ud);
     free(c);
     c = next;
   }
 }
 
+static void on_wakeup(struct ev_loop *ev, ev_io *w, int revents) {
+  tapio_loop *loop = TAPIO_CONTAINER(w, tapio_loop, wakeup);
+  uint64_t count;
+  (void)ev;
+  (void)revents;
+  /* reset the counter first: a call queued after it wakes us again */
+  while (read(w->fd, &count, sizeof count) < 0 && errno == EINTR)
+    ;
+  run_ts_calls(take_ts_calls(loop), 1);
+}
+
 /* ---- Create and free --------------------------------------------------- */
 
+/* epoll where libev recommends it: when epoll_create fails (no descriptor
+ * left), libev would quietly fall back to poll; asked for epoll alone, it
+ * fails, and errno says why. */
+static unsigned backend_flags(void) {
+  unsigned flags = EVFLAG_NOENV | EVFLAG_NOSIGMASK;
+  if (ev_recommended_backends() & EVBACKEND_EPOLL)
+    flags |= EVBACKEND_EPOLL;
+  return flags;
+}
+
+static int make_ev(tapio_loop *loop) {
+  loop->wakeup_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (loop->wakeup_fd < 0)
+    return tapio__from_errno(errno);
+  errno = 0;
+  loop->ev = ev_loop_new(backend_flags());
+  if (!loop->ev) {
+    int rc = errno ? tapio__from_errno(errno) : TAPIO_ENOMEM;
+    close(loop->wakeup_fd);
+    return rc;
+  }
+  return 0;
+}
+
 static int loop_init(tapio_loop *loop) {
+  int rc;
   pthread_once(&syserr_once, install_syserr);
-  loop->ev = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
-  if (!loop->ev)
-    return TAPIO_ENOMEM;
+  rc = make_ev(loop);
+  if (rc < 0)
+    return rc;
   if (pthread_mutex_init(&loop->ts_lock, NULL) != 0) {
     ev_loop_destroy(loop->ev);
+    close(loop->wakeup_fd);
     return TAPIO_ENOMEM;
   }
   loop->exc_fn = default_exception;
@@ -211,13 +289,14 @@ static int loop_init(tapio_loop *loop) {
   tapio__list_init(&loop->transports);
   tapio__list_init(&loop->servers);
   tapio__list_init(&loop->requests);
+  tapio__list_init(&loop->due);
   ev_check_init(&loop->check, on_check);
   ev_set_priority(&loop->check, EV_MINPRI);
   ev_check_start(loop->ev, &loop->check);
   ev_unref(loop->ev);
   ev_idle_init(&loop->idle, on_idle);
-  ev_async_init(&loop->wakeup, on_wakeup);
-  ev_async_start(loop->ev, &loop->wakeup);
+  ev_io_init(&loop->wakeup, on_wakeup, loop->wakeup_fd, EV_READ);
+  ev_io_start(loop->ev, &loop->wakeup);
   ev_set_userdata(loop->ev, loop);
   return 0;
 }
@@ -259,7 +338,8 @@ static void drain(tapio_loop *loop) {
     tapio__queue_due(loop);
     while (loop->ready_head)
       run_queued(loop);
-  } while ((loop->ready_head || loop->due) && ++guard < 1000);
+  } while ((loop->ready_head || !tapio__list_empty(&loop->due)) &&
+           ++guard < 1000);
 }
 
 int tapio_loop_free(tapio_loop *loop) {
@@ -281,10 +361,11 @@ int tapio_loop_free(tapio_loop *loop) {
   drain(loop);
   tapio__servers_free_all(loop);
   tapio__handles_free_all(loop);
-  free(take_ts_calls(loop)); /* never run: the loop is gone */
+  run_ts_calls(take_ts_calls(loop), 0); /* dropped unrun, as call_soon's */
   tapio__free(loop, loop->rbuf_block, TAPIO__RBUF_SIZE + TAPIO__RBUF_ALIGN);
-  ev_async_stop(loop->ev, &loop->wakeup);
+  ev_io_stop(loop->ev, &loop->wakeup);
   ev_loop_destroy(loop->ev);
+  close(loop->wakeup_fd);
   pthread_mutex_destroy(&loop->ts_lock);
   loop->alloc(loop->alloc_ud, loop, sizeof *loop, 0);
   return 0;
@@ -292,40 +373,44 @@ int tapio_loop_free(tapio_loop *loop) {
 
 /* ---- Running ----------------------------------------------------------- */
 
+/* One run of the loop: tapio_loop_run (flags 0) or run_once. A stop asked
+ * for while it runs ends it and is spent with it; one asked for before
+ * makes it handle what is ready without waiting, then return, as asyncio's
+ * run_forever does after an early stop(). */
 static int run(tapio_loop *loop, int flags) {
-  tapio_loop *outer = running_loop;
-  if (loop->running)
+  if (!loop)
+    return TAPIO_EINVAL;
+  if (running_loop) /* this loop, or another one on this thread */
     return TAPIO_ERUNNING;
+  if (loop->freeing)
+    return TAPIO_ECLOSED;
+  if (loop->stop_requested)
+    flags = EVRUN_NOWAIT;
   loop->running = 1;
+  loop->syserr = 0;
+  loop->syserr_msg = NULL;
   running_loop = loop;
   ev_run(loop->ev, flags);
-  running_loop = outer;
+  running_loop = NULL;
   loop->running = 0;
-  return 0;
+  loop->stop_requested = 0;
+  return loop->syserr ? TAPIO_ESYSTEM : 0;
 }
 
-int tapio_loop_run(tapio_loop *loop) {
-  int rc;
-  if (loop->running)
-    return TAPIO_ERUNNING;
-  /* asyncio: stop() before run_forever() runs one iteration, then stops. */
-  if (loop->stop_requested) {
-    rc = run(loop, EVRUN_NOWAIT);
-  } else {
-    rc = run(loop, 0);
-  }
-  loop->stop_requested = 0;
-  return rc;
-}
+int tapio_loop_run(tapio_loop *loop) { return run(loop, 0); }
 
 int tapio_loop_run_once(tapio_loop *loop, int wait) {
   return run(loop, wait ? EVRUN_ONCE : EVRUN_NOWAIT);
 }
 
 void tapio_loop_stop(tapio_loop *loop) {
+  if (!loop)
+    return;
   loop->stop_requested = 1;
   if (loop->running)
     ev_break(loop->ev, EVBREAK_ALL);
 }
 
-int tapio_loop_is_running(tapio_loop *loop) { return loop->running; }
+int tapio_loop_is_running(tapio_loop *loop) {
+  return loop ? loop->running : 0;
+}

@@ -1,32 +1,103 @@
-/* Keyword options for the create_* calls. */
+/* Keyword options for the create_* calls: one table declares every option
+ * once, with the calls that take it, its type and its range; the set
+ * functions, the create calls and the bindings (tapio_option_info) all
+ * read it. A new option is one row here and one enum tapio__opt value. */
 #include "tapio_int.h"
 
 #include <string.h>
+#include <unistd.h>
+
+#define CONN (1u << TAPIO_CALL_CREATE_CONNECTION)
+#define UCONN (1u << TAPIO_CALL_CREATE_UNIX_CONNECTION)
+#define ACCEPTED (1u << TAPIO_CALL_CONNECT_ACCEPTED_SOCKET)
+#define SERVER (1u << TAPIO_CALL_CREATE_SERVER)
+#define USERVER (1u << TAPIO_CALL_CREATE_UNIX_SERVER)
+#define NCALLS 6 /* one past the last enum tapio_call */
+
+typedef struct optdef {
+  const char *name;
+  int type;                /* enum tapio_option_type */
+  int64_t min, max;
+  int (*valid)(int64_t v); /* a rule beyond the range, or NULL */
+  const char *expects;     /* what it accepts, in words */
+  unsigned calls;          /* bit per enum tapio_call */
+} optdef;
+
+static int is_family(int64_t v) { return v == 0 || v == 4 || v == 6; }
+
+/* `expects` reads as "<expects> expected" in an error message. */
+#define INT_OPT(name, lo, hi, calls) \
+  {name, TAPIO_OPTION_INT, lo, hi, NULL, "integer " #lo ".." #hi, calls}
+#define BOOL_OPT(name, calls) \
+  {name, TAPIO_OPTION_BOOL, 0, 1, NULL, "boolean", calls}
+#define STR_OPT(name, calls) \
+  {name, TAPIO_OPTION_STR, 0, 0, NULL, "string", calls}
+
+static const optdef optdefs[TAPIO__OPT_COUNT] = {
+  [TAPIO__OPT_LOCAL_HOST] = STR_OPT("local_host", CONN),
+  [TAPIO__OPT_LOCAL_PORT] = INT_OPT("local_port", 0, 65535, CONN),
+  [TAPIO__OPT_FAMILY] = {"family", TAPIO_OPTION_INT, 0, 6, is_family,
+                         "0, 4 or 6", CONN | SERVER},
+  [TAPIO__OPT_SOCK] = INT_OPT("sock", 0, 2147483647, CONN | SERVER),
+  [TAPIO__OPT_NODELAY] = BOOL_OPT("nodelay", CONN | ACCEPTED | SERVER),
+  [TAPIO__OPT_BACKLOG] = INT_OPT("backlog", 0, 2147483647, SERVER | USERVER),
+  [TAPIO__OPT_REUSE_ADDRESS] = BOOL_OPT("reuse_address", SERVER),
+  [TAPIO__OPT_REUSE_PORT] = BOOL_OPT("reuse_port", SERVER),
+  [TAPIO__OPT_START_SERVING] = BOOL_OPT("start_serving", SERVER | USERVER),
+  [TAPIO__OPT_CLEANUP_SOCKET] = BOOL_OPT("cleanup_socket", USERVER),
+};
 
 struct tapio_options {
   tapio_loop *loop;
-  uint32_t set;                 /* bit per enum tapio__opt */
-  int64_t ints[TAPIO__OPT_NINT];
-  char *local_host;
+  uint32_t set;                        /* bit per enum tapio__opt */
+  int64_t ints[TAPIO__OPT_COUNT];
+  char *strs[TAPIO__OPT_COUNT];
 };
 
-static const struct {
-  const char *name;
-  int64_t min, max;
-} int_options[TAPIO__OPT_NINT] = {
-  [TAPIO__OPT_LOCAL_PORT] = {"local_port", 0, 65535},
-  [TAPIO__OPT_FAMILY] = {"family", 0, 6},
-  [TAPIO__OPT_SOCK] = {"sock", 0, INT32_MAX},
-  [TAPIO__OPT_NODELAY] = {"nodelay", 0, 1},
-  [TAPIO__OPT_BACKLOG] = {"backlog", 0, INT32_MAX},
-  [TAPIO__OPT_REUSE_ADDRESS] = {"reuse_address", 0, 1},
-  [TAPIO__OPT_REUSE_PORT] = {"reuse_port", 0, 1},
-  [TAPIO__OPT_START_SERVING] = {"start_serving", 0, 1},
-  [TAPIO__OPT_CLEANUP_SOCKET] = {"cleanup_socket", 0, 1},
-};
+/* The option called name that call takes (call 0: any call), or -1. */
+static int find(const char *name, int call) {
+  int i;
+  if (!name || call < 0 || call >= NCALLS)
+    return -1;
+  for (i = 0; i < TAPIO__OPT_COUNT; i++)
+    if (strcmp(optdefs[i].name, name) == 0 &&
+        (call == 0 || (optdefs[i].calls & (1u << call))))
+      return i;
+  return -1;
+}
+
+int tapio_option_info(int call, const char *name, int *type, int64_t *min,
+                      int64_t *max, const char **expects) {
+  int i = find(name, call);
+  if (call <= 0 || call >= NCALLS || !name)
+    return TAPIO_EINVAL;
+  if (i < 0)
+    return TAPIO_ENOENT;
+  if (type)
+    *type = optdefs[i].type;
+  if (min)
+    *min = optdefs[i].min;
+  if (max)
+    *max = optdefs[i].max;
+  if (expects)
+    *expects = optdefs[i].expects;
+  return 0;
+}
+
+const char *tapio_option_name(int call, size_t n) {
+  int i;
+  if (call <= 0 || call >= NCALLS)
+    return NULL;
+  for (i = 0; i < TAPIO__OPT_COUNT; i++)
+    if ((optdefs[i].calls & (1u << call)) && n-- == 0)
+      return optdefs[i].name;
+  return NULL;
+}
 
 int tapio_options_new(tapio_loop *loop, tapio_options **out) {
   tapio_options *o;
+  if (out)
+    *out = NULL;
   if (!loop || !out)
     return TAPIO_EINVAL;
   o = tapio__calloc(loop, sizeof *o);
@@ -38,41 +109,52 @@ int tapio_options_new(tapio_loop *loop, tapio_options **out) {
 }
 
 void tapio_options_free(tapio_options *o) {
+  int i;
   if (!o)
     return;
-  tapio__strfree(o->loop, o->local_host);
+  for (i = 0; i < TAPIO__OPT_COUNT; i++)
+    tapio__strfree(o->loop, o->strs[i]);
   tapio__free(o->loop, o, sizeof *o);
 }
 
 int tapio_options_set_int(tapio_options *o, const char *name, int64_t value) {
-  int i;
-  if (!o || !name)
+  int i = find(name, 0);
+  const optdef *d = i >= 0 ? &optdefs[i] : NULL;
+  if (!o || !d || d->type == TAPIO_OPTION_STR || value < d->min ||
+      value > d->max || (d->valid && !d->valid(value)))
     return TAPIO_EINVAL;
-  for (i = 0; i < TAPIO__OPT_NINT; i++) {
-    if (strcmp(name, int_options[i].name) != 0)
-      continue;
-    if (value < int_options[i].min || value > int_options[i].max)
-      return TAPIO_EINVAL;
-    if (i == TAPIO__OPT_FAMILY && value != 0 && value != 4 && value != 6)
-      return TAPIO_EINVAL;
-    o->ints[i] = value;
-    o->set |= 1u << i;
-    return 0;
-  }
-  return TAPIO_EINVAL;
+  o->ints[i] = value;
+  o->set |= 1u << i;
+  return 0;
 }
 
 int tapio_options_set_str(tapio_options *o, const char *name,
                           const char *value) {
+  int i = find(name, 0);
   char *copy;
-  if (!o || !name || !value || strcmp(name, "local_host") != 0)
+  if (!o || !value || i < 0 || optdefs[i].type != TAPIO_OPTION_STR)
     return TAPIO_EINVAL;
   copy = tapio__strdup(o->loop, value);
   if (!copy)
     return TAPIO_ENOMEM;
-  tapio__strfree(o->loop, o->local_host);
-  o->local_host = copy;
+  tapio__strfree(o->loop, o->strs[i]);
+  o->strs[i] = copy;
+  o->set |= 1u << i;
   return 0;
+}
+
+int tapio__opts_check(const tapio_options *o, int call) {
+  int i;
+  for (i = 0; o && i < TAPIO__OPT_COUNT; i++)
+    if ((o->set & (1u << i)) && !(optdefs[i].calls & (1u << call)))
+      return TAPIO_EINVAL;
+  return 0;
+}
+
+int tapio__opts_fail(const tapio_options *o, int code) {
+  if (tapio__opt_is_set(o, TAPIO__OPT_SOCK))
+    close((int)o->ints[TAPIO__OPT_SOCK]);
+  return code;
 }
 
 int tapio__opt_is_set(const tapio_options *o, enum tapio__opt which) {
@@ -84,6 +166,6 @@ int64_t tapio__opt_int(const tapio_options *o, enum tapio__opt which,
   return tapio__opt_is_set(o, which) ? o->ints[which] : dflt;
 }
 
-const char *tapio__opt_local_host(const tapio_options *o) {
-  return o ? o->local_host : NULL;
+const char *tapio__opt_str(const tapio_options *o, enum tapio__opt which) {
+  return tapio__opt_is_set(o, which) ? o->strs[which] : NULL;
 }

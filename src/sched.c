@@ -1,17 +1,21 @@
 /* Scheduled calls: call_soon, call_later, call_at and their handles. */
 #include "tapio_int.h"
 
+#include <math.h>
+
 struct tapio_handle {
   tapio__task task;      /* in the ready queue */
   ev_timer timer;        /* call_later / call_at */
   tapio__link link;      /* loop->handles */
+  tapio__link due;       /* loop->due: fired, waiting for the check */
   tapio_loop *loop;
-  tapio_handle *next_due;
+  tapio_handle *next_due; /* while the due list is sorted */
   tapio_call_fn fn;
   void *ud;
   double when;           /* -1 for call_soon */
   uint64_t seq;
   uint8_t refs;          /* the loop's while pending, the caller's */
+  uint8_t released;      /* the caller gave its reference back */
   uint8_t cancelled;
   uint8_t state;         /* where the loop holds it */
 };
@@ -57,53 +61,104 @@ static tapio_handle *handle_new(tapio_loop *loop, tapio_call_fn fn, void *ud,
   return h;
 }
 
-static int bad_call(tapio_loop *loop, tapio_call_fn fn) {
+/* A call that made no handle: *out is NULL and the reason returned. */
+static int no_call(tapio_handle **out, int code) {
+  if (out)
+    *out = NULL;
+  return code;
+}
+
+static int bad_call(tapio_loop *loop, tapio_call_fn fn, tapio_handle **out) {
   if (!loop || !fn)
-    return TAPIO_EINVAL;
-  return loop->freeing ? TAPIO_ECLOSED : TAPIO_ENOMEM;
+    return no_call(out, TAPIO_EINVAL);
+  return no_call(out, loop->freeing ? TAPIO_ECLOSED : TAPIO_ENOMEM);
 }
 
 int tapio_call_soon(tapio_loop *loop, tapio_call_fn fn, void *ud,
                     tapio_handle **out) {
   tapio_handle *h = loop ? handle_new(loop, fn, ud, out) : NULL;
   if (!h)
-    return bad_call(loop, fn);
+    return bad_call(loop, fn, out);
   tapio__task_post(loop, &h->task);
   return 0;
 }
 
-/* A fired timer joins the due list, kept sorted by (when, seq) so that
- * calls due together run in the order they were scheduled. */
+/* A fired timer joins the due list in the order libev fires it, which is
+ * almost the order of due times; the list is sorted once per iteration. */
 static void on_timer(struct ev_loop *ev, ev_timer *w, int revents) {
   tapio_handle *h = TAPIO_CONTAINER(w, tapio_handle, timer);
-  tapio_handle **p = &h->loop->due;
   (void)ev;
   (void)revents;
-  while (*p && ((*p)->when < h->when ||
-                ((*p)->when == h->when && (*p)->seq < h->seq)))
-    p = &(*p)->next_due;
-  h->next_due = *p;
-  *p = h;
+  tapio__list_push(&h->loop->due, &h->due);
   h->state = H_DUE;
 }
 
+/* Calls due together run in the order they were scheduled. */
+static int due_before(const tapio_handle *a, const tapio_handle *b) {
+  return a->when < b->when || (a->when == b->when && a->seq < b->seq);
+}
+
+static tapio_handle *merge(tapio_handle *a, tapio_handle *b) {
+  tapio_handle *out = NULL, **tail = &out;
+  while (a && b) {
+    tapio_handle **first = due_before(b, a) ? &b : &a;
+    *tail = *first;
+    tail = &(*first)->next_due;
+    *first = *tail;
+  }
+  *tail = a ? a : b;
+  return out;
+}
+
+/* A merge sort of the chain that merges the runs already in order: one
+ * pass when libev fired the timers in order, k log k at worst. bins[i]
+ * holds up to 2^i runs merged, as the digits of a binary counter. */
+static tapio_handle *sort_chain(tapio_handle *list) {
+  tapio_handle *bins[64] = {NULL}, *out = NULL;
+  size_t i;
+  while (list) {
+    tapio_handle *run = list, *end = list;
+    while (end->next_due && !due_before(end->next_due, end))
+      end = end->next_due;
+    list = end->next_due;
+    end->next_due = NULL;
+    for (i = 0; bins[i]; i++) {
+      run = merge(bins[i], run);
+      bins[i] = NULL;
+    }
+    bins[i] = run;
+  }
+  for (i = 0; i < 64; i++)
+    if (bins[i])
+      out = merge(bins[i], out);
+  return out;
+}
+
+/* Moves the due list into the ready queue, sorted by (when, seq). */
 void tapio__queue_due(tapio_loop *loop) {
-  tapio_handle *h = loop->due;
-  loop->due = NULL;
-  while (h) {
-    tapio_handle *next = h->next_due;
+  tapio_handle *h = NULL, **tail = &h;
+  tapio__link *l;
+  for (l = loop->due.next; l != &loop->due; l = l->next) {
+    *tail = TAPIO_CONTAINER(l, tapio_handle, due);
+    tail = &(*tail)->next_due;
+  }
+  *tail = NULL;
+  tapio__list_init(&loop->due);
+  for (h = sort_chain(h); h; h = h->next_due) {
     h->state = H_READY;
     tapio__task_post(loop, &h->task);
-    h = next;
   }
 }
 
 int tapio_call_at(tapio_loop *loop, double when, tapio_call_fn fn, void *ud,
                   tapio_handle **out) {
-  tapio_handle *h = loop ? handle_new(loop, fn, ud, out) : NULL;
+  tapio_handle *h;
   double after;
+  if (isnan(when)) /* never due, and no place in the order of due times */
+    return no_call(out, TAPIO_EINVAL);
+  h = loop ? handle_new(loop, fn, ud, out) : NULL;
   if (!h)
-    return bad_call(loop, fn);
+    return bad_call(loop, fn, out);
   h->when = when;
   /* libev counts from its cached time; refresh it so a timer never fires
    * before `when` on tapio's clock. */
@@ -117,18 +172,10 @@ int tapio_call_at(tapio_loop *loop, double when, tapio_call_fn fn, void *ud,
 
 int tapio_call_later(tapio_loop *loop, double delay, tapio_call_fn fn,
                      void *ud, tapio_handle **out) {
-  if (!loop)
-    return TAPIO_EINVAL;
+  if (!loop || isnan(delay))
+    return no_call(out, TAPIO_EINVAL);
   return tapio_call_at(loop, tapio__now() + (delay > 0 ? delay : 0), fn, ud,
                        out);
-}
-
-static void unlink_due(tapio_handle *h) {
-  tapio_handle **p = &h->loop->due;
-  while (*p && *p != h)
-    p = &(*p)->next_due;
-  if (*p)
-    *p = h->next_due;
 }
 
 void tapio_handle_cancel(tapio_handle *h) {
@@ -140,20 +187,24 @@ void tapio_handle_cancel(tapio_handle *h) {
   if (h->state == H_TIMER)
     ev_timer_stop(h->loop->ev, &h->timer);
   else if (h->state == H_DUE)
-    unlink_due(h);
+    tapio__list_remove(&h->due);
   else
     return;
   h->state = H_DONE;
   handle_unref(h);
 }
 
-int tapio_handle_cancelled(tapio_handle *h) { return h->cancelled; }
+int tapio_handle_cancelled(tapio_handle *h) { return h ? h->cancelled : 0; }
 
-double tapio_handle_when(tapio_handle *h) { return h->when; }
+double tapio_handle_when(tapio_handle *h) { return h ? h->when : -1; }
 
+/* A second release while the loop still holds the handle does nothing:
+ * the loop's own reference is never the caller's to drop. */
 void tapio_handle_release(tapio_handle *h) {
-  if (h)
-    handle_unref(h);
+  if (!h || h->released)
+    return;
+  h->released = 1;
+  handle_unref(h);
 }
 
 /* tapio_loop_free: no user call runs during teardown. */

@@ -111,7 +111,8 @@ static void accept_failed(tapio_server *s, int err) {
   }
 }
 
-static void accept_one(tapio_server *s, int fd, int af) {
+static void accept_one(tapio_server *s, int fd, const tapio__ipaddr *peer,
+                       socklen_t peerlen, int af) {
   const tapio_protocol *proto = NULL;
   void *ud = NULL;
   tapio_transport *t;
@@ -135,6 +136,7 @@ static void accept_one(tapio_server *s, int fd, int af) {
     return;
   }
   tapio__maybe_nodelay(fd, af, s->nodelay);
+  tapio__transport_set_peer(t, &peer->sa, peerlen);
   t->server = s;
   tapio__list_push(&s->clients, &t->slink);
   s->nclients++;
@@ -150,9 +152,11 @@ static void on_accept(struct ev_loop *ev, ev_io *w, int revents) {
   s->busy++;
   /* Bounded, as asyncio bounds it by the backlog: other work goes on. */
   for (i = 0; i < (s->backlog > 0 ? s->backlog : 1) && s->serving; i++) {
-    int fd = accept4(w->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    tapio__ipaddr peer; /* a long Unix path is cut: not kept then */
+    socklen_t len = sizeof peer;
+    int fd = accept4(w->fd, &peer.sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) {
-      accept_one(s, fd, l->af);
+      accept_one(s, fd, &peer, len, l->af);
     } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
       break;
     } else if (errno != EINTR && errno != ECONNABORTED) {
@@ -175,6 +179,8 @@ void tapio__server_detach(tapio_server *s, tapio_transport *t) {
 /* ---- Public methods ---------------------------------------------------- */
 
 int tapio_server_start_serving(tapio_server *s) {
+  if (!s)
+    return TAPIO_EINVAL;
   if (s->closed)
     return TAPIO_ECLOSED;
   if (!s->serving) {
@@ -185,7 +191,7 @@ int tapio_server_start_serving(tapio_server *s) {
 }
 
 int tapio_server_is_serving(tapio_server *s) {
-  return s->serving && !s->closed;
+  return s && s->serving && !s->closed;
 }
 
 static void close_listeners(tapio_server *s) {
@@ -207,6 +213,8 @@ static void close_listeners(tapio_server *s) {
 }
 
 int tapio_server_close(tapio_server *s) {
+  if (!s)
+    return TAPIO_EINVAL;
   if (s->closed)
     return 0;
   s->closed = 1;
@@ -225,20 +233,26 @@ static void each_client(tapio_server *s, int (*fn)(tapio_transport *)) {
 }
 
 int tapio_server_close_clients(tapio_server *s) {
+  if (!s)
+    return TAPIO_EINVAL;
   each_client(s, tapio_transport_close);
   return 0;
 }
 
 int tapio_server_abort_clients(tapio_server *s) {
+  if (!s)
+    return TAPIO_EINVAL;
   each_client(s, tapio_transport_abort);
   return 0;
 }
 
-size_t tapio_server_client_count(tapio_server *s) { return s->nclients; }
+size_t tapio_server_client_count(tapio_server *s) {
+  return s ? s->nclients : 0;
+}
 
 int tapio_server_wait_closed(tapio_server *s, tapio_closed_fn cb, void *ud) {
   waiter *w;
-  if (!cb)
+  if (!s || !cb)
     return TAPIO_EINVAL;
   if (s->loop->freeing)
     return TAPIO_ECLOSED;
@@ -253,20 +267,22 @@ int tapio_server_wait_closed(tapio_server *s, tapio_closed_fn cb, void *ud) {
   return 0;
 }
 
-size_t tapio_server_socket_count(tapio_server *s) { return s->nls; }
+size_t tapio_server_socket_count(tapio_server *s) { return s ? s->nls : 0; }
 
 int tapio_server_get_address(tapio_server *s, size_t i, char *host,
                              size_t hostlen, int *port, int *family) {
-  if (i >= s->nls)
+  if (!s || i >= s->nls)
     return TAPIO_EINVAL;
   return tapio__fd_name(s->ls[i].io.fd, 0, host, hostlen, port, family);
 }
 
 int tapio_server_get_fd(tapio_server *s, size_t i) {
-  return i < s->nls ? s->ls[i].io.fd : TAPIO_EINVAL;
+  return s && i < s->nls ? s->ls[i].io.fd : TAPIO_EINVAL;
 }
 
-tapio_loop *tapio_server_get_loop(tapio_server *s) { return s->loop; }
+tapio_loop *tapio_server_get_loop(tapio_server *s) {
+  return s ? s->loop : NULL;
+}
 
 void tapio_server_release(tapio_server *s) {
   if (!s || s->released)

@@ -4,6 +4,8 @@
  * sockets today, through tapio__socket_io. */
 #include "tapio_int.h"
 
+#include <stddef.h>
+#include <stdint.h>
 #include <unistd.h>
 
 static void on_readable(struct ev_loop *ev, ev_io *w, int revents);
@@ -193,7 +195,7 @@ int tapio_transport_write(tapio_transport *t, const void *data, size_t len) {
   const char *p = data;
   if (rc < 0 || len == 0)
     return rc;
-  if (!data)
+  if (!data || len > PTRDIFF_MAX) /* no object is larger */
     return TAPIO_EINVAL;
   s = tapio__to_stream(t);
   if (t->wsize == 0) {
@@ -224,6 +226,21 @@ static int gather(const void *const *bufs, const size_t *lens, size_t n,
   return cnt;
 }
 
+/* Before anything is sent: a NULL buffer with a length, or lengths that
+ * add up past what any object can hold, are TAPIO_EINVAL, as for write. */
+static int check_lines(const void *const *bufs, const size_t *lens,
+                       size_t n) {
+  size_t i, total = 0;
+  if (!bufs || !lens)
+    return TAPIO_EINVAL;
+  for (i = 0; i < n; i++) {
+    if ((lens[i] && !bufs[i]) || lens[i] > (size_t)PTRDIFF_MAX - total)
+      return TAPIO_EINVAL;
+    total += lens[i];
+  }
+  return 0;
+}
+
 int tapio_transport_writelines(tapio_transport *t, const void *const *bufs,
                                const size_t *lens, size_t n) {
   struct iovec iov[TAPIO__MAX_IOV];
@@ -232,8 +249,9 @@ int tapio_transport_writelines(tapio_transport *t, const void *const *bufs,
   tapio__stream *s;
   if (rc < 0 || n == 0)
     return rc;
-  if (!bufs || !lens)
-    return TAPIO_EINVAL;
+  rc = check_lines(bufs, lens, n);
+  if (rc < 0)
+    return rc;
   s = tapio__to_stream(t);
   while (t->wsize == 0 && i < n) {
     size_t first = i, total;

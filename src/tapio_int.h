@@ -12,6 +12,7 @@
 #include <ev.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/uio.h>
@@ -67,14 +68,17 @@ struct tapio_loop {
   tapio_alloc_fn alloc;
   void *alloc_ud;
   uint64_t memory;
-  int running;        /* depth guard: run/run_once on the stack */
-  int stop_requested;
+  int running;        /* run/run_once on the stack */
+  int stop_requested; /* tapio_loop_stop: spent by the run it applies to */
+  int syserr;         /* libev reported a system error during this run */
+  const char *syserr_msg; /* its message, until reported */
   int freeing;        /* tapio_loop_free is tearing down */
   ev_check check;     /* runs the ready queue after each poll */
   ev_idle idle;       /* keeps the poll non-blocking while tasks wait */
-  ev_async wakeup;    /* call_soon_threadsafe; keeps run() alive */
+  ev_io wakeup;       /* call_soon_threadsafe; keeps run() alive */
+  int wakeup_fd;      /* its eventfd */
   tapio__task *ready_head, *ready_tail;
-  tapio_handle *due;  /* timers fired this iteration, by (when, seq) */
+  tapio__link due;    /* timers fired this iteration, not yet queued */
   uint64_t seq;
   pthread_mutex_t ts_lock;
   tapio__ts_call *ts_head, *ts_tail;
@@ -123,7 +127,9 @@ void tapio__handles_cancel_all(tapio_loop *loop);
 
 /* ---- Options ----------------------------------------------------------- */
 
+/* Every option of every create call, in the order of options.c's table. */
 enum tapio__opt {
+  TAPIO__OPT_LOCAL_HOST,
   TAPIO__OPT_LOCAL_PORT,
   TAPIO__OPT_FAMILY,
   TAPIO__OPT_SOCK,
@@ -133,13 +139,19 @@ enum tapio__opt {
   TAPIO__OPT_REUSE_PORT,
   TAPIO__OPT_START_SERVING,
   TAPIO__OPT_CLEANUP_SOCKET,
-  TAPIO__OPT_NINT
+  TAPIO__OPT_COUNT
 };
 
+/* TAPIO_EINVAL if o holds an option call (enum tapio_call) does not take. */
+int tapio__opts_check(const tapio_options *o, int call);
+/* A create call failing: the descriptor given as "sock" is tapio's from
+ * the call on, so it is closed. Returns code. */
+int tapio__opts_fail(const tapio_options *o, int code);
 int64_t tapio__opt_int(const tapio_options *o, enum tapio__opt which,
                        int64_t dflt);
 int tapio__opt_is_set(const tapio_options *o, enum tapio__opt which);
-const char *tapio__opt_local_host(const tapio_options *o);
+/* A string option, or NULL when not set. */
+const char *tapio__opt_str(const tapio_options *o, enum tapio__opt which);
 
 /* ---- Transports: one head for every kind, a body per kind -------------- */
 
@@ -198,6 +210,12 @@ typedef struct tapio__kind {
   int (*fd)(tapio_transport *t);
 } tapio__kind;
 
+/* An IP address (a short Unix one too) in as little room as it takes. */
+typedef union tapio__ipaddr {
+  struct sockaddr sa;
+  struct sockaddr_in6 in6;
+} tapio__ipaddr;
+
 /* The head: the first member of every kind's body. */
 struct tapio_transport {
   const tapio__kind *kind;
@@ -216,6 +234,8 @@ struct tapio_transport {
   uint32_t write_pauses;
   double wpause_since, rpause_since;
   double wpaused, rpaused;
+  tapio__ipaddr peer;         /* peername, kept: a reset makes it unknowable */
+  socklen_t peerlen;          /* 0: not kept (a long Unix path: ask the fd) */
 };
 
 void tapio__transport_init(tapio_transport *t, const tapio__kind *kind,
@@ -225,6 +245,9 @@ void tapio__transport_made(tapio_transport *t);
 /* Schedules connection_lost (code 0: clean) and marks the transport
  * closing; the head frees it after the callback. */
 void tapio__transport_lost(tapio_transport *t, int code, const char *message);
+/* Keeps the peer's address (when it fits) for get_peername. */
+void tapio__transport_set_peer(tapio_transport *t, const struct sockaddr *sa,
+                               socklen_t len);
 /* abort with a code; 0 means a clean abort. */
 void tapio__transport_force_close(tapio_transport *t, int code,
                                   const char *message);

@@ -3,6 +3,8 @@
  * per-transport figures. The kinds (stream.c, ...) do the I/O. */
 #include "tapio_int.h"
 
+#include <string.h>
+
 #define DEFAULT_HIGH (64 * 1024)
 
 int tapio__proto_check(const void *proto, size_t min) {
@@ -133,20 +135,31 @@ static int can(tapio_transport *t, uint32_t cap) {
   return t && (t->kind->caps & cap);
 }
 
+/* A limit that does not fit a size_t (32-bit) means "never". */
+static size_t to_size(int64_t v) {
+#if SIZE_MAX < INT64_MAX
+  if ((uint64_t)v > SIZE_MAX)
+    return SIZE_MAX;
+#endif
+  return (size_t)v;
+}
+
 int tapio_transport_set_write_buffer_limits(tapio_transport *t, int64_t high,
                                             int64_t low) {
   if (!can(t, TAPIO__CAN_FLOW))
     return t ? TAPIO_ENOTSUP : TAPIO_EINVAL;
   if (high < -1 || low < -1)
     return TAPIO_EINVAL;
-  if (high == -1)
-    high = low == -1 ? DEFAULT_HIGH : 4 * low;
+  if (high == -1 && low == -1)
+    high = DEFAULT_HIGH;
+  else if (high == -1) /* 4 * low, saturating */
+    high = low > INT64_MAX / 4 ? INT64_MAX : 4 * low;
   if (low == -1)
     low = high / 4;
   if (low > high)
     return TAPIO_EINVAL;
-  t->high = (size_t)high;
-  t->low = (size_t)low;
+  t->high = to_size(high);
+  t->low = to_size(low);
   maybe_pause(t);
   return 0;
 }
@@ -236,8 +249,21 @@ static int name(tapio_transport *t, int peer, char *host, size_t hostlen,
   return fd < 0 ? fd : tapio__fd_name(fd, peer, host, hostlen, port, family);
 }
 
+void tapio__transport_set_peer(tapio_transport *t, const struct sockaddr *sa,
+                               socklen_t len) {
+  if (len > sizeof t->peer)
+    return;
+  memcpy(&t->peer, sa, len);
+  t->peerlen = len;
+}
+
+/* From what connection_made knew, as asyncio keeps it: after a reset the
+ * socket no longer knows its peer. */
 int tapio_transport_get_peername(tapio_transport *t, char *host,
                                  size_t hostlen, int *port, int *family) {
+  if (t && t->peerlen)
+    return tapio__format_addr(&t->peer.sa, t->peerlen, host, hostlen, port,
+                              family);
   return name(t, 1, host, hostlen, port, family);
 }
 

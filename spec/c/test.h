@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -767,6 +768,16 @@ static inline rec *srv_wait_conn(srv *sv, size_t i)
   return sv->conns[i];
 }
 
+/* The usual server and a client c connected to it: the server side's rec,
+ * once its connection_made has run. */
+static inline rec *srv_start_pair(srv *sv, tapio_loop *loop, rec *c)
+{
+  rec_init(c);
+  srv_start(sv, loop);
+  CHECK_OK(connect_tcp(loop, "127.0.0.1", sv->port, c, NULL));
+  return srv_wait_conn(sv, 0);
+}
+
 /* ---- Raw sockets (the peer that is not tapio) ---------------------------- */
 
 static inline void raw_nonblock(int fd)
@@ -794,14 +805,26 @@ static inline socklen_t raw_addr(int family, const char *host, int port,
   }
 }
 
-static inline int raw_port(int fd)
+/* The port of a socket's own end (getsockname) or far end (getpeername). */
+static inline int raw_name_port(int fd,
+                                int (*fn)(int, struct sockaddr *, socklen_t *))
 {
   struct sockaddr_storage ss;
   socklen_t len = sizeof ss;
-  CHECK(getsockname(fd, (struct sockaddr *)&ss, &len) == 0);
+  CHECK(fn(fd, (struct sockaddr *)&ss, &len) == 0);
   if (ss.ss_family == AF_INET6)
     return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
   return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+static inline int raw_port(int fd)
+{
+  return raw_name_port(fd, getsockname);
+}
+
+static inline int raw_peer_port(int fd)
+{
+  return raw_name_port(fd, getpeername);
 }
 
 /* A bound TCP socket on loopback, port 0; *port gets its port. */
@@ -1041,6 +1064,108 @@ static inline size_t raw_drain_pattern(tapio_loop *loop, int fd, int *status)
       return total;
     }
   }
+}
+
+/* ---- Callbacks that must never run --------------------------------------- */
+
+/* Given to calls that must refuse them (a NULL handle, a bad argument). */
+static inline void never_called(void *ud)
+{
+  (void)ud;
+  FAIL("a call that was refused ran");
+}
+
+static inline void never_connected(void *ud, int status, tapio_transport *t)
+{
+  (void)ud;
+  (void)status;
+  (void)t;
+  FAIL("the completion of a refused create call ran");
+}
+
+static inline void never_served(void *ud, int status, tapio_server *s)
+{
+  (void)ud;
+  (void)status;
+  (void)s;
+  FAIL("the completion of a refused create call ran");
+}
+
+static inline void never_closed(void *ud, tapio_server *s)
+{
+  (void)ud;
+  (void)s;
+  FAIL("a refused wait_closed ran");
+}
+
+/* A factory for servers no connection reaches. */
+static inline int refusing_factory(void *ud, tapio_server *s,
+                                   const tapio_protocol **p, void **pud)
+{
+  (void)ud;
+  (void)s;
+  (void)p;
+  (void)pud;
+  return TAPIO_EINVAL;
+}
+
+/* ---- Out of descriptors ------------------------------------------------ */
+
+typedef struct fd_fill {
+  int fds[256];
+  int n;
+  struct rlimit old;
+} fd_fill;
+
+/* Lowers the descriptor limit a little above what is open and takes every
+ * descriptor left, so that the next one asked for fails with EMFILE. */
+static inline void fd_fill_up(fd_fill *f)
+{
+  struct rlimit low;
+  int probe = open("/dev/null", O_RDONLY);
+  CHECK(probe >= 0);
+  CHECK(getrlimit(RLIMIT_NOFILE, &f->old) == 0);
+  low = f->old;
+  low.rlim_cur = (rlim_t)probe + 32;
+  CHECK(setrlimit(RLIMIT_NOFILE, &low) == 0);
+  f->fds[0] = probe;
+  f->n = 1;
+  for (;;) {
+    int fd = open("/dev/null", O_RDONLY);
+    if (fd < 0) {
+      CHECK_EQ(errno, EMFILE);
+      break;
+    }
+    if (f->n == 256)
+      FAIL("the lowered descriptor limit did not hold");
+    f->fds[f->n++] = fd;
+  }
+}
+
+/* Gives n of the filled descriptors back. */
+static inline void fd_fill_free(fd_fill *f, int n)
+{
+  while (n-- > 0 && f->n > 0)
+    close(f->fds[--f->n]);
+}
+
+/* Gives every one back and restores the limit. */
+static inline void fd_fill_release(fd_fill *f)
+{
+  fd_fill_free(f, f->n);
+  CHECK(setrlimit(RLIMIT_NOFILE, &f->old) == 0);
+}
+
+/* How many descriptors can still be opened (opened and closed again). */
+static inline int fd_count_free(void)
+{
+  int fds[256], n = 0;
+  while (n < 256 && (fds[n] = open("/dev/null", O_RDONLY)) >= 0)
+    n++;
+  CHECK(n == 256 || errno == EMFILE);
+  for (int i = 0; i < n; i++)
+    close(fds[i]);
+  return n;
 }
 
 /* ---- Misc ---------------------------------------------------------------- */

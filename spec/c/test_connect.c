@@ -42,12 +42,8 @@ static void connect_ipv4_numeric(void)
 {
   tapio_loop *loop = new_loop();
   srv sv;
-  rec c, *s;
+  rec c, *s = srv_start_pair(&sv, loop, &c);
   names pn, sn;
-  rec_init(&c);
-  srv_start(&sv, loop);
-  CHECK_OK(connect_tcp(loop, "127.0.0.1", sv.port, &c, NULL));
-  s = srv_wait_conn(&sv, 0);
   roundtrip(loop, &c, s);
   pn = peername(c.t);
   sn = sockname(s->t);

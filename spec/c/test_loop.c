@@ -1,6 +1,6 @@
 /* The loop: lifetime, running, time, scheduled calls, the exception
- * handler, the thread-safe wakeup, memory accounting, errors, versions and
- * options. */
+ * handler, the thread-safe wakeup, memory accounting, errors and
+ * versions. */
 #include "test.h"
 
 #include <pthread.h>
@@ -349,18 +349,35 @@ static void handle_when(void)
   free_loop(loop);
 }
 
-/* Giving a handle back is not cancelling it: the call still runs. */
-static void handle_release_keeps_call(void)
+/* Releases a call_soon and a call_later handle `times` times while their
+ * calls are pending; both calls still run. */
+static void release_pending(int times)
 {
   tapio_loop *loop = new_loop();
-  int soon = 0, later = 0;
+  int soon = 0, later = 0, i;
   tapio_handle *hs, *hl;
   CHECK_OK(tapio_call_soon(loop, count_call, &soon, &hs));
   CHECK_OK(tapio_call_later(loop, 0.01, count_call, &later, &hl));
-  tapio_handle_release(hs);
-  tapio_handle_release(hl);
+  for (i = 0; i < times; i++) {
+    tapio_handle_release(hs);
+    tapio_handle_release(hl);
+  }
   WAIT_FOR(loop, soon == 1 && later == 1);
   free_loop(loop);
+}
+
+/* Giving a handle back is not cancelling it: the call still runs. */
+static void handle_release_keeps_call(void)
+{
+  release_pending(1);
+}
+
+/* A second release while the call is pending gives back nothing more: the
+ * loop's own reference is never the caller's to drop (ASan and valgrind
+ * see any memory freed under the loop). */
+static void handle_release_twice_while_pending(void)
+{
+  release_pending(2);
 }
 
 /* Pending calls and handles still held when the loop goes: nothing runs,
@@ -697,10 +714,7 @@ static void loop_free_after_server_release(void)
   tapio_loop *loop = new_loop();
   srv sv;
   rec c;
-  rec_init(&c);
-  srv_start(&sv, loop);
-  CHECK_OK(connect_tcp(loop, "127.0.0.1", sv.port, &c, NULL));
-  srv_wait_conn(&sv, 0);
+  srv_start_pair(&sv, loop, &c);
   tapio_server_release(sv.s);
   sv.s = NULL;
   spin(loop, 2);
@@ -887,42 +901,6 @@ static void version_matches_string(void)
   CHECK(tapio_version() > 0);
 }
 
-static void options_unknown_name_einval(void)
-{
-  tapio_loop *loop = new_loop();
-  tapio_options *o = new_options(loop);
-  CHECK_ERR(tapio_options_set_int(o, "no_such_option", 1), TAPIO_EINVAL);
-  CHECK_ERR(tapio_options_set_str(o, "no_such_option", "x"), TAPIO_EINVAL);
-  CHECK_ERR(tapio_options_set_int(o, "", 1), TAPIO_EINVAL);
-  CHECK_OK(tapio_options_set_int(o, "backlog", 10)); /* a known one */
-  tapio_options_free(o);
-  free_loop(loop);
-}
-
-static void options_wrong_type_einval(void)
-{
-  tapio_loop *loop = new_loop();
-  tapio_options *o = new_options(loop);
-  CHECK_ERR(tapio_options_set_str(o, "backlog", "10"), TAPIO_EINVAL);
-  CHECK_ERR(tapio_options_set_str(o, "local_port", "80"), TAPIO_EINVAL);
-  CHECK_ERR(tapio_options_set_int(o, "local_host", 1), TAPIO_EINVAL);
-  CHECK_OK(tapio_options_set_str(o, "local_host", "127.0.0.1"));
-  tapio_options_free(o);
-  free_loop(loop);
-}
-
-static void options_out_of_range_einval(void)
-{
-  tapio_loop *loop = new_loop();
-  tapio_options *o = new_options(loop);
-  CHECK_ERR(tapio_options_set_int(o, "family", 5), TAPIO_EINVAL);
-  CHECK_ERR(tapio_options_set_int(o, "local_port", 70000), TAPIO_EINVAL);
-  CHECK_ERR(tapio_options_set_int(o, "local_port", -2), TAPIO_EINVAL);
-  CHECK_OK(tapio_options_set_int(o, "family", 6));
-  tapio_options_free(o);
-  free_loop(loop);
-}
-
 TEST_MAIN(
   TEST(loop_new_and_free),
   TEST(loop_many_loops),
@@ -942,6 +920,7 @@ TEST_MAIN(
   TEST(handle_cancel_after_run_harmless),
   TEST(handle_when),
   TEST(handle_release_keeps_call),
+  TEST(handle_release_twice_while_pending),
   TEST(loop_free_drops_pending_calls),
   TEST(call_soon_chain_does_not_starve_io),
   TEST(loop_run_inside_callback_erunning),
@@ -957,8 +936,5 @@ TEST_MAIN(
   TEST(loop_memory_returns_after_close),
   TEST(loop_custom_allocator),
   TEST(error_names_and_messages),
-  TEST(version_matches_string),
-  TEST(options_unknown_name_einval),
-  TEST(options_wrong_type_einval),
-  TEST(options_out_of_range_einval)
+  TEST(version_matches_string)
 )

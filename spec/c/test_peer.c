@@ -1,5 +1,6 @@
 /* What a peer does to us: resets (SO_LINGER 0), closes while we write
- * (EPIPE without SIGPIPE), and half-closes in either direction. */
+ * (EPIPE without SIGPIPE), and half-closes in either direction; the
+ * addresses a transport still knows after a reset. */
 #include "test.h"
 
 static int is_reset_or_pipe(int code)
@@ -151,11 +152,111 @@ static void half_close_between_tapio_ends(void)
   rec_free(&c);
 }
 
+/* ---- Addresses after a reset ------------------------------------------ */
+
+/* What get_peername and get_sockname answer inside connection_lost. */
+typedef struct names {
+  int peer_rc, sock_rc, peer_port, sock_port;
+  char peer[64], sock[64];
+} names;
+
+static void names_in_lost(rec *r, rec_event ev)
+{
+  names *n = r->user;
+  if (ev != EV_LOST)
+    return;
+  n->peer_rc = tapio_transport_get_peername(r->t, n->peer, sizeof n->peer,
+                                            &n->peer_port, NULL);
+  n->sock_rc = tapio_transport_get_sockname(r->t, n->sock, sizeof n->sock,
+                                            &n->sock_port, NULL);
+}
+
+/* After the reset, inside connection_lost, the transport still answers
+ * with the addresses connection_made saw (asyncio keeps them): peer_port
+ * is the far end's port, sock_port ours. */
+static void check_names_after_reset(tapio_loop *loop, rec *r, int raw,
+                                    int peer_port, int sock_port)
+{
+  names *n = r->user;
+  raw_reset(raw);
+  WAIT_FOR(loop, r->lost);
+  CHECK_STR(r->log, "made lost:ECONNRESET");
+  CHECK_OK(n->peer_rc);
+  CHECK_STR(n->peer, "127.0.0.1");
+  CHECK_EQ(n->peer_port, peer_port);
+  CHECK_OK(n->sock_rc);
+  CHECK_STR(n->sock, "127.0.0.1");
+  CHECK_EQ(n->sock_port, sock_port);
+}
+
+static void peername_kept_after_reset_client(void)
+{
+  tapio_loop *loop = new_loop();
+  names n;
+  rec r;
+  int port, lfd = raw_listen(AF_INET, &port), peer;
+  rec_init(&r);
+  r.hook = names_in_lost;
+  r.user = &n;
+  CHECK_OK(connect_tcp(loop, "127.0.0.1", port, &r, NULL));
+  peer = raw_accept(loop, lfd);
+  close(lfd);
+  check_names_after_reset(loop, &r, peer, port, raw_peer_port(peer));
+  free_loop(loop);
+  rec_free(&r);
+}
+
+static void peername_kept_after_reset_server(void)
+{
+  static const char *const hosts[] = { "127.0.0.1" };
+  tapio_loop *loop = new_loop();
+  names n;
+  srv sv;
+  int raw;
+  srv_init(&sv, loop);
+  sv.tmpl.hook = names_in_lost;
+  sv.tmpl.user = &n;
+  CHECK_OK(srv_start_hosts(&sv, hosts, 1, 0, NULL));
+  raw = raw_connect(AF_INET, "127.0.0.1", sv.port);
+  CHECK(raw >= 0);
+  check_names_after_reset(loop, srv_wait_conn(&sv, 0), raw, raw_port(raw),
+                          sv.port);
+  srv_release_and_free(&sv, loop);
+}
+
+/* A socket handed over (connect_accepted_socket) is asked once, when it
+ * is handed over. */
+static void peername_kept_after_reset_accepted(void)
+{
+  tapio_loop *loop = new_loop();
+  names n;
+  rec r;
+  conn_wait w = { 0 };
+  int port, lfd = raw_listen(AF_INET, &port), raw, fd;
+  rec_init(&r);
+  r.hook = names_in_lost;
+  r.user = &n;
+  raw = raw_connect(AF_INET, "127.0.0.1", port);
+  CHECK(raw >= 0);
+  fd = raw_accept(NULL, lfd);
+  close(lfd);
+  w.r = &r;
+  CHECK_OK(tapio_connect_accepted_socket(loop, fd, &rec_proto, &r, NULL,
+                                         on_connected, &w));
+  CHECK_OK(connect_wait(loop, &w));
+  check_names_after_reset(loop, &r, raw, raw_port(raw), port);
+  free_loop(loop);
+  rec_free(&r);
+}
+
 TEST_MAIN(
   TEST(peer_reset_while_idle),
   TEST(peer_reset_while_writing),
   TEST(write_to_closed_peer_fails),
   TEST(write_epipe_no_sigpipe),
   TEST(half_close_we_shut_first),
-  TEST(half_close_between_tapio_ends)
+  TEST(half_close_between_tapio_ends),
+  TEST(peername_kept_after_reset_client),
+  TEST(peername_kept_after_reset_server),
+  TEST(peername_kept_after_reset_accepted)
 )

@@ -4,7 +4,6 @@
  * accepting. */
 #include "test.h"
 
-#include <sys/resource.h>
 
 /* A raw client with a small receive buffer (set before connect, so the
  * window stays small): a peer that fills up when it does not read. */
@@ -287,11 +286,7 @@ static void server_close_keeps_connections(void)
 {
   tapio_loop *loop = new_loop();
   srv sv;
-  rec c, *s;
-  rec_init(&c);
-  srv_start(&sv, loop);
-  CHECK_OK(connect_tcp(loop, "127.0.0.1", sv.port, &c, NULL));
-  s = srv_wait_conn(&sv, 0);
+  rec c, *s = srv_start_pair(&sv, loop, &c);
   CHECK_OK(tapio_server_close(sv.s));
   CHECK_OK(tapio_server_close(sv.s)); /* idempotent */
   CHECK_EQ(tapio_server_is_serving(sv.s), 0);
@@ -499,44 +494,6 @@ static void server_release_keeps_connections(void)
 }
 
 /* ---- Out of descriptors -------------------------------------------------- */
-
-typedef struct fd_fill {
-  int fds[256];
-  int n;
-  struct rlimit old;
-} fd_fill;
-
-/* Lowers the descriptor limit a little above what is open and takes every
- * descriptor left, so that the next accept fails with EMFILE. */
-static void fd_fill_up(fd_fill *f)
-{
-  struct rlimit low;
-  int probe = open("/dev/null", O_RDONLY);
-  CHECK(probe >= 0);
-  CHECK(getrlimit(RLIMIT_NOFILE, &f->old) == 0);
-  low = f->old;
-  low.rlim_cur = (rlim_t)probe + 32;
-  CHECK(setrlimit(RLIMIT_NOFILE, &low) == 0);
-  f->fds[0] = probe;
-  f->n = 1;
-  for (;;) {
-    int fd = open("/dev/null", O_RDONLY);
-    if (fd < 0) {
-      CHECK_EQ(errno, EMFILE);
-      break;
-    }
-    if (f->n == 256)
-      FAIL("the lowered descriptor limit did not hold");
-    f->fds[f->n++] = fd;
-  }
-}
-
-static void fd_fill_release(fd_fill *f)
-{
-  while (f->n > 0)
-    close(f->fds[--f->n]);
-  CHECK(setrlimit(RLIMIT_NOFILE, &f->old) == 0);
-}
 
 /* Accept fails with EMFILE: the exception handler hears of it, the server
  * keeps listening, and once descriptors are free again (it retries after

@@ -157,7 +157,7 @@ typedef struct newer_protocol {
   void (*later)(void *ud, tapio_transport *t); /* a callback of tomorrow */
 } newer_protocol;
 
-static void never_called(void *ud, tapio_transport *t)
+static void tomorrow_never_called(void *ud, tapio_transport *t)
 {
   (void)ud;
   (void)t;
@@ -168,7 +168,7 @@ static void protocol_size_rule(void)
 {
   tapio_loop *loop = new_loop();
   tapio_protocol small = rec_proto;
-  newer_protocol newer = { rec_proto, never_called };
+  newer_protocol newer = { rec_proto, tomorrow_never_called };
   conn_wait w = { 0 };
   rec r, b;
   int peer, port, lfd = raw_listen(AF_INET, &port);

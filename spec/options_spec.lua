@@ -1,0 +1,71 @@
+-- Options are checked against the call by the core's one table: a name
+-- the call does not take, a wrong type or a value out of range raises,
+-- with what the core says the option accepts; the binding has no table of
+-- its own.
+local helper = require "spec.helper"
+
+local run = helper.run
+local unpack = table.unpack or unpack
+
+describe("options", function()
+  it("are refused by a call that does not take them", function()
+    run(function(loop)
+      local f = function() return {} end
+      local cases = {
+        { "create_connection", { f, "127.0.0.1", 1, { backlog = 1 } },
+          "backlog" },
+        { "create_connection", { f, "127.0.0.1", 1, { start_serving = 1 } },
+          "start_serving" },
+        { "create_connection", { f, "127.0.0.1", 1,
+          { cleanup_socket = true } }, "cleanup_socket" },
+        { "create_server", { f, nil, 0, { local_host = "x" } },
+          "local_host" },
+        { "create_unix_server", { f, "/nonexistent/s", { reuse_port = 1 } },
+          "reuse_port" },
+        { "create_unix_server", { f, "/nonexistent/s", { sock = 3 } },
+          "sock" },
+        { "create_unix_connection", { f, "/nonexistent", { family = 4 } },
+          "family" },
+        { "connect_accepted_socket", { f, 99999, { backlog = 1 } },
+          "backlog" },
+      }
+      for _, c in ipairs(cases) do
+        local method, args, name = c[1], c[2], c[3]
+        assert.has_error(function()
+          loop[method](loop, unpack(args, 1, 4))
+        end, ("tapio: loop:%s: unknown option '%s'"):format(method, name))
+      end
+    end)
+  end)
+
+  it("say what the core says an option accepts", function()
+    run(function(loop)
+      local f = function() return {} end
+      local function check(opts, msg)
+        assert.has_error(function()
+          loop:create_connection(f, "127.0.0.1", 1, opts)
+        end, "tapio: loop:create_connection: bad option " .. msg)
+      end
+      check({ local_port = 70000 }, "'local_port' (integer 0..65535 expected)")
+      check({ local_port = "80" }, "'local_port' (integer 0..65535 expected)")
+      check({ family = 5 }, "'family' (0, 4 or 6 expected)")
+      check({ nodelay = 2 }, "'nodelay' (boolean expected)")
+      check({ nodelay = "yes" }, "'nodelay' (boolean expected)")
+      check({ local_host = true }, "'local_host' (string expected)")
+      check({ sock = -1 }, "'sock' (integer 0..2147483647 expected)")
+    end)
+  end)
+
+  it("leave nothing behind when they raise", function()
+    run(function(loop)
+      local f = function() return {} end
+      local mem, refs = loop:memory(), loop:_debug().refs
+      for _ = 1, 100 do
+        pcall(loop.create_server, loop, f, nil, 0,
+              { backlog = 10, reuse_port = true, family = 5 })
+      end
+      assert.are.equal(mem, loop:memory())
+      assert.are.equal(refs, loop:_debug().refs)
+    end)
+  end)
+end)
