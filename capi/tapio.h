@@ -192,6 +192,36 @@ double tapio_loop_time(tapio_loop *loop);
 /* Bytes the loop and its handles hold through the loop's allocator. */
 uint64_t tapio_loop_memory(tapio_loop *loop);
 
+/* ---- Embedding: a loop the host polls ----------------------------------
+ * A host that owns its main loop waits in its own poll/select/epoll on
+ * tapio_loop_backend_fd, for at most tapio_loop_backend_timeout
+ * milliseconds, then calls tapio_loop_run_once(loop, 0); or it steps
+ * tapio_loop_run_once(loop, 0) once per frame and never waits on tapio. */
+
+/* A descriptor that is readable while the loop has work: I/O ready, a
+ * timer due, calls queued, or a watcher change libev has yet to apply. It
+ * is an epoll instance of tapio's own holding libev's epoll descriptor and
+ * a timerfd armed to the next deadline, so it alone covers timers too; it
+ * is re-armed at the end of every run and by tapio_loop_backend_timeout,
+ * so a host that calls tapio between steps asks for the timeout (or
+ * steps) before it sleeps. Made at the first call (two descriptors more),
+ * then the same one until the loop is freed; tapio owns it. Readable
+ * means "step now"; reading it is tapio's business.
+ * libev has no call that returns its descriptor: tapio finds it through
+ * ev_embed (documented; the member that holds it is marked private in
+ * ev.h) and trusts it only when the kernel confirms it holds tapio's own
+ * watchers (adding one fails with EEXIST); otherwise TAPIO_ENOTSUP. Also
+ * TAPIO_ENOTSUP where libev does not use epoll; TAPIO_EMFILE without
+ * descriptors; TAPIO_ECLOSED while the loop is being freed. */
+int tapio_loop_backend_fd(tapio_loop *loop);
+/* How long the host may sleep, in milliseconds, rounded up: 0 when work is
+ * ready (calls queued, timers due, events taken, a watcher started or
+ * stopped since the last step began, which libev gives the kernel only at
+ * its next step), -1 when nothing is scheduled (sleep until the
+ * descriptor is readable), else the time to the next timer on the clock
+ * as it is now. TAPIO_EINVAL for NULL. */
+int tapio_loop_backend_timeout(tapio_loop *loop);
+
 /* Replaces the exception handler; NULL restores the default. */
 void tapio_loop_set_exception_handler(tapio_loop *loop, tapio_exception_fn fn,
                                       void *ud);

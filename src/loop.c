@@ -290,6 +290,7 @@ static int loop_init(tapio_loop *loop) {
   tapio__list_init(&loop->servers);
   tapio__list_init(&loop->requests);
   tapio__list_init(&loop->due);
+  ev_set_userdata(loop->ev, loop); /* before any ev_io_start */
   ev_check_init(&loop->check, on_check);
   ev_set_priority(&loop->check, EV_MINPRI);
   ev_check_start(loop->ev, &loop->check);
@@ -297,7 +298,10 @@ static int loop_init(tapio_loop *loop) {
   ev_idle_init(&loop->idle, on_idle);
   ev_io_init(&loop->wakeup, on_wakeup, loop->wakeup_fd, EV_READ);
   ev_io_start(loop->ev, &loop->wakeup);
-  ev_set_userdata(loop->ev, loop);
+  /* One iteration with nothing queued puts the wakeup in the kernel's
+   * set now: tapio_loop_backend_fd recognises libev's descriptor by it. */
+  ev_run(loop->ev, EVRUN_NOWAIT);
+  loop->io_changed = 0;
   return 0;
 }
 
@@ -363,6 +367,7 @@ int tapio_loop_free(tapio_loop *loop) {
   tapio__handles_free_all(loop);
   run_ts_calls(take_ts_calls(loop), 0); /* dropped unrun, as call_soon's */
   tapio__free(loop, loop->rbuf_block, TAPIO__RBUF_SIZE + TAPIO__RBUF_ALIGN);
+  tapio__backend_free(loop);
   ev_io_stop(loop->ev, &loop->wakeup);
   ev_loop_destroy(loop->ev);
   close(loop->wakeup_fd);
@@ -390,10 +395,13 @@ static int run(tapio_loop *loop, int flags) {
   loop->syserr = 0;
   loop->syserr_msg = NULL;
   running_loop = loop;
+  loop->io_changed = 0; /* libev applies what is pending as it starts */
   ev_run(loop->ev, flags);
   running_loop = NULL;
   loop->running = 0;
   loop->stop_requested = 0;
+  if (loop->backend)
+    tapio__backend_sync(loop);
   return loop->syserr ? TAPIO_ESYSTEM : 0;
 }
 

@@ -37,6 +37,7 @@ struct tapio_server {
   char *unix_path;
   ino_t unix_ino;
   ev_timer retry;
+  tapio__deadline retry_dl; /* its due time, for the pollable loop */
   waiter *waiters;
   tapio__task task;      /* runs the waiters */
 };
@@ -91,6 +92,7 @@ static void on_retry(struct ev_loop *ev, ev_timer *w, int revents) {
   tapio_server *s = TAPIO_CONTAINER(w, tapio_server, retry);
   (void)ev;
   (void)revents;
+  tapio__deadline_clear(s->loop, &s->retry_dl);
   if (s->serving)
     listen_all(s, 1);
 }
@@ -106,6 +108,9 @@ static void accept_failed(tapio_server *s, int err) {
     listen_all(s, 0);
     ev_timer_set(&s->retry, ACCEPT_RETRY_DELAY, 0);
     ev_timer_start(s->loop->ev, &s->retry);
+    /* no room to note it: the host polls a little late, nothing more */
+    (void)tapio__deadline_set(s->loop, &s->retry_dl,
+                              tapio__now() + ACCEPT_RETRY_DELAY);
   } else {
     tapio__report(s->loop, code, "accept failed", NULL);
   }
@@ -220,6 +225,7 @@ int tapio_server_close(tapio_server *s) {
   s->closed = 1;
   s->serving = 0;
   ev_timer_stop(s->loop->ev, &s->retry);
+  tapio__deadline_clear(s->loop, &s->retry_dl);
   close_listeners(s);
   check_waiters(s);
   return 0;

@@ -90,6 +90,12 @@ struct tapio_loop {
   tapio__link requests;    /* pending connects and server creations */
   char *rbuf;              /* the shared read buffer, made on first read */
   void *rbuf_block;        /* the allocation rbuf is aligned within */
+  /* the pollable loop (backend.c) */
+  int io_changed;          /* a watcher started or stopped since the last
+                              run began: libev's kernel set is stale */
+  struct tapio__deadline **deadlines; /* every timer, a min-heap (when) */
+  size_t ndeadlines, deadlines_cap;
+  struct tapio__backend *backend; /* made by tapio_loop_backend_fd */
 };
 
 /* malloc/realloc/free as a tapio_alloc_fn. */
@@ -112,6 +118,43 @@ double tapio__now(void);
 
 /* The loop's read buffer, allocated on first use; NULL without memory. */
 char *tapio__read_buffer(tapio_loop *loop);
+
+/* ---- The pollable loop (backend.c) ------------------------------------ */
+
+/* libev applies a started or stopped ev_io to the kernel only at its next
+ * iteration, so a host polling the loop's descriptor must not sleep while
+ * one is pending (tapio_loop_backend_timeout answers 0). Every src/ file
+ * includes this header: the two calls below mark the loop on the way. */
+static inline void tapio__io_start(struct ev_loop *ev, ev_io *w) {
+  ((tapio_loop *)ev_userdata(ev))->io_changed = 1;
+  (ev_io_start)(ev, w);
+}
+static inline void tapio__io_stop(struct ev_loop *ev, ev_io *w) {
+  if (ev_is_active(w))
+    ((tapio_loop *)ev_userdata(ev))->io_changed = 1;
+  (ev_io_stop)(ev, w);
+}
+#define ev_io_start(ev, w) tapio__io_start((ev), (w))
+#define ev_io_stop(ev, w) tapio__io_stop((ev), (w))
+
+/* A timer's due time, kept in the loop's heap beside libev's timer: libev
+ * has no call that tells the next one. Every ev_timer of the core has
+ * one (spec/c/test_backend.c checks that no other ev_timer starts). */
+typedef struct tapio__deadline {
+  double when;   /* tapio__now() clock */
+  size_t index;  /* 1-based place in the heap; 0 when not in it */
+} tapio__deadline;
+
+/* Puts d in the heap at when (moving it if there already); TAPIO_ENOMEM
+ * when the heap cannot grow (d is then not in it). */
+int tapio__deadline_set(tapio_loop *loop, tapio__deadline *d, double when);
+/* Takes d out of the heap; harmless when not in it. */
+void tapio__deadline_clear(tapio_loop *loop, tapio__deadline *d);
+/* The earliest due time, or -1 with no timer. */
+double tapio__deadline_next(tapio_loop *loop);
+/* At the end of every run: re-arms the pollable descriptor's timer. */
+void tapio__backend_sync(tapio_loop *loop);
+void tapio__backend_free(tapio_loop *loop);
 
 /* ---- Errors ------------------------------------------------------------ */
 
