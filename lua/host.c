@@ -14,11 +14,11 @@
  * out of a task (through tapio.run), the task's own traceback is printed
  * as well.
  *
- * Embedding, in short: open a lua_State, put luaopen_tapio_core in
- * package.preload["tapio.core"] and the pure-Lua layer in
- * package.preload["tapio"] (here it is compiled in, see embed.cmake), and
- * run scripts through one protected call with a message handler. */
-#include "tapio.h"
+ * Embedding, in short: open a lua_State, tapio_lua_open(L) (tapio_host.h:
+ * package.preload gets tapio.core and the pure-Lua layer, compiled in by
+ * embed.cmake), and run scripts through one protected call with a message
+ * handler. examples/host/ has hosts that own their main loop. */
+#include "tapio_host.h"
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -27,15 +27,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-int luaopen_tapio_core(lua_State *L);
-
-/* The pure-Lua layer, made by embed.cmake. */
-struct tapio_embedded {
-  const char *name, *chunkname, *src;
-  size_t len;
-};
-extern const struct tapio_embedded tapio_embedded[];
 
 static const char *progname = "tapio";
 
@@ -105,30 +96,6 @@ static int docall(lua_State *L, int narg, int nres) {
 
 /* ---- Set-up ------------------------------------------------------------ */
 
-static int load_embedded(lua_State *L) {
-  const struct tapio_embedded *m = lua_touserdata(L, lua_upvalueindex(1));
-  if (luaL_loadbuffer(L, m->src, m->len, m->chunkname) != LUA_OK)
-    return lua_error(L);
-  lua_pushstring(L, m->name);
-  lua_call(L, 1, 1);
-  return 1;
-}
-
-/* package.preload: tapio.core from this binary, the Lua layer from the
- * embedded sources. */
-static void preload_tapio(lua_State *L) {
-  const struct tapio_embedded *m;
-  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-  lua_pushcfunction(L, luaopen_tapio_core);
-  lua_setfield(L, -2, "tapio.core");
-  for (m = tapio_embedded; m->name; m++) {
-    lua_pushlightuserdata(L, (void *)m);
-    lua_pushcclosure(L, load_embedded, 1);
-    lua_setfield(L, -2, m->name);
-  }
-  lua_pop(L, 1);
-}
-
 /* arg[0] is the script, arg[1..] its arguments, arg[-1] this program. */
 static void create_arg_table(lua_State *L, char **argv, int argc,
                              int script) {
@@ -168,7 +135,8 @@ static int pmain(lua_State *L) {
   char **argv = lua_touserdata(L, 2);
   int script = 1, status, n;
   luaL_openlibs(L);
-  preload_tapio(L);
+  if (tapio_lua_open(L) != 0)
+    return luaL_error(L, "not enough memory");
   if (strcmp(argv[1], "-e") == 0) {
     if (argc < 3) {
       usage();

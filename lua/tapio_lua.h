@@ -154,6 +154,17 @@ void tl_newclass(lua_State *L, const char *tname, const luaL_Reg *methods,
 /* Adds methods to the methods table of the metatable tname. */
 void tl_addmethods(lua_State *L, const char *tname, const luaL_Reg *methods);
 
+/* lua_CFunction: [1] a light userdata pointing at a host's tapio_loop
+ * pointer; pushes a "tapio.loop" object that owns the loop and NULLs the
+ * pointer once it does (host_api.c's tapio_lua_push_loop). */
+int tl_wrap_loop(lua_State *L);
+/* The core loop of the "tapio.loop" at idx; NULL if not one, or closed. */
+tapio_loop *tl_loop_of(lua_State *L, int idx);
+
+/* ---- embed.c: loop:backend_fd(), loop:backend_timeout() ---------------- */
+
+int tl_open_embed(lua_State *L);
+
 /* ---- call.c ------------------------------------------------------------ */
 
 int tl_open_call(lua_State *L);
