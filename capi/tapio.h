@@ -43,6 +43,24 @@
 extern "C" {
 #endif
 
+/* ---- Version and stability ----------------------------------------------
+ * The version this header declares; tapio_version() is the library's, so
+ * a program can compare the two at run time. Within one major version
+ * (the shared library's soname, libtapio.so.MAJOR) the ABI only grows:
+ * functions, enum values and options are added, never removed or changed;
+ * protocol tables gain callbacks only at their end (see the growth rule
+ * under Protocols); handles stay opaque, so their structs may change
+ * freely. What a program built against 0.x.y does, it does against any
+ * library 0.x'.y' with x' >= x. Every exported symbol is declared here
+ * (spec/embed/test_abi.py compares the library's symbols with this
+ * header's functions, both ways). */
+#define TAPIO_VERSION_MAJOR 0
+#define TAPIO_VERSION_MINOR 1
+#define TAPIO_VERSION_PATCH 0
+#define TAPIO_VERSION                                                        \
+  ((TAPIO_VERSION_MAJOR << 16) | (TAPIO_VERSION_MINOR << 8) |               \
+   TAPIO_VERSION_PATCH)
+
 #if defined(__GNUC__)
 #pragma GCC visibility push(default)
 #endif
@@ -51,7 +69,8 @@ extern "C" {
 
 /* ---- Version ----------------------------------------------------------- */
 
-/* major << 16 | minor << 8 | patch */
+/* The library's version: major << 16 | minor << 8 | patch (TAPIO_VERSION
+ * is the header's). */
 uint32_t tapio_version(void);
 /* "major.minor.patch", static storage. */
 const char *tapio_version_string(void);
