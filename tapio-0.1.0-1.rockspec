@@ -49,6 +49,8 @@ build = {
     ["tapio.loop"] = "lua/tapio/loop.lua",
     ["tapio.task"] = "lua/tapio/task.lua",
     ["tapio.util"] = "lua/tapio/util.lua",
+    -- the Lua language server's definitions; never required at run time
+    ["tapio._meta"] = "lua/tapio/_meta.lua",
   },
   copy_directories = {},
 }
