@@ -6,7 +6,8 @@
  *                                gets args... as its `...`
  *   tapio -e 'chunk' [args...]   runs a string instead
  *   tapio - [args...]            runs standard input
- *   tapio -v                     prints the versions
+ *   tapio -v, --version          prints the versions
+ *   tapio -h, --help             prints the usage (the manual: doc/tapio.1)
  *
  * Standard output is line-buffered, also into a pipe, so that a server's
  * prints are seen as they happen. An error ends the program with its
@@ -120,13 +121,36 @@ static int push_args(lua_State *L) {
   return n;
 }
 
-static void usage(void) {
-  fprintf(stderr,
+static void usage(FILE *out) {
+  fprintf(out,
           "usage: %s script.lua [args...]\n"
           "       %s -e 'chunk' [args...]\n"
           "       %s - [args...]    (the script from standard input)\n"
-          "       %s -v\n",
-          progname, progname, progname, progname);
+          "       %s -v | --version\n"
+          "       %s -h | --help\n",
+          progname, progname, progname, progname, progname);
+}
+
+/* --help: the usage and what the manual (tapio(1)) says in short. */
+static void help(void) {
+  usage(stdout);
+  printf("\n"
+         "Runs a Lua 5.4 script with tapio built in: require \"tapio\" needs\n"
+         "no search path. The script gets its arguments as ... and in the\n"
+         "global arg (arg[0] the script, arg[-1] this program).\n"
+         "\n"
+         "  script.lua   run the file\n"
+         "  -e 'chunk'   run the string\n"
+         "  -            run standard input\n"
+         "  -v           print tapio's and Lua's versions\n"
+         "  -h, --help   print this\n"
+         "\n"
+         "Standard output is line-buffered. An error ends the program with\n"
+         "its message and traceback on stderr and exit status 1 (a task's\n"
+         "traceback first when tapio.run raised it again); os.exit(n) exits\n"
+         "with n. LUA_PATH and LUA_CPATH are read as lua5.4 reads them.\n"
+         "\n"
+         "Manual: man tapio. The Lua API: lua/README.md in tapio's sources.\n");
 }
 
 /* Runs argv[script] (or the chunk after -e) with the rest as arguments. */
@@ -139,7 +163,7 @@ static int pmain(lua_State *L) {
     return luaL_error(L, "not enough memory");
   if (strcmp(argv[1], "-e") == 0) {
     if (argc < 3) {
-      usage();
+      usage(stderr);
       lua_pushboolean(L, 0);
       return 1;
     }
@@ -166,12 +190,15 @@ int main(int argc, char **argv) {
     progname = argv[0];
   /* A server's prints show as they happen, also through a pipe. */
   setvbuf(stdout, NULL, _IOLBF, 0);
-  if (argc < 2 || strcmp(argv[1], "-h") == 0 ||
-      strcmp(argv[1], "--help") == 0) {
-    usage();
-    return argc < 2 ? 2 : 0;
+  if (argc < 2) {
+    usage(stderr);
+    return 2;
   }
-  if (strcmp(argv[1], "-v") == 0) {
+  if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
+    help();
+    return 0;
+  }
+  if (strcmp(argv[1], "-v") == 0 || strcmp(argv[1], "--version") == 0) {
     printf("tapio %s, %s\n", tapio_version_string(), LUA_RELEASE);
     return 0;
   }
