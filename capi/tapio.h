@@ -30,8 +30,9 @@
  *   tapio_call_soon_threadsafe may be called from another thread.
  * - tapio keeps no hidden global state, with two process-wide exceptions
  *   forced by libev: its system-error callback (tapio reports instead of
- *   aborting) and the allocator libev uses for its own tables (untouched);
- *   and one per thread: which loop runs on it.
+ *   aborting) and the allocator libev uses for its own tables (untouched:
+ *   see tapio_loop_new_with_allocator); and one per thread: which loop
+ *   runs on it.
  */
 #ifndef TAPIO_H
 #define TAPIO_H
@@ -177,8 +178,22 @@ typedef void (*tapio_call_fn)(void *ud);
  * descriptors (its epoll instance and its wakeup); TAPIO_EMFILE (or
  * ENFILE) when they cannot be had, and then nothing is kept. */
 int tapio_loop_new(tapio_loop **out);
-/* A new loop whose every allocation (its own and its handles') goes
- * through alloc. libev's internal tables still use libev's allocator. */
+/* A new loop whose allocations go through alloc: the loop, every handle,
+ * transport and server of it, their write buffers, the read buffer, name
+ * resolution results, options, the timer heap; tapio_loop_memory counts
+ * them. When alloc refuses, the call that needed the memory fails with
+ * TAPIO_ENOMEM (a create call, call_soon/later/at, options, wait_closed;
+ * a write that must buffer, which also fails its transport with
+ * connection_lost(TAPIO_ENOMEM)), a connection being accepted is closed
+ * and the exception handler told (TAPIO_ENOMEM), and the loop goes on,
+ * serving again once alloc gives memory (spec/c/test_budget.c refuses
+ * each allocation of a whole exchange in turn). Not through alloc, and
+ * why: libev's own tables (ev_set_allocator is process-wide and takes no
+ * user pointer, so it cannot be one loop's; tapio leaves it to the
+ * host), OpenSSL's (CRYPTO_set_mem_functions is process-wide too and must
+ * precede every other OpenSSL call: a host that wants it calls it
+ * itself), the nodes of tapio_call_soon_threadsafe (malloc: alloc need not
+ * be thread-safe), and what libc allocates inside getaddrinfo. */
 int tapio_loop_new_with_allocator(tapio_loop **out, tapio_alloc_fn alloc,
                                   void *ud);
 /* Frees the loop. Open transports are aborted (their connection_lost runs,
