@@ -3,6 +3,7 @@
 # LOAD (the load generator) and LOG (where the servers' output goes).
 
 NEXT_PORT=${BENCH_PORT:-21000}
+PRIORITY=()         # a prefix for every server and timed load, e.g. nice
 
 # True if something already listens on the port.
 port_busy() {
@@ -42,7 +43,8 @@ start_server() {
   local cmd=("${SCMD[@]//\{port\}/$PORT}")
   cmd=("${cmd[@]//\{stats\}/$stats}")
   echo "== ${SENV[*]} $* ${cmd[*]}" >>"$LOG"
-  taskset -c "$core" env "${SENV[@]}" "$@" "${cmd[@]}" >>"$LOG" 2>&1 &
+  "${PRIORITY[@]}" taskset -c "$core" env "${SENV[@]}" "$@" "${cmd[@]}" \
+    >>"$LOG" 2>&1 &
   SPID=$!
   local secs=${WAIT_SECS:-10}
   "$LOAD" wait --port "$PORT" --pid "$SPID" --deadline "$secs" 2>>"$LOG" &&

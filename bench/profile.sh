@@ -9,32 +9,44 @@
 #       warm-up cancel as in the table. INCLUSIVE=1 counts each function
 #       with what it calls.
 #   bench/profile.sh relink [BUILD]
-#       Links BUILD/bench/tapio_prof: the tapio host with Lua's static
-#       library, whose symbols name Lua's internal functions (Debian's
-#       liblua5.4.so hides them, and callgrind shows bare addresses).
+#       Links the tapio host, tapio_echo and libev_echo again into
+#       BUILD/bench/prof/ with the static Lua and libev libraries, whose
+#       symbols name their internal functions (Debian's shared ones hide
+#       them, and callgrind shows bare addresses).
 #
 # Example (see README.md):
 #   bench/profile.sh relink build
-#   BENCH_ROWS=instr_50c BENCH_SERVERS=tapio_lua_prof \
-#     BENCH_EXTRA_SERVERS="tapio_lua_prof build/bench/tapio_prof \
-#     $PWD/bench/tapio_echo.lua {port}" BENCH_COUNT_RUNS=1 bench/run.sh build
-#   bench/profile.sh bench/results/latest instr_50c tapio_lua_prof
+#   P=$PWD/build/bench/prof
+#   BENCH_ROWS=instr_50c BENCH_COUNT_RUNS=1 BENCH_SERVERS="p_libev p_tapio
+#     p_lua" BENCH_EXTRA_SERVERS="p_libev $P/libev_echo {port};p_tapio
+#     $P/tapio_echo {port};p_lua $P/tapio $PWD/bench/tapio_echo.lua {port}"
+#     bench/run.sh build
+#   bench/profile.sh bench/results/latest instr_50c p_lua
 set -euo pipefail
+
+# Relinks one target from its CMake link line (in BUILD/DIR) with the
+# static Lua and libev libraries, as BUILD/bench/prof/NAME.
+relink_one() {
+  local build=$1 dir=$2 target=$3 name=$4
+  local link=$build/$dir/CMakeFiles/$target.dir/link.txt
+  local libdir
+  libdir=$(pkg-config --variable=libdir lua5.4)
+  [ -f "$link" ] || { echo "profile.sh: build $target first" >&2; exit 2; }
+  local cmd
+  cmd=$(sed -e "s#-llua5.4#$libdir/liblua5.4.a -lm -ldl#" \
+    -e "s#[^ ]*/libev\.so#$libdir/libev.a -lm#" \
+    -e "s# -o [^ ]*# -o $build/bench/prof/$name#" "$link")
+  (cd "$build/$dir" && eval "$cmd")
+  echo "$build/bench/prof/$name"
+}
 
 relink() {
   local build
   build=$(cd "${1:-build}" && pwd)
-  local dir=$build/lua link=$build/lua/CMakeFiles/tapio_host.dir/link.txt
-  local lib
-  lib=$(pkg-config --variable=libdir lua5.4)/liblua5.4.a
-  [ -f "$link" ] || { echo "profile.sh: build the tapio host first" >&2; exit 2; }
-  [ -f "$lib" ] || { echo "profile.sh: no $lib (liblua5.4-dev)" >&2; exit 2; }
-  # The host's own link line, with the static library and another output.
-  local cmd
-  cmd=$(sed -e "s#-llua5.4#$lib -lm -ldl#" \
-    -e "s# -o [^ ]*# -o $build/bench/tapio_prof#" "$link")
-  (cd "$dir" && eval "$cmd")
-  echo "$build/bench/tapio_prof"
+  mkdir -p "$build/bench/prof"
+  relink_one "$build" lua tapio_host tapio
+  relink_one "$build" bench bench_tapio_echo tapio_echo
+  relink_one "$build" bench bench_libev_echo libev_echo
 }
 
 # "count name" per function of a callgrind file, the name shortened to
@@ -90,6 +102,6 @@ profile() {
 if [ "${1:-}" = relink ]; then
   relink "${2:-build}"
 else
-  [ $# -ge 3 ] || { sed -n '2,22p' "$0" >&2; exit 2; }
+  [ $# -ge 3 ] || { sed -n '2,25p' "$0" >&2; exit 2; }
   profile "$@"
 fi
