@@ -6,11 +6,12 @@
 #   bench/run.sh [BUILD]      (what `make bench` runs; BUILD defaults to build)
 #
 # Environment (all optional):
-#   BENCH_QUICK=1       smoke test: 3 rounds of 0.3 s windows, small counts,
+#   BENCH_QUICK=1       smoke test: 2 rounds of 0.3 s windows, small counts,
 #                       2000 idle connections
-#   BENCH_ROUNDS=15     rounds of a timed row (every server one window each)
+#   BENCH_ROUNDS=12     rounds of a timed row (every server one window each,
+#                       each between two of libev's)
 #   BENCH_WINDOW=1      measured seconds per window
-#   BENCH_WARMUP=0.25   warm-up seconds at the start of each window
+#   BENCH_WARMUP=0.2    warm-up seconds at the start of each window
 #   BENCH_ROW_SECONDS=240   no new round once a timed row has run this long
 #   BENCH_IDLE_RUNS=3   fresh-server runs of the idle row
 #   BENCH_IDLE_CONNS=10000  connections of the idle row
@@ -65,11 +66,11 @@ fi
 SERVERS=("${SERVERS[@]//$'\n'/ }")
 
 if [ -n "${BENCH_QUICK:-}" ] && [ "${BENCH_QUICK}" != 0 ]; then
-  ROUNDS=3 WINDOW=0.3 WARMUP=0.1 IDLE_RUNS=1 OWN_RUNS=1
+  ROUNDS=2 WINDOW=0.3 WARMUP=0.1 IDLE_RUNS=1 OWN_RUNS=1
   COUNT_SCALE=0.2 COUNT_RUNS=1 IDLE_CONNS=${BENCH_IDLE_CONNS:-2000}
 else
-  ROUNDS=${BENCH_ROUNDS:-15} WINDOW=${BENCH_WINDOW:-1}
-  WARMUP=${BENCH_WARMUP:-0.25} IDLE_RUNS=${BENCH_IDLE_RUNS:-3}
+  ROUNDS=${BENCH_ROUNDS:-12} WINDOW=${BENCH_WINDOW:-1}
+  WARMUP=${BENCH_WARMUP:-0.2} IDLE_RUNS=${BENCH_IDLE_RUNS:-3}
   COUNT_SCALE=${BENCH_COUNT_SCALE:-1} COUNT_RUNS=${BENCH_COUNT_RUNS:-3}
   OWN_RUNS=3 IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
 fi
@@ -178,11 +179,10 @@ round_order() {
 }
 
 # One window of server $1 in round $2 of the row timed_row set up: its
-# figure for the progress line on stdout, its whole line to raw.txt (round
-# 0 is the warm-up, not kept).
+# figure for the progress line on stdout, its whole line to raw.txt with
+# its place in the row (seq; round 0 is the warm-up, not kept).
 window() {
   local i=$1 r=$2 line
-  local tag="round=$r server=${NAMES[i]} row=$ROW unit=$UNIT"
   if [ -z "${PIDS[i]}" ]; then
     return 0
   elif ! alive "${PIDS[i]}"; then
@@ -190,31 +190,34 @@ window() {
     PIDS[i]=""
   else
     line=$("${PRIORITY[@]}" taskset -c "$WCORE" "$LOAD" "${ARGS[@]}" \
-      --port "${PORTS[i]}" \
-      --pid "${PIDS[i]}" --warmup "$WARMUP" --duration "$WINDOW" \
-      2>>"$LOG")
+      --port "${PORTS[i]}" --pid "${PIDS[i]}" --warmup "$WARMUP" \
+      --duration "$WINDOW" 2>>"$LOG")
     [ -n "$line" ] || line="error=load_generator_failed"
   fi
-  [ "$r" -gt 0 ] && echo "$tag $line" >>"$RAW"
+  if [ "$r" -gt 0 ]; then
+    SEQ=$((SEQ + 1))
+    echo "round=$r seq=$SEQ server=${NAMES[i]} row=$ROW unit=$UNIT $line" \
+      >>"$RAW"
+  fi
   local f=${line##* ${FIGURE}=}
   [[ $line == *error=* ]] && f=FAILED
   printf ' %s %s' "${NAMES[i]}" "${f%% *}"
   [[ $line != *error=* ]]
 }
 
-# A timed row: every server started once and kept for the whole row, then
-# a warm-up round, then rounds in which libev's window comes first and the
-# others follow (round_order); one more libev window closes the last
-# round, so every round's windows lie between two of libev's.
+# A timed row: every server started once and kept for the whole row, a
+# warm-up round, then rounds in which every other server's window comes
+# right after one of libev's and right before the next (libev, A, libev,
+# B, libev, ... in round_order), so each has libev on both sides.
 timed_row() {
   local row
   read -ra row <<<"$1"
-  ROW=${row[0]} UNIT=${row[1]} ARGS=("${row[@]:3}") WCORE=$LCORE
+  ROW=${row[0]} UNIT=${row[1]} ARGS=("${row[@]:3}") WCORE=$LCORE SEQ=0
   [ "${row[2]}" = same ] && WCORE=$SCORE
   FIGURE=rps
   [ "$UNIT" = MB ] && FIGURE=mbps
   PIDS=() PORTS=()
-  local i r last=0 ok=0 t0=$SECONDS
+  local i r ok=0 t0=$SECONDS
   for i in "${!SERVERS[@]}"; do
     if start_server "${SERVERS[i]}" "$SCORE"; then
       PIDS[i]=$SPID PORTS[i]=$PORT
@@ -226,20 +229,21 @@ timed_row() {
   done
   echo "$ROW: warm-up"
   for i in "${!SERVERS[@]}"; do window "$i" 0 >/dev/null; done
+  printf '%s:' "$ROW"
+  window 0 1 || ok=1
+  echo
   for ((r = 1; r <= ROUNDS; r++)); do
     printf '%s round %d:' "$ROW" "$r"
-    window 0 "$r" || ok=1
-    for i in $(round_order "$r"); do window "$i" "$r" || ok=1; done
+    for i in $(round_order "$r"); do
+      window "$i" "$r" || ok=1
+      window 0 "$r" || ok=1
+    done
     echo
-    last=$r
     [ $((SECONDS - t0)) -ge "$ROW_SECONDS" ] && break
   done
-  printf '%s closing:' "$ROW"
-  window 0 $((last + 1)) || ok=1
-  echo
   for i in "${!SERVERS[@]}"; do
     if [ -n "${PIDS[i]}" ] && ! stop_server "${PIDS[i]}"; then
-      echo "round=$last server=${NAMES[i]} row=$ROW unit=$UNIT" \
+      echo "round=$r server=${NAMES[i]} row=$ROW unit=$UNIT" \
         "error=server_died" >>"$RAW"
       ok=1
     fi

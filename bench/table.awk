@@ -6,11 +6,13 @@
 #       -v targets="rate tapio libev 0.95;" -f table.awk raw.txt
 #
 # Timed rows (req, MB): raw.txt has one line per window, tagged with its
-# round; within round r, libev's windows r and r + 1 bracket every other
-# server's window, and that server's ratio for the round is its figure
-# over the geometric mean of the two (a drift of the machine's speed
-# during the round cancels). The table gives the median of those per-round
-# ratios with a distribution-free 95% interval from order statistics.
+# round and its place in the row (seq). Every other server's window lies
+# between two of libev's, and its ratio for the round is its figure over
+# the geometric mean of those two (what the machine did to both cancels,
+# and so does a steady drift); two servers compare through the ratio of
+# their ratios in the same round. The table gives the median of the
+# per-round ratios with a distribution-free 95% interval from order
+# statistics.
 # Counted rows (instr): runs per server of A and of B requests; per
 # request is the slope (median at B - median at A) / (B - A).
 
@@ -101,14 +103,16 @@ function verdict(lo, hi, bound, lower) {
     next
   }
   if (unit == "req" || unit == "MB") {
-    r = kv["round"] + 0
-    fig[row, sv, r] = unit == "req" ? kv["rps"] : kv["mbps"]
-    cost[row, sv, r] = unit == "req" ? kv["cpu_us_per_req"] : \
+    q = kv["seq"] + 0
+    wsrv[row, q] = sv
+    wrnd[row, q] = kv["round"] + 0
+    wfig[row, q] = unit == "req" ? kv["rps"] : kv["mbps"]
+    wcost[row, q] = unit == "req" ? kv["cpu_us_per_req"] : \
       kv["cpu_us_per_mb"]
-    if (r > rounds[row])
-      rounds[row] = r
-    if (sv != REF && r > played[row])
-      played[row] = r         # rounds with a window besides libev's
+    absf[row, sv] = absf[row, sv] " " wfig[row, q]
+    absc[row, sv] = absc[row, sv] " " wcost[row, q]
+    if (q > nseq[row])
+      nseq[row] = q
     if (kv["other_cpu_s"] / kv["secs"] > 0.1)
       noisy[row]++            # other processes used over 10% of a core
     windows[row]++
@@ -133,78 +137,90 @@ function verdict(lo, hi, bound, lower) {
   }
 }
 
-# libev's figure bracketing round r: the geometric mean of its windows r
-# and r + 1 (or window r alone at the end of a cut-short row).
-function reference(a, row, r) {
-  if ((row, REF, r) in a && (row, REF, r + 1) in a)
-    return sqrt(a[row, REF, r] * a[row, REF, r + 1])
-  return (row, REF, r) in a ? a[row, REF, r] : ""
+# Window q's figure in a over the geometric mean of the libev windows
+# next to it (one if the other failed), or "".
+function bracketed(a, row, q,    n, prod) {
+  n = 0; prod = 1
+  if (wsrv[row, q - 1] == REF) { n++; prod *= a[row, q - 1] }
+  if (wsrv[row, q + 1] == REF) { n++; prod *= a[row, q + 1] }
+  if (n == 0 || prod <= 0)
+    return ""
+  return a[row, q] / (n == 2 ? sqrt(prod) : prod)
 }
 
-# The space-separated per-round ratios of server s to server t in a row.
-function ratios(a, row, s, t,    r, ref, list) {
+# Every window's ratios to libev, by server and round: rfig and rcost.
+function normalise(row,    q, s, r, x) {
+  for (q = 1; q <= nseq[row]; q++) {
+    s = wsrv[row, q]
+    if (s == "" || s == REF)
+      continue
+    r = wrnd[row, q]
+    x = bracketed(wfig, row, q)
+    if (x != "") {
+      rfig[row, s, r] = x
+      rcost[row, s, r] = bracketed(wcost, row, q)
+      played[row, s]++
+      if (r > rounds[row])
+        rounds[row] = r
+    }
+  }
+}
+
+# The per-round ratios of server s to server t in a row (t = libev: the
+# bracketed ratios themselves).
+function ratios(a, row, s, t,    r, list) {
   list = ""
   for (r = 1; r <= rounds[row]; r++) {
     if (!((row, s, r) in a))
       continue
-    ref = t == REF ? reference(a, row, r) : \
-      ((row, t, r) in a ? a[row, t, r] : "")
-    if (ref != "" && ref > 0)
-      list = list " " a[row, s, r] / ref
+    if (t == REF)
+      list = list " " a[row, s, r]
+    else if ((row, t, r) in a)
+      list = list " " a[row, s, r] / a[row, t, r]
   }
   return list
 }
 
-function column(a, row, s,    r, list) {
-  list = ""
-  for (r = 1; r <= rounds[row]; r++)
-    if ((row, s, r) in a)
-      list = list " " a[row, s, r]
-  return list
-}
-
-function timed_table(row, unit,    s, f1, f2, list, n, line) {
+function timed_table(row, unit,    s, f1, f2, n, line) {
   f1 = unit == "req" ? "%.0f" : "%.1f"
   f2 = unit == "req" ? "%.3f" : "%.1f"
-  n = played[row]
+  normalise(row)
+  n = rounds[row]
   interval_rank(n)
   printf "%s: %d rounds; x %s: median of the per-round ratios" \
-    " [%.1f%% interval: the %d-th to the %d-th of %d]\n", row, n, REF, \
+    " [%.1f%% interval: order statistics %d and %d of %d]\n", row, n, REF, \
     COVER * 100, K, n + 1 - K, n
   line = "  %-14s %10s %-24s %10s %-24s %s\n"
   printf line, "server", unit == "req" ? "req/s" : "MB/s", "x " REF, \
     unit == "req" ? "CPU us/req" : "CPU us/MB", "x " REF, "windows"
   for (s = 1; s <= NS; s++) {
-    list = column(fig, row, SV[s])
-    n = split(list, tmp, " ")
+    n = split(absf[row, SV[s]], tmp, " ")
     if (n == 0 && !failed[row SUBSEP SV[s]])
       continue
-    printf line, SV[s], fmt(median(list), f1), \
-      s == 1 ? "1" : with_interval(ratios(fig, row, SV[s], REF)), \
-      fmt(median(column(cost, row, SV[s])), f2), \
-      s == 1 ? "1" : with_interval(ratios(cost, row, SV[s], REF)), \
+    printf line, SV[s], fmt(median(absf[row, SV[s]]), f1), \
+      s == 1 ? "1" : with_interval(ratios(rfig, row, SV[s], REF)), \
+      fmt(median(absc[row, SV[s]]), f2), \
+      s == 1 ? "1" : with_interval(ratios(rcost, row, SV[s], REF)), \
       n (failed[row SUBSEP SV[s]] ? " (" failed[row SUBSEP SV[s]] \
       " failed)" : "")
   }
   for (t = 1; t <= NT; t++) {
     if (TK[t] != "rate" || !present(row, TS[t]) || !present(row, TR[t]))
       continue
-    summary(ratios(fig, row, TS[t], TR[t]))
+    summary(ratios(rfig, row, TS[t], TR[t]))
     if (N == 0)
       continue
     printf "  verdict %s / %s >= %s: %.3f [%.3f, %.3f] %s\n", TS[t], \
-      TR[t], TB[t], MED, LO, HI, verdict(LO, HI, TB[t] + 0, 0)
+      TR[t], TB[t], MED, LO, HI, COVER < 0.95 ? "none (under 6 rounds)" : \
+      verdict(LO, HI, TB[t] + 0, 0)
   }
   if (noisy[row])
     printf "  warning: in %d of %d windows other processes used over 10%%" \
       " of a core\n", noisy[row], windows[row]
 }
 
-function present(row, s,    r) {
-  for (r = 1; r <= rounds[row]; r++)
-    if ((row, s, r) in fig)
-      return 1
-  return 0
+function present(row, s) {
+  return s == REF ? nseq[row] > 0 : played[row, s] > 0
 }
 
 # Per request: the slope between the medians of the runs with the fewest
