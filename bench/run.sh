@@ -6,7 +6,7 @@
 #   bench/run.sh [BUILD]      (what `make bench` runs; BUILD defaults to build)
 #
 # Environment (all optional):
-#   BENCH_QUICK=1       smoke test: 2 rounds of 0.3 s windows, small counts,
+#   BENCH_QUICK=1       smoke test: 2 rounds of 0.2 s windows, small counts,
 #                       2000 idle connections
 #   BENCH_ROUNDS=12     rounds of a timed row (every server one window each,
 #                       each between two of libev's)
@@ -66,8 +66,8 @@ fi
 SERVERS=("${SERVERS[@]//$'\n'/ }")
 
 if [ -n "${BENCH_QUICK:-}" ] && [ "${BENCH_QUICK}" != 0 ]; then
-  ROUNDS=2 WINDOW=0.3 WARMUP=0.1 IDLE_RUNS=1 OWN_RUNS=1
-  COUNT_SCALE=0.2 COUNT_RUNS=1 IDLE_CONNS=${BENCH_IDLE_CONNS:-2000}
+  ROUNDS=2 WINDOW=0.2 WARMUP=0.05 IDLE_RUNS=1 OWN_RUNS=1
+  COUNT_SCALE=0.1 COUNT_RUNS=1 IDLE_CONNS=${BENCH_IDLE_CONNS:-2000}
 else
   ROUNDS=${BENCH_ROUNDS:-12} WINDOW=${BENCH_WINDOW:-1}
   WARMUP=${BENCH_WARMUP:-0.2} IDLE_RUNS=${BENCH_IDLE_RUNS:-3}
