@@ -187,9 +187,12 @@ function timed_table(row, unit,    s, f1, f2, n, line) {
   normalise(row)
   n = rounds[row]
   interval_rank(n)
-  printf "%s: %d rounds; x %s: median of the per-round ratios" \
-    " [%.1f%% interval: order statistics %d and %d of %d]\n", row, n, REF, \
-    COVER * 100, K, n + 1 - K, n
+  if (n > 0)
+    printf "%s: %d rounds; x %s: median of the per-round ratios" \
+      " [%.1f%% interval: order statistics %d and %d of %d]\n", row, n, \
+      REF, COVER * 100, K, n + 1 - K, n
+  else
+    printf "%s: no round with a figure besides %s's\n", row, REF
   line = "  %-14s %10s %-24s %10s %-24s %s\n"
   printf line, "server", unit == "req" ? "req/s" : "MB/s", "x " REF, \
     unit == "req" ? "CPU us/req" : "CPU us/MB", "x " REF, "windows"
