@@ -50,6 +50,8 @@ SERVERS=(
 # echo as a protocol table on the same two, uvloop's asyncio.Protocol echo.
 [ -x "$BUILD/tapio" ] &&
   SERVERS+=("tapio_lua $BUILD/tapio $HERE/tapio_echo.lua {port}")
+# The same in 2 threads, a loop and Lua state each, with reuse_port.
+[ -x "$BIN/lua_threads" ] && SERVERS+=("tapio_lua_2t $BIN/lua_threads 2 $HERE/tapio_echo.lua {port} reuse_port")
 [ -f "$BUILD/luajit/tapio/core.so" ] && [ -x /usr/bin/luajit ] &&
   SERVERS+=("tapio_lua_jit $JIT_PATH LUA_CPATH=$BUILD/luajit/?.so;;
     /usr/bin/luajit $HERE/tapio_echo.lua {port}")
