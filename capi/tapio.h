@@ -469,6 +469,29 @@ int tapio_transport_fail(tapio_transport *t, int code, const char *message);
 /* 1 if closing or closed. */
 int tapio_transport_is_closing(tapio_transport *t);
 
+/* Ended handles. A transport's memory goes as its connection_lost
+ * returns, and a call on it after that is undefined (as free() twice):
+ * tapio cannot tell a freed transport from a live one without reading
+ * freed memory, and a generation check would need handles that are not
+ * pointers. A program (or a binding) that keeps a transport past its end
+ * retains it: then, after connection_lost, it is a closed shell whose
+ * memory stays until the last tapio_transport_release, its descriptor
+ * closed (the peer sees the close as usual), and every call answers as a
+ * closed transport does: write, writelines and get_fd, get_sockname
+ * TAPIO_ECLOSED; close, abort, fail, write_eof, pause and resume harmless;
+ * is_closing 1, is_reading 0; get_peername, the figures (get_stat), the
+ * protocol and the loop still answer. Each retain wants one release; the
+ * loop's freeing frees its shells too, so release before
+ * tapio_loop_free. Retain from connection_made (or any callback before
+ * connection_lost returns). TAPIO_ENOTSUP for a kind that cannot be
+ * retained. The other handles are the caller's until given back (a
+ * server, a scheduled call's handle, options, the loop): once ended
+ * (closed, run, cancelled) and before that they answer the same way;
+ * after it, as free() twice. spec/ffi/ended_luajit.lua calls every
+ * ended handle through LuaJIT's FFI. */
+int tapio_transport_retain(tapio_transport *t);
+void tapio_transport_release(tapio_transport *t);
+
 /* Replaces the protocol for the next callback on. TAPIO_EINVAL for a
  * table whose size is wrong (see the growth rule). */
 int tapio_transport_set_protocol(tapio_transport *t,

@@ -287,6 +287,7 @@ static int loop_init(tapio_loop *loop) {
   loop->exc_fn = default_exception;
   tapio__list_init(&loop->handles);
   tapio__list_init(&loop->transports);
+  tapio__list_init(&loop->shells);
   tapio__list_init(&loop->servers);
   tapio__list_init(&loop->requests);
   tapio__list_init(&loop->due);
@@ -364,6 +365,7 @@ int tapio_loop_free(tapio_loop *loop) {
   tapio__servers_close_all(loop);
   drain(loop);
   tapio__servers_free_all(loop);
+  tapio__shells_free_all(loop);
   tapio__handles_free_all(loop);
   run_ts_calls(take_ts_calls(loop), 0); /* dropped unrun, as call_soon's */
   tapio__free(loop, loop->rbuf_block, TAPIO__RBUF_SIZE + TAPIO__RBUF_ALIGN);

@@ -86,6 +86,7 @@ struct tapio_loop {
   void *exc_ud;
   tapio__link handles;     /* every tapio_handle not yet freed */
   tapio__link transports;  /* every live transport */
+  tapio__link shells;      /* retained transports past connection_lost */
   tapio__link servers;     /* every server not yet freed */
   tapio__link requests;    /* pending connects and server creations */
   char *rbuf;              /* the shared read buffer, made on first read */
@@ -221,6 +222,7 @@ enum {
   TAPIO__T_LOST = 1 << 2,         /* connection_lost scheduled */
   TAPIO__T_WPAUSED = 1 << 3,      /* pause_writing called, not resumed */
   TAPIO__T_RPAUSED = 1 << 4,      /* pause_reading */
+  TAPIO__T_ENDED = 1 << 7,        /* a retained shell after connection_lost */
   /* the stream body's */
   TAPIO__T_EOF_RECEIVED = 1 << 8,
   TAPIO__T_EOF_WANTED = 1 << 9,   /* write_eof called */
@@ -251,6 +253,11 @@ typedef struct tapio__kind {
   void (*destroy)(tapio_transport *t);
   /* get_extra_info("socket"/"pipe"): the descriptor, or TAPIO_ENOTSUP. */
   int (*fd)(tapio_transport *t);
+  /* After connection_lost returned, for a transport the user retains:
+   * closes the kind's descriptors and drops its buffers, keeping the
+   * memory (destroy comes at the last release). NULL: the kind's
+   * transports cannot be retained (tapio_transport_retain: ENOTSUP). */
+  void (*shed)(tapio_transport *t);
 } tapio__kind;
 
 /* An IP address (a short Unix one too) in as little room as it takes. */
@@ -277,6 +284,7 @@ struct tapio_transport {
   uint32_t write_pauses;
   double wpause_since, rpause_since;
   double wpaused, rpaused;
+  uint32_t refs;              /* tapio_transport_retain */
   tapio__ipaddr peer;         /* peername, kept: a reset makes it unknowable */
   socklen_t peerlen;          /* 0: not kept (a long Unix path: ask the fd) */
 };
@@ -291,6 +299,8 @@ void tapio__transport_lost(tapio_transport *t, int code, const char *message);
 /* Keeps the peer's address (when it fits) for get_peername. */
 void tapio__transport_set_peer(tapio_transport *t, const struct sockaddr *sa,
                                socklen_t len);
+/* tapio_loop_free: the retained shells go with their loop. */
+void tapio__shells_free_all(tapio_loop *loop);
 /* abort with a code; 0 means a clean abort. */
 void tapio__transport_force_close(tapio_transport *t, int code,
                                   const char *message);
