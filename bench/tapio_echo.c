@@ -42,6 +42,7 @@ static void echo_resume(void *ud, tapio_transport *t)
 
 /* eof_received NULL: the transport closes once its output is flushed. */
 static const tapio_protocol echo_protocol = {
+  .size = sizeof(tapio_protocol),
   .data_received = echo_data,
   .pause_writing = echo_pause,
   .resume_writing = echo_resume,
@@ -58,6 +59,7 @@ static void stats_made(void *ud, tapio_transport *t)
 }
 
 static const tapio_protocol stats_protocol = {
+  .size = sizeof(tapio_protocol),
   .connection_made = stats_made,
 };
 

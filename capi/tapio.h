@@ -293,24 +293,35 @@ const char *tapio_option_name(int call, size_t i);
 
 /* ---- Protocols --------------------------------------------------------- */
 
-/* A stream protocol: a table of callbacks and the user pointer given with
- * it. Any callback may be NULL, meaning the reference's default (a NULL
- * eof_received closes the transport). A protocol with get_buffer set is a
- * BufferedProtocol: data arrives through get_buffer/buffer_updated and
- * data_received is not used. The table is not copied: it must outlive every
- * transport that uses it (a static const table is the usual way).
+/* A protocol is a table of callbacks the user fills and tapio reads, and
+ * the user pointer given with it (every callback's first argument). Any
+ * callback may be NULL, meaning the reference's default. The table is not
+ * copied: it must outlive every transport that uses it (a static const
+ * table is the usual way).
+ *
+ * Growth rule (the ABI promise): every table starts with `size`, which the
+ * user sets to the size of the table as compiled (sizeof(tapio_protocol);
+ * ffi.sizeof("tapio_protocol") from LuaJIT). Tables only ever gain
+ * callbacks at their end. tapio reads no field at or past `size` and takes
+ * a missing one as NULL, so a table compiled against an older header works
+ * with a newer library, and one compiled against a newer header works with
+ * an older library (its extra callbacks are not called). A size below that
+ * of this version's table (0 included) is TAPIO_EINVAL wherever a table is
+ * given. Every kind's table begins with the same four callbacks, asyncio's
+ * BaseProtocol: connection_made, connection_lost, pause_writing,
+ * resume_writing. */
+
+/* The stream protocol (TCP and Unix connections). A protocol with
+ * get_buffer set is a BufferedProtocol: data arrives through
+ * get_buffer/buffer_updated and data_received is not used.
  *
  * Order (per the reference): connection_made, then data_received* (or
  * get_buffer/buffer_updated pairs), then at most one eof_received, then
  * connection_lost exactly once, last; after it returns the transport is
  * freed. pause_writing/resume_writing come in pairs in between. */
 typedef struct tapio_protocol {
+  uint32_t size; /* sizeof(tapio_protocol) */
   void (*connection_made)(void *ud, tapio_transport *t);
-  /* data is borrowed for the call; len > 0. */
-  void (*data_received)(void *ud, tapio_transport *t, const char *data,
-                        size_t len);
-  /* Nonzero keeps the transport half-open; zero closes it. */
-  int (*eof_received)(void *ud, tapio_transport *t);
   /* code 0 and message NULL: closed cleanly (EOF, close, abort). Otherwise
    * the error and a message borrowed for the call. */
   void (*connection_lost)(void *ud, tapio_transport *t, int code,
@@ -319,6 +330,11 @@ typedef struct tapio_protocol {
   void (*pause_writing)(void *ud, tapio_transport *t);
   /* The write buffer drained to the low-water mark or below. */
   void (*resume_writing)(void *ud, tapio_transport *t);
+  /* data is borrowed for the call; len > 0. */
+  void (*data_received)(void *ud, tapio_transport *t, const char *data,
+                        size_t len);
+  /* Nonzero keeps the transport half-open; zero (or NULL) closes it. */
+  int (*eof_received)(void *ud, tapio_transport *t);
   /* Returns memory to receive into and its size in *len; sizehint is -1
    * (any size). NULL or *len == 0 aborts the transport with EBUFFER. The
    * memory must stay valid until buffer_updated returns. */
@@ -368,6 +384,15 @@ int tapio_connect_accepted_socket(tapio_loop *loop, int fd,
 
 /* ---- Transport --------------------------------------------------------- */
 
+/* Every transport is a tapio_transport of one kind. A function a kind does
+ * not have (write on a read-only transport, say) returns TAPIO_ENOTSUP;
+ * one that returns a size or a flag answers 0. */
+enum tapio_transport_kind {
+  TAPIO_TRANSPORT_STREAM = 1     /* a TCP or Unix stream socket */
+};
+/* The kind, a TAPIO_TRANSPORT_* value. */
+int tapio_transport_get_kind(tapio_transport *t);
+
 /* Closes after flushing the write buffer; connection_lost(0) follows on a
  * later turn. Idempotent. */
 int tapio_transport_close(tapio_transport *t);
@@ -380,9 +405,10 @@ int tapio_transport_fail(tapio_transport *t, int code, const char *message);
 /* 1 if closing or closed. */
 int tapio_transport_is_closing(tapio_transport *t);
 
-/* Replaces the protocol for the next callback on. */
-void tapio_transport_set_protocol(tapio_transport *t,
-                                  const tapio_protocol *proto, void *ud);
+/* Replaces the protocol for the next callback on. TAPIO_EINVAL for a
+ * table whose size is wrong (see the growth rule). */
+int tapio_transport_set_protocol(tapio_transport *t,
+                                 const tapio_protocol *proto, void *ud);
 /* The protocol's user pointer, and its table in *proto when not NULL. */
 void *tapio_transport_get_protocol(tapio_transport *t,
                                    const tapio_protocol **proto);
@@ -402,10 +428,10 @@ int tapio_transport_write(tapio_transport *t, const void *data, size_t len);
  * length is TAPIO_EINVAL, and then nothing of the call is written. */
 int tapio_transport_writelines(tapio_transport *t, const void *const *bufs,
                                const size_t *lens, size_t n);
-/* 1: write_eof is supported. */
+/* 1: write_eof is supported (a socket stream); 0 otherwise. */
 int tapio_transport_can_write_eof(tapio_transport *t);
 /* Shuts down the sending side after the buffer is flushed; data may still
- * arrive. Idempotent. */
+ * arrive. Idempotent. TAPIO_ENOTSUP where can_write_eof answers 0. */
 int tapio_transport_write_eof(tapio_transport *t);
 
 size_t tapio_transport_get_write_buffer_size(tapio_transport *t);

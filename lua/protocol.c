@@ -270,10 +270,22 @@ static void p_buffer_updated(void *ud, tapio_transport *t, size_t nbytes) {
 }
 
 const tapio_protocol tl_plain_protocol = {
-  p_made, p_data, p_eof, p_lost, p_pause, p_resume, NULL, NULL
+  .size = sizeof(tapio_protocol),
+  .connection_made = p_made,
+  .connection_lost = p_lost,
+  .pause_writing = p_pause,
+  .resume_writing = p_resume,
+  .data_received = p_data,
+  .eof_received = p_eof,
 };
 
 const tapio_protocol tl_buffered_protocol = {
-  p_made, NULL, p_eof, p_lost, p_pause, p_resume, p_get_buffer,
-  p_buffer_updated
+  .size = sizeof(tapio_protocol),
+  .connection_made = p_made,
+  .connection_lost = p_lost,
+  .pause_writing = p_pause,
+  .resume_writing = p_resume,
+  .eof_received = p_eof,
+  .get_buffer = p_get_buffer,
+  .buffer_updated = p_buffer_updated,
 };

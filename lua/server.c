@@ -1,6 +1,6 @@
 /* The Lua binding's server: loop:_create_server, loop:_create_unix_server,
  * the factory the core calls per accepted connection, and "tapio.server".
- * serve_forever and wait_closed are in tapio/init.lua. */
+ * serve_forever and wait_closed are in tapio/loop.lua. */
 #include "tapio_lua.h"
 
 #include <stdlib.h>

@@ -1,6 +1,6 @@
 /* The Lua binding's stream transport: "tapio.transport", its lifetime and
  * methods, and loop:_create_connection and friends (the Lua layer wraps
- * them in the async rule, see tapio/init.lua: each takes the completion
+ * them in the async rule, see tapio/loop.lua: each takes the completion
  * callback first, then the user's arguments, numbered as the user sees
  * them). The protocol side is in protocol.c. */
 #include "tapio_lua.h"

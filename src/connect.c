@@ -1,112 +1,10 @@
 /* Making stream transports: create_connection (TCP), create_unix_connection,
- * connect_accepted_socket and the "sock" option; socket addresses. */
+ * connect_accepted_socket and the "sock" option. */
 #include "tapio_int.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <string.h>
-#include <sys/un.h>
 #include <unistd.h>
-
-/* ---- Sockets and addresses --------------------------------------------- */
-
-int tapio__socket_nonblock(int fd) {
-  int flags = fcntl(fd, F_GETFL);
-  if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
-    return tapio__from_errno(errno);
-  return 0;
-}
-
-void tapio__set_nodelay(int fd) {
-  int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-}
-
-static int copy_host(const char *src, char *host, size_t hostlen) {
-  size_t n = strlen(src);
-  if (!host)
-    return 0;
-  if (n >= hostlen)
-    return TAPIO_ENOBUFS;
-  memcpy(host, src, n + 1);
-  return 0;
-}
-
-int tapio__format_addr(const struct sockaddr *sa, socklen_t len, char *host,
-                       size_t hostlen, int *port, int *family) {
-  char buf[INET6_ADDRSTRLEN];
-  int p = 0, fam = TAPIO_AF_UNSPEC;
-  const char *text = "";
-  if (sa->sa_family == AF_INET) {
-    const struct sockaddr_in *in = (const void *)sa;
-    text = inet_ntop(AF_INET, &in->sin_addr, buf, sizeof buf);
-    p = ntohs(in->sin_port);
-    fam = TAPIO_AF_INET;
-  } else if (sa->sa_family == AF_INET6) {
-    const struct sockaddr_in6 *in6 = (const void *)sa;
-    text = inet_ntop(AF_INET6, &in6->sin6_addr, buf, sizeof buf);
-    p = ntohs(in6->sin6_port);
-    fam = TAPIO_AF_INET6;
-  } else if (sa->sa_family == AF_UNIX) {
-    const struct sockaddr_un *un = (const void *)sa;
-    size_t n = len > offsetof(struct sockaddr_un, sun_path)
-                   ? len - offsetof(struct sockaddr_un, sun_path) : 0;
-    if (n > sizeof buf - 1)
-      n = sizeof buf - 1;
-    memcpy(buf, un->sun_path, n);
-    buf[n] = 0;
-    text = buf;
-    fam = TAPIO_AF_UNIX;
-  }
-  if (port)
-    *port = p;
-  if (family)
-    *family = fam;
-  return text ? copy_host(text, host, hostlen) : TAPIO_EINVAL;
-}
-
-typedef int (*name_fn)(int, struct sockaddr *, socklen_t *);
-
-static int fd_name(int fd, name_fn fn, char *host, size_t hostlen, int *port,
-                   int *family) {
-  struct sockaddr_storage ss;
-  socklen_t len = sizeof ss;
-  memset(&ss, 0, sizeof ss);
-  if (fn(fd, (struct sockaddr *)&ss, &len) < 0)
-    return tapio__from_errno(errno);
-  return tapio__format_addr((struct sockaddr *)&ss, len, host, hostlen, port,
-                            family);
-}
-
-void tapio__transport_set_peer(tapio_transport *t, const struct sockaddr *sa,
-                               socklen_t len) {
-  if (len > sizeof t->peer)
-    return;
-  memcpy(&t->peer, sa, len);
-  t->peerlen = len;
-}
-
-/* From what connection_made knew, as asyncio keeps it: after a reset the
- * socket no longer knows its peer. */
-int tapio_transport_get_peername(tapio_transport *t, char *host,
-                                 size_t hostlen, int *port, int *family) {
-  if (!t)
-    return TAPIO_EINVAL;
-  if (t->peerlen)
-    return tapio__format_addr(&t->peer.sa, t->peerlen, host, hostlen, port,
-                              family);
-  return fd_name(t->rio.fd, getpeername, host, hostlen, port, family);
-}
-
-int tapio_transport_get_sockname(tapio_transport *t, char *host,
-                                 size_t hostlen, int *port, int *family) {
-  if (!t)
-    return TAPIO_EINVAL;
-  return fd_name(t->rio.fd, getsockname, host, hostlen, port, family);
-}
 
 /* ---- Connect requests -------------------------------------------------- */
 
@@ -118,6 +16,7 @@ typedef struct connect_req {
   void *proto_ud;
   char *host;          /* TCP: name to resolve; Unix: the path */
   int port, family, nodelay, is_unix;
+  int af;              /* of the socket being connected */
   char *local_host;
   int local_port, has_local;
   tapio__addr *addrs, *locals;
@@ -161,14 +60,13 @@ static void req_connected(connect_req *r) {
   void *ud = r->cb_ud;
   if (!t) {
     tapio__addr *a = &r->addrs[r->next - 1];
-    t = tapio__transport_new(r->req.loop, r->fd, r->proto, r->proto_ud);
+    t = tapio__stream_new(r->req.loop, r->fd, r->proto, r->proto_ud);
     if (!t) {
       req_fail(r, TAPIO_ENOMEM);
       return;
     }
     tapio__transport_set_peer(t, (struct sockaddr *)&a->ss, a->len);
-    if (r->nodelay && !r->is_unix)
-      tapio__set_nodelay(r->fd);
+    tapio__maybe_nodelay(r->fd, r->af, r->nodelay);
   }
   r->fd = -1;
   r->t = NULL;
@@ -208,6 +106,7 @@ static int connect_one(connect_req *r, tapio__addr *a) {
     return rc;
   }
   r->fd = fd;
+  r->af = af;
   ev_io_set(&r->io, fd, EV_WRITE);
   ev_io_start(r->req.loop->ev, &r->io);
   return 0;
@@ -242,20 +141,6 @@ static void on_connect(struct ev_loop *ev, ev_io *w, int revents) {
   try_next(r);
 }
 
-static int unix_addr(const char *path, tapio__addr *a) {
-  struct sockaddr_un *un = (struct sockaddr_un *)&a->ss;
-  size_t n = strlen(path);
-  if (n == 0)
-    return TAPIO_EINVAL;
-  if (n >= sizeof un->sun_path)
-    return TAPIO_ENAMETOOLONG;
-  memset(a, 0, sizeof *a);
-  un->sun_family = AF_UNIX;
-  memcpy(un->sun_path, path, n);
-  a->len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
-  return 0;
-}
-
 static int resolve_all(connect_req *r) {
   tapio_loop *loop = r->req.loop;
   int rc;
@@ -264,7 +149,7 @@ static int resolve_all(connect_req *r) {
     if (!r->addrs)
       return TAPIO_ENOMEM;
     r->naddrs = 1;
-    return unix_addr(r->host, r->addrs);
+    return tapio__unix_addr(r->host, r->addrs);
   }
   rc = tapio__resolve(loop, r->host, r->port, r->family, 0, &r->addrs,
                       &r->naddrs);
@@ -334,16 +219,16 @@ static int wrap(tapio_loop *loop, int fd, const tapio_protocol *proto,
   }
   r = req_new(loop, proto, proto_ud, cb, cb_ud);
   if (r)
-    r->t = tapio__transport_new(loop, fd, proto, proto_ud);
+    r->t = tapio__stream_new(loop, fd, proto, proto_ud);
   if (!r || !r->t) {
     if (r)
       tapio__free(loop, r, sizeof *r);
     close(fd);
     return TAPIO_ENOMEM;
   }
-  if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0 &&
-      ss.ss_family != AF_UNIX && tapio__opt_int(opts, TAPIO__OPT_NODELAY, 1))
-    tapio__set_nodelay(fd);
+  if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
+    tapio__maybe_nodelay(fd, ss.ss_family,
+                         (int)tapio__opt_int(opts, TAPIO__OPT_NODELAY, 1));
   len = sizeof ss;
   if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0)
     tapio__transport_set_peer(r->t, (struct sockaddr *)&ss, len);
@@ -351,11 +236,11 @@ static int wrap(tapio_loop *loop, int fd, const tapio_protocol *proto,
   return 0;
 }
 
-/* What every create call checks first: its handles, a loop being freed,
- * and options it does not take. */
+/* What every create call checks first: its handles and protocol table, a
+ * loop being freed, and options it does not take. */
 static int bad_args(tapio_loop *loop, const tapio_protocol *proto,
                     tapio_connect_fn cb, const tapio_options *opts, int call) {
-  if (!loop || !proto || !cb)
+  if (!loop || !cb || tapio__proto_check(proto, sizeof *proto) < 0)
     return TAPIO_EINVAL;
   if (loop->freeing)
     return TAPIO_ECLOSED;
@@ -428,7 +313,7 @@ int tapio_create_unix_connection(tapio_loop *loop, const char *path,
   int rc = bad_args(loop, proto, cb, opts,
                     TAPIO_CALL_CREATE_UNIX_CONNECTION);
   if (rc == 0)
-    rc = path ? unix_addr(path, &probe) : TAPIO_EINVAL;
+    rc = path ? tapio__unix_addr(path, &probe) : TAPIO_EINVAL;
   if (rc < 0)
     return tapio__opts_fail(opts, rc);
   r = req_new(loop, proto, proto_ud, cb, cb_ud);

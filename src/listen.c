@@ -7,7 +7,6 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 typedef struct listen_req {
@@ -99,19 +98,18 @@ static int bind_host(listen_req *r, const char *host) {
 
 static int bind_unix(listen_req *r) {
   const char *path = r->hosts[0];
-  struct sockaddr_un un;
+  tapio__addr a;
   struct stat st;
-  int fd, rc = 0;
-  memset(&un, 0, sizeof un);
-  un.sun_family = AF_UNIX;
-  memcpy(un.sun_path, path, strlen(path));
+  int fd, rc = tapio__unix_addr(path, &a);
+  if (rc < 0)
+    return rc;
   /* a stale socket file from an earlier run would make bind fail */
   if (stat(path, &st) == 0 && S_ISSOCK(st.st_mode))
     unlink(path);
   fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0)
     return tapio__from_errno(errno);
-  if (bind(fd, (struct sockaddr *)&un, sizeof un) < 0)
+  if (bind(fd, (struct sockaddr *)&a.ss, a.len) < 0)
     rc = tapio__from_errno(errno);
   if (rc < 0) {
     close(fd);
@@ -236,8 +234,10 @@ int tapio_create_unix_server(tapio_loop *loop, const char *path,
   int rc = bad_args(loop, factory, cb, opts, TAPIO_CALL_CREATE_UNIX_SERVER);
   if (rc == 0 && (!path || !*path))
     rc = TAPIO_EINVAL;
-  if (rc == 0 && strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
-    rc = TAPIO_ENAMETOOLONG;
+  if (rc == 0) {
+    tapio__addr probe;
+    rc = tapio__unix_addr(path, &probe);
+  }
   if (rc < 0)
     return tapio__opts_fail(opts, rc);
   r = req_new(loop, factory, factory_ud, opts, 1);

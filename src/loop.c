@@ -1,5 +1,5 @@
-/* The loop: a libev loop, tapio's ready queue, the exception handler and
- * the loop's allocator. */
+/* The loop: a libev loop, tapio's ready queue, thread-safe calls, the
+ * exception handler, creating, freeing and running. */
 #include "tapio_int.h"
 
 #include <errno.h>
@@ -9,88 +9,6 @@
 #include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
-
-/* ---- Allocation -------------------------------------------------------- */
-
-static void *default_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
-  (void)ud;
-  (void)osize;
-  if (nsize == 0) {
-    free(ptr);
-    return NULL;
-  }
-  return realloc(ptr, nsize);
-}
-
-void *tapio__alloc(tapio_loop *loop, size_t size) {
-  void *p = loop->alloc(loop->alloc_ud, NULL, 0, size);
-  if (p)
-    loop->memory += size;
-  return p;
-}
-
-void *tapio__calloc(tapio_loop *loop, size_t size) {
-  void *p = tapio__alloc(loop, size);
-  if (p)
-    memset(p, 0, size);
-  return p;
-}
-
-void tapio__free(tapio_loop *loop, void *ptr, size_t size) {
-  if (!ptr)
-    return;
-  loop->alloc(loop->alloc_ud, ptr, size, 0);
-  loop->memory -= size;
-}
-
-char *tapio__strdup(tapio_loop *loop, const char *s) {
-  size_t n = strlen(s) + 1;
-  char *p = tapio__alloc(loop, n);
-  if (p)
-    memcpy(p, s, n);
-  return p;
-}
-
-void tapio__strfree(tapio_loop *loop, char *s) {
-  if (s)
-    tapio__free(loop, s, strlen(s) + 1);
-}
-
-uint64_t tapio_loop_memory(tapio_loop *loop) {
-  return loop ? loop->memory : 0;
-}
-
-char *tapio__read_buffer(tapio_loop *loop) {
-  uintptr_t p;
-  if (loop->rbuf)
-    return loop->rbuf;
-  loop->rbuf_block = tapio__alloc(loop, TAPIO__RBUF_SIZE + TAPIO__RBUF_ALIGN);
-  if (!loop->rbuf_block)
-    return NULL;
-  p = (uintptr_t)loop->rbuf_block;
-  p = (p + TAPIO__RBUF_ALIGN - 1) & ~(uintptr_t)(TAPIO__RBUF_ALIGN - 1);
-  loop->rbuf = (char *)p;
-  return loop->rbuf;
-}
-
-/* ---- Lists ------------------------------------------------------------- */
-
-void tapio__list_init(tapio__link *head) { head->next = head->prev = head; }
-
-void tapio__list_push(tapio__link *head, tapio__link *l) {
-  l->prev = head->prev;
-  l->next = head;
-  head->prev->next = l;
-  head->prev = l;
-}
-
-void tapio__list_remove(tapio__link *l) {
-  l->prev->next = l->next;
-  l->next->prev = l->prev;
-  l->next = l->prev = l;
-}
-
-int tapio__list_empty(const tapio__link *head) { return head->next == head; }
 
 /* ---- Time and reporting ------------------------------------------------ */
 
@@ -407,7 +325,7 @@ int tapio_loop_new_with_allocator(tapio_loop **out, tapio_alloc_fn alloc,
 }
 
 int tapio_loop_new(tapio_loop **out) {
-  return tapio_loop_new_with_allocator(out, default_alloc, NULL);
+  return tapio_loop_new_with_allocator(out, tapio__default_alloc, NULL);
 }
 
 /* Drains the ready queue: connection_lost of aborted transports, request
@@ -495,19 +413,4 @@ void tapio_loop_stop(tapio_loop *loop) {
 
 int tapio_loop_is_running(tapio_loop *loop) {
   return loop ? loop->running : 0;
-}
-
-/* ---- Version ----------------------------------------------------------- */
-
-#define TAPIO_STR2(x) #x
-#define TAPIO_STR(x) TAPIO_STR2(x)
-
-uint32_t tapio_version(void) {
-  return (TAPIO_VERSION_MAJOR << 16) | (TAPIO_VERSION_MINOR << 8) |
-         TAPIO_VERSION_PATCH;
-}
-
-const char *tapio_version_string(void) {
-  return TAPIO_STR(TAPIO_VERSION_MAJOR) "." TAPIO_STR(
-      TAPIO_VERSION_MINOR) "." TAPIO_STR(TAPIO_VERSION_PATCH);
 }

@@ -11,19 +11,6 @@
 #define EAI_ADDRFAMILY_OR_NONAME EAI_NONAME
 #endif
 
-int tapio__family_to_af(int family) {
-  switch (family) {
-  case TAPIO_AF_INET:
-    return AF_INET;
-  case TAPIO_AF_INET6:
-    return AF_INET6;
-  case TAPIO_AF_UNIX:
-    return AF_UNIX;
-  default:
-    return AF_UNSPEC;
-  }
-}
-
 static size_t count(const struct addrinfo *ai) {
   size_t n = 0;
   for (; ai; ai = ai->ai_next)

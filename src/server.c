@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #define ACCEPT_RETRY_DELAY 1.0 /* seconds, after running out of fds */
@@ -14,6 +13,7 @@
 typedef struct listener {
   ev_io io;
   tapio_server *server;
+  int af;                /* its address family */
 } listener;
 
 typedef struct waiter {
@@ -112,7 +112,7 @@ static void accept_failed(tapio_server *s, int err) {
 }
 
 static void accept_one(tapio_server *s, int fd, const tapio__ipaddr *peer,
-                       socklen_t peerlen, int is_unix) {
+                       socklen_t peerlen, int af) {
   const tapio_protocol *proto = NULL;
   void *ud = NULL;
   tapio_transport *t;
@@ -123,14 +123,19 @@ static void accept_one(tapio_server *s, int fd, const tapio__ipaddr *peer,
                   "protocol factory rejected a connection", NULL);
     return;
   }
-  t = tapio__transport_new(s->loop, fd, proto, ud);
+  if (tapio__proto_check(proto, sizeof *proto) < 0) {
+    close(fd);
+    tapio__report(s->loop, TAPIO_EINVAL,
+                  "protocol factory gave a table of a wrong size", NULL);
+    return;
+  }
+  t = tapio__stream_new(s->loop, fd, proto, ud);
   if (!t) {
     close(fd);
     tapio__report(s->loop, TAPIO_ENOMEM, "accept: out of memory", NULL);
     return;
   }
-  if (s->nodelay && !is_unix)
-    tapio__set_nodelay(fd);
+  tapio__maybe_nodelay(fd, af, s->nodelay);
   tapio__transport_set_peer(t, &peer->sa, peerlen);
   t->server = s;
   tapio__list_push(&s->clients, &t->slink);
@@ -141,7 +146,7 @@ static void accept_one(tapio_server *s, int fd, const tapio__ipaddr *peer,
 static void on_accept(struct ev_loop *ev, ev_io *w, int revents) {
   listener *l = TAPIO_CONTAINER(w, listener, io);
   tapio_server *s = l->server;
-  int is_unix = s->unix_path != NULL, i;
+  int i;
   (void)ev;
   (void)revents;
   s->busy++;
@@ -151,7 +156,7 @@ static void on_accept(struct ev_loop *ev, ev_io *w, int revents) {
     socklen_t len = sizeof peer;
     int fd = accept4(w->fd, &peer.sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) {
-      accept_one(s, fd, &peer, len, is_unix);
+      accept_one(s, fd, &peer, len, l->af);
     } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
       break;
     } else if (errno != EINTR && errno != ECONNABORTED) {
@@ -266,15 +271,9 @@ size_t tapio_server_socket_count(tapio_server *s) { return s ? s->nls : 0; }
 
 int tapio_server_get_address(tapio_server *s, size_t i, char *host,
                              size_t hostlen, int *port, int *family) {
-  struct sockaddr_storage ss;
-  socklen_t len = sizeof ss;
   if (!s || i >= s->nls)
     return TAPIO_EINVAL;
-  memset(&ss, 0, sizeof ss);
-  if (getsockname(s->ls[i].io.fd, (struct sockaddr *)&ss, &len) < 0)
-    return tapio__from_errno(errno);
-  return tapio__format_addr((struct sockaddr *)&ss, len, host, hostlen, port,
-                            family);
+  return tapio__fd_name(s->ls[i].io.fd, 0, host, hostlen, port, family);
 }
 
 int tapio_server_get_fd(tapio_server *s, size_t i) {
@@ -338,6 +337,13 @@ tapio_server *tapio__server_new(tapio_loop *loop,
   return s;
 }
 
+static int socket_family(int fd) {
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  return getsockname(fd, (struct sockaddr *)&ss, &len) == 0 ? ss.ss_family
+                                                            : AF_UNSPEC;
+}
+
 /* Adds a listening socket; the server owns fd from now on. */
 int tapio__server_add_fd(tapio_server *s, int fd) {
   size_t n = s->nls + 1;
@@ -352,6 +358,7 @@ int tapio__server_add_fd(tapio_server *s, int fd) {
     ev_io_init(&ls[i].io, on_accept, s->ls[i].io.fd, EV_READ);
   }
   ls[s->nls].server = s;
+  ls[s->nls].af = socket_family(fd);
   ev_io_init(&ls[s->nls].io, on_accept, fd, EV_READ);
   tapio__free(s->loop, s->ls, s->nls * sizeof *s->ls);
   s->ls = ls;

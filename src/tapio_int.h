@@ -14,6 +14,8 @@
 #include <stdint.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
 
 #define TAPIO_CONTAINER(ptr, type, member) \
   ((type *)((char *)(ptr) - offsetof(type, member)))
@@ -24,10 +26,26 @@ typedef struct tapio__link {
   struct tapio__link *next, *prev;
 } tapio__link;
 
-void tapio__list_init(tapio__link *head);
-void tapio__list_push(tapio__link *head, tapio__link *l);
-void tapio__list_remove(tapio__link *l);
-int tapio__list_empty(const tapio__link *head);
+static inline void tapio__list_init(tapio__link *head) {
+  head->next = head->prev = head;
+}
+
+static inline void tapio__list_push(tapio__link *head, tapio__link *l) {
+  l->prev = head->prev;
+  l->next = head;
+  head->prev->next = l;
+  head->prev = l;
+}
+
+static inline void tapio__list_remove(tapio__link *l) {
+  l->prev->next = l->next;
+  l->next->prev = l->prev;
+  l->next = l->prev = l;
+}
+
+static inline int tapio__list_empty(const tapio__link *head) {
+  return head->next == head;
+}
 
 /* ---- Tasks: the loop's ready queue ------------------------------------- */
 
@@ -74,6 +92,8 @@ struct tapio_loop {
   void *rbuf_block;        /* the allocation rbuf is aligned within */
 };
 
+/* malloc/realloc/free as a tapio_alloc_fn. */
+void *tapio__default_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
 void *tapio__alloc(tapio_loop *loop, size_t size);
 void *tapio__calloc(tapio_loop *loop, size_t size);
 void tapio__free(tapio_loop *loop, void *ptr, size_t size);
@@ -133,21 +153,63 @@ int tapio__opt_is_set(const tapio_options *o, enum tapio__opt which);
 /* A string option, or NULL when not set. */
 const char *tapio__opt_str(const tapio_options *o, enum tapio__opt which);
 
-/* ---- Stream transport -------------------------------------------------- */
+/* ---- Transports: one head for every kind, a body per kind -------------- */
+
+/* The callbacks every protocol table of capi/tapio.h begins with, in this
+ * order (asyncio's BaseProtocol): the head calls them without knowing the
+ * kind. */
+typedef struct tapio__proto {
+  uint32_t size;
+  void (*connection_made)(void *ud, tapio_transport *t);
+  void (*connection_lost)(void *ud, tapio_transport *t, int code,
+                          const char *message);
+  void (*pause_writing)(void *ud, tapio_transport *t);
+  void (*resume_writing)(void *ud, tapio_transport *t);
+} tapio__proto;
+
+/* 0, or TAPIO_EINVAL for a NULL table or one whose size is below min (the
+ * size of the kind's first table: see the growth rule in capi/tapio.h). */
+int tapio__proto_check(const void *proto, size_t min);
 
 enum {
+  /* the head's, every kind */
   TAPIO__T_MADE = 1 << 0,         /* connection_made has run */
-  TAPIO__T_PAUSED = 1 << 1,       /* pause_reading */
-  TAPIO__T_CLOSING = 1 << 2,      /* close or abort called */
-  TAPIO__T_EOF_RECEIVED = 1 << 3,
-  TAPIO__T_EOF_WANTED = 1 << 4,   /* write_eof called */
-  TAPIO__T_SHUT = 1 << 5,         /* shutdown(SHUT_WR) done */
-  TAPIO__T_LOST = 1 << 6,         /* connection_lost scheduled */
-  TAPIO__T_PROTO_PAUSED = 1 << 7, /* pause_writing called */
-  TAPIO__T_SOCKET = 1 << 8        /* fd is a socket: use send() */
+  TAPIO__T_CLOSING = 1 << 1,      /* close or abort called */
+  TAPIO__T_LOST = 1 << 2,         /* connection_lost scheduled */
+  TAPIO__T_WPAUSED = 1 << 3,      /* pause_writing called, not resumed */
+  TAPIO__T_RPAUSED = 1 << 4,      /* pause_reading */
+  TAPIO__T_NOWRITE = 1 << 5,      /* the kind cannot write (its caps) */
+  /* the stream body's */
+  TAPIO__T_EOF_RECEIVED = 1 << 8,
+  TAPIO__T_EOF_WANTED = 1 << 9,   /* write_eof called */
+  TAPIO__T_SHUT = 1 << 10         /* the I/O layer's shutdown is done */
 };
 
-typedef struct tapio__wchunk tapio__wchunk;
+/* What a kind can do; the public functions check before they dispatch. */
+enum {
+  TAPIO__CAN_READ = 1 << 0,       /* pause_reading, resume_reading */
+  TAPIO__CAN_WRITE = 1 << 1,      /* write, writelines, write_eof */
+  TAPIO__CAN_FLOW = 1 << 2        /* a write buffer with limits */
+};
+
+/* A kind: its id (enum tapio_transport_kind), what it can do, the size of
+ * its first protocol table, and the steps of the lifetime the head runs. */
+typedef struct tapio__kind {
+  int id;
+  uint32_t caps;
+  size_t proto_size;
+  /* After connection_made returned: start I/O (unless closed in it). */
+  void (*start)(tapio_transport *t);
+  /* close() on an open transport (CLOSING is set): stop taking input,
+   * flush, then tapio__transport_lost when done. */
+  void (*close)(tapio_transport *t);
+  /* Stops all I/O and drops buffered output: an abort, a failure. */
+  void (*halt)(tapio_transport *t);
+  /* After connection_lost returned: frees the body and its resources. */
+  void (*destroy)(tapio_transport *t);
+  /* get_extra_info("socket"/"pipe"): the descriptor, or TAPIO_ENOTSUP. */
+  int (*fd)(tapio_transport *t);
+} tapio__kind;
 
 /* An IP address (a short Unix one too) in as little room as it takes. */
 typedef union tapio__ipaddr {
@@ -155,41 +217,104 @@ typedef union tapio__ipaddr {
   struct sockaddr_in6 in6;
 } tapio__ipaddr;
 
+/* The head: the first member of every kind's body. */
 struct tapio_transport {
-  ev_io rio, wio;
+  const tapio__kind *kind;
   tapio_loop *loop;
-  const tapio_protocol *proto;
+  const tapio__proto *proto;  /* the kind's table, through its prefix */
   void *ud;
-  tapio__task task;        /* connection_lost */
-  tapio__link link;        /* loop->transports */
-  tapio__link slink;       /* server->clients */
-  tapio_server *server;
-  tapio__wchunk *whead, *wtail;
-  size_t wsize;
-  size_t high, low;
   uint32_t flags;
-  uint32_t write_pauses;
   int lost_code;
   char *lost_msg;
+  tapio__task task;           /* connection_lost */
+  tapio__link link;           /* loop->transports */
+  tapio__link slink;          /* server->clients */
+  tapio_server *server;       /* the server that accepted it, if any */
+  size_t wsize, high, low;    /* write buffer and its limits */
   uint64_t nrecv, nsent, wpeak;
+  uint32_t write_pauses;
   double wpause_since, rpause_since;
   double wpaused, rpaused;
-  tapio__ipaddr peer;      /* peername, kept: a reset makes it unknowable */
-  socklen_t peerlen;       /* 0: not kept (a long Unix path: ask the fd) */
+  tapio__ipaddr peer;         /* peername, kept: a reset makes it unknowable */
+  socklen_t peerlen;          /* 0: not kept (a long Unix path: ask the fd) */
 };
 
-tapio_transport *tapio__transport_new(tapio_loop *loop, int fd,
-                                      const tapio_protocol *proto, void *ud);
-/* Calls connection_made, then starts reading unless closed or paused. */
+void tapio__transport_init(tapio_transport *t, const tapio__kind *kind,
+                           tapio_loop *loop, const void *proto, void *ud);
+/* Calls connection_made, then the kind's start. */
 void tapio__transport_made(tapio_transport *t);
+/* Schedules connection_lost (code 0: clean) and marks the transport
+ * closing; the head frees it after the callback. */
+void tapio__transport_lost(tapio_transport *t, int code, const char *message);
 /* Keeps the peer's address (when it fits) for get_peername. */
 void tapio__transport_set_peer(tapio_transport *t, const struct sockaddr *sa,
                                socklen_t len);
-/* Frees a transport whose connection_made never ran (closes its fd). */
-void tapio__transport_discard(tapio_transport *t);
 /* abort with a code; 0 means a clean abort. */
 void tapio__transport_force_close(tapio_transport *t, int code,
                                   const char *message);
+/* The write buffer grew (t->wsize updated): peak figure, pause_writing. */
+void tapio__flow_grew(tapio_transport *t);
+/* It shrank: resume_writing at the low mark. */
+void tapio__flow_shrank(tapio_transport *t);
+
+/* ---- Write queue: bytes a stream could not send yet --------------------- */
+
+typedef struct tapio__wchunk tapio__wchunk;
+typedef struct tapio__wqueue {
+  tapio__wchunk *head, *tail;
+} tapio__wqueue;
+
+#define TAPIO__MAX_IOV 64
+
+/* Appends len bytes, filling the last chunk first. 0 or TAPIO_ENOMEM. */
+int tapio__wq_push(tapio_loop *loop, tapio__wqueue *q, const char *p,
+                   size_t len);
+/* Fills iov with the queued bytes, oldest first; returns the count. */
+int tapio__wq_iov(const tapio__wqueue *q, struct iovec *iov, int max);
+/* Drops the first n bytes (n no more than what is queued). */
+void tapio__wq_consume(tapio_loop *loop, tapio__wqueue *q, size_t n);
+void tapio__wq_clear(tapio_loop *loop, tapio__wqueue *q);
+
+/* ---- Stream transport: sockets (and pipes) through an I/O layer --------- */
+
+typedef struct tapio__stream tapio__stream;
+
+/* The I/O a stream does, so that another layer (TLS) can sit between the
+ * transport and the descriptor: a table of operations and, in the stream,
+ * the layer's own context (NULL for the plain layers). A layer on top of
+ * another keeps the lower one's table and context in its own, so layers
+ * stack. Each returns a count, or a negative tapio code: TAPIO_EAGAIN means
+ * "nothing now, wait for readiness". */
+typedef struct tapio__io {
+  /* > 0 bytes read, 0 at end of file. */
+  ssize_t (*read)(tapio__stream *s, void *ctx, void *buf, size_t len);
+  /* Bytes taken from iov[0..n). */
+  ssize_t (*writev)(tapio__stream *s, void *ctx, const struct iovec *iov,
+                    int n);
+  /* Ends the sending side once the buffer is flushed; NULL when the layer
+   * cannot (then can_write_eof answers 0). */
+  int (*shutdown)(tapio__stream *s, void *ctx);
+} tapio__io;
+
+struct tapio__stream {
+  tapio_transport head;
+  ev_io rio, wio;
+  const tapio__io *io;
+  void *io_ctx;
+  tapio__wqueue wq;
+};
+
+/* A socket stream on fd (a connected TCP or Unix socket, non-blocking). */
+tapio_transport *tapio__stream_new(tapio_loop *loop, int fd,
+                                   const tapio_protocol *proto, void *ud);
+/* Frees a transport whose connection_made never ran (closes its fd). */
+void tapio__transport_discard(tapio_transport *t);
+
+extern const tapio__io tapio__socket_io;
+
+static inline tapio__stream *tapio__to_stream(tapio_transport *t) {
+  return TAPIO_CONTAINER(t, tapio__stream, head);
+}
 
 /* ---- Requests: pending connects and server creations ------------------- */
 
@@ -223,13 +348,23 @@ int tapio__resolve(tapio_loop *loop, const char *host, int port, int family,
                    int passive, tapio__addr **out, size_t *n);
 void tapio__addrs_free(tapio_loop *loop, tapio__addr *addrs, size_t n);
 
-/* ---- Sockets ----------------------------------------------------------- */
+/* ---- Sockets and addresses --------------------------------------------- */
 
 int tapio__family_to_af(int family);
+/* A socket address as the ABI reports it: numeric host (or Unix path),
+ * port and TAPIO_AF_* family. */
 int tapio__format_addr(const struct sockaddr *sa, socklen_t len, char *host,
                        size_t hostlen, int *port, int *family);
+/* getsockname (peer 0) or getpeername (peer 1) of fd, formatted. */
+int tapio__fd_name(int fd, int peer, char *host, size_t hostlen, int *port,
+                   int *family);
+/* The address of the Unix socket at path; TAPIO_EINVAL for "",
+ * TAPIO_ENAMETOOLONG when it does not fit. */
+int tapio__unix_addr(const char *path, tapio__addr *a);
 int tapio__socket_nonblock(int fd);
-void tapio__set_nodelay(int fd);
+/* TCP_NODELAY on fd, a socket of address family af, when nodelay is set
+ * and af is IPv4 or IPv6 (asyncio sets it on every TCP transport). */
+void tapio__maybe_nodelay(int fd, int af, int nodelay);
 
 /* ---- Servers ----------------------------------------------------------- */
 

@@ -41,6 +41,7 @@ static void connection_lost(void *ud, tapio_transport *t, int code,
 }
 
 static const tapio_protocol client_protocol = {
+  .size = sizeof(tapio_protocol),
   .connection_made = connection_made,
   .data_received = data_received,
   .connection_lost = connection_lost,

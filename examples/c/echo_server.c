@@ -27,6 +27,7 @@ static void data_received(void *ud, tapio_transport *t, const char *data,
 }
 
 static const tapio_protocol echo_protocol = {
+  .size = sizeof(tapio_protocol),
   .connection_made = connection_made,
   .data_received = data_received,
 };

@@ -539,20 +539,35 @@ static inline void rec_buffer_updated_(void *ud, tapio_transport *t,
 }
 
 static const tapio_protocol rec_proto = {
-  rec_made_, rec_data_, rec_eof_, rec_lost_, rec_pause_, rec_resume_,
-  NULL, NULL
+  .size = sizeof(tapio_protocol),
+  .connection_made = rec_made_,
+  .connection_lost = rec_lost_,
+  .pause_writing = rec_pause_,
+  .resume_writing = rec_resume_,
+  .data_received = rec_data_,
+  .eof_received = rec_eof_,
 };
 
 /* eof_received NULL: the reference's default, which closes. */
 static const tapio_protocol rec_proto_noeof = {
-  rec_made_, rec_data_, NULL, rec_lost_, rec_pause_, rec_resume_,
-  NULL, NULL
+  .size = sizeof(tapio_protocol),
+  .connection_made = rec_made_,
+  .connection_lost = rec_lost_,
+  .pause_writing = rec_pause_,
+  .resume_writing = rec_resume_,
+  .data_received = rec_data_,
 };
 
 /* A BufferedProtocol: data_received is never used. */
 static const tapio_protocol rec_bproto = {
-  rec_made_, NULL, rec_eof_, rec_lost_, rec_pause_, rec_resume_,
-  rec_get_buffer_, rec_buffer_updated_
+  .size = sizeof(tapio_protocol),
+  .connection_made = rec_made_,
+  .connection_lost = rec_lost_,
+  .pause_writing = rec_pause_,
+  .resume_writing = rec_resume_,
+  .eof_received = rec_eof_,
+  .get_buffer = rec_get_buffer_,
+  .buffer_updated = rec_buffer_updated_,
 };
 
 /* ---- Exception handler that records -------------------------------------- */

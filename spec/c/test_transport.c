@@ -149,6 +149,94 @@ static void get_protocol(void)
   end_pair(loop, &r, peer);
 }
 
+/* The growth rule: a table smaller than this version's (0 included) is
+ * refused wherever a table is given; a larger one, from a newer header,
+ * works and its extra callbacks are never called. */
+typedef struct newer_protocol {
+  tapio_protocol v1;
+  void (*later)(void *ud, tapio_transport *t); /* a callback of tomorrow */
+} newer_protocol;
+
+static void tomorrow_never_called(void *ud, tapio_transport *t)
+{
+  (void)ud;
+  (void)t;
+  FAIL("a callback past this version's table was called");
+}
+
+static void protocol_size_rule(void)
+{
+  tapio_loop *loop = new_loop();
+  tapio_protocol small = rec_proto;
+  newer_protocol newer = { rec_proto, tomorrow_never_called };
+  conn_wait w = { 0 };
+  rec r, b;
+  int peer, port, lfd = raw_listen(AF_INET, &port);
+  rec_init(&r);
+  rec_init(&b);
+  newer.v1.size = sizeof newer;
+  small.size = 0;
+  CHECK_ERR(tapio_create_connection(loop, "127.0.0.1", port, &small, &r,
+                                    NULL, on_connected, &w), TAPIO_EINVAL);
+  small.size = sizeof small - 1;
+  CHECK_ERR(tapio_create_connection(loop, "127.0.0.1", port, &small, &r,
+                                    NULL, on_connected, &w), TAPIO_EINVAL);
+  CHECK_ERR(tapio_create_connection(loop, "127.0.0.1", port, NULL, &r, NULL,
+                                    on_connected, &w), TAPIO_EINVAL);
+  w.r = &r;
+  CHECK_OK(tapio_create_connection(loop, "127.0.0.1", port, &newer.v1, &r,
+                                   NULL, on_connected, &w));
+  CHECK_OK(connect_wait(loop, &w));
+  peer = raw_accept(loop, lfd);
+  close(lfd);
+  CHECK_ERR(tapio_transport_set_protocol(r.t, &small, &b), TAPIO_EINVAL);
+  CHECK(tapio_transport_get_protocol(r.t, NULL) == &r);
+  raw_send_str(loop, peer, "abc");
+  WAIT_FOR(loop, r.nin == 3);
+  CHECK_STR(r.log, "made data:3");
+  end_pair(loop, &r, peer);
+  rec_free(&b);
+}
+
+/* A server factory that gives a table of a wrong size: the connection is
+ * closed, the exception handler told, nothing of the table is called. */
+static void server_factory_bad_protocol_size(void)
+{
+  tapio_loop *loop = new_loop();
+  static tapio_protocol bad;
+  exc_rec e = { 0 };
+  char buf[8];
+  size_t n = 0;
+  srv sv;
+  int fd;
+  bad = rec_proto;
+  bad.size = 4;
+  tapio_loop_set_exception_handler(loop, exc_record, &e);
+  srv_start(&sv, loop);
+  sv.proto = &bad;
+  fd = raw_connect(AF_INET, "127.0.0.1", sv.port);
+  CHECK_EQ(raw_recv_until_eof(loop, fd, buf, sizeof buf, &n), 0);
+  CHECK_EQ(n, 0);
+  CHECK_EQ(e.n, 1);
+  CHECK_EQ(e.code, TAPIO_EINVAL);
+  CHECK_EQ(sv.n, 1);
+  CHECK_STR(sv.conns[0]->log, "");
+  close(fd);
+  srv_release_and_free(&sv, loop);
+}
+
+static void transport_kind(void)
+{
+  tapio_loop *loop = new_loop();
+  rec r;
+  int peer;
+  rec_init(&r);
+  peer = pair_raw(loop, &r);
+  CHECK_EQ(tapio_transport_get_kind(r.t), TAPIO_TRANSPORT_STREAM);
+  CHECK_ERR(tapio_transport_get_kind(NULL), TAPIO_EINVAL);
+  end_pair(loop, &r, peer);
+}
+
 /* After set_protocol every callback goes to the new protocol. */
 static void set_protocol_mid_stream(void)
 {
@@ -806,6 +894,9 @@ TEST_MAIN(
   TEST(fail_reports_code_and_message),
   TEST(get_protocol),
   TEST(set_protocol_mid_stream),
+  TEST(protocol_size_rule),
+  TEST(server_factory_bad_protocol_size),
+  TEST(transport_kind),
   TEST(pause_reading_holds_data),
   TEST(pause_reading_holds_eof),
   TEST(pause_in_data_received_holds_eof),

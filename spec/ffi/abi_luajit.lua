@@ -26,6 +26,7 @@ end
 
 -- Server side: echo, then close.
 local server_proto = ffi.new("tapio_protocol")
+server_proto.size = ffi.sizeof("tapio_protocol")
 server_proto.data_received = cb(
   "void (*)(void *, tapio_transport *, const char *, size_t)",
   function(_, t, data, len)
@@ -42,6 +43,7 @@ local factory = cb(
 
 -- Client side: send, record the echo and the close.
 local client_proto = ffi.new("tapio_protocol")
+client_proto.size = ffi.sizeof("tapio_protocol")
 client_proto.connection_made = cb(
   "void (*)(void *, tapio_transport *)",
   function(_, t) C.tapio_transport_write(t, "ping", 4) end)

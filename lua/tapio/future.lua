@@ -1,0 +1,219 @@
+--- tapio.future (internal): futures, and the async rule every operation
+-- that completes later follows (see lua/README.md):
+--
+--   Called inside a task, an operation that completes later suspends the
+--   task and returns its results, or raises its error. Called anywhere
+--   else (a protocol method, a call_soon callback, the main chunk), it
+--   returns a future; add_done_callback on it, or hand it to
+--   loop:run_until_complete.
+local core = require "tapio.core"
+local U = require "tapio.util"
+
+local M = { api = {} } -- api: what `tapio` holds too (see tapio.util)
+local pack, unpack = U.pack, U.unpack
+local check_self, check_callable = U.check_self, U.check_callable
+local cancelled_error = U.api.cancelled_error
+local Loop = core.loop_methods
+
+-- ---- Tasks: which coroutine is one ---------------------------------------
+
+-- coroutine -> task; weak both ways, as 5.1 has no ephemerons (the task
+-- holds its coroutine).
+local tasks = setmetatable({}, { __mode = "kv" })
+
+local function current_task()
+  local co = coroutine.running()
+  return co and tasks[co] or nil
+end
+M.api.current_task = current_task
+
+-- A task's coroutine yields AWAIT and a future; the task resumes it with
+-- CANCEL when the task is cancelled while the future could not be.
+local AWAIT, CANCEL = {}, {}
+
+local function await(fut)
+  if not fut:done() then
+    local signal = coroutine.yield(AWAIT, fut)
+    if signal == CANCEL then
+      error(cancelled_error(), 0)
+    end
+  end
+  return fut:result()
+end
+
+-- The async rule.
+local function resolve(fut)
+  if current_task() then
+    return await(fut)
+  end
+  return fut
+end
+
+M.tasks, M.AWAIT, M.CANCEL = tasks, AWAIT, CANCEL
+M.await, M.resolve = await, resolve
+
+-- ---- Futures -------------------------------------------------------------
+
+local Future = {}
+Future.__index = Future
+M.Future = Future
+
+local function new_future(loop, mt)
+  return setmetatable({ _loop = loop, _state = "pending", _callbacks = {} },
+    mt or Future)
+end
+
+function Loop:create_future()
+  check_self(self, U.loop_mt, "loop:create_future")
+  return new_future(self)
+end
+
+local function is_future(v)
+  return type(v) == "table" and type(v.add_done_callback) == "function"
+    and type(v.done) == "function"
+end
+M.api.is_future = is_future
+M.new_future = new_future
+
+-- Done callbacks run from the loop, never from inside set_result.
+local function schedule_callbacks(fut)
+  local cbs = fut._callbacks
+  fut._callbacks = {}
+  for i = 1, #cbs do
+    fut._loop:call_soon(cbs[i], fut)
+  end
+end
+
+local function not_pending(fut, fn)
+  if fut._state ~= "pending" then
+    error(("tapio: %s: the future is already done"):format(fn), 3)
+  end
+end
+
+function Future:done()
+  return self._state ~= "pending"
+end
+
+function Future:cancelled()
+  return self._state == "cancelled"
+end
+
+function Future:get_loop()
+  return self._loop
+end
+
+--- Cancels a pending future; returns false if it was done already.
+function Future:cancel(message)
+  if self._state ~= "pending" then
+    return false
+  end
+  self._state = "cancelled"
+  self._cancel_message = message
+  schedule_callbacks(self)
+  return true
+end
+
+function Future:set_result(...)
+  not_pending(self, "future:set_result")
+  self._result = pack(...)
+  self._state = "finished"
+  schedule_callbacks(self)
+end
+
+function Future:set_exception(err)
+  not_pending(self, "future:set_exception")
+  if err == nil then
+    error("tapio: future:set_exception: bad argument #1 'exception' "
+      .. "(an error value expected, got nil)", 2)
+  end
+  self._exception = err
+  self._state = "failed"
+  schedule_callbacks(self)
+end
+
+local function retrieved(fut)
+  if fut._unobserved then
+    fut._unobserved.retrieved = true
+  end
+end
+M.retrieved = retrieved
+
+--- The results (several values are several results), or raises the error;
+-- raises a cancellation error if cancelled.
+function Future:result()
+  local state = self._state
+  if state == "finished" then
+    return unpack(self._result, 1, self._result.n)
+  elseif state == "failed" then
+    retrieved(self)
+    error(self._exception, 0)
+  elseif state == "cancelled" then
+    error(cancelled_error(self._cancel_message), 0)
+  end
+  error("tapio: future:result: the result is not ready", 2)
+end
+
+function Future:exception()
+  local state = self._state
+  if state == "cancelled" then
+    error(cancelled_error(self._cancel_message), 0)
+  elseif state == "pending" then
+    error("tapio: future:exception: the exception is not set", 2)
+  end
+  retrieved(self)
+  return self._exception
+end
+
+--- fn(future) once done (from the loop, also when done already).
+function Future:add_done_callback(fn)
+  check_callable(fn, "future:add_done_callback", 1, "fn")
+  if self._state ~= "pending" then
+    self._loop:call_soon(fn, self)
+  else
+    self._callbacks[#self._callbacks + 1] = fn
+  end
+end
+
+function Future:remove_done_callback(fn)
+  local kept, removed = {}, 0
+  for _, cb in ipairs(self._callbacks) do
+    if rawequal(cb, fn) then
+      removed = removed + 1
+    else
+      kept[#kept + 1] = cb
+    end
+  end
+  self._callbacks = kept
+  return removed
+end
+
+--- Waits for the future inside a task: returns its results or raises.
+-- A future of another loop raises at once (asyncio too): nothing of this
+-- loop would complete it.
+function Future:await()
+  local task = current_task()
+  if not task then
+    error("tapio: future:await: not inside a task (use add_done_callback, "
+      .. "or loop:run_until_complete)", 2)
+  end
+  if self._loop ~= task._loop then
+    error("tapio: future:await: the future belongs to another loop than "
+      .. "the task's", 2)
+  end
+  return await(self)
+end
+
+function Future:__tostring()
+  return ("tapio.Future (%s)"):format(self._state)
+end
+
+--- tapio.await(future): future:await().
+function M.api.await(fut)
+  if not is_future(fut) then
+    error("tapio: await: bad argument #1 'future' (future expected, got "
+      .. type(fut) .. ")", 2)
+  end
+  return fut:await()
+end
+
+return M

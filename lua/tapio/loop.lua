@@ -1,0 +1,133 @@
+--- tapio.loop (internal): the loop and server methods that complete
+-- later (create_connection and friends, server:wait_closed,
+-- server:serve_forever), written in Lua over the C side's completion
+-- callbacks, with the async rule.
+local core = require "tapio.core"
+local U = require "tapio.util"
+local F = require "tapio.future"
+
+local check_self, is_cancelled = U.check_self, U.api.is_cancelled
+local new_future, resolve, await = F.new_future, F.resolve, F.await
+local current_task = F.api.current_task
+local Loop = core.loop_methods
+local Server = core.server_methods
+local server_mt = U.server_mt
+
+-- ---- Loop methods that complete later ------------------------------------
+
+-- The completion callback the C side calls with (err) or (nil, ...).
+local function completion(fut)
+  return function(err, obj, ...)
+    if fut:done() then -- cancelled meanwhile: nobody wants what came
+      if err == nil and obj then
+        obj:close()
+      end
+      return
+    end
+    if err ~= nil then
+      fut:set_exception(err)
+    else
+      fut:set_result(obj, ...)
+    end
+  end
+end
+
+-- The async rule for the C side's create calls: c_create(self, completion
+-- callback, the user's arguments) checks them all, then returns true, or
+-- nil, err when the operation failed at once. It is called through pcall,
+-- so its argument errors carry no position: they are raised again at the
+-- caller's line, as errors of the method itself.
+local function completing(c_create)
+  return function(self, ...)
+    local fut = new_future(self)
+    local ok, started, err = pcall(c_create, self, completion(fut), ...)
+    if not ok then
+      error(started, 2)
+    end
+    if not started then
+      fut:set_exception(err)
+    end
+    return resolve(fut)
+  end
+end
+
+--- loop:create_connection(factory, host, port, opts) -> transport, protocol
+-- loop:create_connection(factory, {sock = fd, ...}) wraps a connected fd.
+Loop.create_connection = completing(Loop._create_connection)
+
+--- loop:create_unix_connection(factory, path, opts) -> transport, protocol
+Loop.create_unix_connection = completing(Loop._create_unix_connection)
+
+--- loop:connect_accepted_socket(factory, fd, opts) -> transport, protocol
+Loop.connect_accepted_socket = completing(Loop._connect_accepted_socket)
+
+--- loop:create_server(factory, host, port, opts) -> server
+-- host: nil (every interface), a string, or a list of strings.
+Loop.create_server = completing(Loop._create_server)
+
+--- loop:create_unix_server(factory, path, opts) -> server
+Loop.create_unix_server = completing(Loop._create_unix_server)
+
+-- ---- Servers -------------------------------------------------------------
+
+local server_forever = setmetatable({}, { __mode = "k" }) -- server -> future
+local c_close = Server.close
+
+--- server:close(): stops listening (connections stay open); a pending
+-- serve_forever returns.
+function Server:close()
+  c_close(self)
+  local fut = server_forever[self]
+  if fut then
+    server_forever[self] = nil
+    if not fut:done() then
+      fut:set_result()
+    end
+  end
+end
+
+--- server:wait_closed(): once closed and every connection it accepted is
+-- gone.
+function Server:wait_closed()
+  check_self(self, server_mt, "server:wait_closed")
+  local loop = self:get_loop()
+  if not loop or loop:is_closed() then
+    return nil
+  end
+  local fut = loop:create_future()
+  local function done()
+    if not fut:done() then
+      fut:set_result()
+    end
+  end
+  if not self:_wait_closed(done) then
+    done()
+  end
+  return resolve(fut)
+end
+
+--- server:serve_forever(): serves until the server is closed (then
+-- returns) or the task is cancelled (then closes the server and raises
+-- the cancellation).
+function Server:serve_forever()
+  check_self(self, server_mt, "server:serve_forever")
+  local loop = self:get_loop()
+  if server_forever[self] then
+    error("tapio: server:serve_forever: already serving forever", 2)
+  end
+  if not self:is_serving() then
+    self:start_serving()
+  end
+  local fut = loop:create_future()
+  server_forever[self] = fut
+  if not current_task() then
+    return fut
+  end
+  local ok, err = pcall(await, fut)
+  if not ok then
+    if is_cancelled(err) then
+      self:close()
+    end
+    error(err, 0)
+  end
+end

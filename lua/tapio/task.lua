@@ -1,0 +1,315 @@
+--- tapio.task (internal): tasks (coroutines the loop resumes), sleep,
+-- loop:run_until_complete and tapio.run.
+local core = require "tapio.core"
+local U = require "tapio.util"
+local F = require "tapio.future"
+
+local M = { api = {} } -- api: what `tapio` holds too (see tapio.util)
+local api = M.api
+local pack, unpack = U.pack, U.unpack
+local check_loop, check_callable = U.check_loop, U.check_callable
+local is_cancelled, safe_tostring = U.api.is_cancelled, U.safe_tostring
+local Future, new_future, is_future = F.Future, F.new_future, F.api.is_future
+local resolve, retrieved = F.resolve, F.retrieved
+local tasks, AWAIT, CANCEL = F.tasks, F.AWAIT, F.CANCEL
+local Loop = core.loop_methods
+
+local all_tasks = setmetatable({}, { __mode = "k" }) -- loop -> {task=true}
+
+local Task = setmetatable({}, { __index = Future })
+Task.__index = Task
+Task.__tostring = function(t)
+  return ("tapio.Task (%s)"):format(t._state)
+end
+M.Task = Task
+
+-- A failed task whose error nobody looked at is reported when the task is
+-- collected, as asyncio logs "Task exception was never retrieved".
+local function gc_hook(fn)
+  if newproxy then -- LuaJIT / 5.1: tables have no __gc
+    local p = newproxy(true)
+    getmetatable(p).__gc = fn
+    return p
+  end
+  return setmetatable({}, { __gc = fn })
+end
+
+local function watch_unobserved(task, err, traceback)
+  local state = { retrieved = false }
+  local loop = task._loop
+  task._unobserved = state
+  task._gc = gc_hook(function()
+    if state.retrieved then
+      return
+    end
+    local context = { message = "task exception was never retrieved",
+                      exception = err, traceback = traceback }
+    if loop:is_closed() then
+      pcall(Loop.default_exception_handler, loop, context)
+    else
+      pcall(Loop.call_exception_handler, loop, context)
+    end
+  end)
+end
+
+local step
+
+local function wakeup(task)
+  return function()
+    step(task)
+  end
+end
+
+local function task_failed(task, err)
+  if is_cancelled(err) then
+    Future.cancel(task, err.message)
+    return
+  end
+  local co = task._co
+  task._traceback = debug.traceback(co, safe_tostring(err))
+  Future.set_exception(task, err)
+  if #task._callbacks == 0 then
+    watch_unobserved(task, err, task._traceback)
+  end
+end
+
+-- Runs the task's coroutine until it awaits a future or ends.
+function step(task, _)
+  if task._state ~= "pending" then
+    return
+  end
+  local co, value = task._co, nil
+  if task._must_cancel then
+    task._must_cancel = false
+    if not task._started then -- cancelled before it ever ran
+      Future.cancel(task)
+      return
+    end
+    value = CANCEL
+  end
+  task._waiter = nil
+  local r
+  if not task._started then
+    task._started = true
+    local args = task._args
+    task._args = nil
+    r = pack(coroutine.resume(co, unpack(args, 1, args.n)))
+  else
+    r = pack(coroutine.resume(co, value))
+  end
+  if not r[1] then
+    task_failed(task, r[2])
+  elseif coroutine.status(co) == "dead" then
+    if task._must_cancel then -- cancel() from inside, then it returned
+      Future.cancel(task)
+    else
+      Future.set_result(task, unpack(r, 2, r.n))
+    end
+  elseif r[2] == AWAIT then
+    local fut = r[3]
+    task._waiter = fut
+    fut:add_done_callback(wakeup(task))
+    if task._must_cancel and fut:cancel() then
+      task._must_cancel = false
+    end
+  else
+    -- A plain coroutine.yield in a task: nothing would ever resume it.
+    Future.set_exception(task, "tapio: a task yielded without awaiting a "
+      .. "future (coroutine.yield inside a task; use tapio.sleep(0))")
+  end
+end
+
+--- loop:create_task(fn, ...): runs fn(...) in a coroutine the loop
+-- resumes; returns the task, a future of fn's results.
+function Loop:create_task(fn, ...)
+  check_loop(self, "loop:create_task")
+  check_callable(fn, "loop:create_task", 1, "fn")
+  local task = new_future(self, Task)
+  task._args = pack(...)
+  task._co = coroutine.create(function(...)
+    return fn(...)
+  end)
+  tasks[task._co] = task
+  local set = all_tasks[self]
+  if not set then
+    set = setmetatable({}, { __mode = "k" })
+    all_tasks[self] = set
+  end
+  set[task] = true
+  self:call_soon(step, task)
+  return task
+end
+
+--- Requests cancellation: the task gets a cancellation error where it
+-- waits (which it may catch). False if the task is done.
+function Task:cancel(message)
+  if self._state ~= "pending" then
+    return false
+  end
+  if self._waiter and self._waiter:cancel(message) then
+    return true
+  end
+  self._must_cancel = true
+  return true
+end
+
+function Task:get_coro()
+  return self._co
+end
+
+--- The traceback of the error the task failed with, if it failed.
+function Task:get_traceback()
+  return self._traceback
+end
+
+function api.all_tasks(loop)
+  loop = loop or api.get_running_loop()
+  local list = {}
+  for task in pairs(all_tasks[loop] or {}) do
+    if not task:done() then
+      list[#list + 1] = task
+    end
+  end
+  return list
+end
+
+-- ---- The running loop, sleep ---------------------------------------------
+
+function api.get_running_loop()
+  local loop = core.get_running_loop()
+  if not loop then
+    error("tapio: get_running_loop: no running event loop", 2)
+  end
+  return loop
+end
+
+function api.create_task(fn, ...)
+  return api.get_running_loop():create_task(fn, ...)
+end
+
+--- tapio.sleep(seconds, ...): returns ... after seconds (the async rule:
+-- a future outside a task).
+function api.sleep(delay, ...)
+  if type(delay) ~= "number" or delay ~= delay then
+    error("tapio: sleep: bad argument #1 'delay' (number expected, got "
+      .. type(delay) .. ")", 2)
+  end
+  local loop = api.get_running_loop()
+  local fut = loop:create_future()
+  local results = pack(...)
+  local handle = loop:call_later(delay, function()
+    if not fut:done() then
+      fut:set_result(unpack(results, 1, results.n))
+    end
+  end)
+  fut:add_done_callback(function()
+    handle:cancel() -- a cancelled sleep leaves no timer behind
+  end)
+  return resolve(fut)
+end
+
+-- ---- Running -------------------------------------------------------------
+
+--- loop:run_until_complete(future or fn, ...): runs the loop until the
+-- future (or a task made of fn) is done; returns its results or raises.
+function Loop:run_until_complete(fut, ...)
+  check_loop(self, "loop:run_until_complete")
+  if type(fut) == "function" then
+    fut = self:create_task(fut, ...)
+  elseif not is_future(fut) then
+    error("tapio: loop:run_until_complete: bad argument #1 'future' "
+      .. "(future or function expected, got " .. type(fut) .. ")", 2)
+  elseif type(fut.get_loop) == "function" and fut:get_loop() ~= self then
+    error("tapio: loop:run_until_complete: the future belongs to another "
+      .. "loop", 2)
+  end
+  if not fut:done() then
+    local loop = self
+    local function stop()
+      loop:stop()
+    end
+    fut:add_done_callback(stop)
+    local ok, err = pcall(self.run_forever, self)
+    fut:remove_done_callback(stop)
+    if not ok then
+      error(err, 0)
+    end
+    if not fut:done() then
+      error("tapio: loop:run_until_complete: the loop stopped before the "
+        .. "future completed", 2)
+    end
+  end
+  return fut:result()
+end
+
+-- The last error tapio.run raised and its task's traceback, for hosts
+-- that print tracebacks (tapio._traceback).
+local last_failure = setmetatable({}, { __mode = "v" })
+
+function api._traceback(err)
+  if last_failure.traceback and rawequal(last_failure.err, err) then
+    return last_failure.traceback
+  end
+  if type(err) == "string" and err == last_failure.text then
+    return last_failure.traceback
+  end
+end
+
+-- Cancels what tasks remain and lets them finish, as asyncio.run does.
+local function cancel_all(loop)
+  local pending = api.all_tasks(loop)
+  if #pending == 0 then
+    return
+  end
+  local left = #pending
+  for _, task in ipairs(pending) do
+    task:cancel()
+    task:add_done_callback(function()
+      left = left - 1
+      if left == 0 then
+        loop:stop()
+      end
+    end)
+  end
+  loop:run_forever()
+  for _, task in ipairs(pending) do
+    if task:done() and not task:cancelled() and task._state == "failed" then
+      retrieved(task)
+      loop:call_exception_handler({
+        message = "unhandled error in a task during tapio.run() shutdown",
+        exception = task._exception, traceback = task._traceback })
+    end
+  end
+end
+
+--- tapio.run(main, ...): a new loop runs main(...) as a task until it
+-- finishes; other tasks are then cancelled and the loop closed. Returns
+-- main's results or raises its error.
+function api.run(main, ...)
+  check_callable(main, "run", 1, "main")
+  if core.get_running_loop() then
+    error("tapio: run: cannot be called from a running event loop", 2)
+  end
+  local loop = core.new_loop()
+  local task = loop:create_task(main, ...)
+  local r = pack(pcall(loop.run_until_complete, loop, task))
+  local ok2, err2 = pcall(cancel_all, loop)
+  loop:close()
+  if not r[1] then
+    local err = r[2]
+    if task:done() and task._state == "failed" and rawequal(task._exception,
+                                                             err) then
+      retrieved(task)
+      last_failure.err = type(err) ~= "string" and err or nil
+      last_failure.text = type(err) == "string" and err or nil
+      last_failure.traceback = task._traceback
+    end
+    error(err, 0)
+  end
+  if not ok2 then
+    error(err2, 0)
+  end
+  return unpack(r, 2, r.n)
+end
+
+return M

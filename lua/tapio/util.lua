@@ -1,0 +1,67 @@
+--- tapio.util (internal): what the modules of the Lua layer share:
+-- argument checks that raise at the caller's line, as the C methods do,
+-- the cancellation error, and pack/unpack for both Lua flavours.
+local core = require "tapio.core"
+
+-- Functions the `tapio` table also holds live in M.api, not in M itself:
+-- Lua 5.4 names a function in a traceback after the first loaded module
+-- that holds it, so each must be in one module's table only ("tapio").
+local M = { api = {} }
+
+M.unpack = table.unpack or unpack
+M.pack = table.pack or function(...)
+  return { n = select("#", ...), ... }
+end
+
+local loop_mt = core.loop_metatable
+M.loop_mt, M.server_mt = loop_mt, core.server_metatable
+
+-- What tapio's C side calls a value's type in its errors.
+function M.typename(v)
+  local mt = getmetatable(v)
+  local name = type(mt) == "table" and rawget(mt, "__name")
+  return type(name) == "string" and name or type(v)
+end
+
+-- Argument checks of the methods written in Lua raise at the caller of
+-- the method (level 3, unless given), as the C methods do.
+function M.check_self(v, mt, fn, level)
+  if getmetatable(v) ~= mt then
+    error(("tapio: %s: bad self (%s expected, got %s)")
+      :format(fn, mt.__name, M.typename(v)), level or 3)
+  end
+end
+
+function M.check_loop(loop, fn)
+  M.check_self(loop, loop_mt, fn, 4)
+  if loop:is_closed() then
+    error(("tapio: %s: the loop is closed"):format(fn), 3)
+  end
+end
+
+function M.check_callable(f, fn, n, name)
+  local mt = type(f) ~= "function" and getmetatable(f)
+  if type(f) ~= "function" and not (type(mt) == "table" and mt.__call) then
+    error(("tapio: %s: bad argument #%d '%s' (function expected, got %s)")
+      :format(fn, n, name, type(f)), 3)
+  end
+end
+
+local ECANCELED = core.errors.ECANCELED
+
+--- A cancellation error: what awaiting a cancelled future raises.
+function M.api.cancelled_error(message)
+  return core.error(ECANCELED, message or "cancelled")
+end
+
+function M.api.is_cancelled(err)
+  return type(err) == "table" and getmetatable(err) == core.error_metatable
+    and err.code == ECANCELED
+end
+function M.safe_tostring(v)
+  local ok, s = pcall(tostring, v)
+  return ok and s or "(error object is a " .. type(v) .. " value)"
+end
+
+
+return M

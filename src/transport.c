@@ -1,0 +1,275 @@
+/* The transport's head, shared by every kind: its lifetime (close, abort,
+ * connection_lost and freeing), its protocol, write flow control and the
+ * per-transport figures. The kinds (stream.c, ...) do the I/O. */
+#include "tapio_int.h"
+
+#include <string.h>
+
+#define DEFAULT_HIGH (64 * 1024)
+
+int tapio__proto_check(const void *proto, size_t min) {
+  const tapio__proto *p = proto;
+  return p && p->size >= min ? 0 : TAPIO_EINVAL;
+}
+
+static void run_lost(tapio__task *task);
+
+void tapio__transport_init(tapio_transport *t, const tapio__kind *kind,
+                           tapio_loop *loop, const void *proto, void *ud) {
+  t->kind = kind;
+  t->loop = loop;
+  t->proto = proto;
+  t->ud = ud;
+  t->high = DEFAULT_HIGH;
+  t->low = DEFAULT_HIGH / 4;
+  t->task.run = run_lost;
+  if (!(kind->caps & TAPIO__CAN_WRITE))
+    t->flags |= TAPIO__T_NOWRITE; /* one flag test on the write path */
+  tapio__list_init(&t->slink);
+  tapio__list_push(&loop->transports, &t->link);
+}
+
+static void release(tapio_transport *t) {
+  tapio__list_remove(&t->link);
+  tapio__strfree(t->loop, t->lost_msg);
+  t->kind->destroy(t);
+}
+
+void tapio__transport_discard(tapio_transport *t) { release(t); }
+
+void tapio__transport_made(tapio_transport *t) {
+  t->flags |= TAPIO__T_MADE;
+  if (t->proto->connection_made)
+    t->proto->connection_made(t->ud, t);
+  t->kind->start(t);
+}
+
+/* ---- Closing ----------------------------------------------------------- */
+
+void tapio__transport_lost(tapio_transport *t, int code, const char *message) {
+  t->flags |= TAPIO__T_LOST | TAPIO__T_CLOSING;
+  t->lost_code = code;
+  if (message)
+    t->lost_msg = tapio__strdup(t->loop, message);
+  tapio__task_post(t->loop, &t->task);
+}
+
+int tapio_transport_close(tapio_transport *t) {
+  if (!t)
+    return TAPIO_EINVAL;
+  if (t->flags & TAPIO__T_CLOSING)
+    return 0;
+  t->flags |= TAPIO__T_CLOSING;
+  t->kind->close(t);
+  return 0;
+}
+
+void tapio__transport_force_close(tapio_transport *t, int code,
+                                  const char *message) {
+  if (t->flags & TAPIO__T_LOST)
+    return;
+  t->flags |= TAPIO__T_CLOSING;
+  t->kind->halt(t);
+  tapio__transport_lost(t, code, message);
+}
+
+int tapio_transport_abort(tapio_transport *t) {
+  if (!t)
+    return TAPIO_EINVAL;
+  tapio__transport_force_close(t, 0, NULL);
+  return 0;
+}
+
+int tapio_transport_fail(tapio_transport *t, int code, const char *message) {
+  if (!t || code >= 0)
+    return TAPIO_EINVAL;
+  tapio__transport_force_close(t, code, message);
+  return 0;
+}
+
+int tapio_transport_is_closing(tapio_transport *t) {
+  return t && (t->flags & TAPIO__T_CLOSING) != 0;
+}
+
+/* connection_lost, the last callback; then the kind frees the body. */
+static void run_lost(tapio__task *task) {
+  tapio_transport *t = TAPIO_CONTAINER(task, tapio_transport, task);
+  t->kind->halt(t);
+  if ((t->flags & TAPIO__T_MADE) && t->proto->connection_lost) {
+    const char *msg = NULL;
+    if (t->lost_code)
+      msg = t->lost_msg ? t->lost_msg : tapio_strerror(t->lost_code);
+    t->proto->connection_lost(t->ud, t, t->lost_code, msg);
+  }
+  if (t->server)
+    tapio__server_detach(t->server, t);
+  release(t);
+}
+
+/* ---- Flow control ------------------------------------------------------ */
+
+static void maybe_pause(tapio_transport *t) {
+  if (t->wsize <= t->high || (t->flags & TAPIO__T_WPAUSED))
+    return;
+  t->flags |= TAPIO__T_WPAUSED;
+  t->write_pauses++;
+  t->wpause_since = tapio__now();
+  if (t->proto->pause_writing)
+    t->proto->pause_writing(t->ud, t);
+}
+
+void tapio__flow_grew(tapio_transport *t) {
+  if (t->wsize > t->wpeak)
+    t->wpeak = t->wsize;
+  maybe_pause(t);
+}
+
+void tapio__flow_shrank(tapio_transport *t) {
+  if (!(t->flags & TAPIO__T_WPAUSED) || t->wsize > t->low)
+    return;
+  t->flags &= ~(uint32_t)TAPIO__T_WPAUSED;
+  t->wpaused += tapio__now() - t->wpause_since;
+  if (t->proto->resume_writing)
+    t->proto->resume_writing(t->ud, t);
+}
+
+static int can(tapio_transport *t, uint32_t cap) {
+  return t && (t->kind->caps & cap);
+}
+
+/* A limit that does not fit a size_t (32-bit) means "never". */
+static size_t to_size(int64_t v) {
+#if SIZE_MAX < INT64_MAX
+  if ((uint64_t)v > SIZE_MAX)
+    return SIZE_MAX;
+#endif
+  return (size_t)v;
+}
+
+int tapio_transport_set_write_buffer_limits(tapio_transport *t, int64_t high,
+                                            int64_t low) {
+  if (!can(t, TAPIO__CAN_FLOW))
+    return t ? TAPIO_ENOTSUP : TAPIO_EINVAL;
+  if (high < -1 || low < -1)
+    return TAPIO_EINVAL;
+  if (high == -1 && low == -1)
+    high = DEFAULT_HIGH;
+  else if (high == -1) /* 4 * low, saturating */
+    high = low > INT64_MAX / 4 ? INT64_MAX : 4 * low;
+  if (low == -1)
+    low = high / 4;
+  if (low > high)
+    return TAPIO_EINVAL;
+  t->high = to_size(high);
+  t->low = to_size(low);
+  maybe_pause(t);
+  return 0;
+}
+
+void tapio_transport_get_write_buffer_limits(tapio_transport *t, size_t *low,
+                                             size_t *high) {
+  int flow = can(t, TAPIO__CAN_FLOW);
+  if (low)
+    *low = flow ? t->low : 0;
+  if (high)
+    *high = flow ? t->high : 0;
+}
+
+size_t tapio_transport_get_write_buffer_size(tapio_transport *t) {
+  return t ? t->wsize : 0;
+}
+
+/* ---- Protocol, loop, kind ---------------------------------------------- */
+
+int tapio_transport_set_protocol(tapio_transport *t,
+                                 const tapio_protocol *proto, void *ud) {
+  if (!t || tapio__proto_check(proto, t->kind->proto_size) < 0)
+    return TAPIO_EINVAL;
+  t->proto = (const tapio__proto *)proto;
+  t->ud = ud;
+  return 0;
+}
+
+void *tapio_transport_get_protocol(tapio_transport *t,
+                                   const tapio_protocol **proto) {
+  if (proto)
+    *proto = t ? (const tapio_protocol *)t->proto : NULL;
+  return t ? t->ud : NULL;
+}
+
+tapio_loop *tapio_transport_get_loop(tapio_transport *t) {
+  return t ? t->loop : NULL;
+}
+
+int tapio_transport_get_kind(tapio_transport *t) {
+  return t ? t->kind->id : TAPIO_EINVAL;
+}
+
+/* ---- Figures ----------------------------------------------------------- */
+
+static uint64_t usec(double seconds) {
+  return seconds > 0 ? (uint64_t)(seconds * 1e6) : 0;
+}
+
+static double paused_for(const tapio_transport *t, uint32_t flag,
+                         double total, double since) {
+  return total + ((t->flags & flag) ? tapio__now() - since : 0);
+}
+
+uint64_t tapio_transport_get_stat(tapio_transport *t, int which) {
+  if (!t)
+    return 0;
+  switch (which) {
+  case TAPIO_STAT_BYTES_RECEIVED:
+    return t->nrecv;
+  case TAPIO_STAT_BYTES_SENT:
+    return t->nsent;
+  case TAPIO_STAT_WRITE_BUFFER_SIZE:
+    return t->wsize;
+  case TAPIO_STAT_WRITE_BUFFER_PEAK:
+    return t->wpeak;
+  case TAPIO_STAT_WRITE_PAUSED_USEC:
+    return usec(paused_for(t, TAPIO__T_WPAUSED, t->wpaused, t->wpause_since));
+  case TAPIO_STAT_READ_PAUSED_USEC:
+    return usec(paused_for(t, TAPIO__T_RPAUSED, t->rpaused, t->rpause_since));
+  case TAPIO_STAT_WRITE_PAUSES:
+    return t->write_pauses;
+  default:
+    return 0;
+  }
+}
+
+/* ---- Descriptor and addresses ------------------------------------------ */
+
+int tapio_transport_get_fd(tapio_transport *t) {
+  return t ? t->kind->fd(t) : TAPIO_EINVAL;
+}
+
+static int name(tapio_transport *t, int peer, char *host, size_t hostlen,
+                int *port, int *family) {
+  int fd = tapio_transport_get_fd(t);
+  return fd < 0 ? fd : tapio__fd_name(fd, peer, host, hostlen, port, family);
+}
+
+void tapio__transport_set_peer(tapio_transport *t, const struct sockaddr *sa,
+                               socklen_t len) {
+  if (len > sizeof t->peer)
+    return;
+  memcpy(&t->peer, sa, len);
+  t->peerlen = len;
+}
+
+/* From what connection_made knew, as asyncio keeps it: after a reset the
+ * socket no longer knows its peer. */
+int tapio_transport_get_peername(tapio_transport *t, char *host,
+                                 size_t hostlen, int *port, int *family) {
+  if (t && t->peerlen)
+    return tapio__format_addr(&t->peer.sa, t->peerlen, host, hostlen, port,
+                              family);
+  return name(t, 1, host, hostlen, port, family);
+}
+
+int tapio_transport_get_sockname(tapio_transport *t, char *host,
+                                 size_t hostlen, int *port, int *family) {
+  return name(t, 0, host, hostlen, port, family);
+}

@@ -1,0 +1,15 @@
+/* The library's version. */
+#include "tapio_int.h"
+
+#define TAPIO_STR2(x) #x
+#define TAPIO_STR(x) TAPIO_STR2(x)
+
+uint32_t tapio_version(void) {
+  return (TAPIO_VERSION_MAJOR << 16) | (TAPIO_VERSION_MINOR << 8) |
+         TAPIO_VERSION_PATCH;
+}
+
+const char *tapio_version_string(void) {
+  return TAPIO_STR(TAPIO_VERSION_MAJOR) "." TAPIO_STR(
+      TAPIO_VERSION_MINOR) "." TAPIO_STR(TAPIO_VERSION_PATCH);
+}
