@@ -33,7 +33,7 @@ build = {
     ["tapio.core"] = {
       sources = {
         "src/alloc.c", "src/backend.c", "src/connect.c", "src/error.c",
-        "src/io.c", "src/listen.c", "src/loop.c", "src/options.c",
+        "src/listen.c", "src/loop.c", "src/options.c",
         "src/resolve.c", "src/sched.c", "src/server.c", "src/sockaddr.c",
         "src/stream.c", "src/transport.c", "src/version.c", "src/wqueue.c",
         "lua/loop.c", "lua/call.c", "lua/protocol.c", "lua/transport.c",

