@@ -116,30 +116,35 @@ static void accept_failed(tapio_server *s, int err) {
   }
 }
 
+/* The transport is made before the factory is asked: a factory whose
+ * protocol gets no connection_made would never hear of it again (a Lua
+ * protocol, a C one's memory), so running out of memory comes first. */
 static void accept_one(tapio_server *s, int fd, const tapio__ipaddr *peer,
                        socklen_t peerlen, int af) {
   const tapio_protocol *proto = NULL;
   void *ud = NULL;
-  tapio_transport *t;
-  int rc = s->factory(s->factory_ud, s, &proto, &ud);
-  if (rc != 0 || !proto) {
-    close(fd);
-    tapio__report(s->loop, rc ? rc : TAPIO_EINVAL,
-                  "protocol factory rejected a connection", NULL);
-    return;
-  }
-  if (tapio__proto_check(proto, sizeof *proto) < 0) {
-    close(fd);
-    tapio__report(s->loop, TAPIO_EINVAL,
-                  "protocol factory gave a table of a wrong size", NULL);
-    return;
-  }
-  t = tapio__stream_new(s->loop, fd, proto, ud);
+  tapio_transport *t = tapio__stream_new(s->loop, fd, NULL, NULL);
+  int rc;
   if (!t) {
     close(fd);
     tapio__report(s->loop, TAPIO_ENOMEM, "accept: out of memory", NULL);
     return;
   }
+  rc = s->factory(s->factory_ud, s, &proto, &ud);
+  if (rc != 0 || !proto) {
+    tapio__transport_discard(t); /* closes fd */
+    tapio__report(s->loop, rc ? rc : TAPIO_EINVAL,
+                  "protocol factory rejected a connection", NULL);
+    return;
+  }
+  if (tapio__proto_check(proto, sizeof *proto) < 0) {
+    tapio__transport_discard(t);
+    tapio__report(s->loop, TAPIO_EINVAL,
+                  "protocol factory gave a table of a wrong size", NULL);
+    return;
+  }
+  t->proto = (const tapio__proto *)proto;
+  t->ud = ud;
   tapio__maybe_nodelay(fd, af, s->nodelay);
   tapio__transport_set_peer(t, &peer->sa, peerlen);
   t->server = s;
