@@ -14,25 +14,6 @@ static int readable(int fd)
   return poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
 }
 
-/* The host's loop: sleeps in poll() on tapio's descriptor for the timeout
- * tapio gives (capped by the test's deadline, which fails the test: a host
- * that would sleep through work is the bug), steps, until cond. */
-#define HOST_WAIT(loop, cond)                                                \
-  do {                                                                       \
-    int fd_ = tapio_loop_backend_fd(loop);                                   \
-    double end_ = now_sec() + test_timeout();                                \
-    CHECK(fd_ >= 0);                                                         \
-    while (!(cond)) {                                                        \
-      int ms_ = tapio_loop_backend_timeout(loop);                            \
-      int left_ = (int)((end_ - now_sec()) * 1000) + 1;                      \
-      struct pollfd p_ = { fd_, POLLIN, 0 };                                 \
-      if (left_ <= 0)                                                        \
-        FAIL("the host slept through work waiting for %s", #cond);           \
-      poll(&p_, 1, ms_ < 0 || ms_ > left_ ? left_ : ms_);                    \
-      CHECK_OK(tapio_loop_run_once(loop, 0));                                \
-    }                                                                        \
-  } while (0)
-
 static void fd_is_an_epoll_of_its_own(void)
 {
   tapio_loop *loop = new_loop();

@@ -42,24 +42,6 @@ static tapio_loop *budget_loop(budget *b)
   return loop;
 }
 
-/* The host's way of waiting, which allocates nothing (WAIT_FOR schedules
- * a timer): poll tapio's descriptor for its timeout, step. */
-#define HOST_WAIT(loop, cond)                                                \
-  do {                                                                       \
-    int fd_ = tapio_loop_backend_fd(loop);                                   \
-    double end_ = now_sec() + test_timeout();                                \
-    CHECK(fd_ >= 0);                                                         \
-    while (!(cond)) {                                                        \
-      int ms_ = tapio_loop_backend_timeout(loop);                            \
-      int left_ = (int)((end_ - now_sec()) * 1000) + 1;                      \
-      struct pollfd p_ = { fd_, POLLIN, 0 };                                 \
-      if (left_ <= 0)                                                        \
-        FAIL("timed out waiting for %s", #cond);                             \
-      poll(&p_, 1, ms_ < 0 || ms_ > left_ ? left_ : ms_);                    \
-      CHECK_OK(tapio_loop_run_once(loop, 0));                                \
-    }                                                                        \
-  } while (0)
-
 /* The peer of a raw client: EOF or a reset, the way a refused connection
  * ends (never data). */
 static void raw_expect_end(int fd)

@@ -8,15 +8,10 @@ import re
 import subprocess
 import sys
 
+from checks import check, finish
+
 header, cdef, lib = sys.argv[1:4]
-passed = failed = 0
 
-
-def check(cond, what, detail=""):
-    global passed, failed
-    passed, failed = passed + bool(cond), failed + (not cond)
-    print(("ok   " if cond else "FAIL ") + what +
-          ("" if cond or not detail else "\n" + detail))
 
 
 def declared(path):
@@ -67,5 +62,4 @@ soname = subprocess.run(["objdump", "-p", lib], capture_output=True,
                         text=True).stdout
 check("SONAME               libtapio.so.%d" % v[0] in soname,
       "the soname carries the major version")
-print("%d passed, %d failed" % (passed, failed))
-sys.exit(1 if failed else 0)
+finish()

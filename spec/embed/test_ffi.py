@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 
+from checks import check, finish
+
 build, src, luajit = sys.argv[1], sys.argv[2], sys.argv[3]
 tapio = os.path.join(build, "tapio")
 cdef = os.path.join(build, "tapio_cdef.h")
@@ -17,14 +19,7 @@ python = [sys.executable, os.path.join(src, "examples", "ffi",
                                        "echo_python.py"), cdef, lib]
 luajit_server = [luajit, os.path.join(src, "examples", "ffi",
                                       "echo_luajit.lua"), cdef, lib]
-passed = failed = 0
 
-
-def check(cond, what, detail=""):
-    global passed, failed
-    passed, failed = passed + bool(cond), failed + (not cond)
-    print(("ok   " if cond else "FAIL ") + what +
-          ("" if cond or not detail else "\n" + detail))
 
 
 def exchange(name, server_cmd, client_cmd, expect, served):
@@ -66,5 +61,4 @@ exchange("tapio Lua server, Python cffi client",
 exchange("LuaJIT FFI server, Python cffi client",
          luajit_server + ["0", "4"],
          lambda port: python + ["client", port] + sizes, python_expect, 4)
-print("%d passed, %d failed" % (passed, failed))
-sys.exit(1 if failed else 0)
+finish()

@@ -9,20 +9,12 @@ import subprocess
 import sys
 import time
 
+from checks import check, finish
+
 build, src = sys.argv[1], sys.argv[2]
 tapio = os.path.join(build, "tapio")
 clients = os.path.join(src, "spec", "embed", "echo_clients.lua")
-passed = failed = 0
 
-
-def check(cond, what, detail=""):
-    global passed, failed
-    if cond:
-        passed += 1
-        print("ok   " + what)
-    else:
-        failed += 1
-        print("FAIL " + what + ("\n" + detail if detail else ""))
 
 
 def listening_port(proc):
@@ -115,5 +107,4 @@ def poll_host():
 
 frame_host()
 poll_host()
-print("%d passed, %d failed" % (passed, failed))
-sys.exit(1 if failed else 0)
+finish()
