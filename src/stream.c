@@ -1,7 +1,8 @@
 /* The stream transport: reading into the loop's buffer (or the protocol's),
  * writing straight through the I/O layer and queueing only leftovers,
  * half-close, and the stream's steps of the head's lifetime. TCP and Unix
- * sockets today, through tapio__socket_io. */
+ * sockets through tapio__socket_io; the pipe kinds (pipe.c) are stream
+ * bodies that can only read or only write. */
 #include "tapio_int.h"
 
 #include <stddef.h>
@@ -12,15 +13,22 @@ static void on_readable(struct ev_loop *ev, ev_io *w, int revents);
 static void on_writable(struct ev_loop *ev, ev_io *w, int revents);
 static const tapio__kind stream_kind;
 
+void tapio__stream_init(tapio__stream *s, const tapio__kind *kind,
+                        tapio_loop *loop, int fd, const tapio__io *io,
+                        const void *proto, void *ud) {
+  tapio__transport_init(&s->head, kind, loop, proto, ud);
+  s->io = io;
+  ev_io_init(&s->rio, on_readable, fd, EV_READ);
+  ev_io_init(&s->wio, on_writable, fd, EV_WRITE);
+}
+
 tapio_transport *tapio__stream_new(tapio_loop *loop, int fd,
                                    const tapio_protocol *proto, void *ud) {
   tapio__stream *s = tapio__calloc(loop, sizeof *s);
   if (!s)
     return NULL;
-  tapio__transport_init(&s->head, &stream_kind, loop, proto, ud);
-  s->io = &tapio__socket_io;
-  ev_io_init(&s->rio, on_readable, fd, EV_READ);
-  ev_io_init(&s->wio, on_writable, fd, EV_WRITE);
+  tapio__stream_init(s, &stream_kind, loop, fd, &tapio__socket_io, proto,
+                     ud);
   return &s->head;
 }
 
@@ -51,8 +59,8 @@ static void on_eof(tapio__stream *s) {
   update_reading(s);
   if (proto_of(s)->eof_received)
     keep_open = proto_of(s)->eof_received(t->ud, t);
-  if (!keep_open)
-    tapio_transport_close(t);
+  if (!keep_open || !(t->kind->caps & TAPIO__CAN_WRITE))
+    tapio_transport_close(t); /* a read pipe has no other half to keep */
 }
 
 /* Returns 1 when n bytes arrived for the protocol to see. */
@@ -301,9 +309,16 @@ static void on_writable(struct ev_loop *ev, ev_io *w, int revents) {
     drained(s);
 }
 
+/* A stream that cannot read (a write pipe) has no half to keep open: its
+ * end of file is its close, as asyncio's write pipe does it. */
+static int write_only(const tapio_transport *t) {
+  return (t->kind->caps & (TAPIO__CAN_READ | TAPIO__CAN_WRITE)) ==
+         TAPIO__CAN_WRITE;
+}
+
 int tapio_transport_can_write_eof(tapio_transport *t) {
   return t && (t->kind->caps & TAPIO__CAN_WRITE) &&
-         tapio__to_stream(t)->io->shutdown != NULL;
+         (tapio__to_stream(t)->io->shutdown != NULL || write_only(t));
 }
 
 int tapio_transport_write_eof(tapio_transport *t) {
@@ -311,6 +326,8 @@ int tapio_transport_write_eof(tapio_transport *t) {
     return TAPIO_EINVAL;
   if (!tapio_transport_can_write_eof(t))
     return TAPIO_ENOTSUP;
+  if (write_only(t))
+    return tapio_transport_close(t);
   if (t->flags & (TAPIO__T_CLOSING | TAPIO__T_EOF_WANTED))
     return 0;
   t->flags |= TAPIO__T_EOF_WANTED;
@@ -321,17 +338,17 @@ int tapio_transport_write_eof(tapio_transport *t) {
 
 /* ---- The stream's steps of the lifetime -------------------------------- */
 
-static void stream_start(tapio_transport *t) {
+void tapio__stream_start(tapio_transport *t) {
   update_reading(tapio__to_stream(t));
 }
 
-static void stream_close(tapio_transport *t) {
+void tapio__stream_close(tapio_transport *t) {
   update_reading(tapio__to_stream(t));
   if (t->wsize == 0)
     tapio__transport_lost(t, 0, NULL);
 }
 
-static void stream_halt(tapio_transport *t) {
+void tapio__stream_halt(tapio_transport *t) {
   tapio__stream *s = tapio__to_stream(t);
   ev_io_stop(t->loop->ev, &s->rio);
   ev_io_stop(t->loop->ev, &s->wio);
@@ -341,12 +358,12 @@ static void stream_halt(tapio_transport *t) {
 
 static void stream_destroy(tapio_transport *t) {
   tapio__stream *s = tapio__to_stream(t);
-  stream_halt(t);
+  tapio__stream_halt(t);
   close(s->rio.fd);
   tapio__free(t->loop, s, sizeof *s);
 }
 
-static int stream_fd(tapio_transport *t) {
+int tapio__stream_fd(tapio_transport *t) {
   return tapio__to_stream(t)->rio.fd;
 }
 
@@ -354,5 +371,6 @@ static const tapio__kind stream_kind = {
   TAPIO_TRANSPORT_STREAM,
   TAPIO__CAN_READ | TAPIO__CAN_WRITE | TAPIO__CAN_FLOW,
   sizeof(tapio_protocol),
-  stream_start, stream_close, stream_halt, stream_destroy, stream_fd
+  tapio__stream_start, tapio__stream_close, tapio__stream_halt,
+  stream_destroy, tapio__stream_fd
 };

@@ -181,7 +181,8 @@ size_t tapio_transport_get_write_buffer_size(tapio_transport *t) {
 
 int tapio_transport_set_protocol(tapio_transport *t,
                                  const tapio_protocol *proto, void *ud) {
-  if (!t || tapio__proto_check(proto, t->kind->proto_size) < 0)
+  if (!t || tapio__proto_check(proto, t->kind->proto_size) < 0 ||
+      (t->flags & TAPIO__T_OWNED)) /* a subprocess's pipe forwards to it */
     return TAPIO_EINVAL;
   t->proto = (const tapio__proto *)proto;
   t->ud = ud;
