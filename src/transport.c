@@ -67,6 +67,7 @@ void tapio__transport_force_close(tapio_transport *t, int code,
   if (t->flags & TAPIO__T_LOST)
     return;
   t->flags |= TAPIO__T_CLOSING;
+  t->lost_code = code; /* for halt: a subprocess passes it to its pipes */
   t->kind->halt(t);
   tapio__transport_lost(t, code, message);
 }
