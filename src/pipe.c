@@ -116,7 +116,7 @@ static void pipe_destroy(tapio_transport *t) {
 
 static const tapio__kind read_pipe_kind = {
   TAPIO_TRANSPORT_READ_PIPE,
-  TAPIO__CAN_READ,
+  TAPIO__CAN_READ | TAPIO__BULK,
   sizeof(tapio_protocol),
   tapio__stream_start, tapio__stream_close, tapio__stream_halt,
   pipe_destroy, tapio__stream_fd

@@ -202,7 +202,8 @@ enum {
 enum {
   TAPIO__CAN_READ = 1 << 0,       /* pause_reading, resume_reading */
   TAPIO__CAN_WRITE = 1 << 1,      /* write, writelines, write_eof */
-  TAPIO__CAN_FLOW = 1 << 2        /* a write buffer with limits */
+  TAPIO__CAN_FLOW = 1 << 2,       /* a write buffer with limits */
+  TAPIO__BULK = 1 << 3            /* reads again after a full one: pipes */
 };
 
 /* A kind: its id (enum tapio_transport_kind), what it can do, the size of
