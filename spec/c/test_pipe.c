@@ -471,6 +471,64 @@ static void write_pipe_abort_drops_output(void)
   end_pair(loop, &r, -1);
 }
 
+/* A pty both ways (asyncio's test_bidirectional_pty): a read pipe on the
+ * master and a write pipe on a duplicate; the slave side echoes. */
+static void pty_bidirectional(void)
+{
+  tapio_loop *loop = new_loop();
+  char got[8];
+  rec rd, wr;
+  int m, s, eof;
+  rec_init(&rd);
+  rec_init(&wr);
+  make_pty(&m, &s);
+  raw_nonblock(s);
+  CHECK_OK(connect_pipe(loop, m, 0, &rd));
+  CHECK_OK(connect_pipe(loop, fcntl(m, F_DUPFD_CLOEXEC, 3), 1, &wr));
+  CHECK_OK(tapio_transport_write(wr.t, "ping", 4));
+  CHECK_EQ(read_fd_all(loop, s, got, 4, &eof), 4);
+  CHECK(memcmp(got, "ping", 4) == 0);
+  CHECK(write(s, "pong", 4) == 4);
+  WAIT_FOR(loop, rd.nin == 4);
+  CHECK(memcmp(rd.in, "pong", 4) == 0);
+  CHECK_OK(tapio_transport_close(wr.t));
+  CHECK(close(s) == 0);
+  WAIT_FOR(loop, rd.lost && wr.lost);
+  CHECK_STR(rd.log, "made data:4 eof lost:0");
+  CHECK_STR(wr.log, "made lost:0");
+  free_loop(loop);
+  rec_free(&rd);
+  rec_free(&wr);
+}
+
+/* libuv's closed_fd_events: a pipe whose other copy lives on (here a dup
+ * standing for a child's) stops its events once the transport closes: no
+ * callback after connection_lost, and the loop does not spin on it. */
+static void closed_pipe_stops_events(void)
+{
+  tapio_loop *loop = new_loop();
+  deadline d;
+  rec r;
+  int fds[2], copy, turns = 0;
+  rec_init(&r);
+  make_pipe(fds);
+  copy = dup(fds[0]);
+  CHECK_OK(connect_pipe(loop, fds[0], 0, &r));
+  CHECK_OK(tapio_transport_close(r.t));
+  WAIT_FOR(loop, r.lost);
+  CHECK(write(fds[1], "late", 4) == 4); /* readable, through the copy */
+  deadline_start(&d, loop, 0.05);
+  while (!d.expired) {
+    CHECK_OK(tapio_loop_run_once(loop, 1));
+    turns++;
+  }
+  deadline_end(&d);
+  CHECK(turns < 10);
+  CHECK_STR(r.log, "made lost:0");
+  CHECK(close(copy) == 0 && close(fds[1]) == 0);
+  end_pair(loop, &r, -1);
+}
+
 /* A loop freed with pipes open: connection_lost(ECANCELED) for each. */
 static void pipes_freed_with_loop(void)
 {
@@ -511,5 +569,7 @@ TEST_MAIN(
   TEST(write_pipe_socketpair),
   TEST(write_pipe_pty),
   TEST(write_pipe_abort_drops_output),
+  TEST(pty_bidirectional),
+  TEST(closed_pipe_stops_events),
   TEST(pipes_freed_with_loop)
 )

@@ -317,7 +317,38 @@ static void ten_failed_spawns_leak_nothing(void)
   }
   CHECK_EQ(fd_count(), before);
   CHECK_EQ(tapio_loop_memory(loop), mem);
+  for (i = 0; i < 10; i++) { /* and ten that ran, with their pipes */
+    prec_init(&p);
+    CHECK_OK(spawn_wait(loop, &p, true_argv, NULL));
+    WAIT_FOR(loop, p.lost);
+    prec_free(&p);
+  }
+  CHECK_EQ(fd_count(), before);
+  CHECK_EQ(tapio_loop_memory(loop), mem);
   free_loop(loop);
+}
+
+/* libuv's spawn_exercise_sigchld_issue: 100 spawns that fail, then one
+ * that runs: exactly one exit is seen, no child is left. */
+static void failures_then_one_exit(void)
+{
+  tapio_loop *loop = new_loop();
+  const char *missing[] = { "tapio-no-such-program", NULL };
+  int i;
+  prec p;
+  for (i = 0; i < 100; i++) {
+    prec_init(&p);
+    CHECK_ERR(spawn_wait(loop, &p, missing, NULL), TAPIO_ENOENT);
+    prec_free(&p);
+  }
+  prec_init(&p);
+  CHECK_OK(spawn_wait(loop, &p, true_argv, NULL));
+  WAIT_FOR(loop, p.lost);
+  CHECK_EQ(p.exited, 1);
+  CHECK(strstr(p.r.log, "BAD") == NULL);
+  CHECK(waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD);
+  free_loop(loop);
+  prec_free(&p);
 }
 
 /* Bad arguments: refused before anything is made. */
@@ -512,6 +543,7 @@ TEST_MAIN(
   TEST(grandchild_holds_pipe),
   TEST(spawn_failures),
   TEST(ten_failed_spawns_leak_nothing),
+  TEST(failures_then_one_exit),
   TEST(refusals),
   TEST(two_hundred_children),
   TEST(two_loops_two_threads),

@@ -191,6 +191,23 @@ static void closed_stdout_breaks_child(void)
   prec_free(&p);
 }
 
+/* P2: a child that exits before reading its stdin: the stdin pipe ends
+ * with EPIPE (asyncio's drain() raises BrokenPipeError), nothing hangs. */
+static void stdin_broken_pipe(void)
+{
+  static char data[1 << 20];
+  tapio_loop *loop = new_loop();
+  prec p;
+  prec_init(&p);
+  CHECK_OK(shell_wait(loop, &p, "exit 0", NULL));
+  CHECK_OK(tapio_transport_write(pipe_of(&p, 0), data, sizeof data));
+  WAIT_FOR(loop, p.lost);
+  CHECK_EVENTS(&p, "lost0:EPIPE lost1:0 lost2:0 exited", "lost:0");
+  CHECK_EQ(p.pipe_code[0], TAPIO_EPIPE);
+  free_loop(loop);
+  prec_free(&p);
+}
+
 TEST_MAIN(
   TEST(stdout_and_stderr),
   TEST(subprocess_shell_runs_sh),
@@ -198,5 +215,6 @@ TEST_MAIN(
   TEST(pipe_buffer_edges),
   TEST(slow_reader_pauses_writing),
   TEST(read_stdout_after_exit),
-  TEST(closed_stdout_breaks_child)
+  TEST(closed_stdout_breaks_child),
+  TEST(stdin_broken_pipe)
 )
