@@ -86,6 +86,14 @@ function helper.wait_until(loop, cond, deadline)
   end
 end
 
+-- p with methods (a table, or nil) added or overriding its own.
+local function with_methods(p, methods)
+  for k, v in pairs(methods or {}) do
+    p[k] = v
+  end
+  return p
+end
+
 --- A protocol that records its callbacks in self.events ("made", "data",
 -- "eof", "lost", "pause", "resume") and resolves futures on them:
 -- self.made, self.eof_fut, self.lost (with the error, or false if clean).
@@ -141,10 +149,7 @@ function helper.recorder(loop, methods)
     self:check_waiters()
     return fut
   end
-  for k, v in pairs(methods or {}) do
-    p[k] = v
-  end
-  return p
+  return with_methods(p, methods)
 end
 
 --- Inside a task: a server on 127.0.0.1 port 0 and one client connected
@@ -272,10 +277,7 @@ function helper.sub_recorder(loop, methods)
     end
     return false
   end
-  for k, v in pairs(methods or {}) do
-    p[k] = v
-  end
-  return p
+  return with_methods(p, methods)
 end
 
 --- Inside a task: runs program with args (a list) and opts to its end;

@@ -7,14 +7,29 @@
 
 /* ---- Read pipes -------------------------------------------------------- */
 
+/* r, a read pipe on a new pipe fds (the test holds the writer's end). */
+static void new_read_pipe(tapio_loop *loop, rec *r, int fds[2])
+{
+  rec_init(r);
+  make_pipe(fds);
+  CHECK_OK(connect_pipe(loop, fds[0], 0, r));
+}
+
+/* Waits for r's connection_lost, checks its log, closes peer (unless
+ * -1), frees the loop. */
+static void ends_with(tapio_loop *loop, rec *r, const char *log, int peer)
+{
+  WAIT_FOR(loop, r->lost);
+  CHECK_STR(r->log, log);
+  end_pair(loop, r, peer);
+}
+
 static void read_pipe_gets_data_then_eof(void)
 {
   tapio_loop *loop = new_loop();
   rec r;
   int fds[2];
-  rec_init(&r);
-  make_pipe(fds);
-  CHECK_OK(connect_pipe(loop, fds[0], 0, &r));
+  new_read_pipe(loop, &r, fds);
   CHECK_EQ(tapio_transport_get_kind(r.t), TAPIO_TRANSPORT_READ_PIPE);
   CHECK_EQ(tapio_transport_get_fd(r.t), fds[0]);
   CHECK(is_nonblocking(fds[0]));
@@ -29,10 +44,9 @@ static void read_pipe_gets_data_then_eof(void)
   CHECK(write(fds[1], " world", 6) == 6);
   CHECK(close(fds[1]) == 0);
   WAIT_FOR(loop, r.lost);
-  CHECK_STR(r.log, "made data:11 eof lost:0");
   CHECK(memcmp(r.in, "hello world", 11) == 0);
   CHECK(!fd_is_open(fds[0])); /* closed with the transport */
-  end_pair(loop, &r, -1);
+  ends_with(loop, &r, "made data:11 eof lost:0", -1);
 }
 
 /* eof_received returning true cannot keep a read pipe open. */
@@ -41,14 +55,10 @@ static void read_pipe_eof_closes_anyway(void)
   tapio_loop *loop = new_loop();
   rec r;
   int fds[2];
-  rec_init(&r);
+  new_read_pipe(loop, &r, fds);
   r.eof_ret = 1;
-  make_pipe(fds);
-  CHECK_OK(connect_pipe(loop, fds[0], 0, &r));
   CHECK(close(fds[1]) == 0);
-  WAIT_FOR(loop, r.lost);
-  CHECK_STR(r.log, "made eof lost:0");
-  end_pair(loop, &r, -1);
+  ends_with(loop, &r, "made eof lost:0", -1);
 }
 
 /* libuv's pipe_close_stdout_read_stdin: a writer gone before the pipe is
@@ -72,9 +82,7 @@ static void read_pipe_pause_and_resume(void)
   tapio_loop *loop = new_loop();
   rec r;
   int fds[2];
-  rec_init(&r);
-  make_pipe(fds);
-  CHECK_OK(connect_pipe(loop, fds[0], 0, &r));
+  new_read_pipe(loop, &r, fds);
   CHECK_OK(tapio_transport_pause_reading(r.t));
   CHECK_OK(tapio_transport_pause_reading(r.t)); /* idempotent */
   CHECK_EQ(tapio_transport_is_reading(r.t), 0);
@@ -85,9 +93,7 @@ static void read_pipe_pause_and_resume(void)
   CHECK_EQ(tapio_transport_is_reading(r.t), 1);
   WAIT_FOR(loop, r.nin == 3);
   CHECK(close(fds[1]) == 0);
-  WAIT_FOR(loop, r.lost);
-  CHECK_STR(r.log, "made data:3 eof lost:0");
-  end_pair(loop, &r, -1);
+  ends_with(loop, &r, "made data:3 eof lost:0", -1);
 }
 
 /* The pty master reads EIO once the slave is closed: end of file. */
@@ -122,10 +128,8 @@ static void read_pipe_fifo(void)
   CHECK_OK(connect_pipe(loop, rd, 0, &r));
   CHECK(write(wr, "fifo!", 5) == 5);
   CHECK(close(wr) == 0);
-  WAIT_FOR(loop, r.lost);
-  CHECK_STR(r.log, "made data:5 eof lost:0");
   fifo_remove(path);
-  end_pair(loop, &r, -1);
+  ends_with(loop, &r, "made data:5 eof lost:0", -1);
 }
 
 static void read_pipe_socketpair(void)
@@ -138,9 +142,7 @@ static void read_pipe_socketpair(void)
   CHECK_OK(connect_pipe(loop, sv[0], 0, &r));
   CHECK(send(sv[1], "sock", 4, 0) == 4);
   CHECK(close(sv[1]) == 0);
-  WAIT_FOR(loop, r.lost);
-  CHECK_STR(r.log, "made data:4 eof lost:0");
-  end_pair(loop, &r, -1);
+  ends_with(loop, &r, "made data:4 eof lost:0", -1);
 }
 
 /* A BufferedProtocol reads a pipe through its own buffer. */
@@ -169,42 +171,41 @@ static void read_pipe_buffered_protocol(void)
 
 /* ---- What a pipe transport does to its descriptor ----------------------- */
 
-/* A blocking descriptor is made non-blocking and, as it was blocking when
- * given, blocking again before it is closed: a duplicate (sharing the open
- * file description, as another process would) sees it as it was. */
-static void pipe_mode_restored_on_close(void)
+/* A pipe transport on one end of a pipe given blocking or not, closed:
+ * whether that end's open file description is non-blocking afterwards,
+ * seen through a duplicate (sharing it, as another process would). While
+ * the transport has it, it is non-blocking. */
+static int nonblocking_after_close(int given_nonblocking, int writing)
 {
   tapio_loop *loop = new_loop();
   rec r;
-  int fds[2], dup_r;
+  int fds[2], copy, after;
   rec_init(&r);
-  make_pipe(fds);
-  dup_r = dup(fds[0]);
-  CHECK(!is_nonblocking(dup_r));
-  CHECK_OK(connect_pipe(loop, fds[0], 0, &r));
-  CHECK(is_nonblocking(dup_r));
+  CHECK(pipe2(fds, O_CLOEXEC | (given_nonblocking ? O_NONBLOCK : 0)) == 0);
+  copy = dup(fds[writing]);
+  CHECK_OK(connect_pipe(loop, fds[writing], writing, &r));
+  CHECK(is_nonblocking(copy));
   CHECK_OK(tapio_transport_close(r.t));
   WAIT_FOR(loop, r.lost);
-  CHECK(!is_nonblocking(dup_r));
-  CHECK(close(dup_r) == 0 && close(fds[1]) == 0);
+  after = is_nonblocking(copy);
+  CHECK(close(copy) == 0 && close(fds[!writing]) == 0);
   end_pair(loop, &r, -1);
+  return after;
+}
+
+/* A blocking descriptor is made non-blocking and, as it was blocking when
+ * given, blocking again before it is closed. */
+static void pipe_mode_restored_on_close(void)
+{
+  CHECK(!nonblocking_after_close(0, 0));
+  CHECK(!nonblocking_after_close(0, 1));
 }
 
 /* A non-blocking one is left non-blocking. */
 static void pipe_nonblocking_stays(void)
 {
-  tapio_loop *loop = new_loop();
-  rec r;
-  int fds[2], dup_w;
-  rec_init(&r);
-  CHECK(pipe2(fds, O_CLOEXEC | O_NONBLOCK) == 0);
-  dup_w = dup(fds[1]);
-  CHECK_OK(connect_pipe(loop, fds[1], 1, &r));
-  CHECK_OK(tapio_transport_close(r.t));
-  WAIT_FOR(loop, r.lost);
-  CHECK(is_nonblocking(dup_w));
-  CHECK(close(dup_w) == 0 && close(fds[0]) == 0);
-  end_pair(loop, &r, -1);
+  CHECK(nonblocking_after_close(1, 0));
+  CHECK(nonblocking_after_close(1, 1));
 }
 
 /* A regular file cannot be watched: refused, and closed (tapio owns the
@@ -268,10 +269,7 @@ static void write_pipe_writes_and_write_eof_closes(void)
   CHECK(eof);
   CHECK_EQ(n, 12);
   CHECK(memcmp(got, "zero one two", 12) == 0);
-  WAIT_FOR(loop, r.lost);
-  CHECK_STR(r.log, "made lost:0");
-  CHECK(close(fds[0]) == 0);
-  end_pair(loop, &r, -1);
+  ends_with(loop, &r, "made lost:0", fds[0]);
 }
 
 /* Flow control: pause_writing over the high mark, resume_writing at the
@@ -308,22 +306,36 @@ static void write_pipe_flow_control(void)
   end_pair(loop, &r, -1);
 }
 
+/* r, a write pipe on a new pipe fds (the test holds the reader's end). */
+static void new_write_pipe(tapio_loop *loop, rec *r, int fds[2])
+{
+  rec_init(r);
+  make_pipe(fds);
+  CHECK_OK(connect_pipe(loop, fds[1], 1, r));
+}
+
+/* The end of a write pipe whose reader went: log, ending in
+ * connection_lost(EPIPE). Frees the loop; whether SIGPIPE was pending. */
+static int ends_with_epipe(tapio_loop *loop, rec *r, const char *log)
+{
+  int pending;
+  WAIT_FOR(loop, r->lost);
+  pending = sigpipe_pending();
+  ends_with(loop, r, log, -1);
+  return pending;
+}
+
 /* The reader goes away while nothing is written: noticed, EPIPE. */
 static void write_pipe_reader_gone_idle(void)
 {
   tapio_loop *loop = new_loop();
   rec r;
   int fds[2];
-  rec_init(&r);
-  make_pipe(fds);
-  CHECK_OK(connect_pipe(loop, fds[1], 1, &r));
+  new_write_pipe(loop, &r, fds);
   run_for(loop, 0.02);
   CHECK_STR(r.log, "made");
   CHECK(close(fds[0]) == 0);
-  WAIT_FOR(loop, r.lost);
-  CHECK_STR(r.log, "made lost:EPIPE");
-  CHECK(!sigpipe_pending());
-  end_pair(loop, &r, -1);
+  CHECK(!ends_with_epipe(loop, &r, "made lost:EPIPE"));
 }
 
 /* A write after the reader went: EPIPE from the write itself, and the
@@ -334,35 +346,32 @@ static void write_pipe_write_after_reader_gone(void)
   tapio_loop *loop = new_loop();
   rec r;
   int fds[2];
-  rec_init(&r);
-  make_pipe(fds);
-  CHECK_OK(connect_pipe(loop, fds[1], 1, &r));
+  new_write_pipe(loop, &r, fds);
   CHECK(close(fds[0]) == 0);
   CHECK_OK(tapio_transport_write(r.t, "x", 1)); /* fails: lost follows */
   CHECK_EQ(tapio_transport_is_closing(r.t), 1);
-  WAIT_FOR(loop, r.lost);
-  CHECK_STR(r.log, "made lost:EPIPE");
-  CHECK(!sigpipe_pending());
-  end_pair(loop, &r, -1);
+  CHECK(!ends_with_epipe(loop, &r, "made lost:EPIPE"));
+}
+
+/* r, a write pipe holding output it could not write yet, so it has
+ * called pause_writing. */
+static void buffered_write_pipe(tapio_loop *loop, rec *r, int fds[2])
+{
+  static char chunk[256 * 1024];
+  new_write_pipe(loop, r, fds);
+  CHECK_OK(tapio_transport_write(r->t, chunk, sizeof chunk));
+  CHECK(tapio_transport_get_write_buffer_size(r->t) > 0);
 }
 
 /* ... and while output is buffered. */
 static void write_pipe_reader_gone_writing(void)
 {
   tapio_loop *loop = new_loop();
-  static char chunk[256 * 1024];
   rec r;
   int fds[2];
-  rec_init(&r);
-  make_pipe(fds);
-  CHECK_OK(connect_pipe(loop, fds[1], 1, &r));
-  CHECK_OK(tapio_transport_write(r.t, chunk, sizeof chunk));
-  CHECK(tapio_transport_get_write_buffer_size(r.t) > 0);
+  buffered_write_pipe(loop, &r, fds);
   CHECK(close(fds[0]) == 0);
-  WAIT_FOR(loop, r.lost);
-  CHECK_STR(r.log, "made pause lost:EPIPE");
-  CHECK(!sigpipe_pending());
-  end_pair(loop, &r, -1);
+  CHECK(!ends_with_epipe(loop, &r, "made pause lost:EPIPE"));
 }
 
 /* A SIGPIPE the caller blocks stays the caller's: tapio leaves it
@@ -373,18 +382,13 @@ static void write_pipe_caller_blocked_sigpipe(void)
   sigset_t set;
   rec r;
   int fds[2];
-  rec_init(&r);
-  make_pipe(fds);
   sigemptyset(&set);
   sigaddset(&set, SIGPIPE);
   CHECK(sigprocmask(SIG_BLOCK, &set, NULL) == 0);
-  CHECK_OK(connect_pipe(loop, fds[1], 1, &r));
+  new_write_pipe(loop, &r, fds);
   CHECK(close(fds[0]) == 0);
   CHECK_OK(tapio_transport_write(r.t, "x", 1));
-  WAIT_FOR(loop, r.lost);
-  CHECK_STR(r.log, "made lost:EPIPE");
-  CHECK(sigpipe_pending());
-  end_pair(loop, &r, -1);
+  CHECK(ends_with_epipe(loop, &r, "made lost:EPIPE"));
 }
 
 static void write_pipe_fifo_reader_gone(void)
@@ -402,10 +406,8 @@ static void write_pipe_fifo_reader_gone(void)
   CHECK_OK(tapio_transport_write(r.t, "fifo", 4));
   CHECK_EQ(read_fd_all(loop, rd, got, 4, &eof), 4);
   CHECK(close(rd) == 0);
-  WAIT_FOR(loop, r.lost);
-  CHECK_STR(r.log, "made lost:EPIPE");
   fifo_remove(path);
-  end_pair(loop, &r, -1);
+  CHECK(!ends_with_epipe(loop, &r, "made lost:EPIPE"));
 }
 
 static void write_pipe_socketpair(void)
@@ -422,9 +424,7 @@ static void write_pipe_socketpair(void)
   raw_recv_n(loop, sv[1], got, 4);
   CHECK(memcmp(got, "sock", 4) == 0);
   CHECK(close(sv[1]) == 0);
-  WAIT_FOR(loop, r.lost);
-  CHECK_STR(r.log, "made lost:EPIPE");
-  end_pair(loop, &r, -1);
+  CHECK(!ends_with_epipe(loop, &r, "made lost:EPIPE"));
 }
 
 /* A pty master is written to as a terminal: no reader watch (the slave's
@@ -455,20 +455,12 @@ static void write_pipe_pty(void)
 static void write_pipe_abort_drops_output(void)
 {
   tapio_loop *loop = new_loop();
-  static char chunk[256 * 1024];
   rec r;
   int fds[2];
-  rec_init(&r);
-  make_pipe(fds);
-  CHECK_OK(connect_pipe(loop, fds[1], 1, &r));
-  CHECK_OK(tapio_transport_write(r.t, chunk, sizeof chunk));
-  CHECK(tapio_transport_get_write_buffer_size(r.t) > 0);
+  buffered_write_pipe(loop, &r, fds);
   CHECK_OK(tapio_transport_abort(r.t));
   CHECK_EQ(tapio_transport_get_write_buffer_size(r.t), 0);
-  WAIT_FOR(loop, r.lost);
-  CHECK_STR(r.log, "made pause lost:0");
-  CHECK(close(fds[0]) == 0);
-  end_pair(loop, &r, -1);
+  ends_with(loop, &r, "made pause lost:0", fds[0]);
 }
 
 /* A pty both ways (asyncio's test_bidirectional_pty): a read pipe on the

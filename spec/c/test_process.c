@@ -129,15 +129,20 @@ static void bad_signal_numbers(void)
   prec_free(&p);
 }
 
+/* p, a `sleep 30` with its three pipes; its pid. */
+static pid_t start_sleep(tapio_loop *loop, prec *p)
+{
+  prec_init(p);
+  CHECK_OK(spawn_wait(loop, p, sleep_argv, NULL));
+  return tapio_subprocess_get_pid(p->t);
+}
+
 /* P9: close() kills a running child and closes its pipes. */
 static void close_kills_running_child(void)
 {
   tapio_loop *loop = new_loop();
-  pid_t pid;
   prec p;
-  prec_init(&p);
-  CHECK_OK(spawn_wait(loop, &p, sleep_argv, NULL));
-  pid = tapio_subprocess_get_pid(p.t);
+  pid_t pid = start_sleep(loop, &p);
   CHECK_OK(tapio_transport_close(p.t));
   CHECK_EQ(tapio_transport_is_closing(p.t), 1);
   CHECK_OK(tapio_transport_close(p.t));
@@ -196,11 +201,8 @@ static void close_in_connection_made(void)
 static void abort_kills_at_once(void)
 {
   tapio_loop *loop = new_loop();
-  pid_t pid;
   prec p;
-  prec_init(&p);
-  CHECK_OK(spawn_wait(loop, &p, sleep_argv, NULL));
-  pid = tapio_subprocess_get_pid(p.t);
+  pid_t pid = start_sleep(loop, &p);
   CHECK_OK(tapio_transport_abort(p.t));
   CHECK(reaped(pid));
   CHECK_STR(p.r.log, "made");
