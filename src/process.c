@@ -176,6 +176,8 @@ static void pipe_lost(void *ud, tapio_transport *pipe, int code,
                       const char *message) {
   tapio__process *p = ud;
   int fd = pipe_fd(p, pipe);
+  if (fd > 2)
+    return; /* not one of ours: cannot happen */
   p->pipes[fd] = NULL;
   if (proto_of(p)->pipe_connection_lost)
     proto_of(p)->pipe_connection_lost(p->head.ud, &p->head, fd, code,

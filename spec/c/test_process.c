@@ -197,6 +197,49 @@ static void close_in_connection_made(void)
   prec_free(&p);
 }
 
+/* close or abort from inside each callback: one end, in order. */
+typedef struct inside {
+  pev ev;
+  int abort;
+} inside;
+
+static void act_inside_hook(prec *p, pev ev, int fd)
+{
+  const inside *in = p->user;
+  (void)fd;
+  if (ev != in->ev || p->lost)
+    return;
+  if (in->abort)
+    CHECK_OK(tapio_transport_abort(p->t));
+  else
+    CHECK_OK(tapio_transport_close(p->t));
+  CHECK_EQ(tapio_transport_is_closing(p->t), 1);
+}
+
+static void close_inside_callbacks(void)
+{
+  static const pev evs[] = { PEV_MADE, PEV_DATA, PEV_PIPE_LOST, PEV_EXITED };
+  tapio_loop *loop = new_loop();
+  size_t i;
+  for (i = 0; i < 2 * sizeof evs / sizeof evs[0]; i++) {
+    inside in = { evs[i / 2], (int)(i % 2) };
+    prec p;
+    prec_init(&p);
+    p.hook = act_inside_hook;
+    p.user = &in;
+    /* stdout ends early; the child only exits by itself for PEV_EXITED */
+    CHECK_OK(shell_wait(loop, &p, in.ev == PEV_EXITED
+                                      ? "echo hi"
+                                      : "echo hi; exec >&-; exec sleep 30",
+                        NULL));
+    WAIT_FOR(loop, p.lost);
+    CHECK_EVENTS(&p, "exited", "lost:0");
+    CHECK(p.pipe_lost[0] && p.pipe_lost[1] && p.pipe_lost[2]);
+    prec_free(&p);
+  }
+  free_loop(loop);
+}
+
 /* abort() kills at once; process_exited still comes before the end. */
 static void abort_kills_at_once(void)
 {
@@ -540,6 +583,7 @@ TEST_MAIN(
   TEST(close_kills_running_child),
   TEST(close_spares_finished_child),
   TEST(close_in_connection_made),
+  TEST(close_inside_callbacks),
   TEST(abort_kills_at_once),
   TEST(child_closes_stdout_early),
   TEST(grandchild_holds_pipe),
