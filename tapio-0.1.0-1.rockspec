@@ -33,11 +33,13 @@ build = {
     ["tapio.core"] = {
       sources = {
         "src/alloc.c", "src/backend.c", "src/connect.c", "src/error.c",
-        "src/listen.c", "src/loop.c", "src/options.c",
-        "src/resolve.c", "src/sched.c", "src/server.c", "src/sockaddr.c",
-        "src/stream.c", "src/transport.c", "src/version.c", "src/wqueue.c",
+        "src/listen.c", "src/loop.c", "src/options.c", "src/pipe.c",
+        "src/process.c", "src/resolve.c", "src/sched.c", "src/server.c",
+        "src/sockaddr.c", "src/spawn.c", "src/stream.c", "src/transport.c",
+        "src/version.c", "src/wqueue.c",
         "lua/loop.c", "lua/call.c", "lua/protocol.c", "lua/transport.c",
-        "lua/server.c", "lua/util.c", "lua/embed.c",
+        "lua/server.c", "lua/pipe.c", "lua/process.c", "lua/util.c",
+        "lua/embed.c",
       },
       incdirs = { "capi", "src", "lua", "$(LIBEV_INCDIR)" },
       libdirs = { "$(LIBEV_LIBDIR)" },

@@ -95,6 +95,8 @@ ROWS=(
   "instr_1c     instr same  count --conns 1 --size 64 --depth 1 --requests 2000,12000"
   "instr_50c    instr split count --conns 50 --size 1024 --depth 1 --requests 5000,25000"
   "timers       own:scheduled/s:fired/s same $BIN/timers"
+  "pipe         own:MB/s:cpu_us/MB same $HERE/children.sh pipe $BUILD"
+  "spawn        own:spawns/s:cpu_us/spawn same $HERE/children.sh spawn $BUILD"
 )
 
 # What the verdicts judge: "rate SERVER REF BOUND" (the median ratio of

@@ -316,6 +316,18 @@ void tapio_handle_release(tapio_handle *h);
  *   create_unix_server: "backlog", "start_serving", "cleanup_socket"
  *     (bool, default 1: unlink the path when the server closes)
  *   create_unix_connection: none
+ *   connect_read_pipe, connect_write_pipe: none
+ *   subprocess_exec, subprocess_shell: "stdin", "stdout", "stderr" (int:
+ *     a TAPIO_STDIO_* value or a descriptor the child gets as its own 0,
+ *     1 or 2; default TAPIO_STDIO_PIPE), "cwd" (str), "env" (str list of
+ *     "NAME=value": the child's whole environment, Python's env=),
+ *     "extend_env" (bool, default 0: with 1, env's entries are added to
+ *     the parent's environment, replacing those of the same name),
+ *     "start_new_session" (bool, default 0: setsid() in the child),
+ *     "pass_fds" (int list: descriptors the child keeps, at their
+ *     numbers), "close_fds" (bool, default 1: the child gets no other
+ *     descriptor of the parent's than 0, 1, 2 and pass_fds, even one
+ *     without close-on-exec)
  * A descriptor given as "sock" belongs to tapio from the create call on,
  * also when the call fails (whatever the reason): it is closed then.
  * Options are copied by the call they are given to and can be freed
@@ -326,6 +338,14 @@ int tapio_options_set_int(tapio_options *opts, const char *name,
                           int64_t value);
 int tapio_options_set_str(tapio_options *opts, const char *name,
                           const char *value);
+/* Append value to a list option ("env": strings, "pass_fds": integers).
+ * add_str with value NULL only marks the list given (an empty "env" is
+ * an empty environment). TAPIO_EINVAL for an option that is not a list
+ * of that type, or an integer out of its range. */
+int tapio_options_add_str(tapio_options *opts, const char *name,
+                          const char *value);
+int tapio_options_add_int(tapio_options *opts, const char *name,
+                          int64_t value);
 
 /* The calls that take options, for the queries below. */
 enum tapio_call {
@@ -333,14 +353,20 @@ enum tapio_call {
   TAPIO_CALL_CREATE_UNIX_CONNECTION = 2,
   TAPIO_CALL_CONNECT_ACCEPTED_SOCKET = 3,
   TAPIO_CALL_CREATE_SERVER = 4,
-  TAPIO_CALL_CREATE_UNIX_SERVER = 5
+  TAPIO_CALL_CREATE_UNIX_SERVER = 5,
+  TAPIO_CALL_CONNECT_READ_PIPE = 8,
+  TAPIO_CALL_CONNECT_WRITE_PIPE = 9,
+  TAPIO_CALL_SUBPROCESS_EXEC = 10,
+  TAPIO_CALL_SUBPROCESS_SHELL = 11
 };
 
 /* How an option's value is given. */
 enum tapio_option_type {
   TAPIO_OPTION_INT = 1,  /* tapio_options_set_int, within min..max */
   TAPIO_OPTION_BOOL = 2, /* tapio_options_set_int, 0 or 1 */
-  TAPIO_OPTION_STR = 3   /* tapio_options_set_str */
+  TAPIO_OPTION_STR = 3,  /* tapio_options_set_str */
+  TAPIO_OPTION_STR_LIST = 5, /* tapio_options_add_str, once per entry */
+  TAPIO_OPTION_INT_LIST = 6  /* tapio_options_add_int, within min..max */
 };
 
 /* The core's one table of options, for bindings (which keep none of their
@@ -452,7 +478,10 @@ int tapio_connect_accepted_socket(tapio_loop *loop, int fd,
  * not have (write on a read-only transport, say) returns TAPIO_ENOTSUP;
  * one that returns a size or a flag answers 0. */
 enum tapio_transport_kind {
-  TAPIO_TRANSPORT_STREAM = 1     /* a TCP or Unix stream socket */
+  TAPIO_TRANSPORT_STREAM = 1,    /* a TCP or Unix stream socket */
+  TAPIO_TRANSPORT_READ_PIPE = 3, /* asyncio's ReadTransport on a pipe */
+  TAPIO_TRANSPORT_WRITE_PIPE = 4,/* asyncio's WriteTransport on a pipe */
+  TAPIO_TRANSPORT_SUBPROCESS = 5 /* a child process and its pipes */
 };
 /* The kind, a TAPIO_TRANSPORT_* value. */
 int tapio_transport_get_kind(tapio_transport *t);
@@ -515,10 +544,12 @@ int tapio_transport_write(tapio_transport *t, const void *data, size_t len);
  * length is TAPIO_EINVAL, and then nothing of the call is written. */
 int tapio_transport_writelines(tapio_transport *t, const void *const *bufs,
                                const size_t *lens, size_t n);
-/* 1: write_eof is supported (a socket stream); 0 otherwise. */
+/* 1: write_eof is supported (a socket stream, a write pipe); 0
+ * otherwise. */
 int tapio_transport_can_write_eof(tapio_transport *t);
 /* Shuts down the sending side after the buffer is flushed; data may still
- * arrive. Idempotent. TAPIO_ENOTSUP where can_write_eof answers 0. */
+ * arrive. On a write pipe, which has no other side, it is close() (as
+ * asyncio's). Idempotent. TAPIO_ENOTSUP where can_write_eof answers 0. */
 int tapio_transport_write_eof(tapio_transport *t);
 
 size_t tapio_transport_get_write_buffer_size(tapio_transport *t);
@@ -547,8 +578,8 @@ int tapio_transport_get_peername(tapio_transport *t, char *host,
                                  size_t hostlen, int *port, int *family);
 int tapio_transport_get_sockname(tapio_transport *t, char *host,
                                  size_t hostlen, int *port, int *family);
-/* get_extra_info("socket"): the descriptor (still owned by tapio), or
- * TAPIO_EINVAL for NULL. */
+/* get_extra_info("socket") or ("pipe"): the descriptor (still owned by
+ * tapio), TAPIO_ENOTSUP for a subprocess, TAPIO_EINVAL for NULL. */
 int tapio_transport_get_fd(tapio_transport *t);
 
 /* Cheap figures for diagnosing a slow peer. */
@@ -609,6 +640,141 @@ tapio_loop *tapio_server_get_loop(tapio_server *s);
  * Memory goes once its connections are gone too: a second release is
  * harmless until then, undefined after. */
 void tapio_server_release(tapio_server *s);
+
+/* ---- Pipes ------------------------------------------------------------- */
+
+/* asyncio's connect_read_pipe and connect_write_pipe: a ReadTransport
+ * (kind TAPIO_TRANSPORT_READ_PIPE: pause_reading, resume_reading,
+ * is_reading, close) or a WriteTransport (TAPIO_TRANSPORT_WRITE_PIPE:
+ * write, writelines, write_eof, flow control, abort, close) on fd, with a
+ * stream protocol (tapio_protocol). fd is the read or write end of a pipe
+ * or a FIFO, a character device (a pty: EIO from the master once the
+ * slave is closed reads as end of file) or a socket; anything else (a
+ * regular file, which cannot be watched for readiness) is TAPIO_EINVAL.
+ *
+ * tapio owns fd from the call on, also when the call fails: it is closed
+ * with the transport. fd may be in blocking or non-blocking mode: tapio
+ * sets O_NONBLOCK (on the open file description, which dup'ed descriptors
+ * and other processes share, a terminal's say) and, if it was not set
+ * when given, clears it again before closing fd, so the description is
+ * left as it was found.
+ *
+ * A read pipe calls data_received (or get_buffer/buffer_updated), then at
+ * the end of the input eof_received (its result is ignored: a read pipe
+ * has nothing left to keep open), then connection_lost. A write pipe on a
+ * pipe, FIFO or socket watches for its reader going away: then it ends
+ * with connection_lost(TAPIO_EPIPE), also while nothing is being written
+ * (on a socket, anything readable counts as the reader gone, as in
+ * asyncio). A write to a pipe whose reader is gone is TAPIO_EPIPE, never a
+ * SIGPIPE, whatever the process's disposition of SIGPIPE: tapio blocks it
+ * in the writing thread around the write and takes back the one the write
+ * raised. */
+int tapio_connect_read_pipe(tapio_loop *loop, int fd,
+                            const tapio_protocol *proto, void *proto_ud,
+                            const tapio_options *opts, tapio_connect_fn cb,
+                            void *cb_ud);
+int tapio_connect_write_pipe(tapio_loop *loop, int fd,
+                             const tapio_protocol *proto, void *proto_ud,
+                             const tapio_options *opts, tapio_connect_fn cb,
+                             void *cb_ud);
+
+/* ---- Subprocesses ------------------------------------------------------ */
+
+/* What a child's stdin, stdout or stderr is (options "stdin", "stdout",
+ * "stderr"), besides a descriptor (>= 0) the child gets as it is: the
+ * values of Python's subprocess.PIPE, STDOUT and DEVNULL. */
+enum tapio_stdio {
+  TAPIO_STDIO_PIPE = -1,    /* a pipe to a pipe transport of tapio's */
+  TAPIO_STDIO_STDOUT = -2,  /* stderr only: the same as stdout */
+  TAPIO_STDIO_DEVNULL = -3, /* /dev/null */
+  TAPIO_STDIO_INHERIT = -4  /* the parent's own (asyncio's None) */
+};
+
+/* asyncio's SubprocessProtocol. It begins with BaseProtocol's callbacks;
+ * pause_writing and resume_writing are the stdin pipe's flow control. t
+ * is always the subprocess transport; fd is 0, 1 or 2.
+ *
+ * Order: connection_made first; then pipe_data_received(1 or 2, ...) and
+ * pipe_connection_lost(fd, ...) for each pipe, each fd's data before its
+ * pipe_connection_lost; process_exited once the child has exited, which
+ * may come before or after the pipes close (a grandchild holding a pipe
+ * open does not delay it); connection_lost once, last, after the exit
+ * and every pipe closed. */
+typedef struct tapio_subprocess_protocol {
+  uint32_t size; /* sizeof(tapio_subprocess_protocol) */
+  void (*connection_made)(void *ud, tapio_transport *t);
+  void (*connection_lost)(void *ud, tapio_transport *t, int code,
+                          const char *message);
+  void (*pause_writing)(void *ud, tapio_transport *t);
+  void (*resume_writing)(void *ud, tapio_transport *t);
+  /* data (len > 0) from the child's stdout (fd 1) or stderr (fd 2). */
+  void (*pipe_data_received)(void *ud, tapio_transport *t, int fd,
+                             const char *data, size_t len);
+  /* code 0 and message NULL: closed cleanly; else the error. */
+  void (*pipe_connection_lost)(void *ud, tapio_transport *t, int fd,
+                               int code, const char *message);
+  void (*process_exited)(void *ud, tapio_transport *t);
+} tapio_subprocess_protocol;
+
+/* Starts program with arguments args[0..nargs) (argv[0] is program, as in
+ * asyncio's subprocess_exec) and makes a subprocess transport (kind
+ * TAPIO_TRANSPORT_SUBPROCESS) for it; cb gets it once connection_made has
+ * run. program without a '/' is searched in PATH (the "env" option's PATH
+ * when it gives one, else the parent's), a relative one from "cwd".
+ *
+ * The child is started at once, inside the call, with posix_spawn (a
+ * vfork-like clone: no copy of the parent's memory). A program that cannot
+ * be started is this call's error, never a child that exits 127: not
+ * found (TAPIO_ENOENT), not executable (TAPIO_EACCES), a bad "cwd"
+ * (TAPIO_ENOENT, TAPIO_ENOTDIR, TAPIO_EACCES), a bad descriptor given as
+ * stdin/stdout/stderr or in pass_fds (TAPIO_EBADF); nothing of it is left
+ * behind (descriptors, memory, a child). The child gets the default
+ * disposition of every signal and an empty signal mask, whatever the
+ * parent's; every descriptor tapio opens is close-on-exec.
+ *
+ * Its exit is watched with a pidfd on this loop (any loop, any thread; no
+ * SIGCHLD handler, nothing process-wide; where pidfds are missing, as
+ * under valgrind, a timer polls waitpid with WNOHANG) and reaped by tapio.
+ * A process-wide reaper of the application's (waitpid(-1), SIGCHLD set to
+ * SIG_IGN) can take the exit status first: the returncode is then 255.
+ * The transport's close() kills (SIGKILL) a child still running, not one
+ * that has exited (also before the loop noticed), and closes the pipes;
+ * connection_lost still waits for the exit and the pipes. abort() (and a
+ * transport failing) kills a running child at once and reaps it.
+ * tapio_loop_free kills and reaps every child still running (as asyncio
+ * does), so no zombie is left. */
+int tapio_subprocess_exec(tapio_loop *loop, const char *program,
+                          const char *const *args, size_t nargs,
+                          const tapio_subprocess_protocol *proto,
+                          void *proto_ud, const tapio_options *opts,
+                          tapio_connect_fn cb, void *cb_ud);
+/* The same with program "/bin/sh" and args "-c", command. */
+int tapio_subprocess_shell(tapio_loop *loop, const char *command,
+                           const tapio_subprocess_protocol *proto,
+                           void *proto_ud, const tapio_options *opts,
+                           tapio_connect_fn cb, void *cb_ud);
+
+/* The child's pid (get_extra_info("subprocess")), or a negative code. */
+int tapio_subprocess_get_pid(tapio_transport *t);
+/* The pipe transport of the child's fd (0: a write pipe to its stdin; 1,
+ * 2: read pipes from its stdout, stderr), or NULL when that fd is not a
+ * pipe or its pipe transport is gone (after pipe_connection_lost). It is
+ * a real pipe transport (pause_reading, write, close, ...) whose protocol
+ * is the subprocess transport's: set_protocol on it is TAPIO_EINVAL. */
+tapio_transport *tapio_subprocess_get_pipe_transport(tapio_transport *t,
+                                                     int fd);
+/* 1 and the returncode in *returncode once the child has exited and been
+ * reaped: its exit status, or minus the signal number that killed it (as
+ * asyncio's); 0 while it runs. */
+int tapio_subprocess_get_returncode(tapio_transport *t, int *returncode);
+/* Sends signal sig through the child's pidfd, so never to another process
+ * that reuses its pid. TAPIO_ESRCH once the child is reaped, TAPIO_EINVAL
+ * for a bad signal number. */
+int tapio_subprocess_send_signal(tapio_transport *t, int sig);
+/* send_signal(SIGTERM) */
+int tapio_subprocess_terminate(tapio_transport *t);
+/* send_signal(SIGKILL) */
+int tapio_subprocess_kill(tapio_transport *t);
 
 /* TAPIO_CDEF_END */
 

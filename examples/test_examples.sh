@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs the Lua examples with the tapio host: the TCP echo server and client
 # against each other and against the reference's Python versions (when a
-# python3 is given), and checks each prints what the Python version prints.
+# python3 is given), and checks each prints what the Python version prints;
+# the subprocess example (its python3 child is the one given) and the pipe
+# example through cat.
 # Usage: examples/test_examples.sh path/to/tapio [python3]
 set -u
 host=${1:?usage: $0 path/to/tapio [python3]}
@@ -112,6 +114,34 @@ if ! timeout 20 "$host" "$here/existing_socket.lua" >"$work/lua.existing" 2>&1; 
   fail "existing_socket.lua failed"
 fi
 expect_same "existing_socket" "$work/py.existing" "$work/lua.existing"
+
+# The subprocess example prints the date a python3 child printed, in the
+# reference's format; the Python version beside it when there is one.
+date_re='^Current date: [0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}$'
+check_date() { # what output-file
+  if grep -Eq "$date_re" "$2" && [ "$(wc -l <"$2")" -eq 1 ]; then
+    echo "ok: $1"
+  else
+    fail "$1 printed something else"
+    cat "$2" >&2
+  fi
+}
+timeout 20 "$host" "$here/subprocess_date.lua" "${python:-python3}" \
+  >"$work/lua.date" 2>&1 || fail "subprocess_date.lua failed"
+check_date "subprocess_date.lua" "$work/lua.date"
+if [ -n "$python" ]; then
+  timeout 20 "$python" "$here/python/subprocess_date.py" >"$work/py.date" 2>&1
+  check_date "subprocess_date.py (the reference)" "$work/py.date"
+fi
+
+# The pipe example: lines through cat and back.
+printf '%s\n' "Sent: 'Hello World!\\n'" "Sent: 'through cat\\n'" \
+  "Sent: 'and back\\n'" "Received: 'Hello World!\\n'" \
+  "Received: 'through cat\\n'" "Received: 'and back\\n'" \
+  "Received the end of the output" "cat exited with 0" >"$work/ref.cat"
+timeout 20 "$host" "$here/pipe_cat.lua" >"$work/lua.cat" 2>&1 ||
+  fail "pipe_cat.lua failed"
+expect_same "pipe_cat" "$work/ref.cat" "$work/lua.cat"
 
 [ "$failures" -eq 0 ] || { echo "$failures failure(s)" >&2; exit 1; }
 echo "all examples ok"

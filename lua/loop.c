@@ -83,6 +83,8 @@ static const lua_CFunction tramps[TL_NTRAMP] = {
   [TL_T_CALL] = tl_tr_call,
   [TL_T_REPORT] = tr_report,
   [TL_T_CORE] = tr_core,
+  [TL_T_PIPE_DATA] = tl_tr_pipe_data,
+  [TL_T_PIPE_LOST] = tl_tr_pipe_lost,
 };
 
 /* [1]'s __tostring, in a call of its own: it may raise. */
@@ -697,6 +699,8 @@ TL_EXPORT int luaopen_tapio_core(lua_State *L) {
   tl_open_call(L);
   tl_open_transport(L);
   tl_open_server(L);
+  tl_open_pipe(L);
+  tl_open_process(L);
   tl_open_util(L);
   tl_open_embed(L);
   lua_pushstring(L, tapio_version_string());

@@ -11,6 +11,9 @@
 
 #define TL_LOOP "tapio.loop"
 #define TL_TRANSPORT "tapio.transport"
+#define TL_READ_TRANSPORT "tapio.read_transport"   /* a read pipe */
+#define TL_WRITE_TRANSPORT "tapio.write_transport" /* a write pipe */
+#define TL_SUBPROCESS "tapio.subprocess_transport"
 #define TL_SERVER "tapio.server"
 #define TL_HANDLE "tapio.handle"
 #define TL_BUFFER "tapio.buffer"
@@ -48,6 +51,8 @@ enum {
   TL_T_CALL,     /* call_soon/later/at and wait_closed callbacks */
   TL_T_REPORT,   /* an error to the exception handler */
   TL_T_CORE,     /* an error the core reports */
+  TL_T_PIPE_DATA,/* pipe_data_received */
+  TL_T_PIPE_LOST,/* pipe_connection_lost */
   TL_NTRAMP
 };
 
@@ -71,8 +76,12 @@ typedef struct tl_loop {
   tl_link calls;      /* pending scheduled calls and server waiters */
 } tl_loop;
 
-/* "tapio.transport": lives from the create call (or accept) to
- * connection_lost anchored in the registry, then as a closed shell. */
+/* Every kind of transport ("tapio.transport", "tapio.read_transport",
+ * "tapio.write_transport", "tapio.subprocess_transport"): lives from the
+ * create call (or accept) to connection_lost anchored in the registry,
+ * then as a closed shell. A subprocess's pipe transports are ones too,
+ * made when asked for, not anchored (their subprocess holds them), with
+ * no protocol of their own. */
 typedef struct tl_transport {
   tapio_transport *t; /* NULL before connection_made and after lost */
   tl_loop *lb;        /* NULL after connection_lost */
@@ -185,6 +194,19 @@ void tl_release_transport(lua_State *L, tl_transport *lt);
 /* The transport's Lua object when t is one of the binding's, else nil. */
 void tl_pushtransport(lua_State *L, tapio_transport *t);
 int tl_tr_connected(lua_State *L);
+/* A transport for a create call, anchored, on top: the factory (at fi)
+ * runs at connection_made, the completion callback (at cbi) after. */
+tl_transport *tl_pending(lua_State *L, tl_loop *lb, int fi, int cbi);
+/* The core's completion callback for tl_pending's transports. */
+void tl_on_connected(void *ud, int status, tapio_transport *t);
+/* A create call's synchronous result rc: true, or nil and the error (the
+ * pending transport released). */
+int tl_finish(lua_State *L, tl_transport *lt, int rc);
+/* The metatable tname of one kind of transport with the methods of
+ * "tapio.transport" named in names (NULL-terminated): each method is
+ * written once, and each kind has only its own, as asyncio's classes. */
+void tl_newtransportclass(lua_State *L, const char *tname,
+                          const char *const *names);
 
 /* ---- protocol.c -------------------------------------------------------- */
 
@@ -205,6 +227,16 @@ int tl_tr_method(lua_State *L);
 int tl_tr_lost(lua_State *L);
 int tl_tr_getbuf(lua_State *L);
 
+/* ---- pipe.c, process.c ------------------------------------------------- */
+
+/* loop:_connect_read_pipe, _connect_write_pipe; tapio.pipe, openpty. */
+int tl_open_pipe(lua_State *L);
+/* loop:_subprocess_exec, _subprocess_shell, "tapio.subprocess_transport",
+ * tapio.PIPE and friends, tapio.signals. */
+int tl_open_process(lua_State *L);
+int tl_tr_pipe_data(lua_State *L);
+int tl_tr_pipe_lost(lua_State *L);
+
 /* ---- server.c ---------------------------------------------------------- */
 
 int tl_open_server(lua_State *L);
@@ -220,6 +252,8 @@ void tl_pusherror(lua_State *L, int code, const char *message);
 /* Returns nil, error: how the binding's functions report what the user
  * could not have prevented. */
 int tl_fail(lua_State *L, int code);
+/* The same for a system call's errno, with the OS's message. */
+int tl_oserror(lua_State *L, int err);
 /* Raises "tapio: fn: bad argument #n 'name' (msg)". */
 int tl_argerror(lua_State *L, const char *fn, int n, const char *name,
                 const char *msg);

@@ -78,7 +78,7 @@ int tl_tr_connected(lua_State *L) {
   return 0;
 }
 
-static void on_connected(void *ud, int status, tapio_transport *t) {
+void tl_on_connected(void *ud, int status, tapio_transport *t) {
   tl_transport *lt = ud;
   tl_loop *lb = lt->lb;
   lua_State *L = lb->L;
@@ -95,7 +95,7 @@ static void on_connected(void *ud, int status, tapio_transport *t) {
 
 /* The transport for a pending connect: the factory (at fi) runs at
  * connection_made, the callback (at cbi) once the connect is done. */
-static tl_transport *pending(lua_State *L, tl_loop *lb, int fi, int cbi) {
+tl_transport *tl_pending(lua_State *L, tl_loop *lb, int fi, int cbi) {
   tl_transport *lt = tl_newtransport(L, lb);
   lua_pushvalue(L, fi);
   lt->factory_ref = tl_ref(lb, L);
@@ -125,7 +125,7 @@ static int has_sock(lua_State *L, int idx) {
 
 /* Runs the create call; on a synchronous failure the pending transport
  * is released and nil, err returned. */
-static int finish(lua_State *L, tl_transport *lt, int rc) {
+int tl_finish(lua_State *L, tl_transport *lt, int rc) {
   if (rc < 0) {
     tl_release_transport(L, lt);
     return tl_fail(L, rc);
@@ -158,11 +158,11 @@ static int l_create_connection(lua_State *L) {
                        "host and port are required unless opts.sock is "
                        "given");
   o = tl_options(L, 6, FN_CONNECT, 4, TAPIO_CALL_CREATE_CONNECTION, lb->loop);
-  lt = pending(L, lb, 3, 2);
+  lt = tl_pending(L, lb, 3, 2);
   rc = tapio_create_connection(lb->loop, host, port, &tl_plain_protocol, lt,
-                               o, on_connected, lt);
+                               o, tl_on_connected, lt);
   tapio_options_free(o);
-  return finish(L, lt, rc);
+  return tl_finish(L, lt, rc);
 }
 
 /* loop:_create_unix_connection(cb, factory, path, opts) */
@@ -178,11 +178,11 @@ static int l_create_unix_connection(lua_State *L) {
   path = lua_tostring(L, 4);
   o = tl_options(L, 5, FN_UNIX_CONNECT, 3, TAPIO_CALL_CREATE_UNIX_CONNECTION,
                  lb->loop);
-  lt = pending(L, lb, 3, 2);
+  lt = tl_pending(L, lb, 3, 2);
   rc = tapio_create_unix_connection(lb->loop, path, &tl_plain_protocol, lt,
-                                    o, on_connected, lt);
+                                    o, tl_on_connected, lt);
   tapio_options_free(o);
-  return finish(L, lt, rc);
+  return tl_finish(L, lt, rc);
 }
 
 /* loop:_connect_accepted_socket(cb, factory, fd, opts): tapio owns fd
@@ -196,11 +196,11 @@ static int l_connect_accepted_socket(lua_State *L) {
   fd = (int)tl_checkint(L, 4, FN_ACCEPTED, 2, "sock", 0, 0x7fffffff);
   o = tl_options(L, 5, FN_ACCEPTED, 3, TAPIO_CALL_CONNECT_ACCEPTED_SOCKET,
                  lb->loop);
-  lt = pending(L, lb, 3, 2);
+  lt = tl_pending(L, lb, 3, 2);
   rc = tapio_connect_accepted_socket(lb->loop, fd, &tl_plain_protocol, lt, o,
-                                     on_connected, lt);
+                                     tl_on_connected, lt);
   tapio_options_free(o);
-  return finish(L, lt, rc);
+  return tl_finish(L, lt, rc);
 }
 
 /* ---- Transport methods ------------------------------------------------- */
@@ -387,24 +387,41 @@ static int push_name(lua_State *L, tl_transport *lt, int peer) {
   return 1;
 }
 
+/* The key of get_extra_info that gives a kind's descriptor (or pid). */
+static const char *handle_key(int kind) {
+  switch (kind) {
+  case TAPIO_TRANSPORT_STREAM:
+    return "socket";
+  case TAPIO_TRANSPORT_READ_PIPE:
+  case TAPIO_TRANSPORT_WRITE_PIPE:
+    return "pipe";
+  default:
+    return "subprocess";
+  }
+}
+
 /* transport:get_extra_info(name, default): "peername" and "sockname" are
- * address values, "socket" the descriptor (tapio still owns it). */
+ * address values, "socket" (a stream) and "pipe" (a pipe) the descriptor
+ * (tapio still owns it), "subprocess" the child's pid. */
 static int t_get_extra_info(lua_State *L) {
   const char *fn = "transport:get_extra_info";
   tl_transport *lt = totransport(L, fn);
   const char *name;
-  int found = 0;
+  int found = 0, kind;
   if (lua_type(L, 2) != LUA_TSTRING)
     return tl_typeerror(L, fn, 1, "name", 2, "string");
   if (!lt->t)
     return luaL_error(L, "tapio: %s: transport is closed", fn);
   name = lua_tostring(L, 2);
+  kind = tapio_transport_get_kind(lt->t);
   if (strcmp(name, "peername") == 0)
     found = push_name(L, lt, 1);
   else if (strcmp(name, "sockname") == 0)
     found = push_name(L, lt, 0);
-  else if (strcmp(name, "socket") == 0) {
-    lua_pushinteger(L, tapio_transport_get_fd(lt->t));
+  else if (strcmp(name, handle_key(kind)) == 0) {
+    lua_pushinteger(L, kind == TAPIO_TRANSPORT_SUBPROCESS
+                           ? tapio_subprocess_get_pid(lt->t)
+                           : tapio_transport_get_fd(lt->t));
     found = 1;
   }
   if (!found)
@@ -419,6 +436,9 @@ static int t_set_protocol(lua_State *L) {
     return tl_typeerror(L, fn, 1, "protocol", 2, "table");
   if (!lt->t)
     return luaL_error(L, "tapio: %s: transport is closed", fn);
+  if (lt->self_ref == LUA_NOREF) /* a subprocess's pipe: see tapio_lua.h */
+    return luaL_error(L, "tapio: %s: a subprocess's pipe keeps the "
+                         "subprocess's protocol", fn);
   lua_settop(L, 2);
   tl_choose_kind(L, 2, lt);
   if (lt->proto_ref == LUA_NOREF)
@@ -466,14 +486,22 @@ static int t_get_stats(lua_State *L) {
   return 1;
 }
 
+/* "tapio.transport (fd 7)", "tapio.subprocess_transport (pid 42,
+ * closing)", "tapio.read_transport (closed)" */
 static int t_tostring(lua_State *L) {
   tl_transport *lt = totransport(L, "transport:__tostring");
-  if (lt->t)
-    lua_pushfstring(L, "tapio.transport (fd %d%s)",
-                    tapio_transport_get_fd(lt->t),
+  const char *name;
+  lua_getfield(L, lua_upvalueindex(1), "__name");
+  name = lua_tostring(L, -1);
+  if (!lt->t)
+    lua_pushfstring(L, "%s (closed)", name);
+  else if (tapio_transport_get_kind(lt->t) == TAPIO_TRANSPORT_SUBPROCESS)
+    lua_pushfstring(L, "%s (pid %d%s)", name,
+                    tapio_subprocess_get_pid(lt->t),
                     tapio_transport_is_closing(lt->t) ? ", closing" : "");
   else
-    lua_pushliteral(L, "tapio.transport (closed)");
+    lua_pushfstring(L, "%s (fd %d%s)", name, tapio_transport_get_fd(lt->t),
+                    tapio_transport_is_closing(lt->t) ? ", closing" : "");
   return 1;
 }
 
@@ -506,14 +534,34 @@ static const luaL_Reg loop_methods[] = {
   {NULL, NULL}
 };
 
-int tl_open_transport(lua_State *L) {
-  tl_newclass(L, TL_TRANSPORT, transport_methods, 1);
-  lua_setfield(L, -2, "transport_methods");
-  luaL_getmetatable(L, TL_TRANSPORT);
+/* The metatable's __tostring, with the metatable as upvalue. */
+static void add_tostring(lua_State *L, const char *tname) {
+  luaL_getmetatable(L, tname);
   lua_pushvalue(L, -1);
   lua_pushcclosure(L, t_tostring, 1);
   lua_setfield(L, -2, "__tostring");
   lua_pop(L, 1);
+}
+
+void tl_newtransportclass(lua_State *L, const char *tname,
+                          const char *const *names) {
+  luaL_Reg regs[sizeof transport_methods / sizeof transport_methods[0]];
+  size_t n = 0, i;
+  for (; *names; names++)
+    for (i = 0; transport_methods[i].name; i++)
+      if (strcmp(transport_methods[i].name, *names) == 0 &&
+          n + 1 < sizeof regs / sizeof regs[0])
+        regs[n++] = transport_methods[i];
+  regs[n].name = NULL;
+  regs[n].func = NULL;
+  tl_newclass(L, tname, regs, 1);
+  add_tostring(L, tname);
+}
+
+int tl_open_transport(lua_State *L) {
+  tl_newclass(L, TL_TRANSPORT, transport_methods, 1);
+  lua_setfield(L, -2, "transport_methods");
+  add_tostring(L, TL_TRANSPORT);
   tl_addmethods(L, TL_LOOP, loop_methods);
   return 0;
 }

@@ -190,6 +190,27 @@ static void option_error(lua_State *L, tapio_options *o, const char *fn,
   luaL_error(L, fmt, fn, name, expects);
 }
 
+/* A list option from the list at -1: strings or integers, each added;
+ * an empty list is a given, empty one. TAPIO_EINVAL for an entry of the
+ * wrong type or range. */
+static int set_list(lua_State *L, tapio_options *o, const char *name,
+                    int type) {
+  int i, n = (int)tl_rawlen(L, -1), rc = 0;
+  if (n == 0 && type == TAPIO_OPTION_STR_LIST)
+    rc = tapio_options_add_str(o, name, NULL);
+  for (i = 1; i <= n && rc == 0; i++) {
+    lua_rawgeti(L, -1, i);
+    if (type == TAPIO_OPTION_STR_LIST && lua_type(L, -1) == LUA_TSTRING)
+      rc = tapio_options_add_str(o, name, lua_tostring(L, -1));
+    else if (type == TAPIO_OPTION_INT_LIST && tl_isinteger(L, -1))
+      rc = tapio_options_add_int(o, name, (int64_t)lua_tointeger(L, -1));
+    else
+      rc = TAPIO_EINVAL;
+    lua_pop(L, 1);
+  }
+  return rc;
+}
+
 /* Sets the option named at -2 to the value at -1. Booleans may also be
  * given as 0 or 1. */
 static void set_option(lua_State *L, tapio_options *o, const char *fn,
@@ -206,7 +227,11 @@ static void set_option(lua_State *L, tapio_options *o, const char *fn,
     rc = tapio_options_set_str(o, name, lua_tostring(L, -1));
   else if (lua_type(L, -1) == LUA_TBOOLEAN && type == TAPIO_OPTION_BOOL)
     rc = tapio_options_set_int(o, name, lua_toboolean(L, -1));
-  else if (tl_isinteger(L, -1) && type != TAPIO_OPTION_STR)
+  else if (lua_istable(L, -1) && (type == TAPIO_OPTION_STR_LIST ||
+                                  type == TAPIO_OPTION_INT_LIST))
+    rc = set_list(L, o, name, type);
+  else if (tl_isinteger(L, -1) && (type == TAPIO_OPTION_INT ||
+                                   type == TAPIO_OPTION_BOOL))
     rc = tapio_options_set_int(o, name, (int64_t)lua_tointeger(L, -1));
   if (rc == TAPIO_ENOMEM)
     option_error(L, o, fn, "tapio: %s: option '%s': %s", name,
@@ -421,7 +446,7 @@ static void open_buffer(lua_State *L) {
 
 /* ---- Plain sockets: what the existing-socket example needs ------------ */
 
-static int os_fail(lua_State *L, int err) {
+int tl_oserror(lua_State *L, int err) {
   lua_pushnil(L);
   tl_pusherror(L, tapio_error_from_errno(err), strerror(err));
   return 2;
@@ -432,7 +457,7 @@ static int os_fail(lua_State *L, int err) {
 static int u_socketpair(lua_State *L) {
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
-    return os_fail(L, errno);
+    return tl_oserror(L, errno);
   lua_pushinteger(L, sv[0]);
   lua_pushinteger(L, sv[1]);
   return 2;
@@ -451,7 +476,7 @@ static int u_send(lua_State *L) {
     n = send(fd, s, len, MSG_NOSIGNAL);
   while (n < 0 && errno == EINTR);
   if (n < 0)
-    return os_fail(L, errno);
+    return tl_oserror(L, errno);
   lua_pushinteger(L, (lua_Integer)n);
   return 1;
 }
@@ -460,7 +485,7 @@ static int u_send(lua_State *L) {
 static int u_close_fd(lua_State *L) {
   int fd = (int)tl_checkint(L, 1, "close_fd", 1, "fd", 0, INT32_MAX);
   if (close(fd) < 0)
-    return os_fail(L, errno);
+    return tl_oserror(L, errno);
   lua_pushboolean(L, 1);
   return 1;
 }

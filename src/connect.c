@@ -322,3 +322,15 @@ int tapio_create_unix_connection(tapio_loop *loop, const char *path,
   r->is_unix = 1;
   return start(r, path);
 }
+
+/* A transport another file made (a pipe, a subprocess): the request only
+ * makes it from the loop, as for a wrapped socket. */
+int tapio__request_transport(tapio_loop *loop, tapio_transport *t,
+                             tapio_connect_fn cb, void *cb_ud) {
+  connect_req *r = req_new(loop, NULL, NULL, cb, cb_ud);
+  if (!r)
+    return TAPIO_ENOMEM;
+  r->t = t;
+  tapio__request_start(loop, &r->req, req_run, req_cancel);
+  return 0;
+}

@@ -12,7 +12,9 @@
 #define ACCEPTED (1u << TAPIO_CALL_CONNECT_ACCEPTED_SOCKET)
 #define SERVER (1u << TAPIO_CALL_CREATE_SERVER)
 #define USERVER (1u << TAPIO_CALL_CREATE_UNIX_SERVER)
-#define NCALLS 6 /* one past the last enum tapio_call */
+#define SPAWN ((1u << TAPIO_CALL_SUBPROCESS_EXEC) | \
+               (1u << TAPIO_CALL_SUBPROCESS_SHELL))
+#define NCALLS 12 /* one past the last enum tapio_call */
 
 typedef struct optdef {
   const char *name;
@@ -24,6 +26,12 @@ typedef struct optdef {
 } optdef;
 
 static int is_family(int64_t v) { return v == 0 || v == 4 || v == 6; }
+
+/* stdin, stdout, stderr: a descriptor or a TAPIO_STDIO_* value (STDOUT
+ * for stderr only, which the create call checks). */
+#define STDIO_OPT(name) \
+  {name, TAPIO_OPTION_INT, TAPIO_STDIO_INHERIT, 2147483647, NULL, \
+   "descriptor or TAPIO_STDIO_* value", SPAWN}
 
 /* `expects` reads as "<expects> expected" in an error message. */
 #define INT_OPT(name, lo, hi, calls) \
@@ -45,13 +53,31 @@ static const optdef optdefs[TAPIO__OPT_COUNT] = {
   [TAPIO__OPT_REUSE_PORT] = BOOL_OPT("reuse_port", SERVER),
   [TAPIO__OPT_START_SERVING] = BOOL_OPT("start_serving", SERVER | USERVER),
   [TAPIO__OPT_CLEANUP_SOCKET] = BOOL_OPT("cleanup_socket", USERVER),
+  [TAPIO__OPT_STDIN] = STDIO_OPT("stdin"),
+  [TAPIO__OPT_STDOUT] = STDIO_OPT("stdout"),
+  [TAPIO__OPT_STDERR] = STDIO_OPT("stderr"),
+  [TAPIO__OPT_CWD] = STR_OPT("cwd", SPAWN),
+  [TAPIO__OPT_ENV] = {"env", TAPIO_OPTION_STR_LIST, 0, 0, NULL,
+                      "list of strings", SPAWN},
+  [TAPIO__OPT_EXTEND_ENV] = BOOL_OPT("extend_env", SPAWN),
+  [TAPIO__OPT_START_NEW_SESSION] = BOOL_OPT("start_new_session", SPAWN),
+  [TAPIO__OPT_PASS_FDS] = {"pass_fds", TAPIO_OPTION_INT_LIST, 0, 2147483647,
+                           NULL, "list of descriptors", SPAWN},
+  [TAPIO__OPT_CLOSE_FDS] = BOOL_OPT("close_fds", SPAWN),
 };
+
+/* The entries of a list option: char * or int64_t. */
+typedef struct optlist {
+  void *items;
+  size_t n, cap, size; /* size: of one entry */
+} optlist;
 
 struct tapio_options {
   tapio_loop *loop;
   uint32_t set;                        /* bit per enum tapio__opt */
   int64_t ints[TAPIO__OPT_COUNT];
   char *strs[TAPIO__OPT_COUNT];
+  optlist lists[TAPIO__OPT_COUNT];
 };
 
 /* The option called name that call takes (call 0: any call), or -1. */
@@ -110,17 +136,24 @@ int tapio_options_new(tapio_loop *loop, tapio_options **out) {
 
 void tapio_options_free(tapio_options *o) {
   int i;
+  size_t j;
   if (!o)
     return;
-  for (i = 0; i < TAPIO__OPT_COUNT; i++)
+  for (i = 0; i < TAPIO__OPT_COUNT; i++) {
+    optlist *l = &o->lists[i];
     tapio__strfree(o->loop, o->strs[i]);
+    for (j = 0; optdefs[i].type == TAPIO_OPTION_STR_LIST && j < l->n; j++)
+      tapio__strfree(o->loop, ((char **)l->items)[j]);
+    tapio__free(o->loop, l->items, l->cap * l->size);
+  }
   tapio__free(o->loop, o, sizeof *o);
 }
 
 int tapio_options_set_int(tapio_options *o, const char *name, int64_t value) {
   int i = find(name, 0);
   const optdef *d = i >= 0 ? &optdefs[i] : NULL;
-  if (!o || !d || d->type == TAPIO_OPTION_STR || value < d->min ||
+  if (!o || !d || (d->type != TAPIO_OPTION_INT &&
+                   d->type != TAPIO_OPTION_BOOL) || value < d->min ||
       value > d->max || (d->valid && !d->valid(value)))
     return TAPIO_EINVAL;
   o->ints[i] = value;
@@ -141,6 +174,63 @@ int tapio_options_set_str(tapio_options *o, const char *name,
   o->strs[i] = copy;
   o->set |= 1u << i;
   return 0;
+}
+
+/* Room for one more entry in list i, whose entries are size bytes. */
+static void *list_slot(tapio_options *o, int i, size_t size) {
+  optlist *l = &o->lists[i];
+  if (l->n == l->cap) {
+    size_t cap = l->cap ? 2 * l->cap : 8;
+    void *items = tapio__alloc(o->loop, cap * size);
+    if (!items)
+      return NULL;
+    if (l->n)
+      memcpy(items, l->items, l->n * size);
+    tapio__free(o->loop, l->items, l->cap * size);
+    l->items = items;
+    l->cap = cap;
+    l->size = size;
+  }
+  return (char *)l->items + l->n * size;
+}
+
+int tapio_options_add_str(tapio_options *o, const char *name,
+                          const char *value) {
+  int i = find(name, 0);
+  char **slot, *copy;
+  if (!o || i < 0 || optdefs[i].type != TAPIO_OPTION_STR_LIST)
+    return TAPIO_EINVAL;
+  o->set |= 1u << i;
+  if (!value)
+    return 0;
+  slot = list_slot(o, i, sizeof *slot);
+  copy = slot ? tapio__strdup(o->loop, value) : NULL;
+  if (!copy)
+    return TAPIO_ENOMEM;
+  *slot = copy;
+  o->lists[i].n++;
+  return 0;
+}
+
+int tapio_options_add_int(tapio_options *o, const char *name, int64_t value) {
+  int i = find(name, 0);
+  int64_t *slot;
+  if (!o || i < 0 || optdefs[i].type != TAPIO_OPTION_INT_LIST ||
+      value < optdefs[i].min || value > optdefs[i].max)
+    return TAPIO_EINVAL;
+  slot = list_slot(o, i, sizeof *slot);
+  if (!slot)
+    return TAPIO_ENOMEM;
+  *slot = value;
+  o->lists[i].n++;
+  o->set |= 1u << i;
+  return 0;
+}
+
+const void *tapio__opt_list(const tapio_options *o, enum tapio__opt which,
+                            size_t *n) {
+  *n = tapio__opt_is_set(o, which) ? o->lists[which].n : 0;
+  return *n ? o->lists[which].items : NULL;
 }
 
 int tapio__opts_check(const tapio_options *o, int call) {

@@ -1,8 +1,9 @@
 /* The stream transport: reading into the loop's buffer (or the protocol's),
  * writing straight through the I/O layer and queueing only leftovers,
  * half-close, and the stream's steps of the head's lifetime. TCP and Unix
- * sockets today, through the socket layer below (a TLS layer implements
- * the same tapio__io). */
+ * sockets through the socket layer below (a TLS layer implements the same
+ * tapio__io); the pipe kinds (pipe.c) are stream bodies that can only read
+ * or only write. */
 #include "tapio_int.h"
 
 #include <errno.h>
@@ -74,16 +75,22 @@ static ssize_t io_writev(tapio__stream *s, const struct iovec *iov, int n) {
   return s->io->writev(s, s->io_ctx, iov, n);
 }
 
+void tapio__stream_init(tapio__stream *s, const tapio__kind *kind,
+                        tapio_loop *loop, int fd, const tapio__io *io,
+                        const void *proto, void *ud) {
+  tapio__transport_init(&s->head, kind, loop, proto, ud);
+  s->io = io;
+  ev_io_init(&s->rio, on_readable, fd, EV_READ);
+  ev_io_init(&s->wio, on_writable, fd, EV_WRITE);
+}
 
 tapio_transport *tapio__stream_new(tapio_loop *loop, int fd,
                                    const tapio_protocol *proto, void *ud) {
   tapio__stream *s = tapio__calloc(loop, sizeof *s);
   if (!s)
     return NULL;
-  tapio__transport_init(&s->head, &stream_kind, loop, proto, ud);
-  s->io = &tapio__socket_io;
-  ev_io_init(&s->rio, on_readable, fd, EV_READ);
-  ev_io_init(&s->wio, on_writable, fd, EV_WRITE);
+  tapio__stream_init(s, &stream_kind, loop, fd, &tapio__socket_io, proto,
+                     ud);
   return &s->head;
 }
 
@@ -114,8 +121,8 @@ static void on_eof(tapio__stream *s) {
   update_reading(s);
   if (proto_of(s)->eof_received)
     keep_open = proto_of(s)->eof_received(t->ud, t);
-  if (!keep_open)
-    tapio_transport_close(t);
+  if (!keep_open || !(t->kind->caps & TAPIO__CAN_WRITE))
+    tapio_transport_close(t); /* a read pipe has no other half to keep */
 }
 
 /* Returns 1 when n bytes arrived for the protocol to see. */
@@ -131,46 +138,57 @@ static int read_result(tapio__stream *s, ssize_t n) {
   return 0;
 }
 
-static void read_buffered(tapio__stream *s) {
+/* Each returns what the I/O layer's read returned. */
+static ssize_t read_buffered(tapio__stream *s) {
   tapio_transport *t = &s->head;
   const tapio_protocol *p = proto_of(s);
   size_t len = 0;
   void *buf = p->get_buffer(t->ud, t, -1, &len);
   ssize_t n;
   if (t->flags & TAPIO__T_CLOSING)
-    return; /* closed from inside get_buffer */
+    return 0; /* closed from inside get_buffer */
   if (!buf || len == 0) {
     tapio__report(t->loop, TAPIO_EBUFFER,
                   "protocol get_buffer returned an empty buffer", t);
     tapio__transport_force_close(t, TAPIO_EBUFFER, NULL);
-    return;
+    return 0;
   }
   n = io_read(s, buf, len);
   if (read_result(s, n) && proto_of(s)->buffer_updated)
     proto_of(s)->buffer_updated(t->ud, t, (size_t)n);
+  return n;
 }
 
-static void read_plain(tapio__stream *s) {
+static ssize_t read_plain(tapio__stream *s) {
   tapio_transport *t = &s->head;
   char *buf = tapio__read_buffer(t->loop);
   ssize_t n;
   if (!buf) {
     tapio__transport_force_close(t, TAPIO_ENOMEM, NULL);
-    return;
+    return 0;
   }
   n = io_read(s, buf, TAPIO__RBUF_SIZE);
   if (read_result(s, n) && proto_of(s)->data_received)
     proto_of(s)->data_received(t->ud, t, buf, (size_t)n);
+  return n;
 }
+
+/* A kind that reads bulk (TAPIO__BULK: pipes) reads again at once after a
+ * read of a whole pipe's worth (64 KiB): its writer was waiting on a full
+ * pipe and has refilled it meanwhile, so the poll (and a loop iteration)
+ * per 64 KiB is spared; bounded, so one stream cannot starve the rest. */
+#define BULK_READ (64 * 1024)
+#define BULK_PASSES 8
 
 static void on_readable(struct ev_loop *ev, ev_io *w, int revents) {
   tapio__stream *s = TAPIO_CONTAINER(w, tapio__stream, rio);
+  int passes = (s->head.kind->caps & TAPIO__BULK) ? BULK_PASSES : 1;
+  ssize_t n;
   (void)ev;
   (void)revents;
-  if (proto_of(s)->get_buffer)
-    read_buffered(s);
-  else
-    read_plain(s);
+  do
+    n = proto_of(s)->get_buffer ? read_buffered(s) : read_plain(s);
+  while (--passes > 0 && n >= BULK_READ && wants_reading(&s->head));
 }
 
 static int readable_kind(tapio_transport *t) {
@@ -367,9 +385,16 @@ static void on_writable(struct ev_loop *ev, ev_io *w, int revents) {
     drained(s);
 }
 
+/* A stream that cannot read (a write pipe) has no half to keep open: its
+ * end of file is its close, as asyncio's write pipe does it. */
+static int write_only(const tapio_transport *t) {
+  return (t->kind->caps & (TAPIO__CAN_READ | TAPIO__CAN_WRITE)) ==
+         TAPIO__CAN_WRITE;
+}
+
 int tapio_transport_can_write_eof(tapio_transport *t) {
   return t && (t->kind->caps & TAPIO__CAN_WRITE) &&
-         tapio__to_stream(t)->io->shutdown != NULL;
+         (tapio__to_stream(t)->io->shutdown != NULL || write_only(t));
 }
 
 int tapio_transport_write_eof(tapio_transport *t) {
@@ -377,6 +402,8 @@ int tapio_transport_write_eof(tapio_transport *t) {
     return TAPIO_EINVAL;
   if (!tapio_transport_can_write_eof(t))
     return TAPIO_ENOTSUP;
+  if (write_only(t))
+    return tapio_transport_close(t);
   if (t->flags & (TAPIO__T_CLOSING | TAPIO__T_EOF_WANTED))
     return 0;
   t->flags |= TAPIO__T_EOF_WANTED;
@@ -387,17 +414,17 @@ int tapio_transport_write_eof(tapio_transport *t) {
 
 /* ---- The stream's steps of the lifetime -------------------------------- */
 
-static void stream_start(tapio_transport *t) {
+void tapio__stream_start(tapio_transport *t) {
   update_reading(tapio__to_stream(t));
 }
 
-static void stream_close(tapio_transport *t) {
+void tapio__stream_close(tapio_transport *t) {
   update_reading(tapio__to_stream(t));
   if (t->wsize == 0)
     tapio__transport_lost(t, 0, NULL);
 }
 
-static void stream_halt(tapio_transport *t) {
+void tapio__stream_halt(tapio_transport *t) {
   tapio__stream *s = tapio__to_stream(t);
   ev_io_stop(t->loop->ev, &s->rio);
   ev_io_stop(t->loop->ev, &s->wio);
@@ -407,7 +434,7 @@ static void stream_halt(tapio_transport *t) {
 
 static void stream_destroy(tapio_transport *t) {
   tapio__stream *s = tapio__to_stream(t);
-  stream_halt(t);
+  tapio__stream_halt(t);
   if (s->rio.fd >= 0) /* a shed shell's is closed */
     close(s->rio.fd);
   tapio__free(t->loop, s, sizeof *s);
@@ -417,12 +444,12 @@ static void stream_destroy(tapio_transport *t) {
  * peer sees the close), the memory at the last release. */
 static void stream_shed(tapio_transport *t) {
   tapio__stream *s = tapio__to_stream(t);
-  stream_halt(t);
+  tapio__stream_halt(t);
   close(s->rio.fd);
   s->rio.fd = s->wio.fd = -1;
 }
 
-static int stream_fd(tapio_transport *t) {
+int tapio__stream_fd(tapio_transport *t) {
   return tapio__to_stream(t)->rio.fd;
 }
 
@@ -430,6 +457,6 @@ static const tapio__kind stream_kind = {
   TAPIO_TRANSPORT_STREAM,
   TAPIO__CAN_READ | TAPIO__CAN_WRITE | TAPIO__CAN_FLOW,
   sizeof(tapio_protocol),
-  stream_start, stream_close, stream_halt, stream_destroy, stream_fd,
-  stream_shed
+  tapio__stream_start, tapio__stream_close, tapio__stream_halt,
+  stream_destroy, tapio__stream_fd, stream_shed
 };

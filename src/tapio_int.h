@@ -183,6 +183,15 @@ enum tapio__opt {
   TAPIO__OPT_REUSE_PORT,
   TAPIO__OPT_START_SERVING,
   TAPIO__OPT_CLEANUP_SOCKET,
+  TAPIO__OPT_STDIN,
+  TAPIO__OPT_STDOUT,
+  TAPIO__OPT_STDERR,
+  TAPIO__OPT_CWD,
+  TAPIO__OPT_ENV,
+  TAPIO__OPT_EXTEND_ENV,
+  TAPIO__OPT_START_NEW_SESSION,
+  TAPIO__OPT_PASS_FDS,
+  TAPIO__OPT_CLOSE_FDS,
   TAPIO__OPT_COUNT
 };
 
@@ -196,6 +205,10 @@ int64_t tapio__opt_int(const tapio_options *o, enum tapio__opt which,
 int tapio__opt_is_set(const tapio_options *o, enum tapio__opt which);
 /* A string option, or NULL when not set. */
 const char *tapio__opt_str(const tapio_options *o, enum tapio__opt which);
+/* A list option's entries (char *const * or const int64_t *) and their
+ * count in *n; NULL and 0 when none. */
+const void *tapio__opt_list(const tapio_options *o, enum tapio__opt which,
+                            size_t *n);
 
 /* ---- Transports: one head for every kind, a body per kind -------------- */
 
@@ -223,6 +236,7 @@ enum {
   TAPIO__T_WPAUSED = 1 << 3,      /* pause_writing called, not resumed */
   TAPIO__T_RPAUSED = 1 << 4,      /* pause_reading */
   TAPIO__T_NOWRITE = 1 << 5,      /* the kind cannot write (its caps) */
+  TAPIO__T_OWNED = 1 << 6,        /* another transport's: protocol fixed */
   TAPIO__T_ENDED = 1 << 7,        /* a retained shell after connection_lost */
   /* the stream body's */
   TAPIO__T_EOF_RECEIVED = 1 << 8,
@@ -234,7 +248,8 @@ enum {
 enum {
   TAPIO__CAN_READ = 1 << 0,       /* pause_reading, resume_reading */
   TAPIO__CAN_WRITE = 1 << 1,      /* write, writelines, write_eof */
-  TAPIO__CAN_FLOW = 1 << 2        /* a write buffer with limits */
+  TAPIO__CAN_FLOW = 1 << 2,       /* a write buffer with limits */
+  TAPIO__BULK = 1 << 3            /* reads again after a full one: pipes */
 };
 
 /* A kind: its id (enum tapio_transport_kind), what it can do, the size of
@@ -360,6 +375,16 @@ struct tapio__stream {
 /* A socket stream on fd (a connected TCP or Unix socket, non-blocking). */
 tapio_transport *tapio__stream_new(tapio_loop *loop, int fd,
                                    const tapio_protocol *proto, void *ud);
+/* Sets up the zeroed stream body s of a kind built on it (pipes), on fd
+ * through the I/O layer io. */
+void tapio__stream_init(tapio__stream *s, const tapio__kind *kind,
+                        tapio_loop *loop, int fd, const tapio__io *io,
+                        const void *proto, void *ud);
+/* The stream's steps of the lifetime, for the kinds built on it. */
+void tapio__stream_start(tapio_transport *t);
+void tapio__stream_close(tapio_transport *t);
+void tapio__stream_halt(tapio_transport *t);
+int tapio__stream_fd(tapio_transport *t);
 /* Frees a transport whose connection_made never ran (closes its fd). */
 void tapio__transport_discard(tapio_transport *t);
 
@@ -368,6 +393,28 @@ extern const tapio__io tapio__socket_io;
 static inline tapio__stream *tapio__to_stream(tapio_transport *t) {
   return TAPIO_CONTAINER(t, tapio__stream, head);
 }
+
+/* ---- Pipes ------------------------------------------------------------- */
+
+/* A read pipe (writing 0) or write pipe on fd, in *out: checks fd's type
+ * (TAPIO_EINVAL for a regular file) and makes it non-blocking, to be
+ * restored on close. On failure fd is left open. */
+int tapio__pipe_new(tapio_loop *loop, int fd, int writing, const void *proto,
+                    void *ud, tapio_transport **out);
+
+/* ---- Spawning ---------------------------------------------------------- */
+
+/* A child just started. */
+typedef struct tapio__child {
+  pid_t pid;
+  int pidfd;  /* -1 where there are no pidfds: the exit is polled */
+  int fds[3]; /* our ends of the pipes to its 0, 1 and 2, or -1 */
+} tapio__child;
+
+/* Starts program with argv (NULL-terminated) as opts (subprocess_exec's)
+ * say, in *out. 0, or the error with nothing left behind. */
+int tapio__spawn(tapio_loop *loop, const char *program, char *const *argv,
+                 const tapio_options *opts, tapio__child *out);
 
 /* ---- Requests: pending connects and server creations ------------------- */
 
@@ -384,6 +431,12 @@ void tapio__request_start(tapio_loop *loop, tapio__request *req,
                           void (*cancel)(tapio__request *));
 void tapio__request_done(tapio__request *req);
 void tapio__requests_cancel_all(tapio_loop *loop);
+/* A create call's transport t, made and waiting: from the loop,
+ * connection_made (tapio__transport_made), then cb(cb_ud, 0, t); if the
+ * loop is freed first, t is discarded and cb gets TAPIO_ECANCELED.
+ * TAPIO_ENOMEM, with t untouched, when the request cannot be made. */
+int tapio__request_transport(tapio_loop *loop, tapio_transport *t,
+                             tapio_connect_fn cb, void *cb_ud);
 
 /* ---- Name resolution --------------------------------------------------- */
 

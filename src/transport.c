@@ -105,6 +105,7 @@ void tapio__transport_force_close(tapio_transport *t, int code,
   if (t->flags & TAPIO__T_LOST)
     return;
   t->flags |= TAPIO__T_CLOSING;
+  t->lost_code = code; /* for halt: a subprocess passes it to its pipes */
   t->kind->halt(t);
   tapio__transport_lost(t, code, message);
 }
@@ -219,7 +220,8 @@ size_t tapio_transport_get_write_buffer_size(tapio_transport *t) {
 
 int tapio_transport_set_protocol(tapio_transport *t,
                                  const tapio_protocol *proto, void *ud) {
-  if (!t || tapio__proto_check(proto, t->kind->proto_size) < 0)
+  if (!t || tapio__proto_check(proto, t->kind->proto_size) < 0 ||
+      (t->flags & TAPIO__T_OWNED)) /* a subprocess's pipe forwards to it */
     return TAPIO_EINVAL;
   t->proto = (const tapio__proto *)proto;
   t->ud = ud;

@@ -26,6 +26,11 @@ tapio.buffer = core.buffer
 tapio.socketpair = core.socketpair
 tapio.send = core.send
 tapio.close_fd = core.close_fd
+tapio.pipe = core.pipe
+tapio.openpty = core.openpty
+tapio.signals = core.signals
+tapio.PIPE, tapio.STDOUT, tapio.DEVNULL, tapio.INHERIT =
+  core.PIPE, core.STDOUT, core.DEVNULL, core.INHERIT
 tapio.AF_UNSPEC, tapio.AF_INET, tapio.AF_INET6 =
   core.AF_UNSPEC, core.AF_INET, core.AF_INET6
 for name, code in pairs(core.errors) do

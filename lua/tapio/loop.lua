@@ -68,6 +68,19 @@ Loop.create_server = completing(Loop._create_server)
 --- loop:create_unix_server(factory, path, opts) -> server
 Loop.create_unix_server = completing(Loop._create_unix_server)
 
+--- loop:connect_read_pipe(factory, fd) -> transport, protocol
+Loop.connect_read_pipe = completing(Loop._connect_read_pipe)
+
+--- loop:connect_write_pipe(factory, fd) -> transport, protocol
+Loop.connect_write_pipe = completing(Loop._connect_write_pipe)
+
+--- loop:subprocess_exec(factory, program, {args...}, opts)
+-- -> transport, protocol
+Loop.subprocess_exec = completing(Loop._subprocess_exec)
+
+--- loop:subprocess_shell(factory, cmd, opts) -> transport, protocol
+Loop.subprocess_shell = completing(Loop._subprocess_shell)
+
 -- ---- Servers -------------------------------------------------------------
 
 local server_forever = setmetatable({}, { __mode = "k" }) -- server -> future
