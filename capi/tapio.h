@@ -512,8 +512,9 @@ int tapio_transport_is_closing(tapio_transport *t);
  * protocol and the loop still answer. Each retain wants one release; the
  * loop's freeing frees its shells too, so release before
  * tapio_loop_free. Retain from connection_made (or any callback before
- * connection_lost returns). TAPIO_ENOTSUP for a kind that cannot be
- * retained. The other handles are the caller's until given back (a
+ * connection_lost returns). Streams and pipes can be retained; a
+ * subprocess transport cannot (TAPIO_ENOTSUP: its child and pipes go with
+ * it; its pipes' transports can). The other handles are the caller's until given back (a
  * server, a scheduled call's handle, options, the loop): once ended
  * (closed, run, cancelled) and before that they answer the same way;
  * after it, as free() twice. spec/ffi/ended_luajit.lua calls every

@@ -53,8 +53,35 @@
 ---@field start_serving? boolean
 ---@field cleanup_socket? boolean
 
+---A SubprocessProtocol: any table; tapio calls the methods it has.
+---@class tapio.SubprocessProtocol
+---@field connection_made? fun(self: table, transport: tapio.SubprocessTransport)
+---@field pipe_data_received? fun(self: table, fd: integer, data: string)
+---@field pipe_connection_lost? fun(self: table, fd: integer, err: tapio.Error|any|nil)
+---@field process_exited? fun(self: table)
+---@field pause_writing? fun(self: table)
+---@field resume_writing? fun(self: table)
+---@field connection_lost? fun(self: table, err: tapio.Error|any|nil)
+
+---The options of subprocess_exec and subprocess_shell.
+---@class tapio.ProcessOptions
+---@field stdin? "pipe"|"devnull"|"inherit"|integer
+---@field stdout? "pipe"|"devnull"|"inherit"|integer
+---@field stderr? "pipe"|"devnull"|"inherit"|"stdout"|integer
+---@field cwd? string
+---@field env? table<string, string>|string[]
+---@field extend_env? boolean
+---@field start_new_session? boolean
+---@field pass_fds? integer[]
+---@field close_fds? boolean
+
 ---@class tapio
 ---@field version string "major.minor.patch"
+---@field signals table<string, integer> signal names to numbers
+---@field PIPE integer subprocess stdio: a pipe (Python's value)
+---@field DEVNULL integer subprocess stdio: /dev/null
+---@field STDOUT integer stderr to the child's stdout
+---@field INHERIT integer the parent's descriptor (asyncio's None)
 ---@field errors table<string, integer> error names to codes
 ---@field Future table the future class (its methods)
 ---@field Task table the task class
@@ -208,6 +235,14 @@ function tapio.send(fd, data) end
 ---@param fd integer
 function tapio.close_fd(fd) end
 
+---A pipe, as os.pipe(): its read end and its write end (close-on-exec).
+---@return integer read, integer write
+function tapio.pipe() end
+
+---A pty in raw mode: its master and its slave.
+---@return integer master, integer slave
+function tapio.openpty() end
+
 ---A string as Python's repr() prints it.
 ---@param s any
 ---@return string
@@ -306,6 +341,29 @@ function Loop:create_server(factory, host, port, opts) end
 ---@param opts? tapio.Options
 ---@return tapio.Server
 function Loop:create_unix_server(factory, path, opts) end
+---asyncio's ReadTransport on a pipe, FIFO, pty or socket tapio takes over.
+---@param factory tapio.ProtocolFactory
+---@param fd integer
+---@return tapio.ReadTransport, tapio.Protocol
+function Loop:connect_read_pipe(factory, fd) end
+---asyncio's WriteTransport on a descriptor tapio takes over.
+---@param factory tapio.ProtocolFactory
+---@param fd integer
+---@return tapio.WriteTransport, tapio.Protocol
+function Loop:connect_write_pipe(factory, fd) end
+---Starts program (looked up in PATH without a /) with args.
+---@param factory fun(): tapio.SubprocessProtocol
+---@param program string
+---@param args? string[]
+---@param opts? tapio.ProcessOptions
+---@return tapio.SubprocessTransport, tapio.SubprocessProtocol
+function Loop:subprocess_exec(factory, program, args, opts) end
+---Starts cmd with /bin/sh -c.
+---@param factory fun(): tapio.SubprocessProtocol
+---@param cmd string
+---@param opts? tapio.ProcessOptions
+---@return tapio.SubprocessTransport, tapio.SubprocessProtocol
+function Loop:subprocess_shell(factory, cmd, opts) end
 
 ---One connection end.
 ---@class tapio.Transport
@@ -355,6 +413,111 @@ function Transport:get_loop() end
 ---write_paused_usec, read_paused_usec, write_pauses.
 ---@return table<string, integer>
 function Transport:get_stats() end
+
+---The read end of a pipe (connect_read_pipe, a subprocess's stdout).
+---@class tapio.ReadTransport
+local ReadTransport = {}
+
+---Idempotent.
+function ReadTransport:pause_reading() end
+---Idempotent.
+function ReadTransport:resume_reading() end
+---@return boolean
+function ReadTransport:is_reading() end
+---Closes; connection_lost follows.
+function ReadTransport:close() end
+---@return boolean
+function ReadTransport:is_closing() end
+---"pipe": the descriptor.
+---@param name string
+---@param default? any
+---@return any
+function ReadTransport:get_extra_info(name, default) end
+---@param protocol tapio.Protocol
+function ReadTransport:set_protocol(protocol) end
+---@return tapio.Protocol
+function ReadTransport:get_protocol() end
+---@return tapio.Loop
+function ReadTransport:get_loop() end
+---@return table<string, integer>
+function ReadTransport:get_stats() end
+
+---The write end of a pipe (connect_write_pipe, a subprocess's stdin).
+---@class tapio.WriteTransport
+local WriteTransport = {}
+
+---@param data string
+function WriteTransport:write(data) end
+---@param list string[]
+function WriteTransport:writelines(list) end
+---Closes once the buffer is flushed.
+function WriteTransport:write_eof() end
+---@return boolean
+function WriteTransport:can_write_eof() end
+---Closes now, dropping buffered output.
+function WriteTransport:abort() end
+---@return integer
+function WriteTransport:get_write_buffer_size() end
+---@return integer low, integer high
+function WriteTransport:get_write_buffer_limits() end
+---@param high? integer
+---@param low? integer
+function WriteTransport:set_write_buffer_limits(high, low) end
+---Closes after flushing; connection_lost follows.
+function WriteTransport:close() end
+---@return boolean
+function WriteTransport:is_closing() end
+---"pipe": the descriptor.
+---@param name string
+---@param default? any
+---@return any
+function WriteTransport:get_extra_info(name, default) end
+---@param protocol tapio.Protocol
+function WriteTransport:set_protocol(protocol) end
+---@return tapio.Protocol
+function WriteTransport:get_protocol() end
+---@return tapio.Loop
+function WriteTransport:get_loop() end
+---@return table<string, integer>
+function WriteTransport:get_stats() end
+
+---A child process and its pipes.
+---@class tapio.SubprocessTransport
+local SubprocessTransport = {}
+
+---@return integer
+function SubprocessTransport:get_pid() end
+---nil while running; the exit status, or minus the signal that killed it.
+---@return integer?
+function SubprocessTransport:get_returncode() end
+---0: its stdin's write transport; 1, 2: read transports; nil if none.
+---@param fd integer
+---@return tapio.WriteTransport|tapio.ReadTransport|nil
+function SubprocessTransport:get_pipe_transport(fd) end
+---@param sig integer|string a number, or "SIGHUP" or "HUP"
+---@return true?, tapio.Error?
+function SubprocessTransport:send_signal(sig) end
+---SIGTERM.
+---@return true?, tapio.Error?
+function SubprocessTransport:terminate() end
+---SIGKILL.
+---@return true?, tapio.Error?
+function SubprocessTransport:kill() end
+---Kills the child if it still runs, closes the pipes.
+function SubprocessTransport:close() end
+---@return boolean
+function SubprocessTransport:is_closing() end
+---"subprocess": the pid.
+---@param name string
+---@param default? any
+---@return any
+function SubprocessTransport:get_extra_info(name, default) end
+---@param protocol tapio.SubprocessProtocol
+function SubprocessTransport:set_protocol(protocol) end
+---@return tapio.SubprocessProtocol
+function SubprocessTransport:get_protocol() end
+---@return tapio.Loop
+function SubprocessTransport:get_loop() end
 
 ---Listening sockets and the connections they accepted.
 ---@class tapio.Server

@@ -93,6 +93,38 @@ static void shell_goes_with_its_loop(void)
   srv_release_and_free(&sv, loop);
 }
 
+/* A read pipe retained past its end: the descriptor closed at once, the
+ * shell answering; a subprocess transport cannot be retained. */
+static void retained_pipe_is_a_shell_too(void)
+{
+  tapio_loop *loop = new_loop();
+  conn_wait w = { 0 };
+  rec r;
+  int fds[2];
+  rec_init(&r);
+  w.r = &r;
+  CHECK(pipe(fds) == 0);
+  CHECK_OK(tapio_connect_read_pipe(loop, fds[0], &rec_proto, &r, NULL,
+                                   on_connected, &w));
+  CHECK_OK(connect_wait(loop, &w));
+  CHECK_OK(tapio_transport_retain(r.t));
+  CHECK(write(fds[1], "ab", 2) == 2);
+  close(fds[1]);
+  {
+    tapio_transport *t = r.t;
+    WAIT_FOR(loop, r.lost);
+    CHECK_STR(r.log, "made data:2 eof lost:0");
+    CHECK(fcntl(fds[0], F_GETFD) == -1 && errno == EBADF);
+    CHECK_ERR(tapio_transport_get_fd(t), TAPIO_ECLOSED);
+    CHECK_OK(tapio_transport_pause_reading(t));
+    CHECK_EQ(tapio_transport_is_closing(t), 1);
+    CHECK_EQ(tapio_transport_get_stat(t, TAPIO_STAT_BYTES_RECEIVED), 2);
+    tapio_transport_release(t);
+  }
+  rec_free(&r);
+  free_loop(loop);
+}
+
 static void closed(void *ud, tapio_server *s)
 {
   (void)s;
@@ -142,4 +174,5 @@ static void ended_server_and_calls(void)
 }
 
 TEST_MAIN(TEST(retained_transport_is_a_closed_shell),
-          TEST(shell_goes_with_its_loop), TEST(ended_server_and_calls))
+          TEST(shell_goes_with_its_loop), TEST(retained_pipe_is_a_shell_too),
+          TEST(ended_server_and_calls))

@@ -1,7 +1,7 @@
 -- The Lua language server definitions (lua/tapio/_meta.lua) against the
 -- module as it is (Debian has no lua-language-server to run --check):
--- every public function of tapio, of the loop, transport, server, handle,
--- future, task and buffer is annotated (a doc comment, and a ---@param
+-- every public function of tapio, of the loop, of each transport class,
+-- of the server, handle, future, task and buffer is annotated (a doc comment, and a ---@param
 -- for each parameter), every constant and value of the module is a
 -- ---@field, and nothing is annotated that does not exist.
 -- Usage: lua5.4 test_meta.lua path/to/_meta.lua (tapio on the paths)
@@ -33,6 +33,9 @@ local runtime = {
   tapio = public(tapio),
   Loop = public(getmetatable(loop).__index),
   Transport = public(core.transport_methods),
+  ReadTransport = public(core.read_transport_methods),
+  WriteTransport = public(core.write_transport_methods),
+  SubprocessTransport = public(core.subprocess_transport_methods),
   Server = public(core.server_methods),
   Handle = public(core.handle_methods),
   Future = public(getmetatable(fut).__index),
