@@ -84,10 +84,19 @@ void tapio__datagram_area_free(tapio_loop *loop) {
   loop->dbuf = NULL;
 }
 
+/* Not zeroed: the slots' pages stay untouched until a datagram needs
+ * them; every other field is set before it is read. */
 static dgram_area *area_of(tapio_loop *loop) {
-  if (!loop->dbuf)
-    loop->dbuf = tapio__alloc(loop, sizeof(dgram_area));
-  return (dgram_area *)loop->dbuf;
+  dgram_area *a = (dgram_area *)loop->dbuf;
+  if (a)
+    return a;
+  a = tapio__alloc(loop, sizeof *a);
+  if (a) {
+    a->owner = NULL;
+    a->ncork = 0;
+    loop->dbuf = (char *)a;
+  }
+  return a;
 }
 
 /* ---- Errors of sends: error_received from the loop ---------------------- */

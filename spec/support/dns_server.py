@@ -16,6 +16,7 @@ The zone (names are case-insensitive):
     both.tapio.test      A     127.0.0.1     AAAA ::1
     two4.tapio.test      A     127.0.0.2, 127.0.0.1   (in that order)
     six4.tapio.test      AAAA  ::1           A    127.0.0.1
+    mix.tapio.test       AAAA  ::1, ::ffff:127.0.0.1    A 127.0.0.1
     *.bench.tapio.test   A     127.0.0.1     (any name: the resolver bench)
     anything else        NXDOMAIN
 Prefix labels change how a name is answered:
@@ -39,6 +40,7 @@ ZONE = {
     "both.tapio.test": {A: ["127.0.0.1"], AAAA: ["::1"]},
     "two4.tapio.test": {A: ["127.0.0.2", "127.0.0.1"]},
     "six4.tapio.test": {A: ["127.0.0.1"], AAAA: ["::1"]},
+    "mix.tapio.test": {A: ["127.0.0.1"], AAAA: ["::1", "::ffff:127.0.0.1"]},
 }
 NOERROR, SERVFAIL, NXDOMAIN = 0, 2, 3
 
