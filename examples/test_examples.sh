@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs the Lua examples with the tapio host: the TCP echo server and client
-# against each other and against the reference's Python versions (when a
-# python3 is given), and checks each prints what the Python version prints.
+# Runs the Lua examples with the tapio host: the TCP and the UDP echo
+# servers and clients against each other and against the reference's
+# Python versions (when a python3 is given), and checks each prints what
+# the Python version prints.
 # Usage: examples/test_examples.sh path/to/tapio [python3]
 set -u
 host=${1:?usage: $0 path/to/tapio [python3]}
@@ -35,6 +36,48 @@ wait_listening() {
     sleep 0.05
   done
   return 1
+}
+
+# The same for a UDP socket bound on 127.0.0.1:$1 (/proc/net/udp).
+wait_udp_bound() {
+  local hex
+  hex=$(printf '%04X' "$1")
+  for _ in $(seq 1 200); do
+    grep -q "0100007F:$hex 00000000:0000 07" /proc/net/udp && return 0
+    sleep 0.05
+  done
+  return 1
+}
+
+# run_udp_pair NAME SERVER-CMD... -- CLIENT-CMD...: the UDP echo pair; the
+# server prints its answer's line, then is stopped.
+run_udp_pair() {
+  local name=$1
+  shift
+  local server=() client=()
+  while [ "$1" != "--" ]; do server+=("$1"); shift; done
+  shift
+  client=("$@")
+  local port
+  port=$(free_port)
+  "${server[@]}" "$port" >"$work/$name.server" 2>&1 &
+  local spid=$!
+  pids+=("$spid")
+  if ! wait_udp_bound "$port"; then
+    fail "$name: the server did not bind $port"
+    cat "$work/$name.server" >&2
+    return
+  fi
+  if ! timeout 20 "${client[@]}" "$port" >"$work/$name.client" 2>&1; then
+    fail "$name: the client failed"
+    cat "$work/$name.client" >&2
+  fi
+  for _ in $(seq 1 100); do
+    grep -q "^Send " "$work/$name.server" && break
+    sleep 0.05
+  done
+  kill "$spid" 2>/dev/null
+  wait "$spid" 2>/dev/null
 }
 
 # The ephemeral client port differs from run to run.
@@ -82,8 +125,11 @@ expect_same() { # what expected-file actual-file
 
 lua_server=("$host" "$here/tcp_echo_server.lua")
 lua_client=("$host" "$here/tcp_echo_client.lua")
+lua_userver=("$host" "$here/udp_echo_server.lua")
+lua_uclient=("$host" "$here/udp_echo_client.lua")
 
 run_pair lua "${lua_server[@]}" -- "${lua_client[@]}"
+run_udp_pair ulua "${lua_userver[@]}" -- "${lua_uclient[@]}"
 
 if [ -n "$python" ]; then
   py_server=("$python" -u "$here/python/tcp_echo_server.py")
@@ -96,6 +142,15 @@ if [ -n "$python" ]; then
   expect_same "Lua server vs Python client: server" "$work/py.server" "$work/luapy.server"
   expect_same "Python server vs Lua client: client" "$work/py.client" "$work/pylua.client"
   "$python" -u "$here/python/existing_socket.py" >"$work/py.existing" 2>&1
+  py_userver=("$python" -u "$here/python/udp_echo_server.py")
+  py_uclient=("$python" -u "$here/python/udp_echo_client.py")
+  run_udp_pair upy "${py_userver[@]}" -- "${py_uclient[@]}"
+  run_udp_pair ulupy "${lua_userver[@]}" -- "${py_uclient[@]}"
+  run_udp_pair upylu "${py_userver[@]}" -- "${lua_uclient[@]}"
+  expect_same "UDP: Lua server vs Lua client: server" "$work/upy.server" "$work/ulua.server"
+  expect_same "UDP: Lua server vs Lua client: client" "$work/upy.client" "$work/ulua.client"
+  expect_same "UDP: Lua server vs Python client: server" "$work/upy.server" "$work/ulupy.server"
+  expect_same "UDP: Python server vs Lua client: client" "$work/upy.client" "$work/upylu.client"
 else
   # Without Python, the reference's output as the documentation shows it.
   printf '%s\n' "Connection from ('127.0.0.1', 1)" \
@@ -106,6 +161,13 @@ else
   printf '%s\n' "Received: abc" >"$work/py.existing"
   expect_same "Lua server vs Lua client: server" "$work/ref.server" "$work/lua.server"
   expect_same "Lua server vs Lua client: client" "$work/ref.client" "$work/lua.client"
+  printf '%s\n' "Starting UDP server" \
+    "Received 'Hello World!' from ('127.0.0.1', 1)" \
+    "Send 'Hello World!' to ('127.0.0.1', 1)" >"$work/ref.userver"
+  printf '%s\n' "Send: Hello World!" "Received: Hello World!" \
+    "Close the socket" "Connection closed" >"$work/ref.uclient"
+  expect_same "UDP: Lua server vs Lua client: server" "$work/ref.userver" "$work/ulua.server"
+  expect_same "UDP: Lua server vs Lua client: client" "$work/ref.uclient" "$work/ulua.client"
 fi
 
 if ! timeout 20 "$host" "$here/existing_socket.lua" >"$work/lua.existing" 2>&1; then

@@ -8,6 +8,8 @@
 /* A protocol with get_buffer is a BufferedProtocol, as asyncio decides by
  * class when the protocol is set; the tapio table must say so. */
 void tl_choose_kind(lua_State *L, int proto, tl_transport *lt) {
+  if (lt->t && tapio_transport_get_kind(lt->t) != TAPIO_TRANSPORT_STREAM)
+    return; /* the other kinds have one table each */
   lua_getfield(L, proto, "get_buffer");
   lt->buffered = !lua_isnil(L, -1);
   lua_pop(L, 1);

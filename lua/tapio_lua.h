@@ -11,6 +11,7 @@
 
 #define TL_LOOP "tapio.loop"
 #define TL_TRANSPORT "tapio.transport"
+#define TL_DGRAM_TRANSPORT "tapio.datagram_transport"
 #define TL_SERVER "tapio.server"
 #define TL_HANDLE "tapio.handle"
 #define TL_BUFFER "tapio.buffer"
@@ -48,6 +49,9 @@ enum {
   TL_T_CALL,     /* call_soon/later/at and wait_closed callbacks */
   TL_T_REPORT,   /* an error to the exception handler */
   TL_T_CORE,     /* an error the core reports */
+  TL_T_DGRAM,    /* datagram_received */
+  TL_T_DGRAM_ERR,/* error_received */
+  TL_T_LOOKUP,   /* getaddrinfo's and getnameinfo's completions */
   TL_NTRAMP
 };
 
@@ -83,6 +87,8 @@ typedef struct tl_transport {
   int err_ref;        /* a callback's error, for connection_lost */
   int buf_ref;        /* the buffer get_buffer returned last */
   int buffered;       /* the tapio protocol table in use has get_buffer */
+  int cache_ref;      /* datagram: address values by socket address */
+  int cache_n;        /* how many the cache holds */
 } tl_transport;
 
 /* "tapio.server" */
@@ -167,6 +173,11 @@ void tl_release_calls(tl_loop *lb, lua_State *L);
 /* ---- transport.c ------------------------------------------------------- */
 
 int tl_open_transport(lua_State *L);
+/* A metatable tname for a kind of transport: the methods every kind has
+ * (close, abort, is_closing, get_extra_info, the write buffer's, ...) and
+ * the kind's own. Each checks self against its metatable. */
+void tl_transport_class(lua_State *L, const char *tname,
+                        const luaL_Reg *kind_methods);
 /* Inside a trampoline: a new transport userdata, anchored, on top. */
 tl_transport *tl_newtransport(lua_State *L, tl_loop *lb);
 /* Releases the anchors of a transport that is done with. */
@@ -174,6 +185,17 @@ void tl_release_transport(lua_State *L, tl_transport *lt);
 /* The transport's Lua object when t is one of the binding's, else nil. */
 void tl_pushtransport(lua_State *L, tapio_transport *t);
 int tl_tr_connected(lua_State *L);
+/* self (index 1) of a transport method: the method's upvalue 1 is the
+ * metatable of the kind it belongs to. Raises "bad self" otherwise. */
+tl_transport *tl_checktransport(lua_State *L, const char *fn);
+/* A pending transport for a create call: the factory at fi, the Lua
+ * completion at cbi; the userdata is left on the stack. */
+tl_transport *tl_pending(lua_State *L, tl_loop *lb, int fi, int cbi);
+/* The core's completion for a pending transport (its ud). */
+void tl_on_connected(void *ud, int status, tapio_transport *t);
+/* What a create method returns for the core's rc: the pending transport
+ * (loop:_cancel takes it), or nil, err. */
+int tl_create_done(lua_State *L, tl_transport *lt, int rc);
 
 /* ---- protocol.c -------------------------------------------------------- */
 
@@ -234,7 +256,32 @@ const char *tl_tostring(lua_State *L, int idx);
 tapio_options *tl_options(lua_State *L, int idx, const char *fn, int n,
                           int call, tapio_loop *loop);
 
-void tl_pushaddress(lua_State *L, const char *host, int port, int family);
 int tl_open_util(lua_State *L);
+
+/* ---- address.c: address values -------------------------------------------- */
+
+void tl_pushaddress(lua_State *L, const char *host, int port, int family);
+/* The address value of a socket address: "tapio.address" for IP, the
+ * path for Unix, nil for none (an unnamed Unix peer, len 0). */
+void tl_pushsockaddr(lua_State *L, const void *sa, size_t len);
+/* The socket address of the value at idx (an address value, a table
+ * {host, port} of a numeric host, a Unix path) into out[*len]; raises a
+ * bad argument n of fn otherwise. */
+int tl_toaddr(lua_State *L, int idx, void *out, size_t *len, const char *fn,
+              int n);
+/* The bytes of the address value at idx, or NULL if it is none. */
+const void *tl_addrbytes(lua_State *L, int idx, size_t *len);
+int tl_open_address(lua_State *L);
+
+/* ---- datagram.c, resolve.c --------------------------------------------------- */
+
+extern tapio_datagram_protocol tl_datagram_protocol;
+int tl_open_datagram(lua_State *L);
+int tl_tr_dgram(lua_State *L);
+int tl_tr_dgram_err(lua_State *L);
+int tl_open_resolve(lua_State *L);
+int tl_tr_lookup(lua_State *L);
+/* server.c: a pending create_server was cancelled; nothing will call it. */
+void tl_server_cancelled(lua_State *L, tl_server *ls);
 
 #endif

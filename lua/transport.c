@@ -18,7 +18,7 @@ tl_transport *tl_newtransport(lua_State *L, tl_loop *lb) {
   memset(lt, 0, sizeof *lt);
   lt->lb = lb;
   lt->self_ref = lt->proto_ref = lt->factory_ref = LUA_NOREF;
-  lt->cb_ref = lt->err_ref = lt->buf_ref = LUA_NOREF;
+  lt->cb_ref = lt->err_ref = lt->buf_ref = lt->cache_ref = LUA_NOREF;
   luaL_setmetatable(L, TL_TRANSPORT);
   lua_pushvalue(L, -1);
   lt->self_ref = tl_anchor(lb, L);
@@ -36,6 +36,7 @@ void tl_release_transport(lua_State *L, tl_transport *lt) {
   tl_unref(lb, L, &lt->cb_ref);
   tl_unref(lb, L, &lt->err_ref);
   tl_unref(lb, L, &lt->buf_ref);
+  tl_unref(lb, L, &lt->cache_ref);
   tl_unanchor(lb, L, &lt->self_ref);
   lt->t = NULL;
   lt->lb = NULL;
@@ -44,7 +45,8 @@ void tl_release_transport(lua_State *L, tl_transport *lt) {
 void tl_pushtransport(lua_State *L, tapio_transport *t) {
   const tapio_protocol *p = NULL;
   tl_transport *lt = tapio_transport_get_protocol(t, &p);
-  if ((p == &tl_plain_protocol || p == &tl_buffered_protocol) &&
+  if ((p == &tl_plain_protocol || p == &tl_buffered_protocol ||
+       p == (const tapio_protocol *)&tl_datagram_protocol) &&
       lt->self_ref != LUA_NOREF)
     lua_rawgeti(L, LUA_REGISTRYINDEX, lt->self_ref);
   else
@@ -59,8 +61,8 @@ int tl_tr_connected(lua_State *L) {
   tl_transport *lt = lua_touserdata(L, 1);
   int status = (int)lua_tointeger(L, 2);
   lua_rawgeti(L, LUA_REGISTRYINDEX, lt->cb_ref);
-  if (status < 0) {
-    tl_pusherror(L, status, NULL);
+  if (status < 0) { /* the message says more, e.g. what each address did */
+    tl_pusherror(L, status, tapio_loop_error_message(lt->lb->loop));
     lua_call(L, 1, 0);
   } else if (lt->proto_ref == LUA_NOREF) {
     /* the factory raised: create_connection raises that, like asyncio */
@@ -78,7 +80,7 @@ int tl_tr_connected(lua_State *L) {
   return 0;
 }
 
-static void on_connected(void *ud, int status, tapio_transport *t) {
+void tl_on_connected(void *ud, int status, tapio_transport *t) {
   tl_transport *lt = ud;
   tl_loop *lb = lt->lb;
   lua_State *L = lb->L;
@@ -95,7 +97,7 @@ static void on_connected(void *ud, int status, tapio_transport *t) {
 
 /* The transport for a pending connect: the factory (at fi) runs at
  * connection_made, the callback (at cbi) once the connect is done. */
-static tl_transport *pending(lua_State *L, tl_loop *lb, int fi, int cbi) {
+tl_transport *tl_pending(lua_State *L, tl_loop *lb, int fi, int cbi) {
   tl_transport *lt = tl_newtransport(L, lb);
   lua_pushvalue(L, fi);
   lt->factory_ref = tl_ref(lb, L);
@@ -123,14 +125,15 @@ static int has_sock(lua_State *L, int idx) {
   return r;
 }
 
-/* Runs the create call; on a synchronous failure the pending transport
- * is released and nil, err returned. */
-static int finish(lua_State *L, tl_transport *lt, int rc) {
+/* After the create call: on a synchronous failure the pending transport
+ * is released and nil, err returned; else the pending transport, which
+ * loop:_cancel takes. */
+int tl_create_done(lua_State *L, tl_transport *lt, int rc) {
   if (rc < 0) {
     tl_release_transport(L, lt);
     return tl_fail(L, rc);
   }
-  lua_pushboolean(L, 1);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lt->self_ref);
   return 1;
 }
 
@@ -158,11 +161,11 @@ static int l_create_connection(lua_State *L) {
                        "host and port are required unless opts.sock is "
                        "given");
   o = tl_options(L, 6, FN_CONNECT, 4, TAPIO_CALL_CREATE_CONNECTION, lb->loop);
-  lt = pending(L, lb, 3, 2);
+  lt = tl_pending(L, lb, 3, 2);
   rc = tapio_create_connection(lb->loop, host, port, &tl_plain_protocol, lt,
-                               o, on_connected, lt);
+                               o, tl_on_connected, lt);
   tapio_options_free(o);
-  return finish(L, lt, rc);
+  return tl_create_done(L, lt, rc);
 }
 
 /* loop:_create_unix_connection(cb, factory, path, opts) */
@@ -178,11 +181,11 @@ static int l_create_unix_connection(lua_State *L) {
   path = lua_tostring(L, 4);
   o = tl_options(L, 5, FN_UNIX_CONNECT, 3, TAPIO_CALL_CREATE_UNIX_CONNECTION,
                  lb->loop);
-  lt = pending(L, lb, 3, 2);
+  lt = tl_pending(L, lb, 3, 2);
   rc = tapio_create_unix_connection(lb->loop, path, &tl_plain_protocol, lt,
-                                    o, on_connected, lt);
+                                    o, tl_on_connected, lt);
   tapio_options_free(o);
-  return finish(L, lt, rc);
+  return tl_create_done(L, lt, rc);
 }
 
 /* loop:_connect_accepted_socket(cb, factory, fd, opts): tapio owns fd
@@ -196,11 +199,11 @@ static int l_connect_accepted_socket(lua_State *L) {
   fd = (int)tl_checkint(L, 4, FN_ACCEPTED, 2, "sock", 0, 0x7fffffff);
   o = tl_options(L, 5, FN_ACCEPTED, 3, TAPIO_CALL_CONNECT_ACCEPTED_SOCKET,
                  lb->loop);
-  lt = pending(L, lb, 3, 2);
+  lt = tl_pending(L, lb, 3, 2);
   rc = tapio_connect_accepted_socket(lb->loop, fd, &tl_plain_protocol, lt, o,
-                                     on_connected, lt);
+                                     tl_on_connected, lt);
   tapio_options_free(o);
-  return finish(L, lt, rc);
+  return tl_create_done(L, lt, rc);
 }
 
 /* ---- Transport methods ------------------------------------------------- */
@@ -216,6 +219,10 @@ static tl_transport *totransport(lua_State *L, const char *fn) {
   }
   tl_typeerror(L, fn, 0, "self", 1, TL_TRANSPORT);
   return NULL;
+}
+
+tl_transport *tl_checktransport(lua_State *L, const char *fn) {
+  return totransport(L, fn);
 }
 
 static tl_transport *checkopen(lua_State *L, const char *fn) {
@@ -468,26 +475,22 @@ static int t_get_stats(lua_State *L) {
 
 static int t_tostring(lua_State *L) {
   tl_transport *lt = totransport(L, "transport:__tostring");
+  const char *kind = TL_TRANSPORT;
+  if (luaL_getmetafield(L, 1, "__name") && lua_type(L, -1) == LUA_TSTRING)
+    kind = lua_tostring(L, -1);
   if (lt->t)
-    lua_pushfstring(L, "tapio.transport (fd %d%s)",
-                    tapio_transport_get_fd(lt->t),
+    lua_pushfstring(L, "%s (fd %d%s)", kind, tapio_transport_get_fd(lt->t),
                     tapio_transport_is_closing(lt->t) ? ", closing" : "");
   else
-    lua_pushliteral(L, "tapio.transport (closed)");
+    lua_pushfstring(L, "%s (closed)", kind);
   return 1;
 }
 
-static const luaL_Reg transport_methods[] = {
-  {"write", t_write},
-  {"writelines", t_writelines},
+/* What every kind of transport has. */
+static const luaL_Reg common_methods[] = {
   {"close", t_close},
   {"abort", t_abort},
   {"is_closing", t_is_closing},
-  {"is_reading", t_is_reading},
-  {"pause_reading", t_pause_reading},
-  {"resume_reading", t_resume_reading},
-  {"can_write_eof", t_can_write_eof},
-  {"write_eof", t_write_eof},
   {"get_write_buffer_size", t_get_write_buffer_size},
   {"get_write_buffer_limits", t_get_write_buffer_limits},
   {"set_write_buffer_limits", t_set_write_buffer_limits},
@@ -499,6 +502,18 @@ static const luaL_Reg transport_methods[] = {
   {NULL, NULL}
 };
 
+/* A stream's own. */
+static const luaL_Reg stream_methods[] = {
+  {"write", t_write},
+  {"writelines", t_writelines},
+  {"is_reading", t_is_reading},
+  {"pause_reading", t_pause_reading},
+  {"resume_reading", t_resume_reading},
+  {"can_write_eof", t_can_write_eof},
+  {"write_eof", t_write_eof},
+  {NULL, NULL}
+};
+
 static const luaL_Reg loop_methods[] = {
   {"_create_connection", l_create_connection},
   {"_create_unix_connection", l_create_unix_connection},
@@ -506,14 +521,22 @@ static const luaL_Reg loop_methods[] = {
   {NULL, NULL}
 };
 
-int tl_open_transport(lua_State *L) {
-  tl_newclass(L, TL_TRANSPORT, transport_methods, 1);
-  lua_setfield(L, -2, "transport_methods");
-  luaL_getmetatable(L, TL_TRANSPORT);
+/* Leaves the methods table on the stack, as tl_newclass does. */
+void tl_transport_class(lua_State *L, const char *tname,
+                        const luaL_Reg *kind_methods) {
+  tl_newclass(L, tname, common_methods, 1);
+  luaL_getmetatable(L, tname);
+  luaL_setfuncs(L, kind_methods, 1); /* the metatable as upvalue */
+  luaL_getmetatable(L, tname);
   lua_pushvalue(L, -1);
   lua_pushcclosure(L, t_tostring, 1);
   lua_setfield(L, -2, "__tostring");
   lua_pop(L, 1);
+}
+
+int tl_open_transport(lua_State *L) {
+  tl_transport_class(L, TL_TRANSPORT, stream_methods);
+  lua_setfield(L, -2, "transport_methods");
   tl_addmethods(L, TL_LOOP, loop_methods);
   return 0;
 }
