@@ -206,6 +206,8 @@ static void set_option(lua_State *L, tapio_options *o, const char *fn,
     rc = tapio_options_set_str(o, name, lua_tostring(L, -1));
   else if (lua_type(L, -1) == LUA_TBOOLEAN && type == TAPIO_OPTION_BOOL)
     rc = tapio_options_set_int(o, name, lua_toboolean(L, -1));
+  else if (lua_type(L, -1) == LUA_TNUMBER && type == TAPIO_OPTION_DOUBLE)
+    rc = tapio_options_set_double(o, name, (double)lua_tonumber(L, -1));
   else if (tl_isinteger(L, -1) && type != TAPIO_OPTION_STR)
     rc = tapio_options_set_int(o, name, (int64_t)lua_tointeger(L, -1));
   if (rc == TAPIO_ENOMEM)
@@ -351,11 +353,21 @@ static int os_fail(lua_State *L, int err) {
   return 2;
 }
 
-/* tapio.socketpair(): two connected stream sockets (descriptors), as
- * Python's socket.socketpair(); hand one to create_connection's sock. */
+/* tapio.socketpair([type]): two connected sockets (descriptors), as
+ * Python's socket.socketpair(); stream ones (hand one to
+ * create_connection's sock), or datagram ones with type "dgram" (for
+ * create_datagram_endpoint's). */
 static int u_socketpair(lua_State *L) {
-  int sv[2];
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+  int sv[2], type = SOCK_STREAM;
+  if (!lua_isnoneornil(L, 1)) {
+    const char *t = lua_tostring(L, 1);
+    if (lua_type(L, 1) != LUA_TSTRING ||
+        (strcmp(t, "stream") != 0 && strcmp(t, "dgram") != 0))
+      return tl_argerror(L, "socketpair", 1, "type",
+                         "\"stream\" or \"dgram\" expected");
+    type = strcmp(t, "dgram") == 0 ? SOCK_DGRAM : SOCK_STREAM;
+  }
+  if (socketpair(AF_UNIX, type | SOCK_CLOEXEC, 0, sv) < 0)
     return os_fail(L, errno);
   lua_pushinteger(L, sv[0]);
   lua_pushinteger(L, sv[1]);

@@ -3,10 +3,11 @@
 resolver specs make real lookups: answers that come at once, late, or never,
 names that do not exist, names with several addresses.
 
-    dns_server.py [--port N] [--log]
+    dns_server.py [--port N] [--log] [--port-file PATH]
 
-Prints "PORT <n>" on stdout once it listens, and serves until its stdin
-closes (it dies with the test that started it). With --log, each query it
+Prints "PORT <n>" on stdout once it listens (and writes <n> to PATH with
+--port-file, for a test that holds only the server's stdin), and serves
+until its stdin closes (it dies with the test that started it). With --log, each query it
 receives is printed as "QUERY <type> <name>" on stdout (flushed), so a test
 that reads them can tell that a lookup reached it, or that none did.
 
@@ -105,12 +106,17 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--log", action="store_true")
+    ap.add_argument("--port-file")
     args = ap.parse_args()
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", args.port))
     out = sys.stdout
     out.write("PORT %d\n" % sock.getsockname()[1])
     out.flush()
+    if args.port_file:
+        with open(args.port_file + ".tmp", "w") as f:
+            f.write("%d\n" % sock.getsockname()[1])
+        os.rename(args.port_file + ".tmp", args.port_file)
     later = []  # heap of (due, seq, response, address)
     seq = 0
     stdin = sys.stdin.fileno()
