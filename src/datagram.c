@@ -1,8 +1,8 @@
 /* The datagram transport: UDP and Unix datagram endpoints, asyncio's
  * DatagramTransport. Reading takes several datagrams per wake-up
- * (recvmmsg into the loop's datagram slots, a bounded number of passes);
- * what the protocol sends while a batch is delivered is gathered and goes
- * out in one sendmmsg after it; sendto otherwise tries the socket first
+ * (recvmmsg into the loop's datagram slots, as many as arrive, a bounded
+ * number of passes); what the protocol sends while a batch of several is
+ * delivered is gathered and goes out in one sendmmsg after it; sendto otherwise tries the socket first
  * and queues (copied) only what it refuses, flushed with sendmmsg on
  * writability. ICMP errors (IP_RECVERR) reach error_received, naming the
  * address they concern, and the endpoint keeps receiving. The lifetime is
@@ -67,6 +67,7 @@ struct tapio__dgram {
   tapio__task etask;          /* delivers the errors */
   int eposted;
   unsigned lost_sends;
+  int vlen;                   /* datagrams asked of the next recvmmsg */
 };
 
 static const tapio__kind dgram_kind;
@@ -498,6 +499,16 @@ static int receive(tapio__dgram *d, dgram_area *a, int nslots, size_t slot) {
   return n;
 }
 
+/* A batch as large as what arrives: each slot of a recvmmsg costs a
+ * header copied in and out, and a quiet peer's wake-ups bring one
+ * datagram; a busy socket fills the batch, which then doubles. */
+static void adapt(tapio__dgram *d, int n, int want) {
+  if (n == want && d->vlen < NSLOTS)
+    d->vlen *= 2;
+  else if (n * 4 <= want && d->vlen > 2)
+    d->vlen /= 2;
+}
+
 static void on_readable(struct ev_loop *ev, ev_io *w, int revents) {
   tapio__dgram *d = TAPIO_CONTAINER(w, tapio__dgram, rio);
   tapio_transport *t = &d->head;
@@ -511,7 +522,8 @@ static void on_readable(struct ev_loop *ev, ev_io *w, int revents) {
     return;
   }
   for (pass = 0; pass < PASSES && !(t->flags & TAPIO__T_CLOSING); pass++) {
-    int n = receive(d, a, nslots, slot);
+    int want = d->vlen < nslots ? d->vlen : nslots;
+    int n = receive(d, a, want, slot);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
       if (pass == 0) /* woken with nothing to read: an error is queued */
         drain_errqueue(d);
@@ -521,11 +533,12 @@ static void on_readable(struct ev_loop *ev, ev_io *w, int revents) {
       read_error(d, errno);
       continue;
     }
-    a->owner = d;
+    a->owner = n > 1 ? d : NULL; /* one datagram: its replies go at once */
     deliver(d, a, n, slot);
     flush_cork(a);
     a->owner = NULL;
-    if (n < nslots)
+    adapt(d, n, want);
+    if (n < want)
       break; /* the socket is empty */
   }
 }
@@ -593,6 +606,7 @@ tapio_transport *tapio__datagram_new(tapio_loop *loop, int fd, int af,
   if (dflt)
     d->dflt = *dflt;
   d->etask.run = run_errors;
+  d->vlen = 2;
   ev_io_init(&d->rio, on_readable, fd, EV_READ);
   ev_io_init(&d->wio, on_writable, fd, EV_WRITE);
   return &d->head;
