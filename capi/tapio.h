@@ -28,10 +28,12 @@
  *   TAPIO_EINVAL; sizes are checked before any arithmetic on them.
  * - A loop and everything made from it belong to one thread. Only
  *   tapio_call_soon_threadsafe may be called from another thread.
- * - tapio keeps no hidden global state, with two process-wide exceptions
- *   forced by libev: its system-error callback (tapio reports instead of
- *   aborting) and the allocator libev uses for its own tables (untouched);
- *   and one per thread: which loop runs on it.
+ * - tapio keeps no hidden global state, with three process-wide
+ *   exceptions forced by its libraries: libev's system-error callback
+ *   (tapio reports instead of aborting), the allocator libev uses for its
+ *   own tables (untouched), and c-ares's library set-up (done once, never
+ *   undone; c-ares allocates with malloc); and one per thread: which loop
+ *   runs on it.
  */
 #ifndef TAPIO_H
 #define TAPIO_H
@@ -164,7 +166,7 @@ int tapio_loop_new_with_allocator(tapio_loop **out, tapio_alloc_fn alloc,
                                   void *ud);
 /* Frees the loop. Open transports are aborted (their connection_lost runs,
  * with ECANCELED), servers closed (wait_closed callbacks run), pending
- * connects and server creations completed with ECANCELED, pending calls
+ * create calls and lookups completed with ECANCELED, pending calls
  * dropped unrun. Every handle of the loop is invalid afterwards.
  * TAPIO_ERUNNING while it runs. */
 int tapio_loop_free(tapio_loop *loop);
