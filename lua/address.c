@@ -200,18 +200,19 @@ static int u_address(lua_State *L) {
   return 1;
 }
 
+static const luaL_Reg metamethods[] = {
+  {"__tostring", a_tostring},
+  {"__index", a_index},
+  {"__eq", a_eq},
+  {"__len", a_len},
+  {NULL, NULL}
+};
+
 int tl_open_address(lua_State *L) {
   luaL_newmetatable(L, TL_ADDRESS);
-  lua_pushliteral(L, TL_ADDRESS);
+  lua_pushliteral(L, TL_ADDRESS); /* 5.4 sets __name, 5.1 does not */
   lua_setfield(L, -2, "__name");
-  lua_pushcfunction(L, a_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pushcfunction(L, a_index);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, a_eq);
-  lua_setfield(L, -2, "__eq");
-  lua_pushcfunction(L, a_len);
-  lua_setfield(L, -2, "__len");
+  luaL_setfuncs(L, metamethods, 0);
   lua_pop(L, 1);
   lua_pushcfunction(L, u_address);
   lua_setfield(L, -2, "address");

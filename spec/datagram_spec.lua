@@ -7,55 +7,39 @@
 local helper = require "spec.helper"
 local tapio = helper.tapio
 
--- A protocol recording its callbacks: events, datagrams {data, addr},
--- errors; futures `made`, `lost`, and `got(n)` for the n-th datagram.
+-- helper.recorder's protocol with the datagram methods: datagrams
+-- ({data, addr}) and errors recorded too, "data:N" and "err:NAME" events,
+-- and p:got(n), the n-th datagram and its sender once it came (in a
+-- task). With p.echo, each datagram goes back as "resp:" .. data.
 local function recorder(loop, methods)
-  local p = { events = {}, datagrams = {}, errors = {}, waiters = {},
-              made = loop:create_future(), lost = loop:create_future() }
-  function p:connection_made(t)
-    self.events[#self.events + 1] = "made"
-    self.transport = t
-    self.made:set_result(t)
-  end
-  function p:datagram_received(data, addr)
+  local dgram = {}
+  function dgram:datagram_received(data, addr)
     self.events[#self.events + 1] = "data:" .. #data
     self.datagrams[#self.datagrams + 1] = { data = data, addr = addr }
     if self.echo then
       self.transport:sendto("resp:" .. data, addr)
     end
-    local w = self.waiters[#self.datagrams]
+    local w = self.dwaiters[#self.datagrams]
     if w then
       w:set_result(data, addr)
     end
   end
-  function p:error_received(err)
+  function dgram:error_received(err)
     self.events[#self.events + 1] = "err:" .. err.name
     self.errors[#self.errors + 1] = err
   end
-  function p:connection_lost(err)
-    self.events[#self.events + 1] = "lost"
-    self.lost:set_result(err or false)
-  end
-  function p:pause_writing()
-    self.events[#self.events + 1] = "pause"
-  end
-  function p:resume_writing()
-    self.events[#self.events + 1] = "resume"
-    if self.resumed then
-      self.resumed:set_result(true)
-    end
-  end
-  --- The n-th datagram and its sender, once it came.
-  function p:got(n)
+  function dgram:got(n)
     if self.datagrams[n] then
       return self.datagrams[n].data, self.datagrams[n].addr
     end
-    self.waiters[n] = self.waiters[n] or loop:create_future()
-    return self.waiters[n]:await()
+    self.dwaiters[n] = self.dwaiters[n] or loop:create_future()
+    return self.dwaiters[n]:await()
   end
   for k, v in pairs(methods or {}) do
-    p[k] = v
+    dgram[k] = v
   end
+  local p = helper.recorder(loop, dgram)
+  p.datagrams, p.errors, p.dwaiters = {}, {}, {}
   return p
 end
 
@@ -202,7 +186,6 @@ describe("a datagram endpoint", function()
         at:sendto(("%06d"):format(n) .. ("x"):rep(94))
       end
       assert.are.same({ "made", "pause" }, ap.events)
-      ap.resumed = loop:create_future()
       at:close()
       for i = 1, n do
         assert.are.equal(("%06d"):format(i), (bp:got(i)):sub(1, 6))

@@ -46,15 +46,10 @@ static void req_fail(connect_req *r, int code, const char *message) {
   tapio_connect_fn cb = r->cb;
   void *ud = r->cb_ud;
   int call = tapio__request_done(&r->req);
-  const char *old;
   if (r->t)
     tapio__transport_discard(r->t);
   req_free(r);
-  if (!call)
-    return;
-  old = tapio__error_message(loop, message);
-  cb(ud, code, NULL);
-  tapio__error_message(loop, old);
+  tapio__connect_failed(loop, call, cb, ud, code, message);
 }
 
 static void req_cancel(tapio__request *req) {
@@ -103,29 +98,31 @@ static void race(connect_req *r) {
     req_fail(r, rc, NULL);
 }
 
-/* A lookup's answer, or one given at once: resolved gets the next step. */
+static void resolve_local(connect_req *r);
+
+/* A lookup's answer, or one given at once (rc 1): the remote addresses,
+ * then the local ones; then the race. */
 static void take_answer(connect_req *r, int rc, tapio__addr *addrs,
-                        size_t n, int local, void (*next)(connect_req *)) {
+                        size_t n) {
   if (rc < 0) {
     req_fail(r, rc, NULL);
-    return;
-  }
-  if (local) {
-    r->locals = addrs;
-    r->nlocals = n;
-  } else {
+  } else if (!r->addrs) {
     r->addrs = addrs;
     r->naddrs = n;
+    resolve_local(r);
+  } else {
+    r->locals = addrs;
+    r->nlocals = n;
+    race(r);
   }
-  next(r);
 }
 
-static void on_local(void *ud, int status, tapio__addr *addrs, size_t n,
-                     const char *canon) {
+static void on_answer(void *ud, int status, tapio__addr *addrs, size_t n,
+                      const char *canon) {
   connect_req *r = ud;
   (void)canon;
   r->lookup = NULL;
-  take_answer(r, status, addrs, n, 1, race);
+  take_answer(r, status, addrs, n);
 }
 
 static void resolve_local(connect_req *r) {
@@ -137,18 +134,10 @@ static void resolve_local(connect_req *r) {
     return;
   }
   rc = tapio__resolve_port(r->req.loop, r->local_host, r->local_port,
-                           r->family, TAPIO__RES_PASSIVE, on_local, r,
+                           r->family, TAPIO__RES_PASSIVE, on_answer, r,
                            &r->lookup, &addrs, &n);
   if (rc != 0)
-    take_answer(r, rc, addrs, n, 1, race);
-}
-
-static void on_remote(void *ud, int status, tapio__addr *addrs, size_t n,
-                      const char *canon) {
-  connect_req *r = ud;
-  (void)canon;
-  r->lookup = NULL;
-  take_answer(r, status, addrs, n, 0, resolve_local);
+    take_answer(r, rc, addrs, n);
 }
 
 /* The request's task: resolve (without blocking), then connect; or make
@@ -167,12 +156,12 @@ static void req_run(tapio__task *task) {
     rc = addrs ? tapio__unix_addr(r->host, addrs) : TAPIO_ENOMEM;
     if (rc < 0)
       tapio__free(r->req.loop, addrs, addrs ? sizeof *addrs : 0);
-    take_answer(r, rc, addrs, 1, 0, race);
+    take_answer(r, rc, addrs, 1);
   } else {
     rc = tapio__resolve_port(r->req.loop, r->host, r->port, r->family, 0,
-                             on_remote, r, &r->lookup, &addrs, &n);
+                             on_answer, r, &r->lookup, &addrs, &n);
     if (rc != 0)
-      take_answer(r, rc, addrs, n, 0, resolve_local);
+      take_answer(r, rc, addrs, n);
   }
 }
 

@@ -42,13 +42,8 @@ static void req_fail(dgram_req *r, int code, const char *message) {
   tapio_connect_fn cb = r->cb;
   void *ud = r->cb_ud;
   int call = tapio__request_done(&r->req);
-  const char *old;
   req_free(r);
-  if (!call)
-    return;
-  old = tapio__error_message(loop, message);
-  cb(ud, code, NULL);
-  tapio__error_message(loop, old);
+  tapio__connect_failed(loop, call, cb, ud, code, message);
 }
 
 static void req_cancel(tapio__request *req) {
@@ -229,14 +224,12 @@ static void make_wrapped(dgram_req *r) {
 
 static void resolve_remote(dgram_req *r);
 
-/* Keeps a lookup's answer; then the next step. */
-static void take(dgram_req *r, int rc, tapio__addr *addrs, size_t n,
-                 int local) {
+/* Keeps a lookup's answer (or one given at once: rc 1): the local
+ * addresses are looked up first, then the remote ones. */
+static void take(dgram_req *r, int rc, tapio__addr *addrs, size_t n) {
   if (rc < 0) {
     req_fail(r, rc, NULL);
-    return;
-  }
-  if (local) {
+  } else if (r->has_local && !r->locals) {
     r->locals = addrs;
     r->nlocals = n;
     resolve_remote(r);
@@ -247,20 +240,12 @@ static void take(dgram_req *r, int rc, tapio__addr *addrs, size_t n,
   }
 }
 
-static void on_remote(void *ud, int status, tapio__addr *addrs, size_t n,
+static void on_answer(void *ud, int status, tapio__addr *addrs, size_t n,
                       const char *canon) {
   dgram_req *r = ud;
   (void)canon;
   r->lookup = NULL;
-  take(r, status, addrs, n, 0);
-}
-
-static void on_local(void *ud, int status, tapio__addr *addrs, size_t n,
-                     const char *canon) {
-  dgram_req *r = ud;
-  (void)canon;
-  r->lookup = NULL;
-  take(r, status, addrs, n, 1);
+  take(r, status, addrs, n);
 }
 
 static void resolve(dgram_req *r, int local) {
@@ -269,10 +254,9 @@ static void resolve(dgram_req *r, int local) {
   int rc = tapio__resolve_port(
       r->req.loop, local ? r->local_host : r->remote_host,
       local ? r->local_port : r->remote_port, r->family,
-      local ? TAPIO__RES_PASSIVE : 0, local ? on_local : on_remote, r,
-      &r->lookup, &addrs, &n);
+      local ? TAPIO__RES_PASSIVE : 0, on_answer, r, &r->lookup, &addrs, &n);
   if (rc != 0)
-    take(r, rc, addrs, n, local);
+    take(r, rc, addrs, n);
 }
 
 static void resolve_remote(dgram_req *r) {

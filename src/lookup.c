@@ -112,14 +112,20 @@ static void req_run(tapio__task *task) {
     answer(r, rc, NULL, 0, NULL);
 }
 
-static lookup_req *req_new(tapio_loop *loop, void *ud) {
-  lookup_req *r = tapio__calloc(loop, sizeof *r);
-  if (r) {
-    r->req.loop = loop;
-    r->req.ud = ud;
-    r->cb_ud = ud;
-  }
-  return r;
+/* A request for cb_ud in *out, or TAPIO_ECLOSED / TAPIO_ENOMEM. */
+static int req_new(tapio_loop *loop, void *ud, lookup_req **out) {
+  lookup_req *r;
+  *out = NULL;
+  if (loop->freeing)
+    return TAPIO_ECLOSED;
+  r = tapio__calloc(loop, sizeof *r);
+  if (!r)
+    return TAPIO_ENOMEM;
+  r->req.loop = loop;
+  r->req.ud = ud;
+  r->cb_ud = ud;
+  *out = r;
+  return 0;
 }
 
 /* A service that is a number must be a port. */
@@ -136,17 +142,15 @@ int tapio_getaddrinfo(tapio_loop *loop, const char *host,
                       const char *service, int family, int type, int flags,
                       tapio_addrinfo_fn cb, void *ud) {
   lookup_req *r;
+  int rc;
   if (!loop || !cb || (!host && !service) || bad_service(service) ||
       (family != 0 && family != TAPIO_AF_INET && family != TAPIO_AF_INET6) ||
       type < 0 || type > TAPIO_SOCK_DGRAM ||
       (flags & ~(TAPIO_AI_PASSIVE | TAPIO_AI_CANONNAME |
                  TAPIO_AI_NUMERICHOST)))
     return TAPIO_EINVAL;
-  if (loop->freeing)
-    return TAPIO_ECLOSED;
-  r = req_new(loop, ud);
-  if (!r)
-    return TAPIO_ENOMEM;
+  if ((rc = req_new(loop, ud, &r)) < 0)
+    return rc;
   r->cb = cb;
   r->family = family;
   r->type = type;
@@ -195,6 +199,7 @@ int tapio_getnameinfo(tapio_loop *loop, const void *addr, size_t addrlen,
                       int flags, tapio_nameinfo_fn cb, void *ud) {
   const struct sockaddr *sa = addr;
   lookup_req *r;
+  int rc;
   if (!loop || !cb || !addr || addrlen < sizeof(sa_family_t) ||
       addrlen > sizeof(struct sockaddr_storage) || (flags & ~31))
     return TAPIO_EINVAL;
@@ -203,11 +208,8 @@ int tapio_getnameinfo(tapio_loop *loop, const void *addr, size_t addrlen,
   if (addrlen < (sa->sa_family == AF_INET ? sizeof(struct sockaddr_in)
                                           : sizeof(struct sockaddr_in6)))
     return TAPIO_EINVAL;
-  if (loop->freeing)
-    return TAPIO_ECLOSED;
-  r = req_new(loop, ud);
-  if (!r)
-    return TAPIO_ENOMEM;
+  if ((rc = req_new(loop, ud, &r)) < 0)
+    return rc;
   r->named = cb;
   r->flags = flags;
   memcpy(&r->addr.ss, addr, addrlen);

@@ -55,10 +55,14 @@ int tapio_cancel_pending(tapio_loop *loop, void *cb_ud) {
   return n;
 }
 
-const char *tapio__error_message(tapio_loop *loop, const char *message) {
+void tapio__connect_failed(tapio_loop *loop, int call, tapio_connect_fn cb,
+                           void *ud, int code, const char *message) {
   const char *old = loop->errmsg;
-  loop->errmsg = message;
-  return old;
+  if (!call)
+    return;
+  loop->errmsg = message; /* what tapio_loop_error_message answers */
+  cb(ud, code, NULL);
+  loop->errmsg = old;
 }
 
 const char *tapio_loop_error_message(tapio_loop *loop) {

@@ -373,9 +373,12 @@ void tapio__request_start(tapio_loop *loop, tapio__request *req,
  * user cancelled it. */
 int tapio__request_done(tapio__request *req);
 void tapio__requests_cancel_all(tapio_loop *loop);
-/* Sets the message tapio_loop_error_message answers (NULL clears it):
- * around a failed completion's call. Returns the one it replaces. */
-const char *tapio__error_message(tapio_loop *loop, const char *message);
+/* A create call's completion with an error, when call (what
+ * tapio__request_done said) is set: message (or NULL) is what
+ * tapio_loop_error_message answers during it. The request is freed by
+ * then. */
+void tapio__connect_failed(tapio_loop *loop, int call, tapio_connect_fn cb,
+                           void *ud, int code, const char *message);
 
 /* ---- Name resolution (resolve.c) --------------------------------------- */
 

@@ -347,64 +347,62 @@ static void socket_options(void)
 
 /* ---- asyncio's checks of the call (D13, D14, D15) -------------------------- */
 
+/* The call refuses o (TAPIO_EINVAL, nothing called); o is freed. */
+static void refused(tapio_loop *loop, tapio_options *o)
+{
+  drec r;
+  drec_init(&r);
+  CHECK_ERR(tapio_create_datagram_endpoint(loop, &drec_proto, &r, o,
+                                           never_connected, NULL),
+            TAPIO_EINVAL);
+  tapio_options_free(o);
+  spin(loop, 1);
+  CHECK_STR(r.log, "");
+}
+
+/* Options holding a socketpair's end of type as "sock"; *other is the
+ * other end. */
+static tapio_options *sock_opts(tapio_loop *loop, int type, int *sock,
+                                int *other)
+{
+  tapio_options *o = new_options(loop);
+  int sv[2];
+  CHECK(socketpair(AF_UNIX, type, 0, sv) == 0);
+  CHECK_OK(tapio_options_set_int(o, "sock", sv[0]));
+  *sock = sv[0];
+  *other = sv[1];
+  return o;
+}
+
 static void option_errors(void)
 {
   tapio_loop *loop = new_loop();
   tapio_options *o;
-  drec r;
-  int sv[2];
-  drec_init(&r);
-  /* D13: IPv4 remote, IPv6 local */
-  o = dgram_opts(loop, "::1", 0, "127.0.0.1", 9);
-  CHECK_ERR(tapio_create_datagram_endpoint(loop, &drec_proto, &r, o,
-                                           never_connected, NULL),
-            TAPIO_EINVAL);
-  tapio_options_free(o);
-  /* D13: nothing to make a socket of */
-  CHECK_ERR(tapio_create_datagram_endpoint(loop, &drec_proto, &r, NULL,
-                                           never_connected, NULL),
-            TAPIO_EINVAL);
-  /* D14: sock with an address; the descriptor is closed */
-  CHECK(socketpair(AF_UNIX, SOCK_DGRAM, 0, sv) == 0);
-  o = dgram_opts(loop, "127.0.0.1", 0, NULL, 0);
-  CHECK_OK(tapio_options_set_int(o, "sock", sv[0]));
-  CHECK_ERR(tapio_create_datagram_endpoint(loop, &drec_proto, &r, o,
-                                           never_connected, NULL),
-            TAPIO_EINVAL);
-  CHECK(fcntl(sv[0], F_GETFD) < 0);
-  close(sv[1]);
-  tapio_options_free(o);
-  /* D14: a stream socket */
-  CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
-  o = new_options(loop);
-  CHECK_OK(tapio_options_set_int(o, "sock", sv[0]));
-  CHECK_ERR(tapio_create_datagram_endpoint(loop, &drec_proto, &r, o,
-                                           never_connected, NULL),
-            TAPIO_EINVAL);
-  CHECK(fcntl(sv[0], F_GETFD) < 0);
-  close(sv[1]);
-  tapio_options_free(o);
-  /* a remote host with no port; a path with a family; options of others */
+  int sock, other;
+  /* D13: IPv4 remote, IPv6 local; nothing to make a socket of */
+  refused(loop, dgram_opts(loop, "::1", 0, "127.0.0.1", 9));
+  refused(loop, NULL);
+  /* D14: sock with an address; a stream socket: the sock is closed */
+  o = sock_opts(loop, SOCK_DGRAM, &sock, &other);
+  CHECK_OK(tapio_options_set_str(o, "local_host", "127.0.0.1"));
+  refused(loop, o);
+  CHECK(fcntl(sock, F_GETFD) < 0);
+  close(other);
+  refused(loop, sock_opts(loop, SOCK_STREAM, &sock, &other));
+  CHECK(fcntl(sock, F_GETFD) < 0);
+  close(other);
+  /* a remote host with no port; a path with a family; another call's */
   o = new_options(loop);
   CHECK_OK(tapio_options_set_str(o, "remote_host", "127.0.0.1"));
-  CHECK_ERR(tapio_create_datagram_endpoint(loop, &drec_proto, &r, o,
-                                           never_connected, NULL),
-            TAPIO_EINVAL);
-  tapio_options_free(o);
+  refused(loop, o);
   o = new_options(loop);
   CHECK_OK(tapio_options_set_str(o, "local_path", "/tmp/x"));
   CHECK_OK(tapio_options_set_int(o, "family", 4));
-  CHECK_ERR(tapio_create_datagram_endpoint(loop, &drec_proto, &r, o,
-                                           never_connected, NULL),
-            TAPIO_EINVAL);
   CHECK_ERR(tapio_options_set_int(o, "remote_port", 70000), TAPIO_EINVAL);
+  refused(loop, o);
+  o = dgram_opts(loop, "127.0.0.1", 0, NULL, 0);
   CHECK_OK(tapio_options_set_int(o, "reuse_address", 1));
-  CHECK_ERR(tapio_create_datagram_endpoint(loop, &drec_proto, &r, o,
-                                           never_connected, NULL),
-            TAPIO_EINVAL);
-  tapio_options_free(o);
-  spin(loop, 2);
-  CHECK_STR(r.log, "");
+  refused(loop, o);
   free_loop(loop);
 }
 

@@ -35,6 +35,30 @@ static int connect_msg(tapio_loop *loop, const char *host, int port,
   return w->status;
 }
 
+/* What most tests here use: the DNS server, a loop asking it, a client
+ * protocol. */
+typedef struct fixture {
+  dns_server d;
+  tapio_loop *loop;
+  rec c;
+} fixture;
+
+static void begin(fixture *f, int need_ipv6)
+{
+  if (need_ipv6 && !ipv6_available())
+    SKIP("no IPv6 loopback");
+  dns_start(&f->d, 0);
+  f->loop = dns_loop(&f->d, 2);
+  rec_init(&f->c);
+}
+
+static void end(fixture *f)
+{
+  free_loop(f->loop);
+  rec_free(&f->c);
+  dns_stop(&f->d);
+}
+
 /* A TCP port nobody listens on, on 127.0.0.1 and ::1. */
 static int closed_port(void)
 {
@@ -58,33 +82,25 @@ static tapio_options *he_options(tapio_loop *loop, double delay,
 
 static void every_address_refused(void)
 {
-  dns_server d;
-  tapio_loop *loop;
+  fixture f;
   msg_wait w;
   char want[512];
-  rec c;
   int port = closed_port();
-  if (!ipv6_available())
-    SKIP("no IPv6 loopback");
-  dns_start(&d, 0);
-  loop = dns_loop(&d, 2);
-  rec_init(&c);
-  CHECK_ERR(connect_msg(loop, "both.tapio.test", port, &c, NULL, &w),
+  begin(&f, 1);
+  CHECK_ERR(connect_msg(f.loop, "both.tapio.test", port, &f.c, NULL, &w),
             TAPIO_ECONNREFUSED);
   snprintf(want, sizeof want, "Multiple exceptions: connect call failed "
            "('::1', %d, 0, 0): connection refused (ECONNREFUSED), connect "
            "call failed ('127.0.0.1', %d): connection refused "
            "(ECONNREFUSED)", port, port);
   CHECK_STR(w.message, want);
-  CHECK_ERR(connect_msg(loop, "127.0.0.1", port, &c, NULL, &w),
+  CHECK_ERR(connect_msg(f.loop, "127.0.0.1", port, &f.c, NULL, &w),
             TAPIO_ECONNREFUSED);
   snprintf(want, sizeof want, "connect call failed ('127.0.0.1', %d): "
            "connection refused", port);
   CHECK_STR(w.message, want);
-  CHECK_STR(c.log, "");
-  free_loop(loop);
-  rec_free(&c);
-  dns_stop(&d);
+  CHECK_STR(f.c.log, "");
+  end(&f);
 }
 
 /* interleave reorders by family: mix.tapio.test sorts as ::1, 127.0.0.1,
@@ -92,20 +108,14 @@ static void every_address_refused(void)
  * order shows in what each answered. */
 static void interleave_orders_the_attempts(void)
 {
-  dns_server d;
-  tapio_loop *loop;
+  fixture f;
   tapio_options *o;
   msg_wait w;
   char want[512];
-  rec c;
   int port = closed_port();
-  if (!ipv6_available())
-    SKIP("no IPv6 loopback");
-  dns_start(&d, 0);
-  loop = dns_loop(&d, 2);
-  rec_init(&c);
-  o = he_options(loop, -1, 2);
-  CHECK_ERR(connect_msg(loop, "mix.tapio.test", port, &c, o, &w),
+  begin(&f, 1);
+  o = he_options(f.loop, -1, 2);
+  CHECK_ERR(connect_msg(f.loop, "mix.tapio.test", port, &f.c, o, &w),
             TAPIO_ECONNREFUSED);
   snprintf(want, sizeof want, "Multiple exceptions: connect call failed "
            "('::1', %d, 0, 0): connection refused (ECONNREFUSED), connect "
@@ -114,16 +124,14 @@ static void interleave_orders_the_attempts(void)
            "connection refused (ECONNREFUSED)", port, port, port);
   CHECK_STR(w.message, want);
   tapio_options_free(o);
-  o = he_options(loop, -1, 0);
-  CHECK_ERR(connect_msg(loop, "mix.tapio.test", port, &c, o, &w),
+  o = he_options(f.loop, -1, 0);
+  CHECK_ERR(connect_msg(f.loop, "mix.tapio.test", port, &f.c, o, &w),
             TAPIO_ECONNREFUSED);
   CHECK(strstr(w.message, "('::1'") < strstr(w.message, "('127.0.0.1'"));
   CHECK(strstr(w.message, "('127.0.0.1'") <
         strstr(w.message, "('::ffff:127.0.0.1'"));
   tapio_options_free(o);
-  free_loop(loop);
-  rec_free(&c);
-  dns_stop(&d);
+  end(&f);
 }
 
 /* A local address that cannot be bound: said so, per address. */
@@ -198,11 +206,12 @@ static void split_start(split *sp, tapio_loop *loop, int family,
   FAIL("no port free on both addresses");
 }
 
-static void split_end(split *sp, tapio_loop *loop)
+/* Before the loop is freed; split_free after. */
+static void split_end(split *sp)
 {
   close(sp->filler);
   close(sp->stall_fd);
-  srv_release_and_free(&sp->sv, loop);
+  tapio_server_release(sp->sv.s);
 }
 
 /* Sockets connecting (SYN_SENT) to [::1]:port, from /proc/net/tcp6. */
@@ -225,116 +234,95 @@ static int tcp6_connecting_to(int port)
  * stalled attempt is closed. */
 static void stalled_ipv6_loses(void)
 {
-  dns_server d;
-  tapio_loop *loop;
+  fixture f;
   tapio_options *o;
   msg_wait w;
   split sp;
   char host[64];
-  rec c;
   double t0;
-  if (!ipv6_available())
-    SKIP("no IPv6 loopback");
-  dns_start(&d, 0);
-  loop = dns_loop(&d, 2);
-  rec_init(&c);
-  split_start(&sp, loop, AF_INET6, "::1");
-  o = he_options(loop, 0.1, -1);
+  begin(&f, 1);
+  split_start(&sp, f.loop, AF_INET6, "::1");
+  o = he_options(f.loop, 0.1, -1);
   t0 = now_sec();
-  CHECK_OK(connect_msg(loop, "six4.tapio.test", sp.port, &c, o, &w));
+  CHECK_OK(connect_msg(f.loop, "six4.tapio.test", sp.port, &f.c, o, &w));
   CHECK(now_sec() - t0 >= 0.09);
   CHECK_OK(tapio_transport_get_peername(w.t, host, sizeof host, NULL, NULL));
   CHECK_STR(host, "127.0.0.1");
   CHECK_EQ(tcp6_connecting_to(sp.port), 0); /* the loser is closed */
-  roundtrip(loop, &c, srv_wait_conn(&sp.sv, 0));
+  roundtrip(f.loop, &f.c, srv_wait_conn(&sp.sv, 0));
   tapio_options_free(o);
-  split_end(&sp, loop);
-  rec_free(&c);
-  dns_stop(&d);
+  split_end(&sp);
+  end(&f);
+  srv_free(&sp.sv);
 }
 
 /* Without a delay (asyncio's None) the addresses go one after the other:
  * the stalled first one holds the connect up. */
 static void no_delay_waits_for_the_first(void)
 {
-  dns_server d;
-  tapio_loop *loop;
+  fixture f;
   split sp;
-  rec c;
   int tag;
-  if (!ipv6_available())
-    SKIP("no IPv6 loopback");
-  dns_start(&d, 0);
-  loop = dns_loop(&d, 2);
-  rec_init(&c);
-  split_start(&sp, loop, AF_INET6, "::1");
-  CHECK_OK(tapio_create_connection(loop, "six4.tapio.test", sp.port,
-                                   &rec_proto, &c, NULL, never_connected,
+  begin(&f, 1);
+  split_start(&sp, f.loop, AF_INET6, "::1");
+  CHECK_OK(tapio_create_connection(f.loop, "six4.tapio.test", sp.port,
+                                   &rec_proto, &f.c, NULL, never_connected,
                                    &tag));
-  run_for(loop, 0.4);
+  run_for(f.loop, 0.4);
   CHECK_EQ(tcp6_connecting_to(sp.port), 1);
   CHECK_EQ(sp.sv.n, 0);
-  CHECK_EQ(tapio_cancel_pending(loop, &tag), 1);
+  CHECK_EQ(tapio_cancel_pending(f.loop, &tag), 1);
   CHECK_EQ(tcp6_connecting_to(sp.port), 0);
-  split_end(&sp, loop);
-  rec_free(&c);
-  dns_stop(&d);
+  split_end(&sp);
+  end(&f);
+  srv_free(&sp.sv);
 }
 
 /* Two IPv4 addresses, the first stalled: Happy Eyeballs within a family. */
 static void stalled_first_of_one_family(void)
 {
-  dns_server d;
-  tapio_loop *loop;
+  fixture f;
   tapio_options *o;
   msg_wait w;
   split sp;
   char host[64];
-  rec c;
-  dns_start(&d, 0);
-  loop = dns_loop(&d, 2);
-  rec_init(&c);
-  split_start(&sp, loop, AF_INET, "127.0.0.2");
-  o = he_options(loop, 0.05, -1);
-  CHECK_OK(connect_msg(loop, "two4.tapio.test", sp.port, &c, o, &w));
+  begin(&f, 0);
+  split_start(&sp, f.loop, AF_INET, "127.0.0.2");
+  o = he_options(f.loop, 0.05, -1);
+  CHECK_OK(connect_msg(f.loop, "two4.tapio.test", sp.port, &f.c, o, &w));
   CHECK_OK(tapio_transport_get_peername(w.t, host, sizeof host, NULL, NULL));
   CHECK_STR(host, "127.0.0.1");
   CHECK_EQ(tcp_connecting_to(sp.port), 0);
   tapio_options_free(o);
-  split_end(&sp, loop);
-  rec_free(&c);
-  dns_stop(&d);
+  split_end(&sp);
+  end(&f);
+  srv_free(&sp.sv);
 }
 
 /* A failure starts the next address at once, not after the delay. */
 static void failure_starts_the_next_at_once(void)
 {
   static const char *const good[] = { "127.0.0.1" };
-  dns_server d;
-  tapio_loop *loop;
+  fixture f;
   tapio_options *o;
   msg_wait w;
   srv sv;
-  rec c;
   double t0;
-  int tries = 0;
-  if (!ipv6_available())
-    SKIP("no IPv6 loopback");
-  dns_start(&d, 0);
-  loop = dns_loop(&d, 2);
-  rec_init(&c);
-  do { /* a port free on ::1 (refused there) where 127.0.0.1 listens */
-    srv_init(&sv, loop);
-    CHECK_OK(srv_start_hosts(&sv, good, 1, 0, NULL));
-  } while (raw_connect(AF_INET6, "::1", sv.port) >= 0 && ++tries < 20);
-  o = he_options(loop, 2.0, -1);
+  int probe;
+  begin(&f, 1);
+  srv_init(&sv, f.loop);
+  CHECK_OK(srv_start_hosts(&sv, good, 1, 0, NULL));
+  probe = raw_connect(AF_INET6, "::1", sv.port);
+  if (probe >= 0) /* something of another test holds [::1]:port */
+    SKIP("the port is taken on ::1");
+  o = he_options(f.loop, 2.0, -1);
   t0 = now_sec();
-  CHECK_OK(connect_msg(loop, "six4.tapio.test", sv.port, &c, o, &w));
+  CHECK_OK(connect_msg(f.loop, "six4.tapio.test", sv.port, &f.c, o, &w));
   CHECK(now_sec() - t0 < 1.0);
   tapio_options_free(o);
-  srv_release_and_free(&sv, loop);
-  rec_free(&c);
-  dns_stop(&d);
+  tapio_server_release(sv.s);
+  end(&f);
+  srv_free(&sv);
 }
 
 static void bad_options(void)
