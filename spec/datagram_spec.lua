@@ -272,6 +272,66 @@ describe("a datagram endpoint", function()
     end)
   end)
 
+  it("closes safely from inside datagram_received and error_received",
+     function()
+    helper.run(function(loop)
+      local st, sp = endpoint(loop, { local_addr = { "127.0.0.1", 0 } }, {
+        datagram_received = function(self, data, addr)
+          self.events[#self.events + 1] = "data:" .. #data
+          self.transport:sendto("bye", addr) -- still sent
+          self.transport:close()
+          self.transport:abort()
+        end })
+      local ct, cp = endpoint(loop, { remote_addr = st:get_extra_info(
+        "sockname") }, {
+        error_received = function(self, err)
+          self.events[#self.events + 1] = "err:" .. err.name
+          self.transport:close()
+        end })
+      ct:sendto("a")
+      ct:sendto("b")
+      assert.are.equal("bye", (cp:got(1)))
+      sp.lost:await()
+      assert.are.same({ "made", "data:1", "lost" }, sp.events)
+      ct:sendto("to a closed port")
+      cp.lost:await()
+      assert.are.same({ "made", "data:3", "err:ECONNREFUSED", "lost" },
+                      cp.events)
+    end)
+  end)
+
+  it("keeps its loop alive while open, with no reference left", function()
+    local weak = setmetatable({}, { __mode = "v" })
+    local got = {}
+    do
+      local loop = tapio.new_loop()
+      local P = {}
+      function P:connection_made(t) self.t = t end
+      function P:datagram_received(data)
+        got[#got + 1] = data
+        self.t:close()
+      end
+      function P:connection_lost() self.t:get_loop():stop() end
+      local fut = loop:create_datagram_endpoint(function() return P end,
+        { local_addr = { "127.0.0.1", 0 } })
+      loop:run_until_complete(fut)
+      weak.loop, weak.t = loop, fut:result()
+    end
+    collectgarbage()
+    collectgarbage()
+    assert.is_not_nil(weak.loop)
+    assert.is_not_nil(weak.t)
+    local sender = tapio.new_loop()
+    local t = sender:run_until_complete(sender:create_datagram_endpoint(
+      function() return {} end,
+      { remote_addr = weak.t:get_extra_info("sockname") }))
+    t:sendto("ping") -- the socket takes it at once
+    sender:close()
+    weak.loop:run_forever() -- until its connection_lost stops it
+    assert.are.same({ "ping" }, got)
+    weak.loop:close()
+  end)
+
   it("has the datagram kind's methods, not a stream's", function()
     helper.run(function(loop)
       local st = endpoint(loop, { local_addr = { "127.0.0.1", 0 } })
