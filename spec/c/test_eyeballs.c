@@ -159,6 +159,31 @@ static void bind_failure_named(void)
   rec_free(&c);
 }
 
+/* asyncio's test_create_connection_multiple_errors_local_addr: a local
+ * address that fits one family only; the other family's address fails
+ * (nothing to bind) and the next is tried. */
+static void local_address_of_one_family(void)
+{
+  static const char *const hosts[] = { "127.0.0.1" };
+  fixture f;
+  tapio_options *o;
+  msg_wait w;
+  srv sv;
+  int port;
+  begin(&f, 1);
+  srv_init(&sv, f.loop);
+  CHECK_OK(srv_start_hosts(&sv, hosts, 1, 0, NULL));
+  o = new_options(f.loop);
+  CHECK_OK(tapio_options_set_str(o, "local_host", "127.0.0.1"));
+  CHECK_OK(connect_msg(f.loop, "six4.tapio.test", sv.port, &f.c, o, &w));
+  CHECK_OK(tapio_transport_get_sockname(w.t, NULL, 0, &port, NULL));
+  CHECK(port > 0);
+  tapio_options_free(o);
+  tapio_server_release(sv.s);
+  end(&f);
+  srv_free(&sv);
+}
+
 /* ---- Racing ---------------------------------------------------------------- */
 
 /* A listener on host:*port (0: any port) whose backlog is full: a connect
@@ -344,7 +369,8 @@ static void bad_options(void)
 }
 
 TEST_MAIN(TEST(every_address_refused), TEST(interleave_orders_the_attempts),
-          TEST(bind_failure_named), TEST(stalled_ipv6_loses),
+          TEST(bind_failure_named), TEST(local_address_of_one_family),
+          TEST(stalled_ipv6_loses),
           TEST(no_delay_waits_for_the_first),
           TEST(stalled_first_of_one_family),
           TEST(failure_starts_the_next_at_once), TEST(bad_options))

@@ -77,6 +77,13 @@ static void literal_needs_no_lookup(void)
             TAPIO_EAI_FAMILY);
   CHECK_ERR(gai(loop, "v4.tapio.test", "1", 0, 0, TAPIO_AI_NUMERICHOST, &w),
             TAPIO_EAI_NONAME);
+  /* asyncio's test_create_connection_service_name and _ipv6_scope */
+  CHECK_OK(gai(loop, "127.0.0.1", "http", 0, TAPIO_SOCK_STREAM, 0, &w));
+  CHECK_STR(w.text, "127.0.0.1:80/1/6");
+  CHECK_ERR(gai(loop, "127.0.0.1", "nonsense", 0, 0, 0, &w),
+            TAPIO_EAI_SERVICE);
+  CHECK_OK(gai(loop, "fe80::1%1", "7", 0, TAPIO_SOCK_DGRAM, 0, &w));
+  CHECK_STR(w.text, "fe80::1%1:7/2/17");
   free_loop(loop);
   dns_queries(&d, log, sizeof log);
   CHECK_STR(log, "");
@@ -441,6 +448,17 @@ static void bad_input(void)
   CHECK_ERR(tapio_addr_parse("1.2.3.4.5", 1, addr, &len), TAPIO_EAI_NONAME);
   CHECK_ERR(tapio_addr_parse("::1%nosuchif0", 1, addr, &len),
             TAPIO_EAI_NONAME);
+  len = sizeof addr;
+  CHECK_OK(tapio_addr_parse("fe80::1%1", 9, addr, &len));
+  {
+    char host[64];
+    int port;
+    CHECK_OK(tapio_addr_format(addr, len, host, sizeof host, &port, NULL));
+    CHECK_STR(host, "fe80::1%1"); /* the scope is kept */
+    CHECK_EQ(port, 9);
+    CHECK_ERR(tapio_addr_format(addr, len, host, 4, NULL, NULL),
+              TAPIO_ENOBUFS);
+  }
   len = 4;
   CHECK_ERR(tapio_addr_parse("127.0.0.1", 1, addr, &len), TAPIO_ENOBUFS);
   CHECK_ERR(tapio_loop_set_resolver(loop, "not a server", 0, 0),
