@@ -4,12 +4,12 @@
 # datagrams for load's udp mode, CONNS client sockets with one datagram in
 # flight each. Each server is started once, then measured in windows, the
 # servers taking turns, RUNS times; prints one line per server:
-#   udp_<CONNS>c SERVER DATAGRAMS_PER_S SERVER_CPU_US_PER_DATAGRAM
+#   udp_<CONNS>c SERVER DATAGRAMS_PER_S SERVER_CPU_NS_PER_DATAGRAM
 # (medians), the format of run.sh's rows of their own.
 #
 #   bench/udp_bench.sh BUILD CONNS
 #
-# Environment: BENCH_QUICK=1 (2 runs of 0.3 s), BENCH_UDP_RUNS (5),
+# Environment: BENCH_QUICK=1 (2 runs of 0.3 s), BENCH_UDP_RUNS (3),
 # BENCH_WINDOW (1 s), BENCH_WARMUP (0.2 s), BENCH_SERVER_CORE (1),
 # BENCH_LOAD_CORE (0; with 1 connection the load runs on the server's
 # core, as run.sh's pingpong_1c), BENCH_PORT (23000).
@@ -21,7 +21,7 @@ LOAD=$BUILD/bench/load
 if [ -n "${BENCH_QUICK:-}" ] && [ "$BENCH_QUICK" != 0 ]; then
   RUNS=2 WINDOW=0.3 WARMUP=0.1
 else
-  RUNS=${BENCH_UDP_RUNS:-5} WINDOW=${BENCH_WINDOW:-1}
+  RUNS=${BENCH_UDP_RUNS:-3} WINDOW=${BENCH_WINDOW:-1}
   WARMUP=${BENCH_WARMUP:-0.2}
 fi
 SCORE=${BENCH_SERVER_CORE:-1} LCORE=${BENCH_LOAD_CORE:-0}
@@ -93,6 +93,8 @@ for entry in "${SERVERS[@]}"; do
     status=1
     continue
   fi
-  echo "udp_${CONNS}c $name $(median ${RATES[$name]}) $(median ${COSTS[$name]})"
+  cost=$(median ${COSTS[$name]})
+  echo "udp_${CONNS}c $name $(median ${RATES[$name]})" \
+    "$(awk -v us="$cost" 'BEGIN { printf "%.0f", us * 1000 }')"
 done
 exit $status

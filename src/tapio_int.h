@@ -197,6 +197,7 @@ enum {
   TAPIO__T_LOST = 1 << 2,         /* connection_lost scheduled */
   TAPIO__T_WPAUSED = 1 << 3,      /* pause_writing called, not resumed */
   TAPIO__T_RPAUSED = 1 << 4,      /* pause_reading */
+  TAPIO__T_NOWRITE = 1 << 5,      /* the kind cannot write (its caps) */
   /* the stream body's */
   TAPIO__T_EOF_RECEIVED = 1 << 8,
   TAPIO__T_EOF_WANTED = 1 << 9,   /* write_eof called */

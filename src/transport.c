@@ -23,6 +23,8 @@ void tapio__transport_init(tapio_transport *t, const tapio__kind *kind,
   t->high = DEFAULT_HIGH;
   t->low = DEFAULT_HIGH / 4;
   t->task.run = run_lost;
+  if (!(kind->caps & TAPIO__CAN_WRITE))
+    t->flags |= TAPIO__T_NOWRITE; /* one flag test on the write path */
   tapio__list_init(&t->slink);
   tapio__list_push(&loop->transports, &t->link);
 }

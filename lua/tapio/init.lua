@@ -38,21 +38,13 @@ for name, code in pairs(core.errors) do
   tapio[name] = code -- tapio.ECONNREFUSED, ...
 end
 
-tapio.cancelled_error = U.cancelled_error
-tapio.is_cancelled = U.is_cancelled
-
 tapio.Future = F.Future
-tapio.is_future = F.is_future
-tapio.current_task = F.current_task
-tapio.await = F.await_future
-
 tapio.Task = T.Task
-tapio.all_tasks = T.all_tasks
-tapio.get_running_loop = T.get_running_loop
-tapio.create_task = T.create_task
-tapio.sleep = T.sleep
-tapio.run = T.run
-tapio._traceback = T._traceback
+for _, module in ipairs({ U, F, T }) do
+  for name, fn in pairs(module.api) do
+    tapio[name] = fn -- cancelled_error, current_task, run, sleep, ...
+  end
+end
 
 -- ---- Printing like Python ------------------------------------------------
 

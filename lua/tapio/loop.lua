@@ -6,9 +6,9 @@ local core = require "tapio.core"
 local U = require "tapio.util"
 local F = require "tapio.future"
 
-local check_self, is_cancelled = U.check_self, U.is_cancelled
+local check_self, is_cancelled = U.check_self, U.api.is_cancelled
 local new_future, resolve, await = F.new_future, F.resolve, F.await
-local current_task = F.current_task
+local current_task = F.api.current_task
 local Loop = core.loop_methods
 local Server = core.server_methods
 local server_mt = U.server_mt
