@@ -164,15 +164,13 @@ static void bind_failure_named(void)
  * (nothing to bind) and the next is tried. */
 static void local_address_of_one_family(void)
 {
-  static const char *const hosts[] = { "127.0.0.1" };
   fixture f;
   tapio_options *o;
   msg_wait w;
   srv sv;
   int port;
   begin(&f, 1);
-  srv_init(&sv, f.loop);
-  CHECK_OK(srv_start_hosts(&sv, hosts, 1, 0, NULL));
+  srv_start(&sv, f.loop);
   o = new_options(f.loop);
   CHECK_OK(tapio_options_set_str(o, "local_host", "127.0.0.1"));
   CHECK_OK(connect_msg(f.loop, "six4.tapio.test", sv.port, &f.c, o, &w));
@@ -327,7 +325,6 @@ static void stalled_first_of_one_family(void)
 /* A failure starts the next address at once, not after the delay. */
 static void failure_starts_the_next_at_once(void)
 {
-  static const char *const good[] = { "127.0.0.1" };
   fixture f;
   tapio_options *o;
   msg_wait w;
@@ -335,8 +332,7 @@ static void failure_starts_the_next_at_once(void)
   double t0;
   int probe;
   begin(&f, 1);
-  srv_init(&sv, f.loop);
-  CHECK_OK(srv_start_hosts(&sv, good, 1, 0, NULL));
+  srv_start(&sv, f.loop);
   probe = raw_connect(AF_INET6, "::1", sv.port);
   if (probe >= 0) /* something of another test holds [::1]:port */
     SKIP("the port is taken on ::1");
