@@ -130,13 +130,18 @@ static tl_server *newserver(lua_State *L, tl_loop *lb, int fi, int cbi) {
   return ls;
 }
 
+/* The pending server (loop:_cancel takes it), or nil, err. */
 static int finish(lua_State *L, tl_server *ls, int rc) {
   if (rc < 0) {
     unanchor(L, ls);
     return tl_fail(L, rc);
   }
-  lua_pushboolean(L, 1);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ls->self_ref);
   return 1;
+}
+
+void tl_server_cancelled(lua_State *L, tl_server *ls) {
+  unanchor(L, ls);
 }
 
 /* host: nil, a string or a list of strings; returns their number and
