@@ -557,6 +557,26 @@ static void loop_freed_before_made(void)
   prec_free(&p);
 }
 
+/* A pending subprocess_exec cancelled before connection_made: the child
+ * is killed and reaped at once, and nobody is called, then or later. */
+static void cancelled_before_made(void)
+{
+  tapio_loop *loop = new_loop();
+  conn_wait w = { 0 };
+  prec p;
+  prec_init(&p);
+  CHECK_OK(tapio_subprocess_exec(loop, "sleep", sleep_argv + 1, 1,
+                                 &prec_proto, &p, NULL, on_connected, &w));
+  CHECK_EQ(tapio_cancel_pending(loop, &w), 1);
+  CHECK(waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD);
+  CHECK_EQ(tapio_cancel_pending(loop, &w), 0);
+  spin(loop, 3);
+  CHECK_EQ(w.done, 0);
+  CHECK_STR(p.r.log, "");
+  free_loop(loop);
+  prec_free(&p);
+}
+
 /* bpo-32115: with SIGCHLD ignored the kernel reaps children itself; the
  * exit is still seen (returncode 255: the status is gone), no hang. */
 static void sigchld_ignored(void)
@@ -595,5 +615,6 @@ TEST_MAIN(
   TEST(two_loops_two_threads),
   TEST(loop_freed_with_children),
   TEST(loop_freed_before_made),
+  TEST(cancelled_before_made),
   TEST(sigchld_ignored)
 )
