@@ -230,8 +230,7 @@ static int l_create_datagram_endpoint(lua_State *L) {
   lua_settop(L, 4);
   tl_checkcallable(L, 3, FN_DGRAM, 1, "protocol_factory");
   o = dgram_options(L, 4, lb->loop);
-  lt = tl_pending(L, lb, 3, 2);
-  luaL_setmetatable(L, TL_DGRAM_TRANSPORT); /* the datagram kind's */
+  lt = tl_pending(L, lb, TL_DGRAM_TRANSPORT, 3, 2);
   rc = tapio_create_datagram_endpoint(lb->loop, &tl_datagram_protocol, lt, o,
                                       tl_on_connected, lt);
   tapio_options_free(o);

@@ -29,8 +29,8 @@ static int connect_pipe(lua_State *L, int writing) {
   o = tl_options(L, 5, fn, 3, writing ? TAPIO_CALL_CONNECT_WRITE_PIPE
                                       : TAPIO_CALL_CONNECT_READ_PIPE,
                  lb->loop);
-  lt = tl_pending(L, lb, 3, 2);
-  luaL_setmetatable(L, writing ? TL_WRITE_TRANSPORT : TL_READ_TRANSPORT);
+  lt = tl_pending(L, lb, writing ? TL_WRITE_TRANSPORT : TL_READ_TRANSPORT,
+                  3, 2);
   rc = writing ? tapio_connect_write_pipe(lb->loop, fd, &tl_plain_protocol,
                                           lt, o, tl_on_connected, lt)
                : tapio_connect_read_pipe(lb->loop, fd, &tl_plain_protocol,

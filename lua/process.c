@@ -330,8 +330,7 @@ static int spawn_error(lua_State *L, tl_transport *lt, int rc,
 
 /* The transport for a subprocess about to start, on top. */
 static tl_transport *pending(lua_State *L, tl_loop *lb) {
-  tl_transport *lt = tl_pending(L, lb, 3, 2);
-  luaL_setmetatable(L, TL_SUBPROCESS);
+  tl_transport *lt = tl_pending(L, lb, TL_SUBPROCESS, 3, 2);
   new_uservalue(L);
   return lt;
 }

@@ -38,7 +38,7 @@ typedef struct accept_out {
  * factory, both anchored until connection_lost. */
 int tl_tr_accept(lua_State *L) {
   accept_out *o = lua_touserdata(L, 1);
-  o->lt = tl_newtransport(L, o->ls->lb);
+  o->lt = tl_newtransport(L, o->ls->lb, TL_TRANSPORT);
   lua_rawgeti(L, LUA_REGISTRYINDEX, o->ls->factory_ref);
   tl_take_protocol(L, o->lt);
   return 0;

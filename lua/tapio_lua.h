@@ -203,8 +203,9 @@ void tl_transport_class(lua_State *L, const char *tname, unsigned which,
 /* A new transport userdata of metatable tname on top, with no references
  * and not anchored (a subprocess's pipe: its subprocess holds it). */
 tl_transport *tl_newunanchored(lua_State *L, tl_loop *lb, const char *tname);
-/* Inside a trampoline: a new transport userdata, anchored, on top. */
-tl_transport *tl_newtransport(lua_State *L, tl_loop *lb);
+/* Inside a trampoline: a new transport userdata of metatable tname (the
+ * kind's), anchored, on top. */
+tl_transport *tl_newtransport(lua_State *L, tl_loop *lb, const char *tname);
 /* Releases the anchors of a transport that is done with. */
 void tl_release_transport(lua_State *L, tl_transport *lt);
 /* The transport's Lua object when t is one of the binding's, else nil. */
@@ -215,10 +216,11 @@ int tl_tr_connected(lua_State *L);
 tl_transport *tl_checktransport(lua_State *L, const char *fn);
 /* The transport of any kind at idx, or NULL. */
 tl_transport *tl_testtransport(lua_State *L, int idx);
-/* A transport for a create call, anchored, on top (set its kind's
- * metatable when it is not a stream): the factory (at fi) runs at
- * connection_made, the completion callback (at cbi) after. */
-tl_transport *tl_pending(lua_State *L, tl_loop *lb, int fi, int cbi);
+/* A transport of metatable tname for a create call, anchored, on top: the
+ * factory (at fi) runs at connection_made, the completion callback (at
+ * cbi) after. */
+tl_transport *tl_pending(lua_State *L, tl_loop *lb, const char *tname,
+                         int fi, int cbi);
 /* The core's completion callback for tl_pending's transports. */
 void tl_on_connected(void *ud, int status, tapio_transport *t);
 /* What a create method returns for the core's rc: the pending transport

@@ -27,8 +27,8 @@ tl_transport *tl_newunanchored(lua_State *L, tl_loop *lb,
   return lt;
 }
 
-tl_transport *tl_newtransport(lua_State *L, tl_loop *lb) {
-  tl_transport *lt = tl_newunanchored(L, lb, TL_TRANSPORT);
+tl_transport *tl_newtransport(lua_State *L, tl_loop *lb, const char *tname) {
+  tl_transport *lt = tl_newunanchored(L, lb, tname);
   lua_pushvalue(L, -1);
   lt->self_ref = tl_anchor(lb, L);
   return lt;
@@ -106,8 +106,9 @@ void tl_on_connected(void *ud, int status, tapio_transport *t) {
 
 /* The transport for a pending connect: the factory (at fi) runs at
  * connection_made, the callback (at cbi) once the connect is done. */
-tl_transport *tl_pending(lua_State *L, tl_loop *lb, int fi, int cbi) {
-  tl_transport *lt = tl_newtransport(L, lb);
+tl_transport *tl_pending(lua_State *L, tl_loop *lb, const char *tname,
+                         int fi, int cbi) {
+  tl_transport *lt = tl_newtransport(L, lb, tname);
   lua_pushvalue(L, fi);
   lt->factory_ref = tl_ref(lb, L);
   lua_pushvalue(L, cbi);
@@ -170,7 +171,7 @@ static int l_create_connection(lua_State *L) {
                        "host and port are required unless opts.sock is "
                        "given");
   o = tl_options(L, 6, FN_CONNECT, 4, TAPIO_CALL_CREATE_CONNECTION, lb->loop);
-  lt = tl_pending(L, lb, 3, 2);
+  lt = tl_pending(L, lb, TL_TRANSPORT, 3, 2);
   rc = tapio_create_connection(lb->loop, host, port, &tl_plain_protocol, lt,
                                o, tl_on_connected, lt);
   tapio_options_free(o);
@@ -190,7 +191,7 @@ static int l_create_unix_connection(lua_State *L) {
   path = lua_tostring(L, 4);
   o = tl_options(L, 5, FN_UNIX_CONNECT, 3, TAPIO_CALL_CREATE_UNIX_CONNECTION,
                  lb->loop);
-  lt = tl_pending(L, lb, 3, 2);
+  lt = tl_pending(L, lb, TL_TRANSPORT, 3, 2);
   rc = tapio_create_unix_connection(lb->loop, path, &tl_plain_protocol, lt,
                                     o, tl_on_connected, lt);
   tapio_options_free(o);
@@ -208,7 +209,7 @@ static int l_connect_accepted_socket(lua_State *L) {
   fd = (int)tl_checkint(L, 4, FN_ACCEPTED, 2, "sock", 0, 0x7fffffff);
   o = tl_options(L, 5, FN_ACCEPTED, 3, TAPIO_CALL_CONNECT_ACCEPTED_SOCKET,
                  lb->loop);
-  lt = tl_pending(L, lb, 3, 2);
+  lt = tl_pending(L, lb, TL_TRANSPORT, 3, 2);
   rc = tapio_connect_accepted_socket(lb->loop, fd, &tl_plain_protocol, lt, o,
                                      tl_on_connected, lt);
   tapio_options_free(o);

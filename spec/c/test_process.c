@@ -539,6 +539,15 @@ static void loop_freed_with_children(void)
   prec_free(&q);
 }
 
+/* p, a `sleep 30` whose subprocess_exec is pending: w is its
+ * completion's. */
+static void exec_sleep_pending(tapio_loop *loop, conn_wait *w, prec *p)
+{
+  prec_init(p);
+  CHECK_OK(tapio_subprocess_exec(loop, "sleep", sleep_argv + 1, 1,
+                                 &prec_proto, p, NULL, on_connected, w));
+}
+
 /* Freed before connection_made ran: the child is killed and reaped, the
  * completion gets ECANCELED, nothing is told to the protocol. */
 static void loop_freed_before_made(void)
@@ -546,9 +555,7 @@ static void loop_freed_before_made(void)
   tapio_loop *loop = new_loop();
   conn_wait w = { 0 };
   prec p;
-  prec_init(&p);
-  CHECK_OK(tapio_subprocess_exec(loop, "sleep", sleep_argv + 1, 1,
-                                 &prec_proto, &p, NULL, on_connected, &w));
+  exec_sleep_pending(loop, &w, &p);
   free_loop(loop);
   CHECK_EQ(w.done, 1);
   CHECK_ERR(w.status, TAPIO_ECANCELED);
@@ -564,9 +571,7 @@ static void cancelled_before_made(void)
   tapio_loop *loop = new_loop();
   conn_wait w = { 0 };
   prec p;
-  prec_init(&p);
-  CHECK_OK(tapio_subprocess_exec(loop, "sleep", sleep_argv + 1, 1,
-                                 &prec_proto, &p, NULL, on_connected, &w));
+  exec_sleep_pending(loop, &w, &p);
   CHECK_EQ(tapio_cancel_pending(loop, &w), 1);
   CHECK(waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD);
   CHECK_EQ(tapio_cancel_pending(loop, &w), 0);
