@@ -97,6 +97,9 @@ ROWS=(
   "timers       own:scheduled/s:fired/s same $BIN/timers"
   "pipe         own:MB/s:cpu_us/MB same $HERE/children.sh pipe $BUILD"
   "spawn        own:spawns/s:cpu_us/spawn same $HERE/children.sh spawn $BUILD"
+  "udp_echo_1c  own:datagrams/s:ns/datagram same $HERE/udp_bench.sh $BUILD 1"
+  "udp_echo_50c own:datagrams/s:ns/datagram split $HERE/udp_bench.sh $BUILD 50"
+  "resolver     own:lookups/s:ms_for_1000 same $HERE/resolve_bench.sh $BUILD"
 )
 
 # What the verdicts judge: "rate SERVER REF BOUND" (the median ratio of

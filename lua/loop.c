@@ -85,6 +85,9 @@ static const lua_CFunction tramps[TL_NTRAMP] = {
   [TL_T_CORE] = tr_core,
   [TL_T_PIPE_DATA] = tl_tr_pipe_data,
   [TL_T_PIPE_LOST] = tl_tr_pipe_lost,
+  [TL_T_DGRAM] = tl_tr_dgram,
+  [TL_T_DGRAM_ERR] = tl_tr_dgram_err,
+  [TL_T_LOOKUP] = tl_tr_lookup,
 };
 
 /* [1]'s __tostring, in a call of its own: it may raise. */
@@ -702,6 +705,8 @@ TL_EXPORT int luaopen_tapio_core(lua_State *L) {
   tl_open_pipe(L);
   tl_open_process(L);
   tl_open_util(L);
+  tl_open_datagram(L);
+  tl_open_resolve(L);
   tl_open_embed(L);
   lua_pushstring(L, tapio_version_string());
   lua_setfield(L, -2, "version");

@@ -6,8 +6,9 @@
 #include "tapio_lua.h"
 
 /* A protocol with get_buffer is a BufferedProtocol, as asyncio decides by
- * class when the protocol is set; the tapio table must say so. Only a
- * stream's table is switched: other kinds keep theirs (a subprocess's). */
+ * class when the protocol is set; the tapio table must say so. Only the
+ * stream tables are switched (a socket's, a pipe's): a datagram endpoint
+ * and a subprocess keep their own. */
 void tl_choose_kind(lua_State *L, int proto, tl_transport *lt) {
   const tapio_protocol *cur = NULL;
   lua_getfield(L, proto, "get_buffer");

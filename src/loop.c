@@ -106,18 +106,37 @@ void tapio__task_post(tapio_loop *loop, tapio__task *task) {
 }
 
 /* Runs the tasks queued before this call; tasks they queue wait for the
- * next iteration, so a call that re-schedules itself cannot starve I/O. */
+ * next iteration, so a call that re-schedules itself cannot starve I/O.
+ * The batch leaves the queue first and waits in loop->batch, where
+ * tapio__task_unpost finds a task whose owner is freed meanwhile. */
 static void run_queued(tapio_loop *loop) {
-  tapio__task *last = loop->ready_tail;
-  while (last) {
-    tapio__task *task = loop->ready_head;
-    loop->ready_head = task->next;
-    if (!loop->ready_head)
-      loop->ready_tail = NULL;
+  tapio__task *task;
+  loop->batch = loop->ready_head;
+  loop->ready_head = loop->ready_tail = NULL;
+  while ((task = loop->batch) != NULL) {
+    loop->batch = task->next;
     task->run(task);
-    if (task == last)
-      break;
   }
+}
+
+/* Unlinks task from the list at *p; 1 if it was there. */
+static int unlink_task(tapio__task **p, tapio__task *task,
+                       tapio__task **tail) {
+  tapio__task *prev = NULL;
+  for (; *p; prev = *p, p = &(*p)->next) {
+    if (*p != task)
+      continue;
+    *p = task->next;
+    if (tail && *tail == task)
+      *tail = prev;
+    return 1;
+  }
+  return 0;
+}
+
+void tapio__task_unpost(tapio_loop *loop, tapio__task *task) {
+  if (!unlink_task(&loop->batch, task, NULL))
+    unlink_task(&loop->ready_head, task, &loop->ready_tail);
 }
 
 static void on_check(struct ev_loop *ev, ev_check *w, int revents) {
@@ -140,31 +159,6 @@ static void on_idle(struct ev_loop *ev, ev_idle *w, int revents) {
   (void)ev;
   (void)w;
   (void)revents;
-}
-
-/* ---- Requests: pending connects and server creations ------------------- */
-
-void tapio__request_start(tapio_loop *loop, tapio__request *req,
-                          tapio__task_fn run,
-                          void (*cancel)(tapio__request *)) {
-  req->loop = loop;
-  req->task.run = run;
-  req->cancel = cancel;
-  tapio__list_push(&loop->requests, &req->link);
-  tapio__task_post(loop, &req->task);
-}
-
-void tapio__request_done(tapio__request *req) {
-  tapio__list_remove(&req->link);
-}
-
-/* Requests still waiting on I/O when the loop is freed. */
-void tapio__requests_cancel_all(tapio_loop *loop) {
-  while (!tapio__list_empty(&loop->requests)) {
-    tapio__request *req =
-        TAPIO_CONTAINER(loop->requests.next, tapio__request, link);
-    req->cancel(req);
-  }
 }
 
 /* ---- Thread-safe calls ------------------------------------------------- */
@@ -367,6 +361,9 @@ int tapio_loop_free(tapio_loop *loop) {
   tapio__servers_free_all(loop);
   tapio__shells_free_all(loop);
   tapio__handles_free_all(loop);
+  tapio__resolver_free(loop); /* lookups left are cancelled ones */
+  tapio__strfree(loop, loop->dns_servers);
+  tapio__datagram_area_free(loop);
   run_ts_calls(take_ts_calls(loop), 0); /* dropped unrun, as call_soon's */
   tapio__free(loop, loop->rbuf_block, TAPIO__RBUF_SIZE + TAPIO__RBUF_ALIGN);
   tapio__backend_free(loop);

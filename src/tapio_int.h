@@ -78,6 +78,7 @@ struct tapio_loop {
   ev_io wakeup;       /* call_soon_threadsafe; keeps run() alive */
   int wakeup_fd;      /* its eventfd */
   tapio__task *ready_head, *ready_tail;
+  tapio__task *batch;      /* the tasks run_queued is running */
   tapio__link due;    /* timers fired this iteration, not yet queued */
   uint64_t seq;
   pthread_mutex_t ts_lock;
@@ -91,6 +92,12 @@ struct tapio_loop {
   tapio__link requests;    /* pending connects and server creations */
   char *rbuf;              /* the shared read buffer, made on first read */
   void *rbuf_block;        /* the allocation rbuf is aligned within */
+  char *dbuf;              /* datagram slots, made on first datagram read */
+  const char *errmsg;      /* tapio_loop_error_message, during a completion */
+  struct tapio__resolver *resolver; /* c-ares, made on first name lookup */
+  char *dns_servers;       /* tapio_loop_set_resolver's, or NULL */
+  double dns_timeout;      /* seconds per try; 0: the system's */
+  int dns_tries;           /* 0: the system's */
   /* the pollable loop (backend.c) */
   int io_changed;          /* a watcher started or stopped since the last
                               run began: libev's kernel set is stale */
@@ -108,6 +115,9 @@ char *tapio__strdup(tapio_loop *loop, const char *s);
 void tapio__strfree(tapio_loop *loop, char *s);
 
 void tapio__task_post(tapio_loop *loop, tapio__task *task);
+/* Takes a posted task off the ready queue (or the batch being run), so
+ * that its memory can go before it runs; harmless when not posted. */
+void tapio__task_unpost(tapio_loop *loop, tapio__task *task);
 void tapio__report(tapio_loop *loop, int code, const char *message,
                    tapio_transport *t);
 double tapio__now(void);
@@ -192,6 +202,13 @@ enum tapio__opt {
   TAPIO__OPT_START_NEW_SESSION,
   TAPIO__OPT_PASS_FDS,
   TAPIO__OPT_CLOSE_FDS,
+  TAPIO__OPT_HAPPY_EYEBALLS_DELAY,
+  TAPIO__OPT_INTERLEAVE,
+  TAPIO__OPT_REMOTE_HOST,
+  TAPIO__OPT_REMOTE_PORT,
+  TAPIO__OPT_LOCAL_PATH,
+  TAPIO__OPT_REMOTE_PATH,
+  TAPIO__OPT_ALLOW_BROADCAST,
   TAPIO__OPT_COUNT
 };
 
@@ -209,6 +226,8 @@ const char *tapio__opt_str(const tapio_options *o, enum tapio__opt which);
  * count in *n; NULL and 0 when none. */
 const void *tapio__opt_list(const tapio_options *o, enum tapio__opt which,
                             size_t *n);
+double tapio__opt_double(const tapio_options *o, enum tapio__opt which,
+                         double dflt);
 
 /* ---- Transports: one head for every kind, a body per kind -------------- */
 
@@ -416,43 +435,132 @@ typedef struct tapio__child {
 int tapio__spawn(tapio_loop *loop, const char *program, char *const *argv,
                  const tapio_options *opts, tapio__child *out);
 
-/* ---- Requests: pending connects and server creations ------------------- */
+/* ---- Datagram transport (datagram.c) ----------------------------------- */
 
+typedef struct tapio__dgram tapio__dgram;
+struct tapio__addr;
+
+/* A datagram endpoint on fd (non-blocking, of family af). connected: the
+ * socket is connected (its peer kept with tapio__transport_set_peer) and
+ * sendto without an address uses send(); dflt (or NULL): the destination
+ * of sendto without an address on an endpoint that is not connected. */
+tapio_transport *tapio__datagram_new(tapio_loop *loop, int fd, int af,
+                                     const tapio_datagram_protocol *proto,
+                                     void *ud, int connected,
+                                     const struct tapio__addr *dflt);
+/* Frees the loop's datagram slots (tapio_loop_free). */
+void tapio__datagram_area_free(tapio_loop *loop);
+
+/* ---- Requests: pending create calls and lookups (request.c) ------------ */
+
+/* Every call that completes later through a user's completion callback
+ * is a request, so that freeing the loop and tapio_cancel_pending find it.
+ * `cancel` ends it at once with ECANCELED: it frees what it holds, and
+ * calls the completion unless `quiet` is set (a cancel by the user). */
 typedef struct tapio__request tapio__request;
 struct tapio__request {
   tapio__task task;
   tapio__link link;          /* loop->requests */
   tapio_loop *loop;
-  void (*cancel)(tapio__request *req); /* completes with ECANCELED */
+  void (*cancel)(tapio__request *req);
+  void *ud;                  /* the completion's user pointer */
+  int quiet;                 /* cancelled by the user: call nobody */
 };
 
 void tapio__request_start(tapio_loop *loop, tapio__request *req,
                           tapio__task_fn run,
                           void (*cancel)(tapio__request *));
-void tapio__request_done(tapio__request *req);
+/* Unlinks the request; 1 if its completion is to be called, 0 when the
+ * user cancelled it. */
+int tapio__request_done(tapio__request *req);
 void tapio__requests_cancel_all(tapio_loop *loop);
 /* A create call's transport t, made and waiting: from the loop,
  * connection_made (tapio__transport_made), then cb(cb_ud, 0, t); if the
- * loop is freed first, t is discarded and cb gets TAPIO_ECANCELED.
+ * request is cancelled first (the loop freed, tapio_cancel_pending), t is
+ * discarded and cb gets TAPIO_ECANCELED (not after tapio_cancel_pending).
  * TAPIO_ENOMEM, with t untouched, when the request cannot be made. */
 int tapio__request_transport(tapio_loop *loop, tapio_transport *t,
                              tapio_connect_fn cb, void *cb_ud);
+/* A create call's completion with an error, when call (what
+ * tapio__request_done said) is set: message (or NULL) is what
+ * tapio_loop_error_message answers during it. The request is freed by
+ * then. */
+void tapio__connect_failed(tapio_loop *loop, int call, tapio_connect_fn cb,
+                           void *ud, int code, const char *message);
 
-/* ---- Name resolution --------------------------------------------------- */
+/* ---- Name resolution (resolve.c) --------------------------------------- */
 
 typedef struct tapio__addr {
   struct sockaddr_storage ss;
   socklen_t len;
 } tapio__addr;
 
-/* The one way names become addresses: *out gets *n stream-socket
- * addresses (free with tapio__addrs_free). host NULL or "" with passive
- * means every interface. It blocks for now; callers only call it from
- * tasks, never from inside a user's call, so an asynchronous resolver can
- * replace it without touching them. */
-int tapio__resolve(tapio_loop *loop, const char *host, int port, int family,
-                   int passive, tapio__addr **out, size_t *n);
+typedef struct tapio__lookup tapio__lookup;
+typedef struct tapio__resolver tapio__resolver;
+
+/* A lookup's answer, from a task of the loop: status 0 and n >= 1
+ * addresses (the callback's to keep; tapio__addrs_free) and, when asked
+ * for, the canonical name (borrowed for the call); or an error and none.
+ * The lookup is gone by then: its owner forgets it. */
+typedef void (*tapio__resolved_fn)(void *ud, int status, tapio__addr *addrs,
+                                   size_t n, const char *canon);
+/* A reverse lookup's answer: host and service borrowed for the call. */
+typedef void (*tapio__named_fn)(void *ud, int status, const char *host,
+                                const char *service);
+
+enum {
+  TAPIO__RES_PASSIVE = 1,  /* no host: every interface (else loopback) */
+  TAPIO__RES_CANON = 2,    /* the answer carries the canonical name */
+  TAPIO__RES_NUMERIC = 4   /* a literal address or nothing: no lookup */
+};
+
+/* The one way names become addresses: host (a name, a literal, or
+ * NULL/"") and service (a port number or a name from /etc/services) as
+ * addresses of family (TAPIO_AF_* value, 0 any). A literal or no host is
+ * answered at once, with no lookup: returns 1, *addrs and *n set (the
+ * caller's), and cb is never called. A name goes to c-ares: returns 0,
+ * *lk is the lookup, and cb runs later from a task unless
+ * tapio__lookup_cancel comes first. Negative: an error, nothing pending. */
+int tapio__resolve(tapio_loop *loop, const char *host, const char *service,
+                   int family, int flags, tapio__resolved_fn cb, void *ud,
+                   tapio__lookup **lk, tapio__addr **addrs, size_t *n);
+/* The same for an int port. */
+int tapio__resolve_port(tapio_loop *loop, const char *host, int port,
+                        int family, int flags, tapio__resolved_fn cb,
+                        void *ud, tapio__lookup **lk, tapio__addr **addrs,
+                        size_t *n);
+/* getnameinfo of sa (TAPIO_NI_* flags), always answered from a task. */
+int tapio__nameinfo(tapio_loop *loop, const struct sockaddr *sa,
+                    socklen_t len, int flags, tapio__named_fn cb, void *ud,
+                    tapio__lookup **lk);
+/* Nobody is called back; harmless for NULL. */
+void tapio__lookup_cancel(tapio__lookup *lk);
 void tapio__addrs_free(tapio_loop *loop, tapio__addr *addrs, size_t n);
+/* Destroys the loop's c-ares channel, if any (tapio_loop_free). */
+void tapio__resolver_free(tapio_loop *loop);
+
+/* ---- Racing connects: Happy Eyeballs (eyeballs.c) ---------------------- */
+
+typedef struct tapio__race tapio__race;
+/* The race is over (it is freed by then): fd >= 0 connected to addr (the
+ * caller's descriptor now), or fd -1, the first address's error and a
+ * message saying what each address answered (borrowed for the call). */
+typedef void (*tapio__race_fn)(void *ud, int fd, const tapio__addr *addr,
+                               int code, const char *message);
+/* Connects a stream socket to one of addrs[0..n), n >= 1, reordered in
+ * place by family when first > 0 (asyncio's interleave), each bound to
+ * the first of locals[0..nlocals) of its family that binds. delay < 0:
+ * one address after the other; else Happy Eyeballs, a new attempt every
+ * delay seconds. addrs and locals must outlive the race. done may run
+ * before this returns (every address failing at once): after a 0 return
+ * the caller touches nothing of its own. *race, set before anything is
+ * tried, is for tapio__race_cancel until done runs. */
+int tapio__race_start(tapio_loop *loop, tapio__addr *addrs, size_t n,
+                      const tapio__addr *locals, size_t nlocals, double delay,
+                      size_t first, tapio__race_fn done, void *ud,
+                      tapio__race **race);
+/* Stops every attempt and frees the race; done is not called. */
+void tapio__race_cancel(tapio__race *race);
 
 /* ---- Sockets and addresses --------------------------------------------- */
 
@@ -461,6 +569,15 @@ int tapio__family_to_af(int family);
  * port and TAPIO_AF_* family. */
 int tapio__format_addr(const struct sockaddr *sa, socklen_t len, char *host,
                        size_t hostlen, int *port, int *family);
+/* "what ('127.0.0.1', 9): connection refused" (a Unix path quoted, no
+ * address when len is 0) into buf: how tapio's messages name an address
+ * an operation failed on, as asyncio's do. */
+void tapio__describe(char *buf, size_t size, const char *what,
+                     const struct sockaddr *sa, socklen_t len, int code);
+/* Two socket addresses name the same endpoint (family, address, port,
+ * IPv6 scope; a Unix path), whatever their padding. */
+int tapio__addr_equal(const struct sockaddr *a, socklen_t alen,
+                      const struct sockaddr *b, socklen_t blen);
 /* getsockname (peer 0) or getpeername (peer 1) of fd, formatted. */
 int tapio__fd_name(int fd, int peer, char *host, size_t hostlen, int *port,
                    int *family);
