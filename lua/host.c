@@ -168,6 +168,13 @@ static int pmain(lua_State *L) {
   char **argv = lua_touserdata(L, 2);
   int script = 1, status, n;
   luaL_openlibs(L);
+  /* The collector in generational mode, as the standalone lua5.4 runs it:
+   * a server's data strings die young, and the incremental collector
+   * would mark the whole live heap again for every few hundred of them
+   * (a third of a 1 KiB echo request's instructions; see bench/README.md).
+   * The host's choice, not the module's: how a program collects is its
+   * own business. */
+  lua_gc(L, LUA_GCGEN, 0, 0);
   preload_tapio(L);
   if (strcmp(argv[1], "-e") == 0) {
     if (argc < 3) {

@@ -69,6 +69,13 @@ describe("the tapio host program", function()
     assert.matches("in function 'tapio.run'", out)
   end)
 
+  it("collects in generational mode, as the standalone lua5.4 does", function()
+    -- collectgarbage(mode) returns the mode it replaces
+    local out, status = run_script([[print(collectgarbage("incremental"))]])
+    assert.are.equal(0, status)
+    assert.are.equal("generational\n", out)
+  end)
+
   it("exits with os.exit's status", function()
     local _, status = run_script("os.exit(3)")
     assert.are.equal(3, status)
