@@ -101,6 +101,9 @@ char *tapio__strdup(tapio_loop *loop, const char *s);
 void tapio__strfree(tapio_loop *loop, char *s);
 
 void tapio__task_post(tapio_loop *loop, tapio__task *task);
+/* Timers are due or tasks queued: the loop's check runs them at the end
+ * of this iteration (the check rests while there is nothing to run). */
+void tapio__check_wanted(tapio_loop *loop);
 void tapio__report(tapio_loop *loop, int code, const char *message,
                    tapio_transport *t);
 double tapio__now(void);
@@ -110,8 +113,12 @@ double tapio__now(void);
  * into one 16 bytes past a page (where malloc puts large blocks). */
 #define TAPIO__RBUF_ALIGN 4096
 
-/* The loop's read buffer, allocated on first use; NULL without memory. */
-char *tapio__read_buffer(tapio_loop *loop);
+/* The loop's read buffer, allocated on first use; NULL without memory.
+ * Inline: every read asks for it. */
+char *tapio__read_buffer_make(tapio_loop *loop);
+static inline char *tapio__read_buffer(tapio_loop *loop) {
+  return loop->rbuf ? loop->rbuf : tapio__read_buffer_make(loop);
+}
 
 /* ---- Errors ------------------------------------------------------------ */
 
