@@ -91,6 +91,7 @@ static void on_timer(struct ev_loop *ev, ev_timer *w, int revents) {
   (void)revents;
   tapio__list_push(&h->loop->due, &h->due);
   h->state = H_DUE;
+  tapio__check_wanted(h->loop);
 }
 
 /* Calls due together run in the order they were scheduled. */
