@@ -399,7 +399,10 @@ static void loop_init_refs(lua_State *L, tl_loop *lb) {
   lua_pushcclosure(L, msghandler, 1);
   lb->msgh_ref = tl_ref(lb, L);
   for (i = 0; i < TL_NTRAMP; i++) {
-    lua_pushcfunction(L, tramps[i]);
+    /* data_received's name as an upvalue: its lookup hashes no C string */
+    if (i == TL_T_DATA)
+      lua_pushliteral(L, "data_received");
+    lua_pushcclosure(L, tramps[i], i == TL_T_DATA);
     lb->tramp_ref[i] = tl_ref(lb, L);
   }
   lb->tb_ref = new_ref_value(lb, L);
@@ -601,8 +604,8 @@ void tl_newclass(lua_State *L, const char *tname, const luaL_Reg *methods,
   lua_pushstring(L, tname); /* 5.4 sets __name, 5.1 does not */
   lua_setfield(L, -2, "__name");
   lua_newtable(L);
-  if (nup)
-    lua_pushvalue(L, -2); /* the metatable, as each method's upvalue */
+  if (nup) /* the metatable's address, as each method's upvalue */
+    lua_pushlightuserdata(L, (void *)lua_topointer(L, -2));
   luaL_setfuncs(L, methods, nup ? 1 : 0);
   lua_pushvalue(L, -1);
   lua_setfield(L, -3, "__index");

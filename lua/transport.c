@@ -205,17 +205,12 @@ static int l_connect_accepted_socket(lua_State *L) {
 
 /* ---- Transport methods ------------------------------------------------- */
 
-/* Methods get the metatable as upvalue 1: checking self is a pointer
- * comparison, with no registry lookup on the write path. */
+/* Methods get the metatable's address as upvalue 1: checking self is a
+ * pointer comparison, with no registry lookup on the write path. */
 static tl_transport *totransport(lua_State *L, const char *fn) {
-  if (lua_getmetatable(L, 1)) {
-    int ok = lua_rawequal(L, -1, lua_upvalueindex(1));
-    lua_pop(L, 1);
-    if (ok)
-      return lua_touserdata(L, 1);
-  }
-  tl_typeerror(L, fn, 0, "self", 1, TL_TRANSPORT);
-  return NULL;
+  if (!tl_isclass(L, 1))
+    tl_typeerror(L, fn, 0, "self", 1, TL_TRANSPORT);
+  return lua_touserdata(L, 1);
 }
 
 static tl_transport *checkopen(lua_State *L, const char *fn) {
@@ -510,7 +505,7 @@ int tl_open_transport(lua_State *L) {
   tl_newclass(L, TL_TRANSPORT, transport_methods, 1);
   lua_setfield(L, -2, "transport_methods");
   luaL_getmetatable(L, TL_TRANSPORT);
-  lua_pushvalue(L, -1);
+  lua_pushlightuserdata(L, (void *)lua_topointer(L, -1));
   lua_pushcclosure(L, t_tostring, 1);
   lua_setfield(L, -2, "__tostring");
   lua_pop(L, 1);
