@@ -4,6 +4,7 @@
 #include "tapio_lua.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Registry keys (their addresses): a weak table of the loops by their
@@ -452,6 +453,8 @@ static void loop_free(lua_State *L, tl_loop *lb, int quiet) {
   lb->closing = 1;
   tapio_loop_free(lb->loop);
   lb->loop = NULL;
+  free(lb->rbuf);
+  lb->rbuf = NULL;
   tl_release_calls(lb, L);
   tl_servers_detach(lb, L);
   loop_free_refs(L, lb);

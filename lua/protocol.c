@@ -5,6 +5,8 @@
  * A missing method is the reference's default. */
 #include "tapio_lua.h"
 
+#include <stdlib.h>
+
 /* A protocol with get_buffer is a BufferedProtocol, as asyncio decides by
  * class when the protocol is set; the tapio table must say so. */
 void tl_choose_kind(lua_State *L, int proto, tl_transport *lt) {
@@ -279,14 +281,44 @@ static void p_buffer_updated(void *ud, tapio_transport *t, size_t nbytes) {
          (lua_Integer)nbytes);
 }
 
+#if LUA_VERSION_NUM == 501
+/* LuaJIT's allocator takes a block of 128 KiB or more straight from the
+ * system and gives it back when freed: a string made from one of the
+ * core's 256 KiB reads would cost an mmap, an munmap and 64 fresh pages.
+ * Under LuaJIT a plain protocol reads through get_buffer into a buffer of
+ * the loop's, small enough for LuaJIT's heap; each read then hands
+ * data_received its bytes as the core's own buffer would. */
+#define TL_JIT_READ_SIZE (120 * 1024)
+
+static void *p_read_buffer(void *ud, tapio_transport *t, int64_t sizehint,
+                           size_t *len) {
+  tl_loop *lb = ((tl_transport *)ud)->lb;
+  (void)t;
+  (void)sizehint;
+  if (!lb->rbuf)
+    lb->rbuf = malloc(TL_JIT_READ_SIZE);
+  *len = lb->rbuf ? TL_JIT_READ_SIZE : 0; /* none: the core reports it */
+  return lb->rbuf;
+}
+
+static void p_read_done(void *ud, tapio_transport *t, size_t nbytes) {
+  p_data(ud, t, ((tl_transport *)ud)->lb->rbuf, nbytes);
+}
+#endif
+
 const tapio_protocol tl_plain_protocol = {
   .size = sizeof(tapio_protocol),
   .connection_made = p_made,
   .connection_lost = p_lost,
   .pause_writing = p_pause,
   .resume_writing = p_resume,
-  .data_received = p_data,
   .eof_received = p_eof,
+#if LUA_VERSION_NUM == 501
+  .get_buffer = p_read_buffer,
+  .buffer_updated = p_read_done,
+#else
+  .data_received = p_data,
+#endif
 };
 
 const tapio_protocol tl_buffered_protocol = {

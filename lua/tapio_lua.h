@@ -67,6 +67,7 @@ typedef struct tl_loop {
   int self_ref;       /* anchors the loop's userdata while nopen > 0 */
   int closing;        /* tapio_loop_free is running */
   int quiet;          /* closing from __gc: release, call nobody */
+  char *rbuf;         /* LuaJIT: where plain protocols read (protocol.c) */
   tl_link servers;    /* every tl_server not yet collected */
   tl_link calls;      /* pending scheduled calls and server waiters */
 } tl_loop;
