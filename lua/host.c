@@ -252,6 +252,8 @@ static lua_State *new_state(void) {
 
 /* ---- Set-up ------------------------------------------------------------ */
 
+#define GEN_MAJOR_MUL 400
+
 static int load_embedded(lua_State *L) {
   const struct tapio_embedded *m = lua_touserdata(L, lua_upvalueindex(1));
   if (luaL_loadbuffer(L, m->src, m->len, m->chunkname) != LUA_OK)
@@ -319,9 +321,13 @@ static int pmain(lua_State *L) {
    * a server's data strings die young, and the incremental collector
    * would mark the whole live heap again for every few hundred of them
    * (a third of a 1 KiB echo request's instructions; see bench/README.md).
-   * The host's choice, not the module's: how a program collects is its
-   * own business. */
-  lua_gc(L, LUA_GCGEN, 0, 0);
+   * A major collection waits for the heap to grow by GEN_MAJOR_MUL percent
+   * (lua5.4: 100): one read makes a string of up to 256 KiB, which by
+   * itself doubled the heap of a small server, so that every read of a
+   * stream paid a major collection (a sixth of the server's CPU). The
+   * host's choice, not the module's: how a program collects is its own
+   * business. */
+  lua_gc(L, LUA_GCGEN, 0, GEN_MAJOR_MUL);
   preload_tapio(L);
   if (strcmp(argv[1], "-e") == 0) {
     if (argc < 3) {
