@@ -73,7 +73,8 @@ struct tapio_loop {
   int syserr;         /* libev reported a system error during this run */
   const char *syserr_msg; /* its message, until reported */
   int freeing;        /* tapio_loop_free is tearing down */
-  ev_check check;     /* runs the ready queue after each poll */
+  ev_check check;     /* runs the ready queue and due timers after the
+                         poll; active only while they have work */
   ev_idle idle;       /* keeps the poll non-blocking while tasks wait */
   ev_io wakeup;       /* call_soon_threadsafe; keeps run() alive */
   int wakeup_fd;      /* its eventfd */
