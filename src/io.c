@@ -45,5 +45,6 @@ static int socket_shutdown(tapio__stream *s, void *ctx) {
   return shutdown(s->wio.fd, SHUT_WR) < 0 ? tapio__from_errno(errno) : 0;
 }
 
-const tapio__io tapio__socket_io = {socket_read, socket_writev,
-                                    socket_shutdown};
+const tapio__io tapio__socket_io = {.read = socket_read,
+                                    .writev = socket_writev,
+                                    .shutdown = socket_shutdown};

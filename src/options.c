@@ -12,7 +12,9 @@
 #define ACCEPTED (1u << TAPIO_CALL_CONNECT_ACCEPTED_SOCKET)
 #define SERVER (1u << TAPIO_CALL_CREATE_SERVER)
 #define USERVER (1u << TAPIO_CALL_CREATE_UNIX_SERVER)
-#define NCALLS 6 /* one past the last enum tapio_call */
+#define STARTTLS (1u << TAPIO_CALL_START_TLS)
+#define NCALLS 9 /* one past the last enum tapio_call */
+#define TLS_CALLS (CONN | UCONN | ACCEPTED | SERVER | USERVER)
 
 typedef struct optdef {
   const char *name;
@@ -32,6 +34,9 @@ static int is_family(int64_t v) { return v == 0 || v == 4 || v == 6; }
   {name, TAPIO_OPTION_BOOL, 0, 1, NULL, "boolean", calls}
 #define STR_OPT(name, calls) \
   {name, TAPIO_OPTION_STR, 0, 0, NULL, "string", calls}
+/* Seconds: finite and above 0 (asyncio's "a positive number"). */
+#define SECS_OPT(name, calls) \
+  {name, TAPIO_OPTION_NUMBER, 0, 0, NULL, "number > 0", calls}
 
 static const optdef optdefs[TAPIO__OPT_COUNT] = {
   [TAPIO__OPT_LOCAL_HOST] = STR_OPT("local_host", CONN),
@@ -45,6 +50,14 @@ static const optdef optdefs[TAPIO__OPT_COUNT] = {
   [TAPIO__OPT_REUSE_PORT] = BOOL_OPT("reuse_port", SERVER),
   [TAPIO__OPT_START_SERVING] = BOOL_OPT("start_serving", SERVER | USERVER),
   [TAPIO__OPT_CLEANUP_SOCKET] = BOOL_OPT("cleanup_socket", USERVER),
+  [TAPIO__OPT_SSL] = {"ssl", TAPIO_OPTION_TLS, 0, 0, NULL, "TLS context",
+                      TLS_CALLS},
+  [TAPIO__OPT_SERVER_HOSTNAME] = STR_OPT("server_hostname",
+                                         CONN | UCONN | STARTTLS),
+  [TAPIO__OPT_SSL_HANDSHAKE_TIMEOUT] = SECS_OPT("ssl_handshake_timeout",
+                                                TLS_CALLS | STARTTLS),
+  [TAPIO__OPT_SSL_SHUTDOWN_TIMEOUT] = SECS_OPT("ssl_shutdown_timeout",
+                                               TLS_CALLS | STARTTLS),
 };
 
 struct tapio_options {
@@ -52,6 +65,8 @@ struct tapio_options {
   uint32_t set;                        /* bit per enum tapio__opt */
   int64_t ints[TAPIO__OPT_COUNT];
   char *strs[TAPIO__OPT_COUNT];
+  double nums[TAPIO__OPT_COUNT];
+  tapio_tls_context *tls;              /* "ssl", referenced */
 };
 
 /* The option called name that call takes (call 0: any call), or -1. */
@@ -114,13 +129,14 @@ void tapio_options_free(tapio_options *o) {
     return;
   for (i = 0; i < TAPIO__OPT_COUNT; i++)
     tapio__strfree(o->loop, o->strs[i]);
+  tapio_tls_context_release(o->tls);
   tapio__free(o->loop, o, sizeof *o);
 }
 
 int tapio_options_set_int(tapio_options *o, const char *name, int64_t value) {
   int i = find(name, 0);
   const optdef *d = i >= 0 ? &optdefs[i] : NULL;
-  if (!o || !d || d->type == TAPIO_OPTION_STR || value < d->min ||
+  if (!o || !d || d->type > TAPIO_OPTION_BOOL || value < d->min ||
       value > d->max || (d->valid && !d->valid(value)))
     return TAPIO_EINVAL;
   o->ints[i] = value;
@@ -143,12 +159,57 @@ int tapio_options_set_str(tapio_options *o, const char *name,
   return 0;
 }
 
+int tapio_options_set_number(tapio_options *o, const char *name,
+                             double value) {
+  int i = find(name, 0);
+  if (!o || i < 0 || optdefs[i].type != TAPIO_OPTION_NUMBER ||
+      !(value > 0) || value > 1e9) /* NaN fails the first test */
+    return TAPIO_EINVAL;
+  o->nums[i] = value;
+  o->set |= 1u << i;
+  return 0;
+}
+
+int tapio_options_set_tls(tapio_options *o, const char *name,
+                          tapio_tls_context *ctx) {
+  int i = find(name, 0);
+  if (!o || i < 0 || optdefs[i].type != TAPIO_OPTION_TLS)
+    return TAPIO_EINVAL;
+  tapio__tls_context_retain(ctx);
+  tapio_tls_context_release(o->tls);
+  o->tls = ctx;
+  if (ctx)
+    o->set |= 1u << i;
+  else
+    o->set &= ~(1u << i);
+  return 0;
+}
+
+/* The TLS options mean nothing without "ssl" (start_tls takes its
+ * context as an argument), and the context must be made for the side the
+ * call takes: clients connect, servers and connect_accepted_socket
+ * accept. */
+static int tls_check(const tapio_options *o, int call) {
+  uint32_t tls_only = (1u << TAPIO__OPT_SERVER_HOSTNAME) |
+                      (1u << TAPIO__OPT_SSL_HANDSHAKE_TIMEOUT) |
+                      (1u << TAPIO__OPT_SSL_SHUTDOWN_TIMEOUT);
+  int server = call == TAPIO_CALL_CREATE_SERVER ||
+               call == TAPIO_CALL_CREATE_UNIX_SERVER ||
+               call == TAPIO_CALL_CONNECT_ACCEPTED_SOCKET;
+  if (o->set & (1u << TAPIO__OPT_SSL))
+    return tapio_tls_context_get_side(o->tls) ==
+                   (server ? TAPIO_TLS_SERVER : TAPIO_TLS_CLIENT)
+               ? 0 : TAPIO_EINVAL;
+  return call != TAPIO_CALL_START_TLS && (o->set & tls_only) ? TAPIO_EINVAL
+                                                              : 0;
+}
+
 int tapio__opts_check(const tapio_options *o, int call) {
   int i;
   for (i = 0; o && i < TAPIO__OPT_COUNT; i++)
     if ((o->set & (1u << i)) && !(optdefs[i].calls & (1u << call)))
       return TAPIO_EINVAL;
-  return 0;
+  return o ? tls_check(o, call) : 0;
 }
 
 int tapio__opts_fail(const tapio_options *o, int code) {
@@ -168,4 +229,13 @@ int64_t tapio__opt_int(const tapio_options *o, enum tapio__opt which,
 
 const char *tapio__opt_str(const tapio_options *o, enum tapio__opt which) {
   return tapio__opt_is_set(o, which) ? o->strs[which] : NULL;
+}
+
+double tapio__opt_num(const tapio_options *o, enum tapio__opt which,
+                      double dflt) {
+  return tapio__opt_is_set(o, which) ? o->nums[which] : dflt;
+}
+
+tapio_tls_context *tapio__opt_tls(const tapio_options *o) {
+  return tapio__opt_is_set(o, TAPIO__OPT_SSL) ? o->tls : NULL;
 }

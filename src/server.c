@@ -39,6 +39,7 @@ struct tapio_server {
   ev_timer retry;
   waiter *waiters;
   tapio__task task;      /* runs the waiters */
+  tapio__tls_params tls; /* "ssl": every connection is a TLS server */
 };
 
 /* Memory goes once the user let go, it is closed, its clients are gone
@@ -49,6 +50,7 @@ static void maybe_free(tapio_server *s) {
       s->busy || s->waiters)
     return;
   tapio__list_remove(&s->link);
+  tapio__tls_params_free(loop, &s->tls);
   tapio__free(loop, s, sizeof *s);
 }
 
@@ -111,22 +113,48 @@ static void accept_failed(tapio_server *s, int err) {
   }
 }
 
-static void accept_one(tapio_server *s, int fd, const tapio__ipaddr *peer,
-                       socklen_t peerlen, int af) {
-  const tapio_protocol *proto = NULL;
-  void *ud = NULL;
-  tapio_transport *t;
-  int rc = s->factory(s->factory_ud, s, &proto, &ud);
-  if (rc != 0 || !proto) {
-    close(fd);
+/* The protocol for a new connection, from the factory; 0, or -1 after
+ * reporting why there is none. */
+static int take_protocol(tapio_server *s, const tapio_protocol **proto,
+                         void **ud) {
+  int rc = s->factory(s->factory_ud, s, proto, ud);
+  if (rc != 0 || !*proto) {
     tapio__report(s->loop, rc ? rc : TAPIO_EINVAL,
                   "protocol factory rejected a connection", NULL);
-    return;
+    return -1;
   }
-  if (tapio__proto_check(proto, sizeof *proto) < 0) {
-    close(fd);
+  if (tapio__proto_check(*proto, sizeof **proto) < 0) {
     tapio__report(s->loop, TAPIO_EINVAL,
                   "protocol factory gave a table of a wrong size", NULL);
+    return -1;
+  }
+  return 0;
+}
+
+/* A TLS connection gets its protocol once its handshake is done, so that
+ * a failed handshake costs the application nothing (and reports nothing,
+ * as asyncio outside debug mode). */
+static void tls_accepted(void *ud, tapio_transport *t, int status) {
+  const tapio_protocol *proto = NULL;
+  void *pud = NULL;
+  (void)ud;
+  if (status < 0)
+    return;
+  if (take_protocol(t->server, &proto, &pud) < 0) {
+    tapio_transport_abort(t);
+    return;
+  }
+  tapio_transport_set_protocol(t, proto, pud);
+  tapio__transport_made(t);
+}
+
+static void accept_one(tapio_server *s, int fd, const tapio__ipaddr *peer,
+                       socklen_t peerlen, int af) {
+  const tapio_protocol *proto = &tapio__no_protocol;
+  void *ud = NULL;
+  tapio_transport *t;
+  if (!s->tls.ctx && take_protocol(s, &proto, &ud) < 0) {
+    close(fd);
     return;
   }
   t = tapio__stream_new(s->loop, fd, proto, ud);
@@ -140,7 +168,10 @@ static void accept_one(tapio_server *s, int fd, const tapio__ipaddr *peer,
   t->server = s;
   tapio__list_push(&s->clients, &t->slink);
   s->nclients++;
-  tapio__transport_made(t);
+  if (!s->tls.ctx)
+    tapio__transport_made(t);
+  else if (tapio__tls_attach(t, &s->tls, 1, NULL, 0, tls_accepted, NULL) < 0)
+    tapio_transport_abort(t);
 }
 
 static void on_accept(struct ev_loop *ev, ev_io *w, int revents) {
@@ -331,6 +362,11 @@ tapio_server *tapio__server_new(tapio_loop *loop,
   s->nodelay = (int)tapio__opt_int(opts, TAPIO__OPT_NODELAY, 1);
   s->cleanup = (int)tapio__opt_int(opts, TAPIO__OPT_CLEANUP_SOCKET, 1);
   s->task.run = run_waiters;
+  if (tapio__tls_params_get(loop, opts, TAPIO_CALL_CREATE_SERVER, NULL,
+                            &s->tls) < 0) {
+    tapio__free(loop, s, sizeof *s);
+    return NULL;
+  }
   tapio__list_init(&s->clients);
   tapio__list_push(&loop->servers, &s->link);
   ev_init(&s->retry, on_retry);

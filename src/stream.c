@@ -1,7 +1,9 @@
 /* The stream transport: reading into the loop's buffer (or the protocol's),
  * writing straight through the I/O layer and queueing only leftovers,
  * half-close, and the stream's steps of the head's lifetime. TCP and Unix
- * sockets today, through tapio__socket_io. */
+ * sockets through tapio__socket_io; a layer with a session of its own
+ * (TLS) goes between them and is driven by the "layered" callbacks at the
+ * end, so that the plain path stays as it is. */
 #include "tapio_int.h"
 
 #include <stddef.h>
@@ -10,6 +12,8 @@
 
 static void on_readable(struct ev_loop *ev, ev_io *w, int revents);
 static void on_writable(struct ev_loop *ev, ev_io *w, int revents);
+static void on_layer_readable(struct ev_loop *ev, ev_io *w, int revents);
+static void on_layer_writable(struct ev_loop *ev, ev_io *w, int revents);
 static const tapio__kind stream_kind;
 
 tapio_transport *tapio__stream_new(tapio_loop *loop, int fd,
@@ -35,13 +39,26 @@ static int wants_reading(const tapio_transport *t) {
                       TAPIO__T_EOF_RECEIVED)) == TAPIO__T_MADE;
 }
 
+static int reads_more(tapio__stream *s) {
+  return wants_reading(&s->head) && !(s->want & TAPIO__HOLD_READ);
+}
+
+/* Reading is watched for the protocol (unless the layer holds it) or for
+ * the layer itself. */
 static void update_reading(tapio__stream *s) {
-  if (wants_reading(&s->head)) {
+  if (reads_more(s) || (s->want & TAPIO__WANT_READ)) {
     if (!ev_is_active(&s->rio))
       ev_io_start(s->head.loop->ev, &s->rio);
   } else if (ev_is_active(&s->rio)) {
     ev_io_stop(s->head.loop->ev, &s->rio);
   }
+}
+
+/* Reading (re)starts for the protocol: bytes the layer already holds are
+ * read on the next iteration, as the descriptor will not announce them. */
+static void read_held(tapio__stream *s) {
+  if (s->io->pending && reads_more(s) && s->io->pending(s, s->io_ctx))
+    ev_feed_event(s->head.loop->ev, &s->rio, EV_READ);
 }
 
 static void on_eof(tapio__stream *s) {
@@ -51,7 +68,7 @@ static void on_eof(tapio__stream *s) {
   update_reading(s);
   if (proto_of(s)->eof_received)
     keep_open = proto_of(s)->eof_received(t->ud, t);
-  if (!keep_open)
+  if (!keep_open || !s->io->shutdown) /* half-open needs a half-close */
     tapio_transport_close(t);
 }
 
@@ -100,14 +117,17 @@ static void read_plain(tapio__stream *s) {
     proto_of(s)->data_received(t->ud, t, buf, (size_t)n);
 }
 
-static void on_readable(struct ev_loop *ev, ev_io *w, int revents) {
-  tapio__stream *s = TAPIO_CONTAINER(w, tapio__stream, rio);
-  (void)ev;
-  (void)revents;
+static void read_once(tapio__stream *s) {
   if (proto_of(s)->get_buffer)
     read_buffered(s);
   else
     read_plain(s);
+}
+
+static void on_readable(struct ev_loop *ev, ev_io *w, int revents) {
+  (void)ev;
+  (void)revents;
+  read_once(TAPIO_CONTAINER(w, tapio__stream, rio));
 }
 
 static int readable_kind(tapio_transport *t) {
@@ -139,6 +159,7 @@ int tapio_transport_resume_reading(tapio_transport *t) {
   t->flags &= ~(uint32_t)TAPIO__T_RPAUSED;
   t->rpaused += tapio__now() - t->rpause_since;
   update_reading(tapio__to_stream(t));
+  read_held(tapio__to_stream(t));
   return 0;
 }
 
@@ -171,7 +192,7 @@ static int buffered(tapio__stream *s, int rc) {
     tapio__transport_force_close(&s->head, rc, NULL);
     return rc;
   }
-  if (!ev_is_active(&s->wio))
+  if (!ev_is_active(&s->wio) && !(s->want & TAPIO__HOLD_WRITE))
     ev_io_start(s->head.loop->ev, &s->wio);
   tapio__flow_grew(&s->head);
   return 0;
@@ -271,12 +292,19 @@ int tapio_transport_writelines(tapio_transport *t, const void *const *bufs,
   return (t->wsize || rc) ? buffered(s, rc) : 0;
 }
 
+/* close() with the buffer flushed: the layer may have its own ending. */
+static void closed(tapio__stream *s) {
+  if (!s->io->close || s->io->close(s, s->io_ctx) == 0)
+    tapio__transport_lost(&s->head, 0, NULL);
+}
+
 /* The buffer is empty: finish a pending close or write_eof. */
 static void drained(tapio__stream *s) {
   tapio_transport *t = &s->head;
-  ev_io_stop(t->loop->ev, &s->wio);
+  if (!(s->want & TAPIO__WANT_WRITE))
+    ev_io_stop(t->loop->ev, &s->wio);
   if (t->flags & TAPIO__T_CLOSING) {
-    tapio__transport_lost(t, 0, NULL);
+    closed(s);
   } else if ((t->flags & TAPIO__T_EOF_WANTED) &&
              !(t->flags & TAPIO__T_SHUT)) {
     t->flags |= TAPIO__T_SHUT;
@@ -284,13 +312,10 @@ static void drained(tapio__stream *s) {
   }
 }
 
-static void on_writable(struct ev_loop *ev, ev_io *w, int revents) {
-  tapio__stream *s = TAPIO_CONTAINER(w, tapio__stream, wio);
+static void flush(tapio__stream *s) {
   tapio_transport *t = &s->head;
   struct iovec iov[TAPIO__MAX_IOV];
   ssize_t n;
-  (void)ev;
-  (void)revents;
   n = send_now(s, iov, tapio__wq_iov(&s->wq, iov, TAPIO__MAX_IOV));
   if (n <= 0)
     return;
@@ -299,6 +324,12 @@ static void on_writable(struct ev_loop *ev, ev_io *w, int revents) {
   tapio__flow_shrank(t);
   if (!(t->flags & TAPIO__T_LOST) && t->wsize == 0)
     drained(s);
+}
+
+static void on_writable(struct ev_loop *ev, ev_io *w, int revents) {
+  (void)ev;
+  (void)revents;
+  flush(TAPIO_CONTAINER(w, tapio__stream, wio));
 }
 
 int tapio_transport_can_write_eof(tapio_transport *t) {
@@ -323,16 +354,20 @@ int tapio_transport_write_eof(tapio_transport *t) {
 
 static void stream_start(tapio_transport *t) {
   update_reading(tapio__to_stream(t));
+  read_held(tapio__to_stream(t));
 }
 
 static void stream_close(tapio_transport *t) {
   update_reading(tapio__to_stream(t));
   if (t->wsize == 0)
-    tapio__transport_lost(t, 0, NULL);
+    closed(tapio__to_stream(t));
 }
 
 static void stream_halt(tapio_transport *t) {
   tapio__stream *s = tapio__to_stream(t);
+  s->want = 0;
+  if (s->io->halt)
+    s->io->halt(s, s->io_ctx);
   ev_io_stop(t->loop->ev, &s->rio);
   ev_io_stop(t->loop->ev, &s->wio);
   tapio__wq_clear(t->loop, &s->wq);
@@ -342,6 +377,8 @@ static void stream_halt(tapio_transport *t) {
 static void stream_destroy(tapio_transport *t) {
   tapio__stream *s = tapio__to_stream(t);
   stream_halt(t);
+  if (s->io->free)
+    s->io->free(s, s->io_ctx);
   close(s->rio.fd);
   tapio__free(t->loop, s, sizeof *s);
 }
@@ -356,3 +393,61 @@ static const tapio__kind stream_kind = {
   sizeof(tapio_protocol),
   stream_start, stream_close, stream_halt, stream_destroy, stream_fd
 };
+
+/* ---- Streams whose layer has a session of its own (TLS) ---------------- */
+
+void tapio__stream_set_io(tapio__stream *s, const tapio__io *io, void *ctx) {
+  s->io = io;
+  s->io_ctx = ctx;
+  ev_set_cb(&s->rio, io->ready ? on_layer_readable : on_readable);
+  ev_set_cb(&s->wio, io->ready ? on_layer_writable : on_writable);
+}
+
+void tapio__stream_want(tapio__stream *s, unsigned want) {
+  tapio_transport *t = &s->head;
+  int w = (want & TAPIO__WANT_WRITE) ||
+          (t->wsize && !(want & TAPIO__HOLD_WRITE));
+  unsigned held = s->want & ~want & TAPIO__HOLD_READ;
+  s->want = want;
+  if (t->flags & TAPIO__T_LOST)
+    return; /* halted for good */
+  update_reading(s);
+  if (held)
+    read_held(s);
+  if (w && !ev_is_active(&s->wio))
+    ev_io_start(t->loop->ev, &s->wio);
+  else if (!w && ev_is_active(&s->wio))
+    ev_io_stop(t->loop->ev, &s->wio);
+}
+
+/* The layer may hold more than one read takes (a small BufferedProtocol
+ * buffer): read again while it does, bounded so that one stream cannot
+ * starve the rest; past the bound, an event fed to the watcher goes on
+ * in the next iteration. */
+static void read_layered(tapio__stream *s) {
+  int passes = 16;
+  do
+    read_once(s);
+  while (--passes && reads_more(s) && s->io->pending(s, s->io_ctx));
+  if (!passes && reads_more(s) && s->io->pending(s, s->io_ctx))
+    ev_feed_event(s->head.loop->ev, &s->rio, EV_READ);
+}
+
+static void on_layer_readable(struct ev_loop *ev, ev_io *w, int revents) {
+  tapio__stream *s = TAPIO_CONTAINER(w, tapio__stream, rio);
+  (void)ev;
+  (void)revents;
+  s->io->ready(s, s->io_ctx, EV_READ);
+  if (!(s->head.flags & TAPIO__T_LOST) && reads_more(s))
+    read_layered(s);
+}
+
+static void on_layer_writable(struct ev_loop *ev, ev_io *w, int revents) {
+  tapio__stream *s = TAPIO_CONTAINER(w, tapio__stream, wio);
+  (void)ev;
+  (void)revents;
+  s->io->ready(s, s->io_ctx, EV_WRITE);
+  if (!(s->head.flags & TAPIO__T_LOST) && s->head.wsize &&
+      !(s->want & TAPIO__HOLD_WRITE))
+    flush(s);
+}
