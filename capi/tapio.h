@@ -199,8 +199,14 @@ void tapio_loop_stop(tapio_loop *loop);
 int tapio_loop_is_running(tapio_loop *loop);
 /* Monotonic time in seconds, the clock of tapio_call_at. */
 double tapio_loop_time(tapio_loop *loop);
-/* Bytes the loop and its handles hold through the loop's allocator. */
+/* Bytes the loop and its handles hold through the loop's allocator
+ * (OpenSSL's own memory is not: it has one allocator per process). */
 uint64_t tapio_loop_memory(tapio_loop *loop);
+/* Inside a completion callback given an error (create_connection and
+ * friends, start_tls): the error in words when tapio knows more than
+ * tapio_strerror says (why a TLS handshake failed: "certificate verify
+ * failed: certificate has expired"), else NULL. Borrowed for the call. */
+const char *tapio_loop_error_message(tapio_loop *loop);
 
 /* Replaces the exception handler; NULL restores the default. */
 void tapio_loop_set_exception_handler(tapio_loop *loop, tapio_exception_fn fn,

@@ -72,11 +72,15 @@ static void req_made(connect_req *r, tapio_transport *t) {
 
 static void req_tls_done(void *ud, tapio_transport *t, int status) {
   connect_req *r = ud;
+  tapio_loop *loop = t->loop;
   r->hs = NULL;
-  if (status < 0)
-    req_fail(r, status); /* the transport is failing already */
-  else
+  if (status == 0) {
     req_made(r, t);
+    return;
+  }
+  loop->errmsg = tapio__tls_error(t); /* t goes after the callback */
+  req_fail(r, status);
+  loop->errmsg = NULL;
 }
 
 /* The socket is connected: the transport is made (after a TLS handshake

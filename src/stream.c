@@ -421,16 +421,13 @@ void tapio__stream_want(tapio__stream *s, unsigned want) {
 }
 
 /* The layer may hold more than one read takes (a small BufferedProtocol
- * buffer): read again while it does, bounded so that one stream cannot
- * starve the rest; past the bound, an event fed to the watcher goes on
- * in the next iteration. */
+ * buffer): read again while it does. What it holds is bounded (TLS: one
+ * record buffer), so this ends soon; the descriptor would not announce
+ * those bytes again. */
 static void read_layered(tapio__stream *s) {
-  int passes = 16;
   do
     read_once(s);
-  while (--passes && reads_more(s) && s->io->pending(s, s->io_ctx));
-  if (!passes && reads_more(s) && s->io->pending(s, s->io_ctx))
-    ev_feed_event(s->head.loop->ev, &s->rio, EV_READ);
+  while (reads_more(s) && s->io->pending(s, s->io_ctx));
 }
 
 static void on_layer_readable(struct ev_loop *ev, ev_io *w, int revents) {

@@ -88,6 +88,7 @@ struct tapio_loop {
   tapio__link transports;  /* every live transport */
   tapio__link servers;     /* every server not yet freed */
   tapio__link requests;    /* pending connects and server creations */
+  const char *errmsg;      /* tapio_loop_error_message, during a call */
   char *rbuf;              /* the shared read buffer, made on first read */
   void *rbuf_block;        /* the allocation rbuf is aligned within */
 };
@@ -387,6 +388,8 @@ int tapio__tls_attach(tapio_transport *t, const tapio__tls_params *p,
                       tapio__tls_done_fn done, void *ud);
 /* Fails t's handshake with code, without calling done. */
 void tapio__tls_cancel(tapio_transport *t, int code);
+/* Why t's TLS layer failed, in words, or NULL (borrowed: until t goes). */
+const char *tapio__tls_error(tapio_transport *t);
 
 /* A protocol with no callbacks: a server's connection until its factory
  * runs (after the handshake). */

@@ -49,6 +49,7 @@ static int bio_read(BIO *b, char *dst, int len) {
   n = tc->lower->read(tc->s, tc->lower_ctx, dst, (size_t)len);
   if (n > 0) {
     tc->wire_in += (uint64_t)n;
+    tc->starved = 0;
     return (int)n;
   }
   if (n == 0)
@@ -67,7 +68,8 @@ static int out_append(tapio__tls *tc, const char *p, size_t len) {
     char *grown = tapio__alloc(loop, cap);
     if (!grown)
       return TAPIO_ENOMEM;
-    memcpy(grown, tc->out + tc->out_off, tc->out_len - tc->out_off);
+    if (tc->out)
+      memcpy(grown, tc->out + tc->out_off, tc->out_len - tc->out_off);
     tapio__free(loop, tc->out, tc->out_cap);
     tc->out = grown;
     tc->out_len -= tc->out_off;
@@ -339,6 +341,7 @@ static ssize_t tls_read(tapio__stream *s, void *ctx, void *buf, size_t len) {
     }
     switch (SSL_get_error(tc->ssl, r)) {
     case SSL_ERROR_WANT_READ:
+      tc->starved = 1; /* what OpenSSL holds is no whole record */
       if (!tc->io_err)
         goto out;
       tc->rd_end = classify(tc, r);
@@ -428,8 +431,10 @@ static void tls_ready(tapio__stream *s, void *ctx, int revents) {
   tapio__tls *tc = ctx;
   if (tc->lower->ready) /* TLS inside TLS: the outer session first */
     tc->lower->ready(s, tc->lower_ctx, revents);
-  if (tc->state == TAPIO__TLS_DEAD)
+  if (tc->state == TAPIO__TLS_DEAD) {
+    update_want(tc); /* the outer session may still be closing */
     return;
+  }
   if ((revents & EV_WRITE) && flush_out(tc) < 0) {
     if (tc->state != TAPIO__TLS_SHUTDOWN) {
       tls_fail(tc, classify(tc, -1));
@@ -452,7 +457,9 @@ static int tls_pending(tapio__stream *s, void *ctx) {
   tapio__tls *tc = ctx;
   if (tc->state != TAPIO__TLS_OPEN)
     return 0;
-  return tc->rd_end || SSL_has_pending(tc->ssl) || tc->in_off < tc->in_len ||
+  return tc->rd_end || SSL_pending(tc->ssl) > 0 ||
+         (!tc->starved && SSL_has_pending(tc->ssl)) ||
+         tc->in_off < tc->in_len ||
          (tc->lower->pending && tc->lower->pending(s, tc->lower_ctx));
 }
 
@@ -516,6 +523,7 @@ static int tls_close(tapio__stream *s, void *ctx) {
     shutdown_done(tc);
     return 1;
   }
+  ev_now_update(loop->ev); /* from now, not from the iteration's start */
   ev_timer_set(&tc->timer, tc->shutdown_timeout, 0);
   tc->timer.repeat = tc->shutdown_timeout; /* for the message */
   ev_timer_start(loop->ev, &tc->timer);
@@ -553,6 +561,7 @@ static void tls_free(tapio__stream *s, void *ctx) {
   tapio__strfree(loop, tc->hostname);
   tapio__strfree(loop, tc->cache_key);
   tapio_tls_context_release(tc->ctx);
+  tapio_tls_context_release(tc->sni);
   tapio__free(loop, tc, sizeof *tc);
 }
 
@@ -563,6 +572,8 @@ const tapio__io tapio__tls_io = {tls_read, tls_writev, NULL, tls_ready,
  * those of the layers under it. */
 static unsigned want_of(const tapio__tls *tc) {
   unsigned w = tc->out_off < tc->out_len ? TAPIO__WANT_WRITE : 0;
+  if (tc->lower == &tapio__tls_io)
+    w |= want_of(tc->lower_ctx) & (TAPIO__WANT_READ | TAPIO__WANT_WRITE);
   switch (tc->state) {
   case TAPIO__TLS_CLEAR:
     w |= TAPIO__HOLD_READ;
@@ -580,10 +591,8 @@ static unsigned want_of(const tapio__tls *tc) {
     w |= TAPIO__WANT_READ | TAPIO__HOLD_READ;
     break;
   default:
-    return 0;
+    break;
   }
-  if (tc->lower == &tapio__tls_io)
-    w |= want_of(tc->lower_ctx) & (TAPIO__WANT_READ | TAPIO__WANT_WRITE);
   return w;
 }
 
@@ -674,6 +683,7 @@ int tapio__tls_attach(tapio_transport *t, const tapio__tls_params *p,
   tc->state = t->wsize ? TAPIO__TLS_CLEAR : TAPIO__TLS_HANDSHAKE;
   tc->kick = 1;
   tc->t0 = tapio__now();
+  ev_now_update(t->loop->ev);
   ev_timer_init(&tc->timer, on_timer, p->handshake_timeout, 0);
   tc->timer.repeat = p->handshake_timeout; /* for the message */
   ev_timer_start(t->loop->ev, &tc->timer);
@@ -694,8 +704,13 @@ void tapio__tls_switch_context(SSL *ssl, tapio_tls_context *use) {
   SSL_set_SSL_CTX(ssl, use->ctx);
   SSL_set_verify(ssl, SSL_CTX_get_verify_mode(use->ctx), NULL);
   tapio__tls_context_retain(use);
-  tapio_tls_context_release(tc->ctx);
-  tc->ctx = use;
+  tapio_tls_context_release(tc->sni);
+  tc->sni = use;
+}
+
+const char *tapio__tls_error(tapio_transport *t) {
+  tapio__tls *tc = tapio__tls_of(t);
+  return tc ? tc->err : NULL;
 }
 
 tapio__tls *tapio__tls_of(tapio_transport *t) {

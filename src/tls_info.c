@@ -256,7 +256,7 @@ int tapio_transport_get_peercert_entry(tapio_transport *t, int which,
 
 tapio_tls_context *tapio_transport_get_tls_context(tapio_transport *t) {
   tapio__tls *tc = tapio__tls_of(t);
-  return tc ? tc->ctx : NULL;
+  return !tc ? NULL : tc->sni ? tc->sni : tc->ctx;
 }
 
 void *tapio_transport_get_ssl(tapio_transport *t) {

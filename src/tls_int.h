@@ -50,7 +50,8 @@ typedef struct tapio__tls {
   const tapio__io *lower;  /* the layer under this one: the socket's, or a
                               TLS layer (TLS inside TLS) */
   void *lower_ctx;
-  tapio_tls_context *ctx;  /* referenced; SNI may switch it */
+  tapio_tls_context *ctx;  /* referenced (its BIO method is in use) */
+  tapio_tls_context *sni;  /* the one SNI switched to, referenced */
   SSL *ssl;
   int state;               /* TAPIO__TLS_* */
   int end;                 /* enum tapio_tls_end */
@@ -60,6 +61,7 @@ typedef struct tapio__tls {
   unsigned peer_done : 1;  /* shutdown: nothing more will come */
   unsigned timed_out : 1;
   unsigned wr_wants_read : 1; /* SSL_write waits for a renegotiation */
+  unsigned starved : 1;    /* OpenSSL needs more than it holds to go on */
   int io_err;              /* the lower layer's error, for the report */
   int rd_end;              /* a read's end kept for the next: 1 EOF, or
                               a negative code */

@@ -69,7 +69,9 @@ static void started(void *ud, tapio_transport *t, int status) {
   tapio_connect_fn cb = r->cb;
   void *cb_ud = r->cb_ud;
   tapio__free(t->loop, r, sizeof *r);
+  t->loop->errmsg = status ? tapio__tls_error(t) : NULL;
   cb(cb_ud, status, status == 0 ? t : NULL);
+  t->loop->errmsg = NULL;
 }
 
 static int start_check(tapio_transport *t, const tapio_protocol *proto,

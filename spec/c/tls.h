@@ -87,6 +87,42 @@ static inline void tls_srv_start(srv *sv, tapio_loop *loop,
   tapio_options_free(o);
 }
 
+/* A create call's completion that also keeps tapio_loop_error_message. */
+typedef struct tls_try {
+  conn_wait w;          /* first: on_connected takes it */
+  tapio_loop *loop;
+  char msg[256];
+} tls_try;
+
+static inline void tls_try_done(void *ud, int status, tapio_transport *t)
+{
+  tls_try *tt = ud;
+  const char *m = tapio_loop_error_message(tt->loop);
+  if (status == 0 && m)
+    FAIL("an error message after a success: %s", m);
+  snprintf(tt->msg, sizeof tt->msg, "%s", m ? m : "");
+  on_connected(&tt->w, status, t);
+}
+
+/* The words of the last failed tls_connect_opts/tls_connect. */
+static char tls_last_msg[256];
+
+/* Connects r to 127.0.0.1:port with options o (holding "ssl"); waits as
+ * connect_tcp does; the status. */
+static inline int tls_connect_opts(tapio_loop *loop, int port, rec *r,
+                                   const tapio_options *o)
+{
+  tls_try tt;
+  memset(&tt, 0, sizeof tt);
+  tt.w.r = r;
+  tt.loop = loop;
+  CHECK_OK(tapio_create_connection(loop, "127.0.0.1", port, &rec_proto, r,
+                                   o, tls_try_done, &tt));
+  CHECK_OK(connect_wait(loop, &tt.w) == tt.w.status ? 0 : -1);
+  snprintf(tls_last_msg, sizeof tls_last_msg, "%s", tt.msg);
+  return tt.w.status;
+}
+
 /* Connects r with TLS (ctx released) to 127.0.0.1:port; its status. With
  * name, server_hostname is set (else the host, "127.0.0.1", is checked). */
 static inline int tls_connect(tapio_loop *loop, int port, rec *r,
@@ -96,7 +132,7 @@ static inline int tls_connect(tapio_loop *loop, int port, rec *r,
   int rc;
   if (name)
     CHECK_OK(tapio_options_set_str(o, "server_hostname", name));
-  rc = connect_tcp(loop, "127.0.0.1", port, r, o);
+  rc = tls_connect_opts(loop, port, r, o);
   tapio_options_free(o);
   return rc;
 }
@@ -111,6 +147,49 @@ static inline const char *tls_info(tapio_transport *t, int which)
   if (tapio_transport_get_tls_info(t, which, b, sizeof buf[0], NULL) < 0)
     b[0] = '\0';
   return b;
+}
+
+/* ---- start_tls ----------------------------------------------------------- */
+
+/* What a start_tls completion delivered. */
+typedef struct started {
+  tapio_loop *loop;
+  int done, status;
+  tapio_transport *t;
+  char msg[256];
+} started;
+
+static inline void on_started(void *ud, int status, tapio_transport *t)
+{
+  started *st = ud;
+  const char *m = tapio_loop_error_message(st->loop);
+  st->done++;
+  st->status = status;
+  st->t = t;
+  snprintf(st->msg, sizeof st->msg, "%s", m ? m : "");
+  if ((status == 0) != (t != NULL))
+    FAIL("start_tls completion: status %d with transport %p", status,
+         (void *)t);
+}
+
+/* Upgrades r's transport with ctx (released), r staying its protocol;
+ * name is the server_hostname of a client (NULL for servers); buffered
+ * bytes are fed first. Does not wait. */
+static inline void start_tls(rec *r, started *st, tapio_tls_context *ctx,
+                             const char *name, const char *buffered,
+                             size_t len)
+{
+  tapio_loop *loop = tapio_transport_get_loop(r->t);
+  tapio_options *o = new_options(loop);
+  memset(st, 0, sizeof *st);
+  st->loop = loop;
+  if (name)
+    CHECK_OK(tapio_options_set_str(o, "server_hostname", name));
+  CHECK_OK(tapio_transport_start_tls(r->t, &rec_proto, r, ctx, o, buffered,
+                                     len, on_started, st));
+  tapio_options_free(o);
+  tapio_tls_context_release(ctx);
+  CHECK_EQ(st->done, 0); /* never from inside the call */
 }
 
 /* ---- Peers that are other programs --------------------------------------- */
