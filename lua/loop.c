@@ -660,6 +660,7 @@ TL_EXPORT int luaopen_tapio_core(lua_State *L) {
   tl_open_call(L);
   tl_open_transport(L);
   tl_open_server(L);
+  tl_open_tls(L);
   tl_open_util(L);
   lua_pushstring(L, tapio_version_string());
   lua_setfield(L, -2, "version");

@@ -16,6 +16,7 @@
 #define TL_BUFFER "tapio.buffer"
 #define TL_ERROR "tapio.error"
 #define TL_ADDRESS "tapio.address"
+#define TL_TLSCTX "tapio.tls_context"
 
 #if defined(__GNUC__)
 #define TL_EXPORT __attribute__((visibility("default")))
@@ -193,6 +194,16 @@ int tl_tr_data(lua_State *L);
 int tl_tr_method(lua_State *L);
 int tl_tr_lost(lua_State *L);
 int tl_tr_getbuf(lua_State *L);
+
+/* ---- tls.c ------------------------------------------------------------- */
+
+int tl_open_tls(lua_State *L);
+/* The context of the "tapio.tls_context" at idx, or NULL. */
+tapio_tls_context *tl_totlsctx(lua_State *L, int idx);
+/* transport:get_extra_info's TLS keys: 1 with the value pushed, else 0. */
+int tl_tls_extra_info(lua_State *L, tapio_transport *t, const char *name);
+/* transport:get_stats's TLS figures, into the table on top. */
+void tl_tls_stats(lua_State *L, tapio_transport *t);
 
 /* ---- server.c ---------------------------------------------------------- */
 

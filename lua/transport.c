@@ -59,8 +59,8 @@ int tl_tr_connected(lua_State *L) {
   tl_transport *lt = lua_touserdata(L, 1);
   int status = (int)lua_tointeger(L, 2);
   lua_rawgeti(L, LUA_REGISTRYINDEX, lt->cb_ref);
-  if (status < 0) {
-    tl_pusherror(L, status, NULL);
+  if (status < 0) { /* a failed TLS handshake has words for it */
+    tl_pusherror(L, status, tapio_loop_error_message(lt->lb->loop));
     lua_call(L, 1, 0);
   } else if (lt->proto_ref == LUA_NOREF) {
     /* the factory raised: create_connection raises that, like asyncio */
@@ -406,7 +406,8 @@ static int t_get_extra_info(lua_State *L) {
   else if (strcmp(name, "socket") == 0) {
     lua_pushinteger(L, tapio_transport_get_fd(lt->t));
     found = 1;
-  }
+  } else
+    found = tl_tls_extra_info(L, lt->t, name);
   if (!found)
     lua_pushvalue(L, 3);
   return 1;
@@ -463,6 +464,7 @@ static int t_get_stats(lua_State *L) {
                                                            stats[i].which));
     lua_setfield(L, -2, stats[i].name);
   }
+  tl_tls_stats(L, lt->t);
   return 1;
 }
 

@@ -207,6 +207,10 @@ static void set_option(lua_State *L, tapio_options *o, const char *fn,
                  tl_tostring(L, -2), NULL);
   if (lua_type(L, -1) == LUA_TSTRING && type == TAPIO_OPTION_STR)
     rc = tapio_options_set_str(o, name, lua_tostring(L, -1));
+  else if (type == TAPIO_OPTION_TLS && tl_totlsctx(L, -1))
+    rc = tapio_options_set_tls(o, name, tl_totlsctx(L, -1));
+  else if (lua_type(L, -1) == LUA_TNUMBER && type == TAPIO_OPTION_NUMBER)
+    rc = tapio_options_set_number(o, name, (double)lua_tonumber(L, -1));
   else if (lua_type(L, -1) == LUA_TBOOLEAN && type == TAPIO_OPTION_BOOL)
     rc = tapio_options_set_int(o, name, lua_toboolean(L, -1));
   else if (tl_isinteger(L, -1) && type != TAPIO_OPTION_STR)

@@ -26,6 +26,7 @@ tapio.buffer = core.buffer
 tapio.socketpair = core.socketpair
 tapio.send = core.send
 tapio.close_fd = core.close_fd
+tapio.tls_context = core.tls_context
 tapio.AF_UNSPEC, tapio.AF_INET, tapio.AF_INET6 =
   core.AF_UNSPEC, core.AF_INET, core.AF_INET6
 for name, code in pairs(core.errors) do

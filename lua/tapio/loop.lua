@@ -68,6 +68,16 @@ Loop.create_server = completing(Loop._create_server)
 --- loop:create_unix_server(factory, path, opts) -> server
 Loop.create_unix_server = completing(Loop._create_unix_server)
 
+--- loop:start_tls(transport, protocol, sslcontext, opts, buffered)
+-- -> transport: upgrades the connection in place; buffered (a string) is
+-- what a reader took off the connection already, fed to the handshake.
+do
+  local start = completing(Loop._start_tls)
+  function Loop:start_tls(...)
+    return (start(self, ...)) -- the transport, not the protocol after it
+  end
+end
+
 -- ---- Servers -------------------------------------------------------------
 
 local server_forever = setmetatable({}, { __mode = "k" }) -- server -> future
