@@ -66,7 +66,9 @@ describe("the tapio host program", function()
     assert.matches("tapio: SCRIPT:2: in the task\nstack traceback:\n", out)
     assert.matches("in upvalue 'deep'", out)
     assert.matches("%(raised again by tapio.run%)\nstack traceback:", out)
-    assert.matches("in function 'tapio.run'", out)
+    -- Lua names it by the first of package.loaded's entries that holds
+    -- it, whose order changes with the string hash seed from run to run
+    assert.matches("in function 'tapio%.[%w%.]*run'", out)
   end)
 
   it("exits with os.exit's status", function()
