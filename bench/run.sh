@@ -1,74 +1,134 @@
 #!/usr/bin/env bash
-# The echo benchmark: every server of SERVERS against every row of ROWS,
-# the servers alternating, BENCH_RUNS times over; then a table of medians
-# with each server's ratio to the first one (plain libev).
+# The echo benchmark: every server of SERVERS on every row of ROWS, then a
+# table with each server's ratio to the first one (plain libev) and a
+# verdict per target of TARGETS. See README.md for the method.
 #
 #   bench/run.sh [BUILD]      (what `make bench` runs; BUILD defaults to build)
 #
 # Environment (all optional):
-#   BENCH_RUNS=5        runs of every (row, server) pair
-#   BENCH_DURATION=5    measured seconds per echo row
-#   BENCH_WARMUP=1      warm-up seconds before each measured window
-#   BENCH_QUICK=1       smoke test: 1 run of 1 s after 0.3 s of warm-up
+#   BENCH_QUICK=1       smoke test: 2 rounds of 0.2 s windows, small counts,
+#                       2000 idle connections
+#   BENCH_ROUNDS=12     rounds of a timed row (every server one window each,
+#                       each between two of libev's)
+#   BENCH_WINDOW=1      measured seconds per window
+#   BENCH_WARMUP=0.2    warm-up seconds at the start of each window
+#   BENCH_ROW_SECONDS=240   no new round once a timed row has run this long
+#   BENCH_IDLE_RUNS=3   fresh-server runs of the idle row
+#   BENCH_IDLE_CONNS=10000  connections of the idle row
+#   BENCH_COUNT_SCALE=1 multiplies the request counts of the counted rows
+#   BENCH_COUNT_RUNS=3  runs of each length in the counted rows
 #   BENCH_SERVERS="libev tapio"   which servers, by name (default: all)
 #   BENCH_EXTRA_SERVERS="name command {port};..."   more servers for this
 #                       run, e.g. a patched build to compare against
 #   BENCH_ROWS="pingpong_1c ..."  which rows, by name (default: all)
-#   BENCH_IDLE_CONNS=10000        connections of the idle row
 #   BENCH_PORT=21000    first port; every server start takes a fresh pair
 #   BENCH_SERVER_CORE=1 BENCH_LOAD_CORE=0   the cores to pin to
+#   BENCH_NICE=-10      niceness of servers and load ("" to leave it)
 set -uo pipefail
+set -f              # entries hold words like lua/?.lua: never glob them
 
 BUILD=$(cd "${1:-build}" && pwd) ||
   { echo "run.sh: no build directory ${1:-build}" >&2; exit 2; }
 HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(dirname "$HERE")
 BIN=$BUILD/bench
 LOAD=$BIN/load
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
 
-# A server is a name and a command line. {port} is where it must listen
-# (127.0.0.1); {stats}, if the command has it, is a second port where the
-# server answers with the C memory it holds (see tapio_echo.c). The first
-# server is the reference the ratios are taken against.
+# A server is a name, optional VAR=value words and a command line. {port}
+# is where it must listen (127.0.0.1); {stats}, if the command has it, is a
+# second port where the server answers with the C memory it holds (see
+# tapio_echo.c). The first server is the reference for every ratio.
+JIT_PATH="LUA_PATH=$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;;"
 SERVERS=(
   "libev  $BIN/libev_echo {port}"
   "tapio  $BIN/tapio_echo {port} {stats}"
 )
-# The Lua and Python rows: tapio's Lua echo protocol, luv's (libuv) echo
-# written as a protocol table on the same Lua 5.4, and uvloop's
-# asyncio.Protocol echo; each where the machine has it.
+# The Lua and Python servers, where the machine has them: tapio's Lua echo
+# protocol under Lua 5.4 (the tapio host) and LuaJIT (the module), luv's
+# echo as a protocol table on the same two, uvloop's asyncio.Protocol echo.
 [ -x "$BUILD/tapio" ] &&
   SERVERS+=("tapio_lua $BUILD/tapio $HERE/tapio_echo.lua {port}")
+[ -f "$BUILD/luajit/tapio/core.so" ] && [ -x /usr/bin/luajit ] &&
+  SERVERS+=("tapio_lua_jit $JIT_PATH LUA_CPATH=$BUILD/luajit/?.so;;
+    /usr/bin/luajit $HERE/tapio_echo.lua {port}")
 lua5.4 -e 'require "luv"' 2>/dev/null &&
   SERVERS+=("luv /usr/bin/lua5.4 $HERE/luv_echo.lua {port}")
+luajit -e 'require "luv"' 2>/dev/null &&
+  SERVERS+=("luv_jit /usr/bin/luajit $HERE/luv_echo.lua {port}")
 /usr/bin/python3 -c 'import uvloop' 2>/dev/null &&
   SERVERS+=("uvloop /usr/bin/python3 $HERE/uvloop_echo.py {port}")
 if [ -n "${BENCH_EXTRA_SERVERS:-}" ]; then
   IFS=';' read -ra EXTRA <<<"$BENCH_EXTRA_SERVERS"
   SERVERS+=("${EXTRA[@]}")
 fi
-
-# A row: name, what its figures count (req: requests/s and CPU us per
-# request; MB: MB/s and CPU us per MB; idle: bytes per idle connection),
-# where it runs (same: server and load on one core; split: two cores),
-# and the load generator's arguments (see load.c).
-IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
-ROWS=(
-  "pingpong_1c  req  same  echo --conns 1 --size 64 --depth 1"
-  "pingpong_50c req  split echo --conns 50 --size 1024 --depth 1"
-  "pipeline_50c req  split echo --conns 50 --size 1024 --depth 16"
-  "stream_4c    MB   split echo --conns 4 --size 65536 --depth 16 --verify count"
-  "idle_10k     idle split idle --conns $IDLE_CONNS --size 64"
-)
+SERVERS=("${SERVERS[@]//$'\n'/ }")
 
 if [ -n "${BENCH_QUICK:-}" ] && [ "${BENCH_QUICK}" != 0 ]; then
-  RUNS=1 DURATION=1 WARMUP=0.3
+  ROUNDS=2 WINDOW=0.2 WARMUP=0.05 IDLE_RUNS=1 OWN_RUNS=1
+  COUNT_SCALE=0.1 COUNT_RUNS=1 IDLE_CONNS=${BENCH_IDLE_CONNS:-2000}
 else
-  RUNS=${BENCH_RUNS:-5} DURATION=${BENCH_DURATION:-5} WARMUP=${BENCH_WARMUP:-1}
+  ROUNDS=${BENCH_ROUNDS:-12} WINDOW=${BENCH_WINDOW:-1}
+  WARMUP=${BENCH_WARMUP:-0.2} IDLE_RUNS=${BENCH_IDLE_RUNS:-3}
+  COUNT_SCALE=${BENCH_COUNT_SCALE:-1} COUNT_RUNS=${BENCH_COUNT_RUNS:-3}
+  OWN_RUNS=3 IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
 fi
+
+# A row: name, kind, where it runs (same: server and load on one core;
+# split: two cores), and the arguments of what runs it. Kinds:
+#   req, MB   timed: requests/s and CPU us per request, or MB/s and CPU us
+#             per MB, in rounds of short windows (load.c echo)
+#   idle      bytes per idle connection, fresh servers (load.c idle)
+#   instr     user-space instructions and system calls per request under
+#             valgrind, from two runs of --requests A,B (load.c count)
+#   own:F1:F2 a program of its own, run when built; it prints lines of
+#             "name case F1 F2" (its figures' names after the colons)
+ROWS=(
+  "pingpong_1c  req   same  echo --conns 1 --size 64 --depth 1"
+  "pingpong_50c req   split echo --conns 50 --size 1024 --depth 1"
+  "pipeline_50c req   split echo --conns 50 --size 1024 --depth 16"
+  "stream_4c    MB    split echo --conns 4 --size 65536 --depth 16 --verify count"
+  "idle_10k     idle  split idle --conns $IDLE_CONNS --size 64"
+  "instr_1c     instr same  count --conns 1 --size 64 --depth 1 --requests 2000,12000"
+  "instr_50c    instr split count --conns 50 --size 1024 --depth 1 --requests 5000,25000"
+  "timers       own:scheduled/s:fired/s same $BIN/timers"
+)
+
+# What the verdicts judge: "rate SERVER REF BOUND" (the median ratio of
+# SERVER's throughput to REF's, with its interval, against BOUND: higher
+# is better) in timed rows; "instr SERVER REF BOUND" (instructions per
+# request, lower is better) in counted rows. Skipped where a server is
+# missing.
+TARGETS=(
+  "rate  tapio         libev    0.95"
+  "rate  tapio_lua     libev    0.75"
+  "rate  tapio_lua     luv      1.0"
+  "rate  tapio_lua     uvloop   1.0"
+  "rate  tapio_lua_jit luv_jit  1.0"
+  "rate  tapio_lua_jit uvloop   1.0"
+  "instr tapio         libev    1.15"
+  "instr tapio_lua     luv      1.0"
+  "instr tapio_lua     uvloop   1.0"
+  "instr tapio_lua_jit luv_jit  1.0"
+  "instr tapio_lua_jit uvloop   1.0"
+)
+
+ROW_SECONDS=${BENCH_ROW_SECONDS:-240}
 SCORE=${BENCH_SERVER_CORE:-1}
 LCORE=${BENCH_LOAD_CORE:-0}
 if [ "$(nproc)" -lt 2 ]; then SCORE=0 LCORE=0; fi
-NEXT_PORT=${BENCH_PORT:-21000}
+# Servers and load ahead of the machine's other work while measured.
+PRIORITY=()
+NICE=${BENCH_NICE--10}
+[ -n "$NICE" ] && nice -n "$NICE" true 2>/dev/null &&
+  PRIORITY=(nice -n "$NICE")
+# Real-time scheduling for the counted rows' load, where allowed (root).
+REALTIME=(chrt -f 10)
+chrt -f 10 true 2>/dev/null || REALTIME=()
+# Python's string hashes are salted per process unless fixed: fixed, its
+# instruction counts repeat.
+export PYTHONHASHSEED=0
 
 # Keeps the entries of a list whose first word is in the filter (all if
 # the filter is empty), in the list's order.
@@ -86,12 +146,13 @@ mapfile -t ROWS < <(select_named "${BENCH_ROWS:-}" "${ROWS[@]}")
 if [ ${#SERVERS[@]} -eq 0 ] || [ ${#ROWS[@]} -eq 0 ]; then
   echo "run.sh: no server or no row selected" >&2; exit 2
 fi
-
-for entry in "$LOAD" "${SERVERS[@]}"; do
-  set -- $entry
-  exe=${2:-$1}             # a server's program is its second word
-  [ -x "$exe" ] || { echo "run.sh: $exe not built" >&2; exit 2; }
+NAMES=()
+for entry in "${SERVERS[@]}"; do
+  parse_server "$entry"
+  NAMES+=("$SNAME")
+  [ -x "${SCMD[0]}" ] || { echo "run.sh: ${SCMD[0]} not built" >&2; exit 2; }
 done
+[ -x "$LOAD" ] || { echo "run.sh: $LOAD not built" >&2; exit 2; }
 
 STAMP=$(date +%Y%m%d-%H%M%S)
 OUT=$HERE/results/$STAMP
@@ -99,122 +160,255 @@ mkdir -p "$OUT"
 RAW=$OUT/raw.txt
 LOG=$OUT/servers.log
 
-# Percent of all CPU time in use over the next second: anything else
-# running makes the figures noisy on a machine this small.
-cpu_busy() {
-  local a b
-  a=($(head -1 /proc/stat)); sleep 1; b=($(head -1 /proc/stat))
-  local total=0 i
-  for i in 1 2 3 4 5 6 7 8; do total=$((total + b[i] - a[i])); done
-  local idle=$((b[4] - a[4] + b[5] - a[5]))
-  echo $(( total > 0 ? 100 * (total - idle) / total : 0 ))
-}
+# ---- Timed rows: rounds of short windows ----------------------------------
 
-machine() {
-  echo "date: $(date '+%Y-%m-%d %H:%M:%S %Z')"
-  echo "machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' \
-    /proc/cpuinfo | head -1), Linux $(uname -r)"
-  echo "runs: $RUNS x ${DURATION}s after ${WARMUP}s warm-up;" \
-    "server on core $SCORE, load on core $LCORE (same-core rows: $SCORE)"
-  echo "open files: soft $(ulimit -Sn), hard $(ulimit -Hn)"
-  local hard
-  hard=$(ulimit -Hn)
-  if [ "$hard" != unlimited ] && [ "$hard" -lt $((IDLE_CONNS + 64)) ]; then
-    echo "warning: $hard open files at most: the idle row needs $IDLE_CONNS" \
-      "connections (BENCH_IDLE_CONNS, or raise ulimit -Hn)"
-  fi
-  local busy
-  busy=$(cpu_busy)
-  echo "CPU in use before the run: ${busy}%"
-  if [ "$busy" -gt 10 ]; then
-    echo "warning: the machine is busy; throughput figures will be noisy"
-  fi
-}
-
-# True if something already listens on the port.
-port_busy() {
-  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-
-# Starts server "$1" (its list entry) on core $2 at a fresh pair of ports;
-# sets SPID, PORT and STATS_ARG. Fails if it does not accept in time.
-start_server() {
-  local cmd=${1#* } core=$2
-  cmd=${cmd#"${cmd%%[! ]*}"}
-  while port_busy "$NEXT_PORT" || port_busy $((NEXT_PORT + 1)); do
-    NEXT_PORT=$((NEXT_PORT + 2))
+# The order of the other servers in round r: rotated by r/2, reversed in
+# odd rounds, so that every server takes every place and any two come in
+# both orders equally often.
+round_order() {
+  local r=$1 k=$((${#SERVERS[@]} - 1)) j order=()
+  [ "$k" -gt 0 ] || return 0
+  for ((j = 0; j < k; j++)); do
+    order+=($(( (j + r / 2) % k + 1 )))
   done
-  PORT=$NEXT_PORT
-  local stats=$((PORT + 1))
-  NEXT_PORT=$((NEXT_PORT + 2))
-  STATS_ARG=()
-  [[ $cmd == *"{stats}"* ]] && STATS_ARG=(--stats-port "$stats")
-  cmd=${cmd//\{port\}/$PORT}
-  cmd=${cmd//\{stats\}/$stats}
-  echo "== $cmd" >>"$LOG"
-  # Word splitting of $cmd is the point: it is a command line.
-  taskset -c "$core" $cmd >>"$LOG" 2>&1 &
-  SPID=$!
-  "$LOAD" wait --port "$PORT" --pid "$SPID" 2>>"$LOG" &&
-    { [ ${#STATS_ARG[@]} -eq 0 ] ||
-      "$LOAD" wait --port "$stats" --pid "$SPID" 2>>"$LOG"; }
-}
-
-# Stops the server; fails if it had died on its own or ignores SIGTERM
-# (it gets SIGKILL after 5 s then).
-stop_server() {
-  kill -TERM "$SPID" 2>/dev/null
-  ( sleep 5; kill -KILL "$SPID" 2>/dev/null ) &
-  local guard=$!
-  wait "$SPID" 2>/dev/null
-  local status=$?
-  kill "$guard" 2>/dev/null
-  wait "$guard" 2>/dev/null
-  [ $status -eq 143 ] ||
-    { echo "server exited with status $status" >>"$LOG"; return 1; }
-}
-
-# One measurement: row entry $1, server entry $2, run number $3.
-measure() {
-  local row=($1) server=($2) run=$3
-  local name=${row[0]} unit=${row[1]} where=${row[2]}
-  local args=("${row[@]:3}")
-  local score=$SCORE lcore=$LCORE
-  [ "$where" = same ] && lcore=$SCORE
-  local tag="run=$run server=${server[0]} row=$name unit=$unit"
-  if ! start_server "$2" "$score"; then
-    echo "$tag error=server_did_not_start" | tee -a "$RAW"
-    stop_server; return 1
+  if [ $((r % 2)) -eq 1 ]; then
+    for ((j = k - 1; j >= 0; j--)); do printf '%s ' "${order[j]}"; done
+  else
+    printf '%s ' "${order[@]}"
   fi
-  local extra=(--warmup "$WARMUP" --duration "$DURATION")
-  [ "${args[0]}" = idle ] && extra=("${STATS_ARG[@]}")
-  local line
-  line=$(taskset -c "$lcore" "$LOAD" "${args[@]}" --port "$PORT" \
-    --pid "$SPID" "${extra[@]}" 2>>"$LOG")
-  [ -n "$line" ] || line="error=load_generator_failed"
-  stop_server || line="$line error=server_died"
-  echo "$tag $line" | tee -a "$RAW"
+}
+
+# One window of server $1 in round $2 of the row timed_row set up: its
+# figure for the progress line on stdout, its whole line to raw.txt with
+# its place in the row (seq; round 0 is the warm-up, not kept).
+window() {
+  local i=$1 r=$2 line
+  if [ -z "${PIDS[i]}" ]; then
+    return 0
+  elif ! alive "${PIDS[i]}"; then
+    line="error=server_died"
+    PIDS[i]=""
+  else
+    line=$("${PRIORITY[@]}" taskset -c "$WCORE" "$LOAD" "${ARGS[@]}" \
+      --port "${PORTS[i]}" --pid "${PIDS[i]}" --warmup "$WARMUP" \
+      --duration "$WINDOW" 2>>"$LOG")
+    [ -n "$line" ] || line="error=load_generator_failed"
+  fi
+  if [ "$r" -gt 0 ]; then
+    SEQ=$((SEQ + 1))
+    echo "round=$r seq=$SEQ server=${NAMES[i]} row=$ROW unit=$UNIT $line" \
+      >>"$RAW"
+  fi
+  local f=${line##* ${FIGURE}=}
+  [[ $line == *error=* ]] && f=FAILED
+  printf ' %s %s' "${NAMES[i]}" "${f%% *}"
   [[ $line != *error=* ]]
 }
 
-# Medians per (row, server) and ratios to the first server, from raw.txt.
-table() {
-  local servers rows
-  servers=$(for s in "${SERVERS[@]}"; do printf '%s ' "${s%% *}"; done)
-  rows=$(for r in "${ROWS[@]}"; do set -- $r; printf '%s:%s ' "$1" "$2"; done)
-  awk -v servers="$servers" -v rows="$rows" -f "$HERE/table.awk" "$RAW"
+# A timed row: every server started once and kept for the whole row, a
+# warm-up round, then rounds in which every other server's window comes
+# right after one of libev's and right before the next (libev, A, libev,
+# B, libev, ... in round_order), so each has libev on both sides.
+timed_row() {
+  local row
+  read -ra row <<<"$1"
+  ROW=${row[0]} UNIT=${row[1]} ARGS=("${row[@]:3}") WCORE=$LCORE SEQ=0
+  [ "${row[2]}" = same ] && WCORE=$SCORE
+  FIGURE=rps
+  [ "$UNIT" = MB ] && FIGURE=mbps
+  PIDS=() PORTS=()
+  local i r ok=0 t0=$SECONDS
+  for i in "${!SERVERS[@]}"; do
+    if start_server "${SERVERS[i]}" "$SCORE"; then
+      PIDS[i]=$SPID PORTS[i]=$PORT
+    else
+      echo "round=1 server=${NAMES[i]} row=$ROW unit=$UNIT" \
+        "error=server_did_not_start" >>"$RAW"
+      PIDS[i]="" ok=1
+    fi
+  done
+  echo "$ROW: warm-up"
+  for i in "${!SERVERS[@]}"; do window "$i" 0 >/dev/null; done
+  printf '%s:' "$ROW"
+  window 0 1 || ok=1
+  echo
+  for ((r = 1; r <= ROUNDS; r++)); do
+    printf '%s round %d:' "$ROW" "$r"
+    for i in $(round_order "$r"); do
+      window "$i" "$r" || ok=1
+      window 0 "$r" || ok=1
+    done
+    echo
+    [ $((SECONDS - t0)) -ge "$ROW_SECONDS" ] && break
+  done
+  for i in "${!SERVERS[@]}"; do
+    if [ -n "${PIDS[i]}" ] && ! stop_server "${PIDS[i]}"; then
+      echo "round=$r server=${NAMES[i]} row=$ROW unit=$UNIT" \
+        "error=server_died" >>"$RAW"
+      ok=1
+    fi
+  done
+  return $ok
 }
 
-machine | tee "$OUT/machine.txt"
-echo "raw results: $RAW"
-FAILED=0
-for run in $(seq 1 "$RUNS"); do
-  for row in "${ROWS[@]}"; do
-    for server in "${SERVERS[@]}"; do
-      measure "$row" "$server" "$run" || FAILED=1
+# ---- Idle rows: memory per connection, fresh servers ----------------------
+
+idle_row() {
+  local row
+  read -ra row <<<"$1"
+  local args=("${row[@]:3}") lcore=$LCORE run i line ok=0
+  [ "${row[2]}" = same ] && lcore=$SCORE
+  for ((run = 1; run <= IDLE_RUNS; run++)); do
+    for i in "${!SERVERS[@]}"; do
+      local tag="round=$run server=${NAMES[i]} row=${row[0]} unit=idle"
+      if ! start_server "${SERVERS[i]}" "$SCORE"; then
+        line="error=server_did_not_start"
+      else
+        line=$(taskset -c "$lcore" "$LOAD" "${args[@]}" --port "$PORT" \
+          --pid "$SPID" "${STATS_ARG[@]}" 2>>"$LOG")
+        [ -n "$line" ] || line="error=load_generator_failed"
+      fi
+      stop_server "$SPID" || line="$line error=server_died"
+      echo "$tag $line" | tee -a "$RAW"
+      [[ $line != *error=* ]] || ok=1
     done
   done
+  return $ok
+}
+
+# ---- Counted rows: instructions and system calls under valgrind -----------
+
+# System calls in a valgrind --trace-syscalls log, less those a native run
+# makes through the vDSO without entering the kernel (valgrind gives its
+# client no vDSO, so there they are real calls).
+count_syscalls() {
+  grep -oE '^SYSCALL\[[0-9,]+\]\([0-9]+\) sys_[a-z0-9_]+' "$1" |
+    grep -cvE 'sys_(clock_gettime|gettimeofday|time|getcpu)$'
+}
+
+# One counted run: server $1 (an index) under callgrind serving $2
+# requests of the row counted_row set up, the $3-th time; its line goes to
+# raw.txt.
+count_run() {
+  local i=$1 n=$2 line
+  local base=$OUT/callgrind/$ROW.${NAMES[i]}.$n.$3
+  local tag="server=${NAMES[i]} row=$ROW unit=instr"
+  mkdir -p "$OUT/callgrind"
+  # No address randomisation: hash tables seeded or keyed by addresses
+  # (Lua's strings, Python's ids) then lay out alike from run to run.
+  if ! WAIT_SECS=120 start_server "${SERVERS[i]}" "$SCORE" setarch -R \
+      valgrind --tool=callgrind --callgrind-out-file="$base.out" \
+      --trace-syscalls=yes --log-file="$base.log"; then
+    line="error=server_did_not_start"
+  else
+    # The load in real time, so neighbours cannot delay it: the server
+    # (slow under valgrind) then finds every connection ready at each
+    # wake-up, and the number of wake-ups, which costs instructions,
+    # repeats. It sleeps in epoll_wait for nearly all of the run.
+    line=$(taskset -c "$WCORE" "${REALTIME[@]}" "$LOAD" "${ARGS[@]}" \
+      --requests "$n" --port "$PORT" --deadline 600 2>>"$LOG")
+    [ -n "$line" ] || line="error=load_generator_failed"
+  fi
+  stop_server "$SPID" || line="$line error=server_died"
+  local ir
+  ir=$(sed -n 's/^totals: //p' "$base.out" 2>/dev/null)
+  [ -n "$ir" ] || line="$line error=no_callgrind_totals"
+  echo "$tag instructions=${ir:-0} syscalls=$(count_syscalls "$base.log")" \
+    "$line" >>"$RAW"
+  printf ' %s' "${ir:-FAILED}"
+  [[ $line != *error=* ]]
+}
+
+# A counted row: every server COUNT_RUNS times at each length, serving A
+# and then B requests (--requests A,B, times COUNT_SCALE); the table takes
+# the slope between the medians.
+counted_row() {
+  local row
+  read -ra row <<<"$1"
+  ROW=${row[0]} WCORE=$LCORE ARGS=()
+  [ "${row[2]}" = same ] && WCORE=$SCORE
+  local j lengths=()
+  for ((j = 3; j < ${#row[@]}; j++)); do
+    if [ "${row[j]}" = --requests ]; then
+      IFS=, read -ra lengths <<<"${row[j + 1]}"
+      j=$((j + 1))
+    else
+      ARGS+=("${row[j]}")
+    fi
+  done
+  local i n run ok=0
+  for i in "${!SERVERS[@]}"; do
+    printf '%s %s: instructions' "$ROW" "${NAMES[i]}"
+    for ((run = 1; run <= COUNT_RUNS; run++)); do
+      for n in "${lengths[@]}"; do
+        count_run "$i" "$(awk -v n="$n" -v s="$COUNT_SCALE" \
+          'BEGIN { printf "%d", n * s }')" "$run" || ok=1
+      done
+    done
+    echo
+  done
+  return $ok
+}
+
+# ---- Rows of their own: a program that prints its figures -----------------
+
+own_row() {
+  local row
+  read -ra row <<<"$1"
+  local name=${row[0]} prog=${row[3]} run ok=0
+  if [ ! -x "$prog" ]; then
+    echo "row=$name unit=own skipped=not_built" >>"$RAW"
+    echo "$name: skipped, $prog not built"
+    return 0
+  fi
+  for ((run = 1; run <= OWN_RUNS; run++)); do
+    local lines
+    lines=$(taskset -c "$SCORE" "${row[@]:3}" 2>>"$LOG") || ok=1
+    [ -n "$lines" ] || { ok=1; echo "row=$name unit=own error=no_output" >>"$RAW"; }
+    while read -r what which f1 f2; do
+      [ -n "$what" ] || continue
+      echo "round=$run row=$name unit=own case=${what}_$which f1=$f1 f2=$f2" |
+        tee -a "$RAW"
+    done <<<"$lines"
+  done
+  return $ok
+}
+
+# ---- The run -----------------------------------------------------------------
+
+table() {
+  local rows
+  rows=$(for r in "${ROWS[@]}"; do set -- $r; printf '%s:%s ' "$1" "$2"; done)
+  awk -v servers="${NAMES[*]}" -v rows="$rows" \
+    -v targets="$(printf '%s;' "${TARGETS[@]}")" -f "$HERE/table.awk" "$RAW"
+}
+
+START=$SECONDS
+{
+  machine
+  echo "timed rows: up to $ROUNDS rounds of ${WINDOW}s windows after" \
+    "${WARMUP}s warm-up each (at most ${ROW_SECONDS}s a row); server on" \
+    "core $SCORE, load on core $LCORE (same-core rows: $SCORE)"
+  echo "servers: ${NAMES[*]}"
+  machine_load "before the run"
+} | tee "$OUT/machine.txt"
+echo "raw results: $RAW"
+FAILED=0
+for row in "${ROWS[@]}"; do
+  read -r name kind _ <<<"$row"
+  t0=$SECONDS
+  case $kind in
+    req|MB) timed_row "$row" ;;
+    idle) idle_row "$row" ;;
+    instr) counted_row "$row" ;;
+    own*) own_row "$row" ;;
+  esac || FAILED=1
+  echo "$name: $((SECONDS - t0)) s" | tee -a "$OUT/machine.txt"
 done
+{
+  machine_load "after the run"
+  echo "the run took $((SECONDS - START)) s"
+} | tee -a "$OUT/machine.txt"
 echo
 table | tee "$OUT/table.txt"
 ln -sfn "$STAMP" "$HERE/results/latest"

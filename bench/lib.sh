@@ -1,0 +1,106 @@
+# The benchmark's shared shell functions: starting and stopping servers,
+# the machine's description. Sourced by run.sh and profile.sh, which set
+# LOAD (the load generator) and LOG (where the servers' output goes).
+
+NEXT_PORT=${BENCH_PORT:-21000}
+PRIORITY=()         # a prefix for every server and timed load, e.g. nice
+
+# True if something already listens on the port.
+port_busy() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# Splits a server entry, "name [VAR=value ...] program args", into SNAME,
+# SENV (the environment words) and SCMD (the command line).
+parse_server() {
+  local words
+  read -ra words <<<"$1"
+  SNAME=${words[0]} SENV=() SCMD=()
+  local i=1
+  while [ $i -lt ${#words[@]} ] && [[ ${words[i]} == [A-Za-z_]*=* ]]; do
+    SENV+=("${words[i]}")
+    i=$((i + 1))
+  done
+  SCMD=("${words[@]:i}")
+}
+
+# start_server ENTRY CORE [WRAPPER...]: starts the server of a list entry
+# on core CORE, under WRAPPER (e.g. valgrind) if given, at a fresh pair of
+# ports; sets SPID, PORT and STATS_ARG. Fails if it does not accept within
+# WAIT_SECS (10 s by default).
+start_server() {
+  local core=$2
+  parse_server "$1"
+  shift 2
+  while port_busy "$NEXT_PORT" || port_busy $((NEXT_PORT + 1)); do
+    NEXT_PORT=$((NEXT_PORT + 2))
+  done
+  PORT=$NEXT_PORT
+  local stats=$((PORT + 1))
+  NEXT_PORT=$((NEXT_PORT + 2))
+  STATS_ARG=()
+  [[ " ${SCMD[*]} " == *" {stats} "* ]] && STATS_ARG=(--stats-port "$stats")
+  local cmd=("${SCMD[@]//\{port\}/$PORT}")
+  cmd=("${cmd[@]//\{stats\}/$stats}")
+  echo "== ${SENV[*]} $* ${cmd[*]}" >>"$LOG"
+  "${PRIORITY[@]}" taskset -c "$core" env "${SENV[@]}" "$@" "${cmd[@]}" \
+    >>"$LOG" 2>&1 &
+  SPID=$!
+  local secs=${WAIT_SECS:-10}
+  "$LOAD" wait --port "$PORT" --pid "$SPID" --deadline "$secs" 2>>"$LOG" &&
+    { [ ${#STATS_ARG[@]} -eq 0 ] ||
+      "$LOAD" wait --port "$stats" --pid "$SPID" --deadline "$secs" \
+        2>>"$LOG"; }
+}
+
+# stop_server PID: stops it; fails if it had died on its own or ignores
+# SIGTERM (it gets SIGKILL after 10 s then).
+stop_server() {
+  local pid=$1
+  kill -TERM "$pid" 2>/dev/null
+  ( sleep 10; kill -KILL "$pid" 2>/dev/null ) &
+  local guard=$!
+  wait "$pid" 2>/dev/null
+  local status=$?
+  kill "$guard" 2>/dev/null
+  wait "$guard" 2>/dev/null
+  [ $status -eq 143 ] ||
+    { echo "server $pid exited with status $status" >>"$LOG"; return 1; }
+}
+
+# True while the process runs (not a zombie).
+alive() {
+  local state
+  state=$(sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' \
+    "/proc/$1/status" 2>/dev/null)
+  [ -n "$state" ] && [ "$state" != Z ] && [ "$state" != X ]
+}
+
+# Percent of all CPU time in use over the next second: anything else
+# running makes the timed figures noisy on a machine this small.
+cpu_busy() {
+  local a b
+  read -ra a </proc/stat; sleep 1; read -ra b </proc/stat
+  local total=0 i
+  for i in 1 2 3 4 5 6 7 8; do total=$((total + b[i] - a[i])); done
+  local idle=$((b[4] - a[4] + b[5] - a[5]))
+  echo $(( total > 0 ? 100 * (total - idle) / total : 0 ))
+}
+
+# One line on how loaded the machine is now.
+machine_load() {
+  local busy
+  busy=$(cpu_busy)
+  echo "CPU in use $1: ${busy}%, load average" \
+    "$(cut -d' ' -f1-3 /proc/loadavg)"
+  if [ "$busy" -gt 10 ]; then
+    echo "warning: the machine is busy; timed figures will be noisy"
+  fi
+}
+
+machine() {
+  echo "date: $(date '+%Y-%m-%d %H:%M:%S %Z')"
+  echo "machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' \
+    /proc/cpuinfo | head -1), Linux $(uname -r)"
+  echo "open files: soft $(ulimit -Sn), hard $(ulimit -Hn)"
+}
