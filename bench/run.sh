@@ -93,6 +93,11 @@ ROWS=(
   "instr_1c     instr same  count --conns 1 --size 64 --depth 1 --requests 2000,12000"
   "instr_50c    instr split count --conns 50 --size 1024 --depth 1 --requests 5000,25000"
   "timers       own:scheduled/s:fired/s same $BIN/timers"
+  "tls_stream_1c own:MB/s:us/MB split $HERE/tls_rows.sh $BUILD stream_1c"
+  "tls_stream_4c own:MB/s:us/MB split $HERE/tls_rows.sh $BUILD stream_4c"
+  "tls_hs_ecdsa own:handshakes/s:us/handshake split $HERE/tls_rows.sh $BUILD hs_ecdsa"
+  "tls_hs_rsa   own:handshakes/s:us/handshake split $HERE/tls_rows.sh $BUILD hs_rsa"
+  "tls_idle     own:B/conn_RSS:B/conn_C split $HERE/tls_rows.sh $BUILD idle"
 )
 
 # What the verdicts judge: "rate SERVER REF BOUND" (the median ratio of
