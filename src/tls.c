@@ -24,9 +24,12 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Plain bytes given to OpenSSL at once: a few records, so that a large
- * write does not turn into as much ciphertext waiting for the socket. */
-#define WRITE_CHUNK (64 * 1024)
+/* Plain bytes encrypted in one batch, sent with one write: as much as the
+ * loop reads at once. Its ciphertext buffer is made per batch and freed
+ * once sent, so an idle connection holds none. */
+#define BATCH (256 * 1024)
+/* TLS 1.3 adds 22 bytes to a record of at most 16 KiB (1.2: up to 29). */
+#define BATCH_CIPHER (BATCH + (BATCH / 16384 + 1) * 64)
 
 static void update_want(tapio__tls *tc);
 static void shutdown_step(tapio__tls *tc);
@@ -81,6 +84,17 @@ static int out_append(tapio__tls *tc, const char *p, size_t len) {
   return 0;
 }
 
+/* Room for a batch's ciphertext in `out` (which holds nothing yet). */
+static int out_reserve(tapio__tls *tc) {
+  if (tc->out_cap >= BATCH_CIPHER)
+    return 0;
+  tapio__free(tc->s->head.loop, tc->out, tc->out_cap);
+  tc->out = tapio__alloc(tc->s->head.loop, BATCH_CIPHER);
+  tc->out_cap = tc->out ? BATCH_CIPHER : 0;
+  tc->out_off = tc->out_len = 0;
+  return tc->out ? 0 : TAPIO_ENOMEM;
+}
+
 static int lower_write(tapio__tls *tc, const char *p, size_t len) {
   struct iovec iov = {(void *)p, len};
   ssize_t n = tc->lower->writev(tc->s, tc->lower_ctx, &iov, 1);
@@ -93,15 +107,18 @@ static int lower_write(tapio__tls *tc, const char *p, size_t len) {
   return (int)n;
 }
 
-/* Records go to the layer below at once; what it does not take waits in
- * `out`. Never a retry: OpenSSL counts every record as written. */
+/* Records go to the layer below at once (the handshake's, alerts), or
+ * into `out` while tls_writev makes a batch; what the layer below does
+ * not take waits in `out`. Never a retry: OpenSSL counts every record as
+ * written. */
 static int bio_write(BIO *b, const char *src, int len) {
   tapio__tls *tc = BIO_get_data(b);
   int n = 0;
   BIO_clear_retry_flags(b);
   if (tc->io_err)
     return -1;
-  if (tc->out_off == tc->out_len && (n = lower_write(tc, src, (size_t)len)) < 0)
+  if (!tc->batching && tc->out_off == tc->out_len &&
+      (n = lower_write(tc, src, (size_t)len)) < 0)
     return -1;
   if (n < len && out_append(tc, src + n, (size_t)(len - n)) < 0) {
     tc->io_err = TAPIO_ENOMEM;
@@ -385,9 +402,10 @@ static ssize_t clear_writev(tapio__tls *tc, const struct iovec *iov, int n) {
   return r;
 }
 
-/* Encrypts plain bytes while the layer below keeps up: nothing more is
- * taken once ciphertext waits, so the stream's buffer (and its flow
- * control) holds the rest. */
+/* Encrypts a batch of plain bytes (at most BATCH) into `out`, then sends
+ * it to the layer below in one write: a batch of records costs one system
+ * call, not one per record. Nothing is taken while ciphertext still
+ * waits, so the stream's buffer (and its flow control) holds the rest. */
 static ssize_t tls_writev(tapio__stream *s, void *ctx, const struct iovec *iov,
                           int n) {
   tapio__tls *tc = ctx;
@@ -402,16 +420,22 @@ static ssize_t tls_writev(tapio__stream *s, void *ctx, const struct iovec *iov,
     tls_fail(tc, classify(tc, -1));
     return rc;
   }
-  for (i = 0; i < n && tc->out_off == tc->out_len; i++) {
+  if (tc->out_off < tc->out_len || out_reserve(tc) < 0) {
+    update_want(tc);
+    return TAPIO_EAGAIN;
+  }
+  tc->batching = 1;
+  for (i = 0; i < n && total < BATCH; i++) {
     const char *p = iov[i].iov_base;
     size_t left = iov[i].iov_len, w;
-    while (left && tc->out_off == tc->out_len) {
+    while (left && total < BATCH) {
+      size_t chunk = left < BATCH - total ? left : BATCH - total;
       ERR_clear_error();
-      if (!SSL_write_ex(tc->ssl, p, left < WRITE_CHUNK ? left : WRITE_CHUNK,
-                        &w)) {
+      if (!SSL_write_ex(tc->ssl, p, chunk, &w)) {
+        tc->batching = 0;
         if (SSL_get_error(tc->ssl, 0) == SSL_ERROR_WANT_READ && !tc->io_err) {
           tc->wr_wants_read = 1; /* a renegotiation: input first */
-          goto out;
+          break;
         }
         rc = classify(tc, 0);
         tls_fail(tc, rc);
@@ -422,7 +446,11 @@ static ssize_t tls_writev(tapio__stream *s, void *ctx, const struct iovec *iov,
       total += w;
     }
   }
-out:
+  tc->batching = 0;
+  if ((rc = flush_out(tc)) < 0) {
+    tls_fail(tc, classify(tc, -1));
+    return rc;
+  }
   update_want(tc);
   return total ? (ssize_t)total : TAPIO_EAGAIN;
 }

@@ -106,10 +106,11 @@ int tapio_tls_context_new(int side, tapio_tls_context **out) {
   c->cache_max = side == TAPIO_TLS_CLIENT ? 64 : 0;
   SSL_CTX_set_app_data(c->ctx, c);
   SSL_CTX_set_min_proto_version(c->ctx, TLS1_2_VERSION);
-  /* Idle connections give OpenSSL's record buffers back; reads take all
-   * a record buffer holds in one call. */
+  /* Idle connections give OpenSSL's record buffers back; a read takes
+   * what fits a 64 KiB buffer (four full records) in one system call. */
   SSL_CTX_set_mode(c->ctx, SSL_MODE_RELEASE_BUFFERS);
   SSL_CTX_set_read_ahead(c->ctx, 1);
+  SSL_CTX_set_default_read_buffer_len(c->ctx, 64 * 1024);
   SSL_CTX_set_options(c->ctx, SSL_OP_NO_COMPRESSION);
   tapio__tls_session_setup(c);
   if (side == TAPIO_TLS_SERVER) {
