@@ -633,6 +633,120 @@ static void close_during_starttls(void)
   end_pair(loop, &c, peer);
 }
 
+/* S10: start_tls against a peer that never answers ends after its
+ * ssl_handshake_timeout; the connection goes with that error. */
+static void starttls_timeout(void)
+{
+  tapio_loop *loop = new_loop();
+  tapio_options *o = new_options(loop);
+  tapio_tls_context *cc = client_ctx();
+  started st;
+  rec c;
+  int peer;
+  rec_init(&c);
+  peer = pair_raw(loop, &c);
+  memset(&st, 0, sizeof st);
+  st.loop = loop;
+  CHECK_OK(tapio_options_set_str(o, "server_hostname", "localhost"));
+  CHECK_OK(tapio_options_set_number(o, "ssl_handshake_timeout", 0.2));
+  CHECK_OK(tapio_transport_start_tls(c.t, &rec_proto, &c, cc, o, NULL, 0,
+                                     on_started, &st));
+  tapio_options_free(o);
+  tapio_tls_context_release(cc);
+  WAIT_FOR(loop, st.done && c.lost);
+  CHECK_ERR(st.status, TAPIO_ETIMEDOUT);
+  CHECK(strstr(st.msg, "taking longer than 0.2 seconds") != NULL);
+  CHECK_STR(c.log, "made lost:ETIMEDOUT");
+  end_pair(loop, &c, peer);
+}
+
+/* S25, S18: 25 clients at once writing lists of buffers; each gets its
+ * echo and a clean end. The server's recs echo with counters of their
+ * own, found by their place in the server's list. */
+static srv *echo_srv;
+static size_t echo_done[SRV_MAX];
+
+static void echo_each(rec *r, rec_event ev)
+{
+  size_t i;
+  for (i = 0; i < echo_srv->n && echo_srv->conns[i] != r; i++)
+    ;
+  if (ev == EV_DATA && r->nin > echo_done[i]) {
+    CHECK_OK(tapio_transport_write(r->t, r->in + echo_done[i],
+                                   r->nin - echo_done[i]));
+    echo_done[i] = r->nin;
+  }
+}
+
+static void many_clients_writelines(void)
+{
+  static const char *const hosts[] = { "127.0.0.1" };
+  static const void *const bufs[] = { "one,", "two,", "three" };
+  static const size_t lens[] = { 4, 4, 5 };
+  enum { N = 25 };
+  tapio_loop *loop = new_loop();
+  tapio_options *so = tls_options(loop, server_ctx("server"));
+  tapio_options *co = tls_options(loop, client_ctx());
+  conn_wait w[N];
+  rec c[N];
+  srv sv;
+  int i;
+  srv_init(&sv, loop);
+  echo_srv = &sv;
+  sv.tmpl.hook = echo_each;
+  CHECK_OK(tapio_options_set_number(so, "ssl_handshake_timeout", 10));
+  CHECK_OK(srv_start_hosts(&sv, hosts, 1, 0, so));
+  CHECK_OK(tapio_options_set_str(co, "server_hostname", "localhost"));
+  for (i = 0; i < N; i++) { /* all at once: 25 handshakes in flight */
+    rec_init(&c[i]);
+    memset(&w[i], 0, sizeof w[i]);
+    w[i].r = &c[i];
+    CHECK_OK(tapio_create_connection(loop, "127.0.0.1", sv.port, &rec_proto,
+                                     &c[i], co, on_connected, &w[i]));
+  }
+  for (i = 0; i < N; i++) {
+    WAIT_FOR(loop, w[i].done);
+    CHECK_OK(w[i].status);
+    CHECK_OK(tapio_transport_writelines(c[i].t, bufs, lens, 3));
+  }
+  for (i = 0; i < N; i++) {
+    WAIT_FOR(loop, c[i].nin == 13);
+    CHECK(memcmp(c[i].in, "one,two,three", 13) == 0);
+    CHECK_OK(tapio_transport_close(c[i].t));
+  }
+  for (i = 0; i < N; i++)
+    WAIT_FOR(loop, c[i].lost && sv.conns[i]->lost);
+  for (i = 0; i < N; i++) {
+    CHECK_STR(c[i].log, "made data:13 lost:0");
+    rec_free(&c[i]);
+  }
+  tapio_options_free(so);
+  tapio_options_free(co);
+  srv_release_and_free(&sv, loop);
+}
+
+/* S7: set_protocol on a TLS transport: the next bytes go to the new one. */
+static void set_protocol_swaps(void)
+{
+  tls_pair p;
+  rec other;
+  pair_init(&p);
+  rec_init(&other);
+  pair_up(&p, server_ctx("server"), client_ctx(), NULL);
+  roundtrip(p.loop, &p.c, p.s);
+  other.made = 1; /* it takes over a made connection */
+  other.t = p.c.t;
+  CHECK_OK(tapio_transport_set_protocol(p.c.t, &rec_proto, &other));
+  CHECK_OK(tapio_transport_write(p.s->t, "swapped", 7));
+  WAIT_FOR(p.loop, other.nin == 7);
+  CHECK_OK(tapio_transport_close(p.c.t));
+  WAIT_FOR(p.loop, other.lost);
+  CHECK_STR(other.log, "data:7 lost:0");
+  CHECK_STR(p.c.log, "made data:4");
+  rec_free(&other);
+  pair_end(&p);
+}
+
 /* S12 and friends: what start_tls refuses at once. */
 static void starttls_arguments(void)
 {
@@ -755,6 +869,7 @@ TEST_MAIN(TEST(bulk_both_ways), TEST(buffered_one_byte),
           TEST(over_unix_socket), TEST(starttls_answered),
           TEST(starttls_pipelined), TEST(starttls_while_paused),
           TEST(tls_inside_tls), TEST(close_during_starttls),
-          TEST(starttls_arguments), TEST(loop_free_mid_handshake),
+          TEST(starttls_timeout), TEST(starttls_arguments),
+          TEST(many_clients_writelines), TEST(set_protocol_swaps), TEST(loop_free_mid_handshake),
           TEST(server_closes_handshaking_clients),
           TEST(loop_free_mid_shutdown))

@@ -131,6 +131,43 @@ static void s_client_to_tapio(void)
   srv_release_and_free(&sv, loop);
 }
 
+/* TLS 1.2 renegotiation asked by the server in the middle of a session
+ * (s_server's "r" command): followed inside a read, the session goes on
+ * both ways. */
+static void s_server_renegotiates(void)
+{
+  tapio_loop *loop = new_loop();
+  char port[16];
+  int p = free_port();
+  char *argv[] = { "openssl", "s_server", "-accept", port, "-cert",
+                   (char *)cert("server.pem"), "-key",
+                   (char *)cert("server.key"), "-naccept", "1", "-tls1_2",
+                   NULL };
+  peer srv;
+  rec c;
+  rec_init(&c);
+  need("/usr/bin/openssl");
+  snprintf(port, sizeof port, "%d", p);
+  peer_start(&srv, argv);
+  peer_wait_for(loop, &srv, "ACCEPT");
+  connect_to(loop, p, &c);
+  CHECK_OK(tapio_transport_write(c.t, "before\n", 7));
+  peer_wait_for(loop, &srv, "before");
+  peer_send(&srv, "r\n");
+  peer_wait_for(loop, &srv, "SSL_do_handshake -> 1"); /* renegotiated */
+  peer_send(&srv, "after\n");
+  WAIT_FOR(loop, c.nin >= 6);
+  CHECK(memcmp(c.in, "after\n", 6) == 0);
+  CHECK_OK(tapio_transport_write(c.t, "tapio after\n", 12));
+  peer_wait_for(loop, &srv, "tapio after");
+  CHECK_OK(tapio_transport_close(c.t));
+  WAIT_FOR(loop, c.lost);
+  CHECK_STR(c.log, "made data:6 lost:0");
+  peer_stop(&srv);
+  free_loop(loop);
+  rec_free(&c);
+}
+
 /* ---- Python's ssl and asyncio --------------------------------------------- */
 
 static void python_server(const char *mode, const char *version)
@@ -316,7 +353,7 @@ static void python_never_answers(void)
 }
 
 TEST_MAIN(TEST(s_server_tls13), TEST(s_server_tls12),
-          TEST(s_client_to_tapio), TEST(python_server_tls13),
+          TEST(s_client_to_tapio), TEST(s_server_renegotiates), TEST(python_server_tls13),
           TEST(python_server_tls12), TEST(python_client),
           TEST(python_server_wants_cert), TEST(python_starttls_server),
           TEST(python_starttls_client), TEST(python_never_answers))
