@@ -29,7 +29,6 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -41,44 +40,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "ossl_count.h"
+
 enum { BUF = 256 * 1024 };
 static _Alignas(4096) char buf[BUF];
 static SSL_CTX *ctx;
 static int use_mem;
-
-/* ---- Counting what OpenSSL allocates ------------------------------------ */
-
-static int64_t ossl_bytes;
-
-static void *count_malloc(size_t n, const char *file, int line)
-{
-  void *p = malloc(n);
-  (void)file;
-  (void)line;
-  if (p)
-    ossl_bytes += (int64_t)malloc_usable_size(p);
-  return p;
-}
-
-static void count_free(void *p, const char *file, int line)
-{
-  (void)file;
-  (void)line;
-  if (p)
-    ossl_bytes -= (int64_t)malloc_usable_size(p);
-  free(p);
-}
-
-static void *count_realloc(void *p, size_t n, const char *file, int line)
-{
-  size_t old = p ? malloc_usable_size(p) : 0;
-  void *q = realloc(p, n);
-  (void)file;
-  (void)line;
-  if (q || n == 0)
-    ossl_bytes += (int64_t)(q ? malloc_usable_size(q) : 0) - (int64_t)old;
-  return q;
-}
 
 /* ---- Connections -------------------------------------------------------- */
 
@@ -418,7 +385,7 @@ int main(int argc, char **argv)
     return 2;
   }
   use_mem = argc <= 4 || !strcmp(argv[4], "mem");
-  CRYPTO_set_mem_functions(count_malloc, count_realloc, count_free);
+  ossl_count_install();
   raise_nofile();
   signal(SIGPIPE, SIG_IGN);
   if (!(ctx = make_ctx(argv[2], argv[3])))

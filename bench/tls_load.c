@@ -41,6 +41,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "measure.h"
+
 enum { PERIOD = 64 * 1021, MAX_IO = 256 * 1024 };
 static unsigned char pattern[PERIOD + MAX_IO];
 static unsigned char rbuf[MAX_IO];
@@ -71,88 +73,15 @@ static struct conn *conns;
 static uint64_t total_recvd, handshakes;
 static int done, sending = 1;
 
-static void die(const char *fmt, ...)
-{
-  char msg[256];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
-  for (char *p = msg; *p; p++)
-    if (*p == ' ')
-      *p = '_';
-  printf("error=%s\n", msg);
-  fflush(stdout);
-  exit(1);
-}
-
-static double now(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static double proc_cpu(int pid)
-{
-  char path[64], b[1024];
-  snprintf(path, sizeof path, "/proc/%d/stat", pid);
-  FILE *f = fopen(path, "r");
-  if (!f)
-    return -1;
-  size_t n = fread(b, 1, sizeof b - 1, f);
-  fclose(f);
-  b[n] = 0;
-  char *p = strrchr(b, ')');
-  unsigned long long ut, st;
-  if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u "
-                   "%llu %llu", &ut, &st) != 2)
-    return -1;
-  return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-}
-
-static long proc_rss_kb(int pid)
-{
-  char path[64], line[256];
-  long kb = -1;
-  snprintf(path, sizeof path, "/proc/%d/status", pid);
-  FILE *f = fopen(path, "r");
-  if (!f)
-    return -1;
-  while (fgets(line, sizeof line, f))
-    if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
-      break;
-  fclose(f);
-  return kb;
-}
-
-static void machine_cpu(double *busy)
-{
-  unsigned long long us, ni, sy;
-  FILE *f = fopen("/proc/stat", "r");
-  *busy = 0;
-  if (f && fscanf(f, "cpu %llu %llu %llu", &us, &ni, &sy) == 3)
-    *busy = (double)(us + ni + sy) / (double)sysconf(_SC_CLK_TCK);
-  if (f)
-    fclose(f);
-}
-
-static double self_cpu(void)
-{
-  struct rusage ru;
-  getrusage(RUSAGE_SELF, &ru);
-  return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-         (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
-}
-
-static int dial(int port, int blocking)
+/* A non-blocking connect to 127.0.0.1:port, under way: the descriptor,
+ * or -1 with errno set. */
+static int dial_nb(int port)
 {
   struct sockaddr_in sa = { .sin_family = AF_INET,
                             .sin_port = htons((uint16_t)port) };
   int one = 1;
   sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC |
-                  (blocking ? 0 : SOCK_NONBLOCK), 0);
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0)
     return -1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -164,21 +93,6 @@ static int dial(int port, int blocking)
     return -1;
   }
   return fd;
-}
-
-static long long query_stats(int port)
-{
-  char b[64];
-  size_t len = 0;
-  ssize_t n;
-  int fd = dial(port, 1);
-  if (fd < 0)
-    die("stats port %d: %s", port, strerror(errno));
-  while (len < sizeof b - 1 && (n = read(fd, b + len, sizeof b - 1 - len)) > 0)
-    len += (size_t)n;
-  close(fd);
-  b[len] = 0;
-  return len ? atoll(b) : -1;
 }
 
 static const unsigned char *stream_at(const struct conn *c, uint64_t off)
@@ -203,7 +117,7 @@ static void conn_start(struct conn *c, int i)
 {
   struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT, .data.ptr = c };
   memset(c, 0, sizeof *c);
-  c->fd = dial(O->port, 0);
+  c->fd = dial_nb(O->port);
   if (c->fd < 0)
     die("connect: %s", strerror(errno));
   c->ssl = SSL_new(ctx);
@@ -395,7 +309,7 @@ static void drain_all(void)
 /* ---- Modes -------------------------------------------------------------- */
 
 struct window {
-  double t0, cpu0, self0, busy0;
+  double t0, cpu0, self0, busy0, steal0;
 };
 
 static void window_start(struct window *w)
@@ -404,34 +318,43 @@ static void window_start(struct window *w)
   if (w->cpu0 < 0)
     die("cannot read the CPU time of pid %d", O->pid);
   w->self0 = self_cpu();
-  machine_cpu(&w->busy0);
+  machine_cpu(&w->busy0, &w->steal0);
   w->t0 = now();
 }
 
 /* Prints secs, server CPU, load CPU and the rest of the machine's. */
 static double window_end(const struct window *w, double *cpu)
 {
-  double secs = now() - w->t0, busy;
+  double secs = now() - w->t0, busy, steal;
   *cpu = O->pid ? proc_cpu(O->pid) - w->cpu0 : 0;
   double self = self_cpu() - w->self0;
-  machine_cpu(&busy);
+  machine_cpu(&busy, &steal);
   double other = busy - w->busy0 - *cpu - self;
   printf("secs=%.3f server_cpu_s=%.3f load_cpu_s=%.3f other_cpu_s=%.2f ",
          secs, *cpu, self, other > 0 ? other : 0);
   return secs;
 }
 
-static int mode_stream(void)
+/* Opens the connections, warms up, then counts *counter over the window
+ * (whose figures window_end prints): the count; the window's length and
+ * the server's CPU time in *secs and *cpu. */
+static uint64_t measure(const uint64_t *counter, double *secs, double *cpu)
 {
   struct window w;
-  double cpu;
   open_all();
   pump(now() + O->warmup, 0);
-  uint64_t b0 = total_recvd;
+  uint64_t c0 = *counter;
   window_start(&w);
   pump(w.t0 + O->duration, 0);
-  uint64_t bytes = total_recvd - b0;
-  double secs = window_end(&w, &cpu);
+  uint64_t n = *counter - c0;
+  *secs = window_end(&w, cpu);
+  return n;
+}
+
+static int mode_stream(void)
+{
+  double secs, cpu;
+  uint64_t bytes = measure(&total_recvd, &secs, &cpu);
   double mb = (double)bytes / 1e6;
   printf("mode=stream conns=%d size=%zu depth=%d bytes=%llu mbps=%.2f "
          "cpu_us_per_mb=%.2f\n", O->conns, O->size, O->depth,
@@ -445,15 +368,8 @@ static int mode_stream(void)
 
 static int mode_handshake(void)
 {
-  struct window w;
-  double cpu;
-  open_all();
-  pump(now() + O->warmup, 0);
-  uint64_t h0 = handshakes;
-  window_start(&w);
-  pump(w.t0 + O->duration, 0);
-  uint64_t n = handshakes - h0;
-  double secs = window_end(&w, &cpu);
+  double secs, cpu;
+  uint64_t n = measure(&handshakes, &secs, &cpu);
   printf("mode=handshake conns=%d handshakes=%llu hps=%.1f "
          "cpu_us_per_hs=%.1f\n", O->conns, (unsigned long long)n,
          (double)n / secs, n ? cpu * 1e6 / (double)n : 0);
@@ -518,11 +434,7 @@ int main(int argc, char **argv)
   if (!strcmp(o.mode, "idle"))
     o.size = 64, o.depth = 1;
   O = &o;
-  struct rlimit rl;
-  if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
-    rl.rlim_cur = rl.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &rl);
-  }
+  raise_nofile();
   signal(SIGPIPE, SIG_IGN);
   uint32_t x = 2463534242u;
   for (size_t i = 0; i < sizeof pattern; i++) {

@@ -19,7 +19,7 @@
 #              OpenSSL's for tapio)
 # The servers: openssl_mem and openssl_socket (bench/openssl_echo.c, the
 # plain OpenSSL echo on libev with memory BIOs or SSL on the socket),
-# tapio (tapio_tls_echo.c), tapio_lua (tapio_tls_echo.lua), uvloop and
+# tapio (tapio_echo.c with a certificate), tapio_lua (tapio_tls_echo.lua), uvloop and
 # asyncio (py_tls_echo.py) where the machine has them. Certificates are
 # made with the openssl command (spec/tls/make_certs.sh) under BUILD.
 # Environment: BENCH_QUICK, BENCH_TLS_WINDOW (2 s), BENCH_TLS_WARMUP (0.5),
@@ -54,7 +54,7 @@ fi
 SERVERS=(
   "openssl_mem $BIN/openssl_echo {port} $CERT $KEY mem {stats}"
   "openssl_socket $BIN/openssl_echo {port} $CERT $KEY socket {stats}"
-  "tapio $BIN/tapio_tls_echo {port} $CERT $KEY {stats}"
+  "tapio $BIN/tapio_echo {port} {stats} $CERT $KEY"
 )
 [ -x "$BUILD/tapio" ] &&
   SERVERS+=("tapio_lua $BUILD/tapio $HERE/tapio_tls_echo.lua {port} $CERT $KEY")

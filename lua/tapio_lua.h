@@ -154,6 +154,9 @@ void tl_newclass(lua_State *L, const char *tname, const luaL_Reg *methods,
                  int nup);
 /* Adds methods to the methods table of the metatable tname. */
 void tl_addmethods(lua_State *L, const char *tname, const luaL_Reg *methods);
+/* Makes the registry's table at key, with weak values, if it is not
+ * there yet. */
+void tl_weak_registry(lua_State *L, const void *key);
 
 /* ---- call.c ------------------------------------------------------------ */
 
@@ -175,6 +178,10 @@ void tl_release_transport(lua_State *L, tl_transport *lt);
 /* The transport's Lua object when t is one of the binding's, else nil. */
 void tl_pushtransport(lua_State *L, tapio_transport *t);
 int tl_tr_connected(lua_State *L);
+/* Calls lt's completion callback (cb_ref, then let go) with status, as
+ * create_connection's: (nil, transport, protocol) or (err); `what` names
+ * a failing callback for the exception handler. */
+void tl_complete(tl_transport *lt, int status, const char *what);
 
 /* ---- protocol.c -------------------------------------------------------- */
 

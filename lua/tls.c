@@ -247,16 +247,8 @@ static const luaL_Reg ctx_methods[] = {
 /* The completion: the same trampoline as create_connection's, without
  * letting the transport go on a failure (connection_lost still comes). */
 static void on_started(void *ud, int status, tapio_transport *t) {
-  tl_transport *lt = ud;
-  tl_loop *lb = lt->lb;
-  lua_State *L = lb->L;
   (void)t;
-  if (!lb->quiet && tl_prepare(lb, L, TL_T_CONNECTED) == 0) {
-    lua_pushlightuserdata(L, lt);
-    lua_pushinteger(L, status);
-    tl_done(L, 0, tl_call(lb, L, 2, 0, "error in a start_tls callback", NULL));
-  }
-  tl_unref(lb, L, &lt->cb_ref);
+  tl_complete(ud, status, "error in a start_tls callback");
 }
 
 /* loop:_start_tls(cb, transport, protocol, context, opts, buffered) */
@@ -452,16 +444,7 @@ int tl_open_tls(lua_State *L) {
   lua_pushcfunction(L, c_tostring);
   lua_setfield(L, -2, "__tostring");
   lua_pop(L, 1);
-  tl_rawgetp(L, LUA_REGISTRYINDEX, &contexts_key);
-  if (lua_isnil(L, -1)) {
-    lua_newtable(L);
-    lua_createtable(L, 0, 1);
-    lua_pushliteral(L, "v");
-    lua_setfield(L, -2, "__mode");
-    lua_setmetatable(L, -2);
-    tl_rawsetp(L, LUA_REGISTRYINDEX, &contexts_key);
-  }
-  lua_pop(L, 1);
+  tl_weak_registry(L, &contexts_key);
   lua_pushcfunction(L, u_tls_context);
   lua_setfield(L, -2, "tls_context");
   tl_addmethods(L, TL_LOOP, loop_methods);

@@ -78,19 +78,23 @@ int tl_tr_connected(lua_State *L) {
   return 0;
 }
 
-static void on_connected(void *ud, int status, tapio_transport *t) {
-  tl_transport *lt = ud;
+void tl_complete(tl_transport *lt, int status, const char *what) {
   tl_loop *lb = lt->lb;
   lua_State *L = lb->L;
-  (void)t;
   if (!lb->quiet && tl_prepare(lb, L, TL_T_CONNECTED) == 0) {
     lua_pushlightuserdata(L, lt);
     lua_pushinteger(L, status);
-    tl_done(L, 0, tl_call(lb, L, 2, 0, "error in a connect callback", NULL));
+    tl_done(L, 0, tl_call(lb, L, 2, 0, what, NULL));
   }
   tl_unref(lb, L, &lt->cb_ref);
-  if (status < 0)
-    tl_release_transport(L, lt); /* no connection_made, no connection_lost */
+}
+
+static void on_connected(void *ud, int status, tapio_transport *t) {
+  tl_transport *lt = ud;
+  (void)t;
+  tl_complete(lt, status, "error in a connect callback");
+  if (status < 0) /* no connection_made, no connection_lost */
+    tl_release_transport(lt->lb->L, lt);
 }
 
 /* The transport for a pending connect: the factory (at fi) runs at

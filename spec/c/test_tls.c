@@ -3,31 +3,11 @@
  * code that says why and without a callback to the protocol. */
 #include "tls.h"
 
-/* The client of a test and the server's side of its connection. */
-typedef struct tls_pair {
-  tapio_loop *loop;
-  srv sv;
-  rec c;
-  rec *s;
-} tls_pair;
-
-/* A TLS server with context sctx and a client with cctx (both released)
- * connected to it, checking `name`; fails the test unless it connects. */
 static void pair_up(tls_pair *p, tapio_tls_context *sctx,
                     tapio_tls_context *cctx, const char *name)
 {
-  p->loop = new_loop();
-  rec_init(&p->c);
-  tls_srv_start(&p->sv, p->loop, sctx);
-  if (tls_connect(p->loop, p->sv.port, &p->c, cctx, name) != 0)
-    FAIL("TLS connect: %s", tls_last_msg);
-  p->s = srv_wait_conn(&p->sv, 0);
-}
-
-static void pair_end(tls_pair *p)
-{
-  srv_release_and_free(&p->sv, p->loop);
-  rec_free(&p->c);
+  tls_pair_init(p);
+  tls_pair_up(p, sctx, cctx, name);
 }
 
 /* A client with cctx to a server with sctx that must fail with code,
@@ -65,7 +45,7 @@ static void handshake_and_echo(void)
   WAIT_FOR(p.loop, p.c.lost && p.s->lost);
   CHECK_STR(p.c.log, "made data:4 lost:0");
   CHECK_STR(p.s->log, "made data:4 eof lost:0");
-  pair_end(&p);
+  tls_pair_end(&p);
 }
 
 /* What get_extra_info tells on both sides. */
@@ -147,7 +127,7 @@ static void extra_info(void)
   /* TLS closes both ways at once */
   CHECK_EQ(tapio_transport_can_write_eof(p.c.t), 0);
   CHECK_ERR(tapio_transport_write_eof(p.c.t), TAPIO_ENOTSUP);
-  pair_end(&p);
+  tls_pair_end(&p);
 }
 
 /* TLS 1.2 when the client goes no higher. */
@@ -161,7 +141,7 @@ static void tls12(void)
   CHECK_STR(tls_info(p.s->t, TAPIO_TLS_INFO_VERSION), "TLSv1.2");
   CHECK_EQ(tapio_transport_get_tls_num(p.s->t, TAPIO_TLS_NUM_VERSION),
            TAPIO_TLS_1_2);
-  pair_end(&p);
+  tls_pair_end(&p);
 }
 
 /* The host given to create_connection is the name checked: an address is
@@ -172,7 +152,7 @@ static void ip_address_checked(void)
   pair_up(&p, server_ctx("server"), client_ctx(), NULL);
   CHECK_STR(tls_info(p.c.t, TAPIO_TLS_INFO_SERVER_HOSTNAME), "127.0.0.1");
   CHECK_STR(tls_info(p.s->t, TAPIO_TLS_INFO_SERVER_HOSTNAME), "");
-  pair_end(&p);
+  tls_pair_end(&p);
   must_fail(server_ctx("noip"), client_ctx(), NULL, TAPIO_ETLS_HOSTNAME,
             "IP address mismatch");
 }
@@ -185,7 +165,7 @@ static void verify_none(void)
   CHECK_OK(tapio_tls_context_set_verify(cc, TAPIO_TLS_VERIFY_NONE));
   pair_up(&p, server_ctx("self"), cc, "other.example");
   roundtrip(p.loop, &p.c, p.s);
-  pair_end(&p);
+  tls_pair_end(&p);
 }
 
 /* ---- Handshakes that fail, each saying why -------------------------------- */
@@ -353,7 +333,7 @@ static void client_cert_given(void)
                                               name, sizeof name, value,
                                               sizeof value));
   CHECK_STR(value, "tapio client");
-  pair_end(&p);
+  tls_pair_end(&p);
 }
 
 /* TLS 1.3 ends the client's handshake before the server has looked at
@@ -398,7 +378,7 @@ static void alpn(void)
   pair_up(&p, sc, cc, "localhost");
   CHECK_STR(tls_info(p.c.t, TAPIO_TLS_INFO_ALPN), "http/1.1");
   CHECK_STR(tls_info(p.s->t, TAPIO_TLS_INFO_ALPN), "http/1.1");
-  pair_end(&p);
+  tls_pair_end(&p);
   /* nothing in common: the connection goes on without a protocol */
   sc = server_ctx("server");
   cc = client_ctx();
@@ -408,7 +388,7 @@ static void alpn(void)
   roundtrip(p.loop, &p.c, p.s);
   CHECK_STR(tls_info(p.c.t, TAPIO_TLS_INFO_ALPN), "");
   CHECK_STR(tls_info(p.s->t, TAPIO_TLS_INFO_ALPN), "");
-  pair_end(&p);
+  tls_pair_end(&p);
 }
 
 /* SNI picks the context by the name the client asks for. */
@@ -428,7 +408,7 @@ static void sni_table(void)
   CHECK(tapio_transport_get_tls_context(p.s->t) == other);
   CHECK_STR(tls_info(p.s->t, TAPIO_TLS_INFO_SERVER_HOSTNAME),
             "other.example");
-  pair_end(&p);
+  tls_pair_end(&p);
   tapio_tls_context_release(other);
 }
 
@@ -450,7 +430,7 @@ static void sni_callback(void)
   CHECK_OK(tapio_tls_context_set_sni_callback(sc, sni_pick, other));
   pair_up(&p, sc, client_ctx(), "other.example");
   CHECK(tapio_transport_get_tls_context(p.s->t) == other);
-  pair_end(&p);
+  tls_pair_end(&p);
   sc = server_ctx("server");
   CHECK_OK(tapio_tls_context_set_sni_callback(sc, sni_pick, other));
   must_fail(sc, client_ctx(), "refused.example", TAPIO_ETLS,
@@ -513,7 +493,7 @@ static void keylog(void)
   CHECK_OK(tapio_tls_context_set_keylog_callback(cc, count_line, &n));
   pair_up(&p, server_ctx("server"), cc, "localhost");
   roundtrip(p.loop, &p.c, p.s);
-  pair_end(&p);
+  tls_pair_end(&p);
   f = fopen(path, "r");
   CHECK(f != NULL);
   while (fgets(line, sizeof line, f))

@@ -160,50 +160,12 @@ static void bulk_both_ways(void)
 
 /* ---- Pairs of recording protocols --------------------------------------- */
 
-typedef struct tls_pair {
-  tapio_loop *loop;
-  srv sv;
-  rec c;
-  rec *s;
-} tls_pair;
-
-/* A TLS server (sctx) and client (cctx, checking "localhost"), with tmpl
- * hooks for the server's side and the client's rec set up by the caller
- * (its log must be empty). */
-static void pair_up(tls_pair *p, tapio_tls_context *sctx,
-                    tapio_tls_context *cctx, const tapio_options *extra)
-{
-  static const char *const hosts[] = { "127.0.0.1" };
-  tapio_options *o = tls_options(p->loop, sctx);
-  tapio_options *co = tls_options(p->loop, cctx);
-  (void)extra;
-  CHECK_OK(srv_start_hosts(&p->sv, hosts, 1, 0, o));
-  tapio_options_free(o);
-  CHECK_OK(tapio_options_set_str(co, "server_hostname", "localhost"));
-  CHECK_OK(tls_connect_opts(p->loop, p->sv.port, &p->c, co));
-  tapio_options_free(co);
-  p->s = srv_wait_conn(&p->sv, 0);
-}
-
-static void pair_init(tls_pair *p)
-{
-  p->loop = new_loop();
-  srv_init(&p->sv, p->loop);
-  rec_init(&p->c);
-}
-
-static void pair_end(tls_pair *p)
-{
-  srv_release_and_free(&p->sv, p->loop);
-  rec_free(&p->c);
-}
-
 /* S9: a BufferedProtocol with a 1-byte buffer gets every byte. */
 static void buffered_one_byte(void)
 {
   tls_pair p;
   char one, big[100000];
-  pair_init(&p);
+  tls_pair_init(&p);
   p.c.buf = &one;
   p.c.buflen = 1;
   /* the client's protocol is buffered: connect by hand */
@@ -230,7 +192,7 @@ static void buffered_one_byte(void)
   CHECK_STR(p.c.log, "made buf:100000 eof lost:0");
   CHECK(p.c.ngetbuf >= 100000); /* one byte a time */
   CHECK(pattern_check(p.c.in, p.c.nin, 0) < 0);
-  pair_end(&p);
+  tls_pair_end(&p);
 }
 
 /* ---- Closing ------------------------------------------------------------ */
@@ -247,19 +209,12 @@ static void close_flushes_then_notify(void)
 {
   tls_pair p;
   size_t offset = 0, total;
-  pair_init(&p);
+  tls_pair_init(&p);
   p.c.hook = record_end;
   p.sv.tmpl.hook = record_end;
-  pair_up(&p, server_ctx("server"), client_ctx(), NULL);
+  tls_pair_up(&p, server_ctx("server"), client_ctx(), "localhost");
   CHECK_OK(tapio_transport_pause_reading(p.s->t));
-  total = fill_until_buffered(p.c.t, &offset);
-  while (!p.c.paused) {
-    static char more[64 * 1024];
-    pattern_fill(more, sizeof more, offset);
-    CHECK_OK(tapio_transport_write(p.c.t, more, sizeof more));
-    offset += sizeof more;
-    total += sizeof more;
-  }
+  total = fill_until_paused(&p.c, &offset);
   CHECK_OK(tapio_transport_close(p.c.t));
   CHECK_ERR(tapio_transport_write(p.c.t, "x", 1), TAPIO_ECLOSED); /* S5 */
   CHECK_OK(tapio_transport_resume_reading(p.s->t));
@@ -274,7 +229,7 @@ static void close_flushes_then_notify(void)
   }
   CHECK_EQ(p.c.eof_ret, TAPIO_TLS_END_CLEAN);
   CHECK_EQ(p.s->eof_ret, TAPIO_TLS_END_CLEAN);
-  pair_end(&p);
+  tls_pair_end(&p);
 }
 
 /* A peer that never answers close_notify: ssl_shutdown_timeout ends the
@@ -283,7 +238,7 @@ static void shutdown_timeout(void)
 {
   tls_pair p;
   tapio_options *co;
-  pair_init(&p);
+  tls_pair_init(&p);
   p.c.hook = record_end;
   p.sv.tmpl.act[EV_MADE] = ACT_NONE;
   {
@@ -308,7 +263,7 @@ static void shutdown_timeout(void)
   CHECK_STR(p.c.log, "made lost:ETIMEDOUT");
   CHECK(strstr(p.c.lost_msg, "TLS shutdown timed out") != NULL);
   CHECK_EQ(p.c.eof_ret, TAPIO_TLS_END_TIMEOUT);
-  pair_end(&p);
+  tls_pair_end(&p);
 }
 
 /* The peer goes without close_notify (an abort): an end of file all the
@@ -316,15 +271,15 @@ static void shutdown_timeout(void)
 static void peer_truncates(void)
 {
   tls_pair p;
-  pair_init(&p);
+  tls_pair_init(&p);
   p.c.hook = record_end;
-  pair_up(&p, server_ctx("server"), client_ctx(), NULL);
+  tls_pair_up(&p, server_ctx("server"), client_ctx(), "localhost");
   roundtrip(p.loop, &p.c, p.s);
   CHECK_OK(tapio_transport_abort(p.s->t));
   WAIT_FOR(p.loop, p.c.lost);
   CHECK_STR(p.c.log, "made data:4 eof lost:0");
   CHECK_EQ(p.c.eof_ret, TAPIO_TLS_END_TRUNCATED);
-  pair_end(&p);
+  tls_pair_end(&p);
 }
 
 /* S20, S21: reading paused while the peer sends data and its close_notify:
@@ -335,7 +290,7 @@ static void paused_reader_gets_everything(void)
   tls_pair p;
   tapio_options *o;
   char *big = malloc(1 << 20);
-  pair_init(&p);
+  tls_pair_init(&p);
   o = tls_options(p.loop, server_ctx("server"));
   CHECK_OK(tapio_options_set_number(o, "ssl_shutdown_timeout", 0.2));
   CHECK_OK(srv_start_hosts(&p.sv, hosts, 1, 0, o));
@@ -356,7 +311,7 @@ static void paused_reader_gets_everything(void)
   CHECK_STR(p.c.log, "made data:1048576 eof lost:0");
   CHECK(pattern_check(p.c.in, p.c.nin, 0) < 0);
   free(big);
-  pair_end(&p);
+  tls_pair_end(&p);
 }
 
 /* S16: bytes that are not TLS in the middle of a session fail it with a
@@ -366,15 +321,15 @@ static void garbage_mid_stream(void)
 {
   tls_pair p;
   int fd;
-  pair_init(&p);
-  pair_up(&p, server_ctx("server"), client_ctx(), NULL);
+  tls_pair_init(&p);
+  tls_pair_up(&p, server_ctx("server"), client_ctx(), "localhost");
   roundtrip(p.loop, &p.c, p.s);
   fd = tapio_transport_get_fd(p.s->t);
   CHECK(write(fd, "\x17\x03\x03\x00\x05garbage", 12) == 12);
   WAIT_FOR(p.loop, p.c.lost);
   CHECK_STR(p.c.log, "made data:4 lost:ETLS");
   CHECK(strstr(p.c.lost_msg, "TLS failed: ") != NULL);
-  pair_end(&p);
+  tls_pair_end(&p);
 }
 
 static void close_notify_then_garbage(rec *r, rec_event ev)
@@ -389,13 +344,13 @@ static void close_notify_then_garbage(rec *r, rec_event ev)
 static void data_after_close_notify(void)
 {
   tls_pair p;
-  pair_init(&p);
+  tls_pair_init(&p);
   p.sv.tmpl.hook = close_notify_then_garbage;
-  pair_up(&p, server_ctx("server"), client_ctx(), NULL);
+  tls_pair_up(&p, server_ctx("server"), client_ctx(), "localhost");
   CHECK_OK(tapio_transport_write(p.c.t, "ping", 4));
   WAIT_FOR(p.loop, p.c.lost);
   CHECK_STR(p.c.log, "made eof lost:0");
-  pair_end(&p);
+  tls_pair_end(&p);
 }
 
 /* ---- TLS over a Unix socket -------------------------------------------- */
@@ -480,6 +435,18 @@ static void starttls_srv_hook(rec *r, rec_event ev)
   start_tls(r, &ss->st, server_ctx(ss->ctx), NULL, r->in + at, ss->extra);
 }
 
+/* A plain server whose connections upgrade as ss says, and a plain
+ * client connected to it. */
+static void starttls_pair(tls_pair *p, starttls_srv *ss)
+{
+  tls_pair_init(p);
+  srv_start(&p->sv, p->loop);
+  p->sv.tmpl.hook = starttls_srv_hook;
+  p->sv.tmpl.user = ss;
+  CHECK_OK(connect_tcp(p->loop, "127.0.0.1", p->sv.port, &p->c, NULL));
+  p->s = srv_wait_conn(&p->sv, 0);
+}
+
 /* The STARTTLS of SMTP: a line, an answer in the clear, the upgrade; each
  * side writes as soon as its handshake is done (bytes in flight both
  * ways), the client even before (sent once it is done). */
@@ -488,11 +455,7 @@ static void starttls_answered(void)
   tls_pair p;
   starttls_srv ss = { "STARTTLS\r\n", "GO\r\n", "server", 0, { 0 }, 0, 0 };
   started cst;
-  pair_init(&p);
-  srv_start(&p.sv, p.loop);
-  p.sv.tmpl.hook = starttls_srv_hook;
-  p.sv.tmpl.user = &ss;
-  CHECK_OK(connect_tcp(p.loop, "127.0.0.1", p.sv.port, &p.c, NULL));
+  starttls_pair(&p, &ss);
   CHECK_OK(tapio_transport_write(p.c.t, "STARTTLS\r\n", 10));
   WAIT_FOR(p.loop, p.c.nin == 4);
   CHECK(memcmp(p.c.in, "GO\r\n", 4) == 0);
@@ -502,7 +465,6 @@ static void starttls_answered(void)
   CHECK_OK(cst.status);
   CHECK_OK(ss.st.status);
   CHECK(cst.t == p.c.t);
-  p.s = p.sv.conns[0];
   CHECK_OK(tapio_transport_write(p.s->t, "hello from server", 17));
   CHECK_OK(tapio_transport_write(p.c.t, "hello from client", 17));
   WAIT_FOR(p.loop, p.c.nin == 21 && p.s->nin == 33);
@@ -514,7 +476,7 @@ static void starttls_answered(void)
   WAIT_FOR(p.loop, p.c.lost && p.s->lost);
   CHECK_STR(p.c.log, "made data:21 lost:0"); /* connection_made once */
   CHECK_STR(p.s->log, "made data:33 eof lost:0");
-  pair_end(&p);
+  tls_pair_end(&p);
 }
 
 /* R19 (cpython 142352, uvloop 707): the ClientHello arrives in the same
@@ -525,12 +487,7 @@ static void starttls_pipelined(void)
   tls_pair p;
   starttls_srv ss = { "STARTTLS\r\n", NULL, "server", 0, { 0 }, 0, 0 };
   started cst;
-  pair_init(&p);
-  srv_start(&p.sv, p.loop);
-  p.sv.tmpl.hook = starttls_srv_hook;
-  p.sv.tmpl.user = &ss;
-  CHECK_OK(connect_tcp(p.loop, "127.0.0.1", p.sv.port, &p.c, NULL));
-  p.s = srv_wait_conn(&p.sv, 0);
+  starttls_pair(&p, &ss);
   CHECK_OK(tapio_transport_pause_reading(p.s->t)); /* let both arrive */
   CHECK_OK(tapio_transport_write(p.c.t, "STARTTLS\r\n", 10));
   start_tls(&p.c, &cst, client_ctx(), "localhost", NULL, 0);
@@ -541,7 +498,7 @@ static void starttls_pipelined(void)
   CHECK_OK(ss.st.status);
   CHECK(ss.extra > 100); /* the ClientHello came with the line */
   roundtrip(p.loop, &p.c, p.s);
-  pair_end(&p);
+  tls_pair_end(&p);
 }
 
 /* cpython 109051: start_tls while writing is paused; the clear bytes go
@@ -552,20 +509,9 @@ static void starttls_while_paused(void)
   starttls_srv ss = { NULL, NULL, "server", 0, { 0 }, 0, 0 };
   started cst;
   size_t offset = 0;
-  pair_init(&p);
-  srv_start(&p.sv, p.loop);
-  p.sv.tmpl.hook = starttls_srv_hook;
-  p.sv.tmpl.user = &ss;
-  CHECK_OK(connect_tcp(p.loop, "127.0.0.1", p.sv.port, &p.c, NULL));
-  p.s = srv_wait_conn(&p.sv, 0);
+  starttls_pair(&p, &ss);
   CHECK_OK(tapio_transport_pause_reading(p.s->t));
-  fill_until_buffered(p.c.t, &offset);
-  while (!p.c.paused) {
-    static char more[64 * 1024];
-    pattern_fill(more, sizeof more, offset);
-    CHECK_OK(tapio_transport_write(p.c.t, more, sizeof more));
-    offset += sizeof more;
-  }
+  fill_until_paused(&p.c, &offset);
   ss.clear = offset;
   start_tls(&p.c, &cst, client_ctx(), "localhost", NULL, 0);
   CHECK_OK(tapio_transport_resume_reading(p.s->t));
@@ -577,7 +523,7 @@ static void starttls_while_paused(void)
   p.c.nin = 0;
   p.s->nin = offset;
   roundtrip(p.loop, &p.c, p.s);
-  pair_end(&p);
+  tls_pair_end(&p);
 }
 
 /* S23: TLS inside TLS, the inner ClientHello right behind the line that
@@ -587,8 +533,8 @@ static void tls_inside_tls(void)
   tls_pair p;
   starttls_srv ss = { "INNER\r\n", NULL, "rsa", 0, { 0 }, 0, 0 };
   started cst;
-  pair_init(&p);
-  pair_up(&p, server_ctx("server"), client_ctx(), NULL);
+  tls_pair_init(&p);
+  tls_pair_up(&p, server_ctx("server"), client_ctx(), "localhost");
   p.s->hook = starttls_srv_hook;
   p.s->user = &ss;
   CHECK_OK(tapio_transport_write(p.c.t, "INNER\r\n", 7));
@@ -606,7 +552,7 @@ static void tls_inside_tls(void)
   WAIT_FOR(p.loop, p.c.lost && p.s->lost);
   CHECK_STR(p.c.log, "made data:4 lost:0");
   CHECK(strstr(p.s->log, "eof lost:0") != NULL);
-  pair_end(&p);
+  tls_pair_end(&p);
 }
 
 /* S4: close() during start_tls's handshake aborts; the completion says
@@ -730,9 +676,9 @@ static void set_protocol_swaps(void)
 {
   tls_pair p;
   rec other;
-  pair_init(&p);
+  tls_pair_init(&p);
   rec_init(&other);
-  pair_up(&p, server_ctx("server"), client_ctx(), NULL);
+  tls_pair_up(&p, server_ctx("server"), client_ctx(), "localhost");
   roundtrip(p.loop, &p.c, p.s);
   other.made = 1; /* it takes over a made connection */
   other.t = p.c.t;
@@ -744,7 +690,7 @@ static void set_protocol_swaps(void)
   CHECK_STR(other.log, "data:7 lost:0");
   CHECK_STR(p.c.log, "made data:4");
   rec_free(&other);
-  pair_end(&p);
+  tls_pair_end(&p);
 }
 
 /* S12 and friends: what start_tls refuses at once. */
@@ -850,8 +796,8 @@ static void server_closes_handshaking_clients(void)
 static void loop_free_mid_shutdown(void)
 {
   tls_pair p;
-  pair_init(&p);
-  pair_up(&p, server_ctx("server"), client_ctx(), NULL);
+  tls_pair_init(&p);
+  tls_pair_up(&p, server_ctx("server"), client_ctx(), "localhost");
   CHECK_OK(tapio_transport_pause_reading(p.s->t));
   CHECK_OK(tapio_transport_close(p.c.t));
   spin(p.loop, 3);

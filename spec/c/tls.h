@@ -149,6 +149,60 @@ static inline const char *tls_info(tapio_transport *t, int which)
   return b;
 }
 
+/* ---- A client and a server ------------------------------------------------ */
+
+/* A client's rec and the server's side of its connection. */
+typedef struct tls_pair {
+  tapio_loop *loop;
+  srv sv;
+  rec c;
+  rec *s;
+} tls_pair;
+
+/* A loop, a server not started yet (set p->sv.tmpl's hooks now) and an
+ * empty client rec. */
+static inline void tls_pair_init(tls_pair *p)
+{
+  p->loop = new_loop();
+  srv_init(&p->sv, p->loop);
+  rec_init(&p->c);
+}
+
+/* A TLS server with context sctx and a client with cctx (both released)
+ * connected to it checking `name`; fails the test unless it connects. */
+static inline void tls_pair_up(tls_pair *p, tapio_tls_context *sctx,
+                               tapio_tls_context *cctx, const char *name)
+{
+  static const char *const hosts[] = { "127.0.0.1" };
+  tapio_options *o = tls_options(p->loop, sctx);
+  CHECK_OK(srv_start_hosts(&p->sv, hosts, 1, 0, o));
+  tapio_options_free(o);
+  if (tls_connect(p->loop, p->sv.port, &p->c, cctx, name) != 0)
+    FAIL("TLS connect: %s", tls_last_msg);
+  p->s = srv_wait_conn(&p->sv, 0);
+}
+
+static inline void tls_pair_end(tls_pair *p)
+{
+  srv_release_and_free(&p->sv, p->loop);
+  rec_free(&p->c);
+}
+
+/* Writes pattern bytes on r's transport (from *offset on) until
+ * pause_writing came; the count. */
+static inline size_t fill_until_paused(rec *r, size_t *offset)
+{
+  static char more[64 * 1024];
+  size_t total = fill_until_buffered(r->t, offset);
+  while (!r->paused) {
+    pattern_fill(more, sizeof more, *offset);
+    CHECK_OK(tapio_transport_write(r->t, more, sizeof more));
+    *offset += sizeof more;
+    total += sizeof more;
+  }
+  return total;
+}
+
 /* ---- start_tls ----------------------------------------------------------- */
 
 /* What a start_tls completion delivered. */

@@ -124,15 +124,19 @@ def silent_server(certs):
     sys.stdin.read()  # until the test ends us; nothing is ever read
 
 
-async def echo_client(certs, port):
-    reader, writer = await asyncio.open_connection(
-        "127.0.0.1", port, ssl=client_ctx(certs), server_hostname="localhost")
-    writer.write(b"hello from python\n")
-    line = await reader.readline()
-    say("GOT", line.decode().strip())
+async def echo_and_close(reader, writer, line):
+    writer.write(line)
+    echo = await reader.readline()
+    say("GOT", echo.decode().strip())
     writer.close()
     await writer.wait_closed()
     say("CLOSED")
+
+
+async def echo_client(certs, port):
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", port, ssl=client_ctx(certs), server_hostname="localhost")
+    await echo_and_close(reader, writer, b"hello from python\n")
 
 
 async def starttls_client(certs, port):
@@ -141,12 +145,7 @@ async def starttls_client(certs, port):
     line = await reader.readline()
     say("LINE", line.decode().strip())
     await writer.start_tls(client_ctx(certs), server_hostname="localhost")
-    writer.write(b"hello after starttls\n")
-    line = await reader.readline()
-    say("GOT", line.decode().strip())
-    writer.close()
-    await writer.wait_closed()
-    say("CLOSED")
+    await echo_and_close(reader, writer, b"hello after starttls\n")
 
 
 def main():
