@@ -186,6 +186,33 @@ describe("a TLS connection", function()
     end)
   end)
 
+  it("leaves no reference behind after failures and closes (S22)",
+     function()
+    run(function(loop)
+      local base = loop:_debug().refs
+      local server = loop:create_server(function()
+        return recorder(loop)
+      end, "127.0.0.1", 0, { ssl = server_ctx("expired") })
+      for _ = 1, 3 do
+        local ok = pcall(loop.create_connection, loop, function()
+          return {}
+        end, "127.0.0.1", port_of(server), { ssl = client_ctx(),
+          server_hostname = "localhost" })
+        assert.is_false(ok)
+      end
+      server:close()
+      server:wait_closed()
+      local other, t, p, sp = tls_pair(loop)
+      t:close()
+      p.lost:await()
+      sp.lost:await()
+      other:close()
+      other:wait_closed()
+      tapio.sleep(0) -- the servers' last callbacks
+      assert.are.equal(base, loop:_debug().refs)
+    end)
+  end)
+
   it("times out a handshake that stalls (S14)", function()
     run(function(loop)
       local silent = loop:create_server(function() return {} end,

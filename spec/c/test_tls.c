@@ -168,6 +168,44 @@ static void verify_none(void)
   tls_pair_end(&p);
 }
 
+/* A client context given no CAs trusts the system's store, which
+ * SSL_CERT_FILE overrides as OpenSSL reads it. */
+static void system_store_from_env(void)
+{
+  tls_pair p;
+  tapio_tls_context *cc = NULL;
+  CHECK(setenv("SSL_CERT_FILE", cert("ca.pem"), 1) == 0);
+  CHECK_OK(tapio_tls_context_new(TAPIO_TLS_CLIENT, &cc));
+  pair_up(&p, server_ctx("server"), cc, "localhost");
+  roundtrip(p.loop, &p.c, p.s);
+  tls_pair_end(&p);
+}
+
+/* Closing or aborting from inside every callback of a TLS client: one
+ * connection_lost, last, and nothing used after it is freed (the asan and
+ * valgrind builds run this too). */
+static void close_inside_callbacks(void)
+{
+  static const rec_action acts[] = { ACT_CLOSE, ACT_ABORT, ACT_CLOSE_ABORT,
+                                     ACT_ABORT_CLOSE };
+  static const rec_event evs[] = { EV_MADE, EV_DATA };
+  size_t a, e;
+  for (a = 0; a < sizeof acts / sizeof *acts; a++)
+    for (e = 0; e < sizeof evs / sizeof *evs; e++) {
+      tls_pair p;
+      tls_pair_init(&p);
+      p.c.act[evs[e]] = acts[a];
+      p.sv.tmpl.act[EV_MADE] = ACT_NONE;
+      tls_pair_up(&p, server_ctx("server"), client_ctx(), "localhost");
+      if (p.s->t) /* the client's close may have ended it already */
+        tapio_transport_write(p.s->t, "x", 1);
+      WAIT_FOR(p.loop, p.c.lost && p.s->lost);
+      CHECK(strstr(p.c.log, "BAD") == NULL);
+      CHECK(strstr(p.c.log, "lost:0") != NULL);
+      tls_pair_end(&p);
+    }
+}
+
 /* ---- Handshakes that fail, each saying why -------------------------------- */
 
 static void cert_expired(void)
@@ -506,7 +544,9 @@ static void keylog(void)
 }
 
 TEST_MAIN(TEST(handshake_and_echo), TEST(extra_info), TEST(tls12),
-          TEST(ip_address_checked), TEST(verify_none), TEST(cert_expired),
+          TEST(ip_address_checked), TEST(verify_none),
+          TEST(system_store_from_env), TEST(close_inside_callbacks),
+          TEST(cert_expired),
           TEST(cert_not_yet_valid), TEST(cert_wrong_host),
           TEST(cert_unknown_ca), TEST(cert_self_signed),
           TEST(version_mismatch), TEST(cipher_mismatch),
