@@ -40,13 +40,13 @@ static int wants_reading(const tapio_transport *t) {
 }
 
 static int reads_more(tapio__stream *s) {
-  return wants_reading(&s->head) && !(s->want & TAPIO__HOLD_READ);
+  return wants_reading(&s->head) && !(s->head.flags & TAPIO__HOLD_READ);
 }
 
 /* Reading is watched for the protocol (unless the layer holds it) or for
  * the layer itself. */
 static void update_reading(tapio__stream *s) {
-  if (reads_more(s) || (s->want & TAPIO__WANT_READ)) {
+  if (reads_more(s) || (s->head.flags & TAPIO__WANT_READ)) {
     if (!ev_is_active(&s->rio))
       ev_io_start(s->head.loop->ev, &s->rio);
   } else if (ev_is_active(&s->rio)) {
@@ -192,7 +192,7 @@ static int buffered(tapio__stream *s, int rc) {
     tapio__transport_force_close(&s->head, rc, NULL);
     return rc;
   }
-  if (!ev_is_active(&s->wio) && !(s->want & TAPIO__HOLD_WRITE))
+  if (!ev_is_active(&s->wio) && !(s->head.flags & TAPIO__HOLD_WRITE))
     ev_io_start(s->head.loop->ev, &s->wio);
   tapio__flow_grew(&s->head);
   return 0;
@@ -301,7 +301,7 @@ static void closed(tapio__stream *s) {
 /* The buffer is empty: finish a pending close or write_eof. */
 static void drained(tapio__stream *s) {
   tapio_transport *t = &s->head;
-  if (!(s->want & TAPIO__WANT_WRITE))
+  if (!(s->head.flags & TAPIO__WANT_WRITE))
     ev_io_stop(t->loop->ev, &s->wio);
   if (t->flags & TAPIO__T_CLOSING) {
     closed(s);
@@ -365,7 +365,7 @@ static void stream_close(tapio_transport *t) {
 
 static void stream_halt(tapio_transport *t) {
   tapio__stream *s = tapio__to_stream(t);
-  s->want = 0;
+  t->flags &= ~(uint32_t)TAPIO__WANTS;
   if (s->io->halt)
     s->io->halt(s, s->io_ctx);
   ev_io_stop(t->loop->ev, &s->rio);
@@ -403,12 +403,12 @@ void tapio__stream_set_io(tapio__stream *s, const tapio__io *io, void *ctx) {
   ev_set_cb(&s->wio, io->ready ? on_layer_writable : on_writable);
 }
 
-void tapio__stream_want(tapio__stream *s, unsigned want) {
+void tapio__stream_want(tapio__stream *s, uint32_t want) {
   tapio_transport *t = &s->head;
   int w = (want & TAPIO__WANT_WRITE) ||
           (t->wsize && !(want & TAPIO__HOLD_WRITE));
-  unsigned held = s->want & ~want & TAPIO__HOLD_READ;
-  s->want = want;
+  uint32_t held = t->flags & ~want & TAPIO__HOLD_READ;
+  t->flags = (t->flags & ~(uint32_t)TAPIO__WANTS) | want;
   if (t->flags & TAPIO__T_LOST)
     return; /* halted for good */
   update_reading(s);
@@ -445,6 +445,6 @@ static void on_layer_writable(struct ev_loop *ev, ev_io *w, int revents) {
   (void)revents;
   s->io->ready(s, s->io_ctx, EV_WRITE);
   if (!(s->head.flags & TAPIO__T_LOST) && s->head.wsize &&
-      !(s->want & TAPIO__HOLD_WRITE))
+      !(s->head.flags & TAPIO__HOLD_WRITE))
     flush(s);
 }

@@ -190,7 +190,15 @@ enum {
   /* the stream body's */
   TAPIO__T_EOF_RECEIVED = 1 << 8,
   TAPIO__T_EOF_WANTED = 1 << 9,   /* write_eof called */
-  TAPIO__T_SHUT = 1 << 10         /* the I/O layer's shutdown is done */
+  TAPIO__T_SHUT = 1 << 10,        /* the I/O layer's shutdown is done */
+  /* what a layer with a session waits for (tapio__stream_want) */
+  TAPIO__WANT_READ = 1 << 11,     /* readability, whatever the protocol
+                                     wants */
+  TAPIO__WANT_WRITE = 1 << 12,    /* writability, with nothing buffered */
+  TAPIO__HOLD_READ = 1 << 13,     /* no reading for the protocol */
+  TAPIO__HOLD_WRITE = 1 << 14,    /* no flushing the stream's buffer */
+  TAPIO__WANTS = TAPIO__WANT_READ | TAPIO__WANT_WRITE | TAPIO__HOLD_READ |
+                 TAPIO__HOLD_WRITE
 };
 
 /* What a kind can do; the public functions check before they dispatch. */
@@ -323,29 +331,22 @@ typedef struct tapio__io {
   void (*free)(tapio__stream *s, void *ctx);
 } tapio__io;
 
-/* What a layer with a session waits for, beside what the stream does. */
-enum {
-  TAPIO__WANT_READ = 1,   /* readability, whatever the protocol wants */
-  TAPIO__WANT_WRITE = 2,  /* writability, even with nothing buffered */
-  TAPIO__HOLD_READ = 4,   /* no reading for the protocol meanwhile */
-  TAPIO__HOLD_WRITE = 8   /* no flushing the stream's buffer meanwhile */
-};
-
 struct tapio__stream {
-  tapio_transport head;
+  tapio_transport head;   /* its flags hold the layer's TAPIO__WANT_* and
+                             TAPIO__HOLD_* (no room taken from plain ones) */
   ev_io rio, wio;
   const tapio__io *io;
   void *io_ctx;
   tapio__wqueue wq;
-  unsigned want;          /* the layer's TAPIO__WANT_* and HOLD_* */
 };
 
 /* Puts layer io (with its context) on the stream; a layer with `ready`
  * gets the stream's readiness first. */
 void tapio__stream_set_io(tapio__stream *s, const tapio__io *io, void *ctx);
-/* The layer's wants changed: the watchers follow (also when the stream's
- * own needs changed, e.g. after a layer took buffered bytes). */
-void tapio__stream_want(tapio__stream *s, unsigned want);
+/* The layer's wants changed (TAPIO__WANT_* and TAPIO__HOLD_* bits): the
+ * watchers follow (also when the stream's own needs changed, e.g. after a
+ * layer took buffered bytes). */
+void tapio__stream_want(tapio__stream *s, uint32_t want);
 
 /* A socket stream on fd (a connected TCP or Unix socket, non-blocking). */
 tapio_transport *tapio__stream_new(tapio_loop *loop, int fd,

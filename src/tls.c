@@ -28,8 +28,9 @@
  * loop reads at once. Its ciphertext buffer is made per batch and freed
  * once sent, so an idle connection holds none. */
 #define BATCH (256 * 1024)
-/* TLS 1.3 adds 22 bytes to a record of at most 16 KiB (1.2: up to 29). */
-#define BATCH_CIPHER (BATCH + (BATCH / 16384 + 1) * 64)
+/* The ciphertext of n plain bytes fits this: TLS 1.3 adds 22 bytes to a
+ * record of at most 16 KiB (1.2: up to 29). */
+#define CIPHER_OF(n) ((n) + ((n) / 16384 + 1) * 64)
 
 static void update_want(tapio__tls *tc);
 static void shutdown_step(tapio__tls *tc);
@@ -84,13 +85,15 @@ static int out_append(tapio__tls *tc, const char *p, size_t len) {
   return 0;
 }
 
-/* Room for a batch's ciphertext in `out` (which holds nothing yet). */
-static int out_reserve(tapio__tls *tc) {
-  if (tc->out_cap >= BATCH_CIPHER)
+/* Room in `out` (which holds nothing yet) for the ciphertext of a batch
+ * of `plain` bytes: what they take, so that a small write costs little. */
+static int out_reserve(tapio__tls *tc, size_t plain) {
+  size_t need = CIPHER_OF(plain);
+  if (tc->out_cap >= need)
     return 0;
   tapio__free(tc->s->head.loop, tc->out, tc->out_cap);
-  tc->out = tapio__alloc(tc->s->head.loop, BATCH_CIPHER);
-  tc->out_cap = tc->out ? BATCH_CIPHER : 0;
+  tc->out = tapio__alloc(tc->s->head.loop, need);
+  tc->out_cap = tc->out ? need : 0;
   tc->out_off = tc->out_len = 0;
   return tc->out ? 0 : TAPIO_ENOMEM;
 }
@@ -402,6 +405,15 @@ static ssize_t clear_writev(tapio__tls *tc, const struct iovec *iov, int n) {
   return r;
 }
 
+/* The plain bytes of iov[0..n) one batch takes. */
+static size_t batch_of(const struct iovec *iov, int n) {
+  size_t total = 0;
+  int i;
+  for (i = 0; i < n && total < BATCH; i++)
+    total += iov[i].iov_len;
+  return total < BATCH ? total : BATCH;
+}
+
 /* Encrypts a batch of plain bytes (at most BATCH) into `out`, then sends
  * it to the layer below in one write: a batch of records costs one system
  * call, not one per record. Nothing is taken while ciphertext still
@@ -420,7 +432,7 @@ static ssize_t tls_writev(tapio__stream *s, void *ctx, const struct iovec *iov,
     tls_fail(tc, classify(tc, -1));
     return rc;
   }
-  if (tc->out_off < tc->out_len || out_reserve(tc) < 0) {
+  if (tc->out_off < tc->out_len || out_reserve(tc, batch_of(iov, n)) < 0) {
     update_want(tc);
     return TAPIO_EAGAIN;
   }
@@ -598,8 +610,8 @@ const tapio__io tapio__tls_io = {tls_read, tls_writev, NULL, tls_ready,
 
 /* What the stream must watch for the outermost layer: its own needs, and
  * those of the layers under it. */
-static unsigned want_of(const tapio__tls *tc) {
-  unsigned w = tc->out_off < tc->out_len ? TAPIO__WANT_WRITE : 0;
+static uint32_t want_of(const tapio__tls *tc) {
+  uint32_t w = tc->out_off < tc->out_len ? TAPIO__WANT_WRITE : 0;
   if (tc->lower == &tapio__tls_io)
     w |= want_of(tc->lower_ctx) & (TAPIO__WANT_READ | TAPIO__WANT_WRITE);
   switch (tc->state) {
