@@ -586,7 +586,8 @@ void tapio_server_release(tapio_server *s);
  *   ask a tapio server for it. */
 
 /* A context: what a TLS connection is made from, shareable by any number
- * of connections and loops (its reference count is atomic). */
+ * of connections and loops (its reference count is atomic). Set it up
+ * before making connections from it: its settings are read unlocked. */
 enum tapio_tls_side {
   TAPIO_TLS_CLIENT = 1,
   TAPIO_TLS_SERVER = 2

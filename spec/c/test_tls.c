@@ -206,6 +206,43 @@ static void close_inside_callbacks(void)
     }
 }
 
+/* Handed-over sockets: connect_accepted_socket takes the server's side,
+ * create_connection's "sock" the client's, each end of a socketpair. */
+static void handed_over_sockets(void)
+{
+  tapio_loop *loop = new_loop();
+  tapio_options *so = tls_options(loop, server_ctx("server"));
+  tapio_options *co = tls_options(loop, client_ctx());
+  conn_wait ws = { 0 }, wc = { 0 };
+  rec s, c;
+  int sv[2];
+  rec_init(&s);
+  rec_init(&c);
+  CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+  /* a server context for the client's side is refused */
+  CHECK_ERR(tapio_connect_accepted_socket(loop, dup(sv[0]), &rec_proto, &s,
+                                          co, never_connected, NULL),
+            TAPIO_EINVAL);
+  ws.r = &s;
+  wc.r = &c;
+  CHECK_OK(tapio_connect_accepted_socket(loop, sv[0], &rec_proto, &s, so,
+                                         on_connected, &ws));
+  CHECK_OK(tapio_options_set_int(co, "sock", sv[1]));
+  CHECK_OK(tapio_options_set_str(co, "server_hostname", "localhost"));
+  CHECK_OK(tapio_create_connection(loop, NULL, 0, &rec_proto, &c, co,
+                                   on_connected, &wc));
+  WAIT_FOR(loop, ws.done && wc.done);
+  CHECK_OK(ws.status);
+  CHECK_OK(wc.status);
+  roundtrip(loop, &c, &s);
+  CHECK_STR(tls_info(s.t, TAPIO_TLS_INFO_SERVER_HOSTNAME), "localhost");
+  tapio_options_free(so);
+  tapio_options_free(co);
+  free_loop(loop);
+  rec_free(&s);
+  rec_free(&c);
+}
+
 /* ---- Handshakes that fail, each saying why -------------------------------- */
 
 static void cert_expired(void)
@@ -546,6 +583,7 @@ static void keylog(void)
 TEST_MAIN(TEST(handshake_and_echo), TEST(extra_info), TEST(tls12),
           TEST(ip_address_checked), TEST(verify_none),
           TEST(system_store_from_env), TEST(close_inside_callbacks),
+          TEST(handed_over_sockets),
           TEST(cert_expired),
           TEST(cert_not_yet_valid), TEST(cert_wrong_host),
           TEST(cert_unknown_ca), TEST(cert_self_signed),
