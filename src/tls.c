@@ -45,7 +45,11 @@ static int bio_read(BIO *b, char *dst, int len) {
     n = (ssize_t)(tc->in_len - tc->in_off);
     n = n < len ? n : len;
     memcpy(dst, tc->in + tc->in_off, (size_t)n);
-    tc->in_off += (size_t)n;
+    if ((tc->in_off += (size_t)n) == tc->in_len) { /* all fed: let go */
+      tapio__free(tc->s->head.loop, tc->in, tc->in_len);
+      tc->in = NULL;
+      tc->in_off = tc->in_len = 0;
+    }
     return (int)n;
   }
   if (tc->in_eof)
@@ -174,98 +178,6 @@ static int flush_out(tapio__tls *tc) {
   return 0;
 }
 
-/* ---- Errors: a code that says why, and the words ----------------------- */
-
-static void set_err(tapio__tls *tc, const char *fmt, const char *a,
-                    const char *b) {
-  char msg[320];
-  snprintf(msg, sizeof msg, fmt, a, b);
-  tapio__strfree(tc->s->head.loop, tc->err);
-  tc->err = tapio__strdup(tc->s->head.loop, msg);
-}
-
-static int verify_code(long v) {
-  switch (v) {
-  case X509_V_ERR_CERT_HAS_EXPIRED:
-    return TAPIO_ETLS_EXPIRED;
-  case X509_V_ERR_CERT_NOT_YET_VALID:
-    return TAPIO_ETLS_NOT_YET_VALID;
-  case X509_V_ERR_HOSTNAME_MISMATCH:
-  case X509_V_ERR_IP_ADDRESS_MISMATCH:
-    return TAPIO_ETLS_HOSTNAME;
-  case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
-  case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
-  case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
-    return TAPIO_ETLS_UNKNOWN_CA;
-  case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
-  case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
-    return TAPIO_ETLS_SELF_SIGNED;
-  default:
-    return TAPIO_ETLS_VERIFY;
-  }
-}
-
-/* OpenSSL's reasons, ours and the peer's alerts, by what they mean. */
-static int reason_code(int reason) {
-  switch (reason) {
-  case SSL_R_UNSUPPORTED_PROTOCOL:
-  case SSL_R_NO_PROTOCOLS_AVAILABLE:
-  case SSL_R_TLSV1_ALERT_PROTOCOL_VERSION:
-  case SSL_R_WRONG_SSL_VERSION:
-    return TAPIO_ETLS_VERSION;
-  case SSL_R_NO_SHARED_CIPHER:
-  case SSL_R_NO_CIPHERS_AVAILABLE:
-  case SSL_R_SSLV3_ALERT_HANDSHAKE_FAILURE:
-  case SSL_R_TLSV1_ALERT_INSUFFICIENT_SECURITY:
-    return TAPIO_ETLS_CIPHER;
-  case SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE:
-  case SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED:
-    return TAPIO_ETLS_NO_CERT;
-  case SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED:
-    return TAPIO_ETLS_EXPIRED;
-  case SSL_R_TLSV1_ALERT_UNKNOWN_CA:
-    return TAPIO_ETLS_UNKNOWN_CA;
-  case SSL_R_SSLV3_ALERT_BAD_CERTIFICATE:
-  case SSL_R_SSLV3_ALERT_UNSUPPORTED_CERTIFICATE:
-  case SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN:
-    return TAPIO_ETLS_VERIFY;
-  default:
-    return TAPIO_ETLS;
-  }
-}
-
-/* Why the last SSL call (which returned r) failed; keeps the words. A
- * peer gone during the handshake is ECONNRESET, as asyncio has it. */
-static int classify(tapio__tls *tc, int r) {
-  int e = SSL_get_error(tc->ssl, r);
-  unsigned long err = ERR_peek_error();
-  int reason = ERR_GET_REASON(err);
-  const char *what = tc->state == TAPIO__TLS_HANDSHAKE ? "TLS handshake"
-                                                       : "TLS";
-  if (tc->io_err) {
-    set_err(tc, "%s failed: %s", what, tapio_strerror(tc->io_err));
-    return tc->io_err;
-  }
-  if (tc->in_eof && (e == SSL_ERROR_SYSCALL || e == SSL_ERROR_ZERO_RETURN ||
-                     reason == SSL_R_UNEXPECTED_EOF_WHILE_READING)) {
-    set_err(tc, "%s: %s", what, "the peer closed the connection");
-    return TAPIO_ECONNRESET;
-  }
-  if (reason == SSL_R_CERTIFICATE_VERIFY_FAILED) {
-    long v = SSL_get_verify_result(tc->ssl);
-    set_err(tc, "certificate verify failed: %s%s",
-            X509_verify_cert_error_string(v), "");
-    return verify_code(v);
-  }
-  if (err) {
-    const char *rs = ERR_reason_error_string(err);
-    set_err(tc, "%s failed: %s", what, rs ? rs : "error");
-    return ERR_GET_LIB(err) == ERR_LIB_SSL ? reason_code(reason) : TAPIO_ETLS;
-  }
-  set_err(tc, "%s failed: %s", what, "protocol error");
-  return TAPIO_ETLS;
-}
-
 /* ---- The handshake ------------------------------------------------------ */
 
 static void take_done(tapio__tls *tc, int status) {
@@ -319,7 +231,7 @@ static void handshake(tapio__tls *tc) {
            !tc->io_err)
     return;
   else
-    tls_fail(tc, classify(tc, r));
+    tls_fail(tc, tapio__tls_classify(tc, r));
 }
 
 static void on_timer(struct ev_loop *ev, ev_timer *w, int revents) {
@@ -332,11 +244,11 @@ static void on_timer(struct ev_loop *ev, ev_timer *w, int revents) {
     tc->timed_out = 1;
     tc->state = TAPIO__TLS_DEAD;
     tc->end = TAPIO_TLS_END_TIMEOUT;
-    set_err(tc, "TLS shutdown timed out after %s seconds%s", secs, "");
+    tapio__tls_set_err(tc, "TLS shutdown timed out after %s seconds%s", secs, "");
     tapio__transport_force_close(&tc->s->head, TAPIO_ETIMEDOUT, tc->err);
     return;
   }
-  set_err(tc, "TLS handshake is taking longer than %s seconds: %s", secs,
+  tapio__tls_set_err(tc, "TLS handshake is taking longer than %s seconds: %s", secs,
           "aborting the connection");
   tls_fail(tc, TAPIO_ETIMEDOUT);
 }
@@ -364,14 +276,14 @@ static ssize_t tls_read(tapio__stream *s, void *ctx, void *buf, size_t len) {
       tc->starved = 1; /* what OpenSSL holds is no whole record */
       if (!tc->io_err)
         goto out;
-      tc->rd_end = classify(tc, r);
+      tc->rd_end = tapio__tls_classify(tc, r);
       break;
     case SSL_ERROR_ZERO_RETURN:
       tc->got_notify = 1;
       tc->rd_end = 1;
       break;
     default: /* a TCP end without close_notify is an end, a truncation */
-      tc->rd_end = tc->in_eof && !tc->io_err ? 1 : classify(tc, r);
+      tc->rd_end = tc->in_eof && !tc->io_err ? 1 : tapio__tls_classify(tc, r);
     }
   }
 out:
@@ -429,7 +341,7 @@ static ssize_t tls_writev(tapio__stream *s, void *ctx, const struct iovec *iov,
   if (tc->state != TAPIO__TLS_OPEN || tc->wr_wants_read)
     return TAPIO_EAGAIN;
   if ((rc = flush_out(tc)) < 0) {
-    tls_fail(tc, classify(tc, -1));
+    tls_fail(tc, tapio__tls_classify(tc, -1));
     return rc;
   }
   if (tc->out_off < tc->out_len || out_reserve(tc, batch_of(iov, n)) < 0) {
@@ -449,7 +361,7 @@ static ssize_t tls_writev(tapio__stream *s, void *ctx, const struct iovec *iov,
           tc->wr_wants_read = 1; /* a renegotiation: input first */
           break;
         }
-        rc = classify(tc, 0);
+        rc = tapio__tls_classify(tc, 0);
         tls_fail(tc, rc);
         return rc;
       }
@@ -460,7 +372,7 @@ static ssize_t tls_writev(tapio__stream *s, void *ctx, const struct iovec *iov,
   }
   tc->batching = 0;
   if ((rc = flush_out(tc)) < 0) {
-    tls_fail(tc, classify(tc, -1));
+    tls_fail(tc, tapio__tls_classify(tc, -1));
     return rc;
   }
   update_want(tc);
@@ -477,7 +389,7 @@ static void tls_ready(tapio__stream *s, void *ctx, int revents) {
   }
   if ((revents & EV_WRITE) && flush_out(tc) < 0) {
     if (tc->state != TAPIO__TLS_SHUTDOWN) {
-      tls_fail(tc, classify(tc, -1));
+      tls_fail(tc, tapio__tls_classify(tc, -1));
       return;
     }
     drop_out(tc); /* nobody left to send close_notify to */
@@ -592,7 +504,7 @@ static void tls_halt(tapio__stream *s, void *ctx) {
 static void tls_free(tapio__stream *s, void *ctx) {
   tapio__tls *tc = ctx;
   tapio_loop *loop = s->head.loop;
-  if (tc->lower->free)
+  if (tc->lower && tc->lower->free) /* none when attaching failed */
     tc->lower->free(s, tc->lower_ctx);
   SSL_free(tc->ssl);
   tapio__free(loop, tc->in, tc->in_len);
@@ -708,8 +620,7 @@ int tapio__tls_attach(tapio_transport *t, const tapio__tls_params *p,
     SSL_set_accept_state(tc->ssl);
   } else {
     SSL_set_connect_state(tc->ssl);
-    if ((p->hostname && *p->hostname && set_peer_name(tc, p->hostname) < 0)) {
-      tc->s = s;
+    if (p->hostname && *p->hostname && set_peer_name(tc, p->hostname) < 0) {
       tls_free(s, tc); /* frees no lower layer: not attached yet */
       return TAPIO_ENOMEM;
     }

@@ -1,6 +1,6 @@
-/* The TLS part of the core, private to tls_context.c, tls.c, tls_session.c
- * and tls_info.c: OpenSSL's types stay out of tapio_int.h, which the rest
- * of the core includes. */
+/* The TLS part of the core, private to tls.c, tls_context.c, tls_error.c,
+ * tls_info.c, tls_session.c and tls_start.c: OpenSSL's types stay out of
+ * tapio_int.h, which the rest of the core includes. */
 #ifndef TAPIO_TLS_INT_H
 #define TAPIO_TLS_INT_H
 
@@ -95,6 +95,13 @@ void tapio__tls_switch_context(SSL *ssl, tapio_tls_context *use);
 void tapio__tls_context_load_defaults(tapio_tls_context *c);
 /* The TLS layer of t (its outermost), or NULL. */
 tapio__tls *tapio__tls_of(tapio_transport *t);
+
+/* tls_error.c: the code for why the last SSL call (which returned r)
+ * failed, the words kept in tc->err. */
+int tapio__tls_classify(tapio__tls *tc, int r);
+/* Keeps printf(fmt, a, b) as tc->err. */
+void tapio__tls_set_err(tapio__tls *tc, const char *fmt, const char *a,
+                        const char *b);
 
 /* tls_session.c: clients keep sessions by server name and address. */
 void tapio__tls_session_setup(tapio_tls_context *c);
