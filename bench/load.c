@@ -21,6 +21,7 @@
  *       server's RSS growth per connection; with --stats-port, also the
  *       growth of the number the server reports there (tapio_echo's
  *       tapio_loop_memory).
+ *   load udp ..., load udpwait ...: the UDP echo rows (load_udp.c).
  *
  * Every connection sends a deterministic byte stream (a fixed pseudo-random
  * pattern at a per-connection offset), so the echo can be checked byte for
@@ -50,7 +51,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "measure.h"
+#include "load.h"
 
 /* The pattern's period is 64 times a prime, so that consecutive requests
  * of any power-of-two size carry different bytes while every write of a
@@ -73,14 +74,6 @@ struct conn {
   uint64_t sent, recvd;
 };
 
-struct opts {
-  const char *mode;
-  int port, stats_port, conns, depth, pid;
-  size_t size;
-  double warmup, duration, deadline;
-  uint64_t requests;  /* count mode: requests in all */
-  int verify;         /* 1: compare content, 0: count only */
-};
 
 struct run {
   const struct opts *o;
@@ -91,6 +84,28 @@ struct run {
   uint64_t recvd;     /* echoed bytes over all connections */
   int done;           /* connections that reached limit, or EOF */
 };
+
+void die(const char *fmt, ...)
+{
+  char msg[256];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  for (char *p = msg; *p; p++)
+    if (*p == ' ')            /* keep the line one key=value per field */
+      *p = '_';
+  printf("error=%s\n", msg);
+  fflush(stdout);
+  exit(1);
+}
+
+double now(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 
 static void fill_pattern(void)
 {
@@ -109,6 +124,154 @@ static void fill_pattern(void)
 static const unsigned char *stream_at(const struct conn *c, uint64_t off)
 {
   return pattern + (c->seed + off) % PERIOD;
+}
+
+/* ---- The server process, from /proc ---------------------------------- */
+
+/* utime + stime of pid in seconds from /proc/PID/stat (clock ticks), or
+ * -1. */
+static double proc_cpu_ticks(int pid)
+{
+  char path[64], buf[1024];
+  snprintf(path, sizeof path, "/proc/%d/stat", pid);
+  FILE *f = fopen(path, "r");
+  if (!f)
+    return -1;
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = 0;
+  char *p = strrchr(buf, ')');  /* the command name may hold spaces */
+  unsigned long long ut, st;
+  /* After ')': state is field 3; utime and stime are fields 14 and 15. */
+  if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u "
+                   "%llu %llu", &ut, &st) != 2)
+    return -1;
+  return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* The CPU time of every thread of pid in seconds, from the scheduler's
+ * nanosecond figures (/proc/PID/task/TID/schedstat): a 1 s window counted
+ * in 10 ms clock ticks would be 1% off. Falls back to clock ticks. */
+double proc_cpu(int pid)
+{
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/task", pid);
+  DIR *d = opendir(path);
+  if (!d)
+    return -1;
+  double sum = 0;
+  int ok = 1;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    char file[300];
+    unsigned long long ns;
+    if (e->d_name[0] == '.')
+      continue;
+    snprintf(file, sizeof file, "/proc/%d/task/%s/schedstat", pid,
+             e->d_name);
+    FILE *f = fopen(file, "r");
+    if (!f)
+      continue;                 /* a thread that just ended */
+    if (fscanf(f, "%llu", &ns) == 1)
+      sum += (double)ns / 1e9;
+    else
+      ok = 0;
+    fclose(f);
+  }
+  closedir(d);
+  return ok ? sum : proc_cpu_ticks(pid);
+}
+
+/* VmRSS of pid in KiB, or -1. */
+long proc_rss_kb(int pid)
+{
+  char path[64], line[256];
+  long kb = -1;
+  snprintf(path, sizeof path, "/proc/%d/status", pid);
+  FILE *f = fopen(path, "r");
+  if (!f)
+    return -1;
+  while (fgets(line, sizeof line, f))
+    if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+      break;
+  fclose(f);
+  return kb;
+}
+
+/* CPU seconds spent in user and system mode by every process on the
+ * machine, and the time the hypervisor stole, from /proc/stat. */
+void machine_cpu(double *busy, double *steal)
+{
+  unsigned long long us, ni, sy, id, io, irq, sirq, st;
+  FILE *f = fopen("/proc/stat", "r");
+  *busy = *steal = 0;
+  if (!f)
+    return;
+  if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &us, &ni,
+             &sy, &id, &io, &irq, &sirq, &st) == 8) {
+    double hz = (double)sysconf(_SC_CLK_TCK);
+    *busy = (double)(us + ni + sy) / hz;
+    *steal = (double)st / hz;
+  }
+  fclose(f);
+}
+
+double self_cpu(void)
+{
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+         (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+/* ---- Sockets ----------------------------------------------------------- */
+
+/* A blocking connect to 127.0.0.1:port that gives up after timeout
+ * seconds: the descriptor, or -1 with errno set. */
+static int dial(int port, int timeout)
+{
+  struct sockaddr_in sa = { .sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port) };
+  struct timeval tv = { .tv_sec = timeout };
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return -1;
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+    int e = errno;
+    close(fd);
+    errno = e;
+    return -1;
+  }
+  return fd;
+}
+
+/* The decimal number a stats port answers with, or -1. */
+long long query_stats(int port)
+{
+  char buf[64];
+  size_t len = 0;
+  ssize_t n;
+  int fd = dial(port, 5);
+  if (fd < 0)
+    die("stats port %d: %s", port, strerror(errno));
+  while (len < sizeof buf - 1 &&
+         (n = read(fd, buf + len, sizeof buf - 1 - len)) > 0)
+    len += (size_t)n;
+  close(fd);
+  buf[len] = 0;
+  return len ? atoll(buf) : -1;
+}
+
+static void raise_nofile(void)
+{
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
 }
 
 /* ---- Connections ------------------------------------------------------- */
@@ -273,7 +436,7 @@ static void run_init(struct run *r, const struct opts *o, uint64_t limit)
 /* ---- Modes ------------------------------------------------------------- */
 
 /* 1 while pid runs (not gone, not a zombie). */
-static int proc_alive(int pid)
+int proc_alive(int pid)
 {
   char path[64], buf[512];
   snprintf(path, sizeof path, "/proc/%d/stat", pid);
@@ -413,6 +576,15 @@ static void usage(void)
           "       load count --port P --conns N --size B --depth D\n"
           "                 --requests R [--deadline S]\n"
           "       load idle --port P --conns N --size B --pid PID\n"
+          "                 [--stats-port P]\n"
+          "       load udp --port P --conns N --size B --depth D\n"
+          "                [--warmup S] [--duration S] [--pid PID]\n"
+          "       load udpwait --port P [--deadline S] [--pid PID]\n"
+          "       load tls-stream --port P --conns N --size B --depth D\n"
+          "                 [--warmup S] [--duration S] [--pid PID]\n"
+          "       load tls-handshake --port P --conns N [--warmup S]\n"
+          "                 [--duration S] [--pid PID]\n"
+          "       load tls-idle --port P --conns N --pid PID\n"
           "                 [--stats-port P]\n");
   exit(2);
 }
@@ -465,6 +637,12 @@ int main(int argc, char **argv)
     return mode_idle(&o);
   if (!strcmp(o.mode, "count"))
     return mode_count(&o);
+  if (!strcmp(o.mode, "udp"))
+    return mode_udp(&o);
+  if (!strcmp(o.mode, "udpwait"))
+    return mode_udpwait(&o);
+  if (!strncmp(o.mode, "tls-", 4))
+    return mode_tls(&o);
   usage();
   return 2;
 }

@@ -50,6 +50,8 @@ SERVERS=(
 # echo as a protocol table on the same two, uvloop's asyncio.Protocol echo.
 [ -x "$BUILD/tapio" ] &&
   SERVERS+=("tapio_lua $BUILD/tapio $HERE/tapio_echo.lua {port}")
+# The same in 2 threads, a loop and Lua state each, with reuse_port.
+[ -x "$BIN/lua_threads" ] && SERVERS+=("tapio_lua_2t $BIN/lua_threads 2 $HERE/tapio_echo.lua {port} reuse_port")
 [ -f "$BUILD/luajit/tapio/core.so" ] && [ -x /usr/bin/luajit ] &&
   SERVERS+=("tapio_lua_jit $JIT_PATH LUA_CPATH=$BUILD/luajit/?.so;;
     /usr/bin/luajit $HERE/tapio_echo.lua {port}")
@@ -93,6 +95,11 @@ ROWS=(
   "instr_1c     instr same  count --conns 1 --size 64 --depth 1 --requests 2000,12000"
   "instr_50c    instr split count --conns 50 --size 1024 --depth 1 --requests 5000,25000"
   "timers       own:scheduled/s:fired/s same $BIN/timers"
+  "pipe         own:MB/s:cpu_us/MB same $HERE/children.sh pipe $BUILD"
+  "spawn        own:spawns/s:cpu_us/spawn same $HERE/children.sh spawn $BUILD"
+  "udp_echo_1c  own:datagrams/s:ns/datagram same $HERE/udp_bench.sh $BUILD 1"
+  "udp_echo_50c own:datagrams/s:ns/datagram split $HERE/udp_bench.sh $BUILD 50"
+  "resolver     own:lookups/s:ms_for_1000 same $HERE/resolve_bench.sh $BUILD"
   "tls_stream_1c own:MB/s:us/MB split $HERE/tls_rows.sh $BUILD stream_1c"
   "tls_stream_4c own:MB/s:us/MB split $HERE/tls_rows.sh $BUILD stream_4c"
   "tls_hs_ecdsa own:handshakes/s:us/handshake split $HERE/tls_rows.sh $BUILD hs_ecdsa"

@@ -32,7 +32,6 @@ ROW=${2:?usage: tls_rows.sh BUILD ROW}
 HERE=$(cd "$(dirname "$0")" && pwd)
 BIN=$BUILD/bench
 LOAD=$BIN/load
-TLS_LOAD=$BIN/tls_load
 LOG=/dev/stderr
 # shellcheck source=lib.sh
 . "$HERE/lib.sh"
@@ -63,11 +62,12 @@ SERVERS=(
 [ -x /usr/bin/python3 ] &&
   SERVERS+=("asyncio /usr/bin/python3 $HERE/py_tls_echo.py {port} $CERT $KEY asyncio")
 
+STREAM=(tls-stream --size 65536 --depth 16)
 case $ROW in
-  stream_1c) ARGS=(stream --conns 1) F1=mbps F2=cpu_us_per_mb ;;
-  stream_4c) ARGS=(stream --conns 4) F1=mbps F2=cpu_us_per_mb ;;
-  hs_ecdsa|hs_rsa) ARGS=(handshake --conns 8) F1=hps F2=cpu_us_per_hs ;;
-  idle) ARGS=(idle --conns "$IDLE") F1=rss_per_conn F2=cmem_per_conn ;;
+  stream_1c) ARGS=("${STREAM[@]}" --conns 1) F1=mbps F2=cpu_us_per_mb ;;
+  stream_4c) ARGS=("${STREAM[@]}" --conns 4) F1=mbps F2=cpu_us_per_mb ;;
+  hs_ecdsa|hs_rsa) ARGS=(tls-handshake --conns 8) F1=hps F2=cpu_us_per_hs ;;
+  idle) ARGS=(tls-idle --conns "$IDLE") F1=rss_per_conn F2=cmem_per_conn ;;
   *) echo "tls_rows.sh: no row $ROW" >&2; exit 2 ;;
 esac
 TIMED=()
@@ -85,7 +85,7 @@ for entry in "${SERVERS[@]}"; do
     FAILED=1
     continue
   fi
-  line=$(taskset -c "$LCORE" "$TLS_LOAD" "${ARGS[@]}" --port "$PORT" \
+  line=$(taskset -c "$LCORE" "$LOAD" "${ARGS[@]}" --port "$PORT" \
     --pid "$SPID" "${STATS_ARG[@]}" "${TIMED[@]}" 2>&2)
   stop_server "$SPID" || line="$line error=server_died"
   if [ -z "$line" ] || [[ $line == *error=* ]]; then

@@ -6,12 +6,16 @@
 #include "tapio_lua.h"
 
 /* A protocol with get_buffer is a BufferedProtocol, as asyncio decides by
- * class when the protocol is set; the tapio table must say so. */
+ * class when the protocol is set; the tapio table must say so. Only the
+ * stream tables are switched (a socket's, a pipe's): a datagram endpoint
+ * and a subprocess keep their own. */
 void tl_choose_kind(lua_State *L, int proto, tl_transport *lt) {
+  const tapio_protocol *cur = NULL;
   lua_getfield(L, proto, "get_buffer");
   lt->buffered = !lua_isnil(L, -1);
   lua_pop(L, 1);
-  if (lt->t)
+  tapio_transport_get_protocol(lt->t, &cur);
+  if (cur == &tl_plain_protocol || cur == &tl_buffered_protocol)
     tapio_transport_set_protocol(lt->t,
                                  lt->buffered ? &tl_buffered_protocol
                                               : &tl_plain_protocol,

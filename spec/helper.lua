@@ -86,6 +86,14 @@ function helper.wait_until(loop, cond, deadline)
   end
 end
 
+-- p with methods (a table, or nil) added or overriding its own.
+local function with_methods(p, methods)
+  for k, v in pairs(methods or {}) do
+    p[k] = v
+  end
+  return p
+end
+
 --- A protocol that records its callbacks in self.events ("made", "data",
 -- "eof", "lost", "pause", "resume") and resolves futures on them:
 -- self.made, self.eof_fut, self.lost (with the error, or false if clean).
@@ -141,10 +149,7 @@ function helper.recorder(loop, methods)
     self:check_waiters()
     return fut
   end
-  for k, v in pairs(methods or {}) do
-    p[k] = v
-  end
-  return p
+  return with_methods(p, methods)
 end
 
 --- Inside a task: a server on 127.0.0.1 port 0 and one client connected
@@ -211,6 +216,78 @@ end
 --- Quotes a string for the shell.
 function helper.shell_quote(s)
   return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
+--- A subprocess protocol that records its callbacks in self.events
+-- ("made", "out", "err", "lost0".."lost2", "exited", "lost", "pause",
+-- "resume"; consecutive data of one fd counted once) and resolves futures:
+-- self.made, self.exited (with the returncode), self.lost (the error or
+-- false), self.pipe_lost[fd] (the same). self:output(fd) is what fd said.
+-- methods (optional) override or add methods.
+function helper.sub_recorder(loop, methods)
+  local p = { events = {}, chunks = { {}, {} }, bytes = { 0, 0 },
+              made = loop:create_future(), exited = loop:create_future(),
+              lost = loop:create_future(),
+              pipe_lost = { [0] = loop:create_future(),
+                            loop:create_future(), loop:create_future() } }
+  local function log(ev)
+    if p.events[#p.events] ~= ev or (ev ~= "out" and ev ~= "err") then
+      p.events[#p.events + 1] = ev
+    end
+  end
+  function p:connection_made(transport)
+    log("made")
+    self.transport = transport
+    self.pid = transport:get_pid()
+    self.made:set_result(transport)
+  end
+  function p:pipe_data_received(fd, data)
+    log(fd == 1 and "out" or "err")
+    local c = self.chunks[fd]
+    c[#c + 1] = data
+    self.bytes[fd] = self.bytes[fd] + #data
+  end
+  function p:pipe_connection_lost(fd, err)
+    log("lost" .. fd)
+    self.pipe_lost[fd]:set_result(err or false)
+  end
+  function p:process_exited()
+    log("exited")
+    self.exited:set_result(self.transport:get_returncode())
+  end
+  function p:connection_lost(err)
+    log("lost")
+    self.lost:set_result(err or false)
+  end
+  function p:pause_writing()
+    log("pause")
+  end
+  function p:resume_writing()
+    log("resume")
+  end
+  function p:output(fd)
+    return table.concat(self.chunks[fd])
+  end
+  --- Whether the events hold ev.
+  function p:saw(ev)
+    for _, e in ipairs(self.events) do
+      if e == ev then
+        return true
+      end
+    end
+    return false
+  end
+  return with_methods(p, methods)
+end
+
+--- Inside a task: runs program with args (a list) and opts to its end;
+-- returns the returncode and the recorder.
+function helper.run_child(loop, program, args, opts)
+  local _, p = loop:subprocess_exec(function()
+    return helper.sub_recorder(loop)
+  end, program, args, opts)
+  p.lost:await()
+  return p.exited:result(), p
 end
 
 return helper

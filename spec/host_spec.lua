@@ -66,9 +66,11 @@ describe("the tapio host program", function()
     assert.matches("tapio: SCRIPT:2: in the task\nstack traceback:\n", out)
     assert.matches("in upvalue 'deep'", out)
     assert.matches("%(raised again by tapio.run%)\nstack traceback:", out)
-    -- Lua names it by the first of package.loaded's entries that holds
-    -- it, whose order changes with the string hash seed from run to run
-    assert.matches("in function 'tapio%.[%w%.]*run'", out)
+    -- Lua 5.4 names the function after the first module that holds it
+    -- (package.loaded's order, which changes from run to run): tapio.run
+    -- is also tapio.task.run
+    assert.is_truthy(out:find("in function 'tapio.run'", 1, true) or
+      out:find("in function 'tapio.task.run'", 1, true))
   end)
 
   it("exits with os.exit's status", function()

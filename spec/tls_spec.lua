@@ -88,12 +88,12 @@ describe("tapio.tls_context", function()
         loop:create_connection(f, "127.0.0.1", 1, { ssl = client_ctx(),
           ssl_handshake_timeout = 0 })
       end, "tapio: loop:create_connection: bad option "
-           .. "'ssl_handshake_timeout' (number > 0 expected)")
+           .. "'ssl_handshake_timeout' (number of seconds > 0 expected)")
       assert.has_error(function()
         loop:create_connection(f, "127.0.0.1", 1, { ssl = client_ctx(),
           ssl_shutdown_timeout = -1 })
       end, "tapio: loop:create_connection: bad option "
-           .. "'ssl_shutdown_timeout' (number > 0 expected)")
+           .. "'ssl_shutdown_timeout' (number of seconds > 0 expected)")
       assert.has_error(function()
         loop:create_connection(f, "127.0.0.1", 1, { ssl = "yes" })
       end, "tapio: loop:create_connection: bad option 'ssl' "

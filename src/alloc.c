@@ -49,10 +49,6 @@ void tapio__strfree(tapio_loop *loop, char *s) {
     tapio__free(loop, s, strlen(s) + 1);
 }
 
-const char *tapio_loop_error_message(tapio_loop *loop) {
-  return loop ? loop->errmsg : NULL;
-}
-
 uint64_t tapio_loop_memory(tapio_loop *loop) {
   return loop ? loop->memory : 0;
 }

@@ -12,20 +12,30 @@
 #define ACCEPTED (1u << TAPIO_CALL_CONNECT_ACCEPTED_SOCKET)
 #define SERVER (1u << TAPIO_CALL_CREATE_SERVER)
 #define USERVER (1u << TAPIO_CALL_CREATE_UNIX_SERVER)
+#define DGRAM (1u << TAPIO_CALL_CREATE_DATAGRAM_ENDPOINT)
+#define SPAWN ((1u << TAPIO_CALL_SUBPROCESS_EXEC) | \
+               (1u << TAPIO_CALL_SUBPROCESS_SHELL))
 #define STARTTLS (1u << TAPIO_CALL_START_TLS)
-#define NCALLS 9 /* one past the last enum tapio_call */
 #define TLS_CALLS (CONN | UCONN | ACCEPTED | SERVER | USERVER)
+#define NCALLS 13 /* one past the last enum tapio_call */
 
 typedef struct optdef {
   const char *name;
   int type;                /* enum tapio_option_type */
   int64_t min, max;
-  int (*valid)(int64_t v); /* a rule beyond the range, or NULL */
+  int (*valid)(double v);  /* a rule beyond the range, or NULL */
   const char *expects;     /* what it accepts, in words */
   unsigned calls;          /* bit per enum tapio_call */
 } optdef;
 
-static int is_family(int64_t v) { return v == 0 || v == 4 || v == 6; }
+static int is_family(double v) { return v == 0 || v == 4 || v == 6; }
+static int positive(double v) { return v > 0; }
+
+/* stdin, stdout, stderr: a descriptor or a TAPIO_STDIO_* value (STDOUT
+ * for stderr only, which the create call checks). */
+#define STDIO_OPT(name) \
+  {name, TAPIO_OPTION_INT, TAPIO_STDIO_INHERIT, 2147483647, NULL, \
+   "descriptor or TAPIO_STDIO_* value", SPAWN}
 
 /* `expects` reads as "<expects> expected" in an error message. */
 #define INT_OPT(name, lo, hi, calls) \
@@ -34,38 +44,74 @@ static int is_family(int64_t v) { return v == 0 || v == 4 || v == 6; }
   {name, TAPIO_OPTION_BOOL, 0, 1, NULL, "boolean", calls}
 #define STR_OPT(name, calls) \
   {name, TAPIO_OPTION_STR, 0, 0, NULL, "string", calls}
-/* Seconds: finite and above 0 (asyncio's "a positive number"). */
-#define SECS_OPT(name, calls) \
-  {name, TAPIO_OPTION_NUMBER, 0, 0, NULL, "number > 0", calls}
+/* Seconds, 0 or more (the bounds are whole seconds). */
+#define SECONDS_OPT(name, calls) \
+  {name, TAPIO_OPTION_DOUBLE, 0, INT32_MAX, NULL, "number of seconds >= 0", \
+   calls}
+/* Seconds, more than 0 (asyncio's "a positive number"). */
+#define TIMEOUT_OPT(name, calls) \
+  {name, TAPIO_OPTION_DOUBLE, 0, INT32_MAX, positive, \
+   "number of seconds > 0", calls}
+
+/* `set` in tapio_options and `calls` below hold a bit per option and per
+ * call. */
+_Static_assert(TAPIO__OPT_COUNT <= 32, "tapio_options.set has 32 bits");
+_Static_assert(NCALLS <= 32, "optdef.calls has 32 bits");
 
 static const optdef optdefs[TAPIO__OPT_COUNT] = {
-  [TAPIO__OPT_LOCAL_HOST] = STR_OPT("local_host", CONN),
-  [TAPIO__OPT_LOCAL_PORT] = INT_OPT("local_port", 0, 65535, CONN),
+  [TAPIO__OPT_LOCAL_HOST] = STR_OPT("local_host", CONN | DGRAM),
+  [TAPIO__OPT_LOCAL_PORT] = INT_OPT("local_port", 0, 65535, CONN | DGRAM),
   [TAPIO__OPT_FAMILY] = {"family", TAPIO_OPTION_INT, 0, 6, is_family,
-                         "0, 4 or 6", CONN | SERVER},
-  [TAPIO__OPT_SOCK] = INT_OPT("sock", 0, 2147483647, CONN | SERVER),
+                         "0, 4 or 6", CONN | SERVER | DGRAM},
+  [TAPIO__OPT_SOCK] = INT_OPT("sock", 0, 2147483647, CONN | SERVER | DGRAM),
   [TAPIO__OPT_NODELAY] = BOOL_OPT("nodelay", CONN | ACCEPTED | SERVER),
   [TAPIO__OPT_BACKLOG] = INT_OPT("backlog", 0, 2147483647, SERVER | USERVER),
   [TAPIO__OPT_REUSE_ADDRESS] = BOOL_OPT("reuse_address", SERVER),
-  [TAPIO__OPT_REUSE_PORT] = BOOL_OPT("reuse_port", SERVER),
+  [TAPIO__OPT_REUSE_PORT] = BOOL_OPT("reuse_port", SERVER | DGRAM),
   [TAPIO__OPT_START_SERVING] = BOOL_OPT("start_serving", SERVER | USERVER),
   [TAPIO__OPT_CLEANUP_SOCKET] = BOOL_OPT("cleanup_socket", USERVER),
+  [TAPIO__OPT_STDIN] = STDIO_OPT("stdin"),
+  [TAPIO__OPT_STDOUT] = STDIO_OPT("stdout"),
+  [TAPIO__OPT_STDERR] = STDIO_OPT("stderr"),
+  [TAPIO__OPT_CWD] = STR_OPT("cwd", SPAWN),
+  [TAPIO__OPT_ENV] = {"env", TAPIO_OPTION_STR_LIST, 0, 0, NULL,
+                      "list of strings", SPAWN},
+  [TAPIO__OPT_EXTEND_ENV] = BOOL_OPT("extend_env", SPAWN),
+  [TAPIO__OPT_START_NEW_SESSION] = BOOL_OPT("start_new_session", SPAWN),
+  [TAPIO__OPT_PASS_FDS] = {"pass_fds", TAPIO_OPTION_INT_LIST, 0, 2147483647,
+                           NULL, "list of descriptors", SPAWN},
+  [TAPIO__OPT_CLOSE_FDS] = BOOL_OPT("close_fds", SPAWN),
+  [TAPIO__OPT_HAPPY_EYEBALLS_DELAY] = SECONDS_OPT("happy_eyeballs_delay",
+                                                  CONN),
+  [TAPIO__OPT_INTERLEAVE] = INT_OPT("interleave", 0, 2147483647, CONN),
+  [TAPIO__OPT_REMOTE_HOST] = STR_OPT("remote_host", DGRAM),
+  [TAPIO__OPT_REMOTE_PORT] = INT_OPT("remote_port", 0, 65535, DGRAM),
+  [TAPIO__OPT_LOCAL_PATH] = STR_OPT("local_path", DGRAM),
+  [TAPIO__OPT_REMOTE_PATH] = STR_OPT("remote_path", DGRAM),
+  [TAPIO__OPT_ALLOW_BROADCAST] = BOOL_OPT("allow_broadcast", DGRAM),
   [TAPIO__OPT_SSL] = {"ssl", TAPIO_OPTION_TLS, 0, 0, NULL, "TLS context",
                       TLS_CALLS},
   [TAPIO__OPT_SERVER_HOSTNAME] = STR_OPT("server_hostname",
                                          CONN | UCONN | STARTTLS),
-  [TAPIO__OPT_SSL_HANDSHAKE_TIMEOUT] = SECS_OPT("ssl_handshake_timeout",
-                                                TLS_CALLS | STARTTLS),
-  [TAPIO__OPT_SSL_SHUTDOWN_TIMEOUT] = SECS_OPT("ssl_shutdown_timeout",
-                                               TLS_CALLS | STARTTLS),
+  [TAPIO__OPT_SSL_HANDSHAKE_TIMEOUT] = TIMEOUT_OPT("ssl_handshake_timeout",
+                                                   TLS_CALLS | STARTTLS),
+  [TAPIO__OPT_SSL_SHUTDOWN_TIMEOUT] = TIMEOUT_OPT("ssl_shutdown_timeout",
+                                                  TLS_CALLS | STARTTLS),
 };
+
+/* The entries of a list option: char * or int64_t. */
+typedef struct optlist {
+  void *items;
+  size_t n, cap, size; /* size: of one entry */
+} optlist;
 
 struct tapio_options {
   tapio_loop *loop;
   uint32_t set;                        /* bit per enum tapio__opt */
   int64_t ints[TAPIO__OPT_COUNT];
-  char *strs[TAPIO__OPT_COUNT];
   double nums[TAPIO__OPT_COUNT];
+  char *strs[TAPIO__OPT_COUNT];
+  optlist lists[TAPIO__OPT_COUNT];
   tapio_tls_context *tls;              /* "ssl", referenced */
 };
 
@@ -125,10 +171,16 @@ int tapio_options_new(tapio_loop *loop, tapio_options **out) {
 
 void tapio_options_free(tapio_options *o) {
   int i;
+  size_t j;
   if (!o)
     return;
-  for (i = 0; i < TAPIO__OPT_COUNT; i++)
+  for (i = 0; i < TAPIO__OPT_COUNT; i++) {
+    optlist *l = &o->lists[i];
     tapio__strfree(o->loop, o->strs[i]);
+    for (j = 0; optdefs[i].type == TAPIO_OPTION_STR_LIST && j < l->n; j++)
+      tapio__strfree(o->loop, ((char **)l->items)[j]);
+    tapio__free(o->loop, l->items, l->cap * l->size);
+  }
   tapio_tls_context_release(o->tls);
   tapio__free(o->loop, o, sizeof *o);
 }
@@ -136,10 +188,27 @@ void tapio_options_free(tapio_options *o) {
 int tapio_options_set_int(tapio_options *o, const char *name, int64_t value) {
   int i = find(name, 0);
   const optdef *d = i >= 0 ? &optdefs[i] : NULL;
-  if (!o || !d || d->type > TAPIO_OPTION_BOOL || value < d->min ||
+  if (d && d->type == TAPIO_OPTION_DOUBLE)
+    return tapio_options_set_double(o, name, (double)value);
+  if (!o || !d || (d->type != TAPIO_OPTION_INT &&
+                   d->type != TAPIO_OPTION_BOOL) || value < d->min ||
       value > d->max || (d->valid && !d->valid(value)))
     return TAPIO_EINVAL;
   o->ints[i] = value;
+  o->set |= 1u << i;
+  return 0;
+}
+
+/* NaN fails both comparisons, so it is refused too. */
+int tapio_options_set_double(tapio_options *o, const char *name,
+                             double value) {
+  int i = find(name, 0);
+  const optdef *d = i >= 0 ? &optdefs[i] : NULL;
+  if (!o || !d || d->type != TAPIO_OPTION_DOUBLE ||
+      !(value >= (double)d->min && value <= (double)d->max) ||
+      (d->valid && !d->valid(value)))
+    return TAPIO_EINVAL;
+  o->nums[i] = value;
   o->set |= 1u << i;
   return 0;
 }
@@ -159,15 +228,61 @@ int tapio_options_set_str(tapio_options *o, const char *name,
   return 0;
 }
 
-int tapio_options_set_number(tapio_options *o, const char *name,
-                             double value) {
+/* Room for one more entry in list i, whose entries are size bytes. */
+static void *list_slot(tapio_options *o, int i, size_t size) {
+  optlist *l = &o->lists[i];
+  if (l->n == l->cap) {
+    size_t cap = l->cap ? 2 * l->cap : 8;
+    void *items = tapio__alloc(o->loop, cap * size);
+    if (!items)
+      return NULL;
+    if (l->n)
+      memcpy(items, l->items, l->n * size);
+    tapio__free(o->loop, l->items, l->cap * size);
+    l->items = items;
+    l->cap = cap;
+    l->size = size;
+  }
+  return (char *)l->items + l->n * size;
+}
+
+int tapio_options_add_str(tapio_options *o, const char *name,
+                          const char *value) {
   int i = find(name, 0);
-  if (!o || i < 0 || optdefs[i].type != TAPIO_OPTION_NUMBER ||
-      !(value > 0) || value > 1e9) /* NaN fails the first test */
+  char **slot, *copy;
+  if (!o || i < 0 || optdefs[i].type != TAPIO_OPTION_STR_LIST)
     return TAPIO_EINVAL;
-  o->nums[i] = value;
+  o->set |= 1u << i;
+  if (!value)
+    return 0;
+  slot = list_slot(o, i, sizeof *slot);
+  copy = slot ? tapio__strdup(o->loop, value) : NULL;
+  if (!copy)
+    return TAPIO_ENOMEM;
+  *slot = copy;
+  o->lists[i].n++;
+  return 0;
+}
+
+int tapio_options_add_int(tapio_options *o, const char *name, int64_t value) {
+  int i = find(name, 0);
+  int64_t *slot;
+  if (!o || i < 0 || optdefs[i].type != TAPIO_OPTION_INT_LIST ||
+      value < optdefs[i].min || value > optdefs[i].max)
+    return TAPIO_EINVAL;
+  slot = list_slot(o, i, sizeof *slot);
+  if (!slot)
+    return TAPIO_ENOMEM;
+  *slot = value;
+  o->lists[i].n++;
   o->set |= 1u << i;
   return 0;
+}
+
+const void *tapio__opt_list(const tapio_options *o, enum tapio__opt which,
+                            size_t *n) {
+  *n = tapio__opt_is_set(o, which) ? o->lists[which].n : 0;
+  return *n ? o->lists[which].items : NULL;
 }
 
 int tapio_options_set_tls(tapio_options *o, const char *name,
@@ -231,8 +346,8 @@ const char *tapio__opt_str(const tapio_options *o, enum tapio__opt which) {
   return tapio__opt_is_set(o, which) ? o->strs[which] : NULL;
 }
 
-double tapio__opt_num(const tapio_options *o, enum tapio__opt which,
-                      double dflt) {
+double tapio__opt_double(const tapio_options *o, enum tapio__opt which,
+                         double dflt) {
   return tapio__opt_is_set(o, which) ? o->nums[which] : dflt;
 }
 

@@ -6,6 +6,7 @@
 struct tapio_handle {
   tapio__task task;      /* in the ready queue */
   ev_timer timer;        /* call_later / call_at */
+  tapio__deadline dl;    /* its due time in the loop's heap */
   tapio__link link;      /* loop->handles */
   tapio__link due;       /* loop->due: fired, waiting for the check */
   tapio_loop *loop;
@@ -24,6 +25,7 @@ enum { H_DONE, H_TIMER, H_DUE, H_READY };
 
 static void handle_unref(tapio_handle *h) {
   if (--h->refs == 0) {
+    tapio__deadline_clear(h->loop, &h->dl);
     tapio__list_remove(&h->link);
     tapio__free(h->loop, h, sizeof *h);
   }
@@ -89,6 +91,7 @@ static void on_timer(struct ev_loop *ev, ev_timer *w, int revents) {
   tapio_handle *h = TAPIO_CONTAINER(w, tapio_handle, timer);
   (void)ev;
   (void)revents;
+  tapio__deadline_clear(h->loop, &h->dl);
   tapio__list_push(&h->loop->due, &h->due);
   h->state = H_DUE;
 }
@@ -159,6 +162,11 @@ int tapio_call_at(tapio_loop *loop, double when, tapio_call_fn fn, void *ud,
   h = loop ? handle_new(loop, fn, ud, out) : NULL;
   if (!h)
     return bad_call(loop, fn, out);
+  if (tapio__deadline_set(loop, &h->dl, when) < 0) {
+    h->refs = 1;
+    handle_unref(h);
+    return no_call(out, TAPIO_ENOMEM);
+  }
   h->when = when;
   /* libev counts from its cached time; refresh it so a timer never fires
    * before `when` on tapio's clock. */
@@ -184,9 +192,10 @@ void tapio_handle_cancel(tapio_handle *h) {
   h->cancelled = 1;
   /* A queued call is skipped when the queue reaches it; one that waits on
    * a timer or in the due list leaves the loop now. */
-  if (h->state == H_TIMER)
+  if (h->state == H_TIMER) {
     ev_timer_stop(h->loop->ev, &h->timer);
-  else if (h->state == H_DUE)
+    tapio__deadline_clear(h->loop, &h->dl);
+  } else if (h->state == H_DUE)
     tapio__list_remove(&h->due);
   else
     return;
@@ -215,6 +224,7 @@ void tapio__handles_cancel_all(tapio_loop *loop) {
     h->cancelled = 1;
     if (h->state == H_TIMER)
       ev_timer_stop(loop->ev, &h->timer);
+    tapio__deadline_clear(loop, &h->dl);
   }
 }
 

@@ -37,6 +37,7 @@ struct tapio_server {
   char *unix_path;
   ino_t unix_ino;
   ev_timer retry;
+  tapio__deadline retry_dl; /* its due time, for the pollable loop */
   waiter *waiters;
   tapio__task task;      /* runs the waiters */
   tapio__tls_params tls; /* "ssl": every connection is a TLS server */
@@ -93,6 +94,7 @@ static void on_retry(struct ev_loop *ev, ev_timer *w, int revents) {
   tapio_server *s = TAPIO_CONTAINER(w, tapio_server, retry);
   (void)ev;
   (void)revents;
+  tapio__deadline_clear(s->loop, &s->retry_dl);
   if (s->serving)
     listen_all(s, 1);
 }
@@ -108,26 +110,32 @@ static void accept_failed(tapio_server *s, int err) {
     listen_all(s, 0);
     ev_timer_set(&s->retry, ACCEPT_RETRY_DELAY, 0);
     ev_timer_start(s->loop->ev, &s->retry);
+    /* no room to note it: the host polls a little late, nothing more */
+    (void)tapio__deadline_set(s->loop, &s->retry_dl,
+                              tapio__now() + ACCEPT_RETRY_DELAY);
   } else {
     tapio__report(s->loop, code, "accept failed", NULL);
   }
 }
 
-/* The protocol for a new connection, from the factory; 0, or -1 after
- * reporting why there is none. */
-static int take_protocol(tapio_server *s, const tapio_protocol **proto,
-                         void **ud) {
-  int rc = s->factory(s->factory_ud, s, proto, ud);
-  if (rc != 0 || !*proto) {
+/* The protocol for t, from the factory; 0, or -1 after reporting why
+ * there is none. */
+static int take_protocol(tapio_server *s, tapio_transport *t) {
+  const tapio_protocol *proto = NULL;
+  void *ud = NULL;
+  int rc = s->factory(s->factory_ud, s, &proto, &ud);
+  if (rc != 0 || !proto) {
     tapio__report(s->loop, rc ? rc : TAPIO_EINVAL,
                   "protocol factory rejected a connection", NULL);
     return -1;
   }
-  if (tapio__proto_check(*proto, sizeof **proto) < 0) {
+  if (tapio__proto_check(proto, sizeof *proto) < 0) {
     tapio__report(s->loop, TAPIO_EINVAL,
                   "protocol factory gave a table of a wrong size", NULL);
     return -1;
   }
+  t->proto = (const tapio__proto *)proto;
+  t->ud = ud;
   return 0;
 }
 
@@ -135,32 +143,31 @@ static int take_protocol(tapio_server *s, const tapio_protocol **proto,
  * a failed handshake costs the application nothing (and reports nothing,
  * as asyncio outside debug mode). */
 static void tls_accepted(void *ud, tapio_transport *t, int status) {
-  const tapio_protocol *proto = NULL;
-  void *pud = NULL;
   (void)ud;
   if (status < 0)
     return;
-  if (take_protocol(t->server, &proto, &pud) < 0) {
+  if (take_protocol(t->server, t) < 0) {
     tapio_transport_abort(t);
     return;
   }
-  tapio_transport_set_protocol(t, proto, pud);
   tapio__transport_made(t);
 }
 
+/* The transport is made before the factory is asked: a factory whose
+ * protocol gets no connection_made would never hear of it again (a Lua
+ * protocol, a C one's memory), so running out of memory comes first. A
+ * TLS connection asks it after its handshake. */
 static void accept_one(tapio_server *s, int fd, const tapio__ipaddr *peer,
                        socklen_t peerlen, int af) {
-  const tapio_protocol *proto = &tapio__no_protocol;
-  void *ud = NULL;
-  tapio_transport *t;
-  if (!s->tls.ctx && take_protocol(s, &proto, &ud) < 0) {
-    close(fd);
-    return;
-  }
-  t = tapio__stream_new(s->loop, fd, proto, ud);
+  tapio_transport *t = tapio__stream_new(s->loop, fd, &tapio__no_protocol,
+                                         NULL);
   if (!t) {
     close(fd);
     tapio__report(s->loop, TAPIO_ENOMEM, "accept: out of memory", NULL);
+    return;
+  }
+  if (!s->tls.ctx && take_protocol(s, t) < 0) {
+    tapio__transport_discard(t); /* closes fd */
     return;
   }
   tapio__maybe_nodelay(fd, af, s->nodelay);
@@ -251,6 +258,7 @@ int tapio_server_close(tapio_server *s) {
   s->closed = 1;
   s->serving = 0;
   ev_timer_stop(s->loop->ev, &s->retry);
+  tapio__deadline_clear(s->loop, &s->retry_dl);
   close_listeners(s);
   check_waiters(s);
   return 0;

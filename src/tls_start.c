@@ -38,9 +38,11 @@ static int params_for(tapio_loop *loop, tapio_tls_context *ctx,
   tapio__tls_context_retain(ctx);
   p->ctx = ctx;
   p->handshake_timeout =
-      tapio__opt_num(o, TAPIO__OPT_SSL_HANDSHAKE_TIMEOUT, HANDSHAKE_TIMEOUT);
+      tapio__opt_double(o, TAPIO__OPT_SSL_HANDSHAKE_TIMEOUT,
+                        HANDSHAKE_TIMEOUT);
   p->shutdown_timeout =
-      tapio__opt_num(o, TAPIO__OPT_SSL_SHUTDOWN_TIMEOUT, SHUTDOWN_TIMEOUT);
+      tapio__opt_double(o, TAPIO__OPT_SSL_SHUTDOWN_TIMEOUT,
+                        SHUTDOWN_TIMEOUT);
   return 0;
 }
 
@@ -69,9 +71,10 @@ static void started(void *ud, tapio_transport *t, int status) {
   tapio_connect_fn cb = r->cb;
   void *cb_ud = r->cb_ud;
   tapio__free(t->loop, r, sizeof *r);
-  t->loop->errmsg = status ? tapio__tls_error(t) : NULL;
-  cb(cb_ud, status, status == 0 ? t : NULL);
-  t->loop->errmsg = NULL;
+  if (status == 0)
+    cb(cb_ud, 0, t);
+  else /* the transport is failing; it goes after the callback */
+    tapio__connect_failed(t->loop, 1, cb, cb_ud, status, tapio__tls_error(t));
 }
 
 static int start_check(tapio_transport *t, const tapio_protocol *proto,

@@ -23,6 +23,8 @@ void tapio__transport_init(tapio_transport *t, const tapio__kind *kind,
   t->high = DEFAULT_HIGH;
   t->low = DEFAULT_HIGH / 4;
   t->task.run = run_lost;
+  if (!(kind->caps & TAPIO__CAN_WRITE))
+    t->flags |= TAPIO__T_NOWRITE; /* one flag test on the write path */
   tapio__list_init(&t->slink);
   tapio__list_push(&loop->transports, &t->link);
 }
@@ -30,7 +32,43 @@ void tapio__transport_init(tapio_transport *t, const tapio__kind *kind,
 static void release(tapio_transport *t) {
   tapio__list_remove(&t->link);
   tapio__strfree(t->loop, t->lost_msg);
+  t->lost_msg = NULL;
+  if (t->refs) { /* retained: a closed shell until the last release */
+    t->flags |= TAPIO__T_ENDED;
+    t->kind->shed(t);
+    tapio__list_push(&t->loop->shells, &t->link);
+    return;
+  }
   t->kind->destroy(t);
+}
+
+int tapio_transport_retain(tapio_transport *t) {
+  if (!t)
+    return TAPIO_EINVAL;
+  if (!t->kind->shed)
+    return TAPIO_ENOTSUP;
+  if ((t->flags & TAPIO__T_ENDED) && !t->refs)
+    return TAPIO_ECLOSED; /* unreachable but through a stale pointer */
+  t->refs++;
+  return 0;
+}
+
+void tapio_transport_release(tapio_transport *t) {
+  if (!t || !t->refs)
+    return;
+  if (--t->refs == 0 && (t->flags & TAPIO__T_ENDED)) {
+    tapio__list_remove(&t->link);
+    t->kind->destroy(t);
+  }
+}
+
+void tapio__shells_free_all(tapio_loop *loop) {
+  while (!tapio__list_empty(&loop->shells)) {
+    tapio_transport *t =
+        TAPIO_CONTAINER(loop->shells.next, tapio_transport, link);
+    tapio__list_remove(&t->link);
+    t->kind->destroy(t);
+  }
 }
 
 void tapio__transport_discard(tapio_transport *t) { release(t); }
@@ -67,6 +105,7 @@ void tapio__transport_force_close(tapio_transport *t, int code,
   if (t->flags & TAPIO__T_LOST)
     return;
   t->flags |= TAPIO__T_CLOSING;
+  t->lost_code = code; /* for halt: a subprocess passes it to its pipes */
   t->kind->halt(t);
   tapio__transport_lost(t, code, message);
 }
@@ -181,7 +220,8 @@ size_t tapio_transport_get_write_buffer_size(tapio_transport *t) {
 
 int tapio_transport_set_protocol(tapio_transport *t,
                                  const tapio_protocol *proto, void *ud) {
-  if (!t || tapio__proto_check(proto, t->kind->proto_size) < 0)
+  if (!t || tapio__proto_check(proto, t->kind->proto_size) < 0 ||
+      (t->flags & TAPIO__T_OWNED)) /* a subprocess's pipe forwards to it */
     return TAPIO_EINVAL;
   t->proto = (const tapio__proto *)proto;
   t->ud = ud;
@@ -240,7 +280,9 @@ uint64_t tapio_transport_get_stat(tapio_transport *t, int which) {
 /* ---- Descriptor and addresses ------------------------------------------ */
 
 int tapio_transport_get_fd(tapio_transport *t) {
-  return t ? t->kind->fd(t) : TAPIO_EINVAL;
+  if (!t)
+    return TAPIO_EINVAL;
+  return (t->flags & TAPIO__T_ENDED) ? TAPIO_ECLOSED : t->kind->fd(t);
 }
 
 static int name(tapio_transport *t, int peer, char *host, size_t hostlen,

@@ -9,10 +9,10 @@
 local core = require "tapio.core"
 local U = require "tapio.util"
 
-local M = {}
+local M = { api = {} } -- api: what `tapio` holds too (see tapio.util)
 local pack, unpack = U.pack, U.unpack
 local check_self, check_callable = U.check_self, U.check_callable
-local cancelled_error = U.cancelled_error
+local cancelled_error = U.api.cancelled_error
 local Loop = core.loop_methods
 
 -- ---- Tasks: which coroutine is one ---------------------------------------
@@ -25,7 +25,7 @@ local function current_task()
   local co = coroutine.running()
   return co and tasks[co] or nil
 end
-M.current_task = current_task
+M.api.current_task = current_task
 
 -- A task's coroutine yields AWAIT and a future; the task resumes it with
 -- CANCEL when the task is cancelled while the future could not be.
@@ -72,7 +72,7 @@ local function is_future(v)
   return type(v) == "table" and type(v.add_done_callback) == "function"
     and type(v.done) == "function"
 end
-M.is_future = is_future
+M.api.is_future = is_future
 M.new_future = new_future
 
 -- Done callbacks run from the loop, never from inside set_result.
@@ -109,6 +109,11 @@ function Future:cancel(message)
   end
   self._state = "cancelled"
   self._cancel_message = message
+  local hook = self._cancel_hook -- what was under way stops at once
+  if hook then
+    self._cancel_hook = nil
+    hook()
+  end
   schedule_callbacks(self)
   return true
 end
@@ -208,7 +213,7 @@ function Future:__tostring()
 end
 
 --- tapio.await(future): future:await().
-function M.await_future(fut)
+function M.api.await(fut)
   if not is_future(fut) then
     error("tapio: await: bad argument #1 'future' (future expected, got "
       .. type(fut) .. ")", 2)

@@ -27,27 +27,29 @@ tapio.socketpair = core.socketpair
 tapio.send = core.send
 tapio.close_fd = core.close_fd
 tapio.tls_context = core.tls_context
-tapio.AF_UNSPEC, tapio.AF_INET, tapio.AF_INET6 =
-  core.AF_UNSPEC, core.AF_INET, core.AF_INET6
+tapio.pipe = core.pipe
+tapio.openpty = core.openpty
+tapio.signals = core.signals
+tapio.address = core.address
+for _, name in ipairs { "PIPE", "STDOUT", "DEVNULL", "INHERIT",
+                        "AF_UNSPEC", "AF_INET", "AF_INET6", "AF_UNIX",
+                        "SOCK_STREAM", "SOCK_DGRAM", "AI_PASSIVE",
+                        "AI_CANONNAME", "AI_NUMERICHOST", "NI_NUMERICHOST",
+                        "NI_NUMERICSERV", "NI_NAMEREQD", "NI_DGRAM",
+                        "NI_NOFQDN" } do
+  tapio[name] = core[name]
+end
 for name, code in pairs(core.errors) do
   tapio[name] = code -- tapio.ECONNREFUSED, ...
 end
 
-tapio.cancelled_error = U.cancelled_error
-tapio.is_cancelled = U.is_cancelled
-
 tapio.Future = F.Future
-tapio.is_future = F.is_future
-tapio.current_task = F.current_task
-tapio.await = F.await_future
-
 tapio.Task = T.Task
-tapio.all_tasks = T.all_tasks
-tapio.get_running_loop = T.get_running_loop
-tapio.create_task = T.create_task
-tapio.sleep = T.sleep
-tapio.run = T.run
-tapio._traceback = T._traceback
+for _, module in ipairs({ U, F, T }) do
+  for name, fn in pairs(module.api) do
+    tapio[name] = fn -- cancelled_error, current_task, run, sleep, ...
+  end
+end
 
 -- ---- Printing like Python ------------------------------------------------
 

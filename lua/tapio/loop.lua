@@ -6,9 +6,9 @@ local core = require "tapio.core"
 local U = require "tapio.util"
 local F = require "tapio.future"
 
-local check_self, is_cancelled = U.check_self, U.is_cancelled
+local check_self, is_cancelled = U.check_self, U.api.is_cancelled
 local new_future, resolve, await = F.new_future, F.resolve, F.await
-local current_task = F.current_task
+local current_task = F.api.current_task
 local Loop = core.loop_methods
 local Server = core.server_methods
 local server_mt = U.server_mt
@@ -18,8 +18,9 @@ local server_mt = U.server_mt
 -- The completion callback the C side calls with (err) or (nil, ...).
 local function completion(fut)
   return function(err, obj, ...)
-    if fut:done() then -- cancelled meanwhile: nobody wants what came
-      if err == nil and obj then
+    fut._cancel_hook = nil
+    if fut:done() then -- done meanwhile: nobody wants what came
+      if err == nil and type(obj) == "userdata" then
         obj:close()
       end
       return
@@ -32,20 +33,27 @@ local function completion(fut)
   end
 end
 
--- The async rule for the C side's create calls: c_create(self, completion
--- callback, the user's arguments) checks them all, then returns true, or
--- nil, err when the operation failed at once. It is called through pcall,
--- so its argument errors carry no position: they are raised again at the
--- caller's line, as errors of the method itself.
+-- The async rule for the C side's create calls and lookups: c_create(self,
+-- completion callback, the user's arguments) checks them all, then
+-- returns what is pending, or nil, err when the operation failed at once.
+-- It is called through pcall, so its argument errors carry no position:
+-- they are raised again at the caller's line, as errors of the method
+-- itself. Cancelling the future (or the task awaiting it) cancels what is
+-- pending at once: the core frees it and calls nobody.
 local function completing(c_create)
   return function(self, ...)
     local fut = new_future(self)
-    local ok, started, err = pcall(c_create, self, completion(fut), ...)
+    local ok, pending, err = pcall(c_create, self, completion(fut), ...)
     if not ok then
-      error(started, 2)
+      error(pending, 2)
     end
-    if not started then
+    if not pending then
       fut:set_exception(err)
+    else
+      local loop = self
+      fut._cancel_hook = function()
+        loop:_cancel(pending)
+      end
     end
     return resolve(fut)
   end
@@ -61,12 +69,37 @@ Loop.create_unix_connection = completing(Loop._create_unix_connection)
 --- loop:connect_accepted_socket(factory, fd, opts) -> transport, protocol
 Loop.connect_accepted_socket = completing(Loop._connect_accepted_socket)
 
+--- loop:create_datagram_endpoint(factory, opts) -> transport, protocol
+-- opts: local_addr, remote_addr ({host, port} or a Unix path), family,
+-- reuse_port, allow_broadcast, sock.
+Loop.create_datagram_endpoint = completing(Loop._create_datagram_endpoint)
+
+--- loop:getaddrinfo(host, port, opts) -> list of entries
+-- Each entry is {family, type, proto, canonname, addr}, also by name.
+Loop.getaddrinfo = completing(Loop._getaddrinfo)
+
+--- loop:getnameinfo(addr, flags) -> host, service
+Loop.getnameinfo = completing(Loop._getnameinfo)
+
 --- loop:create_server(factory, host, port, opts) -> server
 -- host: nil (every interface), a string, or a list of strings.
 Loop.create_server = completing(Loop._create_server)
 
 --- loop:create_unix_server(factory, path, opts) -> server
 Loop.create_unix_server = completing(Loop._create_unix_server)
+
+--- loop:connect_read_pipe(factory, fd) -> transport, protocol
+Loop.connect_read_pipe = completing(Loop._connect_read_pipe)
+
+--- loop:connect_write_pipe(factory, fd) -> transport, protocol
+Loop.connect_write_pipe = completing(Loop._connect_write_pipe)
+
+--- loop:subprocess_exec(factory, program, {args...}, opts)
+-- -> transport, protocol
+Loop.subprocess_exec = completing(Loop._subprocess_exec)
+
+--- loop:subprocess_shell(factory, cmd, opts) -> transport, protocol
+Loop.subprocess_shell = completing(Loop._subprocess_shell)
 
 --- loop:start_tls(transport, protocol, sslcontext, opts, buffered)
 -- -> transport: upgrades the connection in place; buffered (a string) is

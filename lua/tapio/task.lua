@@ -4,11 +4,12 @@ local core = require "tapio.core"
 local U = require "tapio.util"
 local F = require "tapio.future"
 
-local M = {}
+local M = { api = {} } -- api: what `tapio` holds too (see tapio.util)
+local api = M.api
 local pack, unpack = U.pack, U.unpack
 local check_loop, check_callable = U.check_loop, U.check_callable
-local is_cancelled, safe_tostring = U.is_cancelled, U.safe_tostring
-local Future, new_future, is_future = F.Future, F.new_future, F.is_future
+local is_cancelled, safe_tostring = U.api.is_cancelled, U.safe_tostring
+local Future, new_future, is_future = F.Future, F.new_future, F.api.is_future
 local resolve, retrieved = F.resolve, F.retrieved
 local tasks, AWAIT, CANCEL = F.tasks, F.AWAIT, F.CANCEL
 local Loop = core.loop_methods
@@ -161,8 +162,8 @@ function Task:get_traceback()
   return self._traceback
 end
 
-function M.all_tasks(loop)
-  loop = loop or M.get_running_loop()
+function api.all_tasks(loop)
+  loop = loop or api.get_running_loop()
   local list = {}
   for task in pairs(all_tasks[loop] or {}) do
     if not task:done() then
@@ -174,7 +175,7 @@ end
 
 -- ---- The running loop, sleep ---------------------------------------------
 
-function M.get_running_loop()
+function api.get_running_loop()
   local loop = core.get_running_loop()
   if not loop then
     error("tapio: get_running_loop: no running event loop", 2)
@@ -182,18 +183,18 @@ function M.get_running_loop()
   return loop
 end
 
-function M.create_task(fn, ...)
-  return M.get_running_loop():create_task(fn, ...)
+function api.create_task(fn, ...)
+  return api.get_running_loop():create_task(fn, ...)
 end
 
 --- tapio.sleep(seconds, ...): returns ... after seconds (the async rule:
 -- a future outside a task).
-function M.sleep(delay, ...)
+function api.sleep(delay, ...)
   if type(delay) ~= "number" or delay ~= delay then
     error("tapio: sleep: bad argument #1 'delay' (number expected, got "
       .. type(delay) .. ")", 2)
   end
-  local loop = M.get_running_loop()
+  local loop = api.get_running_loop()
   local fut = loop:create_future()
   local results = pack(...)
   local handle = loop:call_later(delay, function()
@@ -245,7 +246,7 @@ end
 -- that print tracebacks (tapio._traceback).
 local last_failure = setmetatable({}, { __mode = "v" })
 
-function M._traceback(err)
+function api._traceback(err)
   if last_failure.traceback and rawequal(last_failure.err, err) then
     return last_failure.traceback
   end
@@ -256,7 +257,7 @@ end
 
 -- Cancels what tasks remain and lets them finish, as asyncio.run does.
 local function cancel_all(loop)
-  local pending = M.all_tasks(loop)
+  local pending = api.all_tasks(loop)
   if #pending == 0 then
     return
   end
@@ -284,7 +285,7 @@ end
 --- tapio.run(main, ...): a new loop runs main(...) as a task until it
 -- finishes; other tasks are then cancelled and the loop closed. Returns
 -- main's results or raises its error.
-function M.run(main, ...)
+function api.run(main, ...)
   check_callable(main, "run", 1, "main")
   if core.get_running_loop() then
     error("tapio: run: cannot be called from a running event loop", 2)

@@ -3,7 +3,10 @@
 -- the cancellation error, and pack/unpack for both Lua flavours.
 local core = require "tapio.core"
 
-local M = {}
+-- Functions the `tapio` table also holds live in M.api, not in M itself:
+-- Lua 5.4 names a function in a traceback after the first loaded module
+-- that holds it, so each must be in one module's table only ("tapio").
+local M = { api = {} }
 
 M.unpack = table.unpack or unpack
 M.pack = table.pack or function(...)
@@ -47,11 +50,11 @@ end
 local ECANCELED = core.errors.ECANCELED
 
 --- A cancellation error: what awaiting a cancelled future raises.
-function M.cancelled_error(message)
+function M.api.cancelled_error(message)
   return core.error(ECANCELED, message or "cancelled")
 end
 
-function M.is_cancelled(err)
+function M.api.is_cancelled(err)
   return type(err) == "table" and getmetatable(err) == core.error_metatable
     and err.code == ECANCELED
 end

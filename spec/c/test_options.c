@@ -59,8 +59,9 @@ static void option_names_per_call(void)
 {
   char got[512];
   names_of(TAPIO_CALL_CREATE_CONNECTION, got, sizeof got);
-  CHECK_STR(got, "local_host local_port family sock nodelay ssl "
-                 "server_hostname ssl_handshake_timeout ssl_shutdown_timeout");
+  CHECK_STR(got, "local_host local_port family sock nodelay "
+                 "happy_eyeballs_delay interleave ssl server_hostname "
+                 "ssl_handshake_timeout ssl_shutdown_timeout");
   names_of(TAPIO_CALL_CREATE_UNIX_CONNECTION, got, sizeof got);
   CHECK_STR(got, "ssl server_hostname ssl_handshake_timeout "
                  "ssl_shutdown_timeout");
@@ -73,6 +74,9 @@ static void option_names_per_call(void)
   names_of(TAPIO_CALL_CREATE_UNIX_SERVER, got, sizeof got);
   CHECK_STR(got, "backlog start_serving cleanup_socket ssl "
                  "ssl_handshake_timeout ssl_shutdown_timeout");
+  names_of(TAPIO_CALL_CREATE_DATAGRAM_ENDPOINT, got, sizeof got);
+  CHECK_STR(got, "local_host local_port family sock reuse_port remote_host "
+                 "remote_port local_path remote_path allow_broadcast");
   names_of(TAPIO_CALL_START_TLS, got, sizeof got);
   CHECK_STR(got, "server_hostname ssl_handshake_timeout "
                  "ssl_shutdown_timeout");

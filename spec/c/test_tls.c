@@ -313,7 +313,7 @@ static int raw_server_peer(int what, double timeout)
   tt.loop = loop;
   CHECK_OK(tapio_options_set_str(o, "server_hostname", "localhost"));
   if (timeout > 0)
-    CHECK_OK(tapio_options_set_number(o, "ssl_handshake_timeout", timeout));
+    CHECK_OK(tapio_options_set_double(o, "ssl_handshake_timeout", timeout));
   CHECK_OK(tapio_create_connection(loop, "127.0.0.1", port, &rec_proto, &c,
                                    o, tls_try_done, &tt));
   tapio_options_free(o);
@@ -371,7 +371,7 @@ static void server_handshake_timeout(void)
   size_t n;
   int peer;
   srv_init(&sv, loop);
-  CHECK_OK(tapio_options_set_number(o, "ssl_handshake_timeout", 0.2));
+  CHECK_OK(tapio_options_set_double(o, "ssl_handshake_timeout", 0.2));
   CHECK_OK(srv_start_hosts(&sv, hosts, 1, 0, o));
   tapio_options_free(o);
   peer = raw_connect(AF_INET, "127.0.0.1", sv.port);

@@ -249,7 +249,7 @@ static void shutdown_timeout(void)
   }
   co = tls_options(p.loop, client_ctx());
   CHECK_OK(tapio_options_set_str(co, "server_hostname", "localhost"));
-  CHECK_OK(tapio_options_set_number(co, "ssl_shutdown_timeout", 0.3));
+  CHECK_OK(tapio_options_set_double(co, "ssl_shutdown_timeout", 0.3));
   CHECK_OK(tls_connect_opts(p.loop, p.sv.port, &p.c, co));
   tapio_options_free(co);
   p.s = srv_wait_conn(&p.sv, 0);
@@ -294,7 +294,7 @@ static void paused_reader_gets_everything(void)
   char *big = malloc(1 << 20);
   tls_pair_init(&p);
   o = tls_options(p.loop, server_ctx("server"));
-  CHECK_OK(tapio_options_set_number(o, "ssl_shutdown_timeout", 0.2));
+  CHECK_OK(tapio_options_set_double(o, "ssl_shutdown_timeout", 0.2));
   CHECK_OK(srv_start_hosts(&p.sv, hosts, 1, 0, o));
   tapio_options_free(o);
   o = tls_options(p.loop, client_ctx());
@@ -596,7 +596,7 @@ static void starttls_timeout(void)
   memset(&st, 0, sizeof st);
   st.loop = loop;
   CHECK_OK(tapio_options_set_str(o, "server_hostname", "localhost"));
-  CHECK_OK(tapio_options_set_number(o, "ssl_handshake_timeout", 0.2));
+  CHECK_OK(tapio_options_set_double(o, "ssl_handshake_timeout", 0.2));
   CHECK_OK(tapio_transport_start_tls(c.t, &rec_proto, &c, cc, o, NULL, 0,
                                      on_started, &st));
   tapio_options_free(o);
@@ -642,7 +642,7 @@ static void many_clients_writelines(void)
   srv_init(&sv, loop);
   echo_srv = &sv;
   sv.tmpl.hook = echo_each;
-  CHECK_OK(tapio_options_set_number(so, "ssl_handshake_timeout", 10));
+  CHECK_OK(tapio_options_set_double(so, "ssl_handshake_timeout", 10));
   CHECK_OK(srv_start_hosts(&sv, hosts, 1, 0, so));
   CHECK_OK(tapio_options_set_str(co, "server_hostname", "localhost"));
   for (i = 0; i < N; i++) { /* all at once: 25 handshakes in flight */

@@ -339,7 +339,7 @@ static void python_never_answers(void)
   c.hook = end_with;
   python_peer(&py, "silent-server", 0);
   CHECK_OK(tapio_options_set_str(o, "server_hostname", "localhost"));
-  CHECK_OK(tapio_options_set_number(o, "ssl_shutdown_timeout", 0.3));
+  CHECK_OK(tapio_options_set_double(o, "ssl_shutdown_timeout", 0.3));
   CHECK_OK(tls_connect_opts(loop, peer_port(loop, &py), &c, o));
   tapio_options_free(o);
   peer_wait_for(loop, &py, "HANDSHAKE TLSv1.3");

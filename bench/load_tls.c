@@ -1,19 +1,20 @@
-/* tls_load: the TLS rows' load generator. One thread, epoll, loopback,
- * OpenSSL on the socket (read-ahead, partial writes), TLS 1.3 only,
- * certificates not verified (the server's are throwaway ones).
+/* The load generator's TLS modes (the TLS rows, bench/tls_rows.sh). One
+ * thread, epoll, loopback, OpenSSL on the socket (read-ahead, partial
+ * writes), TLS 1.3 only, certificates not verified (the servers' are
+ * throwaway ones).
  *
- *   tls_load stream --port P --conns N [--size B] [--depth D] [--warmup S]
+ *   load tls-stream --port P --conns N --size B --depth D [--warmup S]
  *                   [--duration S] [--pid PID]
  *       N connections each keep D blocks of B bytes in flight and read the
  *       echo back; counts echoed bytes over the window and, with --pid,
  *       the server's CPU time over exactly that window. At the end every
  *       connection sends close_notify, reads to EOF and must have had
  *       every byte back, in order (checked byte for byte throughout).
- *   tls_load handshake --port P --conns N [--warmup S] [--duration S]
+ *   load tls-handshake --port P --conns N [--warmup S] [--duration S]
  *                      [--pid PID]
  *       N connections at a time: connect, full handshake (no resumption),
  *       close, again. Counts handshakes completed in the window.
- *   tls_load idle --port P --conns N --pid PID [--stats-port P]
+ *   load tls-idle --port P --conns N --pid PID [--stats-port P]
  *       Opens N TLS connections, one 64-byte round trip on each, then
  *       reports the server's RSS growth per connection (and the growth of
  *       the number its stats port answers).
@@ -41,19 +42,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "measure.h"
+#include "load.h"
 
 enum { PERIOD = 64 * 1021, MAX_IO = 256 * 1024 };
 static unsigned char pattern[PERIOD + MAX_IO];
 static unsigned char rbuf[MAX_IO];
 static const double SETUP_SECS = 60, DRAIN_SECS = 20;
-
-struct opts {
-  const char *mode;
-  int port, stats_port, conns, depth, pid;
-  size_t size;
-  double warmup, duration;
-};
 
 struct conn {
   int fd;
@@ -72,6 +66,7 @@ static int ep;
 static struct conn *conns;
 static uint64_t total_recvd, handshakes;
 static int done, sending = 1;
+static int idle_mode, hs_mode; /* tls-idle: one block each; tls-handshake */
 
 /* A non-blocking connect to 127.0.0.1:port, under way: the descriptor,
  * or -1 with errno set. */
@@ -168,7 +163,7 @@ static uint64_t target(const struct conn *c)
   uint64_t t = (c->recvd / O->size + (uint64_t)O->depth) * O->size;
   if (!sending)
     return c->sent + c->wlen;
-  return !strcmp(O->mode, "idle") && t > O->size ? O->size : t;
+  return idle_mode && t > O->size ? O->size : t;
 }
 
 static void conn_send(struct conn *c)
@@ -211,7 +206,7 @@ static void conn_recv(struct conn *c)
       die("echoed bytes differ from the bytes sent");
     c->recvd += (uint64_t)n;
     total_recvd += (uint64_t)n;
-    if (!strcmp(O->mode, "idle") && c->recvd == O->size)
+    if (idle_mode && c->recvd == O->size)
       done++;
     if (!c->closing)
       conn_send(c);
@@ -245,7 +240,7 @@ static void conn_step(struct conn *c, int i)
       return;
     }
     c->ready = 1;
-    if (!strcmp(O->mode, "handshake")) {
+    if (hs_mode) {
       handshakes++;
       conn_end(c);
       conn_start(c, i);
@@ -398,44 +393,20 @@ static int mode_idle(void)
   return 0;
 }
 
-/* ---- Options ------------------------------------------------------------ */
+/* ---- The modes' entry --------------------------------------------------- */
 
-static void usage(void)
+int mode_tls(const struct opts *o)
 {
-  fprintf(stderr, "usage: tls_load stream|handshake|idle --port P "
-                  "--conns N [--size B] [--depth D]\n"
-                  "       [--warmup S] [--duration S] [--pid PID] "
-                  "[--stats-port P]\n");
-  exit(2);
-}
-
-int main(int argc, char **argv)
-{
-  static struct opts o = { .conns = 1, .size = 65536, .depth = 16,
-                           .warmup = 1, .duration = 5 };
-  if (argc < 2 || argc % 2)
-    usage();
-  o.mode = argv[1];
-  for (int i = 2; i + 1 < argc; i += 2) {
-    const char *k = argv[i], *v = argv[i + 1];
-    if (!strcmp(k, "--port")) o.port = atoi(v);
-    else if (!strcmp(k, "--stats-port")) o.stats_port = atoi(v);
-    else if (!strcmp(k, "--conns")) o.conns = atoi(v);
-    else if (!strcmp(k, "--size")) o.size = (size_t)atol(v);
-    else if (!strcmp(k, "--depth")) o.depth = atoi(v);
-    else if (!strcmp(k, "--pid")) o.pid = atoi(v);
-    else if (!strcmp(k, "--warmup")) o.warmup = atof(v);
-    else if (!strcmp(k, "--duration")) o.duration = atof(v);
-    else usage();
+  static struct opts idle;
+  O = o;
+  idle_mode = !strcmp(o->mode, "tls-idle");
+  hs_mode = !strcmp(o->mode, "tls-handshake");
+  if (idle_mode) { /* one 64-byte round trip each */
+    idle = *o;
+    idle.size = 64;
+    idle.depth = 1;
+    O = &idle;
   }
-  if (o.port <= 0 || o.port > 65535 || o.conns <= 0 || o.size == 0 ||
-      o.size > MAX_IO || o.depth <= 0 || o.duration <= 0)
-    usage();
-  if (!strcmp(o.mode, "idle"))
-    o.size = 64, o.depth = 1;
-  O = &o;
-  raise_nofile();
-  signal(SIGPIPE, SIG_IGN);
   uint32_t x = 2463534242u;
   for (size_t i = 0; i < sizeof pattern; i++) {
     x ^= x << 13, x ^= x >> 17, x ^= x << 5;
@@ -452,12 +423,11 @@ int main(int argc, char **argv)
   ep = epoll_create1(EPOLL_CLOEXEC);
   if (!ctx || ep < 0)
     die("setup");
-  if (!strcmp(o.mode, "stream"))
+  if (!strcmp(o->mode, "tls-stream"))
     return mode_stream();
-  if (!strcmp(o.mode, "handshake"))
+  if (hs_mode)
     return mode_handshake();
-  if (!strcmp(o.mode, "idle"))
+  if (idle_mode)
     return mode_idle();
-  usage();
-  return 2;
+  die("no mode %s", o->mode);
 }

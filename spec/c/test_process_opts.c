@@ -1,0 +1,337 @@
+/* Subprocess options: stdin, stdout and stderr (pipe, /dev/null, a given
+ * descriptor, inherited, stderr into stdout), cwd, env (replaced and
+ * extended), start_new_session, pass_fds, close_fds, and the descriptors
+ * the child gets (no other of the parent's). */
+#include "pipes.h"
+
+/* ---- stdin, stdout, stderr ----------------------------------------------- */
+
+/* P16: stderr to stdout: both in fd 1, no fd 2 pipe. */
+static void stderr_into_stdout(void)
+{
+  tapio_loop *loop = new_loop();
+  prec p;
+  prec_init(&p);
+  run_script(loop, &p, "echo out; echo err >&2",
+             stdio_opts(loop, TAPIO_STDIO_DEVNULL, TAPIO_STDIO_PIPE,
+                        TAPIO_STDIO_STDOUT));
+  CHECK_OUT(&p, 1, "out\nerr\n");
+  CHECK_EVENTS(&p, "lost1:0 exited", "lost:0");
+  CHECK(!prec_has(&p, "lost2:0") && strstr(p.r.log, "err") == NULL);
+  free_loop(loop);
+  prec_free(&p);
+}
+
+/* P6: /dev/null as stdin reads nothing; as stdout and stderr, nothing
+ * comes, and those fds have no pipe. */
+static void devnull_stdio(void)
+{
+  tapio_loop *loop = new_loop();
+  tapio_options *o;
+  prec p, q;
+  prec_init(&p);
+  prec_init(&q);
+  o = stdio_opts(loop, TAPIO_STDIO_DEVNULL, TAPIO_STDIO_PIPE,
+                 TAPIO_STDIO_PIPE);
+  run_script(loop, &p, "cat; echo done", o);
+  CHECK_OUT(&p, 1, "done\n");
+  CHECK(!prec_has(&p, "lost0:0") && !prec_has(&p, "lost0:EPIPE"));
+  o = stdio_opts(loop, TAPIO_STDIO_PIPE, TAPIO_STDIO_DEVNULL,
+                 TAPIO_STDIO_DEVNULL);
+  CHECK_OK(shell_wait(loop, &q, "echo lost; echo lost >&2", o));
+  tapio_options_free(o);
+  CHECK(tapio_subprocess_get_pipe_transport(q.t, 1) == NULL);
+  CHECK(tapio_subprocess_get_pipe_transport(q.t, 2) == NULL);
+  WAIT_FOR(loop, q.lost);
+  CHECK_EVENTS(&q, "lost0:EPIPE exited", "lost:0");
+  CHECK(!prec_has(&q, "lost1:0") && !prec_has(&q, "lost2:0"));
+  free_loop(loop);
+  prec_free(&p);
+  prec_free(&q);
+}
+
+/* Descriptors of the caller's as stdin and stdout: the child gets them,
+ * and they stay the caller's. */
+static void given_descriptors(void)
+{
+  tapio_loop *loop = new_loop();
+  tapio_options *o;
+  int in[2], out[2], eof;
+  char got[16];
+  prec p;
+  prec_init(&p);
+  make_pipe(in);
+  make_pipe(out);
+  o = stdio_opts(loop, in[0], out[1], TAPIO_STDIO_DEVNULL);
+  CHECK_OK(shell_wait(loop, &p, "cat", o));
+  tapio_options_free(o);
+  CHECK(write(in[1], "given", 5) == 5);
+  CHECK(close(in[1]) == 0 && close(out[1]) == 0);
+  WAIT_FOR(loop, p.lost);
+  CHECK_STR(p.r.log, "made exited lost:0");
+  raw_nonblock(out[0]);
+  CHECK_EQ(read_fd_all(loop, out[0], got, sizeof got, &eof), 5);
+  CHECK(eof && memcmp(got, "given", 5) == 0);
+  CHECK(fd_is_open(in[0]));
+  CHECK(close(in[0]) == 0 && close(out[0]) == 0);
+  free_loop(loop);
+  prec_free(&p);
+}
+
+/* Inherited stdout: the parent's own fd 1 (here a pipe put there). */
+static void inherited_stdout(void)
+{
+  tapio_loop *loop = new_loop();
+  int out[2], saved = dup(1), eof;
+  char got[16];
+  prec p;
+  prec_init(&p);
+  make_pipe(out);
+  CHECK(saved >= 0 && dup2(out[1], 1) == 1);
+  run_script(loop, &p, "echo inherited",
+             stdio_opts(loop, TAPIO_STDIO_DEVNULL, TAPIO_STDIO_INHERIT,
+                        TAPIO_STDIO_DEVNULL));
+  CHECK(dup2(saved, 1) == 1 && close(saved) == 0 && close(out[1]) == 0);
+  CHECK_STR(p.r.log, "made exited lost:0");
+  raw_nonblock(out[0]);
+  CHECK_EQ(read_fd_all(loop, out[0], got, sizeof got, &eof), 10);
+  CHECK(memcmp(got, "inherited\n", 10) == 0);
+  CHECK(close(out[0]) == 0);
+  free_loop(loop);
+  prec_free(&p);
+}
+
+/* libuv's spawn_closed_process_io: the parent's fd 0 is closed, so a pipe
+ * lands there; the child still gets each end where it belongs. */
+static void parent_stdin_closed(void)
+{
+  tapio_loop *loop = new_loop();
+  const char *argv[] = { "cat", NULL };
+  prec p;
+  prec_init(&p);
+  CHECK(close(0) == 0);
+  CHECK_OK(spawn_wait(loop, &p, argv, NULL));
+  CHECK_OK(tapio_transport_write(pipe_of(&p, 0), "through", 7));
+  CHECK_OK(tapio_transport_close(pipe_of(&p, 0)));
+  WAIT_FOR(loop, p.lost);
+  CHECK_OUT(&p, 1, "through");
+  CHECK_EQ(p.returncode, 0);
+  free_loop(loop);
+  prec_free(&p);
+}
+
+/* With 0 and 1 closed, stderr's pipe gets 0 and 1; its child end (1) must
+ * not be taken for the child's stdout (/dev/null by then). */
+static void parent_stdout_closed(void)
+{
+  tapio_loop *loop = new_loop();
+  prec p;
+  prec_init(&p);
+  CHECK(close(0) == 0 && close(1) == 0);
+  run_script(loop, &p, "echo err >&2",
+             stdio_opts(loop, TAPIO_STDIO_INHERIT, TAPIO_STDIO_DEVNULL,
+                        TAPIO_STDIO_PIPE));
+  CHECK_OUT(&p, 2, "err\n");
+  free_loop(loop);
+  prec_free(&p);
+}
+
+/* ---- cwd, env, session, descriptors -------------------------------------- */
+
+static void cwd_option(void)
+{
+  tapio_loop *loop = new_loop();
+  tapio_options *o = new_options(loop);
+  char dir[] = "/tmp/tapio-cwd-XXXXXX", path[64];
+  const char *argv[] = { "./run.sh", NULL };
+  int fd;
+  prec p, q;
+  prec_init(&p);
+  prec_init(&q);
+  CHECK(mkdtemp(dir) != NULL);
+  snprintf(path, sizeof path, "%s/run.sh", dir);
+  fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0755);
+  CHECK(fd >= 0);
+  CHECK(write(fd, "#!/bin/sh\npwd\n", 14) == 14 && close(fd) == 0);
+  CHECK_OK(tapio_options_set_str(o, "cwd", dir));
+  CHECK_OK(tapio_options_set_int(o, "stdin", TAPIO_STDIO_DEVNULL));
+  /* a relative program is found from cwd, where the child runs */
+  CHECK_OK(spawn_wait(loop, &p, argv, o));
+  WAIT_FOR(loop, p.lost);
+  CHECK_EQ(p.returncode, 0);
+  CHECK_EQ(p.nout[1], strlen(dir) + 1);
+  CHECK(memcmp(p.out[1], dir, strlen(dir)) == 0);
+  CHECK_OK(tapio_options_set_str(o, "cwd", "/"));
+  run_script(loop, &q, "pwd", o);
+  CHECK_OUT(&q, 1, "/\n");
+  CHECK(unlink(path) == 0 && rmdir(dir) == 0);
+  free_loop(loop);
+  prec_free(&p);
+  prec_free(&q);
+}
+
+/* env replaces the environment (Python's env=); an empty one is empty;
+ * the program is looked up in its PATH. */
+static void env_replaced(void)
+{
+  tapio_loop *loop = new_loop();
+  tapio_options *o = new_options(loop);
+  const char *env[] = { "/usr/bin/env", NULL };
+  const char *true_argv[] = { "true", NULL };
+  prec p, q, r;
+  prec_init(&p);
+  prec_init(&q);
+  prec_init(&r);
+  CHECK_OK(tapio_options_add_str(o, "env", "A=1"));
+  CHECK_OK(tapio_options_add_str(o, "env", "B=two words"));
+  CHECK_OK(spawn_wait(loop, &p, env, o));
+  tapio_options_free(o);
+  WAIT_FOR(loop, p.lost);
+  CHECK_OUT(&p, 1, "A=1\nB=two words\n");
+  o = new_options(loop);
+  CHECK_OK(tapio_options_add_str(o, "env", NULL)); /* given, and empty */
+  CHECK_OK(spawn_wait(loop, &q, env, o));
+  WAIT_FOR(loop, q.lost);
+  CHECK_EQ(q.nout[1], 0);
+  CHECK_EQ(q.returncode, 0);
+  CHECK_OK(tapio_options_add_str(o, "env", "PATH=/nonexistent"));
+  CHECK_ERR(spawn_wait(loop, &r, true_argv, o), TAPIO_ENOENT);
+  tapio_options_free(o);
+  free_loop(loop);
+  prec_free(&p);
+  prec_free(&q);
+  prec_free(&r);
+}
+
+/* extend_env adds to the parent's environment, replacing same names. */
+static void env_extended(void)
+{
+  tapio_loop *loop = new_loop();
+  tapio_options *o = new_options(loop);
+  prec p;
+  prec_init(&p);
+  CHECK(setenv("TAPIO_A", "parent", 1) == 0);
+  CHECK(setenv("TAPIO_B", "parent", 1) == 0);
+  CHECK_OK(tapio_options_add_str(o, "env", "TAPIO_A=child"));
+  CHECK_OK(tapio_options_set_int(o, "extend_env", 1));
+  run_script(loop, &p, "echo $TAPIO_A-$TAPIO_B", o);
+  CHECK_OUT(&p, 1, "child-parent\n");
+  free_loop(loop);
+  prec_free(&p);
+}
+
+/* start_new_session: the child leads a session of its own (its session id
+ * is its pid); without it, it shares ours. */
+static void new_session(void)
+{
+  const char *argv[] = { "cut", "-d", " ", "-f", "6", "/proc/self/stat",
+                         NULL };
+  tapio_loop *loop = new_loop();
+  tapio_options *o = new_options(loop);
+  prec p, q;
+  prec_init(&p);
+  prec_init(&q);
+  CHECK_OK(tapio_options_set_int(o, "start_new_session", 1));
+  CHECK_OK(spawn_wait(loop, &p, argv, o));
+  CHECK_OK(spawn_wait(loop, &q, argv, NULL));
+  tapio_options_free(o);
+  WAIT_FOR(loop, p.lost && q.lost);
+  CHECK(p.nout[1] > 0 && q.nout[1] > 0);
+  CHECK_EQ(atoi(p.out[1]), p.pid);
+  CHECK_EQ(atoi(q.out[1]), getsid(0));
+  free_loop(loop);
+  prec_free(&p);
+  prec_free(&q);
+}
+
+/* pass_fds: the child keeps a descriptor at its number, even one with
+ * close-on-exec; without it the descriptor is not there. */
+static void pass_fds_option(void)
+{
+  tapio_loop *loop = new_loop();
+  tapio_options *o = new_options(loop);
+  char script[64], got[16];
+  int fds[2], eof;
+  prec p, q;
+  prec_init(&p);
+  prec_init(&q);
+  make_pipe(fds);
+  snprintf(script, sizeof script, "echo passed >&%d", fds[1]);
+  CHECK_OK(tapio_options_add_int(o, "pass_fds", fds[1]));
+  run_script(loop, &p, script, o);
+  CHECK_OK(shell_wait(loop, &q, script, NULL));
+  WAIT_FOR(loop, q.lost);
+  CHECK(q.returncode != 0);
+  CHECK(close(fds[1]) == 0);
+  raw_nonblock(fds[0]);
+  CHECK_EQ(read_fd_all(loop, fds[0], got, sizeof got, &eof), 7);
+  CHECK(eof && memcmp(got, "passed\n", 7) == 0);
+  CHECK(close(fds[0]) == 0);
+  free_loop(loop);
+  prec_free(&p);
+  prec_free(&q);
+}
+
+/* close_fds (the default) closes even a descriptor without close-on-exec;
+ * close_fds off lets it through. Either way the child has none of
+ * tapio's descriptors (P5: the stdin pipe is not inheritable): its fds
+ * are 0, 1, 2 and what the parent left without close-on-exec. */
+/* The numbers in text, sorted, as "0 1 2 ..." into out. */
+static void sorted_fds(const char *text, size_t len, char *out, size_t size)
+{
+  int seen[1024] = { 0 }, i;
+  size_t n = 0, k;
+  for (k = 0; k < len; k++)
+    if (text[k] >= '0' && text[k] <= '9' && (k == 0 || text[k - 1] < '0' ||
+                                             text[k - 1] > '9'))
+      seen[atoi(text + k) & 1023] = 1;
+  out[0] = '\0';
+  for (i = 0; i < 1024; i++)
+    if (seen[i])
+      n += (size_t)snprintf(out + n, size - n, n ? " %d" : "%d", i);
+}
+
+static void close_fds_option(void)
+{
+  tapio_loop *loop = new_loop();
+  tapio_options *o = new_options(loop);
+  char script[128], want[128], got[128];
+  int fd = open("/dev/null", O_RDONLY), i;
+  size_t n = 0;
+  prec p, q;
+  prec_init(&p);
+  prec_init(&q);
+  CHECK(fd >= 3);
+  snprintf(script, sizeof script,
+           "[ -e /proc/$$/fd/%d ] && echo open || echo closed", fd);
+  run_script(loop, &p, script, NULL);
+  CHECK_OUT(&p, 1, "closed\n");
+  CHECK_OK(tapio_options_set_int(o, "close_fds", 0));
+  run_script(loop, &q, "ls /proc/$$/fd", o); /* the shell's, not ls's */
+  for (i = 0; i < 1024; i++) {
+    int fl = fcntl(i, F_GETFD);
+    if (i < 3 || (fl >= 0 && !(fl & FD_CLOEXEC)))
+      n += (size_t)snprintf(want + n, sizeof want - n, n ? " %d" : "%d", i);
+  }
+  sorted_fds(q.out[1], q.nout[1], got, sizeof got);
+  CHECK_STR(got, want);
+  CHECK(close(fd) == 0);
+  free_loop(loop);
+  prec_free(&p);
+  prec_free(&q);
+}
+
+TEST_MAIN(
+  TEST(stderr_into_stdout),
+  TEST(devnull_stdio),
+  TEST(given_descriptors),
+  TEST(inherited_stdout),
+  TEST(parent_stdin_closed),
+  TEST(parent_stdout_closed),
+  TEST(cwd_option),
+  TEST(env_replaced),
+  TEST(env_extended),
+  TEST(new_session),
+  TEST(pass_fds_option),
+  TEST(close_fds_option)
+)

@@ -1,0 +1,468 @@
+-- loop:subprocess_exec and loop:subprocess_shell with real children (sh,
+-- cat, head, yes, env, cut, python3): the SubprocessProtocol's callbacks
+-- and their order, the SubprocessTransport's methods, each option, the
+-- errors, and closing.
+local helper = require "spec.helper"
+local tapio = helper.tapio
+
+local run, sub_recorder, run_child = helper.run, helper.sub_recorder,
+  helper.run_child
+
+local function spawn(loop, program, args, opts, methods)
+  return loop:subprocess_exec(function()
+    return sub_recorder(loop, methods)
+  end, program, args, opts)
+end
+
+local function shell(loop, cmd, opts, methods)
+  return loop:subprocess_shell(function()
+    return sub_recorder(loop, methods)
+  end, cmd, opts)
+end
+
+-- Whether pid names no process (it was reaped, so not a zombie either).
+local function gone(pid)
+  local r = os.execute("kill -0 " .. pid .. " 2>/dev/null")
+  if type(r) == "number" then -- LuaJIT: the status
+    return r ~= 0
+  end
+  return not r
+end
+
+-- This process's children, zombies too (a child is listed until reaped),
+-- as a sorted list of pids.
+local function children()
+  local f = assert(io.open("/proc/self/stat"))
+  local pid = f:read("*l"):match("^%d+")
+  f:close()
+  f = assert(io.open(("/proc/%s/task/%s/children"):format(pid, pid)))
+  local list = {}
+  for child in f:read("*a"):gmatch("%d+") do
+    list[#list + 1] = tonumber(child)
+  end
+  f:close()
+  table.sort(list)
+  return list
+end
+
+local function index(list, v)
+  for i, x in ipairs(list) do
+    if x == v then
+      return i
+    end
+  end
+end
+
+describe("a subprocess", function()
+  it("calls its protocol in order: data before each pipe's end, the end " ..
+     "last", function()
+    run(function(loop)
+      local t, p = spawn(loop, "sh", { "-c", "printf hello; printf oops >&2" })
+      assert.are.equal("tapio.subprocess_transport", getmetatable(t).__name)
+      assert.are.equal(p.pid, t:get_pid())
+      assert.are.equal(p.pid, t:get_extra_info("subprocess"))
+      assert.is_nil(t:get_extra_info("socket"))
+      assert.are.equal(("tapio.subprocess_transport (pid %d)"):format(p.pid),
+        tostring(t))
+      assert.are.equal(false, p.lost:await())
+      assert.are.equal(0, p.exited:result())
+      assert.are.equal(0, t:get_returncode())
+      assert.are.equal("hello", p:output(1))
+      assert.are.equal("oops", p:output(2))
+      assert.are.equal("made", p.events[1])
+      assert.are.equal("lost", p.events[#p.events])
+      assert.is_true(index(p.events, "out") < index(p.events, "lost1"))
+      assert.is_true(index(p.events, "err") < index(p.events, "lost2"))
+      assert.is_true(p:saw("exited"))
+      -- the child never read its stdin: the reader went away
+      assert.are.equal("EPIPE", p.pipe_lost[0]:result().name)
+      assert.are.equal(false, p.pipe_lost[1]:result())
+      assert.is_true(t:is_closing())
+      assert.are.equal(p.pid, t:get_pid()) -- kept after the end
+      assert.are.equal("tapio.subprocess_transport (closed)", tostring(t))
+    end)
+  end)
+
+  it("runs a shell command; no pipes, no pipe transports", function()
+    run(function(loop)
+      local opts = { stdin = "devnull", stdout = tapio.DEVNULL,
+                     stderr = "devnull" }
+      local t, p = shell(loop, "exit 7", opts)
+      assert.is_nil(t:get_pipe_transport(0))
+      assert.is_nil(t:get_pipe_transport(1))
+      assert.is_nil(t:get_pipe_transport(2))
+      assert.is_nil(t:get_pipe_transport(3))
+      p.lost:await()
+      assert.are.same({ "made", "exited", "lost" }, p.events)
+      assert.are.equal(7, t:get_returncode())
+      t:close() -- after the end: harmless
+    end)
+  end)
+
+  it("streams 64 MiB from stdout, byte for byte, with pause_reading",
+     function()
+    run(function(loop)
+      local line = "abcdefghij\n"
+      local pat = line:rep(math.floor(256 * 1024 / #line) + 2)
+      local total, pauses, bad = 0, 0, nil
+      local t, p
+      t, p = shell(loop, "yes abcdefghij | head -c 67108864",
+        { stdin = "devnull" }, {
+          pipe_data_received = function(self, fd, data)
+            local off = total % #line
+            if data ~= pat:sub(off + 1, off + #data) then
+              bad = bad or total
+            end
+            local before = total
+            total = total + #data
+            local mib4 = 4 * 1024 * 1024
+            if math.floor(before / mib4) ~= math.floor(total / mib4) then
+              local out = self.transport:get_pipe_transport(1)
+              out:pause_reading()
+              assert(not out:is_reading())
+              pauses = pauses + 1
+              loop:call_soon(function() out:resume_reading() end)
+            end
+          end })
+      assert.are.equal(false, p.lost:await())
+      assert.is_nil(bad)
+      assert.are.equal(64 * 1024 * 1024, total)
+      assert.is_true(pauses >= 15)
+      assert.are.equal(0, t:get_returncode())
+    end, { deadline = 60 })
+  end)
+
+  it("passes the pipe-buffer edges through cat and back", function()
+    run(function(loop)
+      for _, n in ipairs({ 65536, 65537, 1000000 }) do
+        local data = ("0123456789abcdef"):rep(math.floor(n / 16) + 1)
+          :sub(1, n)
+        local t, p = spawn(loop, "cat")
+        local stdin = t:get_pipe_transport(0)
+        assert.are.equal("tapio.write_transport", getmetatable(stdin).__name)
+        assert.are.equal(stdin, t:get_pipe_transport(0)) -- the same object
+        stdin:write(data)
+        stdin:write_eof()
+        assert.are.equal(false, p.lost:await())
+        assert.are.equal(n, #p:output(1))
+        assert.is_true(p:output(1) == data)
+        assert.are.equal(false, p.pipe_lost[0]:result())
+        -- the pipe transport is a closed shell once its pipe is gone
+        assert.is_nil(t:get_pipe_transport(0))
+        assert.is_true(stdin:is_closing())
+        assert.has_error(function() stdin:write("x") end,
+          "tapio: transport:write: transport is closed")
+      end
+    end)
+  end)
+
+  it("tells pause_writing and resume_writing of a slow reader's stdin",
+     function()
+    run(function(loop)
+      local data = ("x"):rep(512 * 1024)
+      local t, p = shell(loop, "sleep 0.1; exec cat")
+      local stdin = t:get_pipe_transport(0)
+      stdin:write(data)
+      assert.are.equal("pause", p.events[#p.events])
+      stdin:write_eof()
+      p.lost:await()
+      assert.is_true(index(p.events, "pause") < index(p.events, "resume"))
+      assert.are.equal(#data, p.bytes[1])
+    end)
+  end)
+
+  it("sends stderr into stdout", function()
+    run(function(loop)
+      local t, p = shell(loop, "echo out; echo err >&2",
+        { stdin = "devnull", stderr = "stdout" })
+      assert.is_nil(t:get_pipe_transport(2))
+      p.lost:await()
+      assert.are.equal("out\nerr\n", p:output(1))
+      assert.is_false(p:saw("err") or p:saw("lost2"))
+    end)
+  end)
+
+  it("takes descriptors of the caller's as stdin and stdout", function()
+    run(function(loop)
+      local in_r, in_w = tapio.pipe()
+      local out_r, out_w = tapio.pipe()
+      local rc, p = nil, nil
+      local reader = helper.recorder(loop)
+      loop:connect_read_pipe(function() return reader end, out_r)
+      local writer = helper.recorder(loop)
+      local wt = loop:connect_write_pipe(function() return writer end, in_w)
+      local _
+      _, p = spawn(loop, "cat", nil, { stdin = in_r, stdout = out_w })
+      tapio.close_fd(in_r) -- the child has its copies
+      tapio.close_fd(out_w)
+      wt:write("given")
+      wt:write_eof()
+      rc = p.exited:await()
+      assert.are.equal(0, rc)
+      assert.are.equal("given", reader:bytes(5):await())
+      assert.are.equal(false, reader.lost:await())
+    end)
+  end)
+
+  it("runs in cwd, with env replaced or extended", function()
+    run(function(loop)
+      local rc, p = run_child(loop, "pwd", nil, { cwd = "/tmp" })
+      assert.are.equal(0, rc)
+      assert.are.equal("/tmp\n", p:output(1))
+      rc, p = run_child(loop, "/usr/bin/env", nil,
+        { env = { B = "two words", A = "1" } })
+      assert.are.equal("A=1\nB=two words\n", p:output(1))
+      rc, p = run_child(loop, "/usr/bin/env", nil, { env = { "C=3" } })
+      assert.are.equal("C=3\n", p:output(1))
+      rc, p = run_child(loop, "/usr/bin/env", nil, { env = {} })
+      assert.are.equal("", p:output(1))
+      rc, p = run_child(loop, "sh", { "-c", "echo $TAPIO_X-$HOME" },
+        { env = { TAPIO_X = "x" }, extend_env = true })
+      assert.are.equal("x-" .. os.getenv("HOME") .. "\n", p:output(1))
+    end)
+  end)
+
+  it("starts a new session when asked", function()
+    run(function(loop)
+      local argv = { "-d", " ", "-f", "6", "/proc/self/stat" }
+      local _, p = run_child(loop, "cut", argv, { start_new_session = true })
+      assert.are.equal(p.pid, tonumber(p:output(1)))
+      local _, q = run_child(loop, "cut", argv)
+      assert.are_not.equal(q.pid, tonumber(q:output(1)))
+    end)
+  end)
+
+  it("passes pass_fds and closes the rest", function()
+    run(function(loop)
+      local r, w = tapio.pipe()
+      local reader = helper.recorder(loop)
+      loop:connect_read_pipe(function() return reader end, r)
+      local script = ("echo passed >&%d"):format(w)
+      local rc = run_child(loop, "sh", { "-c", script }, { pass_fds = { w } })
+      assert.are.equal(0, rc)
+      rc = run_child(loop, "sh", { "-c", script }) -- not passed: closed
+      assert.are_not.equal(0, rc)
+      tapio.close_fd(w)
+      assert.are.equal("passed\n", reader:bytes(7):await())
+      assert.are.equal(false, reader.lost:await())
+      local test = ("[ -e /proc/$$/fd/%d ] && echo open || echo closed")
+      local _, p = run_child(loop, "sh", { "-c", test:format(r) },
+        { close_fds = false }) -- r is close-on-exec: not inherited anyway
+      assert.are.equal("closed\n", p:output(1))
+    end)
+  end)
+
+  it("gives minus the signal as returncode: kill, terminate, send_signal",
+     function()
+    run(function(loop)
+      local cases = {
+        { function(t) return t:kill() end, -9 },
+        { function(t) return t:terminate() end, -15 },
+        { function(t) return t:send_signal("SIGHUP") end, -1 },
+        { function(t) return t:send_signal("INT") end, -2 },
+        { function(t) return t:send_signal(tapio.signals.SIGUSR1) end,
+          -tapio.signals.SIGUSR1 },
+      }
+      for _, case in ipairs(cases) do
+        local t, p = spawn(loop, "sleep", { "30" }, { stdin = "devnull" })
+        assert.is_true(case[1](t))
+        assert.are.equal(case[2], p.exited:await())
+        p.lost:await()
+        assert.are.equal(case[2], t:get_returncode())
+        -- after the exit: ESRCH values, never a signal to another process
+        local ok, err = t:kill()
+        assert.is_nil(ok)
+        assert.are.equal("ESRCH", err.name)
+        assert.are.equal("ESRCH", select(2, t:send_signal(0)).name)
+      end
+    end)
+  end)
+
+  it("reports a program that cannot start as the error, naming it",
+     function()
+    run(function(loop)
+      local ok, err = pcall(spawn, loop, "tapio-no-such-program")
+      assert.is_false(ok)
+      assert.are.equal("ENOENT", err.name)
+      assert.are.equal("cannot run 'tapio-no-such-program': no such file " ..
+        "or directory", err.message)
+      ok, err = pcall(spawn, loop, "/etc/passwd")
+      assert.are.equal("EACCES", err.name)
+      ok, err = pcall(spawn, loop, "true", nil, { cwd = "/nonexistent" })
+      assert.are.equal("ENOENT", err.name)
+      assert.is_truthy(err.message:find("in '/nonexistent'", 1, true))
+      ok, err = pcall(shell, loop, "true", { stdout = 1000 })
+      assert.are.equal("EBADF", err.name)
+    end)
+  end)
+
+  it("raises for bad arguments and options", function()
+    run(function(loop)
+      local f = function() return sub_recorder(loop) end
+      assert.has_error(function() loop:subprocess_exec(f, 42) end,
+        "tapio: loop:subprocess_exec: bad argument #2 'program' (string " ..
+        "expected, got number)")
+      assert.has_error(function()
+        loop:subprocess_exec(f, "echo", { "a", 1 })
+      end, "tapio: loop:subprocess_exec: bad argument #3 'args' (string " ..
+        "expected at index 2, got number)")
+      assert.has_error(function()
+        loop:subprocess_exec(f, "true", nil, { bufsize = 0 })
+      end, "tapio: loop:subprocess_exec: unknown option 'bufsize'")
+      assert.has_error(function()
+        loop:subprocess_exec(f, "true", nil, { universal_newlines = true })
+      end, "tapio: loop:subprocess_exec: unknown option 'universal_newlines'")
+      assert.has_error(function()
+        loop:subprocess_shell(f, { "echo", "a list" })
+      end, "tapio: loop:subprocess_shell: bad argument #2 'cmd' (string " ..
+        "expected, got table)")
+      assert.has_error(function()
+        loop:subprocess_shell(f, "true", { stdin = "bogus" })
+      end)
+      assert.has_error(function()
+        loop:subprocess_shell(f, "true", { pass_fds = { "x" } })
+      end, "tapio: loop:subprocess_shell: bad option 'pass_fds' (list of " ..
+        "descriptors expected)")
+      local ok, err = pcall(shell, loop, "true", { stdin = "stdout" })
+      assert.are.equal("EINVAL", err.name)
+      local t, p = shell(loop, "exit 0", { stdin = "devnull" })
+      assert.has_error(function() t:send_signal("SIGNOPE") end,
+        "tapio: transport:send_signal: bad argument #1 'signal' (unknown " ..
+        "signal name)")
+      assert.has_error(function() t:get_pipe_transport("1") end)
+      p.lost:await()
+    end)
+  end)
+
+  it("close kills a running child and closes its pipes", function()
+    run(function(loop)
+      local t, p = spawn(loop, "sleep", { "30" })
+      t:close()
+      assert.is_true(t:is_closing())
+      assert.are.equal(false, p.lost:await())
+      assert.are.equal(-9, t:get_returncode())
+      for fd = 0, 2 do
+        assert.are.equal(false, p.pipe_lost[fd]:result())
+      end
+      assert.is_true(gone(p.pid))
+    end)
+  end)
+
+  it("close does not kill a child that has exited", function()
+    run(function(loop)
+      local t, p = shell(loop, "exit 3", { stdin = "devnull" })
+      p.exited:await()
+      t:close()
+      p.lost:await()
+      assert.are.equal(3, t:get_returncode())
+    end)
+  end)
+
+  it("sees the exit though a grandchild keeps stdout open", function()
+    run(function(loop)
+      local t, p = shell(loop, "sleep 30 & echo $!", { stdin = "devnull" })
+      assert.are.equal(0, p.exited:await())
+      assert.is_false(p.lost:done())
+      local grandchild = tonumber(p:output(1))
+      assert.is_true(grandchild ~= nil)
+      os.execute("kill -9 " .. grandchild)
+      assert.are.equal(false, p.lost:await())
+      assert.are.equal(0, t:get_returncode())
+    end)
+  end)
+
+  it("fails on an error in a callback: killed, the error everywhere",
+     function()
+    run(function(loop, errors)
+      local boom = setmetatable({}, { __tostring = function() return "boom" end })
+      local t, p = spawn(loop, "sh", { "-c", "echo go; exec sleep 30" }, nil,
+        { pipe_data_received = function() error(boom) end })
+      assert.are.equal(boom, p.lost:await())
+      assert.are.equal(boom, p.pipe_lost[1]:result())
+      assert.are.equal(-9, t:get_returncode())
+      assert.are.equal(1, #errors)
+      assert.are.equal("error in protocol.pipe_data_received()",
+        errors[1].message)
+      assert.are.equal(t, errors[1].transport)
+      assert.is_true(gone(p.pid))
+    end, { errors_ok = true })
+  end)
+
+  it("kills and reaps the child of a cancelled subprocess_exec at once " ..
+     "and calls nobody", function()
+    run(function(loop)
+      local refs = loop:_debug().refs
+      local before, started, after = children()
+      local made = false
+      local fut
+      loop:call_soon(function() -- outside a task: the future comes back
+        fut = loop:subprocess_exec(function()
+          made = true
+          return sub_recorder(loop)
+        end, "sleep", { "30" })
+        started = children()
+        fut:cancel()
+        after = children()
+      end)
+      tapio.sleep(0.05) -- turns of the loop in which nobody may be called
+      assert.is_true(fut:cancelled())
+      assert.are_not.same(before, started) -- the call started the child
+      assert.are.same(before, after)       -- gone with the cancel: no zombie
+      assert.is_false(made)
+      assert.are.equal(refs, loop:_debug().refs)
+    end)
+  end)
+
+  it("ten children at once, each with its own output", function()
+    run(function(loop)
+      local ps = {}
+      for i = 1, 10 do
+        local _, p = shell(loop, "echo child " .. i, { stdin = "devnull" })
+        ps[i] = p
+      end
+      for i = 1, 10 do
+        assert.are.equal(0, ps[i].exited:await())
+        ps[i].lost:await()
+        assert.are.equal("child " .. i .. "\n", ps[i]:output(1))
+      end
+    end)
+  end)
+
+  it("reads what python3 wrote after it exited", function()
+    run(function(loop)
+      local code = "import sys; sys.stdout.write('x' * 60000)"
+      local t, p = spawn(loop, "/usr/bin/python3", { "-c", code },
+        { stdin = "devnull" }, {
+          connection_made = function(self, transport)
+            self.transport = transport
+            self.pid = transport:get_pid()
+            transport:get_pipe_transport(1):pause_reading()
+            self.made:set_result(transport)
+          end })
+      assert.are.equal(0, p.exited:await())
+      assert.are.equal(0, p.bytes[1])
+      t:get_pipe_transport(1):resume_reading()
+      p.lost:await()
+      assert.are.equal(60000, p.bytes[1])
+    end)
+  end)
+
+  it("kills and reaps the children of a loop closed under them", function()
+    local loop = tapio.new_loop()
+    local ps = {}
+    for i = 1, 2 do
+      ps[i] = sub_recorder(loop)
+      loop:subprocess_exec(function() return ps[i] end, "sleep", { "30" })
+    end
+    helper.wait_until(loop, function()
+      return ps[1].made:done() and ps[2].made:done()
+    end)
+    loop:close()
+    for i = 1, 2 do
+      assert.are.equal("made", ps[i].events[1])
+      assert.are.equal("lost", ps[i].events[#ps[i].events])
+      assert.is_true(ps[i]:saw("exited"))
+      assert.is_true(gone(ps[i].pid))
+    end
+  end)
+end)

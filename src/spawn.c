@@ -1,0 +1,389 @@
+/* Starting a child process for subprocess_exec: the options turned into
+ * posix_spawn's file actions and attributes, the program found before the
+ * spawn, and the child's pidfd.
+ *
+ * Why posix_spawn: glibc runs it as a clone(CLONE_VM | CLONE_VFORK) on a
+ * stack of its own, so nothing of the parent's memory is copied (fork
+ * costs grow with the parent's size) and the parent's signal handlers
+ * never run in the child, and it reports an exec failure as its result.
+ * Its file actions do all subprocess_exec needs: dup2 (with fd == newfd it
+ * clears close-on-exec), open, chdir, closefrom; its attributes reset every
+ * signal to its default and empty the mask (bpo-31034: a SIGHUP the parent
+ * ignores must not be ignored in the child) and setsid.
+ *
+ * The program is looked up here, in the parent, as execvp would (PATH,
+ * then EACCES if some candidate was not executable, else ENOENT), and the
+ * cwd checked: these errors are then reported wherever the spawn runs,
+ * also where the spawn's own report is lost (valgrind turns glibc's vfork
+ * into a fork, after which an exec failure is a child exiting 127). */
+#include "tapio_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/pidfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+extern char **environ;
+
+#define DEFAULT_PATH "/bin:/usr/bin" /* Python's os.defpath */
+
+/* What one spawn holds until it is done, freed by spawn_free. */
+typedef struct spawn {
+  tapio_loop *loop;
+  const tapio_options *opts;
+  char **env;           /* the environment given, or environ */
+  size_t envsize;       /* bytes of env when allocated here, else 0 */
+  char *path;           /* the program's file */
+  size_t pathsize;
+  int parent[3];        /* our ends of the pipes */
+  int child[3];         /* the ends, or descriptors, the child gets */
+  int temp[3];          /* child[i] when it is a duplicate made here */
+  posix_spawn_file_actions_t fa;
+  posix_spawnattr_t attr;
+} spawn;
+
+/* ---- The environment --------------------------------------------------- */
+
+/* Whether entry (NAME=value) names name (up to its '='). */
+static int same_name(const char *entry, const char *name) {
+  size_t n = strcspn(name, "=");
+  return strncmp(entry, name, n) == 0 && entry[n] == '=';
+}
+
+static int overridden(const char *entry, char *const *list, size_t n) {
+  size_t i;
+  for (i = 0; i < n; i++)
+    if (same_name(entry, list[i]))
+      return 1;
+  return 0;
+}
+
+/* env replaces the parent's environment, or with extend_env is added to
+ * it; the strings stay the options' and environ's. */
+static int make_env(spawn *sp) {
+  size_t n, i, k = 0, nparent = 0;
+  char *const *list = tapio__opt_list(sp->opts, TAPIO__OPT_ENV, &n);
+  int extend = (int)tapio__opt_int(sp->opts, TAPIO__OPT_EXTEND_ENV, 0);
+  sp->env = environ;
+  if (!tapio__opt_is_set(sp->opts, TAPIO__OPT_ENV))
+    return 0;
+  while (extend && environ[nparent])
+    nparent++;
+  sp->envsize = (nparent + n + 1) * sizeof *sp->env;
+  sp->env = tapio__alloc(sp->loop, sp->envsize);
+  if (!sp->env) {
+    sp->envsize = 0;
+    return TAPIO_ENOMEM;
+  }
+  for (i = 0; i < nparent; i++)
+    if (!overridden(environ[i], list, n))
+      sp->env[k++] = environ[i];
+  for (i = 0; i < n; i++)
+    sp->env[k++] = list[i];
+  sp->env[k] = NULL;
+  return 0;
+}
+
+/* ---- Finding the program ----------------------------------------------- */
+
+/* The PATH the child would search (Python's os.get_exec_path(env)). */
+static const char *exec_path(char *const *env) {
+  size_t i;
+  for (i = 0; env[i]; i++)
+    if (strncmp(env[i], "PATH=", 5) == 0)
+      return env[i] + 5;
+  return DEFAULT_PATH;
+}
+
+/* 0 if file is an executable regular file; else its error. A relative
+ * name is taken from cwd, where the child will be. */
+static int check_file(const char *cwd, const char *file) {
+  char buf[4096];
+  struct stat st;
+  if (cwd && file[0] != '/') {
+    if ((size_t)snprintf(buf, sizeof buf, "%s/%s", cwd, file) >= sizeof buf)
+      return TAPIO_ENAMETOOLONG;
+    file = buf;
+  }
+  if (stat(file, &st) < 0)
+    return tapio__from_errno(errno);
+  if (!S_ISREG(st.st_mode))
+    return TAPIO_EACCES; /* what execve says of a directory */
+  return access(file, X_OK) < 0 ? tapio__from_errno(errno) : 0;
+}
+
+static int keep_path(spawn *sp, const char *dir, size_t dlen,
+                     const char *prog) {
+  size_t plen = strlen(prog);
+  sp->pathsize = dlen + 1 + plen + 1;
+  sp->path = tapio__alloc(sp->loop, sp->pathsize);
+  if (!sp->path)
+    return TAPIO_ENOMEM;
+  memcpy(sp->path, dir, dlen);
+  sp->path[dlen] = '/';
+  memcpy(sp->path + dlen + 1, prog, plen + 1);
+  return 0;
+}
+
+/* execvp's search: the first executable dir/prog along PATH (an empty
+ * entry is "."); when none, EACCES if one was found but not executable. */
+static int search(spawn *sp, const char *prog, const char *cwd) {
+  const char *dirs = exec_path(sp->env), *end;
+  int seen_eacces = 0;
+  for (;; dirs = end + 1) {
+    size_t dlen;
+    int rc;
+    end = strchr(dirs, ':');
+    if (!end)
+      end = dirs + strlen(dirs);
+    dlen = (size_t)(end - dirs);
+    rc = keep_path(sp, dlen ? dirs : ".", dlen ? dlen : 1, prog);
+    if (rc == 0)
+      rc = check_file(cwd, sp->path);
+    if (rc == 0 || rc == TAPIO_ENOMEM)
+      return rc;
+    seen_eacces |= rc == TAPIO_EACCES;
+    tapio__free(sp->loop, sp->path, sp->pathsize);
+    sp->path = NULL;
+    if (!*end)
+      return seen_eacces ? TAPIO_EACCES : TAPIO_ENOENT;
+  }
+}
+
+static int check_cwd(const char *cwd) {
+  struct stat st;
+  if (stat(cwd, &st) < 0)
+    return tapio__from_errno(errno);
+  if (!S_ISDIR(st.st_mode))
+    return TAPIO_ENOTDIR;
+  return access(cwd, X_OK) < 0 ? tapio__from_errno(errno) : 0;
+}
+
+static int find_program(spawn *sp, const char *prog) {
+  const char *cwd = tapio__opt_str(sp->opts, TAPIO__OPT_CWD);
+  int rc = cwd ? check_cwd(cwd) : 0;
+  if (rc < 0)
+    return rc;
+  if (!*prog)
+    return TAPIO_ENOENT;
+  if (strchr(prog, '/'))
+    return check_file(cwd, prog);
+  return search(sp, prog, cwd);
+}
+
+/* ---- The child's descriptors ------------------------------------------- */
+
+static int stdio_opt(const tapio_options *o, int i) {
+  static const enum tapio__opt which[3] = {
+    TAPIO__OPT_STDIN, TAPIO__OPT_STDOUT, TAPIO__OPT_STDERR
+  };
+  return (int)tapio__opt_int(o, which[i], TAPIO_STDIO_PIPE);
+}
+
+static int fd_open(int fd) { return fcntl(fd, F_GETFD) >= 0; }
+
+/* A descriptor below 3 that is not child fd i itself is moved up first,
+ * so that no dup2 onto 0, 1 or 2 overwrites a source still to be used
+ * (a parent whose stdin was closed gets a pipe at 0, say). */
+static int lift(spawn *sp, int i) {
+  int fd = sp->child[i];
+  if (fd >= 3 || fd == i)
+    return 0;
+  fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  if (fd < 0)
+    return tapio__from_errno(errno);
+  if (sp->temp[i] >= 0)
+    close(sp->temp[i]); /* a pipe's end: the duplicate replaces it */
+  sp->child[i] = sp->temp[i] = fd;
+  return 0;
+}
+
+/* A pipe for child fd i: the child's end blocking, ours non-blocking. */
+static int make_pipe(spawn *sp, int i) {
+  int fds[2], ours = i == 0 ? 1 : 0;
+  if (pipe2(fds, O_CLOEXEC) < 0)
+    return tapio__from_errno(errno);
+  sp->parent[i] = fds[ours];
+  sp->child[i] = sp->temp[i] = fds[1 - ours];
+  if (fcntl(fds[ours], F_SETFL, O_NONBLOCK) < 0)
+    return tapio__from_errno(errno);
+  return 0;
+}
+
+/* Child fd i as the option says, as a file action. */
+static int stdio_action(spawn *sp, int i) {
+  int v = stdio_opt(sp->opts, i), rc = 0;
+  if (v == TAPIO_STDIO_INHERIT)
+    return 0;
+  if (v == TAPIO_STDIO_DEVNULL)
+    return posix_spawn_file_actions_addopen(&sp->fa, i, "/dev/null",
+                                            O_RDWR, 0) == 0
+               ? 0 : TAPIO_ENOMEM;
+  if (v == TAPIO_STDIO_STDOUT) {
+    if (i != 2)
+      return TAPIO_EINVAL; /* only stderr can go where stdout goes */
+    sp->child[i] = 1;
+  } else if (v == TAPIO_STDIO_PIPE) {
+    rc = make_pipe(sp, i);
+  } else if (!fd_open(v)) {
+    return TAPIO_EBADF;
+  } else {
+    sp->child[i] = v;
+  }
+  if (rc == 0 && v != TAPIO_STDIO_STDOUT)
+    rc = lift(sp, i);
+  if (rc == 0 && posix_spawn_file_actions_adddup2(&sp->fa, sp->child[i], i))
+    rc = TAPIO_ENOMEM;
+  return rc;
+}
+
+static int cmp_int64(const void *a, const void *b) {
+  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+  return (x > y) - (x < y);
+}
+
+/* pass_fds stay open in the child (dup2 onto themselves clears their
+ * close-on-exec); with close_fds every other descriptor from 3 up is
+ * closed: the open ones below the highest kept, then all above it. */
+static int fd_actions(spawn *sp) {
+  size_t n, i;
+  const int64_t *given = tapio__opt_list(sp->opts, TAPIO__OPT_PASS_FDS, &n);
+  int64_t keep[256];
+  int fd = 3, err = 0;
+  if (n > sizeof keep / sizeof keep[0])
+    return TAPIO_EINVAL;
+  if (n) {
+    memcpy(keep, given, n * sizeof *keep);
+    qsort(keep, n, sizeof *keep, cmp_int64);
+  }
+  for (i = 0; i < n && !err; i++) {
+    if (!fd_open((int)keep[i]))
+      return TAPIO_EBADF;
+    if (keep[i] >= 3)
+      err = posix_spawn_file_actions_adddup2(&sp->fa, (int)keep[i],
+                                             (int)keep[i]);
+  }
+  if (!tapio__opt_int(sp->opts, TAPIO__OPT_CLOSE_FDS, 1))
+    return err ? TAPIO_ENOMEM : 0;
+  for (i = 0; i < n && !err; i++) {
+    for (; fd < keep[i] && !err; fd++)
+      if (fd_open(fd))
+        err = posix_spawn_file_actions_addclose(&sp->fa, fd);
+    if (fd == keep[i])
+      fd++; /* kept */
+  }
+  if (!err)
+    err = posix_spawn_file_actions_addclosefrom_np(&sp->fa, fd);
+  return err ? TAPIO_ENOMEM : 0;
+}
+
+static int file_actions(spawn *sp) {
+  const char *cwd = tapio__opt_str(sp->opts, TAPIO__OPT_CWD);
+  int i, rc = 0;
+  for (i = 0; i < 3 && rc == 0; i++)
+    rc = stdio_action(sp, i);
+  if (rc == 0)
+    rc = fd_actions(sp);
+  if (rc == 0 && cwd && posix_spawn_file_actions_addchdir_np(&sp->fa, cwd))
+    rc = TAPIO_ENOMEM;
+  return rc;
+}
+
+/* Every signal at its default, none blocked, whatever the parent's. */
+static int attributes(spawn *sp) {
+  short flags = POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK;
+  sigset_t all, none;
+  sigfillset(&all);
+  sigemptyset(&none);
+  if (tapio__opt_int(sp->opts, TAPIO__OPT_START_NEW_SESSION, 0))
+    flags |= POSIX_SPAWN_SETSID;
+  if (posix_spawnattr_setsigdefault(&sp->attr, &all) ||
+      posix_spawnattr_setsigmask(&sp->attr, &none) ||
+      posix_spawnattr_setflags(&sp->attr, flags))
+    return TAPIO_EINVAL;
+  return 0;
+}
+
+/* ---- Spawning ---------------------------------------------------------- */
+
+static void close_fds(int *fds) {
+  int i;
+  for (i = 0; i < 3; i++)
+    if (fds[i] >= 0) {
+      close(fds[i]);
+      fds[i] = -1;
+    }
+}
+
+static void spawn_free(spawn *sp) {
+  close_fds(sp->temp);
+  close_fds(sp->parent);
+  if (sp->envsize)
+    tapio__free(sp->loop, sp->env, sp->envsize);
+  tapio__free(sp->loop, sp->path, sp->pathsize);
+  posix_spawn_file_actions_destroy(&sp->fa);
+  posix_spawnattr_destroy(&sp->attr);
+}
+
+/* Where there are no pidfds (kernels before 5.3, valgrind, a seccomp
+ * filter) the exit is polled; once ENOSYS says so, this process asks no
+ * more. ESRCH means someone else reaped the child already: the polling
+ * finds that too. */
+static int open_pidfd(pid_t pid) {
+  static int missing; /* process-wide, and only ever set */
+  int fd;
+  if (__atomic_load_n(&missing, __ATOMIC_RELAXED))
+    return -1;
+  fd = pidfd_open(pid, 0);
+  if (fd < 0 && errno == ENOSYS)
+    __atomic_store_n(&missing, 1, __ATOMIC_RELAXED);
+  return fd;
+}
+
+static int run(spawn *sp, const char *program, char *const *argv,
+               tapio__child *out) {
+  int rc = make_env(sp);
+  if (rc == 0)
+    rc = find_program(sp, program);
+  if (rc == 0)
+    rc = file_actions(sp);
+  if (rc == 0)
+    rc = attributes(sp);
+  if (rc < 0)
+    return rc;
+  rc = posix_spawn(&out->pid, sp->path ? sp->path : program, &sp->fa,
+                   &sp->attr, argv, sp->env);
+  if (rc != 0)
+    return tapio__from_errno(rc);
+  out->pidfd = open_pidfd(out->pid);
+  memcpy(out->fds, sp->parent, sizeof out->fds);
+  memset(sp->parent, -1, sizeof sp->parent);
+  return 0;
+}
+
+int tapio__spawn(tapio_loop *loop, const char *program, char *const *argv,
+                 const tapio_options *opts, tapio__child *out) {
+  spawn sp;
+  int rc;
+  memset(&sp, 0, sizeof sp);
+  memset(sp.parent, -1, sizeof sp.parent);
+  memset(sp.temp, -1, sizeof sp.temp);
+  memset(sp.child, -1, sizeof sp.child);
+  sp.loop = loop;
+  sp.opts = opts;
+  if (posix_spawn_file_actions_init(&sp.fa) != 0)
+    return TAPIO_ENOMEM;
+  if (posix_spawnattr_init(&sp.attr) != 0) {
+    posix_spawn_file_actions_destroy(&sp.fa);
+    return TAPIO_ENOMEM;
+  }
+  rc = run(&sp, program, argv, out);
+  spawn_free(&sp);
+  return rc;
+}
