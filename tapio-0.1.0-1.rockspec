@@ -1,6 +1,7 @@
 -- `luarocks make` in a checkout builds tapio's Lua module (tapio.core, the
 -- C binding with tapio's core compiled in, and the pure-Lua layer) against
--- the system's libev (Debian: libev-dev), for Lua 5.4 or LuaJIT:
+-- the system's libev and c-ares (Debian: libev-dev, libc-ares-dev), for
+-- Lua 5.4 or LuaJIT:
 --   luarocks --lua-version 5.4 make
 --   luarocks --lua-version 5.1 make LUA_INCDIR=/usr/include/luajit-2.1
 -- spec/embed/test_rockspec.sh installs both into a temporary tree and
@@ -26,24 +27,27 @@ dependencies = {
 }
 external_dependencies = {
   LIBEV = { header = "ev.h", library = "ev" },
+  CARES = { header = "ares.h", library = "cares" },
 }
 build = {
   type = "builtin",
   modules = {
     ["tapio.core"] = {
       sources = {
-        "src/alloc.c", "src/backend.c", "src/connect.c", "src/error.c",
-        "src/listen.c", "src/loop.c", "src/options.c", "src/pipe.c",
-        "src/process.c", "src/resolve.c", "src/sched.c", "src/server.c",
-        "src/sockaddr.c", "src/spawn.c", "src/stream.c", "src/transport.c",
-        "src/version.c", "src/wqueue.c",
+        "src/alloc.c", "src/backend.c", "src/connect.c", "src/datagram.c",
+        "src/endpoint.c", "src/error.c", "src/eyeballs.c", "src/listen.c",
+        "src/lookup.c", "src/loop.c", "src/options.c", "src/pipe.c",
+        "src/process.c", "src/request.c", "src/resolve.c", "src/sched.c",
+        "src/server.c", "src/sockaddr.c", "src/spawn.c", "src/stream.c",
+        "src/transport.c", "src/version.c", "src/wqueue.c",
         "lua/loop.c", "lua/call.c", "lua/protocol.c", "lua/transport.c",
-        "lua/server.c", "lua/pipe.c", "lua/process.c", "lua/util.c",
-        "lua/embed.c",
+        "lua/server.c", "lua/pipe.c", "lua/process.c", "lua/datagram.c",
+        "lua/resolve.c", "lua/address.c", "lua/util.c", "lua/embed.c",
       },
-      incdirs = { "capi", "src", "lua", "$(LIBEV_INCDIR)" },
-      libdirs = { "$(LIBEV_LIBDIR)" },
-      libraries = { "ev", "pthread", "m" },
+      incdirs = { "capi", "src", "lua", "$(LIBEV_INCDIR)",
+                  "$(CARES_INCDIR)" },
+      libdirs = { "$(LIBEV_LIBDIR)", "$(CARES_LIBDIR)" },
+      libraries = { "ev", "cares", "pthread", "m" },
       defines = { "_GNU_SOURCE" },
     },
     ["tapio"] = "lua/tapio/init.lua",

@@ -16,7 +16,6 @@
 
 /* Filled by tl_open_datagram: BaseProtocol's callbacks are the stream
  * table's (the same four, in the same places), the rest are below. */
-tapio_datagram_protocol tl_datagram_protocol;
 
 /* ---- Trampolines: inside the protected call ---------------------------- */
 
@@ -292,6 +291,16 @@ static int d_sendto(lua_State *L) {
   return 0;
 }
 
+const tapio_datagram_protocol tl_datagram_protocol = {
+  .size = sizeof(tapio_datagram_protocol),
+  .connection_made = tl_base_made,
+  .connection_lost = tl_base_lost,
+  .pause_writing = tl_base_pause,
+  .resume_writing = tl_base_resume,
+  .datagram_received = p_datagram,
+  .error_received = p_error,
+};
+
 static const luaL_Reg dgram_methods[] = {
   {"sendto", d_sendto},
   {NULL, NULL}
@@ -303,14 +312,6 @@ static const luaL_Reg loop_methods[] = {
 };
 
 int tl_open_datagram(lua_State *L) {
-  const tapio_protocol *base = &tl_plain_protocol;
-  tl_datagram_protocol.size = sizeof tl_datagram_protocol;
-  tl_datagram_protocol.connection_made = base->connection_made;
-  tl_datagram_protocol.connection_lost = base->connection_lost;
-  tl_datagram_protocol.pause_writing = base->pause_writing;
-  tl_datagram_protocol.resume_writing = base->resume_writing;
-  tl_datagram_protocol.datagram_received = p_datagram;
-  tl_datagram_protocol.error_received = p_error;
   /* asyncio's DatagramTransport, with tapio's figures */
   tl_transport_class(L, TL_DGRAM_TRANSPORT,
                      TL_M_BASE | TL_M_FLOW | TL_M_STATS, dgram_methods);

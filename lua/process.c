@@ -94,23 +94,12 @@ int tl_tr_pipe_lost(lua_State *L) {
 
 /* ---- The tapio_subprocess_protocol callbacks --------------------------- */
 
-/* BaseProtocol's four are the stream protocol's (protocol.c). */
+/* BaseProtocol's four are every kind's (protocol.c); connection_made
+ * first keeps the pid, which get_pid answers after the child is gone. */
 static void s_made(void *ud, tapio_transport *t) {
   set_slot(((tl_transport *)ud)->lb->L, ud, UV_PID,
            tapio_subprocess_get_pid(t));
-  tl_plain_protocol.connection_made(ud, t);
-}
-
-static void s_lost(void *ud, tapio_transport *t, int code, const char *msg) {
-  tl_plain_protocol.connection_lost(ud, t, code, msg);
-}
-
-static void s_pause(void *ud, tapio_transport *t) {
-  tl_plain_protocol.pause_writing(ud, t);
-}
-
-static void s_resume(void *ud, tapio_transport *t) {
-  tl_plain_protocol.resume_writing(ud, t);
+  tl_base_made(ud, t);
 }
 
 /* Nothing can be called without stack room: the subprocess fails. */
@@ -179,9 +168,9 @@ static void s_exited(void *ud, tapio_transport *t) {
 static const tapio_subprocess_protocol sub_proto = {
   .size = sizeof(tapio_subprocess_protocol),
   .connection_made = s_made,
-  .connection_lost = s_lost,
-  .pause_writing = s_pause,
-  .resume_writing = s_resume,
+  .connection_lost = tl_base_lost,
+  .pause_writing = tl_base_pause,
+  .resume_writing = tl_base_resume,
   .pipe_data_received = s_pipe_data,
   .pipe_connection_lost = s_pipe_lost,
   .process_exited = s_exited,

@@ -249,6 +249,13 @@ void tl_complete(tl_transport *lt, int status, const char *what);
 
 /* ---- protocol.c -------------------------------------------------------- */
 
+/* BaseProtocol's four callbacks, shared by every kind's table (stream,
+ * datagram, subprocess): they call the Lua protocol's methods. */
+void tl_base_made(void *ud, tapio_transport *t);
+void tl_base_lost(void *ud, tapio_transport *t, int code,
+                  const char *message);
+void tl_base_pause(void *ud, tapio_transport *t);
+void tl_base_resume(void *ud, tapio_transport *t);
 extern const tapio_protocol tl_plain_protocol;
 extern const tapio_protocol tl_buffered_protocol;
 /* Inside a trampoline: looks up and calls the factory on top, anchors
@@ -347,7 +354,7 @@ int tl_open_address(lua_State *L);
 
 /* ---- datagram.c, resolve.c --------------------------------------------------- */
 
-extern tapio_datagram_protocol tl_datagram_protocol;
+extern const tapio_datagram_protocol tl_datagram_protocol;
 int tl_open_datagram(lua_State *L);
 int tl_tr_dgram(lua_State *L);
 int tl_tr_dgram_err(lua_State *L);

@@ -110,6 +110,47 @@ double tapio__deadline_next(tapio_loop *loop) {
   return loop->ndeadlines ? (*slot(loop, 1))->when : -1;
 }
 
+/* ---- The core's timers ----------------------------------------------------- */
+
+static void timer_fired(struct ev_loop *ev, ev_timer *w, int revents) {
+  tapio__timer *tm = TAPIO_CONTAINER(w, tapio__timer, ev);
+  (void)ev;
+  (void)revents;
+  tapio__deadline_clear(tm->loop, &tm->dl);
+  tm->fn(tm);
+}
+
+void tapio__timer_init(tapio__timer *tm, tapio_loop *loop,
+                       tapio__timer_fn fn) {
+  ev_init(&tm->ev, timer_fired);
+  tm->dl.index = 0;
+  tm->loop = loop;
+  tm->fn = fn;
+}
+
+int tapio__timer_start_at(tapio__timer *tm, double when) {
+  double after;
+  if (ev_is_active(&tm->ev))
+    ev_timer_stop(tm->loop->ev, &tm->ev);
+  /* libev counts from its cached time; refresh it so that a timer never
+   * fires before `when` on tapio's clock. */
+  ev_now_update(tm->loop->ev);
+  after = when - tapio__now();
+  ev_timer_set(&tm->ev, after > 0 ? after : 0, 0);
+  ev_timer_start(tm->loop->ev, &tm->ev);
+  return tapio__deadline_set(tm->loop, &tm->dl, when);
+}
+
+int tapio__timer_start(tapio__timer *tm, double after) {
+  return tapio__timer_start_at(tm, tapio__now() + (after > 0 ? after : 0));
+}
+
+void tapio__timer_stop(tapio__timer *tm) {
+  if (ev_is_active(&tm->ev))
+    ev_timer_stop(tm->loop->ev, &tm->ev);
+  tapio__deadline_clear(tm->loop, &tm->dl);
+}
+
 /* ---- The timeout --------------------------------------------------------- */
 
 /* Work a step would do at once: the ready queue, timers already fired

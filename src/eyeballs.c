@@ -25,7 +25,7 @@ struct tapio__race {
   const tapio__addr *locals;
   size_t nlocals;
   double delay;          /* < 0: one after the other */
-  ev_timer timer;
+  tapio__timer timer;   /* the next attempt's staggered start */
   size_t running;        /* attempts under way */
   tapio__race_fn done;
   void *ud;
@@ -119,8 +119,7 @@ static void race_free(tapio__race *race) {
   size_t i;
   for (i = 0; i < race->n; i++)
     stop_attempt(race, &race->at[i]);
-  if (ev_is_active(&race->timer))
-    ev_timer_stop(race->loop->ev, &race->timer);
+  tapio__timer_stop(&race->timer);
   tapio__free(race->loop, race, race_size(race->n));
 }
 
@@ -241,17 +240,12 @@ static void start_next(tapio__race *race) {
     return;
   }
   if (race->delay >= 0 && race->next < race->n) {
-    ev_timer_stop(race->loop->ev, &race->timer);
-    ev_timer_set(&race->timer, race->delay, 0);
-    ev_timer_start(race->loop->ev, &race->timer);
+    (void)tapio__timer_start(&race->timer, race->delay); /* no room: late */
   }
 }
 
-static void on_delay(struct ev_loop *ev, ev_timer *w, int revents) {
-  tapio__race *race = TAPIO_CONTAINER(w, tapio__race, timer);
-  (void)ev;
-  (void)revents;
-  start_next(race);
+static void on_delay(tapio__timer *tm) {
+  start_next(TAPIO_CONTAINER(tm, tapio__race, timer));
 }
 
 int tapio__race_start(tapio_loop *loop, tapio__addr *addrs, size_t n,
@@ -274,7 +268,7 @@ int tapio__race_start(tapio_loop *loop, tapio__addr *addrs, size_t n,
   race->delay = delay;
   race->done = done;
   race->ud = ud;
-  ev_init(&race->timer, on_delay);
+  tapio__timer_init(&race->timer, loop, on_delay);
   for (i = 0; i < n; i++) {
     race->at[i].race = race;
     race->at[i].io.fd = -1;

@@ -20,7 +20,7 @@
 struct tapio__resolver {
   ares_channel channel;
   tapio_loop *loop;
-  ev_timer timer;          /* c-ares's next timeout */
+  tapio__timer timer;      /* c-ares's next timeout */
   tapio__link socks;       /* every res_sock */
   size_t pending;          /* lookups c-ares holds, cancelled ones too */
 };
@@ -41,15 +41,15 @@ static void library_init(void) {
   library_status = ares_library_init(ARES_LIB_INIT_ALL);
 }
 
+/* No room for its due time: it fires all the same (a host polling tapio
+ * wakes late, nothing more). */
 static void update_timer(tapio__resolver *res) {
   struct timeval tv, *next = ares_timeout(res->channel, NULL, &tv);
-  tapio_loop *loop = res->loop;
-  if (ev_is_active(&res->timer))
-    ev_timer_stop(loop->ev, &res->timer);
   if (!next)
-    return;
-  ev_timer_set(&res->timer, (double)next->tv_sec + next->tv_usec * 1e-6, 0);
-  ev_timer_start(loop->ev, &res->timer);
+    tapio__timer_stop(&res->timer);
+  else
+    (void)tapio__timer_start(&res->timer,
+                             (double)next->tv_sec + next->tv_usec * 1e-6);
 }
 
 static void on_io(struct ev_loop *ev, ev_io *w, int revents) {
@@ -62,10 +62,8 @@ static void on_io(struct ev_loop *ev, ev_io *w, int revents) {
   update_timer(res);
 }
 
-static void on_timer(struct ev_loop *ev, ev_timer *w, int revents) {
-  tapio__resolver *res = TAPIO_CONTAINER(w, tapio__resolver, timer);
-  (void)ev;
-  (void)revents;
+static void on_timer(tapio__timer *tm) {
+  tapio__resolver *res = TAPIO_CONTAINER(tm, tapio__resolver, timer);
   ares_process_fd(res->channel, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
   update_timer(res);
 }
@@ -163,7 +161,7 @@ static int resolver_new(tapio_loop *loop) {
     return TAPIO_ENOMEM;
   res->loop = loop;
   tapio__list_init(&res->socks);
-  ev_init(&res->timer, on_timer);
+  tapio__timer_init(&res->timer, loop, on_timer);
   rc = init_channel(res);
   if (rc < 0) {
     tapio__free(loop, res, sizeof *res);
@@ -183,8 +181,7 @@ void tapio__resolver_free(tapio_loop *loop) {
   ares_destroy(res->channel);
   while (!tapio__list_empty(&res->socks))
     drop_sock(res, TAPIO_CONTAINER(res->socks.next, res_sock, link));
-  if (ev_is_active(&res->timer))
-    ev_timer_stop(loop->ev, &res->timer);
+  tapio__timer_stop(&res->timer);
   loop->resolver = NULL;
   tapio__free(loop, res, sizeof *res);
 }

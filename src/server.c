@@ -36,8 +36,7 @@ struct tapio_server {
   int busy;              /* inside an accept loop */
   char *unix_path;
   ino_t unix_ino;
-  ev_timer retry;
-  tapio__deadline retry_dl; /* its due time, for the pollable loop */
+  tapio__timer retry;     /* accepting again after running out of fds */
   waiter *waiters;
   tapio__task task;      /* runs the waiters */
   tapio__tls_params tls; /* "ssl": every connection is a TLS server */
@@ -90,11 +89,8 @@ static void listen_all(tapio_server *s, int on) {
   }
 }
 
-static void on_retry(struct ev_loop *ev, ev_timer *w, int revents) {
-  tapio_server *s = TAPIO_CONTAINER(w, tapio_server, retry);
-  (void)ev;
-  (void)revents;
-  tapio__deadline_clear(s->loop, &s->retry_dl);
+static void on_retry(tapio__timer *tm) {
+  tapio_server *s = TAPIO_CONTAINER(tm, tapio_server, retry);
   if (s->serving)
     listen_all(s, 1);
 }
@@ -108,11 +104,8 @@ static void accept_failed(tapio_server *s, int err) {
                   "accept failed; the server pauses accepting for 1 second",
                   NULL);
     listen_all(s, 0);
-    ev_timer_set(&s->retry, ACCEPT_RETRY_DELAY, 0);
-    ev_timer_start(s->loop->ev, &s->retry);
-    /* no room to note it: the host polls a little late, nothing more */
-    (void)tapio__deadline_set(s->loop, &s->retry_dl,
-                              tapio__now() + ACCEPT_RETRY_DELAY);
+    /* no room to note it: a host polling tapio wakes late, nothing more */
+    (void)tapio__timer_start(&s->retry, ACCEPT_RETRY_DELAY);
   } else {
     tapio__report(s->loop, code, "accept failed", NULL);
   }
@@ -257,8 +250,7 @@ int tapio_server_close(tapio_server *s) {
     return 0;
   s->closed = 1;
   s->serving = 0;
-  ev_timer_stop(s->loop->ev, &s->retry);
-  tapio__deadline_clear(s->loop, &s->retry_dl);
+  tapio__timer_stop(&s->retry);
   close_listeners(s);
   check_waiters(s);
   return 0;
@@ -377,7 +369,7 @@ tapio_server *tapio__server_new(tapio_loop *loop,
   }
   tapio__list_init(&s->clients);
   tapio__list_push(&loop->servers, &s->link);
-  ev_init(&s->retry, on_retry);
+  tapio__timer_init(&s->retry, loop, on_retry);
   return s;
 }
 

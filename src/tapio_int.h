@@ -163,6 +163,32 @@ int tapio__deadline_set(tapio_loop *loop, tapio__deadline *d, double when);
 void tapio__deadline_clear(tapio_loop *loop, tapio__deadline *d);
 /* The earliest due time, or -1 with no timer. */
 double tapio__deadline_next(tapio_loop *loop);
+/* A one-shot timer of the core: libev's timer and its due time in the
+ * loop's heap, kept together so that none can be forgotten (libev keeps
+ * its timers private, and a host polling tapio must know the next one).
+ * Every timer of the core is one of these (spec/embed/check_timers.sh). */
+typedef struct tapio__timer tapio__timer;
+typedef void (*tapio__timer_fn)(tapio__timer *tm);
+struct tapio__timer {
+  ev_timer ev;
+  tapio__deadline dl;
+  tapio_loop *loop;
+  tapio__timer_fn fn;    /* called once it fired (no longer active) */
+};
+
+void tapio__timer_init(tapio__timer *tm, tapio_loop *loop,
+                       tapio__timer_fn fn);
+/* (Re)starts it for tapio__now() == when, or after seconds (negative: 0).
+ * TAPIO_ENOMEM when the heap could not take its due time: it still fires,
+ * but a host polling tapio may wake late; stop it if that matters. */
+int tapio__timer_start_at(tapio__timer *tm, double when);
+int tapio__timer_start(tapio__timer *tm, double after);
+/* Harmless when not started or already fired. */
+void tapio__timer_stop(tapio__timer *tm);
+static inline int tapio__timer_active(const tapio__timer *tm) {
+  return ev_is_active(&tm->ev);
+}
+
 /* At the end of every run: re-arms the pollable descriptor's timer. */
 void tapio__backend_sync(tapio_loop *loop);
 void tapio__backend_free(tapio_loop *loop);

@@ -47,6 +47,8 @@
 ---@field family? integer 0, 4 or 6
 ---@field sock? integer a descriptor tapio takes over
 ---@field nodelay? boolean
+---@field happy_eyeballs_delay? number seconds between staggered connects
+---@field interleave? integer addresses of one family before the other
 ---@field backlog? integer
 ---@field reuse_address? boolean
 ---@field reuse_port? boolean
@@ -54,6 +56,24 @@
 ---@field cleanup_socket? boolean
 
 ---A SubprocessProtocol: any table; tapio calls the methods it has.
+---@class tapio.DatagramProtocol
+---@field connection_made? fun(self: table, transport: tapio.DatagramTransport)
+---@field datagram_received? fun(self: table, data: string, addr: tapio.Address|string|nil)
+---@field error_received? fun(self: table, err: tapio.Error)
+---@field pause_writing? fun(self: table)
+---@field resume_writing? fun(self: table)
+---@field connection_lost? fun(self: table, err: tapio.Error|any|nil)
+
+---@class tapio.DatagramOptions
+---@field local_addr? table {host, port}
+---@field remote_addr? table {host, port}: a connected endpoint
+---@field local_path? string a Unix datagram socket's own path
+---@field remote_path? string a Unix datagram socket's peer
+---@field family? integer 0, 4, 6 or tapio.AF_UNIX
+---@field reuse_port? boolean
+---@field allow_broadcast? boolean
+---@field sock? integer a datagram socket tapio takes over
+
 ---@class tapio.SubprocessProtocol
 ---@field connection_made? fun(self: table, transport: tapio.SubprocessTransport)
 ---@field pipe_data_received? fun(self: table, fd: integer, data: string)
@@ -87,6 +107,17 @@
 ---@field Task table the task class
 ---@field AF_INET integer
 ---@field AF_INET6 integer
+---@field AF_UNIX integer
+---@field SOCK_STREAM integer getaddrinfo's opts.type
+---@field SOCK_DGRAM integer
+---@field AI_PASSIVE integer getaddrinfo's opts.flags
+---@field AI_CANONNAME integer
+---@field AI_NUMERICHOST integer
+---@field NI_NUMERICHOST integer getnameinfo's flags
+---@field NI_NUMERICSERV integer
+---@field NI_NOFQDN integer
+---@field NI_NAMEREQD integer
+---@field NI_DGRAM integer
 ---@field AF_UNSPEC integer
 ---@field E2BIG integer
 ---@field EACCES integer
@@ -220,6 +251,12 @@ function tapio.strerror(code) end
 ---@param size integer
 ---@return tapio.Buffer
 function tapio.buffer(size) end
+
+---An address value of a numeric host (no lookup), for transport:sendto.
+---@param host string
+---@param port integer
+---@return tapio.Address
+function tapio.address(host, port) end
 
 ---Two connected stream sockets (descriptors).
 ---@return integer, integer
@@ -365,6 +402,27 @@ function Loop:subprocess_exec(factory, program, args, opts) end
 ---@return tapio.SubprocessTransport, tapio.SubprocessProtocol
 function Loop:subprocess_shell(factory, cmd, opts) end
 
+---A datagram endpoint (UDP, or a Unix datagram socket).
+---@param factory fun(): tapio.DatagramProtocol
+---@param opts? tapio.DatagramOptions
+---@return tapio.DatagramTransport, tapio.DatagramProtocol
+function Loop:create_datagram_endpoint(factory, opts) end
+---Looks host and port up without blocking the loop (c-ares).
+---@param host? string
+---@param port? integer|string a number or a service name
+---@param opts? {family?: integer, type?: integer, flags?: integer}
+---@return {family: integer, type: integer, proto: integer, canonname?: string, addr: tapio.Address}[]
+function Loop:getaddrinfo(host, port, opts) end
+---The host and service names of an address.
+---@param addr tapio.Address|table {host, port}
+---@param flags? integer tapio.NI_*
+---@return string host, string service
+function Loop:getnameinfo(addr, flags) end
+---Points the loop's resolver at servers ("127.0.0.1:5353,..."), and
+---sets its timeout (seconds per try) and tries; nil keeps the system's.
+---@param opts {servers?: string, timeout?: number, tries?: integer}
+function Loop:set_resolver(opts) end
+
 ---One connection end.
 ---@class tapio.Transport
 local Transport = {}
@@ -413,6 +471,42 @@ function Transport:get_loop() end
 ---write_paused_usec, read_paused_usec, write_pauses.
 ---@return table<string, integer>
 function Transport:get_stats() end
+
+---asyncio's DatagramTransport (create_datagram_endpoint).
+---@class tapio.DatagramTransport
+local DatagramTransport = {}
+
+---Never blocks: what the socket refuses is queued (with flow control).
+---On a connected endpoint addr must be nil or the remote address.
+---@param data string
+---@param addr? tapio.Address|table {host, port}, or a Unix path
+function DatagramTransport:sendto(data, addr) end
+---Flushes queued datagrams, then connection_lost(nil).
+function DatagramTransport:close() end
+---Drops queued datagrams.
+function DatagramTransport:abort() end
+---@return boolean
+function DatagramTransport:is_closing() end
+---@return integer
+function DatagramTransport:get_write_buffer_size() end
+---@return integer low, integer high
+function DatagramTransport:get_write_buffer_limits() end
+---@param high? integer
+---@param low? integer
+function DatagramTransport:set_write_buffer_limits(high, low) end
+---"peername", "sockname" (addresses), "socket" (the descriptor).
+---@param name string
+---@param default? any
+---@return any
+function DatagramTransport:get_extra_info(name, default) end
+---@param protocol tapio.DatagramProtocol
+function DatagramTransport:set_protocol(protocol) end
+---@return tapio.DatagramProtocol
+function DatagramTransport:get_protocol() end
+---@return tapio.Loop
+function DatagramTransport:get_loop() end
+---@return table<string, integer>
+function DatagramTransport:get_stats() end
 
 ---The read end of a pipe (connect_read_pipe, a subprocess's stdout).
 ---@class tapio.ReadTransport

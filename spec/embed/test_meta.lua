@@ -36,6 +36,7 @@ local runtime = {
   ReadTransport = public(core.read_transport_methods),
   WriteTransport = public(core.write_transport_methods),
   SubprocessTransport = public(core.subprocess_transport_methods),
+  DatagramTransport = public(core.datagram_transport_methods),
   Server = public(core.server_methods),
   Handle = public(core.handle_methods),
   Future = public(getmetatable(fut).__index),
