@@ -200,7 +200,7 @@ static void tls_fail(tapio__tls *tc, int code) {
   int handshaking = tc->state <= TAPIO__TLS_HANDSHAKE;
   tc->state = TAPIO__TLS_DEAD;
   tc->end = TAPIO_TLS_END_ABORTED;
-  ev_timer_stop(tc->s->head.loop->ev, &tc->timer);
+  tapio__timer_stop(&tc->timer);
   if (handshaking) {
     tapio__tls_done_fn done = tc->done;
     tc->done = NULL; /* the halt below must not report it again */
@@ -215,7 +215,7 @@ static void tls_fail(tapio__tls *tc, int code) {
 static void handshake_done(tapio__tls *tc) {
   tc->state = TAPIO__TLS_OPEN;
   tc->hs_usec = (uint64_t)((tapio__now() - tc->t0) * 1e6);
-  ev_timer_stop(tc->s->head.loop->ev, &tc->timer);
+  tapio__timer_stop(&tc->timer);
   update_want(tc);
   take_done(tc, 0);
 }
@@ -234,12 +234,10 @@ static void handshake(tapio__tls *tc) {
     tls_fail(tc, tapio__tls_classify(tc, r));
 }
 
-static void on_timer(struct ev_loop *ev, ev_timer *w, int revents) {
-  tapio__tls *tc = TAPIO_CONTAINER(w, tapio__tls, timer);
+static void on_timer(tapio__timer *tm) {
+  tapio__tls *tc = TAPIO_CONTAINER(tm, tapio__tls, timer);
   char secs[32];
-  (void)ev;
-  (void)revents;
-  snprintf(secs, sizeof secs, "%g", w->repeat);
+  snprintf(secs, sizeof secs, "%g", tc->timer_secs);
   if (tc->state == TAPIO__TLS_SHUTDOWN) {
     tc->timed_out = 1;
     tc->state = TAPIO__TLS_DEAD;
@@ -423,7 +421,7 @@ static void shutdown_done(tapio__tls *tc) {
   tapio__stream *s = tc->s;
   tc->state = TAPIO__TLS_DEAD;
   tc->end = tc->got_notify ? TAPIO_TLS_END_CLEAN : TAPIO_TLS_END_TRUNCATED;
-  ev_timer_stop(s->head.loop->ev, &tc->timer);
+  tapio__timer_stop(&tc->timer);
   if (tc->lower->close && tc->lower->close(s, tc->lower_ctx) == 1)
     return;
   tapio__transport_lost(&s->head, 0, NULL);
@@ -475,10 +473,8 @@ static int tls_close(tapio__stream *s, void *ctx) {
     shutdown_done(tc);
     return 1;
   }
-  ev_now_update(loop->ev); /* from now, not from the iteration's start */
-  ev_timer_set(&tc->timer, tc->shutdown_timeout, 0);
-  tc->timer.repeat = tc->shutdown_timeout; /* for the message */
-  ev_timer_start(loop->ev, &tc->timer);
+  tc->timer_secs = tc->shutdown_timeout; /* from now: no room is late */
+  (void)tapio__timer_start(&tc->timer, tc->shutdown_timeout);
   if (SSL_has_pending(tc->ssl)) /* read on the loop, not in here */
     ev_feed_event(loop->ev, &s->rio, EV_READ);
   update_want(tc);
@@ -489,7 +485,7 @@ static void tls_halt(tapio__stream *s, void *ctx) {
   tapio__tls *tc = ctx;
   if (tc->lower->halt)
     tc->lower->halt(s, tc->lower_ctx);
-  ev_timer_stop(s->head.loop->ev, &tc->timer);
+  tapio__timer_stop(&tc->timer);
   if (tc->state == TAPIO__TLS_DEAD)
     return;
   if (tc->done) { /* abort, close or the loop's end during the handshake */
@@ -604,6 +600,7 @@ static tapio__tls *tls_new(tapio__stream *s, const tapio__tls_params *p,
   tapio__tls_context_retain(p->ctx);
   tc->ctx = p->ctx;
   tc->shutdown_timeout = p->shutdown_timeout;
+  tapio__timer_init(&tc->timer, s->head.loop, on_timer);
   return tc;
 }
 
@@ -634,10 +631,9 @@ int tapio__tls_attach(tapio_transport *t, const tapio__tls_params *p,
   tc->state = t->wsize ? TAPIO__TLS_CLEAR : TAPIO__TLS_HANDSHAKE;
   tc->kick = 1;
   tc->t0 = tapio__now();
-  ev_now_update(t->loop->ev);
-  ev_timer_init(&tc->timer, on_timer, p->handshake_timeout, 0);
-  tc->timer.repeat = p->handshake_timeout; /* for the message */
-  ev_timer_start(t->loop->ev, &tc->timer);
+  tc->timer_secs = p->handshake_timeout;
+  (void)tapio__timer_start(&tc->timer, p->handshake_timeout); /* no room:
+                                                                  late */
   tapio__stream_set_io(s, &tapio__tls_io, tc);
   update_want(tc);
   return 0;

@@ -72,7 +72,8 @@ typedef struct tapio__tls {
   size_t out_off, out_len, out_cap;
   size_t clear_left;       /* start_tls: the stream's bytes still to go
                               out in the clear before the handshake */
-  ev_timer timer;          /* handshake, then shutdown */
+  tapio__timer timer;      /* handshake, then shutdown */
+  double timer_secs;       /* its seconds, for the message */
   double shutdown_timeout;
   double t0;
   uint64_t hs_usec, wire_in, wire_out;
