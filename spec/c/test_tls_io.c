@@ -642,7 +642,7 @@ static void many_clients_writelines(void)
   srv_init(&sv, loop);
   echo_srv = &sv;
   sv.tmpl.hook = echo_each;
-  CHECK_OK(tapio_options_set_double(so, "ssl_handshake_timeout", 10));
+  CHECK_OK(tapio_options_set_double(so, "ssl_handshake_timeout", 100));
   CHECK_OK(srv_start_hosts(&sv, hosts, 1, 0, so));
   CHECK_OK(tapio_options_set_str(co, "server_hostname", "localhost"));
   for (i = 0; i < N; i++) { /* all at once: 25 handshakes in flight */
