@@ -87,12 +87,14 @@ static void on_signal(int sig) {
 
 /* Signals a loop may not watch: SIGCHLD (child exits are the subprocess
  * watcher's: a handler reaping with waitpid(-1) would take them), those
- * no handler can catch, and the faults a program raises on itself, which
+ * no handler can catch, the faults a program raises on itself, which
  * happen again as soon as a handler returns (tapio's returns at once and
- * runs the callback later). */
+ * runs the callback later), and those the C library keeps for its threads
+ * (below SIGRTMIN: glibc's 32 and 33). */
 static int refused(int sig) {
-  return sig == SIGCHLD || sig == SIGKILL || sig == SIGSTOP ||
-         sig == SIGSEGV || sig == SIGBUS || sig == SIGFPE || sig == SIGILL;
+  return sig <= 0 || sig >= NSIG || sig == SIGCHLD || sig == SIGKILL ||
+         sig == SIGSTOP || sig == SIGSEGV || sig == SIGBUS ||
+         sig == SIGFPE || sig == SIGILL || (sig > 31 && sig < SIGRTMIN);
 }
 
 static int install(int sig) {
@@ -141,7 +143,7 @@ int tapio_add_signal_handler(tapio_loop *loop, int sig, tapio_call_fn fn,
                              void *ud) {
   tapio__sigwatch *w;
   int rc;
-  if (!loop || !fn || sig <= 0 || sig >= NSIG || refused(sig))
+  if (!loop || !fn || refused(sig))
     return TAPIO_EINVAL;
   if (loop->freeing)
     return TAPIO_ECLOSED;
