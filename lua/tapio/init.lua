@@ -25,6 +25,7 @@ tapio.errors = core.errors
 tapio.buffer = core.buffer
 tapio.socketpair = core.socketpair
 tapio.send = core.send
+tapio.recv = core.recv
 tapio.close_fd = core.close_fd
 tapio.pipe = core.pipe
 tapio.openpty = core.openpty
