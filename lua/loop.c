@@ -433,6 +433,7 @@ static tl_loop *new_loop_object(lua_State *L) {
   tl_list_init(&lb->servers);
   tl_list_init(&lb->calls);
   tl_list_init(&lb->watches);
+  tl_list_init(&lb->transports);
   return lb;
 }
 

@@ -81,6 +81,7 @@ typedef struct tl_loop {
   tl_link servers;    /* every tl_server not yet collected */
   tl_link calls;      /* pending scheduled calls and server waiters */
   tl_link watches;    /* descriptor and signal watches (watch.c) */
+  tl_link transports; /* every anchored tl_transport (loop:_open) */
 } tl_loop;
 
 /* Every kind of transport ("tapio.transport", "tapio.read_transport",
@@ -91,6 +92,7 @@ typedef struct tl_loop {
  * made when asked for, not anchored (their subprocess holds them), with
  * no protocol of their own. */
 typedef struct tl_transport {
+  tl_link link;       /* lb->transports while anchored */
   tapio_transport *t; /* NULL before connection_made and after lost */
   tl_loop *lb;        /* NULL after connection_lost */
   int self_ref;       /* anchors this userdata while open */
