@@ -112,6 +112,25 @@ describe("tapio.run at exit", function()
     assert.are.equal(server, contexts[1].servers[1])
   end)
 
+  it("ends a child process main left running", function()
+    local proto
+    local clock = tapio.new_loop()
+    local t0 = clock:time()
+    local results, contexts = run(function(loop)
+      local _
+      _, proto = loop:subprocess_exec(function()
+        return helper.sub_recorder(loop)
+      end, "sleep", { "60" }, { stdin = tapio.DEVNULL })
+    end)
+    local took = clock:time() - t0
+    clock:close()
+    assert.is_true(results[1], results[2])
+    assert.is_true(took < 30, "took " .. took .. " s")
+    assert.are.equal(-tapio.signals.SIGKILL, proto.exited:result())
+    assert.are.equal("tapio.run() ended what main left running: closed 1 "
+      .. "transport", contexts[1].message)
+  end)
+
   it("reports nothing when main ended everything itself", function()
     local results, contexts = run(function(loop)
       local server = loop:create_server(function()

@@ -71,6 +71,28 @@ describe("loop:add_reader", function()
     end)
   end)
 
+  it("may be replaced from inside its own callback", function()
+    helper.run(function(loop)
+      local rsock, wsock, close = pair()
+      local log = {}
+      local done = loop:create_future()
+      local function second(tag)
+        log[#log + 1] = tag .. tapio.recv(rsock, 1)
+        done:set_result()
+      end
+      loop:add_reader(rsock, function()
+        log[#log + 1] = "first" .. tapio.recv(rsock, 1)
+        loop:add_reader(rsock, second, "second") -- replaces this one
+        collectgarbage() -- the replaced watch is no longer anchored
+      end)
+      tapio.send(wsock, "ab")
+      done:await()
+      assert.are.same({ "firsta", "secondb" }, log)
+      assert.is_true(loop:remove_reader(rsock))
+      close()
+    end)
+  end)
+
   it("sends a callback's error to the exception handler and goes on",
     function()
     local errors = helper.run(function(loop, errors)

@@ -300,6 +300,20 @@ static void remove_drops_a_caught_signal(void)
   free_loop(loop);
 }
 
+/* Caught, then the loop freed before it ran: nobody is called, nothing
+ * leaks, and the disposition is back. */
+static void loop_free_drops_a_caught_signal(void)
+{
+  tapio_loop *loop = new_loop();
+  caught c;
+  caught_init(&c, loop, SIGUSR1);
+  CHECK_OK(tapio_add_signal_handler(loop, SIGUSR1, on_caught, &c));
+  CHECK(raise(SIGUSR1) == 0);
+  free_loop(loop);
+  CHECK_EQ(c.calls, 0);
+  CHECK(disposition(SIGUSR1) == SIG_DFL);
+}
+
 /* Adding again replaces the callback. */
 static void add_again_replaces(void)
 {
@@ -345,5 +359,6 @@ TEST_MAIN(TEST(signal_calls_the_handler), TEST(disposition_comes_back),
           TEST(waiting_loop_wakes), TEST(polled_descriptor_turns_readable),
           TEST(caught_signals_merge_in_order),
           TEST(remove_inside_the_callback),
-          TEST(remove_drops_a_caught_signal), TEST(add_again_replaces),
+          TEST(remove_drops_a_caught_signal),
+          TEST(loop_free_drops_a_caught_signal), TEST(add_again_replaces),
           TEST(refused_signals))
