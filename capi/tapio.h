@@ -341,7 +341,9 @@ int tapio_remove_writer(tapio_loop *loop, int fd);
  * disposition it found (SIG_DFL, SIG_IGN or another handler, which does
  * not run meanwhile) is put back when the last loop stops watching; a
  * program that sets sig's disposition itself in between takes sig from
- * every loop. The kernel gives a process's signal to any one thread that
+ * every loop. tapio's handler has SA_RESTART (a host's interrupted system
+ * calls go on) and does only async-signal-safe work (it marks sig and
+ * writes to each watching loop's wakeup eventfd). The kernel gives a process's signal to any one thread that
  * does not block it: tapio's handler, in whichever thread that is, passes
  * it to every loop watching sig, so when two loops (in one thread or two)
  * watch one signal, both are called. A thread blocking sig does not stop
