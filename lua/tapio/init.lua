@@ -27,6 +27,7 @@ tapio.socketpair = core.socketpair
 tapio.send = core.send
 tapio.recv = core.recv
 tapio.close_fd = core.close_fd
+tapio.tls_context = core.tls_context
 tapio.pipe = core.pipe
 tapio.openpty = core.openpty
 tapio.signals = core.signals
