@@ -3,8 +3,9 @@
 # servers and clients against each other and against the reference's
 # Python versions (when a python3 is given), and checks each prints what
 # the Python version prints; the same with TLS, and the STARTTLS example;
-# the subprocess example (its python3 child is the one given) and the pipe
-# example through cat.
+# the existing-socket and watch-a-descriptor examples beside theirs;
+# the subprocess example (its python3 child is the one given) and the
+# pipe example through cat.
 # Usage: examples/test_examples.sh path/to/tapio [python3]
 set -u
 host=${1:?usage: $0 path/to/tapio [python3]}
@@ -120,6 +121,7 @@ if [ -n "$python" ]; then
     expect_same "${label}Python server vs Lua client: client" "$work/$ref.client" "$work/${ref}lu.client"
   done
   "$python" -u "$here/python/existing_socket.py" >"$work/py.existing" 2>&1
+  "$python" -u "$here/python/watch_fd.py" >"$work/py.watch" 2>&1
 else
   # Without Python, the reference's output as the documentation shows it.
   printf '%s\n' "Connection from ('127.0.0.1', 1)" \
@@ -128,6 +130,7 @@ else
   printf '%s\n' "Data sent: 'Hello World!'" "Data received: 'Hello World!'" \
     "The server closed the connection" >"$work/ref.client"
   printf '%s\n' "Received: abc" >"$work/py.existing"
+  printf '%s\n' "Received: abc" >"$work/py.watch"
   expect_same "Lua server vs Lua client: server" "$work/ref.server" "$work/lua.server"
   expect_same "Lua server vs Lua client: client" "$work/ref.client" "$work/lua.client"
   printf '%s\n' "Starting UDP server" \
@@ -143,6 +146,11 @@ if ! timeout 20 "$host" "$here/existing_socket.lua" >"$work/lua.existing" 2>&1; 
   fail "existing_socket.lua failed"
 fi
 expect_same "existing_socket" "$work/py.existing" "$work/lua.existing"
+
+if ! timeout 20 "$host" "$here/watch_fd.lua" >"$work/lua.watch" 2>&1; then
+  fail "watch_fd.lua failed"
+fi
+expect_same "watch_fd" "$work/py.watch" "$work/lua.watch"
 
 # TLS: certificates made now with the openssl command (a throwaway CA and
 # a server certificate for localhost), the echo pair with TLS, against

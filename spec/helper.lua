@@ -290,4 +290,20 @@ function helper.run_child(loop, program, args, opts)
   return p.exited:result(), p
 end
 
+--- This process's id (the interpreter running the specs).
+function helper.pid()
+  local f = assert(io.open("/proc/self/stat"))
+  local pid = f:read("*l"):match("^(%d+)")
+  f:close()
+  return pid
+end
+
+--- Inside a task: sends signal sig (a name, "USR1") to this process from
+-- another one (kill(1)); os.execute would not do, system() ignores SIGINT
+-- in its caller meanwhile.
+function helper.kill(loop, sig)
+  local status = helper.run_child(loop, "kill", { "-s", sig, helper.pid() })
+  assert(status == 0, "kill -s " .. sig .. " failed")
+end
+
 return helper

@@ -39,6 +39,9 @@
 ---@field traceback? string
 ---@field transport? tapio.Transport
 ---@field protocol? tapio.Protocol
+---@field tasks? tapio.Task[] what tapio.run cancelled at exit
+---@field servers? tapio.Server[] what tapio.run closed at exit
+---@field transports? tapio.Transport[] what tapio.run closed at exit
 
 ---The options of the create_* methods (asyncio's keyword arguments).
 ---@class tapio.Options
@@ -128,6 +131,8 @@
 
 ---@class tapio
 ---@field version string "major.minor.patch"
+---@field shutdown_timeout number seconds tapio.run gives what it closes at exit to flush
+---@field handle_sigint boolean tapio.run cancels its main task on SIGINT (the tapio program sets it)
 ---@field signals table<string, integer> signal names to numbers
 ---@field PIPE integer subprocess stdio: a pipe (Python's value)
 ---@field DEVNULL integer subprocess stdio: /dev/null
@@ -220,7 +225,10 @@
 local tapio = {}
 
 ---Runs main(...) as a task on a new loop until it ends; cancels the tasks
----left, closes the loop; returns main's results or raises its error.
+---left, closes the servers and transports left (reporting what it ended
+---to the exception handler), closes the loop; returns main's results or
+---raises its error. With tapio.handle_sigint, SIGINT cancels main and run
+---raises an EINTR error ("interrupted (SIGINT)").
 ---@param main async fun(...): ...
 ---@param ... any
 ---@return any ...
@@ -308,6 +316,13 @@ function tapio.socketpair() end
 ---@return integer?, tapio.Error?
 function tapio.send(fd, data) end
 
+---One recv of at most n bytes: the data ("" at the end), or nil and an
+---error value (EAGAIN: nothing on a non-blocking socket).
+---@param fd integer
+---@param n integer
+---@return string?, tapio.Error?
+function tapio.recv(fd, n) end
+
 ---Closes a descriptor.
 ---@param fd integer
 function tapio.close_fd(fd) end
@@ -381,6 +396,33 @@ function Loop:call_later(delay, fn, ...) end
 function Loop:call_at(when, fn, ...) end
 ---@return tapio.Future
 function Loop:create_future() end
+---Calls fn(...) each iteration fd is readable, until removed; replaces
+---a reader fd has. fd stays yours: remove the reader before closing it.
+---@param fd integer
+---@param fn function
+---@param ... any
+function Loop:add_reader(fd, fn, ...) end
+---@param fd integer
+---@return boolean removed whether fd had a reader
+function Loop:remove_reader(fd) end
+---Calls fn(...) each iteration fd is writable, until removed.
+---@param fd integer
+---@param fn function
+---@param ... any
+function Loop:add_writer(fd, fn, ...) end
+---@param fd integer
+---@return boolean removed whether fd had a writer
+function Loop:remove_writer(fd) end
+---Calls fn(...) from the loop after signal sig arrives (any loop; every
+---loop watching sig hears of it). SIGCHLD, SIGKILL, SIGSTOP and the fault
+---signals are refused.
+---@param sig integer|string a number or a name ("SIGINT", "INT")
+---@param fn function
+---@param ... any
+function Loop:add_signal_handler(sig, fn, ...) end
+---@param sig integer|string
+---@return boolean removed whether sig had a handler on this loop
+function Loop:remove_signal_handler(sig) end
 ---@param fn async fun(...): ...
 ---@param ... any
 ---@return tapio.Task

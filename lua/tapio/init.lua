@@ -25,6 +25,7 @@ tapio.errors = core.errors
 tapio.buffer = core.buffer
 tapio.socketpair = core.socketpair
 tapio.send = core.send
+tapio.recv = core.recv
 tapio.close_fd = core.close_fd
 tapio.tls_context = core.tls_context
 tapio.pipe = core.pipe
@@ -45,6 +46,18 @@ end
 
 tapio.Future = F.Future
 tapio.Task = T.Task
+
+-- tapio.run's settings, read at each run:
+--- Seconds tapio.run gives the transports it closes at exit to flush what
+-- they hold; those still open then are aborted with the loop.
+tapio.shutdown_timeout = 5
+--- When true, tapio.run turns SIGINT into cancelling its main task (as
+-- asyncio.run does with KeyboardInterrupt): main's cleanup runs, and run
+-- raises an interrupted error (tapio._interrupted(err) says so). The
+-- first SIGINT gives SIGINT its disposition back, so a second one ends
+-- the program at once. The tapio program sets it; a host or script may.
+tapio.handle_sigint = false
+T.settings = tapio
 for _, module in ipairs({ U, F, T }) do
   for name, fn in pairs(module.api) do
     tapio[name] = fn -- cancelled_error, current_task, run, sleep, ...

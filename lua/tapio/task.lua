@@ -255,11 +255,12 @@ function api._traceback(err)
   end
 end
 
--- Cancels what tasks remain and lets them finish, as asyncio.run does.
+-- Cancels what tasks remain and lets them finish, as asyncio.run does;
+-- returns the list of them.
 local function cancel_all(loop)
   local pending = api.all_tasks(loop)
   if #pending == 0 then
-    return
+    return pending
   end
   local left = #pending
   for _, task in ipairs(pending) do
@@ -280,11 +281,121 @@ local function cancel_all(loop)
         exception = task._exception, traceback = task._traceback })
     end
   end
+  return pending
+end
+
+-- tapio.run's settings: fields of the `tapio` table, which tapio/init.lua
+-- makes this table (see there).
+M.settings = { shutdown_timeout = 5, handle_sigint = false }
+
+-- Closes the servers still listening and the transports still open, and
+-- runs the loop until every transport is lost or shutdown_timeout has
+-- passed. Returns the servers and the transports it closed.
+local function close_all(loop)
+  local servers, transports = loop:_open()
+  local closed = {}
+  for _, server in ipairs(servers) do
+    server:close()
+  end
+  for _, transport in ipairs(transports) do
+    if not transport:is_closing() then
+      closed[#closed + 1] = transport
+      transport:close()
+    end
+  end
+  if #transports > 0 then
+    local timed_out = false
+    local timer = loop:call_later(M.settings.shutdown_timeout, function()
+      timed_out = true
+    end)
+    while not timed_out and #select(2, loop:_open()) > 0 do
+      loop:run_once(true)
+    end
+    timer:cancel()
+  end
+  return servers, closed
+end
+
+local function plural(n, what)
+  return ("%d %s%s"):format(n, what, n == 1 and "" or "s")
+end
+
+-- What tapio.run had to end for main, through the exception handler (as
+-- asyncio reports what it finds left over), when anything.
+local function report_left(loop, tasks, servers, transports)
+  if #tasks + #servers + #transports == 0 then
+    return
+  end
+  local parts = {}
+  if #tasks > 0 then
+    parts[#parts + 1] = "cancelled " .. plural(#tasks, "task")
+  end
+  if #servers + #transports > 0 then
+    local closed = {}
+    if #servers > 0 then
+      closed[#closed + 1] = plural(#servers, "server")
+    end
+    if #transports > 0 then
+      closed[#closed + 1] = plural(#transports, "transport")
+    end
+    parts[#parts + 1] = "closed " .. table.concat(closed, " and ")
+  end
+  loop:call_exception_handler({
+    message = "tapio.run() ended what main left running: "
+      .. table.concat(parts, ", "),
+    tasks = tasks, servers = servers, transports = transports })
+end
+
+-- The clean exit: cancel the tasks left, close the servers and transports
+-- left, say so.
+local function shutdown(loop)
+  local tasks = cancel_all(loop)
+  local servers, transports = close_all(loop)
+  report_left(loop, tasks, servers, transports)
+end
+
+local EINTR = core.errors.EINTR
+
+-- SIGINT cancels task; returns the state it keeps.
+local function watch_sigint(loop, task)
+  local state = { count = 0 }
+  loop:add_signal_handler("SIGINT", function()
+    state.count = state.count + 1
+    loop:remove_signal_handler("SIGINT") -- the next one: at once
+    -- where main waits: what the traceback of the interruption shows
+    state.traceback = debug.traceback(task:get_coro(),
+      "interrupted (SIGINT)", 0)
+    task:cancel("interrupted (SIGINT)")
+  end)
+  return state
+end
+
+local function unwatch_sigint(loop, state)
+  if state and state.count == 0 then
+    loop:remove_signal_handler("SIGINT")
+  end
+end
+
+-- The error tapio.run raises when SIGINT cancelled main.
+local function interrupted_error(state)
+  local err = core.error(EINTR, "interrupted (SIGINT)")
+  last_failure.err = err
+  last_failure.text = nil
+  last_failure.traceback = state.traceback
+  last_failure.interrupted = err
+  return err
+end
+
+--- tapio._interrupted(err): true if err is what tapio.run raised for a
+-- SIGINT (the tapio program exits with status 130 then).
+function api._interrupted(err)
+  return err ~= nil and rawequal(last_failure.interrupted, err)
 end
 
 --- tapio.run(main, ...): a new loop runs main(...) as a task until it
--- finishes; other tasks are then cancelled and the loop closed. Returns
--- main's results or raises its error.
+-- finishes; then the tasks left are cancelled, the servers and transports
+-- left closed (what had to be ended goes to the exception handler), and
+-- the loop closed. Returns main's results or raises its error.
 function api.run(main, ...)
   check_callable(main, "run", 1, "main")
   if core.get_running_loop() then
@@ -292,11 +403,16 @@ function api.run(main, ...)
   end
   local loop = core.new_loop()
   local task = loop:create_task(main, ...)
+  local sigint = M.settings.handle_sigint and watch_sigint(loop, task)
   local r = pack(pcall(loop.run_until_complete, loop, task))
-  local ok2, err2 = pcall(cancel_all, loop)
+  unwatch_sigint(loop, sigint)
+  local ok2, err2 = pcall(shutdown, loop)
   loop:close()
   if not r[1] then
     local err = r[2]
+    if sigint and sigint.count > 0 and task:cancelled() then
+      error(interrupted_error(sigint), 0)
+    end
     if task:done() and task._state == "failed" and rawequal(task._exception,
                                                              err) then
       retrieved(task)
