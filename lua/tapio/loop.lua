@@ -13,6 +13,10 @@ local Loop = core.loop_methods
 local Server = core.server_methods
 local server_mt = U.server_mt
 
+-- start: the create calls as futures, for the modules that wrap them
+-- (tapio.streams, tapio.subprocess).
+local M = {}
+
 -- ---- Loop methods that complete later ------------------------------------
 
 -- The completion callback the C side calls with (err) or (nil, ...).
@@ -32,20 +36,31 @@ local function completion(fut)
   end
 end
 
--- The async rule for the C side's create calls: c_create(self, completion
+-- Starts one of the C side's create calls: c_create(self, completion
 -- callback, the user's arguments) checks them all, then returns true, or
--- nil, err when the operation failed at once. It is called through pcall,
--- so its argument errors carry no position: they are raised again at the
--- caller's line, as errors of the method itself.
+-- nil, err when the operation failed at once. Returns the future of its
+-- results, or nil and the message of an argument error (raised through
+-- pcall, so it carries no position: the caller raises it at its own
+-- caller's line, as an error of the method itself).
+local function start(c_create, self, ...)
+  local fut = new_future(self)
+  local ok, started, err = pcall(c_create, self, completion(fut), ...)
+  if not ok then
+    return nil, started
+  end
+  if not started then
+    fut:set_exception(err)
+  end
+  return fut
+end
+M.start = start
+
+-- The async rule for the C side's create calls.
 local function completing(c_create)
   return function(self, ...)
-    local fut = new_future(self)
-    local ok, started, err = pcall(c_create, self, completion(fut), ...)
-    if not ok then
-      error(started, 2)
-    end
-    if not started then
-      fut:set_exception(err)
+    local fut, msg = start(c_create, self, ...)
+    if not fut then
+      error(msg, 2)
     end
     return resolve(fut)
   end
@@ -144,3 +159,5 @@ function Server:serve_forever()
     error(err, 0)
   end
 end
+
+return M

@@ -1,0 +1,404 @@
+--- tapio.streams (internal): StreamWriter, the protocol that joins a
+-- connection to a StreamReader and a StreamWriter, open_connection,
+-- start_server and their Unix twins: asyncio's streams page.
+--
+-- A task reads and writes a connection in straight-line code:
+--
+--   local reader, writer = tapio.open_connection("127.0.0.1", 8888)
+--   writer:write("hello")
+--   writer:drain()
+--   local data = reader:read(100)
+--
+-- Flow control: drain() suspends while the transport is paused for
+-- writing (any number of tasks may wait in it: all wake on resume), and
+-- raises the connection's error once it is lost. A cancelled drain leaves
+-- the writer usable.
+local core = require "tapio.core"
+local U = require "tapio.util"
+local F = require "tapio.future"
+local L = require "tapio.loop"
+local R = require "tapio.reader"
+
+local M = { api = {} } -- api: what `tapio` holds too (see tapio.util)
+local api = M.api
+local current_task, await, new_future = F.api.current_task, F.await,
+  F.new_future
+local async, feed_data, new_reader = R.async, R.feed_data, R.new_reader
+local Loop = core.loop_methods
+
+-- ---- StreamWriter ----------------------------------------------------------
+
+local StreamWriter = {}
+StreamWriter.__index = StreamWriter
+M.StreamWriter = StreamWriter
+
+local function check_writer(w, fn)
+  U.check_self(w, StreamWriter, fn, 4)
+end
+
+-- A writer on transport (a stream or a write pipe), reading the
+-- connection's errors from reader (nil for a pipe).
+function M.new_writer(transport, reader, loop)
+  return setmetatable({
+    transport = transport, _reader = reader, _loop = loop,
+    _paused = false,    -- the transport asked us to stop writing
+    _drains = {},       -- the futures of the tasks in drain
+    _ends = {},         -- ... in wait_closed, or drain while closing
+    _lost = false, _error = nil,
+    _extra = nil,       -- peername and sockname, kept at the end
+  }, StreamWriter)
+end
+
+-- Suspends the task on a future of its own in self[key], until
+-- wake_all; a cancelled wait takes its future out again.
+local function wait_in(self, key)
+  local fut = new_future(current_task()._loop)
+  local list = self[key]
+  list[#list + 1] = fut
+  local ok, err = pcall(await, fut)
+  if not ok then
+    list = self[key]
+    for i = #list, 1, -1 do
+      if list[i] == fut then
+        table.remove(list, i)
+      end
+    end
+    error(err, 0)
+  end
+end
+M.wait_in = wait_in
+
+-- Wakes every task waiting in self[key] (all of them: several tasks may
+-- wait in drain, cpython#74116).
+local function wake_all(self, key)
+  local list = self[key]
+  self[key] = {}
+  for i = 1, #list do
+    if not list[i]:done() then
+      list[i]:set_result()
+    end
+  end
+end
+M.wake_all = wake_all
+
+function M.pause_writing(self)
+  self._paused = true
+end
+
+function M.resume_writing(self)
+  self._paused = false
+  wake_all(self, "_drains")
+end
+
+-- The transport has ended, with err (nil: cleanly).
+function M.writer_lost(self, err, extra)
+  self._lost, self._error, self._extra = true, err, extra
+  self._paused = false
+  wake_all(self, "_drains")
+  wake_all(self, "_ends")
+end
+
+--- writer:write(data): sends or buffers data at once. Dropped once the
+-- connection is lost (as asyncio does): drain() raises then.
+function StreamWriter:write(data)
+  check_writer(self, "writer:write")
+  if type(data) ~= "string" then
+    error("tapio: writer:write: bad argument #1 'data' (string expected, "
+      .. "got " .. U.typename(data) .. ")", 2)
+  end
+  if not self._lost then
+    self.transport:write(data)
+  end
+end
+
+function StreamWriter:writelines(list)
+  check_writer(self, "writer:writelines")
+  if type(list) ~= "table" then
+    error("tapio: writer:writelines: bad argument #1 'data' (table "
+      .. "expected, got " .. U.typename(list) .. ")", 2)
+  end
+  if not self._lost then
+    self.transport:writelines(list)
+  end
+end
+
+local function lost_error(self)
+  return self._error or core.error(core.errors.ECONNRESET, "connection lost")
+end
+
+local function drain(self)
+  local reader = self._reader
+  if reader and reader._exception ~= nil then
+    error(reader._exception, 0)
+  end
+  if not self._lost and self.transport:is_closing() then
+    wait_in(self, "_ends") -- closing: wait for the end
+  end
+  if self._lost then
+    error(lost_error(self), 0)
+  end
+  if not self._paused then
+    return
+  end
+  wait_in(self, "_drains")
+  if self._lost then
+    error(lost_error(self), 0)
+  end
+end
+
+--- writer:drain(): returns once it is right to write again (at once
+-- unless the transport is paused for writing); raises the connection's
+-- error (ECONNRESET when it ended cleanly) once it is lost or closing.
+function StreamWriter:drain()
+  check_writer(self, "writer:drain")
+  return async(self, "writer:drain", drain)
+end
+
+function StreamWriter:close()
+  check_writer(self, "writer:close")
+  self.transport:close()
+end
+
+function StreamWriter:is_closing()
+  check_writer(self, "writer:is_closing")
+  return self.transport:is_closing()
+end
+
+function StreamWriter:can_write_eof()
+  check_writer(self, "writer:can_write_eof")
+  return not self._lost and self.transport:can_write_eof()
+end
+
+--- writer:write_eof(): ends the writing side once the buffer is flushed
+-- (harmless once the connection is lost).
+function StreamWriter:write_eof()
+  check_writer(self, "writer:write_eof")
+  if not self._lost then
+    self.transport:write_eof()
+  end
+end
+
+--- writer:get_extra_info(name [, default]): the transport's; after the
+-- end, "peername" and "sockname" as they were.
+function StreamWriter:get_extra_info(name, default)
+  check_writer(self, "writer:get_extra_info")
+  if not self._lost then
+    return self.transport:get_extra_info(name, default)
+  end
+  local v = self._extra and self._extra[name]
+  if v == nil then
+    return default
+  end
+  return v
+end
+
+local function wait_closed(self)
+  if not self._lost then
+    wait_in(self, "_ends")
+  end
+  if self._error ~= nil then
+    error(self._error, 0)
+  end
+end
+
+--- writer:wait_closed(): once the connection has ended; raises its error
+-- if it ended with one.
+function StreamWriter:wait_closed()
+  check_writer(self, "writer:wait_closed")
+  return async(self, "writer:wait_closed", wait_closed)
+end
+
+function StreamWriter:__tostring()
+  return ("tapio.StreamWriter (%s)"):format(tostring(self.transport))
+end
+
+-- ---- The protocol of a stream connection -----------------------------------
+
+-- asyncio's StreamReaderProtocol: feeds the reader, makes the writer, and
+-- on a server runs the client's callback as a task of its own.
+local StreamProtocol = {}
+StreamProtocol.__index = StreamProtocol
+
+local function new_protocol(loop, limit, client_cb)
+  return setmetatable({ _loop = loop, _reader = new_reader(limit, loop),
+                        _client_cb = client_cb }, StreamProtocol)
+end
+
+-- The client's callback ended: an error goes to the exception handler
+-- and closes the connection; so does a cancellation.
+local function client_done(task, protocol)
+  local transport = protocol._transport
+  if task:cancelled() then
+    transport:close()
+    return
+  end
+  local err = task:exception()
+  if err ~= nil then
+    protocol._loop:call_exception_handler({
+      message = "unhandled error in client_connected_cb", exception = err,
+      traceback = task:get_traceback(), transport = transport,
+      protocol = protocol })
+    transport:close()
+  end
+end
+
+function StreamProtocol:connection_made(transport)
+  self._transport = transport
+  self._reader._transport = transport
+  self._writer = M.new_writer(transport, self._reader, self._loop)
+  local cb = self._client_cb
+  if cb then
+    local task = self._loop:create_task(cb, self._reader, self._writer)
+    task:add_done_callback(function(t)
+      client_done(t, self)
+    end)
+  end
+end
+
+function StreamProtocol:data_received(data)
+  feed_data(self._reader, data)
+end
+
+--- Stays open for writing after the peer's end (asyncio does the same).
+function StreamProtocol:eof_received()
+  self._reader:feed_eof()
+  return true
+end
+
+function StreamProtocol:connection_lost(err)
+  local reader, t = self._reader, self._transport
+  if err == nil then
+    reader:feed_eof()
+  else
+    reader:set_exception(err)
+  end
+  M.writer_lost(self._writer, err, {
+    peername = t:get_extra_info("peername"),
+    sockname = t:get_extra_info("sockname") })
+end
+
+function StreamProtocol:pause_writing()
+  M.pause_writing(self._writer)
+end
+
+function StreamProtocol:resume_writing()
+  M.resume_writing(self._writer)
+end
+
+-- ---- Opening and serving ---------------------------------------------------
+
+local function running_loop(fn)
+  local loop = core.get_running_loop()
+  if not loop then
+    error(("tapio: %s: no running event loop"):format(fn), 3)
+  end
+  return loop
+end
+M.running_loop = running_loop
+
+-- The options without limit (the create call's), and the limit.
+local function split_options(opts, fn, n)
+  if opts == nil then
+    return nil, R.DEFAULT_LIMIT
+  end
+  if type(opts) ~= "table" then
+    error(("tapio: %s: bad argument #%d 'opts' (table or nil expected, got "
+      .. "%s)"):format(fn, n, U.typename(opts)), 3)
+  end
+  local copy = {}
+  for k, v in pairs(opts) do
+    copy[k] = v
+  end
+  copy.limit = nil
+  return copy, R.check_limit(opts.limit, fn, "bad option 'limit'", 3)
+end
+M.split_options = split_options
+
+-- Starts a create call as a future. An argument error is raised at the
+-- caller's caller as fn's own, numbered as fn's caller sees it (shift: 1
+-- where fn has no protocol factory argument, 0 where a callback takes
+-- its place).
+local function start(fn, shift, c_create, loop, ...)
+  local fut, msg = L.start(c_create, loop, ...)
+  if not fut then
+    local own = msg:gsub("^tapio: loop:[%w_]+:", "tapio: " .. fn .. ":")
+      :gsub("bad argument #(%d+)", function(n)
+        return "bad argument #" .. (tonumber(n) - shift)
+      end)
+    error(own, 3)
+  end
+  return fut
+end
+M.start = start
+
+local function opened(protocol, fut)
+  await(fut)
+  return protocol._reader, protocol._writer
+end
+
+--- tapio.open_connection(host, port, opts) -> reader, writer
+-- tapio.open_connection({sock = fd, ...}) -> reader, writer
+-- opts: create_connection's, and limit (the reader's, 64 KiB).
+function api.open_connection(host, port, opts)
+  local fn = "open_connection"
+  if type(host) == "table" and port == nil and opts == nil then
+    host, opts = nil, host -- ({sock = fd, ...})
+  end
+  local copts, limit = split_options(opts, fn, 3)
+  local loop = running_loop(fn)
+  local protocol = new_protocol(loop, limit)
+  local fut = start(fn, 1, Loop._create_connection, loop, function()
+    return protocol
+  end, host, port, copts)
+  return async(protocol, fn, opened, fut)
+end
+
+--- tapio.open_unix_connection(path, opts) -> reader, writer
+function api.open_unix_connection(path, opts)
+  local fn = "open_unix_connection"
+  local copts, limit = split_options(opts, fn, 2)
+  local loop = running_loop(fn)
+  local protocol = new_protocol(loop, limit)
+  local fut = start(fn, 1, Loop._create_unix_connection, loop, function()
+    return protocol
+  end, path, copts)
+  return async(protocol, fn, opened, fut)
+end
+
+local function served(_, fut)
+  return await(fut)
+end
+
+-- start_server and start_unix_server: where is { host, port } or { path }.
+local function serving(fn, c_create, cb, where, opts, n)
+  U.check_callable(cb, fn, 1, "client_connected_cb")
+  local copts, limit = split_options(opts, fn, n)
+  local loop = running_loop(fn)
+  local function factory()
+    return new_protocol(loop, limit, cb)
+  end
+  local fut
+  if where.n == 2 then
+    fut = start(fn, 0, c_create, loop, factory, where[1], where[2], copts)
+  else
+    fut = start(fn, 0, c_create, loop, factory, where[1], copts)
+  end
+  return async({ _loop = loop }, fn, served, fut)
+end
+
+--- tapio.start_server(client_connected_cb, host, port, opts) -> server
+-- client_connected_cb(reader, writer) runs as a task per connection; an
+-- error in it goes to the exception handler and closes the connection.
+-- opts: create_server's, and limit.
+function api.start_server(cb, host, port, opts)
+  return serving("start_server", Loop._create_server, cb,
+                 { host, port, n = 2 }, opts, 4)
+end
+
+--- tapio.start_unix_server(client_connected_cb, path, opts) -> server
+function api.start_unix_server(cb, path, opts)
+  return serving("start_unix_server", Loop._create_unix_server, cb,
+                 { path, n = 1 }, opts, 3)
+end
+
+return M
