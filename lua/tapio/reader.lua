@@ -17,11 +17,13 @@
 local core = require "tapio.core"
 local U = require "tapio.util"
 local F = require "tapio.future"
+local T = require "tapio.task"
 
 local M = { api = {} } -- api: what `tapio` holds too (see tapio.util)
+-- debug.getmetatable: no __metatable lookup (half the cost of getmetatable)
+local getmt = debug and debug.getmetatable or getmetatable
 local find, sub, concat = string.find, string.sub, table.concat
-local current_task, await = F.api.current_task, F.await
-local new_future = F.new_future
+local park, tasks, running = F.park, F.tasks, coroutine.running
 
 M.DEFAULT_LIMIT = 65536
 
@@ -60,8 +62,11 @@ local limit_overrun_error = M.api.limit_overrun_error
 
 local StreamReader = {}
 StreamReader.__index = StreamReader
+StreamReader.__name = "tapio.StreamReader"
 M.StreamReader = StreamReader
 
+-- Raises for a bad self; the methods call it only when the metatable is
+-- not StreamReader's, so the good path makes no call.
 local function check_reader(r, fn)
   U.check_self(r, StreamReader, fn, 4)
 end
@@ -89,7 +94,7 @@ function M.new_reader(limit, loop)
     _size = 0,        -- bytes buffered and unread
     _consumed = 0,    -- bytes read out so far (a search's marker)
     _eof = false, _exception = nil,
-    _waiter = nil,    -- the future a waiting task awaits
+    _waiter = nil,    -- the task waiting for data (parked on the reader)
     _want = 0,        -- wake it once this much is buffered
     _transport = nil, _paused = false,
   }, StreamReader)
@@ -229,13 +234,13 @@ end
 
 -- ---- Feeding (the protocol's side) ---------------------------------------
 
-local function wakeup(self)
-  local w = self._waiter
-  if w then
+-- Resumes the waiting task: there and then for data (one coroutine
+-- switch per read: see future.lua's park), soon for the end or an error.
+local function wakeup(self, unpark)
+  local task = self._waiter
+  if task then
     self._waiter = nil
-    if not w:done() then
-      w:set_result()
-    end
+    unpark(task, self)
   end
 end
 
@@ -252,7 +257,8 @@ local function feed_data(self, data)
   local size = self._size + n
   self._size = size
   if self._waiter and size >= self._want then
-    wakeup(self)
+    wakeup(self, T.unpark) -- the task may have read some already
+    size = self._size
   end
   if size > 2 * self._limit and not self._paused and self._transport
      and not (self._waiter and size < self._want) then
@@ -263,7 +269,9 @@ end
 M.feed_data = feed_data
 
 function StreamReader:feed_data(data)
-  check_reader(self, "reader:feed_data")
+  if getmt(self) ~= StreamReader then
+    check_reader(self, "reader:feed_data")
+  end
   if type(data) ~= "string" then
     error("tapio: reader:feed_data: bad argument #1 'data' (string "
       .. "expected, got " .. type(data) .. ")", 2)
@@ -276,7 +284,7 @@ end
 
 function StreamReader:feed_eof()
   self._eof = true
-  wakeup(self)
+  wakeup(self, T.unpark_soon)
 end
 
 --- reader:set_exception(err): every read from now on raises err, and a
@@ -287,13 +295,7 @@ function StreamReader:set_exception(err)
       .. "error value expected, got nil)", 2)
   end
   self._exception = err
-  local w = self._waiter
-  if w then
-    self._waiter = nil
-    if not w:done() then
-      w:set_exception(err)
-    end
-  end
+  wakeup(self, T.unpark_soon)
 end
 
 function StreamReader:exception()
@@ -329,11 +331,18 @@ end
 
 -- ---- Reading (the task's side) -------------------------------------------
 
+local function raise_exception(self)
+  if self._exception ~= nil then
+    error(self._exception, 0)
+  end
+end
+
 -- Suspends the task until want bytes are buffered, or the end, or an
 -- error (raised). One task at a time may wait; a cancelled wait consumes
 -- nothing, so the reader stays usable.
 local function wait_for_data(self, fn, want)
-  if self._waiter then
+  local waiter = self._waiter
+  if waiter and waiter._parked == self then
     error(("tapio: reader:%s: another task is already waiting for data "
       .. "on this reader"):format(fn), 0)
   end
@@ -341,65 +350,56 @@ local function wait_for_data(self, fn, want)
     self._paused = false
     self._transport:resume_reading()
   end
-  local fut = new_future(current_task()._loop)
-  self._waiter, self._want = fut, want
-  local ok, err = pcall(await, fut)
-  if self._waiter == fut then
-    self._waiter = nil
-  end
-  if not ok then
-    error(err, 0)
-  end
+  self._waiter, self._want = tasks[running()], want
+  park(self)
+  raise_exception(self)
 end
 
 -- The async rule for the methods of readers, writers and processes
 -- written in Lua: in a task, fn(obj, ...) runs now (and may suspend the
 -- task); elsewhere it runs as a task of its own, on obj's loop or the
 -- running one, and that task (a future) is returned.
-local function async(obj, name, fn, ...)
-  if current_task() then
-    return fn(obj, ...)
+local function async(obj, name, fn, a, b)
+  local co = running()
+  if co and tasks[co] then
+    return fn(obj, a, b)
   end
   local loop = obj._loop or core.get_running_loop()
   if not loop then
     error(("tapio: %s: not in a task, and no loop to make one on")
       :format(name), 3)
   end
-  return loop:create_task(fn, obj, ...)
+  return loop:create_task(fn, obj, a, b)
 end
 M.async = async
 
-local function raise_exception(self)
+local function read(self, n)
   if self._exception ~= nil then
     error(self._exception, 0)
   end
-end
-
-local function read(self, n)
-  raise_exception(self)
-  if n == 0 then
+  if n > 0 then
+    local size = self._size
+    if size == 0 and not self._eof then
+      wait_for_data(self, "read", 1)
+      size = self._size
+    end
+    local data = take(self, n < size and n or size)
+    if self._paused then
+      maybe_resume(self)
+    end
+    return data
+  elseif n == 0 then
     return ""
   end
-  if n < 0 then -- to the end: joined once
-    while not self._eof do
-      wait_for_data(self, "read", math.huge)
-    end
-    local data = take(self, self._size)
-    maybe_resume(self)
-    return data
+  while not self._eof do -- to the end: joined once
+    wait_for_data(self, "read", math.huge)
   end
-  if self._size == 0 and not self._eof then
-    wait_for_data(self, "read", 1)
-  end
-  local data = take(self, n < self._size and n or self._size)
+  local data = take(self, self._size)
   maybe_resume(self)
   return data
 end
 
-local function check_size(n, fn, default)
-  if n == nil and default then
-    return default
-  end
+local function check_size(n, fn)
   if type(n) ~= "number" or n ~= math.floor(n) then
     error(("tapio: %s: bad argument #1 'n' (integer expected, got %s)")
       :format(fn, type(n) == "number" and tostring(n) or type(n)), 3)
@@ -410,8 +410,15 @@ end
 --- reader:read([n]): up to n bytes, waiting for some if none is there;
 -- n nil or negative: everything to the end; "" at the end.
 function StreamReader:read(n)
-  check_reader(self, "reader:read")
-  return async(self, "reader:read", read, check_size(n, "reader:read", -1))
+  if getmt(self) ~= StreamReader then
+    check_reader(self, "reader:read")
+  end
+  if n == nil then
+    n = -1
+  elseif type(n) ~= "number" or n % 1 ~= 0 then
+    check_size(n, "reader:read")
+  end
+  return async(self, "reader:read", read, n)
 end
 
 local function readexactly(self, n)
@@ -433,7 +440,9 @@ end
 --- reader:readexactly(n): exactly n bytes, or IncompleteReadError (with
 -- what came) at the end.
 function StreamReader:readexactly(n)
-  check_reader(self, "reader:readexactly")
+  if getmt(self) ~= StreamReader then
+    check_reader(self, "reader:readexactly")
+  end
   n = check_size(n, "reader:readexactly")
   if n < 0 then
     error("tapio: reader:readexactly: bad argument #1 'n' (size can not "
@@ -508,7 +517,9 @@ end
 -- ("\n" by default; a list of separators: the first match to end wins).
 function StreamReader:readuntil(separator)
   local fn = "reader:readuntil"
-  check_reader(self, fn)
+  if getmt(self) ~= StreamReader then
+    check_reader(self, fn)
+  end
   separator = separator == nil and "\n" or separator
   local seps
   if type(separator) == "table" then
@@ -560,7 +571,9 @@ end
 -- nothing). A line over the limit raises LimitOverrunError (asyncio:
 -- ValueError) and is dropped.
 function StreamReader:readline()
-  check_reader(self, "reader:readline")
+  if getmt(self) ~= StreamReader then
+    check_reader(self, "reader:readline")
+  end
   return async(self, "reader:readline", readline)
 end
 

@@ -16,13 +16,15 @@
 local core = require "tapio.core"
 local U = require "tapio.util"
 local F = require "tapio.future"
+local T = require "tapio.task"
 local L = require "tapio.loop"
 local R = require "tapio.reader"
 
 local M = { api = {} } -- api: what `tapio` holds too (see tapio.util)
+-- debug.getmetatable: no __metatable lookup (half the cost of getmetatable)
+local getmt = debug and debug.getmetatable or getmetatable
 local api = M.api
-local current_task, await, new_future = F.api.current_task, F.await,
-  F.new_future
+local current_task, await, park = F.api.current_task, F.await, F.park
 local async, feed_data, new_reader = R.async, R.feed_data, R.new_reader
 local Loop = core.loop_methods
 
@@ -30,8 +32,11 @@ local Loop = core.loop_methods
 
 local StreamWriter = {}
 StreamWriter.__index = StreamWriter
+StreamWriter.__name = "tapio.StreamWriter"
 M.StreamWriter = StreamWriter
 
+-- Raises for a bad self; the methods call it only when the metatable is
+-- not StreamWriter's, so the good path makes no call.
 local function check_writer(w, fn)
   U.check_self(w, StreamWriter, fn, 4)
 end
@@ -42,41 +47,40 @@ function M.new_writer(transport, reader, loop)
   return setmetatable({
     transport = transport, _reader = reader, _loop = loop,
     _paused = false,    -- the transport asked us to stop writing
-    _drains = {},       -- the futures of the tasks in drain
-    _ends = {},         -- ... in wait_closed, or drain while closing
+    _drains = {},       -- the tasks waiting in drain
+    _ends = {},         -- ... in wait_closed, or in drain while closing
+    _closing = false,   -- close() was called
     _lost = false, _error = nil,
     _extra = nil,       -- peername and sockname, kept at the end
   }, StreamWriter)
 end
 
--- Suspends the task on a future of its own in self[key], until
--- wake_all; a cancelled wait takes its future out again.
+-- Parks the task in the list self[key] until wake_all (see future.lua's
+-- park); tasks cancelled meanwhile are left out of it first.
 local function wait_in(self, key)
-  local fut = new_future(current_task()._loop)
-  local list = self[key]
-  list[#list + 1] = fut
-  local ok, err = pcall(await, fut)
-  if not ok then
-    list = self[key]
-    for i = #list, 1, -1 do
-      if list[i] == fut then
-        table.remove(list, i)
-      end
+  local list, kept = self[key], {}
+  for i = 1, #list do
+    if list[i]._parked == list then
+      kept[#kept + 1] = list[i]
     end
-    error(err, 0)
   end
+  kept[#kept + 1] = current_task()
+  self[key] = kept
+  park(kept)
 end
 M.wait_in = wait_in
 
--- Wakes every task waiting in self[key] (all of them: several tasks may
--- wait in drain, cpython#74116).
-local function wake_all(self, key)
+-- Resumes every task parked in self[key] (all of them: several tasks
+-- may wait in drain, cpython#74116) with unpark: T.unpark there and then
+-- (drain, on resume_writing), T.unpark_soon (the end).
+local function wake_all(self, key, unpark)
   local list = self[key]
+  if #list == 0 then
+    return
+  end
   self[key] = {}
   for i = 1, #list do
-    if not list[i]:done() then
-      list[i]:set_result()
-    end
+    unpark(list[i], list)
   end
 end
 M.wake_all = wake_all
@@ -87,21 +91,23 @@ end
 
 function M.resume_writing(self)
   self._paused = false
-  wake_all(self, "_drains")
+  wake_all(self, "_drains", T.unpark)
 end
 
 -- The transport has ended, with err (nil: cleanly).
 function M.writer_lost(self, err, extra)
   self._lost, self._error, self._extra = true, err, extra
   self._paused = false
-  wake_all(self, "_drains")
-  wake_all(self, "_ends")
+  wake_all(self, "_drains", T.unpark_soon)
+  wake_all(self, "_ends", T.unpark_soon)
 end
 
 --- writer:write(data): sends or buffers data at once. Dropped once the
 -- connection is lost (as asyncio does): drain() raises then.
 function StreamWriter:write(data)
-  check_writer(self, "writer:write")
+  if getmt(self) ~= StreamWriter then
+    check_writer(self, "writer:write")
+  end
   if type(data) ~= "string" then
     error("tapio: writer:write: bad argument #1 'data' (string expected, "
       .. "got " .. U.typename(data) .. ")", 2)
@@ -112,7 +118,9 @@ function StreamWriter:write(data)
 end
 
 function StreamWriter:writelines(list)
-  check_writer(self, "writer:writelines")
+  if getmt(self) ~= StreamWriter then
+    check_writer(self, "writer:writelines")
+  end
   if type(list) ~= "table" then
     error("tapio: writer:writelines: bad argument #1 'data' (table "
       .. "expected, got " .. U.typename(list) .. ")", 2)
@@ -131,7 +139,7 @@ local function drain(self)
   if reader and reader._exception ~= nil then
     error(reader._exception, 0)
   end
-  if not self._lost and self.transport:is_closing() then
+  if self._closing and not self._lost then
     wait_in(self, "_ends") -- closing: wait for the end
   end
   if self._lost then
@@ -148,31 +156,43 @@ end
 
 --- writer:drain(): returns once it is right to write again (at once
 -- unless the transport is paused for writing); raises the connection's
--- error (ECONNRESET when it ended cleanly) once it is lost or closing.
+-- error (ECONNRESET when it ended cleanly) once it is lost, or after
+-- close() once it is.
 function StreamWriter:drain()
-  check_writer(self, "writer:drain")
+  if getmt(self) ~= StreamWriter then
+    check_writer(self, "writer:drain")
+  end
   return async(self, "writer:drain", drain)
 end
 
 function StreamWriter:close()
-  check_writer(self, "writer:close")
+  if getmt(self) ~= StreamWriter then
+    check_writer(self, "writer:close")
+  end
+  self._closing = true
   self.transport:close()
 end
 
 function StreamWriter:is_closing()
-  check_writer(self, "writer:is_closing")
+  if getmt(self) ~= StreamWriter then
+    check_writer(self, "writer:is_closing")
+  end
   return self.transport:is_closing()
 end
 
 function StreamWriter:can_write_eof()
-  check_writer(self, "writer:can_write_eof")
+  if getmt(self) ~= StreamWriter then
+    check_writer(self, "writer:can_write_eof")
+  end
   return not self._lost and self.transport:can_write_eof()
 end
 
 --- writer:write_eof(): ends the writing side once the buffer is flushed
 -- (harmless once the connection is lost).
 function StreamWriter:write_eof()
-  check_writer(self, "writer:write_eof")
+  if getmt(self) ~= StreamWriter then
+    check_writer(self, "writer:write_eof")
+  end
   if not self._lost then
     self.transport:write_eof()
   end
@@ -181,7 +201,9 @@ end
 --- writer:get_extra_info(name [, default]): the transport's; after the
 -- end, "peername" and "sockname" as they were.
 function StreamWriter:get_extra_info(name, default)
-  check_writer(self, "writer:get_extra_info")
+  if getmt(self) ~= StreamWriter then
+    check_writer(self, "writer:get_extra_info")
+  end
   if not self._lost then
     return self.transport:get_extra_info(name, default)
   end
@@ -204,7 +226,9 @@ end
 --- writer:wait_closed(): once the connection has ended; raises its error
 -- if it ended with one.
 function StreamWriter:wait_closed()
-  check_writer(self, "writer:wait_closed")
+  if getmt(self) ~= StreamWriter then
+    check_writer(self, "writer:wait_closed")
+  end
   return async(self, "writer:wait_closed", wait_closed)
 end
 

@@ -9,6 +9,7 @@
 local core = require "tapio.core"
 local U = require "tapio.util"
 local F = require "tapio.future"
+local T = require "tapio.task"
 local R = require "tapio.reader"
 local S = require "tapio.streams"
 
@@ -19,6 +20,7 @@ local Loop = core.loop_methods
 
 local Process = {}
 Process.__index = Process
+Process.__name = "tapio.Process"
 M.Process = Process
 
 local function check_process(p, fn)
@@ -75,7 +77,7 @@ end
 local function exited(process)
   if process.returncode == nil then
     process.returncode = process._transport:get_returncode()
-    S.wake_all(process, "_waiters")
+    S.wake_all(process, "_waiters", T.unpark_soon)
   end
 end
 
