@@ -56,17 +56,16 @@ function M.new_writer(transport, reader, loop)
 end
 
 -- Parks the task in the list self[key] until wake_all (see future.lua's
--- park); tasks cancelled meanwhile are left out of it first.
+-- park); tasks cancelled meanwhile are taken out of it first.
 local function wait_in(self, key)
-  local list, kept = self[key], {}
-  for i = 1, #list do
-    if list[i]._parked == list then
-      kept[#kept + 1] = list[i]
+  local list = self[key]
+  for i = #list, 1, -1 do
+    if list[i]._parked ~= list then
+      table.remove(list, i)
     end
   end
-  kept[#kept + 1] = current_task()
-  self[key] = kept
-  park(kept)
+  list[#list + 1] = current_task()
+  park(list)
 end
 M.wait_in = wait_in
 
@@ -124,6 +123,12 @@ function StreamWriter:writelines(list)
   if type(list) ~= "table" then
     error("tapio: writer:writelines: bad argument #1 'data' (table "
       .. "expected, got " .. U.typename(list) .. ")", 2)
+  end
+  for i = 1, #list do
+    if type(list[i]) ~= "string" then
+      error(("tapio: writer:writelines: bad argument #1 'data' (string "
+        .. "expected at index %d, got %s)"):format(i, U.typename(list[i])), 2)
+    end
   end
   if not self._lost then
     self.transport:writelines(list)
