@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Runs the Lua examples with the tapio host: the TCP echo server and client
-# against each other and against the reference's Python versions (when a
-# python3 is given), and checks each prints what the Python version prints;
-# the subprocess example (its python3 child is the one given) and the pipe
-# example through cat.
+# Runs the Lua examples with the tapio host: the TCP echo servers and
+# clients (protocols and streams) against each other and against the
+# reference's Python versions (when a python3 is given), and checks each
+# prints what the Python version prints; the existing-socket examples; the
+# HTTP headers example against a page served on 127.0.0.1 (python3's
+# http.server); the subprocess examples (their python3 child is the one
+# given) and the pipe example through cat.
 # Usage: examples/test_examples.sh path/to/tapio [python3]
 set -u
 host=${1:?usage: $0 path/to/tapio [python3]}
@@ -42,7 +44,9 @@ wait_listening() {
 # The ephemeral client port differs from run to run.
 mask() { sed -E "s/\('127\.0\.0\.1', [0-9]+\)/('127.0.0.1', PORT)/" "$1"; }
 
-# run_pair NAME SERVER-CMD... -- CLIENT-CMD...: outputs in $work/NAME.*
+# run_pair NAME SERVER-CMD... -- CLIENT-CMD...: outputs in $work/NAME.*;
+# the server's output ends with the line $LAST_LINE.
+LAST_LINE="Close the client socket"
 run_pair() {
   local name=$1
   shift
@@ -66,7 +70,7 @@ run_pair() {
   fi
   # The server prints its last line right after the client's end.
   for _ in $(seq 1 100); do
-    grep -q "Close the client socket" "$work/$name.server" && break
+    grep -q "$LAST_LINE" "$work/$name.server" && break
     sleep 0.05
   done
   kill "$spid" 2>/dev/null
@@ -115,6 +119,67 @@ if ! timeout 20 "$host" "$here/existing_socket.lua" >"$work/lua.existing" 2>&1; 
 fi
 expect_same "existing_socket" "$work/py.existing" "$work/lua.existing"
 
+# The streams page's echo server and client, the same four ways.
+LAST_LINE="Close the connection"
+lua_server=("$host" "$here/streams_echo_server.lua")
+lua_client=("$host" "$here/streams_echo_client.lua")
+run_pair slua "${lua_server[@]}" -- "${lua_client[@]}"
+if [ -n "$python" ]; then
+  py_server=("$python" -u "$here/python/streams_echo_server.py")
+  py_client=("$python" -u "$here/python/streams_echo_client.py")
+  run_pair spy "${py_server[@]}" -- "${py_client[@]}"
+  run_pair sluapy "${lua_server[@]}" -- "${py_client[@]}"
+  run_pair spylua "${py_server[@]}" -- "${lua_client[@]}"
+  "$python" -u "$here/python/streams_socketpair.py" >"$work/py.socketpair" 2>&1
+else
+  printf '%s\n' "Serving on ('127.0.0.1', 1)" \
+    "Received 'Hello World!' from ('127.0.0.1', 1)" \
+    "Send: 'Hello World!'" "Close the connection" >"$work/spy.server"
+  printf '%s\n' "Send: 'Hello World!'" "Received: 'Hello World!'" \
+    "Close the connection" >"$work/spy.client"
+  printf '%s\n' "Received: abc" >"$work/py.socketpair"
+fi
+expect_same "streams: Lua server vs Lua client: server" "$work/spy.server" "$work/slua.server"
+expect_same "streams: Lua server vs Lua client: client" "$work/spy.client" "$work/slua.client"
+if [ -n "$python" ]; then
+  expect_same "streams: Lua server vs Python client: server" "$work/spy.server" "$work/sluapy.server"
+  expect_same "streams: Python server vs Lua client: client" "$work/spy.client" "$work/spylua.client"
+fi
+timeout 20 "$host" "$here/streams_socketpair.lua" >"$work/lua.socketpair" 2>&1 ||
+  fail "streams_socketpair.lua failed"
+expect_same "streams_socketpair" "$work/py.socketpair" "$work/lua.socketpair"
+
+# The HTTP headers example (and the page's Python) against a page that
+# python3's http.server serves on 127.0.0.1; the Date line may differ.
+if [ -n "$python" ]; then
+  mkdir -p "$work/www"
+  echo "<html><body>tapio</body></html>" >"$work/www/page.html"
+  hport=$(free_port)
+  "$python" -m http.server "$hport" --bind 127.0.0.1 \
+    --directory "$work/www" >"$work/http.log" 2>&1 &
+  hpid=$!
+  pids+=("$hpid")
+  if wait_listening "$hport"; then
+    url="http://127.0.0.1:$hport/page.html"
+    timeout 20 "$host" "$here/http_headers.lua" "$url" >"$work/lua.http" 2>&1 ||
+      fail "http_headers.lua failed"
+    timeout 20 "$python" "$here/python/http_headers.py" "$url" \
+      >"$work/py.http" 2>&1 || fail "http_headers.py failed"
+    grep -q "^HTTP header> HTTP/1.0 200 OK$" "$work/lua.http" ||
+      fail "http_headers.lua: no status line"
+    grep -q "^HTTP header> Content-Length: 32$" "$work/lua.http" ||
+      fail "http_headers.lua: no Content-Length"
+    sed -i 's/^HTTP header> Date: .*/HTTP header> Date: DATE/' \
+      "$work/lua.http" "$work/py.http"
+    expect_same "http_headers (http)" "$work/py.http" "$work/lua.http"
+  else
+    fail "http.server did not listen on $hport"
+  fi
+  kill "$hpid" 2>/dev/null
+else
+  echo "skip: http_headers (no python3 to serve the page)"
+fi
+
 # The subprocess example prints the date a python3 child printed, in the
 # reference's format; the Python version beside it when there is one.
 date_re='^Current date: [0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}$'
@@ -132,6 +197,14 @@ check_date "subprocess_date.lua" "$work/lua.date"
 if [ -n "$python" ]; then
   timeout 20 "$python" "$here/python/subprocess_date.py" >"$work/py.date" 2>&1
   check_date "subprocess_date.py (the reference)" "$work/py.date"
+fi
+timeout 20 "$host" "$here/subprocess_date_streams.lua" "${python:-python3}" \
+  >"$work/lua.sdate" 2>&1 || fail "subprocess_date_streams.lua failed"
+check_date "subprocess_date_streams.lua" "$work/lua.sdate"
+if [ -n "$python" ]; then
+  timeout 20 "$python" "$here/python/subprocess_date_streams.py" \
+    >"$work/py.sdate" 2>&1
+  check_date "subprocess_date_streams.py" "$work/py.sdate"
 fi
 
 # The pipe example: lines through cat and back.
