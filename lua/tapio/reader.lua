@@ -574,6 +574,22 @@ function StreamReader:readline()
   if getmt(self) ~= StreamReader then
     check_reader(self, "reader:readline")
   end
+  -- The usual case, in a task: a whole line at the head of the buffer.
+  local first = self._chunks[self._head]
+  if first and self._exception == nil then
+    local off = self._off
+    local e = find(first, "\n", off, true)
+    if e and e - off <= self._limit then
+      local co = running()
+      if co and tasks[co] then
+        local line = take(self, e - off + 1)
+        if self._paused then
+          maybe_resume(self)
+        end
+        return line
+      end
+    end
+  end
   return async(self, "reader:readline", readline)
 end
 

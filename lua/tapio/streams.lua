@@ -25,6 +25,7 @@ local M = { api = {} } -- api: what `tapio` holds too (see tapio.util)
 local getmt = debug and debug.getmetatable or getmetatable
 local api = M.api
 local current_task, await, park = F.api.current_task, F.await, F.park
+local tasks, running = F.tasks, coroutine.running
 local async, feed_data, new_reader = R.async, R.feed_data, R.new_reader
 local Loop = core.loop_methods
 
@@ -50,6 +51,9 @@ function M.new_writer(transport, reader, loop)
     _drains = {},       -- the tasks waiting in drain
     _ends = {},         -- ... in wait_closed, or in drain while closing
     _closing = false,   -- close() was called
+    _eof = false,       -- write_eof() was called
+    _pending = {}, _pending_size = 0, -- writes batched (see write)
+    _queued = false,    -- a flush is deferred to the task's stop
     _lost = false, _error = nil,
     _extra = nil,       -- peername and sockname, kept at the end
   }, StreamWriter)
@@ -101,8 +105,70 @@ function M.writer_lost(self, err, extra)
   wake_all(self, "_ends", T.unpark_soon)
 end
 
---- writer:write(data): sends or buffers data at once. Dropped once the
--- connection is lost (as asyncio does): drain() raises then.
+-- Batching: the writes a task makes while its connection's reader still
+-- holds input (a reply per line read, say) wait in _pending, and go out
+-- in one system call when the reader runs dry, 256 KiB are pending, or
+-- the task waits or ends (T.defer): as uvloop sends what one loop
+-- iteration wrote at its end. Any other write goes at once.
+local BATCH = 262144
+
+-- Sends what is pending, in one write or writev. Run from a task's stop
+-- too, so a failure goes to the exception handler, never up.
+local function flush(self)
+  local pending = self._pending
+  local n = #pending
+  self._queued = false
+  if n == 0 then
+    return
+  end
+  self._pending_size = 0
+  if not self._lost then
+    local t = self.transport
+    local ok, err
+    if n == 1 then
+      ok, err = pcall(t.write, t, pending[1])
+    else
+      ok, err = pcall(t.writelines, t, pending)
+    end
+    if not ok then
+      self._loop:call_exception_handler({ message = "error in a write of "
+        .. "a StreamWriter", exception = err, transport = t })
+    end
+  end
+  for i = n, 1, -1 do
+    pending[i] = nil
+  end
+end
+
+-- After data was added to _pending: wait for more, or send it all now.
+local function settle(self)
+  local reader, co = self._reader, running()
+  if reader and reader._size > 0 and self._pending_size < BATCH
+     and co and tasks[co] then
+    if not self._queued then
+      self._queued = true
+      T.defer(flush, self)
+    end
+  else
+    flush(self)
+  end
+end
+
+-- Whether a write goes straight to the transport: nothing is pending,
+-- and no more input waits to be read.
+local function direct(self)
+  local reader = self._reader
+  return self._pending_size == 0 and not (reader and reader._size > 0)
+end
+
+local function check_open(self, fn)
+  if self._eof then
+    error(("tapio: %s: cannot write after write_eof()"):format(fn), 3)
+  end
+end
+
+--- writer:write(data): sends data (or buffers it, see above). Dropped
+-- once the connection is lost (as asyncio does): drain() raises then.
 function StreamWriter:write(data)
   if getmt(self) ~= StreamWriter then
     check_writer(self, "writer:write")
@@ -111,9 +177,20 @@ function StreamWriter:write(data)
     error("tapio: writer:write: bad argument #1 'data' (string expected, "
       .. "got " .. U.typename(data) .. ")", 2)
   end
-  if not self._lost then
-    self.transport:write(data)
+  if self._lost then
+    return
+  elseif self._eof then
+    check_open(self, "writer:write")
   end
+  local reader = self._reader
+  if self._pending_size == 0 and not (reader and reader._size > 0) then
+    self.transport:write(data) -- the usual case: at once
+    return
+  end
+  local pending = self._pending
+  pending[#pending + 1] = data
+  self._pending_size = self._pending_size + #data
+  settle(self)
 end
 
 function StreamWriter:writelines(list)
@@ -130,9 +207,20 @@ function StreamWriter:writelines(list)
         .. "expected at index %d, got %s)"):format(i, U.typename(list[i])), 2)
     end
   end
-  if not self._lost then
-    self.transport:writelines(list)
+  if self._lost then
+    return
   end
+  check_open(self, "writer:writelines")
+  if direct(self) then
+    self.transport:writelines(list)
+    return
+  end
+  local pending = self._pending
+  for i = 1, #list do
+    pending[#pending + 1] = list[i]
+    self._pending_size = self._pending_size + #list[i]
+  end
+  settle(self)
 end
 
 local function lost_error(self)
@@ -167,6 +255,13 @@ function StreamWriter:drain()
   if getmt(self) ~= StreamWriter then
     check_writer(self, "writer:drain")
   end
+  -- The usual case, in a task: nothing to wait for, nothing to raise.
+  if not (self._paused or self._closing or self._lost) then
+    local reader, co = self._reader, running()
+    if co and tasks[co] and not (reader and reader._exception ~= nil) then
+      return
+    end
+  end
   return async(self, "writer:drain", drain)
 end
 
@@ -175,6 +270,7 @@ function StreamWriter:close()
     check_writer(self, "writer:close")
   end
   self._closing = true
+  flush(self)
   self.transport:close()
 end
 
@@ -199,6 +295,8 @@ function StreamWriter:write_eof()
     check_writer(self, "writer:write_eof")
   end
   if not self._lost then
+    flush(self)
+    self._eof = true
     self.transport:write_eof()
   end
 end

@@ -73,11 +73,37 @@ local function task_failed(task, err)
   end
 end
 
+-- Work left for when the running task stops running (waits or ends),
+-- as pairs fn, obj: tapio.streams sends the writes a task batched then.
+-- Two lists swapped, so that running them allocates nothing.
+local deferred, spare = {}, {}
+
+--- Runs fn(obj) once the running task stops running (it waits or ends).
+-- fn must not raise.
+function M.defer(fn, obj)
+  local n = #deferred
+  deferred[n + 1], deferred[n + 2] = fn, obj
+end
+
+local function run_deferred()
+  local list = deferred
+  deferred, spare = spare, list
+  for i = 1, #list, 2 do
+    list[i](list[i + 1])
+  end
+  for i = #list, 1, -1 do
+    list[i] = nil
+  end
+end
+
 -- What the task's coroutine did when it stopped: ok and what it
 -- returned, raised or yielded (no table made per step). PARK is checked
 -- first: it is the hot path (a task in a stream read), and no function
 -- can return it.
 local function stopped(task, ok, ...)
+  if deferred[1] then
+    run_deferred()
+  end
   local what, obj = ...
   if what == PARK and ok then
     task._parked = obj
