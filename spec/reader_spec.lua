@@ -364,6 +364,31 @@ describe("a StreamReader", function()
     end)
   end)
 
+  it("raises the cancellation's message in a waiting read, and cancels " ..
+     "a task that cancelled itself before waiting", function()
+    run(function(loop)
+      local r = tapio.StreamReader()
+      local t = loop:create_task(function()
+        return r:read(1)
+      end)
+      tapio.sleep(0)
+      assert.is_true(t:cancel("enough"))
+      assert.is_true(t:cancel("twice")) -- cancelling, not yet done
+      local ok, err = pcall(t.await, t)
+      assert.is_false(ok)
+      assert.are.equal("enough", err.message)
+      assert.is_true(t:cancelled())
+      local self_cancelled = loop:create_task(function()
+        tapio.current_task():cancel()
+        return r:read(1) -- cancelled here, where it waits
+      end)
+      assert.is_true(tapio.is_cancelled(select(2, pcall(self_cancelled.await,
+        self_cancelled))))
+      r:feed_data("x") -- nobody waits: it stays
+      assert.are.equal(1, r:get_buffer_size())
+    end)
+  end)
+
   it("refuses a second waiting task", function()
     run(function(loop)
       local r = tapio.StreamReader()

@@ -333,6 +333,55 @@ describe("streams over TCP", function()
     end)
   end)
 
+  it("batches a task's writes while its reader holds input, in order",
+     function()
+    run(function(loop)
+      local server, reader, writer, sr, sw = pair(loop)
+      writer:write("a\nb\nc\nd\n")
+      until_true(function()
+        return sr:get_buffer_size() == 8
+      end)
+      local sent = function()
+        return sw.transport:get_stats().bytes_sent
+      end
+      assert.are.equal(0, sent())
+      sw:write(sr:readline())
+      sw:drain()
+      assert.are.equal(0, sent()) -- more input waits: the reply too
+      sw:write(sr:readline())
+      assert.are.equal(0, sent())
+      tapio.sleep(0) -- the task waits: what it wrote goes out
+      assert.are.equal(4, sent())
+      sw:write(sr:readline())
+      assert.are.equal(4, sent())
+      sw:writelines({ sr:readline(), "e\n" }) -- the reader ran dry: now
+      assert.are.equal(10, sent())
+      assert.are.equal("a\nb\nc\nd\ne\n", reader:readexactly(10))
+      writer:write("f\n")
+      until_true(function()
+        return sr:get_buffer_size() == 2
+      end)
+      sw:write("1")
+      sw:write("2")
+      sw:close() -- sends what waits first
+      assert.are.equal("12", reader:read())
+      server:close()
+    end)
+  end)
+
+  it("raises for a write after write_eof", function()
+    run(function(loop)
+      local server, _, writer = pair(loop)
+      writer:write_eof()
+      assert.matches("writer:write: cannot write after write_eof%(%)",
+        fails(writer.write, writer, "x"))
+      assert.matches("writer:writelines: cannot write after write_eof%(%)",
+        fails(writer.writelines, writer, { "x" }))
+      writer:close()
+      server:close()
+    end)
+  end)
+
   it("reports an error of client_connected_cb and closes that connection",
      function()
     local errors = run(function(loop, errors)

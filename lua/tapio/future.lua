@@ -60,7 +60,9 @@ local function park(obj)
   local signal = coroutine.yield(PARK, obj)
   if signal == CANCEL then
     local task = current_task()
-    error(cancelled_error(task and task._cancel_message), 0)
+    local message = task._cancel_message
+    task._cancel_message = nil
+    error(cancelled_error(message), 0)
   end
 end
 
