@@ -7,28 +7,20 @@ import asyncio
 import sys
 
 
-async def echo(reader, writer):
-    while True:
-        data = await reader.read(65536)
-        if not data:
-            break
-        writer.write(data)
-        await writer.drain()
-    writer.close()
+def echo(read):
+    async def handler(reader, writer):
+        while True:
+            data = await read(reader)
+            if not data:
+                break
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+    return handler
 
 
-async def lines(reader, writer):
-    while True:
-        line = await reader.readline()
-        if not line:
-            break
-        writer.write(line)
-        await writer.drain()
-    writer.close()
-
-
-async def main(port, handler):
-    server = await asyncio.start_server(handler, "127.0.0.1", port,
+async def main(port, read):
+    server = await asyncio.start_server(echo(read), "127.0.0.1", port,
                                         backlog=1024)
     print("ready", flush=True)
     async with server:
@@ -38,5 +30,7 @@ async def main(port, handler):
 if sys.argv[2] == "uvloop":
     import uvloop
     uvloop.install()
-asyncio.run(main(int(sys.argv[1]),
-                 lines if sys.argv[3:] == ["lines"] else echo))
+if sys.argv[3:] == ["lines"]:
+    asyncio.run(main(int(sys.argv[1]), lambda r: r.readline()))
+else:
+    asyncio.run(main(int(sys.argv[1]), lambda r: r.read(65536)))

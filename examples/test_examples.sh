@@ -46,7 +46,6 @@ mask() { sed -E "s/\('127\.0\.0\.1', [0-9]+\)/('127.0.0.1', PORT)/" "$1"; }
 
 # run_pair NAME SERVER-CMD... -- CLIENT-CMD...: outputs in $work/NAME.*;
 # the server's output ends with the line $LAST_LINE.
-LAST_LINE="Close the client socket"
 run_pair() {
   local name=$1
   shift
@@ -86,68 +85,63 @@ expect_same() { # what expected-file actual-file
   fi
 }
 
-lua_server=("$host" "$here/tcp_echo_server.lua")
-lua_client=("$host" "$here/tcp_echo_client.lua")
+# echo_pairs TAG LABEL NAME LAST-LINE: the Lua NAME_server.lua and
+# NAME_client.lua against each other and, with python, against
+# python/NAME_server.py and _client.py; each output compared with the
+# Python one's, or without python with the reference's output as the
+# documentation shows it, in $work/TAG.ref.server and .client.
+echo_pairs() {
+  local tag=$1 label=$2 name=$3 ref=$work/$1.ref
+  LAST_LINE=$4
+  local ls=("$host" "$here/${name}_server.lua")
+  local lc=("$host" "$here/${name}_client.lua")
+  run_pair "$tag.lua" "${ls[@]}" -- "${lc[@]}"
+  if [ -n "$python" ]; then
+    local ps=("$python" -u "$here/python/${name}_server.py")
+    local pc=("$python" -u "$here/python/${name}_client.py")
+    run_pair "$tag.py" "${ps[@]}" -- "${pc[@]}"
+    run_pair "$tag.luapy" "${ls[@]}" -- "${pc[@]}"
+    run_pair "$tag.pylua" "${ps[@]}" -- "${lc[@]}"
+    ref=$work/$tag.py
+    expect_same "$label: Lua server vs Python client: server" \
+      "$ref.server" "$work/$tag.luapy.server"
+    expect_same "$label: Python server vs Lua client: client" \
+      "$ref.client" "$work/$tag.pylua.client"
+  fi
+  expect_same "$label: Lua server vs Lua client: server" "$ref.server" \
+    "$work/$tag.lua.server"
+  expect_same "$label: Lua server vs Lua client: client" "$ref.client" \
+    "$work/$tag.lua.client"
+}
 
-run_pair lua "${lua_server[@]}" -- "${lua_client[@]}"
+# The reference's outputs, for a machine without python.
+printf '%s\n' "Connection from ('127.0.0.1', 1)" \
+  "Data received: 'Hello World!'" "Send: 'Hello World!'" \
+  "Close the client socket" >"$work/tcp.ref.server"
+printf '%s\n' "Data sent: 'Hello World!'" "Data received: 'Hello World!'" \
+  "The server closed the connection" >"$work/tcp.ref.client"
+printf '%s\n' "Serving on ('127.0.0.1', 1)" \
+  "Received 'Hello World!' from ('127.0.0.1', 1)" \
+  "Send: 'Hello World!'" "Close the connection" >"$work/streams.ref.server"
+printf '%s\n' "Send: 'Hello World!'" "Received: 'Hello World!'" \
+  "Close the connection" >"$work/streams.ref.client"
+printf '%s\n' "Received: abc" >"$work/ref.received"
 
-if [ -n "$python" ]; then
-  py_server=("$python" -u "$here/python/tcp_echo_server.py")
-  py_client=("$python" -u "$here/python/tcp_echo_client.py")
-  run_pair py "${py_server[@]}" -- "${py_client[@]}"
-  run_pair luapy "${lua_server[@]}" -- "${py_client[@]}"
-  run_pair pylua "${py_server[@]}" -- "${lua_client[@]}"
-  expect_same "Lua server vs Lua client: server" "$work/py.server" "$work/lua.server"
-  expect_same "Lua server vs Lua client: client" "$work/py.client" "$work/lua.client"
-  expect_same "Lua server vs Python client: server" "$work/py.server" "$work/luapy.server"
-  expect_same "Python server vs Lua client: client" "$work/py.client" "$work/pylua.client"
-  "$python" -u "$here/python/existing_socket.py" >"$work/py.existing" 2>&1
-else
-  # Without Python, the reference's output as the documentation shows it.
-  printf '%s\n' "Connection from ('127.0.0.1', 1)" \
-    "Data received: 'Hello World!'" "Send: 'Hello World!'" \
-    "Close the client socket" >"$work/ref.server"
-  printf '%s\n' "Data sent: 'Hello World!'" "Data received: 'Hello World!'" \
-    "The server closed the connection" >"$work/ref.client"
-  printf '%s\n' "Received: abc" >"$work/py.existing"
-  expect_same "Lua server vs Lua client: server" "$work/ref.server" "$work/lua.server"
-  expect_same "Lua server vs Lua client: client" "$work/ref.client" "$work/lua.client"
-fi
+# The protocols' echo server and client, and the streams page's.
+echo_pairs tcp "tcp echo" tcp_echo "Close the client socket"
+echo_pairs streams "streams echo" streams_echo "Close the connection"
 
-if ! timeout 20 "$host" "$here/existing_socket.lua" >"$work/lua.existing" 2>&1; then
-  fail "existing_socket.lua failed"
-fi
-expect_same "existing_socket" "$work/py.existing" "$work/lua.existing"
-
-# The streams page's echo server and client, the same four ways.
-LAST_LINE="Close the connection"
-lua_server=("$host" "$here/streams_echo_server.lua")
-lua_client=("$host" "$here/streams_echo_client.lua")
-run_pair slua "${lua_server[@]}" -- "${lua_client[@]}"
-if [ -n "$python" ]; then
-  py_server=("$python" -u "$here/python/streams_echo_server.py")
-  py_client=("$python" -u "$here/python/streams_echo_client.py")
-  run_pair spy "${py_server[@]}" -- "${py_client[@]}"
-  run_pair sluapy "${lua_server[@]}" -- "${py_client[@]}"
-  run_pair spylua "${py_server[@]}" -- "${lua_client[@]}"
-  "$python" -u "$here/python/streams_socketpair.py" >"$work/py.socketpair" 2>&1
-else
-  printf '%s\n' "Serving on ('127.0.0.1', 1)" \
-    "Received 'Hello World!' from ('127.0.0.1', 1)" \
-    "Send: 'Hello World!'" "Close the connection" >"$work/spy.server"
-  printf '%s\n' "Send: 'Hello World!'" "Received: 'Hello World!'" \
-    "Close the connection" >"$work/spy.client"
-  printf '%s\n' "Received: abc" >"$work/py.socketpair"
-fi
-expect_same "streams: Lua server vs Lua client: server" "$work/spy.server" "$work/slua.server"
-expect_same "streams: Lua server vs Lua client: client" "$work/spy.client" "$work/slua.client"
-if [ -n "$python" ]; then
-  expect_same "streams: Lua server vs Python client: server" "$work/spy.server" "$work/sluapy.server"
-  expect_same "streams: Python server vs Lua client: client" "$work/spy.client" "$work/spylua.client"
-fi
-timeout 20 "$host" "$here/streams_socketpair.lua" >"$work/lua.socketpair" 2>&1 ||
-  fail "streams_socketpair.lua failed"
-expect_same "streams_socketpair" "$work/py.socketpair" "$work/lua.socketpair"
+# The existing socket, with a protocol and with streams.
+for name in existing_socket streams_socketpair; do
+  expected=$work/ref.received
+  if [ -n "$python" ]; then
+    "$python" -u "$here/python/$name.py" >"$work/py.$name" 2>&1
+    expected=$work/py.$name
+  fi
+  timeout 20 "$host" "$here/$name.lua" >"$work/lua.$name" 2>&1 ||
+    fail "$name.lua failed"
+  expect_same "$name" "$expected" "$work/lua.$name"
+done
 
 # The HTTP headers example (and the page's Python) against a page that
 # python3's http.server serves on 127.0.0.1; the Date line may differ.

@@ -175,6 +175,71 @@ function helper.pair(loop, server_proto, client_proto, server_opts)
   return server, t, p, sp
 end
 
+--- pcall(fn, ...) expecting a failure: returns the error value.
+function helper.fails(fn, ...)
+  local ok, err = pcall(fn, ...)
+  assert(not ok, "expected an error")
+  return err
+end
+
+--- Inside a task: turns of the loop until cond() (the spec's deadline
+-- bounds it).
+function helper.until_true(cond)
+  while not cond() do
+    tapio.sleep(0)
+  end
+end
+
+--- Runs fn(loop, finish) from a call_soon callback of a new loop (no
+-- task: the async rule gives futures) until finish(...) is called, or the
+-- deadline passes (an error); closes the loop and returns finish's
+-- arguments.
+function helper.in_callback(fn)
+  local loop = tapio.new_loop()
+  local result
+  loop:call_soon(fn, loop, function(...)
+    result = pack(...)
+    loop:stop()
+  end)
+  local deadline = loop:call_later(helper.DEADLINE, function()
+    loop:stop()
+  end)
+  loop:run_forever()
+  deadline:cancel()
+  loop:close()
+  assert(result, "deadline passed before finish()")
+  return unpack(result, 1, result.n)
+end
+
+--- Inside a task: writes data and drains, a loop turn apart, up to n
+-- times, until drain raises; returns that error (nil if it never did).
+function helper.write_until_error(writer, data, n)
+  for _ = 1, n do
+    writer:write(data)
+    local ok, err = pcall(writer.drain, writer)
+    if not ok then
+      return err
+    end
+    tapio.sleep(0)
+  end
+end
+
+--- Inside a task: a task of fn(...) that has run until it waits.
+function helper.started(loop, fn, ...)
+  local task = loop:create_task(fn, ...)
+  tapio.sleep(0)
+  return task
+end
+
+--- Whether pid names no process (it was reaped, so not a zombie either).
+function helper.gone(pid)
+  local r = os.execute("kill -0 " .. pid .. " 2>/dev/null")
+  if type(r) == "number" then -- LuaJIT: the status
+    return r ~= 0
+  end
+  return not r
+end
+
 --- The port of a server's first listening socket.
 function helper.port(server)
   return server:addresses()[1][2]

@@ -4,24 +4,10 @@
 local helper = require "spec.helper"
 local tapio = helper.tapio
 
-local run = helper.run
-
-local function fails(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert(not ok, "expected an error")
-  return err
-end
+local run, fails, gone, started = helper.run, helper.fails, helper.gone,
+  helper.started
 
 local PIPES = { stdin = "pipe", stdout = "pipe", stderr = "pipe" }
-
--- Whether pid names no process (it was reaped, so not a zombie either).
-local function gone(pid)
-  local r = os.execute("kill -0 " .. pid .. " 2>/dev/null")
-  if type(r) == "number" then -- LuaJIT: the status
-    return r ~= 0
-  end
-  return not r
-end
 
 describe("a subprocess with streams", function()
   it("reads a line from stdout and waits for the exit", function()
@@ -112,16 +98,7 @@ describe("a subprocess with streams", function()
       local p = tapio.create_subprocess_exec("true", nil,
         { stdin = "pipe" })
       assert.are.equal(0, p:wait())
-      local err
-      for _ = 1, 100 do
-        p.stdin:write(("x"):rep(65536))
-        local ok, e = pcall(p.stdin.drain, p.stdin)
-        if not ok then
-          err = e
-          break
-        end
-        tapio.sleep(0)
-      end
+      local err = helper.write_until_error(p.stdin, ("x"):rep(65536), 100)
       assert.are.equal("EPIPE", err and err.name)
       assert.are.equal(err, fails(p.stdin.wait_closed, p.stdin))
     end)
@@ -216,8 +193,7 @@ describe("a subprocess with streams", function()
   it("survives a cancelled wait: kill, then wait again (P7)", function()
     run(function(loop)
       local p = tapio.create_subprocess_exec("sleep", { "30" })
-      local t = loop:create_task(p.wait, p)
-      tapio.sleep(0)
+      local t = started(loop, p.wait, p)
       assert.is_true(t:cancel())
       assert.is_true(tapio.is_cancelled(select(2, pcall(t.await, t))))
       assert.is_true(p:kill())
@@ -314,20 +290,13 @@ describe("a subprocess with streams", function()
   end)
 
   it("follows the async rule outside a task", function()
-    local loop = tapio.new_loop()
-    local result
-    loop:call_soon(function()
+    assert.are.equal("hi\n", helper.in_callback(function(_, finish)
       tapio.create_subprocess_exec("sh", { "-c", "echo hi" },
         { stdout = "pipe" }):add_done_callback(function(f)
-          local p = f:result()
-          p:communicate():add_done_callback(function(c)
-            result = c:result()
-            loop:stop()
+          f:result():communicate():add_done_callback(function(c)
+            finish(c:result())
           end)
         end)
-    end)
-    loop:run_forever()
-    loop:close()
-    assert.are.equal("hi\n", result)
+    end))
   end)
 end)

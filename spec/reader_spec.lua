@@ -5,14 +5,7 @@
 local helper = require "spec.helper"
 local tapio = helper.tapio
 
-local run = helper.run
-
--- pcall(fn, ...) expecting a failure; returns the error value.
-local function fails(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert(not ok, "expected an error")
-  return err
-end
+local run, fails, started = helper.run, helper.fails, helper.started
 
 -- What remains in the reader (it is at EOF then).
 local function rest(reader)
@@ -325,10 +318,7 @@ describe("a StreamReader", function()
   it("survives set_exception after a cancelled read (R12)", function()
     run(function(loop)
       local r = tapio.StreamReader()
-      local t = loop:create_task(function()
-        return r:read(1)
-      end)
-      tapio.sleep(0)
+      local t = started(loop, r.read, r, 1)
       t:cancel()
       r:set_exception(tapio.error("EPIPE"))
       local ok, err = pcall(t.await, t)
@@ -368,10 +358,7 @@ describe("a StreamReader", function()
      "a task that cancelled itself before waiting", function()
     run(function(loop)
       local r = tapio.StreamReader()
-      local t = loop:create_task(function()
-        return r:read(1)
-      end)
-      tapio.sleep(0)
+      local t = started(loop, r.read, r, 1)
       assert.is_true(t:cancel("enough"))
       assert.is_true(t:cancel("twice")) -- cancelling, not yet done
       local ok, err = pcall(t.await, t)
@@ -392,10 +379,7 @@ describe("a StreamReader", function()
   it("refuses a second waiting task", function()
     run(function(loop)
       local r = tapio.StreamReader()
-      local first = loop:create_task(function()
-        return r:read(5)
-      end)
-      tapio.sleep(0)
+      local first = started(loop, r.read, r, 5)
       assert.matches("reader:readline: another task is already waiting " ..
         "for data on this reader", fails(r.readline, r))
       r:feed_data("x")
@@ -439,21 +423,16 @@ describe("a StreamReader", function()
   end)
 
   it("follows the async rule: a future outside a task", function()
-    local loop = tapio.new_loop()
     local r = tapio.StreamReader()
-    loop:call_soon(function()
+    assert.are.equal("abc", helper.in_callback(function(_, finish)
       local fut = r:readexactly(3)
       assert.is_true(tapio.is_future(fut))
       fut:add_done_callback(function(f)
-        r.got = f:result()
-        loop:stop()
+        finish(f:result())
       end)
       r:feed_data("ab")
       r:feed_data("cd")
-    end)
-    loop:run_forever()
-    loop:close()
-    assert.are.equal("abc", r.got)
+    end))
   end)
 
   it("prints what it holds", function()

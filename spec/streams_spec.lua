@@ -5,21 +5,8 @@
 local helper = require "spec.helper"
 local tapio = helper.tapio
 
-local run = helper.run
-
-local function fails(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert(not ok, "expected an error")
-  return err
-end
-
--- Inside a task: turns of the loop until cond() (the spec's deadline
--- bounds it).
-local function until_true(cond)
-  while not cond() do
-    tapio.sleep(0)
-  end
-end
+local run, fails, until_true = helper.run, helper.fails, helper.until_true
+local started = helper.started
 
 -- Inside a task: a stream server on 127.0.0.1 whose client_connected_cb
 -- hands its reader and writer to the returned future (and runs body with
@@ -167,16 +154,7 @@ describe("streams over TCP", function()
     run(function(loop)
       local server, _, writer, _, sw = pair(loop)
       sw:close()
-      local err
-      for _ = 1, 1000 do
-        writer:write(("y"):rep(4096))
-        local ok, e = pcall(writer.drain, writer)
-        if not ok then
-          err = e
-          break
-        end
-        tapio.sleep(0)
-      end
+      local err = helper.write_until_error(writer, ("y"):rep(4096), 1000)
       assert.is_not_nil(err, "drain never raised")
       assert.is_true(err.name == "ECONNRESET" or err.name == "EPIPE",
         tostring(err))
@@ -287,10 +265,7 @@ describe("streams over TCP", function()
       sw.transport:set_write_buffer_limits(4096)
       local big = 32 * 1024 * 1024
       sw:write(("q"):rep(big))
-      local t = loop:create_task(function()
-        sw:drain()
-      end)
-      tapio.sleep(0)
+      local t = started(loop, sw.drain, sw)
       assert.is_false(t:done())
       assert.is_true(t:cancel())
       assert.is_true(tapio.is_cancelled(select(2, pcall(t.await, t))))
@@ -318,10 +293,7 @@ describe("streams over TCP", function()
       assert.is_true(tapio.is_cancelled(select(2, pcall(t.await, t))))
       writer:write(", now\n")
       assert.are.equal("no newline yet, now\n", sr:readline())
-      local r = loop:create_task(function()
-        return sr:read(10)
-      end)
-      tapio.sleep(0)
+      local r = started(loop, sr.read, sr, 10)
       r:cancel()
       pcall(r.await, r)
       writer:write("after")
@@ -453,9 +425,7 @@ describe("streams over TCP", function()
   end)
 
   it("follows the async rule outside a task", function()
-    local loop = tapio.new_loop()
-    local got
-    loop:call_soon(function()
+    assert.are.equal("hello", helper.in_callback(function(_, finish)
       local sfut = tapio.start_server(function(r, w)
         w:write(r:read(5))
         w:close()
@@ -469,16 +439,12 @@ describe("streams over TCP", function()
           writer:write("hello")
           assert.is_true(tapio.is_future(writer:drain()))
           reader:read():add_done_callback(function(rf)
-            got = rf:result()
             server:close()
-            loop:stop()
+            finish(rf:result())
           end)
         end)
       end)
-    end)
-    loop:run_forever()
-    loop:close()
-    assert.are.equal("hello", got)
+    end))
   end)
 
   it("checks the arguments of the calls and methods", function()

@@ -60,16 +60,10 @@ local limit_overrun_error = M.api.limit_overrun_error
 
 -- ---- The buffer ----------------------------------------------------------
 
-local StreamReader = {}
-StreamReader.__index = StreamReader
-StreamReader.__name = "tapio.StreamReader"
+-- check_reader raises for a bad self; the methods call it only when the
+-- metatable is not StreamReader's, so the good path makes no call.
+local StreamReader, check_reader = U.class("tapio.StreamReader")
 M.StreamReader = StreamReader
-
--- Raises for a bad self; the methods call it only when the metatable is
--- not StreamReader's, so the good path makes no call.
-local function check_reader(r, fn)
-  U.check_self(r, StreamReader, fn, 4)
-end
 
 -- A reader's limit (nil: the default), or raises at the given level.
 local function check_limit(limit, fn, what, level)

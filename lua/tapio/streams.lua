@@ -31,16 +31,10 @@ local Loop = core.loop_methods
 
 -- ---- StreamWriter ----------------------------------------------------------
 
-local StreamWriter = {}
-StreamWriter.__index = StreamWriter
-StreamWriter.__name = "tapio.StreamWriter"
+-- check_writer raises for a bad self; the methods call it only when the
+-- metatable is not StreamWriter's, so the good path makes no call.
+local StreamWriter, check_writer = U.class("tapio.StreamWriter")
 M.StreamWriter = StreamWriter
-
--- Raises for a bad self; the methods call it only when the metatable is
--- not StreamWriter's, so the good path makes no call.
-local function check_writer(w, fn)
-  U.check_self(w, StreamWriter, fn, 4)
-end
 
 -- A writer on transport (a stream or a write pipe), reading the
 -- connection's errors from reader (nil for a pipe).
@@ -140,6 +134,12 @@ local function flush(self)
   end
 end
 
+local function add(self, data)
+  local pending = self._pending
+  pending[#pending + 1] = data
+  self._pending_size = self._pending_size + #data
+end
+
 -- After data was added to _pending: wait for more, or send it all now.
 local function settle(self)
   local reader, co = self._reader, running()
@@ -187,9 +187,7 @@ function StreamWriter:write(data)
     self.transport:write(data) -- the usual case: at once
     return
   end
-  local pending = self._pending
-  pending[#pending + 1] = data
-  self._pending_size = self._pending_size + #data
+  add(self, data)
   settle(self)
 end
 
@@ -215,10 +213,8 @@ function StreamWriter:writelines(list)
     self.transport:writelines(list)
     return
   end
-  local pending = self._pending
   for i = 1, #list do
-    pending[#pending + 1] = list[i]
-    self._pending_size = self._pending_size + #list[i]
+    add(self, list[i])
   end
   settle(self)
 end

@@ -18,14 +18,8 @@ local current_task, await = F.api.current_task, F.await
 local async, feed_data = R.async, R.feed_data
 local Loop = core.loop_methods
 
-local Process = {}
-Process.__index = Process
-Process.__name = "tapio.Process"
+local Process, check_process = U.class("tapio.Process")
 M.Process = Process
-
-local function check_process(p, fn)
-  U.check_self(p, Process, fn, 4)
-end
 
 -- ---- The protocol ----------------------------------------------------------
 
