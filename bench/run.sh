@@ -254,7 +254,7 @@ window() {
 # Sets SERVERS and NAMES to the servers a row names (servers=a,b,...),
 # those this run has, in that order.
 row_servers() {
-  local wanted entry
+  local wanted entry name
   IFS=, read -ra wanted <<<"${1#servers=}"
   SERVERS=() NAMES=()
   for name in "${wanted[@]}"; do

@@ -24,6 +24,7 @@ local M = { api = {} } -- api: what `tapio` holds too (see tapio.util)
 local getmt = debug and debug.getmetatable or getmetatable
 local find, sub, concat = string.find, string.sub, table.concat
 local park, tasks, running = F.park, F.tasks, coroutine.running
+local unpark = T.unpark
 
 M.DEFAULT_LIMIT = 65536
 
@@ -230,11 +231,11 @@ end
 
 -- Resumes the waiting task: there and then for data (one coroutine
 -- switch per read: see future.lua's park), soon for the end or an error.
-local function wakeup(self, unpark)
+local function wakeup(self, how)
   local task = self._waiter
   if task then
     self._waiter = nil
-    unpark(task, self)
+    how(task, self)
   end
 end
 
@@ -250,8 +251,10 @@ local function feed_data(self, data)
   self._tail = tail
   local size = self._size + n
   self._size = size
-  if self._waiter and size >= self._want then
-    wakeup(self, T.unpark) -- the task may have read some already
+  local task = self._waiter
+  if task and size >= self._want then
+    self._waiter = nil
+    unpark(task, self) -- the task may have read some already
     size = self._size
   end
   if size > 2 * self._limit and not self._paused and self._transport
@@ -331,10 +334,10 @@ local function raise_exception(self)
   end
 end
 
--- Suspends the task until want bytes are buffered, or the end, or an
--- error (raised). One task at a time may wait; a cancelled wait consumes
--- nothing, so the reader stays usable.
-local function wait_for_data(self, fn, want)
+-- Suspends the task (the running one, unless given) until want bytes
+-- are buffered, or the end, or an error (raised). One task at a time may
+-- wait; a cancelled wait consumes nothing, so the reader stays usable.
+local function wait_for_data(self, fn, want, task)
   local waiter = self._waiter
   if waiter and waiter._parked == self then
     error(("tapio: reader:%s: another task is already waiting for data "
@@ -344,9 +347,11 @@ local function wait_for_data(self, fn, want)
     self._paused = false
     self._transport:resume_reading()
   end
-  self._waiter, self._want = tasks[running()], want
+  self._waiter, self._want = task or tasks[running()], want
   park(self)
-  raise_exception(self)
+  if self._exception ~= nil then
+    error(self._exception, 0)
+  end
 end
 
 -- The async rule for the methods of readers, writers and processes
@@ -367,14 +372,14 @@ local function async(obj, name, fn, a, b)
 end
 M.async = async
 
-local function read(self, n)
+local function read(self, n, _, task)
   if self._exception ~= nil then
     error(self._exception, 0)
   end
   if n > 0 then
     local size = self._size
     if size == 0 and not self._eof then
-      wait_for_data(self, "read", 1)
+      wait_for_data(self, "read", 1, task)
       size = self._size
     end
     local data = take(self, n < size and n or size)
@@ -409,8 +414,13 @@ function StreamReader:read(n)
   end
   if n == nil then
     n = -1
-  elseif type(n) ~= "number" or n % 1 ~= 0 then
-    check_size(n, "reader:read")
+  elseif n ~= self._checked then -- a loop reads with one n: checked once
+    self._checked = check_size(n, "reader:read")
+  end
+  local co = running()
+  local task = co and tasks[co]
+  if task then
+    return read(self, n, nil, task)
   end
   return async(self, "reader:read", read, n)
 end

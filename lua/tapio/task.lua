@@ -96,15 +96,14 @@ local function run_deferred()
   end
 end
 
--- What the task's coroutine did when it stopped: ok and what it
--- returned, raised or yielded (no table made per step). PARK is checked
--- first: it is the hot path (a task in a stream read), and no function
--- can return it.
-local function stopped(task, ok, ...)
+-- What the task's coroutine did when it stopped: ok and what it raised
+-- or yielded (its function's results are in task._results: see
+-- create_task, so no call here takes a variable number of values). PARK
+-- is checked first: it is the hot path (a task in a stream read).
+local function stopped(task, ok, what, obj)
   if deferred[1] then
     run_deferred()
   end
-  local what, obj = ...
   if what == PARK and ok then
     task._parked = obj
     if task._must_cancel then -- cancel() from inside, then it parked
@@ -114,10 +113,12 @@ local function stopped(task, ok, ...)
   elseif not ok then
     task_failed(task, what)
   elseif coroutine.status(task._co) == "dead" then
+    local r = task._results
+    task._results = nil
     if task._must_cancel then -- cancel() from inside, then it returned
       Future.cancel(task)
     else
-      Future.set_result(task, ...)
+      Future.set_result(task, unpack(r, 1, r.n))
     end
   else
     if what == AWAIT then
@@ -191,7 +192,7 @@ function Loop:create_task(fn, ...)
   local task = new_future(self, Task)
   task._args = pack(...)
   task._co = coroutine.create(function(...)
-    return fn(...)
+    task._results = pack(fn(...))
   end)
   tasks[task._co] = task
   local set = all_tasks[self]
