@@ -447,6 +447,40 @@ describe("streams over TCP", function()
     end))
   end)
 
+  it("leaves nothing behind: 500 connections opened and closed", function()
+    run(function()
+      local server = tapio.start_server(function(r, w)
+        w:write(r:read())
+        w:close()
+      end, "127.0.0.1", 0)
+      local port = helper.port(server)
+      local function one()
+        local r, w = tapio.open_connection("127.0.0.1", port)
+        w:write("x")
+        w:write_eof()
+        assert.are.equal("x", r:read())
+        w:close()
+        w:wait_closed()
+      end
+      for _ = 1, 50 do -- tables and the registry grow to their size
+        one()
+      end
+      tapio.sleep(0)
+      helper.collect()
+      local refs, kb = helper.registry_count(), collectgarbage("count")
+      for _ = 1, 500 do
+        one()
+      end
+      tapio.sleep(0) -- the server's tasks end
+      helper.collect()
+      assert.are.equal(refs, helper.registry_count())
+      -- a connection's reader, writer, protocol and task are several KiB
+      local grew = collectgarbage("count") - kb
+      assert.is_true(grew < 100, ("grew by %.0f KiB"):format(grew))
+      server:close()
+    end, { deadline = 60 })
+  end)
+
   it("checks the arguments of the calls and methods", function()
     run(function(loop)
       assert.matches("streams_spec.lua:%d+: tapio: open_connection: " ..
