@@ -22,14 +22,16 @@
  *       server's RSS growth per connection; with --stats-port, also the
  *       growth of the number the server reports there (tapio_echo's
  *       tapio_loop_memory).
+ *   load udp ..., load udpwait ...: the UDP echo rows (load_udp.c).
  *
  * Every connection sends a deterministic byte stream (a fixed pseudo-random
  * pattern at a per-connection offset), so the echo can be checked byte for
  * byte ("content") or by count ("count": no more bytes than were sent, and
  * all of them back in the end). With --lines yes every request is a line:
- * B - 1 bytes without a newline, then "\n" (for servers that read lines). At the end each connection shuts down its
- * sending side and reads until EOF, and every byte sent must have come
- * back. Any failure prints one "error=..." line and exits 1.
+ * B - 1 bytes without a newline, then "\n" (for servers that read lines).
+ * At the end each connection shuts down its sending side and reads until
+ * EOF, and every byte sent must have come back. Any failure prints one
+ * "error=..." line and exits 1.
  *
  * Results go to stdout as one line of key=value pairs. Every loop here is
  * bounded by a deadline. */
@@ -51,6 +53,8 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "load.h"
 
 /* The pattern's period is 64 times a prime, so that consecutive requests
  * of any power-of-two size carry different bytes while every write of a
@@ -76,15 +80,6 @@ struct conn {
   uint64_t sent, recvd;
 };
 
-struct opts {
-  const char *mode;
-  int port, stats_port, conns, depth, pid;
-  size_t size;
-  double warmup, duration, deadline;
-  uint64_t requests;  /* count mode: requests in all */
-  int verify;         /* 1: compare content, 0: count only */
-  int lines;          /* every request a line ending in "\n" */
-};
 
 struct run {
   const struct opts *o;
@@ -96,7 +91,7 @@ struct run {
   int done;           /* connections that reached limit, or EOF */
 };
 
-static void die(const char *fmt, ...)
+void die(const char *fmt, ...)
 {
   char msg[256];
   va_list ap;
@@ -111,7 +106,7 @@ static void die(const char *fmt, ...)
   exit(1);
 }
 
-static double now(void)
+double now(void)
 {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -168,7 +163,7 @@ static double proc_cpu_ticks(int pid)
 /* The CPU time of every thread of pid in seconds, from the scheduler's
  * nanosecond figures (/proc/PID/task/TID/schedstat): a 1 s window counted
  * in 10 ms clock ticks would be 1% off. Falls back to clock ticks. */
-static double proc_cpu(int pid)
+double proc_cpu(int pid)
 {
   char path[64];
   snprintf(path, sizeof path, "/proc/%d/task", pid);
@@ -216,7 +211,7 @@ static long proc_rss_kb(int pid)
 
 /* CPU seconds spent in user and system mode by every process on the
  * machine, and the time the hypervisor stole, from /proc/stat. */
-static void machine_cpu(double *busy, double *steal)
+void machine_cpu(double *busy, double *steal)
 {
   unsigned long long us, ni, sy, id, io, irq, sirq, st;
   FILE *f = fopen("/proc/stat", "r");
@@ -232,7 +227,7 @@ static void machine_cpu(double *busy, double *steal)
   fclose(f);
 }
 
-static double self_cpu(void)
+double self_cpu(void)
 {
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
@@ -454,7 +449,7 @@ static void run_init(struct run *r, const struct opts *o, uint64_t limit)
 /* ---- Modes ------------------------------------------------------------- */
 
 /* 1 while pid runs (not gone, not a zombie). */
-static int proc_alive(int pid)
+int proc_alive(int pid)
 {
   char path[64], buf[512];
   snprintf(path, sizeof path, "/proc/%d/stat", pid);
@@ -594,7 +589,10 @@ static void usage(void)
           "       load count --port P --conns N --size B --depth D\n"
           "                 --requests R [--deadline S]\n"
           "       load idle --port P --conns N --size B --pid PID\n"
-          "                 [--stats-port P]\n");
+          "                 [--stats-port P]\n"
+          "       load udp --port P --conns N --size B --depth D\n"
+          "                [--warmup S] [--duration S] [--pid PID]\n"
+          "       load udpwait --port P [--deadline S] [--pid PID]\n");
   exit(2);
 }
 
@@ -648,6 +646,10 @@ int main(int argc, char **argv)
     return mode_idle(&o);
   if (!strcmp(o.mode, "count"))
     return mode_count(&o);
+  if (!strcmp(o.mode, "udp"))
+    return mode_udp(&o);
+  if (!strcmp(o.mode, "udpwait"))
+    return mode_udpwait(&o);
   usage();
   return 2;
 }

@@ -50,6 +50,8 @@ SERVERS=(
 # echo as a protocol table on the same two, uvloop's asyncio.Protocol echo.
 [ -x "$BUILD/tapio" ] &&
   SERVERS+=("tapio_lua $BUILD/tapio $HERE/tapio_echo.lua {port}")
+# The same in 2 threads, a loop and Lua state each, with reuse_port.
+[ -x "$BIN/lua_threads" ] && SERVERS+=("tapio_lua_2t $BIN/lua_threads 2 $HERE/tapio_echo.lua {port} reuse_port")
 [ -f "$BUILD/luajit/tapio/core.so" ] && [ -x /usr/bin/luajit ] &&
   SERVERS+=("tapio_lua_jit $JIT_PATH LUA_CPATH=$BUILD/luajit/?.so;;
     /usr/bin/luajit $HERE/tapio_echo.lua {port}")
@@ -126,6 +128,9 @@ ROWS=(
   "timers       own:scheduled/s:fired/s same $BIN/timers"
   "pipe         own:MB/s:cpu_us/MB same $HERE/children.sh pipe $BUILD"
   "spawn        own:spawns/s:cpu_us/spawn same $HERE/children.sh spawn $BUILD"
+  "udp_echo_1c  own:datagrams/s:ns/datagram same $HERE/udp_bench.sh $BUILD 1"
+  "udp_echo_50c own:datagrams/s:ns/datagram split $HERE/udp_bench.sh $BUILD 50"
+  "resolver     own:lookups/s:ms_for_1000 same $HERE/resolve_bench.sh $BUILD"
 )
 
 # What the verdicts judge: "rate SERVER REF BOUND" (the median ratio of

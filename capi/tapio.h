@@ -28,10 +28,12 @@
  *   TAPIO_EINVAL; sizes are checked before any arithmetic on them.
  * - A loop and everything made from it belong to one thread. Only
  *   tapio_call_soon_threadsafe may be called from another thread.
- * - tapio keeps no hidden global state, with two process-wide exceptions
- *   forced by libev: its system-error callback (tapio reports instead of
- *   aborting) and the allocator libev uses for its own tables (untouched);
- *   and one per thread: which loop runs on it.
+ * - tapio keeps no hidden global state, with three process-wide
+ *   exceptions forced by its libraries: libev's system-error callback
+ *   (tapio reports instead of aborting), the allocator libev uses for its
+ *   own tables (untouched: see tapio_loop_new_with_allocator), and c-ares's library set-up (done once, never
+ *   undone; c-ares allocates with malloc); and one per thread: which loop
+ *   runs on it.
  */
 #ifndef TAPIO_H
 #define TAPIO_H
@@ -43,6 +45,24 @@
 extern "C" {
 #endif
 
+/* ---- Version and stability ----------------------------------------------
+ * The version this header declares; tapio_version() is the library's, so
+ * a program can compare the two at run time. Within one major version
+ * (the shared library's soname, libtapio.so.MAJOR) the ABI only grows:
+ * functions, enum values and options are added, never removed or changed;
+ * protocol tables gain callbacks only at their end (see the growth rule
+ * under Protocols); handles stay opaque, so their structs may change
+ * freely. What a program built against 0.x.y does, it does against any
+ * library 0.x'.y' with x' >= x. Every exported symbol is declared here
+ * (spec/embed/test_abi.py compares the library's symbols with this
+ * header's functions, both ways). */
+#define TAPIO_VERSION_MAJOR 0
+#define TAPIO_VERSION_MINOR 1
+#define TAPIO_VERSION_PATCH 0
+#define TAPIO_VERSION                                                        \
+  ((TAPIO_VERSION_MAJOR << 16) | (TAPIO_VERSION_MINOR << 8) |               \
+   TAPIO_VERSION_PATCH)
+
 #if defined(__GNUC__)
 #pragma GCC visibility push(default)
 #endif
@@ -51,7 +71,8 @@ extern "C" {
 
 /* ---- Version ----------------------------------------------------------- */
 
-/* major << 16 | minor << 8 | patch */
+/* The library's version: major << 16 | minor << 8 | patch (TAPIO_VERSION
+ * is the header's). */
 uint32_t tapio_version(void);
 /* "major.minor.patch", static storage. */
 const char *tapio_version_string(void);
@@ -158,13 +179,27 @@ typedef void (*tapio_call_fn)(void *ud);
  * descriptors (its epoll instance and its wakeup); TAPIO_EMFILE (or
  * ENFILE) when they cannot be had, and then nothing is kept. */
 int tapio_loop_new(tapio_loop **out);
-/* A new loop whose every allocation (its own and its handles') goes
- * through alloc. libev's internal tables still use libev's allocator. */
+/* A new loop whose allocations go through alloc: the loop, every handle,
+ * transport and server of it, their write buffers, the read buffer, name
+ * resolution results, options, the timer heap; tapio_loop_memory counts
+ * them. When alloc refuses, the call that needed the memory fails with
+ * TAPIO_ENOMEM (a create call, call_soon/later/at, options, wait_closed;
+ * a write that must buffer, which also fails its transport with
+ * connection_lost(TAPIO_ENOMEM)), a connection being accepted is closed
+ * and the exception handler told (TAPIO_ENOMEM), and the loop goes on,
+ * serving again once alloc gives memory (spec/c/test_budget.c refuses
+ * each allocation of a whole exchange in turn). Not through alloc, and
+ * why: libev's own tables (ev_set_allocator is process-wide and takes no
+ * user pointer, so it cannot be one loop's; tapio leaves it to the
+ * host), OpenSSL's (CRYPTO_set_mem_functions is process-wide too and must
+ * precede every other OpenSSL call: a host that wants it calls it
+ * itself), the nodes of tapio_call_soon_threadsafe (malloc: alloc need not
+ * be thread-safe), and what libc allocates inside getaddrinfo. */
 int tapio_loop_new_with_allocator(tapio_loop **out, tapio_alloc_fn alloc,
                                   void *ud);
 /* Frees the loop. Open transports are aborted (their connection_lost runs,
  * with ECANCELED), servers closed (wait_closed callbacks run), pending
- * connects and server creations completed with ECANCELED, pending calls
+ * create calls and lookups completed with ECANCELED, pending calls
  * dropped unrun. Every handle of the loop is invalid afterwards.
  * TAPIO_ERUNNING while it runs. */
 int tapio_loop_free(tapio_loop *loop);
@@ -191,6 +226,36 @@ int tapio_loop_is_running(tapio_loop *loop);
 double tapio_loop_time(tapio_loop *loop);
 /* Bytes the loop and its handles hold through the loop's allocator. */
 uint64_t tapio_loop_memory(tapio_loop *loop);
+
+/* ---- Embedding: a loop the host polls ----------------------------------
+ * A host that owns its main loop waits in its own poll/select/epoll on
+ * tapio_loop_backend_fd, for at most tapio_loop_backend_timeout
+ * milliseconds, then calls tapio_loop_run_once(loop, 0); or it steps
+ * tapio_loop_run_once(loop, 0) once per frame and never waits on tapio. */
+
+/* A descriptor that is readable while the loop has work: I/O ready, a
+ * timer due, calls queued, or a watcher change libev has yet to apply. It
+ * is an epoll instance of tapio's own holding libev's epoll descriptor and
+ * a timerfd armed to the next deadline, so it alone covers timers too; it
+ * is re-armed at the end of every run and by tapio_loop_backend_timeout,
+ * so a host that calls tapio between steps asks for the timeout (or
+ * steps) before it sleeps. Made at the first call (two descriptors more),
+ * then the same one until the loop is freed; tapio owns it. Readable
+ * means "step now"; reading it is tapio's business.
+ * libev has no call that returns its descriptor: tapio finds it through
+ * ev_embed (documented; the member that holds it is marked private in
+ * ev.h) and trusts it only when the kernel confirms it holds tapio's own
+ * watchers (adding one fails with EEXIST); otherwise TAPIO_ENOTSUP. Also
+ * TAPIO_ENOTSUP where libev does not use epoll; TAPIO_EMFILE without
+ * descriptors; TAPIO_ECLOSED while the loop is being freed. */
+int tapio_loop_backend_fd(tapio_loop *loop);
+/* How long the host may sleep, in milliseconds, rounded up: 0 when work is
+ * ready (calls queued, timers due, events taken, a watcher started or
+ * stopped since the last step began, which libev gives the kernel only at
+ * its next step), -1 when nothing is scheduled (sleep until the
+ * descriptor is readable), else the time to the next timer on the clock
+ * as it is now. TAPIO_EINVAL for NULL. */
+int tapio_loop_backend_timeout(tapio_loop *loop);
 
 /* Replaces the exception handler; NULL restores the default. */
 void tapio_loop_set_exception_handler(tapio_loop *loop, tapio_exception_fn fn,
@@ -243,7 +308,13 @@ void tapio_handle_release(tapio_handle *h);
  *   create_connection: "local_host" (str), "local_port" (int),
  *     "family" (int: 0 any, 4, 6), "sock" (int: an already connected
  *     descriptor; host and port must then be NULL/0), "nodelay" (bool,
- *     default 1: TCP_NODELAY as asyncio sets it)
+ *     default 1: TCP_NODELAY as asyncio sets it),
+ *     "happy_eyeballs_delay" (double, seconds: start the next address
+ *     after this long while the previous still tries, RFC 8305; not set,
+ *     asyncio's None: one address after the other), "interleave" (int:
+ *     reorder the addresses by family, this many of the first family
+ *     first; 0 none; not set: 1 when happy_eyeballs_delay is set, as
+ *     asyncio)
  *   connect_accepted_socket: "nodelay"
  *   create_server: "backlog" (int, default 100), "reuse_address" (bool,
  *     default 1), "reuse_port" (bool, default 0), "start_serving" (bool,
@@ -252,6 +323,16 @@ void tapio_handle_release(tapio_handle *h);
  *   create_unix_server: "backlog", "start_serving", "cleanup_socket"
  *     (bool, default 1: unlink the path when the server closes)
  *   create_unix_connection: none
+ *   create_datagram_endpoint: "local_host" (str) and "local_port" (int):
+ *     bind there; "remote_host" (str, a name or literal) and "remote_port"
+ *     (int): connect there; "local_path", "remote_path" (str): the same
+ *     for a Unix datagram socket (a stale socket file at local_path is
+ *     removed first); "family" (int: 0, 4, 6), "reuse_port" (bool),
+ *     "allow_broadcast" (bool: SO_BROADCAST, and remote_host is then not
+ *     connected but only the default destination), "sock" (int: a
+ *     datagram socket, with no other option). SO_REUSEADDR is never set
+ *     (asyncio refuses reuse_address for UDP: another process could take
+ *     the port's datagrams).
  *   connect_read_pipe, connect_write_pipe: none
  *   subprocess_exec, subprocess_shell: "stdin", "stdout", "stderr" (int:
  *     a TAPIO_STDIO_* value or a descriptor the child gets as its own 0,
@@ -282,25 +363,32 @@ int tapio_options_add_str(tapio_options *opts, const char *name,
                           const char *value);
 int tapio_options_add_int(tapio_options *opts, const char *name,
                           int64_t value);
+/* A number (TAPIO_OPTION_DOUBLE); NaN is TAPIO_EINVAL. set_int works for
+ * these options too. */
+int tapio_options_set_double(tapio_options *opts, const char *name,
+                             double value);
 
-/* The calls that take options, for the queries below. */
+/* The calls that take options, for the queries below. Like every enum
+ * here, the values are the ABI's and never change; 7 is unassigned. */
 enum tapio_call {
   TAPIO_CALL_CREATE_CONNECTION = 1,
   TAPIO_CALL_CREATE_UNIX_CONNECTION = 2,
   TAPIO_CALL_CONNECT_ACCEPTED_SOCKET = 3,
   TAPIO_CALL_CREATE_SERVER = 4,
   TAPIO_CALL_CREATE_UNIX_SERVER = 5,
+  TAPIO_CALL_CREATE_DATAGRAM_ENDPOINT = 6,
   TAPIO_CALL_CONNECT_READ_PIPE = 8,
   TAPIO_CALL_CONNECT_WRITE_PIPE = 9,
   TAPIO_CALL_SUBPROCESS_EXEC = 10,
   TAPIO_CALL_SUBPROCESS_SHELL = 11
 };
 
-/* How an option's value is given. */
+/* How an option's value is given (fixed values, as the calls'). */
 enum tapio_option_type {
   TAPIO_OPTION_INT = 1,  /* tapio_options_set_int, within min..max */
   TAPIO_OPTION_BOOL = 2, /* tapio_options_set_int, 0 or 1 */
   TAPIO_OPTION_STR = 3,  /* tapio_options_set_str */
+  TAPIO_OPTION_DOUBLE = 4, /* tapio_options_set_double, within min..max */
   TAPIO_OPTION_STR_LIST = 5, /* tapio_options_add_str, once per entry */
   TAPIO_OPTION_INT_LIST = 6  /* tapio_options_add_int, within min..max */
 };
@@ -389,9 +477,14 @@ typedef void (*tapio_closed_fn)(void *ud, tapio_server *server);
 
 /* ---- Creating transports ----------------------------------------------- */
 
-/* Connects to host (a name or numeric address) and port, trying each
- * address the name resolves to in order. Name resolution may block the
- * loop for now. proto/proto_ud become the transport's protocol. */
+/* Connects to host (a name or numeric address) and port. A name is
+ * looked up without blocking the loop (see tapio_getaddrinfo); its
+ * addresses are tried in order, one after the other, or raced with Happy
+ * Eyeballs when "happy_eyeballs_delay" is set: the first to connect wins
+ * and the others are closed. When every address fails, the status is the
+ * error they share (else the first address's) and
+ * tapio_loop_error_message says what each answered ("Multiple
+ * exceptions: ..."). proto/proto_ud become the transport's protocol. */
 int tapio_create_connection(tapio_loop *loop, const char *host, int port,
                             const tapio_protocol *proto, void *proto_ud,
                             const tapio_options *opts, tapio_connect_fn cb,
@@ -408,13 +501,114 @@ int tapio_connect_accepted_socket(tapio_loop *loop, int fd,
                                   const tapio_options *opts,
                                   tapio_connect_fn cb, void *cb_ud);
 
+/* ---- Pending calls ------------------------------------------------------ */
+
+/* Cancels every pending call (create_connection and friends, create_server
+ * and friends, create_datagram_endpoint, connect_read_pipe and
+ * connect_write_pipe, subprocess_exec and subprocess_shell, getaddrinfo,
+ * getnameinfo) whose completion was given cb_ud as its user pointer. Each
+ * is freed before this returns (its sockets and pipes closed, its lookup
+ * dropped, its child killed and reaped, its protocol never told) and its
+ * completion is never called. Returns how many it cancelled: 0 when none
+ * was pending (done already, or never made). A "sock" or pipe given to a
+ * cancelled call is closed. */
+int tapio_cancel_pending(tapio_loop *loop, void *cb_ud);
+/* Inside a completion callback called with an error: the message that
+ * goes with it (e.g. what each address of a failed connect answered), or
+ * NULL when there is none; borrowed for the callback. NULL elsewhere. */
+const char *tapio_loop_error_message(tapio_loop *loop);
+
+/* ---- Names and socket addresses ---------------------------------------- */
+
+/* A socket address is the OS's own (struct sockaddr_in, sockaddr_in6 or
+ * sockaddr_un) passed as bytes and a length: no parsing or formatting on
+ * the way through. These two convert; TAPIO_ADDR_MAX bytes hold any. */
+enum { TAPIO_ADDR_MAX = 128 };
+/* The numeric host (IPv6 with "%scope" when it has one; a Unix path,
+ * possibly ""), port (0 for Unix) and TAPIO_AF_* family of addr; any
+ * out-pointer may be NULL. TAPIO_ENOBUFS if hostlen is too small (64
+ * bytes hold any IP), TAPIO_EAFNOSUPPORT for another family. */
+int tapio_addr_format(const void *addr, size_t addrlen, char *host,
+                      size_t hostlen, int *port, int *family);
+/* Builds the socket address of a numeric host ("127.0.0.1", "::1",
+ * "fe80::1%eth0"; "<broadcast>" is 255.255.255.255) and port into
+ * addr[*addrlen], setting *addrlen. Never a lookup: a name is
+ * TAPIO_EAI_NONAME. TAPIO_EINVAL for a port outside 0..65535,
+ * TAPIO_ENOBUFS if *addrlen is too small. */
+int tapio_addr_parse(const char *host, int port, void *addr,
+                     size_t *addrlen);
+/* The socket address of the Unix socket at path. TAPIO_EINVAL for "",
+ * TAPIO_ENAMETOOLONG when it does not fit a sockaddr_un. */
+int tapio_addr_unix(const char *path, void *addr, size_t *addrlen);
+
+/* Socket types and the flags of tapio_getaddrinfo/tapio_getnameinfo. */
+enum tapio_socktype {
+  TAPIO_SOCK_STREAM = 1,
+  TAPIO_SOCK_DGRAM = 2
+};
+enum tapio_ai_flags {
+  TAPIO_AI_PASSIVE = 1,      /* no host: the wildcard address to bind */
+  TAPIO_AI_CANONNAME = 2,    /* tapio_addrinfo_canonname answers */
+  TAPIO_AI_NUMERICHOST = 4   /* a literal address only: no lookup */
+};
+enum tapio_ni_flags {
+  TAPIO_NI_NUMERICHOST = 1,
+  TAPIO_NI_NUMERICSERV = 2,
+  TAPIO_NI_NAMEREQD = 4,     /* an address without a name is an error */
+  TAPIO_NI_DGRAM = 8,        /* the service is a UDP one */
+  TAPIO_NI_NOFQDN = 16
+};
+
+/* A lookup's answer, borrowed for the completion callback. */
+typedef struct tapio_addrinfo tapio_addrinfo;
+typedef void (*tapio_addrinfo_fn)(void *ud, int status,
+                                  const tapio_addrinfo *res);
+typedef void (*tapio_nameinfo_fn)(void *ud, int status, const char *host,
+                                  const char *service);
+
+/* asyncio's loop.getaddrinfo: host (a name, a literal, or NULL) and
+ * service (a port number, a service name, or NULL for port 0) as socket
+ * addresses of family (TAPIO_AF_*, 0 any) and type (TAPIO_SOCK_*, 0: one
+ * entry of each type per address). A literal is answered without a
+ * lookup; a name goes to the loop's resolver (c-ares: /etc/hosts first,
+ * then DNS as /etc/resolv.conf says, search domains included) and never
+ * blocks the loop. cb gets status 0 and at least one entry, or an error
+ * (TAPIO_EAI_NONAME: no such name; TAPIO_EAI_AGAIN: no server answered).
+ * Both host and service NULL is TAPIO_EINVAL. */
+int tapio_getaddrinfo(tapio_loop *loop, const char *host,
+                      const char *service, int family, int type, int flags,
+                      tapio_addrinfo_fn cb, void *ud);
+size_t tapio_addrinfo_count(const tapio_addrinfo *res);
+/* Entry i: its socket address (borrowed like res), TAPIO_AF_* family,
+ * TAPIO_SOCK_* type and IP protocol number (6 TCP, 17 UDP). Any
+ * out-pointer may be NULL; TAPIO_EINVAL past the last entry. */
+int tapio_addrinfo_get(const tapio_addrinfo *res, size_t i,
+                       const void **addr, size_t *addrlen, int *family,
+                       int *type, int *protocol);
+/* With TAPIO_AI_CANONNAME, the canonical name; else NULL. */
+const char *tapio_addrinfo_canonname(const tapio_addrinfo *res);
+/* asyncio's loop.getnameinfo: the host name and service of addr
+ * (TAPIO_NI_* flags), from /etc/hosts or a reverse DNS lookup. */
+int tapio_getnameinfo(tapio_loop *loop, const void *addr, size_t addrlen,
+                      int flags, tapio_nameinfo_fn cb, void *ud);
+/* Points the loop's resolver at other DNS servers: "host[:port],..."
+ * (IPv6 as "[::1]:53"), or NULL for /etc/resolv.conf's (the default,
+ * unless the environment variable TAPIO_DNS_SERVERS names some); timeout
+ * is the seconds per try and tries the attempts per server, 0 for the
+ * system's. /etc/hosts is still read first. TAPIO_EINVAL for a server
+ * list that does not parse, TAPIO_EBUSY while lookups are in flight. */
+int tapio_loop_set_resolver(tapio_loop *loop, const char *servers,
+                            double timeout, int tries);
+
 /* ---- Transport --------------------------------------------------------- */
 
 /* Every transport is a tapio_transport of one kind. A function a kind does
  * not have (write on a read-only transport, say) returns TAPIO_ENOTSUP;
- * one that returns a size or a flag answers 0. */
+ * one that returns a size or a flag answers 0. The kinds' values are
+ * fixed (the ABI's); a binding may keep them in a table. */
 enum tapio_transport_kind {
   TAPIO_TRANSPORT_STREAM = 1,    /* a TCP or Unix stream socket */
+  TAPIO_TRANSPORT_DATAGRAM = 2,  /* a UDP or Unix datagram endpoint */
   TAPIO_TRANSPORT_READ_PIPE = 3, /* asyncio's ReadTransport on a pipe */
   TAPIO_TRANSPORT_WRITE_PIPE = 4,/* asyncio's WriteTransport on a pipe */
   TAPIO_TRANSPORT_SUBPROCESS = 5 /* a child process and its pipes */
@@ -433,6 +627,30 @@ int tapio_transport_abort(tapio_transport *t);
 int tapio_transport_fail(tapio_transport *t, int code, const char *message);
 /* 1 if closing or closed. */
 int tapio_transport_is_closing(tapio_transport *t);
+
+/* Ended handles. A transport's memory goes as its connection_lost
+ * returns, and a call on it after that is undefined (as free() twice):
+ * tapio cannot tell a freed transport from a live one without reading
+ * freed memory, and a generation check would need handles that are not
+ * pointers. A program (or a binding) that keeps a transport past its end
+ * retains it: then, after connection_lost, it is a closed shell whose
+ * memory stays until the last tapio_transport_release, its descriptor
+ * closed (the peer sees the close as usual), and every call answers as a
+ * closed transport does: write, writelines and get_fd, get_sockname
+ * TAPIO_ECLOSED; close, abort, fail, write_eof, pause and resume harmless;
+ * is_closing 1, is_reading 0; get_peername, the figures (get_stat), the
+ * protocol and the loop still answer. Each retain wants one release; the
+ * loop's freeing frees its shells too, so release before
+ * tapio_loop_free. Retain from connection_made (or any callback before
+ * connection_lost returns). Streams and pipes can be retained; a
+ * subprocess transport cannot (TAPIO_ENOTSUP: its child and pipes go with
+ * it; its pipes' transports can). The other handles are the caller's until given back (a
+ * server, a scheduled call's handle, options, the loop): once ended
+ * (closed, run, cancelled) and before that they answer the same way;
+ * after it, as free() twice. spec/ffi/ended_luajit.lua calls every
+ * ended handle through LuaJIT's FFI. */
+int tapio_transport_retain(tapio_transport *t);
+void tapio_transport_release(tapio_transport *t);
 
 /* Replaces the protocol for the next callback on. TAPIO_EINVAL for a
  * table whose size is wrong (see the growth rule). */
@@ -507,6 +725,60 @@ enum tapio_stat {
 };
 /* One figure; times include a pause still going on. 0 for unknown. */
 uint64_t tapio_transport_get_stat(tapio_transport *t, int which);
+
+/* ---- Datagram endpoints ------------------------------------------------ */
+
+/* The datagram protocol (UDP and Unix datagram endpoints), asyncio's
+ * DatagramProtocol; the growth rule above applies. Order: connection_made,
+ * then datagram_received and error_received in any number, then
+ * connection_lost exactly once, last. pause_writing/resume_writing come in
+ * pairs in between, as for streams. */
+typedef struct tapio_datagram_protocol {
+  uint32_t size; /* sizeof(tapio_datagram_protocol) */
+  void (*connection_made)(void *ud, tapio_transport *t);
+  void (*connection_lost)(void *ud, tapio_transport *t, int code,
+                          const char *message);
+  void (*pause_writing)(void *ud, tapio_transport *t);
+  void (*resume_writing)(void *ud, tapio_transport *t);
+  /* One datagram: data (len may be 0: an empty datagram) and the
+   * sender's socket address, both borrowed for the call; addrlen 0 for
+   * an unnamed Unix peer. */
+  void (*datagram_received)(void *ud, tapio_transport *t, const char *data,
+                            size_t len, const void *addr, size_t addrlen);
+  /* A send or receive failed and the endpoint stays open: an ICMP error
+   * (TAPIO_ECONNREFUSED for a closed port, TAPIO_EHOSTUNREACH, ...),
+   * reported for connected and unconnected endpoints alike (the message
+   * names the address sent to when the OS says it), or TAPIO_EMSGSIZE
+   * for a datagram larger than tapio receives (65536 bytes; 262144 on a
+   * Unix socket), which is dropped, never truncated. */
+  void (*error_received)(void *ud, tapio_transport *t, int code,
+                         const char *message);
+} tapio_datagram_protocol;
+
+/* Makes a datagram endpoint (see the options above): binds, connects,
+ * or wraps "sock". Names are looked up without blocking the loop; with
+ * both a local and a remote address, a family they share is used. cb gets
+ * the transport (after its connection_made) or the error. With neither
+ * an address, a "family" nor a "sock", TAPIO_EINVAL. */
+int tapio_create_datagram_endpoint(tapio_loop *loop,
+                                   const tapio_datagram_protocol *proto,
+                                   void *proto_ud, const tapio_options *opts,
+                                   tapio_connect_fn cb, void *cb_ud);
+/* Sends one datagram of len bytes (0 allowed) to addr (a socket address,
+ * see tapio_addr_parse), or, with addr NULL, to the connected peer (or the
+ * default destination "remote_host" named). Never blocks: what the
+ * socket refuses for now is copied and sent when it can take it, in
+ * order, through the write buffer (its size counts each datagram's bytes
+ * plus 8, as asyncio), with pause_writing/resume_writing. Returns 0 also
+ * when the send failed for a reason of the network: that goes to
+ * error_received. Errors: TAPIO_ECLOSED once closing (the datagram is
+ * dropped; after 5 such drops the exception handler hears of it, as
+ * asyncio warns), TAPIO_EMSGSIZE too large, TAPIO_EISCONN addr is not the
+ * connected peer's, TAPIO_EAFNOSUPPORT addr is of another family,
+ * TAPIO_EINVAL no addr on an endpoint with no peer (or a bad one),
+ * TAPIO_ENOTSUP not a datagram transport. */
+int tapio_transport_sendto(tapio_transport *t, const void *data, size_t len,
+                           const void *addr, size_t addrlen);
 
 /* ---- Servers ----------------------------------------------------------- */
 

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Runs the Lua examples with the tapio host: the TCP echo servers and
-# clients (protocols and streams) against each other and against the
-# reference's Python versions (when a python3 is given), and checks each
-# prints what the Python version prints; the existing-socket examples; the
-# HTTP headers example against a page served on 127.0.0.1 (python3's
-# http.server); the subprocess examples (their python3 child is the one
-# given) and the pipe example through cat.
+# clients (protocols and streams) and the UDP ones against each other and
+# against the reference's Python versions (when a python3 is given), and
+# checks each prints what the Python version prints; the existing-socket
+# examples; the HTTP headers example against a page served on 127.0.0.1
+# (python3's http.server); the subprocess examples (their python3 child is
+# the one given) and the pipe example through cat.
 # Usage: examples/test_examples.sh path/to/tapio [python3]
 set -u
 host=${1:?usage: $0 path/to/tapio [python3]}
@@ -29,26 +29,31 @@ free_port() {
   fi
 }
 
-# Waits (bounded) until something listens on 127.0.0.1:$1, by reading
-# /proc/net/tcp: a probe connection would show in the server's output.
-wait_listening() {
+# Waits (bounded) until a socket of /proc/net/$1 (tcp or udp) is bound on
+# 127.0.0.1:$2 in state $3 (TCP 0A: listening; UDP 07: bound), by reading
+# that file: a probe would show in the server's output.
+wait_socket() {
   local hex
-  hex=$(printf '%04X' "$1")
+  hex=$(printf '%04X' "$2")
   for _ in $(seq 1 200); do
-    grep -q "0100007F:$hex 00000000:0000 0A" /proc/net/tcp && return 0
+    grep -q "0100007F:$hex 00000000:0000 $3" "/proc/net/$1" && return 0
     sleep 0.05
   done
   return 1
 }
+wait_listening() { wait_socket tcp "$1" 0A; }
+wait_udp_bound() { wait_socket udp "$1" 07; }
 
 # The ephemeral client port differs from run to run.
 mask() { sed -E "s/\('127\.0\.0\.1', [0-9]+\)/('127.0.0.1', PORT)/" "$1"; }
 
-# run_pair NAME SERVER-CMD... -- CLIENT-CMD...: outputs in $work/NAME.*;
-# the server's output ends with the line $LAST_LINE.
+# run_pair NAME WAIT LAST SERVER-CMD... -- CLIENT-CMD...: outputs in
+# $work/NAME.*. WAIT is how to tell the server is up (wait_listening for
+# TCP, wait_udp_bound for UDP); LAST is a pattern of the line the server
+# prints last, right after the client's end.
 run_pair() {
-  local name=$1
-  shift
+  local name=$1 wait=$2 last=$3
+  shift 3
   local server=() client=()
   while [ "$1" != "--" ]; do server+=("$1"); shift; done
   shift
@@ -58,7 +63,7 @@ run_pair() {
   "${server[@]}" "$port" >"$work/$name.server" 2>&1 &
   local spid=$!
   pids+=("$spid")
-  if ! wait_listening "$port"; then
+  if ! "$wait" "$port"; then
     fail "$name: the server did not listen on $port"
     cat "$work/$name.server" >&2
     return
@@ -67,9 +72,8 @@ run_pair() {
     fail "$name: the client failed"
     cat "$work/$name.client" >&2
   fi
-  # The server prints its last line right after the client's end.
   for _ in $(seq 1 100); do
-    grep -q "$LAST_LINE" "$work/$name.server" && break
+    grep -q "$last" "$work/$name.server" && break
     sleep 0.05
   done
   kill "$spid" 2>/dev/null
@@ -85,23 +89,24 @@ expect_same() { # what expected-file actual-file
   fi
 }
 
-# echo_pairs TAG LABEL NAME LAST-LINE: the Lua NAME_server.lua and
+# echo_pairs TAG LABEL NAME WAIT LAST: the Lua NAME_server.lua and
 # NAME_client.lua against each other and, with python, against
 # python/NAME_server.py and _client.py; each output compared with the
 # Python one's, or without python with the reference's output as the
-# documentation shows it, in $work/TAG.ref.server and .client.
+# documentation shows it, in $work/TAG.ref.server and .client. WAIT and
+# LAST as run_pair takes them.
 echo_pairs() {
   local tag=$1 label=$2 name=$3 ref=$work/$1.ref
-  LAST_LINE=$4
+  local wait=$4 last=$5
   local ls=("$host" "$here/${name}_server.lua")
   local lc=("$host" "$here/${name}_client.lua")
-  run_pair "$tag.lua" "${ls[@]}" -- "${lc[@]}"
+  run_pair "$tag.lua" "$wait" "$last" "${ls[@]}" -- "${lc[@]}"
   if [ -n "$python" ]; then
     local ps=("$python" -u "$here/python/${name}_server.py")
     local pc=("$python" -u "$here/python/${name}_client.py")
-    run_pair "$tag.py" "${ps[@]}" -- "${pc[@]}"
-    run_pair "$tag.luapy" "${ls[@]}" -- "${pc[@]}"
-    run_pair "$tag.pylua" "${ps[@]}" -- "${lc[@]}"
+    run_pair "$tag.py" "$wait" "$last" "${ps[@]}" -- "${pc[@]}"
+    run_pair "$tag.luapy" "$wait" "$last" "${ls[@]}" -- "${pc[@]}"
+    run_pair "$tag.pylua" "$wait" "$last" "${ps[@]}" -- "${lc[@]}"
     ref=$work/$tag.py
     expect_same "$label: Lua server vs Python client: server" \
       "$ref.server" "$work/$tag.luapy.server"
@@ -125,11 +130,19 @@ printf '%s\n' "Serving on ('127.0.0.1', 1)" \
   "Send: 'Hello World!'" "Close the connection" >"$work/streams.ref.server"
 printf '%s\n' "Send: 'Hello World!'" "Received: 'Hello World!'" \
   "Close the connection" >"$work/streams.ref.client"
+printf '%s\n' "Starting UDP server" \
+  "Received 'Hello World!' from ('127.0.0.1', 1)" \
+  "Send 'Hello World!' to ('127.0.0.1', 1)" >"$work/udp.ref.server"
+printf '%s\n' "Send: Hello World!" "Received: Hello World!" \
+  "Close the socket" "Connection closed" >"$work/udp.ref.client"
 printf '%s\n' "Received: abc" >"$work/ref.received"
 
-# The protocols' echo server and client, and the streams page's.
-echo_pairs tcp "tcp echo" tcp_echo "Close the client socket"
-echo_pairs streams "streams echo" streams_echo "Close the connection"
+# The protocols' echo servers and clients (TCP and UDP), and the streams
+# page's.
+echo_pairs tcp "tcp echo" tcp_echo wait_listening "Close the client socket"
+echo_pairs streams "streams echo" streams_echo wait_listening \
+  "Close the connection"
+echo_pairs udp "udp echo" udp_echo wait_udp_bound "^Send "
 
 # The existing socket, with a protocol and with streams.
 for name in existing_socket streams_socketpair; do

@@ -6,7 +6,8 @@
  *                                gets args... as its `...`
  *   tapio -e 'chunk' [args...]   runs a string instead
  *   tapio - [args...]            runs standard input
- *   tapio -v                     prints the versions
+ *   tapio -v, --version          prints the versions
+ *   tapio -h, --help             prints the usage (the manual: doc/tapio.1)
  *
  * Standard output is line-buffered, also into a pipe, so that a server's
  * prints are seen as they happen. An error ends the program with its
@@ -14,11 +15,11 @@
  * out of a task (through tapio.run), the task's own traceback is printed
  * as well.
  *
- * Embedding, in short: open a lua_State, put luaopen_tapio_core in
- * package.preload["tapio.core"] and the pure-Lua layer in
- * package.preload["tapio"] (here it is compiled in, see embed.cmake), and
- * run scripts through one protected call with a message handler. */
-#include "tapio.h"
+ * Embedding, in short: open a lua_State, tapio_lua_open(L) (tapio_host.h:
+ * package.preload gets tapio.core and the pure-Lua layer, compiled in by
+ * embed.cmake), and run scripts through one protected call with a message
+ * handler. examples/host/ has hosts that own their main loop. */
+#include "tapio_host.h"
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -27,15 +28,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-int luaopen_tapio_core(lua_State *L);
-
-/* The pure-Lua layer, made by embed.cmake. */
-struct tapio_embedded {
-  const char *name, *chunkname, *src;
-  size_t len;
-};
-extern const struct tapio_embedded tapio_embedded[];
 
 static const char *progname = "tapio";
 
@@ -105,30 +97,6 @@ static int docall(lua_State *L, int narg, int nres) {
 
 /* ---- Set-up ------------------------------------------------------------ */
 
-static int load_embedded(lua_State *L) {
-  const struct tapio_embedded *m = lua_touserdata(L, lua_upvalueindex(1));
-  if (luaL_loadbuffer(L, m->src, m->len, m->chunkname) != LUA_OK)
-    return lua_error(L);
-  lua_pushstring(L, m->name);
-  lua_call(L, 1, 1);
-  return 1;
-}
-
-/* package.preload: tapio.core from this binary, the Lua layer from the
- * embedded sources. */
-static void preload_tapio(lua_State *L) {
-  const struct tapio_embedded *m;
-  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-  lua_pushcfunction(L, luaopen_tapio_core);
-  lua_setfield(L, -2, "tapio.core");
-  for (m = tapio_embedded; m->name; m++) {
-    lua_pushlightuserdata(L, (void *)m);
-    lua_pushcclosure(L, load_embedded, 1);
-    lua_setfield(L, -2, m->name);
-  }
-  lua_pop(L, 1);
-}
-
 /* arg[0] is the script, arg[1..] its arguments, arg[-1] this program. */
 static void create_arg_table(lua_State *L, char **argv, int argc,
                              int script) {
@@ -153,13 +121,36 @@ static int push_args(lua_State *L) {
   return n;
 }
 
-static void usage(void) {
-  fprintf(stderr,
+static void usage(FILE *out) {
+  fprintf(out,
           "usage: %s script.lua [args...]\n"
           "       %s -e 'chunk' [args...]\n"
           "       %s - [args...]    (the script from standard input)\n"
-          "       %s -v\n",
-          progname, progname, progname, progname);
+          "       %s -v | --version\n"
+          "       %s -h | --help\n",
+          progname, progname, progname, progname, progname);
+}
+
+/* --help: the usage and what the manual (tapio(1)) says in short. */
+static void help(void) {
+  usage(stdout);
+  printf("\n"
+         "Runs a Lua 5.4 script with tapio built in: require \"tapio\" needs\n"
+         "no search path. The script gets its arguments as ... and in the\n"
+         "global arg (arg[0] the script, arg[-1] this program).\n"
+         "\n"
+         "  script.lua   run the file\n"
+         "  -e 'chunk'   run the string\n"
+         "  -            run standard input\n"
+         "  -v           print tapio's and Lua's versions\n"
+         "  -h, --help   print this\n"
+         "\n"
+         "Standard output is line-buffered. An error ends the program with\n"
+         "its message and traceback on stderr and exit status 1 (a task's\n"
+         "traceback first when tapio.run raised it again); os.exit(n) exits\n"
+         "with n. LUA_PATH and LUA_CPATH are read as lua5.4 reads them.\n"
+         "\n"
+         "Manual: man tapio. The Lua API: lua/README.md in tapio's sources.\n");
 }
 
 /* Runs argv[script] (or the chunk after -e) with the rest as arguments. */
@@ -172,10 +163,11 @@ static int pmain(lua_State *L) {
    * collector: so does this one. Data arriving as short-lived strings
    * (a pipe's 64 KiB reads) costs half as much as in incremental mode. */
   lua_gc(L, LUA_GCGEN, 0, 0);
-  preload_tapio(L);
+  if (tapio_lua_open(L) != 0)
+    return luaL_error(L, "not enough memory");
   if (strcmp(argv[1], "-e") == 0) {
     if (argc < 3) {
-      usage();
+      usage(stderr);
       lua_pushboolean(L, 0);
       return 1;
     }
@@ -202,12 +194,15 @@ int main(int argc, char **argv) {
     progname = argv[0];
   /* A server's prints show as they happen, also through a pipe. */
   setvbuf(stdout, NULL, _IOLBF, 0);
-  if (argc < 2 || strcmp(argv[1], "-h") == 0 ||
-      strcmp(argv[1], "--help") == 0) {
-    usage();
-    return argc < 2 ? 2 : 0;
+  if (argc < 2) {
+    usage(stderr);
+    return 2;
   }
-  if (strcmp(argv[1], "-v") == 0) {
+  if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
+    help();
+    return 0;
+  }
+  if (strcmp(argv[1], "-v") == 0 || strcmp(argv[1], "--version") == 0) {
     printf("tapio %s, %s\n", tapio_version_string(), LUA_RELEASE);
     return 0;
   }

@@ -85,6 +85,9 @@ static const lua_CFunction tramps[TL_NTRAMP] = {
   [TL_T_CORE] = tr_core,
   [TL_T_PIPE_DATA] = tl_tr_pipe_data,
   [TL_T_PIPE_LOST] = tl_tr_pipe_lost,
+  [TL_T_DGRAM] = tl_tr_dgram,
+  [TL_T_DGRAM_ERR] = tl_tr_dgram_err,
+  [TL_T_LOOKUP] = tl_tr_lookup,
 };
 
 /* [1]'s __tostring, in a call of its own: it may raise. */
@@ -420,28 +423,55 @@ static void loop_free_refs(lua_State *L, tl_loop *lb) {
   lb->L = NULL;
 }
 
-/* tapio.new_loop() */
-static int l_new_loop(lua_State *L) {
+/* A "tapio.loop" userdata on top, before any core loop exists: running
+ * out of memory then leaks nothing. */
+static tl_loop *new_loop_object(lua_State *L) {
   tl_loop *lb = tl_newuserdata(L, sizeof *lb);
-  int rc;
   memset(lb, 0, sizeof *lb);
   lb->msgh_ref = lb->thread_ref = lb->self_ref = LUA_NOREF;
   tl_list_init(&lb->servers);
   tl_list_init(&lb->calls);
-  rc = tapio_loop_new(&lb->loop);
-  if (rc < 0) { /* e.g. EMFILE: raised as an error value, code and all */
-    lua_pushfstring(L, "tapio: new_loop: %s", tapio_strerror(rc));
-    tl_pusherror(L, rc, lua_tostring(L, -1));
-    return lua_error(L);
-  }
+  return lb;
+}
+
+/* The object on top takes *loop (and NULLs it once it does): from the
+ * metatable on, __gc frees it. */
+static void adopt_loop(lua_State *L, tl_loop *lb, tapio_loop **loop) {
+  lb->loop = *loop;
   luaL_setmetatable(L, TL_LOOP);
+  *loop = NULL;
   loop_init_refs(L, lb);
   tl_rawgetp(L, LUA_REGISTRYINDEX, &loops_key);
   lua_pushvalue(L, -2);
   tl_rawsetp(L, -2, lb);
   lua_pop(L, 1);
   tapio_loop_set_exception_handler(lb->loop, on_exception, lb);
+}
+
+/* tapio.new_loop() */
+static int l_new_loop(lua_State *L) {
+  tl_loop *lb = new_loop_object(L);
+  tapio_loop *loop;
+  int rc = tapio_loop_new(&loop);
+  if (rc < 0) { /* e.g. EMFILE: raised as an error value, code and all */
+    lua_pushfstring(L, "tapio: new_loop: %s", tapio_strerror(rc));
+    tl_pusherror(L, rc, lua_tostring(L, -1));
+    return lua_error(L);
+  }
+  adopt_loop(L, lb, &loop);
   return 1;
+}
+
+int tl_wrap_loop(lua_State *L) {
+  tapio_loop **loop = lua_touserdata(L, 1);
+  tl_loop *lb = new_loop_object(L);
+  adopt_loop(L, lb, loop);
+  return 1;
+}
+
+tapio_loop *tl_loop_of(lua_State *L, int idx) {
+  tl_loop *lb = luaL_testudata(L, idx, TL_LOOP);
+  return lb && !lb->closing ? lb->loop : NULL;
 }
 
 /* Frees the core loop. Its open transports get connection_lost (with
@@ -571,8 +601,18 @@ static int l_loop_tostring(lua_State *L) {
 /* tapio.core.get_running_loop(): the loop whose run is on the stack. */
 static int l_get_running_loop(lua_State *L) {
   tl_rawgetp(L, LUA_REGISTRYINDEX, &running_key);
-  if (!lua_toboolean(L, -1))
-    lua_pushnil(L);
+  if (lua_toboolean(L, -1))
+    return 1;
+  /* a host stepping a loop from C (tapio_loop_run_once): ask the core */
+  tl_rawgetp(L, LUA_REGISTRYINDEX, &loops_key);
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    tl_loop *lb = lua_touserdata(L, -1);
+    if (lb && lb->loop && tapio_loop_is_running(lb->loop))
+      return 1;
+    lua_pop(L, 1);
+  }
+  lua_pushnil(L);
   return 1;
 }
 
@@ -665,6 +705,9 @@ TL_EXPORT int luaopen_tapio_core(lua_State *L) {
   tl_open_pipe(L);
   tl_open_process(L);
   tl_open_util(L);
+  tl_open_datagram(L);
+  tl_open_resolve(L);
+  tl_open_embed(L);
   lua_pushstring(L, tapio_version_string());
   lua_setfield(L, -2, "version");
   return 1;

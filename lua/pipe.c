@@ -16,21 +16,6 @@
 #define FN_READ "loop:connect_read_pipe"
 #define FN_WRITE "loop:connect_write_pipe"
 
-/* The methods of asyncio's ReadTransport and WriteTransport, with
- * BaseTransport's and tapio's figures. */
-static const char *const read_methods[] = {
-  "close", "is_closing", "get_extra_info", "set_protocol", "get_protocol",
-  "get_loop", "get_stats", "pause_reading", "resume_reading", "is_reading",
-  NULL
-};
-
-static const char *const write_methods[] = {
-  "close", "is_closing", "get_extra_info", "set_protocol", "get_protocol",
-  "get_loop", "get_stats", "write", "writelines", "write_eof",
-  "can_write_eof", "abort", "get_write_buffer_size",
-  "get_write_buffer_limits", "set_write_buffer_limits", NULL
-};
-
 /* loop:_connect_read_pipe(cb, factory, fd, opts) and the write one: tapio
  * owns fd from here on, also when this fails. */
 static int connect_pipe(lua_State *L, int writing) {
@@ -44,14 +29,14 @@ static int connect_pipe(lua_State *L, int writing) {
   o = tl_options(L, 5, fn, 3, writing ? TAPIO_CALL_CONNECT_WRITE_PIPE
                                       : TAPIO_CALL_CONNECT_READ_PIPE,
                  lb->loop);
-  lt = tl_pending(L, lb, 3, 2);
-  luaL_setmetatable(L, writing ? TL_WRITE_TRANSPORT : TL_READ_TRANSPORT);
+  lt = tl_pending(L, lb, writing ? TL_WRITE_TRANSPORT : TL_READ_TRANSPORT,
+                  3, 2);
   rc = writing ? tapio_connect_write_pipe(lb->loop, fd, &tl_plain_protocol,
                                           lt, o, tl_on_connected, lt)
                : tapio_connect_read_pipe(lb->loop, fd, &tl_plain_protocol,
                                          lt, o, tl_on_connected, lt);
   tapio_options_free(o);
-  return tl_finish(L, lt, rc);
+  return tl_create_done(L, lt, rc);
 }
 
 static int l_connect_read_pipe(lua_State *L) { return connect_pipe(L, 0); }
@@ -107,9 +92,12 @@ static const luaL_Reg functions[] = {
 };
 
 int tl_open_pipe(lua_State *L) {
-  tl_newtransportclass(L, TL_READ_TRANSPORT, read_methods);
+  /* asyncio's ReadTransport and WriteTransport, with tapio's figures */
+  tl_transport_class(L, TL_READ_TRANSPORT, TL_M_BASE | TL_M_READ | TL_M_STATS,
+                     NULL);
   lua_setfield(L, -2, "read_transport_methods");
-  tl_newtransportclass(L, TL_WRITE_TRANSPORT, write_methods);
+  tl_transport_class(L, TL_WRITE_TRANSPORT,
+                     TL_M_BASE | TL_M_WRITE | TL_M_FLOW | TL_M_STATS, NULL);
   lua_setfield(L, -2, "write_transport_methods");
   tl_addmethods(L, TL_LOOP, loop_methods);
   luaL_setfuncs(L, functions, 0);

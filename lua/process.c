@@ -94,23 +94,12 @@ int tl_tr_pipe_lost(lua_State *L) {
 
 /* ---- The tapio_subprocess_protocol callbacks --------------------------- */
 
-/* BaseProtocol's four are the stream protocol's (protocol.c). */
+/* BaseProtocol's four are every kind's (protocol.c); connection_made
+ * first keeps the pid, which get_pid answers after the child is gone. */
 static void s_made(void *ud, tapio_transport *t) {
   set_slot(((tl_transport *)ud)->lb->L, ud, UV_PID,
            tapio_subprocess_get_pid(t));
-  tl_plain_protocol.connection_made(ud, t);
-}
-
-static void s_lost(void *ud, tapio_transport *t, int code, const char *msg) {
-  tl_plain_protocol.connection_lost(ud, t, code, msg);
-}
-
-static void s_pause(void *ud, tapio_transport *t) {
-  tl_plain_protocol.pause_writing(ud, t);
-}
-
-static void s_resume(void *ud, tapio_transport *t) {
-  tl_plain_protocol.resume_writing(ud, t);
+  tl_base_made(ud, t);
 }
 
 /* Nothing can be called without stack room: the subprocess fails. */
@@ -179,9 +168,9 @@ static void s_exited(void *ud, tapio_transport *t) {
 static const tapio_subprocess_protocol sub_proto = {
   .size = sizeof(tapio_subprocess_protocol),
   .connection_made = s_made,
-  .connection_lost = s_lost,
-  .pause_writing = s_pause,
-  .resume_writing = s_resume,
+  .connection_lost = tl_base_lost,
+  .pause_writing = tl_base_pause,
+  .resume_writing = tl_base_resume,
   .pipe_data_received = s_pipe_data,
   .pipe_connection_lost = s_pipe_lost,
   .process_exited = s_exited,
@@ -330,8 +319,7 @@ static int spawn_error(lua_State *L, tl_transport *lt, int rc,
 
 /* The transport for a subprocess about to start, on top. */
 static tl_transport *pending(lua_State *L, tl_loop *lb) {
-  tl_transport *lt = tl_pending(L, lb, 3, 2);
-  luaL_setmetatable(L, TL_SUBPROCESS);
+  tl_transport *lt = tl_pending(L, lb, TL_SUBPROCESS, 3, 2);
   new_uservalue(L);
   return lt;
 }
@@ -359,8 +347,7 @@ static int l_subprocess_exec(lua_State *L) {
   tapio_options_free(o);
   if (rc < 0)
     return spawn_error(L, lt, rc, program, 6);
-  lua_pushboolean(L, 1);
-  return 1;
+  return tl_create_done(L, lt, rc);
 }
 
 /* loop:_subprocess_shell(cb, factory, cmd, opts) */
@@ -382,14 +369,13 @@ static int l_subprocess_shell(lua_State *L) {
   tapio_options_free(o);
   if (rc < 0)
     return spawn_error(L, lt, rc, "/bin/sh", 5);
-  lua_pushboolean(L, 1);
-  return 1;
+  return tl_create_done(L, lt, rc);
 }
 
 /* ---- Methods ----------------------------------------------------------- */
 
 static tl_transport *tosub(lua_State *L, const char *fn) {
-  return tl_checkself(L, 1, TL_SUBPROCESS, fn);
+  return tl_checktransport(L, fn);
 }
 
 /* The slot's value, kept for after connection_lost; nil if none. */
@@ -432,13 +418,9 @@ static int s_get_pipe_transport(lua_State *L) {
   lua_rawgeti(L, -1, (int)fd);
   if (lua_touserdata(L, -1))
     return 1;
-  w = tl_newuserdata(L, sizeof *w);
-  memset(w, 0, sizeof *w);
+  w = tl_newunanchored(L, lt->lb,
+                       fd == 0 ? TL_WRITE_TRANSPORT : TL_READ_TRANSPORT);
   w->t = pt;
-  w->lb = lt->lb;
-  w->self_ref = w->proto_ref = w->factory_ref = LUA_NOREF;
-  w->cb_ref = w->err_ref = w->buf_ref = LUA_NOREF;
-  luaL_setmetatable(L, fd == 0 ? TL_WRITE_TRANSPORT : TL_READ_TRANSPORT);
   lua_pushvalue(L, -1);
   lua_rawseti(L, -4, (int)fd);
   return 1;
@@ -500,26 +482,6 @@ static int s_kill(lua_State *L) {
   return signal_result(L, tosub(L, "transport:kill"), SIGKILL);
 }
 
-/* The C protocol stays this file's; the Lua one is looked up per call. */
-static int s_set_protocol(lua_State *L) {
-  const char *fn = "transport:set_protocol";
-  tl_transport *lt = tosub(L, fn);
-  if (!lua_istable(L, 2))
-    return tl_typeerror(L, fn, 1, "protocol", 2, "table");
-  if (!lt->t)
-    return luaL_error(L, "tapio: %s: transport is closed", fn);
-  lua_settop(L, 2);
-  if (lt->proto_ref == LUA_NOREF)
-    lt->proto_ref = tl_ref(lt->lb, L);
-  else
-    lua_rawseti(L, LUA_REGISTRYINDEX, lt->proto_ref);
-  return 0;
-}
-
-static const char *const common_methods[] = {
-  "close", "is_closing", "get_extra_info", "get_protocol", "get_loop", NULL
-};
-
 static const luaL_Reg methods[] = {
   {"get_pid", s_get_pid},
   {"get_returncode", s_get_returncode},
@@ -527,7 +489,6 @@ static const luaL_Reg methods[] = {
   {"send_signal", s_send_signal},
   {"terminate", s_terminate},
   {"kill", s_kill},
-  {"set_protocol", s_set_protocol},
   {NULL, NULL}
 };
 
@@ -539,8 +500,8 @@ static const luaL_Reg loop_methods[] = {
 
 int tl_open_process(lua_State *L) {
   size_t i;
-  tl_newtransportclass(L, TL_SUBPROCESS, common_methods);
-  luaL_setfuncs(L, methods, 0);
+  /* asyncio's SubprocessTransport: BaseTransport's and its own */
+  tl_transport_class(L, TL_SUBPROCESS, TL_M_BASE, methods);
   lua_setfield(L, -2, "subprocess_transport_methods");
   tl_addmethods(L, TL_LOOP, loop_methods);
   for (i = 0; i < sizeof stdio_names / sizeof stdio_names[0]; i++) {

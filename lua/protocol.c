@@ -6,8 +6,9 @@
 #include "tapio_lua.h"
 
 /* A protocol with get_buffer is a BufferedProtocol, as asyncio decides by
- * class when the protocol is set; the tapio table must say so. Only a
- * stream's table is switched: other kinds keep theirs (a subprocess's). */
+ * class when the protocol is set; the tapio table must say so. Only the
+ * stream tables are switched (a socket's, a pipe's): a datagram endpoint
+ * and a subprocess keep their own. */
 void tl_choose_kind(lua_State *L, int proto, tl_transport *lt) {
   const tapio_protocol *cur = NULL;
   lua_getfield(L, proto, "get_buffer");
@@ -162,7 +163,7 @@ void tl_done(lua_State *L, int nres, int status) {
     lua_pop(L, nres + 1);
 }
 
-static void p_made(void *ud, tapio_transport *t) {
+void tl_base_made(void *ud, tapio_transport *t) {
   tl_transport *lt = ud;
   lua_State *L = lt->lb->L;
   lt->t = t;
@@ -221,17 +222,17 @@ static int p_eof(void *ud, tapio_transport *t) {
   return simple(ud, "eof_received", "error in protocol.eof_received()", -1);
 }
 
-static void p_pause(void *ud, tapio_transport *t) {
+void tl_base_pause(void *ud, tapio_transport *t) {
   (void)t;
   simple(ud, "pause_writing", "error in protocol.pause_writing()", -1);
 }
 
-static void p_resume(void *ud, tapio_transport *t) {
+void tl_base_resume(void *ud, tapio_transport *t) {
   (void)t;
   simple(ud, "resume_writing", "error in protocol.resume_writing()", -1);
 }
 
-static void p_lost(void *ud, tapio_transport *t, int code,
+void tl_base_lost(void *ud, tapio_transport *t, int code,
                    const char *message) {
   tl_transport *lt = ud;
   tl_loop *lb = lt->lb;
@@ -274,20 +275,20 @@ static void p_buffer_updated(void *ud, tapio_transport *t, size_t nbytes) {
 
 const tapio_protocol tl_plain_protocol = {
   .size = sizeof(tapio_protocol),
-  .connection_made = p_made,
-  .connection_lost = p_lost,
-  .pause_writing = p_pause,
-  .resume_writing = p_resume,
+  .connection_made = tl_base_made,
+  .connection_lost = tl_base_lost,
+  .pause_writing = tl_base_pause,
+  .resume_writing = tl_base_resume,
   .data_received = p_data,
   .eof_received = p_eof,
 };
 
 const tapio_protocol tl_buffered_protocol = {
   .size = sizeof(tapio_protocol),
-  .connection_made = p_made,
-  .connection_lost = p_lost,
-  .pause_writing = p_pause,
-  .resume_writing = p_resume,
+  .connection_made = tl_base_made,
+  .connection_lost = tl_base_lost,
+  .pause_writing = tl_base_pause,
+  .resume_writing = tl_base_resume,
   .eof_received = p_eof,
   .get_buffer = p_get_buffer,
   .buffer_updated = p_buffer_updated,

@@ -38,7 +38,7 @@ typedef struct accept_out {
  * factory, both anchored until connection_lost. */
 int tl_tr_accept(lua_State *L) {
   accept_out *o = lua_touserdata(L, 1);
-  o->lt = tl_newtransport(L, o->ls->lb);
+  o->lt = tl_newtransport(L, o->ls->lb, TL_TRANSPORT);
   lua_rawgeti(L, LUA_REGISTRYINDEX, o->ls->factory_ref);
   tl_take_protocol(L, o->lt);
   return 0;
@@ -130,13 +130,18 @@ static tl_server *newserver(lua_State *L, tl_loop *lb, int fi, int cbi) {
   return ls;
 }
 
+/* The pending server (loop:_cancel takes it), or nil, err. */
 static int finish(lua_State *L, tl_server *ls, int rc) {
   if (rc < 0) {
     unanchor(L, ls);
     return tl_fail(L, rc);
   }
-  lua_pushboolean(L, 1);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ls->self_ref);
   return 1;
+}
+
+void tl_server_cancelled(lua_State *L, tl_server *ls) {
+  unanchor(L, ls);
 }
 
 /* host: nil, a string or a list of strings; returns their number and

@@ -11,9 +11,11 @@
 
 #define TL_LOOP "tapio.loop"
 #define TL_TRANSPORT "tapio.transport"
+/* The metatables of the other kinds of transport. */
 #define TL_READ_TRANSPORT "tapio.read_transport"   /* a read pipe */
 #define TL_WRITE_TRANSPORT "tapio.write_transport" /* a write pipe */
 #define TL_SUBPROCESS "tapio.subprocess_transport"
+#define TL_DGRAM_TRANSPORT "tapio.datagram_transport"
 #define TL_SERVER "tapio.server"
 #define TL_HANDLE "tapio.handle"
 #define TL_BUFFER "tapio.buffer"
@@ -53,6 +55,9 @@ enum {
   TL_T_CORE,     /* an error the core reports */
   TL_T_PIPE_DATA,/* pipe_data_received */
   TL_T_PIPE_LOST,/* pipe_connection_lost */
+  TL_T_DGRAM,    /* datagram_received */
+  TL_T_DGRAM_ERR,/* error_received */
+  TL_T_LOOKUP,   /* getaddrinfo's and getnameinfo's completions */
   TL_NTRAMP
 };
 
@@ -77,7 +82,8 @@ typedef struct tl_loop {
 } tl_loop;
 
 /* Every kind of transport ("tapio.transport", "tapio.read_transport",
- * "tapio.write_transport", "tapio.subprocess_transport"): lives from the
+ * "tapio.write_transport", "tapio.subprocess_transport",
+ * "tapio.datagram_transport"): lives from the
  * create call (or accept) to connection_lost anchored in the registry,
  * then as a closed shell. A subprocess's pipe transports are ones too,
  * made when asked for, not anchored (their subprocess holds them), with
@@ -92,6 +98,8 @@ typedef struct tl_transport {
   int err_ref;        /* a callback's error, for connection_lost */
   int buf_ref;        /* the buffer get_buffer returned last */
   int buffered;       /* the tapio protocol table in use has get_buffer */
+  int cache_ref;      /* datagram: address values by socket address */
+  int cache_n;        /* how many the cache holds */
 } tl_transport;
 
 /* "tapio.server" */
@@ -163,6 +171,17 @@ void tl_newclass(lua_State *L, const char *tname, const luaL_Reg *methods,
 /* Adds methods to the methods table of the metatable tname. */
 void tl_addmethods(lua_State *L, const char *tname, const luaL_Reg *methods);
 
+/* lua_CFunction: [1] a light userdata pointing at a host's tapio_loop
+ * pointer; pushes a "tapio.loop" object that owns the loop and NULLs the
+ * pointer once it does (host_api.c's tapio_lua_push_loop). */
+int tl_wrap_loop(lua_State *L);
+/* The core loop of the "tapio.loop" at idx; NULL if not one, or closed. */
+tapio_loop *tl_loop_of(lua_State *L, int idx);
+
+/* ---- embed.c: loop:backend_fd(), loop:backend_timeout() ---------------- */
+
+int tl_open_embed(lua_State *L);
+
 /* ---- call.c ------------------------------------------------------------ */
 
 int tl_open_call(lua_State *L);
@@ -176,29 +195,59 @@ void tl_release_calls(tl_loop *lb, lua_State *L);
 /* ---- transport.c ------------------------------------------------------- */
 
 int tl_open_transport(lua_State *L);
-/* Inside a trampoline: a new transport userdata, anchored, on top. */
-tl_transport *tl_newtransport(lua_State *L, tl_loop *lb);
+/* The groups of methods a kind of transport has, as asyncio's classes. */
+enum {
+  TL_M_BASE = 1 << 0,  /* BaseTransport: close, is_closing, get_extra_info,
+                          set_protocol, get_protocol (and get_loop) */
+  TL_M_READ = 1 << 1,  /* ReadTransport: is_reading, pause/resume_reading */
+  TL_M_WRITE = 1 << 2, /* write, writelines, can_write_eof, write_eof */
+  TL_M_FLOW = 1 << 3,  /* abort and the write buffer's size and limits
+                          (WriteTransport's and DatagramTransport's) */
+  TL_M_STATS = 1 << 4  /* get_stats: tapio's figures */
+};
+/* The metatable tname of a kind of transport: the groups in which (TL_M_*
+ * bits), each method written once in transport.c, and the kind's own
+ * (or NULL). Every method checks self against the kind's metatable (its
+ * upvalue 1: tl_checktransport). Leaves the methods table on top. */
+void tl_transport_class(lua_State *L, const char *tname, unsigned which,
+                        const luaL_Reg *own);
+/* A new transport userdata of metatable tname on top, with no references
+ * and not anchored (a subprocess's pipe: its subprocess holds it). */
+tl_transport *tl_newunanchored(lua_State *L, tl_loop *lb, const char *tname);
+/* Inside a trampoline: a new transport userdata of metatable tname (the
+ * kind's), anchored, on top. */
+tl_transport *tl_newtransport(lua_State *L, tl_loop *lb, const char *tname);
 /* Releases the anchors of a transport that is done with. */
 void tl_release_transport(lua_State *L, tl_transport *lt);
 /* The transport's Lua object when t is one of the binding's, else nil. */
 void tl_pushtransport(lua_State *L, tapio_transport *t);
 int tl_tr_connected(lua_State *L);
-/* A transport for a create call, anchored, on top: the factory (at fi)
- * runs at connection_made, the completion callback (at cbi) after. */
-tl_transport *tl_pending(lua_State *L, tl_loop *lb, int fi, int cbi);
+/* self (index 1) of a transport method: the method's upvalue 1 is the
+ * metatable of the kind it belongs to. Raises "bad self" otherwise. */
+tl_transport *tl_checktransport(lua_State *L, const char *fn);
+/* The transport of any kind at idx, or NULL. */
+tl_transport *tl_testtransport(lua_State *L, int idx);
+/* A transport of metatable tname for a create call, anchored, on top: the
+ * factory (at fi) runs at connection_made, the completion callback (at
+ * cbi) after. */
+tl_transport *tl_pending(lua_State *L, tl_loop *lb, const char *tname,
+                         int fi, int cbi);
 /* The core's completion callback for tl_pending's transports. */
 void tl_on_connected(void *ud, int status, tapio_transport *t);
-/* A create call's synchronous result rc: true, or nil and the error (the
- * pending transport released). */
-int tl_finish(lua_State *L, tl_transport *lt, int rc);
-/* The metatable tname of one kind of transport with the methods of
- * "tapio.transport" named in names (NULL-terminated): each method is
- * written once, and each kind has only its own, as asyncio's classes. */
-void tl_newtransportclass(lua_State *L, const char *tname,
-                          const char *const *names);
+/* What a create method returns for the core's rc: the pending transport
+ * (loop:_cancel takes it), or nil and the error (the pending transport
+ * released). */
+int tl_create_done(lua_State *L, tl_transport *lt, int rc);
 
 /* ---- protocol.c -------------------------------------------------------- */
 
+/* BaseProtocol's four callbacks, shared by every kind's table (stream,
+ * datagram, subprocess): they call the Lua protocol's methods. */
+void tl_base_made(void *ud, tapio_transport *t);
+void tl_base_lost(void *ud, tapio_transport *t, int code,
+                  const char *message);
+void tl_base_pause(void *ud, tapio_transport *t);
+void tl_base_resume(void *ud, tapio_transport *t);
 extern const tapio_protocol tl_plain_protocol;
 extern const tapio_protocol tl_buffered_protocol;
 /* Inside a trampoline: looks up and calls the factory on top, anchors
@@ -268,7 +317,32 @@ const char *tl_tostring(lua_State *L, int idx);
 tapio_options *tl_options(lua_State *L, int idx, const char *fn, int n,
                           int call, tapio_loop *loop);
 
-void tl_pushaddress(lua_State *L, const char *host, int port, int family);
 int tl_open_util(lua_State *L);
+
+/* ---- address.c: address values -------------------------------------------- */
+
+void tl_pushaddress(lua_State *L, const char *host, int port, int family);
+/* The address value of a socket address: "tapio.address" for IP, the
+ * path for Unix, nil for none (an unnamed Unix peer, len 0). */
+void tl_pushsockaddr(lua_State *L, const void *sa, size_t len);
+/* The socket address of the value at idx (an address value, a table
+ * {host, port} of a numeric host, a Unix path) into out[*len]; raises a
+ * bad argument n of fn otherwise. */
+int tl_toaddr(lua_State *L, int idx, void *out, size_t *len, const char *fn,
+              int n);
+/* The bytes of the address value at idx, or NULL if it is none. */
+const void *tl_addrbytes(lua_State *L, int idx, size_t *len);
+int tl_open_address(lua_State *L);
+
+/* ---- datagram.c, resolve.c --------------------------------------------------- */
+
+extern const tapio_datagram_protocol tl_datagram_protocol;
+int tl_open_datagram(lua_State *L);
+int tl_tr_dgram(lua_State *L);
+int tl_tr_dgram_err(lua_State *L);
+int tl_open_resolve(lua_State *L);
+int tl_tr_lookup(lua_State *L);
+/* server.c: a pending create_server was cancelled; nothing will call it. */
+void tl_server_cancelled(lua_State *L, tl_server *ls);
 
 #endif

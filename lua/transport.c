@@ -1,8 +1,11 @@
-/* The Lua binding's stream transport: "tapio.transport", its lifetime and
- * methods, and loop:_create_connection and friends (the Lua layer wraps
- * them in the async rule, see tapio/loop.lua: each takes the completion
- * callback first, then the user's arguments, numbered as the user sees
- * them). The protocol side is in protocol.c. */
+/* The Lua binding's transports: the lifetime every kind shares, the
+ * methods of every kind written once (each kind's metatable holds only
+ * its own: tl_transport_class), "tapio.transport" (a stream), and
+ * loop:_create_connection and friends (the Lua layer wraps them in the
+ * async rule, see tapio/loop.lua: each takes the completion callback
+ * first, then the user's arguments, numbered as the user sees them). The
+ * protocol side is in protocol.c; the other kinds in pipe.c, process.c and
+ * datagram.c. */
 #include "tapio_lua.h"
 
 #include <string.h>
@@ -13,13 +16,19 @@
 
 /* ---- Lifetime ---------------------------------------------------------- */
 
-tl_transport *tl_newtransport(lua_State *L, tl_loop *lb) {
+tl_transport *tl_newunanchored(lua_State *L, tl_loop *lb,
+                               const char *tname) {
   tl_transport *lt = tl_newuserdata(L, sizeof *lt);
   memset(lt, 0, sizeof *lt);
   lt->lb = lb;
   lt->self_ref = lt->proto_ref = lt->factory_ref = LUA_NOREF;
-  lt->cb_ref = lt->err_ref = lt->buf_ref = LUA_NOREF;
-  luaL_setmetatable(L, TL_TRANSPORT);
+  lt->cb_ref = lt->err_ref = lt->buf_ref = lt->cache_ref = LUA_NOREF;
+  luaL_setmetatable(L, tname);
+  return lt;
+}
+
+tl_transport *tl_newtransport(lua_State *L, tl_loop *lb, const char *tname) {
+  tl_transport *lt = tl_newunanchored(L, lb, tname);
   lua_pushvalue(L, -1);
   lt->self_ref = tl_anchor(lb, L);
   return lt;
@@ -36,6 +45,7 @@ void tl_release_transport(lua_State *L, tl_transport *lt) {
   tl_unref(lb, L, &lt->cb_ref);
   tl_unref(lb, L, &lt->err_ref);
   tl_unref(lb, L, &lt->buf_ref);
+  tl_unref(lb, L, &lt->cache_ref);
   tl_unanchor(lb, L, &lt->self_ref);
   lt->t = NULL;
   lt->lb = NULL;
@@ -44,7 +54,8 @@ void tl_release_transport(lua_State *L, tl_transport *lt) {
 void tl_pushtransport(lua_State *L, tapio_transport *t) {
   const tapio_protocol *p = NULL;
   tl_transport *lt = tapio_transport_get_protocol(t, &p);
-  if ((p == &tl_plain_protocol || p == &tl_buffered_protocol) &&
+  if ((p == &tl_plain_protocol || p == &tl_buffered_protocol ||
+       p == (const tapio_protocol *)&tl_datagram_protocol) &&
       lt->self_ref != LUA_NOREF)
     lua_rawgeti(L, LUA_REGISTRYINDEX, lt->self_ref);
   else
@@ -59,8 +70,8 @@ int tl_tr_connected(lua_State *L) {
   tl_transport *lt = lua_touserdata(L, 1);
   int status = (int)lua_tointeger(L, 2);
   lua_rawgeti(L, LUA_REGISTRYINDEX, lt->cb_ref);
-  if (status < 0) {
-    tl_pusherror(L, status, NULL);
+  if (status < 0) { /* the message says more, e.g. what each address did */
+    tl_pusherror(L, status, tapio_loop_error_message(lt->lb->loop));
     lua_call(L, 1, 0);
   } else if (lt->proto_ref == LUA_NOREF) {
     /* the factory raised: create_connection raises that, like asyncio */
@@ -95,8 +106,9 @@ void tl_on_connected(void *ud, int status, tapio_transport *t) {
 
 /* The transport for a pending connect: the factory (at fi) runs at
  * connection_made, the callback (at cbi) once the connect is done. */
-tl_transport *tl_pending(lua_State *L, tl_loop *lb, int fi, int cbi) {
-  tl_transport *lt = tl_newtransport(L, lb);
+tl_transport *tl_pending(lua_State *L, tl_loop *lb, const char *tname,
+                         int fi, int cbi) {
+  tl_transport *lt = tl_newtransport(L, lb, tname);
   lua_pushvalue(L, fi);
   lt->factory_ref = tl_ref(lb, L);
   lua_pushvalue(L, cbi);
@@ -123,14 +135,15 @@ static int has_sock(lua_State *L, int idx) {
   return r;
 }
 
-/* Runs the create call; on a synchronous failure the pending transport
- * is released and nil, err returned. */
-int tl_finish(lua_State *L, tl_transport *lt, int rc) {
+/* After the create call: on a synchronous failure the pending transport
+ * is released and nil, err returned; else the pending transport, which
+ * loop:_cancel takes. */
+int tl_create_done(lua_State *L, tl_transport *lt, int rc) {
   if (rc < 0) {
     tl_release_transport(L, lt);
     return tl_fail(L, rc);
   }
-  lua_pushboolean(L, 1);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lt->self_ref);
   return 1;
 }
 
@@ -158,11 +171,11 @@ static int l_create_connection(lua_State *L) {
                        "host and port are required unless opts.sock is "
                        "given");
   o = tl_options(L, 6, FN_CONNECT, 4, TAPIO_CALL_CREATE_CONNECTION, lb->loop);
-  lt = tl_pending(L, lb, 3, 2);
+  lt = tl_pending(L, lb, TL_TRANSPORT, 3, 2);
   rc = tapio_create_connection(lb->loop, host, port, &tl_plain_protocol, lt,
                                o, tl_on_connected, lt);
   tapio_options_free(o);
-  return tl_finish(L, lt, rc);
+  return tl_create_done(L, lt, rc);
 }
 
 /* loop:_create_unix_connection(cb, factory, path, opts) */
@@ -178,11 +191,11 @@ static int l_create_unix_connection(lua_State *L) {
   path = lua_tostring(L, 4);
   o = tl_options(L, 5, FN_UNIX_CONNECT, 3, TAPIO_CALL_CREATE_UNIX_CONNECTION,
                  lb->loop);
-  lt = tl_pending(L, lb, 3, 2);
+  lt = tl_pending(L, lb, TL_TRANSPORT, 3, 2);
   rc = tapio_create_unix_connection(lb->loop, path, &tl_plain_protocol, lt,
                                     o, tl_on_connected, lt);
   tapio_options_free(o);
-  return tl_finish(L, lt, rc);
+  return tl_create_done(L, lt, rc);
 }
 
 /* loop:_connect_accepted_socket(cb, factory, fd, opts): tapio owns fd
@@ -196,11 +209,11 @@ static int l_connect_accepted_socket(lua_State *L) {
   fd = (int)tl_checkint(L, 4, FN_ACCEPTED, 2, "sock", 0, 0x7fffffff);
   o = tl_options(L, 5, FN_ACCEPTED, 3, TAPIO_CALL_CONNECT_ACCEPTED_SOCKET,
                  lb->loop);
-  lt = tl_pending(L, lb, 3, 2);
+  lt = tl_pending(L, lb, TL_TRANSPORT, 3, 2);
   rc = tapio_connect_accepted_socket(lb->loop, fd, &tl_plain_protocol, lt, o,
                                      tl_on_connected, lt);
   tapio_options_free(o);
-  return tl_finish(L, lt, rc);
+  return tl_create_done(L, lt, rc);
 }
 
 /* ---- Transport methods ------------------------------------------------- */
@@ -214,8 +227,20 @@ static tl_transport *totransport(lua_State *L, const char *fn) {
     if (ok)
       return lua_touserdata(L, 1);
   }
-  tl_typeerror(L, fn, 0, "self", 1, TL_TRANSPORT);
+  lua_getfield(L, lua_upvalueindex(1), "__name"); /* the kind expected */
+  tl_typeerror(L, fn, 0, "self", 1, lua_tostring(L, -1));
   return NULL;
+}
+
+tl_transport *tl_checktransport(lua_State *L, const char *fn) {
+  return totransport(L, fn);
+}
+
+tl_transport *tl_testtransport(lua_State *L, int idx) {
+  int ok = luaL_getmetafield(L, idx, "__transport") != 0;
+  if (ok)
+    lua_pop(L, 1);
+  return ok ? lua_touserdata(L, idx) : NULL;
 }
 
 static tl_transport *checkopen(lua_State *L, const char *fn) {
@@ -391,6 +416,7 @@ static int push_name(lua_State *L, tl_transport *lt, int peer) {
 static const char *handle_key(int kind) {
   switch (kind) {
   case TAPIO_TRANSPORT_STREAM:
+  case TAPIO_TRANSPORT_DATAGRAM:
     return "socket";
   case TAPIO_TRANSPORT_READ_PIPE:
   case TAPIO_TRANSPORT_WRITE_PIPE:
@@ -401,8 +427,9 @@ static const char *handle_key(int kind) {
 }
 
 /* transport:get_extra_info(name, default): "peername" and "sockname" are
- * address values, "socket" (a stream) and "pipe" (a pipe) the descriptor
- * (tapio still owns it), "subprocess" the child's pid. */
+ * address values, "socket" (a stream or datagram endpoint) and "pipe" (a
+ * pipe) the descriptor (tapio still owns it), "subprocess" the child's
+ * pid. */
 static int t_get_extra_info(lua_State *L) {
   const char *fn = "transport:get_extra_info";
   tl_transport *lt = totransport(L, fn);
@@ -505,26 +532,50 @@ static int t_tostring(lua_State *L) {
   return 1;
 }
 
-static const luaL_Reg transport_methods[] = {
-  {"write", t_write},
-  {"writelines", t_writelines},
+/* The methods of every kind, written once, in groups as asyncio's
+ * classes have them (enum in tapio_lua.h); a kind's metatable takes its
+ * groups. */
+static const luaL_Reg base_methods[] = { /* BaseTransport */
   {"close", t_close},
-  {"abort", t_abort},
   {"is_closing", t_is_closing},
-  {"is_reading", t_is_reading},
-  {"pause_reading", t_pause_reading},
-  {"resume_reading", t_resume_reading},
-  {"can_write_eof", t_can_write_eof},
-  {"write_eof", t_write_eof},
-  {"get_write_buffer_size", t_get_write_buffer_size},
-  {"get_write_buffer_limits", t_get_write_buffer_limits},
-  {"set_write_buffer_limits", t_set_write_buffer_limits},
   {"get_extra_info", t_get_extra_info},
   {"set_protocol", t_set_protocol},
   {"get_protocol", t_get_protocol},
   {"get_loop", t_get_loop},
+  {NULL, NULL}
+};
+
+static const luaL_Reg read_methods[] = { /* ReadTransport */
+  {"is_reading", t_is_reading},
+  {"pause_reading", t_pause_reading},
+  {"resume_reading", t_resume_reading},
+  {NULL, NULL}
+};
+
+static const luaL_Reg write_methods[] = { /* WriteTransport's bytes */
+  {"write", t_write},
+  {"writelines", t_writelines},
+  {"can_write_eof", t_can_write_eof},
+  {"write_eof", t_write_eof},
+  {NULL, NULL}
+};
+
+/* WriteTransport's and DatagramTransport's: abort and the write buffer */
+static const luaL_Reg flow_methods[] = {
+  {"abort", t_abort},
+  {"get_write_buffer_size", t_get_write_buffer_size},
+  {"get_write_buffer_limits", t_get_write_buffer_limits},
+  {"set_write_buffer_limits", t_set_write_buffer_limits},
+  {NULL, NULL}
+};
+
+static const luaL_Reg stats_methods[] = {
   {"get_stats", t_get_stats},
   {NULL, NULL}
+};
+
+static const luaL_Reg *const groups[] = {
+  base_methods, read_methods, write_methods, flow_methods, stats_methods
 };
 
 static const luaL_Reg loop_methods[] = {
@@ -534,34 +585,40 @@ static const luaL_Reg loop_methods[] = {
   {NULL, NULL}
 };
 
-/* The metatable's __tostring, with the metatable as upvalue. */
-static void add_tostring(lua_State *L, const char *tname) {
+/* Adds methods to the methods table on top, each with the metatable
+ * tname as upvalue 1 (totransport). */
+static void add_methods(lua_State *L, const char *tname,
+                        const luaL_Reg *methods) {
   luaL_getmetatable(L, tname);
+  luaL_setfuncs(L, methods, 1);
+}
+
+/* Leaves the methods table on the stack, as tl_newclass does. */
+void tl_transport_class(lua_State *L, const char *tname, unsigned which,
+                        const luaL_Reg *own) {
+  static const luaL_Reg none[] = {{NULL, NULL}};
+  size_t i;
+  tl_newclass(L, tname, none, 0);
+  for (i = 0; i < sizeof groups / sizeof groups[0]; i++)
+    if (which & (1u << i))
+      add_methods(L, tname, groups[i]);
+  if (own)
+    add_methods(L, tname, own);
+  luaL_getmetatable(L, tname);
+  lua_pushboolean(L, 1);
+  lua_setfield(L, -2, "__transport"); /* tl_testtransport */
   lua_pushvalue(L, -1);
   lua_pushcclosure(L, t_tostring, 1);
   lua_setfield(L, -2, "__tostring");
   lua_pop(L, 1);
 }
 
-void tl_newtransportclass(lua_State *L, const char *tname,
-                          const char *const *names) {
-  luaL_Reg regs[sizeof transport_methods / sizeof transport_methods[0]];
-  size_t n = 0, i;
-  for (; *names; names++)
-    for (i = 0; transport_methods[i].name; i++)
-      if (strcmp(transport_methods[i].name, *names) == 0 &&
-          n + 1 < sizeof regs / sizeof regs[0])
-        regs[n++] = transport_methods[i];
-  regs[n].name = NULL;
-  regs[n].func = NULL;
-  tl_newclass(L, tname, regs, 1);
-  add_tostring(L, tname);
-}
-
 int tl_open_transport(lua_State *L) {
-  tl_newclass(L, TL_TRANSPORT, transport_methods, 1);
+  tl_transport_class(L, TL_TRANSPORT,
+                     TL_M_BASE | TL_M_READ | TL_M_WRITE | TL_M_FLOW |
+                         TL_M_STATS,
+                     NULL);
   lua_setfield(L, -2, "transport_methods");
-  add_tostring(L, TL_TRANSPORT);
   tl_addmethods(L, TL_LOOP, loop_methods);
   return 0;
 }

@@ -1,5 +1,5 @@
 /* The Lua binding's small pieces: error values, argument checks, keyword
- * options, address values, "tapio.buffer", and the socketpair helpers the
+ * options, "tapio.buffer", and the socketpair helpers the
  * existing-socket example needs. */
 #include "tapio_lua.h"
 
@@ -227,6 +227,8 @@ static void set_option(lua_State *L, tapio_options *o, const char *fn,
     rc = tapio_options_set_str(o, name, lua_tostring(L, -1));
   else if (lua_type(L, -1) == LUA_TBOOLEAN && type == TAPIO_OPTION_BOOL)
     rc = tapio_options_set_int(o, name, lua_toboolean(L, -1));
+  else if (lua_type(L, -1) == LUA_TNUMBER && type == TAPIO_OPTION_DOUBLE)
+    rc = tapio_options_set_double(o, name, (double)lua_tonumber(L, -1));
   else if (lua_istable(L, -1) && (type == TAPIO_OPTION_STR_LIST ||
                                   type == TAPIO_OPTION_INT_LIST))
     rc = set_list(L, o, name, type);
@@ -258,82 +260,6 @@ tapio_options *tl_options(lua_State *L, int idx, const char *fn, int n,
     lua_pop(L, 1);
   }
   return o;
-}
-
-/* ---- Addresses --------------------------------------------------------- */
-
-/* IP addresses are {host, port} (IPv6: {host, port, flowinfo, scope_id},
- * the last two always 0 as the ABI does not report them), printing as
- * Python's tuples; Unix addresses are the path string, as in Python. */
-void tl_pushaddress(lua_State *L, const char *host, int port, int family) {
-  if (family == TAPIO_AF_UNIX) {
-    lua_pushstring(L, host);
-    return;
-  }
-  lua_createtable(L, family == TAPIO_AF_INET6 ? 4 : 2, 0);
-  lua_pushstring(L, host);
-  lua_rawseti(L, -2, 1);
-  lua_pushinteger(L, port);
-  lua_rawseti(L, -2, 2);
-  if (family == TAPIO_AF_INET6) {
-    lua_pushinteger(L, 0);
-    lua_rawseti(L, -2, 3);
-    lua_pushinteger(L, 0);
-    lua_rawseti(L, -2, 4);
-  }
-  luaL_setmetatable(L, TL_ADDRESS);
-}
-
-static int a_tostring(lua_State *L) {
-  lua_rawgeti(L, 1, 1);
-  lua_rawgeti(L, 1, 2);
-  if (tl_rawlen(L, 1) == 4)
-    lua_pushfstring(L, "('%s', %d, 0, 0)", lua_tostring(L, -2),
-                    (int)lua_tointeger(L, -1));
-  else
-    lua_pushfstring(L, "('%s', %d)", lua_tostring(L, -2),
-                    (int)lua_tointeger(L, -1));
-  return 1;
-}
-
-/* addr.host, addr.port and addr.family besides addr[1], addr[2]. */
-static int a_index(lua_State *L) {
-  const char *k;
-  if (lua_type(L, 2) != LUA_TSTRING)
-    return 0;
-  k = lua_tostring(L, 2);
-  if (strcmp(k, "host") == 0)
-    lua_rawgeti(L, 1, 1);
-  else if (strcmp(k, "port") == 0)
-    lua_rawgeti(L, 1, 2);
-  else if (strcmp(k, "family") == 0)
-    lua_pushinteger(L, tl_rawlen(L, 1) == 4 ? TAPIO_AF_INET6 : TAPIO_AF_INET);
-  else
-    return 0;
-  return 1;
-}
-
-static int a_eq(lua_State *L) {
-  int i, eq = tl_rawlen(L, 1) == tl_rawlen(L, 2);
-  for (i = 1; eq && i <= 2; i++) {
-    lua_rawgeti(L, 1, i);
-    lua_rawgeti(L, 2, i);
-    eq = lua_rawequal(L, -1, -2);
-    lua_pop(L, 2);
-  }
-  lua_pushboolean(L, eq);
-  return 1;
-}
-
-static void open_address(lua_State *L) {
-  luaL_newmetatable(L, TL_ADDRESS);
-  lua_pushcfunction(L, a_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pushcfunction(L, a_index);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, a_eq);
-  lua_setfield(L, -2, "__eq");
-  lua_pop(L, 1);
 }
 
 /* ---- Buffers ----------------------------------------------------------- */
@@ -452,11 +378,21 @@ int tl_oserror(lua_State *L, int err) {
   return 2;
 }
 
-/* tapio.socketpair(): two connected stream sockets (descriptors), as
- * Python's socket.socketpair(); hand one to create_connection's sock. */
+/* tapio.socketpair([type]): two connected sockets (descriptors), as
+ * Python's socket.socketpair(); stream ones (hand one to
+ * create_connection's sock), or datagram ones with type "dgram" (for
+ * create_datagram_endpoint's). */
 static int u_socketpair(lua_State *L) {
-  int sv[2];
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+  int sv[2], type = SOCK_STREAM;
+  if (!lua_isnoneornil(L, 1)) {
+    const char *t = lua_tostring(L, 1);
+    if (lua_type(L, 1) != LUA_TSTRING ||
+        (strcmp(t, "stream") != 0 && strcmp(t, "dgram") != 0))
+      return tl_argerror(L, "socketpair", 1, "type",
+                         "\"stream\" or \"dgram\" expected");
+    type = strcmp(t, "dgram") == 0 ? SOCK_DGRAM : SOCK_STREAM;
+  }
+  if (socketpair(AF_UNIX, type | SOCK_CLOEXEC, 0, sv) < 0)
     return tl_oserror(L, errno);
   lua_pushinteger(L, sv[0]);
   lua_pushinteger(L, sv[1]);
@@ -503,7 +439,7 @@ static const luaL_Reg functions[] = {
 int tl_open_util(lua_State *L) {
   luaL_setfuncs(L, functions, 0);
   open_errors(L);
-  open_address(L);
+  tl_open_address(L);
   open_buffer(L);
   lua_pushinteger(L, TAPIO_AF_UNSPEC);
   lua_setfield(L, -2, "AF_UNSPEC");

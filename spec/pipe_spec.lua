@@ -105,6 +105,30 @@ describe("a read pipe", function()
       assert.are.equal("sock", p.received)
     end)
   end)
+
+  it("is closed at once, calling nobody, when its create is cancelled",
+     function()
+    run(function(loop)
+      local refs = loop:_debug().refs
+      local a, b = tapio.socketpair()
+      local made, fut = false, nil
+      loop:call_soon(function() -- outside a task: the future comes back
+        fut = loop:connect_read_pipe(function()
+          made = true
+          return recorder(loop)
+        end, a)
+        fut:cancel()
+      end)
+      tapio.sleep(0.05) -- turns of the loop in which nobody may be called
+      assert.is_true(fut:cancelled())
+      assert.is_false(made)
+      local n, err = tapio.send(b, "x") -- its reader is gone
+      assert.is_nil(n)
+      assert.are.equal("EPIPE", err.name)
+      assert.are.equal(refs, loop:_debug().refs)
+      tapio.close_fd(b)
+    end)
+  end)
 end)
 
 describe("a write pipe", function()

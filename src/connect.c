@@ -1,5 +1,6 @@
-/* Making stream transports: create_connection (TCP), create_unix_connection,
- * connect_accepted_socket and the "sock" option. */
+/* Making stream transports: create_connection (TCP: its names looked up
+ * without blocking, its addresses raced in eyeballs.c),
+ * create_unix_connection, connect_accepted_socket and the "sock" option. */
 #include "tapio_int.h"
 
 #include <errno.h>
@@ -16,18 +17,21 @@ typedef struct connect_req {
   void *proto_ud;
   char *host;          /* TCP: name to resolve; Unix: the path */
   int port, family, nodelay, is_unix;
-  int af;              /* of the socket being connected */
   char *local_host;
   int local_port, has_local;
+  double delay;        /* happy_eyeballs_delay; -1: not set */
+  size_t first;        /* interleave: first-family addresses first; 0 no */
   tapio__addr *addrs, *locals;
-  size_t naddrs, nlocals, next;
-  int fd, last_err;
-  ev_io io;
+  size_t naddrs, nlocals;
+  tapio__lookup *lookup;
+  tapio__race *race;
   tapio_transport *t;  /* wrapped socket: made when the request runs */
 } connect_req;
 
 static void req_free(connect_req *r) {
   tapio_loop *loop = r->req.loop;
+  tapio__lookup_cancel(r->lookup);
+  tapio__race_cancel(r->race);
   tapio__strfree(loop, r->host);
   tapio__strfree(loop, r->local_host);
   tapio__addrs_free(loop, r->addrs, r->naddrs);
@@ -35,40 +39,29 @@ static void req_free(connect_req *r) {
   tapio__free(loop, r, sizeof *r);
 }
 
-static void req_fail(connect_req *r, int code) {
+/* Ends the request with code; message (or NULL) is what
+ * tapio_loop_error_message answers during the completion. */
+static void req_fail(connect_req *r, int code, const char *message) {
+  tapio_loop *loop = r->req.loop;
   tapio_connect_fn cb = r->cb;
   void *ud = r->cb_ud;
-  tapio__request_done(&r->req);
-  if (ev_is_active(&r->io))
-    ev_io_stop(r->req.loop->ev, &r->io);
-  if (r->fd >= 0)
-    close(r->fd);
+  int call = tapio__request_done(&r->req);
   if (r->t)
     tapio__transport_discard(r->t);
   req_free(r);
-  cb(ud, code, NULL);
+  tapio__connect_failed(loop, call, cb, ud, code, message);
 }
 
 static void req_cancel(tapio__request *req) {
-  req_fail((connect_req *)req, TAPIO_ECANCELED);
+  req_fail((connect_req *)req, TAPIO_ECANCELED, NULL);
 }
 
-/* The socket is connected: the transport is made, then the caller told. */
+/* The transport is made (or was, for a wrapped socket): connection_made,
+ * then the caller is told. */
 static void req_connected(connect_req *r) {
   tapio_transport *t = r->t;
   tapio_connect_fn cb = r->cb;
   void *ud = r->cb_ud;
-  if (!t) {
-    tapio__addr *a = &r->addrs[r->next - 1];
-    t = tapio__stream_new(r->req.loop, r->fd, r->proto, r->proto_ud);
-    if (!t) {
-      req_fail(r, TAPIO_ENOMEM);
-      return;
-    }
-    tapio__transport_set_peer(t, (struct sockaddr *)&a->ss, a->len);
-    tapio__maybe_nodelay(r->fd, r->af, r->nodelay);
-  }
-  r->fd = -1;
   r->t = NULL;
   tapio__request_done(&r->req);
   req_free(r);
@@ -76,106 +69,100 @@ static void req_connected(connect_req *r) {
   cb(ud, 0, t);
 }
 
-static int bind_local(connect_req *r, int fd, int af) {
-  size_t i;
-  int err = TAPIO_EADDRNOTAVAIL;
-  for (i = 0; i < r->nlocals; i++) {
-    tapio__addr *a = &r->locals[i];
-    if (a->ss.ss_family != af)
-      continue;
-    if (bind(fd, (struct sockaddr *)&a->ss, a->len) == 0)
-      return 0;
-    err = tapio__from_errno(errno);
-  }
-  return err;
-}
-
-/* Starts connecting to addrs[next]; 0 when under way or done. */
-static int connect_one(connect_req *r, tapio__addr *a) {
-  int af = a->ss.ss_family;
-  int fd = socket(af, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  int rc;
-  if (fd < 0)
-    return tapio__from_errno(errno);
-  rc = r->has_local ? bind_local(r, fd, af) : 0;
-  if (rc == 0 && connect(fd, (struct sockaddr *)&a->ss, a->len) < 0 &&
-      errno != EINPROGRESS)
-    rc = tapio__from_errno(errno);
-  if (rc < 0) {
-    close(fd);
-    return rc;
-  }
-  r->fd = fd;
-  r->af = af;
-  ev_io_set(&r->io, fd, EV_WRITE);
-  ev_io_start(r->req.loop->ev, &r->io);
-  return 0;
-}
-
-/* Tries the remaining addresses in order, as asyncio does. */
-static void try_next(connect_req *r) {
-  while (r->next < r->naddrs) {
-    int rc = connect_one(r, &r->addrs[r->next++]);
-    if (rc == 0)
-      return;
-    r->last_err = rc;
-  }
-  req_fail(r, r->last_err ? r->last_err : TAPIO_ECONNREFUSED);
-}
-
-static void on_connect(struct ev_loop *ev, ev_io *w, int revents) {
-  connect_req *r = TAPIO_CONTAINER(w, connect_req, io);
-  int err = 0;
-  socklen_t len = sizeof err;
-  (void)revents;
-  ev_io_stop(ev, w);
-  if (getsockopt(r->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-    err = errno;
-  if (err == 0) {
-    req_connected(r);
+/* The race is over: a connected socket, or what each address answered. */
+static void on_raced(void *ud, int fd, const tapio__addr *addr, int code,
+                     const char *message) {
+  connect_req *r = ud;
+  r->race = NULL;
+  if (fd < 0) {
+    req_fail(r, code, message);
     return;
   }
-  close(r->fd);
-  r->fd = -1;
-  r->last_err = tapio__from_errno(err);
-  try_next(r);
-}
-
-static int resolve_all(connect_req *r) {
-  tapio_loop *loop = r->req.loop;
-  int rc;
-  if (r->is_unix) {
-    r->addrs = tapio__alloc(loop, sizeof *r->addrs);
-    if (!r->addrs)
-      return TAPIO_ENOMEM;
-    r->naddrs = 1;
-    return tapio__unix_addr(r->host, r->addrs);
+  r->t = tapio__stream_new(r->req.loop, fd, r->proto, r->proto_ud);
+  if (!r->t) {
+    close(fd);
+    req_fail(r, TAPIO_ENOMEM, NULL);
+    return;
   }
-  rc = tapio__resolve(loop, r->host, r->port, r->family, 0, &r->addrs,
-                      &r->naddrs);
-  if (rc == 0 && r->has_local)
-    rc = tapio__resolve(loop, r->local_host, r->local_port, r->family, 1,
-                        &r->locals, &r->nlocals);
-  return rc;
+  tapio__transport_set_peer(r->t, (const struct sockaddr *)&addr->ss,
+                            addr->len);
+  tapio__maybe_nodelay(fd, addr->ss.ss_family, r->nodelay);
+  req_connected(r);
 }
 
-/* The request's task: resolve, then connect; or make a wrapped socket. */
+static void race(connect_req *r) {
+  int rc = tapio__race_start(r->req.loop, r->addrs, r->naddrs, r->locals,
+                             r->nlocals, r->delay, r->first, on_raced, r,
+                             &r->race);
+  if (rc < 0)
+    req_fail(r, rc, NULL);
+}
+
+static void resolve_local(connect_req *r);
+
+/* A lookup's answer, or one given at once (rc 1): the remote addresses,
+ * then the local ones; then the race. */
+static void take_answer(connect_req *r, int rc, tapio__addr *addrs,
+                        size_t n) {
+  if (rc < 0) {
+    req_fail(r, rc, NULL);
+  } else if (!r->addrs) {
+    r->addrs = addrs;
+    r->naddrs = n;
+    resolve_local(r);
+  } else {
+    r->locals = addrs;
+    r->nlocals = n;
+    race(r);
+  }
+}
+
+static void on_answer(void *ud, int status, tapio__addr *addrs, size_t n,
+                      const char *canon) {
+  connect_req *r = ud;
+  (void)canon;
+  r->lookup = NULL;
+  take_answer(r, status, addrs, n);
+}
+
+static void resolve_local(connect_req *r) {
+  tapio__addr *addrs = NULL;
+  size_t n = 0;
+  int rc;
+  if (!r->has_local) {
+    race(r);
+    return;
+  }
+  rc = tapio__resolve_port(r->req.loop, r->local_host, r->local_port,
+                           r->family, TAPIO__RES_PASSIVE, on_answer, r,
+                           &r->lookup, &addrs, &n);
+  if (rc != 0)
+    take_answer(r, rc, addrs, n);
+}
+
+/* The request's task: resolve (without blocking), then connect; or make
+ * a wrapped socket's transport. */
 static void req_run(tapio__task *task) {
   connect_req *r = TAPIO_CONTAINER(task, connect_req, req.task);
+  tapio__addr *addrs = NULL;
+  size_t n = 0;
   int rc;
   if (r->req.loop->freeing) {
-    req_fail(r, TAPIO_ECANCELED);
-    return;
-  }
-  if (r->t) {
+    req_fail(r, TAPIO_ECANCELED, NULL);
+  } else if (r->t) {
     req_connected(r);
-    return;
+  } else if (r->is_unix) {
+    addrs = tapio__alloc(r->req.loop, sizeof *addrs);
+    rc = addrs ? tapio__unix_addr(r->host, addrs) : TAPIO_ENOMEM;
+    if (rc < 0)
+      tapio__free(r->req.loop, addrs, addrs ? sizeof *addrs : 0);
+    take_answer(r, rc, addrs, 1);
+  } else {
+    rc = tapio__resolve_port(r->req.loop, r->host, r->port, r->family, 0,
+                             on_answer, r, &r->lookup, &addrs, &n);
+    if (rc != 0)
+      take_answer(r, rc, addrs, n);
   }
-  rc = resolve_all(r);
-  if (rc < 0)
-    req_fail(r, rc);
-  else
-    try_next(r);
 }
 
 static connect_req *req_new(tapio_loop *loop, const tapio_protocol *proto,
@@ -185,12 +172,12 @@ static connect_req *req_new(tapio_loop *loop, const tapio_protocol *proto,
   if (!r)
     return NULL;
   r->req.loop = loop;
+  r->req.ud = cb_ud;
   r->cb = cb;
   r->cb_ud = cb_ud;
+  r->delay = -1;
   r->proto = proto;
   r->proto_ud = proto_ud;
-  r->fd = -1;
-  ev_init(&r->io, on_connect);
   return r;
 }
 
@@ -299,6 +286,10 @@ int tapio_create_connection(tapio_loop *loop, const char *host, int port,
   r->nodelay = (int)tapio__opt_int(opts, TAPIO__OPT_NODELAY, 1);
   r->has_local = local || tapio__opt_is_set(opts, TAPIO__OPT_LOCAL_PORT);
   r->local_port = (int)tapio__opt_int(opts, TAPIO__OPT_LOCAL_PORT, 0);
+  r->delay = tapio__opt_double(opts, TAPIO__OPT_HAPPY_EYEBALLS_DELAY, -1);
+  /* asyncio: interleave defaults to 1 when happy_eyeballs_delay is set */
+  r->first = (size_t)tapio__opt_int(opts, TAPIO__OPT_INTERLEAVE,
+                                    r->delay >= 0 ? 1 : 0);
   if (r->has_local)
     r->local_host = tapio__strdup(loop, local ? local : "");
   return start(r, host);

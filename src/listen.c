@@ -1,5 +1,6 @@
-/* create_server and create_unix_server: resolving, binding and listening,
- * done in a task so that the caller always hears back from the loop. */
+/* create_server and create_unix_server: resolving (without blocking),
+ * binding and listening, done from the loop so that the caller always
+ * hears back from it. */
 #include "tapio_int.h"
 
 #include <errno.h>
@@ -18,6 +19,8 @@ typedef struct listen_req {
   size_t nhosts;
   int port, family, backlog, reuse_address, reuse_port, start_serving;
   int sock, is_unix;
+  size_t next;           /* the host to resolve next */
+  tapio__lookup *lookup; /* its lookup, while under way */
 } listen_req;
 
 /* Also closes the "sock" descriptor if no listener took it. */
@@ -26,6 +29,7 @@ static void req_free(listen_req *r) {
   size_t i;
   if (r->sock >= 0)
     close(r->sock);
+  tapio__lookup_cancel(r->lookup);
   for (i = 0; i < r->nhosts; i++)
     tapio__strfree(loop, r->hosts[i]);
   tapio__free(loop, r->hosts, r->nhosts * sizeof *r->hosts);
@@ -36,13 +40,14 @@ static void finish(listen_req *r, int rc) {
   tapio_server *s = r->server;
   tapio_server_fn cb = r->cb;
   void *ud = r->cb_ud;
-  tapio__request_done(&r->req);
+  int call = tapio__request_done(&r->req);
   req_free(r);
   if (rc < 0) {
     tapio__server_destroy(s);
     s = NULL;
   }
-  cb(ud, rc, s);
+  if (call)
+    cb(ud, rc, s);
 }
 
 static void req_cancel(tapio__request *req) {
@@ -85,15 +90,53 @@ static int bind_one(listen_req *r, const tapio__addr *a) {
   return listen_fd(r, fd);
 }
 
-static int bind_host(listen_req *r, const char *host) {
-  tapio_loop *loop = r->req.loop;
-  tapio__addr *addrs = NULL;
-  size_t n = 0, i;
-  int rc = tapio__resolve(loop, host, r->port, r->family, 1, &addrs, &n);
+static int bind_addrs(listen_req *r, tapio__addr *addrs, size_t n) {
+  size_t i;
+  int rc = 0;
   for (i = 0; rc == 0 && i < n; i++)
     rc = bind_one(r, &addrs[i]);
-  tapio__addrs_free(loop, addrs, n);
+  tapio__addrs_free(r->req.loop, addrs, n);
   return rc;
+}
+
+static void bind_hosts(listen_req *r);
+
+static void on_resolved(void *ud, int status, tapio__addr *addrs, size_t n,
+                        const char *canon) {
+  listen_req *r = ud;
+  (void)canon;
+  r->lookup = NULL;
+  if (status == 0)
+    status = bind_addrs(r, addrs, n);
+  if (status < 0)
+    finish(r, status);
+  else
+    bind_hosts(r);
+}
+
+/* Every host in turn, each looked up without blocking (no host at all:
+ * every interface); then the server starts serving. */
+static void bind_hosts(listen_req *r) {
+  while (r->next < (r->nhosts ? r->nhosts : 1)) {
+    const char *host = r->nhosts ? r->hosts[r->next] : NULL;
+    tapio__addr *addrs = NULL;
+    size_t n = 0;
+    int rc = tapio__resolve_port(r->req.loop, host, r->port, r->family,
+                                 TAPIO__RES_PASSIVE, on_resolved, r,
+                                 &r->lookup, &addrs, &n);
+    r->next++;
+    if (rc == 0)
+      return; /* on_resolved goes on */
+    if (rc == 1)
+      rc = bind_addrs(r, addrs, n);
+    if (rc < 0) {
+      finish(r, rc);
+      return;
+    }
+  }
+  if (r->start_serving)
+    tapio_server_start_serving(r->server);
+  finish(r, 0);
 }
 
 static int bind_unix(listen_req *r) {
@@ -119,27 +162,24 @@ static int bind_unix(listen_req *r) {
   return rc < 0 ? (close(fd), rc) : listen_fd(r, fd);
 }
 
-static int bind_all(listen_req *r) {
-  size_t i;
-  int rc = 0;
-  if (r->sock >= 0) {
-    int fd = r->sock;
-    r->sock = -1;
-    rc = tapio__socket_nonblock(fd);
-    return rc < 0 ? (close(fd), rc) : tapio__server_add_fd(r->server, fd);
-  }
-  if (r->is_unix)
-    return bind_unix(r);
-  if (r->nhosts == 0)
-    return bind_host(r, NULL);
-  for (i = 0; rc == 0 && i < r->nhosts; i++)
-    rc = bind_host(r, r->hosts[i]);
-  return rc;
-}
-
+/* A "sock" or a Unix path is bound at once; hosts may need lookups. */
 static void req_run(tapio__task *task) {
   listen_req *r = TAPIO_CONTAINER(task, listen_req, req.task);
-  int rc = r->req.loop->freeing ? TAPIO_ECANCELED : bind_all(r);
+  int rc = 0, fd = r->sock;
+  if (r->req.loop->freeing) {
+    finish(r, TAPIO_ECANCELED);
+    return;
+  }
+  if (fd >= 0) {
+    r->sock = -1;
+    rc = tapio__socket_nonblock(fd);
+    rc = rc < 0 ? (close(fd), rc) : tapio__server_add_fd(r->server, fd);
+  } else if (r->is_unix) {
+    rc = bind_unix(r);
+  } else {
+    bind_hosts(r);
+    return;
+  }
   if (rc == 0 && r->start_serving)
     tapio_server_start_serving(r->server);
   finish(r, rc);
@@ -191,6 +231,7 @@ static int submit(listen_req *r, tapio_server_fn cb, void *cb_ud,
   }
   r->cb = cb;
   r->cb_ud = cb_ud;
+  r->req.ud = cb_ud;
   tapio__request_start(r->req.loop, &r->req, req_run, req_cancel);
   return 0;
 }

@@ -106,18 +106,37 @@ void tapio__task_post(tapio_loop *loop, tapio__task *task) {
 }
 
 /* Runs the tasks queued before this call; tasks they queue wait for the
- * next iteration, so a call that re-schedules itself cannot starve I/O. */
+ * next iteration, so a call that re-schedules itself cannot starve I/O.
+ * The batch leaves the queue first and waits in loop->batch, where
+ * tapio__task_unpost finds a task whose owner is freed meanwhile. */
 static void run_queued(tapio_loop *loop) {
-  tapio__task *last = loop->ready_tail;
-  while (last) {
-    tapio__task *task = loop->ready_head;
-    loop->ready_head = task->next;
-    if (!loop->ready_head)
-      loop->ready_tail = NULL;
+  tapio__task *task;
+  loop->batch = loop->ready_head;
+  loop->ready_head = loop->ready_tail = NULL;
+  while ((task = loop->batch) != NULL) {
+    loop->batch = task->next;
     task->run(task);
-    if (task == last)
-      break;
   }
+}
+
+/* Unlinks task from the list at *p; 1 if it was there. */
+static int unlink_task(tapio__task **p, tapio__task *task,
+                       tapio__task **tail) {
+  tapio__task *prev = NULL;
+  for (; *p; prev = *p, p = &(*p)->next) {
+    if (*p != task)
+      continue;
+    *p = task->next;
+    if (tail && *tail == task)
+      *tail = prev;
+    return 1;
+  }
+  return 0;
+}
+
+void tapio__task_unpost(tapio_loop *loop, tapio__task *task) {
+  if (!unlink_task(&loop->batch, task, NULL))
+    unlink_task(&loop->ready_head, task, &loop->ready_tail);
 }
 
 static void on_check(struct ev_loop *ev, ev_check *w, int revents) {
@@ -140,31 +159,6 @@ static void on_idle(struct ev_loop *ev, ev_idle *w, int revents) {
   (void)ev;
   (void)w;
   (void)revents;
-}
-
-/* ---- Requests: pending connects and server creations ------------------- */
-
-void tapio__request_start(tapio_loop *loop, tapio__request *req,
-                          tapio__task_fn run,
-                          void (*cancel)(tapio__request *)) {
-  req->loop = loop;
-  req->task.run = run;
-  req->cancel = cancel;
-  tapio__list_push(&loop->requests, &req->link);
-  tapio__task_post(loop, &req->task);
-}
-
-void tapio__request_done(tapio__request *req) {
-  tapio__list_remove(&req->link);
-}
-
-/* Requests still waiting on I/O when the loop is freed. */
-void tapio__requests_cancel_all(tapio_loop *loop) {
-  while (!tapio__list_empty(&loop->requests)) {
-    tapio__request *req =
-        TAPIO_CONTAINER(loop->requests.next, tapio__request, link);
-    req->cancel(req);
-  }
 }
 
 /* ---- Thread-safe calls ------------------------------------------------- */
@@ -287,9 +281,11 @@ static int loop_init(tapio_loop *loop) {
   loop->exc_fn = default_exception;
   tapio__list_init(&loop->handles);
   tapio__list_init(&loop->transports);
+  tapio__list_init(&loop->shells);
   tapio__list_init(&loop->servers);
   tapio__list_init(&loop->requests);
   tapio__list_init(&loop->due);
+  ev_set_userdata(loop->ev, loop); /* before any ev_io_start */
   ev_check_init(&loop->check, on_check);
   ev_set_priority(&loop->check, EV_MINPRI);
   ev_check_start(loop->ev, &loop->check);
@@ -297,7 +293,10 @@ static int loop_init(tapio_loop *loop) {
   ev_idle_init(&loop->idle, on_idle);
   ev_io_init(&loop->wakeup, on_wakeup, loop->wakeup_fd, EV_READ);
   ev_io_start(loop->ev, &loop->wakeup);
-  ev_set_userdata(loop->ev, loop);
+  /* One iteration with nothing queued puts the wakeup in the kernel's
+   * set now: tapio_loop_backend_fd recognises libev's descriptor by it. */
+  ev_run(loop->ev, EVRUN_NOWAIT);
+  loop->io_changed = 0;
   return 0;
 }
 
@@ -360,9 +359,14 @@ int tapio_loop_free(tapio_loop *loop) {
   tapio__servers_close_all(loop);
   drain(loop);
   tapio__servers_free_all(loop);
+  tapio__shells_free_all(loop);
   tapio__handles_free_all(loop);
+  tapio__resolver_free(loop); /* lookups left are cancelled ones */
+  tapio__strfree(loop, loop->dns_servers);
+  tapio__datagram_area_free(loop);
   run_ts_calls(take_ts_calls(loop), 0); /* dropped unrun, as call_soon's */
   tapio__free(loop, loop->rbuf_block, TAPIO__RBUF_SIZE + TAPIO__RBUF_ALIGN);
+  tapio__backend_free(loop);
   ev_io_stop(loop->ev, &loop->wakeup);
   ev_loop_destroy(loop->ev);
   close(loop->wakeup_fd);
@@ -390,10 +394,13 @@ static int run(tapio_loop *loop, int flags) {
   loop->syserr = 0;
   loop->syserr_msg = NULL;
   running_loop = loop;
+  loop->io_changed = 0; /* libev applies what is pending as it starts */
   ev_run(loop->ev, flags);
   running_loop = NULL;
   loop->running = 0;
   loop->stop_requested = 0;
+  if (loop->backend)
+    tapio__backend_sync(loop);
   return loop->syserr ? TAPIO_ESYSTEM : 0;
 }
 

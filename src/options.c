@@ -12,6 +12,7 @@
 #define ACCEPTED (1u << TAPIO_CALL_CONNECT_ACCEPTED_SOCKET)
 #define SERVER (1u << TAPIO_CALL_CREATE_SERVER)
 #define USERVER (1u << TAPIO_CALL_CREATE_UNIX_SERVER)
+#define DGRAM (1u << TAPIO_CALL_CREATE_DATAGRAM_ENDPOINT)
 #define SPAWN ((1u << TAPIO_CALL_SUBPROCESS_EXEC) | \
                (1u << TAPIO_CALL_SUBPROCESS_SHELL))
 #define NCALLS 12 /* one past the last enum tapio_call */
@@ -40,17 +41,26 @@ static int is_family(int64_t v) { return v == 0 || v == 4 || v == 6; }
   {name, TAPIO_OPTION_BOOL, 0, 1, NULL, "boolean", calls}
 #define STR_OPT(name, calls) \
   {name, TAPIO_OPTION_STR, 0, 0, NULL, "string", calls}
+/* Seconds, 0 or more (the bounds are whole seconds). */
+#define SECONDS_OPT(name, calls) \
+  {name, TAPIO_OPTION_DOUBLE, 0, INT32_MAX, NULL, "number of seconds >= 0", \
+   calls}
+
+/* `set` in tapio_options and `calls` below hold a bit per option and per
+ * call. */
+_Static_assert(TAPIO__OPT_COUNT <= 32, "tapio_options.set has 32 bits");
+_Static_assert(NCALLS <= 32, "optdef.calls has 32 bits");
 
 static const optdef optdefs[TAPIO__OPT_COUNT] = {
-  [TAPIO__OPT_LOCAL_HOST] = STR_OPT("local_host", CONN),
-  [TAPIO__OPT_LOCAL_PORT] = INT_OPT("local_port", 0, 65535, CONN),
+  [TAPIO__OPT_LOCAL_HOST] = STR_OPT("local_host", CONN | DGRAM),
+  [TAPIO__OPT_LOCAL_PORT] = INT_OPT("local_port", 0, 65535, CONN | DGRAM),
   [TAPIO__OPT_FAMILY] = {"family", TAPIO_OPTION_INT, 0, 6, is_family,
-                         "0, 4 or 6", CONN | SERVER},
-  [TAPIO__OPT_SOCK] = INT_OPT("sock", 0, 2147483647, CONN | SERVER),
+                         "0, 4 or 6", CONN | SERVER | DGRAM},
+  [TAPIO__OPT_SOCK] = INT_OPT("sock", 0, 2147483647, CONN | SERVER | DGRAM),
   [TAPIO__OPT_NODELAY] = BOOL_OPT("nodelay", CONN | ACCEPTED | SERVER),
   [TAPIO__OPT_BACKLOG] = INT_OPT("backlog", 0, 2147483647, SERVER | USERVER),
   [TAPIO__OPT_REUSE_ADDRESS] = BOOL_OPT("reuse_address", SERVER),
-  [TAPIO__OPT_REUSE_PORT] = BOOL_OPT("reuse_port", SERVER),
+  [TAPIO__OPT_REUSE_PORT] = BOOL_OPT("reuse_port", SERVER | DGRAM),
   [TAPIO__OPT_START_SERVING] = BOOL_OPT("start_serving", SERVER | USERVER),
   [TAPIO__OPT_CLEANUP_SOCKET] = BOOL_OPT("cleanup_socket", USERVER),
   [TAPIO__OPT_STDIN] = STDIO_OPT("stdin"),
@@ -64,6 +74,14 @@ static const optdef optdefs[TAPIO__OPT_COUNT] = {
   [TAPIO__OPT_PASS_FDS] = {"pass_fds", TAPIO_OPTION_INT_LIST, 0, 2147483647,
                            NULL, "list of descriptors", SPAWN},
   [TAPIO__OPT_CLOSE_FDS] = BOOL_OPT("close_fds", SPAWN),
+  [TAPIO__OPT_HAPPY_EYEBALLS_DELAY] = SECONDS_OPT("happy_eyeballs_delay",
+                                                  CONN),
+  [TAPIO__OPT_INTERLEAVE] = INT_OPT("interleave", 0, 2147483647, CONN),
+  [TAPIO__OPT_REMOTE_HOST] = STR_OPT("remote_host", DGRAM),
+  [TAPIO__OPT_REMOTE_PORT] = INT_OPT("remote_port", 0, 65535, DGRAM),
+  [TAPIO__OPT_LOCAL_PATH] = STR_OPT("local_path", DGRAM),
+  [TAPIO__OPT_REMOTE_PATH] = STR_OPT("remote_path", DGRAM),
+  [TAPIO__OPT_ALLOW_BROADCAST] = BOOL_OPT("allow_broadcast", DGRAM),
 };
 
 /* The entries of a list option: char * or int64_t. */
@@ -76,6 +94,7 @@ struct tapio_options {
   tapio_loop *loop;
   uint32_t set;                        /* bit per enum tapio__opt */
   int64_t ints[TAPIO__OPT_COUNT];
+  double nums[TAPIO__OPT_COUNT];
   char *strs[TAPIO__OPT_COUNT];
   optlist lists[TAPIO__OPT_COUNT];
 };
@@ -152,11 +171,26 @@ void tapio_options_free(tapio_options *o) {
 int tapio_options_set_int(tapio_options *o, const char *name, int64_t value) {
   int i = find(name, 0);
   const optdef *d = i >= 0 ? &optdefs[i] : NULL;
+  if (d && d->type == TAPIO_OPTION_DOUBLE)
+    return tapio_options_set_double(o, name, (double)value);
   if (!o || !d || (d->type != TAPIO_OPTION_INT &&
                    d->type != TAPIO_OPTION_BOOL) || value < d->min ||
       value > d->max || (d->valid && !d->valid(value)))
     return TAPIO_EINVAL;
   o->ints[i] = value;
+  o->set |= 1u << i;
+  return 0;
+}
+
+/* NaN fails both comparisons, so it is refused too. */
+int tapio_options_set_double(tapio_options *o, const char *name,
+                             double value) {
+  int i = find(name, 0);
+  const optdef *d = i >= 0 ? &optdefs[i] : NULL;
+  if (!o || !d || d->type != TAPIO_OPTION_DOUBLE ||
+      !(value >= (double)d->min && value <= (double)d->max))
+    return TAPIO_EINVAL;
+  o->nums[i] = value;
   o->set |= 1u << i;
   return 0;
 }
@@ -258,4 +292,9 @@ int64_t tapio__opt_int(const tapio_options *o, enum tapio__opt which,
 
 const char *tapio__opt_str(const tapio_options *o, enum tapio__opt which) {
   return tapio__opt_is_set(o, which) ? o->strs[which] : NULL;
+}
+
+double tapio__opt_double(const tapio_options *o, enum tapio__opt which,
+                         double dflt) {
+  return tapio__opt_is_set(o, which) ? o->nums[which] : dflt;
 }

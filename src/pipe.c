@@ -101,17 +101,25 @@ static void write_pipe_start(tapio_transport *t) {
     ev_io_start(t->loop->ev, &p->s.rio);
 }
 
-static void pipe_destroy(tapio_transport *t) {
+/* Stops, gives the descriptor its blocking mode back and closes it. */
+static void pipe_release_fd(tapio_transport *t) {
   tapio__pipe *p = to_pipe(t);
   int fd = p->s.rio.fd;
   tapio__stream_halt(t);
+  if (fd < 0)
+    return; /* shed already */
   if (p->restore_blocking) {
     int fl = fcntl(fd, F_GETFL);
     if (fl >= 0)
       fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
   }
   close(fd);
-  tapio__free(t->loop, p, sizeof *p);
+  p->s.rio.fd = p->s.wio.fd = -1;
+}
+
+static void pipe_destroy(tapio_transport *t) {
+  pipe_release_fd(t);
+  tapio__free(t->loop, to_pipe(t), sizeof(tapio__pipe));
 }
 
 static const tapio__kind read_pipe_kind = {
@@ -119,7 +127,7 @@ static const tapio__kind read_pipe_kind = {
   TAPIO__CAN_READ | TAPIO__BULK,
   sizeof(tapio_protocol),
   tapio__stream_start, tapio__stream_close, tapio__stream_halt,
-  pipe_destroy, tapio__stream_fd
+  pipe_destroy, tapio__stream_fd, pipe_release_fd
 };
 
 static const tapio__kind write_pipe_kind = {
@@ -127,7 +135,7 @@ static const tapio__kind write_pipe_kind = {
   TAPIO__CAN_WRITE | TAPIO__CAN_FLOW,
   sizeof(tapio_protocol),
   write_pipe_start, tapio__stream_close, tapio__stream_halt,
-  pipe_destroy, tapio__stream_fd
+  pipe_destroy, tapio__stream_fd, pipe_release_fd
 };
 
 /* ---- Making them ------------------------------------------------------- */

@@ -23,7 +23,8 @@ typedef struct tapio__process {
   pid_t pid;
   int pidfd;              /* -1 without one, and once reaped */
   ev_io exit_io;          /* the pidfd reads ready once the child exits */
-  ev_timer poll;          /* or waitid(WNOHANG) now and then */
+  tapio__timer poll;      /* or waitid(WNOHANG) now and then */
+  double poll_after;      /* its next wait, doubled each time */
   int reaped, returncode;
   int exit_due;           /* process_exited has run or is queued */
   tapio__task exit_task;  /* process_exited after a kill in halt */
@@ -82,7 +83,7 @@ static int reap(tapio__process *p, int nohang) {
     p->returncode = -si.si_status; /* killed: minus the signal */
   p->reaped = 1;
   ev_io_stop(p->head.loop->ev, &p->exit_io);
-  ev_timer_stop(p->head.loop->ev, &p->poll);
+  tapio__timer_stop(&p->poll);
   if (p->pidfd >= 0)
     close(p->pidfd);
   p->pidfd = -1;
@@ -137,15 +138,21 @@ static void on_exit_io(struct ev_loop *ev, ev_io *w, int revents) {
     exited(p);
 }
 
-static void on_poll(struct ev_loop *ev, ev_timer *w, int revents) {
-  tapio__process *p = TAPIO_CONTAINER(w, tapio__process, poll);
-  (void)revents;
-  if (reap(p, 1)) {
+/* Without a pidfd (valgrind has none), waitid(WNOHANG) at growing
+ * intervals. No room in the heap of due times: a host polling tapio wakes
+ * a little late, nothing more. */
+static void poll_later(tapio__process *p) {
+  (void)tapio__timer_start(&p->poll, p->poll_after);
+  p->poll_after = p->poll_after * 2 < POLL_MAX ? p->poll_after * 2
+                                                : POLL_MAX;
+}
+
+static void on_poll(tapio__timer *tm) {
+  tapio__process *p = TAPIO_CONTAINER(tm, tapio__process, poll);
+  if (reap(p, 1))
     exited(p);
-    return;
-  }
-  w->repeat = w->repeat * 2 < POLL_MAX ? w->repeat * 2 : POLL_MAX;
-  ev_timer_again(ev, w);
+  else
+    poll_later(p);
 }
 
 /* process_exited of a child halt() killed, before connection_lost. */
@@ -223,7 +230,7 @@ static void process_start(tapio_transport *t) {
   if (p->pidfd >= 0)
     ev_io_start(t->loop->ev, &p->exit_io);
   else
-    ev_timer_start(t->loop->ev, &p->poll);
+    poll_later(p);
 }
 
 /* asyncio's close(): the pipes close, and a child still running (not one
@@ -277,7 +284,8 @@ static const tapio__kind process_kind = {
   TAPIO_TRANSPORT_SUBPROCESS,
   0,
   sizeof(tapio_subprocess_protocol),
-  process_start, process_close, process_halt, process_destroy, process_fd
+  process_start, process_close, process_halt, process_destroy, process_fd,
+  NULL /* not retained: its pipes and child go with it */
 };
 
 /* ---- Making one -------------------------------------------------------- */
@@ -312,7 +320,8 @@ static tapio__process *process_new(tapio_loop *loop, const tapio__child *c,
   p->pidfd = c->pidfd;
   p->exit_task.run = run_exit;
   ev_io_init(&p->exit_io, on_exit_io, c->pidfd, EV_READ);
-  ev_timer_init(&p->poll, on_poll, POLL_FIRST, POLL_FIRST);
+  tapio__timer_init(&p->poll, loop, on_poll);
+  p->poll_after = POLL_FIRST;
   return p;
 }
 

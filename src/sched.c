@@ -5,7 +5,7 @@
 
 struct tapio_handle {
   tapio__task task;      /* in the ready queue */
-  ev_timer timer;        /* call_later / call_at */
+  tapio__timer timer;    /* call_later / call_at */
   tapio__link link;      /* loop->handles */
   tapio__link due;       /* loop->due: fired, waiting for the check */
   tapio_loop *loop;
@@ -24,6 +24,7 @@ enum { H_DONE, H_TIMER, H_DUE, H_READY };
 
 static void handle_unref(tapio_handle *h) {
   if (--h->refs == 0) {
+    tapio__timer_stop(&h->timer);
     tapio__list_remove(&h->link);
     tapio__free(h->loop, h, sizeof *h);
   }
@@ -85,10 +86,8 @@ int tapio_call_soon(tapio_loop *loop, tapio_call_fn fn, void *ud,
 
 /* A fired timer joins the due list in the order libev fires it, which is
  * almost the order of due times; the list is sorted once per iteration. */
-static void on_timer(struct ev_loop *ev, ev_timer *w, int revents) {
-  tapio_handle *h = TAPIO_CONTAINER(w, tapio_handle, timer);
-  (void)ev;
-  (void)revents;
+static void on_timer(tapio__timer *tm) {
+  tapio_handle *h = TAPIO_CONTAINER(tm, tapio_handle, timer);
   tapio__list_push(&h->loop->due, &h->due);
   h->state = H_DUE;
 }
@@ -153,19 +152,18 @@ void tapio__queue_due(tapio_loop *loop) {
 int tapio_call_at(tapio_loop *loop, double when, tapio_call_fn fn, void *ud,
                   tapio_handle **out) {
   tapio_handle *h;
-  double after;
   if (isnan(when)) /* never due, and no place in the order of due times */
     return no_call(out, TAPIO_EINVAL);
   h = loop ? handle_new(loop, fn, ud, out) : NULL;
   if (!h)
     return bad_call(loop, fn, out);
   h->when = when;
-  /* libev counts from its cached time; refresh it so a timer never fires
-   * before `when` on tapio's clock. */
-  ev_now_update(loop->ev);
-  after = when - tapio__now();
-  ev_timer_init(&h->timer, on_timer, after > 0 ? after : 0, 0);
-  ev_timer_start(loop->ev, &h->timer);
+  tapio__timer_init(&h->timer, loop, on_timer);
+  if (tapio__timer_start_at(&h->timer, when) < 0) {
+    h->refs = 1; /* a host polling tapio would miss it: fail the call */
+    handle_unref(h);
+    return no_call(out, TAPIO_ENOMEM);
+  }
   h->state = H_TIMER;
   return 0;
 }
@@ -185,7 +183,7 @@ void tapio_handle_cancel(tapio_handle *h) {
   /* A queued call is skipped when the queue reaches it; one that waits on
    * a timer or in the due list leaves the loop now. */
   if (h->state == H_TIMER)
-    ev_timer_stop(h->loop->ev, &h->timer);
+    tapio__timer_stop(&h->timer);
   else if (h->state == H_DUE)
     tapio__list_remove(&h->due);
   else
@@ -213,8 +211,7 @@ void tapio__handles_cancel_all(tapio_loop *loop) {
   for (l = loop->handles.next; l != &loop->handles; l = l->next) {
     tapio_handle *h = TAPIO_CONTAINER(l, tapio_handle, link);
     h->cancelled = 1;
-    if (h->state == H_TIMER)
-      ev_timer_stop(loop->ev, &h->timer);
+    tapio__timer_stop(&h->timer);
   }
 }
 

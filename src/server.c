@@ -36,7 +36,7 @@ struct tapio_server {
   int busy;              /* inside an accept loop */
   char *unix_path;
   ino_t unix_ino;
-  ev_timer retry;
+  tapio__timer retry;     /* accepting again after running out of fds */
   waiter *waiters;
   tapio__task task;      /* runs the waiters */
 };
@@ -87,10 +87,8 @@ static void listen_all(tapio_server *s, int on) {
   }
 }
 
-static void on_retry(struct ev_loop *ev, ev_timer *w, int revents) {
-  tapio_server *s = TAPIO_CONTAINER(w, tapio_server, retry);
-  (void)ev;
-  (void)revents;
+static void on_retry(tapio__timer *tm) {
+  tapio_server *s = TAPIO_CONTAINER(tm, tapio_server, retry);
   if (s->serving)
     listen_all(s, 1);
 }
@@ -104,37 +102,42 @@ static void accept_failed(tapio_server *s, int err) {
                   "accept failed; the server pauses accepting for 1 second",
                   NULL);
     listen_all(s, 0);
-    ev_timer_set(&s->retry, ACCEPT_RETRY_DELAY, 0);
-    ev_timer_start(s->loop->ev, &s->retry);
+    /* no room to note it: a host polling tapio wakes late, nothing more */
+    (void)tapio__timer_start(&s->retry, ACCEPT_RETRY_DELAY);
   } else {
     tapio__report(s->loop, code, "accept failed", NULL);
   }
 }
 
+/* The transport is made before the factory is asked: a factory whose
+ * protocol gets no connection_made would never hear of it again (a Lua
+ * protocol, a C one's memory), so running out of memory comes first. */
 static void accept_one(tapio_server *s, int fd, const tapio__ipaddr *peer,
                        socklen_t peerlen, int af) {
   const tapio_protocol *proto = NULL;
   void *ud = NULL;
-  tapio_transport *t;
-  int rc = s->factory(s->factory_ud, s, &proto, &ud);
-  if (rc != 0 || !proto) {
-    close(fd);
-    tapio__report(s->loop, rc ? rc : TAPIO_EINVAL,
-                  "protocol factory rejected a connection", NULL);
-    return;
-  }
-  if (tapio__proto_check(proto, sizeof *proto) < 0) {
-    close(fd);
-    tapio__report(s->loop, TAPIO_EINVAL,
-                  "protocol factory gave a table of a wrong size", NULL);
-    return;
-  }
-  t = tapio__stream_new(s->loop, fd, proto, ud);
+  tapio_transport *t = tapio__stream_new(s->loop, fd, NULL, NULL);
+  int rc;
   if (!t) {
     close(fd);
     tapio__report(s->loop, TAPIO_ENOMEM, "accept: out of memory", NULL);
     return;
   }
+  rc = s->factory(s->factory_ud, s, &proto, &ud);
+  if (rc != 0 || !proto) {
+    tapio__transport_discard(t); /* closes fd */
+    tapio__report(s->loop, rc ? rc : TAPIO_EINVAL,
+                  "protocol factory rejected a connection", NULL);
+    return;
+  }
+  if (tapio__proto_check(proto, sizeof *proto) < 0) {
+    tapio__transport_discard(t);
+    tapio__report(s->loop, TAPIO_EINVAL,
+                  "protocol factory gave a table of a wrong size", NULL);
+    return;
+  }
+  t->proto = (const tapio__proto *)proto;
+  t->ud = ud;
   tapio__maybe_nodelay(fd, af, s->nodelay);
   tapio__transport_set_peer(t, &peer->sa, peerlen);
   t->server = s;
@@ -219,7 +222,7 @@ int tapio_server_close(tapio_server *s) {
     return 0;
   s->closed = 1;
   s->serving = 0;
-  ev_timer_stop(s->loop->ev, &s->retry);
+  tapio__timer_stop(&s->retry);
   close_listeners(s);
   check_waiters(s);
   return 0;
@@ -333,7 +336,7 @@ tapio_server *tapio__server_new(tapio_loop *loop,
   s->task.run = run_waiters;
   tapio__list_init(&s->clients);
   tapio__list_push(&loop->servers, &s->link);
-  ev_init(&s->retry, on_retry);
+  tapio__timer_init(&s->retry, loop, on_retry);
   return s;
 }
 

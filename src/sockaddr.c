@@ -6,7 +6,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <net/if.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/un.h>
 
@@ -58,6 +61,9 @@ int tapio__format_addr(const struct sockaddr *sa, socklen_t len, char *host,
   } else if (sa->sa_family == AF_INET6) {
     const struct sockaddr_in6 *in6 = (const void *)sa;
     text = inet_ntop(AF_INET6, &in6->sin6_addr, buf, sizeof buf);
+    if (text && in6->sin6_scope_id) /* as getnameinfo writes it */
+      snprintf(buf + strlen(buf), sizeof buf - strlen(buf), "%%%u",
+               (unsigned)in6->sin6_scope_id);
     p = ntohs(in6->sin6_port);
     fam = TAPIO_AF_INET6;
   } else if (sa->sa_family == AF_UNIX) {
@@ -69,7 +75,90 @@ int tapio__format_addr(const struct sockaddr *sa, socklen_t len, char *host,
     *port = p;
   if (family)
     *family = fam;
+  if (fam == TAPIO_AF_UNSPEC)
+    return TAPIO_EAFNOSUPPORT;
   return text ? copy_host(text, host, hostlen) : TAPIO_EINVAL;
+}
+
+int tapio_addr_format(const void *addr, size_t addrlen, char *host,
+                      size_t hostlen, int *port, int *family) {
+  if (port)
+    *port = 0;
+  if (family)
+    *family = 0;
+  if (!addr || addrlen < sizeof(sa_family_t) ||
+      addrlen > sizeof(struct sockaddr_storage) || (!host && hostlen))
+    return TAPIO_EINVAL;
+  if (!host)
+    hostlen = 0;
+  return tapio__format_addr(addr, (socklen_t)addrlen, host, hostlen, port,
+                            family);
+}
+
+/* The scope of "fe80::1%eth0" or "fe80::1%2"; 0 if none or unknown. */
+static uint32_t scope_id(const char *scope) {
+  char *end;
+  unsigned long n = strtoul(scope, &end, 10);
+  if (*scope && !*end && n <= UINT32_MAX)
+    return (uint32_t)n;
+  return if_nametoindex(scope);
+}
+
+/* A literal IPv4 or IPv6 address into a; TAPIO_EAI_NONAME if it is none. */
+static int parse_ip(const char *host, int port, tapio__addr *a) {
+  char buf[INET6_ADDRSTRLEN];
+  const char *pct = strchr(host, '%');
+  size_t len = pct ? (size_t)(pct - host) : strlen(host);
+  struct sockaddr_in *in = (struct sockaddr_in *)&a->ss;
+  struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&a->ss;
+  memset(a, 0, sizeof *a);
+  if (strcmp(host, "<broadcast>") == 0)
+    host = "255.255.255.255"; /* Python's name for it */
+  if (inet_pton(AF_INET, host, &in->sin_addr) == 1) {
+    in->sin_family = AF_INET;
+    in->sin_port = htons((uint16_t)port);
+    a->len = sizeof *in;
+    return 0;
+  }
+  if (len >= sizeof buf)
+    return TAPIO_EAI_NONAME;
+  memcpy(buf, host, len);
+  buf[len] = 0;
+  if (inet_pton(AF_INET6, buf, &in6->sin6_addr) != 1)
+    return TAPIO_EAI_NONAME;
+  in6->sin6_family = AF_INET6;
+  in6->sin6_port = htons((uint16_t)port);
+  if (pct && !(in6->sin6_scope_id = scope_id(pct + 1)))
+    return TAPIO_EAI_NONAME;
+  a->len = sizeof *in6;
+  return 0;
+}
+
+static int copy_out(const tapio__addr *a, void *addr, size_t *addrlen) {
+  if (*addrlen < a->len)
+    return TAPIO_ENOBUFS;
+  memcpy(addr, &a->ss, a->len);
+  *addrlen = a->len;
+  return 0;
+}
+
+int tapio_addr_parse(const char *host, int port, void *addr,
+                     size_t *addrlen) {
+  tapio__addr a;
+  int rc;
+  if (!host || !addr || !addrlen || port < 0 || port > 65535)
+    return TAPIO_EINVAL;
+  rc = parse_ip(host, port, &a);
+  return rc < 0 ? rc : copy_out(&a, addr, addrlen);
+}
+
+int tapio_addr_unix(const char *path, void *addr, size_t *addrlen) {
+  tapio__addr a;
+  int rc;
+  if (!path || !addr || !addrlen)
+    return TAPIO_EINVAL;
+  rc = tapio__unix_addr(path, &a);
+  return rc < 0 ? rc : copy_out(&a, addr, addrlen);
 }
 
 int tapio__fd_name(int fd, int peer, char *host, size_t hostlen, int *port,
@@ -111,4 +200,38 @@ void tapio__maybe_nodelay(int fd, int af, int nodelay) {
   int one = 1;
   if (nodelay && (af == AF_INET || af == AF_INET6))
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+void tapio__describe(char *buf, size_t size, const char *what,
+                     const struct sockaddr *sa, socklen_t len, int code) {
+  char host[TAPIO_ADDR_MAX];
+  int port = 0, fam = 0;
+  if (!sa || len == 0 ||
+      tapio__format_addr(sa, len, host, sizeof host, &port, &fam) < 0)
+    snprintf(buf, size, "%s: %s", what, tapio_strerror(code));
+  else if (fam == TAPIO_AF_UNIX)
+    snprintf(buf, size, "%s '%s': %s", what, host, tapio_strerror(code));
+  else
+    snprintf(buf, size, "%s ('%s', %d%s): %s", what, host, port,
+             fam == TAPIO_AF_INET6 ? ", 0, 0" : "", tapio_strerror(code));
+}
+
+int tapio__addr_equal(const struct sockaddr *a, socklen_t alen,
+                      const struct sockaddr *b, socklen_t blen) {
+  if (a->sa_family != b->sa_family)
+    return 0;
+  if (a->sa_family == AF_INET && alen >= sizeof(struct sockaddr_in) &&
+      blen >= sizeof(struct sockaddr_in)) {
+    const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
+    return x->sin_port == y->sin_port &&
+           x->sin_addr.s_addr == y->sin_addr.s_addr;
+  }
+  if (a->sa_family == AF_INET6 && alen >= sizeof(struct sockaddr_in6) &&
+      blen >= sizeof(struct sockaddr_in6)) {
+    const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
+    return x->sin6_port == y->sin6_port &&
+           x->sin6_scope_id == y->sin6_scope_id &&
+           memcmp(&x->sin6_addr, &y->sin6_addr, sizeof x->sin6_addr) == 0;
+  }
+  return alen == blen && memcmp(a, b, alen) == 0;
 }

@@ -435,8 +435,18 @@ void tapio__stream_halt(tapio_transport *t) {
 static void stream_destroy(tapio_transport *t) {
   tapio__stream *s = tapio__to_stream(t);
   tapio__stream_halt(t);
-  close(s->rio.fd);
+  if (s->rio.fd >= 0) /* a shed shell's is closed */
+    close(s->rio.fd);
   tapio__free(t->loop, s, sizeof *s);
+}
+
+/* A retained transport past connection_lost: the socket goes now (the
+ * peer sees the close), the memory at the last release. */
+static void stream_shed(tapio_transport *t) {
+  tapio__stream *s = tapio__to_stream(t);
+  tapio__stream_halt(t);
+  close(s->rio.fd);
+  s->rio.fd = s->wio.fd = -1;
 }
 
 int tapio__stream_fd(tapio_transport *t) {
@@ -448,5 +458,5 @@ static const tapio__kind stream_kind = {
   TAPIO__CAN_READ | TAPIO__CAN_WRITE | TAPIO__CAN_FLOW,
   sizeof(tapio_protocol),
   tapio__stream_start, tapio__stream_close, tapio__stream_halt,
-  stream_destroy, tapio__stream_fd
+  stream_destroy, tapio__stream_fd, stream_shed
 };

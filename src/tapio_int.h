@@ -78,6 +78,7 @@ struct tapio_loop {
   ev_io wakeup;       /* call_soon_threadsafe; keeps run() alive */
   int wakeup_fd;      /* its eventfd */
   tapio__task *ready_head, *ready_tail;
+  tapio__task *batch;      /* the tasks run_queued is running */
   tapio__link due;    /* timers fired this iteration, not yet queued */
   uint64_t seq;
   pthread_mutex_t ts_lock;
@@ -86,10 +87,23 @@ struct tapio_loop {
   void *exc_ud;
   tapio__link handles;     /* every tapio_handle not yet freed */
   tapio__link transports;  /* every live transport */
+  tapio__link shells;      /* retained transports past connection_lost */
   tapio__link servers;     /* every server not yet freed */
   tapio__link requests;    /* pending connects and server creations */
   char *rbuf;              /* the shared read buffer, made on first read */
   void *rbuf_block;        /* the allocation rbuf is aligned within */
+  char *dbuf;              /* datagram slots, made on first datagram read */
+  const char *errmsg;      /* tapio_loop_error_message, during a completion */
+  struct tapio__resolver *resolver; /* c-ares, made on first name lookup */
+  char *dns_servers;       /* tapio_loop_set_resolver's, or NULL */
+  double dns_timeout;      /* seconds per try; 0: the system's */
+  int dns_tries;           /* 0: the system's */
+  /* the pollable loop (backend.c) */
+  int io_changed;          /* a watcher started or stopped since the last
+                              run began: libev's kernel set is stale */
+  struct tapio__deadline **deadlines; /* every timer, a min-heap (when) */
+  size_t ndeadlines, deadlines_cap;
+  struct tapio__backend *backend; /* made by tapio_loop_backend_fd */
 };
 
 /* malloc/realloc/free as a tapio_alloc_fn. */
@@ -101,6 +115,9 @@ char *tapio__strdup(tapio_loop *loop, const char *s);
 void tapio__strfree(tapio_loop *loop, char *s);
 
 void tapio__task_post(tapio_loop *loop, tapio__task *task);
+/* Takes a posted task off the ready queue (or the batch being run), so
+ * that its memory can go before it runs; harmless when not posted. */
+void tapio__task_unpost(tapio_loop *loop, tapio__task *task);
 void tapio__report(tapio_loop *loop, int code, const char *message,
                    tapio_transport *t);
 double tapio__now(void);
@@ -112,6 +129,69 @@ double tapio__now(void);
 
 /* The loop's read buffer, allocated on first use; NULL without memory. */
 char *tapio__read_buffer(tapio_loop *loop);
+
+/* ---- The pollable loop (backend.c) ------------------------------------ */
+
+/* libev applies a started or stopped ev_io to the kernel only at its next
+ * iteration, so a host polling the loop's descriptor must not sleep while
+ * one is pending (tapio_loop_backend_timeout answers 0). Every src/ file
+ * includes this header: the two calls below mark the loop on the way. */
+static inline void tapio__io_start(struct ev_loop *ev, ev_io *w) {
+  ((tapio_loop *)ev_userdata(ev))->io_changed = 1;
+  (ev_io_start)(ev, w);
+}
+static inline void tapio__io_stop(struct ev_loop *ev, ev_io *w) {
+  if (ev_is_active(w))
+    ((tapio_loop *)ev_userdata(ev))->io_changed = 1;
+  (ev_io_stop)(ev, w);
+}
+#define ev_io_start(ev, w) tapio__io_start((ev), (w))
+#define ev_io_stop(ev, w) tapio__io_stop((ev), (w))
+
+/* A timer's due time, kept in the loop's heap beside libev's timer: libev
+ * has no call that tells the next one. Every ev_timer of the core has
+ * one (spec/c/test_backend.c checks that no other ev_timer starts). */
+typedef struct tapio__deadline {
+  double when;   /* tapio__now() clock */
+  size_t index;  /* 1-based place in the heap; 0 when not in it */
+} tapio__deadline;
+
+/* Puts d in the heap at when (moving it if there already); TAPIO_ENOMEM
+ * when the heap cannot grow (d is then not in it). */
+int tapio__deadline_set(tapio_loop *loop, tapio__deadline *d, double when);
+/* Takes d out of the heap; harmless when not in it. */
+void tapio__deadline_clear(tapio_loop *loop, tapio__deadline *d);
+/* The earliest due time, or -1 with no timer. */
+double tapio__deadline_next(tapio_loop *loop);
+/* A one-shot timer of the core: libev's timer and its due time in the
+ * loop's heap, kept together so that none can be forgotten (libev keeps
+ * its timers private, and a host polling tapio must know the next one).
+ * Every timer of the core is one of these (spec/embed/check_timers.sh). */
+typedef struct tapio__timer tapio__timer;
+typedef void (*tapio__timer_fn)(tapio__timer *tm);
+struct tapio__timer {
+  ev_timer ev;
+  tapio__deadline dl;
+  tapio_loop *loop;
+  tapio__timer_fn fn;    /* called once it fired (no longer active) */
+};
+
+void tapio__timer_init(tapio__timer *tm, tapio_loop *loop,
+                       tapio__timer_fn fn);
+/* (Re)starts it for tapio__now() == when, or after seconds (negative: 0).
+ * TAPIO_ENOMEM when the heap could not take its due time: it still fires,
+ * but a host polling tapio may wake late; stop it if that matters. */
+int tapio__timer_start_at(tapio__timer *tm, double when);
+int tapio__timer_start(tapio__timer *tm, double after);
+/* Harmless when not started or already fired. */
+void tapio__timer_stop(tapio__timer *tm);
+static inline int tapio__timer_active(const tapio__timer *tm) {
+  return ev_is_active(&tm->ev);
+}
+
+/* At the end of every run: re-arms the pollable descriptor's timer. */
+void tapio__backend_sync(tapio_loop *loop);
+void tapio__backend_free(tapio_loop *loop);
 
 /* ---- Errors ------------------------------------------------------------ */
 
@@ -148,6 +228,13 @@ enum tapio__opt {
   TAPIO__OPT_START_NEW_SESSION,
   TAPIO__OPT_PASS_FDS,
   TAPIO__OPT_CLOSE_FDS,
+  TAPIO__OPT_HAPPY_EYEBALLS_DELAY,
+  TAPIO__OPT_INTERLEAVE,
+  TAPIO__OPT_REMOTE_HOST,
+  TAPIO__OPT_REMOTE_PORT,
+  TAPIO__OPT_LOCAL_PATH,
+  TAPIO__OPT_REMOTE_PATH,
+  TAPIO__OPT_ALLOW_BROADCAST,
   TAPIO__OPT_COUNT
 };
 
@@ -165,6 +252,8 @@ const char *tapio__opt_str(const tapio_options *o, enum tapio__opt which);
  * count in *n; NULL and 0 when none. */
 const void *tapio__opt_list(const tapio_options *o, enum tapio__opt which,
                             size_t *n);
+double tapio__opt_double(const tapio_options *o, enum tapio__opt which,
+                         double dflt);
 
 /* ---- Transports: one head for every kind, a body per kind -------------- */
 
@@ -193,6 +282,7 @@ enum {
   TAPIO__T_RPAUSED = 1 << 4,      /* pause_reading */
   TAPIO__T_NOWRITE = 1 << 5,      /* the kind cannot write (its caps) */
   TAPIO__T_OWNED = 1 << 6,        /* another transport's: protocol fixed */
+  TAPIO__T_ENDED = 1 << 7,        /* a retained shell after connection_lost */
   /* the stream body's */
   TAPIO__T_EOF_RECEIVED = 1 << 8,
   TAPIO__T_EOF_WANTED = 1 << 9,   /* write_eof called */
@@ -224,6 +314,11 @@ typedef struct tapio__kind {
   void (*destroy)(tapio_transport *t);
   /* get_extra_info("socket"/"pipe"): the descriptor, or TAPIO_ENOTSUP. */
   int (*fd)(tapio_transport *t);
+  /* After connection_lost returned, for a transport the user retains:
+   * closes the kind's descriptors and drops its buffers, keeping the
+   * memory (destroy comes at the last release). NULL: the kind's
+   * transports cannot be retained (tapio_transport_retain: ENOTSUP). */
+  void (*shed)(tapio_transport *t);
 } tapio__kind;
 
 /* An IP address (a short Unix one too) in as little room as it takes. */
@@ -250,6 +345,7 @@ struct tapio_transport {
   uint32_t write_pauses;
   double wpause_since, rpause_since;
   double wpaused, rpaused;
+  uint32_t refs;              /* tapio_transport_retain */
   tapio__ipaddr peer;         /* peername, kept: a reset makes it unknowable */
   socklen_t peerlen;          /* 0: not kept (a long Unix path: ask the fd) */
 };
@@ -264,6 +360,8 @@ void tapio__transport_lost(tapio_transport *t, int code, const char *message);
 /* Keeps the peer's address (when it fits) for get_peername. */
 void tapio__transport_set_peer(tapio_transport *t, const struct sockaddr *sa,
                                socklen_t len);
+/* tapio_loop_free: the retained shells go with their loop. */
+void tapio__shells_free_all(tapio_loop *loop);
 /* abort with a code; 0 means a clean abort. */
 void tapio__transport_force_close(tapio_transport *t, int code,
                                   const char *message);
@@ -363,43 +461,132 @@ typedef struct tapio__child {
 int tapio__spawn(tapio_loop *loop, const char *program, char *const *argv,
                  const tapio_options *opts, tapio__child *out);
 
-/* ---- Requests: pending connects and server creations ------------------- */
+/* ---- Datagram transport (datagram.c) ----------------------------------- */
 
+typedef struct tapio__dgram tapio__dgram;
+struct tapio__addr;
+
+/* A datagram endpoint on fd (non-blocking, of family af). connected: the
+ * socket is connected (its peer kept with tapio__transport_set_peer) and
+ * sendto without an address uses send(); dflt (or NULL): the destination
+ * of sendto without an address on an endpoint that is not connected. */
+tapio_transport *tapio__datagram_new(tapio_loop *loop, int fd, int af,
+                                     const tapio_datagram_protocol *proto,
+                                     void *ud, int connected,
+                                     const struct tapio__addr *dflt);
+/* Frees the loop's datagram slots (tapio_loop_free). */
+void tapio__datagram_area_free(tapio_loop *loop);
+
+/* ---- Requests: pending create calls and lookups (request.c) ------------ */
+
+/* Every call that completes later through a user's completion callback
+ * is a request, so that freeing the loop and tapio_cancel_pending find it.
+ * `cancel` ends it at once with ECANCELED: it frees what it holds, and
+ * calls the completion unless `quiet` is set (a cancel by the user). */
 typedef struct tapio__request tapio__request;
 struct tapio__request {
   tapio__task task;
   tapio__link link;          /* loop->requests */
   tapio_loop *loop;
-  void (*cancel)(tapio__request *req); /* completes with ECANCELED */
+  void (*cancel)(tapio__request *req);
+  void *ud;                  /* the completion's user pointer */
+  int quiet;                 /* cancelled by the user: call nobody */
 };
 
 void tapio__request_start(tapio_loop *loop, tapio__request *req,
                           tapio__task_fn run,
                           void (*cancel)(tapio__request *));
-void tapio__request_done(tapio__request *req);
+/* Unlinks the request; 1 if its completion is to be called, 0 when the
+ * user cancelled it. */
+int tapio__request_done(tapio__request *req);
 void tapio__requests_cancel_all(tapio_loop *loop);
 /* A create call's transport t, made and waiting: from the loop,
  * connection_made (tapio__transport_made), then cb(cb_ud, 0, t); if the
- * loop is freed first, t is discarded and cb gets TAPIO_ECANCELED.
+ * request is cancelled first (the loop freed, tapio_cancel_pending), t is
+ * discarded and cb gets TAPIO_ECANCELED (not after tapio_cancel_pending).
  * TAPIO_ENOMEM, with t untouched, when the request cannot be made. */
 int tapio__request_transport(tapio_loop *loop, tapio_transport *t,
                              tapio_connect_fn cb, void *cb_ud);
+/* A create call's completion with an error, when call (what
+ * tapio__request_done said) is set: message (or NULL) is what
+ * tapio_loop_error_message answers during it. The request is freed by
+ * then. */
+void tapio__connect_failed(tapio_loop *loop, int call, tapio_connect_fn cb,
+                           void *ud, int code, const char *message);
 
-/* ---- Name resolution --------------------------------------------------- */
+/* ---- Name resolution (resolve.c) --------------------------------------- */
 
 typedef struct tapio__addr {
   struct sockaddr_storage ss;
   socklen_t len;
 } tapio__addr;
 
-/* The one way names become addresses: *out gets *n stream-socket
- * addresses (free with tapio__addrs_free). host NULL or "" with passive
- * means every interface. It blocks for now; callers only call it from
- * tasks, never from inside a user's call, so an asynchronous resolver can
- * replace it without touching them. */
-int tapio__resolve(tapio_loop *loop, const char *host, int port, int family,
-                   int passive, tapio__addr **out, size_t *n);
+typedef struct tapio__lookup tapio__lookup;
+typedef struct tapio__resolver tapio__resolver;
+
+/* A lookup's answer, from a task of the loop: status 0 and n >= 1
+ * addresses (the callback's to keep; tapio__addrs_free) and, when asked
+ * for, the canonical name (borrowed for the call); or an error and none.
+ * The lookup is gone by then: its owner forgets it. */
+typedef void (*tapio__resolved_fn)(void *ud, int status, tapio__addr *addrs,
+                                   size_t n, const char *canon);
+/* A reverse lookup's answer: host and service borrowed for the call. */
+typedef void (*tapio__named_fn)(void *ud, int status, const char *host,
+                                const char *service);
+
+enum {
+  TAPIO__RES_PASSIVE = 1,  /* no host: every interface (else loopback) */
+  TAPIO__RES_CANON = 2,    /* the answer carries the canonical name */
+  TAPIO__RES_NUMERIC = 4   /* a literal address or nothing: no lookup */
+};
+
+/* The one way names become addresses: host (a name, a literal, or
+ * NULL/"") and service (a port number or a name from /etc/services) as
+ * addresses of family (TAPIO_AF_* value, 0 any). A literal or no host is
+ * answered at once, with no lookup: returns 1, *addrs and *n set (the
+ * caller's), and cb is never called. A name goes to c-ares: returns 0,
+ * *lk is the lookup, and cb runs later from a task unless
+ * tapio__lookup_cancel comes first. Negative: an error, nothing pending. */
+int tapio__resolve(tapio_loop *loop, const char *host, const char *service,
+                   int family, int flags, tapio__resolved_fn cb, void *ud,
+                   tapio__lookup **lk, tapio__addr **addrs, size_t *n);
+/* The same for an int port. */
+int tapio__resolve_port(tapio_loop *loop, const char *host, int port,
+                        int family, int flags, tapio__resolved_fn cb,
+                        void *ud, tapio__lookup **lk, tapio__addr **addrs,
+                        size_t *n);
+/* getnameinfo of sa (TAPIO_NI_* flags), always answered from a task. */
+int tapio__nameinfo(tapio_loop *loop, const struct sockaddr *sa,
+                    socklen_t len, int flags, tapio__named_fn cb, void *ud,
+                    tapio__lookup **lk);
+/* Nobody is called back; harmless for NULL. */
+void tapio__lookup_cancel(tapio__lookup *lk);
 void tapio__addrs_free(tapio_loop *loop, tapio__addr *addrs, size_t n);
+/* Destroys the loop's c-ares channel, if any (tapio_loop_free). */
+void tapio__resolver_free(tapio_loop *loop);
+
+/* ---- Racing connects: Happy Eyeballs (eyeballs.c) ---------------------- */
+
+typedef struct tapio__race tapio__race;
+/* The race is over (it is freed by then): fd >= 0 connected to addr (the
+ * caller's descriptor now), or fd -1, the first address's error and a
+ * message saying what each address answered (borrowed for the call). */
+typedef void (*tapio__race_fn)(void *ud, int fd, const tapio__addr *addr,
+                               int code, const char *message);
+/* Connects a stream socket to one of addrs[0..n), n >= 1, reordered in
+ * place by family when first > 0 (asyncio's interleave), each bound to
+ * the first of locals[0..nlocals) of its family that binds. delay < 0:
+ * one address after the other; else Happy Eyeballs, a new attempt every
+ * delay seconds. addrs and locals must outlive the race. done may run
+ * before this returns (every address failing at once): after a 0 return
+ * the caller touches nothing of its own. *race, set before anything is
+ * tried, is for tapio__race_cancel until done runs. */
+int tapio__race_start(tapio_loop *loop, tapio__addr *addrs, size_t n,
+                      const tapio__addr *locals, size_t nlocals, double delay,
+                      size_t first, tapio__race_fn done, void *ud,
+                      tapio__race **race);
+/* Stops every attempt and frees the race; done is not called. */
+void tapio__race_cancel(tapio__race *race);
 
 /* ---- Sockets and addresses --------------------------------------------- */
 
@@ -408,6 +595,15 @@ int tapio__family_to_af(int family);
  * port and TAPIO_AF_* family. */
 int tapio__format_addr(const struct sockaddr *sa, socklen_t len, char *host,
                        size_t hostlen, int *port, int *family);
+/* "what ('127.0.0.1', 9): connection refused" (a Unix path quoted, no
+ * address when len is 0) into buf: how tapio's messages name an address
+ * an operation failed on, as asyncio's do. */
+void tapio__describe(char *buf, size_t size, const char *what,
+                     const struct sockaddr *sa, socklen_t len, int code);
+/* Two socket addresses name the same endpoint (family, address, port,
+ * IPv6 scope; a Unix path), whatever their padding. */
+int tapio__addr_equal(const struct sockaddr *a, socklen_t alen,
+                      const struct sockaddr *b, socklen_t blen);
 /* getsockname (peer 0) or getpeername (peer 1) of fd, formatted. */
 int tapio__fd_name(int fd, int peer, char *host, size_t hostlen, int *port,
                    int *family);

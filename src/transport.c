@@ -32,7 +32,43 @@ void tapio__transport_init(tapio_transport *t, const tapio__kind *kind,
 static void release(tapio_transport *t) {
   tapio__list_remove(&t->link);
   tapio__strfree(t->loop, t->lost_msg);
+  t->lost_msg = NULL;
+  if (t->refs) { /* retained: a closed shell until the last release */
+    t->flags |= TAPIO__T_ENDED;
+    t->kind->shed(t);
+    tapio__list_push(&t->loop->shells, &t->link);
+    return;
+  }
   t->kind->destroy(t);
+}
+
+int tapio_transport_retain(tapio_transport *t) {
+  if (!t)
+    return TAPIO_EINVAL;
+  if (!t->kind->shed)
+    return TAPIO_ENOTSUP;
+  if ((t->flags & TAPIO__T_ENDED) && !t->refs)
+    return TAPIO_ECLOSED; /* unreachable but through a stale pointer */
+  t->refs++;
+  return 0;
+}
+
+void tapio_transport_release(tapio_transport *t) {
+  if (!t || !t->refs)
+    return;
+  if (--t->refs == 0 && (t->flags & TAPIO__T_ENDED)) {
+    tapio__list_remove(&t->link);
+    t->kind->destroy(t);
+  }
+}
+
+void tapio__shells_free_all(tapio_loop *loop) {
+  while (!tapio__list_empty(&loop->shells)) {
+    tapio_transport *t =
+        TAPIO_CONTAINER(loop->shells.next, tapio_transport, link);
+    tapio__list_remove(&t->link);
+    t->kind->destroy(t);
+  }
 }
 
 void tapio__transport_discard(tapio_transport *t) { release(t); }
@@ -244,7 +280,9 @@ uint64_t tapio_transport_get_stat(tapio_transport *t, int which) {
 /* ---- Descriptor and addresses ------------------------------------------ */
 
 int tapio_transport_get_fd(tapio_transport *t) {
-  return t ? t->kind->fd(t) : TAPIO_EINVAL;
+  if (!t)
+    return TAPIO_EINVAL;
+  return (t->flags & TAPIO__T_ENDED) ? TAPIO_ECLOSED : t->kind->fd(t);
 }
 
 static int name(tapio_transport *t, int peer, char *host, size_t hostlen,

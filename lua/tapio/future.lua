@@ -126,6 +126,11 @@ function Future:cancel(message)
   end
   self._state = "cancelled"
   self._cancel_message = message
+  local hook = self._cancel_hook -- what was under way stops at once
+  if hook then
+    self._cancel_hook = nil
+    hook()
+  end
   schedule_callbacks(self)
   return true
 end

@@ -34,10 +34,15 @@ tapio.close_fd = core.close_fd
 tapio.pipe = core.pipe
 tapio.openpty = core.openpty
 tapio.signals = core.signals
-tapio.PIPE, tapio.STDOUT, tapio.DEVNULL, tapio.INHERIT =
-  core.PIPE, core.STDOUT, core.DEVNULL, core.INHERIT
-tapio.AF_UNSPEC, tapio.AF_INET, tapio.AF_INET6 =
-  core.AF_UNSPEC, core.AF_INET, core.AF_INET6
+tapio.address = core.address
+for _, name in ipairs { "PIPE", "STDOUT", "DEVNULL", "INHERIT",
+                        "AF_UNSPEC", "AF_INET", "AF_INET6", "AF_UNIX",
+                        "SOCK_STREAM", "SOCK_DGRAM", "AI_PASSIVE",
+                        "AI_CANONNAME", "AI_NUMERICHOST", "NI_NUMERICHOST",
+                        "NI_NUMERICSERV", "NI_NAMEREQD", "NI_DGRAM",
+                        "NI_NOFQDN" } do
+  tapio[name] = core[name]
+end
 for name, code in pairs(core.errors) do
   tapio[name] = code -- tapio.ECONNREFUSED, ...
 end

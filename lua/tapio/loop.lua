@@ -22,8 +22,9 @@ local M = {}
 -- The completion callback the C side calls with (err) or (nil, ...).
 local function completion(fut)
   return function(err, obj, ...)
-    if fut:done() then -- cancelled meanwhile: nobody wants what came
-      if err == nil and obj then
+    fut._cancel_hook = nil
+    if fut:done() then -- done meanwhile: nobody wants what came
+      if err == nil and type(obj) == "userdata" then
         obj:close()
       end
       return
@@ -36,26 +37,33 @@ local function completion(fut)
   end
 end
 
--- Starts one of the C side's create calls: c_create(self, completion
--- callback, the user's arguments) checks them all, then returns true, or
--- nil, err when the operation failed at once. Returns the future of its
--- results, or nil and the message of an argument error (raised through
--- pcall, so it carries no position: the caller raises it at its own
--- caller's line, as an error of the method itself).
+-- Starts one of the C side's create calls or lookups: c_create(self,
+-- completion callback, the user's arguments) checks them all, then returns
+-- what is pending, or nil, err when the operation failed at once. Returns
+-- the future of its results, or nil and the message of an argument error
+-- (raised through pcall, so it carries no position: the caller raises it
+-- at its own caller's line, as an error of the method itself). Cancelling
+-- the future (or the task awaiting it) cancels what is pending at once:
+-- the core frees it and calls nobody.
 local function start(c_create, self, ...)
   local fut = new_future(self)
-  local ok, started, err = pcall(c_create, self, completion(fut), ...)
+  local ok, pending, err = pcall(c_create, self, completion(fut), ...)
   if not ok then
-    return nil, started
+    return nil, pending
   end
-  if not started then
+  if not pending then
     fut:set_exception(err)
+  else
+    local loop = self
+    fut._cancel_hook = function()
+      loop:_cancel(pending)
+    end
   end
   return fut
 end
 M.start = start
 
--- The async rule for the C side's create calls.
+-- The async rule for the C side's create calls and lookups.
 local function completing(c_create)
   return function(self, ...)
     local fut, msg = start(c_create, self, ...)
@@ -75,6 +83,18 @@ Loop.create_unix_connection = completing(Loop._create_unix_connection)
 
 --- loop:connect_accepted_socket(factory, fd, opts) -> transport, protocol
 Loop.connect_accepted_socket = completing(Loop._connect_accepted_socket)
+
+--- loop:create_datagram_endpoint(factory, opts) -> transport, protocol
+-- opts: local_addr, remote_addr ({host, port} or a Unix path), family,
+-- reuse_port, allow_broadcast, sock.
+Loop.create_datagram_endpoint = completing(Loop._create_datagram_endpoint)
+
+--- loop:getaddrinfo(host, port, opts) -> list of entries
+-- Each entry is {family, type, proto, canonname, addr}, also by name.
+Loop.getaddrinfo = completing(Loop._getaddrinfo)
+
+--- loop:getnameinfo(addr, flags) -> host, service
+Loop.getnameinfo = completing(Loop._getnameinfo)
 
 --- loop:create_server(factory, host, port, opts) -> server
 -- host: nil (every interface), a string, or a list of strings.

@@ -269,6 +269,26 @@ static inline void deadline_end(deadline *d)
 
 #define WAIT_FOR(loop, cond) WAIT_FOR_T(loop, cond, test_timeout())
 
+/* Waits as a host that owns its main loop does, allocating nothing (the
+ * WAIT_FOR deadline is a timer): sleeps in poll() on tapio's descriptor
+ * for the timeout tapio gives, capped by the test's deadline (which fails
+ * the test: a host that would sleep through work is the bug), steps. */
+#define HOST_WAIT(loop, cond)                                                \
+  do {                                                                       \
+    int fd_ = tapio_loop_backend_fd(loop);                                   \
+    double end_ = now_sec() + test_timeout();                                \
+    CHECK(fd_ >= 0);                                                         \
+    while (!(cond)) {                                                        \
+      int ms_ = tapio_loop_backend_timeout(loop);                            \
+      int left_ = (int)((end_ - now_sec()) * 1000) + 1;                      \
+      struct pollfd p_ = { fd_, POLLIN, 0 };                                 \
+      if (left_ <= 0)                                                        \
+        FAIL("timed out (as a host) waiting for %s", #cond);                 \
+      poll(&p_, 1, ms_ < 0 || ms_ > left_ ? left_ : ms_);                    \
+      CHECK_OK(tapio_loop_run_once(loop, 0));                                \
+    }                                                                        \
+  } while (0)
+
 /* n iterations that handle what is ready without waiting. */
 static inline void spin(tapio_loop *loop, int n)
 {

@@ -59,7 +59,8 @@ static void option_names_per_call(void)
 {
   char got[256];
   names_of(TAPIO_CALL_CREATE_CONNECTION, got, sizeof got);
-  CHECK_STR(got, "local_host local_port family sock nodelay");
+  CHECK_STR(got, "local_host local_port family sock nodelay "
+                 "happy_eyeballs_delay interleave");
   names_of(TAPIO_CALL_CREATE_UNIX_CONNECTION, got, sizeof got);
   CHECK_STR(got, "");
   names_of(TAPIO_CALL_CONNECT_ACCEPTED_SOCKET, got, sizeof got);
@@ -69,6 +70,9 @@ static void option_names_per_call(void)
                  "start_serving");
   names_of(TAPIO_CALL_CREATE_UNIX_SERVER, got, sizeof got);
   CHECK_STR(got, "backlog start_serving cleanup_socket");
+  names_of(TAPIO_CALL_CREATE_DATAGRAM_ENDPOINT, got, sizeof got);
+  CHECK_STR(got, "local_host local_port family sock reuse_port remote_host "
+                 "remote_port local_path remote_path allow_broadcast");
   CHECK(tapio_option_name(0, 0) == NULL);
   CHECK(tapio_option_name(99, 0) == NULL);
 }

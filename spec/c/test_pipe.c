@@ -521,6 +521,41 @@ static void closed_pipe_stops_events(void)
   end_pair(loop, &r, -1);
 }
 
+/* Pending pipe transports cancelled before connection_made: their
+ * descriptors are closed at once (the other ends see it), nobody is
+ * called. */
+static void pipes_cancelled_before_made(void)
+{
+  tapio_loop *loop = new_loop();
+  conn_wait w = { 0 };
+  struct pollfd pfd;
+  rec a, b;
+  int in[2], out[2];
+  char c;
+  rec_init(&a);
+  rec_init(&b);
+  make_pipe(in);
+  make_pipe(out);
+  CHECK_OK(tapio_connect_read_pipe(loop, in[0], &rec_proto, &a, NULL,
+                                   on_connected, &w));
+  CHECK_OK(tapio_connect_write_pipe(loop, out[1], &rec_proto, &b, NULL,
+                                    on_connected, &w));
+  CHECK_EQ(tapio_cancel_pending(loop, &w), 2);
+  CHECK(!fd_is_open(in[0]) && !fd_is_open(out[1]));
+  pfd.fd = in[1];
+  pfd.events = POLLOUT;
+  CHECK(poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLERR)); /* no reader */
+  CHECK(read(out[0], &c, 1) == 0); /* no writer: end of file */
+  spin(loop, 3);
+  CHECK_EQ(w.done, 0);
+  CHECK_STR(a.log, "");
+  CHECK_STR(b.log, "");
+  CHECK(close(in[1]) == 0 && close(out[0]) == 0);
+  free_loop(loop);
+  rec_free(&a);
+  rec_free(&b);
+}
+
 /* A loop freed with pipes open: connection_lost(ECANCELED) for each. */
 static void pipes_freed_with_loop(void)
 {
@@ -563,5 +598,6 @@ TEST_MAIN(
   TEST(write_pipe_abort_drops_output),
   TEST(pty_bidirectional),
   TEST(closed_pipe_stops_events),
+  TEST(pipes_cancelled_before_made),
   TEST(pipes_freed_with_loop)
 )

@@ -539,6 +539,15 @@ static void loop_freed_with_children(void)
   prec_free(&q);
 }
 
+/* p, a `sleep 30` whose subprocess_exec is pending: w is its
+ * completion's. */
+static void exec_sleep_pending(tapio_loop *loop, conn_wait *w, prec *p)
+{
+  prec_init(p);
+  CHECK_OK(tapio_subprocess_exec(loop, "sleep", sleep_argv + 1, 1,
+                                 &prec_proto, p, NULL, on_connected, w));
+}
+
 /* Freed before connection_made ran: the child is killed and reaped, the
  * completion gets ECANCELED, nothing is told to the protocol. */
 static void loop_freed_before_made(void)
@@ -546,14 +555,30 @@ static void loop_freed_before_made(void)
   tapio_loop *loop = new_loop();
   conn_wait w = { 0 };
   prec p;
-  prec_init(&p);
-  CHECK_OK(tapio_subprocess_exec(loop, "sleep", sleep_argv + 1, 1,
-                                 &prec_proto, &p, NULL, on_connected, &w));
+  exec_sleep_pending(loop, &w, &p);
   free_loop(loop);
   CHECK_EQ(w.done, 1);
   CHECK_ERR(w.status, TAPIO_ECANCELED);
   CHECK_STR(p.r.log, "");
   CHECK(waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD);
+  prec_free(&p);
+}
+
+/* A pending subprocess_exec cancelled before connection_made: the child
+ * is killed and reaped at once, and nobody is called, then or later. */
+static void cancelled_before_made(void)
+{
+  tapio_loop *loop = new_loop();
+  conn_wait w = { 0 };
+  prec p;
+  exec_sleep_pending(loop, &w, &p);
+  CHECK_EQ(tapio_cancel_pending(loop, &w), 1);
+  CHECK(waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD);
+  CHECK_EQ(tapio_cancel_pending(loop, &w), 0);
+  spin(loop, 3);
+  CHECK_EQ(w.done, 0);
+  CHECK_STR(p.r.log, "");
+  free_loop(loop);
   prec_free(&p);
 }
 
@@ -595,5 +620,6 @@ TEST_MAIN(
   TEST(two_loops_two_threads),
   TEST(loop_freed_with_children),
   TEST(loop_freed_before_made),
+  TEST(cancelled_before_made),
   TEST(sigchld_ignored)
 )

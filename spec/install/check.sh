@@ -21,4 +21,18 @@ pc=$(dirname "$(find "$tmp/prefix" -name tapio.pc)")
 gcc -o "$tmp/with_pc" "$tmp/src/consumer.c" \
   $(PKG_CONFIG_PATH=$pc pkg-config --cflags --libs tapio)
 LD_LIBRARY_PATH=$libdir "$tmp/with_pc"
-echo "3 passed, 0 failed"
+passed=3
+# A Lua host against the installed tapio_host.h and libtapio_lua5.4.a.
+if [ -f "$libdir/libtapio_lua5.4.a" ]; then
+  inc=$(dirname "$(find "$tmp/prefix" -name tapio_host.h)")
+  gcc -o "$tmp/frame_host" "$here/../../examples/host/frame_host.c" \
+    -I"$inc" $(pkg-config --cflags lua5.4) "$libdir/libtapio_lua5.4.a" \
+    "$libdir/libtapio.a" $(pkg-config --libs lua5.4) \
+    $(pkg-config --libs libcares) -lev -lpthread -lm
+  echo 'served = select("#", require("tapio").version)' >"$tmp/one.lua"
+  out=$("$tmp/frame_host" "$tmp/one.lua" 2)
+  case $out in "frames 2 "*"served 1 "*) ;; *) echo "host: $out"; exit 1;; esac
+  [ -f "$tmp/prefix/share/man/man1/tapio.1" ] && [ -x "$tmp/prefix/bin/tapio" ]
+  passed=4
+fi
+echo "$passed passed, 0 failed"

@@ -1,0 +1,220 @@
+/* The Lua binding's address values: "tapio.address", a userdata holding
+ * the socket address itself, so that an address a datagram came from goes
+ * back to sendto with no parsing or formatting on the way. It reads as
+ * Python's tuple would: addr[1] (host), addr[2] (port), for IPv6 addr[3]
+ * (flowinfo) and addr[4] (scope id), addr.host, addr.port, addr.family;
+ * it prints as the tuple and compares equal to an address of the same
+ * host and port. A Unix address is its path, a string, as in Python. */
+#include "tapio_lua.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/socket.h>
+
+typedef struct tl_addr {
+  size_t len;
+  union {
+    struct sockaddr sa;
+    struct sockaddr_in in;
+    struct sockaddr_in6 in6;
+  } u;
+} tl_addr;
+
+void tl_pushsockaddr(lua_State *L, const void *sa, size_t len) {
+  const struct sockaddr *s = sa;
+  tl_addr *a;
+  if (!sa || len < sizeof(sa_family_t)) {
+    lua_pushnil(L); /* an unnamed Unix peer */
+    return;
+  }
+  if (s->sa_family != AF_INET && s->sa_family != AF_INET6) {
+    char path[TAPIO_ADDR_MAX];
+    if (tapio_addr_format(sa, len, path, sizeof path, NULL, NULL) < 0)
+      lua_pushnil(L);
+    else
+      lua_pushstring(L, path);
+    return;
+  }
+  a = tl_newuserdata(L, sizeof *a);
+  memset(a, 0, sizeof *a);
+  a->len = len < sizeof a->u ? len : sizeof a->u;
+  memcpy(&a->u, sa, a->len);
+  luaL_setmetatable(L, TL_ADDRESS);
+}
+
+void tl_pushaddress(lua_State *L, const char *host, int port, int family) {
+  char buf[TAPIO_ADDR_MAX];
+  size_t len = sizeof buf;
+  if (family == TAPIO_AF_UNIX || tapio_addr_parse(host, port, buf, &len) < 0)
+    lua_pushstring(L, host);
+  else
+    tl_pushsockaddr(L, buf, len);
+}
+
+static tl_addr *toaddr(lua_State *L, int idx) {
+  return luaL_testudata(L, idx, TL_ADDRESS);
+}
+
+/* A table {host, port [, flowinfo, scope_id]} as a socket address. */
+static int table_addr(lua_State *L, int idx, void *out, size_t *len,
+                      const char *fn, int n) {
+  const char *host;
+  lua_Integer port = -1;
+  int rc;
+  lua_rawgeti(L, idx, 1);
+  lua_rawgeti(L, idx, 2);
+  host = lua_tostring(L, -2);
+  if (lua_type(L, -2) != LUA_TSTRING || !tl_tointeger(L, -1, &port) ||
+      port < 0 || port > 65535)
+    return tl_argerror(L, fn, n, "addr", "{host, port} expected, with a port "
+                       "of 0..65535");
+  rc = tapio_addr_parse(host, (int)port, out, len);
+  if (rc == TAPIO_EAI_NONAME)
+    return tl_argerror(L, fn, n, "addr",
+                       lua_pushfstring(L, "'%s' is not a numeric address "
+                                       "(no DNS lookup is made here; "
+                                       "resolve it with loop:getaddrinfo)",
+                                       host));
+  lua_pop(L, 2);
+  return rc;
+}
+
+int tl_toaddr(lua_State *L, int idx, void *out, size_t *len, const char *fn,
+              int n) {
+  tl_addr *a = toaddr(L, idx);
+  int rc = 0;
+  if (a) {
+    memcpy(out, &a->u, a->len);
+    *len = a->len;
+  } else if (lua_type(L, idx) == LUA_TSTRING) {
+    rc = tapio_addr_unix(lua_tostring(L, idx), out, len);
+  } else if (lua_istable(L, idx)) {
+    rc = table_addr(L, idx, out, len, fn, n);
+  } else {
+    return tl_typeerror(L, fn, n, "addr", idx,
+                        "address, {host, port} or path");
+  }
+  if (rc < 0)
+    return tl_argerror(L, fn, n, "addr", tapio_strerror(rc));
+  return 0;
+}
+
+const void *tl_addrbytes(lua_State *L, int idx, size_t *len) {
+  tl_addr *a = toaddr(L, idx);
+  if (!a)
+    return NULL;
+  *len = a->len;
+  return &a->u;
+}
+
+static int family_of(const tl_addr *a) {
+  return a->u.sa.sa_family == AF_INET6 ? TAPIO_AF_INET6 : TAPIO_AF_INET;
+}
+
+static void push_host(lua_State *L, const tl_addr *a) {
+  char host[TAPIO_ADDR_MAX];
+  if (tapio_addr_format(&a->u, a->len, host, sizeof host, NULL, NULL) < 0)
+    host[0] = '\0';
+  lua_pushstring(L, host);
+}
+
+static int port_of(const tl_addr *a) {
+  return ntohs(a->u.sa.sa_family == AF_INET6 ? a->u.in6.sin6_port
+                                             : a->u.in.sin_port);
+}
+
+/* addr[1..4], addr.host, .port, .family, .flowinfo, .scope_id */
+static int a_index(lua_State *L) {
+  tl_addr *a = lua_touserdata(L, 1);
+  int six = family_of(a) == TAPIO_AF_INET6;
+  lua_Integer i = 0;
+  const char *k = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : "";
+  if (!tl_tointeger(L, 2, &i)) {
+    i = strcmp(k, "host") == 0 ? 1 : strcmp(k, "port") == 0 ? 2
+        : strcmp(k, "flowinfo") == 0 && six ? 3
+        : strcmp(k, "scope_id") == 0 && six ? 4 : 0;
+    if (strcmp(k, "family") == 0) {
+      lua_pushinteger(L, family_of(a));
+      return 1;
+    }
+  }
+  if (i == 1)
+    push_host(L, a);
+  else if (i == 2)
+    lua_pushinteger(L, port_of(a));
+  else if (i == 3 && six)
+    lua_pushinteger(L, (lua_Integer)ntohl(a->u.in6.sin6_flowinfo));
+  else if (i == 4 && six)
+    lua_pushinteger(L, (lua_Integer)a->u.in6.sin6_scope_id);
+  else
+    lua_pushnil(L);
+  return 1;
+}
+
+static int a_len(lua_State *L) {
+  tl_addr *a = lua_touserdata(L, 1);
+  lua_pushinteger(L, family_of(a) == TAPIO_AF_INET6 ? 4 : 2);
+  return 1;
+}
+
+/* ('127.0.0.1', 9999) or ('::1', 9999, 0, 0), as Python prints them. */
+static int a_tostring(lua_State *L) {
+  tl_addr *a = lua_touserdata(L, 1);
+  push_host(L, a);
+  if (family_of(a) == TAPIO_AF_INET6)
+    lua_pushfstring(L, "('%s', %d, %d, %d)", lua_tostring(L, -1), port_of(a),
+                    (int)ntohl(a->u.in6.sin6_flowinfo),
+                    (int)a->u.in6.sin6_scope_id);
+  else
+    lua_pushfstring(L, "('%s', %d)", lua_tostring(L, -1), port_of(a));
+  return 1;
+}
+
+static int a_eq(lua_State *L) {
+  tl_addr *a = toaddr(L, 1), *b = toaddr(L, 2);
+  int eq = a && b && family_of(a) == family_of(b) &&
+           port_of(a) == port_of(b);
+  if (eq && family_of(a) == TAPIO_AF_INET6)
+    eq = memcmp(&a->u.in6.sin6_addr, &b->u.in6.sin6_addr, 16) == 0 &&
+         a->u.in6.sin6_scope_id == b->u.in6.sin6_scope_id;
+  else if (eq)
+    eq = a->u.in.sin_addr.s_addr == b->u.in.sin_addr.s_addr;
+  lua_pushboolean(L, eq);
+  return 1;
+}
+
+/* tapio.address(host, port): an address value of a numeric host, for
+ * sendto; a name is an error (no lookup is made). */
+static int u_address(lua_State *L) {
+  char buf[TAPIO_ADDR_MAX];
+  size_t len = sizeof buf;
+  lua_settop(L, 2);
+  lua_createtable(L, 2, 0);
+  lua_pushvalue(L, 1);
+  lua_rawseti(L, 3, 1);
+  lua_pushvalue(L, 2);
+  lua_rawseti(L, 3, 2);
+  tl_toaddr(L, 3, buf, &len, "address", 1);
+  tl_pushsockaddr(L, buf, len);
+  return 1;
+}
+
+static const luaL_Reg metamethods[] = {
+  {"__tostring", a_tostring},
+  {"__index", a_index},
+  {"__eq", a_eq},
+  {"__len", a_len},
+  {NULL, NULL}
+};
+
+int tl_open_address(lua_State *L) {
+  luaL_newmetatable(L, TL_ADDRESS);
+  lua_pushliteral(L, TL_ADDRESS); /* 5.4 sets __name, 5.1 does not */
+  lua_setfield(L, -2, "__name");
+  luaL_setfuncs(L, metamethods, 0);
+  lua_pop(L, 1);
+  lua_pushcfunction(L, u_address);
+  lua_setfield(L, -2, "address");
+  return 0;
+}

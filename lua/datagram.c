@@ -1,0 +1,321 @@
+/* The Lua binding's datagram endpoints: loop:_create_datagram_endpoint
+ * (its options as asyncio names them), "tapio.datagram_transport" (sendto
+ * and the methods every transport has), and the datagram protocol's
+ * callbacks. A datagram's sender is an address value (address.c), taken
+ * from a small cache per endpoint so that a peer that keeps sending costs
+ * no allocation for its address. */
+#include "tapio_lua.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#define FN_DGRAM "loop:create_datagram_endpoint"
+#define FN_SENDTO "transport:sendto"
+#define CACHE_MAX 256 /* address values an endpoint keeps */
+
+/* Filled by tl_open_datagram: BaseProtocol's callbacks are the stream
+ * table's (the same four, in the same places), the rest are below. */
+
+/* ---- Trampolines: inside the protected call ---------------------------- */
+
+/* Pushes the address value of sa, reusing the one made for the same
+ * socket address before (the cache table, keyed by the address's bytes,
+ * starts over when it holds CACHE_MAX). */
+static void push_cached(lua_State *L, tl_transport *lt, const char *sa,
+                        size_t len) {
+  int cache;
+  if (len == 0 || ((const struct sockaddr *)sa)->sa_family == AF_UNIX) {
+    tl_pushsockaddr(L, sa, len); /* nil, or a Unix path */
+    return;
+  }
+  if (lt->cache_ref == LUA_NOREF || lt->cache_n >= CACHE_MAX) {
+    lua_createtable(L, 0, 8);
+    if (lt->cache_ref == LUA_NOREF)
+      lt->cache_ref = tl_ref(lt->lb, L);
+    else
+      lua_rawseti(L, LUA_REGISTRYINDEX, lt->cache_ref);
+    lt->cache_n = 0;
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lt->cache_ref);
+  cache = lua_gettop(L);
+  lua_pushlstring(L, sa, len);
+  lua_rawget(L, cache);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    tl_pushsockaddr(L, sa, len);
+    lua_pushlstring(L, sa, len);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, cache);
+    lt->cache_n++;
+  }
+  lua_remove(L, cache);
+}
+
+/* [1] lt, [2] data, [3] len, [4] addr, [5] addrlen: the hot path. */
+int tl_tr_dgram(lua_State *L) {
+  tl_transport *lt = lua_touserdata(L, 1);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lt->proto_ref); /* 6: protocol */
+  lua_getfield(L, 6, "datagram_received");
+  if (lua_isnil(L, -1))
+    return 0;
+  lua_pushvalue(L, 6);
+  lua_pushlstring(L, lua_touserdata(L, 2), (size_t)lua_tointeger(L, 3));
+  push_cached(L, lt, lua_touserdata(L, 4), (size_t)lua_tointeger(L, 5));
+  lua_call(L, 3, 0);
+  return 0;
+}
+
+/* [1] lt, [2] code, [3] message */
+int tl_tr_dgram_err(lua_State *L) {
+  tl_transport *lt = lua_touserdata(L, 1);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lt->proto_ref);
+  lua_getfield(L, -1, "error_received");
+  if (lua_isnil(L, -1))
+    return 0;
+  lua_insert(L, -2);
+  tl_pusherror(L, (int)lua_tointeger(L, 2), lua_touserdata(L, 3));
+  lua_call(L, 2, 0);
+  return 0;
+}
+
+/* ---- The tapio_datagram_protocol callbacks ----------------------------- */
+
+static int prepare(tl_transport *lt, int which) {
+  if (tl_prepare(lt->lb, lt->lb->L, which) == 0)
+    return 0;
+  tapio_transport_fail(lt->t, TAPIO_ENOMEM, "Lua stack overflow");
+  return -1;
+}
+
+static void p_datagram(void *ud, tapio_transport *t, const char *data,
+                       size_t len, const void *addr, size_t addrlen) {
+  tl_transport *lt = ud;
+  lua_State *L = lt->lb->L;
+  (void)t;
+  if (prepare(lt, TL_T_DGRAM) < 0)
+    return;
+  lua_pushlightuserdata(L, lt);
+  lua_pushlightuserdata(L, (void *)data);
+  lua_pushinteger(L, (lua_Integer)len);
+  lua_pushlightuserdata(L, (void *)addr);
+  lua_pushinteger(L, (lua_Integer)addrlen);
+  tl_done(L, 0, tl_call(lt->lb, L, 5, 0,
+                        "error in protocol.datagram_received()", lt));
+}
+
+static void p_error(void *ud, tapio_transport *t, int code,
+                    const char *message) {
+  tl_transport *lt = ud;
+  lua_State *L = lt->lb->L;
+  (void)t;
+  if (prepare(lt, TL_T_DGRAM_ERR) < 0)
+    return;
+  lua_pushlightuserdata(L, lt);
+  lua_pushinteger(L, code);
+  lua_pushlightuserdata(L, (void *)message);
+  tl_done(L, 0, tl_call(lt->lb, L, 3, 0, "error in protocol.error_received()",
+                        lt));
+}
+
+/* ---- Creating ------------------------------------------------------------ */
+
+static void option_fail(lua_State *L, tapio_options *o, const char *msg) {
+  tapio_options_free(o);
+  tl_argerror(L, FN_DGRAM, 2, "opts", msg);
+}
+
+/* local_addr/remote_addr (at idx, not nil): {host, port}, an address
+ * value, or a Unix path. which is "local" or "remote". */
+static void set_addr(lua_State *L, tapio_options *o, int idx,
+                     const char *which) {
+  char name[16], buf[TAPIO_ADDR_MAX];
+  size_t len = sizeof buf;
+  const void *bytes = tl_addrbytes(L, idx, &len);
+  int rc = 0, port = 0, family = 0;
+  if (lua_type(L, idx) == LUA_TSTRING) {
+    snprintf(name, sizeof name, "%s_path", which);
+    rc = tapio_options_set_str(o, name, lua_tostring(L, idx));
+  } else if (bytes || lua_istable(L, idx)) {
+    lua_Integer p = -1;
+    if (bytes) {
+      tapio_addr_format(bytes, len, buf, sizeof buf, &port, &family);
+      lua_pushstring(L, buf);
+      lua_pushinteger(L, port);
+    } else {
+      lua_rawgeti(L, idx, 1);
+      lua_rawgeti(L, idx, 2);
+    }
+    if ((!lua_isnil(L, -2) && lua_type(L, -2) != LUA_TSTRING) ||
+        !tl_tointeger(L, -1, &p) || p < 0 || p > 65535)
+      option_fail(L, o, lua_pushfstring(L, "%s_addr: {host, port} expected, "
+                                        "port 0..65535", which));
+    snprintf(name, sizeof name, "%s_port", which);
+    rc = tapio_options_set_int(o, name, p);
+    snprintf(name, sizeof name, "%s_host", which);
+    if (rc == 0 && !lua_isnil(L, -2))
+      rc = tapio_options_set_str(o, name, lua_tostring(L, -2));
+    lua_pop(L, 2);
+  } else {
+    option_fail(L, o, lua_pushfstring(L, "%s_addr: {host, port} or a path "
+                                      "expected, got %s", which,
+                                      luaL_typename(L, idx)));
+  }
+  if (rc < 0)
+    option_fail(L, o, tapio_strerror(rc));
+}
+
+/* The options at idx as the core takes them: local_addr and remote_addr
+ * as asyncio gives them, family AF_UNIX implied by paths, reuse_address
+ * refused (asyncio raises for it on UDP); the rest, as the core names
+ * them, go to tl_options in a copy of the table without those. */
+static tapio_options *dgram_options(lua_State *L, int idx, tapio_loop *loop) {
+  static const char *const special[] = {"local_addr", "remote_addr",
+                                        "reuse_address", "family"};
+  tapio_options *o;
+  lua_Integer family = 0;
+  int copy, i, unix_family;
+  if (lua_isnil(L, idx))
+    return NULL;
+  if (!lua_istable(L, idx))
+    tl_typeerror(L, FN_DGRAM, 2, "opts", idx, "table or nil");
+  lua_getfield(L, idx, "reuse_address");
+  if (lua_toboolean(L, -1))
+    tl_argerror(L, FN_DGRAM, 2, "opts", "reuse_address is not supported on "
+                "UDP: another process could take the port's datagrams (use "
+                "reuse_port)");
+  lua_getfield(L, idx, "family");
+  unix_family = tl_tointeger(L, -1, &family) && family == TAPIO_AF_UNIX;
+  lua_pop(L, 2);
+  lua_newtable(L);
+  copy = lua_gettop(L);
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, copy);
+  }
+  for (i = 0; i < 4; i++) {
+    if (i == 3 && !unix_family)
+      break; /* an IP family goes to the core */
+    lua_pushnil(L);
+    lua_setfield(L, copy, special[i]);
+  }
+  o = tl_options(L, copy, FN_DGRAM, 2, TAPIO_CALL_CREATE_DATAGRAM_ENDPOINT,
+                 loop);
+  for (i = 0; i < 2; i++) {
+    lua_getfield(L, idx, special[i]);
+    if (!lua_isnil(L, -1))
+      set_addr(L, o, lua_gettop(L), i == 0 ? "local" : "remote");
+    lua_pop(L, 1);
+  }
+  lua_remove(L, copy);
+  return o;
+}
+
+static const char *create_error(int rc) {
+  return rc == TAPIO_EINVAL
+             ? "the options conflict, or name no address, family or sock "
+               "(asyncio's checks)"
+             : tapio_strerror(rc);
+}
+
+/* loop:_create_datagram_endpoint(cb, factory, opts) */
+static int l_create_datagram_endpoint(lua_State *L) {
+  tl_loop *lb = tl_checkloop(L, 1, FN_DGRAM);
+  tapio_options *o;
+  tl_transport *lt;
+  int rc;
+  lua_settop(L, 4);
+  tl_checkcallable(L, 3, FN_DGRAM, 1, "protocol_factory");
+  o = dgram_options(L, 4, lb->loop);
+  lt = tl_pending(L, lb, TL_DGRAM_TRANSPORT, 3, 2);
+  rc = tapio_create_datagram_endpoint(lb->loop, &tl_datagram_protocol, lt, o,
+                                      tl_on_connected, lt);
+  tapio_options_free(o);
+  if (rc == TAPIO_EINVAL) {
+    tl_release_transport(L, lt);
+    return tl_argerror(L, FN_DGRAM, 2, "opts", create_error(rc));
+  }
+  return tl_create_done(L, lt, rc);
+}
+
+/* ---- sendto -------------------------------------------------------------- */
+
+static int sendto_error(lua_State *L, tl_transport *lt, int rc, size_t len) {
+  char peer[TAPIO_ADDR_MAX];
+  int port = 0;
+  switch (rc) {
+  case TAPIO_EMSGSIZE:
+    return tl_argerror(L, FN_SENDTO, 1, "data",
+                       lua_pushfstring(L, "a datagram of %d bytes is too "
+                                       "large (%s)", (int)len,
+                                       tapio_strerror(rc)));
+  case TAPIO_EISCONN:
+    tapio_transport_get_peername(lt->t, peer, sizeof peer, &port, NULL);
+    return tl_argerror(L, FN_SENDTO, 2, "addr",
+                       lua_pushfstring(L, "must be nil or the connected "
+                                       "peer's ('%s', %d)", peer, port));
+  case TAPIO_EAFNOSUPPORT:
+    return tl_argerror(L, FN_SENDTO, 2, "addr", "socket family mismatch");
+  case TAPIO_EINVAL:
+    return tl_argerror(L, FN_SENDTO, 2, "addr", "an address is required: "
+                       "the endpoint has no remote address");
+  default:
+    return luaL_error(L, "tapio: %s: %s", FN_SENDTO, tapio_strerror(rc));
+  }
+}
+
+/* transport:sendto(data [, addr]): never blocks; after close the
+ * datagram is dropped, as asyncio drops it. */
+static int d_sendto(lua_State *L) {
+  tl_transport *lt = tl_checktransport(L, FN_SENDTO);
+  char buf[TAPIO_ADDR_MAX];
+  const void *addr = NULL;
+  size_t len, alen = 0;
+  const char *data;
+  int rc;
+  if (lua_type(L, 2) != LUA_TSTRING)
+    return tl_typeerror(L, FN_SENDTO, 1, "data", 2, "string");
+  data = lua_tolstring(L, 2, &len);
+  if (!lua_isnoneornil(L, 3) && !(addr = tl_addrbytes(L, 3, &alen))) {
+    alen = sizeof buf;
+    tl_toaddr(L, 3, buf, &alen, FN_SENDTO, 2);
+    addr = buf;
+  }
+  if (!lt->t)
+    return 0;
+  rc = tapio_transport_sendto(lt->t, data, len, addr, alen);
+  if (rc < 0 && rc != TAPIO_ECLOSED)
+    return sendto_error(L, lt, rc, len);
+  return 0;
+}
+
+const tapio_datagram_protocol tl_datagram_protocol = {
+  .size = sizeof(tapio_datagram_protocol),
+  .connection_made = tl_base_made,
+  .connection_lost = tl_base_lost,
+  .pause_writing = tl_base_pause,
+  .resume_writing = tl_base_resume,
+  .datagram_received = p_datagram,
+  .error_received = p_error,
+};
+
+static const luaL_Reg dgram_methods[] = {
+  {"sendto", d_sendto},
+  {NULL, NULL}
+};
+
+static const luaL_Reg loop_methods[] = {
+  {"_create_datagram_endpoint", l_create_datagram_endpoint},
+  {NULL, NULL}
+};
+
+int tl_open_datagram(lua_State *L) {
+  /* asyncio's DatagramTransport, with tapio's figures */
+  tl_transport_class(L, TL_DGRAM_TRANSPORT,
+                     TL_M_BASE | TL_M_FLOW | TL_M_STATS, dgram_methods);
+  lua_setfield(L, -2, "datagram_transport_methods");
+  tl_addmethods(L, TL_LOOP, loop_methods);
+  return 0;
+}

@@ -1,0 +1,85 @@
+/* The binding's host API (tapio_host.h): tapio in a host's own lua_State,
+ * with a loop the host made. Linked into libtapio_lua5.4 and the tapio
+ * program, with the Lua layer compiled in. */
+#include "tapio_lua.h"
+
+#include "tapio_host.h"
+
+#include <lualib.h>
+
+/* The pure-Lua layer compiled in (lua/embed.cmake). */
+struct tapio_embedded {
+  const char *name, *chunkname, *src;
+  size_t len;
+};
+extern const struct tapio_embedded tapio_embedded[];
+
+/* ---- Host API ------------------------------------------------------------ */
+
+static int load_embedded(lua_State *L) {
+  const struct tapio_embedded *m = lua_touserdata(L, lua_upvalueindex(1));
+  if (luaL_loadbuffer(L, m->src, m->len, m->chunkname) != LUA_OK)
+    return lua_error(L);
+  lua_pushstring(L, m->name);
+  lua_call(L, 1, 1);
+  return 1;
+}
+
+static int preload(lua_State *L) {
+  const struct tapio_embedded *m;
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  lua_pushcfunction(L, luaopen_tapio_core);
+  lua_setfield(L, -2, "tapio.core");
+  for (m = tapio_embedded; m->name; m++) {
+    lua_pushlightuserdata(L, (void *)m);
+    lua_pushcclosure(L, load_embedded, 1);
+    lua_setfield(L, -2, m->name);
+  }
+  return 0;
+}
+
+TL_EXPORT int tapio_lua_open(lua_State *L) {
+  if (!L)
+    return TAPIO_EINVAL;
+  lua_pushcfunction(L, preload);
+  if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
+    lua_pop(L, 1);
+    return TAPIO_ENOMEM;
+  }
+  return 0;
+}
+
+/* [1] &loop: the module opened (its metatables, and the methods of the
+ * Lua layer when require finds it), then the object. */
+static int push_loop(lua_State *L) {
+  luaL_requiref(L, "tapio.core", luaopen_tapio_core, 0);
+  lua_pop(L, 1);
+  if (lua_getglobal(L, "require") == LUA_TFUNCTION) {
+    lua_pushliteral(L, "tapio");
+    lua_call(L, 1, 0);
+  } else {
+    lua_pop(L, 1);
+  }
+  lua_pushcfunction(L, tl_wrap_loop);
+  lua_pushvalue(L, 1);
+  lua_call(L, 1, 1);
+  return 1;
+}
+
+TL_EXPORT int tapio_lua_push_loop(lua_State *L, tapio_loop *loop) {
+  if (!L || !loop)
+    return TAPIO_EINVAL;
+  lua_pushcfunction(L, push_loop);
+  lua_pushlightuserdata(L, &loop);
+  if (lua_pcall(L, 1, 1, 0) == LUA_OK)
+    return 0;
+  lua_pop(L, 1);
+  if (loop) /* no object took it */
+    tapio_loop_free(loop);
+  return TAPIO_ENOMEM;
+}
+
+TL_EXPORT tapio_loop *tapio_lua_to_loop(lua_State *L, int idx) {
+  return L ? tl_loop_of(L, idx) : NULL;
+}
+

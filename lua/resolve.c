@@ -1,0 +1,275 @@
+/* The Lua binding's name lookups: loop:_getaddrinfo, loop:_getnameinfo
+ * (the Lua layer gives them the async rule), loop:set_resolver, and
+ * loop:_cancel, which cancels any pending create call or lookup. */
+#include "tapio_lua.h"
+
+#include <string.h>
+
+#define TL_LOOKUP "tapio.lookup"
+#define FN_GAI "loop:getaddrinfo"
+#define FN_GNI "loop:getnameinfo"
+
+/* A pending lookup: its address is the core's completion user pointer. */
+typedef struct tl_lookup {
+  tl_loop *lb;
+  int self_ref; /* anchors it while pending */
+  int cb_ref;   /* the Lua completion */
+} tl_lookup;
+
+static void lookup_release(lua_State *L, tl_lookup *lk) {
+  tl_unref(lk->lb, L, &lk->cb_ref);
+  tl_unanchor(lk->lb, L, &lk->self_ref);
+}
+
+/* Leaves the pending lookup on the stack, holding the callback at cbi. */
+static tl_lookup *lookup_new(lua_State *L, tl_loop *lb, int cbi) {
+  tl_lookup *lk = tl_newuserdata(L, sizeof *lk);
+  lk->lb = lb;
+  lk->self_ref = lk->cb_ref = LUA_NOREF;
+  luaL_setmetatable(L, TL_LOOKUP);
+  lua_pushvalue(L, cbi);
+  lk->cb_ref = tl_ref(lb, L);
+  lua_pushvalue(L, -1);
+  lk->self_ref = tl_anchor(lb, L);
+  return lk;
+}
+
+/* ---- Completions ----------------------------------------------------------- */
+
+typedef struct answer {
+  tl_lookup *lk;
+  int status;
+  const tapio_addrinfo *res;    /* getaddrinfo's */
+  const char *host, *service;   /* getnameinfo's */
+} answer;
+
+static void push_entry(lua_State *L, const tapio_addrinfo *res, size_t i) {
+  static const char *const names[] = {"family", "type", "proto",
+                                      "canonname", "addr"};
+  const void *addr;
+  size_t len;
+  int family, type, proto, k;
+  tapio_addrinfo_get(res, i, &addr, &len, &family, &type, &proto);
+  lua_createtable(L, 5, 5);
+  lua_pushinteger(L, family);
+  lua_pushinteger(L, type);
+  lua_pushinteger(L, proto);
+  if (i == 0 && tapio_addrinfo_canonname(res))
+    lua_pushstring(L, tapio_addrinfo_canonname(res));
+  else
+    lua_pushliteral(L, "");
+  tl_pushsockaddr(L, addr, len);
+  for (k = 5; k >= 1; k--) { /* each as entry[k] and entry.name */
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -2 - k, names[k - 1]);
+    lua_rawseti(L, -1 - k, k);
+  }
+}
+
+/* [1] answer: cb(err), cb(nil, list) or cb(nil, host, service). */
+int tl_tr_lookup(lua_State *L) {
+  answer *a = lua_touserdata(L, 1);
+  size_t i, n;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, a->lk->cb_ref);
+  if (a->status < 0) {
+    tl_pusherror(L, a->status, NULL);
+    lua_call(L, 1, 0);
+    return 0;
+  }
+  lua_pushnil(L);
+  if (!a->res) {
+    lua_pushstring(L, a->host);
+    lua_pushstring(L, a->service);
+    lua_call(L, 3, 0);
+    return 0;
+  }
+  n = tapio_addrinfo_count(a->res);
+  lua_createtable(L, (int)n, 0);
+  for (i = 0; i < n; i++) {
+    push_entry(L, a->res, i);
+    lua_rawseti(L, -2, (int)i + 1);
+  }
+  lua_call(L, 2, 0);
+  return 0;
+}
+
+static void answered(answer *a) {
+  tl_loop *lb = a->lk->lb;
+  lua_State *L = lb->L;
+  if (!lb->quiet && tl_prepare(lb, L, TL_T_LOOKUP) == 0) {
+    lua_pushlightuserdata(L, a);
+    tl_done(L, 0, tl_call(lb, L, 1, 0, "error in a lookup callback", NULL));
+  }
+  lookup_release(L, a->lk);
+}
+
+static void on_addrinfo(void *ud, int status, const tapio_addrinfo *res) {
+  answer a = {ud, status, res, NULL, NULL};
+  answered(&a);
+}
+
+static void on_nameinfo(void *ud, int status, const char *host,
+                        const char *service) {
+  answer a = {ud, status, NULL, host, service};
+  answered(&a);
+}
+
+/* ---- The calls ---------------------------------------------------------- */
+
+static int int_field(lua_State *L, int idx, const char *name, const char *fn,
+                     lua_Integer max) {
+  lua_Integer v = 0;
+  lua_getfield(L, idx, name);
+  if (!lua_isnil(L, -1)) {
+    char what[48];
+    snprintf(what, sizeof what, "opts.%s", name);
+    v = tl_checkint(L, -1, fn, 3, what, 0, max);
+  }
+  lua_pop(L, 1);
+  return (int)v;
+}
+
+/* loop:_getaddrinfo(cb, host, port, opts): port a number, a service name
+ * or nil; opts.family, opts.type, opts.flags (tapio.AI_*). */
+static int l_getaddrinfo(lua_State *L) {
+  tl_loop *lb = tl_checkloop(L, 1, FN_GAI);
+  const char *host = NULL, *service = NULL;
+  int family = 0, type = 0, flags = 0, rc;
+  char port[16];
+  tl_lookup *lk;
+  lua_settop(L, 5);
+  if (!lua_isnil(L, 3) && lua_type(L, 3) != LUA_TSTRING)
+    return tl_typeerror(L, FN_GAI, 1, "host", 3, "string or nil");
+  host = lua_tostring(L, 3);
+  if (lua_type(L, 4) == LUA_TNUMBER) {
+    snprintf(port, sizeof port, "%d",
+             (int)tl_checkint(L, 4, FN_GAI, 2, "port", 0, 65535));
+    service = port;
+  } else if (lua_type(L, 4) == LUA_TSTRING) {
+    service = lua_tostring(L, 4);
+  } else if (!lua_isnil(L, 4)) {
+    return tl_typeerror(L, FN_GAI, 2, "port", 4, "integer, string or nil");
+  }
+  if (lua_istable(L, 5)) {
+    family = int_field(L, 5, "family", FN_GAI, 6);
+    type = int_field(L, 5, "type", FN_GAI, 2);
+    flags = int_field(L, 5, "flags", FN_GAI, 7);
+  } else if (!lua_isnil(L, 5)) {
+    return tl_typeerror(L, FN_GAI, 3, "opts", 5, "table or nil");
+  }
+  if (family != 0 && family != 4 && family != 6)
+    return tl_argerror(L, FN_GAI, 3, "opts.family", "0, 4 or 6 expected");
+  if (!host && !service)
+    return tl_argerror(L, FN_GAI, 1, "host", "host and port are both nil");
+  lk = lookup_new(L, lb, 2);
+  rc = tapio_getaddrinfo(lb->loop, host, service, family, type, flags,
+                         on_addrinfo, lk);
+  if (rc < 0) {
+    lookup_release(L, lk);
+    return tl_fail(L, rc);
+  }
+  return 1; /* the pending lookup, for loop:_cancel */
+}
+
+/* loop:_getnameinfo(cb, addr, flags) */
+static int l_getnameinfo(lua_State *L) {
+  tl_loop *lb = tl_checkloop(L, 1, FN_GNI);
+  char buf[TAPIO_ADDR_MAX];
+  size_t len = sizeof buf;
+  int flags, rc;
+  tl_lookup *lk;
+  lua_settop(L, 4);
+  tl_toaddr(L, 3, buf, &len, FN_GNI, 1);
+  flags = lua_isnil(L, 4) ? 0
+                          : (int)tl_checkint(L, 4, FN_GNI, 2, "flags", 0, 31);
+  lk = lookup_new(L, lb, 2);
+  rc = tapio_getnameinfo(lb->loop, buf, len, flags, on_nameinfo, lk);
+  if (rc < 0) {
+    lookup_release(L, lk);
+    if (rc == TAPIO_EAFNOSUPPORT)
+      return tl_argerror(L, FN_GNI, 1, "addr", "an IP address expected");
+    return tl_fail(L, rc);
+  }
+  return 1;
+}
+
+/* loop:set_resolver{servers = "127.0.0.1:5353", timeout = s, tries = n} */
+static int l_set_resolver(lua_State *L) {
+  const char *fn = "loop:set_resolver";
+  tl_loop *lb = tl_checkloop(L, 1, fn);
+  const char *servers = NULL;
+  double timeout = 0;
+  int tries, rc;
+  if (!lua_istable(L, 2))
+    return tl_typeerror(L, fn, 1, "opts", 2, "table");
+  lua_getfield(L, 2, "servers");
+  if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TSTRING)
+    return tl_typeerror(L, fn, 1, "opts.servers", -1, "string or nil");
+  servers = lua_tostring(L, -1);
+  lua_getfield(L, 2, "timeout");
+  if (!lua_isnil(L, -1))
+    timeout = tl_checknumber(L, -1, fn, 1, "opts.timeout");
+  tries = int_field(L, 2, "tries", fn, 100);
+  rc = tapio_loop_set_resolver(lb->loop, servers, timeout, tries);
+  if (rc == TAPIO_EBUSY)
+    return luaL_error(L, "tapio: %s: lookups are in flight", fn);
+  if (rc < 0)
+    return tl_argerror(L, fn, 1, "opts",
+                       rc == TAPIO_EINVAL ? "a server list such as "
+                       "'127.0.0.1:53,[::1]:53', a timeout of 0 or more "
+                       "seconds and tries of 0 or more expected"
+                                          : tapio_strerror(rc));
+  return 0;
+}
+
+/* loop:_cancel(pending): the pending create call or lookup a create or
+ * lookup method returned is cancelled; true if it still was pending. */
+static int l_cancel(lua_State *L) {
+  tl_loop *lb = tl_toloop(L, 1, "loop:_cancel");
+  void *p = lua_touserdata(L, 2);
+  int n;
+  if (!lb->loop || lb->closing || !p)
+    return 0;
+  n = tapio_cancel_pending(lb->loop, p);
+  if (n > 0) { /* the core calls nobody: the anchors go here */
+    if (luaL_testudata(L, 2, TL_LOOKUP))
+      lookup_release(L, p);
+    else if (luaL_testudata(L, 2, TL_SERVER))
+      tl_server_cancelled(L, p);
+    else if (tl_testtransport(L, 2))
+      tl_release_transport(L, p);
+  }
+  lua_pushboolean(L, n > 0);
+  return 1;
+}
+
+static const luaL_Reg loop_methods[] = {
+  {"_getaddrinfo", l_getaddrinfo},
+  {"_getnameinfo", l_getnameinfo},
+  {"set_resolver", l_set_resolver},
+  {"_cancel", l_cancel},
+  {NULL, NULL}
+};
+
+static void set_int(lua_State *L, const char *name, int v) {
+  lua_pushinteger(L, v);
+  lua_setfield(L, -2, name);
+}
+
+int tl_open_resolve(lua_State *L) {
+  luaL_newmetatable(L, TL_LOOKUP);
+  lua_pop(L, 1);
+  tl_addmethods(L, TL_LOOP, loop_methods);
+  set_int(L, "AF_UNIX", TAPIO_AF_UNIX);
+  set_int(L, "SOCK_STREAM", TAPIO_SOCK_STREAM);
+  set_int(L, "SOCK_DGRAM", TAPIO_SOCK_DGRAM);
+  set_int(L, "AI_PASSIVE", TAPIO_AI_PASSIVE);
+  set_int(L, "AI_CANONNAME", TAPIO_AI_CANONNAME);
+  set_int(L, "AI_NUMERICHOST", TAPIO_AI_NUMERICHOST);
+  set_int(L, "NI_NUMERICHOST", TAPIO_NI_NUMERICHOST);
+  set_int(L, "NI_NUMERICSERV", TAPIO_NI_NUMERICSERV);
+  set_int(L, "NI_NAMEREQD", TAPIO_NI_NAMEREQD);
+  set_int(L, "NI_DGRAM", TAPIO_NI_DGRAM);
+  set_int(L, "NI_NOFQDN", TAPIO_NI_NOFQDN);
+  return 0;
+}

@@ -1,0 +1,712 @@
+---@meta tapio
+-- Definitions of tapio's Lua API for the Lua language server (LuaLS, the
+-- engine of editors' Lua support): classes, methods, parameters, returns.
+-- Never loaded at run time. Point the server at lua/ (or at the luarocks
+-- tree where tapio is installed: this file is the module "tapio._meta").
+-- spec/embed/test_meta.lua checks that every public function of the
+-- module is annotated here, and nothing that does not exist.
+
+---A protocol: any table; tapio calls the methods it has. A missing method
+---is the reference's default (a missing eof_received closes).
+---@class tapio.Protocol
+---@field connection_made? fun(self: table, transport: tapio.Transport)
+---@field data_received? fun(self: table, data: string)
+---@field eof_received? fun(self: table): boolean? true stays half-open
+---@field connection_lost? fun(self: table, err: tapio.Error|any|nil) nil: clean
+---@field pause_writing? fun(self: table)
+---@field resume_writing? fun(self: table)
+---@field get_buffer? fun(self: table, sizehint: integer): tapio.Buffer, integer? BufferedProtocol
+---@field buffer_updated? fun(self: table, nbytes: integer)
+
+---@alias tapio.ProtocolFactory fun(): tapio.Protocol
+
+---An error value: what failed, as tapio and the OS name it.
+---@class tapio.Error
+---@field code integer negative; tapio.errors maps names to codes
+---@field name string "ECONNREFUSED"
+---@field message string "connection refused"
+
+---An IP address as get_extra_info gives it; addr[1], addr[2] too.
+---@class tapio.Address
+---@field host string
+---@field port integer
+---@field family integer 4 or 6
+
+---What the exception handler gets, as asyncio's context.
+---@class tapio.ExceptionContext
+---@field message string
+---@field exception any the error value as raised
+---@field traceback? string
+---@field transport? tapio.Transport
+---@field protocol? tapio.Protocol
+
+---The options of the create_* methods (asyncio's keyword arguments).
+---@class tapio.Options
+---@field local_host? string
+---@field local_port? integer
+---@field family? integer 0, 4 or 6
+---@field sock? integer a descriptor tapio takes over
+---@field nodelay? boolean
+---@field happy_eyeballs_delay? number seconds between staggered connects
+---@field interleave? integer addresses of one family before the other
+---@field backlog? integer
+---@field reuse_address? boolean
+---@field reuse_port? boolean
+---@field start_serving? boolean
+---@field cleanup_socket? boolean
+
+---A SubprocessProtocol: any table; tapio calls the methods it has.
+---@class tapio.DatagramProtocol
+---@field connection_made? fun(self: table, transport: tapio.DatagramTransport)
+---@field datagram_received? fun(self: table, data: string, addr: tapio.Address|string|nil)
+---@field error_received? fun(self: table, err: tapio.Error)
+---@field pause_writing? fun(self: table)
+---@field resume_writing? fun(self: table)
+---@field connection_lost? fun(self: table, err: tapio.Error|any|nil)
+
+---@class tapio.DatagramOptions
+---@field local_addr? table {host, port}
+---@field remote_addr? table {host, port}: a connected endpoint
+---@field local_path? string a Unix datagram socket's own path
+---@field remote_path? string a Unix datagram socket's peer
+---@field family? integer 0, 4, 6 or tapio.AF_UNIX
+---@field reuse_port? boolean
+---@field allow_broadcast? boolean
+---@field sock? integer a datagram socket tapio takes over
+
+---@class tapio.SubprocessProtocol
+---@field connection_made? fun(self: table, transport: tapio.SubprocessTransport)
+---@field pipe_data_received? fun(self: table, fd: integer, data: string)
+---@field pipe_connection_lost? fun(self: table, fd: integer, err: tapio.Error|any|nil)
+---@field process_exited? fun(self: table)
+---@field pause_writing? fun(self: table)
+---@field resume_writing? fun(self: table)
+---@field connection_lost? fun(self: table, err: tapio.Error|any|nil)
+
+---The options of subprocess_exec and subprocess_shell.
+---@class tapio.ProcessOptions
+---@field stdin? "pipe"|"devnull"|"inherit"|integer
+---@field stdout? "pipe"|"devnull"|"inherit"|integer
+---@field stderr? "pipe"|"devnull"|"inherit"|"stdout"|integer
+---@field cwd? string
+---@field env? table<string, string>|string[]
+---@field extend_env? boolean
+---@field start_new_session? boolean
+---@field pass_fds? integer[]
+---@field close_fds? boolean
+
+---@class tapio
+---@field version string "major.minor.patch"
+---@field signals table<string, integer> signal names to numbers
+---@field PIPE integer subprocess stdio: a pipe (Python's value)
+---@field DEVNULL integer subprocess stdio: /dev/null
+---@field STDOUT integer stderr to the child's stdout
+---@field INHERIT integer the parent's descriptor (asyncio's None)
+---@field errors table<string, integer> error names to codes
+---@field Future table the future class (its methods)
+---@field Task table the task class
+---@field AF_INET integer
+---@field AF_INET6 integer
+---@field AF_UNIX integer
+---@field SOCK_STREAM integer getaddrinfo's opts.type
+---@field SOCK_DGRAM integer
+---@field AI_PASSIVE integer getaddrinfo's opts.flags
+---@field AI_CANONNAME integer
+---@field AI_NUMERICHOST integer
+---@field NI_NUMERICHOST integer getnameinfo's flags
+---@field NI_NUMERICSERV integer
+---@field NI_NOFQDN integer
+---@field NI_NAMEREQD integer
+---@field NI_DGRAM integer
+---@field AF_UNSPEC integer
+---@field E2BIG integer
+---@field EACCES integer
+---@field EADDRINUSE integer
+---@field EADDRNOTAVAIL integer
+---@field EAFNOSUPPORT integer
+---@field EAGAIN integer
+---@field EAI_AGAIN integer
+---@field EAI_FAIL integer
+---@field EAI_FAMILY integer
+---@field EAI_NONAME integer
+---@field EAI_SERVICE integer
+---@field EALREADY integer
+---@field EBADF integer
+---@field EBUFFER integer
+---@field EBUSY integer
+---@field ECALLBACK integer
+---@field ECANCELED integer
+---@field ECHILD integer
+---@field ECLOSED integer
+---@field ECONNABORTED integer
+---@field ECONNREFUSED integer
+---@field ECONNRESET integer
+---@field EEXIST integer
+---@field EHOSTUNREACH integer
+---@field EINTR integer
+---@field EINVAL integer
+---@field EIO integer
+---@field EISCONN integer
+---@field ELOOP integer
+---@field EMFILE integer
+---@field EMSGSIZE integer
+---@field ENAMETOOLONG integer
+---@field ENETDOWN integer
+---@field ENETUNREACH integer
+---@field ENFILE integer
+---@field ENOBUFS integer
+---@field ENOENT integer
+---@field ENOMEM integer
+---@field ENOPROTOOPT integer
+---@field ENOSPC integer
+---@field ENOSYS integer
+---@field ENOTCONN integer
+---@field ENOTDIR integer
+---@field ENOTSOCK integer
+---@field ENOTSUP integer
+---@field EOF integer
+---@field EPERM integer
+---@field EPIPE integer
+---@field EPROTONOSUPPORT integer
+---@field EPROTOTYPE integer
+---@field EROFS integer
+---@field ERUNNING integer
+---@field ESHUTDOWN integer
+---@field ESRCH integer
+---@field ESYSTEM integer
+---@field ETIMEDOUT integer
+---@field ETLS integer
+---@field EUNKNOWN integer
+local tapio = {}
+
+---Runs main(...) as a task on a new loop until it ends; cancels the tasks
+---left, closes the loop; returns main's results or raises its error.
+---@param main async fun(...): ...
+---@param ... any
+---@return any ...
+function tapio.run(main, ...) end
+
+---Returns ... after delay seconds (the async rule: inside a task it
+---waits; elsewhere it returns a future).
+---@param delay number
+---@param ... any
+---@return any ...
+function tapio.sleep(delay, ...) end
+
+---A new loop (raises an EMFILE error value without descriptors).
+---@return tapio.Loop
+function tapio.new_loop() end
+
+---The loop running now; raises when none runs.
+---@return tapio.Loop
+function tapio.get_running_loop() end
+
+---fn(...) as a task on the running loop.
+---@param fn async fun(...): ...
+---@param ... any
+---@return tapio.Task
+function tapio.create_task(fn, ...) end
+
+---The task running now, or nil.
+---@return tapio.Task?
+function tapio.current_task() end
+
+---The tasks of loop (default: the running one) not yet done.
+---@param loop? tapio.Loop
+---@return tapio.Task[]
+function tapio.all_tasks(loop) end
+
+---Inside a task: waits for fut, then returns its results or raises.
+---@param fut tapio.Future
+---@return any ...
+function tapio.await(fut) end
+
+---Whether v is a tapio future (or task).
+---@param v any
+---@return boolean
+function tapio.is_future(v) end
+
+---Whether err is a cancellation.
+---@param err any
+---@return boolean
+function tapio.is_cancelled(err) end
+
+---A cancellation error value.
+---@param message? string
+---@return tapio.Error
+function tapio.cancelled_error(message) end
+
+---An error value for a code or a name; the message defaults to the code's.
+---@param code_or_name integer|string
+---@param message? string
+---@return tapio.Error
+function tapio.error(code_or_name, message) end
+
+---The sentence for an error code.
+---@param code integer
+---@return string
+function tapio.strerror(code) end
+
+---Fixed-size memory for BufferedProtocol.get_buffer, zeroed.
+---@param size integer
+---@return tapio.Buffer
+function tapio.buffer(size) end
+
+---An address value of a numeric host (no lookup), for transport:sendto.
+---@param host string
+---@param port integer
+---@return tapio.Address
+function tapio.address(host, port) end
+
+---Two connected stream sockets (descriptors).
+---@return integer, integer
+function tapio.socketpair() end
+
+---A blocking send: the count sent, or nil and an error value.
+---@param fd integer
+---@param data string
+---@return integer?, tapio.Error?
+function tapio.send(fd, data) end
+
+---Closes a descriptor.
+---@param fd integer
+function tapio.close_fd(fd) end
+
+---A pipe, as os.pipe(): its read end and its write end (close-on-exec).
+---@return integer read, integer write
+function tapio.pipe() end
+
+---A pty in raw mode: its master and its slave.
+---@return integer master, integer slave
+function tapio.openpty() end
+
+---A string as Python's repr() prints it.
+---@param s any
+---@return string
+function tapio.repr(s) end
+
+---An event loop: one per thread.
+---@class tapio.Loop
+local Loop = {}
+
+---Runs until stop().
+function Loop:run_forever() end
+---Runs until fut (or a task of fn(...)) is done; returns its results.
+---@param fut_or_fn tapio.Future|async fun(...): ...
+---@param ... any
+---@return any ...
+function Loop:run_until_complete(fut_or_fn, ...) end
+---One iteration; waits for events only when wait is true (hosts step it).
+---@param wait? boolean
+function Loop:run_once(wait) end
+---Ends the run going on, or makes the next one a single turn.
+function Loop:stop() end
+---Frees the loop: open transports get connection_lost(ECANCELED).
+function Loop:close() end
+---@return boolean
+function Loop:is_running() end
+---@return boolean
+function Loop:is_closed() end
+---Monotonic seconds, the clock of call_at.
+---@return number
+function Loop:time() end
+---Bytes the core holds for this loop.
+---@return number
+function Loop:memory() end
+---A descriptor readable while the loop has work, for a host's own poll
+---(nil and an error value where there is none).
+---@return integer?, tapio.Error?
+function Loop:backend_fd() end
+---How long a host may sleep, in ms: 0 work is ready, -1 nothing scheduled.
+---@return integer
+function Loop:backend_timeout() end
+---@param fn function
+---@param ... any
+---@return tapio.Handle
+function Loop:call_soon(fn, ...) end
+---@param delay number seconds
+---@param fn function
+---@param ... any
+---@return tapio.Handle
+function Loop:call_later(delay, fn, ...) end
+---@param when number on loop:time()'s clock
+---@param fn function
+---@param ... any
+---@return tapio.Handle
+function Loop:call_at(when, fn, ...) end
+---@return tapio.Future
+function Loop:create_future() end
+---@param fn async fun(...): ...
+---@param ... any
+---@return tapio.Task
+function Loop:create_task(fn, ...) end
+---fn(loop, context) gets errors nobody awaits; nil restores the default.
+---@param fn? fun(loop: tapio.Loop, context: tapio.ExceptionContext)
+function Loop:set_exception_handler(fn) end
+---@return fun(loop: tapio.Loop, context: tapio.ExceptionContext)?
+function Loop:get_exception_handler() end
+---@param context tapio.ExceptionContext
+function Loop:call_exception_handler(context) end
+---@param context tapio.ExceptionContext
+function Loop:default_exception_handler(context) end
+---Connects (the async rule); or, given {sock = fd, ...} for host, wraps a
+---connected socket.
+---@param factory tapio.ProtocolFactory
+---@param host string|tapio.Options
+---@param port? integer
+---@param opts? tapio.Options
+---@return tapio.Transport, tapio.Protocol
+function Loop:create_connection(factory, host, port, opts) end
+---@param factory tapio.ProtocolFactory
+---@param path string
+---@param opts? tapio.Options
+---@return tapio.Transport, tapio.Protocol
+function Loop:create_unix_connection(factory, path, opts) end
+---@param factory tapio.ProtocolFactory
+---@param fd integer a connected socket tapio takes over
+---@param opts? tapio.Options
+---@return tapio.Transport, tapio.Protocol
+function Loop:connect_accepted_socket(factory, fd, opts) end
+---@param factory tapio.ProtocolFactory
+---@param host? string|string[] nil: every interface
+---@param port integer 0: a free one
+---@param opts? tapio.Options
+---@return tapio.Server
+function Loop:create_server(factory, host, port, opts) end
+---@param factory tapio.ProtocolFactory
+---@param path string
+---@param opts? tapio.Options
+---@return tapio.Server
+function Loop:create_unix_server(factory, path, opts) end
+---asyncio's ReadTransport on a pipe, FIFO, pty or socket tapio takes over.
+---@param factory tapio.ProtocolFactory
+---@param fd integer
+---@return tapio.ReadTransport, tapio.Protocol
+function Loop:connect_read_pipe(factory, fd) end
+---asyncio's WriteTransport on a descriptor tapio takes over.
+---@param factory tapio.ProtocolFactory
+---@param fd integer
+---@return tapio.WriteTransport, tapio.Protocol
+function Loop:connect_write_pipe(factory, fd) end
+---Starts program (looked up in PATH without a /) with args.
+---@param factory fun(): tapio.SubprocessProtocol
+---@param program string
+---@param args? string[]
+---@param opts? tapio.ProcessOptions
+---@return tapio.SubprocessTransport, tapio.SubprocessProtocol
+function Loop:subprocess_exec(factory, program, args, opts) end
+---Starts cmd with /bin/sh -c.
+---@param factory fun(): tapio.SubprocessProtocol
+---@param cmd string
+---@param opts? tapio.ProcessOptions
+---@return tapio.SubprocessTransport, tapio.SubprocessProtocol
+function Loop:subprocess_shell(factory, cmd, opts) end
+
+---A datagram endpoint (UDP, or a Unix datagram socket).
+---@param factory fun(): tapio.DatagramProtocol
+---@param opts? tapio.DatagramOptions
+---@return tapio.DatagramTransport, tapio.DatagramProtocol
+function Loop:create_datagram_endpoint(factory, opts) end
+---Looks host and port up without blocking the loop (c-ares).
+---@param host? string
+---@param port? integer|string a number or a service name
+---@param opts? {family?: integer, type?: integer, flags?: integer}
+---@return {family: integer, type: integer, proto: integer, canonname?: string, addr: tapio.Address}[]
+function Loop:getaddrinfo(host, port, opts) end
+---The host and service names of an address.
+---@param addr tapio.Address|table {host, port}
+---@param flags? integer tapio.NI_*
+---@return string host, string service
+function Loop:getnameinfo(addr, flags) end
+---Points the loop's resolver at servers ("127.0.0.1:5353,..."), and
+---sets its timeout (seconds per try) and tries; nil keeps the system's.
+---@param opts {servers?: string, timeout?: number, tries?: integer}
+function Loop:set_resolver(opts) end
+
+---One connection end.
+---@class tapio.Transport
+local Transport = {}
+
+---Ignored while closing (as asyncio); raises after write_eof.
+---@param data string
+function Transport:write(data) end
+---@param list string[] one writev
+function Transport:writelines(list) end
+---Shuts the sending side once the buffer is flushed.
+function Transport:write_eof() end
+---@return boolean
+function Transport:can_write_eof() end
+---Closes after flushing; connection_lost follows.
+function Transport:close() end
+---Closes now, dropping buffered output.
+function Transport:abort() end
+---@return boolean
+function Transport:is_closing() end
+---Idempotent, also while closing.
+function Transport:pause_reading() end
+---Idempotent, also while closing.
+function Transport:resume_reading() end
+---@return boolean
+function Transport:is_reading() end
+---@return integer
+function Transport:get_write_buffer_size() end
+---@return integer low, integer high
+function Transport:get_write_buffer_limits() end
+---nil: as asyncio derives it.
+---@param high? integer
+---@param low? integer
+function Transport:set_write_buffer_limits(high, low) end
+---"peername", "sockname" (addresses), "socket" (the descriptor).
+---@param name string
+---@param default? any
+---@return any
+function Transport:get_extra_info(name, default) end
+---@param protocol tapio.Protocol
+function Transport:set_protocol(protocol) end
+---@return tapio.Protocol
+function Transport:get_protocol() end
+---@return tapio.Loop
+function Transport:get_loop() end
+---bytes_received, bytes_sent, write_buffer_size, write_buffer_peak,
+---write_paused_usec, read_paused_usec, write_pauses.
+---@return table<string, integer>
+function Transport:get_stats() end
+
+---asyncio's DatagramTransport (create_datagram_endpoint).
+---@class tapio.DatagramTransport
+local DatagramTransport = {}
+
+---Never blocks: what the socket refuses is queued (with flow control).
+---On a connected endpoint addr must be nil or the remote address.
+---@param data string
+---@param addr? tapio.Address|table {host, port}, or a Unix path
+function DatagramTransport:sendto(data, addr) end
+---Flushes queued datagrams, then connection_lost(nil).
+function DatagramTransport:close() end
+---Drops queued datagrams.
+function DatagramTransport:abort() end
+---@return boolean
+function DatagramTransport:is_closing() end
+---@return integer
+function DatagramTransport:get_write_buffer_size() end
+---@return integer low, integer high
+function DatagramTransport:get_write_buffer_limits() end
+---@param high? integer
+---@param low? integer
+function DatagramTransport:set_write_buffer_limits(high, low) end
+---"peername", "sockname" (addresses), "socket" (the descriptor).
+---@param name string
+---@param default? any
+---@return any
+function DatagramTransport:get_extra_info(name, default) end
+---@param protocol tapio.DatagramProtocol
+function DatagramTransport:set_protocol(protocol) end
+---@return tapio.DatagramProtocol
+function DatagramTransport:get_protocol() end
+---@return tapio.Loop
+function DatagramTransport:get_loop() end
+---@return table<string, integer>
+function DatagramTransport:get_stats() end
+
+---The read end of a pipe (connect_read_pipe, a subprocess's stdout).
+---@class tapio.ReadTransport
+local ReadTransport = {}
+
+---Idempotent.
+function ReadTransport:pause_reading() end
+---Idempotent.
+function ReadTransport:resume_reading() end
+---@return boolean
+function ReadTransport:is_reading() end
+---Closes; connection_lost follows.
+function ReadTransport:close() end
+---@return boolean
+function ReadTransport:is_closing() end
+---"pipe": the descriptor.
+---@param name string
+---@param default? any
+---@return any
+function ReadTransport:get_extra_info(name, default) end
+---@param protocol tapio.Protocol
+function ReadTransport:set_protocol(protocol) end
+---@return tapio.Protocol
+function ReadTransport:get_protocol() end
+---@return tapio.Loop
+function ReadTransport:get_loop() end
+---@return table<string, integer>
+function ReadTransport:get_stats() end
+
+---The write end of a pipe (connect_write_pipe, a subprocess's stdin).
+---@class tapio.WriteTransport
+local WriteTransport = {}
+
+---@param data string
+function WriteTransport:write(data) end
+---@param list string[]
+function WriteTransport:writelines(list) end
+---Closes once the buffer is flushed.
+function WriteTransport:write_eof() end
+---@return boolean
+function WriteTransport:can_write_eof() end
+---Closes now, dropping buffered output.
+function WriteTransport:abort() end
+---@return integer
+function WriteTransport:get_write_buffer_size() end
+---@return integer low, integer high
+function WriteTransport:get_write_buffer_limits() end
+---@param high? integer
+---@param low? integer
+function WriteTransport:set_write_buffer_limits(high, low) end
+---Closes after flushing; connection_lost follows.
+function WriteTransport:close() end
+---@return boolean
+function WriteTransport:is_closing() end
+---"pipe": the descriptor.
+---@param name string
+---@param default? any
+---@return any
+function WriteTransport:get_extra_info(name, default) end
+---@param protocol tapio.Protocol
+function WriteTransport:set_protocol(protocol) end
+---@return tapio.Protocol
+function WriteTransport:get_protocol() end
+---@return tapio.Loop
+function WriteTransport:get_loop() end
+---@return table<string, integer>
+function WriteTransport:get_stats() end
+
+---A child process and its pipes.
+---@class tapio.SubprocessTransport
+local SubprocessTransport = {}
+
+---@return integer
+function SubprocessTransport:get_pid() end
+---nil while running; the exit status, or minus the signal that killed it.
+---@return integer?
+function SubprocessTransport:get_returncode() end
+---0: its stdin's write transport; 1, 2: read transports; nil if none.
+---@param fd integer
+---@return tapio.WriteTransport|tapio.ReadTransport|nil
+function SubprocessTransport:get_pipe_transport(fd) end
+---@param sig integer|string a number, or "SIGHUP" or "HUP"
+---@return true?, tapio.Error?
+function SubprocessTransport:send_signal(sig) end
+---SIGTERM.
+---@return true?, tapio.Error?
+function SubprocessTransport:terminate() end
+---SIGKILL.
+---@return true?, tapio.Error?
+function SubprocessTransport:kill() end
+---Kills the child if it still runs, closes the pipes.
+function SubprocessTransport:close() end
+---@return boolean
+function SubprocessTransport:is_closing() end
+---"subprocess": the pid.
+---@param name string
+---@param default? any
+---@return any
+function SubprocessTransport:get_extra_info(name, default) end
+---@param protocol tapio.SubprocessProtocol
+function SubprocessTransport:set_protocol(protocol) end
+---@return tapio.SubprocessProtocol
+function SubprocessTransport:get_protocol() end
+---@return tapio.Loop
+function SubprocessTransport:get_loop() end
+
+---Listening sockets and the connections they accepted.
+---@class tapio.Server
+local Server = {}
+
+---Stops listening; connections stay open.
+function Server:close() end
+---close() every connection it accepted.
+function Server:close_clients() end
+---abort() them.
+function Server:abort_clients() end
+---@return integer
+function Server:client_count() end
+---@return boolean
+function Server:is_serving() end
+---Idempotent.
+function Server:start_serving() end
+---Serves until closed (the async rule).
+function Server:serve_forever() end
+---Returns once closed and every connection is gone (the async rule).
+function Server:wait_closed() end
+---@return integer[]
+function Server:sockets() end
+---@return (tapio.Address|string)[]
+function Server:addresses() end
+---@return tapio.Loop
+function Server:get_loop() end
+
+---A scheduled call.
+---@class tapio.Handle
+local Handle = {}
+
+---Harmless once run.
+function Handle:cancel() end
+---@return boolean
+function Handle:cancelled() end
+---@return number? when it is due (loop time), nil for call_soon
+function Handle:when() end
+
+---A result that comes later.
+---@class tapio.Future
+local Future = {}
+
+---@return any ... the results, or raises the error
+function Future:result() end
+---@return any? err
+function Future:exception() end
+---@return boolean
+function Future:done() end
+---@return boolean
+function Future:cancelled() end
+---@param msg? string
+---@return boolean
+function Future:cancel(msg) end
+---@param ... any several values are several results
+function Future:set_result(...) end
+---@param err any
+function Future:set_exception(err) end
+---fn(fut), always from the loop.
+---@param fn fun(fut: tapio.Future)
+function Future:add_done_callback(fn) end
+---@param fn fun(fut: tapio.Future)
+---@return integer removed
+function Future:remove_done_callback(fn) end
+---Inside a task: waits, then result().
+---@return any ...
+function Future:await() end
+---@return tapio.Loop
+function Future:get_loop() end
+
+---A coroutine the loop runs; a future of its results.
+---@class tapio.Task: tapio.Future
+local Task = {}
+
+---@param msg? string
+---@return boolean
+function Task:cancel(msg) end
+---@return thread
+function Task:get_coro() end
+---@return string? the traceback of its error
+function Task:get_traceback() end
+
+---Fixed-size memory (BufferedProtocol).
+---@class tapio.Buffer
+local Buffer = {}
+
+---@param i integer
+---@param j? integer
+---@return string
+function Buffer:sub(i, j) end
+---@param i integer
+---@return integer?
+function Buffer:byte(i) end
+---@param i integer
+---@param s string
+function Buffer:set(i, s) end
+
+return tapio

@@ -1,0 +1,197 @@
+/* The pollable loop: a host that waits in its own poll() on
+ * tapio_loop_backend_fd for tapio_loop_backend_timeout, then steps with
+ * tapio_loop_run_once(loop, 0). Each of the three traps of embedding libev
+ * has its test: a watcher started inside a step, timers, the cached time. */
+#include "test.h"
+
+#include <pthread.h>
+#include <sys/epoll.h>
+
+/* 1 if fd is readable now. */
+static int readable(int fd)
+{
+  struct pollfd p = { fd, POLLIN, 0 };
+  return poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
+}
+
+static void fd_is_an_epoll_of_its_own(void)
+{
+  tapio_loop *loop = new_loop();
+  int fd = tapio_loop_backend_fd(loop);
+  struct epoll_event ee;
+  char path[64], link[64];
+  ssize_t n;
+  CHECK(fd >= 0);
+  CHECK_EQ(tapio_loop_backend_fd(loop), fd); /* the same, every call */
+  snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+  n = readlink(path, link, sizeof link - 1);
+  CHECK(n > 0);
+  link[n] = '\0';
+  CHECK_STR(link, "anon_inode:[eventpoll]");
+  CHECK_EQ(epoll_wait(fd, &ee, 1, 0), 0); /* nothing to do: not readable */
+  CHECK_ERR(tapio_loop_backend_fd(NULL), TAPIO_EINVAL);
+  CHECK_ERR(tapio_loop_backend_timeout(NULL), TAPIO_EINVAL);
+  CHECK_EQ(tapio_loop_backend_timeout(loop), -1); /* nothing scheduled */
+  free_loop(loop);
+}
+
+/* What the descriptor rests on: libev's epoll descriptor, found through
+ * ev_embed and confirmed by the kernel. Data for a connection wakes the
+ * descriptor, and only then. */
+static void io_makes_it_readable(void)
+{
+  tapio_loop *loop = new_loop();
+  srv sv;
+  rec c, *s;
+  int fd;
+  rec_init(&c);
+  s = srv_start_pair(&sv, loop, &c);
+  fd = tapio_loop_backend_fd(loop);
+  spin(loop, 3);
+  CHECK_EQ(tapio_loop_backend_timeout(loop), -1);
+  CHECK(!readable(fd));
+  CHECK_OK(tapio_transport_write(c.t, "ping", 4));
+  HOST_WAIT(loop, s->nin == 4);
+  CHECK(memcmp(s->in, "ping", 4) == 0);
+  tapio_transport_close(c.t);
+  HOST_WAIT(loop, c.lost && s->lost);
+  rec_free(&c);
+  srv_release_and_free(&sv, loop);
+}
+
+/* Trap 1: a watcher started inside a step (the accepted connection's read
+ * watcher, started in the step that accepted it) is not in the kernel's
+ * set until libev's next iteration. Data that arrives then would not wake
+ * the descriptor: the timeout must be 0, and the descriptor readable, until
+ * one more step has applied the change. */
+static void change_inside_a_step_keeps_it_awake(void)
+{
+  tapio_loop *loop = new_loop();
+  srv sv;
+  int fd, peer;
+  srv_start(&sv, loop);
+  fd = tapio_loop_backend_fd(loop);
+  peer = raw_connect(AF_INET, "127.0.0.1", sv.port);
+  CHECK(peer >= 0);
+  /* step only until the step that accepted: its watcher is pending */
+  HOST_WAIT(loop, sv.n == 1);
+  CHECK_EQ(tapio_loop_backend_timeout(loop), 0);
+  CHECK(readable(fd));
+  raw_send_str(NULL, peer, "hello");
+  HOST_WAIT(loop, sv.conns[0]->nin == 5);
+  CHECK(memcmp(sv.conns[0]->in, "hello", 5) == 0);
+  close(peer);
+  HOST_WAIT(loop, sv.conns[0]->lost);
+  srv_release_and_free(&sv, loop);
+}
+
+/* The same from outside a step: a write the host makes between steps
+ * that the socket does not take starts the write watcher. */
+static void change_between_steps_keeps_it_awake(void)
+{
+  tapio_loop *loop = new_loop();
+  rec c;
+  size_t off = 0;
+  int peer, fd;
+  rec_init(&c);
+  peer = pair_raw(loop, &c);
+  fd = tapio_loop_backend_fd(loop);
+  spin(loop, 2);
+  CHECK_EQ(tapio_loop_backend_timeout(loop), -1);
+  fill_until_buffered(c.t, &off); /* starts the write watcher */
+  CHECK_EQ(tapio_loop_backend_timeout(loop), 0);
+  CHECK(readable(fd));
+  tapio_transport_abort(c.t);
+  HOST_WAIT(loop, c.lost);
+  end_pair(loop, &c, peer);
+}
+
+static void fired(void *ud) { ++*(int *)ud; }
+
+/* Trap 2: timers never make libev's descriptor readable. The timeout comes
+ * from the loop's own timers, and the descriptor's timerfd wakes a host
+ * that polls with no timeout at all. */
+static void timers_give_the_timeout(void)
+{
+  tapio_loop *loop = new_loop();
+  int fd = tapio_loop_backend_fd(loop), n = 0, ms;
+  tapio_handle *h;
+  struct pollfd p = { fd, POLLIN, 0 };
+  double t0 = now_sec();
+  CHECK_OK(tapio_call_later(loop, 30, fired, &n, &h));
+  CHECK_OK(tapio_call_later(loop, 0.3, fired, &n, NULL));
+  ms = tapio_loop_backend_timeout(loop);
+  CHECK(ms > 0 && ms <= 300);
+  CHECK(!readable(fd));
+  CHECK_EQ(poll(&p, 1, (int)(test_timeout() * 1000)), 1); /* no timeout */
+  CHECK(now_sec() - t0 >= 0.299);
+  CHECK_OK(tapio_loop_run_once(loop, 0));
+  CHECK_EQ(n, 1);
+  ms = tapio_loop_backend_timeout(loop);
+  CHECK(ms > 20000 && ms <= 29700);
+  tapio_handle_cancel(h); /* the earliest gone: the next one counts */
+  CHECK_EQ(tapio_loop_backend_timeout(loop), -1);
+  CHECK_OK(tapio_loop_run_once(loop, 0));
+  CHECK(!readable(fd));
+  tapio_handle_release(h);
+  free_loop(loop);
+}
+
+/* Trap 3: libev's time is cached at its last step. A host that slept 150
+ * ms past a 100 ms timer without stepping must hear 0, not 100. */
+static void timeout_reads_the_clock_now(void)
+{
+  tapio_loop *loop = new_loop();
+  int n = 0;
+  CHECK_OK(tapio_call_later(loop, 0.1, fired, &n, NULL));
+  CHECK(tapio_loop_backend_timeout(loop) > 0);
+  poll(NULL, 0, 150); /* the host's own sleep: the scenario itself */
+  CHECK_EQ(tapio_loop_backend_timeout(loop), 0);
+  CHECK(readable(tapio_loop_backend_fd(loop)));
+  CHECK_OK(tapio_loop_run_once(loop, 0));
+  CHECK_EQ(n, 1);
+  free_loop(loop);
+}
+
+/* Calls queued: timeout 0 and readable; after the step, asleep again. */
+static void queued_calls_are_work(void)
+{
+  tapio_loop *loop = new_loop();
+  int fd = tapio_loop_backend_fd(loop), n = 0;
+  CHECK(!readable(fd));
+  CHECK_OK(tapio_call_soon(loop, fired, &n, NULL));
+  CHECK_EQ(tapio_loop_backend_timeout(loop), 0);
+  CHECK(readable(fd));
+  CHECK_OK(tapio_loop_run_once(loop, 0));
+  CHECK_EQ(n, 1);
+  CHECK_EQ(tapio_loop_backend_timeout(loop), -1);
+  CHECK(!readable(fd));
+  free_loop(loop);
+}
+
+static void *call_from_thread(void *ud)
+{
+  static int n;
+  tapio_call_soon_threadsafe(ud, fired, &n);
+  return NULL;
+}
+
+/* Another thread's call wakes a host asleep on the descriptor. */
+static void threadsafe_call_wakes_it(void)
+{
+  tapio_loop *loop = new_loop();
+  int fd = tapio_loop_backend_fd(loop);
+  struct pollfd p = { fd, POLLIN, 0 };
+  pthread_t th;
+  CHECK(!readable(fd));
+  CHECK_EQ(pthread_create(&th, NULL, call_from_thread, loop), 0);
+  CHECK_EQ(poll(&p, 1, (int)(test_timeout() * 1000)), 1);
+  CHECK_EQ(pthread_join(th, NULL), 0);
+  free_loop(loop);
+}
+
+TEST_MAIN(TEST(fd_is_an_epoll_of_its_own), TEST(io_makes_it_readable),
+          TEST(change_inside_a_step_keeps_it_awake),
+          TEST(change_between_steps_keeps_it_awake),
+          TEST(timers_give_the_timeout), TEST(timeout_reads_the_clock_now),
+          TEST(queued_calls_are_work), TEST(threadsafe_call_wakes_it))

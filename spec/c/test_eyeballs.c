@@ -1,0 +1,372 @@
+/* create_connection to a name with several addresses: tried in order, or
+ * raced with Happy Eyeballs (happy_eyeballs_delay, interleave); what each
+ * address answered when all fail. The addresses come from the tests' own
+ * DNS server; a stalled connect is a listener whose backlog is full and
+ * which never accepts. */
+#include "dns.h"
+
+/* A completion that keeps the message tapio_loop_error_message gives. */
+typedef struct msg_wait {
+  tapio_loop *loop;
+  int done, status;
+  tapio_transport *t;
+  char message[1024];
+} msg_wait;
+
+static void on_done(void *ud, int status, tapio_transport *t)
+{
+  msg_wait *w = ud;
+  const char *m = tapio_loop_error_message(w->loop);
+  w->done++;
+  w->status = status;
+  w->t = t;
+  snprintf(w->message, sizeof w->message, "%s", m ? m : "(none)");
+}
+
+static int connect_msg(tapio_loop *loop, const char *host, int port,
+                       rec *r, const tapio_options *o, msg_wait *w)
+{
+  memset(w, 0, sizeof *w);
+  w->loop = loop;
+  CHECK_OK(tapio_create_connection(loop, host, port, &rec_proto, r, o,
+                                   on_done, w));
+  WAIT_FOR(loop, w->done);
+  CHECK(tapio_loop_error_message(loop) == NULL); /* only inside */
+  return w->status;
+}
+
+/* What most tests here use: the DNS server, a loop asking it, a client
+ * protocol. */
+typedef struct fixture {
+  dns_server d;
+  tapio_loop *loop;
+  rec c;
+} fixture;
+
+static void begin(fixture *f, int need_ipv6)
+{
+  if (need_ipv6 && !ipv6_available())
+    SKIP("no IPv6 loopback");
+  dns_start(&f->d, 0);
+  f->loop = dns_loop(&f->d, 2);
+  rec_init(&f->c);
+}
+
+static void end(fixture *f)
+{
+  free_loop(f->loop);
+  rec_free(&f->c);
+  dns_stop(&f->d);
+}
+
+/* A TCP port nobody listens on, on 127.0.0.1 and ::1. */
+static int closed_port(void)
+{
+  int port, fd = raw_bind(AF_INET, &port);
+  close(fd);
+  return port;
+}
+
+static tapio_options *he_options(tapio_loop *loop, double delay,
+                                 int interleave)
+{
+  tapio_options *o = new_options(loop);
+  if (delay >= 0)
+    CHECK_OK(tapio_options_set_double(o, "happy_eyeballs_delay", delay));
+  if (interleave >= 0)
+    CHECK_OK(tapio_options_set_int(o, "interleave", interleave));
+  return o;
+}
+
+/* ---- All fail: what each answered ------------------------------------------ */
+
+static void every_address_refused(void)
+{
+  fixture f;
+  msg_wait w;
+  char want[512];
+  int port = closed_port();
+  begin(&f, 1);
+  CHECK_ERR(connect_msg(f.loop, "both.tapio.test", port, &f.c, NULL, &w),
+            TAPIO_ECONNREFUSED);
+  snprintf(want, sizeof want, "Multiple exceptions: connect call failed "
+           "('::1', %d, 0, 0): connection refused (ECONNREFUSED), connect "
+           "call failed ('127.0.0.1', %d): connection refused "
+           "(ECONNREFUSED)", port, port);
+  CHECK_STR(w.message, want);
+  CHECK_ERR(connect_msg(f.loop, "127.0.0.1", port, &f.c, NULL, &w),
+            TAPIO_ECONNREFUSED);
+  snprintf(want, sizeof want, "connect call failed ('127.0.0.1', %d): "
+           "connection refused", port);
+  CHECK_STR(w.message, want);
+  CHECK_STR(f.c.log, "");
+  end(&f);
+}
+
+/* interleave reorders by family: mix.tapio.test sorts as ::1, 127.0.0.1,
+ * ::ffff:127.0.0.1; interleave 2 takes two IPv6 addresses first. The
+ * order shows in what each answered. */
+static void interleave_orders_the_attempts(void)
+{
+  fixture f;
+  tapio_options *o;
+  msg_wait w;
+  char want[512];
+  int port = closed_port();
+  begin(&f, 1);
+  o = he_options(f.loop, -1, 2);
+  CHECK_ERR(connect_msg(f.loop, "mix.tapio.test", port, &f.c, o, &w),
+            TAPIO_ECONNREFUSED);
+  snprintf(want, sizeof want, "Multiple exceptions: connect call failed "
+           "('::1', %d, 0, 0): connection refused (ECONNREFUSED), connect "
+           "call failed ('::ffff:127.0.0.1', %d, 0, 0): connection refused "
+           "(ECONNREFUSED), connect call failed ('127.0.0.1', %d): "
+           "connection refused (ECONNREFUSED)", port, port, port);
+  CHECK_STR(w.message, want);
+  tapio_options_free(o);
+  o = he_options(f.loop, -1, 0);
+  CHECK_ERR(connect_msg(f.loop, "mix.tapio.test", port, &f.c, o, &w),
+            TAPIO_ECONNREFUSED);
+  CHECK(strstr(w.message, "('::1'") < strstr(w.message, "('127.0.0.1'"));
+  CHECK(strstr(w.message, "('127.0.0.1'") <
+        strstr(w.message, "('::ffff:127.0.0.1'"));
+  tapio_options_free(o);
+  end(&f);
+}
+
+/* A local address that cannot be bound: said so, per address. */
+static void bind_failure_named(void)
+{
+  tapio_loop *loop = new_loop();
+  tapio_options *o = new_options(loop);
+  msg_wait w;
+  char want[256];
+  rec c;
+  int lport, lfd = raw_bind(AF_INET, &lport);
+  int port, sfd = raw_listen(AF_INET, &port);
+  rec_init(&c);
+  CHECK_OK(tapio_options_set_str(o, "local_host", "127.0.0.1"));
+  CHECK_OK(tapio_options_set_int(o, "local_port", lport));
+  CHECK_ERR(connect_msg(loop, "127.0.0.1", port, &c, o, &w),
+            TAPIO_EADDRINUSE);
+  snprintf(want, sizeof want, "error while attempting to bind on address "
+           "('127.0.0.1', %d): address already in use", lport);
+  CHECK_STR(w.message, want);
+  tapio_options_free(o);
+  close(lfd);
+  close(sfd);
+  free_loop(loop);
+  rec_free(&c);
+}
+
+/* asyncio's test_create_connection_multiple_errors_local_addr: a local
+ * address that fits one family only; the other family's address fails
+ * (nothing to bind) and the next is tried. */
+static void local_address_of_one_family(void)
+{
+  fixture f;
+  tapio_options *o;
+  msg_wait w;
+  srv sv;
+  int port;
+  begin(&f, 1);
+  srv_start(&sv, f.loop);
+  o = new_options(f.loop);
+  CHECK_OK(tapio_options_set_str(o, "local_host", "127.0.0.1"));
+  CHECK_OK(connect_msg(f.loop, "six4.tapio.test", sv.port, &f.c, o, &w));
+  CHECK_OK(tapio_transport_get_sockname(w.t, NULL, 0, &port, NULL));
+  CHECK(port > 0);
+  tapio_options_free(o);
+  tapio_server_release(sv.s);
+  end(&f);
+  srv_free(&sv);
+}
+
+/* ---- Racing ---------------------------------------------------------------- */
+
+/* A listener on host:*port (0: any port) whose backlog is full: a connect
+ * to it stalls. *filler holds the backlog. */
+static int stalled_listener(int family, const char *host, int *port,
+                            int *filler)
+{
+  struct sockaddr_storage ss;
+  socklen_t len = raw_addr(family, host, *port, &ss);
+  int fd = socket(family, SOCK_STREAM, 0);
+  CHECK(fd >= 0);
+  if (bind(fd, (struct sockaddr *)&ss, len) < 0) {
+    close(fd);
+    return -1;
+  }
+  *port = raw_port(fd);
+  CHECK(listen(fd, 0) == 0);
+  *filler = raw_connect(family, host, *port);
+  CHECK(*filler >= 0);
+  return fd;
+}
+
+/* The same port on ::1 (stalled) and 127.0.0.1 (a tapio server). */
+typedef struct split {
+  int port, stall_fd, filler;
+  srv sv;
+} split;
+
+static void split_start(split *sp, tapio_loop *loop, int family,
+                        const char *stall_host)
+{
+  static const char *const good[] = { "127.0.0.1" };
+  int tries;
+  for (tries = 0; tries < 50; tries++) {
+    sp->port = 0;
+    sp->stall_fd = stalled_listener(family, stall_host, &sp->port,
+                                    &sp->filler);
+    CHECK(sp->stall_fd >= 0);
+    srv_init(&sp->sv, loop);
+    if (srv_start_hosts(&sp->sv, good, 1, sp->port, NULL) == 0)
+      return;
+    close(sp->filler);
+    close(sp->stall_fd);
+  }
+  FAIL("no port free on both addresses");
+}
+
+/* Before the loop is freed; split_free after. */
+static void split_end(split *sp)
+{
+  close(sp->filler);
+  close(sp->stall_fd);
+  tapio_server_release(sp->sv.s);
+}
+
+/* Sockets connecting (SYN_SENT) to [::1]:port, from /proc/net/tcp6. */
+static int tcp6_connecting_to(int port)
+{
+  char line[256], want[64];
+  int n = 0;
+  FILE *f = fopen("/proc/net/tcp6", "r");
+  CHECK(f != NULL);
+  snprintf(want, sizeof want, "00000000000000000000000001000000:%04X 02",
+           port);
+  while (fgets(line, sizeof line, f))
+    n += strstr(line, want) != NULL;
+  fclose(f);
+  return n;
+}
+
+/* asyncio's test_create_connection_happy_eyeballs: the IPv6 address
+ * stalls; with a delay of 0.1 s the IPv4 one is tried and wins, and the
+ * stalled attempt is closed. */
+static void stalled_ipv6_loses(void)
+{
+  fixture f;
+  tapio_options *o;
+  msg_wait w;
+  split sp;
+  char host[64];
+  double t0;
+  begin(&f, 1);
+  split_start(&sp, f.loop, AF_INET6, "::1");
+  o = he_options(f.loop, 0.1, -1);
+  t0 = now_sec();
+  CHECK_OK(connect_msg(f.loop, "six4.tapio.test", sp.port, &f.c, o, &w));
+  CHECK(now_sec() - t0 >= 0.09);
+  CHECK_OK(tapio_transport_get_peername(w.t, host, sizeof host, NULL, NULL));
+  CHECK_STR(host, "127.0.0.1");
+  CHECK_EQ(tcp6_connecting_to(sp.port), 0); /* the loser is closed */
+  roundtrip(f.loop, &f.c, srv_wait_conn(&sp.sv, 0));
+  tapio_options_free(o);
+  split_end(&sp);
+  end(&f);
+  srv_free(&sp.sv);
+}
+
+/* Without a delay (asyncio's None) the addresses go one after the other:
+ * the stalled first one holds the connect up. */
+static void no_delay_waits_for_the_first(void)
+{
+  fixture f;
+  split sp;
+  int tag;
+  begin(&f, 1);
+  split_start(&sp, f.loop, AF_INET6, "::1");
+  CHECK_OK(tapio_create_connection(f.loop, "six4.tapio.test", sp.port,
+                                   &rec_proto, &f.c, NULL, never_connected,
+                                   &tag));
+  run_for(f.loop, 0.4);
+  CHECK_EQ(tcp6_connecting_to(sp.port), 1);
+  CHECK_EQ(sp.sv.n, 0);
+  CHECK_EQ(tapio_cancel_pending(f.loop, &tag), 1);
+  CHECK_EQ(tcp6_connecting_to(sp.port), 0);
+  split_end(&sp);
+  end(&f);
+  srv_free(&sp.sv);
+}
+
+/* Two IPv4 addresses, the first stalled: Happy Eyeballs within a family. */
+static void stalled_first_of_one_family(void)
+{
+  fixture f;
+  tapio_options *o;
+  msg_wait w;
+  split sp;
+  char host[64];
+  begin(&f, 0);
+  split_start(&sp, f.loop, AF_INET, "127.0.0.2");
+  o = he_options(f.loop, 0.05, -1);
+  CHECK_OK(connect_msg(f.loop, "two4.tapio.test", sp.port, &f.c, o, &w));
+  CHECK_OK(tapio_transport_get_peername(w.t, host, sizeof host, NULL, NULL));
+  CHECK_STR(host, "127.0.0.1");
+  CHECK_EQ(tcp_connecting_to(sp.port), 0);
+  tapio_options_free(o);
+  split_end(&sp);
+  end(&f);
+  srv_free(&sp.sv);
+}
+
+/* A failure starts the next address at once, not after the delay. */
+static void failure_starts_the_next_at_once(void)
+{
+  fixture f;
+  tapio_options *o;
+  msg_wait w;
+  srv sv;
+  double t0;
+  int probe;
+  begin(&f, 1);
+  srv_start(&sv, f.loop);
+  probe = raw_connect(AF_INET6, "::1", sv.port);
+  if (probe >= 0) /* something of another test holds [::1]:port */
+    SKIP("the port is taken on ::1");
+  o = he_options(f.loop, 2.0, -1);
+  t0 = now_sec();
+  CHECK_OK(connect_msg(f.loop, "six4.tapio.test", sv.port, &f.c, o, &w));
+  CHECK(now_sec() - t0 < 1.0);
+  tapio_options_free(o);
+  tapio_server_release(sv.s);
+  end(&f);
+  srv_free(&sv);
+}
+
+static void bad_options(void)
+{
+  tapio_loop *loop = new_loop();
+  tapio_options *o = new_options(loop);
+  CHECK_ERR(tapio_options_set_double(o, "happy_eyeballs_delay", -0.1),
+            TAPIO_EINVAL);
+  CHECK_ERR(tapio_options_set_double(o, "happy_eyeballs_delay", 0.0 / 0.0),
+            TAPIO_EINVAL);
+  CHECK_ERR(tapio_options_set_double(o, "interleave", 1.0), TAPIO_EINVAL);
+  CHECK_ERR(tapio_options_set_int(o, "interleave", -1), TAPIO_EINVAL);
+  CHECK_OK(tapio_options_set_int(o, "happy_eyeballs_delay", 1));
+  CHECK_OK(tapio_options_set_double(o, "happy_eyeballs_delay", 0.25));
+  CHECK_ERR(tapio_create_server(loop, NULL, 0, 0, refusing_factory, NULL, o,
+                                never_served, NULL), TAPIO_EINVAL);
+  tapio_options_free(o);
+  free_loop(loop);
+}
+
+TEST_MAIN(TEST(every_address_refused), TEST(interleave_orders_the_attempts),
+          TEST(bind_failure_named), TEST(local_address_of_one_family),
+          TEST(stalled_ipv6_loses),
+          TEST(no_delay_waits_for_the_first),
+          TEST(stalled_first_of_one_family),
+          TEST(failure_starts_the_next_at_once), TEST(bad_options))

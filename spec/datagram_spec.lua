@@ -1,0 +1,354 @@
+-- Datagram endpoints from Lua: the echo round trip (IPv4, IPv6), address
+-- values that go back to sendto as they came, empty datagrams, ICMP
+-- errors to error_received with the endpoint still receiving, sendto's
+-- errors, queueing with the watermarks and close flushing, Unix datagram
+-- sockets, an error raised in a callback, asyncio's option checks, and a
+-- metatable of the datagram kind's own methods.
+local helper = require "spec.helper"
+local tapio = helper.tapio
+
+-- helper.recorder's protocol with the datagram methods: datagrams
+-- ({data, addr}) and errors recorded too, "data:N" and "err:NAME" events,
+-- and p:got(n), the n-th datagram and its sender once it came (in a
+-- task). With p.echo, each datagram goes back as "resp:" .. data.
+local function recorder(loop, methods)
+  local dgram = {}
+  function dgram:datagram_received(data, addr)
+    self.events[#self.events + 1] = "data:" .. #data
+    self.datagrams[#self.datagrams + 1] = { data = data, addr = addr }
+    if self.echo then
+      self.transport:sendto("resp:" .. data, addr)
+    end
+    local w = self.dwaiters[#self.datagrams]
+    if w then
+      w:set_result(data, addr)
+    end
+  end
+  function dgram:error_received(err)
+    self.events[#self.events + 1] = "err:" .. err.name
+    self.errors[#self.errors + 1] = err
+  end
+  function dgram:got(n)
+    if self.datagrams[n] then
+      return self.datagrams[n].data, self.datagrams[n].addr
+    end
+    self.dwaiters[n] = self.dwaiters[n] or loop:create_future()
+    return self.dwaiters[n]:await()
+  end
+  for k, v in pairs(methods or {}) do
+    dgram[k] = v
+  end
+  local p = helper.recorder(loop, dgram)
+  p.datagrams, p.errors, p.dwaiters = {}, {}, {}
+  return p
+end
+
+local function endpoint(loop, opts, methods)
+  local p = recorder(loop, methods)
+  local t = loop:create_datagram_endpoint(function() return p end, opts)
+  return t, p
+end
+
+local function round_trip(host)
+  helper.run(function(loop)
+    local st, sp = endpoint(loop, { local_addr = { host, 0 } }, { echo = true })
+    local saddr = st:get_extra_info("sockname")
+    assert.are.equal(host, saddr.host)
+    local ct, cp = endpoint(loop, { remote_addr = { host, saddr.port } })
+    assert.are.equal(saddr, ct:get_extra_info("peername"))
+    ct:sendto("xxx")
+    local data, addr = cp:got(1)
+    assert.are.equal("resp:xxx", data)
+    assert.are.equal(saddr, addr)
+    assert.are.equal(ct:get_extra_info("sockname"), sp.datagrams[1].addr)
+    ct:close()
+    st:close()
+    assert.is_false(cp.lost:await())
+    assert.is_false(sp.lost:await())
+    assert.are.same({ "made", "data:3", "lost" }, sp.events)
+    assert.are.same({ "made", "data:8", "lost" }, cp.events)
+  end)
+end
+
+describe("a datagram endpoint", function()
+  it("echoes over IPv4 (D17)", function()
+    round_trip("127.0.0.1")
+  end)
+
+  it("echoes over IPv6 (D17)", function()
+    round_trip("::1")
+  end)
+
+  it("gives each datagram its sender as an address value that sendto "
+     .. "takes back; one value per peer", function()
+    helper.run(function(loop)
+      local st, sp = endpoint(loop, { local_addr = { "127.0.0.1", 0 } })
+      local port = st:get_extra_info("sockname").port
+      local ct, cp = endpoint(loop, { local_addr = { "127.0.0.1", 0 } })
+      ct:sendto("a", { "127.0.0.1", port })
+      ct:sendto("b", tapio.address("127.0.0.1", port))
+      local _, a1 = sp:got(1)
+      local _, a2 = sp:got(2)
+      assert.is_true(rawequal(a1, a2))
+      assert.are.equal("('127.0.0.1', "
+        .. ct:get_extra_info("sockname").port .. ")", tostring(a1))
+      assert.are.equal(2, #a1)
+      assert.are.equal(a1.host, a1[1])
+      assert.are.equal(tapio.AF_INET, a1.family)
+      st:sendto("back", a1)
+      assert.are.equal("back", (cp:got(1)))
+      st:close()
+      ct:close()
+    end)
+  end)
+
+  it("sends and delivers empty datagrams (D10, gh-113812)", function()
+    helper.run(function(loop)
+      local st, sp = endpoint(loop, { local_addr = { "127.0.0.1", 0 } },
+                              { echo = true })
+      local ct, cp = endpoint(loop, { remote_addr = st:get_extra_info(
+        "sockname") })
+      ct:sendto("")
+      assert.are.equal("", (sp:got(1)))
+      assert.are.equal("resp:", (cp:got(1)))
+      ct:close()
+      st:close()
+    end)
+  end)
+
+  it("reports an ICMP error to error_received and keeps receiving (D6, "
+     .. "D18)", function()
+    helper.run(function(loop)
+      local dead = loop:create_datagram_endpoint(function() return {} end,
+        { local_addr = { "127.0.0.1", 0 } })
+      local dead_addr = dead:get_extra_info("sockname")
+      dead:close()
+      tapio.sleep(0)
+      local st, sp = endpoint(loop, { local_addr = { "127.0.0.1", 0 } })
+      st:sendto("x", dead_addr)
+      while #sp.errors == 0 do
+        tapio.sleep(0.01)
+      end
+      local err = sp.errors[1]
+      assert.are.equal("ECONNREFUSED", err.name)
+      assert.are.equal(("sendto ('127.0.0.1', %d): connection refused")
+        :format(dead_addr.port), err.message)
+      local ct = endpoint(loop, { remote_addr = st:get_extra_info(
+        "sockname") })
+      ct:sendto("later")
+      assert.are.equal("later", (sp:got(1)))
+      assert.is_false(st:is_closing())
+      st:close()
+      ct:close()
+    end)
+  end)
+
+  it("raises for what sendto cannot send (D7, uvloop)", function()
+    helper.run(function(loop)
+      local st = endpoint(loop, { local_addr = { "127.0.0.1", 0 } })
+      local port = st:get_extra_info("sockname").port
+      local ct = endpoint(loop, { remote_addr = { "127.0.0.1", port } })
+      local fn = "tapio: transport:sendto: "
+      assert.has_error(function() st:sendto("x", { "example.com", 1 }) end,
+        fn .. "bad argument #2 'addr' ('example.com' is not a numeric "
+        .. "address (no DNS lookup is made here; resolve it with "
+        .. "loop:getaddrinfo))")
+      assert.has_error(function() st:sendto("x", { "::1", 1 }) end,
+        fn .. "bad argument #2 'addr' (socket family mismatch)")
+      assert.has_error(function() ct:sendto("x", { "127.0.0.1", 1 }) end,
+        fn .. ("bad argument #2 'addr' (must be nil or the connected peer's "
+        .. "('127.0.0.1', %d))"):format(port))
+      assert.has_error(function() st:sendto("x") end,
+        fn .. "bad argument #2 'addr' (an address is required: the endpoint "
+        .. "has no remote address)")
+      assert.has_error(function() ct:sendto(("x"):rep(70000)) end,
+        fn .. "bad argument #1 'data' (a datagram of 70000 bytes is too "
+        .. "large (message too long))")
+      assert.has_error(function() ct:sendto(42) end,
+        fn .. "bad argument #1 'data' (string expected, got number)")
+      ct:sendto("fine", { "127.0.0.1", port })
+      st:close()
+      ct:close()
+      ct:sendto("dropped") -- after close: dropped silently (D8)
+    end)
+  end)
+
+  it("queues what the socket refuses, pauses and resumes writing, and "
+     .. "flushes on close (D4, D9)", function()
+    helper.run(function(loop)
+      local a, b = tapio.socketpair("dgram")
+      local at, ap = endpoint(loop, { sock = a })
+      local bt, bp = endpoint(loop, { sock = b })
+      at:set_write_buffer_limits(1000)
+      local n = 0
+      while at:get_write_buffer_size() <= 1000 do
+        n = n + 1
+        at:sendto(("%06d"):format(n) .. ("x"):rep(94))
+      end
+      assert.are.same({ "made", "pause" }, ap.events)
+      at:close()
+      for i = 1, n do
+        assert.are.equal(("%06d"):format(i), (bp:got(i)):sub(1, 6))
+      end
+      assert.is_false(ap.lost:await())
+      assert.are.same({ "made", "pause", "resume", "lost" }, ap.events)
+      bt:close()
+    end)
+  end)
+
+  it("works on Unix datagram sockets; an unnamed peer's address is nil "
+     .. "(D16)", function()
+    helper.run(function(loop)
+      local dir = os.tmpname()
+      os.remove(dir)
+      local path = dir .. ".sock"
+      local st, sp = endpoint(loop, { local_addr = path,
+                                      family = tapio.AF_UNIX })
+      assert.are.equal(path, st:get_extra_info("sockname"))
+      local ct, cp = endpoint(loop, { remote_addr = path })
+      ct:sendto("hi")
+      local _, from = sp:got(1)
+      assert.is_nil(from) -- the client's socket has no name
+      local a, b = tapio.socketpair("dgram")
+      local pt, pp = endpoint(loop, { sock = a })
+      tapio.send(b, "abc")
+      local data, addr = pp:got(1)
+      assert.are.equal("abc", data)
+      assert.is_nil(addr)
+      tapio.close_fd(b)
+      st:close()
+      ct:close()
+      pt:close()
+      os.remove(path)
+    end)
+  end)
+
+  it("sends an error raised in datagram_received to the exception handler "
+     .. "and aborts", function()
+    local _, errors = helper.run(function(loop, errors)
+      local st, sp = endpoint(loop, { local_addr = { "127.0.0.1", 0 } }, {
+        datagram_received = function() error("boom") end })
+      local ct = endpoint(loop, { remote_addr = st:get_extra_info(
+        "sockname") })
+      ct:sendto("x")
+      local err = sp.lost:await()
+      assert.truthy(tostring(err):find("boom", 1, true))
+      ct:close()
+      return nil, errors
+    end, { errors_ok = true })
+    assert.are.equal("error in protocol.datagram_received()",
+                     errors[1].message)
+  end)
+
+  it("checks its options as asyncio does (D13, D14)", function()
+    helper.run(function(loop)
+      local fn = "tapio: loop:create_datagram_endpoint: bad argument #2 "
+        .. "'opts' "
+      local f = function() return {} end
+      assert.has_error(function()
+        loop:create_datagram_endpoint(f, { local_addr = { "127.0.0.1", 0 },
+                                           reuse_address = true })
+      end, fn .. "(reuse_address is not supported on UDP: another process "
+        .. "could take the port's datagrams (use reuse_port))")
+      assert.has_error(function() loop:create_datagram_endpoint(f, {}) end,
+        fn .. "(the options conflict, or name no address, family or sock "
+        .. "(asyncio's checks))")
+      assert.has_error(function()
+        loop:create_datagram_endpoint(f, { local_addr = { "::1", 0 },
+                                           remote_addr = { "127.0.0.1", 9 } })
+      end)
+      local a, b = tapio.socketpair("dgram")
+      assert.has_error(function()
+        loop:create_datagram_endpoint(f, { sock = a,
+                                           local_addr = { "127.0.0.1", 0 } })
+      end)
+      tapio.close_fd(b)
+      assert.has_error(function()
+        loop:create_datagram_endpoint(f, { local_addr = 42 })
+      end, fn .. "(local_addr: {host, port} or a path expected, got number)")
+      assert.has_error(function()
+        loop:create_datagram_endpoint(f, { local_addr = { "127.0.0.1", 1e6 } })
+      end, fn .. "(local_addr: {host, port} expected, port 0..65535)")
+    end)
+  end)
+
+  it("closes safely from inside datagram_received and error_received",
+     function()
+    helper.run(function(loop)
+      local st, sp = endpoint(loop, { local_addr = { "127.0.0.1", 0 } }, {
+        datagram_received = function(self, data, addr)
+          self.events[#self.events + 1] = "data:" .. #data
+          self.transport:sendto("bye", addr) -- still sent
+          self.transport:close()
+          self.transport:abort()
+        end })
+      local ct, cp = endpoint(loop, { remote_addr = st:get_extra_info(
+        "sockname") }, {
+        error_received = function(self, err)
+          self.events[#self.events + 1] = "err:" .. err.name
+          self.transport:close()
+        end })
+      ct:sendto("a")
+      ct:sendto("b")
+      assert.are.equal("bye", (cp:got(1)))
+      sp.lost:await()
+      assert.are.same({ "made", "data:1", "lost" }, sp.events)
+      ct:sendto("to a closed port")
+      cp.lost:await()
+      assert.are.same({ "made", "data:3", "err:ECONNREFUSED", "lost" },
+                      cp.events)
+    end)
+  end)
+
+  it("keeps its loop alive while open, with no reference left", function()
+    local weak = setmetatable({}, { __mode = "v" })
+    local got = {}
+    do
+      local loop = tapio.new_loop()
+      local P = {}
+      function P:connection_made(t) self.t = t end
+      function P:datagram_received(data)
+        got[#got + 1] = data
+        self.t:close()
+      end
+      function P:connection_lost() self.t:get_loop():stop() end
+      local fut = loop:create_datagram_endpoint(function() return P end,
+        { local_addr = { "127.0.0.1", 0 } })
+      loop:run_until_complete(fut)
+      weak.loop, weak.t = loop, fut:result()
+    end
+    collectgarbage()
+    collectgarbage()
+    assert.is_not_nil(weak.loop)
+    assert.is_not_nil(weak.t)
+    local sender = tapio.new_loop()
+    local t = sender:run_until_complete(sender:create_datagram_endpoint(
+      function() return {} end,
+      { remote_addr = weak.t:get_extra_info("sockname") }))
+    t:sendto("ping") -- the socket takes it at once
+    sender:close()
+    weak.loop:run_forever() -- until its connection_lost stops it
+    assert.are.same({ "ping" }, got)
+    weak.loop:close()
+  end)
+
+  it("has the datagram kind's methods, not a stream's", function()
+    helper.run(function(loop)
+      local st = endpoint(loop, { local_addr = { "127.0.0.1", 0 } })
+      assert.is_nil(st.write)
+      assert.is_nil(st.pause_reading)
+      assert.is_function(st.sendto)
+      assert.is_function(st.get_write_buffer_size)
+      assert.truthy(tostring(st):find("^tapio.datagram_transport"))
+      local s = loop:create_server(function() return {} end, "127.0.0.1", 0)
+      local t = loop:create_connection(function() return {} end, "127.0.0.1",
+                                       s:addresses()[1].port)
+      assert.is_nil(t.sendto)
+      assert.has_error(function() t.get_stats(st) end)
+      assert.is_table(st.get_stats(st))
+      t:close()
+      s:close()
+      st:close()
+    end)
+  end)
+end)

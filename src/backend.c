@@ -1,0 +1,309 @@
+/* The pollable loop: one descriptor a host waits on in its own poll,
+ * select or epoll, and how long it may sleep (libuv's uv_backend_fd and
+ * uv_backend_timeout, cqueues' pollfd and timeout); and the heap of due
+ * times it takes the timeout from.
+ *
+ * The descriptor is an epoll instance of tapio's own holding two: libev's
+ * epoll descriptor (readable when a watched descriptor is) and a timerfd
+ * armed to the loop's next deadline, or to now while work is ready. So the
+ * descriptor alone covers I/O and timers, for hosts that can only watch a
+ * descriptor; tapio_loop_backend_timeout says the same as a number. */
+#include "tapio_int.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+struct tapio__backend {
+  int epfd;        /* what the host polls */
+  int tfd;         /* the timerfd in it */
+  int evfd;        /* libev's epoll descriptor, in it (not ours to close) */
+  double armed;    /* the deadline tfd is armed to; 0: now; -1: disarmed */
+};
+
+/* ---- The heap of due times ---------------------------------------------- */
+
+static tapio__deadline **slot(tapio_loop *loop, size_t i) {
+  return &loop->deadlines[i - 1]; /* 1-based: a parent is i / 2 */
+}
+
+static void place(tapio_loop *loop, size_t i, tapio__deadline *d) {
+  *slot(loop, i) = d;
+  d->index = i;
+}
+
+static void sift_up(tapio_loop *loop, size_t i) {
+  tapio__deadline *d = *slot(loop, i);
+  while (i > 1 && (*slot(loop, i / 2))->when > d->when) {
+    place(loop, i, *slot(loop, i / 2));
+    i /= 2;
+  }
+  place(loop, i, d);
+}
+
+static void sift_down(tapio_loop *loop, size_t i) {
+  tapio__deadline *d = *slot(loop, i);
+  size_t n = loop->ndeadlines;
+  for (;;) {
+    size_t c = 2 * i;
+    if (c > n)
+      break;
+    if (c < n && (*slot(loop, c + 1))->when < (*slot(loop, c))->when)
+      c++;
+    if ((*slot(loop, c))->when >= d->when)
+      break;
+    place(loop, i, *slot(loop, c));
+    i = c;
+  }
+  place(loop, i, d);
+}
+
+static int grow(tapio_loop *loop) {
+  size_t cap = loop->deadlines_cap ? 2 * loop->deadlines_cap : 16;
+  tapio__deadline **a = tapio__alloc(loop, cap * sizeof *a);
+  if (!a)
+    return TAPIO_ENOMEM;
+  if (loop->ndeadlines)
+    memcpy(a, loop->deadlines, loop->ndeadlines * sizeof *a);
+  tapio__free(loop, loop->deadlines, loop->deadlines_cap * sizeof *a);
+  loop->deadlines = a;
+  loop->deadlines_cap = cap;
+  return 0;
+}
+
+int tapio__deadline_set(tapio_loop *loop, tapio__deadline *d, double when) {
+  tapio__deadline_clear(loop, d);
+  if (loop->ndeadlines == loop->deadlines_cap && grow(loop) < 0)
+    return TAPIO_ENOMEM;
+  d->when = when;
+  place(loop, ++loop->ndeadlines, d);
+  sift_up(loop, d->index);
+  return 0;
+}
+
+void tapio__deadline_clear(tapio_loop *loop, tapio__deadline *d) {
+  size_t i = d->index;
+  tapio__deadline *last;
+  if (!i)
+    return;
+  d->index = 0;
+  last = *slot(loop, loop->ndeadlines);
+  if (--loop->ndeadlines == 0) { /* a loop with no timer holds no heap */
+    tapio__free(loop, loop->deadlines,
+                loop->deadlines_cap * sizeof *loop->deadlines);
+    loop->deadlines = NULL;
+    loop->deadlines_cap = 0;
+    return;
+  }
+  if (last == d)
+    return;
+  place(loop, i, last);
+  sift_up(loop, i);
+  sift_down(loop, last->index);
+}
+
+double tapio__deadline_next(tapio_loop *loop) {
+  return loop->ndeadlines ? (*slot(loop, 1))->when : -1;
+}
+
+/* ---- The core's timers ----------------------------------------------------- */
+
+static void timer_fired(struct ev_loop *ev, ev_timer *w, int revents) {
+  tapio__timer *tm = TAPIO_CONTAINER(w, tapio__timer, ev);
+  (void)ev;
+  (void)revents;
+  tapio__deadline_clear(tm->loop, &tm->dl);
+  tm->fn(tm);
+}
+
+void tapio__timer_init(tapio__timer *tm, tapio_loop *loop,
+                       tapio__timer_fn fn) {
+  ev_init(&tm->ev, timer_fired);
+  tm->dl.index = 0;
+  tm->loop = loop;
+  tm->fn = fn;
+}
+
+int tapio__timer_start_at(tapio__timer *tm, double when) {
+  double after;
+  if (ev_is_active(&tm->ev))
+    ev_timer_stop(tm->loop->ev, &tm->ev);
+  /* libev counts from its cached time; refresh it so that a timer never
+   * fires before `when` on tapio's clock. */
+  ev_now_update(tm->loop->ev);
+  after = when - tapio__now();
+  ev_timer_set(&tm->ev, after > 0 ? after : 0, 0);
+  ev_timer_start(tm->loop->ev, &tm->ev);
+  return tapio__deadline_set(tm->loop, &tm->dl, when);
+}
+
+int tapio__timer_start(tapio__timer *tm, double after) {
+  return tapio__timer_start_at(tm, tapio__now() + (after > 0 ? after : 0));
+}
+
+void tapio__timer_stop(tapio__timer *tm) {
+  if (ev_is_active(&tm->ev))
+    ev_timer_stop(tm->loop->ev, &tm->ev);
+  tapio__deadline_clear(tm->loop, &tm->dl);
+}
+
+/* ---- The timeout --------------------------------------------------------- */
+
+/* Work a step would do at once: the ready queue, timers already fired
+ * (the due list), a watcher change libev has not given the kernel yet,
+ * events libev took and has not dispatched. */
+static int work_ready(tapio_loop *loop) {
+  return loop->ready_head || !tapio__list_empty(&loop->due) ||
+         loop->io_changed || ev_pending_count(loop->ev) > 0;
+}
+
+int tapio_loop_backend_timeout(tapio_loop *loop) {
+  double next, ms;
+  if (!loop)
+    return TAPIO_EINVAL;
+  if (loop->backend)
+    tapio__backend_sync(loop);
+  if (work_ready(loop))
+    return 0;
+  next = tapio__deadline_next(loop);
+  if (next < 0)
+    return -1;
+  /* the clock now, not libev's time of the last step; rounded up, so a
+   * host that sleeps that long finds the timer due */
+  ms = ceil((next - tapio__now()) * 1e3);
+  if (ms <= 0)
+    return 0;
+  return ms < INT32_MAX ? (int)ms : INT32_MAX;
+}
+
+/* ---- The descriptor ------------------------------------------------------ */
+
+/* libev's epoll descriptor. libev has no call that returns it. ev_embed,
+ * its documented way to have another loop wait on a loop's backend, watches
+ * it with an ev_io it starts in ev_embed_start; that watcher is a member
+ * ev.h marks private, so what it holds is not trusted: adding tapio's own
+ * wakeup eventfd to it must fail with EEXIST, which only the epoll instance
+ * already holding tapio's watchers answers (the kernel's rule, not
+ * libev's). The throwaway outer loop uses select or poll: no descriptor. */
+static int find_ev_fd(tapio_loop *loop) {
+  unsigned outer = ev_supported_backends() &
+                   (EVBACKEND_SELECT | EVBACKEND_POLL);
+  struct epoll_event ee;
+  struct ev_loop *tmp;
+  ev_embed e;
+  int fd;
+  if (!(ev_backend(loop->ev) & EVBACKEND_EPOLL) ||
+      !(ev_embeddable_backends() & EVBACKEND_EPOLL) || !outer)
+    return TAPIO_ENOTSUP;
+  tmp = ev_loop_new(outer | EVFLAG_NOENV | EVFLAG_NOSIGMASK);
+  if (!tmp)
+    return TAPIO_ENOMEM;
+  ev_embed_init(&e, NULL, loop->ev);
+  ev_embed_start(tmp, &e);
+  fd = e.io.fd;
+  ev_embed_stop(tmp, &e);
+  ev_loop_destroy(tmp);
+  memset(&ee, 0, sizeof ee);
+  ee.events = EPOLLIN;
+  if (fd < 0)
+    return TAPIO_ENOTSUP;
+  if (epoll_ctl(fd, EPOLL_CTL_ADD, loop->wakeup_fd, &ee) == 0) {
+    epoll_ctl(fd, EPOLL_CTL_DEL, loop->wakeup_fd, &ee); /* not libev's */
+    return TAPIO_ENOTSUP;
+  }
+  return errno == EEXIST ? fd : TAPIO_ENOTSUP;
+}
+
+static int add_in(int epfd, int fd) {
+  struct epoll_event ee;
+  memset(&ee, 0, sizeof ee);
+  ee.events = EPOLLIN;
+  ee.data.fd = fd;
+  return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ee) == 0
+             ? 0
+             : tapio__from_errno(errno);
+}
+
+static void close_backend(tapio_loop *loop, struct tapio__backend *b) {
+  if (b->epfd >= 0)
+    close(b->epfd);
+  if (b->tfd >= 0)
+    close(b->tfd);
+  tapio__free(loop, b, sizeof *b);
+}
+
+static int make_backend(tapio_loop *loop) {
+  struct tapio__backend *b = tapio__alloc(loop, sizeof *b);
+  int rc;
+  if (!b)
+    return TAPIO_ENOMEM;
+  b->armed = -1;
+  b->evfd = find_ev_fd(loop);
+  b->epfd = epoll_create1(EPOLL_CLOEXEC);
+  b->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+  if (b->evfd < 0)
+    rc = b->evfd;
+  else if (b->epfd < 0 || b->tfd < 0)
+    rc = tapio__from_errno(errno);
+  else if ((rc = add_in(b->epfd, b->evfd)) == 0)
+    rc = add_in(b->epfd, b->tfd);
+  if (rc < 0) {
+    close_backend(loop, b);
+    return rc;
+  }
+  loop->backend = b;
+  tapio__backend_sync(loop);
+  return 0;
+}
+
+int tapio_loop_backend_fd(tapio_loop *loop) {
+  int rc;
+  if (!loop)
+    return TAPIO_EINVAL;
+  if (loop->freeing)
+    return TAPIO_ECLOSED;
+  if (!loop->backend && (rc = make_backend(loop)) < 0)
+    return rc;
+  return loop->backend->epfd;
+}
+
+/* Arms the timerfd: at once while work is ready, else at the next
+ * deadline (absolute, so the time spent until the host polls counts), or
+ * never. Re-arming also clears a fired timerfd. */
+void tapio__backend_sync(tapio_loop *loop) {
+  struct tapio__backend *b = loop->backend;
+  struct itimerspec its;
+  double at = work_ready(loop) ? 0 : tapio__deadline_next(loop);
+  uint64_t ticks;
+  if (at == b->armed && at != 0 &&
+      read(b->tfd, &ticks, sizeof ticks) < 0) /* armed, not fired */
+    return;
+  memset(&its, 0, sizeof its);
+  if (at == 0) {
+    its.it_value.tv_nsec = 1; /* relative: fires at once */
+    timerfd_settime(b->tfd, 0, &its, NULL);
+  } else {
+    if (at > 0) {
+      its.it_value.tv_sec = (time_t)at;
+      its.it_value.tv_nsec = (long)((at - (double)(time_t)at) * 1e9);
+      if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0)
+        its.it_value.tv_nsec = 1; /* zero would disarm */
+    }
+    timerfd_settime(b->tfd, TFD_TIMER_ABSTIME, &its, NULL);
+  }
+  b->armed = at;
+}
+
+void tapio__backend_free(tapio_loop *loop) {
+  if (loop->backend)
+    close_backend(loop, loop->backend);
+  loop->backend = NULL;
+  tapio__free(loop, loop->deadlines,
+              loop->deadlines_cap * sizeof *loop->deadlines);
+  loop->deadlines = NULL;
+  loop->ndeadlines = loop->deadlines_cap = 0;
+}

@@ -1,0 +1,621 @@
+/* The datagram transport: UDP and Unix datagram endpoints, asyncio's
+ * DatagramTransport. Reading takes several datagrams per wake-up
+ * (recvmmsg into the loop's datagram slots, as many as arrive, a bounded
+ * number of passes); what the protocol sends while a batch of several is
+ * delivered is gathered and goes out in one sendmmsg after it; sendto otherwise tries the socket first
+ * and queues (copied) only what it refuses, flushed with sendmmsg on
+ * writability. ICMP errors (IP_RECVERR) reach error_received, naming the
+ * address they concern, and the endpoint keeps receiving. The lifetime is
+ * the head's (transport.c). */
+#include "tapio_int.h"
+
+#include <errno.h>
+#include <linux/errqueue.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#define SLOT (64 * 1024)       /* any UDP datagram fits (65527 at most) */
+#define NSLOTS 16              /* datagrams per recvmmsg */
+#define UNIX_SLOT (256 * 1024) /* Unix datagrams may be larger */
+#define PASSES 4               /* recvmmsg calls per wake-up, at most */
+#define CORK_N 16              /* sends gathered during a batch */
+#define CORK_MAX 2048          /* larger ones go out at once */
+#define HEADER 8               /* asyncio 3.13 counts each queued datagram
+                                  as its bytes plus 8 */
+#define LOST_WARN 5            /* sends after close before a warning */
+
+/* The loop's datagram area, made at the first datagram read: the slots
+ * (untouched pages cost no memory), their headers, and the sends
+ * gathered while one endpoint's batch is delivered. */
+typedef struct dgram_area {
+  char slots[NSLOTS * SLOT];
+  struct mmsghdr msgs[NSLOTS];
+  struct iovec iov[NSLOTS];
+  tapio__addr names[NSLOTS];
+  tapio__dgram *owner;          /* the endpoint delivering a batch */
+  int ncork;
+  struct mmsghdr cmsgs[CORK_N];
+  struct iovec ciov[CORK_N];
+  tapio__addr caddr[CORK_N];
+  char cdata[CORK_N][CORK_MAX];
+} dgram_area;
+
+/* A datagram the socket refused for now: the address, then the bytes. */
+typedef struct dgram_out {
+  struct dgram_out *next;
+  size_t len;
+  socklen_t alen;
+  char bytes[];
+} dgram_out;
+
+/* An error of a send, for error_received from the loop. */
+typedef struct dgram_err {
+  struct dgram_err *next;
+  int code;
+  char msg[];
+} dgram_err;
+
+struct tapio__dgram {
+  tapio_transport head;
+  ev_io rio, wio;
+  int af;                     /* the socket's family */
+  int connected;              /* send() needs no address */
+  tapio__addr dflt;           /* allow_broadcast's remote: the default */
+  dgram_out *qhead, *qtail;
+  dgram_err *ehead, *etail;
+  tapio__task etask;          /* delivers the errors */
+  int eposted;
+  unsigned lost_sends;
+  int vlen;                   /* datagrams asked of the next recvmmsg */
+};
+
+static const tapio__kind dgram_kind;
+
+static tapio__dgram *to_dgram(tapio_transport *t) {
+  return TAPIO_CONTAINER(t, tapio__dgram, head);
+}
+
+static const tapio_datagram_protocol *proto_of(const tapio__dgram *d) {
+  return (const tapio_datagram_protocol *)d->head.proto;
+}
+
+void tapio__datagram_area_free(tapio_loop *loop) {
+  tapio__free(loop, loop->dbuf, sizeof(dgram_area));
+  loop->dbuf = NULL;
+}
+
+/* Not zeroed: the slots' pages stay untouched until a datagram needs
+ * them; every other field is set before it is read. */
+static dgram_area *area_of(tapio_loop *loop) {
+  dgram_area *a = (dgram_area *)loop->dbuf;
+  if (a)
+    return a;
+  a = tapio__alloc(loop, sizeof *a);
+  if (a) {
+    a->owner = NULL;
+    a->ncork = 0;
+    loop->dbuf = (char *)a;
+  }
+  return a;
+}
+
+/* ---- Errors of sends: error_received from the loop ---------------------- */
+
+static void run_errors(tapio__task *task) {
+  tapio__dgram *d = TAPIO_CONTAINER(task, tapio__dgram, etask);
+  tapio_transport *t = &d->head;
+  d->eposted = 0;
+  while (d->ehead && !(t->flags & TAPIO__T_LOST)) {
+    dgram_err *e = d->ehead;
+    d->ehead = e->next;
+    if (!d->ehead)
+      d->etail = NULL;
+    if (proto_of(d)->error_received)
+      proto_of(d)->error_received(t->ud, t, e->code, e->msg);
+    tapio__free(t->loop, e, sizeof *e + strlen(e->msg) + 1);
+  }
+}
+
+static void clear_errors(tapio__dgram *d) {
+  if (d->eposted)
+    tapio__task_unpost(d->head.loop, &d->etask);
+  d->eposted = 0;
+  while (d->ehead) {
+    dgram_err *e = d->ehead;
+    d->ehead = e->next;
+    tapio__free(d->head.loop, e, sizeof *e + strlen(e->msg) + 1);
+  }
+  d->etail = NULL;
+}
+
+/* A send failed for a reason of the network: error_received, later. */
+static void send_error(tapio__dgram *d, int code, const struct sockaddr *sa,
+                       socklen_t len) {
+  char msg[256];
+  dgram_err *e;
+  tapio__describe(msg, sizeof msg, "sendto", sa, len, code);
+  e = tapio__alloc(d->head.loop, sizeof *e + strlen(msg) + 1);
+  if (!e)
+    return; /* out of memory: the report is lost, the endpoint is not */
+  e->next = NULL;
+  e->code = code;
+  memcpy(e->msg, msg, strlen(msg) + 1);
+  if (d->etail)
+    d->etail->next = e;
+  else
+    d->ehead = e;
+  d->etail = e;
+  if (!d->eposted) {
+    d->eposted = 1;
+    tapio__task_post(d->head.loop, &d->etask);
+  }
+}
+
+/* ---- The write queue ------------------------------------------------------ */
+
+static size_t out_size(const dgram_out *o) {
+  return sizeof *o + o->alen + o->len;
+}
+
+static int enqueue(tapio__dgram *d, const void *data, size_t len,
+                   const struct sockaddr *sa, socklen_t alen) {
+  dgram_out *o = tapio__alloc(d->head.loop, sizeof *o + alen + len);
+  if (!o)
+    return TAPIO_ENOMEM;
+  o->next = NULL;
+  o->len = len;
+  o->alen = alen;
+  if (alen)
+    memcpy(o->bytes, sa, alen);
+  if (len)
+    memcpy(o->bytes + alen, data, len);
+  if (d->qtail)
+    d->qtail->next = o;
+  else
+    d->qhead = o;
+  d->qtail = o;
+  d->head.wsize += len + HEADER;
+  if (!ev_is_active(&d->wio))
+    ev_io_start(d->head.loop->ev, &d->wio);
+  tapio__flow_grew(&d->head);
+  return 0;
+}
+
+static void dequeue(tapio__dgram *d) {
+  dgram_out *o = d->qhead;
+  d->qhead = o->next;
+  if (!d->qhead)
+    d->qtail = NULL;
+  d->head.wsize -= o->len + HEADER;
+  tapio__free(d->head.loop, o, out_size(o));
+}
+
+static void clear_queue(tapio__dgram *d) {
+  while (d->qhead)
+    dequeue(d);
+  d->head.wsize = 0;
+}
+
+/* An errno of a send: 1 to wait for writability, 0 when it was reported
+ * (the datagram is dropped, as asyncio drops it). */
+static int send_failed(tapio__dgram *d, int err, const struct sockaddr *sa,
+                       socklen_t len) {
+  if (err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS)
+    return 1;
+  send_error(d, tapio__from_errno(err), sa, len);
+  return 0;
+}
+
+/* Sends what the socket takes of msgs[0..n); returns how many went (a
+ * failed one counts, reported) or -1 when the socket is full. */
+static int send_many(tapio__dgram *d, struct mmsghdr *msgs, int n) {
+  int done = 0;
+  while (done < n) {
+    int k = n - done == 1
+                ? (sendmsg(d->rio.fd, &msgs[done].msg_hdr, MSG_NOSIGNAL) < 0
+                       ? -1 : 1)
+                : sendmmsg(d->rio.fd, msgs + done, (unsigned)(n - done),
+                           MSG_NOSIGNAL);
+    struct msghdr *m = &msgs[done].msg_hdr;
+    if (k < 0 && errno == EINTR)
+      continue;
+    if (k < 0 && send_failed(d, errno, m->msg_name, m->msg_namelen))
+      return done ? done : -1;
+    if (k < 0)
+      k = 1; /* that one failed and was reported: go past it */
+    done += k;
+  }
+  return done;
+}
+
+/* The queue is empty: a pending close finishes. */
+static void drained(tapio__dgram *d) {
+  ev_io_stop(d->head.loop->ev, &d->wio);
+  if (d->head.flags & TAPIO__T_CLOSING)
+    tapio__transport_lost(&d->head, 0, NULL);
+}
+
+#define FLUSH_N 32
+
+static void flush_queue(tapio__dgram *d) {
+  struct mmsghdr msgs[FLUSH_N];
+  struct iovec iov[FLUSH_N];
+  while (d->qhead) {
+    dgram_out *o = d->qhead;
+    int n = 0, sent, i;
+    memset(msgs, 0, sizeof msgs);
+    for (; o && n < FLUSH_N; o = o->next, n++) {
+      iov[n].iov_base = o->bytes + o->alen;
+      iov[n].iov_len = o->len;
+      msgs[n].msg_hdr.msg_iov = &iov[n];
+      msgs[n].msg_hdr.msg_iovlen = 1;
+      msgs[n].msg_hdr.msg_name = o->alen ? o->bytes : NULL;
+      msgs[n].msg_hdr.msg_namelen = o->alen;
+    }
+    sent = send_many(d, msgs, n);
+    if (sent < 0)
+      break;
+    for (i = 0; i < sent; i++) {
+      d->head.nsent += d->qhead->len;
+      dequeue(d);
+    }
+    tapio__flow_shrank(&d->head);
+    if ((d->head.flags & TAPIO__T_LOST) || sent < n)
+      break;
+  }
+  if (!d->qhead && !(d->head.flags & TAPIO__T_LOST))
+    drained(d);
+}
+
+static void on_writable(struct ev_loop *ev, ev_io *w, int revents) {
+  (void)ev;
+  (void)revents;
+  flush_queue(TAPIO_CONTAINER(w, tapio__dgram, wio));
+}
+
+/* ---- Gathered sends: what a batch's callbacks send ------------------------ */
+
+static void flush_cork(dgram_area *a) {
+  tapio__dgram *d = a->owner;
+  int n = a->ncork, sent, i;
+  if (!d || n == 0)
+    return;
+  a->ncork = 0;
+  sent = send_many(d, a->cmsgs, n);
+  for (i = sent < 0 ? 0 : sent; i < n; i++) {
+    struct msghdr *m = &a->cmsgs[i].msg_hdr;
+    if (enqueue(d, a->cdata[i], a->ciov[i].iov_len, m->msg_name,
+                m->msg_namelen) < 0)
+      break; /* out of memory: these are lost, as a full socket drops */
+  }
+  for (i = 0; i < (sent < 0 ? 0 : sent); i++)
+    d->head.nsent += a->ciov[i].iov_len;
+}
+
+static void cork(dgram_area *a, const void *data, size_t len,
+                 const struct sockaddr *sa, socklen_t alen) {
+  int i = a->ncork++;
+  struct msghdr *m = &a->cmsgs[i].msg_hdr;
+  memcpy(a->cdata[i], data, len);
+  a->ciov[i].iov_base = a->cdata[i];
+  a->ciov[i].iov_len = len;
+  memset(m, 0, sizeof *m);
+  m->msg_iov = &a->ciov[i];
+  m->msg_iovlen = 1;
+  if (alen) {
+    memcpy(&a->caddr[i].ss, sa, alen);
+    m->msg_name = &a->caddr[i].ss;
+    m->msg_namelen = alen;
+  }
+}
+
+/* ---- sendto ------------------------------------------------------------- */
+
+/* Where a datagram goes: *sa and *alen (NULL/0: the connected peer), or a
+ * code for a bad address. */
+static int destination(tapio__dgram *d, const void *addr, size_t addrlen,
+                       const struct sockaddr **sa, socklen_t *alen) {
+  const struct sockaddr *given = addr;
+  *sa = NULL;
+  *alen = 0;
+  if (!addr) {
+    if (d->connected)
+      return 0;
+    if (!d->dflt.len)
+      return TAPIO_EINVAL; /* nowhere to send to */
+    *sa = (const struct sockaddr *)&d->dflt.ss;
+    *alen = d->dflt.len;
+    return 0;
+  }
+  if (addrlen < sizeof(sa_family_t) ||
+      addrlen > sizeof(struct sockaddr_storage))
+    return TAPIO_EINVAL;
+  if (given->sa_family != d->af)
+    return TAPIO_EAFNOSUPPORT; /* asyncio: "socket family mismatch" */
+  if (d->connected) /* asyncio: addr must be None or the peer's */
+    return tapio__addr_equal(given, (socklen_t)addrlen, &d->head.peer.sa,
+                             d->head.peerlen) ? 0 : TAPIO_EISCONN;
+  *sa = given;
+  *alen = (socklen_t)addrlen;
+  return 0;
+}
+
+/* A send after close: dropped, and the exception handler hears of it
+ * once, at the LOST_WARN-th, as asyncio logs its warning. */
+static int lost_send(tapio__dgram *d) {
+  if (++d->lost_sends == LOST_WARN)
+    tapio__report(d->head.loop, TAPIO_ECLOSED,
+                  "sendto on a closed datagram transport: datagrams are "
+                  "dropped", &d->head);
+  return TAPIO_ECLOSED;
+}
+
+static int send_now(tapio__dgram *d, const void *data, size_t len,
+                    const struct sockaddr *sa, socklen_t alen) {
+  ssize_t n;
+  do
+    n = sa ? sendto(d->rio.fd, data, len, MSG_NOSIGNAL, sa, alen)
+           : send(d->rio.fd, data, len, MSG_NOSIGNAL);
+  while (n < 0 && errno == EINTR);
+  if (n >= 0) {
+    d->head.nsent += len;
+    return 0;
+  }
+  if (errno == EMSGSIZE)
+    return TAPIO_EMSGSIZE; /* the caller's mistake: nothing is sent */
+  if (send_failed(d, errno, sa, alen))
+    return enqueue(d, data, len, sa, alen);
+  return 0;
+}
+
+int tapio_transport_sendto(tapio_transport *t, const void *data, size_t len,
+                           const void *addr, size_t addrlen) {
+  const struct sockaddr *sa;
+  socklen_t alen;
+  tapio__dgram *d;
+  dgram_area *a;
+  int rc;
+  if (!t || (!data && len) || len > PTRDIFF_MAX)
+    return TAPIO_EINVAL;
+  if (t->kind != &dgram_kind)
+    return TAPIO_ENOTSUP;
+  d = to_dgram(t);
+  rc = destination(d, addr, addrlen, &sa, &alen);
+  if (rc < 0)
+    return rc;
+  if (t->flags & TAPIO__T_CLOSING)
+    return lost_send(d);
+  if (d->qhead) /* behind what waits, never before it */
+    return enqueue(d, data, len, sa, alen);
+  a = (dgram_area *)t->loop->dbuf;
+  if (a && a->owner == d && len <= CORK_MAX) {
+    if (a->ncork == CORK_N)
+      flush_cork(a);
+    if (!d->qhead) {
+      cork(a, data, len, sa, alen);
+      return 0;
+    }
+    return enqueue(d, data, len, sa, alen);
+  }
+  if (a && a->owner == d)
+    flush_cork(a); /* a large one: what was gathered goes first */
+  return d->qhead ? enqueue(d, data, len, sa, alen)
+                  : send_now(d, data, len, sa, alen);
+}
+
+/* ---- Reading ------------------------------------------------------------- */
+
+/* Reports what the socket's error queue holds (IP_RECVERR): each entry an
+ * ICMP error about a datagram sent, with the address it went to. Returns
+ * how many there were. */
+static int drain_errqueue(tapio__dgram *d) {
+  int n = 0;
+  while (n < NSLOTS && !(d->head.flags & TAPIO__T_CLOSING)) {
+    char ctrl[512], msg[256];
+    tapio__addr name;
+    struct msghdr m;
+    struct cmsghdr *c;
+    int code = 0;
+    memset(&m, 0, sizeof m);
+    m.msg_name = &name.ss;
+    m.msg_namelen = sizeof name.ss;
+    m.msg_control = ctrl;
+    m.msg_controllen = sizeof ctrl;
+    if (recvmsg(d->rio.fd, &m, MSG_ERRQUEUE | MSG_DONTWAIT) < 0)
+      break;
+    for (c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
+      if ((c->cmsg_level == SOL_IP && c->cmsg_type == IP_RECVERR) ||
+          (c->cmsg_level == SOL_IPV6 && c->cmsg_type == IPV6_RECVERR)) {
+        struct sock_extended_err ee;
+        memcpy(&ee, CMSG_DATA(c), sizeof ee);
+        code = tapio__from_errno((int)ee.ee_errno);
+      }
+    n++;
+    if (!code || !proto_of(d)->error_received)
+      continue;
+    tapio__describe(msg, sizeof msg, "sendto", (struct sockaddr *)&name.ss,
+                    m.msg_namelen, code);
+    proto_of(d)->error_received(d->head.ud, &d->head, code, msg);
+  }
+  return n;
+}
+
+/* recvmmsg failed with err (not EAGAIN): the error queue says more; an
+ * error it does not explain goes to error_received as it is. */
+static void read_error(tapio__dgram *d, int err) {
+  int code = tapio__from_errno(err);
+  if (drain_errqueue(d) == 0 && proto_of(d)->error_received &&
+      !(d->head.flags & TAPIO__T_CLOSING))
+    proto_of(d)->error_received(d->head.ud, &d->head, code,
+                                tapio_strerror(code));
+}
+
+static void too_large(tapio__dgram *d, size_t len, size_t slot) {
+  char msg[160];
+  snprintf(msg, sizeof msg, "a datagram of %zu bytes is larger than the "
+           "%zu bytes tapio receives: dropped", len, slot);
+  if (proto_of(d)->error_received)
+    proto_of(d)->error_received(d->head.ud, &d->head, TAPIO_EMSGSIZE, msg);
+}
+
+/* Calls the protocol for datagrams 0..n of the batch, until it closes. */
+static void deliver(tapio__dgram *d, dgram_area *a, int n, size_t slot) {
+  tapio_transport *t = &d->head;
+  int i;
+  for (i = 0; i < n && !(t->flags & TAPIO__T_CLOSING); i++) {
+    struct msghdr *m = &a->msgs[i].msg_hdr;
+    size_t len = a->msgs[i].msg_len;
+    if ((m->msg_flags & MSG_TRUNC) || len > slot) {
+      too_large(d, len, slot);
+      continue;
+    }
+    t->nrecv += len;
+    if (proto_of(d)->datagram_received)
+      proto_of(d)->datagram_received(t->ud, t, m->msg_iov->iov_base, len,
+                                     m->msg_namelen ? m->msg_name : NULL,
+                                     m->msg_namelen);
+  }
+}
+
+static int receive(tapio__dgram *d, dgram_area *a, int nslots, size_t slot) {
+  int i, n;
+  for (i = 0; i < nslots; i++) {
+    struct msghdr *m = &a->msgs[i].msg_hdr;
+    a->iov[i].iov_base = a->slots + (size_t)i * slot;
+    a->iov[i].iov_len = slot;
+    m->msg_iov = &a->iov[i];
+    m->msg_iovlen = 1;
+    m->msg_name = &a->names[i].ss;
+    m->msg_namelen = sizeof a->names[i].ss;
+    m->msg_control = NULL;
+    m->msg_controllen = 0;
+    m->msg_flags = 0;
+  }
+  do /* MSG_TRUNC: the length of a datagram too large for its slot */
+    n = recvmmsg(d->rio.fd, a->msgs, (unsigned)nslots,
+                 MSG_DONTWAIT | MSG_TRUNC, NULL);
+  while (n < 0 && errno == EINTR);
+  return n;
+}
+
+/* A batch as large as what arrives: each slot of a recvmmsg costs a
+ * header copied in and out, and a quiet peer's wake-ups bring one
+ * datagram; a busy socket fills the batch, which then doubles. */
+static void adapt(tapio__dgram *d, int n, int want) {
+  if (n == want && d->vlen < NSLOTS)
+    d->vlen *= 2;
+  else if (n * 4 <= want && d->vlen > 2)
+    d->vlen /= 2;
+}
+
+static void on_readable(struct ev_loop *ev, ev_io *w, int revents) {
+  tapio__dgram *d = TAPIO_CONTAINER(w, tapio__dgram, rio);
+  tapio_transport *t = &d->head;
+  dgram_area *a = area_of(t->loop);
+  size_t slot = d->af == AF_UNIX ? UNIX_SLOT : SLOT;
+  int nslots = (int)(sizeof a->slots / slot), pass;
+  (void)ev;
+  (void)revents;
+  if (!a) {
+    tapio__transport_force_close(t, TAPIO_ENOMEM, NULL);
+    return;
+  }
+  for (pass = 0; pass < PASSES && !(t->flags & TAPIO__T_CLOSING); pass++) {
+    int want = d->vlen < nslots ? d->vlen : nslots;
+    int n = receive(d, a, want, slot);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      if (pass == 0) /* woken with nothing to read: an error is queued */
+        drain_errqueue(d);
+      break;
+    }
+    if (n < 0) {
+      read_error(d, errno);
+      continue;
+    }
+    a->owner = n > 1 ? d : NULL; /* one datagram: its replies go at once */
+    deliver(d, a, n, slot);
+    flush_cork(a);
+    a->owner = NULL;
+    adapt(d, n, want);
+    if (n < want)
+      break; /* the socket is empty */
+  }
+}
+
+/* ---- The datagram's steps of the lifetime ------------------------------- */
+
+static void dgram_start(tapio_transport *t) {
+  tapio__dgram *d = to_dgram(t);
+  if (!(t->flags & TAPIO__T_CLOSING))
+    ev_io_start(t->loop->ev, &d->rio);
+}
+
+/* A close inside a batch's callback: the gathered sends go first. */
+static void flush_own_cork(tapio__dgram *d) {
+  dgram_area *a = (dgram_area *)d->head.loop->dbuf;
+  if (a && a->owner == d)
+    flush_cork(a);
+}
+
+static void dgram_close(tapio_transport *t) {
+  tapio__dgram *d = to_dgram(t);
+  ev_io_stop(t->loop->ev, &d->rio);
+  flush_own_cork(d);
+  if (!d->qhead)
+    tapio__transport_lost(t, 0, NULL);
+}
+
+static void dgram_halt(tapio_transport *t) {
+  tapio__dgram *d = to_dgram(t);
+  flush_own_cork(d); /* asyncio had sent those already */
+  ev_io_stop(t->loop->ev, &d->rio);
+  ev_io_stop(t->loop->ev, &d->wio);
+  clear_queue(d);
+  clear_errors(d);
+}
+
+static void dgram_destroy(tapio_transport *t) {
+  tapio__dgram *d = to_dgram(t);
+  dgram_halt(t);
+  close(d->rio.fd);
+  tapio__free(t->loop, d, sizeof *d);
+}
+
+static int dgram_fd(tapio_transport *t) {
+  return to_dgram(t)->rio.fd;
+}
+
+/* A retained endpoint after connection_lost: a shell without descriptor. */
+static void dgram_shed(tapio_transport *t) {
+  tapio__dgram *d = to_dgram(t);
+  dgram_halt(t);
+  close(d->rio.fd);
+  d->rio.fd = d->wio.fd = -1;
+}
+
+static const tapio__kind dgram_kind = {
+  TAPIO_TRANSPORT_DATAGRAM,
+  TAPIO__CAN_FLOW,
+  sizeof(tapio_datagram_protocol),
+  dgram_start, dgram_close, dgram_halt, dgram_destroy, dgram_fd, dgram_shed
+};
+
+tapio_transport *tapio__datagram_new(tapio_loop *loop, int fd, int af,
+                                     const tapio_datagram_protocol *proto,
+                                     void *ud, int connected,
+                                     const tapio__addr *dflt) {
+  tapio__dgram *d = tapio__calloc(loop, sizeof *d);
+  if (!d)
+    return NULL;
+  tapio__transport_init(&d->head, &dgram_kind, loop, proto, ud);
+  d->af = af;
+  d->connected = connected;
+  if (dflt)
+    d->dflt = *dflt;
+  d->etask.run = run_errors;
+  d->vlen = 2;
+  ev_io_init(&d->rio, on_readable, fd, EV_READ);
+  ev_io_init(&d->wio, on_writable, fd, EV_WRITE);
+  return &d->head;
+}

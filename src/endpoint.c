@@ -1,0 +1,406 @@
+/* create_datagram_endpoint: a UDP socket bound and/or connected to
+ * addresses looked up without blocking (a family both share), a Unix
+ * datagram socket, or a socket handed over; asyncio's checks of the
+ * options, done when the call is made. The transport is datagram.c's. */
+#include "tapio_int.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+typedef struct dgram_req {
+  tapio__request req;
+  tapio_connect_fn cb;
+  void *cb_ud;
+  const tapio_datagram_protocol *proto;
+  void *proto_ud;
+  char *local_host, *remote_host, *local_path, *remote_path;
+  int local_port, remote_port, has_local, has_remote;
+  int family, reuse_port, broadcast, sock;
+  tapio__addr *locals, *remotes;
+  size_t nlocals, nremotes;
+  tapio__lookup *lookup;
+} dgram_req;
+
+static void req_free(dgram_req *r) {
+  tapio_loop *loop = r->req.loop;
+  if (r->sock >= 0)
+    close(r->sock);
+  tapio__lookup_cancel(r->lookup);
+  tapio__strfree(loop, r->local_host);
+  tapio__strfree(loop, r->remote_host);
+  tapio__strfree(loop, r->local_path);
+  tapio__strfree(loop, r->remote_path);
+  tapio__addrs_free(loop, r->locals, r->nlocals);
+  tapio__addrs_free(loop, r->remotes, r->nremotes);
+  tapio__free(loop, r, sizeof *r);
+}
+
+static void req_fail(dgram_req *r, int code, const char *message) {
+  tapio_loop *loop = r->req.loop;
+  tapio_connect_fn cb = r->cb;
+  void *ud = r->cb_ud;
+  int call = tapio__request_done(&r->req);
+  req_free(r);
+  tapio__connect_failed(loop, call, cb, ud, code, message);
+}
+
+static void req_cancel(tapio__request *req) {
+  req_fail((dgram_req *)req, TAPIO_ECANCELED, NULL);
+}
+
+/* fd is ready: the transport is made, connection_made runs, the caller
+ * is told. peer: the connected peer (or NULL); dflt: the default
+ * destination of an endpoint that is not connected (or NULL). */
+static void made(dgram_req *r, int fd, int af, const tapio__addr *peer,
+                 const tapio__addr *dflt) {
+  tapio_connect_fn cb = r->cb;
+  void *ud = r->cb_ud;
+  tapio_transport *t = tapio__datagram_new(r->req.loop, fd, af, r->proto,
+                                           r->proto_ud, peer != NULL, dflt);
+  if (!t) {
+    close(fd);
+    req_fail(r, TAPIO_ENOMEM, NULL);
+    return;
+  }
+  if (peer)
+    tapio__transport_set_peer(t, (const struct sockaddr *)&peer->ss,
+                              peer->len);
+  tapio__request_done(&r->req);
+  req_free(r);
+  tapio__transport_made(t);
+  cb(ud, 0, t);
+}
+
+/* ---- Sockets --------------------------------------------------------- */
+
+static void set_flag(int fd, int level, int name) {
+  int one = 1;
+  setsockopt(fd, level, name, &one, sizeof one);
+}
+
+/* ICMP errors about what is sent, on connected and unconnected sockets
+ * alike: the error queue says which address they concern. */
+static void recv_errors(int fd, int af) {
+  if (af == AF_INET)
+    set_flag(fd, SOL_IP, IP_RECVERR);
+  else if (af == AF_INET6)
+    set_flag(fd, SOL_IPV6, IPV6_RECVERR);
+}
+
+static int sockopt(int fd, int name) {
+  int one = 1;
+  return setsockopt(fd, SOL_SOCKET, name, &one, sizeof one) < 0
+             ? tapio__from_errno(errno) : 0;
+}
+
+/* A socket of af, with the options asked for, bound to local and
+ * connected to remote (either may be NULL). Returns the descriptor, or
+ * the error and in *what the call that failed. */
+static int open_socket(dgram_req *r, int af, const tapio__addr *local,
+                       const tapio__addr *remote, const char **what) {
+  int fd = socket(af, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), rc = 0;
+  *what = "socket";
+  if (fd < 0)
+    return tapio__from_errno(errno);
+  if (r->reuse_port)
+    rc = sockopt(fd, SO_REUSEPORT);
+  if (rc == 0 && r->broadcast)
+    rc = sockopt(fd, SO_BROADCAST);
+  recv_errors(fd, af);
+  *what = "error while attempting to bind on address";
+  if (rc == 0 && local &&
+      bind(fd, (const struct sockaddr *)&local->ss, local->len) < 0)
+    rc = tapio__from_errno(errno);
+  *what = "connect call failed";
+  if (rc == 0 && remote && !r->broadcast &&
+      connect(fd, (const struct sockaddr *)&remote->ss, remote->len) < 0)
+    rc = tapio__from_errno(errno);
+  if (rc < 0) {
+    close(fd);
+    return rc;
+  }
+  return fd;
+}
+
+static const tapio__addr *first_of(const tapio__addr *v, size_t n, int af) {
+  size_t i;
+  for (i = 0; i < n; i++)
+    if (v[i].ss.ss_family == af)
+      return &v[i];
+  return NULL;
+}
+
+/* Tries each remote address (or each local one) with the first local
+ * (remote) address of its family, as asyncio pairs them; the first
+ * socket made wins. All failing, the first error is the answer. */
+static void make_ip(dgram_req *r) {
+  const tapio__addr *v = r->has_remote ? r->remotes : r->locals;
+  size_t n = r->has_remote ? r->nremotes : r->nlocals, i;
+  int first = 0;
+  char msg[256] = "no local and remote addresses of the same family";
+  if (!r->has_remote && !r->has_local)
+    n = 1; /* a family alone: an unbound socket */
+  for (i = 0; i < n; i++) {
+    int af = v ? v[i].ss.ss_family : tapio__family_to_af(r->family);
+    const tapio__addr *local = r->has_remote ? first_of(r->locals,
+                                                        r->nlocals, af)
+                                             : (v ? &v[i] : NULL);
+    const tapio__addr *remote = r->has_remote ? &v[i] : NULL;
+    const char *what;
+    int fd;
+    if (r->has_local && !local)
+      continue;
+    fd = open_socket(r, af, local, remote, &what);
+    if (fd >= 0) {
+      made(r, fd, af, remote && !r->broadcast ? remote : NULL,
+           r->broadcast ? remote : NULL);
+      return;
+    }
+    if (!first) {
+      const tapio__addr *a = remote && what[0] == 'c' ? remote : local;
+      first = fd;
+      tapio__describe(msg, sizeof msg, what,
+                      a ? (const struct sockaddr *)&a->ss : NULL,
+                      a ? a->len : 0, fd);
+    }
+  }
+  req_fail(r, first ? first : TAPIO_EINVAL, msg);
+}
+
+/* A Unix datagram socket: bound to local_path (a stale socket file
+ * removed first, as asyncio does), connected to remote_path. */
+static void make_unix(dgram_req *r) {
+  tapio__addr local, remote;
+  const char *what;
+  struct stat st;
+  int fd, rc = 0;
+  if (r->local_path)
+    rc = tapio__unix_addr(r->local_path, &local);
+  if (rc == 0 && r->remote_path)
+    rc = tapio__unix_addr(r->remote_path, &remote);
+  if (rc < 0) {
+    req_fail(r, rc, NULL);
+    return;
+  }
+  if (r->local_path && stat(r->local_path, &st) == 0 && S_ISSOCK(st.st_mode))
+    unlink(r->local_path);
+  fd = open_socket(r, AF_UNIX, r->local_path ? &local : NULL,
+                   r->remote_path ? &remote : NULL, &what);
+  if (fd < 0) {
+    char msg[256];
+    const tapio__addr *a = what[0] == 'c' ? &remote : &local;
+    tapio__describe(msg, sizeof msg, what, (const struct sockaddr *)&a->ss,
+                    a->len, fd);
+    req_fail(r, fd, msg);
+    return;
+  }
+  made(r, fd, AF_UNIX, r->remote_path ? &remote : NULL, NULL);
+}
+
+/* A socket handed over: its family and peer, if connected. */
+static void make_wrapped(dgram_req *r) {
+  tapio__addr self, peer;
+  int fd = r->sock;
+  r->sock = -1;
+  self.len = sizeof self.ss;
+  peer.len = sizeof peer.ss;
+  memset(&self.ss, 0, sizeof self.ss);
+  if (getsockname(fd, (struct sockaddr *)&self.ss, &self.len) < 0) {
+    int rc = tapio__from_errno(errno);
+    close(fd);
+    req_fail(r, rc, NULL);
+    return;
+  }
+  recv_errors(fd, self.ss.ss_family);
+  made(r, fd, self.ss.ss_family,
+       getpeername(fd, (struct sockaddr *)&peer.ss, &peer.len) == 0 ? &peer
+                                                                   : NULL,
+       NULL);
+}
+
+/* ---- Lookups --------------------------------------------------------- */
+
+static void resolve_remote(dgram_req *r);
+
+/* Keeps a lookup's answer (or one given at once: rc 1): the local
+ * addresses are looked up first, then the remote ones. */
+static void take(dgram_req *r, int rc, tapio__addr *addrs, size_t n) {
+  if (rc < 0) {
+    req_fail(r, rc, NULL);
+  } else if (r->has_local && !r->locals) {
+    r->locals = addrs;
+    r->nlocals = n;
+    resolve_remote(r);
+  } else {
+    r->remotes = addrs;
+    r->nremotes = n;
+    make_ip(r);
+  }
+}
+
+static void on_answer(void *ud, int status, tapio__addr *addrs, size_t n,
+                      const char *canon) {
+  dgram_req *r = ud;
+  (void)canon;
+  r->lookup = NULL;
+  take(r, status, addrs, n);
+}
+
+static void resolve(dgram_req *r, int local) {
+  tapio__addr *addrs = NULL;
+  size_t n = 0;
+  int rc = tapio__resolve_port(
+      r->req.loop, local ? r->local_host : r->remote_host,
+      local ? r->local_port : r->remote_port, r->family,
+      local ? TAPIO__RES_PASSIVE : 0, on_answer, r, &r->lookup, &addrs, &n);
+  if (rc != 0)
+    take(r, rc, addrs, n);
+}
+
+static void resolve_remote(dgram_req *r) {
+  if (r->has_remote)
+    resolve(r, 0);
+  else
+    make_ip(r);
+}
+
+static void req_run(tapio__task *task) {
+  dgram_req *r = TAPIO_CONTAINER(task, dgram_req, req.task);
+  if (r->req.loop->freeing)
+    req_fail(r, TAPIO_ECANCELED, NULL);
+  else if (r->sock >= 0)
+    make_wrapped(r);
+  else if (r->local_path || r->remote_path)
+    make_unix(r);
+  else if (r->has_local)
+    resolve(r, 1);
+  else
+    resolve_remote(r);
+}
+
+/* ---- The call: asyncio's checks, at once ------------------------------ */
+
+static int is_set(const tapio_options *o, enum tapio__opt which) {
+  return tapio__opt_is_set(o, which);
+}
+
+/* Literal local and remote hosts of different families (D13). */
+static int families_clash(const char *local, const char *remote) {
+  char a[TAPIO_ADDR_MAX], b[TAPIO_ADDR_MAX];
+  size_t alen = sizeof a, blen = sizeof b;
+  if (!local || !remote || tapio_addr_parse(local, 0, a, &alen) < 0 ||
+      tapio_addr_parse(remote, 0, b, &blen) < 0)
+    return 0;
+  return ((struct sockaddr *)a)->sa_family !=
+         ((struct sockaddr *)b)->sa_family;
+}
+
+static int check_options(const tapio_options *o) {
+  static const enum tapio__opt with_sock[] = {
+    TAPIO__OPT_LOCAL_HOST, TAPIO__OPT_LOCAL_PORT, TAPIO__OPT_REMOTE_HOST,
+    TAPIO__OPT_REMOTE_PORT, TAPIO__OPT_LOCAL_PATH, TAPIO__OPT_REMOTE_PATH,
+    TAPIO__OPT_FAMILY, TAPIO__OPT_REUSE_PORT, TAPIO__OPT_ALLOW_BROADCAST};
+  int ip = is_set(o, TAPIO__OPT_LOCAL_HOST) ||
+           is_set(o, TAPIO__OPT_LOCAL_PORT) ||
+           is_set(o, TAPIO__OPT_REMOTE_HOST) ||
+           is_set(o, TAPIO__OPT_REMOTE_PORT);
+  int path = is_set(o, TAPIO__OPT_LOCAL_PATH) ||
+             is_set(o, TAPIO__OPT_REMOTE_PATH);
+  size_t i;
+  if (is_set(o, TAPIO__OPT_SOCK)) {
+    for (i = 0; i < sizeof with_sock / sizeof *with_sock; i++)
+      if (is_set(o, with_sock[i]))
+        return TAPIO_EINVAL; /* asyncio: sock excludes them all */
+    return 0;
+  }
+  if ((ip && path) || (path && is_set(o, TAPIO__OPT_FAMILY)) ||
+      (!ip && !path && !is_set(o, TAPIO__OPT_FAMILY)))
+    return TAPIO_EINVAL; /* nothing to make a socket of */
+  if (is_set(o, TAPIO__OPT_REMOTE_HOST) != is_set(o, TAPIO__OPT_REMOTE_PORT))
+    return TAPIO_EINVAL; /* a remote address is a host and a port */
+  if (families_clash(tapio__opt_str(o, TAPIO__OPT_LOCAL_HOST),
+                     tapio__opt_str(o, TAPIO__OPT_REMOTE_HOST)))
+    return TAPIO_EINVAL;
+  return 0;
+}
+
+/* A socket handed over must be a datagram socket (D14). */
+static int check_sock(int fd) {
+  int type = 0;
+  socklen_t len = sizeof type;
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0)
+    return tapio__from_errno(errno);
+  if (type != SOCK_DGRAM)
+    return TAPIO_EINVAL;
+  return tapio__socket_nonblock(fd);
+}
+
+static char *copy(tapio_loop *loop, const char *s, int *failed) {
+  char *c = s ? tapio__strdup(loop, s) : NULL;
+  if (s && !c)
+    *failed = 1;
+  return c;
+}
+
+static dgram_req *req_new(tapio_loop *loop, const tapio_options *o) {
+  dgram_req *r = tapio__calloc(loop, sizeof *r);
+  int failed = 0;
+  if (!r)
+    return NULL;
+  r->req.loop = loop;
+  r->sock = (int)tapio__opt_int(o, TAPIO__OPT_SOCK, -1);
+  r->local_host = copy(loop, tapio__opt_str(o, TAPIO__OPT_LOCAL_HOST),
+                       &failed);
+  r->remote_host = copy(loop, tapio__opt_str(o, TAPIO__OPT_REMOTE_HOST),
+                        &failed);
+  r->local_path = copy(loop, tapio__opt_str(o, TAPIO__OPT_LOCAL_PATH),
+                       &failed);
+  r->remote_path = copy(loop, tapio__opt_str(o, TAPIO__OPT_REMOTE_PATH),
+                        &failed);
+  r->local_port = (int)tapio__opt_int(o, TAPIO__OPT_LOCAL_PORT, 0);
+  r->remote_port = (int)tapio__opt_int(o, TAPIO__OPT_REMOTE_PORT, 0);
+  r->has_local = is_set(o, TAPIO__OPT_LOCAL_HOST) ||
+                 is_set(o, TAPIO__OPT_LOCAL_PORT);
+  r->has_remote = is_set(o, TAPIO__OPT_REMOTE_HOST);
+  r->family = (int)tapio__opt_int(o, TAPIO__OPT_FAMILY, 0);
+  r->reuse_port = (int)tapio__opt_int(o, TAPIO__OPT_REUSE_PORT, 0);
+  r->broadcast = (int)tapio__opt_int(o, TAPIO__OPT_ALLOW_BROADCAST, 0);
+  if (failed) {
+    r->sock = -1; /* closed by the caller's failure path */
+    req_free(r);
+    return NULL;
+  }
+  return r;
+}
+
+int tapio_create_datagram_endpoint(tapio_loop *loop,
+                                   const tapio_datagram_protocol *proto,
+                                   void *proto_ud, const tapio_options *opts,
+                                   tapio_connect_fn cb, void *cb_ud) {
+  dgram_req *r;
+  int rc = 0;
+  if (!loop || !cb || tapio__proto_check(proto, sizeof *proto) < 0)
+    rc = TAPIO_EINVAL;
+  else if (loop->freeing)
+    rc = TAPIO_ECLOSED;
+  if (rc == 0)
+    rc = tapio__opts_check(opts, TAPIO_CALL_CREATE_DATAGRAM_ENDPOINT);
+  if (rc == 0)
+    rc = check_options(opts);
+  if (rc == 0 && is_set(opts, TAPIO__OPT_SOCK))
+    rc = check_sock((int)tapio__opt_int(opts, TAPIO__OPT_SOCK, -1));
+  if (rc < 0)
+    return tapio__opts_fail(opts, rc);
+  r = req_new(loop, opts);
+  if (!r)
+    return tapio__opts_fail(opts, TAPIO_ENOMEM);
+  r->cb = cb;
+  r->cb_ud = cb_ud;
+  r->proto = proto;
+  r->proto_ud = proto_ud;
+  r->req.ud = cb_ud;
+  tapio__request_start(loop, &r->req, req_run, req_cancel);
+  return 0;
+}

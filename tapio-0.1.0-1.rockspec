@@ -1,0 +1,62 @@
+-- `luarocks make` in a checkout builds tapio's Lua module (tapio.core, the
+-- C binding with tapio's core compiled in, and the pure-Lua layer) against
+-- the system's libev and c-ares (Debian: libev-dev, libc-ares-dev), for
+-- Lua 5.4 or LuaJIT:
+--   luarocks --lua-version 5.4 make
+--   luarocks --lua-version 5.1 make LUA_INCDIR=/usr/include/luajit-2.1
+-- spec/embed/test_rockspec.sh installs both into a temporary tree and
+-- requires "tapio" from it; it also checks that every C source of src/
+-- and of the binding is listed below.
+rockspec_format = "3.0"
+package = "tapio"
+version = "0.1.0-1"
+source = {
+  url = "git+file://.",
+}
+description = {
+  summary = "asyncio's Transports and Protocols for Lua, on libev",
+  detailed = [[
+tapio rebuilds the Transports and Protocols of Python's asyncio in C on
+libev: a protocol is a plain Lua table whose methods receive the callbacks
+(connection_made, data_received, eof_received, connection_lost, ...);
+futures, tasks on coroutines, servers and connections complete the API.]],
+  license = "MIT",
+}
+dependencies = {
+  "lua >= 5.1, < 5.5",
+}
+external_dependencies = {
+  LIBEV = { header = "ev.h", library = "ev" },
+  CARES = { header = "ares.h", library = "cares" },
+}
+build = {
+  type = "builtin",
+  modules = {
+    ["tapio.core"] = {
+      sources = {
+        "src/alloc.c", "src/backend.c", "src/connect.c", "src/datagram.c",
+        "src/endpoint.c", "src/error.c", "src/eyeballs.c", "src/listen.c",
+        "src/lookup.c", "src/loop.c", "src/options.c", "src/pipe.c",
+        "src/process.c", "src/request.c", "src/resolve.c", "src/sched.c",
+        "src/server.c", "src/sockaddr.c", "src/spawn.c", "src/stream.c",
+        "src/transport.c", "src/version.c", "src/wqueue.c",
+        "lua/loop.c", "lua/call.c", "lua/protocol.c", "lua/transport.c",
+        "lua/server.c", "lua/pipe.c", "lua/process.c", "lua/datagram.c",
+        "lua/resolve.c", "lua/address.c", "lua/util.c", "lua/embed.c",
+      },
+      incdirs = { "capi", "src", "lua", "$(LIBEV_INCDIR)",
+                  "$(CARES_INCDIR)" },
+      libdirs = { "$(LIBEV_LIBDIR)", "$(CARES_LIBDIR)" },
+      libraries = { "ev", "cares", "pthread", "m" },
+      defines = { "_GNU_SOURCE" },
+    },
+    ["tapio"] = "lua/tapio/init.lua",
+    ["tapio.future"] = "lua/tapio/future.lua",
+    ["tapio.loop"] = "lua/tapio/loop.lua",
+    ["tapio.task"] = "lua/tapio/task.lua",
+    ["tapio.util"] = "lua/tapio/util.lua",
+    -- the Lua language server's definitions; never required at run time
+    ["tapio._meta"] = "lua/tapio/_meta.lua",
+  },
+  copy_directories = {},
+}
