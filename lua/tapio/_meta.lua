@@ -850,6 +850,11 @@ function StreamWriter:write_eof() end
 ---@param default? any
 ---@return any
 function StreamWriter:get_extra_info(name, default) end
+---Upgrades the connection to TLS in place (the async rule); every byte
+---the reader holds unread goes to the handshake first.
+---@param sslcontext userdata a tapio.tls_context
+---@param opts? {server_hostname?: string, ssl_handshake_timeout?: number, ssl_shutdown_timeout?: number}
+function StreamWriter:start_tls(sslcontext, opts) end
 
 ---A child started by create_subprocess_exec or _shell.
 ---@class tapio.Process

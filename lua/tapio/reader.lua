@@ -227,6 +227,24 @@ local function maybe_resume(self)
   end
 end
 
+M.maybe_resume = maybe_resume
+
+--- Everything buffered, taken out of the reader (nil when empty): for
+-- start_tls, whose handshake gets these bytes first (asyncio lost them:
+-- cpython#142352).
+function M.take_all(self)
+  if self._size == 0 then
+    return nil
+  end
+  return take(self, self._size)
+end
+
+--- Puts data taken by take_all back (the reader holds nothing else).
+function M.untake(self, data)
+  self._chunks[1], self._head, self._tail, self._off = data, 1, 1, 1
+  self._size, self._consumed = #data, self._consumed - #data
+end
+
 -- ---- Feeding (the protocol's side) ---------------------------------------
 
 -- Resumes the waiting task: there and then for data (one coroutine

@@ -50,6 +50,7 @@ function M.new_writer(transport, reader, loop)
     _queued = false,    -- a flush is deferred to the task's stop
     _lost = false, _error = nil,
     _extra = nil,       -- peername and sockname, kept at the end
+    _protocol = nil,    -- a connection's StreamProtocol (not a pipe's)
   }, StreamWriter)
 end
 
@@ -369,6 +370,7 @@ function StreamProtocol:connection_made(transport)
   self._transport = transport
   self._reader._transport = transport
   self._writer = M.new_writer(transport, self._reader, self._loop)
+  self._writer._protocol = self -- for start_tls
   local cb = self._client_cb
   if cb then
     local task = self._loop:create_task(cb, self._reader, self._writer)
@@ -441,14 +443,17 @@ M.split_options = split_options
 -- caller's caller as fn's own, numbered as fn's caller sees it (shift: 1
 -- where fn has no protocol factory argument, 0 where a callback takes
 -- its place).
+local function own_error(fn, shift, msg)
+  return (msg:gsub("^tapio: loop:[%w_]+:", "tapio: " .. fn .. ":")
+    :gsub("bad argument #(%d+)", function(n)
+      return "bad argument #" .. (tonumber(n) - shift)
+    end))
+end
+
 local function start(fn, shift, c_create, loop, ...)
   local fut, msg = L.start(c_create, loop, ...)
   if not fut then
-    local own = msg:gsub("^tapio: loop:[%w_]+:", "tapio: " .. fn .. ":")
-      :gsub("bad argument #(%d+)", function(n)
-        return "bad argument #" .. (tonumber(n) - shift)
-      end)
-    error(own, 3)
+    error(own_error(fn, shift, msg), 3)
   end
   return fut
 end
@@ -522,6 +527,56 @@ end
 function api.start_unix_server(cb, path, opts)
   return serving("start_unix_server", Loop._create_unix_server, cb,
                  { path, n = 1 }, opts, 3)
+end
+
+
+-- ---- TLS on an open connection ---------------------------------------------
+
+-- The metatable of tapio.tls_context values (nil without TLS).
+local tls_context_mt = debug.getregistry()["tapio.tls_context"]
+
+local function upgrade(self, ctx, opts)
+  local fn = "writer:start_tls"
+  flush(self)
+  drain(self) -- waits out a paused transport; raises if lost
+  local reader = self._reader
+  -- What the reader holds came after the peer's last plain bytes that
+  -- were read (a ClientHello behind a STARTTLS line): the handshake's.
+  local buffered = R.take_all(reader)
+  local fut, msg = L.start(Loop._start_tls, self._loop, self.transport,
+                           self._protocol, ctx, opts, buffered)
+  if not fut then
+    if buffered then
+      R.untake(reader, buffered)
+    end
+    error(own_error(fn, 2, msg), 2)
+  end
+  R.maybe_resume(reader)
+  await(fut)
+end
+
+--- writer:start_tls(sslcontext [, opts]): upgrades the connection to TLS
+-- in place (the async rule): what was batched is sent, a paused
+-- transport waited out, and every byte the reader holds unread goes to
+-- the handshake first. opts: server_hostname, ssl_handshake_timeout,
+-- ssl_shutdown_timeout. The reader and writer carry plain bytes after.
+function StreamWriter:start_tls(ctx, opts)
+  local fn = "writer:start_tls"
+  if getmt(self) ~= StreamWriter then
+    check_writer(self, fn)
+  end
+  if not self._protocol then
+    error("tapio: " .. fn .. ": not a connection's writer", 2)
+  end
+  if tls_context_mt == nil or getmt(ctx) ~= tls_context_mt then
+    error(("tapio: %s: bad argument #1 'sslcontext' (tapio.tls_context "
+      .. "expected, got %s)"):format(fn, U.typename(ctx)), 2)
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    error(("tapio: %s: bad argument #2 'opts' (table or nil expected, got "
+      .. "%s)"):format(fn, U.typename(opts)), 2)
+  end
+  return async(self, fn, upgrade, ctx, opts)
 end
 
 return M
