@@ -402,6 +402,17 @@ describe("streams over TCP", function()
     end)
   end)
 
+  it("binds the local end to local_addr = {host, port}", function()
+    run(function(loop)
+      local server, _, writer, _, sw = pair(loop, nil, nil,
+        { local_addr = { "127.0.0.2", 0 } })
+      assert.are.equal("127.0.0.2", writer:get_extra_info("sockname")[1])
+      assert.are.equal("127.0.0.2", sw:get_extra_info("peername")[1])
+      writer:close()
+      server:close()
+    end)
+  end)
+
   it("wraps a connected socket: open_connection({sock = fd})", function()
     run(function(loop)
       local rsock, wsock = tapio.socketpair()
@@ -498,6 +509,9 @@ describe("streams over TCP", function()
       assert.matches("open_connection: bad argument #3 'opts' %(table or " ..
         "nil expected, got number%)",
         fails(tapio.open_connection, "127.0.0.1", 1, 5))
+      assert.matches("open_connection: bad option 'local_addr' %({host, " ..
+        "port} expected%)", fails(tapio.open_connection, "127.0.0.1", 1,
+                                  { local_addr = "127.0.0.1" }))
       assert.matches("start_server: bad argument #1 'client_connected_cb' " ..
         "%(function expected, got nil%)", fails(tapio.start_server))
       assert.matches("start_server: bad argument #3 'port'",
