@@ -2,10 +2,11 @@
 # Runs the Lua examples with the tapio host: the TCP echo servers and
 # clients (protocols and streams) and the UDP ones against each other and
 # against the reference's Python versions (when a python3 is given), and
-# checks each prints what the Python version prints; the existing-socket
-# examples; the HTTP headers example against a page served on 127.0.0.1
-# (python3's http.server); the subprocess examples (their python3 child is
-# the one given) and the pipe example through cat.
+# checks each prints what the Python version prints; the same with TLS,
+# and the STARTTLS example; the existing-socket examples; the HTTP headers
+# example against a page served on 127.0.0.1 (python3's http.server, over
+# HTTP and HTTPS); the subprocess examples (their python3 child is the one
+# given) and the pipe example through cat.
 # Usage: examples/test_examples.sh path/to/tapio [python3]
 set -u
 host=${1:?usage: $0 path/to/tapio [python3]}
@@ -156,33 +157,117 @@ for name in existing_socket streams_socketpair; do
   expect_same "$name" "$expected" "$work/lua.$name"
 done
 
+# What the TCP echo server printed: the Python one's, or the reference's.
+tcp_ref=$work/tcp.ref
+[ -n "$python" ] && tcp_ref=$work/tcp.py
+tcp_pair() { run_pair "$1" wait_listening "Close the client socket" "${@:2}"; }
+
+# TLS: certificates made now with the openssl command (a throwaway CA and
+# a server certificate for localhost), the echo pair with TLS, against
+# each other and against Python's ssl, and STARTTLS.
+if ! certs=$(sh "$here/../spec/tls/make_certs.sh" "$work/certs"); then
+  fail "could not make the TLS certificates"
+  certs=
+else
+  tls_server=("$host" "$here/tls_echo_server.lua" "$certs")
+  tls_client=("$host" "$here/tls_echo_client.lua" "$certs/ca.pem")
+  tcp_pair tls "${tls_server[@]}" -- "${tls_client[@]}"
+  printf '%s\n' "TLS: TLSv1.3, certificate of localhost" \
+    "Data sent: 'Hello World!'" "Data received: 'Hello World!'" \
+    "The server closed the connection" >"$work/ref.tls.client"
+  expect_same "TLS echo: client" "$work/ref.tls.client" "$work/tls.client"
+  expect_same "TLS echo: server" "$tcp_ref.server" "$work/tls.server"
+  if [ -n "$python" ]; then
+    tcp_pair tlspy "${tls_server[@]}" -- "$python" -u \
+      "$here/python/tls_echo_client.py" "$certs/ca.pem"
+    tcp_pair pytls "$python" -u "$here/python/tls_echo_server.py" "$certs" \
+      -- "${tls_client[@]}"
+    expect_same "TLS: Lua server vs Python client: client" \
+      "$work/ref.tls.client" "$work/tlspy.client"
+    expect_same "TLS: Lua server vs Python client: server" \
+      "$tcp_ref.server" "$work/tlspy.server"
+    expect_same "TLS: Python server vs Lua client: client" \
+      "$work/ref.tls.client" "$work/pytls.client"
+  fi
+  # STARTTLS: the server ends after its one client.
+  port=$(free_port)
+  "$host" "$here/starttls.lua" server "$certs" "$port" \
+    >"$work/starttls.server" 2>&1 &
+  spid=$!
+  pids+=("$spid")
+  if ! wait_listening "$port"; then
+    fail "starttls: the server did not listen on $port"
+  elif ! timeout 20 "$host" "$here/starttls.lua" client "$certs/ca.pem" \
+      "$port" >"$work/starttls.client" 2>&1; then
+    fail "starttls: the client failed"
+    cat "$work/starttls.client" >&2
+  fi
+  timeout 20 tail --pid="$spid" -f /dev/null
+  printf '%s\n' "< 220 tapio STARTTLS example" "> HELLO" \
+    "< 250 HELLO (in the clear)" "> STARTTLS" "< 220 Ready to start TLS" \
+    "TLS started: TLSv1.3" "> HELLO" "< 250 HELLO (over TLSv1.3)" "> QUIT" \
+    "< 221 Bye" >"$work/ref.starttls.client"
+  printf '%s\n' "> 220 tapio STARTTLS example" "< HELLO" \
+    "> 250 HELLO (in the clear)" "< STARTTLS" "> 220 Ready to start TLS" \
+    "< HELLO" "> 250 HELLO (over TLSv1.3)" "< QUIT" "> 221 Bye" \
+    >"$work/ref.starttls.server"
+  expect_same "starttls: client" "$work/ref.starttls.client" \
+    "$work/starttls.client"
+  expect_same "starttls: server" "$work/ref.starttls.server" \
+    "$work/starttls.server"
+fi
+
 # The HTTP headers example (and the page's Python) against a page that
-# python3's http.server serves on 127.0.0.1; the Date line may differ.
+# python3's http.server serves on 127.0.0.1: over plain HTTP, and over TLS
+# with a certificate of spec/tls/make_certs.sh, whose CA both clients
+# trust through SSL_CERT_FILE as they would the system's. The Date line
+# may differ.
+http_server() { # port certs-or-empty
+  "$python" - "$work/www" "$@" <<'PY'
+import functools, http.server, ssl, sys
+root, port, certs = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+handler = functools.partial(http.server.SimpleHTTPRequestHandler,
+                            directory=root)
+httpd = http.server.HTTPServer(("127.0.0.1", port), handler)
+if certs:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(certs + "/server.pem", certs + "/server.key")
+    httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+httpd.serve_forever()
+PY
+}
+http_headers() { # scheme certs-or-empty
+  local scheme=$1 hport hpid url
+  hport=$(free_port)
+  http_server "$hport" "$2" >"$work/$scheme.log" 2>&1 &
+  hpid=$!
+  pids+=("$hpid")
+  if ! wait_listening "$hport"; then
+    fail "the $scheme server did not listen on $hport"
+    return
+  fi
+  url="$scheme://localhost:$hport/page.html"
+  export SSL_CERT_FILE=${2:+$2/ca.pem}
+  timeout 20 "$host" "$here/http_headers.lua" "$url" \
+    >"$work/lua.$scheme" 2>&1 || fail "http_headers.lua $scheme failed"
+  timeout 20 "$python" "$here/python/http_headers.py" "$url" \
+    >"$work/py.$scheme" 2>&1 || fail "http_headers.py $scheme failed"
+  unset SSL_CERT_FILE
+  grep -q "^HTTP header> HTTP/1.0 200 OK$" "$work/lua.$scheme" ||
+    fail "http_headers.lua $scheme: no status line"
+  grep -q "^HTTP header> Content-Length: 32$" "$work/lua.$scheme" ||
+    fail "http_headers.lua $scheme: no Content-Length"
+  sed -i 's/^HTTP header> Date: .*/HTTP header> Date: DATE/' \
+    "$work/lua.$scheme" "$work/py.$scheme"
+  expect_same "http_headers ($scheme)" "$work/py.$scheme" \
+    "$work/lua.$scheme"
+  kill "$hpid" 2>/dev/null
+}
 if [ -n "$python" ]; then
   mkdir -p "$work/www"
   echo "<html><body>tapio</body></html>" >"$work/www/page.html"
-  hport=$(free_port)
-  "$python" -m http.server "$hport" --bind 127.0.0.1 \
-    --directory "$work/www" >"$work/http.log" 2>&1 &
-  hpid=$!
-  pids+=("$hpid")
-  if wait_listening "$hport"; then
-    url="http://127.0.0.1:$hport/page.html"
-    timeout 20 "$host" "$here/http_headers.lua" "$url" >"$work/lua.http" 2>&1 ||
-      fail "http_headers.lua failed"
-    timeout 20 "$python" "$here/python/http_headers.py" "$url" \
-      >"$work/py.http" 2>&1 || fail "http_headers.py failed"
-    grep -q "^HTTP header> HTTP/1.0 200 OK$" "$work/lua.http" ||
-      fail "http_headers.lua: no status line"
-    grep -q "^HTTP header> Content-Length: 32$" "$work/lua.http" ||
-      fail "http_headers.lua: no Content-Length"
-    sed -i 's/^HTTP header> Date: .*/HTTP header> Date: DATE/' \
-      "$work/lua.http" "$work/py.http"
-    expect_same "http_headers (http)" "$work/py.http" "$work/lua.http"
-  else
-    fail "http.server did not listen on $hport"
-  fi
-  kill "$hpid" 2>/dev/null
+  http_headers http ""
+  [ -n "$certs" ] && http_headers https "$certs"
 else
   echo "skip: http_headers (no python3 to serve the page)"
 fi

@@ -355,4 +355,44 @@ function helper.run_child(loop, program, args, opts)
   return p.exited:result(), p
 end
 
+-- ---- TLS -------------------------------------------------------------------
+
+local certs_dir
+
+--- The TLS tests' certificates' directory (TAPIO_TLS_CERTS, or one in
+-- TMPDIR), made by spec/tls/make_certs.sh on first use.
+function helper.certs()
+  if not certs_dir then
+    local dir = os.getenv("TAPIO_TLS_CERTS") or
+      ((os.getenv("TMPDIR") or "/tmp") .. "/tapio-tls-certs-spec")
+    local out, status = helper.execute("sh spec/tls/make_certs.sh "
+                                       .. helper.shell_quote(dir))
+    assert(status == 0, "could not make the certificates: " .. out)
+    certs_dir = dir
+  end
+  return certs_dir
+end
+
+--- The path of one of them ("ca.pem").
+function helper.cert(name)
+  return helper.certs() .. "/" .. name
+end
+
+--- A server context from name.pem and name.key ("server"), with more
+-- options.
+function helper.server_ctx(name, more)
+  local opts = { side = "server", cert_file = helper.cert((name or "server")
+                 .. ".pem"), key_file = helper.cert((name or "server")
+                 .. ".key") }
+  for k, v in pairs(more or {}) do opts[k] = v end
+  return tapio.tls_context(opts)
+end
+
+--- A client context trusting the tests' CA, with more options.
+function helper.client_ctx(more)
+  local opts = { cafile = helper.cert("ca.pem") }
+  for k, v in pairs(more or {}) do opts[k] = v end
+  return tapio.tls_context(opts)
+end
+
 return helper

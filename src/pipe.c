@@ -79,8 +79,8 @@ static ssize_t pipe_writev(tapio__stream *s, void *ctx,
   return code_of(r);
 }
 
-static const tapio__io pipe_io = {pipe_read, pipe_writev, NULL};
-static const tapio__io chr_io = {pipe_read, chr_writev, NULL};
+static const tapio__io pipe_io = {.read = pipe_read, .writev = pipe_writev};
+static const tapio__io chr_io = {.read = pipe_read, .writev = chr_writev};
 
 /* ---- The kinds' steps -------------------------------------------------- */
 

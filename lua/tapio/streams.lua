@@ -561,13 +561,16 @@ local function upgrade(self, ctx, opts)
   local buffered = R.take_all(reader)
   local fut, msg = L.start(Loop._start_tls, self._loop, self.transport,
                            self._protocol, ctx, opts, buffered)
-  if not fut then
+  if not fut or fut:done() then -- refused: no handshake has the bytes
     if buffered then
       R.untake(reader, buffered)
     end
-    error(own_error(fn, 2, msg), 2)
+    if not fut then
+      error(own_error(fn, 2, msg), 2)
+    end
+  else
+    R.maybe_resume(reader)
   end
-  R.maybe_resume(reader)
   await(fut)
 end
 
