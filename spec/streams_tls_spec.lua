@@ -218,6 +218,22 @@ describe("writer:start_tls", function()
     end)
   end)
 
+  it("closes the connection when cancelled during the handshake",
+     function()
+    run(function(loop)
+      local server, port = echo_server() -- plain: never answers the hello
+      local reader, writer = tapio.open_connection("127.0.0.1", port)
+      local upgrading = helper.started(loop, writer.start_tls, writer,
+        client_ctx(), { server_hostname = "localhost" })
+      upgrading:cancel("given up")
+      local err = fails(upgrading.await, upgrading)
+      assert.is_true(tapio.is_cancelled(err))
+      writer:wait_closed()
+      assert.is_true(writer:is_closing())
+      server:close()
+    end)
+  end)
+
   it("checks its arguments", function()
     run(function()
       local server, port = echo_server()

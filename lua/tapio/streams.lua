@@ -545,7 +545,6 @@ function api.start_unix_server(cb, path, opts)
                  { path, n = 1 }, opts, 3)
 end
 
-
 -- ---- TLS on an open connection ---------------------------------------------
 
 -- The metatable of tapio.tls_context values (nil without TLS).
@@ -571,7 +570,13 @@ local function upgrade(self, ctx, opts)
   else
     R.maybe_resume(reader)
   end
-  await(fut)
+  local ok, err = pcall(await, fut)
+  if not ok then
+    if U.api.is_cancelled(err) then -- given up: so is the connection,
+      self.transport:close()        -- as asyncio closes it
+    end
+    error(err, 0)
+  end
 end
 
 --- writer:start_tls(sslcontext [, opts]): upgrades the connection to TLS
@@ -579,6 +584,7 @@ end
 -- transport waited out, and every byte the reader holds unread goes to
 -- the handshake first. opts: server_hostname, ssl_handshake_timeout,
 -- ssl_shutdown_timeout. The reader and writer carry plain bytes after.
+-- Cancelled while the handshake runs, it closes the connection.
 function StreamWriter:start_tls(ctx, opts)
   local fn = "writer:start_tls"
   if getmt(self) ~= StreamWriter then
