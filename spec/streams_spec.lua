@@ -424,6 +424,58 @@ describe("streams over TCP", function()
     end)
   end)
 
+  it("serves until closed: serve_forever, close_clients, abort_clients",
+     function()
+    run(function(loop)
+      local ended = {} -- what each server-side task read to the end
+      local server = tapio.start_server(function(reader)
+        local data = reader:read() -- before #ended: the other task waits too
+        ended[#ended + 1] = data
+      end, "127.0.0.1", 0)
+      local serving = helper.started(loop, server.serve_forever, server)
+      assert.is_true(server:is_serving())
+      local port = helper.port(server)
+      local r1, w1 = tapio.open_connection("127.0.0.1", port)
+      local r2, w2 = tapio.open_connection("127.0.0.1", port)
+      w1:write("one")
+      w2:write("two")
+      until_true(function() return server:client_count() == 2 end)
+      serving:cancel() -- serve_forever's cancellation closes the server
+      assert.is_true(tapio.is_cancelled(fails(serving.await, serving)))
+      assert.is_false(server:is_serving())
+      server:close_clients() -- each server-side reader sees the end
+      assert.are.equal("", r1:read())
+      assert.are.equal("", r2:read())
+      until_true(function() return #ended == 2 end)
+      table.sort(ended)
+      assert.are.same({ "one", "two" }, ended)
+      w1:close()
+      w2:close()
+      server:wait_closed()
+
+      -- abort_clients drops what was not sent yet: a server-side writer
+      -- with more buffered than the socket takes
+      local writers = loop:create_future()
+      server = tapio.start_server(function(_, writer)
+        writer:write(("x"):rep(16 * 1024 * 1024))
+        writers:set_result(writer)
+      end, "127.0.0.1", 0)
+      local r3, w3 = tapio.open_connection("127.0.0.1", helper.port(server))
+      local sw = writers:await()
+      assert.is_true(sw.transport:get_write_buffer_size() > 0)
+      server:abort_clients()
+      local ok, got = pcall(r3.read, r3)
+      if ok then -- the end came before all of it, or a reset did
+        assert.is_true(#got < 16 * 1024 * 1024)
+      else
+        assert.are.equal("ECONNRESET", got.name)
+      end
+      w3:close()
+      server:close()
+      server:wait_closed()
+    end)
+  end)
+
   it("raises the failure of open_connection: ECONNREFUSED", function()
     run(function()
       local server = tapio.start_server(function() end, "127.0.0.1", 0)
