@@ -1,6 +1,7 @@
---- tapio.streams (internal): StreamWriter, the protocol that joins a
--- connection to a StreamReader and a StreamWriter, open_connection,
--- start_server and their Unix twins: asyncio's streams page.
+--- tapio.streams (internal): StreamWriter (start_tls too), the protocol
+-- that joins a connection to a StreamReader and a StreamWriter,
+-- open_connection, start_server and their Unix twins: asyncio's streams
+-- page.
 --
 -- A task reads and writes a connection in straight-line code:
 --
