@@ -292,7 +292,7 @@ describe("the tapio host program", function()
       .. "interrupted (SIGINT) (ECANCELED)\tfalse\n", out)
     assert.matches("^[^\n]*tapio: interrupted %(SIGINT%)\n"
       .. "stack traceback:\n", err)
-    assert.matches("SCRIPT:7: in function", err) -- where main waited
+    assert.matches("SCRIPT:7: in ", err) -- where main waited
     assert.matches("%(raised again by tapio.run%)", err)
   end)
 

@@ -13,6 +13,10 @@ local Loop = core.loop_methods
 local Server = core.server_methods
 local server_mt = U.server_mt
 
+-- start: the create calls as futures, for the modules that wrap them
+-- (tapio.streams, tapio.subprocess).
+local M = {}
+
 -- ---- Loop methods that complete later ------------------------------------
 
 -- The completion callback the C side calls with (err) or (nil, ...).
@@ -33,27 +37,38 @@ local function completion(fut)
   end
 end
 
--- The async rule for the C side's create calls and lookups: c_create(self,
--- completion callback, the user's arguments) checks them all, then
--- returns what is pending, or nil, err when the operation failed at once.
--- It is called through pcall, so its argument errors carry no position:
--- they are raised again at the caller's line, as errors of the method
--- itself. Cancelling the future (or the task awaiting it) cancels what is
--- pending at once: the core frees it and calls nobody.
+-- Starts one of the C side's create calls or lookups: c_create(self,
+-- completion callback, the user's arguments) checks them all, then returns
+-- what is pending, or nil, err when the operation failed at once. Returns
+-- the future of its results, or nil and the message of an argument error
+-- (raised through pcall, so it carries no position: the caller raises it
+-- at its own caller's line, as an error of the method itself). Cancelling
+-- the future (or the task awaiting it) cancels what is pending at once:
+-- the core frees it and calls nobody.
+local function start(c_create, self, ...)
+  local fut = new_future(self)
+  local ok, pending, err = pcall(c_create, self, completion(fut), ...)
+  if not ok then
+    return nil, pending
+  end
+  if not pending then
+    fut:set_exception(err)
+  else
+    local loop = self
+    fut._cancel_hook = function()
+      loop:_cancel(pending)
+    end
+  end
+  return fut
+end
+M.start = start
+
+-- The async rule for the C side's create calls and lookups.
 local function completing(c_create)
   return function(self, ...)
-    local fut = new_future(self)
-    local ok, pending, err = pcall(c_create, self, completion(fut), ...)
-    if not ok then
-      error(pending, 2)
-    end
-    if not pending then
-      fut:set_exception(err)
-    else
-      local loop = self
-      fut._cancel_hook = function()
-        loop:_cancel(pending)
-      end
+    local fut, msg = start(c_create, self, ...)
+    if not fut then
+      error(msg, 2)
     end
     return resolve(fut)
   end
@@ -174,3 +189,5 @@ function Server:serve_forever()
     error(err, 0)
   end
 end
+
+return M

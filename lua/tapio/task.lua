@@ -11,7 +11,7 @@ local check_loop, check_callable = U.check_loop, U.check_callable
 local is_cancelled, safe_tostring = U.api.is_cancelled, U.safe_tostring
 local Future, new_future, is_future = F.Future, F.new_future, F.api.is_future
 local resolve, retrieved = F.resolve, F.retrieved
-local tasks, AWAIT, CANCEL = F.tasks, F.AWAIT, F.CANCEL
+local tasks, AWAIT, CANCEL, PARK = F.tasks, F.AWAIT, F.CANCEL, F.PARK
 local Loop = core.loop_methods
 
 local all_tasks = setmetatable({}, { __mode = "k" }) -- loop -> {task=true}
@@ -73,7 +73,69 @@ local function task_failed(task, err)
   end
 end
 
--- Runs the task's coroutine until it awaits a future or ends.
+-- Work left for when the running task stops running (waits or ends),
+-- as pairs fn, obj: tapio.streams sends the writes a task batched then.
+-- Two lists swapped, so that running them allocates nothing.
+local deferred, spare = {}, {}
+
+--- Runs fn(obj) once the running task stops running (it waits or ends).
+-- fn must not raise.
+function M.defer(fn, obj)
+  local n = #deferred
+  deferred[n + 1], deferred[n + 2] = fn, obj
+end
+
+local function run_deferred()
+  local list = deferred
+  deferred, spare = spare, list
+  for i = 1, #list, 2 do
+    list[i](list[i + 1])
+  end
+  for i = #list, 1, -1 do
+    list[i] = nil
+  end
+end
+
+-- What the task's coroutine did when it stopped: ok and what it raised
+-- or yielded (its function's results are in task._results: see
+-- create_task, so no call here takes a variable number of values). PARK
+-- is checked first: it is the hot path (a task in a stream read).
+local function stopped(task, ok, what, obj)
+  if deferred[1] then
+    run_deferred()
+  end
+  if what == PARK and ok then
+    task._parked = obj
+    if task._must_cancel then -- cancel() from inside, then it parked
+      task._parked = nil
+      task._loop:call_soon(step, task)
+    end
+  elseif not ok then
+    task_failed(task, what)
+  elseif coroutine.status(task._co) == "dead" then
+    local r = task._results
+    task._results = nil
+    if task._must_cancel then -- cancel() from inside, then it returned
+      Future.cancel(task)
+    else
+      Future.set_result(task, unpack(r, 1, r.n))
+    end
+  else
+    if what == AWAIT then
+      task._waiter = obj
+      obj:add_done_callback(wakeup(task))
+      if task._must_cancel and obj:cancel() then
+        task._must_cancel = false
+      end
+    else
+      -- A plain coroutine.yield in a task: nothing would ever resume it.
+      Future.set_exception(task, "tapio: a task yielded without awaiting "
+        .. "a future (coroutine.yield inside a task; use tapio.sleep(0))")
+    end
+  end
+end
+
+-- Runs the task's coroutine until it awaits a future, parks or ends.
 function step(task, _)
   if task._state ~= "pending" then
     return
@@ -87,36 +149,39 @@ function step(task, _)
     end
     value = CANCEL
   end
-  task._waiter = nil
-  local r
+  task._waiter, task._parked = nil, nil
   if not task._started then
     task._started = true
     local args = task._args
     task._args = nil
-    r = pack(coroutine.resume(co, unpack(args, 1, args.n)))
+    stopped(task, coroutine.resume(co, unpack(args, 1, args.n)))
   else
-    r = pack(coroutine.resume(co, value))
+    stopped(task, coroutine.resume(co, value))
   end
-  if not r[1] then
-    task_failed(task, r[2])
-  elseif coroutine.status(co) == "dead" then
-    if task._must_cancel then -- cancel() from inside, then it returned
-      Future.cancel(task)
-    else
-      Future.set_result(task, unpack(r, 2, r.n))
-    end
-  elseif r[2] == AWAIT then
-    local fut = r[3]
-    task._waiter = fut
-    fut:add_done_callback(wakeup(task))
-    if task._must_cancel and fut:cancel() then
-      task._must_cancel = false
-    end
-  else
-    -- A plain coroutine.yield in a task: nothing would ever resume it.
-    Future.set_exception(task, "tapio: a task yielded without awaiting a "
-      .. "future (coroutine.yield inside a task; use tapio.sleep(0))")
+end
+
+--- Resumes a task parked on obj (future.lua's park), there and then;
+-- false if it no longer waits there (cancelled meanwhile: cancel()
+-- clears _parked).
+function M.unpark(task, obj)
+  if task._parked ~= obj then
+    return false
   end
+  task._parked = nil
+  stopped(task, coroutine.resume(task._co))
+  return true
+end
+
+--- The same from the loop, soon: for the events that end something
+-- (the end of a stream, a child's exit), so that the task sees the state
+-- that follows the callback that woke it.
+function M.unpark_soon(task, obj)
+  if task._parked ~= obj then
+    return false
+  end
+  task._parked = nil
+  task._loop:call_soon(step, task)
+  return true
 end
 
 --- loop:create_task(fn, ...): runs fn(...) in a coroutine the loop
@@ -127,7 +192,7 @@ function Loop:create_task(fn, ...)
   local task = new_future(self, Task)
   task._args = pack(...)
   task._co = coroutine.create(function(...)
-    return fn(...)
+    task._results = pack(fn(...))
   end)
   tasks[task._co] = task
   local set = all_tasks[self]
@@ -150,6 +215,11 @@ function Task:cancel(message)
     return true
   end
   self._must_cancel = true
+  if self._parked then -- nothing else would resume it
+    self._parked = nil
+    self._cancel_message = message
+    self._loop:call_soon(step, self)
+  end
   return true
 end
 
