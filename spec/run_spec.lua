@@ -131,6 +131,23 @@ describe("tapio.run at exit", function()
       .. "transport", contexts[1].message)
   end)
 
+  it("closes without a word the transport of a child that has exited",
+    function()
+    local proto, transport
+    local results, contexts = run(function(loop)
+      local _
+      transport, proto = loop:subprocess_exec(function()
+        return helper.sub_recorder(loop)
+      end, "sh", { "-c", "echo hi" }, { stdin = tapio.DEVNULL })
+      -- its stdout's end never read: the transport stays open
+      transport:get_pipe_transport(1):pause_reading()
+      assert.are.equal(0, proto.exited:await())
+    end)
+    assert.is_true(results[1], results[2])
+    assert.is_true(transport:is_closing())
+    assert.are.same({}, contexts)
+  end)
+
   it("reports nothing when main ended everything itself", function()
     local results, contexts = run(function(loop)
       local server = loop:create_server(function()

@@ -369,7 +369,11 @@ local function close_all(loop)
   end
   for _, transport in ipairs(transports) do
     if not transport:is_closing() then
-      closed[#closed + 1] = transport
+      -- a subprocess that has exited is over: closing it only lets go of
+      -- its pipes, nothing main left running
+      if not (transport.get_returncode and transport:get_returncode()) then
+        closed[#closed + 1] = transport
+      end
       transport:close()
     end
   end
