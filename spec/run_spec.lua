@@ -139,12 +139,27 @@ describe("tapio.run at exit", function()
       transport, proto = loop:subprocess_exec(function()
         return helper.sub_recorder(loop)
       end, "sh", { "-c", "echo hi" }, { stdin = tapio.DEVNULL })
-      -- its stdout's end never read: the transport stays open
+      -- its stdout's end never read: the transport and the pipe's stay
+      -- open
       transport:get_pipe_transport(1):pause_reading()
       assert.are.equal(0, proto.exited:await())
     end)
     assert.is_true(results[1], results[2])
     assert.is_true(transport:is_closing())
+    assert.is_true(transport:get_pipe_transport(1) == nil
+                   or transport:get_pipe_transport(1):is_closing())
+    assert.are.same({}, contexts)
+  end)
+
+  it("closes without a word the pipe of an exited child a grandchild holds",
+    function()
+    local results, contexts = run(function()
+      local proc = tapio.create_subprocess_exec("sh",
+        { "-c", "echo hi; sleep 2 2>/dev/null &" }, { stdout = tapio.PIPE })
+      assert.are.equal("hi\n", proc.stdout:readline())
+      assert.are.equal(0, proc:wait()) -- at the exit: the pipe stays open
+    end)
+    assert.is_true(results[1], results[2])
     assert.are.same({}, contexts)
   end)
 

@@ -358,6 +358,26 @@ end
 -- makes this table (see there).
 M.settings = { shutdown_timeout = 5, handle_sigint = false }
 
+-- The transports of subprocesses that have exited, and their pipes': they
+-- are over (proc:wait() returns at the exit, possibly before the child's
+-- pipes are seen closed), and closing them lets go of the pipes, nothing
+-- main left running.
+local function exited(transports)
+  local over = {}
+  for _, t in ipairs(transports) do
+    if t.get_returncode and t:get_returncode() then
+      over[t] = true
+      for fd = 0, 2 do
+        local pipe = t:get_pipe_transport(fd)
+        if pipe then
+          over[pipe] = true
+        end
+      end
+    end
+  end
+  return over
+end
+
 -- Closes the servers still listening and the transports still open, and
 -- runs the loop until every transport is lost or shutdown_timeout has
 -- passed. Returns the servers and the transports it closed.
@@ -367,11 +387,10 @@ local function close_all(loop)
   for _, server in ipairs(servers) do
     server:close()
   end
+  local over = exited(transports)
   for _, transport in ipairs(transports) do
     if not transport:is_closing() then
-      -- a subprocess that has exited is over: closing it only lets go of
-      -- its pipes, nothing main left running
-      if not (transport.get_returncode and transport:get_returncode()) then
+      if not over[transport] then
         closed[#closed + 1] = transport
       end
       transport:close()
