@@ -79,8 +79,8 @@ static ssize_t pipe_writev(tapio__stream *s, void *ctx,
   return code_of(r);
 }
 
-static const tapio__io pipe_io = {pipe_read, pipe_writev, NULL};
-static const tapio__io chr_io = {pipe_read, chr_writev, NULL};
+static const tapio__io pipe_io = {.read = pipe_read, .writev = pipe_writev};
+static const tapio__io chr_io = {.read = pipe_read, .writev = chr_writev};
 
 /* ---- The kinds' steps -------------------------------------------------- */
 
@@ -197,8 +197,8 @@ static int connect_pipe(tapio_loop *loop, int fd, int writing,
     rc = TAPIO_EINVAL;
   else if (fd < 0)
     rc = TAPIO_EBADF;
-  else if (loop->freeing)
-    rc = TAPIO_ECLOSED;
+  else
+    rc = tapio__io_refused(loop);
   if (rc == 0)
     rc = tapio__opts_check(opts, writing ? TAPIO_CALL_CONNECT_WRITE_PIPE
                                          : TAPIO_CALL_CONNECT_READ_PIPE);

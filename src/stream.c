@@ -57,8 +57,9 @@ static int socket_shutdown(tapio__stream *s, void *ctx) {
   return shutdown(s->wio.fd, SHUT_WR) < 0 ? tapio__from_errno(errno) : 0;
 }
 
-const tapio__io tapio__socket_io = {socket_read, socket_writev,
-                                    socket_shutdown};
+const tapio__io tapio__socket_io = {.read = socket_read,
+                                    .writev = socket_writev,
+                                    .shutdown = socket_shutdown};
 
 /* Every read and write goes through the stream's layer; the socket layer,
  * the common one, is called directly so that it costs a comparison rather
@@ -207,9 +208,17 @@ int tapio_transport_pause_reading(tapio_transport *t) {
   if (t->flags & (TAPIO__T_CLOSING | TAPIO__T_RPAUSED))
     return 0;
   t->flags |= TAPIO__T_RPAUSED;
-  t->rpause_since = tapio__now();
+  t->rpause_since = tapio__time(t->loop);
   update_reading(tapio__to_stream(t));
   return 0;
+}
+
+/* Reading resumed: bytes the layer already holds are read on the next
+ * turn, as no descriptor will announce them. */
+static void read_held(tapio__stream *s) {
+  if (s->io->pending && wants_reading(&s->head) &&
+      s->io->pending(s, s->io_ctx))
+    ev_feed_event(s->head.loop->ev, &s->rio, EV_READ);
 }
 
 int tapio_transport_resume_reading(tapio_transport *t) {
@@ -218,8 +227,9 @@ int tapio_transport_resume_reading(tapio_transport *t) {
   if ((t->flags & TAPIO__T_CLOSING) || !(t->flags & TAPIO__T_RPAUSED))
     return 0;
   t->flags &= ~(uint32_t)TAPIO__T_RPAUSED;
-  t->rpaused += tapio__now() - t->rpause_since;
+  t->rpaused += tapio__time(t->loop) - t->rpause_since;
   update_reading(tapio__to_stream(t));
+  read_held(tapio__to_stream(t));
   return 0;
 }
 

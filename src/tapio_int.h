@@ -104,6 +104,7 @@ struct tapio_loop {
   struct tapio__deadline **deadlines; /* every timer, a min-heap (when) */
   size_t ndeadlines, deadlines_cap;
   struct tapio__backend *backend; /* made by tapio_loop_backend_fd */
+  struct tapio__kit *kit;  /* the testing kit's (clock.c), or NULL */
 };
 
 /* malloc/realloc/free as a tapio_alloc_fn. */
@@ -129,6 +130,41 @@ double tapio__now(void);
 
 /* The loop's read buffer, allocated on first use; NULL without memory. */
 char *tapio__read_buffer(tapio_loop *loop);
+
+/* ---- The testing kit: a virtual clock, memory pairs (clock.c) ---------- */
+
+/* What the kit keeps per loop: made with a virtual loop, or by the first
+ * memory pair of a real one. */
+typedef struct tapio__kit {
+  int virtual;         /* the loop runs on a virtual clock */
+  double now;          /* its time */
+  tapio__link idle;    /* tapio_call_idle's handles, by (when, seq) */
+  double horizon;      /* tapio_loop_advance's target; -1 outside one */
+  int inert_fd;        /* never ready, for memory streams' watchers; -1 */
+} tapio__kit;
+
+static inline int tapio__virtual(const tapio_loop *loop) {
+  return loop->kit && loop->kit->virtual;
+}
+/* The loop's time: the clock of tapio_call_at, the timers and figures. */
+static inline double tapio__time(const tapio_loop *loop) {
+  return tapio__virtual(loop) ? loop->kit->now : tapio__now();
+}
+/* What a create call that does real I/O checks first: TAPIO_ECLOSED while
+ * the loop is being freed, TAPIO_EVIRTUAL on a virtual clock. */
+static inline int tapio__io_refused(const tapio_loop *loop) {
+  return loop->freeing ? TAPIO_ECLOSED
+                       : tapio__virtual(loop) ? TAPIO_EVIRTUAL : 0;
+}
+/* The loop's kit, made on first use; NULL without memory. */
+tapio__kit *tapio__kit_get(tapio_loop *loop);
+void tapio__kit_free(tapio_loop *loop);
+/* A run of a virtual loop (tapio_loop_run's ev_run): iterations that
+ * never wait, until stopped or idle; one with once set. */
+void tapio__vclock_run(tapio_loop *loop, int once);
+/* Work a step of a virtual loop would do now (queued calls, fired
+ * timers, timers due at its time). */
+int tapio__vclock_busy(tapio_loop *loop);
 
 /* ---- The pollable loop (backend.c) ------------------------------------ */
 
@@ -185,8 +221,9 @@ int tapio__timer_start_at(tapio__timer *tm, double when);
 int tapio__timer_start(tapio__timer *tm, double after);
 /* Harmless when not started or already fired. */
 void tapio__timer_stop(tapio__timer *tm);
+/* On a virtual clock a timer lives in the heap only (clock.c fires it). */
 static inline int tapio__timer_active(const tapio__timer *tm) {
-  return ev_is_active(&tm->ev);
+  return ev_is_active(&tm->ev) || tm->dl.index != 0;
 }
 
 /* At the end of every run: re-arms the pollable descriptor's timer. */
@@ -202,6 +239,10 @@ int tapio__from_gai(int err);
 
 /* Moves the timers that fired into the ready queue, in (when, seq) order. */
 void tapio__queue_due(tapio_loop *loop);
+/* tapio_call_idle's pending calls: the earliest one's due time (-1:
+ * none), and queueing those due at the clock's time, in order. */
+double tapio__idle_next(tapio_loop *loop);
+void tapio__idle_post(tapio_loop *loop);
 void tapio__handles_free_all(tapio_loop *loop);
 void tapio__handles_cancel_all(tapio_loop *loop);
 
@@ -407,6 +448,10 @@ typedef struct tapio__io {
   /* Ends the sending side once the buffer is flushed; NULL when the layer
    * cannot (then can_write_eof answers 0). */
   int (*shutdown)(tapio__stream *s, void *ctx);
+  /* 1 when read would give something without the descriptor being ready
+   * (bytes a layer holds: a memory link's); NULL for the plain layers.
+   * Reading that resumes reads them on the next turn. */
+  int (*pending)(tapio__stream *s, void *ctx);
 } tapio__io;
 
 struct tapio__stream {
@@ -438,6 +483,20 @@ extern const tapio__io tapio__socket_io;
 static inline tapio__stream *tapio__to_stream(tapio_transport *t) {
   return TAPIO_CONTAINER(t, tapio__stream, head);
 }
+
+/* ---- Memory pairs and faults (memory.c, fault.c) ------------------------ */
+
+/* Whether t has a stream body (a socket's, a pipe's, a memory pair's). */
+static inline int tapio__is_stream(const tapio_transport *t) {
+  return t->kind->id == TAPIO_TRANSPORT_STREAM ||
+         t->kind->id == TAPIO_TRANSPORT_READ_PIPE ||
+         t->kind->id == TAPIO_TRANSPORT_WRITE_PIPE;
+}
+/* The stream's I/O layer under tapio's fault layer (or its own). */
+const tapio__io *tapio__base_io(const tapio__stream *s);
+/* A memory pair's t: its peer reads code after the bytes it has (a reset
+ * seen from the other side). TAPIO_ENOTSUP for another transport. */
+int tapio__memory_reset(tapio_transport *t, int code);
 
 /* ---- Pipes ------------------------------------------------------------- */
 

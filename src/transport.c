@@ -150,7 +150,7 @@ static void maybe_pause(tapio_transport *t) {
     return;
   t->flags |= TAPIO__T_WPAUSED;
   t->write_pauses++;
-  t->wpause_since = tapio__now();
+  t->wpause_since = tapio__time(t->loop);
   if (t->proto->pause_writing)
     t->proto->pause_writing(t->ud, t);
 }
@@ -165,7 +165,7 @@ void tapio__flow_shrank(tapio_transport *t) {
   if (!(t->flags & TAPIO__T_WPAUSED) || t->wsize > t->low)
     return;
   t->flags &= ~(uint32_t)TAPIO__T_WPAUSED;
-  t->wpaused += tapio__now() - t->wpause_since;
+  t->wpaused += tapio__time(t->loop) - t->wpause_since;
   if (t->proto->resume_writing)
     t->proto->resume_writing(t->ud, t);
 }
@@ -251,7 +251,7 @@ static uint64_t usec(double seconds) {
 
 static double paused_for(const tapio_transport *t, uint32_t flag,
                          double total, double since) {
-  return total + ((t->flags & flag) ? tapio__now() - since : 0);
+  return total + ((t->flags & flag) ? tapio__time(t->loop) - since : 0);
 }
 
 uint64_t tapio_transport_get_stat(tapio_transport *t, int which) {
