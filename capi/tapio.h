@@ -1127,8 +1127,10 @@ int tapio_fault_clear(tapio_transport *t);
  * socket and a memory pair can be compared. */
 typedef struct tapio_recorder tapio_recorder;
 enum { TAPIO_RECORDER_MERGE = 1 };
-int tapio_recorder_new(tapio_loop *loop, const tapio_protocol *inner,
-                       void *inner_ud, int flags, tapio_recorder **out);
+/* A recorder belongs to no loop: it may outlive the loops it served
+ * (whose freeing still calls it), and takes its memory from malloc. */
+int tapio_recorder_new(const tapio_protocol *inner, void *inner_ud,
+                       int flags, tapio_recorder **out);
 const tapio_protocol *tapio_recorder_protocol(tapio_recorder *r);
 size_t tapio_recorder_count(tapio_recorder *r);
 /* Event i (from 0) and its length in *len (may be NULL), binary-safe;

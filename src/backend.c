@@ -133,7 +133,7 @@ int tapio__timer_start_at(tapio__timer *tm, double when) {
   if (ev_is_active(&tm->ev))
     ev_timer_stop(tm->loop->ev, &tm->ev);
   if (tapio__virtual(tm->loop)) /* the heap alone: the clock fires it */
-    return tapio__deadline_set(tm->loop, &tm->dl, when);
+    return tapio__deadline_set(tm->loop, &tm->dl, tapio__vround(when));
   /* libev counts from its cached time; refresh it so that a timer never
    * fires before `when` on tapio's clock. */
   ev_now_update(tm->loop->ev);

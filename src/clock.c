@@ -178,7 +178,7 @@ int tapio_loop_advance(tapio_loop *loop, double seconds) {
   if (rc < 0)
     return rc;
   kit = loop->kit;
-  kit->horizon = kit->now + (seconds > 0 ? seconds : 0);
+  kit->horizon = tapio__vround(kit->now + (seconds > 0 ? seconds : 0));
   rc = tapio_loop_run(loop);
   /* a stop from a callback leaves the clock where it was then */
   if (rc == 0 && !tapio__vclock_busy(loop) && kit->now < kit->horizon)

@@ -198,7 +198,7 @@ int tapio_call_idle(tapio_loop *loop, double delay, tapio_call_fn fn,
   h = handle_new(loop, fn, ud, out);
   if (!h)
     return bad_call(loop, fn, out);
-  h->when = loop->kit->now + (delay > 0 ? delay : 0);
+  h->when = tapio__vround(loop->kit->now + (delay > 0 ? delay : 0));
   h->state = H_IDLE;
   head = &loop->kit->idle; /* after the last one due no later: (when, seq) */
   for (l = head->prev; l != head; l = l->prev)

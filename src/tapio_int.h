@@ -146,6 +146,14 @@ typedef struct tapio__kit {
 static inline int tapio__virtual(const tapio_loop *loop) {
   return loop->kit && loop->kit->virtual;
 }
+/* A virtual clock counts whole nanoseconds, so that moving it by 29.999
+ * then 0.001 seconds reaches a timer due 30 seconds later exactly. */
+static inline double tapio__vround(double t) {
+  double ns = t * 1e9;
+  if (!(ns < 9e18 && ns > -9e18))
+    return t; /* beyond what nanoseconds count (or NaN): as it is */
+  return (double)(int64_t)(ns + (ns >= 0 ? 0.5 : -0.5)) / 1e9;
+}
 /* The loop's time: the clock of tapio_call_at, the timers and figures. */
 static inline double tapio__time(const tapio_loop *loop) {
   return tapio__virtual(loop) ? loop->kit->now : tapio__now();
