@@ -73,11 +73,14 @@ void tapio__shells_free_all(tapio_loop *loop) {
 
 void tapio__transport_discard(tapio_transport *t) { release(t); }
 
+static void maybe_pause(tapio_transport *t);
+
 void tapio__transport_made(tapio_transport *t) {
   t->flags |= TAPIO__T_MADE;
   if (t->proto->connection_made)
     t->proto->connection_made(t->ud, t);
   t->kind->start(t);
+  maybe_pause(t); /* written before (a memory pair's): over the mark */
 }
 
 /* ---- Closing ----------------------------------------------------------- */
@@ -145,8 +148,10 @@ static void run_lost(tapio__task *task) {
 
 /* ---- Flow control ------------------------------------------------------ */
 
+/* Never before connection_made: see tapio__transport_made. */
 static void maybe_pause(tapio_transport *t) {
-  if (t->wsize <= t->high || (t->flags & TAPIO__T_WPAUSED))
+  if (t->wsize <= t->high ||
+      (t->flags & (TAPIO__T_WPAUSED | TAPIO__T_MADE)) != TAPIO__T_MADE)
     return;
   t->flags |= TAPIO__T_WPAUSED;
   t->write_pauses++;
