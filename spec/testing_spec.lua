@@ -469,3 +469,67 @@ describe("the same protocol on a real socket and on the kit", function()
                   "eof_received", "connection_lost:nil" }, kit[1])
   end)
 end)
+
+-- Faults go on real transports too: a layer between the transport and
+-- its socket, inserted by testing.fault, on a real loop.
+describe("faults on a real socket", function()
+  local function connected(loop)
+    local srec = testing.recorder(nil, { merge = true })
+    local crec = testing.recorder(nil, { merge = true })
+    local server = loop:create_server(function() return srec end,
+      "127.0.0.1", 0)
+    local tc = loop:create_connection(function() return crec end,
+      "127.0.0.1", helper.port(server))
+    srec:wait("connection_made")
+    return server, tc, crec, srec
+  end
+
+  it("end the input in the middle of a message", function()
+    helper.run(function(loop)
+      local server, tc, crec, srec = connected(loop)
+      testing.fault(srec.transport, { eof_after = 3 })
+      tc:write("hello\n")
+      srec:wait("connection_lost")
+      crec:wait("connection_lost")
+      server:close()
+      assert.same({ "connection_made", "data_received:hel", "eof_received",
+                    "connection_lost:nil" }, srec.events)
+      -- the server closed with "lo\n" unread: the kernel resets
+      assert.same({ "connection_made", "connection_lost:ECONNRESET" },
+        crec.events)
+    end)
+  end)
+
+  it("reset after N bytes, the peer seeing the RST", function()
+    helper.run(function(loop)
+      local server, tc, crec, srec = connected(loop)
+      testing.fault(srec.transport, { reset_after = 2 })
+      tc:write("abcdef")
+      srec:wait("connection_lost")
+      crec:wait("connection_lost")
+      server:close()
+      assert.same({ "connection_made", "data_received:ab",
+                    "connection_lost:ECONNRESET" }, srec.events)
+      assert.same({ "connection_made", "connection_lost:ECONNRESET" },
+        crec.events)
+    end)
+  end)
+
+  it("stop taking a transport's output: pause_writing comes", function()
+    helper.run(function(loop)
+      local server, tc, crec, srec = connected(loop)
+      testing.fault(tc, { stop_writing = true })
+      tc:set_write_buffer_limits(1000)
+      tc:write(("z"):rep(4000))
+      crec:wait("pause_writing")
+      assert.equal(4000, tc:get_write_buffer_size())
+      testing.clear_faults(tc)
+      crec:wait("resume_writing")
+      tc:close()
+      srec:wait("connection_lost")
+      server:close()
+      assert.same({ "connection_made", "data_received:" .. ("z"):rep(4000),
+                    "eof_received", "connection_lost:nil" }, srec.events)
+    end)
+  end)
+end)
