@@ -435,6 +435,52 @@ describe("the stream state machine on memory pairs", function()
   end)
 end)
 
+-- The reference's half-close with a BufferedProtocol, every byte count
+-- per read: the server gets its buffer filled, eof_received (returning
+-- true: it stays open to write), answers, closes; each side's callbacks
+-- in the reference's order whatever the chunking.
+describe("the half-closed BufferedProtocol on memory pairs", function()
+  it("holds for every chunk size", function()
+    local msg = "one\ntwo\nthree\n"
+    for size = 1, #msg do
+      testing.run(function(clock)
+        local buf = tapio.buffer(5)
+        local got = {}
+        local server = {}
+        function server:connection_made(t) self.t = t end
+        function server:get_buffer() return buf end
+        function server:buffer_updated(n) got[#got + 1] = buf:sub(1, n) end
+        function server:eof_received()
+          self.t:write(table.concat(got):upper())
+          self.t:close()
+          return true
+        end
+        local srec = testing.recorder(server)
+        local client = testing.recorder(nil, { merge = true })
+        local tc = testing.pipe_pair(client, srec, { chunk = size })
+        tc:write(msg)
+        tc:write_eof()
+        clock:run_until_idle()
+        local reads = math.ceil(#msg / math.min(size, 5))
+        -- as asyncio's: a buffer is asked for before the read that finds
+        -- the end too
+        assert.equal(1 + 2 * reads + 3, #srec.events)
+        assert.equal("get_buffer:-1", srec.events[2 * reads + 2])
+        assert.equal("connection_made", srec.events[1])
+        for i = 1, reads do
+          assert.equal("get_buffer:-1", srec.events[2 * i])
+          assert.matches("^buffer_updated:", srec.events[2 * i + 1])
+        end
+        assert.same({ "eof_received", "connection_lost:nil" },
+          { srec.events[#srec.events - 1], srec.events[#srec.events] })
+        assert.equal(msg, table.concat(got))
+        assert.same({ "connection_made", "data_received:ONE\nTWO\nTHREE\n",
+                      "eof_received", "connection_lost:nil" }, client.events)
+      end)()
+    end
+  end)
+end)
+
 describe("the same protocol on a real socket and on the kit", function()
   local function exchange(a, ta)
     ta:write("one\ntwo\n")
