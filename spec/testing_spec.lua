@@ -530,35 +530,33 @@ describe("faults on a real socket", function()
     return server, tc, crec, srec
   end
 
-  it("end the input in the middle of a message", function()
-    helper.run(function(loop)
+  -- The server's transport faulted by spec, the client sending data:
+  -- both sides' events once both ended.
+  local function faulted(spec, data)
+    return helper.run(function(loop)
       local server, tc, crec, srec = connected(loop)
-      testing.fault(srec.transport, { eof_after = 3 })
-      tc:write("hello\n")
+      testing.fault(srec.transport, spec)
+      tc:write(data)
       srec:wait("connection_lost")
       crec:wait("connection_lost")
       server:close()
-      assert.same({ "connection_made", "data_received:hel", "eof_received",
-                    "connection_lost:nil" }, srec.events)
-      -- the server closed with "lo\n" unread: the kernel resets
-      assert.same({ "connection_made", "connection_lost:ECONNRESET" },
-        crec.events)
+      return srec.events, crec.events
     end)
+  end
+
+  it("end the input in the middle of a message", function()
+    local server, client = faulted({ eof_after = 3 }, "hello\n")
+    assert.same({ "connection_made", "data_received:hel", "eof_received",
+                  "connection_lost:nil" }, server)
+    -- the server closed with "lo\n" unread: the kernel resets
+    assert.same({ "connection_made", "connection_lost:ECONNRESET" }, client)
   end)
 
   it("reset after N bytes, the peer seeing the RST", function()
-    helper.run(function(loop)
-      local server, tc, crec, srec = connected(loop)
-      testing.fault(srec.transport, { reset_after = 2 })
-      tc:write("abcdef")
-      srec:wait("connection_lost")
-      crec:wait("connection_lost")
-      server:close()
-      assert.same({ "connection_made", "data_received:ab",
-                    "connection_lost:ECONNRESET" }, srec.events)
-      assert.same({ "connection_made", "connection_lost:ECONNRESET" },
-        crec.events)
-    end)
+    local server, client = faulted({ reset_after = 2 }, "abcdef")
+    assert.same({ "connection_made", "data_received:ab",
+                  "connection_lost:ECONNRESET" }, server)
+    assert.same({ "connection_made", "connection_lost:ECONNRESET" }, client)
   end)
 
   it("stop taking a transport's output: pause_writing comes", function()

@@ -6,15 +6,6 @@
 #include <math.h>
 #include <pthread.h>
 
-static tapio_loop *new_virtual(void)
-{
-  tapio_loop *loop = NULL;
-  CHECK_OK(tapio_loop_new_virtual(&loop, NULL, NULL));
-  CHECK(loop != NULL);
-  CHECK_EQ(tapio_loop_is_virtual(loop), 1);
-  return loop;
-}
-
 /* A call that writes down the clock's time when it runs. */
 typedef struct stamp {
   tapio_loop *loop;

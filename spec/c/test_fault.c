@@ -6,13 +6,6 @@
 
 #include <sys/resource.h>
 
-static tapio_loop *new_virtual(void)
-{
-  tapio_loop *loop = NULL;
-  CHECK_OK(tapio_loop_new_virtual(&loop, NULL, NULL));
-  return loop;
-}
-
 typedef struct duo {
   tapio_loop *loop;
   rec a;
@@ -249,12 +242,6 @@ static void fault_bad_calls(void)
 
 /* A faulted transport retained past its end, and one the loop frees:
  * the layer goes with it (valgrind and ASan watch). */
-static void retain_in_made(rec *r, rec_event ev)
-{
-  if (ev == EV_MADE)
-    CHECK_OK(tapio_transport_retain(r->t));
-}
-
 static void fault_layer_lifetime(void)
 {
   duo d;
