@@ -36,6 +36,7 @@ static void *run(void *ud) {
   if (!L)
     return NULL;
   luaL_openlibs(L);
+  lua_gc(L, LUA_GCGEN, 0, 400); /* as the tapio host runs its state */
   if (tapio_lua_open(L) == 0) {
     lua_createtable(L, j->argc, 1);
     for (i = 0; i < j->argc; i++) {

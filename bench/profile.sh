@@ -12,7 +12,9 @@
 #       Links the tapio host, tapio_echo and libev_echo again into
 #       BUILD/bench/prof/ with the static Lua and libev libraries, whose
 #       symbols name their internal functions (Debian's shared ones hide
-#       them, and callgrind shows bare addresses).
+#       them, and callgrind shows bare addresses); and, where the static
+#       LuaJIT library is, BUILD/bench/prof/luajit (luajit_prof.c), a
+#       luajit whose functions have names too.
 #
 # Example (see README.md):
 #   bench/profile.sh relink build
@@ -22,6 +24,12 @@
 #     $P/tapio_echo {port};p_lua $P/tapio $PWD/bench/tapio_echo.lua {port}"
 #     bench/run.sh build
 #   bench/profile.sh bench/results/latest instr_50c p_lua
+# LuaJIT (the search paths go in the environment, since BENCH_EXTRA_SERVERS
+# splits at ';'):
+#   LUA_PATH="$PWD/lua/?.lua;$PWD/lua/?/init.lua;;" \
+#   LUA_CPATH="$PWD/build/luajit/?.so;;" BENCH_ROWS=instr_50c \
+#   BENCH_COUNT_RUNS=1 BENCH_SERVERS=p_jit BENCH_EXTRA_SERVERS="p_jit
+#     $P/luajit $PWD/bench/tapio_echo.lua {port}" bench/run.sh build
 set -euo pipefail
 
 # Relinks one target from its CMake link line (in BUILD/DIR) with the
@@ -47,6 +55,13 @@ relink() {
   relink_one "$build" lua tapio_host tapio
   relink_one "$build" bench bench_tapio_echo tapio_echo
   relink_one "$build" bench bench_libev_echo libev_echo
+  local lj
+  lj=$(pkg-config --variable=libdir luajit 2>/dev/null)/libluajit-5.1.a
+  if [ -f "$lj" ]; then
+    cc -O2 -g $(pkg-config --cflags luajit) "$(dirname "$0")/luajit_prof.c" \
+      "$lj" -lm -ldl -rdynamic -o "$build/bench/prof/luajit"
+    echo "$build/bench/prof/luajit"
+  fi
 }
 
 # "count name" per function of a callgrind file, the name shortened to

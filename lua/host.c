@@ -95,7 +95,156 @@ static int docall(lua_State *L, int narg, int nres) {
   return status;
 }
 
+/* ---- Memory ------------------------------------------------------------ */
+
+/* Lua's allocator in the host: the C library's, with a cache in front of it
+ * for the medium blocks (above 1 KiB, up to 512 KiB) that a server's data
+ * strings take. glibc keeps freed blocks of up to 1,032 bytes per thread
+ * for the next malloc of their size; a larger one goes back to its sorted
+ * bins and is split off again, several hundred instructions a malloc and
+ * free (a fifth of a 1 KiB Lua echo request; see bench/README.md). Here a
+ * medium block is rounded up to one of four sizes per power of two, and a
+ * freed one waits in its size's list, up to CACHE_LIMIT bytes in all. */
+#define CACHE_MIN_LOG 10 /* blocks above 2^10 bytes */
+#define CACHE_MAX_LOG 19 /* up to 2^19 */
+#define CACHE_CLASSES ((CACHE_MAX_LOG - CACHE_MIN_LOG) * 4)
+#define CACHE_LIMIT ((size_t)4 << 20)
+
+typedef struct free_block {
+  struct free_block *next;
+} free_block;
+
+typedef struct block_cache {
+  free_block *list[CACHE_CLASSES];
+  size_t bytes; /* what the lists hold */
+} block_cache;
+
+static block_cache cache;
+
+/* The size class of n bytes, or -1 outside the cached range: class c
+ * holds blocks of (5 + c % 4) << (k - 2) bytes, k = 10 + c / 4 (1,280,
+ * 1,536, 1,792, 2,048, 2,560, ...). */
+static int class_of(size_t n) {
+  int k;
+  if (n <= (size_t)1 << CACHE_MIN_LOG || n > (size_t)1 << CACHE_MAX_LOG)
+    return -1;
+  k = 63 - __builtin_clzll((unsigned long long)(n - 1)); /* 2^k < n */
+  return (k - CACHE_MIN_LOG) * 4 + (int)(((n - 1) >> (k - 2)) & 3);
+}
+
+static size_t class_size(int c) {
+  return (size_t)(5 + c % 4) << (CACHE_MIN_LOG + c / 4 - 2);
+}
+
+static void cache_free(void) {
+  int c;
+  for (c = 0; c < CACHE_CLASSES; c++)
+    while (cache.list[c]) {
+      free_block *b = cache.list[c];
+      cache.list[c] = b->next;
+      free(b);
+    }
+  cache.bytes = 0;
+}
+
+/* realloc, which gets the cached blocks back before it fails. */
+static void *sys_realloc(void *ptr, size_t n) {
+  void *p = realloc(ptr, n);
+  if (!p && cache.bytes) {
+    cache_free();
+    p = realloc(ptr, n);
+  }
+  return p;
+}
+
+static void *take(int c) {
+  free_block *b = cache.list[c];
+  if (!b)
+    return sys_realloc(NULL, class_size(c));
+  cache.list[c] = b->next;
+  cache.bytes -= class_size(c);
+  return b;
+}
+
+static void keep(void *p, int c) {
+  free_block *b = p;
+  if (cache.bytes + class_size(c) > CACHE_LIMIT) {
+    free(p);
+    return;
+  }
+  b->next = cache.list[c];
+  cache.list[c] = b;
+  cache.bytes += class_size(c);
+}
+
+/* Lua's lua_Alloc contract: nsize 0 frees; otherwise the block of nsize
+ * bytes (ptr's contents kept), or NULL with ptr untouched. osize is ptr's
+ * size when ptr is not NULL. */
+static void *host_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  int oc = ptr ? class_of(osize) : -1, nc = class_of(nsize);
+  void *p;
+  (void)ud;
+  if (nsize == 0) {
+    if (oc >= 0)
+      keep(ptr, oc);
+    else
+      free(ptr);
+    return NULL;
+  }
+  if (oc < 0 && nc < 0)
+    return sys_realloc(ptr, nsize);
+  if (oc == nc)
+    return ptr; /* the block is its class's size: it fits */
+  p = nc >= 0 ? take(nc) : sys_realloc(NULL, nsize);
+  if (p && ptr) {
+    memcpy(p, ptr, osize < nsize ? osize : nsize);
+    host_alloc(ud, ptr, osize, 0);
+  }
+  return p;
+}
+
+/* luaL_newstate's panic and warning functions are its own; these do as
+ * they do (and as lua5.4 shows them): warnings are off until "@on". */
+static int panic(lua_State *L) {
+  const char *msg = lua_tostring(L, -1);
+  fprintf(stderr, "PANIC: unprotected error in call to Lua API (%s)\n",
+          msg ? msg : "error object is not a string");
+  fflush(stderr);
+  return 0; /* Lua aborts */
+}
+
+static int warn_on;   /* "@on" seen */
+static int warn_cont; /* the last piece asked for a continuation */
+
+static void warning(void *ud, const char *msg, int tocont) {
+  (void)ud;
+  if (!warn_cont && !tocont && msg[0] == '@') { /* a control message */
+    if (strcmp(msg, "@on") == 0)
+      warn_on = 1;
+    else if (strcmp(msg, "@off") == 0)
+      warn_on = 0;
+    return;
+  }
+  if (warn_on) {
+    fprintf(stderr, "%s%s%s", warn_cont ? "" : "Lua warning: ", msg,
+            tocont ? "" : "\n");
+    fflush(stderr);
+  }
+  warn_cont = tocont;
+}
+
+static lua_State *new_state(void) {
+  lua_State *L = lua_newstate(host_alloc, NULL);
+  if (L) {
+    lua_atpanic(L, panic);
+    lua_setwarnf(L, warning, NULL);
+  }
+  return L;
+}
+
 /* ---- Set-up ------------------------------------------------------------ */
+
+#define GEN_MAJOR_MUL 400
 
 /* arg[0] is the script, arg[1..] its arguments, arg[-1] this program. */
 static void create_arg_table(lua_State *L, char **argv, int argc,
@@ -159,10 +308,17 @@ static int pmain(lua_State *L) {
   char **argv = lua_touserdata(L, 2);
   int script = 1, status, n;
   luaL_openlibs(L);
-  /* lua5.4's own interpreter runs its scripts with the generational
-   * collector: so does this one. Data arriving as short-lived strings
-   * (a pipe's 64 KiB reads) costs half as much as in incremental mode. */
-  lua_gc(L, LUA_GCGEN, 0, 0);
+  /* The collector in generational mode, as the standalone lua5.4 runs it:
+   * a server's data strings die young, and the incremental collector
+   * would mark the whole live heap again for every few hundred of them
+   * (a third of a 1 KiB echo request's instructions; see bench/README.md).
+   * A major collection waits for the heap to grow by GEN_MAJOR_MUL percent
+   * (lua5.4: 100): one read makes a string of up to 256 KiB, which by
+   * itself doubled the heap of a small server, so that every read of a
+   * stream paid a major collection (a sixth of the server's CPU). The
+   * host's choice, not the module's: how a program collects is its own
+   * business. */
+  lua_gc(L, LUA_GCGEN, 0, GEN_MAJOR_MUL);
   if (tapio_lua_open(L) != 0)
     return luaL_error(L, "not enough memory");
   if (strcmp(argv[1], "-e") == 0) {
@@ -206,7 +362,7 @@ int main(int argc, char **argv) {
     printf("tapio %s, %s\n", tapio_version_string(), LUA_RELEASE);
     return 0;
   }
-  L = luaL_newstate();
+  L = new_state();
   if (!L) {
     l_message("cannot create state: not enough memory");
     return 1;
@@ -218,5 +374,6 @@ int main(int argc, char **argv) {
   ok = lua_toboolean(L, -1);
   report(L, status);
   lua_close(L); /* finalizers: loops and servers left open are freed */
+  cache_free();
   return (status == LUA_OK && ok) ? 0 : 1;
 }

@@ -4,6 +4,7 @@
 #include "tapio_lua.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Registry keys (their addresses): a weak table of the loops by their
@@ -404,7 +405,10 @@ static void loop_init_refs(lua_State *L, tl_loop *lb) {
   lua_pushcclosure(L, msghandler, 1);
   lb->msgh_ref = tl_ref(lb, L);
   for (i = 0; i < TL_NTRAMP; i++) {
-    lua_pushcfunction(L, tramps[i]);
+    /* data_received's name as an upvalue: its lookup hashes no C string */
+    if (i == TL_T_DATA)
+      lua_pushliteral(L, "data_received");
+    lua_pushcclosure(L, tramps[i], i == TL_T_DATA);
     lb->tramp_ref[i] = tl_ref(lb, L);
   }
   lb->tb_ref = new_ref_value(lb, L);
@@ -481,6 +485,8 @@ static void loop_free(lua_State *L, tl_loop *lb, int quiet) {
   lb->closing = 1;
   tapio_loop_free(lb->loop);
   lb->loop = NULL;
+  free(lb->rbuf);
+  lb->rbuf = NULL;
   tl_release_calls(lb, L);
   tl_servers_detach(lb, L);
   loop_free_refs(L, lb);

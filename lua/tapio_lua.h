@@ -77,6 +77,7 @@ typedef struct tl_loop {
   int self_ref;       /* anchors the loop's userdata while nopen > 0 */
   int closing;        /* tapio_loop_free is running */
   int quiet;          /* closing from __gc: release, call nobody */
+  char *rbuf;         /* LuaJIT: where plain protocols read (protocol.c) */
   tl_link servers;    /* every tl_server not yet collected */
   tl_link calls;      /* pending scheduled calls and server waiters */
 } tl_loop;
@@ -165,9 +166,20 @@ void tl_report(tl_loop *lb, lua_State *L, const char *what,
 void tl_callhandler(tl_loop *lb, lua_State *L);
 /* A metatable tname whose __index is a new methods table, left on the
  * stack; with nup 1, each method gets the metatable as upvalue 1 (a check
- * of self that needs no registry lookup). */
+ * of self that needs no registry lookup: see tl_isclass). */
 void tl_newclass(lua_State *L, const char *tname, const luaL_Reg *methods,
                  int nup);
+/* True when the value at idx has the metatable that is the running C
+ * function's upvalue 1 (tl_newclass with nup 1, the transport classes):
+ * addresses compared, cheaper than lua_rawequal. */
+static inline int tl_isclass(lua_State *L, int idx) {
+  int ok = 0;
+  if (lua_getmetatable(L, idx)) {
+    ok = lua_topointer(L, -1) == lua_topointer(L, lua_upvalueindex(1));
+    lua_pop(L, 1);
+  }
+  return ok;
+}
 /* Adds methods to the methods table of the metatable tname. */
 void tl_addmethods(lua_State *L, const char *tname, const luaL_Reg *methods);
 

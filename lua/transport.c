@@ -218,15 +218,11 @@ static int l_connect_accepted_socket(lua_State *L) {
 
 /* ---- Transport methods ------------------------------------------------- */
 
-/* Methods get the metatable as upvalue 1: checking self is a pointer
- * comparison, with no registry lookup on the write path. */
+/* Methods get the metatable as upvalue 1: checking self compares two
+ * addresses, with no registry lookup on the write path. */
 static tl_transport *totransport(lua_State *L, const char *fn) {
-  if (lua_getmetatable(L, 1)) {
-    int ok = lua_rawequal(L, -1, lua_upvalueindex(1));
-    lua_pop(L, 1);
-    if (ok)
-      return lua_touserdata(L, 1);
-  }
+  if (tl_isclass(L, 1))
+    return lua_touserdata(L, 1);
   lua_getfield(L, lua_upvalueindex(1), "__name"); /* the kind expected */
   tl_typeerror(L, fn, 0, "self", 1, lua_tostring(L, -1));
   return NULL;

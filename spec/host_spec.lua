@@ -73,6 +73,53 @@ describe("the tapio host program", function()
       out:find("in function 'tapio.task.run'", 1, true))
   end)
 
+  it("collects in generational mode, as the standalone lua5.4 does", function()
+    -- collectgarbage(mode) returns the mode it replaces
+    local out, status = run_script([[print(collectgarbage("incremental"))]])
+    assert.are.equal(0, status)
+    assert.are.equal("generational\n", out)
+  end)
+
+  it("keeps strings and tables whole through its allocator's size classes",
+     function()
+    -- medium blocks (1 KiB to 512 KiB) are rounded to size classes and
+    -- reused; strings across them, and a table's array grown and shrunk
+    -- through them, must keep every byte
+    local out, status = run_script([[
+      local t = {}
+      for n = 1000, 140000, 997 do t[#t + 1] = string.rep(string.char(n % 251), n) end
+      local big = {}
+      for i = 1, 100000 do big[i] = i end
+      for i = 100000, 1, -1 do big[i] = nil end
+      for i = 1, 3000 do
+        local n = 1025 + (i * 131) % 600000
+        local s = string.rep("a", n - 1) .. "b"
+        assert(#s == n and s:byte(n) == 98)
+      end
+      collectgarbage()
+      for i, s in ipairs(t) do
+        local n = 1000 + (i - 1) * 997
+        assert(#s == n and s:byte(1) == n % 251 and s:byte(n) == n % 251)
+        assert(s == string.rep(string.char(n % 251), n))
+      end
+      print("ok")
+    ]])
+    assert.are.equal(0, status)
+    assert.are.equal("ok\n", out)
+  end)
+
+  it("shows warnings once they are on, as lua5.4 does", function()
+    local out, status = run_script([[
+      warn("hidden")
+      warn("@on")
+      warn("one ", "two")
+      warn("@off")
+      warn("hidden")
+    ]])
+    assert.are.equal(0, status)
+    assert.are.equal("Lua warning: one two\n", out)
+  end)
+
   it("exits with os.exit's status", function()
     local _, status = run_script("os.exit(3)")
     assert.are.equal(3, status)

@@ -470,6 +470,31 @@ describe("creating transports", function()
     end)
   end)
 
+  it("hands data_received what one read got: up to 256 KiB, 120 KiB "
+     .. "under LuaJIT", function()
+    -- LuaJIT's allocator maps strings of 128 KiB or more from the system
+    -- one by one, so its reads stop short of that
+    run(function(loop)
+      local a, b = tapio.socketpair()
+      local t, p = loop:create_connection(function() return recorder(loop) end,
+        { sock = a })
+      t:pause_reading()
+      local data = ("0123456789abcdef"):rep(130 * 64) -- 130 KiB
+      assert.are.equal(#data, tapio.send(b, data)) -- all in the socket now
+      t:resume_reading()
+      assert.are.equal(data, p:bytes(#data):await())
+      local sizes = {}
+      for i, chunk in ipairs(p.chunks) do sizes[i] = #chunk end
+      if jit then
+        assert.are.same({ 120 * 1024, 10 * 1024 }, sizes)
+      else
+        assert.are.same({ 130 * 1024 }, sizes)
+      end
+      t:close()
+      assert.is_true(tapio.close_fd(b))
+    end)
+  end)
+
   it("wraps an accepted socket with connect_accepted_socket", function()
     run(function(loop)
       local a, b = tapio.socketpair()

@@ -53,10 +53,8 @@ uint64_t tapio_loop_memory(tapio_loop *loop) {
   return loop ? loop->memory : 0;
 }
 
-char *tapio__read_buffer(tapio_loop *loop) {
+char *tapio__read_buffer_make(tapio_loop *loop) {
   uintptr_t p;
-  if (loop->rbuf)
-    return loop->rbuf;
   loop->rbuf_block = tapio__alloc(loop, TAPIO__RBUF_SIZE + TAPIO__RBUF_ALIGN);
   if (!loop->rbuf_block)
     return NULL;

@@ -78,6 +78,7 @@ static void on_syserr(const char *msg) {
   }
   loop->syserr = code;
   loop->syserr_msg = msg; /* libev's messages are literals */
+  tapio__check_wanted(loop); /* which reports it after the poll */
 }
 
 static pthread_once_t syserr_once = PTHREAD_ONCE_INIT;
@@ -85,13 +86,31 @@ static void install_syserr(void) { ev_set_syserr_cb(on_syserr); }
 
 /* ---- Ready queue ------------------------------------------------------- */
 
-static void update_idle(tapio_loop *loop) {
-  if (loop->ready_head || !tapio__list_empty(&loop->due)) {
-    if (!ev_is_active(&loop->idle))
-      ev_idle_start(loop->ev, &loop->idle);
-  } else if (ev_is_active(&loop->idle)) {
-    ev_idle_stop(loop->ev, &loop->idle);
+/* The check watcher runs the ready queue and the due timers after each
+ * poll; it is active only while there is such work, so that an iteration
+ * with nothing queued (every request of a busy server) costs libev no check
+ * and tapio no call. It is unreferenced while active: it never keeps a run
+ * alive by itself. */
+static void check_stop(tapio_loop *loop) {
+  ev_ref(loop->ev);
+  ev_check_stop(loop->ev, &loop->check);
+}
+
+/* Work was queued: the check runs it at the end of this iteration, or of
+ * the next run's first one, as if it had been active all along. Inside a
+ * run, libev queued the active checks before it called the callbacks that
+ * queue work: the event fed here joins them. Outside, a fed event would
+ * run before the next run's poll (libev calls what is pending first), so
+ * none is fed. The idle watcher keeps the next poll from waiting. */
+void tapio__check_wanted(tapio_loop *loop) {
+  if (!ev_is_active(&loop->check)) {
+    ev_check_start(loop->ev, &loop->check);
+    ev_unref(loop->ev);
+    if (loop->running)
+      ev_feed_event(loop->ev, &loop->check, EV_CHECK);
   }
+  if (!ev_is_active(&loop->idle))
+    ev_idle_start(loop->ev, &loop->idle);
 }
 
 void tapio__task_post(tapio_loop *loop, tapio__task *task) {
@@ -101,8 +120,7 @@ void tapio__task_post(tapio_loop *loop, tapio__task *task) {
   else
     loop->ready_head = task;
   loop->ready_tail = task;
-  if (!ev_is_active(&loop->idle))
-    ev_idle_start(loop->ev, &loop->idle);
+  tapio__check_wanted(loop);
 }
 
 /* Runs the tasks queued before this call; tasks they queue wait for the
@@ -152,9 +170,15 @@ static void on_check(struct ev_loop *ev, ev_check *w, int revents) {
     tapio__queue_due(loop);
   if (loop->ready_head)
     run_queued(loop);
-  update_idle(loop); /* also after a cancel emptied the due list */
+  /* Nothing left (also after a cancel emptied the due list): both rest
+   * until tapio__check_wanted. */
+  if (!loop->ready_head && tapio__list_empty(&loop->due) &&
+      !loop->syserr_msg) {
+    check_stop(loop);
+    ev_idle_stop(loop->ev, &loop->idle);
+  }
 }
-
+/* Only keeps the poll from waiting while work is queued. */
 static void on_idle(struct ev_loop *ev, ev_idle *w, int revents) {
   (void)ev;
   (void)w;
@@ -288,8 +312,6 @@ static int loop_init(tapio_loop *loop) {
   ev_set_userdata(loop->ev, loop); /* before any ev_io_start */
   ev_check_init(&loop->check, on_check);
   ev_set_priority(&loop->check, EV_MINPRI);
-  ev_check_start(loop->ev, &loop->check);
-  ev_unref(loop->ev);
   ev_idle_init(&loop->idle, on_idle);
   ev_io_init(&loop->wakeup, on_wakeup, loop->wakeup_fd, EV_READ);
   ev_io_start(loop->ev, &loop->wakeup);

@@ -92,6 +92,7 @@ static void on_timer(tapio__timer *tm) {
   tapio_handle *h = TAPIO_CONTAINER(tm, tapio_handle, timer);
   tapio__list_push(&h->loop->due, &h->due);
   h->state = H_DUE;
+  tapio__check_wanted(h->loop);
 }
 
 /* Calls due together run in the order they were scheduled. */

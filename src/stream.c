@@ -64,7 +64,7 @@ const tapio__io tapio__socket_io = {.read = socket_read,
 /* Every read and write goes through the stream's layer; the socket layer,
  * the common one, is called directly so that it costs a comparison rather
  * than an indirect call (which the benchmark counts per request). */
-static ssize_t io_read(tapio__stream *s, void *buf, size_t len) {
+static inline ssize_t io_read(tapio__stream *s, void *buf, size_t len) {
   if (s->io == &tapio__socket_io)
     return socket_read(s, NULL, buf, len);
   return s->io->read(s, s->io_ctx, buf, len);
@@ -74,6 +74,22 @@ static ssize_t io_writev(tapio__stream *s, const struct iovec *iov, int n) {
   if (s->io == &tapio__socket_io)
     return socket_writev(s, NULL, iov, n);
   return s->io->writev(s, s->io_ctx, iov, n);
+}
+
+static ssize_t layer_send(tapio__stream *s, const void *p, size_t len) {
+  struct iovec iov = {(void *)p, len};
+  return s->io->writev(s, s->io_ctx, &iov, 1);
+}
+
+/* One buffer: what write sends. */
+static inline ssize_t io_send(tapio__stream *s, const void *p, size_t len) {
+  ssize_t r;
+  if (s->io != &tapio__socket_io)
+    return layer_send(s, p, len);
+  do
+    r = send(s->wio.fd, p, len, MSG_NOSIGNAL);
+  while (r < 0 && errno == EINTR);
+  return code_of(r);
 }
 
 void tapio__stream_init(tapio__stream *s, const tapio__kind *kind,
@@ -126,16 +142,20 @@ static void on_eof(tapio__stream *s) {
     tapio_transport_close(t); /* a read pipe has no other half to keep */
 }
 
-/* Returns 1 when n bytes arrived for the protocol to see. */
-static int read_result(tapio__stream *s, ssize_t n) {
-  if (n > 0) {
-    s->head.nrecv += (uint64_t)n;
-    return 1;
-  }
+static void read_failed(tapio__stream *s, ssize_t n) {
   if (n == 0)
     on_eof(s);
   else if (n != TAPIO_EAGAIN)
     tapio__transport_force_close(&s->head, (int)n, NULL);
+}
+
+/* Returns 1 when n bytes arrived for the protocol to see. */
+static inline int read_result(tapio__stream *s, ssize_t n) {
+  if (n > 0) {
+    s->head.nrecv += (uint64_t)n;
+    return 1;
+  }
+  read_failed(s, n);
   return 0;
 }
 
@@ -160,7 +180,9 @@ static ssize_t read_buffered(tapio__stream *s) {
   return n;
 }
 
-static ssize_t read_plain(tapio__stream *s) {
+/* A plain protocol's read into the loop's buffer; data_received is
+ * called last, so that inlined below it is a tail call. */
+static inline ssize_t read_plain(tapio__stream *s) {
   tapio_transport *t = &s->head;
   char *buf = tapio__read_buffer(t->loop);
   ssize_t n;
@@ -181,15 +203,24 @@ static ssize_t read_plain(tapio__stream *s) {
 #define BULK_READ (64 * 1024)
 #define BULK_PASSES 8
 
-static void on_readable(struct ev_loop *ev, ev_io *w, int revents) {
-  tapio__stream *s = TAPIO_CONTAINER(w, tapio__stream, rio);
-  int passes = (s->head.kind->caps & TAPIO__BULK) ? BULK_PASSES : 1;
+static void read_bulk(tapio__stream *s) {
+  int passes = BULK_PASSES;
   ssize_t n;
-  (void)ev;
-  (void)revents;
   do
     n = proto_of(s)->get_buffer ? read_buffered(s) : read_plain(s);
   while (--passes > 0 && n >= BULK_READ && wants_reading(&s->head));
+}
+
+static void on_readable(struct ev_loop *ev, ev_io *w, int revents) {
+  tapio__stream *s = TAPIO_CONTAINER(w, tapio__stream, rio);
+  (void)ev;
+  (void)revents;
+  if (s->head.kind->caps & TAPIO__BULK)
+    read_bulk(s);
+  else if (proto_of(s)->get_buffer)
+    read_buffered(s);
+  else
+    read_plain(s);
 }
 
 static int readable_kind(tapio_transport *t) {
@@ -235,10 +266,9 @@ int tapio_transport_resume_reading(tapio_transport *t) {
 
 /* ---- Writing ----------------------------------------------------------- */
 
-/* Sends what the layer takes now. Returns the bytes sent, or -1 after
+/* What a send returned (a count or a code): the bytes sent, or -1 after
  * failing the transport. */
-static ssize_t send_now(tapio__stream *s, const struct iovec *iov, int n) {
-  ssize_t r = io_writev(s, iov, n);
+static ssize_t sent(tapio__stream *s, ssize_t r) {
   if (r >= 0) {
     s->head.nsent += (uint64_t)r;
     return r;
@@ -247,6 +277,11 @@ static ssize_t send_now(tapio__stream *s, const struct iovec *iov, int n) {
     return 0;
   tapio__transport_force_close(&s->head, (int)r, NULL);
   return -1;
+}
+
+/* Sends what the layer takes now: as sent(). */
+static ssize_t send_now(tapio__stream *s, const struct iovec *iov, int n) {
+  return sent(s, io_writev(s, iov, n));
 }
 
 static int push(tapio__stream *s, const char *p, size_t len) {
@@ -268,7 +303,7 @@ static int buffered(tapio__stream *s, int rc) {
   return 0;
 }
 
-static int write_check(tapio_transport *t) {
+static inline int write_check(tapio_transport *t) {
   if (!t)
     return TAPIO_EINVAL;
   if (!(t->flags & (TAPIO__T_NOWRITE | TAPIO__T_EOF_WANTED |
@@ -283,24 +318,32 @@ static int write_check(tapio_transport *t) {
   return 0;
 }
 
+/* write's rest: the socket took r of the len bytes at p (or r is a code);
+ * the rest is queued. */
+static int write_rest(tapio__stream *s, const char *p, size_t len,
+                      ssize_t r) {
+  r = sent(s, r);
+  if (r < 0)
+    return 0; /* a failure arrives through connection_lost */
+  return buffered(s, push(s, p + r, len - (size_t)r));
+}
+
 int tapio_transport_write(tapio_transport *t, const void *data, size_t len) {
   int rc = write_check(t);
   tapio__stream *s;
-  const char *p = data;
+  ssize_t n;
   if (rc < 0 || len == 0)
     return rc;
   if (!data || len > PTRDIFF_MAX) /* no object is larger */
     return TAPIO_EINVAL;
   s = tapio__to_stream(t);
-  if (t->wsize == 0) {
-    struct iovec iov = {(void *)p, len};
-    ssize_t n = send_now(s, &iov, 1);
-    if (n < 0 || (size_t)n == len)
-      return 0; /* a failure arrives through connection_lost */
-    p += n;
-    len -= (size_t)n;
-  }
-  return buffered(s, push(s, p, len));
+  if (t->wsize)
+    return buffered(s, push(s, data, len));
+  n = io_send(s, data, len);
+  if (n != (ssize_t)len)
+    return write_rest(s, data, len, n);
+  t->nsent += (uint64_t)len; /* the common case: all of it, at once */
+  return 0;
 }
 
 /* Fills iov from bufs[*i..n) (skipping empty ones); returns the count and

@@ -73,7 +73,8 @@ struct tapio_loop {
   int syserr;         /* libev reported a system error during this run */
   const char *syserr_msg; /* its message, until reported */
   int freeing;        /* tapio_loop_free is tearing down */
-  ev_check check;     /* runs the ready queue after each poll */
+  ev_check check;     /* runs the ready queue and due timers after the
+                         poll; active only while they have work */
   ev_idle idle;       /* keeps the poll non-blocking while tasks wait */
   ev_io wakeup;       /* call_soon_threadsafe; keeps run() alive */
   int wakeup_fd;      /* its eventfd */
@@ -119,6 +120,9 @@ void tapio__task_post(tapio_loop *loop, tapio__task *task);
 /* Takes a posted task off the ready queue (or the batch being run), so
  * that its memory can go before it runs; harmless when not posted. */
 void tapio__task_unpost(tapio_loop *loop, tapio__task *task);
+/* Timers are due or tasks queued: the loop's check runs them at the end
+ * of this iteration (the check rests while there is nothing to run). */
+void tapio__check_wanted(tapio_loop *loop);
 void tapio__report(tapio_loop *loop, int code, const char *message,
                    tapio_transport *t);
 double tapio__now(void);
@@ -128,8 +132,12 @@ double tapio__now(void);
  * into one 16 bytes past a page (where malloc puts large blocks). */
 #define TAPIO__RBUF_ALIGN 4096
 
-/* The loop's read buffer, allocated on first use; NULL without memory. */
-char *tapio__read_buffer(tapio_loop *loop);
+/* The loop's read buffer, allocated on first use; NULL without memory.
+ * Inline: every read asks for it. */
+char *tapio__read_buffer_make(tapio_loop *loop);
+static inline char *tapio__read_buffer(tapio_loop *loop) {
+  return loop->rbuf ? loop->rbuf : tapio__read_buffer_make(loop);
+}
 
 /* ---- The testing kit: a virtual clock, memory pairs (clock.c) ---------- */
 

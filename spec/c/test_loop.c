@@ -209,6 +209,19 @@ static void call_soon_from_call_next_iteration(void)
   free_loop(loop);
 }
 
+/* A call scheduled from an I/O callback (here the thread-safe wakeup's,
+ * asked for on this thread) runs at the end of that same iteration. */
+static void call_soon_from_io_same_iteration(void)
+{
+  tapio_loop *loop = new_loop();
+  order o = { loop, "" };
+  order_call a = { &o, 'a', 'x' };
+  CHECK_OK(tapio_call_soon_threadsafe(loop, order_run, &a));
+  CHECK_OK(tapio_loop_run_once(loop, 1));
+  CHECK_STR(o.log, "ax");
+  free_loop(loop);
+}
+
 /* Calls run in the order of the times they are due, whatever the order
  * they were made in. The expected order comes from the handles' due times,
  * not from the delays, so a slow machine (valgrind under load) that lets
@@ -927,6 +940,7 @@ TEST_MAIN(
   TEST(loop_time_monotonic),
   TEST(call_soon_fifo),
   TEST(call_soon_from_call_next_iteration),
+  TEST(call_soon_from_io_same_iteration),
   TEST(call_later_by_time),
   TEST(call_at_equal_times_fifo),
   TEST(call_later_zero_delay_fifo),
