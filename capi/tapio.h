@@ -967,7 +967,17 @@ int tapio_subprocess_kill(tapio_transport *t);
  * `require "tapio.testing"`: lua/README.md's chapter "Testing protocols",
  * with examples/testing/). The protocol code under test is the same that
  * runs on real sockets: only the loop and the transports' far ends are
- * the kit's.
+ * the kit's. A server protocol's 30-second idle timeout, tested in well
+ * under a millisecond (spec/c/test_memory.c, memory_idle_timeout):
+ *
+ *   tapio_loop_new_virtual(&loop, NULL, NULL);
+ *   tapio_recorder_new(NULL, NULL, 0, &rec);          the client's side
+ *   tapio_memory_pair(loop, tapio_recorder_protocol(rec), rec,
+ *                     &server_proto, &server_state, &client, &server);
+ *   tapio_loop_advance(loop, 29.999);                 nothing yet
+ *   tapio_loop_advance(loop, 0.001);                  the server hung up:
+ *   tapio_recorder_events(rec) is "connection_made\neof_received\n"
+ *                                 "connection_lost:nil"
  *
  * A virtual clock. tapio_loop_new_virtual makes a loop whose time starts
  * at 0 and moves only when the test moves it: tapio_loop_advance from
