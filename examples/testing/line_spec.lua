@@ -178,3 +178,48 @@ describe("the line protocol, on a real socket and on the kit", function()
     assert.same(kit[2], real[2])
   end)
 end)
+
+-- line_server.lua, run by the tapio program (TAPIO_HOST, as make test
+-- sets it), answers a real client and hangs up on it when it goes idle.
+describe("line_server.lua", function()
+  it("serves the protocol", function()
+    local host = assert(os.getenv("TAPIO_HOST"), "TAPIO_HOST is not set")
+    local events
+    tapio.run(function()
+      local loop = tapio.get_running_loop()
+      local banner = loop:create_future()
+      local out = ""
+      local child = {}
+      function child:pipe_data_received(_, data)
+        out = out .. data
+        if out:find("\n") and not banner:done() then
+          banner:set_result(out)
+        end
+      end
+      local gone = loop:create_future()
+      function child:connection_lost()
+        if not banner:done() then
+          banner:set_result(out)
+        end
+        gone:set_result()
+      end
+      local proc = loop:subprocess_exec(function() return child end, host,
+        { "examples/testing/line_server.lua", "0", "0.2" },
+        { stdin = "devnull", stderr = "stdout" })
+      local deadline = loop:call_later(10, function() proc:kill() end)
+      local port = tonumber(banner:await():match("127%.0%.0%.1:(%d+)"))
+      assert(port, "the server printed: " .. out)
+      local c = client()
+      local tc = loop:create_connection(function() return c end,
+        "127.0.0.1", port)
+      tc:write("PING\nhi\n")
+      c:wait("connection_lost") -- the idle timeout, 0.2 s after
+      proc:terminate()
+      gone:await() -- the child exited and was reaped
+      deadline:cancel()
+      events = c.events
+    end)
+    assert.same({ "connection_made", "data_received:PONG\nECHO hi\n"
+      .. "TIMEOUT\n", "eof_received", "connection_lost:nil" }, events)
+  end)
+end)
