@@ -1,7 +1,7 @@
 -- `luarocks make` in a checkout builds tapio's Lua module (tapio.core, the
 -- C binding with tapio's core compiled in, and the pure-Lua layer) against
--- the system's libev and c-ares (Debian: libev-dev, libc-ares-dev), for
--- Lua 5.4 or LuaJIT:
+-- the system's libev, c-ares and OpenSSL 3 (Debian: libev-dev,
+-- libc-ares-dev, libssl-dev), for Lua 5.4 or LuaJIT:
 --   luarocks --lua-version 5.4 make
 --   luarocks --lua-version 5.1 make LUA_INCDIR=/usr/include/luajit-2.1
 -- spec/embed/test_rockspec.sh installs both into a temporary tree and
@@ -28,6 +28,7 @@ dependencies = {
 external_dependencies = {
   LIBEV = { header = "ev.h", library = "ev" },
   CARES = { header = "ares.h", library = "cares" },
+  OPENSSL = { header = "openssl/ssl.h", library = "ssl" },
 }
 build = {
   type = "builtin",
@@ -39,17 +40,19 @@ build = {
         "src/lookup.c", "src/loop.c", "src/options.c", "src/pipe.c",
         "src/process.c", "src/request.c", "src/resolve.c", "src/sched.c",
         "src/server.c", "src/sockaddr.c", "src/spawn.c", "src/stream.c",
+        "src/tls.c", "src/tls_context.c", "src/tls_error.c",
+        "src/tls_info.c", "src/tls_session.c", "src/tls_start.c",
         "src/transport.c", "src/version.c", "src/wqueue.c",
         "src/clock.c", "src/memory.c", "src/fault.c", "src/recorder.c",
         "lua/loop.c", "lua/call.c", "lua/protocol.c", "lua/transport.c",
         "lua/server.c", "lua/pipe.c", "lua/process.c", "lua/datagram.c",
-        "lua/resolve.c", "lua/address.c", "lua/util.c", "lua/embed.c",
-        "lua/testing.c",
+        "lua/resolve.c", "lua/address.c", "lua/tls.c", "lua/util.c",
+        "lua/embed.c", "lua/testing.c",
       },
       incdirs = { "capi", "src", "lua", "$(LIBEV_INCDIR)",
-                  "$(CARES_INCDIR)" },
-      libdirs = { "$(LIBEV_LIBDIR)", "$(CARES_LIBDIR)" },
-      libraries = { "ev", "cares", "pthread", "m" },
+                  "$(CARES_INCDIR)", "$(OPENSSL_INCDIR)" },
+      libdirs = { "$(LIBEV_LIBDIR)", "$(CARES_LIBDIR)", "$(OPENSSL_LIBDIR)" },
+      libraries = { "ev", "cares", "ssl", "crypto", "pthread", "m" },
       defines = { "_GNU_SOURCE" },
     },
     ["tapio"] = "lua/tapio/init.lua",

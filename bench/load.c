@@ -183,7 +183,7 @@ double proc_cpu(int pid)
 }
 
 /* VmRSS of pid in KiB, or -1. */
-static long proc_rss_kb(int pid)
+long proc_rss_kb(int pid)
 {
   char path[64], line[256];
   long kb = -1;
@@ -249,7 +249,7 @@ static int dial(int port, int timeout)
 }
 
 /* The decimal number a stats port answers with, or -1. */
-static long long query_stats(int port)
+long long query_stats(int port)
 {
   char buf[64];
   size_t len = 0;
@@ -579,7 +579,13 @@ static void usage(void)
           "                 [--stats-port P]\n"
           "       load udp --port P --conns N --size B --depth D\n"
           "                [--warmup S] [--duration S] [--pid PID]\n"
-          "       load udpwait --port P [--deadline S] [--pid PID]\n");
+          "       load udpwait --port P [--deadline S] [--pid PID]\n"
+          "       load tls-stream --port P --conns N --size B --depth D\n"
+          "                 [--warmup S] [--duration S] [--pid PID]\n"
+          "       load tls-handshake --port P --conns N [--warmup S]\n"
+          "                 [--duration S] [--pid PID]\n"
+          "       load tls-idle --port P --conns N --pid PID\n"
+          "                 [--stats-port P]\n");
   exit(2);
 }
 
@@ -635,6 +641,8 @@ int main(int argc, char **argv)
     return mode_udp(&o);
   if (!strcmp(o.mode, "udpwait"))
     return mode_udpwait(&o);
+  if (!strncmp(o.mode, "tls-", 4))
+    return mode_tls(&o);
   usage();
   return 2;
 }

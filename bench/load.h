@@ -1,5 +1,6 @@
 /* What the load generator's modes share: load.c (TCP modes, options,
- * /proc figures) and load_udp.c (the UDP modes). */
+ * /proc figures), load_udp.c (the UDP modes) and load_tls.c (the TLS
+ * ones). */
 #ifndef TAPIO_BENCH_LOAD_H
 #define TAPIO_BENCH_LOAD_H
 
@@ -25,8 +26,14 @@ void machine_cpu(double *busy, double *steal);
 double self_cpu(void);
 /* 1 while pid runs (not gone, not a zombie). */
 int proc_alive(int pid);
+/* VmRSS of pid in KiB, or -1. */
+long proc_rss_kb(int pid);
+/* The decimal number a stats port answers with, or -1. */
+long long query_stats(int port);
 
 int mode_udp(const struct opts *o);
 int mode_udpwait(const struct opts *o);
+/* tls-stream, tls-handshake, tls-idle (load_tls.c). */
+int mode_tls(const struct opts *o);
 
 #endif

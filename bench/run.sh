@@ -100,6 +100,11 @@ ROWS=(
   "udp_echo_1c  own:datagrams/s:ns/datagram same $HERE/udp_bench.sh $BUILD 1"
   "udp_echo_50c own:datagrams/s:ns/datagram split $HERE/udp_bench.sh $BUILD 50"
   "resolver     own:lookups/s:ms_for_1000 same $HERE/resolve_bench.sh $BUILD"
+  "tls_stream_1c own:MB/s:us/MB split $HERE/tls_rows.sh $BUILD stream_1c"
+  "tls_stream_4c own:MB/s:us/MB split $HERE/tls_rows.sh $BUILD stream_4c"
+  "tls_hs_ecdsa own:handshakes/s:us/handshake split $HERE/tls_rows.sh $BUILD hs_ecdsa"
+  "tls_hs_rsa   own:handshakes/s:us/handshake split $HERE/tls_rows.sh $BUILD hs_rsa"
+  "tls_idle     own:B/conn_RSS:B/conn_C split $HERE/tls_rows.sh $BUILD idle"
 )
 
 # What the verdicts judge: "rate SERVER REF BOUND" (the median ratio of

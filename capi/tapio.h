@@ -140,7 +140,16 @@ enum tapio_error {
   TAPIO_EAI_FAIL = -112,   /* name resolution: permanent failure */
   TAPIO_EAI_FAMILY = -113, /* name resolution: family not supported */
   TAPIO_EAI_SERVICE = -114,/* name resolution: bad service/port */
-  TAPIO_ETLS = -120,       /* TLS: protocol error (reserved) */
+  TAPIO_ETLS = -120,       /* TLS: protocol error (bad record, alert) */
+  TAPIO_ETLS_EXPIRED = -121,       /* TLS: a certificate has expired */
+  TAPIO_ETLS_NOT_YET_VALID = -122, /* TLS: a certificate is not yet valid */
+  TAPIO_ETLS_HOSTNAME = -123,      /* TLS: certificate not for that host */
+  TAPIO_ETLS_UNKNOWN_CA = -124,    /* TLS: issuer not trusted or unknown */
+  TAPIO_ETLS_SELF_SIGNED = -125,   /* TLS: self-signed and not trusted */
+  TAPIO_ETLS_VERIFY = -126,        /* TLS: any other verification failure */
+  TAPIO_ETLS_NO_CERT = -127,       /* TLS: a certificate required, none */
+  TAPIO_ETLS_VERSION = -128,       /* TLS: no protocol version in common */
+  TAPIO_ETLS_CIPHER = -129,        /* TLS: no cipher in common / refused */
   TAPIO_EUNKNOWN = -199    /* an OS error tapio has no name for */
 };
 
@@ -159,6 +168,7 @@ typedef struct tapio_transport tapio_transport;
 typedef struct tapio_server tapio_server;
 typedef struct tapio_handle tapio_handle;
 typedef struct tapio_options tapio_options;
+typedef struct tapio_tls_context tapio_tls_context;
 
 /* ---- Loop -------------------------------------------------------------- */
 
@@ -225,7 +235,8 @@ void tapio_loop_stop(tapio_loop *loop);
 int tapio_loop_is_running(tapio_loop *loop);
 /* Monotonic time in seconds, the clock of tapio_call_at. */
 double tapio_loop_time(tapio_loop *loop);
-/* Bytes the loop and its handles hold through the loop's allocator. */
+/* Bytes the loop and its handles hold through the loop's allocator
+ * (OpenSSL's own memory is not: it has one allocator per process). */
 uint64_t tapio_loop_memory(tapio_loop *loop);
 
 /* ---- Embedding: a loop the host polls ----------------------------------
@@ -346,6 +357,18 @@ void tapio_handle_release(tapio_handle *h);
  *     numbers), "close_fds" (bool, default 1: the child gets no other
  *     descriptor of the parent's than 0, 1, 2 and pass_fds, even one
  *     without close-on-exec)
+ * TLS (see "TLS" below), asyncio's keyword arguments:
+ *   "ssl" (tapio_options_set_tls): create_connection,
+ *     create_unix_connection, connect_accepted_socket, create_server,
+ *     create_unix_server; the connection is TLS, a client for the connect
+ *     calls, a server for the servers and connect_accepted_socket. The
+ *     context's side must match (TAPIO_EINVAL).
+ *   "server_hostname" (str): create_connection, create_unix_connection,
+ *     start_tls; the name sent (SNI) and checked against the certificate.
+ *     Defaults to create_connection's host; "" sends none and checks none.
+ *   "ssl_handshake_timeout", "ssl_shutdown_timeout" (double, seconds,
+ *     > 0; defaults 60 and 30): every call that takes "ssl", and start_tls.
+ * Given without "ssl", these are TAPIO_EINVAL, as asyncio's ValueError.
  * A descriptor given as "sock" belongs to tapio from the create call on,
  * also when the call fails (whatever the reason): it is closed then.
  * Options are copied by the call they are given to and can be freed
@@ -368,6 +391,11 @@ int tapio_options_add_int(tapio_options *opts, const char *name,
  * these options too. */
 int tapio_options_set_double(tapio_options *opts, const char *name,
                              double value);
+/* The "ssl" option (TAPIO_OPTION_TLS): a TLS context (see TLS below),
+ * which the options hold a reference to until freed or set again; NULL
+ * unsets it. */
+int tapio_options_set_tls(tapio_options *opts, const char *name,
+                          tapio_tls_context *ctx);
 
 /* The calls that take options, for the queries below. Like every enum
  * here, the values are the ABI's and never change; 7 is unassigned. */
@@ -381,7 +409,8 @@ enum tapio_call {
   TAPIO_CALL_CONNECT_READ_PIPE = 8,
   TAPIO_CALL_CONNECT_WRITE_PIPE = 9,
   TAPIO_CALL_SUBPROCESS_EXEC = 10,
-  TAPIO_CALL_SUBPROCESS_SHELL = 11
+  TAPIO_CALL_SUBPROCESS_SHELL = 11,
+  TAPIO_CALL_START_TLS = 12
 };
 
 /* How an option's value is given (fixed values, as the calls'). */
@@ -391,7 +420,8 @@ enum tapio_option_type {
   TAPIO_OPTION_STR = 3,  /* tapio_options_set_str */
   TAPIO_OPTION_DOUBLE = 4, /* tapio_options_set_double, within min..max */
   TAPIO_OPTION_STR_LIST = 5, /* tapio_options_add_str, once per entry */
-  TAPIO_OPTION_INT_LIST = 6  /* tapio_options_add_int, within min..max */
+  TAPIO_OPTION_INT_LIST = 6, /* tapio_options_add_int, within min..max */
+  TAPIO_OPTION_TLS = 7   /* tapio_options_set_tls */
 };
 
 /* The core's one table of options, for bindings (which keep none of their
@@ -515,8 +545,10 @@ int tapio_connect_accepted_socket(tapio_loop *loop, int fd,
  * cancelled call is closed. */
 int tapio_cancel_pending(tapio_loop *loop, void *cb_ud);
 /* Inside a completion callback called with an error: the message that
- * goes with it (e.g. what each address of a failed connect answered), or
- * NULL when there is none; borrowed for the callback. NULL elsewhere. */
+ * goes with it (e.g. what each address of a failed connect answered, why
+ * a TLS handshake failed: "certificate verify failed: certificate has
+ * expired"), or NULL when there is none; borrowed for the callback. NULL
+ * elsewhere. */
 const char *tapio_loop_error_message(tapio_loop *loop);
 
 /* ---- Names and socket addresses ---------------------------------------- */
@@ -962,6 +994,203 @@ int tapio_subprocess_terminate(tapio_transport *t);
 /* send_signal(SIGKILL) */
 int tapio_subprocess_kill(tapio_transport *t);
 
+/* ---- TLS --------------------------------------------------------------- */
+
+/* TLS (OpenSSL 3) is a layer inside a stream transport, not a kind of its
+ * own: a TLS connection is a TAPIO_TRANSPORT_STREAM whose protocol sees
+ * plain bytes through the usual callbacks and flow control (write buffer
+ * sizes count plain bytes), BufferedProtocol included. Give a context as
+ * the "ssl" option of a create call, or upgrade an open connection with
+ * tapio_transport_start_tls.
+ * - connection_made comes after the handshake. A handshake that fails
+ *   reaches the create call's completion (or start_tls's) as a code that
+ *   says why (TAPIO_ETLS_*, ECONNRESET when the peer closed during it,
+ *   ETIMEDOUT after ssl_handshake_timeout); the protocol then gets neither
+ *   connection_made nor connection_lost. A server calls its protocol
+ *   factory only once a connection's handshake is done; a failed incoming
+ *   handshake is dropped without a report (asyncio logs it in debug mode
+ *   only), the client sees why.
+ * - write_eof is unsupported (can_write_eof answers 0), and eof_received's
+ *   answer cannot keep the connection half-open: TLS closes both ways.
+ * - close flushes, sends close_notify, waits at most ssl_shutdown_timeout
+ *   for the peer's, then closes the socket either way; connection_lost
+ *   gets 0, or ETIMEDOUT when the peer never answered. Data the peer sends
+ *   after its close_notify is discarded. How the session ended is
+ *   TAPIO_TLS_NUM_END.
+ * - Renegotiation (TLS 1.2) asked by a server is followed; clients may not
+ *   ask a tapio server for it. */
+
+/* A context: what a TLS connection is made from, shareable by any number
+ * of connections and loops (its reference count is atomic). Set it up
+ * before making connections from it: its settings are read unlocked. */
+enum tapio_tls_side {
+  TAPIO_TLS_CLIENT = 1,
+  TAPIO_TLS_SERVER = 2
+};
+enum tapio_tls_verify {
+  TAPIO_TLS_VERIFY_NONE = 0,     /* ask nothing (servers' default) */
+  TAPIO_TLS_VERIFY_OPTIONAL = 1, /* servers: ask clients, check if given */
+  TAPIO_TLS_VERIFY_REQUIRED = 2  /* clients' default */
+};
+enum tapio_tls_version {
+  TAPIO_TLS_1_2 = 0x0303,
+  TAPIO_TLS_1_3 = 0x0304
+};
+
+/* A new context for side in *out (the caller holds one reference).
+ * Clients verify the server's certificate against the system's trusted
+ * CAs (OpenSSL's default locations, which SSL_CERT_FILE and SSL_CERT_DIR
+ * override) and check its host name; servers ask nothing of clients. Both:
+ * TLS 1.2 at least, OpenSSL's default ciphers, session tickets, clients
+ * resuming sessions (see set_session_cache). */
+int tapio_tls_context_new(int side, tapio_tls_context **out);
+/* Gives the caller's reference back; connections, servers and options
+ * using the context hold their own. */
+void tapio_tls_context_release(tapio_tls_context *ctx);
+/* TAPIO_TLS_CLIENT or TAPIO_TLS_SERVER; TAPIO_EINVAL for NULL. */
+int tapio_tls_context_get_side(tapio_tls_context *ctx);
+/* Why the last failing call on ctx failed: OpenSSL's first error, as a
+ * sentence ("" if none); valid until the next call on ctx. */
+const char *tapio_tls_context_error(tapio_tls_context *ctx);
+
+/* The certificate chain (leaf first) and its private key from PEM files
+ * (keyfile NULL: the key is in certfile); password NULL for a plain key.
+ * TAPIO_ENOENT for a missing file, TAPIO_ETLS for a bad one or a key that
+ * does not match. */
+int tapio_tls_context_load_cert_chain(tapio_tls_context *ctx,
+                                      const char *certfile,
+                                      const char *keyfile,
+                                      const char *password);
+/* The same from PEM text in memory. */
+int tapio_tls_context_load_cert_chain_pem(tapio_tls_context *ctx,
+                                          const char *cert, size_t certlen,
+                                          const char *key, size_t keylen,
+                                          const char *password);
+/* Adds trusted CAs: a PEM file, a hashed directory, PEM text (any may be
+ * NULL/0). A client's first call replaces the system store. */
+int tapio_tls_context_load_verify_locations(tapio_tls_context *ctx,
+                                            const char *cafile,
+                                            const char *capath,
+                                            const char *pem, size_t pemlen);
+/* TAPIO_TLS_VERIFY_*: the explicit way to turn verification off. A
+ * client with VERIFY_NONE also stops checking the host name. */
+int tapio_tls_context_set_verify(tapio_tls_context *ctx, int mode);
+/* Clients: 1 (default) checks the certificate against server_hostname
+ * (an IP address is checked as an address). */
+int tapio_tls_context_set_check_hostname(tapio_tls_context *ctx, int on);
+/* TAPIO_TLS_1_2 or _1_3 each; 0 leaves that bound as it is. */
+int tapio_tls_context_set_versions(tapio_tls_context *ctx, int min, int max);
+/* OpenSSL's cipher lists: tls12 for TLS 1.2 ("ECDHE+AESGCM"), tls13 for
+ * 1.3 suites ("TLS_AES_128_GCM_SHA256"); NULL leaves one as it is. */
+int tapio_tls_context_set_ciphers(tapio_tls_context *ctx, const char *tls12,
+                                  const char *tls13);
+/* ALPN: the protocols a client offers, or a server accepts, in order of
+ * preference. A server takes the first of its own the client offers; with
+ * none in common the connection goes on without one (as Python's). */
+int tapio_tls_context_set_alpn(tapio_tls_context *ctx,
+                               const char *const *protos, size_t n);
+/* Servers: connections asking for host name `name` (SNI) use `use`
+ * instead (its certificate and settings). A name may be added once. */
+int tapio_tls_context_add_sni(tapio_tls_context *ctx, const char *name,
+                              tapio_tls_context *use);
+/* Servers: called with the name a client asks for (NULL if none) before
+ * the table above is consulted; store a context in *use to switch to it
+ * (borrowed: keep it alive), or leave it. Nonzero refuses the connection
+ * (alert unrecognized_name). */
+typedef int (*tapio_tls_sni_fn)(void *ud, tapio_tls_context *ctx,
+                                const char *name, tapio_tls_context **use);
+int tapio_tls_context_set_sni_callback(tapio_tls_context *ctx,
+                                       tapio_tls_sni_fn fn, void *ud);
+/* Debugging with Wireshark: every secret as an NSS key log line
+ * (SSLKEYLOGFILE's format), appended to path, or given to fn. Off by
+ * default; NULL turns it off. */
+int tapio_tls_context_set_keylog_file(tapio_tls_context *ctx,
+                                      const char *path);
+typedef void (*tapio_tls_keylog_fn)(void *ud, const char *line);
+int tapio_tls_context_set_keylog_callback(tapio_tls_context *ctx,
+                                          tapio_tls_keylog_fn fn, void *ud);
+/* Clients: the number of sessions kept for resumption, per server name
+ * and address (default 64; 0 resumes nothing). */
+int tapio_tls_context_set_session_cache(tapio_tls_context *ctx, size_t n);
+
+/* Upgrades the open stream transport t to TLS in place (STARTTLS): as
+ * a client or a server by the context's side. Bytes written before the
+ * call go out in the clear first; bytes already read from the connection
+ * but not used (a stream reader's buffer) are given in buffered/len and
+ * fed to the handshake before anything read after; nothing that arrives
+ * with the peer's last handshake flight, or right after, is lost. From
+ * the call on, proto/proto_ud are the transport's protocol; it gets no
+ * connection_made (the connection was made). Writes made meanwhile are
+ * sent encrypted after the handshake; it works while writing is paused.
+ * Options: "server_hostname", "ssl_handshake_timeout",
+ * "ssl_shutdown_timeout". cb gets 0 and t once the handshake is done, or
+ * the error and NULL; then the transport is failing and the protocol
+ * gets connection_lost with that error. A TLS transport can be given
+ * (TLS inside TLS). TAPIO_EBUSY during another start_tls; TAPIO_ECLOSED
+ * on a closing transport. */
+int tapio_transport_start_tls(tapio_transport *t, const tapio_protocol *proto,
+                              void *proto_ud, tapio_tls_context *ctx,
+                              const tapio_options *opts, const void *buffered,
+                              size_t len, tapio_connect_fn cb, void *cb_ud);
+
+/* get_extra_info for TLS, as strings. */
+enum tapio_tls_info {
+  TAPIO_TLS_INFO_VERSION = 1,      /* "TLSv1.3" */
+  TAPIO_TLS_INFO_CIPHER = 2,       /* "TLS_AES_256_GCM_SHA384" */
+  TAPIO_TLS_INFO_ALPN = 3,         /* the protocol agreed */
+  TAPIO_TLS_INFO_SERVER_HOSTNAME = 4, /* sent (client), asked for (server) */
+  TAPIO_TLS_INFO_COMPRESSION = 5,  /* the method, when there is one */
+  TAPIO_TLS_INFO_PEER_CERT = 6,    /* the peer's certificate, DER bytes */
+  TAPIO_TLS_INFO_PEER_NOT_BEFORE = 7, /* "Jan  5 09:34:43 2024 GMT" */
+  TAPIO_TLS_INFO_PEER_NOT_AFTER = 8,
+  TAPIO_TLS_INFO_PEER_SERIAL = 9,  /* upper-case hex, as Python's */
+  TAPIO_TLS_INFO_ERROR = 10        /* why the session failed, in words */
+};
+/* Copies the value into buf[buflen] (NUL-terminated when it fits) and its
+ * length into *len (either may be NULL/0 to ask the length).
+ * TAPIO_ENOBUFS when it does not fit; TAPIO_ENOENT when there is no such
+ * value (no certificate, no ALPN); TAPIO_ENOTSUP on a transport without
+ * TLS. Answers until connection_lost returns. */
+int tapio_transport_get_tls_info(tapio_transport *t, int which, char *buf,
+                                 size_t buflen, size_t *len);
+/* Entry i (from 0) of the peer certificate's subject, issuer or
+ * subjectAltName: name ("commonName", "DNS", "IP Address") and value, as
+ * Python's getpeercert() gives them. TAPIO_ENOENT past the last. */
+enum tapio_tls_names {
+  TAPIO_TLS_SUBJECT = 1,
+  TAPIO_TLS_ISSUER = 2,
+  TAPIO_TLS_SUBJECT_ALT_NAME = 3
+};
+int tapio_transport_get_peercert_entry(tapio_transport *t, int which,
+                                       size_t i, char *name, size_t namelen,
+                                       char *value, size_t valuelen);
+/* How a TLS session ended (TAPIO_TLS_NUM_END). */
+enum tapio_tls_end {
+  TAPIO_TLS_END_OPEN = 0,      /* not ended */
+  TAPIO_TLS_END_CLEAN = 1,     /* close_notify both ways */
+  TAPIO_TLS_END_TRUNCATED = 2, /* the peer closed without close_notify */
+  TAPIO_TLS_END_TIMEOUT = 3,   /* the peer never answered our close_notify */
+  TAPIO_TLS_END_ABORTED = 4    /* aborted or failed */
+};
+/* get_extra_info for TLS, as numbers, and the layer's figures. */
+enum tapio_tls_num {
+  TAPIO_TLS_NUM_VERSION = 1,        /* TAPIO_TLS_1_2, TAPIO_TLS_1_3 */
+  TAPIO_TLS_NUM_SECRET_BITS = 2,    /* of the cipher */
+  TAPIO_TLS_NUM_SESSION_REUSED = 3, /* 1: a resumed session */
+  TAPIO_TLS_NUM_END = 4,            /* enum tapio_tls_end */
+  TAPIO_TLS_NUM_HANDSHAKE_USEC = 5, /* from start to done */
+  TAPIO_TLS_NUM_WIRE_BYTES_RECEIVED = 6, /* ciphertext; the stream's */
+  TAPIO_TLS_NUM_WIRE_BYTES_SENT = 7      /* TAPIO_STAT_BYTES_* count plain */
+};
+/* The value (>= 0), or TAPIO_ENOTSUP on a transport without TLS,
+ * TAPIO_EINVAL for NULL or an unknown which. */
+int64_t tapio_transport_get_tls_num(tapio_transport *t, int which);
+/* get_extra_info("sslcontext"): the context (borrowed), or NULL. */
+tapio_tls_context *tapio_transport_get_tls_context(tapio_transport *t);
+/* get_extra_info("ssl_object"): OpenSSL's SSL * (borrowed, for programs
+ * that use OpenSSL themselves), or NULL. */
+void *tapio_transport_get_ssl(tapio_transport *t);
+
 /* ---- Testing: a virtual clock, memory pairs, faults, a recorder --------
  * The kit for people who write protocols on tapio and test them (in Lua,
  * `require "tapio.testing"`: lua/README.md's chapter "Testing protocols",
@@ -1095,8 +1324,9 @@ tapio_transport *tapio_memory_peer(tapio_transport *t);
  * and its own I/O (the socket, the link) for the rest of t's life.
  * `after` counts bytes from the call on; setting a fault again restarts
  * it. Each returns 0; TAPIO_EINVAL for a bad value; TAPIO_ENOTSUP for a
- * datagram endpoint or a subprocess; TAPIO_ECLOSED once t's
- * connection_lost is on its way. */
+ * datagram endpoint, a subprocess, or a stream with TLS on it (its
+ * records would have to be cut under TLS: not yet); TAPIO_ECLOSED once
+ * t's connection_lost is on its way. */
 enum tapio_fault {
   /* After `after` more bytes received, reading fails with value (a
    * TAPIO_E* code): t's connection_lost gets it. TAPIO_ECONNRESET is a

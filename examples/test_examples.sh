@@ -2,8 +2,9 @@
 # Runs the Lua examples with the tapio host: the TCP and the UDP echo
 # servers and clients against each other and against the reference's
 # Python versions (when a python3 is given), and checks each prints what
-# the Python version prints; the subprocess example (its python3 child is
-# the one given) and the pipe example through cat.
+# the Python version prints; the same with TLS, and the STARTTLS example;
+# the subprocess example (its python3 child is the one given) and the pipe
+# example through cat.
 # Usage: examples/test_examples.sh path/to/tapio [python3]
 set -u
 host=${1:?usage: $0 path/to/tapio [python3]}
@@ -142,6 +143,60 @@ if ! timeout 20 "$host" "$here/existing_socket.lua" >"$work/lua.existing" 2>&1; 
   fail "existing_socket.lua failed"
 fi
 expect_same "existing_socket" "$work/py.existing" "$work/lua.existing"
+
+# TLS: certificates made now with the openssl command (a throwaway CA and
+# a server certificate for localhost), the echo pair with TLS, against
+# each other and against Python's ssl, and STARTTLS.
+if ! certs=$(sh "$here/../spec/tls/make_certs.sh" "$work/certs"); then
+  fail "could not make the TLS certificates"
+else
+  tls_server=("$host" "$here/tls_echo_server.lua" "$certs")
+  tls_client=("$host" "$here/tls_echo_client.lua" "$certs/ca.pem")
+  tcp_pair tls "${tls_server[@]}" -- "${tls_client[@]}"
+  printf '%s\n' "TLS: TLSv1.3, certificate of localhost" \
+    "Data sent: 'Hello World!'" "Data received: 'Hello World!'" \
+    "The server closed the connection" >"$work/ref.tls.client"
+  expect_same "TLS echo: client" "$work/ref.tls.client" "$work/tls.client"
+  if [ -n "$python" ]; then
+    expect_same "TLS echo: server" "$work/py.server" "$work/tls.server"
+    tcp_pair tlspy "${tls_server[@]}" -- "$python" -u \
+      "$here/python/tls_echo_client.py" "$certs/ca.pem"
+    tcp_pair pytls "$python" -u "$here/python/tls_echo_server.py" "$certs" \
+      -- "${tls_client[@]}"
+    expect_same "TLS: Lua server vs Python client: client" \
+      "$work/ref.tls.client" "$work/tlspy.client"
+    expect_same "TLS: Lua server vs Python client: server" \
+      "$work/py.server" "$work/tlspy.server"
+    expect_same "TLS: Python server vs Lua client: client" \
+      "$work/ref.tls.client" "$work/pytls.client"
+  fi
+  # STARTTLS: the server ends after its one client.
+  port=$(free_port)
+  "$host" "$here/starttls.lua" server "$certs" "$port" \
+    >"$work/starttls.server" 2>&1 &
+  spid=$!
+  pids+=("$spid")
+  if ! wait_listening "$port"; then
+    fail "starttls: the server did not listen on $port"
+  elif ! timeout 20 "$host" "$here/starttls.lua" client "$certs/ca.pem" \
+      "$port" >"$work/starttls.client" 2>&1; then
+    fail "starttls: the client failed"
+    cat "$work/starttls.client" >&2
+  fi
+  timeout 20 tail --pid="$spid" -f /dev/null
+  printf '%s\n' "< 220 tapio STARTTLS example" "> HELLO" \
+    "< 250 HELLO (in the clear)" "> STARTTLS" "< 220 Ready to start TLS" \
+    "TLS started: TLSv1.3" "> HELLO" "< 250 HELLO (over TLSv1.3)" "> QUIT" \
+    "< 221 Bye" >"$work/ref.starttls.client"
+  printf '%s\n' "> 220 tapio STARTTLS example" "< HELLO" \
+    "> 250 HELLO (in the clear)" "< STARTTLS" "> 220 Ready to start TLS" \
+    "< HELLO" "> 250 HELLO (over TLSv1.3)" "< QUIT" "> 221 Bye" \
+    >"$work/ref.starttls.server"
+  expect_same "starttls: client" "$work/ref.starttls.client" \
+    "$work/starttls.client"
+  expect_same "starttls: server" "$work/ref.starttls.server" \
+    "$work/starttls.server"
+fi
 
 # The subprocess example prints the date a python3 child printed, in the
 # reference's format; the Python version beside it when there is one.

@@ -679,19 +679,27 @@ static void open_loop(lua_State *L) {
   lua_setfield(L, -2, "loop_metatable"); /* the Lua layer checks self */
 }
 
-static void registry_tables(lua_State *L) {
-  tl_rawgetp(L, LUA_REGISTRYINDEX, &loops_key);
+void tl_weak_registry(lua_State *L, const void *key) {
+  tl_rawgetp(L, LUA_REGISTRYINDEX, key);
   if (lua_isnil(L, -1)) {
     lua_newtable(L);
     lua_createtable(L, 0, 1);
     lua_pushliteral(L, "v");
     lua_setfield(L, -2, "__mode");
     lua_setmetatable(L, -2);
-    tl_rawsetp(L, LUA_REGISTRYINDEX, &loops_key);
+    tl_rawsetp(L, LUA_REGISTRYINDEX, key);
+  }
+  lua_pop(L, 1);
+}
+
+static void registry_tables(lua_State *L) {
+  tl_rawgetp(L, LUA_REGISTRYINDEX, &running_key);
+  if (lua_isnil(L, -1)) {
     lua_pushboolean(L, 0);
     tl_rawsetp(L, LUA_REGISTRYINDEX, &running_key);
   }
   lua_pop(L, 1);
+  tl_weak_registry(L, &loops_key);
 }
 
 static const luaL_Reg module_functions[] = {
@@ -708,6 +716,7 @@ TL_EXPORT int luaopen_tapio_core(lua_State *L) {
   tl_open_call(L);
   tl_open_transport(L);
   tl_open_server(L);
+  tl_open_tls(L);
   tl_open_pipe(L);
   tl_open_process(L);
   tl_open_util(L);

@@ -21,6 +21,7 @@
 #define TL_BUFFER "tapio.buffer"
 #define TL_ERROR "tapio.error"
 #define TL_ADDRESS "tapio.address"
+#define TL_TLSCTX "tapio.tls_context"
 
 #if defined(__GNUC__)
 #define TL_EXPORT __attribute__((visibility("default")))
@@ -182,6 +183,9 @@ static inline int tl_isclass(lua_State *L, int idx) {
 }
 /* Adds methods to the methods table of the metatable tname. */
 void tl_addmethods(lua_State *L, const char *tname, const luaL_Reg *methods);
+/* Makes the registry's table at key, with weak values, if it is not
+ * there yet. */
+void tl_weak_registry(lua_State *L, const void *key);
 
 /* lua_CFunction: [1] a light userdata pointing at a host's tapio_loop
  * pointer; pushes a "tapio.loop" object that owns the loop and NULLs the
@@ -254,6 +258,10 @@ void tl_on_connected(void *ud, int status, tapio_transport *t);
  * (loop:_cancel takes it), or nil and the error (the pending transport
  * released). */
 int tl_create_done(lua_State *L, tl_transport *lt, int rc);
+/* Calls lt's completion callback (cb_ref, then let go) with status, as
+ * create_connection's: (nil, transport, protocol) or (err); `what` names
+ * a failing callback for the exception handler. */
+void tl_complete(tl_transport *lt, int status, const char *what);
 
 /* ---- protocol.c -------------------------------------------------------- */
 
@@ -290,6 +298,16 @@ int tl_open_pipe(lua_State *L);
 int tl_open_process(lua_State *L);
 int tl_tr_pipe_data(lua_State *L);
 int tl_tr_pipe_lost(lua_State *L);
+
+/* ---- tls.c ------------------------------------------------------------- */
+
+int tl_open_tls(lua_State *L);
+/* The context of the "tapio.tls_context" at idx, or NULL. */
+tapio_tls_context *tl_totlsctx(lua_State *L, int idx);
+/* transport:get_extra_info's TLS keys: 1 with the value pushed, else 0. */
+int tl_tls_extra_info(lua_State *L, tapio_transport *t, const char *name);
+/* transport:get_stats's TLS figures, into the table on top. */
+void tl_tls_stats(lua_State *L, tapio_transport *t);
 
 /* ---- server.c ---------------------------------------------------------- */
 

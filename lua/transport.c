@@ -70,7 +70,8 @@ int tl_tr_connected(lua_State *L) {
   tl_transport *lt = lua_touserdata(L, 1);
   int status = (int)lua_tointeger(L, 2);
   lua_rawgeti(L, LUA_REGISTRYINDEX, lt->cb_ref);
-  if (status < 0) { /* the message says more, e.g. what each address did */
+  if (status < 0) { /* the message says more: what each address did, or
+                     * why the TLS handshake failed */
     tl_pusherror(L, status, tapio_loop_error_message(lt->lb->loop));
     lua_call(L, 1, 0);
   } else if (lt->proto_ref == LUA_NOREF) {
@@ -89,19 +90,23 @@ int tl_tr_connected(lua_State *L) {
   return 0;
 }
 
-void tl_on_connected(void *ud, int status, tapio_transport *t) {
-  tl_transport *lt = ud;
+void tl_complete(tl_transport *lt, int status, const char *what) {
   tl_loop *lb = lt->lb;
   lua_State *L = lb->L;
-  (void)t;
   if (!lb->quiet && tl_prepare(lb, L, TL_T_CONNECTED) == 0) {
     lua_pushlightuserdata(L, lt);
     lua_pushinteger(L, status);
-    tl_done(L, 0, tl_call(lb, L, 2, 0, "error in a connect callback", NULL));
+    tl_done(L, 0, tl_call(lb, L, 2, 0, what, NULL));
   }
   tl_unref(lb, L, &lt->cb_ref);
-  if (status < 0)
-    tl_release_transport(L, lt); /* no connection_made, no connection_lost */
+}
+
+void tl_on_connected(void *ud, int status, tapio_transport *t) {
+  tl_transport *lt = ud;
+  (void)t;
+  tl_complete(lt, status, "error in a connect callback");
+  if (status < 0) /* no connection_made, no connection_lost */
+    tl_release_transport(lt->lb->L, lt);
 }
 
 /* The transport for a pending connect: the factory (at fi) runs at
@@ -446,7 +451,8 @@ static int t_get_extra_info(lua_State *L) {
                            ? tapio_subprocess_get_pid(lt->t)
                            : tapio_transport_get_fd(lt->t));
     found = 1;
-  }
+  } else
+    found = tl_tls_extra_info(L, lt->t, name);
   if (!found)
     lua_pushvalue(L, 3);
   return 1;
@@ -506,6 +512,7 @@ static int t_get_stats(lua_State *L) {
                                                            stats[i].which));
     lua_setfield(L, -2, stats[i].name);
   }
+  tl_tls_stats(L, lt->t);
   return 1;
 }
 

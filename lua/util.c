@@ -111,7 +111,10 @@ static const int codes[] = {
   TAPIO_EOF, TAPIO_ECLOSED, TAPIO_ERUNNING, TAPIO_EBUFFER, TAPIO_ECALLBACK,
   TAPIO_ESYSTEM, TAPIO_EVIRTUAL, TAPIO_EAI_NONAME, TAPIO_EAI_AGAIN,
   TAPIO_EAI_FAIL, TAPIO_EAI_FAMILY, TAPIO_EAI_SERVICE, TAPIO_ETLS,
-  TAPIO_EUNKNOWN
+  TAPIO_ETLS_EXPIRED,
+  TAPIO_ETLS_NOT_YET_VALID, TAPIO_ETLS_HOSTNAME, TAPIO_ETLS_UNKNOWN_CA,
+  TAPIO_ETLS_SELF_SIGNED, TAPIO_ETLS_VERIFY, TAPIO_ETLS_NO_CERT,
+  TAPIO_ETLS_VERSION, TAPIO_ETLS_CIPHER, TAPIO_EUNKNOWN
 };
 
 void tl_pusherror(lua_State *L, int code, const char *message) {
@@ -226,6 +229,8 @@ static void set_option(lua_State *L, tapio_options *o, const char *fn,
                  tl_tostring(L, -2), NULL);
   if (lua_type(L, -1) == LUA_TSTRING && type == TAPIO_OPTION_STR)
     rc = tapio_options_set_str(o, name, lua_tostring(L, -1));
+  else if (type == TAPIO_OPTION_TLS && tl_totlsctx(L, -1))
+    rc = tapio_options_set_tls(o, name, tl_totlsctx(L, -1));
   else if (lua_type(L, -1) == LUA_TBOOLEAN && type == TAPIO_OPTION_BOOL)
     rc = tapio_options_set_int(o, name, lua_toboolean(L, -1));
   else if (lua_type(L, -1) == LUA_TNUMBER && type == TAPIO_OPTION_DOUBLE)

@@ -1,6 +1,8 @@
 /* Making stream transports: create_connection (TCP: its names looked up
  * without blocking, its addresses raced in eyeballs.c),
- * create_unix_connection, connect_accepted_socket and the "sock" option. */
+ * create_unix_connection, connect_accepted_socket and the "sock" option;
+ * with "ssl", the request completes once the TLS handshake is done
+ * (tls.c). */
 #include "tapio_int.h"
 
 #include <errno.h>
@@ -26,6 +28,9 @@ typedef struct connect_req {
   tapio__lookup *lookup;
   tapio__race *race;
   tapio_transport *t;  /* wrapped socket: made when the request runs */
+  tapio__tls_params tls;
+  int tls_server;      /* connect_accepted_socket: the server's side */
+  tapio_transport *hs; /* its TLS handshake is running */
 } connect_req;
 
 static void req_free(connect_req *r) {
@@ -36,6 +41,7 @@ static void req_free(connect_req *r) {
   tapio__strfree(loop, r->local_host);
   tapio__addrs_free(loop, r->addrs, r->naddrs);
   tapio__addrs_free(loop, r->locals, r->nlocals);
+  tapio__tls_params_free(loop, &r->tls);
   tapio__free(loop, r, sizeof *r);
 }
 
@@ -48,6 +54,8 @@ static void req_fail(connect_req *r, int code, const char *message) {
   int call = tapio__request_done(&r->req);
   if (r->t)
     tapio__transport_discard(r->t);
+  if (r->hs)
+    tapio__tls_cancel(r->hs, code);
   req_free(r);
   tapio__connect_failed(loop, call, cb, ud, code, message);
 }
@@ -56,17 +64,42 @@ static void req_cancel(tapio__request *req) {
   req_fail((connect_req *)req, TAPIO_ECANCELED, NULL);
 }
 
-/* The transport is made (or was, for a wrapped socket): connection_made,
- * then the caller is told. */
-static void req_connected(connect_req *r) {
-  tapio_transport *t = r->t;
+/* The connection is ready: connection_made, then the caller is told. */
+static void req_made(connect_req *r, tapio_transport *t) {
   tapio_connect_fn cb = r->cb;
   void *ud = r->cb_ud;
-  r->t = NULL;
   tapio__request_done(&r->req);
   req_free(r);
   tapio__transport_made(t);
   cb(ud, 0, t);
+}
+
+static void req_tls_done(void *ud, tapio_transport *t, int status) {
+  connect_req *r = ud;
+  r->hs = NULL;
+  if (status == 0)
+    req_made(r, t);
+  else /* the transport is failing already; it goes after the callback */
+    req_fail(r, status, tapio__tls_error(t));
+}
+
+/* The transport is made (or was, for a wrapped socket): after a TLS
+ * handshake when asked, connection_made, then the caller is told. */
+static void req_connected(connect_req *r) {
+  tapio_transport *t = r->t;
+  int rc;
+  r->t = NULL;
+  if (!r->tls.ctx) {
+    req_made(r, t);
+    return;
+  }
+  rc = tapio__tls_attach(t, &r->tls, r->tls_server, NULL, 0, req_tls_done, r);
+  if (rc < 0) {
+    tapio__transport_discard(t);
+    req_fail(r, rc, NULL);
+    return;
+  }
+  r->hs = t;
 }
 
 /* The race is over: a connected socket, or what each address answered. */
@@ -192,7 +225,7 @@ static int check_stream_socket(int fd) {
 }
 
 static int wrap(tapio_loop *loop, int fd, const tapio_protocol *proto,
-                void *proto_ud, const tapio_options *opts,
+                void *proto_ud, const tapio_options *opts, int call,
                 tapio_connect_fn cb, void *cb_ud) {
   connect_req *r;
   struct sockaddr_storage ss;
@@ -205,14 +238,20 @@ static int wrap(tapio_loop *loop, int fd, const tapio_protocol *proto,
     return rc;
   }
   r = req_new(loop, proto, proto_ud, cb, cb_ud);
+  if (r && (rc = tapio__tls_params_get(loop, opts, call, NULL, &r->tls)) < 0) {
+    req_free(r);
+    close(fd);
+    return rc;
+  }
   if (r)
     r->t = tapio__stream_new(loop, fd, proto, proto_ud);
   if (!r || !r->t) {
     if (r)
-      tapio__free(loop, r, sizeof *r);
+      req_free(r);
     close(fd);
     return TAPIO_ENOMEM;
   }
+  r->tls_server = call == TAPIO_CALL_CONNECT_ACCEPTED_SOCKET;
   if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
     tapio__maybe_nodelay(fd, ss.ss_family,
                          (int)tapio__opt_int(opts, TAPIO__OPT_NODELAY, 1));
@@ -247,7 +286,8 @@ int tapio_connect_accepted_socket(tapio_loop *loop, int fd,
       close(fd);
     return tapio__opts_fail(opts, rc);
   }
-  return wrap(loop, fd, proto, proto_ud, opts, cb, cb_ud);
+  return wrap(loop, fd, proto, proto_ud, opts,
+              TAPIO_CALL_CONNECT_ACCEPTED_SOCKET, cb, cb_ud);
 }
 
 static int start(connect_req *r, const char *host) {
@@ -277,10 +317,16 @@ int tapio_create_connection(tapio_loop *loop, const char *host, int port,
     return tapio__opts_fail(opts, rc);
   if (sock)
     return wrap(loop, (int)tapio__opt_int(opts, TAPIO__OPT_SOCK, -1), proto,
-                proto_ud, opts, cb, cb_ud);
+                proto_ud, opts, TAPIO_CALL_CREATE_CONNECTION, cb, cb_ud);
   r = req_new(loop, proto, proto_ud, cb, cb_ud);
   if (!r)
     return TAPIO_ENOMEM;
+  rc = tapio__tls_params_get(loop, opts, TAPIO_CALL_CREATE_CONNECTION, host,
+                             &r->tls);
+  if (rc < 0) {
+    req_free(r);
+    return rc;
+  }
   r->port = port;
   r->family = (int)tapio__opt_int(opts, TAPIO__OPT_FAMILY, 0);
   r->nodelay = (int)tapio__opt_int(opts, TAPIO__OPT_NODELAY, 1);
@@ -310,6 +356,12 @@ int tapio_create_unix_connection(tapio_loop *loop, const char *path,
   r = req_new(loop, proto, proto_ud, cb, cb_ud);
   if (!r)
     return TAPIO_ENOMEM;
+  rc = tapio__tls_params_get(loop, opts, TAPIO_CALL_CREATE_UNIX_CONNECTION,
+                             NULL, &r->tls);
+  if (rc < 0) {
+    req_free(r);
+    return rc;
+  }
   r->is_unix = 1;
   return start(r, path);
 }

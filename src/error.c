@@ -68,6 +68,15 @@
   X(EAI_FAMILY, "address family not supported by resolver")  \
   X(EAI_SERVICE, "service not available for socket type")    \
   X(ETLS, "TLS protocol error")                              \
+  X(ETLS_EXPIRED, "certificate has expired")                 \
+  X(ETLS_NOT_YET_VALID, "certificate is not yet valid")      \
+  X(ETLS_HOSTNAME, "certificate does not match the host name") \
+  X(ETLS_UNKNOWN_CA, "certificate issuer is unknown or not trusted") \
+  X(ETLS_SELF_SIGNED, "self-signed certificate")             \
+  X(ETLS_VERIFY, "certificate verify failed")                \
+  X(ETLS_NO_CERT, "peer did not present a certificate")      \
+  X(ETLS_VERSION, "no TLS protocol version in common")       \
+  X(ETLS_CIPHER, "no cipher in common, TLS handshake refused") \
   X(EUNKNOWN, "unknown error")
 
 int tapio__from_errno(int err) {

@@ -222,13 +222,18 @@ static fault *fault_of(tapio_transport *t) {
                                                            : NULL;
 }
 
-/* Takes the layer off: the stream is as it was before the first fault. */
+/* Takes the layer off: the stream is as it was before the first fault.
+ * The layer is found through the kind it put on t: a layer put on above
+ * it since (start_tls) keeps the stream's I/O, and only calls the fault
+ * layer's read and writev, never after this. */
 static const tapio__kind *detach(tapio_transport *t) {
-  fault *f = fault_of(t);
+  fault *f = TAPIO_CONTAINER((tapio__kind *)(uintptr_t)t->kind, fault, kind);
   const tapio__kind *orig = f->orig;
   tapio__timer_stop(&f->drip_timer);
-  f->s->io = f->lower;
-  f->s->io_ctx = f->lower_ctx;
+  if (fault_of(t) == f) {
+    f->s->io = f->lower;
+    f->s->io_ctx = f->lower_ctx;
+  }
   t->kind = orig;
   tapio__free(t->loop, f, sizeof *f);
   return orig;
@@ -252,6 +257,8 @@ static int attach(tapio_transport *t, fault **out) {
   if ((*out = fault_of(t)) != NULL)
     return 0;
   s = tapio__to_stream(t);
+  if (s->io->ready)
+    return TAPIO_ENOTSUP; /* TLS: its entry points find it on top */
   f = tapio__calloc(t->loop, sizeof *f);
   if (!f)
     return TAPIO_ENOMEM;

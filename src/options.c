@@ -15,18 +15,21 @@
 #define DGRAM (1u << TAPIO_CALL_CREATE_DATAGRAM_ENDPOINT)
 #define SPAWN ((1u << TAPIO_CALL_SUBPROCESS_EXEC) | \
                (1u << TAPIO_CALL_SUBPROCESS_SHELL))
-#define NCALLS 12 /* one past the last enum tapio_call */
+#define STARTTLS (1u << TAPIO_CALL_START_TLS)
+#define TLS_CALLS (CONN | UCONN | ACCEPTED | SERVER | USERVER)
+#define NCALLS 13 /* one past the last enum tapio_call */
 
 typedef struct optdef {
   const char *name;
   int type;                /* enum tapio_option_type */
   int64_t min, max;
-  int (*valid)(int64_t v); /* a rule beyond the range, or NULL */
+  int (*valid)(double v);  /* a rule beyond the range, or NULL */
   const char *expects;     /* what it accepts, in words */
   unsigned calls;          /* bit per enum tapio_call */
 } optdef;
 
-static int is_family(int64_t v) { return v == 0 || v == 4 || v == 6; }
+static int is_family(double v) { return v == 0 || v == 4 || v == 6; }
+static int positive(double v) { return v > 0; }
 
 /* stdin, stdout, stderr: a descriptor or a TAPIO_STDIO_* value (STDOUT
  * for stderr only, which the create call checks). */
@@ -45,6 +48,10 @@ static int is_family(int64_t v) { return v == 0 || v == 4 || v == 6; }
 #define SECONDS_OPT(name, calls) \
   {name, TAPIO_OPTION_DOUBLE, 0, INT32_MAX, NULL, "number of seconds >= 0", \
    calls}
+/* Seconds, more than 0 (asyncio's "a positive number"). */
+#define TIMEOUT_OPT(name, calls) \
+  {name, TAPIO_OPTION_DOUBLE, 0, INT32_MAX, positive, \
+   "number of seconds > 0", calls}
 
 /* `set` in tapio_options and `calls` below hold a bit per option and per
  * call. */
@@ -82,6 +89,14 @@ static const optdef optdefs[TAPIO__OPT_COUNT] = {
   [TAPIO__OPT_LOCAL_PATH] = STR_OPT("local_path", DGRAM),
   [TAPIO__OPT_REMOTE_PATH] = STR_OPT("remote_path", DGRAM),
   [TAPIO__OPT_ALLOW_BROADCAST] = BOOL_OPT("allow_broadcast", DGRAM),
+  [TAPIO__OPT_SSL] = {"ssl", TAPIO_OPTION_TLS, 0, 0, NULL, "TLS context",
+                      TLS_CALLS},
+  [TAPIO__OPT_SERVER_HOSTNAME] = STR_OPT("server_hostname",
+                                         CONN | UCONN | STARTTLS),
+  [TAPIO__OPT_SSL_HANDSHAKE_TIMEOUT] = TIMEOUT_OPT("ssl_handshake_timeout",
+                                                   TLS_CALLS | STARTTLS),
+  [TAPIO__OPT_SSL_SHUTDOWN_TIMEOUT] = TIMEOUT_OPT("ssl_shutdown_timeout",
+                                                  TLS_CALLS | STARTTLS),
 };
 
 /* The entries of a list option: char * or int64_t. */
@@ -97,6 +112,7 @@ struct tapio_options {
   double nums[TAPIO__OPT_COUNT];
   char *strs[TAPIO__OPT_COUNT];
   optlist lists[TAPIO__OPT_COUNT];
+  tapio_tls_context *tls;              /* "ssl", referenced */
 };
 
 /* The option called name that call takes (call 0: any call), or -1. */
@@ -165,6 +181,7 @@ void tapio_options_free(tapio_options *o) {
       tapio__strfree(o->loop, ((char **)l->items)[j]);
     tapio__free(o->loop, l->items, l->cap * l->size);
   }
+  tapio_tls_context_release(o->tls);
   tapio__free(o->loop, o, sizeof *o);
 }
 
@@ -188,7 +205,8 @@ int tapio_options_set_double(tapio_options *o, const char *name,
   int i = find(name, 0);
   const optdef *d = i >= 0 ? &optdefs[i] : NULL;
   if (!o || !d || d->type != TAPIO_OPTION_DOUBLE ||
-      !(value >= (double)d->min && value <= (double)d->max))
+      !(value >= (double)d->min && value <= (double)d->max) ||
+      (d->valid && !d->valid(value)))
     return TAPIO_EINVAL;
   o->nums[i] = value;
   o->set |= 1u << i;
@@ -267,12 +285,46 @@ const void *tapio__opt_list(const tapio_options *o, enum tapio__opt which,
   return *n ? o->lists[which].items : NULL;
 }
 
+int tapio_options_set_tls(tapio_options *o, const char *name,
+                          tapio_tls_context *ctx) {
+  int i = find(name, 0);
+  if (!o || i < 0 || optdefs[i].type != TAPIO_OPTION_TLS)
+    return TAPIO_EINVAL;
+  tapio__tls_context_retain(ctx);
+  tapio_tls_context_release(o->tls);
+  o->tls = ctx;
+  if (ctx)
+    o->set |= 1u << i;
+  else
+    o->set &= ~(1u << i);
+  return 0;
+}
+
+/* The TLS options mean nothing without "ssl" (start_tls takes its
+ * context as an argument), and the context must be made for the side the
+ * call takes: clients connect, servers and connect_accepted_socket
+ * accept. */
+static int tls_check(const tapio_options *o, int call) {
+  uint32_t tls_only = (1u << TAPIO__OPT_SERVER_HOSTNAME) |
+                      (1u << TAPIO__OPT_SSL_HANDSHAKE_TIMEOUT) |
+                      (1u << TAPIO__OPT_SSL_SHUTDOWN_TIMEOUT);
+  int server = call == TAPIO_CALL_CREATE_SERVER ||
+               call == TAPIO_CALL_CREATE_UNIX_SERVER ||
+               call == TAPIO_CALL_CONNECT_ACCEPTED_SOCKET;
+  if (o->set & (1u << TAPIO__OPT_SSL))
+    return tapio_tls_context_get_side(o->tls) ==
+                   (server ? TAPIO_TLS_SERVER : TAPIO_TLS_CLIENT)
+               ? 0 : TAPIO_EINVAL;
+  return call != TAPIO_CALL_START_TLS && (o->set & tls_only) ? TAPIO_EINVAL
+                                                              : 0;
+}
+
 int tapio__opts_check(const tapio_options *o, int call) {
   int i;
   for (i = 0; o && i < TAPIO__OPT_COUNT; i++)
     if ((o->set & (1u << i)) && !(optdefs[i].calls & (1u << call)))
       return TAPIO_EINVAL;
-  return 0;
+  return o ? tls_check(o, call) : 0;
 }
 
 int tapio__opts_fail(const tapio_options *o, int code) {
@@ -297,4 +349,8 @@ const char *tapio__opt_str(const tapio_options *o, enum tapio__opt which) {
 double tapio__opt_double(const tapio_options *o, enum tapio__opt which,
                          double dflt) {
   return tapio__opt_is_set(o, which) ? o->nums[which] : dflt;
+}
+
+tapio_tls_context *tapio__opt_tls(const tapio_options *o) {
+  return tapio__opt_is_set(o, TAPIO__OPT_SSL) ? o->tls : NULL;
 }

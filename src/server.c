@@ -39,6 +39,7 @@ struct tapio_server {
   tapio__timer retry;     /* accepting again after running out of fds */
   waiter *waiters;
   tapio__task task;      /* runs the waiters */
+  tapio__tls_params tls; /* "ssl": every connection is a TLS server */
 };
 
 /* Memory goes once the user let go, it is closed, its clients are gone
@@ -49,6 +50,7 @@ static void maybe_free(tapio_server *s) {
       s->busy || s->waiters)
     return;
   tapio__list_remove(&s->link);
+  tapio__tls_params_free(loop, &s->tls);
   tapio__free(loop, s, sizeof *s);
 }
 
@@ -109,41 +111,67 @@ static void accept_failed(tapio_server *s, int err) {
   }
 }
 
-/* The transport is made before the factory is asked: a factory whose
- * protocol gets no connection_made would never hear of it again (a Lua
- * protocol, a C one's memory), so running out of memory comes first. */
-static void accept_one(tapio_server *s, int fd, const tapio__ipaddr *peer,
-                       socklen_t peerlen, int af) {
+/* The protocol for t, from the factory; 0, or -1 after reporting why
+ * there is none. */
+static int take_protocol(tapio_server *s, tapio_transport *t) {
   const tapio_protocol *proto = NULL;
   void *ud = NULL;
-  tapio_transport *t = tapio__stream_new(s->loop, fd, NULL, NULL);
-  int rc;
+  int rc = s->factory(s->factory_ud, s, &proto, &ud);
+  if (rc != 0 || !proto) {
+    tapio__report(s->loop, rc ? rc : TAPIO_EINVAL,
+                  "protocol factory rejected a connection", NULL);
+    return -1;
+  }
+  if (tapio__proto_check(proto, sizeof *proto) < 0) {
+    tapio__report(s->loop, TAPIO_EINVAL,
+                  "protocol factory gave a table of a wrong size", NULL);
+    return -1;
+  }
+  t->proto = (const tapio__proto *)proto;
+  t->ud = ud;
+  return 0;
+}
+
+/* A TLS connection gets its protocol once its handshake is done, so that
+ * a failed handshake costs the application nothing (and reports nothing,
+ * as asyncio outside debug mode). */
+static void tls_accepted(void *ud, tapio_transport *t, int status) {
+  (void)ud;
+  if (status < 0)
+    return;
+  if (take_protocol(t->server, t) < 0) {
+    tapio_transport_abort(t);
+    return;
+  }
+  tapio__transport_made(t);
+}
+
+/* The transport is made before the factory is asked: a factory whose
+ * protocol gets no connection_made would never hear of it again (a Lua
+ * protocol, a C one's memory), so running out of memory comes first. A
+ * TLS connection asks it after its handshake. */
+static void accept_one(tapio_server *s, int fd, const tapio__ipaddr *peer,
+                       socklen_t peerlen, int af) {
+  tapio_transport *t = tapio__stream_new(s->loop, fd, &tapio__no_protocol,
+                                         NULL);
   if (!t) {
     close(fd);
     tapio__report(s->loop, TAPIO_ENOMEM, "accept: out of memory", NULL);
     return;
   }
-  rc = s->factory(s->factory_ud, s, &proto, &ud);
-  if (rc != 0 || !proto) {
+  if (!s->tls.ctx && take_protocol(s, t) < 0) {
     tapio__transport_discard(t); /* closes fd */
-    tapio__report(s->loop, rc ? rc : TAPIO_EINVAL,
-                  "protocol factory rejected a connection", NULL);
     return;
   }
-  if (tapio__proto_check(proto, sizeof *proto) < 0) {
-    tapio__transport_discard(t);
-    tapio__report(s->loop, TAPIO_EINVAL,
-                  "protocol factory gave a table of a wrong size", NULL);
-    return;
-  }
-  t->proto = (const tapio__proto *)proto;
-  t->ud = ud;
   tapio__maybe_nodelay(fd, af, s->nodelay);
   tapio__transport_set_peer(t, &peer->sa, peerlen);
   t->server = s;
   tapio__list_push(&s->clients, &t->slink);
   s->nclients++;
-  tapio__transport_made(t);
+  if (!s->tls.ctx)
+    tapio__transport_made(t);
+  else if (tapio__tls_attach(t, &s->tls, 1, NULL, 0, tls_accepted, NULL) < 0)
+    tapio_transport_abort(t);
 }
 
 static void on_accept(struct ev_loop *ev, ev_io *w, int revents) {
@@ -334,6 +362,11 @@ tapio_server *tapio__server_new(tapio_loop *loop,
   s->nodelay = (int)tapio__opt_int(opts, TAPIO__OPT_NODELAY, 1);
   s->cleanup = (int)tapio__opt_int(opts, TAPIO__OPT_CLEANUP_SOCKET, 1);
   s->task.run = run_waiters;
+  if (tapio__tls_params_get(loop, opts, TAPIO_CALL_CREATE_SERVER, NULL,
+                            &s->tls) < 0) {
+    tapio__free(loop, s, sizeof *s);
+    return NULL;
+  }
   tapio__list_init(&s->clients);
   tapio__list_push(&loop->servers, &s->link);
   tapio__timer_init(&s->retry, loop, on_retry);

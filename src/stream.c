@@ -1,9 +1,11 @@
 /* The stream transport: reading into the loop's buffer (or the protocol's),
  * writing straight through the I/O layer and queueing only leftovers,
  * half-close, and the stream's steps of the head's lifetime. TCP and Unix
- * sockets through the socket layer below (a TLS layer implements the same
- * tapio__io); the pipe kinds (pipe.c) are stream bodies that can only read
- * or only write. */
+ * sockets through the socket layer below; the pipe kinds (pipe.c) are
+ * stream bodies that can only read or only write. A layer with a session
+ * of its own (TLS, tls.c) goes between the stream and the socket and is
+ * driven by the "layered" callbacks at the end, so that the plain path
+ * stays as it is. */
 #include "tapio_int.h"
 
 #include <errno.h>
@@ -14,6 +16,8 @@
 
 static void on_readable(struct ev_loop *ev, ev_io *w, int revents);
 static void on_writable(struct ev_loop *ev, ev_io *w, int revents);
+static void on_layer_readable(struct ev_loop *ev, ev_io *w, int revents);
+static void on_layer_writable(struct ev_loop *ev, ev_io *w, int revents);
 static const tapio__kind stream_kind;
 
 /* ---- The socket layer -------------------------------------------------- */
@@ -122,13 +126,26 @@ static int wants_reading(const tapio_transport *t) {
                       TAPIO__T_EOF_RECEIVED)) == TAPIO__T_MADE;
 }
 
+static int reads_more(tapio__stream *s) {
+  return wants_reading(&s->head) && !(s->head.flags & TAPIO__HOLD_READ);
+}
+
+/* Reading is watched for the protocol (unless the layer holds it) or for
+ * the layer itself. */
 static void update_reading(tapio__stream *s) {
-  if (wants_reading(&s->head)) {
+  if (reads_more(s) || (s->head.flags & TAPIO__WANT_READ)) {
     if (!ev_is_active(&s->rio))
       ev_io_start(s->head.loop->ev, &s->rio);
   } else if (ev_is_active(&s->rio)) {
     ev_io_stop(s->head.loop->ev, &s->rio);
   }
+}
+
+/* Reading (re)starts for the protocol: bytes the layer already holds are
+ * read now, as the descriptor will not announce them. */
+static void read_held(tapio__stream *s) {
+  if (s->io->pending && reads_more(s) && s->io->pending(s, s->io_ctx))
+    ev_feed_event(s->head.loop->ev, &s->rio, EV_READ);
 }
 
 static void on_eof(tapio__stream *s) {
@@ -138,8 +155,10 @@ static void on_eof(tapio__stream *s) {
   update_reading(s);
   if (proto_of(s)->eof_received)
     keep_open = proto_of(s)->eof_received(t->ud, t);
-  if (!keep_open || !(t->kind->caps & TAPIO__CAN_WRITE))
-    tapio_transport_close(t); /* a read pipe has no other half to keep */
+  /* a read pipe has no other half to keep; a layer that cannot half-close
+   * (TLS) cannot keep it either */
+  if (!keep_open || !(t->kind->caps & TAPIO__CAN_WRITE) || !s->io->shutdown)
+    tapio_transport_close(t);
 }
 
 static void read_failed(tapio__stream *s, ssize_t n) {
@@ -203,11 +222,15 @@ static inline ssize_t read_plain(tapio__stream *s) {
 #define BULK_READ (64 * 1024)
 #define BULK_PASSES 8
 
+static ssize_t read_once(tapio__stream *s) {
+  return proto_of(s)->get_buffer ? read_buffered(s) : read_plain(s);
+}
+
 static void read_bulk(tapio__stream *s) {
   int passes = BULK_PASSES;
   ssize_t n;
   do
-    n = proto_of(s)->get_buffer ? read_buffered(s) : read_plain(s);
+    n = read_once(s);
   while (--passes > 0 && n >= BULK_READ && wants_reading(&s->head));
 }
 
@@ -242,14 +265,6 @@ int tapio_transport_pause_reading(tapio_transport *t) {
   t->rpause_since = tapio__time(t->loop);
   update_reading(tapio__to_stream(t));
   return 0;
-}
-
-/* Reading resumed: bytes the layer already holds are read on the next
- * turn, as no descriptor will announce them. */
-static void read_held(tapio__stream *s) {
-  if (s->io->pending && wants_reading(&s->head) &&
-      s->io->pending(s, s->io_ctx))
-    ev_feed_event(s->head.loop->ev, &s->rio, EV_READ);
 }
 
 int tapio_transport_resume_reading(tapio_transport *t) {
@@ -297,7 +312,7 @@ static int buffered(tapio__stream *s, int rc) {
     tapio__transport_force_close(&s->head, rc, NULL);
     return rc;
   }
-  if (!ev_is_active(&s->wio))
+  if (!ev_is_active(&s->wio) && !(s->head.flags & TAPIO__HOLD_WRITE))
     ev_io_start(s->head.loop->ev, &s->wio);
   tapio__flow_grew(&s->head);
   return 0;
@@ -408,12 +423,19 @@ int tapio_transport_writelines(tapio_transport *t, const void *const *bufs,
   return (t->wsize || rc) ? buffered(s, rc) : 0;
 }
 
+/* close() with the buffer flushed: the layer may have its own ending. */
+static void closed(tapio__stream *s) {
+  if (!s->io->close || s->io->close(s, s->io_ctx) == 0)
+    tapio__transport_lost(&s->head, 0, NULL);
+}
+
 /* The buffer is empty: finish a pending close or write_eof. */
 static void drained(tapio__stream *s) {
   tapio_transport *t = &s->head;
-  ev_io_stop(t->loop->ev, &s->wio);
+  if (!(t->flags & TAPIO__WANT_WRITE))
+    ev_io_stop(t->loop->ev, &s->wio);
   if (t->flags & TAPIO__T_CLOSING) {
-    tapio__transport_lost(t, 0, NULL);
+    closed(s);
   } else if ((t->flags & TAPIO__T_EOF_WANTED) &&
              !(t->flags & TAPIO__T_SHUT)) {
     t->flags |= TAPIO__T_SHUT;
@@ -421,13 +443,10 @@ static void drained(tapio__stream *s) {
   }
 }
 
-static void on_writable(struct ev_loop *ev, ev_io *w, int revents) {
-  tapio__stream *s = TAPIO_CONTAINER(w, tapio__stream, wio);
+static void flush(tapio__stream *s) {
   tapio_transport *t = &s->head;
   struct iovec iov[TAPIO__MAX_IOV];
   ssize_t n;
-  (void)ev;
-  (void)revents;
   n = send_now(s, iov, tapio__wq_iov(&s->wq, iov, TAPIO__MAX_IOV));
   if (n <= 0)
     return;
@@ -436,6 +455,12 @@ static void on_writable(struct ev_loop *ev, ev_io *w, int revents) {
   tapio__flow_shrank(t);
   if (!(t->flags & TAPIO__T_LOST) && t->wsize == 0)
     drained(s);
+}
+
+static void on_writable(struct ev_loop *ev, ev_io *w, int revents) {
+  (void)ev;
+  (void)revents;
+  flush(TAPIO_CONTAINER(w, tapio__stream, wio));
 }
 
 /* A stream that cannot read (a write pipe) has no half to keep open: its
@@ -469,16 +494,20 @@ int tapio_transport_write_eof(tapio_transport *t) {
 
 void tapio__stream_start(tapio_transport *t) {
   update_reading(tapio__to_stream(t));
+  read_held(tapio__to_stream(t));
 }
 
 void tapio__stream_close(tapio_transport *t) {
   update_reading(tapio__to_stream(t));
   if (t->wsize == 0)
-    tapio__transport_lost(t, 0, NULL);
+    closed(tapio__to_stream(t));
 }
 
 void tapio__stream_halt(tapio_transport *t) {
   tapio__stream *s = tapio__to_stream(t);
+  t->flags &= ~(uint32_t)TAPIO__WANTS;
+  if (s->io->halt)
+    s->io->halt(s, s->io_ctx);
   ev_io_stop(t->loop->ev, &s->rio);
   ev_io_stop(t->loop->ev, &s->wio);
   tapio__wq_clear(t->loop, &s->wq);
@@ -488,6 +517,8 @@ void tapio__stream_halt(tapio_transport *t) {
 static void stream_destroy(tapio_transport *t) {
   tapio__stream *s = tapio__to_stream(t);
   tapio__stream_halt(t);
+  if (s->io->free)
+    s->io->free(s, s->io_ctx);
   if (s->rio.fd >= 0) /* a shed shell's is closed */
     close(s->rio.fd);
   tapio__free(t->loop, s, sizeof *s);
@@ -513,3 +544,58 @@ static const tapio__kind stream_kind = {
   tapio__stream_start, tapio__stream_close, tapio__stream_halt,
   stream_destroy, tapio__stream_fd, stream_shed
 };
+
+/* ---- Streams whose layer has a session of its own (TLS) ---------------- */
+
+void tapio__stream_set_io(tapio__stream *s, const tapio__io *io, void *ctx) {
+  s->io = io;
+  s->io_ctx = ctx;
+  ev_set_cb(&s->rio, io->ready ? on_layer_readable : on_readable);
+  ev_set_cb(&s->wio, io->ready ? on_layer_writable : on_writable);
+}
+
+void tapio__stream_want(tapio__stream *s, uint32_t want) {
+  tapio_transport *t = &s->head;
+  int w = (want & TAPIO__WANT_WRITE) ||
+          (t->wsize && !(want & TAPIO__HOLD_WRITE));
+  uint32_t held = t->flags & ~want & TAPIO__HOLD_READ;
+  t->flags = (t->flags & ~(uint32_t)TAPIO__WANTS) | want;
+  if (t->flags & TAPIO__T_LOST)
+    return; /* halted for good */
+  update_reading(s);
+  if (held)
+    read_held(s);
+  if (w && !ev_is_active(&s->wio))
+    ev_io_start(t->loop->ev, &s->wio);
+  else if (!w && ev_is_active(&s->wio))
+    ev_io_stop(t->loop->ev, &s->wio);
+}
+
+/* The layer may hold more than one read takes (a small BufferedProtocol
+ * buffer): read again while it does. What it holds is bounded (TLS: one
+ * record buffer), so this ends soon; the descriptor would not announce
+ * those bytes again. */
+static void read_layered(tapio__stream *s) {
+  do
+    read_once(s);
+  while (reads_more(s) && s->io->pending(s, s->io_ctx));
+}
+
+static void on_layer_readable(struct ev_loop *ev, ev_io *w, int revents) {
+  tapio__stream *s = TAPIO_CONTAINER(w, tapio__stream, rio);
+  (void)ev;
+  (void)revents;
+  s->io->ready(s, s->io_ctx, EV_READ);
+  if (!(s->head.flags & TAPIO__T_LOST) && reads_more(s))
+    read_layered(s);
+}
+
+static void on_layer_writable(struct ev_loop *ev, ev_io *w, int revents) {
+  tapio__stream *s = TAPIO_CONTAINER(w, tapio__stream, wio);
+  (void)ev;
+  (void)revents;
+  s->io->ready(s, s->io_ctx, EV_WRITE);
+  if (!(s->head.flags & TAPIO__T_LOST) && s->head.wsize &&
+      !(s->head.flags & TAPIO__HOLD_WRITE))
+    flush(s);
+}

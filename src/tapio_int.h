@@ -292,6 +292,10 @@ enum tapio__opt {
   TAPIO__OPT_LOCAL_PATH,
   TAPIO__OPT_REMOTE_PATH,
   TAPIO__OPT_ALLOW_BROADCAST,
+  TAPIO__OPT_SSL,
+  TAPIO__OPT_SERVER_HOSTNAME,
+  TAPIO__OPT_SSL_HANDSHAKE_TIMEOUT,
+  TAPIO__OPT_SSL_SHUTDOWN_TIMEOUT,
   TAPIO__OPT_COUNT
 };
 
@@ -311,6 +315,8 @@ const void *tapio__opt_list(const tapio_options *o, enum tapio__opt which,
                             size_t *n);
 double tapio__opt_double(const tapio_options *o, enum tapio__opt which,
                          double dflt);
+/* The "ssl" option's context (borrowed), or NULL. */
+tapio_tls_context *tapio__opt_tls(const tapio_options *o);
 
 /* ---- Transports: one head for every kind, a body per kind -------------- */
 
@@ -343,7 +349,15 @@ enum {
   /* the stream body's */
   TAPIO__T_EOF_RECEIVED = 1 << 8,
   TAPIO__T_EOF_WANTED = 1 << 9,   /* write_eof called */
-  TAPIO__T_SHUT = 1 << 10         /* the I/O layer's shutdown is done */
+  TAPIO__T_SHUT = 1 << 10,        /* the I/O layer's shutdown is done */
+  /* what a layer with a session waits for (tapio__stream_want) */
+  TAPIO__WANT_READ = 1 << 11,     /* readability, whatever the protocol
+                                     wants */
+  TAPIO__WANT_WRITE = 1 << 12,    /* writability, with nothing buffered */
+  TAPIO__HOLD_READ = 1 << 13,     /* no reading for the protocol */
+  TAPIO__HOLD_WRITE = 1 << 14,    /* no flushing the stream's buffer */
+  TAPIO__WANTS = TAPIO__WANT_READ | TAPIO__WANT_WRITE | TAPIO__HOLD_READ |
+                 TAPIO__HOLD_WRITE
 };
 
 /* What a kind can do; the public functions check before they dispatch. */
@@ -426,6 +440,8 @@ void tapio__transport_force_close(tapio_transport *t, int code,
 void tapio__flow_grew(tapio_transport *t);
 /* It shrank: resume_writing at the low mark. */
 void tapio__flow_shrank(tapio_transport *t);
+/* A context reference more (tapio_tls_context_release gives it back). */
+void tapio__tls_context_retain(tapio_tls_context *ctx);
 
 /* ---- Write queue: bytes a stream could not send yet --------------------- */
 
@@ -462,21 +478,43 @@ typedef struct tapio__io {
   ssize_t (*writev)(tapio__stream *s, void *ctx, const struct iovec *iov,
                     int n);
   /* Ends the sending side once the buffer is flushed; NULL when the layer
-   * cannot (then can_write_eof answers 0). */
+   * cannot (then can_write_eof answers 0, and EOF always closes). */
   int (*shutdown)(tapio__stream *s, void *ctx);
+  /* The rest is for layers with a session of their own (TLS: a
+   * handshake, records OpenSSL holds, close_notify); the plain layers
+   * leave it NULL. Such a layer tells the stream what it waits for with
+   * tapio__stream_want. */
+  /* The descriptor is ready (EV_READ/EV_WRITE): the layer's own work,
+   * before the stream reads or flushes. */
+  void (*ready)(tapio__stream *s, void *ctx, int revents);
   /* 1 when read would give something without the descriptor being ready
-   * (bytes a layer holds: a memory link's); NULL for the plain layers.
-   * Reading that resumes reads them on the next turn. */
+   * (bytes held inside the layer: nothing will wake the poll for them). */
   int (*pending)(tapio__stream *s, void *ctx);
+  /* close() flushed the stream's buffer: 0 to end now, 1 when the layer
+   * ends the transport itself later (tapio__transport_lost). */
+  int (*close)(tapio__stream *s, void *ctx);
+  /* Stops the layer's own I/O and timers (abort, failure, the end). */
+  void (*halt)(tapio__stream *s, void *ctx);
+  /* Frees the layer (and the layers under it) with the transport. */
+  void (*free)(tapio__stream *s, void *ctx);
 } tapio__io;
 
 struct tapio__stream {
-  tapio_transport head;
+  tapio_transport head;   /* its flags hold the layer's TAPIO__WANT_* and
+                             TAPIO__HOLD_* (no room taken from plain ones) */
   ev_io rio, wio;
   const tapio__io *io;
   void *io_ctx;
   tapio__wqueue wq;
 };
+
+/* Puts layer io (with its context) on the stream; a layer with `ready`
+ * gets the stream's readiness first. */
+void tapio__stream_set_io(tapio__stream *s, const tapio__io *io, void *ctx);
+/* The layer's wants changed (TAPIO__WANT_* and TAPIO__HOLD_* bits): the
+ * watchers follow (also when the stream's own needs changed, e.g. after a
+ * layer took buffered bytes). */
+void tapio__stream_want(tapio__stream *s, uint32_t want);
 
 /* A socket stream on fd (a connected TCP or Unix socket, non-blocking). */
 tapio_transport *tapio__stream_new(tapio_loop *loop, int fd,
@@ -513,6 +551,42 @@ const tapio__io *tapio__base_io(const tapio__stream *s);
 /* A memory pair's t: its peer reads code after the bytes it has (a reset
  * seen from the other side). TAPIO_ENOTSUP for another transport. */
 int tapio__memory_reset(tapio_transport *t, int code);
+
+/* ---- TLS: the layer's entry points for the create calls ---------------- */
+
+/* The TLS options of a create call, kept by the request (copied). */
+typedef struct tapio__tls_params {
+  tapio_tls_context *ctx;   /* referenced; NULL: no TLS */
+  char *hostname;           /* a client's server_hostname, or NULL */
+  double handshake_timeout, shutdown_timeout;
+} tapio__tls_params;
+
+/* Reads and checks the TLS options of call (enum tapio_call) into p: the
+ * context's side against the call, server_hostname (host is the default;
+ * required when the context checks host names). 0, TAPIO_EINVAL or
+ * TAPIO_ENOMEM; p is empty on failure. */
+int tapio__tls_params_get(tapio_loop *loop, const tapio_options *o, int call,
+                          const char *host, tapio__tls_params *p);
+void tapio__tls_params_free(tapio_loop *loop, tapio__tls_params *p);
+
+/* The handshake is over: status 0 (make the connection now), or the
+ * error, after which the transport is already failing. Called once, from
+ * the loop; never after tapio__tls_cancel. */
+typedef void (*tapio__tls_done_fn)(void *ud, tapio_transport *t, int status);
+
+/* Puts a TLS layer (a client, or a server when server is 1) on stream t
+ * and starts the handshake, with `len` bytes already read fed first. */
+int tapio__tls_attach(tapio_transport *t, const tapio__tls_params *p,
+                      int server, const void *buffered, size_t len,
+                      tapio__tls_done_fn done, void *ud);
+/* Fails t's handshake with code, without calling done. */
+void tapio__tls_cancel(tapio_transport *t, int code);
+/* Why t's TLS layer failed, in words, or NULL (borrowed: until t goes). */
+const char *tapio__tls_error(tapio_transport *t);
+
+/* A protocol with no callbacks: a server's connection until its factory
+ * runs (after the handshake). */
+extern const tapio_protocol tapio__no_protocol;
 
 /* ---- Pipes ------------------------------------------------------------- */
 

@@ -54,6 +54,37 @@
 ---@field reuse_port? boolean
 ---@field start_serving? boolean
 ---@field cleanup_socket? boolean
+---@field ssl? tapio.TLSContext TLS on the stream calls (see tapio.tls_context)
+---@field server_hostname? string the name checked and sent as SNI
+---@field ssl_handshake_timeout? number seconds (60)
+---@field ssl_shutdown_timeout? number seconds (30)
+
+---What tapio.tls_context takes (lua/README.md, TLS).
+---@class tapio.TLSOptions
+---@field side "client"|"server" fixed for the context
+---@field cafile? string trusted CAs; none given: the system's
+---@field capath? string
+---@field cadata? string PEM text
+---@field cert_file? string
+---@field key_file? string
+---@field password? string the key's
+---@field cert_pem? string
+---@field key_pem? string
+---@field verify? "required"|"optional"|"none"
+---@field check_hostname? boolean
+---@field min_version? string "TLSv1.2"
+---@field max_version? string "TLSv1.3"
+---@field ciphers? string TLS 1.2 cipher list
+---@field ciphersuites? string TLS 1.3 suites
+---@field alpn? string[]
+---@field sni? table<string, tapio.TLSContext> servers: a context by the name asked
+---@field keylog_file? string SSLKEYLOGFILE format
+---@field session_cache? integer clients: sessions kept (64)
+
+---A TLS context (OpenSSL's SSL_CTX), shared by any number of connections.
+---@class tapio.TLSContext
+---@field side fun(self: tapio.TLSContext): "client"|"server"
+---@field close fun(self: tapio.TLSContext) gives this reference back
 
 ---A SubprocessProtocol: any table; tapio calls the methods it has.
 ---@class tapio.DatagramProtocol
@@ -177,6 +208,15 @@
 ---@field EVIRTUAL integer real I/O asked of a virtual-clock loop (tapio.testing)
 ---@field ETIMEDOUT integer
 ---@field ETLS integer
+---@field ETLS_EXPIRED integer the peer's certificate expired
+---@field ETLS_NOT_YET_VALID integer
+---@field ETLS_HOSTNAME integer the certificate is for another name
+---@field ETLS_UNKNOWN_CA integer
+---@field ETLS_SELF_SIGNED integer
+---@field ETLS_VERIFY integer another verification failure
+---@field ETLS_NO_CERT integer a required certificate was not given
+---@field ETLS_VERSION integer no protocol version in common
+---@field ETLS_CIPHER integer no cipher in common (or a handshake alert)
 ---@field EUNKNOWN integer
 local tapio = {}
 
@@ -280,6 +320,11 @@ function tapio.pipe() end
 ---A pty in raw mode: its master and its slave.
 ---@return integer master, integer slave
 function tapio.openpty() end
+---A TLS context for the ssl option and start_tls; raises an error value
+---(ENOENT, ETLS with OpenSSL's words) for a bad option or file.
+---@param opts tapio.TLSOptions
+---@return tapio.TLSContext
+function tapio.tls_context(opts) end
 
 ---A string as Python's repr() prints it.
 ---@param s any
@@ -368,6 +413,15 @@ function Loop:create_unix_connection(factory, path, opts) end
 ---@param opts? tapio.Options
 ---@return tapio.Transport, tapio.Protocol
 function Loop:connect_accepted_socket(factory, fd, opts) end
+---Upgrades a connection to TLS in place (the async rule); protocol is its
+---protocol from then on; buffered: bytes a reader already took off it.
+---@param transport tapio.Transport
+---@param protocol tapio.Protocol
+---@param sslcontext tapio.TLSContext
+---@param opts? {server_hostname?: string, ssl_handshake_timeout?: number, ssl_shutdown_timeout?: number}
+---@param buffered? string
+---@return tapio.Transport transport the same transport
+function Loop:start_tls(transport, protocol, sslcontext, opts, buffered) end
 ---@param factory tapio.ProtocolFactory
 ---@param host? string|string[] nil: every interface
 ---@param port integer 0: a free one
@@ -457,7 +511,10 @@ function Transport:get_write_buffer_limits() end
 ---@param high? integer
 ---@param low? integer
 function Transport:set_write_buffer_limits(high, low) end
----"peername", "sockname" (addresses), "socket" (the descriptor).
+---"peername", "sockname" (addresses), "socket" (the descriptor); with
+---TLS "peercert", "cipher", "tls_version", "alpn_protocol",
+---"server_hostname", "compression", "session_reused", "sslcontext",
+---"ssl_object", "tls_end".
 ---@param name string
 ---@param default? any
 ---@return any
@@ -469,7 +526,8 @@ function Transport:get_protocol() end
 ---@return tapio.Loop
 function Transport:get_loop() end
 ---bytes_received, bytes_sent, write_buffer_size, write_buffer_peak,
----write_paused_usec, read_paused_usec, write_pauses.
+---write_paused_usec, read_paused_usec, write_pauses; with TLS
+---tls_handshake_usec, tls_wire_bytes_received, tls_wire_bytes_sent.
 ---@return table<string, integer>
 function Transport:get_stats() end
 

@@ -26,6 +26,7 @@ tapio.buffer = core.buffer
 tapio.socketpair = core.socketpair
 tapio.send = core.send
 tapio.close_fd = core.close_fd
+tapio.tls_context = core.tls_context
 tapio.pipe = core.pipe
 tapio.openpty = core.openpty
 tapio.signals = core.signals

@@ -114,6 +114,16 @@ Loop.subprocess_exec = completing(Loop._subprocess_exec, "subprocess_exec")
 --- loop:subprocess_shell(factory, cmd, opts) -> transport, protocol
 Loop.subprocess_shell = completing(Loop._subprocess_shell, "subprocess_shell")
 
+--- loop:start_tls(transport, protocol, sslcontext, opts, buffered)
+-- -> transport: upgrades the connection in place; buffered (a string) is
+-- what a reader took off the connection already, fed to the handshake.
+do
+  local start = completing(Loop._start_tls)
+  function Loop:start_tls(...)
+    return (start(self, ...)) -- the transport, not the protocol after it
+  end
+end
+
 -- ---- Servers -------------------------------------------------------------
 
 local server_forever = setmetatable({}, { __mode = "k" }) -- server -> future

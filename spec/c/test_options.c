@@ -57,22 +57,29 @@ static void names_of(int call, char *out, size_t cap)
 /* Each call lists the options the header documents for it, no other. */
 static void option_names_per_call(void)
 {
-  char got[256];
+  char got[512];
   names_of(TAPIO_CALL_CREATE_CONNECTION, got, sizeof got);
   CHECK_STR(got, "local_host local_port family sock nodelay "
-                 "happy_eyeballs_delay interleave");
+                 "happy_eyeballs_delay interleave ssl server_hostname "
+                 "ssl_handshake_timeout ssl_shutdown_timeout");
   names_of(TAPIO_CALL_CREATE_UNIX_CONNECTION, got, sizeof got);
-  CHECK_STR(got, "");
+  CHECK_STR(got, "ssl server_hostname ssl_handshake_timeout "
+                 "ssl_shutdown_timeout");
   names_of(TAPIO_CALL_CONNECT_ACCEPTED_SOCKET, got, sizeof got);
-  CHECK_STR(got, "nodelay");
+  CHECK_STR(got, "nodelay ssl ssl_handshake_timeout ssl_shutdown_timeout");
   names_of(TAPIO_CALL_CREATE_SERVER, got, sizeof got);
   CHECK_STR(got, "family sock nodelay backlog reuse_address reuse_port "
-                 "start_serving");
+                 "start_serving ssl ssl_handshake_timeout "
+                 "ssl_shutdown_timeout");
   names_of(TAPIO_CALL_CREATE_UNIX_SERVER, got, sizeof got);
-  CHECK_STR(got, "backlog start_serving cleanup_socket");
+  CHECK_STR(got, "backlog start_serving cleanup_socket ssl "
+                 "ssl_handshake_timeout ssl_shutdown_timeout");
   names_of(TAPIO_CALL_CREATE_DATAGRAM_ENDPOINT, got, sizeof got);
   CHECK_STR(got, "local_host local_port family sock reuse_port remote_host "
                  "remote_port local_path remote_path allow_broadcast");
+  names_of(TAPIO_CALL_START_TLS, got, sizeof got);
+  CHECK_STR(got, "server_hostname ssl_handshake_timeout "
+                 "ssl_shutdown_timeout");
   CHECK(tapio_option_name(0, 0) == NULL);
   CHECK(tapio_option_name(99, 0) == NULL);
 }

@@ -28,7 +28,7 @@ if [ -f "$libdir/libtapio_lua5.4.a" ]; then
   gcc -o "$tmp/frame_host" "$here/../../examples/host/frame_host.c" \
     -I"$inc" $(pkg-config --cflags lua5.4) "$libdir/libtapio_lua5.4.a" \
     "$libdir/libtapio.a" $(pkg-config --libs lua5.4) \
-    $(pkg-config --libs libcares) -lev -lpthread -lm
+    $(pkg-config --libs libcares libssl libcrypto) -lev -lpthread -lm
   echo 'served = select("#", require("tapio").version)' >"$tmp/one.lua"
   out=$("$tmp/frame_host" "$tmp/one.lua" 2)
   case $out in "frames 2 "*"served 1 "*) ;; *) echo "host: $out"; exit 1;; esac

@@ -1,0 +1,823 @@
+/* TLS connections at work between tapio's own client and server: bulk
+ * data with flow control, BufferedProtocol, closing (close_notify both
+ * ways, a peer that never answers, a peer that just goes), start_tls on a
+ * plain connection and on a TLS one, and ends in the middle of it all. */
+#include "tls.h"
+
+/* ---- Bulk data with flow control ---------------------------------------- */
+
+/* One side of a transfer: it sends `total` pattern bytes, pausing when
+ * told to, and checks the `total` bytes it receives, pausing its reading
+ * every STEP bytes for a moment. */
+typedef struct flow {
+  tapio_transport *t;
+  size_t total, sent, got, next_pause;
+  int wpaused, read_pauses, write_pauses, lost, lost_code;
+  char chunk[64 * 1024];
+} flow;
+
+#define STEP (4u << 20)
+
+static void flow_send(flow *f)
+{
+  while (!f->wpaused && f->sent < f->total && !f->lost) {
+    size_t n = f->total - f->sent;
+    if (n > sizeof f->chunk)
+      n = sizeof f->chunk;
+    pattern_fill(f->chunk, n, f->sent);
+    f->sent += n; /* before: write may call pause_writing */
+    CHECK_OK(tapio_transport_write(f->t, f->chunk, n));
+  }
+}
+
+static void flow_made(void *ud, tapio_transport *t)
+{
+  flow *f = ud;
+  int small = 64 * 1024, fd = tapio_transport_get_fd(t);
+  f->t = t;
+  /* small kernel buffers: the layer keeps ciphertext, the stream pauses */
+  CHECK(setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof small) == 0);
+  CHECK(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small) == 0);
+  CHECK_OK(tapio_transport_set_write_buffer_limits(t, 256 * 1024, -1));
+  flow_send(f);
+}
+
+static void flow_resume_reading(void *ud)
+{
+  tapio_transport_resume_reading(((flow *)ud)->t);
+}
+
+static void flow_data(void *ud, tapio_transport *t, const char *data,
+                      size_t len)
+{
+  flow *f = ud;
+  long bad = pattern_check(data, len, f->got);
+  if (bad >= 0)
+    FAIL("byte %zu of the stream is wrong", f->got + (size_t)bad);
+  f->got += len;
+  if (f->got > f->total)
+    FAIL("more bytes than were sent");
+  if (f->got >= f->next_pause) {
+    f->next_pause += STEP;
+    f->read_pauses++;
+    CHECK_OK(tapio_transport_pause_reading(t));
+    CHECK_OK(tapio_call_later(tapio_transport_get_loop(t), 0.002,
+                              flow_resume_reading, f, NULL));
+  }
+}
+
+static void flow_pause(void *ud, tapio_transport *t)
+{
+  flow *f = ud;
+  (void)t;
+  f->wpaused = 1;
+  f->write_pauses++;
+}
+
+static void flow_resume(void *ud, tapio_transport *t)
+{
+  flow *f = ud;
+  (void)t;
+  f->wpaused = 0;
+  flow_send(f);
+}
+
+static void flow_lost(void *ud, tapio_transport *t, int code, const char *m)
+{
+  flow *f = ud;
+  (void)t;
+  (void)m;
+  f->lost = 1;
+  f->lost_code = code;
+}
+
+static const tapio_protocol flow_proto = {
+  .size = sizeof(tapio_protocol),
+  .connection_made = flow_made,
+  .connection_lost = flow_lost,
+  .pause_writing = flow_pause,
+  .resume_writing = flow_resume,
+  .data_received = flow_data,
+};
+
+static flow *flow_server;
+
+static int flow_factory(void *ud, tapio_server *s, const tapio_protocol **p,
+                        void **pud)
+{
+  (void)ud;
+  (void)s;
+  *p = &flow_proto;
+  *pud = flow_server;
+  return 0;
+}
+
+static void on_flow_server(void *ud, int status, tapio_server *s)
+{
+  CHECK_OK(status);
+  *(tapio_server **)ud = s;
+}
+
+/* 64 MiB each way at once (less under valgrind), checked byte for byte,
+ * with pause_reading and pause_writing on both sides. */
+static void bulk_both_ways(void)
+{
+  static const char *const hosts[] = { "127.0.0.1" };
+  tapio_loop *loop = new_loop();
+  tapio_options *so = tls_options(loop, server_ctx("server"));
+  tapio_options *co = tls_options(loop, client_ctx());
+  tapio_server *s = NULL;
+  flow *a = calloc(1, sizeof *a), *b = calloc(1, sizeof *b);
+  conn_wait w = { 0 };
+  char host[64];
+  int port, fam;
+  size_t total = under_valgrind() ? (4u << 20) : (64u << 20);
+  a->total = b->total = total;
+  a->next_pause = b->next_pause = STEP;
+  flow_server = b;
+  CHECK_OK(tapio_create_server(loop, hosts, 1, 0, flow_factory, NULL, so,
+                               on_flow_server, &s));
+  WAIT_FOR(loop, s != NULL);
+  CHECK_OK(tapio_server_get_address(s, 0, host, sizeof host, &port, &fam));
+  CHECK_OK(tapio_options_set_str(co, "server_hostname", "localhost"));
+  CHECK_OK(tapio_create_connection(loop, "127.0.0.1", port, &flow_proto, a,
+                                   co, on_connected, &w));
+  WAIT_FOR_T(loop, a->got == total && b->got == total, 120);
+  CHECK(a->write_pauses > 0 && b->write_pauses > 0);
+  CHECK(a->read_pauses > 0 && b->read_pauses > 0);
+  CHECK_EQ(tapio_transport_get_stat(a->t, TAPIO_STAT_BYTES_RECEIVED), total);
+  CHECK_OK(tapio_transport_close(a->t));
+  WAIT_FOR(loop, a->lost && b->lost);
+  CHECK_EQ(a->lost_code, 0);
+  CHECK_EQ(b->lost_code, 0);
+  tapio_options_free(so);
+  tapio_options_free(co);
+  tapio_server_release(s);
+  free_loop(loop);
+  free(a);
+  free(b);
+}
+
+/* ---- Pairs of recording protocols --------------------------------------- */
+
+/* S9: a BufferedProtocol with a 1-byte buffer gets every byte. */
+static void buffered_one_byte(void)
+{
+  tls_pair p;
+  char one, big[100000];
+  tls_pair_init(&p);
+  p.c.buf = &one;
+  p.c.buflen = 1;
+  /* the client's protocol is buffered: connect by hand */
+  {
+    static const char *const hosts[] = { "127.0.0.1" };
+    tapio_options *o = tls_options(p.loop, server_ctx("server"));
+    tapio_options *co = tls_options(p.loop, client_ctx());
+    conn_wait w = { 0 };
+    CHECK_OK(srv_start_hosts(&p.sv, hosts, 1, 0, o));
+    tapio_options_free(o);
+    CHECK_OK(tapio_options_set_str(co, "server_hostname", "localhost"));
+    w.r = &p.c;
+    CHECK_OK(tapio_create_connection(p.loop, "127.0.0.1", p.sv.port,
+                                     &rec_bproto, &p.c, co, on_connected,
+                                     &w));
+    tapio_options_free(co);
+    CHECK_OK(connect_wait(p.loop, &w));
+    p.s = srv_wait_conn(&p.sv, 0);
+  }
+  pattern_fill(big, sizeof big, 0);
+  CHECK_OK(tapio_transport_write(p.s->t, big, sizeof big));
+  CHECK_OK(tapio_transport_close(p.s->t));
+  WAIT_FOR(p.loop, p.c.lost);
+  CHECK_STR(p.c.log, "made buf:100000 eof lost:0");
+  CHECK(p.c.ngetbuf >= 100000); /* one byte a time */
+  CHECK(pattern_check(p.c.in, p.c.nin, 0) < 0);
+  tls_pair_end(&p);
+}
+
+/* ---- Closing ------------------------------------------------------------ */
+
+static void record_end(rec *r, rec_event ev)
+{
+  if (ev == EV_LOST)
+    r->eof_ret = (int)tapio_transport_get_tls_num(r->t, TAPIO_TLS_NUM_END);
+}
+
+/* S18, S19: close() while writing is paused flushes everything, then
+ * close_notify goes both ways: a clean end on both sides. */
+static void close_flushes_then_notify(void)
+{
+  tls_pair p;
+  size_t offset = 0, total;
+  tls_pair_init(&p);
+  p.c.hook = record_end;
+  p.sv.tmpl.hook = record_end;
+  tls_pair_up(&p, server_ctx("server"), client_ctx(), "localhost");
+  CHECK_OK(tapio_transport_pause_reading(p.s->t));
+  total = fill_until_paused(&p.c, &offset);
+  CHECK_OK(tapio_transport_close(p.c.t));
+  CHECK_ERR(tapio_transport_write(p.c.t, "x", 1), TAPIO_ECLOSED); /* S5 */
+  CHECK_OK(tapio_transport_resume_reading(p.s->t));
+  WAIT_FOR(p.loop, p.c.lost && p.s->lost);
+  CHECK_EQ(p.s->nin, total);
+  CHECK(pattern_check(p.s->in, p.s->nin, 0) < 0);
+  CHECK_STR(p.c.log, "made pause resume lost:0");
+  {
+    char want[64];
+    snprintf(want, sizeof want, "made data:%zu eof lost:0", total);
+    CHECK_STR(p.s->log, want);
+  }
+  CHECK_EQ(p.c.eof_ret, TAPIO_TLS_END_CLEAN);
+  CHECK_EQ(p.s->eof_ret, TAPIO_TLS_END_CLEAN);
+  tls_pair_end(&p);
+}
+
+/* A peer that never answers close_notify: ssl_shutdown_timeout ends the
+ * wait, connection_lost says so; the close never hangs. */
+static void shutdown_timeout(void)
+{
+  tls_pair p;
+  tapio_options *co;
+  tls_pair_init(&p);
+  p.c.hook = record_end;
+  p.sv.tmpl.act[EV_MADE] = ACT_NONE;
+  {
+    static const char *const hosts[] = { "127.0.0.1" };
+    tapio_options *o = tls_options(p.loop, server_ctx("server"));
+    CHECK_OK(srv_start_hosts(&p.sv, hosts, 1, 0, o));
+    tapio_options_free(o);
+  }
+  co = tls_options(p.loop, client_ctx());
+  CHECK_OK(tapio_options_set_str(co, "server_hostname", "localhost"));
+  CHECK_OK(tapio_options_set_double(co, "ssl_shutdown_timeout", 0.3));
+  CHECK_OK(tls_connect_opts(p.loop, p.sv.port, &p.c, co));
+  tapio_options_free(co);
+  p.s = srv_wait_conn(&p.sv, 0);
+  CHECK_OK(tapio_transport_pause_reading(p.s->t)); /* never reads again */
+  {
+    double t0 = now_sec();
+    CHECK_OK(tapio_transport_close(p.c.t));
+    WAIT_FOR(p.loop, p.c.lost);
+    CHECK(now_sec() - t0 >= 0.29);
+  }
+  CHECK_STR(p.c.log, "made lost:ETIMEDOUT");
+  CHECK(strstr(p.c.lost_msg, "TLS shutdown timed out") != NULL);
+  CHECK_EQ(p.c.eof_ret, TAPIO_TLS_END_TIMEOUT);
+  tls_pair_end(&p);
+}
+
+/* The peer goes without close_notify (an abort): an end of file all the
+ * same, which the session's end tells apart. eof_received cannot keep a
+ * TLS connection half-open (there is no write_eof): it closes anyway. */
+static void peer_truncates(void)
+{
+  tls_pair p;
+  tls_pair_init(&p);
+  p.c.hook = record_end;
+  p.c.eof_ret = 1; /* asks to stay half-open; record_end reuses it */
+  tls_pair_up(&p, server_ctx("server"), client_ctx(), "localhost");
+  roundtrip(p.loop, &p.c, p.s);
+  CHECK_OK(tapio_transport_abort(p.s->t));
+  WAIT_FOR(p.loop, p.c.lost);
+  CHECK_STR(p.c.log, "made data:4 eof lost:0");
+  CHECK_EQ(p.c.eof_ret, TAPIO_TLS_END_TRUNCATED);
+  tls_pair_end(&p);
+}
+
+/* S20, S21: reading paused while the peer sends data and its close_notify:
+ * after resume_reading everything arrives, then the end. */
+static void paused_reader_gets_everything(void)
+{
+  static const char *const hosts[] = { "127.0.0.1" };
+  tls_pair p;
+  tapio_options *o;
+  char *big = malloc(1 << 20);
+  tls_pair_init(&p);
+  o = tls_options(p.loop, server_ctx("server"));
+  CHECK_OK(tapio_options_set_double(o, "ssl_shutdown_timeout", 0.2));
+  CHECK_OK(srv_start_hosts(&p.sv, hosts, 1, 0, o));
+  tapio_options_free(o);
+  o = tls_options(p.loop, client_ctx());
+  CHECK_OK(tapio_options_set_str(o, "server_hostname", "localhost"));
+  CHECK_OK(tls_connect_opts(p.loop, p.sv.port, &p.c, o));
+  tapio_options_free(o);
+  p.s = srv_wait_conn(&p.sv, 0);
+  CHECK_OK(tapio_transport_pause_reading(p.c.t));
+  pattern_fill(big, 1 << 20, 0);
+  CHECK_OK(tapio_transport_write(p.s->t, big, 1 << 20));
+  CHECK_OK(tapio_transport_close(p.s->t));
+  WAIT_FOR(p.loop, p.s->lost); /* its close_notify is out */
+  CHECK_STR(p.c.log, "made");
+  CHECK_OK(tapio_transport_resume_reading(p.c.t));
+  WAIT_FOR(p.loop, p.c.lost);
+  CHECK_STR(p.c.log, "made data:1048576 eof lost:0");
+  CHECK(pattern_check(p.c.in, p.c.nin, 0) < 0);
+  free(big);
+  tls_pair_end(&p);
+}
+
+/* S16: bytes that are not TLS in the middle of a session fail it with a
+ * TLS error that says why; close() afterwards is harmless. Bytes after the
+ * peer's close_notify are dropped without an error (bpo-39951). */
+static void garbage_mid_stream(void)
+{
+  tls_pair p;
+  int fd;
+  tls_pair_init(&p);
+  tls_pair_up(&p, server_ctx("server"), client_ctx(), "localhost");
+  roundtrip(p.loop, &p.c, p.s);
+  fd = tapio_transport_get_fd(p.s->t);
+  CHECK(write(fd, "\x17\x03\x03\x00\x05garbage", 12) == 12);
+  WAIT_FOR(p.loop, p.c.lost);
+  CHECK_STR(p.c.log, "made data:4 lost:ETLS");
+  CHECK(strstr(p.c.lost_msg, "TLS failed: ") != NULL);
+  tls_pair_end(&p);
+}
+
+static void close_notify_then_garbage(rec *r, rec_event ev)
+{
+  if (ev == EV_DATA && r->nin == 4) {
+    int fd = tapio_transport_get_fd(r->t);
+    CHECK_OK(tapio_transport_close(r->t)); /* close_notify goes now */
+    CHECK(write(fd, "junk after close_notify", 23) == 23);
+  }
+}
+
+static void data_after_close_notify(void)
+{
+  tls_pair p;
+  tls_pair_init(&p);
+  p.sv.tmpl.hook = close_notify_then_garbage;
+  tls_pair_up(&p, server_ctx("server"), client_ctx(), "localhost");
+  CHECK_OK(tapio_transport_write(p.c.t, "ping", 4));
+  WAIT_FOR(p.loop, p.c.lost);
+  CHECK_STR(p.c.log, "made eof lost:0");
+  tls_pair_end(&p);
+}
+
+/* ---- TLS over a Unix socket -------------------------------------------- */
+
+static void on_unix_server(void *ud, int status, tapio_server *s)
+{
+  srv *sv = ud;
+  sv->done++;
+  sv->status = status;
+  sv->s = s;
+}
+
+static void over_unix_socket(void)
+{
+  tapio_loop *loop = new_loop();
+  tapio_options *so = tls_options(loop, server_ctx("server"));
+  tapio_options *co = tls_options(loop, client_ctx());
+  char dir[] = "/tmp/tapio-tls-XXXXXX", path[128];
+  conn_wait w = { 0 };
+  srv sv;
+  rec c;
+  CHECK(mkdtemp(dir) != NULL);
+  snprintf(path, sizeof path, "%s/s", dir);
+  srv_init(&sv, loop);
+  rec_init(&c);
+  CHECK_OK(tapio_create_unix_server(loop, path, srv_factory, &sv, so,
+                                    on_unix_server, &sv));
+  WAIT_FOR(loop, sv.done);
+  CHECK_OK(sv.status);
+  /* a name is needed: a Unix path is no host to check */
+  CHECK_ERR(tapio_create_unix_connection(loop, path, &rec_proto, &c, co,
+                                         never_connected, NULL),
+            TAPIO_EINVAL);
+  CHECK_OK(tapio_options_set_str(co, "server_hostname", "localhost"));
+  w.r = &c;
+  CHECK_OK(tapio_create_unix_connection(loop, path, &rec_proto, &c, co,
+                                        on_connected, &w));
+  CHECK_OK(connect_wait(loop, &w));
+  roundtrip(loop, &c, srv_wait_conn(&sv, 0));
+  CHECK_STR(tls_info(c.t, TAPIO_TLS_INFO_VERSION), "TLSv1.3");
+  tapio_options_free(so);
+  tapio_options_free(co);
+  srv_release_and_free(&sv, loop);
+  rec_free(&c);
+  rmdir(dir);
+}
+
+/* ---- start_tls -------------------------------------------------------- */
+
+/* The server's side of a STARTTLS exchange: on its line, it answers (or
+ * not), then upgrades with whatever followed the line in the same read;
+ * once upgraded it says hello at once. */
+typedef struct starttls_srv {
+  const char *line;   /* "STARTTLS\r\n" */
+  const char *answer; /* written in the clear first, or NULL */
+  const char *ctx;    /* the certificate */
+  size_t clear;       /* or: upgrade after this many bytes */
+  started st;
+  size_t extra;       /* bytes fed to the handshake */
+  int upgraded;
+} starttls_srv;
+
+static void starttls_srv_hook(rec *r, rec_event ev)
+{
+  starttls_srv *ss = r->user;
+  size_t at = ss->clear;
+  if (ev != EV_DATA || ss->upgraded)
+    return;
+  if (!at) {
+    char *eol = memmem(r->in, r->nin, ss->line, strlen(ss->line));
+    if (!eol)
+      return;
+    at = (size_t)(eol - r->in) + strlen(ss->line);
+  }
+  if (r->nin < at)
+    return;
+  ss->upgraded = 1;
+  ss->extra = r->nin - at;
+  if (ss->answer)
+    CHECK_OK(tapio_transport_write(r->t, ss->answer, strlen(ss->answer)));
+  r->nin = at; /* what follows is TLS: fed to the handshake */
+  start_tls(r, &ss->st, server_ctx(ss->ctx), NULL, r->in + at, ss->extra);
+}
+
+/* A plain server whose connections upgrade as ss says, and a plain
+ * client connected to it. */
+static void starttls_pair(tls_pair *p, starttls_srv *ss)
+{
+  tls_pair_init(p);
+  srv_start(&p->sv, p->loop);
+  p->sv.tmpl.hook = starttls_srv_hook;
+  p->sv.tmpl.user = ss;
+  CHECK_OK(connect_tcp(p->loop, "127.0.0.1", p->sv.port, &p->c, NULL));
+  p->s = srv_wait_conn(&p->sv, 0);
+}
+
+/* The STARTTLS of SMTP: a line, an answer in the clear, the upgrade; each
+ * side writes as soon as its handshake is done (bytes in flight both
+ * ways), the client even before (sent once it is done). */
+static void starttls_answered(void)
+{
+  tls_pair p;
+  starttls_srv ss = { "STARTTLS\r\n", "GO\r\n", "server", 0, { 0 }, 0, 0 };
+  started cst;
+  starttls_pair(&p, &ss);
+  CHECK_OK(tapio_transport_write(p.c.t, "STARTTLS\r\n", 10));
+  WAIT_FOR(p.loop, p.c.nin == 4);
+  CHECK(memcmp(p.c.in, "GO\r\n", 4) == 0);
+  start_tls(&p.c, &cst, client_ctx(), "localhost", NULL, 0);
+  CHECK_OK(tapio_transport_write(p.c.t, "early ", 6)); /* during it */
+  WAIT_FOR(p.loop, cst.done && ss.st.done);
+  CHECK_OK(cst.status);
+  CHECK_OK(ss.st.status);
+  CHECK(cst.t == p.c.t);
+  CHECK_OK(tapio_transport_write(p.s->t, "hello from server", 17));
+  CHECK_OK(tapio_transport_write(p.c.t, "hello from client", 17));
+  WAIT_FOR(p.loop, p.c.nin == 21 && p.s->nin == 33);
+  CHECK(memcmp(p.c.in, "GO\r\nhello from server", 21) == 0);
+  CHECK(memcmp(p.s->in, "STARTTLS\r\nearly hello from client", 33) == 0);
+  CHECK_STR(tls_info(p.c.t, TAPIO_TLS_INFO_VERSION), "TLSv1.3");
+  CHECK_STR(tls_info(p.s->t, TAPIO_TLS_INFO_VERSION), "TLSv1.3");
+  CHECK_OK(tapio_transport_close(p.c.t));
+  WAIT_FOR(p.loop, p.c.lost && p.s->lost);
+  CHECK_STR(p.c.log, "made data:21 lost:0"); /* connection_made once */
+  CHECK_STR(p.s->log, "made data:33 eof lost:0");
+  tls_pair_end(&p);
+}
+
+/* R19 (cpython 142352, uvloop 707): the ClientHello arrives in the same
+ * read as the STARTTLS line; what the reader already took is given to
+ * start_tls, and nothing is lost. */
+static void starttls_pipelined(void)
+{
+  tls_pair p;
+  starttls_srv ss = { "STARTTLS\r\n", NULL, "server", 0, { 0 }, 0, 0 };
+  started cst;
+  starttls_pair(&p, &ss);
+  CHECK_OK(tapio_transport_pause_reading(p.s->t)); /* let both arrive */
+  CHECK_OK(tapio_transport_write(p.c.t, "STARTTLS\r\n", 10));
+  start_tls(&p.c, &cst, client_ctx(), "localhost", NULL, 0);
+  run_for(p.loop, 0.05);
+  CHECK_OK(tapio_transport_resume_reading(p.s->t));
+  WAIT_FOR(p.loop, cst.done && ss.st.done);
+  CHECK_OK(cst.status);
+  CHECK_OK(ss.st.status);
+  CHECK(ss.extra > 100); /* the ClientHello came with the line */
+  roundtrip(p.loop, &p.c, p.s);
+  tls_pair_end(&p);
+}
+
+/* cpython 109051: start_tls while writing is paused; the clear bytes go
+ * first, the handshake after them, and resume_writing comes. */
+static void starttls_while_paused(void)
+{
+  tls_pair p;
+  starttls_srv ss = { NULL, NULL, "server", 0, { 0 }, 0, 0 };
+  started cst;
+  size_t offset = 0;
+  starttls_pair(&p, &ss);
+  CHECK_OK(tapio_transport_pause_reading(p.s->t));
+  fill_until_paused(&p.c, &offset);
+  ss.clear = offset;
+  start_tls(&p.c, &cst, client_ctx(), "localhost", NULL, 0);
+  CHECK_OK(tapio_transport_resume_reading(p.s->t));
+  WAIT_FOR_T(p.loop, cst.done && ss.st.done, 30);
+  CHECK_OK(cst.status);
+  CHECK_OK(ss.st.status);
+  CHECK(strstr(p.c.log, "pause resume") != NULL);
+  CHECK(pattern_check(p.s->in, offset, 0) < 0);
+  p.c.nin = 0;
+  p.s->nin = offset;
+  roundtrip(p.loop, &p.c, p.s);
+  tls_pair_end(&p);
+}
+
+/* S23: TLS inside TLS, the inner ClientHello right behind the line that
+ * asks for it, inside the outer session. */
+static void tls_inside_tls(void)
+{
+  tls_pair p;
+  starttls_srv ss = { "INNER\r\n", NULL, "rsa", 0, { 0 }, 0, 0 };
+  started cst;
+  tls_pair_init(&p);
+  tls_pair_up(&p, server_ctx("server"), client_ctx(), "localhost");
+  p.s->hook = starttls_srv_hook;
+  p.s->user = &ss;
+  CHECK_OK(tapio_transport_write(p.c.t, "INNER\r\n", 7));
+  start_tls(&p.c, &cst, client_ctx(), "localhost", NULL, 0);
+  WAIT_FOR(p.loop, cst.done && ss.st.done);
+  CHECK_OK(cst.status);
+  CHECK_OK(ss.st.status);
+  roundtrip(p.loop, &p.c, p.s);
+  /* the inner session is the one the transport answers for: its wire
+   * bytes are the outer session's plain bytes */
+  CHECK(tapio_transport_get_tls_num(p.c.t, TAPIO_TLS_NUM_HANDSHAKE_USEC) > 0);
+  CHECK_CMP(tapio_transport_get_tls_num(p.c.t, TAPIO_TLS_NUM_WIRE_BYTES_SENT),
+            >, tapio_transport_get_stat(p.c.t, TAPIO_STAT_BYTES_SENT));
+  CHECK_OK(tapio_transport_close(p.c.t));
+  WAIT_FOR(p.loop, p.c.lost && p.s->lost);
+  CHECK_STR(p.c.log, "made data:4 lost:0");
+  CHECK(strstr(p.s->log, "eof lost:0") != NULL);
+  tls_pair_end(&p);
+}
+
+/* S4: close() during start_tls's handshake aborts; the completion says
+ * it was cancelled, connection_lost comes once. */
+static void close_during_starttls(void)
+{
+  tapio_loop *loop = new_loop();
+  started st;
+  rec c;
+  char buf[512];
+  size_t n;
+  int peer;
+  rec_init(&c);
+  peer = pair_raw(loop, &c);
+  start_tls(&c, &st, client_ctx(), "localhost", NULL, 0);
+  CHECK(raw_wait(loop, peer, POLLIN)); /* the ClientHello */
+  CHECK(recv(peer, buf, sizeof buf, 0) > 0);
+  CHECK_OK(tapio_transport_close(c.t));
+  WAIT_FOR(loop, c.lost);
+  CHECK_EQ(st.done, 1);
+  CHECK_ERR(st.status, TAPIO_ECANCELED);
+  CHECK_STR(c.log, "made lost:0");
+  CHECK_EQ(raw_recv_until_eof(loop, peer, buf, sizeof buf, &n), 0);
+  end_pair(loop, &c, peer);
+}
+
+/* S10: start_tls against a peer that never answers ends after its
+ * ssl_handshake_timeout; the connection goes with that error. */
+static void starttls_timeout(void)
+{
+  tapio_loop *loop = new_loop();
+  tapio_options *o = new_options(loop);
+  tapio_tls_context *cc = client_ctx();
+  started st;
+  rec c;
+  int peer;
+  rec_init(&c);
+  peer = pair_raw(loop, &c);
+  memset(&st, 0, sizeof st);
+  st.loop = loop;
+  CHECK_OK(tapio_options_set_str(o, "server_hostname", "localhost"));
+  CHECK_OK(tapio_options_set_double(o, "ssl_handshake_timeout", 0.2));
+  CHECK_OK(tapio_transport_start_tls(c.t, &rec_proto, &c, cc, o, NULL, 0,
+                                     on_started, &st));
+  tapio_options_free(o);
+  tapio_tls_context_release(cc);
+  WAIT_FOR(loop, st.done && c.lost);
+  CHECK_ERR(st.status, TAPIO_ETIMEDOUT);
+  CHECK(strstr(st.msg, "taking longer than 0.2 seconds") != NULL);
+  CHECK_STR(c.log, "made lost:ETIMEDOUT");
+  end_pair(loop, &c, peer);
+}
+
+/* S25, S18: 25 clients at once writing lists of buffers; each gets its
+ * echo and a clean end. The server's recs echo with counters of their
+ * own, found by their place in the server's list. */
+static srv *echo_srv;
+static size_t echo_done[SRV_MAX];
+
+static void echo_each(rec *r, rec_event ev)
+{
+  size_t i;
+  for (i = 0; i < echo_srv->n && echo_srv->conns[i] != r; i++)
+    ;
+  if (ev == EV_DATA && r->nin > echo_done[i]) {
+    CHECK_OK(tapio_transport_write(r->t, r->in + echo_done[i],
+                                   r->nin - echo_done[i]));
+    echo_done[i] = r->nin;
+  }
+}
+
+static void many_clients_writelines(void)
+{
+  static const char *const hosts[] = { "127.0.0.1" };
+  static const void *const bufs[] = { "one,", "two,", "three" };
+  static const size_t lens[] = { 4, 4, 5 };
+  enum { N = 25 };
+  tapio_loop *loop = new_loop();
+  tapio_options *so = tls_options(loop, server_ctx("server"));
+  tapio_options *co = tls_options(loop, client_ctx());
+  conn_wait w[N];
+  rec c[N];
+  srv sv;
+  int i;
+  srv_init(&sv, loop);
+  echo_srv = &sv;
+  sv.tmpl.hook = echo_each;
+  CHECK_OK(tapio_options_set_double(so, "ssl_handshake_timeout", 100));
+  CHECK_OK(srv_start_hosts(&sv, hosts, 1, 0, so));
+  CHECK_OK(tapio_options_set_str(co, "server_hostname", "localhost"));
+  for (i = 0; i < N; i++) { /* all at once: 25 handshakes in flight */
+    rec_init(&c[i]);
+    memset(&w[i], 0, sizeof w[i]);
+    w[i].r = &c[i];
+    CHECK_OK(tapio_create_connection(loop, "127.0.0.1", sv.port, &rec_proto,
+                                     &c[i], co, on_connected, &w[i]));
+  }
+  for (i = 0; i < N; i++) {
+    WAIT_FOR(loop, w[i].done);
+    CHECK_OK(w[i].status);
+    CHECK_OK(tapio_transport_writelines(c[i].t, bufs, lens, 3));
+  }
+  for (i = 0; i < N; i++) {
+    WAIT_FOR(loop, c[i].nin == 13);
+    CHECK(memcmp(c[i].in, "one,two,three", 13) == 0);
+    CHECK_OK(tapio_transport_close(c[i].t));
+  }
+  for (i = 0; i < N; i++)
+    WAIT_FOR(loop, c[i].lost && sv.conns[i]->lost);
+  for (i = 0; i < N; i++) {
+    CHECK_STR(c[i].log, "made data:13 lost:0");
+    rec_free(&c[i]);
+  }
+  tapio_options_free(so);
+  tapio_options_free(co);
+  srv_release_and_free(&sv, loop);
+}
+
+/* S7: set_protocol on a TLS transport: the next bytes go to the new one. */
+static void set_protocol_swaps(void)
+{
+  tls_pair p;
+  rec other;
+  tls_pair_init(&p);
+  rec_init(&other);
+  tls_pair_up(&p, server_ctx("server"), client_ctx(), "localhost");
+  roundtrip(p.loop, &p.c, p.s);
+  other.made = 1; /* it takes over a made connection */
+  other.t = p.c.t;
+  CHECK_OK(tapio_transport_set_protocol(p.c.t, &rec_proto, &other));
+  CHECK_OK(tapio_transport_write(p.s->t, "swapped", 7));
+  WAIT_FOR(p.loop, other.nin == 7);
+  CHECK_OK(tapio_transport_close(p.c.t));
+  WAIT_FOR(p.loop, other.lost);
+  CHECK_STR(other.log, "data:7 lost:0");
+  CHECK_STR(p.c.log, "made data:4");
+  rec_free(&other);
+  tls_pair_end(&p);
+}
+
+/* S12 and friends: what start_tls refuses at once. */
+static void starttls_arguments(void)
+{
+  tapio_loop *loop = new_loop();
+  tapio_tls_context *cc = client_ctx();
+  tapio_options *o = new_options(loop);
+  started st;
+  rec c;
+  int peer;
+  rec_init(&c);
+  peer = pair_raw(loop, &c);
+  CHECK_ERR(tapio_transport_start_tls(c.t, &rec_proto, &c, NULL, NULL, NULL,
+                                      0, on_started, &st), TAPIO_EINVAL);
+  CHECK_ERR(tapio_transport_start_tls(NULL, &rec_proto, &c, cc, NULL, NULL,
+                                      0, on_started, &st), TAPIO_EINVAL);
+  CHECK_ERR(tapio_transport_start_tls(c.t, &rec_proto, &c, cc, NULL, "x", 0,
+                                      NULL, &st), TAPIO_EINVAL);
+  /* a client that checks names needs one */
+  CHECK_ERR(tapio_transport_start_tls(c.t, &rec_proto, &c, cc, NULL, NULL,
+                                      0, on_started, &st), TAPIO_EINVAL);
+  /* "ssl" is start_tls's argument, not an option of it */
+  CHECK_OK(tapio_options_set_tls(o, "ssl", cc));
+  CHECK_ERR(tapio_transport_start_tls(c.t, &rec_proto, &c, cc, o, NULL, 0,
+                                      on_started, &st), TAPIO_EINVAL);
+  tapio_options_free(o);
+  o = new_options(loop);
+  CHECK_OK(tapio_options_set_str(o, "server_hostname", "localhost"));
+  memset(&st, 0, sizeof st);
+  st.loop = loop;
+  CHECK_OK(tapio_transport_start_tls(c.t, &rec_proto, &c, cc, o, NULL, 0,
+                                     on_started, &st));
+  CHECK_ERR(tapio_transport_start_tls(c.t, &rec_proto, &c, cc, o, NULL, 0,
+                                      on_started, &st), TAPIO_EBUSY);
+  CHECK_OK(tapio_transport_abort(c.t));
+  CHECK_ERR(tapio_transport_start_tls(c.t, &rec_proto, &c, cc, o, NULL, 0,
+                                      on_started, &st), TAPIO_ECLOSED);
+  WAIT_FOR(loop, st.done && c.lost);
+  CHECK_ERR(st.status, TAPIO_ECANCELED);
+  tapio_options_free(o);
+  tapio_tls_context_release(cc);
+  end_pair(loop, &c, peer);
+}
+
+/* ---- Ends in the middle ---------------------------------------------------- */
+
+/* S13, S22: freeing the loop during a handshake completes the connect
+ * with ECANCELED, reports nothing and leaks nothing (valgrind). */
+static void loop_free_mid_handshake(void)
+{
+  tapio_loop *loop = new_loop();
+  tapio_options *o = tls_options(loop, client_ctx());
+  exc_rec e = { 0 };
+  conn_wait w = { 0 };
+  rec c;
+  char buf[512];
+  int port, lfd = raw_listen(AF_INET, &port), peer;
+  rec_init(&c);
+  tapio_loop_set_exception_handler(loop, exc_record, &e);
+  CHECK_OK(tapio_options_set_str(o, "server_hostname", "localhost"));
+  w.r = &c;
+  CHECK_OK(tapio_create_connection(loop, "127.0.0.1", port, &rec_proto, &c,
+                                   o, on_connected, &w));
+  tapio_options_free(o);
+  peer = raw_accept(loop, lfd);
+  CHECK(raw_wait(loop, peer, POLLIN));
+  CHECK(recv(peer, buf, sizeof buf, 0) > 0);
+  free_loop(loop);
+  CHECK_EQ(w.done, 1);
+  CHECK_ERR(w.status, TAPIO_ECANCELED);
+  CHECK_EQ(e.n, 0);
+  CHECK_STR(c.log, "");
+  close(peer);
+  close(lfd);
+  rec_free(&c);
+}
+
+/* A server closing its clients during their handshakes: they go, the
+ * factory never runs, wait_closed completes. */
+static void server_closes_handshaking_clients(void)
+{
+  tapio_loop *loop = new_loop();
+  srv sv;
+  char buf[16];
+  size_t n;
+  int peer;
+  tls_srv_start(&sv, loop, server_ctx("server"));
+  peer = raw_connect(AF_INET, "127.0.0.1", sv.port);
+  CHECK(peer >= 0);
+  WAIT_FOR(loop, tapio_server_client_count(sv.s) == 1);
+  CHECK_OK(tapio_server_close(sv.s));
+  CHECK_OK(tapio_server_wait_closed(sv.s, on_server_closed, &sv));
+  CHECK_OK(tapio_server_close_clients(sv.s));
+  CHECK_EQ(raw_recv_until_eof(loop, peer, buf, sizeof buf, &n), 0);
+  WAIT_FOR(loop, sv.closed);
+  CHECK_EQ(sv.nfactory, 0);
+  close(peer);
+  srv_release_and_free(&sv, loop);
+}
+
+/* Freeing the loop while a close waits for the peer's close_notify. */
+static void loop_free_mid_shutdown(void)
+{
+  tls_pair p;
+  tls_pair_init(&p);
+  tls_pair_up(&p, server_ctx("server"), client_ctx(), "localhost");
+  CHECK_OK(tapio_transport_pause_reading(p.s->t));
+  CHECK_OK(tapio_transport_close(p.c.t));
+  spin(p.loop, 3);
+  CHECK_STR(p.c.log, "made");
+  free_loop(p.loop);
+  CHECK_STR(p.c.log, "made lost:ECANCELED");
+  srv_free(&p.sv);
+  rec_free(&p.c);
+}
+
+TEST_MAIN(TEST(bulk_both_ways), TEST(buffered_one_byte),
+          TEST(close_flushes_then_notify), TEST(shutdown_timeout),
+          TEST(peer_truncates), TEST(paused_reader_gets_everything),
+          TEST(garbage_mid_stream), TEST(data_after_close_notify),
+          TEST(over_unix_socket), TEST(starttls_answered),
+          TEST(starttls_pipelined), TEST(starttls_while_paused),
+          TEST(tls_inside_tls), TEST(close_during_starttls),
+          TEST(starttls_timeout), TEST(starttls_arguments),
+          TEST(many_clients_writelines), TEST(set_protocol_swaps), TEST(loop_free_mid_handshake),
+          TEST(server_closes_handshaking_clients),
+          TEST(loop_free_mid_shutdown))

@@ -1,0 +1,359 @@
+/* TLS against peers whose behaviour another implementation defines, both
+ * ways: the openssl command's s_server and s_client, and Python's ssl with
+ * asyncio (spec/tls/peer.py, run by /usr/bin/python3). */
+#include "tls.h"
+
+#define PYTHON "/usr/bin/python3"
+
+/* ---- Helpers ------------------------------------------------------------ */
+
+static void need(const char *path)
+{
+  if (access(path, X_OK) != 0)
+    SKIP("no such program here");
+}
+
+/* peer.py in mode (port 0: a server, which prints its port). */
+static void python_peer(peer *p, const char *mode, int port)
+{
+  char script[512], portarg[16];
+  char *argv[] = { PYTHON, script, (char *)mode, (char *)certs_dir(),
+                   portarg, NULL };
+  need(PYTHON);
+  snprintf(script, sizeof script, "%s/spec/tls/peer.py", TAPIO_SOURCE_DIR);
+  snprintf(portarg, sizeof portarg, "%d", port);
+  if (!port)
+    argv[4] = NULL;
+  peer_start(p, argv);
+}
+
+/* The port a server peer printed ("PORT n"). */
+static int peer_port(tapio_loop *loop, peer *p)
+{
+  const char *at;
+  peer_wait_for(loop, p, "PORT ");
+  at = strstr(p->got, "PORT ");
+  peer_wait_for(loop, p, "\n");
+  return atoi(at + 5);
+}
+
+/* A server rec that echoes what it gets (its user is a size_t: how far). */
+static void echo_hook(rec *r, rec_event ev)
+{
+  size_t *done = r->user;
+  if (ev == EV_DATA && r->nin > *done) {
+    CHECK_OK(tapio_transport_write(r->t, r->in + *done, r->nin - *done));
+    *done = r->nin;
+  }
+}
+
+static void end_with(rec *r, rec_event ev)
+{
+  if (ev == EV_LOST)
+    r->eof_ret = (int)tapio_transport_get_tls_num(r->t, TAPIO_TLS_NUM_END);
+}
+
+/* r as a TLS client of 127.0.0.1:port ("localhost" checked). */
+static void connect_to(tapio_loop *loop, int port, rec *r)
+{
+  if (tls_connect(loop, port, r, client_ctx(), "localhost") != 0)
+    FAIL("TLS connect: %s", tls_last_msg);
+}
+
+/* ---- openssl s_server and s_client ---------------------------------------- */
+
+/* tapio's client against s_server: bytes both ways, then a clean close
+ * (s_server answers close_notify). */
+static void s_server_both_ways(const char *version)
+{
+  tapio_loop *loop = new_loop();
+  char port[16];
+  int p = free_port();
+  char *argv[] = { "openssl", "s_server", "-accept", port, "-cert",
+                   (char *)cert("server.pem"), "-key",
+                   (char *)cert("server.key"), "-naccept", "1",
+                   (char *)version, NULL };
+  peer srv;
+  rec c;
+  rec_init(&c);
+  c.hook = end_with;
+  need("/usr/bin/openssl");
+  snprintf(port, sizeof port, "%d", p);
+  peer_start(&srv, argv);
+  peer_wait_for(loop, &srv, "ACCEPT");
+  connect_to(loop, p, &c);
+  CHECK_OK(tapio_transport_write(c.t, "hello from tapio\n", 17));
+  peer_wait_for(loop, &srv, "hello from tapio");
+  peer_send(&srv, "hello from openssl\n");
+  WAIT_FOR(loop, c.nin >= 19);
+  CHECK(memcmp(c.in, "hello from openssl\n", 19) == 0);
+  CHECK_STR(tls_info(c.t, TAPIO_TLS_INFO_VERSION),
+            strcmp(version, "-tls1_2") ? "TLSv1.3" : "TLSv1.2");
+  CHECK_OK(tapio_transport_close(c.t));
+  WAIT_FOR(loop, c.lost);
+  CHECK_STR(c.log, "made data:19 lost:0");
+  CHECK_EQ(c.eof_ret, TAPIO_TLS_END_CLEAN);
+  peer_stop(&srv);
+  free_loop(loop);
+  rec_free(&c);
+}
+
+static void s_server_tls13(void) { s_server_both_ways("-tls1_3"); }
+static void s_server_tls12(void) { s_server_both_ways("-tls1_2"); }
+
+/* s_client against tapio's server: it verifies tapio's certificate and
+ * name, its line comes back. */
+static void s_client_to_tapio(void)
+{
+  tapio_loop *loop = new_loop();
+  char addr[32];
+  char *argv[] = { "openssl", "s_client", "-connect", addr, "-CAfile",
+                   (char *)cert("ca.pem"), "-verify_return_error",
+                   "-servername", "localhost", "-verify_hostname",
+                   "localhost", "-quiet", NULL };
+  size_t echoed = 0;
+  peer cl;
+  srv sv;
+  rec *s;
+  need("/usr/bin/openssl");
+  tls_srv_start(&sv, loop, server_ctx("server"));
+  sv.tmpl.hook = echo_hook;
+  sv.tmpl.user = &echoed;
+  snprintf(addr, sizeof addr, "127.0.0.1:%d", sv.port);
+  peer_start(&cl, argv);
+  s = srv_wait_conn(&sv, 0);
+  peer_send(&cl, "hello from s_client\n");
+  peer_wait_for(loop, &cl, "hello from s_client");
+  CHECK_STR(tls_info(s->t, TAPIO_TLS_INFO_SERVER_HOSTNAME), "localhost");
+  peer_stop(&cl);
+  WAIT_FOR(loop, s->lost);
+  CHECK_STR(s->log, "made data:20 eof lost:0");
+  srv_release_and_free(&sv, loop);
+}
+
+/* TLS 1.2 renegotiation asked by the server in the middle of a session
+ * (s_server's "r" command): followed inside a read, the session goes on
+ * both ways. */
+static void s_server_renegotiates(void)
+{
+  tapio_loop *loop = new_loop();
+  char port[16];
+  int p = free_port();
+  char *argv[] = { "openssl", "s_server", "-accept", port, "-cert",
+                   (char *)cert("server.pem"), "-key",
+                   (char *)cert("server.key"), "-naccept", "1", "-tls1_2",
+                   NULL };
+  peer srv;
+  rec c;
+  rec_init(&c);
+  need("/usr/bin/openssl");
+  snprintf(port, sizeof port, "%d", p);
+  peer_start(&srv, argv);
+  peer_wait_for(loop, &srv, "ACCEPT");
+  connect_to(loop, p, &c);
+  CHECK_OK(tapio_transport_write(c.t, "before\n", 7));
+  peer_wait_for(loop, &srv, "before");
+  peer_send(&srv, "r\n");
+  peer_wait_for(loop, &srv, "SSL_do_handshake -> 1"); /* renegotiated */
+  peer_send(&srv, "after\n");
+  WAIT_FOR(loop, c.nin >= 6);
+  CHECK(memcmp(c.in, "after\n", 6) == 0);
+  CHECK_OK(tapio_transport_write(c.t, "tapio after\n", 12));
+  peer_wait_for(loop, &srv, "tapio after");
+  CHECK_OK(tapio_transport_close(c.t));
+  WAIT_FOR(loop, c.lost);
+  CHECK_STR(c.log, "made data:6 lost:0");
+  peer_stop(&srv);
+  free_loop(loop);
+  rec_free(&c);
+}
+
+/* ---- Python's ssl and asyncio --------------------------------------------- */
+
+static void python_server(const char *mode, const char *version)
+{
+  tapio_loop *loop = new_loop();
+  peer py;
+  rec c;
+  rec_init(&c);
+  c.hook = end_with;
+  python_peer(&py, mode, 0);
+  connect_to(loop, peer_port(loop, &py), &c);
+  CHECK_OK(tapio_transport_write(c.t, "ping\n", 5));
+  WAIT_FOR(loop, c.nin == 5);
+  peer_wait_for(loop, &py, "GOT ping");
+  CHECK_STR(tls_info(c.t, TAPIO_TLS_INFO_VERSION), version);
+  CHECK_OK(tapio_transport_close(c.t));
+  WAIT_FOR(loop, c.lost);
+  peer_wait_for(loop, &py, "LOST None"); /* a clean close for asyncio */
+  CHECK_STR(c.log, "made data:5 lost:0");
+  CHECK_EQ(c.eof_ret, TAPIO_TLS_END_CLEAN);
+  peer_stop(&py);
+  free_loop(loop);
+  rec_free(&c);
+}
+
+static void python_server_tls13(void)
+{
+  python_server("echo-server", "TLSv1.3");
+}
+
+static void python_server_tls12(void)
+{
+  python_server("echo-server-tls12", "TLSv1.2");
+}
+
+/* asyncio's client against tapio's server, to the end of its close. */
+static void python_client(void)
+{
+  tapio_loop *loop = new_loop();
+  size_t echoed = 0;
+  peer py;
+  srv sv;
+  rec *s;
+  tls_srv_start(&sv, loop, server_ctx("server"));
+  sv.tmpl.hook = echo_hook;
+  sv.tmpl.user = &echoed;
+  python_peer(&py, "echo-client", sv.port);
+  s = srv_wait_conn(&sv, 0);
+  peer_wait_for(loop, &py, "GOT hello from python");
+  peer_wait_for(loop, &py, "CLOSED");
+  WAIT_FOR(loop, s->lost);
+  CHECK_STR(s->log, "made data:18 eof lost:0");
+  peer_stop(&py);
+  srv_release_and_free(&sv, loop);
+}
+
+/* A client certificate, as Python's server sees it. */
+static void python_server_wants_cert(void)
+{
+  tapio_loop *loop = new_loop();
+  tapio_tls_context *cc = client_ctx();
+  peer py;
+  rec c;
+  rec_init(&c);
+  CHECK_OK(tapio_tls_context_load_cert_chain(cc, cert("client.pem"),
+                                             cert("client.key"), NULL));
+  python_peer(&py, "cert-server", 0);
+  CHECK_OK(tls_connect(loop, peer_port(loop, &py), &c, cc, "localhost"));
+  peer_wait_for(loop, &py, "PEER tapio client");
+  CHECK_OK(tapio_transport_close(c.t));
+  WAIT_FOR(loop, c.lost);
+  peer_stop(&py);
+  free_loop(loop);
+  rec_free(&c);
+}
+
+/* STARTTLS against asyncio's start_tls, tapio as the client. */
+static void starttls_hook(rec *r, rec_event ev)
+{
+  started *st = r->user;
+  if (ev == EV_DATA && r->nin == 3 && !st->loop) {
+    CHECK(memcmp(r->in, "GO\n", 3) == 0);
+    start_tls(r, st, client_ctx(), "localhost", NULL, 0);
+    CHECK_OK(tapio_transport_write(r->t, "hello over tls\n", 15));
+  }
+}
+
+static void python_starttls_server(void)
+{
+  tapio_loop *loop = new_loop();
+  started st = { 0 };
+  peer py;
+  rec c;
+  rec_init(&c);
+  c.hook = starttls_hook;
+  c.user = &st;
+  python_peer(&py, "starttls-server", 0);
+  CHECK_OK(connect_tcp(loop, "127.0.0.1", peer_port(loop, &py), &c, NULL));
+  CHECK_OK(tapio_transport_write(c.t, "STARTTLS\n", 9));
+  WAIT_FOR(loop, st.done);
+  CHECK_OK(st.status);
+  peer_wait_for(loop, &py, "GOT hello over tls");
+  WAIT_FOR(loop, c.nin == 3 + 15);
+  CHECK(memcmp(c.in + 3, "hello over tls\n", 15) == 0);
+  CHECK_OK(tapio_transport_close(c.t));
+  WAIT_FOR(loop, c.lost);
+  CHECK_STR(c.log, "made data:18 lost:0");
+  peer_stop(&py);
+  free_loop(loop);
+  rec_free(&c);
+}
+
+/* asyncio's start_tls client writes as soon as its handshake is done; the
+ * tapio server upgrades on the line and echoes. */
+typedef struct upgrade {
+  started st;
+  size_t echoed;
+} upgrade;
+
+static void upgrade_hook(rec *r, rec_event ev)
+{
+  upgrade *u = r->user;
+  if (ev != EV_DATA)
+    return;
+  if (!u->st.loop && r->nin >= 9) {
+    CHECK(memcmp(r->in, "STARTTLS\n", 9) == 0);
+    CHECK_OK(tapio_transport_write(r->t, "GO\n", 3));
+    start_tls(r, &u->st, server_ctx("server"), NULL, r->in + 9, r->nin - 9);
+    r->nin = u->echoed = 9;
+  } else if (u->st.done && r->nin > u->echoed) {
+    CHECK_OK(tapio_transport_write(r->t, r->in + u->echoed,
+                                   r->nin - u->echoed));
+    u->echoed = r->nin;
+  }
+}
+
+static void python_starttls_client(void)
+{
+  tapio_loop *loop = new_loop();
+  upgrade u;
+  peer py;
+  srv sv;
+  rec *s;
+  memset(&u, 0, sizeof u);
+  srv_start(&sv, loop);
+  sv.tmpl.hook = upgrade_hook;
+  sv.tmpl.user = &u;
+  python_peer(&py, "starttls-client", sv.port);
+  s = srv_wait_conn(&sv, 0);
+  peer_wait_for(loop, &py, "GOT hello after starttls");
+  peer_wait_for(loop, &py, "CLOSED");
+  WAIT_FOR(loop, s->lost);
+  CHECK_OK(u.st.status);
+  CHECK_EQ(s->nin, 9 + 21);
+  CHECK(memcmp(s->in + 9, "hello after starttls\n", 21) == 0);
+  peer_stop(&py);
+  srv_release_and_free(&sv, loop);
+}
+
+/* A peer that never answers close_notify (a plain ssl socket that stops
+ * reading): the close ends after ssl_shutdown_timeout all the same. */
+static void python_never_answers(void)
+{
+  tapio_loop *loop = new_loop();
+  tapio_options *o = tls_options(loop, client_ctx());
+  peer py;
+  rec c;
+  rec_init(&c);
+  c.hook = end_with;
+  python_peer(&py, "silent-server", 0);
+  CHECK_OK(tapio_options_set_str(o, "server_hostname", "localhost"));
+  CHECK_OK(tapio_options_set_double(o, "ssl_shutdown_timeout", 0.3));
+  CHECK_OK(tls_connect_opts(loop, peer_port(loop, &py), &c, o));
+  tapio_options_free(o);
+  peer_wait_for(loop, &py, "HANDSHAKE TLSv1.3");
+  CHECK_OK(tapio_transport_close(c.t));
+  WAIT_FOR(loop, c.lost);
+  CHECK_STR(c.log, "made lost:ETIMEDOUT");
+  CHECK_EQ(c.eof_ret, TAPIO_TLS_END_TIMEOUT);
+  peer_stop(&py);
+  free_loop(loop);
+  rec_free(&c);
+}
+
+TEST_MAIN(TEST(s_server_tls13), TEST(s_server_tls12),
+          TEST(s_client_to_tapio), TEST(s_server_renegotiates), TEST(python_server_tls13),
+          TEST(python_server_tls12), TEST(python_client),
+          TEST(python_server_wants_cert), TEST(python_starttls_server),
+          TEST(python_starttls_client), TEST(python_never_answers))

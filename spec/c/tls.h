@@ -1,0 +1,336 @@
+/* What the TLS tests share: the certificates (made by spec/tls/make_certs.sh
+ * with the openssl command, once per ctest run by the tls.certs fixture,
+ * or on first use), contexts made from them, a TLS server and client on
+ * test.h's recording protocol, and peers that are other programs
+ * (openssl s_server/s_client, /usr/bin/python3) spoken to through pipes. */
+#ifndef TAPIO_TEST_TLS_H
+#define TAPIO_TEST_TLS_H
+
+#include "test.h"
+
+#ifndef TAPIO_SOURCE_DIR
+#error "TAPIO_SOURCE_DIR must name the source tree"
+#endif
+#ifndef TAPIO_CERTS_DIR
+#error "TAPIO_CERTS_DIR must name where the certificates go"
+#endif
+
+/* ---- Certificates -------------------------------------------------------- */
+
+static inline const char *certs_dir(void)
+{
+  static int made;
+  if (!made) {
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "sh %s/spec/tls/make_certs.sh %s >/dev/null",
+             TAPIO_SOURCE_DIR, TAPIO_CERTS_DIR);
+    if (system(cmd) != 0)
+      FAIL("could not make the certificates: %s", cmd);
+    made = 1;
+  }
+  return TAPIO_CERTS_DIR;
+}
+
+/* The path of certificate file name ("server.pem") in a static buffer of
+ * four, so a call can use a few at once. */
+static inline const char *cert(const char *name)
+{
+  static char bufs[4][512];
+  static int next;
+  char *b = bufs[next++ % 4];
+  snprintf(b, sizeof bufs[0], "%s/%s", certs_dir(), name);
+  return b;
+}
+
+/* A server context with certificate `name` (name.pem and name.key). */
+static inline tapio_tls_context *server_ctx(const char *name)
+{
+  tapio_tls_context *c = NULL;
+  char pem[64], key[64];
+  snprintf(pem, sizeof pem, "%s.pem", name);
+  snprintf(key, sizeof key, "%s.key", name);
+  CHECK_OK(tapio_tls_context_new(TAPIO_TLS_SERVER, &c));
+  const char *p = cert(pem), *k = cert(key);
+  if (tapio_tls_context_load_cert_chain(c, p, k, NULL) != 0)
+    FAIL("load_cert_chain(%s): %s", name, tapio_tls_context_error(c));
+  return c;
+}
+
+/* A client context that trusts the test CA only. */
+static inline tapio_tls_context *client_ctx(void)
+{
+  tapio_tls_context *c = NULL;
+  CHECK_OK(tapio_tls_context_new(TAPIO_TLS_CLIENT, &c));
+  CHECK_OK(tapio_tls_context_load_verify_locations(c, cert("ca.pem"), NULL,
+                                                   NULL, 0));
+  return c;
+}
+
+/* Options with "ssl" set to ctx (and released: the options hold it). */
+static inline tapio_options *tls_options(tapio_loop *loop,
+                                         tapio_tls_context *ctx)
+{
+  tapio_options *o = new_options(loop);
+  CHECK_OK(tapio_options_set_tls(o, "ssl", ctx));
+  tapio_tls_context_release(ctx);
+  return o;
+}
+
+/* A TLS server on 127.0.0.1 with context ctx (released). */
+static inline void tls_srv_start(srv *sv, tapio_loop *loop,
+                                 tapio_tls_context *ctx)
+{
+  static const char *const hosts[] = { "127.0.0.1" };
+  tapio_options *o = tls_options(loop, ctx);
+  srv_init(sv, loop);
+  CHECK_OK(srv_start_hosts(sv, hosts, 1, 0, o));
+  tapio_options_free(o);
+}
+
+/* A create call's completion that also keeps tapio_loop_error_message. */
+typedef struct tls_try {
+  conn_wait w;          /* first: on_connected takes it */
+  tapio_loop *loop;
+  char msg[256];
+} tls_try;
+
+static inline void tls_try_done(void *ud, int status, tapio_transport *t)
+{
+  tls_try *tt = ud;
+  const char *m = tapio_loop_error_message(tt->loop);
+  if (status == 0 && m)
+    FAIL("an error message after a success: %s", m);
+  snprintf(tt->msg, sizeof tt->msg, "%s", m ? m : "");
+  on_connected(&tt->w, status, t);
+}
+
+/* The words of the last failed tls_connect_opts/tls_connect. */
+static char tls_last_msg[256];
+
+/* Connects r to 127.0.0.1:port with options o (holding "ssl"); waits as
+ * connect_tcp does; the status. */
+static inline int tls_connect_opts(tapio_loop *loop, int port, rec *r,
+                                   const tapio_options *o)
+{
+  tls_try tt;
+  memset(&tt, 0, sizeof tt);
+  tt.w.r = r;
+  tt.loop = loop;
+  CHECK_OK(tapio_create_connection(loop, "127.0.0.1", port, &rec_proto, r,
+                                   o, tls_try_done, &tt));
+  CHECK_OK(connect_wait(loop, &tt.w) == tt.w.status ? 0 : -1);
+  snprintf(tls_last_msg, sizeof tls_last_msg, "%s", tt.msg);
+  return tt.w.status;
+}
+
+/* Connects r with TLS (ctx released) to 127.0.0.1:port; its status. With
+ * name, server_hostname is set (else the host, "127.0.0.1", is checked). */
+static inline int tls_connect(tapio_loop *loop, int port, rec *r,
+                              tapio_tls_context *ctx, const char *name)
+{
+  tapio_options *o = tls_options(loop, ctx);
+  int rc;
+  if (name)
+    CHECK_OK(tapio_options_set_str(o, "server_hostname", name));
+  rc = tls_connect_opts(loop, port, r, o);
+  tapio_options_free(o);
+  return rc;
+}
+
+/* A string value of a TLS transport's extra info, or "" when none. */
+static inline const char *tls_info(tapio_transport *t, int which)
+{
+  static char buf[4][512];
+  static int next;
+  char *b = buf[next++ % 4];
+  b[0] = '\0';
+  if (tapio_transport_get_tls_info(t, which, b, sizeof buf[0], NULL) < 0)
+    b[0] = '\0';
+  return b;
+}
+
+/* ---- A client and a server ------------------------------------------------ */
+
+/* A client's rec and the server's side of its connection. */
+typedef struct tls_pair {
+  tapio_loop *loop;
+  srv sv;
+  rec c;
+  rec *s;
+} tls_pair;
+
+/* A loop, a server not started yet (set p->sv.tmpl's hooks now) and an
+ * empty client rec. */
+static inline void tls_pair_init(tls_pair *p)
+{
+  p->loop = new_loop();
+  srv_init(&p->sv, p->loop);
+  rec_init(&p->c);
+}
+
+/* A TLS server with context sctx and a client with cctx (both released)
+ * connected to it checking `name`; fails the test unless it connects. */
+static inline void tls_pair_up(tls_pair *p, tapio_tls_context *sctx,
+                               tapio_tls_context *cctx, const char *name)
+{
+  static const char *const hosts[] = { "127.0.0.1" };
+  tapio_options *o = tls_options(p->loop, sctx);
+  CHECK_OK(srv_start_hosts(&p->sv, hosts, 1, 0, o));
+  tapio_options_free(o);
+  if (tls_connect(p->loop, p->sv.port, &p->c, cctx, name) != 0)
+    FAIL("TLS connect: %s", tls_last_msg);
+  p->s = srv_wait_conn(&p->sv, 0);
+}
+
+static inline void tls_pair_end(tls_pair *p)
+{
+  srv_release_and_free(&p->sv, p->loop);
+  rec_free(&p->c);
+}
+
+/* Writes pattern bytes on r's transport (from *offset on) until
+ * pause_writing came; the count. */
+static inline size_t fill_until_paused(rec *r, size_t *offset)
+{
+  static char more[64 * 1024];
+  size_t total = fill_until_buffered(r->t, offset);
+  while (!r->paused) {
+    pattern_fill(more, sizeof more, *offset);
+    CHECK_OK(tapio_transport_write(r->t, more, sizeof more));
+    *offset += sizeof more;
+    total += sizeof more;
+  }
+  return total;
+}
+
+/* ---- start_tls ----------------------------------------------------------- */
+
+/* What a start_tls completion delivered. */
+typedef struct started {
+  tapio_loop *loop;
+  int done, status;
+  tapio_transport *t;
+  char msg[256];
+} started;
+
+static inline void on_started(void *ud, int status, tapio_transport *t)
+{
+  started *st = ud;
+  const char *m = tapio_loop_error_message(st->loop);
+  st->done++;
+  st->status = status;
+  st->t = t;
+  snprintf(st->msg, sizeof st->msg, "%s", m ? m : "");
+  if ((status == 0) != (t != NULL))
+    FAIL("start_tls completion: status %d with transport %p", status,
+         (void *)t);
+}
+
+/* Upgrades r's transport with ctx (released), r staying its protocol;
+ * name is the server_hostname of a client (NULL for servers); buffered
+ * bytes are fed first. Does not wait. */
+static inline void start_tls(rec *r, started *st, tapio_tls_context *ctx,
+                             const char *name, const char *buffered,
+                             size_t len)
+{
+  tapio_loop *loop = tapio_transport_get_loop(r->t);
+  tapio_options *o = new_options(loop);
+  memset(st, 0, sizeof *st);
+  st->loop = loop;
+  if (name)
+    CHECK_OK(tapio_options_set_str(o, "server_hostname", name));
+  CHECK_OK(tapio_transport_start_tls(r->t, &rec_proto, r, ctx, o, buffered,
+                                     len, on_started, st));
+  tapio_options_free(o);
+  tapio_tls_context_release(ctx);
+  CHECK_EQ(st->done, 0); /* never from inside the call */
+}
+
+/* ---- Peers that are other programs --------------------------------------- */
+
+typedef struct peer {
+  pid_t pid;
+  int in;   /* we write to the program's stdin */
+  int out;  /* we read its stdout (and stderr) */
+  char got[65536];
+  size_t ngot;
+} peer;
+
+/* Starts argv with its stdin and stdout (stderr too) on pipes. */
+static inline void peer_start(peer *p, char *const argv[])
+{
+  int in[2], out[2];
+  memset(p, 0, sizeof *p);
+  CHECK(pipe(in) == 0 && pipe(out) == 0);
+  p->pid = fork();
+  CHECK(p->pid >= 0);
+  if (p->pid == 0) {
+    dup2(in[0], 0);
+    dup2(out[1], 1);
+    dup2(out[1], 2);
+    close(in[0]);
+    close(in[1]);
+    close(out[0]);
+    close(out[1]);
+    execvp(argv[0], argv);
+    _exit(127);
+  }
+  close(in[0]);
+  close(out[1]);
+  p->in = in[1];
+  p->out = out[0];
+  raw_nonblock(p->out);
+}
+
+/* Reads what the program printed so far into p->got (kept whole). */
+static inline void peer_poll(peer *p)
+{
+  for (;;) {
+    ssize_t n = read(p->out, p->got + p->ngot, sizeof p->got - 1 - p->ngot);
+    if (n <= 0)
+      break;
+    p->ngot += (size_t)n;
+  }
+  p->got[p->ngot] = '\0';
+}
+
+/* Runs the loop until the program printed text (the loop may be NULL). */
+static inline void peer_wait_for(tapio_loop *loop, peer *p, const char *text)
+{
+  double end = now_sec() + test_timeout() * 2;
+  for (;;) {
+    peer_poll(p);
+    if (strstr(p->got, text))
+      return;
+    if (now_sec() > end)
+      FAIL("the peer never printed \"%s\"; it printed:\n%s", text, p->got);
+    if (!raw_wait(loop, p->out, POLLIN))
+      continue;
+  }
+}
+
+static inline void peer_send(peer *p, const char *text)
+{
+  size_t n = strlen(text);
+  CHECK((size_t)write(p->in, text, n) == n);
+}
+
+/* Ends the program (SIGTERM, then waits). */
+static inline void peer_stop(peer *p)
+{
+  int status;
+  close(p->in);
+  kill(p->pid, SIGTERM);
+  waitpid(p->pid, &status, 0);
+  close(p->out);
+}
+
+/* A port nothing listens on now (bound, then closed: free for a peer). */
+static inline int free_port(void)
+{
+  int port, fd = raw_bind(AF_INET, &port);
+  close(fd);
+  return port;
+}
+
+#endif /* TAPIO_TEST_TLS_H */

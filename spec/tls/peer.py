@@ -1,0 +1,173 @@
+"""TLS peers for tapio's tests, written with Python's ssl and asyncio: the
+other side of a connection whose behaviour another implementation defines.
+
+    peer.py MODE CERTDIR [PORT]
+
+Servers print "PORT <n>" once listening on 127.0.0.1 (port 0), then serve
+one connection and exit; clients connect to PORT. Every line they print is
+something the test checks. Modes:
+
+    echo-server        asyncio TLS echo; prints "GOT <line>" per line
+    echo-server-tls12  the same, TLS 1.2 at most
+    cert-server        asyncio TLS echo that requires a client certificate
+                       and prints "PEER <commonName>"
+    starttls-server    plain asyncio server: on "STARTTLS\\n" answers
+                       "GO\\n", upgrades with loop.start_tls, then echoes
+    silent-server      ssl socket that completes the handshake, then never
+                       reads again (never answers close_notify)
+    echo-client        asyncio TLS client: sends "hello from python\\n",
+                       prints "GOT <echo>", closes, prints "CLOSED"
+    starttls-client    plain asyncio client: sends "STARTTLS\\n", waits for
+                       "GO\\n", upgrades, sends "hello after starttls\\n" at
+                       once, prints "GOT <echo>"
+"""
+import asyncio
+import os
+import socket
+import ssl
+import sys
+
+
+def server_ctx(certs, tls12=False, client_cert=False):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(os.path.join(certs, "server.pem"),
+                        os.path.join(certs, "server.key"))
+    if tls12:
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    if client_cert:
+        ctx.load_verify_locations(os.path.join(certs, "ca.pem"))
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
+def client_ctx(certs):
+    ctx = ssl.create_default_context(cafile=os.path.join(certs, "ca.pem"))
+    return ctx
+
+
+def say(*words):
+    print(*words, flush=True)
+
+
+class Echo(asyncio.Protocol):
+    def __init__(self, done):
+        self.done = done
+        self.buf = b""
+
+    def connection_made(self, transport):
+        self.transport = transport
+        cert = transport.get_extra_info("peercert")
+        if cert:
+            for rdn in cert["subject"]:
+                for key, value in rdn:
+                    if key == "commonName":
+                        say("PEER", value)
+
+    def data_received(self, data):
+        self.transport.write(data)
+        self.buf += data
+        while b"\n" in self.buf:
+            line, self.buf = self.buf.split(b"\n", 1)
+            say("GOT", line.decode())
+
+    def connection_lost(self, exc):
+        say("LOST", type(exc).__name__ if exc else "None")
+        if not self.done.done():
+            self.done.set_result(None)
+
+
+async def serve(ctx):
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    server = await loop.create_server(lambda: Echo(done), "127.0.0.1", 0,
+                                      ssl=ctx)
+    say("PORT", server.sockets[0].getsockname()[1])
+    await done
+    server.close()
+
+
+async def starttls_server(certs):
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+
+    async def handle(reader, writer):
+        line = await reader.readline()
+        say("LINE", line.decode().strip())
+        writer.write(b"GO\n")
+        await writer.drain()
+        await writer.start_tls(server_ctx(certs))
+        while True:
+            data = await reader.readline()
+            if not data:
+                break
+            say("GOT", data.decode().strip())
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+        done.set_result(None)
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    say("PORT", server.sockets[0].getsockname()[1])
+    await done
+    server.close()
+
+
+def silent_server(certs):
+    ctx = server_ctx(certs)
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(1)
+    say("PORT", lsock.getsockname()[1])
+    conn, _ = lsock.accept()
+    tls = ctx.wrap_socket(conn, server_side=True)
+    say("HANDSHAKE", tls.version())
+    sys.stdin.read()  # until the test ends us; nothing is ever read
+
+
+async def echo_and_close(reader, writer, line):
+    writer.write(line)
+    echo = await reader.readline()
+    say("GOT", echo.decode().strip())
+    writer.close()
+    await writer.wait_closed()
+    say("CLOSED")
+
+
+async def echo_client(certs, port):
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", port, ssl=client_ctx(certs), server_hostname="localhost")
+    await echo_and_close(reader, writer, b"hello from python\n")
+
+
+async def starttls_client(certs, port):
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"STARTTLS\n")
+    line = await reader.readline()
+    say("LINE", line.decode().strip())
+    await writer.start_tls(client_ctx(certs), server_hostname="localhost")
+    await echo_and_close(reader, writer, b"hello after starttls\n")
+
+
+def main():
+    mode, certs = sys.argv[1], sys.argv[2]
+    port = int(sys.argv[3]) if len(sys.argv) > 3 else 0
+    if mode == "echo-server":
+        asyncio.run(serve(server_ctx(certs)))
+    elif mode == "echo-server-tls12":
+        asyncio.run(serve(server_ctx(certs, tls12=True)))
+    elif mode == "cert-server":
+        asyncio.run(serve(server_ctx(certs, client_cert=True)))
+    elif mode == "starttls-server":
+        asyncio.run(starttls_server(certs))
+    elif mode == "silent-server":
+        silent_server(certs)
+    elif mode == "echo-client":
+        asyncio.run(echo_client(certs, port))
+    elif mode == "starttls-client":
+        asyncio.run(starttls_client(certs, port))
+    else:
+        sys.exit("unknown mode " + mode)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,405 @@
+-- TLS from Lua: contexts, the ssl options, what a TLS transport tells,
+-- handshakes that fail with error values that say why, start_tls (with a
+-- reader's buffered bytes), close_notify and its timeout, and Python's
+-- ssl + asyncio as a real peer both ways. The certificates are made by
+-- spec/tls/make_certs.sh with the openssl command.
+local helper = require "spec.helper"
+local tapio = helper.tapio
+
+local run, recorder, port_of = helper.run, helper.recorder, helper.port
+
+local certs = os.getenv("TAPIO_TLS_CERTS") or
+  ((os.getenv("TMPDIR") or "/tmp") .. "/tapio-tls-certs-spec")
+do
+  local out, status = helper.execute("sh spec/tls/make_certs.sh "
+                                     .. helper.shell_quote(certs))
+  assert(status == 0, "could not make the certificates: " .. out)
+end
+local function cert(name) return certs .. "/" .. name end
+
+local function server_ctx(name, more)
+  local opts = { side = "server", cert_file = cert((name or "server")
+                 .. ".pem"), key_file = cert((name or "server") .. ".key") }
+  for k, v in pairs(more or {}) do opts[k] = v end
+  return tapio.tls_context(opts)
+end
+
+local function client_ctx(more)
+  local opts = { cafile = cert("ca.pem") }
+  for k, v in pairs(more or {}) do opts[k] = v end
+  return tapio.tls_context(opts)
+end
+
+-- Inside a task: a TLS server and a client connected to it.
+local function tls_pair(loop, sctx, cctx, sproto, cproto, copts)
+  local accepted = loop:create_future()
+  local server = loop:create_server(function()
+    local p = sproto or recorder(loop)
+    accepted:set_result(p)
+    return p
+  end, "127.0.0.1", 0, { ssl = sctx or server_ctx() })
+  local opts = { ssl = cctx or client_ctx(), server_hostname = "localhost" }
+  for k, v in pairs(copts or {}) do opts[k] = v end
+  local t, p = loop:create_connection(function()
+    return cproto or recorder(loop)
+  end, "127.0.0.1", port_of(server), opts)
+  local sp = accepted:await()
+  sp.made:await()
+  return server, t, p, sp
+end
+
+describe("tapio.tls_context", function()
+  it("is made from a table and knows its side", function()
+    assert.are.equal("client", client_ctx():side())
+    assert.are.equal("server", server_ctx():side())
+    assert.matches("^tapio.tls_context %(client%)$", tostring(client_ctx()))
+  end)
+
+  it("raises an error value that says why a file is wrong", function()
+    local ok, err = pcall(tapio.tls_context, { side = "server",
+      cert_file = cert("nothere.pem") })
+    assert.is_false(ok)
+    assert.are.equal("ENOENT", err.name)
+    assert.matches("nothere.pem", err.message)
+    ok, err = pcall(tapio.tls_context, { side = "server",
+      cert_file = cert("server.pem"), key_file = cert("client.key") })
+    assert.is_false(ok)
+    assert.are.equal("ETLS", err.name)
+    assert.matches("key values mismatch", err.message)
+  end)
+
+  it("raises at once on bad options", function()
+    assert.has_error(function() tapio.tls_context({ side = "both" }) end,
+      "tapio: tls_context: bad option 'side' ('both')")
+    assert.has_error(function() tapio.tls_context({ cafile = 5 }) end,
+      "tapio: tls_context: option 'cafile' must be a string")
+    assert.has_error(function() tapio.tls_context({ alpn = "h2" }) end,
+      "tapio: tls_context: option 'alpn' must be a list of at most 64 "
+      .. "strings")
+    assert.has_error(function()
+      tapio.tls_context({ min_version = "TLSv1.0" })
+    end, "tapio: tls_context: bad option 'min_version' ('TLSv1.0')")
+  end)
+
+  it("checks the ssl options of the create calls (S1)", function()
+    run(function(loop)
+      local f = function() return {} end
+      assert.has_error(function()
+        loop:create_connection(f, "127.0.0.1", 1, { ssl = client_ctx(),
+          ssl_handshake_timeout = 0 })
+      end, "tapio: loop:create_connection: bad option "
+           .. "'ssl_handshake_timeout' (number of seconds > 0 expected)")
+      assert.has_error(function()
+        loop:create_connection(f, "127.0.0.1", 1, { ssl = client_ctx(),
+          ssl_shutdown_timeout = -1 })
+      end, "tapio: loop:create_connection: bad option "
+           .. "'ssl_shutdown_timeout' (number of seconds > 0 expected)")
+      assert.has_error(function()
+        loop:create_connection(f, "127.0.0.1", 1, { ssl = "yes" })
+      end, "tapio: loop:create_connection: bad option 'ssl' "
+           .. "(TLS context expected)")
+      -- without ssl, or with a context of the wrong side: error values
+      local ok, err = pcall(loop.create_connection, loop, f, "127.0.0.1", 1,
+                            { server_hostname = "x" })
+      assert.is_false(ok)
+      assert.are.equal("EINVAL", err.name)
+      ok, err = pcall(loop.create_server, loop, f, "127.0.0.1", 0,
+                      { ssl = client_ctx() })
+      assert.is_false(ok)
+      assert.are.equal("EINVAL", err.name)
+    end)
+  end)
+end)
+
+describe("a TLS connection", function()
+  it("carries data both ways and tells what was agreed", function()
+    run(function(loop)
+      local sctx = server_ctx(nil, { alpn = { "http/1.1" } })
+      local cctx = client_ctx({ alpn = { "h2", "http/1.1" } })
+      local server, t, p, sp = tls_pair(loop, sctx, cctx)
+      t:write("ping")
+      assert.are.equal("ping", sp:bytes(4):await())
+      sp.transport:write("pong")
+      assert.are.equal("pong", p:bytes(4):await())
+      local cert = t:get_extra_info("peercert")
+      assert.are.same({ { "commonName", "localhost" } }, cert.subject)
+      assert.are.same({ { "commonName", "tapio test CA" } }, cert.issuer)
+      assert.are.same({ { "DNS", "localhost" }, { "IP Address", "127.0.0.1" },
+                        { "IP Address", "0:0:0:0:0:0:0:1" } },
+                      cert.subjectAltName)
+      assert.are.equal("Dec 31 00:00:00 2099 GMT", cert.notAfter)
+      assert.are.equal(0x30, cert.der:byte(1))
+      local cipher = t:get_extra_info("cipher")
+      assert.matches("^TLS_AES_", cipher[1])
+      assert.are.equal("TLSv1.3", cipher[2])
+      assert.is_true(cipher[3] >= 128)
+      assert.are.equal("TLSv1.3", t:get_extra_info("tls_version"))
+      assert.are.equal("http/1.1", t:get_extra_info("alpn_protocol"))
+      assert.are.equal("http/1.1",
+                       sp.transport:get_extra_info("alpn_protocol"))
+      assert.are.equal("localhost", t:get_extra_info("server_hostname"))
+      assert.are.equal("localhost",
+                       sp.transport:get_extra_info("server_hostname"))
+      assert.are.equal(cctx, t:get_extra_info("sslcontext"))
+      assert.are.equal("userdata", type(t:get_extra_info("ssl_object")))
+      assert.is_false(t:get_extra_info("session_reused"))
+      assert.is_nil(t:get_extra_info("compression"))
+      assert.is_nil(sp.transport:get_extra_info("peercert"))
+      assert.is_false(t:can_write_eof())
+      local stats = t:get_stats()
+      assert.are.equal(4, stats.bytes_sent)
+      assert.is_true(stats.tls_wire_bytes_sent > 4)
+      assert.is_true(stats.tls_handshake_usec > 0)
+      t:close()
+      assert.is_false(p.lost:await())
+      assert.is_false(sp.lost:await())
+      assert.are.same({ "made", "data", "lost" }, p.events)
+      server:close()
+    end)
+  end)
+
+  it("fails with an error value that says why, and calls no factory",
+     function()
+    run(function(loop)
+      for _, case in ipairs({
+        { "expired", "ETLS_EXPIRED", "certificate has expired" },
+        { "other", "ETLS_HOSTNAME", "hostname mismatch" },
+        { "self", "ETLS_SELF_SIGNED", "self%-signed certificate" },
+      }) do
+        local made = 0
+        local server = loop:create_server(function()
+          made = made + 1
+          return {}
+        end, "127.0.0.1", 0, { ssl = server_ctx(case[1]) })
+        local ok, err = pcall(loop.create_connection, loop, function()
+          made = made + 1
+          return {}
+        end, "127.0.0.1", port_of(server), { ssl = client_ctx(),
+          server_hostname = "localhost" })
+        assert.is_false(ok)
+        assert.are.equal(case[2], err.name)
+        assert.are.equal(tapio[case[2]], err.code)
+        assert.matches(case[3], err.message)
+        assert.are.equal(0, made)
+        server:close()
+      end
+    end)
+  end)
+
+  it("leaves no reference behind after failures and closes (S22)",
+     function()
+    run(function(loop)
+      local base = loop:_debug().refs
+      local server = loop:create_server(function()
+        return recorder(loop)
+      end, "127.0.0.1", 0, { ssl = server_ctx("expired") })
+      for _ = 1, 3 do
+        local ok = pcall(loop.create_connection, loop, function()
+          return {}
+        end, "127.0.0.1", port_of(server), { ssl = client_ctx(),
+          server_hostname = "localhost" })
+        assert.is_false(ok)
+      end
+      server:close()
+      server:wait_closed()
+      local other, t, p, sp = tls_pair(loop)
+      t:close()
+      p.lost:await()
+      sp.lost:await()
+      other:close()
+      other:wait_closed()
+      tapio.sleep(0) -- the servers' last callbacks
+      assert.are.equal(base, loop:_debug().refs)
+    end)
+  end)
+
+  it("times out a handshake that stalls (S14)", function()
+    run(function(loop)
+      local silent = loop:create_server(function() return {} end,
+                                        "127.0.0.1", 0)
+      local ok, err = pcall(loop.create_connection, loop, function()
+        return {}
+      end, "127.0.0.1", port_of(silent), { ssl = client_ctx(),
+        server_hostname = "localhost", ssl_handshake_timeout = 0.2 })
+      assert.is_false(ok)
+      assert.are.equal("ETIMEDOUT", err.name)
+      assert.are.equal("TLS handshake is taking longer than 0.2 seconds: "
+                       .. "aborting the connection", err.message)
+      silent:close()
+    end)
+  end)
+
+  it("ends a close that the peer never answers (ssl_shutdown_timeout)",
+     function()
+    run(function(loop)
+      local server, t, p, sp = tls_pair(loop, nil, nil, nil, nil,
+                                        { ssl_shutdown_timeout = 0.2 })
+      sp.transport:pause_reading() -- never reads close_notify
+      t:close()
+      local err = p.lost:await()
+      assert.are.equal("ETIMEDOUT", err.name)
+      assert.matches("TLS shutdown timed out", err.message)
+      server:close()
+    end)
+  end)
+
+  it("fills a 1-byte BufferedProtocol buffer byte by byte (S9)", function()
+    run(function(loop)
+      local p = recorder(loop)
+      p.buf = tapio.buffer(1)
+      p.got = {}
+      function p:get_buffer() return self.buf end
+      function p:buffer_updated(n)
+        self.got[#self.got + 1] = self.buf:sub(1, n)
+      end
+      local server, t, _, sp = tls_pair(loop, nil, nil, nil, p)
+      local text = ("0123456789"):rep(1000)
+      sp.transport:write(text)
+      sp.transport:close()
+      p.lost:await()
+      assert.are.equal(text, table.concat(p.got))
+      assert.are.equal(#text, #p.got)
+      server:close()
+    end)
+  end)
+end)
+
+describe("loop:start_tls", function()
+  -- A server that upgrades on "STARTTLS\n", feeding what followed the line
+  -- in the same read to the handshake.
+  local function starttls_server(loop, upgraded)
+    local p = recorder(loop)
+    local buf = ""
+    function p:data_received(data)
+      if upgraded:done() then
+        self.transport:write(data) -- echo, over TLS now
+        return
+      end
+      buf = buf .. data
+      local line_end = buf:find("\n", 1, true)
+      if line_end then
+        self.extra = #buf - line_end
+        loop:start_tls(self.transport, self, server_ctx(), nil,
+                       buf:sub(line_end + 1)):add_done_callback(function(f)
+          upgraded:set_result(f:result())
+        end)
+      end
+    end
+    return p
+  end
+
+  it("upgrades both sides with the ClientHello right behind the line "
+     .. "(R19)", function()
+    run(function(loop)
+      local upgraded = loop:create_future()
+      local sp = starttls_server(loop, upgraded)
+      local server = loop:create_server(function() return sp end,
+                                        "127.0.0.1", 0)
+      local t, p = loop:create_connection(function()
+        return recorder(loop)
+      end, "127.0.0.1", port_of(server))
+      sp.made:await()
+      sp.transport:pause_reading() -- the line and the hello arrive together
+      t:write("STARTTLS\n")
+      local upgrading = loop:create_task(function() -- a future of it
+        return loop:start_tls(t, p, client_ctx(), {
+          server_hostname = "localhost" })
+      end)
+      tapio.sleep(0.05)
+      sp.transport:resume_reading()
+      assert.are.equal(t, upgrading:await())
+      upgraded:await()
+      assert.is_true(sp.extra > 100)
+      t:write("over tls")
+      assert.are.equal("over tls", p:bytes(8):await())
+      assert.are.equal("TLSv1.3", t:get_extra_info("tls_version"))
+      t:close()
+      p.lost:await()
+      assert.are.same({ "made", "data", "lost" }, p.events)
+      server:close()
+    end)
+  end)
+
+  it("checks its arguments (S12)", function()
+    run(function(loop)
+      local server, t, p = helper.pair(loop)
+      assert.has_error(function() loop:start_tls(t, p, "ctx") end,
+        "tapio: loop:start_tls: bad argument #3 'sslcontext' "
+        .. "(tapio.tls_context expected, got string)")
+      assert.has_error(function() loop:start_tls({}, p, client_ctx()) end,
+        "tapio: loop:start_tls: bad argument #1 'transport' "
+        .. "(tapio.transport expected, got table)")
+      assert.has_error(function()
+        loop:start_tls(t, p, client_ctx(), { ssl = client_ctx() })
+      end, "tapio: loop:start_tls: unknown option 'ssl'")
+      local ok, err = pcall(loop.start_tls, loop, t, p, client_ctx())
+      assert.is_false(ok) -- a client that checks names needs one
+      assert.are.equal("EINVAL", err.name)
+      t:close()
+      server:close()
+    end)
+  end)
+end)
+
+describe("TLS with Python's ssl and asyncio", function()
+  local python = "/usr/bin/python3"
+  local function have_python()
+    return helper.exists(python)
+  end
+
+  -- Runs peer.py in mode in the background; its output file.
+  local function python_peer(mode, port)
+    local out = os.tmpname()
+    os.execute(("%s spec/tls/peer.py %s %s %s > %s 2>&1 &"):format(python,
+      mode, helper.shell_quote(certs), port or "", out))
+    return out
+  end
+
+  -- Runs the loop until the file holds text; the file's text.
+  local function wait_for(out, text)
+    local deadline = tapio.get_running_loop():time() + 10
+    while true do
+      local f = io.open(out)
+      local s = f and f:read("*a") or ""
+      if f then f:close() end
+      if s:find(text, 1, true) then return s end
+      assert(tapio.get_running_loop():time() < deadline,
+             "the peer never printed " .. text .. ":\n" .. s)
+      tapio.sleep(0.02) -- polls the file: another process writes it
+    end
+  end
+
+  it("connects to an asyncio TLS server", function()
+    if not have_python() then return end
+    run(function(loop)
+      local out = python_peer("echo-server")
+      local port = tonumber(wait_for(out, "\n"):match("PORT (%d+)"))
+      local t, p = loop:create_connection(function() return recorder(loop) end,
+        "127.0.0.1", port, { ssl = client_ctx(),
+        server_hostname = "localhost" })
+      t:write("ping\n")
+      assert.are.equal("ping\n", p:bytes(5):await())
+      t:close()
+      p.lost:await()
+      wait_for(out, "LOST None")
+      os.remove(out)
+    end)
+  end)
+
+  it("serves an asyncio TLS client", function()
+    if not have_python() then return end
+    run(function(loop)
+      local Echo = {}
+      function Echo:connection_made(t) self.t = t end
+      function Echo:data_received(d) self.t:write(d) end
+      local server = loop:create_server(function()
+        return setmetatable({}, { __index = Echo })
+      end, "127.0.0.1", 0, { ssl = server_ctx() })
+      local out = python_peer("echo-client", port_of(server))
+      wait_for(out, "GOT hello from python")
+      wait_for(out, "CLOSED")
+      server:close()
+      os.remove(out)
+    end)
+  end)
+end)

@@ -1,0 +1,472 @@
+/* TLS contexts: an OpenSSL SSL_CTX and what tapio keeps beside it (verify
+ * policy, ALPN, SNI table, key log, the clients' session cache), shared by
+ * every connection made from it and counted by reference. The layer that
+ * runs a connection is tls.c. */
+#include "tls_int.h"
+
+#include <errno.h>
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- Errors ------------------------------------------------------------ */
+
+/* Keeps OpenSSL's first queued error as ctx's message; returns code. */
+static int fail(tapio_tls_context *c, int code) {
+  unsigned long e = ERR_peek_error();
+  if (e)
+    ERR_error_string_n(e, c->err, sizeof c->err);
+  else
+    snprintf(c->err, sizeof c->err, "%s", tapio_strerror(code));
+  ERR_clear_error();
+  return code;
+}
+
+static void ok(tapio_tls_context *c) {
+  c->err[0] = '\0';
+}
+
+const char *tapio_tls_context_error(tapio_tls_context *c) {
+  return c ? c->err : "";
+}
+
+/* ---- Callbacks OpenSSL makes -------------------------------------------- */
+
+static void keylog_cb(const SSL *ssl, const char *line) {
+  tapio_tls_context *c = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+  pthread_mutex_lock(&c->lock);
+  if (c->keylog) {
+    fprintf(c->keylog, "%s\n", line);
+    fflush(c->keylog);
+  }
+  pthread_mutex_unlock(&c->lock);
+  if (c->keylog_fn)
+    c->keylog_fn(c->keylog_ud, line);
+}
+
+/* A server takes the first of its protocols that the client offers. */
+static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                   const unsigned char *in, unsigned inlen, void *arg) {
+  tapio_tls_context *c = arg;
+  unsigned char *sel = NULL;
+  (void)ssl;
+  if (SSL_select_next_proto(&sel, outlen, c->alpn, (unsigned)c->alpn_len, in,
+                            inlen) != OPENSSL_NPN_NEGOTIATED)
+    return SSL_TLSEXT_ERR_NOACK; /* no protocol in common: go on without */
+  *out = sel;
+  return SSL_TLSEXT_ERR_OK;
+}
+
+static tapio_tls_context *sni_lookup(tapio_tls_context *c, const char *name) {
+  size_t i;
+  for (i = 0; name && i < c->nsni; i++)
+    if (strcasecmp(c->sni[i].name, name) == 0)
+      return c->sni[i].use;
+  return NULL;
+}
+
+static int sni_cb(SSL *ssl, int *alert, void *arg) {
+  tapio_tls_context *c = arg, *use = NULL;
+  const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+  (void)alert;
+  if (c->sni_fn && c->sni_fn(c->sni_ud, c, name, &use) != 0)
+    return SSL_TLSEXT_ERR_ALERT_FATAL; /* unrecognized_name */
+  if (!use)
+    use = sni_lookup(c, name);
+  if (use && use != c)
+    tapio__tls_switch_context(ssl, use);
+  return SSL_TLSEXT_ERR_OK;
+}
+
+/* ---- Making and releasing ----------------------------------------------- */
+
+int tapio_tls_context_new(int side, tapio_tls_context **out) {
+  tapio_tls_context *c;
+  if (out)
+    *out = NULL;
+  if (!out || (side != TAPIO_TLS_CLIENT && side != TAPIO_TLS_SERVER))
+    return TAPIO_EINVAL;
+  c = calloc(1, sizeof *c);
+  if (!c)
+    return TAPIO_ENOMEM;
+  c->ctx = SSL_CTX_new(side == TAPIO_TLS_CLIENT ? TLS_client_method()
+                                                : TLS_server_method());
+  c->bio = tapio__tls_bio_method();
+  if (!c->ctx || !c->bio || pthread_mutex_init(&c->lock, NULL) != 0) {
+    SSL_CTX_free(c->ctx);
+    BIO_meth_free(c->bio);
+    free(c);
+    ERR_clear_error();
+    return TAPIO_ENOMEM;
+  }
+  c->refs = 1;
+  c->side = side;
+  c->cache_max = side == TAPIO_TLS_CLIENT ? 64 : 0;
+  SSL_CTX_set_app_data(c->ctx, c);
+  SSL_CTX_set_min_proto_version(c->ctx, TLS1_2_VERSION);
+  /* Idle connections give OpenSSL's record buffers back; a read takes
+   * what fits a 64 KiB buffer (four full records) in one system call. */
+  SSL_CTX_set_mode(c->ctx, SSL_MODE_RELEASE_BUFFERS);
+  SSL_CTX_set_read_ahead(c->ctx, 1);
+  SSL_CTX_set_default_read_buffer_len(c->ctx, 64 * 1024);
+  SSL_CTX_set_options(c->ctx, SSL_OP_NO_COMPRESSION);
+  tapio__tls_session_setup(c);
+  if (side == TAPIO_TLS_SERVER) {
+    SSL_CTX_set_options(c->ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
+    SSL_CTX_set_tlsext_servername_callback(c->ctx, sni_cb);
+    SSL_CTX_set_tlsext_servername_arg(c->ctx, c);
+  }
+  tapio_tls_context_set_verify(c, side == TAPIO_TLS_CLIENT
+                                      ? TAPIO_TLS_VERIFY_REQUIRED
+                                      : TAPIO_TLS_VERIFY_NONE);
+  c->check_hostname = side == TAPIO_TLS_CLIENT;
+  *out = c;
+  return 0;
+}
+
+void tapio__tls_context_retain(tapio_tls_context *c) {
+  if (c)
+    __atomic_add_fetch(&c->refs, 1, __ATOMIC_RELAXED);
+}
+
+void tapio_tls_context_release(tapio_tls_context *c) {
+  size_t i;
+  if (!c || __atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) != 0)
+    return;
+  for (i = 0; i < c->nsni; i++) {
+    free(c->sni[i].name);
+    tapio_tls_context_release(c->sni[i].use);
+  }
+  free(c->sni);
+  tapio__tls_session_clear(c);
+  if (c->keylog)
+    fclose(c->keylog);
+  free(c->alpn);
+  SSL_CTX_free(c->ctx);
+  BIO_meth_free(c->bio);
+  pthread_mutex_destroy(&c->lock);
+  free(c);
+}
+
+int tapio_tls_context_get_side(tapio_tls_context *c) {
+  return c ? c->side : TAPIO_EINVAL;
+}
+
+/* ---- Certificates ------------------------------------------------------ */
+
+static int password_cb(char *buf, int size, int rwflag, void *u) {
+  size_t len = u ? strlen(u) : 0;
+  (void)rwflag;
+  if (len > (size_t)size)
+    return -1;
+  memcpy(buf, u, len);
+  return (int)len;
+}
+
+static int readable(const char *path) {
+  FILE *f = fopen(path, "r");
+  if (!f)
+    return tapio__from_errno(errno);
+  fclose(f);
+  return 0;
+}
+
+/* Checks the key against the chain: loading a wrong key is an error now,
+ * not a failed handshake later. */
+static int key_matches(tapio_tls_context *c) {
+  if (SSL_CTX_check_private_key(c->ctx) != 1)
+    return fail(c, TAPIO_ETLS);
+  ok(c);
+  return 0;
+}
+
+int tapio_tls_context_load_cert_chain(tapio_tls_context *c,
+                                      const char *certfile,
+                                      const char *keyfile,
+                                      const char *password) {
+  int rc;
+  if (!c || !certfile)
+    return TAPIO_EINVAL;
+  if (!keyfile)
+    keyfile = certfile;
+  if ((rc = readable(certfile)) < 0 || (rc = readable(keyfile)) < 0) {
+    snprintf(c->err, sizeof c->err, "%s: %s",
+             readable(certfile) < 0 ? certfile : keyfile, tapio_strerror(rc));
+    return rc;
+  }
+  ERR_clear_error();
+  SSL_CTX_set_default_passwd_cb(c->ctx, password_cb);
+  SSL_CTX_set_default_passwd_cb_userdata(c->ctx, (void *)password);
+  rc = SSL_CTX_use_certificate_chain_file(c->ctx, certfile) == 1 &&
+       SSL_CTX_use_PrivateKey_file(c->ctx, keyfile, SSL_FILETYPE_PEM) == 1;
+  SSL_CTX_set_default_passwd_cb_userdata(c->ctx, NULL);
+  return rc ? key_matches(c) : fail(c, TAPIO_ETLS);
+}
+
+/* The chain in PEM text: the first certificate is the leaf. */
+static int use_chain_pem(tapio_tls_context *c, BIO *b) {
+  X509 *x = PEM_read_bio_X509_AUX(b, NULL, NULL, NULL);
+  int rc = x && SSL_CTX_use_certificate(c->ctx, x) == 1;
+  X509_free(x);
+  SSL_CTX_clear_chain_certs(c->ctx);
+  while (rc && (x = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL)
+    if (SSL_CTX_add0_chain_cert(c->ctx, x) != 1) {
+      X509_free(x);
+      rc = 0;
+    }
+  ERR_clear_error(); /* the end of the text reads as an error */
+  return rc;
+}
+
+int tapio_tls_context_load_cert_chain_pem(tapio_tls_context *c,
+                                          const char *cert, size_t certlen,
+                                          const char *key, size_t keylen,
+                                          const char *password) {
+  BIO *cb, *kb;
+  EVP_PKEY *pk = NULL;
+  int rc;
+  if (!c || !cert || !certlen || certlen > INT32_MAX || keylen > INT32_MAX ||
+      (key && !keylen))
+    return TAPIO_EINVAL;
+  if (!key) {
+    key = cert;
+    keylen = certlen;
+  }
+  ERR_clear_error();
+  cb = BIO_new_mem_buf(cert, (int)certlen);
+  kb = BIO_new_mem_buf(key, (int)keylen);
+  rc = cb && kb && use_chain_pem(c, cb);
+  if (rc)
+    pk = PEM_read_bio_PrivateKey(kb, NULL, password_cb, (void *)password);
+  rc = rc && pk && SSL_CTX_use_PrivateKey(c->ctx, pk) == 1;
+  EVP_PKEY_free(pk);
+  BIO_free(cb);
+  BIO_free(kb);
+  return rc ? key_matches(c) : fail(c, TAPIO_ETLS);
+}
+
+static int add_pem_cas(tapio_tls_context *c, const char *pem, size_t len) {
+  X509_STORE *store = SSL_CTX_get_cert_store(c->ctx);
+  BIO *b = BIO_new_mem_buf(pem, (int)len);
+  X509 *x;
+  int n = 0;
+  while (b && (x = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL) {
+    if (X509_STORE_add_cert(store, x) == 1)
+      n++;
+    X509_free(x);
+  }
+  BIO_free(b);
+  ERR_clear_error();
+  return n > 0;
+}
+
+int tapio_tls_context_load_verify_locations(tapio_tls_context *c,
+                                            const char *cafile,
+                                            const char *capath,
+                                            const char *pem, size_t pemlen) {
+  int rc;
+  if (!c || (!cafile && !capath && !pem) || pemlen > INT32_MAX ||
+      (pem && !pemlen))
+    return TAPIO_EINVAL;
+  if (cafile && (rc = readable(cafile)) < 0) {
+    snprintf(c->err, sizeof c->err, "%s: %s", cafile, tapio_strerror(rc));
+    return rc;
+  }
+  ERR_clear_error();
+  if ((cafile || capath) &&
+      SSL_CTX_load_verify_locations(c->ctx, cafile, capath) != 1)
+    return fail(c, TAPIO_ETLS);
+  if (pem && !add_pem_cas(c, pem, pemlen)) {
+    snprintf(c->err, sizeof c->err, "no certificate in the PEM text");
+    return TAPIO_ETLS;
+  }
+  pthread_mutex_lock(&c->lock);
+  c->cas_given = 1; /* the system store is not loaded then */
+  pthread_mutex_unlock(&c->lock);
+  ok(c);
+  return 0;
+}
+
+/* Before a connection that verifies: the system store, unless CAs were
+ * given. SSL_CERT_FILE and SSL_CERT_DIR are honoured by OpenSSL here. */
+void tapio__tls_context_load_defaults(tapio_tls_context *c) {
+  pthread_mutex_lock(&c->lock);
+  if (!c->cas_given && !c->defaults_loaded) {
+    c->defaults_loaded = 1;
+    SSL_CTX_set_default_verify_paths(c->ctx);
+    ERR_clear_error();
+  }
+  pthread_mutex_unlock(&c->lock);
+}
+
+/* ---- Policy ------------------------------------------------------------ */
+
+int tapio_tls_context_set_verify(tapio_tls_context *c, int mode) {
+  int m;
+  if (!c)
+    return TAPIO_EINVAL;
+  switch (mode) {
+  case TAPIO_TLS_VERIFY_NONE:
+    m = SSL_VERIFY_NONE;
+    break;
+  case TAPIO_TLS_VERIFY_OPTIONAL:
+    m = SSL_VERIFY_PEER;
+    break;
+  case TAPIO_TLS_VERIFY_REQUIRED:
+    m = SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+    break;
+  default:
+    return TAPIO_EINVAL;
+  }
+  c->verify = mode;
+  SSL_CTX_set_verify(c->ctx, m, NULL);
+  return 0;
+}
+
+int tapio_tls_context_set_check_hostname(tapio_tls_context *c, int on) {
+  if (!c || c->side != TAPIO_TLS_CLIENT)
+    return c ? TAPIO_ENOTSUP : TAPIO_EINVAL;
+  c->check_hostname = on != 0;
+  return 0;
+}
+
+static int proto_version(int v, int *out) {
+  if (v == 0 || v == TAPIO_TLS_1_2 || v == TAPIO_TLS_1_3) {
+    *out = v == TAPIO_TLS_1_2 ? TLS1_2_VERSION
+                              : v == TAPIO_TLS_1_3 ? TLS1_3_VERSION : 0;
+    return 0;
+  }
+  return TAPIO_EINVAL;
+}
+
+int tapio_tls_context_set_versions(tapio_tls_context *c, int min, int max) {
+  int lo, hi;
+  if (!c || proto_version(min, &lo) < 0 || proto_version(max, &hi) < 0 ||
+      (lo && hi && lo > hi))
+    return TAPIO_EINVAL;
+  if ((lo && SSL_CTX_set_min_proto_version(c->ctx, lo) != 1) ||
+      (hi && SSL_CTX_set_max_proto_version(c->ctx, hi) != 1))
+    return fail(c, TAPIO_ETLS);
+  ok(c);
+  return 0;
+}
+
+int tapio_tls_context_set_ciphers(tapio_tls_context *c, const char *tls12,
+                                  const char *tls13) {
+  if (!c)
+    return TAPIO_EINVAL;
+  ERR_clear_error();
+  if ((tls12 && SSL_CTX_set_cipher_list(c->ctx, tls12) != 1) ||
+      (tls13 && SSL_CTX_set_ciphersuites(c->ctx, tls13) != 1))
+    return fail(c, TAPIO_EINVAL);
+  ok(c);
+  return 0;
+}
+
+int tapio_tls_context_set_alpn(tapio_tls_context *c,
+                               const char *const *protos, size_t n) {
+  size_t i, len = 0;
+  unsigned char *wire, *p;
+  if (!c || (n && !protos))
+    return TAPIO_EINVAL;
+  for (i = 0; i < n; i++) {
+    size_t l = protos[i] ? strlen(protos[i]) : 0;
+    if (l == 0 || l > 255 || len + l + 1 > 65535)
+      return TAPIO_EINVAL;
+    len += l + 1;
+  }
+  wire = len ? malloc(len) : NULL;
+  if (len && !wire)
+    return TAPIO_ENOMEM;
+  for (i = 0, p = wire; i < n; i++) {
+    size_t l = strlen(protos[i]);
+    *p++ = (unsigned char)l;
+    memcpy(p, protos[i], l);
+    p += l;
+  }
+  free(c->alpn);
+  c->alpn = wire;
+  c->alpn_len = len;
+  if (c->side == TAPIO_TLS_CLIENT)
+    return SSL_CTX_set_alpn_protos(c->ctx, wire, (unsigned)len) == 0
+               ? 0 : fail(c, TAPIO_ENOMEM);
+  SSL_CTX_set_alpn_select_cb(c->ctx, len ? alpn_cb : NULL, c);
+  return 0;
+}
+
+int tapio_tls_context_add_sni(tapio_tls_context *c, const char *name,
+                              tapio_tls_context *use) {
+  struct tapio__sni *grown;
+  char *copy;
+  if (!c || !name || !*name || !use || c->side != TAPIO_TLS_SERVER ||
+      use->side != TAPIO_TLS_SERVER)
+    return TAPIO_EINVAL;
+  if (sni_lookup(c, name))
+    return TAPIO_EEXIST;
+  grown = realloc(c->sni, (c->nsni + 1) * sizeof *grown);
+  copy = grown ? strdup(name) : NULL;
+  if (!copy) {
+    if (grown)
+      c->sni = grown;
+    return TAPIO_ENOMEM;
+  }
+  c->sni = grown;
+  tapio__tls_context_retain(use);
+  c->sni[c->nsni].name = copy;
+  c->sni[c->nsni++].use = use;
+  return 0;
+}
+
+int tapio_tls_context_set_sni_callback(tapio_tls_context *c,
+                                       tapio_tls_sni_fn fn, void *ud) {
+  if (!c || c->side != TAPIO_TLS_SERVER)
+    return c ? TAPIO_ENOTSUP : TAPIO_EINVAL;
+  c->sni_fn = fn;
+  c->sni_ud = ud;
+  return 0;
+}
+
+static void keylog_update(tapio_tls_context *c) {
+  SSL_CTX_set_keylog_callback(c->ctx,
+                              c->keylog || c->keylog_fn ? keylog_cb : NULL);
+}
+
+int tapio_tls_context_set_keylog_file(tapio_tls_context *c,
+                                      const char *path) {
+  FILE *f = NULL;
+  if (!c)
+    return TAPIO_EINVAL;
+  if (path && !(f = fopen(path, "a")))
+    return tapio__from_errno(errno);
+  pthread_mutex_lock(&c->lock);
+  if (c->keylog)
+    fclose(c->keylog);
+  c->keylog = f;
+  pthread_mutex_unlock(&c->lock);
+  keylog_update(c);
+  return 0;
+}
+
+int tapio_tls_context_set_keylog_callback(tapio_tls_context *c,
+                                          tapio_tls_keylog_fn fn, void *ud) {
+  if (!c)
+    return TAPIO_EINVAL;
+  c->keylog_fn = fn;
+  c->keylog_ud = ud;
+  keylog_update(c);
+  return 0;
+}
+
+int tapio_tls_context_set_session_cache(tapio_tls_context *c, size_t n) {
+  if (!c || c->side != TAPIO_TLS_CLIENT)
+    return c ? TAPIO_ENOTSUP : TAPIO_EINVAL;
+  if (n > 65536)
+    return TAPIO_EINVAL;
+  tapio__tls_session_clear(c); /* the ring is made for its size */
+  pthread_mutex_lock(&c->lock);
+  c->cache_max = n;
+  pthread_mutex_unlock(&c->lock);
+  return 0;
+}
