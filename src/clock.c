@@ -21,6 +21,7 @@ tapio__kit *tapio__kit_get(tapio_loop *loop) {
   if (!kit)
     return NULL;
   tapio__list_init(&kit->idle);
+  tapio__list_init(&kit->ends);
   kit->inert_fd = -1;
   kit->horizon = -1;
   loop->kit = kit;
@@ -88,10 +89,12 @@ static int timer_due(tapio_loop *loop) {
   return next >= 0 && next <= loop->kit->now;
 }
 
-/* Something to run at the clock's time. */
+/* Something to run at the clock's time (a memory pair's side woken for
+ * what its link holds is: libev's prepare phase would wake it only in
+ * the next iteration). */
 static int ready(tapio_loop *loop) {
   return loop->ready_head || !tapio__list_empty(&loop->due) ||
-         timer_due(loop);
+         timer_due(loop) || tapio__memory_poll(loop) > 0;
 }
 
 /* The next thing that moves the clock, within the horizon: a timer (first

@@ -59,6 +59,7 @@ struct mem_end {
   tapio__task wake;    /* runs the stream's read or write step */
   int made_posted, woken;
   tapio__timer due;    /* a delayed byte becomes readable */
+  tapio__link link;    /* in the kit's list of sides, while the side is */
 };
 
 static const tapio__io memory_io;
@@ -179,6 +180,61 @@ static void run_wake(tapio__task *task) {
     ev_invoke(ev, &s->rio, EV_READ);
   if (ev_is_active(&s->wio) && can_write(e))
     ev_invoke(ev, &s->wio, EV_WRITE);
+}
+
+/* A watcher of e's stream is on and the link can serve it now. */
+static int wants_wake(mem_end *e) {
+  tapio__stream *s = &e->s;
+  return (ev_is_active(&s->rio) && can_read(e)) ||
+         (ev_is_active(&s->wio) && can_write(e));
+}
+
+/* The stream starts its watchers after an EAGAIN, when the link wakes it
+ * anyway; a layer with a session of its own (TLS on a memory pair) starts
+ * them whenever it wants, as a socket's readiness would answer at once.
+ * This answers it: before each poll (the kit's prepare watcher, which
+ * keeps no run alive), and whenever a virtual run looks for work. */
+int tapio__memory_poll(tapio_loop *loop) {
+  tapio__link *l;
+  int n = 0;
+  if (!loop->kit || loop->freeing)
+    return 0;
+  for (l = loop->kit->ends.next; l != &loop->kit->ends; l = l->next) {
+    mem_end *e = TAPIO_CONTAINER(l, mem_end, link);
+    if (!e->woken && wants_wake(e)) {
+      wake(e);
+      n++;
+    }
+  }
+  return n;
+}
+
+static void on_poll(struct ev_loop *ev, ev_prepare *w, int revents) {
+  (void)ev;
+  (void)revents;
+  tapio__memory_poll(w->data);
+}
+
+/* e joins the kit's sides (or leaves them); the prepare watcher runs
+ * while there are any. */
+static void poll_join(tapio_loop *loop, mem_end *e) {
+  tapio__kit *kit = loop->kit;
+  tapio__list_push(&kit->ends, &e->link);
+  if (!ev_is_active(&kit->poll)) {
+    ev_prepare_init(&kit->poll, on_poll);
+    kit->poll.data = loop;
+    ev_prepare_start(loop->ev, &kit->poll);
+    ev_unref(loop->ev);
+  }
+}
+
+static void poll_leave(tapio_loop *loop, mem_end *e) {
+  tapio__kit *kit = loop->kit;
+  tapio__list_remove(&e->link);
+  if (tapio__list_empty(&kit->ends) && ev_is_active(&kit->poll)) {
+    ev_ref(loop->ev);
+    ev_prepare_stop(loop->ev, &kit->poll);
+  }
 }
 
 static void on_due(tapio__timer *tm) {
@@ -312,6 +368,7 @@ static void end_gone(mem_end *e) {
   if (p->ends[e->side] != e)
     return;
   p->ends[e->side] = NULL;
+  poll_leave(loop, e);
   if (e->made_posted)
     tapio__task_unpost(loop, &e->made);
   if (e->woken)
@@ -397,6 +454,7 @@ static void end_init(mem_end *e, pair *p, int side, int fd,
   e->made.run = run_made;
   e->wake.run = run_wake;
   tapio__timer_init(&e->due, loop, on_due);
+  poll_join(loop, e);
   p->ends[side] = e;
   p->links[side].capacity = DEFAULT_CAPACITY;
 }

@@ -149,6 +149,8 @@ typedef struct tapio__kit {
   tapio__link idle;    /* tapio_call_idle's handles, by (when, seq) */
   double horizon;      /* tapio_loop_advance's target; -1 outside one */
   int inert_fd;        /* never ready, for memory streams' watchers; -1 */
+  tapio__link ends;    /* the memory pairs' sides (memory.c) */
+  ev_prepare poll;     /* tapio__memory_poll before each poll, while any */
 } tapio__kit;
 
 static inline int tapio__virtual(const tapio_loop *loop) {
@@ -172,6 +174,9 @@ static inline int tapio__io_refused(const tapio_loop *loop) {
   return loop->freeing ? TAPIO_ECLOSED
                        : tapio__virtual(loop) ? TAPIO_EVIRTUAL : 0;
 }
+/* Wakes each memory pair's side whose stream watches for what its link
+ * already holds (bytes, room, an end); how many were woken. */
+int tapio__memory_poll(tapio_loop *loop);
 /* The loop's kit, made on first use; NULL without memory. */
 tapio__kit *tapio__kit_get(tapio_loop *loop);
 void tapio__kit_free(tapio_loop *loop);
