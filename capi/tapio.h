@@ -1214,8 +1214,8 @@ void *tapio_transport_get_ssl(tapio_transport *t);
  * task). tapio_loop_time answers that time. Every timer of the core
  * follows it, since each is one of the loop's timers kept in its heap of
  * deadlines: call_later and call_at (and the Lua layer's sleep), and the
- * core's own (TLS's handshake and shutdown timeouts once its layer runs
- * over a memory pair, Happy Eyeballs' stagger, the accept retry); they
+ * core's own (TLS's handshake and shutdown timeouts, with TLS started on
+ * a memory pair, Happy Eyeballs' stagger, the accept retry); they
  * fire in order of due time, each with the clock at its due time, those
  * due together in the order they were scheduled. A run never sleeps:
  * tapio_loop_run and tapio_loop_run_once handle what is ready at the
@@ -1274,7 +1274,8 @@ size_t tapio_loop_transport_count(tapio_loop *loop);
  * *b at once, each the stream transport itself with an I/O layer of
  * memory instead of a socket (write, writelines, write_eof, flow control
  * with watermarks, pause_reading, half-close, BufferedProtocol, close,
- * abort, retain: the socket's code). Their connection_made run from the
+ * abort, retain: the socket's code; tapio_transport_start_tls on both
+ * sides puts TLS over the memory). Their connection_made run from the
  * loop, a's first; a transport closed before then still gets
  * connection_made, then connection_lost. On any loop, virtual or real.
  *
