@@ -392,9 +392,12 @@ static void pair_unref(pair *p) {
 }
 
 static void mem_destroy(tapio_transport *t) {
-  mem_end *e = end_of(tapio__to_stream(t));
+  tapio__stream *s = tapio__to_stream(t);
+  mem_end *e = end_of(s);
   pair *p = e->p;
   tapio__stream_halt(t);
+  if (s->io->free) /* a layer put on it (TLS), as stream.c's destroy */
+    s->io->free(s, s->io_ctx);
   end_gone(e);
   tapio__free(p->loop, e, sizeof *e);
   pair_unref(p);
