@@ -5,6 +5,7 @@
  *       deadline passes or process PID exits (exit 1).
  *   load echo --port P --conns N --size B --depth D [--warmup S]
  *             [--duration S] [--pid PID] [--verify content|count]
+ *             [--lines yes]
  *       N connections each keep D requests of B bytes in flight and send a
  *       new one whenever a whole echo is back (D = 1 is ping-pong; a large
  *       B with a deep D is streaming). After the warm-up, counts the
@@ -26,9 +27,11 @@
  * Every connection sends a deterministic byte stream (a fixed pseudo-random
  * pattern at a per-connection offset), so the echo can be checked byte for
  * byte ("content") or by count ("count": no more bytes than were sent, and
- * all of them back in the end). At the end each connection shuts down its
- * sending side and reads until EOF, and every byte sent must have come
- * back. Any failure prints one "error=..." line and exits 1.
+ * all of them back in the end). With --lines yes every request is a line:
+ * B - 1 bytes without a newline, then "\n" (for servers that read lines).
+ * At the end each connection shuts down its sending side and reads until
+ * EOF, and every byte sent must have come back. Any failure prints one
+ * "error=..." line and exits 1.
  *
  * Results go to stdout as one line of key=value pairs. Every loop here is
  * bounded by a deadline. */
@@ -61,6 +64,9 @@
  * any MAX_IO-byte window is contiguous. */
 enum { LINE = 64, PERIOD = LINE * 1021, MAX_IO = 256 * 1024 };
 static _Alignas(4096) unsigned char pattern[PERIOD + MAX_IO];
+/* The period in use: PERIOD, or with --lines the largest multiple of the
+ * request size up to it (every request then ends where a line does). */
+static size_t period = PERIOD;
 static _Alignas(4096) unsigned char read_buf[MAX_IO];
 
 /* How long the connecting, round-trip and draining phases may take. */
@@ -107,23 +113,28 @@ double now(void)
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static void fill_pattern(void)
+/* With lines, every size-th byte is the newline and no other is. */
+static void fill_pattern(size_t size, int lines)
 {
   uint32_t x = 2463534242u;   /* xorshift32: cheap, fixed, not periodic */
-  for (size_t i = 0; i < PERIOD; i++) {
+  period = lines ? PERIOD / size * size : PERIOD;
+  for (size_t i = 0; i < period; i++) {
     x ^= x << 13;
     x ^= x >> 17;
     x ^= x << 5;
     pattern[i] = (unsigned char)x;
+    if (lines)
+      pattern[i] = i % size == size - 1 ? '\n'
+                   : pattern[i] == '\n' ? 'n' : pattern[i];
   }
-  for (size_t i = PERIOD; i < sizeof pattern; i++)
-    pattern[i] = pattern[i - PERIOD];
+  for (size_t i = period; i < sizeof pattern; i++)
+    pattern[i] = pattern[i - period];
 }
 
 /* The connection's stream from offset off on, valid for MAX_IO bytes. */
 static const unsigned char *stream_at(const struct conn *c, uint64_t off)
 {
-  return pattern + (c->seed + off) % PERIOD;
+  return pattern + (c->seed + off) % period;
 }
 
 /* ---- The server process, from /proc ---------------------------------- */
@@ -367,7 +378,9 @@ static void open_conns(struct run *r)
       die("connection %d: %s", i, strerror(errno));
     fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK);
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    c->seed = (uint32_t)((uint64_t)i * 7919 % (PERIOD / LINE) * LINE);
+    /* a multiple of 64 (aligned writes) or, with lines, of the size */
+    size_t unit = o->lines ? o->size : LINE;
+    c->seed = (uint32_t)((uint64_t)i * 7919 % (period / unit) * unit);
     struct epoll_event ev = { .events = EPOLLIN, .data.ptr = c };
     if (epoll_ctl(r->ep, EPOLL_CTL_ADD, c->fd, &ev) < 0)
       die("epoll_ctl: %s", strerror(errno));
@@ -430,7 +443,7 @@ static void run_init(struct run *r, const struct opts *o, uint64_t limit)
   r->ep = epoll_create1(EPOLL_CLOEXEC);
   if (r->ep < 0)
     die("epoll_create1: %s", strerror(errno));
-  fill_pattern();
+  fill_pattern(o->size, o->lines);
 }
 
 /* ---- Modes ------------------------------------------------------------- */
@@ -572,7 +585,7 @@ static void usage(void)
           "usage: load wait --port P [--deadline S] [--pid PID]\n"
           "       load echo --port P --conns N --size B --depth D\n"
           "                 [--warmup S] [--duration S] [--pid PID]\n"
-          "                 [--verify content|count]\n"
+          "                 [--verify content|count] [--lines yes]\n"
           "       load count --port P --conns N --size B --depth D\n"
           "                 --requests R [--deadline S]\n"
           "       load idle --port P --conns N --size B --pid PID\n"
@@ -602,6 +615,7 @@ static void parse_opt(struct opts *o, const char *k, const char *v)
   else if (!strcmp(k, "--deadline")) o->deadline = atof(v);
   else if (!strcmp(k, "--requests")) o->requests = strtoull(v, NULL, 10);
   else if (!strcmp(k, "--verify")) o->verify = !strcmp(v, "content");
+  else if (!strcmp(k, "--lines")) o->lines = !strcmp(v, "yes");
   else usage();
 }
 
@@ -619,6 +633,7 @@ static void parse(struct opts *o, int argc, char **argv)
   }
   if (o->port <= 0 || o->port > 65535 || o->conns <= 0 || o->depth <= 0 ||
       o->size == 0 || o->size > MAX_IO || o->duration <= 0 ||
+      (o->lines && (o->size < 2 || o->size > PERIOD)) ||
       o->warmup < 0)
     usage();
 }

@@ -14,6 +14,7 @@ struct opts {
   double warmup, duration, deadline;
   uint64_t requests;  /* count mode: requests in all */
   int verify;         /* 1: compare content, 0: count only */
+  int lines;          /* every request a line ending in "\n" */
 };
 
 /* Prints one "error=..." line and exits 1. */

@@ -66,6 +66,30 @@ if [ -n "${BENCH_EXTRA_SERVERS:-}" ]; then
   SERVERS+=("${EXTRA[@]}")
 fi
 SERVERS=("${SERVERS[@]//$'\n'/ }")
+# Servers that only the rows naming them run (servers=... in ROWS): the
+# streams echo, a task per connection reading up to 64 KiB, writing it
+# back and draining (tapio's Lua streams under Lua 5.4 and LuaJIT,
+# asyncio's streams on uvloop and on asyncio's own loop), and the same
+# reading lines with readline.
+STREAM_SERVERS=()
+if [ -x "$BUILD/tapio" ]; then
+  STREAM_SERVERS+=("tapio_streams $BUILD/tapio $HERE/tapio_streams_echo.lua {port}"
+    "tapio_lines $BUILD/tapio $HERE/tapio_streams_echo.lua {port} lines")
+fi
+if [ -f "$BUILD/luajit/tapio/core.so" ] && [ -x /usr/bin/luajit ]; then
+  STREAM_SERVERS+=("tapio_streams_jit $JIT_PATH LUA_CPATH=$BUILD/luajit/?.so;;
+    /usr/bin/luajit $HERE/tapio_streams_echo.lua {port}"
+    "tapio_lines_jit $JIT_PATH LUA_CPATH=$BUILD/luajit/?.so;;
+    /usr/bin/luajit $HERE/tapio_streams_echo.lua {port} lines")
+fi
+if /usr/bin/python3 -c 'import uvloop' 2>/dev/null; then
+  STREAM_SERVERS+=(
+    "uvloop_streams /usr/bin/python3 $HERE/streams_echo.py {port} uvloop"
+    "uvloop_lines /usr/bin/python3 $HERE/streams_echo.py {port} uvloop lines")
+fi
+[ -x /usr/bin/python3 ] && STREAM_SERVERS+=(
+  "asyncio_streams /usr/bin/python3 $HERE/streams_echo.py {port} asyncio")
+STREAM_SERVERS=("${STREAM_SERVERS[@]//$'\n'/ }")
 
 if [ -n "${BENCH_QUICK:-}" ] && [ "${BENCH_QUICK}" != 0 ]; then
   ROUNDS=2 WINDOW=0.2 WARMUP=0.05 IDLE_RUNS=1 OWN_RUNS=1
@@ -78,7 +102,9 @@ else
 fi
 
 # A row: name, kind, where it runs (same: server and load on one core;
-# split: two cores), and the arguments of what runs it. Kinds:
+# split: two cores), optionally servers=NAME,NAME,... (the row runs those,
+# the first the reference, instead of SERVERS; timed rows only), and the
+# arguments of what runs it. Kinds:
 #   req, MB   timed: requests/s and CPU us per request, or MB/s and CPU us
 #             per MB, in rounds of short windows (load.c echo)
 #   idle      bytes per idle connection, fresh servers (load.c idle)
@@ -86,6 +112,8 @@ fi
 #             valgrind, from two runs of --requests A,B (load.c count)
 #   own:F1:F2 a program of its own, run when built; it prints lines of
 #             "name case F1 F2" (its figures' names after the colons)
+STREAMS=libev,tapio_lua,tapio_streams,tapio_streams_jit,uvloop_streams,asyncio_streams
+LINES=libev,tapio_lines,tapio_lines_jit,uvloop_lines
 ROWS=(
   "pingpong_1c  req   same  echo --conns 1 --size 64 --depth 1"
   "pingpong_50c req   split echo --conns 50 --size 1024 --depth 1"
@@ -94,6 +122,9 @@ ROWS=(
   "idle_10k     idle  split idle --conns $IDLE_CONNS --size 64"
   "instr_1c     instr same  count --conns 1 --size 64 --depth 1 --requests 2000,12000"
   "instr_50c    instr split count --conns 50 --size 1024 --depth 1 --requests 5000,25000"
+  "streams_50c  req   split servers=$STREAMS echo --conns 50 --size 1024 --depth 1"
+  "streams_4c   MB    split servers=$STREAMS echo --conns 4 --size 65536 --depth 16 --verify count"
+  "readline_50c req   split servers=$LINES echo --conns 50 --size 100 --depth 16 --lines yes"
   "timers       own:scheduled/s:fired/s same $BIN/timers"
   "pipe         own:MB/s:cpu_us/MB same $HERE/children.sh pipe $BUILD"
   "spawn        own:spawns/s:cpu_us/spawn same $HERE/children.sh spawn $BUILD"
@@ -124,6 +155,12 @@ TARGETS=(
   "instr tapio_lua     uvloop   1.0"
   "instr tapio_lua_jit luv_jit  1.0"
   "instr tapio_lua_jit uvloop   1.0"
+  "rate  tapio_streams     uvloop_streams  1.0"
+  "rate  tapio_streams     asyncio_streams 3.0"
+  "rate  tapio_streams     tapio_lua       0.7"
+  "rate  tapio_streams_jit uvloop_streams  1.0"
+  "rate  tapio_lines       uvloop_lines    1.0"
+  "rate  tapio_lines_jit   uvloop_lines    1.0"
 )
 
 ROW_SECONDS=${BENCH_ROW_SECONDS:-240}
@@ -154,16 +191,19 @@ select_named() {
   done
 }
 mapfile -t SERVERS < <(select_named "${BENCH_SERVERS:-}" "${SERVERS[@]}")
+mapfile -t STREAM_SERVERS < <(select_named "${BENCH_SERVERS:-}" \
+  "${STREAM_SERVERS[@]}")
 mapfile -t ROWS < <(select_named "${BENCH_ROWS:-}" "${ROWS[@]}")
 if [ ${#SERVERS[@]} -eq 0 ] || [ ${#ROWS[@]} -eq 0 ]; then
   echo "run.sh: no server or no row selected" >&2; exit 2
 fi
 NAMES=()
-for entry in "${SERVERS[@]}"; do
+for entry in "${SERVERS[@]}" "${STREAM_SERVERS[@]}"; do
   parse_server "$entry"
   NAMES+=("$SNAME")
   [ -x "${SCMD[0]}" ] || { echo "run.sh: ${SCMD[0]} not built" >&2; exit 2; }
 done
+ALL_SERVERS=("${SERVERS[@]}" "${STREAM_SERVERS[@]}")
 [ -x "$LOAD" ] || { echo "run.sh: $LOAD not built" >&2; exit 2; }
 
 STAMP=$(date +%Y%m%d-%H%M%S)
@@ -221,10 +261,35 @@ window() {
 # warm-up round, then rounds in which every other server's window comes
 # right after one of libev's and right before the next (libev, A, libev,
 # B, libev, ... in round_order), so each has libev on both sides.
+# Sets SERVERS and NAMES to the servers a row names (servers=a,b,...),
+# those this run has, in that order.
+row_servers() {
+  local wanted entry name
+  IFS=, read -ra wanted <<<"${1#servers=}"
+  SERVERS=() NAMES=()
+  for name in "${wanted[@]}"; do
+    for entry in "${ALL_SERVERS[@]}"; do
+      if [ "${entry%% *}" = "$name" ]; then
+        SERVERS+=("$entry") NAMES+=("$name")
+      fi
+    done
+  done
+}
+
 timed_row() {
   local row
   read -ra row <<<"$1"
   ROW=${row[0]} UNIT=${row[1]} ARGS=("${row[@]:3}") WCORE=$LCORE SEQ=0
+  local saved_servers=("${SERVERS[@]}") saved_names=("${NAMES[@]}")
+  if [[ ${row[3]} == servers=* ]]; then
+    row_servers "${row[3]}"
+    ARGS=("${row[@]:4}")
+  fi
+  if [ ${#SERVERS[@]} -eq 0 ]; then
+    echo "$ROW: skipped, none of its servers in this run"
+    SERVERS=("${saved_servers[@]}") NAMES=("${saved_names[@]}")
+    return 0
+  fi
   [ "${row[2]}" = same ] && WCORE=$SCORE
   FIGURE=rps
   [ "$UNIT" = MB ] && FIGURE=mbps
@@ -260,6 +325,7 @@ timed_row() {
       ok=1
     fi
   done
+  SERVERS=("${saved_servers[@]}") NAMES=("${saved_names[@]}")
   return $ok
 }
 

@@ -32,8 +32,10 @@
  *   exceptions forced by its libraries: libev's system-error callback
  *   (tapio reports instead of aborting), the allocator libev uses for its
  *   own tables (untouched: see tapio_loop_new_with_allocator), and c-ares's library set-up (done once, never
- *   undone; c-ares allocates with malloc); and one per thread: which loop
- *   runs on it.
+ *   undone; c-ares allocates with malloc); one forced by the OS: the
+ *   dispositions of the signals loops watch, and the table of which loops
+ *   watch which signal (see tapio_add_signal_handler); and one per thread:
+ *   which loop runs on it.
  */
 #ifndef TAPIO_H
 #define TAPIO_H
@@ -296,8 +298,13 @@ int tapio_call_later(tapio_loop *loop, double delay, tapio_call_fn fn,
 int tapio_call_at(tapio_loop *loop, double when, tapio_call_fn fn, void *ud,
                   tapio_handle **out);
 /* From any thread: fn(ud) runs on the loop's thread in a later iteration
- * and wakes the loop if it waits. No handle; it cannot be cancelled. A
- * pending call is dropped unrun when the loop is freed. */
+ * and wakes the loop if it waits (or turns a polled loop's descriptor
+ * readable). Each call runs exactly once, and the calls one thread makes
+ * run in the order it made them (spec/c/test_loop.c checks both with four
+ * threads at once, also built with ThreadSanitizer). No handle; it cannot
+ * be cancelled. A pending call is dropped unrun when the loop is freed,
+ * which must not race with another thread's call: stop calling before
+ * the loop goes. Not for signal handlers (it allocates). */
 int tapio_call_soon_threadsafe(tapio_loop *loop, tapio_call_fn fn, void *ud);
 /* Cancels the call if it has not run; harmless afterwards. */
 void tapio_handle_cancel(tapio_handle *h);
@@ -309,6 +316,66 @@ double tapio_handle_when(tapio_handle *h);
 /* Gives back the handle stored by call_soon/later/at. A second release is
  * harmless while the call is pending, undefined after. */
 void tapio_handle_release(tapio_handle *h);
+
+/* ---- Watching descriptors and signals ---------------------------------- */
+
+/* asyncio's add_reader and add_writer: fn(ud) runs from the loop each
+ * iteration fd is readable (or writable), until removed; level-triggered,
+ * as asyncio's (read what is there, or it runs again). fd stays the
+ * caller's: tapio never reads, writes or closes it. A reader and a writer
+ * are separate watches of one fd; adding one that exists replaces its fn
+ * and ud. Errors: TAPIO_EINVAL (NULL, fd < 0), TAPIO_EBADF (fd is not
+ * open), TAPIO_EPERM (a regular file or a directory: epoll cannot watch
+ * them, asyncio's PermissionError), TAPIO_EBUSY (a transport or server
+ * of this loop owns fd: asyncio's "File descriptor is used by
+ * transport"), TAPIO_ECLOSED (the loop is being freed). Removing a watch
+ * from inside any callback, its own included, is safe and takes effect at
+ * once: a removed watch is not called again, also when its event is
+ * already due in this iteration. Remove the watch before closing fd (a
+ * new descriptor can get its number). tapio_loop_free removes the watches
+ * left; their ud stays the caller's. */
+int tapio_add_reader(tapio_loop *loop, int fd, tapio_call_fn fn, void *ud);
+int tapio_add_writer(tapio_loop *loop, int fd, tapio_call_fn fn, void *ud);
+/* 1 if fd was watched (the watch is gone), 0 if not; TAPIO_EINVAL for a
+ * NULL loop. */
+int tapio_remove_reader(tapio_loop *loop, int fd);
+int tapio_remove_writer(tapio_loop *loop, int fd);
+
+/* asyncio's add_signal_handler, on any loop of any thread: fn(ud) runs
+ * from the loop, on its thread, after signal sig arrives; adding a
+ * handler sig has on this loop replaces its fn and ud. The same signal
+ * arriving again before the call is one call (as the OS itself merges a
+ * pending signal); signals caught together are called in signal-number
+ * order. A waiting loop wakes for it, and a polled loop's descriptor
+ * (tapio_loop_backend_fd) turns readable.
+ * What the OS forces: a signal's disposition is the process's. While
+ * any loop watches sig, tapio's handler is sig's disposition, and the
+ * disposition it found (SIG_DFL, SIG_IGN or another handler, which does
+ * not run meanwhile) is put back when the last loop stops watching; a
+ * program that sets sig's disposition itself in between takes sig from
+ * every loop. tapio's handler has SA_RESTART (a host's interrupted system
+ * calls go on) and does only async-signal-safe work (it marks sig and
+ * writes to each watching loop's wakeup eventfd). The kernel gives a process's signal to any one thread that
+ * does not block it: tapio's handler, in whichever thread that is, passes
+ * it to every loop watching sig, so when two loops (in one thread or two)
+ * watch one signal, both are called. A thread blocking sig does not stop
+ * its loop from hearing of it, unless every thread blocks it: then the
+ * signal stays pending in the kernel. A signal sent to one thread
+ * (pthread_kill) reaches every watching loop too. Not fork-safe: a child
+ * of fork() must not use its parent's loops.
+ * Errors: TAPIO_EINVAL for NULL, a sig outside 1..64 (the OS's
+ * signals), SIGCHLD (child exits are the subprocess watcher's), SIGKILL
+ * and SIGSTOP (they cannot be caught), SIGSEGV, SIGBUS, SIGFPE and SIGILL
+ * (a fault happens again as soon as a handler returns, and the callback
+ * runs later) or a signal the C library keeps for itself (glibc's 32 and
+ * 33); TAPIO_ECLOSED while the loop is being freed. tapio_loop_free
+ * removes the handlers left. */
+int tapio_add_signal_handler(tapio_loop *loop, int sig, tapio_call_fn fn,
+                             void *ud);
+/* 1 if sig had a handler on this loop (it is gone, and a caught sig not
+ * yet called is dropped), 0 if not; TAPIO_EINVAL for a NULL loop or a sig
+ * outside 1..64. Safe from inside any callback. */
+int tapio_remove_signal_handler(tapio_loop *loop, int sig);
 
 /* ---- Options ----------------------------------------------------------- */
 

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Runs the Lua examples with the tapio host: the TCP and the UDP echo
-# servers and clients against each other and against the reference's
-# Python versions (when a python3 is given), and checks each prints what
-# the Python version prints; the same with TLS, and the STARTTLS example;
-# the subprocess example (its python3 child is the one given) and the pipe
-# example through cat.
+# Runs the Lua examples with the tapio host: the TCP echo servers and
+# clients (protocols and streams) and the UDP ones against each other and
+# against the reference's Python versions (when a python3 is given), and
+# checks each prints what the Python version prints; the same with TLS,
+# and the STARTTLS example; the existing-socket and watch-a-descriptor
+# examples; the HTTP headers example against a page served on 127.0.0.1
+# (python3's http.server, over HTTP and HTTPS); the subprocess examples
+# (their python3 child is the one given) and the pipe example through cat.
 # Usage: examples/test_examples.sh path/to/tapio [python3]
 set -u
 host=${1:?usage: $0 path/to/tapio [python3]}
@@ -79,10 +81,6 @@ run_pair() {
   wait "$spid" 2>/dev/null
 }
 
-# The TCP pair and the UDP pair.
-tcp_pair() { run_pair "$1" wait_listening "Close the client socket" "${@:2}"; }
-udp_pair() { run_pair "$1" wait_udp_bound "^Send " "${@:2}"; }
-
 expect_same() { # what expected-file actual-file
   if ! diff -u <(mask "$2") <(mask "$3") >"$work/diff"; then
     fail "$1 differs from the reference's output"
@@ -92,63 +90,85 @@ expect_same() { # what expected-file actual-file
   fi
 }
 
-lua_server=("$host" "$here/tcp_echo_server.lua")
-lua_client=("$host" "$here/tcp_echo_client.lua")
-lua_userver=("$host" "$here/udp_echo_server.lua")
-lua_uclient=("$host" "$here/udp_echo_client.lua")
+# echo_pairs TAG LABEL NAME WAIT LAST: the Lua NAME_server.lua and
+# NAME_client.lua against each other and, with python, against
+# python/NAME_server.py and _client.py; each output compared with the
+# Python one's, or without python with the reference's output as the
+# documentation shows it, in $work/TAG.ref.server and .client. WAIT and
+# LAST as run_pair takes them.
+echo_pairs() {
+  local tag=$1 label=$2 name=$3 ref=$work/$1.ref
+  local wait=$4 last=$5
+  local ls=("$host" "$here/${name}_server.lua")
+  local lc=("$host" "$here/${name}_client.lua")
+  run_pair "$tag.lua" "$wait" "$last" "${ls[@]}" -- "${lc[@]}"
+  if [ -n "$python" ]; then
+    local ps=("$python" -u "$here/python/${name}_server.py")
+    local pc=("$python" -u "$here/python/${name}_client.py")
+    run_pair "$tag.py" "$wait" "$last" "${ps[@]}" -- "${pc[@]}"
+    run_pair "$tag.luapy" "$wait" "$last" "${ls[@]}" -- "${pc[@]}"
+    run_pair "$tag.pylua" "$wait" "$last" "${ps[@]}" -- "${lc[@]}"
+    ref=$work/$tag.py
+    expect_same "$label: Lua server vs Python client: server" \
+      "$ref.server" "$work/$tag.luapy.server"
+    expect_same "$label: Python server vs Lua client: client" \
+      "$ref.client" "$work/$tag.pylua.client"
+  fi
+  expect_same "$label: Lua server vs Lua client: server" "$ref.server" \
+    "$work/$tag.lua.server"
+  expect_same "$label: Lua server vs Lua client: client" "$ref.client" \
+    "$work/$tag.lua.client"
+}
 
-tcp_pair lua "${lua_server[@]}" -- "${lua_client[@]}"
-udp_pair ulua "${lua_userver[@]}" -- "${lua_uclient[@]}"
+# The reference's outputs, for a machine without python.
+printf '%s\n' "Connection from ('127.0.0.1', 1)" \
+  "Data received: 'Hello World!'" "Send: 'Hello World!'" \
+  "Close the client socket" >"$work/tcp.ref.server"
+printf '%s\n' "Data sent: 'Hello World!'" "Data received: 'Hello World!'" \
+  "The server closed the connection" >"$work/tcp.ref.client"
+printf '%s\n' "Serving on ('127.0.0.1', 1)" \
+  "Received 'Hello World!' from ('127.0.0.1', 1)" \
+  "Send: 'Hello World!'" "Close the connection" >"$work/streams.ref.server"
+printf '%s\n' "Send: 'Hello World!'" "Received: 'Hello World!'" \
+  "Close the connection" >"$work/streams.ref.client"
+printf '%s\n' "Starting UDP server" \
+  "Received 'Hello World!' from ('127.0.0.1', 1)" \
+  "Send 'Hello World!' to ('127.0.0.1', 1)" >"$work/udp.ref.server"
+printf '%s\n' "Send: Hello World!" "Received: Hello World!" \
+  "Close the socket" "Connection closed" >"$work/udp.ref.client"
+printf '%s\n' "Received: abc" >"$work/ref.received"
 
-if [ -n "$python" ]; then
-  py_server=("$python" -u "$here/python/tcp_echo_server.py")
-  py_client=("$python" -u "$here/python/tcp_echo_client.py")
-  py_userver=("$python" -u "$here/python/udp_echo_server.py")
-  py_uclient=("$python" -u "$here/python/udp_echo_client.py")
-  tcp_pair py "${py_server[@]}" -- "${py_client[@]}"
-  tcp_pair luapy "${lua_server[@]}" -- "${py_client[@]}"
-  tcp_pair pylu "${py_server[@]}" -- "${lua_client[@]}"
-  udp_pair upy "${py_userver[@]}" -- "${py_uclient[@]}"
-  udp_pair uluapy "${lua_userver[@]}" -- "${py_uclient[@]}"
-  udp_pair upylu "${py_userver[@]}" -- "${lua_uclient[@]}"
-  # Each Lua side prints what the Python pair printed.
-  for p in "/py/lua" "UDP: /upy/ulua"; do
-    IFS=/ read -r label ref lua <<<"$p"
-    expect_same "${label}Lua server vs Lua client: server" "$work/$ref.server" "$work/$lua.server"
-    expect_same "${label}Lua server vs Lua client: client" "$work/$ref.client" "$work/$lua.client"
-    expect_same "${label}Lua server vs Python client: server" "$work/$ref.server" "$work/${lua}py.server"
-    expect_same "${label}Python server vs Lua client: client" "$work/$ref.client" "$work/${ref}lu.client"
-  done
-  "$python" -u "$here/python/existing_socket.py" >"$work/py.existing" 2>&1
-else
-  # Without Python, the reference's output as the documentation shows it.
-  printf '%s\n' "Connection from ('127.0.0.1', 1)" \
-    "Data received: 'Hello World!'" "Send: 'Hello World!'" \
-    "Close the client socket" >"$work/ref.server"
-  printf '%s\n' "Data sent: 'Hello World!'" "Data received: 'Hello World!'" \
-    "The server closed the connection" >"$work/ref.client"
-  printf '%s\n' "Received: abc" >"$work/py.existing"
-  expect_same "Lua server vs Lua client: server" "$work/ref.server" "$work/lua.server"
-  expect_same "Lua server vs Lua client: client" "$work/ref.client" "$work/lua.client"
-  printf '%s\n' "Starting UDP server" \
-    "Received 'Hello World!' from ('127.0.0.1', 1)" \
-    "Send 'Hello World!' to ('127.0.0.1', 1)" >"$work/ref.userver"
-  printf '%s\n' "Send: Hello World!" "Received: Hello World!" \
-    "Close the socket" "Connection closed" >"$work/ref.uclient"
-  expect_same "UDP: Lua server vs Lua client: server" "$work/ref.userver" "$work/ulua.server"
-  expect_same "UDP: Lua server vs Lua client: client" "$work/ref.uclient" "$work/ulua.client"
-fi
+# The protocols' echo servers and clients (TCP and UDP), and the streams
+# page's.
+echo_pairs tcp "tcp echo" tcp_echo wait_listening "Close the client socket"
+echo_pairs streams "streams echo" streams_echo wait_listening \
+  "Close the connection"
+echo_pairs udp "udp echo" udp_echo wait_udp_bound "^Send "
 
-if ! timeout 20 "$host" "$here/existing_socket.lua" >"$work/lua.existing" 2>&1; then
-  fail "existing_socket.lua failed"
-fi
-expect_same "existing_socket" "$work/py.existing" "$work/lua.existing"
+# The existing socket, with a protocol and with streams; a watched
+# descriptor (add_reader). Each prints what its Python version prints.
+for name in existing_socket streams_socketpair watch_fd; do
+  expected=$work/ref.received
+  if [ -n "$python" ]; then
+    "$python" -u "$here/python/$name.py" >"$work/py.$name" 2>&1
+    expected=$work/py.$name
+  fi
+  timeout 20 "$host" "$here/$name.lua" >"$work/lua.$name" 2>&1 ||
+    fail "$name.lua failed"
+  expect_same "$name" "$expected" "$work/lua.$name"
+done
+
+# What the TCP echo server printed: the Python one's, or the reference's.
+tcp_ref=$work/tcp.ref
+[ -n "$python" ] && tcp_ref=$work/tcp.py
+tcp_pair() { run_pair "$1" wait_listening "Close the client socket" "${@:2}"; }
 
 # TLS: certificates made now with the openssl command (a throwaway CA and
 # a server certificate for localhost), the echo pair with TLS, against
 # each other and against Python's ssl, and STARTTLS.
 if ! certs=$(sh "$here/../spec/tls/make_certs.sh" "$work/certs"); then
   fail "could not make the TLS certificates"
+  certs=
 else
   tls_server=("$host" "$here/tls_echo_server.lua" "$certs")
   tls_client=("$host" "$here/tls_echo_client.lua" "$certs/ca.pem")
@@ -157,8 +177,8 @@ else
     "Data sent: 'Hello World!'" "Data received: 'Hello World!'" \
     "The server closed the connection" >"$work/ref.tls.client"
   expect_same "TLS echo: client" "$work/ref.tls.client" "$work/tls.client"
+  expect_same "TLS echo: server" "$tcp_ref.server" "$work/tls.server"
   if [ -n "$python" ]; then
-    expect_same "TLS echo: server" "$work/py.server" "$work/tls.server"
     tcp_pair tlspy "${tls_server[@]}" -- "$python" -u \
       "$here/python/tls_echo_client.py" "$certs/ca.pem"
     tcp_pair pytls "$python" -u "$here/python/tls_echo_server.py" "$certs" \
@@ -166,7 +186,7 @@ else
     expect_same "TLS: Lua server vs Python client: client" \
       "$work/ref.tls.client" "$work/tlspy.client"
     expect_same "TLS: Lua server vs Python client: server" \
-      "$work/py.server" "$work/tlspy.server"
+      "$tcp_ref.server" "$work/tlspy.server"
     expect_same "TLS: Python server vs Lua client: client" \
       "$work/ref.tls.client" "$work/pytls.client"
   fi
@@ -198,6 +218,61 @@ else
     "$work/starttls.server"
 fi
 
+# The HTTP headers example (and the page's Python) against a page that
+# python3's http.server serves on 127.0.0.1: over plain HTTP, and over TLS
+# with a certificate of spec/tls/make_certs.sh, whose CA both clients
+# trust through SSL_CERT_FILE as they would the system's. The Date line
+# may differ.
+http_server() { # port certs-or-empty
+  "$python" - "$work/www" "$@" <<'PY'
+import functools, http.server, ssl, sys
+root, port, certs = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+handler = functools.partial(http.server.SimpleHTTPRequestHandler,
+                            directory=root)
+httpd = http.server.HTTPServer(("127.0.0.1", port), handler)
+if certs:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(certs + "/server.pem", certs + "/server.key")
+    httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+httpd.serve_forever()
+PY
+}
+http_headers() { # scheme certs-or-empty
+  local scheme=$1 hport hpid url
+  hport=$(free_port)
+  http_server "$hport" "$2" >"$work/$scheme.log" 2>&1 &
+  hpid=$!
+  pids+=("$hpid")
+  if ! wait_listening "$hport"; then
+    fail "the $scheme server did not listen on $hport"
+    return
+  fi
+  url="$scheme://localhost:$hport/page.html"
+  export SSL_CERT_FILE=${2:+$2/ca.pem}
+  timeout 20 "$host" "$here/http_headers.lua" "$url" \
+    >"$work/lua.$scheme" 2>&1 || fail "http_headers.lua $scheme failed"
+  timeout 20 "$python" "$here/python/http_headers.py" "$url" \
+    >"$work/py.$scheme" 2>&1 || fail "http_headers.py $scheme failed"
+  unset SSL_CERT_FILE
+  grep -q "^HTTP header> HTTP/1.0 200 OK$" "$work/lua.$scheme" ||
+    fail "http_headers.lua $scheme: no status line"
+  grep -q "^HTTP header> Content-Length: 32$" "$work/lua.$scheme" ||
+    fail "http_headers.lua $scheme: no Content-Length"
+  sed -i 's/^HTTP header> Date: .*/HTTP header> Date: DATE/' \
+    "$work/lua.$scheme" "$work/py.$scheme"
+  expect_same "http_headers ($scheme)" "$work/py.$scheme" \
+    "$work/lua.$scheme"
+  kill "$hpid" 2>/dev/null
+}
+if [ -n "$python" ]; then
+  mkdir -p "$work/www"
+  echo "<html><body>tapio</body></html>" >"$work/www/page.html"
+  http_headers http ""
+  [ -n "$certs" ] && http_headers https "$certs"
+else
+  echo "skip: http_headers (no python3 to serve the page)"
+fi
+
 # The subprocess example prints the date a python3 child printed, in the
 # reference's format; the Python version beside it when there is one.
 date_re='^Current date: [0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}$'
@@ -215,6 +290,14 @@ check_date "subprocess_date.lua" "$work/lua.date"
 if [ -n "$python" ]; then
   timeout 20 "$python" "$here/python/subprocess_date.py" >"$work/py.date" 2>&1
   check_date "subprocess_date.py (the reference)" "$work/py.date"
+fi
+timeout 20 "$host" "$here/subprocess_date_streams.lua" "${python:-python3}" \
+  >"$work/lua.sdate" 2>&1 || fail "subprocess_date_streams.lua failed"
+check_date "subprocess_date_streams.lua" "$work/lua.sdate"
+if [ -n "$python" ]; then
+  timeout 20 "$python" "$here/python/subprocess_date_streams.py" \
+    >"$work/py.sdate" 2>&1
+  check_date "subprocess_date_streams.py" "$work/py.sdate"
 fi
 
 # The pipe example: lines through cat and back.

@@ -10,20 +10,38 @@ static tl_sched *tocall(lua_State *L, const char *fn) {
   return tl_checkself(L, 1, TL_HANDLE, fn);
 }
 
-/* [1] the tl_sched: runs fn(args...) from its user value. */
-int tl_tr_call(lua_State *L) {
-  tl_sched *c = lua_touserdata(L, 1);
+void tl_call_stored(lua_State *L, int idx) {
   int i, n;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, c->self_ref);
-  tl_unanchor(c->lb, L, &c->self_ref); /* on the stack now: safe to let go */
-  tl_getuservalue(L, -1);
+  idx = tl_absindex(L, idx);
+  tl_getuservalue(L, idx);
   lua_getfield(L, -1, "n");
   n = (int)lua_tointeger(L, -1);
   lua_pop(L, 1);
   luaL_checkstack(L, n + 1, "too many arguments");
   for (i = 1; i <= n + 1; i++)
-    lua_rawgeti(L, 3, i);
+    lua_rawgeti(L, -i, i);
   lua_call(L, n, 0);
+  lua_pop(L, 1); /* the user value */
+}
+
+void tl_store_call(lua_State *L, int fi, int top) {
+  int i;
+  lua_createtable(L, top - fi + 1, 1);
+  for (i = fi; i <= top; i++) {
+    lua_pushvalue(L, i);
+    lua_rawseti(L, -2, i - fi + 1);
+  }
+  lua_pushinteger(L, top - fi);
+  lua_setfield(L, -2, "n");
+  tl_setuservalue(L, -2);
+}
+
+/* [1] the tl_sched: runs fn(args...) from its user value. */
+int tl_tr_call(lua_State *L) {
+  tl_sched *c = lua_touserdata(L, 1);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, c->self_ref);
+  tl_unanchor(c->lb, L, &c->self_ref); /* on the stack now: safe to let go */
+  tl_call_stored(L, -1);
   return 0;
 }
 
@@ -53,7 +71,7 @@ static void run_waiter(void *ud, tapio_server *s) {
 /* A pending call: userdata with { fn, args..., n } as user value, linked
  * and anchored. fn is at index fi, its arguments follow. */
 static tl_sched *newcall(lua_State *L, tl_loop *lb, int fi) {
-  int top = lua_gettop(L), i;
+  int top = lua_gettop(L);
   tl_sched *c = tl_newuserdata(L, sizeof *c);
   memset(c, 0, sizeof *c);
   c->lb = lb;
@@ -61,14 +79,7 @@ static tl_sched *newcall(lua_State *L, tl_loop *lb, int fi) {
   c->when = -1;
   tl_list_init(&c->link);
   luaL_setmetatable(L, TL_HANDLE);
-  lua_createtable(L, top - fi + 1, 1);
-  for (i = fi; i <= top; i++) {
-    lua_pushvalue(L, i);
-    lua_rawseti(L, -2, i - fi + 1);
-  }
-  lua_pushinteger(L, top - fi);
-  lua_setfield(L, -2, "n");
-  tl_setuservalue(L, -2);
+  tl_store_call(L, fi, top);
   return c;
 }
 

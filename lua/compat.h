@@ -18,6 +18,7 @@
 #define tl_rawlen(L, idx) lua_rawlen((L), (idx))
 #define tl_rawgetp(L, idx, p) ((void)lua_rawgetp((L), (idx), (p)))
 #define tl_rawsetp(L, idx, p) lua_rawsetp((L), (idx), (p))
+#define tl_absindex(L, idx) lua_absindex((L), (idx))
 
 /* The value of the number at idx as an integer, as Lua's own functions
  * take it: a float with an integral value counts (2^16, 1e6, 10 / 2).

@@ -13,7 +13,12 @@
  * prints are seen as they happen. An error ends the program with its
  * message and traceback on stderr and exit status 1; when the error came
  * out of a task (through tapio.run), the task's own traceback is printed
- * as well.
+ * as well. Ctrl-C (SIGINT) during tapio.run cancels its main task: a
+ * script waiting in serve_forever stops, its cleanup (a pcall around the
+ * await) runs, the traceback of where main waited is printed and the
+ * exit status is 130; a second Ctrl-C ends the program at once (SIGINT's
+ * default action). Outside tapio.run, SIGINT has its default action; a
+ * SIGINT ignored when the program starts stays ignored.
  *
  * Embedding, in short: open a lua_State, tapio_lua_open(L) (tapio_host.h:
  * package.preload gets tapio.core and the pure-Lua layer, compiled in by
@@ -25,31 +30,55 @@
 #include <lua.h>
 #include <lualib.h>
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 static const char *progname = "tapio";
+static int interrupted; /* the error was tapio.run's for a SIGINT */
 
 /* ---- Errors ------------------------------------------------------------ */
 
-/* tapio._traceback(err): a task's traceback when err came from one. */
-static const char *task_traceback(lua_State *L, int err) {
+/* Calls tapio.<fn>(err) if tapio is loaded: 1 and its result on top, or
+ * 0 and nothing pushed. */
+static int ask_tapio(lua_State *L, const char *fn, int err) {
   lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   lua_getfield(L, -1, "tapio");
   lua_remove(L, -2);
   if (!lua_istable(L, -1)) {
     lua_pop(L, 1);
-    return NULL;
+    return 0;
   }
-  lua_getfield(L, -1, "_traceback");
+  lua_getfield(L, -1, fn);
   lua_remove(L, -2);
   lua_pushvalue(L, err);
-  if (lua_pcall(L, 1, 1, 0) != LUA_OK || lua_type(L, -1) != LUA_TSTRING) {
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  return 1;
+}
+
+/* tapio._traceback(err): a task's traceback when err came from one. */
+static const char *task_traceback(lua_State *L, int err) {
+  if (!ask_tapio(L, "_traceback", err))
+    return NULL;
+  if (lua_type(L, -1) != LUA_TSTRING) {
     lua_pop(L, 1);
     return NULL;
   }
   return lua_tostring(L, -1);
+}
+
+/* tapio._interrupted(err): err is what tapio.run raised for a SIGINT. */
+static int was_interrupted(lua_State *L, int err) {
+  int yes;
+  if (!ask_tapio(L, "_interrupted", err))
+    return 0;
+  yes = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return yes;
 }
 
 /* As lua.c's: the error as a string, with a traceback; a task's traceback
@@ -64,6 +93,7 @@ static int msghandler(lua_State *L) {
       msg = lua_pushfstring(L, "(error object is a %s value)",
                             luaL_typename(L, 1));
   }
+  interrupted = was_interrupted(L, 1);
   tb = task_traceback(L, 1);
   if (tb)
     msg = lua_pushfstring(L, "%s\n(raised again by tapio.run)", tb);
@@ -297,9 +327,26 @@ static void help(void) {
          "Standard output is line-buffered. An error ends the program with\n"
          "its message and traceback on stderr and exit status 1 (a task's\n"
          "traceback first when tapio.run raised it again); os.exit(n) exits\n"
-         "with n. LUA_PATH and LUA_CPATH are read as lua5.4 reads them.\n"
+         "with n. Ctrl-C cancels tapio.run's main task (its cleanup runs,\n"
+         "then exit status 130); a second Ctrl-C ends the program at once.\n"
+         "LUA_PATH and LUA_CPATH are read as lua5.4 reads them.\n"
          "\n"
          "Manual: man tapio. The Lua API: lua/README.md in tapio's sources.\n");
+}
+
+/* The host's choice: tapio.run turns Ctrl-C into cancelling main; unless
+ * SIGINT was ignored when the program started (a background job of a
+ * shell without job control, nohup), which it leaves so, as Python does. */
+static void handle_sigint(lua_State *L) {
+  struct sigaction sa;
+  if (sigaction(SIGINT, NULL, &sa) != 0 || sa.sa_handler != SIG_DFL)
+    return;
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "tapio");
+  lua_call(L, 1, 1);
+  lua_pushboolean(L, 1);
+  lua_setfield(L, -2, "handle_sigint");
+  lua_pop(L, 1);
 }
 
 /* Runs argv[script] (or the chunk after -e) with the rest as arguments. */
@@ -321,6 +368,7 @@ static int pmain(lua_State *L) {
   lua_gc(L, LUA_GCGEN, 0, GEN_MAJOR_MUL);
   if (tapio_lua_open(L) != 0)
     return luaL_error(L, "not enough memory");
+  handle_sigint(L);
   if (strcmp(argv[1], "-e") == 0) {
     if (argc < 3) {
       usage(stderr);
@@ -375,5 +423,7 @@ int main(int argc, char **argv) {
   report(L, status);
   lua_close(L); /* finalizers: loops and servers left open are freed */
   cache_free();
-  return (status == LUA_OK && ok) ? 0 : 1;
+  if (status == LUA_OK && ok)
+    return 0;
+  return interrupted ? 130 : 1; /* 128 + SIGINT, as a shell reports it */
 }

@@ -89,6 +89,7 @@ static const lua_CFunction tramps[TL_NTRAMP] = {
   [TL_T_DGRAM] = tl_tr_dgram,
   [TL_T_DGRAM_ERR] = tl_tr_dgram_err,
   [TL_T_LOOKUP] = tl_tr_lookup,
+  [TL_T_WATCH] = tl_tr_watch,
 };
 
 /* [1]'s __tostring, in a call of its own: it may raise. */
@@ -435,6 +436,8 @@ static tl_loop *new_loop_object(lua_State *L) {
   lb->msgh_ref = lb->thread_ref = lb->self_ref = LUA_NOREF;
   tl_list_init(&lb->servers);
   tl_list_init(&lb->calls);
+  tl_list_init(&lb->watches);
+  tl_list_init(&lb->transports);
   return lb;
 }
 
@@ -488,6 +491,7 @@ static void loop_free(lua_State *L, tl_loop *lb, int quiet) {
   free(lb->rbuf);
   lb->rbuf = NULL;
   tl_release_calls(lb, L);
+  tl_release_watches(lb, L);
   tl_servers_detach(lb, L);
   loop_free_refs(L, lb);
 }
@@ -723,6 +727,7 @@ TL_EXPORT int luaopen_tapio_core(lua_State *L) {
   tl_open_datagram(L);
   tl_open_resolve(L);
   tl_open_embed(L);
+  tl_open_watch(L);
   tl_open_testing(L);
   lua_pushstring(L, tapio_version_string());
   lua_setfield(L, -2, "version");

@@ -444,18 +444,17 @@ static const struct {
 
 #define NSIGNALS (sizeof signals / sizeof signals[0])
 
-/* A signal number, or a name with or without "SIG". */
-static int check_signal(lua_State *L, const char *fn) {
+int tl_checksignal(lua_State *L, int idx, const char *fn, int n) {
   size_t i;
   const char *name;
-  if (lua_type(L, 2) != LUA_TSTRING)
-    return (int)tl_checkint(L, 2, fn, 1, "signal", 0, SIGRTMAX);
-  name = lua_tostring(L, 2);
+  if (lua_type(L, idx) != LUA_TSTRING)
+    return (int)tl_checkint(L, idx, fn, n, "signal", 0, SIGRTMAX);
+  name = lua_tostring(L, idx);
   for (i = 0; i < NSIGNALS; i++)
     if (strcmp(signals[i].name, name) == 0 ||
         strcmp(signals[i].name + 3, name) == 0)
       return signals[i].sig;
-  return tl_argerror(L, fn, 1, "signal", "unknown signal name");
+  return tl_argerror(L, fn, n, "signal", "unknown signal name");
 }
 
 /* true, or nil and an error value: ESRCH once the child is reaped (it
@@ -471,7 +470,7 @@ static int signal_result(lua_State *L, tl_transport *lt, int sig) {
 static int s_send_signal(lua_State *L) {
   const char *fn = "transport:send_signal";
   tl_transport *lt = tosub(L, fn);
-  return signal_result(L, lt, check_signal(L, fn));
+  return signal_result(L, lt, tl_checksignal(L, 2, fn, 1));
 }
 
 static int s_terminate(lua_State *L) {

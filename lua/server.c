@@ -371,7 +371,35 @@ static const luaL_Reg server_methods[] = {
   {NULL, NULL}
 };
 
+/* loop:_open(): a list of the servers still listening and one of the
+ * transports made and not yet lost, for tapio.run's clean exit. */
+static int l_open(lua_State *L) {
+  tl_loop *lb = tl_toloop(L, 1, "loop:_open");
+  tl_link *l;
+  int n = 0;
+  lua_newtable(L);
+  for (l = lb->servers.next; l != &lb->servers; l = l->next) {
+    tl_server *ls = (tl_server *)l;
+    if (ls->s && tapio_server_socket_count(ls->s) > 0 &&
+        ls->self_ref != LUA_NOREF) {
+      lua_rawgeti(L, LUA_REGISTRYINDEX, ls->self_ref);
+      lua_rawseti(L, -2, ++n);
+    }
+  }
+  lua_newtable(L);
+  n = 0;
+  for (l = lb->transports.next; l != &lb->transports; l = l->next) {
+    tl_transport *lt = (tl_transport *)l; /* link is its first member */
+    if (lt->t && lt->self_ref != LUA_NOREF) {
+      lua_rawgeti(L, LUA_REGISTRYINDEX, lt->self_ref);
+      lua_rawseti(L, -2, ++n);
+    }
+  }
+  return 2;
+}
+
 static const luaL_Reg loop_methods[] = {
+  {"_open", l_open},
   {"_create_server", l_create_server},
   {"_create_unix_server", l_create_unix_server},
   {NULL, NULL}

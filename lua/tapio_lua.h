@@ -59,6 +59,7 @@ enum {
   TL_T_DGRAM,    /* datagram_received */
   TL_T_DGRAM_ERR,/* error_received */
   TL_T_LOOKUP,   /* getaddrinfo's and getnameinfo's completions */
+  TL_T_WATCH,    /* add_reader, add_writer, add_signal_handler callbacks */
   TL_NTRAMP
 };
 
@@ -81,6 +82,8 @@ typedef struct tl_loop {
   char *rbuf;         /* LuaJIT: where plain protocols read (protocol.c) */
   tl_link servers;    /* every tl_server not yet collected */
   tl_link calls;      /* pending scheduled calls and server waiters */
+  tl_link watches;    /* descriptor and signal watches (watch.c) */
+  tl_link transports; /* every anchored tl_transport (loop:_open) */
 } tl_loop;
 
 /* Every kind of transport ("tapio.transport", "tapio.read_transport",
@@ -91,6 +94,7 @@ typedef struct tl_loop {
  * made when asked for, not anchored (their subprocess holds them), with
  * no protocol of their own. */
 typedef struct tl_transport {
+  tl_link link;       /* lb->transports while anchored */
   tapio_transport *t; /* NULL before connection_made and after lost */
   tl_loop *lb;        /* NULL after connection_lost */
   int self_ref;       /* anchors this userdata while open */
@@ -206,6 +210,12 @@ int tl_open_testing(lua_State *L);
 
 int tl_open_call(lua_State *L);
 int tl_tr_call(lua_State *L);
+/* Gives the userdata on top a user value { fn, args..., n } of the values
+ * at fi..top: a function and its arguments, kept for a later call. */
+void tl_store_call(lua_State *L, int fi, int top);
+/* Calls what tl_store_call kept in the userdata at idx (unprotected: from
+ * a trampoline). */
+void tl_call_stored(lua_State *L, int idx);
 /* Registers a server waiter calling the function at fi with the values
  * after it; returns 0 or a tapio error code. */
 int tl_wait_closed(lua_State *L, tl_loop *lb, tapio_server *s, int fi);
@@ -298,6 +308,9 @@ int tl_open_pipe(lua_State *L);
 int tl_open_process(lua_State *L);
 int tl_tr_pipe_data(lua_State *L);
 int tl_tr_pipe_lost(lua_State *L);
+/* The signal at idx, argument n of fn: a number (0..SIGRTMAX) or a name
+ * of tapio.signals, with or without "SIG". */
+int tl_checksignal(lua_State *L, int idx, const char *fn, int n);
 
 /* ---- tls.c ------------------------------------------------------------- */
 
@@ -367,6 +380,13 @@ int tl_toaddr(lua_State *L, int idx, void *out, size_t *len, const char *fn,
 /* The bytes of the address value at idx, or NULL if it is none. */
 const void *tl_addrbytes(lua_State *L, int idx, size_t *len);
 int tl_open_address(lua_State *L);
+
+/* ---- watch.c: add_reader and friends, add_signal_handler --------------- */
+
+int tl_open_watch(lua_State *L);
+int tl_tr_watch(lua_State *L);
+/* The loop is closed: forget its watches. */
+void tl_release_watches(tl_loop *lb, lua_State *L);
 
 /* ---- datagram.c, resolve.c --------------------------------------------------- */
 

@@ -23,6 +23,7 @@ tl_transport *tl_newunanchored(lua_State *L, tl_loop *lb,
   lt->lb = lb;
   lt->self_ref = lt->proto_ref = lt->factory_ref = LUA_NOREF;
   lt->cb_ref = lt->err_ref = lt->buf_ref = lt->cache_ref = LUA_NOREF;
+  tl_list_init(&lt->link);
   luaL_setmetatable(L, tname);
   return lt;
 }
@@ -31,6 +32,7 @@ tl_transport *tl_newtransport(lua_State *L, tl_loop *lb, const char *tname) {
   tl_transport *lt = tl_newunanchored(L, lb, tname);
   lua_pushvalue(L, -1);
   lt->self_ref = tl_anchor(lb, L);
+  tl_list_push(&lb->transports, &lt->link);
   return lt;
 }
 
@@ -47,6 +49,7 @@ void tl_release_transport(lua_State *L, tl_transport *lt) {
   tl_unref(lb, L, &lt->buf_ref);
   tl_unref(lb, L, &lt->cache_ref);
   tl_unanchor(lb, L, &lt->self_ref);
+  tl_list_remove(&lt->link);
   lt->t = NULL;
   lt->lb = NULL;
 }

@@ -423,6 +423,23 @@ static int u_send(lua_State *L) {
   return 1;
 }
 
+/* tapio.recv(fd, n): one recv of at most n bytes: the data ("" at the end
+ * of the stream), or nil, err (EAGAIN when a non-blocking socket has
+ * nothing). For the "watch a file descriptor" example. */
+static int u_recv(lua_State *L) {
+  int fd = (int)tl_checkint(L, 1, "recv", 1, "fd", 0, INT32_MAX);
+  size_t n = (size_t)tl_checkint(L, 2, "recv", 2, "n", 0, 1 << 24);
+  ssize_t got;
+  char *p = lua_newuserdata(L, n ? n : 1); /* scratch, for both Luas */
+  do
+    got = recv(fd, p, n, 0);
+  while (got < 0 && errno == EINTR);
+  if (got < 0)
+    return tl_oserror(L, errno);
+  lua_pushlstring(L, p, (size_t)got);
+  return 1;
+}
+
 /* tapio.close_fd(fd) */
 static int u_close_fd(lua_State *L) {
   int fd = (int)tl_checkint(L, 1, "close_fd", 1, "fd", 0, INT32_MAX);
@@ -438,6 +455,7 @@ static const luaL_Reg functions[] = {
   {"buffer", u_buffer},
   {"socketpair", u_socketpair},
   {"send", u_send},
+  {"recv", u_recv},
   {"close_fd", u_close_fd},
   {NULL, NULL}
 };

@@ -175,6 +175,71 @@ function helper.pair(loop, server_proto, client_proto, server_opts)
   return server, t, p, sp
 end
 
+--- pcall(fn, ...) expecting a failure: returns the error value.
+function helper.fails(fn, ...)
+  local ok, err = pcall(fn, ...)
+  assert(not ok, "expected an error")
+  return err
+end
+
+--- Inside a task: turns of the loop until cond() (the spec's deadline
+-- bounds it).
+function helper.until_true(cond)
+  while not cond() do
+    tapio.sleep(0)
+  end
+end
+
+--- Runs fn(loop, finish) from a call_soon callback of a new loop (no
+-- task: the async rule gives futures) until finish(...) is called, or the
+-- deadline passes (an error); closes the loop and returns finish's
+-- arguments.
+function helper.in_callback(fn)
+  local loop = tapio.new_loop()
+  local result
+  loop:call_soon(fn, loop, function(...)
+    result = pack(...)
+    loop:stop()
+  end)
+  local deadline = loop:call_later(helper.DEADLINE, function()
+    loop:stop()
+  end)
+  loop:run_forever()
+  deadline:cancel()
+  loop:close()
+  assert(result, "deadline passed before finish()")
+  return unpack(result, 1, result.n)
+end
+
+--- Inside a task: writes data and drains, a loop turn apart, up to n
+-- times, until drain raises; returns that error (nil if it never did).
+function helper.write_until_error(writer, data, n)
+  for _ = 1, n do
+    writer:write(data)
+    local ok, err = pcall(writer.drain, writer)
+    if not ok then
+      return err
+    end
+    tapio.sleep(0)
+  end
+end
+
+--- Inside a task: a task of fn(...) that has run until it waits.
+function helper.started(loop, fn, ...)
+  local task = loop:create_task(fn, ...)
+  tapio.sleep(0)
+  return task
+end
+
+--- Whether pid names no process (it was reaped, so not a zombie either).
+function helper.gone(pid)
+  local r = os.execute("kill -0 " .. pid .. " 2>/dev/null")
+  if type(r) == "number" then -- LuaJIT: the status
+    return r ~= 0
+  end
+  return not r
+end
+
 --- The port of a server's first listening socket.
 function helper.port(server)
   return server:addresses()[1][2]
@@ -288,6 +353,62 @@ function helper.run_child(loop, program, args, opts)
   end, program, args, opts)
   p.lost:await()
   return p.exited:result(), p
+end
+
+--- This process's id (the interpreter running the specs).
+function helper.pid()
+  local f = assert(io.open("/proc/self/stat"))
+  local pid = f:read("*l"):match("^(%d+)")
+  f:close()
+  return pid
+end
+
+--- Inside a task: sends signal sig (a name, "USR1") to this process from
+-- another one (kill(1)); os.execute would not do, system() ignores SIGINT
+-- in its caller meanwhile.
+function helper.kill(loop, sig)
+  local status = helper.run_child(loop, "kill", { "-s", sig, helper.pid() })
+  assert(status == 0, "kill -s " .. sig .. " failed")
+end
+
+-- ---- TLS -------------------------------------------------------------------
+
+local certs_dir
+
+--- The TLS tests' certificates' directory (TAPIO_TLS_CERTS, or one in
+-- TMPDIR), made by spec/tls/make_certs.sh on first use.
+function helper.certs()
+  if not certs_dir then
+    local dir = os.getenv("TAPIO_TLS_CERTS") or
+      ((os.getenv("TMPDIR") or "/tmp") .. "/tapio-tls-certs-spec")
+    local out, status = helper.execute("sh spec/tls/make_certs.sh "
+                                       .. helper.shell_quote(dir))
+    assert(status == 0, "could not make the certificates: " .. out)
+    certs_dir = dir
+  end
+  return certs_dir
+end
+
+--- The path of one of them ("ca.pem").
+function helper.cert(name)
+  return helper.certs() .. "/" .. name
+end
+
+--- A server context from name.pem and name.key ("server"), with more
+-- options.
+function helper.server_ctx(name, more)
+  local opts = { side = "server", cert_file = helper.cert((name or "server")
+                 .. ".pem"), key_file = helper.cert((name or "server")
+                 .. ".key") }
+  for k, v in pairs(more or {}) do opts[k] = v end
+  return tapio.tls_context(opts)
+end
+
+--- A client context trusting the tests' CA, with more options.
+function helper.client_ctx(more)
+  local opts = { cafile = helper.cert("ca.pem") }
+  for k, v in pairs(more or {}) do opts[k] = v end
+  return tapio.tls_context(opts)
 end
 
 return helper

@@ -4,6 +4,7 @@ local helper = require "spec.helper"
 
 local HOST = os.getenv("TAPIO_HOST") or "build/tapio"
 local q = helper.shell_quote
+local tapio = helper.tapio
 
 -- Writes a script, runs `tapio script args...`; returns output, status.
 local function run_script(source, args)
@@ -223,4 +224,91 @@ describe("the tapio host program", function()
     assert.are.equal(0, status)
     assert.are.equal("leaving\n", out)
   end)
+
+  -- Ctrl-C, as a terminal sends it: SIGINT to a host started by tapio's
+  -- subprocess_exec (which gives the child SIGINT's default disposition,
+  -- as a shell's foreground job has it).
+  local function interrupt(script, after_first)
+    local path = os.tmpname()
+    local f = assert(io.open(path, "w"))
+    f:write(script)
+    f:close()
+    local code, out, err = helper.run(function(loop)
+      local said, proto = {}, nil
+      local function check()
+        for text, fut in pairs(said) do
+          if proto:output(1):find(text, 1, true) and not fut:done() then
+            fut:set_result()
+          end
+        end
+      end
+      -- a future done once the host printed text
+      local function waiter(text)
+        said[text] = said[text] or loop:create_future()
+        check()
+        return said[text]
+      end
+      loop:subprocess_exec(function()
+        proto = helper.sub_recorder(loop)
+        local record = proto.pipe_data_received
+        function proto:pipe_data_received(fd, data)
+          record(self, fd, data)
+          check()
+        end
+        return proto
+      end, HOST, { path }, { stdin = tapio.DEVNULL })
+      waiter("serving"):await()
+      assert(proto.transport:send_signal("INT"))
+      if after_first then
+        waiter(after_first):await()
+        assert(proto.transport:send_signal("INT"))
+      end
+      proto.lost:await()
+      return proto.exited:result(), proto:output(1), proto:output(2)
+    end)
+    os.remove(path)
+    return code, out, err:gsub(path:gsub("%p", "%%%0"), "SCRIPT")
+  end
+
+  local SERVE = [[
+    local tapio = require "tapio"
+    tapio.run(function()
+      local loop = tapio.get_running_loop()
+      local server = loop:create_server(function() return {} end,
+        "127.0.0.1", 0)
+      print("serving", tapio.handle_sigint)
+      local ok, err = pcall(server.serve_forever, server)
+      print("cleanup ran", ok, tostring(err), server:is_serving())
+      %s
+      error(err, 0)
+    end)
+  ]]
+
+  it("turns Ctrl-C into cancelling the main task: cleanup, traceback, 130",
+    function()
+    local code, out, err = interrupt(SERVE:format(""))
+    assert.are.equal(130, code)
+    assert.are.equal("serving\ttrue\ncleanup ran\tfalse\t"
+      .. "interrupted (SIGINT) (ECANCELED)\tfalse\n", out)
+    assert.matches("^[^\n]*tapio: interrupted %(SIGINT%)\n"
+      .. "stack traceback:\n", err)
+    assert.matches("SCRIPT:7: in ", err) -- where main waited
+    assert.matches("%(raised again by tapio.run%)", err)
+  end)
+
+  it("ends at once at a second Ctrl-C", function()
+    local code, out = interrupt(SERVE:format([[
+      print("cleaning up slowly")
+      tapio.sleep(60)]]), "cleaning up slowly")
+    assert.are.equal(-2, code) -- SIGINT's default action: killed by it
+    assert.matches("cleaning up slowly\n$", out)
+  end)
+
+  it("leaves SIGINT alone when it was ignored at start", function()
+    local out, status = helper.execute("trap '' INT; " .. q(HOST)
+      .. [[ -e 'print(require("tapio").handle_sigint)']])
+    assert.are.equal(0, status)
+    assert.are.equal("false\n", out)
+  end)
 end)
+

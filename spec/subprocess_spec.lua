@@ -20,14 +20,7 @@ local function shell(loop, cmd, opts, methods)
   end, cmd, opts)
 end
 
--- Whether pid names no process (it was reaped, so not a zombie either).
-local function gone(pid)
-  local r = os.execute("kill -0 " .. pid .. " 2>/dev/null")
-  if type(r) == "number" then -- LuaJIT: the status
-    return r ~= 0
-  end
-  return not r
-end
+local gone = helper.gone
 
 -- This process's children, zombies too (a child is listed until reaped),
 -- as a sorted list of pids.

@@ -8,27 +8,9 @@ local tapio = helper.tapio
 
 local run, recorder, port_of = helper.run, helper.recorder, helper.port
 
-local certs = os.getenv("TAPIO_TLS_CERTS") or
-  ((os.getenv("TMPDIR") or "/tmp") .. "/tapio-tls-certs-spec")
-do
-  local out, status = helper.execute("sh spec/tls/make_certs.sh "
-                                     .. helper.shell_quote(certs))
-  assert(status == 0, "could not make the certificates: " .. out)
-end
-local function cert(name) return certs .. "/" .. name end
-
-local function server_ctx(name, more)
-  local opts = { side = "server", cert_file = cert((name or "server")
-                 .. ".pem"), key_file = cert((name or "server") .. ".key") }
-  for k, v in pairs(more or {}) do opts[k] = v end
-  return tapio.tls_context(opts)
-end
-
-local function client_ctx(more)
-  local opts = { cafile = cert("ca.pem") }
-  for k, v in pairs(more or {}) do opts[k] = v end
-  return tapio.tls_context(opts)
-end
+local certs = helper.certs()
+local cert, server_ctx, client_ctx = helper.cert, helper.server_ctx,
+  helper.client_ctx
 
 -- Inside a task: a TLS server and a client connected to it.
 local function tls_pair(loop, sctx, cctx, sproto, cproto, copts)

@@ -190,7 +190,10 @@ static void on_idle(struct ev_loop *ev, ev_idle *w, int revents) {
 /* The wakeup is an eventfd of tapio's own rather than libev's ev_async:
  * libev makes the async descriptor while starting the watcher and retries
  * forever when that fails (see on_syserr); tapio makes it in
- * tapio_loop_new, where running out of descriptors is an error code. */
+ * tapio_loop_new, where running out of descriptors is an error code. The
+ * signal handler of signal.c writes to it too: it is in libev's epoll set,
+ * so a pollable loop's descriptor turns readable for a signal as for a
+ * call. */
 
 struct tapio__ts_call {
   tapio__ts_call *next;
@@ -198,13 +201,15 @@ struct tapio__ts_call {
   void *ud;
 };
 
-static void wake(tapio_loop *loop) {
+void tapio__wake(tapio_loop *loop) {
   uint64_t one = 1;
   ssize_t n;
+  int saved = errno; /* a signal handler calls it too */
   do
     n = write(loop->wakeup_fd, &one, sizeof one);
   while (n < 0 && errno == EINTR);
   /* EAGAIN: the counter is full, so the loop wakes anyway */
+  errno = saved;
 }
 
 /* Nodes come from malloc: the loop's allocator need not be thread-safe.
@@ -230,7 +235,7 @@ int tapio_call_soon_threadsafe(tapio_loop *loop, tapio_call_fn fn, void *ud) {
   loop->ts_tail = c;
   pthread_mutex_unlock(&loop->ts_lock);
   if (was_empty)
-    wake(loop);
+    tapio__wake(loop);
   return 0;
 }
 
@@ -263,6 +268,7 @@ static void on_wakeup(struct ev_loop *ev, ev_io *w, int revents) {
   while (read(w->fd, &count, sizeof count) < 0 && errno == EINTR)
     ;
   run_ts_calls(take_ts_calls(loop), 1);
+  tapio__signals_dispatch(loop);
 }
 
 /* ---- Create and free --------------------------------------------------- */
@@ -308,6 +314,7 @@ static int loop_init(tapio_loop *loop) {
   tapio__list_init(&loop->shells);
   tapio__list_init(&loop->servers);
   tapio__list_init(&loop->requests);
+  tapio__list_init(&loop->fdwatches);
   tapio__list_init(&loop->due);
   ev_set_userdata(loop->ev, loop); /* before any ev_io_start */
   ev_check_init(&loop->check, on_check);
@@ -372,6 +379,8 @@ int tapio_loop_free(tapio_loop *loop) {
   if (loop->freeing)
     return TAPIO_EBUSY;
   loop->freeing = 1;
+  tapio__fdwatches_free_all(loop); /* their callbacks must not run now */
+  tapio__signals_free(loop);
   drain(loop); /* queued requests see `freeing` and complete: ECANCELED */
   tapio__requests_cancel_all(loop);
   for (l = loop->transports.next; l != &loop->transports; l = l->next) {

@@ -330,6 +330,18 @@ void tapio__servers_close_all(tapio_loop *loop) {
   }
 }
 
+int tapio__servers_hold_fd(tapio_loop *loop, int fd) {
+  tapio__link *l;
+  size_t i;
+  for (l = loop->servers.next; l != &loop->servers; l = l->next) {
+    tapio_server *s = TAPIO_CONTAINER(l, tapio_server, link);
+    for (i = 0; i < s->nls; i++)
+      if (s->ls[i].io.fd == fd)
+        return 1;
+  }
+  return 0;
+}
+
 /* After the loop's last drain: what the user never released goes too. */
 void tapio__servers_free_all(tapio_loop *loop) {
   while (!tapio__list_empty(&loop->servers)) {

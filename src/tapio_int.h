@@ -62,6 +62,8 @@ struct tapio__task {
 /* ---- Loop -------------------------------------------------------------- */
 
 typedef struct tapio__ts_call tapio__ts_call;
+typedef struct tapio__fdwatch tapio__fdwatch;
+typedef struct tapio__sigwatch tapio__sigwatch;
 
 struct tapio_loop {
   struct ev_loop *ev;
@@ -91,6 +93,8 @@ struct tapio_loop {
   tapio__link shells;      /* retained transports past connection_lost */
   tapio__link servers;     /* every server not yet freed */
   tapio__link requests;    /* pending connects and server creations */
+  tapio__link fdwatches;   /* add_reader and add_writer (watch.c) */
+  struct tapio__signals *signals; /* add_signal_handler (signal.c) */
   char *rbuf;              /* the shared read buffer, made on first read */
   void *rbuf_block;        /* the allocation rbuf is aligned within */
   char *dbuf;              /* datagram slots, made on first datagram read */
@@ -126,6 +130,18 @@ void tapio__check_wanted(tapio_loop *loop);
 void tapio__report(tapio_loop *loop, int code, const char *message,
                    tapio_transport *t);
 double tapio__now(void);
+/* Makes the loop's wakeup eventfd readable: the loop wakes and runs its
+ * thread-safe calls and caught signals. Async-signal-safe. */
+void tapio__wake(tapio_loop *loop);
+
+/* ---- Watching descriptors and signals (watch.c, signal.c) -------------- */
+
+/* tapio_loop_free: every watch of the loop goes (its ud stays the
+ * caller's); the signals' dispositions are put back. */
+void tapio__fdwatches_free_all(tapio_loop *loop);
+void tapio__signals_free(tapio_loop *loop);
+/* The loop's wakeup: calls the callbacks of the signals caught since. */
+void tapio__signals_dispatch(tapio_loop *loop);
 
 #define TAPIO__RBUF_SIZE (256 * 1024)
 /* The kernel copies into a page-aligned buffer several times faster than
@@ -781,6 +797,8 @@ int tapio__server_set_unix_path(tapio_server *s, const char *path);
 void tapio__server_destroy(tapio_server *s);
 void tapio__server_detach(tapio_server *s, tapio_transport *t);
 void tapio__servers_close_all(tapio_loop *loop);
+/* 1 if a server of the loop listens on fd. */
+int tapio__servers_hold_fd(tapio_loop *loop, int fd);
 void tapio__servers_free_all(tapio_loop *loop);
 
 #endif

@@ -5,8 +5,9 @@
  *   poll_host [PORT]        (127.0.0.1; 0, the default, takes a free port)
  *
  * Prints "listening on PORT". Each line read from standard input is
- * answered "stdin: LINE"; the line "quit", or the end of the input, ends
- * the program, which then prints
+ * answered "stdin: LINE"; the line "quit", or the end of the input, closes
+ * the server, and the program ends once the connections it accepted have
+ * ended (asyncio's close and wait_closed); it then prints
  *
  *   served N wakeups W ticks T
  *
@@ -22,6 +23,7 @@
 #include <unistd.h>
 
 static long served, ticks;
+static int closed;
 
 static void data_received(void *ud, tapio_transport *t, const char *data,
                           size_t len) {
@@ -63,6 +65,12 @@ static void on_listening(void *ud, int status, tapio_server *s) {
   *(tapio_server **)ud = s;
   tapio_server_get_address(s, 0, host, sizeof host, &port, NULL);
   printf("listening on %d\n", port);
+}
+
+static void on_closed(void *ud, tapio_server *s) {
+  (void)ud;
+  (void)s;
+  closed = 1;
 }
 
 static void tick(void *ud) {
@@ -119,10 +127,15 @@ int main(int argc, char **argv) {
     if (poll(fds, 2, timeout) < 0)
       continue; /* EINTR */
     wakeups++;
-    if ((fds[1].revents & (POLLIN | POLLHUP)) &&
-        !stdin_line(buf, sizeof buf, &n))
-      break;
+    if (fds[1].fd >= 0 && (fds[1].revents & (POLLIN | POLLHUP)) &&
+        !stdin_line(buf, sizeof buf, &n)) {
+      fds[1].fd = -1; /* no more input: poll() leaves it out */
+      tapio_server_close(server);
+      tapio_server_wait_closed(server, on_closed, NULL);
+    }
     tapio_loop_run_once(loop, 0);
+    if (closed)
+      break;
   }
   printf("served %ld wakeups %ld ticks %ld\n", served, wakeups, ticks);
   tapio_server_release(server);

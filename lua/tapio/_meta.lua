@@ -39,6 +39,9 @@
 ---@field traceback? string
 ---@field transport? tapio.Transport
 ---@field protocol? tapio.Protocol
+---@field tasks? tapio.Task[] what tapio.run cancelled at exit
+---@field servers? tapio.Server[] what tapio.run closed at exit
+---@field transports? tapio.Transport[] what tapio.run closed at exit
 
 ---The options of the create_* methods (asyncio's keyword arguments).
 ---@class tapio.Options
@@ -128,6 +131,8 @@
 
 ---@class tapio
 ---@field version string "major.minor.patch"
+---@field shutdown_timeout number seconds tapio.run gives what it closes at exit to flush
+---@field handle_sigint boolean tapio.run cancels its main task on SIGINT (the tapio program sets it)
 ---@field signals table<string, integer> signal names to numbers
 ---@field PIPE integer subprocess stdio: a pipe (Python's value)
 ---@field DEVNULL integer subprocess stdio: /dev/null
@@ -136,6 +141,9 @@
 ---@field errors table<string, integer> error names to codes
 ---@field Future table the future class (its methods)
 ---@field Task table the task class
+---@field StreamReader tapio.StreamReader the reader class (callable)
+---@field StreamWriter table the writer class
+---@field Process table the process class
 ---@field AF_INET integer
 ---@field AF_INET6 integer
 ---@field AF_UNIX integer
@@ -221,7 +229,10 @@
 local tapio = {}
 
 ---Runs main(...) as a task on a new loop until it ends; cancels the tasks
----left, closes the loop; returns main's results or raises its error.
+---left, closes the servers and transports left (reporting what it ended
+---to the exception handler), closes the loop; returns main's results or
+---raises its error. With tapio.handle_sigint, SIGINT cancels main and run
+---raises an EINTR error ("interrupted (SIGINT)").
 ---@param main async fun(...): ...
 ---@param ... any
 ---@return any ...
@@ -309,6 +320,13 @@ function tapio.socketpair() end
 ---@return integer?, tapio.Error?
 function tapio.send(fd, data) end
 
+---One recv of at most n bytes: the data ("" at the end), or nil and an
+---error value (EAGAIN: nothing on a non-blocking socket).
+---@param fd integer
+---@param n integer
+---@return string?, tapio.Error?
+function tapio.recv(fd, n) end
+
 ---Closes a descriptor.
 ---@param fd integer
 function tapio.close_fd(fd) end
@@ -382,6 +400,33 @@ function Loop:call_later(delay, fn, ...) end
 function Loop:call_at(when, fn, ...) end
 ---@return tapio.Future
 function Loop:create_future() end
+---Calls fn(...) each iteration fd is readable, until removed; replaces
+---a reader fd has. fd stays yours: remove the reader before closing it.
+---@param fd integer
+---@param fn function
+---@param ... any
+function Loop:add_reader(fd, fn, ...) end
+---@param fd integer
+---@return boolean removed whether fd had a reader
+function Loop:remove_reader(fd) end
+---Calls fn(...) each iteration fd is writable, until removed.
+---@param fd integer
+---@param fn function
+---@param ... any
+function Loop:add_writer(fd, fn, ...) end
+---@param fd integer
+---@return boolean removed whether fd had a writer
+function Loop:remove_writer(fd) end
+---Calls fn(...) from the loop after signal sig arrives (any loop; every
+---loop watching sig hears of it). SIGCHLD, SIGKILL, SIGSTOP and the fault
+---signals are refused.
+---@param sig integer|string a number or a name ("SIGINT", "INT")
+---@param fn function
+---@param ... any
+function Loop:add_signal_handler(sig, fn, ...) end
+---@param sig integer|string
+---@return boolean removed whether sig had a handler on this loop
+function Loop:remove_signal_handler(sig) end
 ---@param fn async fun(...): ...
 ---@param ... any
 ---@return tapio.Task
@@ -767,5 +812,174 @@ function Buffer:byte(i) end
 ---@param i integer
 ---@param s string
 function Buffer:set(i, s) end
+
+
+-- ---- Streams -----------------------------------------------------------
+
+---The options of the stream calls: the create call's, and the reader's
+---limit.
+---@class tapio.StreamOptions: tapio.Options
+---@field limit? integer the reader's limit in bytes (64 KiB)
+
+---Opens a connection; its reader and writer (the async rule).
+---open_connection({sock = fd, ...}) wraps a connected socket.
+---@param host string|table
+---@param port? integer|string
+---@param opts? tapio.StreamOptions
+---@return tapio.StreamReader, tapio.StreamWriter
+function tapio.open_connection(host, port, opts) end
+
+---Opens a Unix socket connection; its reader and writer.
+---@param path string
+---@param opts? tapio.StreamOptions
+---@return tapio.StreamReader, tapio.StreamWriter
+function tapio.open_unix_connection(path, opts) end
+
+---Serves: client_connected_cb(reader, writer) runs as a task per
+---connection; an error in it goes to the exception handler and closes
+---that connection.
+---@param client_connected_cb async fun(reader: tapio.StreamReader, writer: tapio.StreamWriter)
+---@param host? string|string[]
+---@param port? integer|string
+---@param opts? tapio.StreamOptions
+---@return tapio.Server
+function tapio.start_server(client_connected_cb, host, port, opts) end
+
+---start_server on a Unix socket path.
+---@param client_connected_cb async fun(reader: tapio.StreamReader, writer: tapio.StreamWriter)
+---@param path string
+---@param opts? tapio.StreamOptions
+---@return tapio.Server
+function tapio.start_unix_server(client_connected_cb, path, opts) end
+
+---Starts program with args; stdin, stdout and stderr "inherit" unless
+---given (tapio.PIPE: a stream).
+---@param program string
+---@param args? string[]
+---@param opts? tapio.ProcessOptions|{limit?: integer}
+---@return tapio.Process
+function tapio.create_subprocess_exec(program, args, opts) end
+
+---Starts cmd with /bin/sh -c.
+---@param cmd string
+---@param opts? tapio.ProcessOptions|{limit?: integer}
+---@return tapio.Process
+function tapio.create_subprocess_shell(cmd, opts) end
+
+---The error value of a read that met the end first (name
+---"IncompleteReadError").
+---@param partial string what was read
+---@param expected? integer the size asked for (nil: a separator)
+---@return tapio.IncompleteReadError
+function tapio.incomplete_read_error(partial, expected) end
+
+---The error value of a separator not found within the limit (name
+---"LimitOverrunError").
+---@param message string
+---@param consumed integer how far the buffer was searched
+---@return tapio.LimitOverrunError
+function tapio.limit_overrun_error(message, consumed) end
+
+---@class tapio.IncompleteReadError: tapio.Error
+---@field partial string
+---@field expected integer?
+
+---@class tapio.LimitOverrunError: tapio.Error
+---@field consumed integer
+
+---What a task reads a connection or a child's output from. Called,
+---tapio.StreamReader(limit) makes one to feed by hand.
+---@class tapio.StreamReader
+local StreamReader = {}
+
+---Up to n bytes, waiting for some; nil or negative: to the end; "" at
+---the end.
+---@param n? integer
+---@return string
+function StreamReader:read(n) end
+---A line through "\n"; at the end what is left. Over the limit:
+---LimitOverrunError, the line dropped.
+---@return string
+function StreamReader:readline() end
+---Exactly n bytes, or IncompleteReadError at the end.
+---@param n integer
+---@return string
+function StreamReader:readexactly(n) end
+---The data through the separator ("\n"); a list: the first match to
+---end wins.
+---@param separator? string|string[]
+---@return string
+function StreamReader:readuntil(separator) end
+---@return boolean true at the end with nothing buffered
+function StreamReader:at_eof() end
+---Appends data (for tests: connections feed their own).
+---@param data string
+function StreamReader:feed_data(data) end
+---Marks the end: reads return what is left, then "".
+function StreamReader:feed_eof() end
+---Every read from now on raises err.
+---@param err any
+function StreamReader:set_exception(err) end
+---@return any?
+function StreamReader:exception() end
+---@return integer bytes buffered, unread
+function StreamReader:get_buffer_size() end
+
+---What a task writes a connection or a child's stdin with.
+---@class tapio.StreamWriter
+---@field transport tapio.Transport|tapio.WriteTransport
+local StreamWriter = {}
+
+---@param data string
+function StreamWriter:write(data) end
+---@param data string[]
+function StreamWriter:writelines(data) end
+---Returns once it is right to write again; raises the connection's
+---error once it is lost (the async rule).
+function StreamWriter:drain() end
+---Sends what is batched, then closes the transport.
+function StreamWriter:close() end
+---Returns once the connection has ended (the async rule).
+function StreamWriter:wait_closed() end
+---@return boolean
+function StreamWriter:is_closing() end
+---@return boolean
+function StreamWriter:can_write_eof() end
+---Ends the writing side once the buffer is flushed.
+function StreamWriter:write_eof() end
+---@param name string
+---@param default? any
+---@return any
+function StreamWriter:get_extra_info(name, default) end
+---Upgrades the connection to TLS in place (the async rule); every byte
+---the reader holds unread goes to the handshake first.
+---@param sslcontext tapio.TLSContext
+---@param opts? {server_hostname?: string, ssl_handshake_timeout?: number, ssl_shutdown_timeout?: number}
+function StreamWriter:start_tls(sslcontext, opts) end
+
+---A child started by create_subprocess_exec or _shell.
+---@class tapio.Process
+---@field pid integer
+---@field returncode integer? nil while it runs; -N: killed by signal N
+---@field stdin tapio.StreamWriter? where piped
+---@field stdout tapio.StreamReader? where piped
+---@field stderr tapio.StreamReader? where piped
+local Process = {}
+
+---The returncode, once the child has exited (the async rule).
+---@return integer
+function Process:wait() end
+---Writes input and closes stdin, reads stdout and stderr to their end,
+---waits for the exit (the async rule).
+---@param input? string
+---@return string? stdout, string? stderr
+function Process:communicate(input) end
+---@param sig integer|string
+---@return true|nil, tapio.Error?
+function Process:send_signal(sig) end
+---@return true|nil, tapio.Error?
+function Process:terminate() end
+---@return true|nil, tapio.Error?
+function Process:kill() end
 
 return tapio

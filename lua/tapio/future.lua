@@ -28,8 +28,10 @@ end
 M.api.current_task = current_task
 
 -- A task's coroutine yields AWAIT and a future; the task resumes it with
--- CANCEL when the task is cancelled while the future could not be.
-local AWAIT, CANCEL = {}, {}
+-- CANCEL when the task is cancelled while the future could not be. It
+-- yields PARK and an object to wait until tapio.task's unpark(task, obj)
+-- resumes it directly (see park below).
+local AWAIT, CANCEL, PARK = {}, {}, {}
 
 local function await(fut)
   if not fut:done() then
@@ -49,8 +51,23 @@ local function resolve(fut)
   return fut
 end
 
-M.tasks, M.AWAIT, M.CANCEL = tasks, AWAIT, CANCEL
-M.await, M.resolve = await, resolve
+-- Parks the running task on obj until unpark(task, obj) (tapio.task)
+-- resumes it, directly from whatever event unparks it: no future, no
+-- scheduled call, one coroutine switch. For waits that are most of a
+-- task's life (a stream read, drain): the waker keeps the task and
+-- checks task._parked == obj. A cancelled park raises the cancellation.
+local function park(obj)
+  local signal = coroutine.yield(PARK, obj)
+  if signal == CANCEL then
+    local task = current_task()
+    local message = task._cancel_message
+    task._cancel_message = nil
+    error(cancelled_error(message), 0)
+  end
+end
+
+M.tasks, M.AWAIT, M.CANCEL, M.PARK = tasks, AWAIT, CANCEL, PARK
+M.await, M.resolve, M.park = await, resolve, park
 
 -- ---- Futures -------------------------------------------------------------
 

@@ -3,8 +3,10 @@
 -- This is the pure-Lua layer over the C module tapio.core, one module per
 -- concern: tapio.future (futures and the async rule), tapio.task (tasks,
 -- sleep, run_until_complete, tapio.run), tapio.loop (the loop and server
--- methods that complete later); this file gathers them into the `tapio`
--- table. Every operation that completes later follows the async rule (see
+-- methods that complete later), tapio.reader (StreamReader), tapio.streams
+-- (StreamWriter, open_connection, start_server), tapio.subprocess
+-- (create_subprocess_exec and _shell); this file gathers them into the
+-- `tapio` table. Every operation that completes later follows the async rule (see
 -- tapio/future.lua and lua/README.md): inside a task it suspends the task,
 -- anywhere else it returns a future.
 --
@@ -14,6 +16,9 @@ local U = require "tapio.util"
 local F = require "tapio.future"
 local T = require "tapio.task"
 require "tapio.loop"
+local R = require "tapio.reader"
+local S = require "tapio.streams"
+local P = require "tapio.subprocess"
 
 local tapio = {}
 
@@ -25,6 +30,7 @@ tapio.errors = core.errors
 tapio.buffer = core.buffer
 tapio.socketpair = core.socketpair
 tapio.send = core.send
+tapio.recv = core.recv
 tapio.close_fd = core.close_fd
 tapio.tls_context = core.tls_context
 tapio.pipe = core.pipe
@@ -45,7 +51,22 @@ end
 
 tapio.Future = F.Future
 tapio.Task = T.Task
-for _, module in ipairs({ U, F, T }) do
+
+-- tapio.run's settings, read at each run:
+--- Seconds tapio.run gives the transports it closes at exit to flush what
+-- they hold; those still open then are aborted with the loop.
+tapio.shutdown_timeout = 5
+--- When true, tapio.run turns SIGINT into cancelling its main task (as
+-- asyncio.run does with KeyboardInterrupt): main's cleanup runs, and run
+-- raises an interrupted error (tapio._interrupted(err) says so). The
+-- first SIGINT gives SIGINT its disposition back, so a second one ends
+-- the program at once. The tapio program sets it; a host or script may.
+tapio.handle_sigint = false
+T.settings = tapio
+tapio.StreamReader = R.StreamReader
+tapio.StreamWriter = S.StreamWriter
+tapio.Process = P.Process
+for _, module in ipairs({ U, F, T, R, S, P }) do
   for name, fn in pairs(module.api) do
     tapio[name] = fn -- cancelled_error, current_task, run, sleep, ...
   end

@@ -13,6 +13,10 @@ local Loop = core.loop_methods
 local Server = core.server_methods
 local server_mt = U.server_mt
 
+-- start: the create calls as futures, for the modules that wrap them
+-- (tapio.streams, tapio.subprocess).
+local M = {}
+
 -- ---- Loop methods that complete later ------------------------------------
 
 -- The completion callback the C side calls with (err) or (nil, ...).
@@ -33,33 +37,49 @@ local function completion(fut)
   end
 end
 
--- The async rule for the C side's create calls and lookups: c_create(self,
--- completion callback, the user's arguments) checks them all, then
--- returns what is pending, or nil, err when the operation failed at once.
--- It is called through pcall, so its argument errors carry no position:
--- they are raised again at the caller's line, as errors of the method
--- itself; so is real I/O asked of a virtual-clock loop (tapio.testing's),
--- a mistake of the program's. Cancelling the future (or the task awaiting
--- it) cancels what is pending at once: the core frees it and calls nobody.
+-- Starts one of the C side's create calls or lookups: c_create(self,
+-- completion callback, the user's arguments) checks them all, then returns
+-- what is pending, or nil, err when the operation failed at once. Returns
+-- the future of its results, or nil and the message of an argument error
+-- (raised through pcall, so it carries no position: the caller raises it
+-- at its own caller's line, as an error of the method itself). Cancelling
+-- the future (or the task awaiting it) cancels what is pending at once:
+-- the core frees it and calls nobody. Real I/O asked of a virtual-clock
+-- loop (tapio.testing's) is a mistake of the program's too: an error
+-- message, named after the method (names, from completing).
 local EVIRTUAL = core.errors.EVIRTUAL
+local names = {}
+local function start(c_create, self, ...)
+  local fut = new_future(self)
+  local ok, pending, err = pcall(c_create, self, completion(fut), ...)
+  if not ok then
+    return nil, pending
+  end
+  if not pending and type(err) == "table" and err.code == EVIRTUAL then
+    return nil, ("tapio: loop:%s: %s (tapio.testing.pipe_pair joins "
+      .. "protocols in memory)"):format(names[c_create] or "create",
+      err.message)
+  end
+  if not pending then
+    fut:set_exception(err)
+  else
+    local loop = self
+    fut._cancel_hook = function()
+      loop:_cancel(pending)
+    end
+  end
+  return fut
+end
+M.start = start
+
+-- The async rule for the C side's create calls and lookups; name: the
+-- method's.
 local function completing(c_create, name)
+  names[c_create] = name
   return function(self, ...)
-    local fut = new_future(self)
-    local ok, pending, err = pcall(c_create, self, completion(fut), ...)
-    if not ok then
-      error(pending, 2)
-    end
-    if not pending and type(err) == "table" and err.code == EVIRTUAL then
-      error(("tapio: loop:%s: %s (tapio.testing.pipe_pair joins protocols "
-        .. "in memory)"):format(name, err.message), 2)
-    end
-    if not pending then
-      fut:set_exception(err)
-    else
-      local loop = self
-      fut._cancel_hook = function()
-        loop:_cancel(pending)
-      end
+    local fut, msg = start(c_create, self, ...)
+    if not fut then
+      error(msg, 2)
     end
     return resolve(fut)
   end
@@ -118,7 +138,7 @@ Loop.subprocess_shell = completing(Loop._subprocess_shell, "subprocess_shell")
 -- -> transport: upgrades the connection in place; buffered (a string) is
 -- what a reader took off the connection already, fed to the handshake.
 do
-  local start = completing(Loop._start_tls)
+  local start = completing(Loop._start_tls, "start_tls")
   function Loop:start_tls(...)
     return (start(self, ...)) -- the transport, not the protocol after it
   end
@@ -187,3 +207,5 @@ function Server:serve_forever()
     error(err, 0)
   end
 end
+
+return M

@@ -11,7 +11,7 @@ local check_loop, check_callable = U.check_loop, U.check_callable
 local is_cancelled, safe_tostring = U.api.is_cancelled, U.safe_tostring
 local Future, new_future, is_future = F.Future, F.new_future, F.api.is_future
 local resolve, retrieved = F.resolve, F.retrieved
-local tasks, AWAIT, CANCEL = F.tasks, F.AWAIT, F.CANCEL
+local tasks, AWAIT, CANCEL, PARK = F.tasks, F.AWAIT, F.CANCEL, F.PARK
 local Loop = core.loop_methods
 
 local all_tasks = setmetatable({}, { __mode = "k" }) -- loop -> {task=true}
@@ -73,7 +73,69 @@ local function task_failed(task, err)
   end
 end
 
--- Runs the task's coroutine until it awaits a future or ends.
+-- Work left for when the running task stops running (waits or ends),
+-- as pairs fn, obj: tapio.streams sends the writes a task batched then.
+-- Two lists swapped, so that running them allocates nothing.
+local deferred, spare = {}, {}
+
+--- Runs fn(obj) once the running task stops running (it waits or ends).
+-- fn must not raise.
+function M.defer(fn, obj)
+  local n = #deferred
+  deferred[n + 1], deferred[n + 2] = fn, obj
+end
+
+local function run_deferred()
+  local list = deferred
+  deferred, spare = spare, list
+  for i = 1, #list, 2 do
+    list[i](list[i + 1])
+  end
+  for i = #list, 1, -1 do
+    list[i] = nil
+  end
+end
+
+-- What the task's coroutine did when it stopped: ok and what it raised
+-- or yielded (its function's results are in task._results: see
+-- create_task, so no call here takes a variable number of values). PARK
+-- is checked first: it is the hot path (a task in a stream read).
+local function stopped(task, ok, what, obj)
+  if deferred[1] then
+    run_deferred()
+  end
+  if what == PARK and ok then
+    task._parked = obj
+    if task._must_cancel then -- cancel() from inside, then it parked
+      task._parked = nil
+      task._loop:call_soon(step, task)
+    end
+  elseif not ok then
+    task_failed(task, what)
+  elseif coroutine.status(task._co) == "dead" then
+    local r = task._results
+    task._results = nil
+    if task._must_cancel then -- cancel() from inside, then it returned
+      Future.cancel(task)
+    else
+      Future.set_result(task, unpack(r, 1, r.n))
+    end
+  else
+    if what == AWAIT then
+      task._waiter = obj
+      obj:add_done_callback(wakeup(task))
+      if task._must_cancel and obj:cancel() then
+        task._must_cancel = false
+      end
+    else
+      -- A plain coroutine.yield in a task: nothing would ever resume it.
+      Future.set_exception(task, "tapio: a task yielded without awaiting "
+        .. "a future (coroutine.yield inside a task; use tapio.sleep(0))")
+    end
+  end
+end
+
+-- Runs the task's coroutine until it awaits a future, parks or ends.
 function step(task, _)
   if task._state ~= "pending" then
     return
@@ -87,36 +149,39 @@ function step(task, _)
     end
     value = CANCEL
   end
-  task._waiter = nil
-  local r
+  task._waiter, task._parked = nil, nil
   if not task._started then
     task._started = true
     local args = task._args
     task._args = nil
-    r = pack(coroutine.resume(co, unpack(args, 1, args.n)))
+    stopped(task, coroutine.resume(co, unpack(args, 1, args.n)))
   else
-    r = pack(coroutine.resume(co, value))
+    stopped(task, coroutine.resume(co, value))
   end
-  if not r[1] then
-    task_failed(task, r[2])
-  elseif coroutine.status(co) == "dead" then
-    if task._must_cancel then -- cancel() from inside, then it returned
-      Future.cancel(task)
-    else
-      Future.set_result(task, unpack(r, 2, r.n))
-    end
-  elseif r[2] == AWAIT then
-    local fut = r[3]
-    task._waiter = fut
-    fut:add_done_callback(wakeup(task))
-    if task._must_cancel and fut:cancel() then
-      task._must_cancel = false
-    end
-  else
-    -- A plain coroutine.yield in a task: nothing would ever resume it.
-    Future.set_exception(task, "tapio: a task yielded without awaiting a "
-      .. "future (coroutine.yield inside a task; use tapio.sleep(0))")
+end
+
+--- Resumes a task parked on obj (future.lua's park), there and then;
+-- false if it no longer waits there (cancelled meanwhile: cancel()
+-- clears _parked).
+function M.unpark(task, obj)
+  if task._parked ~= obj then
+    return false
   end
+  task._parked = nil
+  stopped(task, coroutine.resume(task._co))
+  return true
+end
+
+--- The same from the loop, soon: for the events that end something
+-- (the end of a stream, a child's exit), so that the task sees the state
+-- that follows the callback that woke it.
+function M.unpark_soon(task, obj)
+  if task._parked ~= obj then
+    return false
+  end
+  task._parked = nil
+  task._loop:call_soon(step, task)
+  return true
 end
 
 --- loop:create_task(fn, ...): runs fn(...) in a coroutine the loop
@@ -127,7 +192,7 @@ function Loop:create_task(fn, ...)
   local task = new_future(self, Task)
   task._args = pack(...)
   task._co = coroutine.create(function(...)
-    return fn(...)
+    task._results = pack(fn(...))
   end)
   tasks[task._co] = task
   local set = all_tasks[self]
@@ -150,6 +215,11 @@ function Task:cancel(message)
     return true
   end
   self._must_cancel = true
+  if self._parked then -- nothing else would resume it
+    self._parked = nil
+    self._cancel_message = message
+    self._loop:call_soon(step, self)
+  end
   return true
 end
 
@@ -255,11 +325,12 @@ function api._traceback(err)
   end
 end
 
--- Cancels what tasks remain and lets them finish, as asyncio.run does.
+-- Cancels what tasks remain and lets them finish, as asyncio.run does;
+-- returns the list of them.
 local function cancel_all(loop)
   local pending = api.all_tasks(loop)
   if #pending == 0 then
-    return
+    return pending
   end
   local left = #pending
   for _, task in ipairs(pending) do
@@ -280,11 +351,121 @@ local function cancel_all(loop)
         exception = task._exception, traceback = task._traceback })
     end
   end
+  return pending
+end
+
+-- tapio.run's settings: fields of the `tapio` table, which tapio/init.lua
+-- makes this table (see there).
+M.settings = { shutdown_timeout = 5, handle_sigint = false }
+
+-- Closes the servers still listening and the transports still open, and
+-- runs the loop until every transport is lost or shutdown_timeout has
+-- passed. Returns the servers and the transports it closed.
+local function close_all(loop)
+  local servers, transports = loop:_open()
+  local closed = {}
+  for _, server in ipairs(servers) do
+    server:close()
+  end
+  for _, transport in ipairs(transports) do
+    if not transport:is_closing() then
+      closed[#closed + 1] = transport
+      transport:close()
+    end
+  end
+  if #transports > 0 then
+    local timed_out = false
+    local timer = loop:call_later(M.settings.shutdown_timeout, function()
+      timed_out = true
+    end)
+    while not timed_out and #select(2, loop:_open()) > 0 do
+      loop:run_once(true)
+    end
+    timer:cancel()
+  end
+  return servers, closed
+end
+
+local function plural(n, what)
+  return ("%d %s%s"):format(n, what, n == 1 and "" or "s")
+end
+
+-- What tapio.run had to end for main, through the exception handler (as
+-- asyncio reports what it finds left over), when anything.
+local function report_left(loop, tasks, servers, transports)
+  if #tasks + #servers + #transports == 0 then
+    return
+  end
+  local parts = {}
+  if #tasks > 0 then
+    parts[#parts + 1] = "cancelled " .. plural(#tasks, "task")
+  end
+  if #servers + #transports > 0 then
+    local closed = {}
+    if #servers > 0 then
+      closed[#closed + 1] = plural(#servers, "server")
+    end
+    if #transports > 0 then
+      closed[#closed + 1] = plural(#transports, "transport")
+    end
+    parts[#parts + 1] = "closed " .. table.concat(closed, " and ")
+  end
+  loop:call_exception_handler({
+    message = "tapio.run() ended what main left running: "
+      .. table.concat(parts, ", "),
+    tasks = tasks, servers = servers, transports = transports })
+end
+
+-- The clean exit: cancel the tasks left, close the servers and transports
+-- left, say so.
+local function shutdown(loop)
+  local tasks = cancel_all(loop)
+  local servers, transports = close_all(loop)
+  report_left(loop, tasks, servers, transports)
+end
+
+local EINTR = core.errors.EINTR
+
+-- SIGINT cancels task; returns the state it keeps.
+local function watch_sigint(loop, task)
+  local state = { count = 0 }
+  loop:add_signal_handler("SIGINT", function()
+    state.count = state.count + 1
+    loop:remove_signal_handler("SIGINT") -- the next one: at once
+    -- where main waits: what the traceback of the interruption shows
+    state.traceback = debug.traceback(task:get_coro(),
+      "interrupted (SIGINT)", 0)
+    task:cancel("interrupted (SIGINT)")
+  end)
+  return state
+end
+
+local function unwatch_sigint(loop, state)
+  if state and state.count == 0 then
+    loop:remove_signal_handler("SIGINT")
+  end
+end
+
+-- The error tapio.run raises when SIGINT cancelled main.
+local function interrupted_error(state)
+  local err = core.error(EINTR, "interrupted (SIGINT)")
+  last_failure.err = err
+  last_failure.text = nil
+  last_failure.traceback = state.traceback
+  last_failure.interrupted = err
+  return err
+end
+
+--- tapio._interrupted(err): true if err is what tapio.run raised for a
+-- SIGINT (the tapio program exits with status 130 then).
+function api._interrupted(err)
+  return err ~= nil and rawequal(last_failure.interrupted, err)
 end
 
 --- tapio.run(main, ...): a new loop runs main(...) as a task until it
--- finishes; other tasks are then cancelled and the loop closed. Returns
--- main's results or raises its error.
+-- finishes; then the tasks left are cancelled, the servers and transports
+-- left closed (what had to be ended goes to the exception handler), and
+-- the loop closed. Returns main's results or raises its error.
 function api.run(main, ...)
   check_callable(main, "run", 1, "main")
   if core.get_running_loop() then
@@ -292,11 +473,16 @@ function api.run(main, ...)
   end
   local loop = core.new_loop()
   local task = loop:create_task(main, ...)
+  local sigint = M.settings.handle_sigint and watch_sigint(loop, task)
   local r = pack(pcall(loop.run_until_complete, loop, task))
-  local ok2, err2 = pcall(cancel_all, loop)
+  unwatch_sigint(loop, sigint)
+  local ok2, err2 = pcall(shutdown, loop)
   loop:close()
   if not r[1] then
     local err = r[2]
+    if sigint and sigint.count > 0 and task:cancelled() then
+      error(interrupted_error(sigint), 0)
+    end
     if task:done() and task._state == "failed" and rawequal(task._exception,
                                                              err) then
       retrieved(task)

@@ -32,6 +32,17 @@ function M.check_self(v, mt, fn, level)
   end
 end
 
+--- A class for objects written in Lua: a metatable that is its own
+-- __index, named for error messages, and the check of its methods' self
+-- (check(v, fn) raises at the method's caller).
+function M.class(name)
+  local cls = { __name = name }
+  cls.__index = cls
+  return cls, function(v, fn)
+    M.check_self(v, cls, fn, 4)
+  end
+end
+
 function M.check_loop(loop, fn)
   M.check_self(loop, loop_mt, fn, 4)
   if loop:is_closed() then

@@ -37,6 +37,13 @@ static void null_loop_everywhere(void)
   CHECK_ERR(tapio_call_at(NULL, 0, never_called, NULL, &h), TAPIO_EINVAL);
   CHECK(h == NULL);
   CHECK_ERR(tapio_call_soon_threadsafe(NULL, never_called, NULL), TAPIO_EINVAL);
+  CHECK_ERR(tapio_add_reader(NULL, 0, never_called, NULL), TAPIO_EINVAL);
+  CHECK_ERR(tapio_add_writer(NULL, 0, never_called, NULL), TAPIO_EINVAL);
+  CHECK_ERR(tapio_remove_reader(NULL, 0), TAPIO_EINVAL);
+  CHECK_ERR(tapio_remove_writer(NULL, 0), TAPIO_EINVAL);
+  CHECK_ERR(tapio_add_signal_handler(NULL, SIGUSR1, never_called, NULL),
+            TAPIO_EINVAL);
+  CHECK_ERR(tapio_remove_signal_handler(NULL, SIGUSR1), TAPIO_EINVAL);
   CHECK_ERR(tapio_options_new(NULL, &o), TAPIO_EINVAL);
   CHECK(o == NULL);
   CHECK_ERR(tapio_create_connection(NULL, host, 1, &rec_proto, NULL, NULL,

@@ -631,58 +631,91 @@ static void call_soon_threadsafe_wakes_loop(void)
   free_loop(loop);
 }
 
-/* Many threads at once: every call runs exactly once, on the loop's
- * thread. */
+/* Four threads at once, started from inside the running loop: every call
+ * runs exactly once, on the loop's thread, the calls of each thread in the
+ * order it made them, and the loop, asleep in tapio_loop_run whenever the
+ * queue runs dry, wakes for the next. Also built with ThreadSanitizer. */
 enum { TS_THREADS = 4, TS_CALLS = 2000 };
 
 typedef struct ts_many {
   tapio_loop *loop;
-  int counts[TS_THREADS];
-  int total;
+  int go[2];                /* the loop runs: the threads may start */
+  int next[TS_THREADS];     /* the sequence number each thread is due */
+  int total, out_of_order;
+  pthread_t loop_thread;
+  int other_thread;         /* a call ran on another thread */
 } ts_many;
 
 typedef struct ts_arg {
   ts_many *m;
-  int index;
+  int index, seq;
 } ts_arg;
 
 static void ts_count(void *ud)
 {
   ts_arg *a = ud;
-  a->m->counts[a->index]++; /* the loop's thread only: no race */
-  a->m->total++;
+  ts_many *m = a->m; /* the loop's thread only: no race */
+  if (a->seq != m->next[a->index])
+    m->out_of_order++;
+  m->next[a->index] = a->seq + 1;
+  if (!pthread_equal(pthread_self(), m->loop_thread))
+    m->other_thread++;
+  if (++m->total == TS_THREADS * TS_CALLS)
+    tapio_loop_stop(m->loop);
 }
 
 static void *ts_thread(void *ud)
 {
-  ts_arg *a = ud;
+  ts_arg *a = ud; /* this thread's TS_CALLS arguments */
+  char c;
   int i;
+  CHECK(read(a->m->go[0], &c, 1) == 1);
   for (i = 0; i < TS_CALLS; i++)
-    CHECK_OK(tapio_call_soon_threadsafe(a->m->loop, ts_count, a));
+    CHECK_OK(tapio_call_soon_threadsafe(a->m->loop, ts_count, &a[i]));
   return NULL;
+}
+
+static void ts_go(void *ud)
+{
+  ts_many *m = ud;
+  CHECK(write(m->go[1], "gggg", TS_THREADS) == TS_THREADS);
 }
 
 static void call_soon_threadsafe_many_threads(void)
 {
+  static ts_arg args[TS_THREADS][TS_CALLS];
   tapio_loop *loop = new_loop();
   ts_many m;
-  ts_arg args[TS_THREADS];
   pthread_t th[TS_THREADS];
-  int i;
+  deadline d;
+  int i, k;
   memset(&m, 0, sizeof m);
   m.loop = loop;
+  m.loop_thread = pthread_self();
+  CHECK(pipe(m.go) == 0);
   for (i = 0; i < TS_THREADS; i++) {
-    args[i].m = &m;
-    args[i].index = i;
-    CHECK(pthread_create(&th[i], NULL, ts_thread, &args[i]) == 0);
+    for (k = 0; k < TS_CALLS; k++) {
+      args[i][k].m = &m;
+      args[i][k].index = i;
+      args[i][k].seq = k;
+    }
+    CHECK(pthread_create(&th[i], NULL, ts_thread, args[i]) == 0);
   }
-  WAIT_FOR(loop, m.total == TS_THREADS * TS_CALLS);
+  CHECK_OK(tapio_call_soon(loop, ts_go, &m, NULL));
+  deadline_start(&d, loop, test_timeout());
+  CHECK_OK(tapio_loop_run(loop));
+  CHECK(!d.expired);
+  deadline_end(&d);
   for (i = 0; i < TS_THREADS; i++) {
     CHECK(pthread_join(th[i], NULL) == 0);
-    CHECK_EQ(m.counts[i], TS_CALLS);
+    CHECK_EQ(m.next[i], TS_CALLS);
   }
-  spin(loop, 3);
+  spin(loop, 3); /* nothing runs twice */
   CHECK_EQ(m.total, TS_THREADS * TS_CALLS);
+  CHECK_EQ(m.out_of_order, 0);
+  CHECK_EQ(m.other_thread, 0);
+  close(m.go[0]);
+  close(m.go[1]);
   free_loop(loop);
 }
 

@@ -1,8 +1,9 @@
 -- The Lua language server definitions (lua/tapio/_meta.lua) against the
 -- module as it is (Debian has no lua-language-server to run --check):
 -- every public function of tapio, of the loop, of each transport class,
--- of the server, handle, future, task and buffer is annotated (a doc comment, and a ---@param
--- for each parameter), every constant and value of the module is a
+-- of the server, handle, future, task, buffer, stream reader and writer
+-- and process is annotated (a doc comment, and a ---@param for each
+-- parameter), every constant and value of the module is a
 -- ---@field, and nothing is annotated that does not exist.
 -- Usage: lua5.4 test_meta.lua path/to/_meta.lua (tapio on the paths)
 local tapio = require "tapio"
@@ -42,6 +43,9 @@ local runtime = {
   Future = public(getmetatable(fut).__index),
   Task = {},
   Buffer = public(core.buffer_methods),
+  StreamReader = public(tapio.StreamReader),
+  StreamWriter = public(tapio.StreamWriter),
+  Process = public(tapio.Process),
 }
 -- a task's own methods: those its class adds to the future's
 for name, v in pairs(tapio.Task) do

@@ -1,0 +1,497 @@
+-- StreamReader on its own, fed with feed_data and feed_eof: every read
+-- method, its errors with their exact partial, expected and consumed, the
+-- data left behind, limits at the edge, separators split across feeds,
+-- cancellation, and reading 64 MiB to EOF in linear time.
+local helper = require "spec.helper"
+local tapio = helper.tapio
+
+local run, fails, started = helper.run, helper.fails, helper.started
+
+-- What remains in the reader (it is at EOF then).
+local function rest(reader)
+  reader:feed_eof()
+  return reader:read()
+end
+
+-- Feeds the pieces one by one, each in its own loop turn, from a task of
+-- its own, while the caller's task reads.
+local function feed_later(loop, reader, pieces, eof)
+  return loop:create_task(function()
+    for _, piece in ipairs(pieces) do
+      tapio.sleep(0)
+      reader:feed_data(piece)
+    end
+    if eof then
+      tapio.sleep(0)
+      reader:feed_eof()
+    end
+  end)
+end
+
+local function bytes_of(s)
+  local t = {}
+  for i = 1, #s do
+    t[i] = s:sub(i, i)
+  end
+  return t
+end
+
+describe("a StreamReader", function()
+  it("reads up to n bytes, waits for some, and '' at the end", function()
+    run(function(loop)
+      local r = tapio.StreamReader()
+      assert.are.equal(0, r:get_buffer_size())
+      r:feed_data("hello ")
+      r:feed_data("world")
+      assert.are.equal(11, r:get_buffer_size())
+      assert.are.equal("hel", r:read(3))
+      assert.are.equal("lo ", r:read(3))
+      assert.are.equal("world", r:read(100)) -- what there is, no more
+      assert.are.equal("", r:read(0))
+      feed_later(loop, r, { "later" })
+      assert.are.equal("later", r:read(100)) -- waited for it
+      assert.is_false(r:at_eof())
+      r:feed_eof()
+      assert.is_true(r:at_eof())
+      assert.are.equal("", r:read(100))
+      assert.are.equal("", r:read())
+    end)
+  end)
+
+  it("reads to the end with read() and read(-1)", function()
+    run(function(loop)
+      local r = tapio.StreamReader()
+      r:feed_data("ab")
+      feed_later(loop, r, { "cd", "ef" }, true)
+      assert.are.equal("abcdef", r:read())
+      local r2 = tapio.StreamReader()
+      feed_later(loop, r2, { "x", "y" }, true)
+      assert.are.equal("xy", r2:read(-1))
+    end)
+  end)
+
+  it("joins a line fed in pieces and leaves the rest (R1)", function()
+    run(function()
+      local r = tapio.StreamReader()
+      for _, s in ipairs({ "chunk1 ", "chunk2 ", "chunk3 ", "\n chunk4" }) do
+        r:feed_data(s)
+      end
+      assert.are.equal("chunk1 chunk2 chunk3 \n", r:readline())
+      assert.are.equal(7, r:get_buffer_size())
+      assert.are.equal(" chunk4", rest(r))
+    end)
+  end)
+
+  it("reads a line that arrives a byte at a time", function()
+    run(function(loop)
+      local r = tapio.StreamReader()
+      feed_later(loop, r, bytes_of("first line\nsecond"), true)
+      assert.are.equal("first line\n", r:readline())
+      assert.are.equal("second", r:readline()) -- the end: what is left
+      assert.are.equal("", r:readline())
+    end)
+  end)
+
+  it("returns the partial line at the end, then '' (R4)", function()
+    run(function()
+      local r = tapio.StreamReader()
+      r:feed_data("some data")
+      r:feed_eof()
+      assert.are.equal("some data", r:readline())
+      assert.are.equal("", r:readline())
+      local empty = tapio.StreamReader()
+      empty:feed_eof()
+      assert.are.equal("", empty:readline())
+    end)
+  end)
+
+  it("accepts a line of exactly the limit and refuses one more (R3)",
+     function()
+    run(function()
+      local r = tapio.StreamReader(7)
+      r:feed_data("1234567\n")
+      assert.are.equal("1234567\n", r:readline())
+      r:feed_data("12345678\n")
+      local err = fails(r.readline, r)
+      assert.are.equal("LimitOverrunError", err.name)
+      assert.are.equal(8, err.consumed)
+      assert.are.equal(0, r:get_buffer_size()) -- the line went, with "\n"
+      r:feed_data("1234567\n")
+      assert.are.equal("1234567\n", r:readuntil("\n"))
+      r:feed_data("12345678\n")
+      err = fails(r.readuntil, r, "\n")
+      assert.are.equal(8, err.consumed)
+      assert.are.equal(9, r:get_buffer_size()) -- readuntil leaves it
+    end)
+  end)
+
+  it("drops an over-long line through its newline, keeping the next " ..
+     "(R2)", function()
+    run(function()
+      local r = tapio.StreamReader(3)
+      r:feed_data("li")
+      r:feed_data("ne1\nline2\n")
+      local err = fails(r.readline, r)
+      assert.are.equal("LimitOverrunError", err.name)
+      assert.are.equal(tapio.EMSGSIZE, err.code)
+      assert.are.equal("Separator is found, but chunk is longer than limit",
+        err.message)
+      assert.are.equal(
+        "Separator is found, but chunk is longer than limit " ..
+        "(LimitOverrunError)", tostring(err))
+      assert.are.equal("line2\n", rest(r))
+    end)
+  end)
+
+  it("empties the buffer for an over-long line with no newline yet (R2)",
+     function()
+    run(function()
+      local r = tapio.StreamReader(3)
+      r:feed_data("li")
+      r:feed_data("ne1")
+      r:feed_data("li")
+      local err = fails(r.readline, r)
+      assert.are.equal("Separator is not found, and chunk exceed the limit",
+        err.message)
+      assert.are.equal(7, err.consumed)
+      assert.are.equal(0, r:get_buffer_size())
+    end)
+  end)
+
+  it("refuses an empty separator or list (R5), and bad ones", function()
+    run(function()
+      local r = tapio.StreamReader()
+      r:feed_data("data")
+      assert.matches("reader:readuntil: bad argument #1 'separator' " ..
+        "%(separator should be at least one%-byte string%)",
+        fails(r.readuntil, r, ""))
+      assert.matches("should contain at least one element",
+        fails(r.readuntil, r, {}))
+      assert.matches("string or list expected, got number",
+        fails(r.readuntil, r, 5))
+      assert.matches("string expected at index 2, got boolean",
+        fails(r.readuntil, r, { "a", true }))
+      assert.matches("should be at least one%-byte",
+        fails(r.readuntil, r, { "a", "" }))
+      assert.are.equal(4, r:get_buffer_size())
+    end)
+  end)
+
+  it("finds a separator split across feeds (R6)", function()
+    run(function(loop)
+      local r = tapio.StreamReader()
+      r:feed_data("QWEaa")
+      r:feed_data("XYaa")
+      r:feed_data("a")
+      assert.are.equal("QWEaaXYaaa", r:readuntil("aaa"))
+      assert.are.equal(0, r:get_buffer_size())
+      feed_later(loop, r, bytes_of("QWEaaXYaaaTAIL"), true)
+      assert.are.equal("QWEaaXYaaa", r:readuntil("aaa"))
+      assert.are.equal("TAIL", r:read())
+    end)
+  end)
+
+  it("finds a separator across many small chunks, after a read of part",
+     function()
+    run(function()
+      local r = tapio.StreamReader()
+      r:feed_data("xx<")
+      r:feed_data("!-")
+      r:feed_data("-")
+      r:feed_data("->rest")
+      assert.are.equal("x", r:read(1)) -- the search starts past an offset
+      assert.are.equal("x<!--->", r:readuntil("--->"))
+      assert.are.equal("rest", rest(r))
+    end)
+  end)
+
+  it("takes the separator that ends first from a list", function()
+    run(function(loop)
+      local r = tapio.StreamReader()
+      r:feed_data("abc\r\ndef\n")
+      assert.are.equal("abc\r\n", r:readuntil({ "\n", "\r\n" }))
+      assert.are.equal("def\n", r:readuntil({ "\r\n", "\n" }))
+      -- "bc" ends before "abcd": the shorter one wins, as asyncio's
+      r:feed_data("xabcd")
+      assert.are.equal("xabc", r:readuntil({ "abcd", "bc" }))
+      feed_later(loop, r, { "1", "23", "!", "45" }, false)
+      assert.are.equal("d123!", r:readuntil({ "45", "3!" }))
+      assert.are.equal("45", r:read(10))
+    end)
+  end)
+
+  it("raises IncompleteReadError at the end of readuntil, emptied (R7)",
+     function()
+    run(function()
+      local r = tapio.StreamReader()
+      r:feed_data("some data")
+      r:feed_eof()
+      local err = fails(r.readuntil, r, "AAA")
+      assert.are.equal("IncompleteReadError", err.name)
+      assert.are.equal(tapio.EOF, err.code)
+      assert.are.equal("some data", err.partial)
+      assert.is_nil(err.expected)
+      assert.are.equal("9 bytes read on a total of undefined expected bytes",
+        err.message)
+      assert.are.equal(0, r:get_buffer_size())
+    end)
+  end)
+
+  it("raises LimitOverrunError leaving the buffer as it was (R8)",
+     function()
+    run(function()
+      local r = tapio.StreamReader(3)
+      r:feed_data("some dataAA")
+      local err = fails(r.readuntil, r, "AAA")
+      assert.are.equal("LimitOverrunError", err.name)
+      assert.are.equal("Separator is not found, and chunk exceed the limit",
+        err.message)
+      assert.are.equal(9, err.consumed) -- 11 + 1 - 3
+      assert.are.equal(11, r:get_buffer_size())
+      r:feed_data("A")
+      err = fails(r.readuntil, r, "AAA")
+      assert.are.equal("Separator is found, but chunk is longer than limit",
+        err.message)
+      assert.are.equal(9, err.consumed)
+      assert.are.equal("some dataAAA", rest(r))
+    end)
+  end)
+
+  it("reads exactly n bytes, 0 at once, refusing a negative n (R9)",
+     function()
+    run(function(loop)
+      local r = tapio.StreamReader()
+      r:feed_data("data")
+      assert.are.equal("", r:readexactly(0))
+      assert.matches("reader:readexactly: bad argument #1 'n' %(size can " ..
+        "not be less than zero%)", fails(r.readexactly, r, -1))
+      assert.are.equal(4, r:get_buffer_size())
+      feed_later(loop, r, { "12", "345", "6789" })
+      assert.are.equal("data12345", r:readexactly(9))
+      assert.are.equal("6789", r:readexactly(4))
+    end)
+  end)
+
+  it("raises IncompleteReadError at the end of readexactly (R10)",
+     function()
+    run(function(loop)
+      local r = tapio.StreamReader()
+      local data = ("0123456789abcdef1\n"):rep(1)
+      feed_later(loop, r, { data }, true)
+      local err = fails(r.readexactly, r, 2 * #data)
+      assert.are.equal("IncompleteReadError", err.name)
+      assert.are.equal(data, err.partial)
+      assert.are.equal(36, err.expected)
+      assert.are.equal("18 bytes read on a total of 36 expected bytes " ..
+        "(IncompleteReadError)", tostring(err))
+      assert.are.equal(0, r:get_buffer_size())
+    end)
+  end)
+
+  it("does not cap read(n) or readexactly(n) at the limit (R11)",
+     function()
+    run(function()
+      local r = tapio.StreamReader(3)
+      r:feed_data("chunk")
+      assert.are.equal("chunk", r:read(5))
+      r:feed_data("chunkchunk")
+      assert.are.equal("chunkchunk", r:readexactly(10))
+    end)
+  end)
+
+  it("wakes a waiting read with set_exception, and raises it from then " ..
+     "on (R12)", function()
+    run(function(loop)
+      local r = tapio.StreamReader()
+      local reset = tapio.error("ECONNRESET")
+      loop:call_soon(function()
+        r:set_exception(reset)
+      end)
+      assert.are.equal(reset, fails(r.readline, r))
+      assert.are.equal(reset, r:exception())
+      r:feed_data("late")
+      assert.are.equal(reset, fails(r.read, r, 4))
+      assert.are.equal(reset, fails(r.readexactly, r, 1))
+    end)
+  end)
+
+  it("survives set_exception after a cancelled read (R12)", function()
+    run(function(loop)
+      local r = tapio.StreamReader()
+      local t = started(loop, r.read, r, 1)
+      t:cancel()
+      r:set_exception(tapio.error("EPIPE"))
+      local ok, err = pcall(t.await, t)
+      assert.is_false(ok)
+      assert.is_true(tapio.is_cancelled(err))
+      assert.are.equal("EPIPE", fails(r.read, r, 1).name)
+    end)
+  end)
+
+  it("is left usable by a cancelled read, readline or readexactly",
+     function()
+    run(function(loop)
+      local r = tapio.StreamReader()
+      for _, call in ipairs({
+        function() return r:read(10) end,
+        function() return r:readline() end,
+        function() return r:readexactly(5) end,
+        function() return r:readuntil("!!") end,
+        function() return r:read() end }) do
+        r:feed_data("ab")
+        local t = loop:create_task(call)
+        tapio.sleep(0)
+        tapio.sleep(0)
+        if not t:done() then -- read(10) had data: it returned at once
+          assert.is_true(t:cancel())
+          assert.is_true(tapio.is_cancelled(select(2, pcall(t.await, t))))
+        end
+        -- a cancelled read consumed nothing: the bytes are still there
+        local expect = t:cancelled() and "ab" or ""
+        r:feed_data("c\n")
+        assert.are.equal(expect .. "c\n", r:readline())
+      end
+    end)
+  end)
+
+  it("raises the cancellation's message in a waiting read, and cancels " ..
+     "a task that cancelled itself before waiting", function()
+    run(function(loop)
+      local r = tapio.StreamReader()
+      local t = started(loop, r.read, r, 1)
+      assert.is_true(t:cancel("enough"))
+      assert.is_true(t:cancel("twice")) -- cancelling, not yet done
+      local ok, err = pcall(t.await, t)
+      assert.is_false(ok)
+      assert.are.equal("enough", err.message)
+      assert.is_true(t:cancelled())
+      local self_cancelled = loop:create_task(function()
+        tapio.current_task():cancel()
+        return r:read(1) -- cancelled here, where it waits
+      end)
+      assert.is_true(tapio.is_cancelled(select(2, pcall(self_cancelled.await,
+        self_cancelled))))
+      r:feed_data("x") -- nobody waits: it stays
+      assert.are.equal(1, r:get_buffer_size())
+    end)
+  end)
+
+  it("refuses a second waiting task", function()
+    run(function(loop)
+      local r = tapio.StreamReader()
+      local first = started(loop, r.read, r, 5)
+      assert.matches("reader:readline: another task is already waiting " ..
+        "for data on this reader", fails(r.readline, r))
+      r:feed_data("x")
+      assert.are.equal("x", first:await())
+    end)
+  end)
+
+  it("refuses a limit of 0 or less, or not an integer (R18)", function()
+    assert.matches("StreamReader: bad argument #1 'limit' %(integer > 0 " ..
+      "expected, got 0%)", fails(tapio.StreamReader, 0))
+    assert.matches("got %-1", fails(tapio.StreamReader, -1))
+    assert.matches("got 1.5", fails(tapio.StreamReader, 1.5))
+    assert.matches("got string", fails(tapio.StreamReader, "10"))
+    assert.are.equal(65536, tapio.StreamReader()._limit)
+    assert.are.equal(4096, tapio.StreamReader(2 ^ 12)._limit)
+  end)
+
+  it("checks its arguments and self, also outside a task", function()
+    local r = tapio.StreamReader()
+    assert.matches("reader:read: bad argument #1 'n' %(integer expected, " ..
+      "got string%)", fails(r.read, r, "5"))
+    assert.matches("reader:read: bad argument #1 'n' %(integer expected, " ..
+      "got 1.5%)", fails(r.read, r, 1.5))
+    assert.matches("reader:readexactly: bad argument #1 'n'",
+      fails(r.readexactly, r))
+    assert.matches("reader:read: bad self %(tapio.StreamReader expected, " ..
+      "got number%)", fails(r.read, 5))
+    assert.matches("reader:readline: bad self", fails(r.readline, {}))
+    assert.matches("reader_spec.lua:%d+: tapio: reader:feed_data: bad " ..
+      "argument #1 'data' %(string expected, got nil%)",
+      fails(function() r:feed_data() end))
+    assert.matches("reader_spec.lua:%d+: tapio: reader:read: bad argument",
+      fails(function() r:read({}) end))
+    r:feed_eof()
+    assert.matches("feed_data after feed_eof", fails(r.feed_data, r, "x"))
+    assert.matches("set_exception: bad argument #1",
+      fails(r.set_exception, r, nil))
+    -- no task and no running loop: nothing to wait on
+    assert.matches("reader:read: not in a task, and no loop",
+      fails(r.read, r, 1))
+  end)
+
+  it("follows the async rule: a future outside a task", function()
+    local r = tapio.StreamReader()
+    assert.are.equal("abc", helper.in_callback(function(_, finish)
+      local fut = r:readexactly(3)
+      assert.is_true(tapio.is_future(fut))
+      fut:add_done_callback(function(f)
+        finish(f:result())
+      end)
+      r:feed_data("ab")
+      r:feed_data("cd")
+    end))
+  end)
+
+  it("prints what it holds", function()
+    local r = tapio.StreamReader(100)
+    r:feed_data("abc")
+    assert.are.equal("tapio.StreamReader (3 bytes, limit=100)", tostring(r))
+    r:feed_eof()
+    assert.are.equal("tapio.StreamReader (3 bytes, eof, limit=100)",
+      tostring(r))
+  end)
+
+  it("reads 64 MiB to the end in 64 KiB chunks in linear time", function()
+    run(function(loop)
+      local r = tapio.StreamReader()
+      local chunk = ("0123456789abcdef"):rep(4096)
+      local n = 1024
+      local clock = os.clock()
+      loop:create_task(function()
+        for i = 1, n do
+          r:feed_data(chunk)
+          if i % 64 == 0 then
+            tapio.sleep(0) -- the reader wakes only at the end
+          end
+        end
+        r:feed_eof()
+      end)
+      local data = r:read()
+      local cpu = os.clock() - clock
+      assert.are.equal(n * #chunk, #data)
+      assert.are.equal(chunk, data:sub(-#chunk))
+      -- joined once: about 0.1 s; a join per chunk copies 32 GiB
+      assert.is_true(cpu < 3, ("took %.2f s of CPU"):format(cpu))
+    end, { deadline = 30 })
+  end)
+
+  it("reads 100-byte lines out of 64 KiB chunks in linear time", function()
+    run(function(loop)
+      local r = tapio.StreamReader()
+      local line = ("x"):rep(99) .. "\n"
+      local chunk = line:rep(655) .. ("y"):rep(36) -- lines span chunks
+      local n = 256
+      loop:create_task(function()
+        for _ = 1, n do
+          r:feed_data(chunk)
+        end
+        r:feed_eof()
+      end)
+      local clock, count, bytes = os.clock(), 0, 0
+      while true do
+        local l = r:readline()
+        if l == "" then
+          break
+        end
+        count, bytes = count + 1, bytes + #l
+      end
+      local cpu = os.clock() - clock
+      assert.are.equal(n * #chunk, bytes)
+      assert.is_true(count >= n * 655)
+      assert.is_true(cpu < 3, ("took %.2f s of CPU"):format(cpu))
+    end, { deadline = 30 })
+  end)
+end)

@@ -1,0 +1,621 @@
+-- Streams over real connections on 127.0.0.1 (and a Unix socket):
+-- open_connection and start_server, StreamWriter's methods, drain and its
+-- errors, backpressure both ways, cancellation, and the errors of the
+-- calls themselves.
+local helper = require "spec.helper"
+local tapio = helper.tapio
+
+local run, fails, until_true = helper.run, helper.fails, helper.until_true
+local started = helper.started
+
+-- Inside a task: a stream server on 127.0.0.1 whose client_connected_cb
+-- hands its reader and writer to the returned future (and runs body with
+-- them, if given), and one client connected to it. Returns the server,
+-- the client's reader and writer, and the server side's reader and
+-- writer.
+local function pair(loop, body, opts, client_opts)
+  local accepted = loop:create_future()
+  local server = tapio.start_server(function(reader, writer)
+    accepted:set_result(reader, writer)
+    if body then
+      return body(reader, writer)
+    end
+  end, "127.0.0.1", 0, opts)
+  local reader, writer = tapio.open_connection("127.0.0.1",
+    helper.port(server), client_opts)
+  local sr, sw = accepted:await()
+  return server, reader, writer, sr, sw
+end
+
+-- The pattern's bytes from offset off (0-based), n of them.
+local PATTERN = ("0123456789abcdefghijklmnopqrstuvwxyz"):rep(2000)
+local function pattern_at(off, n)
+  local out = {}
+  while n > 0 do
+    local i = off % 36
+    local take = math.min(n, #PATTERN - i)
+    out[#out + 1] = PATTERN:sub(i + 1, i + take)
+    off, n = off + take, n - take
+  end
+  return table.concat(out)
+end
+
+describe("streams over TCP", function()
+  it("echo a message as the reference's example does", function()
+    run(function(loop)
+      local server = tapio.start_server(function(reader, writer)
+        local data = reader:read(100)
+        writer:write(data)
+        writer:drain()
+        writer:close()
+      end, "127.0.0.1", 0)
+      assert.are.equal("tapio.server", getmetatable(server).__name)
+      assert.is_true(server:is_serving())
+      local reader, writer = tapio.open_connection("127.0.0.1",
+        helper.port(server))
+      assert.are.equal("tapio.StreamReader", getmetatable(reader).__name)
+      assert.are.equal("tapio.StreamWriter", getmetatable(writer).__name)
+      assert.are.equal("tapio.transport", getmetatable(writer.transport)
+        .__name)
+      local peer = writer:get_extra_info("peername")
+      assert.are.equal(helper.port(server), peer.port)
+      assert.are.equal("127.0.0.1", writer:get_extra_info("sockname").host)
+      assert.are.equal("none", writer:get_extra_info("nothing", "none"))
+      writer:write("Hello World!")
+      writer:drain()
+      assert.are.equal("Hello World!", reader:read(100))
+      assert.are.equal("", reader:read(100)) -- the server closed
+      assert.is_true(reader:at_eof())
+      writer:close()
+      assert.is_true(writer:is_closing())
+      writer:wait_closed()
+      -- after the end, the addresses are what they were
+      assert.are.equal(helper.port(server),
+        writer:get_extra_info("peername").port)
+      assert.are.equal("tapio.StreamWriter (tapio.transport (closed))",
+        tostring(writer))
+      server:close()
+      server:wait_closed()
+    end)
+  end)
+
+  it("half-close: write_eof, the peer reads to the end and answers",
+     function()
+    run(function(loop)
+      local server, reader, writer = pair(loop, function(r, w)
+        local all = r:read()
+        w:write("got " .. #all)
+        w:close()
+      end)
+      assert.is_true(writer:can_write_eof())
+      writer:writelines({ "abc", "def", "ghi" })
+      writer:write_eof()
+      assert.are.equal("got 9", reader:read())
+      writer:close()
+      writer:wait_closed()
+      assert.is_false(writer:can_write_eof())
+      writer:write_eof() -- harmless once it ended
+      server:close()
+    end)
+  end)
+
+  it("leaves the reader at EOF after close and wait_closed (R15)",
+     function()
+    run(function(loop)
+      local server, reader, writer = pair(loop)
+      writer:close()
+      writer:wait_closed()
+      assert.are.equal("", reader:read())
+      assert.is_true(reader:at_eof())
+      server:close()
+    end)
+  end)
+
+  it("raises ECONNRESET from drain after close, write dropped (R14)",
+     function()
+    run(function(loop)
+      local server, _, writer = pair(loop)
+      writer:close()
+      writer:write("dropped")
+      local err = fails(writer.drain, writer)
+      assert.are.equal("ECONNRESET", err.name)
+      assert.are.equal("connection lost", err.message)
+      writer:write("dropped too") -- lost: dropped, as asyncio drops it
+      assert.are.equal("ECONNRESET", fails(writer.drain, writer).name)
+      server:close()
+    end)
+  end)
+
+  it("raises the reset from drain, even with nothing buffered (R13)",
+     function()
+    run(function(loop)
+      local server, reader, writer, _, sw = pair(loop)
+      -- the server leaves what comes unread (on loopback it is in the
+      -- server's socket once the client's write returns), then aborts:
+      -- the kernel answers with a reset
+      sw.transport:pause_reading()
+      writer:write(("x"):rep(1000))
+      sw.transport:abort()
+      local err = fails(reader.read, reader)
+      assert.are.equal("ECONNRESET", err.name)
+      assert.is_true(writer:is_closing())
+      -- drain raises the connection's error, with nothing buffered
+      assert.are.equal(err, fails(writer.drain, writer))
+      writer:write("more") -- dropped
+      assert.are.equal(err, fails(writer.drain, writer))
+      assert.are.equal(err, fails(writer.wait_closed, writer))
+      assert.are.equal(err, fails(reader.readline, reader))
+      server:close()
+    end)
+  end)
+
+  it("stops spinning in write and drain once the peer has gone (R13)",
+     function()
+    run(function(loop)
+      local server, _, writer, _, sw = pair(loop)
+      sw:close()
+      local err = helper.write_until_error(writer, ("y"):rep(4096), 1000)
+      assert.is_not_nil(err, "drain never raised")
+      assert.is_true(err.name == "ECONNRESET" or err.name == "EPIPE",
+        tostring(err))
+      server:close()
+    end)
+  end)
+
+  it("pauses reading over twice the limit, resumes as the task reads",
+     function()
+    run(function(loop)
+      local limit, total = 16384, 1024 * 1024
+      local server, reader, writer, _, sw = pair(loop, nil, nil,
+        { limit = limit })
+      sw:write(pattern_at(0, total))
+      until_true(function()
+        return not writer.transport:is_reading()
+      end)
+      local held = reader:get_buffer_size()
+      assert.is_true(held > 2 * limit, held)
+      assert.is_true(held <= 2 * limit + 256 * 1024, held)
+      -- reading it out: below the limit the transport reads again
+      local got = reader:readexactly(held - limit)
+      assert.are.equal(pattern_at(0, #got), got)
+      assert.is_true(writer.transport:is_reading())
+      local rest = reader:readexactly(total - #got)
+      assert.are.equal(pattern_at(#got, #rest), rest)
+      sw:close()
+      assert.are.equal("", reader:read())
+      server:close()
+    end)
+  end)
+
+  it("keeps both sides' memory bounded with a fast writer and a slow " ..
+     "reader", function()
+    run(function(loop)
+      local limit, total, block = 32768, 8 * 1024 * 1024, 65536
+      local max_write, high, pauses = 0, nil, nil
+      local server, reader = pair(loop, function(_, w)
+        local off = 0
+        high = select(2, w.transport:get_write_buffer_limits())
+        while off < total do
+          w:write(pattern_at(off, block))
+          off = off + block
+          max_write = math.max(max_write, w.transport:get_write_buffer_size())
+          w:drain()
+        end
+        pauses = w.transport:get_stats().write_pauses
+        w:close()
+      end, nil, { limit = limit })
+      local got, max_held, bad = 0, 0, nil
+      while true do
+        max_held = math.max(max_held, reader:get_buffer_size())
+        local data = reader:read(8192)
+        if data == "" then
+          break
+        end
+        if not bad and data ~= pattern_at(got, #data) then
+          bad = got
+        end
+        got = got + #data
+        tapio.sleep(0) -- a slow reader: a loop turn per 8 KiB
+      end
+      assert.are.equal(total, got)
+      assert.is_nil(bad)
+      -- the reader: at most twice its limit and one read of the socket
+      assert.is_true(max_held <= 2 * limit + 256 * 1024, max_held)
+      -- the writer: drain waited, and kept the buffer near the high mark
+      assert.is_true(pauses > 0)
+      assert.is_true(max_write <= high + block, max_write)
+      server:close()
+    end, { deadline = 60 })
+  end)
+
+  it("wakes every task waiting in drain (cpython#74116)", function()
+    run(function(loop)
+      local server, reader, writer, _, sw = pair(loop)
+      writer.transport:pause_reading() -- the client reads nothing yet
+      sw.transport:set_write_buffer_limits(4096)
+      -- more than the kernel's buffers on both sides hold
+      local big = 32 * 1024 * 1024
+      sw:write(("z"):rep(big))
+      local done = {}
+      local tasks = {}
+      for i = 1, 3 do
+        tasks[i] = loop:create_task(function()
+          sw:drain()
+          done[#done + 1] = i
+        end)
+      end
+      tapio.sleep(0)
+      tapio.sleep(0)
+      assert.are.same({}, done) -- all three wait
+      writer.transport:resume_reading()
+      assert.are.equal(big, #reader:readexactly(big))
+      for i = 1, 3 do
+        tasks[i]:await()
+      end
+      table.sort(done)
+      assert.are.same({ 1, 2, 3 }, done)
+      server:close()
+    end)
+  end)
+
+  it("leaves the writer usable after a cancelled drain", function()
+    run(function(loop)
+      local server, reader, writer, _, sw = pair(loop)
+      writer.transport:pause_reading()
+      sw.transport:set_write_buffer_limits(4096)
+      local big = 32 * 1024 * 1024
+      sw:write(("q"):rep(big))
+      local t = started(loop, sw.drain, sw)
+      assert.is_false(t:done())
+      assert.is_true(t:cancel())
+      assert.is_true(tapio.is_cancelled(select(2, pcall(t.await, t))))
+      writer.transport:resume_reading()
+      local all = loop:create_task(reader.readexactly, reader, big + 3)
+      sw:write("end")
+      sw:drain() -- waits again, and returns
+      assert.are.equal(big + 3, #all:await())
+      server:close()
+    end)
+  end)
+
+  it("leaves the connection usable after a cancelled read or readline",
+     function()
+    run(function(loop)
+      local server, reader, writer, sr = pair(loop)
+      local t = loop:create_task(function()
+        return sr:readline()
+      end)
+      writer:write("no newline yet")
+      until_true(function()
+        return sr:get_buffer_size() == 14
+      end)
+      assert.is_true(t:cancel())
+      assert.is_true(tapio.is_cancelled(select(2, pcall(t.await, t))))
+      writer:write(", now\n")
+      assert.are.equal("no newline yet, now\n", sr:readline())
+      local r = started(loop, sr.read, sr, 10)
+      r:cancel()
+      pcall(r.await, r)
+      writer:write("after")
+      assert.are.equal("after", sr:read(10))
+      server:close()
+      writer:close()
+      assert.are.equal("", sr:read())
+      assert.are.equal("", reader:read())
+    end)
+  end)
+
+  it("batches a task's writes while its reader holds input, in order",
+     function()
+    run(function(loop)
+      local server, reader, writer, sr, sw = pair(loop)
+      writer:write("a\nb\nc\nd\n")
+      until_true(function()
+        return sr:get_buffer_size() == 8
+      end)
+      local sent = function()
+        return sw.transport:get_stats().bytes_sent
+      end
+      assert.are.equal(0, sent())
+      sw:write(sr:readline())
+      sw:drain()
+      assert.are.equal(0, sent()) -- more input waits: the reply too
+      sw:write(sr:readline())
+      assert.are.equal(0, sent())
+      tapio.sleep(0) -- the task waits: what it wrote goes out
+      assert.are.equal(4, sent())
+      sw:write(sr:readline())
+      assert.are.equal(4, sent())
+      sw:writelines({ sr:readline(), "e\n" }) -- the reader ran dry: now
+      assert.are.equal(10, sent())
+      assert.are.equal("a\nb\nc\nd\ne\n", reader:readexactly(10))
+      writer:write("f\n")
+      until_true(function()
+        return sr:get_buffer_size() == 2
+      end)
+      sw:write("1")
+      sw:write("2")
+      sw:close() -- sends what waits first
+      assert.are.equal("12", reader:read())
+      server:close()
+    end)
+  end)
+
+  it("raises for a write after write_eof", function()
+    run(function(loop)
+      local server, _, writer = pair(loop)
+      writer:write_eof()
+      assert.matches("writer:write: cannot write after write_eof%(%)",
+        fails(writer.write, writer, "x"))
+      assert.matches("writer:writelines: cannot write after write_eof%(%)",
+        fails(writer.writelines, writer, { "x" }))
+      writer:close()
+      server:close()
+    end)
+  end)
+
+  it("reports an error of client_connected_cb and closes that connection",
+     function()
+    local errors = run(function(loop, errors)
+      local boom = tapio.error("EINVAL", "boom")
+      local server = tapio.start_server(function(reader)
+        reader:read(1)
+        error(boom)
+      end, "127.0.0.1", 0)
+      local reader, writer = tapio.open_connection("127.0.0.1",
+        helper.port(server))
+      writer:write("x")
+      assert.are.equal("", reader:read()) -- closed by the server
+      assert.are.equal(boom, errors[1].exception)
+      server:close()
+      return errors
+    end, { errors_ok = true })
+    assert.are.equal(1, #errors)
+    assert.are.equal("unhandled error in client_connected_cb",
+      errors[1].message)
+    assert.matches("streams_spec.lua", errors[1].traceback)
+    assert.are.equal("tapio.transport", getmetatable(errors[1].transport)
+      .__name)
+  end)
+
+  it("runs a callback that never waits as well (R16)", function()
+    run(function()
+      local server = tapio.start_server(function(_, writer)
+        writer:write("hi")
+        writer:close()
+      end, "127.0.0.1", 0)
+      local reader = tapio.open_connection("127.0.0.1", helper.port(server))
+      assert.are.equal("hi", reader:read())
+      server:close()
+    end)
+  end)
+
+  it("gives each connection a reader with the limit given", function()
+    run(function(loop)
+      local server, reader, writer, sr = pair(loop, nil, { limit = 5 },
+        { limit = 6 })
+      writer:write("123456\n")
+      local err = fails(sr.readline, sr)
+      assert.are.equal("LimitOverrunError", err.name)
+      assert.are.equal(6, reader._limit)
+      server:close()
+    end)
+  end)
+
+  it("binds the local end to local_addr = {host, port}", function()
+    run(function(loop)
+      local server, _, writer, _, sw = pair(loop, nil, nil,
+        { local_addr = { "127.0.0.2", 0 } })
+      assert.are.equal("127.0.0.2", writer:get_extra_info("sockname")[1])
+      assert.are.equal("127.0.0.2", sw:get_extra_info("peername")[1])
+      writer:close()
+      server:close()
+    end)
+  end)
+
+  it("wraps a connected socket: open_connection({sock = fd})", function()
+    run(function(loop)
+      local rsock, wsock = tapio.socketpair()
+      local reader, writer = tapio.open_connection({ sock = rsock })
+      loop:call_soon(tapio.send, wsock, "abc")
+      assert.are.equal("abc", reader:read(100))
+      writer:close()
+      tapio.close_fd(wsock)
+    end)
+  end)
+
+  it("serves until closed: serve_forever, close_clients, abort_clients",
+     function()
+    run(function(loop)
+      local ended = {} -- what each server-side task read to the end
+      local server = tapio.start_server(function(reader)
+        local data = reader:read() -- before #ended: the other task waits too
+        ended[#ended + 1] = data
+      end, "127.0.0.1", 0)
+      local serving = helper.started(loop, server.serve_forever, server)
+      assert.is_true(server:is_serving())
+      local port = helper.port(server)
+      local r1, w1 = tapio.open_connection("127.0.0.1", port)
+      local r2, w2 = tapio.open_connection("127.0.0.1", port)
+      w1:write("one")
+      w2:write("two")
+      until_true(function() return server:client_count() == 2 end)
+      serving:cancel() -- serve_forever's cancellation closes the server
+      assert.is_true(tapio.is_cancelled(fails(serving.await, serving)))
+      assert.is_false(server:is_serving())
+      server:close_clients() -- each server-side reader sees the end
+      assert.are.equal("", r1:read())
+      assert.are.equal("", r2:read())
+      until_true(function() return #ended == 2 end)
+      table.sort(ended)
+      assert.are.same({ "one", "two" }, ended)
+      w1:close()
+      w2:close()
+      server:wait_closed()
+
+      -- abort_clients drops what was not sent yet: a server-side writer
+      -- with more buffered than the socket takes
+      local writers = loop:create_future()
+      server = tapio.start_server(function(_, writer)
+        writer:write(("x"):rep(16 * 1024 * 1024))
+        writers:set_result(writer)
+      end, "127.0.0.1", 0)
+      local r3, w3 = tapio.open_connection("127.0.0.1", helper.port(server))
+      local sw = writers:await()
+      assert.is_true(sw.transport:get_write_buffer_size() > 0)
+      server:abort_clients()
+      local ok, got = pcall(r3.read, r3)
+      if ok then -- the end came before all of it, or a reset did
+        assert.is_true(#got < 16 * 1024 * 1024)
+      else
+        assert.are.equal("ECONNRESET", got.name)
+      end
+      w3:close()
+      server:close()
+      server:wait_closed()
+    end)
+  end)
+
+  it("raises the failure of open_connection: ECONNREFUSED", function()
+    run(function()
+      local server = tapio.start_server(function() end, "127.0.0.1", 0)
+      local port = helper.port(server)
+      server:close()
+      server:wait_closed()
+      local err = fails(tapio.open_connection, "127.0.0.1", port)
+      assert.are.equal("ECONNREFUSED", err.name)
+    end)
+  end)
+
+  it("follows the async rule outside a task", function()
+    assert.are.equal("hello", helper.in_callback(function(_, finish)
+      local sfut = tapio.start_server(function(r, w)
+        w:write(r:read(5))
+        w:close()
+      end, "127.0.0.1", 0)
+      assert.is_true(tapio.is_future(sfut))
+      sfut:add_done_callback(function(f)
+        local server = f:result()
+        local cfut = tapio.open_connection("127.0.0.1", helper.port(server))
+        cfut:add_done_callback(function(c)
+          local reader, writer = c:result()
+          writer:write("hello")
+          assert.is_true(tapio.is_future(writer:drain()))
+          reader:read():add_done_callback(function(rf)
+            server:close()
+            finish(rf:result())
+          end)
+        end)
+      end)
+    end))
+  end)
+
+  it("leaves nothing behind: 500 connections opened and closed", function()
+    run(function()
+      local server = tapio.start_server(function(r, w)
+        w:write(r:read())
+        w:close()
+      end, "127.0.0.1", 0)
+      local port = helper.port(server)
+      local function one()
+        local r, w = tapio.open_connection("127.0.0.1", port)
+        w:write("x")
+        w:write_eof()
+        assert.are.equal("x", r:read())
+        w:close()
+        w:wait_closed()
+      end
+      for _ = 1, 50 do -- tables and the registry grow to their size
+        one()
+      end
+      tapio.sleep(0)
+      helper.collect()
+      local refs, kb = helper.registry_count(), collectgarbage("count")
+      for _ = 1, 500 do
+        one()
+      end
+      tapio.sleep(0) -- the server's tasks end
+      helper.collect()
+      assert.are.equal(refs, helper.registry_count())
+      -- a connection's reader, writer, protocol and task are several KiB
+      local grew = collectgarbage("count") - kb
+      assert.is_true(grew < 100, ("grew by %.0f KiB"):format(grew))
+      server:close()
+    end, { deadline = 60 })
+  end)
+
+  it("checks the arguments of the calls and methods", function()
+    run(function(loop)
+      assert.matches("streams_spec.lua:%d+: tapio: open_connection: " ..
+        "unknown option 'backlgo'", fails(function()
+          tapio.open_connection("127.0.0.1", 1, { backlgo = 1 })
+        end))
+      assert.matches("open_connection: bad option 'limit' %(integer > 0 " ..
+        "expected, got 0%)", fails(tapio.open_connection, "127.0.0.1", 1,
+                                   { limit = 0 }))
+      assert.matches("open_connection: bad argument #2 'port'",
+        fails(tapio.open_connection, "127.0.0.1", "x"))
+      assert.matches("open_connection: bad argument #1 'host' %(host and " ..
+        "port are required unless opts.sock is given%)",
+        fails(tapio.open_connection))
+      assert.matches("open_connection: bad argument #3 'opts' %(table or " ..
+        "nil expected, got number%)",
+        fails(tapio.open_connection, "127.0.0.1", 1, 5))
+      assert.matches("open_connection: bad option 'local_addr' %({host, " ..
+        "port} expected%)", fails(tapio.open_connection, "127.0.0.1", 1,
+                                  { local_addr = "127.0.0.1" }))
+      assert.matches("start_server: bad argument #1 'client_connected_cb' " ..
+        "%(function expected, got nil%)", fails(tapio.start_server))
+      assert.matches("start_server: bad argument #3 'port'",
+        fails(tapio.start_server, print, "127.0.0.1", -1))
+      assert.matches("start_unix_server: bad argument #2 'path'",
+        fails(tapio.start_unix_server, print, 5))
+      assert.matches("open_unix_connection: bad argument #1 'path'",
+        fails(tapio.open_unix_connection, nil))
+      assert.matches("start_server: unknown option 'limt'",
+        fails(tapio.start_server, print, "127.0.0.1", 0, { limt = 1 }))
+      local server, _, writer = pair(loop)
+      assert.matches("streams_spec.lua:%d+: tapio: writer:write: bad " ..
+        "argument #1 'data' %(string expected, got number%)",
+        fails(function() writer:write(5) end))
+      assert.matches("writer:writelines: bad argument #1 'data' %(table " ..
+        "expected", fails(writer.writelines, writer, "x"))
+      assert.matches("writer:writelines: bad argument #1 'data' %(string " ..
+        "expected at index 2, got number%)",
+        fails(writer.writelines, writer, { "a", 1 }))
+      assert.matches("writer:drain: bad self %(tapio.StreamWriter " ..
+        "expected, got tapio.StreamReader%)",
+        fails(writer.drain, tapio.StreamReader()))
+      assert.matches("writer:close: bad self", fails(writer.close))
+      writer:close()
+      server:close()
+    end)
+    -- no running loop: nothing to connect on
+    assert.matches("open_connection: no running event loop",
+      fails(tapio.open_connection, "127.0.0.1", 1))
+  end)
+end)
+
+describe("streams over a Unix socket", function()
+  it("echo through start_unix_server and open_unix_connection", function()
+    local path = os.tmpname()
+    os.remove(path)
+    run(function()
+      local server = tapio.start_unix_server(function(reader, writer)
+        local line = reader:readline()
+        writer:write(line:upper())
+        writer:close()
+      end, path)
+      assert.is_true(helper.exists(path))
+      local reader, writer = tapio.open_unix_connection(path)
+      assert.are.equal(path, writer:get_extra_info("peername"))
+      writer:write("over unix\n")
+      assert.are.equal("OVER UNIX\n", reader:readline())
+      assert.are.equal("", reader:read())
+      writer:close()
+      server:close()
+      server:wait_closed()
+    end)
+    os.remove(path)
+  end)
+end)

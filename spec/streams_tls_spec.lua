@@ -1,0 +1,266 @@
+-- Streams with TLS: open_connection and start_server with the ssl options
+-- (against each other, and against Python's ssl and asyncio as a real
+-- peer), writer:start_tls on either side, with the ClientHello already in
+-- the reader's buffer (asyncio lost it: cpython#142352, R19), what was
+-- batched sent before the upgrade, and start_tls's errors. The
+-- certificates are made by spec/tls/make_certs.sh.
+local helper = require "spec.helper"
+local tapio = helper.tapio
+
+local run, fails, until_true = helper.run, helper.fails, helper.until_true
+local cert, server_ctx, client_ctx = helper.cert, helper.server_ctx,
+  helper.client_ctx
+
+local python = "/usr/bin/python3"
+
+-- Inside a task: spec/tls/peer.py in mode (a child whose stdout is a
+-- stream), and the port it printed (servers) or nil.
+local function peer(mode, port)
+  local p = tapio.create_subprocess_exec(python, { "spec/tls/peer.py", mode,
+    helper.certs(), port and tostring(port) }, { stdout = tapio.PIPE })
+  if port then
+    return p
+  end
+  local line = p.stdout:readline()
+  return p, assert(tonumber(line:match("^PORT (%d+)")), line)
+end
+
+-- Inside a task: the lines a peer printed to its end.
+local function peer_lines(p)
+  local out = {}
+  for line in p.stdout:read():gmatch("[^\n]+") do
+    out[#out + 1] = line
+  end
+  assert.are.equal(0, p:wait())
+  return out
+end
+
+-- A stream server on 127.0.0.1 that echoes lines until the end; the
+-- server, its port.
+local function echo_server(opts)
+  local server = tapio.start_server(function(reader, writer)
+    while true do
+      local line = reader:readline()
+      if line == "" then
+        break
+      end
+      writer:write(line)
+      writer:drain()
+    end
+    writer:close()
+  end, "127.0.0.1", 0, opts)
+  return server, helper.port(server)
+end
+
+describe("streams over TLS", function()
+  it("carry lines both ways: open_connection and start_server with ssl",
+     function()
+    run(function()
+      local server, port = echo_server({ ssl = server_ctx() })
+      local reader, writer = tapio.open_connection("127.0.0.1", port, {
+        ssl = client_ctx(), server_hostname = "localhost",
+        ssl_handshake_timeout = 5, limit = 10 })
+      assert.are.equal("TLSv1.3", writer:get_extra_info("tls_version"))
+      assert.are.equal("localhost", writer:get_extra_info("server_hostname"))
+      assert.is_false(writer:can_write_eof())
+      writer:write("hello\n")
+      assert.are.equal("hello\n", reader:readline())
+      writer:write(("x"):rep(20) .. "\n") -- the limit holds over TLS
+      assert.are.equal("LimitOverrunError", fails(reader.readline,
+                                                 reader).name)
+      writer:close()
+      writer:wait_closed()
+      server:close()
+    end)
+  end)
+
+  it("raise a failed handshake from open_connection, and its timeout",
+     function()
+    run(function()
+      local server, port = echo_server({ ssl = server_ctx() })
+      local err = fails(tapio.open_connection, "127.0.0.1", port,
+        { ssl = client_ctx(), server_hostname = "other.example" })
+      assert.are.equal("ETLS_HOSTNAME", err.name)
+      server:close()
+      -- a plain server that never answers the ClientHello
+      server, port = echo_server()
+      err = fails(tapio.open_connection, "127.0.0.1", port, {
+        ssl = client_ctx(), server_hostname = "localhost",
+        ssl_handshake_timeout = 0.2 })
+      assert.are.equal("ETIMEDOUT", err.name)
+      server:close()
+    end)
+  end)
+
+  it("talk to Python's asyncio over TLS, as client and as server",
+     function()
+    if not helper.exists(python) then return end
+    run(function()
+      local p, port = peer("echo-server")
+      local reader, writer = tapio.open_connection("127.0.0.1", port, {
+        ssl = client_ctx(), server_hostname = "localhost" })
+      writer:write("from lua\n")
+      assert.are.equal("from lua\n", reader:readline())
+      writer:close()
+      assert.are.same({ "GOT from lua", "LOST None" }, peer_lines(p))
+
+      local server
+      server, port = echo_server({ ssl = server_ctx() })
+      p = peer("echo-client", port)
+      assert.are.same({ "GOT hello from python", "CLOSED" }, peer_lines(p))
+      server:close()
+    end)
+  end)
+end)
+
+describe("writer:start_tls", function()
+  it("hands the handshake the ClientHello the reader already holds " ..
+     "(cpython#142352)", function()
+    run(function(loop)
+      local buffered = loop:create_future()
+      local server = tapio.start_server(function(reader, writer)
+        -- the line and the ClientHello behind it both arrived
+        until_true(function() return reader:get_buffer_size() > 9 end)
+        buffered:set_result(reader:get_buffer_size())
+        assert.are.equal("STARTTLS\n", reader:readline())
+        writer:start_tls(server_ctx(), { ssl_handshake_timeout = 5 })
+        writer:write(reader:readline())
+        writer:close()
+      end, "127.0.0.1", 0)
+      local reader, writer = tapio.open_connection("127.0.0.1",
+        helper.port(server))
+      writer:write("STARTTLS\n") -- and the ClientHello at once
+      writer:start_tls(client_ctx(), { server_hostname = "localhost",
+                                       ssl_handshake_timeout = 5 })
+      assert.is_true(buffered:await() > 100)
+      assert.are.equal("TLSv1.3", writer:get_extra_info("tls_version"))
+      writer:write("over tls\n")
+      assert.are.equal("over tls\n", reader:readline())
+      assert.are.equal("", reader:read())
+      writer:close()
+      server:close()
+    end)
+  end)
+
+  it("sends what was batched before the upgrade in plain", function()
+    run(function()
+      local server = tapio.start_server(function(reader, writer)
+        assert.are.equal("STARTTLS\n", reader:readline())
+        writer:write("GO\n") -- batched: the reader still holds "x\n"
+        assert.are.equal("x\n", reader:readline())
+        writer:start_tls(server_ctx())
+        writer:write(reader:readline())
+        writer:close()
+      end, "127.0.0.1", 0)
+      local reader, writer = tapio.open_connection("127.0.0.1",
+        helper.port(server))
+      writer:write("STARTTLS\nx\n")
+      assert.are.equal("GO\n", reader:readline())
+      writer:start_tls(client_ctx(), { server_hostname = "localhost" })
+      writer:write("over tls\n")
+      assert.are.equal("over tls\n", reader:readline())
+      writer:close()
+      server:close()
+    end)
+  end)
+
+  it("upgrades with Python's asyncio on the other side, both ways",
+     function()
+    if not helper.exists(python) then return end
+    run(function()
+      -- a Python client that upgrades after our "GO"
+      local server = tapio.start_server(function(reader, writer)
+        assert.are.equal("STARTTLS\n", reader:readline())
+        writer:write("GO\n")
+        writer:start_tls(server_ctx())
+        writer:write(reader:readline())
+        writer:close()
+      end, "127.0.0.1", 0)
+      local p = peer("starttls-client", helper.port(server))
+      assert.are.same({ "LINE GO", "GOT hello after starttls", "CLOSED" },
+                      peer_lines(p))
+      server:close()
+
+      -- a Python server that upgrades after its "GO"
+      local port
+      p, port = peer("starttls-server")
+      local reader, writer = tapio.open_connection("127.0.0.1", port)
+      writer:write("STARTTLS\n")
+      assert.are.equal("GO\n", reader:readline())
+      writer:start_tls(client_ctx(), { server_hostname = "localhost" })
+      writer:write("hello from lua\n")
+      assert.are.equal("hello from lua\n", reader:readline())
+      writer:close()
+      assert.are.same({ "LINE STARTTLS", "GOT hello from lua" },
+                      peer_lines(p))
+    end)
+  end)
+
+  it("raises a failed handshake, as the reader and drain do then",
+     function()
+    run(function(loop)
+      local ended = loop:create_future()
+      local server = tapio.start_server(function(reader, writer)
+        assert.are.equal("STARTTLS\n", reader:readline())
+        ended:set_result(pcall(writer.start_tls, writer, server_ctx()))
+      end, "127.0.0.1", 0)
+      local reader, writer = tapio.open_connection("127.0.0.1",
+        helper.port(server))
+      writer:write("STARTTLS\n")
+      local ctx = tapio.tls_context({ cafile = cert("ca2.pem") })
+      local err = fails(writer.start_tls, writer, ctx,
+                        { server_hostname = "localhost" })
+      assert.are.equal("ETLS_UNKNOWN_CA", err.name)
+      assert.are.equal("ETLS_UNKNOWN_CA", fails(reader.read, reader).name)
+      assert.are.equal("ETLS_UNKNOWN_CA", fails(writer.drain, writer).name)
+      assert.is_false(ended:await()) -- the server's upgrade failed too
+      server:close()
+    end)
+  end)
+
+  it("closes the connection when cancelled during the handshake",
+     function()
+    run(function(loop)
+      local server, port = echo_server() -- plain: never answers the hello
+      local reader, writer = tapio.open_connection("127.0.0.1", port)
+      local upgrading = helper.started(loop, writer.start_tls, writer,
+        client_ctx(), { server_hostname = "localhost" })
+      upgrading:cancel("given up")
+      local err = fails(upgrading.await, upgrading)
+      assert.is_true(tapio.is_cancelled(err))
+      writer:wait_closed()
+      assert.is_true(writer:is_closing())
+      server:close()
+    end)
+  end)
+
+  it("checks its arguments", function()
+    run(function()
+      local server, port = echo_server()
+      local _, writer = tapio.open_connection("127.0.0.1", port)
+      assert.matches("streams_tls_spec.lua:%d+: tapio: writer:start_tls: " ..
+        "bad argument #1 'sslcontext' %(tapio.tls_context expected, got " ..
+        "string%)", fails(function() writer:start_tls("ctx") end))
+      assert.matches("writer:start_tls: bad argument #2 'opts' %(table or " ..
+        "nil expected, got number%)",
+        fails(writer.start_tls, writer, client_ctx(), 5))
+      assert.matches("streams_tls_spec.lua:%d+: tapio: writer:start_tls: " ..
+        "unknown option 'ssl'", fails(function()
+          writer:start_tls(client_ctx(), { ssl = client_ctx() })
+        end))
+      -- a client that checks names needs one: an error value
+      assert.are.equal("EINVAL",
+        fails(writer.start_tls, writer, client_ctx()).name)
+      assert.matches("writer:start_tls: bad self",
+        fails(writer.start_tls, tapio.StreamReader(), client_ctx()))
+      local p = tapio.create_subprocess_exec("cat", {}, {
+        stdin = tapio.PIPE })
+      assert.matches("writer:start_tls: not a connection's writer",
+        fails(p.stdin.start_tls, p.stdin, client_ctx()))
+      p.stdin:close()
+      assert.are.equal(0, p:wait())
+      writer:close()
+      server:close()
+    end)
+  end)
+end)

@@ -1,0 +1,129 @@
+/* Watching descriptors: asyncio's add_reader, remove_reader, add_writer and
+ * remove_writer. One libev watcher per descriptor and direction, in a list
+ * of the loop's (a program watches a few descriptors; the list is walked
+ * only by add and remove). */
+#include "tapio_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+
+struct tapio__fdwatch {
+  ev_io io;             /* first: libev's callback finds the watch by it */
+  tapio__link link;     /* loop->fdwatches */
+  tapio_loop *loop;
+  tapio_call_fn fn;
+  void *ud;
+};
+
+static void on_ready(struct ev_loop *ev, ev_io *w, int revents) {
+  tapio__fdwatch *fw = (tapio__fdwatch *)w;
+  (void)ev;
+  (void)revents;
+  /* The call may remove this watch (its memory goes at once: libev does
+   * not touch a watcher after its callback) or any other (ev_io_stop takes
+   * a pending one off libev's queue): nothing of fw is read after it. */
+  fw->fn(fw->ud);
+}
+
+static tapio__fdwatch *find(tapio_loop *loop, int fd, int events) {
+  tapio__link *l;
+  for (l = loop->fdwatches.next; l != &loop->fdwatches; l = l->next) {
+    tapio__fdwatch *fw = TAPIO_CONTAINER(l, tapio__fdwatch, link);
+    if (fw->io.fd == fd && (fw->io.events & events))
+      return fw;
+  }
+  return NULL;
+}
+
+/* A transport or server of the loop owns fd: watching it too would steal
+ * its events (asyncio: "File descriptor is used by transport"). */
+static int owned(tapio_loop *loop, int fd) {
+  tapio__link *l;
+  for (l = loop->transports.next; l != &loop->transports; l = l->next) {
+    tapio_transport *t = TAPIO_CONTAINER(l, tapio_transport, link);
+    if (t->kind->fd(t) == fd)
+      return 1;
+  }
+  return tapio__servers_hold_fd(loop, fd);
+}
+
+/* What epoll can watch: an open descriptor, neither a regular file nor a
+ * directory (epoll refuses them with EPERM, as asyncio's selector does). */
+static int check_fd(int fd) {
+  struct stat st;
+  if (fd < 0)
+    return TAPIO_EINVAL;
+  if (fcntl(fd, F_GETFD) < 0 || fstat(fd, &st) < 0)
+    return tapio__from_errno(errno);
+  if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode))
+    return TAPIO_EPERM;
+  return 0;
+}
+
+static int add(tapio_loop *loop, int fd, int events, tapio_call_fn fn,
+               void *ud) {
+  tapio__fdwatch *fw;
+  int rc;
+  if (!loop || !fn)
+    return TAPIO_EINVAL;
+  if (loop->freeing)
+    return TAPIO_ECLOSED;
+  if ((rc = check_fd(fd)) < 0)
+    return rc;
+  if ((fw = find(loop, fd, events)) != NULL) { /* replaces, as asyncio */
+    fw->fn = fn;
+    fw->ud = ud;
+    return 0;
+  }
+  if (owned(loop, fd))
+    return TAPIO_EBUSY;
+  fw = tapio__alloc(loop, sizeof *fw);
+  if (!fw)
+    return TAPIO_ENOMEM;
+  fw->loop = loop;
+  fw->fn = fn;
+  fw->ud = ud;
+  ev_io_init(&fw->io, on_ready, fd, events);
+  ev_io_start(loop->ev, &fw->io);
+  tapio__list_push(&loop->fdwatches, &fw->link);
+  return 0;
+}
+
+static void drop(tapio__fdwatch *fw) {
+  ev_io_stop(fw->loop->ev, &fw->io);
+  tapio__list_remove(&fw->link);
+  tapio__free(fw->loop, fw, sizeof *fw);
+}
+
+static int remove_watch(tapio_loop *loop, int fd, int events) {
+  tapio__fdwatch *fw;
+  if (!loop)
+    return TAPIO_EINVAL;
+  fw = find(loop, fd, events);
+  if (!fw)
+    return 0;
+  drop(fw);
+  return 1;
+}
+
+int tapio_add_reader(tapio_loop *loop, int fd, tapio_call_fn fn, void *ud) {
+  return add(loop, fd, EV_READ, fn, ud);
+}
+
+int tapio_add_writer(tapio_loop *loop, int fd, tapio_call_fn fn, void *ud) {
+  return add(loop, fd, EV_WRITE, fn, ud);
+}
+
+int tapio_remove_reader(tapio_loop *loop, int fd) {
+  return remove_watch(loop, fd, EV_READ);
+}
+
+int tapio_remove_writer(tapio_loop *loop, int fd) {
+  return remove_watch(loop, fd, EV_WRITE);
+}
+
+void tapio__fdwatches_free_all(tapio_loop *loop) {
+  while (!tapio__list_empty(&loop->fdwatches))
+    drop(TAPIO_CONTAINER(loop->fdwatches.next, tapio__fdwatch, link));
+}
