@@ -16,6 +16,8 @@ local core = require "tapio.core"
 local tapio = require "tapio"
 local U = require "tapio.util"
 local F = require "tapio.future"
+local R = require "tapio.reader"
+local S = require "tapio.streams"
 
 local K = core.testing
 local testing = {}
@@ -148,18 +150,21 @@ local function is_count(v, min)
     and v <= 2 ^ 53
 end
 
--- Checks one side's options (opts.a, opts.b, or the shared ones).
-local function check_side(o, where)
-  local fn = "pipe_pair"
+-- Checks one side's options (opts.a, opts.b, or the shared ones) of fn,
+-- where opts is argument n; errors at the caller of fn.
+local function check_side(o, where, fn, n)
+  local function bad(msg)
+    argerror(fn, n, where, msg, 5)
+  end
   for k in pairs(o) do
     if not (where == "opts" and PAIR[k] or SIDE[k]) then
-      argerror(fn, 3, where, "unknown option '" .. tostring(k) .. "'", 3)
+      bad("unknown option '" .. tostring(k) .. "'")
     end
   end
   local c = o.chunk
   if c ~= nil and not is_count(c, 1) and not (type(c) == "table"
       and is_count(c[1], 1) and is_count(c[2], c[1] or 1)) then
-    argerror(fn, 3, where, "chunk: a size >= 1 or {min, max} expected", 3)
+    bad("chunk: a size >= 1 or {min, max} expected")
   end
   if o.splits ~= nil then
     local s = o.splits
@@ -168,18 +173,37 @@ local function check_side(o, where)
       ok = ok and is_count(s[i], 1) and (i == 1 or s[i] > s[i - 1])
     end
     if not ok then
-      argerror(fn, 3, where, "splits: ascending offsets >= 1 expected", 3)
+      bad("splits: ascending offsets >= 1 expected")
     end
   end
   if o.delay ~= nil and not (type(o.delay) == "number" and o.delay >= 0) then
-    argerror(fn, 3, where, "delay: seconds >= 0 expected", 3)
+    bad("delay: seconds >= 0 expected")
   end
   if o.capacity ~= nil and not is_count(o.capacity, 1) then
-    argerror(fn, 3, where, "capacity: a size >= 1 expected", 3)
+    bad("capacity: a size >= 1 expected")
   end
   if o.seed ~= nil and not is_count(o.seed, 0) then
-    argerror(fn, 3, where, "seed: an integer >= 0 expected", 3)
+    bad("seed: an integer >= 0 expected")
   end
+end
+
+-- Checks a pair's options (argument n of fn): the shared ones, then each
+-- side's; returns them (nil: {}).
+local function check_options(opts, fn, n)
+  if opts ~= nil and type(opts) ~= "table" then
+    argerror(fn, n, "opts", "table expected, got " .. typename(opts), 3)
+  end
+  opts = opts or {}
+  check_side(opts, "opts", fn, n)
+  for _, side in ipairs({ "a", "b" }) do
+    if opts[side] ~= nil then
+      if type(opts[side]) ~= "table" then
+        argerror(fn, n, "opts", side .. ": table expected", 3)
+      end
+      check_side(opts[side], "opts." .. side, fn, n)
+    end
+  end
+  return opts
 end
 
 -- What t sends, as the shared options and its own say.
@@ -207,10 +231,19 @@ local function apply(t, shared, own)
   end
 end
 
-local function running_loop(opts, fn)
+-- Joins protocols a and b through memory, as opts says.
+local function join(loop, a, b, opts)
+  local ta, tb = K._pipe_pair(loop, a, b)
+  apply(ta, opts, opts.a)
+  apply(tb, opts, opts.b)
+  return ta, tb
+end
+
+-- opts.loop, or the running one (for fn, where opts is argument n).
+local function running_loop(opts, fn, n)
   if opts.loop ~= nil then
     if getmetatable(opts.loop) ~= U.loop_mt then
-      argerror(fn, 3, "opts", "loop: tapio.loop expected", 3)
+      argerror(fn, n, "opts", "loop: tapio.loop expected", 3)
     end
     return opts.loop
   end
@@ -232,25 +265,41 @@ end
 -- spans), delay (seconds), capacity (bytes a direction holds, 65536),
 -- seed.
 function testing.pipe_pair(protocol_a, protocol_b, opts)
-  if opts ~= nil and type(opts) ~= "table" then
-    argerror("pipe_pair", 3, "opts", "table expected, got "
-      .. typename(opts))
-  end
-  opts = opts or {}
-  check_side(opts, "opts")
-  for _, side in ipairs({ "a", "b" }) do
-    if opts[side] ~= nil then
-      if type(opts[side]) ~= "table" then
-        argerror("pipe_pair", 3, "opts", side .. ": table expected")
+  opts = check_options(opts, "pipe_pair", 3)
+  return join(running_loop(opts, "pipe_pair", 3), protocol_a, protocol_b,
+    opts)
+end
+
+-- Both sides made: the readers and writers of protocols a and b.
+local function both_opened(a, made, b)
+  F.await(made)
+  return a._reader, a._writer, b._reader, b._writer
+end
+
+--- testing.open_pair([opts]) -> reader_a, writer_a, reader_b, writer_b:
+-- two streams (StreamReader, StreamWriter: open_connection's) joined
+-- through memory, for code written with streams. opts: pipe_pair's, and
+-- limit (each reader's, 64 KiB). The async rule: a task waits until both
+-- sides are made; elsewhere it returns a task of those four results.
+-- writer.transport is the side's transport (testing.fault takes it).
+function testing.open_pair(opts)
+  local popts, limit = S.split_options(opts, "testing.open_pair", 1)
+  popts = check_options(popts, "open_pair", 1)
+  local loop = running_loop(popts, "open_pair", 1)
+  local a, b = S.new_protocol(loop, limit), S.new_protocol(loop, limit)
+  local made, n = loop:create_future(), 0
+  for _, p in ipairs({ a, b }) do
+    local connection_made = p.connection_made
+    function p.connection_made(self, t)
+      connection_made(self, t)
+      n = n + 1
+      if n == 2 then
+        made:set_result()
       end
-      check_side(opts[side], "opts." .. side)
     end
   end
-  local loop = running_loop(opts, "pipe_pair")
-  local ta, tb = K._pipe_pair(loop, protocol_a, protocol_b)
-  apply(ta, opts, opts.a)
-  apply(tb, opts, opts.b)
-  return ta, tb
+  join(loop, a, b, popts)
+  return R.async(a, "testing.open_pair", both_opened, made, b)
 end
 
 --- testing.in_flight(t): the bytes t wrote that its peer has not read.
