@@ -6,14 +6,7 @@ local helper = require "spec.helper"
 local tapio = helper.tapio
 local testing = require "tapio.testing"
 
-local certs = os.getenv("TAPIO_TLS_CERTS") or
-  ((os.getenv("TMPDIR") or "/tmp") .. "/tapio-tls-certs-spec")
-do
-  local out, status = helper.execute("sh spec/tls/make_certs.sh "
-                                     .. helper.shell_quote(certs))
-  assert(status == 0, "could not make the certificates: " .. out)
-end
-local function cert(name) return certs .. "/" .. name end
+local cert = helper.cert
 
 local server_ctx = tapio.tls_context({ side = "server",
   cert_file = cert("server.pem"), key_file = cert("server.key") })
