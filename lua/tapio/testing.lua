@@ -4,6 +4,7 @@
 --   testing.new_loop()            a loop on a virtual clock, and its clock
 --   clock:advance(s)              time moves only when the test says
 --   testing.pipe_pair(a, b, opts) two protocols joined through memory
+--   testing.open_pair(opts)       two reader/writer pairs, the same way
 --   testing.fault(t, spec)        resets, ends, errors, stalls, drips
 --   testing.recorder(inner)       every callback written down, in order
 --   testing.run(body)             a busted test body as a task on a
