@@ -63,6 +63,7 @@ build = {
     ["tapio.testing"] = "lua/tapio/testing.lua",
     -- the Lua language server's definitions; never required at run time
     ["tapio._meta"] = "lua/tapio/_meta.lua",
+    ["tapio._meta_testing"] = "lua/tapio/_meta_testing.lua",
   },
   copy_directories = {},
 }
