@@ -43,10 +43,11 @@ build = {
         "src/stream.c", "src/tls.c", "src/tls_context.c", "src/tls_error.c",
         "src/tls_info.c", "src/tls_session.c", "src/tls_start.c",
         "src/transport.c", "src/version.c", "src/watch.c", "src/wqueue.c",
+        "src/clock.c", "src/memory.c", "src/fault.c", "src/recorder.c",
         "lua/loop.c", "lua/call.c", "lua/protocol.c", "lua/transport.c",
         "lua/server.c", "lua/pipe.c", "lua/process.c", "lua/datagram.c",
         "lua/resolve.c", "lua/address.c", "lua/tls.c", "lua/util.c",
-        "lua/embed.c", "lua/watch.c",
+        "lua/embed.c", "lua/watch.c", "lua/testing.c",
       },
       incdirs = { "capi", "src", "lua", "$(LIBEV_INCDIR)",
                   "$(CARES_INCDIR)", "$(OPENSSL_INCDIR)" },
@@ -59,8 +60,10 @@ build = {
     ["tapio.loop"] = "lua/tapio/loop.lua",
     ["tapio.task"] = "lua/tapio/task.lua",
     ["tapio.util"] = "lua/tapio/util.lua",
+    ["tapio.testing"] = "lua/tapio/testing.lua",
     -- the Lua language server's definitions; never required at run time
     ["tapio._meta"] = "lua/tapio/_meta.lua",
+    ["tapio._meta_testing"] = "lua/tapio/_meta_testing.lua",
   },
   copy_directories = {},
 }

@@ -136,6 +136,7 @@ enum tapio_error {
   TAPIO_EBUFFER = -103,    /* get_buffer returned no memory */
   TAPIO_ECALLBACK = -104,  /* a callback raised an error (bindings) */
   TAPIO_ESYSTEM = -105,    /* libev reported a system error */
+  TAPIO_EVIRTUAL = -106,   /* real I/O asked of a virtual-clock loop */
   TAPIO_EAI_NONAME = -110, /* name resolution: no such host */
   TAPIO_EAI_AGAIN = -111,  /* name resolution: temporary failure */
   TAPIO_EAI_FAIL = -112,   /* name resolution: permanent failure */
@@ -1256,6 +1257,200 @@ tapio_tls_context *tapio_transport_get_tls_context(tapio_transport *t);
 /* get_extra_info("ssl_object"): OpenSSL's SSL * (borrowed, for programs
  * that use OpenSSL themselves), or NULL. */
 void *tapio_transport_get_ssl(tapio_transport *t);
+
+/* ---- Testing: a virtual clock, memory pairs, faults, a recorder --------
+ * The kit for people who write protocols on tapio and test them (in Lua,
+ * `require "tapio.testing"`: lua/README.md's chapter "Testing protocols",
+ * with examples/testing/). The protocol code under test is the same that
+ * runs on real sockets: only the loop and the transports' far ends are
+ * the kit's. A server protocol's 30-second idle timeout, tested in well
+ * under a millisecond (spec/c/test_memory.c, memory_idle_timeout):
+ *
+ *   tapio_loop_new_virtual(&loop, NULL, NULL);
+ *   tapio_recorder_new(NULL, NULL, 0, &rec);          the client's side
+ *   tapio_memory_pair(loop, tapio_recorder_protocol(rec), rec,
+ *                     &server_proto, &server_state, &client, &server);
+ *   tapio_loop_advance(loop, 29.999);                 nothing yet
+ *   tapio_loop_advance(loop, 0.001);                  the server hung up:
+ *   tapio_recorder_events(rec) is "connection_made\neof_received\n"
+ *                                 "connection_lost:nil"
+ *
+ * A virtual clock. tapio_loop_new_virtual makes a loop whose time starts
+ * at 0 and moves only when the test moves it: tapio_loop_advance from
+ * outside a run, tapio_call_idle from inside one (a callback, a Lua
+ * task). tapio_loop_time answers that time. Every timer of the core
+ * follows it, since each is one of the loop's timers kept in its heap of
+ * deadlines: call_later and call_at (and the Lua layer's sleep), and the
+ * core's own (TLS's handshake and shutdown timeouts, with TLS started on
+ * a memory pair, Happy Eyeballs' stagger, the accept retry); they
+ * fire in order of due time, each with the clock at its due time, those
+ * due together in the order they were scheduled. A run never sleeps:
+ * tapio_loop_run and tapio_loop_run_once handle what is ready at the
+ * clock's time and return once the loop is idle there (nothing queued,
+ * no timer due, no tapio_call_idle to move the clock for): time does not
+ * pass by waiting, so a wait could only hang. A call_soon_threadsafe
+ * runs at the next step but is never waited for. For a host polling it,
+ * tapio_loop_backend_timeout answers 0 while a step has work, else -1.
+ *
+ * Real I/O is refused on a virtual loop: every call that would make a
+ * socket, a pipe, a child or a name lookup (create_connection and the
+ * other create calls, create_server, create_unix_server,
+ * create_datagram_endpoint, connect_read_pipe, connect_write_pipe,
+ * subprocess_exec, subprocess_shell, getaddrinfo, getnameinfo) returns
+ * TAPIO_EVIRTUAL, closing a descriptor given to it as on any failure.
+ * Why: the clock moves when the loop is idle, and the loop cannot know
+ * that bytes from the kernel or another process are on their way; a
+ * timeout would fire before an answer that was merely in flight, which
+ * is the flaky test the kit exists to remove (and the kernel's own
+ * timers, a TCP connect's, run on real time whatever the loop's clock
+ * says). Memory pairs are the loop's own and deliver at times it knows.
+ * Real sockets are tested on a real loop, with faults too. */
+
+/* A loop on a virtual clock at 0, allocating through alloc (NULL:
+ * malloc), as tapio_loop_new_with_allocator. */
+int tapio_loop_new_virtual(tapio_loop **out, tapio_alloc_fn alloc, void *ud);
+/* 1 for a loop on a virtual clock. */
+int tapio_loop_is_virtual(tapio_loop *loop);
+/* Moves the clock seconds ahead (negative: 0): runs what is ready, then
+ * each timer due up to now + seconds in turn at its own time (and each
+ * tapio_call_idle due there), with all they make ready, and returns once
+ * nothing is left to run at now + seconds, the clock there. Not from
+ * inside a run (TAPIO_ERUNNING: tapio_call_idle is the way there);
+ * TAPIO_ENOTSUP on a real loop. A tapio_loop_stop from a callback ends
+ * it early, the clock where it was then. Else as tapio_loop_run. */
+int tapio_loop_advance(tapio_loop *loop, double seconds);
+/* tapio_loop_advance(loop, 0): everything ready at the clock's time. */
+int tapio_loop_run_until_idle(tapio_loop *loop);
+/* What tapio_loop_advance does, from inside a run: fn(ud) runs once the
+ * clock has moved delay seconds and nothing else is left to run then
+ * (after the timers due at that time and what they made ready); until
+ * then the run moves the clock from timer to timer. A Lua task's
+ * clock:advance(s) waits on one. The handle is call_later's (cancel,
+ * when, release). TAPIO_ENOTSUP on a real loop. */
+int tapio_call_idle(tapio_loop *loop, double delay, tapio_call_fn fn,
+                    void *ud, tapio_handle **out);
+/* The due time of the loop's next timer (any, the core's own too), or
+ * -1 with none. */
+double tapio_loop_next_timer(tapio_loop *loop);
+/* Transports of the loop made and not yet ended (connection_lost not yet
+ * returned; pending creates count): 0 when a test closed everything. */
+size_t tapio_loop_transport_count(tapio_loop *loop);
+
+/* In-memory pairs. tapio_memory_pair joins two stream protocols through
+ * memory: two transports of kind TAPIO_TRANSPORT_STREAM, stored in *a and
+ * *b at once, each the stream transport itself with an I/O layer of
+ * memory instead of a socket (write, writelines, write_eof, flow control
+ * with watermarks, pause_reading, half-close, BufferedProtocol, close,
+ * abort, retain: the socket's code; tapio_transport_start_tls on both
+ * sides puts TLS over the memory). Their connection_made run from the
+ * loop, a's first; a transport closed before then still gets
+ * connection_made, then connection_lost. On any loop, virtual or real.
+ *
+ * Each direction is a link that holds what one side wrote until the
+ * other reads it, up to a capacity (65536 bytes unless set); what the
+ * link cannot take waits in the writer's write buffer, which is where
+ * pause_writing comes from. A read takes what the link holds (one
+ * data_received), one read per loop turn, unless the direction's
+ * chunking says less. write_eof and close end the writer's direction:
+ * the reader gets eof_received after the bytes. A side that ends with
+ * bytes it never read (closed, aborted, failed) resets the link instead,
+ * as the kernel sends RST: the other side reads what it had, then fails
+ * with TAPIO_ECONNRESET. Writing to a side that has ended fails with
+ * TAPIO_EPIPE. There is no descriptor: get_fd, get_peername and
+ * get_sockname answer TAPIO_ENOTSUP. The stream's watchers wait on a
+ * descriptor that is never ready (an empty epoll instance, one per loop,
+ * made with its first pair), so the stream's code is the socket's; the
+ * link runs them when bytes, room or an end arrive. */
+int tapio_memory_pair(tapio_loop *loop, const tapio_protocol *pa, void *ua,
+                      const tapio_protocol *pb, void *ub,
+                      tapio_transport **a, tapio_transport **b);
+/* How what t writes reaches its peer. Each returns 0, or TAPIO_EINVAL
+ * for a transport that is not a memory pair's or a bad value.
+ * Reads of min..max bytes (min == max: that size, 1: every byte on its
+ * own; 0, 0: all there is, the default), a size drawn per read from
+ * seed (splitmix64) when min < max: a failing run replays from its
+ * seed. */
+int tapio_memory_set_chunks(tapio_transport *t, size_t min, size_t max,
+                            uint64_t seed);
+/* No read spans one of the offsets at[0..n) (ascending; counted from
+ * the first byte t wrote): the byte stream is cut there. n 0 clears. */
+int tapio_memory_set_splits(tapio_transport *t, const uint64_t *at,
+                            size_t n);
+/* Each byte reaches the peer delay seconds (loop time) after it was
+ * written, in order. */
+int tapio_memory_set_delay(tapio_transport *t, double delay);
+/* What the link from t holds at most (> 0). */
+int tapio_memory_set_capacity(tapio_transport *t, size_t bytes);
+/* The bytes t wrote that its peer has not read: copies up to len of them
+ * into buf (may be NULL) and returns how many there are. */
+size_t tapio_memory_in_flight(tapio_transport *t, void *buf, size_t len);
+/* The other side of t's pair, or NULL (not a pair's, or it is gone). */
+tapio_transport *tapio_memory_peer(tapio_transport *t);
+
+/* Faults on demand, on a memory pair's transport or a real one (a stream
+ * socket, a pipe): at the first fault, a layer of tapio's goes between t
+ * and its own I/O (the socket, the link) for the rest of t's life.
+ * `after` counts bytes from the call on; setting a fault again restarts
+ * it. Each returns 0; TAPIO_EINVAL for a bad value; TAPIO_ENOTSUP for a
+ * datagram endpoint, a subprocess, or a stream with TLS on it (its
+ * records would have to be cut under TLS: not yet); TAPIO_ECLOSED once
+ * t's connection_lost is on its way. */
+enum tapio_fault {
+  /* After `after` more bytes received, reading fails with value (a
+   * TAPIO_E* code): t's connection_lost gets it. TAPIO_ECONNRESET is a
+   * reset both ways: a memory peer reads ECONNRESET after what it has, a
+   * socket's peer gets a RST when t closes. */
+  TAPIO_FAULT_READ_ERROR = 1,
+  /* After `after` more bytes received, end of file: eof_received, in the
+   * middle of a message if there is one (the peer knows nothing of it). */
+  TAPIO_FAULT_EOF = 2,
+  /* After `after` more bytes sent, sending fails with value. */
+  TAPIO_FAULT_WRITE_ERROR = 3,
+  /* After `after` more bytes received, t takes no more input until
+   * tapio_fault_clear: its peer's output backs up (pause_writing there). */
+  TAPIO_FAULT_STOP_READING = 4,
+  /* After `after` more bytes sent, t's output is no longer taken, as when
+   * the peer stops reading: t's write buffer fills, pause_writing comes. */
+  TAPIO_FAULT_STOP_WRITING = 5
+};
+int tapio_fault_set(tapio_transport *t, int fault, uint64_t after,
+                    int64_t value);
+/* A slow drip: t receives at most bytes per read (0: any) and, with
+ * interval > 0, one read per interval seconds of loop time. */
+int tapio_fault_drip(tapio_transport *t, size_t bytes, double interval);
+/* Lifts every fault of t: what was held is read or sent at once. */
+int tapio_fault_clear(tapio_transport *t);
+
+/* A recorder: a stream protocol that writes down every callback it gets
+ * with its arguments, then passes it to an inner protocol (NULL: the
+ * reference's defaults). Give tapio_recorder_protocol(r) and r as the
+ * protocol and its user pointer. Events read as the Lua recorder's:
+ * "connection_made", "data_received:<bytes>", "eof_received",
+ * "connection_lost:nil" (clean) or "connection_lost:ECONNRESET" (the
+ * code's tapio_errname), "pause_writing", "resume_writing",
+ * "get_buffer:-1" and "buffer_updated:<the bytes>" (a BufferedProtocol,
+ * when inner is one). With TAPIO_RECORDER_MERGE, consecutive
+ * data_received (or buffer_updated) are one event and get_buffer is not
+ * written down: the byte stream whatever its chunking, as a real
+ * socket and a memory pair can be compared. */
+typedef struct tapio_recorder tapio_recorder;
+enum { TAPIO_RECORDER_MERGE = 1 };
+/* A recorder belongs to no loop: it may outlive the loops it served
+ * (whose freeing still calls it), and takes its memory from malloc. */
+int tapio_recorder_new(const tapio_protocol *inner, void *inner_ud,
+                       int flags, tapio_recorder **out);
+const tapio_protocol *tapio_recorder_protocol(tapio_recorder *r);
+size_t tapio_recorder_count(tapio_recorder *r);
+/* Event i (from 0) and its length in *len (may be NULL), binary-safe;
+ * NULL past the last. Valid until the next event, clear or free. */
+const char *tapio_recorder_event(tapio_recorder *r, size_t i, size_t *len);
+/* Every event joined by '\n', as one C string (valid as above). */
+const char *tapio_recorder_events(tapio_recorder *r);
+void tapio_recorder_clear(tapio_recorder *r);
+/* The transport between its connection_made and connection_lost. */
+tapio_transport *tapio_recorder_transport(tapio_recorder *r);
+/* Not while a transport still has it as its protocol. */
+void tapio_recorder_free(tapio_recorder *r);
 
 /* TAPIO_CDEF_END */
 

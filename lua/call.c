@@ -1,6 +1,7 @@
 /* The Lua binding's scheduled calls: loop:call_soon, call_later, call_at,
- * their "tapio.handle", and the waiters of server:wait_closed, which are
- * pending calls too. */
+ * loop:_call_idle (a virtual loop's, for tapio.testing's clock), their
+ * "tapio.handle", and the waiters of server:wait_closed, which are pending
+ * calls too. */
 #include "tapio_lua.h"
 
 #include <string.h>
@@ -88,14 +89,14 @@ static void anchor_call(lua_State *L, tl_loop *lb, tl_sched *c) {
   tl_list_push(&lb->calls, &c->link);
 }
 
-enum { SOON, LATER, AT };
+enum { SOON, LATER, AT, IDLE };
 
 static int schedule(lua_State *L, const char *fn, int kind) {
   tl_loop *lb = tl_toloop(L, 1, fn);
   int fi = kind == SOON ? 2 : 3, rc;
   double t = kind == SOON ? 0 : tl_checknumber(L, 2, fn, 1,
-                                               kind == LATER ? "delay"
-                                                             : "when");
+                                               kind == AT ? "when"
+                                                          : "delay");
   tl_sched *c;
   if (!lb->loop)
     return luaL_error(L, "tapio: %s: the loop is closed", fn);
@@ -111,8 +112,10 @@ static int schedule(lua_State *L, const char *fn, int kind) {
     rc = tapio_call_soon(lb->loop, run_call, c, &c->h);
   else if (kind == LATER)
     rc = tapio_call_later(lb->loop, t, run_call, c, &c->h);
-  else
+  else if (kind == AT)
     rc = tapio_call_at(lb->loop, t, run_call, c, &c->h);
+  else
+    rc = tapio_call_idle(lb->loop, t, run_call, c, &c->h);
   if (rc < 0)
     return luaL_error(L, "tapio: %s: %s", fn, tapio_strerror(rc));
   c->when = tapio_handle_when(c->h);
@@ -130,6 +133,10 @@ static int l_call_later(lua_State *L) {
 
 static int l_call_at(lua_State *L) {
   return schedule(L, "loop:call_at", AT);
+}
+
+static int l_call_idle(lua_State *L) {
+  return schedule(L, "loop:_call_idle", IDLE);
 }
 
 /* A server's wait_closed waiter, pending like a scheduled call. Called by
@@ -199,6 +206,7 @@ static const luaL_Reg loop_methods[] = {
   {"call_soon", l_call_soon},
   {"call_later", l_call_later},
   {"call_at", l_call_at},
+  {"_call_idle", l_call_idle},
   {NULL, NULL}
 };
 

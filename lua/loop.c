@@ -728,6 +728,7 @@ TL_EXPORT int luaopen_tapio_core(lua_State *L) {
   tl_open_resolve(L);
   tl_open_embed(L);
   tl_open_watch(L);
+  tl_open_testing(L);
   lua_pushstring(L, tapio_version_string());
   lua_setfield(L, -2, "version");
   return 1;

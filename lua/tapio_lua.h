@@ -202,6 +202,10 @@ tapio_loop *tl_loop_of(lua_State *L, int idx);
 
 int tl_open_embed(lua_State *L);
 
+/* ---- testing.c: tapio.core.testing, for tapio.testing ------------------- */
+
+int tl_open_testing(lua_State *L);
+
 /* ---- call.c ------------------------------------------------------------ */
 
 int tl_open_call(lua_State *L);

@@ -132,6 +132,8 @@ int tapio__timer_start_at(tapio__timer *tm, double when) {
   double after;
   if (ev_is_active(&tm->ev))
     ev_timer_stop(tm->loop->ev, &tm->ev);
+  if (tapio__virtual(tm->loop)) /* the heap alone: the clock fires it */
+    return tapio__deadline_set(tm->loop, &tm->dl, tapio__vround(when));
   /* libev counts from its cached time; refresh it so that a timer never
    * fires before `when` on tapio's clock. */
   ev_now_update(tm->loop->ev);
@@ -142,7 +144,8 @@ int tapio__timer_start_at(tapio__timer *tm, double when) {
 }
 
 int tapio__timer_start(tapio__timer *tm, double after) {
-  return tapio__timer_start_at(tm, tapio__now() + (after > 0 ? after : 0));
+  return tapio__timer_start_at(tm,
+                               tapio__time(tm->loop) + (after > 0 ? after : 0));
 }
 
 void tapio__timer_stop(tapio__timer *tm) {
@@ -158,7 +161,14 @@ void tapio__timer_stop(tapio__timer *tm) {
  * events libev took and has not dispatched. */
 static int work_ready(tapio_loop *loop) {
   return loop->ready_head || !tapio__list_empty(&loop->due) ||
-         loop->io_changed || ev_pending_count(loop->ev) > 0;
+         loop->io_changed || ev_pending_count(loop->ev) > 0 ||
+         tapio__vclock_busy(loop);
+}
+
+/* The next deadline a host's sleep can reach: none on a virtual clock,
+ * whose time moves only when a test moves it. */
+static double next_deadline(tapio_loop *loop) {
+  return tapio__virtual(loop) ? -1 : tapio__deadline_next(loop);
 }
 
 int tapio_loop_backend_timeout(tapio_loop *loop) {
@@ -169,7 +179,7 @@ int tapio_loop_backend_timeout(tapio_loop *loop) {
     tapio__backend_sync(loop);
   if (work_ready(loop))
     return 0;
-  next = tapio__deadline_next(loop);
+  next = next_deadline(loop);
   if (next < 0)
     return -1;
   /* the clock now, not libev's time of the last step; rounded up, so a
@@ -277,7 +287,7 @@ int tapio_loop_backend_fd(tapio_loop *loop) {
 void tapio__backend_sync(tapio_loop *loop) {
   struct tapio__backend *b = loop->backend;
   struct itimerspec its;
-  double at = work_ready(loop) ? 0 : tapio__deadline_next(loop);
+  double at = work_ready(loop) ? 0 : next_deadline(loop);
   uint64_t ticks;
   if (at == b->armed && at != 0 &&
       read(b->tfd, &ticks, sizeof ticks) < 0) /* armed, not fired */

@@ -268,8 +268,8 @@ static int bad_args(tapio_loop *loop, const tapio_protocol *proto,
                     tapio_connect_fn cb, const tapio_options *opts, int call) {
   if (!loop || !cb || tapio__proto_check(proto, sizeof *proto) < 0)
     return TAPIO_EINVAL;
-  if (loop->freeing)
-    return TAPIO_ECLOSED;
+  if (tapio__io_refused(loop))
+    return tapio__io_refused(loop);
   return tapio__opts_check(opts, call);
 }
 

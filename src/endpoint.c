@@ -383,8 +383,8 @@ int tapio_create_datagram_endpoint(tapio_loop *loop,
   int rc = 0;
   if (!loop || !cb || tapio__proto_check(proto, sizeof *proto) < 0)
     rc = TAPIO_EINVAL;
-  else if (loop->freeing)
-    rc = TAPIO_ECLOSED;
+  else
+    rc = tapio__io_refused(loop);
   if (rc == 0)
     rc = tapio__opts_check(opts, TAPIO_CALL_CREATE_DATAGRAM_ENDPOINT);
   if (rc == 0)

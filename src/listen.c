@@ -242,8 +242,8 @@ static int bad_args(tapio_loop *loop, tapio_protocol_factory factory,
                     tapio_server_fn cb, const tapio_options *opts, int call) {
   if (!loop || !factory || !cb)
     return TAPIO_EINVAL;
-  if (loop->freeing)
-    return TAPIO_ECLOSED;
+  if (tapio__io_refused(loop))
+    return tapio__io_refused(loop);
   return tapio__opts_check(opts, call);
 }
 

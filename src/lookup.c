@@ -116,8 +116,8 @@ static void req_run(tapio__task *task) {
 static int req_new(tapio_loop *loop, void *ud, lookup_req **out) {
   lookup_req *r;
   *out = NULL;
-  if (loop->freeing)
-    return TAPIO_ECLOSED;
+  if (tapio__io_refused(loop))
+    return tapio__io_refused(loop);
   r = tapio__calloc(loop, sizeof *r);
   if (!r)
     return TAPIO_ENOMEM;

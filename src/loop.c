@@ -19,7 +19,7 @@ double tapio__now(void) {
 }
 
 double tapio_loop_time(tapio_loop *loop) {
-  return loop ? tapio__now() : 0;
+  return loop ? tapio__time(loop) : 0;
 }
 
 static void default_exception(void *ud, tapio_loop *loop, int code,
@@ -398,6 +398,7 @@ int tapio_loop_free(tapio_loop *loop) {
   run_ts_calls(take_ts_calls(loop), 0); /* dropped unrun, as call_soon's */
   tapio__free(loop, loop->rbuf_block, TAPIO__RBUF_SIZE + TAPIO__RBUF_ALIGN);
   tapio__backend_free(loop);
+  tapio__kit_free(loop);
   ev_io_stop(loop->ev, &loop->wakeup);
   ev_loop_destroy(loop->ev);
   close(loop->wakeup_fd);
@@ -426,7 +427,10 @@ static int run(tapio_loop *loop, int flags) {
   loop->syserr_msg = NULL;
   running_loop = loop;
   loop->io_changed = 0; /* libev applies what is pending as it starts */
-  ev_run(loop->ev, flags);
+  if (tapio__virtual(loop)) /* never sleeps: see clock.c */
+    tapio__vclock_run(loop, flags != 0);
+  else
+    ev_run(loop->ev, flags);
   running_loop = NULL;
   loop->running = 0;
   loop->stop_requested = 0;

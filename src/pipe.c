@@ -197,8 +197,8 @@ static int connect_pipe(tapio_loop *loop, int fd, int writing,
     rc = TAPIO_EINVAL;
   else if (fd < 0)
     rc = TAPIO_EBADF;
-  else if (loop->freeing)
-    rc = TAPIO_ECLOSED;
+  else
+    rc = tapio__io_refused(loop);
   if (rc == 0)
     rc = tapio__opts_check(opts, writing ? TAPIO_CALL_CONNECT_WRITE_PIPE
                                          : TAPIO_CALL_CONNECT_READ_PIPE);

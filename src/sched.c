@@ -1,4 +1,5 @@
-/* Scheduled calls: call_soon, call_later, call_at and their handles. */
+/* Scheduled calls: call_soon, call_later, call_at, call_idle (virtual
+ * loops) and their handles. */
 #include "tapio_int.h"
 
 #include <math.h>
@@ -7,7 +8,8 @@ struct tapio_handle {
   tapio__task task;      /* in the ready queue */
   tapio__timer timer;    /* call_later / call_at */
   tapio__link link;      /* loop->handles */
-  tapio__link due;       /* loop->due: fired, waiting for the check */
+  tapio__link due;       /* loop->due: fired, waiting for the check; or
+                            the kit's idle list (call_idle) */
   tapio_loop *loop;
   tapio_handle *next_due; /* while the due list is sorted */
   tapio_call_fn fn;
@@ -20,7 +22,7 @@ struct tapio_handle {
   uint8_t state;         /* where the loop holds it */
 };
 
-enum { H_DONE, H_TIMER, H_DUE, H_READY };
+enum { H_DONE, H_TIMER, H_DUE, H_READY, H_IDLE };
 
 static void handle_unref(tapio_handle *h) {
   if (--h->refs == 0) {
@@ -173,8 +175,52 @@ int tapio_call_later(tapio_loop *loop, double delay, tapio_call_fn fn,
                      void *ud, tapio_handle **out) {
   if (!loop || isnan(delay))
     return no_call(out, TAPIO_EINVAL);
-  return tapio_call_at(loop, tapio__now() + (delay > 0 ? delay : 0), fn, ud,
-                       out);
+  return tapio_call_at(loop, tapio__time(loop) + (delay > 0 ? delay : 0), fn,
+                       ud, out);
+}
+
+/* ---- Virtual loops: calls at the end of a moment ------------------------- */
+
+static tapio_handle *idle_first(tapio_loop *loop) {
+  tapio__link *head = loop->kit ? &loop->kit->idle : NULL;
+  if (!head || tapio__list_empty(head))
+    return NULL;
+  return TAPIO_CONTAINER(head->next, tapio_handle, due);
+}
+
+int tapio_call_idle(tapio_loop *loop, double delay, tapio_call_fn fn,
+                    void *ud, tapio_handle **out) {
+  tapio_handle *h;
+  tapio__link *head, *l;
+  if (!loop || !fn || isnan(delay))
+    return no_call(out, TAPIO_EINVAL);
+  if (!tapio__virtual(loop))
+    return no_call(out, TAPIO_ENOTSUP);
+  h = handle_new(loop, fn, ud, out);
+  if (!h)
+    return bad_call(loop, fn, out);
+  h->when = tapio__vround(loop->kit->now + (delay > 0 ? delay : 0));
+  h->state = H_IDLE;
+  head = &loop->kit->idle; /* after the last one due no later: (when, seq) */
+  for (l = head->prev; l != head; l = l->prev)
+    if (TAPIO_CONTAINER(l, tapio_handle, due)->when <= h->when)
+      break;
+  tapio__list_push(l->next, &h->due);
+  return 0;
+}
+
+double tapio__idle_next(tapio_loop *loop) {
+  tapio_handle *h = idle_first(loop);
+  return h ? h->when : -1;
+}
+
+void tapio__idle_post(tapio_loop *loop) {
+  tapio_handle *h;
+  while ((h = idle_first(loop)) != NULL && h->when <= loop->kit->now) {
+    tapio__list_remove(&h->due);
+    h->state = H_READY;
+    tapio__task_post(loop, &h->task);
+  }
 }
 
 void tapio_handle_cancel(tapio_handle *h) {
@@ -185,7 +231,7 @@ void tapio_handle_cancel(tapio_handle *h) {
    * a timer or in the due list leaves the loop now. */
   if (h->state == H_TIMER)
     tapio__timer_stop(&h->timer);
-  else if (h->state == H_DUE)
+  else if (h->state == H_DUE || h->state == H_IDLE)
     tapio__list_remove(&h->due);
   else
     return;
@@ -213,6 +259,10 @@ void tapio__handles_cancel_all(tapio_loop *loop) {
     tapio_handle *h = TAPIO_CONTAINER(l, tapio_handle, link);
     h->cancelled = 1;
     tapio__timer_stop(&h->timer);
+    if (h->state == H_IDLE) { /* the kit's list goes with the loop */
+      tapio__list_remove(&h->due);
+      h->state = H_DONE;
+    }
   }
 }
 

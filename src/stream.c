@@ -264,7 +264,7 @@ int tapio_transport_pause_reading(tapio_transport *t) {
   if (t->flags & (TAPIO__T_CLOSING | TAPIO__T_RPAUSED))
     return 0;
   t->flags |= TAPIO__T_RPAUSED;
-  t->rpause_since = tapio__now();
+  t->rpause_since = tapio__time(t->loop);
   update_reading(tapio__to_stream(t));
   return 0;
 }
@@ -275,7 +275,7 @@ int tapio_transport_resume_reading(tapio_transport *t) {
   if ((t->flags & TAPIO__T_CLOSING) || !(t->flags & TAPIO__T_RPAUSED))
     return 0;
   t->flags &= ~(uint32_t)TAPIO__T_RPAUSED;
-  t->rpaused += tapio__now() - t->rpause_since;
+  t->rpaused += tapio__time(t->loop) - t->rpause_since;
   update_reading(tapio__to_stream(t));
   read_held(tapio__to_stream(t));
   return 0;

@@ -109,6 +109,7 @@ struct tapio_loop {
   struct tapio__deadline **deadlines; /* every timer, a min-heap (when) */
   size_t ndeadlines, deadlines_cap;
   struct tapio__backend *backend; /* made by tapio_loop_backend_fd */
+  struct tapio__kit *kit;  /* the testing kit's (clock.c), or NULL */
 };
 
 /* malloc/realloc/free as a tapio_alloc_fn. */
@@ -153,6 +154,54 @@ char *tapio__read_buffer_make(tapio_loop *loop);
 static inline char *tapio__read_buffer(tapio_loop *loop) {
   return loop->rbuf ? loop->rbuf : tapio__read_buffer_make(loop);
 }
+
+/* ---- The testing kit: a virtual clock, memory pairs (clock.c) ---------- */
+
+/* What the kit keeps per loop: made with a virtual loop, or by the first
+ * memory pair of a real one. */
+typedef struct tapio__kit {
+  int virtual;         /* the loop runs on a virtual clock */
+  double now;          /* its time */
+  tapio__link idle;    /* tapio_call_idle's handles, by (when, seq) */
+  double horizon;      /* tapio_loop_advance's target; -1 outside one */
+  int inert_fd;        /* never ready, for memory streams' watchers; -1 */
+  tapio__link ends;    /* the memory pairs' sides (memory.c) */
+  ev_prepare poll;     /* tapio__memory_poll before each poll, while any */
+} tapio__kit;
+
+static inline int tapio__virtual(const tapio_loop *loop) {
+  return loop->kit && loop->kit->virtual;
+}
+/* A virtual clock counts whole nanoseconds, so that moving it by 29.999
+ * then 0.001 seconds reaches a timer due 30 seconds later exactly. */
+static inline double tapio__vround(double t) {
+  double ns = t * 1e9;
+  if (!(ns < 9e18 && ns > -9e18))
+    return t; /* beyond what nanoseconds count (or NaN): as it is */
+  return (double)(int64_t)(ns + (ns >= 0 ? 0.5 : -0.5)) / 1e9;
+}
+/* The loop's time: the clock of tapio_call_at, the timers and figures. */
+static inline double tapio__time(const tapio_loop *loop) {
+  return tapio__virtual(loop) ? loop->kit->now : tapio__now();
+}
+/* What a create call that does real I/O checks first: TAPIO_ECLOSED while
+ * the loop is being freed, TAPIO_EVIRTUAL on a virtual clock. */
+static inline int tapio__io_refused(const tapio_loop *loop) {
+  return loop->freeing ? TAPIO_ECLOSED
+                       : tapio__virtual(loop) ? TAPIO_EVIRTUAL : 0;
+}
+/* Wakes each memory pair's side whose stream watches for what its link
+ * already holds (bytes, room, an end); how many were woken. */
+int tapio__memory_poll(tapio_loop *loop);
+/* The loop's kit, made on first use; NULL without memory. */
+tapio__kit *tapio__kit_get(tapio_loop *loop);
+void tapio__kit_free(tapio_loop *loop);
+/* A run of a virtual loop (tapio_loop_run's ev_run): iterations that
+ * never wait, until stopped or idle; one with once set. */
+void tapio__vclock_run(tapio_loop *loop, int once);
+/* Work a step of a virtual loop would do now (queued calls, fired
+ * timers, timers due at its time). */
+int tapio__vclock_busy(tapio_loop *loop);
 
 /* ---- The pollable loop (backend.c) ------------------------------------ */
 
@@ -209,8 +258,9 @@ int tapio__timer_start_at(tapio__timer *tm, double when);
 int tapio__timer_start(tapio__timer *tm, double after);
 /* Harmless when not started or already fired. */
 void tapio__timer_stop(tapio__timer *tm);
+/* On a virtual clock a timer lives in the heap only (clock.c fires it). */
 static inline int tapio__timer_active(const tapio__timer *tm) {
-  return ev_is_active(&tm->ev);
+  return ev_is_active(&tm->ev) || tm->dl.index != 0;
 }
 
 /* At the end of every run: re-arms the pollable descriptor's timer. */
@@ -226,6 +276,10 @@ int tapio__from_gai(int err);
 
 /* Moves the timers that fired into the ready queue, in (when, seq) order. */
 void tapio__queue_due(tapio_loop *loop);
+/* tapio_call_idle's pending calls: the earliest one's due time (-1:
+ * none), and queueing those due at the clock's time, in order. */
+double tapio__idle_next(tapio_loop *loop);
+void tapio__idle_post(tapio_loop *loop);
 void tapio__handles_free_all(tapio_loop *loop);
 void tapio__handles_cancel_all(tapio_loop *loop);
 
@@ -504,6 +558,20 @@ extern const tapio__io tapio__socket_io;
 static inline tapio__stream *tapio__to_stream(tapio_transport *t) {
   return TAPIO_CONTAINER(t, tapio__stream, head);
 }
+
+/* ---- Memory pairs and faults (memory.c, fault.c) ------------------------ */
+
+/* Whether t has a stream body (a socket's, a pipe's, a memory pair's). */
+static inline int tapio__is_stream(const tapio_transport *t) {
+  return t->kind->id == TAPIO_TRANSPORT_STREAM ||
+         t->kind->id == TAPIO_TRANSPORT_READ_PIPE ||
+         t->kind->id == TAPIO_TRANSPORT_WRITE_PIPE;
+}
+/* The stream's I/O layer under tapio's fault layer (or its own). */
+const tapio__io *tapio__base_io(const tapio__stream *s);
+/* A memory pair's t: its peer reads code after the bytes it has (a reset
+ * seen from the other side). TAPIO_ENOTSUP for another transport. */
+int tapio__memory_reset(tapio_transport *t, int code);
 
 /* ---- TLS: the layer's entry points for the create calls ---------------- */
 

@@ -73,11 +73,14 @@ void tapio__shells_free_all(tapio_loop *loop) {
 
 void tapio__transport_discard(tapio_transport *t) { release(t); }
 
+static void maybe_pause(tapio_transport *t);
+
 void tapio__transport_made(tapio_transport *t) {
   t->flags |= TAPIO__T_MADE;
   if (t->proto->connection_made)
     t->proto->connection_made(t->ud, t);
   t->kind->start(t);
+  maybe_pause(t); /* written before (a memory pair's): over the mark */
 }
 
 /* ---- Closing ----------------------------------------------------------- */
@@ -145,12 +148,14 @@ static void run_lost(tapio__task *task) {
 
 /* ---- Flow control ------------------------------------------------------ */
 
+/* Never before connection_made: see tapio__transport_made. */
 static void maybe_pause(tapio_transport *t) {
-  if (t->wsize <= t->high || (t->flags & TAPIO__T_WPAUSED))
+  if (t->wsize <= t->high ||
+      (t->flags & (TAPIO__T_WPAUSED | TAPIO__T_MADE)) != TAPIO__T_MADE)
     return;
   t->flags |= TAPIO__T_WPAUSED;
   t->write_pauses++;
-  t->wpause_since = tapio__now();
+  t->wpause_since = tapio__time(t->loop);
   if (t->proto->pause_writing)
     t->proto->pause_writing(t->ud, t);
 }
@@ -165,7 +170,7 @@ void tapio__flow_shrank(tapio_transport *t) {
   if (!(t->flags & TAPIO__T_WPAUSED) || t->wsize > t->low)
     return;
   t->flags &= ~(uint32_t)TAPIO__T_WPAUSED;
-  t->wpaused += tapio__now() - t->wpause_since;
+  t->wpaused += tapio__time(t->loop) - t->wpause_since;
   if (t->proto->resume_writing)
     t->proto->resume_writing(t->ud, t);
 }
@@ -251,7 +256,7 @@ static uint64_t usec(double seconds) {
 
 static double paused_for(const tapio_transport *t, uint32_t flag,
                          double total, double since) {
-  return total + ((t->flags & flag) ? tapio__now() - since : 0);
+  return total + ((t->flags & flag) ? tapio__time(t->loop) - since : 0);
 }
 
 uint64_t tapio_transport_get_stat(tapio_transport *t, int which) {

@@ -213,6 +213,7 @@
 ---@field ESHUTDOWN integer
 ---@field ESRCH integer
 ---@field ESYSTEM integer
+---@field EVIRTUAL integer real I/O asked of a virtual-clock loop (tapio.testing)
 ---@field ETIMEDOUT integer
 ---@field ETLS integer
 ---@field ETLS_EXPIRED integer the peer's certificate expired

@@ -44,12 +44,21 @@ end
 -- (raised through pcall, so it carries no position: the caller raises it
 -- at its own caller's line, as an error of the method itself). Cancelling
 -- the future (or the task awaiting it) cancels what is pending at once:
--- the core frees it and calls nobody.
+-- the core frees it and calls nobody. Real I/O asked of a virtual-clock
+-- loop (tapio.testing's) is a mistake of the program's too: an error
+-- message, named after the method (names, from completing).
+local EVIRTUAL = core.errors.EVIRTUAL
+local names = {}
 local function start(c_create, self, ...)
   local fut = new_future(self)
   local ok, pending, err = pcall(c_create, self, completion(fut), ...)
   if not ok then
     return nil, pending
+  end
+  if not pending and type(err) == "table" and err.code == EVIRTUAL then
+    return nil, ("tapio: loop:%s: %s (tapio.testing.pipe_pair joins "
+      .. "protocols in memory)"):format(names[c_create] or "create",
+      err.message)
   end
   if not pending then
     fut:set_exception(err)
@@ -63,8 +72,10 @@ local function start(c_create, self, ...)
 end
 M.start = start
 
--- The async rule for the C side's create calls and lookups.
-local function completing(c_create)
+-- The async rule for the C side's create calls and lookups; name: the
+-- method's.
+local function completing(c_create, name)
+  names[c_create] = name
   return function(self, ...)
     local fut, msg = start(c_create, self, ...)
     if not fut then
@@ -76,51 +87,58 @@ end
 
 --- loop:create_connection(factory, host, port, opts) -> transport, protocol
 -- loop:create_connection(factory, {sock = fd, ...}) wraps a connected fd.
-Loop.create_connection = completing(Loop._create_connection)
+Loop.create_connection =
+  completing(Loop._create_connection, "create_connection")
 
 --- loop:create_unix_connection(factory, path, opts) -> transport, protocol
-Loop.create_unix_connection = completing(Loop._create_unix_connection)
+Loop.create_unix_connection =
+  completing(Loop._create_unix_connection, "create_unix_connection")
 
 --- loop:connect_accepted_socket(factory, fd, opts) -> transport, protocol
-Loop.connect_accepted_socket = completing(Loop._connect_accepted_socket)
+Loop.connect_accepted_socket =
+  completing(Loop._connect_accepted_socket, "connect_accepted_socket")
 
 --- loop:create_datagram_endpoint(factory, opts) -> transport, protocol
 -- opts: local_addr, remote_addr ({host, port} or a Unix path), family,
 -- reuse_port, allow_broadcast, sock.
-Loop.create_datagram_endpoint = completing(Loop._create_datagram_endpoint)
+Loop.create_datagram_endpoint =
+  completing(Loop._create_datagram_endpoint, "create_datagram_endpoint")
 
 --- loop:getaddrinfo(host, port, opts) -> list of entries
 -- Each entry is {family, type, proto, canonname, addr}, also by name.
-Loop.getaddrinfo = completing(Loop._getaddrinfo)
+Loop.getaddrinfo = completing(Loop._getaddrinfo, "getaddrinfo")
 
 --- loop:getnameinfo(addr, flags) -> host, service
-Loop.getnameinfo = completing(Loop._getnameinfo)
+Loop.getnameinfo = completing(Loop._getnameinfo, "getnameinfo")
 
 --- loop:create_server(factory, host, port, opts) -> server
 -- host: nil (every interface), a string, or a list of strings.
-Loop.create_server = completing(Loop._create_server)
+Loop.create_server = completing(Loop._create_server, "create_server")
 
 --- loop:create_unix_server(factory, path, opts) -> server
-Loop.create_unix_server = completing(Loop._create_unix_server)
+Loop.create_unix_server =
+  completing(Loop._create_unix_server, "create_unix_server")
 
 --- loop:connect_read_pipe(factory, fd) -> transport, protocol
-Loop.connect_read_pipe = completing(Loop._connect_read_pipe)
+Loop.connect_read_pipe =
+  completing(Loop._connect_read_pipe, "connect_read_pipe")
 
 --- loop:connect_write_pipe(factory, fd) -> transport, protocol
-Loop.connect_write_pipe = completing(Loop._connect_write_pipe)
+Loop.connect_write_pipe =
+  completing(Loop._connect_write_pipe, "connect_write_pipe")
 
 --- loop:subprocess_exec(factory, program, {args...}, opts)
 -- -> transport, protocol
-Loop.subprocess_exec = completing(Loop._subprocess_exec)
+Loop.subprocess_exec = completing(Loop._subprocess_exec, "subprocess_exec")
 
 --- loop:subprocess_shell(factory, cmd, opts) -> transport, protocol
-Loop.subprocess_shell = completing(Loop._subprocess_shell)
+Loop.subprocess_shell = completing(Loop._subprocess_shell, "subprocess_shell")
 
 --- loop:start_tls(transport, protocol, sslcontext, opts, buffered)
 -- -> transport: upgrades the connection in place; buffered (a string) is
 -- what a reader took off the connection already, fed to the handshake.
 do
-  local start = completing(Loop._start_tls)
+  local start = completing(Loop._start_tls, "start_tls")
   function Loop:start_tls(...)
     return (start(self, ...)) -- the transport, not the protocol after it
   end

@@ -348,6 +348,7 @@ local function new_protocol(loop, limit, client_cb)
   return setmetatable({ _loop = loop, _reader = new_reader(limit, loop),
                         _client_cb = client_cb }, StreamProtocol)
 end
+M.new_protocol = new_protocol -- tapio.testing.open_pair
 
 -- The client's callback ended: an error goes to the exception handler
 -- and closes the connection; so does a cancellation.

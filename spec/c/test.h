@@ -224,6 +224,16 @@ static inline tapio_loop *new_loop(void)
   return loop;
 }
 
+/* A loop on a virtual clock (the testing kit's). */
+static inline tapio_loop *new_virtual(void)
+{
+  tapio_loop *loop = NULL;
+  CHECK_OK(tapio_loop_new_virtual(&loop, NULL, NULL));
+  CHECK(loop != NULL);
+  CHECK_EQ(tapio_loop_is_virtual(loop), 1);
+  return loop;
+}
+
 static inline void free_loop(tapio_loop *loop)
 {
   CHECK_OK(tapio_loop_free(loop));
@@ -355,6 +365,13 @@ static inline void rec_free(rec *r)
 {
   free(r->in);
   r->in = NULL;
+}
+
+/* A hook that keeps the transport past its end (a shell). */
+static inline void retain_in_made(rec *r, rec_event ev)
+{
+  if (ev == EV_MADE)
+    CHECK_OK(tapio_transport_retain(r->t));
 }
 
 /* The usual end of a test with one transport and a raw peer socket. */

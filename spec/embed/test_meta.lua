@@ -1,15 +1,22 @@
--- The Lua language server definitions (lua/tapio/_meta.lua) against the
+-- The Lua language server definitions (lua/tapio/_meta.lua, and
+-- _meta_testing.lua for tapio.testing) against the
 -- module as it is (Debian has no lua-language-server to run --check):
 -- every public function of tapio, of the loop, of each transport class,
 -- of the server, handle, future, task, buffer, stream reader and writer
 -- and process is annotated (a doc comment, and a ---@param for each
 -- parameter), every constant and value of the module is a
 -- ---@field, and nothing is annotated that does not exist.
--- Usage: lua5.4 test_meta.lua path/to/_meta.lua (tapio on the paths)
+-- Usage: lua5.4 test_meta.lua path/to/_meta.lua [path/to/_meta_testing.lua]
+-- (tapio on the paths)
 local tapio = require "tapio"
 local core = require "tapio.core"
+local testing = require "tapio.testing"
 
-local meta = assert(io.open(arg[1])):read("a")
+-- every file given: _meta.lua and _meta_testing.lua
+local meta = ""
+for _, path in ipairs(arg) do
+  meta = meta .. assert(io.open(path)):read("a") .. "\n"
+end
 local failures, checks = {}, 0
 
 local function check(cond, msg)
@@ -46,6 +53,9 @@ local runtime = {
   StreamReader = public(tapio.StreamReader),
   StreamWriter = public(tapio.StreamWriter),
   Process = public(tapio.Process),
+  testing = public(testing),
+  Clock = public(getmetatable(testing.clock(testing.new_loop()))),
+  Recorder = public(getmetatable(testing.recorder()).__index),
 }
 -- a task's own methods: those its class adds to the future's
 for name, v in pairs(tapio.Task) do

@@ -1,0 +1,135 @@
+---@meta tapio.testing
+-- Definitions of tapio.testing (require "tapio.testing") for the Lua
+-- language server, as _meta.lua's for tapio; never loaded at run time.
+-- spec/embed/test_meta.lua checks them against the module too.
+
+---A memory pair side's delivery options (pipe_pair's opts, opts.a, opts.b).
+---@class tapio.testing.PairOptions
+---@field loop? tapio.Loop default: the running one
+---@field chunk? integer|integer[] a read's size; {min, max}: drawn from seed
+---@field splits? integer[] ascending offsets no read spans
+---@field delay? number seconds between a write and its arrival
+---@field capacity? integer bytes a direction holds (65536)
+---@field seed? integer the seed of chunk's draws
+---@field a? tapio.testing.PairOptions what side a sends
+---@field b? tapio.testing.PairOptions what side b sends
+---@field limit? integer open_pair only: each reader's limit
+
+---What testing.fault breaks; counts are bytes from now, n or {lo, hi}.
+---@class tapio.testing.Faults
+---@field reset_after? integer|integer[] a reset both ways after n bytes in
+---@field read_error? string|integer reading fails with it ("EIO")
+---@field read_error_after? integer|integer[]
+---@field eof_after? integer|integer[] end of file after n bytes in
+---@field write_error? string|integer sending fails with it ("EPIPE")
+---@field write_error_after? integer|integer[]
+---@field stop_reading? boolean|integer|integer[] no more input taken
+---@field stop_writing? boolean|integer|integer[] the output not taken
+---@field drip? integer at most n bytes per read
+---@field drip_interval? number one read per so many seconds
+---@field seed? integer the seed of {lo, hi} draws
+
+---testing.run's options.
+---@class tapio.testing.RunOptions
+---@field seed? integer the session's seed for the run
+---@field autojump? boolean the clock jumps to the next timer while waiting
+---@field errors_ok? boolean calls of the exception handler allowed
+---@field tasks_ok? boolean tasks left pending allowed
+---@field transports_ok? boolean transports left open allowed
+
+---The kit for testing protocols (lua/README.md, "Testing protocols").
+---@class tapio.testing
+local testing = {}
+
+---Sets the session's seed (TAPIO_TEST_SEED's default); returns it.
+---@param n? integer
+---@return integer
+function testing.seed(n) end
+---The clock of a virtual loop.
+---@param loop tapio.Loop
+---@return tapio.testing.Clock
+function testing.clock(loop) end
+---A loop on a virtual clock at 0, and its clock.
+---@return tapio.Loop
+---@return tapio.testing.Clock
+function testing.new_loop() end
+---Joins two protocols through memory; their transports, at once.
+---@param protocol_a tapio.Protocol
+---@param protocol_b tapio.Protocol
+---@param opts? tapio.testing.PairOptions
+---@return tapio.Transport
+---@return tapio.Transport
+function testing.pipe_pair(protocol_a, protocol_b, opts) end
+---Two reader/writer pairs joined through memory (the async rule).
+---@param opts? tapio.testing.PairOptions
+---@return tapio.StreamReader reader_a
+---@return tapio.StreamWriter writer_a
+---@return tapio.StreamReader reader_b
+---@return tapio.StreamWriter writer_b
+function testing.open_pair(opts) end
+---The bytes t wrote that its peer has not read.
+---@param t tapio.Transport
+---@return string
+function testing.in_flight(t) end
+---The other side of t's pair, or nil.
+---@param t tapio.Transport
+---@return tapio.Transport?
+function testing.peer(t) end
+---Transports of the loop made and not yet ended.
+---@param loop tapio.Loop
+---@return integer
+function testing.transport_count(loop) end
+---Breaks t's bytes where spec says; the faults as set, counts drawn.
+---@param t tapio.Transport
+---@param spec tapio.testing.Faults
+---@return table
+function testing.fault(t, spec) end
+---Lifts t's faults: what was held goes on.
+---@param t tapio.Transport
+function testing.clear_faults(t) end
+---A protocol that writes down every callback in rec.events, then calls
+---inner's. opts.merge: bytes that follow bytes are one event.
+---@param inner? table
+---@param opts? {merge: boolean?}
+---@return tapio.testing.Recorder
+function testing.recorder(inner, opts) end
+---A function for busted's it(): body(clock, loop) as a task on a fresh
+---virtual loop, failing on an error or on what it leaves.
+---@param body fun(clock: tapio.testing.Clock, loop: tapio.Loop)
+---@param opts? tapio.testing.RunOptions
+---@return fun()
+function testing.run(body, opts) end
+
+---A virtual loop's clock.
+---@class tapio.testing.Clock
+---@field loop tapio.Loop
+---@field errors? tapio.ExceptionContext[] testing.run's handler calls
+local Clock = {}
+
+---The virtual time.
+---@return number
+function Clock:time() end
+---When the next timer is due, or nil.
+---@return number?
+function Clock:next_timer() end
+---Moves the time seconds ahead, each timer at its own time (the async
+---rule inside a run).
+---@param seconds number
+function Clock:advance(seconds) end
+---advance(0): everything ready now.
+function Clock:run_until_idle() end
+
+---A recording protocol.
+---@class tapio.testing.Recorder: tapio.Protocol
+---@field events string[] "connection_made", "data_received:abc", ...
+---@field transport? tapio.Transport
+local Recorder = {}
+
+---The first event starting with prefix, once written down (async rule).
+---@param prefix string
+---@return string
+function Recorder:wait(prefix) end
+---Forgets the events so far.
+function Recorder:clear() end
+
+return testing

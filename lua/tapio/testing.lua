@@ -1,0 +1,685 @@
+--- tapio.testing: the kit for testing protocols written on tapio (see
+-- lua/README.md, "Testing protocols", and examples/testing/).
+--
+--   testing.new_loop()            a loop on a virtual clock, and its clock
+--   clock:advance(s)              time moves only when the test says
+--   testing.pipe_pair(a, b, opts) two protocols joined through memory
+--   testing.open_pair(opts)       two reader/writer pairs, the same way
+--   testing.fault(t, spec)        resets, ends, errors, stalls, drips
+--   testing.recorder(inner)       every callback written down, in order
+--   testing.run(body)             a busted test body as a task on a
+--                                 virtual loop, checked for what it leaves
+--
+-- The protocol under test is the one that runs on real sockets: only the
+-- loop and the transports' far ends are the kit's. Built on the core's
+-- testing section (capi/tapio.h) through tapio.core.testing.
+local core = require "tapio.core"
+local tapio = require "tapio"
+local U = require "tapio.util"
+local F = require "tapio.future"
+local R = require "tapio.reader"
+local S = require "tapio.streams"
+
+local K = core.testing
+local testing = {}
+local resolve = F.resolve
+local typename = U.typename
+
+local function argerror(fn, n, name, msg, level)
+  error(("tapio: testing.%s: bad argument #%d '%s' (%s)")
+    :format(fn, n, name, msg), (level or 2) + 1)
+end
+
+-- ---- Seeds ------------------------------------------------------------------
+
+-- Every draw of the kit (random chunk sizes, a fault's place within a
+-- range) comes from one generator of the session's seed, so that a
+-- failing run replays from its seed: TAPIO_TEST_SEED=n, testing.seed(n),
+-- or testing.run's opts.seed.
+local session = {}
+
+local function fresh_seed()
+  local env = tonumber(os.getenv("TAPIO_TEST_SEED") or "")
+  if env then
+    return env
+  end
+  return (os.time() * 7919 + math.floor(os.clock() * 1e6)) % 2147483647
+end
+
+--- testing.seed([n]): sets the session's seed to n (an integer); returns
+-- the seed in use.
+function testing.seed(n)
+  if n ~= nil then
+    if type(n) ~= "number" or n < 0 or n ~= math.floor(n) then
+      argerror("seed", 1, "n", "integer >= 0 expected, got " .. typename(n))
+    end
+    session.seed, session.gen = n, K._random(n)
+  elseif not session.seed then
+    testing.seed(fresh_seed())
+  end
+  return session.seed
+end
+
+local function draw(lo, hi)
+  testing.seed()
+  return session.gen(lo, hi)
+end
+
+-- ---- The clock ----------------------------------------------------------------
+
+local Clock = {}
+Clock.__index = Clock
+Clock.__name = "tapio.testing.clock"
+local clocks = setmetatable({}, { __mode = "k" })
+
+--- testing.clock(loop): the clock of a virtual loop.
+function testing.clock(loop)
+  if getmetatable(loop) ~= U.loop_mt then
+    argerror("clock", 1, "loop", "tapio.loop expected, got "
+      .. typename(loop))
+  end
+  if not K.is_virtual(loop) then
+    error("tapio: testing.clock: the loop has no virtual clock "
+      .. "(testing.new_loop makes one)", 2)
+  end
+  local c = clocks[loop]
+  if not c then
+    c = setmetatable({ loop = loop }, Clock)
+    clocks[loop] = c
+  end
+  return c
+end
+
+--- testing.new_loop(): a loop whose time starts at 0 and moves only when
+-- its clock is advanced; returns the loop and its clock.
+function testing.new_loop()
+  local loop = K.new_loop()
+  return loop, testing.clock(loop)
+end
+
+--- clock:time(): the loop's time (loop:time()).
+function Clock:time()
+  return self.loop:time()
+end
+
+--- clock:next_timer(): when the next timer is due, or nil.
+function Clock:next_timer()
+  return K._next_timer(self.loop)
+end
+
+--- clock:advance(seconds): moves the time `seconds` ahead, running each
+-- timer due meanwhile at its own time and everything it makes ready,
+-- until nothing is left at the new time. Outside the loop's run it does
+-- it all before returning; inside (a task, a callback) it follows the
+-- async rule: a task waits for it, a callback gets a future.
+function Clock:advance(seconds)
+  if type(seconds) ~= "number" or seconds ~= seconds then
+    error("tapio: clock:advance: bad argument #1 'seconds' (number "
+      .. "expected, got " .. (seconds ~= seconds and "NaN"
+      or typename(seconds)) .. ")", 2)
+  end
+  local loop = self.loop
+  if not loop:is_running() then
+    K._advance(loop, seconds)
+    return
+  end
+  local fut = loop:create_future()
+  loop:_call_idle(seconds, function()
+    if not fut:done() then
+      fut:set_result()
+    end
+  end)
+  return resolve(fut)
+end
+
+--- clock:run_until_idle(): clock:advance(0): everything ready now.
+function Clock:run_until_idle()
+  return self:advance(0)
+end
+
+-- ---- Memory pairs -----------------------------------------------------------
+
+local SIDE = { chunk = true, splits = true, delay = true, capacity = true,
+               seed = true }
+local PAIR = { loop = true, a = true, b = true }
+for k in pairs(SIDE) do
+  PAIR[k] = true
+end
+
+local function is_count(v, min)
+  return type(v) == "number" and v == math.floor(v) and v >= min
+    and v <= 2 ^ 53
+end
+
+-- Checks one side's options (opts.a, opts.b, or the shared ones) of fn,
+-- where opts is argument n; errors at the caller of fn.
+local function check_side(o, where, fn, n)
+  local function bad(msg)
+    argerror(fn, n, where, msg, 5)
+  end
+  for k in pairs(o) do
+    if not (where == "opts" and PAIR[k] or SIDE[k]) then
+      bad("unknown option '" .. tostring(k) .. "'")
+    end
+  end
+  local c = o.chunk
+  if c ~= nil and not is_count(c, 1) and not (type(c) == "table"
+      and is_count(c[1], 1) and is_count(c[2], c[1] or 1)) then
+    bad("chunk: a size >= 1 or {min, max} expected")
+  end
+  if o.splits ~= nil then
+    local s = o.splits
+    local ok = type(s) == "table"
+    for i = 1, ok and #s or 0 do
+      ok = ok and is_count(s[i], 1) and (i == 1 or s[i] > s[i - 1])
+    end
+    if not ok then
+      bad("splits: ascending offsets >= 1 expected")
+    end
+  end
+  if o.delay ~= nil and not (type(o.delay) == "number" and o.delay >= 0) then
+    bad("delay: seconds >= 0 expected")
+  end
+  if o.capacity ~= nil and not is_count(o.capacity, 1) then
+    bad("capacity: a size >= 1 expected")
+  end
+  if o.seed ~= nil and not is_count(o.seed, 0) then
+    bad("seed: an integer >= 0 expected")
+  end
+end
+
+-- Checks a pair's options (argument n of fn): the shared ones, then each
+-- side's; returns them (nil: {}).
+local function check_options(opts, fn, n)
+  if opts ~= nil and type(opts) ~= "table" then
+    argerror(fn, n, "opts", "table expected, got " .. typename(opts), 3)
+  end
+  opts = opts or {}
+  check_side(opts, "opts", fn, n)
+  for _, side in ipairs({ "a", "b" }) do
+    if opts[side] ~= nil then
+      if type(opts[side]) ~= "table" then
+        argerror(fn, n, "opts", side .. ": table expected", 3)
+      end
+      check_side(opts[side], "opts." .. side, fn, n)
+    end
+  end
+  return opts
+end
+
+-- What t sends, as the shared options and its own say.
+local function apply(t, shared, own)
+  local function get(k)
+    if own and own[k] ~= nil then
+      return own[k]
+    end
+    return shared[k]
+  end
+  local c = get("chunk")
+  if type(c) == "number" then
+    K._chunks(t, c, c, 0)
+  elseif c then
+    K._chunks(t, c[1], c[2], get("seed") or draw(0, 2147483647))
+  end
+  if get("splits") then
+    K._splits(t, get("splits"))
+  end
+  if get("delay") then
+    K._delay(t, get("delay"))
+  end
+  if get("capacity") then
+    K._capacity(t, get("capacity"))
+  end
+end
+
+-- Joins protocols a and b through memory, as opts says.
+local function join(loop, a, b, opts)
+  local ta, tb = K._pipe_pair(loop, a, b)
+  apply(ta, opts, opts.a)
+  apply(tb, opts, opts.b)
+  return ta, tb
+end
+
+-- opts.loop, or the running one (for fn, where opts is argument n).
+local function running_loop(opts, fn, n)
+  if opts.loop ~= nil then
+    if getmetatable(opts.loop) ~= U.loop_mt then
+      argerror(fn, n, "opts", "loop: tapio.loop expected", 3)
+    end
+    return opts.loop
+  end
+  local loop = core.get_running_loop()
+  if not loop then
+    error("tapio: testing." .. fn .. ": no running loop (give opts.loop)",
+      3)
+  end
+  return loop
+end
+
+--- testing.pipe_pair(protocol_a, protocol_b, opts): joins two protocols
+-- (tables) through memory; returns their transports at once (each a
+-- tapio.transport: the stream's methods, flow control, BufferedProtocol);
+-- connection_made comes from the loop, a's first. opts: loop (default:
+-- the running one); how bytes travel, for both directions or for what
+-- one side sends (opts.a, opts.b): chunk (a read's size: 1 is every byte
+-- on its own; {min, max}: drawn from seed), splits (offsets no read
+-- spans), delay (seconds), capacity (bytes a direction holds, 65536),
+-- seed.
+function testing.pipe_pair(protocol_a, protocol_b, opts)
+  opts = check_options(opts, "pipe_pair", 3)
+  return join(running_loop(opts, "pipe_pair", 3), protocol_a, protocol_b,
+    opts)
+end
+
+-- Both sides made: the readers and writers of protocols a and b.
+local function both_opened(a, made, b)
+  F.await(made)
+  return a._reader, a._writer, b._reader, b._writer
+end
+
+--- testing.open_pair([opts]) -> reader_a, writer_a, reader_b, writer_b:
+-- two streams (StreamReader, StreamWriter: open_connection's) joined
+-- through memory, for code written with streams. opts: pipe_pair's, and
+-- limit (each reader's, 64 KiB). The async rule: a task waits until both
+-- sides are made; elsewhere it returns a task of those four results.
+-- writer.transport is the side's transport (testing.fault takes it).
+function testing.open_pair(opts)
+  local popts, limit = S.split_options(opts, "testing.open_pair", 1)
+  popts = check_options(popts, "open_pair", 1)
+  local loop = running_loop(popts, "open_pair", 1)
+  local a, b = S.new_protocol(loop, limit), S.new_protocol(loop, limit)
+  local made, n = loop:create_future(), 0
+  for _, p in ipairs({ a, b }) do
+    local connection_made = p.connection_made
+    function p.connection_made(self, t)
+      connection_made(self, t)
+      n = n + 1
+      if n == 2 then
+        made:set_result()
+      end
+    end
+  end
+  join(loop, a, b, popts)
+  return R.async(a, "testing.open_pair", both_opened, made, b)
+end
+
+--- testing.in_flight(t): the bytes t wrote that its peer has not read.
+testing.in_flight = K.in_flight
+--- testing.peer(t): the other side of t's pair, or nil.
+testing.peer = K.peer
+--- testing.transport_count(loop): transports made and not yet ended.
+testing.transport_count = K.transport_count
+
+-- ---- Faults ---------------------------------------------------------------
+
+local FAULTS = { reset_after = true, read_error = true,
+                 read_error_after = true, eof_after = true,
+                 write_error = true, write_error_after = true,
+                 stop_reading = true, stop_writing = true, drip = true,
+                 drip_interval = true, seed = true }
+local READ_ERROR, EOF, WRITE_ERROR, STOP_READING, STOP_WRITING =
+  1, 2, 3, 4, 5
+
+-- A count of bytes: n, or {lo, hi} drawn from the spec's generator.
+local function bytes(v, gen, name)
+  if type(v) == "table" and is_count(v[1], 0) and is_count(v[2], v[1]) then
+    return gen(v[1], v[2])
+  end
+  if not is_count(v, 0) then
+    argerror("fault", 2, "spec", name .. ": a count of bytes or {lo, hi} "
+      .. "expected", 4)
+  end
+  return v
+end
+
+local function error_code(v, name)
+  if type(v) == "table" and type(v.code) == "number" then
+    v = v.code
+  end
+  if type(v) == "string" then
+    v = tapio.errors[v] or tapio.errors["E" .. v]
+  end
+  if type(v) ~= "number" or v >= 0 then
+    argerror("fault", 2, "spec", name .. ": an error name ('ECONNRESET') "
+      .. "or code expected", 4)
+  end
+  return v
+end
+
+--- testing.fault(t, spec): breaks t's bytes where spec says; t is a
+-- memory pair's transport or a real stream (socket or pipe). Counts are
+-- bytes from now, a number or {lo, hi} drawn from spec.seed (default:
+-- the session's seed). reset_after (a reset both ways), read_error (a
+-- name or code) and read_error_after, eof_after, write_error and
+-- write_error_after, stop_reading and stop_writing (true, or after a
+-- count), drip (bytes per read) and drip_interval (seconds). Returns the
+-- faults as set, counts drawn.
+function testing.fault(t, spec)
+  if type(spec) ~= "table" then
+    argerror("fault", 2, "spec", "table expected, got " .. typename(spec))
+  end
+  for k in pairs(spec) do
+    if not FAULTS[k] then
+      argerror("fault", 2, "spec", "unknown fault '" .. tostring(k) .. "'")
+    end
+  end
+  local gen = spec.seed and K._random(spec.seed) or draw
+  local set = {}
+  local function count(name, default)
+    local v = spec[name]
+    if v == nil then
+      v = default
+    end
+    set[name] = bytes(v, gen, name)
+    return set[name]
+  end
+  if spec.reset_after ~= nil then
+    K._fault(t, READ_ERROR, count("reset_after"), tapio.ECONNRESET)
+  end
+  if spec.read_error ~= nil then
+    set.read_error = spec.read_error
+    K._fault(t, READ_ERROR, count("read_error_after", 0),
+      error_code(spec.read_error, "read_error"))
+  end
+  if spec.eof_after ~= nil then
+    K._fault(t, EOF, count("eof_after"))
+  end
+  if spec.write_error ~= nil then
+    set.write_error = spec.write_error
+    K._fault(t, WRITE_ERROR, count("write_error_after", 0),
+      error_code(spec.write_error, "write_error"))
+  end
+  for name, which in pairs({ stop_reading = STOP_READING,
+                             stop_writing = STOP_WRITING }) do
+    if spec[name] == true then
+      K._fault(t, which, 0)
+      set[name] = 0
+    elseif spec[name] ~= nil and spec[name] ~= false then
+      K._fault(t, which, count(name))
+    end
+  end
+  if spec.drip ~= nil or spec.drip_interval ~= nil then
+    set.drip, set.drip_interval = spec.drip, spec.drip_interval
+    K._drip(t, spec.drip or 0, spec.drip_interval or 0)
+  end
+  return set
+end
+
+--- testing.clear_faults(t): lifts t's faults; what was held goes on.
+testing.clear_faults = K.clear_faults
+
+-- ---- The recorder -----------------------------------------------------------
+
+-- Every callback tapio knows, by the kind of protocol that has it. The
+-- stream's are recorded always; the others when the inner protocol has
+-- them (get_buffer makes a BufferedProtocol: only then is it defined).
+local STREAM = { "connection_made", "data_received", "eof_received",
+                 "connection_lost", "pause_writing", "resume_writing" }
+local OPTIONAL = { "get_buffer", "buffer_updated", "datagram_received",
+                   "error_received", "pipe_data_received",
+                   "pipe_connection_lost", "process_exited" }
+
+local Recorder = {}
+Recorder.__index = Recorder
+
+local function describe(err)
+  if err == nil then
+    return "nil"
+  end
+  if type(err) == "table" and type(err.name) == "string" then
+    return err.name
+  end
+  local ok, s = pcall(tostring, err)
+  return ok and s or type(err)
+end
+
+-- Writes an event down; with merge, bytes that follow bytes of the same
+-- event go into it.
+local function add(rec, name, arg, data)
+  local ev = arg == nil and name or name .. ":" .. arg
+  local n = #rec.events
+  if data and rec.merge and rec._last == name .. (rec._key or "") then
+    rec.events[n] = rec.events[n] .. data
+  else
+    rec.events[n + 1] = ev .. (data or "")
+  end
+  rec._last = data and name .. (rec._key or "") or nil
+  rec._key = nil
+  for i = #rec._waiters, 1, -1 do
+    local w = rec._waiters[i]
+    if ev:sub(1, #w.prefix) == w.prefix and not w.fut:done() then
+      table.remove(rec._waiters, i)
+      w.fut:set_result(rec.events[#rec.events])
+    end
+  end
+end
+
+local function forward(rec, name, ...)
+  local inner = rec.inner
+  local f = inner and inner[name]
+  if f then
+    return f(inner, ...)
+  end
+end
+
+local record = {
+  connection_made = function(rec, t)
+    rec.transport, rec._loop = t, t:get_loop()
+    add(rec, "connection_made")
+    return forward(rec, "connection_made", t)
+  end,
+  data_received = function(rec, data)
+    add(rec, "data_received", "", data)
+    return forward(rec, "data_received", data)
+  end,
+  eof_received = function(rec)
+    add(rec, "eof_received")
+    return forward(rec, "eof_received")
+  end,
+  connection_lost = function(rec, err)
+    add(rec, "connection_lost", describe(err))
+    return forward(rec, "connection_lost", err)
+  end,
+  pause_writing = function(rec)
+    add(rec, "pause_writing")
+    return forward(rec, "pause_writing")
+  end,
+  resume_writing = function(rec)
+    add(rec, "resume_writing")
+    return forward(rec, "resume_writing")
+  end,
+  get_buffer = function(rec, sizehint)
+    if not rec.merge then
+      add(rec, "get_buffer", tostring(sizehint))
+    end
+    local buf, at = forward(rec, "get_buffer", sizehint)
+    rec._buf, rec._at = buf, at or 1
+    return buf, at
+  end,
+  buffer_updated = function(rec, n)
+    local ok, data = pcall(rec._buf.sub, rec._buf, rec._at, rec._at + n - 1)
+    add(rec, "buffer_updated", "", ok and data or "?")
+    return forward(rec, "buffer_updated", n)
+  end,
+  datagram_received = function(rec, data, addr)
+    add(rec, "datagram_received", data)
+    return forward(rec, "datagram_received", data, addr)
+  end,
+  error_received = function(rec, err)
+    add(rec, "error_received", describe(err))
+    return forward(rec, "error_received", err)
+  end,
+  pipe_data_received = function(rec, fd, data)
+    rec._key = fd
+    add(rec, "pipe_data_received", fd .. ":", data)
+    return forward(rec, "pipe_data_received", fd, data)
+  end,
+  pipe_connection_lost = function(rec, fd, err)
+    add(rec, "pipe_connection_lost", fd .. ":" .. describe(err))
+    return forward(rec, "pipe_connection_lost", fd, err)
+  end,
+  process_exited = function(rec)
+    add(rec, "process_exited")
+    return forward(rec, "process_exited")
+  end,
+}
+
+--- testing.recorder([inner [, opts]]): a protocol that writes down every
+-- callback with its arguments in rec.events ("connection_made",
+-- "data_received:abc", "eof_received", "connection_lost:nil" or
+-- ":ECONNRESET", ...) and then calls inner's method, returning what it
+-- returns (a missing one: the reference's default). opts.merge: bytes
+-- that follow bytes are one event (the byte stream, whatever its chunks;
+-- get_buffer is then not written down). The events read as the C
+-- recorder's (tapio_recorder_new).
+function testing.recorder(inner, opts)
+  if inner ~= nil and type(inner) ~= "table" then
+    argerror("recorder", 1, "inner", "table expected, got "
+      .. typename(inner))
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    argerror("recorder", 2, "opts", "table expected, got " .. typename(opts))
+  end
+  local rec = setmetatable({ events = {}, inner = inner,
+                             merge = opts and opts.merge or false,
+                             _waiters = {} }, Recorder)
+  for _, name in ipairs(STREAM) do
+    rec[name] = record[name]
+  end
+  for _, name in ipairs(OPTIONAL) do
+    if inner and inner[name] ~= nil then
+      rec[name] = record[name]
+    end
+  end
+  return rec
+end
+
+--- rec:wait(prefix): the first event that starts with prefix
+-- ("connection_lost"), once it is written down: the async rule (a task
+-- waits; elsewhere, a future of the transport's loop, or the running
+-- one's).
+function Recorder:wait(prefix)
+  local loop = self._loop or tapio.get_running_loop()
+  local fut = loop:create_future()
+  for _, ev in ipairs(self.events) do
+    if ev:sub(1, #prefix) == prefix then
+      fut:set_result(ev)
+      return resolve(fut)
+    end
+  end
+  self._waiters[#self._waiters + 1] = { prefix = prefix, fut = fut }
+  return resolve(fut)
+end
+
+--- rec:clear(): forgets the events so far.
+function Recorder:clear()
+  self.events = {}
+  self._last = nil
+end
+
+-- ---- The busted helper ------------------------------------------------------
+
+local function tracebacks(tasks)
+  local out = {}
+  for _, task in ipairs(tasks) do
+    out[#out + 1] = debug.traceback(task:get_coro(), "", 0)
+  end
+  return table.concat(out, "\n")
+end
+
+local function describe_context(ctx)
+  local s = tostring(ctx.message)
+  if ctx.traceback then
+    return s .. "\n" .. ctx.traceback
+  end
+  return s .. (ctx.exception ~= nil and "\n" .. describe(ctx.exception) or "")
+end
+
+-- What went wrong in a run of testing.run, or nil.
+local function verdict(loop, task, errors, opts)
+  if not task:done() then
+    local next_timer = K._next_timer(loop)
+    return ("the test body waits and nothing is left to run: the loop is "
+      .. "idle at t=%g (%s); it waits at:%s"):format(loop:time(),
+      next_timer and ("next timer at t=%g: advance the clock"):format(
+        next_timer) or "no timer pending",
+      debug.traceback(task:get_coro(), "", 0))
+  end
+  if task:cancelled() then
+    return "the test body was cancelled"
+  end
+  if task._state == "failed" then
+    local err = task:exception()
+    return task:get_traceback() or describe(err)
+  end
+  if #errors > 0 and not opts.errors_ok then
+    return "unexpected call of the exception handler: "
+      .. describe_context(errors[1])
+  end
+  local left = {}
+  for _, t in ipairs(tapio.all_tasks(loop)) do
+    if t ~= task then
+      left[#left + 1] = t
+    end
+  end
+  if #left > 0 and not opts.tasks_ok then
+    return ("the test body left %d task(s) pending:%s"):format(#left,
+      tracebacks(left))
+  end
+  local open = K.transport_count(loop)
+  if open > 0 and not opts.transports_ok then
+    return ("the test body left %d transport(s) open (close them, or "
+      .. "opts.transports_ok)"):format(open)
+  end
+end
+
+--- testing.run(body [, opts]): a function for busted's it(): body(clock,
+-- loop) runs as a task on a fresh virtual loop; afterwards the loop runs
+-- until idle, and the test fails, with a traceback and the seed that
+-- replays it, if the body raised, is left waiting with nothing to wake
+-- it, called the exception handler (the contexts are clock.errors;
+-- opts.errors_ok allows them), or left tasks (opts.tasks_ok) or
+-- transports (opts.transports_ok) open. opts.seed: the session's seed
+-- for the run. opts.autojump: while the body waits and nothing is left
+-- to run, the clock jumps to the next timer (trio's autojump, tokio's
+-- paused time): a tapio.sleep(3600) passes at once, in order.
+function testing.run(body, opts)
+  U.check_callable(body, "testing.run", 1, "body")
+  if opts ~= nil and type(opts) ~= "table" then
+    argerror("run", 2, "opts", "table expected, got " .. typename(opts))
+  end
+  opts = opts or {}
+  return function()
+    local seed = testing.seed(opts.seed or fresh_seed())
+    local loop, clock = testing.new_loop()
+    local errors = {}
+    clock.errors = errors
+    loop:set_exception_handler(function(_, ctx)
+      errors[#errors + 1] = ctx
+    end)
+    local task = loop:create_task(body, clock, loop)
+    task:add_done_callback(function()
+      loop:stop()
+    end)
+    loop:run_forever() -- returns when the body ends, or when idle
+    while opts.autojump and not task:done() and K._next_timer(loop) do
+      clock:advance(K._next_timer(loop) - loop:time())
+      loop:run_forever()
+    end
+    if task:done() then
+      clock:run_until_idle()
+    end
+    local failure = verdict(loop, task, errors, opts)
+    for _, t in ipairs(tapio.all_tasks(loop)) do
+      t:cancel()
+    end
+    clock:run_until_idle()
+    loop:close()
+    if failure then
+      error(("%s\n(tapio.testing seed %d: TAPIO_TEST_SEED=%d replays it)")
+        :format(failure, seed, seed), 0)
+    end
+  end
+end
+
+return testing

@@ -1,0 +1,579 @@
+-- tapio.testing: the virtual clock, memory pairs, faults, the recorder and
+-- the busted helper; the reference's stream state machine re-run through
+-- memory byte by byte; the same protocol on a real socket and on the kit.
+local helper = require "spec.helper"
+local tapio = helper.tapio
+local testing = require "tapio.testing"
+
+-- A protocol that answers each line it receives with "echo:<line>\n".
+local function line_echo()
+  local p = { buf = "" }
+  function p:connection_made(t)
+    self.t = t
+  end
+  function p:data_received(data)
+    self.buf = self.buf .. data
+    while true do
+      local line, rest = self.buf:match("^([^\n]*)\n(.*)$")
+      if not line then
+        break
+      end
+      self.buf = rest
+      self.t:write("echo:" .. line .. "\n")
+    end
+  end
+  return p
+end
+
+describe("the virtual clock", function()
+  it("moves only when told, firing timers in order at their times",
+     function()
+    local loop, clock = testing.new_loop()
+    local fired = {}
+    assert.equal(0, clock:time())
+    loop:call_later(30, function() fired[#fired + 1] = loop:time() end)
+    loop:call_later(1, function() fired[#fired + 1] = loop:time() end)
+    assert.equal(1, clock:next_timer())
+    clock:run_until_idle()
+    assert.same({}, fired)
+    clock:advance(29.999)
+    assert.same({ 1 }, fired)
+    clock:advance(0.001)
+    assert.same({ 1, 30 }, fired)
+    assert.equal(30, clock:time())
+    assert.is_nil(clock:next_timer())
+    loop:close()
+  end)
+
+  it("is advanced from a task, which waits there",
+     testing.run(function(clock)
+    local slept = tapio.create_task(function()
+      tapio.sleep(5)
+      return clock:time()
+    end)
+    clock:advance(10)
+    assert.equal(10, clock:time())
+    assert.equal(5, slept:result())
+  end))
+
+  it("jumps to the next timer while the body waits, with autojump",
+     testing.run(function(clock)
+    local t0 = os.clock()
+    tapio.sleep(3600)
+    assert.equal(3600, clock:time())
+    assert.equal("done", tapio.sleep(86400, "done"))
+    assert.equal(90000, clock:time())
+    assert.is_true(os.clock() - t0 < 0.5)
+  end, { autojump = true }))
+
+  it("returns a future from a callback; runs never sleep", function()
+    local loop, clock = testing.new_loop()
+    local got
+    loop:call_soon(function()
+      clock:advance(2):add_done_callback(function()
+        got = loop:time()
+      end)
+    end)
+    loop:run_forever() -- moves the clock for the pending advance, returns
+    assert.equal(2, got)
+    loop:call_later(100, function() end)
+    loop:run_forever() -- nothing to move the clock for: returns at once
+    assert.equal(2, loop:time())
+    loop:close()
+  end)
+
+  it("refuses real I/O, raising at the caller's line", function()
+    local loop = testing.new_loop()
+    local ok, err = pcall(function()
+      local fut = loop:create_connection(function() return {} end,
+        "127.0.0.1", 80)
+      return fut -- not a tail call: the caller's line is this function's
+    end)
+    assert.is_false(ok)
+    assert.matches("testing_spec.lua:%d+: tapio: loop:create_connection: "
+      .. "real I/O is refused on a virtual%-clock loop", err)
+    ok, err = pcall(loop.create_server, loop, function() end, "127.0.0.1", 0)
+    assert.matches("loop:create_server: real I/O", err)
+    ok, err = pcall(loop.getaddrinfo, loop, "localhost", 80)
+    assert.matches("loop:getaddrinfo: real I/O", err)
+    assert.equal("EVIRTUAL", tapio.error(tapio.EVIRTUAL).name)
+    loop:close()
+  end)
+
+  it("checks its arguments", function()
+    local loop, clock = testing.new_loop()
+    assert.has_error(function() clock:advance("1") end,
+      "tapio: clock:advance: bad argument #1 'seconds' (number expected, "
+      .. "got string)")
+    assert.has_error(function() clock:advance(0 / 0) end,
+      "tapio: clock:advance: bad argument #1 'seconds' (number expected, "
+      .. "got NaN)")
+    assert.has_error(function() testing.clock(tapio.new_loop()) end,
+      "tapio: testing.clock: the loop has no virtual clock "
+      .. "(testing.new_loop makes one)")
+    loop:close()
+  end)
+end)
+
+describe("memory pairs", function()
+  it("join two protocols: the reference's order, both ways",
+     testing.run(function(clock)
+    local a, b = testing.recorder(), testing.recorder()
+    local ta, tb = testing.pipe_pair(a, b)
+    assert.same({}, a.events) -- connection_made comes from the loop
+    ta:write("abc")
+    ta:write_eof()
+    clock:run_until_idle()
+    assert.same({ "connection_made", "data_received:abc", "eof_received",
+                  "connection_lost:nil" }, b.events)
+    assert.same({ "connection_made", "eof_received", "connection_lost:nil" },
+      a.events)
+    assert.equal(tb, b.transport)
+  end))
+
+  it("deliver as the test says: every byte on its own, cuts, seeds, delay",
+     testing.run(function(clock)
+    local b = testing.recorder()
+    local ta = testing.pipe_pair(testing.recorder(), b, { chunk = 1 })
+    ta:write("xyz")
+    clock:run_until_idle()
+    assert.same({ "connection_made", "data_received:x", "data_received:y",
+                  "data_received:z" }, b.events)
+    ta:close()
+
+    b = testing.recorder()
+    ta = testing.pipe_pair(testing.recorder(), b,
+      { a = { splits = { 2, 5 }, delay = 1.5 } })
+    ta:write("abcdefg")
+    clock:advance(1.4999)
+    assert.equal("abcdefg", testing.in_flight(ta))
+    clock:advance(0.0001)
+    assert.same({ "connection_made", "data_received:ab", "data_received:cde",
+                  "data_received:fg" }, b.events)
+    ta:close()
+
+    local function chunks(seed)
+      local r = testing.recorder()
+      local t = testing.pipe_pair(testing.recorder(), r,
+        { chunk = { 1, 4 }, seed = seed })
+      t:write(("x"):rep(40))
+      clock:run_until_idle()
+      t:close()
+      return table.concat(r.events, ",")
+    end
+    assert.equal(chunks(7), chunks(7))
+    assert.not_equal(chunks(7), chunks(8))
+  end))
+
+  it("carry flow control: a peer that stops reading fills the buffers",
+     testing.run(function(clock)
+    local a = testing.recorder()
+    local b = testing.recorder()
+    local ta, tb = testing.pipe_pair(a, b, { capacity = 100 })
+    clock:run_until_idle()
+    tb:pause_reading()
+    ta:set_write_buffer_limits(1000)
+    ta:write(("x"):rep(5000))
+    clock:run_until_idle()
+    assert.same({ "connection_made", "pause_writing" }, a.events)
+    assert.equal(100, #testing.in_flight(ta))
+    clock:advance(2)
+    tb:resume_reading()
+    clock:run_until_idle()
+    assert.same({ "connection_made", "pause_writing", "resume_writing" },
+      a.events)
+    assert.equal(2000000, ta:get_stats().write_paused_usec)
+    ta:close()
+    tb:close()
+  end))
+
+  it("serve BufferedProtocols", testing.run(function(clock)
+    local buf = tapio.buffer(4)
+    local inner = {}
+    function inner:get_buffer() return buf end
+    function inner:buffer_updated() end
+    local b = testing.recorder(inner, { merge = true })
+    local ta = testing.pipe_pair({}, b)
+    ta:write("0123456789")
+    ta:close()
+    clock:run_until_idle()
+    assert.same({ "connection_made", "buffer_updated:0123456789",
+                  "eof_received", "connection_lost:nil" }, b.events)
+  end))
+
+  it("reset when a side leaves bytes unread, as the kernel does",
+     testing.run(function(clock)
+    local a, b = testing.recorder(), testing.recorder()
+    local ta, tb = testing.pipe_pair(a, b)
+    clock:run_until_idle()
+    tb:pause_reading()
+    ta:write("unread")
+    clock:run_until_idle()
+    tb:abort()
+    clock:run_until_idle()
+    assert.same({ "connection_made", "connection_lost:ECONNRESET" }, a.events)
+  end))
+
+  it("check their options", function()
+    local loop = testing.new_loop()
+    local function pair(opts)
+      return function() testing.pipe_pair({}, {}, opts) end
+    end
+    assert.has_error(pair({ loop = loop, chunk = 0 }),
+      "tapio: testing.pipe_pair: bad argument #3 'opts' (chunk: a size >= 1 "
+      .. "or {min, max} expected)")
+    assert.has_error(pair({ loop = loop, a = { splits = { 3, 2 } } }),
+      "tapio: testing.pipe_pair: bad argument #3 'opts.a' (splits: "
+      .. "ascending offsets >= 1 expected)")
+    assert.has_error(pair({ loop = loop, chunks = 1 }),
+      "tapio: testing.pipe_pair: bad argument #3 'opts' (unknown option "
+      .. "'chunks')")
+    assert.has_error(function() testing.pipe_pair({}, {}) end,
+      "tapio: testing.pipe_pair: no running loop (give opts.loop)")
+    assert.has_error(function() testing.pipe_pair(nil, {}, { loop = loop })
+      end, "tapio: testing.pipe_pair: bad argument #1 'protocol_a' (table "
+      .. "expected, got nil)")
+    assert.equal(0, testing.transport_count(loop))
+    loop:close()
+  end)
+end)
+
+describe("faults", function()
+  it("reset after N bytes, both ways", testing.run(function(clock)
+    local a, b = testing.recorder(), testing.recorder()
+    local ta, tb = testing.pipe_pair(a, b)
+    local set = testing.fault(tb, { reset_after = 5 })
+    assert.same({ reset_after = 5 }, set)
+    ta:write("0123456789")
+    clock:run_until_idle()
+    assert.same({ "connection_made", "data_received:01234",
+                  "connection_lost:ECONNRESET" }, b.events)
+    assert.same({ "connection_made", "connection_lost:ECONNRESET" }, a.events)
+  end))
+
+  it("end the input in the middle of a message", testing.run(function(clock)
+    local b = testing.recorder()
+    local ta, tb = testing.pipe_pair(testing.recorder(), b)
+    assert.equal(tb, testing.peer(ta))
+    testing.fault(tb, { eof_after = 3 })
+    ta:write("hello\n")
+    clock:run_until_idle()
+    assert.same({ "connection_made", "data_received:hel", "eof_received",
+                  "connection_lost:nil" }, b.events)
+  end))
+
+  it("fail a write with a given error", testing.run(function(clock)
+    local a = testing.recorder()
+    local ta = testing.pipe_pair(a, testing.recorder())
+    testing.fault(ta, { write_error = "EPIPE", write_error_after = 2 })
+    ta:write("abcd")
+    clock:run_until_idle()
+    assert.same({ "connection_made", "connection_lost:EPIPE" }, a.events)
+  end))
+
+  it("stop a peer reading, then let it go on", testing.run(function(clock)
+    local a = testing.recorder()
+    local b = testing.recorder(nil, { merge = true })
+    local ta, tb = testing.pipe_pair(a, b, { capacity = 10 })
+    ta:set_write_buffer_limits(100)
+    testing.fault(tb, { stop_reading = 4 })
+    ta:write(("y"):rep(500))
+    clock:run_until_idle()
+    assert.same({ "connection_made", "pause_writing" }, a.events)
+    assert.same({ "connection_made", "data_received:yyyy" }, b.events)
+    testing.clear_faults(tb)
+    clock:run_until_idle()
+    assert.same({ "connection_made", "pause_writing", "resume_writing" },
+      a.events)
+    assert.equal("data_received:" .. ("y"):rep(500), b.events[2])
+    ta:close()
+    tb:close()
+  end))
+
+  it("drip slowly, in virtual time", testing.run(function(clock)
+    local b = testing.recorder()
+    local ta, tb = testing.pipe_pair(testing.recorder(), b)
+    testing.fault(tb, { drip = 2, drip_interval = 10 })
+    ta:write("abcdef")
+    clock:advance(15)
+    assert.same({ "connection_made", "data_received:ab", "data_received:cd" },
+      b.events)
+    clock:advance(5)
+    assert.equal("data_received:ef", b.events[4])
+    ta:close()
+    clock:advance(10) -- the end waits for the drip too
+    assert.equal("connection_lost:nil", b.events[#b.events])
+  end))
+
+  it("draw their place from the seed, the same each time", function()
+    local places = {}
+    for i = 1, 2 do
+      testing.seed(99)
+      local loop = testing.new_loop()
+      local ta, tb = testing.pipe_pair({}, {}, { loop = loop })
+      places[i] = testing.fault(tb, { eof_after = { 10, 1000 } }).eof_after
+      assert.is_true(places[i] >= 10 and places[i] <= 1000)
+      loop:close()
+    end
+    assert.equal(places[1], places[2])
+  end)
+
+  it("check their spec", function()
+    local loop = testing.new_loop()
+    local ta = testing.pipe_pair({}, {}, { loop = loop })
+    assert.has_error(function() testing.fault(ta, { reset = 1 }) end,
+      "tapio: testing.fault: bad argument #2 'spec' (unknown fault 'reset')")
+    assert.has_error(function() testing.fault(ta, { write_error = "nope" })
+      end, "tapio: testing.fault: bad argument #2 'spec' (write_error: an "
+      .. "error name ('ECONNRESET') or code expected)")
+    loop:close()
+  end)
+end)
+
+describe("the recorder", function()
+  it("passes every call on and returns what the inner protocol returns",
+     testing.run(function(clock)
+    local inner = { calls = 0 }
+    function inner:data_received() self.calls = self.calls + 1 end
+    function inner:eof_received() return true end -- stays half-open
+    local b = testing.recorder(inner)
+    local ta, tb = testing.pipe_pair(testing.recorder(), b)
+    ta:write("hi")
+    ta:write_eof()
+    clock:run_until_idle()
+    assert.equal(1, inner.calls)
+    assert.same({ "connection_made", "data_received:hi", "eof_received" },
+      b.events)
+    assert.is_false(tb:is_closing())
+    tb:close()
+    assert.equal("connection_lost:nil", b:wait("connection_lost"))
+  end))
+end)
+
+describe("testing.run", function()
+  local function failure(body, opts)
+    local ok, err = pcall(testing.run(body, opts))
+    assert.is_false(ok)
+    return err
+  end
+
+  it("fails with the body's traceback and the seed", function()
+    local err = failure(function() error("boom") end, { seed = 5 })
+    assert.matches("boom", err)
+    assert.matches("traceback", err)
+    assert.matches("seed 5: TAPIO_TEST_SEED=5 replays it", err)
+  end)
+
+  it("fails a body that waits with nothing to wake it", function()
+    local err = failure(function(clock)
+      clock.loop:call_later(30, function() end)
+      clock.loop:create_future():await()
+    end)
+    assert.matches("the test body waits and nothing is left to run: the "
+      .. "loop is idle at t=0 %(next timer at t=30: advance the clock%)", err)
+  end)
+
+  it("fails a body that leaves tasks or transports open", function()
+    local err = failure(function()
+      tapio.create_task(function() tapio.sleep(1) end)
+    end)
+    assert.matches("left 1 task%(s%) pending", err)
+    err = failure(function() testing.pipe_pair({}, {}) end)
+    assert.matches("left 2 transport%(s%) open", err)
+  end)
+
+  it("fails on a call of the exception handler unless allowed", function()
+    local function body(clock)
+      local ta = testing.pipe_pair({}, {
+        data_received = function() error("bad data") end })
+      ta:write("x")
+      clock:run_until_idle()
+      return clock
+    end
+    assert.matches("unexpected call of the exception handler: error in "
+      .. "protocol.data_received%(%)", failure(body))
+    testing.run(function(clock)
+      body(clock)
+      assert.equal(1, #clock.errors)
+    end, { errors_ok = true, transports_ok = true })()
+  end)
+end)
+
+-- The reference's state machine through memory: three messages split at
+-- every pair of places, both directions, the parsed lines the same and
+-- every callback in the reference's order.
+describe("the stream state machine on memory pairs", function()
+  it("holds for every split of a three-message exchange", function()
+    local msg = "one\ntwo\nthree\n"
+    local runs, t0 = 0, os.clock()
+    for i = 1, #msg - 1 do
+      for j = i + 1, #msg - 1 do
+        testing.run(function(clock)
+          local server = line_echo()
+          local client = testing.recorder(nil, { merge = true })
+          local srec = testing.recorder(server)
+          local tc = testing.pipe_pair(client, srec,
+            { splits = { i, j } })
+          tc:write(msg)
+          tc:write_eof()
+          clock:run_until_idle()
+          local n = 0
+          for _, ev in ipairs(srec.events) do
+            if ev:match("^data_received:") then n = n + 1 end
+          end
+          assert.equal(3, n)
+          assert.same({ "connection_made", "data_received:echo:one\n"
+            .. "echo:two\necho:three\n", "eof_received",
+            "connection_lost:nil" }, client.events)
+          assert.equal("connection_lost:nil", srec.events[#srec.events])
+        end)()
+        runs = runs + 1
+      end
+    end
+    assert.equal((#msg - 1) * (#msg - 2) / 2, runs)
+    assert.is_true(os.clock() - t0 < 1)
+  end)
+end)
+
+-- The reference's half-close with a BufferedProtocol, every byte count
+-- per read: the server gets its buffer filled, eof_received (returning
+-- true: it stays open to write), answers, closes; each side's callbacks
+-- in the reference's order whatever the chunking.
+describe("the half-closed BufferedProtocol on memory pairs", function()
+  it("holds for every chunk size", function()
+    local msg = "one\ntwo\nthree\n"
+    for size = 1, #msg do
+      testing.run(function(clock)
+        local buf = tapio.buffer(5)
+        local got = {}
+        local server = {}
+        function server:connection_made(t) self.t = t end
+        function server:get_buffer() return buf end
+        function server:buffer_updated(n) got[#got + 1] = buf:sub(1, n) end
+        function server:eof_received()
+          self.t:write(table.concat(got):upper())
+          self.t:close()
+          return true
+        end
+        local srec = testing.recorder(server)
+        local client = testing.recorder(nil, { merge = true })
+        local tc = testing.pipe_pair(client, srec, { chunk = size })
+        tc:write(msg)
+        tc:write_eof()
+        clock:run_until_idle()
+        local reads = math.ceil(#msg / math.min(size, 5))
+        -- as asyncio's: a buffer is asked for before the read that finds
+        -- the end too
+        assert.equal(1 + 2 * reads + 3, #srec.events)
+        assert.equal("get_buffer:-1", srec.events[2 * reads + 2])
+        assert.equal("connection_made", srec.events[1])
+        for i = 1, reads do
+          assert.equal("get_buffer:-1", srec.events[2 * i])
+          assert.matches("^buffer_updated:", srec.events[2 * i + 1])
+        end
+        assert.same({ "eof_received", "connection_lost:nil" },
+          { srec.events[#srec.events - 1], srec.events[#srec.events] })
+        assert.equal(msg, table.concat(got))
+        assert.same({ "connection_made", "data_received:ONE\nTWO\nTHREE\n",
+                      "eof_received", "connection_lost:nil" }, client.events)
+      end)()
+    end
+  end)
+end)
+
+describe("the same protocol on a real socket and on the kit", function()
+  local function exchange(a, ta)
+    ta:write("one\ntwo\n")
+    ta:write_eof()
+  end
+
+  it("gives the same events", function()
+    local real = helper.run(function(loop)
+      local srec = testing.recorder(line_echo(), { merge = true })
+      local crec = testing.recorder(nil, { merge = true })
+      local server = loop:create_server(function() return srec end,
+        "127.0.0.1", 0)
+      local tc = loop:create_connection(function() return crec end,
+        "127.0.0.1", helper.port(server))
+      exchange(crec, tc)
+      crec:wait("connection_lost")
+      srec:wait("connection_lost")
+      server:close()
+      return { crec.events, srec.events }
+    end)
+    local kit
+    testing.run(function(clock)
+      local srec = testing.recorder(line_echo(), { merge = true })
+      local crec = testing.recorder(nil, { merge = true })
+      local tc = testing.pipe_pair(crec, srec, { chunk = { 1, 3 } })
+      exchange(crec, tc)
+      clock:run_until_idle()
+      kit = { crec.events, srec.events }
+    end)()
+    assert.same(real, kit)
+    assert.same({ "connection_made", "data_received:echo:one\necho:two\n",
+                  "eof_received", "connection_lost:nil" }, kit[1])
+  end)
+end)
+
+-- Faults go on real transports too: a layer between the transport and
+-- its socket, inserted by testing.fault, on a real loop.
+describe("faults on a real socket", function()
+  local function connected(loop)
+    local srec = testing.recorder(nil, { merge = true })
+    local crec = testing.recorder(nil, { merge = true })
+    local server = loop:create_server(function() return srec end,
+      "127.0.0.1", 0)
+    local tc = loop:create_connection(function() return crec end,
+      "127.0.0.1", helper.port(server))
+    srec:wait("connection_made")
+    return server, tc, crec, srec
+  end
+
+  -- The server's transport faulted by spec, the client sending data:
+  -- both sides' events once both ended.
+  local function faulted(spec, data)
+    return helper.run(function(loop)
+      local server, tc, crec, srec = connected(loop)
+      testing.fault(srec.transport, spec)
+      tc:write(data)
+      srec:wait("connection_lost")
+      crec:wait("connection_lost")
+      server:close()
+      return srec.events, crec.events
+    end)
+  end
+
+  it("end the input in the middle of a message", function()
+    local server, client = faulted({ eof_after = 3 }, "hello\n")
+    assert.same({ "connection_made", "data_received:hel", "eof_received",
+                  "connection_lost:nil" }, server)
+    -- the server closed with "lo\n" unread: the kernel resets
+    assert.same({ "connection_made", "connection_lost:ECONNRESET" }, client)
+  end)
+
+  it("reset after N bytes, the peer seeing the RST", function()
+    local server, client = faulted({ reset_after = 2 }, "abcdef")
+    assert.same({ "connection_made", "data_received:ab",
+                  "connection_lost:ECONNRESET" }, server)
+    assert.same({ "connection_made", "connection_lost:ECONNRESET" }, client)
+  end)
+
+  it("stop taking a transport's output: pause_writing comes", function()
+    helper.run(function(loop)
+      local server, tc, crec, srec = connected(loop)
+      testing.fault(tc, { stop_writing = true })
+      tc:set_write_buffer_limits(1000)
+      tc:write(("z"):rep(4000))
+      crec:wait("pause_writing")
+      assert.equal(4000, tc:get_write_buffer_size())
+      testing.clear_faults(tc)
+      crec:wait("resume_writing")
+      tc:close()
+      srec:wait("connection_lost")
+      server:close()
+      assert.same({ "connection_made", "data_received:" .. ("z"):rep(4000),
+                    "eof_received", "connection_lost:nil" }, srec.events)
+    end)
+  end)
+end)
