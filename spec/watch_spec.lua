@@ -346,3 +346,52 @@ describe("loop:add_signal_handler", function()
     end)
   end)
 end)
+
+describe("closing from inside a watch's callback", function()
+  -- A reader's and a signal handler's callback each try loop:close (refused:
+  -- the loop is running), close a transport and a server, and remove their
+  -- own watch; the loop goes on, the transport's connection_lost comes.
+  it("is safe for the loop, a transport, a server and the watch itself",
+    function()
+    helper.run(function(loop)
+      local server, t, p = helper.pair(loop)
+      local s2, t2, p2 = helper.pair(loop)
+      local rsock, wsock, close = pair()
+      local seen, done = {}, loop:create_future()
+      local function act(what, transport, srv, remove)
+        local ok, err = pcall(loop.close, loop)
+        seen[what] = { ok, err }
+        transport:close()
+        srv:close()
+        seen[what .. " removed"] = remove()
+        if seen.reader and seen.signal and not done:done() then
+          done:set_result()
+        end
+      end
+      loop:add_reader(rsock, function()
+        act("reader", t, server, function()
+          return loop:remove_reader(rsock)
+        end)
+      end)
+      loop:add_signal_handler("USR1", function()
+        act("signal", t2, s2, function()
+          return loop:remove_signal_handler("USR1")
+        end)
+      end)
+      tapio.send(wsock, "x")
+      helper.kill(loop, "USR1")
+      done:await()
+      p.lost:await()
+      p2.lost:await()
+      local refused = "tapio: loop:close: cannot close a running loop"
+      assert.are.same({ false, refused }, seen.reader)
+      assert.are.same({ false, refused }, seen.signal)
+      assert.is_true(seen["reader removed"])
+      assert.is_true(seen["signal removed"])
+      assert.is_false(server:is_serving())
+      assert.is_false(s2:is_serving())
+      assert.is_false(loop:is_closed())
+      close()
+    end)
+  end)
+end)
