@@ -24,10 +24,10 @@ local function print_http_headers(target)
   local u = urlsplit(target)
   local reader, writer
   if u.scheme == "https" then
-    -- asyncio's ssl=True: a client context trusting the system's CAs
+    -- as asyncio's ssl=True: a client context trusting the system's CAs
     -- (SSL_CERT_FILE names others), checking the host's name
     reader, writer = tapio.open_connection(u.hostname, u.port or 443,
-                                           { ssl = tapio.tls_context {} })
+                                           { ssl = true })
   else
     reader, writer = tapio.open_connection(u.hostname, u.port or 80)
   end

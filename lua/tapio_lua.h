@@ -317,6 +317,8 @@ int tl_checksignal(lua_State *L, int idx, const char *fn, int n);
 int tl_open_tls(lua_State *L);
 /* The context of the "tapio.tls_context" at idx, or NULL. */
 tapio_tls_context *tl_totlsctx(lua_State *L, int idx);
+/* Sets option name to a new default client context (on) or to none. */
+int tl_set_default_tls(tapio_options *o, const char *name, int on);
 /* transport:get_extra_info's TLS keys: 1 with the value pushed, else 0. */
 int tl_tls_extra_info(lua_State *L, tapio_transport *t, const char *name);
 /* transport:get_stats's TLS figures, into the table on top. */

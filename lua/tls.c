@@ -21,6 +21,20 @@ tapio_tls_context *tl_totlsctx(lua_State *L, int idx) {
   return c ? c->ctx : NULL;
 }
 
+/* ssl = true: a new client context with the defaults (the system's CAs,
+ * names checked), as asyncio's ssl=True makes one per call; false: none. */
+int tl_set_default_tls(tapio_options *o, const char *name, int on) {
+  tapio_tls_context *ctx = NULL;
+  int rc;
+  if (!on)
+    return tapio_options_set_tls(o, name, NULL);
+  rc = tapio_tls_context_new(TAPIO_TLS_CLIENT, &ctx);
+  if (rc == 0)
+    rc = tapio_options_set_tls(o, name, ctx);
+  tapio_tls_context_release(ctx);
+  return rc;
+}
+
 /* ---- Building a context from a table ------------------------------------ */
 
 /* Raises the context's failure as an error value (the userdata being made

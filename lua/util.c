@@ -231,6 +231,8 @@ static void set_option(lua_State *L, tapio_options *o, const char *fn,
     rc = tapio_options_set_str(o, name, lua_tostring(L, -1));
   else if (type == TAPIO_OPTION_TLS && tl_totlsctx(L, -1))
     rc = tapio_options_set_tls(o, name, tl_totlsctx(L, -1));
+  else if (type == TAPIO_OPTION_TLS && lua_type(L, -1) == LUA_TBOOLEAN)
+    rc = tl_set_default_tls(o, name, lua_toboolean(L, -1));
   else if (lua_type(L, -1) == LUA_TBOOLEAN && type == TAPIO_OPTION_BOOL)
     rc = tapio_options_set_int(o, name, lua_toboolean(L, -1));
   else if (lua_type(L, -1) == LUA_TNUMBER && type == TAPIO_OPTION_DOUBLE)

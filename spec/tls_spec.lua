@@ -89,6 +89,32 @@ describe("tapio.tls_context", function()
                       { ssl = client_ctx() })
       assert.is_false(ok)
       assert.are.equal("EINVAL", err.name)
+      -- ssl = true is a default client context (asyncio's ssl=True): no
+      -- server takes one; ssl = false is none
+      ok, err = pcall(loop.create_server, loop, f, "127.0.0.1", 0,
+                      { ssl = true })
+      assert.is_false(ok)
+      assert.are.equal("EINVAL", err.name)
+      ok, err = pcall(loop.create_connection, loop, f, "127.0.0.1", 1,
+                      { ssl = false, server_hostname = "x" })
+      assert.is_false(ok)
+      assert.are.equal("EINVAL", err.name)
+    end)
+  end)
+
+  it("takes ssl = true as a client context trusting the system's CAs",
+    function()
+    run(function(loop)
+      -- the tests' CA is not the system's: verification is on, and says so
+      local server = loop:create_server(function() return {} end,
+        "127.0.0.1", 0, { ssl = server_ctx() })
+      local ok, err = pcall(loop.create_connection, loop, function()
+        return {}
+      end, "127.0.0.1", port_of(server), { ssl = true,
+        server_hostname = "localhost" })
+      assert.is_false(ok)
+      assert.are.equal("ETLS_UNKNOWN_CA", err.name)
+      server:close()
     end)
   end)
 end)

@@ -57,7 +57,7 @@
 ---@field reuse_port? boolean
 ---@field start_serving? boolean
 ---@field cleanup_socket? boolean
----@field ssl? tapio.TLSContext TLS on the stream calls (see tapio.tls_context)
+---@field ssl? tapio.TLSContext|boolean TLS on the stream calls (see tapio.tls_context); true: a default client context
 ---@field server_hostname? string the name checked and sent as SNI
 ---@field ssl_handshake_timeout? number seconds (60)
 ---@field ssl_shutdown_timeout? number seconds (30)
