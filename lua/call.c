@@ -211,7 +211,7 @@ static const luaL_Reg loop_methods[] = {
 };
 
 int tl_open_call(lua_State *L) {
-  tl_newclass(L, TL_HANDLE, handle_methods, 0);
+  tl_newclass(L, TL_HANDLE, handle_methods);
   lua_setfield(L, -2, "handle_methods");
   luaL_getmetatable(L, TL_HANDLE);
   lua_pushcfunction(L, h_tostring);

@@ -647,15 +647,12 @@ static const luaL_Reg loop_methods[] = {
 
 
 /* The module exposes each methods table so the Lua layer can add to it. */
-void tl_newclass(lua_State *L, const char *tname, const luaL_Reg *methods,
-                 int nup) {
+void tl_newclass(lua_State *L, const char *tname, const luaL_Reg *methods) {
   luaL_newmetatable(L, tname);
   lua_pushstring(L, tname); /* 5.4 sets __name, 5.1 does not */
   lua_setfield(L, -2, "__name");
   lua_newtable(L);
-  if (nup)
-    lua_pushvalue(L, -2); /* the metatable, as each method's upvalue */
-  luaL_setfuncs(L, methods, nup ? 1 : 0);
+  luaL_setfuncs(L, methods, 0);
   lua_pushvalue(L, -1);
   lua_setfield(L, -3, "__index");
   lua_remove(L, -2);
@@ -669,7 +666,7 @@ void tl_addmethods(lua_State *L, const char *tname, const luaL_Reg *methods) {
 }
 
 static void open_loop(lua_State *L) {
-  tl_newclass(L, TL_LOOP, loop_methods, 0);
+  tl_newclass(L, TL_LOOP, loop_methods);
   lua_setfield(L, -2, "loop_methods");
   luaL_getmetatable(L, TL_LOOP);
   lua_pushcfunction(L, l_gc);

@@ -406,7 +406,7 @@ static const luaL_Reg loop_methods[] = {
 };
 
 int tl_open_server(lua_State *L) {
-  tl_newclass(L, TL_SERVER, server_methods, 0);
+  tl_newclass(L, TL_SERVER, server_methods);
   lua_setfield(L, -2, "server_methods");
   luaL_getmetatable(L, TL_SERVER);
   lua_pushcfunction(L, s_gc);

@@ -170,13 +170,11 @@ void tl_report(tl_loop *lb, lua_State *L, const char *what,
  * (popped), protected. */
 void tl_callhandler(tl_loop *lb, lua_State *L);
 /* A metatable tname whose __index is a new methods table, left on the
- * stack; with nup 1, each method gets the metatable as upvalue 1 (a check
- * of self that needs no registry lookup: see tl_isclass). */
-void tl_newclass(lua_State *L, const char *tname, const luaL_Reg *methods,
-                 int nup);
+ * stack. */
+void tl_newclass(lua_State *L, const char *tname, const luaL_Reg *methods);
 /* True when the value at idx has the metatable that is the running C
- * function's upvalue 1 (tl_newclass with nup 1, the transport classes):
- * addresses compared, cheaper than lua_rawequal. */
+ * function's upvalue 1 (the transport classes' methods: see
+ * tl_transport_class): addresses compared, cheaper than lua_rawequal. */
 static inline int tl_isclass(lua_State *L, int idx) {
   int ok = 0;
   if (lua_getmetatable(L, idx)) {

@@ -446,7 +446,7 @@ static const luaL_Reg loop_methods[] = {
 };
 
 int tl_open_tls(lua_State *L) {
-  tl_newclass(L, TL_TLSCTX, ctx_methods, 0);
+  tl_newclass(L, TL_TLSCTX, ctx_methods);
   lua_setfield(L, -2, "tls_context_methods");
   luaL_getmetatable(L, TL_TLSCTX);
   lua_pushcfunction(L, c_close);

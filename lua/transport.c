@@ -604,7 +604,7 @@ void tl_transport_class(lua_State *L, const char *tname, unsigned which,
                         const luaL_Reg *own) {
   static const luaL_Reg none[] = {{NULL, NULL}};
   size_t i;
-  tl_newclass(L, tname, none, 0);
+  tl_newclass(L, tname, none);
   for (i = 0; i < sizeof groups / sizeof groups[0]; i++)
     if (which & (1u << i))
       add_methods(L, tname, groups[i]);

@@ -368,7 +368,7 @@ static const luaL_Reg buffer_methods[] = {
 };
 
 static void open_buffer(lua_State *L) {
-  tl_newclass(L, TL_BUFFER, buffer_methods, 0);
+  tl_newclass(L, TL_BUFFER, buffer_methods);
   lua_setfield(L, -2, "buffer_methods");
   luaL_getmetatable(L, TL_BUFFER);
   lua_pushcfunction(L, b_len);
