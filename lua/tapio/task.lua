@@ -358,21 +358,16 @@ end
 -- makes this table (see there).
 M.settings = { shutdown_timeout = 5, handle_sigint = false }
 
--- The transports of subprocesses that have exited, and their pipes': they
--- are over (proc:wait() returns at the exit, possibly before the child's
--- pipes are seen closed), and closing them lets go of the pipes, nothing
--- main left running.
+-- The transports of subprocesses that have exited: they are over
+-- (proc:wait() returns at the exit, possibly before the child's pipes are
+-- seen closed), and closing them lets go of the pipes, nothing main left
+-- running. (A subprocess's pipe transports are not in loop:_open's list:
+-- the subprocess's transport stands for them.)
 local function exited(transports)
   local over = {}
   for _, t in ipairs(transports) do
     if t.get_returncode and t:get_returncode() then
       over[t] = true
-      for fd = 0, 2 do
-        local pipe = t:get_pipe_transport(fd)
-        if pipe then
-          over[pipe] = true
-        end
-      end
     end
   end
   return over
