@@ -1,6 +1,6 @@
 /* The datagram transport: UDP and Unix datagram endpoints, asyncio's
  * DatagramTransport. Reading goes on until the socket is empty (a
- * bounded number of datagrams per wake-up), one recvmsg per datagram
+ * bounded number of datagrams per wake-up), one recvfrom per datagram
  * while they come one at a time, recvmmsg into the loop's datagram slots
  * when several wait; what the protocol sends while a batch of several is
  * delivered is gathered and goes out in one sendmmsg after it; sendto
@@ -483,9 +483,9 @@ static void deliver(tapio__dgram *d, dgram_area *a, int n, size_t slot) {
 }
 
 /* Reads up to nslots datagrams into the slots: recvmmsg for several,
- * recvmsg for one (on Linux a recvmmsg of one costs more than a recvmsg,
- * bench/README.md "UDP echo": bench/udp_calls.c). Returns how many, or
- * -1 with errno. */
+ * recvfrom for one (on Linux a recvmmsg, or a recvmsg, of one costs more
+ * than a recvfrom: bench/udp_calls.c, bench/README.md "UDP echo").
+ * Returns how many, or -1 with errno. */
 static int receive(tapio__dgram *d, dgram_area *a, int nslots, size_t slot) {
   int i, n;
   for (i = 0; i < nslots; i++) {
@@ -502,9 +502,11 @@ static int receive(tapio__dgram *d, dgram_area *a, int nslots, size_t slot) {
   }
   /* MSG_TRUNC: the length of a datagram too large for its slot */
   if (nslots == 1) {
+    struct msghdr *m = &a->msgs[0].msg_hdr;
     ssize_t len;
     do
-      len = recvmsg(d->rio.fd, &a->msgs[0].msg_hdr, MSG_DONTWAIT | MSG_TRUNC);
+      len = recvfrom(d->rio.fd, a->slots, slot, MSG_DONTWAIT | MSG_TRUNC,
+                     (struct sockaddr *)m->msg_name, &m->msg_namelen);
     while (len < 0 && errno == EINTR);
     if (len < 0)
       return -1;
@@ -520,7 +522,7 @@ static int receive(tapio__dgram *d, dgram_area *a, int nslots, size_t slot) {
 
 /* The size of the next read, as large as what arrives. Datagrams that
  * come one at a time are read one by one (a slot that stays empty costs
- * a header copied in and out, and a recvmmsg more than a recvmsg); when
+ * a header copied in and out, and a recvmmsg more than a recvfrom); when
  * one wake-up has read GROW of them so, they are coming faster than they
  * are handled and reads take several, the number doubling while they come
  * back full, halving when half empty, back to one when one came. */
