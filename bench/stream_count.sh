@@ -19,7 +19,8 @@
 #                the counts per MB fall)
 #   B/read       bytes per read (what the socket held at each wake-up)
 # STREAM_A and STREAM_B set the lengths (400 and 1600 requests of 64 KiB);
-# STREAM_INSTR=0 leaves callgrind out (instr/MB shows 0).
+# STREAM_INSTR=0 leaves callgrind out (instr/MB shows 0); STREAM_HOST runs
+# tapio_lua with another tapio host (an older build, to compare).
 set -euo pipefail
 BUILD=$(cd "${1:-build}" && pwd)
 shift || true
@@ -39,7 +40,7 @@ JIT_ENV="LUA_PATH=$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;; LUA_CPATH=$BUILD/luajit
 declare -A ENTRY=(
   [libev]="libev $BIN/libev_echo {port}"
   [tapio]="tapio $BIN/tapio_echo {port}"
-  [tapio_lua]="tapio_lua $BUILD/tapio $HERE/tapio_echo.lua {port}"
+  [tapio_lua]="tapio_lua ${STREAM_HOST:-$BUILD/tapio} $HERE/tapio_echo.lua {port}"
   [tapio_lua_jit]="tapio_lua_jit $JIT_ENV /usr/bin/luajit $HERE/tapio_echo.lua {port}"
   [uvloop]="uvloop /usr/bin/python3 $HERE/uvloop_echo.py {port}"
 )

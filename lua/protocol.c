@@ -83,23 +83,23 @@ typedef struct data_args {
 #define TL_BIG_READ (64 * 1024)
 
 /* After data_received had a big read's string: collects now if the next
- * read of the same size would (the pacing counts it in advance), and
- * otherwise takes the advance back. In generational mode a string that
- * was only passed on is dead once data_received returns; left to the
- * pacing, the collection comes when the next read's string is allocated,
- * so a stream keeps two such strings' blocks in turn (and a fresh read
- * is copied into the one touched a read ago). Collected here, the next
- * string takes the block just freed (the host's allocator keeps it), and
- * the same memory serves every read, as it does for a Python bytes object
- * freed by its reference count. A stopped collector stays stopped. */
+ * read of the same size would, by counting that read's string in advance
+ * and then taking the advance back (so the collector's pace is unchanged:
+ * the next string's allocation then finds its share paid). In
+ * generational mode a string that was only passed on is dead once
+ * data_received returns; left to the pacing, the collection comes when
+ * the next read's string is allocated, so a stream keeps two such blocks
+ * in turn (a read is copied into the one last touched a read ago).
+ * Collected here, the next string takes the block just freed (the host's
+ * allocator keeps it) and the same memory serves every read, as it does
+ * for a Python bytes object freed by its reference count. A stopped
+ * collector stays stopped. */
 static void collect_ahead(lua_State *L, size_t len) {
-  int kb = (int)(len >> 10), before;
+  int kb = (int)(len >> 10);
   if (!lua_gc(L, LUA_GCISRUNNING))
     return;
-  before = lua_gc(L, LUA_GCCOUNT);
   lua_gc(L, LUA_GCSTEP, kb);
-  if (lua_gc(L, LUA_GCCOUNT) >= before) /* nothing collected */
-    lua_gc(L, LUA_GCSTEP, -kb);
+  lua_gc(L, LUA_GCSTEP, -kb);
 }
 #endif
 
