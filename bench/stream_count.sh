@@ -20,7 +20,8 @@
 #   B/read       bytes per read (what the socket held at each wake-up)
 # STREAM_A and STREAM_B set the lengths (400 and 1600 requests of 64 KiB);
 # STREAM_INSTR=0 leaves callgrind out (instr/MB shows 0); STREAM_HOST runs
-# tapio_lua with another tapio host (an older build, to compare).
+# tapio_lua with another tapio host (an older build, to compare);
+# STREAM_KEEP=1 keeps the callgrind and perf files and prints where.
 set -euo pipefail
 BUILD=$(cd "${1:-build}" && pwd)
 shift || true
@@ -105,4 +106,8 @@ for name in "${SERVERS[@]}"; do
              name, (ib - ia) / (mb - ma), all / mb, rd / mb, sd / mb,
              wt / mb, mem / mb, pf / mb, rd ? n * size / rd : 0 }'
 done
-[ -n "${STREAM_KEEP:-}" ] || rm -rf "$(dirname "$LOG")"
+if [ -n "${STREAM_KEEP:-}" ]; then
+  echo "kept: $(dirname "$LOG")"
+else
+  rm -rf "$(dirname "$LOG")"
+fi
