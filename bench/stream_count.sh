@@ -17,6 +17,8 @@
 #                after A of warm-up (strace or valgrind would slow the
 #                server, so that each read finds more bytes waiting and
 #                the counts per MB fall)
+#                and context switches ("sleeps": the server found nothing
+#                to do and slept in epoll_wait, then was woken)
 #   B/read       bytes per read (what the socket held at each wake-up)
 # STREAM_A and STREAM_B set the lengths (400 and 1600 requests of 64 KiB);
 # STREAM_INSTR=0 leaves callgrind out (instr/MB shows 0); STREAM_HOST runs
@@ -68,7 +70,7 @@ EVENTS=$EVENTS,syscalls:sys_enter_sendto,syscalls:sys_enter_write
 EVENTS=$EVENTS,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_epoll_pwait
 EVENTS=$EVENTS,syscalls:sys_enter_mmap,syscalls:sys_enter_munmap
 EVENTS=$EVENTS,syscalls:sys_enter_brk,syscalls:sys_enter_madvise
-EVENTS=$EVENTS,syscalls:sys_enter_mremap,minor-faults
+EVENTS=$EVENTS,syscalls:sys_enter_mremap,minor-faults,context-switches
 perf_run() {
   local name=$1 out perf
   out=$(dirname "$LOG")/$name.perf
@@ -86,8 +88,8 @@ perf_run() {
     print $3, $1 }' "$out"
 }
 
-printf '%-14s %10s %7s %6s %6s %6s %6s %6s %8s\n' server instr/MB sys/MB \
-  reads sends waits memory faults B/read
+printf '%-14s %10s %7s %6s %6s %6s %6s %6s %6s %8s\n' server instr/MB sys/MB \
+  reads sends waits sleeps memory faults B/read
 for name in "${SERVERS[@]}"; do
   ia=0 ib=0
   if [ "${STREAM_INSTR:-1}" != 0 ]; then
@@ -101,10 +103,10 @@ for name in "${SERVERS[@]}"; do
     -v sd="$(( $(get sendto) + $(get write) ))" \
     -v wt="$(( $(get epoll_wait) + $(get epoll_pwait) ))" \
     -v mem="$(( $(get mmap) + $(get munmap) + $(get brk) + $(get madvise) + $(get mremap) ))" \
-    -v pf="$(get minor-faults)" -v name="$name" -v size=$SIZE -v n="$B" \
-    'BEGIN { printf "%-14s %10.0f %7.1f %6.1f %6.1f %6.1f %6.2f %6.1f %8.0f\n",
+    -v pf="$(get minor-faults)" -v cs="$(get context-switches)" -v name="$name" -v size=$SIZE -v n="$B" \
+    'BEGIN { printf "%-14s %10.0f %7.1f %6.1f %6.1f %6.1f %6.1f %6.2f %6.1f %8.0f\n",
              name, (ib - ia) / (mb - ma), all / mb, rd / mb, sd / mb,
-             wt / mb, mem / mb, pf / mb, rd ? n * size / rd : 0 }'
+             wt / mb, cs / mb, mem / mb, pf / mb, rd ? n * size / rd : 0 }'
 done
 if [ -n "${STREAM_KEEP:-}" ]; then
   echo "kept: $(dirname "$LOG")"
