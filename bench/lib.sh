@@ -26,7 +26,8 @@ parse_server() {
 
 # start_server ENTRY CORE [WRAPPER...]: starts the server of a list entry
 # on core CORE, under WRAPPER (e.g. valgrind) if given, at a fresh pair of
-# ports; sets SPID, PORT and STATS_ARG. Fails if it does not accept within
+# ports; sets SPID, PORT and STATS_ARG. {port}, {stats}, {cert} and {key}
+# in the command become the ports and $CERT and $KEY. Fails if it does not accept within
 # WAIT_SECS (10 s by default).
 start_server() {
   local core=$2
@@ -42,6 +43,8 @@ start_server() {
   [[ " ${SCMD[*]} " == *" {stats} "* ]] && STATS_ARG=(--stats-port "$stats")
   local cmd=("${SCMD[@]//\{port\}/$PORT}")
   cmd=("${cmd[@]//\{stats\}/$stats}")
+  cmd=("${cmd[@]//\{cert\}/${CERT:-}}")
+  cmd=("${cmd[@]//\{key\}/${KEY:-}}")
   echo "== ${SENV[*]} $* ${cmd[*]}" >>"$LOG"
   "${PRIORITY[@]}" taskset -c "$core" env "${SENV[@]}" "$@" "${cmd[@]}" \
     >>"$LOG" 2>&1 &
@@ -103,4 +106,38 @@ machine() {
   echo "machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' \
     /proc/cpuinfo | head -1), Linux $(uname -r)"
   echo "open files: soft $(ulimit -Sn), hard $(ulimit -Hn)"
+}
+
+# The TLS echo servers, into TLS_SERVERS (the first the reference of the
+# TLS rows), their certificate and key left as {cert} and {key}: the plain
+# OpenSSL echo on libev with memory BIOs and with SSL on the socket
+# (openssl_echo.c), tapio's C and Lua echoes with a server context, and
+# an asyncio.Protocol echo over ssl on uvloop and on asyncio's own loop,
+# where the machine has them. $1: the build, $2: bench/.
+tls_servers() {
+  local build=$1 here=$2 bin=$1/bench
+  TLS_SERVERS=(
+    "openssl_mem $bin/openssl_echo {port} {cert} {key} mem {stats}"
+    "openssl_socket $bin/openssl_echo {port} {cert} {key} socket {stats}"
+    "tapio_tls $bin/tapio_echo {port} {stats} {cert} {key}"
+  )
+  [ -x "$build/tapio" ] && TLS_SERVERS+=(
+    "tapio_tls_lua $build/tapio $here/tapio_tls_echo.lua {port} {cert} {key}")
+  /usr/bin/python3 -c 'import uvloop' 2>/dev/null && TLS_SERVERS+=(
+    "uvloop_tls /usr/bin/python3 $here/py_tls_echo.py {port} {cert} {key} uvloop")
+  [ -x /usr/bin/python3 ] && TLS_SERVERS+=(
+    "asyncio_tls /usr/bin/python3 $here/py_tls_echo.py {port} {cert} {key} asyncio")
+  return 0
+}
+
+# The TLS rows' certificates, made once under the build by the tests'
+# script: sets CERTS (their directory), and CERT and KEY to the ECDSA
+# P-256 pair, or to the RSA 2048 one if $2 is rsa. $1: the build.
+tls_certs() {
+  local spec
+  spec=$(cd "$(dirname "${BASH_SOURCE[0]}")/../spec" && pwd)
+  CERTS=$(sh "$spec/tls/make_certs.sh" "$1/tls-bench-certs") || return 1
+  CERT=$CERTS/server.pem KEY=$CERTS/server.key
+  [ "${2:-}" = rsa ] && CERT=$CERTS/rsa.pem KEY=$CERTS/rsa.key
+  return 0
 }

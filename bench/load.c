@@ -22,7 +22,7 @@
  *       server's RSS growth per connection; with --stats-port, also the
  *       growth of the number the server reports there (tapio_echo's
  *       tapio_loop_memory).
- *   load udp ..., load udpwait ...: the UDP echo rows (load_udp.c).
+ *   load udp ..., udpcount ..., udpwait ...: the UDP echo rows (load_udp.c).
  *
  * Every connection sends a deterministic byte stream (a fixed pseudo-random
  * pattern at a per-connection offset), so the echo can be checked byte for
@@ -592,6 +592,8 @@ static void usage(void)
           "                 [--stats-port P]\n"
           "       load udp --port P --conns N --size B --depth D\n"
           "                [--warmup S] [--duration S] [--pid PID]\n"
+          "       load udpcount --port P --conns N --size B --depth D\n"
+          "                --requests R [--deadline S]\n"
           "       load udpwait --port P [--deadline S] [--pid PID]\n"
           "       load tls-stream --port P --conns N --size B --depth D\n"
           "                 [--warmup S] [--duration S] [--pid PID]\n"
@@ -654,6 +656,8 @@ int main(int argc, char **argv)
     return mode_count(&o);
   if (!strcmp(o.mode, "udp"))
     return mode_udp(&o);
+  if (!strcmp(o.mode, "udpcount"))
+    return mode_udpcount(&o);
   if (!strcmp(o.mode, "udpwait"))
     return mode_udpwait(&o);
   if (!strncmp(o.mode, "tls-", 4))

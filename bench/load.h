@@ -33,6 +33,7 @@ long proc_rss_kb(int pid);
 long long query_stats(int port);
 
 int mode_udp(const struct opts *o);
+int mode_udpcount(const struct opts *o);
 int mode_udpwait(const struct opts *o);
 /* tls-stream, tls-handshake, tls-idle (load_tls.c). */
 int mode_tls(const struct opts *o);

@@ -12,6 +12,12 @@
  *       that hears nothing for LOST_SECS counts what it had in flight as
  *       lost and sends a fresh window (a late echo of a lost one is
  *       counted as late, never as an echo). Losses above 1% fail the run.
+ *   load udpcount --port P --conns N --size B --depth D --requests R
+ *            [--deadline S]
+ *       The same load, but exactly R datagrams in all (R / N on each
+ *       socket, rounded up), all of them echoed, and no clock but the
+ *       deadline: for counting what a server does per datagram (a lost
+ *       datagram fails the run).
  *   load udpwait --port P [--deadline S] [--pid PID]
  *       Sends probe datagrams to 127.0.0.1:P until one comes back (exit 0),
  *       the deadline passes or process PID exits (exit 1).
@@ -48,6 +54,7 @@ struct urun {
   struct uconn *c;
   int ep;
   uint64_t echoed, lost, late;
+  uint32_t quota;     /* datagrams per socket in udpcount, else 0 */
 };
 
 static unsigned char out_buf[MAX_DGRAM], in_buf[MAX_DGRAM + 1];
@@ -74,6 +81,8 @@ static int send_one(struct urun *r, struct uconn *c)
 {
   size_t size = r->o->size;
   uint32_t seq = c->next_seq;
+  if (r->quota && seq == r->quota)
+    return 0;
   memcpy(out_buf, &c->idx, 4);
   memcpy(out_buf + 4, &seq, 4);
   for (size_t i = HEADER; i < size; i++)
@@ -224,6 +233,40 @@ int mode_udp(const struct opts *o)
          cpu * 1e6 / (double)n, self, other > 0 ? other : 0, steal1 - steal0,
          (unsigned long long)lost, (unsigned long long)r.late,
          o->verify ? "content" : "count");
+  for (int i = 0; i < o->conns; i++)
+    close(r.c[i].fd);
+  free(r.c);
+  close(r.ep);
+  return 0;
+}
+
+int mode_udpcount(const struct opts *o)
+{
+  struct urun r = { .o = o };
+  uint64_t all;
+  double t0 = now();
+  if (o->size < HEADER || o->size > MAX_DGRAM)
+    die("--size must be %d..%d for udpcount", HEADER, MAX_DGRAM);
+  r.quota = (uint32_t)((o->requests + (uint64_t)o->conns - 1) /
+                       (uint64_t)o->conns);
+  if (r.quota == 0)
+    die("udpcount needs --requests");
+  all = (uint64_t)r.quota * (uint64_t)o->conns;
+  open_sockets(&r);
+  while (r.echoed < all) {
+    struct epoll_event ev[256];
+    int n = epoll_wait(r.ep, ev, 256, 1000);
+    if (n < 0 && errno != EINTR)
+      die("epoll_wait: %s", strerror(errno));
+    for (int i = 0; i < n; i++)
+      receive(&r, ev[i].data.ptr);
+    if (now() - t0 > o->deadline)
+      die("%llu of %llu datagrams echoed in %.0f s",
+          (unsigned long long)r.echoed, (unsigned long long)all, o->deadline);
+  }
+  printf("mode=udpcount conns=%d size=%zu depth=%d requests=%llu "
+         "secs=%.3f late=%llu\n", o->conns, o->size, o->depth,
+         (unsigned long long)all, now() - t0, (unsigned long long)r.late);
   for (int i = 0; i < o->conns; i++)
     close(r.c[i].fd);
   free(r.c);

@@ -8,16 +8,18 @@
 # Environment (all optional):
 #   BENCH_QUICK=1       smoke test: 2 rounds of 0.2 s windows, small counts,
 #                       2000 idle connections
-#   BENCH_ROUNDS=12     rounds of a timed row (every server one window each,
-#                       each between two of libev's)
-#   BENCH_WINDOW=1      measured seconds per window
-#   BENCH_WARMUP=0.2    warm-up seconds at the start of each window
-#   BENCH_ROW_SECONDS=240   no new round once a timed row has run this long
+#   BENCH_ROUNDS=16     rounds of a timed row (every server one window each,
+#                       each between two of the reference's)
+#   BENCH_TLS_ROUNDS=9  rounds of the TLS rows (no more than BENCH_ROUNDS)
+#   BENCH_WINDOW=0.4    measured seconds per window
+#   BENCH_WARMUP=0.05   warm-up seconds at the start of each window
+#   BENCH_ROW_SECONDS=150   no new round once a timed row has run this long
 #   BENCH_IDLE_RUNS=3   fresh-server runs of the idle row
 #   BENCH_IDLE_CONNS=10000  connections of the idle row
 #   BENCH_COUNT_SCALE=1 multiplies the request counts of the counted rows
-#   BENCH_COUNT_RUNS=3  runs of each length in the counted rows
-#   BENCH_SERVERS="libev tapio"   which servers, by name (default: all)
+#   BENCH_COUNT_RUNS=1  runs of each length in the counted rows
+#   BENCH_SERVERS="libev tapio"   which servers, by name (default: all
+#                       but tapio_lua_2t, which runs only when named)
 #   BENCH_EXTRA_SERVERS="name command {port};..."   more servers for this
 #                       run, e.g. a patched build to compare against
 #   BENCH_ROWS="pingpong_1c ..."  which rows, by name (default: all)
@@ -90,23 +92,30 @@ fi
 [ -x /usr/bin/python3 ] && STREAM_SERVERS+=(
   "asyncio_streams /usr/bin/python3 $HERE/streams_echo.py {port} asyncio")
 STREAM_SERVERS=("${STREAM_SERVERS[@]//$'\n'/ }")
+# The TLS echo servers (lib.sh), run only by the TLS rows, which name them.
+tls_servers "$BUILD" "$HERE"
+STREAM_SERVERS+=("${TLS_SERVERS[@]}")
 
 if [ -n "${BENCH_QUICK:-}" ] && [ "${BENCH_QUICK}" != 0 ]; then
   ROUNDS=2 WINDOW=0.2 WARMUP=0.05 IDLE_RUNS=1 OWN_RUNS=1
   COUNT_SCALE=0.1 COUNT_RUNS=1 IDLE_CONNS=${BENCH_IDLE_CONNS:-2000}
 else
-  ROUNDS=${BENCH_ROUNDS:-12} WINDOW=${BENCH_WINDOW:-1}
-  WARMUP=${BENCH_WARMUP:-0.2} IDLE_RUNS=${BENCH_IDLE_RUNS:-3}
-  COUNT_SCALE=${BENCH_COUNT_SCALE:-1} COUNT_RUNS=${BENCH_COUNT_RUNS:-3}
+  ROUNDS=${BENCH_ROUNDS:-16} WINDOW=${BENCH_WINDOW:-0.4}
+  WARMUP=${BENCH_WARMUP:-0.05} IDLE_RUNS=${BENCH_IDLE_RUNS:-3}
+  COUNT_SCALE=${BENCH_COUNT_SCALE:-1} COUNT_RUNS=${BENCH_COUNT_RUNS:-1}
   OWN_RUNS=3 IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
 fi
 
 # A row: name, kind, where it runs (same: server and load on one core;
-# split: two cores), optionally servers=NAME,NAME,... (the row runs those,
-# the first the reference, instead of SERVERS; timed rows only), and the
-# arguments of what runs it. Kinds:
-#   req, MB   timed: requests/s and CPU us per request, or MB/s and CPU us
-#             per MB, in rounds of short windows (load.c echo)
+# split: two cores), options (timed rows: servers=NAME,NAME,... runs
+# those, the first the reference, instead of SERVERS; rounds=N instead of
+# ROUNDS; cert=rsa gives the TLS servers the RSA certificate; rows of
+# their own: runs=N instead of 3), and the arguments of what runs it.
+# Kinds:
+#   req, MB, hs   timed: requests/s and CPU us per request, MB/s and CPU
+#             us per MB, or handshakes/s and CPU us per handshake, in
+#             rounds of short windows (load.c echo, tls-stream,
+#             tls-handshake)
 #   idle      bytes per idle connection, fresh servers (load.c idle)
 #   instr     user-space instructions and system calls per request under
 #             valgrind, from two runs of --requests A,B (load.c count)
@@ -114,6 +123,10 @@ fi
 #             "name case F1 F2" (its figures' names after the colons)
 STREAMS=libev,tapio_lua,tapio_streams,tapio_streams_jit,uvloop_streams,asyncio_streams
 LINES=libev,tapio_lines,tapio_lines_jit,uvloop_lines
+TLS=openssl_mem,openssl_socket,tapio_tls,tapio_tls_lua,uvloop_tls,asyncio_tls
+# 9 rounds: the interval is then the 2nd to the 8th of 9 (96.1%).
+TLS_ROUNDS=${BENCH_TLS_ROUNDS:-9}
+[ "$ROUNDS" -lt "$TLS_ROUNDS" ] && TLS_ROUNDS=$ROUNDS
 ROWS=(
   "pingpong_1c  req   same  echo --conns 1 --size 64 --depth 1"
   "pingpong_50c req   split echo --conns 50 --size 1024 --depth 1"
@@ -131,18 +144,18 @@ ROWS=(
   "udp_echo_1c  own:datagrams/s:ns/datagram same $HERE/udp_bench.sh $BUILD 1"
   "udp_echo_50c own:datagrams/s:ns/datagram split $HERE/udp_bench.sh $BUILD 50"
   "resolver     own:lookups/s:ms_for_1000 same $HERE/resolve_bench.sh $BUILD"
-  "tls_stream_1c own:MB/s:us/MB split $HERE/tls_rows.sh $BUILD stream_1c"
-  "tls_stream_4c own:MB/s:us/MB split $HERE/tls_rows.sh $BUILD stream_4c"
-  "tls_hs_ecdsa own:handshakes/s:us/handshake split $HERE/tls_rows.sh $BUILD hs_ecdsa"
-  "tls_hs_rsa   own:handshakes/s:us/handshake split $HERE/tls_rows.sh $BUILD hs_rsa"
-  "tls_idle     own:B/conn_RSS:B/conn_C split $HERE/tls_rows.sh $BUILD idle"
+  "tls_stream_1c MB  split servers=$TLS rounds=$TLS_ROUNDS tls-stream --conns 1 --size 65536 --depth 16"
+  "tls_stream_4c MB  split servers=$TLS rounds=$TLS_ROUNDS tls-stream --conns 4 --size 65536 --depth 16"
+  "tls_hs_ecdsa  hs  split servers=$TLS rounds=$TLS_ROUNDS tls-handshake --conns 8"
+  "tls_hs_rsa    hs  split servers=$TLS rounds=$TLS_ROUNDS cert=rsa tls-handshake --conns 8"
+  "tls_idle     own:B/conn_RSS:B/conn_C split runs=1 $HERE/tls_rows.sh $BUILD idle"
 )
 
-# What the verdicts judge: "rate SERVER REF BOUND" (the median ratio of
-# SERVER's throughput to REF's, with its interval, against BOUND: higher
-# is better) in timed rows; "instr SERVER REF BOUND" (instructions per
-# request, lower is better) in counted rows. Skipped where a server is
-# missing.
+# What the verdicts judge: "rate SERVER REF BOUND [ROW,ROW...]" (the
+# median ratio of SERVER's throughput to REF's, with its interval, against
+# BOUND: higher is better) in timed rows (those named, if any); "instr
+# SERVER REF BOUND" (instructions per request, lower is better) in counted
+# rows. Skipped where a server is missing.
 TARGETS=(
   "rate  tapio         libev    0.95"
   "rate  tapio_lua     libev    0.75"
@@ -161,9 +174,13 @@ TARGETS=(
   "rate  tapio_streams_jit uvloop_streams  1.0"
   "rate  tapio_lines       uvloop_lines    1.0"
   "rate  tapio_lines_jit   uvloop_lines    1.0"
+  "rate  tapio_tls         openssl_mem     0.9"
+  "rate  tapio_tls         openssl_socket  0.9"
+  "rate  tapio_tls_lua     asyncio_tls     2.0  tls_stream_1c,tls_stream_4c"
+  "rate  tapio_tls_lua     uvloop_tls      1.0  tls_stream_1c,tls_stream_4c"
 )
 
-ROW_SECONDS=${BENCH_ROW_SECONDS:-240}
+ROW_SECONDS=${BENCH_ROW_SECONDS:-150}
 SCORE=${BENCH_SERVER_CORE:-1}
 LCORE=${BENCH_LOAD_CORE:-0}
 if [ "$(nproc)" -lt 2 ]; then SCORE=0 LCORE=0; fi
@@ -190,7 +207,15 @@ select_named() {
     fi
   done
 }
+# Servers that run only when BENCH_SERVERS names them.
+OPT_IN=" tapio_lua_2t "
 mapfile -t SERVERS < <(select_named "${BENCH_SERVERS:-}" "${SERVERS[@]}")
+if [ -z "${BENCH_SERVERS:-}" ]; then
+  for i in "${!SERVERS[@]}"; do
+    [[ $OPT_IN == *" ${SERVERS[i]%% *} "* ]] && unset 'SERVERS[i]'
+  done
+  SERVERS=("${SERVERS[@]}")
+fi
 mapfile -t STREAM_SERVERS < <(select_named "${BENCH_SERVERS:-}" \
   "${STREAM_SERVERS[@]}")
 mapfile -t ROWS < <(select_named "${BENCH_ROWS:-}" "${ROWS[@]}")
@@ -279,12 +304,21 @@ row_servers() {
 timed_row() {
   local row
   read -ra row <<<"$1"
-  ROW=${row[0]} UNIT=${row[1]} ARGS=("${row[@]:3}") WCORE=$LCORE SEQ=0
+  ROW=${row[0]} UNIT=${row[1]} WCORE=$LCORE SEQ=0
   local saved_servers=("${SERVERS[@]}") saved_names=("${NAMES[@]}")
-  if [[ ${row[3]} == servers=* ]]; then
-    row_servers "${row[3]}"
-    ARGS=("${row[@]:4}")
-  fi
+  local rounds=$ROUNDS j=3
+  CERT="" KEY=""
+  while [[ ${row[j]} == *=* ]]; do
+    case ${row[j]} in
+      servers=*) row_servers "${row[j]}" ;;
+      rounds=*) rounds=${row[j]#rounds=} ;;
+      cert=*) tls_certs "$BUILD" "${row[j]#cert=}" || return 1 ;;
+    esac
+    j=$((j + 1))
+  done
+  ARGS=("${row[@]:j}")
+  [[ ${ARGS[0]} == tls-* ]] && [ -z "$CERT" ] &&
+    { tls_certs "$BUILD" || return 1; }
   if [ ${#SERVERS[@]} -eq 0 ]; then
     echo "$ROW: skipped, none of its servers in this run"
     SERVERS=("${saved_servers[@]}") NAMES=("${saved_names[@]}")
@@ -293,6 +327,7 @@ timed_row() {
   [ "${row[2]}" = same ] && WCORE=$SCORE
   FIGURE=rps
   [ "$UNIT" = MB ] && FIGURE=mbps
+  [ "$UNIT" = hs ] && FIGURE=hps
   PIDS=() PORTS=()
   local i r ok=0 t0=$SECONDS
   for i in "${!SERVERS[@]}"; do
@@ -309,7 +344,7 @@ timed_row() {
   printf '%s:' "$ROW"
   window 0 1 || ok=1
   echo
-  for ((r = 1; r <= ROUNDS; r++)); do
+  for ((r = 1; r <= rounds; r++)); do
     printf '%s round %d:' "$ROW" "$r"
     for i in $(round_order "$r"); do
       window "$i" "$r" || ok=1
@@ -433,15 +468,17 @@ counted_row() {
 own_row() {
   local row
   read -ra row <<<"$1"
-  local name=${row[0]} prog=${row[3]} run ok=0
+  local name=${row[0]} runs=$OWN_RUNS run ok=0 j=3
+  if [[ ${row[j]} == runs=* ]]; then runs=${row[j]#runs=}; j=$((j + 1)); fi
+  local prog=${row[j]}
   if [ ! -x "$prog" ]; then
     echo "row=$name unit=own skipped=not_built" >>"$RAW"
     echo "$name: skipped, $prog not built"
     return 0
   fi
-  for ((run = 1; run <= OWN_RUNS; run++)); do
+  for ((run = 1; run <= runs; run++)); do
     local lines
-    lines=$(taskset -c "$SCORE" "${row[@]:3}" 2>>"$LOG") || ok=1
+    lines=$(taskset -c "$SCORE" "${row[@]:j}" 2>>"$LOG") || ok=1
     [ -n "$lines" ] || { ok=1; echo "row=$name unit=own error=no_output" >>"$RAW"; }
     while read -r what which f1 f2; do
       [ -n "$what" ] || continue
@@ -476,7 +513,7 @@ for row in "${ROWS[@]}"; do
   read -r name kind _ <<<"$row"
   t0=$SECONDS
   case $kind in
-    req|MB) timed_row "$row" ;;
+    req|MB|hs) timed_row "$row" ;;
     idle) idle_row "$row" ;;
     instr) counted_row "$row" ;;
     own*) own_row "$row" ;;

@@ -5,10 +5,12 @@
 #   awk -v servers="libev tapio" -v rows="pingpong_1c:req idle_10k:idle" \
 #       -v targets="rate tapio libev 0.95;" -f table.awk raw.txt
 #
-# Timed rows (req, MB): raw.txt has one line per window, tagged with its
-# round and its place in the row (seq). Every other server's window lies
-# between two of libev's, and its ratio for the round is its figure over
-# the geometric mean of those two (what the machine did to both cancels,
+# Timed rows (req, MB, hs): raw.txt has one line per window, tagged with
+# its round and its place in the row (seq). The row's reference is the
+# server of its first window (plain libev, or for the TLS rows the plain
+# OpenSSL echo). Every other server's window lies between two of the
+# reference's, and its ratio for the round is its figure over the
+# geometric mean of those two (what the machine did to both cancels,
 # and so does a steady drift); two servers compare through the ratio of
 # their ratios in the same round. The table gives the median of the
 # per-round ratios with a distribution-free 95% interval from order
@@ -102,13 +104,14 @@ function verdict(lo, hi, bound, lower) {
     failed[row SUBSEP sv]++
     next
   }
-  if (unit == "req" || unit == "MB") {
+  if (unit in FIG) {
     q = kv["seq"] + 0
     wsrv[row, q] = sv
+    if (q == 1)
+      rowref[row] = sv
     wrnd[row, q] = kv["round"] + 0
-    wfig[row, q] = unit == "req" ? kv["rps"] : kv["mbps"]
-    wcost[row, q] = unit == "req" ? kv["cpu_us_per_req"] : \
-      kv["cpu_us_per_mb"]
+    wfig[row, q] = kv[FIG[unit]]
+    wcost[row, q] = kv[COST[unit]]
     absf[row, sv] = absf[row, sv] " " wfig[row, q]
     absc[row, sv] = absc[row, sv] " " wcost[row, q]
     if (q > nseq[row])
@@ -137,12 +140,12 @@ function verdict(lo, hi, bound, lower) {
   }
 }
 
-# Window q's figure in a over the geometric mean of the libev windows
-# next to it (one if the other failed), or "".
+# Window q's figure in a over the geometric mean of the reference's
+# windows next to it (one if the other failed), or "".
 function bracketed(a, row, q,    n, prod) {
   n = 0; prod = 1
-  if (wsrv[row, q - 1] == REF) { n++; prod *= a[row, q - 1] }
-  if (wsrv[row, q + 1] == REF) { n++; prod *= a[row, q + 1] }
+  if (wsrv[row, q - 1] == rowref[row]) { n++; prod *= a[row, q - 1] }
+  if (wsrv[row, q + 1] == rowref[row]) { n++; prod *= a[row, q + 1] }
   if (n == 0 || prod <= 0)
     return ""
   return a[row, q] / (n == 2 ? sqrt(prod) : prod)
@@ -152,7 +155,7 @@ function bracketed(a, row, q,    n, prod) {
 function normalise(row,    q, s, r, x) {
   for (q = 1; q <= nseq[row]; q++) {
     s = wsrv[row, q]
-    if (s == "" || s == REF)
+    if (s == "" || s == rowref[row])
       continue
     r = wrnd[row, q]
     x = bracketed(wfig, row, q)
@@ -166,14 +169,14 @@ function normalise(row,    q, s, r, x) {
   }
 }
 
-# The per-round ratios of server s to server t in a row (t = libev: the
-# bracketed ratios themselves).
+# The per-round ratios of server s to server t in a row (t the row's
+# reference: the bracketed ratios themselves).
 function ratios(a, row, s, t,    r, list) {
   list = ""
   for (r = 1; r <= rounds[row]; r++) {
     if (!((row, s, r) in a))
       continue
-    if (t == REF)
+    if (t == rowref[row])
       list = list " " a[row, s, r]
     else if ((row, t, r) in a)
       list = list " " a[row, s, r] / a[row, t, r]
@@ -181,34 +184,36 @@ function ratios(a, row, s, t,    r, list) {
   return list
 }
 
-function timed_table(row, unit,    s, f1, f2, n, line) {
-  f1 = unit == "req" ? "%.0f" : "%.1f"
-  f2 = unit == "req" ? "%.3f" : "%.1f"
+function timed_table(row, unit,    s, f1, f2, n, line, ref) {
+  f1 = unit == "MB" ? "%.1f" : "%.0f"
+  f2 = unit == "MB" ? "%.1f" : "%.3f"
+  ref = rowref[row]
   normalise(row)
   n = rounds[row]
   interval_rank(n)
   if (n > 0)
     printf "%s: %d rounds; x %s: median of the per-round ratios" \
       " [%.1f%% interval: order statistics %d and %d of %d]\n", row, n, \
-      REF, COVER * 100, K, n + 1 - K, n
+      ref, COVER * 100, K, n + 1 - K, n
   else
-    printf "%s: no round with a figure besides %s's\n", row, REF
+    printf "%s: no round with a figure besides %s's\n", row, ref
   line = "  %-14s %10s %-24s %10s %-24s %s\n"
-  printf line, "server", unit == "req" ? "req/s" : "MB/s", "x " REF, \
-    unit == "req" ? "CPU us/req" : "CPU us/MB", "x " REF, "windows"
+  printf line, "server", unit "/s", "x " ref, "CPU us/" unit, "x " ref, \
+    "windows"
   for (s = 1; s <= NS; s++) {
     n = split(absf[row, SV[s]], tmp, " ")
     if (n == 0 && !failed[row SUBSEP SV[s]])
       continue
     printf line, SV[s], fmt(median(absf[row, SV[s]]), f1), \
-      s == 1 ? "1" : with_interval(ratios(rfig, row, SV[s], REF)), \
+      SV[s] == ref ? "1" : with_interval(ratios(rfig, row, SV[s], ref)), \
       fmt(median(absc[row, SV[s]]), f2), \
-      s == 1 ? "1" : with_interval(ratios(rcost, row, SV[s], REF)), \
+      SV[s] == ref ? "1" : with_interval(ratios(rcost, row, SV[s], ref)), \
       n (failed[row SUBSEP SV[s]] ? " (" failed[row SUBSEP SV[s]] \
       " failed)" : "")
   }
   for (t = 1; t <= NT; t++) {
-    if (TK[t] != "rate" || !present(row, TS[t]) || !present(row, TR[t]))
+    if (TK[t] != "rate" || !present(row, TS[t]) || !present(row, TR[t]) ||
+        (TW[t] != "" && index("," TW[t] ",", "," row ",") == 0))
       continue
     summary(ratios(rfig, row, TS[t], TR[t]))
     if (N == 0)
@@ -223,7 +228,7 @@ function timed_table(row, unit,    s, f1, f2, n, line) {
 }
 
 function present(row, s) {
-  return s == REF ? nseq[row] > 0 : played[row, s] > 0
+  return s == rowref[row] ? nseq[row] > 0 : played[row, s] > 0
 }
 
 # Per request: the slope between the medians of the runs with the fewest
@@ -298,19 +303,23 @@ function own_table(row, labels,    lb, n, c, i, line) {
 BEGIN {
   NS = split(servers, SV, " ")
   REF = SV[1]
+  # The timed units: the figure (higher is better) and the cost.
+  FIG["req"] = "rps"; COST["req"] = "cpu_us_per_req"
+  FIG["MB"] = "mbps"; COST["MB"] = "cpu_us_per_mb"
+  FIG["hs"] = "hps"; COST["hs"] = "cpu_us_per_hs"
 }
 
 END {
   NT = split(targets, tl, ";")
   for (t = 1; t <= NT; t++) {
     split(tl[t], w, " ")
-    TK[t] = w[1]; TS[t] = w[2]; TR[t] = w[3]; TB[t] = w[4]
+    TK[t] = w[1]; TS[t] = w[2]; TR[t] = w[3]; TB[t] = w[4]; TW[t] = w[5]
   }
   nr = split(rows, rw, " ")
   for (i = 1; i <= nr; i++) {
     c = index(rw[i], ":")
     row = substr(rw[i], 1, c - 1); kind = substr(rw[i], c + 1)
-    if (kind == "req" || kind == "MB")
+    if (kind in FIG)
       timed_table(row, kind)
     else if (kind == "idle")
       idle_table(row)
@@ -320,9 +329,11 @@ END {
       own_table(row, kind)
     print ""
   }
-  print "Timed rows: req/s and MB/s higher is better, CPU per request or" \
-    " MB lower is better; x " REF ": the median of the per-round ratios" \
-    " to " REF "'s bracketing windows, [its 95% interval]. Verdicts:" \
+  print "Timed rows: req/s, MB/s and hs/s (TLS handshakes) higher is" \
+    " better, CPU per request, MB or handshake lower is better; x REF:" \
+    " the median of the per-round ratios to the row's reference's" \
+    " bracketing windows (" REF ", or the first named), [its 95%" \
+    " interval]. Verdicts:" \
     " above, below or across the bound; met when the whole interval is" \
     " on the good side."
 }

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The TLS rows of the benchmark: run.sh runs this as a row of its own
-# ("own" kind) once per run; it runs each TLS echo server in turn on one
-# load and prints a line per server, "tls SERVER F1 F2".
+# The TLS rows one server at a time: run.sh runs the idle row this way
+# (its "tls_idle" row, a row of its own); the streaming and handshake rows
+# it runs as timed rows, in paired rounds (see README.md), and this script
+# runs them once per server for a quick look. It prints a line per
+# server, "tls SERVER F1 F2".
 #
 #   bench/tls_rows.sh BUILD ROW
 #
@@ -17,11 +19,8 @@
 #              its stats port reports per connection (OpenSSL's bytes for
 #              openssl_echo, the per-SSL footprint; tapio's own plus
 #              OpenSSL's for tapio)
-# The servers: openssl_mem and openssl_socket (bench/openssl_echo.c, the
-# plain OpenSSL echo on libev with memory BIOs or SSL on the socket),
-# tapio (tapio_echo.c with a certificate), tapio_lua (tapio_tls_echo.lua), uvloop and
-# asyncio (py_tls_echo.py) where the machine has them. Certificates are
-# made with the openssl command (spec/tls/make_certs.sh) under BUILD.
+# The servers: lib.sh's tls_servers. Certificates are made with the
+# openssl command (spec/tls/make_certs.sh) under BUILD.
 # Environment: BENCH_QUICK, BENCH_TLS_WINDOW (2 s), BENCH_TLS_WARMUP (0.5),
 # BENCH_SERVER_CORE, BENCH_LOAD_CORE, BENCH_PORT.
 set -uo pipefail
@@ -36,10 +35,8 @@ LOG=/dev/stderr
 # shellcheck source=lib.sh
 . "$HERE/lib.sh"
 
-CERTS=$(sh "$HERE/../spec/tls/make_certs.sh" "$BUILD/tls-bench-certs") ||
+tls_certs "$BUILD" "$([ "$ROW" = hs_rsa ] && echo rsa)" ||
   { echo "tls_rows.sh: cannot make certificates" >&2; exit 1; }
-CERT=$CERTS/server.pem KEY=$CERTS/server.key  # ECDSA P-256
-[ "$ROW" = hs_rsa ] && CERT=$CERTS/rsa.pem KEY=$CERTS/rsa.key
 
 SCORE=${BENCH_SERVER_CORE:-1}
 LCORE=${BENCH_LOAD_CORE:-0}
@@ -50,17 +47,7 @@ if [ -n "${BENCH_QUICK:-}" ] && [ "${BENCH_QUICK}" != 0 ]; then
   WINDOW=0.3 WARMUP=0.1 IDLE=${BENCH_TLS_IDLE_CONNS:-200}
 fi
 
-SERVERS=(
-  "openssl_mem $BIN/openssl_echo {port} $CERT $KEY mem {stats}"
-  "openssl_socket $BIN/openssl_echo {port} $CERT $KEY socket {stats}"
-  "tapio $BIN/tapio_echo {port} {stats} $CERT $KEY"
-)
-[ -x "$BUILD/tapio" ] &&
-  SERVERS+=("tapio_lua $BUILD/tapio $HERE/tapio_tls_echo.lua {port} $CERT $KEY")
-/usr/bin/python3 -c 'import uvloop' 2>/dev/null &&
-  SERVERS+=("uvloop /usr/bin/python3 $HERE/py_tls_echo.py {port} $CERT $KEY uvloop")
-[ -x /usr/bin/python3 ] &&
-  SERVERS+=("asyncio /usr/bin/python3 $HERE/py_tls_echo.py {port} $CERT $KEY asyncio")
+tls_servers "$BUILD" "$HERE"
 
 STREAM=(tls-stream --size 65536 --depth 16)
 case $ROW in
@@ -79,7 +66,7 @@ value() { # key line: the key's value, or -1 when absent
 }
 
 FAILED=0
-for entry in "${SERVERS[@]}"; do
+for entry in "${TLS_SERVERS[@]}"; do
   if ! start_server "$entry" "$SCORE"; then
     echo "tls_rows.sh: $SNAME did not start" >&2
     FAILED=1

@@ -10,7 +10,7 @@
 #   bench/udp_bench.sh BUILD CONNS
 #
 # Environment: BENCH_QUICK=1 (2 runs of 0.3 s), BENCH_UDP_RUNS (3),
-# BENCH_WINDOW (1 s), BENCH_WARMUP (0.2 s), BENCH_SERVER_CORE (1),
+# BENCH_WINDOW (0.5 s), BENCH_WARMUP (0.1 s), BENCH_SERVER_CORE (1),
 # BENCH_LOAD_CORE (0; with 1 connection the load runs on the server's
 # core, as run.sh's pingpong_1c), BENCH_PORT (23000).
 set -uo pipefail
@@ -21,8 +21,8 @@ LOAD=$BUILD/bench/load
 if [ -n "${BENCH_QUICK:-}" ] && [ "$BENCH_QUICK" != 0 ]; then
   RUNS=2 WINDOW=0.3 WARMUP=0.1
 else
-  RUNS=${BENCH_UDP_RUNS:-3} WINDOW=${BENCH_WINDOW:-1}
-  WARMUP=${BENCH_WARMUP:-0.2}
+  RUNS=${BENCH_UDP_RUNS:-3} WINDOW=${BENCH_WINDOW:-0.5}
+  WARMUP=${BENCH_WARMUP:-0.1}
 fi
 SCORE=${BENCH_SERVER_CORE:-1} LCORE=${BENCH_LOAD_CORE:-0}
 [ "$(nproc)" -lt 2 ] && SCORE=0 LCORE=0

@@ -1,10 +1,11 @@
 /* The datagram transport: UDP and Unix datagram endpoints, asyncio's
- * DatagramTransport. Reading takes several datagrams per wake-up
- * (recvmmsg into the loop's datagram slots, as many as arrive, a bounded
- * number of passes); what the protocol sends while a batch of several is
- * delivered is gathered and goes out in one sendmmsg after it; sendto otherwise tries the socket first
- * and queues (copied) only what it refuses, flushed with sendmmsg on
- * writability. ICMP errors (IP_RECVERR) reach error_received, naming the
+ * DatagramTransport. Reading goes on until the socket is empty (a
+ * bounded number of datagrams per wake-up), one recvfrom per datagram
+ * while they come one at a time, recvmmsg into the loop's datagram slots
+ * when several wait; what the protocol sends while a batch of several is
+ * delivered is gathered and goes out in one sendmmsg after it; sendto
+ * otherwise tries the socket first and queues (copied) only what it
+ * refuses, flushed with sendmmsg on writability. ICMP errors (IP_RECVERR) reach error_received, naming the
  * address they concern, and the endpoint keeps receiving. The lifetime is
  * the head's (transport.c). */
 #include "tapio_int.h"
@@ -18,7 +19,10 @@
 #define SLOT (64 * 1024)       /* any UDP datagram fits (65527 at most) */
 #define NSLOTS 16              /* datagrams per recvmmsg */
 #define UNIX_SLOT (256 * 1024) /* Unix datagrams may be larger */
-#define PASSES 4               /* recvmmsg calls per wake-up, at most */
+#define BUDGET 64              /* datagrams read per wake-up, at most */
+#define GROW 8                 /* datagrams read one by one in a wake-up
+                                  before reads take several */
+#define ERRS 4                 /* failed reads per wake-up, at most */
 #define CORK_N 16              /* sends gathered during a batch */
 #define CORK_MAX 2048          /* larger ones go out at once */
 #define HEADER 8               /* asyncio 3.13 counts each queued datagram
@@ -67,7 +71,7 @@ struct tapio__dgram {
   tapio__task etask;          /* delivers the errors */
   int eposted;
   unsigned lost_sends;
-  int vlen;                   /* datagrams asked of the next recvmmsg */
+  int vlen;                   /* datagrams asked of the next read */
 };
 
 static const tapio__kind dgram_kind;
@@ -478,6 +482,10 @@ static void deliver(tapio__dgram *d, dgram_area *a, int n, size_t slot) {
   }
 }
 
+/* Reads up to nslots datagrams into the slots: recvmmsg for several,
+ * recvfrom for one (on Linux a recvmmsg, or a recvmsg, of one costs more
+ * than a recvfrom: bench/udp_calls.c, bench/README.md "UDP echo").
+ * Returns how many, or -1 with errno. */
 static int receive(tapio__dgram *d, dgram_area *a, int nslots, size_t slot) {
   int i, n;
   for (i = 0; i < nslots; i++) {
@@ -492,54 +500,82 @@ static int receive(tapio__dgram *d, dgram_area *a, int nslots, size_t slot) {
     m->msg_controllen = 0;
     m->msg_flags = 0;
   }
-  do /* MSG_TRUNC: the length of a datagram too large for its slot */
+  /* MSG_TRUNC: the length of a datagram too large for its slot */
+  if (nslots == 1) {
+    struct msghdr *m = &a->msgs[0].msg_hdr;
+    ssize_t len;
+    do
+      len = recvfrom(d->rio.fd, a->slots, slot, MSG_DONTWAIT | MSG_TRUNC,
+                     (struct sockaddr *)m->msg_name, &m->msg_namelen);
+    while (len < 0 && errno == EINTR);
+    if (len < 0)
+      return -1;
+    a->msgs[0].msg_len = (unsigned)len;
+    return 1;
+  }
+  do
     n = recvmmsg(d->rio.fd, a->msgs, (unsigned)nslots,
                  MSG_DONTWAIT | MSG_TRUNC, NULL);
   while (n < 0 && errno == EINTR);
   return n;
 }
 
-/* A batch as large as what arrives: each slot of a recvmmsg costs a
- * header copied in and out, and a quiet peer's wake-ups bring one
- * datagram; a busy socket fills the batch, which then doubles. */
-static void adapt(tapio__dgram *d, int n, int want) {
-  if (n == want && d->vlen < NSLOTS)
+/* The size of the next read, as large as what arrives. Datagrams that
+ * come one at a time are read one by one (a slot that stays empty costs
+ * a header copied in and out, and a recvmmsg more than a recvfrom); when
+ * one wake-up has read GROW of them so, they are coming faster than they
+ * are handled and reads take several, the number doubling while they come
+ * back full, halving when half empty, back to one when one came. */
+static void adapt(tapio__dgram *d, int n, int want, int got) {
+  if (want == 1)
+    d->vlen = got >= GROW ? 4 : 1;
+  else if (n == want && d->vlen < NSLOTS)
     d->vlen *= 2;
-  else if (n * 4 <= want && d->vlen > 2)
+  else if (n == 1)
+    d->vlen = 1;
+  else if (n * 2 <= want)
     d->vlen /= 2;
 }
 
+/* Reads until the socket is empty, as a plain libev echo does (what the
+ * protocol's replies brought in meanwhile is read without another
+ * epoll_wait), BUDGET datagrams at most, so a flood cannot starve the
+ * loop. */
 static void on_readable(struct ev_loop *ev, ev_io *w, int revents) {
   tapio__dgram *d = TAPIO_CONTAINER(w, tapio__dgram, rio);
   tapio_transport *t = &d->head;
   dgram_area *a = area_of(t->loop);
   size_t slot = d->af == AF_UNIX ? UNIX_SLOT : SLOT;
-  int nslots = (int)(sizeof a->slots / slot), pass;
+  int nslots = (int)(sizeof a->slots / slot), got = 0, errs = 0;
   (void)ev;
   (void)revents;
   if (!a) {
     tapio__transport_force_close(t, TAPIO_ENOMEM, NULL);
     return;
   }
-  for (pass = 0; pass < PASSES && !(t->flags & TAPIO__T_CLOSING); pass++) {
+  while (got < BUDGET && !(t->flags & TAPIO__T_CLOSING)) {
     int want = d->vlen < nslots ? d->vlen : nslots;
-    int n = receive(d, a, want, slot);
+    int n;
+    if (want > BUDGET - got)
+      want = BUDGET - got;
+    n = receive(d, a, want, slot);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      if (pass == 0) /* woken with nothing to read: an error is queued */
+      if (got == 0 && errs == 0) /* woken with nothing: an error waits */
         drain_errqueue(d);
       break;
     }
     if (n < 0) {
       read_error(d, errno);
+      if (++errs == ERRS)
+        break;
       continue;
     }
     a->owner = n > 1 ? d : NULL; /* one datagram: its replies go at once */
     deliver(d, a, n, slot);
     flush_cork(a);
     a->owner = NULL;
-    adapt(d, n, want);
-    if (n < want)
-      break; /* the socket is empty */
+    got += n;
+    adapt(d, n, want, got);
   }
 }
 
@@ -614,7 +650,7 @@ tapio_transport *tapio__datagram_new(tapio_loop *loop, int fd, int af,
   if (dflt)
     d->dflt = *dflt;
   d->etask.run = run_errors;
-  d->vlen = 2;
+  d->vlen = 1;
   ev_io_init(&d->rio, on_readable, fd, EV_READ);
   ev_io_init(&d->wio, on_writable, fd, EV_WRITE);
   return &d->head;

@@ -5,6 +5,9 @@
 
 #include "test.h"
 
+static inline void raw_sendto(int fd, const char *data, size_t len,
+                              int family, const char *host, int port);
+
 /* One endpoint's view: its callbacks as one string ("made data:3
  * err:ECONNREFUSED lost:0"), the last datagram and its sender, and what
  * to do on a datagram. */
@@ -20,6 +23,9 @@ typedef struct drec {
   size_t from_len;
   int echo;                    /* reply "resp:" + data to the sender */
   int close_on_data;           /* 1 close, 2 abort in datagram_received */
+  int close_at;                /* ... of this datagram (0: the first) */
+  int send_fd, send_port;      /* with send_fd > 0: on the first datagram,
+                                  send "more" from send_fd to send_port */
 } drec;
 
 static inline void drec_init(drec *r)
@@ -97,6 +103,10 @@ static inline void drec_data_(void *ud, tapio_transport *t, const char *data,
     memcpy(reply + 5, data, m);
     CHECK_OK(tapio_transport_sendto(t, reply, m + 5, addr, addrlen));
   }
+  if (r->send_fd > 0 && r->ndata == 1)
+    raw_sendto(r->send_fd, "more", 4, AF_INET, "127.0.0.1", r->send_port);
+  if (r->close_at > r->ndata)
+    return;
   if (r->close_on_data == 1)
     tapio_transport_close(t);
   else if (r->close_on_data == 2)

@@ -2,8 +2,8 @@
  * order and copied (D4, D5), with the write buffer's watermarks; close
  * flushes it (D9), abort drops it; datagrams larger than tapio receives
  * are reported, not truncated; reads are bounded per iteration (libuv
- * #4219); replies sent from a batch of datagrams go out in order; closing
- * inside a batch. A Unix datagram socketpair makes a full socket easy. */
+ * #4219) and go on until the socket is empty; replies sent from a batch
+ * of datagrams go out in order; closing inside a batch. A Unix datagram socketpair makes a full socket easy. */
 #include "dgram.h"
 
 /* An endpoint on one end of a Unix datagram socketpair; *peer is the
@@ -165,8 +165,8 @@ static void too_large_reported(void)
   free_loop(loop);
 }
 
-/* libuv #4219: one iteration takes a bounded number of datagrams (at
- * most 4 recvmmsg calls of at most 16: 64), so a flooded endpoint cannot
+/* libuv #4219: one iteration takes a bounded number of datagrams (64,
+ * read one by one or by recvmmsg), so a flooded endpoint cannot
  * starve the rest of the loop; the next iterations take the rest. */
 static void bounded_reads(void)
 {
@@ -208,37 +208,71 @@ static void replies_from_a_batch(void)
   free_loop(loop);
 }
 
-/* Closing (or aborting) inside datagram_received: nothing more of the
- * batch is delivered, and the reply sent before the close still goes. */
-static void close_inside_batch(int abort_it)
+/* Closing (or aborting) inside datagram_received: nothing more is
+ * delivered, and the replies sent before the close still go, in order.
+ * At the first datagram (read alone, its reply sent at once) and at the
+ * 20th of 40 waiting (the first wake-up reads them one by one, then in
+ * recvmmsg batches: the 20th ends one, its replies gathered until the
+ * close sends them). */
+static void close_inside_batch(int abort_it, int at)
 {
   tapio_loop *loop = new_loop();
   drec s;
-  char buf[64];
+  char buf[64], want[64];
   int i, port = bound_endpoint(loop, &s, "127.0.0.1");
   int fd = raw_udp(AF_INET, "127.0.0.1", NULL);
   s.echo = 1;
   s.close_on_data = abort_it ? 2 : 1;
-  for (i = 0; i < 10; i++)
-    raw_sendto(fd, "q", 1, AF_INET, "127.0.0.1", port);
+  s.close_at = at;
+  for (i = 0; i < 40; i++) {
+    snprintf(buf, sizeof buf, "q%d", i);
+    raw_sendto(fd, buf, strlen(buf), AF_INET, "127.0.0.1", port);
+  }
   WAIT_FOR(loop, s.lost);
-  CHECK_STR(s.log, "made data:1 lost:0");
-  CHECK_EQ(raw_recv_dgram(loop, fd, buf, sizeof buf), 6);
+  CHECK_EQ(s.ndata, at);
+  CHECK_STR(s.log + strlen(s.log) - 7, " lost:0");
+  for (i = 0; i < at; i++) {
+    size_t n = raw_recv_dgram(loop, fd, buf, sizeof buf - 1);
+    buf[n] = '\0';
+    snprintf(want, sizeof want, "resp:q%d", i);
+    CHECK_STR(buf, want);
+  }
   close(fd);
   free_loop(loop);
 }
 
 static void close_inside_batch_close(void)
 {
-  close_inside_batch(0);
+  close_inside_batch(0, 1);
+  close_inside_batch(0, 20);
 }
 
 static void close_inside_batch_abort(void)
 {
-  close_inside_batch(1);
+  close_inside_batch(1, 1);
+  close_inside_batch(1, 20);
+}
+
+/* Reading goes on until the socket is empty, as a plain libev loop
+ * reads: a datagram that arrives while datagram_received runs (as the
+ * next request of a peer answered at once would) is delivered in the
+ * same iteration, without another wait for readiness. */
+static void reads_until_empty(void)
+{
+  tapio_loop *loop = new_loop();
+  drec s;
+  int port = bound_endpoint(loop, &s, "127.0.0.1");
+  int fd = raw_udp(AF_INET, "127.0.0.1", NULL);
+  s.send_fd = fd;
+  s.send_port = port;
+  raw_sendto(fd, "first", 5, AF_INET, "127.0.0.1", port);
+  CHECK_OK(tapio_loop_run_once(loop, 1));
+  CHECK_STR(s.log, "made data:5 data:4");
+  close(fd);
+  free_loop(loop);
 }
 
 TEST_MAIN(TEST(queue_in_order), TEST(watermarks), TEST(close_flushes),
           TEST(abort_drops), TEST(too_large_reported), TEST(bounded_reads),
           TEST(replies_from_a_batch), TEST(close_inside_batch_close),
-          TEST(close_inside_batch_abort))
+          TEST(close_inside_batch_abort), TEST(reads_until_empty))

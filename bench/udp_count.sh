@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# The UDP echo servers counted: user-space instructions and system calls
+# per datagram, CONNS sockets with one 64-byte datagram in flight each
+# (`load udpcount`: exactly N datagrams, all echoed).
+#
+# - Instructions: the server under callgrind serves A and then B
+#   datagrams; per datagram is the slope (Ir(B) - Ir(A)) / (B - A), so
+#   start-up and the probe cancel (as run.sh's counted rows).
+# - System calls: a native run (valgrind's or strace's slowness changes
+#   how many datagrams wait at each wake-up, so which calls a loop makes),
+#   the server preloaded with libsyscount.so (syscount.c), which counts
+#   its socket and epoll calls in a mapped file, read before and after N
+#   datagrams; pinned as udp_bench.sh pins (one socket: the load on the
+#   server's core).
+#
+# Prints per server
+#   udpcount_<CONNS>c SERVER instr=I syscalls=S name=per-datagram...
+#
+#   bench/udp_count.sh BUILD CONNS [SERVER...]
+#
+# SERVER: libev, tapio, tapio_lua (the default: all three), luv, uvloop.
+# Environment: BENCH_UDP_COUNT (A,B: 1000,5000 for one socket, 2000,10000
+# for more), BENCH_UDP_NATIVE (N: 100000), BENCH_SERVER_CORE (1),
+# BENCH_LOAD_CORE (0), BENCH_PORT (23100). About 30 s for the three
+# default servers on the 2-vCPU VM.
+set -uo pipefail
+BUILD=$(cd "${1:?usage: udp_count.sh BUILD CONNS [SERVER...]}" && pwd)
+CONNS=${2:?usage: udp_count.sh BUILD CONNS [SERVER...]}
+shift 2
+HERE=$(cd "$(dirname "$0")" && pwd)
+LOAD=$BUILD/bench/load
+[ $# -gt 0 ] || set -- libev tapio tapio_lua
+if [ "$CONNS" = 1 ]; then DEF=1000,5000; else DEF=2000,10000; fi
+IFS=, read -r A B <<<"${BENCH_UDP_COUNT:-$DEF}"
+N=${BENCH_UDP_NATIVE:-100000}
+SCORE=${BENCH_SERVER_CORE:-1} LCORE=${BENCH_LOAD_CORE:-0}
+[ "$(nproc)" -lt 2 ] && SCORE=0 LCORE=0
+[ "$CONNS" = 1 ] && LCORE=$SCORE
+PORT=${BENCH_PORT:-23100}
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+
+command_of() {
+  case $1 in
+    libev) echo "$BUILD/bench/libev_udp_echo" ;;
+    tapio) echo "$BUILD/bench/tapio_udp_echo" ;;
+    tapio_lua) echo "$BUILD/tapio $HERE/tapio_udp_echo.lua" ;;
+    luv) echo "/usr/bin/lua5.4 $HERE/luv_udp_echo.lua" ;;
+    uvloop) echo "/usr/bin/python3 $HERE/uvloop_udp_echo.py" ;;
+    *) return 1 ;;
+  esac
+}
+
+# Starts server $1 (the rest: what runs it) on the next port: sets PID.
+start() {
+  local name=$1
+  shift
+  PORT=$((PORT + 1))
+  # shellcheck disable=SC2046
+  taskset -c "$SCORE" "$@" $(command_of "$name") "$PORT" >/dev/null 2>&1 &
+  PID=$!
+  "$LOAD" udpwait --port "$PORT" --pid "$PID" --deadline 60
+}
+
+stop() {
+  kill "$PID" 2>/dev/null
+  wait "$PID" 2>/dev/null
+  return 0
+}
+
+udpcount() {
+  taskset -c "$LCORE" "$LOAD" udpcount --port "$PORT" --conns "$CONNS" \
+    --size 64 --depth 1 --requests "$1" --deadline 120 >/dev/null
+}
+
+# Server $1's instructions for $2 datagrams under callgrind.
+instructions() {
+  local out=$TMP/$1.$2.out
+  start "$1" setarch -R valgrind --tool=callgrind \
+    --callgrind-out-file="$out" --log-file=/dev/null &&
+    udpcount "$2" || { stop; return 1; }
+  stop
+  sed -n 's/^totals: //p' "$out"
+}
+
+# Server $1's calls over N datagrams, natively, after a warm-up of 2,000.
+calls() {
+  local f=$TMP/$1.calls before after
+  start "$1" env SYSCOUNT_FILE="$f" LD_PRELOAD="$BUILD/bench/libsyscount.so" &&
+    udpcount 2000 || { stop; return 1; }
+  before=$(od -An -tu8 -w64 "$f")
+  udpcount "$N" || { stop; return 1; }
+  after=$(od -An -tu8 -w64 "$f")
+  stop
+  # The order of syscount.c's counters.
+  awk -v a="$before" -v b="$after" -v n="$N" 'BEGIN {
+    split("recvfrom recvmsg recvmmsg sendto send sendmsg sendmmsg " \
+          "epoll_wait epoll_pwait", k, " ")
+    split(a, x, " "); split(b, y, " ")
+    for (i = 1; i in k; i++) {
+      d = (y[i] - x[i]) / n
+      all += d
+      if (d >= 0.0005) s = s sprintf(" %s=%.3f", k[i], d)
+    }
+    printf "syscalls=%.3f%s\n", all, s
+  }'
+}
+
+status=0
+for name in "$@"; do
+  command_of "$name" >/dev/null || { echo "udp_count: no $name" >&2; exit 2; }
+  if ! ia=$(instructions "$name" "$A") || ! ib=$(instructions "$name" "$B") ||
+     ! c=$(calls "$name"); then
+    echo "udp_count: $name failed" >&2
+    status=1
+    continue
+  fi
+  echo "udpcount_${CONNS}c $name instr=$(((ib - ia) / (B - A))) $c"
+done
+exit $status
