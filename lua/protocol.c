@@ -77,6 +77,32 @@ typedef struct data_args {
   size_t len;
 } data_args;
 
+#if LUA_VERSION_NUM >= 504
+/* Reads of at least this many bytes make a string that the collector's
+ * pacing notices on its own (a streaming read: 256 KiB). */
+#define TL_BIG_READ (64 * 1024)
+
+/* After data_received had a big read's string: collects now if the next
+ * read of the same size would, by counting that read's string in advance
+ * and then taking the advance back (so the collector's pace is unchanged:
+ * the next string's allocation then finds its share paid). In
+ * generational mode a string that was only passed on is dead once
+ * data_received returns; left to the pacing, the collection comes when
+ * the next read's string is allocated, so a stream keeps two such blocks
+ * in turn (a read is copied into the one last touched a read ago).
+ * Collected here, the next string takes the block just freed (the host's
+ * allocator keeps it) and the same memory serves every read, as it does
+ * for a Python bytes object freed by its reference count. A stopped
+ * collector stays stopped. */
+static void collect_ahead(lua_State *L, size_t len) {
+  int kb = (int)(len >> 10);
+  if (!lua_gc(L, LUA_GCISRUNNING))
+    return;
+  lua_gc(L, LUA_GCSTEP, kb);
+  lua_gc(L, LUA_GCSTEP, -kb);
+}
+#endif
+
 /* [1] data_args; upvalue 1 "data_received". The hot path: one lookup,
  * one string, one call. */
 int tl_tr_data(lua_State *L) {
@@ -89,6 +115,10 @@ int tl_tr_data(lua_State *L) {
   lua_pushvalue(L, 2);
   lua_pushlstring(L, a->p, a->len);
   lua_call(L, 2, 0);
+#if LUA_VERSION_NUM >= 504
+  if (a->len >= TL_BIG_READ)
+    collect_ahead(L, a->len);
+#endif
   return 0;
 }
 
