@@ -14,7 +14,10 @@
 #   BENCH_TLS_ROUNDS=9  rounds of the TLS rows (no more than BENCH_ROUNDS)
 #   BENCH_WINDOW=0.4    measured seconds per window
 #   BENCH_WARMUP=0.05   warm-up seconds at the start of each window
-#   BENCH_ROW_SECONDS=150   no new round once a timed row has run this long
+#   BENCH_ROW_SECONDS=200   no new round once a timed row has run this long
+#   BENCH_EXTRA_SECONDS=150 the run's time for rounds beyond a row's count
+#                       (up to twice as many) while one of its verdicts is
+#                       undecided
 #   BENCH_IDLE_RUNS=3   fresh-server runs of the idle row
 #   BENCH_IDLE_CONNS=10000  connections of the idle row
 #   BENCH_COUNT_SCALE=1 multiplies the request counts of the counted rows
@@ -184,7 +187,11 @@ TARGETS=(
   "rate  tapio_tls_lua     uvloop_tls      1.0  tls_stream_1c,tls_stream_4c"
 )
 
-ROW_SECONDS=${BENCH_ROW_SECONDS:-150}
+ROW_SECONDS=${BENCH_ROW_SECONDS:-200}
+# Seconds the whole run may spend on rounds beyond a row's count, for the
+# rows whose verdicts are still undecided (first come, first served).
+EXTRA_LEFT=${BENCH_EXTRA_SECONDS:-150}
+[ -n "${BENCH_QUICK:-}" ] && [ "${BENCH_QUICK}" != 0 ] && EXTRA_LEFT=0
 SCORE=${BENCH_SERVER_CORE:-1}
 LCORE=${BENCH_LOAD_CORE:-0}
 if [ "$(nproc)" -lt 2 ]; then SCORE=0 LCORE=0; fi
@@ -286,10 +293,21 @@ window() {
   [[ $line != *error=* ]]
 }
 
+# True while a verdict of the row timed_row runs is undecided (its
+# interval across the bound) and the run has extra time left.
+undecided() {
+  [ "$EXTRA_LEFT" -gt 0 ] &&
+    awk -v servers="${NAMES[*]}" -v rows="$ROW:$UNIT" \
+      -v targets="$(printf '%s;' "${TARGETS[@]}")" -f "$HERE/table.awk" \
+      "$RAW" | grep -q 'across (undecided)'
+}
+
 # A timed row: every server started once and kept for the whole row, a
 # warm-up round, then rounds in which every other server's window comes
 # right after one of libev's and right before the next (libev, A, libev,
-# B, libev, ... in round_order), so each has libev on both sides.
+# B, libev, ... in round_order), so each has libev on both sides. After
+# its rounds, more (up to twice as many) while one of its verdicts is
+# undecided, as long as the run's EXTRA_LEFT seconds last.
 # Sets SERVERS and NAMES to the servers a row names (servers=a,b,...),
 # those this run has, in that order.
 row_servers() {
@@ -348,13 +366,18 @@ timed_row() {
   printf '%s:' "$ROW"
   window 0 1 || ok=1
   echo
-  for ((r = 1; r <= rounds; r++)); do
+  local started
+  r=0
+  while r=$((r + 1)); [ "$r" -le "$rounds" ] ||
+        { [ "$r" -le $((2 * rounds)) ] && undecided; }; do
     printf '%s round %d:' "$ROW" "$r"
+    started=$SECONDS
     for i in $(round_order "$r"); do
       window "$i" "$r" || ok=1
       window 0 "$r" || ok=1
     done
     echo
+    [ "$r" -gt "$rounds" ] && EXTRA_LEFT=$((EXTRA_LEFT - (SECONDS - started)))
     [ $((SECONDS - t0)) -ge "$ROW_SECONDS" ] && break
   done
   for i in "${!SERVERS[@]}"; do
