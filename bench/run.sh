@@ -6,9 +6,9 @@
 #   bench/run.sh [BUILD]      (what `make bench` runs; BUILD defaults to build)
 #
 # Environment (all optional):
-#   BENCH_QUICK=1       smoke test: 2 rounds of 0.1 s windows (1 for TLS), small counts
-#                       (tapio and libev only),
-#                       2000 idle connections
+#   BENCH_QUICK=1       smoke test: 2 rounds of 0.1 s windows (1 for TLS),
+#                       small counts (libev and tapio's servers only), 2000
+#                       idle connections
 #   BENCH_ROUNDS=16     rounds of a timed row (every server one window each,
 #                       each between two of the reference's)
 #   BENCH_TLS_ROUNDS=9  rounds of the TLS rows (no more than BENCH_ROUNDS)
@@ -155,7 +155,7 @@ ROWS=(
   "tls_stream_4c MB  split servers=$TLS rounds=$TLS_ROUNDS tls-stream --conns 4 --size 65536 --depth 16"
   "tls_hs_ecdsa  hs  split servers=$TLS rounds=$TLS_ROUNDS tls-handshake --conns 8"
   "tls_hs_rsa    hs  split servers=$TLS rounds=$TLS_ROUNDS cert=rsa tls-handshake --conns 8"
-  "tls_idle     own:B/conn_RSS:B/conn_C split runs=1 $HERE/tls_rows.sh $BUILD idle"
+  "tls_idle     own:B/conn_RSS:B/conn_C split runs=1 $HERE/tls_idle.sh $BUILD"
 )
 
 # What the verdicts judge: "rate SERVER REF BOUND [ROW,ROW...]" (the
