@@ -31,6 +31,8 @@ LOG=$OUT/streams_count.log
 mkdir -p "$OUT/callgrind"
 # shellcheck source=lib.sh
 . "$HERE/lib.sh"
+# Ports away from run.sh's (other benchmarks may run on this machine).
+NEXT_PORT=${BENCH_PORT:-$((23000 + $$ % 1000 * 2))}
 
 HOST=${STREAMS_HOST:-$BUILD/tapio}
 PY=/usr/bin/python3
@@ -59,8 +61,11 @@ instr_run() {
     valgrind --tool=callgrind --callgrind-out-file="$out" \
     --log-file="$out.log"
   # In real time, as run.sh's counted rows: see bench/README.
-  taskset -c 0 "${REALTIME[@]}" "$LOAD" "${ARGS[@]}" --requests "$n" \
-    --port "$PORT" --deadline 600 >/dev/null
+  local line
+  line=$(taskset -c 0 "${REALTIME[@]}" "$LOAD" "${ARGS[@]}" --requests "$n" \
+    --port "$PORT" --deadline 600) || true
+  [[ $line == mode=count* && $line != *error=* ]] ||
+    { echo "streams_count.sh: $name: $line" >&2; exit 1; }
   stop_server "$SPID" || { echo "streams_count.sh: $name died" >&2; exit 1; }
   IR=$(sed -n 's/^totals: //p' "$out")
 }

@@ -612,29 +612,33 @@ function StreamReader:readline()
   if not readers[self] then
     check_reader(self, "reader:readline")
   end
+  local co = running()
+  local task = co and tasks[co]
   -- The usual case, in a task: a whole line in the buffer's first chunk
-  -- (and when it is not the chunk's end, take's first case inline).
-  local first = self._chunks[self._head]
-  if first and self._exception == nil then
+  -- (and when it is not the chunk's end, take's first case inline), once
+  -- some data is there (an empty buffer is waited on here first, as
+  -- until_sep would: a line that came whole is then found at once).
+  if task and self._exception == nil then
+    if self._size == 0 and not self._eof then
+      wait_for_data(self, "readline", 1, task)
+    end
+    local first = self._chunks[self._head]
     local off = self._off
-    local e = find(first, "\n", off, true)
+    local e = first and find(first, "\n", off, true)
     if e and e - off <= self._limit then
-      local co = running()
-      if co and tasks[co] then
-        local line
-        if e < #first then
-          local n = e - off + 1
-          self._off, self._size = e + 1, self._size - n
-          self._consumed = self._consumed + n
-          line = sub(first, off, e)
-        else
-          line = take(self, e - off + 1)
-        end
-        if self._paused then
-          maybe_resume(self)
-        end
-        return line
+      local line
+      if e < #first then
+        local n = e - off + 1
+        self._off, self._size = e + 1, self._size - n
+        self._consumed = self._consumed + n
+        line = sub(first, off, e)
+      else
+        line = take(self, e - off + 1)
       end
+      if self._paused then
+        maybe_resume(self)
+      end
+      return line
     end
   end
   return async(self, "reader:readline", readline)
