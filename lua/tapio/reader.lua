@@ -358,18 +358,28 @@ local function raise_exception(self)
   end
 end
 
--- Suspends the task (the running one, unless given) until want bytes
--- are buffered, or the end, or an error (raised). One task at a time may
--- wait; a cancelled wait consumes nothing, so the reader stays usable.
-local function wait_for_data(self, fn, want, task)
+-- What a wait checks first, when self._waiter or self._paused is set:
+-- another task waiting already is an error; a paused transport reads on
+-- (the buffer cannot serve this read).
+local function before_wait(self, fn)
   local waiter = self._waiter
   if waiter and waiter._parked == self then
     error(("tapio: reader:%s: another task is already waiting for data "
       .. "on this reader"):format(fn), 0)
   end
-  if self._paused then -- the buffer cannot serve this read: read on
+  if self._paused then
     self._paused = false
     self._transport:resume_reading()
+  end
+end
+
+-- Suspends the task (the running one, unless given) until want bytes
+-- are buffered, or the end, or an error (raised). One task at a time may
+-- wait; a cancelled wait consumes nothing, so the reader stays usable.
+-- (read has it inline.)
+local function wait_for_data(self, fn, want, task)
+  if self._waiter or self._paused then
+    before_wait(self, fn)
   end
   self._waiter, self._want = task or tasks[running()], want
   if yield(PARK, self) == CANCEL then -- future.lua's park, inline
@@ -427,8 +437,17 @@ function StreamReader:read(n)
   end
   if n > 0 then -- the usual case: one call, one wait
     local size = self._size
-    if size == 0 and not self._eof then
-      wait_for_data(self, "read", 1, task)
+    if size == 0 and not self._eof then -- wait_for_data, inline
+      if self._waiter or self._paused then
+        before_wait(self, "read")
+      end
+      self._waiter, self._want = task, 1
+      if yield(PARK, self) == CANCEL then
+        cancelled()
+      end
+      if self._exception ~= nil then
+        error(self._exception, 0)
+      end
       size = self._size
     end
     local data
