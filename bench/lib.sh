@@ -27,8 +27,9 @@ parse_server() {
 # start_server ENTRY CORE [WRAPPER...]: starts the server of a list entry
 # on core CORE, under WRAPPER (e.g. valgrind) if given, at a fresh pair of
 # ports; sets SPID, PORT and STATS_ARG. {port}, {stats}, {cert} and {key}
-# in the command become the ports and $CERT and $KEY. Fails if it does not accept within
-# WAIT_SECS (10 s by default).
+# in the command become the ports and $CERT and $KEY. Fails if it does
+# not accept within WAIT_SECS (10 s by default), or with WAIT_MODE=udpwait
+# does not echo a UDP probe.
 start_server() {
   local core=$2
   parse_server "$1"
@@ -50,7 +51,8 @@ start_server() {
     >>"$LOG" 2>&1 &
   SPID=$!
   local secs=${WAIT_SECS:-10}
-  "$LOAD" wait --port "$PORT" --pid "$SPID" --deadline "$secs" 2>>"$LOG" &&
+  "$LOAD" "${WAIT_MODE:-wait}" --port "$PORT" --pid "$SPID" \
+    --deadline "$secs" 2>>"$LOG" &&
     { [ ${#STATS_ARG[@]} -eq 0 ] ||
       "$LOAD" wait --port "$stats" --pid "$SPID" --deadline "$secs" \
         2>>"$LOG"; }

@@ -15,7 +15,7 @@
 #   BENCH_WINDOW=0.4    measured seconds per window
 #   BENCH_WARMUP=0.05   warm-up seconds at the start of each window
 #   BENCH_ROW_SECONDS=200   no new round once a timed row has run this long
-#   BENCH_EXTRA_SECONDS=150 the run's time for rounds beyond a row's count
+#   BENCH_EXTRA_SECONDS=100 the run's time for rounds beyond a row's count
 #                       (up to twice as many) while one of its verdicts is
 #                       undecided
 #   BENCH_IDLE_RUNS=3   fresh-server runs of the idle row
@@ -99,6 +99,18 @@ STREAM_SERVERS=("${STREAM_SERVERS[@]//$'\n'/ }")
 # The TLS echo servers (lib.sh), run only by the TLS rows, which name them.
 tls_servers "$BUILD" "$HERE"
 STREAM_SERVERS+=("${TLS_SERVERS[@]}")
+# The UDP echo servers, run only by the UDP rows: plain libev (one
+# recvfrom and one sendto per datagram, reading until the socket is
+# empty), tapio's C datagram protocol, the same as a Lua protocol table
+# (the tapio host), luv's UDP handle, uvloop's asyncio.DatagramProtocol.
+STREAM_SERVERS+=("libev_udp $BIN/libev_udp_echo {port}"
+  "tapio_udp $BIN/tapio_udp_echo {port}")
+[ -x "$BUILD/tapio" ] &&
+  STREAM_SERVERS+=("tapio_udp_lua $BUILD/tapio $HERE/tapio_udp_echo.lua {port}")
+lua5.4 -e 'require "luv"' 2>/dev/null &&
+  STREAM_SERVERS+=("luv_udp /usr/bin/lua5.4 $HERE/luv_udp_echo.lua {port}")
+/usr/bin/python3 -c 'import uvloop' 2>/dev/null &&
+  STREAM_SERVERS+=("uvloop_udp /usr/bin/python3 $HERE/uvloop_udp_echo.py {port}")
 
 if [ -n "${BENCH_QUICK:-}" ] && [ "${BENCH_QUICK}" != 0 ]; then
   ROUNDS=2 WINDOW=0.1 WARMUP=0.05 IDLE_RUNS=1 OWN_RUNS=1 TLS_ROUNDS=1
@@ -121,10 +133,10 @@ fi
 # ROUNDS; cert=rsa gives the TLS servers the RSA certificate; rows of
 # their own: runs=N instead of 3), and the arguments of what runs it.
 # Kinds:
-#   req, MB, hs   timed: requests/s and CPU us per request, MB/s and CPU
-#             us per MB, or handshakes/s and CPU us per handshake, in
-#             rounds of short windows (load.c echo, tls-stream,
-#             tls-handshake)
+#   req, MB, hs, dg   timed: requests/s and CPU us per request, MB/s and
+#             CPU us per MB, handshakes/s and CPU us per handshake, or
+#             datagrams/s and CPU us per datagram, in rounds of short
+#             windows (load.c echo, tls-stream, tls-handshake, udp)
 #   idle      bytes per idle connection, fresh servers (load.c idle)
 #   instr     user-space instructions and system calls per request under
 #             valgrind, from two runs of --requests A,B (load.c count)
@@ -133,6 +145,7 @@ fi
 STREAMS=libev,tapio_lua,tapio_streams,tapio_streams_jit,uvloop_streams,asyncio_streams
 LINES=libev,tapio_lines,tapio_lines_jit,uvloop_lines
 TLS=openssl_mem,openssl_socket,tapio_tls,tapio_tls_lua,uvloop_tls,asyncio_tls
+UDP=libev_udp,tapio_udp,tapio_udp_lua,luv_udp,uvloop_udp
 [ "$ROUNDS" -lt "$TLS_ROUNDS" ] && TLS_ROUNDS=$ROUNDS
 ROWS=(
   "pingpong_1c  req   same  echo --conns 1 --size 64 --depth 1"
@@ -148,8 +161,8 @@ ROWS=(
   "timers       own:scheduled/s:fired/s same $BIN/timers"
   "pipe         own:MB/s:cpu_us/MB same $HERE/children.sh pipe $BUILD"
   "spawn        own:spawns/s:cpu_us/spawn same $HERE/children.sh spawn $BUILD"
-  "udp_echo_1c  own:datagrams/s:ns/datagram same $HERE/udp_bench.sh $BUILD 1"
-  "udp_echo_50c own:datagrams/s:ns/datagram split $HERE/udp_bench.sh $BUILD 50"
+  "udp_1c       dg    same  servers=$UDP udp --conns 1 --size 64 --depth 1"
+  "udp_50c      dg    split servers=$UDP udp --conns 50 --size 64 --depth 1"
   "resolver     own:lookups/s:ms_for_1000 same $HERE/resolve_bench.sh $BUILD"
   "tls_stream_1c MB  split servers=$TLS rounds=$TLS_ROUNDS tls-stream --conns 1 --size 65536 --depth 16"
   "tls_stream_4c MB  split servers=$TLS rounds=$TLS_ROUNDS tls-stream --conns 4 --size 65536 --depth 16"
@@ -185,12 +198,16 @@ TARGETS=(
   "rate  tapio_tls         openssl_socket  0.9"
   "rate  tapio_tls_lua     asyncio_tls     2.0  tls_stream_1c,tls_stream_4c"
   "rate  tapio_tls_lua     uvloop_tls      1.0  tls_stream_1c,tls_stream_4c"
+  "rate  tapio_udp         libev_udp       0.95 udp_1c"
+  "rate  tapio_udp         libev_udp       1.2  udp_50c"
+  "rate  tapio_udp_lua     luv_udp         1.0"
+  "rate  tapio_udp_lua     uvloop_udp      1.0"
 )
 
 ROW_SECONDS=${BENCH_ROW_SECONDS:-200}
 # Seconds the whole run may spend on rounds beyond a row's count, for the
 # rows whose verdicts are still undecided (first come, first served).
-EXTRA_LEFT=${BENCH_EXTRA_SECONDS:-150}
+EXTRA_LEFT=${BENCH_EXTRA_SECONDS:-100}
 [ -n "${BENCH_QUICK:-}" ] && [ "${BENCH_QUICK}" != 0 ] && EXTRA_LEFT=0
 SCORE=${BENCH_SERVER_CORE:-1}
 LCORE=${BENCH_LOAD_CORE:-0}
@@ -350,6 +367,9 @@ timed_row() {
   FIGURE=rps
   [ "$UNIT" = MB ] && FIGURE=mbps
   [ "$UNIT" = hs ] && FIGURE=hps
+  # A UDP server is ready when it echoes a probe, not when it accepts.
+  local WAIT_MODE=wait
+  [ "${ARGS[0]}" = udp ] && WAIT_MODE=udpwait
   PIDS=() PORTS=()
   local i r ok=0 t0=$SECONDS
   for i in "${!SERVERS[@]}"; do
@@ -542,7 +562,7 @@ for row in "${ROWS[@]}"; do
   read -r name kind _ <<<"$row"
   t0=$SECONDS
   case $kind in
-    req|MB|hs) timed_row "$row" ;;
+    req|MB|hs|dg) timed_row "$row" ;;
     idle) idle_row "$row" ;;
     instr) counted_row "$row" ;;
     own*) own_row "$row" ;;

@@ -5,7 +5,7 @@
 #   awk -v servers="libev tapio" -v rows="pingpong_1c:req idle_10k:idle" \
 #       -v targets="rate tapio libev 0.95;" -f table.awk raw.txt
 #
-# Timed rows (req, MB, hs): raw.txt has one line per window, tagged with
+# Timed rows (req, MB, hs, dg): raw.txt has one line per window, tagged with
 # its round and its place in the row (seq). The row's reference is the
 # server of its first window (plain libev, or for the TLS rows the plain
 # OpenSSL echo). Every other server's window lies between two of the
@@ -307,6 +307,7 @@ BEGIN {
   FIG["req"] = "rps"; COST["req"] = "cpu_us_per_req"
   FIG["MB"] = "mbps"; COST["MB"] = "cpu_us_per_mb"
   FIG["hs"] = "hps"; COST["hs"] = "cpu_us_per_hs"
+  FIG["dg"] = "rps"; COST["dg"] = "cpu_us_per_req"   # load.c udp: datagrams
 }
 
 END {
@@ -329,8 +330,9 @@ END {
       own_table(row, kind)
     print ""
   }
-  print "Timed rows: req/s, MB/s and hs/s (TLS handshakes) higher is" \
-    " better, CPU per request, MB or handshake lower is better; x REF:" \
+  print "Timed rows: req/s, MB/s, hs/s (TLS handshakes) and dg/s" \
+    " (UDP datagrams) higher is better, CPU per request, MB, handshake" \
+    " or datagram lower is better; x REF:" \
     " the median of the per-round ratios to the row's reference's" \
     " bracketing windows (" REF ", or the first named), [its 95%" \
     " interval]. Verdicts:" \
