@@ -15,11 +15,13 @@
 #   uvloop_lines    the same on uvloop
 #     with readline_50c's load: 50 connections, 16 lines of 100 B in
 #     flight each; A, B = 20,000, 100,000 lines
+#   tapio_streams_jit, tapio_lines_jit   under luajit (not by default)
 # STREAMS_HOST runs the tapio servers with another tapio host (say
 # BUILD/bench/prof/tapio from `profile.sh relink`, whose Lua functions
 # have names); STREAMS_KEEP=DIR keeps the callgrind files as
 # DIR/callgrind/ROW.SERVER.REQUESTS.1.out, which `bench/profile.sh DIR
-# ROW SERVER` reads (ROW: streams_50c or readline_50c).
+# ROW SERVER` reads (ROW: streams_50c or readline_50c). STREAMS_LUA
+# gives luajit another directory of tapio's Lua files (an older version's).
 set -euo pipefail
 BUILD=$(cd "${1:-build}" && pwd)
 shift || true
@@ -36,12 +38,16 @@ NEXT_PORT=${BENCH_PORT:-$((23000 + $$ % 1000 * 2))}
 
 HOST=${STREAMS_HOST:-$BUILD/tapio}
 PY=/usr/bin/python3
+LUA=${STREAMS_LUA:-$(dirname "$HERE")/lua}
+JIT="LUA_PATH=$LUA/?.lua;$LUA/?/init.lua;; LUA_CPATH=$BUILD/luajit/?.so;; /usr/bin/luajit"
 declare -A ENTRY=(
   [tapio_lua]="tapio_lua $HOST $HERE/tapio_echo.lua {port}"
   [tapio_streams]="tapio_streams $HOST $HERE/tapio_streams_echo.lua {port}"
   [uvloop_streams]="uvloop_streams PYTHONHASHSEED=0 $PY $HERE/streams_echo.py {port} uvloop"
   [tapio_lines]="tapio_lines $HOST $HERE/tapio_streams_echo.lua {port} lines"
   [uvloop_lines]="uvloop_lines PYTHONHASHSEED=0 $PY $HERE/streams_echo.py {port} uvloop lines"
+  [tapio_streams_jit]="tapio_streams_jit $JIT $HERE/tapio_streams_echo.lua {port}"
+  [tapio_lines_jit]="tapio_lines_jit $JIT $HERE/tapio_streams_echo.lua {port} lines"
 )
 PINGPONG=(count --conns 50 --size 1024 --depth 1)
 LINES=(count --conns 50 --size 100 --depth 16 --lines yes)
@@ -73,7 +79,7 @@ instr_run() {
 printf '%-16s %12s %12s %10s\n' server "Ir(A)" "Ir(B)" instr/req
 for name in "${SERVERS[@]}"; do
   [ -n "${ENTRY[$name]:-}" ] || { echo "streams_count.sh: no server $name" >&2; exit 2; }
-  if [[ $name == *lines ]]; then
+  if [[ $name == *lines* ]]; then
     ARGS=("${LINES[@]}") row=readline_50c a=20000 b=100000
   else
     ARGS=("${PINGPONG[@]}") row=streams_50c a=5000 b=25000
