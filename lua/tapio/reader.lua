@@ -92,8 +92,11 @@ function M.new_reader(limit, loop)
     _limit = limit, _loop = loop, _chunks = {}, _head = 1, _tail = 0, _off = 1,
     _size = 0,        -- bytes buffered and unread
     _consumed = 0,    -- bytes read out so far (a search's marker)
-    _eof = false, _exception = nil,
-    _waiter = nil,    -- the task waiting for data (parked on the reader)
+    -- The hot paths read no field that is nil (a field absent from the
+    -- table is looked for through the metatable's __index too): _failed
+    -- says whether _exception is set, _waiter is false when none waits.
+    _eof = false, _exception = nil, _failed = false,
+    _waiter = false,  -- the task waiting for data (parked on the reader)
     _want = 0,        -- wake it once this much is buffered
     _transport = nil, _paused = false,
   }, StreamReader)
@@ -258,7 +261,7 @@ end
 local function wakeup(self, how)
   local task = self._waiter
   if task then
-    self._waiter = nil
+    self._waiter = false
     how(task, self)
   end
 end
@@ -277,7 +280,7 @@ local function feed_data(self, data)
   self._size = size
   local task = self._waiter
   if task and size >= self._want then
-    self._waiter = nil
+    self._waiter = false
     unpark(task, self) -- the task may have read some already
     size = self._size
   end
@@ -315,7 +318,7 @@ function StreamReader:set_exception(err)
     error("tapio: reader:set_exception: bad argument #1 'exception' (an "
       .. "error value expected, got nil)", 2)
   end
-  self._exception = err
+  self._exception, self._failed = err, true
   wakeup(self, T.unpark_soon)
 end
 
@@ -341,7 +344,7 @@ function StreamReader:__tostring()
   if self._limit ~= M.DEFAULT_LIMIT then
     t[#t + 1] = (", limit=%d"):format(self._limit)
   end
-  if self._exception ~= nil then
+  if self._failed then
     t[#t + 1] = ", exception=" .. U.safe_tostring(self._exception)
   end
   if self._paused then
@@ -353,7 +356,7 @@ end
 -- ---- Reading (the task's side) -------------------------------------------
 
 local function raise_exception(self)
-  if self._exception ~= nil then
+  if self._failed then
     error(self._exception, 0)
   end
 end
@@ -385,7 +388,7 @@ local function wait_for_data(self, fn, want, task)
   if yield(PARK, self) == CANCEL then -- future.lua's park, inline
     cancelled()
   end
-  if self._exception ~= nil then
+  if self._failed then
     error(self._exception, 0)
   end
 end
@@ -432,7 +435,7 @@ function StreamReader:read(n)
   if not task then -- then this runs again, in a task of its own
     return async(self, "reader:read", StreamReader.read, n)
   end
-  if self._exception ~= nil then
+  if self._failed then
     error(self._exception, 0)
   end
   if n > 0 then -- the usual case: one call, one wait
@@ -445,7 +448,7 @@ function StreamReader:read(n)
       if yield(PARK, self) == CANCEL then
         cancelled()
       end
-      if self._exception ~= nil then
+      if self._failed then
         error(self._exception, 0)
       end
       size = self._size
@@ -637,7 +640,7 @@ function StreamReader:readline()
   -- (and when it is not the chunk's end, take's first case inline), once
   -- some data is there (an empty buffer is waited on here first, as
   -- until_sep would: a line that came whole is then found at once).
-  if task and self._exception == nil then
+  if task and not self._failed then
     if self._size == 0 and not self._eof then
       wait_for_data(self, "readline", 1, task)
     end

@@ -240,7 +240,7 @@ end
 
 local function drain(self)
   local reader = self._reader
-  if reader and reader._exception ~= nil then
+  if reader and reader._failed then
     error(reader._exception, 0)
   end
   if self._closing and not self._lost then
@@ -269,7 +269,7 @@ function StreamWriter:drain()
   -- The usual case, in a task: nothing to wait for, nothing to raise.
   if not (self._paused or self._closing or self._lost) then
     local reader, co = self._reader, running()
-    if co and tasks[co] and not (reader and reader._exception ~= nil) then
+    if co and tasks[co] and not (reader and reader._failed) then
       return
     end
   end

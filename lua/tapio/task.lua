@@ -199,6 +199,7 @@ function Loop:create_task(fn, ...)
   check_callable(fn, "loop:create_task", 1, "fn")
   local task = new_future(self, Task)
   task._args = pack(...)
+  task._must_cancel = false -- present: unpark reads it per wake-up
   task._co = coroutine.create(function(...)
     task._results = pack(fn(...))
   end)
