@@ -18,10 +18,14 @@
 #
 #   bench/udp_count.sh BUILD CONNS [SERVER...]
 #
-# SERVER: libev, tapio, tapio_lua (the default: all three), luv, uvloop.
+# SERVER: libev, tapio, tapio_lua (the default: all three), luv, uvloop;
+# p_tapio_lua: tapio_lua run by the host `profile.sh relink` links, whose
+# Lua and libev functions have names.
 # Environment: BENCH_UDP_COUNT (A,B: 1000,5000 for one socket, 2000,10000
 # for more), BENCH_UDP_NATIVE (N: 100000), BENCH_SERVER_CORE (1),
-# BENCH_LOAD_CORE (0), BENCH_PORT (23100). About 30 s for the three
+# BENCH_LOAD_CORE (0), BENCH_PORT (23100), BENCH_UDP_KEEP (DIR: keeps
+# the callgrind files as DIR/callgrind/udpcount_<CONNS>c.SERVER.N.1.out,
+# for `profile.sh DIR udpcount_<CONNS>c SERVER`). About 30 s for the three
 # default servers on the 2-vCPU VM.
 set -uo pipefail
 BUILD=$(cd "${1:?usage: udp_count.sh BUILD CONNS [SERVER...]}" && pwd)
@@ -47,6 +51,8 @@ command_of() {
     tapio_lua) echo "$BUILD/tapio $HERE/tapio_udp_echo.lua" ;;
     luv) echo "/usr/bin/lua5.4 $HERE/luv_udp_echo.lua" ;;
     uvloop) echo "/usr/bin/python3 $HERE/uvloop_udp_echo.py" ;;
+    # the tapio host as `profile.sh relink` links it: functions named
+    p_tapio_lua) echo "$BUILD/bench/prof/tapio $HERE/tapio_udp_echo.lua" ;;
     *) return 1 ;;
   esac
 }
@@ -81,6 +87,10 @@ instructions() {
     udpcount "$2" || { stop; return 1; }
   stop
   sed -n 's/^totals: //p' "$out"
+  if [ -n "${BENCH_UDP_KEEP:-}" ]; then
+    mkdir -p "$BENCH_UDP_KEEP/callgrind"
+    cp "$out" "$BENCH_UDP_KEEP/callgrind/udpcount_${CONNS}c.$1.$2.1.out"
+  fi
 }
 
 # Server $1's calls over N datagrams, natively, after a warm-up of 2,000.

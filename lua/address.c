@@ -9,6 +9,8 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -21,26 +23,105 @@ typedef struct tl_addr {
   } u;
 } tl_addr;
 
-void tl_pushsockaddr(lua_State *L, const void *sa, size_t len) {
+static int is_ip(const void *sa, size_t len) {
   const struct sockaddr *s = sa;
-  tl_addr *a;
-  if (!sa || len < sizeof(sa_family_t)) {
-    lua_pushnil(L); /* an unnamed Unix peer */
-    return;
-  }
-  if (s->sa_family != AF_INET && s->sa_family != AF_INET6) {
-    char path[TAPIO_ADDR_MAX];
-    if (tapio_addr_format(sa, len, path, sizeof path, NULL, NULL) < 0)
-      lua_pushnil(L);
-    else
-      lua_pushstring(L, path);
-    return;
-  }
-  a = tl_newuserdata(L, sizeof *a);
+  return sa && len >= sizeof(sa_family_t) &&
+         (s->sa_family == AF_INET || s->sa_family == AF_INET6);
+}
+
+/* A new IP address value of sa on top. */
+static tl_addr *new_addr(lua_State *L, const void *sa, size_t len) {
+  tl_addr *a = tl_newuserdata(L, sizeof *a);
   memset(a, 0, sizeof *a);
   a->len = len < sizeof a->u ? len : sizeof a->u;
   memcpy(&a->u, sa, a->len);
   luaL_setmetatable(L, TL_ADDRESS);
+  return a;
+}
+
+void tl_pushsockaddr(lua_State *L, const void *sa, size_t len) {
+  char path[TAPIO_ADDR_MAX];
+  if (is_ip(sa, len))
+    new_addr(L, sa, len);
+  else if (!sa || len < sizeof(sa_family_t) ||
+           tapio_addr_format(sa, len, path, sizeof path, NULL, NULL) < 0)
+    lua_pushnil(L); /* an unnamed Unix peer */
+  else
+    lua_pushstring(L, path);
+}
+
+/* ---- The loop's cache of the address values datagrams come from ------- */
+
+/* Direct-mapped: a socket address has one slot, by its hash, and a new
+ * one takes the slot from the one there. The values live in a Lua table
+ * (the datagram trampoline's upvalue) at slot + 1; in C, each slot points
+ * at its value's memory, which the table keeps alive, to compare the
+ * bytes there. An address value is immutable (no __newindex), so one
+ * value can serve every datagram of a peer, on every endpoint of the
+ * loop. */
+#define ACACHE 1024
+
+struct tl_acache {
+  const tl_addr *last; /* the value pushed last */
+  unsigned last_i;     /* its slot */
+  const tl_addr *slot[ACACHE];
+};
+
+void tl_acache_free(tl_loop *lb) {
+  free(lb->acache);
+  lb->acache = NULL;
+}
+
+static unsigned addr_hash(const void *sa, size_t len) {
+  uint32_t h = 2166136261u, w;
+  size_t i;
+  for (i = 0; i + sizeof w <= len; i += sizeof w) {
+    memcpy(&w, (const char *)sa + i, sizeof w);
+    h = (h ^ w) * 16777619u;
+  }
+  return (h ^ (h >> 16)) % ACACHE;
+}
+
+static int same_addr(const tl_addr *a, const void *sa, size_t len) {
+  return a && a->len == len && memcmp(&a->u, sa, len) == 0;
+}
+
+void tl_pushcachedaddr(lua_State *L, tl_loop *lb, int idx, const void *sa,
+                       size_t len) {
+  const tl_addr *a;
+  unsigned i;
+  if (!is_ip(sa, len) || len > sizeof a->u) {
+    tl_pushsockaddr(L, sa, len); /* nil or a Unix path: no value to keep */
+    return;
+  }
+  if (!lb->acache && !(lb->acache = calloc(1, sizeof *lb->acache))) {
+    tl_pushsockaddr(L, sa, len); /* no cache today */
+    return;
+  }
+  a = lb->acache->last; /* a peer that keeps sending: no hash */
+  i = lb->acache->last_i;
+  if (!same_addr(a, sa, len)) {
+    i = addr_hash(sa, len);
+    a = lb->acache->slot[i];
+  }
+  if (same_addr(a, sa, len)) {
+    lua_rawgeti(L, idx, (lua_Integer)i + 1);
+  } else {
+    a = new_addr(L, sa, len);
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, idx, (lua_Integer)i + 1);
+    lb->acache->slot[i] = a;
+  }
+  lb->acache->last = a;
+  lb->acache->last_i = i;
+}
+
+const void *tl_lastaddr(lua_State *L, tl_loop *lb, int idx, size_t *len) {
+  const tl_addr *a = lb->acache ? lb->acache->last : NULL;
+  if (!a || lua_touserdata(L, idx) != a)
+    return NULL;
+  *len = a->len;
+  return &a->u;
 }
 
 void tl_pushaddress(lua_State *L, const char *host, int port, int family) {

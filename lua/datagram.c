@@ -2,8 +2,9 @@
  * (its options as asyncio names them), "tapio.datagram_transport" (sendto
  * and the methods every transport has), and the datagram protocol's
  * callbacks. A datagram's sender is an address value (address.c), taken
- * from a small cache per endpoint so that a peer that keeps sending costs
- * no allocation for its address. */
+ * from the loop's cache so that a peer that keeps sending costs no
+ * allocation for its address, and that value given back to sendto right
+ * away (an echo) is taken as it is, without a check of its metatable. */
 #include "tapio_lua.h"
 
 #include <stdio.h>
@@ -12,56 +13,35 @@
 
 #define FN_DGRAM "loop:create_datagram_endpoint"
 #define FN_SENDTO "transport:sendto"
-#define CACHE_MAX 256 /* address values an endpoint keeps */
 
 /* Filled by tl_open_datagram: BaseProtocol's callbacks are the stream
  * table's (the same four, in the same places), the rest are below. */
 
 /* ---- Trampolines: inside the protected call ---------------------------- */
 
-/* Pushes the address value of sa, reusing the one made for the same
- * socket address before (the cache table, keyed by the address's bytes,
- * starts over when it holds CACHE_MAX). */
-static void push_cached(lua_State *L, tl_transport *lt, const char *sa,
-                        size_t len) {
-  int cache;
-  if (len == 0 || ((const struct sockaddr *)sa)->sa_family == AF_UNIX) {
-    tl_pushsockaddr(L, sa, len); /* nil, or a Unix path */
-    return;
-  }
-  if (lt->cache_ref == LUA_NOREF || lt->cache_n >= CACHE_MAX) {
-    lua_createtable(L, 0, 8);
-    if (lt->cache_ref == LUA_NOREF)
-      lt->cache_ref = tl_ref(lt->lb, L);
-    else
-      lua_rawseti(L, LUA_REGISTRYINDEX, lt->cache_ref);
-    lt->cache_n = 0;
-  }
-  lua_rawgeti(L, LUA_REGISTRYINDEX, lt->cache_ref);
-  cache = lua_gettop(L);
-  lua_pushlstring(L, sa, len);
-  lua_rawget(L, cache);
-  if (lua_isnil(L, -1)) {
-    lua_pop(L, 1);
-    tl_pushsockaddr(L, sa, len);
-    lua_pushlstring(L, sa, len);
-    lua_pushvalue(L, -2);
-    lua_rawset(L, cache);
-    lt->cache_n++;
-  }
-  lua_remove(L, cache);
-}
+/* What p_datagram hands its trampoline, as one light userdata. */
+typedef struct dgram_args {
+  tl_transport *lt;
+  const char *data;
+  size_t len;
+  const void *addr;
+  size_t addrlen;
+} dgram_args;
 
-/* [1] lt, [2] data, [3] len, [4] addr, [5] addrlen: the hot path. */
+/* [1] dgram_args; upvalue 1 "datagram_received", upvalue 2 the loop's
+ * cached address values. The hot path: one lookup, the data string, the
+ * sender's value (kept from before when it came already), one call. */
 int tl_tr_dgram(lua_State *L) {
-  tl_transport *lt = lua_touserdata(L, 1);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, lt->proto_ref); /* 6: protocol */
-  lua_getfield(L, 6, "datagram_received");
+  const dgram_args *a = lua_touserdata(L, 1);
+  tl_transport *lt = a->lt;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lt->proto_ref); /* 2: protocol */
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_gettable(L, 2);
   if (lua_isnil(L, -1))
     return 0;
-  lua_pushvalue(L, 6);
-  lua_pushlstring(L, lua_touserdata(L, 2), (size_t)lua_tointeger(L, 3));
-  push_cached(L, lt, lua_touserdata(L, 4), (size_t)lua_tointeger(L, 5));
+  lua_pushvalue(L, 2);
+  lua_pushlstring(L, a->data, a->len);
+  tl_pushcachedaddr(L, lt->lb, lua_upvalueindex(2), a->addr, a->addrlen);
   lua_call(L, 3, 0);
   return 0;
 }
@@ -90,18 +70,20 @@ static int prepare(tl_transport *lt, int which) {
 
 static void p_datagram(void *ud, tapio_transport *t, const char *data,
                        size_t len, const void *addr, size_t addrlen) {
-  tl_transport *lt = ud;
-  lua_State *L = lt->lb->L;
+  dgram_args a;
+  lua_State *L;
   (void)t;
-  if (prepare(lt, TL_T_DGRAM) < 0)
+  a.lt = ud;
+  L = a.lt->lb->L;
+  if (prepare(a.lt, TL_T_DGRAM) < 0)
     return;
-  lua_pushlightuserdata(L, lt);
-  lua_pushlightuserdata(L, (void *)data);
-  lua_pushinteger(L, (lua_Integer)len);
-  lua_pushlightuserdata(L, (void *)addr);
-  lua_pushinteger(L, (lua_Integer)addrlen);
-  tl_done(L, 0, tl_call(lt->lb, L, 5, 0,
-                        "error in protocol.datagram_received()", lt));
+  a.data = data;
+  a.len = len;
+  a.addr = addr;
+  a.addrlen = addrlen;
+  lua_pushlightuserdata(L, &a);
+  tl_done(L, 0, tl_call(a.lt->lb, L, 1, 0,
+                        "error in protocol.datagram_received()", a.lt));
 }
 
 static void p_error(void *ud, tapio_transport *t, int code,
@@ -278,7 +260,11 @@ static int d_sendto(lua_State *L) {
   if (lua_type(L, 2) != LUA_TSTRING)
     return tl_typeerror(L, FN_SENDTO, 1, "data", 2, "string");
   data = lua_tolstring(L, 2, &len);
-  if (!lua_isnoneornil(L, 3) && !(addr = tl_addrbytes(L, 3, &alen))) {
+  if (lua_isnoneornil(L, 3))
+    ; /* the default destination */
+  else if (lt->lb && (addr = tl_lastaddr(L, lt->lb, 3, &alen)))
+    ; /* the sender of the datagram delivered last: an echo */
+  else if (!(addr = tl_addrbytes(L, 3, &alen))) {
     alen = sizeof buf;
     tl_toaddr(L, 3, buf, &alen, FN_SENDTO, 2);
     addr = buf;

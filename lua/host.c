@@ -179,7 +179,7 @@ static void cache_free(void) {
 
 /* realloc, which gets the cached blocks back before it fails. */
 static void *sys_realloc(void *ptr, size_t n) {
-  void *p = realloc(ptr, n);
+  void *p = ptr ? realloc(ptr, n) : malloc(n); /* malloc: a step less */
   if (!p && cache.bytes) {
     cache_free();
     p = realloc(ptr, n);

@@ -406,10 +406,17 @@ static void loop_init_refs(lua_State *L, tl_loop *lb) {
   lua_pushcclosure(L, msghandler, 1);
   lb->msgh_ref = tl_ref(lb, L);
   for (i = 0; i < TL_NTRAMP; i++) {
-    /* data_received's name as an upvalue: its lookup hashes no C string */
-    if (i == TL_T_DATA)
+    int n = 0;
+    /* the method's name as an upvalue: its lookup hashes no C string */
+    if (i == TL_T_DATA) {
       lua_pushliteral(L, "data_received");
-    lua_pushcclosure(L, tramps[i], i == TL_T_DATA);
+      n = 1;
+    } else if (i == TL_T_DGRAM) {
+      lua_pushliteral(L, "datagram_received");
+      lua_newtable(L); /* the values of lb->acache, made as they come */
+      n = 2;
+    }
+    lua_pushcclosure(L, tramps[i], n);
     lb->tramp_ref[i] = tl_ref(lb, L);
   }
   lb->tb_ref = new_ref_value(lb, L);
@@ -425,6 +432,7 @@ static void loop_free_refs(lua_State *L, tl_loop *lb) {
   tl_unref(lb, L, &lb->tb_ref);
   tl_unref(lb, L, &lb->pending_ref);
   tl_unref(lb, L, &lb->thread_ref);
+  tl_acache_free(lb);
   lb->L = NULL;
 }
 

@@ -80,6 +80,7 @@ typedef struct tl_loop {
   int closing;        /* tapio_loop_free is running */
   int quiet;          /* closing from __gc: release, call nobody */
   char *rbuf;         /* LuaJIT: where plain protocols read (protocol.c) */
+  struct tl_acache *acache; /* address values by socket address (address.c) */
   tl_link servers;    /* every tl_server not yet collected */
   tl_link calls;      /* pending scheduled calls and server waiters */
   tl_link watches;    /* descriptor and signal watches (watch.c) */
@@ -104,8 +105,6 @@ typedef struct tl_transport {
   int err_ref;        /* a callback's error, for connection_lost */
   int buf_ref;        /* the buffer get_buffer returned last */
   int buffered;       /* the tapio protocol table in use has get_buffer */
-  int cache_ref;      /* datagram: address values by socket address */
-  int cache_n;        /* how many the cache holds */
 } tl_transport;
 
 /* "tapio.server" */
@@ -379,6 +378,15 @@ int tl_toaddr(lua_State *L, int idx, void *out, size_t *len, const char *fn,
               int n);
 /* The bytes of the address value at idx, or NULL if it is none. */
 const void *tl_addrbytes(lua_State *L, int idx, size_t *len);
+/* Pushes the address value of sa[len] as tl_pushsockaddr does, the same
+ * value for the same socket address while the loop's cache keeps it (the
+ * cache's values: the table at idx). lua_rawgeti may raise (memory). */
+void tl_pushcachedaddr(lua_State *L, tl_loop *lb, int idx, const void *sa,
+                       size_t len);
+/* The bytes of the address value at idx when it is the one
+ * tl_pushcachedaddr pushed last (sendto's fast path), else NULL. */
+const void *tl_lastaddr(lua_State *L, tl_loop *lb, int idx, size_t *len);
+void tl_acache_free(tl_loop *lb);
 int tl_open_address(lua_State *L);
 
 /* ---- watch.c: add_reader and friends, add_signal_handler --------------- */

@@ -102,6 +102,84 @@ describe("a datagram endpoint", function()
     end)
   end)
 
+  it("gives each of several peers its own value, the same for all its "
+     .. "datagrams, and sendto sends a kept one to its peer", function()
+    helper.run(function(loop)
+      local st, sp = endpoint(loop, { local_addr = { "127.0.0.1", 0 } })
+      local port = st:get_extra_info("sockname").port
+      local clients, names = {}, {}
+      for i = 1, 6 do
+        local ct, cp = endpoint(loop, { remote_addr = { "127.0.0.1", port } })
+        clients[i] = { t = ct, p = cp }
+        names[i] = tostring(ct:get_extra_info("sockname"))
+      end
+      for round = 1, 2 do -- interleaved: 1, 2, ..., 6, 1, 2, ..., 6
+        for i = 1, 6 do
+          clients[i].t:sendto(round .. ":" .. i)
+          sp:got((round - 1) * 6 + i) -- one at a time, in this order
+        end
+      end
+      for n, d in ipairs(sp.datagrams) do
+        local i = (n - 1) % 6 + 1
+        assert.are.equal(math.floor((n - 1) / 6) + 1 .. ":" .. i, d.data)
+        assert.are.equal(names[i], tostring(d.addr))
+        assert.is_true(rawequal(d.addr, sp.datagrams[i].addr))
+      end
+      -- the value delivered last goes back to its sender (sendto's fast
+      -- path), and so do the values kept from before, in any order
+      st:sendto("to6", sp.datagrams[12].addr)
+      for i = 1, 6 do
+        st:sendto("to" .. i, sp.datagrams[i].addr)
+      end
+      for i = 1, 6 do
+        assert.are.equal("to" .. i, (clients[i].p:got(i == 6 and 2 or 1)))
+      end
+      assert.are.equal("to6", (clients[6].p:got(1)))
+      st:close()
+      for i = 1, 6 do
+        clients[i].t:close()
+      end
+    end)
+  end)
+
+  it("gives an address value that cannot be changed, shared by the "
+     .. "loop's endpoints", function()
+    helper.run(function(loop)
+      local s1, p1 = endpoint(loop, { local_addr = { "127.0.0.1", 0 } })
+      local s2, p2 = endpoint(loop, { local_addr = { "127.0.0.1", 0 } })
+      local ct, cp = endpoint(loop, { local_addr = { "127.0.0.1", 0 } })
+      local me = ct:get_extra_info("sockname")
+      local tries, record = {}, p1.datagram_received
+      p1.datagram_received = function(self, data, addr)
+        -- a protocol that tries to change the value it got
+        tries[#tries + 1] = { pcall(function() addr.port = 1 end) }
+        tries[#tries + 1] = { pcall(function() addr[1] = "10.0.0.1" end) }
+        record(self, data, addr)
+      end
+      ct:sendto("a", s1:get_extra_info("sockname"))
+      local _, a1 = p1:got(1)
+      ct:sendto("b", s2:get_extra_info("sockname"))
+      local _, a2 = p2:got(1)
+      ct:sendto("c", s1:get_extra_info("sockname"))
+      local _, a3 = p1:got(2)
+      assert.are.equal(4, #tries)
+      for _, try in ipairs(tries) do
+        assert.is_false(try[1])
+        assert.matches("attempt to index", try[2])
+      end
+      assert.is_true(rawequal(a1, a2))
+      assert.is_true(rawequal(a1, a3))
+      assert.are.equal(me, a3)
+      assert.are.equal(me.port, a3.port)
+      assert.are.equal("127.0.0.1", a3[1])
+      s1:sendto("back", a1)
+      assert.are.equal("back", (cp:got(1)))
+      s1:close()
+      s2:close()
+      ct:close()
+    end)
+  end)
+
   it("sends and delivers empty datagrams (D10, gh-113812)", function()
     helper.run(function(loop)
       local st, sp = endpoint(loop, { local_addr = { "127.0.0.1", 0 } },

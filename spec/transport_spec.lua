@@ -495,6 +495,81 @@ describe("creating transports", function()
     end)
   end)
 
+  -- 130 KiB in the socket before reading starts: one read under Lua 5.4,
+  -- more than one data_received under LuaJIT (above), so what the first
+  -- data_received does must hold for the rest of what the socket had.
+  -- Returns the transport, its recorder, the peer's descriptor and the
+  -- bytes sent; `first` runs inside the first data_received.
+  local function big_read(loop, first, eof_behind)
+    local a, b = tapio.socketpair()
+    local t, p = loop:create_connection(function()
+      return recorder(loop)
+    end, { sock = a })
+    local record = p.data_received
+    function p:data_received(data)
+      record(self, data)
+      if #self.chunks == 1 then first(self) end
+    end
+    t:pause_reading()
+    local data = ("0123456789abcdef"):rep(130 * 64 - 1) .. "the end of it.."
+    assert.are.equal(#data, tapio.send(b, data)) -- all in the socket now
+    if eof_behind then assert.is_true(tapio.close_fd(b)) end
+    t:resume_reading()
+    return t, p, b, data
+  end
+
+  -- what the first data_received gets of it
+  local function first_size(data) return jit and 120 * 1024 or #data end
+
+  for _, eof_behind in ipairs({ false, true }) do
+    it(("keeps the rest of a big read while data_received pauses reading "
+        .. "in its first part%s"):format(eof_behind and ", eof behind" or ""),
+       function()
+      run(function(loop)
+        local reading
+        local t, p, b, data = big_read(loop, function(self)
+          self.transport:pause_reading()
+          reading = self.transport:is_reading()
+        end, eof_behind)
+        p:bytes(1):await()
+        for _ = 1, 3 do tapio.sleep(0) end -- loop iterations
+        assert.are.same({ "made", "data" }, p.events)
+        assert.are.equal(first_size(data), #p.received)
+        assert.is_false(reading)
+        assert.is_false(t:is_reading())
+        t:resume_reading()
+        assert.is_true(t:is_reading() or eof_behind and t:is_closing())
+        if eof_behind then
+          p.lost:await()
+          assert.are.equal("eof", p.events[#p.events - 1])
+        else
+          assert.are.equal(5, tapio.send(b, "after")) -- behind the rest
+          p:bytes(#data + 5):await()
+          t:close()
+          assert.is_true(tapio.close_fd(b))
+        end
+        assert.are.equal(data .. (eof_behind and "" or "after"), p.received)
+      end)
+    end)
+  end
+
+  for _, how in ipairs({ "close", "abort" }) do
+    it(("drops the rest of a big read when data_received calls %s in its "
+        .. "first part"):format(how), function()
+      run(function(loop)
+        local t, p, b, data = big_read(loop, function(self)
+          self.transport[how](self.transport)
+        end)
+        assert.are.equal(false, p.lost:await())
+        for _ = 1, 3 do tapio.sleep(0) end -- loop iterations
+        assert.are.same({ "made", "data", "lost" }, p.events)
+        assert.are.equal(first_size(data), #p.received)
+        assert.is_true(t:is_closing())
+        assert.is_true(tapio.close_fd(b))
+      end)
+    end)
+  end
+
   it("leaves a stopped collector stopped while big reads come in",
      function()
     -- under Lua 5.4, after each read of 64 KiB or more the binding may run
