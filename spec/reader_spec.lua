@@ -376,6 +376,42 @@ describe("a StreamReader", function()
     end)
   end)
 
+  it("cancels a task that cancelled itself after data woke it, where it " ..
+     "waits next", function()
+    run(function(loop)
+      local r = tapio.StreamReader()
+      local got = {}
+      local t = loop:create_task(function()
+        got[1] = r:read(1) -- woken there and then by feed_data
+        tapio.current_task():cancel()
+        got[2] = r:read(1) -- cancelled here, where it waits
+      end)
+      tapio.sleep(0) -- t waits in its first read
+      loop:call_soon(function() r:feed_data("x") end) -- as data_received
+      local ok, err = pcall(t.await, t)
+      assert.is_false(ok)
+      assert.is_true(tapio.is_cancelled(err))
+      assert.are.same({ "x" }, got)
+    end, { deadline = 2 })
+  end)
+
+  it("searches from the start again when another task read what a " ..
+     "waiting readuntil had searched", function()
+    run(function(loop)
+      local r = tapio.StreamReader()
+      r:feed_data("ab") -- one chunk, read whole below
+      local t = started(loop, r.readuntil, r, "\n")
+      assert.are.equal("ab", r:read(100)) -- while t waits
+      r:feed_data("c\n")
+      assert.are.equal("c\n", t:await())
+      r:feed_data("ab\ncd") -- a line at the head of a chunk
+      t = started(loop, r.readuntil, r, "X")
+      assert.are.equal("ab\n", r:readline())
+      r:feed_data("X")
+      assert.are.equal("cdX", t:await())
+    end, { deadline = 2 })
+  end)
+
   it("refuses a second waiting task", function()
     run(function(loop)
       local r = tapio.StreamReader()

@@ -56,18 +56,23 @@ end
 -- scheduled call, one coroutine switch. For waits that are most of a
 -- task's life (a stream read, drain): the waker keeps the task and
 -- checks task._parked == obj. A cancelled park raises the cancellation.
+-- (A hot path may inline it: `if yield(PARK, obj) == CANCEL then
+-- cancelled() end`.)
+local function cancelled()
+  local task = current_task()
+  local message = task._cancel_message
+  task._cancel_message = nil
+  error(cancelled_error(message), 0)
+end
+
 local function park(obj)
-  local signal = coroutine.yield(PARK, obj)
-  if signal == CANCEL then
-    local task = current_task()
-    local message = task._cancel_message
-    task._cancel_message = nil
-    error(cancelled_error(message), 0)
+  if coroutine.yield(PARK, obj) == CANCEL then
+    cancelled()
   end
 end
 
 M.tasks, M.AWAIT, M.CANCEL, M.PARK = tasks, AWAIT, CANCEL, PARK
-M.await, M.resolve, M.park = await, resolve, park
+M.await, M.resolve, M.park, M.cancelled = await, resolve, park, cancelled
 
 -- ---- Futures -------------------------------------------------------------
 

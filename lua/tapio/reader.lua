@@ -23,7 +23,8 @@ local M = { api = {} } -- api: what `tapio` holds too (see tapio.util)
 -- debug.getmetatable: no __metatable lookup (half the cost of getmetatable)
 local getmt = debug and debug.getmetatable or getmetatable
 local find, sub, concat = string.find, string.sub, table.concat
-local park, tasks, running = F.park, F.tasks, coroutine.running
+local tasks, running, yield = F.tasks, coroutine.running, coroutine.yield
+local PARK, CANCEL, cancelled = F.PARK, F.CANCEL, F.cancelled
 local unpark = T.unpark
 
 M.DEFAULT_LIMIT = 65536
@@ -65,6 +66,9 @@ local limit_overrun_error = M.api.limit_overrun_error
 -- metatable is not StreamReader's, so the good path makes no call.
 local StreamReader, check_reader = U.class("tapio.StreamReader")
 M.StreamReader = StreamReader
+-- The readers made here (weak): the hot methods check self with one
+-- lookup in it, less than half the cost of calling debug.getmetatable.
+local readers = setmetatable({}, { __mode = "k" })
 
 -- A reader's limit (nil: the default), or raises at the given level.
 local function check_limit(limit, fn, what, level)
@@ -84,15 +88,20 @@ M.check_limit = check_limit
 -- loop: where the reading methods make their task outside a task (nil:
 -- the running loop).
 function M.new_reader(limit, loop)
-  return setmetatable({
+  local reader = setmetatable({
     _limit = limit, _loop = loop, _chunks = {}, _head = 1, _tail = 0, _off = 1,
     _size = 0,        -- bytes buffered and unread
     _consumed = 0,    -- bytes read out so far (a search's marker)
-    _eof = false, _exception = nil,
-    _waiter = nil,    -- the task waiting for data (parked on the reader)
+    -- The hot paths read no field that is nil (a field absent from the
+    -- table is looked for through the metatable's __index too): _failed
+    -- says whether _exception is set, _waiter is false when none waits.
+    _eof = false, _exception = nil, _failed = false,
+    _waiter = false,  -- the task waiting for data (parked on the reader)
     _want = 0,        -- wake it once this much is buffered
     _transport = nil, _paused = false,
   }, StreamReader)
+  readers[reader] = true
+  return reader
 end
 
 --- tapio.StreamReader([limit]): a reader of its own, fed with feed_data
@@ -252,7 +261,7 @@ end
 local function wakeup(self, how)
   local task = self._waiter
   if task then
-    self._waiter = nil
+    self._waiter = false
     how(task, self)
   end
 end
@@ -271,7 +280,7 @@ local function feed_data(self, data)
   self._size = size
   local task = self._waiter
   if task and size >= self._want then
-    self._waiter = nil
+    self._waiter = false
     unpark(task, self) -- the task may have read some already
     size = self._size
   end
@@ -309,7 +318,7 @@ function StreamReader:set_exception(err)
     error("tapio: reader:set_exception: bad argument #1 'exception' (an "
       .. "error value expected, got nil)", 2)
   end
-  self._exception = err
+  self._exception, self._failed = err, true
   wakeup(self, T.unpark_soon)
 end
 
@@ -335,7 +344,7 @@ function StreamReader:__tostring()
   if self._limit ~= M.DEFAULT_LIMIT then
     t[#t + 1] = (", limit=%d"):format(self._limit)
   end
-  if self._exception ~= nil then
+  if self._failed then
     t[#t + 1] = ", exception=" .. U.safe_tostring(self._exception)
   end
   if self._paused then
@@ -347,27 +356,39 @@ end
 -- ---- Reading (the task's side) -------------------------------------------
 
 local function raise_exception(self)
-  if self._exception ~= nil then
+  if self._failed then
     error(self._exception, 0)
+  end
+end
+
+-- What a wait checks first, when self._waiter or self._paused is set:
+-- another task waiting already is an error; a paused transport reads on
+-- (the buffer cannot serve this read).
+local function before_wait(self, fn)
+  local waiter = self._waiter
+  if waiter and waiter._parked == self then
+    error(("tapio: reader:%s: another task is already waiting for data "
+      .. "on this reader"):format(fn), 0)
+  end
+  if self._paused then
+    self._paused = false
+    self._transport:resume_reading()
   end
 end
 
 -- Suspends the task (the running one, unless given) until want bytes
 -- are buffered, or the end, or an error (raised). One task at a time may
 -- wait; a cancelled wait consumes nothing, so the reader stays usable.
+-- (read has it inline.)
 local function wait_for_data(self, fn, want, task)
-  local waiter = self._waiter
-  if waiter and waiter._parked == self then
-    error(("tapio: reader:%s: another task is already waiting for data "
-      .. "on this reader"):format(fn), 0)
-  end
-  if self._paused then -- the buffer cannot serve this read: read on
-    self._paused = false
-    self._transport:resume_reading()
+  if self._waiter or self._paused then
+    before_wait(self, fn)
   end
   self._waiter, self._want = task or tasks[running()], want
-  park(self)
-  if self._exception ~= nil then
+  if yield(PARK, self) == CANCEL then -- future.lua's park, inline
+    cancelled()
+  end
+  if self._failed then
     error(self._exception, 0)
   end
 end
@@ -390,32 +411,6 @@ local function async(obj, name, fn, a, b)
 end
 M.async = async
 
-local function read(self, n, _, task)
-  if self._exception ~= nil then
-    error(self._exception, 0)
-  end
-  if n > 0 then
-    local size = self._size
-    if size == 0 and not self._eof then
-      wait_for_data(self, "read", 1, task)
-      size = self._size
-    end
-    local data = take(self, n < size and n or size)
-    if self._paused then
-      maybe_resume(self)
-    end
-    return data
-  elseif n == 0 then
-    return ""
-  end
-  while not self._eof do -- to the end: joined once
-    wait_for_data(self, "read", math.huge)
-  end
-  local data = take(self, self._size)
-  maybe_resume(self)
-  return data
-end
-
 local function check_size(n, fn)
   if type(n) ~= "number" or n ~= math.floor(n) then
     error(("tapio: %s: bad argument #1 'n' (integer expected, got %s)")
@@ -427,7 +422,7 @@ end
 --- reader:read([n]): up to n bytes, waiting for some if none is there;
 -- n nil or negative: everything to the end; "" at the end.
 function StreamReader:read(n)
-  if getmt(self) ~= StreamReader then
+  if not readers[self] then
     check_reader(self, "reader:read")
   end
   if n == nil then
@@ -437,10 +432,53 @@ function StreamReader:read(n)
   end
   local co = running()
   local task = co and tasks[co]
-  if task then
-    return read(self, n, nil, task)
+  if not task then -- then this runs again, in a task of its own
+    return async(self, "reader:read", StreamReader.read, n)
   end
-  return async(self, "reader:read", read, n)
+  if self._failed then
+    error(self._exception, 0)
+  end
+  if n > 0 then -- the usual case: one call, one wait
+    local size = self._size
+    if size == 0 and not self._eof then -- wait_for_data, inline
+      if self._waiter or self._paused then
+        before_wait(self, "read")
+      end
+      self._waiter, self._want = task, 1
+      if yield(PARK, self) == CANCEL then
+        cancelled()
+      end
+      if self._failed then
+        error(self._exception, 0)
+      end
+      size = self._size
+    end
+    local data
+    local head = self._head
+    if n >= size and head == self._tail and self._off == 1 then
+      -- One whole chunk (a read per chunk received): take's second case,
+      -- inline, the chunk handed out as it came.
+      local chunks = self._chunks
+      data = chunks[head]
+      chunks[head] = nil
+      self._head, self._tail, self._size = 1, 0, 0
+      self._consumed = self._consumed + size
+    else
+      data = take(self, n < size and n or size)
+    end
+    if self._paused then
+      maybe_resume(self)
+    end
+    return data
+  elseif n == 0 then
+    return ""
+  end
+  while not self._eof do -- to the end: joined once
+    wait_for_data(self, "read", math.huge, task)
+  end
+  local data = take(self, self._size)
+  maybe_resume(self)
+  return data
 end
 
 local function readexactly(self, n)
@@ -593,23 +631,36 @@ end
 -- nothing). A line over the limit raises LimitOverrunError (asyncio:
 -- ValueError) and is dropped.
 function StreamReader:readline()
-  if getmt(self) ~= StreamReader then
+  if not readers[self] then
     check_reader(self, "reader:readline")
   end
-  -- The usual case, in a task: a whole line at the head of the buffer.
-  local first = self._chunks[self._head]
-  if first and self._exception == nil then
+  local co = running()
+  local task = co and tasks[co]
+  -- The usual case, in a task: a whole line in the buffer's first chunk
+  -- (and when it is not the chunk's end, take's first case inline), once
+  -- some data is there (an empty buffer is waited on here first, as
+  -- until_sep would: a line that came whole is then found at once).
+  if task and not self._failed then
+    if self._size == 0 and not self._eof then
+      wait_for_data(self, "readline", 1, task)
+    end
+    local first = self._chunks[self._head]
     local off = self._off
-    local e = find(first, "\n", off, true)
+    local e = first and find(first, "\n", off, true)
     if e and e - off <= self._limit then
-      local co = running()
-      if co and tasks[co] then
-        local line = take(self, e - off + 1)
-        if self._paused then
-          maybe_resume(self)
-        end
-        return line
+      local line
+      if e < #first then
+        local n = e - off + 1
+        self._off, self._size = e + 1, self._size - n
+        self._consumed = self._consumed + n
+        line = sub(first, off, e)
+      else
+        line = take(self, e - off + 1)
       end
+      if self._paused then
+        maybe_resume(self)
+      end
+      return line
     end
   end
   return async(self, "reader:readline", readline)

@@ -36,11 +36,14 @@ local Loop = core.loop_methods
 -- metatable is not StreamWriter's, so the good path makes no call.
 local StreamWriter, check_writer = U.class("tapio.StreamWriter")
 M.StreamWriter = StreamWriter
+-- The writers made here (weak): write and drain check self with one
+-- lookup in it (see tapio.reader's readers).
+local writers = setmetatable({}, { __mode = "k" })
 
 -- A writer on transport (a stream or a write pipe), reading the
 -- connection's errors from reader (nil for a pipe).
 function M.new_writer(transport, reader, loop)
-  return setmetatable({
+  local writer = setmetatable({
     transport = transport, _reader = reader, _loop = loop,
     _paused = false,    -- the transport asked us to stop writing
     _drains = {},       -- the tasks waiting in drain
@@ -53,6 +56,8 @@ function M.new_writer(transport, reader, loop)
     _extra = nil,       -- peername and sockname, kept at the end
     _protocol = nil,    -- a connection's StreamProtocol (not a pipe's)
   }, StreamWriter)
+  writers[writer] = true
+  return writer
 end
 
 -- Parks the task in the list self[key] until wake_all (see future.lua's
@@ -172,7 +177,7 @@ end
 --- writer:write(data): sends data (or buffers it, see above). Dropped
 -- once the connection is lost (as asyncio does): drain() raises then.
 function StreamWriter:write(data)
-  if getmt(self) ~= StreamWriter then
+  if not writers[self] then
     check_writer(self, "writer:write")
   end
   if type(data) ~= "string" then
@@ -184,9 +189,17 @@ function StreamWriter:write(data)
   elseif self._eof then
     check_open(self, "writer:write")
   end
-  local reader = self._reader
-  if self._pending_size == 0 and not (reader and reader._size > 0) then
+  local reader, pending_size = self._reader, self._pending_size
+  if pending_size == 0 and not (reader and reader._size > 0) then
     self.transport:write(data) -- the usual case: at once
+    return
+  end
+  pending_size = pending_size + #data
+  if self._queued and reader._size > 0 and pending_size < BATCH then
+    -- Batching, the flush deferred already: settle's first case inline.
+    local pending = self._pending
+    pending[#pending + 1] = data
+    self._pending_size = pending_size
     return
   end
   add(self, data)
@@ -227,7 +240,7 @@ end
 
 local function drain(self)
   local reader = self._reader
-  if reader and reader._exception ~= nil then
+  if reader and reader._failed then
     error(reader._exception, 0)
   end
   if self._closing and not self._lost then
@@ -250,13 +263,13 @@ end
 -- error (ECONNRESET when it ended cleanly) once it is lost, or after
 -- close() once it is.
 function StreamWriter:drain()
-  if getmt(self) ~= StreamWriter then
+  if not writers[self] then
     check_writer(self, "writer:drain")
   end
   -- The usual case, in a task: nothing to wait for, nothing to raise.
   if not (self._paused or self._closing or self._lost) then
     local reader, co = self._reader, running()
-    if co and tasks[co] and not (reader and reader._exception ~= nil) then
+    if co and tasks[co] and not (reader and reader._failed) then
       return
     end
   end

@@ -14,6 +14,7 @@ local resolve, retrieved = F.resolve, F.retrieved
 local tasks, AWAIT, CANCEL, PARK = F.tasks, F.AWAIT, F.CANCEL, F.PARK
 local Loop = core.loop_methods
 
+local resume = coroutine.resume
 local all_tasks = setmetatable({}, { __mode = "k" }) -- loop -> {task=true}
 
 local Task = setmetatable({}, { __index = Future })
@@ -168,7 +169,14 @@ function M.unpark(task, obj)
     return false
   end
   task._parked = nil
-  stopped(task, coroutine.resume(task._co))
+  local ok, what, on = resume(task._co)
+  -- The hot path, a task that parks again (in its next read) with no
+  -- work deferred and no cancel pending, is stopped's first case inline.
+  if what == PARK and ok and not deferred[1] and not task._must_cancel then
+    task._parked = on
+  else
+    stopped(task, ok, what, on)
+  end
   return true
 end
 
@@ -191,6 +199,7 @@ function Loop:create_task(fn, ...)
   check_callable(fn, "loop:create_task", 1, "fn")
   local task = new_future(self, Task)
   task._args = pack(...)
+  task._must_cancel = false -- present: unpark reads it per wake-up
   task._co = coroutine.create(function(...)
     task._results = pack(fn(...))
   end)
