@@ -222,9 +222,11 @@ fi
 # python3's http.server serves on 127.0.0.1: over plain HTTP, and over TLS
 # with a certificate of spec/tls/make_certs.sh, whose CA both clients
 # trust through SSL_CERT_FILE as they would the system's. The Date line
-# may differ.
+# may differ. exec: the background job's pid is then python's own, so
+# the kill below (and the exit trap's) stops the server, not a subshell
+# that would leave it running.
 http_server() { # port certs-or-empty
-  "$python" - "$work/www" "$@" <<'PY'
+  exec "$python" - "$work/www" "$@" <<'PY'
 import functools, http.server, ssl, sys
 root, port, certs = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 handler = functools.partial(http.server.SimpleHTTPRequestHandler,
