@@ -10,7 +10,7 @@
 #   how many datagrams wait at each wake-up, so which calls a loop makes),
 #   the server preloaded with libsyscount.so (syscount.c), which counts
 #   its socket and epoll calls in a mapped file, read before and after N
-#   datagrams; pinned as udp_bench.sh pins (one socket: the load on the
+#   datagrams; pinned as run.sh pins the udp rows (one socket: the load on the
 #   server's core).
 #
 # Prints per server
