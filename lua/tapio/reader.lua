@@ -379,7 +379,6 @@ end
 -- Suspends the task (the running one, unless given) until want bytes
 -- are buffered, or the end, or an error (raised). One task at a time may
 -- wait; a cancelled wait consumes nothing, so the reader stays usable.
--- (read has it inline.)
 local function wait_for_data(self, fn, want, task)
   if self._waiter or self._paused then
     before_wait(self, fn)
@@ -440,17 +439,8 @@ function StreamReader:read(n)
   end
   if n > 0 then -- the usual case: one call, one wait
     local size = self._size
-    if size == 0 and not self._eof then -- wait_for_data, inline
-      if self._waiter or self._paused then
-        before_wait(self, "read")
-      end
-      self._waiter, self._want = task, 1
-      if yield(PARK, self) == CANCEL then
-        cancelled()
-      end
-      if self._failed then
-        error(self._exception, 0)
-      end
+    if size == 0 and not self._eof then
+      wait_for_data(self, "read", 1, task)
       size = self._size
     end
     local data
