@@ -58,6 +58,16 @@ start_server() {
         2>>"$LOG"; }
 }
 
+# callgrind_under BIN (BIN: the build's bench/): sets CALLGRIND to what a
+# counted server runs under: callgrind, without address randomisation and
+# with time() answering one fixed second (fixtime.c), so that hash tables
+# seeded or keyed by addresses or the clock (Lua's strings, Python's ids)
+# lay out alike from run to run.
+callgrind_under() {
+  CALLGRIND=(env "LD_PRELOAD=$1/libfixtime.so" setarch -R
+    valgrind --tool=callgrind)
+}
+
 # stop_server PID: stops it; fails if it had died on its own or ignores
 # SIGTERM (it gets SIGKILL after 10 s then).
 stop_server() {

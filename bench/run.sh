@@ -454,11 +454,9 @@ count_run() {
   local base=$OUT/callgrind/$ROW.${NAMES[i]}.$n.$3
   local tag="server=${NAMES[i]} row=$ROW unit=instr"
   mkdir -p "$OUT/callgrind"
-  # No address randomisation and one fixed second for time(): hash
-  # tables seeded or keyed by addresses or the clock (Lua's strings,
-  # Python's ids) then lay out alike from run to run.
+  callgrind_under "$BIN" # (lib.sh: why)
   if ! WAIT_SECS=120 start_server "${SERVERS[i]}" "$SCORE" \
-      env LD_PRELOAD="$BIN/libfixtime.so" setarch -R valgrind --tool=callgrind --callgrind-out-file="$base.out" \
+      "${CALLGRIND[@]}" --callgrind-out-file="$base.out" \
       --trace-syscalls=yes --log-file="$base.log"; then
     line="error=server_did_not_start"
   else

@@ -56,8 +56,9 @@ mb() { awk -v n="$1" -v s=$SIZE 'BEGIN { printf "%.6f", n * s / 1e6 }'; }
 instr_run() {
   local name=$1 n=$2 out
   out=$(dirname "$LOG")/$name.$n.cg
-  WAIT_SECS=120 start_server "${ENTRY[$name]}" 0-1 setarch -R \
-    valgrind --tool=callgrind --callgrind-out-file="$out" \
+  callgrind_under "$BUILD/bench"
+  WAIT_SECS=120 start_server "${ENTRY[$name]}" 0-1 \
+    "${CALLGRIND[@]}" --callgrind-out-file="$out" \
     --log-file="$out.log"
   "$LOAD" "${ARGS[@]}" --requests "$n" --port "$PORT" >/dev/null
   stop_server "$SPID"

@@ -63,8 +63,9 @@ SERVERS=("$@")
 instr_run() {
   local name=$1 row=$2 n=$3 out
   out=$OUT/callgrind/$row.$name.$n.1.out
-  WAIT_SECS=120 start_server "${ENTRY[$name]}" 1 setarch -R \
-    valgrind --tool=callgrind --callgrind-out-file="$out" \
+  callgrind_under "$BUILD/bench"
+  WAIT_SECS=120 start_server "${ENTRY[$name]}" 1 \
+    "${CALLGRIND[@]}" --callgrind-out-file="$out" \
     --log-file="$out.log"
   # In real time, as run.sh's counted rows: see bench/README.
   local line
