@@ -1,6 +1,7 @@
 # The benchmark's shared shell functions: starting and stopping servers,
-# the machine's description. Sourced by run.sh and profile.sh, which set
-# LOAD (the load generator) and LOG (where the servers' output goes).
+# the machine's description. Sourced by run.sh, tls_idle.sh and the count
+# scripts (stream_count.sh, streams_count.sh, udp_count.sh), which set LOAD
+# (the load generator) and LOG (where the servers' output goes).
 
 NEXT_PORT=${BENCH_PORT:-21000}
 PRIORITY=()         # a prefix for every server and timed load, e.g. nice
@@ -66,6 +67,23 @@ start_server() {
 callgrind_under() {
   CALLGRIND=(env "LD_PRELOAD=$1/libfixtime.so" setarch -R
     valgrind --tool=callgrind)
+}
+
+# callgrind_server ENTRY CORE BASE [OPTION...]: start_server's server of
+# ENTRY on CORE, counted: under callgrind_under (libfixtime.so beside
+# LOAD), its counts in BASE.out, valgrind's log in BASE.log, the valgrind
+# OPTIONs given; 120 s to start, as valgrind is slow to. Sets SPID and PORT.
+callgrind_server() {
+  local entry=$1 core=$2 base=$3
+  shift 3
+  callgrind_under "$(dirname "$LOAD")"
+  WAIT_SECS=120 start_server "$entry" "$core" "${CALLGRIND[@]}" \
+    --callgrind-out-file="$base.out" --log-file="$base.log" "$@"
+}
+
+# callgrind_total BASE: the instructions callgrind counted in BASE.out.
+callgrind_total() {
+  sed -n 's/^totals: //p' "$1.out" 2>/dev/null
 }
 
 # stop_server PID: stops it; fails if it had died on its own or ignores

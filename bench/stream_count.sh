@@ -54,15 +54,12 @@ mb() { awk -v n="$1" -v s=$SIZE 'BEGIN { printf "%.6f", n * s / 1e6 }'; }
 
 # Instructions of one callgrind run of N requests.
 instr_run() {
-  local name=$1 n=$2 out
-  out=$(dirname "$LOG")/$name.$n.cg
-  callgrind_under "$BUILD/bench"
-  WAIT_SECS=120 start_server "${ENTRY[$name]}" 0-1 \
-    "${CALLGRIND[@]}" --callgrind-out-file="$out" \
-    --log-file="$out.log"
+  local name=$1 n=$2 base
+  base=$(dirname "$LOG")/$name.$n
+  callgrind_server "${ENTRY[$name]}" 0-1 "$base"
   "$LOAD" "${ARGS[@]}" --requests "$n" --port "$PORT" >/dev/null
   stop_server "$SPID"
-  sed -n 's/^totals: //p' "$out"
+  callgrind_total "$base"
 }
 
 # The perf counts of B requests after A of warm-up, as "event count" lines.

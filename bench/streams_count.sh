@@ -61,12 +61,9 @@ SERVERS=("$@")
 # IR: the instructions of one callgrind run of N requests of the load in
 # ARGS (not in a subshell: start_server moves NEXT_PORT on).
 instr_run() {
-  local name=$1 row=$2 n=$3 out
-  out=$OUT/callgrind/$row.$name.$n.1.out
-  callgrind_under "$BUILD/bench"
-  WAIT_SECS=120 start_server "${ENTRY[$name]}" 1 \
-    "${CALLGRIND[@]}" --callgrind-out-file="$out" \
-    --log-file="$out.log"
+  local name=$1 row=$2 n=$3 base
+  base=$OUT/callgrind/$row.$name.$n.1
+  callgrind_server "${ENTRY[$name]}" 1 "$base"
   # In real time, as run.sh's counted rows: see bench/README.
   local line
   line=$(taskset -c 0 "${REALTIME[@]}" "$LOAD" "${ARGS[@]}" --requests "$n" \
@@ -74,7 +71,7 @@ instr_run() {
   [[ $line == mode=count* && $line != *error=* ]] ||
     { echo "streams_count.sh: $name: $line" >&2; exit 1; }
   stop_server "$SPID" || { echo "streams_count.sh: $name died" >&2; exit 1; }
-  IR=$(sed -n 's/^totals: //p' "$out")
+  IR=$(callgrind_total "$base")
 }
 
 printf '%-16s %12s %12s %10s\n' server "Ir(A)" "Ir(B)" instr/req
