@@ -60,12 +60,13 @@ start_server() {
 }
 
 # callgrind_under BIN (BIN: the build's bench/): sets CALLGRIND to what a
-# counted server runs under: callgrind, without address randomisation and
-# with time() answering one fixed second (fixtime.c), so that hash tables
-# seeded or keyed by addresses or the clock (Lua's strings, Python's ids)
-# lay out alike from run to run.
+# counted server runs under: callgrind, without address randomisation,
+# with time() answering one fixed second (fixtime.c) and Python's hash
+# seed fixed, so that hash tables seeded or keyed by addresses, the clock
+# or a random seed (Lua's strings, Python's ids and strings) lay out alike
+# from run to run.
 callgrind_under() {
-  CALLGRIND=(env "LD_PRELOAD=$1/libfixtime.so" setarch -R
+  CALLGRIND=(env "LD_PRELOAD=$1/libfixtime.so" PYTHONHASHSEED=0 setarch -R
     valgrind --tool=callgrind)
 }
 

@@ -49,6 +49,12 @@ LOG=$TMP/udp_count.log
 . "$HERE/lib.sh"
 NEXT_PORT=${BENCH_PORT:-23100}
 WAIT_MODE=udpwait # (lib.sh's start_server: ready when it echoes a probe)
+# The counted runs' load in real time, as run.sh's: it answers each echo
+# at once (with one socket, on the server's core, before the server's
+# next read), so the server finds the same datagrams waiting at each
+# wake-up in every run, and makes the same loop iterations.
+REALTIME=(chrt -f 10)
+chrt -f 10 true 2>/dev/null || REALTIME=()
 
 declare -A ENTRY=(
   [libev]="libev $BUILD/bench/libev_udp_echo {port}"
@@ -60,16 +66,19 @@ declare -A ENTRY=(
   [p_tapio_lua]="p_tapio_lua $BUILD/bench/prof/tapio $HERE/tapio_udp_echo.lua {port}"
 )
 
+# Exactly $1 datagrams; the rest of the words: what runs the load.
 udpcount() {
-  taskset -c "$LCORE" "$LOAD" udpcount --port "$PORT" --conns "$CONNS" \
-    --size 64 --depth 1 --requests "$1" --deadline 120 >/dev/null
+  local n=$1
+  shift
+  taskset -c "$LCORE" "$@" "$LOAD" udpcount --port "$PORT" --conns "$CONNS" \
+    --size 64 --depth 1 --requests "$n" --deadline 120 >/dev/null
 }
 
 # Server $1's instructions for $2 datagrams under callgrind.
 instructions() {
   local base=$TMP/$1.$2
   callgrind_server "${ENTRY[$1]}" "$SCORE" "$base" &&
-    udpcount "$2" || { stop_server "$SPID"; return 1; }
+    udpcount "$2" "${REALTIME[@]}" || { stop_server "$SPID"; return 1; }
   stop_server "$SPID" || return 1
   callgrind_total "$base"
   if [ -n "${BENCH_UDP_KEEP:-}" ]; then
