@@ -25,6 +25,17 @@ parse_server() {
   SCMD=("${words[@]:i}")
 }
 
+# server_table ENTRY...: the associative array ENTRY of the list entries
+# given, by name (the entries' first words), for the scripts that start
+# servers by name (stream_count.sh, streams_count.sh, udp_count.sh).
+server_table() {
+  declare -gA ENTRY=()
+  local entry
+  for entry in "$@"; do
+    ENTRY[${entry%% *}]=$entry
+  done
+}
+
 # start_server ENTRY CORE [WRAPPER...]: starts the server of a list entry
 # on core CORE, under WRAPPER (e.g. valgrind) if given, at a fresh pair of
 # ports; sets SPID, PORT and STATS_ARG. {port}, {stats}, {cert} and {key}

@@ -40,13 +40,12 @@ SIZE=65536
 ARGS=(count --conns 4 --size "$SIZE" --depth 16 --deadline 600)
 
 JIT_ENV="LUA_PATH=$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;; LUA_CPATH=$BUILD/luajit/?.so;;"
-declare -A ENTRY=(
-  [libev]="libev $BIN/libev_echo {port}"
-  [tapio]="tapio $BIN/tapio_echo {port}"
-  [tapio_lua]="tapio_lua ${STREAM_HOST:-$BUILD/tapio} $HERE/tapio_echo.lua {port}"
-  [tapio_lua_jit]="tapio_lua_jit $JIT_ENV /usr/bin/luajit $HERE/tapio_echo.lua {port}"
-  [uvloop]="uvloop /usr/bin/python3 $HERE/uvloop_echo.py {port}"
-)
+server_table \
+  "libev $BIN/libev_echo {port}" \
+  "tapio $BIN/tapio_echo {port}" \
+  "tapio_lua ${STREAM_HOST:-$BUILD/tapio} $HERE/tapio_echo.lua {port}" \
+  "tapio_lua_jit $JIT_ENV /usr/bin/luajit $HERE/tapio_echo.lua {port}" \
+  "uvloop /usr/bin/python3 $HERE/uvloop_echo.py {port}"
 SERVERS=("$@")
 [ ${#SERVERS[@]} -gt 0 ] || SERVERS=(libev tapio tapio_lua tapio_lua_jit uvloop)
 

@@ -40,15 +40,14 @@ HOST=${STREAMS_HOST:-$BUILD/tapio}
 PY=/usr/bin/python3
 LUA=${STREAMS_LUA:-$(dirname "$HERE")/lua}
 JIT="LUA_PATH=$LUA/?.lua;$LUA/?/init.lua;; LUA_CPATH=$BUILD/luajit/?.so;; /usr/bin/luajit"
-declare -A ENTRY=(
-  [tapio_lua]="tapio_lua $HOST $HERE/tapio_echo.lua {port}"
-  [tapio_streams]="tapio_streams $HOST $HERE/tapio_streams_echo.lua {port}"
-  [uvloop_streams]="uvloop_streams PYTHONHASHSEED=0 $PY $HERE/streams_echo.py {port} uvloop"
-  [tapio_lines]="tapio_lines $HOST $HERE/tapio_streams_echo.lua {port} lines"
-  [uvloop_lines]="uvloop_lines PYTHONHASHSEED=0 $PY $HERE/streams_echo.py {port} uvloop lines"
-  [tapio_streams_jit]="tapio_streams_jit $JIT $HERE/tapio_streams_echo.lua {port}"
-  [tapio_lines_jit]="tapio_lines_jit $JIT $HERE/tapio_streams_echo.lua {port} lines"
-)
+server_table \
+  "tapio_lua $HOST $HERE/tapio_echo.lua {port}" \
+  "tapio_streams $HOST $HERE/tapio_streams_echo.lua {port}" \
+  "uvloop_streams $PY $HERE/streams_echo.py {port} uvloop" \
+  "tapio_lines $HOST $HERE/tapio_streams_echo.lua {port} lines" \
+  "uvloop_lines $PY $HERE/streams_echo.py {port} uvloop lines" \
+  "tapio_streams_jit $JIT $HERE/tapio_streams_echo.lua {port}" \
+  "tapio_lines_jit $JIT $HERE/tapio_streams_echo.lua {port} lines"
 PINGPONG=(count --conns 50 --size 1024 --depth 1)
 LINES=(count --conns 50 --size 100 --depth 16 --lines yes)
 REALTIME=(chrt -f 10)

@@ -25,10 +25,11 @@
 # Lua and libev functions have names.
 # Environment: BENCH_UDP_COUNT (A,B: 1000,5000 for one socket, 2000,10000
 # for more), BENCH_UDP_NATIVE (N: 100000), BENCH_SERVER_CORE (1),
-# BENCH_LOAD_CORE (0), BENCH_PORT (23100), BENCH_UDP_KEEP (DIR: keeps
-# the callgrind files as DIR/callgrind/udpcount_<CONNS>c.SERVER.N.1.out,
-# for `profile.sh DIR udpcount_<CONNS>c SERVER`). About 30 s for the three
-# default servers on the 2-vCPU VM.
+# BENCH_LOAD_CORE (0), BENCH_PORT (24000 + a pair by the script's process
+# id), BENCH_UDP_KEEP (DIR: keeps the callgrind files as
+# DIR/callgrind/udpcount_<CONNS>c.SERVER.N.1.out, for `profile.sh DIR
+# udpcount_<CONNS>c SERVER`). About 30 s for the three default servers on
+# the 2-vCPU VM.
 set -uo pipefail
 BUILD=$(cd "${1:?usage: udp_count.sh BUILD CONNS [SERVER...]}" && pwd)
 CONNS=${2:?usage: udp_count.sh BUILD CONNS [SERVER...]}
@@ -47,7 +48,9 @@ trap 'rm -rf "$TMP"' EXIT
 LOG=$TMP/udp_count.log
 # shellcheck source=lib.sh
 . "$HERE/lib.sh"
-NEXT_PORT=${BENCH_PORT:-23100}
+# A pair of ports of its own (start_server sees only busy TCP ports, and
+# a second UDP echo on a port would take half the datagrams).
+NEXT_PORT=${BENCH_PORT:-$((24000 + $$ % 1000 * 2))}
 WAIT_MODE=udpwait # (lib.sh's start_server: ready when it echoes a probe)
 # The counted runs' load in real time, as run.sh's: it answers each echo
 # at once (with one socket, on the server's core, before the server's
@@ -56,15 +59,15 @@ WAIT_MODE=udpwait # (lib.sh's start_server: ready when it echoes a probe)
 REALTIME=(chrt -f 10)
 chrt -f 10 true 2>/dev/null || REALTIME=()
 
-declare -A ENTRY=(
-  [libev]="libev $BUILD/bench/libev_udp_echo {port}"
-  [tapio]="tapio $BUILD/bench/tapio_udp_echo {port}"
-  [tapio_lua]="tapio_lua $BUILD/tapio $HERE/tapio_udp_echo.lua {port}"
-  [luv]="luv /usr/bin/lua5.4 $HERE/luv_udp_echo.lua {port}"
-  [uvloop]="uvloop /usr/bin/python3 $HERE/uvloop_udp_echo.py {port}"
-  # the tapio host as `profile.sh relink` links it: functions named
-  [p_tapio_lua]="p_tapio_lua $BUILD/bench/prof/tapio $HERE/tapio_udp_echo.lua {port}"
-)
+# p_tapio_lua: the tapio host as `profile.sh relink` links it (functions
+# named).
+server_table \
+  "libev $BUILD/bench/libev_udp_echo {port}" \
+  "tapio $BUILD/bench/tapio_udp_echo {port}" \
+  "tapio_lua $BUILD/tapio $HERE/tapio_udp_echo.lua {port}" \
+  "luv /usr/bin/lua5.4 $HERE/luv_udp_echo.lua {port}" \
+  "uvloop /usr/bin/python3 $HERE/uvloop_udp_echo.py {port}" \
+  "p_tapio_lua $BUILD/bench/prof/tapio $HERE/tapio_udp_echo.lua {port}"
 
 # Exactly $1 datagrams; the rest of the words: what runs the load.
 udpcount() {
