@@ -7,6 +7,7 @@
  * without it) or a reset. */
 #include "tls.h"
 
+
 enum { CLIENT, SERVER };
 
 /* A tapio TLS transport (on r) and the Python peer on its other end. */
@@ -159,18 +160,21 @@ static void tls_fault_eof_server(void) { tls_fault_eof(SERVER); }
 
 /* Reading stops after 1000 of the peer's 2 MB: the TLS layer stops
  * reading the socket too, so the peer's sending backs up for real (its
- * socket takes nothing for a second); cleared, all of it arrives, in
- * order. */
+ * socket takes nothing for a second) while the loop sleeps; cleared,
+ * all of it arrives, in order. */
 #define FLOOD (2 * 1024 * 1024)
 
 static void tls_fault_stop_reading(int side)
 {
+  double cpu;
   conn l;
   link_open(&l, side, NULL);
   CHECK_OK(tapio_fault_set(l.r->t, TAPIO_FAULT_STOP_READING, 1000, 0));
   peer_send(&l.py, "send 2097152\n");
   WAIT_FOR(l.loop, l.r->nin == 1000);
-  peer_says(&l, "STUCK ");
+  cpu = cpu_seconds();
+  peer_says(&l, "STUCK "); /* a second at least */
+  CHECK(cpu_seconds() - cpu < 0.5); /* the loop did not spin meanwhile */
   CHECK_EQ(l.r->nin, 1000);
   CHECK(atol(strstr(l.py.got, "STUCK ") + 6) < FLOOD);
   CHECK_OK(tapio_fault_clear(l.r->t));
