@@ -21,8 +21,11 @@
  * peer's close_notify comes (asyncio reports eof so), after which the
  * protocol's close sends ours; a drip hands plaintext up in pieces of at
  * most n bytes. A held direction stops the TLS layer's socket I/O too, so
- * that the peer's writes back up for real: TLS tells the stream what it
- * waits for through tapio__layer_want, which takes a held direction out.
+ * that the peer's writes back up for real (and a close while reading is
+ * held waits for the peer's close_notify until the shutdown timeout):
+ * TLS tells the stream what it waits for through tapio__layer_want, which
+ * takes a held direction out.
+ *
  * start_tls on a transport with faults puts the new TLS layer under this
  * one (tapio__layer_push): the faults carry over, still counting what the
  * protocol sees, across the upgrade. */

@@ -504,7 +504,7 @@ typedef struct tapio__io {
   /* The rest is for layers with a session of their own (TLS: a
    * handshake, records OpenSSL holds, close_notify); the plain layers
    * leave it NULL. Such a layer tells the stream what it waits for with
-   * tapio__stream_want. */
+   * tapio__layer_want (the fault layer, on top of it, forwards these). */
   /* The descriptor is ready (EV_READ/EV_WRITE): the layer's own work,
    * before the stream reads or flushes. */
   void (*ready)(tapio__stream *s, void *ctx, int revents);
