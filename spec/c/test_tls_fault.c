@@ -7,8 +7,12 @@
  * without it) or a reset. */
 #include "tls.h"
 
-
 enum { CLIENT, SERVER };
+
+/* name_client and name_server: test name(side) as each. */
+#define BOTH_SIDES(name)                                                     \
+  static void name##_client(void) { name(CLIENT); }                          \
+  static void name##_server(void) { name(SERVER); }
 
 /* A tapio TLS transport (on r) and the Python peer on its other end. */
 typedef struct conn {
@@ -79,6 +83,14 @@ static void link_close(conn *l)
   }
 }
 
+/* r's session was shut down (tapio's close_notify went out), not
+ * aborted; the peer's close_notify may or may not have come. */
+static void check_shut_down(const rec *r)
+{
+  CHECK(r->eof_ret == TAPIO_TLS_END_CLEAN ||
+        r->eof_ret == TAPIO_TLS_END_TRUNCATED);
+}
+
 /* Runs the loop until the peer printed text. */
 static void peer_says(conn *l, const char *text)
 {
@@ -114,9 +126,6 @@ static void tls_fault_reset(int side)
   link_close(&l);
 }
 
-static void tls_fault_reset_client(void) { tls_fault_reset(CLIENT); }
-static void tls_fault_reset_server(void) { tls_fault_reset(SERVER); }
-
 /* Another read error after 3 bytes: the transport fails with it, and the
  * socket closes without close_notify: the peer sees a truncation. */
 static void tls_fault_read_error(int side)
@@ -134,16 +143,6 @@ static void tls_fault_read_error(int side)
   link_close(&l);
 }
 
-static void tls_fault_read_error_client(void)
-{
-  tls_fault_read_error(CLIENT);
-}
-
-static void tls_fault_read_error_server(void)
-{
-  tls_fault_read_error(SERVER);
-}
-
 /* An end of file after 4 bytes is the peer's close_notify as the protocol
  * sees it: eof_received, then (TLS cannot half-close) the close, which
  * sends tapio's close_notify: the peer's read ends cleanly. */
@@ -156,14 +155,10 @@ static void tls_fault_eof(int side)
   WAIT_FOR(l.loop, l.r->lost);
   CHECK_STR(l.r->log, "made data:4 eof lost:0");
   CHECK_EQ(pattern_check(l.r->in, 4, 0), -1);
-  CHECK(l.r->eof_ret == TAPIO_TLS_END_CLEAN || /* shut down, not aborted */
-        l.r->eof_ret == TAPIO_TLS_END_TRUNCATED);
+  check_shut_down(l.r);
   peer_says(&l, "END clean");
   link_close(&l);
 }
-
-static void tls_fault_eof_client(void) { tls_fault_eof(CLIENT); }
-static void tls_fault_eof_server(void) { tls_fault_eof(SERVER); }
 
 /* Reading stops after 1000 of the peer's 2 MB: the TLS layer stops
  * reading the socket too, so the peer's sending backs up for real (its
@@ -191,16 +186,6 @@ static void tls_fault_stop_reading(int side)
   link_close(&l);
 }
 
-static void tls_fault_stop_reading_client(void)
-{
-  tls_fault_stop_reading(CLIENT);
-}
-
-static void tls_fault_stop_reading_server(void)
-{
-  tls_fault_stop_reading(SERVER);
-}
-
 /* A drip of 3 bytes: the peer's 20 bytes (one TLS record) come up as
  * 3, 3, 3, 3, 3, 3, 2. */
 static void tls_fault_drip(int side)
@@ -216,9 +201,6 @@ static void tls_fault_drip(int side)
   CHECK_EQ(pattern_check(l.r->in, 20, 0), -1);
   link_close(&l);
 }
-
-static void tls_fault_drip_client(void) { tls_fault_drip(CLIENT); }
-static void tls_fault_drip_server(void) { tls_fault_drip(SERVER); }
 
 /* Aborts on the second piece of a drip. */
 static void abort_on_second(rec *r, rec_event ev)
@@ -266,16 +248,6 @@ static void tls_fault_write_error(int side)
   link_close(&l);
 }
 
-static void tls_fault_write_error_client(void)
-{
-  tls_fault_write_error(CLIENT);
-}
-
-static void tls_fault_write_error_server(void)
-{
-  tls_fault_write_error(SERVER);
-}
-
 /* Sending stops after 1000 of 100000 bytes: the peer has read 1000 and
  * gets no more (tapio buffers the rest, past the high-water mark);
  * cleared, the rest arrives and a close ends it with close_notify. */
@@ -297,20 +269,18 @@ static void tls_fault_stop_writing(int side)
   peer_says(&l, "END clean");
   WAIT_FOR(l.loop, l.r->lost);
   CHECK_STR(l.r->log, "made pause resume lost:0");
-  CHECK(l.r->eof_ret == TAPIO_TLS_END_CLEAN ||
-        l.r->eof_ret == TAPIO_TLS_END_TRUNCATED);
+  check_shut_down(l.r);
   link_close(&l);
 }
 
-static void tls_fault_stop_writing_client(void)
-{
-  tls_fault_stop_writing(CLIENT);
-}
-
-static void tls_fault_stop_writing_server(void)
-{
-  tls_fault_stop_writing(SERVER);
-}
+/* Each test on a tapio TLS client and on a tapio TLS server. */
+BOTH_SIDES(tls_fault_reset)
+BOTH_SIDES(tls_fault_read_error)
+BOTH_SIDES(tls_fault_eof)
+BOTH_SIDES(tls_fault_stop_reading)
+BOTH_SIDES(tls_fault_drip)
+BOTH_SIDES(tls_fault_write_error)
+BOTH_SIDES(tls_fault_stop_writing)
 
 TEST_MAIN(TEST(tls_fault_reset_client), TEST(tls_fault_reset_server),
           TEST(tls_fault_read_error_client), TEST(tls_fault_read_error_server),
