@@ -108,39 +108,39 @@ static void write_pattern(tapio_transport *t, size_t n)
 
 /* ---- Reading -------------------------------------------------------------- */
 
-/* A reset after 5 of the peer's 10 bytes: the protocol has those 5, then
- * ECONNRESET; no close_notify goes out, the socket ends with a RST, and
- * the peer's read fails with a reset. */
-static void tls_fault_reset(int side)
+/* Reading fails with code after `after` of the peer's 10 bytes: the
+ * protocol has those, then connection_lost(code); no close_notify goes
+ * out (the session ends aborted), and the peer's read ends as `end`
+ * says. */
+static void read_fails(int side, uint64_t after, int code, const char *log,
+                       const char *end)
 {
   conn l;
   link_open(&l, side, NULL);
-  CHECK_OK(tapio_fault_set(l.r->t, TAPIO_FAULT_READ_ERROR, 5,
-                           TAPIO_ECONNRESET));
+  CHECK_OK(tapio_fault_set(l.r->t, TAPIO_FAULT_READ_ERROR, after, code));
   peer_send(&l.py, "send 10\nread\n");
   WAIT_FOR(l.loop, l.r->lost);
-  CHECK_STR(l.r->log, "made data:5 lost:ECONNRESET");
-  CHECK_EQ(pattern_check(l.r->in, 5, 0), -1);
+  CHECK_STR(l.r->log, log);
+  CHECK_EQ(pattern_check(l.r->in, (size_t)after, 0), -1);
   CHECK_EQ(l.r->eof_ret, TAPIO_TLS_END_ABORTED);
-  peer_says(&l, "END reset");
+  peer_says(&l, end);
   link_close(&l);
 }
 
-/* Another read error after 3 bytes: the transport fails with it, and the
- * socket closes without close_notify: the peer sees a truncation. */
+/* A reset after 5 bytes: the socket ends with a RST, and the peer's read
+ * fails with a reset. */
+static void tls_fault_reset(int side)
+{
+  read_fails(side, 5, TAPIO_ECONNRESET, "made data:5 lost:ECONNRESET",
+             "END reset");
+}
+
+/* Another error after 3 bytes: the socket closes (a FIN) without
+ * close_notify: the peer sees a truncation. */
 static void tls_fault_read_error(int side)
 {
-  conn l;
-  link_open(&l, side, NULL);
-  CHECK_OK(tapio_fault_set(l.r->t, TAPIO_FAULT_READ_ERROR, 3,
-                           TAPIO_ETIMEDOUT));
-  peer_send(&l.py, "send 10\nread\n");
-  WAIT_FOR(l.loop, l.r->lost);
-  CHECK_STR(l.r->log, "made data:3 lost:ETIMEDOUT");
-  CHECK_EQ(pattern_check(l.r->in, 3, 0), -1);
-  CHECK_EQ(l.r->eof_ret, TAPIO_TLS_END_ABORTED);
-  peer_says(&l, "END truncated");
-  link_close(&l);
+  read_fails(side, 3, TAPIO_ETIMEDOUT, "made data:3 lost:ETIMEDOUT",
+             "END truncated");
 }
 
 /* An end of file after 4 bytes is the peer's close_notify as the protocol
