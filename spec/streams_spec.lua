@@ -121,6 +121,9 @@ describe("streams over TCP", function()
       assert.are.equal("ECONNRESET", err.name)
       assert.are.equal("connection lost", err.message)
       writer:write("dropped too") -- lost: dropped, as asyncio drops it
+      assert.matches("streams_spec.lua:%d+: tapio: writer:write: bad " ..
+        "argument #1 'data' %(string expected, got table%)",
+        fails(function() writer:write({}) end)) -- but still checked
       assert.are.equal("ECONNRESET", fails(writer.drain, writer).name)
       server:close()
     end)
@@ -578,6 +581,9 @@ describe("streams over TCP", function()
       assert.matches("streams_spec.lua:%d+: tapio: writer:write: bad " ..
         "argument #1 'data' %(string expected, got number%)",
         fails(function() writer:write(5) end))
+      assert.matches("streams_spec.lua:%d+: tapio: writer:write: bad " ..
+        "argument #1 'data' %(string expected, got tapio.StreamReader%)",
+        fails(function() writer:write(tapio.StreamReader()) end))
       assert.matches("writer:writelines: bad argument #1 'data' %(table " ..
         "expected", fails(writer.writelines, writer, "x"))
       assert.matches("writer:writelines: bad argument #1 'data' %(string " ..

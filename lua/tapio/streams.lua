@@ -180,6 +180,13 @@ function StreamWriter:write(data)
   if not writers[self] then
     check_writer(self, "writer:write")
   end
+  local reader, pending_size = self._reader, self._pending_size
+  if pending_size == 0 and not (self._lost or self._eof
+                                or reader and reader._size > 0) then
+    -- The usual case: at once (bad data raises there, as below).
+    self.transport:_stream_write(data)
+    return
+  end
   if type(data) ~= "string" then
     error("tapio: writer:write: bad argument #1 'data' (string expected, "
       .. "got " .. U.typename(data) .. ")", 2)
@@ -188,11 +195,6 @@ function StreamWriter:write(data)
     return
   elseif self._eof then
     check_open(self, "writer:write")
-  end
-  local reader, pending_size = self._reader, self._pending_size
-  if pending_size == 0 and not (reader and reader._size > 0) then
-    self.transport:write(data) -- the usual case: at once
-    return
   end
   pending_size = pending_size + #data
   if self._queued and reader._size > 0 and pending_size < BATCH then
