@@ -315,6 +315,35 @@ describe("a StreamReader", function()
     end)
   end)
 
+  it("hands what comes to a read waiting for up to n bytes as it came, " ..
+     "and buffers it for a read cancelled before it ran again", function()
+    run(function(loop)
+      local r = tapio.StreamReader()
+      local t = started(loop, r.read, r, 4)
+      r:feed_data("abcd") -- n bytes: the read has them at once
+      assert.is_true(t:done())
+      assert.are.equal("abcd", t:result())
+      assert.are.equal(0, r:get_buffer_size())
+      t = started(loop, r.read, r, 4)
+      r:feed_data("abcdef") -- more than n: the read takes 4, 2 are left
+      assert.are.equal("abcd", t:result())
+      assert.are.equal(2, r:get_buffer_size())
+      assert.are.equal("ef", r:read(10))
+      t = started(loop, r.read, r, 4)
+      assert.is_true(t:cancel())
+      r:feed_data("xy") -- the cancelled read has nothing: it stays
+      assert.is_true(tapio.is_cancelled(select(2, pcall(t.await, t))))
+      assert.are.equal(2, r:get_buffer_size())
+      r:feed_data("z\n")
+      assert.are.equal("xyz\n", r:readuntil("\n"))
+      t = started(loop, r.readuntil, r, "\n") -- a wait for a separator:
+      r:feed_data("ab")                        -- buffered, not handed
+      assert.is_false(t:done())
+      r:feed_data("\n")
+      assert.are.equal("ab\n", t:await())
+    end)
+  end)
+
   it("survives set_exception after a cancelled read (R12)", function()
     run(function(loop)
       local r = tapio.StreamReader()

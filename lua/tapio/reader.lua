@@ -98,6 +98,7 @@ function M.new_reader(limit, loop)
     _eof = false, _exception = nil, _failed = false,
     _waiter = false,  -- the task waiting for data (parked on the reader)
     _want = 0,        -- wake it once this much is buffered
+    _take = 0,        -- or hand it what comes, up to this much (a read)
     _transport = nil, _paused = false,
   }, StreamReader)
   readers[reader] = true
@@ -273,12 +274,21 @@ local function feed_data(self, data)
   if n == 0 then
     return
   end
+  local task = self._waiter
+  if task and n <= self._take and self._size == 0 then
+    -- A read waits for at most n bytes: data is what it returns, handed
+    -- over as it came, never buffered (unless the task no longer waits).
+    self._waiter = false
+    if unpark(task, self, data) then
+      return
+    end
+  end
   local tail = self._tail + 1
   self._chunks[tail] = data
   self._tail = tail
   local size = self._size + n
   self._size = size
-  local task = self._waiter
+  task = self._waiter
   if task and size >= self._want then
     self._waiter = false
     unpark(task, self) -- the task may have read some already
@@ -379,17 +389,22 @@ end
 -- Suspends the task (the running one, unless given) until want bytes
 -- are buffered, or the end, or an error (raised). One task at a time may
 -- wait; a cancelled wait consumes nothing, so the reader stays usable.
-local function wait_for_data(self, fn, want, task)
+-- With take (a read of up to take bytes, into an empty buffer), the data
+-- that comes may be handed over instead (see feed_data): returned then.
+local function wait_for_data(self, fn, want, task, take)
   if self._waiter or self._paused then
     before_wait(self, fn)
   end
-  self._waiter, self._want = task or tasks[running()], want
-  if yield(PARK, self) == CANCEL then -- future.lua's park, inline
+  self._waiter, self._want, self._take = task or tasks[running()], want,
+                                         take or 0
+  local data = yield(PARK, self) -- future.lua's park, inline
+  if data == CANCEL then
     cancelled()
   end
   if self._failed then
     error(self._exception, 0)
   end
+  return data
 end
 
 -- The async rule for the methods of readers, writers and processes
@@ -440,7 +455,11 @@ function StreamReader:read(n)
   if n > 0 then -- the usual case: one call, one wait
     local size = self._size
     if size == 0 and not self._eof then
-      wait_for_data(self, "read", 1, task)
+      local data = wait_for_data(self, "read", 1, task, n)
+      if data then -- handed over by feed_data
+        self._consumed = self._consumed + #data
+        return data
+      end
       size = self._size
     end
     local data
