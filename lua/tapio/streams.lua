@@ -36,9 +36,11 @@ local Loop = core.loop_methods
 -- metatable is not StreamWriter's, so the good path makes no call.
 local StreamWriter, check_writer = U.class("tapio.StreamWriter")
 M.StreamWriter = StreamWriter
--- The writers made here (weak): write and drain check self with one
--- lookup in it (see tapio.reader's readers).
-local writers = setmetatable({}, { __mode = "k" })
+-- The writers made here, each with the task that drained it last (or
+-- NOBODY; weak both ways): write checks self with one lookup in it (see
+-- tapio.reader's readers), drain self and its task.
+local writers = setmetatable({}, { __mode = "kv" })
+local NOBODY = { _co = false }
 
 -- A writer on transport (a stream or a write pipe), reading the
 -- connection's errors from reader (nil for a pipe).
@@ -56,7 +58,7 @@ function M.new_writer(transport, reader, loop)
     _extra = nil,       -- peername and sockname, kept at the end
     _protocol = nil,    -- a connection's StreamProtocol (not a pipe's)
   }, StreamWriter)
-  writers[writer] = true
+  writers[writer] = NOBODY
   return writer
 end
 
@@ -265,15 +267,22 @@ end
 -- error (ECONNRESET when it ended cleanly) once it is lost, or after
 -- close() once it is.
 function StreamWriter:drain()
-  if not writers[self] then
-    check_writer(self, "writer:drain")
-  end
-  -- The usual case, in a task: nothing to wait for, nothing to raise.
-  if not (self._paused or self._closing or self._lost) then
-    local reader, co = self._reader, running()
-    if co and tasks[co] and not (reader and reader._failed) then
+  local task = writers[self]
+  -- The usual case, in the task that drained last: nothing to wait for,
+  -- nothing to raise.
+  if task and task._co == running()
+     and not (self._paused or self._closing or self._lost) then
+    local reader = self._reader
+    if not (reader and reader._failed) then
       return
     end
+  end
+  if not task then
+    check_writer(self, "writer:drain")
+  end
+  task = tasks[running()]
+  if task then
+    writers[self] = task
   end
   return async(self, "writer:drain", drain)
 end
