@@ -24,6 +24,7 @@ local M = { api = {} } -- api: what `tapio` holds too (see tapio.util)
 local getmt = debug and debug.getmetatable or getmetatable
 local find, sub, concat = string.find, string.sub, table.concat
 local tasks, running, yield = F.tasks, coroutine.running, coroutine.yield
+local bind = F.bind
 local PARK, CANCEL, cancelled = F.PARK, F.CANCEL, F.cancelled
 local unpark = T.unpark
 
@@ -66,9 +67,10 @@ local limit_overrun_error = M.api.limit_overrun_error
 -- metatable is not StreamReader's, so the good path makes no call.
 local StreamReader, check_reader = U.class("tapio.StreamReader")
 M.StreamReader = StreamReader
--- The readers made here (weak): the hot methods check self with one
--- lookup in it, less than half the cost of calling debug.getmetatable.
-local readers = setmetatable({}, { __mode = "k" })
+-- The readers made here, each with the task that last read it (see
+-- future.lua's owners): read and readline check self and that a task
+-- runs them with one lookup in it (debug.getmetatable costs twice one).
+local readers = F.owners()
 
 -- A reader's limit (nil: the default), or raises at the given level.
 local function check_limit(limit, fn, what, level)
@@ -101,7 +103,7 @@ function M.new_reader(limit, loop)
     _take = 0,        -- or hand it what comes, up to this much (a read)
     _transport = nil, _paused = false,
   }, StreamReader)
-  readers[reader] = true
+  readers[reader] = F.NOBODY
   return reader
 end
 
@@ -436,16 +438,18 @@ end
 --- reader:read([n]): up to n bytes, waiting for some if none is there;
 -- n nil or negative: everything to the end; "" at the end.
 function StreamReader:read(n)
-  if not readers[self] then
-    check_reader(self, "reader:read")
+  local co, task = running(), readers[self]
+  if not (task and task._co == co) then -- not the task that read last
+    if not task then
+      check_reader(self, "reader:read")
+    end
+    task = bind(readers, self, co)
   end
   if n == nil then
     n = -1
   elseif n ~= self._checked then -- a loop reads with one n: checked once
     self._checked = check_size(n, "reader:read")
   end
-  local co = running()
-  local task = co and tasks[co]
   if not task then -- then this runs again, in a task of its own
     return async(self, "reader:read", StreamReader.read, n)
   end
@@ -640,11 +644,13 @@ end
 -- nothing). A line over the limit raises LimitOverrunError (asyncio:
 -- ValueError) and is dropped.
 function StreamReader:readline()
-  if not readers[self] then
-    check_reader(self, "reader:readline")
+  local co, task = running(), readers[self]
+  if not (task and task._co == co) then
+    if not task then
+      check_reader(self, "reader:readline")
+    end
+    task = bind(readers, self, co)
   end
-  local co = running()
-  local task = co and tasks[co]
   -- The usual case, in a task: a whole line in the buffer's first chunk
   -- (and when it is not the chunk's end, take's first case inline), once
   -- some data is there (an empty buffer is waited on here first, as

@@ -36,11 +36,10 @@ local Loop = core.loop_methods
 -- metatable is not StreamWriter's, so the good path makes no call.
 local StreamWriter, check_writer = U.class("tapio.StreamWriter")
 M.StreamWriter = StreamWriter
--- The writers made here, each with the task that drained it last (or
--- NOBODY; weak both ways): write checks self with one lookup in it (see
--- tapio.reader's readers), drain self and its task.
-local writers = setmetatable({}, { __mode = "kv" })
-local NOBODY = { _co = false }
+-- The writers made here, each with the task that drained it last (see
+-- future.lua's owners): write checks self with one lookup in it, drain
+-- self and that a task runs it.
+local writers = F.owners()
 
 -- A writer on transport (a stream or a write pipe), reading the
 -- connection's errors from reader (nil for a pipe).
@@ -58,7 +57,7 @@ function M.new_writer(transport, reader, loop)
     _extra = nil,       -- peername and sockname, kept at the end
     _protocol = nil,    -- a connection's StreamProtocol (not a pipe's)
   }, StreamWriter)
-  writers[writer] = NOBODY
+  writers[writer] = F.NOBODY
   return writer
 end
 
@@ -280,10 +279,7 @@ function StreamWriter:drain()
   if not task then
     check_writer(self, "writer:drain")
   end
-  task = tasks[running()]
-  if task then
-    writers[self] = task
-  end
+  F.bind(writers, self, running())
   return async(self, "writer:drain", drain)
 end
 
