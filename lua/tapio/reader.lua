@@ -276,21 +276,12 @@ local function feed_data(self, data)
   if n == 0 then
     return
   end
-  local task = self._waiter
-  if task and n <= self._take and self._size == 0 then
-    -- A read waits for at most n bytes: data is what it returns, handed
-    -- over as it came, never buffered (unless the task no longer waits).
-    self._waiter = false
-    if unpark(task, self, data) then
-      return
-    end
-  end
   local tail = self._tail + 1
   self._chunks[tail] = data
   self._tail = tail
   local size = self._size + n
   self._size = size
-  task = self._waiter
+  local task = self._waiter
   if task and size >= self._want then
     self._waiter = false
     unpark(task, self) -- the task may have read some already
@@ -303,6 +294,24 @@ local function feed_data(self, data)
   end
 end
 M.feed_data = feed_data
+
+--- A stream connection's data_received (tapio.streams' StreamProtocol):
+-- feed_data on its reader, and before it, where a read waits for up to
+-- n bytes and #data <= n, data is handed to it as it came, never
+-- buffered (unless the task no longer waits): a read per chunk received
+-- does no buffer bookkeeping. Here, not in feed_data, to save a call on
+-- the way (reader:feed_data, for tests, and pipes buffer).
+function M.data_received(protocol, data)
+  local self = protocol._reader
+  local task, n = self._waiter, #data
+  if task and n > 0 and n <= self._take and self._size == 0 then
+    self._waiter = false
+    if unpark(task, self, data) then
+      return
+    end
+  end
+  feed_data(self, data)
+end
 
 function StreamReader:feed_data(data)
   if getmt(self) ~= StreamReader then
@@ -392,7 +401,7 @@ end
 -- are buffered, or the end, or an error (raised). One task at a time may
 -- wait; a cancelled wait consumes nothing, so the reader stays usable.
 -- With take (a read of up to take bytes, into an empty buffer), the data
--- that comes may be handed over instead (see feed_data): returned then.
+-- that comes may be handed over instead (see data_received): returned.
 local function wait_for_data(self, fn, want, task, take)
   if self._waiter or self._paused then
     before_wait(self, fn)
@@ -460,7 +469,7 @@ function StreamReader:read(n)
     local size = self._size
     if size == 0 and not self._eof then
       local data = wait_for_data(self, "read", 1, task, n)
-      if data then -- handed over by feed_data
+      if data then -- handed over by data_received
         self._consumed = self._consumed + #data
         return data
       end

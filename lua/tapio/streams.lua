@@ -27,7 +27,7 @@ local getmt = debug and debug.getmetatable or getmetatable
 local api = M.api
 local current_task, await, park = F.api.current_task, F.await, F.park
 local tasks, running = F.tasks, coroutine.running
-local async, feed_data, new_reader = R.async, R.feed_data, R.new_reader
+local async, new_reader = R.async, R.new_reader
 local Loop = core.loop_methods
 
 -- ---- StreamWriter ----------------------------------------------------------
@@ -402,9 +402,7 @@ function StreamProtocol:connection_made(transport)
   end
 end
 
-function StreamProtocol:data_received(data)
-  feed_data(self._reader, data)
-end
+StreamProtocol.data_received = R.data_received
 
 --- Stays open for writing after the peer's end (asyncio does the same).
 function StreamProtocol:eof_received()
