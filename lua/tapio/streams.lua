@@ -54,6 +54,7 @@ function M.new_writer(transport, reader, loop)
     _pending = {}, _pending_size = 0, -- writes batched (see write)
     _queued = false,    -- a flush is deferred to the task's stop
     _lost = false, _error = nil,
+    _busy = false,      -- _paused or _closing or _lost: drain's one test
     _extra = nil,       -- peername and sockname, kept at the end
     _protocol = nil,    -- a connection's StreamProtocol (not a pipe's)
   }, StreamWriter)
@@ -91,18 +92,18 @@ end
 M.wake_all = wake_all
 
 function M.pause_writing(self)
-  self._paused = true
+  self._paused, self._busy = true, true
 end
 
 function M.resume_writing(self)
-  self._paused = false
+  self._paused, self._busy = false, self._closing or self._lost
   wake_all(self, "_drains", T.unpark)
 end
 
 -- The transport has ended, with err (nil: cleanly).
 function M.writer_lost(self, err, extra)
   self._lost, self._error, self._extra = true, err, extra
-  self._paused = false
+  self._paused, self._busy = false, true
   wake_all(self, "_drains", T.unpark_soon)
   wake_all(self, "_ends", T.unpark_soon)
 end
@@ -269,8 +270,7 @@ function StreamWriter:drain()
   local task = writers[self]
   -- The usual case, in the task that drained last: nothing to wait for,
   -- nothing to raise.
-  if task and task._co == running()
-     and not (self._paused or self._closing or self._lost) then
+  if task and task._co == running() and not self._busy then
     local reader = self._reader
     if not (reader and reader._failed) then
       return
@@ -287,7 +287,7 @@ function StreamWriter:close()
   if getmt(self) ~= StreamWriter then
     check_writer(self, "writer:close")
   end
-  self._closing = true
+  self._closing, self._busy = true, true
   flush(self)
   self.transport:close()
 end
