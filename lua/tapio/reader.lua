@@ -93,7 +93,11 @@ function M.new_reader(limit, loop)
   local reader = setmetatable({
     _limit = limit, _loop = loop, _chunks = {}, _head = 1, _tail = 0, _off = 1,
     _size = 0,        -- bytes buffered and unread
-    _consumed = 0,    -- bytes read out so far (a search's marker)
+    -- Bytes taken out of the buffer so far: a search's marker, which
+    -- moves when another task reads meanwhile. What data_received hands a
+    -- waiting read is not counted: it never enters the buffer, and no
+    -- search waits then (one task waits at a time).
+    _consumed = 0,
     -- The hot paths read no field that is nil (a field absent from the
     -- table is looked for through the metatable's __index too): _failed
     -- says whether _exception is set, _waiter is false when none waits.
@@ -470,7 +474,6 @@ function StreamReader:read(n)
     if size == 0 and not self._eof then
       local data = wait_for_data(self, "read", 1, task, n)
       if data then -- handed over by data_received
-        self._consumed = self._consumed + #data
         return data
       end
       size = self._size

@@ -51,6 +51,7 @@ function M.new_writer(transport, reader, loop)
     _ends = {},         -- ... in wait_closed, or in drain while closing
     _closing = false,   -- close() was called
     _eof = false,       -- write_eof() was called
+    _shut = false,      -- _eof or _lost: write's usual case tests this
     _pending = {}, _pending_size = 0, -- writes batched (see write)
     _queued = false,    -- a flush is deferred to the task's stop
     _lost = false, _error = nil,
@@ -103,6 +104,7 @@ end
 -- The transport has ended, with err (nil: cleanly).
 function M.writer_lost(self, err, extra)
   self._lost, self._error, self._extra = true, err, extra
+  self._shut = true
   self._paused, self._busy = false, true
   wake_all(self, "_drains", T.unpark_soon)
   wake_all(self, "_ends", T.unpark_soon)
@@ -183,8 +185,8 @@ function StreamWriter:write(data)
     check_writer(self, "writer:write")
   end
   local reader, pending_size = self._reader, self._pending_size
-  if pending_size == 0 and not (self._lost or self._eof
-                                or reader and reader._size > 0) then
+  if pending_size == 0 and not (self._shut or reader and reader._size > 0)
+  then
     -- The usual case: at once (bad data raises there, as below).
     self.transport:_stream_write(data)
     return
@@ -314,7 +316,7 @@ function StreamWriter:write_eof()
   end
   if not self._lost then
     flush(self)
-    self._eof = true
+    self._eof, self._shut = true, true
     self.transport:write_eof()
   end
 end
