@@ -46,6 +46,9 @@ local writers = F.owners()
 function M.new_writer(transport, reader, loop)
   local writer = setmetatable({
     transport = transport, _reader = reader, _loop = loop,
+    -- The transport's _stream_write, looked up once: a transport keeps
+    -- its class (no metatable lookup on the userdata per write).
+    _send = transport._stream_write,
     _paused = false,    -- the transport asked us to stop writing
     _drains = {},       -- the tasks waiting in drain
     _ends = {},         -- ... in wait_closed, or in drain while closing
@@ -188,7 +191,7 @@ function StreamWriter:write(data)
   if pending_size == 0 and not (self._shut or reader and reader._size > 0)
   then
     -- The usual case: at once (bad data raises there, as below).
-    self.transport:_stream_write(data)
+    self._send(self.transport, data)
     return
   end
   if type(data) ~= "string" then
