@@ -9,15 +9,12 @@
 #   BENCH_QUICK=1       smoke test: 2 rounds of 0.1 s windows (1 for TLS),
 #                       small counts (libev and tapio's servers only), 2000
 #                       idle connections
-#   BENCH_ROUNDS=16     rounds of a timed row (every server one window each,
+#   BENCH_ROUNDS=17     rounds of a timed row (every server one window each,
 #                       each between two of the reference's)
-#   BENCH_TLS_ROUNDS=9  rounds of the TLS rows (no more than BENCH_ROUNDS)
+#   BENCH_TLS_ROUNDS=12 rounds of the TLS rows (no more than BENCH_ROUNDS)
 #   BENCH_WINDOW=0.4    measured seconds per window
 #   BENCH_WARMUP=0.05   warm-up seconds at the start of each window
 #   BENCH_ROW_SECONDS=200   no new round once a timed row has run this long
-#   BENCH_EXTRA_SECONDS=100 the run's time for rounds beyond a row's count
-#                       (up to twice as many) while one of its verdicts is
-#                       undecided
 #   BENCH_IDLE_RUNS=3   fresh-server runs of the idle row
 #   BENCH_IDLE_CONNS=10000  connections of the idle row
 #   BENCH_COUNT_SCALE=1 multiplies the request counts of the counted rows
@@ -119,11 +116,14 @@ if [ -n "${BENCH_QUICK:-}" ] && [ "${BENCH_QUICK}" != 0 ]; then
   # tapio's servers and the reference only.
   COUNT_ONLY=" libev tapio tapio_lua tapio_lua_jit "
 else
-  ROUNDS=${BENCH_ROUNDS:-16} WINDOW=${BENCH_WINDOW:-0.4}
+  # 17 and 12 rounds: counts at which the interval's coverage is near
+  # 95% (5th to 13th of 17: 95.1%; 3rd to 10th of 12: 96.1%), so it is
+  # narrower than at one round more or less (16: 4th to 13th, 97.9%);
+  # bench/agreement.py weighs the counts (see README.md).
+  ROUNDS=${BENCH_ROUNDS:-17} WINDOW=${BENCH_WINDOW:-0.4}
   WARMUP=${BENCH_WARMUP:-0.05} IDLE_RUNS=${BENCH_IDLE_RUNS:-3}
   COUNT_SCALE=${BENCH_COUNT_SCALE:-1} COUNT_RUNS=${BENCH_COUNT_RUNS:-1}
-  # 9 rounds: the interval is then the 2nd to the 8th of 9 (96.1%).
-  TLS_ROUNDS=${BENCH_TLS_ROUNDS:-9}
+  TLS_ROUNDS=${BENCH_TLS_ROUNDS:-12}
   OWN_RUNS=3 IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
 fi
 
@@ -205,10 +205,6 @@ TARGETS=(
 )
 
 ROW_SECONDS=${BENCH_ROW_SECONDS:-200}
-# Seconds the whole run may spend on rounds beyond a row's count, for the
-# rows whose verdicts are still undecided (first come, first served).
-EXTRA_LEFT=${BENCH_EXTRA_SECONDS:-100}
-[ -n "${BENCH_QUICK:-}" ] && [ "${BENCH_QUICK}" != 0 ] && EXTRA_LEFT=0
 SCORE=${BENCH_SERVER_CORE:-1}
 LCORE=${BENCH_LOAD_CORE:-0}
 if [ "$(nproc)" -lt 2 ]; then SCORE=0 LCORE=0; fi
@@ -310,21 +306,6 @@ window() {
   [[ $line != *error=* ]]
 }
 
-# True while a verdict of the row timed_row runs is undecided (its
-# interval across the bound) and the run has extra time left.
-undecided() {
-  [ "$EXTRA_LEFT" -gt 0 ] &&
-    awk -v servers="${NAMES[*]}" -v rows="$ROW:$UNIT" \
-      -v targets="$(printf '%s;' "${TARGETS[@]}")" -f "$HERE/table.awk" \
-      "$RAW" | grep -q 'across (undecided)'
-}
-
-# A timed row: every server started once and kept for the whole row, a
-# warm-up round, then rounds in which every other server's window comes
-# right after one of libev's and right before the next (libev, A, libev,
-# B, libev, ... in round_order), so each has libev on both sides. After
-# its rounds, more (up to twice as many) while one of its verdicts is
-# undecided, as long as the run's EXTRA_LEFT seconds last.
 # Sets SERVERS and NAMES to the servers a row names (servers=a,b,...),
 # those this run has, in that order.
 row_servers() {
@@ -340,6 +321,10 @@ row_servers() {
   done
 }
 
+# A timed row: every server started once and kept for the whole row, a
+# warm-up round, then rounds in which every other server's window comes
+# right after one of libev's and right before the next (libev, A, libev,
+# B, libev, ... in round_order), so each has libev on both sides.
 timed_row() {
   local row
   read -ra row <<<"$1"
@@ -386,18 +371,13 @@ timed_row() {
   printf '%s:' "$ROW"
   window 0 1 || ok=1
   echo
-  local started
-  r=0
-  while r=$((r + 1)); [ "$r" -le "$rounds" ] ||
-        { [ "$r" -le $((2 * rounds)) ] && undecided; }; do
+  for ((r = 1; r <= rounds; r++)); do
     printf '%s round %d:' "$ROW" "$r"
-    started=$SECONDS
     for i in $(round_order "$r"); do
       window "$i" "$r" || ok=1
       window 0 "$r" || ok=1
     done
     echo
-    [ "$r" -gt "$rounds" ] && EXTRA_LEFT=$((EXTRA_LEFT - (SECONDS - started)))
     [ $((SECONDS - t0)) -ge "$ROW_SECONDS" ] && break
   done
   for i in "${!SERVERS[@]}"; do
