@@ -195,8 +195,7 @@ function StreamWriter:write(data)
     return
   end
   if type(data) ~= "string" then
-    error("tapio: writer:write: bad argument #1 'data' (string expected, "
-      .. "got " .. U.typename(data) .. ")", 2)
+    self._send(self.transport, data) -- raises write's error (one message)
   end
   if self._lost then
     return
