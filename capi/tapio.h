@@ -1388,13 +1388,24 @@ size_t tapio_memory_in_flight(tapio_transport *t, void *buf, size_t len);
 tapio_transport *tapio_memory_peer(tapio_transport *t);
 
 /* Faults on demand, on a memory pair's transport or a real one (a stream
- * socket, a pipe): at the first fault, a layer of tapio's goes between t
- * and its own I/O (the socket, the link) for the rest of t's life.
- * `after` counts bytes from the call on; setting a fault again restarts
- * it. Each returns 0; TAPIO_EINVAL for a bad value; TAPIO_ENOTSUP for a
- * datagram endpoint, a subprocess, or a stream with TLS on it (its
- * records would have to be cut under TLS: not yet); TAPIO_ECLOSED once
- * t's connection_lost is on its way. */
+ * socket, a pipe), with TLS on it or not: at the first fault, a layer of
+ * tapio's goes between t and its own I/O (the socket, the link) for the
+ * rest of t's life. `after` counts bytes from the call on; setting a fault
+ * again restarts it. Each returns 0; TAPIO_EINVAL for a bad value;
+ * TAPIO_ENOTSUP for a datagram endpoint or a subprocess; TAPIO_ECLOSED
+ * once t's connection_lost is on its way.
+ *
+ * Under TLS the layer goes above the TLS layer: the counts are the bytes
+ * the protocol sees (plaintext), as on a plain socket. A read error sends
+ * no close_notify (the peer sees a truncation; with ECONNRESET a RST);
+ * an end of file is what the protocol gets when the peer's close_notify
+ * comes, and its close then sends t's; a held direction (stop_reading,
+ * stop_writing, a drip's interval) holds TLS's own socket I/O too, so the
+ * peer's writes back up for real (a close while reading is held waits
+ * for the peer's close_notify until ssl_shutdown_timeout); a drip hands
+ * up plaintext in pieces. Faults set
+ * before start_tls stay on top of the new TLS layer and go on counting
+ * plaintext. */
 enum tapio_fault {
   /* After `after` more bytes received, reading fails with value (a
    * TAPIO_E* code): t's connection_lost gets it. TAPIO_ECONNRESET is a

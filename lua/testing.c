@@ -210,8 +210,8 @@ static int k_peer(lua_State *L) {
 
 static int fault_result(lua_State *L, const char *fn, int rc) {
   if (rc == TAPIO_ENOTSUP)
-    return luaL_error(L, "tapio: %s: faults go on stream transports "
-                      "without TLS only (a socket, a pipe, a memory pair)",
+    return luaL_error(L, "tapio: %s: faults go on stream transports only "
+                      "(a socket, a pipe, a memory pair, with TLS or not)",
                       fn);
   if (rc < 0)
     return luaL_error(L, "tapio: %s: %s", fn, tapio_strerror(rc));

@@ -270,6 +270,24 @@ static int t_write(lua_State *L) {
   return 0; /* ECLOSED: dropped, as asyncio drops it */
 }
 
+/* transport:_stream_write(data): write for a StreamWriter's usual case
+ * (tapio/streams.lua), which then needs no type() call of its own (a
+ * tenth of the Lua work a streams echo request adds): bad data is
+ * writer:write's error, raised at writer:write's caller. */
+static int t_stream_write(lua_State *L) {
+  if (lua_type(L, 2) != LUA_TSTRING) {
+    const char *got = luaL_typename(L, 2);
+    if (luaL_getmetafield(L, 2, "__name") && lua_type(L, -1) == LUA_TSTRING)
+      got = lua_tostring(L, -1);
+    luaL_where(L, 2);
+    lua_pushfstring(L, "tapio: writer:write: bad argument #1 'data' (string "
+                       "expected, got %s)", got);
+    lua_concat(L, 2);
+    return lua_error(L);
+  }
+  return t_write(L);
+}
+
 #define LINES_CHUNK 64
 
 /* Writes list[from..to] (strings, checked) in one writev. */
@@ -559,6 +577,7 @@ static const luaL_Reg read_methods[] = { /* ReadTransport */
 
 static const luaL_Reg write_methods[] = { /* WriteTransport's bytes */
   {"write", t_write},
+  {"_stream_write", t_stream_write},
   {"writelines", t_writelines},
   {"can_write_eof", t_can_write_eof},
   {"write_eof", t_write_eof},

@@ -4,6 +4,7 @@
 -- cancellation, and reading 64 MiB to EOF in linear time.
 local helper = require "spec.helper"
 local tapio = helper.tapio
+local testing = require "tapio.testing"
 
 local run, fails, started = helper.run, helper.fails, helper.started
 
@@ -312,6 +313,63 @@ describe("a StreamReader", function()
       r:feed_data("late")
       assert.are.equal(reset, fails(r.read, r, 4))
       assert.are.equal(reset, fails(r.readexactly, r, 1))
+    end)
+  end)
+
+  it("hands what comes to a read waiting for up to n bytes as it came, " ..
+     "and buffers it for a read cancelled before it ran again",
+     testing.run(function(clock)
+    local _, wa, rb, wb = testing.open_pair() -- data_received, as a socket's
+    local loop = clock.loop
+    local t = started(loop, rb.read, rb, 4)
+    wa:write("abcd") -- n bytes: the read has them as they came
+    assert.are.equal("abcd", t:await())
+    assert.are.equal(0, rb:get_buffer_size())
+    t = started(loop, rb.read, rb, 4)
+    wa:write("abcdef") -- more than n: the read takes 4, 2 are left
+    assert.are.equal("abcd", t:await())
+    assert.are.equal(2, rb:get_buffer_size())
+    assert.are.equal("ef", rb:read(10))
+    t = started(loop, rb.readuntil, rb, "\n") -- a wait for a separator:
+    wa:write("ab")                             -- buffered, not handed
+    clock:run_until_idle()
+    assert.is_false(t:done())
+    assert.are.equal(2, rb:get_buffer_size())
+    wa:write("\n")
+    assert.are.equal("ab\n", t:await())
+    t = started(loop, rb.read, rb, 4)
+    assert.is_true(t:cancel())
+    wa:write("xy") -- the cancelled read has nothing: it stays
+    wa:write_eof()
+    assert.is_true(tapio.is_cancelled(select(2, pcall(t.await, t))))
+    assert.are.equal("xy", rb:read())
+    wa:close()
+    wb:close()
+    wa:wait_closed()
+    wb:wait_closed()
+  end))
+
+  it("reads at once in a task, and returns a task outside one, " ..
+     "whichever task read before", function()
+    run(function(loop)
+      local r = tapio.StreamReader()
+      r:feed_data("ab\ncd\nef\ngh\n")
+      assert.are.equal("a", r:read(1))
+      assert.are.equal("b\n", r:readline())
+      local read, line
+      loop:call_soon(function()
+        read, line = r:read(1), r:readline()
+      end)
+      tapio.sleep(0)
+      assert.is_true(tapio.is_future(read))
+      assert.is_true(tapio.is_future(line))
+      assert.are.equal("c", read:await())
+      assert.are.equal("d\n", line:await())
+      local other = loop:create_task(function()
+        return r:read(1), r:readline()
+      end)
+      assert.are.same({ "e", "f\n" }, { other:await() })
+      assert.are.equal("gh\n", r:readline())
     end)
   end)
 

@@ -121,6 +121,9 @@ describe("streams over TCP", function()
       assert.are.equal("ECONNRESET", err.name)
       assert.are.equal("connection lost", err.message)
       writer:write("dropped too") -- lost: dropped, as asyncio drops it
+      assert.matches("streams_spec.lua:%d+: tapio: writer:write: bad " ..
+        "argument #1 'data' %(string expected, got table%)",
+        fails(function() writer:write({}) end)) -- but still checked
       assert.are.equal("ECONNRESET", fails(writer.drain, writer).name)
       server:close()
     end)
@@ -254,6 +257,27 @@ describe("streams over TCP", function()
       end
       table.sort(done)
       assert.are.same({ 1, 2, 3 }, done)
+      server:close()
+    end)
+  end)
+
+  it("drains at once in a task, and returns a future outside one, " ..
+     "whichever task drained before", function()
+    run(function(loop)
+      local server, _, writer = pair(loop)
+      assert.are.equal(0, select("#", writer:drain()))
+      local outside
+      loop:call_soon(function() outside = writer:drain() end)
+      tapio.sleep(0)
+      assert.is_true(tapio.is_future(outside))
+      assert.is_true(outside:done())
+      local other = loop:create_task(function()
+        return select("#", writer:drain()), writer:drain()
+      end)
+      assert.are.equal(0, other:await())
+      assert.are.equal(0, select("#", writer:drain()))
+      writer:close()
+      assert.are.equal("ECONNRESET", fails(writer.drain, writer).name)
       server:close()
     end)
   end)
@@ -578,6 +602,9 @@ describe("streams over TCP", function()
       assert.matches("streams_spec.lua:%d+: tapio: writer:write: bad " ..
         "argument #1 'data' %(string expected, got number%)",
         fails(function() writer:write(5) end))
+      assert.matches("streams_spec.lua:%d+: tapio: writer:write: bad " ..
+        "argument #1 'data' %(string expected, got tapio.StreamReader%)",
+        fails(function() writer:write(tapio.StreamReader()) end))
       assert.matches("writer:writelines: bad argument #1 'data' %(table " ..
         "expected", fails(writer.writelines, writer, "x"))
       assert.matches("writer:writelines: bad argument #1 'data' %(string " ..

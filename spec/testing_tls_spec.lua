@@ -86,4 +86,57 @@ describe("TLS on memory pairs", function()
     assert.equal("connection_lost:ETIMEDOUT", a.events[2])
     tb:abort()
   end))
+
+  it("faults set before start_tls count plaintext after it",
+     testing.run(function(clock, loop)
+    local a = testing.recorder(nil, { merge = true })
+    local b = testing.recorder(nil, { merge = true })
+    local ta, tb = testing.pipe_pair(a, b)
+    testing.fault(tb, { eof_after = 8 }) -- the handshake is not counted
+    local server = tapio.create_task(function()
+      return loop:start_tls(tb, b, server_ctx)
+    end)
+    loop:start_tls(ta, a, client_ctx, { server_hostname = "localhost" })
+    server:await()
+    ta:write("0123456789")
+    b:wait("connection_lost")
+    a:wait("connection_lost")
+    assert.same({ "connection_made", "data_received:01234567",
+                  "eof_received", "connection_lost:nil" }, b.events)
+    -- b's close sent close_notify: a sees a clean end
+    assert.same({ "connection_made", "eof_received", "connection_lost:nil" },
+                a.events)
+    assert.equal(0, clock:time())
+  end))
+
+  it("resets a TLS side on a memory pair after n plaintext bytes",
+     testing.run(function(_, loop)
+    local ta, tb, a, b = tls_pair(loop)
+    testing.fault(tb, { reset_after = 3 })
+    ta:write("abcdef")
+    b:wait("connection_lost")
+    a:wait("connection_lost")
+    assert.same({ "connection_made", "data_received:abc",
+                  "connection_lost:ECONNRESET" }, b.events)
+    assert.same({ "connection_made", "connection_lost:ECONNRESET" },
+                a.events)
+  end))
+
+  it("drips plaintext in pieces of at most n bytes",
+     testing.run(function(clock, loop)
+    local ta, tb = tls_pair(loop)
+    local pieces = testing.recorder()
+    tb:set_protocol(pieces)
+    testing.fault(tb, { drip = 4, drip_interval = 1 })
+    ta:write("0123456789")
+    clock:run_until_idle()
+    assert.same({ "data_received:0123" }, pieces.events)
+    clock:advance(2)
+    assert.same({ "data_received:0123", "data_received:4567",
+                  "data_received:89" }, pieces.events)
+    testing.clear_faults(tb) -- a held read holds TLS's close_notify too
+    ta:close()
+    tb:close()
+    clock:run_until_idle()
+  end))
 end)

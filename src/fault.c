@@ -9,7 +9,26 @@
  * held direction stops its watcher, and lifting the hold starts it again
  * and feeds it one event (what is waiting is read or written at once).
  * The layer's state lives as long as the transport: the transport's kind
- * is wrapped in a copy whose destroy frees it first. */
+ * is wrapped in a copy whose destroy frees it first.
+ *
+ * On a TLS transport the layer goes on top of the TLS layer, between it
+ * and the stream, never under it: the counts a test gives are the bytes
+ * the protocol sees (plaintext), as on a plain socket, and the faults
+ * break what the TLS layer hands up and takes down. So a read error is
+ * the transport's failure with no close_notify sent (a reset also closes
+ * the socket with a RST: the peer sees a truncation or a reset after the
+ * bytes let through); an end of file is what the protocol gets when the
+ * peer's close_notify comes (asyncio reports eof so), after which the
+ * protocol's close sends ours; a drip hands plaintext up in pieces of at
+ * most n bytes. A held direction stops the TLS layer's socket I/O too, so
+ * that the peer's writes back up for real (and a close while reading is
+ * held waits for the peer's close_notify until the shutdown timeout):
+ * TLS tells the stream what it waits for through tapio__layer_want, which
+ * takes a held direction out.
+ *
+ * start_tls on a transport with faults puts the new TLS layer under this
+ * one (tapio__layer_push): the faults carry over, still counting what the
+ * protocol sees, across the upgrade. */
 #include "tapio_int.h"
 
 #include <sys/socket.h>
@@ -29,12 +48,13 @@ typedef struct fault {
   tapio__stream *s;
   countdown read_error, eof, stop_reading, write_error, stop_writing;
   int read_held, write_held;
+  uint32_t want;       /* a TLS layer's wants, before the holds */
   size_t drip;         /* bytes per read, 0: any */
   double drip_interval;
   tapio__timer drip_timer;
 } fault;
 
-static const tapio__io fault_io, fault_io_noshut;
+static const tapio__io fault_io, fault_io_noshut, fault_io_layered;
 
 static int reached(const countdown *c) { return c->on && c->left == 0; }
 
@@ -57,14 +77,38 @@ static int reading(tapio_transport *t) {
 
 /* ---- Holding a direction --------------------------------------------------- */
 
+/* Over a layer with a session of its own (TLS), which tells the stream
+ * what it waits for. */
+static int layered(const fault *f) { return f->lower->ready != NULL; }
+
+/* The layer's wants with the held directions taken out: neither the
+ * protocol nor the layer below reads (or writes) while held. */
+static uint32_t held_want(const fault *f, uint32_t want) {
+  if (f->read_held)
+    want = (want & ~(uint32_t)TAPIO__WANT_READ) | TAPIO__HOLD_READ;
+  if (f->write_held)
+    want = (want & ~(uint32_t)TAPIO__WANT_WRITE) | TAPIO__HOLD_WRITE;
+  return want;
+}
+
+static void apply_want(fault *f) {
+  tapio__stream_want(f->s, held_want(f, f->want));
+}
+
 static void hold_reading(fault *f) {
   f->read_held = 1;
-  ev_io_stop(f->s->head.loop->ev, &f->s->rio);
+  if (layered(f))
+    apply_want(f);
+  else
+    ev_io_stop(f->s->head.loop->ev, &f->s->rio);
 }
 
 static void hold_writing(fault *f) {
   f->write_held = 1;
-  ev_io_stop(f->s->head.loop->ev, &f->s->wio);
+  if (layered(f))
+    apply_want(f);
+  else
+    ev_io_stop(f->s->head.loop->ev, &f->s->wio);
 }
 
 /* The stream reads now (from the loop, or at the next run's start). */
@@ -72,7 +116,9 @@ static void kick_reading(fault *f) {
   tapio_transport *t = &f->s->head;
   if (!reading(t))
     return;
-  if (!ev_is_active(&f->s->rio))
+  if (layered(f))
+    apply_want(f);
+  else if (!ev_is_active(&f->s->rio))
     ev_io_start(t->loop->ev, &f->s->rio);
   ev_feed_event(t->loop->ev, &f->s->rio, EV_READ);
 }
@@ -89,6 +135,8 @@ static void release_writing(fault *f) {
   if (!f->write_held)
     return;
   f->write_held = 0;
+  if (layered(f))
+    apply_want(f);
   if (t->wsize == 0 || (t->flags & TAPIO__T_LOST))
     return;
   if (!ev_is_active(&f->s->wio))
@@ -208,24 +256,82 @@ static const tapio__io fault_io_noshut = {
   .pending = f_pending,
 };
 
-const tapio__io *tapio__base_io(const tapio__stream *s) {
-  if (s->io == &fault_io || s->io == &fault_io_noshut)
-    return ((const fault *)s->io_ctx)->lower;
-  return s->io;
+/* Over TLS: its session's work goes straight to it. */
+static void f_ready(tapio__stream *s, void *ctx, int revents) {
+  fault *f = ctx;
+  f->lower->ready(s, f->lower_ctx, revents);
+}
+
+static int f_close(tapio__stream *s, void *ctx) {
+  fault *f = ctx;
+  return f->lower->close ? f->lower->close(s, f->lower_ctx) : 0;
+}
+
+static void f_halt(tapio__stream *s, void *ctx) {
+  fault *f = ctx;
+  tapio__timer_stop(&f->drip_timer);
+  if (f->lower->halt)
+    f->lower->halt(s, f->lower_ctx);
+}
+
+/* No free: the wrapped kind's destroy takes this layer off first. */
+static const tapio__io fault_io_layered = {
+  .read = f_read,
+  .writev = f_writev,
+  .ready = f_ready,
+  .pending = f_pending,
+  .close = f_close,
+  .halt = f_halt,
+};
+
+static int is_fault_io(const tapio__io *io) {
+  return io == &fault_io || io == &fault_io_noshut || io == &fault_io_layered;
+}
+
+const tapio__io *tapio__base_io(const tapio__stream *s, void **ctx) {
+  const fault *f = is_fault_io(s->io) ? s->io_ctx : NULL;
+  if (ctx)
+    *ctx = f ? f->lower_ctx : s->io_ctx;
+  return f ? f->lower : s->io;
+}
+
+const tapio__kind *tapio__base_kind(const tapio_transport *t) {
+  const tapio__stream *s = tapio__to_stream((tapio_transport *)t);
+  return is_fault_io(s->io) ? ((const fault *)s->io_ctx)->orig : t->kind;
+}
+
+void tapio__layer_want(tapio__stream *s, uint32_t want) {
+  if (is_fault_io(s->io)) {
+    fault *f = s->io_ctx;
+    f->want = want;
+    want = held_want(f, want);
+  }
+  tapio__stream_want(s, want);
+}
+
+void tapio__layer_push(tapio__stream *s, const tapio__io *io, void *ctx,
+                       const tapio__io **lower, void **lower_ctx) {
+  fault *f = is_fault_io(s->io) ? s->io_ctx : NULL;
+  *lower = tapio__base_io(s, lower_ctx);
+  if (!f) {
+    tapio__stream_set_io(s, io, ctx);
+    return;
+  }
+  f->lower = io;
+  f->lower_ctx = ctx;
+  f->want = s->head.flags & TAPIO__WANTS;
+  tapio__stream_set_io(s, &fault_io_layered, f);
 }
 
 /* ---- The wrapped kind ---------------------------------------------------- */
 
 static fault *fault_of(tapio_transport *t) {
   tapio__stream *s = tapio__to_stream(t);
-  return (s->io == &fault_io || s->io == &fault_io_noshut) ? s->io_ctx
-                                                           : NULL;
+  return is_fault_io(s->io) ? s->io_ctx : NULL;
 }
 
-/* Takes the layer off: the stream is as it was before the first fault.
- * The layer is found through the kind it put on t: a layer put on above
- * it since (start_tls) keeps the stream's I/O, and only calls the fault
- * layer's read and writev, never after this. */
+/* Takes the layer off: the stream is as it was before the first fault
+ * (with any TLS layer put under it since). */
 static const tapio__kind *detach(tapio_transport *t) {
   fault *f = TAPIO_CONTAINER((tapio__kind *)(uintptr_t)t->kind, fault, kind);
   const tapio__kind *orig = f->orig;
@@ -257,8 +363,6 @@ static int attach(tapio_transport *t, fault **out) {
   if ((*out = fault_of(t)) != NULL)
     return 0;
   s = tapio__to_stream(t);
-  if (s->io->ready)
-    return TAPIO_ENOTSUP; /* TLS: its entry points find it on top */
   f = tapio__calloc(t->loop, sizeof *f);
   if (!f)
     return TAPIO_ENOMEM;
@@ -269,8 +373,11 @@ static int attach(tapio_transport *t, fault **out) {
   f->lower = s->io;
   f->lower_ctx = s->io_ctx;
   f->s = s;
+  f->want = t->flags & TAPIO__WANTS;
   tapio__timer_init(&f->drip_timer, t->loop, on_drip);
-  s->io = s->io->shutdown ? &fault_io : &fault_io_noshut;
+  s->io = s->io->ready      ? &fault_io_layered
+          : s->io->shutdown ? &fault_io
+                            : &fault_io_noshut;
   s->io_ctx = f;
   t->kind = &f->kind;
   *out = f;

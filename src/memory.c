@@ -80,7 +80,7 @@ static mem_end *mem_of(tapio_transport *t) {
   if (!t || t->kind->id != TAPIO_TRANSPORT_STREAM)
     return NULL;
   s = tapio__to_stream(t);
-  return tapio__base_io(s) == &memory_io ? end_of(s) : NULL;
+  return tapio__base_kind(t) == &memory_kind ? end_of(s) : NULL;
 }
 
 /* ---- Links --------------------------------------------------------------- */

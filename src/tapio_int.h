@@ -504,7 +504,7 @@ typedef struct tapio__io {
   /* The rest is for layers with a session of their own (TLS: a
    * handshake, records OpenSSL holds, close_notify); the plain layers
    * leave it NULL. Such a layer tells the stream what it waits for with
-   * tapio__stream_want. */
+   * tapio__layer_want (the fault layer, on top of it, forwards these). */
   /* The descriptor is ready (EV_READ/EV_WRITE): the layer's own work,
    * before the stream reads or flushes. */
   void (*ready)(tapio__stream *s, void *ctx, int revents);
@@ -567,8 +567,19 @@ static inline int tapio__is_stream(const tapio_transport *t) {
          t->kind->id == TAPIO_TRANSPORT_READ_PIPE ||
          t->kind->id == TAPIO_TRANSPORT_WRITE_PIPE;
 }
-/* The stream's I/O layer under tapio's fault layer (or its own). */
-const tapio__io *tapio__base_io(const tapio__stream *s);
+/* The stream's I/O layer under tapio's fault layer (or its own), with its
+ * context in *ctx (ctx may be NULL). */
+const tapio__io *tapio__base_io(const tapio__stream *s, void **ctx);
+/* t's kind under the fault layer's wrapping (or its own). */
+const tapio__kind *tapio__base_kind(const tapio_transport *t);
+/* A layer with a session of its own (TLS) waits for want (TAPIO__WANT_*,
+ * TAPIO__HOLD_*): tapio__stream_want, less the fault layer's holds. */
+void tapio__layer_want(tapio__stream *s, uint32_t want);
+/* Puts layer io (context ctx) on stream s, under the fault layer if there
+ * is one (faults count what the protocol sees); the layer it goes on in
+ * *lower and *lower_ctx. */
+void tapio__layer_push(tapio__stream *s, const tapio__io *io, void *ctx,
+                       const tapio__io **lower, void **lower_ctx);
 /* A memory pair's t: its peer reads code after the bytes it has (a reset
  * seen from the other side). TAPIO_ENOTSUP for another transport. */
 int tapio__memory_reset(tapio_transport *t, int code);

@@ -544,10 +544,15 @@ static uint32_t want_of(const tapio__tls *tc) {
   return w;
 }
 
+/* The outermost TLS layer's wants go to the stream: straight when it is
+ * on top (the common case), through the fault layer when one is above. */
 static void update_want(tapio__tls *tc) {
   tapio__stream *s = tc->s;
+  tapio__tls *top;
   if (s->io == &tapio__tls_io)
     tapio__stream_want(s, want_of(s->io_ctx));
+  else if ((top = tapio__tls_of(&s->head)) != NULL)
+    tapio__layer_want(s, want_of(top));
 }
 
 /* ---- Attaching ---------------------------------------------------------- */
@@ -623,8 +628,6 @@ int tapio__tls_attach(tapio_transport *t, const tapio__tls_params *p,
     }
     tapio__tls_session_resume(tc);
   }
-  tc->lower = s->io;
-  tc->lower_ctx = s->io_ctx;
   tc->done = done;
   tc->done_ud = ud;
   tc->clear_left = t->wsize;
@@ -634,7 +637,7 @@ int tapio__tls_attach(tapio_transport *t, const tapio__tls_params *p,
   tc->timer_secs = p->handshake_timeout;
   (void)tapio__timer_start(&tc->timer, p->handshake_timeout); /* no room:
                                                                   late */
-  tapio__stream_set_io(s, &tapio__tls_io, tc);
+  tapio__layer_push(s, &tapio__tls_io, tc, &tc->lower, &tc->lower_ctx);
   update_want(tc);
   return 0;
 }
@@ -661,9 +664,9 @@ const char *tapio__tls_error(tapio_transport *t) {
 }
 
 tapio__tls *tapio__tls_of(tapio_transport *t) {
-  tapio__stream *s;
+  void *ctx;
   if (!t || t->kind->id != TAPIO_TRANSPORT_STREAM)
     return NULL;
-  s = tapio__to_stream(t);
-  return s->io == &tapio__tls_io ? s->io_ctx : NULL;
+  return tapio__base_io(tapio__to_stream(t), &ctx) == &tapio__tls_io ? ctx
+                                                                      : NULL;
 }

@@ -94,7 +94,7 @@ BIO_METHOD *tapio__tls_bio_method(void);
 void tapio__tls_switch_context(SSL *ssl, tapio_tls_context *use);
 /* The system's trusted CAs, once, unless the user gave CAs. */
 void tapio__tls_context_load_defaults(tapio_tls_context *c);
-/* The TLS layer of t (its outermost), or NULL. */
+/* The TLS layer of t (its outermost, under a fault layer if any), or NULL. */
 tapio__tls *tapio__tls_of(tapio_transport *t);
 
 /* tls_error.c: the code for why the last SSL call (which returned r)

@@ -71,7 +71,29 @@ local function park(obj)
   end
 end
 
+-- The hot methods of streams (read, readline, drain) check their self and
+-- that a task runs them with one lookup, in a set of the objects made
+-- (owners(): weak both ways) that holds for each the task that last ran
+-- one of them (NOBODY at first): set[self]._co == coroutine.running()
+-- proves both. Otherwise the method checks self, and bind looks the task
+-- up and keeps it (a lookup in tasks costs about three field reads).
+local NOBODY = { _co = false }
+
+local function owners()
+  return setmetatable({}, { __mode = "kv" })
+end
+
+--- The running task (nil outside one), now set[obj]'s.
+local function bind(set, obj, co)
+  local task = tasks[co]
+  if task then
+    set[obj] = task
+  end
+  return task
+end
+
 M.tasks, M.AWAIT, M.CANCEL, M.PARK = tasks, AWAIT, CANCEL, PARK
+M.NOBODY, M.owners, M.bind = NOBODY, owners, bind
 M.await, M.resolve, M.park, M.cancelled = await, resolve, park, cancelled
 
 -- ---- Futures -------------------------------------------------------------

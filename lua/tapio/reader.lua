@@ -24,6 +24,7 @@ local M = { api = {} } -- api: what `tapio` holds too (see tapio.util)
 local getmt = debug and debug.getmetatable or getmetatable
 local find, sub, concat = string.find, string.sub, table.concat
 local tasks, running, yield = F.tasks, coroutine.running, coroutine.yield
+local bind = F.bind
 local PARK, CANCEL, cancelled = F.PARK, F.CANCEL, F.cancelled
 local unpark = T.unpark
 
@@ -66,9 +67,10 @@ local limit_overrun_error = M.api.limit_overrun_error
 -- metatable is not StreamReader's, so the good path makes no call.
 local StreamReader, check_reader = U.class("tapio.StreamReader")
 M.StreamReader = StreamReader
--- The readers made here (weak): the hot methods check self with one
--- lookup in it, less than half the cost of calling debug.getmetatable.
-local readers = setmetatable({}, { __mode = "k" })
+-- The readers made here, each with the task that last read it (see
+-- future.lua's owners): read and readline check self and that a task
+-- runs them with one lookup in it (debug.getmetatable costs twice one).
+local readers = F.owners()
 
 -- A reader's limit (nil: the default), or raises at the given level.
 local function check_limit(limit, fn, what, level)
@@ -91,16 +93,21 @@ function M.new_reader(limit, loop)
   local reader = setmetatable({
     _limit = limit, _loop = loop, _chunks = {}, _head = 1, _tail = 0, _off = 1,
     _size = 0,        -- bytes buffered and unread
-    _consumed = 0,    -- bytes read out so far (a search's marker)
+    -- Bytes taken out of the buffer so far: a search's marker, which
+    -- moves when another task reads meanwhile. What data_received hands a
+    -- waiting read is not counted: it never enters the buffer, and no
+    -- search waits then (one task waits at a time).
+    _consumed = 0,
     -- The hot paths read no field that is nil (a field absent from the
     -- table is looked for through the metatable's __index too): _failed
     -- says whether _exception is set, _waiter is false when none waits.
     _eof = false, _exception = nil, _failed = false,
     _waiter = false,  -- the task waiting for data (parked on the reader)
     _want = 0,        -- wake it once this much is buffered
+    _take = 0,        -- or hand it what comes, up to this much (a read)
     _transport = nil, _paused = false,
   }, StreamReader)
-  readers[reader] = true
+  readers[reader] = F.NOBODY
   return reader
 end
 
@@ -292,6 +299,24 @@ local function feed_data(self, data)
 end
 M.feed_data = feed_data
 
+--- A stream connection's data_received (tapio.streams' StreamProtocol):
+-- feed_data on its reader, and before it, where a read waits for up to
+-- n bytes and #data <= n, data is handed to it as it came, never
+-- buffered (unless the task no longer waits): a read per chunk received
+-- does no buffer bookkeeping. Here, not in feed_data, to save a call on
+-- the way (reader:feed_data, for tests, and pipes buffer).
+function M.data_received(protocol, data)
+  local self = protocol._reader
+  local task, n = self._waiter, #data
+  if task and n > 0 and n <= self._take and self._size == 0 then
+    self._waiter = false
+    if unpark(task, self, data) then
+      return
+    end
+  end
+  feed_data(self, data)
+end
+
 function StreamReader:feed_data(data)
   if getmt(self) ~= StreamReader then
     check_reader(self, "reader:feed_data")
@@ -379,17 +404,22 @@ end
 -- Suspends the task (the running one, unless given) until want bytes
 -- are buffered, or the end, or an error (raised). One task at a time may
 -- wait; a cancelled wait consumes nothing, so the reader stays usable.
-local function wait_for_data(self, fn, want, task)
+-- With take (a read of up to take bytes, into an empty buffer), the data
+-- that comes may be handed over instead (see data_received): returned.
+local function wait_for_data(self, fn, want, task, take)
   if self._waiter or self._paused then
     before_wait(self, fn)
   end
-  self._waiter, self._want = task or tasks[running()], want
-  if yield(PARK, self) == CANCEL then -- future.lua's park, inline
+  self._waiter, self._want, self._take = task or tasks[running()], want,
+                                         take or 0
+  local data = yield(PARK, self) -- future.lua's park, inline
+  if data == CANCEL then
     cancelled()
   end
   if self._failed then
     error(self._exception, 0)
   end
+  return data
 end
 
 -- The async rule for the methods of readers, writers and processes
@@ -421,16 +451,18 @@ end
 --- reader:read([n]): up to n bytes, waiting for some if none is there;
 -- n nil or negative: everything to the end; "" at the end.
 function StreamReader:read(n)
-  if not readers[self] then
-    check_reader(self, "reader:read")
+  local co, task = running(), readers[self]
+  if not (task and task._co == co) then -- not the task that read last
+    if not task then
+      check_reader(self, "reader:read")
+    end
+    task = bind(readers, self, co)
   end
   if n == nil then
     n = -1
   elseif n ~= self._checked then -- a loop reads with one n: checked once
     self._checked = check_size(n, "reader:read")
   end
-  local co = running()
-  local task = co and tasks[co]
   if not task then -- then this runs again, in a task of its own
     return async(self, "reader:read", StreamReader.read, n)
   end
@@ -440,7 +472,10 @@ function StreamReader:read(n)
   if n > 0 then -- the usual case: one call, one wait
     local size = self._size
     if size == 0 and not self._eof then
-      wait_for_data(self, "read", 1, task)
+      local data = wait_for_data(self, "read", 1, task, n)
+      if data then -- handed over by data_received
+        return data
+      end
       size = self._size
     end
     local data
@@ -621,11 +656,13 @@ end
 -- nothing). A line over the limit raises LimitOverrunError (asyncio:
 -- ValueError) and is dropped.
 function StreamReader:readline()
-  if not readers[self] then
-    check_reader(self, "reader:readline")
+  local co, task = running(), readers[self]
+  if not (task and task._co == co) then
+    if not task then
+      check_reader(self, "reader:readline")
+    end
+    task = bind(readers, self, co)
   end
-  local co = running()
-  local task = co and tasks[co]
   -- The usual case, in a task: a whole line in the buffer's first chunk
   -- (and when it is not the chunk's end, take's first case inline), once
   -- some data is there (an empty buffer is waited on here first, as

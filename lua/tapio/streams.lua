@@ -27,7 +27,7 @@ local getmt = debug and debug.getmetatable or getmetatable
 local api = M.api
 local current_task, await, park = F.api.current_task, F.await, F.park
 local tasks, running = F.tasks, coroutine.running
-local async, feed_data, new_reader = R.async, R.feed_data, R.new_reader
+local async, new_reader = R.async, R.new_reader
 local Loop = core.loop_methods
 
 -- ---- StreamWriter ----------------------------------------------------------
@@ -36,27 +36,33 @@ local Loop = core.loop_methods
 -- metatable is not StreamWriter's, so the good path makes no call.
 local StreamWriter, check_writer = U.class("tapio.StreamWriter")
 M.StreamWriter = StreamWriter
--- The writers made here (weak): write and drain check self with one
--- lookup in it (see tapio.reader's readers).
-local writers = setmetatable({}, { __mode = "k" })
+-- The writers made here, each with the task that drained it last (see
+-- future.lua's owners): write checks self with one lookup in it, drain
+-- self and that a task runs it.
+local writers = F.owners()
 
 -- A writer on transport (a stream or a write pipe), reading the
 -- connection's errors from reader (nil for a pipe).
 function M.new_writer(transport, reader, loop)
   local writer = setmetatable({
     transport = transport, _reader = reader, _loop = loop,
+    -- The transport's _stream_write, looked up once: a transport keeps
+    -- its class (no metatable lookup on the userdata per write).
+    _send = transport._stream_write,
     _paused = false,    -- the transport asked us to stop writing
     _drains = {},       -- the tasks waiting in drain
     _ends = {},         -- ... in wait_closed, or in drain while closing
     _closing = false,   -- close() was called
     _eof = false,       -- write_eof() was called
+    _shut = false,      -- _eof or _lost: write's usual case tests this
     _pending = {}, _pending_size = 0, -- writes batched (see write)
     _queued = false,    -- a flush is deferred to the task's stop
     _lost = false, _error = nil,
+    _busy = false,      -- _paused or _closing or _lost: drain's one test
     _extra = nil,       -- peername and sockname, kept at the end
     _protocol = nil,    -- a connection's StreamProtocol (not a pipe's)
   }, StreamWriter)
-  writers[writer] = true
+  writers[writer] = F.NOBODY
   return writer
 end
 
@@ -90,18 +96,19 @@ end
 M.wake_all = wake_all
 
 function M.pause_writing(self)
-  self._paused = true
+  self._paused, self._busy = true, true
 end
 
 function M.resume_writing(self)
-  self._paused = false
+  self._paused, self._busy = false, self._closing or self._lost
   wake_all(self, "_drains", T.unpark)
 end
 
 -- The transport has ended, with err (nil: cleanly).
 function M.writer_lost(self, err, extra)
   self._lost, self._error, self._extra = true, err, extra
-  self._paused = false
+  self._shut = true
+  self._paused, self._busy = false, true
   wake_all(self, "_drains", T.unpark_soon)
   wake_all(self, "_ends", T.unpark_soon)
 end
@@ -180,19 +187,20 @@ function StreamWriter:write(data)
   if not writers[self] then
     check_writer(self, "writer:write")
   end
+  local reader, pending_size = self._reader, self._pending_size
+  if pending_size == 0 and not (self._shut or reader and reader._size > 0)
+  then
+    -- The usual case: at once (bad data raises there, as below).
+    self._send(self.transport, data)
+    return
+  end
   if type(data) ~= "string" then
-    error("tapio: writer:write: bad argument #1 'data' (string expected, "
-      .. "got " .. U.typename(data) .. ")", 2)
+    self._send(self.transport, data) -- raises write's error (one message)
   end
   if self._lost then
     return
   elseif self._eof then
     check_open(self, "writer:write")
-  end
-  local reader, pending_size = self._reader, self._pending_size
-  if pending_size == 0 and not (reader and reader._size > 0) then
-    self.transport:write(data) -- the usual case: at once
-    return
   end
   pending_size = pending_size + #data
   if self._queued and reader._size > 0 and pending_size < BATCH then
@@ -263,16 +271,19 @@ end
 -- error (ECONNRESET when it ended cleanly) once it is lost, or after
 -- close() once it is.
 function StreamWriter:drain()
-  if not writers[self] then
-    check_writer(self, "writer:drain")
-  end
-  -- The usual case, in a task: nothing to wait for, nothing to raise.
-  if not (self._paused or self._closing or self._lost) then
-    local reader, co = self._reader, running()
-    if co and tasks[co] and not (reader and reader._failed) then
+  local task = writers[self]
+  -- The usual case, in the task that drained last: nothing to wait for,
+  -- nothing to raise.
+  if task and task._co == running() and not self._busy then
+    local reader = self._reader
+    if not (reader and reader._failed) then
       return
     end
   end
+  if not task then
+    check_writer(self, "writer:drain")
+  end
+  F.bind(writers, self, running())
   return async(self, "writer:drain", drain)
 end
 
@@ -280,7 +291,7 @@ function StreamWriter:close()
   if getmt(self) ~= StreamWriter then
     check_writer(self, "writer:close")
   end
-  self._closing = true
+  self._closing, self._busy = true, true
   flush(self)
   self.transport:close()
 end
@@ -307,7 +318,7 @@ function StreamWriter:write_eof()
   end
   if not self._lost then
     flush(self)
-    self._eof = true
+    self._eof, self._shut = true, true
     self.transport:write_eof()
   end
 end
@@ -395,9 +406,7 @@ function StreamProtocol:connection_made(transport)
   end
 end
 
-function StreamProtocol:data_received(data)
-  feed_data(self._reader, data)
-end
+StreamProtocol.data_received = R.data_received
 
 --- Stays open for writing after the peer's end (asyncio does the same).
 function StreamProtocol:eof_received()

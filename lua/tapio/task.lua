@@ -161,15 +161,15 @@ function step(task, _)
   end
 end
 
---- Resumes a task parked on obj (future.lua's park), there and then;
--- false if it no longer waits there (cancelled meanwhile: cancel()
--- clears _parked).
-function M.unpark(task, obj)
+--- Resumes a task parked on obj (future.lua's park), there and then,
+-- its park returning value (nil if not given); false if it no longer
+-- waits there (cancelled meanwhile: cancel() clears _parked).
+function M.unpark(task, obj, value)
   if task._parked ~= obj then
     return false
   end
   task._parked = nil
-  local ok, what, on = resume(task._co)
+  local ok, what, on = resume(task._co, value)
   -- The hot path, a task that parks again (in its next read) with no
   -- work deferred and no cancel pending, is stopped's first case inline.
   if what == PARK and ok and not deferred[1] and not task._must_cancel then

@@ -299,6 +299,15 @@ static inline void deadline_end(deadline *d)
     }                                                                        \
   } while (0)
 
+/* The CPU time this process used so far: a loop that spins shows. */
+static inline double cpu_seconds(void)
+{
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
+         (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+}
+
 /* n iterations that handle what is ready without waiting. */
 static inline void spin(tapio_loop *loop, int n)
 {

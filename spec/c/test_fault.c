@@ -4,7 +4,6 @@
  * that stop being taken (and are taken again), a slow drip. */
 #include "test.h"
 
-#include <sys/resource.h>
 
 typedef struct duo {
   tapio_loop *loop;
@@ -313,14 +312,6 @@ static void fault_real_eof(void)
   CHECK_OK(tapio_transport_close(r.t));
   WAIT_FOR(loop, r.lost);
   end_pair(loop, &r, peer);
-}
-
-static double cpu_seconds(void)
-{
-  struct rusage ru;
-  getrusage(RUSAGE_SELF, &ru);
-  return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
-         (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
 }
 
 /* The socket's output is not taken: tapio buffers, pause_writing, the

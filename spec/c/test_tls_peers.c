@@ -3,39 +3,7 @@
  * asyncio (spec/tls/peer.py, run by /usr/bin/python3). */
 #include "tls.h"
 
-#define PYTHON "/usr/bin/python3"
-
 /* ---- Helpers ------------------------------------------------------------ */
-
-static void need(const char *path)
-{
-  if (access(path, X_OK) != 0)
-    SKIP("no such program here");
-}
-
-/* peer.py in mode (port 0: a server, which prints its port). */
-static void python_peer(peer *p, const char *mode, int port)
-{
-  char script[512], portarg[16];
-  char *argv[] = { PYTHON, script, (char *)mode, (char *)certs_dir(),
-                   portarg, NULL };
-  need(PYTHON);
-  snprintf(script, sizeof script, "%s/spec/tls/peer.py", TAPIO_SOURCE_DIR);
-  snprintf(portarg, sizeof portarg, "%d", port);
-  if (!port)
-    argv[4] = NULL;
-  peer_start(p, argv);
-}
-
-/* The port a server peer printed ("PORT n"). */
-static int peer_port(tapio_loop *loop, peer *p)
-{
-  const char *at;
-  peer_wait_for(loop, p, "PORT ");
-  at = strstr(p->got, "PORT ");
-  peer_wait_for(loop, p, "\n");
-  return atoi(at + 5);
-}
 
 /* A server rec that echoes what it gets (its user is a size_t: how far). */
 static void echo_hook(rec *r, rec_event ev)

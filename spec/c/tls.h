@@ -333,4 +333,39 @@ static inline int free_port(void)
   return port;
 }
 
+/* ---- Python's peers (spec/tls/peer.py) ----------------------------------- */
+
+#define PYTHON "/usr/bin/python3"
+
+/* Skips the test unless program path is here. */
+static inline void need(const char *path)
+{
+  if (access(path, X_OK) != 0)
+    SKIP("no such program here");
+}
+
+/* peer.py in mode (port 0: a server, which prints its port). */
+static inline void python_peer(peer *p, const char *mode, int port)
+{
+  char script[512], portarg[16];
+  char *argv[] = { PYTHON, script, (char *)mode, (char *)certs_dir(),
+                   portarg, NULL };
+  need(PYTHON);
+  snprintf(script, sizeof script, "%s/spec/tls/peer.py", TAPIO_SOURCE_DIR);
+  snprintf(portarg, sizeof portarg, "%d", port);
+  if (!port)
+    argv[4] = NULL;
+  peer_start(p, argv);
+}
+
+/* The port a server peer printed ("PORT n"). */
+static inline int peer_port(tapio_loop *loop, peer *p)
+{
+  const char *at;
+  peer_wait_for(loop, p, "PORT ");
+  at = strstr(p->got, "PORT ");
+  peer_wait_for(loop, p, "\n");
+  return atoi(at + 5);
+}
+
 #endif /* TAPIO_TEST_TLS_H */

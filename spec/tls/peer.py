@@ -20,9 +20,21 @@ something the test checks. Modes:
     starttls-client    plain asyncio client: sends "STARTTLS\\n", waits for
                        "GO\\n", upgrades, sends "hello after starttls\\n" at
                        once, prints "GOT <echo>"
+    fault-server       an ssl socket (ragged ends raised, not hidden) that
+    fault-client       follows commands on stdin, one a line, for the
+                       tests of faults under TLS:
+        send N         sends N bytes of test.h's pattern; prints "STUCK
+                       <sent>" if the socket takes nothing for a second
+                       (the other side's reading stopped), "SENT N" at
+                       the end
+        read           reads to the end, printing "READ <total>" after
+                       every piece, then "END clean" (close_notify),
+                       "END truncated" (a TCP end without it), "END reset"
+                       or "END <exception>"; then exits
 """
 import asyncio
 import os
+import select
 import socket
 import ssl
 import sys
@@ -148,6 +160,105 @@ async def starttls_client(certs, port):
     await echo_and_close(reader, writer, b"hello after starttls\n")
 
 
+PERIOD = 251 * 256  # test.h's pattern repeats after this many bytes
+PATTERN = bytes(((i * 31 + i // 251) & 0xFF) for i in range(PERIOD))
+
+
+def pattern(offset, n):
+    start = offset % PERIOD
+    reps = (start + n) // PERIOD + 1
+    return (PATTERN * reps)[start:start + n]
+
+
+def send_pattern(tls, n):
+    tls.setblocking(False)
+    sent, stuck = 0, False
+    while sent < n:
+        try:
+            sent += tls.send(pattern(sent, min(16384, n - sent)))
+            continue
+        except ssl.SSLWantReadError:
+            select.select([tls], [], [], 1.0)
+            continue
+        except ssl.SSLWantWriteError:
+            pass
+        if stuck:
+            select.select([], [tls], [])
+        elif not select.select([], [tls], [], 1.0)[1]:
+            say("STUCK", sent)
+            stuck = True
+    tls.setblocking(True)
+    say("SENT", sent)
+
+
+def read_to_end(tls):
+    total = 0
+    try:
+        while True:
+            data = tls.recv(65536)
+            if not data:
+                say("END clean")
+                return
+            total += len(data)
+            say("READ", total)
+    except ssl.SSLError as e:
+        # OpenSSL names a TCP end it read (a FIN); a failed read of the
+        # socket (a RST) is an EOF error without a reason
+        if e.reason == "UNEXPECTED_EOF_WHILE_READING":
+            say("END truncated")
+        elif isinstance(e, ssl.SSLEOFError) and not e.reason:
+            say("END reset")
+        else:
+            say("END", type(e).__name__, e)
+    except ConnectionResetError:
+        say("END reset")
+    except Exception as e:  # noqa: BLE001 - the test reads the name
+        say("END", type(e).__name__)
+
+
+def fault_peer(tls):
+    for line in sys.stdin:
+        words = line.split()
+        if words and words[0] == "send":
+            send_pattern(tls, int(words[1]))
+        elif words and words[0] == "read":
+            read_to_end(tls)
+            return
+
+
+def small_send_buffer(conn):
+    """What backs up when the other side stops reading: a little, soon."""
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+
+
+def strict(ctx):
+    """A TCP end without close_notify is an error, not an end: some
+    Pythons (Debian's 3.11.2) ignore it by default."""
+    ctx.options &= ~getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
+    return ctx
+
+
+def fault_server(certs):
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(1)
+    say("PORT", lsock.getsockname()[1])
+    conn, _ = lsock.accept()
+    small_send_buffer(conn)
+    fault_peer(strict(server_ctx(certs)).wrap_socket(
+        conn, server_side=True, suppress_ragged_eofs=False))
+
+
+def fault_client(certs, port):
+    conn = socket.socket()
+    small_send_buffer(conn)
+    conn.connect(("127.0.0.1", port))
+    tls = strict(client_ctx(certs)).wrap_socket(conn, server_hostname="localhost",
+                                        suppress_ragged_eofs=False)
+    say("HANDSHAKE", tls.version())
+    fault_peer(tls)
+
+
 def main():
     mode, certs = sys.argv[1], sys.argv[2]
     port = int(sys.argv[3]) if len(sys.argv) > 3 else 0
@@ -165,6 +276,10 @@ def main():
         asyncio.run(echo_client(certs, port))
     elif mode == "starttls-client":
         asyncio.run(starttls_client(certs, port))
+    elif mode == "fault-server":
+        fault_server(certs)
+    elif mode == "fault-client":
+        fault_client(certs, port)
     else:
         sys.exit("unknown mode " + mode)
 
