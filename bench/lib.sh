@@ -1,6 +1,7 @@
 # The benchmark's shared shell functions: starting and stopping servers,
-# the machine's description. Sourced by run.sh and profile.sh, which set
-# LOAD (the load generator) and LOG (where the servers' output goes).
+# the machine's description. Sourced by run.sh, tls_idle.sh and the count
+# scripts (stream_count.sh, streams_count.sh, udp_count.sh), which set LOAD
+# (the load generator) and LOG (where the servers' output goes).
 
 NEXT_PORT=${BENCH_PORT:-21000}
 PRIORITY=()         # a prefix for every server and timed load, e.g. nice
@@ -22,6 +23,17 @@ parse_server() {
     i=$((i + 1))
   done
   SCMD=("${words[@]:i}")
+}
+
+# server_table ENTRY...: the associative array ENTRY of the list entries
+# given, by name (the entries' first words), for the scripts that start
+# servers by name (stream_count.sh, streams_count.sh, udp_count.sh).
+server_table() {
+  declare -gA ENTRY=()
+  local entry
+  for entry in "$@"; do
+    ENTRY[${entry%% *}]=$entry
+  done
 }
 
 # start_server ENTRY CORE [WRAPPER...]: starts the server of a list entry
@@ -59,13 +71,31 @@ start_server() {
 }
 
 # callgrind_under BIN (BIN: the build's bench/): sets CALLGRIND to what a
-# counted server runs under: callgrind, without address randomisation and
-# with time() answering one fixed second (fixtime.c), so that hash tables
-# seeded or keyed by addresses or the clock (Lua's strings, Python's ids)
-# lay out alike from run to run.
+# counted server runs under: callgrind, without address randomisation,
+# with time() answering one fixed second (fixtime.c) and Python's hash
+# seed fixed, so that hash tables seeded or keyed by addresses, the clock
+# or a random seed (Lua's strings, Python's ids and strings) lay out alike
+# from run to run.
 callgrind_under() {
-  CALLGRIND=(env "LD_PRELOAD=$1/libfixtime.so" setarch -R
+  CALLGRIND=(env "LD_PRELOAD=$1/libfixtime.so" PYTHONHASHSEED=0 setarch -R
     valgrind --tool=callgrind)
+}
+
+# callgrind_server ENTRY CORE BASE [OPTION...]: start_server's server of
+# ENTRY on CORE, counted: under callgrind_under (libfixtime.so beside
+# LOAD), its counts in BASE.out, valgrind's log in BASE.log, the valgrind
+# OPTIONs given; 120 s to start, as valgrind is slow to. Sets SPID and PORT.
+callgrind_server() {
+  local entry=$1 core=$2 base=$3
+  shift 3
+  callgrind_under "$(dirname "$LOAD")"
+  WAIT_SECS=120 start_server "$entry" "$core" "${CALLGRIND[@]}" \
+    --callgrind-out-file="$base.out" --log-file="$base.log" "$@"
+}
+
+# callgrind_total BASE: the instructions callgrind counted in BASE.out.
+callgrind_total() {
+  sed -n 's/^totals: //p' "$1.out" 2>/dev/null
 }
 
 # stop_server PID: stops it; fails if it had died on its own or ignores

@@ -434,10 +434,8 @@ count_run() {
   local base=$OUT/callgrind/$ROW.${NAMES[i]}.$n.$3
   local tag="server=${NAMES[i]} row=$ROW unit=instr"
   mkdir -p "$OUT/callgrind"
-  callgrind_under "$BIN" # (lib.sh: why)
-  if ! WAIT_SECS=120 start_server "${SERVERS[i]}" "$SCORE" \
-      "${CALLGRIND[@]}" --callgrind-out-file="$base.out" \
-      --trace-syscalls=yes --log-file="$base.log"; then
+  if ! callgrind_server "${SERVERS[i]}" "$SCORE" "$base" \
+      --trace-syscalls=yes; then
     line="error=server_did_not_start"
   else
     # The load in real time, so neighbours cannot delay it: the server
@@ -450,7 +448,7 @@ count_run() {
   fi
   stop_server "$SPID" || line="$line error=server_died"
   local ir
-  ir=$(sed -n 's/^totals: //p' "$base.out" 2>/dev/null)
+  ir=$(callgrind_total "$base")
   [ -n "$ir" ] || line="$line error=no_callgrind_totals"
   echo "$tag instructions=${ir:-0} syscalls=$(count_syscalls "$base.log")" \
     "$line" >>"$RAW"

@@ -40,13 +40,12 @@ SIZE=65536
 ARGS=(count --conns 4 --size "$SIZE" --depth 16 --deadline 600)
 
 JIT_ENV="LUA_PATH=$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;; LUA_CPATH=$BUILD/luajit/?.so;;"
-declare -A ENTRY=(
-  [libev]="libev $BIN/libev_echo {port}"
-  [tapio]="tapio $BIN/tapio_echo {port}"
-  [tapio_lua]="tapio_lua ${STREAM_HOST:-$BUILD/tapio} $HERE/tapio_echo.lua {port}"
-  [tapio_lua_jit]="tapio_lua_jit $JIT_ENV /usr/bin/luajit $HERE/tapio_echo.lua {port}"
-  [uvloop]="uvloop /usr/bin/python3 $HERE/uvloop_echo.py {port}"
-)
+server_table \
+  "libev $BIN/libev_echo {port}" \
+  "tapio $BIN/tapio_echo {port}" \
+  "tapio_lua ${STREAM_HOST:-$BUILD/tapio} $HERE/tapio_echo.lua {port}" \
+  "tapio_lua_jit $JIT_ENV /usr/bin/luajit $HERE/tapio_echo.lua {port}" \
+  "uvloop /usr/bin/python3 $HERE/uvloop_echo.py {port}"
 SERVERS=("$@")
 [ ${#SERVERS[@]} -gt 0 ] || SERVERS=(libev tapio tapio_lua tapio_lua_jit uvloop)
 
@@ -54,15 +53,12 @@ mb() { awk -v n="$1" -v s=$SIZE 'BEGIN { printf "%.6f", n * s / 1e6 }'; }
 
 # Instructions of one callgrind run of N requests.
 instr_run() {
-  local name=$1 n=$2 out
-  out=$(dirname "$LOG")/$name.$n.cg
-  callgrind_under "$BUILD/bench"
-  WAIT_SECS=120 start_server "${ENTRY[$name]}" 0-1 \
-    "${CALLGRIND[@]}" --callgrind-out-file="$out" \
-    --log-file="$out.log"
+  local name=$1 n=$2 base
+  base=$(dirname "$LOG")/$name.$n
+  callgrind_server "${ENTRY[$name]}" 0-1 "$base"
   "$LOAD" "${ARGS[@]}" --requests "$n" --port "$PORT" >/dev/null
   stop_server "$SPID"
-  sed -n 's/^totals: //p' "$out"
+  callgrind_total "$base"
 }
 
 # The perf counts of B requests after A of warm-up, as "event count" lines.

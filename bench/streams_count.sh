@@ -40,15 +40,14 @@ HOST=${STREAMS_HOST:-$BUILD/tapio}
 PY=/usr/bin/python3
 LUA=${STREAMS_LUA:-$(dirname "$HERE")/lua}
 JIT="LUA_PATH=$LUA/?.lua;$LUA/?/init.lua;; LUA_CPATH=$BUILD/luajit/?.so;; /usr/bin/luajit"
-declare -A ENTRY=(
-  [tapio_lua]="tapio_lua $HOST $HERE/tapio_echo.lua {port}"
-  [tapio_streams]="tapio_streams $HOST $HERE/tapio_streams_echo.lua {port}"
-  [uvloop_streams]="uvloop_streams PYTHONHASHSEED=0 $PY $HERE/streams_echo.py {port} uvloop"
-  [tapio_lines]="tapio_lines $HOST $HERE/tapio_streams_echo.lua {port} lines"
-  [uvloop_lines]="uvloop_lines PYTHONHASHSEED=0 $PY $HERE/streams_echo.py {port} uvloop lines"
-  [tapio_streams_jit]="tapio_streams_jit $JIT $HERE/tapio_streams_echo.lua {port}"
-  [tapio_lines_jit]="tapio_lines_jit $JIT $HERE/tapio_streams_echo.lua {port} lines"
-)
+server_table \
+  "tapio_lua $HOST $HERE/tapio_echo.lua {port}" \
+  "tapio_streams $HOST $HERE/tapio_streams_echo.lua {port}" \
+  "uvloop_streams $PY $HERE/streams_echo.py {port} uvloop" \
+  "tapio_lines $HOST $HERE/tapio_streams_echo.lua {port} lines" \
+  "uvloop_lines $PY $HERE/streams_echo.py {port} uvloop lines" \
+  "tapio_streams_jit $JIT $HERE/tapio_streams_echo.lua {port}" \
+  "tapio_lines_jit $JIT $HERE/tapio_streams_echo.lua {port} lines"
 PINGPONG=(count --conns 50 --size 1024 --depth 1)
 LINES=(count --conns 50 --size 100 --depth 16 --lines yes)
 REALTIME=(chrt -f 10)
@@ -61,12 +60,9 @@ SERVERS=("$@")
 # IR: the instructions of one callgrind run of N requests of the load in
 # ARGS (not in a subshell: start_server moves NEXT_PORT on).
 instr_run() {
-  local name=$1 row=$2 n=$3 out
-  out=$OUT/callgrind/$row.$name.$n.1.out
-  callgrind_under "$BUILD/bench"
-  WAIT_SECS=120 start_server "${ENTRY[$name]}" 1 \
-    "${CALLGRIND[@]}" --callgrind-out-file="$out" \
-    --log-file="$out.log"
+  local name=$1 row=$2 n=$3 base
+  base=$OUT/callgrind/$row.$name.$n.1
+  callgrind_server "${ENTRY[$name]}" 1 "$base"
   # In real time, as run.sh's counted rows: see bench/README.
   local line
   line=$(taskset -c 0 "${REALTIME[@]}" "$LOAD" "${ARGS[@]}" --requests "$n" \
@@ -74,7 +70,7 @@ instr_run() {
   [[ $line == mode=count* && $line != *error=* ]] ||
     { echo "streams_count.sh: $name: $line" >&2; exit 1; }
   stop_server "$SPID" || { echo "streams_count.sh: $name died" >&2; exit 1; }
-  IR=$(sed -n 's/^totals: //p' "$out")
+  IR=$(callgrind_total "$base")
 }
 
 printf '%-16s %12s %12s %10s\n' server "Ir(A)" "Ir(B)" instr/req

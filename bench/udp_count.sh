@@ -5,7 +5,9 @@
 #
 # - Instructions: the server under callgrind serves A and then B
 #   datagrams; per datagram is the slope (Ir(B) - Ir(A)) / (B - A), so
-#   start-up and the probe cancel (as run.sh's counted rows).
+#   start-up and the probe cancel (as run.sh's counted rows). It runs
+#   under lib.sh's callgrind_under, as every counted server: without
+#   address randomisation and with time() fixed, so the counts repeat.
 # - System calls: a native run (valgrind's or strace's slowness changes
 #   how many datagrams wait at each wake-up, so which calls a loop makes),
 #   the server preloaded with libsyscount.so (syscount.c), which counts
@@ -23,10 +25,11 @@
 # Lua and libev functions have names.
 # Environment: BENCH_UDP_COUNT (A,B: 1000,5000 for one socket, 2000,10000
 # for more), BENCH_UDP_NATIVE (N: 100000), BENCH_SERVER_CORE (1),
-# BENCH_LOAD_CORE (0), BENCH_PORT (23100), BENCH_UDP_KEEP (DIR: keeps
-# the callgrind files as DIR/callgrind/udpcount_<CONNS>c.SERVER.N.1.out,
-# for `profile.sh DIR udpcount_<CONNS>c SERVER`). About 30 s for the three
-# default servers on the 2-vCPU VM.
+# BENCH_LOAD_CORE (0), BENCH_PORT (24000 + a pair by the script's process
+# id), BENCH_UDP_KEEP (DIR: keeps the callgrind files as
+# DIR/callgrind/udpcount_<CONNS>c.SERVER.N.1.out, for `profile.sh DIR
+# udpcount_<CONNS>c SERVER`). About 30 s for the three default servers on
+# the 2-vCPU VM.
 set -uo pipefail
 BUILD=$(cd "${1:?usage: udp_count.sh BUILD CONNS [SERVER...]}" && pwd)
 CONNS=${2:?usage: udp_count.sh BUILD CONNS [SERVER...]}
@@ -40,68 +43,63 @@ N=${BENCH_UDP_NATIVE:-100000}
 SCORE=${BENCH_SERVER_CORE:-1} LCORE=${BENCH_LOAD_CORE:-0}
 [ "$(nproc)" -lt 2 ] && SCORE=0 LCORE=0
 [ "$CONNS" = 1 ] && LCORE=$SCORE
-PORT=${BENCH_PORT:-23100}
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
+LOG=$TMP/udp_count.log
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
+# A pair of ports of its own (start_server sees only busy TCP ports, and
+# a second UDP echo on a port would take half the datagrams).
+NEXT_PORT=${BENCH_PORT:-$((24000 + $$ % 1000 * 2))}
+WAIT_MODE=udpwait # (lib.sh's start_server: ready when it echoes a probe)
+# The counted runs' load in real time, as run.sh's: it answers each echo
+# at once (with one socket, on the server's core, before the server's
+# next read), so the server finds the same datagrams waiting at each
+# wake-up in every run, and makes the same loop iterations.
+REALTIME=(chrt -f 10)
+chrt -f 10 true 2>/dev/null || REALTIME=()
 
-command_of() {
-  case $1 in
-    libev) echo "$BUILD/bench/libev_udp_echo" ;;
-    tapio) echo "$BUILD/bench/tapio_udp_echo" ;;
-    tapio_lua) echo "$BUILD/tapio $HERE/tapio_udp_echo.lua" ;;
-    luv) echo "/usr/bin/lua5.4 $HERE/luv_udp_echo.lua" ;;
-    uvloop) echo "/usr/bin/python3 $HERE/uvloop_udp_echo.py" ;;
-    # the tapio host as `profile.sh relink` links it: functions named
-    p_tapio_lua) echo "$BUILD/bench/prof/tapio $HERE/tapio_udp_echo.lua" ;;
-    *) return 1 ;;
-  esac
-}
+# p_tapio_lua: the tapio host as `profile.sh relink` links it (functions
+# named).
+server_table \
+  "libev $BUILD/bench/libev_udp_echo {port}" \
+  "tapio $BUILD/bench/tapio_udp_echo {port}" \
+  "tapio_lua $BUILD/tapio $HERE/tapio_udp_echo.lua {port}" \
+  "luv /usr/bin/lua5.4 $HERE/luv_udp_echo.lua {port}" \
+  "uvloop /usr/bin/python3 $HERE/uvloop_udp_echo.py {port}" \
+  "p_tapio_lua $BUILD/bench/prof/tapio $HERE/tapio_udp_echo.lua {port}"
 
-# Starts server $1 (the rest: what runs it) on the next port: sets PID.
-start() {
-  local name=$1
-  shift
-  PORT=$((PORT + 1))
-  # shellcheck disable=SC2046
-  taskset -c "$SCORE" "$@" $(command_of "$name") "$PORT" >/dev/null 2>&1 &
-  PID=$!
-  "$LOAD" udpwait --port "$PORT" --pid "$PID" --deadline 60
-}
-
-stop() {
-  kill "$PID" 2>/dev/null
-  wait "$PID" 2>/dev/null
-  return 0
-}
-
+# Exactly $1 datagrams; the rest of the words: what runs the load.
 udpcount() {
-  taskset -c "$LCORE" "$LOAD" udpcount --port "$PORT" --conns "$CONNS" \
-    --size 64 --depth 1 --requests "$1" --deadline 120 >/dev/null
+  local n=$1
+  shift
+  taskset -c "$LCORE" "$@" "$LOAD" udpcount --port "$PORT" --conns "$CONNS" \
+    --size 64 --depth 1 --requests "$n" --deadline 120 >/dev/null
 }
 
 # Server $1's instructions for $2 datagrams under callgrind.
 instructions() {
-  local out=$TMP/$1.$2.out
-  start "$1" setarch -R valgrind --tool=callgrind \
-    --callgrind-out-file="$out" --log-file=/dev/null &&
-    udpcount "$2" || { stop; return 1; }
-  stop
-  sed -n 's/^totals: //p' "$out"
+  local base=$TMP/$1.$2
+  callgrind_server "${ENTRY[$1]}" "$SCORE" "$base" &&
+    udpcount "$2" "${REALTIME[@]}" || { stop_server "$SPID"; return 1; }
+  stop_server "$SPID" || return 1
+  callgrind_total "$base"
   if [ -n "${BENCH_UDP_KEEP:-}" ]; then
     mkdir -p "$BENCH_UDP_KEEP/callgrind"
-    cp "$out" "$BENCH_UDP_KEEP/callgrind/udpcount_${CONNS}c.$1.$2.1.out"
+    cp "$base.out" "$BENCH_UDP_KEEP/callgrind/udpcount_${CONNS}c.$1.$2.1.out"
   fi
 }
 
 # Server $1's calls over N datagrams, natively, after a warm-up of 2,000.
 calls() {
   local f=$TMP/$1.calls before after
-  start "$1" env SYSCOUNT_FILE="$f" LD_PRELOAD="$BUILD/bench/libsyscount.so" &&
-    udpcount 2000 || { stop; return 1; }
+  start_server "${ENTRY[$1]}" "$SCORE" env SYSCOUNT_FILE="$f" \
+    LD_PRELOAD="$BUILD/bench/libsyscount.so" &&
+    udpcount 2000 || { stop_server "$SPID"; return 1; }
   before=$(od -An -tu8 -w64 "$f")
-  udpcount "$N" || { stop; return 1; }
+  udpcount "$N" || { stop_server "$SPID"; return 1; }
   after=$(od -An -tu8 -w64 "$f")
-  stop
+  stop_server "$SPID" || return 1
   # The order of syscount.c's counters.
   awk -v a="$before" -v b="$after" -v n="$N" 'BEGIN {
     split("recvfrom recvmsg recvmmsg sendto send sendmsg sendmmsg " \
@@ -118,7 +116,7 @@ calls() {
 
 status=0
 for name in "$@"; do
-  command_of "$name" >/dev/null || { echo "udp_count: no $name" >&2; exit 2; }
+  [ -n "${ENTRY[$name]:-}" ] || { echo "udp_count: no $name" >&2; exit 2; }
   if ! ia=$(instructions "$name" "$A") || ! ib=$(instructions "$name" "$B") ||
      ! c=$(calls "$name"); then
     echo "udp_count: $name failed" >&2

@@ -1,7 +1,8 @@
 /* The Lua binding's protocol side: the tapio_protocol tables whose
  * callbacks call a Lua protocol table's methods, each through the loop's
- * one protected-call path (loop.c) and a trampoline that does the method
- * lookup, the data string and the error values inside the protected call.
+ * one protected-call path (callback.c) and a trampoline that does the
+ * method lookup, the data string and the error values inside the protected
+ * call.
  * A missing method is the reference's default. */
 #include "tapio_lua.h"
 

@@ -45,7 +45,7 @@ int tl_tr_accept(lua_State *L) {
 }
 
 /* A factory's error is kept aside and the connection rejected: the core
- * then reports TAPIO_ECALLBACK, and the report (loop.c) takes the error
+ * then reports TAPIO_ECALLBACK, and the report (callback.c) takes the error
  * and its traceback from the pending slot. */
 static int c_factory(void *ud, tapio_server *s, const tapio_protocol **proto,
                      void **proto_ud) {

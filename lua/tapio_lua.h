@@ -69,7 +69,7 @@ typedef struct tl_loop {
   lua_State *L;       /* the loop's own thread: every callback runs on it,
                          whoever triggered it (see tl_loop in loop.c) */
   int thread_ref;     /* anchors L */
-  int msgh_ref;       /* message handler: keeps a traceback, see loop.c */
+  int msgh_ref;       /* message handler: keeps a traceback (callback.c) */
   int tramp_ref[TL_NTRAMP];
   int handler_ref;    /* the Lua exception handler; LUA_NOREF: default */
   int tb_ref;         /* slot: traceback of the last failed call */
@@ -150,24 +150,6 @@ void tl_unref(tl_loop *lb, lua_State *L, int *ref);
  * such anchor is held, the loop's userdata too. */
 int tl_anchor(tl_loop *lb, lua_State *L);
 void tl_unanchor(tl_loop *lb, lua_State *L, int *ref);
-/* Pushes the message handler and trampoline `which`; push the
- * trampoline's arguments next, then call tl_call. */
-int tl_prepare(tl_loop *lb, lua_State *L, int which);
-/* Calls the trampoline with nargs arguments. On success, nres results
- * sit on top of the message handler (pop nres + 1); on failure the error
- * is kept for lt's connection_lost (and connect callback), has gone to the
- * exception handler with `what`, lt and proto unless what is NULL, and the
- * stack is back where tl_prepare found it. Returns 0 or -1. */
-int tl_call(tl_loop *lb, lua_State *L, int nargs, int nres,
-            const char *what, tl_transport *lt);
-/* Keeps the value on top (not popped) as lt's error and sends it to the
- * exception handler as an error of `what` (unless NULL), within a
- * protected call. */
-void tl_report(tl_loop *lb, lua_State *L, const char *what,
-               tl_transport *lt);
-/* Inside a trampoline: calls the handler with the context table on top
- * (popped), protected. */
-void tl_callhandler(tl_loop *lb, lua_State *L);
 /* A metatable tname whose __index is a new methods table, left on the
  * stack. */
 void tl_newclass(lua_State *L, const char *tname, const luaL_Reg *methods);
@@ -194,6 +176,37 @@ void tl_weak_registry(lua_State *L, const void *key);
 int tl_wrap_loop(lua_State *L);
 /* The core loop of the "tapio.loop" at idx; NULL if not one, or closed. */
 tapio_loop *tl_loop_of(lua_State *L, int idx);
+
+/* ---- callback.c: the protected-call path, the exception handler ------- */
+
+/* Adds the exception handler's methods to "tapio.loop". */
+int tl_open_callback(lua_State *L);
+/* Makes the loop's message handler, trampolines and slots (tl_loop's
+ * msgh_ref, tramp_ref, tb_ref, pending_ref); tl_callpath_free lets them and
+ * the Lua exception handler go. */
+void tl_callpath_init(lua_State *L, tl_loop *lb);
+void tl_callpath_free(lua_State *L, tl_loop *lb);
+/* The core loop's exception handler (ud: the tl_loop): to the Lua one. */
+void tl_on_exception(void *ud, tapio_loop *loop, int code,
+                     const char *message, tapio_transport *t);
+/* Pushes the message handler and trampoline `which`; push the
+ * trampoline's arguments next, then call tl_call. */
+int tl_prepare(tl_loop *lb, lua_State *L, int which);
+/* Calls the trampoline with nargs arguments. On success, nres results
+ * sit on top of the message handler (pop nres + 1); on failure the error
+ * is kept for lt's connection_lost (and connect callback), has gone to the
+ * exception handler with `what`, lt and proto unless what is NULL, and the
+ * stack is back where tl_prepare found it. Returns 0 or -1. */
+int tl_call(tl_loop *lb, lua_State *L, int nargs, int nres,
+            const char *what, tl_transport *lt);
+/* Keeps the value on top (not popped) as lt's error and sends it to the
+ * exception handler as an error of `what` (unless NULL), within a
+ * protected call. */
+void tl_report(tl_loop *lb, lua_State *L, const char *what,
+               tl_transport *lt);
+/* Inside a trampoline: calls the handler with the context table on top
+ * (popped), protected. */
+void tl_callhandler(tl_loop *lb, lua_State *L);
 
 /* ---- embed.c: loop:backend_fd(), loop:backend_timeout() ---------------- */
 

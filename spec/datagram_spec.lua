@@ -49,6 +49,17 @@ local function endpoint(loop, opts, methods)
   return t, p
 end
 
+-- An endpoint bound to an ephemeral port of 127.0.0.1.
+local function bound(loop, methods)
+  return endpoint(loop, { local_addr = { "127.0.0.1", 0 } }, methods)
+end
+
+-- An endpoint connected to endpoint t's address.
+local function connected_to(loop, t, methods)
+  return endpoint(loop, { remote_addr = t:get_extra_info("sockname") },
+                  methods)
+end
+
 local function round_trip(host)
   helper.run(function(loop)
     local st, sp = endpoint(loop, { local_addr = { host, 0 } }, { echo = true })
@@ -82,9 +93,9 @@ describe("a datagram endpoint", function()
   it("gives each datagram its sender as an address value that sendto "
      .. "takes back; one value per peer", function()
     helper.run(function(loop)
-      local st, sp = endpoint(loop, { local_addr = { "127.0.0.1", 0 } })
+      local st, sp = bound(loop)
       local port = st:get_extra_info("sockname").port
-      local ct, cp = endpoint(loop, { local_addr = { "127.0.0.1", 0 } })
+      local ct, cp = bound(loop)
       ct:sendto("a", { "127.0.0.1", port })
       ct:sendto("b", tapio.address("127.0.0.1", port))
       local _, a1 = sp:got(1)
@@ -105,11 +116,10 @@ describe("a datagram endpoint", function()
   it("gives each of several peers its own value, equal for all its "
      .. "datagrams, and sendto sends a kept one to its peer", function()
     helper.run(function(loop)
-      local st, sp = endpoint(loop, { local_addr = { "127.0.0.1", 0 } })
-      local port = st:get_extra_info("sockname").port
+      local st, sp = bound(loop)
       local clients, names = {}, {}
       for i = 1, 6 do
-        local ct, cp = endpoint(loop, { remote_addr = { "127.0.0.1", port } })
+        local ct, cp = connected_to(loop, st)
         clients[i] = { t = ct, p = cp }
         names[i] = tostring(ct:get_extra_info("sockname"))
       end
@@ -147,9 +157,9 @@ describe("a datagram endpoint", function()
   it("gives an address value that cannot be changed, shared by the "
      .. "loop's endpoints", function()
     helper.run(function(loop)
-      local s1, p1 = endpoint(loop, { local_addr = { "127.0.0.1", 0 } })
-      local s2, p2 = endpoint(loop, { local_addr = { "127.0.0.1", 0 } })
-      local ct, cp = endpoint(loop, { local_addr = { "127.0.0.1", 0 } })
+      local s1, p1 = bound(loop)
+      local s2, p2 = bound(loop)
+      local ct, cp = bound(loop)
       local me = ct:get_extra_info("sockname")
       local tries, record = {}, p1.datagram_received
       p1.datagram_received = function(self, data, addr)
@@ -184,10 +194,8 @@ describe("a datagram endpoint", function()
 
   it("sends and delivers empty datagrams (D10, gh-113812)", function()
     helper.run(function(loop)
-      local st, sp = endpoint(loop, { local_addr = { "127.0.0.1", 0 } },
-                              { echo = true })
-      local ct, cp = endpoint(loop, { remote_addr = st:get_extra_info(
-        "sockname") })
+      local st, sp = bound(loop, { echo = true })
+      local ct, cp = connected_to(loop, st)
       ct:sendto("")
       assert.are.equal("", (sp:got(1)))
       assert.are.equal("resp:", (cp:got(1)))
@@ -204,7 +212,7 @@ describe("a datagram endpoint", function()
       local dead_addr = dead:get_extra_info("sockname")
       dead:close()
       tapio.sleep(0)
-      local st, sp = endpoint(loop, { local_addr = { "127.0.0.1", 0 } })
+      local st, sp = bound(loop)
       st:sendto("x", dead_addr)
       while #sp.errors == 0 do
         tapio.sleep(0.01)
@@ -213,8 +221,7 @@ describe("a datagram endpoint", function()
       assert.are.equal("ECONNREFUSED", err.name)
       assert.are.equal(("sendto ('127.0.0.1', %d): connection refused")
         :format(dead_addr.port), err.message)
-      local ct = endpoint(loop, { remote_addr = st:get_extra_info(
-        "sockname") })
+      local ct = connected_to(loop, st)
       ct:sendto("later")
       assert.are.equal("later", (sp:got(1)))
       assert.is_false(st:is_closing())
@@ -225,9 +232,9 @@ describe("a datagram endpoint", function()
 
   it("raises for what sendto cannot send (D7, uvloop)", function()
     helper.run(function(loop)
-      local st = endpoint(loop, { local_addr = { "127.0.0.1", 0 } })
+      local st = bound(loop)
+      local ct = connected_to(loop, st)
       local port = st:get_extra_info("sockname").port
-      local ct = endpoint(loop, { remote_addr = { "127.0.0.1", port } })
       local fn = "tapio: transport:sendto: "
       assert.has_error(function() st:sendto("x", { "example.com", 1 }) end,
         fn .. "bad argument #2 'addr' ('example.com' is not a numeric "
@@ -306,10 +313,9 @@ describe("a datagram endpoint", function()
   it("sends an error raised in datagram_received to the exception handler "
      .. "and aborts", function()
     local _, errors = helper.run(function(loop, errors)
-      local st, sp = endpoint(loop, { local_addr = { "127.0.0.1", 0 } }, {
+      local st, sp = bound(loop, {
         datagram_received = function() error("boom") end })
-      local ct = endpoint(loop, { remote_addr = st:get_extra_info(
-        "sockname") })
+      local ct = connected_to(loop, st)
       ct:sendto("x")
       local err = sp.lost:await()
       assert.truthy(tostring(err):find("boom", 1, true))
@@ -355,15 +361,14 @@ describe("a datagram endpoint", function()
   it("closes safely from inside datagram_received and error_received",
      function()
     helper.run(function(loop)
-      local st, sp = endpoint(loop, { local_addr = { "127.0.0.1", 0 } }, {
+      local st, sp = bound(loop, {
         datagram_received = function(self, data, addr)
           self.events[#self.events + 1] = "data:" .. #data
           self.transport:sendto("bye", addr) -- still sent
           self.transport:close()
           self.transport:abort()
         end })
-      local ct, cp = endpoint(loop, { remote_addr = st:get_extra_info(
-        "sockname") }, {
+      local ct, cp = connected_to(loop, st, {
         error_received = function(self, err)
           self.events[#self.events + 1] = "err:" .. err.name
           self.transport:close()
@@ -414,7 +419,7 @@ describe("a datagram endpoint", function()
 
   it("has the datagram kind's methods, not a stream's", function()
     helper.run(function(loop)
-      local st = endpoint(loop, { local_addr = { "127.0.0.1", 0 } })
+      local st = bound(loop)
       assert.is_nil(st.write)
       assert.is_nil(st.pause_reading)
       assert.is_function(st.sendto)

@@ -1,0 +1,360 @@
+/* The one protected-call path every callback into Lua takes (a
+ * trampoline per kind of callback, inside lua_pcall with a message handler
+ * that keeps the traceback), and where a callback's error goes: the
+ * loop's exception handler, Lua's or the default one. */
+#include "tapio_lua.h"
+
+#include <stdio.h>
+
+/* ---- The protected-call path ------------------------------------------- */
+
+static int tr_report(lua_State *L);
+static int tr_core(lua_State *L);
+
+static const lua_CFunction tramps[TL_NTRAMP] = {
+  [TL_T_FACTORY] = tl_tr_factory,
+  [TL_T_MADE] = tl_tr_made,
+  [TL_T_DATA] = tl_tr_data,
+  [TL_T_METHOD] = tl_tr_method,
+  [TL_T_LOST] = tl_tr_lost,
+  [TL_T_GETBUF] = tl_tr_getbuf,
+  [TL_T_ACCEPT] = tl_tr_accept,
+  [TL_T_CONNECTED] = tl_tr_connected,
+  [TL_T_SERVED] = tl_tr_served,
+  [TL_T_CALL] = tl_tr_call,
+  [TL_T_REPORT] = tr_report,
+  [TL_T_CORE] = tr_core,
+  [TL_T_PIPE_DATA] = tl_tr_pipe_data,
+  [TL_T_PIPE_LOST] = tl_tr_pipe_lost,
+  [TL_T_DGRAM] = tl_tr_dgram,
+  [TL_T_DGRAM_ERR] = tl_tr_dgram_err,
+  [TL_T_LOOKUP] = tl_tr_lookup,
+  [TL_T_WATCH] = tl_tr_watch,
+};
+
+/* [1]'s __tostring, in a call of its own: it may raise. */
+static int call_tostring(lua_State *L) {
+  return luaL_callmeta(L, 1, "__tostring");
+}
+
+/* Pushes the text of the error value at 1 for its traceback. */
+static const char *error_text(lua_State *L) {
+  if (lua_type(L, 1) == LUA_TSTRING || lua_type(L, 1) == LUA_TNUMBER) {
+    lua_pushvalue(L, 1); /* a number is converted in the copy */
+    return lua_tostring(L, -1);
+  }
+  lua_pushcfunction(L, call_tostring);
+  lua_pushvalue(L, 1);
+  if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_type(L, -1) == LUA_TSTRING)
+    return lua_tostring(L, -1);
+  lua_pop(L, 1);
+  return lua_pushfstring(L, "(error object is a %s value)",
+                         luaL_typename(L, 1));
+}
+
+/* The message handler: keeps the traceback in the loop's tb slot and
+ * leaves the error value itself alone, so that connection_lost gets the
+ * very value the protocol raised. Only nil and false, which would read as
+ * a clean close, become an ECALLBACK error value: a failure is always an
+ * error value. */
+static int msghandler(lua_State *L) {
+  tl_loop *lb = lua_touserdata(L, lua_upvalueindex(1));
+  lua_settop(L, 1);
+  if (!lua_toboolean(L, 1)) {
+    tl_pusherror(L, TAPIO_ECALLBACK,
+                 lua_pushfstring(L, "error object is a %s value",
+                                 luaL_typename(L, 1)));
+    lua_replace(L, 1);
+    lua_settop(L, 1);
+  }
+  luaL_traceback(L, L, error_text(L), 1);
+  lua_rawseti(L, LUA_REGISTRYINDEX, lb->tb_ref);
+  lua_settop(L, 1);
+  return 1;
+}
+
+int tl_prepare(tl_loop *lb, lua_State *L, int which) {
+  if (!lua_checkstack(L, 8))
+    return -1;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lb->msgh_ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lb->tramp_ref[which]);
+  return 0;
+}
+
+int tl_call(tl_loop *lb, lua_State *L, int nargs, int nres,
+            const char *what, tl_transport *lt) {
+  int base = lua_gettop(L) - nargs - 1; /* the message handler */
+  if (lua_pcall(L, nargs, nres, base) == LUA_OK)
+    return 0;
+  tl_report(lb, L, what, lt);
+  if (lt && lt->t) {
+    const char *msg = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
+                                                     : "error in a callback";
+    /* The protocol gets connection_lost(err) with the error itself. */
+    tapio_transport_fail(lt->t, TAPIO_ECALLBACK, msg);
+  }
+  lua_settop(L, base - 1);
+  return -1;
+}
+
+typedef struct report_args {
+  tl_loop *lb;
+  const char *what;
+  tl_transport *lt;
+} report_args;
+
+void tl_report(tl_loop *lb, lua_State *L, const char *what,
+               tl_transport *lt) {
+  report_args a;
+  a.lb = lb;
+  a.what = what;
+  a.lt = lt;
+  if (lb->quiet || !lua_checkstack(L, 4))
+    return;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lb->tramp_ref[TL_T_REPORT]);
+  lua_pushlightuserdata(L, &a);
+  lua_pushvalue(L, -3); /* the error */
+  if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
+    fprintf(stderr, "tapio: cannot report an error (%s): %s\n",
+            what ? what : "kept",
+            lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?");
+    lua_pop(L, 1);
+  }
+}
+
+/* Moves the kept traceback into ctx (on top) and clears the slot. */
+static void take_traceback(tl_loop *lb, lua_State *L) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lb->tb_ref);
+  if (lua_type(L, -1) == LUA_TSTRING)
+    lua_setfield(L, -2, "traceback");
+  else
+    lua_pop(L, 1);
+  lua_pushboolean(L, 0);
+  lua_rawseti(L, LUA_REGISTRYINDEX, lb->tb_ref);
+}
+
+/* [1] report_args, [2] the error */
+static int tr_report(lua_State *L) {
+  report_args *a = lua_touserdata(L, 1);
+  tl_transport *lt = a->lt;
+  if (lt && lt->lb && lt->err_ref == LUA_NOREF) {
+    lua_pushvalue(L, 2); /* the first error is the one connection_lost gets */
+    lt->err_ref = tl_ref(lt->lb, L);
+  }
+  if (!a->what) { /* someone else reports it */
+    lua_pushboolean(L, 0);
+    lua_rawseti(L, LUA_REGISTRYINDEX, a->lb->tb_ref);
+    return 0;
+  }
+  lua_createtable(L, 0, 5);
+  lua_pushstring(L, a->what);
+  lua_setfield(L, -2, "message");
+  lua_pushvalue(L, 2);
+  lua_setfield(L, -2, "exception");
+  take_traceback(a->lb, L);
+  if (lt && lt->self_ref != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lt->self_ref);
+    lua_setfield(L, -2, "transport");
+  }
+  if (lt && lt->proto_ref != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lt->proto_ref);
+    lua_setfield(L, -2, "protocol");
+  }
+  tl_callhandler(a->lb, L);
+  return 0;
+}
+
+typedef struct core_args {
+  tl_loop *lb;
+  int code;
+  const char *message;
+  tapio_transport *t;
+} core_args;
+
+/* An error the core reports ([1] core_args): a server factory's failure
+ * comes back here as TAPIO_ECALLBACK with the Lua error kept aside. */
+static int tr_core(lua_State *L) {
+  core_args *a = lua_touserdata(L, 1);
+  lua_createtable(L, 0, 4);
+  lua_pushstring(L, a->message ? a->message : tapio_strerror(a->code));
+  lua_setfield(L, -2, "message");
+  lua_rawgeti(L, LUA_REGISTRYINDEX, a->lb->pending_ref);
+  if (a->code == TAPIO_ECALLBACK && lua_toboolean(L, -1)) {
+    lua_setfield(L, -2, "exception");
+    take_traceback(a->lb, L);
+  } else {
+    lua_pop(L, 1);
+    tl_pusherror(L, a->code, a->message);
+    lua_setfield(L, -2, "exception");
+  }
+  lua_pushboolean(L, 0);
+  lua_rawseti(L, LUA_REGISTRYINDEX, a->lb->pending_ref);
+  if (a->t) {
+    tl_pushtransport(L, a->t);
+    lua_setfield(L, -2, "transport");
+  }
+  tl_callhandler(a->lb, L);
+  return 0;
+}
+
+/* The core's exception handler: everything goes to the Lua one. */
+void tl_on_exception(void *ud, tapio_loop *loop, int code,
+                     const char *message, tapio_transport *t) {
+  tl_loop *lb = ud;
+  lua_State *L = lb->L;
+  core_args a;
+  (void)loop;
+  if (lb->quiet || !L || !lua_checkstack(L, 4))
+    return;
+  a.lb = lb;
+  a.code = code;
+  a.message = message;
+  a.t = t;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lb->tramp_ref[TL_T_CORE]);
+  lua_pushlightuserdata(L, &a);
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+    fprintf(stderr, "tapio: %s (%s)\n", message ? message : "error",
+            tapio_errname(code));
+    lua_pop(L, 1);
+  }
+}
+
+/* ---- Exception handler ------------------------------------------------- */
+
+static void print_field(lua_State *L, int ctx, const char *name,
+                        const char *prefix) {
+  lua_getfield(L, ctx, name);
+  if (!lua_isnil(L, -1))
+    fprintf(stderr, "%s%s\n", prefix, tl_tostring(L, -1));
+  lua_settop(L, ctx);
+}
+
+/* loop:default_exception_handler(context): the message, then the
+ * traceback (which starts with the error) or the error alone. */
+static int l_default_handler(lua_State *L) {
+  int ctx = 2;
+  if (!lua_istable(L, ctx))
+    return tl_typeerror(L, "loop:default_exception_handler", 1, "context",
+                        ctx, "table");
+  lua_settop(L, ctx);
+  lua_getfield(L, ctx, "message");
+  fprintf(stderr, "tapio: %s\n",
+          lua_isnil(L, -1) ? "unhandled error" : tl_tostring(L, -1));
+  lua_settop(L, ctx);
+  lua_getfield(L, ctx, "traceback");
+  if (lua_type(L, -1) == LUA_TSTRING)
+    fprintf(stderr, "%s\n", lua_tostring(L, -1));
+  else
+    print_field(L, ctx, "exception", "");
+  lua_settop(L, ctx);
+  print_field(L, ctx, "transport", "  transport: ");
+  fflush(stderr);
+  return 0;
+}
+
+/* Calls handler(loop, context) with the context on top (popped); an error
+ * in the handler itself is printed, as asyncio logs it. */
+void tl_callhandler(tl_loop *lb, lua_State *L) {
+  int ctx = lua_gettop(L);
+  if (lb->handler_ref == LUA_NOREF)
+    lua_pushcfunction(L, l_default_handler);
+  else
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lb->handler_ref);
+  tl_pushloop(L, lb);
+  lua_pushvalue(L, ctx);
+  if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
+    fprintf(stderr, "tapio: the exception handler failed: %s\n",
+            tl_tostring(L, -1));
+    lua_settop(L, ctx);
+    lua_pushcfunction(L, l_default_handler);
+    tl_pushloop(L, lb);
+    lua_pushvalue(L, ctx);
+    if (lua_pcall(L, 2, 0, 0) != LUA_OK)
+      fprintf(stderr, "tapio: %s\n", tl_tostring(L, -1));
+  }
+  lua_settop(L, ctx - 1);
+}
+
+static int l_set_exception_handler(lua_State *L) {
+  tl_loop *lb = tl_checkloop(L, 1, "loop:set_exception_handler");
+  if (!lua_isnil(L, 2))
+    tl_checkcallable(L, 2, "loop:set_exception_handler", 1, "handler");
+  lua_settop(L, 2);
+  tl_unref(lb, L, &lb->handler_ref);
+  if (lua_isnil(L, 2))
+    return 0;
+  lb->handler_ref = tl_ref(lb, L);
+  return 0;
+}
+
+static int l_get_exception_handler(lua_State *L) {
+  tl_loop *lb = tl_checkloop(L, 1, "loop:get_exception_handler");
+  if (lb->handler_ref == LUA_NOREF)
+    lua_pushnil(L);
+  else
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lb->handler_ref);
+  return 1;
+}
+
+static int l_call_exception_handler(lua_State *L) {
+  tl_loop *lb = tl_checkloop(L, 1, "loop:call_exception_handler");
+  if (!lua_istable(L, 2))
+    return tl_typeerror(L, "loop:call_exception_handler", 1, "context", 2,
+                        "table");
+  lua_settop(L, 2);
+  tl_callhandler(lb, L);
+  return 0;
+}
+
+/* ---- A loop's references ----------------------------------------------- */
+
+static int new_ref_value(tl_loop *lb, lua_State *L) {
+  lua_pushboolean(L, 0);
+  return tl_ref(lb, L);
+}
+
+void tl_callpath_init(lua_State *L, tl_loop *lb) {
+  int i;
+  lua_pushlightuserdata(L, lb);
+  lua_pushcclosure(L, msghandler, 1);
+  lb->msgh_ref = tl_ref(lb, L);
+  for (i = 0; i < TL_NTRAMP; i++) {
+    int n = 0;
+    /* the method's name as an upvalue: its lookup hashes no C string */
+    if (i == TL_T_DATA) {
+      lua_pushliteral(L, "data_received");
+      n = 1;
+    } else if (i == TL_T_DGRAM) {
+      lua_pushliteral(L, "datagram_received");
+      lua_newtable(L); /* the values of lb->acache, made as they come */
+      n = 2;
+    }
+    lua_pushcclosure(L, tramps[i], n);
+    lb->tramp_ref[i] = tl_ref(lb, L);
+  }
+  lb->tb_ref = new_ref_value(lb, L);
+  lb->pending_ref = new_ref_value(lb, L);
+}
+
+void tl_callpath_free(lua_State *L, tl_loop *lb) {
+  int i;
+  tl_unref(lb, L, &lb->msgh_ref);
+  for (i = 0; i < TL_NTRAMP; i++)
+    tl_unref(lb, L, &lb->tramp_ref[i]);
+  tl_unref(lb, L, &lb->handler_ref);
+  tl_unref(lb, L, &lb->tb_ref);
+  tl_unref(lb, L, &lb->pending_ref);
+}
+
+static const luaL_Reg handler_methods[] = {
+  {"set_exception_handler", l_set_exception_handler},
+  {"get_exception_handler", l_get_exception_handler},
+  {"call_exception_handler", l_call_exception_handler},
+  {"default_exception_handler", l_default_handler},
+  {NULL, NULL}
+};
+
+int tl_open_callback(lua_State *L) {
+  tl_addmethods(L, TL_LOOP, handler_methods);
+  return 0;
+}
