@@ -1421,7 +1421,9 @@ enum tapio_fault {
    * tapio_fault_clear: its peer's output backs up (pause_writing there). */
   TAPIO_FAULT_STOP_READING = 4,
   /* After `after` more bytes sent, t's output is no longer taken, as when
-   * the peer stops reading: t's write buffer fills, pause_writing comes. */
+   * the peer stops reading: t's write buffer fills, pause_writing comes.
+   * A close with bytes held waits for them until the fault is cleared
+   * (abort does not), as a close waits on a peer that stops reading. */
   TAPIO_FAULT_STOP_WRITING = 5
 };
 int tapio_fault_set(tapio_transport *t, int fault, uint64_t after,
