@@ -231,7 +231,11 @@ static void tls_fault_abort_inside(void)
 /* ---- Writing -------------------------------------------------------------- */
 
 /* Sending fails after 3 of 10 bytes: the peer reads those 3, then the
- * socket's end without close_notify: a truncation. */
+ * socket's end without close_notify: a truncation. A tapio client may not
+ * have read the server's session tickets yet (TLS 1.3 sends them after
+ * the handshake), and a socket closed with bytes unread sends a RST: the
+ * peer then sees a reset, as a truncation too (no close_notify either
+ * way; once in a CI run). */
 static void tls_fault_write_error(int side)
 {
   conn l;
@@ -243,7 +247,8 @@ static void tls_fault_write_error(int side)
   CHECK_STR(l.r->log, "made lost:EPIPE");
   CHECK_EQ(l.r->eof_ret, TAPIO_TLS_END_ABORTED);
   peer_says(&l, "END ");
-  if (!strstr(l.py.got, "READ 3\nEND truncated"))
+  if (!strstr(l.py.got, "READ 3\nEND truncated") &&
+      !(side == CLIENT && strstr(l.py.got, "READ 3\nEND reset")))
     FAIL("the peer printed:\n%s", l.py.got);
   link_close(&l);
 }
