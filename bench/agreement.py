@@ -4,11 +4,10 @@
     bench/agreement.py RAW [RAW...] [--rounds 9,12,15,16,17,20]
 
 RAW: raw.txt files of whole runs (bench/results/*/raw.txt). For every
-"rate" target of run.sh and every timed row it applies to, the per-round
-ratios are computed as table.awk computes them (a window's figure over
-the geometric mean of the reference's windows on each side; two servers
-through the ratio of their ratios in a round) and pooled over the runs,
-so that what moves between runs is in the pool too. Then, for each
+"rate" target of run.sh and every timed row it applies to, table.awk
+(-v dump=1) gives the per-round ratios the verdict judges; they are
+pooled over the runs, so that what moves between runs is in the pool
+too. Then, for each
 number of rounds n, runs of n rounds are drawn from the pool (with
 replacement, 2,000 times), each given table.awk's verdict (the
 order-statistic interval of the median against the bound), and the
@@ -22,52 +21,47 @@ which round counts buy agreement per second spent, and which verdicts no
 count will settle (a ratio whose spread straddles its bound).
 """
 import collections
-import math
 import random
 import re
+import subprocess
 import sys
 from pathlib import Path
 
-FIGURE = {"req": "rps", "MB": "mbps", "hs": "hps", "dg": "rps"}
+HERE = Path(__file__).parent
+TIMED = ("req", "MB", "hs", "dg")
 
 
 def targets():
-    """run.sh's "rate" targets: (server, reference, bound, rows or None)."""
-    text = (Path(__file__).parent / "run.sh").read_text()
+    """run.sh's TARGETS, as table.awk takes them."""
+    text = (HERE / "run.sh").read_text()
     block = re.search(r"^TARGETS=\(\n(.*?)^\)", text, re.S | re.M).group(1)
-    out = []
-    for line in re.findall(r'"([^"]*)"', block):
-        w = line.split()
-        if w[0] == "rate":
-            out.append((w[1], w[2], float(w[3]),
-                        w[4].split(",") if len(w) > 4 else None))
-    return out
+    return "".join(t + ";" for t in re.findall(r'"([^"]*)"', block))
 
 
-def per_round(path):
-    """{row: (reference, {server: {round: ratio to the reference}})}."""
-    windows = collections.defaultdict(dict)
+def ratios(path, pool):
+    """Adds the per-round ratios of path's timed verdicts to pool, keyed
+    by (row, target), in table.awk's order."""
+    rows, servers = {}, {}
     for line in open(path):
         kv = dict(f.split("=", 1) for f in line.split() if "=" in f)
-        if kv.get("unit") in FIGURE and "seq" in kv and "error" not in kv:
-            windows[kv["row"]][int(kv["seq"])] = (
-                kv["server"], int(kv["round"]), float(kv[FIGURE[kv["unit"]]]))
-    rows = {}
-    for row, w in windows.items():
-        ref = w[1][0]
-        ratios = collections.defaultdict(dict)
-        for q, (server, rnd, x) in w.items():
-            sides = [w[p][2] for p in (q - 1, q + 1)
-                     if p in w and w[p][0] == ref]
-            if server != ref and sides and all(sides):
-                ratios[server][rnd] = x / math.sqrt(math.prod(sides)) \
-                    if len(sides) == 2 else x / sides[0]
-        rows[row] = (ref, ratios)
-    return rows
+        if kv.get("unit") in TIMED:
+            rows[kv["row"]] = kv["unit"]
+            servers[kv["server"]] = True
+    out = subprocess.run(
+        ["awk", "-v", "dump=1", "-v", "servers=" + " ".join(servers),
+         "-v", "rows=" + " ".join("%s:%s" % r for r in rows.items()),
+         "-v", "targets=" + targets(), "-f", str(HERE / "table.awk"), path],
+        capture_output=True, text=True, check=True).stdout
+    for line in out.splitlines():
+        w = line.split()
+        if w and w[0] == "ratios":
+            key = (w[1], "%s / %s >= %s" % (w[2], w[3], w[4]), float(w[4]))
+            pool.setdefault(key, []).extend(float(x) for x in w[5:])
 
 
 def rank(n):
-    """table.awk's interval_rank: the K-th smallest to the K-th largest."""
+    """table.awk's interval_rank (for drawn runs, which table.awk never
+    sees): the K-th smallest to the K-th largest."""
     k, cdf, p = 1, 0.5 ** n, 0.5 ** n
     for j in range(2, n // 2 + 1):
         p = p * (n - j + 2) / (j - 1)
@@ -86,20 +80,6 @@ def verdict(values, bound):
     return "below" if s[-k] < bound else "across"
 
 
-def pooled(runs, row, server, ref):
-    values = []
-    for rows in runs:
-        if row not in rows:
-            continue
-        rowref, ratios = rows[row]
-        for rnd, x in ratios.get(server, {}).items():
-            if ref == rowref:
-                values.append(x)
-            elif rnd in ratios.get(ref, {}):
-                values.append(x / ratios[ref][rnd])
-    return values
-
-
 def main(argv):
     counts = [9, 12, 15, 16, 17, 20]
     if "--rounds" in argv:
@@ -108,29 +88,26 @@ def main(argv):
         argv = argv[:i] + argv[i + 2:]
     if not argv:
         sys.exit(__doc__)
-    runs = [per_round(p) for p in argv]
+    pool = {}
+    for path in argv:
+        ratios(path, pool)
     rng = random.Random(1)
     total = collections.Counter()
     print("%-13s %-40s %6s %6s  agree at %s rounds" %
           ("row", "target", "median", "pool", ",".join(map(str, counts))))
-    for row in dict.fromkeys(r for rows in runs for r in rows):
-        for server, ref, bound, only in targets():
-            if only and row not in only:
-                continue
-            values = pooled(runs, row, server, ref)
-            if len(values) < 6:
-                continue
-            chances = []
-            for n in counts:
-                seen = collections.Counter(
-                    verdict(rng.choices(values, k=n), bound)
-                    for _ in range(2000))
-                chances.append(sum((c / 2000) ** 2 for c in seen.values()))
-                total[n] += chances[-1]
-            print("%-13s %-40s %6.3f %6d  %s" % (
-                row, "%s / %s >= %g" % (server, ref, bound),
-                sorted(values)[len(values) // 2], len(values),
-                " ".join("%.2f" % c for c in chances)))
+    for (row, target, bound), values in pool.items():
+        if len(values) < 6:
+            continue
+        chances = []
+        for n in counts:
+            seen = collections.Counter(
+                verdict(rng.choices(values, k=n), bound)
+                for _ in range(2000))
+            chances.append(sum((c / 2000) ** 2 for c in seen.values()))
+            total[n] += chances[-1]
+        print("%-13s %-40s %6.3f %6d  %s" % (
+            row, target, sorted(values)[len(values) // 2], len(values),
+            " ".join("%.2f" % c for c in chances)))
     print("expected to agree, of the targets above: " + ", ".join(
         "%.1f at %d rounds" % (total[n], n) for n in counts))
 

@@ -5,6 +5,9 @@
 #   awk -v servers="libev tapio" -v rows="pingpong_1c:req idle_10k:idle" \
 #       -v targets="rate tapio libev 0.95;" -f table.awk raw.txt
 #
+# With -v dump=1, a timed row's verdicts are lines "ratios ROW SERVER REF
+# BOUND r1 r2 ..." (the per-round ratios they judge), for agreement.py.
+#
 # Timed rows (req, MB, hs, dg): raw.txt has one line per window, tagged with
 # its round and its place in the row (seq). The row's reference is the
 # server of its first window (plain libev, or for the TLS rows the plain
@@ -215,6 +218,11 @@ function timed_table(row, unit,    s, f1, f2, n, line, ref) {
     if (TK[t] != "rate" || !present(row, TS[t]) || !present(row, TR[t]) ||
         (TW[t] != "" && index("," TW[t] ",", "," row ",") == 0))
       continue
+    if (dump) {                       # for agreement.py
+      printf "ratios %s %s %s %s%s\n", row, TS[t], TR[t], TB[t], \
+        ratios(rfig, row, TS[t], TR[t])
+      continue
+    }
     summary(ratios(rfig, row, TS[t], TR[t]))
     if (N == 0)
       continue
