@@ -345,6 +345,68 @@ static void fault_real_stop_writing(void)
   end_pair(loop, &r, peer);
 }
 
+/* A close with bytes held by stop_writing waits until the fault is
+ * cleared: for 0.1 s of loop time the peer gets nothing (not even the
+ * end) and connection_lost does not come; cleared, the peer reads the
+ * 5000 bytes, then the end, and connection_lost(0) comes once. */
+#define HELD 5000
+
+/* r's transport holds HELD pattern bytes unsent, closing. */
+static void close_held(tapio_loop *loop, rec *r, int peer)
+{
+  static char buf[HELD];
+  char one;
+  pattern_fill(buf, sizeof buf, 0);
+  CHECK_OK(tapio_fault_set(r->t, TAPIO_FAULT_STOP_WRITING, 0, 0));
+  CHECK_OK(tapio_transport_write(r->t, buf, sizeof buf));
+  CHECK_OK(tapio_transport_close(r->t));
+  run_for(loop, 0.1);
+  CHECK_STR(r->log, "made");
+  CHECK_EQ(tapio_transport_get_write_buffer_size(r->t), HELD);
+  CHECK_EQ(recv(peer, &one, 1, 0), -1); /* not even the end */
+  CHECK_EQ(errno, EAGAIN);
+}
+
+static void fault_real_close_waits(void)
+{
+  tapio_loop *loop = new_loop();
+  rec r;
+  int peer, status;
+  rec_init(&r);
+  peer = pair_raw(loop, &r);
+  close_held(loop, &r, peer);
+  CHECK_OK(tapio_fault_clear(r.t));
+  CHECK_EQ(raw_drain_pattern(loop, peer, &status), HELD);
+  CHECK_EQ(status, 0); /* the end, after exactly those bytes */
+  WAIT_FOR(loop, r.lost);
+  run_for(loop, 0.05); /* nothing after connection_lost */
+  CHECK_STR(r.log, "made lost:0");
+  end_pair(loop, &r, peer);
+}
+
+/* An abort of that waiting close drops the held bytes: the socket closes
+ * as an abort closes it, with a FIN (tapio's receive queue is empty, so
+ * no RST): the peer reads the end and none of the bytes; connection_lost
+ * comes once. */
+static void fault_real_abort_drops(void)
+{
+  tapio_loop *loop = new_loop();
+  rec r;
+  char buf[64];
+  size_t n;
+  int peer;
+  rec_init(&r);
+  peer = pair_raw(loop, &r);
+  close_held(loop, &r, peer);
+  CHECK_OK(tapio_transport_abort(r.t));
+  CHECK_EQ(raw_recv_until_eof(loop, peer, buf, sizeof buf, &n), 0);
+  CHECK_EQ(n, 0);
+  WAIT_FOR(loop, r.lost);
+  run_for(loop, 0.05);
+  CHECK_STR(r.log, "made lost:0");
+  end_pair(loop, &r, peer);
+}
+
 /* The tapio side takes no input: nothing arrives, the loop does not spin
  * on the readable socket; cleared, what waited arrives. */
 static void fault_real_stop_reading(void)
@@ -399,5 +461,6 @@ TEST_MAIN(TEST(fault_reset_both_ways), TEST(fault_read_error_code),
           TEST(fault_drip), TEST(fault_set_again_and_clear),
           TEST(fault_bad_calls), TEST(fault_layer_lifetime),
           TEST(fault_real_reset), TEST(fault_real_eof),
-          TEST(fault_real_stop_writing), TEST(fault_real_stop_reading),
+          TEST(fault_real_stop_writing), TEST(fault_real_close_waits),
+          TEST(fault_real_abort_drops), TEST(fault_real_stop_reading),
           TEST(fault_real_drip))
