@@ -576,4 +576,49 @@ describe("faults on a real socket", function()
                     "eof_received", "connection_lost:nil" }, srec.events)
     end)
   end)
+
+  -- A close with 5000 bytes held by stop_writing: for 0.1 s of the
+  -- loop's time the peer gets nothing, not even the end, and
+  -- connection_lost does not come.
+  local function close_held(loop)
+    local server, tc, crec, srec = connected(loop)
+    testing.fault(tc, { stop_writing = true })
+    tc:write(("z"):rep(5000))
+    tc:close()
+    tapio.sleep(0.1)
+    assert.same({ "connection_made" }, crec.events)
+    assert.same({ "connection_made" }, srec.events)
+    assert.equal(5000, tc:get_write_buffer_size())
+    return server, tc, crec, srec
+  end
+
+  it("hold a close's bytes until the fault is cleared", function()
+    helper.run(function(loop)
+      local server, tc, crec, srec = close_held(loop)
+      testing.clear_faults(tc)
+      srec:wait("connection_lost")
+      crec:wait("connection_lost")
+      tapio.sleep(0.05) -- nothing after connection_lost
+      server:close()
+      assert.same({ "connection_made", "data_received:" .. ("z"):rep(5000),
+                    "eof_received", "connection_lost:nil" }, srec.events)
+      assert.same({ "connection_made", "connection_lost:nil" }, crec.events)
+    end)
+  end)
+
+  -- abort does not wait: the socket closes with a FIN (nothing unread
+  -- here, so no RST) and the peer reads the end with none of the bytes.
+  it("drop the held bytes at an abort", function()
+    helper.run(function(loop)
+      local server, tc, crec, srec = close_held(loop)
+      tc:abort()
+      srec:wait("connection_lost")
+      crec:wait("connection_lost")
+      tapio.sleep(0.05)
+      server:close()
+      assert.same({ "connection_made", "eof_received", "connection_lost:nil" },
+                  srec.events)
+      assert.same({ "connection_made", "connection_lost:nil" }, crec.events)
+    end)
+  end)
 end)
