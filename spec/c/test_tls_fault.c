@@ -24,9 +24,13 @@ typedef struct conn {
   rec *r;
 } conn;
 
-/* The pieces data_received got: how many, the largest. */
+/* The pieces data_received got: how many, the largest, the loop's time
+ * at each of the first few. */
+#define TIMED 8
+
 typedef struct pieces {
   size_t seen, count, largest;
+  double at[TIMED];
 } pieces;
 
 /* Counts the pieces (user: a pieces, or NULL); at connection_lost keeps
@@ -38,6 +42,8 @@ static void watch(rec *r, rec_event ev)
     r->eof_ret = (int)tapio_transport_get_tls_num(r->t, TAPIO_TLS_NUM_END);
   if (ev != EV_DATA || !p)
     return;
+  if (p->count < TIMED)
+    p->at[p->count] = tapio_loop_time(tapio_transport_get_loop(r->t));
   p->count++;
   if (r->nin - p->seen > p->largest)
     p->largest = r->nin - p->seen;
@@ -190,7 +196,7 @@ static void tls_fault_stop_reading(int side)
  * 3, 3, 3, 3, 3, 3, 2. */
 static void tls_fault_drip(int side)
 {
-  pieces p = { 0, 0, 0 };
+  pieces p = { 0 };
   conn l;
   link_open(&l, side, &p);
   CHECK_OK(tapio_fault_drip(l.r->t, 3, 0));
@@ -199,6 +205,30 @@ static void tls_fault_drip(int side)
   CHECK_EQ(p.count, 7);
   CHECK_EQ(p.largest, 3);
   CHECK_EQ(pattern_check(l.r->in, 20, 0), -1);
+  link_close(&l);
+}
+
+/* A timed drip, 3 bytes every 50 ms: the peer's 20 bytes come up as
+ * seven pieces, in order, each at least 50 ms of loop time after the one
+ * before (a lower bound only: the machine may be slow, never early). */
+#define DRIP_EVERY 0.05
+
+static void tls_fault_drip_timed(int side)
+{
+  pieces p = { 0 };
+  conn l;
+  size_t i;
+  link_open(&l, side, &p);
+  CHECK_OK(tapio_fault_drip(l.r->t, 3, DRIP_EVERY));
+  peer_send(&l.py, "send 20\n");
+  WAIT_FOR(l.loop, l.r->nin == 20);
+  CHECK_EQ(p.count, 7);
+  CHECK_EQ(p.largest, 3);
+  CHECK_EQ(pattern_check(l.r->in, 20, 0), -1);
+  for (i = 1; i < p.count; i++)
+    if (p.at[i] - p.at[i - 1] < DRIP_EVERY - 1e-9)
+      FAIL("piece %zu came %.4f s after the one before", i,
+           p.at[i] - p.at[i - 1]);
   link_close(&l);
 }
 
@@ -215,7 +245,7 @@ static void abort_on_second(rec *r, rec_event ev)
  * transport (ASan and valgrind watch). */
 static void tls_fault_abort_inside(void)
 {
-  pieces p = { 0, 0, 0 };
+  pieces p = { 0 };
   conn l;
   link_open(&l, CLIENT, &p);
   l.c.hook = abort_on_second;
@@ -278,6 +308,128 @@ static void tls_fault_stop_writing(int side)
   link_close(&l);
 }
 
+/* A close with 10000 bytes held by stop_writing: for 0.1 s of loop time
+ * the peer reads nothing (no byte, no end) and connection_lost does not
+ * come. */
+#define HELD 10000
+
+static void close_held(conn *l)
+{
+  CHECK_OK(tapio_fault_set(l->r->t, TAPIO_FAULT_STOP_WRITING, 0, 0));
+  peer_send(&l->py, "read\n");
+  write_pattern(l->r->t, HELD);
+  CHECK_OK(tapio_transport_close(l->r->t));
+  run_for(l->loop, 0.1);
+  peer_poll(&l->py);
+  if (strstr(l->py.got, "READ ") || strstr(l->py.got, "END "))
+    FAIL("the peer printed:\n%s", l->py.got);
+  CHECK_STR(l->r->log, "made");
+  CHECK_EQ(tapio_transport_get_write_buffer_size(l->r->t), HELD);
+}
+
+/* The close waits until the fault is cleared; then the peer reads the
+ * 10000 bytes, then tapio's close_notify, and connection_lost(0) comes
+ * once. */
+static void tls_fault_close_waits(int side)
+{
+  conn l;
+  link_open(&l, side, NULL);
+  close_held(&l);
+  CHECK_OK(tapio_fault_clear(l.r->t));
+  peer_says(&l, "END ");
+  if (!strstr(l.py.got, "READ 10000\nEND clean\n"))
+    FAIL("the peer printed:\n%s", l.py.got);
+  WAIT_FOR(l.loop, l.r->lost);
+  run_for(l.loop, 0.05); /* nothing after connection_lost */
+  CHECK_STR(l.r->log, "made lost:0");
+  check_shut_down(l.r);
+  link_close(&l);
+}
+
+/* abort does not wait: the held bytes are dropped and the socket closes
+ * without close_notify: the peer reads none of them, then a truncation.
+ * A tapio client mostly ends with a reset instead: the server's TLS 1.3
+ * session tickets come just after the handshake, by then the close
+ * waits, a closing transport reads no more, and a socket closed with
+ * bytes unread sends a RST. */
+static void tls_fault_abort_drops(int side)
+{
+  conn l;
+  link_open(&l, side, NULL);
+  close_held(&l);
+  CHECK_OK(tapio_transport_abort(l.r->t));
+  peer_says(&l, "END ");
+  if (strstr(l.py.got, "READ ") || (!strstr(l.py.got, "END truncated") &&
+                                    !(side == CLIENT &&
+                                      strstr(l.py.got, "END reset"))))
+    FAIL("the peer printed:\n%s", l.py.got);
+  WAIT_FOR(l.loop, l.r->lost);
+  run_for(l.loop, 0.05);
+  CHECK_STR(l.r->log, "made lost:0");
+  CHECK_EQ(l.r->eof_ret, TAPIO_TLS_END_ABORTED);
+  link_close(&l);
+}
+
+/* ---- Faults carried over start_tls ---------------------------------------- */
+
+/* A plain connection to peer.py's fault-starttls-server, faulted by
+ * `fault` (after, value) at once: "STARTTLS\n" goes out, "GO\n" comes
+ * back in the clear (3 bytes the fault counts), then start_tls upgrades
+ * the connection (its handshake not counted). */
+static void starttls_open(conn *l, int fault, uint64_t after, int value)
+{
+  started st;
+  memset(l, 0, sizeof *l);
+  l->loop = new_loop();
+  l->side = CLIENT;
+  rec_init(&l->c);
+  l->c.hook = watch;
+  l->r = &l->c;
+  python_peer(&l->py, "fault-starttls-server", 0);
+  CHECK_OK(connect_tcp(l->loop, "127.0.0.1", peer_port(l->loop, &l->py),
+                       &l->c, NULL));
+  CHECK_OK(tapio_fault_set(l->c.t, fault, after, value));
+  CHECK_OK(tapio_transport_write(l->c.t, "STARTTLS\n", 9));
+  WAIT_FOR(l->loop, l->c.nin == 3);
+  CHECK(memcmp(l->c.in, "GO\n", 3) == 0);
+  start_tls(&l->c, &st, client_ctx(), "localhost", NULL, 0);
+  WAIT_FOR(l->loop, st.done);
+  if (st.status != 0)
+    FAIL("start_tls: %s", st.msg);
+}
+
+/* A reset after 3 + 5 bytes: "GO\n" in the clear, then 5 of the peer's 10
+ * plaintext bytes; no close_notify, a RST: the peer's read fails with a
+ * reset. */
+static void tls_fault_starttls_reset(void)
+{
+  conn l;
+  starttls_open(&l, TAPIO_FAULT_READ_ERROR, 3 + 5, TAPIO_ECONNRESET);
+  peer_send(&l.py, "send 10\nread\n");
+  WAIT_FOR(l.loop, l.r->lost);
+  CHECK_STR(l.r->log, "made data:8 lost:ECONNRESET");
+  CHECK_EQ(pattern_check(l.r->in + 3, 5, 0), -1);
+  CHECK_EQ(l.r->eof_ret, TAPIO_TLS_END_ABORTED);
+  peer_says(&l, "END reset");
+  link_close(&l);
+}
+
+/* An end after 3 + 4 bytes: the protocol has "GO\n" and 4 plaintext
+ * bytes, then eof_received; its close sends close_notify: the peer's read
+ * ends cleanly. */
+static void tls_fault_starttls_eof(void)
+{
+  conn l;
+  starttls_open(&l, TAPIO_FAULT_EOF, 3 + 4, 0);
+  peer_send(&l.py, "send 10\nread\n");
+  WAIT_FOR(l.loop, l.r->lost);
+  CHECK_STR(l.r->log, "made data:7 eof lost:0");
+  CHECK_EQ(pattern_check(l.r->in + 3, 4, 0), -1);
+  check_shut_down(l.r);
+  peer_says(&l, "END clean");
+  link_close(&l);
+}
+
 /* Each test on a tapio TLS client and on a tapio TLS server. */
 BOTH_SIDES(tls_fault_reset)
 BOTH_SIDES(tls_fault_read_error)
@@ -286,14 +438,23 @@ BOTH_SIDES(tls_fault_stop_reading)
 BOTH_SIDES(tls_fault_drip)
 BOTH_SIDES(tls_fault_write_error)
 BOTH_SIDES(tls_fault_stop_writing)
+BOTH_SIDES(tls_fault_drip_timed)
+BOTH_SIDES(tls_fault_close_waits)
+BOTH_SIDES(tls_fault_abort_drops)
 
 TEST_MAIN(TEST(tls_fault_reset_client), TEST(tls_fault_reset_server),
           TEST(tls_fault_read_error_client), TEST(tls_fault_read_error_server),
           TEST(tls_fault_eof_client), TEST(tls_fault_eof_server),
           TEST(tls_fault_stop_reading_client),
           TEST(tls_fault_stop_reading_server), TEST(tls_fault_drip_client),
-          TEST(tls_fault_drip_server), TEST(tls_fault_abort_inside),
+          TEST(tls_fault_drip_server), TEST(tls_fault_drip_timed_client),
+          TEST(tls_fault_drip_timed_server), TEST(tls_fault_abort_inside),
           TEST(tls_fault_write_error_client),
           TEST(tls_fault_write_error_server),
           TEST(tls_fault_stop_writing_client),
-          TEST(tls_fault_stop_writing_server))
+          TEST(tls_fault_stop_writing_server),
+          TEST(tls_fault_close_waits_client),
+          TEST(tls_fault_close_waits_server),
+          TEST(tls_fault_abort_drops_client),
+          TEST(tls_fault_abort_drops_server),
+          TEST(tls_fault_starttls_reset), TEST(tls_fault_starttls_eof))

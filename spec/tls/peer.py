@@ -31,6 +31,10 @@ something the test checks. Modes:
                        every piece, then "END clean" (close_notify),
                        "END truncated" (a TCP end without it), "END reset"
                        or "END <exception>"; then exits
+    fault-starttls-server
+                       the server side of STARTTLS on a plain socket:
+                       reads the line "STARTTLS", answers "GO\\n", then
+                       is a fault-server on the upgraded connection
 """
 import asyncio
 import os
@@ -238,13 +242,28 @@ def strict(ctx):
     return ctx
 
 
-def fault_server(certs):
+def starttls_line(conn):
+    """Reads the clear "STARTTLS\\n" (nothing follows it before "GO") and
+    answers "GO\\n"."""
+    line = b""
+    while not line.endswith(b"\n"):
+        data = conn.recv(1)
+        if not data:
+            sys.exit("the client left before STARTTLS")
+        line += data
+    say("LINE", line.decode().strip())
+    conn.sendall(b"GO\n")
+
+
+def fault_server(certs, starttls=False):
     lsock = socket.socket()
     lsock.bind(("127.0.0.1", 0))
     lsock.listen(1)
     say("PORT", lsock.getsockname()[1])
     conn, _ = lsock.accept()
     small_send_buffer(conn)
+    if starttls:
+        starttls_line(conn)
     fault_peer(strict(server_ctx(certs)).wrap_socket(
         conn, server_side=True, suppress_ragged_eofs=False))
 
@@ -278,6 +297,8 @@ def main():
         asyncio.run(starttls_client(certs, port))
     elif mode == "fault-server":
         fault_server(certs)
+    elif mode == "fault-starttls-server":
+        fault_server(certs, starttls=True)
     elif mode == "fault-client":
         fault_client(certs, port)
     else:
