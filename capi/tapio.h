@@ -1405,7 +1405,7 @@ tapio_transport *tapio_memory_peer(tapio_transport *t);
  * for the peer's close_notify until ssl_shutdown_timeout); a drip hands
  * up plaintext in pieces. Faults set
  * before start_tls stay on top of the new TLS layer and go on counting
- * plaintext. */
+ * plaintext (the handshake is not counted). */
 enum tapio_fault {
   /* After `after` more bytes received, reading fails with value (a
    * TAPIO_E* code): t's connection_lost gets it. TAPIO_ECONNRESET is a
@@ -1423,7 +1423,8 @@ enum tapio_fault {
   /* After `after` more bytes sent, t's output is no longer taken, as when
    * the peer stops reading: t's write buffer fills, pause_writing comes.
    * A close with bytes held waits for them until the fault is cleared
-   * (abort does not), as a close waits on a peer that stops reading. */
+   * (abort does not: it drops them), as a close waits on a peer that
+   * stops reading. */
   TAPIO_FAULT_STOP_WRITING = 5
 };
 int tapio_fault_set(tapio_transport *t, int fault, uint64_t after,

@@ -1,7 +1,8 @@
 /* Faults on demand: on memory pairs (virtual clock) and on real TCP
  * connections with a raw peer (real loop): resets both ways, an end of
  * file in the middle of a message, a send that fails, input and output
- * that stop being taken (and are taken again), a slow drip. */
+ * that stop being taken (and are taken again), a close that waits on
+ * held output (and an abort that does not), a slow drip. */
 #include "test.h"
 
 

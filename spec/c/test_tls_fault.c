@@ -4,7 +4,9 @@
  * counts are plaintext, the bytes the protocol sees; what the protocol
  * observes is its callbacks and bytes, what the peer observes is what its
  * ssl socket read and how it ended: close_notify, a truncation (a TCP end
- * without it) or a reset. */
+ * without it) or a reset. Also: faults set on a plain connection before
+ * start_tls (fault-starttls-server: STARTTLS in the clear, then the
+ * same). */
 #include "tls.h"
 
 enum { CLIENT, SERVER };
