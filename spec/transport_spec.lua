@@ -470,7 +470,7 @@ describe("creating transports", function()
     end)
   end)
 
-  it("hands data_received what one read got: up to 256 KiB, 120 KiB "
+  it("hands data_received what one read got: up to 261,932 bytes, 120 KiB "
      .. "under LuaJIT", function()
     -- LuaJIT's allocator maps strings of 128 KiB or more from the system
     -- one by one, so its reads stop short of that
