@@ -310,13 +310,14 @@ static void tls_fault_stop_writing(int side)
   link_close(&l);
 }
 
-/* A close with 10000 bytes held by stop_writing: for 0.1 s of loop time
- * the peer reads nothing (no byte, no end) and connection_lost does not
- * come. */
+/* A close with 10000 bytes held by stop_writing on l, opened as side:
+ * for 0.1 s of loop time the peer reads nothing (no byte, no end) and
+ * connection_lost does not come. */
 #define HELD 10000
 
-static void close_held(conn *l)
+static void close_held(conn *l, int side)
 {
+  link_open(l, side, NULL);
   CHECK_OK(tapio_fault_set(l->r->t, TAPIO_FAULT_STOP_WRITING, 0, 0));
   peer_send(&l->py, "read\n");
   write_pattern(l->r->t, HELD);
@@ -329,21 +330,27 @@ static void close_held(conn *l)
   CHECK_EQ(tapio_transport_get_write_buffer_size(l->r->t), HELD);
 }
 
+/* l's transport is lost now, with code 0, and gets no callback after
+ * it. */
+static void lost_once(conn *l)
+{
+  WAIT_FOR(l->loop, l->r->lost);
+  run_for(l->loop, 0.05);
+  CHECK_STR(l->r->log, "made lost:0");
+}
+
 /* The close waits until the fault is cleared; then the peer reads the
  * 10000 bytes, then tapio's close_notify, and connection_lost(0) comes
  * once. */
 static void tls_fault_close_waits(int side)
 {
   conn l;
-  link_open(&l, side, NULL);
-  close_held(&l);
+  close_held(&l, side);
   CHECK_OK(tapio_fault_clear(l.r->t));
   peer_says(&l, "END ");
   if (!strstr(l.py.got, "READ 10000\nEND clean\n"))
     FAIL("the peer printed:\n%s", l.py.got);
-  WAIT_FOR(l.loop, l.r->lost);
-  run_for(l.loop, 0.05); /* nothing after connection_lost */
-  CHECK_STR(l.r->log, "made lost:0");
+  lost_once(&l);
   check_shut_down(l.r);
   link_close(&l);
 }
@@ -357,17 +364,14 @@ static void tls_fault_close_waits(int side)
 static void tls_fault_abort_drops(int side)
 {
   conn l;
-  link_open(&l, side, NULL);
-  close_held(&l);
+  close_held(&l, side);
   CHECK_OK(tapio_transport_abort(l.r->t));
   peer_says(&l, "END ");
   if (strstr(l.py.got, "READ ") || (!strstr(l.py.got, "END truncated") &&
                                     !(side == CLIENT &&
                                       strstr(l.py.got, "END reset"))))
     FAIL("the peer printed:\n%s", l.py.got);
-  WAIT_FOR(l.loop, l.r->lost);
-  run_for(l.loop, 0.05);
-  CHECK_STR(l.r->log, "made lost:0");
+  lost_once(&l);
   CHECK_EQ(l.r->eof_ret, TAPIO_TLS_END_ABORTED);
   link_close(&l);
 }
