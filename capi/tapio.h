@@ -1079,9 +1079,11 @@ int tapio_subprocess_kill(tapio_transport *t);
  *   only), the client sees why.
  * - write_eof is unsupported (can_write_eof answers 0), and eof_received's
  *   answer cannot keep the connection half-open: TLS closes both ways.
- * - close flushes, sends close_notify, waits at most ssl_shutdown_timeout
- *   for the peer's, then closes the socket either way; connection_lost
- *   gets 0, or ETIMEDOUT when the peer never answered. Data the peer sends
+ * - close flushes, sends close_notify, waits for the peer's, then closes
+ *   the socket either way, all of it within ssl_shutdown_timeout counted
+ *   from close (as asyncio counts it: a peer that stops reading cannot
+ *   hold the flush forever); connection_lost gets 0, or ETIMEDOUT when the
+ *   flush or the peer's answer did not come in time. Data the peer sends
  *   after its close_notify is discarded. How the session ended is
  *   TAPIO_TLS_NUM_END.
  * - Renegotiation (TLS 1.2) asked by a server is followed; clients may not
@@ -1402,7 +1404,9 @@ tapio_transport *tapio_memory_peer(tapio_transport *t);
  * comes, and its close then sends t's; a held direction (stop_reading,
  * stop_writing, a drip's interval) holds TLS's own socket I/O too, so the
  * peer's writes back up for real (a close while reading is held waits
- * for the peer's close_notify until ssl_shutdown_timeout); a drip hands
+ * for the peer's close_notify until ssl_shutdown_timeout, and a close
+ * with bytes held by stop_writing waits for the clear at most that
+ * long); a drip hands
  * up plaintext in pieces. Faults set
  * before start_tls stay on top of the new TLS layer and go on counting
  * plaintext (the handshake is not counted). */

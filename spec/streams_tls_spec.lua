@@ -224,6 +224,32 @@ describe("writer:start_tls", function()
     end)
   end)
 
+  it("bound a close by ssl_shutdown_timeout when the peer stops reading",
+     function()
+    -- counted from close(), the flush included, as asyncio counts it: the
+    -- server's reader stops taking input, so the 8 MiB never all go out
+    run(function(loop)
+      local hold = loop:create_future()
+      local server = tapio.start_server(function(_, writer)
+        hold:await() -- never reads
+        writer:close()
+      end, "127.0.0.1", 0, { ssl = server_ctx() })
+      local _, writer = tapio.open_connection("127.0.0.1", helper.port(server),
+        { ssl = client_ctx(), server_hostname = "localhost",
+          ssl_shutdown_timeout = 0.3 })
+      writer:write(("x"):rep(8 * 1024 * 1024))
+      assert.is_true(writer.transport:get_write_buffer_size() > 0)
+      local t0 = loop:time()
+      writer:close()
+      local err = fails(writer.wait_closed, writer)
+      assert.are.equal("ETIMEDOUT", err.name)
+      assert.is_truthy(err.message:find("TLS shutdown timed out", 1, true))
+      assert.is_true(loop:time() - t0 >= 0.29)
+      hold:set_result(true)
+      server:close()
+    end)
+  end)
+
   it("closes the connection when cancelled during the handshake",
      function()
     run(function(loop)

@@ -267,6 +267,12 @@ static int f_close(tapio__stream *s, void *ctx) {
   return f->lower->close ? f->lower->close(s, f->lower_ctx) : 0;
 }
 
+static void f_closing(tapio__stream *s, void *ctx) {
+  fault *f = ctx;
+  if (f->lower->closing)
+    f->lower->closing(s, f->lower_ctx);
+}
+
 static void f_halt(tapio__stream *s, void *ctx) {
   fault *f = ctx;
   tapio__timer_stop(&f->drip_timer);
@@ -281,6 +287,7 @@ static const tapio__io fault_io_layered = {
   .ready = f_ready,
   .pending = f_pending,
   .close = f_close,
+  .closing = f_closing,
   .halt = f_halt,
 };
 

@@ -500,9 +500,12 @@ void tapio__stream_start(tapio_transport *t) {
 }
 
 void tapio__stream_close(tapio_transport *t) {
-  update_reading(tapio__to_stream(t));
+  tapio__stream *s = tapio__to_stream(t);
+  update_reading(s);
   if (t->wsize == 0)
-    closed(tapio__to_stream(t));
+    closed(s);
+  else if (s->io->closing)
+    s->io->closing(s, s->io_ctx);
 }
 
 void tapio__stream_halt(tapio_transport *t) {

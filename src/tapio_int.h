@@ -521,6 +521,9 @@ typedef struct tapio__io {
   /* close() flushed the stream's buffer: 0 to end now, 1 when the layer
    * ends the transport itself later (tapio__transport_lost). */
   int (*close)(tapio__stream *s, void *ctx);
+  /* close() was called with bytes still to flush (close comes once they
+   * are): a layer with a deadline for its ending starts it now. */
+  void (*closing)(tapio__stream *s, void *ctx);
   /* Stops the layer's own I/O and timers (abort, failure, the end). */
   void (*halt)(tapio__stream *s, void *ctx);
   /* Frees the layer (and the layers under it) with the transport. */

@@ -15,7 +15,8 @@
  *
  * States: CLEAR (start_tls: the stream's earlier bytes go out as they
  * are), HANDSHAKE, OPEN, SHUTDOWN (our close_notify sent, waiting for the
- * peer's at most ssl_shutdown_timeout), DEAD. */
+ * peer's), DEAD. ssl_shutdown_timeout counts from close(), the flush of
+ * what the protocol wrote included (start_shutdown_timer). */
 #include "tls_int.h"
 
 #include <arpa/inet.h>
@@ -34,6 +35,7 @@
 
 static void update_want(tapio__tls *tc);
 static void shutdown_step(tapio__tls *tc);
+static void start_shutdown_timer(tapio__tls *tc);
 
 /* ---- The BIO: OpenSSL's I/O, through the layer below ------------------ */
 
@@ -216,6 +218,8 @@ static void handshake_done(tapio__tls *tc) {
   tc->state = TAPIO__TLS_OPEN;
   tc->hs_usec = (uint64_t)((tapio__now() - tc->t0) * 1e6);
   tapio__timer_stop(&tc->timer);
+  if (tc->flushing) /* closed during the handshake, bytes still to go */
+    start_shutdown_timer(tc);
   update_want(tc);
   take_done(tc, 0);
 }
@@ -238,7 +242,7 @@ static void on_timer(tapio__timer *tm) {
   tapio__tls *tc = TAPIO_CONTAINER(tm, tapio__tls, timer);
   char secs[32];
   snprintf(secs, sizeof secs, "%g", tc->timer_secs);
-  if (tc->state == TAPIO__TLS_SHUTDOWN) {
+  if (tc->state >= TAPIO__TLS_OPEN) { /* flushing or SHUTDOWN */
     tc->timed_out = 1;
     tc->state = TAPIO__TLS_DEAD;
     tc->end = TAPIO_TLS_END_TIMEOUT;
@@ -451,6 +455,26 @@ static void shutdown_step(tapio__tls *tc) {
     ev_feed_event(tc->s->head.loop->ev, &tc->s->rio, EV_READ);
 }
 
+/* ssl_shutdown_timeout bounds the whole ending from close(), as asyncio's
+ * does: flushing what the protocol wrote, then the close_notify exchange.
+ * A peer that stops reading cannot hold a close forever. */
+static void start_shutdown_timer(tapio__tls *tc) {
+  tc->timer_secs = tc->shutdown_timeout; /* from now: no room is late */
+  (void)tapio__timer_start(&tc->timer, tc->shutdown_timeout);
+}
+
+/* close() while the stream still has bytes for us: the timer starts now,
+ * or when the handshake is over (its own timer runs until then). */
+static void tls_closing(tapio__stream *s, void *ctx) {
+  tapio__tls *tc = ctx;
+  (void)s;
+  if (tc->flushing || tc->state > TAPIO__TLS_OPEN)
+    return;
+  tc->flushing = 1;
+  if (tc->state == TAPIO__TLS_OPEN)
+    start_shutdown_timer(tc);
+}
+
 static int tls_close(tapio__stream *s, void *ctx) {
   tapio__tls *tc = ctx;
   tapio_loop *loop = s->head.loop;
@@ -473,8 +497,8 @@ static int tls_close(tapio__stream *s, void *ctx) {
     shutdown_done(tc);
     return 1;
   }
-  tc->timer_secs = tc->shutdown_timeout; /* from now: no room is late */
-  (void)tapio__timer_start(&tc->timer, tc->shutdown_timeout);
+  if (!tc->flushing)
+    start_shutdown_timer(tc);
   if (SSL_has_pending(tc->ssl)) /* read on the loop, not in here */
     ev_feed_event(loop->ev, &s->rio, EV_READ);
   update_want(tc);
@@ -513,8 +537,16 @@ static void tls_free(tapio__stream *s, void *ctx) {
   tapio__free(loop, tc, sizeof *tc);
 }
 
-const tapio__io tapio__tls_io = {tls_read, tls_writev, NULL, tls_ready,
-                                 tls_pending, tls_close, tls_halt, tls_free};
+const tapio__io tapio__tls_io = {
+  .read = tls_read,
+  .writev = tls_writev,
+  .ready = tls_ready,
+  .pending = tls_pending,
+  .close = tls_close,
+  .closing = tls_closing,
+  .halt = tls_halt,
+  .free = tls_free,
+};
 
 /* What the stream must watch for the outermost layer: its own needs, and
  * those of the layers under it. */

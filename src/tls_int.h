@@ -63,6 +63,8 @@ typedef struct tapio__tls {
   unsigned wr_wants_read : 1; /* SSL_write waits for a renegotiation */
   unsigned starved : 1;    /* OpenSSL needs more than it holds to go on */
   unsigned batching : 1;   /* tls_writev: records go into `out` */
+  unsigned flushing : 1;   /* closed, the stream's buffer not yet sent: the
+                              shutdown timer runs already */
   int io_err;              /* the lower layer's error, for the report */
   int rd_end;              /* a read's end kept for the next: 1 EOF, or
                               a negative code */

@@ -320,8 +320,80 @@ static void python_never_answers(void)
   rec_free(&c);
 }
 
+/* A peer that stops reading while we still have bytes to send: the close
+ * waits for the flush, and ssl_shutdown_timeout, counted from close(),
+ * ends that wait too (asyncio starts it at close; a timer started only
+ * once the buffer drained would never start). */
+static void python_never_reads(void)
+{
+  static char big[8 << 20];
+  tapio_loop *loop = new_loop();
+  tapio_options *o = tls_options(loop, client_ctx());
+  peer py;
+  rec c;
+  double t0;
+  rec_init(&c);
+  c.hook = end_with;
+  python_peer(&py, "silent-server", 0);
+  CHECK_OK(tapio_options_set_str(o, "server_hostname", "localhost"));
+  CHECK_OK(tapio_options_set_double(o, "ssl_shutdown_timeout", 0.3));
+  CHECK_OK(tls_connect_opts(loop, peer_port(loop, &py), &c, o));
+  tapio_options_free(o);
+  peer_wait_for(loop, &py, "HANDSHAKE TLSv1.3");
+  CHECK_OK(tapio_transport_write(c.t, big, sizeof big));
+  CHECK(tapio_transport_get_write_buffer_size(c.t) > 0);
+  t0 = now_sec();
+  CHECK_OK(tapio_transport_close(c.t));
+  WAIT_FOR(loop, c.lost);
+  CHECK(now_sec() - t0 >= 0.29);
+  CHECK_STR(c.log, "made pause lost:ETIMEDOUT"); /* pause: the buffer */
+  CHECK(strstr(c.lost_msg, "TLS shutdown timed out") != NULL);
+  CHECK_EQ(c.eof_ret, TAPIO_TLS_END_TIMEOUT);
+  peer_stop(&py);
+  free_loop(loop);
+  rec_free(&c);
+}
+
+/* The same with the close and the bytes coming during start_tls's
+ * handshake: they wait for it, and the timer starts when it is done. */
+static void python_never_reads_after_starttls(void)
+{
+  static char big[8 << 20];
+  tapio_loop *loop = new_loop();
+  tapio_options *o = new_options(loop);
+  tapio_tls_context *cc = client_ctx();
+  started st = { 0 };
+  peer py;
+  rec c;
+  double t0;
+  rec_init(&c);
+  c.hook = end_with;
+  python_peer(&py, "silent-server", 0); /* its handshake comes first */
+  CHECK_OK(connect_tcp(loop, "127.0.0.1", peer_port(loop, &py), &c, NULL));
+  st.loop = loop;
+  t0 = now_sec(); /* the timer starts later: a lower bound all the same */
+  CHECK_OK(tapio_options_set_str(o, "server_hostname", "localhost"));
+  CHECK_OK(tapio_options_set_double(o, "ssl_shutdown_timeout", 0.3));
+  CHECK_OK(tapio_transport_start_tls(c.t, &rec_proto, &c, cc, o, NULL, 0,
+                                     on_started, &st));
+  tapio_options_free(o);
+  tapio_tls_context_release(cc);
+  CHECK_OK(tapio_transport_write(c.t, big, sizeof big));
+  CHECK_OK(tapio_transport_close(c.t));
+  WAIT_FOR(loop, st.done);
+  CHECK_OK(st.status);
+  WAIT_FOR(loop, c.lost);
+  CHECK(now_sec() - t0 >= 0.29);
+  CHECK_STR(c.log, "made pause lost:ETIMEDOUT"); /* pause: the buffer */
+  CHECK_EQ(c.eof_ret, TAPIO_TLS_END_TIMEOUT);
+  peer_stop(&py);
+  free_loop(loop);
+  rec_free(&c);
+}
+
 TEST_MAIN(TEST(s_server_tls13), TEST(s_server_tls12),
           TEST(s_client_to_tapio), TEST(s_server_renegotiates), TEST(python_server_tls13),
           TEST(python_server_tls12), TEST(python_client),
           TEST(python_server_wants_cert), TEST(python_starttls_server),
-          TEST(python_starttls_client), TEST(python_never_answers))
+          TEST(python_starttls_client), TEST(python_never_answers),
+          TEST(python_never_reads), TEST(python_never_reads_after_starttls))
