@@ -295,70 +295,74 @@ static void python_starttls_client(void)
   srv_release_and_free(&sv, loop);
 }
 
+/* 8 MiB for a peer that never reads: most of it stays in the buffer. */
+static char big[8 << 20];
+
+/* A TLS client of spec/tls/peer.py's silent-server (it never reads after
+ * its handshake), ssl_shutdown_timeout 0.3 s. */
+static tapio_loop *silent_client(peer *py, rec *c)
+{
+  tapio_loop *loop = new_loop();
+  tapio_options *o = tls_options(loop, client_ctx());
+  rec_init(c);
+  c->hook = end_with;
+  python_peer(py, "silent-server", 0);
+  CHECK_OK(tapio_options_set_str(o, "server_hostname", "localhost"));
+  CHECK_OK(tapio_options_set_double(o, "ssl_shutdown_timeout", 0.3));
+  CHECK_OK(tls_connect_opts(loop, peer_port(loop, py), c, o));
+  tapio_options_free(o);
+  peer_wait_for(loop, py, "HANDSHAKE TLSv1.3");
+  return loop;
+}
+
+/* The end of a close (started after t0) that the silent peer never lets
+ * finish: ssl_shutdown_timeout's 0.3 s, then ETIMEDOUT; log is c's. */
+static void ends_timed_out(tapio_loop *loop, peer *py, rec *c, double t0,
+                           const char *log)
+{
+  WAIT_FOR(loop, c->lost);
+  CHECK(now_sec() - t0 >= 0.29);
+  CHECK_STR(c->log, log);
+  CHECK(strstr(c->lost_msg, "TLS shutdown timed out") != NULL);
+  CHECK_EQ(c->eof_ret, TAPIO_TLS_END_TIMEOUT);
+  peer_stop(py);
+  free_loop(loop);
+  rec_free(c);
+}
+
 /* A peer that never answers close_notify (a plain ssl socket that stops
  * reading): the close ends after ssl_shutdown_timeout all the same. */
 static void python_never_answers(void)
 {
-  tapio_loop *loop = new_loop();
-  tapio_options *o = tls_options(loop, client_ctx());
   peer py;
   rec c;
-  rec_init(&c);
-  c.hook = end_with;
-  python_peer(&py, "silent-server", 0);
-  CHECK_OK(tapio_options_set_str(o, "server_hostname", "localhost"));
-  CHECK_OK(tapio_options_set_double(o, "ssl_shutdown_timeout", 0.3));
-  CHECK_OK(tls_connect_opts(loop, peer_port(loop, &py), &c, o));
-  tapio_options_free(o);
-  peer_wait_for(loop, &py, "HANDSHAKE TLSv1.3");
+  tapio_loop *loop = silent_client(&py, &c);
+  double t0 = now_sec();
   CHECK_OK(tapio_transport_close(c.t));
-  WAIT_FOR(loop, c.lost);
-  CHECK_STR(c.log, "made lost:ETIMEDOUT");
-  CHECK_EQ(c.eof_ret, TAPIO_TLS_END_TIMEOUT);
-  peer_stop(&py);
-  free_loop(loop);
-  rec_free(&c);
+  ends_timed_out(loop, &py, &c, t0, "made lost:ETIMEDOUT");
 }
 
 /* A peer that stops reading while we still have bytes to send: the close
  * waits for the flush, and ssl_shutdown_timeout, counted from close(),
  * ends that wait too (asyncio starts it at close; a timer started only
- * once the buffer drained would never start). */
+ * once the buffer drained would never start). pause: the buffer's. */
 static void python_never_reads(void)
 {
-  static char big[8 << 20];
-  tapio_loop *loop = new_loop();
-  tapio_options *o = tls_options(loop, client_ctx());
   peer py;
   rec c;
+  tapio_loop *loop = silent_client(&py, &c);
   double t0;
-  rec_init(&c);
-  c.hook = end_with;
-  python_peer(&py, "silent-server", 0);
-  CHECK_OK(tapio_options_set_str(o, "server_hostname", "localhost"));
-  CHECK_OK(tapio_options_set_double(o, "ssl_shutdown_timeout", 0.3));
-  CHECK_OK(tls_connect_opts(loop, peer_port(loop, &py), &c, o));
-  tapio_options_free(o);
-  peer_wait_for(loop, &py, "HANDSHAKE TLSv1.3");
   CHECK_OK(tapio_transport_write(c.t, big, sizeof big));
   CHECK(tapio_transport_get_write_buffer_size(c.t) > 0);
   t0 = now_sec();
   CHECK_OK(tapio_transport_close(c.t));
-  WAIT_FOR(loop, c.lost);
-  CHECK(now_sec() - t0 >= 0.29);
-  CHECK_STR(c.log, "made pause lost:ETIMEDOUT"); /* pause: the buffer */
-  CHECK(strstr(c.lost_msg, "TLS shutdown timed out") != NULL);
-  CHECK_EQ(c.eof_ret, TAPIO_TLS_END_TIMEOUT);
-  peer_stop(&py);
-  free_loop(loop);
-  rec_free(&c);
+  ends_timed_out(loop, &py, &c, t0, "made pause lost:ETIMEDOUT");
 }
 
 /* The same with the close and the bytes coming during start_tls's
  * handshake: they wait for it, and the timer starts when it is done. */
 static void python_never_reads_after_starttls(void)
 {
-  static char big[8 << 20];
   tapio_loop *loop = new_loop();
   tapio_options *o = new_options(loop);
   tapio_tls_context *cc = client_ctx();
@@ -382,13 +386,7 @@ static void python_never_reads_after_starttls(void)
   CHECK_OK(tapio_transport_close(c.t));
   WAIT_FOR(loop, st.done);
   CHECK_OK(st.status);
-  WAIT_FOR(loop, c.lost);
-  CHECK(now_sec() - t0 >= 0.29);
-  CHECK_STR(c.log, "made pause lost:ETIMEDOUT"); /* pause: the buffer */
-  CHECK_EQ(c.eof_ret, TAPIO_TLS_END_TIMEOUT);
-  peer_stop(&py);
-  free_loop(loop);
-  rec_free(&c);
+  ends_timed_out(loop, &py, &c, t0, "made pause lost:ETIMEDOUT");
 }
 
 TEST_MAIN(TEST(s_server_tls13), TEST(s_server_tls12),
