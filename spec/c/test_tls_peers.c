@@ -345,7 +345,9 @@ static void python_never_answers(void)
 /* A peer that stops reading while we still have bytes to send: the close
  * waits for the flush, and ssl_shutdown_timeout, counted from close(),
  * ends that wait too (asyncio starts it at close; a timer started only
- * once the buffer drained would never start). pause: the buffer's. */
+ * once the buffer drained would never start). The log's pause with no
+ * resume shows the buffer never drained: drained, the close would time
+ * out all the same, waiting for close_notify, so the 8 MiB matter. */
 static void python_never_reads(void)
 {
   peer py;
