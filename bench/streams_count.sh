@@ -5,10 +5,11 @@
 #
 #   bench/streams_count.sh [BUILD] [SERVER...]
 #
-# SERVER (default: all five) is one of
+# SERVER (default: all six) is one of
 #   tapio_lua       the Lua protocol echo (tapio_echo.lua)
 #   tapio_streams   the Lua streams echo (tapio_streams_echo.lua)
 #   uvloop_streams  asyncio's streams on uvloop (streams_echo.py)
+#   asyncio_streams the same on asyncio's own loop
 #     each with streams_50c's load: 50 connections, 1 KiB ping-pong;
 #     A, B = 5,000, 25,000 requests
 #   tapio_lines     the streams echo reading lines (... lines)
@@ -44,6 +45,7 @@ server_table \
   "tapio_lua $HOST $HERE/tapio_echo.lua {port}" \
   "tapio_streams $HOST $HERE/tapio_streams_echo.lua {port}" \
   "uvloop_streams $PY $HERE/streams_echo.py {port} uvloop" \
+  "asyncio_streams $PY $HERE/streams_echo.py {port} asyncio" \
   "tapio_lines $HOST $HERE/tapio_streams_echo.lua {port} lines" \
   "uvloop_lines $PY $HERE/streams_echo.py {port} uvloop lines" \
   "tapio_streams_jit $JIT $HERE/tapio_streams_echo.lua {port}" \
@@ -55,7 +57,8 @@ chrt -f 10 true 2>/dev/null || REALTIME=()
 
 SERVERS=("$@")
 [ ${#SERVERS[@]} -gt 0 ] ||
-  SERVERS=(tapio_lua tapio_streams uvloop_streams tapio_lines uvloop_lines)
+  SERVERS=(tapio_lua tapio_streams uvloop_streams asyncio_streams tapio_lines
+    uvloop_lines)
 
 # IR: the instructions of one callgrind run of N requests of the load in
 # ARGS (not in a subshell: start_server moves NEXT_PORT on).
