@@ -356,6 +356,10 @@ int tl_argerror(lua_State *L, const char *fn, int n, const char *name,
                 const char *msg);
 int tl_typeerror(lua_State *L, const char *fn, int n, const char *name,
                  int idx, const char *expected);
+/* The same, placed at the function at level (luaL_where's), for a C
+ * function that a Lua method of tapio's calls on its caller's behalf. */
+int tl_typeerror_at(lua_State *L, int level, const char *fn, int n,
+                    const char *name, int idx, const char *expected);
 /* The userdata of metatable tname at idx, or raises "bad self". */
 void *tl_checkself(lua_State *L, int idx, const char *tname,
                    const char *fn);

@@ -275,16 +275,8 @@ static int t_write(lua_State *L) {
  * tenth of the Lua work a streams echo request adds): bad data is
  * writer:write's error, raised at writer:write's caller. */
 static int t_stream_write(lua_State *L) {
-  if (lua_type(L, 2) != LUA_TSTRING) {
-    const char *got = luaL_typename(L, 2);
-    if (luaL_getmetafield(L, 2, "__name") && lua_type(L, -1) == LUA_TSTRING)
-      got = lua_tostring(L, -1);
-    luaL_where(L, 2);
-    lua_pushfstring(L, "tapio: writer:write: bad argument #1 'data' (string "
-                       "expected, got %s)", got);
-    lua_concat(L, 2);
-    return lua_error(L);
-  }
+  if (lua_type(L, 2) != LUA_TSTRING)
+    return tl_typeerror_at(L, 2, "writer:write", 1, "data", 2, "string");
   return t_write(L);
 }
 

@@ -13,13 +13,24 @@
 
 /* ---- Argument errors --------------------------------------------------- */
 
-/* Numbered as the caller sees them: for methods, self is not counted. */
+/* Numbered as the caller sees them: for methods, self is not counted.
+ * The position is the function's at level (luaL_where's): 1, the caller
+ * of the C function raising it, for most. */
+static int argerror_at(lua_State *L, int level, const char *fn, int n,
+                       const char *name, const char *msg) {
+  luaL_where(L, level);
+  if (n == 0)
+    lua_pushfstring(L, "tapio: %s: bad self (%s)", fn, msg);
+  else
+    lua_pushfstring(L, "tapio: %s: bad argument #%d '%s' (%s)", fn, n, name,
+                    msg);
+  lua_concat(L, 2);
+  return lua_error(L);
+}
+
 int tl_argerror(lua_State *L, const char *fn, int n, const char *name,
                 const char *msg) {
-  if (n == 0)
-    return luaL_error(L, "tapio: %s: bad self (%s)", fn, msg);
-  return luaL_error(L, "tapio: %s: bad argument #%d '%s' (%s)", fn, n, name,
-                    msg);
+  return argerror_at(L, 1, fn, n, name, msg);
 }
 
 void *tl_checkself(lua_State *L, int idx, const char *tname,
@@ -30,14 +41,19 @@ void *tl_checkself(lua_State *L, int idx, const char *tname,
   return p;
 }
 
-int tl_typeerror(lua_State *L, const char *fn, int n, const char *name,
-                 int idx, const char *expected) {
+int tl_typeerror_at(lua_State *L, int level, const char *fn, int n,
+                    const char *name, int idx, const char *expected) {
   const char *got = luaL_typename(L, idx);
   if (luaL_getmetafield(L, idx, "__name") && lua_type(L, -1) == LUA_TSTRING)
     got = lua_tostring(L, -1);
-  return tl_argerror(L, fn, n, name,
+  return argerror_at(L, level, fn, n, name,
                      lua_pushfstring(L, "%s expected, got %s", expected,
                                      got));
+}
+
+int tl_typeerror(lua_State *L, const char *fn, int n, const char *name,
+                 int idx, const char *expected) {
+  return tl_typeerror_at(L, 1, fn, n, name, idx, expected);
 }
 
 lua_Integer tl_checkint(lua_State *L, int idx, const char *fn, int n,
