@@ -95,21 +95,18 @@ static void apply_want(fault *f) {
   tapio__stream_want(f->s, held_want(f, f->want));
 }
 
-static void hold_reading(fault *f) {
-  f->read_held = 1;
+/* Holds a direction (held: its flag, w: its watcher). */
+static void hold(fault *f, int *held, ev_io *w) {
+  *held = 1;
   if (layered(f))
     apply_want(f);
   else
-    ev_io_stop(f->s->head.loop->ev, &f->s->rio);
+    ev_io_stop(f->s->head.loop->ev, w);
 }
 
-static void hold_writing(fault *f) {
-  f->write_held = 1;
-  if (layered(f))
-    apply_want(f);
-  else
-    ev_io_stop(f->s->head.loop->ev, &f->s->wio);
-}
+static void hold_reading(fault *f) { hold(f, &f->read_held, &f->s->rio); }
+
+static void hold_writing(fault *f) { hold(f, &f->write_held, &f->s->wio); }
 
 /* The stream reads now (from the loop, or at the next run's start). */
 static void kick_reading(fault *f) {

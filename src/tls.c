@@ -576,15 +576,12 @@ static uint32_t want_of(const tapio__tls *tc) {
   return w;
 }
 
-/* The outermost TLS layer's wants go to the stream: straight when it is
- * on top (the common case), through the fault layer when one is above. */
+/* The outermost TLS layer's wants go to the stream (through the fault
+ * layer when one is above: tapio__layer_want takes its holds out). */
 static void update_want(tapio__tls *tc) {
-  tapio__stream *s = tc->s;
-  tapio__tls *top;
-  if (s->io == &tapio__tls_io)
-    tapio__stream_want(s, want_of(s->io_ctx));
-  else if ((top = tapio__tls_of(&s->head)) != NULL)
-    tapio__layer_want(s, want_of(top));
+  tapio__tls *top = tapio__tls_of(&tc->s->head);
+  if (top)
+    tapio__layer_want(tc->s, want_of(top));
 }
 
 /* ---- Attaching ---------------------------------------------------------- */
