@@ -87,6 +87,23 @@ describe("TLS on memory pairs", function()
     tb:abort()
   end))
 
+  it("ends a close that stop_writing holds at ssl_shutdown_timeout",
+     testing.run(function(clock, loop)
+    -- counted from the close: the held flush cannot outlast it
+    local ta, tb, a, b = tls_pair(loop, nil, { ssl_shutdown_timeout = 3 })
+    testing.fault(ta, { stop_writing = true })
+    ta:write("held")
+    ta:close()
+    clock:advance(2.999)
+    assert.same({ "connection_made" }, a.events)
+    assert.equal(4, ta:get_write_buffer_size())
+    clock:advance(0.001)
+    assert.same({ "connection_made", "connection_lost:ETIMEDOUT" }, a.events)
+    b:wait("connection_lost") -- an end with no close_notify (truncation)
+    assert.same({ "connection_made", "eof_received", "connection_lost:nil" },
+                b.events)
+  end))
+
   it("faults set before start_tls count plaintext after it",
      testing.run(function(clock, loop)
     local a = testing.recorder(nil, { merge = true })
