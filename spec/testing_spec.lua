@@ -364,6 +364,15 @@ describe("testing.run", function()
     assert.matches("seed 5: TAPIO_TEST_SEED=5 replays it", err)
   end)
 
+  it("keeps a failed assertion a failure, not an error", function()
+    -- busted reports it as a failure by its value's metatable
+    local _, thrown = pcall(assert.equal, 1, 2)
+    local err = failure(function() assert.equal(1, 2) end, { seed = 6 })
+    assert.equal(getmetatable(thrown), getmetatable(err))
+    assert.matches("Expected objects to be equal", tostring(err))
+    assert.matches("seed 6: TAPIO_TEST_SEED=6 replays it", tostring(err))
+  end)
+
   it("fails a body that waits with nothing to wake it", function()
     local err = failure(function(clock)
       clock.loop:call_later(30, function() end)

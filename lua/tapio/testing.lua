@@ -595,6 +595,17 @@ local function describe_context(ctx)
   return s .. (ctx.exception ~= nil and "\n" .. describe(ctx.exception) or "")
 end
 
+-- Raises what testing.run found. A failed expectation stays one: busted
+-- raises its assertions' failures as tables whose metatable has a
+-- __type, and tells them from errors by it; the text is the kit's.
+local function raise(cause, text)
+  local mt = type(cause) == "table" and getmetatable(cause)
+  if type(mt) == "table" and mt.__type then
+    error(setmetatable({ message = text }, mt), 0)
+  end
+  error(text, 0)
+end
+
 -- What went wrong in a run of testing.run, or nil.
 local function verdict(loop, task, errors, opts)
   if not task:done() then
@@ -670,14 +681,15 @@ function testing.run(body, opts)
       clock:run_until_idle()
     end
     local failure = verdict(loop, task, errors, opts)
+    local cause = task._state == "failed" and task:exception() or nil
     for _, t in ipairs(tapio.all_tasks(loop)) do
       t:cancel()
     end
     clock:run_until_idle()
     loop:close()
     if failure then
-      error(("%s\n(tapio.testing seed %d: TAPIO_TEST_SEED=%d replays it)")
-        :format(failure, seed, seed), 0)
+      raise(cause, ("%s\n(tapio.testing seed %d: TAPIO_TEST_SEED=%d replays "
+        .. "it)"):format(failure, seed, seed))
     end
   end
 end
