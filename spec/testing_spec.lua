@@ -328,6 +328,42 @@ describe("faults", function()
       .. "error name ('ECONNRESET') or code expected)")
     loop:close()
   end)
+
+  it("set nothing when the spec raises", testing.run(function(clock)
+    local a = testing.recorder()
+    local ta, tb = testing.pipe_pair(a, {})
+    assert.has_error(function()
+      testing.fault(tb, { eof_after = 0, write_error = "ENOPE" })
+    end)
+    assert.has_error(function()
+      testing.fault(tb, { eof_after = 0, drip = -1 })
+    end)
+    tb:write("still open") -- eof_after = 0 was not set
+    clock:run_until_idle()
+    assert.same({ "connection_made", "data_received:still open" }, a.events)
+    ta:close()
+  end))
+
+  it("raise at the caller's line", testing.run(function(clock)
+    local ta = testing.pipe_pair({}, {})
+    local function raised(fn)
+      local ok, err = pcall(fn)
+      assert.is_false(ok)
+      return err
+    end
+    local at = "^[^\n]*testing_spec%.lua:%d+: tapio: testing%."
+    assert.matches(at .. "fault: bad argument #2 'spec' %(read_error: ",
+      raised(function() testing.fault(ta, { read_error = "ENOPE" }) end))
+    assert.matches(at .. "fault: bad argument #2 'spec' %(drip: ",
+      raised(function() testing.fault(ta, { drip = -1 }) end))
+    assert.matches(at .. "pipe_pair: bad argument #2 'protocol_b' %(table "
+      .. "expected, got function%)",
+      raised(function() testing.pipe_pair({}, function() end) end))
+    ta:close()
+    clock:run_until_idle()
+    assert.matches(at .. "fault: transport is closed",
+      raised(function() testing.fault(ta, { eof_after = 0 }) end))
+  end))
 end)
 
 describe("the recorder", function()
