@@ -423,8 +423,16 @@ describe("testing.run", function()
       tapio.create_task(function() tapio.sleep(1) end)
     end)
     assert.matches("left 1 task%(s%) pending", err)
-    err = failure(function() testing.pipe_pair({}, {}) end)
+    err = failure(function(clock)
+      testing.pipe_pair(testing.recorder(),
+        setmetatable({}, { __tostring = function() return "my.Server" end }))
+      clock:run_until_idle()
+    end)
     assert.matches("left 2 transport%(s%) open", err)
+    -- which: each with its protocol, and a recorder's last event
+    assert.matches("\n  tapio%.transport %(memory%), protocol table: "
+      .. "[^\n]*, last event 'connection_made'\n  tapio%.transport "
+      .. "%(memory%), protocol my%.Server\n", err)
   end)
 
   it("fails on a call of the exception handler unless allowed", function()

@@ -647,6 +647,23 @@ local function raise(cause, text)
   error(text, 0)
 end
 
+-- A line per transport left open: it, its protocol and, for a
+-- recorder, its last event, so that the message says which were left.
+local function open_transports(loop)
+  local _, transports = loop:_open()
+  local out = {}
+  for _, t in ipairs(transports) do
+    local p = t:get_protocol()
+    local line = ("\n  %s, protocol %s"):format(tostring(t), tostring(p))
+    if getmetatable(p) == Recorder and #p.events > 0 then
+      line = line .. ", last event "
+        .. tapio.repr(p.events[#p.events]:sub(1, 60))
+    end
+    out[#out + 1] = line
+  end
+  return table.concat(out)
+end
+
 -- What went wrong in a run of testing.run, or nil.
 local function verdict(loop, task, errors, opts)
   if not task:done() then
@@ -681,7 +698,7 @@ local function verdict(loop, task, errors, opts)
   local open = K.transport_count(loop)
   if open > 0 and not opts.transports_ok then
     return ("the test body left %d transport(s) open (close them, or "
-      .. "opts.transports_ok)"):format(open)
+      .. "opts.transports_ok):%s"):format(open, open_transports(loop))
   end
 end
 
