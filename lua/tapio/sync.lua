@@ -4,7 +4,7 @@
 -- return a future), and are first come, first served, as asyncio's are,
 -- cancellations included: a waiter cancelled after it was woken passes
 -- its turn on, so nobody is left waiting with the lock free (the bugs
--- asyncio had: cpython issues 90155 and 97545).
+-- asyncio had: python/asyncio issue 270, cpython issue 90155).
 local core = require "tapio.core"
 local U = require "tapio.util"
 local F = require "tapio.future"
