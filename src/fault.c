@@ -52,6 +52,7 @@ typedef struct fault {
   size_t drip;         /* bytes per read, 0: any */
   double drip_interval;
   tapio__timer drip_timer;
+  tapio__task drip_start; /* starts drip_timer once the piece is up */
 } fault;
 
 static const tapio__io fault_io, fault_io_noshut, fault_io_layered;
@@ -145,6 +146,20 @@ static void on_drip(tapio__timer *tm) {
   release_reading(TAPIO_CONTAINER(tm, fault, drip_timer));
 }
 
+/* The interval counts from the loop's check after the read, when the
+ * piece has reached data_received: counted from the read itself, a piece
+ * delivered late (a loaded machine, valgrind) came less than the interval
+ * before the next. */
+static void on_drip_start(tapio__task *task) {
+  fault *f = TAPIO_CONTAINER(task, fault, drip_start);
+  tapio__timer_start(&f->drip_timer, f->drip_interval);
+}
+
+static void drip_stop(fault *f) {
+  tapio__timer_stop(&f->drip_timer);
+  tapio__task_unpost(f->s->head.loop, &f->drip_start);
+}
+
 /* ---- The layer ----------------------------------------------------------- */
 
 /* A reset is seen from both sides: a memory peer reads it after what it
@@ -191,7 +206,8 @@ static ssize_t f_read(tapio__stream *s, void *ctx, void *buf, size_t len) {
   count(&f->stop_reading, (uint64_t)n);
   if (f->drip_interval > 0) {
     hold_reading(f);
-    tapio__timer_start(&f->drip_timer, f->drip_interval);
+    tapio__task_unpost(s->head.loop, &f->drip_start);
+    tapio__task_post(s->head.loop, &f->drip_start);
   }
   return n;
 }
@@ -272,7 +288,7 @@ static void f_closing(tapio__stream *s, void *ctx) {
 
 static void f_halt(tapio__stream *s, void *ctx) {
   fault *f = ctx;
-  tapio__timer_stop(&f->drip_timer);
+  drip_stop(f);
   if (f->lower->halt)
     f->lower->halt(s, f->lower_ctx);
 }
@@ -339,7 +355,7 @@ static fault *fault_of(tapio_transport *t) {
 static const tapio__kind *detach(tapio_transport *t) {
   fault *f = TAPIO_CONTAINER((tapio__kind *)(uintptr_t)t->kind, fault, kind);
   const tapio__kind *orig = f->orig;
-  tapio__timer_stop(&f->drip_timer);
+  drip_stop(f);
   if (fault_of(t) == f) {
     f->s->io = f->lower;
     f->s->io_ctx = f->lower_ctx;
@@ -379,6 +395,7 @@ static int attach(tapio_transport *t, fault **out) {
   f->s = s;
   f->want = t->flags & TAPIO__WANTS;
   tapio__timer_init(&f->drip_timer, t->loop, on_drip);
+  f->drip_start.run = on_drip_start;
   s->io = s->io->ready      ? &fault_io_layered
           : s->io->shutdown ? &fault_io
                             : &fault_io_noshut;
@@ -448,7 +465,7 @@ int tapio_fault_drip(tapio_transport *t, size_t bytes, double interval) {
   f->drip = bytes;
   f->drip_interval = interval;
   if (interval == 0) {
-    tapio__timer_stop(&f->drip_timer);
+    drip_stop(f);
     release_reading(f);
   }
   return 0;
@@ -466,7 +483,7 @@ int tapio_fault_clear(tapio_transport *t) {
   f->write_error.on = f->stop_writing.on = 0;
   f->drip = 0;
   f->drip_interval = 0;
-  tapio__timer_stop(&f->drip_timer);
+  drip_stop(f);
   release_reading(f);
   release_writing(f);
   return 0;

@@ -449,6 +449,45 @@ static void fault_real_drip(void)
   tapio_recorder_free(rr);
 }
 
+/* A timed drip's interval counts from when the protocol has had the
+ * piece: a data_received that takes 60 ms (spun here, as a loaded machine
+ * or valgrind may take it) sees the next piece at least 60 + 50 ms after
+ * the one before, never 50 ms after the read (lower bounds only). */
+#define SLOW_DRIP 0.05
+#define SLOW_READER 0.06
+
+static void note_slowly(rec *r, rec_event ev)
+{
+  double *at = r->user;
+  tapio_loop *loop;
+  if (ev != EV_DATA || at[2] >= 2)
+    return;
+  loop = tapio_transport_get_loop(r->t);
+  at[(int)at[2]] = tapio_loop_time(loop);
+  while (tapio_loop_time(loop) < at[(int)at[2]] + SLOW_READER)
+    ;
+  at[2]++;
+}
+
+static void fault_real_drip_slow_reader(void)
+{
+  tapio_loop *loop = new_loop();
+  double at[3] = { 0, 0, 0 };
+  rec r;
+  int peer;
+  rec_init(&r);
+  r.hook = note_slowly;
+  r.user = at;
+  peer = pair_raw(loop, &r);
+  CHECK_OK(tapio_fault_drip(r.t, 2, SLOW_DRIP));
+  raw_send_str(loop, peer, "abcd");
+  WAIT_FOR(loop, r.nin == 4);
+  CHECK_EQ(at[2], 2);
+  if (at[1] - at[0] < SLOW_DRIP + SLOW_READER - 1e-9)
+    FAIL("the second piece came %.4f s after the first", at[1] - at[0]);
+  end_pair(loop, &r, peer);
+}
+
 TEST_MAIN(TEST(fault_reset_both_ways), TEST(fault_read_error_code),
           TEST(fault_eof_mid_message), TEST(fault_write_error),
           TEST(fault_stop_reading), TEST(fault_stop_writing),
@@ -457,4 +496,4 @@ TEST_MAIN(TEST(fault_reset_both_ways), TEST(fault_read_error_code),
           TEST(fault_real_reset), TEST(fault_real_eof),
           TEST(fault_real_stop_writing), TEST(fault_real_close_waits),
           TEST(fault_real_abort_drops), TEST(fault_real_stop_reading),
-          TEST(fault_real_drip))
+          TEST(fault_real_drip), TEST(fault_real_drip_slow_reader))
