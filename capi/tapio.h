@@ -11,7 +11,8 @@
  * - Functions that can fail return 0 or a negative TAPIO_E* code.
  * - A function that takes a completion callback and returns an error never
  *   calls that callback; one that returns 0 calls it exactly once, from the
- *   loop, never from inside the call itself.
+ *   loop, never from inside the call itself. The callback is required:
+ *   NULL is TAPIO_EINVAL.
  * - Every callback takes the user pointer given with it as first argument.
  * - Pointers given to a callback are borrowed for the duration of the call
  *   unless stated otherwise. Strings passed in are copied when kept.
