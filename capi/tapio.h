@@ -887,7 +887,8 @@ int tapio_transport_sendto(tapio_transport *t, const void *data, size_t len,
  * a NULL/"" entry, means every interface, IPv4 and IPv6). Port 0 gives an
  * ephemeral port (see tapio_server_get_address). factory is called once per
  * accepted connection. cb gets the listening server or the error (e.g.
- * TAPIO_EADDRINUSE). */
+ * TAPIO_EADDRINUSE; tapio_loop_error_message names the address that did
+ * not bind, as asyncio's "error while attempting to bind on address"). */
 int tapio_create_server(tapio_loop *loop, const char *const *hosts,
                         size_t nhosts, int port, tapio_protocol_factory factory,
                         void *factory_ud, const tapio_options *opts,

@@ -497,13 +497,15 @@ static void unix_server_removes_stale_socket(void)
 }
 
 /* Only a socket file counts as stale: a regular file at the path is kept
- * and the server fails with EADDRINUSE, as in asyncio. */
+ * and the server fails with EADDRINUSE, as in asyncio, with a message
+ * that names the path. */
 static void unix_server_keeps_regular_file(void)
 {
   tapio_loop *loop = new_loop();
   tmpdir td;
   srv sv;
   struct stat st;
+  char want[256];
   int fd, rc;
   tmpdir_make(&td);
   fd = open(td.path, O_WRONLY | O_CREAT | O_EXCL, 0600);
@@ -517,6 +519,9 @@ static void unix_server_keeps_regular_file(void)
     rc = sv.status;
   }
   CHECK_ERR(rc, TAPIO_EADDRINUSE);
+  snprintf(want, sizeof want, "error while attempting to bind on address "
+           "'%s': address already in use", td.path);
+  CHECK_STR(sv.msg, want);
   CHECK(lstat(td.path, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 4);
   free_loop(loop);
   srv_free(&sv);

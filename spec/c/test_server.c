@@ -209,17 +209,23 @@ static void server_start_serving_later(void)
 }
 
 /* An actively listening socket holds the port (reuse_address does not
- * help against that on Linux): the completion gets EADDRINUSE. */
+ * help against that on Linux): the completion gets EADDRINUSE, and the
+ * error message names the address, as asyncio's OSError. */
 static void server_address_in_use(void)
 {
   static const char *const hosts[] = { "127.0.0.1" };
   tapio_loop *loop = new_loop();
   srv sv;
+  char want[128];
   int port, fd = raw_bind(AF_INET, &port);
   CHECK(listen(fd, 8) == 0);
   srv_init(&sv, loop);
   CHECK_ERR(srv_start_hosts(&sv, hosts, 1, port, NULL), TAPIO_EADDRINUSE);
   CHECK(sv.s == NULL);
+  snprintf(want, sizeof want, "error while attempting to bind on address "
+           "('127.0.0.1', %d): address already in use", port);
+  CHECK_STR(sv.msg, want);
+  CHECK(tapio_loop_error_message(loop) == NULL); /* only during the call */
   close(fd);
   free_loop(loop);
   srv_free(&sv);
