@@ -1003,10 +1003,11 @@ typedef struct tapio_subprocess_protocol {
   void (*process_exited)(void *ud, tapio_transport *t);
 } tapio_subprocess_protocol;
 
-/* Starts program with arguments args[0..nargs) (argv[0] is program, as in
- * asyncio's subprocess_exec) and makes a subprocess transport (kind
- * TAPIO_TRANSPORT_SUBPROCESS) for it; cb gets it once connection_made has
- * run. program without a '/' is searched in PATH (the "env" option's PATH
+/* Starts program with the arguments args[0..nargs) that follow argv[0],
+ * which is program itself (asyncio's subprocess_exec(program, *args), not
+ * execv's argv: nargs 0 runs it with none) and makes a subprocess
+ * transport (kind TAPIO_TRANSPORT_SUBPROCESS) for it; cb gets it once
+ * connection_made has run. program without a '/' is searched in PATH (the "env" option's PATH
  * when it gives one, else the parent's), a relative one from "cwd".
  *
  * The child is started at once, inside the call, with posix_spawn (a
