@@ -134,7 +134,7 @@ enum tapio_error {
   TAPIO_EOF = -100,        /* end of file */
   TAPIO_ECLOSED = -101,    /* the handle is closing or closed */
   TAPIO_ERUNNING = -102,   /* the loop is already running */
-  TAPIO_EBUFFER = -103,    /* get_buffer returned no memory */
+  TAPIO_EBUFFER = -103,    /* get_buffer returned no buffer (NULL, 0) */
   TAPIO_ECALLBACK = -104,  /* a callback raised an error (bindings) */
   TAPIO_ESYSTEM = -105,    /* libev reported a system error */
   TAPIO_EVIRTUAL = -106,   /* real I/O asked of a virtual-clock loop */
