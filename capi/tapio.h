@@ -615,7 +615,8 @@ int tapio_cancel_pending(tapio_loop *loop, void *cb_ud);
 /* Inside a completion callback called with an error: the message that
  * goes with it (e.g. what each address of a failed connect answered, why
  * a TLS handshake failed: "certificate verify failed: certificate has
- * expired"), or NULL when there is none; borrowed for the callback. NULL
+ * expired", which name did not resolve: "could not resolve 'x':
+ * unknown node or service"), or NULL when there is none; borrowed for the callback. NULL
  * elsewhere. */
 const char *tapio_loop_error_message(tapio_loop *loop);
 

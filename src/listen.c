@@ -128,6 +128,9 @@ static void on_resolved(void *ud, int status, tapio__addr *addrs, size_t n,
   r->lookup = NULL;
   if (status == 0)
     status = bind_addrs(r, addrs, n);
+  else /* next is past the host looked up */
+    tapio__describe_lookup(r->why, sizeof r->why,
+                           r->nhosts ? r->hosts[r->next - 1] : NULL, status);
   if (status < 0)
     finish(r, status);
   else
@@ -149,6 +152,8 @@ static void bind_hosts(listen_req *r) {
       return; /* on_resolved goes on */
     if (rc == 1)
       rc = bind_addrs(r, addrs, n);
+    else if (rc < 0)
+      tapio__describe_lookup(r->why, sizeof r->why, host, rc);
     if (rc < 0) {
       finish(r, rc);
       return;

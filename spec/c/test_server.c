@@ -231,6 +231,26 @@ static void server_address_in_use(void)
   srv_free(&sv);
 }
 
+/* A host that does not resolve: its lookup's code, and a message naming
+ * it. */
+static void server_unknown_host(void)
+{
+  static const char *const hosts[] = { "127.0.0.1", "no-such-host.invalid" };
+  tapio_loop *loop = new_loop();
+  srv sv;
+  char want[256];
+  int rc;
+  srv_init(&sv, loop);
+  rc = srv_start_hosts(&sv, hosts, 2, 0, NULL);
+  if (rc != TAPIO_EAI_NONAME && rc != TAPIO_EAI_AGAIN)
+    FAIL("got %d (%s), expected EAI_NONAME", rc, tapio_errname(rc));
+  snprintf(want, sizeof want, "could not resolve 'no-such-host.invalid': %s",
+           tapio_strerror(rc));
+  CHECK_STR(sv.msg, want);
+  free_loop(loop);
+  srv_free(&sv);
+}
+
 /* ---- The factory --------------------------------------------------------- */
 
 static void server_factory_once_per_connection(void)
@@ -558,6 +578,7 @@ TEST_MAIN(
   TEST(server_sock_option),
   TEST(server_start_serving_later),
   TEST(server_address_in_use),
+  TEST(server_unknown_host),
   TEST(server_factory_once_per_connection),
   TEST(server_factory_rejects),
   TEST(server_close_keeps_connections),
