@@ -9,7 +9,7 @@ PKGS = cmake make gcc pkg-config libev-dev libc-ares-dev libssl-dev openssl \
   groff-base
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps configure build run test bench clean
+.PHONY: all deps configure build run test bench install clean
 
 all: build
 
@@ -38,6 +38,12 @@ test: build
 
 bench: build
 	./bench/run.sh $(BUILD)
+
+# The library, headers, pkg-config files, CMake package, the tapio program
+# and its manual page, under PREFIX (cmake --install does it).
+PREFIX ?= /usr/local
+install: build
+	cmake --install $(BUILD) --prefix $(PREFIX)
 
 clean:
 	rm -rf $(BUILD)

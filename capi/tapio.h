@@ -11,7 +11,8 @@
  * - Functions that can fail return 0 or a negative TAPIO_E* code.
  * - A function that takes a completion callback and returns an error never
  *   calls that callback; one that returns 0 calls it exactly once, from the
- *   loop, never from inside the call itself.
+ *   loop, never from inside the call itself. The callback is required:
+ *   NULL is TAPIO_EINVAL.
  * - Every callback takes the user pointer given with it as first argument.
  * - Pointers given to a callback are borrowed for the duration of the call
  *   unless stated otherwise. Strings passed in are copied when kept.
@@ -133,7 +134,7 @@ enum tapio_error {
   TAPIO_EOF = -100,        /* end of file */
   TAPIO_ECLOSED = -101,    /* the handle is closing or closed */
   TAPIO_ERUNNING = -102,   /* the loop is already running */
-  TAPIO_EBUFFER = -103,    /* get_buffer returned no memory */
+  TAPIO_EBUFFER = -103,    /* get_buffer returned no buffer (NULL, 0) */
   TAPIO_ECALLBACK = -104,  /* a callback raised an error (bindings) */
   TAPIO_ESYSTEM = -105,    /* libev reported a system error */
   TAPIO_EVIRTUAL = -106,   /* real I/O asked of a virtual-clock loop */
@@ -614,7 +615,8 @@ int tapio_cancel_pending(tapio_loop *loop, void *cb_ud);
 /* Inside a completion callback called with an error: the message that
  * goes with it (e.g. what each address of a failed connect answered, why
  * a TLS handshake failed: "certificate verify failed: certificate has
- * expired"), or NULL when there is none; borrowed for the callback. NULL
+ * expired", which name did not resolve: "could not resolve 'x':
+ * unknown node or service"), or NULL when there is none; borrowed for the callback. NULL
  * elsewhere. */
 const char *tapio_loop_error_message(tapio_loop *loop);
 
@@ -886,7 +888,8 @@ int tapio_transport_sendto(tapio_transport *t, const void *data, size_t len,
  * a NULL/"" entry, means every interface, IPv4 and IPv6). Port 0 gives an
  * ephemeral port (see tapio_server_get_address). factory is called once per
  * accepted connection. cb gets the listening server or the error (e.g.
- * TAPIO_EADDRINUSE). */
+ * TAPIO_EADDRINUSE; tapio_loop_error_message names the address that did
+ * not bind, as asyncio's "error while attempting to bind on address"). */
 int tapio_create_server(tapio_loop *loop, const char *const *hosts,
                         size_t nhosts, int port, tapio_protocol_factory factory,
                         void *factory_ud, const tapio_options *opts,
@@ -1001,10 +1004,11 @@ typedef struct tapio_subprocess_protocol {
   void (*process_exited)(void *ud, tapio_transport *t);
 } tapio_subprocess_protocol;
 
-/* Starts program with arguments args[0..nargs) (argv[0] is program, as in
- * asyncio's subprocess_exec) and makes a subprocess transport (kind
- * TAPIO_TRANSPORT_SUBPROCESS) for it; cb gets it once connection_made has
- * run. program without a '/' is searched in PATH (the "env" option's PATH
+/* Starts program with the arguments args[0..nargs) that follow argv[0],
+ * which is program itself (asyncio's subprocess_exec(program, *args), not
+ * execv's argv: nargs 0 runs it with none) and makes a subprocess
+ * transport (kind TAPIO_TRANSPORT_SUBPROCESS) for it; cb gets it once
+ * connection_made has run. program without a '/' is searched in PATH (the "env" option's PATH
  * when it gives one, else the parent's), a relative one from "cwd".
  *
  * The child is started at once, inside the call, with posix_spawn (a

@@ -6,8 +6,10 @@
 # and the STARTTLS example; the existing-socket and watch-a-descriptor
 # examples; the HTTP headers example against a page served on 127.0.0.1
 # (python3's http.server, over HTTP and HTTPS); the subprocess examples
-# (their python3 child is the one given) and the pipe example through cat.
-# Usage: examples/test_examples.sh path/to/tapio [python3]
+# (their python3 child is the one given) and the pipe example through cat;
+# with C_EXAMPLES set to the directory of the C ones, examples/c/'s echo
+# pair against itself and the Lua pair, and examples/c/subprocess.c.
+# Usage: [C_EXAMPLES=dir] examples/test_examples.sh path/to/tapio [python3]
 set -u
 host=${1:?usage: $0 path/to/tapio [python3]}
 python=${2:-}
@@ -162,6 +164,25 @@ done
 tcp_ref=$work/tcp.ref
 [ -n "$python" ] && tcp_ref=$work/tcp.py
 tcp_pair() { run_pair "$1" wait_listening "Close the client socket" "${@:2}"; }
+
+# The C ABI's examples: the echo pair prints what the reference's does.
+if [ -n "${C_EXAMPLES:-}" ]; then
+  cs=("$C_EXAMPLES/echo_server") cc=("$C_EXAMPLES/echo_client")
+  tcp_pair tcp.c "${cs[@]}" -- "${cc[@]}"
+  tcp_pair tcp.clua "${cs[@]}" -- "$host" "$here/tcp_echo_client.lua"
+  tcp_pair tcp.luac "$host" "$here/tcp_echo_server.lua" -- "${cc[@]}"
+  expect_same "C echo server" "$tcp_ref.server" "$work/tcp.c.server"
+  expect_same "C echo client" "$tcp_ref.client" "$work/tcp.c.client"
+  expect_same "C server, Lua client" "$tcp_ref.client" "$work/tcp.clua.client"
+  expect_same "Lua server, C client" "$tcp_ref.server" "$work/tcp.luac.server"
+  printf '%s\n' "cat: exit status 0" "cat: stdout 'hello'" \
+    "cat: stderr 'done'" "sleep: killed after 0.2 s" \
+    "sleep: exit status -9" "sleep: stdout ''" "sleep: stderr ''" \
+    >"$work/ref.subprocess"
+  timeout 20 "$C_EXAMPLES/subprocess" >"$work/c.subprocess" 2>&1 ||
+    fail "subprocess (C) failed"
+  expect_same "subprocess (C)" "$work/ref.subprocess" "$work/c.subprocess"
+fi
 
 # TLS: certificates made now with the openssl command (a throwaway CA and
 # a server certificate for localhost), the echo pair with TLS, against

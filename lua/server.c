@@ -84,8 +84,8 @@ int tl_tr_served(lua_State *L) {
   tl_server *ls = lua_touserdata(L, 1);
   int status = (int)lua_tointeger(L, 2);
   lua_rawgeti(L, LUA_REGISTRYINDEX, ls->cb_ref);
-  if (status < 0) {
-    tl_pusherror(L, status, NULL);
+  if (status < 0) { /* the message names the address that did not bind */
+    tl_pusherror(L, status, tapio_loop_error_message(ls->lb->loop));
     lua_call(L, 1, 0);
   } else {
     lua_pushnil(L);

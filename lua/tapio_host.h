@@ -12,7 +12,8 @@
  *   ... or sleep in poll() on tapio_loop_backend_fd(loop)
  *   lua_close(L);                          frees the loop too
  *
- * Link with -ltapio_lua5.4 -ltapio (pkg-config tapio-lua5.4); the Lua
+ * Link with -ltapio_lua5.4 -ltapio (pkg-config tapio-lua5.4, or CMake's
+ * tapio::tapio_lua5.4 from find_package(tapio)); the Lua
  * layer (lua/tapio/NAME.lua) is compiled into the library, so no search path
  * is needed. Written for Lua 5.4. Every callback of a loop pushed here
  * runs on a Lua thread of the loop's own in L, and errors in them go to

@@ -241,6 +241,9 @@ describe("a server", function()
       local ok, err = pcall(serve, loop, "127.0.0.1", port)
       assert.is_false(ok)
       assert.are.equal(tapio.EADDRINUSE, err.code)
+      assert.are.equal("error while attempting to bind on address "
+        .. "('127.0.0.1', " .. port .. "): address already in use",
+        err.message)
       first:close()
       local a = serve(loop, "127.0.0.1", 0, { reuse_port = true })
       local b = serve(loop, "127.0.0.1", helper.port(a), { reuse_port = true })

@@ -138,7 +138,10 @@ static void resolve_local(connect_req *r);
 static void take_answer(connect_req *r, int rc, tapio__addr *addrs,
                         size_t n) {
   if (rc < 0) {
-    req_fail(r, rc, NULL);
+    char msg[300];
+    req_fail(r, rc, tapio__describe_lookup(msg, sizeof msg,
+                                           r->addrs ? r->local_host : r->host,
+                                           rc));
   } else if (!r->addrs) {
     r->addrs = addrs;
     r->naddrs = n;

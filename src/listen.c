@@ -21,6 +21,7 @@ typedef struct listen_req {
   int sock, is_unix;
   size_t next;           /* the host to resolve next */
   tapio__lookup *lookup; /* its lookup, while under way */
+  char why[256];         /* which address did not bind, for the completion */
 } listen_req;
 
 /* Also closes the "sock" descriptor if no listener took it. */
@@ -36,18 +37,27 @@ static void req_free(listen_req *r) {
   tapio__free(loop, r, sizeof *r);
 }
 
+/* Completes the request; a failure's message is what
+ * tapio_loop_error_message answers during the callback. */
 static void finish(listen_req *r, int rc) {
+  tapio_loop *loop = r->req.loop;
   tapio_server *s = r->server;
   tapio_server_fn cb = r->cb;
   void *ud = r->cb_ud;
+  const char *old = loop->errmsg;
+  char why[sizeof r->why];
   int call = tapio__request_done(&r->req);
+  memcpy(why, r->why, sizeof why);
   req_free(r);
   if (rc < 0) {
     tapio__server_destroy(s);
     s = NULL;
   }
-  if (call)
-    cb(ud, rc, s);
+  if (!call)
+    return;
+  loop->errmsg = rc < 0 && why[0] ? why : NULL;
+  cb(ud, rc, s);
+  loop->errmsg = old;
 }
 
 static void req_cancel(tapio__request *req) {
@@ -58,6 +68,16 @@ static int sockopt(int fd, int level, int name) {
   int one = 1;
   return setsockopt(fd, level, name, &one, sizeof one) < 0
              ? tapio__from_errno(errno) : 0;
+}
+
+/* bind() failed: says on which address, as asyncio's OSError does. */
+static int bind_failed(listen_req *r, int fd, const tapio__addr *a) {
+  int rc = tapio__from_errno(errno);
+  close(fd);
+  tapio__describe(r->why, sizeof r->why,
+                  "error while attempting to bind on address",
+                  (const struct sockaddr *)&a->ss, a->len, rc);
+  return rc;
 }
 
 static int listen_fd(listen_req *r, int fd) {
@@ -81,12 +101,12 @@ static int bind_one(listen_req *r, const tapio__addr *a) {
   /* as asyncio: an IPv6 listener takes IPv6 only, IPv4 gets its own */
   if (rc == 0 && af == AF_INET6)
     rc = sockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY);
-  if (rc == 0 && bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0)
-    rc = tapio__from_errno(errno);
   if (rc < 0) {
     close(fd);
     return rc;
   }
+  if (bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0)
+    return bind_failed(r, fd, a);
   return listen_fd(r, fd);
 }
 
@@ -108,6 +128,9 @@ static void on_resolved(void *ud, int status, tapio__addr *addrs, size_t n,
   r->lookup = NULL;
   if (status == 0)
     status = bind_addrs(r, addrs, n);
+  else /* next is past the host looked up */
+    tapio__describe_lookup(r->why, sizeof r->why,
+                           r->nhosts ? r->hosts[r->next - 1] : NULL, status);
   if (status < 0)
     finish(r, status);
   else
@@ -129,6 +152,8 @@ static void bind_hosts(listen_req *r) {
       return; /* on_resolved goes on */
     if (rc == 1)
       rc = bind_addrs(r, addrs, n);
+    else if (rc < 0)
+      tapio__describe_lookup(r->why, sizeof r->why, host, rc);
     if (rc < 0) {
       finish(r, rc);
       return;
@@ -153,11 +178,7 @@ static int bind_unix(listen_req *r) {
   if (fd < 0)
     return tapio__from_errno(errno);
   if (bind(fd, (struct sockaddr *)&a.ss, a.len) < 0)
-    rc = tapio__from_errno(errno);
-  if (rc < 0) {
-    close(fd);
-    return rc;
-  }
+    return bind_failed(r, fd, &a);
   rc = tapio__server_set_unix_path(r->server, path);
   return rc < 0 ? (close(fd), rc) : listen_fd(r, fd);
 }

@@ -123,8 +123,11 @@ static int take_protocol(tapio_server *s, tapio_transport *t) {
     return -1;
   }
   if (tapio__proto_check(proto, sizeof *proto) < 0) {
-    tapio__report(s->loop, TAPIO_EINVAL,
-                  "protocol factory gave a table of a wrong size", NULL);
+    char msg[128]; /* the usual cause: a table whose .size was not set */
+    snprintf(msg, sizeof msg, "protocol factory gave a table of size %u, "
+             "not sizeof(tapio_protocol) (%u) or more",
+             (unsigned)proto->size, (unsigned)sizeof *proto);
+    tapio__report(s->loop, TAPIO_EINVAL, msg, NULL);
     return -1;
   }
   t->proto = (const tapio__proto *)proto;

@@ -216,6 +216,15 @@ void tapio__describe(char *buf, size_t size, const char *what,
              fam == TAPIO_AF_INET6 ? ", 0, 0" : "", tapio_strerror(code));
 }
 
+const char *tapio__describe_lookup(char *buf, size_t size, const char *host,
+                                   int code) {
+  if (code > TAPIO_EAI_NONAME || code < TAPIO_EAI_SERVICE)
+    return NULL;
+  snprintf(buf, size, "could not resolve '%s': %s", host ? host : "",
+           tapio_strerror(code));
+  return buf;
+}
+
 int tapio__addr_equal(const struct sockaddr *a, socklen_t alen,
                       const struct sockaddr *b, socklen_t blen) {
   if (a->sa_family != b->sa_family)

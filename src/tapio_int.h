@@ -791,6 +791,10 @@ int tapio__format_addr(const struct sockaddr *sa, socklen_t len, char *host,
  * an operation failed on, as asyncio's do. */
 void tapio__describe(char *buf, size_t size, const char *what,
                      const struct sockaddr *sa, socklen_t len, int code);
+/* "could not resolve 'host': unknown node or service" into buf when code
+ * is a lookup's (TAPIO_EAI_*): the code alone does not say which name. */
+const char *tapio__describe_lookup(char *buf, size_t size, const char *host,
+                                   int code);
 /* Two socket addresses name the same endpoint (family, address, port,
  * IPv6 scope; a Unix path), whatever their padding. */
 int tapio__addr_equal(const struct sockaddr *a, socklen_t alen,

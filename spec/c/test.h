@@ -707,6 +707,7 @@ typedef struct srv {
   rec *conns[SRV_MAX];
   size_t n;
   int closed; /* wait_closed fired */
+  char msg[256]; /* tapio_loop_error_message during the completion */
 } srv;
 
 static inline void srv_init(srv *sv, tapio_loop *loop)
@@ -743,9 +744,11 @@ static inline int srv_factory(void *ud, tapio_server *server,
 static inline void on_server(void *ud, int status, tapio_server *server)
 {
   srv *sv = ud;
+  const char *msg = tapio_loop_error_message(sv->loop);
   sv->done++;
   sv->status = status;
   sv->s = server;
+  snprintf(sv->msg, sizeof sv->msg, "%s", msg ? msg : "(none)");
   if ((status == 0) != (server != NULL))
     FAIL("server completion: status %d with server %p", status,
          (void *)server);

@@ -212,17 +212,41 @@ static int connect_status(tapio_loop *loop, const char *host, int port,
   return rc;
 }
 
+/* The completion's status and error message. */
+typedef struct failed_wait {
+  tapio_loop *loop;
+  int done, status;
+  char msg[256];
+} failed_wait;
+
+static void on_failed(void *ud, int status, tapio_transport *t)
+{
+  failed_wait *w = ud;
+  const char *msg = tapio_loop_error_message(w->loop);
+  CHECK(t == NULL);
+  w->done++;
+  w->status = status;
+  snprintf(w->msg, sizeof w->msg, "%s", msg ? msg : "(none)");
+}
+
 /* Names that do not exist fail through name resolution (EAI_AGAIN where
- * no resolver answers). */
+ * no resolver answers), with a message that names the name. */
 static void connect_unknown_host(void)
 {
   tapio_loop *loop = new_loop();
+  failed_wait w = { loop, 0, 0, "" };
   rec c;
-  int rc;
+  char want[256];
   rec_init(&c);
-  rc = connect_status(loop, "no-such-host.invalid", 80, &c, NULL);
-  if (rc != TAPIO_EAI_NONAME && rc != TAPIO_EAI_AGAIN)
-    FAIL("got %d (%s), expected EAI_NONAME", rc, tapio_errname(rc));
+  CHECK_OK(tapio_create_connection(loop, "no-such-host.invalid", 80,
+                                   &rec_proto, &c, NULL, on_failed, &w));
+  WAIT_FOR(loop, w.done);
+  if (w.status != TAPIO_EAI_NONAME && w.status != TAPIO_EAI_AGAIN)
+    FAIL("got %d (%s), expected EAI_NONAME", w.status,
+         tapio_errname(w.status));
+  snprintf(want, sizeof want, "could not resolve 'no-such-host.invalid': %s",
+           tapio_strerror(w.status));
+  CHECK_STR(w.msg, want);
   CHECK_STR(c.log, "");
   free_loop(loop);
   rec_free(&c);
@@ -497,13 +521,15 @@ static void unix_server_removes_stale_socket(void)
 }
 
 /* Only a socket file counts as stale: a regular file at the path is kept
- * and the server fails with EADDRINUSE, as in asyncio. */
+ * and the server fails with EADDRINUSE, as in asyncio, with a message
+ * that names the path. */
 static void unix_server_keeps_regular_file(void)
 {
   tapio_loop *loop = new_loop();
   tmpdir td;
   srv sv;
   struct stat st;
+  char want[256];
   int fd, rc;
   tmpdir_make(&td);
   fd = open(td.path, O_WRONLY | O_CREAT | O_EXCL, 0600);
@@ -517,6 +543,9 @@ static void unix_server_keeps_regular_file(void)
     rc = sv.status;
   }
   CHECK_ERR(rc, TAPIO_EADDRINUSE);
+  snprintf(want, sizeof want, "error while attempting to bind on address "
+           "'%s': address already in use", td.path);
+  CHECK_STR(sv.msg, want);
   CHECK(lstat(td.path, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 4);
   free_loop(loop);
   srv_free(&sv);

@@ -209,18 +209,44 @@ static void server_start_serving_later(void)
 }
 
 /* An actively listening socket holds the port (reuse_address does not
- * help against that on Linux): the completion gets EADDRINUSE. */
+ * help against that on Linux): the completion gets EADDRINUSE, and the
+ * error message names the address, as asyncio's OSError. */
 static void server_address_in_use(void)
 {
   static const char *const hosts[] = { "127.0.0.1" };
   tapio_loop *loop = new_loop();
   srv sv;
+  char want[128];
   int port, fd = raw_bind(AF_INET, &port);
   CHECK(listen(fd, 8) == 0);
   srv_init(&sv, loop);
   CHECK_ERR(srv_start_hosts(&sv, hosts, 1, port, NULL), TAPIO_EADDRINUSE);
   CHECK(sv.s == NULL);
+  snprintf(want, sizeof want, "error while attempting to bind on address "
+           "('127.0.0.1', %d): address already in use", port);
+  CHECK_STR(sv.msg, want);
+  CHECK(tapio_loop_error_message(loop) == NULL); /* only during the call */
   close(fd);
+  free_loop(loop);
+  srv_free(&sv);
+}
+
+/* A host that does not resolve: its lookup's code, and a message naming
+ * it. */
+static void server_unknown_host(void)
+{
+  static const char *const hosts[] = { "127.0.0.1", "no-such-host.invalid" };
+  tapio_loop *loop = new_loop();
+  srv sv;
+  char want[256];
+  int rc;
+  srv_init(&sv, loop);
+  rc = srv_start_hosts(&sv, hosts, 2, 0, NULL);
+  if (rc != TAPIO_EAI_NONAME && rc != TAPIO_EAI_AGAIN)
+    FAIL("got %d (%s), expected EAI_NONAME", rc, tapio_errname(rc));
+  snprintf(want, sizeof want, "could not resolve 'no-such-host.invalid': %s",
+           tapio_strerror(rc));
+  CHECK_STR(sv.msg, want);
   free_loop(loop);
   srv_free(&sv);
 }
@@ -552,6 +578,7 @@ TEST_MAIN(
   TEST(server_sock_option),
   TEST(server_start_serving_later),
   TEST(server_address_in_use),
+  TEST(server_unknown_host),
   TEST(server_factory_once_per_connection),
   TEST(server_factory_rejects),
   TEST(server_close_keeps_connections),

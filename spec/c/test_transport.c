@@ -205,7 +205,7 @@ static void server_factory_bad_protocol_size(void)
   tapio_loop *loop = new_loop();
   static tapio_protocol bad;
   exc_rec e = { 0 };
-  char buf[8];
+  char buf[8], buf2[128];
   size_t n = 0;
   srv sv;
   int fd;
@@ -219,6 +219,10 @@ static void server_factory_bad_protocol_size(void)
   CHECK_EQ(n, 0);
   CHECK_EQ(e.n, 1);
   CHECK_EQ(e.code, TAPIO_EINVAL);
+  snprintf(buf2, sizeof buf2, "protocol factory gave a table of size 4, "
+           "not sizeof(tapio_protocol) (%u) or more",
+           (unsigned)sizeof(tapio_protocol));
+  CHECK_STR(e.message, buf2); /* says what is wrong and how it should be */
   CHECK_EQ(sv.n, 1);
   CHECK_STR(sv.conns[0]->log, "");
   close(fd);

@@ -11,7 +11,7 @@ trap 'rm -rf "$tmp"' EXIT
 cmake --install "$build" --prefix "$tmp/prefix" >/dev/null
 mkdir "$tmp/src"
 sed "s/@VERSION@/$version/" "$here/consumer.c" >"$tmp/src/consumer.c"
-cp "$here/CMakeLists.txt" "$tmp/src/"
+cp "$here/CMakeLists.txt" "$here/../../examples/host/frame_host.c" "$tmp/src/"
 cmake -S "$tmp/src" -B "$tmp/b" -DCMAKE_PREFIX_PATH="$tmp/prefix" >/dev/null
 cmake --build "$tmp/b" >/dev/null
 libdir=$(dirname "$(find "$tmp/prefix" -name 'libtapio.so*' | head -1)")
@@ -22,17 +22,18 @@ gcc -o "$tmp/with_pc" "$tmp/src/consumer.c" \
   $(PKG_CONFIG_PATH=$pc pkg-config --cflags --libs tapio)
 LD_LIBRARY_PATH=$libdir "$tmp/with_pc"
 passed=3
-# A Lua host against the installed tapio_host.h and libtapio_lua5.4.a.
+# A Lua host against the installed tapio_host.h and libtapio_lua5.4.a,
+# built as tapio_host.h says: pkg-config tapio-lua5.4, and CMake's
+# tapio::tapio_lua5.4 (the consumer project builds it when exported).
 if [ -f "$libdir/libtapio_lua5.4.a" ]; then
-  inc=$(dirname "$(find "$tmp/prefix" -name tapio_host.h)")
   gcc -o "$tmp/frame_host" "$here/../../examples/host/frame_host.c" \
-    -I"$inc" $(pkg-config --cflags lua5.4) "$libdir/libtapio_lua5.4.a" \
-    "$libdir/libtapio.a" $(pkg-config --libs lua5.4) \
-    $(pkg-config --libs libcares libssl libcrypto) -lev -lpthread -lm
+    $(PKG_CONFIG_PATH=$pc pkg-config --cflags --libs tapio-lua5.4)
   echo 'served = select("#", require("tapio").version)' >"$tmp/one.lua"
-  out=$("$tmp/frame_host" "$tmp/one.lua" 2)
-  case $out in "frames 2 "*"served 1 "*) ;; *) echo "host: $out"; exit 1;; esac
+  for host in "$tmp/frame_host" "$tmp/b/lua_host"; do
+    out=$(LD_LIBRARY_PATH=$libdir "$host" "$tmp/one.lua" 2)
+    case $out in "frames 2 "*"served 1 "*) ;; *) echo "$host: $out"; exit 1;; esac
+  done
   [ -f "$tmp/prefix/share/man/man1/tapio.1" ] && [ -x "$tmp/prefix/bin/tapio" ]
-  passed=4
+  passed=5
 fi
 echo "$passed passed, 0 failed"
