@@ -242,7 +242,7 @@ function Task:get_traceback()
 end
 
 function api.all_tasks(loop)
-  loop = loop or api.get_running_loop()
+  loop = loop or U.running_loop("all_tasks")
   local list = {}
   for task in pairs(all_tasks[loop] or {}) do
     if not task:done() then
@@ -255,15 +255,11 @@ end
 -- ---- The running loop, sleep ---------------------------------------------
 
 function api.get_running_loop()
-  local loop = core.get_running_loop()
-  if not loop then
-    error("tapio: get_running_loop: no running event loop", 2)
-  end
-  return loop
+  return U.running_loop("get_running_loop")
 end
 
 function api.create_task(fn, ...)
-  return api.get_running_loop():create_task(fn, ...)
+  return U.running_loop("create_task"):create_task(fn, ...)
 end
 
 --- tapio.sleep(seconds, ...): returns ... after seconds (the async rule:
@@ -273,7 +269,7 @@ function api.sleep(delay, ...)
     error("tapio: sleep: bad argument #1 'delay' (number expected, got "
       .. type(delay) .. ")", 2)
   end
-  local loop = api.get_running_loop()
+  local loop = U.running_loop("sleep")
   local fut = loop:create_future()
   local results = pack(...)
   local handle = loop:call_later(delay, function()
