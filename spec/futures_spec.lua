@@ -232,10 +232,13 @@ describe("a task", function()
 
   it("fails when it yields without awaiting", function()
     helper.run(function(loop)
+      local line = debug.getinfo(1, "l").currentline + 1
       local task = loop:create_task(function() coroutine.yield(1) end)
       local ok, err = pcall(task.await, task)
       assert.is_false(ok)
       assert.matches("yielded without awaiting", err)
+      -- the traceback shows where it yielded
+      assert.matches("futures_spec%.lua:" .. line .. ":", task:get_traceback())
     end)
   end)
 

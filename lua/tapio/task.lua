@@ -130,7 +130,8 @@ local function stopped(task, ok, what, obj)
       end
     else
       -- A plain coroutine.yield in a task: nothing would ever resume it.
-      Future.set_exception(task, "tapio: a task yielded without awaiting "
+      -- Failed as an error is, with the traceback of the yield.
+      task_failed(task, "tapio: a task yielded without awaiting "
         .. "a future (coroutine.yield inside a task; use tapio.sleep(0))")
     end
   end
