@@ -290,6 +290,12 @@ end
 -- future (or a task made of fn) is done; returns its results or raises.
 function Loop:run_until_complete(fut, ...)
   check_loop(self, "loop:run_until_complete")
+  local running = core.get_running_loop()
+  if running then -- checked first: a function must not become a task
+    error("tapio: loop:run_until_complete: " .. (running == self
+      and "the loop is already running"
+      or "another loop is running on this thread (loops do not nest)"), 2)
+  end
   if type(fut) == "function" then
     fut = self:create_task(fut, ...)
   elseif not is_future(fut) then
