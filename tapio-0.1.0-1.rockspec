@@ -61,6 +61,10 @@ build = {
     ["tapio.loop"] = "lua/tapio/loop.lua",
     ["tapio.task"] = "lua/tapio/task.lua",
     ["tapio.util"] = "lua/tapio/util.lua",
+    ["tapio.reader"] = "lua/tapio/reader.lua",
+    ["tapio.streams"] = "lua/tapio/streams.lua",
+    ["tapio.subprocess"] = "lua/tapio/subprocess.lua",
+    ["tapio.wait"] = "lua/tapio/wait.lua",
     ["tapio.testing"] = "lua/tapio/testing.lua",
     -- the Lua language server's definitions; never required at run time
     ["tapio._meta"] = "lua/tapio/_meta.lua",

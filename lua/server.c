@@ -98,7 +98,13 @@ int tl_tr_served(lua_State *L) {
 static void on_served(void *ud, int status, tapio_server *s) {
   tl_server *ls = ud;
   tl_loop *lb = ls->lb;
-  lua_State *L = lb->L;
+  lua_State *L;
+  /* At lua_close the server's __gc may run before its loop's, whose
+   * freeing then cancels the creation here: nothing is left to tell (the
+   * core frees its server with the loop). */
+  if (!lb)
+    return;
+  L = lb->L;
   if (status == 0)
     ls->s = s;
   if (!lb->quiet && tl_prepare(lb, L, TL_T_SERVED) == 0) {

@@ -112,14 +112,30 @@ static int k_pipe_pair(lua_State *L) {
   return 2;
 }
 
-/* The open transport at idx (any kind), or raises. */
-static tapio_transport *checkopen(lua_State *L, int idx, const char *fn) {
+/* Raises "tapio: fn: msg" at level's position (luaL_where's): 1, the
+ * caller's line; 2 for testing._fault and _drip, which testing.fault (in
+ * Lua) calls for the user. */
+static int raise_at(lua_State *L, int level, const char *fn,
+                    const char *msg) {
+  luaL_where(L, level);
+  lua_pushfstring(L, "tapio: %s: %s", fn, msg);
+  lua_concat(L, 2);
+  return lua_error(L);
+}
+
+/* The open transport at idx (any kind), or raises at level. */
+static tapio_transport *checkopen_at(lua_State *L, int level, int idx,
+                                     const char *fn) {
   tl_transport *lt = tl_testtransport(L, idx);
   if (!lt)
-    tl_typeerror(L, fn, 1, "transport", idx, "transport");
+    tl_typeerror_at(L, level, fn, 1, "transport", idx, "transport");
   if (!lt->t)
-    luaL_error(L, "tapio: %s: transport is closed", fn);
+    raise_at(L, level, fn, "transport is closed");
   return lt->t;
+}
+
+static tapio_transport *checkopen(lua_State *L, int idx, const char *fn) {
+  return checkopen_at(L, 1, idx, fn);
 }
 
 /* A seed: an integer 0..2^53 (what both flavours count exactly). */
@@ -208,41 +224,40 @@ static int k_peer(lua_State *L) {
 
 /* ---- Faults -------------------------------------------------------------- */
 
-static int fault_result(lua_State *L, const char *fn, int rc) {
+static int fault_result(lua_State *L, int level, const char *fn, int rc) {
   if (rc == TAPIO_ENOTSUP)
-    return luaL_error(L, "tapio: %s: faults go on stream transports only "
-                      "(a socket, a pipe, a memory pair, with TLS or not)",
-                      fn);
+    return raise_at(L, level, fn, "faults go on stream transports only "
+                    "(a socket, a pipe, a memory pair, with TLS or not)");
   if (rc < 0)
-    return luaL_error(L, "tapio: %s: %s", fn, tapio_strerror(rc));
+    return raise_at(L, level, fn, tapio_strerror(rc));
   return 0;
 }
 
 /* testing._fault(t, which, after, code) */
 static int k_fault(lua_State *L) {
   const char *fn = "testing.fault";
-  tapio_transport *t = checkopen(L, 1, fn);
+  tapio_transport *t = checkopen_at(L, 2, 1, fn);
   int which = (int)tl_checkint(L, 2, fn, 2, "fault", 1, 5);
   lua_Integer after = tl_checkint(L, 3, fn, 2, "after", 0,
                                   (lua_Integer)1 << 53);
   lua_Integer code = lua_isnoneornil(L, 4)
                          ? 0
                          : tl_checkint(L, 4, fn, 2, "error", INT32_MIN, -1);
-  return fault_result(L, fn, tapio_fault_set(t, which, (uint64_t)after,
-                                             code));
+  return fault_result(L, 2, fn, tapio_fault_set(t, which, (uint64_t)after,
+                                                code));
 }
 
 /* testing._drip(t, bytes, interval) */
 static int k_drip(lua_State *L) {
   const char *fn = "testing.fault";
-  tapio_transport *t = checkopen(L, 1, fn);
+  tapio_transport *t = checkopen_at(L, 2, 1, fn);
   lua_Integer bytes = tl_checkint(L, 2, fn, 2, "drip", 0, INT32_MAX);
   double interval = tl_checknumber(L, 3, fn, 2, "drip_interval");
   int rc = tapio_fault_drip(t, (size_t)bytes, interval);
   if (rc == TAPIO_EINVAL)
     return tl_argerror(L, fn, 2, "spec", "a drip_interval wants a drip "
                        "size, and seconds >= 0");
-  return fault_result(L, fn, rc);
+  return fault_result(L, 2, fn, rc);
 }
 
 static int k_clear_faults(lua_State *L) {
@@ -251,7 +266,7 @@ static int k_clear_faults(lua_State *L) {
   if (!lt)
     return tl_typeerror(L, fn, 1, "transport", 1, "transport");
   if (lt->t)
-    return fault_result(L, fn, tapio_fault_clear(lt->t));
+    return fault_result(L, 1, fn, tapio_fault_clear(lt->t));
   return 0;
 }
 

@@ -528,8 +528,9 @@ static int t_get_stats(lua_State *L) {
   return 1;
 }
 
-/* "tapio.transport (fd 7)", "tapio.subprocess_transport (pid 42,
- * closing)", "tapio.read_transport (closed)" */
+/* "tapio.transport (fd 7)", "tapio.transport (memory)" (a memory pair's:
+ * no descriptor), "tapio.subprocess_transport (pid 42, closing)",
+ * "tapio.read_transport (closed)" */
 static int t_tostring(lua_State *L) {
   tl_transport *lt = totransport(L, "transport:__tostring");
   const char *name;
@@ -540,6 +541,9 @@ static int t_tostring(lua_State *L) {
   else if (tapio_transport_get_kind(lt->t) == TAPIO_TRANSPORT_SUBPROCESS)
     lua_pushfstring(L, "%s (pid %d%s)", name,
                     tapio_subprocess_get_pid(lt->t),
+                    tapio_transport_is_closing(lt->t) ? ", closing" : "");
+  else if (tapio_transport_get_fd(lt->t) < 0) /* a memory pair's */
+    lua_pushfstring(L, "%s (memory%s)", name,
                     tapio_transport_is_closing(lt->t) ? ", closing" : "");
   else
     lua_pushfstring(L, "%s (fd %d%s)", name, tapio_transport_get_fd(lt->t),

@@ -307,3 +307,26 @@ describe("a loop nobody references", function()
     loop:close()
   end)
 end)
+
+describe("lua_close", function()
+  -- The Lua state is closed with a server's creation still pending: the
+  -- server's __gc runs before its loop's, whose freeing then cancels the
+  -- creation (it crashed there).
+  it("ends a script that left a server's creation pending", function()
+    local interp = jit and "luajit" or "lua5.4"
+    local path = os.tmpname()
+    os.remove(path)
+    local script = ([[
+      local tapio = require "tapio"
+      local loop = tapio.new_loop()
+      loop:create_server(function() return {} end, "127.0.0.1", 0)
+      loop:create_unix_server(function() return {} end, %q)
+      print("pending")
+    ]]):format(path)
+    local out, status = helper.execute(("timeout 20 %s -e %s")
+      :format(interp, helper.shell_quote(script)))
+    os.remove(path)
+    assert.are.equal("pending\n", out)
+    assert.are.equal(0, status)
+  end)
+end)

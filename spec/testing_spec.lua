@@ -328,6 +328,42 @@ describe("faults", function()
       .. "error name ('ECONNRESET') or code expected)")
     loop:close()
   end)
+
+  it("set nothing when the spec raises", testing.run(function(clock)
+    local a = testing.recorder()
+    local ta, tb = testing.pipe_pair(a, {})
+    assert.has_error(function()
+      testing.fault(tb, { eof_after = 0, write_error = "ENOPE" })
+    end)
+    assert.has_error(function()
+      testing.fault(tb, { eof_after = 0, drip = -1 })
+    end)
+    tb:write("still open") -- eof_after = 0 was not set
+    clock:run_until_idle()
+    assert.same({ "connection_made", "data_received:still open" }, a.events)
+    ta:close()
+  end))
+
+  it("raise at the caller's line", testing.run(function(clock)
+    local ta = testing.pipe_pair({}, {})
+    local function raised(fn)
+      local ok, err = pcall(fn)
+      assert.is_false(ok)
+      return err
+    end
+    local at = "^[^\n]*testing_spec%.lua:%d+: tapio: testing%."
+    assert.matches(at .. "fault: bad argument #2 'spec' %(read_error: ",
+      raised(function() testing.fault(ta, { read_error = "ENOPE" }) end))
+    assert.matches(at .. "fault: bad argument #2 'spec' %(drip: ",
+      raised(function() testing.fault(ta, { drip = -1 }) end))
+    assert.matches(at .. "pipe_pair: bad argument #2 'protocol_b' %(table "
+      .. "expected, got function%)",
+      raised(function() testing.pipe_pair({}, function() end) end))
+    ta:close()
+    clock:run_until_idle()
+    assert.matches(at .. "fault: transport is closed",
+      raised(function() testing.fault(ta, { eof_after = 0 }) end))
+  end))
 end)
 
 describe("the recorder", function()
@@ -364,6 +400,15 @@ describe("testing.run", function()
     assert.matches("seed 5: TAPIO_TEST_SEED=5 replays it", err)
   end)
 
+  it("keeps a failed assertion a failure, not an error", function()
+    -- busted reports it as a failure by its value's metatable
+    local _, thrown = pcall(assert.equal, 1, 2)
+    local err = failure(function() assert.equal(1, 2) end, { seed = 6 })
+    assert.equal(getmetatable(thrown), getmetatable(err))
+    assert.matches("Expected objects to be equal", tostring(err))
+    assert.matches("seed 6: TAPIO_TEST_SEED=6 replays it", tostring(err))
+  end)
+
   it("fails a body that waits with nothing to wake it", function()
     local err = failure(function(clock)
       clock.loop:call_later(30, function() end)
@@ -378,8 +423,16 @@ describe("testing.run", function()
       tapio.create_task(function() tapio.sleep(1) end)
     end)
     assert.matches("left 1 task%(s%) pending", err)
-    err = failure(function() testing.pipe_pair({}, {}) end)
+    err = failure(function(clock)
+      testing.pipe_pair(testing.recorder(),
+        setmetatable({}, { __tostring = function() return "my.Server" end }))
+      clock:run_until_idle()
+    end)
     assert.matches("left 2 transport%(s%) open", err)
+    -- which: each with its protocol, and a recorder's last event
+    assert.matches("\n  tapio%.transport %(memory%), protocol table: "
+      .. "[^\n]*, last event 'connection_made'\n  tapio%.transport "
+      .. "%(memory%), protocol my%.Server\n", err)
   end)
 
   it("fails on a call of the exception handler unless allowed", function()

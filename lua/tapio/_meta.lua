@@ -245,6 +245,36 @@ function tapio.run(main, ...) end
 ---@return any ...
 function tapio.sleep(delay, ...) end
 
+---aw's results (a future, or a function run as a task); after timeout
+---seconds (nil: none) aw is cancelled and, once it has finished, a
+---timeout error (code ETIMEDOUT) is raised (the async rule).
+---@param aw tapio.Future|async fun(): ...
+---@param timeout number?
+---@return any ...
+function tapio.wait_for(aw, timeout) end
+
+---fn(...)'s results, run in the calling task; after delay seconds the
+---task is cancelled where it waits and a timeout error (code ETIMEDOUT)
+---is raised here (asyncio.timeout; outside a task: a task of it).
+---@param delay number
+---@param fn async fun(...): ...
+---@param ... any
+---@return any ...
+function tapio.timeout(delay, fn, ...) end
+
+---The first result of each future or function (run as a task) of list,
+---in its order; fails with the first error, unless
+---opts.return_exceptions puts errors in their places (the async rule).
+---@param list (tapio.Future|async fun(): any)[]
+---@param opts? { return_exceptions?: boolean }
+---@return { n: integer, [integer]: any }
+function tapio.gather(list, opts) end
+
+---aw's results; cancelling what waits does not cancel aw (the async rule).
+---@param aw tapio.Future|async fun(): ...
+---@return any ...
+function tapio.shield(aw) end
+
 ---A new loop (raises an EMFILE error value without descriptors).
 ---@return tapio.Loop
 function tapio.new_loop() end
@@ -793,6 +823,12 @@ local Task = {}
 ---@param msg? string
 ---@return boolean
 function Task:cancel(msg) end
+---Cancel requests made and not taken back (asyncio's cancelling()).
+---@return integer
+function Task:cancelling() end
+---Takes one cancel request back; returns the count left.
+---@return integer
+function Task:uncancel() end
 ---@return thread
 function Task:get_coro() end
 ---@return string? the traceback of its error

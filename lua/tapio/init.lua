@@ -5,7 +5,8 @@
 -- sleep, run_until_complete, tapio.run), tapio.loop (the loop and server
 -- methods that complete later), tapio.reader (StreamReader), tapio.streams
 -- (StreamWriter, open_connection, start_server), tapio.subprocess
--- (create_subprocess_exec and _shell); this file gathers them into the
+-- (create_subprocess_exec and _shell), tapio.wait (wait_for, timeout,
+-- gather, shield); this file gathers them into the
 -- `tapio` table. Every operation that completes later follows the async rule (see
 -- tapio/future.lua and lua/README.md): inside a task it suspends the task,
 -- anywhere else it returns a future.
@@ -19,6 +20,7 @@ require "tapio.loop"
 local R = require "tapio.reader"
 local S = require "tapio.streams"
 local P = require "tapio.subprocess"
+local W = require "tapio.wait"
 
 local tapio = {}
 
@@ -66,7 +68,7 @@ T.settings = tapio
 tapio.StreamReader = R.StreamReader
 tapio.StreamWriter = S.StreamWriter
 tapio.Process = P.Process
-for _, module in ipairs({ U, F, T, R, S, P }) do
+for _, module in ipairs({ U, F, T, R, S, P, W }) do
   for name, fn in pairs(module.api) do
     tapio[name] = fn -- cancelled_error, current_task, run, sleep, ...
   end

@@ -201,6 +201,7 @@ function Loop:create_task(fn, ...)
   local task = new_future(self, Task)
   task._args = pack(...)
   task._must_cancel = false -- present: unpark reads it per wake-up
+  task._cancels = 0 -- cancel requests not taken back (cancelling())
   task._co = coroutine.create(function(...)
     task._results = pack(fn(...))
   end)
@@ -221,6 +222,7 @@ function Task:cancel(message)
   if self._state ~= "pending" then
     return false
   end
+  self._cancels = self._cancels + 1
   if self._waiter and self._waiter:cancel(message) then
     return true
   end
@@ -231,6 +233,22 @@ function Task:cancel(message)
     self._loop:call_soon(step, self)
   end
   return true
+end
+
+--- The number of cancel requests made and not taken back (asyncio's
+-- cancelling()): tapio.timeout and wait_for tell their own by it.
+function Task:cancelling()
+  return self._cancels
+end
+
+--- Takes one cancel request back (asyncio's uncancel(), for code that
+-- turns its own cancellation into something else); returns the count
+-- left. The cancellation already on its way is not stopped.
+function Task:uncancel()
+  if self._cancels > 0 then
+    self._cancels = self._cancels - 1
+  end
+  return self._cancels
 end
 
 function Task:get_coro()

@@ -266,6 +266,13 @@ end
 -- spans), delay (seconds), capacity (bytes a direction holds, 65536),
 -- seed.
 function testing.pipe_pair(protocol_a, protocol_b, opts)
+  for n = 1, 2 do
+    local p = select(n, protocol_a, protocol_b)
+    if type(p) ~= "table" then
+      argerror("pipe_pair", n, n == 1 and "protocol_a" or "protocol_b",
+        "table expected, got " .. typename(p))
+    end
+  end
   opts = check_options(opts, "pipe_pair", 3)
   return join(running_loop(opts, "pipe_pair", 3), protocol_a, protocol_b,
     opts)
@@ -341,9 +348,22 @@ local function error_code(v, name)
   end
   if type(v) ~= "number" or v >= 0 then
     argerror("fault", 2, "spec", name .. ": an error name ('ECONNRESET') "
-      .. "or code expected", 4)
+      .. "or code expected", 3)
   end
   return v
+end
+
+local function check_drip(drip, interval)
+  if not is_count(drip, 0) or drip > 2147483647 then
+    argerror("fault", 2, "spec", "drip: a count of bytes expected", 3)
+  end
+  if type(interval) ~= "number" or not (interval >= 0)
+     or interval == math.huge then
+    argerror("fault", 2, "spec", "drip_interval: seconds >= 0 expected", 3)
+  end
+  if interval > 0 and drip == 0 then
+    argerror("fault", 2, "spec", "a drip_interval wants a drip size", 3)
+  end
 end
 
 --- testing.fault(t, spec): breaks t's bytes where spec says; t is a
@@ -364,7 +384,7 @@ function testing.fault(t, spec)
     end
   end
   local gen = spec.seed and K._random(spec.seed) or draw
-  local set = {}
+  local set, calls = {}, {}
   local function count(name, default)
     local v = spec[name]
     if v == nil then
@@ -373,34 +393,48 @@ function testing.fault(t, spec)
     set[name] = bytes(v, gen, name)
     return set[name]
   end
+  -- Every value is checked (and drawn) before any fault is set: a spec
+  -- that raises leaves t as it was.
+  local function add(which, after, code)
+    calls[#calls + 1] = { which, after, code }
+  end
   if spec.reset_after ~= nil then
-    K._fault(t, READ_ERROR, count("reset_after"), tapio.ECONNRESET)
+    add(READ_ERROR, count("reset_after"), tapio.ECONNRESET)
   end
   if spec.read_error ~= nil then
     set.read_error = spec.read_error
-    K._fault(t, READ_ERROR, count("read_error_after", 0),
+    add(READ_ERROR, count("read_error_after", 0),
       error_code(spec.read_error, "read_error"))
   end
   if spec.eof_after ~= nil then
-    K._fault(t, EOF, count("eof_after"))
+    add(EOF, count("eof_after"))
   end
   if spec.write_error ~= nil then
     set.write_error = spec.write_error
-    K._fault(t, WRITE_ERROR, count("write_error_after", 0),
+    add(WRITE_ERROR, count("write_error_after", 0),
       error_code(spec.write_error, "write_error"))
   end
-  for name, which in pairs({ stop_reading = STOP_READING,
-                             stop_writing = STOP_WRITING }) do
+  -- in a fixed order: the draws replay from the seed on either flavour
+  for _, stop in ipairs({ { "stop_reading", STOP_READING },
+                          { "stop_writing", STOP_WRITING } }) do
+    local name, which = stop[1], stop[2]
     if spec[name] == true then
-      K._fault(t, which, 0)
+      add(which, 0)
       set[name] = 0
     elseif spec[name] ~= nil and spec[name] ~= false then
-      K._fault(t, which, count(name))
+      add(which, count(name))
     end
   end
-  if spec.drip ~= nil or spec.drip_interval ~= nil then
-    set.drip, set.drip_interval = spec.drip, spec.drip_interval
-    K._drip(t, spec.drip or 0, spec.drip_interval or 0)
+  local drip, interval = spec.drip, spec.drip_interval
+  if drip ~= nil or interval ~= nil then
+    check_drip(drip or 0, interval or 0)
+    set.drip, set.drip_interval = drip, interval
+  end
+  for _, c in ipairs(calls) do
+    K._fault(t, c[1], c[2], c[3])
+  end
+  if drip ~= nil or interval ~= nil then
+    K._drip(t, drip or 0, interval or 0)
   end
   return set
 end
@@ -559,7 +593,14 @@ end
 -- waits; elsewhere, a future of the transport's loop, or the running
 -- one's).
 function Recorder:wait(prefix)
-  local loop = self._loop or tapio.get_running_loop()
+  if type(prefix) ~= "string" then
+    error("tapio: recorder:wait: bad argument #1 'prefix' (string "
+      .. "expected, got " .. typename(prefix) .. ")", 2)
+  end
+  local loop = self._loop or core.get_running_loop()
+  if not loop then
+    error("tapio: recorder:wait: no transport yet and no running loop", 2)
+  end
   local fut = loop:create_future()
   for _, ev in ipairs(self.events) do
     if ev:sub(1, #prefix) == prefix then
@@ -593,6 +634,34 @@ local function describe_context(ctx)
     return s .. "\n" .. ctx.traceback
   end
   return s .. (ctx.exception ~= nil and "\n" .. describe(ctx.exception) or "")
+end
+
+-- Raises what testing.run found. A failed expectation stays one: busted
+-- raises its assertions' failures as tables whose metatable has a
+-- __type, and tells them from errors by it; the text is the kit's.
+local function raise(cause, text)
+  local mt = type(cause) == "table" and getmetatable(cause)
+  if type(mt) == "table" and mt.__type then
+    error(setmetatable({ message = text }, mt), 0)
+  end
+  error(text, 0)
+end
+
+-- A line per transport left open: it, its protocol and, for a
+-- recorder, its last event, so that the message says which were left.
+local function open_transports(loop)
+  local _, transports = loop:_open()
+  local out = {}
+  for _, t in ipairs(transports) do
+    local p = t:get_protocol()
+    local line = ("\n  %s, protocol %s"):format(tostring(t), tostring(p))
+    if getmetatable(p) == Recorder and #p.events > 0 then
+      line = line .. ", last event "
+        .. tapio.repr(p.events[#p.events]:sub(1, 60))
+    end
+    out[#out + 1] = line
+  end
+  return table.concat(out)
 end
 
 -- What went wrong in a run of testing.run, or nil.
@@ -629,7 +698,7 @@ local function verdict(loop, task, errors, opts)
   local open = K.transport_count(loop)
   if open > 0 and not opts.transports_ok then
     return ("the test body left %d transport(s) open (close them, or "
-      .. "opts.transports_ok)"):format(open)
+      .. "opts.transports_ok):%s"):format(open, open_transports(loop))
   end
 end
 
@@ -670,14 +739,15 @@ function testing.run(body, opts)
       clock:run_until_idle()
     end
     local failure = verdict(loop, task, errors, opts)
+    local cause = task._state == "failed" and task:exception() or nil
     for _, t in ipairs(tapio.all_tasks(loop)) do
       t:cancel()
     end
     clock:run_until_idle()
     loop:close()
     if failure then
-      error(("%s\n(tapio.testing seed %d: TAPIO_TEST_SEED=%d replays it)")
-        :format(failure, seed, seed), 0)
+      raise(cause, ("%s\n(tapio.testing seed %d: TAPIO_TEST_SEED=%d replays "
+        .. "it)"):format(failure, seed, seed))
     end
   end
 end

@@ -1,0 +1,271 @@
+--- tapio.wait (internal): deadlines and groups of futures, asyncio's
+-- wait_for, timeout, gather and shield, under the async rule (inside a
+-- task they suspend it; elsewhere they return a future).
+--
+-- A deadline cancels the task that waits, as asyncio.timeout does, and
+-- turns that cancellation into a timeout error where the deadline was set.
+-- Whose cancellation it was is told by the task's count of cancel
+-- requests (task:cancelling(), asyncio's): a deadline that expired takes
+-- its own request back (uncancel) and raises a timeout only when no other
+-- request is left over what was there when it was set, so a task
+-- cancelled from outside at the same moment stays cancelled, and of two
+-- nested deadlines that expire together the outer one raises.
+local core = require "tapio.core"
+local U = require "tapio.util"
+local F = require "tapio.future"
+
+local M = { api = {} } -- api: what `tapio` holds too (see tapio.util)
+local api = M.api
+local pack, unpack = U.pack, U.unpack
+local is_cancelled, check_callable = U.api.is_cancelled, U.check_callable
+local is_future, current_task = F.api.is_future, F.api.current_task
+local await, resolve = F.await, F.resolve
+local ETIMEDOUT = core.errors.ETIMEDOUT
+
+-- Raised at the user's line: level 4 from a check the api function
+-- calls, 3 from the api function itself.
+local function argerror(fn, n, name, msg, level)
+  error(("tapio: %s: bad argument #%d '%s' (%s)"):format(fn, n, name, msg),
+    level or 4)
+end
+
+-- Seconds, or nil (no deadline) where nil_ok.
+local function check_delay(delay, fn, n, name, nil_ok)
+  if delay == nil and nil_ok then
+    return
+  end
+  if type(delay) ~= "number" or delay ~= delay then
+    argerror(fn, n, name, "seconds expected, got " .. U.typename(delay))
+  end
+end
+
+-- The loop to wait on: the running task's, the running one, or aw's (a
+-- future's: from a main chunk that will run its loop).
+local function loop_for(fn, aw)
+  local task = current_task()
+  local loop = task and task._loop or core.get_running_loop()
+  if not loop and is_future(aw) and type(aw.get_loop) == "function" then
+    loop = aw:get_loop()
+  end
+  if not loop then
+    error(("tapio: %s: no running event loop (and no future to take "
+      .. "one from)"):format(fn), 3)
+  end
+  return loop, task
+end
+
+-- What argument n (or its item) stands for: a function, a task of it on
+-- loop; a future, itself, when it is loop's.
+local function as_future(loop, aw, fn, n, item)
+  if type(aw) == "function" then
+    return loop:create_task(aw)
+  end
+  if not is_future(aw) then
+    argerror(fn, n, item and "list" or "future", (item and "item " .. item
+      .. ": " or "") .. "future or function expected, got "
+      .. U.typename(aw))
+  end
+  if type(aw.get_loop) == "function" and aw:get_loop() ~= loop then
+    error(("tapio: %s: the future belongs to another loop"):format(fn), 3)
+  end
+  return aw
+end
+
+-- Runs fn(...) in task with a deadline delay seconds from now: its
+-- results, or a timeout error raised once the cancellation it makes has
+-- come through fn. See the top of the file for whose cancellation it is.
+local function deadline(task, name, delay, fn, ...)
+  local before, expired = task._cancels, false
+  local handle = task._loop:call_later(delay, function()
+    expired = true
+    task:cancel()
+  end)
+  local r = pack(pcall(fn, ...))
+  handle:cancel()
+  if expired and task:uncancel() <= before and not r[1]
+     and is_cancelled(r[2]) then
+    error(core.error(ETIMEDOUT, ("%s: timed out after %g s")
+      :format(name, delay)), 0)
+  end
+  if not r[1] then
+    error(r[2], 0)
+  end
+  return unpack(r, 2, r.n)
+end
+
+local function wait_for(fut, delay)
+  if delay == nil then
+    return await(fut)
+  end
+  return deadline(current_task(), "wait_for", delay, await, fut)
+end
+
+--- tapio.wait_for(aw, timeout): aw's results (a future, or a function run
+-- as a task), or, after timeout seconds (nil: none), aw cancelled and,
+-- once its cancellation has finished, a timeout error (code ETIMEDOUT).
+-- What aw returns even so (it caught the cancellation) is returned.
+-- Cancelling the waiting task cancels aw.
+function api.wait_for(aw, timeout)
+  check_delay(timeout, "wait_for", 2, "timeout", true)
+  local loop, task = loop_for("wait_for", aw)
+  local fut = as_future(loop, aw, "wait_for", 1)
+  if task then
+    return wait_for(fut, timeout)
+  end
+  return loop:create_task(wait_for, fut, timeout)
+end
+
+--- tapio.timeout(delay, fn, ...): fn(...)'s results, run in the task that
+-- calls it, or a timeout error (code ETIMEDOUT) when it has not returned
+-- after delay seconds: the task is cancelled where it waits, and the
+-- cancellation that comes out of fn is the timeout (asyncio.timeout).
+function api.timeout(delay, fn, ...)
+  check_delay(delay, "timeout", 1, "delay")
+  check_callable(fn, "timeout", 2, "fn")
+  local task = current_task()
+  if task then
+    return deadline(task, "timeout", delay, fn, ...)
+  end
+  local loop = loop_for("timeout")
+  local args = pack(...)
+  return loop:create_task(function()
+    return deadline(current_task(), "timeout", delay, fn,
+      unpack(args, 1, args.n))
+  end)
+end
+
+-- ---- gather --------------------------------------------------------------
+
+local Gathering = setmetatable({}, { __index = F.Future })
+Gathering.__index = Gathering
+Gathering.__tostring = F.Future.__tostring
+
+--- Cancelling a gather cancels every child not done; it ends cancelled
+-- once they have all finished (asyncio's).
+function Gathering:cancel(message)
+  if self._state ~= "pending" then
+    return false
+  end
+  local any = false
+  for _, child in ipairs(self._children) do
+    any = child:cancel(message) or any
+  end
+  if any then
+    self._cancel_requested = true
+  end
+  return any
+end
+
+-- A child's error, having looked at it (so none is reported as never
+-- retrieved); a cancelled child's is a cancellation error.
+local function child_error(child)
+  if child:cancelled() then
+    return select(2, pcall(child.result, child))
+  end
+  return child:exception()
+end
+
+-- Every child has finished: the list, or the gather cancelled if that
+-- was asked.
+local function settle(outer, children)
+  if outer._cancel_requested then
+    F.Future.cancel(outer)
+    return
+  end
+  local results = { n = #children }
+  for i, child in ipairs(children) do
+    local err = child_error(child)
+    if err ~= nil then
+      results[i] = err
+    else
+      results[i] = (child:result())
+    end
+  end
+  outer:set_result(results)
+end
+
+local function gathering(loop, children, return_exceptions)
+  local outer = F.new_future(loop, Gathering)
+  outer._children = children
+  local left = #children
+  local function done(child)
+    left = left - 1
+    if outer:done() then
+      child_error(child)
+      return
+    end
+    if not return_exceptions then
+      local err = child_error(child)
+      if err ~= nil and outer._cancel_requested and child:cancelled() then
+        F.Future.cancel(outer)
+        return
+      elseif err ~= nil then
+        outer:set_exception(err)
+        return
+      end
+    end
+    if left == 0 then
+      settle(outer, children)
+    end
+  end
+  for _, child in ipairs(children) do
+    child:add_done_callback(done)
+  end
+  if #children == 0 then
+    outer:set_result({ n = 0 })
+  end
+  return outer
+end
+
+--- tapio.gather(list [, opts]): the first result of each future or
+-- function (run as a task) of list, as a list in list's order. The first
+-- child to fail makes gather fail with its error (the others run on);
+-- with opts.return_exceptions, a child's error (a cancellation error for
+-- a cancelled child) takes its place in the list instead. Cancelling the
+-- gather cancels the children.
+function api.gather(list, opts)
+  if type(list) ~= "table" or is_future(list) then
+    argerror("gather", 1, "list", "list of futures expected, got "
+      .. U.typename(list), 3)
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    argerror("gather", 2, "opts", "table expected, got " .. type(opts), 3)
+  end
+  local loop = loop_for("gather", list[1])
+  local children = {}
+  for i = 1, #list do -- every item checked before any task is made
+    if type(list[i]) ~= "function" then
+      children[i] = as_future(loop, list[i], "gather", 1, i)
+    end
+  end
+  for i = 1, #list do
+    children[i] = children[i] or loop:create_task(list[i])
+  end
+  return resolve(gathering(loop, children,
+    opts ~= nil and opts.return_exceptions and true or false))
+end
+
+--- tapio.shield(aw): aw's results, but cancelling what waits (the task,
+-- or the future returned) does not cancel aw, which runs on.
+function api.shield(aw)
+  local loop = loop_for("shield", aw)
+  local inner = as_future(loop, aw, "shield", 1)
+  if inner:done() then
+    return resolve(inner)
+  end
+  local outer = loop:create_future()
+  inner:add_done_callback(function()
+    if outer:done() then
+      child_error(inner)
+    elseif inner:cancelled() then
+      outer:cancel()
+    elseif inner:exception() ~= nil then
+      outer:set_exception(inner:exception())
+    else
+      outer:set_result(inner:result())
+    end
+  end)
+  return resolve(outer)
+end
+
+return M

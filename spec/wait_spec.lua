@@ -1,0 +1,355 @@
+-- tapio.wait_for, tapio.timeout, tapio.gather and tapio.shield, on the
+-- testing kit's virtual clock (every time asserted is the loop's), and
+-- once on a real loop.
+local helper = require "spec.helper"
+local tapio = helper.tapio
+local testing = require "tapio.testing"
+
+local jump = { autojump = true }
+local pack = table.pack or function(...)
+  return { n = select("#", ...), ... }
+end
+local unpack = table.unpack or unpack
+
+-- The error a call raised (it must raise).
+local function raised(fn, ...)
+  local ok, err = pcall(fn, ...)
+  assert.is_false(ok, "expected an error")
+  return err
+end
+
+local function is_timeout(err, name, delay)
+  assert.are.equal(tapio.ETIMEDOUT, err.code)
+  assert.are.equal(("%s: timed out after %g s"):format(name, delay),
+    err.message)
+end
+
+-- A task that sleeps for delay, then returns its results; its log says
+-- what happened to it.
+local function sleeper(log, delay, ...)
+  local results = pack(...)
+  return function()
+    local ok, err = pcall(tapio.sleep, delay)
+    if not ok then
+      log[#log + 1] = ("cancelled at %g"):format(
+        tapio.get_running_loop():time())
+      error(err, 0)
+    end
+    log[#log + 1] = ("slept until %g"):format(
+      tapio.get_running_loop():time())
+    return unpack(results, 1, results.n)
+  end
+end
+
+describe("tapio.wait_for", function()
+  it("returns every result of what finishes in time, a function run as " ..
+     "a task or a future", testing.run(function(clock, loop)
+    local log = {}
+    local a, b, c = tapio.wait_for(sleeper(log, 1, "x", nil, 3), 2)
+    assert.are.same({ "x", nil, 3 }, { a, b, c })
+    assert.are.equal(1, clock:time())
+    local fut = loop:create_future()
+    loop:call_later(0.5, function() fut:set_result("y") end)
+    assert.are.equal("y", tapio.wait_for(fut, 1))
+    assert.are.equal(1.5, clock:time())
+    assert.are.equal("z", tapio.wait_for(sleeper(log, 3600, "z"), nil))
+    assert.are.same({ "slept until 1", "slept until 3601.5" }, log)
+  end, jump))
+
+  it("cancels what is late and raises a timeout once its cancellation " ..
+     "has finished", testing.run(function(clock, loop)
+    local log = {}
+    local task = loop:create_task(function()
+      local ok, err = pcall(tapio.sleep, 10)
+      log[#log + 1] = ("cancelled at %g"):format(clock:time())
+      assert.is_false(ok)
+      tapio.sleep(0.25) -- its cleanup takes a while: wait_for waits for it
+      error(err, 0)
+    end)
+    local err = raised(tapio.wait_for, task, 2)
+    is_timeout(err, "wait_for", 2)
+    assert.are.same({ "cancelled at 2" }, log)
+    assert.are.equal(2.25, clock:time())
+    assert.is_true(task:cancelled())
+    assert.are.equal(0, tapio.current_task():cancelling())
+  end, jump))
+
+  it("returns what the late one returns when it swallows its " ..
+     "cancellation", testing.run(function(clock)
+    local got = tapio.wait_for(function()
+      pcall(tapio.sleep, 10)
+      return "kept"
+    end, 1)
+    assert.are.equal("kept", got)
+    assert.are.equal(1, clock:time())
+  end, jump))
+
+  it("with a timeout of 0 returns what is done and times out what is not",
+     testing.run(function(clock, loop)
+    local fut = loop:create_future()
+    fut:set_result(1)
+    assert.are.equal(1, tapio.wait_for(fut, 0))
+    assert.are.equal(1, tapio.wait_for(fut, -1))
+    local pending = loop:create_future()
+    is_timeout(raised(tapio.wait_for, pending, 0), "wait_for", 0)
+    assert.is_true(pending:cancelled())
+    assert.are.equal(0, clock:time())
+  end))
+
+  it("cancelled itself, cancels what it waits for and ends cancelled, " ..
+     "not timed out, also when the deadline falls at the same time",
+     testing.run(function(clock, loop)
+    for _, cancel_at in ipairs({ 0.5, 1 }) do
+      local log = {}
+      local inner = loop:create_task(sleeper(log, 10))
+      local outer = loop:create_task(tapio.wait_for, inner, 1)
+      loop:call_later(cancel_at, function() outer:cancel() end)
+      assert.is_true(tapio.is_cancelled(raised(outer.await, outer)))
+      assert.is_true(outer:cancelled())
+      assert.is_true(inner:cancelled())
+      assert.are.same({ ("cancelled at %g"):format(clock:time()) }, log)
+    end
+  end, jump))
+
+  it("outside a task returns a future of it, on the future's loop",
+     function()
+    local loop, clock = testing.new_loop()
+    local fut = loop:create_future()
+    local waiting = tapio.wait_for(fut, 5)
+    assert.is_true(tapio.is_future(waiting))
+    clock:advance(5)
+    is_timeout(raised(waiting.result, waiting), "wait_for", 5)
+    assert.is_true(fut:cancelled())
+    loop:close()
+  end)
+
+  it("reads a stream with a deadline; the reader stays usable",
+     testing.run(function(clock)
+    local _, wa, rb, wb = testing.open_pair()
+    local err = raised(tapio.wait_for, function()
+      return rb:readline()
+    end, 1)
+    is_timeout(err, "wait_for", 1)
+    assert.are.equal(1, clock:time())
+    wa:write("late\n")
+    assert.are.equal("late\n", tapio.wait_for(function()
+      return rb:readline()
+    end, 1))
+    wa:close()
+    wb:close()
+  end, jump))
+
+  it("refuses what is not a future or a function, and a timeout that " ..
+     "is not seconds, at the caller's line", testing.run(function()
+    assert.matches("wait_spec.lua:%d+: tapio: wait_for: bad argument #1 " ..
+      "'future' %(future or function expected, got number%)",
+      raised(function() tapio.wait_for(42, 1) end))
+    assert.matches("wait_for: bad argument #2 'timeout' %(seconds " ..
+      "expected, got string%)", raised(tapio.wait_for, function() end, "1"))
+    assert.matches("seconds expected, got number",
+      raised(tapio.wait_for, function() end, 0 / 0))
+    local other = testing.new_loop()
+    assert.matches("wait_for: the future belongs to another loop",
+      raised(tapio.wait_for, other:create_future(), 1))
+    other:close()
+  end))
+end)
+
+describe("tapio.timeout", function()
+  it("returns fn's results, run in the same task, when in time",
+     testing.run(function(clock)
+    local me = tapio.current_task()
+    local a, b = tapio.timeout(2, function(x)
+      assert.are.equal(me, tapio.current_task())
+      tapio.sleep(1)
+      return x, "b"
+    end, "a")
+    assert.are.same({ "a", "b" }, { a, b })
+    assert.are.equal(1, clock:time())
+    assert.are.equal(0, me:cancelling())
+  end, jump))
+
+  it("cancels the task where it waits and raises a timeout where it was " ..
+     "set", testing.run(function(clock)
+    local seen
+    local err = raised(tapio.timeout, 1.5, function()
+      local ok, e = pcall(tapio.sleep, 10)
+      seen = { ok, tapio.is_cancelled(e), clock:time() }
+      error(e, 0)
+    end)
+    is_timeout(err, "timeout", 1.5)
+    assert.are.same({ false, true, 1.5 }, seen)
+    assert.are.equal(0, tapio.current_task():cancelling())
+    tapio.sleep(1) -- the task goes on, not cancelled
+    assert.are.equal(2.5, clock:time())
+  end, jump))
+
+  it("of two nested that expire together, the outer raises the timeout " ..
+     "and the inner lets the cancellation through",
+     testing.run(function()
+    local inner_err
+    local err = raised(tapio.timeout, 1, function()
+      inner_err = raised(tapio.timeout, 1, tapio.sleep, 5)
+      error(inner_err, 0)
+    end)
+    assert.is_true(tapio.is_cancelled(inner_err))
+    is_timeout(err, "timeout", 1)
+    assert.are.equal(0, tapio.current_task():cancelling())
+  end, jump))
+
+  it("an inner deadline's timeout passes through an outer one in time",
+     testing.run(function()
+    local err = raised(tapio.timeout, 5, function()
+      tapio.timeout(1, tapio.sleep, 5)
+    end)
+    is_timeout(err, "timeout", 1)
+  end, jump))
+
+  it("leaves a cancellation from outside a cancellation",
+     testing.run(function(_, loop)
+    local task = loop:create_task(tapio.timeout, 1, tapio.sleep, 5)
+    loop:call_later(1, function() task:cancel() end) -- with the deadline
+    assert.is_true(tapio.is_cancelled(raised(task.await, task)))
+    assert.is_true(task:cancelled())
+  end, jump))
+
+  it("outside a task returns a task of it; bad arguments raise",
+     function()
+    local loop, clock = testing.new_loop()
+    local t
+    loop:call_soon(function() t = tapio.timeout(1, tapio.sleep, 5) end)
+    clock:advance(1)
+    is_timeout(raised(t.result, t), "timeout", 1)
+    assert.matches("timeout: bad argument #1 'delay' %(seconds expected",
+      raised(tapio.timeout, nil, print))
+    assert.matches("timeout: bad argument #2 'fn' %(function expected",
+      raised(tapio.timeout, 1, 2))
+    loop:close()
+  end)
+end)
+
+describe("tapio.gather", function()
+  it("gives each one's first result in the list's order",
+     testing.run(function(clock, loop)
+    local log = {}
+    local fut = loop:create_future()
+    loop:call_later(2, function() fut:set_result("f", "dropped") end)
+    local r = tapio.gather({ sleeper(log, 3, "a"), fut, sleeper(log, 1, "c"),
+                             function() return nil end })
+    assert.are.same({ n = 4, "a", "f", "c", nil }, r)
+    assert.are.equal(3, clock:time())
+    assert.are.same({ n = 0 }, tapio.gather({}))
+  end, jump))
+
+  it("fails with the first error at once; the others run on",
+     testing.run(function(clock, loop)
+    local log = {}
+    local slow = loop:create_task(sleeper(log, 5, "slow"))
+    local err = raised(tapio.gather, { slow, function()
+      tapio.sleep(1)
+      error("broken", 0)
+    end })
+    assert.are.equal("broken", err)
+    assert.are.equal(1, clock:time())
+    assert.are.equal("slow", slow:await())
+    assert.are.same({ "slept until 5" }, log)
+  end, jump))
+
+  it("with return_exceptions puts errors and cancellations in their places",
+     testing.run(function(_, loop)
+    local cancelled = loop:create_task(tapio.sleep, 5)
+    loop:call_later(1, function() cancelled:cancel("stop") end)
+    local r = tapio.gather({ function() error({ why = "mine" }, 0) end,
+                             cancelled, function() return 3 end },
+                           { return_exceptions = true })
+    assert.are.same({ why = "mine" }, r[1])
+    assert.is_true(tapio.is_cancelled(r[2]))
+    assert.are.equal("stop", r[2].message)
+    assert.are.equal(3, r[3])
+  end, jump))
+
+  it("cancelled, cancels its children and ends cancelled once they have",
+     testing.run(function(clock, loop)
+    local log = {}
+    local outer = loop:create_task(tapio.gather,
+      { sleeper(log, 5), sleeper(log, 6) })
+    loop:call_later(1, function() outer:cancel() end)
+    assert.is_true(tapio.is_cancelled(raised(outer.await, outer)))
+    assert.is_true(outer:cancelled())
+    assert.are.same({ "cancelled at 1", "cancelled at 1" }, log)
+    assert.are.equal(1, clock:time())
+  end, jump))
+
+  it("checks every item before it makes any task", testing.run(function()
+    local ran = false
+    assert.matches("gather: bad argument #1 'list' %(item 2: future or " ..
+      "function expected, got number%)", raised(tapio.gather,
+        { function() ran = true end, 7 }))
+    assert.matches("gather: bad argument #1 'list' %(list of futures " ..
+      "expected, got nil%)", raised(tapio.gather))
+    assert.matches("gather: bad argument #2 'opts' %(table expected",
+      raised(tapio.gather, {}, true))
+    tapio.sleep(0)
+    assert.is_false(ran)
+    assert.are.equal(1, #tapio.all_tasks())
+  end))
+end)
+
+describe("tapio.shield", function()
+  it("lets what it guards run on when the waiting task is cancelled",
+     testing.run(function(clock, loop)
+    local log = {}
+    local inner = loop:create_task(sleeper(log, 3, "done"))
+    local waiter = loop:create_task(tapio.shield, inner)
+    loop:call_later(1, function() waiter:cancel() end)
+    assert.is_true(tapio.is_cancelled(raised(waiter.await, waiter)))
+    assert.are.equal(1, clock:time())
+    assert.is_false(inner:done())
+    assert.are.equal("done", inner:await())
+    assert.are.same({ "slept until 3" }, log)
+  end, jump))
+
+  it("passes results and errors through", testing.run(function(_, loop)
+    assert.are.equal(2, tapio.shield(function() tapio.sleep(1) return 2 end))
+    assert.are.equal("no", raised(tapio.shield, function()
+      tapio.sleep(1)
+      error("no", 0)
+    end))
+    local done = loop:create_future()
+    done:set_result("now")
+    assert.are.equal("now", tapio.shield(done))
+  end, jump))
+end)
+
+describe("deadlines on a real loop", function()
+  it("time out a read from a silent socket and keep the loop running",
+     function()
+    local got = tapio.run(function()
+      local loop = tapio.get_running_loop()
+      local ticks = 0
+      local function tick()
+        ticks = ticks + 1
+        loop:call_later(0.01, tick)
+      end
+      tick()
+      local finished = loop:create_future()
+      local server = tapio.start_server(function(reader, writer)
+        reader:read() -- silent: reads until the client closes
+        writer:close()
+        finished:set_result()
+      end, "127.0.0.1", 0)
+      local reader, writer = tapio.open_connection("127.0.0.1",
+        server:addresses()[1].port)
+      local t0 = loop:time()
+      local err = raised(tapio.wait_for, function()
+        return reader:readline()
+      end, 0.2)
+      local waited = loop:time() - t0
+      writer:close()
+      finished:await()
+      server:close()
+      return { err.code, waited >= 0.2, ticks > 1 }
+    end)
+    assert.are.same({ tapio.ETIMEDOUT, true, true }, got)
+  end)
+end)
