@@ -65,6 +65,7 @@ build = {
     ["tapio.streams"] = "lua/tapio/streams.lua",
     ["tapio.subprocess"] = "lua/tapio/subprocess.lua",
     ["tapio.wait"] = "lua/tapio/wait.lua",
+    ["tapio.sync"] = "lua/tapio/sync.lua",
     ["tapio.testing"] = "lua/tapio/testing.lua",
     -- the Lua language server's definitions; never required at run time
     ["tapio._meta"] = "lua/tapio/_meta.lua",

@@ -144,6 +144,10 @@
 ---@field StreamReader tapio.StreamReader the reader class (callable)
 ---@field StreamWriter table the writer class
 ---@field Process table the process class
+---@field Event tapio.Event the event class (callable: tapio.Event())
+---@field Lock tapio.Lock the lock class (callable: tapio.Lock())
+---@field Semaphore tapio.Semaphore the semaphore class (callable: tapio.Semaphore(value))
+---@field Queue tapio.Queue the queue class (callable: tapio.Queue(maxsize))
 ---@field AF_INET integer
 ---@field AF_INET6 integer
 ---@field AF_UNIX integer
@@ -1017,5 +1021,82 @@ function Process:send_signal(sig) end
 function Process:terminate() end
 ---@return true|nil, tapio.Error?
 function Process:kill() end
+
+---A Semaphore whose release beyond value raises.
+---@param value? integer default 1
+---@return tapio.Semaphore
+function tapio.BoundedSemaphore(value) end
+
+---A flag tasks wait for (asyncio.Event).
+---@class tapio.Event
+local Event = {}
+---@return boolean
+function Event:is_set() end
+---Sets the flag and wakes every task waiting.
+function Event:set() end
+---Lowers the flag: wait waits again.
+function Event:clear() end
+---true once the flag is set (the async rule).
+---@return true
+function Event:wait() end
+
+---Held by one task at a time, first come first served (asyncio.Lock).
+---@class tapio.Lock
+local Lock = {}
+---@return boolean
+function Lock:locked() end
+---true once the lock is the task's (the async rule).
+---@return true
+function Lock:acquire() end
+---Frees the lock; the first task waiting gets it (unheld: raises).
+function Lock:release() end
+---fn(...)'s results, run holding the lock (in a task).
+---@param fn async fun(...): ...
+---@param ... any
+---@return any ...
+function Lock:with(fn, ...) end
+
+---value acquires at once, the rest wait in turn (asyncio.Semaphore).
+---@class tapio.Semaphore
+local Semaphore = {}
+---@return boolean
+function Semaphore:locked() end
+---true once acquired (the async rule).
+---@return true
+function Semaphore:acquire() end
+---One more acquire; wakes the first task waiting.
+function Semaphore:release() end
+---fn(...)'s results, run holding one acquire (in a task).
+---@param fn async fun(...): ...
+---@param ... any
+---@return any ...
+function Semaphore:with(fn, ...) end
+
+---First in, first out; put waits while maxsize items are in it (0: never).
+---@class tapio.Queue
+---@field maxsize integer
+local Queue = {}
+---@return integer
+function Queue:qsize() end
+---@return boolean
+function Queue:empty() end
+---@return boolean
+function Queue:full() end
+---Waits while the queue is full (the async rule).
+---@param item any
+function Queue:put(item) end
+---The first item, waiting while the queue is empty (the async rule).
+---@return any
+function Queue:get() end
+---Raises QueueFull (code EAGAIN) when full.
+---@param item any
+function Queue:put_nowait(item) end
+---The first item, or raises QueueEmpty (code EAGAIN).
+---@return any
+function Queue:get_nowait() end
+---One item got is dealt with (for join).
+function Queue:task_done() end
+---Waits until task_done was called for every item put (the async rule).
+function Queue:join() end
 
 return tapio

@@ -6,10 +6,10 @@
 -- methods that complete later), tapio.reader (StreamReader), tapio.streams
 -- (StreamWriter, open_connection, start_server), tapio.subprocess
 -- (create_subprocess_exec and _shell), tapio.wait (wait_for, timeout,
--- gather, shield); this file gathers them into the
--- `tapio` table. Every operation that completes later follows the async rule (see
--- tapio/future.lua and lua/README.md): inside a task it suspends the task,
--- anywhere else it returns a future.
+-- gather, shield), tapio.sync (Event, Lock, Semaphore, Queue); this file
+-- gathers them into the `tapio` table. Every operation that completes
+-- later follows the async rule (see tapio/future.lua and lua/README.md):
+-- inside a task it suspends the task, anywhere else it returns a future.
 --
 -- Works on Lua 5.4 and on LuaJIT (Lua 5.1 API).
 local core = require "tapio.core"
@@ -21,6 +21,7 @@ local R = require "tapio.reader"
 local S = require "tapio.streams"
 local P = require "tapio.subprocess"
 local W = require "tapio.wait"
+local Y = require "tapio.sync"
 
 local tapio = {}
 
@@ -68,7 +69,7 @@ T.settings = tapio
 tapio.StreamReader = R.StreamReader
 tapio.StreamWriter = S.StreamWriter
 tapio.Process = P.Process
-for _, module in ipairs({ U, F, T, R, S, P, W }) do
+for _, module in ipairs({ U, F, T, R, S, P, W, Y }) do
   for name, fn in pairs(module.api) do
     tapio[name] = fn -- cancelled_error, current_task, run, sleep, ...
   end
