@@ -6,9 +6,10 @@
 # and the STARTTLS example; the existing-socket and watch-a-descriptor
 # examples; the HTTP headers example against a page served on 127.0.0.1
 # (python3's http.server, over HTTP and HTTPS); the subprocess examples
-# (their python3 child is the one given) and the pipe example through cat;
-# with C_EXAMPLES set to the directory of the C ones, examples/c/'s echo
-# pair against itself and the Lua pair, and examples/c/subprocess.c.
+# (their python3 child is the one given), the pipe example through cat,
+# and the chat server with clients on bash's /dev/tcp; with C_EXAMPLES set
+# to the directory of the C ones, examples/c/'s echo pair against itself
+# and the Lua pair, and examples/c/subprocess.c.
 # Usage: [C_EXAMPLES=dir] examples/test_examples.sh path/to/tapio [python3]
 set -u
 host=${1:?usage: $0 path/to/tapio [python3]}
@@ -331,6 +332,43 @@ printf '%s\n' "Sent: 'Hello World!\\n'" "Sent: 'through cat\\n'" \
 timeout 20 "$host" "$here/pipe_cat.lua" >"$work/lua.cat" 2>&1 ||
   fail "pipe_cat.lua failed"
 expect_same "pipe_cat" "$work/ref.cat" "$work/lua.cat"
+
+# The chat server: two clients on bash's /dev/tcp, a nick and a line
+# passed on, a client that never reads dropped once the server holds
+# 1 MiB for it (30 MB sent past it get no further than the socket
+# buffers and that MiB), and Ctrl-C telling the clients, exit status 130.
+chat() {
+  local port spid a b c n status before=$failures
+  port=$(free_port)
+  env --default-signal=INT "$host" "$here/chat_server.lua" "$port" \
+    >"$work/chat.server" 2>&1 &
+  spid=$!
+  pids+=("$spid")
+  wait_listening "$port" || { fail "chat: the server did not listen"; return; }
+  exec 3<>"/dev/tcp/127.0.0.1/$port" 4<>"/dev/tcp/127.0.0.1/$port" \
+    5<>"/dev/tcp/127.0.0.1/$port"
+  read -r -t 5 -u 3 a; read -r -t 5 -u 4 a; read -r -t 5 -u 5 a
+  printf '/nick ann\nhello\n' >&3
+  read -r -t 5 -u 4 a; read -r -t 5 -u 4 b
+  [[ "$a" == *" is now ann" && "$b" == "ann: hello" ]] ||
+    fail "chat: the other client got '$a' and '$b'"
+  yes "$(printf 'x%.0s' {1..99})" | head -c 30000000 >&5 # 3, 4 read none
+  n=$(timeout 10 cat <&4 2>/dev/null | wc -c)
+  [ "$n" -lt 20000000 ] || fail "chat: the client that never read got $n bytes"
+  exec 6<>"/dev/tcp/127.0.0.1/$port"
+  read -r -t 5 -u 6 a
+  printf '/nick done\n' >&5 # behind the rest of the flood
+  timeout 10 grep -q -m1 " is now done$" <&6 || fail "chat: no end of flood"
+  kill -INT "$spid"
+  read -r -t 5 -u 6 c
+  [ "$c" = "server shutting down" ] || fail "chat: Ctrl-C told '$c'"
+  wait "$spid"
+  status=$?
+  [ "$status" -eq 130 ] || fail "chat: the server ended with $status"
+  exec 3>&- 4>&- 5>&- 6>&-
+  [ "$failures" -eq "$before" ] && echo "ok: chat_server"
+}
+chat
 
 [ "$failures" -eq 0 ] || { echo "$failures failure(s)" >&2; exit 1; }
 echo "all examples ok"

@@ -55,8 +55,8 @@ static const char *field_str(lua_State *L, int opts, const char *name,
   lua_getfield(L, opts, name);
   if (!lua_isnil(L, -1)) {
     if (lua_type(L, -1) != LUA_TSTRING)
-      luaL_error(L, "tapio: tls_context: option '%s' must be a string",
-                 name);
+      luaL_error(L, "tapio: tls_context: bad option '%s' (string expected, "
+                    "got %s)", name, luaL_typename(L, -1));
     s = lua_tolstring(L, -1, len);
   }
   lua_pop(L, 1); /* the table keeps the string alive */
@@ -69,11 +69,41 @@ static int word(lua_State *L, int opts, const char *name,
   int i;
   if (!s)
     return dflt;
+  luaL_Buffer b;
   for (i = 0; words[i]; i++)
     if (strcmp(words[i], s) == 0)
       return values[i];
-  return luaL_error(L, "tapio: tls_context: bad option '%s' ('%s')", name,
-                    s);
+  luaL_buffinit(L, &b); /* the words it takes, for the message */
+  for (i = 0; words[i]; i++) {
+    luaL_addstring(&b, i == 0 ? "\"" : words[i + 1] ? ", \"" : " or \"");
+    luaL_addstring(&b, words[i]);
+    luaL_addchar(&b, '"');
+  }
+  luaL_pushresult(&b);
+  return luaL_error(L, "tapio: tls_context: bad option '%s' ('%s': %s "
+                    "expected)", name, s, lua_tostring(L, -1));
+}
+
+/* Every key of opts must be an option of tls_context: a misspelt one
+ * (Python's certfile) would otherwise leave a context without it. */
+static void check_names(lua_State *L, int opts) {
+  static const char *const names[] = {
+      "side", "cafile", "capath", "cadata", "cert_file", "key_file",
+      "password", "cert_pem", "key_pem", "verify", "check_hostname",
+      "min_version", "max_version", "ciphers", "ciphersuites", "alpn",
+      "sni", "keylog_file", "session_cache", NULL};
+  int i;
+  lua_pushnil(L);
+  while (lua_next(L, opts)) {
+    const char *key = lua_type(L, -2) == LUA_TSTRING
+                          ? lua_tostring(L, -2) : NULL;
+    for (i = 0; key && names[i] && strcmp(names[i], key) != 0; i++)
+      ;
+    if (!key || !names[i])
+      luaL_error(L, "tapio: tls_context: unknown option '%s'",
+                 tl_tostring(L, -2));
+    lua_pop(L, 1);
+  }
 }
 
 static const char *const versions[] = {"TLSv1.2", "TLSv1.3", NULL};
@@ -116,25 +146,29 @@ static int set_policy(lua_State *L, int opts, tapio_tls_context *ctx) {
   const char *c12 = field_str(L, opts, "ciphers", NULL);
   const char *c13 = field_str(L, opts, "ciphersuites", NULL);
   const char *keylog = field_str(L, opts, "keylog_file", NULL);
+  const char *what = "verify"; /* the setting that failed, for the error */
   int rc = 0;
   if (v >= 0)
     rc = tapio_tls_context_set_verify(ctx, v);
   lua_getfield(L, opts, "check_hostname");
-  if (rc == 0 && lua_isboolean(L, -1))
+  if (!lua_isnil(L, -1) && !lua_isboolean(L, -1))
+    return luaL_error(L, "tapio: tls_context: bad option 'check_hostname' "
+                         "(boolean expected, got %s)", luaL_typename(L, -1));
+  if (rc == 0 && lua_isboolean(L, -1) && (what = "check_hostname"))
     rc = tapio_tls_context_set_check_hostname(ctx, lua_toboolean(L, -1));
   lua_pop(L, 1);
-  if (rc == 0 && (lo || hi))
+  if (rc == 0 && (lo || hi) && (what = "min_version/max_version"))
     rc = tapio_tls_context_set_versions(ctx, lo, hi);
-  if (rc == 0 && (c12 || c13))
+  if (rc == 0 && (c12 || c13) && (what = "ciphers/ciphersuites"))
     rc = tapio_tls_context_set_ciphers(ctx, c12, c13);
-  if (rc == 0 && keylog)
+  if (rc == 0 && keylog && (what = "keylog_file"))
     rc = tapio_tls_context_set_keylog_file(ctx, keylog);
   lua_getfield(L, opts, "session_cache");
-  if (rc == 0 && !lua_isnil(L, -1))
+  if (rc == 0 && !lua_isnil(L, -1) && (what = "session_cache"))
     rc = tapio_tls_context_set_session_cache(
         ctx, (size_t)tl_checkint(L, -1, FN_CTX, 1, "session_cache", 0, 65536));
   lua_pop(L, 1);
-  return rc < 0 ? ctx_fail(L, ctx, rc, "the settings") : 0;
+  return rc < 0 ? ctx_fail(L, ctx, rc, what) : 0;
 }
 
 /* opts.alpn: a list of protocol names. */
@@ -209,6 +243,7 @@ static int u_tls_context(lua_State *L) {
   else if (!lua_istable(L, 1))
     return tl_typeerror(L, FN_CTX, 1, "opts", 1, "table or nil");
   lua_settop(L, 1);
+  check_names(L, 1);
   side = word(L, 1, "side", sides, side_values, TAPIO_TLS_CLIENT);
   c = tl_newuserdata(L, sizeof *c); /* first: no leak if anything raises */
   c->ctx = NULL;

@@ -232,10 +232,13 @@ describe("a task", function()
 
   it("fails when it yields without awaiting", function()
     helper.run(function(loop)
+      local line = debug.getinfo(1, "l").currentline + 1
       local task = loop:create_task(function() coroutine.yield(1) end)
       local ok, err = pcall(task.await, task)
       assert.is_false(ok)
       assert.matches("yielded without awaiting", err)
+      -- the traceback shows where it yielded
+      assert.matches("futures_spec%.lua:" .. line .. ":", task:get_traceback())
     end)
   end)
 
@@ -289,8 +292,17 @@ describe("tapio.sleep", function()
   end)
 
   it("needs a running loop and a number", function()
-    assert.has_error(function() tapio.sleep(1) end,
-      "tapio: get_running_loop: no running event loop")
+    -- named for the function called, at the caller's line
+    local ok, err = pcall(function() tapio.sleep(1) end)
+    assert.is_false(ok)
+    assert.matches("^[^:]*futures_spec%.lua:%d+: tapio: sleep: no running " ..
+      "event loop$", err)
+    ok, err = pcall(function() tapio.create_task(print) end)
+    assert.matches("^[^:]*futures_spec%.lua:%d+: tapio: create_task: no " ..
+      "running event loop$", err)
+    ok, err = pcall(function() tapio.all_tasks() end)
+    assert.matches("^[^:]*futures_spec%.lua:%d+: tapio: all_tasks: no " ..
+      "running event loop$", err)
     helper.run(function()
       assert.has_error(function() tapio.sleep("1") end,
         "tapio: sleep: bad argument #1 'delay' (number expected, got string)")

@@ -52,6 +52,8 @@ describe("running a loop", function()
     end)
     loop:run_once()
     assert.are.equal(3, #errors)
+    assert.matches("running_spec%.lua:%d+: tapio: loop:run_until_complete: ",
+      errors[1])
     for _, err in ipairs(errors) do
       assert.matches("another loop is running on this thread %(loops do "
         .. "not nest%)", err)
@@ -63,12 +65,21 @@ describe("running a loop", function()
   end)
 
   it("still says so when the loop itself is already running", function()
-    local err
+    local err, err2, ran
     loop:call_soon(function()
       err = select(2, pcall(loop.run_once, loop))
+      err2 = select(2, pcall(loop.run_until_complete, loop, function()
+        ran = true
+      end))
     end)
     loop:run_once()
     assert.matches("tapio: loop:run_once: the loop is already running", err)
+    -- named for the call made, and the function never became a task
+    assert.matches("tapio: loop:run_until_complete: the loop is already "
+      .. "running", err2)
+    loop:run_once()
+    assert.is_nil(ran)
+    assert.are.equal(0, #tapio.all_tasks(loop))
   end)
 end)
 

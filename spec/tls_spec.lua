@@ -52,15 +52,39 @@ describe("tapio.tls_context", function()
 
   it("raises at once on bad options", function()
     assert.has_error(function() tapio.tls_context({ side = "both" }) end,
-      "tapio: tls_context: bad option 'side' ('both')")
+      "tapio: tls_context: bad option 'side' ('both': \"client\" or "
+      .. "\"server\" expected)")
+    assert.has_error(function() tapio.tls_context({ verify = "x" }) end,
+      "tapio: tls_context: bad option 'verify' ('x': \"none\", "
+      .. "\"optional\" or \"required\" expected)")
     assert.has_error(function() tapio.tls_context({ cafile = 5 }) end,
-      "tapio: tls_context: option 'cafile' must be a string")
+      "tapio: tls_context: bad option 'cafile' (string expected, got "
+      .. "number)")
+    assert.has_error(function() tapio.tls_context({ verify = false }) end,
+      "tapio: tls_context: bad option 'verify' (string expected, got "
+      .. "boolean)")
+    assert.has_error(function()
+      tapio.tls_context({ check_hostname = "no" })
+    end, "tapio: tls_context: bad option 'check_hostname' (boolean "
+      .. "expected, got string)")
+    -- a misspelt option (Python's certfile) is not a context without it
+    assert.has_error(function()
+      tapio.tls_context({ side = "server", certfile = cert("server.pem") })
+    end, "tapio: tls_context: unknown option 'certfile'")
+    assert.has_error(function() tapio.tls_context({ "client" }) end,
+      "tapio: tls_context: unknown option '1'")
+    -- a setting the core refuses is named
+    local ok, err = pcall(tapio.tls_context, { side = "client",
+      ciphers = "NOPE" })
+    assert.is_false(ok)
+    assert.matches("^tapio: tls_context: ciphers/ciphersuites: ", err.message)
     assert.has_error(function() tapio.tls_context({ alpn = "h2" }) end,
       "tapio: tls_context: option 'alpn' must be a list of at most 64 "
       .. "strings")
     assert.has_error(function()
       tapio.tls_context({ min_version = "TLSv1.0" })
-    end, "tapio: tls_context: bad option 'min_version' ('TLSv1.0')")
+    end, "tapio: tls_context: bad option 'min_version' ('TLSv1.0': "
+      .. "\"TLSv1.2\" or \"TLSv1.3\" expected)")
   end)
 
   it("checks the ssl options of the create calls (S1)", function()

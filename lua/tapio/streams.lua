@@ -436,14 +436,7 @@ end
 
 -- ---- Opening and serving ---------------------------------------------------
 
-local function running_loop(fn)
-  local loop = core.get_running_loop()
-  if not loop then
-    error(("tapio: %s: no running event loop"):format(fn), 3)
-  end
-  return loop
-end
-M.running_loop = running_loop
+local running_loop = U.running_loop
 
 -- The options without limit (the create call's), and the limit.
 local function split_options(opts, fn, n)

@@ -212,7 +212,7 @@ local function creating(fn, c_create, opts, n, ...)
       copts[name] = "inherit"
     end
   end
-  local loop = S.running_loop(fn)
+  local loop = U.running_loop(fn)
   local protocol = new_protocol(loop, limit)
   local args = U.pack(...)
   args[n], args.n = copts, n

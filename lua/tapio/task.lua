@@ -130,7 +130,8 @@ local function stopped(task, ok, what, obj)
       end
     else
       -- A plain coroutine.yield in a task: nothing would ever resume it.
-      Future.set_exception(task, "tapio: a task yielded without awaiting "
+      -- Failed as an error is, with the traceback of the yield.
+      task_failed(task, "tapio: a task yielded without awaiting "
         .. "a future (coroutine.yield inside a task; use tapio.sleep(0))")
     end
   end
@@ -260,7 +261,7 @@ function Task:get_traceback()
 end
 
 function api.all_tasks(loop)
-  loop = loop or api.get_running_loop()
+  loop = loop or U.running_loop("all_tasks")
   local list = {}
   for task in pairs(all_tasks[loop] or {}) do
     if not task:done() then
@@ -273,15 +274,11 @@ end
 -- ---- The running loop, sleep ---------------------------------------------
 
 function api.get_running_loop()
-  local loop = core.get_running_loop()
-  if not loop then
-    error("tapio: get_running_loop: no running event loop", 2)
-  end
-  return loop
+  return U.running_loop("get_running_loop")
 end
 
 function api.create_task(fn, ...)
-  return api.get_running_loop():create_task(fn, ...)
+  return U.running_loop("create_task"):create_task(fn, ...)
 end
 
 --- tapio.sleep(seconds, ...): returns ... after seconds (the async rule:
@@ -291,7 +288,7 @@ function api.sleep(delay, ...)
     error("tapio: sleep: bad argument #1 'delay' (number expected, got "
       .. type(delay) .. ")", 2)
   end
-  local loop = api.get_running_loop()
+  local loop = U.running_loop("sleep")
   local fut = loop:create_future()
   local results = pack(...)
   local handle = loop:call_later(delay, function()
@@ -311,6 +308,12 @@ end
 -- future (or a task made of fn) is done; returns its results or raises.
 function Loop:run_until_complete(fut, ...)
   check_loop(self, "loop:run_until_complete")
+  local running = core.get_running_loop()
+  if running then -- checked first: a function must not become a task
+    error("tapio: loop:run_until_complete: " .. (running == self
+      and "the loop is already running"
+      or "another loop is running on this thread (loops do not nest)"), 2)
+  end
   if type(fut) == "function" then
     fut = self:create_task(fut, ...)
   elseif not is_future(fut) then

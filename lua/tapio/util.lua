@@ -32,6 +32,16 @@ function M.check_self(v, mt, fn, level)
   end
 end
 
+--- The running loop, for fn (a function of the tapio table, named in
+-- the error): none raises at fn's caller (level 3, unless given).
+function M.running_loop(fn, level)
+  local loop = core.get_running_loop()
+  if not loop then
+    error(("tapio: %s: no running event loop"):format(fn), level or 3)
+  end
+  return loop
+end
+
 --- A class for objects written in Lua: a metatable that is its own
 -- __index, named for error messages, and the check of its methods' self
 -- (check(v, fn) raises at the method's caller).
