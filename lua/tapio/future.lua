@@ -92,6 +92,24 @@ local function bind(set, obj, co)
   return task
 end
 
+-- The async rule for the methods written in Lua (of readers, writers,
+-- processes, locks, queues): in a task, fn(obj, a, b) runs now (and may
+-- suspend the task); elsewhere it runs as a task of its own, on obj's
+-- loop or the running one, and that task (a future) is returned.
+local function async(obj, name, fn, a, b)
+  local co = coroutine.running()
+  if co and tasks[co] then
+    return fn(obj, a, b)
+  end
+  local loop = obj._loop or core.get_running_loop()
+  if not loop then
+    error(("tapio: %s: not in a task, and no loop to make one on")
+      :format(name), 3)
+  end
+  return loop:create_task(fn, obj, a, b)
+end
+M.async = async
+
 M.tasks, M.AWAIT, M.CANCEL, M.PARK = tasks, AWAIT, CANCEL, PARK
 M.NOBODY, M.owners, M.bind = NOBODY, owners, bind
 M.await, M.resolve, M.park, M.cancelled = await, resolve, park, cancelled

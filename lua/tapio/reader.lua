@@ -422,22 +422,7 @@ local function wait_for_data(self, fn, want, task, take)
   return data
 end
 
--- The async rule for the methods of readers, writers and processes
--- written in Lua: in a task, fn(obj, ...) runs now (and may suspend the
--- task); elsewhere it runs as a task of its own, on obj's loop or the
--- running one, and that task (a future) is returned.
-local function async(obj, name, fn, a, b)
-  local co = running()
-  if co and tasks[co] then
-    return fn(obj, a, b)
-  end
-  local loop = obj._loop or core.get_running_loop()
-  if not loop then
-    error(("tapio: %s: not in a task, and no loop to make one on")
-      :format(name), 3)
-  end
-  return loop:create_task(fn, obj, a, b)
-end
+local async = F.async
 M.async = async
 
 local function check_size(n, fn)

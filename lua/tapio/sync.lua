@@ -11,7 +11,7 @@ local F = require "tapio.future"
 
 local M = { api = {} } -- api: what `tapio` holds too (see tapio.util)
 local api = M.api
-local await, current_task = F.await, F.api.current_task
+local await, async, current_task = F.await, F.async, F.api.current_task
 local EAGAIN = core.errors.EAGAIN
 
 -- ---- Waiters: a first-in, first-out list of futures ----------------------
@@ -93,19 +93,6 @@ local function wait_in(w, popped)
   return ok, err, fut
 end
 
--- The async rule for these methods: fn(self, a) now in a task, or as a
--- task of its own on the running loop.
-local function async(name, fn, self, a)
-  if current_task() then
-    return fn(self, a)
-  end
-  local loop = core.get_running_loop()
-  if not loop then
-    error(("tapio: %s: not in a task, and no running loop to make one on")
-      :format(name), 3)
-  end
-  return loop:create_task(fn, self, a)
-end
 
 local function argerror(fn, n, name, msg)
   error(("tapio: %s: bad argument #%d '%s' (%s)"):format(fn, n, name, msg),
@@ -169,7 +156,7 @@ end
 --- event:wait(): true once the flag is set (at once if it is).
 function Event:wait()
   check_event(self, "event:wait")
-  return async("event:wait", event_wait, self)
+  return async(self, "event:wait", event_wait)
 end
 
 -- ---- Lock ----------------------------------------------------------------
@@ -209,7 +196,7 @@ end
 --- lock:acquire(): true once the lock is the task's.
 function Lock:acquire()
   check_lock(self, "lock:acquire")
-  return async("lock:acquire", lock_acquire, self)
+  return async(self, "lock:acquire", lock_acquire)
 end
 
 --- lock:release(): frees the lock; the first task waiting gets it.
@@ -308,7 +295,7 @@ end
 
 function Semaphore:acquire()
   check_sem(self, "semaphore:acquire")
-  return async("semaphore:acquire", sem_acquire, self)
+  return async(self, "semaphore:acquire", sem_acquire)
 end
 
 function Semaphore:release()
@@ -449,13 +436,13 @@ end
 --- queue:put(item): waits while the queue is full.
 function Queue:put(item)
   check_queue(self, "queue:put")
-  return async("queue:put", put, self, item)
+  return async(self, "queue:put", put, item)
 end
 
 --- queue:get(): the first item, waiting while the queue is empty.
 function Queue:get()
   check_queue(self, "queue:get")
-  return async("queue:get", get, self)
+  return async(self, "queue:get", get)
 end
 
 --- queue:task_done(): one item got is dealt with (for join).
@@ -480,7 +467,7 @@ end
 --- queue:join(): waits until task_done was called for every item put.
 function Queue:join()
   check_queue(self, "queue:join")
-  return async("queue:join", join, self)
+  return async(self, "queue:join", join)
 end
 
 return M
