@@ -212,9 +212,12 @@ function Lock:release()
   end
 end
 
--- Runs fn(...) holding what acquire took; releases it also when fn
--- raises. Returns fn's results.
-local function holding(self, fn, ...)
+-- Runs fn(...) holding what acquire took, in a task only (method name);
+-- releases it also when fn raises. Returns fn's results.
+local function holding(self, name, fn, ...)
+  if not current_task() then
+    error(("tapio: %s: not inside a task"):format(name), 3)
+  end
   self:acquire()
   local r = U.pack(pcall(fn, ...))
   self:release()
@@ -229,10 +232,7 @@ end
 function Lock:with(fn, ...)
   check_lock(self, "lock:with")
   U.check_callable(fn, "lock:with", 1, "fn")
-  if not current_task() then
-    error("tapio: lock:with: not inside a task", 2)
-  end
-  return holding(self, fn, ...)
+  return holding(self, "lock:with", fn, ...)
 end
 
 -- ---- Semaphore -----------------------------------------------------------
@@ -311,10 +311,7 @@ end
 function Semaphore:with(fn, ...)
   check_sem(self, "semaphore:with")
   U.check_callable(fn, "semaphore:with", 1, "fn")
-  if not current_task() then
-    error("tapio: semaphore:with: not inside a task", 2)
-  end
-  return holding(self, fn, ...)
+  return holding(self, "semaphore:with", fn, ...)
 end
 
 -- ---- Queue ---------------------------------------------------------------
