@@ -127,8 +127,8 @@ describe("tapio.Lock", function()
     assert.is_false(lock:locked())
     assert.matches("sync_spec.lua:%d+: tapio: lock:release: the lock is " ..
       "not acquired", raised(function() lock:release() end))
-    assert.matches("lock:with: bad argument #1 'fn'",
-      raised(lock.with, lock, 5))
+    assert.matches("sync_spec.lua:%d+: tapio: lock:with: bad argument #1 " ..
+      "'fn'", raised(function() lock:with(5) end))
     assert.matches("bad self", raised(lock.acquire, {}))
   end))
 end)
@@ -167,6 +167,12 @@ describe("tapio.Semaphore", function()
     sem:release()
     assert.is_false(sem:locked())
   end))
+
+  it("with, outside a task, raises at the caller's line", function()
+    local sem = tapio.Semaphore()
+    assert.matches("sync_spec.lua:%d+: tapio: semaphore:with: not inside " ..
+      "a task", raised(function() sem:with(print) end))
+  end)
 
   it("bounded, refuses a release beyond its value; a bad value raises",
      testing.run(function()

@@ -212,12 +212,17 @@ function Lock:release()
   end
 end
 
--- Runs fn(...) holding what acquire took, in a task only (method name);
--- releases it also when fn raises. Returns fn's results.
-local function holding(self, name, fn, ...)
+-- What with(fn, ...) checks: fn, and that a task runs it (it waits).
+local function check_with(fn, name)
+  U.check_callable(fn, name, 1, "fn", 4)
   if not current_task() then
     error(("tapio: %s: not inside a task"):format(name), 3)
   end
+end
+
+-- Runs fn(...) holding what acquire took; releases it also when fn
+-- raises. Returns fn's results.
+local function holding(self, fn, ...)
   self:acquire()
   local r = U.pack(pcall(fn, ...))
   self:release()
@@ -231,8 +236,8 @@ end
 -- `async with lock`); in a task only.
 function Lock:with(fn, ...)
   check_lock(self, "lock:with")
-  U.check_callable(fn, "lock:with", 1, "fn")
-  return holding(self, "lock:with", fn, ...)
+  check_with(fn, "lock:with")
+  return holding(self, fn, ...)
 end
 
 -- ---- Semaphore -----------------------------------------------------------
@@ -310,8 +315,8 @@ end
 --- semaphore:with(fn, ...): fn(...)'s results, run holding one acquire.
 function Semaphore:with(fn, ...)
   check_sem(self, "semaphore:with")
-  U.check_callable(fn, "semaphore:with", 1, "fn")
-  return holding(self, "semaphore:with", fn, ...)
+  check_with(fn, "semaphore:with")
+  return holding(self, fn, ...)
 end
 
 -- ---- Queue ---------------------------------------------------------------

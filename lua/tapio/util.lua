@@ -60,11 +60,11 @@ function M.check_loop(loop, fn)
   end
 end
 
-function M.check_callable(f, fn, n, name)
+function M.check_callable(f, fn, n, name, level)
   local mt = type(f) ~= "function" and getmetatable(f)
   if type(f) ~= "function" and not (type(mt) == "table" and mt.__call) then
     error(("tapio: %s: bad argument #%d '%s' (function expected, got %s)")
-      :format(fn, n, name, type(f)), 3)
+      :format(fn, n, name, type(f)), level or 3)
   end
 end
 
