@@ -646,3 +646,57 @@ describe("streams over a Unix socket", function()
     os.remove(path)
   end)
 end)
+
+describe("tapio.StreamReaderProtocol", function()
+  it("makes a read pipe a stream, paused while the reader holds more " ..
+     "than twice its limit", function()
+    run(function(loop)
+      local r, w = tapio.pipe()
+      local reader = tapio.StreamReader(1024)
+      local rt = loop:connect_read_pipe(function()
+        return tapio.StreamReaderProtocol(reader)
+      end, r)
+      local wt = loop:connect_write_pipe(function() return {} end, w)
+      local sent = ("0123456789abcdef"):rep(4096) -- 64 KiB
+      wt:write(sent)
+      wt:close()
+      until_true(function() return reader:get_buffer_size() > 2048 end)
+      assert.is_false(rt:is_reading()) -- the reader holds too much
+      local got = {}
+      repeat
+        local chunk = reader:read(1000)
+        got[#got + 1] = chunk
+      until chunk == ""
+      assert.are.equal(sent, table.concat(got))
+      assert.is_true(reader:at_eof())
+    end)
+  end)
+
+  it("with a callback, serves a connection as start_server does; bad " ..
+     "arguments raise", function()
+    run(function(loop)
+      local got = loop:create_future()
+      local server = loop:create_server(function()
+        return tapio.StreamReaderProtocol(tapio.StreamReader(),
+          function(reader, writer)
+            writer:write(reader:readline():upper())
+            writer:close()
+            got:set_result(true)
+          end)
+      end, "127.0.0.1", 0)
+      local reader, writer = tapio.open_connection("127.0.0.1",
+        server:addresses()[1].port)
+      writer:write("hi\n")
+      assert.are.equal("HI\n", reader:readline())
+      assert.is_true(got:await())
+      writer:close()
+      server:close()
+      assert.matches("StreamReaderProtocol: bad argument #1 'reader' " ..
+        "%(tapio.StreamReader expected, got table%)",
+        fails(tapio.StreamReaderProtocol, {}))
+      assert.matches("StreamReaderProtocol: bad argument #2 " ..
+        "'client_connected_cb'",
+        fails(tapio.StreamReaderProtocol, tapio.StreamReader(), 5))
+    end)
+  end)
+end)

@@ -1022,6 +1022,14 @@ function Process:terminate() end
 ---@return true|nil, tapio.Error?
 function Process:kill() end
 
+---asyncio's: a protocol that feeds reader (for connect_read_pipe and
+---friends), pausing the transport while reader holds more than twice its
+---limit; with client_connected_cb, a writer too and the callback as a task.
+---@param reader tapio.StreamReader
+---@param client_connected_cb? async fun(reader: tapio.StreamReader, writer: tapio.StreamWriter)
+---@return table
+function tapio.StreamReaderProtocol(reader, client_connected_cb) end
+
 ---A Semaphore whose release beyond value raises.
 ---@param value? integer default 1
 ---@return tapio.Semaphore

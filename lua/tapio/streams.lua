@@ -395,6 +395,9 @@ end
 function StreamProtocol:connection_made(transport)
   self._transport = transport
   self._reader._transport = transport
+  if self._reader_only then
+    return
+  end
   self._writer = M.new_writer(transport, self._reader, self._loop)
   self._writer._protocol = self -- for start_tls
   local cb = self._client_cb
@@ -421,17 +424,46 @@ function StreamProtocol:connection_lost(err)
   else
     reader:set_exception(err)
   end
+  if not self._writer then
+    return
+  end
   M.writer_lost(self._writer, err, {
     peername = t:get_extra_info("peername"),
     sockname = t:get_extra_info("sockname") })
 end
 
 function StreamProtocol:pause_writing()
-  M.pause_writing(self._writer)
+  if self._writer then
+    M.pause_writing(self._writer)
+  end
 end
 
 function StreamProtocol:resume_writing()
-  M.resume_writing(self._writer)
+  if self._writer then
+    M.resume_writing(self._writer)
+  end
+end
+
+--- tapio.StreamReaderProtocol(reader [, client_connected_cb]): asyncio's,
+-- for connect_read_pipe and friends: a protocol that feeds reader (its
+-- end, its error) and pauses the transport's reading while reader holds
+-- more than twice its limit. With client_connected_cb it also makes a
+-- writer and runs client_connected_cb(reader, writer) as a task, as
+-- start_server's protocol does (on the running loop: it needs one).
+function api.StreamReaderProtocol(reader, client_cb)
+  if getmetatable(reader) ~= R.StreamReader then
+    error("tapio: StreamReaderProtocol: bad argument #1 'reader' "
+      .. "(tapio.StreamReader expected, got " .. U.typename(reader) .. ")", 2)
+  end
+  if client_cb == nil then
+    return setmetatable({ _reader = reader, _reader_only = true },
+      StreamProtocol)
+  end
+  U.check_callable(client_cb, "StreamReaderProtocol", 2,
+    "client_connected_cb")
+  return setmetatable({ _loop = U.running_loop("StreamReaderProtocol"),
+                        _reader = reader, _client_cb = client_cb },
+    StreamProtocol)
 end
 
 -- ---- Opening and serving ---------------------------------------------------
