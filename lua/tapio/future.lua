@@ -96,8 +96,10 @@ end
 -- processes, locks, queues): in a task, fn(obj, a, b) runs now (and may
 -- suspend the task); elsewhere it runs as a task of its own, on obj's
 -- loop or the running one, and that task (a future) is returned.
+local running = coroutine.running
+
 local function async(obj, name, fn, a, b)
-  local co = coroutine.running()
+  local co = running()
   if co and tasks[co] then
     return fn(obj, a, b)
   end
