@@ -231,6 +231,22 @@ static void remember(lua_State *L, tapio_tls_context *ctx) {
   lua_pop(L, 1);
 }
 
+/* A server context is fixed at its making: without a certificate (or
+ * contexts to pick by name) it would fail every handshake, its clients
+ * seeing only a cipher mismatch. */
+static void check_serves(lua_State *L, int opts) {
+  static const char *const gives[] = {"cert_file", "cert_pem", "sni", NULL};
+  int i, found = 0;
+  for (i = 0; gives[i] && !found; i++) {
+    lua_getfield(L, opts, gives[i]);
+    found = !lua_isnil(L, -1);
+    lua_pop(L, 1);
+  }
+  if (!found)
+    luaL_error(L, "tapio: %s: a server context needs a certificate "
+               "(cert_file or cert_pem), or sni", FN_CTX);
+}
+
 /* tapio.tls_context{side = "client" | "server", ...}: see lua/README.md. */
 static int u_tls_context(lua_State *L) {
   static const char *const sides[] = {"client", "server", NULL};
@@ -245,6 +261,8 @@ static int u_tls_context(lua_State *L) {
   lua_settop(L, 1);
   check_names(L, 1);
   side = word(L, 1, "side", sides, side_values, TAPIO_TLS_CLIENT);
+  if (side == TAPIO_TLS_SERVER)
+    check_serves(L, 1);
   c = tl_newuserdata(L, sizeof *c); /* first: no leak if anything raises */
   c->ctx = NULL;
   luaL_setmetatable(L, TL_TLSCTX);

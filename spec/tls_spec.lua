@@ -73,6 +73,12 @@ describe("tapio.tls_context", function()
     end, "tapio: tls_context: unknown option 'certfile'")
     assert.has_error(function() tapio.tls_context({ "client" }) end,
       "tapio: tls_context: unknown option '1'")
+    -- a server context without a certificate would fail every handshake
+    assert.has_error(function() tapio.tls_context({ side = "server" }) end,
+      "tapio: tls_context: a server context needs a certificate "
+      .. "(cert_file or cert_pem), or sni")
+    assert.are.equal("server", tapio.tls_context({ side = "server",
+      sni = { ["a.example"] = server_ctx() } }):side())
     -- a setting the core refuses is named
     local ok, err = pcall(tapio.tls_context, { side = "client",
       ciphers = "NOPE" })
