@@ -184,8 +184,10 @@ describe("tapio.Semaphore", function()
     local plain = tapio.Semaphore(0)
     plain:release() -- an unbounded one may grow
     assert.is_true(plain:acquire())
-    assert.matches("Semaphore: bad argument #1 'value' %(an integer >= 0",
-      raised(tapio.Semaphore, -1))
+    assert.matches("sync_spec.lua:%d+: tapio: Semaphore: bad argument #1 " ..
+      "'value' %(an integer >= 0", raised(function() tapio.Semaphore(-1) end))
+    assert.matches("sync_spec.lua:%d+: tapio: BoundedSemaphore: bad " ..
+      "argument #1", raised(function() tapio.BoundedSemaphore("x") end))
     assert.are.equal(tapio.Semaphore, getmetatable(sem))
   end))
 end)
@@ -221,8 +223,8 @@ describe("tapio.Queue", function()
     assert.are.same({ 2, 3 }, { q:get(), q:get() })
     local empty = raised(q.get_nowait, q)
     assert.are.same({ tapio.EAGAIN, "QueueEmpty" }, { empty.code, empty.name })
-    assert.matches("Queue: bad argument #1 'maxsize'",
-      raised(tapio.Queue, 1.5))
+    assert.matches("sync_spec.lua:%d+: tapio: Queue: bad argument #1 " ..
+      "'maxsize'", raised(function() tapio.Queue(1.5) end))
   end, jump))
 
   it("join waits for a task_done per item", testing.run(function(clock, loop)

@@ -93,10 +93,11 @@ local function wait_in(w, popped)
   return ok, err, fut
 end
 
-
+-- The constructors' argument errors, at the user's line (level 4: the
+-- constructors reach check_count by tail calls).
 local function argerror(fn, n, name, msg)
   error(("tapio: %s: bad argument #%d '%s' (%s)"):format(fn, n, name, msg),
-    3)
+    4)
 end
 
 local function check_count(v, fn, name, default)
