@@ -118,6 +118,31 @@ describe("tapio.Lock", function()
     lock:release()
   end))
 
+  it("wakes one at a time: a waiter cancelled behind the one woken " ..
+     "wakes nobody", testing.run(function(_, loop)
+    local lock, holders, most = tapio.Lock(), 0, 0
+    local function holder()
+      lock:with(function()
+        holders = holders + 1
+        most = math.max(most, holders)
+        settle()
+        holders = holders - 1
+      end)
+    end
+    lock:acquire()
+    local b = loop:create_task(holder)
+    local c = loop:create_task(holder)
+    local d = loop:create_task(holder)
+    settle()
+    c:cancel()     -- behind b: it runs first, the lock free, b woken
+    lock:release() -- wakes b
+    raised(c.await, c)
+    b:await()
+    d:await()
+    assert.are.equal(1, most)
+    assert.is_false(lock:locked())
+  end))
+
   it("is released by with when fn raises; release unheld raises",
      testing.run(function()
     local lock = tapio.Lock()

@@ -174,6 +174,15 @@ function Lock:locked()
   return self._locked
 end
 
+-- Wakes the first in line, unless it is woken already (it will take the
+-- lock, or pass it on if cancelled first): one woken at a time.
+local function wake_first(w)
+  local fut = w[w.head]
+  if fut and not fut:done() then
+    fut:set_result(true)
+  end
+end
+
 local function lock_acquire(self)
   if not self._locked and not any_live(self._waiters) then
     self._locked = true
@@ -181,12 +190,8 @@ local function lock_acquire(self)
   end
   local ok, err = wait_in(self._waiters)
   if not ok then
-    -- woken and cancelled before it ran: the next in line gets the turn
-    if not self._locked then
-      local fut = first_pending(self._waiters)
-      if fut then
-        fut:set_result(true)
-      end
+    if not self._locked then -- woken and cancelled before it ran, or
+      wake_first(self._waiters) -- first and cancelled: the next one's turn
     end
     error(err, 0)
   end
@@ -207,10 +212,7 @@ function Lock:release()
     error("tapio: lock:release: the lock is not acquired", 2)
   end
   self._locked = false
-  local fut = first_pending(self._waiters)
-  if fut then
-    fut:set_result(true)
-  end
+  wake_first(self._waiters)
 end
 
 -- What with(fn, ...) checks: fn, and that a task runs it (it waits).
