@@ -435,6 +435,21 @@ describe("testing.run", function()
       .. "%(memory%), protocol my%.Server\n", err)
   end)
 
+  it("fails a body that leaves a timer pending, unless allowed",
+     function()
+    local err = failure(function(clock)
+      clock.loop:call_later(30, function() end) -- a keepalive never stopped
+    end)
+    assert.matches("the test body left a timer pending, due at t=30 "
+      .. "%(cancel its handle, or opts.timers_ok%)", err)
+    testing.run(function(clock)
+      clock.loop:call_later(30, function() end)
+    end, { timers_ok = true })()
+    testing.run(function(clock) -- cancelled: nothing left
+      clock.loop:call_later(30, function() end):cancel()
+    end)()
+  end)
+
   it("fails on a call of the exception handler unless allowed", function()
     local function body(clock)
       local ta = testing.pipe_pair({}, {

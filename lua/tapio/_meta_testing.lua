@@ -36,6 +36,7 @@
 ---@field errors_ok? boolean calls of the exception handler allowed
 ---@field tasks_ok? boolean tasks left pending allowed
 ---@field transports_ok? boolean transports left open allowed
+---@field timers_ok? boolean timers left pending allowed
 
 ---The kit for testing protocols (lua/README.md, "Testing protocols").
 ---@class tapio.testing

@@ -700,6 +700,11 @@ local function verdict(loop, task, errors, opts)
     return ("the test body left %d transport(s) open (close them, or "
       .. "opts.transports_ok):%s"):format(open, open_transports(loop))
   end
+  local due = K._next_timer(loop)
+  if due and not opts.timers_ok then
+    return ("the test body left a timer pending, due at t=%g (cancel its "
+      .. "handle, or opts.timers_ok)"):format(due)
+  end
 end
 
 --- testing.run(body [, opts]): a function for busted's it(): body(clock,
@@ -708,7 +713,8 @@ end
 -- replays it, if the body raised, is left waiting with nothing to wake
 -- it, called the exception handler (the contexts are clock.errors;
 -- opts.errors_ok allows them), or left tasks (opts.tasks_ok) or
--- transports (opts.transports_ok) open. opts.seed: the session's seed
+-- transports (opts.transports_ok) open, or a timer pending
+-- (opts.timers_ok). opts.seed: the session's seed
 -- for the run. opts.autojump: while the body waits and nothing is left
 -- to run, the clock jumps to the next timer (trio's autojump, tokio's
 -- paused time): a tapio.sleep(3600) passes at once, in order.
