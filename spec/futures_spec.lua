@@ -300,6 +300,13 @@ describe("tapio.sleep", function()
     ok, err = pcall(function() tapio.create_task(print) end)
     assert.matches("^[^:]*futures_spec%.lua:%d+: tapio: create_task: no " ..
       "running event loop$", err)
+    local function loop_of()
+      return tapio.get_running_loop(), "not a tail call"
+    end
+    local line = debug.getinfo(1, "l").currentline - 2
+    ok, err = pcall(function() loop_of() end)
+    assert.matches("^[^:]*futures_spec%.lua:" .. line .. ": tapio: " ..
+      "get_running_loop: no running event loop$", err)
     ok, err = pcall(function() tapio.all_tasks() end)
     assert.matches("^[^:]*futures_spec%.lua:%d+: tapio: all_tasks: no " ..
       "running event loop$", err)

@@ -274,7 +274,8 @@ end
 -- ---- The running loop, sleep ---------------------------------------------
 
 function api.get_running_loop()
-  return U.running_loop("get_running_loop")
+  local loop = U.running_loop("get_running_loop") -- no tail call: the
+  return loop -- error's position is the caller's, two levels up
 end
 
 function api.create_task(fn, ...)
