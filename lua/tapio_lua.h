@@ -356,6 +356,9 @@ int tl_argerror(lua_State *L, const char *fn, int n, const char *name,
                 const char *msg);
 int tl_typeerror(lua_State *L, const char *fn, int n, const char *name,
                  int idx, const char *expected);
+/* Raises "tapio: fn: msg" placed at the function at level (luaL_where's:
+ * 1, the caller of the C function raising it). */
+int tl_error_at(lua_State *L, int level, const char *fn, const char *msg);
 /* The same, placed at the function at level (luaL_where's), for a C
  * function that a Lua method of tapio's calls on its caller's behalf. */
 int tl_typeerror_at(lua_State *L, int level, const char *fn, int n,

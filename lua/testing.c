@@ -112,25 +112,16 @@ static int k_pipe_pair(lua_State *L) {
   return 2;
 }
 
-/* Raises "tapio: fn: msg" at level's position (luaL_where's): 1, the
+/* The open transport at idx (any kind), or raises at level: 1, the
  * caller's line; 2 for testing._fault and _drip, which testing.fault (in
  * Lua) calls for the user. */
-static int raise_at(lua_State *L, int level, const char *fn,
-                    const char *msg) {
-  luaL_where(L, level);
-  lua_pushfstring(L, "tapio: %s: %s", fn, msg);
-  lua_concat(L, 2);
-  return lua_error(L);
-}
-
-/* The open transport at idx (any kind), or raises at level. */
 static tapio_transport *checkopen_at(lua_State *L, int level, int idx,
                                      const char *fn) {
   tl_transport *lt = tl_testtransport(L, idx);
   if (!lt)
     tl_typeerror_at(L, level, fn, 1, "transport", idx, "transport");
   if (!lt->t)
-    raise_at(L, level, fn, "transport is closed");
+    tl_error_at(L, level, fn, "transport is closed");
   return lt->t;
 }
 
@@ -226,10 +217,10 @@ static int k_peer(lua_State *L) {
 
 static int fault_result(lua_State *L, int level, const char *fn, int rc) {
   if (rc == TAPIO_ENOTSUP)
-    return raise_at(L, level, fn, "faults go on stream transports only "
+    return tl_error_at(L, level, fn, "faults go on stream transports only "
                     "(a socket, a pipe, a memory pair, with TLS or not)");
   if (rc < 0)
-    return raise_at(L, level, fn, tapio_strerror(rc));
+    return tl_error_at(L, level, fn, tapio_strerror(rc));
   return 0;
 }
 

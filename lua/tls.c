@@ -66,10 +66,10 @@ static const char *field_str(lua_State *L, int opts, const char *name,
 static int word(lua_State *L, int opts, const char *name,
                 const char *const words[], const int values[], int dflt) {
   const char *s = field_str(L, opts, name, NULL);
+  luaL_Buffer b;
   int i;
   if (!s)
     return dflt;
-  luaL_Buffer b;
   for (i = 0; words[i]; i++)
     if (strcmp(words[i], s) == 0)
       return values[i];

@@ -13,19 +13,22 @@
 
 /* ---- Argument errors --------------------------------------------------- */
 
-/* Numbered as the caller sees them: for methods, self is not counted.
- * The position is the function's at level (luaL_where's): 1, the caller
- * of the C function raising it, for most. */
-static int argerror_at(lua_State *L, int level, const char *fn, int n,
-                       const char *name, const char *msg) {
+int tl_error_at(lua_State *L, int level, const char *fn, const char *msg) {
   luaL_where(L, level);
-  if (n == 0)
-    lua_pushfstring(L, "tapio: %s: bad self (%s)", fn, msg);
-  else
-    lua_pushfstring(L, "tapio: %s: bad argument #%d '%s' (%s)", fn, n, name,
-                    msg);
+  lua_pushfstring(L, "tapio: %s: %s", fn, msg);
   lua_concat(L, 2);
   return lua_error(L);
+}
+
+/* Numbered as the caller sees them: for methods, self is not counted. */
+static int argerror_at(lua_State *L, int level, const char *fn, int n,
+                       const char *name, const char *msg) {
+  if (n == 0)
+    return tl_error_at(L, level, fn,
+                       lua_pushfstring(L, "bad self (%s)", msg));
+  return tl_error_at(L, level, fn,
+                     lua_pushfstring(L, "bad argument #%d '%s' (%s)", n,
+                                     name, msg));
 }
 
 int tl_argerror(lua_State *L, const char *fn, int n, const char *name,
