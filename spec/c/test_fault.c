@@ -488,6 +488,36 @@ static void fault_real_drip_slow_reader(void)
   end_pair(loop, &r, peer);
 }
 
+/* Closing or aborting inside the data_received of a timed drip's piece:
+ * the drip's start (posted for after the callback) and its timer go with
+ * the transport; nothing fires later (ASan and valgrind runs watch). */
+static void drip_ends_inside(rec_action act, const char *log)
+{
+  tapio_loop *loop = new_loop();
+  rec r;
+  int peer;
+  rec_init(&r);
+  r.act[EV_DATA] = act;
+  peer = pair_raw(loop, &r);
+  CHECK_OK(tapio_fault_drip(r.t, 2, SLOW_DRIP));
+  raw_send_str(loop, peer, "abcd");
+  WAIT_FOR(loop, r.lost);
+  run_for(loop, 2 * SLOW_DRIP);
+  CHECK_STR(r.log, log);
+  CHECK_EQ(r.nin, 2);
+  end_pair(loop, &r, peer);
+}
+
+static void fault_drip_close_inside(void)
+{
+  drip_ends_inside(ACT_CLOSE, "made data:2 lost:0");
+}
+
+static void fault_drip_abort_inside(void)
+{
+  drip_ends_inside(ACT_ABORT, "made data:2 lost:0");
+}
+
 TEST_MAIN(TEST(fault_reset_both_ways), TEST(fault_read_error_code),
           TEST(fault_eof_mid_message), TEST(fault_write_error),
           TEST(fault_stop_reading), TEST(fault_stop_writing),
@@ -496,4 +526,5 @@ TEST_MAIN(TEST(fault_reset_both_ways), TEST(fault_read_error_code),
           TEST(fault_real_reset), TEST(fault_real_eof),
           TEST(fault_real_stop_writing), TEST(fault_real_close_waits),
           TEST(fault_real_abort_drops), TEST(fault_real_stop_reading),
-          TEST(fault_real_drip), TEST(fault_real_drip_slow_reader))
+          TEST(fault_real_drip), TEST(fault_real_drip_slow_reader),
+          TEST(fault_drip_close_inside), TEST(fault_drip_abort_inside))
