@@ -333,8 +333,12 @@ void tapio_handle_release(tapio_handle *h);
  * from inside any callback, its own included, is safe and takes effect at
  * once: a removed watch is not called again, also when its event is
  * already due in this iteration. Remove the watch before closing fd (a
- * new descriptor can get its number). tapio_loop_free removes the watches
- * left; their ud stays the caller's. */
+ * new descriptor can get its number). A descriptor closed before the
+ * loop has polled since its watch was added stops every watch of its
+ * number: they are never called and stay until removed (or until fd is
+ * watched again once open), and the exception handler gets TAPIO_EBADF.
+ * tapio_loop_free removes the watches left; their ud stays the
+ * caller's. */
 int tapio_add_reader(tapio_loop *loop, int fd, tapio_call_fn fn, void *ud);
 int tapio_add_writer(tapio_loop *loop, int fd, tapio_call_fn fn, void *ud);
 /* 1 if fd was watched (the watch is gone), 0 if not; TAPIO_EINVAL for a
