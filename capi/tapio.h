@@ -702,7 +702,8 @@ int tapio_getnameinfo(tapio_loop *loop, const void *addr, size_t addrlen,
  * unless the environment variable TAPIO_DNS_SERVERS names some); timeout
  * is the seconds per try and tries the attempts per server, 0 for the
  * system's. /etc/hosts is still read first. TAPIO_EINVAL for a server
- * list that does not parse, TAPIO_EBUSY while lookups are in flight. */
+ * list that does not parse, TAPIO_EBUSY while lookups are in flight
+ * (cancelled ones do not count: remaking the resolver drops them). */
 int tapio_loop_set_resolver(tapio_loop *loop, const char *servers,
                             double timeout, int tries);
 
