@@ -36,6 +36,25 @@ int tl_argerror(lua_State *L, const char *fn, int n, const char *name,
   return argerror_at(L, 1, fn, n, name, msg);
 }
 
+/* Every key of the table at idx must be one of names (NULL-ended): a
+ * misspelt option would otherwise be ignored. */
+void tl_checkkeys(lua_State *L, int idx, const char *fn,
+                  const char *const *names) {
+  int i;
+  idx = tl_absindex(L, idx);
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    const char *key = lua_type(L, -2) == LUA_TSTRING
+                          ? lua_tostring(L, -2) : NULL;
+    for (i = 0; key && names[i] && strcmp(names[i], key) != 0; i++)
+      ;
+    if (!key || !names[i])
+      tl_error_at(L, 1, fn, lua_pushfstring(L, "unknown option '%s'",
+                                            tl_tostring(L, -2)));
+    lua_pop(L, 1);
+  }
+}
+
 void *tl_checkself(lua_State *L, int idx, const char *tname,
                    const char *fn) {
   void *p = luaL_testudata(L, idx, tname);

@@ -138,6 +138,11 @@ describe("loop:getaddrinfo", function()
       assert.has_error(function()
         loop:set_resolver { servers = "not a server" }
       end)
+      assert.has_error(function() loop:getaddrinfo("x", 1, { famly = 4 }) end,
+        "tapio: loop:getaddrinfo: unknown option 'famly'")
+      assert.has_error(function()
+        loop:set_resolver { server = "127.0.0.1" }
+      end, "tapio: loop:set_resolver: unknown option 'server'")
     end)
   end)
 end)
