@@ -310,6 +310,29 @@ describe("a datagram endpoint", function()
     end)
   end)
 
+  it("names the bind that failed: an address taken, a path that is a file "
+     .. "(D13)", function()
+    helper.run(function(loop)
+      local st = bound(loop)
+      local port = st:get_extra_info("sockname").port
+      local f = function() return {} end
+      local ok, err = pcall(loop.create_datagram_endpoint, loop, f,
+        { local_addr = { "127.0.0.1", port } })
+      assert.is_false(ok)
+      assert.are.equal(("error while attempting to bind on address "
+        .. "('127.0.0.1', %d): address already in use (EADDRINUSE)")
+        :format(port), tostring(err))
+      local path = os.tmpname() -- a regular file
+      ok, err = pcall(loop.create_datagram_endpoint, loop, f,
+        { local_addr = path, remote_addr = path .. ".none" })
+      os.remove(path)
+      assert.is_false(ok)
+      assert.are.equal(("error while attempting to bind on address '%s': "
+        .. "address already in use (EADDRINUSE)"):format(path), tostring(err))
+      st:close()
+    end)
+  end)
+
   it("sends an error raised in datagram_received to the exception handler "
      .. "and aborts", function()
     local _, errors = helper.run(function(loop, errors)
