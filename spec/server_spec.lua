@@ -203,6 +203,11 @@ describe("a server", function()
       end)
       server:serve_forever()
       assert.is_false(server:is_serving())
+      local line = debug.getinfo(1, "l").currentline + 1
+      local ok, err = pcall(function() server:serve_forever() end)
+      assert.is_false(ok) -- closed: raised as its own, at the caller's line
+      assert.are.equal(("%s:%d: tapio: server:serve_forever: the server is "
+        .. "closed"):format(debug.getinfo(1, "S").short_src, line), err)
     end)
   end)
 
