@@ -899,13 +899,17 @@ int tapio_create_server(tapio_loop *loop, const char *const *hosts,
                         size_t nhosts, int port, tapio_protocol_factory factory,
                         void *factory_ud, const tapio_options *opts,
                         tapio_server_fn cb, void *cb_ud);
-/* Listens on the Unix socket path; a stale socket file there is removed. */
+/* Listens on the Unix socket path. A socket file there is removed first,
+ * stale or not (a live server's too, as asyncio removes it); another
+ * kind of file is TAPIO_EADDRINUSE. */
 int tapio_create_unix_server(tapio_loop *loop, const char *path,
                              tapio_protocol_factory factory, void *factory_ud,
                              const tapio_options *opts, tapio_server_fn cb,
                              void *cb_ud);
 
-/* Starts accepting (when created with start_serving 0). Idempotent. */
+/* Starts accepting (when created with start_serving 0). Idempotent. The
+ * sockets listen from the create call on, so connections made before
+ * this wait in the backlog (asyncio listens only here and refuses them). */
 int tapio_server_start_serving(tapio_server *s);
 /* 1 while accepting connections. */
 int tapio_server_is_serving(tapio_server *s);
