@@ -27,8 +27,13 @@
  *   twice is.
  * - A length no object can have (past PTRDIFF_MAX, alone or added up) is
  *   TAPIO_EINVAL; sizes are checked before any arithmetic on them.
- * - A loop and everything made from it belong to one thread. Only
- *   tapio_call_soon_threadsafe may be called from another thread.
+ * - A loop and everything made from it belong to one thread at a time.
+ *   Only tapio_call_soon_threadsafe may be called from another thread
+ *   (so another thread stops a running loop by scheduling a call that
+ *   calls tapio_loop_stop). A loop not running may be handed to another
+ *   thread when the handover synchronises (pthread_create, pthread_join,
+ *   a mutex): make it in one thread, run it in another, free it in the
+ *   first after the join.
  * - tapio keeps no hidden global state, with three process-wide
  *   exceptions forced by its libraries: libev's system-error callback
  *   (tapio reports instead of aborting), the allocator libev uses for its
