@@ -370,7 +370,12 @@ describe("a datagram endpoint", function()
       assert.has_error(function()
         loop:create_datagram_endpoint(f, { sock = a,
                                            local_addr = { "127.0.0.1", 0 } })
-      end)
+      end, fn .. "(sock cannot be given with local_addr (asyncio's check))")
+      assert.has_error(function()
+        loop:create_datagram_endpoint(f, { sock = a, reuse_port = true })
+      end, fn .. "(sock cannot be given with reuse_port (asyncio's check))")
+      assert.are.equal(1, tapio.send(a, "x")) -- never given: still ours
+      tapio.close_fd(a)
       tapio.close_fd(b)
       assert.has_error(function()
         loop:create_datagram_endpoint(f, { local_addr = 42 })
