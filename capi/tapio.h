@@ -704,7 +704,8 @@ int tapio_getnameinfo(tapio_loop *loop, const void *addr, size_t addrlen,
                       int flags, tapio_nameinfo_fn cb, void *ud);
 /* Points the loop's resolver at other DNS servers: "host[:port],..."
  * (IPv6 as "[::1]:53"), or NULL for /etc/resolv.conf's (the default,
- * unless the environment variable TAPIO_DNS_SERVERS names some); timeout
+ * unless the environment variable TAPIO_DNS_SERVERS names some: one that
+ * does not parse fails every lookup with TAPIO_EINVAL); timeout
  * is the seconds per try and tries the attempts per server, 0 for the
  * system's. /etc/hosts is still read first. TAPIO_EINVAL for a server
  * list that does not parse, TAPIO_EBUSY while lookups are in flight
