@@ -119,6 +119,23 @@ describe("loop:add_reader", function()
     assert.matches("stack traceback", errors[1].traceback)
   end)
 
+  it("survives its descriptor closed before the loop polled: the handler "
+     .. "is told, the watch stays to be removed", function()
+    local errors = helper.run(function(loop, errors)
+      local rsock, wsock = tapio.socketpair()
+      loop:add_reader(rsock, function() error("never called") end)
+      tapio.close_fd(rsock)
+      tapio.close_fd(wsock)
+      tapio.sleep(0.01)
+      assert.is_true(loop:remove_reader(rsock))
+      return errors
+    end, { errors_ok = true })
+    assert.are.equal(1, #errors)
+    assert.are.equal("EBADF", errors[1].exception.name)
+    assert.matches("^descriptor %d+ was closed while watched",
+                   errors[1].message)
+  end)
+
   it("refuses bad descriptors with clear errors", function()
     helper.run(function(loop)
       local rsock, _, close = pair()
