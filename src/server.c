@@ -364,6 +364,16 @@ int tapio__servers_hold_fd(tapio_loop *loop, int fd) {
   return 0;
 }
 
+size_t tapio_loop_server_count(tapio_loop *loop) {
+  tapio__link *l;
+  size_t n = 0;
+  if (!loop)
+    return 0;
+  for (l = loop->servers.next; l != &loop->servers; l = l->next)
+    n += !TAPIO_CONTAINER(l, tapio_server, link)->closed;
+  return n;
+}
+
 /* After the loop's last drain: what the user never released goes too. */
 void tapio__servers_free_all(tapio_loop *loop) {
   while (!tapio__list_empty(&loop->servers)) {
