@@ -167,6 +167,8 @@ static void vnet_address_in_use(void)
   tapio_loop *loop = new_virtual();
   tapio_options *o = new_options(loop);
   srv a, b, c, d, e;
+  rec r;
+  outcome w;
   server_with(&a, loop, "127.0.0.1", 7000, 1, 100, 0);
   server_with(&b, loop, "127.0.0.1", 7000, 1, 100, TAPIO_EADDRINUSE);
   CHECK_STR(b.msg, "error while attempting to bind on address "
@@ -182,10 +184,44 @@ static void vnet_address_in_use(void)
   CHECK_OK(srv_start_hosts(&b, (const char *const[]){ "127.0.0.1" }, 1,
                            7001, o));
   tapio_options_free(o);
+  start_connect(loop, "127.0.0.1", 7001, &r, &w);
+  CHECK_OK(connect_wait(loop, &w.w));
+  idle(loop);
+  CHECK_EQ(e.nfactory, 1);
+  CHECK_EQ(b.nfactory, 0);
   tapio_server_release(d.s);
   tapio_server_release(e.s);
   tapio_server_release(b.s);
   srv_release_and_free(&a, loop);
+  srv_free(&e);
+  rec_free(&r);
+}
+
+/* local_addr: the client's address, as the server's side sees it. */
+static void vnet_local_addr(void)
+{
+  tapio_loop *loop = new_virtual();
+  tapio_options *opts = new_options(loop);
+  srv sv;
+  rec c;
+  outcome o;
+  server_with(&sv, loop, "0.0.0.0", 80, 1, 100, 0);
+  CHECK_OK(tapio_options_set_str(opts, "local_host", "127.0.0.5"));
+  CHECK_OK(tapio_options_set_int(opts, "local_port", 4000));
+  memset(&o, 0, sizeof o);
+  o.loop = loop;
+  o.w.r = &c;
+  rec_init(&c);
+  CHECK_OK(tapio_create_connection(loop, "127.0.0.1", 80, &rec_proto, &c,
+                                   opts, on_outcome, &o));
+  tapio_options_free(opts);
+  CHECK_OK(connect_wait(loop, &o.w));
+  idle(loop);
+  check_name(c.t, 0, "127.0.0.5", 4000);
+  check_name(sv.conns[0]->t, 1, "127.0.0.5", 4000);
+  check_name(sv.conns[0]->t, 0, "127.0.0.1", 80); /* not the wildcard */
+  srv_release_and_free(&sv, loop);
+  rec_free(&c);
 }
 
 /* ---- The backlog ----------------------------------------------------------- */
@@ -387,7 +423,7 @@ static void vnet_real_sockets_refused(void)
 }
 
 TEST_MAIN(TEST(vnet_exchange_and_names), TEST(vnet_localhost_and_wildcard),
-          TEST(vnet_refused), TEST(vnet_address_in_use),
+          TEST(vnet_refused), TEST(vnet_address_in_use), TEST(vnet_local_addr),
           TEST(vnet_backlog_waits_until_served),
           TEST(vnet_connect_waits_and_cancels),
           TEST(vnet_close_resets_backlog), TEST(vnet_free_with_everything),
