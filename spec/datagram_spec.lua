@@ -260,6 +260,15 @@ describe("a datagram endpoint", function()
     end)
   end)
 
+  it("has tapio.address name a bad host or port", function()
+    assert.has_error(function() tapio.address("127.0.0.1", 70000) end,
+      "tapio: address: bad argument #2 'port' (70000 is out of range "
+      .. "0..65535)")
+    assert.has_error(function() tapio.address(nil, 1) end,
+      "tapio: address: bad argument #1 'host' (string expected, got nil)")
+    assert.are.equal("('::1', 5, 0, 0)", tostring(tapio.address("::1", 5)))
+  end)
+
   it("queues what the socket refuses, pauses and resumes writing, and "
      .. "flushes on close (D4, D9)", function()
     helper.run(function(loop)
