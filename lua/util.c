@@ -464,15 +464,16 @@ static int u_send(lua_State *L) {
 }
 
 /* tapio.recv(fd, n): one recv of at most n bytes: the data ("" at the end
- * of the stream), or nil, err (EAGAIN when a non-blocking socket has
- * nothing). For the "watch a file descriptor" example. */
+ * of the stream), or nil, err (EAGAIN when nothing is there: it never
+ * waits, blocking socket or not, so a loop cannot hang in it). For the
+ * "watch a file descriptor" example. */
 static int u_recv(lua_State *L) {
   int fd = (int)tl_checkint(L, 1, "recv", 1, "fd", 0, INT32_MAX);
   size_t n = (size_t)tl_checkint(L, 2, "recv", 2, "n", 0, 1 << 24);
   ssize_t got;
   char *p = lua_newuserdata(L, n ? n : 1); /* scratch, for both Luas */
   do
-    got = recv(fd, p, n, 0);
+    got = recv(fd, p, n, MSG_DONTWAIT);
   while (got < 0 && errno == EINTR);
   if (got < 0)
     return tl_oserror(L, errno);
