@@ -450,6 +450,44 @@ describe("testing.run", function()
     end)()
   end)
 
+  it("runs a body on a real loop with opts.real, checking what it leaves",
+     function()
+    testing.run(function(clock, loop)
+      assert.is_nil(clock)
+      assert.has_error(function() testing.clock(loop) end) -- not virtual
+      local got = testing.recorder(nil, { merge = true })
+      local server = loop:create_server(function()
+        return { data_received = function(self, data)
+          self.transport:write(data:upper())
+        end, connection_made = function(self, t)
+          self.transport = t
+        end }
+      end, "127.0.0.1", 0)
+      local t = loop:create_connection(function() return got end,
+        "127.0.0.1", server:addresses()[1][2])
+      t:write("real")
+      got:wait("data_received:REAL")
+      t:close() -- the server's side ends within the grace second
+      server:close()
+    end, { real = true })()
+    local err = failure(function(_, loop)
+      local server = loop:create_server(function() return {} end,
+        "127.0.0.1", 0)
+      loop:create_connection(function() return {} end, "127.0.0.1",
+        server:addresses()[1][2])
+      server:close()
+    end, { real = true })
+    assert.matches("left 2 transport%(s%) open", err)
+    err = failure(function(_, loop)
+      loop:create_future():await() -- nothing will set it
+    end, { real = true, deadline = 0.05 })
+    assert.matches("the test body did not end within its deadline of 0.05 "
+      .. "s; it waits at:\n.*testing_spec.lua", err)
+    assert.has_error(function() testing.run(function() end,
+      { deadline = 0 }) end, "tapio: testing.run: bad argument #2 'opts' "
+      .. "(opts.deadline: a number of seconds > 0 expected, got 0)")
+  end)
+
   it("fails on a call of the exception handler unless allowed", function()
     local function body(clock)
       local ta = testing.pipe_pair({}, {
