@@ -35,6 +35,9 @@ describe("tapio.tls_context", function()
     assert.are.equal("client", client_ctx():side())
     assert.are.equal("server", server_ctx():side())
     assert.matches("^tapio.tls_context %(client%)$", tostring(client_ctx()))
+    -- nil as none (opts from a variable): a client context, no crash
+    assert.are.equal("client", tapio.tls_context(nil):side())
+    assert.are.equal("client", tapio.tls_context():side())
   end)
 
   it("raises an error value that says why a file is wrong", function()
