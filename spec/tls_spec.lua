@@ -270,6 +270,28 @@ describe("a TLS connection", function()
     end)
   end)
 
+  it("serves a connection accepted before server:close() whose "
+     .. "handshake ends after it, the server collected meanwhile",
+     function()
+    run(function(loop)
+      local sp = recorder(loop)
+      local server = loop:create_server(function() return sp end,
+        "127.0.0.1", 0, { ssl = server_ctx() })
+      local t = loop:create_connection(function() return {} end,
+        "127.0.0.1", port_of(server)) -- TCP only: the server's TLS waits
+      helper.until_true(function() return server:client_count() == 1 end)
+      server:close() -- connections stay open, as asyncio's
+      server = nil
+      helper.collect() -- a freed server was called then (valgrind saw it)
+      loop:start_tls(t, {}, client_ctx(), { server_hostname = "localhost" })
+      t:write("late")
+      sp.made:await() -- the factory was refused before: closed server
+      assert.are.equal("late", sp:bytes(4):await())
+      t:close()
+      sp.lost:await()
+    end)
+  end)
+
   it("ends a close that the peer never answers (ssl_shutdown_timeout)",
      function()
     run(function(loop)
