@@ -187,6 +187,11 @@ describe("a TLS connection", function()
       assert.is_nil(t:get_extra_info("compression"))
       assert.is_nil(sp.transport:get_extra_info("peercert"))
       assert.is_false(t:can_write_eof())
+      -- no half-close: it raises (asyncio's NotImplementedError) rather
+      -- than leave a peer waiting for an end that never comes
+      assert.has_error(function() t:write_eof() end,
+        "tapio: transport:write_eof: TLS has no half-close "
+        .. "(can_write_eof() is false)")
       local stats = t:get_stats()
       assert.are.equal(4, stats.bytes_sent)
       assert.is_true(stats.tls_wire_bytes_sent > 4)
