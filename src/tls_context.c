@@ -34,6 +34,18 @@ const char *tapio_tls_context_error(tapio_tls_context *c) {
 
 /* ---- Callbacks OpenSSL makes -------------------------------------------- */
 
+/* Clients: the server asked for a certificate and none is loaded. None
+ * is sent, as without this; TLS 1.2 servers then answer with a bare
+ * handshake_failure alert, which this tells apart (tls_error.c). */
+static int cert_asked_cb(SSL *ssl, X509 **x509, EVP_PKEY **pkey) {
+  tapio__tls *tc = SSL_get_app_data(ssl);
+  (void)x509;
+  (void)pkey;
+  if (tc)
+    tc->cert_asked = 1;
+  return 0;
+}
+
 static void keylog_cb(const SSL *ssl, const char *line) {
   tapio_tls_context *c = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
   pthread_mutex_lock(&c->lock);
@@ -113,6 +125,8 @@ int tapio_tls_context_new(int side, tapio_tls_context **out) {
   SSL_CTX_set_default_read_buffer_len(c->ctx, 64 * 1024);
   SSL_CTX_set_options(c->ctx, SSL_OP_NO_COMPRESSION);
   tapio__tls_session_setup(c);
+  if (side == TAPIO_TLS_CLIENT)
+    SSL_CTX_set_client_cert_cb(c->ctx, cert_asked_cb);
   if (side == TAPIO_TLS_SERVER) {
     SSL_CTX_set_options(c->ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
     SSL_CTX_set_tlsext_servername_callback(c->ctx, sni_cb);
