@@ -1122,8 +1122,9 @@ int tapio_tls_context_new(int side, tapio_tls_context **out);
 void tapio_tls_context_release(tapio_tls_context *ctx);
 /* TAPIO_TLS_CLIENT or TAPIO_TLS_SERVER; TAPIO_EINVAL for NULL. */
 int tapio_tls_context_get_side(tapio_tls_context *ctx);
-/* Why the last failing call on ctx failed: OpenSSL's first error, as a
- * sentence ("" if none); valid until the next call on ctx. */
+/* Why the last failing call on ctx failed: OpenSSL's first error, or
+ * tapio's words for a call refused before OpenSSL ("a protocol name is 1
+ * to 255 bytes"); "" if none; valid until the next call on ctx. */
 const char *tapio_tls_context_error(tapio_tls_context *ctx);
 
 /* The certificate chain (leaf first) and its private key from PEM files

@@ -87,6 +87,10 @@ describe("tapio.tls_context", function()
       ciphers = "NOPE" })
     assert.is_false(ok)
     assert.matches("^tapio: tls_context: ciphers/ciphersuites: ", err.message)
+    ok, err = pcall(tapio.tls_context, { alpn = { "h2", "" } })
+    assert.is_false(ok)
+    assert.are.equal("tapio: tls_context: alpn: a protocol name is 1 to 255 "
+                     .. "bytes", err.message)
     assert.has_error(function() tapio.tls_context({ alpn = "h2" }) end,
       "tapio: tls_context: option 'alpn' must be a list of at most 64 "
       .. "strings")

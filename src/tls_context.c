@@ -24,6 +24,12 @@ static int fail(tapio_tls_context *c, int code) {
   return code;
 }
 
+/* A call refused before OpenSSL: why, in words; returns code. */
+static int refuse(tapio_tls_context *c, int code, const char *why) {
+  snprintf(c->err, sizeof c->err, "%s", why);
+  return code;
+}
+
 static void ok(tapio_tls_context *c) {
   c->err[0] = '\0';
 }
@@ -332,7 +338,8 @@ int tapio_tls_context_set_verify(tapio_tls_context *c, int mode) {
     m = SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
     break;
   default:
-    return TAPIO_EINVAL;
+    return refuse(c, TAPIO_EINVAL, "TAPIO_TLS_VERIFY_NONE, _OPTIONAL or "
+                  "_REQUIRED expected");
   }
   c->verify = mode;
   SSL_CTX_set_verify(c->ctx, m, NULL);
@@ -340,8 +347,10 @@ int tapio_tls_context_set_verify(tapio_tls_context *c, int mode) {
 }
 
 int tapio_tls_context_set_check_hostname(tapio_tls_context *c, int on) {
-  if (!c || c->side != TAPIO_TLS_CLIENT)
-    return c ? TAPIO_ENOTSUP : TAPIO_EINVAL;
+  if (!c)
+    return TAPIO_EINVAL;
+  if (c->side != TAPIO_TLS_CLIENT)
+    return refuse(c, TAPIO_ENOTSUP, "a client context's setting");
   c->check_hostname = on != 0;
   return 0;
 }
@@ -357,9 +366,14 @@ static int proto_version(int v, int *out) {
 
 int tapio_tls_context_set_versions(tapio_tls_context *c, int min, int max) {
   int lo, hi;
-  if (!c || proto_version(min, &lo) < 0 || proto_version(max, &hi) < 0 ||
-      (lo && hi && lo > hi))
+  if (!c)
     return TAPIO_EINVAL;
+  if (proto_version(min, &lo) < 0 || proto_version(max, &hi) < 0)
+    return refuse(c, TAPIO_EINVAL,
+                  "TAPIO_TLS_1_2, TAPIO_TLS_1_3 or 0 expected");
+  if (lo && hi && lo > hi)
+    return refuse(c, TAPIO_EINVAL, "the minimum version is above the "
+                  "maximum");
   if ((lo && SSL_CTX_set_min_proto_version(c->ctx, lo) != 1) ||
       (hi && SSL_CTX_set_max_proto_version(c->ctx, hi) != 1))
     return fail(c, TAPIO_ETLS);
@@ -387,8 +401,10 @@ int tapio_tls_context_set_alpn(tapio_tls_context *c,
     return TAPIO_EINVAL;
   for (i = 0; i < n; i++) {
     size_t l = protos[i] ? strlen(protos[i]) : 0;
-    if (l == 0 || l > 255 || len + l + 1 > 65535)
-      return TAPIO_EINVAL;
+    if (l == 0 || l > 255)
+      return refuse(c, TAPIO_EINVAL, "a protocol name is 1 to 255 bytes");
+    if (len + l + 1 > 65535)
+      return refuse(c, TAPIO_EINVAL, "the list is over 65535 bytes");
     len += l + 1;
   }
   wire = len ? malloc(len) : NULL;
@@ -414,11 +430,14 @@ int tapio_tls_context_add_sni(tapio_tls_context *c, const char *name,
                               tapio_tls_context *use) {
   struct tapio__sni *grown;
   char *copy;
-  if (!c || !name || !*name || !use || c->side != TAPIO_TLS_SERVER ||
-      use->side != TAPIO_TLS_SERVER)
+  if (!c)
     return TAPIO_EINVAL;
+  if (!name || !*name || !use)
+    return refuse(c, TAPIO_EINVAL, "a host name and a context expected");
+  if (c->side != TAPIO_TLS_SERVER || use->side != TAPIO_TLS_SERVER)
+    return refuse(c, TAPIO_EINVAL, "server contexts only");
   if (sni_lookup(c, name))
-    return TAPIO_EEXIST;
+    return refuse(c, TAPIO_EEXIST, "that name was added already");
   grown = realloc(c->sni, (c->nsni + 1) * sizeof *grown);
   copy = grown ? strdup(name) : NULL;
   if (!copy) {
@@ -435,8 +454,10 @@ int tapio_tls_context_add_sni(tapio_tls_context *c, const char *name,
 
 int tapio_tls_context_set_sni_callback(tapio_tls_context *c,
                                        tapio_tls_sni_fn fn, void *ud) {
-  if (!c || c->side != TAPIO_TLS_SERVER)
-    return c ? TAPIO_ENOTSUP : TAPIO_EINVAL;
+  if (!c)
+    return TAPIO_EINVAL;
+  if (c->side != TAPIO_TLS_SERVER)
+    return refuse(c, TAPIO_ENOTSUP, "a server context's setting");
   c->sni_fn = fn;
   c->sni_ud = ud;
   return 0;
@@ -452,8 +473,11 @@ int tapio_tls_context_set_keylog_file(tapio_tls_context *c,
   FILE *f = NULL;
   if (!c)
     return TAPIO_EINVAL;
-  if (path && !(f = fopen(path, "a")))
-    return tapio__from_errno(errno);
+  if (path && !(f = fopen(path, "a"))) {
+    int rc = tapio__from_errno(errno);
+    snprintf(c->err, sizeof c->err, "%s: %s", path, tapio_strerror(rc));
+    return rc;
+  }
   pthread_mutex_lock(&c->lock);
   if (c->keylog)
     fclose(c->keylog);
@@ -474,10 +498,12 @@ int tapio_tls_context_set_keylog_callback(tapio_tls_context *c,
 }
 
 int tapio_tls_context_set_session_cache(tapio_tls_context *c, size_t n) {
-  if (!c || c->side != TAPIO_TLS_CLIENT)
-    return c ? TAPIO_ENOTSUP : TAPIO_EINVAL;
-  if (n > 65536)
+  if (!c)
     return TAPIO_EINVAL;
+  if (c->side != TAPIO_TLS_CLIENT)
+    return refuse(c, TAPIO_ENOTSUP, "a client context's setting");
+  if (n > 65536)
+    return refuse(c, TAPIO_EINVAL, "at most 65536");
   tapio__tls_session_clear(c); /* the ring is made for its size */
   pthread_mutex_lock(&c->lock);
   c->cache_max = n;
