@@ -51,6 +51,12 @@ describe("tapio.tls_context", function()
     assert.is_false(ok)
     assert.are.equal("ETLS", err.name)
     assert.matches("key values mismatch", err.message)
+    assert.matches("client.key: ", err.message, 1, true) -- which file
+    ok, err = pcall(tapio.tls_context, { side = "server",
+      cert_pem = "not PEM", key_pem = "nor this" })
+    assert.is_false(ok)
+    assert.are.equal("tapio: tls_context: the certificate chain: no "
+                     .. "certificate in the PEM text", err.message)
   end)
 
   it("raises at once on bad options", function()

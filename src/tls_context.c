@@ -24,6 +24,19 @@ static int fail(tapio_tls_context *c, int code) {
   return code;
 }
 
+/* fail(), the words after "what: " (the file that did not load). */
+static int fail_in(tapio_tls_context *c, int code, const char *what) {
+  char e[160];
+  unsigned long err = ERR_peek_error();
+  if (err)
+    ERR_error_string_n(err, e, sizeof e);
+  else
+    snprintf(e, sizeof e, "%s", tapio_strerror(code));
+  ERR_clear_error();
+  snprintf(c->err, sizeof c->err, "%.90s: %s", what, e);
+  return code;
+}
+
 /* A call refused before OpenSSL: why, in words; returns code. */
 static int refuse(tapio_tls_context *c, int code, const char *why) {
   snprintf(c->err, sizeof c->err, "%s", why);
@@ -219,10 +232,14 @@ int tapio_tls_context_load_cert_chain(tapio_tls_context *c,
   ERR_clear_error();
   SSL_CTX_set_default_passwd_cb(c->ctx, password_cb);
   SSL_CTX_set_default_passwd_cb_userdata(c->ctx, (void *)password);
-  rc = SSL_CTX_use_certificate_chain_file(c->ctx, certfile) == 1 &&
-       SSL_CTX_use_PrivateKey_file(c->ctx, keyfile, SSL_FILETYPE_PEM) == 1;
+  if (SSL_CTX_use_certificate_chain_file(c->ctx, certfile) != 1)
+    rc = fail_in(c, TAPIO_ETLS, certfile);
+  else if (SSL_CTX_use_PrivateKey_file(c->ctx, keyfile, SSL_FILETYPE_PEM) != 1)
+    rc = fail_in(c, TAPIO_ETLS, keyfile); /* no key there, a bad password */
+  else
+    rc = key_matches(c);
   SSL_CTX_set_default_passwd_cb_userdata(c->ctx, NULL);
-  return rc ? key_matches(c) : fail(c, TAPIO_ETLS);
+  return rc;
 }
 
 /* The chain in PEM text: the first certificate is the leaf. */
@@ -257,14 +274,21 @@ int tapio_tls_context_load_cert_chain_pem(tapio_tls_context *c,
   ERR_clear_error();
   cb = BIO_new_mem_buf(cert, (int)certlen);
   kb = BIO_new_mem_buf(key, (int)keylen);
-  rc = cb && kb && use_chain_pem(c, cb);
-  if (rc)
-    pk = PEM_read_bio_PrivateKey(kb, NULL, password_cb, (void *)password);
-  rc = rc && pk && SSL_CTX_use_PrivateKey(c->ctx, pk) == 1;
+  if (!cb || !kb)
+    rc = fail(c, TAPIO_ENOMEM);
+  else if (!use_chain_pem(c, cb))
+    rc = refuse(c, TAPIO_ETLS, "no certificate in the PEM text");
+  else if (!(pk = PEM_read_bio_PrivateKey(kb, NULL, password_cb,
+                                          (void *)password)))
+    rc = ERR_peek_error() ? fail_in(c, TAPIO_ETLS, "the key")
+                          : refuse(c, TAPIO_ETLS, "no key in the PEM text");
+  else
+    rc = SSL_CTX_use_PrivateKey(c->ctx, pk) == 1 ? key_matches(c)
+                                                 : fail(c, TAPIO_ETLS);
   EVP_PKEY_free(pk);
   BIO_free(cb);
   BIO_free(kb);
-  return rc ? key_matches(c) : fail(c, TAPIO_ETLS);
+  return rc;
 }
 
 static int add_pem_cas(tapio_tls_context *c, const char *pem, size_t len) {
@@ -297,7 +321,7 @@ int tapio_tls_context_load_verify_locations(tapio_tls_context *c,
   ERR_clear_error();
   if ((cafile || capath) &&
       SSL_CTX_load_verify_locations(c->ctx, cafile, capath) != 1)
-    return fail(c, TAPIO_ETLS);
+    return fail_in(c, TAPIO_ETLS, cafile ? cafile : capath);
   if (pem && !add_pem_cas(c, pem, pemlen)) {
     snprintf(c->err, sizeof c->err, "no certificate in the PEM text");
     return TAPIO_ETLS;
