@@ -410,7 +410,14 @@ describe("loop:start_tls", function()
       assert.has_error(function()
         loop:start_tls(t, p, client_ctx(), { ssl = client_ctx() })
       end, "tapio: loop:start_tls: unknown option 'ssl'")
-      local ok, err = pcall(loop.start_tls, loop, t, p, client_ctx())
+      -- at the caller's line, not inside tapio's Lua
+      local line = debug.getinfo(1, "l").currentline + 1
+      local ok, msg = pcall(function() loop:start_tls({}, p, client_ctx()) end)
+      assert.is_false(ok)
+      assert.matches("tls_spec%.lua:" .. line .. ": tapio: loop:start_tls: ",
+                     msg)
+      local err
+      ok, err = pcall(loop.start_tls, loop, t, p, client_ctx())
       assert.is_false(ok) -- a client that checks names needs one
       assert.are.equal("EINVAL", err.name)
       t:close()
