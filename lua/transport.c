@@ -463,10 +463,10 @@ static int t_get_extra_info(lua_State *L) {
   else if (strcmp(name, "sockname") == 0)
     found = push_name(L, lt, 0);
   else if (strcmp(name, handle_key(kind)) == 0) {
-    lua_pushinteger(L, kind == TAPIO_TRANSPORT_SUBPROCESS
-                           ? tapio_subprocess_get_pid(lt->t)
-                           : tapio_transport_get_fd(lt->t));
-    found = 1;
+    int h = kind == TAPIO_TRANSPORT_SUBPROCESS ? tapio_subprocess_get_pid(lt->t)
+                                               : tapio_transport_get_fd(lt->t);
+    lua_pushinteger(L, h);
+    found = h >= 0; /* a memory pair's has none: the default */
   } else
     found = tl_tls_extra_info(L, lt->t, name);
   if (!found)

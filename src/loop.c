@@ -383,6 +383,7 @@ int tapio_loop_free(tapio_loop *loop) {
   tapio__signals_free(loop);
   drain(loop); /* queued requests see `freeing` and complete: ECANCELED */
   tapio__requests_cancel_all(loop);
+  tapio__vnet_drop_backlogs(loop);
   for (l = loop->transports.next; l != &loop->transports; l = l->next) {
     tapio_transport *t = TAPIO_CONTAINER(l, tapio_transport, link);
     tapio__transport_force_close(t, TAPIO_ECANCELED, NULL);

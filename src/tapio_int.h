@@ -173,6 +173,8 @@ typedef struct tapio__kit {
   double horizon;      /* tapio_loop_advance's target; -1 outside one */
   int inert_fd;        /* never ready, for memory streams' watchers; -1 */
   tapio__link ends;    /* the memory pairs' sides (memory.c) */
+  tapio__link vnet;    /* the virtual network's listeners (vnet.c) */
+  int next_port;       /* its next ephemeral port */
   ev_prepare poll;     /* tapio__memory_poll before each poll, while any */
 } tapio__kit;
 
@@ -569,6 +571,44 @@ static inline tapio__stream *tapio__to_stream(tapio_transport *t) {
   return TAPIO_CONTAINER(t, tapio__stream, head);
 }
 
+/* ---- The virtual network (vnet.c) ----------------------------------------
+ * A virtual loop's servers listen at addresses of its own, and its
+ * connects meet them there through memory pairs. */
+
+typedef struct tapio__vlisten tapio__vlisten;
+typedef struct tapio__vconnect tapio__vconnect;
+struct tapio__addr;
+
+/* Listens at a (port 0: one is chosen) for server s: TAPIO_EADDRINUSE
+ * where another listener is, unless both have reuse_port. */
+int tapio__vnet_listen(tapio_server *s, const struct tapio__addr *a,
+                       int backlog, int reuse_port, tapio__vlisten **out);
+/* The server closed: connections not yet accepted are reset, connects
+ * waiting for room are refused. Frees v. */
+void tapio__vnet_unlisten(tapio__vlisten *v);
+/* Before the loop's transports go (tapio_loop_free): the connections no
+ * server accepted go first, since the listeners hold them. */
+void tapio__vnet_drop_backlogs(tapio_loop *loop);
+/* The server started (on 1) or stopped serving. */
+void tapio__vnet_serve(tapio__vlisten *v, int on);
+int tapio__vnet_name(const tapio__vlisten *v, char *host, size_t hostlen,
+                     int *port, int *family);
+/* A connect's end, from a task of the loop: its transport (connection_made
+ * not yet called), or NULL and a code with its message. */
+typedef void (*tapio__vconnected_fn)(void *ud, tapio_transport *t, int code,
+                                     const char *message);
+/* Connects to `to` from `from` (NULL: an address of the network's own),
+ * the client's side with proto; done is called once, unless cancelled. */
+int tapio__vnet_connect(tapio_loop *loop, const struct tapio__addr *to,
+                        const struct tapio__addr *from,
+                        const tapio_protocol *proto, void *ud,
+                        tapio__vconnected_fn done, void *done_ud,
+                        tapio__vconnect **out);
+void tapio__vnet_cancel(tapio__vconnect *c);
+/* Resolves a name of the virtual network: "localhost" (127.0.0.1, or ::1
+ * for IPv6 alone); no other name is known there. */
+const char *tapio__vnet_host(const char *host, int family);
+
 /* ---- Memory pairs and faults (memory.c, fault.c) ------------------------ */
 
 /* Whether t has a stream body (a socket's, a pipe's, a memory pair's). */
@@ -593,6 +633,20 @@ void tapio__layer_push(tapio__stream *s, const tapio__io *io, void *ctx,
 /* A memory pair's t: its peer reads code after the bytes it has (a reset
  * seen from the other side). TAPIO_ENOTSUP for another transport. */
 int tapio__memory_reset(tapio_transport *t, int code);
+/* The virtual network's connection: a pair, client's end with proto,
+ * the server's with none yet (the server's accept gives it one), neither
+ * made (the caller makes each); client at `from`, server at `to`, as
+ * their socknames and peernames answer. */
+struct tapio__addr;
+int tapio__memory_connect(tapio_loop *loop, const tapio_protocol *proto,
+                          void *ud, const struct tapio__addr *from,
+                          const struct tapio__addr *to,
+                          tapio_transport **client, tapio_transport **server);
+/* A memory side's sockname (peer 0) or peername (1), as
+ * tapio__format_addr; TAPIO_ENOTSUP for another transport or a pair made
+ * by the test, which has no addresses. */
+int tapio__memory_name(tapio_transport *t, int peer, char *host,
+                       size_t hostlen, int *port, int *family);
 
 /* ---- TLS: the layer's entry points for the create calls ---------------- */
 
@@ -818,6 +872,13 @@ tapio_server *tapio__server_new(tapio_loop *loop,
 /* Adds a listening socket; the server owns fd from then on. */
 int tapio__server_add_fd(tapio_server *s, int fd);
 int tapio__server_set_unix_path(tapio_server *s, const char *path);
+/* On a virtual loop: adds a listener at a of the virtual network. */
+int tapio__server_add_virtual(tapio_server *s, const struct tapio__addr *a,
+                              int reuse_port);
+/* Takes a connection as accepting one does: t is made with no protocol;
+ * the factory gives it one (or t is discarded), then connection_made,
+ * after a TLS handshake with "ssl". */
+void tapio__server_take(tapio_server *s, tapio_transport *t);
 /* Undoes tapio__server_new when creation fails. */
 void tapio__server_destroy(tapio_server *s);
 void tapio__server_detach(tapio_server *s, tapio_transport *t);
