@@ -254,11 +254,12 @@ static int u_tls_context(lua_State *L) {
   tapio_tls_context *ctx = NULL;
   tl_tlsctx *c;
   int side, rc;
-  if (lua_isnoneornil(L, 1))
-    lua_newtable(L);
-  else if (!lua_istable(L, 1))
-    return tl_typeerror(L, FN_CTX, 1, "opts", 1, "table or nil");
   lua_settop(L, 1);
+  if (lua_isnil(L, 1)) { /* tls_context(nil) as tls_context() */
+    lua_newtable(L);
+    lua_replace(L, 1);
+  } else if (!lua_istable(L, 1))
+    return tl_typeerror(L, FN_CTX, 1, "opts", 1, "table or nil");
   check_names(L, 1);
   side = word(L, 1, "side", sides, side_values, TAPIO_TLS_CLIENT);
   if (side == TAPIO_TLS_SERVER)
