@@ -154,6 +154,10 @@ static int set_policy(lua_State *L, int opts, tapio_tls_context *ctx) {
   if (!lua_isnil(L, -1) && !lua_isboolean(L, -1))
     return luaL_error(L, "tapio: tls_context: bad option 'check_hostname' "
                          "(boolean expected, got %s)", luaL_typename(L, -1));
+  if (v == TAPIO_TLS_VERIFY_NONE && lua_toboolean(L, -1)) /* as Python */
+    return luaL_error(L, "tapio: tls_context: check_hostname = true with "
+                         "verify = 'none' (nothing verified, no name "
+                         "checked): set one or the other");
   if (rc == 0 && lua_isboolean(L, -1) && (what = "check_hostname"))
     rc = tapio_tls_context_set_check_hostname(ctx, lua_toboolean(L, -1));
   lua_pop(L, 1);

@@ -76,6 +76,13 @@ describe("tapio.tls_context", function()
       tapio.tls_context({ check_hostname = "no" })
     end, "tapio: tls_context: bad option 'check_hostname' (boolean "
       .. "expected, got string)")
+    -- both at once: a name check that checks nothing (Python refuses it)
+    assert.has_error(function()
+      tapio.tls_context({ verify = "none", check_hostname = true })
+    end, "tapio: tls_context: check_hostname = true with verify = 'none' "
+      .. "(nothing verified, no name checked): set one or the other")
+    assert.is_truthy(tapio.tls_context({ verify = "none",
+      check_hostname = false }))
     -- a misspelt option (Python's certfile) is not a context without it
     assert.has_error(function()
       tapio.tls_context({ side = "server", certfile = cert("server.pem") })
