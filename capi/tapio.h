@@ -619,7 +619,12 @@ int tapio_cancel_pending(tapio_loop *loop, void *cb_ud);
  * goes with it (e.g. what each address of a failed connect answered, why
  * a TLS handshake failed: "certificate verify failed: certificate has
  * expired", which name did not resolve: "could not resolve 'x':
- * unknown node or service"), or NULL when there is none; borrowed for the callback. NULL
+ * unknown node or service"), or NULL when there is none; borrowed for the
+ * callback. Right after a create call (or start_tls) returned an error at
+ * once, why, when its options were refused ("create_server: option 'ssl'
+ * is a client TLS context; this call needs a server one", "create_connection
+ * does not take option 'backlog'", "... option 'server_hostname' is for
+ * TLS: give 'ssl' too"), until the next create call or completion. NULL
  * elsewhere. */
 const char *tapio_loop_error_message(tapio_loop *loop);
 
