@@ -914,8 +914,10 @@ int tapio_server_start_serving(tapio_server *s);
 int tapio_server_is_serving(tapio_server *s);
 /* Stops listening and closes the listening sockets; accepted connections
  * stay open. Idempotent. A TLS connection accepted before still has the
- * factory called when its handshake ends (after close, or release): keep
- * factory_ud alive until tapio_server_wait_closed's callback. */
+ * factory called when its handshake ends, after close: keep factory_ud
+ * alive until tapio_server_wait_closed's callback (or release the
+ * server: after tapio_server_release the factory is never called, and
+ * such a connection is aborted when its handshake ends). */
 int tapio_server_close(tapio_server *s);
 /* close() every connection the server accepted that is still open. */
 int tapio_server_close_clients(tapio_server *s);
