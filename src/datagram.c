@@ -316,42 +316,13 @@ static void cork(dgram_area *a, const void *data, size_t len,
 
 /* ---- sendto ------------------------------------------------------------- */
 
-/* Where a datagram goes: *sa and *alen (NULL/0: the connected peer), or a
- * code for a bad address. */
-static int destination(tapio__dgram *d, const void *addr, size_t addrlen,
-                       const struct sockaddr **sa, socklen_t *alen) {
-  const struct sockaddr *given = addr;
-  *sa = NULL;
-  *alen = 0;
-  if (!addr) {
-    if (d->connected)
-      return 0;
-    if (!d->dflt.len)
-      return TAPIO_EINVAL; /* nowhere to send to */
-    *sa = (const struct sockaddr *)&d->dflt.ss;
-    *alen = d->dflt.len;
-    return 0;
-  }
-  if (addrlen < sizeof(sa_family_t) ||
-      addrlen > sizeof(struct sockaddr_storage))
-    return TAPIO_EINVAL;
-  if (given->sa_family != d->af)
-    return TAPIO_EAFNOSUPPORT; /* asyncio: "socket family mismatch" */
-  if (d->connected) /* asyncio: addr must be None or the peer's */
-    return tapio__addr_equal(given, (socklen_t)addrlen, &d->head.peer.sa,
-                             d->head.peerlen) ? 0 : TAPIO_EISCONN;
-  *sa = given;
-  *alen = (socklen_t)addrlen;
-  return 0;
-}
-
 /* A send after close: dropped, and the exception handler hears of it
  * once, at the LOST_WARN-th, as asyncio logs its warning. */
-static int lost_send(tapio__dgram *d) {
-  if (++d->lost_sends == LOST_WARN)
-    tapio__report(d->head.loop, TAPIO_ECLOSED,
+int tapio__dgram_lost_send(tapio_transport *t, unsigned *count) {
+  if (++*count == LOST_WARN)
+    tapio__report(t->loop, TAPIO_ECLOSED,
                   "sendto on a closed datagram transport: datagrams are "
-                  "dropped", &d->head);
+                  "dropped", t);
   return TAPIO_ECLOSED;
 }
 
@@ -382,14 +353,17 @@ int tapio_transport_sendto(tapio_transport *t, const void *data, size_t len,
   int rc;
   if (!t || (!data && len) || len > PTRDIFF_MAX)
     return TAPIO_EINVAL;
-  if (t->kind != &dgram_kind)
-    return TAPIO_ENOTSUP;
+  if (t->kind != &dgram_kind) /* a virtual endpoint: decided by its kind */
+    return t->kind->id == TAPIO_TRANSPORT_DATAGRAM
+               ? tapio__vdgram_sendto(t, data, len, addr, addrlen)
+               : TAPIO_ENOTSUP;
   d = to_dgram(t);
-  rc = destination(d, addr, addrlen, &sa, &alen);
+  rc = tapio__dgram_destination(d->af, d->connected, &d->dflt, t, addr,
+                                addrlen, &sa, &alen);
   if (rc < 0)
     return rc;
   if (t->flags & TAPIO__T_CLOSING)
-    return lost_send(d);
+    return tapio__dgram_lost_send(t, &d->lost_sends);
   if (d->qhead) /* behind what waits, never before it */
     return enqueue(d, data, len, sa, alen);
   a = (dgram_area *)t->loop->dbuf;

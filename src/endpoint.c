@@ -1,7 +1,8 @@
 /* create_datagram_endpoint: a UDP socket bound and/or connected to
  * addresses looked up without blocking (a family both share), a Unix
  * datagram socket, or a socket handed over; asyncio's checks of the
- * options, done when the call is made. The transport is datagram.c's. */
+ * options, done when the call is made. The transport is datagram.c's; on
+ * a virtual loop, vdgram.c's endpoint of the virtual network. */
 #include "tapio_int.h"
 
 #include <errno.h>
@@ -50,13 +51,13 @@ static void req_cancel(tapio__request *req) {
   req_fail((dgram_req *)req, TAPIO_ECANCELED, NULL);
 }
 
+static void finish(dgram_req *r, tapio_transport *t);
+
 /* fd is ready: the transport is made, connection_made runs, the caller
  * is told. peer: the connected peer (or NULL); dflt: the default
  * destination of an endpoint that is not connected (or NULL). */
 static void made(dgram_req *r, int fd, int af, const tapio__addr *peer,
                  const tapio__addr *dflt) {
-  tapio_connect_fn cb = r->cb;
-  void *ud = r->cb_ud;
   tapio_transport *t = tapio__datagram_new(r->req.loop, fd, af, r->proto,
                                            r->proto_ud, peer != NULL, dflt);
   if (!t) {
@@ -67,6 +68,13 @@ static void made(dgram_req *r, int fd, int af, const tapio__addr *peer,
   if (peer)
     tapio__transport_set_peer(t, (const struct sockaddr *)&peer->ss,
                               peer->len);
+  finish(r, t);
+}
+
+/* The endpoint t is made: connection_made runs, the caller is told. */
+static void finish(dgram_req *r, tapio_transport *t) {
+  tapio_connect_fn cb = r->cb;
+  void *ud = r->cb_ud;
   tapio__request_done(&r->req);
   req_free(r);
   tapio__transport_made(t);
@@ -220,6 +228,47 @@ static void make_wrapped(dgram_req *r) {
        NULL);
 }
 
+/* ---- A virtual loop's endpoint ---------------------------------------- */
+
+/* Its addresses, without a lookup (a virtual loop has no resolver): the
+ * remote first, whose family a local port alone takes. */
+static int virtual_addrs(dgram_req *r, tapio__addr *local,
+                         tapio__addr *remote, char *msg, size_t msglen) {
+  int family = r->family, rc = 0;
+  if (r->has_remote) {
+    rc = tapio__vdgram_addr(r->remote_host, r->remote_port, family, remote);
+    if (rc < 0) {
+      tapio__describe_lookup(msg, msglen, r->remote_host, rc);
+      return rc;
+    }
+    if (!family && !r->local_host)
+      family = remote->ss.ss_family == AF_INET6 ? TAPIO_AF_INET6
+                                                : TAPIO_AF_INET;
+  }
+  if (r->has_local) {
+    rc = tapio__vdgram_addr(r->local_host, r->local_port, family, local);
+    if (rc < 0)
+      tapio__describe_lookup(msg, msglen, r->local_host, rc);
+  }
+  return rc;
+}
+
+static void make_virtual(dgram_req *r) {
+  tapio__addr local, remote;
+  tapio_transport *t;
+  char msg[256] = "";
+  int rc = virtual_addrs(r, &local, &remote, msg, sizeof msg);
+  if (rc == 0)
+    rc = tapio__vdgram_new(r->req.loop, r->proto, r->proto_ud,
+                           r->has_local ? &local : NULL,
+                           r->has_remote ? &remote : NULL, r->family,
+                           r->broadcast, r->reuse_port, &t, msg, sizeof msg);
+  if (rc < 0)
+    req_fail(r, rc, msg[0] ? msg : NULL);
+  else
+    finish(r, t);
+}
+
 /* ---- Lookups --------------------------------------------------------- */
 
 static void resolve_remote(dgram_req *r);
@@ -270,6 +319,8 @@ static void req_run(tapio__task *task) {
   dgram_req *r = TAPIO_CONTAINER(task, dgram_req, req.task);
   if (r->req.loop->freeing)
     req_fail(r, TAPIO_ECANCELED, NULL);
+  else if (tapio__virtual(r->req.loop))
+    make_virtual(r);
   else if (r->sock >= 0)
     make_wrapped(r);
   else if (r->local_path || r->remote_path)
@@ -385,6 +436,10 @@ int tapio_create_datagram_endpoint(tapio_loop *loop,
     rc = TAPIO_EINVAL;
   else
     rc = tapio__io_refused(loop);
+  if (rc == TAPIO_EVIRTUAL && !is_set(opts, TAPIO__OPT_SOCK) &&
+      !is_set(opts, TAPIO__OPT_LOCAL_PATH) &&
+      !is_set(opts, TAPIO__OPT_REMOTE_PATH))
+    rc = 0; /* an endpoint of the virtual network (vdgram.c) */
   if (rc == 0)
     rc = tapio__opts_check(opts, TAPIO_CALL_CREATE_DATAGRAM_ENDPOINT);
   if (rc == 0)

@@ -174,6 +174,7 @@ typedef struct tapio__kit {
   int inert_fd;        /* never ready, for memory streams' watchers; -1 */
   tapio__link ends;    /* the memory pairs' sides (memory.c) */
   ev_prepare poll;     /* tapio__memory_poll before each poll, while any */
+  struct tapio__vnet *vnet; /* virtual datagram endpoints (vdgram.c) */
 } tapio__kit;
 
 static inline int tapio__virtual(const tapio_loop *loop) {
@@ -667,6 +668,45 @@ tapio_transport *tapio__datagram_new(tapio_loop *loop, int fd, int af,
                                      const struct tapio__addr *dflt);
 /* Frees the loop's datagram slots (tapio_loop_free). */
 void tapio__datagram_area_free(tapio_loop *loop);
+/* Where sendto(addr, addrlen) goes on an endpoint of family af: *sa and
+ * *alen (NULL, 0: the connected peer, head's), dflt's when addr is NULL
+ * and the endpoint is not connected, or the error asyncio's checks give.
+ * Inline: the socket's sendto and the virtual one's share it. */
+static inline int tapio__dgram_destination(int af, int connected,
+                                           const struct tapio__addr *dflt,
+                                           const tapio_transport *head,
+                                           const void *addr, size_t addrlen,
+                                           const struct sockaddr **sa,
+                                           socklen_t *alen);
+/* A send after close: dropped; the exception handler hears of it once,
+ * at the 5th, as asyncio logs its warning. TAPIO_ECLOSED. */
+int tapio__dgram_lost_send(tapio_transport *t, unsigned *count);
+
+/* ---- Virtual datagram endpoints (vdgram.c) ------------------------------ */
+
+typedef struct tapio__vnet tapio__vnet;
+/* host (NULL or "": the wildcard; "localhost": loopback; else a literal)
+ * and port as an address of family (TAPIO_AF_*, 0: any, the wildcard's
+ * IPv4), with no lookup: TAPIO_EAI_NONAME for any other name. */
+int tapio__vdgram_addr(const char *host, int port, int family,
+                       struct tapio__addr *out);
+/* An endpoint of a virtual loop's network, bound at local (NULL: an
+ * ephemeral port, at remote's source when connected, else the wildcard of
+ * remote's family or of family), connected to remote unless broadcast
+ * (then remote is the default destination). The error's message in msg. */
+int tapio__vdgram_new(tapio_loop *loop, const tapio_datagram_protocol *proto,
+                      void *ud, const struct tapio__addr *local,
+                      const struct tapio__addr *remote, int family,
+                      int broadcast, int reuse_port, tapio_transport **out,
+                      char *msg, size_t msglen);
+/* A virtual endpoint's address in *out (0); TAPIO_ENOTSUP for another
+ * transport. */
+int tapio__vdgram_sockname(tapio_transport *t, struct tapio__addr *out);
+/* tapio_transport_sendto on a virtual endpoint. */
+int tapio__vdgram_sendto(tapio_transport *t, const void *data, size_t len,
+                         const void *addr, size_t addrlen);
+/* tapio_loop_free: what is still in flight goes (kit_free calls it). */
+void tapio__vnet_free(tapio_loop *loop);
 
 /* ---- Requests: pending create calls and lookups (request.c) ------------ */
 
@@ -825,5 +865,38 @@ void tapio__servers_close_all(tapio_loop *loop);
 /* 1 if a server of the loop listens on fd. */
 int tapio__servers_hold_fd(tapio_loop *loop, int fd);
 void tapio__servers_free_all(tapio_loop *loop);
+
+/* Defined here, where tapio__addr and tapio__addr_equal are (see the
+ * declaration with the datagram transport). */
+static inline int tapio__dgram_destination(int af, int connected,
+                                           const tapio__addr *dflt,
+                                           const tapio_transport *head,
+                                           const void *addr, size_t addrlen,
+                                           const struct sockaddr **sa,
+                                           socklen_t *alen) {
+  const struct sockaddr *given = (const struct sockaddr *)addr;
+  *sa = NULL;
+  *alen = 0;
+  if (!addr) {
+    if (connected)
+      return 0;
+    if (!dflt->len)
+      return TAPIO_EINVAL; /* nowhere to send to */
+    *sa = (const struct sockaddr *)&dflt->ss;
+    *alen = dflt->len;
+    return 0;
+  }
+  if (addrlen < sizeof(sa_family_t) ||
+      addrlen > sizeof(struct sockaddr_storage))
+    return TAPIO_EINVAL;
+  if (given->sa_family != af)
+    return TAPIO_EAFNOSUPPORT; /* asyncio: "socket family mismatch" */
+  if (connected) /* asyncio: addr must be None or the peer's */
+    return tapio__addr_equal(given, (socklen_t)addrlen, &head->peer.sa,
+                             head->peerlen) ? 0 : TAPIO_EISCONN;
+  *sa = given;
+  *alen = (socklen_t)addrlen;
+  return 0;
+}
 
 #endif
