@@ -31,7 +31,6 @@ tapio__kit *tapio__kit_get(tapio_loop *loop) {
 void tapio__kit_free(tapio_loop *loop) {
   if (!loop->kit)
     return;
-  tapio__vnet_free(loop);
   if (loop->kit->inert_fd >= 0)
     close(loop->kit->inert_fd);
   tapio__free(loop, loop->kit, sizeof *loop->kit);

@@ -705,7 +705,7 @@ int tapio__vdgram_sockname(tapio_transport *t, struct tapio__addr *out);
 /* tapio_transport_sendto on a virtual endpoint. */
 int tapio__vdgram_sendto(tapio_transport *t, const void *data, size_t len,
                          const void *addr, size_t addrlen);
-/* tapio_loop_free: what is still in flight goes (kit_free calls it). */
+/* tapio_loop_free: what is still in flight goes, with the network. */
 void tapio__vnet_free(tapio_loop *loop);
 
 /* ---- Requests: pending create calls and lookups (request.c) ------------ */
