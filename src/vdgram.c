@@ -525,8 +525,21 @@ static int ephemeral(tapio__vnet *n, tapio__addr *a) {
   return TAPIO_EADDRINUSE;
 }
 
+/* The last endpoint gone, what is in flight is dropped, so that a test
+ * that closed everything leaves no timer of the network pending. */
 static void unbind(vdg *d) {
+  tapio__vnet *n = net_of(d->head.loop);
   tapio__list_remove(&d->link);
+  if (!tapio__list_empty(&n->ends))
+    return;
+  while (n->head) {
+    vpkt *p = n->head;
+    n->head = p->next;
+    if (p->from)
+      p->from->inflight -= p->len;
+    pkt_free(d->head.loop, p);
+  }
+  schedule(n);
 }
 
 /* ---- The kind --------------------------------------------------------------- */
