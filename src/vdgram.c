@@ -386,7 +386,7 @@ static int launch(vdg *d, const void *data, size_t len,
   unsigned hold = f->reorder ? (unsigned)(next_random(&d->rng) %
                                           (f->reorder + 1)) : 0;
   uint64_t nth = ++d->sent;
-  int copies = u_dup < f->duplicate ? 2 : 1, i;
+  int copies = u_dup < f->duplicate ? 2 : 1, i, rc = 0;
   double due;
   size_t k;
   vpkt *p;
@@ -402,8 +402,10 @@ static int launch(vdg *d, const void *data, size_t len,
   due = tapio__vround(now + f->delay + f->jitter * u_jit);
   for (i = 0; i < copies; i++) {
     p = tapio__alloc(d->head.loop, sizeof *p + len);
-    if (!p)
-      return TAPIO_ENOMEM;
+    if (!p) {
+      rc = TAPIO_ENOMEM; /* lost, as a full socket drops */
+      break;
+    }
     p->from = d;
     p->hold = i ? 0 : hold;
     p->dst = *dst;
@@ -417,7 +419,7 @@ static int launch(vdg *d, const void *data, size_t len,
   }
   release_held(n, due);
   schedule(n);
-  return 0;
+  return rc;
 }
 
 /* Room in flight for len more (one datagram always goes alone). */
