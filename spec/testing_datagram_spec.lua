@@ -9,43 +9,32 @@ local helper = require "spec.helper"
 local tapio = helper.tapio
 local testing = require "tapio.testing"
 
--- A protocol that writes down what it gets: "made", "data:<bytes>",
--- "err:<NAME>", "pause", "resume", "lost"; p.from[i]: the i-th sender.
-local function recorder(methods)
-  local p = { events = {}, from = {}, errors = {} }
-  function p:connection_made(t)
-    self.t = t
-    self.events[#self.events + 1] = "made"
-  end
-  function p:datagram_received(data, addr)
+-- helper.recorder's protocol ("made", "pause", "resume", "lost") with
+-- the datagram methods: "data:<bytes>", "err:<NAME>"; p.from[i]: the
+-- i-th sender; with p.echo, each datagram goes back.
+local function recorder(loop, methods)
+  local dgram = {}
+  function dgram:datagram_received(data, addr)
     self.events[#self.events + 1] = "data:" .. data
     self.from[#self.from + 1] = addr
     if self.echo then
-      self.t:sendto(data, addr)
+      self.transport:sendto(data, addr)
     end
   end
-  function p:error_received(err)
+  function dgram:error_received(err)
     self.events[#self.events + 1] = "err:" .. err.name
     self.errors[#self.errors + 1] = err
   end
-  function p:pause_writing()
-    self.events[#self.events + 1] = "pause"
-  end
-  function p:resume_writing()
-    self.events[#self.events + 1] = "resume"
-  end
-  function p:connection_lost(err)
-    self.events[#self.events + 1] = "lost"
-    self.lost_with = err
-  end
   for k, v in pairs(methods or {}) do
-    p[k] = v
+    dgram[k] = v
   end
+  local p = helper.recorder(loop, dgram)
+  p.from, p.errors = {}, {}
   return p
 end
 
 local function endpoint(loop, opts, methods)
-  local p = recorder(methods)
+  local p = recorder(loop, methods)
   local t = loop:create_datagram_endpoint(function() return p end, opts)
   return t, p
 end
@@ -159,7 +148,7 @@ describe("the virtual network's datagrams", function()
     local st, sp = bound(loop, 5353, { echo = true })
     testing.datagram_faults(st, { drop = { 1 } }) -- the first answer
     local start = os.clock()
-    local client = recorder({
+    local client = recorder(loop, {
       connection_made = function(self, t)
         self.t, self.tries = t, 0
         self:try()
@@ -315,7 +304,7 @@ describe("the virtual network's datagrams", function()
     assert.same({ "made", "data:a", "data:b", "data:c", "data:d" },
       sp.events)
     assert.same({ "made", "lost" }, cp.events)
-    assert.is_nil(cp.lost_with)
+    assert.is_false(cp.lost:await())
     local at, ap = endpoint(loop, { remote_addr = addr })
     testing.datagram_faults(at, { capacity = 1 })
     at:sendto("x")
@@ -333,7 +322,7 @@ describe("the virtual network's datagrams", function()
     local st, sp = bound(loop, 0, {
       datagram_received = function(self, data)
         self.events[#self.events + 1] = "data:" .. data
-        self.t:close()
+        self.transport:close()
       end,
     })
     local ct = endpoint(loop, { remote_addr = st:get_extra_info("sockname") })

@@ -201,6 +201,14 @@ static inline int tapio__io_refused(const tapio_loop *loop) {
 /* Wakes each memory pair's side whose stream watches for what its link
  * already holds (bytes, room, an end); how many were woken. */
 int tapio__memory_poll(tapio_loop *loop);
+/* splitmix64: the kit's seeded draws (a failing run replays from its
+ * seed). */
+static inline uint64_t tapio__splitmix64(uint64_t *state) {
+  uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
 /* The loop's kit, made on first use; NULL without memory. */
 tapio__kit *tapio__kit_get(tapio_loop *loop);
 void tapio__kit_free(tapio_loop *loop);
@@ -678,6 +686,25 @@ static inline int tapio__dgram_destination(int af, int connected,
                                            const void *addr, size_t addrlen,
                                            const struct sockaddr **sa,
                                            socklen_t *alen);
+/* An endpoint's write buffer: datagrams waiting, each its destination's
+ * address (alen bytes, 0: the connected peer), then its bytes. */
+typedef struct tapio__dgram_out {
+  struct tapio__dgram_out *next;
+  size_t len;
+  socklen_t alen;
+  char bytes[];
+} tapio__dgram_out;
+typedef struct tapio__dgram_queue {
+  tapio__dgram_out *head, *tail;
+} tapio__dgram_queue;
+/* Copies a datagram to the end of t's queue q; t's write buffer size
+ * grows by asyncio's count (the caller calls tapio__flow_grew). 0 or
+ * TAPIO_ENOMEM. */
+int tapio__dgram_push(tapio_transport *t, tapio__dgram_queue *q,
+                      const void *data, size_t len, const struct sockaddr *sa,
+                      socklen_t alen);
+/* Frees q's first datagram, t's write buffer size shrinking. */
+void tapio__dgram_pop(tapio_transport *t, tapio__dgram_queue *q);
 /* A send after close: dropped; the exception handler hears of it once,
  * at the 5th, as asyncio logs its warning. TAPIO_ECLOSED. */
 int tapio__dgram_lost_send(tapio_transport *t, unsigned *count);

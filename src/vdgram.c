@@ -46,14 +46,6 @@ typedef struct vpkt {
   char data[];
 } vpkt;
 
-/* A datagram waiting in the write buffer for room in flight. */
-typedef struct vout {
-  struct vout *next;
-  tapio__addr dst;
-  size_t len;
-  char data[];
-} vout;
-
 struct tapio__vnet {
   tapio_loop *loop;
   tapio__link ends;     /* the bound endpoints, in the order they bound */
@@ -71,7 +63,7 @@ struct vdg {
   tapio__addr self;
   int af, connected, reuse_port;
   tapio__addr dflt;     /* allow_broadcast's remote: the default */
-  vout *qhead, *qtail;  /* the write buffer */
+  tapio__dgram_queue q; /* the write buffer: what waits for room */
   size_t inflight, capacity;
   unsigned lost_sends;
   tapio_datagram_faults faults;
@@ -91,7 +83,7 @@ static const tapio_datagram_protocol *proto_of(const vdg *d) {
 
 static tapio__vnet *net_of(tapio_loop *loop) { return loop->kit->vnet; }
 
-/* ---- Addresses ------------------------------------------------------------- */
+/* ---- Addresses ---------------------------------------------------------- */
 
 static int port_of(const tapio__addr *a) {
   const struct sockaddr *sa = (const struct sockaddr *)&a->ss;
@@ -154,7 +146,7 @@ int tapio__vdgram_addr(const char *host, int port, int family,
   return 0;
 }
 
-/* ---- The network ------------------------------------------------------------ */
+/* ---- The network -------------------------------------------------------- */
 
 static void deliver_due(tapio__task *task);
 
@@ -252,7 +244,7 @@ static vdg *receiver(tapio__vnet *n, const tapio__addr *dst,
   return wild;
 }
 
-/* ---- Delivery --------------------------------------------------------------- */
+/* ---- Delivery ----------------------------------------------------------- */
 
 static void refused(vdg *from, const vpkt *p) {
   char msg[256];
@@ -322,23 +314,16 @@ static void deliver_due(tapio__task *task) {
     if (from)
       from->inflight -= p->len;
     pkt_free(loop, p);
-    if (from && from->qhead)
+    if (from && from->q.head)
       flush(from);
   }
   schedule(n);
 }
 
-/* ---- Sending ---------------------------------------------------------------- */
-
-static uint64_t next_random(uint64_t *state) {
-  uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
+/* ---- Sending ------------------------------------------------------------ */
 
 static double uniform(uint64_t *state) {
-  return (double)(next_random(state) >> 11) * (1.0 / 9007199254740992.0);
+  return (double)(tapio__splitmix64(state) >> 11) * (1.0 / 9007199254740992.0);
 }
 
 /* The address the receiver sees: the sender's, or, bound at a wildcard,
@@ -377,13 +362,13 @@ static void release_held(tapio__vnet *n, double due) {
 /* One datagram onto the wire, as the faults say: lost, held back,
  * delayed, doubled. */
 static int launch(vdg *d, const void *data, size_t len,
-                  const tapio__addr *dst) {
+                  const struct sockaddr *sa, socklen_t alen) {
   tapio__vnet *n = net_of(d->head.loop);
   const tapio_datagram_faults *f = &d->faults;
   double now = tapio__time(d->head.loop);
   double u_loss = uniform(&d->rng), u_dup = uniform(&d->rng);
   double u_jit = uniform(&d->rng);
-  unsigned hold = f->reorder ? (unsigned)(next_random(&d->rng) %
+  unsigned hold = f->reorder ? (unsigned)(tapio__splitmix64(&d->rng) %
                                           (f->reorder + 1)) : 0;
   uint64_t nth = ++d->sent;
   int copies = u_dup < f->duplicate ? 2 : 1, i, rc = 0;
@@ -408,8 +393,9 @@ static int launch(vdg *d, const void *data, size_t len,
     }
     p->from = d;
     p->hold = i ? 0 : hold;
-    p->dst = *dst;
-    source_of(d, dst, &p->src);
+    memcpy(&p->dst.ss, sa, alen);
+    p->dst.len = alen;
+    source_of(d, &p->dst, &p->src);
     p->len = len;
     if (len)
       memcpy(p->data, data, len);
@@ -427,44 +413,17 @@ static int has_room(const vdg *d, size_t len) {
   return d->inflight == 0 || d->inflight + len <= d->capacity;
 }
 
-static int enqueue(vdg *d, const void *data, size_t len,
-                   const tapio__addr *dst) {
-  vout *o = tapio__alloc(d->head.loop, sizeof *o + len);
-  if (!o)
-    return TAPIO_ENOMEM;
-  o->next = NULL;
-  o->dst = *dst;
-  o->len = len;
-  if (len)
-    memcpy(o->data, data, len);
-  if (d->qtail)
-    d->qtail->next = o;
-  else
-    d->qhead = o;
-  d->qtail = o;
-  d->head.wsize += len + HEADER;
-  tapio__flow_grew(&d->head);
-  return 0;
-}
-
-static void dequeue(vdg *d) {
-  vout *o = d->qhead;
-  d->qhead = o->next;
-  if (!d->qhead)
-    d->qtail = NULL;
-  d->head.wsize -= o->len + HEADER;
-  tapio__free(d->head.loop, o, sizeof *o + o->len);
-}
-
 /* Room came: what waits goes, in order; a pending close finishes. */
 static void flush(vdg *d) {
-  while (d->qhead && has_room(d, d->qhead->len) &&
+  tapio__dgram_out *o;
+  while ((o = d->q.head) && has_room(d, o->len) &&
          !(d->head.flags & TAPIO__T_LOST)) {
-    launch(d, d->qhead->data, d->qhead->len, &d->qhead->dst);
-    dequeue(d);
+    launch(d, o->bytes + o->alen, o->len, (struct sockaddr *)o->bytes,
+           o->alen);
+    tapio__dgram_pop(&d->head, &d->q);
   }
   tapio__flow_shrank(&d->head);
-  if (!d->qhead && (d->head.flags & (TAPIO__T_CLOSING | TAPIO__T_LOST)) ==
+  if (!d->q.head && (d->head.flags & (TAPIO__T_CLOSING | TAPIO__T_LOST)) ==
                        TAPIO__T_CLOSING)
     tapio__transport_lost(&d->head, 0, NULL);
 }
@@ -474,7 +433,6 @@ int tapio__vdgram_sendto(tapio_transport *t, const void *data, size_t len,
   vdg *d = to_vdg(t);
   const struct sockaddr *sa;
   socklen_t alen;
-  tapio__addr dst;
   int rc = tapio__dgram_destination(d->af, d->connected, &d->dflt, t, addr,
                                     addrlen, &sa, &alen);
   if (rc < 0)
@@ -483,19 +441,20 @@ int tapio__vdgram_sendto(tapio_transport *t, const void *data, size_t len,
     return tapio__dgram_lost_send(t, &d->lost_sends);
   if (len > (size_t)(d->af == AF_INET ? MAX_IPV4 : MAX_IPV6))
     return TAPIO_EMSGSIZE;
-  if (sa) {
-    memcpy(&dst.ss, sa, alen);
-    dst.len = alen;
-  } else {
-    memcpy(&dst.ss, &t->peer, t->peerlen);
-    dst.len = t->peerlen;
+  if (!sa) { /* the connected peer */
+    sa = &t->peer.sa;
+    alen = t->peerlen;
   }
-  if (d->qhead || !has_room(d, len))
-    return enqueue(d, data, len, &dst);
-  return launch(d, data, len, &dst);
+  if (d->q.head || !has_room(d, len)) {
+    rc = tapio__dgram_push(t, &d->q, data, len, sa, alen);
+    if (rc == 0)
+      tapio__flow_grew(t);
+    return rc;
+  }
+  return launch(d, data, len, sa, alen);
 }
 
-/* ---- Binding ---------------------------------------------------------------- */
+/* ---- Binding ------------------------------------------------------------ */
 
 /* An endpoint bound at the same port would take a's datagrams (Linux's
  * EADDRINUSE): the same address, or either a wildcard. */
@@ -544,13 +503,13 @@ static void unbind(vdg *d) {
   schedule(n);
 }
 
-/* ---- The kind --------------------------------------------------------------- */
+/* ---- The kind ----------------------------------------------------------- */
 
 static void vdg_start(tapio_transport *t) { (void)t; }
 
 static void vdg_close(tapio_transport *t) {
   vdg *d = to_vdg(t);
-  if (!d->qhead)
+  if (!d->q.head)
     tapio__transport_lost(t, 0, NULL);
 }
 
@@ -558,9 +517,8 @@ static void vdg_close(tapio_transport *t) {
 static void vdg_halt(tapio_transport *t) {
   vdg *d = to_vdg(t);
   unbind(d);
-  while (d->qhead)
-    dequeue(d);
-  t->wsize = 0;
+  while (d->q.head)
+    tapio__dgram_pop(t, &d->q);
 }
 
 static void drop_faults(vdg *d) {
@@ -655,7 +613,7 @@ int tapio__vdgram_new(tapio_loop *loop, const tapio_datagram_protocol *proto,
   return 0;
 }
 
-/* ---- The testing kit's calls ---------------------------------------------- */
+/* ---- The testing kit's calls -------------------------------------------- */
 
 static vdg *vdg_of(tapio_transport *t) {
   return t && t->kind == &vdg_kind ? to_vdg(t) : NULL;
@@ -712,7 +670,7 @@ int tapio_datagram_set_capacity(tapio_transport *t, size_t bytes) {
   if (!d || bytes == 0)
     return TAPIO_EINVAL;
   d->capacity = bytes;
-  if (d->qhead)
+  if (d->q.head)
     flush(d);
   return 0;
 }

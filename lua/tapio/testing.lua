@@ -153,6 +153,15 @@ local function is_count(v, min)
     and v <= 2 ^ 53
 end
 
+-- A list of ascending integers >= 1.
+local function ascending(list)
+  local ok = type(list) == "table"
+  for i = 1, ok and #list or 0 do
+    ok = ok and is_count(list[i], 1) and (i == 1 or list[i] > list[i - 1])
+  end
+  return ok
+end
+
 -- Checks one side's options (opts.a, opts.b, or the shared ones) of fn,
 -- where opts is argument n; errors at the caller of fn.
 local function check_side(o, where, fn, n)
@@ -169,15 +178,8 @@ local function check_side(o, where, fn, n)
       and is_count(c[1], 1) and is_count(c[2], c[1] or 1)) then
     bad("chunk: a size >= 1 or {min, max} expected")
   end
-  if o.splits ~= nil then
-    local s = o.splits
-    local ok = type(s) == "table"
-    for i = 1, ok and #s or 0 do
-      ok = ok and is_count(s[i], 1) and (i == 1 or s[i] > s[i - 1])
-    end
-    if not ok then
-      bad("splits: ascending offsets >= 1 expected")
-    end
+  if o.splits ~= nil and not ascending(o.splits) then
+    bad("splits: ascending offsets >= 1 expected")
   end
   if o.delay ~= nil and not (type(o.delay) == "number" and o.delay >= 0) then
     bad("delay: seconds >= 0 expected")
@@ -475,15 +477,8 @@ local function check_dgram(spec)
       and spec.reorder <= 2 ^ 31) then
     bad("reorder: a count >= 0 expected")
   end
-  if spec.drop ~= nil then
-    local d = spec.drop
-    local ok = type(d) == "table"
-    for i = 1, ok and #d or 0 do
-      ok = ok and is_count(d[i], 1) and (i == 1 or d[i] > d[i - 1])
-    end
-    if not ok then
-      bad("drop: ascending datagram numbers >= 1 expected")
-    end
+  if spec.drop ~= nil and not ascending(spec.drop) then
+    bad("drop: ascending datagram numbers >= 1 expected")
   end
   if spec.seed ~= nil and not is_count(spec.seed, 0) then
     bad("seed: an integer >= 0 expected")
