@@ -1298,20 +1298,45 @@ void *tapio_transport_get_ssl(tapio_transport *t);
  * runs at the next step but is never waited for. For a host polling it,
  * tapio_loop_backend_timeout answers 0 while a step has work, else -1.
  *
- * Real I/O is refused on a virtual loop: every call that would make a
- * socket, a pipe, a child or a name lookup (create_connection and the
- * other create calls, create_server, create_unix_server,
- * create_datagram_endpoint with sock or a Unix path (with IP addresses it
- * makes a virtual endpoint: below), connect_read_pipe, connect_write_pipe,
+ * A virtual network. On a virtual loop, create_server and
+ * create_unix_server listen at addresses of the loop's own, with no
+ * socket, and create_connection and create_unix_connection (with "ssl"
+ * too) meet them there: each connection is a memory pair (below) whose
+ * sides answer get_sockname and get_peername as sockets would, so a
+ * client and a server are tested through the calls they use on real
+ * sockets. Its names: numeric addresses, and "localhost" (127.0.0.1; ::1
+ * with family TAPIO_AF_INET6); any other name fails as an unknown one
+ * (TAPIO_EAI_NONAME). Port 0 picks a port from 32768 up, as Linux does; a
+ * Unix path is a name only (no file is made). As the kernel: a listener
+ * at the same address and port, or the wildcard over it, is
+ * TAPIO_EADDRINUSE, unless both set reuse_port (the first then takes
+ * the connects); a connect where nothing listens fails with
+ * TAPIO_ECONNREFUSED (a Unix path: TAPIO_ENOENT) and asyncio's message.
+ * A connect completes from the loop while the listener's backlog (its
+ * connections not yet accepted) has room, and a serving server accepts
+ * them, one per loop turn; a server that does not serve (start_serving 0)
+ * leaves up to "backlog" connections waiting for it, with what their
+ * clients wrote, and further connects wait, however far the clock moves,
+ * as a SYN to a full queue goes unanswered: with backlog 0 every connect
+ * waits, which is how a connect timeout is tested; cancelling one
+ * (tapio_cancel_pending) frees it. A server that closes resets the
+ * connections it never accepted (their clients read TAPIO_ECONNRESET
+ * after what they had) and refuses the connects still waiting.
+ * tapio_server_get_fd and tapio_transport_get_fd answer TAPIO_ENOTSUP.
+ *
+ * Other real I/O is refused on a virtual loop: every call that would
+ * make a socket, a pipe, a child or a lookup of the system's
+ * (create_datagram_endpoint with a Unix path, the "sock" option,
+ * connect_accepted_socket, connect_read_pipe, connect_write_pipe,
  * subprocess_exec, subprocess_shell, getaddrinfo, getnameinfo) returns
  * TAPIO_EVIRTUAL, closing a descriptor given to it as on any failure.
- * Why: the clock moves when the loop is idle, and the loop cannot know
- * that bytes from the kernel or another process are on their way; a
- * timeout would fire before an answer that was merely in flight, which
- * is the flaky test the kit exists to remove (and the kernel's own
- * timers, a TCP connect's, run on real time whatever the loop's clock
- * says). Memory pairs are the loop's own and deliver at times it knows.
- * Real sockets are tested on a real loop, with faults too. */
+ * Why: the clock moves when the loop is idle, and the loop cannot know that bytes from
+ * the kernel or another process are on their way; a timeout would fire
+ * before an answer that was merely in flight, which is the flaky test
+ * the kit exists to remove (and the kernel's own timers, a TCP connect's,
+ * run on real time whatever the loop's clock says). Memory pairs and the
+ * virtual network are the loop's own and deliver at times it knows. Real
+ * sockets are tested on a real loop, with faults too. */
 
 /* A loop on a virtual clock at 0, allocating through alloc (NULL:
  * malloc), as tapio_loop_new_with_allocator. */
@@ -1342,6 +1367,8 @@ double tapio_loop_next_timer(tapio_loop *loop);
 /* Transports of the loop made and not yet ended (connection_lost not yet
  * returned; pending creates count): 0 when a test closed everything. */
 size_t tapio_loop_transport_count(tapio_loop *loop);
+/* Servers of the loop not yet closed: 0 when a test closed them all. */
+size_t tapio_loop_server_count(tapio_loop *loop);
 
 /* In-memory pairs. tapio_memory_pair joins two stream protocols through
  * memory: two transports of kind TAPIO_TRANSPORT_STREAM, stored in *a and
@@ -1363,8 +1390,8 @@ size_t tapio_loop_transport_count(tapio_loop *loop);
  * bytes it never read (closed, aborted, failed) resets the link instead,
  * as the kernel sends RST: the other side reads what it had, then fails
  * with TAPIO_ECONNRESET. Writing to a side that has ended fails with
- * TAPIO_EPIPE. There is no descriptor: get_fd, get_peername and
- * get_sockname answer TAPIO_ENOTSUP. The stream's watchers wait on a
+ * TAPIO_EPIPE. There is no descriptor: get_fd answers TAPIO_ENOTSUP, and
+ * so do get_peername and get_sockname but on the virtual network's. The stream's watchers wait on a
  * descriptor that is never ready (an empty epoll instance, one per loop,
  * made with its first pair), so the stream's code is the socket's; the
  * link runs them when bytes, room or an end arrive. */
@@ -1395,24 +1422,22 @@ size_t tapio_memory_in_flight(tapio_transport *t, void *buf, size_t len);
 tapio_transport *tapio_memory_peer(tapio_transport *t);
 
 /* The virtual network's datagrams. On a virtual loop,
- * tapio_create_datagram_endpoint (same options) makes an endpoint with no
- * socket, bound at a virtual address, and datagrams travel in memory,
- * delivered by the loop at times it knows. local_host: a numeric IPv4 or
- * IPv6 address or "localhost" (127.0.0.1; ::1 with family TAPIO_AF_INET6)
- * or none (the wildcard); another name fails as an unknown one does
- * (TAPIO_EAI_NONAME: there is no resolver). Port 0 (or no local address):
- * an ephemeral port, from 49152 up; a port bound already (the same
- * address, or either a wildcard) fails with TAPIO_EADDRINUSE, unless both
+ * tapio_create_datagram_endpoint (same options, the network's names)
+ * makes an endpoint with no socket, bound at an address of the network,
+ * and datagrams travel in memory, delivered by the loop at times it
+ * knows. Port 0 (or no local address): an ephemeral port from 32768 up
+ * (the endpoints' own, apart from the listeners', as UDP's and TCP's
+ * are); a port bound already (the same address, or either a wildcard)
+ * fails with TAPIO_EADDRINUSE and the real call's message, unless both
  * set reuse_port (the first bound receives). No local address: bound at
- * an ephemeral port of remote's address (loopback for a wildcard one), as
- * Linux binds a connected socket at its source, else of the wildcard of
- * remote's family (or of family; IPv4 by default). remote_host connects it
- * with the socket's rules: sendto without an address goes there, to
- * another is TAPIO_EISCONN, and it receives only its peer's datagrams;
- * with allow_broadcast remote is only the default destination. A wildcard
- * bind receives what is sent to any address of its family at its port
- * (IPv4 and IPv6 are apart: no dual-stack). TAPIO_EVIRTUAL for sock and
- * for Unix paths.
+ * remote's address (loopback for a wildcard one), as Linux binds a
+ * connected socket at its source, else at the wildcard of the family.
+ * remote_host connects it with the socket's rules: sendto without an
+ * address goes there, to another is TAPIO_EISCONN, and it receives only
+ * its peer's datagrams; with allow_broadcast remote is only the default
+ * destination. A wildcard bind receives what is sent to any address of
+ * its family at its port (IPv4 and IPv6 are apart: no dual-stack).
+ * TAPIO_EVIRTUAL for sock and for Unix paths.
  *
  * sendto (TAPIO_EMSGSIZE over 65507 bytes for IPv4, 65527 for IPv6, as a
  * socket) puts the datagram in flight; the loop delivers it in a later

@@ -286,14 +286,19 @@ static int s_client_count(lua_State *L) {
   return 1;
 }
 
-/* server:sockets(): the listening descriptors (tapio owns them). */
+/* server:sockets(): the listening descriptors (tapio owns them); none
+ * on a virtual loop, whose listeners have none. */
 static int s_sockets(lua_State *L) {
   tl_server *ls = toserver(L, "server:sockets");
   size_t n = ls->s ? tapio_server_socket_count(ls->s) : 0, i;
+  int k = 0;
   lua_createtable(L, (int)n, 0);
   for (i = 0; i < n; i++) {
-    lua_pushinteger(L, tapio_server_get_fd(ls->s, i));
-    lua_rawseti(L, -2, (int)i + 1);
+    int fd = tapio_server_get_fd(ls->s, i);
+    if (fd < 0)
+      continue;
+    lua_pushinteger(L, fd);
+    lua_rawseti(L, -2, ++k);
   }
   return 1;
 }

@@ -70,6 +70,14 @@ static int k_transport_count(lua_State *L) {
   return 1;
 }
 
+static int k_server_count(lua_State *L) {
+  tl_loop *lb = tl_toloop(L, 1, "testing.server_count");
+  lua_pushinteger(L, lb->loop ? (lua_Integer)tapio_loop_server_count(
+                                    lb->loop)
+                              : 0);
+  return 1;
+}
+
 /* ---- Memory pairs -------------------------------------------------------- */
 
 static void check_protocol(lua_State *L, int idx, const char *fn, int n,
@@ -357,6 +365,7 @@ static const luaL_Reg functions[] = {
   {"is_virtual", k_is_virtual},
   {"_next_timer", k_next_timer},
   {"transport_count", k_transport_count},
+  {"server_count", k_server_count},
   {"_pipe_pair", k_pipe_pair},
   {"_chunks", k_chunks},
   {"_splits", k_splits},

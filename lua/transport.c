@@ -462,7 +462,8 @@ static int t_get_extra_info(lua_State *L) {
     int h = kind == TAPIO_TRANSPORT_SUBPROCESS
                 ? tapio_subprocess_get_pid(lt->t)
                 : tapio_transport_get_fd(lt->t);
-    found = h >= 0; /* none: a virtual endpoint, a memory pair's side */
+    found = h >= 0; /* none (a memory pair's, a virtual endpoint): the
+                       default, which must stay argument 3 */
     if (found)
       lua_pushinteger(L, h);
   } else

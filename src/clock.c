@@ -22,6 +22,7 @@ tapio__kit *tapio__kit_get(tapio_loop *loop) {
     return NULL;
   tapio__list_init(&kit->idle);
   tapio__list_init(&kit->ends);
+  tapio__list_init(&kit->vnet);
   kit->inert_fd = -1;
   kit->horizon = -1;
   loop->kit = kit;

@@ -27,6 +27,7 @@ typedef struct connect_req {
   size_t naddrs, nlocals;
   tapio__lookup *lookup;
   tapio__race *race;
+  tapio__vconnect *vc; /* on a virtual loop, instead of the race */
   tapio_transport *t;  /* wrapped socket: made when the request runs */
   tapio__tls_params tls;
   int tls_server;      /* connect_accepted_socket: the server's side */
@@ -37,6 +38,7 @@ static void req_free(connect_req *r) {
   tapio_loop *loop = r->req.loop;
   tapio__lookup_cancel(r->lookup);
   tapio__race_cancel(r->race);
+  tapio__vnet_cancel(r->vc);
   tapio__strfree(loop, r->host);
   tapio__strfree(loop, r->local_host);
   tapio__addrs_free(loop, r->addrs, r->naddrs);
@@ -123,8 +125,30 @@ static void on_raced(void *ud, int fd, const tapio__addr *addr, int code,
   req_connected(r);
 }
 
+/* The virtual network's answer (vnet.c): the transport has its names. */
+static void on_vconnected(void *ud, tapio_transport *t, int code,
+                          const char *message) {
+  connect_req *r = ud;
+  r->vc = NULL;
+  if (!t) {
+    req_fail(r, code, message);
+    return;
+  }
+  r->t = t;
+  req_connected(r);
+}
+
 static void race(connect_req *r) {
-  int rc = tapio__race_start(r->req.loop, r->addrs, r->naddrs, r->locals,
+  int rc;
+  if (tapio__virtual(r->req.loop)) { /* the first address: no race there */
+    rc = tapio__vnet_connect(r->req.loop, &r->addrs[0],
+                             r->nlocals ? &r->locals[0] : NULL, r->proto,
+                             r->proto_ud, on_vconnected, r, &r->vc);
+    if (rc < 0)
+      req_fail(r, rc, NULL);
+    return;
+  }
+  rc = tapio__race_start(r->req.loop, r->addrs, r->naddrs, r->locals,
                              r->nlocals, r->delay, r->first, on_raced, r,
                              &r->race);
   if (rc < 0)
@@ -271,8 +295,11 @@ static int bad_args(tapio_loop *loop, const tapio_protocol *proto,
                     tapio_connect_fn cb, const tapio_options *opts, int call) {
   if (!loop || !cb || tapio__proto_check(proto, sizeof *proto) < 0)
     return TAPIO_EINVAL;
-  if (tapio__io_refused(loop))
-    return tapio__io_refused(loop);
+  if (loop->freeing)
+    return TAPIO_ECLOSED;
+  if (tapio__virtual(loop) && (call == TAPIO_CALL_CONNECT_ACCEPTED_SOCKET ||
+                               tapio__opt_is_set(opts, TAPIO__OPT_SOCK)))
+    return TAPIO_EVIRTUAL; /* a real socket: the virtual network has none */
   return tapio__opts_check(opts, call);
 }
 

@@ -140,6 +140,18 @@ static const tapio__addr *first_of(const tapio__addr *v, size_t n, int af) {
   return NULL;
 }
 
+/* On a virtual loop: an endpoint of its network (vdgram.c), made; 0, or
+ * the error of its bind. */
+static int make_virtual(dgram_req *r, int af, const tapio__addr *local,
+                        const tapio__addr *remote) {
+  tapio_transport *t;
+  int rc = tapio__vdgram_new(r->req.loop, r->proto, r->proto_ud, af, local,
+                             remote, r->broadcast, r->reuse_port, &t);
+  if (rc == 0)
+    finish(r, t);
+  return rc;
+}
+
 /* Tries each remote address (or each local one) with the first local
  * (remote) address of its family, as asyncio pairs them; the first
  * socket made wins. All failing, the first error is the answer. */
@@ -160,7 +172,14 @@ static void make_ip(dgram_req *r) {
     int fd;
     if (r->has_local && !local)
       continue;
-    fd = open_socket(r, af, local, remote, &what);
+    if (tapio__virtual(r->req.loop)) {
+      fd = make_virtual(r, af, local, remote);
+      if (fd == 0)
+        return;
+      what = "error while attempting to bind on address";
+    } else {
+      fd = open_socket(r, af, local, remote, &what);
+    }
     if (fd >= 0) {
       made(r, fd, af, remote && !r->broadcast ? remote : NULL,
            r->broadcast ? remote : NULL);
@@ -228,47 +247,6 @@ static void make_wrapped(dgram_req *r) {
        NULL);
 }
 
-/* ---- A virtual loop's endpoint ---------------------------------------- */
-
-/* Its addresses, without a lookup (a virtual loop has no resolver): the
- * remote first, whose family a local port alone takes. */
-static int virtual_addrs(dgram_req *r, tapio__addr *local,
-                         tapio__addr *remote, char *msg, size_t msglen) {
-  int family = r->family, rc = 0;
-  if (r->has_remote) {
-    rc = tapio__vdgram_addr(r->remote_host, r->remote_port, family, remote);
-    if (rc < 0) {
-      tapio__describe_lookup(msg, msglen, r->remote_host, rc);
-      return rc;
-    }
-    if (!family && !r->local_host)
-      family = remote->ss.ss_family == AF_INET6 ? TAPIO_AF_INET6
-                                                : TAPIO_AF_INET;
-  }
-  if (r->has_local) {
-    rc = tapio__vdgram_addr(r->local_host, r->local_port, family, local);
-    if (rc < 0)
-      tapio__describe_lookup(msg, msglen, r->local_host, rc);
-  }
-  return rc;
-}
-
-static void make_virtual(dgram_req *r) {
-  tapio__addr local, remote;
-  tapio_transport *t;
-  char msg[256] = "";
-  int rc = virtual_addrs(r, &local, &remote, msg, sizeof msg);
-  if (rc == 0)
-    rc = tapio__vdgram_new(r->req.loop, r->proto, r->proto_ud,
-                           r->has_local ? &local : NULL,
-                           r->has_remote ? &remote : NULL, r->family,
-                           r->broadcast, r->reuse_port, &t, msg, sizeof msg);
-  if (rc < 0)
-    req_fail(r, rc, msg[0] ? msg : NULL);
-  else
-    finish(r, t);
-}
-
 /* ---- Lookups --------------------------------------------------------- */
 
 static void resolve_remote(dgram_req *r);
@@ -319,8 +297,6 @@ static void req_run(tapio__task *task) {
   dgram_req *r = TAPIO_CONTAINER(task, dgram_req, req.task);
   if (r->req.loop->freeing)
     req_fail(r, TAPIO_ECANCELED, NULL);
-  else if (tapio__virtual(r->req.loop))
-    make_virtual(r);
   else if (r->sock >= 0)
     make_wrapped(r);
   else if (r->local_path || r->remote_path)
@@ -439,7 +415,7 @@ int tapio_create_datagram_endpoint(tapio_loop *loop,
   if (rc == TAPIO_EVIRTUAL && !is_set(opts, TAPIO__OPT_SOCK) &&
       !is_set(opts, TAPIO__OPT_LOCAL_PATH) &&
       !is_set(opts, TAPIO__OPT_REMOTE_PATH))
-    rc = 0; /* an endpoint of the virtual network (vdgram.c) */
+    rc = 0; /* an endpoint of the virtual network: make_virtual */
   if (rc == 0)
     rc = tapio__opts_check(opts, TAPIO_CALL_CREATE_DATAGRAM_ENDPOINT);
   if (rc == 0)

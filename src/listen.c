@@ -70,14 +70,25 @@ static int sockopt(int fd, int level, int name) {
              ? tapio__from_errno(errno) : 0;
 }
 
-/* bind() failed: says on which address, as asyncio's OSError does. */
-static int bind_failed(listen_req *r, int fd, const tapio__addr *a) {
-  int rc = tapio__from_errno(errno);
-  close(fd);
+/* Binding failed with rc: says on which address, as asyncio's OSError
+ * does. */
+static int bind_failed_with(listen_req *r, const tapio__addr *a, int rc) {
   tapio__describe(r->why, sizeof r->why,
                   "error while attempting to bind on address",
                   (const struct sockaddr *)&a->ss, a->len, rc);
   return rc;
+}
+
+static int bind_failed(listen_req *r, int fd, const tapio__addr *a) {
+  int rc = tapio__from_errno(errno);
+  close(fd);
+  return bind_failed_with(r, a, rc);
+}
+
+/* On a virtual loop: a listener of its network, no socket (vnet.c). */
+static int bind_virtual(listen_req *r, const tapio__addr *a) {
+  int rc = tapio__server_add_virtual(r->server, a, r->reuse_port);
+  return rc == TAPIO_EADDRINUSE ? bind_failed_with(r, a, rc) : rc;
 }
 
 static int listen_fd(listen_req *r, int fd) {
@@ -90,8 +101,10 @@ static int listen_fd(listen_req *r, int fd) {
 }
 
 static int bind_one(listen_req *r, const tapio__addr *a) {
-  int af = a->ss.ss_family, rc = 0;
-  int fd = socket(af, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int af = a->ss.ss_family, rc = 0, fd;
+  if (tapio__virtual(r->req.loop))
+    return bind_virtual(r, a);
+  fd = socket(af, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0)
     return tapio__from_errno(errno);
   if (r->reuse_address)
@@ -171,6 +184,8 @@ static int bind_unix(listen_req *r) {
   int fd, rc = tapio__unix_addr(path, &a);
   if (rc < 0)
     return rc;
+  if (tapio__virtual(r->req.loop)) /* a path of its network: no file */
+    return bind_virtual(r, &a);
   /* a stale socket file from an earlier run would make bind fail */
   if (stat(path, &st) == 0 && S_ISSOCK(st.st_mode))
     unlink(path);
@@ -263,8 +278,10 @@ static int bad_args(tapio_loop *loop, tapio_protocol_factory factory,
                     tapio_server_fn cb, const tapio_options *opts, int call) {
   if (!loop || !factory || !cb)
     return TAPIO_EINVAL;
-  if (tapio__io_refused(loop))
-    return tapio__io_refused(loop);
+  if (loop->freeing)
+    return TAPIO_ECLOSED;
+  if (tapio__virtual(loop) && tapio__opt_is_set(opts, TAPIO__OPT_SOCK))
+    return TAPIO_EVIRTUAL; /* a real socket: the virtual network has none */
   return tapio__opts_check(opts, call);
 }
 

@@ -383,6 +383,7 @@ int tapio_loop_free(tapio_loop *loop) {
   tapio__signals_free(loop);
   drain(loop); /* queued requests see `freeing` and complete: ECANCELED */
   tapio__requests_cancel_all(loop);
+  tapio__vnet_drop_backlogs(loop);
   for (l = loop->transports.next; l != &loop->transports; l = l->next) {
     tapio_transport *t = TAPIO_CONTAINER(l, tapio_transport, link);
     tapio__transport_force_close(t, TAPIO_ECANCELED, NULL);
@@ -395,7 +396,7 @@ int tapio_loop_free(tapio_loop *loop) {
   tapio__resolver_free(loop); /* lookups left are cancelled ones */
   tapio__strfree(loop, loop->dns_servers);
   tapio__datagram_area_free(loop);
-  tapio__vnet_free(loop); /* before the heap of timers goes */
+  tapio__dnet_free(loop); /* before the heap of timers goes */
   run_ts_calls(take_ts_calls(loop), 0); /* dropped unrun, as call_soon's */
   tapio__free(loop, loop->rbuf_block, TAPIO__RBUF_SIZE + TAPIO__RBUF_ALIGN);
   tapio__backend_free(loop);

@@ -60,6 +60,8 @@ struct mem_end {
   int made_posted, woken;
   tapio__timer due;    /* a delayed byte becomes readable */
   tapio__link link;    /* in the kit's list of sides, while the side is */
+  tapio__addr names[2]; /* the virtual network's: [0] its own, [1] its
+                           peer's; len 0 for a pair made by the test */
 };
 
 static const tapio__io memory_io;
@@ -462,19 +464,13 @@ static void end_init(mem_end *e, pair *p, int side, int fd,
   p->links[side].capacity = DEFAULT_CAPACITY;
 }
 
-int tapio_memory_pair(tapio_loop *loop, const tapio_protocol *pa, void *ua,
-                      const tapio_protocol *pb, void *ub,
-                      tapio_transport **a, tapio_transport **b) {
+/* A pair, its connection_made posted (made) or left to the caller. */
+static int pair_new(tapio_loop *loop, const tapio_protocol *pa, void *ua,
+                    const tapio_protocol *pb, void *ub, int made,
+                    tapio_transport **a, tapio_transport **b) {
   pair *p;
   mem_end *ea, *eb;
   int fd, i;
-  if (a)
-    *a = NULL;
-  if (b)
-    *b = NULL;
-  if (!loop || !a || !b || tapio__proto_check(pa, sizeof *pa) < 0 ||
-      tapio__proto_check(pb, sizeof *pb) < 0)
-    return TAPIO_EINVAL;
   if (loop->freeing)
     return TAPIO_ECLOSED;
   if ((fd = inert_fd(loop)) < 0)
@@ -491,13 +487,56 @@ int tapio_memory_pair(tapio_loop *loop, const tapio_protocol *pa, void *ua,
   p->refs = 2;
   end_init(ea, p, 0, fd, pa, ua);
   end_init(eb, p, 1, fd, pb, ub);
-  for (i = 0; i < 2; i++) {
+  for (i = 0; made && i < 2; i++) {
     p->ends[i]->made_posted = 1;
     tapio__task_post(loop, &p->ends[i]->made);
   }
   *a = &ea->s.head;
   *b = &eb->s.head;
   return 0;
+}
+
+int tapio_memory_pair(tapio_loop *loop, const tapio_protocol *pa, void *ua,
+                      const tapio_protocol *pb, void *ub,
+                      tapio_transport **a, tapio_transport **b) {
+  if (a)
+    *a = NULL;
+  if (b)
+    *b = NULL;
+  if (!loop || !a || !b || tapio__proto_check(pa, sizeof *pa) < 0 ||
+      tapio__proto_check(pb, sizeof *pb) < 0)
+    return TAPIO_EINVAL;
+  return pair_new(loop, pa, ua, pb, ub, 1, a, b);
+}
+
+int tapio__memory_connect(tapio_loop *loop, const tapio_protocol *proto,
+                          void *ud, const tapio__addr *from,
+                          const tapio__addr *to, tapio_transport **client,
+                          tapio_transport **server) {
+  mem_end *c, *s;
+  int rc = pair_new(loop, proto, ud, &tapio__no_protocol, NULL, 0, client,
+                    server);
+  if (rc < 0)
+    return rc;
+  c = mem_of(*client);
+  s = mem_of(*server);
+  c->names[0] = s->names[1] = *from;
+  c->names[1] = s->names[0] = *to;
+  tapio__transport_set_peer(*client, (const struct sockaddr *)&to->ss,
+                            to->len);
+  tapio__transport_set_peer(*server, (const struct sockaddr *)&from->ss,
+                            from->len);
+  return 0;
+}
+
+int tapio__memory_name(tapio_transport *t, int peer, char *host,
+                       size_t hostlen, int *port, int *family) {
+  mem_end *e = mem_of(t);
+  const tapio__addr *a = e ? &e->names[peer ? 1 : 0] : NULL;
+  if (!a || a->len == 0)
+    return TAPIO_ENOTSUP;
+  return tapio__format_addr((const struct sockaddr *)&a->ss, a->len, host,
+                            hostlen, port, family);
 }
 
 /* ---- How a side's bytes reach the other ---------------------------------- */

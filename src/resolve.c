@@ -517,6 +517,11 @@ int tapio__resolve(tapio_loop *loop, const char *host, const char *service,
   *lkp = NULL;
   if (host && !*host)
     host = NULL;
+  if (host && !is_numeric(host) && tapio__virtual(loop)) {
+    host = tapio__vnet_host(host, family); /* its network's names alone */
+    if (!host)
+      return TAPIO_EAI_NONAME;
+  }
   if (!host || is_numeric(host))
     return resolve_now(loop, host, service, family, flags, addrs, n);
   if (flags & TAPIO__RES_NUMERIC)

@@ -11,9 +11,10 @@
 #define ACCEPT_RETRY_DELAY 1.0 /* seconds, after running out of fds */
 
 typedef struct listener {
-  ev_io io;
+  ev_io io;              /* a socket's (fd -1 for a virtual one) */
   tapio_server *server;
   int af;                /* its address family */
+  tapio__vlisten *v;     /* on a virtual loop: where it listens (vnet.c) */
 } listener;
 
 typedef struct waiter {
@@ -82,7 +83,9 @@ static void check_waiters(tapio_server *s) {
 static void listen_all(tapio_server *s, int on) {
   size_t i;
   for (i = 0; i < s->nls; i++) {
-    if (on)
+    if (s->ls[i].v)
+      tapio__vnet_serve(s->ls[i].v, on);
+    else if (on)
       ev_io_start(s->loop->ev, &s->ls[i].io);
     else
       ev_io_stop(s->loop->ev, &s->ls[i].io);
@@ -149,6 +152,24 @@ static void tls_accepted(void *ud, tapio_transport *t, int status) {
   tapio__transport_made(t);
 }
 
+void tapio__server_take(tapio_server *s, tapio_transport *t) {
+  s->busy++; /* the factory may release the server */
+  if (!s->tls.ctx && take_protocol(s, t) < 0) {
+    tapio__transport_discard(t); /* closes its descriptor */
+  } else {
+    t->server = s;
+    tapio__list_push(&s->clients, &t->slink);
+    s->nclients++;
+    if (!s->tls.ctx)
+      tapio__transport_made(t);
+    else if (tapio__tls_attach(t, &s->tls, 1, NULL, 0, tls_accepted, NULL) <
+             0)
+      tapio_transport_abort(t);
+  }
+  s->busy--;
+  maybe_free(s);
+}
+
 /* The transport is made before the factory is asked: a factory whose
  * protocol gets no connection_made would never hear of it again (a Lua
  * protocol, a C one's memory), so running out of memory comes first. A
@@ -162,19 +183,9 @@ static void accept_one(tapio_server *s, int fd, const tapio__ipaddr *peer,
     tapio__report(s->loop, TAPIO_ENOMEM, "accept: out of memory", NULL);
     return;
   }
-  if (!s->tls.ctx && take_protocol(s, t) < 0) {
-    tapio__transport_discard(t); /* closes fd */
-    return;
-  }
   tapio__maybe_nodelay(fd, af, s->nodelay);
   tapio__transport_set_peer(t, &peer->sa, peerlen);
-  t->server = s;
-  tapio__list_push(&s->clients, &t->slink);
-  s->nclients++;
-  if (!s->tls.ctx)
-    tapio__transport_made(t);
-  else if (tapio__tls_attach(t, &s->tls, 1, NULL, 0, tls_accepted, NULL) < 0)
-    tapio_transport_abort(t);
+  tapio__server_take(s, t);
 }
 
 static void on_accept(struct ev_loop *ev, ev_io *w, int revents) {
@@ -232,6 +243,10 @@ static void close_listeners(tapio_server *s) {
   size_t i;
   struct stat st;
   for (i = 0; i < s->nls; i++) {
+    if (s->ls[i].v) {
+      tapio__vnet_unlisten(s->ls[i].v);
+      continue;
+    }
     ev_io_stop(s->loop->ev, &s->ls[i].io);
     close(s->ls[i].io.fd);
   }
@@ -307,11 +322,15 @@ int tapio_server_get_address(tapio_server *s, size_t i, char *host,
                              size_t hostlen, int *port, int *family) {
   if (!s || i >= s->nls)
     return TAPIO_EINVAL;
+  if (s->ls[i].v)
+    return tapio__vnet_name(s->ls[i].v, host, hostlen, port, family);
   return tapio__fd_name(s->ls[i].io.fd, 0, host, hostlen, port, family);
 }
 
 int tapio_server_get_fd(tapio_server *s, size_t i) {
-  return s && i < s->nls ? s->ls[i].io.fd : TAPIO_EINVAL;
+  if (!s || i >= s->nls)
+    return TAPIO_EINVAL;
+  return s->ls[i].v ? TAPIO_ENOTSUP : s->ls[i].io.fd;
 }
 
 tapio_loop *tapio_server_get_loop(tapio_server *s) {
@@ -339,10 +358,20 @@ int tapio__servers_hold_fd(tapio_loop *loop, int fd) {
   for (l = loop->servers.next; l != &loop->servers; l = l->next) {
     tapio_server *s = TAPIO_CONTAINER(l, tapio_server, link);
     for (i = 0; i < s->nls; i++)
-      if (s->ls[i].io.fd == fd)
+      if (!s->ls[i].v && s->ls[i].io.fd == fd)
         return 1;
   }
   return 0;
+}
+
+size_t tapio_loop_server_count(tapio_loop *loop) {
+  tapio__link *l;
+  size_t n = 0;
+  if (!loop)
+    return 0;
+  for (l = loop->servers.next; l != &loop->servers; l = l->next)
+    n += !TAPIO_CONTAINER(l, tapio_server, link)->closed;
+  return n;
 }
 
 /* After the loop's last drain: what the user never released goes too. */
@@ -395,25 +424,50 @@ static int socket_family(int fd) {
                                                             : AF_UNSPEC;
 }
 
-/* Adds a listening socket; the server owns fd from now on. */
-int tapio__server_add_fd(tapio_server *s, int fd) {
+/* One more listener, the last of s->ls; NULL without memory. */
+static listener *add_listener(tapio_server *s, int fd) {
   size_t n = s->nls + 1;
   listener *ls = tapio__alloc(s->loop, n * sizeof *ls);
   size_t i;
-  if (!ls) {
-    close(fd);
-    return TAPIO_ENOMEM;
-  }
+  if (!ls)
+    return NULL;
   for (i = 0; i < s->nls; i++) {
     ls[i] = s->ls[i];
     ev_io_init(&ls[i].io, on_accept, s->ls[i].io.fd, EV_READ);
   }
+  memset(&ls[s->nls], 0, sizeof *ls);
   ls[s->nls].server = s;
-  ls[s->nls].af = socket_family(fd);
   ev_io_init(&ls[s->nls].io, on_accept, fd, EV_READ);
   tapio__free(s->loop, s->ls, s->nls * sizeof *s->ls);
   s->ls = ls;
   s->nls = n;
+  return &ls[n - 1];
+}
+
+/* Adds a listening socket; the server owns fd from now on. */
+int tapio__server_add_fd(tapio_server *s, int fd) {
+  listener *l = add_listener(s, fd);
+  if (!l) {
+    close(fd);
+    return TAPIO_ENOMEM;
+  }
+  l->af = socket_family(fd);
+  return 0;
+}
+
+int tapio__server_add_virtual(tapio_server *s, const tapio__addr *a,
+                              int reuse_port) {
+  listener *l;
+  tapio__vlisten *v = NULL;
+  int rc = tapio__vnet_listen(s, a, s->backlog, reuse_port, &v);
+  if (rc < 0)
+    return rc;
+  if (!(l = add_listener(s, -1))) {
+    tapio__vnet_unlisten(v);
+    return TAPIO_ENOMEM;
+  }
+  l->af = a->ss.ss_family;
+  l->v = v;
   return 0;
 }
 

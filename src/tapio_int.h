@@ -173,8 +173,10 @@ typedef struct tapio__kit {
   double horizon;      /* tapio_loop_advance's target; -1 outside one */
   int inert_fd;        /* never ready, for memory streams' watchers; -1 */
   tapio__link ends;    /* the memory pairs' sides (memory.c) */
+  tapio__link vnet;    /* the virtual network's listeners (vnet.c) */
+  int next_port;       /* its next ephemeral port */
   ev_prepare poll;     /* tapio__memory_poll before each poll, while any */
-  struct tapio__vnet *vnet; /* virtual datagram endpoints (vdgram.c) */
+  struct tapio__dnet *dnet; /* its datagram endpoints (vdgram.c) */
 } tapio__kit;
 
 static inline int tapio__virtual(const tapio_loop *loop) {
@@ -578,6 +580,44 @@ static inline tapio__stream *tapio__to_stream(tapio_transport *t) {
   return TAPIO_CONTAINER(t, tapio__stream, head);
 }
 
+/* ---- The virtual network (vnet.c) ----------------------------------------
+ * A virtual loop's servers listen at addresses of its own, and its
+ * connects meet them there through memory pairs. */
+
+typedef struct tapio__vlisten tapio__vlisten;
+typedef struct tapio__vconnect tapio__vconnect;
+struct tapio__addr;
+
+/* Listens at a (port 0: one is chosen) for server s: TAPIO_EADDRINUSE
+ * where another listener is, unless both have reuse_port. */
+int tapio__vnet_listen(tapio_server *s, const struct tapio__addr *a,
+                       int backlog, int reuse_port, tapio__vlisten **out);
+/* The server closed: connections not yet accepted are reset, connects
+ * waiting for room are refused. Frees v. */
+void tapio__vnet_unlisten(tapio__vlisten *v);
+/* Before the loop's transports go (tapio_loop_free): the connections no
+ * server accepted go first, since the listeners hold them. */
+void tapio__vnet_drop_backlogs(tapio_loop *loop);
+/* The server started (on 1) or stopped serving. */
+void tapio__vnet_serve(tapio__vlisten *v, int on);
+int tapio__vnet_name(const tapio__vlisten *v, char *host, size_t hostlen,
+                     int *port, int *family);
+/* A connect's end, from a task of the loop: its transport (connection_made
+ * not yet called), or NULL and a code with its message. */
+typedef void (*tapio__vconnected_fn)(void *ud, tapio_transport *t, int code,
+                                     const char *message);
+/* Connects to `to` from `from` (NULL: an address of the network's own),
+ * the client's side with proto; done is called once, unless cancelled. */
+int tapio__vnet_connect(tapio_loop *loop, const struct tapio__addr *to,
+                        const struct tapio__addr *from,
+                        const tapio_protocol *proto, void *ud,
+                        tapio__vconnected_fn done, void *done_ud,
+                        tapio__vconnect **out);
+void tapio__vnet_cancel(tapio__vconnect *c);
+/* Resolves a name of the virtual network: "localhost" (127.0.0.1, or ::1
+ * for IPv6 alone); no other name is known there. */
+const char *tapio__vnet_host(const char *host, int family);
+
 /* ---- Memory pairs and faults (memory.c, fault.c) ------------------------ */
 
 /* Whether t has a stream body (a socket's, a pipe's, a memory pair's). */
@@ -602,6 +642,20 @@ void tapio__layer_push(tapio__stream *s, const tapio__io *io, void *ctx,
 /* A memory pair's t: its peer reads code after the bytes it has (a reset
  * seen from the other side). TAPIO_ENOTSUP for another transport. */
 int tapio__memory_reset(tapio_transport *t, int code);
+/* The virtual network's connection: a pair, client's end with proto,
+ * the server's with none yet (the server's accept gives it one), neither
+ * made (the caller makes each); client at `from`, server at `to`, as
+ * their socknames and peernames answer. */
+struct tapio__addr;
+int tapio__memory_connect(tapio_loop *loop, const tapio_protocol *proto,
+                          void *ud, const struct tapio__addr *from,
+                          const struct tapio__addr *to,
+                          tapio_transport **client, tapio_transport **server);
+/* A memory side's sockname (peer 0) or peername (1), as
+ * tapio__format_addr; TAPIO_ENOTSUP for another transport or a pair made
+ * by the test, which has no addresses. */
+int tapio__memory_name(tapio_transport *t, int peer, char *host,
+                       size_t hostlen, int *port, int *family);
 
 /* ---- TLS: the layer's entry points for the create calls ---------------- */
 
@@ -711,21 +765,16 @@ int tapio__dgram_lost_send(tapio_transport *t, unsigned *count);
 
 /* ---- Virtual datagram endpoints (vdgram.c) ------------------------------ */
 
-typedef struct tapio__vnet tapio__vnet;
-/* host (NULL or "": the wildcard; "localhost": loopback; else a literal)
- * and port as an address of family (TAPIO_AF_*, 0: any, the wildcard's
- * IPv4), with no lookup: TAPIO_EAI_NONAME for any other name. */
-int tapio__vdgram_addr(const char *host, int port, int family,
-                       struct tapio__addr *out);
-/* An endpoint of a virtual loop's network, bound at local (NULL: an
- * ephemeral port, at remote's source when connected, else the wildcard of
- * remote's family or of family), connected to remote unless broadcast
- * (then remote is the default destination). The error's message in msg. */
+typedef struct tapio__dnet tapio__dnet;
+/* An endpoint of a virtual loop's network, of family af (AF_INET or
+ * AF_INET6), bound at local (NULL: an ephemeral port, at remote's source
+ * when connected, else at the wildcard), connected to remote unless
+ * broadcast (then remote is the default destination). 0, or
+ * TAPIO_EADDRINUSE (TAPIO_ENOMEM). */
 int tapio__vdgram_new(tapio_loop *loop, const tapio_datagram_protocol *proto,
-                      void *ud, const struct tapio__addr *local,
-                      const struct tapio__addr *remote, int family,
-                      int broadcast, int reuse_port, tapio_transport **out,
-                      char *msg, size_t msglen);
+                      void *ud, int af, const struct tapio__addr *local,
+                      const struct tapio__addr *remote, int broadcast,
+                      int reuse_port, tapio_transport **out);
 /* A virtual endpoint's address in *out (0); TAPIO_ENOTSUP for another
  * transport. */
 int tapio__vdgram_sockname(tapio_transport *t, struct tapio__addr *out);
@@ -733,7 +782,7 @@ int tapio__vdgram_sockname(tapio_transport *t, struct tapio__addr *out);
 int tapio__vdgram_sendto(tapio_transport *t, const void *data, size_t len,
                          const void *addr, size_t addrlen);
 /* tapio_loop_free: what is still in flight goes, with the network. */
-void tapio__vnet_free(tapio_loop *loop);
+void tapio__dnet_free(tapio_loop *loop);
 
 /* ---- Requests: pending create calls and lookups (request.c) ------------ */
 
@@ -869,6 +918,20 @@ int tapio__addr_equal(const struct sockaddr *a, socklen_t alen,
 /* getsockname (peer 0) or getpeername (peer 1) of fd, formatted. */
 int tapio__fd_name(int fd, int peer, char *host, size_t hostlen, int *port,
                    int *family);
+/* The virtual network's addresses (vnet.c, vdgram.c): the port (0 for a
+ * Unix one); setting it; the wildcard (0.0.0.0, ::); the same host, the
+ * port aside (a Unix path is its host); a bind at one clashes with one at
+ * the other, as the kernel's EADDRINUSE (same family and port, the same
+ * host or either a wildcard); the loopback address of a's family. */
+int tapio__addr_port(const tapio__addr *a);
+void tapio__addr_set_port(tapio__addr *a, int port);
+int tapio__addr_is_any(const tapio__addr *a);
+int tapio__addr_same_host(const tapio__addr *a, const tapio__addr *b);
+int tapio__addr_clash(const tapio__addr *a, const tapio__addr *b);
+void tapio__addr_loopback(tapio__addr *a, int port);
+/* Ephemeral ports of the virtual network: Linux's ip_local_port_range. */
+#define TAPIO__PORT_FIRST 32768
+#define TAPIO__PORT_LAST 60999
 /* The address of the Unix socket at path; TAPIO_EINVAL for "",
  * TAPIO_ENAMETOOLONG when it does not fit. */
 int tapio__unix_addr(const char *path, tapio__addr *a);
@@ -885,6 +948,13 @@ tapio_server *tapio__server_new(tapio_loop *loop,
 /* Adds a listening socket; the server owns fd from then on. */
 int tapio__server_add_fd(tapio_server *s, int fd);
 int tapio__server_set_unix_path(tapio_server *s, const char *path);
+/* On a virtual loop: adds a listener at a of the virtual network. */
+int tapio__server_add_virtual(tapio_server *s, const struct tapio__addr *a,
+                              int reuse_port);
+/* Takes a connection as accepting one does: t is made with no protocol;
+ * the factory gives it one (or t is discarded), then connection_made,
+ * after a TLS handshake with "ssl". */
+void tapio__server_take(tapio_server *s, tapio_transport *t);
 /* Undoes tapio__server_new when creation fails. */
 void tapio__server_destroy(tapio_server *s);
 void tapio__server_detach(tapio_server *s, tapio_transport *t);

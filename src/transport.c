@@ -293,6 +293,8 @@ int tapio_transport_get_fd(tapio_transport *t) {
 static int name(tapio_transport *t, int peer, char *host, size_t hostlen,
                 int *port, int *family) {
   int fd = tapio_transport_get_fd(t);
+  if (fd == TAPIO_ENOTSUP) /* a memory side of the virtual network */
+    return tapio__memory_name(t, peer, host, hostlen, port, family);
   return fd < 0 ? fd : tapio__fd_name(fd, peer, host, hostlen, port, family);
 }
 

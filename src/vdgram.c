@@ -25,8 +25,6 @@
 #include <math.h>
 #include <string.h>
 
-#define PORT_FIRST 49152       /* ephemeral ports, as IANA's range */
-#define PORT_LAST 65535
 #define MAX_IPV4 65507         /* 65535 less the IP and UDP headers */
 #define MAX_IPV6 65527         /* 65535 less the UDP header */
 #define DEFAULT_CAPACITY 212992 /* Linux's default send buffer */
@@ -46,7 +44,7 @@ typedef struct vpkt {
   char data[];
 } vpkt;
 
-struct tapio__vnet {
+struct tapio__dnet {
   tapio_loop *loop;
   tapio__link ends;     /* the bound endpoints, in the order they bound */
   vpkt *head;           /* in flight, by due time (ties: as sent) */
@@ -81,85 +79,22 @@ static const tapio_datagram_protocol *proto_of(const vdg *d) {
   return (const tapio_datagram_protocol *)d->head.proto;
 }
 
-static tapio__vnet *net_of(tapio_loop *loop) { return loop->kit->vnet; }
-
-/* ---- Addresses ---------------------------------------------------------- */
-
-static int port_of(const tapio__addr *a) {
-  const struct sockaddr *sa = (const struct sockaddr *)&a->ss;
-  return ntohs(sa->sa_family == AF_INET
-                   ? ((const struct sockaddr_in *)sa)->sin_port
-                   : ((const struct sockaddr_in6 *)sa)->sin6_port);
-}
-
-static void set_port(tapio__addr *a, int port) {
-  struct sockaddr *sa = (struct sockaddr *)&a->ss;
-  if (sa->sa_family == AF_INET)
-    ((struct sockaddr_in *)sa)->sin_port = htons((uint16_t)port);
-  else
-    ((struct sockaddr_in6 *)sa)->sin6_port = htons((uint16_t)port);
-}
-
-static int is_wildcard(const tapio__addr *a) {
-  const struct sockaddr *sa = (const struct sockaddr *)&a->ss;
-  if (sa->sa_family == AF_INET)
-    return ((const struct sockaddr_in *)sa)->sin_addr.s_addr == INADDR_ANY;
-  return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)sa)->sin6_addr);
-}
-
-/* The same host address (the port aside). */
-static int same_host(const tapio__addr *a, const tapio__addr *b) {
-  tapio__addr c = *b;
-  if (a->ss.ss_family != b->ss.ss_family)
-    return 0;
-  set_port(&c, port_of(a));
-  return tapio__addr_equal((const struct sockaddr *)&a->ss, a->len,
-                           (const struct sockaddr *)&c.ss, c.len);
-}
-
-static int af_family(int af) {
-  return af == AF_INET6 ? TAPIO_AF_INET6 : TAPIO_AF_INET;
-}
-
-static void loopback(int af, int port, tapio__addr *out) {
-  size_t len = sizeof out->ss;
-  tapio_addr_parse(af == AF_INET ? "127.0.0.1" : "::1", port, &out->ss,
-                   &len);
-  out->len = (socklen_t)len;
-}
-
-int tapio__vdgram_addr(const char *host, int port, int family,
-                       tapio__addr *out) {
-  int af = family ? tapio__family_to_af(family) : AF_INET;
-  size_t len = sizeof out->ss;
-  if (!host || !host[0]) {
-    tapio_addr_parse(af == AF_INET6 ? "::" : "0.0.0.0", port, &out->ss,
-                     &len);
-  } else if (strcmp(host, "localhost") == 0) {
-    loopback(af == AF_INET6 ? AF_INET6 : AF_INET, port, out);
-    return 0;
-  } else if (tapio_addr_parse(host, port, &out->ss, &len) < 0 ||
-             (family && out->ss.ss_family != af)) {
-    return TAPIO_EAI_NONAME; /* a virtual loop has no resolver */
-  }
-  out->len = (socklen_t)len;
-  return 0;
-}
+static tapio__dnet *net_of(tapio_loop *loop) { return loop->kit->dnet; }
 
 /* ---- The network -------------------------------------------------------- */
 
 static void deliver_due(tapio__task *task);
 
 static void on_timer(tapio__timer *tm) {
-  tapio__vnet *n = TAPIO_CONTAINER(tm, tapio__vnet, timer);
+  tapio__dnet *n = TAPIO_CONTAINER(tm, tapio__dnet, timer);
   if (!n->posted) {
     n->posted = 1;
     tapio__task_post(n->loop, &n->task);
   }
 }
 
-static tapio__vnet *net_get(tapio_loop *loop) {
-  tapio__vnet *n = loop->kit->vnet;
+static tapio__dnet *net_get(tapio_loop *loop) {
+  tapio__dnet *n = loop->kit->dnet;
   if (n)
     return n;
   n = tapio__calloc(loop, sizeof *n);
@@ -169,14 +104,14 @@ static tapio__vnet *net_get(tapio_loop *loop) {
   tapio__list_init(&n->ends);
   n->task.run = deliver_due;
   tapio__timer_init(&n->timer, loop, on_timer);
-  n->next_port = PORT_FIRST;
-  loop->kit->vnet = n;
+  n->next_port = TAPIO__PORT_FIRST;
+  loop->kit->dnet = n;
   return n;
 }
 
 /* The delivery runs now when something is due, else the timer waits for
  * the first datagram. */
-static void schedule(tapio__vnet *n) {
+static void schedule(tapio__dnet *n) {
   double now = tapio__time(n->loop);
   if (!n->head)
     tapio__timer_stop(&n->timer);
@@ -187,7 +122,7 @@ static void schedule(tapio__vnet *n) {
 }
 
 /* Puts p in flight, after every datagram due no later. */
-static void insert(tapio__vnet *n, vpkt *p) {
+static void insert(tapio__dnet *n, vpkt *p) {
   vpkt **at = &n->head;
   while (*at && (*at)->due <= p->due)
     at = &(*at)->next;
@@ -207,8 +142,8 @@ static void list_free(tapio_loop *loop, vpkt *p) {
   }
 }
 
-void tapio__vnet_free(tapio_loop *loop) {
-  tapio__vnet *n = loop->kit ? loop->kit->vnet : NULL;
+void tapio__dnet_free(tapio_loop *loop) {
+  tapio__dnet *n = loop->kit ? loop->kit->dnet : NULL;
   if (!n)
     return;
   tapio__timer_stop(&n->timer);
@@ -217,28 +152,27 @@ void tapio__vnet_free(tapio_loop *loop) {
   list_free(loop, n->head);
   list_free(loop, n->batch);
   tapio__free(loop, n, sizeof *n);
-  loop->kit->vnet = NULL;
+  loop->kit->dnet = NULL;
 }
 
 /* The endpoint a datagram to dst from src reaches: bound at dst, else at
  * its family's wildcard at that port; reuse_port's first. A connected
  * endpoint takes only its peer's (Linux's lookup passes it by). */
-static vdg *receiver(tapio__vnet *n, const tapio__addr *dst,
+static vdg *receiver(tapio__dnet *n, const tapio__addr *dst,
                      const tapio__addr *src) {
   vdg *wild = NULL;
   tapio__link *l;
   for (l = n->ends.next; l != &n->ends; l = l->next) {
     vdg *d = TAPIO_CONTAINER(l, vdg, link);
     tapio_transport *t = &d->head;
-    if (d->af != dst->ss.ss_family || port_of(&d->self) != port_of(dst))
+    if (!tapio__addr_clash(&d->self, dst) ||
+        (d->connected &&
+         !tapio__addr_equal((const struct sockaddr *)&src->ss, src->len,
+                            &t->peer.sa, t->peerlen)))
       continue;
-    if (d->connected &&
-        !tapio__addr_equal((const struct sockaddr *)&src->ss, src->len,
-                           &t->peer.sa, t->peerlen))
-      continue;
-    if (same_host(&d->self, dst))
-      return d;
-    if (!wild && is_wildcard(&d->self))
+    if (!tapio__addr_is_any(&d->self))
+      return d; /* bound at dst itself */
+    if (!wild)
       wild = d;
   }
   return wild;
@@ -257,7 +191,7 @@ static void refused(vdg *from, const vpkt *p) {
   proto->error_received(from->head.ud, &from->head, TAPIO_ECONNREFUSED, msg);
 }
 
-static void arrive(tapio__vnet *n, const vpkt *p) {
+static void arrive(tapio__dnet *n, const vpkt *p) {
   vdg *to = receiver(n, &p->dst, &p->src);
   if (!to) {
     if (p->from)
@@ -278,7 +212,7 @@ static void flush(vdg *d);
 /* Takes the datagrams due now (up to BATCH) into n->batch: those let
  * pass first, then those still holding back (nothing more of their
  * sender came before they were due). */
-static void take_due(tapio__vnet *n, double now) {
+static void take_due(tapio__dnet *n, double now) {
   vpkt *go = NULL, **gt = &go, *held = NULL, **ht = &held;
   int k = 0;
   while (n->head && n->head->due <= now && k++ < BATCH) {
@@ -298,7 +232,7 @@ static void take_due(tapio__vnet *n, double now) {
 }
 
 static void deliver_due(tapio__task *task) {
-  tapio__vnet *n = TAPIO_CONTAINER(task, tapio__vnet, task);
+  tapio__dnet *n = TAPIO_CONTAINER(task, tapio__dnet, task);
   tapio_loop *loop = n->loop;
   n->posted = 0;
   if (loop->freeing)
@@ -330,20 +264,19 @@ static double uniform(uint64_t *state) {
  * the one it sent to (Linux's source for a local destination), loopback
  * for a wildcard destination. */
 static void source_of(const vdg *d, const tapio__addr *dst, tapio__addr *src) {
-  if (!is_wildcard(&d->self)) {
+  if (!tapio__addr_is_any(&d->self)) {
     *src = d->self;
     return;
   }
-  if (is_wildcard(dst))
-    loopback(d->af, 0, src);
-  else
-    *src = *dst;
-  set_port(src, port_of(&d->self));
+  *src = *dst;
+  if (tapio__addr_is_any(dst))
+    tapio__addr_loopback(src, 0);
+  tapio__addr_set_port(src, tapio__addr_port(&d->self));
 }
 
 /* The held datagrams a later one passed (marked with a negative due
  * time) go right after it: due no earlier than it, due. */
-static void release_held(tapio__vnet *n, double due) {
+static void release_held(tapio__dnet *n, double due) {
   for (;;) {
     vpkt **at = &n->head, *p;
     while (*at && (*at)->due >= 0)
@@ -363,7 +296,7 @@ static void release_held(tapio__vnet *n, double due) {
  * delayed, doubled. */
 static int launch(vdg *d, const void *data, size_t len,
                   const struct sockaddr *sa, socklen_t alen) {
-  tapio__vnet *n = net_of(d->head.loop);
+  tapio__dnet *n = net_of(d->head.loop);
   const tapio_datagram_faults *f = &d->faults;
   double now = tapio__time(d->head.loop);
   double u_loss = uniform(&d->rng), u_dup = uniform(&d->rng);
@@ -456,30 +389,26 @@ int tapio__vdgram_sendto(tapio_transport *t, const void *data, size_t len,
 
 /* ---- Binding ------------------------------------------------------------ */
 
-/* An endpoint bound at the same port would take a's datagrams (Linux's
- * EADDRINUSE): the same address, or either a wildcard. */
-static int in_use(tapio__vnet *n, const tapio__addr *a, int reuse_port) {
+/* An endpoint bound where a bind at a clashes (Linux's EADDRINUSE),
+ * unless both set reuse_port. */
+static int in_use(tapio__dnet *n, const tapio__addr *a, int reuse_port) {
   tapio__link *l;
   for (l = n->ends.next; l != &n->ends; l = l->next) {
     vdg *d = TAPIO_CONTAINER(l, vdg, link);
-    if (d->af != a->ss.ss_family || port_of(&d->self) != port_of(a))
-      continue;
-    if (reuse_port && d->reuse_port)
-      continue;
-    if (same_host(&d->self, a) || is_wildcard(&d->self) || is_wildcard(a))
+    if (tapio__addr_clash(&d->self, a) && !(reuse_port && d->reuse_port))
       return 1;
   }
   return 0;
 }
 
 /* A free port for a: the next one from where the last search ended. */
-static int ephemeral(tapio__vnet *n, tapio__addr *a) {
-  unsigned i, span = PORT_LAST - PORT_FIRST + 1;
+static int ephemeral(tapio__dnet *n, tapio__addr *a) {
+  unsigned i, span = TAPIO__PORT_LAST - TAPIO__PORT_FIRST + 1;
   for (i = 0; i < span; i++) {
     unsigned port = n->next_port++;
-    if (n->next_port > PORT_LAST)
-      n->next_port = PORT_FIRST;
-    set_port(a, (int)port);
+    if (n->next_port > TAPIO__PORT_LAST)
+      n->next_port = TAPIO__PORT_FIRST;
+    tapio__addr_set_port(a, (int)port);
     if (!in_use(n, a, 0))
       return 0;
   }
@@ -489,7 +418,7 @@ static int ephemeral(tapio__vnet *n, tapio__addr *a) {
 /* The last endpoint gone, what is in flight is dropped, so that a test
  * that closed everything leaves no timer of the network pending. */
 static void unbind(vdg *d) {
-  tapio__vnet *n = net_of(d->head.loop);
+  tapio__dnet *n = net_of(d->head.loop);
   tapio__list_remove(&d->link);
   if (!tapio__list_empty(&n->ends))
     return;
@@ -527,7 +456,7 @@ static void drop_faults(vdg *d) {
   memset(&d->faults, 0, sizeof d->faults);
 }
 
-static void forget(tapio__vnet *n, vdg *d) {
+static void forget(tapio__dnet *n, vdg *d) {
   vpkt *p;
   for (p = n->head; p; p = p->next)
     if (p->from == d)
@@ -563,36 +492,40 @@ static const tapio__kind vdg_kind = {
   vdg_start, vdg_close, vdg_halt, vdg_destroy, vdg_fd, vdg_shed
 };
 
+/* The wildcard address of af. */
+static void any_of(int af, tapio__addr *out) {
+  memset(out, 0, sizeof *out);
+  out->ss.ss_family = (sa_family_t)af;
+  out->len = af == AF_INET ? sizeof(struct sockaddr_in)
+                           : sizeof(struct sockaddr_in6);
+}
+
 int tapio__vdgram_new(tapio_loop *loop, const tapio_datagram_protocol *proto,
-                      void *ud, const tapio__addr *local,
-                      const tapio__addr *remote, int family, int broadcast,
-                      int reuse_port, tapio_transport **out, char *msg,
-                      size_t msglen) {
-  tapio__vnet *n = net_get(loop);
+                      void *ud, int af, const tapio__addr *local,
+                      const tapio__addr *remote, int broadcast,
+                      int reuse_port, tapio_transport **out) {
+  tapio__dnet *n = net_get(loop);
   tapio__addr self;
   vdg *d;
   int rc = 0;
   *out = NULL;
   if (!n)
     return TAPIO_ENOMEM;
-  if (local)
+  if (local) {
     self = *local;
-  else if (remote && !broadcast && is_wildcard(remote))
-    loopback(remote->ss.ss_family, 0, &self);
-  else if (remote && !broadcast)
+  } else if (remote && !broadcast) {
     self = *remote; /* Linux binds a connected socket at its source */
-  else
-    tapio__vdgram_addr(NULL, 0, remote ? af_family(remote->ss.ss_family)
-                                       : family, &self);
-  if (!local || port_of(&self) == 0)
+    if (tapio__addr_is_any(&self))
+      tapio__addr_loopback(&self, 0);
+  } else {
+    any_of(af, &self);
+  }
+  if (!local || tapio__addr_port(&self) == 0)
     rc = ephemeral(n, &self);
   else if (in_use(n, &self, reuse_port))
     rc = TAPIO_EADDRINUSE;
-  if (rc < 0) {
-    tapio__describe(msg, msglen, "error while attempting to bind on address",
-                    (const struct sockaddr *)&self.ss, self.len, rc);
+  if (rc < 0)
     return rc;
-  }
   d = tapio__calloc(loop, sizeof *d);
   if (!d)
     return TAPIO_ENOMEM;

@@ -47,6 +47,7 @@
 ---@field errors_ok? boolean calls of the exception handler allowed
 ---@field tasks_ok? boolean tasks left pending allowed
 ---@field transports_ok? boolean transports left open allowed
+---@field servers_ok? boolean servers left open allowed
 ---@field timers_ok? boolean timers left pending allowed
 
 ---The kit for testing protocols (lua/README.md, "Testing protocols").
@@ -91,6 +92,10 @@ function testing.peer(t) end
 ---@param loop tapio.Loop
 ---@return integer
 function testing.transport_count(loop) end
+---Servers of the loop made and not yet closed.
+---@param loop tapio.Loop
+---@return integer
+function testing.server_count(loop) end
 ---Breaks t's bytes where spec says; the faults as set, counts drawn.
 ---@param t tapio.Transport
 ---@param spec tapio.testing.Faults

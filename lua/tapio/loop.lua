@@ -56,9 +56,9 @@ local function start(c_create, self, ...)
     return nil, pending
   end
   if not pending and type(err) == "table" and err.code == EVIRTUAL then
-    return nil, ("tapio: loop:%s: %s (tapio.testing.pipe_pair joins "
-      .. "protocols in memory)"):format(names[c_create] or "create",
-      err.message)
+    return nil, ("tapio: loop:%s: %s (its servers and connections meet "
+      .. "in memory; tapio.testing.pipe_pair joins protocols)"):format(
+      names[c_create] or "create", err.message)
   end
   if not pending then
     fut:set_exception(err)

@@ -320,6 +320,8 @@ testing.in_flight = K.in_flight
 testing.peer = K.peer
 --- testing.transport_count(loop): transports made and not yet ended.
 testing.transport_count = K.transport_count
+--- testing.server_count(loop): servers made and not yet closed.
+testing.server_count = K.server_count
 
 -- ---- Faults ---------------------------------------------------------------
 
@@ -777,6 +779,11 @@ local function verdict(loop, task, errors, opts)
     return ("the test body left %d transport(s) open (close them, or "
       .. "opts.transports_ok):%s"):format(open, open_transports(loop))
   end
+  local servers = K.server_count(loop)
+  if servers > 0 and not opts.servers_ok then
+    return ("the test body left %d server(s) open (close them, or "
+      .. "opts.servers_ok)"):format(servers)
+  end
   local due = K._next_timer(loop)
   if due and not opts.timers_ok then
     return ("the test body left a timer pending, due at t=%g (cancel its "
@@ -789,9 +796,9 @@ end
 -- until idle, and the test fails, with a traceback and the seed that
 -- replays it, if the body raised, is left waiting with nothing to wake
 -- it, called the exception handler (the contexts are clock.errors;
--- opts.errors_ok allows them), or left tasks (opts.tasks_ok) or
--- transports (opts.transports_ok) open, or a timer pending
--- (opts.timers_ok). opts.seed: the session's seed
+-- opts.errors_ok allows them), or left tasks (opts.tasks_ok),
+-- transports (opts.transports_ok) or servers (opts.servers_ok) open, or a
+-- timer pending (opts.timers_ok). opts.seed: the session's seed
 -- for the run. opts.autojump: while the body waits and nothing is left
 -- to run, the clock jumps to the next timer (trio's autojump, tokio's
 -- paused time): a tapio.sleep(3600) passes at once, in order.

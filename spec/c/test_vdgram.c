@@ -101,10 +101,10 @@ static void echo_round_trip(const char *host, const char *wild)
   drec s, c;
   int port = vbound(loop, &s, host, 0), cport;
   s.echo = 1;
-  CHECK_EQ(port, 49152);
+  CHECK_EQ(port, 32768);
   vconnected(loop, &c, host, port);
   CHECK_OK(tapio_transport_get_sockname(c.t, NULL, 0, &cport, NULL));
-  CHECK_EQ(cport, 49153);
+  CHECK_EQ(cport, 32769);
   check_name(c.t, 0, host, cport); /* bound at its source, as Linux */
   check_name(c.t, 1, host, port);
   CHECK(tapio_transport_get_peername(s.t, NULL, 0, NULL, NULL) < 0);
@@ -161,7 +161,7 @@ static void sizes(void)
 
 /* ---- Binding ---------------------------------------------------------------- */
 
-/* Ports from 49152 up; a port bound is EADDRINUSE (the same address, or
+/* Ports from 32768 up; a port bound is EADDRINUSE (the same address, or
  * either a wildcard) with the real call's message, unless both set
  * reuse_port; another address at the same port is free; the port is free
  * again once the endpoint is gone; IPv4 and IPv6 are apart. */
@@ -187,8 +187,8 @@ static void ports(void)
   }
   CHECK_EQ(vbound(loop, &b, "127.0.0.2", 5000), 5000);
   CHECK_EQ(vbound(loop, &c, "::", 5000), 5000);
-  CHECK_EQ(vbound(loop, &d, "127.0.0.1", 0), 49152);
-  CHECK_EQ(vbound(loop, &e, "127.0.0.1", 0), 49153);
+  CHECK_EQ(vbound(loop, &d, "127.0.0.1", 0), 32768);
+  CHECK_EQ(vbound(loop, &e, "127.0.0.1", 0), 32769);
   close_all(loop, &a, &b);
   close_all(loop, &c, &d);
   close_all(loop, &e, NULL);
@@ -201,7 +201,7 @@ static void ports(void)
   CHECK_OK(tapio_options_set_int(o, "reuse_port", 1));
   drec_init(&c);
   CHECK_OK(vendpoint(loop, &c, o));
-  CHECK_EQ(vbound(loop, &d, "127.0.0.1", 0), 49154); /* on from the last */
+  CHECK_EQ(vbound(loop, &d, "127.0.0.1", 0), 32770); /* on from the last */
   close_all(loop, &a, &b);
   close_all(loop, &c, &d);
   free_vloop(loop);
@@ -243,9 +243,8 @@ static void fail_messages(void)
                                           on_failed, &f));
   tapio_options_free(o);
   CHECK_OK(tapio_loop_run_until_idle(loop));
-  CHECK_ERR(f.status, TAPIO_EAI_NONAME);
-  CHECK_STR(f.msg, "could not resolve 'nowhere.invalid': unknown node or "
-                   "service");
+  CHECK_ERR(f.status, TAPIO_EAI_NONAME); /* the resolver's, as a real
+                                            loop's lookup answers */
   close_all(loop, &a, NULL);
   free_vloop(loop);
 }
@@ -309,7 +308,7 @@ static void family_only(void)
   drec_init(&a);
   CHECK_OK(tapio_options_set_int(o, "family", TAPIO_AF_INET6));
   CHECK_OK(vendpoint(loop, &a, o));
-  check_name(a.t, 0, "::", 49152);
+  check_name(a.t, 0, "::", 32768);
   CHECK_ERR(tapio_transport_sendto(a.t, "x", 1, NULL, 0), TAPIO_EINVAL);
   close_all(loop, &a, NULL);
   free_vloop(loop);
@@ -393,8 +392,8 @@ static void wildcards(void)
   CHECK_OK(tapio_options_set_int(o, "reuse_port", 1));
   drec_init(&sp);
   CHECK_OK(vendpoint(loop, &sp, o));
-  CHECK_EQ(vbound(loop, &c, "0.0.0.0", 0), 49152);
-  cport = 49152;
+  CHECK_EQ(vbound(loop, &c, "0.0.0.0", 0), 32768);
+  cport = 32768;
   sendto_host(c.t, "a", 1, "127.0.0.1", 7000);
   CHECK_OK(tapio_loop_run_until_idle(loop));
   check_from(&w, "127.0.0.1", cport);
