@@ -9,34 +9,18 @@ local helper = require "spec.helper"
 local tapio = helper.tapio
 local testing = require "tapio.testing"
 
--- helper.recorder's protocol ("made", "pause", "resume", "lost") with
--- the datagram methods: "data:<bytes>", "err:<NAME>"; p.from[i]: the
--- i-th sender; with p.echo, each datagram goes back.
-local function recorder(loop, methods)
-  local dgram = {}
-  function dgram:datagram_received(data, addr)
-    self.events[#self.events + 1] = "data:" .. data
-    self.from[#self.from + 1] = addr
-    if self.echo then
-      self.transport:sendto(data, addr)
-    end
-  end
-  function dgram:error_received(err)
-    self.events[#self.events + 1] = "err:" .. err.name
-    self.errors[#self.errors + 1] = err
-  end
-  for k, v in pairs(methods or {}) do
-    dgram[k] = v
-  end
-  local p = helper.recorder(loop, dgram)
-  p.from, p.errors = {}, {}
-  return p
+-- helper.dgram_recorder's endpoint, its events "data:<the bytes>"; with
+-- p.echo, each datagram goes back as it came.
+local function show(data)
+  return data
 end
 
 local function endpoint(loop, opts, methods)
-  local p = recorder(loop, methods)
-  local t = loop:create_datagram_endpoint(function() return p end, opts)
-  return t, p
+  local m = { show = show, echo_prefix = "" }
+  for k, v in pairs(methods or {}) do
+    m[k] = v
+  end
+  return helper.dgram_endpoint(loop, opts, m)
 end
 
 local function bound(loop, port, methods)
@@ -148,7 +132,7 @@ describe("the virtual network's datagrams", function()
     local st, sp = bound(loop, 5353, { echo = true })
     testing.datagram_faults(st, { drop = { 1 } }) -- the first answer
     local start = os.clock()
-    local client = recorder(loop, {
+    local client = helper.dgram_recorder(loop, {
       connection_made = function(self, t)
         self.t, self.tries = t, 0
         self:try()
