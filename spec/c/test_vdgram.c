@@ -44,6 +44,22 @@ static void vconnected(tapio_loop *loop, drec *r, const char *host, int port)
   CHECK_OK(vendpoint(loop, r, dgram_opts(loop, NULL, 0, host, port)));
 }
 
+/* A server s at an ephemeral port of 127.0.0.1 and a client c connected
+ * to it. */
+static void vpair(tapio_loop *loop, drec *s, drec *c)
+{
+  vconnected(loop, c, "127.0.0.1", vbound(loop, s, "127.0.0.1", 0));
+}
+
+/* Datagrams of lengths from..to from t (to its peer). */
+static void send_lengths(tapio_transport *t, int from, int to)
+{
+  static char d[256];
+  int i;
+  for (i = from; i <= to; i++)
+    CHECK_OK(tapio_transport_sendto(t, d, (size_t)i, NULL, 0));
+}
+
 static void sendto_host(tapio_transport *t, const char *data, size_t len,
                         const char *host, int port)
 {
@@ -440,8 +456,8 @@ static void flow_at_capacity(void)
   tapio_loop *loop = new_virtual();
   drec s, c;
   char d[50] = { 0 };
-  int port = vbound(loop, &s, "127.0.0.1", 0), i;
-  vconnected(loop, &c, "127.0.0.1", port);
+  int i;
+  vpair(loop, &s, &c);
   CHECK_OK(tapio_datagram_set_capacity(c.t, 100));
   CHECK_OK(tapio_transport_set_write_buffer_limits(c.t, 100, 0));
   for (i = 0; i < 5; i++)
@@ -465,11 +481,9 @@ static void close_flushes(void)
   tapio_loop *loop = new_virtual();
   drec s, c;
   char d[50] = { 0 };
-  int port = vbound(loop, &s, "127.0.0.1", 0), i;
-  vconnected(loop, &c, "127.0.0.1", port);
+  vpair(loop, &s, &c);
   CHECK_OK(tapio_datagram_set_capacity(c.t, 3)); /* 1 and 2 go, 3, 4 wait */
-  for (i = 1; i <= 4; i++)
-    CHECK_OK(tapio_transport_sendto(c.t, d, (size_t)i, NULL, 0));
+  send_lengths(c.t, 1, 4);
   CHECK_EQ(tapio_transport_get_write_buffer_size(c.t), 3 + 4 + 2 * 8);
   CHECK_OK(tapio_transport_close(c.t));
   CHECK_ERR(tapio_transport_sendto(c.t, d, 9, NULL, 0), TAPIO_ECLOSED);
@@ -486,13 +500,11 @@ static void abort_drops(void)
 {
   tapio_loop *loop = new_virtual();
   drec s, c, again;
-  char d[50] = { 0 };
-  int port = vbound(loop, &s, "127.0.0.1", 0), i, cport;
-  vconnected(loop, &c, "127.0.0.1", port);
+  int cport;
+  vpair(loop, &s, &c);
   CHECK_OK(tapio_transport_get_sockname(c.t, NULL, 0, &cport, NULL));
   CHECK_OK(tapio_datagram_set_capacity(c.t, 3));
-  for (i = 1; i <= 4; i++)
-    CHECK_OK(tapio_transport_sendto(c.t, d, (size_t)i, NULL, 0));
+  send_lengths(c.t, 1, 4);
   CHECK_OK(tapio_transport_abort(c.t));
   CHECK_EQ(vbound(loop, &again, "127.0.0.1", cport), cport);
   CHECK_OK(tapio_loop_run_until_idle(loop));
@@ -508,11 +520,9 @@ static void close_in_callback(void)
 {
   tapio_loop *loop = new_virtual();
   drec s, c;
-  int port = vbound(loop, &s, "127.0.0.1", 0), i;
+  vpair(loop, &s, &c);
   s.close_on_data = 1;
-  vconnected(loop, &c, "127.0.0.1", port);
-  for (i = 1; i <= 3; i++)
-    CHECK_OK(tapio_transport_sendto(c.t, "abc", (size_t)i, NULL, 0));
+  send_lengths(c.t, 1, 3);
   CHECK_OK(tapio_loop_run_until_idle(loop));
   CHECK_STR(s.log, "made data:1 lost:0");
   CHECK_STR(c.log, "made");
@@ -546,8 +556,7 @@ static void free_with_endpoints(void)
   tapio_loop *loop = new_virtual();
   tapio_datagram_faults f = { 0 };
   drec s, c;
-  int port = vbound(loop, &s, "127.0.0.1", 0);
-  vconnected(loop, &c, "127.0.0.1", port);
+  vpair(loop, &s, &c);
   f.delay = 1;
   CHECK_OK(tapio_datagram_set_faults(c.t, &f));
   CHECK_OK(tapio_datagram_set_capacity(c.t, 1));
@@ -567,13 +576,10 @@ static void run_faults(const tapio_datagram_faults *f, int n, double advance,
                        char *out, size_t outlen)
 {
   tapio_loop *loop = new_virtual();
-  static char d[256];
   drec s, c;
-  int port = vbound(loop, &s, "127.0.0.1", 0), i;
-  vconnected(loop, &c, "127.0.0.1", port);
+  vpair(loop, &s, &c);
   CHECK_OK(tapio_datagram_set_faults(c.t, f));
-  for (i = 1; i <= n; i++)
-    CHECK_OK(tapio_transport_sendto(c.t, d, (size_t)i, NULL, 0));
+  send_lengths(c.t, 1, n);
   CHECK_OK(tapio_loop_advance(loop, advance));
   snprintf(out, outlen, "%s", s.log);
   close_all(loop, &s, &c);
@@ -683,8 +689,7 @@ static void fault_delay(void)
   tapio_datagram_faults f = { 0 };
   char a[4096], b[4096];
   drec s, c;
-  int port = vbound(loop, &s, "127.0.0.1", 0);
-  vconnected(loop, &c, "127.0.0.1", port);
+  vpair(loop, &s, &c);
   f.delay = 0.05;
   CHECK_OK(tapio_datagram_set_faults(c.t, &f));
   CHECK_OK(tapio_transport_sendto(c.t, "abc", 3, NULL, 0));
