@@ -11,7 +11,9 @@
  * its address (or the wildcard of its family at its port): that one's
  * datagram_received, with the sender's address; none, and the sender
  * hears error_received(ECONNREFUSED), as tapio's sockets hear the ICMP
- * error on loopback (IP_RECVERR), and it keeps receiving.
+ * error on loopback (IP_RECVERR), and it keeps receiving. Once the last
+ * endpoint is gone, what is still in flight goes too: a test that closed
+ * everything leaves no timer of the network behind.
  *
  * What an endpoint has in flight is held to a capacity (its socket's send
  * buffer); what does not fit waits in the transport's write buffer, as a
@@ -28,7 +30,6 @@
 #define MAX_IPV4 65507         /* 65535 less the IP and UDP headers */
 #define MAX_IPV6 65527         /* 65535 less the UDP header */
 #define DEFAULT_CAPACITY 212992 /* Linux's default send buffer */
-#define HEADER 8               /* as datagram.c: bytes plus 8 per datagram */
 #define BATCH 256              /* datagrams delivered per turn, at most */
 
 typedef struct vdg vdg;
@@ -415,8 +416,7 @@ static int ephemeral(tapio__dnet *n, tapio__addr *a) {
   return TAPIO_EADDRINUSE;
 }
 
-/* The last endpoint gone, what is in flight is dropped, so that a test
- * that closed everything leaves no timer of the network pending. */
+/* The last endpoint gone, what is in flight is dropped (see the top). */
 static void unbind(vdg *d) {
   tapio__dnet *n = net_of(d->head.loop);
   tapio__list_remove(&d->link);
