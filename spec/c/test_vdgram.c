@@ -217,6 +217,9 @@ static void ports(void)
   CHECK_OK(tapio_options_set_int(o, "reuse_port", 1));
   drec_init(&c);
   CHECK_OK(vendpoint(loop, &c, o));
+  drec_init(&d); /* reuse_port on one side only */
+  CHECK_ERR(vendpoint(loop, &d, dgram_opts(loop, "0.0.0.0", 5001, NULL, 0)),
+            TAPIO_EADDRINUSE);
   CHECK_EQ(vbound(loop, &d, "127.0.0.1", 0), 32770); /* on from the last */
   close_all(loop, &a, &b);
   close_all(loop, &c, &d);
