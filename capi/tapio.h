@@ -1306,7 +1306,7 @@ void *tapio_transport_get_ssl(tapio_transport *t);
  * client and a server are tested through the calls they use on real
  * sockets. Its names: numeric addresses, and "localhost" (127.0.0.1; ::1
  * with family TAPIO_AF_INET6); any other name fails as an unknown one
- * (TAPIO_EAI_NONAME). Port 0 picks a port from 32768 up, as Linux does; a
+ * (TAPIO_EAI_NONAME); tapio_getaddrinfo answers them. Port 0 picks a port from 32768 up, as Linux does; a
  * Unix path is a name only (no file is made). As the kernel: a listener
  * at the same address and port, or the wildcard over it, is
  * TAPIO_EADDRINUSE, unless both set reuse_port (the first then takes
@@ -1325,18 +1325,18 @@ void *tapio_transport_get_ssl(tapio_transport *t);
  * tapio_server_get_fd and tapio_transport_get_fd answer TAPIO_ENOTSUP.
  *
  * Other real I/O is refused on a virtual loop: every call that would
- * make a socket, a pipe, a child or a lookup of the system's
+ * make a socket, a pipe, a child or a reverse lookup
  * (create_datagram_endpoint with a Unix path, the "sock" option,
  * connect_accepted_socket, connect_read_pipe, connect_write_pipe,
- * subprocess_exec, subprocess_shell, getaddrinfo, getnameinfo) returns
+ * subprocess_exec, subprocess_shell, getnameinfo) returns
  * TAPIO_EVIRTUAL, closing a descriptor given to it as on any failure.
- * Why: the clock moves when the loop is idle, and the loop cannot know that bytes from
- * the kernel or another process are on their way; a timeout would fire
- * before an answer that was merely in flight, which is the flaky test
- * the kit exists to remove (and the kernel's own timers, a TCP connect's,
- * run on real time whatever the loop's clock says). Memory pairs and the
- * virtual network are the loop's own and deliver at times it knows. Real
- * sockets are tested on a real loop, with faults too. */
+ * Why: the clock moves when the loop is idle, and the loop cannot know
+ * that bytes from the kernel or another process are on their way; a
+ * timeout would fire before an answer that was merely in flight, which is
+ * the flaky test the kit exists to remove (and the kernel's own timers, a
+ * TCP connect's, run on real time whatever the loop's clock says). Memory
+ * pairs and the virtual network are the loop's own and deliver at times
+ * it knows. Real sockets are tested on a real loop, with faults too. */
 
 /* A loop on a virtual clock at 0, allocating through alloc (NULL:
  * malloc), as tapio_loop_new_with_allocator. */

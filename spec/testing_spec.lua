@@ -85,11 +85,11 @@ describe("the virtual clock", function()
   it("refuses real I/O, raising at the caller's line", function()
     local loop = testing.new_loop()
     local ok, err = pcall(function()
-      local fut = loop:getaddrinfo("localhost", 80)
+      local fut = loop:getnameinfo({ "127.0.0.1", 80 })
       return fut -- not a tail call: the caller's line is this function's
     end)
     assert.is_false(ok)
-    assert.matches("testing_spec.lua:%d+: tapio: loop:getaddrinfo: "
+    assert.matches("testing_spec.lua:%d+: tapio: loop:getnameinfo: "
       .. "real I/O is refused on a virtual%-clock loop %(its servers and "
       .. "connections meet in memory", err)
     ok, err = pcall(loop.subprocess_exec, loop, function() end, "true")
@@ -448,6 +448,44 @@ describe("testing.run", function()
     testing.run(function(clock) -- cancelled: nothing left
       clock.loop:call_later(30, function() end):cancel()
     end)()
+  end)
+
+  it("runs a body on a real loop with opts.real, checking what it leaves",
+     function()
+    testing.run(function(clock, loop)
+      assert.is_nil(clock)
+      assert.has_error(function() testing.clock(loop) end) -- not virtual
+      local got = testing.recorder(nil, { merge = true })
+      local server = loop:create_server(function()
+        return { data_received = function(self, data)
+          self.transport:write(data:upper())
+        end, connection_made = function(self, t)
+          self.transport = t
+        end }
+      end, "127.0.0.1", 0)
+      local t = loop:create_connection(function() return got end,
+        "127.0.0.1", server:addresses()[1][2])
+      t:write("real")
+      got:wait("data_received:REAL")
+      t:close() -- the server's side ends within the grace second
+      server:close()
+    end, { real = true })()
+    local err = failure(function(_, loop)
+      local server = loop:create_server(function() return {} end,
+        "127.0.0.1", 0)
+      loop:create_connection(function() return {} end, "127.0.0.1",
+        server:addresses()[1][2])
+      server:close()
+    end, { real = true })
+    assert.matches("left 2 transport%(s%) open", err)
+    err = failure(function(_, loop)
+      loop:create_future():await() -- nothing will set it
+    end, { real = true, deadline = 0.05 })
+    assert.matches("the test body did not end within its deadline of 0.05 "
+      .. "s; it waits at:\n.*testing_spec.lua", err)
+    assert.has_error(function() testing.run(function() end,
+      { deadline = 0 }) end, "tapio: testing.run: bad argument #2 'opts' "
+      .. "(opts.deadline: a number of seconds > 0 expected, got 0)")
   end)
 
   it("fails on a call of the exception handler unless allowed", function()

@@ -62,6 +62,20 @@ describe("the virtual network", function()
     assert.matches("could not resolve 'db.example'", err.message, 1, true)
   end))
 
+  it("answers getaddrinfo with its own names", testing.run(function(_, loop)
+    local list = loop:getaddrinfo("localhost", 80,
+      { type = tapio.SOCK_STREAM, flags = tapio.AI_CANONNAME })
+    assert.equal(1, #list)
+    assert.same({ "127.0.0.1", 80 }, hp(list[1].addr))
+    assert.equal("localhost", list[1].canonname)
+    list = loop:getaddrinfo("localhost", 80,
+      { family = tapio.AF_INET6, type = tapio.SOCK_STREAM })
+    assert.same({ "::1", 80 }, hp(list[1].addr))
+    local ok, err = pcall(loop.getaddrinfo, loop, "db.example", 80)
+    assert.is_false(ok)
+    assert.equal("EAI_NONAME", err.name)
+  end))
+
   it("times a connect out on the virtual clock while the server is not "
      .. "accepting", testing.run(function(clock, loop)
     local server = upper_server("127.0.0.1", 0,

@@ -112,12 +112,16 @@ static void req_run(tapio__task *task) {
     answer(r, rc, NULL, 0, NULL);
 }
 
-/* A request for cb_ud in *out, or TAPIO_ECLOSED / TAPIO_ENOMEM. */
-static int req_new(tapio_loop *loop, void *ud, lookup_req **out) {
+/* A request for cb_ud in *out, or TAPIO_ECLOSED / TAPIO_ENOMEM; or
+ * TAPIO_EVIRTUAL on a virtual loop unless its network answers (names). */
+static int req_new(tapio_loop *loop, void *ud, int names,
+                   lookup_req **out) {
   lookup_req *r;
   *out = NULL;
-  if (tapio__io_refused(loop))
-    return tapio__io_refused(loop);
+  if (loop->freeing)
+    return TAPIO_ECLOSED;
+  if (tapio__virtual(loop) && !names)
+    return TAPIO_EVIRTUAL;
   r = tapio__calloc(loop, sizeof *r);
   if (!r)
     return TAPIO_ENOMEM;
@@ -149,7 +153,7 @@ int tapio_getaddrinfo(tapio_loop *loop, const char *host,
       (flags & ~(TAPIO_AI_PASSIVE | TAPIO_AI_CANONNAME |
                  TAPIO_AI_NUMERICHOST)))
     return TAPIO_EINVAL;
-  if ((rc = req_new(loop, ud, &r)) < 0)
+  if ((rc = req_new(loop, ud, 1, &r)) < 0)
     return rc;
   r->cb = cb;
   r->family = family;
@@ -208,7 +212,7 @@ int tapio_getnameinfo(tapio_loop *loop, const void *addr, size_t addrlen,
   if (addrlen < (sa->sa_family == AF_INET ? sizeof(struct sockaddr_in)
                                           : sizeof(struct sockaddr_in6)))
     return TAPIO_EINVAL;
-  if ((rc = req_new(loop, ud, &r)) < 0)
+  if ((rc = req_new(loop, ud, 0, &r)) < 0)
     return rc;
   r->named = cb;
   r->flags = flags;

@@ -112,38 +112,52 @@ describe("the line protocol, on the kit", function()
   end)
 end)
 
--- The same exchanges on 127.0.0.1 and on the kit: the same events, on
--- both sides.
+-- The same exchanges on 127.0.0.1, on the kit's network (the same code,
+-- create_server and create_connection, on a virtual loop) and on a
+-- memory pair: the same events, on both sides.
 describe("the line protocol, on a real socket and on the kit", function()
+  -- A server and a client on the running loop, real or virtual.
+  local function exchange(idle, send)
+    local loop = tapio.get_running_loop()
+    local s = testing.recorder(line_protocol.new({ idle_timeout = idle }),
+      { merge = true })
+    local server = loop:create_server(function() return s end,
+      "127.0.0.1", 0)
+    local port = server:addresses()[1][2]
+    local c = client()
+    local tc = loop:create_connection(function() return c end,
+      "127.0.0.1", port)
+    if send then
+      tc:write(send)
+    end
+    -- Waits on events, with a deadline: a hang fails instead of
+    -- blocking (the abort ends both sides' waits).
+    local late = false
+    local deadline = loop:call_later(10, function()
+      late = true
+      tc:abort()
+    end)
+    c:wait("connection_lost")
+    s:wait("connection_lost")
+    deadline:cancel()
+    server:close()
+    assert.is_false(late, "the exchange did not end within 10 s")
+    return { c.events, s.events }
+  end
+
   local function on_socket(idle, send)
     local events
     tapio.run(function()
-      local loop = tapio.get_running_loop()
-      local s = testing.recorder(line_protocol.new({ idle_timeout = idle }),
-        { merge = true })
-      local server = loop:create_server(function() return s end,
-        "127.0.0.1", 0)
-      local port = server:addresses()[1][2]
-      local c = client()
-      local tc = loop:create_connection(function() return c end,
-        "127.0.0.1", port)
-      if send then
-        tc:write(send)
-      end
-      -- Waits on events, with a deadline: a hang fails instead of
-      -- blocking (the abort ends both sides' waits).
-      local late = false
-      local deadline = loop:call_later(10, function()
-        late = true
-        tc:abort()
-      end)
-      c:wait("connection_lost")
-      s:wait("connection_lost")
-      deadline:cancel()
-      server:close()
-      assert.is_false(late, "the exchange did not end within 10 s")
-      events = { c.events, s.events }
+      events = exchange(idle, send)
     end)
+    return events
+  end
+
+  local function on_network(idle, send)
+    local events
+    testing.run(function()
+      events = exchange(idle, send)
+    end, { autojump = true })()
     return events
   end
 
@@ -166,16 +180,16 @@ describe("the line protocol, on a real socket and on the kit", function()
   it("gives the same events for an exchange", function()
     local send = "PING\nhello\nQUIT\n"
     local real, kit = on_socket(30, send), on_kit(30, send)
-    assert.same(kit[1], real[1])
-    assert.same(kit[2], real[2])
+    assert.same(kit, real)
+    assert.same(kit, on_network(30, send))
   end)
 
   it("gives the same events for an idle client", function()
     local real, kit = on_socket(0.05, nil), on_kit(0.05, nil)
     assert.same({ "connection_made", "data_received:TIMEOUT\n",
                   "eof_received", "connection_lost:nil" }, kit[1])
-    assert.same(kit[1], real[1])
-    assert.same(kit[2], real[2])
+    assert.same(kit, real)
+    assert.same(kit, on_network(0.05, nil))
   end)
 end)
 

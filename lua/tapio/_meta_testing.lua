@@ -48,6 +48,8 @@
 ---@field tasks_ok? boolean tasks left pending allowed
 ---@field transports_ok? boolean transports left open allowed
 ---@field servers_ok? boolean servers left open allowed
+---@field real? boolean on a fresh real loop instead (clock is nil)
+---@field deadline? number opts.real: seconds the body has (default 10)
 ---@field timers_ok? boolean timers left pending allowed
 
 ---The kit for testing protocols (lua/README.md, "Testing protocols").

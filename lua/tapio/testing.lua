@@ -558,11 +558,12 @@ local function add(rec, name, arg, data)
   end
   rec._last = data and name .. (rec._key or "") or nil
   rec._key = nil
+  local written = rec.events[#rec.events] -- with the bytes so far
   for i = #rec._waiters, 1, -1 do
     local w = rec._waiters[i]
-    if ev:sub(1, #w.prefix) == w.prefix and not w.fut:done() then
+    if written:sub(1, #w.prefix) == w.prefix and not w.fut:done() then
       table.remove(rec._waiters, i)
-      w.fut:set_result(rec.events[#rec.events])
+      w.fut:set_result(written)
     end
   end
 end
@@ -745,6 +746,11 @@ end
 
 -- What went wrong in a run of testing.run, or nil.
 local function verdict(loop, task, errors, opts)
+  if not task:done() and opts.real then
+    return ("the test body did not end within its deadline of %g s; it "
+      .. "waits at:%s"):format(opts.deadline or 10,
+      debug.traceback(task:get_coro(), "", 0))
+  end
   if not task:done() then
     local next_timer = K._next_timer(loop)
     return ("the test body waits and nothing is left to run: the loop is "
@@ -784,11 +790,45 @@ local function verdict(loop, task, errors, opts)
     return ("the test body left %d server(s) open (close them, or "
       .. "opts.servers_ok)"):format(servers)
   end
-  local due = K._next_timer(loop)
+  local due = not opts.real and K._next_timer(loop)
   if due and not opts.timers_ok then
     return ("the test body left a timer pending, due at t=%g (cancel its "
       .. "handle, or opts.timers_ok)"):format(due)
   end
+end
+
+-- testing.run on a virtual loop: until the body ends, or nothing is left
+-- to run (with autojump, until no timer is left either).
+local function run_virtual(loop, clock, task, opts)
+  loop:run_forever() -- returns when the body ends, or when idle
+  while opts.autojump and not task:done() and K._next_timer(loop) do
+    clock:advance(K._next_timer(loop) - loop:time())
+    loop:run_forever()
+  end
+  if task:done() then
+    clock:run_until_idle()
+  end
+end
+
+-- testing.run on a real loop: until the body ends or its deadline, then
+-- up to a second more while transports it closed are still ending.
+local function run_real(loop, task, deadline)
+  local timer = loop:call_later(deadline, function()
+    loop:stop()
+  end)
+  loop:run_forever()
+  timer:cancel()
+  if not task:done() then
+    return
+  end
+  local over = false
+  local grace = loop:call_later(1, function()
+    over = true
+  end)
+  while K.transport_count(loop) > 0 and not over do
+    loop:run_once(true)
+  end
+  grace:cancel()
 end
 
 --- testing.run(body [, opts]): a function for busted's it(): body(clock,
@@ -802,17 +842,33 @@ end
 -- for the run. opts.autojump: while the body waits and nothing is left
 -- to run, the clock jumps to the next timer (trio's autojump, tokio's
 -- paused time): a tapio.sleep(3600) passes at once, in order.
+-- opts.real: on a fresh real loop instead (tapio.new_loop(); clock is
+-- nil), for tests with real sockets, pipes, children or other programs:
+-- the body has opts.deadline seconds (default 10) to end, then up to a
+-- second for what it closed to end too; the same checks but timers'.
 function testing.run(body, opts)
   U.check_callable(body, "testing.run", 1, "body")
   if opts ~= nil and type(opts) ~= "table" then
     argerror("run", 2, "opts", "table expected, got " .. typename(opts))
   end
   opts = opts or {}
+  if opts.deadline ~= nil and not (type(opts.deadline) == "number"
+      and opts.deadline > 0) then
+    argerror("run", 2, "opts", "opts.deadline: a number of seconds > 0 "
+      .. "expected, got " .. tostring(opts.deadline))
+  end
   return function()
     local seed = testing.seed(opts.seed or fresh_seed())
-    local loop, clock = testing.new_loop()
+    local loop, clock
+    if opts.real then
+      loop = tapio.new_loop()
+    else
+      loop, clock = testing.new_loop()
+    end
     local errors = {}
-    clock.errors = errors
+    if clock then
+      clock.errors = errors
+    end
     loop:set_exception_handler(function(_, ctx)
       errors[#errors + 1] = ctx
     end)
@@ -820,20 +876,21 @@ function testing.run(body, opts)
     task:add_done_callback(function()
       loop:stop()
     end)
-    loop:run_forever() -- returns when the body ends, or when idle
-    while opts.autojump and not task:done() and K._next_timer(loop) do
-      clock:advance(K._next_timer(loop) - loop:time())
-      loop:run_forever()
-    end
-    if task:done() then
-      clock:run_until_idle()
+    if opts.real then
+      run_real(loop, task, opts.deadline or 10)
+    else
+      run_virtual(loop, clock, task, opts)
     end
     local failure = verdict(loop, task, errors, opts)
     local cause = task._state == "failed" and task:exception() or nil
     for _, t in ipairs(tapio.all_tasks(loop)) do
       t:cancel()
     end
-    clock:run_until_idle()
+    if clock then
+      clock:run_until_idle()
+    else
+      loop:run_once(false)
+    end
     loop:close()
     if failure then
       raise(cause, ("%s\n(tapio.testing seed %d: TAPIO_TEST_SEED=%d replays "
