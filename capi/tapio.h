@@ -433,7 +433,10 @@ int tapio_remove_signal_handler(tapio_loop *loop, int sig);
  *     context's side must match (TAPIO_EINVAL).
  *   "server_hostname" (str): create_connection, create_unix_connection,
  *     start_tls; the name sent (SNI) and checked against the certificate.
- *     Defaults to create_connection's host; "" sends none and checks none.
+ *     Defaults to create_connection's host; "" sends none, and is
+ *     TAPIO_EINVAL for a context that checks names (check_hostname 1 and
+ *     verification on), as Python's "check_hostname requires
+ *     server_hostname".
  *   "ssl_handshake_timeout", "ssl_shutdown_timeout" (double, seconds,
  *     > 0; defaults 60 and 30): every call that takes "ssl", and start_tls.
  * Given without "ssl", these are TAPIO_EINVAL, as asyncio's ValueError.
@@ -905,7 +908,9 @@ int tapio_server_start_serving(tapio_server *s);
 /* 1 while accepting connections. */
 int tapio_server_is_serving(tapio_server *s);
 /* Stops listening and closes the listening sockets; accepted connections
- * stay open. Idempotent. */
+ * stay open. Idempotent. A TLS connection accepted before still has the
+ * factory called when its handshake ends (after close, or release): keep
+ * factory_ud alive until tapio_server_wait_closed's callback. */
 int tapio_server_close(tapio_server *s);
 /* close() every connection the server accepted that is still open. */
 int tapio_server_close_clients(tapio_server *s);
@@ -1122,8 +1127,9 @@ int tapio_tls_context_new(int side, tapio_tls_context **out);
 void tapio_tls_context_release(tapio_tls_context *ctx);
 /* TAPIO_TLS_CLIENT or TAPIO_TLS_SERVER; TAPIO_EINVAL for NULL. */
 int tapio_tls_context_get_side(tapio_tls_context *ctx);
-/* Why the last failing call on ctx failed: OpenSSL's first error, as a
- * sentence ("" if none); valid until the next call on ctx. */
+/* Why the last failing call on ctx failed: OpenSSL's first error, or
+ * tapio's words for a call refused before OpenSSL ("a protocol name is 1
+ * to 255 bytes"); "" if none; valid until the next call on ctx. */
 const char *tapio_tls_context_error(tapio_tls_context *ctx);
 
 /* The certificate chain (leaf first) and its private key from PEM files
@@ -1146,7 +1152,8 @@ int tapio_tls_context_load_verify_locations(tapio_tls_context *ctx,
                                             const char *capath,
                                             const char *pem, size_t pemlen);
 /* TAPIO_TLS_VERIFY_*: the explicit way to turn verification off. A
- * client with VERIFY_NONE also stops checking the host name. */
+ * client with VERIFY_NONE also stops checking the host name, whatever
+ * set_check_hostname says: anyone on the path can pose as the server. */
 int tapio_tls_context_set_verify(tapio_tls_context *ctx, int mode);
 /* Clients: 1 (default) checks the certificate against server_hostname
  * (an IP address is checked as an address). */

@@ -3,9 +3,10 @@
 # clients (protocols and streams) and the UDP ones against each other and
 # against the reference's Python versions (when a python3 is given), and
 # checks each prints what the Python version prints; the same with TLS,
-# and the STARTTLS example; the existing-socket and watch-a-descriptor
-# examples; the HTTP headers example against a page served on 127.0.0.1
-# (python3's http.server, over HTTP and HTTPS); the subprocess examples
+# the STARTTLS example and the client-certificate one; the
+# existing-socket and watch-a-descriptor examples; the HTTP headers
+# example against a page served on 127.0.0.1 (python3's http.server,
+# over HTTP and HTTPS); the subprocess examples
 # (their python3 child is the one given), the pipe example through cat,
 # and the chat server with clients on bash's /dev/tcp; with C_EXAMPLES set
 # to the directory of the C ones, examples/c/'s echo pair against itself
@@ -238,6 +239,15 @@ else
     "$work/starttls.client"
   expect_same "starttls: server" "$work/ref.starttls.server" \
     "$work/starttls.server"
+  # Client certificates: one process, the server and its five clients.
+  timeout 20 "$host" "$here/tls_client_cert.lua" "$certs" \
+    >"$work/client_cert" 2>&1 || fail "tls_client_cert: it failed"
+  printf '%s\n' "client   hello, tapio client" "other    denied" \
+    "none     ETLS_NO_CERT: TLS failed: tlsv13 alert certificate required" \
+    "expired  ETLS_EXPIRED: TLS failed: sslv3 alert certificate expired" \
+    "self     ETLS_UNKNOWN_CA: TLS failed: tlsv1 alert unknown ca" \
+    >"$work/ref.client_cert"
+  expect_same "tls_client_cert" "$work/ref.client_cert" "$work/client_cert"
 fi
 
 # The HTTP headers example (and the page's Python) against a page that

@@ -236,16 +236,36 @@ static tl_server *toserver(lua_State *L, const char *fn) {
   return tl_checkself(L, 1, TL_SERVER, fn);
 }
 
-/* Closed servers stop anchoring themselves; the reference to the core's
- * server goes with __gc, so queries keep working until then. */
+static void let_go(lua_State *L, tl_server *ls) {
+  tl_unref(ls->lb, L, &ls->factory_ref);
+  tl_unanchor(ls->lb, L, &ls->self_ref);
+}
+
+/* The core's server closed and its connections gone: found by its
+ * pointer, as __gc (at lua_close) may have taken the userdata already. */
+static void on_gone(void *ud, tapio_server *s) {
+  tl_loop *lb = ud;
+  tl_link *l;
+  for (l = lb->servers.next; l != &lb->servers; l = l->next)
+    if (((tl_server *)l)->s == s) {
+      let_go(lb->L, (tl_server *)l);
+      return;
+    }
+}
+
+/* A closed server anchors itself and keeps its factory until its
+ * connections are gone: a TLS connection accepted before the close gets
+ * its protocol when its handshake ends, maybe after. The reference to the
+ * core's server goes with __gc, so queries keep working until then. */
 static int s_close(lua_State *L) {
   tl_server *ls = toserver(L, "server:close");
+  if (ls->closed || !ls->lb)
+    return 0;
+  ls->closed = 1;
   if (ls->s)
     tapio_server_close(ls->s);
-  if (ls->lb) {
-    tl_unref(ls->lb, L, &ls->factory_ref);
-    tl_unanchor(ls->lb, L, &ls->self_ref);
-  }
+  if (!ls->s || tapio_server_wait_closed(ls->s, on_gone, ls->lb) < 0)
+    let_go(L, ls);
   return 0;
 }
 
@@ -363,7 +383,7 @@ static int s_tostring(lua_State *L) {
   tl_server *ls = toserver(L, "server:__tostring");
   lua_pushfstring(L, "tapio.server (%s)",
                   ls->s && tapio_server_is_serving(ls->s) ? "serving"
-                  : ls->s && ls->self_ref != LUA_NOREF ? "not serving"
+                  : ls->s && !ls->closed ? "not serving"
                                                         : "closed");
   return 1;
 }

@@ -112,9 +112,11 @@ typedef struct tl_server {
   tl_link link;       /* lb->servers */
   tl_loop *lb;        /* NULL once the loop is closed */
   tapio_server *s;    /* our reference, released by __gc */
-  int self_ref;       /* anchors this userdata while listening */
+  int self_ref;       /* anchors this userdata until closed and its
+                         connections are gone */
   int factory_ref;
   int cb_ref;         /* create_server's completion callback */
+  int closed;         /* server:close() was called */
 } tl_server;
 
 /* "tapio.handle": a scheduled call, or a server's wait_closed waiter. Its

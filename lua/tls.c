@@ -154,6 +154,10 @@ static int set_policy(lua_State *L, int opts, tapio_tls_context *ctx) {
   if (!lua_isnil(L, -1) && !lua_isboolean(L, -1))
     return luaL_error(L, "tapio: tls_context: bad option 'check_hostname' "
                          "(boolean expected, got %s)", luaL_typename(L, -1));
+  if (v == TAPIO_TLS_VERIFY_NONE && lua_toboolean(L, -1)) /* as Python */
+    return luaL_error(L, "tapio: tls_context: check_hostname = true with "
+                         "verify = 'none' (nothing verified, no name "
+                         "checked): set one or the other");
   if (rc == 0 && lua_isboolean(L, -1) && (what = "check_hostname"))
     rc = tapio_tls_context_set_check_hostname(ctx, lua_toboolean(L, -1));
   lua_pop(L, 1);
@@ -254,11 +258,12 @@ static int u_tls_context(lua_State *L) {
   tapio_tls_context *ctx = NULL;
   tl_tlsctx *c;
   int side, rc;
-  if (lua_isnoneornil(L, 1))
-    lua_newtable(L);
-  else if (!lua_istable(L, 1))
-    return tl_typeerror(L, FN_CTX, 1, "opts", 1, "table or nil");
   lua_settop(L, 1);
+  if (lua_isnil(L, 1)) { /* tls_context(nil) as tls_context() */
+    lua_newtable(L);
+    lua_replace(L, 1);
+  } else if (!lua_istable(L, 1))
+    return tl_typeerror(L, FN_CTX, 1, "opts", 1, "table or nil");
   check_names(L, 1);
   side = word(L, 1, "side", sides, side_values, TAPIO_TLS_CLIENT);
   if (side == TAPIO_TLS_SERVER)

@@ -370,9 +370,13 @@ static int t_can_write_eof(lua_State *L) {
   return 1;
 }
 
+/* TLS has no half-close: asyncio raises NotImplementedError, and doing
+ * nothing would leave a peer waiting for an end that never comes. */
 static int t_write_eof(lua_State *L) {
   tl_transport *lt = checkopen(L, "transport:write_eof");
-  tapio_transport_write_eof(lt->t);
+  if (tapio_transport_write_eof(lt->t) == TAPIO_ENOTSUP)
+    return luaL_error(L, "tapio: transport:write_eof: TLS has no "
+                         "half-close (can_write_eof() is false)");
   return 0;
 }
 

@@ -63,7 +63,10 @@ describe("streams over TLS", function()
       assert.are.equal("TLSv1.3", writer:get_extra_info("tls_version"))
       assert.are.equal("localhost", writer:get_extra_info("server_hostname"))
       assert.is_false(writer:can_write_eof())
-      writer:write("hello\n")
+      assert.has_error(function() writer:write_eof() end,
+        "tapio: writer:write_eof: TLS has no half-close "
+        .. "(can_write_eof() is false)")
+      writer:write("hello\n") -- still open for writing
       assert.are.equal("hello\n", reader:readline())
       writer:write(("x"):rep(20) .. "\n") -- the limit holds over TLS
       assert.are.equal("LimitOverrunError", fails(reader.readline,

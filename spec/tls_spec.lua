@@ -35,6 +35,9 @@ describe("tapio.tls_context", function()
     assert.are.equal("client", client_ctx():side())
     assert.are.equal("server", server_ctx():side())
     assert.matches("^tapio.tls_context %(client%)$", tostring(client_ctx()))
+    -- nil as none (opts from a variable): a client context, no crash
+    assert.are.equal("client", tapio.tls_context(nil):side())
+    assert.are.equal("client", tapio.tls_context():side())
   end)
 
   it("raises an error value that says why a file is wrong", function()
@@ -48,6 +51,12 @@ describe("tapio.tls_context", function()
     assert.is_false(ok)
     assert.are.equal("ETLS", err.name)
     assert.matches("key values mismatch", err.message)
+    assert.matches("client.key: ", err.message, 1, true) -- which file
+    ok, err = pcall(tapio.tls_context, { side = "server",
+      cert_pem = "not PEM", key_pem = "nor this" })
+    assert.is_false(ok)
+    assert.are.equal("tapio: tls_context: the certificate chain: no "
+                     .. "certificate in the PEM text", err.message)
   end)
 
   it("raises at once on bad options", function()
@@ -67,6 +76,13 @@ describe("tapio.tls_context", function()
       tapio.tls_context({ check_hostname = "no" })
     end, "tapio: tls_context: bad option 'check_hostname' (boolean "
       .. "expected, got string)")
+    -- both at once: a name check that checks nothing (Python refuses it)
+    assert.has_error(function()
+      tapio.tls_context({ verify = "none", check_hostname = true })
+    end, "tapio: tls_context: check_hostname = true with verify = 'none' "
+      .. "(nothing verified, no name checked): set one or the other")
+    assert.is_truthy(tapio.tls_context({ verify = "none",
+      check_hostname = false }))
     -- a misspelt option (Python's certfile) is not a context without it
     assert.has_error(function()
       tapio.tls_context({ side = "server", certfile = cert("server.pem") })
@@ -84,6 +100,10 @@ describe("tapio.tls_context", function()
       ciphers = "NOPE" })
     assert.is_false(ok)
     assert.matches("^tapio: tls_context: ciphers/ciphersuites: ", err.message)
+    ok, err = pcall(tapio.tls_context, { alpn = { "h2", "" } })
+    assert.is_false(ok)
+    assert.are.equal("tapio: tls_context: alpn: a protocol name is 1 to 255 "
+                     .. "bytes", err.message)
     assert.has_error(function() tapio.tls_context({ alpn = "h2" }) end,
       "tapio: tls_context: option 'alpn' must be a list of at most 64 "
       .. "strings")
@@ -184,6 +204,11 @@ describe("a TLS connection", function()
       assert.is_nil(t:get_extra_info("compression"))
       assert.is_nil(sp.transport:get_extra_info("peercert"))
       assert.is_false(t:can_write_eof())
+      -- no half-close: it raises (asyncio's NotImplementedError) rather
+      -- than leave a peer waiting for an end that never comes
+      assert.has_error(function() t:write_eof() end,
+        "tapio: transport:write_eof: TLS has no half-close "
+        .. "(can_write_eof() is false)")
       local stats = t:get_stats()
       assert.are.equal(4, stats.bytes_sent)
       assert.is_true(stats.tls_wire_bytes_sent > 4)
@@ -264,6 +289,28 @@ describe("a TLS connection", function()
       assert.are.equal("TLS handshake is taking longer than 0.2 seconds: "
                        .. "aborting the connection", err.message)
       silent:close()
+    end)
+  end)
+
+  it("serves a connection accepted before server:close() whose "
+     .. "handshake ends after it, the server collected meanwhile",
+     function()
+    run(function(loop)
+      local sp = recorder(loop)
+      local server = loop:create_server(function() return sp end,
+        "127.0.0.1", 0, { ssl = server_ctx() })
+      local t = loop:create_connection(function() return {} end,
+        "127.0.0.1", port_of(server)) -- TCP only: the server's TLS waits
+      helper.until_true(function() return server:client_count() == 1 end)
+      server:close() -- connections stay open, as asyncio's
+      server = nil
+      helper.collect() -- a freed server was called then (valgrind saw it)
+      loop:start_tls(t, {}, client_ctx(), { server_hostname = "localhost" })
+      t:write("late")
+      sp.made:await() -- the factory was refused before: closed server
+      assert.are.equal("late", sp:bytes(4):await())
+      t:close()
+      sp.lost:await()
     end)
   end)
 
@@ -370,7 +417,14 @@ describe("loop:start_tls", function()
       assert.has_error(function()
         loop:start_tls(t, p, client_ctx(), { ssl = client_ctx() })
       end, "tapio: loop:start_tls: unknown option 'ssl'")
-      local ok, err = pcall(loop.start_tls, loop, t, p, client_ctx())
+      -- at the caller's line, not inside tapio's Lua
+      local line = debug.getinfo(1, "l").currentline + 1
+      local ok, msg = pcall(function() loop:start_tls({}, p, client_ctx()) end)
+      assert.is_false(ok)
+      assert.matches("tls_spec%.lua:" .. line .. ": tapio: loop:start_tls: ",
+                     msg)
+      local err
+      ok, err = pcall(loop.start_tls, loop, t, p, client_ctx())
       assert.is_false(ok) -- a client that checks names needs one
       assert.are.equal("EINVAL", err.name)
       t:close()

@@ -24,6 +24,25 @@ static int fail(tapio_tls_context *c, int code) {
   return code;
 }
 
+/* fail(), the words after "what: " (the file that did not load). */
+static int fail_in(tapio_tls_context *c, int code, const char *what) {
+  char e[160];
+  unsigned long err = ERR_peek_error();
+  if (err)
+    ERR_error_string_n(err, e, sizeof e);
+  else
+    snprintf(e, sizeof e, "%s", tapio_strerror(code));
+  ERR_clear_error();
+  snprintf(c->err, sizeof c->err, "%.90s: %s", what, e);
+  return code;
+}
+
+/* A call refused before OpenSSL: why, in words; returns code. */
+static int refuse(tapio_tls_context *c, int code, const char *why) {
+  snprintf(c->err, sizeof c->err, "%s", why);
+  return code;
+}
+
 static void ok(tapio_tls_context *c) {
   c->err[0] = '\0';
 }
@@ -33,6 +52,18 @@ const char *tapio_tls_context_error(tapio_tls_context *c) {
 }
 
 /* ---- Callbacks OpenSSL makes -------------------------------------------- */
+
+/* Clients: the server asked for a certificate and none is loaded. None
+ * is sent, as without this; TLS 1.2 servers then answer with a bare
+ * handshake_failure alert, which this tells apart (tls_error.c). */
+static int cert_asked_cb(SSL *ssl, X509 **x509, EVP_PKEY **pkey) {
+  tapio__tls *tc = SSL_get_app_data(ssl);
+  (void)x509;
+  (void)pkey;
+  if (tc)
+    tc->cert_asked = 1;
+  return 0;
+}
 
 static void keylog_cb(const SSL *ssl, const char *line) {
   tapio_tls_context *c = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
@@ -113,6 +144,8 @@ int tapio_tls_context_new(int side, tapio_tls_context **out) {
   SSL_CTX_set_default_read_buffer_len(c->ctx, 64 * 1024);
   SSL_CTX_set_options(c->ctx, SSL_OP_NO_COMPRESSION);
   tapio__tls_session_setup(c);
+  if (side == TAPIO_TLS_CLIENT)
+    SSL_CTX_set_client_cert_cb(c->ctx, cert_asked_cb);
   if (side == TAPIO_TLS_SERVER) {
     SSL_CTX_set_options(c->ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
     SSL_CTX_set_tlsext_servername_callback(c->ctx, sni_cb);
@@ -199,10 +232,14 @@ int tapio_tls_context_load_cert_chain(tapio_tls_context *c,
   ERR_clear_error();
   SSL_CTX_set_default_passwd_cb(c->ctx, password_cb);
   SSL_CTX_set_default_passwd_cb_userdata(c->ctx, (void *)password);
-  rc = SSL_CTX_use_certificate_chain_file(c->ctx, certfile) == 1 &&
-       SSL_CTX_use_PrivateKey_file(c->ctx, keyfile, SSL_FILETYPE_PEM) == 1;
+  if (SSL_CTX_use_certificate_chain_file(c->ctx, certfile) != 1)
+    rc = fail_in(c, TAPIO_ETLS, certfile);
+  else if (SSL_CTX_use_PrivateKey_file(c->ctx, keyfile, SSL_FILETYPE_PEM) != 1)
+    rc = fail_in(c, TAPIO_ETLS, keyfile); /* no key there, a bad password */
+  else
+    rc = key_matches(c);
   SSL_CTX_set_default_passwd_cb_userdata(c->ctx, NULL);
-  return rc ? key_matches(c) : fail(c, TAPIO_ETLS);
+  return rc;
 }
 
 /* The chain in PEM text: the first certificate is the leaf. */
@@ -237,14 +274,21 @@ int tapio_tls_context_load_cert_chain_pem(tapio_tls_context *c,
   ERR_clear_error();
   cb = BIO_new_mem_buf(cert, (int)certlen);
   kb = BIO_new_mem_buf(key, (int)keylen);
-  rc = cb && kb && use_chain_pem(c, cb);
-  if (rc)
-    pk = PEM_read_bio_PrivateKey(kb, NULL, password_cb, (void *)password);
-  rc = rc && pk && SSL_CTX_use_PrivateKey(c->ctx, pk) == 1;
+  if (!cb || !kb)
+    rc = fail(c, TAPIO_ENOMEM);
+  else if (!use_chain_pem(c, cb))
+    rc = refuse(c, TAPIO_ETLS, "no certificate in the PEM text");
+  else if (!(pk = PEM_read_bio_PrivateKey(kb, NULL, password_cb,
+                                          (void *)password)))
+    rc = ERR_peek_error() ? fail_in(c, TAPIO_ETLS, "the key")
+                          : refuse(c, TAPIO_ETLS, "no key in the PEM text");
+  else
+    rc = SSL_CTX_use_PrivateKey(c->ctx, pk) == 1 ? key_matches(c)
+                                                 : fail(c, TAPIO_ETLS);
   EVP_PKEY_free(pk);
   BIO_free(cb);
   BIO_free(kb);
-  return rc ? key_matches(c) : fail(c, TAPIO_ETLS);
+  return rc;
 }
 
 static int add_pem_cas(tapio_tls_context *c, const char *pem, size_t len) {
@@ -277,7 +321,7 @@ int tapio_tls_context_load_verify_locations(tapio_tls_context *c,
   ERR_clear_error();
   if ((cafile || capath) &&
       SSL_CTX_load_verify_locations(c->ctx, cafile, capath) != 1)
-    return fail(c, TAPIO_ETLS);
+    return fail_in(c, TAPIO_ETLS, cafile ? cafile : capath);
   if (pem && !add_pem_cas(c, pem, pemlen)) {
     snprintf(c->err, sizeof c->err, "no certificate in the PEM text");
     return TAPIO_ETLS;
@@ -318,7 +362,8 @@ int tapio_tls_context_set_verify(tapio_tls_context *c, int mode) {
     m = SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
     break;
   default:
-    return TAPIO_EINVAL;
+    return refuse(c, TAPIO_EINVAL, "TAPIO_TLS_VERIFY_NONE, _OPTIONAL or "
+                  "_REQUIRED expected");
   }
   c->verify = mode;
   SSL_CTX_set_verify(c->ctx, m, NULL);
@@ -326,8 +371,10 @@ int tapio_tls_context_set_verify(tapio_tls_context *c, int mode) {
 }
 
 int tapio_tls_context_set_check_hostname(tapio_tls_context *c, int on) {
-  if (!c || c->side != TAPIO_TLS_CLIENT)
-    return c ? TAPIO_ENOTSUP : TAPIO_EINVAL;
+  if (!c)
+    return TAPIO_EINVAL;
+  if (c->side != TAPIO_TLS_CLIENT)
+    return refuse(c, TAPIO_ENOTSUP, "a client context's setting");
   c->check_hostname = on != 0;
   return 0;
 }
@@ -343,9 +390,14 @@ static int proto_version(int v, int *out) {
 
 int tapio_tls_context_set_versions(tapio_tls_context *c, int min, int max) {
   int lo, hi;
-  if (!c || proto_version(min, &lo) < 0 || proto_version(max, &hi) < 0 ||
-      (lo && hi && lo > hi))
+  if (!c)
     return TAPIO_EINVAL;
+  if (proto_version(min, &lo) < 0 || proto_version(max, &hi) < 0)
+    return refuse(c, TAPIO_EINVAL,
+                  "TAPIO_TLS_1_2, TAPIO_TLS_1_3 or 0 expected");
+  if (lo && hi && lo > hi)
+    return refuse(c, TAPIO_EINVAL, "the minimum version is above the "
+                  "maximum");
   if ((lo && SSL_CTX_set_min_proto_version(c->ctx, lo) != 1) ||
       (hi && SSL_CTX_set_max_proto_version(c->ctx, hi) != 1))
     return fail(c, TAPIO_ETLS);
@@ -373,8 +425,10 @@ int tapio_tls_context_set_alpn(tapio_tls_context *c,
     return TAPIO_EINVAL;
   for (i = 0; i < n; i++) {
     size_t l = protos[i] ? strlen(protos[i]) : 0;
-    if (l == 0 || l > 255 || len + l + 1 > 65535)
-      return TAPIO_EINVAL;
+    if (l == 0 || l > 255)
+      return refuse(c, TAPIO_EINVAL, "a protocol name is 1 to 255 bytes");
+    if (len + l + 1 > 65535)
+      return refuse(c, TAPIO_EINVAL, "the list is over 65535 bytes");
     len += l + 1;
   }
   wire = len ? malloc(len) : NULL;
@@ -400,11 +454,14 @@ int tapio_tls_context_add_sni(tapio_tls_context *c, const char *name,
                               tapio_tls_context *use) {
   struct tapio__sni *grown;
   char *copy;
-  if (!c || !name || !*name || !use || c->side != TAPIO_TLS_SERVER ||
-      use->side != TAPIO_TLS_SERVER)
+  if (!c)
     return TAPIO_EINVAL;
+  if (!name || !*name || !use)
+    return refuse(c, TAPIO_EINVAL, "a host name and a context expected");
+  if (c->side != TAPIO_TLS_SERVER || use->side != TAPIO_TLS_SERVER)
+    return refuse(c, TAPIO_EINVAL, "server contexts only");
   if (sni_lookup(c, name))
-    return TAPIO_EEXIST;
+    return refuse(c, TAPIO_EEXIST, "that name was added already");
   grown = realloc(c->sni, (c->nsni + 1) * sizeof *grown);
   copy = grown ? strdup(name) : NULL;
   if (!copy) {
@@ -421,8 +478,10 @@ int tapio_tls_context_add_sni(tapio_tls_context *c, const char *name,
 
 int tapio_tls_context_set_sni_callback(tapio_tls_context *c,
                                        tapio_tls_sni_fn fn, void *ud) {
-  if (!c || c->side != TAPIO_TLS_SERVER)
-    return c ? TAPIO_ENOTSUP : TAPIO_EINVAL;
+  if (!c)
+    return TAPIO_EINVAL;
+  if (c->side != TAPIO_TLS_SERVER)
+    return refuse(c, TAPIO_ENOTSUP, "a server context's setting");
   c->sni_fn = fn;
   c->sni_ud = ud;
   return 0;
@@ -438,8 +497,11 @@ int tapio_tls_context_set_keylog_file(tapio_tls_context *c,
   FILE *f = NULL;
   if (!c)
     return TAPIO_EINVAL;
-  if (path && !(f = fopen(path, "a")))
-    return tapio__from_errno(errno);
+  if (path && !(f = fopen(path, "a"))) {
+    int rc = tapio__from_errno(errno);
+    snprintf(c->err, sizeof c->err, "%s: %s", path, tapio_strerror(rc));
+    return rc;
+  }
   pthread_mutex_lock(&c->lock);
   if (c->keylog)
     fclose(c->keylog);
@@ -460,10 +522,12 @@ int tapio_tls_context_set_keylog_callback(tapio_tls_context *c,
 }
 
 int tapio_tls_context_set_session_cache(tapio_tls_context *c, size_t n) {
-  if (!c || c->side != TAPIO_TLS_CLIENT)
-    return c ? TAPIO_ENOTSUP : TAPIO_EINVAL;
-  if (n > 65536)
+  if (!c)
     return TAPIO_EINVAL;
+  if (c->side != TAPIO_TLS_CLIENT)
+    return refuse(c, TAPIO_ENOTSUP, "a client context's setting");
+  if (n > 65536)
+    return refuse(c, TAPIO_EINVAL, "at most 65536");
   tapio__tls_session_clear(c); /* the ring is made for its size */
   pthread_mutex_lock(&c->lock);
   c->cache_max = n;

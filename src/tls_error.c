@@ -88,6 +88,12 @@ int tapio__tls_classify(tapio__tls *tc, int r) {
             X509_verify_cert_error_string(v), "");
     return verify_code(v);
   }
+  if (ERR_GET_LIB(err) == ERR_LIB_SSL && tc->cert_asked &&
+      reason == SSL_R_SSLV3_ALERT_HANDSHAKE_FAILURE) { /* TLS 1.2's answer to a client without one */
+    tapio__tls_set_err(tc, "%s failed: %s", what, "sslv3 alert handshake "
+                       "failure (a client certificate was asked for)");
+    return TAPIO_ETLS_NO_CERT;
+  }
   if (err) {
     const char *rs = ERR_reason_error_string(err);
     tapio__tls_set_err(tc, "%s failed: %s", what, rs ? rs : "error");

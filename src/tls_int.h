@@ -65,6 +65,8 @@ typedef struct tapio__tls {
   unsigned batching : 1;   /* tls_writev: records go into `out` */
   unsigned flushing : 1;   /* closed, the stream's buffer not yet sent: the
                               shutdown timer runs already */
+  unsigned cert_asked : 1; /* client: the server asked for a certificate
+                              and it had none to give */
   int io_err;              /* the lower layer's error, for the report */
   int rd_end;              /* a read's end kept for the next: 1 EOF, or
                               a negative code */

@@ -74,12 +74,15 @@ M.start = start
 
 -- The async rule for the C side's create calls and lookups; name: the
 -- method's.
-local function completing(c_create, name)
+local function completing(c_create, name, first_only)
   names[c_create] = name
   return function(self, ...)
     local fut, msg = start(c_create, self, ...)
     if not fut then
       error(msg, 2)
+    end
+    if first_only then
+      return (resolve(fut))
     end
     return resolve(fut)
   end
@@ -137,12 +140,9 @@ Loop.subprocess_shell = completing(Loop._subprocess_shell, "subprocess_shell")
 --- loop:start_tls(transport, protocol, sslcontext, opts, buffered)
 -- -> transport: upgrades the connection in place; buffered (a string) is
 -- what a reader took off the connection already, fed to the handshake.
-do
-  local start = completing(Loop._start_tls, "start_tls")
-  function Loop:start_tls(...)
-    return (start(self, ...)) -- the transport, not the protocol after it
-  end
-end
+-- The transport only, not the protocol after it; no wrapper around it, so
+-- that an argument error names the caller's line.
+Loop.start_tls = completing(Loop._start_tls, "start_tls", true)
 
 -- ---- Servers -------------------------------------------------------------
 

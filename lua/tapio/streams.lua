@@ -317,6 +317,10 @@ function StreamWriter:write_eof()
     check_writer(self, "writer:write_eof")
   end
   if not self._lost then
+    if not self.transport:can_write_eof() then -- TLS: nothing would go
+      error("tapio: writer:write_eof: TLS has no half-close "
+            .. "(can_write_eof() is false)", 2)
+    end
     flush(self)
     self._eof, self._shut = true, true
     self.transport:write_eof()
