@@ -58,7 +58,7 @@ struct tapio__dgram {
   int af;                     /* the socket's family */
   int connected;              /* send() needs no address */
   tapio__addr dflt;           /* allow_broadcast's remote: the default */
-  tapio__dgram_queue q;        /* what the socket refused for now */
+  tapio__dgram_queue q;       /* what the socket refused for now */
   dgram_err *ehead, *etail;
   tapio__task etask;          /* delivers the errors */
   int eposted;
