@@ -619,7 +619,12 @@ int tapio_cancel_pending(tapio_loop *loop, void *cb_ud);
  * goes with it (e.g. what each address of a failed connect answered, why
  * a TLS handshake failed: "certificate verify failed: certificate has
  * expired", which name did not resolve: "could not resolve 'x':
- * unknown node or service"), or NULL when there is none; borrowed for the callback. NULL
+ * unknown node or service"), or NULL when there is none; borrowed for the
+ * callback. Right after a create call (or start_tls) returned an error at
+ * once, why, when its options were refused ("create_server: option 'ssl'
+ * is a client TLS context; this call needs a server one", "create_connection
+ * does not take option 'backlog'", "... option 'server_hostname' is for
+ * TLS: give 'ssl' too"), until the next create call or completion. NULL
  * elsewhere. */
 const char *tapio_loop_error_message(tapio_loop *loop);
 
@@ -909,8 +914,10 @@ int tapio_server_start_serving(tapio_server *s);
 int tapio_server_is_serving(tapio_server *s);
 /* Stops listening and closes the listening sockets; accepted connections
  * stay open. Idempotent. A TLS connection accepted before still has the
- * factory called when its handshake ends (after close, or release): keep
- * factory_ud alive until tapio_server_wait_closed's callback. */
+ * factory called when its handshake ends, after close: keep factory_ud
+ * alive until tapio_server_wait_closed's callback (or release the
+ * server: after tapio_server_release the factory is never called, and
+ * such a connection is aborted when its handshake ends). */
 int tapio_server_close(tapio_server *s);
 /* close() every connection the server accepted that is still open. */
 int tapio_server_close_clients(tapio_server *s);

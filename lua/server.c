@@ -139,8 +139,9 @@ static tl_server *newserver(lua_State *L, tl_loop *lb, int fi, int cbi) {
 /* The pending server (loop:_cancel takes it), or nil, err. */
 static int finish(lua_State *L, tl_server *ls, int rc) {
   if (rc < 0) {
+    tapio_loop *loop = ls->lb->loop;
     unanchor(L, ls);
-    return tl_fail(L, rc);
+    return tl_fail_call(L, loop, rc);
   }
   lua_rawgeti(L, LUA_REGISTRYINDEX, ls->self_ref);
   return 1;

@@ -351,6 +351,9 @@ void tl_pusherror(lua_State *L, int code, const char *message);
 /* Returns nil, error: how the binding's functions report what the user
  * could not have prevented. */
 int tl_fail(lua_State *L, int code);
+/* The same for a create call (or start_tls) of loop that returned code at
+ * once: with the words of its refusal when the core gave some. */
+int tl_fail_call(lua_State *L, tapio_loop *loop, int code);
 /* The same for a system call's errno, with the OS's message. */
 int tl_oserror(lua_State *L, int err);
 /* Raises "tapio: fn: bad argument #n 'name' (msg)". */

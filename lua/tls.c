@@ -353,7 +353,7 @@ static int l_start_tls(lua_State *L) {
                                  lt, ctx, o, buffered, len, on_started, lt);
   tapio_options_free(o);
   if (rc < 0)
-    return tl_fail(L, rc);
+    return tl_fail_call(L, lb->loop, rc);
   lt->buffered = buffer_kind;
   lua_pushvalue(L, 4); /* the protocol from now on */
   lua_rawseti(L, LUA_REGISTRYINDEX, lt->proto_ref);

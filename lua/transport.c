@@ -147,8 +147,9 @@ static int has_sock(lua_State *L, int idx) {
  * loop:_cancel takes. */
 int tl_create_done(lua_State *L, tl_transport *lt, int rc) {
   if (rc < 0) {
+    tapio_loop *loop = lt->lb->loop;
     tl_release_transport(L, lt);
-    return tl_fail(L, rc);
+    return tl_fail_call(L, loop, rc);
   }
   lua_rawgeti(L, LUA_REGISTRYINDEX, lt->self_ref);
   return 1;

@@ -153,6 +153,12 @@ int tl_fail(lua_State *L, int code) {
   return 2;
 }
 
+int tl_fail_call(lua_State *L, tapio_loop *loop, int code) {
+  lua_pushnil(L);
+  tl_pusherror(L, code, tapio_loop_error_message(loop));
+  return 2;
+}
+
 /* "message (NAME)" */
 static int e_tostring(lua_State *L) {
   lua_getfield(L, 1, "message");

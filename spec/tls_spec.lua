@@ -131,14 +131,19 @@ describe("tapio.tls_context", function()
       end, "tapio: loop:create_connection: bad option 'ssl' "
            .. "(TLS context expected)")
       -- without ssl, or with a context of the wrong side: error values
+      -- whose words say which option and why
       local ok, err = pcall(loop.create_connection, loop, f, "127.0.0.1", 1,
                             { server_hostname = "x" })
       assert.is_false(ok)
       assert.are.equal("EINVAL", err.name)
+      assert.are.equal("create_connection: option 'server_hostname' is "
+        .. "for TLS: give 'ssl' too", err.message)
       ok, err = pcall(loop.create_server, loop, f, "127.0.0.1", 0,
                       { ssl = client_ctx() })
       assert.is_false(ok)
       assert.are.equal("EINVAL", err.name)
+      assert.are.equal("create_server: option 'ssl' is a client TLS "
+        .. "context; this call needs a server one", err.message)
       -- ssl = true is a default client context (asyncio's ssl=True): no
       -- server takes one; ssl = false is none
       ok, err = pcall(loop.create_server, loop, f, "127.0.0.1", 0,
@@ -427,6 +432,7 @@ describe("loop:start_tls", function()
       ok, err = pcall(loop.start_tls, loop, t, p, client_ctx())
       assert.is_false(ok) -- a client that checks names needs one
       assert.are.equal("EINVAL", err.name)
+      assert.matches("^no server_hostname to check", err.message)
       t:close()
       server:close()
     end)

@@ -293,6 +293,7 @@ static int wrap(tapio_loop *loop, int fd, const tapio_protocol *proto,
  * loop being freed, and options it does not take. */
 static int bad_args(tapio_loop *loop, const tapio_protocol *proto,
                     tapio_connect_fn cb, const tapio_options *opts, int call) {
+  tapio__refuse_none(loop);
   if (!loop || !cb || tapio__proto_check(proto, sizeof *proto) < 0)
     return TAPIO_EINVAL;
   if (loop->freeing)
@@ -300,7 +301,7 @@ static int bad_args(tapio_loop *loop, const tapio_protocol *proto,
   if (tapio__virtual(loop) && (call == TAPIO_CALL_CONNECT_ACCEPTED_SOCKET ||
                                tapio__opt_is_set(opts, TAPIO__OPT_SOCK)))
     return TAPIO_EVIRTUAL; /* a real socket: the virtual network has none */
-  return tapio__opts_check(opts, call);
+  return tapio__opts_check(loop, opts, call);
 }
 
 int tapio_connect_accepted_socket(tapio_loop *loop, int fd,

@@ -408,6 +408,7 @@ int tapio_create_datagram_endpoint(tapio_loop *loop,
                                    tapio_connect_fn cb, void *cb_ud) {
   dgram_req *r;
   int rc = 0;
+  tapio__refuse_none(loop);
   if (!loop || !cb || tapio__proto_check(proto, sizeof *proto) < 0)
     rc = TAPIO_EINVAL;
   else
@@ -417,7 +418,7 @@ int tapio_create_datagram_endpoint(tapio_loop *loop,
       !is_set(opts, TAPIO__OPT_REMOTE_PATH))
     rc = 0; /* an endpoint of the virtual network: make_virtual */
   if (rc == 0)
-    rc = tapio__opts_check(opts, TAPIO_CALL_CREATE_DATAGRAM_ENDPOINT);
+    rc = tapio__opts_check(loop, opts, TAPIO_CALL_CREATE_DATAGRAM_ENDPOINT);
   if (rc == 0)
     rc = check_options(opts);
   if (rc == 0 && is_set(opts, TAPIO__OPT_SOCK))

@@ -276,13 +276,14 @@ static int submit(listen_req *r, tapio_server_fn cb, void *cb_ud,
  * and options it does not take. */
 static int bad_args(tapio_loop *loop, tapio_protocol_factory factory,
                     tapio_server_fn cb, const tapio_options *opts, int call) {
+  tapio__refuse_none(loop);
   if (!loop || !factory || !cb)
     return TAPIO_EINVAL;
   if (loop->freeing)
     return TAPIO_ECLOSED;
   if (tapio__virtual(loop) && tapio__opt_is_set(opts, TAPIO__OPT_SOCK))
     return TAPIO_EVIRTUAL; /* a real socket: the virtual network has none */
-  return tapio__opts_check(opts, call);
+  return tapio__opts_check(loop, opts, call);
 }
 
 int tapio_create_server(tapio_loop *loop, const char *const *hosts,

@@ -304,27 +304,60 @@ int tapio_options_set_tls(tapio_options *o, const char *name,
  * context as an argument), and the context must be made for the side the
  * call takes: clients connect, servers and connect_accepted_socket
  * accept. */
-static int tls_check(const tapio_options *o, int call) {
+/* The calls' names, for the words of a refusal. */
+static const char *const call_names[NCALLS] = {
+  [TAPIO_CALL_CREATE_CONNECTION] = "create_connection",
+  [TAPIO_CALL_CREATE_UNIX_CONNECTION] = "create_unix_connection",
+  [TAPIO_CALL_CONNECT_ACCEPTED_SOCKET] = "connect_accepted_socket",
+  [TAPIO_CALL_CREATE_SERVER] = "create_server",
+  [TAPIO_CALL_CREATE_UNIX_SERVER] = "create_unix_server",
+  [TAPIO_CALL_CREATE_DATAGRAM_ENDPOINT] = "create_datagram_endpoint",
+  [TAPIO_CALL_CONNECT_READ_PIPE] = "connect_read_pipe",
+  [TAPIO_CALL_CONNECT_WRITE_PIPE] = "connect_write_pipe",
+  [TAPIO_CALL_SUBPROCESS_EXEC] = "subprocess_exec",
+  [TAPIO_CALL_SUBPROCESS_SHELL] = "subprocess_shell",
+  [TAPIO_CALL_START_TLS] = "start_tls",
+};
+
+static const char *side_name(int side) {
+  return side == TAPIO_TLS_SERVER ? "server" : "client";
+}
+
+static int tls_check(tapio_loop *loop, const tapio_options *o, int call) {
   uint32_t tls_only = (1u << TAPIO__OPT_SERVER_HOSTNAME) |
                       (1u << TAPIO__OPT_SSL_HANDSHAKE_TIMEOUT) |
                       (1u << TAPIO__OPT_SSL_SHUTDOWN_TIMEOUT);
   int server = call == TAPIO_CALL_CREATE_SERVER ||
                call == TAPIO_CALL_CREATE_UNIX_SERVER ||
                call == TAPIO_CALL_CONNECT_ACCEPTED_SOCKET;
-  if (o->set & (1u << TAPIO__OPT_SSL))
-    return tapio_tls_context_get_side(o->tls) ==
-                   (server ? TAPIO_TLS_SERVER : TAPIO_TLS_CLIENT)
-               ? 0 : TAPIO_EINVAL;
-  return call != TAPIO_CALL_START_TLS && (o->set & tls_only) ? TAPIO_EINVAL
-                                                              : 0;
+  int want = server ? TAPIO_TLS_SERVER : TAPIO_TLS_CLIENT, i;
+  if (o->set & (1u << TAPIO__OPT_SSL)) {
+    if (tapio_tls_context_get_side(o->tls) == want)
+      return 0;
+    tapio__refuse(loop, "%s: option 'ssl' is a %s TLS context; this call "
+                  "needs a %s one", call_names[call],
+                  side_name(tapio_tls_context_get_side(o->tls)),
+                  side_name(want));
+    return TAPIO_EINVAL;
+  }
+  if (call == TAPIO_CALL_START_TLS || !(o->set & tls_only))
+    return 0;
+  for (i = 0; !(o->set & tls_only & (1u << i)); i++)
+    ;
+  tapio__refuse(loop, "%s: option '%s' is for TLS: give 'ssl' too",
+                call_names[call], optdefs[i].name);
+  return TAPIO_EINVAL;
 }
 
-int tapio__opts_check(const tapio_options *o, int call) {
+int tapio__opts_check(tapio_loop *loop, const tapio_options *o, int call) {
   int i;
   for (i = 0; o && i < TAPIO__OPT_COUNT; i++)
-    if ((o->set & (1u << i)) && !(optdefs[i].calls & (1u << call)))
+    if ((o->set & (1u << i)) && !(optdefs[i].calls & (1u << call))) {
+      tapio__refuse(loop, "%s does not take option '%s'", call_names[call],
+                    optdefs[i].name);
       return TAPIO_EINVAL;
-  return o ? tls_check(o, call) : 0;
+    }
+  return o ? tls_check(loop, o, call) : 0;
 }
 
 int tapio__opts_fail(const tapio_options *o, int code) {

@@ -193,6 +193,7 @@ static int connect_pipe(tapio_loop *loop, int fd, int writing,
                         void *cb_ud) {
   tapio_transport *t = NULL;
   int rc = 0;
+  tapio__refuse_none(loop);
   if (!loop || !cb || tapio__proto_check(proto, sizeof *proto) < 0)
     rc = TAPIO_EINVAL;
   else if (fd < 0)
@@ -200,8 +201,9 @@ static int connect_pipe(tapio_loop *loop, int fd, int writing,
   else
     rc = tapio__io_refused(loop);
   if (rc == 0)
-    rc = tapio__opts_check(opts, writing ? TAPIO_CALL_CONNECT_WRITE_PIPE
-                                         : TAPIO_CALL_CONNECT_READ_PIPE);
+    rc = tapio__opts_check(loop, opts,
+                           writing ? TAPIO_CALL_CONNECT_WRITE_PIPE
+                                   : TAPIO_CALL_CONNECT_READ_PIPE);
   if (rc == 0)
     rc = tapio__pipe_new(loop, fd, writing, proto, proto_ud, &t);
   if (rc < 0) {

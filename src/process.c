@@ -367,11 +367,12 @@ static int start(tapio_loop *loop, char *const *argv,
 static int bad_args(tapio_loop *loop, const tapio_subprocess_protocol *proto,
                     tapio_connect_fn cb, const tapio_options *opts,
                     int call) {
+  tapio__refuse_none(loop);
   if (!loop || !cb || tapio__proto_check(proto, sizeof *proto) < 0)
     return TAPIO_EINVAL;
   if (tapio__io_refused(loop))
     return tapio__io_refused(loop);
-  return tapio__opts_check(opts, call);
+  return tapio__opts_check(loop, opts, call);
 }
 
 int tapio_subprocess_exec(tapio_loop *loop, const char *program,

@@ -3,6 +3,9 @@
  * (tapio_cancel_pending), and the message of a failed completion. */
 #include "tapio_int.h"
 
+#include <stdarg.h>
+#include <stdio.h>
+
 void tapio__request_start(tapio_loop *loop, tapio__request *req,
                           tapio__task_fn run,
                           void (*cancel)(tapio__request *)) {
@@ -15,7 +18,15 @@ void tapio__request_start(tapio_loop *loop, tapio__request *req,
 
 int tapio__request_done(tapio__request *req) {
   tapio__list_remove(&req->link);
+  req->loop->refused[0] = '\0'; /* a completion's message is its own */
   return !req->quiet;
+}
+
+void tapio__refuse(tapio_loop *loop, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(loop->refused, sizeof loop->refused, fmt, ap);
+  va_end(ap);
 }
 
 /* Requests still waiting on I/O when the loop is freed. */
@@ -66,5 +77,8 @@ void tapio__connect_failed(tapio_loop *loop, int call, tapio_connect_fn cb,
 }
 
 const char *tapio_loop_error_message(tapio_loop *loop) {
-  return loop ? loop->errmsg : NULL;
+  if (!loop)
+    return NULL;
+  return loop->errmsg ? loop->errmsg : loop->refused[0] ? loop->refused
+                                                         : NULL;
 }

@@ -140,12 +140,13 @@ static int take_protocol(tapio_server *s, tapio_transport *t) {
 
 /* A TLS connection gets its protocol once its handshake is done, so that
  * a failed handshake costs the application nothing (and reports nothing,
- * as asyncio outside debug mode). */
+ * as asyncio outside debug mode). Once the user released the server, the
+ * factory (and what it uses) may be gone: the connection is aborted. */
 static void tls_accepted(void *ud, tapio_transport *t, int status) {
   (void)ud;
   if (status < 0)
     return;
-  if (take_protocol(t->server, t) < 0) {
+  if (t->server->released || take_protocol(t->server, t) < 0) {
     tapio_transport_abort(t);
     return;
   }

@@ -99,6 +99,7 @@ struct tapio_loop {
   void *rbuf_block;        /* the allocation rbuf is aligned within */
   char *dbuf;              /* datagram slots, made on first datagram read */
   const char *errmsg;      /* tapio_loop_error_message, during a completion */
+  char refused[200];       /* or why a create call just refused at once */
   struct tapio__resolver *resolver; /* c-ares, made on first name lookup */
   char *dns_servers;       /* tapio_loop_set_resolver's, or NULL */
   double dns_timeout;      /* seconds per try; 0: the system's */
@@ -338,8 +339,10 @@ enum tapio__opt {
   TAPIO__OPT_COUNT
 };
 
-/* TAPIO_EINVAL if o holds an option call (enum tapio_call) does not take. */
-int tapio__opts_check(const tapio_options *o, int call);
+/* TAPIO_EINVAL if o holds an option call (enum tapio_call) does not take,
+ * or TLS options that do not fit it, with its words for
+ * tapio_loop_error_message. */
+int tapio__opts_check(tapio_loop *loop, const tapio_options *o, int call);
 /* A create call failing: the descriptor given as "sock" is tapio's from
  * the call on, so it is closed. Returns code. */
 int tapio__opts_fail(const tapio_options *o, int code);
@@ -806,6 +809,16 @@ void tapio__request_start(tapio_loop *loop, tapio__request *req,
 /* Unlinks the request; 1 if its completion is to be called, 0 when the
  * user cancelled it. */
 int tapio__request_done(tapio__request *req);
+/* Why a create call refuses its arguments at once (its code returned):
+ * what tapio_loop_error_message answers until the next create call or
+ * completion. */
+void tapio__refuse(tapio_loop *loop, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* What each create call does first: no words of an earlier refusal. */
+static inline void tapio__refuse_none(tapio_loop *loop) {
+  if (loop)
+    loop->refused[0] = '\0';
+}
 void tapio__requests_cancel_all(tapio_loop *loop);
 /* A create call's transport t, made and waiting: from the loop,
  * connection_made (tapio__transport_made), then cb(cb_ud, 0, t); if the

@@ -27,12 +27,21 @@ static int params_for(tapio_loop *loop, tapio_tls_context *ctx,
                       tapio__tls_params *p) {
   const char *name = tapio__opt_str(o, TAPIO__OPT_SERVER_HOSTNAME);
   memset(p, 0, sizeof *p);
-  if (ctx->side != (server ? TAPIO_TLS_SERVER : TAPIO_TLS_CLIENT))
-    return TAPIO_EINVAL; /* Python: "a server socket ... CLIENT context" */
+  if (ctx->side != (server ? TAPIO_TLS_SERVER : TAPIO_TLS_CLIENT)) {
+    /* Python: "a server socket ... CLIENT context" */
+    tapio__refuse(loop, "the TLS context is a %s one; this side needs a %s "
+                  "one", server ? "client" : "server",
+                  server ? "server" : "client");
+    return TAPIO_EINVAL;
+  }
   if (!name)
     name = host;
-  if (needs_name(ctx) && (!name || !*name))
+  if (needs_name(ctx) && (!name || !*name)) {
+    tapio__refuse(loop, "no server_hostname to check: the TLS context "
+                  "checks host names (check_hostname off connects without "
+                  "one)");
     return TAPIO_EINVAL;
+  }
   if (name && *name && !(p->hostname = tapio__strdup(loop, name)))
     return TAPIO_ENOMEM;
   tapio__tls_context_retain(ctx);
@@ -81,6 +90,7 @@ static int start_check(tapio_transport *t, const tapio_protocol *proto,
                        tapio_tls_context *ctx, const tapio_options *opts,
                        tapio_connect_fn cb) {
   tapio__tls *tc;
+  tapio__refuse_none(t ? t->loop : NULL);
   if (!t || !ctx || !cb || tapio__proto_check(proto, sizeof *proto) < 0)
     return TAPIO_EINVAL;
   if (t->kind->id != TAPIO_TRANSPORT_STREAM)
@@ -89,7 +99,7 @@ static int start_check(tapio_transport *t, const tapio_protocol *proto,
     return TAPIO_ECLOSED;
   if ((tc = tapio__tls_of(t)) && tc->state < TAPIO__TLS_OPEN)
     return TAPIO_EBUSY;
-  return tapio__opts_check(opts, TAPIO_CALL_START_TLS);
+  return tapio__opts_check(t->loop, opts, TAPIO_CALL_START_TLS);
 }
 
 int tapio_transport_start_tls(tapio_transport *t, const tapio_protocol *proto,

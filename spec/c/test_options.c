@@ -197,6 +197,32 @@ static void options_not_taken_einval(void)
   free_loop(loop);
 }
 
+/* A refusal has words (tapio_loop_error_message right after the call),
+ * which the next create call clears, refused or not, and a completion. */
+static void refusal_words(void)
+{
+  tapio_loop *loop = new_loop();
+  tapio_options *o = one_option(loop, "backlog", 1);
+  srv sv;
+  CHECK_ERR(create(loop, TAPIO_CALL_CREATE_CONNECTION, o), TAPIO_EINVAL);
+  CHECK_STR(tapio_loop_error_message(loop),
+            "create_connection does not take option 'backlog'");
+  tapio_options_free(o);
+  o = new_options(loop);
+  CHECK_OK(tapio_options_set_double(o, "ssl_handshake_timeout", 5));
+  CHECK_ERR(create(loop, TAPIO_CALL_CREATE_SERVER, o), TAPIO_EINVAL);
+  CHECK_STR(tapio_loop_error_message(loop), "create_server: option "
+            "'ssl_handshake_timeout' is for TLS: give 'ssl' too");
+  tapio_options_free(o);
+  srv_init(&sv, loop);
+  CHECK_OK(tapio_create_server(loop, (const char *const[]){ "127.0.0.1" },
+                               1, 0, srv_factory, &sv, NULL, on_server, &sv));
+  CHECK(tapio_loop_error_message(loop) == NULL); /* not the last words */
+  WAIT_FOR(loop, sv.done);
+  CHECK_STR(sv.msg, "(none)"); /* nor during the completion */
+  srv_release_and_free(&sv, loop);
+}
+
 /* ---- "sock" is tapio's from the call on -------------------------------- */
 
 static int fd_is_open(int fd)
@@ -256,5 +282,6 @@ TEST_MAIN(
   TEST(option_names_per_call),
   TEST(option_info_per_call),
   TEST(options_not_taken_einval),
+  TEST(refusal_words),
   TEST(sock_closed_on_every_failure)
 )

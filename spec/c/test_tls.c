@@ -392,6 +392,39 @@ static void server_handshake_timeout(void)
   srv_release_and_free(&sv, loop);
 }
 
+/* A handshake that ends after the server was released: the factory (the
+ * caller may have freed what it uses) is not called; the connection is
+ * aborted, which the client sees. */
+static void released_server_calls_no_factory(void)
+{
+  tapio_loop *loop = new_loop();
+  tapio_options *o;
+  conn_wait w = { 0 };
+  srv sv;
+  rec c;
+  int fd;
+  tls_srv_start(&sv, loop, server_ctx("server"));
+  fd = raw_connect(AF_INET, "127.0.0.1", sv.port);
+  CHECK(fd >= 0);
+  WAIT_FOR(loop, tapio_server_client_count(sv.s) == 1); /* accepted */
+  tapio_server_release(sv.s); /* its handshake has not begun */
+  o = tls_options(loop, client_ctx());
+  CHECK_OK(tapio_options_set_int(o, "sock", fd));
+  CHECK_OK(tapio_options_set_str(o, "server_hostname", "localhost"));
+  rec_init(&c);
+  w.r = &c;
+  CHECK_OK(tapio_create_connection(loop, NULL, 0, &rec_proto, &c, o,
+                                   on_connected, &w));
+  tapio_options_free(o);
+  WAIT_FOR(loop, w.done);
+  if (w.status == 0) /* TLS 1.3: the client may finish first */
+    WAIT_FOR(loop, c.lost);
+  CHECK_EQ(sv.nfactory, 0);
+  free_loop(loop);
+  srv_free(&sv);
+  rec_free(&c);
+}
+
 /* ---- Client certificates -------------------------------------------------- */
 
 static tapio_tls_context *asking_server(void)
@@ -621,7 +654,7 @@ static void context_errors_say_why(void)
   tapio_tls_context_release(s);
 }
 
-TEST_MAIN(TEST(handshake_and_echo), TEST(extra_info), TEST(tls12),
+TEST_MAIN(TEST(released_server_calls_no_factory), TEST(handshake_and_echo), TEST(extra_info), TEST(tls12),
           TEST(ip_address_checked), TEST(verify_none),
           TEST(system_store_from_env), TEST(close_inside_callbacks),
           TEST(handed_over_sockets),
