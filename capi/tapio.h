@@ -1320,8 +1320,10 @@ void *tapio_transport_get_ssl(tapio_transport *t);
  * client and a server are tested through the calls they use on real
  * sockets. Its names: numeric addresses, and "localhost" (127.0.0.1; ::1
  * with family TAPIO_AF_INET6); any other name fails as an unknown one
- * (TAPIO_EAI_NONAME); tapio_getaddrinfo answers them. Port 0 picks a port from 32768 up, as Linux does; a
- * Unix path is a name only (no file is made). As the kernel: a listener
+ * (TAPIO_EAI_NONAME); tapio_getaddrinfo answers them. Port 0 picks a
+ * port from 32768 up, as Linux does; a Unix path is a name only (no file
+ * is made). Datagram endpoints meet there too (below, "The virtual
+ * network's datagrams"). As the kernel: a listener
  * at the same address and port, or the wildcard over it, is
  * TAPIO_EADDRINUSE, unless both set reuse_port (the first then takes
  * the connects); a connect where nothing listens fails with
@@ -1405,10 +1407,11 @@ size_t tapio_loop_server_count(tapio_loop *loop);
  * as the kernel sends RST: the other side reads what it had, then fails
  * with TAPIO_ECONNRESET. Writing to a side that has ended fails with
  * TAPIO_EPIPE. There is no descriptor: get_fd answers TAPIO_ENOTSUP, and
- * so do get_peername and get_sockname but on the virtual network's. The stream's watchers wait on a
- * descriptor that is never ready (an empty epoll instance, one per loop,
- * made with its first pair), so the stream's code is the socket's; the
- * link runs them when bytes, room or an end arrive. */
+ * so do get_peername and get_sockname but on the virtual network's. The
+ * stream's watchers wait on a descriptor that is never ready (an empty
+ * epoll instance, one per loop, made with its first pair), so the
+ * stream's code is the socket's; the link runs them when bytes, room or
+ * an end arrive. */
 int tapio_memory_pair(tapio_loop *loop, const tapio_protocol *pa, void *ua,
                       const tapio_protocol *pb, void *ub,
                       tapio_transport **a, tapio_transport **b);
