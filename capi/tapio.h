@@ -1335,8 +1335,10 @@ void *tapio_transport_get_ssl(tapio_transport *t);
  * client and a server are tested through the calls they use on real
  * sockets. Its names: numeric addresses, and "localhost" (127.0.0.1; ::1
  * with family TAPIO_AF_INET6); any other name fails as an unknown one
- * (TAPIO_EAI_NONAME); tapio_getaddrinfo answers them. Port 0 picks a port from 32768 up, as Linux does; a
- * Unix path is a name only (no file is made). As the kernel: a listener
+ * (TAPIO_EAI_NONAME); tapio_getaddrinfo answers them. Port 0 picks a
+ * port from 32768 up, as Linux does; a Unix path is a name only (no file
+ * is made). Datagram endpoints meet there too (below, "The virtual
+ * network's datagrams"). As the kernel: a listener
  * at the same address and port, or the wildcard over it, is
  * TAPIO_EADDRINUSE, unless both set reuse_port (the first then takes
  * the connects); a connect where nothing listens fails with
@@ -1355,17 +1357,17 @@ void *tapio_transport_get_ssl(tapio_transport *t);
  *
  * Other real I/O is refused on a virtual loop: every call that would
  * make a socket, a pipe, a child or a reverse lookup
- * (create_datagram_endpoint, the "sock" option, connect_accepted_socket,
- * connect_read_pipe, connect_write_pipe, subprocess_exec,
- * subprocess_shell, getnameinfo) returns TAPIO_EVIRTUAL,
- * closing a descriptor given to it as on any failure. Why: the clock
- * moves when the loop is idle, and the loop cannot know that bytes from
- * the kernel or another process are on their way; a timeout would fire
- * before an answer that was merely in flight, which is the flaky test
- * the kit exists to remove (and the kernel's own timers, a TCP connect's,
- * run on real time whatever the loop's clock says). Memory pairs and the
- * virtual network are the loop's own and deliver at times it knows. Real
- * sockets are tested on a real loop, with faults too. */
+ * (create_datagram_endpoint with a Unix path, the "sock" option,
+ * connect_accepted_socket, connect_read_pipe, connect_write_pipe,
+ * subprocess_exec, subprocess_shell, getnameinfo) returns
+ * TAPIO_EVIRTUAL, closing a descriptor given to it as on any failure.
+ * Why: the clock moves when the loop is idle, and the loop cannot know
+ * that bytes from the kernel or another process are on their way; a
+ * timeout would fire before an answer that was merely in flight, which is
+ * the flaky test the kit exists to remove (and the kernel's own timers, a
+ * TCP connect's, run on real time whatever the loop's clock says). Memory
+ * pairs and the virtual network are the loop's own and deliver at times
+ * it knows. Real sockets are tested on a real loop, with faults too. */
 
 /* A loop on a virtual clock at 0, allocating through alloc (NULL:
  * malloc), as tapio_loop_new_with_allocator. */
@@ -1420,10 +1422,11 @@ size_t tapio_loop_server_count(tapio_loop *loop);
  * as the kernel sends RST: the other side reads what it had, then fails
  * with TAPIO_ECONNRESET. Writing to a side that has ended fails with
  * TAPIO_EPIPE. There is no descriptor: get_fd answers TAPIO_ENOTSUP, and
- * so do get_peername and get_sockname but on the virtual network's. The stream's watchers wait on a
- * descriptor that is never ready (an empty epoll instance, one per loop,
- * made with its first pair), so the stream's code is the socket's; the
- * link runs them when bytes, room or an end arrive. */
+ * so do get_peername and get_sockname but on the virtual network's. The
+ * stream's watchers wait on a descriptor that is never ready (an empty
+ * epoll instance, one per loop, made with its first pair), so the
+ * stream's code is the socket's; the link runs them when bytes, room or
+ * an end arrive. */
 int tapio_memory_pair(tapio_loop *loop, const tapio_protocol *pa, void *ua,
                       const tapio_protocol *pb, void *ub,
                       tapio_transport **a, tapio_transport **b);
@@ -1449,6 +1452,69 @@ int tapio_memory_set_capacity(tapio_transport *t, size_t bytes);
 size_t tapio_memory_in_flight(tapio_transport *t, void *buf, size_t len);
 /* The other side of t's pair, or NULL (not a pair's, or it is gone). */
 tapio_transport *tapio_memory_peer(tapio_transport *t);
+
+/* The virtual network's datagrams. On a virtual loop,
+ * tapio_create_datagram_endpoint (same options, the network's names)
+ * makes an endpoint with no socket, bound at an address of the network,
+ * and datagrams travel in memory, delivered by the loop at times it
+ * knows. Port 0 (or no local address): an ephemeral port from 32768 up
+ * (the endpoints' own, apart from the listeners', as UDP's and TCP's
+ * are); a port bound already (the same address, or either a wildcard)
+ * fails with TAPIO_EADDRINUSE and the real call's message, unless both
+ * set reuse_port (the first bound receives). No local address: bound at
+ * remote's address (loopback for a wildcard one), as Linux binds a
+ * connected socket at its source, else at the wildcard of the family.
+ * remote_host connects it with the socket's rules: sendto without an
+ * address goes there, to another is TAPIO_EISCONN, and it receives only
+ * its peer's datagrams; with allow_broadcast remote is only the default
+ * destination. A wildcard bind receives what is sent to any address of
+ * its family at its port (IPv4 and IPv6 are apart: no dual-stack).
+ * TAPIO_EVIRTUAL for sock and for Unix paths.
+ *
+ * sendto (TAPIO_EMSGSIZE over 65507 bytes for IPv4, 65527 for IPv6, as a
+ * socket) puts the datagram in flight; the loop delivers it in a later
+ * turn (after its delay), datagram_received with the sender's address:
+ * its bound one, or for a wildcard bind the address it sent to. Nothing
+ * bound there (or an endpoint connected elsewhere): dropped, and the
+ * sender gets error_received(TAPIO_ECONNREFUSED, "sendto ('127.0.0.1',
+ * 9): connection refused"), connected or not, as tapio's sockets hear the
+ * ICMP error on loopback; it keeps receiving. A closing endpoint receives
+ * nothing more; its port is free once connection_lost is on its way, and
+ * what it sent before still arrives. Empty datagrams are delivered.
+ * get_sockname and get_peername answer the virtual addresses, get_fd
+ * TAPIO_ENOTSUP (Lua's "socket": nil). tapio_loop_transport_count counts
+ * them. A virtual endpoint's bytes in flight are held to a capacity (its
+ * socket's send buffer, 212992 bytes unless set); what does not fit waits
+ * in the write buffer (get_write_buffer_size: bytes plus 8 per datagram)
+ * with pause_writing and resume_writing at the watermarks, and close
+ * waits for it to go, then connection_lost(0). */
+
+/* Faults of what t sends, drawn per datagram from seed (splitmix64), so
+ * that a failing run replays from its seed. */
+typedef struct tapio_datagram_faults {
+  double loss;           /* 0..1: the chance a datagram is lost */
+  double duplicate;      /* 0..1: the chance it arrives twice */
+  unsigned reorder;      /* it lets up to this many of the ones t sends
+                            after it go first (drawn 0..reorder; those
+                            that never come: it goes last of its turn) */
+  double delay;          /* seconds of loop time in flight */
+  double jitter;         /* plus 0..jitter seconds, drawn: they reorder */
+  uint64_t seed;
+  const uint64_t *drop;  /* these are lost: 1 is the first sent after the
+                            call (ascending, copied); may be NULL */
+  size_t ndrop;
+} tapio_datagram_faults;
+/* Sets t's faults (f NULL: none); the count of datagrams and the draws
+ * start again. 0; TAPIO_EINVAL for a bad value or a transport that is not
+ * a virtual endpoint; TAPIO_ECLOSED once its connection_lost is on its
+ * way. */
+int tapio_datagram_set_faults(tapio_transport *t,
+                              const tapio_datagram_faults *f);
+/* The bytes t may have in flight (> 0; one datagram always may).
+ * TAPIO_EINVAL as above. */
+int tapio_datagram_set_capacity(tapio_transport *t, size_t bytes);
+/* The bytes of t's datagrams in flight (sent, not yet arrived). */
+size_t tapio_datagram_in_flight(tapio_transport *t);
 
 /* Faults on demand, on a memory pair's transport or a real one (a stream
  * socket, a pipe), with TLS on it or not: at the first fault, a layer of

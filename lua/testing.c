@@ -267,6 +267,67 @@ static int k_clear_faults(lua_State *L) {
   return 0;
 }
 
+/* ---- Virtual datagram endpoints ----------------------------------------- */
+
+static int datagram_result(lua_State *L, const char *fn, int rc) {
+  if (rc == TAPIO_EINVAL)
+    return tl_error_at(L, 2, fn, "a virtual loop's datagram endpoint "
+                       "expected");
+  if (rc < 0)
+    return tl_error_at(L, 2, fn, tapio_strerror(rc));
+  return 0;
+}
+
+/* testing._datagram_faults(t, spec): spec's values checked by
+ * testing.datagram_faults (seed drawn); nil clears. */
+static int k_datagram_faults(lua_State *L) {
+  const char *fn = "testing.datagram_faults";
+  tapio_transport *t = checkopen_at(L, 2, 1, fn);
+  tapio_datagram_faults f;
+  uint64_t *drop;
+  size_t i;
+  if (lua_isnoneornil(L, 2))
+    return datagram_result(L, fn, tapio_datagram_set_faults(t, NULL));
+  luaL_checktype(L, 2, LUA_TTABLE);
+  memset(&f, 0, sizeof f);
+  lua_getfield(L, 2, "loss");
+  lua_getfield(L, 2, "duplicate");
+  lua_getfield(L, 2, "reorder");
+  lua_getfield(L, 2, "delay");
+  lua_getfield(L, 2, "jitter");
+  lua_getfield(L, 2, "seed");
+  lua_getfield(L, 2, "drop");
+  f.loss = lua_tonumber(L, -7);
+  f.duplicate = lua_tonumber(L, -6);
+  f.reorder = (unsigned)lua_tointeger(L, -5);
+  f.delay = lua_tonumber(L, -4);
+  f.jitter = lua_tonumber(L, -3);
+  f.seed = checkseed(L, -2, fn, 2);
+  f.ndrop = lua_istable(L, -1) ? (size_t)tl_rawlen(L, -1) : 0;
+  drop = lua_newuserdata(L, (f.ndrop ? f.ndrop : 1) * sizeof *drop);
+  for (i = 0; i < f.ndrop; i++) {
+    lua_rawgeti(L, -2, (int)i + 1);
+    drop[i] = (uint64_t)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+  }
+  f.drop = drop;
+  return datagram_result(L, fn, tapio_datagram_set_faults(t, &f));
+}
+
+static int k_datagram_capacity(lua_State *L) {
+  const char *fn = "testing.datagram_faults";
+  tapio_transport *t = checkopen_at(L, 2, 1, fn);
+  lua_Integer n = tl_checkint(L, 2, fn, 2, "capacity", 1, INT32_MAX);
+  return datagram_result(L, fn, tapio_datagram_set_capacity(t, (size_t)n));
+}
+
+/* testing.datagram_in_flight(t): bytes t sent that have not arrived. */
+static int k_datagram_in_flight(lua_State *L) {
+  tapio_transport *t = checkopen(L, 1, "testing.datagram_in_flight");
+  lua_pushinteger(L, (lua_Integer)tapio_datagram_in_flight(t));
+  return 1;
+}
+
 /* ---- A seeded generator -------------------------------------------------- */
 
 /* splitmix64, as the core draws chunk sizes: the same draws everywhere. */
@@ -316,6 +377,9 @@ static const luaL_Reg functions[] = {
   {"_drip", k_drip},
   {"clear_faults", k_clear_faults},
   {"_random", k_random},
+  {"_datagram_faults", k_datagram_faults},
+  {"_datagram_capacity", k_datagram_capacity},
+  {"datagram_in_flight", k_datagram_in_flight},
   {NULL, NULL}
 };
 

@@ -449,8 +449,8 @@ static const char *handle_key(int kind) {
 
 /* transport:get_extra_info(name, default): "peername" and "sockname" are
  * address values, "socket" (a stream or datagram endpoint) and "pipe" (a
- * pipe) the descriptor (tapio still owns it), "subprocess" the child's
- * pid. */
+ * pipe) the descriptor (tapio still owns it; none, the default, for a
+ * transport of the testing kit), "subprocess" the child's pid. */
 static int t_get_extra_info(lua_State *L) {
   const char *fn = "transport:get_extra_info";
   tl_transport *lt = totransport(L, fn);
@@ -467,10 +467,13 @@ static int t_get_extra_info(lua_State *L) {
   else if (strcmp(name, "sockname") == 0)
     found = push_name(L, lt, 0);
   else if (strcmp(name, handle_key(kind)) == 0) {
-    int h = kind == TAPIO_TRANSPORT_SUBPROCESS ? tapio_subprocess_get_pid(lt->t)
-                                               : tapio_transport_get_fd(lt->t);
-    lua_pushinteger(L, h);
-    found = h >= 0; /* a memory pair's has none: the default */
+    int h = kind == TAPIO_TRANSPORT_SUBPROCESS
+                ? tapio_subprocess_get_pid(lt->t)
+                : tapio_transport_get_fd(lt->t);
+    found = h >= 0; /* none (a memory pair's, a virtual endpoint): the
+                       default, which must stay argument 3 */
+    if (found)
+      lua_pushinteger(L, h);
   } else
     found = tl_tls_extra_info(L, lt->t, name);
   if (!found)

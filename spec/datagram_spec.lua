@@ -7,47 +7,7 @@
 local helper = require "spec.helper"
 local tapio = helper.tapio
 
--- helper.recorder's protocol with the datagram methods: datagrams
--- ({data, addr}) and errors recorded too, "data:N" and "err:NAME" events,
--- and p:got(n), the n-th datagram and its sender once it came (in a
--- task). With p.echo, each datagram goes back as "resp:" .. data.
-local function recorder(loop, methods)
-  local dgram = {}
-  function dgram:datagram_received(data, addr)
-    self.events[#self.events + 1] = "data:" .. #data
-    self.datagrams[#self.datagrams + 1] = { data = data, addr = addr }
-    if self.echo then
-      self.transport:sendto("resp:" .. data, addr)
-    end
-    local w = self.dwaiters[#self.datagrams]
-    if w then
-      w:set_result(data, addr)
-    end
-  end
-  function dgram:error_received(err)
-    self.events[#self.events + 1] = "err:" .. err.name
-    self.errors[#self.errors + 1] = err
-  end
-  function dgram:got(n)
-    if self.datagrams[n] then
-      return self.datagrams[n].data, self.datagrams[n].addr
-    end
-    self.dwaiters[n] = self.dwaiters[n] or loop:create_future()
-    return self.dwaiters[n]:await()
-  end
-  for k, v in pairs(methods or {}) do
-    dgram[k] = v
-  end
-  local p = helper.recorder(loop, dgram)
-  p.datagrams, p.errors, p.dwaiters = {}, {}, {}
-  return p
-end
-
-local function endpoint(loop, opts, methods)
-  local p = recorder(loop, methods)
-  local t = loop:create_datagram_endpoint(function() return p end, opts)
-  return t, p
-end
+local recorder, endpoint = helper.dgram_recorder, helper.dgram_endpoint
 
 -- An endpoint bound to an ephemeral port of 127.0.0.1.
 local function bound(loop, methods)

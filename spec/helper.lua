@@ -152,6 +152,53 @@ function helper.recorder(loop, methods)
   return with_methods(p, methods)
 end
 
+--- helper.recorder's protocol with the datagram methods: datagrams
+-- ({data, addr}) and errors recorded too, "data:N" (or "data:" ..
+-- self.show(data) when methods has show) and "err:NAME" events, and
+-- p:got(n), the n-th datagram and its sender once it came (in a task).
+-- With p.echo, each datagram goes back as (p.echo_prefix or "resp:") ..
+-- data.
+function helper.dgram_recorder(loop, methods)
+  local dgram = {}
+  function dgram:datagram_received(data, addr)
+    self.events[#self.events + 1] = "data:"
+      .. (self.show and self.show(data) or #data)
+    self.datagrams[#self.datagrams + 1] = { data = data, addr = addr }
+    if self.echo then
+      self.transport:sendto((self.echo_prefix or "resp:") .. data, addr)
+    end
+    local w = self.dwaiters[#self.datagrams]
+    if w then
+      w:set_result(data, addr)
+    end
+  end
+  function dgram:error_received(err)
+    self.events[#self.events + 1] = "err:" .. err.name
+    self.errors[#self.errors + 1] = err
+  end
+  function dgram:got(n)
+    if self.datagrams[n] then
+      return self.datagrams[n].data, self.datagrams[n].addr
+    end
+    self.dwaiters[n] = self.dwaiters[n] or loop:create_future()
+    return self.dwaiters[n]:await()
+  end
+  for k, v in pairs(methods or {}) do
+    dgram[k] = v
+  end
+  local p = helper.recorder(loop, dgram)
+  p.datagrams, p.errors, p.dwaiters = {}, {}, {}
+  return p
+end
+
+--- A datagram endpoint of helper.dgram_recorder(loop, methods), made
+-- with opts: its transport and protocol (in a task).
+function helper.dgram_endpoint(loop, opts, methods)
+  local p = helper.dgram_recorder(loop, methods)
+  local t = loop:create_datagram_endpoint(function() return p end, opts)
+  return t, p
+end
+
 --- Inside a task: a server on 127.0.0.1 port 0 and one client connected
 -- to it. Returns server, client transport, client protocol, server
 -- protocol (its connection_made has run).

@@ -45,14 +45,6 @@ typedef struct dgram_area {
   char cdata[CORK_N][CORK_MAX];
 } dgram_area;
 
-/* A datagram the socket refused for now: the address, then the bytes. */
-typedef struct dgram_out {
-  struct dgram_out *next;
-  size_t len;
-  socklen_t alen;
-  char bytes[];
-} dgram_out;
-
 /* An error of a send, for error_received from the loop. */
 typedef struct dgram_err {
   struct dgram_err *next;
@@ -66,7 +58,7 @@ struct tapio__dgram {
   int af;                     /* the socket's family */
   int connected;              /* send() needs no address */
   tapio__addr dflt;           /* allow_broadcast's remote: the default */
-  dgram_out *qhead, *qtail;
+  tapio__dgram_queue q;       /* what the socket refused for now */
   dgram_err *ehead, *etail;
   tapio__task etask;          /* delivers the errors */
   int eposted;
@@ -158,13 +150,14 @@ static void send_error(tapio__dgram *d, int code, const struct sockaddr *sa,
 
 /* ---- The write queue ------------------------------------------------------ */
 
-static size_t out_size(const dgram_out *o) {
+static size_t out_size(const tapio__dgram_out *o) {
   return sizeof *o + o->alen + o->len;
 }
 
-static int enqueue(tapio__dgram *d, const void *data, size_t len,
-                   const struct sockaddr *sa, socklen_t alen) {
-  dgram_out *o = tapio__alloc(d->head.loop, sizeof *o + alen + len);
+int tapio__dgram_push(tapio_transport *t, tapio__dgram_queue *q,
+                      const void *data, size_t len, const struct sockaddr *sa,
+                      socklen_t alen) {
+  tapio__dgram_out *o = tapio__alloc(t->loop, sizeof *o + alen + len);
   if (!o)
     return TAPIO_ENOMEM;
   o->next = NULL;
@@ -174,12 +167,28 @@ static int enqueue(tapio__dgram *d, const void *data, size_t len,
     memcpy(o->bytes, sa, alen);
   if (len)
     memcpy(o->bytes + alen, data, len);
-  if (d->qtail)
-    d->qtail->next = o;
+  if (q->tail)
+    q->tail->next = o;
   else
-    d->qhead = o;
-  d->qtail = o;
-  d->head.wsize += len + HEADER;
+    q->head = o;
+  q->tail = o;
+  t->wsize += len + HEADER;
+  return 0;
+}
+
+void tapio__dgram_pop(tapio_transport *t, tapio__dgram_queue *q) {
+  tapio__dgram_out *o = q->head;
+  q->head = o->next;
+  if (!q->head)
+    q->tail = NULL;
+  t->wsize -= o->len + HEADER;
+  tapio__free(t->loop, o, out_size(o));
+}
+
+static int enqueue(tapio__dgram *d, const void *data, size_t len,
+                   const struct sockaddr *sa, socklen_t alen) {
+  if (tapio__dgram_push(&d->head, &d->q, data, len, sa, alen) < 0)
+    return TAPIO_ENOMEM;
   if (!ev_is_active(&d->wio))
     ev_io_start(d->head.loop->ev, &d->wio);
   tapio__flow_grew(&d->head);
@@ -187,16 +196,11 @@ static int enqueue(tapio__dgram *d, const void *data, size_t len,
 }
 
 static void dequeue(tapio__dgram *d) {
-  dgram_out *o = d->qhead;
-  d->qhead = o->next;
-  if (!d->qhead)
-    d->qtail = NULL;
-  d->head.wsize -= o->len + HEADER;
-  tapio__free(d->head.loop, o, out_size(o));
+  tapio__dgram_pop(&d->head, &d->q);
 }
 
 static void clear_queue(tapio__dgram *d) {
-  while (d->qhead)
+  while (d->q.head)
     dequeue(d);
   d->head.wsize = 0;
 }
@@ -245,8 +249,8 @@ static void drained(tapio__dgram *d) {
 static void flush_queue(tapio__dgram *d) {
   struct mmsghdr msgs[FLUSH_N];
   struct iovec iov[FLUSH_N];
-  while (d->qhead) {
-    dgram_out *o = d->qhead;
+  while (d->q.head) {
+    tapio__dgram_out *o = d->q.head;
     int n = 0, sent, i;
     memset(msgs, 0, sizeof msgs);
     for (; o && n < FLUSH_N; o = o->next, n++) {
@@ -261,14 +265,14 @@ static void flush_queue(tapio__dgram *d) {
     if (sent < 0)
       break;
     for (i = 0; i < sent; i++) {
-      d->head.nsent += d->qhead->len;
+      d->head.nsent += d->q.head->len;
       dequeue(d);
     }
     tapio__flow_shrank(&d->head);
     if ((d->head.flags & TAPIO__T_LOST) || sent < n)
       break;
   }
-  if (!d->qhead && !(d->head.flags & TAPIO__T_LOST))
+  if (!d->q.head && !(d->head.flags & TAPIO__T_LOST))
     drained(d);
 }
 
@@ -316,42 +320,13 @@ static void cork(dgram_area *a, const void *data, size_t len,
 
 /* ---- sendto ------------------------------------------------------------- */
 
-/* Where a datagram goes: *sa and *alen (NULL/0: the connected peer), or a
- * code for a bad address. */
-static int destination(tapio__dgram *d, const void *addr, size_t addrlen,
-                       const struct sockaddr **sa, socklen_t *alen) {
-  const struct sockaddr *given = addr;
-  *sa = NULL;
-  *alen = 0;
-  if (!addr) {
-    if (d->connected)
-      return 0;
-    if (!d->dflt.len)
-      return TAPIO_EINVAL; /* nowhere to send to */
-    *sa = (const struct sockaddr *)&d->dflt.ss;
-    *alen = d->dflt.len;
-    return 0;
-  }
-  if (addrlen < sizeof(sa_family_t) ||
-      addrlen > sizeof(struct sockaddr_storage))
-    return TAPIO_EINVAL;
-  if (given->sa_family != d->af)
-    return TAPIO_EAFNOSUPPORT; /* asyncio: "socket family mismatch" */
-  if (d->connected) /* asyncio: addr must be None or the peer's */
-    return tapio__addr_equal(given, (socklen_t)addrlen, &d->head.peer.sa,
-                             d->head.peerlen) ? 0 : TAPIO_EISCONN;
-  *sa = given;
-  *alen = (socklen_t)addrlen;
-  return 0;
-}
-
 /* A send after close: dropped, and the exception handler hears of it
  * once, at the LOST_WARN-th, as asyncio logs its warning. */
-static int lost_send(tapio__dgram *d) {
-  if (++d->lost_sends == LOST_WARN)
-    tapio__report(d->head.loop, TAPIO_ECLOSED,
+int tapio__dgram_lost_send(tapio_transport *t, unsigned *count) {
+  if (++*count == LOST_WARN)
+    tapio__report(t->loop, TAPIO_ECLOSED,
                   "sendto on a closed datagram transport: datagrams are "
-                  "dropped", &d->head);
+                  "dropped", t);
   return TAPIO_ECLOSED;
 }
 
@@ -382,21 +357,24 @@ int tapio_transport_sendto(tapio_transport *t, const void *data, size_t len,
   int rc;
   if (!t || (!data && len) || len > PTRDIFF_MAX)
     return TAPIO_EINVAL;
-  if (t->kind != &dgram_kind)
-    return TAPIO_ENOTSUP;
+  if (t->kind != &dgram_kind) /* a virtual endpoint: decided by its kind */
+    return t->kind->id == TAPIO_TRANSPORT_DATAGRAM
+               ? tapio__vdgram_sendto(t, data, len, addr, addrlen)
+               : TAPIO_ENOTSUP;
   d = to_dgram(t);
-  rc = destination(d, addr, addrlen, &sa, &alen);
+  rc = tapio__dgram_destination(d->af, d->connected, &d->dflt, t, addr,
+                                addrlen, &sa, &alen);
   if (rc < 0)
     return rc;
   if (t->flags & TAPIO__T_CLOSING)
-    return lost_send(d);
-  if (d->qhead) /* behind what waits, never before it */
+    return tapio__dgram_lost_send(t, &d->lost_sends);
+  if (d->q.head) /* behind what waits, never before it */
     return enqueue(d, data, len, sa, alen);
   a = (dgram_area *)t->loop->dbuf;
   if (a && a->owner == d && len <= CORK_MAX) {
     if (a->ncork == CORK_N)
       flush_cork(a);
-    if (!d->qhead) {
+    if (!d->q.head) {
       cork(a, data, len, sa, alen);
       return 0;
     }
@@ -404,7 +382,7 @@ int tapio_transport_sendto(tapio_transport *t, const void *data, size_t len,
   }
   if (a && a->owner == d)
     flush_cork(a); /* a large one: what was gathered goes first */
-  return d->qhead ? enqueue(d, data, len, sa, alen)
+  return d->q.head ? enqueue(d, data, len, sa, alen)
                   : send_now(d, data, len, sa, alen);
 }
 
@@ -598,7 +576,7 @@ static void dgram_close(tapio_transport *t) {
   tapio__dgram *d = to_dgram(t);
   ev_io_stop(t->loop->ev, &d->rio);
   flush_own_cork(d);
-  if (!d->qhead)
+  if (!d->q.head)
     tapio__transport_lost(t, 0, NULL);
 }
 

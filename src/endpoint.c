@@ -1,7 +1,8 @@
 /* create_datagram_endpoint: a UDP socket bound and/or connected to
  * addresses looked up without blocking (a family both share), a Unix
  * datagram socket, or a socket handed over; asyncio's checks of the
- * options, done when the call is made. The transport is datagram.c's. */
+ * options, done when the call is made. The transport is datagram.c's; on
+ * a virtual loop, vdgram.c's endpoint of the virtual network. */
 #include "tapio_int.h"
 
 #include <errno.h>
@@ -50,13 +51,13 @@ static void req_cancel(tapio__request *req) {
   req_fail((dgram_req *)req, TAPIO_ECANCELED, NULL);
 }
 
+static void finish(dgram_req *r, tapio_transport *t);
+
 /* fd is ready: the transport is made, connection_made runs, the caller
  * is told. peer: the connected peer (or NULL); dflt: the default
  * destination of an endpoint that is not connected (or NULL). */
 static void made(dgram_req *r, int fd, int af, const tapio__addr *peer,
                  const tapio__addr *dflt) {
-  tapio_connect_fn cb = r->cb;
-  void *ud = r->cb_ud;
   tapio_transport *t = tapio__datagram_new(r->req.loop, fd, af, r->proto,
                                            r->proto_ud, peer != NULL, dflt);
   if (!t) {
@@ -67,6 +68,13 @@ static void made(dgram_req *r, int fd, int af, const tapio__addr *peer,
   if (peer)
     tapio__transport_set_peer(t, (const struct sockaddr *)&peer->ss,
                               peer->len);
+  finish(r, t);
+}
+
+/* The endpoint t is made: connection_made runs, the caller is told. */
+static void finish(dgram_req *r, tapio_transport *t) {
+  tapio_connect_fn cb = r->cb;
+  void *ud = r->cb_ud;
   tapio__request_done(&r->req);
   req_free(r);
   tapio__transport_made(t);
@@ -134,6 +142,18 @@ static const tapio__addr *first_of(const tapio__addr *v, size_t n, int af) {
   return NULL;
 }
 
+/* On a virtual loop: an endpoint of its network (vdgram.c), made; 0, or
+ * the error of its bind. */
+static int make_virtual(dgram_req *r, int af, const tapio__addr *local,
+                        const tapio__addr *remote) {
+  tapio_transport *t;
+  int rc = tapio__vdgram_new(r->req.loop, r->proto, r->proto_ud, af, local,
+                             remote, r->broadcast, r->reuse_port, &t);
+  if (rc == 0)
+    finish(r, t);
+  return rc;
+}
+
 /* Tries each remote address (or each local one) with the first local
  * (remote) address of its family, as asyncio pairs them; the first
  * socket made wins. All failing, the first error is the answer. */
@@ -154,7 +174,14 @@ static void make_ip(dgram_req *r) {
     int fd;
     if (r->has_local && !local)
       continue;
-    fd = open_socket(r, af, local, remote, &what);
+    if (tapio__virtual(r->req.loop)) {
+      fd = make_virtual(r, af, local, remote);
+      if (fd == 0)
+        return;
+      what = "error while attempting to bind on address";
+    } else {
+      fd = open_socket(r, af, local, remote, &what);
+    }
     if (fd >= 0) {
       made(r, fd, af, remote && !r->broadcast ? remote : NULL,
            r->broadcast ? remote : NULL);
@@ -390,6 +417,10 @@ int tapio_create_datagram_endpoint(tapio_loop *loop,
     rc = TAPIO_EINVAL;
   else
     rc = tapio__io_refused(loop);
+  if (rc == TAPIO_EVIRTUAL && !is_set(opts, TAPIO__OPT_SOCK) &&
+      !is_set(opts, TAPIO__OPT_LOCAL_PATH) &&
+      !is_set(opts, TAPIO__OPT_REMOTE_PATH))
+    rc = 0; /* an endpoint of the virtual network: make_virtual */
   if (rc == 0)
     rc = tapio__opts_check(loop, opts, TAPIO_CALL_CREATE_DATAGRAM_ENDPOINT);
   if (rc == 0)

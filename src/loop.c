@@ -396,6 +396,7 @@ int tapio_loop_free(tapio_loop *loop) {
   tapio__resolver_free(loop); /* lookups left are cancelled ones */
   tapio__strfree(loop, loop->dns_servers);
   tapio__datagram_area_free(loop);
+  tapio__dnet_free(loop); /* before the heap of timers goes */
   run_ts_calls(take_ts_calls(loop), 0); /* dropped unrun, as call_soon's */
   tapio__free(loop, loop->rbuf_block, TAPIO__RBUF_SIZE + TAPIO__RBUF_ALIGN);
   tapio__backend_free(loop);

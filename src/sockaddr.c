@@ -244,3 +244,61 @@ int tapio__addr_equal(const struct sockaddr *a, socklen_t alen,
   }
   return alen == blen && memcmp(a, b, alen) == 0;
 }
+
+/* ---- The virtual network's addresses (vnet.c, vdgram.c) ------------------ */
+
+int tapio__addr_port(const tapio__addr *a) {
+  const struct sockaddr *sa = (const struct sockaddr *)&a->ss;
+  if (sa->sa_family == AF_INET)
+    return ntohs(((const struct sockaddr_in *)sa)->sin_port);
+  if (sa->sa_family == AF_INET6)
+    return ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
+  return 0;
+}
+
+void tapio__addr_set_port(tapio__addr *a, int port) {
+  struct sockaddr *sa = (struct sockaddr *)&a->ss;
+  if (sa->sa_family == AF_INET)
+    ((struct sockaddr_in *)sa)->sin_port = htons((uint16_t)port);
+  else if (sa->sa_family == AF_INET6)
+    ((struct sockaddr_in6 *)sa)->sin6_port = htons((uint16_t)port);
+}
+
+int tapio__addr_is_any(const tapio__addr *a) {
+  const struct sockaddr *sa = (const struct sockaddr *)&a->ss;
+  if (sa->sa_family == AF_INET)
+    return ((const struct sockaddr_in *)sa)->sin_addr.s_addr == INADDR_ANY;
+  if (sa->sa_family == AF_INET6)
+    return IN6_IS_ADDR_UNSPECIFIED(
+        &((const struct sockaddr_in6 *)sa)->sin6_addr);
+  return 0;
+}
+
+int tapio__addr_same_host(const tapio__addr *a, const tapio__addr *b) {
+  const struct sockaddr *x = (const void *)&a->ss, *y = (const void *)&b->ss;
+  if (x->sa_family != y->sa_family)
+    return 0;
+  if (x->sa_family == AF_INET)
+    return ((const struct sockaddr_in *)x)->sin_addr.s_addr ==
+           ((const struct sockaddr_in *)y)->sin_addr.s_addr;
+  if (x->sa_family == AF_INET6)
+    return IN6_ARE_ADDR_EQUAL(&((const struct sockaddr_in6 *)x)->sin6_addr,
+                              &((const struct sockaddr_in6 *)y)->sin6_addr);
+  return strcmp(((const struct sockaddr_un *)x)->sun_path,
+                ((const struct sockaddr_un *)y)->sun_path) == 0;
+}
+
+int tapio__addr_clash(const tapio__addr *a, const tapio__addr *b) {
+  return a->ss.ss_family == b->ss.ss_family &&
+         tapio__addr_port(a) == tapio__addr_port(b) &&
+         (tapio__addr_same_host(a, b) || tapio__addr_is_any(a) ||
+          tapio__addr_is_any(b));
+}
+
+void tapio__addr_loopback(tapio__addr *a, int port) {
+  if (a->ss.ss_family == AF_INET6)
+    ((struct sockaddr_in6 *)&a->ss)->sin6_addr = in6addr_loopback;
+  else
+    ((struct sockaddr_in *)&a->ss)->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  tapio__addr_set_port(a, port);
+}

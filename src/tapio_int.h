@@ -179,6 +179,7 @@ typedef struct tapio__kit {
   tapio__link vnet;    /* the virtual network's listeners (vnet.c) */
   int next_port;       /* its next ephemeral port */
   ev_prepare poll;     /* tapio__memory_poll before each poll, while any */
+  struct tapio__dnet *dnet; /* its datagram endpoints (vdgram.c) */
 } tapio__kit;
 
 static inline int tapio__virtual(const tapio_loop *loop) {
@@ -205,6 +206,14 @@ static inline int tapio__io_refused(const tapio_loop *loop) {
 /* Wakes each memory pair's side whose stream watches for what its link
  * already holds (bytes, room, an end); how many were woken. */
 int tapio__memory_poll(tapio_loop *loop);
+/* splitmix64: the kit's seeded draws (a failing run replays from its
+ * seed). */
+static inline uint64_t tapio__splitmix64(uint64_t *state) {
+  uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
 /* The loop's kit, made on first use; NULL without memory. */
 tapio__kit *tapio__kit_get(tapio_loop *loop);
 void tapio__kit_free(tapio_loop *loop);
@@ -726,6 +735,59 @@ tapio_transport *tapio__datagram_new(tapio_loop *loop, int fd, int af,
                                      const struct tapio__addr *dflt);
 /* Frees the loop's datagram slots (tapio_loop_free). */
 void tapio__datagram_area_free(tapio_loop *loop);
+/* Where sendto(addr, addrlen) goes on an endpoint of family af: *sa and
+ * *alen (NULL, 0: the connected peer, head's), dflt's when addr is NULL
+ * and the endpoint is not connected, or the error asyncio's checks give.
+ * Inline: the socket's sendto and the virtual one's share it. */
+static inline int tapio__dgram_destination(int af, int connected,
+                                           const struct tapio__addr *dflt,
+                                           const tapio_transport *head,
+                                           const void *addr, size_t addrlen,
+                                           const struct sockaddr **sa,
+                                           socklen_t *alen);
+/* An endpoint's write buffer: datagrams waiting, each its destination's
+ * address (alen bytes, 0: the connected peer), then its bytes. */
+typedef struct tapio__dgram_out {
+  struct tapio__dgram_out *next;
+  size_t len;
+  socklen_t alen;
+  char bytes[];
+} tapio__dgram_out;
+typedef struct tapio__dgram_queue {
+  tapio__dgram_out *head, *tail;
+} tapio__dgram_queue;
+/* Copies a datagram to the end of t's queue q; t's write buffer size
+ * grows by asyncio's count (the caller calls tapio__flow_grew). 0 or
+ * TAPIO_ENOMEM. */
+int tapio__dgram_push(tapio_transport *t, tapio__dgram_queue *q,
+                      const void *data, size_t len, const struct sockaddr *sa,
+                      socklen_t alen);
+/* Frees q's first datagram, t's write buffer size shrinking. */
+void tapio__dgram_pop(tapio_transport *t, tapio__dgram_queue *q);
+/* A send after close: dropped; the exception handler hears of it once,
+ * at the 5th, as asyncio logs its warning. TAPIO_ECLOSED. */
+int tapio__dgram_lost_send(tapio_transport *t, unsigned *count);
+
+/* ---- Virtual datagram endpoints (vdgram.c) ------------------------------ */
+
+typedef struct tapio__dnet tapio__dnet;
+/* An endpoint of a virtual loop's network, of family af (AF_INET or
+ * AF_INET6), bound at local (NULL: an ephemeral port, at remote's source
+ * when connected, else at the wildcard), connected to remote unless
+ * broadcast (then remote is the default destination). 0, or
+ * TAPIO_EADDRINUSE (TAPIO_ENOMEM). */
+int tapio__vdgram_new(tapio_loop *loop, const tapio_datagram_protocol *proto,
+                      void *ud, int af, const struct tapio__addr *local,
+                      const struct tapio__addr *remote, int broadcast,
+                      int reuse_port, tapio_transport **out);
+/* A virtual endpoint's address in *out (0); TAPIO_ENOTSUP for another
+ * transport. */
+int tapio__vdgram_sockname(tapio_transport *t, struct tapio__addr *out);
+/* tapio_transport_sendto on a virtual endpoint. */
+int tapio__vdgram_sendto(tapio_transport *t, const void *data, size_t len,
+                         const void *addr, size_t addrlen);
+/* tapio_loop_free: what is still in flight goes, with the network. */
+void tapio__dnet_free(tapio_loop *loop);
 
 /* ---- Requests: pending create calls and lookups (request.c) ------------ */
 
@@ -871,6 +933,20 @@ int tapio__addr_equal(const struct sockaddr *a, socklen_t alen,
 /* getsockname (peer 0) or getpeername (peer 1) of fd, formatted. */
 int tapio__fd_name(int fd, int peer, char *host, size_t hostlen, int *port,
                    int *family);
+/* The virtual network's addresses (vnet.c, vdgram.c): the port (0 for a
+ * Unix one); setting it; the wildcard (0.0.0.0, ::); the same host, the
+ * port aside (a Unix path is its host); a bind at one clashes with one at
+ * the other, as the kernel's EADDRINUSE (same family and port, the same
+ * host or either a wildcard); the loopback address of a's family. */
+int tapio__addr_port(const tapio__addr *a);
+void tapio__addr_set_port(tapio__addr *a, int port);
+int tapio__addr_is_any(const tapio__addr *a);
+int tapio__addr_same_host(const tapio__addr *a, const tapio__addr *b);
+int tapio__addr_clash(const tapio__addr *a, const tapio__addr *b);
+void tapio__addr_loopback(tapio__addr *a, int port);
+/* Ephemeral ports of the virtual network: Linux's ip_local_port_range. */
+#define TAPIO__PORT_FIRST 32768
+#define TAPIO__PORT_LAST 60999
 /* The address of the Unix socket at path; TAPIO_EINVAL for "",
  * TAPIO_ENAMETOOLONG when it does not fit. */
 int tapio__unix_addr(const char *path, tapio__addr *a);
@@ -901,5 +977,38 @@ void tapio__servers_close_all(tapio_loop *loop);
 /* 1 if a server of the loop listens on fd. */
 int tapio__servers_hold_fd(tapio_loop *loop, int fd);
 void tapio__servers_free_all(tapio_loop *loop);
+
+/* Defined here, where tapio__addr and tapio__addr_equal are (see the
+ * declaration with the datagram transport). */
+static inline int tapio__dgram_destination(int af, int connected,
+                                           const tapio__addr *dflt,
+                                           const tapio_transport *head,
+                                           const void *addr, size_t addrlen,
+                                           const struct sockaddr **sa,
+                                           socklen_t *alen) {
+  const struct sockaddr *given = (const struct sockaddr *)addr;
+  *sa = NULL;
+  *alen = 0;
+  if (!addr) {
+    if (connected)
+      return 0;
+    if (!dflt->len)
+      return TAPIO_EINVAL; /* nowhere to send to */
+    *sa = (const struct sockaddr *)&dflt->ss;
+    *alen = dflt->len;
+    return 0;
+  }
+  if (addrlen < sizeof(sa_family_t) ||
+      addrlen > sizeof(struct sockaddr_storage))
+    return TAPIO_EINVAL;
+  if (given->sa_family != af)
+    return TAPIO_EAFNOSUPPORT; /* asyncio: "socket family mismatch" */
+  if (connected) /* asyncio: addr must be None or the peer's */
+    return tapio__addr_equal(given, (socklen_t)addrlen, &head->peer.sa,
+                             head->peerlen) ? 0 : TAPIO_EISCONN;
+  *sa = given;
+  *alen = (socklen_t)addrlen;
+  return 0;
+}
 
 #endif

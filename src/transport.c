@@ -318,5 +318,10 @@ int tapio_transport_get_peername(tapio_transport *t, char *host,
 
 int tapio_transport_get_sockname(tapio_transport *t, char *host,
                                  size_t hostlen, int *port, int *family) {
+  tapio__addr self;
+  if (t && !(t->flags & TAPIO__T_ENDED) &&
+      tapio__vdgram_sockname(t, &self) == 0) /* no descriptor: virtual */
+    return tapio__format_addr((const struct sockaddr *)&self.ss, self.len,
+                              host, hostlen, port, family);
   return name(t, 0, host, hostlen, port, family);
 }

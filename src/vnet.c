@@ -18,8 +18,6 @@
 #include <string.h>
 #include <sys/un.h>
 
-#define PORT_FIRST 32768 /* Linux's ip_local_port_range */
-#define PORT_LAST 60999
 
 struct tapio__vlisten {
   tapio__link link;      /* the kit's vnet list */
@@ -53,64 +51,6 @@ struct tapio__vconnect {
 
 /* ---- Addresses ------------------------------------------------------------ */
 
-static int port_of(const tapio__addr *a) {
-  const struct sockaddr *sa = (const struct sockaddr *)&a->ss;
-  if (sa->sa_family == AF_INET)
-    return ntohs(((const struct sockaddr_in *)sa)->sin_port);
-  if (sa->sa_family == AF_INET6)
-    return ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
-  return 0;
-}
-
-static void set_port(tapio__addr *a, int port) {
-  struct sockaddr *sa = (struct sockaddr *)&a->ss;
-  if (sa->sa_family == AF_INET)
-    ((struct sockaddr_in *)sa)->sin_port = htons((uint16_t)port);
-  else if (sa->sa_family == AF_INET6)
-    ((struct sockaddr_in6 *)sa)->sin6_port = htons((uint16_t)port);
-}
-
-static int is_wildcard(const tapio__addr *a) {
-  const struct sockaddr *sa = (const struct sockaddr *)&a->ss;
-  if (sa->sa_family == AF_INET)
-    return ((const struct sockaddr_in *)sa)->sin_addr.s_addr == INADDR_ANY;
-  if (sa->sa_family == AF_INET6)
-    return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)sa)->sin6_addr);
-  return 0;
-}
-
-/* The same host (the port aside); a Unix path is its host. */
-static int same_host(const tapio__addr *a, const tapio__addr *b) {
-  const struct sockaddr *x = (const void *)&a->ss, *y = (const void *)&b->ss;
-  if (x->sa_family != y->sa_family)
-    return 0;
-  if (x->sa_family == AF_INET)
-    return ((const struct sockaddr_in *)x)->sin_addr.s_addr ==
-           ((const struct sockaddr_in *)y)->sin_addr.s_addr;
-  if (x->sa_family == AF_INET6)
-    return IN6_ARE_ADDR_EQUAL(&((const struct sockaddr_in6 *)x)->sin6_addr,
-                              &((const struct sockaddr_in6 *)y)->sin6_addr);
-  return strcmp(((const struct sockaddr_un *)x)->sun_path,
-                ((const struct sockaddr_un *)y)->sun_path) == 0;
-}
-
-/* Whether a connect or a bind at a reaches listener v. */
-static int reaches(const tapio__vlisten *v, const tapio__addr *a) {
-  return v->addr.ss.ss_family == a->ss.ss_family &&
-         port_of(&v->addr) == port_of(a) &&
-         (same_host(&v->addr, a) || is_wildcard(&v->addr) || is_wildcard(a));
-}
-
-/* The loopback address of a's family, at port. */
-static void loopback(tapio__addr *a, int port) {
-  if (a->ss.ss_family == AF_INET6) {
-    ((struct sockaddr_in6 *)&a->ss)->sin6_addr = in6addr_loopback;
-  } else {
-    ((struct sockaddr_in *)&a->ss)->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  }
-  set_port(a, port);
-}
-
 const char *tapio__vnet_host(const char *host, int family) {
   if (!host || strcmp(host, "localhost") != 0)
     return NULL;
@@ -119,17 +59,19 @@ const char *tapio__vnet_host(const char *host, int family) {
 
 static int port_taken(tapio__kit *kit, int port) {
   tapio__link *l;
-  for (l = kit->vnet.next; l != &kit->vnet; l = l->next)
-    if (port_of(&TAPIO_CONTAINER(l, tapio__vlisten, link)->addr) == port)
+  for (l = kit->vnet.next; l != &kit->vnet; l = l->next) {
+    tapio__vlisten *v = TAPIO_CONTAINER(l, tapio__vlisten, link);
+    if (tapio__addr_port(&v->addr) == port)
       return 1;
+  }
   return 0;
 }
 
 /* An ephemeral port no listener has, in the kernel's range and order. */
 static int pick_port(tapio__kit *kit) {
-  int i, span = PORT_LAST - PORT_FIRST + 1;
+  int i, span = TAPIO__PORT_LAST - TAPIO__PORT_FIRST + 1;
   for (i = 0; i < span; i++) {
-    int port = PORT_FIRST + (kit->next_port++ % span);
+    int port = TAPIO__PORT_FIRST + (kit->next_port++ % span);
     if (!port_taken(kit, port))
       return port;
   }
@@ -185,15 +127,15 @@ int tapio__vnet_listen(tapio_server *s, const tapio__addr *a, int backlog,
   tapio__addr at = *a;
   if (!kit)
     return TAPIO_EINVAL;
-  if (at.ss.ss_family != AF_UNIX && port_of(&at) == 0) {
+  if (at.ss.ss_family != AF_UNIX && tapio__addr_port(&at) == 0) {
     int port = pick_port(kit);
     if (port < 0)
       return port;
-    set_port(&at, port);
+    tapio__addr_set_port(&at, port);
   }
   for (l = kit->vnet.next; l != &kit->vnet; l = l->next) {
     tapio__vlisten *o = TAPIO_CONTAINER(l, tapio__vlisten, link);
-    if (reaches(o, &at) && !(reuse_port && o->reuse_port))
+    if (tapio__addr_clash(&o->addr, &at) && !(reuse_port && o->reuse_port))
       return TAPIO_EADDRINUSE;
   }
   if (!(v = tapio__calloc(loop, sizeof *v)))
@@ -296,7 +238,7 @@ static tapio__vlisten *find(tapio_loop *loop, const tapio__addr *to) {
   tapio__link *l;
   for (l = loop->kit->vnet.next; l != &loop->kit->vnet; l = l->next) {
     tapio__vlisten *v = TAPIO_CONTAINER(l, tapio__vlisten, link);
-    if (reaches(v, to))
+    if (tapio__addr_clash(&v->addr, to))
       return v;
   }
   return NULL;
@@ -308,9 +250,9 @@ static tapio__vlisten *find(tapio_loop *loop, const tapio__addr *to) {
 static int name_sides(tapio__vconnect *c, const tapio__vlisten *v,
                       tapio__addr *from, tapio__addr *to) {
   int port;
-  *to = is_wildcard(&c->to) ? v->addr : c->to;
-  if (is_wildcard(to))
-    loopback(to, port_of(&c->to));
+  *to = tapio__addr_is_any(&c->to) ? v->addr : c->to;
+  if (tapio__addr_is_any(to))
+    tapio__addr_loopback(to, tapio__addr_port(&c->to));
   if (to->ss.ss_family == AF_UNIX) {
     memset(from, 0, sizeof *from);
     from->ss.ss_family = AF_UNIX;
@@ -318,13 +260,13 @@ static int name_sides(tapio__vconnect *c, const tapio__vlisten *v,
     return 0;
   }
   *from = c->has_from ? c->from : *to;
-  if (c->has_from && port_of(from) != 0)
+  if (c->has_from && tapio__addr_port(from) != 0)
     return 0;
   if ((port = pick_port(c->loop->kit)) < 0)
     return port;
-  if (is_wildcard(from))
-    loopback(from, port);
-  set_port(from, port);
+  if (tapio__addr_is_any(from))
+    tapio__addr_loopback(from, port);
+  tapio__addr_set_port(from, port);
   return 0;
 }
 

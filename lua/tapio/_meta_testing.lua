@@ -30,6 +30,17 @@
 ---@field seed? integer the seed of {lo, hi} draws
 
 ---testing.run's options.
+---Faults of what a virtual loop's datagram endpoint sends.
+---@class tapio.testing.DatagramFaults
+---@field loss? number the chance a datagram is lost (0..1)
+---@field drop? integer[] these are lost (1: the next one sent), ascending
+---@field duplicate? number the chance it arrives twice (0..1)
+---@field reorder? integer it lets up to so many later ones go first
+---@field delay? number seconds (loop time) in flight
+---@field jitter? number plus 0..jitter seconds, drawn: they reorder
+---@field capacity? integer bytes in flight before the write buffer fills
+---@field seed? integer the seed of the draws (default: the session's)
+
 ---@class tapio.testing.RunOptions
 ---@field seed? integer the session's seed for the run
 ---@field autojump? boolean the clock jumps to the next timer while waiting
@@ -95,6 +106,16 @@ function testing.fault(t, spec) end
 ---Lifts t's faults: what was held goes on.
 ---@param t tapio.Transport
 function testing.clear_faults(t) end
+---Breaks what datagram endpoint t (a virtual loop's) sends from now on;
+---nil or {} clears. Returns the spec, with the seed used.
+---@param t tapio.DatagramTransport
+---@param spec? tapio.testing.DatagramFaults
+---@return tapio.testing.DatagramFaults
+function testing.datagram_faults(t, spec) end
+---The bytes of t's datagrams in flight (sent, not yet arrived).
+---@param t tapio.DatagramTransport
+---@return integer
+function testing.datagram_in_flight(t) end
 ---A protocol that writes down every callback in rec.events, then calls
 ---inner's. opts.merge: bytes that follow bytes are one event.
 ---@param inner? table

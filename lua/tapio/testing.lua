@@ -6,6 +6,8 @@
 --   testing.pipe_pair(a, b, opts) two protocols joined through memory
 --   testing.open_pair(opts)       two reader/writer pairs, the same way
 --   testing.fault(t, spec)        resets, ends, errors, stalls, drips
+--   testing.datagram_faults(t, s) loss, duplication, reordering, delay of
+--                                 a virtual loop's datagram endpoint
 --   testing.recorder(inner)       every callback written down, in order
 --   testing.run(body)             a busted test body as a task on a
 --                                 virtual loop, checked for what it leaves
@@ -151,6 +153,15 @@ local function is_count(v, min)
     and v <= 2 ^ 53
 end
 
+-- A list of ascending integers >= 1.
+local function ascending(list)
+  local ok = type(list) == "table"
+  for i = 1, ok and #list or 0 do
+    ok = ok and is_count(list[i], 1) and (i == 1 or list[i] > list[i - 1])
+  end
+  return ok
+end
+
 -- Checks one side's options (opts.a, opts.b, or the shared ones) of fn,
 -- where opts is argument n; errors at the caller of fn.
 local function check_side(o, where, fn, n)
@@ -167,15 +178,8 @@ local function check_side(o, where, fn, n)
       and is_count(c[1], 1) and is_count(c[2], c[1] or 1)) then
     bad("chunk: a size >= 1 or {min, max} expected")
   end
-  if o.splits ~= nil then
-    local s = o.splits
-    local ok = type(s) == "table"
-    for i = 1, ok and #s or 0 do
-      ok = ok and is_count(s[i], 1) and (i == 1 or s[i] > s[i - 1])
-    end
-    if not ok then
-      bad("splits: ascending offsets >= 1 expected")
-    end
+  if o.splits ~= nil and not ascending(o.splits) then
+    bad("splits: ascending offsets >= 1 expected")
   end
   if o.delay ~= nil and not (type(o.delay) == "number" and o.delay >= 0) then
     bad("delay: seconds >= 0 expected")
@@ -443,6 +447,79 @@ end
 
 --- testing.clear_faults(t): lifts t's faults; what was held goes on.
 testing.clear_faults = K.clear_faults
+
+-- ---- Datagram faults --------------------------------------------------------
+
+local DGRAM = { loss = true, duplicate = true, reorder = true, delay = true,
+                jitter = true, seed = true, drop = true, capacity = true }
+
+local function check_dgram(spec)
+  local function bad(msg)
+    argerror("datagram_faults", 2, "spec", msg, 4)
+  end
+  for k in pairs(spec) do
+    if not DGRAM[k] then
+      bad("unknown fault '" .. tostring(k) .. "'")
+    end
+  end
+  for _, k in ipairs({ "loss", "duplicate" }) do
+    local v = spec[k]
+    if v ~= nil and not (type(v) == "number" and v >= 0 and v <= 1) then
+      bad(k .. ": a probability 0..1 expected")
+    end
+  end
+  for _, k in ipairs({ "delay", "jitter" }) do
+    local v = spec[k]
+    if v ~= nil and not (type(v) == "number" and v >= 0 and v < math.huge)
+    then
+      bad(k .. ": seconds >= 0 expected")
+    end
+  end
+  if spec.reorder ~= nil and not (is_count(spec.reorder, 0)
+      and spec.reorder <= 2 ^ 31) then
+    bad("reorder: a count >= 0 expected")
+  end
+  if spec.drop ~= nil and not ascending(spec.drop) then
+    bad("drop: ascending datagram numbers >= 1 expected")
+  end
+  if spec.seed ~= nil and not is_count(spec.seed, 0) then
+    bad("seed: an integer >= 0 expected")
+  end
+  if spec.capacity ~= nil and not (is_count(spec.capacity, 1)
+      and spec.capacity <= 2 ^ 31 - 1) then
+    bad("capacity: a size >= 1 expected")
+  end
+end
+
+--- testing.datagram_faults(t, spec): faults of what t (a virtual loop's
+-- datagram endpoint) sends from now on: loss and duplicate (chances),
+-- reorder (a datagram lets up to that many later ones pass), delay and
+-- jitter (seconds), drop (the datagrams lost for sure, 1 the next one
+-- sent), capacity (bytes in flight before the write buffer fills), seed
+-- (the draws': the session's seed gives one unless set). nil or {}
+-- clears them. Returns the spec with the seed used.
+function testing.datagram_faults(t, spec)
+  if spec ~= nil and type(spec) ~= "table" then
+    argerror("datagram_faults", 2, "spec", "table expected, got "
+      .. typename(spec))
+  end
+  local set = {}
+  for k, v in pairs(spec or {}) do
+    set[k] = v
+  end
+  check_dgram(set)
+  if set.seed == nil then
+    set.seed = draw(0, 2147483647)
+  end
+  K._datagram_faults(t, set)
+  if set.capacity then
+    K._datagram_capacity(t, set.capacity)
+  end
+  return set
+end
+
+--- testing.datagram_in_flight(t): the bytes of t's datagrams in flight.
+testing.datagram_in_flight = K.datagram_in_flight
 
 -- ---- The recorder -----------------------------------------------------------
 

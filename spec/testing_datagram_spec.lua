@@ -1,0 +1,367 @@
+-- tapio.testing's datagrams: on a virtual loop, create_datagram_endpoint
+-- makes endpoints of a virtual network that exchange datagrams in memory
+-- on the loop's clock. The reference's UDP echo client and server, a
+-- request/retry client whose 3-second timer runs on the virtual clock,
+-- loss, duplication, reordering and delay replayed from their seeds, the
+-- connected endpoint's rules, ECONNREFUSED, EADDRINUSE, ephemeral ports,
+-- close, abort, flow control, and testing.run catching one left open.
+local helper = require "spec.helper"
+local tapio = helper.tapio
+local testing = require "tapio.testing"
+
+-- helper.dgram_recorder's endpoint, its events "data:<the bytes>"; with
+-- p.echo, each datagram goes back as it came.
+local function show(data)
+  return data
+end
+
+local function endpoint(loop, opts, methods)
+  local m = { show = show, echo_prefix = "" }
+  for k, v in pairs(methods or {}) do
+    m[k] = v
+  end
+  return helper.dgram_endpoint(loop, opts, m)
+end
+
+local function bound(loop, port, methods)
+  return endpoint(loop, { local_addr = { "127.0.0.1", port or 0 } },
+    methods)
+end
+
+-- The reference's protocols (examples/udp_echo_server.lua and
+-- udp_echo_client.lua), printing into a log instead.
+local function echo_server(log)
+  local P = {}
+  P.__index = P
+  function P:connection_made(transport)
+    self.transport = transport
+  end
+  function P:datagram_received(data, addr)
+    log[#log + 1] = ("Received %s from %s"):format(tapio.repr(data),
+      tostring(addr))
+    self.transport:sendto(data, addr)
+  end
+  return setmetatable({}, P)
+end
+
+local function echo_client(message, loop, log)
+  local P = {}
+  P.__index = P
+  function P:connection_made(transport)
+    self.transport = transport
+    log[#log + 1] = "Send: " .. message
+    self.transport:sendto(message)
+  end
+  function P:datagram_received(data)
+    log[#log + 1] = "Received: " .. data
+    self.transport:close()
+  end
+  function P:error_received(exc)
+    log[#log + 1] = "Error received: " .. tostring(exc)
+  end
+  function P:connection_lost()
+    log[#log + 1] = "Connection closed"
+    self.on_con_lost:set_result(true)
+  end
+  return setmetatable({ on_con_lost = loop:create_future() }, P)
+end
+
+-- The datagrams c sends to s ("1".."n") under spec, as s's events.
+local function under_faults(spec, n, wait, seed)
+  local events
+  testing.run(function(clock, loop)
+    local st, sp = bound(loop)
+    local ct = endpoint(loop, { remote_addr = st:get_extra_info("sockname") })
+    testing.datagram_faults(ct, spec)
+    for i = 1, n do
+      ct:sendto(tostring(i))
+    end
+    clock:advance(wait or 0)
+    events = table.concat(sp.events, " ")
+    ct:close()
+    st:close()
+  end, { seed = seed })()
+  return events
+end
+
+local function count(s, word)
+  local n = 0
+  for _ in s:gmatch(word) do
+    n = n + 1
+  end
+  return n
+end
+
+describe("the virtual network's datagrams", function()
+  it("runs the reference's UDP echo server and client",
+     testing.run(function(clock, loop)
+    local slog, clog = {}, {}
+    local st = loop:create_datagram_endpoint(function()
+      return echo_server(slog)
+    end, { local_addr = { "127.0.0.1", 9999 } })
+    local ct, cp = loop:create_datagram_endpoint(function()
+      return echo_client("Hello World!", loop, clog)
+    end, { remote_addr = { "127.0.0.1", 9999 } })
+    assert.is_true(cp.on_con_lost:await())
+    assert.same({ "Send: Hello World!", "Received: Hello World!",
+                  "Connection closed" }, clog)
+    assert.same({ "Received 'Hello World!' from ('127.0.0.1', 32768)" },
+      slog)
+    assert.equal(0, clock:time())
+    assert.is_true(ct:is_closing())
+    st:close()
+  end))
+
+  it("answers the virtual addresses, and no socket", testing.run(
+     function(_, loop)
+    local st = bound(loop, 0)
+    local saddr = st:get_extra_info("sockname")
+    assert.equal("127.0.0.1", saddr.host)
+    assert.equal(32768, saddr.port)
+    local ct = endpoint(loop, { remote_addr = saddr })
+    assert.equal(saddr, ct:get_extra_info("peername"))
+    assert.equal(32769, ct:get_extra_info("sockname").port)
+    assert.is_nil(ct:get_extra_info("socket"))
+    assert.equal("none", st:get_extra_info("peername", "none"))
+    ct:close()
+    st:close()
+  end))
+
+  it("retries a lost request on the virtual clock, in no time",
+     testing.run(function(clock, loop)
+    local st, sp = bound(loop, 5353, { echo = true })
+    testing.datagram_faults(st, { drop = { 1 } }) -- the first answer
+    local start = os.clock()
+    local client = helper.dgram_recorder(loop, {
+      connection_made = function(self, t)
+        self.t, self.tries = t, 0
+        self:try()
+      end,
+      try = function(self)
+        self.tries = self.tries + 1
+        self.t:sendto("query")
+        self.timer = loop:call_later(3, function() self:try() end)
+      end,
+      datagram_received = function(self, data)
+        self.answer, self.at = data, loop:time()
+        self.timer:cancel()
+        self.t:close()
+      end,
+    })
+    loop:create_datagram_endpoint(function() return client end,
+      { remote_addr = { "127.0.0.1", 5353 } })
+    clock:advance(10)
+    assert.equal("query", client.answer)
+    assert.equal(2, client.tries)
+    assert.equal(3, client.at)
+    assert.same({ "made", "data:query", "data:query" }, sp.events)
+    assert.is_true(os.clock() - start < 1)
+    st:close()
+  end))
+
+  it("loses datagrams, the same ones from the same seed", function()
+    local a = under_faults({ loss = 0.3, seed = 7 }, 60)
+    assert.equal(a, under_faults({ loss = 0.3, seed = 7 }, 60))
+    assert.not_equal(a, under_faults({ loss = 0.3, seed = 8 }, 60))
+    local got = count(a, "data:")
+    assert.is_true(got > 25 and got < 55, a)
+    assert.equal("made data:1 data:3 data:4",
+      under_faults({ drop = { 2, 5 } }, 5):gsub(" data:5$", ""))
+  end)
+
+  it("duplicates datagrams, the copy right after", function()
+    assert.equal("made data:1 data:1 data:2 data:2",
+      under_faults({ duplicate = 1 }, 2))
+    local a = under_faults({ duplicate = 0.5, seed = 3 }, 20)
+    assert.equal(a, under_faults({ duplicate = 0.5, seed = 3 }, 20))
+    assert.is_true(count(a, "data:") > 20)
+  end)
+
+  it("reorders datagrams within reach, replayed from the seed", function()
+    local a = under_faults({ reorder = 2, seed = 3 }, 20)
+    assert.equal(a, under_faults({ reorder = 2, seed = 3 }, 20))
+    assert.equal(20, count(a, "data:"))
+    local ordered = {}
+    for i = 1, 20 do
+      ordered[i] = "data:" .. i
+    end
+    assert.not_equal("made " .. table.concat(ordered, " "), a)
+    local seen = {}
+    for v in a:gmatch("data:(%d+)") do
+      local passed = 0 -- later ones that went first: at most 2
+      for w in pairs(seen) do
+        passed = passed + (w > tonumber(v) and 1 or 0)
+      end
+      assert.is_true(passed <= 2, a)
+      seen[tonumber(v)] = true
+    end
+  end)
+
+  it("delays datagrams by loop time, with jitter that reorders", function()
+    assert.equal("made", under_faults({ delay = 0.05 }, 1, 0.049))
+    assert.equal("made data:1", under_faults({ delay = 0.05 }, 1, 0.05))
+    local spec = { delay = 0.01, jitter = 0.1, seed = 5 }
+    local a = under_faults(spec, 10, 1)
+    assert.equal(a, under_faults(spec, 10, 1))
+    assert.equal(10, count(a, "data:"))
+    assert.not_equal("made data:1 data:2 data:3 data:4 data:5 data:6 "
+      .. "data:7 data:8 data:9 data:10", a)
+  end)
+
+  it("draws from the session's seed when none is given", function()
+    local a = under_faults({ loss = 0.5 }, 30, 0, 42)
+    assert.equal(a, under_faults({ loss = 0.5 }, 30, 0, 42))
+    assert.not_equal(a, under_faults({ loss = 0.5 }, 30, 0, 43))
+  end)
+
+  it("keeps a connected endpoint to its peer", testing.run(
+     function(_, loop)
+    local st, sp = bound(loop)
+    local ct, cp = endpoint(loop, { remote_addr = st:get_extra_info(
+      "sockname") })
+    local xt, xp = bound(loop)
+    assert.has_error(function() ct:sendto("x", { "127.0.0.1", 1 }) end,
+      "tapio: transport:sendto: bad argument #2 'addr' (must be nil or the "
+      .. "connected peer's ('127.0.0.1', 32768))")
+    xt:sendto("from x", ct:get_extra_info("sockname"))
+    st:sendto("from s", ct:get_extra_info("sockname"))
+    tapio.sleep(0)
+    tapio.sleep(0)
+    assert.same({ "made", "data:from s" }, cp.events)
+    assert.same({ "made", "err:ECONNREFUSED" }, xp.events)
+    assert.same({ "made" }, sp.events)
+    ct:close()
+    st:close()
+    xt:close()
+  end))
+
+  it("reports ECONNREFUSED to error_received and keeps receiving",
+     testing.run(function(_, loop)
+    local ct, cp = endpoint(loop, { remote_addr = { "127.0.0.1", 9 } })
+    ct:sendto("ping")
+    tapio.sleep(0)
+    tapio.sleep(0)
+    assert.same({ "made", "err:ECONNREFUSED" }, cp.events)
+    assert.equal("sendto ('127.0.0.1', 9): connection refused",
+      cp.errors[1].message)
+    local st = bound(loop, 9, { echo = true })
+    ct:sendto("again")
+    tapio.sleep(0)
+    tapio.sleep(0)
+    assert.same({ "made", "err:ECONNREFUSED", "data:again" }, cp.events)
+    ct:close()
+    st:close()
+  end))
+
+  it("refuses a port bound already, names and real sockets",
+     testing.run(function(_, loop)
+    local st = bound(loop, 7000)
+    local ok, err = pcall(bound, loop, 7000)
+    assert.is_false(ok)
+    assert.equal("EADDRINUSE", err.name)
+    ok, err = pcall(endpoint, loop, { remote_addr = { "example.invalid",
+                                                      53 } })
+    assert.equal("EAI_NONAME", err.name)
+    ok, err = pcall(endpoint, loop, { local_addr = "/tmp/x.sock" })
+    assert.is_false(ok)
+    assert.matches("real I/O is refused", tostring(err))
+    local lt = endpoint(loop, { local_addr = { "localhost", 7001 } })
+    assert.equal("127.0.0.1", lt:get_extra_info("sockname").host)
+    st:close()
+    lt:close()
+  end))
+
+  it("closes after sending what waits, aborts dropping it",
+     testing.run(function(_, loop)
+    local st, sp = bound(loop)
+    local addr = st:get_extra_info("sockname")
+    local ct, cp = endpoint(loop, { remote_addr = addr })
+    testing.datagram_faults(ct, { capacity = 2 })
+    for _, d in ipairs({ "a", "b", "c", "d" }) do
+      ct:sendto(d)
+    end
+    assert.equal(2 * 9, ct:get_write_buffer_size())
+    assert.equal(2, testing.datagram_in_flight(ct))
+    ct:close()
+    tapio.sleep(0)
+    tapio.sleep(0)
+    assert.same({ "made", "data:a", "data:b", "data:c", "data:d" },
+      sp.events)
+    assert.same({ "made", "lost" }, cp.events)
+    assert.is_false(cp.lost:await())
+    local at, ap = endpoint(loop, { remote_addr = addr })
+    testing.datagram_faults(at, { capacity = 1 })
+    at:sendto("x")
+    at:sendto("y")
+    at:abort()
+    tapio.sleep(0)
+    tapio.sleep(0)
+    assert.same({ "made", "lost" }, ap.events)
+    assert.equal("data:x", sp.events[#sp.events])
+    st:close()
+  end))
+
+  it("closes safely inside datagram_received", testing.run(
+     function(_, loop)
+    local st, sp = bound(loop, 0, {
+      datagram_received = function(self, data)
+        self.events[#self.events + 1] = "data:" .. data
+        self.transport:close()
+      end,
+    })
+    local ct = endpoint(loop, { remote_addr = st:get_extra_info("sockname") })
+    ct:sendto("1")
+    ct:sendto("2")
+    tapio.sleep(0)
+    tapio.sleep(0)
+    assert.same({ "made", "data:1", "lost" }, sp.events)
+    ct:close()
+  end))
+
+  it("pauses writing at the capacity and resumes", testing.run(
+     function(_, loop)
+    local st, sp = bound(loop)
+    local ct, cp = endpoint(loop, { remote_addr = st:get_extra_info(
+      "sockname") })
+    testing.datagram_faults(ct, { capacity = 100 })
+    ct:set_write_buffer_limits(100, 0)
+    for _ = 1, 5 do
+      ct:sendto(("x"):rep(50))
+    end
+    assert.same({ "made", "pause" }, cp.events)
+    tapio.sleep(0)
+    tapio.sleep(0)
+    assert.same({ "made", "pause", "resume" }, cp.events)
+    assert.equal(6, #sp.events)
+    ct:close()
+    st:close()
+  end))
+
+  it("is caught by testing.run when left open", function()
+    local ok, err = pcall(testing.run(function(_, loop)
+      bound(loop)
+    end))
+    assert.is_false(ok)
+    assert.matches("left 1 transport%(s%) open", tostring(err))
+  end)
+
+  it("checks datagram_faults' arguments", testing.run(function(_, loop)
+    local st = bound(loop)
+    assert.has_error(function()
+      testing.datagram_faults(st, { loss = 2 })
+    end, "tapio: testing.datagram_faults: bad argument #2 'spec' (loss: a "
+      .. "probability 0..1 expected)")
+    assert.has_error(function()
+      testing.datagram_faults(st, { drop = { 3, 2 } })
+    end, "tapio: testing.datagram_faults: bad argument #2 'spec' (drop: "
+      .. "ascending datagram numbers >= 1 expected)")
+    assert.has_error(function()
+      testing.datagram_faults(st, { lose = 1 })
+    end, "tapio: testing.datagram_faults: bad argument #2 'spec' (unknown "
+      .. "fault 'lose')")
+    local seen = testing.datagram_faults(st, { delay = 1, seed = 9 })
+    assert.same({ delay = 1, seed = 9 }, seen)
+    testing.datagram_faults(st)
+    st:close()
+  end))
+end)

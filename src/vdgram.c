@@ -1,0 +1,614 @@
+/* The virtual network's datagram half: on a virtual loop,
+ * create_datagram_endpoint makes an endpoint with no socket, bound at a
+ * virtual address, and datagrams travel in memory, delivered by the loop
+ * at times it knows (never by real time), with faults on demand.
+ *
+ * The network (one per loop, in the kit) holds what is bound and what is
+ * in flight: each datagram sent, with the time it arrives, in order of
+ * that time. One task delivers what is due (what it sends meanwhile goes
+ * in the next turn, as on a real loop); one timer wakes it for the next
+ * datagram due later. Arriving, a datagram finds the endpoint bound at
+ * its address (or the wildcard of its family at its port): that one's
+ * datagram_received, with the sender's address; none, and the sender
+ * hears error_received(ECONNREFUSED), as tapio's sockets hear the ICMP
+ * error on loopback (IP_RECVERR), and it keeps receiving. Once the last
+ * endpoint is gone, what is still in flight goes too: a test that closed
+ * everything leaves no timer of the network behind.
+ *
+ * What an endpoint has in flight is held to a capacity (its socket's send
+ * buffer); what does not fit waits in the transport's write buffer, as a
+ * real endpoint's does when its socket refuses, with pause_writing and
+ * resume_writing at the watermarks, and goes out as datagrams arrive.
+ * Faults are the sender's: loss, duplication, reordering, delay and
+ * jitter, drawn per datagram from a seed (splitmix64), so that a failing
+ * run replays from its seed. */
+#include "tapio_int.h"
+
+#include <math.h>
+#include <string.h>
+
+#define MAX_IPV4 65507         /* 65535 less the IP and UDP headers */
+#define MAX_IPV6 65527         /* 65535 less the UDP header */
+#define DEFAULT_CAPACITY 212992 /* Linux's default send buffer */
+#define BATCH 256              /* datagrams delivered per turn, at most */
+
+typedef struct vdg vdg;
+
+/* A datagram in flight. */
+typedef struct vpkt {
+  struct vpkt *next;
+  double due;           /* when it arrives (loop time) */
+  vdg *from;            /* the sender, NULL once it is freed */
+  unsigned hold;        /* later datagrams of its sender to let pass */
+  tapio__addr src, dst;
+  size_t len;
+  char data[];
+} vpkt;
+
+struct tapio__dnet {
+  tapio_loop *loop;
+  tapio__link ends;     /* the bound endpoints, in the order they bound */
+  vpkt *head;           /* in flight, by due time (ties: as sent) */
+  vpkt *batch;          /* what the running delivery holds */
+  tapio__task task;     /* delivers what is due */
+  int posted;
+  tapio__timer timer;   /* the next datagram due later */
+  unsigned next_port;
+};
+
+struct vdg {
+  tapio_transport head;
+  tapio__link link;     /* in the network's ends, while bound */
+  tapio__addr self;
+  int af, connected, reuse_port;
+  tapio__addr dflt;     /* allow_broadcast's remote: the default */
+  tapio__dgram_queue q; /* the write buffer: what waits for room */
+  size_t inflight, capacity;
+  unsigned lost_sends;
+  tapio_datagram_faults faults;
+  uint64_t *drop;       /* faults.drop, copied */
+  uint64_t rng, sent;   /* the draws' state; datagrams sent since set */
+};
+
+static const tapio__kind vdg_kind;
+
+static vdg *to_vdg(tapio_transport *t) {
+  return TAPIO_CONTAINER(t, vdg, head);
+}
+
+static const tapio_datagram_protocol *proto_of(const vdg *d) {
+  return (const tapio_datagram_protocol *)d->head.proto;
+}
+
+static tapio__dnet *net_of(tapio_loop *loop) { return loop->kit->dnet; }
+
+/* ---- The network -------------------------------------------------------- */
+
+static void deliver_due(tapio__task *task);
+
+static void on_timer(tapio__timer *tm) {
+  tapio__dnet *n = TAPIO_CONTAINER(tm, tapio__dnet, timer);
+  if (!n->posted) {
+    n->posted = 1;
+    tapio__task_post(n->loop, &n->task);
+  }
+}
+
+static tapio__dnet *net_get(tapio_loop *loop) {
+  tapio__dnet *n = loop->kit->dnet;
+  if (n)
+    return n;
+  n = tapio__calloc(loop, sizeof *n);
+  if (!n)
+    return NULL;
+  n->loop = loop;
+  tapio__list_init(&n->ends);
+  n->task.run = deliver_due;
+  tapio__timer_init(&n->timer, loop, on_timer);
+  n->next_port = TAPIO__PORT_FIRST;
+  loop->kit->dnet = n;
+  return n;
+}
+
+/* The delivery runs now when something is due, else the timer waits for
+ * the first datagram. */
+static void schedule(tapio__dnet *n) {
+  double now = tapio__time(n->loop);
+  if (!n->head)
+    tapio__timer_stop(&n->timer);
+  else if (n->head->due <= now)
+    on_timer(&n->timer);
+  else if (!tapio__timer_active(&n->timer) || n->timer.dl.when != n->head->due)
+    tapio__timer_start_at(&n->timer, n->head->due);
+}
+
+/* Puts p in flight, after every datagram due no later. */
+static void insert(tapio__dnet *n, vpkt *p) {
+  vpkt **at = &n->head;
+  while (*at && (*at)->due <= p->due)
+    at = &(*at)->next;
+  p->next = *at;
+  *at = p;
+}
+
+static void pkt_free(tapio_loop *loop, vpkt *p) {
+  tapio__free(loop, p, sizeof *p + p->len);
+}
+
+static void list_free(tapio_loop *loop, vpkt *p) {
+  while (p) {
+    vpkt *next = p->next;
+    pkt_free(loop, p);
+    p = next;
+  }
+}
+
+void tapio__dnet_free(tapio_loop *loop) {
+  tapio__dnet *n = loop->kit ? loop->kit->dnet : NULL;
+  if (!n)
+    return;
+  tapio__timer_stop(&n->timer);
+  if (n->posted)
+    tapio__task_unpost(loop, &n->task);
+  list_free(loop, n->head);
+  list_free(loop, n->batch);
+  tapio__free(loop, n, sizeof *n);
+  loop->kit->dnet = NULL;
+}
+
+/* The endpoint a datagram to dst from src reaches: bound at dst, else at
+ * its family's wildcard at that port; reuse_port's first. A connected
+ * endpoint takes only its peer's (Linux's lookup passes it by). */
+static vdg *receiver(tapio__dnet *n, const tapio__addr *dst,
+                     const tapio__addr *src) {
+  vdg *wild = NULL;
+  tapio__link *l;
+  for (l = n->ends.next; l != &n->ends; l = l->next) {
+    vdg *d = TAPIO_CONTAINER(l, vdg, link);
+    tapio_transport *t = &d->head;
+    if (!tapio__addr_clash(&d->self, dst) ||
+        (d->connected &&
+         !tapio__addr_equal((const struct sockaddr *)&src->ss, src->len,
+                            &t->peer.sa, t->peerlen)))
+      continue;
+    if (!tapio__addr_is_any(&d->self))
+      return d; /* bound at dst itself */
+    if (!wild)
+      wild = d;
+  }
+  return wild;
+}
+
+/* ---- Delivery ----------------------------------------------------------- */
+
+static void refused(vdg *from, const vpkt *p) {
+  char msg[256];
+  const tapio_datagram_protocol *proto = proto_of(from);
+  if ((from->head.flags & TAPIO__T_CLOSING) || !proto->error_received)
+    return;
+  tapio__describe(msg, sizeof msg, "sendto",
+                  (const struct sockaddr *)&p->dst.ss, p->dst.len,
+                  TAPIO_ECONNREFUSED);
+  proto->error_received(from->head.ud, &from->head, TAPIO_ECONNREFUSED, msg);
+}
+
+static void arrive(tapio__dnet *n, const vpkt *p) {
+  vdg *to = receiver(n, &p->dst, &p->src);
+  if (!to) {
+    if (p->from)
+      refused(p->from, p);
+    return;
+  }
+  if (to->head.flags & TAPIO__T_CLOSING)
+    return; /* no longer read: the socket drops it */
+  to->head.nrecv += p->len;
+  if (proto_of(to)->datagram_received)
+    proto_of(to)->datagram_received(to->head.ud, &to->head, p->data, p->len,
+                                    (const struct sockaddr *)&p->src.ss,
+                                    p->src.len);
+}
+
+static void flush(vdg *d);
+
+/* Takes the datagrams due now (up to BATCH) into n->batch: those let
+ * pass first, then those still holding back (nothing more of their
+ * sender came before they were due). */
+static void take_due(tapio__dnet *n, double now) {
+  vpkt *go = NULL, **gt = &go, *held = NULL, **ht = &held;
+  int k = 0;
+  while (n->head && n->head->due <= now && k++ < BATCH) {
+    vpkt *p = n->head;
+    n->head = p->next;
+    p->next = NULL;
+    if (p->hold) {
+      *ht = p;
+      ht = &p->next;
+    } else {
+      *gt = p;
+      gt = &p->next;
+    }
+  }
+  *gt = held;
+  n->batch = go;
+}
+
+static void deliver_due(tapio__task *task) {
+  tapio__dnet *n = TAPIO_CONTAINER(task, tapio__dnet, task);
+  tapio_loop *loop = n->loop;
+  n->posted = 0;
+  if (loop->freeing)
+    return; /* nothing more arrives while the loop goes */
+  take_due(n, tapio__time(loop));
+  while (n->batch) {
+    vpkt *p = n->batch;
+    vdg *from;
+    arrive(n, p); /* p stays in the batch: a sender freed meanwhile is
+                     forgotten there */
+    n->batch = p->next;
+    from = p->from;
+    if (from)
+      from->inflight -= p->len;
+    pkt_free(loop, p);
+    if (from && from->q.head)
+      flush(from);
+  }
+  schedule(n);
+}
+
+/* ---- Sending ------------------------------------------------------------ */
+
+static double uniform(uint64_t *state) {
+  return (double)(tapio__splitmix64(state) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+/* The address the receiver sees: the sender's, or, bound at a wildcard,
+ * the one it sent to (Linux's source for a local destination), loopback
+ * for a wildcard destination. */
+static void source_of(const vdg *d, const tapio__addr *dst, tapio__addr *src) {
+  if (!tapio__addr_is_any(&d->self)) {
+    *src = d->self;
+    return;
+  }
+  *src = *dst;
+  if (tapio__addr_is_any(dst))
+    tapio__addr_loopback(src, 0);
+  tapio__addr_set_port(src, tapio__addr_port(&d->self));
+}
+
+/* The held datagrams a later one passed (marked with a negative due
+ * time) go right after it: due no earlier than it, due. */
+static void release_held(tapio__dnet *n, double due) {
+  for (;;) {
+    vpkt **at = &n->head, *p;
+    while (*at && (*at)->due >= 0)
+      at = &(*at)->next;
+    if (!*at)
+      return;
+    p = *at;
+    *at = p->next;
+    p->due = -p->due - 1;
+    if (p->due < due)
+      p->due = due;
+    insert(n, p);
+  }
+}
+
+/* One datagram onto the wire, as the faults say: lost, held back,
+ * delayed, doubled. */
+static int launch(vdg *d, const void *data, size_t len,
+                  const struct sockaddr *sa, socklen_t alen) {
+  tapio__dnet *n = net_of(d->head.loop);
+  const tapio_datagram_faults *f = &d->faults;
+  double now = tapio__time(d->head.loop);
+  double u_loss = uniform(&d->rng), u_dup = uniform(&d->rng);
+  double u_jit = uniform(&d->rng);
+  unsigned hold = f->reorder ? (unsigned)(tapio__splitmix64(&d->rng) %
+                                          (f->reorder + 1)) : 0;
+  uint64_t nth = ++d->sent;
+  int copies = u_dup < f->duplicate ? 2 : 1, i, rc = 0;
+  double due;
+  size_t k;
+  vpkt *p;
+  d->head.nsent += len;
+  for (k = 0; k < f->ndrop; k++)
+    if (d->drop[k] == nth)
+      return 0;
+  if (u_loss < f->loss)
+    return 0;
+  for (p = n->head; p; p = p->next) /* it passes the held ones */
+    if (p->from == d && p->hold && --p->hold == 0)
+      p->due = -p->due - 1; /* marked: it goes after this one */
+  due = tapio__vround(now + f->delay + f->jitter * u_jit);
+  for (i = 0; i < copies; i++) {
+    p = tapio__alloc(d->head.loop, sizeof *p + len);
+    if (!p) {
+      rc = TAPIO_ENOMEM; /* lost, as a full socket drops */
+      break;
+    }
+    p->from = d;
+    p->hold = i ? 0 : hold;
+    memcpy(&p->dst.ss, sa, alen);
+    p->dst.len = alen;
+    source_of(d, &p->dst, &p->src);
+    p->len = len;
+    if (len)
+      memcpy(p->data, data, len);
+    p->due = due;
+    d->inflight += len;
+    insert(n, p);
+  }
+  release_held(n, due);
+  schedule(n);
+  return rc;
+}
+
+/* Room in flight for len more (one datagram always goes alone). */
+static int has_room(const vdg *d, size_t len) {
+  return d->inflight == 0 || d->inflight + len <= d->capacity;
+}
+
+/* Room came: what waits goes, in order; a pending close finishes. */
+static void flush(vdg *d) {
+  tapio__dgram_out *o;
+  while ((o = d->q.head) && has_room(d, o->len) &&
+         !(d->head.flags & TAPIO__T_LOST)) {
+    launch(d, o->bytes + o->alen, o->len, (struct sockaddr *)o->bytes,
+           o->alen);
+    tapio__dgram_pop(&d->head, &d->q);
+  }
+  tapio__flow_shrank(&d->head);
+  if (!d->q.head && (d->head.flags & (TAPIO__T_CLOSING | TAPIO__T_LOST)) ==
+                       TAPIO__T_CLOSING)
+    tapio__transport_lost(&d->head, 0, NULL);
+}
+
+int tapio__vdgram_sendto(tapio_transport *t, const void *data, size_t len,
+                         const void *addr, size_t addrlen) {
+  vdg *d = to_vdg(t);
+  const struct sockaddr *sa;
+  socklen_t alen;
+  int rc = tapio__dgram_destination(d->af, d->connected, &d->dflt, t, addr,
+                                    addrlen, &sa, &alen);
+  if (rc < 0)
+    return rc;
+  if (t->flags & TAPIO__T_CLOSING)
+    return tapio__dgram_lost_send(t, &d->lost_sends);
+  if (len > (size_t)(d->af == AF_INET ? MAX_IPV4 : MAX_IPV6))
+    return TAPIO_EMSGSIZE;
+  if (!sa) { /* the connected peer */
+    sa = &t->peer.sa;
+    alen = t->peerlen;
+  }
+  if (d->q.head || !has_room(d, len)) {
+    rc = tapio__dgram_push(t, &d->q, data, len, sa, alen);
+    if (rc == 0)
+      tapio__flow_grew(t);
+    return rc;
+  }
+  return launch(d, data, len, sa, alen);
+}
+
+/* ---- Binding ------------------------------------------------------------ */
+
+/* An endpoint bound where a bind at a clashes (Linux's EADDRINUSE),
+ * unless both set reuse_port. */
+static int in_use(tapio__dnet *n, const tapio__addr *a, int reuse_port) {
+  tapio__link *l;
+  for (l = n->ends.next; l != &n->ends; l = l->next) {
+    vdg *d = TAPIO_CONTAINER(l, vdg, link);
+    if (tapio__addr_clash(&d->self, a) && !(reuse_port && d->reuse_port))
+      return 1;
+  }
+  return 0;
+}
+
+/* A free port for a: the next one from where the last search ended. */
+static int ephemeral(tapio__dnet *n, tapio__addr *a) {
+  unsigned i, span = TAPIO__PORT_LAST - TAPIO__PORT_FIRST + 1;
+  for (i = 0; i < span; i++) {
+    unsigned port = n->next_port++;
+    if (n->next_port > TAPIO__PORT_LAST)
+      n->next_port = TAPIO__PORT_FIRST;
+    tapio__addr_set_port(a, (int)port);
+    if (!in_use(n, a, 0))
+      return 0;
+  }
+  return TAPIO_EADDRINUSE;
+}
+
+/* The last endpoint gone, what is in flight is dropped (see the top). */
+static void unbind(vdg *d) {
+  tapio__dnet *n = net_of(d->head.loop);
+  tapio__list_remove(&d->link);
+  if (!tapio__list_empty(&n->ends))
+    return;
+  while (n->head) {
+    vpkt *p = n->head;
+    n->head = p->next;
+    if (p->from)
+      p->from->inflight -= p->len;
+    pkt_free(d->head.loop, p);
+  }
+  schedule(n);
+}
+
+/* ---- The kind ----------------------------------------------------------- */
+
+static void vdg_start(tapio_transport *t) { (void)t; }
+
+static void vdg_close(tapio_transport *t) {
+  vdg *d = to_vdg(t);
+  if (!d->q.head)
+    tapio__transport_lost(t, 0, NULL);
+}
+
+/* The port is free from here on; what is in flight still arrives. */
+static void vdg_halt(tapio_transport *t) {
+  vdg *d = to_vdg(t);
+  unbind(d);
+  while (d->q.head)
+    tapio__dgram_pop(t, &d->q);
+}
+
+static void drop_faults(vdg *d) {
+  tapio__free(d->head.loop, d->drop, d->faults.ndrop * sizeof *d->drop);
+  d->drop = NULL;
+  memset(&d->faults, 0, sizeof d->faults);
+}
+
+static void forget(tapio__dnet *n, vdg *d) {
+  vpkt *p;
+  for (p = n->head; p; p = p->next)
+    if (p->from == d)
+      p->from = NULL;
+  for (p = n->batch; p; p = p->next)
+    if (p->from == d)
+      p->from = NULL;
+}
+
+static void vdg_destroy(tapio_transport *t) {
+  vdg *d = to_vdg(t);
+  vdg_halt(t);
+  forget(net_of(t->loop), d);
+  drop_faults(d);
+  tapio__free(t->loop, d, sizeof *d);
+}
+
+static int vdg_fd(tapio_transport *t) {
+  (void)t;
+  return TAPIO_ENOTSUP;
+}
+
+static void vdg_shed(tapio_transport *t) {
+  vdg *d = to_vdg(t);
+  vdg_halt(t);
+  drop_faults(d);
+}
+
+static const tapio__kind vdg_kind = {
+  TAPIO_TRANSPORT_DATAGRAM,
+  TAPIO__CAN_FLOW,
+  sizeof(tapio_datagram_protocol),
+  vdg_start, vdg_close, vdg_halt, vdg_destroy, vdg_fd, vdg_shed
+};
+
+/* The wildcard address of af. */
+static void any_of(int af, tapio__addr *out) {
+  memset(out, 0, sizeof *out);
+  out->ss.ss_family = (sa_family_t)af;
+  out->len = af == AF_INET ? sizeof(struct sockaddr_in)
+                           : sizeof(struct sockaddr_in6);
+}
+
+int tapio__vdgram_new(tapio_loop *loop, const tapio_datagram_protocol *proto,
+                      void *ud, int af, const tapio__addr *local,
+                      const tapio__addr *remote, int broadcast,
+                      int reuse_port, tapio_transport **out) {
+  tapio__dnet *n = net_get(loop);
+  tapio__addr self;
+  vdg *d;
+  int rc = 0;
+  *out = NULL;
+  if (!n)
+    return TAPIO_ENOMEM;
+  if (local) {
+    self = *local;
+  } else if (remote && !broadcast) {
+    self = *remote; /* Linux binds a connected socket at its source */
+    if (tapio__addr_is_any(&self))
+      tapio__addr_loopback(&self, 0);
+  } else {
+    any_of(af, &self);
+  }
+  if (!local || tapio__addr_port(&self) == 0)
+    rc = ephemeral(n, &self);
+  else if (in_use(n, &self, reuse_port))
+    rc = TAPIO_EADDRINUSE;
+  if (rc < 0)
+    return rc;
+  d = tapio__calloc(loop, sizeof *d);
+  if (!d)
+    return TAPIO_ENOMEM;
+  tapio__transport_init(&d->head, &vdg_kind, loop, proto, ud);
+  d->self = self;
+  d->af = self.ss.ss_family;
+  d->reuse_port = reuse_port;
+  d->capacity = DEFAULT_CAPACITY;
+  if (remote && broadcast)
+    d->dflt = *remote;
+  if (remote && !broadcast) {
+    d->connected = 1;
+    tapio__transport_set_peer(&d->head, (const struct sockaddr *)&remote->ss,
+                              remote->len);
+  }
+  tapio__list_push(&n->ends, &d->link);
+  *out = &d->head;
+  return 0;
+}
+
+/* ---- The testing kit's calls -------------------------------------------- */
+
+static vdg *vdg_of(tapio_transport *t) {
+  return t && t->kind == &vdg_kind ? to_vdg(t) : NULL;
+}
+
+static int bad_faults(const tapio_datagram_faults *f) {
+  size_t i;
+  if (!(f->loss >= 0 && f->loss <= 1) ||
+      !(f->duplicate >= 0 && f->duplicate <= 1) ||
+      !(f->delay >= 0 && f->delay < INFINITY) ||
+      !(f->jitter >= 0 && f->jitter < INFINITY) || (f->ndrop && !f->drop) ||
+      f->ndrop > SIZE_MAX / sizeof *f->drop)
+    return 1;
+  for (i = 0; i < f->ndrop; i++)
+    if (f->drop[i] == 0 || (i && f->drop[i] <= f->drop[i - 1]))
+      return 1;
+  return 0;
+}
+
+int tapio__vdgram_sockname(tapio_transport *t, tapio__addr *out) {
+  vdg *d = vdg_of(t);
+  if (!d)
+    return TAPIO_ENOTSUP;
+  *out = d->self;
+  return 0;
+}
+
+int tapio_datagram_set_faults(tapio_transport *t,
+                              const tapio_datagram_faults *f) {
+  vdg *d = vdg_of(t);
+  uint64_t *drop = NULL;
+  if (!d || (f && bad_faults(f)))
+    return TAPIO_EINVAL;
+  if (t->flags & TAPIO__T_LOST)
+    return TAPIO_ECLOSED;
+  if (f && f->ndrop &&
+      !(drop = tapio__alloc(t->loop, f->ndrop * sizeof *drop)))
+    return TAPIO_ENOMEM;
+  drop_faults(d);
+  if (!f)
+    return 0;
+  d->faults = *f;
+  if (drop)
+    memcpy(drop, f->drop, f->ndrop * sizeof *drop);
+  d->drop = drop;
+  d->faults.drop = drop;
+  d->rng = f->seed;
+  d->sent = 0;
+  return 0;
+}
+
+int tapio_datagram_set_capacity(tapio_transport *t, size_t bytes) {
+  vdg *d = vdg_of(t);
+  if (!d || bytes == 0)
+    return TAPIO_EINVAL;
+  d->capacity = bytes;
+  if (d->q.head)
+    flush(d);
+  return 0;
+}
+
+size_t tapio_datagram_in_flight(tapio_transport *t) {
+  vdg *d = vdg_of(t);
+  return d ? d->inflight : 0;
+}
