@@ -27,8 +27,13 @@
  *   twice is.
  * - A length no object can have (past PTRDIFF_MAX, alone or added up) is
  *   TAPIO_EINVAL; sizes are checked before any arithmetic on them.
- * - A loop and everything made from it belong to one thread. Only
- *   tapio_call_soon_threadsafe may be called from another thread.
+ * - A loop and everything made from it belong to one thread at a time.
+ *   Only tapio_call_soon_threadsafe may be called from another thread
+ *   (so another thread stops a running loop by scheduling a call that
+ *   calls tapio_loop_stop). A loop not running may be handed to another
+ *   thread when the handover synchronises (pthread_create, pthread_join,
+ *   a mutex): make it in one thread, run it in another, free it in the
+ *   first after the join.
  * - tapio keeps no hidden global state, with three process-wide
  *   exceptions forced by its libraries: libev's system-error callback
  *   (tapio reports instead of aborting), the allocator libev uses for its
@@ -333,8 +338,12 @@ void tapio_handle_release(tapio_handle *h);
  * from inside any callback, its own included, is safe and takes effect at
  * once: a removed watch is not called again, also when its event is
  * already due in this iteration. Remove the watch before closing fd (a
- * new descriptor can get its number). tapio_loop_free removes the watches
- * left; their ud stays the caller's. */
+ * new descriptor can get its number). A descriptor closed before the
+ * loop has polled since its watch was added stops every watch of its
+ * number: they are never called and stay until removed (or until fd is
+ * watched again once open), and the exception handler gets TAPIO_EBADF.
+ * tapio_loop_free removes the watches left; their ud stays the
+ * caller's. */
 int tapio_add_reader(tapio_loop *loop, int fd, tapio_call_fn fn, void *ud);
 int tapio_add_writer(tapio_loop *loop, int fd, tapio_call_fn fn, void *ud);
 /* 1 if fd was watched (the watch is gone), 0 if not; TAPIO_EINVAL for a
@@ -703,10 +712,12 @@ int tapio_getnameinfo(tapio_loop *loop, const void *addr, size_t addrlen,
                       int flags, tapio_nameinfo_fn cb, void *ud);
 /* Points the loop's resolver at other DNS servers: "host[:port],..."
  * (IPv6 as "[::1]:53"), or NULL for /etc/resolv.conf's (the default,
- * unless the environment variable TAPIO_DNS_SERVERS names some); timeout
+ * unless the environment variable TAPIO_DNS_SERVERS names some: one that
+ * does not parse fails every lookup with TAPIO_EINVAL); timeout
  * is the seconds per try and tries the attempts per server, 0 for the
  * system's. /etc/hosts is still read first. TAPIO_EINVAL for a server
- * list that does not parse, TAPIO_EBUSY while lookups are in flight. */
+ * list that does not parse, TAPIO_EBUSY while lookups are in flight
+ * (cancelled ones do not count: remaking the resolver drops them). */
 int tapio_loop_set_resolver(tapio_loop *loop, const char *servers,
                             double timeout, int tries);
 
@@ -902,13 +913,17 @@ int tapio_create_server(tapio_loop *loop, const char *const *hosts,
                         size_t nhosts, int port, tapio_protocol_factory factory,
                         void *factory_ud, const tapio_options *opts,
                         tapio_server_fn cb, void *cb_ud);
-/* Listens on the Unix socket path; a stale socket file there is removed. */
+/* Listens on the Unix socket path. A socket file there is removed first,
+ * stale or not (a live server's too, as asyncio removes it); another
+ * kind of file is TAPIO_EADDRINUSE. */
 int tapio_create_unix_server(tapio_loop *loop, const char *path,
                              tapio_protocol_factory factory, void *factory_ud,
                              const tapio_options *opts, tapio_server_fn cb,
                              void *cb_ud);
 
-/* Starts accepting (when created with start_serving 0). Idempotent. */
+/* Starts accepting (when created with start_serving 0). Idempotent. The
+ * sockets listen from the create call on, so connections made before
+ * this wait in the backlog (asyncio listens only here and refuses them). */
 int tapio_server_start_serving(tapio_server *s);
 /* 1 while accepting connections. */
 int tapio_server_is_serving(tapio_server *s);

@@ -271,6 +271,9 @@ static int u_address(lua_State *L) {
   char buf[TAPIO_ADDR_MAX];
   size_t len = sizeof buf;
   lua_settop(L, 2);
+  if (lua_type(L, 1) != LUA_TSTRING)
+    return tl_typeerror(L, "address", 1, "host", 1, "string");
+  tl_checkint(L, 2, "address", 2, "port", 0, 65535);
   lua_createtable(L, 2, 0);
   lua_pushvalue(L, 1);
   lua_rawseti(L, 3, 1);

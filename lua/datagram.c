@@ -147,6 +147,24 @@ static void set_addr(lua_State *L, tapio_options *o, int idx,
     option_fail(L, o, tapio_strerror(rc));
 }
 
+/* sock excludes the options that make a socket, as the core checks too;
+ * raised here, before the call, the descriptor stays the caller's. */
+static void check_sock(lua_State *L, int idx) {
+  static const char *const made[] = {"local_addr", "remote_addr", "family",
+                                     "reuse_port", "allow_broadcast", NULL};
+  int i;
+  lua_getfield(L, idx, "sock");
+  for (i = 0; !lua_isnil(L, -1) && made[i]; i++) {
+    lua_getfield(L, idx, made[i]);
+    if (!lua_isnil(L, -1))
+      tl_argerror(L, FN_DGRAM, 2, "opts",
+                  lua_pushfstring(L, "sock cannot be given with %s (asyncio's "
+                                  "check)", made[i]));
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+}
+
 /* The options at idx as the core takes them: local_addr and remote_addr
  * as asyncio gives them, family AF_UNIX implied by paths, reuse_address
  * refused (asyncio raises for it on UDP); the rest, as the core names
@@ -166,9 +184,11 @@ static tapio_options *dgram_options(lua_State *L, int idx, tapio_loop *loop) {
     tl_argerror(L, FN_DGRAM, 2, "opts", "reuse_address is not supported on "
                 "UDP: another process could take the port's datagrams (use "
                 "reuse_port)");
+  lua_pop(L, 1);
+  check_sock(L, idx);
   lua_getfield(L, idx, "family");
   unix_family = tl_tointeger(L, -1, &family) && family == TAPIO_AF_UNIX;
-  lua_pop(L, 2);
+  lua_pop(L, 1);
   lua_newtable(L);
   copy = lua_gettop(L);
   lua_pushnil(L);

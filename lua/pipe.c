@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <termios.h>
@@ -15,6 +16,20 @@
 
 #define FN_READ "loop:connect_read_pipe"
 #define FN_WRITE "loop:connect_write_pipe"
+
+/* The EINVAL value of a descriptor the pipe transports refuse (a regular
+ * file, a directory, a block device), saying so. */
+static int not_a_pipe(lua_State *L, tl_transport *lt, const char *fn,
+                      int fd) {
+  char msg[200];
+  snprintf(msg, sizeof msg, "%s: descriptor %d is not a pipe, a socket or "
+           "a character device (a regular file is always ready: asyncio "
+           "refuses it too)", fn, fd);
+  tl_release_transport(L, lt);
+  lua_pushnil(L);
+  tl_pusherror(L, TAPIO_EINVAL, msg);
+  return 2;
+}
 
 /* loop:_connect_read_pipe(cb, factory, fd, opts) and the write one: tapio
  * owns fd from here on, also when this fails. */
@@ -36,6 +51,8 @@ static int connect_pipe(lua_State *L, int writing) {
                : tapio_connect_read_pipe(lb->loop, fd, &tl_plain_protocol,
                                          lt, o, tl_on_connected, lt);
   tapio_options_free(o);
+  if (rc == TAPIO_EINVAL) /* the arguments are checked: fd is what is not */
+    return not_a_pipe(L, lt, fn, fd);
   return tl_create_done(L, lt, rc);
 }
 

@@ -116,14 +116,15 @@ static void on_nameinfo(void *ud, int status, const char *host,
 
 /* ---- The calls ---------------------------------------------------------- */
 
+/* opts.name, an integer 0..max (nil: 0); opts is argument n. */
 static int int_field(lua_State *L, int idx, const char *name, const char *fn,
-                     lua_Integer max) {
+                     int n, lua_Integer max) {
   lua_Integer v = 0;
   lua_getfield(L, idx, name);
   if (!lua_isnil(L, -1)) {
     char what[48];
     snprintf(what, sizeof what, "opts.%s", name);
-    v = tl_checkint(L, -1, fn, 3, what, 0, max);
+    v = tl_checkint(L, -1, fn, n, what, 0, max);
   }
   lua_pop(L, 1);
   return (int)v;
@@ -151,9 +152,11 @@ static int l_getaddrinfo(lua_State *L) {
     return tl_typeerror(L, FN_GAI, 2, "port", 4, "integer, string or nil");
   }
   if (lua_istable(L, 5)) {
-    family = int_field(L, 5, "family", FN_GAI, 6);
-    type = int_field(L, 5, "type", FN_GAI, 2);
-    flags = int_field(L, 5, "flags", FN_GAI, 7);
+    static const char *const names[] = {"family", "type", "flags", NULL};
+    tl_checkkeys(L, 5, FN_GAI, names);
+    family = int_field(L, 5, "family", FN_GAI, 3, 6);
+    type = int_field(L, 5, "type", FN_GAI, 3, 2);
+    flags = int_field(L, 5, "flags", FN_GAI, 3, 7);
   } else if (!lua_isnil(L, 5)) {
     return tl_typeerror(L, FN_GAI, 3, "opts", 5, "table or nil");
   }
@@ -195,6 +198,7 @@ static int l_getnameinfo(lua_State *L) {
 
 /* loop:set_resolver{servers = "127.0.0.1:5353", timeout = s, tries = n} */
 static int l_set_resolver(lua_State *L) {
+  static const char *const names[] = {"servers", "timeout", "tries", NULL};
   const char *fn = "loop:set_resolver";
   tl_loop *lb = tl_checkloop(L, 1, fn);
   const char *servers = NULL;
@@ -202,6 +206,7 @@ static int l_set_resolver(lua_State *L) {
   int tries, rc;
   if (!lua_istable(L, 2))
     return tl_typeerror(L, fn, 1, "opts", 2, "table");
+  tl_checkkeys(L, 2, fn, names);
   lua_getfield(L, 2, "servers");
   if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TSTRING)
     return tl_typeerror(L, fn, 1, "opts.servers", -1, "string or nil");
@@ -209,7 +214,7 @@ static int l_set_resolver(lua_State *L) {
   lua_getfield(L, 2, "timeout");
   if (!lua_isnil(L, -1))
     timeout = tl_checknumber(L, -1, fn, 1, "opts.timeout");
-  tries = int_field(L, 2, "tries", fn, 100);
+  tries = int_field(L, 2, "tries", fn, 1, 100);
   rc = tapio_loop_set_resolver(lb->loop, servers, timeout, tries);
   if (rc == TAPIO_EBUSY)
     return luaL_error(L, "tapio: %s: lookups are in flight", fn);

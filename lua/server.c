@@ -204,6 +204,9 @@ static int l_create_server(lua_State *L) {
   if (!has_sock && lua_isnil(L, 5))
     return tl_argerror(L, FN_SERVER, 3, "port",
                        "a port is required unless opts.sock is given");
+  if (has_sock && (!lua_isnil(L, 4) || port))
+    return tl_argerror(L, FN_SERVER, port ? 3 : 2, port ? "port" : "host",
+                       TL_SOCK_EXCLUDES);
   nhosts = hosts_arg(L, 4, &hosts); /* 7 */
   o = tl_options(L, 6, FN_SERVER, 4, TAPIO_CALL_CREATE_SERVER, lb->loop);
   ls = newserver(L, lb, 3, 2);

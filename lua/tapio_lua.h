@@ -364,6 +364,14 @@ int tl_typeerror(lua_State *L, const char *fn, int n, const char *name,
 /* Raises "tapio: fn: msg" placed at the function at level (luaL_where's:
  * 1, the caller of the C function raising it). */
 int tl_error_at(lua_State *L, int level, const char *fn, const char *msg);
+/* The argument error of a create call given opts.sock and a host or port
+ * too (asyncio's ValueError); raised before the call, so the descriptor
+ * stays the caller's. */
+#define TL_SOCK_EXCLUDES "host/port and opts.sock cannot be given together"
+/* Raises "unknown option 'k'" for a key of the table at idx not in names
+ * (NULL-ended). */
+void tl_checkkeys(lua_State *L, int idx, const char *fn,
+                  const char *const *names);
 /* The same, placed at the function at level (luaL_where's), for a C
  * function that a Lua method of tapio's calls on its caller's behalf. */
 int tl_typeerror_at(lua_State *L, int level, const char *fn, int n,

@@ -92,18 +92,7 @@ static void check_names(lua_State *L, int opts) {
       "password", "cert_pem", "key_pem", "verify", "check_hostname",
       "min_version", "max_version", "ciphers", "ciphersuites", "alpn",
       "sni", "keylog_file", "session_cache", NULL};
-  int i;
-  lua_pushnil(L);
-  while (lua_next(L, opts)) {
-    const char *key = lua_type(L, -2) == LUA_TSTRING
-                          ? lua_tostring(L, -2) : NULL;
-    for (i = 0; key && names[i] && strcmp(names[i], key) != 0; i++)
-      ;
-    if (!key || !names[i])
-      luaL_error(L, "tapio: tls_context: unknown option '%s'",
-                 tl_tostring(L, -2));
-    lua_pop(L, 1);
-  }
+  tl_checkkeys(L, opts, "tls_context", names);
 }
 
 static const char *const versions[] = {"TLSv1.2", "TLSv1.3", NULL};

@@ -178,6 +178,9 @@ static int l_create_connection(lua_State *L) {
     return tl_argerror(L, FN_CONNECT, 2, "host",
                        "host and port are required unless opts.sock is "
                        "given");
+  if (has_sock(L, 6) && (host || port))
+    return tl_argerror(L, FN_CONNECT, host ? 2 : 3, host ? "host" : "port",
+                       TL_SOCK_EXCLUDES);
   o = tl_options(L, 6, FN_CONNECT, 4, TAPIO_CALL_CREATE_CONNECTION, lb->loop);
   lt = tl_pending(L, lb, TL_TRANSPORT, 3, 2);
   rc = tapio_create_connection(lb->loop, host, port, &tl_plain_protocol, lt,

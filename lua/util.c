@@ -36,6 +36,25 @@ int tl_argerror(lua_State *L, const char *fn, int n, const char *name,
   return argerror_at(L, 1, fn, n, name, msg);
 }
 
+/* Every key of the table at idx must be one of names (NULL-ended): a
+ * misspelt option would otherwise be ignored. */
+void tl_checkkeys(lua_State *L, int idx, const char *fn,
+                  const char *const *names) {
+  int i;
+  idx = tl_absindex(L, idx);
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    const char *key = lua_type(L, -2) == LUA_TSTRING
+                          ? lua_tostring(L, -2) : NULL;
+    for (i = 0; key && names[i] && strcmp(names[i], key) != 0; i++)
+      ;
+    if (!key || !names[i])
+      tl_error_at(L, 1, fn, lua_pushfstring(L, "unknown option '%s'",
+                                            tl_tostring(L, -2)));
+    lua_pop(L, 1);
+  }
+}
+
 void *tl_checkself(lua_State *L, int idx, const char *tname,
                    const char *fn) {
   void *p = luaL_testudata(L, idx, tname);
@@ -451,15 +470,16 @@ static int u_send(lua_State *L) {
 }
 
 /* tapio.recv(fd, n): one recv of at most n bytes: the data ("" at the end
- * of the stream), or nil, err (EAGAIN when a non-blocking socket has
- * nothing). For the "watch a file descriptor" example. */
+ * of the stream), or nil, err (EAGAIN when nothing is there: it never
+ * waits, blocking socket or not, so a loop cannot hang in it). For the
+ * "watch a file descriptor" example. */
 static int u_recv(lua_State *L) {
   int fd = (int)tl_checkint(L, 1, "recv", 1, "fd", 0, INT32_MAX);
   size_t n = (size_t)tl_checkint(L, 2, "recv", 2, "n", 0, 1 << 24);
   ssize_t got;
   char *p = lua_newuserdata(L, n ? n : 1); /* scratch, for both Luas */
   do
-    got = recv(fd, p, n, 0);
+    got = recv(fd, p, n, MSG_DONTWAIT);
   while (got < 0 && errno == EINTR);
   if (got < 0)
     return tl_oserror(L, errno);

@@ -136,6 +136,8 @@ local function creates(loop)
       function() loop:create_server(f, nil, 0, o) end },
     { "create_unix_server",
       function() loop:create_unix_server(f, "p", o) end },
+    { "getaddrinfo",
+      function() loop:getaddrinfo("h", 1, o) end },
   }
 end
 

@@ -220,6 +220,15 @@ describe("a datagram endpoint", function()
     end)
   end)
 
+  it("has tapio.address name a bad host or port", function()
+    assert.has_error(function() tapio.address("127.0.0.1", 70000) end,
+      "tapio: address: bad argument #2 'port' (70000 is out of range "
+      .. "0..65535)")
+    assert.has_error(function() tapio.address(nil, 1) end,
+      "tapio: address: bad argument #1 'host' (string expected, got nil)")
+    assert.are.equal("('::1', 5, 0, 0)", tostring(tapio.address("::1", 5)))
+  end)
+
   it("queues what the socket refuses, pauses and resumes writing, and "
      .. "flushes on close (D4, D9)", function()
     helper.run(function(loop)
@@ -270,6 +279,29 @@ describe("a datagram endpoint", function()
     end)
   end)
 
+  it("names the bind that failed: an address taken, a path that is a file "
+     .. "(D13)", function()
+    helper.run(function(loop)
+      local st = bound(loop)
+      local port = st:get_extra_info("sockname").port
+      local f = function() return {} end
+      local ok, err = pcall(loop.create_datagram_endpoint, loop, f,
+        { local_addr = { "127.0.0.1", port } })
+      assert.is_false(ok)
+      assert.are.equal(("error while attempting to bind on address "
+        .. "('127.0.0.1', %d): address already in use (EADDRINUSE)")
+        :format(port), tostring(err))
+      local path = os.tmpname() -- a regular file
+      ok, err = pcall(loop.create_datagram_endpoint, loop, f,
+        { local_addr = path, remote_addr = path .. ".none" })
+      os.remove(path)
+      assert.is_false(ok)
+      assert.are.equal(("error while attempting to bind on address '%s': "
+        .. "address already in use (EADDRINUSE)"):format(path), tostring(err))
+      st:close()
+    end)
+  end)
+
   it("sends an error raised in datagram_received to the exception handler "
      .. "and aborts", function()
     local _, errors = helper.run(function(loop, errors)
@@ -307,7 +339,12 @@ describe("a datagram endpoint", function()
       assert.has_error(function()
         loop:create_datagram_endpoint(f, { sock = a,
                                            local_addr = { "127.0.0.1", 0 } })
-      end)
+      end, fn .. "(sock cannot be given with local_addr (asyncio's check))")
+      assert.has_error(function()
+        loop:create_datagram_endpoint(f, { sock = a, reuse_port = true })
+      end, fn .. "(sock cannot be given with reuse_port (asyncio's check))")
+      assert.are.equal(1, tapio.send(a, "x")) -- never given: still ours
+      tapio.close_fd(a)
       tapio.close_fd(b)
       assert.has_error(function()
         loop:create_datagram_endpoint(f, { local_addr = 42 })

@@ -33,6 +33,25 @@ describe("the tapio host program", function()
     assert.matches("function\t%d+%.%d+%.%d+", out)
   end)
 
+  it("says why standard input from a file is no read pipe", function()
+    local input = os.tmpname()
+    local out, status = run_script([[
+      local tapio = require "tapio"
+      tapio.run(function()
+        local loop = tapio.get_running_loop()
+        local ok, err = pcall(loop.connect_read_pipe, loop, function()
+          return {}
+        end, 0)
+        print(ok, err.name, err.message)
+      end)
+    ]], "< " .. q(input))
+    os.remove(input)
+    assert.are.equal(0, status)
+    assert.are.equal("false\tEINVAL\tloop:connect_read_pipe: descriptor 0 "
+      .. "is not a pipe, a socket or a character device (a regular file is "
+      .. "always ready: asyncio refuses it too)\n", out)
+  end)
+
   it("prints an error with its traceback and exits 1", function()
     local out, status = run_script([[
       local function inner() error("boom") end

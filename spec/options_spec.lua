@@ -52,7 +52,10 @@ describe("options", function()
       check({ nodelay = 2 }, "'nodelay' (boolean expected)")
       check({ nodelay = "yes" }, "'nodelay' (boolean expected)")
       check({ local_host = true }, "'local_host' (string expected)")
-      check({ sock = -1 }, "'sock' (integer 0..2147483647 expected)")
+      assert.has_error(function() -- sock alone: with a host it conflicts
+        loop:create_connection(f, { sock = -1 })
+      end, "tapio: loop:create_connection: bad option 'sock' (integer "
+        .. "0..2147483647 expected)")
     end)
   end)
 

@@ -110,6 +110,20 @@ describe("loop:getaddrinfo", function()
     end)
   end)
 
+  it("leaves set_resolver free once its task is cancelled", function()
+    run(function(loop)
+      local task = loop:create_task(function()
+        loop:getaddrinfo("silent.v4.tapio.test", 1)
+      end)
+      tapio.sleep(0.05)
+      task:cancel()
+      tapio.sleep(0) -- the cancel reaches the lookup
+      dns.use(loop, server, 0.5) -- c-ares still holds the dead query
+      assert.are.equal("('127.0.0.1', 1)",
+        tostring(loop:getaddrinfo("v4.tapio.test", 1)[1].addr))
+    end)
+  end)
+
   it("raises for bad arguments", function()
     run(function(loop)
       assert.has_error(function() loop:getaddrinfo(nil, nil) end,
@@ -124,6 +138,11 @@ describe("loop:getaddrinfo", function()
       assert.has_error(function()
         loop:set_resolver { servers = "not a server" }
       end)
+      assert.has_error(function() loop:getaddrinfo("x", 1, { famly = 4 }) end,
+        "tapio: loop:getaddrinfo: unknown option 'famly'")
+      assert.has_error(function()
+        loop:set_resolver { server = "127.0.0.1" }
+      end, "tapio: loop:set_resolver: unknown option 'server'")
     end)
   end)
 end)

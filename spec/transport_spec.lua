@@ -622,6 +622,28 @@ describe("creating transports", function()
     end)
   end)
 
+  it("refuses sock with a host or port as an argument error, leaving the "
+     .. "descriptor open (asyncio's ValueError)", function()
+    run(function(loop)
+      local a, b = tapio.socketpair()
+      local f = function() return recorder(loop) end
+      assert.has_error(function()
+        loop:create_connection(f, "127.0.0.1", 80, { sock = a })
+      end, "tapio: loop:create_connection: bad argument #2 'host' "
+        .. "(host/port and opts.sock cannot be given together)")
+      assert.has_error(function()
+        loop:create_server(f, nil, 8080, { sock = a })
+      end, "tapio: loop:create_server: bad argument #3 'port' "
+        .. "(host/port and opts.sock cannot be given together)")
+      local t, p = loop:create_connection(f, { sock = a }) -- still open
+      assert.are.equal(2, tapio.send(b, "ok"))
+      assert.are.equal("ok", p:bytes(2):await())
+      t:close()
+      tapio.close_fd(b)
+      p.lost:await()
+    end)
+  end)
+
   it("fails on a descriptor that is not a stream socket", function()
     run(function(loop)
       local ok, err = pcall(loop.connect_accepted_socket, loop, function()

@@ -119,6 +119,38 @@ describe("loop:add_reader", function()
     assert.matches("stack traceback", errors[1].traceback)
   end)
 
+  it("has tapio.recv answer EAGAIN when nothing is there, never waiting",
+     function()
+    -- in a child with a deadline: a recv that waited would hang this spec
+    local host = os.getenv("TAPIO_HOST") or "build/tapio"
+    local out, status = helper.execute("timeout 10 " .. helper.shell_quote(host)
+      .. [[ -e 'local tapio = require "tapio"
+        local a, b = tapio.socketpair()
+        local data, err = tapio.recv(a, 10)
+        print(data, err.name)
+        tapio.send(b, "x")
+        print(tapio.recv(a, 10))']])
+    assert.are.equal(0, status)
+    assert.are.equal("nil\tEAGAIN\nx\n", out)
+  end)
+
+  it("survives its descriptor closed before the loop polled: the handler "
+     .. "is told, the watch stays to be removed", function()
+    local errors = helper.run(function(loop, errors)
+      local rsock, wsock = tapio.socketpair()
+      loop:add_reader(rsock, function() error("never called") end)
+      tapio.close_fd(rsock)
+      tapio.close_fd(wsock)
+      tapio.sleep(0.01)
+      assert.is_true(loop:remove_reader(rsock))
+      return errors
+    end, { errors_ok = true })
+    assert.are.equal(1, #errors)
+    assert.are.equal("EBADF", errors[1].exception.name)
+    assert.matches("^descriptor %d+ was closed while watched",
+                   errors[1].message)
+  end)
+
   it("refuses bad descriptors with clear errors", function()
     helper.run(function(loop)
       local rsock, _, close = pair()

@@ -117,14 +117,16 @@ static int open_socket(dgram_req *r, int af, const tapio__addr *local,
   if (rc == 0 && r->broadcast)
     rc = sockopt(fd, SO_BROADCAST);
   recv_errors(fd, af);
-  *what = "error while attempting to bind on address";
-  if (rc == 0 && local &&
-      bind(fd, (const struct sockaddr *)&local->ss, local->len) < 0)
-    rc = tapio__from_errno(errno);
-  *what = "connect call failed";
-  if (rc == 0 && remote && !r->broadcast &&
-      connect(fd, (const struct sockaddr *)&remote->ss, remote->len) < 0)
-    rc = tapio__from_errno(errno);
+  if (rc == 0 && local) {
+    *what = "error while attempting to bind on address";
+    if (bind(fd, (const struct sockaddr *)&local->ss, local->len) < 0)
+      rc = tapio__from_errno(errno);
+  }
+  if (rc == 0 && remote && !r->broadcast) {
+    *what = "connect call failed";
+    if (connect(fd, (const struct sockaddr *)&remote->ss, remote->len) < 0)
+      rc = tapio__from_errno(errno);
+  }
   if (rc < 0) {
     close(fd);
     return rc;
@@ -217,9 +219,11 @@ static void make_unix(dgram_req *r) {
                    r->remote_path ? &remote : NULL, &what);
   if (fd < 0) {
     char msg[256];
-    const tapio__addr *a = what[0] == 'c' ? &remote : &local;
-    tapio__describe(msg, sizeof msg, what, (const struct sockaddr *)&a->ss,
-                    a->len, fd);
+    const tapio__addr *a = what[0] == 'c' ? &remote
+                           : what[0] == 'e' ? &local : NULL;
+    tapio__describe(msg, sizeof msg, what,
+                    a ? (const struct sockaddr *)&a->ss : NULL,
+                    a ? a->len : 0, fd);
     req_fail(r, fd, msg);
     return;
   }

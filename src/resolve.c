@@ -23,6 +23,7 @@ struct tapio__resolver {
   tapio__timer timer;      /* c-ares's next timeout */
   tapio__link socks;       /* every res_sock */
   size_t pending;          /* lookups c-ares holds, cancelled ones too */
+  size_t cancelled;        /* of which cancelled (tombstones) */
 };
 
 /* One socket c-ares talks through. */
@@ -207,7 +208,10 @@ int tapio_loop_set_resolver(tapio_loop *loop, const char *servers,
   int old_tries, rc;
   if (!loop || !(timeout >= 0) || timeout > 86400 || tries < 0)
     return TAPIO_EINVAL;
-  if (loop->resolver && loop->resolver->pending)
+  /* Cancelled lookups do not count: nobody waits for them, and remaking
+   * the channel drops them (their owners were told at the cancel). */
+  if (loop->resolver &&
+      loop->resolver->pending > loop->resolver->cancelled)
     return TAPIO_EBUSY;
   old_servers = loop->dns_servers;
   old_timeout = loop->dns_timeout;
@@ -268,6 +272,8 @@ void tapio__lookup_cancel(tapio__lookup *lk) {
   if (!lk)
     return;
   if (lk->in_ares) {
+    if (lk->cb || lk->named)
+      lk->loop->resolver->cancelled++;
     lk->cb = NULL;
     lk->named = NULL;
     return;
@@ -331,6 +337,8 @@ static void answered(tapio__lookup *lk, int status) {
 static int back_from_ares(tapio__lookup *lk) {
   lk->in_ares = 0;
   lk->loop->resolver->pending--;
+  if (!lk->cb && !lk->named)
+    lk->loop->resolver->cancelled--;
   if ((lk->cb || lk->named) && !lk->loop->freeing)
     return 1;
   lookup_free(lk);

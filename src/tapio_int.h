@@ -94,6 +94,8 @@ struct tapio_loop {
   tapio__link servers;     /* every server not yet freed */
   tapio__link requests;    /* pending connects and server creations */
   tapio__link fdwatches;   /* add_reader and add_writer (watch.c) */
+  ev_prepare fdcheck;      /* watch.c: new watches' descriptors checked
+                              before libev gives them to the kernel */
   struct tapio__signals *signals; /* add_signal_handler (signal.c) */
   char *rbuf;              /* the shared read buffer, made on first read */
   void *rbuf_block;        /* the allocation rbuf is aligned within */

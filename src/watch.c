@@ -1,11 +1,12 @@
 /* Watching descriptors: asyncio's add_reader, remove_reader, add_writer and
  * remove_writer. One libev watcher per descriptor and direction, in a list
  * of the loop's (a program watches a few descriptors; the list is walked
- * only by add and remove). */
+ * only by add and remove, and once before the poll after an add). */
 #include "tapio_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <sys/stat.h>
 
 struct tapio__fdwatch {
@@ -14,6 +15,7 @@ struct tapio__fdwatch {
   tapio_loop *loop;
   tapio_call_fn fn;
   void *ud;
+  int fresh;            /* started since the last poll: not in epoll yet */
 };
 
 static void on_ready(struct ev_loop *ev, ev_io *w, int revents) {
@@ -24,6 +26,57 @@ static void on_ready(struct ev_loop *ev, ev_io *w, int revents) {
    * not touch a watcher after its callback) or any other (ev_io_stop takes
    * a pending one off libev's queue): nothing of fw is read after it. */
   fw->fn(fw->ud);
+}
+
+/* ---- A descriptor closed before the poll --------------------------------
+ * libev gives a started watcher to epoll only at its next poll, and
+ * aborts (an assertion) when epoll_ctl says the descriptor is not open:
+ * add_reader then close, with no poll between, would end the process.
+ * Before that poll (libev's prepare phase) each new watch's descriptor is
+ * checked; a closed one's watches stop (epoll is then not asked), stay
+ * the caller's to remove, and the exception handler is told. */
+
+static void stop_fd(tapio_loop *loop, int fd) {
+  tapio__link *l;
+  char msg[160];
+  for (l = loop->fdwatches.next; l != &loop->fdwatches; l = l->next) {
+    tapio__fdwatch *fw = TAPIO_CONTAINER(l, tapio__fdwatch, link);
+    if (fw->io.fd == fd)
+      ev_io_stop(loop->ev, &fw->io);
+  }
+  snprintf(msg, sizeof msg, "descriptor %d was closed while watched by "
+           "add_reader or add_writer (remove the watch before closing it): "
+           "the watch is never called", fd);
+  tapio__report(loop, TAPIO_EBADF, msg, NULL);
+}
+
+static void on_fdcheck(struct ev_loop *ev, ev_prepare *w, int revents) {
+  tapio_loop *loop = TAPIO_CONTAINER(w, tapio_loop, fdcheck);
+  tapio__link *l;
+  (void)revents;
+  ev_ref(ev);
+  ev_prepare_stop(ev, w);
+  for (l = loop->fdwatches.next; l != &loop->fdwatches; l = l->next) {
+    tapio__fdwatch *fw = TAPIO_CONTAINER(l, tapio__fdwatch, link);
+    if (!fw->fresh)
+      continue;
+    fw->fresh = 0;
+    if (ev_is_active(&fw->io) && fcntl(fw->io.fd, F_GETFD) < 0 &&
+        errno == EBADF)
+      stop_fd(loop, fw->io.fd);
+  }
+}
+
+/* fw was started: check it before the next poll. The check keeps no run
+ * alive by itself. */
+static void started(tapio__fdwatch *fw) {
+  tapio_loop *loop = fw->loop;
+  fw->fresh = 1;
+  if (ev_is_active(&loop->fdcheck))
+    return;
+  ev_prepare_init(&loop->fdcheck, on_fdcheck);
+  ev_prepare_start(loop->ev, &loop->fdcheck);
+  ev_unref(loop->ev);
 }
 
 static tapio__fdwatch *find(tapio_loop *loop, int fd, int events) {
@@ -74,6 +127,11 @@ static int add(tapio_loop *loop, int fd, int events, tapio_call_fn fn,
   if ((fw = find(loop, fd, events)) != NULL) { /* replaces, as asyncio */
     fw->fn = fn;
     fw->ud = ud;
+    if (!ev_is_active(&fw->io)) { /* stopped by a close: fd is open again */
+      ev_io_set(&fw->io, fd, events);
+      ev_io_start(loop->ev, &fw->io);
+      started(fw);
+    }
     return 0;
   }
   if (owned(loop, fd))
@@ -87,6 +145,7 @@ static int add(tapio_loop *loop, int fd, int events, tapio_call_fn fn,
   ev_io_init(&fw->io, on_ready, fd, events);
   ev_io_start(loop->ev, &fw->io);
   tapio__list_push(&loop->fdwatches, &fw->link);
+  started(fw);
   return 0;
 }
 
@@ -124,6 +183,10 @@ int tapio_remove_writer(tapio_loop *loop, int fd) {
 }
 
 void tapio__fdwatches_free_all(tapio_loop *loop) {
+  if (ev_is_active(&loop->fdcheck)) {
+    ev_ref(loop->ev);
+    ev_prepare_stop(loop->ev, &loop->fdcheck);
+  }
   while (!tapio__list_empty(&loop->fdwatches))
     drop(TAPIO_CONTAINER(loop->fdwatches.next, tapio__fdwatch, link));
 }

@@ -355,7 +355,7 @@ function tapio.socketpair() end
 function tapio.send(fd, data) end
 
 ---One recv of at most n bytes: the data ("" at the end), or nil and an
----error value (EAGAIN: nothing on a non-blocking socket).
+---error value (EAGAIN: nothing there; it never waits).
 ---@param fd integer
 ---@param n integer
 ---@return string?, tapio.Error?

@@ -192,7 +192,11 @@ function Server:serve_forever()
     error("tapio: server:serve_forever: already serving forever", 2)
   end
   if not self:is_serving() then
-    self:start_serving()
+    local ok, err = pcall(self.start_serving, self)
+    if not ok then -- its reason (closed), as ours, at the caller's line
+      error("tapio: server:serve_forever: "
+            .. tostring(err):match("start_serving: (.*)$"), 2)
+    end
   end
   local fut = loop:create_future()
   server_forever[self] = fut

@@ -312,24 +312,34 @@ static void never_gai(void *ud, int status, const tapio_addrinfo *res)
   FAIL("a cancelled getaddrinfo was answered");
 }
 
+/* A loop on d (timeout seconds per try) whose c-ares channel is made,
+ * holding in *before what it held then, with a lookup the server never
+ * answers sent and cancelled (tag its completion's user pointer). */
+static tapio_loop *cancelled_silent_lookup(dns_server *d, double timeout,
+                                           uint64_t *before, int *tag)
+{
+  gai_wait w;
+  tapio_loop *loop;
+  dns_start(d, 0);
+  loop = dns_loop(d, timeout);
+  CHECK_OK(gai(loop, "v4.tapio.test", "1", 0, 0, 0, &w)); /* c-ares made */
+  *before = tapio_loop_memory(loop);
+  CHECK_OK(tapio_getaddrinfo(loop, "silent.v4.tapio.test", "1", 0, 0, 0,
+                             never_gai, tag));
+  spin(loop, 3); /* the query is out */
+  CHECK_EQ(tapio_cancel_pending(loop, tag), 1);
+  return loop;
+}
+
 /* A lookup the server never answers is cancelled: nothing is called back,
  * and once c-ares gives up on the query (a short timeout) the loop holds
  * what it held before. A cancel before the request ran, the same. */
 static void cancel_getaddrinfo(void)
 {
   dns_server d;
-  gai_wait w;
-  tapio_loop *loop;
   uint64_t before;
   int tag;
-  dns_start(&d, 0);
-  loop = dns_loop(&d, 0.2);
-  CHECK_OK(gai(loop, "v4.tapio.test", "1", 0, 0, 0, &w)); /* c-ares made */
-  before = tapio_loop_memory(loop);
-  CHECK_OK(tapio_getaddrinfo(loop, "silent.v4.tapio.test", "1", 0, 0, 0,
-                             never_gai, &tag));
-  spin(loop, 3); /* the query is out */
-  CHECK_EQ(tapio_cancel_pending(loop, &tag), 1);
+  tapio_loop *loop = cancelled_silent_lookup(&d, 0.2, &before, &tag);
   CHECK_EQ(tapio_cancel_pending(loop, &tag), 0);
   CHECK_OK(tapio_getaddrinfo(loop, "v4.tapio.test", "1", 0, 0, 0, never_gai,
                              &tag));
@@ -490,10 +500,28 @@ static void set_resolver_busy(void)
   dns_stop(&d);
 }
 
+/* A cancelled lookup keeps nobody waiting: set_resolver goes ahead at
+ * once (c-ares still held the query, for seconds here), the query is
+ * dropped with the old channel, and the new one answers. */
+static void set_resolver_after_cancel(void)
+{
+  dns_server d;
+  gai_wait w;
+  uint64_t before;
+  int tag;
+  tapio_loop *loop = cancelled_silent_lookup(&d, 5, &before, &tag);
+  CHECK_OK(tapio_loop_set_resolver(loop, d.servers, 5, 1));
+  CHECK_EQ(tapio_loop_memory(loop), before);
+  CHECK_OK(gai(loop, "v4.tapio.test", "1", 0, 0, 0, &w));
+  free_loop(loop);
+  dns_stop(&d);
+}
+
 TEST_MAIN(TEST(literal_needs_no_lookup), TEST(names_from_the_server),
           TEST(lookup_errors), TEST(search_domains),
           TEST(slow_lookup_blocks_nothing), TEST(connect_and_serve_by_name),
           TEST(connect_ipv6_by_name), TEST(nameinfo),
           TEST(cancel_getaddrinfo), TEST(cancel_create_connection),
           TEST(cancel_create_server), TEST(free_loop_with_lookup),
-          TEST(bad_input), TEST(set_resolver_busy))
+          TEST(bad_input), TEST(set_resolver_busy),
+          TEST(set_resolver_after_cancel))

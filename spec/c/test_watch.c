@@ -287,6 +287,50 @@ static void bad_descriptors(void)
   free_loop(loop);
 }
 
+/* A descriptor closed after add_reader, before the loop polled (libev
+ * would give epoll a closed descriptor and abort), or after add_writer
+ * joined its applied reader: the loop goes on, the handler hears of it
+ * once, neither watch is called, both are still there to remove, and a
+ * descriptor of that number opened again is watched anew. */
+static void closed_before_the_poll(void)
+{
+  tapio_loop *loop = new_loop();
+  exc_rec e = {0};
+  watcher w;
+  int sv[2], fd;
+  tapio_loop_set_exception_handler(loop, exc_record, &e);
+  make_pair(sv);
+  fd = sv[0];
+  CHECK_OK(tapio_add_reader(loop, fd, never_called, NULL));
+  close(fd);
+  spin(loop, 2);
+  CHECK_EQ(e.n, 1);
+  CHECK_EQ(e.code, TAPIO_EBADF);
+  CHECK(strstr(e.message, "was closed while watched") != NULL);
+  CHECK_EQ(tapio_remove_reader(loop, fd), 1);
+  close(sv[1]);
+  make_pair(sv); /* the reader is applied, then a writer joins it */
+  CHECK_OK(tapio_add_reader(loop, sv[0], never_called, NULL));
+  spin(loop, 1);
+  CHECK_OK(tapio_add_writer(loop, sv[0], never_called, NULL));
+  close(sv[0]);
+  spin(loop, 2);
+  CHECK_EQ(e.n, 2);
+  close(sv[1]);
+  make_pair(sv); /* the number again: the stopped reader restarts */
+  CHECK_EQ(sv[0], fd);
+  watcher_init(&w, loop, sv[0]);
+  w.per_call = 10;
+  CHECK_OK(tapio_add_reader(loop, sv[0], on_readable, &w));
+  CHECK(send(sv[1], "again", 5, 0) == 5);
+  WAIT_FOR(loop, w.ngot == 5);
+  CHECK_EQ(tapio_remove_reader(loop, sv[0]), 1);
+  CHECK_EQ(tapio_remove_writer(loop, sv[0]), 1);
+  CHECK_EQ(e.n, 2);
+  close_pair(sv);
+  free_loop(loop);
+}
+
 /* A transport's or a server's descriptor is theirs (asyncio: "File
  * descriptor is used by transport"). */
 static void descriptors_of_transports_and_servers_are_busy(void)
@@ -348,5 +392,6 @@ TEST_MAIN(TEST(reader_sees_data_and_removes_itself),
           TEST(writer_runs_while_writable), TEST(writer_waits_for_room),
           TEST(reader_and_writer_on_one_fd), TEST(add_again_replaces),
           TEST(remove_a_watch_already_due), TEST(bad_descriptors),
+          TEST(closed_before_the_poll),
           TEST(descriptors_of_transports_and_servers_are_busy),
           TEST(loop_free_removes_watches), TEST(host_wakes_for_a_reader))
