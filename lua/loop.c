@@ -304,6 +304,15 @@ static int l_get_running_loop(lua_State *L) {
   return 1;
 }
 
+tl_loop *tl_running(lua_State *L) {
+  tl_loop *lb;
+  lua_pushcfunction(L, l_get_running_loop);
+  lua_call(L, 0, 1);
+  lb = lua_isnil(L, -1) ? NULL : tl_toloop(L, -1, "get_running_loop");
+  lua_pop(L, 1);
+  return lb && lb->loop ? lb : NULL;
+}
+
 /* ---- Module ------------------------------------------------------------ */
 
 static const luaL_Reg loop_methods[] = {

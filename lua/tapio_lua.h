@@ -105,6 +105,7 @@ typedef struct tl_transport {
   int err_ref;        /* a callback's error, for connection_lost */
   int buf_ref;        /* the buffer get_buffer returned last */
   int buffered;       /* the tapio protocol table in use has get_buffer */
+  unsigned lost_writes; /* writes dropped after connection_lost */
 } tl_transport;
 
 /* "tapio.server" */
@@ -209,6 +210,8 @@ void tl_report(tl_loop *lb, lua_State *L, const char *what,
 /* Inside a trampoline: calls the handler with the context table on top
  * (popped), protected. */
 void tl_callhandler(tl_loop *lb, lua_State *L);
+/* The loop whose run is on the stack (or a host steps), or NULL. */
+tl_loop *tl_running(lua_State *L);
 
 /* ---- embed.c: loop:backend_fd(), loop:backend_timeout() ---------------- */
 

@@ -257,6 +257,25 @@ static tl_transport *checkopen(lua_State *L, const char *fn) {
   return lt;
 }
 
+#define LOST_WARN 5 /* asyncio's LOG_THRESHOLD_FOR_CONNLOST_WRITES */
+
+/* A write after connection_lost: dropped, as asyncio drops it (a relay
+ * writing to a peer that went away must not fail its reading side); the
+ * running loop's exception handler hears of it once, at the LOST_WARN-th,
+ * where asyncio logs its warning. */
+static int lost_write(lua_State *L, tl_transport *lt, const char *fn) {
+  tl_loop *lb;
+  if (++lt->lost_writes != LOST_WARN || !(lb = tl_running(L)))
+    return 0;
+  lua_createtable(L, 0, 2);
+  lua_pushfstring(L, "%s after connection_lost: data is dropped", fn);
+  lua_setfield(L, -2, "message");
+  lua_pushvalue(L, 1);
+  lua_setfield(L, -2, "transport");
+  tl_callhandler(lb, L);
+  return 0;
+}
+
 static int t_write(lua_State *L) {
   tl_transport *lt = totransport(L, "transport:write");
   size_t len;
@@ -265,7 +284,7 @@ static int t_write(lua_State *L) {
   if (lua_type(L, 2) != LUA_TSTRING)
     return tl_typeerror(L, "transport:write", 1, "data", 2, "string");
   if (!lt->t)
-    return luaL_error(L, "tapio: transport:write: transport is closed");
+    return lost_write(L, lt, "transport:write");
   data = lua_tolstring(L, 2, &len);
   rc = tapio_transport_write(lt->t, data, len); /* may call pause_writing */
   if (rc == TAPIO_ESHUTDOWN)
@@ -317,7 +336,7 @@ static int t_writelines(lua_State *L) {
     lua_pop(L, 1);
   }
   if (!lt->t)
-    return luaL_error(L, "tapio: %s: transport is closed", fn);
+    return lost_write(L, lt, fn);
   luaL_checkstack(L, LINES_CHUNK + 2, "writelines");
   /* pause_writing may close the transport, or the loop, between chunks */
   for (i = 1; i <= n && rc == 0 && lt->t; i += LINES_CHUNK)

@@ -306,9 +306,24 @@ describe("a transport", function()
       t:resume_reading()
       assert.is_true(t:is_closing())
       assert.is_false(t:is_reading())
+      -- writes are dropped, as asyncio drops them; the exception handler
+      -- hears of it at the fifth, once
+      local told = {}
+      loop:set_exception_handler(function(_, ctx)
+        told[#told + 1] = ctx
+      end)
+      for _ = 1, 3 do
+        t:write("x")
+        t:writelines({ "y" })
+      end
+      assert.are.equal(1, #told)
+      assert.are.equal("transport:write after connection_lost: data is "
+        .. "dropped", told[1].message)
+      assert.are.equal(t, told[1].transport)
+      loop:set_exception_handler(nil)
       -- everything else raises
       for _, call in ipairs({
-        { "write", "x" }, { "writelines", { "x" } }, { "write_eof" },
+        { "write_eof" },
         { "can_write_eof" }, { "get_write_buffer_size" },
         { "get_write_buffer_limits" }, { "set_write_buffer_limits", 1 },
         { "get_extra_info", "peername" }, { "set_protocol", {} },
