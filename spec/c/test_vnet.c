@@ -226,6 +226,19 @@ static void vnet_local_addr(void)
 
 /* ---- The backlog ----------------------------------------------------------- */
 
+/* A server that does not serve, its backlog of one taken by c[0]'s
+ * connection (which wrote "early"), c[1]'s connect waiting. */
+static void fill_backlog(srv *sv, tapio_loop *loop, rec c[2], outcome o[2])
+{
+  server_with(sv, loop, "127.0.0.1", 0, 0, 1, 0);
+  start_connect(loop, "127.0.0.1", sv->port, &c[0], &o[0]);
+  CHECK_OK(connect_wait(loop, &o[0].w));
+  CHECK_OK(tapio_transport_write(c[0].t, "early", 5));
+  start_connect(loop, "127.0.0.1", sv->port, &c[1], &o[1]);
+  idle(loop);
+  CHECK_EQ(o[1].w.done, 0);
+}
+
 /* A server that does not serve yet: a connect completes while its backlog
  * has room (the client writes at once), the next one waits however long
  * the clock runs; serving accepts both, in order, with what was written. */
@@ -233,26 +246,22 @@ static void vnet_backlog_waits_until_served(void)
 {
   tapio_loop *loop = new_virtual();
   srv sv;
-  rec c1, c2;
-  outcome o1, o2;
-  server_with(&sv, loop, "127.0.0.1", 0, 0, 1, 0);
-  start_connect(loop, "127.0.0.1", sv.port, &c1, &o1);
-  CHECK_OK(connect_wait(loop, &o1.w));
-  CHECK_OK(tapio_transport_write(c1.t, "early", 5));
-  start_connect(loop, "127.0.0.1", sv.port, &c2, &o2);
+  rec c[2];
+  outcome o[2];
+  fill_backlog(&sv, loop, c, o);
   CHECK_OK(tapio_loop_advance(loop, 100));
-  CHECK_EQ(o2.w.done, 0); /* a full backlog: the connect waits */
+  CHECK_EQ(o[1].w.done, 0); /* a full backlog: the connect waits */
   CHECK_EQ(sv.nfactory, 0);
   CHECK_OK(tapio_server_start_serving(sv.s));
   idle(loop);
-  CHECK_EQ(o2.w.done, 1);
-  CHECK_OK(o2.w.status);
+  CHECK_EQ(o[1].w.done, 1);
+  CHECK_OK(o[1].w.status);
   CHECK_EQ(sv.n, 2);
   CHECK_STR(sv.conns[0]->log, "made data:5");
   CHECK_STR(sv.conns[1]->log, "made");
   srv_release_and_free(&sv, loop);
-  rec_free(&c1);
-  rec_free(&c2);
+  rec_free(&c[0]);
+  rec_free(&c[1]);
 }
 
 /* With backlog 0, every connect waits until the server serves: how a
@@ -284,24 +293,19 @@ static void vnet_close_resets_backlog(void)
 {
   tapio_loop *loop = new_virtual();
   srv sv;
-  rec c1, c2;
-  outcome o1, o2;
-  server_with(&sv, loop, "127.0.0.1", 0, 0, 1, 0);
-  start_connect(loop, "127.0.0.1", sv.port, &c1, &o1);
-  CHECK_OK(connect_wait(loop, &o1.w));
-  start_connect(loop, "127.0.0.1", sv.port, &c2, &o2);
-  idle(loop);
-  CHECK_EQ(o2.w.done, 0);
+  rec c[2];
+  outcome o[2];
+  fill_backlog(&sv, loop, c, o);
   CHECK_OK(tapio_server_close(sv.s));
-  CHECK_EQ(o2.w.done, 0); /* not inside the close */
+  CHECK_EQ(o[1].w.done, 0); /* not inside the close */
   idle(loop);
-  CHECK_STR(c1.log, "made lost:ECONNRESET");
-  CHECK_ERR(o2.w.status, TAPIO_ECONNREFUSED);
+  CHECK_STR(c[0].log, "made lost:ECONNRESET");
+  CHECK_ERR(o[1].w.status, TAPIO_ECONNREFUSED);
   CHECK_EQ(sv.nfactory, 0);
   CHECK_EQ(tapio_loop_transport_count(loop), 0);
   srv_release_and_free(&sv, loop);
-  rec_free(&c1);
-  rec_free(&c2);
+  rec_free(&c[0]);
+  rec_free(&c[1]);
 }
 
 /* The loop freed with a connection in a backlog, a connect waiting and a
