@@ -91,10 +91,18 @@ static void on_signal(int sig) {
  * happen again as soon as a handler returns (tapio's returns at once and
  * runs the callback later), and those the C library keeps for its threads
  * (below SIGRTMIN: glibc's 32 and 33). */
-static int refused(int sig) {
-  return sig <= 0 || sig >= NSIG || sig == SIGCHLD || sig == SIGKILL ||
-         sig == SIGSTOP || sig == SIGSEGV || sig == SIGBUS ||
-         sig == SIGFPE || sig == SIGILL || (sig > 31 && sig < SIGRTMIN);
+static const char *refused(int sig) {
+  if (sig <= 0 || sig >= NSIG)
+    return "is not a signal number (1..64)";
+  if (sig == SIGCHLD)
+    return "is the subprocess watcher's (SIGCHLD)";
+  if (sig == SIGKILL || sig == SIGSTOP)
+    return "cannot be caught (SIGKILL, SIGSTOP)";
+  if (sig == SIGSEGV || sig == SIGBUS || sig == SIGFPE || sig == SIGILL)
+    return "is a fault: it would happen again as soon as a handler returned";
+  if (sig > 31 && sig < SIGRTMIN)
+    return "is the C library's, for its threads";
+  return NULL;
 }
 
 static int install(int sig) {
@@ -142,8 +150,12 @@ static void unlink_watch(tapio__sigwatch *w, int sig) {
 int tapio_add_signal_handler(tapio_loop *loop, int sig, tapio_call_fn fn,
                              void *ud) {
   tapio__sigwatch *w;
+  const char *why = refused(sig);
   int rc;
-  if (!loop || !fn || refused(sig))
+  tapio__refuse_none(loop);
+  if (loop && why) /* the words for tapio_loop_error_message */
+    tapio__refuse(loop, "add_signal_handler: signal %d %s", sig, why);
+  if (!loop || !fn || why)
     return TAPIO_EINVAL;
   if (loop->freeing)
     return TAPIO_ECLOSED;

@@ -341,6 +341,17 @@ static void refused_signals(void)
     CHECK_ERR(tapio_add_signal_handler(loop, refused[i], never_called, NULL),
               TAPIO_EINVAL);
   CHECK(disposition(SIGCHLD) == SIG_DFL);
+  /* each refusal says why (the words of the last one, then of SIGCHLD) */
+  CHECK_STR(tapio_loop_error_message(loop), "add_signal_handler: signal 33 "
+            "is the C library's, for its threads");
+  CHECK_ERR(tapio_add_signal_handler(loop, SIGCHLD, never_called, NULL),
+            TAPIO_EINVAL);
+  CHECK_STR(tapio_loop_error_message(loop), "add_signal_handler: signal 17 "
+            "is the subprocess watcher's (SIGCHLD)");
+  CHECK_ERR(tapio_add_signal_handler(loop, 65, never_called, NULL),
+            TAPIO_EINVAL);
+  CHECK_STR(tapio_loop_error_message(loop), "add_signal_handler: signal 65 "
+            "is not a signal number (1..64)");
   CHECK_ERR(tapio_add_signal_handler(NULL, SIGUSR1, never_called, NULL),
             TAPIO_EINVAL);
   CHECK_ERR(tapio_add_signal_handler(loop, SIGUSR1, NULL, NULL),
@@ -349,6 +360,7 @@ static void refused_signals(void)
   CHECK_ERR(tapio_remove_signal_handler(NULL, SIGUSR1), TAPIO_EINVAL);
   CHECK_ERR(tapio_remove_signal_handler(loop, 0), TAPIO_EINVAL);
   CHECK_ERR(tapio_remove_signal_handler(loop, 65), TAPIO_EINVAL);
+  CHECK(tapio_loop_error_message(loop) == NULL); /* the last call's */
   CHECK_EQ(tapio_remove_signal_handler(loop, SIGUSR1), 0);
   CHECK_EQ(tapio_remove_signal_handler(loop, SIGCHLD), 0);
   free_loop(loop);
