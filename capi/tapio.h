@@ -380,7 +380,8 @@ int tapio_remove_writer(tapio_loop *loop, int fd);
  * runs later) or a signal the C library keeps for itself (glibc's 32 and
  * 33), each with its words in tapio_loop_error_message
  * ("add_signal_handler: signal 17 is the subprocess watcher's
- * (SIGCHLD)"); TAPIO_ECLOSED while the loop is being freed. tapio_loop_free removes the handlers left. */
+ * (SIGCHLD)"); TAPIO_ECLOSED while the loop is being freed.
+ * tapio_loop_free removes the handlers left. */
 int tapio_add_signal_handler(tapio_loop *loop, int sig, tapio_call_fn fn,
                              void *ud);
 /* 1 if sig had a handler on this loop (it is gone, and a caught sig not
@@ -631,7 +632,7 @@ int tapio_cancel_pending(tapio_loop *loop, void *cb_ud);
  * expired", which name did not resolve: "could not resolve 'x':
  * unknown node or service"), or NULL when there is none; borrowed for the
  * callback. Right after a create call (or start_tls, or
- * tapio_add_signal_handler) returned an error at once, why, when its
+ * tapio_add/remove_signal_handler) returned an error at once, why, when its
  * options (or signal) were refused ("create_server: option 'ssl' is a
  * client TLS context; this call needs a server one", "create_connection
  * does not take option 'backlog'", "... option 'server_hostname' is for

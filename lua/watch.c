@@ -60,24 +60,19 @@ static void release(lua_State *L, tl_watch *w) {
   tl_unanchor(w->lb, L, &w->self_ref);
 }
 
-/* Why the core refused a signal, in words. */
-static const char *signal_refusal(int sig) {
-  if (sig == SIGCHLD)
-    return "SIGCHLD belongs to the subprocess watcher";
-  if (sig == SIGKILL || sig == SIGSTOP)
-    return "SIGKILL and SIGSTOP cannot be caught";
-  if (sig == SIGSEGV || sig == SIGBUS || sig == SIGFPE || sig == SIGILL)
-    return "a fault signal cannot wait for the loop";
-  if (sig > 31 && sig < SIGRTMIN)
-    return "the C library keeps this signal for itself";
-  return "not a signal number";
+/* Why the core refused a signal: its words, less the call's name (the
+ * argument error names the method). */
+static const char *signal_refusal(tl_loop *lb) {
+  const char *why = tapio_loop_error_message(lb->loop);
+  const char *at = why ? strstr(why, ": ") : NULL;
+  return at ? at + 2 : why ? why : "refused";
 }
 
-static int add_error(lua_State *L, const char *fn, int kind, int key,
+static int add_error(lua_State *L, tl_loop *lb, const char *fn, int kind,
                      int rc) {
   const char *name = kind == SIGNAL ? "signal" : "fd";
   if (rc == TAPIO_EINVAL && kind == SIGNAL)
-    return tl_argerror(L, fn, 1, name, signal_refusal(key));
+    return tl_argerror(L, fn, 1, name, signal_refusal(lb));
   if (rc == TAPIO_EBADF)
     return tl_argerror(L, fn, 1, name, "not an open descriptor");
   if (rc == TAPIO_EPERM)
@@ -120,7 +115,7 @@ static int add(lua_State *L, int kind, const char *fn) {
     rc = tapio_add_signal_handler(lb->loop, key, run_watch, w);
   if (rc < 0) {
     tl_unanchor(lb, L, &w->self_ref);
-    return add_error(L, fn, kind, key, rc);
+    return add_error(L, lb, fn, kind, rc);
   }
   if ((old = find(lb, kind, key)) != NULL) /* the core replaced it */
     release(L, old);
@@ -145,7 +140,7 @@ static int remove_watch(lua_State *L, int kind, const char *fn) {
   else
     rc = tapio_remove_signal_handler(lb->loop, key);
   if (rc < 0)
-    return add_error(L, fn, kind, key, rc);
+    return add_error(L, lb, fn, kind, rc);
   if ((w = find(lb, kind, key)) != NULL)
     release(L, w);
   lua_pushboolean(L, rc == 1);

@@ -358,12 +358,14 @@ describe("loop:add_signal_handler", function()
           loop:add_signal_handler(sig, print)
         end, fn .. "(" .. why .. ")")
       end
-      refuses("SIGCHLD", "SIGCHLD belongs to the subprocess watcher")
-      refuses("KILL", "SIGKILL and SIGSTOP cannot be caught")
-      refuses("SIGSTOP", "SIGKILL and SIGSTOP cannot be caught")
-      refuses("SIGSEGV", "a fault signal cannot wait for the loop")
-      refuses(0, "not a signal number")
-      refuses(32, "the C library keeps this signal for itself")
+      -- the core's words (tapio_loop_error_message)
+      refuses("SIGCHLD", "signal 17 is the subprocess watcher's (SIGCHLD)")
+      refuses("KILL", "signal 9 cannot be caught (SIGKILL, SIGSTOP)")
+      refuses("SIGSTOP", "signal 19 cannot be caught (SIGKILL, SIGSTOP)")
+      refuses("SIGSEGV", "signal 11 is a fault: it would happen again as "
+        .. "soon as a handler returned")
+      refuses(0, "signal 0 is not a signal number (1..64)")
+      refuses(32, "signal 32 is the C library's, for its threads")
       refuses(65, "65 is out of range 0..64")
       refuses("SIGFOO", "unknown signal name")
       refuses(1.5, "number has no integer representation")
@@ -372,8 +374,8 @@ describe("loop:add_signal_handler", function()
       end, "tapio: loop:add_signal_handler: bad argument #2 'callback' "
         .. "(function expected, got string)")
       assert.has_error(function() loop:remove_signal_handler(0) end,
-        "tapio: loop:remove_signal_handler: bad argument #1 'signal' (not "
-        .. "a signal number)")
+        "tapio: loop:remove_signal_handler: bad argument #1 'signal' (signal "
+        .. "0 is not a signal number (1..64))")
       assert.is_false(loop:remove_signal_handler("SIGCHLD"))
     end)
   end)

@@ -182,6 +182,10 @@ int tapio_add_signal_handler(tapio_loop *loop, int sig, tapio_call_fn fn,
 
 int tapio_remove_signal_handler(tapio_loop *loop, int sig) {
   tapio__sigwatch *w;
+  tapio__refuse_none(loop);
+  if (loop && (sig <= 0 || sig >= NSIG))
+    tapio__refuse(loop, "remove_signal_handler: signal %d is not a signal "
+                  "number (1..64)", sig);
   if (!loop || sig <= 0 || sig >= NSIG)
     return TAPIO_EINVAL;
   if (!loop->signals || !(w = loop->signals->by_sig[sig]))
