@@ -106,6 +106,7 @@ typedef struct tl_transport {
   int buf_ref;        /* the buffer get_buffer returned last */
   int buffered;       /* the tapio protocol table in use has get_buffer */
   unsigned lost_writes; /* writes dropped after connection_lost */
+  int batched;        /* a StreamWriter's: see transport:_batched */
 } tl_transport;
 
 /* "tapio.server" */

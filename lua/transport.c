@@ -347,8 +347,33 @@ static int t_writelines(lua_State *L) {
   return 0;
 }
 
+#define FLUSH_HOOK "tapio.flush_batched"
+
+/* transport:_batched(fn): the transport is a StreamWriter's, which holds
+ * a task's writes back while its reader holds input (tapio/streams.lua);
+ * close, abort and write_eof call fn(transport) first, which sends them:
+ * they were written before, and asyncio's transport would have them. */
+static int t_batched(lua_State *L) {
+  tl_transport *lt = totransport(L, "transport:_batched");
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  lua_pushvalue(L, 2);
+  lua_setfield(L, LUA_REGISTRYINDEX, FLUSH_HOOK);
+  lt->batched = 1;
+  return 0;
+}
+
+static void flush_batched(lua_State *L, tl_transport *lt) {
+  if (!lt->batched)
+    return;
+  lua_getfield(L, LUA_REGISTRYINDEX, FLUSH_HOOK);
+  lua_pushvalue(L, 1);
+  lua_call(L, 1, 0);
+}
+
 static int t_close(lua_State *L) {
   tl_transport *lt = totransport(L, "transport:close");
+  if (lt->t)
+    flush_batched(L, lt);
   if (lt->t)
     tapio_transport_close(lt->t);
   return 0;
@@ -356,6 +381,8 @@ static int t_close(lua_State *L) {
 
 static int t_abort(lua_State *L) {
   tl_transport *lt = totransport(L, "transport:abort");
+  if (lt->t)
+    flush_batched(L, lt);
   if (lt->t)
     tapio_transport_abort(lt->t);
   return 0;
@@ -397,6 +424,9 @@ static int t_can_write_eof(lua_State *L) {
  * nothing would leave a peer waiting for an end that never comes. */
 static int t_write_eof(lua_State *L) {
   tl_transport *lt = checkopen(L, "transport:write_eof");
+  flush_batched(L, lt);
+  if (!lt->t)
+    return 0; /* the flush ended it */
   if (tapio_transport_write_eof(lt->t) == TAPIO_ENOTSUP)
     return luaL_error(L, "tapio: transport:write_eof: TLS has no "
                          "half-close (can_write_eof() is false)");
@@ -604,6 +634,7 @@ static const luaL_Reg read_methods[] = { /* ReadTransport */
 static const luaL_Reg write_methods[] = { /* WriteTransport's bytes */
   {"write", t_write},
   {"_stream_write", t_stream_write},
+  {"_batched", t_batched},
   {"writelines", t_writelines},
   {"can_write_eof", t_can_write_eof},
   {"write_eof", t_write_eof},

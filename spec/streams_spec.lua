@@ -365,6 +365,27 @@ describe("streams over TCP", function()
     end)
   end)
 
+  it("sends what a task batched before the transport's own close, abort "
+     .. "or write_eof", function()
+    run(function(loop)
+      for _, method in ipairs({ "close", "abort", "write_eof" }) do
+        local server, reader, writer, sr, sw = pair(loop)
+        writer:write("a\nb\n")
+        until_true(function()
+          return sr:get_buffer_size() == 4
+        end)
+        sw:write(sr:readline()) -- more input waits: batched
+        sw:write("1")
+        assert.are.equal(0, sw.transport:get_stats().bytes_sent)
+        sw.transport[method](sw.transport)
+        assert.are.equal("a\n1", reader:read(), method)
+        writer:close()
+        sw:close()
+        server:close()
+      end
+    end)
+  end)
+
   it("raises for a write after write_eof", function()
     run(function(loop)
       local server, _, writer = pair(loop)

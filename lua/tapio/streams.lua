@@ -40,6 +40,9 @@ M.StreamWriter = StreamWriter
 -- future.lua's owners): write checks self with one lookup in it, drain
 -- self and that a task runs it.
 local writers = F.owners()
+-- A connection's transport -> its writer (weak both ways), for
+-- flush_batched.
+local writer_of = setmetatable({}, { __mode = "kv" })
 
 -- A writer on transport (a stream or a write pipe), reading the
 -- connection's errors from reader (nil for a pipe).
@@ -63,6 +66,10 @@ function M.new_writer(transport, reader, loop)
     _protocol = nil,    -- a connection's StreamProtocol (not a pipe's)
   }, StreamWriter)
   writers[writer] = F.NOBODY
+  if reader then
+    writer_of[transport] = writer
+    transport:_batched(M.flush_batched)
+  end
   return writer
 end
 
@@ -145,6 +152,15 @@ local function flush(self)
   end
   for i = n, 1, -1 do
     pending[i] = nil
+  end
+end
+
+-- Called by the transport's own close, abort and write_eof (see
+-- transport.c's _batched): what the writer batched goes first.
+function M.flush_batched(transport)
+  local writer = writer_of[transport]
+  if writer and writer._pending_size > 0 then
+    flush(writer)
   end
 end
 
