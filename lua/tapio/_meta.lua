@@ -378,7 +378,8 @@ function tapio.openpty() end
 ---@return tapio.TLSContext
 function tapio.tls_context(opts) end
 
----A string as Python's repr() prints it.
+---A string as Python's repr() prints it: valid UTF-8 as text, other bytes
+---from 128 up escaped ('\x80').
 ---@param s any
 ---@return string
 function tapio.repr(s) end
