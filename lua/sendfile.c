@@ -42,6 +42,8 @@ static int l_sendfile(lua_State *L) {
   } else if (!lua_isnil(L, 7)) {
     return tl_typeerror(L, FN, 5, "opts", 7, "table or nil");
   }
+  if (lt->t && lt->lb == lb)
+    tl_flush_batched(L, lt, 3); /* a StreamWriter's writes go first */
   if (!lt->t || lt->lb != lb)
     return luaL_error(L, "tapio: %s: transport is closed", FN);
   pending = tl_pending_new(L, lb, 2);

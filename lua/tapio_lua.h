@@ -380,6 +380,9 @@ void tl_checkkeys(lua_State *L, int idx, const char *fn,
  * function that a Lua method of tapio's calls on its caller's behalf. */
 int tl_typeerror_at(lua_State *L, int level, const char *fn, int n,
                     const char *name, int idx, const char *expected);
+/* Sends what a StreamWriter batched on transport lt (at idx) before what
+ * must come after it: see transport:_batched in transport.c. */
+void tl_flush_batched(lua_State *L, tl_transport *lt, int idx);
 /* The userdata of metatable tname at idx, or raises "bad self". */
 void *tl_checkself(lua_State *L, int idx, const char *tname,
                    const char *fn);

@@ -359,8 +359,9 @@ static int t_writelines(lua_State *L) {
 
 /* transport:_batched(fn): the transport is a StreamWriter's, which holds
  * a task's writes back while its reader holds input (tapio/streams.lua);
- * close, abort and write_eof call fn(transport) first, which sends them:
- * they were written before, and asyncio's transport would have them. */
+ * close, abort, write_eof and loop:sendfile call fn(transport) first
+ * (tl_flush_batched), which sends them: they were written before, and
+ * asyncio's transport would have them. */
 static int t_batched(lua_State *L) {
   tl_transport *lt = totransport(L, "transport:_batched");
   luaL_checktype(L, 2, LUA_TFUNCTION);
@@ -370,18 +371,19 @@ static int t_batched(lua_State *L) {
   return 0;
 }
 
-static void flush_batched(lua_State *L, tl_transport *lt) {
+void tl_flush_batched(lua_State *L, tl_transport *lt, int idx) {
   if (!lt->batched)
     return;
+  idx = tl_absindex(L, idx);
   lua_getfield(L, LUA_REGISTRYINDEX, FLUSH_HOOK);
-  lua_pushvalue(L, 1);
+  lua_pushvalue(L, idx);
   lua_call(L, 1, 0);
 }
 
 static int t_close(lua_State *L) {
   tl_transport *lt = totransport(L, "transport:close");
   if (lt->t)
-    flush_batched(L, lt);
+    tl_flush_batched(L, lt, 1);
   if (lt->t)
     tapio_transport_close(lt->t);
   return 0;
@@ -390,7 +392,7 @@ static int t_close(lua_State *L) {
 static int t_abort(lua_State *L) {
   tl_transport *lt = totransport(L, "transport:abort");
   if (lt->t)
-    flush_batched(L, lt);
+    tl_flush_batched(L, lt, 1);
   if (lt->t)
     tapio_transport_abort(lt->t);
   return 0;
@@ -432,7 +434,7 @@ static int t_can_write_eof(lua_State *L) {
  * nothing would leave a peer waiting for an end that never comes. */
 static int t_write_eof(lua_State *L) {
   tl_transport *lt = checkopen(L, "transport:write_eof");
-  flush_batched(L, lt);
+  tl_flush_batched(L, lt, 1);
   if (!lt->t)
     return 0; /* the flush ended it */
   if (tapio_transport_write_eof(lt->t) == TAPIO_ENOTSUP)

@@ -65,6 +65,26 @@ describe("loop:sendfile", function()
     end)
   end)
 
+  it("sends a StreamWriter's writes first, batched ones too", function()
+    run(function(loop)
+      local f, content = data_file()
+      local server = tapio.start_server(function(reader, writer)
+        reader:readline() -- a second line waits: the writes are batched
+        writer:write("head:")
+        loop:sendfile(writer.transport, f, 0, 1000)
+        writer:write(":tail")
+        writer:close()
+      end, "127.0.0.1", 0)
+      local reader, writer = tapio.open_connection("127.0.0.1",
+        helper.port(server))
+      writer:write("GET 1\nGET 2\n")
+      assert.equal("head:" .. content:sub(1, 1000) .. ":tail", reader:read())
+      f:close()
+      writer:close()
+      server:close()
+    end)
+  end)
+
   it("goes through TLS, paced by its flow control (the fallback)",
      function()
     run(function(loop)
