@@ -8,7 +8,8 @@
 # example against a page served on 127.0.0.1 (python3's http.server,
 # over HTTP and HTTPS); the subprocess examples
 # (their python3 child is the one given), the pipe example through cat,
-# and the chat server with clients on bash's /dev/tcp; with C_EXAMPLES set
+# the chat server with clients on bash's /dev/tcp, and the TCP relay
+# between Python peers; with C_EXAMPLES set
 # to the directory of the C ones, examples/c/'s echo pair against itself
 # and the Lua pair, and examples/c/subprocess.c.
 # Usage: [C_EXAMPLES=dir] examples/test_examples.sh path/to/tapio [python3]
@@ -379,6 +380,59 @@ chat() {
   [ "$failures" -eq "$before" ] && echo "ok: chat_server"
 }
 chat
+
+# The relay between Python peers: an upstream echo server and a client
+# that both read slowly while 4 MiB go up and back byte for byte, each
+# end passed on (the client reads all, then the end), and a silent
+# client closed at the idle timeout.
+relay() {
+  local up port rpid upid
+  up=$(free_port) port=$(free_port)
+  "$python" - "$up" >"$work/relay.upstream" 2>&1 <<'PY' &
+import asyncio, sys
+async def echo(r, w):
+    while data := await r.read(16384):
+        w.write(data)
+        await w.drain()
+        await asyncio.sleep(0.001)
+    w.write_eof()
+async def main():
+    server = await asyncio.start_server(echo, "127.0.0.1", int(sys.argv[1]))
+    await server.serve_forever()
+asyncio.run(main())
+PY
+  upid=$!
+  pids+=("$upid")
+  "$host" "$here/tcp_relay.lua" "$port" "$up" 1 >"$work/relay.out" 2>&1 &
+  rpid=$!
+  pids+=("$rpid")
+  wait_listening "$up" && wait_listening "$port" ||
+    { fail "relay: no listening"; return; }
+  timeout 30 "$python" - "$port" >"$work/relay.client" 2>&1 <<'PY' ||
+import asyncio, os, sys, time
+async def main():
+    sent = os.urandom(4 << 20)
+    r, w = await asyncio.open_connection("127.0.0.1", int(sys.argv[1]))
+    w.write(sent)
+    w.write_eof()
+    got = []
+    while data := await r.read(16384):
+        got.append(data)
+        await asyncio.sleep(0.002)
+    assert b"".join(got) == sent, "the bytes differ"
+    r, w = await asyncio.open_connection("127.0.0.1", int(sys.argv[1]))
+    start = time.monotonic()
+    assert await r.read() == b"" and time.monotonic() - start < 5
+asyncio.run(main())
+PY
+    { fail "relay: the client failed"; cat "$work/relay.client" >&2; }
+  printf '%s\n' "relayed 4194304 bytes up, 4194304 down" \
+    "idle for 1 s: closing" "relayed 0 bytes up, 0 down" >"$work/relay.ref"
+  tail -n +2 "$work/relay.out" >"$work/relay.got"
+  expect_same "tcp_relay" "$work/relay.ref" "$work/relay.got"
+  kill "$rpid" "$upid"
+}
+[ -n "$python" ] && relay
 
 [ "$failures" -eq 0 ] || { echo "$failures failure(s)" >&2; exit 1; }
 echo "all examples ok"
