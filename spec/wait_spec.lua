@@ -142,8 +142,15 @@ describe("tapio.wait_for", function()
   it("refuses what is not a future or a function, and a timeout that " ..
      "is not seconds, at the caller's line", testing.run(function()
     assert.matches("wait_spec.lua:%d+: tapio: wait_for: bad argument #1 " ..
-      "'future' %(future or function expected, got number%)",
+      "'future' %(future or function expected, got number; in a task a " ..
+      "call waits at once: give a function that makes it%)",
       raised(function() tapio.wait_for(42, 1) end))
+    local loop = tapio.get_running_loop()
+    loop:call_soon(function() -- no hint outside a task
+      assert.matches("got string%)$",
+        raised(function() tapio.wait_for("line\n", 1) end))
+    end)
+    tapio.sleep(0)
     assert.matches("wait_for: bad argument #2 'timeout' %(seconds " ..
       "expected, got string%)", raised(tapio.wait_for, function() end, "1"))
     assert.matches("seconds expected, got number",
@@ -283,7 +290,8 @@ describe("tapio.gather", function()
   it("checks every item before it makes any task", testing.run(function()
     local ran = false
     assert.matches("gather: bad argument #1 'list' %(item 2: future or " ..
-      "function expected, got number%)", raised(tapio.gather,
+      "function expected, got number; in a task a call waits at once"
+      .. ": give a function that makes it%)", raised(tapio.gather,
         { function() ran = true end, 7 }))
     assert.matches("gather: bad argument #1 'list' %(list of futures " ..
       "expected, got nil%)", raised(tapio.gather))

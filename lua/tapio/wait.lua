@@ -61,9 +61,12 @@ local function as_future(loop, aw, fn, n, item)
     return loop:create_task(aw)
   end
   if not is_future(aw) then
+    -- wait_for(reader:readline(), 5), as Python writes it, waited for the
+    -- line already and hands over a string: say what to write instead.
     argerror(fn, n, item and "list" or "future", (item and "item " .. item
       .. ": " or "") .. "future or function expected, got "
-      .. U.typename(aw))
+      .. U.typename(aw) .. (current_task() and "; in a task a call "
+      .. "waits at once: give a function that makes it" or ""))
   end
   if type(aw.get_loop) == "function" and aw:get_loop() ~= loop then
     error(("tapio: %s: the future belongs to another loop"):format(fn), 3)
