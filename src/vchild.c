@@ -126,16 +126,10 @@ static fake *lookup(tapio__kit *kit, char *const *argv, const char *shell,
 
 /* Why there is no child, for tapio_loop_error_message. */
 static void refuse(tapio_loop *loop, const char *program, const char *shell) {
-  if (shell)
-    tapio__refuse(loop, "subprocess_shell: no fake program '%.40s' (nor "
-                  "'sh') on this virtual loop, which starts no real "
-                  "child: register one (tapio_loop_add_fake_program; Lua: "
-                  "testing.fake_program)", shell);
-  else
-    tapio__refuse(loop, "subprocess_exec: no fake program '%.40s' on this "
-                  "virtual loop, which starts no real child: register one "
-                  "(tapio_loop_add_fake_program; Lua: "
-                  "testing.fake_program)", program);
+  tapio__refuse(loop, "no fake program '%.60s'%s on this virtual loop, "
+                "which starts no real child: register one with "
+                "tapio_loop_add_fake_program (Lua: testing.fake_program)",
+                shell ? shell : program, shell ? " (nor 'sh')" : "");
 }
 
 /* ---- Copies of what the child was started with ------------------------ */
