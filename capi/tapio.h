@@ -1061,7 +1061,8 @@ typedef struct tapio_subprocess_protocol {
  * connection_lost still waits for the exit and the pipes. abort() (and a
  * transport failing) kills a running child at once and reaps it.
  * tapio_loop_free kills and reaps every child still running (as asyncio
- * does), so no zombie is left. */
+ * does), so no zombie is left. On a virtual loop the child is a fake
+ * program's (Testing, "Fake programs"), or TAPIO_EVIRTUAL. */
 int tapio_subprocess_exec(tapio_loop *loop, const char *program,
                           const char *const *args, size_t nargs,
                           const tapio_subprocess_protocol *proto,
@@ -1429,14 +1430,16 @@ size_t tapio_loop_server_count(tapio_loop *loop);
  * pipe pause_writing. A write pipe whose reader is gone closes with
  * TAPIO_EPIPE, as a real pipe's (the fake is not killed by SIGPIPE).
  * stderr TAPIO_STDIO_STDOUT: fd 2's end is fd 1's. DEVNULL, INHERIT or
- * a descriptor: no pipe (tapio_fake_child_pipe answers NULL).
+ * a descriptor: no pipe (tapio_fake_child_pipe answers NULL). The ends
+ * are memory pairs' sides: tapio_memory_set_capacity, _set_delay and
+ * _set_chunks shape what they write, testing faults apply.
  *
  * The child runs until tapio_fake_child_exit(status) or a signal ends it.
  * Exit closes its ends, flushing what they hold first (a child whose
  * reader never reads never exits, as a real one blocked in write); the
- * parent then reads end of file, and once every end is gone the
- * transport's process_exited and returncode (status) follow, from the
- * loop. send_signal is delivered from the loop: signal() may catch it
+ * parent then reads end of file; once every end is gone the transport's
+ * returncode (status) and process_exited follow, from the loop, before
+ * the parent's read pipes have read that end of file. send_signal is delivered from the loop: signal() may catch it
  * (return 1); SIGKILL never reaches it; an uncaught SIGCHLD, SIGURG,
  * SIGWINCH, SIGCONT or stop signal is ignored (a fake is never stopped),
  * any other ends the child with returncode minus the signal, its ends

@@ -549,6 +549,7 @@ function WriteEnd:connection_lost(err) S.writer_lost(self._writer, err) end
 local Child = {}
 Child.__index = Child
 Child.__name = "tapio.testing.child"
+testing._Child = Child -- the class (spec/embed/test_meta.lua)
 
 -- child:exit() inside the child's own function ends it there.
 local EXIT = setmetatable({}, { __tostring = function()
@@ -602,7 +603,7 @@ function Child:on_signal(sig, fn)
 end
 
 function Child:__tostring()
-  return ("tapio.testing.child (%s, pid-less)"):format(self.program)
+  return ("tapio.testing.child (%s)"):format(self.program)
 end
 
 -- The function ended: its status (an integer, default 0), or for an
