@@ -1462,12 +1462,13 @@ size_t tapio_loop_server_count(tapio_loop *loop);
  *
  * The child runs until tapio_fake_child_exit(status) or a signal ends it.
  * Exit closes its ends, flushing what they hold first (a child whose
- * reader never reads never exits, as a real one blocked in write); the
- * parent then reads end of file; once every end is gone the transport's
- * returncode (status) and process_exited follow, from the loop, before
- * the parent's read pipes have read that end of file. send_signal is delivered from the loop: signal() may catch it
- * (return 1); SIGKILL never reaches it; an uncaught SIGCHLD, SIGURG,
- * SIGWINCH, SIGCONT or stop signal is ignored (a fake is never stopped),
+ * reader never reads never exits, as a real one blocked in write). Once
+ * every end is gone, the transport's returncode (status) and
+ * process_exited follow, from the loop; the parent's read pipes read what
+ * the pipes hold, then end of file (after process_exited when they held
+ * nothing more). send_signal is delivered from the loop: signal() may
+ * catch it (return 1); SIGKILL never reaches it; an uncaught SIGCHLD,
+ * SIGURG, SIGWINCH, SIGCONT or stop signal is ignored (never stopped),
  * any other ends the child with returncode minus the signal, its ends
  * aborted (what they held back is lost; the parent reads what was in the
  * pipes, then end of file, and its stdin pipe closes with TAPIO_EPIPE).
