@@ -542,12 +542,15 @@ static int k_fake_program(lua_State *L) {
     return luaL_error(L, "tapio: %s: %s", fn, tapio_strerror(rc));
   push_fakes(L, lb); /* 5 */
   lua_pushvalue(L, 2);
-  lua_rawget(L, 5); /* the registration this one replaces, if any */
+  lua_rawget(L, 5); /* the registration this one replaces, if any: a child
+                       spawned with it may not have started yet, so it
+                       stays (and its handler) while the loop is open */
   if (lua_touserdata(L, -1)) {
-    lua_pushnil(L);
-    tl_rawsetp(L, 5, lua_touserdata(L, -2));
+    lua_pushboolean(L, 1);
+    lua_rawset(L, 5);
+  } else {
+    lua_pop(L, 1);
   }
-  lua_pop(L, 1);
   lua_pushvalue(L, 2);
   lua_pushvalue(L, on ? 4 : 3);
   lua_rawset(L, 5); /* fakes[name] = its userdata, which stays */
