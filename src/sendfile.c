@@ -217,6 +217,12 @@ static const tapio_protocol held = {
     sizeof(tapio_protocol), NULL, held_lost, NULL, held_resume,
     held_data, held_eof, NULL, NULL};
 
+const tapio__proto **tapio__sendfile_held(tapio_transport *t, void ***ud) {
+  op *o = t->ud;
+  *ud = &o->proto_ud;
+  return &o->proto;
+}
+
 /* ---- The call ----------------------------------------------------------- */
 
 static void cancel(tapio__request *req) {
