@@ -70,6 +70,7 @@ build = {
     ["tapio.wait"] = "lua/tapio/wait.lua",
     ["tapio.sync"] = "lua/tapio/sync.lua",
     ["tapio.testing"] = "lua/tapio/testing.lua",
+    ["tapio.fake"] = "lua/tapio/fake.lua",
     -- the Lua language server's definitions; never required at run time
     ["tapio._meta"] = "lua/tapio/_meta.lua",
     ["tapio._meta_testing"] = "lua/tapio/_meta_testing.lua",
