@@ -238,6 +238,27 @@ static void protocol_held_aside(void) {
   rec_free(&r2);
 }
 
+/* The loop freed while a file waits for the peer: the completion gets
+ * TAPIO_ECANCELED, and nothing is left behind (valgrind, LeakSanitizer). */
+static void loop_freed_midway(void) {
+  tapio_loop *loop = new_loop();
+  rec r;
+  sf s = {0};
+  int peer, fd = pattern_file(FILE_SIZE);
+  rec_init(&r);
+  peer = pair_raw(loop, &r);
+  small_buffers(r.t, peer);
+  CHECK_OK(tapio_transport_sendfile(r.t, fd, 0, 0, 1, on_sent, &s));
+  run_for(loop, 0.05);
+  CHECK_EQ(s.done, 0);
+  free_loop(loop);
+  CHECK_EQ(s.done, 1);
+  CHECK_ERR(s.status, TAPIO_ECANCELED);
+  close(peer);
+  close(fd);
+  rec_free(&r);
+}
+
 /* What a transport cannot do, refused at once with words. */
 static void refusals(void) {
   tapio_loop *loop = new_loop();
@@ -306,6 +327,7 @@ TEST_MAIN(
   TEST(abort_midway),
   TEST(cancel_gives_back),
   TEST(protocol_held_aside),
+  TEST(loop_freed_midway),
   TEST(refusals),
   TEST(fallback_on_memory_pair)
 )
