@@ -1465,8 +1465,10 @@ tapio_transport *tapio_memory_peer(tapio_transport *t);
  * are); a port bound already (the same address, or either a wildcard)
  * fails with TAPIO_EADDRINUSE and the real call's message, unless both
  * set reuse_port (the first bound receives). No local address: bound at
- * remote's address (loopback for a wildcard one), as Linux binds a
- * connected socket at its source, else at the wildcard of the family.
+ * the source Linux picks for remote (its address; 127.0.0.1 for any
+ * 127.x.y.z and for a wildcard), as Linux binds a connected socket, else
+ * at the wildcard of the family; a wildcard-bound endpoint sends from
+ * that source too (127.0.0.1 for a broadcast).
  * remote_host connects it with the socket's rules: sendto without an
  * address goes there, to another is TAPIO_EISCONN, and it receives only
  * its peer's datagrams; with allow_broadcast remote is only the default

@@ -127,6 +127,33 @@ describe("the virtual network's datagrams", function()
     st:close()
   end))
 
+  -- Linux's source for a wildcard-bound or connected socket: the route to
+  -- any 127.x.y.z, or a broadcast on lo, names 127.0.0.1 (a reply to the
+  -- destination's address would go elsewhere, or broadcast).
+  it("sends from 127.0.0.1 when not bound at an address", testing.run(
+     function(_, loop)
+    local seen = {}
+    local st = endpoint(loop, { local_addr = { "0.0.0.0", 0 } }, {
+      datagram_received = function(_, _, addr) seen[#seen + 1] = addr end })
+    local port = st:get_extra_info("sockname").port
+    local wild = endpoint(loop, { local_addr = { "0.0.0.0", 0 } })
+    wild:sendto("a", { "127.0.0.2", port })
+    local bcast = endpoint(loop, { remote_addr = { "255.255.255.255", port },
+                                   allow_broadcast = true })
+    bcast:sendto("b")
+    local conn = endpoint(loop, { remote_addr = { "127.0.0.3", port } })
+    assert.equal("127.0.0.1", conn:get_extra_info("sockname").host)
+    conn:sendto("c")
+    tapio.sleep(0)
+    assert.equal(3, #seen)
+    for i, t in ipairs({ wild, bcast, conn }) do
+      assert.same({ "127.0.0.1", t:get_extra_info("sockname").port },
+                  { seen[i].host, seen[i].port })
+      t:close()
+    end
+    st:close()
+  end))
+
   it("retries a lost request on the virtual clock, in no time",
      testing.run(function(clock, loop)
     local st, sp = bound(loop, 5353, { echo = true })

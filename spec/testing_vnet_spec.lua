@@ -50,6 +50,25 @@ describe("the virtual network", function()
     server:wait_closed()
   end))
 
+  it("connects from 127.0.0.1 to another loopback address, as Linux",
+     testing.run(function()
+    local peer
+    local server = tapio.start_server(function(_, writer)
+      peer = writer:get_extra_info("peername")
+      writer:close()
+    end, "127.0.0.2", 0)
+    local port = server:addresses()[1][2]
+    local reader, writer = tapio.open_connection("127.0.0.2", port)
+    assert.equal("", reader:read())
+    local mine = writer:get_extra_info("sockname")
+    assert.equal("127.0.0.1", mine[1])
+    assert.same({ "127.0.0.1", mine[2] }, hp(peer))
+    assert.same({ "127.0.0.2", port }, hp(writer:get_extra_info("peername")))
+    writer:close()
+    server:close()
+    server:wait_closed()
+  end))
+
   it("refuses a port where nothing listens and names it",
      testing.run(function()
     local ok, err = pcall(tapio.open_connection, "127.0.0.1", 9)

@@ -262,17 +262,14 @@ static double uniform(uint64_t *state) {
 }
 
 /* The address the receiver sees: the sender's, or, bound at a wildcard,
- * the one it sent to (Linux's source for a local destination), loopback
- * for a wildcard destination. */
+ * the source Linux picks for the one it sent to. */
 static void source_of(const vdg *d, const tapio__addr *dst, tapio__addr *src) {
   if (!tapio__addr_is_any(&d->self)) {
     *src = d->self;
     return;
   }
   *src = *dst;
-  if (tapio__addr_is_any(dst))
-    tapio__addr_loopback(src, 0);
-  tapio__addr_set_port(src, tapio__addr_port(&d->self));
+  tapio__addr_source(src, tapio__addr_port(&d->self));
 }
 
 /* The held datagrams a later one passed (marked with a negative due
@@ -515,8 +512,7 @@ int tapio__vdgram_new(tapio_loop *loop, const tapio_datagram_protocol *proto,
     self = *local;
   } else if (remote && !broadcast) {
     self = *remote; /* Linux binds a connected socket at its source */
-    if (tapio__addr_is_any(&self))
-      tapio__addr_loopback(&self, 0);
+    tapio__addr_source(&self, 0);
   } else {
     any_of(af, &self);
   }

@@ -245,8 +245,9 @@ static tapio__vlisten *find(tapio_loop *loop, const tapio__addr *to) {
 }
 
 /* Where the two sides are: the address connected to (the listener's when
- * that one is the wildcard), and the client's, on the same host at an
- * ephemeral port unless it asked for one (a Unix client is unnamed). */
+ * that one is the wildcard), and the client's, at an ephemeral port
+ * unless it asked for one (a Unix client is unnamed), on the host it
+ * asked for, else on the source Linux picks for the destination. */
 static int name_sides(tapio__vconnect *c, const tapio__vlisten *v,
                       tapio__addr *from, tapio__addr *to) {
   int port;
@@ -264,9 +265,10 @@ static int name_sides(tapio__vconnect *c, const tapio__vlisten *v,
     return 0;
   if ((port = pick_port(c->loop->kit)) < 0)
     return port;
-  if (tapio__addr_is_any(from))
-    tapio__addr_loopback(from, port);
-  tapio__addr_set_port(from, port);
+  if (!c->has_from || tapio__addr_is_any(from))
+    tapio__addr_source(from, port);
+  else
+    tapio__addr_set_port(from, port);
   return 0;
 }
 
