@@ -1349,11 +1349,13 @@ void *tapio_transport_get_ssl(tapio_transport *t);
  * A connect completes from the loop while the listener's backlog (its
  * connections not yet accepted) has room, and a serving server accepts
  * them, one per loop turn; a server that does not serve (start_serving 0)
- * leaves up to "backlog" connections waiting for it, with what their
- * clients wrote, and further connects wait, however far the clock moves,
- * as a SYN to a full queue goes unanswered: with backlog 0 every connect
- * waits, which is how a connect timeout is tested; cancelling one
- * (tapio_cancel_pending) frees it. A server that closes resets the
+ * leaves up to backlog + 1 connections waiting for it (Linux's count),
+ * with what their clients wrote, and further connects wait, however far
+ * the clock moves, as a SYN to a full queue goes unanswered (a Unix one
+ * fails at once with TAPIO_EAGAIN, as the socket's does): with backlog 0
+ * and one connection waiting, every further connect waits, which is how
+ * a connect timeout is tested; cancelling one (tapio_cancel_pending)
+ * frees it. A server that closes resets the
  * connections it never accepted (their clients read TAPIO_ECONNRESET
  * after what they had) and refuses the connects still waiting.
  * tapio_server_get_fd and tapio_transport_get_fd answer TAPIO_ENOTSUP.

@@ -7,10 +7,11 @@
  * sockets, on the virtual clock.
  *
  * As the kernel does: a connect completes once there is room in the
- * listener's backlog (connections made and not yet accepted), and the
+ * listener's backlog (connections made and not yet accepted: backlog + 1
+ * of them, as Linux counts), and the
  * server accepts them while it serves; one to a full backlog waits, as a
  * SYN to a full queue goes unanswered, until room comes or the listener
- * closes (refused then). A listener that closes resets the connections it
+ * closes (refused then); a Unix one fails at once with EAGAIN. A listener that closes resets the connections it
  * never accepted. A connect where nothing listens is refused. */
 #include "tapio_int.h"
 
@@ -303,8 +304,11 @@ static void run_connect(tapio__task *task) {
   if (!v) {
     fail(c, c->to.ss.ss_family == AF_UNIX ? TAPIO_ENOENT
                                           : TAPIO_ECONNREFUSED);
-  } else if (!v->serving && v->nqueued >= (size_t)(v->backlog > 0 ? v->backlog
-                                                                  : 0)) {
+  } else if (!v->serving && v->nqueued > (size_t)v->backlog &&
+             c->to.ss.ss_family == AF_UNIX) {
+    fail(c, TAPIO_EAGAIN); /* a Unix connect does not wait: EAGAIN */
+  } else if (!v->serving && v->nqueued > (size_t)v->backlog) {
+    /* Linux's queue is full past backlog: it holds backlog + 1 */
     c->stalled_on = v; /* no room: it waits, as an unanswered SYN */
     tapio__list_push(&v->stalled, &c->link);
   } else {
