@@ -1475,7 +1475,10 @@ tapio_transport *tapio_memory_peer(tapio_transport *t);
  * address goes there, to another is TAPIO_EISCONN, and it receives only
  * its peer's datagrams; with allow_broadcast remote is only the default
  * destination. A wildcard bind receives what is sent to any address of
- * its family at its port (IPv4 and IPv6 are apart: no dual-stack).
+ * its family at its port (IPv4 and IPv6 are apart: no dual-stack). A
+ * broadcast (255.255.255.255) reaches every endpoint at its port's
+ * wildcard, reuse_port's all, and no one there is no error (no ICMP
+ * answers a broadcast), as the kernel delivers it.
  * TAPIO_EVIRTUAL for sock and for Unix paths.
  *
  * sendto (TAPIO_EMSGSIZE over 65507 bytes for IPv4, 65527 for IPv6, as a

@@ -301,13 +301,18 @@ int tapio__addr_clash(const tapio__addr *a, const tapio__addr *b) {
  * interface to send it from). */
 void tapio__addr_source(tapio__addr *a, int port) {
   const struct sockaddr_in *in = (const struct sockaddr_in *)&a->ss;
-  uint32_t host = ntohl(in->sin_addr.s_addr);
   int v4 = a->ss.ss_family == AF_INET;
-  if (tapio__addr_is_any(a) ||
-      (v4 && ((host >> 24) == 127 || host == INADDR_BROADCAST)))
+  if (tapio__addr_is_any(a) || tapio__addr_is_broadcast(a) ||
+      (v4 && (ntohl(in->sin_addr.s_addr) >> 24) == 127))
     tapio__addr_loopback(a, port);
   else
     tapio__addr_set_port(a, port);
+}
+
+int tapio__addr_is_broadcast(const tapio__addr *a) {
+  const struct sockaddr_in *in = (const struct sockaddr_in *)&a->ss;
+  return a->ss.ss_family == AF_INET &&
+         in->sin_addr.s_addr == htonl(INADDR_BROADCAST);
 }
 
 void tapio__addr_loopback(tapio__addr *a, int port) {
