@@ -793,7 +793,7 @@ int tapio_transport_resume_reading(tapio_transport *t);
 
 /* Writes len bytes (copied if they cannot be sent at once). May call
  * pause_writing before returning. TAPIO_ECLOSED when closing or closed,
- * TAPIO_ESHUTDOWN after write_eof. */
+ * TAPIO_ESHUTDOWN after write_eof, TAPIO_EBUSY during a sendfile. */
 int tapio_transport_write(tapio_transport *t, const void *data, size_t len);
 /* Writes n buffers as one (one writev). A NULL buffer with a nonzero
  * length is TAPIO_EINVAL, and then nothing of the call is written. */
@@ -806,6 +806,32 @@ int tapio_transport_can_write_eof(tapio_transport *t);
  * arrive. On a write pipe, which has no other side, it is close() (as
  * asyncio's). Idempotent. TAPIO_ENOTSUP where can_write_eof answers 0. */
 int tapio_transport_write_eof(tapio_transport *t);
+
+/* asyncio's loop.sendfile(transport, file, offset, count, fallback):
+ * sends count bytes (0: to the end) of the file open at fd, from offset,
+ * over the stream transport t (a TCP or Unix stream, TLS or not, a write
+ * pipe, a memory pair), and then calls cb with 0 (or the error) and the
+ * bytes sent, from the loop; the file's offset is then offset + sent, as
+ * asyncio leaves it. What t had buffered goes first. On a plain socket
+ * the kernel sends from the file (sendfile(2): no copy through user
+ * space); elsewhere (TLS, a pipe, a memory pair, a testing fault), or for
+ * a file the kernel cannot send from, it is read (pread, on the loop's
+ * thread) and written through t at the pace of its flow control, unless
+ * fallback is 0: then TAPIO_ENOTSUP (where it is known at once, from the
+ * call). Meanwhile t is the operation's: reading is paused (and resumed
+ * after, if it was on), its protocol hears neither pause_writing nor
+ * resume_writing (it hears at the end if its view changed) and its writes
+ * fail with TAPIO_EBUSY; a connection lost ends the operation with that
+ * error before the protocol's connection_lost, a close() with
+ * TAPIO_ECLOSED. The call returns TAPIO_ENOTSUP for a kind that cannot
+ * send a file (datagrams, a read pipe, a subprocess's pipes), TAPIO_EBUSY
+ * during another sendfile on t, TAPIO_ECLOSED when t is closing,
+ * TAPIO_EBADF for a bad fd. tapio_cancel_pending(loop, cb_ud) stops it
+ * (what was sent stays sent). */
+typedef void (*tapio_sendfile_fn)(void *ud, int status, uint64_t sent);
+int tapio_transport_sendfile(tapio_transport *t, int fd, uint64_t offset,
+                             uint64_t count, int fallback,
+                             tapio_sendfile_fn cb, void *cb_ud);
 
 size_t tapio_transport_get_write_buffer_size(tapio_transport *t);
 void tapio_transport_get_write_buffer_limits(tapio_transport *t,

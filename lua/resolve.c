@@ -1,6 +1,8 @@
 /* The Lua binding's name lookups: loop:_getaddrinfo, loop:_getnameinfo
  * (the Lua layer gives them the async rule), loop:set_resolver, and
- * loop:_cancel, which cancels any pending create call or lookup. */
+ * loop:_cancel, which cancels any pending create call or lookup. A
+ * pending lookup is the binding's pending call with a Lua completion:
+ * sendfile.c's calls are ones too (tl_pending_new, tl_pending_count). */
 #include "tapio_lua.h"
 
 #include <string.h>
@@ -10,19 +12,19 @@
 #define FN_GNI "loop:getnameinfo"
 
 /* A pending lookup: its address is the core's completion user pointer. */
-typedef struct tl_lookup {
+struct tl_lookup {
   tl_loop *lb;
   int self_ref; /* anchors it while pending */
   int cb_ref;   /* the Lua completion */
-} tl_lookup;
+};
 
-static void lookup_release(lua_State *L, tl_lookup *lk) {
+void tl_pending_release(lua_State *L, tl_lookup *lk) {
   tl_unref(lk->lb, L, &lk->cb_ref);
   tl_unanchor(lk->lb, L, &lk->self_ref);
 }
 
 /* Leaves the pending lookup on the stack, holding the callback at cbi. */
-static tl_lookup *lookup_new(lua_State *L, tl_loop *lb, int cbi) {
+tl_lookup *tl_pending_new(lua_State *L, tl_loop *lb, int cbi) {
   tl_lookup *lk = tl_newuserdata(L, sizeof *lk);
   lk->lb = lb;
   lk->self_ref = lk->cb_ref = LUA_NOREF;
@@ -41,6 +43,8 @@ typedef struct answer {
   int status;
   const tapio_addrinfo *res;    /* getaddrinfo's */
   const char *host, *service;   /* getnameinfo's */
+  int counted;                  /* a count's (sendfile's) */
+  uint64_t count;
 } answer;
 
 static void push_entry(lua_State *L, const tapio_addrinfo *res, size_t i) {
@@ -66,17 +70,27 @@ static void push_entry(lua_State *L, const tapio_addrinfo *res, size_t i) {
   }
 }
 
-/* [1] answer: cb(err), cb(nil, list) or cb(nil, host, service). */
+/* [1] answer: cb(err), cb(nil, list) or cb(nil, host, service); a
+ * count's: cb(nil, count) or cb(err) with err.count. */
 int tl_tr_lookup(lua_State *L) {
   answer *a = lua_touserdata(L, 1);
   size_t i, n;
   lua_rawgeti(L, LUA_REGISTRYINDEX, a->lk->cb_ref);
   if (a->status < 0) {
     tl_pusherror(L, a->status, NULL);
+    if (a->counted) {
+      lua_pushinteger(L, (lua_Integer)a->count);
+      lua_setfield(L, -2, "count");
+    }
     lua_call(L, 1, 0);
     return 0;
   }
   lua_pushnil(L);
+  if (a->counted) {
+    lua_pushinteger(L, (lua_Integer)a->count);
+    lua_call(L, 2, 0);
+    return 0;
+  }
   if (!a->res) {
     lua_pushstring(L, a->host);
     lua_pushstring(L, a->service);
@@ -100,17 +114,22 @@ static void answered(answer *a) {
     lua_pushlightuserdata(L, a);
     tl_done(L, 0, tl_call(lb, L, 1, 0, "error in a lookup callback", NULL));
   }
-  lookup_release(L, a->lk);
+  tl_pending_release(L, a->lk);
 }
 
 static void on_addrinfo(void *ud, int status, const tapio_addrinfo *res) {
-  answer a = {ud, status, res, NULL, NULL};
+  answer a = {ud, status, res, NULL, NULL, 0, 0};
   answered(&a);
 }
 
 static void on_nameinfo(void *ud, int status, const char *host,
                         const char *service) {
-  answer a = {ud, status, NULL, host, service};
+  answer a = {ud, status, NULL, host, service, 0, 0};
+  answered(&a);
+}
+
+void tl_pending_count(void *ud, int status, uint64_t count) {
+  answer a = {ud, status, NULL, NULL, NULL, 1, count};
   answered(&a);
 }
 
@@ -164,11 +183,11 @@ static int l_getaddrinfo(lua_State *L) {
     return tl_argerror(L, FN_GAI, 3, "opts.family", "0, 4 or 6 expected");
   if (!host && !service)
     return tl_argerror(L, FN_GAI, 1, "host", "host and port are both nil");
-  lk = lookup_new(L, lb, 2);
+  lk = tl_pending_new(L, lb, 2);
   rc = tapio_getaddrinfo(lb->loop, host, service, family, type, flags,
                          on_addrinfo, lk);
   if (rc < 0) {
-    lookup_release(L, lk);
+    tl_pending_release(L, lk);
     return tl_fail(L, rc);
   }
   return 1; /* the pending lookup, for loop:_cancel */
@@ -185,10 +204,10 @@ static int l_getnameinfo(lua_State *L) {
   tl_toaddr(L, 3, buf, &len, FN_GNI, 1);
   flags = lua_isnil(L, 4) ? 0
                           : (int)tl_checkint(L, 4, FN_GNI, 2, "flags", 0, 31);
-  lk = lookup_new(L, lb, 2);
+  lk = tl_pending_new(L, lb, 2);
   rc = tapio_getnameinfo(lb->loop, buf, len, flags, on_nameinfo, lk);
   if (rc < 0) {
-    lookup_release(L, lk);
+    tl_pending_release(L, lk);
     if (rc == TAPIO_EAFNOSUPPORT)
       return tl_argerror(L, FN_GNI, 1, "addr", "an IP address expected");
     return tl_fail(L, rc);
@@ -238,7 +257,7 @@ static int l_cancel(lua_State *L) {
   n = tapio_cancel_pending(lb->loop, p);
   if (n > 0) { /* the core calls nobody: the anchors go here */
     if (luaL_testudata(L, 2, TL_LOOKUP))
-      lookup_release(L, p);
+      tl_pending_release(L, p);
     else if (luaL_testudata(L, 2, TL_SERVER))
       tl_server_cancelled(L, p);
     else if (tl_testtransport(L, 2))

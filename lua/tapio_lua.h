@@ -440,6 +440,16 @@ int tl_tr_dgram(lua_State *L);
 int tl_tr_dgram_err(lua_State *L);
 int tl_open_resolve(lua_State *L);
 int tl_tr_lookup(lua_State *L);
+/* A pending call with a Lua completion (resolve.c): made with the
+ * callback at cbi, left on the stack (loop:_cancel takes it); released
+ * by its completion, or by the caller when the call failed at once. */
+typedef struct tl_lookup tl_lookup;
+tl_lookup *tl_pending_new(lua_State *L, tl_loop *lb, int cbi);
+void tl_pending_release(lua_State *L, tl_lookup *lk);
+/* A completion with a count (sendfile's): cb(nil, count), or cb(err)
+ * with err.count. */
+void tl_pending_count(void *ud, int status, uint64_t count);
+int tl_open_sendfile(lua_State *L);
 /* server.c: a pending create_server was cancelled; nothing will call it. */
 void tl_server_cancelled(lua_State *L, tl_server *ls);
 

@@ -276,6 +276,17 @@ static int lost_write(lua_State *L, tl_transport *lt, const char *fn) {
   return 0;
 }
 
+/* A write the core refused (ECLOSED aside: dropped, as asyncio drops
+ * it). */
+static int write_refused(lua_State *L, const char *fn, int rc) {
+  if (rc == TAPIO_ESHUTDOWN)
+    return luaL_error(L, "tapio: %s: cannot write after write_eof()", fn);
+  if (rc == TAPIO_EBUSY)
+    return luaL_error(L, "tapio: %s: cannot write while sendfile is in "
+                         "progress", fn);
+  return 0;
+}
+
 static int t_write(lua_State *L) {
   tl_transport *lt = totransport(L, "transport:write");
   size_t len;
@@ -287,10 +298,9 @@ static int t_write(lua_State *L) {
     return lost_write(L, lt, "transport:write");
   data = lua_tolstring(L, 2, &len);
   rc = tapio_transport_write(lt->t, data, len); /* may call pause_writing */
-  if (rc == TAPIO_ESHUTDOWN)
-    return luaL_error(L, "tapio: transport:write: cannot write after "
-                         "write_eof()");
-  return 0; /* ECLOSED: dropped, as asyncio drops it */
+  if (rc < 0)
+    return write_refused(L, "transport:write", rc);
+  return 0;
 }
 
 /* transport:_stream_write(data): write for a StreamWriter's usual case
@@ -342,9 +352,7 @@ static int t_writelines(lua_State *L) {
   for (i = 1; i <= n && rc == 0 && lt->t; i += LINES_CHUNK)
     rc = write_chunk(L, lt, i, i + LINES_CHUNK - 1 < n ? i + LINES_CHUNK - 1
                                                       : n);
-  if (rc == TAPIO_ESHUTDOWN)
-    return luaL_error(L, "tapio: %s: cannot write after write_eof()", fn);
-  return 0;
+  return write_refused(L, fn, rc);
 }
 
 static int t_close(lua_State *L) {

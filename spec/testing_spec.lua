@@ -384,6 +384,43 @@ describe("the recorder", function()
     tb:close()
     assert.equal("connection_lost:nil", b:wait("connection_lost"))
   end))
+  it("shows bytes escaped in a failed expectation's message", function()
+    -- luassert printed them raw: the terminal's output stopped at the NUL
+    local rec = testing.recorder()
+    rec:data_received("\0\1AB\x80")
+    local ok, err = pcall(assert.same,
+      { "data_received:\0\1AC\x80" }, rec.events)
+    assert.is_false(ok)
+    local text = tostring(type(err) == "table" and err.message or err)
+    assert.truthy(text:find("'data_received:\\x00\\x01AB\\x80'", 1, true),
+      text)
+    assert.truthy(text:find("'data_received:\\x00\\x01AC\\x80'", 1, true),
+      text)
+    assert.truthy(text:find("*[1]", 1, true), text) -- luassert's mark
+    assert.same({ "data_received:\0\1AB\x80" }, rec.events) -- untouched
+  end)
+end)
+
+describe("tapio.repr", function()
+  it("prints as Python's repr of the text, or of the bytes where not UTF-8",
+     function()
+    -- each as python3 prints repr(b.decode("utf-8", "surrogateescape"))
+    -- with its \udcXX written as \xXX
+    local cases = {
+      { "a\0b\x80\xff\n", [['a\x00b\x80\xff\n']] },
+      { "h\xc3\xa9llo \xe2\x82\xac", "'h\xc3\xa9llo \xe2\x82\xac'" },
+      { "\xf0\x9f\x98\x80", "'\xf0\x9f\x98\x80'" },
+      { "\xed\xa0\x80", [['\xed\xa0\x80']] }, -- a surrogate
+      { "\xe2\x82", [['\xe2\x82']] },          -- cut short
+      { "\xc0\xaf", [['\xc0\xaf']] },          -- overlong
+      { "it's", [["it's"]] },
+      { "say \"x\" it's", [['say "x" it\'s']] },
+      { "\\t\t\127", [['\\t\t\x7f']] },
+    }
+    for _, c in ipairs(cases) do
+      assert.equal(c[2], tapio.repr(c[1]))
+    end
+  end)
 end)
 
 describe("testing.run", function()

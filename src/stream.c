@@ -324,7 +324,7 @@ static inline int write_check(tapio_transport *t) {
   if (!t)
     return TAPIO_EINVAL;
   if (!(t->flags & (TAPIO__T_NOWRITE | TAPIO__T_EOF_WANTED |
-                    TAPIO__T_CLOSING)))
+                    TAPIO__T_CLOSING | TAPIO__T_SENDFILE)))
     return 0; /* the common case, in one test */
   if (t->flags & TAPIO__T_NOWRITE)
     return TAPIO_ENOTSUP;
@@ -332,7 +332,7 @@ static inline int write_check(tapio_transport *t) {
     return TAPIO_ESHUTDOWN;
   if (t->flags & TAPIO__T_CLOSING)
     return TAPIO_ECLOSED;
-  return 0;
+  return TAPIO_EBUSY; /* a sendfile is in progress */
 }
 
 /* write's rest: the socket took r of the len bytes at p (or r is a code);

@@ -400,6 +400,9 @@ enum {
   TAPIO__WANT_WRITE = 1 << 12,    /* writability, with nothing buffered */
   TAPIO__HOLD_READ = 1 << 13,     /* no reading for the protocol */
   TAPIO__HOLD_WRITE = 1 << 14,    /* no flushing the stream's buffer */
+  /* the transport is a sendfile's (sendfile.c): its protocol's writes
+     are refused */
+  TAPIO__T_SENDFILE = 1 << 15,
   TAPIO__WANTS = TAPIO__WANT_READ | TAPIO__WANT_WRITE | TAPIO__HOLD_READ |
                  TAPIO__HOLD_WRITE
 };

@@ -378,7 +378,8 @@ function tapio.openpty() end
 ---@return tapio.TLSContext
 function tapio.tls_context(opts) end
 
----A string as Python's repr() prints it.
+---A string as Python's repr() prints it: valid UTF-8 as text, other bytes
+---from 128 up escaped ('\x80').
 ---@param s any
 ---@return string
 function tapio.repr(s) end
@@ -547,6 +548,16 @@ function Loop:create_datagram_endpoint(factory, opts) end
 ---@param opts? {family?: integer, type?: integer, flags?: integer}
 ---@return {family: integer, type: integer, proto: integer, canonname?: string, addr: tapio.Address}[]
 function Loop:getaddrinfo(host, port, opts) end
+---asyncio's loop.sendfile: file from offset (0), count bytes (nil: to
+---its end) over transport; natively on a plain socket, else read and
+---written unless opts.fallback is false. Async rule.
+---@param transport tapio.Transport
+---@param file file*|integer a Lua file or a descriptor
+---@param offset? integer
+---@param count? integer
+---@param opts? {fallback?: boolean}
+---@return integer sent
+function Loop:sendfile(transport, file, offset, count, opts) end
 ---The host and service names of an address.
 ---@param addr tapio.Address|table {host, port}
 ---@param flags? integer tapio.NI_*

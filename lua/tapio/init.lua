@@ -79,6 +79,8 @@ end
 
 --- tapio.repr(s): a string as Python's repr() prints it ('...' quoted,
 -- escaped), so examples print what the reference's Python versions print.
+-- Valid UTF-8 passes as it is, as Python prints the decoded str; any
+-- other byte from 128 up is escaped (\x80), as in a bytes' repr.
 function tapio.repr(v)
   if type(v) ~= "string" then
     return tostring(v)
@@ -89,18 +91,26 @@ function tapio.repr(v)
   end
   local escapes = { ["\\"] = "\\\\", ["\n"] = "\\n", ["\r"] = "\\r",
                     ["\t"] = "\\t", [q] = "\\" .. q }
-  -- bytes from 128 up pass as they are: UTF-8 text prints as Python
-  -- prints the decoded str
-  local body = v:gsub("[%z\1-\31\\'\"\127]", function(c)
-    if escapes[c] then
-      return escapes[c]
+  local out, i = {}, 1
+  while i <= #v do
+    local j = v:find("[%z\1-\31\\'\"\127-\255]", i)
+    if not j then
+      out[#out + 1] = v:sub(i)
+      break
     end
-    if c == "'" or c == '"' then
-      return c
+    out[#out + 1] = v:sub(i, j - 1)
+    local c = v:sub(j, j)
+    local n = c:byte() >= 0x80 and U.utf8_at(v, j)
+    if n then
+      out[#out + 1] = v:sub(j, j + n - 1)
+    elseif escapes[c] or c == "'" or c == '"' then
+      out[#out + 1] = escapes[c] or c
+    else
+      out[#out + 1] = ("\\x%02x"):format(c:byte())
     end
-    return ("\\x%02x"):format(c:byte())
-  end)
-  return q .. body .. q
+    i = j + (n or 1)
+  end
+  return q .. table.concat(out) .. q
 end
 
 return tapio

@@ -114,6 +114,34 @@ Loop.getaddrinfo = completing(Loop._getaddrinfo, "getaddrinfo")
 --- loop:getnameinfo(addr, flags) -> host, service
 Loop.getnameinfo = completing(Loop._getnameinfo, "getnameinfo")
 
+--- loop:sendfile(transport, file, offset, count, opts) -> bytes sent
+-- asyncio's: file (a Lua file or a descriptor) from offset (0), count
+-- bytes (nil: to its end), natively on a plain socket, else read and
+-- written (unless opts.fallback is false). A Lua file's position is then
+-- offset + sent, as asyncio leaves it; a failure's error has .count.
+names[Loop._sendfile] = "sendfile"
+function Loop:sendfile(transport, file, offset, count, opts)
+  if io.type(file) == "closed file" then
+    error("tapio: loop:sendfile: bad argument #2 'file' (closed file)", 2)
+  end
+  local fut, msg = start(Loop._sendfile, self, transport, file, offset,
+    count, opts)
+  if not fut then
+    error(msg, 2)
+  end
+  if io.type(file) == "file" then
+    fut:add_done_callback(function(f)
+      local err = not f:cancelled() and f:exception()
+      local sent = err and err.count or (f:cancelled() or err) and 0
+        or f:result()
+      if sent > 0 then
+        pcall(file.seek, file, "set", (offset or 0) + sent)
+      end
+    end)
+  end
+  return resolve(fut)
+end
+
 --- loop:create_server(factory, host, port, opts) -> server
 -- host: nil (every interface), a string, or a list of strings.
 Loop.create_server = completing(Loop._create_server, "create_server")

@@ -935,4 +935,63 @@ function testing.run(body, opts)
   end
 end
 
+-- ---- Bytes in busted's failure messages -------------------------------------
+
+-- luassert prints a string as it is, so a failed expectation on a binary
+-- protocol's events stopped at the first NUL of the terminal's output and
+-- showed other bytes raw. Under busted (luassert loaded before the spec
+-- files), a formatter gives such strings, alone or in tables, to
+-- luassert's own formatters escaped as tapio.repr escapes them; the
+-- failure's marks (which element differs) stay luassert's.
+local function needs_escape(v, seen)
+  if type(v) == "string" then
+    return not U.plain_text(v)
+  end
+  if type(v) ~= "table" or seen[v] then
+    return false
+  end
+  seen[v] = true
+  for k, x in pairs(v) do
+    if needs_escape(k, seen) or needs_escape(x, seen) then
+      return true
+    end
+  end
+  return false
+end
+
+local function escaped(v, copies)
+  if type(v) == "string" then
+    return tapio.repr(v):sub(2, -2)
+  end
+  if type(v) ~= "table" then
+    return v
+  end
+  if not copies[v] then
+    local copy = {}
+    copies[v] = copy
+    for k, x in pairs(v) do
+      copy[escaped(k, copies)] = escaped(x, copies)
+    end
+  end
+  return copies[v]
+end
+
+local function add_bytes_formatter(state)
+  local busy = false
+  state.add_formatter(function(v, fmtargs)
+    if busy or not needs_escape(v, {}) then
+      return nil
+    end
+    busy = true
+    local ok, text = pcall(state.format_argument, escaped(v, {}), nil,
+      fmtargs)
+    busy = false
+    return ok and text or nil
+  end)
+end
+
+if package.loaded["luassert.state"] then
+  add_bytes_formatter(package.loaded["luassert.state"])
+end
+
 return testing

@@ -23,6 +23,42 @@ function M.typename(v)
   return type(name) == "string" and name or type(v)
 end
 
+-- The length of the valid UTF-8 sequence that starts at s[i], or nil.
+function M.utf8_at(s, i)
+  local c = s:byte(i)
+  local n, lo, hi -- continuation bytes; the first one's range
+  if c >= 0xC2 and c <= 0xDF then n, lo, hi = 1, 0x80, 0xBF
+  elseif c == 0xE0 then n, lo, hi = 2, 0xA0, 0xBF
+  elseif c == 0xED then n, lo, hi = 2, 0x80, 0x9F -- no surrogates
+  elseif c >= 0xE1 and c <= 0xEF then n, lo, hi = 2, 0x80, 0xBF
+  elseif c == 0xF0 then n, lo, hi = 3, 0x90, 0xBF
+  elseif c >= 0xF1 and c <= 0xF3 then n, lo, hi = 3, 0x80, 0xBF
+  elseif c == 0xF4 then n, lo, hi = 3, 0x80, 0x8F
+  else return nil end
+  for k = 1, n do
+    local b = s:byte(i + k)
+    if not b or b < lo or b > hi then
+      return nil
+    end
+    lo, hi = 0x80, 0xBF
+  end
+  return n + 1
+end
+
+-- Text a terminal shows as it is: valid UTF-8 without control bytes
+-- other than tab, newline and carriage return.
+function M.plain_text(s)
+  local i = s:find("[%z\1-\8\11\12\14-\31\127-\255]")
+  while i do
+    local n = s:byte(i) >= 0x80 and M.utf8_at(s, i)
+    if not n then
+      return false
+    end
+    i = s:find("[%z\1-\8\11\12\14-\31\127-\255]", i + n)
+  end
+  return true
+end
+
 -- Argument checks of the methods written in Lua raise at the caller of
 -- the method (level 3, unless given), as the C methods do.
 function M.check_self(v, mt, fn, level)

@@ -1,0 +1,265 @@
+/* tapio_transport_sendfile (asyncio's loop.sendfile): a file sent over a
+ * stream transport, natively on a plain socket and through the fallback on
+ * a memory pair, checked byte for byte at a raw peer; what the transport's
+ * protocol sees meanwhile; failures, refusals and cancelling. */
+#include "test.h"
+
+#define FILE_SIZE (3u * 1024 * 1024 + 17) /* past the kernel's buffers */
+
+typedef struct sf {
+  int done, status;
+  uint64_t sent;
+  int lost_before;  /* the protocol's connection_lost had run */
+  rec *r;
+  int close_after;  /* close the transport in the completion */
+} sf;
+
+static void on_sent(void *ud, int status, uint64_t sent) {
+  sf *s = ud;
+  s->done++;
+  s->status = status;
+  s->sent = sent;
+  s->lost_before = s->r ? s->r->lost : 0;
+  if (s->close_after)
+    CHECK_OK(tapio_transport_close(s->r->t));
+}
+
+/* Small socket buffers both ways, so that a file of FILE_SIZE waits for
+ * a peer that does not read. */
+static void small_buffers(tapio_transport *t, int peer) {
+  int small = 16 * 1024;
+  CHECK(setsockopt(tapio_transport_get_fd(t), SOL_SOCKET, SO_SNDBUF, &small,
+                   sizeof small) == 0);
+  CHECK(setsockopt(peer, SOL_SOCKET, SO_RCVBUF, &small, sizeof small) == 0);
+}
+
+/* A temporary file holding the stream's pattern bytes [0, n). */
+static int pattern_file(size_t n) {
+  char path[] = "/tmp/tapio_sendfile_XXXXXX";
+  static char buf[64 * 1024];
+  size_t off = 0;
+  int fd = mkstemp(path);
+  CHECK(fd >= 0);
+  unlink(path);
+  while (off < n) {
+    size_t k = n - off < sizeof buf ? n - off : sizeof buf;
+    pattern_fill(buf, k, off);
+    CHECK_EQ(write(fd, buf, k), (ssize_t)k);
+    off += k;
+  }
+  CHECK_EQ(lseek(fd, 0, SEEK_SET), 0);
+  return fd;
+}
+
+/* Bytes written before go first; the file from offset to its end follows;
+ * the file's offset ends at offset + sent; the protocol hears nothing of
+ * it (no pause, no resume); reading is paused meanwhile and on again. */
+static void native_whole_file(void) {
+  tapio_loop *loop = new_loop();
+  rec r;
+  sf s = {0};
+  char head[1000];
+  int peer, fd = pattern_file(FILE_SIZE), status = 1;
+  rec_init(&r);
+  peer = pair_raw(loop, &r);
+  pattern_fill(head, sizeof head, 0);
+  CHECK_OK(tapio_transport_write(r.t, head, sizeof head));
+  s.r = &r;
+  s.close_after = 1;
+  CHECK_OK(tapio_transport_sendfile(r.t, fd, sizeof head, 0, 1, on_sent, &s));
+  CHECK_EQ(s.done, 0); /* from the loop, never inside the call */
+  CHECK_EQ(tapio_transport_is_reading(r.t), 0);
+  CHECK_EQ(raw_drain_pattern(loop, peer, &status), FILE_SIZE);
+  CHECK_EQ(status, 0);
+  CHECK_EQ(s.done, 1);
+  CHECK_ERR(s.status, 0);
+  CHECK_EQ(s.sent, FILE_SIZE - sizeof head);
+  CHECK_EQ(lseek(fd, 0, SEEK_CUR), FILE_SIZE);
+  WAIT_FOR(loop, r.lost);
+  CHECK_STR(r.log, "made lost:0");
+  close(peer);
+  close(fd);
+  free_loop(loop);
+  rec_free(&r);
+}
+
+/* count bytes from offset, no more; writes are refused meanwhile (asyncio:
+ * "sendfile is in progress"), and work again after; bytes the peer sent
+ * meanwhile are read after. */
+static void count_offset_and_writes(void) {
+  tapio_loop *loop = new_loop();
+  rec r;
+  sf s = {0};
+  char got[5000], want[5000];
+  int peer, fd = pattern_file(FILE_SIZE);
+  rec_init(&r);
+  peer = pair_raw(loop, &r);
+  s.r = &r;
+  CHECK_OK(tapio_transport_sendfile(r.t, fd, 100, sizeof got, 1, on_sent,
+                                    &s));
+  CHECK_ERR(tapio_transport_write(r.t, "x", 1), TAPIO_EBUSY);
+  CHECK_ERR(tapio_transport_sendfile(r.t, fd, 0, 0, 1, on_sent, &s),
+            TAPIO_EBUSY);
+  raw_send_str(loop, peer, "during");
+  raw_recv_n(loop, peer, got, sizeof got);
+  pattern_fill(want, sizeof want, 100);
+  CHECK(memcmp(got, want, sizeof got) == 0);
+  WAIT_FOR(loop, s.done);
+  CHECK_ERR(s.status, 0);
+  CHECK_EQ(s.sent, sizeof got);
+  CHECK_EQ(lseek(fd, 0, SEEK_CUR), 100 + sizeof got);
+  CHECK_EQ(tapio_transport_is_reading(r.t), 1);
+  WAIT_FOR(loop, r.nin == 6);
+  CHECK(memcmp(r.in, "during", 6) == 0);
+  CHECK_OK(tapio_transport_write(r.t, "after", 5));
+  raw_recv_n(loop, peer, got, 5);
+  CHECK(memcmp(got, "after", 5) == 0);
+  close(fd);
+  end_pair(loop, &r, peer);
+}
+
+/* The peer resets while the file is on its way: the operation ends with
+ * the error, before the protocol's connection_lost, which gets it too. */
+static void peer_reset_midway(void) {
+  tapio_loop *loop = new_loop();
+  rec r;
+  sf s = {0};
+  char buf[4096];
+  int peer, fd = pattern_file(FILE_SIZE);
+  rec_init(&r);
+  peer = pair_raw(loop, &r);
+  small_buffers(r.t, peer);
+  s.r = &r;
+  CHECK_OK(tapio_transport_sendfile(r.t, fd, 0, 0, 1, on_sent, &s));
+  raw_recv_n(loop, peer, buf, sizeof buf); /* it has begun */
+  raw_reset(peer);
+  WAIT_FOR(loop, r.lost);
+  CHECK_EQ(s.done, 1);
+  CHECK_EQ(s.lost_before, 0);
+  CHECK(s.status == TAPIO_ECONNRESET || s.status == TAPIO_EPIPE);
+  CHECK(s.sent >= sizeof buf && s.sent < FILE_SIZE);
+  CHECK_EQ(r.lost_code, s.status);
+  close(fd);
+  free_loop(loop);
+  rec_free(&r);
+}
+
+/* A peer that does not read, then an abort: the operation ends with
+ * TAPIO_ECLOSED, then the protocol's connection_lost(0). */
+static void abort_midway(void) {
+  tapio_loop *loop = new_loop();
+  rec r;
+  sf s = {0};
+  int peer, fd = pattern_file(FILE_SIZE);
+  rec_init(&r);
+  peer = pair_raw(loop, &r);
+  small_buffers(r.t, peer);
+  s.r = &r;
+  CHECK_OK(tapio_transport_sendfile(r.t, fd, 0, 0, 1, on_sent, &s));
+  run_for(loop, 0.05); /* the kernel's buffers fill; the rest waits */
+  CHECK_EQ(s.done, 0);
+  CHECK_OK(tapio_transport_abort(r.t));
+  WAIT_FOR(loop, r.lost);
+  CHECK_EQ(s.done, 1);
+  CHECK_ERR(s.status, TAPIO_ECLOSED);
+  CHECK(s.sent > 0 && s.sent < FILE_SIZE);
+  CHECK_STR(r.log, "made lost:0");
+  close(peer);
+  close(fd);
+  free_loop(loop);
+  rec_free(&r);
+}
+
+/* Cancelled: no completion; the transport is the protocol's again
+ * (writes, reading). */
+static void cancel_gives_back(void) {
+  tapio_loop *loop = new_loop();
+  rec r;
+  sf s = {0};
+  int peer, fd = pattern_file(FILE_SIZE);
+  rec_init(&r);
+  peer = pair_raw(loop, &r);
+  small_buffers(r.t, peer);
+  CHECK_OK(tapio_transport_sendfile(r.t, fd, 0, 0, 1, on_sent, &s));
+  run_for(loop, 0.05);
+  CHECK_EQ(tapio_cancel_pending(loop, &s), 1);
+  CHECK_EQ(tapio_transport_is_reading(r.t), 1);
+  CHECK_OK(tapio_transport_write(r.t, "x", 1));
+  raw_send_str(loop, peer, "hi");
+  WAIT_FOR(loop, r.nin == 2);
+  run_for(loop, 0.01);
+  CHECK_EQ(s.done, 0);
+  close(fd);
+  end_pair(loop, &r, peer);
+}
+
+/* What a transport cannot do, refused at once with words. */
+static void refusals(void) {
+  tapio_loop *loop = new_loop();
+  rec r;
+  sf s = {0};
+  int peer, fd = pattern_file(10);
+  rec_init(&r);
+  peer = pair_raw(loop, &r);
+  CHECK_ERR(tapio_transport_sendfile(NULL, fd, 0, 0, 1, on_sent, &s),
+            TAPIO_EINVAL);
+  CHECK_ERR(tapio_transport_sendfile(r.t, fd, 0, 0, 1, NULL, &s),
+            TAPIO_EINVAL);
+  CHECK_ERR(tapio_transport_sendfile(r.t, 1000, 0, 0, 1, on_sent, &s),
+            TAPIO_EBADF);
+  CHECK_OK(tapio_transport_close(r.t));
+  CHECK_ERR(tapio_transport_sendfile(r.t, fd, 0, 0, 1, on_sent, &s),
+            TAPIO_ECLOSED);
+  CHECK_STR(tapio_loop_error_message(loop),
+            "sendfile: the transport is closing");
+  WAIT_FOR(loop, r.lost);
+  CHECK_EQ(s.done, 0);
+  close(peer);
+  close(fd);
+  free_loop(loop);
+  rec_free(&r);
+}
+
+/* On a memory pair (no socket) the fallback reads and writes, paced by
+ * the pair's capacity; with fallback off, TAPIO_ENOTSUP at once. */
+static void fallback_on_memory_pair(void) {
+  tapio_loop *loop = new_virtual();
+  rec a, b;
+  sf s = {0};
+  tapio_transport *ta, *tb;
+  int fd = pattern_file(FILE_SIZE);
+  rec_init(&a);
+  rec_init(&b);
+  CHECK_OK(tapio_memory_pair(loop, &rec_proto, &a, &rec_proto, &b, &ta,
+                             &tb));
+  CHECK_OK(tapio_loop_run(loop));
+  CHECK_ERR(tapio_transport_sendfile(a.t, fd, 0, 0, 0, on_sent, &s),
+            TAPIO_ENOTSUP);
+  s.r = &a;
+  CHECK_OK(tapio_transport_sendfile(a.t, fd, 7, 0, 1, on_sent, &s));
+  CHECK_OK(tapio_loop_run(loop));
+  CHECK_EQ(s.done, 1);
+  CHECK_ERR(s.status, 0);
+  CHECK_EQ(s.sent, FILE_SIZE - 7);
+  CHECK_EQ(b.nin, FILE_SIZE - 7);
+  CHECK_EQ(pattern_check(b.in, b.nin, 7), -1);
+  CHECK_EQ(lseek(fd, 0, SEEK_CUR), FILE_SIZE);
+  CHECK_STR(a.log, "made"); /* paced, but its protocol heard no pause */
+  CHECK_OK(tapio_transport_close(a.t));
+  CHECK_OK(tapio_transport_close(b.t));
+  CHECK_OK(tapio_loop_run(loop));
+  close(fd);
+  free_loop(loop);
+  rec_free(&a);
+  rec_free(&b);
+}
+
+TEST_MAIN(
+  TEST(native_whole_file),
+  TEST(count_offset_and_writes),
+  TEST(peer_reset_midway),
+  TEST(abort_midway),
+  TEST(cancel_gives_back),
+  TEST(refusals),
+  TEST(fallback_on_memory_pair)
+)

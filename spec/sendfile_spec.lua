@@ -1,0 +1,171 @@
+-- loop:sendfile (asyncio's loop.sendfile): a file over a TCP connection
+-- (the kernel's sendfile) and over TLS (read and written), checked byte
+-- for byte at the peer; the file's position after; what the transport's
+-- protocol may do meanwhile; cancelling; bad arguments.
+local helper = require "spec.helper"
+local tapio = helper.tapio
+
+local testing = require "tapio.testing"
+local run, fails = helper.run, helper.fails
+
+local SIZE = 3 * 1024 * 1024 + 11
+
+-- A file of SIZE bytes that differ with their position, and its content.
+local function data_file()
+  local parts = {}
+  for i = 0, math.floor(SIZE / 8) do
+    parts[#parts + 1] = ("%08x"):format(i * 8)
+  end
+  local content = table.concat(parts):sub(1, SIZE)
+  local path = os.tmpname()
+  local f = assert(io.open(path, "wb"))
+  f:write(content)
+  f:close()
+  f = assert(io.open(path, "rb"))
+  os.remove(path)
+  return f, content
+end
+
+-- A server collecting what each connection sends until its EOF; the
+-- future of the bytes of the first.
+local function collector(loop, opts)
+  local got = loop:create_future()
+  local server = loop:create_server(function()
+    local parts = {}
+    return {
+      data_received = function(_, d) parts[#parts + 1] = d end,
+      eof_received = function() end,
+      connection_lost = function()
+        if not got:done() then got:set_result(table.concat(parts)) end
+      end,
+    }
+  end, "127.0.0.1", 0, opts)
+  return server, got
+end
+
+describe("loop:sendfile", function()
+  it("sends a file after what was written, and leaves it at offset + sent",
+     function()
+    run(function(loop)
+      local server, got = collector(loop)
+      local t = loop:create_connection(function() return {} end,
+        "127.0.0.1", helper.port(server))
+      local f, content = data_file()
+      t:write("head:")
+      assert.equal(SIZE - 100, loop:sendfile(t, f, 100))
+      assert.equal(SIZE, f:seek())
+      assert.equal(1000, loop:sendfile(t, f, 7, 1000))
+      assert.equal(1007, f:seek())
+      t:write(":tail")
+      t:close()
+      assert.equal("head:" .. content:sub(101) .. content:sub(8, 1007)
+        .. ":tail", got:await())
+      f:close()
+      server:close()
+    end)
+  end)
+
+  it("goes through TLS, paced by its flow control (the fallback)",
+     function()
+    run(function(loop)
+      local server, got = collector(loop, { ssl = helper.server_ctx() })
+      local paused = 0
+      local t = loop:create_connection(function()
+        return { pause_writing = function() paused = paused + 1 end }
+      end, "127.0.0.1", helper.port(server),
+        { ssl = helper.client_ctx(), server_hostname = "localhost" })
+      local f, content = data_file()
+      local err = fails(loop.sendfile, loop, t, f, 0, nil,
+        { fallback = false })
+      assert.equal("ENOTSUP", err.name)
+      assert.matches("no native sendfile", err.message)
+      assert.equal(SIZE, loop:sendfile(t, f))
+      assert.equal(0, paused) -- the protocol heard none of the pacing
+      t:close()
+      assert.equal(content, got:await())
+      f:close()
+      server:close()
+    end)
+  end)
+
+  it("refuses the protocol's writes meanwhile and reads after",
+     testing.run(function(clock, loop)
+    local received = {}
+    local ta, tb = testing.pipe_pair({ data_received = function(_, d)
+      received[#received + 1] = d
+    end }, testing.recorder(nil, { merge = true }))
+    local rec = tb:get_protocol()
+    tb:pause_reading() -- the file waits for it
+    local f, content = data_file()
+    local sending = loop:create_task(function()
+      return loop:sendfile(ta, f, 0, 400000)
+    end)
+    clock:run_until_idle()
+    local err = fails(ta.write, ta, "x")
+    assert.matches("sendfile is in progress", tostring(err))
+    assert.is_false(ta:is_reading())
+    tb:write("meanwhile")
+    clock:run_until_idle()
+    assert.same({}, received)
+    tb:resume_reading()
+    assert.equal(400000, sending:await())
+    clock:run_until_idle()
+    assert.same({ "meanwhile" }, received)
+    ta:write("y")
+    clock:run_until_idle()
+    assert.same({ "connection_made", "data_received:"
+      .. content:sub(1, 400000) .. "y" }, rec.events)
+    ta:abort()
+    tb:abort()
+    f:close()
+  end))
+
+  it("stops when its task is cancelled, and gives the transport back",
+     testing.run(function(clock, loop)
+    -- a memory pair whose far end reads nothing: 64 KiB fit, then it waits
+    local ta, tb = testing.pipe_pair({}, {})
+    tb:pause_reading()
+    local f = data_file()
+    local sending = loop:create_task(function()
+      return loop:sendfile(ta, f)
+    end)
+    clock:run_until_idle()
+    assert.is_false(sending:done())
+    assert.is_true(ta:get_write_buffer_size() < 1024 * 1024)
+    sending:cancel()
+    clock:run_until_idle()
+    assert.is_true(sending:cancelled())
+    ta:write("after") -- the transport is the protocol's again
+    assert.is_true(ta:is_reading())
+    ta:abort()
+    tb:abort()
+    f:close()
+  end))
+
+  it("says what is wrong with its arguments", function()
+    run(function(loop)
+      local server = collector(loop)
+      local t = loop:create_connection(function() return {} end,
+        "127.0.0.1", helper.port(server))
+      local f = data_file()
+      assert.matches("bad argument #1 'transport'",
+        fails(loop.sendfile, loop, "t", f))
+      assert.matches("bad argument #2 'file' %(file or integer expected",
+        fails(loop.sendfile, loop, t, "f"))
+      assert.matches("bad argument #3 'offset'",
+        fails(loop.sendfile, loop, t, f, -1))
+      assert.matches("bad argument #4 'count'",
+        fails(loop.sendfile, loop, t, f, 0, 0))
+      assert.matches("unknown option 'bogus'",
+        fails(loop.sendfile, loop, t, f, 0, nil, { bogus = 1 }))
+      assert.equal("EBADF", fails(loop.sendfile, loop, t, 9999).name)
+      f:close()
+      assert.matches("bad argument #2 'file' %(closed file",
+        fails(loop.sendfile, loop, t, f))
+      t:close()
+      assert.matches("transport is closing",
+        tostring(fails(loop.sendfile, loop, t, 0)))
+      server:close()
+    end)
+  end)
+end)
