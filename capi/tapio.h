@@ -826,8 +826,10 @@ int tapio_transport_write_eof(tapio_transport *t);
  * TAPIO_ECLOSED. The call returns TAPIO_ENOTSUP for a kind that cannot
  * send a file (datagrams, a read pipe, a subprocess's pipes), TAPIO_EBUSY
  * during another sendfile on t, TAPIO_ECLOSED when t is closing,
- * TAPIO_EBADF for a bad fd. tapio_cancel_pending(loop, cb_ud) stops it
- * (what was sent stays sent). */
+ * TAPIO_EBADF for a bad fd. get_protocol and set_protocol meanwhile
+ * answer and change the protocol held aside (it is the transport's again
+ * at the end); start_tls is TAPIO_EBUSY. tapio_cancel_pending(loop,
+ * cb_ud) stops it (what was sent stays sent). */
 typedef void (*tapio_sendfile_fn)(void *ud, int status, uint64_t sent);
 int tapio_transport_sendfile(tapio_transport *t, int fd, uint64_t offset,
                              uint64_t count, int fallback,
@@ -1257,8 +1259,8 @@ int tapio_tls_context_set_session_cache(tapio_tls_context *ctx, size_t n);
  * "ssl_shutdown_timeout". cb gets 0 and t once the handshake is done, or
  * the error and NULL; then the transport is failing and the protocol
  * gets connection_lost with that error. A TLS transport can be given
- * (TLS inside TLS). TAPIO_EBUSY during another start_tls; TAPIO_ECLOSED
- * on a closing transport. */
+ * (TLS inside TLS). TAPIO_EBUSY during another start_tls or a sendfile;
+ * TAPIO_ECLOSED on a closing transport. */
 int tapio_transport_start_tls(tapio_transport *t, const tapio_protocol *proto,
                               void *proto_ud, tapio_tls_context *ctx,
                               const tapio_options *opts, const void *buffered,

@@ -6,7 +6,8 @@
 # the STARTTLS example and the client-certificate one; the
 # existing-socket and watch-a-descriptor examples; the HTTP headers
 # example against a page served on 127.0.0.1 (python3's http.server,
-# over HTTP and HTTPS); the subprocess examples
+# over HTTP and HTTPS); the file server (a file fetched by python3's
+# urllib, compared byte for byte); the subprocess examples
 # (their python3 child is the one given), the pipe example through cat,
 # and the chat server with clients on bash's /dev/tcp; with C_EXAMPLES set
 # to the directory of the C ones, examples/c/'s echo pair against itself
@@ -305,6 +306,46 @@ if [ -n "$python" ]; then
   [ -n "$certs" ] && http_headers https "$certs"
 else
   echo "skip: http_headers (no python3 to serve the page)"
+fi
+
+# The file server sends a 3 MB file (loop:sendfile) that python3's urllib
+# fetches whole; http_headers.lua reads its headers; a missing file is 404.
+file_server() {
+  local fport fpid
+  fport=$(free_port)
+  mkdir -p "$work/files"
+  head -c 3000017 /dev/urandom >"$work/files/big.bin"
+  "$host" "$here/file_server.lua" "$work/files" "$fport" \
+    >"$work/files.log" 2>&1 &
+  fpid=$!
+  pids+=("$fpid")
+  if ! wait_listening "$fport"; then
+    fail "file_server.lua did not listen on $fport"
+    return
+  fi
+  timeout 20 "$python" -c '
+import sys, urllib.request, urllib.error
+sys.stdout.buffer.write(urllib.request.urlopen(sys.argv[1] + "/big.bin").read())
+try:
+    urllib.request.urlopen(sys.argv[1] + "/missing")
+except urllib.error.HTTPError as e:
+    print(e.code, file=sys.stderr)' "http://127.0.0.1:$fport" \
+    >"$work/files.got" 2>"$work/files.err" || fail "fetching from file_server.lua failed"
+  cmp -s "$work/files/big.bin" "$work/files.got" ||
+    fail "file_server.lua: the file fetched differs from the file served"
+  grep -qx "404" "$work/files.err" || fail "file_server.lua: no 404 for a missing file"
+  timeout 20 "$host" "$here/http_headers.lua" "http://127.0.0.1:$fport/big.bin" \
+    >"$work/files.headers" 2>&1 || fail "http_headers.lua against file_server.lua failed"
+  grep -q "^HTTP header> Content-Length: 3000017$" "$work/files.headers" ||
+    fail "file_server.lua: no Content-Length for HEAD"
+  grep -q "^/big.bin 3000017 bytes$" "$work/files.log" ||
+    fail "file_server.lua did not say it sent the file"
+  kill "$fpid" 2>/dev/null
+}
+if [ -n "$python" ]; then
+  file_server
+else
+  echo "skip: file_server (no python3 to fetch the file)"
 fi
 
 # The subprocess example prints the date a python3 child printed, in the

@@ -15,7 +15,6 @@
 #include "tapio_int.h"
 
 #include <errno.h>
-#include <stdlib.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -58,8 +57,9 @@ static void give_back(op *o) {
 }
 
 static void op_free(op *o) {
-  free(o->buf);
-  free(o);
+  tapio_loop *loop = o->t->loop;
+  tapio__free(loop, o->buf, o->buf ? CHUNK : 0);
+  tapio__free(loop, o, sizeof *o);
 }
 
 /* Ends it: the transport given back, the file at offset + sent (as
@@ -87,7 +87,7 @@ static int done_all(const op *o) {
 
 static int start_fallback(op *o) {
   o->native = 0;
-  o->buf = malloc(CHUNK);
+  o->buf = tapio__alloc(o->t->loop, CHUNK);
   return o->buf ? 0 : TAPIO_ENOMEM;
 }
 
@@ -169,6 +169,8 @@ static void on_writable(struct ev_loop *ev, ev_io *w, int revents) {
 
 static void run(tapio__task *task) {
   op *o = TAPIO_CONTAINER(task, op, req.task);
+  if (o->req.loop->freeing)
+    return finish(o, TAPIO_ECANCELED);
   if (o->t->flags & TAPIO__T_LOST)
     return; /* connection_lost ends it */
   if (o->native)
@@ -217,6 +219,12 @@ static const tapio_protocol held = {
     sizeof(tapio_protocol), NULL, held_lost, NULL, held_resume,
     held_data, held_eof, NULL, NULL};
 
+const tapio__proto **tapio__sendfile_held(tapio_transport *t, void ***ud) {
+  op *o = t->ud;
+  *ud = &o->proto_ud;
+  return &o->proto;
+}
+
 /* ---- The call ----------------------------------------------------------- */
 
 static void cancel(tapio__request *req) {
@@ -264,7 +272,9 @@ int tapio_transport_sendfile(tapio_transport *t, int fd, uint64_t offset,
   rc = refused(t, fd);
   if (rc < 0)
     return rc;
-  o = calloc(1, sizeof *o);
+  if (t->loop->freeing)
+    return TAPIO_ECLOSED;
+  o = tapio__calloc(t->loop, sizeof *o);
   if (!o)
     return TAPIO_ENOMEM;
   *o = (op){.t = t, .fd = fd, .offset = offset, .count = count,

@@ -490,6 +490,10 @@ void tapio__flow_shrank(tapio_transport *t);
 /* A context reference more (tapio_tls_context_release gives it back). */
 void tapio__tls_context_retain(tapio_tls_context *ctx);
 
+/* During a sendfile on t (TAPIO__T_SENDFILE): where t's own protocol and
+ * its user pointer are held (set_protocol and get_protocol use them). */
+const tapio__proto **tapio__sendfile_held(tapio_transport *t, void ***ud);
+
 /* ---- Write queue: bytes a stream could not send yet --------------------- */
 
 typedef struct tapio__wchunk tapio__wchunk;

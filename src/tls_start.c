@@ -99,6 +99,10 @@ static int start_check(tapio_transport *t, const tapio_protocol *proto,
     return TAPIO_ECLOSED;
   if ((tc = tapio__tls_of(t)) && tc->state < TAPIO__TLS_OPEN)
     return TAPIO_EBUSY;
+  if (t->flags & TAPIO__T_SENDFILE) {
+    tapio__refuse(t->loop, "start_tls: a sendfile is in progress");
+    return TAPIO_EBUSY;
+  }
   return tapio__opts_check(t->loop, opts, TAPIO_CALL_START_TLS);
 }
 

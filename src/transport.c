@@ -223,21 +223,40 @@ size_t tapio_transport_get_write_buffer_size(tapio_transport *t) {
 
 /* ---- Protocol, loop, kind ---------------------------------------------- */
 
+/* Where t's protocol is: its own fields, or where a sendfile holds it. */
+static const tapio__proto **proto_slot(tapio_transport *t, void ***ud) {
+  if (t->flags & TAPIO__T_SENDFILE)
+    return tapio__sendfile_held(t, ud);
+  *ud = &t->ud;
+  return &t->proto;
+}
+
 int tapio_transport_set_protocol(tapio_transport *t,
                                  const tapio_protocol *proto, void *ud) {
+  const tapio__proto **slot;
+  void **uslot;
   if (!t || tapio__proto_check(proto, t->kind->proto_size) < 0 ||
       (t->flags & TAPIO__T_OWNED)) /* a subprocess's pipe forwards to it */
     return TAPIO_EINVAL;
-  t->proto = (const tapio__proto *)proto;
-  t->ud = ud;
+  slot = proto_slot(t, &uslot);
+  *slot = (const tapio__proto *)proto;
+  *uslot = ud;
   return 0;
 }
 
 void *tapio_transport_get_protocol(tapio_transport *t,
                                    const tapio_protocol **proto) {
+  const tapio__proto **slot;
+  void **uslot;
+  if (!t) {
+    if (proto)
+      *proto = NULL;
+    return NULL;
+  }
+  slot = proto_slot(t, &uslot);
   if (proto)
-    *proto = t ? (const tapio_protocol *)t->proto : NULL;
-  return t ? t->ud : NULL;
+    *proto = (const tapio_protocol *)*slot;
+  return *uslot;
 }
 
 tapio_loop *tapio_transport_get_loop(tapio_transport *t) {

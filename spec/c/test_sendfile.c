@@ -33,6 +33,19 @@ static void small_buffers(tapio_transport *t, int peer) {
   CHECK(setsockopt(peer, SOL_SOCKET, SO_RCVBUF, &small, sizeof small) == 0);
 }
 
+/* Reads n pattern bytes at the peer (running the loop meanwhile). */
+static size_t raw_drain_n(tapio_loop *loop, int peer, size_t n) {
+  static char buf[64 * 1024];
+  size_t total = 0;
+  while (total < n) {
+    size_t k = n - total < sizeof buf ? n - total : sizeof buf;
+    raw_recv_n(loop, peer, buf, k);
+    CHECK_EQ(pattern_check(buf, k, total), -1);
+    total += k;
+  }
+  return total;
+}
+
 /* A temporary file holding the stream's pattern bytes [0, n). */
 static int pattern_file(size_t n) {
   char path[] = "/tmp/tapio_sendfile_XXXXXX";
@@ -193,6 +206,59 @@ static void cancel_gives_back(void) {
   end_pair(loop, &r, peer);
 }
 
+/* get_protocol and set_protocol meanwhile are the held-aside protocol's:
+ * the one set during the sendfile has the transport after it. */
+static void protocol_held_aside(void) {
+  tapio_loop *loop = new_loop();
+  rec r, r2;
+  sf s = {0};
+  const tapio_protocol *p = NULL;
+  int peer, fd = pattern_file(FILE_SIZE);
+  rec_init(&r);
+  rec_init(&r2);
+  peer = pair_raw(loop, &r);
+  small_buffers(r.t, peer);
+  CHECK_OK(tapio_transport_sendfile(r.t, fd, 0, 0, 1, on_sent, &s));
+  CHECK(tapio_transport_get_protocol(r.t, &p) == &r);
+  CHECK(p == &rec_proto);
+  r2.t = r.t;
+  CHECK_OK(tapio_transport_set_protocol(r.t, &rec_proto, &r2));
+  CHECK(tapio_transport_get_protocol(r.t, NULL) == &r2);
+  CHECK_EQ(raw_drain_n(loop, peer, FILE_SIZE), FILE_SIZE);
+  WAIT_FOR(loop, s.done);
+  CHECK_ERR(s.status, 0);
+  raw_send_str(loop, peer, "hi");
+  WAIT_FOR(loop, r2.nin == 2);
+  CHECK_EQ(r.nin, 0);
+  close(fd);
+  close(peer);
+  WAIT_FOR(loop, r2.lost);
+  free_loop(loop);
+  rec_free(&r);
+  rec_free(&r2);
+}
+
+/* The loop freed while a file waits for the peer: the completion gets
+ * TAPIO_ECANCELED, and nothing is left behind (valgrind, LeakSanitizer). */
+static void loop_freed_midway(void) {
+  tapio_loop *loop = new_loop();
+  rec r;
+  sf s = {0};
+  int peer, fd = pattern_file(FILE_SIZE);
+  rec_init(&r);
+  peer = pair_raw(loop, &r);
+  small_buffers(r.t, peer);
+  CHECK_OK(tapio_transport_sendfile(r.t, fd, 0, 0, 1, on_sent, &s));
+  run_for(loop, 0.05);
+  CHECK_EQ(s.done, 0);
+  free_loop(loop);
+  CHECK_EQ(s.done, 1);
+  CHECK_ERR(s.status, TAPIO_ECANCELED);
+  close(peer);
+  close(fd);
+  rec_free(&r);
+}
+
 /* What a transport cannot do, refused at once with words. */
 static void refusals(void) {
   tapio_loop *loop = new_loop();
@@ -260,6 +326,8 @@ TEST_MAIN(
   TEST(peer_reset_midway),
   TEST(abort_midway),
   TEST(cancel_gives_back),
+  TEST(protocol_held_aside),
+  TEST(loop_freed_midway),
   TEST(refusals),
   TEST(fallback_on_memory_pair)
 )
