@@ -64,199 +64,180 @@ static int pattern_file(size_t n) {
   return fd;
 }
 
+/* A connection to a raw peer, a file of FILE_SIZE, and a sendfile's
+ * completion. */
+typedef struct fixture {
+  tapio_loop *loop;
+  rec r;
+  sf s;
+  int peer, fd;
+} fixture;
+
+static void fixture_open(fixture *x) {
+  memset(x, 0, sizeof *x);
+  x->loop = new_loop();
+  rec_init(&x->r);
+  x->peer = pair_raw(x->loop, &x->r);
+  x->fd = pattern_file(FILE_SIZE);
+  x->s.r = &x->r;
+}
+
+/* The whole file on its way to a peer that does not read: the kernel's
+ * (small) buffers fill, the rest waits. */
+static void fixture_waiting(fixture *x) {
+  fixture_open(x);
+  small_buffers(x->r.t, x->peer);
+  CHECK_OK(tapio_transport_sendfile(x->r.t, x->fd, 0, 0, 1, on_sent,
+                                    &x->s));
+  run_for(x->loop, 0.05);
+  CHECK_EQ(x->s.done, 0);
+}
+
+static void fixture_close(fixture *x) {
+  close(x->fd);
+  if (x->peer >= 0)
+    close(x->peer);
+  free_loop(x->loop);
+  rec_free(&x->r);
+}
+
 /* Bytes written before go first; the file from offset to its end follows;
  * the file's offset ends at offset + sent; the protocol hears nothing of
  * it (no pause, no resume); reading is paused meanwhile and on again. */
 static void native_whole_file(void) {
-  tapio_loop *loop = new_loop();
-  rec r;
-  sf s = {0};
+  fixture x;
   char head[1000];
-  int peer, fd = pattern_file(FILE_SIZE), status = 1;
-  rec_init(&r);
-  peer = pair_raw(loop, &r);
+  int status = 1;
+  fixture_open(&x);
   pattern_fill(head, sizeof head, 0);
-  CHECK_OK(tapio_transport_write(r.t, head, sizeof head));
-  s.r = &r;
-  s.close_after = 1;
-  CHECK_OK(tapio_transport_sendfile(r.t, fd, sizeof head, 0, 1, on_sent, &s));
-  CHECK_EQ(s.done, 0); /* from the loop, never inside the call */
-  CHECK_EQ(tapio_transport_is_reading(r.t), 0);
-  CHECK_EQ(raw_drain_pattern(loop, peer, &status), FILE_SIZE);
+  CHECK_OK(tapio_transport_write(x.r.t, head, sizeof head));
+  x.s.close_after = 1;
+  CHECK_OK(tapio_transport_sendfile(x.r.t, x.fd, sizeof head, 0, 1, on_sent,
+                                    &x.s));
+  CHECK_EQ(x.s.done, 0); /* from the loop, never inside the call */
+  CHECK_EQ(tapio_transport_is_reading(x.r.t), 0);
+  CHECK_EQ(raw_drain_pattern(x.loop, x.peer, &status), FILE_SIZE);
   CHECK_EQ(status, 0);
-  CHECK_EQ(s.done, 1);
-  CHECK_ERR(s.status, 0);
-  CHECK_EQ(s.sent, FILE_SIZE - sizeof head);
-  CHECK_EQ(lseek(fd, 0, SEEK_CUR), FILE_SIZE);
-  WAIT_FOR(loop, r.lost);
-  CHECK_STR(r.log, "made lost:0");
-  close(peer);
-  close(fd);
-  free_loop(loop);
-  rec_free(&r);
+  CHECK_EQ(x.s.done, 1);
+  CHECK_ERR(x.s.status, 0);
+  CHECK_EQ(x.s.sent, FILE_SIZE - sizeof head);
+  CHECK_EQ(lseek(x.fd, 0, SEEK_CUR), FILE_SIZE);
+  WAIT_FOR(x.loop, x.r.lost);
+  CHECK_STR(x.r.log, "made lost:0");
+  fixture_close(&x);
 }
 
 /* count bytes from offset, no more; writes are refused meanwhile (asyncio:
  * "sendfile is in progress"), and work again after; bytes the peer sent
  * meanwhile are read after. */
 static void count_offset_and_writes(void) {
-  tapio_loop *loop = new_loop();
-  rec r;
-  sf s = {0};
+  fixture x;
   char got[5000], want[5000];
-  int peer, fd = pattern_file(FILE_SIZE);
-  rec_init(&r);
-  peer = pair_raw(loop, &r);
-  s.r = &r;
-  CHECK_OK(tapio_transport_sendfile(r.t, fd, 100, sizeof got, 1, on_sent,
-                                    &s));
-  CHECK_ERR(tapio_transport_write(r.t, "x", 1), TAPIO_EBUSY);
-  CHECK_ERR(tapio_transport_sendfile(r.t, fd, 0, 0, 1, on_sent, &s),
+  fixture_open(&x);
+  CHECK_OK(tapio_transport_sendfile(x.r.t, x.fd, 100, sizeof got, 1,
+                                    on_sent, &x.s));
+  CHECK_ERR(tapio_transport_write(x.r.t, "x", 1), TAPIO_EBUSY);
+  CHECK_ERR(tapio_transport_sendfile(x.r.t, x.fd, 0, 0, 1, on_sent, &x.s),
             TAPIO_EBUSY);
-  raw_send_str(loop, peer, "during");
-  raw_recv_n(loop, peer, got, sizeof got);
+  raw_send_str(x.loop, x.peer, "during");
+  raw_recv_n(x.loop, x.peer, got, sizeof got);
   pattern_fill(want, sizeof want, 100);
   CHECK(memcmp(got, want, sizeof got) == 0);
-  WAIT_FOR(loop, s.done);
-  CHECK_ERR(s.status, 0);
-  CHECK_EQ(s.sent, sizeof got);
-  CHECK_EQ(lseek(fd, 0, SEEK_CUR), 100 + sizeof got);
-  CHECK_EQ(tapio_transport_is_reading(r.t), 1);
-  WAIT_FOR(loop, r.nin == 6);
-  CHECK(memcmp(r.in, "during", 6) == 0);
-  CHECK_OK(tapio_transport_write(r.t, "after", 5));
-  raw_recv_n(loop, peer, got, 5);
+  WAIT_FOR(x.loop, x.s.done);
+  CHECK_ERR(x.s.status, 0);
+  CHECK_EQ(x.s.sent, sizeof got);
+  CHECK_EQ(lseek(x.fd, 0, SEEK_CUR), 100 + sizeof got);
+  CHECK_EQ(tapio_transport_is_reading(x.r.t), 1);
+  WAIT_FOR(x.loop, x.r.nin == 6);
+  CHECK(memcmp(x.r.in, "during", 6) == 0);
+  CHECK_OK(tapio_transport_write(x.r.t, "after", 5));
+  raw_recv_n(x.loop, x.peer, got, 5);
   CHECK(memcmp(got, "after", 5) == 0);
-  close(fd);
-  end_pair(loop, &r, peer);
+  fixture_close(&x);
 }
 
 /* The peer resets while the file is on its way: the operation ends with
  * the error, before the protocol's connection_lost, which gets it too. */
 static void peer_reset_midway(void) {
-  tapio_loop *loop = new_loop();
-  rec r;
-  sf s = {0};
-  char buf[4096];
-  int peer, fd = pattern_file(FILE_SIZE);
-  rec_init(&r);
-  peer = pair_raw(loop, &r);
-  small_buffers(r.t, peer);
-  s.r = &r;
-  CHECK_OK(tapio_transport_sendfile(r.t, fd, 0, 0, 1, on_sent, &s));
-  raw_recv_n(loop, peer, buf, sizeof buf); /* it has begun */
-  raw_reset(peer);
-  WAIT_FOR(loop, r.lost);
-  CHECK_EQ(s.done, 1);
-  CHECK_EQ(s.lost_before, 0);
-  CHECK(s.status == TAPIO_ECONNRESET || s.status == TAPIO_EPIPE);
-  CHECK(s.sent >= sizeof buf && s.sent < FILE_SIZE);
-  CHECK_EQ(r.lost_code, s.status);
-  close(fd);
-  free_loop(loop);
-  rec_free(&r);
+  fixture x;
+  fixture_waiting(&x);
+  raw_reset(x.peer);
+  x.peer = -1;
+  WAIT_FOR(x.loop, x.r.lost);
+  CHECK_EQ(x.s.done, 1);
+  CHECK_EQ(x.s.lost_before, 0);
+  CHECK(x.s.status == TAPIO_ECONNRESET || x.s.status == TAPIO_EPIPE);
+  CHECK(x.s.sent > 0 && x.s.sent < FILE_SIZE);
+  CHECK_EQ(x.r.lost_code, x.s.status);
+  fixture_close(&x);
 }
 
 /* A peer that does not read, then an abort: the operation ends with
  * TAPIO_ECLOSED, then the protocol's connection_lost(0). */
 static void abort_midway(void) {
-  tapio_loop *loop = new_loop();
-  rec r;
-  sf s = {0};
-  int peer, fd = pattern_file(FILE_SIZE);
-  rec_init(&r);
-  peer = pair_raw(loop, &r);
-  small_buffers(r.t, peer);
-  s.r = &r;
-  CHECK_OK(tapio_transport_sendfile(r.t, fd, 0, 0, 1, on_sent, &s));
-  run_for(loop, 0.05); /* the kernel's buffers fill; the rest waits */
-  CHECK_EQ(s.done, 0);
-  CHECK_OK(tapio_transport_abort(r.t));
-  WAIT_FOR(loop, r.lost);
-  CHECK_EQ(s.done, 1);
-  CHECK_ERR(s.status, TAPIO_ECLOSED);
-  CHECK(s.sent > 0 && s.sent < FILE_SIZE);
-  CHECK_STR(r.log, "made lost:0");
-  close(peer);
-  close(fd);
-  free_loop(loop);
-  rec_free(&r);
+  fixture x;
+  fixture_waiting(&x);
+  CHECK_OK(tapio_transport_abort(x.r.t));
+  WAIT_FOR(x.loop, x.r.lost);
+  CHECK_EQ(x.s.done, 1);
+  CHECK_ERR(x.s.status, TAPIO_ECLOSED);
+  CHECK(x.s.sent > 0 && x.s.sent < FILE_SIZE);
+  CHECK_STR(x.r.log, "made lost:0");
+  fixture_close(&x);
 }
 
 /* Cancelled: no completion; the transport is the protocol's again
  * (writes, reading). */
 static void cancel_gives_back(void) {
-  tapio_loop *loop = new_loop();
-  rec r;
-  sf s = {0};
-  int peer, fd = pattern_file(FILE_SIZE);
-  rec_init(&r);
-  peer = pair_raw(loop, &r);
-  small_buffers(r.t, peer);
-  CHECK_OK(tapio_transport_sendfile(r.t, fd, 0, 0, 1, on_sent, &s));
-  run_for(loop, 0.05);
-  CHECK_EQ(tapio_cancel_pending(loop, &s), 1);
-  CHECK_EQ(tapio_transport_is_reading(r.t), 1);
-  CHECK_OK(tapio_transport_write(r.t, "x", 1));
-  raw_send_str(loop, peer, "hi");
-  WAIT_FOR(loop, r.nin == 2);
-  run_for(loop, 0.01);
-  CHECK_EQ(s.done, 0);
-  close(fd);
-  end_pair(loop, &r, peer);
+  fixture x;
+  fixture_waiting(&x);
+  CHECK_EQ(tapio_cancel_pending(x.loop, &x.s), 1);
+  CHECK_EQ(tapio_transport_is_reading(x.r.t), 1);
+  CHECK_OK(tapio_transport_write(x.r.t, "x", 1));
+  raw_send_str(x.loop, x.peer, "hi");
+  WAIT_FOR(x.loop, x.r.nin == 2);
+  run_for(x.loop, 0.01);
+  CHECK_EQ(x.s.done, 0);
+  fixture_close(&x);
 }
 
 /* get_protocol and set_protocol meanwhile are the held-aside protocol's:
  * the one set during the sendfile has the transport after it. */
 static void protocol_held_aside(void) {
-  tapio_loop *loop = new_loop();
-  rec r, r2;
-  sf s = {0};
+  fixture x;
+  rec r2;
   const tapio_protocol *p = NULL;
-  int peer, fd = pattern_file(FILE_SIZE);
-  rec_init(&r);
+  fixture_waiting(&x);
   rec_init(&r2);
-  peer = pair_raw(loop, &r);
-  small_buffers(r.t, peer);
-  CHECK_OK(tapio_transport_sendfile(r.t, fd, 0, 0, 1, on_sent, &s));
-  CHECK(tapio_transport_get_protocol(r.t, &p) == &r);
+  CHECK(tapio_transport_get_protocol(x.r.t, &p) == &x.r);
   CHECK(p == &rec_proto);
-  r2.t = r.t;
-  CHECK_OK(tapio_transport_set_protocol(r.t, &rec_proto, &r2));
-  CHECK(tapio_transport_get_protocol(r.t, NULL) == &r2);
-  CHECK_EQ(raw_drain_n(loop, peer, FILE_SIZE), FILE_SIZE);
-  WAIT_FOR(loop, s.done);
-  CHECK_ERR(s.status, 0);
-  raw_send_str(loop, peer, "hi");
-  WAIT_FOR(loop, r2.nin == 2);
-  CHECK_EQ(r.nin, 0);
-  close(fd);
-  close(peer);
-  WAIT_FOR(loop, r2.lost);
-  free_loop(loop);
-  rec_free(&r);
+  r2.t = x.r.t;
+  CHECK_OK(tapio_transport_set_protocol(x.r.t, &rec_proto, &r2));
+  CHECK(tapio_transport_get_protocol(x.r.t, NULL) == &r2);
+  CHECK_EQ(raw_drain_n(x.loop, x.peer, FILE_SIZE), FILE_SIZE);
+  WAIT_FOR(x.loop, x.s.done);
+  CHECK_ERR(x.s.status, 0);
+  raw_send_str(x.loop, x.peer, "hi");
+  WAIT_FOR(x.loop, r2.nin == 2);
+  CHECK_EQ(x.r.nin, 0);
+  CHECK_OK(tapio_transport_close(r2.t));
+  WAIT_FOR(x.loop, r2.lost);
+  fixture_close(&x);
   rec_free(&r2);
 }
 
 /* The loop freed while a file waits for the peer: the completion gets
  * TAPIO_ECANCELED, and nothing is left behind (valgrind, LeakSanitizer). */
 static void loop_freed_midway(void) {
-  tapio_loop *loop = new_loop();
-  rec r;
-  sf s = {0};
-  int peer, fd = pattern_file(FILE_SIZE);
-  rec_init(&r);
-  peer = pair_raw(loop, &r);
-  small_buffers(r.t, peer);
-  CHECK_OK(tapio_transport_sendfile(r.t, fd, 0, 0, 1, on_sent, &s));
-  run_for(loop, 0.05);
-  CHECK_EQ(s.done, 0);
-  free_loop(loop);
-  CHECK_EQ(s.done, 1);
-  CHECK_ERR(s.status, TAPIO_ECANCELED);
-  close(peer);
-  close(fd);
-  rec_free(&r);
+  fixture x;
+  fixture_waiting(&x);
+  free_loop(x.loop);
+  x.loop = NULL;
+  CHECK_EQ(x.s.done, 1);
+  CHECK_ERR(x.s.status, TAPIO_ECANCELED);
+  close(x.peer);
+  close(x.fd);
+  rec_free(&x.r);
 }
 
 /* What a transport cannot do, refused at once with words. */
