@@ -45,6 +45,7 @@ build = {
         "src/tls_info.c", "src/tls_session.c", "src/tls_start.c",
         "src/transport.c", "src/version.c", "src/watch.c", "src/wqueue.c",
         "src/clock.c", "src/memory.c", "src/vnet.c", "src/vdgram.c",
+        "src/vchild.c",
         "src/fault.c", "src/recorder.c",
         "lua/loop.c", "lua/callback.c", "lua/call.c", "lua/protocol.c",
         "lua/transport.c", "lua/server.c", "lua/pipe.c", "lua/process.c",
@@ -69,6 +70,7 @@ build = {
     ["tapio.wait"] = "lua/tapio/wait.lua",
     ["tapio.sync"] = "lua/tapio/sync.lua",
     ["tapio.testing"] = "lua/tapio/testing.lua",
+    ["tapio.fake"] = "lua/tapio/fake.lua",
     -- the Lua language server's definitions; never required at run time
     ["tapio._meta"] = "lua/tapio/_meta.lua",
     ["tapio._meta_testing"] = "lua/tapio/_meta_testing.lua",

@@ -1089,7 +1089,8 @@ typedef struct tapio_subprocess_protocol {
  * connection_lost still waits for the exit and the pipes. abort() (and a
  * transport failing) kills a running child at once and reaps it.
  * tapio_loop_free kills and reaps every child still running (as asyncio
- * does), so no zombie is left. */
+ * does), so no zombie is left. On a virtual loop the child is a fake
+ * program's (Testing, "Fake programs"), or TAPIO_EVIRTUAL. */
 int tapio_subprocess_exec(tapio_loop *loop, const char *program,
                           const char *const *args, size_t nargs,
                           const tapio_subprocess_protocol *proto,
@@ -1392,8 +1393,11 @@ void *tapio_transport_get_ssl(tapio_transport *t);
  * make a socket, a pipe, a child or a reverse lookup
  * (create_datagram_endpoint with a Unix path, the "sock" option,
  * connect_accepted_socket, connect_read_pipe, connect_write_pipe,
- * subprocess_exec, subprocess_shell, getnameinfo) returns
- * TAPIO_EVIRTUAL, closing a descriptor given to it as on any failure.
+ * getnameinfo) returns TAPIO_EVIRTUAL, closing a descriptor given to it
+ * as on any failure; subprocess_exec and subprocess_shell start fake
+ * children of the programs a test registered (below, "Fake programs"),
+ * and return TAPIO_EVIRTUAL for any other, with words
+ * (tapio_loop_error_message) that name it and say how to register one.
  * Why: the clock moves when the loop is idle, and the loop cannot know
  * that bytes from the kernel or another process are on their way; a
  * timeout would fire before an answer that was merely in flight, which is
@@ -1433,6 +1437,102 @@ double tapio_loop_next_timer(tapio_loop *loop);
 size_t tapio_loop_transport_count(tapio_loop *loop);
 /* Servers of the loop not yet closed: 0 when a test closed them all. */
 size_t tapio_loop_server_count(tapio_loop *loop);
+
+/* Fake programs. On a virtual loop, subprocess_exec of a program
+ * registered with tapio_loop_add_fake_program starts a fake child: the
+ * code under test gets the subprocess transport it gets for a real child
+ * (kind TAPIO_TRANSPORT_SUBPROCESS, the same callbacks in the same order,
+ * get_pipe_transport, get_returncode, send_signal, close, abort), and the
+ * program's callbacks play the child. A program is found by its name,
+ * else by its name's last part ("/usr/bin/sort" finds "sort");
+ * subprocess_shell(cmd) finds the program registered as cmd itself
+ * (started then gets cmd as program, no args), else "sh" (with args
+ * "-c", cmd).
+ *
+ * Each piped fd is a memory pair of pipe transports: the parent's pipe
+ * transport (a write pipe to fd 0, read pipes from 1 and 2) on one side,
+ * the fake's end on the other (a read pipe for fd 0, write pipes for 1
+ * and 2), which the fake reads and writes as any transport, after setting
+ * its protocol in started. Flow control, end of file, capacity (65536
+ * bytes) and delivery are the pair's: a parent that pauses reading stops
+ * the child's writes at the capacity (its write buffer fills: pause_
+ * writing), a child that does not read its stdin makes the parent's stdin
+ * pipe pause_writing. A write pipe whose reader is gone closes with
+ * TAPIO_EPIPE, as a real pipe's (the fake is not killed by SIGPIPE).
+ * stderr TAPIO_STDIO_STDOUT: fd 2's end is fd 1's. DEVNULL, INHERIT or
+ * a descriptor: no pipe (tapio_fake_child_pipe answers NULL). The ends
+ * are memory pairs' sides: tapio_memory_set_capacity, _set_delay and
+ * _set_chunks shape what they write, testing faults apply.
+ *
+ * The child runs until tapio_fake_child_exit(status) or a signal ends it.
+ * Exit closes its ends, flushing what they hold first (a child whose
+ * reader never reads never exits, as a real one blocked in write). Once
+ * every end is gone, the transport's returncode (status) and
+ * process_exited follow, from the loop; the parent's read pipes read what
+ * the pipes hold, then end of file (after process_exited when they held
+ * nothing more). send_signal is delivered from the loop: signal() may
+ * catch it (return 1); SIGKILL never reaches it; an uncaught SIGCHLD,
+ * SIGURG, SIGWINCH, SIGCONT or stop signal is ignored (never stopped),
+ * any other ends the child with returncode minus the signal, its ends
+ * aborted (what they held back is lost; the parent reads what was in the
+ * pipes, then end of file, and its stdin pipe closes with TAPIO_EPIPE).
+ * close() kills a running child (SIGKILL), abort() and tapio_loop_free
+ * kill it at once, as for a real one. get_pid answers a number above
+ * Linux's largest pid (never a real process's). tapio_loop_transport_count
+ * counts the subprocess transport, its pipes and the fake's ends. A C
+ * example (spec/c/test_vchild.c, vchild_filter), a sort:
+ *
+ *   static void sort_started(void *ud, tapio_fake_child *c,
+ *                            const char *program, const char *const *args,
+ *                            size_t nargs) {
+ *     tapio_transport_set_protocol(tapio_fake_child_pipe(c, 0),
+ *                                  &collect_stdin, c);
+ *   }   collect_stdin's eof_received writes the lines sorted to
+ *       tapio_fake_child_pipe(c, 1), then tapio_fake_child_exit(c, 0)
+ *   static const tapio_fake_program sort_prog = {
+ *     sizeof sort_prog, sort_started, NULL, NULL};
+ *   tapio_loop_add_fake_program(loop, "sort", &sort_prog, NULL);
+ *   tapio_subprocess_exec(loop, "sort", NULL, 0, &proto, ud, NULL, cb, ud);
+ */
+typedef struct tapio_fake_child tapio_fake_child;
+
+typedef struct tapio_fake_program {
+  uint32_t size; /* sizeof(tapio_fake_program) */
+  /* A child started (from the loop, before the subprocess transport's
+   * connection_made): program as exec got it, args after it. Its ends
+   * get connection_made once this returns; set their protocols here. */
+  void (*started)(void *ud, tapio_fake_child *child, const char *program,
+                  const char *const *args, size_t nargs);
+  /* sig was sent to the running child (never SIGKILL): 1 caught, it runs
+   * on; 0 the default action. NULL: nothing is caught. */
+  int (*signal)(void *ud, tapio_fake_child *child, int sig);
+  /* The child is over for the program (once, for every child started):
+   * it exited (returncode its status) or a signal killed it (minus the
+   * signal; its ends are aborted); also when the loop is freed. The
+   * handle is gone once this returns. NULL: nobody is told. */
+  void (*ended)(void *ud, tapio_fake_child *child, int returncode);
+} tapio_fake_program;
+
+/* Registers prog (copied) with ud as the program name on a virtual loop,
+ * replacing one of that name; prog NULL removes it. Children already
+ * started keep theirs. TAPIO_ENOTSUP on a real loop, TAPIO_EINVAL for no
+ * name or started. */
+int tapio_loop_add_fake_program(tapio_loop *loop, const char *name,
+                                const tapio_fake_program *prog, void *ud);
+/* The fake's end of fd (0, 1, 2): a pipe transport the test reads or
+ * writes; NULL when fd is not piped or the end is gone. */
+tapio_transport *tapio_fake_child_pipe(tapio_fake_child *child, int fd);
+/* Exits with status (0..255): the ends close, flushed; the parent's
+ * returncode is status. TAPIO_ESRCH once it exited or was killed. */
+int tapio_fake_child_exit(tapio_fake_child *child, int status);
+/* The "cwd" option, or NULL. */
+const char *tapio_fake_child_cwd(tapio_fake_child *child);
+/* The "env" option's entries ("NAME=value", *n of them), or NULL when it
+ * was not given (extend_env is not applied: the child sees what was). */
+const char *const *tapio_fake_child_env(tapio_fake_child *child, size_t *n);
+/* A pointer of the program's own, per child. */
+void tapio_fake_child_set_data(tapio_fake_child *child, void *data);
+void *tapio_fake_child_get_data(tapio_fake_child *child);
 
 /* In-memory pairs. tapio_memory_pair joins two stream protocols through
  * memory: two transports of kind TAPIO_TRANSPORT_STREAM, stored in *a and

@@ -297,11 +297,15 @@ static const char **check_args(lua_State *L, int idx, const char *fn,
 /* ---- Creating ---------------------------------------------------------- */
 
 /* A program that cannot start: nil and an error value that names it (and
- * the cwd it was to run in). */
+ * the cwd it was to run in); on a virtual loop, the core's words (which
+ * name it and say how to register a fake program). */
 static int spawn_error(lua_State *L, tl_transport *lt, int rc,
                        const char *program, int opts) {
   const char *cwd = NULL, *msg;
+  tapio_loop *loop = lt->lb->loop;
   tl_release_transport(L, lt);
+  if (rc == TAPIO_EVIRTUAL && tapio_loop_error_message(loop))
+    return tl_fail_call(L, loop, rc);
   if (lua_istable(L, opts)) {
     lua_getfield(L, opts, "cwd");
     cwd = lua_tostring(L, -1);

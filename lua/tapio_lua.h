@@ -74,6 +74,7 @@ typedef struct tl_loop {
   int handler_ref;    /* the Lua exception handler; LUA_NOREF: default */
   int tb_ref;         /* slot: traceback of the last failed call */
   int pending_ref;    /* slot: a server factory's error, until reported */
+  int fakes_ref;      /* the testing kit's fake programs (testing.c) */
   int nrefs;          /* registry references held for the loop's objects */
   int nopen;          /* objects anchored with tl_anchor */
   int self_ref;       /* anchors the loop's userdata while nopen > 0 */

@@ -1,14 +1,15 @@
 /* The Lua binding of the testing kit (capi/tapio.h's Testing section):
  * tapio.core.testing, a table the Lua module tapio.testing builds on.
  * Virtual-clock loops, advancing them, memory pairs of Lua protocols,
- * how a side's bytes reach the other, faults, and a seeded generator
- * that gives the same draws under Lua 5.4 and LuaJIT. */
+ * how a side's bytes reach the other, faults, fake programs, and a seeded
+ * generator that gives the same draws under Lua 5.4 and LuaJIT. */
 #include "tapio_lua.h"
 
 #include <stdint.h>
 #include <string.h>
 
 #define TL_RANDOM "tapio.random"
+#define TL_FAKE_CHILD "tapio.fake_child"
 
 /* ---- Loops --------------------------------------------------------------- */
 
@@ -328,6 +329,252 @@ static int k_datagram_in_flight(lua_State *L) {
   return 1;
 }
 
+/* ---- Fake programs -------------------------------------------------------
+ * testing._fake_program(loop, name, handler) registers a fake program
+ * whose children tapio.testing plays in Lua: at each start,
+ * handler(child, program, args, env, cwd, t0, t1, t2) gets the child (a
+ * "tapio.fake_child") and the transports of its ends (nil where not
+ * piped; t2 is t1 when stderr is stdout) and returns their protocols and
+ * an events function, called as events("signal", sig) -> caught and
+ * events("ended", returncode). The loop's table of fakes (lb->fakes_ref)
+ * holds, by light userdata, each registration's handler and each running
+ * child's events; by name, each registration's userdata. */
+
+typedef struct tl_fake {
+  tl_loop *lb;
+} tl_fake;
+
+typedef struct tl_child {
+  tapio_fake_child *c; /* NULL once ended */
+  tl_loop *lb;
+  int self_ref;        /* anchors the userdata until ended */
+} tl_child;
+
+/* Pushes the loop's table of fakes (made on first use). */
+static void push_fakes(lua_State *L, tl_loop *lb) {
+  if (lb->fakes_ref == LUA_NOREF) {
+    lua_newtable(L);
+    lb->fakes_ref = tl_ref(lb, L);
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lb->fakes_ref);
+}
+
+/* fakes[light key] = value on top (popped). */
+static void set_fake(lua_State *L, tl_loop *lb, void *key) {
+  push_fakes(L, lb);
+  lua_insert(L, -2);
+  tl_rawsetp(L, -2, key);
+  lua_pop(L, 1);
+}
+
+/* Pushes fakes[light key]. */
+static void get_fake(lua_State *L, tl_loop *lb, void *key) {
+  push_fakes(L, lb);
+  tl_rawgetp(L, -1, key);
+  lua_remove(L, -2);
+}
+
+/* The transport of the child's end fd, its protocol yet to come. */
+static void push_end(lua_State *L, tl_loop *lb, tapio_fake_child *c,
+                     int fd) {
+  tapio_transport *t = tapio_fake_child_pipe(c, fd);
+  tl_transport *lt;
+  if (!t) {
+    lua_pushnil(L);
+    return;
+  }
+  if (fd == 2 && t == tapio_fake_child_pipe(c, 1)) {
+    lua_pushvalue(L, -1); /* stderr is stdout */
+    return;
+  }
+  lt = tl_newtransport(L, lb, fd == 0 ? TL_READ_TRANSPORT
+                                      : TL_WRITE_TRANSPORT);
+  lt->t = t;
+  tapio_transport_set_protocol(t, &tl_plain_protocol, lt);
+}
+
+static void push_strings(lua_State *L, const char *const *list, size_t n) {
+  size_t i;
+  lua_createtable(L, (int)n, 0);
+  for (i = 0; i < n; i++) {
+    lua_pushstring(L, list[i]);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+}
+
+/* The protocols the handler returned (at first) go to the ends (at
+ * ends); an end without one gets an empty table. */
+static void give_protocols(lua_State *L, tapio_fake_child *c, int ends,
+                           int first) {
+  int fd;
+  for (fd = 0; fd < 3; fd++) {
+    tl_transport *lt = lua_touserdata(L, ends + fd);
+    if (!lt || (fd == 2 && lua_rawequal(L, ends + 1, ends + 2)))
+      continue;
+    if (first && lua_istable(L, first + fd))
+      lua_pushvalue(L, first + fd);
+    else
+      lua_newtable(L);
+    take(L, lt, tapio_fake_child_pipe(c, fd), lua_gettop(L));
+    lua_pop(L, 1);
+  }
+}
+
+static void fake_started(void *ud, tapio_fake_child *c, const char *program,
+                         const char *const *args, size_t nargs) {
+  tl_loop *lb = ((tl_fake *)ud)->lb;
+  lua_State *L = lb->L;
+  const char *const *env;
+  size_t nenv;
+  tl_child *ch;
+  int top, fd, ok;
+  if (lb->quiet || !L || !lua_checkstack(L, 20))
+    return; /* ends with no protocol: the child runs unplayed */
+  top = lua_gettop(L);
+  for (fd = 0; fd < 3; fd++) /* top+1..top+3 */
+    push_end(L, lb, c, fd);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lb->msgh_ref);
+  get_fake(L, lb, ud);
+  ch = tl_newuserdata(L, sizeof *ch);
+  ch->c = c;
+  ch->lb = lb;
+  luaL_setmetatable(L, TL_FAKE_CHILD);
+  lua_pushvalue(L, -1);
+  ch->self_ref = tl_ref(lb, L);
+  tapio_fake_child_set_data(c, ch);
+  lua_pushstring(L, program);
+  push_strings(L, args, nargs);
+  env = tapio_fake_child_env(c, &nenv);
+  if (env)
+    push_strings(L, env, nenv);
+  else
+    lua_pushnil(L);
+  lua_pushstring(L, tapio_fake_child_cwd(c)); /* nil for NULL */
+  for (fd = 0; fd < 3; fd++)
+    lua_pushvalue(L, top + 1 + fd);
+  /* the msgh stays at top+4; p0, p1, p2, events come at top+5.. */
+  ok = tl_call(lb, L, 8, 4, "error in a fake program's start", NULL) == 0;
+  give_protocols(L, c, top + 1, ok ? top + 5 : 0);
+  if (ok) {
+    lua_pushvalue(L, top + 8);
+    set_fake(L, lb, ch);
+  } else {
+    tapio_fake_child_exit(c, 1);
+  }
+  lua_settop(L, top);
+}
+
+/* Calls the child's events(what, arg), leaving nres results; -1 (nothing
+ * pushed) when it cannot be called or raised. */
+static int child_event(tl_child *ch, const char *what, int arg, int nres) {
+  tl_loop *lb = ch->lb;
+  lua_State *L = lb->L;
+  if (lb->quiet || !L || !lua_checkstack(L, 8))
+    return -1;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lb->msgh_ref);
+  get_fake(L, lb, ch);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 2);
+    return -1;
+  }
+  lua_pushstring(L, what);
+  lua_pushinteger(L, arg);
+  if (tl_call(lb, L, 2, nres, "error in a fake program's signal handler",
+              NULL) < 0)
+    return -1;
+  lua_remove(L, -1 - nres); /* the msgh */
+  return 0;
+}
+
+static int fake_signal(void *ud, tapio_fake_child *c, int sig) {
+  tl_child *ch = tapio_fake_child_get_data(c);
+  int caught;
+  (void)ud;
+  if (!ch || child_event(ch, "signal", sig, 1) < 0)
+    return 0;
+  caught = lua_toboolean(ch->lb->L, -1);
+  lua_pop(ch->lb->L, 1);
+  return caught;
+}
+
+/* The child is over: the Lua side hears of it, then lets go of it. */
+static void fake_ended(void *ud, tapio_fake_child *c, int returncode) {
+  tl_child *ch = tapio_fake_child_get_data(c);
+  lua_State *L;
+  (void)ud;
+  if (!ch)
+    return;
+  ch->c = NULL;
+  child_event(ch, "ended", returncode, 0);
+  L = ch->lb->L;
+  if (L && lua_checkstack(L, 4)) {
+    lua_pushnil(L);
+    set_fake(L, ch->lb, ch);
+  }
+  if (L)
+    tl_unref(ch->lb, L, &ch->self_ref);
+}
+
+static const tapio_fake_program lua_program = {
+  sizeof(tapio_fake_program), fake_started, fake_signal, fake_ended
+};
+
+/* testing._fake_program(loop, name, handler): tapio.testing checked the
+ * arguments; handler nil removes the program. */
+static int k_fake_program(lua_State *L) {
+  const char *fn = "testing.fake_program";
+  tl_loop *lb = tl_checkloop(L, 1, fn);
+  const char *name = luaL_checkstring(L, 2);
+  tl_fake *f;
+  int rc;
+  int on = !lua_isnil(L, 3);
+  if (on)
+    luaL_checktype(L, 3, LUA_TFUNCTION);
+  lua_settop(L, 3);
+  f = tl_newuserdata(L, sizeof *f); /* 4 */
+  f->lb = lb;
+  rc = tapio_loop_add_fake_program(lb->loop, name, on ? &lua_program : NULL,
+                                   f);
+  if (rc == TAPIO_ENOTSUP)
+    return luaL_error(L, "tapio: %s: the loop has no virtual clock "
+                      "(testing.new_loop makes one)", fn);
+  if (rc < 0)
+    return luaL_error(L, "tapio: %s: %s", fn, tapio_strerror(rc));
+  push_fakes(L, lb); /* 5 */
+  lua_pushvalue(L, 2);
+  lua_rawget(L, 5); /* the registration this one replaces, if any: a child
+                       spawned with it may not have started yet, so it
+                       stays (and its handler) while the loop is open */
+  if (lua_touserdata(L, -1)) {
+    lua_pushboolean(L, 1);
+    lua_rawset(L, 5);
+  } else {
+    lua_pop(L, 1);
+  }
+  lua_pushvalue(L, 2);
+  lua_pushvalue(L, on ? 4 : 3);
+  lua_rawset(L, 5); /* fakes[name] = its userdata, which stays */
+  lua_pushvalue(L, 3);
+  tl_rawsetp(L, 5, f); /* fakes[f] = handler */
+  return 0;
+}
+
+/* testing._child_exit(child, status): true, or nil and an ESRCH error
+ * once it exited or was killed. */
+static int k_child_exit(lua_State *L) {
+  const char *fn = "child:exit";
+  tl_child *ch = luaL_checkudata(L, 1, TL_FAKE_CHILD);
+  int status = (int)tl_checkint(L, 2, fn, 1, "status", 0, 255);
+  int rc = ch->c ? tapio_fake_child_exit(ch->c, status) : TAPIO_ESRCH;
+  if (rc < 0) {
+    lua_pushnil(L);
+    tl_pusherror(L, rc, "child:exit: the child has ended");
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 /* ---- A seeded generator -------------------------------------------------- */
 
 /* splitmix64, as the core draws chunk sizes: the same draws everywhere. */
@@ -380,6 +627,8 @@ static const luaL_Reg functions[] = {
   {"_datagram_faults", k_datagram_faults},
   {"_datagram_capacity", k_datagram_capacity},
   {"datagram_in_flight", k_datagram_in_flight},
+  {"_fake_program", k_fake_program},
+  {"_child_exit", k_child_exit},
   {NULL, NULL}
 };
 
@@ -387,6 +636,8 @@ int tl_open_testing(lua_State *L) {
   luaL_newmetatable(L, TL_RANDOM);
   lua_pushcfunction(L, random_call);
   lua_setfield(L, -2, "__call");
+  lua_pop(L, 1);
+  luaL_newmetatable(L, TL_FAKE_CHILD);
   lua_pop(L, 1);
   lua_newtable(L);
   luaL_setfuncs(L, functions, 0);

@@ -278,6 +278,26 @@ function helper.started(loop, fn, ...)
   return task
 end
 
+--- In a task: a parent's exchange with `cat`, line by line, through the
+-- Process's streams (process_streams_spec.lua runs it with a real cat,
+-- testing_subprocess_spec.lua with a fake one).
+function helper.cat_lines()
+  local assert = require "luassert" -- busted's, as the specs have it
+  local p = tapio.create_subprocess_exec("cat", nil,
+    { stdin = "pipe", stdout = "pipe", stderr = "pipe" })
+  assert.are.equal("tapio.StreamWriter", getmetatable(p.stdin).__name)
+  for i = 1, 3 do
+    p.stdin:write("line " .. i .. "\n")
+    p.stdin:drain()
+    assert.are.equal("line " .. i .. "\n", p.stdout:readline())
+  end
+  p.stdin:close()
+  p.stdin:wait_closed()
+  assert.are.equal("", p.stdout:read())
+  assert.are.equal("", p.stderr:read())
+  assert.are.equal(0, p:wait())
+end
+
 --- Whether pid names no process (it was reaped, so not a zombie either).
 function helper.gone(pid)
   local r = os.execute("kill -0 " .. pid .. " 2>/dev/null")

@@ -31,20 +31,7 @@ describe("a subprocess with streams", function()
   end)
 
   it("writes stdin through cat and reads it back, line by line", function()
-    run(function()
-      local p = tapio.create_subprocess_exec("cat", nil, PIPES)
-      assert.are.equal("tapio.StreamWriter", getmetatable(p.stdin).__name)
-      for i = 1, 3 do
-        p.stdin:write("line " .. i .. "\n")
-        p.stdin:drain()
-        assert.are.equal("line " .. i .. "\n", p.stdout:readline())
-      end
-      p.stdin:close()
-      p.stdin:wait_closed()
-      assert.are.equal("", p.stdout:read())
-      assert.are.equal("", p.stderr:read())
-      assert.are.equal(0, p:wait())
-    end)
+    run(helper.cat_lines) -- testing_subprocess_spec.lua runs it on a fake
   end)
 
   it("runs a shell command", function()

@@ -34,6 +34,7 @@ void tapio__kit_free(tapio_loop *loop) {
     return;
   if (loop->kit->inert_fd >= 0)
     close(loop->kit->inert_fd);
+  tapio__fakes_free(loop);
   tapio__free(loop, loop->kit, sizeof *loop->kit);
   loop->kit = NULL;
 }

@@ -11,7 +11,12 @@
  * per loop), which libev accepts and never fires. What fires them is the
  * link: when bytes, room or an end arrive, the side's wake task runs the
  * stream's read or write step (ev_invoke) if that watcher is on, from the
- * loop's ready queue, one read per turn, as a socket's readiness would. */
+ * loop's ready queue, one read per turn, as a socket's readiness would.
+ *
+ * A pair's sides may also be pipe transports (a read pipe and a write
+ * pipe, the pipe kinds' own ids and abilities): the pipes between a
+ * subprocess transport and a fake child (vchild.c). A write pipe whose
+ * reader is gone closes with TAPIO_EPIPE, as pipe.c's does. */
 #include "tapio_int.h"
 
 #include <errno.h>
@@ -62,10 +67,12 @@ struct mem_end {
   tapio__link link;    /* in the kit's list of sides, while the side is */
   tapio__addr names[2]; /* the virtual network's: [0] its own, [1] its
                            peer's; len 0 for a pair made by the test */
+  void (*gone)(void *ud, tapio_transport *t); /* told when the side goes */
+  void *gone_ud;
 };
 
 static const tapio__io memory_io;
-static const tapio__kind memory_kind;
+static const tapio__kind memory_kind, read_pipe_kind, write_pipe_kind;
 
 static mem_end *end_of(tapio__stream *s) {
   return TAPIO_CONTAINER(s, mem_end, s);
@@ -78,11 +85,24 @@ static double now_of(mem_end *e) { return tapio__time(e->s.head.loop); }
 
 /* A memory pair's side, or NULL. */
 static mem_end *mem_of(tapio_transport *t) {
-  tapio__stream *s;
-  if (!t || t->kind->id != TAPIO_TRANSPORT_STREAM)
+  const tapio__kind *k;
+  if (!t || !tapio__is_stream(t))
     return NULL;
-  s = tapio__to_stream(t);
-  return tapio__base_kind(t) == &memory_kind ? end_of(s) : NULL;
+  k = tapio__base_kind(t);
+  return k == &memory_kind || k == &read_pipe_kind || k == &write_pipe_kind
+             ? end_of(tapio__to_stream(t))
+             : NULL;
+}
+
+/* A write pipe whose reader went: closed with EPIPE, as pipe.c's that
+ * watches for it; a closing one meets EPIPE in its flush. */
+static int reader_left(mem_end *e) {
+  tapio_transport *t = &e->s.head;
+  if (peer_of(e) || tapio__base_kind(t) != &write_pipe_kind ||
+      (t->flags & (TAPIO__T_MADE | TAPIO__T_CLOSING)) != TAPIO__T_MADE)
+    return 0;
+  tapio__transport_force_close(t, TAPIO_EPIPE, NULL);
+  return 1;
 }
 
 /* ---- Links --------------------------------------------------------------- */
@@ -176,7 +196,7 @@ static void run_wake(tapio__task *task) {
   tapio__stream *s = &e->s;
   struct ev_loop *ev = s->head.loop->ev;
   e->woken = 0;
-  if (s->head.loop->freeing)
+  if (s->head.loop->freeing || reader_left(e))
     return; /* nothing more is read or written while the loop goes */
   if (ev_is_active(&s->rio) && can_read(e))
     ev_invoke(ev, &s->rio, EV_READ);
@@ -351,8 +371,8 @@ static const tapio__io memory_io = {
 static void mem_start(tapio_transport *t) {
   mem_end *e = end_of(tapio__to_stream(t));
   tapio__stream_start(t);
-  if (can_read(e))
-    wake(e); /* what the peer wrote before connection_made */
+  if (can_read(e) || !peer_of(e))
+    wake(e); /* what the peer wrote before connection_made, or its end */
 }
 
 static void run_made(tapio__task *task) {
@@ -382,6 +402,8 @@ static void end_gone(mem_end *e) {
   out_link(e)->eof = 1;
   take(loop, in_link(e), NULL, in_link(e)->queued);
   wake(p->ends[!e->side]);
+  if (e->gone)
+    e->gone(e->gone_ud, &e->s.head);
 }
 
 static void pair_unref(pair *p) {
@@ -424,6 +446,23 @@ static const tapio__kind memory_kind = {
   mem_destroy, mem_fd, mem_shed
 };
 
+/* The pipe kinds' abilities, as pipe.c's. */
+static const tapio__kind read_pipe_kind = {
+  TAPIO_TRANSPORT_READ_PIPE,
+  TAPIO__CAN_READ | TAPIO__BULK,
+  sizeof(tapio_protocol),
+  mem_start, tapio__stream_close, tapio__stream_halt,
+  mem_destroy, mem_fd, mem_shed
+};
+
+static const tapio__kind write_pipe_kind = {
+  TAPIO_TRANSPORT_WRITE_PIPE,
+  TAPIO__CAN_WRITE | TAPIO__CAN_FLOW,
+  sizeof(tapio_protocol),
+  mem_start, tapio__stream_close, tapio__stream_halt,
+  mem_destroy, mem_fd, mem_shed
+};
+
 int tapio__memory_reset(tapio_transport *t, int code) {
   mem_end *e = mem_of(t);
   if (!e)
@@ -435,6 +474,8 @@ int tapio__memory_reset(tapio_transport *t, int code) {
 }
 
 /* ---- Making a pair ------------------------------------------------------- */
+
+static const tapio__kind *const streams[2] = {&memory_kind, &memory_kind};
 
 /* The loop's descriptor that is never ready: an epoll instance with
  * nothing in it (never readable, and never writable at all). */
@@ -451,9 +492,9 @@ static int inert_fd(tapio_loop *loop) {
 }
 
 static void end_init(mem_end *e, pair *p, int side, int fd,
-                     const tapio_protocol *proto, void *ud) {
+                     const tapio__kind *kind, const void *proto, void *ud) {
   tapio_loop *loop = p->loop;
-  tapio__stream_init(&e->s, &memory_kind, loop, fd, &memory_io, proto, ud);
+  tapio__stream_init(&e->s, kind, loop, fd, &memory_io, proto, ud);
   e->p = p;
   e->side = side;
   e->made.run = run_made;
@@ -464,10 +505,11 @@ static void end_init(mem_end *e, pair *p, int side, int fd,
   p->links[side].capacity = DEFAULT_CAPACITY;
 }
 
-/* A pair, its connection_made posted (made) or left to the caller. */
-static int pair_new(tapio_loop *loop, const tapio_protocol *pa, void *ua,
-                    const tapio_protocol *pb, void *ub, int made,
-                    tapio_transport **a, tapio_transport **b) {
+/* A pair of sides of kinds k[0] and k[1], its connection_made posted
+ * (made) or left to the caller. */
+static int pair_new(tapio_loop *loop, const tapio__kind *const k[2],
+                    const void *pa, void *ua, const void *pb, void *ub,
+                    int made, tapio_transport **a, tapio_transport **b) {
   pair *p;
   mem_end *ea, *eb;
   int fd, i;
@@ -485,8 +527,8 @@ static int pair_new(tapio_loop *loop, const tapio_protocol *pa, void *ua,
   }
   p->loop = loop;
   p->refs = 2;
-  end_init(ea, p, 0, fd, pa, ua);
-  end_init(eb, p, 1, fd, pb, ub);
+  end_init(ea, p, 0, fd, k[0], pa, ua);
+  end_init(eb, p, 1, fd, k[1], pb, ub);
   for (i = 0; made && i < 2; i++) {
     p->ends[i]->made_posted = 1;
     tapio__task_post(loop, &p->ends[i]->made);
@@ -506,7 +548,28 @@ int tapio_memory_pair(tapio_loop *loop, const tapio_protocol *pa, void *ua,
   if (!loop || !a || !b || tapio__proto_check(pa, sizeof *pa) < 0 ||
       tapio__proto_check(pb, sizeof *pb) < 0)
     return TAPIO_EINVAL;
-  return pair_new(loop, pa, ua, pb, ub, 1, a, b);
+  return pair_new(loop, streams, pa, ua, pb, ub, 1, a, b);
+}
+
+int tapio__memory_pipe(tapio_loop *loop, int to_child, const void *proto,
+                       void *ud, tapio_transport **parent,
+                       tapio_transport **child) {
+  static const tapio__kind *const down[2] = {&write_pipe_kind,
+                                             &read_pipe_kind};
+  static const tapio__kind *const up[2] = {&read_pipe_kind,
+                                           &write_pipe_kind};
+  return pair_new(loop, to_child ? down : up, proto, ud, &tapio__no_protocol,
+                  NULL, 0, parent, child);
+}
+
+void tapio__memory_on_gone(tapio_transport *t,
+                           void (*fn)(void *ud, tapio_transport *t),
+                           void *ud) {
+  mem_end *e = mem_of(t);
+  if (e) {
+    e->gone = fn;
+    e->gone_ud = ud;
+  }
 }
 
 int tapio__memory_connect(tapio_loop *loop, const tapio_protocol *proto,
@@ -514,8 +577,8 @@ int tapio__memory_connect(tapio_loop *loop, const tapio_protocol *proto,
                           const tapio__addr *to, tapio_transport **client,
                           tapio_transport **server) {
   mem_end *c, *s;
-  int rc = pair_new(loop, proto, ud, &tapio__no_protocol, NULL, 0, client,
-                    server);
+  int rc = pair_new(loop, streams, proto, ud, &tapio__no_protocol, NULL, 0,
+                    client, server);
   if (rc < 0)
     return rc;
   c = mem_of(*client);

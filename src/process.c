@@ -5,7 +5,11 @@
  * stdin pipe's pause_writing/resume_writing. The child's exit is watched
  * through its pidfd on this loop (or, without pidfds, a timer polling
  * waitid with WNOHANG) and reaped here; connection_lost comes once the
- * child is reaped, process_exited has run and every pipe is gone. */
+ * child is reaped, process_exited has run and every pipe is gone.
+ *
+ * On a virtual loop the child is a fake one (vchild.c): the transport is
+ * the same, its steps on the child are the fake's, chosen once when it
+ * starts (child_ops), and its pipes are memory pairs. */
 #include "tapio_int.h"
 
 #include <errno.h>
@@ -18,8 +22,12 @@
 #define POLL_FIRST 0.001 /* seconds; doubled up to POLL_MAX while waiting */
 #define POLL_MAX 0.05
 
+typedef struct child_ops child_ops;
+
 typedef struct tapio__process {
   tapio_transport head;
+  const child_ops *ops;   /* a real child's steps, or a fake's */
+  tapio__vchild *fake;    /* the fake child, or NULL */
   pid_t pid;
   int pidfd;              /* -1 without one, and once reaped */
   ev_io exit_io;          /* the pidfd reads ready once the child exits */
@@ -30,6 +38,15 @@ typedef struct tapio__process {
   tapio__task exit_task;  /* process_exited after a kill in halt */
   tapio_transport *pipes[3];
 } tapio__process;
+
+/* What the transport does to its child. */
+struct child_ops {
+  void (*watch)(tapio__process *p);       /* after connection_made */
+  int (*exited)(tapio__process *p);       /* also before it was noticed */
+  int (*signal)(tapio__process *p, int sig);
+  void (*kill_and_reap)(tapio__process *p); /* now: returncode known */
+  void (*release)(tapio__process *p);     /* the transport goes */
+};
 
 static const tapio__kind process_kind;
 
@@ -155,6 +172,61 @@ static void on_poll(tapio__timer *tm) {
     poll_later(p);
 }
 
+/* The exit is watched: the pidfd, or waitid now and then. */
+static void watch_exit(tapio__process *p) {
+  if (p->pidfd >= 0)
+    ev_io_start(p->head.loop->ev, &p->exit_io);
+  else
+    poll_later(p);
+}
+
+static void nothing(tapio__process *p) { (void)p; }
+
+static const child_ops real_child = {
+  watch_exit, has_exited, signal_child, kill_and_reap, nothing
+};
+
+/* ---- A fake child's steps ---------------------------------------------- */
+
+void tapio__process_exited(tapio_transport *t, int returncode) {
+  tapio__process *p = to_process(t);
+  if (p->reaped)
+    return;
+  p->reaped = 1;
+  p->returncode = returncode;
+  if (t->flags & TAPIO__T_MADE)
+    exited(p); /* else at the start */
+}
+
+/* An exit told before connection_made: told now. */
+static void fake_watch(tapio__process *p) {
+  if (p->reaped)
+    exited(p);
+}
+
+static int fake_exited(tapio__process *p) {
+  return p->reaped || tapio__vchild_exited(p->fake);
+}
+
+static int fake_signal(tapio__process *p, int sig) {
+  return tapio__vchild_signal(p->fake, sig);
+}
+
+static void fake_kill(tapio__process *p) {
+  if (p->reaped)
+    return;
+  p->returncode = tapio__vchild_kill(p->fake);
+  p->reaped = 1;
+}
+
+static void fake_release(tapio__process *p) {
+  tapio__vchild_release(p->fake);
+}
+
+static const child_ops fake_child = {
+  fake_watch, fake_exited, fake_signal, fake_kill, fake_release
+};
+
 /* process_exited of a child halt() killed, before connection_lost. */
 static void run_exit(tapio__task *task) {
   tapio__process *p = TAPIO_CONTAINER(task, tapio__process, exit_task);
@@ -225,12 +297,8 @@ static void process_start(tapio_transport *t) {
   for (i = 0; i < 3; i++)
     if (p->pipes[i] && !(p->pipes[i]->flags & TAPIO__T_CLOSING))
       p->pipes[i]->kind->start(p->pipes[i]);
-  if (p->reaped)
-    return; /* aborted inside connection_made */
-  if (p->pidfd >= 0)
-    ev_io_start(t->loop->ev, &p->exit_io);
-  else
-    poll_later(p);
+  if (!p->exit_due) /* else aborted inside connection_made */
+    p->ops->watch(p);
 }
 
 /* asyncio's close(): the pipes close, and a child still running (not one
@@ -241,8 +309,8 @@ static void process_close(tapio_transport *t) {
   for (i = 0; i < 3; i++)
     if (p->pipes[i])
       tapio_transport_close(p->pipes[i]);
-  if (!has_exited(p))
-    signal_child(p, SIGKILL);
+  if (!p->ops->exited(p))
+    p->ops->signal(p, SIGKILL);
   maybe_finish(p);
 }
 
@@ -256,7 +324,7 @@ static void process_halt(tapio_transport *t) {
   for (i = 0; i < 3; i++)
     if (p->pipes[i])
       tapio__transport_force_close(p->pipes[i], t->lost_code, NULL);
-  kill_and_reap(p);
+  p->ops->kill_and_reap(p);
   if (!p->exit_due) {
     p->exit_due = 1;
     tapio__task_post(t->loop, &p->exit_task);
@@ -271,7 +339,8 @@ static void process_destroy(tapio_transport *t) {
   for (i = 0; i < 3; i++)
     if (p->pipes[i])
       tapio__transport_discard(p->pipes[i]);
-  kill_and_reap(p);
+  p->ops->kill_and_reap(p);
+  p->ops->release(p);
   tapio__free(t->loop, p, sizeof *p);
 }
 
@@ -290,8 +359,16 @@ static const tapio__kind process_kind = {
 
 /* ---- Making one -------------------------------------------------------- */
 
-/* The pipe transports on our ends of the child's pipes; each is marked
- * made (its protocol's connection_made is nothing) and owned. */
+/* Each pipe transport is marked made (its protocol's connection_made is
+ * nothing) and owned. */
+static void own_pipes(tapio__process *p) {
+  int i;
+  for (i = 0; i < 3; i++)
+    if (p->pipes[i])
+      p->pipes[i]->flags |= TAPIO__T_MADE | TAPIO__T_OWNED;
+}
+
+/* The pipe transports on our ends of the child's pipes. */
 static int make_pipes(tapio__process *p, int *fds) {
   int i, rc = 0;
   for (i = 0; i < 3; i++) {
@@ -300,12 +377,10 @@ static int make_pipes(tapio__process *p, int *fds) {
     if (rc == 0)
       rc = tapio__pipe_new(p->head.loop, fds[i], i == 0, &pipe_proto, p,
                            &p->pipes[i]);
-    if (rc < 0) {
+    if (rc < 0)
       close(fds[i]);
-      continue;
-    }
-    p->pipes[i]->flags |= TAPIO__T_MADE | TAPIO__T_OWNED;
   }
+  own_pipes(p);
   return rc;
 }
 
@@ -316,6 +391,7 @@ static tapio__process *process_new(tapio_loop *loop, const tapio__child *c,
   if (!p)
     return NULL;
   tapio__transport_init(&p->head, &process_kind, loop, proto, ud);
+  p->ops = &real_child;
   p->pid = c->pid;
   p->pidfd = c->pidfd;
   p->exit_task.run = run_exit;
@@ -342,13 +418,52 @@ static void undo_child(tapio__child *c) {
     close(c->pidfd);
 }
 
-static int start(tapio_loop *loop, char *const *argv,
-                 const tapio_subprocess_protocol *proto, void *ud,
-                 const tapio_options *opts, tapio_connect_fn cb,
+/* The transport made and waiting for its connection_made. */
+static int request(tapio__process *p, tapio_connect_fn cb, void *cb_ud,
+                   int rc) {
+  if (rc == 0)
+    rc = tapio__request_transport(p->head.loop, &p->head, cb, cb_ud);
+  if (rc < 0)
+    tapio__transport_discard(&p->head); /* kills and reaps the child */
+  return rc;
+}
+
+/* A virtual loop's child: the fake program registered for argv (shell:
+ * the command of subprocess_shell). */
+static int start_fake(tapio_loop *loop, char *const *argv, size_t nargs,
+                      const char *shell,
+                      const tapio_subprocess_protocol *proto, void *ud,
+                      const tapio_options *opts, tapio_connect_fn cb,
+                      void *cb_ud) {
+  tapio__child none = {-1, -1, {-1, -1, -1}};
+  tapio__process *p = process_new(loop, &none, proto, ud);
+  int rc;
+  if (!p)
+    return TAPIO_ENOMEM;
+  rc = tapio__vchild_spawn(loop, &p->head, argv, nargs, shell, opts,
+                           &pipe_proto, p, p->pipes, &p->fake);
+  if (rc < 0) {
+    p->ops = &real_child; /* nothing to kill, nothing to release */
+    p->reaped = 1;
+    tapio__transport_discard(&p->head);
+    return rc;
+  }
+  p->ops = &fake_child;
+  p->pid = tapio__vchild_pid(p->fake);
+  own_pipes(p);
+  return request(p, cb, cb_ud, 0);
+}
+
+static int start(tapio_loop *loop, char *const *argv, size_t nargs,
+                 const char *shell, const tapio_subprocess_protocol *proto,
+                 void *ud, const tapio_options *opts, tapio_connect_fn cb,
                  void *cb_ud) {
   tapio__child c;
   tapio__process *p;
-  int rc = tapio__spawn(loop, argv[0], argv, opts, &c);
+  int rc;
+  if (tapio__virtual(loop))
+    return start_fake(loop, argv, nargs, shell, proto, ud, opts, cb, cb_ud);
+  rc = tapio__spawn(loop, argv[0], argv, opts, &c);
   if (rc < 0)
     return rc;
   p = process_new(loop, &c, proto, ud);
@@ -356,12 +471,7 @@ static int start(tapio_loop *loop, char *const *argv,
     undo_child(&c);
     return TAPIO_ENOMEM;
   }
-  rc = make_pipes(p, c.fds);
-  if (rc == 0)
-    rc = tapio__request_transport(loop, &p->head, cb, cb_ud);
-  if (rc < 0)
-    tapio__transport_discard(&p->head); /* kills and reaps the child */
-  return rc;
+  return request(p, cb, cb_ud, make_pipes(p, c.fds));
 }
 
 static int bad_args(tapio_loop *loop, const tapio_subprocess_protocol *proto,
@@ -370,8 +480,8 @@ static int bad_args(tapio_loop *loop, const tapio_subprocess_protocol *proto,
   tapio__refuse_none(loop);
   if (!loop || !cb || tapio__proto_check(proto, sizeof *proto) < 0)
     return TAPIO_EINVAL;
-  if (tapio__io_refused(loop))
-    return tapio__io_refused(loop);
+  if (loop->freeing)
+    return TAPIO_ECLOSED; /* a virtual loop's: a fake child (start) */
   return tapio__opts_check(loop, opts, call);
 }
 
@@ -398,7 +508,7 @@ int tapio_subprocess_exec(tapio_loop *loop, const char *program,
   for (i = 0; i < nargs; i++)
     argv[i + 1] = (char *)args[i];
   argv[nargs + 1] = NULL;
-  rc = start(loop, argv, proto, proto_ud, opts, cb, cb_ud);
+  rc = start(loop, argv, nargs, NULL, proto, proto_ud, opts, cb, cb_ud);
   tapio__free(loop, argv, size);
   return rc;
 }
@@ -411,7 +521,8 @@ int tapio_subprocess_shell(tapio_loop *loop, const char *command,
   int rc = bad_args(loop, proto, cb, opts, TAPIO_CALL_SUBPROCESS_SHELL);
   if (rc == 0 && !command)
     rc = TAPIO_EINVAL;
-  return rc < 0 ? rc : start(loop, argv, proto, proto_ud, opts, cb, cb_ud);
+  return rc < 0 ? rc : start(loop, argv, 2, command, proto, proto_ud, opts,
+                             cb, cb_ud);
 }
 
 /* ---- The transport's methods ------------------------------------------- */
@@ -450,7 +561,7 @@ int tapio_subprocess_send_signal(tapio_transport *t, int sig) {
     return TAPIO_EINVAL;
   if (to_process(t)->reaped)
     return TAPIO_ESRCH;
-  return signal_child(to_process(t), sig);
+  return to_process(t)->ops->signal(to_process(t), sig);
 }
 
 int tapio_subprocess_terminate(tapio_transport *t) {

@@ -179,7 +179,7 @@ static int find_program(spawn *sp, const char *prog) {
 
 /* ---- The child's descriptors ------------------------------------------- */
 
-static int stdio_opt(const tapio_options *o, int i) {
+int tapio__stdio_opt(const tapio_options *o, int i) {
   static const enum tapio__opt which[3] = {
     TAPIO__OPT_STDIN, TAPIO__OPT_STDOUT, TAPIO__OPT_STDERR
   };
@@ -218,7 +218,7 @@ static int make_pipe(spawn *sp, int i) {
 
 /* Child fd i as the option says, as a file action. */
 static int stdio_action(spawn *sp, int i) {
-  int v = stdio_opt(sp->opts, i), rc = 0;
+  int v = tapio__stdio_opt(sp->opts, i), rc = 0;
   if (v == TAPIO_STDIO_INHERIT)
     return 0;
   if (v == TAPIO_STDIO_DEVNULL)

@@ -180,6 +180,8 @@ typedef struct tapio__kit {
   int next_port;       /* its next ephemeral port */
   ev_prepare poll;     /* tapio__memory_poll before each poll, while any */
   struct tapio__dnet *dnet; /* its datagram endpoints (vdgram.c) */
+  struct tapio__fake *fakes; /* its fake programs (vchild.c) */
+  int next_pid;        /* the next fake child's pid */
 } tapio__kit;
 
 static inline int tapio__virtual(const tapio_loop *loop) {
@@ -668,6 +670,19 @@ int tapio__memory_connect(tapio_loop *loop, const tapio_protocol *proto,
  * by the test, which has no addresses. */
 int tapio__memory_name(tapio_transport *t, int peer, char *host,
                        size_t hostlen, int *port, int *family);
+/* A pipe between a subprocess transport and a fake child: a pair whose
+ * sides are pipe transports, neither made. to_child: the child's stdin
+ * (*parent a write pipe with proto, *child a read pipe); else one of its
+ * outputs (*parent a read pipe, *child a write pipe). *child has no
+ * protocol yet. */
+int tapio__memory_pipe(tapio_loop *loop, int to_child, const void *proto,
+                       void *ud, tapio_transport **parent,
+                       tapio_transport **child);
+/* fn(ud, t) once t's side is gone (after its connection_lost returned);
+ * NULL: nobody. Nothing for a transport that is not a pair's. */
+void tapio__memory_on_gone(tapio_transport *t,
+                           void (*fn)(void *ud, tapio_transport *t),
+                           void *ud);
 
 /* ---- TLS: the layer's entry points for the create calls ---------------- */
 
@@ -726,6 +741,38 @@ typedef struct tapio__child {
  * say, in *out. 0, or the error with nothing left behind. */
 int tapio__spawn(tapio_loop *loop, const char *program, char *const *argv,
                  const tapio_options *opts, tapio__child *out);
+/* Child fd i's option (stdin, stdout, stderr): enum tapio_stdio or a
+ * descriptor; a pipe unless set. */
+int tapio__stdio_opt(const tapio_options *o, int i);
+
+/* ---- Fake children (vchild.c) ------------------------------------------ */
+
+typedef struct tapio_fake_child tapio__vchild;
+/* On a virtual loop: starts a fake child of the program registered for
+ * argv (argv[0] and nargs arguments; shell: the command of
+ * subprocess_shell, argv then "/bin/sh", "-c", it) for subprocess
+ * transport process: pipes[i] gets the parent's end of each piped fd,
+ * with pipe_proto and ud, not made. TAPIO_EVIRTUAL with words when no
+ * program is registered for it. */
+int tapio__vchild_spawn(tapio_loop *loop, tapio_transport *process,
+                        char *const *argv, size_t nargs, const char *shell,
+                        const tapio_options *opts, const void *pipe_proto,
+                        void *ud, tapio_transport *pipes[3],
+                        tapio__vchild **out);
+int tapio__vchild_pid(const tapio__vchild *c);
+/* Its exit status is known (the parent may not be told yet). */
+int tapio__vchild_exited(const tapio__vchild *c);
+/* send_signal: delivered from the loop. */
+int tapio__vchild_signal(tapio__vchild *c, int sig);
+/* Killed now, unless it exited: returns its returncode; the process
+ * transport is no longer told. */
+int tapio__vchild_kill(tapio__vchild *c);
+/* The process transport lets go of it. */
+void tapio__vchild_release(tapio__vchild *c);
+/* tapio_loop_free: the registered programs go. */
+void tapio__fakes_free(tapio_loop *loop);
+/* process.c: the fake child of subprocess transport t exited. */
+void tapio__process_exited(tapio_transport *t, int returncode);
 
 /* ---- Datagram transport (datagram.c) ----------------------------------- */
 

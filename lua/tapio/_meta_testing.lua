@@ -122,6 +122,15 @@ function testing.datagram_in_flight(t) end
 ---@param opts? {merge: boolean?}
 ---@return tapio.testing.Recorder
 function testing.recorder(inner, opts) end
+---Registers a fake program on virtual loop `loop`: every subprocess_exec
+---of name (or a path ending in /name; subprocess_shell: the command, else
+---"sh") runs fn(child) as a task instead of a real child; its return value
+---(default 0) is the exit status, an error exits 1 and is reported. fn
+---nil removes it.
+---@param loop tapio.Loop
+---@param name string
+---@param fn? fun(child: tapio.testing.Child): integer?
+function testing.fake_program(loop, name, fn) end
 ---A function for busted's it(): body(clock, loop) as a task on a fresh
 ---virtual loop, failing on an error or on what it leaves.
 ---@param body fun(clock: tapio.testing.Clock, loop: tapio.Loop)
@@ -147,6 +156,28 @@ function Clock:next_timer() end
 function Clock:advance(seconds) end
 ---advance(0): everything ready now.
 function Clock:run_until_idle() end
+
+---A fake program's child, as fn sees it.
+---@class tapio.testing.Child
+---@field program string as started
+---@field args string[]
+---@field env? table<string, string> the env option's, when given
+---@field cwd? string
+---@field stdin tapio.StreamReader end of file at once when not piped
+---@field stdout tapio.StreamWriter writes dropped when not piped
+---@field stderr tapio.StreamWriter stdout's with stderr = tapio.STDOUT
+---@field returncode? integer once it ended
+local Child = {}
+
+---Exits with status (0..255, default 0): its pipes close, flushed; in
+---fn it ends fn there, elsewhere fn is cancelled.
+---@param status? integer
+function Child:exit(status) end
+---Catches sig (a number, "SIGTERM" or "TERM"): fn(sig) runs as a task,
+---the child runs on; nil: the default. SIGKILL cannot be caught.
+---@param sig integer|string
+---@param fn? fun(sig: integer)
+function Child:on_signal(sig, fn) end
 
 ---A recording protocol.
 ---@class tapio.testing.Recorder: tapio.Protocol

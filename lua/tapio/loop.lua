@@ -56,9 +56,13 @@ local function start(c_create, self, ...)
     return nil, pending
   end
   if not pending and type(err) == "table" and err.code == EVIRTUAL then
+    local name = names[c_create] or "create"
+    if name:find("^subprocess_") then -- the core's words say what to do
+      return nil, ("tapio: loop:%s: %s"):format(name, err.message)
+    end
     return nil, ("tapio: loop:%s: %s (its servers and connections meet "
       .. "in memory; tapio.testing.pipe_pair joins protocols)"):format(
-      names[c_create] or "create", err.message)
+      name, err.message)
   end
   if not pending then
     fut:set_exception(err)

@@ -9,6 +9,8 @@
 --   testing.datagram_faults(t, s) loss, duplication, reordering, delay of
 --                                 a virtual loop's datagram endpoint
 --   testing.recorder(inner)       every callback written down, in order
+--   testing.fake_program(l, n, f) what subprocess_exec of n starts on a
+--                                 virtual loop: f plays the child
 --   testing.run(body)             a busted test body as a task on a
 --                                 virtual loop, checked for what it leaves
 --
@@ -520,6 +522,14 @@ end
 
 --- testing.datagram_in_flight(t): the bytes of t's datagrams in flight.
 testing.datagram_in_flight = K.datagram_in_flight
+
+-- ---- Fake programs ---------------------------------------------------------
+
+--- testing.fake_program(loop, name, fn): see tapio.fake (lua/README.md,
+-- "Fake programs").
+local fake = require "tapio.fake"
+testing.fake_program = fake.fake_program
+testing._Child = fake.Child -- the child's class (spec/embed/test_meta.lua)
 
 -- ---- The recorder -----------------------------------------------------------
 

@@ -60,6 +60,7 @@ local runtime = {
   testing = public(testing),
   Clock = public(getmetatable(testing.clock(testing.new_loop()))),
   Recorder = public(getmetatable(testing.recorder()).__index),
+  Child = public(testing._Child),
 }
 -- a task's own methods: those its class adds to the future's
 for name, v in pairs(tapio.Task) do
