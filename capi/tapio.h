@@ -1378,11 +1378,13 @@ void *tapio_transport_get_ssl(tapio_transport *t);
  * A connect completes from the loop while the listener's backlog (its
  * connections not yet accepted) has room, and a serving server accepts
  * them, one per loop turn; a server that does not serve (start_serving 0)
- * leaves up to "backlog" connections waiting for it, with what their
- * clients wrote, and further connects wait, however far the clock moves,
- * as a SYN to a full queue goes unanswered: with backlog 0 every connect
- * waits, which is how a connect timeout is tested; cancelling one
- * (tapio_cancel_pending) frees it. A server that closes resets the
+ * leaves up to backlog + 1 connections waiting for it (Linux's count),
+ * with what their clients wrote, and further connects wait, however far
+ * the clock moves, as a SYN to a full queue goes unanswered (a Unix one
+ * fails at once with TAPIO_EAGAIN, as the socket's does): with backlog 0
+ * and one connection waiting, every further connect waits, which is how
+ * a connect timeout is tested; cancelling one (tapio_cancel_pending)
+ * frees it. A server that closes resets the
  * connections it never accepted (their clients read TAPIO_ECONNRESET
  * after what they had) and refuses the connects still waiting.
  * tapio_server_get_fd and tapio_transport_get_fd answer TAPIO_ENOTSUP.
@@ -1593,13 +1595,18 @@ tapio_transport *tapio_memory_peer(tapio_transport *t);
  * are); a port bound already (the same address, or either a wildcard)
  * fails with TAPIO_EADDRINUSE and the real call's message, unless both
  * set reuse_port (the first bound receives). No local address: bound at
- * remote's address (loopback for a wildcard one), as Linux binds a
- * connected socket at its source, else at the wildcard of the family.
+ * the source Linux picks for remote (its address; 127.0.0.1 for any
+ * 127.x.y.z and for a wildcard), as Linux binds a connected socket, else
+ * at the wildcard of the family; a wildcard-bound endpoint sends from
+ * that source too (127.0.0.1 for a broadcast).
  * remote_host connects it with the socket's rules: sendto without an
  * address goes there, to another is TAPIO_EISCONN, and it receives only
  * its peer's datagrams; with allow_broadcast remote is only the default
  * destination. A wildcard bind receives what is sent to any address of
- * its family at its port (IPv4 and IPv6 are apart: no dual-stack).
+ * its family at its port (IPv4 and IPv6 are apart: no dual-stack). A
+ * broadcast (255.255.255.255) reaches every endpoint at its port's
+ * wildcard, reuse_port's all, and no one there is no error (no ICMP
+ * answers a broadcast), as the kernel delivers it.
  * TAPIO_EVIRTUAL for sock and for Unix paths.
  *
  * sendto (TAPIO_EMSGSIZE over 65507 bytes for IPv4, 65527 for IPv6, as a

@@ -127,6 +127,71 @@ describe("the virtual network's datagrams", function()
     st:close()
   end))
 
+  -- Linux's source for a wildcard-bound or connected socket: the route to
+  -- any 127.x.y.z, or a broadcast on lo, names 127.0.0.1 (a reply to the
+  -- destination's address would go elsewhere, or broadcast).
+  it("sends from 127.0.0.1 when not bound at an address", testing.run(
+     function(_, loop)
+    local seen = {}
+    local st = endpoint(loop, { local_addr = { "0.0.0.0", 0 } }, {
+      datagram_received = function(_, _, addr) seen[#seen + 1] = addr end })
+    local port = st:get_extra_info("sockname").port
+    local wild = endpoint(loop, { local_addr = { "0.0.0.0", 0 } })
+    wild:sendto("a", { "127.0.0.2", port })
+    local bcast = endpoint(loop, { remote_addr = { "255.255.255.255", port },
+                                   allow_broadcast = true })
+    bcast:sendto("b")
+    local conn = endpoint(loop, { remote_addr = { "127.0.0.3", port } })
+    assert.equal("127.0.0.1", conn:get_extra_info("sockname").host)
+    conn:sendto("c")
+    tapio.sleep(0)
+    assert.equal(3, #seen)
+    for i, t in ipairs({ wild, bcast, conn }) do
+      assert.same({ "127.0.0.1", t:get_extra_info("sockname").port },
+                  { seen[i].host, seen[i].port })
+      t:close()
+    end
+    st:close()
+  end))
+
+  -- As the kernel delivers a broadcast: to every socket at the port's
+  -- wildcard (reuse_port's all, where a unicast reaches one), and no
+  -- ICMP error when nobody is there.
+  it("delivers a broadcast to every endpoint at the port, and nobody "
+     .. "there is no error", testing.run(function(_, loop)
+    local ts, ps = {}, {}
+    local port = 0
+    -- the first closes the second when the broadcast reaches it
+    local closer = { datagram_received = function(self, data)
+      self.events[#self.events + 1] = "data:" .. data
+      ts[2]:close()
+    end }
+    for i = 1, 3 do
+      ts[i], ps[i] = endpoint(loop, { local_addr = { "0.0.0.0", port },
+                                      reuse_port = true },
+                              i == 1 and closer or nil)
+      port = ts[i]:get_extra_info("sockname").port
+    end
+    local near, np = endpoint(loop, { local_addr = { "127.0.0.1", port },
+                                      reuse_port = true })
+    local bt, bp = endpoint(loop, { remote_addr = { "255.255.255.255", port },
+                                    allow_broadcast = true })
+    bt:sendto("all")
+    bt:sendto("one", { "127.0.0.1", port })
+    bt:sendto("none", { "255.255.255.255", 9 })
+    tapio.sleep(0)
+    tapio.sleep(0)
+    assert.same({ "made", "data:all" }, ps[1].events)
+    assert.same({ "made", "lost" }, ps[2].events) -- closed first
+    assert.same({ "made", "data:all" }, ps[3].events)
+    -- bound at an address: no broadcast, the unicast (the closest bind)
+    assert.same({ "made", "data:one" }, np.events)
+    assert.same({ "made" }, bp.events) -- no ECONNREFUSED for "none"
+    for _, t in ipairs({ ts[1], ts[3], near, bt }) do
+      t:close()
+    end
+  end))
+
   it("retries a lost request on the virtual clock, in no time",
      testing.run(function(clock, loop)
     local st, sp = bound(loop, 5353, { echo = true })

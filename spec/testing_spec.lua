@@ -474,6 +474,23 @@ describe("testing.run", function()
       .. "%(memory%), protocol my%.Server\n", err)
   end)
 
+  it("names where each transport and server left open is", function()
+    local err = failure(function(_, loop)
+      local server = loop:create_server(function() return {} end,
+        "127.0.0.1", 0)
+      loop:create_connection(function() return {} end, "127.0.0.1",
+        server:addresses()[1][2])
+    end)
+    assert.matches("left 2 transport%(s%) open %(close them, or "
+      .. "opts.transports_ok%):\n  tapio%.transport %(memory%) at "
+      .. "%('127%.0%.0%.1', 32769%) to %('127%.0%.0%.1', 32768%), protocol "
+      .. "table: [^\n]*\n  tapio%.transport %(memory%) at %('127%.0%.0%.1', "
+      .. "32768%) to %('127%.0%.0%.1', 32769%)", err)
+    assert.matches("\nthe test body left 1 server%(s%) open %(close them, "
+      .. "or opts.servers_ok%):\n  tapio%.server %(serving%) at "
+      .. "%('127%.0%.0%.1', 32768%)\n", err)
+  end)
+
   it("fails a body that leaves a timer pending, unless allowed",
      function()
     local err = failure(function(clock)

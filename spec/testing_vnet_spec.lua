@@ -50,6 +50,25 @@ describe("the virtual network", function()
     server:wait_closed()
   end))
 
+  it("connects from 127.0.0.1 to another loopback address, as Linux",
+     testing.run(function()
+    local peer
+    local server = tapio.start_server(function(_, writer)
+      peer = writer:get_extra_info("peername")
+      writer:close()
+    end, "127.0.0.2", 0)
+    local port = server:addresses()[1][2]
+    local reader, writer = tapio.open_connection("127.0.0.2", port)
+    assert.equal("", reader:read())
+    local mine = writer:get_extra_info("sockname")
+    assert.equal("127.0.0.1", mine[1])
+    assert.same({ "127.0.0.1", mine[2] }, hp(peer))
+    assert.same({ "127.0.0.2", port }, hp(writer:get_extra_info("peername")))
+    writer:close()
+    server:close()
+    server:wait_closed()
+  end))
+
   it("refuses a port where nothing listens and names it",
      testing.run(function()
     local ok, err = pcall(tapio.open_connection, "127.0.0.1", 9)
@@ -81,15 +100,35 @@ describe("the virtual network", function()
     local server = upper_server("127.0.0.1", 0,
       { start_serving = false, backlog = 0 })
     local port = server:addresses()[1][2]
+    -- Backlog 0 holds one connection, as Linux's queue holds backlog + 1.
+    local _, filler = tapio.open_connection("127.0.0.1", port)
     local ok, err = pcall(tapio.wait_for, function()
       return tapio.open_connection("127.0.0.1", port)
     end, 5)
     assert.is_false(ok)
     assert.equal(tapio.ETIMEDOUT, err.code)
     assert.equal(5, loop:time())
-    assert.equal(0, testing.transport_count(loop)) -- the connect is gone
+    assert.equal(2, testing.transport_count(loop)) -- the connect is gone
+    filler:close()
     server:close()
+    server:wait_closed()
   end, { autojump = true }))
+
+  it("fails a Unix connect to a full backlog at once, as Linux",
+     testing.run(function()
+    local server = tapio.start_unix_server(function(_, writer)
+      writer:close()
+    end, "/vnet/full.sock", { start_serving = false, backlog = 0 })
+    local _, filler = tapio.open_unix_connection("/vnet/full.sock")
+    local ok, err = pcall(tapio.open_unix_connection, "/vnet/full.sock")
+    assert.is_false(ok)
+    assert.equal("EAGAIN", err.name)
+    assert.equal("connect call failed '/vnet/full.sock': resource "
+                 .. "temporarily unavailable", err.message)
+    filler:close()
+    server:close()
+    server:wait_closed()
+  end))
 
   it("lets a client retry until its server comes up, in virtual seconds",
      testing.run(function(clock, loop)

@@ -295,6 +295,26 @@ int tapio__addr_clash(const tapio__addr *a, const tapio__addr *b) {
           tapio__addr_is_any(b));
 }
 
+/* Linux's source for a destination a on this host: a itself, but
+ * 127.0.0.1 for every 127.x.y.z (the route to lo names it), for the
+ * wildcard and for a broadcast (the virtual network has no other
+ * interface to send it from). */
+void tapio__addr_source(tapio__addr *a, int port) {
+  const struct sockaddr_in *in = (const struct sockaddr_in *)&a->ss;
+  int v4 = a->ss.ss_family == AF_INET;
+  if (tapio__addr_is_any(a) || tapio__addr_is_broadcast(a) ||
+      (v4 && (ntohl(in->sin_addr.s_addr) >> 24) == 127))
+    tapio__addr_loopback(a, port);
+  else
+    tapio__addr_set_port(a, port);
+}
+
+int tapio__addr_is_broadcast(const tapio__addr *a) {
+  const struct sockaddr_in *in = (const struct sockaddr_in *)&a->ss;
+  return a->ss.ss_family == AF_INET &&
+         in->sin_addr.s_addr == htonl(INADDR_BROADCAST);
+}
+
 void tapio__addr_loopback(tapio__addr *a, int port) {
   if (a->ss.ss_family == AF_INET6)
     ((struct sockaddr_in6 *)&a->ss)->sin6_addr = in6addr_loopback;

@@ -998,6 +998,11 @@ int tapio__addr_is_any(const tapio__addr *a);
 int tapio__addr_same_host(const tapio__addr *a, const tapio__addr *b);
 int tapio__addr_clash(const tapio__addr *a, const tapio__addr *b);
 void tapio__addr_loopback(tapio__addr *a, int port);
+/* a, a destination, made the source Linux picks to send there (127.0.0.1
+ * for any 127.x.y.z, a wildcard or a broadcast), at port. */
+void tapio__addr_source(tapio__addr *a, int port);
+/* 1 for IPv4's limited broadcast, 255.255.255.255. */
+int tapio__addr_is_broadcast(const tapio__addr *a);
 /* Ephemeral ports of the virtual network: Linux's ip_local_port_range. */
 #define TAPIO__PORT_FIRST 32768
 #define TAPIO__PORT_LAST 60999

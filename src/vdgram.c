@@ -11,7 +11,10 @@
  * its address (or the wildcard of its family at its port): that one's
  * datagram_received, with the sender's address; none, and the sender
  * hears error_received(ECONNREFUSED), as tapio's sockets hear the ICMP
- * error on loopback (IP_RECVERR), and it keeps receiving. Once the last
+ * error on loopback (IP_RECVERR), and it keeps receiving. A broadcast
+ * (255.255.255.255) reaches every endpoint at its port's wildcard,
+ * reuse_port's all, and none is no error (no host answers a broadcast
+ * with ICMP: RFC 1122), as the kernel delivers it. Once the last
  * endpoint is gone, what is still in flight goes too: a test that closed
  * everything leaves no timer of the network behind.
  *
@@ -61,6 +64,7 @@ struct vdg {
   tapio__link link;     /* in the network's ends, while bound */
   tapio__addr self;
   int af, connected, reuse_port;
+  int due;              /* a broadcast being delivered has yet to reach it */
   tapio__addr dflt;     /* allow_broadcast's remote: the default */
   tapio__dgram_queue q; /* the write buffer: what waits for room */
   size_t inflight, capacity;
@@ -156,20 +160,27 @@ void tapio__dnet_free(tapio_loop *loop) {
   loop->kit->dnet = NULL;
 }
 
+/* Whether d, bound at dst's port and host or their wildcard, takes a
+ * datagram from src: a connected endpoint takes only its peer's (Linux's
+ * lookup passes it by). */
+static int takes(const vdg *d, const tapio__addr *dst,
+                 const tapio__addr *src) {
+  const tapio_transport *t = &d->head;
+  return tapio__addr_clash(&d->self, dst) &&
+         (!d->connected ||
+          tapio__addr_equal((const struct sockaddr *)&src->ss, src->len,
+                            &t->peer.sa, t->peerlen));
+}
+
 /* The endpoint a datagram to dst from src reaches: bound at dst, else at
- * its family's wildcard at that port; reuse_port's first. A connected
- * endpoint takes only its peer's (Linux's lookup passes it by). */
+ * its family's wildcard at that port; reuse_port's first. */
 static vdg *receiver(tapio__dnet *n, const tapio__addr *dst,
                      const tapio__addr *src) {
   vdg *wild = NULL;
   tapio__link *l;
   for (l = n->ends.next; l != &n->ends; l = l->next) {
     vdg *d = TAPIO_CONTAINER(l, vdg, link);
-    tapio_transport *t = &d->head;
-    if (!tapio__addr_clash(&d->self, dst) ||
-        (d->connected &&
-         !tapio__addr_equal((const struct sockaddr *)&src->ss, src->len,
-                            &t->peer.sa, t->peerlen)))
+    if (!takes(d, dst, src))
       continue;
     if (!tapio__addr_is_any(&d->self))
       return d; /* bound at dst itself */
@@ -192,13 +203,7 @@ static void refused(vdg *from, const vpkt *p) {
   proto->error_received(from->head.ud, &from->head, TAPIO_ECONNREFUSED, msg);
 }
 
-static void arrive(tapio__dnet *n, const vpkt *p) {
-  vdg *to = receiver(n, &p->dst, &p->src);
-  if (!to) {
-    if (p->from)
-      refused(p->from, p);
-    return;
-  }
+static void hand_over(vdg *to, const vpkt *p) {
   if (to->head.flags & TAPIO__T_CLOSING)
     return; /* no longer read: the socket drops it */
   to->head.nrecv += p->len;
@@ -206,6 +211,42 @@ static void arrive(tapio__dnet *n, const vpkt *p) {
     proto_of(to)->datagram_received(to->head.ud, &to->head, p->data, p->len,
                                     (const struct sockaddr *)&p->src.ss,
                                     p->src.len);
+}
+
+/* The endpoints a broadcast reaches are marked first, then each is
+ * found again before its call: a callback may close endpoints (unbound
+ * at once) or make new ones (not reached: they came after). */
+static void broadcast(tapio__dnet *n, const vpkt *p) {
+  tapio__link *l;
+  for (l = n->ends.next; l != &n->ends; l = l->next) {
+    vdg *d = TAPIO_CONTAINER(l, vdg, link);
+    d->due = takes(d, &p->dst, &p->src);
+  }
+  for (l = n->ends.next; l != &n->ends;) {
+    vdg *d = TAPIO_CONTAINER(l, vdg, link);
+    if (!d->due) {
+      l = l->next;
+      continue;
+    }
+    d->due = 0;
+    hand_over(d, p);
+    l = n->ends.next; /* the list may have changed */
+  }
+}
+
+static void arrive(tapio__dnet *n, const vpkt *p) {
+  vdg *to;
+  if (tapio__addr_is_broadcast(&p->dst)) {
+    broadcast(n, p);
+    return;
+  }
+  to = receiver(n, &p->dst, &p->src);
+  if (!to) {
+    if (p->from)
+      refused(p->from, p);
+    return;
+  }
+  hand_over(to, p);
 }
 
 static void flush(vdg *d);
@@ -262,17 +303,14 @@ static double uniform(uint64_t *state) {
 }
 
 /* The address the receiver sees: the sender's, or, bound at a wildcard,
- * the one it sent to (Linux's source for a local destination), loopback
- * for a wildcard destination. */
+ * the source Linux picks for the one it sent to. */
 static void source_of(const vdg *d, const tapio__addr *dst, tapio__addr *src) {
   if (!tapio__addr_is_any(&d->self)) {
     *src = d->self;
     return;
   }
   *src = *dst;
-  if (tapio__addr_is_any(dst))
-    tapio__addr_loopback(src, 0);
-  tapio__addr_set_port(src, tapio__addr_port(&d->self));
+  tapio__addr_source(src, tapio__addr_port(&d->self));
 }
 
 /* The held datagrams a later one passed (marked with a negative due
@@ -515,8 +553,7 @@ int tapio__vdgram_new(tapio_loop *loop, const tapio_datagram_protocol *proto,
     self = *local;
   } else if (remote && !broadcast) {
     self = *remote; /* Linux binds a connected socket at its source */
-    if (tapio__addr_is_any(&self))
-      tapio__addr_loopback(&self, 0);
+    tapio__addr_source(&self, 0);
   } else {
     any_of(af, &self);
   }

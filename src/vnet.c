@@ -7,10 +7,11 @@
  * sockets, on the virtual clock.
  *
  * As the kernel does: a connect completes once there is room in the
- * listener's backlog (connections made and not yet accepted), and the
+ * listener's backlog (connections made and not yet accepted: backlog + 1
+ * of them, as Linux counts), and the
  * server accepts them while it serves; one to a full backlog waits, as a
  * SYN to a full queue goes unanswered, until room comes or the listener
- * closes (refused then). A listener that closes resets the connections it
+ * closes (refused then); a Unix one fails at once with EAGAIN. A listener that closes resets the connections it
  * never accepted. A connect where nothing listens is refused. */
 #include "tapio_int.h"
 
@@ -245,8 +246,9 @@ static tapio__vlisten *find(tapio_loop *loop, const tapio__addr *to) {
 }
 
 /* Where the two sides are: the address connected to (the listener's when
- * that one is the wildcard), and the client's, on the same host at an
- * ephemeral port unless it asked for one (a Unix client is unnamed). */
+ * that one is the wildcard), and the client's, at an ephemeral port
+ * unless it asked for one (a Unix client is unnamed), on the host it
+ * asked for, else on the source Linux picks for the destination. */
 static int name_sides(tapio__vconnect *c, const tapio__vlisten *v,
                       tapio__addr *from, tapio__addr *to) {
   int port;
@@ -264,9 +266,10 @@ static int name_sides(tapio__vconnect *c, const tapio__vlisten *v,
     return 0;
   if ((port = pick_port(c->loop->kit)) < 0)
     return port;
-  if (tapio__addr_is_any(from))
-    tapio__addr_loopback(from, port);
-  tapio__addr_set_port(from, port);
+  if (!c->has_from || tapio__addr_is_any(from))
+    tapio__addr_source(from, port);
+  else
+    tapio__addr_set_port(from, port);
   return 0;
 }
 
@@ -301,8 +304,11 @@ static void run_connect(tapio__task *task) {
   if (!v) {
     fail(c, c->to.ss.ss_family == AF_UNIX ? TAPIO_ENOENT
                                           : TAPIO_ECONNREFUSED);
-  } else if (!v->serving && v->nqueued >= (size_t)(v->backlog > 0 ? v->backlog
-                                                                  : 0)) {
+  } else if (!v->serving && v->nqueued > (size_t)v->backlog &&
+             c->to.ss.ss_family == AF_UNIX) {
+    fail(c, TAPIO_EAGAIN); /* a Unix connect does not wait: EAGAIN */
+  } else if (!v->serving && v->nqueued > (size_t)v->backlog) {
+    /* Linux's queue is full past backlog: it holds backlog + 1 */
     c->stalled_on = v; /* no room: it waits, as an unanswered SYN */
     tapio__list_push(&v->stalled, &c->link);
   } else {

@@ -737,14 +737,26 @@ local function raise(cause, text)
   error(text, 0)
 end
 
--- A line per transport left open: it, its protocol and, for a
--- recorder, its last event, so that the message says which were left.
+-- " at <sockname> to <peername>" of a transport that has them (a
+-- client and its server's side then tell apart), else "".
+local function ends(t)
+  local ok, me = pcall(t.get_extra_info, t, "sockname")
+  local _, peer = pcall(t.get_extra_info, t, "peername")
+  if not ok or me == nil then
+    return ""
+  end
+  return " at " .. tostring(me) .. (peer and " to " .. tostring(peer) or "")
+end
+
+-- A line per transport left open: it, where it is, its protocol and, for
+-- a recorder, its last event, so that the message says which were left.
 local function open_transports(loop)
   local _, transports = loop:_open()
   local out = {}
   for _, t in ipairs(transports) do
     local p = t:get_protocol()
-    local line = ("\n  %s, protocol %s"):format(tostring(t), tostring(p))
+    local line = ("\n  %s%s, protocol %s"):format(tostring(t), ends(t),
+      tostring(p))
     if getmetatable(p) == Recorder and #p.events > 0 then
       line = line .. ", last event "
         .. tapio.repr(p.events[#p.events]:sub(1, 60))
@@ -752,6 +764,36 @@ local function open_transports(loop)
     out[#out + 1] = line
   end
   return table.concat(out)
+end
+
+-- A line per server left listening, with its addresses.
+local function open_servers(loop)
+  local out = {}
+  for _, s in ipairs((loop:_open())) do
+    local at = {}
+    for i, a in ipairs(s:addresses()) do
+      at[i] = tostring(a)
+    end
+    out[#out + 1] = ("\n  %s at %s"):format(tostring(s),
+      table.concat(at, ", "))
+  end
+  return table.concat(out)
+end
+
+-- What the body left open, transports and servers in one message.
+local function left_open(loop, opts)
+  local msg = {}
+  local open = K.transport_count(loop)
+  if open > 0 and not opts.transports_ok then
+    msg[1] = ("the test body left %d transport(s) open (close them, or "
+      .. "opts.transports_ok):%s"):format(open, open_transports(loop))
+  end
+  local servers = K.server_count(loop)
+  if servers > 0 and not opts.servers_ok then
+    msg[#msg + 1] = ("the test body left %d server(s) open (close them, or "
+      .. "opts.servers_ok):%s"):format(servers, open_servers(loop))
+  end
+  return msg[1] and table.concat(msg, "\n")
 end
 
 -- What went wrong in a run of testing.run, or nil.
@@ -790,15 +832,9 @@ local function verdict(loop, task, errors, opts)
     return ("the test body left %d task(s) pending:%s"):format(#left,
       tracebacks(left))
   end
-  local open = K.transport_count(loop)
-  if open > 0 and not opts.transports_ok then
-    return ("the test body left %d transport(s) open (close them, or "
-      .. "opts.transports_ok):%s"):format(open, open_transports(loop))
-  end
-  local servers = K.server_count(loop)
-  if servers > 0 and not opts.servers_ok then
-    return ("the test body left %d server(s) open (close them, or "
-      .. "opts.servers_ok)"):format(servers)
+  local open = left_open(loop, opts)
+  if open then
+    return open
   end
   local due = not opts.real and K._next_timer(loop)
   if due and not opts.timers_ok then

@@ -3,9 +3,9 @@
  * exchange datagrams in memory on the loop's clock: the echo round trip,
  * ephemeral ports and EADDRINUSE, the connected endpoint's rules,
  * ECONNREFUSED to error_received with the endpoint still receiving,
- * wildcard binds, flow control at the capacity, close and abort, and the
- * seeded faults (loss, duplication, reordering, delay, jitter), each
- * replayed from its seed. A client's 3-second retransmit timer runs in
+ * wildcard binds, broadcasts, flow control at the capacity, close and
+ * abort, and the seeded faults (loss, duplication, reordering, delay,
+ * jitter), each replayed from its seed. A client's 3-second retransmit timer runs in
  * microseconds. */
 #include "dgram.h"
 
@@ -449,6 +449,38 @@ static void broadcast_default(void)
   free_vloop(loop);
 }
 
+/* A broadcast reaches every endpoint at its port's wildcard, reuse_port's
+ * all, also when the first two end themselves as it reaches them (each is
+ * unbound at once), and none at the port is no error for the sender. */
+static void broadcast_to_all(void)
+{
+  tapio_loop *loop = new_virtual();
+  drec w[3], c;
+  tapio_options *o;
+  int i;
+  for (i = 0; i < 3; i++) {
+    o = dgram_opts(loop, "0.0.0.0", 7000, NULL, 0);
+    CHECK_OK(tapio_options_set_int(o, "reuse_port", 1));
+    drec_init(&w[i]);
+    w[i].close_on_data = i < 2 ? 2 - i : 0; /* abort, close, stay */
+    CHECK_OK(vendpoint(loop, &w[i], o));
+  }
+  o = dgram_opts(loop, NULL, 0, "255.255.255.255", 7000);
+  CHECK_OK(tapio_options_set_int(o, "allow_broadcast", 1));
+  drec_init(&c);
+  CHECK_OK(vendpoint(loop, &c, o));
+  CHECK_OK(tapio_transport_sendto(c.t, "ab", 2, NULL, 0));
+  sendto_host(c.t, "abc", 3, "255.255.255.255", 7001); /* nobody */
+  CHECK_OK(tapio_loop_run_until_idle(loop));
+  CHECK_STR(w[0].log, "made data:2 lost:0");
+  CHECK_STR(w[1].log, "made data:2 lost:0");
+  CHECK_STR(w[2].log, "made data:2");
+  check_from(&w[2], "127.0.0.1", 32768);
+  CHECK_STR(c.log, "made");
+  close_all(loop, &w[2], &c);
+  free_vloop(loop);
+}
+
 /* ---- Closing, flow control ---------------------------------------------------- */
 
 /* Five datagrams of 50 with room in flight for 100: two go, three wait in
@@ -836,6 +868,7 @@ static void retry_client(void)
 TEST_MAIN(TEST(echo_ipv4), TEST(echo_ipv6), TEST(sizes), TEST(ports),
           TEST(fail_messages), TEST(names_and_refusals), TEST(family_only),
           TEST(connected_rules), TEST(refused_keeps_going), TEST(wildcards),
+          TEST(broadcast_to_all),
           TEST(broadcast_default), TEST(flow_at_capacity),
           TEST(close_flushes), TEST(abort_drops), TEST(close_in_callback),
           TEST(abort_in_callback), TEST(free_with_endpoints),

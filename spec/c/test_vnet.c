@@ -226,11 +226,12 @@ static void vnet_local_addr(void)
 
 /* ---- The backlog ----------------------------------------------------------- */
 
-/* A server that does not serve, its backlog of one taken by c[0]'s
- * connection (which wrote "early"), c[1]'s connect waiting. */
+/* A server that does not serve, its backlog of 0 (one connection, as
+ * Linux's queue holds backlog + 1) taken by c[0]'s connection (which wrote
+ * "early"), c[1]'s connect waiting. */
 static void fill_backlog(srv *sv, tapio_loop *loop, rec c[2], outcome o[2])
 {
-  server_with(sv, loop, "127.0.0.1", 0, 0, 1, 0);
+  server_with(sv, loop, "127.0.0.1", 0, 0, 0, 0);
   start_connect(loop, "127.0.0.1", sv->port, &c[0], &o[0]);
   CHECK_OK(connect_wait(loop, &o[0].w));
   CHECK_OK(tapio_transport_write(c[0].t, "early", 5));
@@ -264,26 +265,63 @@ static void vnet_backlog_waits_until_served(void)
   rec_free(&c[1]);
 }
 
-/* With backlog 0, every connect waits until the server serves: how a
+/* Past a full backlog a connect waits until the server serves: how a
  * connect timeout is tested. Cancelling it frees it, and calls nobody. */
 static void vnet_connect_waits_and_cancels(void)
 {
   tapio_loop *loop = new_virtual();
   srv sv;
-  rec c;
-  outcome o;
-  server_with(&sv, loop, "127.0.0.1", 0, 0, 0, 0);
-  start_connect(loop, "127.0.0.1", sv.port, &c, &o);
+  rec c[2];
+  outcome o[2];
+  fill_backlog(&sv, loop, c, o);
   CHECK_OK(tapio_loop_advance(loop, 30));
-  CHECK_EQ(o.w.done, 0);
-  CHECK_EQ(tapio_cancel_pending(loop, &o), 1);
+  CHECK_EQ(o[1].w.done, 0);
+  CHECK_EQ(tapio_cancel_pending(loop, &o[1]), 1);
   CHECK_OK(tapio_server_start_serving(sv.s));
   CHECK_OK(tapio_loop_advance(loop, 1));
-  CHECK_EQ(o.w.done, 0);
-  CHECK_EQ(sv.nfactory, 0);
-  CHECK_EQ(tapio_loop_transport_count(loop), 0);
+  CHECK_EQ(o[1].w.done, 0);
+  CHECK_EQ(sv.nfactory, 1); /* c[0]'s only */
+  CHECK_EQ(tapio_loop_transport_count(loop), 2);
   srv_release_and_free(&sv, loop);
-  rec_free(&c);
+  rec_free(&c[0]);
+  rec_free(&c[1]);
+}
+
+/* A Unix connect past a full backlog does not wait: EAGAIN at once, with
+ * the socket's words (Linux's unix_stream_connect, non-blocking). */
+static void vnet_unix_backlog_full(void)
+{
+  static const char path[] = "/no/such/dir/full.sock";
+  tapio_loop *loop = new_virtual();
+  tapio_options *opts = new_options(loop);
+  srv sv;
+  rec c[2];
+  outcome o[2];
+  int i;
+  CHECK_OK(tapio_options_set_int(opts, "start_serving", 0));
+  CHECK_OK(tapio_options_set_int(opts, "backlog", 0));
+  srv_init(&sv, loop);
+  CHECK_OK(tapio_create_unix_server(loop, path, srv_factory, &sv, opts,
+                                    on_server, &sv));
+  tapio_options_free(opts);
+  idle(loop);
+  for (i = 0; i < 2; i++) {
+    memset(&o[i], 0, sizeof o[i]);
+    o[i].loop = loop;
+    o[i].w.r = &c[i];
+    rec_init(&c[i]);
+    CHECK_OK(tapio_create_unix_connection(loop, path, &rec_proto, &c[i],
+                                          NULL, on_outcome, &o[i]));
+    idle(loop);
+  }
+  CHECK_OK(o[0].w.status);
+  CHECK_EQ(o[1].w.done, 1);
+  CHECK_ERR(o[1].w.status, TAPIO_EAGAIN);
+  CHECK_STR(o[1].msg, "connect call failed '/no/such/dir/full.sock': "
+                      "resource temporarily unavailable");
+  srv_release_and_free(&sv, loop);
+  rec_free(&c[0]);
+  rec_free(&c[1]);
 }
 
 /* A listener that closes resets the connections it never accepted (the
@@ -317,7 +355,7 @@ static void vnet_free_with_everything(void)
   srv idle_sv, sv;
   rec c1, c2, c3;
   outcome o1, o2, o3;
-  server_with(&idle_sv, loop, "127.0.0.1", 0, 0, 1, 0);
+  server_with(&idle_sv, loop, "127.0.0.1", 0, 0, 0, 0);
   server_with(&sv, loop, "127.0.0.1", 0, 1, 100, 0);
   start_connect(loop, "127.0.0.1", idle_sv.port, &c1, &o1);
   start_connect(loop, "127.0.0.1", idle_sv.port, &c2, &o2);
@@ -432,4 +470,5 @@ TEST_MAIN(TEST(vnet_exchange_and_names), TEST(vnet_localhost_and_wildcard),
           TEST(vnet_connect_waits_and_cancels),
           TEST(vnet_close_resets_backlog), TEST(vnet_free_with_everything),
           TEST(vnet_close_inside_accept), TEST(vnet_unix_path),
+          TEST(vnet_unix_backlog_full),
           TEST(vnet_real_sockets_refused))
