@@ -402,6 +402,26 @@ describe("the virtual network's datagrams", function()
     st:close()
   end))
 
+  it("has a recorder for datagrams with no protocol of the test's",
+     testing.run(function(_, loop)
+    local rec = testing.recorder(nil, { kind = "datagram" })
+    local ct = loop:create_datagram_endpoint(function() return rec end,
+      { remote_addr = { "127.0.0.1", 9 } })
+    ct:sendto("ping") -- nobody at port 9
+    assert.equal("error_received:ECONNREFUSED", rec:wait("error_received"))
+    local st = bound(loop, 9, { echo = true })
+    ct:sendto("again")
+    assert.equal("datagram_received:again", rec:wait("datagram_received"))
+    assert.same({ "connection_made", "error_received:ECONNREFUSED",
+                  "datagram_received:again" }, rec.events)
+    assert.has_error(function()
+      testing.recorder(nil, { kind = "stream" })
+    end, "tapio: testing.recorder: bad argument #2 'opts.kind' ('datagram' "
+      .. "or 'subprocess' expected, got stream)")
+    ct:close()
+    st:close()
+  end))
+
   it("is caught by testing.run when left open", function()
     local ok, err = pcall(testing.run(function(_, loop)
       bound(loop)

@@ -117,9 +117,10 @@ function testing.datagram_faults(t, spec) end
 ---@return integer
 function testing.datagram_in_flight(t) end
 ---A protocol that writes down every callback in rec.events, then calls
----inner's. opts.merge: bytes that follow bytes are one event.
+---inner's. opts.merge: bytes that follow bytes are one event. opts.kind:
+---a datagram or subprocess protocol's callbacks too, without an inner.
 ---@param inner? table
----@param opts? {merge: boolean?}
+---@param opts? {merge: boolean?, kind: "datagram"|"subprocess"|nil}
 ---@return tapio.testing.Recorder
 function testing.recorder(inner, opts) end
 ---Registers a fake program on virtual loop `loop`: every subprocess_exec

@@ -541,6 +541,10 @@ local STREAM = { "connection_made", "data_received", "eof_received",
 local OPTIONAL = { "get_buffer", "buffer_updated", "datagram_received",
                    "error_received", "pipe_data_received",
                    "pipe_connection_lost", "process_exited" }
+-- opts.kind: a recorder with no inner protocol for such a transport.
+local KINDS = { datagram = { "datagram_received", "error_received" },
+                subprocess = { "pipe_data_received", "pipe_connection_lost",
+                               "process_exited" } }
 
 local Recorder = {}
 Recorder.__index = Recorder
@@ -654,15 +658,22 @@ local record = {
 -- ":ECONNRESET", ...) and then calls inner's method, returning what it
 -- returns (a missing one: the reference's default). opts.merge: bytes
 -- that follow bytes are one event (the byte stream, whatever its chunks;
--- get_buffer is then not written down). The events read as the C
+-- get_buffer is then not written down). opts.kind, "datagram" or
+-- "subprocess": that protocol's callbacks are written down too, also
+-- without an inner protocol that has them. The events read as the C
 -- recorder's (tapio_recorder_new).
 function testing.recorder(inner, opts)
+  local kind = type(opts) == "table" and opts.kind
   if inner ~= nil and type(inner) ~= "table" then
     argerror("recorder", 1, "inner", "table expected, got "
       .. typename(inner))
   end
   if opts ~= nil and type(opts) ~= "table" then
     argerror("recorder", 2, "opts", "table expected, got " .. typename(opts))
+  end
+  if kind and not KINDS[kind] then
+    argerror("recorder", 2, "opts.kind", "'datagram' or 'subprocess' "
+      .. "expected, got " .. tostring(kind))
   end
   local rec = setmetatable({ events = {}, inner = inner,
                              merge = opts and opts.merge or false,
@@ -674,6 +685,9 @@ function testing.recorder(inner, opts)
     if inner and inner[name] ~= nil then
       rec[name] = record[name]
     end
+  end
+  for _, name in ipairs(kind and KINDS[kind] or {}) do
+    rec[name] = record[name]
   end
   return rec
 end
