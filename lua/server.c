@@ -193,7 +193,7 @@ static int l_create_server(lua_State *L) {
   lua_settop(L, 6);
   tl_checkcallable(L, 3, FN_SERVER, 1, "protocol_factory");
   if (!lua_isnil(L, 5))
-    port = (int)tl_checkint(L, 5, FN_SERVER, 3, "port", 0, 65535);
+    port = tl_checkport(L, 5, FN_SERVER, 3);
   if (!lua_isnil(L, 6) && !lua_istable(L, 6))
     return tl_typeerror(L, FN_SERVER, 4, "opts", 6, "table or nil");
   if (lua_istable(L, 6)) {

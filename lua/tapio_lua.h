@@ -390,6 +390,10 @@ void *tl_checkself(lua_State *L, int idx, const char *tname,
 /* Checks an integer argument in [min, max]. */
 lua_Integer tl_checkint(lua_State *L, int idx, const char *fn, int n,
                         const char *name, lua_Integer min, lua_Integer max);
+/* A port argument: an integer 0..65535, or a string of one, or a TCP
+ * service's name ("http": /etc/services, as asyncio's getaddrinfo takes
+ * it). */
+int tl_checkport(lua_State *L, int idx, const char *fn, int n);
 double tl_checknumber(lua_State *L, int idx, const char *fn, int n,
                       const char *name);
 void tl_checkcallable(lua_State *L, int idx, const char *fn, int n,

@@ -171,7 +171,7 @@ static int l_create_connection(lua_State *L) {
   tl_checkcallable(L, 3, FN_CONNECT, 1, "protocol_factory");
   host = optstring(L, 4, FN_CONNECT, 2, "host");
   if (!lua_isnil(L, 5))
-    port = (int)tl_checkint(L, 5, FN_CONNECT, 3, "port", 0, 65535);
+    port = tl_checkport(L, 5, FN_CONNECT, 3);
   if (!lua_isnil(L, 6) && !lua_istable(L, 6))
     return tl_typeerror(L, FN_CONNECT, 4, "opts", 6, "table or nil");
   if (!has_sock(L, 6) && (!host || lua_isnil(L, 5)))

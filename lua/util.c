@@ -8,6 +8,9 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -92,6 +95,29 @@ lua_Integer tl_checkint(lua_State *L, int idx, const char *fn, int n,
     tl_argerror(L, fn, n, name, msg);
   }
   return v;
+}
+
+int tl_checkport(lua_State *L, int idx, const char *fn, int n) {
+  const char *s;
+  struct servent se, *found = NULL;
+  char buf[1024];
+  if (lua_type(L, idx) == LUA_TNUMBER)
+    return (int)tl_checkint(L, idx, fn, n, "port", 0, 65535);
+  if (lua_type(L, idx) != LUA_TSTRING)
+    return tl_typeerror(L, fn, n, "port", idx, "integer or string");
+  s = lua_tostring(L, idx);
+  if (*s && strspn(s, "0123456789") == strlen(s)) {
+    long v = strlen(s) <= 5 ? strtol(s, NULL, 10) : 65536;
+    if (v > 65535)
+      return tl_argerror(L, fn, n, "port", "out of range 0..65535");
+    return (int)v;
+  }
+  /* a service's name, as getaddrinfo takes it (/etc/services) */
+  getservbyname_r(s, "tcp", &se, buf, sizeof buf, &found);
+  if (!found)
+    return tl_argerror(L, fn, n, "port",
+                       lua_pushfstring(L, "unknown service '%s'", s));
+  return ntohs((uint16_t)found->s_port);
 }
 
 double tl_checknumber(lua_State *L, int idx, const char *fn, int n,

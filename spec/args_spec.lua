@@ -88,6 +88,43 @@ describe("an integer argument", function()
   end)
 end)
 
+describe("a port", function()
+  it("may be a string of digits or a service's name, as asyncio's",
+     function()
+    run(function(loop)
+      local server = tapio.start_server(function(reader, writer)
+        writer:write(reader:readline())
+        writer:close()
+      end, "127.0.0.1", "0")
+      local port = helper.port(server)
+      local reader, writer = tapio.open_connection("127.0.0.1",
+        tostring(port))
+      writer:write("by name\n")
+      assert.equal("by name\n", reader:readline())
+      writer:close()
+      server:close()
+      local http = io.open("/etc/services") and "http" -- netbase's file
+      if http then -- port 80 by its name: nothing listens there
+        local err = helper.fails(loop.create_connection, loop,
+          function() return {} end, "127.0.0.1", http)
+        assert.matches("%('127%.0%.0%.1', 80%)", err.message)
+      end
+      assert.has_error(function()
+        loop:create_connection(function() end, "127.0.0.1", "no-such-svc")
+      end, "tapio: loop:create_connection: bad argument #3 'port' "
+        .. "(unknown service 'no-such-svc')")
+      assert.has_error(function()
+        loop:create_server(function() end, "127.0.0.1", "65536")
+      end, "tapio: loop:create_server: bad argument #3 'port' "
+        .. "(out of range 0..65535)")
+      assert.has_error(function()
+        loop:create_server(function() end, "127.0.0.1", true)
+      end, "tapio: loop:create_server: bad argument #3 'port' "
+        .. "(integer or string expected, got boolean)")
+    end)
+  end)
+end)
+
 describe("tapio.error", function()
   it("takes a code or a name, and an optional message", function()
     local e = tapio.error(tapio.ECONNREFUSED)

@@ -479,7 +479,7 @@ function Loop:default_exception_handler(context) end
 ---connected socket.
 ---@param factory tapio.ProtocolFactory
 ---@param host string|tapio.Options
----@param port? integer
+---@param port? integer|string a number, digits or a service name ("http")
 ---@param opts? tapio.Options
 ---@return tapio.Transport, tapio.Protocol
 function Loop:create_connection(factory, host, port, opts) end
@@ -504,7 +504,7 @@ function Loop:connect_accepted_socket(factory, fd, opts) end
 function Loop:start_tls(transport, protocol, sslcontext, opts, buffered) end
 ---@param factory tapio.ProtocolFactory
 ---@param host? string|string[] nil: every interface
----@param port integer 0: a free one
+---@param port integer|string 0: a free one; digits or a service name too
 ---@param opts? tapio.Options
 ---@return tapio.Server
 function Loop:create_server(factory, host, port, opts) end
