@@ -19,7 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define CHUNK (256 * 1024)       /* a fallback read, and one write */
+#define CHUNK TAPIO__RBUF_SIZE    /* a fallback read, and one write */
 #define TURN_MAX (16u << 20)     /* bytes per wake-up: others run too */
 
 typedef struct op {
@@ -31,7 +31,6 @@ typedef struct op {
   uint64_t offset, count, sent; /* count 0: to the end of the file */
   int native, fallback, was_reading, was_paused;
   ev_io wio;                 /* native: the socket is writable */
-  char *buf;                 /* fallback: a chunk of the file */
   tapio_sendfile_fn cb;
 } op;
 
@@ -57,9 +56,7 @@ static void give_back(op *o) {
 }
 
 static void op_free(op *o) {
-  tapio_loop *loop = o->t->loop;
-  tapio__free(loop, o->buf, o->buf ? CHUNK : 0);
-  tapio__free(loop, o, sizeof *o);
+  tapio__free(o->t->loop, o, sizeof *o);
 }
 
 /* Ends it: the transport given back, the file at offset + sent (as
@@ -85,18 +82,17 @@ static int done_all(const op *o) {
 
 /* ---- Fallback: read, write, wait for resume_writing -------------------- */
 
-static int start_fallback(op *o) {
-  o->native = 0;
-  o->buf = tapio__alloc(o->t->loop, CHUNK);
-  return o->buf ? 0 : TAPIO_ENOMEM;
-}
-
+/* A chunk goes through the loop's read buffer: the write takes (or
+ * copies) it before anything else can read into it. */
 static void pump(op *o) {
   tapio_transport *t = o->t;
+  char *buf = tapio__read_buffer(t->loop);
   size_t turn = 0;
+  if (!buf)
+    return finish(o, TAPIO_ENOMEM);
   while (!(t->flags & TAPIO__T_WPAUSED) && turn < TURN_MAX) {
     ssize_t n = done_all(o) ? 0
-                            : pread(o->fd, o->buf, want(o, CHUNK),
+                            : pread(o->fd, buf, want(o, CHUNK),
                                     (off_t)(o->offset + o->sent));
     int rc;
     if (n < 0 && errno == EINTR)
@@ -104,7 +100,7 @@ static void pump(op *o) {
     if (n <= 0)
       return finish(o, n < 0 ? tapio__from_errno(errno) : 0);
     t->flags &= ~(uint32_t)TAPIO__T_SENDFILE;
-    rc = tapio_transport_write(t, o->buf, (size_t)n);
+    rc = tapio_transport_write(t, buf, (size_t)n);
     t->flags |= TAPIO__T_SENDFILE;
     if (rc < 0)
       return finish(o, rc);
@@ -126,8 +122,10 @@ static void native_failed(op *o, int err) {
   tapio_transport *t = o->t;
   int code = tapio__from_errno(err);
   if (o->sent == 0 && (err == EINVAL || err == ENOSYS)) {
-    code = o->fallback ? start_fallback(o) : TAPIO_ENOTSUP;
-    return code < 0 ? finish(o, code) : pump(o);
+    if (!o->fallback)
+      return finish(o, TAPIO_ENOTSUP);
+    o->native = 0;
+    return pump(o);
   }
   finish(o, code); /* frees o */
   tapio__transport_force_close(t, code, NULL);
@@ -265,7 +263,7 @@ int tapio_transport_sendfile(tapio_transport *t, int fd, uint64_t offset,
                              uint64_t count, int fallback,
                              tapio_sendfile_fn cb, void *cb_ud) {
   op *o;
-  int rc;
+  int rc, native;
   if (!t || !cb || fd < 0 || offset > INT64_MAX || count > INT64_MAX)
     return TAPIO_EINVAL;
   tapio__refuse_none(t->loop);
@@ -274,22 +272,19 @@ int tapio_transport_sendfile(tapio_transport *t, int fd, uint64_t offset,
     return rc;
   if (t->loop->freeing)
     return TAPIO_ECLOSED;
-  o = tapio__calloc(t->loop, sizeof *o);
+  native = tapio__to_stream(t)->io == &tapio__socket_io;
+  if (!native && !fallback) {
+    tapio__refuse(t->loop, "sendfile: the transport has no native "
+                           "sendfile (TLS, a pipe, a memory pair) and "
+                           "fallback is off");
+    return TAPIO_ENOTSUP;
+  }
+  o = tapio__alloc(t->loop, sizeof *o);
   if (!o)
     return TAPIO_ENOMEM;
   *o = (op){.t = t, .fd = fd, .offset = offset, .count = count,
-            .fallback = fallback, .cb = cb, .proto = t->proto,
-            .proto_ud = t->ud};
-  o->native = tapio__to_stream(t)->io == &tapio__socket_io;
-  if (!o->native && (!fallback || start_fallback(o) < 0)) {
-    rc = fallback ? TAPIO_ENOMEM : TAPIO_ENOTSUP;
-    if (!fallback)
-      tapio__refuse(t->loop, "sendfile: the transport has no native "
-                             "sendfile (TLS, a pipe, a memory pair) and "
-                             "fallback is off");
-    op_free(o);
-    return rc;
-  }
+            .native = native, .fallback = fallback, .cb = cb,
+            .proto = t->proto, .proto_ud = t->ud};
   ev_io_init(&o->wio, on_writable, tapio__stream_fd(t), EV_WRITE);
   o->was_reading = tapio_transport_is_reading(t) == 1;
   o->was_paused = (t->flags & TAPIO__T_WPAUSED) != 0;

@@ -4,6 +4,8 @@
  * protocol sees meanwhile; failures, refusals and cancelling. */
 #include "test.h"
 
+#include <sys/sendfile.h>
+
 #define FILE_SIZE (3u * 1024 * 1024 + 17) /* past the kernel's buffers */
 
 typedef struct sf {
@@ -240,6 +242,37 @@ static void loop_freed_midway(void) {
   rec_free(&x.r);
 }
 
+/* A file sendfile(2) cannot send from (procfs's status: EINVAL) goes to
+ * the fallback on a plain socket too; with fallback off, its completion
+ * is TAPIO_ENOTSUP and nothing was sent. */
+static void kernel_refuses_the_file(void) {
+  fixture x;
+  char got[6];
+  int probe[2], fd = open("/proc/self/status", O_RDONLY);
+  off_t off = 0;
+  CHECK(fd >= 0);
+  CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, probe) == 0);
+  if (sendfile(probe[0], fd, &off, 16) >= 0 || errno != EINVAL)
+    SKIP("this kernel's sendfile(2) sends from /proc/self/status");
+  close(probe[0]);
+  close(probe[1]);
+  fixture_open(&x);
+  close(x.fd);
+  x.fd = fd;
+  CHECK_OK(tapio_transport_sendfile(x.r.t, fd, 0, 0, 0, on_sent, &x.s));
+  WAIT_FOR(x.loop, x.s.done);
+  CHECK_ERR(x.s.status, TAPIO_ENOTSUP);
+  CHECK_EQ(x.s.sent, 0);
+  x.s.done = 0;
+  CHECK_OK(tapio_transport_sendfile(x.r.t, fd, 0, 5, 1, on_sent, &x.s));
+  raw_recv_n(x.loop, x.peer, got, 5);
+  CHECK(memcmp(got, "Name:", 5) == 0);
+  WAIT_FOR(x.loop, x.s.done);
+  CHECK_ERR(x.s.status, 0);
+  CHECK_EQ(x.s.sent, 5);
+  fixture_close(&x);
+}
+
 /* What a transport cannot do, refused at once with words. */
 static void refusals(void) {
   tapio_loop *loop = new_loop();
@@ -309,6 +342,7 @@ TEST_MAIN(
   TEST(cancel_gives_back),
   TEST(protocol_held_aside),
   TEST(loop_freed_midway),
+  TEST(kernel_refuses_the_file),
   TEST(refusals),
   TEST(fallback_on_memory_pair)
 )
