@@ -288,29 +288,38 @@ static int l_loop_tostring(lua_State *L) {
   return 1;
 }
 
-/* tapio.core.get_running_loop(): the loop whose run is on the stack. */
-static int l_get_running_loop(lua_State *L) {
+/* Pushes the loop whose run is on the stack, or nil. */
+static void push_running(lua_State *L) {
   tl_rawgetp(L, LUA_REGISTRYINDEX, &running_key);
   if (lua_toboolean(L, -1))
-    return 1;
+    return;
+  lua_pop(L, 1);
   /* a host stepping a loop from C (tapio_loop_run_once): ask the core */
   tl_rawgetp(L, LUA_REGISTRYINDEX, &loops_key);
   lua_pushnil(L);
   while (lua_next(L, -2)) {
     tl_loop *lb = lua_touserdata(L, -1);
-    if (lb && lb->loop && tapio_loop_is_running(lb->loop))
-      return 1;
+    if (lb && lb->loop && tapio_loop_is_running(lb->loop)) {
+      lua_replace(L, -3); /* over the table; the key goes */
+      lua_pop(L, 1);
+      return;
+    }
     lua_pop(L, 1);
   }
+  lua_pop(L, 1);
   lua_pushnil(L);
+}
+
+/* tapio.core.get_running_loop(): the loop whose run is on the stack. */
+static int l_get_running_loop(lua_State *L) {
+  push_running(L);
   return 1;
 }
 
 tl_loop *tl_running(lua_State *L) {
   tl_loop *lb;
-  lua_pushcfunction(L, l_get_running_loop);
-  lua_call(L, 0, 1);
-  lb = lua_isnil(L, -1) ? NULL : tl_toloop(L, -1, "get_running_loop");
+  push_running(L);
+  lb = lua_isnil(L, -1) ? NULL : lua_touserdata(L, -1);
   lua_pop(L, 1);
   return lb && lb->loop ? lb : NULL;
 }
