@@ -1,6 +1,6 @@
--- tapio.Event, Lock, Semaphore, BoundedSemaphore and Queue, on the
--- testing kit's virtual clock: the order tasks get their turn in, and
--- what a cancelled waiter passes on.
+-- tapio.Event, Lock, Semaphore, BoundedSemaphore, Condition and Barrier,
+-- on the testing kit's virtual clock: the order tasks get their turn in,
+-- and what a cancelled waiter passes on (the queues: queue_spec.lua).
 local helper = require "spec.helper"
 local tapio = helper.tapio
 local testing = require "tapio.testing"
@@ -214,89 +214,5 @@ describe("tapio.Semaphore", function()
     assert.matches("sync_spec.lua:%d+: tapio: BoundedSemaphore: bad " ..
       "argument #1", raised(function() tapio.BoundedSemaphore("x") end))
     assert.are.equal(tapio.Semaphore, getmetatable(sem))
-  end))
-end)
-
-describe("tapio.Queue", function()
-  it("gives items first in, first out, nil among them, and waits when " ..
-     "empty", testing.run(function(clock, loop)
-    local q = tapio.Queue()
-    for _, v in ipairs({ "a", false, 3 }) do
-      q:put(v)
-    end
-    q:put(nil)
-    assert.are.equal(4, q:qsize())
-    assert.are.same({ "a", false, 3, nil },
-      { q:get(), q:get(), q:get_nowait(), q:get() })
-    assert.is_true(q:empty())
-    loop:call_later(2, function() q:put_nowait("late") end)
-    assert.are.equal("late", q:get())
-    assert.are.equal(2, clock:time())
-  end, jump))
-
-  it("with maxsize, put waits while it is full; put_nowait and " ..
-     "get_nowait raise named errors", testing.run(function(clock, loop)
-    local q = tapio.Queue(2)
-    q:put(1)
-    q:put(2)
-    assert.is_true(q:full())
-    local full = raised(q.put_nowait, q, 3)
-    assert.are.same({ tapio.EAGAIN, "QueueFull" }, { full.code, full.name })
-    loop:call_later(1, function() assert.are.equal(1, q:get_nowait()) end)
-    q:put(3) -- waits for the get
-    assert.are.equal(1, clock:time())
-    assert.are.same({ 2, 3 }, { q:get(), q:get() })
-    local empty = raised(q.get_nowait, q)
-    assert.are.same({ tapio.EAGAIN, "QueueEmpty" }, { empty.code, empty.name })
-    assert.matches("sync_spec.lua:%d+: tapio: Queue: bad argument #1 " ..
-      "'maxsize'", raised(function() tapio.Queue(1.5) end))
-  end, jump))
-
-  it("join waits for a task_done per item", testing.run(function(clock, loop)
-    local q = tapio.Queue()
-    q:join() -- nothing put: at once
-    loop:create_task(function()
-      for _ = 1, 3 do
-        q:get()
-        tapio.sleep(1)
-        q:task_done()
-      end
-    end)
-    for i = 1, 3 do
-      q:put(i)
-    end
-    q:join()
-    assert.are.equal(3, clock:time())
-    assert.matches("queue:task_done: called more times than items were put",
-      raised(q.task_done, q))
-  end, jump))
-
-  it("loses no item to a get that timed out or was cancelled after it " ..
-     "was woken", testing.run(function(_, loop)
-    local q = tapio.Queue()
-    local err = raised(tapio.wait_for, function() return q:get() end, 1)
-    assert.are.equal(tapio.ETIMEDOUT, err.code)
-    local g1 = loop:create_task(q.get, q)
-    local g2 = loop:create_task(q.get, q)
-    settle()
-    q:put_nowait("x") -- wakes g1
-    g1:cancel()       -- before it runs
-    raised(g1.await, g1)
-    assert.are.equal("x", g2:await())
-    assert.is_true(q:empty())
-  end, jump))
-
-  it("wakes the next putter when a woken one is cancelled",
-     testing.run(function(_, loop)
-    local q = tapio.Queue(1)
-    q:put("first")
-    local p1 = loop:create_task(q.put, q, "p1")
-    local p2 = loop:create_task(q.put, q, "p2")
-    settle()
-    assert.are.equal("first", q:get_nowait()) -- wakes p1
-    p1:cancel()
-    raised(p1.await, p1)
-    p2:await()
-    assert.are.equal("p2", q:get_nowait())
   end))
 end)
