@@ -355,4 +355,243 @@ function Semaphore:with(fn, ...)
 end
 
 
+-- ---- Condition -----------------------------------------------------------
+
+local Condition, check_cond = U.class("tapio.Condition")
+
+--- tapio.Condition([lock]): tasks holding lock (a tapio.Lock, default a
+-- new one) wait until another notifies them.
+api.Condition = setmetatable(Condition, { __call = function(_, lock)
+  if lock == nil then
+    lock = Lock()
+  elseif getmetatable(lock) ~= Lock then
+    argerror("Condition", 1, "lock", "tapio.Lock expected, got " ..
+      U.typename(lock), 3)
+  end
+  return setmetatable({ _lock = lock, _waiters = new_waiters() }, Condition)
+end })
+
+function Condition:locked()
+  check_cond(self, "condition:locked")
+  return self._lock._locked
+end
+
+--- condition:acquire(): true once the lock is the task's.
+function Condition:acquire()
+  check_cond(self, "condition:acquire")
+  return async(self._lock, "condition:acquire", lock_acquire)
+end
+
+function Condition:release()
+  check_cond(self, "condition:release")
+  unlock(self._lock, "condition:release")
+end
+
+--- condition:with(fn, ...): fn(...)'s results, run holding the lock.
+function Condition:with(fn, ...)
+  check_cond(self, "condition:with")
+  check_with(fn, "condition:with")
+  return holding(self, fn, ...)
+end
+
+-- Takes lock again for a condition's wait whatever happens: asyncio's
+-- wait holds the lock when it returns and when it raises, also when it
+-- is cancelled (again) meanwhile. Returns the last cancellation that had
+-- to wait, or nil.
+local function reacquire(lock)
+  local cancelled
+  while true do
+    local ok, err = pcall(lock_acquire, lock)
+    if ok then
+      return cancelled
+    elseif not is_cancelled(err) then
+      error(err, 0)
+    end
+    cancelled = err
+  end
+end
+
+local function cond_wait(self)
+  unlock(self._lock, "condition:wait")
+  local ok, err, fut = wait_in(self._waiters)
+  local cancelled = reacquire(self._lock)
+  if ok and cancelled then
+    ok, err = false, cancelled
+  end
+  if not ok then
+    if fut:done() and not fut:cancelled() then
+      wake(self._waiters, 1) -- it was notified: another takes the notify
+    end
+    error(err, 0)
+  end
+  return true
+end
+
+local function cond_wait_for(self, predicate)
+  local result = predicate()
+  while not result do
+    cond_wait(self)
+    result = predicate()
+  end
+  return result
+end
+
+-- Raises at the method's caller when the task does not hold the lock.
+local function check_held(self, fn)
+  if not self._lock._locked then
+    error(("tapio: %s: the lock is not acquired"):format(fn), 3)
+  end
+end
+
+--- condition:wait(): releases the lock, waits for a notify, takes the
+-- lock again (also when cancelled) and returns true.
+function Condition:wait()
+  check_cond(self, "condition:wait")
+  check_held(self, "condition:wait")
+  return async(self, "condition:wait", cond_wait)
+end
+
+--- condition:wait_for(predicate): waits until predicate() is true;
+-- returns that value.
+function Condition:wait_for(predicate)
+  check_cond(self, "condition:wait_for")
+  U.check_callable(predicate, "condition:wait_for", 1, "predicate")
+  check_held(self, "condition:wait_for")
+  return async(self, "condition:wait_for", cond_wait_for, predicate)
+end
+
+--- condition:notify([n]): wakes n tasks waiting (default 1), the first.
+function Condition:notify(n)
+  check_cond(self, "condition:notify")
+  n = check_count(n, "condition:notify", "n", 1)
+  check_held(self, "condition:notify")
+  wake(self._waiters, n)
+end
+
+function Condition:notify_all()
+  check_cond(self, "condition:notify_all")
+  check_held(self, "condition:notify_all")
+  wake(self._waiters, math.huge)
+end
+
+-- ---- Barrier -------------------------------------------------------------
+
+-- A barrier fills until parties tasks wait, then drains: they all go on,
+-- and a task arriving meanwhile waits for the next round. Reset drains it
+-- too (the tasks in it raise), abort breaks it until a reset. Every
+-- change of state wakes every waiter, to look again.
+local Barrier, check_barrier = U.class("tapio.Barrier")
+
+--- tapio.Barrier(parties): parties tasks wait() for each other.
+api.Barrier = setmetatable(Barrier, { __call = function(_, parties)
+  parties = check_count(parties, "Barrier", "parties", nil, 1)
+  return setmetatable({ parties = parties, _state = "filling", _count = 0,
+                        _free = {}, _waiters = new_waiters() }, Barrier)
+end })
+
+local function broken_error(message)
+  return named_error(EPIPE, "BrokenBarrierError", "barrier:wait: " ..
+    message)
+end
+
+local function changed(self)
+  wake(self._waiters, math.huge)
+end
+
+-- Waits until not busy(self); raises a cancellation.
+local function barrier_until(self, busy)
+  while busy(self) do
+    local ok, err = wait_in(self._waiters)
+    if not ok then
+      error(err, 0)
+    end
+  end
+end
+
+local function draining(self)
+  return self._state == "draining" or self._state == "resetting"
+end
+
+local function filling(self)
+  return self._state == "filling"
+end
+
+-- Waits for the round to fill (the last one in fills it). Returns true,
+-- or false and the error to raise.
+local function wait_round(self)
+  if self._count == self.parties then
+    self._state = "draining"
+    changed(self)
+    return true
+  end
+  local ok, err = pcall(barrier_until, self, filling)
+  if ok and self._state == "resetting" then
+    return false, broken_error("the barrier was reset")
+  elseif ok and self._state == "broken" then
+    return false, broken_error("the barrier was aborted")
+  end
+  return ok, err
+end
+
+local function barrier_wait(self)
+  barrier_until(self, draining) -- the last round's tasks leave first
+  if self._state == "broken" then
+    error(broken_error("the barrier is broken"), 0)
+  end
+  -- a task that left the round filling (cancelled) left its index free
+  local index = table.remove(self._free) or self._count
+  self._count = self._count + 1
+  local ok, err = wait_round(self)
+  self._count = self._count - 1
+  if not ok and filling(self) then
+    self._free[#self._free + 1] = index
+  end
+  if self._count == 0 then -- the last one out: the next round fills
+    if draining(self) then
+      self._state = "filling"
+    end
+    self._free = {}
+    changed(self)
+  end
+  if not ok then
+    error(err, 0)
+  end
+  return index
+end
+
+--- barrier:wait(): this task's index in its round, 0 to parties - 1 in
+-- the order they came (one that left the round, cancelled, leaves its
+-- index to the next to come), once parties tasks wait; raises
+-- BrokenBarrierError when broken, reset or aborted.
+function Barrier:wait()
+  check_barrier(self, "barrier:wait")
+  return async(self, "barrier:wait", barrier_wait)
+end
+
+--- barrier:reset(): the tasks waiting raise BrokenBarrierError; once
+-- they are out, it fills again (and is no longer broken).
+function Barrier:reset()
+  check_barrier(self, "barrier:reset")
+  self._state = self._count > 0 and "resetting" or "filling"
+  changed(self)
+end
+
+--- barrier:abort(): breaks it: every wait raises until a reset.
+function Barrier:abort()
+  check_barrier(self, "barrier:abort")
+  self._state = "broken"
+  changed(self)
+end
+
+--- barrier:n_waiting(): how many wait for the round to fill.
+function Barrier:n_waiting()
+  check_barrier(self, "barrier:n_waiting")
+  return self._state == "filling" and self._count or 0
+end
+
+function Barrier:broken()
+  check_barrier(self, "barrier:broken")
+  return self._state == "broken"
+end
+
 return M
