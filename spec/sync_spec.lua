@@ -7,11 +7,7 @@ local testing = require "tapio.testing"
 
 local jump = { autojump = true }
 
-local function raised(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  return err
-end
+local raised = helper.fails
 
 -- Runs the tasks made so far until nothing is left to run now.
 local function settle()
@@ -434,6 +430,16 @@ describe("tapio.Barrier", function()
     end)
   end
 
+  -- A party per name, waiting once this returns; their tasks.
+  local function parties(loop, b, log, ...)
+    local tasks = {}
+    for i, name in ipairs({ ... }) do
+      tasks[i] = party(loop, b, log, name)
+    end
+    settle()
+    return (table.unpack or unpack)(tasks)
+  end
+
   it("lets parties tasks on together, each with its index in the order " ..
      "they came", testing.run(function(clock, loop)
     local b, log = tapio.Barrier(3), {}
@@ -477,9 +483,7 @@ describe("tapio.Barrier", function()
   it("reset: the tasks in it raise BrokenBarrierError, those who come " ..
      "meanwhile wait, then it fills again", testing.run(function(_, loop)
     local b, log = tapio.Barrier(3), {}
-    local t1 = party(loop, b, log, "t1")
-    local t2 = party(loop, b, log, "t2")
-    settle()
+    local t1, t2 = parties(loop, b, log, "t1", "t2")
     b:reset()
     local t3 = party(loop, b, log, "t3") -- while t1 and t2 leave
     tapio.gather({ t1, t2 })
@@ -529,9 +533,7 @@ describe("tapio.Barrier", function()
      "asyncio does; the next to come takes its index",
      testing.run(function(_, loop)
     local b, log = tapio.Barrier(3), {}
-    local t1 = party(loop, b, log, "t1")
-    local t2 = party(loop, b, log, "t2")
-    settle()
+    local t1, t2 = parties(loop, b, log, "t1", "t2")
     t1:cancel()
     settle()
     assert.are.same({ 1, false }, { b:n_waiting(), b:broken() })
@@ -547,9 +549,7 @@ describe("tapio.Barrier", function()
      "cancellation; the others go on and the next round fills",
      testing.run(function(_, loop)
     local b, log = tapio.Barrier(3), {}
-    local t1 = party(loop, b, log, "t1")
-    local t2 = party(loop, b, log, "t2")
-    settle()
+    local t1, t2 = parties(loop, b, log, "t1", "t2")
     assert.are.equal(2, b:wait()) -- lets them on
     t1:cancel()                   -- before it ran
     local late = party(loop, b, log, "late") -- waits for the drain
@@ -558,9 +558,7 @@ describe("tapio.Barrier", function()
     tapio.gather({ t1, t2, late })
     assert.are.same({ "t1: cancelled", "t2: 1", "late: cancelled" }, log)
     assert.are.same({ 0, false }, { b:n_waiting(), b:broken() })
-    local t3 = party(loop, b, log, "t3")
-    local t4 = party(loop, b, log, "t4")
-    settle()
+    local t3, t4 = parties(loop, b, log, "t3", "t4")
     assert.are.equal(2, b:wait())
     tapio.gather({ t3, t4 })
     assert.are.same({ "t3: 0", "t4: 1" }, { log[4], log[5] })
