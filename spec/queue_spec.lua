@@ -226,8 +226,11 @@ describe("tapio.PriorityQueue", function()
       "attempt to compare", err)
     assert.matches("queue:put_nowait: the items do not compare",
       raised(q.put_nowait, q, {}))
-    assert.are.same({ 2, 2 }, { q:qsize(), q._unfinished })
+    assert.are.equal(2, q:qsize())
     assert.are.same({ 1, 3 }, drain(q))
+    q:task_done()
+    q:task_done()
+    q:join() -- the refused items were not counted
     local strict = false
     local touchy = tapio.PriorityQueue(0, { less = function(x, y)
       if strict and (x == "bad" or y == "bad") then
