@@ -69,6 +69,7 @@ build = {
     ["tapio.subprocess"] = "lua/tapio/subprocess.lua",
     ["tapio.wait"] = "lua/tapio/wait.lua",
     ["tapio.sync"] = "lua/tapio/sync.lua",
+    ["tapio.queue"] = "lua/tapio/queue.lua",
     ["tapio.testing"] = "lua/tapio/testing.lua",
     ["tapio.fake"] = "lua/tapio/fake.lua",
     -- the Lua language server's definitions; never required at run time

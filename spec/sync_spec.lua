@@ -1,17 +1,13 @@
--- tapio.Event, Lock, Semaphore, BoundedSemaphore and Queue, on the
--- testing kit's virtual clock: the order tasks get their turn in, and
--- what a cancelled waiter passes on.
+-- tapio.Event, Lock, Semaphore, BoundedSemaphore, Condition and Barrier,
+-- on the testing kit's virtual clock: the order tasks get their turn in,
+-- and what a cancelled waiter passes on (the queues: queue_spec.lua).
 local helper = require "spec.helper"
 local tapio = helper.tapio
 local testing = require "tapio.testing"
 
 local jump = { autojump = true }
 
-local function raised(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  return err
-end
+local raised = helper.fails
 
 -- Runs the tasks made so far until nothing is left to run now.
 local function settle()
@@ -217,86 +213,373 @@ describe("tapio.Semaphore", function()
   end))
 end)
 
-describe("tapio.Queue", function()
-  it("gives items first in, first out, nil among them, and waits when " ..
-     "empty", testing.run(function(clock, loop)
-    local q = tapio.Queue()
-    for _, v in ipairs({ "a", false, 3 }) do
-      q:put(v)
-    end
-    q:put(nil)
-    assert.are.equal(4, q:qsize())
-    assert.are.same({ "a", false, 3, nil },
-      { q:get(), q:get(), q:get_nowait(), q:get() })
-    assert.is_true(q:empty())
-    loop:call_later(2, function() q:put_nowait("late") end)
-    assert.are.equal("late", q:get())
-    assert.are.equal(2, clock:time())
-  end, jump))
-
-  it("with maxsize, put waits while it is full; put_nowait and " ..
-     "get_nowait raise named errors", testing.run(function(clock, loop)
-    local q = tapio.Queue(2)
-    q:put(1)
-    q:put(2)
-    assert.is_true(q:full())
-    local full = raised(q.put_nowait, q, 3)
-    assert.are.same({ tapio.EAGAIN, "QueueFull" }, { full.code, full.name })
-    loop:call_later(1, function() assert.are.equal(1, q:get_nowait()) end)
-    q:put(3) -- waits for the get
-    assert.are.equal(1, clock:time())
-    assert.are.same({ 2, 3 }, { q:get(), q:get() })
-    local empty = raised(q.get_nowait, q)
-    assert.are.same({ tapio.EAGAIN, "QueueEmpty" }, { empty.code, empty.name })
-    assert.matches("sync_spec.lua:%d+: tapio: Queue: bad argument #1 " ..
-      "'maxsize'", raised(function() tapio.Queue(1.5) end))
-  end, jump))
-
-  it("join waits for a task_done per item", testing.run(function(clock, loop)
-    local q = tapio.Queue()
-    q:join() -- nothing put: at once
-    loop:create_task(function()
-      for _ = 1, 3 do
-        q:get()
-        tapio.sleep(1)
-        q:task_done()
-      end
+describe("tapio.Condition", function()
+  -- A task that waits on cond holding its lock, and logs when it is back.
+  local function waiter(loop, cond, log, name)
+    return loop:create_task(function()
+      cond:with(function()
+        assert.is_true(cond:wait())
+        assert.is_true(cond:locked())
+        log[#log + 1] = name
+      end)
     end)
-    for i = 1, 3 do
-      q:put(i)
+  end
+
+  it("wait frees the lock; notify wakes the first n, in the order they " ..
+     "waited", testing.run(function(_, loop)
+    local cond, log = tapio.Condition(), {}
+    local tasks = {}
+    for i = 1, 4 do
+      tasks[i] = waiter(loop, cond, log, "woke " .. i)
     end
-    q:join()
-    assert.are.equal(3, clock:time())
-    assert.matches("queue:task_done: called more times than items were put",
-      raised(q.task_done, q))
-  end, jump))
-
-  it("loses no item to a get that timed out or was cancelled after it " ..
-     "was woken", testing.run(function(_, loop)
-    local q = tapio.Queue()
-    local err = raised(tapio.wait_for, function() return q:get() end, 1)
-    assert.are.equal(tapio.ETIMEDOUT, err.code)
-    local g1 = loop:create_task(q.get, q)
-    local g2 = loop:create_task(q.get, q)
     settle()
-    q:put_nowait("x") -- wakes g1
-    g1:cancel()       -- before it runs
-    raised(g1.await, g1)
-    assert.are.equal("x", g2:await())
-    assert.is_true(q:empty())
-  end, jump))
+    assert.is_false(cond:locked()) -- all four wait, the lock free
+    cond:with(function()
+      cond:notify(0)
+      cond:notify(2)
+    end)
+    settle()
+    assert.are.same({ "woke 1", "woke 2" }, log)
+    cond:with(function() cond:notify() end) -- n = 1
+    settle()
+    assert.are.same({ "woke 1", "woke 2", "woke 3" }, log)
+    cond:with(function() cond:notify_all() end)
+    tasks[4]:await()
+    assert.are.same({ "woke 1", "woke 2", "woke 3", "woke 4" }, log)
+    cond:with(function() cond:notify_all() end) -- nobody waits: nothing
+    assert.is_false(cond:locked())
+  end))
 
-  it("wakes the next putter when a woken one is cancelled",
+  it("returns from wait only once it holds the lock again",
      testing.run(function(_, loop)
-    local q = tapio.Queue(1)
-    q:put("first")
-    local p1 = loop:create_task(q.put, q, "p1")
-    local p2 = loop:create_task(q.put, q, "p2")
+    local cond, log = tapio.Condition(), {}
+    local t = waiter(loop, cond, log, "back")
     settle()
-    assert.are.equal("first", q:get_nowait()) -- wakes p1
-    p1:cancel()
-    raised(p1.await, p1)
-    p2:await()
-    assert.are.equal("p2", q:get_nowait())
+    cond:acquire()
+    cond:notify()
+    settle()
+    assert.are.same({}, log) -- notified, but the lock is this task's
+    cond:release()
+    t:await()
+    assert.are.same({ "back" }, log)
+  end))
+
+  it("takes the lock back before it raises when cancelled in wait",
+     testing.run(function(_, loop)
+    local cond = tapio.Condition()
+    local seen
+    local t = loop:create_task(function()
+      cond:acquire()
+      local ok, err = pcall(cond.wait, cond)
+      seen = { ok, tapio.is_cancelled(err), cond:locked() }
+      cond:release() -- raises unless it is held
+      return "released"
+    end)
+    settle()
+    cond:acquire() -- the lock is this task's when t is cancelled
+    t:cancel()
+    settle()
+    assert.is_nil(seen) -- t waits for the lock before it raises
+    cond:release()
+    assert.are.equal("released", t:await())
+    assert.are.same({ false, true, true }, seen)
+    assert.is_false(cond:locked())
+  end))
+
+  it("takes the lock back also when cancelled again while it waits for " ..
+     "it, and passes its notify on", testing.run(function(_, loop)
+    local cond, log = tapio.Condition(), {}
+    local a = loop:create_task(function()
+      cond:acquire()
+      local ok, err = pcall(cond.wait, cond)
+      log[#log + 1] = ("a: %s %s %s"):format(ok, tapio.is_cancelled(err),
+        cond:locked())
+      cond:release()
+    end)
+    local b = waiter(loop, cond, log, "b")
+    settle()
+    cond:acquire()
+    cond:notify() -- a
+    settle()      -- a waits for the lock now
+    a:cancel()
+    settle()
+    a:cancel()    -- and again
+    settle()
+    assert.are.same({}, log)
+    cond:release()
+    a:await()
+    b:await() -- woken by the notify a could not use
+    assert.are.same({ "a: false true true", "b" }, log)
+  end))
+
+  it("passes the notify of a waiter cancelled before it ran on to the " ..
+     "next (cpython gh-112202)", testing.run(function(_, loop)
+    local cond, log = tapio.Condition(), {}
+    local a = waiter(loop, cond, log, "a")
+    local b = waiter(loop, cond, log, "b")
+    settle()
+    cond:with(function()
+      cond:notify() -- a
+      a:cancel()    -- before it runs
+    end)
+    assert.is_true(tapio.is_cancelled(raised(a.await, a)))
+    b:await()
+    assert.are.same({ "b" }, log)
+    assert.is_false(cond:locked())
+  end))
+
+  it("wakes nobody for a waiter cancelled before any notify",
+     testing.run(function(_, loop)
+    local cond, log = tapio.Condition(), {}
+    local a = waiter(loop, cond, log, "a")
+    local b = waiter(loop, cond, log, "b")
+    settle()
+    a:cancel()
+    raised(a.await, a)
+    settle()
+    assert.is_false(b:done()) -- no spurious wake-up
+    cond:with(function() cond:notify() end)
+    b:await()
+    assert.are.same({ "b" }, log)
+  end))
+
+  it("wait_for waits until the predicate holds and returns its value",
+     testing.run(function(_, loop)
+    local cond, value, calls = tapio.Condition(), nil, 0
+    local function ready()
+      calls = calls + 1
+      return value
+    end
+    local t = loop:create_task(function()
+      return cond:with(cond.wait_for, cond, ready)
+    end)
+    settle()
+    cond:with(function() cond:notify() end) -- still nil: waits again
+    settle()
+    assert.is_false(t:done())
+    value = "ready"
+    cond:with(function() cond:notify() end)
+    assert.are.equal("ready", t:await())
+    assert.are.equal(3, calls)
+    value = 7 -- true at once: no wait
+    assert.are.equal(7, cond:with(cond.wait_for, cond, ready))
+  end))
+
+  it("shares the lock it is given; outside a task wait is a future",
+     testing.run(function(_, loop)
+    local lock = tapio.Lock()
+    local cond = tapio.Condition(lock)
+    lock:acquire()
+    assert.is_true(cond:locked())
+    cond:release()
+    assert.is_false(lock:locked())
+    assert.is_true(cond:acquire())
+    local fut
+    loop:call_soon(function() fut = cond:wait() end)
+    settle()
+    assert.is_true(tapio.is_future(fut))
+    assert.is_false(lock:locked()) -- its task freed the lock to wait
+    cond:with(function() cond:notify() end)
+    assert.is_true(fut:await())
+    assert.is_true(lock:locked()) -- and took it back for the caller
+    cond:release()
+  end))
+
+  it("raises, naming the method, when the lock is not held; bad " ..
+     "arguments raise", testing.run(function()
+    local cond = tapio.Condition()
+    for _, call in ipairs({
+      { "wait", function() cond:wait() end },
+      { "wait_for", function() cond:wait_for(print) end },
+      { "notify", function() cond:notify() end },
+      { "notify_all", function() cond:notify_all() end },
+      { "release", function() cond:release() end },
+    }) do
+      assert.matches("sync_spec.lua:%d+: tapio: condition:" .. call[1] ..
+        ": the lock is not acquired", raised(call[2]))
+    end
+    assert.matches("sync_spec.lua:%d+: tapio: Condition: bad argument #1 " ..
+      "'lock' %(tapio.Lock expected, got tapio.Semaphore%)",
+      raised(function() tapio.Condition(tapio.Semaphore()) end))
+    cond:acquire()
+    assert.matches("sync_spec.lua:%d+: tapio: condition:notify: bad " ..
+      "argument #1 'n' %(an integer >= 0 expected, got %-1%)",
+      raised(function() cond:notify(-1) end))
+    assert.matches("sync_spec.lua:%d+: tapio: condition:wait_for: bad " ..
+      "argument #1 'predicate' %(function expected, got boolean%)",
+      raised(function() cond:wait_for(true) end))
+    assert.matches("sync_spec.lua:%d+: tapio: condition:with: bad " ..
+      "argument #1 'fn'", raised(function() cond:with(5) end))
+    assert.matches("bad self %(tapio.Condition expected",
+      raised(cond.notify, tapio.Lock()))
+    cond:release()
+    assert.are.equal("inside", raised(cond.with, cond, function()
+      error("inside", 0)
+    end))
+    assert.is_false(cond:locked())
+  end))
+end)
+
+describe("tapio.Barrier", function()
+  -- A task that waits on b and logs its index, or the error's name.
+  local function party(loop, b, log, name)
+    return loop:create_task(function()
+      local ok, r = pcall(b.wait, b)
+      log[#log + 1] = ("%s: %s"):format(name, ok and r or
+        (tapio.is_cancelled(r) and "cancelled" or r.name))
+    end)
+  end
+
+  -- A party per name, waiting once this returns; their tasks.
+  local function parties(loop, b, log, ...)
+    local tasks = {}
+    for i, name in ipairs({ ... }) do
+      tasks[i] = party(loop, b, log, name)
+    end
+    settle()
+    return (table.unpack or unpack)(tasks)
+  end
+
+  it("lets parties tasks on together, each with its index in the order " ..
+     "they came", testing.run(function(clock, loop)
+    local b, log = tapio.Barrier(3), {}
+    local tasks = {}
+    for i = 1, 3 do
+      tasks[i] = loop:create_task(function()
+        tapio.sleep(i)
+        local index = b:wait()
+        log[#log + 1] = ("%d: %d at %g"):format(i, index, clock:time())
+      end)
+    end
+    tapio.sleep(2.5)
+    assert.are.same({ 2, false }, { b:n_waiting(), b:broken() })
+    tapio.gather(tasks)
+    -- the last one in goes on at once, then the others in turn
+    assert.are.same({ "3: 2 at 3", "1: 0 at 3", "2: 1 at 3" }, log)
+    assert.are.same({ 3, 0, false }, { b.parties, b:n_waiting(), b:broken() })
+    assert.are.equal(0, tapio.Barrier(1):wait())
+  end, jump))
+
+  it("keeps a task that comes while it drains for the next round",
+     testing.run(function(_, loop)
+    local b, log = tapio.Barrier(2), {}
+    local a = party(loop, b, log, "a")
+    settle()
+    local x = loop:create_task(function()
+      local first = b:wait() -- fills the round
+      log[#log + 1] = "x: " .. first
+      assert.are.equal(0, b:n_waiting()) -- draining: a has not gone on
+      local again = b:wait() -- so this waits for a
+      log[#log + 1] = "x again: " .. again
+    end)
+    settle()
+    assert.are.same({ "x: 1", "a: 0" }, log)
+    assert.are.equal(1, b:n_waiting()) -- x, in the next round
+    local y = party(loop, b, log, "y")
+    tapio.gather({ a, x, y })
+    assert.are.same({ "x: 1", "a: 0", "y: 1", "x again: 0" }, log)
+  end))
+
+  it("reset: the tasks in it raise BrokenBarrierError, those who come " ..
+     "meanwhile wait, then it fills again", testing.run(function(_, loop)
+    local b, log = tapio.Barrier(3), {}
+    local t1, t2 = parties(loop, b, log, "t1", "t2")
+    b:reset()
+    local t3 = party(loop, b, log, "t3") -- while t1 and t2 leave
+    tapio.gather({ t1, t2 })
+    assert.are.same({ "t1: BrokenBarrierError", "t2: BrokenBarrierError" },
+      log)
+    assert.are.same({ 1, false }, { b:n_waiting(), b:broken() })
+    local t4 = party(loop, b, log, "t4")
+    settle()
+    assert.are.equal(2, b:wait())
+    tapio.gather({ t3, t4 })
+    assert.are.same({ "t3: 0", "t4: 1" }, { log[3], log[4] })
+    b:reset() -- nobody in it: nothing to do
+    assert.are.equal(0, b:n_waiting())
+  end))
+
+  it("abort breaks it: waits raise BrokenBarrierError until a reset",
+     testing.run(function(_, loop)
+    local b = tapio.Barrier(2)
+    local t = loop:create_task(b.wait, b)
+    settle()
+    b:abort()
+    local err = raised(t.await, t)
+    assert.are.same({ "BrokenBarrierError", tapio.EPIPE },
+      { err.name, err.code })
+    assert.matches("barrier:wait: the barrier was aborted", err.message)
+    assert.is_true(b:broken())
+    assert.are.equal(0, b:n_waiting())
+    err = raised(b.wait, b) -- at once
+    assert.matches("barrier:wait: the barrier is broken", err.message)
+    b:reset()
+    assert.is_false(b:broken())
+    local u = loop:create_task(b.wait, b)
+    settle()
+    assert.are.equal(1, b:wait())
+    assert.are.equal(0, u:await())
+    err = raised(function()
+      local r = tapio.Barrier(2)
+      local v = loop:create_task(r.wait, r)
+      settle()
+      r:reset()
+      v:await()
+    end)
+    assert.matches("barrier:wait: the barrier was reset", err.message)
+  end))
+
+  it("lets a cancelled task out of the round it fills, unbroken, as " ..
+     "asyncio does; the next to come takes its index",
+     testing.run(function(_, loop)
+    local b, log = tapio.Barrier(3), {}
+    local t1, t2 = parties(loop, b, log, "t1", "t2")
+    t1:cancel()
+    settle()
+    assert.are.same({ 1, false }, { b:n_waiting(), b:broken() })
+    local t3 = party(loop, b, log, "t3")
+    settle()
+    assert.are.equal(2, b:n_waiting())
+    assert.are.equal(2, b:wait())
+    tapio.gather({ t2, t3 })
+    assert.are.same({ "t1: cancelled", "t2: 1", "t3: 0" }, log)
+  end))
+
+  it("a task let on but cancelled before it ran raises the " ..
+     "cancellation; the others go on and the next round fills",
+     testing.run(function(_, loop)
+    local b, log = tapio.Barrier(3), {}
+    local t1, t2 = parties(loop, b, log, "t1", "t2")
+    assert.are.equal(2, b:wait()) -- lets them on
+    t1:cancel()                   -- before it ran
+    local late = party(loop, b, log, "late") -- waits for the drain
+    settle()
+    late:cancel()                 -- while it waits for the drain
+    tapio.gather({ t1, t2, late })
+    assert.are.same({ "t1: cancelled", "t2: 1", "late: cancelled" }, log)
+    assert.are.same({ 0, false }, { b:n_waiting(), b:broken() })
+    local t3, t4 = parties(loop, b, log, "t3", "t4")
+    assert.are.equal(2, b:wait())
+    tapio.gather({ t3, t4 })
+    assert.are.same({ "t3: 0", "t4: 1" }, { log[4], log[5] })
+  end))
+
+  it("refuses parties < 1; wait outside a task is a future",
+     testing.run(function(_, loop)
+    for _, v in ipairs({ 0, -1, 1.5, "2" }) do
+      assert.matches("sync_spec.lua:%d+: tapio: Barrier: bad argument " ..
+        "#1 'parties' %(an integer >= 1 expected, got " ..
+        tostring(v):gsub("%p", "%%%0"),
+        raised(function() tapio.Barrier(v) end))
+    end
+    assert.matches("got nil", raised(function() tapio.Barrier() end))
+    assert.matches("bad self %(tapio.Barrier expected",
+      raised(tapio.Barrier.wait, {}))
+    local b, fut = tapio.Barrier(2), nil
+    loop:call_soon(function() fut = b:wait() end)
+    settle()
+    assert.is_true(tapio.is_future(fut))
+    assert.are.equal(1, b:wait())
+    assert.are.equal(0, fut:await())
   end))
 end)

@@ -150,6 +150,8 @@
 ---@field Event tapio.Event the event class (callable: tapio.Event())
 ---@field Lock tapio.Lock the lock class (callable: tapio.Lock())
 ---@field Semaphore tapio.Semaphore the semaphore class (callable: tapio.Semaphore(value))
+---@field Condition tapio.Condition the condition class (callable: tapio.Condition(lock))
+---@field Barrier tapio.Barrier the barrier class (callable: tapio.Barrier(parties))
 ---@field Queue tapio.Queue the queue class (callable: tapio.Queue(maxsize))
 ---@field AF_INET integer
 ---@field AF_INET6 integer
@@ -1112,6 +1114,72 @@ function Semaphore:release() end
 ---@return any ...
 function Semaphore:with(fn, ...) end
 
+---asyncio.Condition: tasks holding its lock wait until another notifies.
+---@class tapio.Condition
+local Condition = {}
+---@return boolean
+function Condition:locked() end
+---true once the lock is the task's (the async rule).
+---@return true
+function Condition:acquire() end
+---Frees the lock (unheld: raises).
+function Condition:release() end
+---fn(...)'s results, run holding the lock (in a task).
+---@param fn async fun(...): ...
+---@param ... any
+---@return any ...
+function Condition:with(fn, ...) end
+---Holding the lock: frees it, waits for a notify, takes it back (also
+---when cancelled, before raising); true (the async rule).
+---@return true
+function Condition:wait() end
+---Holding the lock: waits until predicate() is true; returns its value
+---(the async rule).
+---@param predicate fun(): any
+---@return any
+function Condition:wait_for(predicate) end
+---Holding the lock: wakes the first n tasks waiting.
+---@param n? integer default 1
+function Condition:notify(n) end
+---Holding the lock: wakes every task waiting.
+function Condition:notify_all() end
+
+---asyncio.Barrier: parties tasks wait for each other, round by round.
+---@class tapio.Barrier
+---@field parties integer
+local Barrier = {}
+---This task's index in its round, 0 to parties - 1 in the order they
+---came; raises BrokenBarrierError (code EPIPE) when broken, reset or
+---aborted (the async rule).
+---@return integer
+function Barrier:wait() end
+---The tasks waiting raise BrokenBarrierError; then it fills again.
+function Barrier:reset() end
+---Breaks it: every wait raises BrokenBarrierError until a reset.
+function Barrier:abort() end
+---How many wait for the round to fill.
+---@return integer
+function Barrier:n_waiting() end
+---@return boolean
+function Barrier:broken() end
+
+---A Queue giving the last item put first.
+---@param maxsize? integer default 0 (unbounded)
+---@return tapio.Queue
+function tapio.LifoQueue(maxsize) end
+
+---PriorityQueue's options.
+---@class tapio.PriorityQueueOptions
+---@field less? fun(a: any, b: any): boolean whether a comes out before b
+
+---A Queue giving the smallest item first: a table's first field is its
+---priority ({priority, item}), any other item its own, compared with <;
+---or opts.less orders the items. Equals: first in, first out.
+---@param maxsize? integer default 0 (unbounded)
+---@param opts? tapio.PriorityQueueOptions
+---@return tapio.Queue
+function tapio.PriorityQueue(maxsize, opts) end
+
 ---First in, first out; put waits while maxsize items are in it (0: never).
 ---@class tapio.Queue
 ---@field maxsize integer
@@ -1138,5 +1206,10 @@ function Queue:get_nowait() end
 function Queue:task_done() end
 ---Waits until task_done was called for every item put (the async rule).
 function Queue:join() end
+---put raises QueueShutDown (code ESHUTDOWN) from now on, get once the
+---queue is empty; immediate drops the items (counted done for join);
+---the tasks waiting in put or get raise it.
+---@param immediate? boolean
+function Queue:shutdown(immediate) end
 
 return tapio

@@ -1,10 +1,12 @@
---- tapio.sync (internal): asyncio's synchronisation primitives and queue
--- for tasks: Event, Lock, Semaphore, BoundedSemaphore, Queue. Their waits
--- follow the async rule (inside a task they suspend it; elsewhere they
--- return a future), and are first come, first served, as asyncio's are,
--- cancellations included: a waiter cancelled after it was woken passes
--- its turn on, so nobody is left waiting with the lock free (the bugs
--- asyncio had: python/asyncio issue 270, cpython issue 90155).
+--- tapio.sync (internal): asyncio's synchronisation primitives for
+-- tasks: Event, Lock, Semaphore, BoundedSemaphore, Condition, Barrier
+-- (the queues, tapio.queue, wait on the waiter lists kept here). Their
+-- waits follow the async rule (inside a task they suspend it; elsewhere
+-- they return a future), and are first come, first served, as asyncio's
+-- are, cancellations included: a waiter cancelled after it was woken
+-- passes its turn on, so nobody is left waiting with the lock free (the
+-- bugs asyncio had: python/asyncio issue 270, cpython issue 90155) and no
+-- condition's notify is lost (cpython gh-112202).
 local core = require "tapio.core"
 local U = require "tapio.util"
 local F = require "tapio.future"
@@ -12,7 +14,8 @@ local F = require "tapio.future"
 local M = { api = {} } -- api: what `tapio` holds too (see tapio.util)
 local api = M.api
 local await, async, current_task = F.await, F.async, F.api.current_task
-local EAGAIN = core.errors.EAGAIN
+local is_cancelled = U.api.is_cancelled
+local EPIPE = core.errors.EPIPE
 
 -- ---- Waiters: a first-in, first-out list of futures ----------------------
 
@@ -64,8 +67,22 @@ local function any_live(w)
   return false
 end
 
+-- Wakes the first n waiters not done yet, leaving them in the list (they
+-- take themselves out: wait_in).
+local function wake(w, n)
+  for i = w.head, w.tail do
+    if n <= 0 then
+      return
+    end
+    if not w[i]:done() then
+      w[i]:set_result(true)
+      n = n - 1
+    end
+  end
+end
+
 -- Takes the first waiter not done out of the list and wakes it; false
--- when there was none (Queue's, which take their waiters out).
+-- when there was none (the queues', which take their waiters out).
 local function wake_next(w)
   while w.head <= w.tail do
     local fut = w[w.head]
@@ -93,22 +110,36 @@ local function wait_in(w, popped)
   return ok, err, fut
 end
 
--- The constructors' argument errors, at the user's line (level 4: the
+-- The argument errors, at the user's line (level 4 unless given: the
 -- constructors reach check_count by tail calls).
-local function argerror(fn, n, name, msg)
+local function argerror(fn, n, name, msg, level)
   error(("tapio: %s: bad argument #%d '%s' (%s)"):format(fn, n, name, msg),
-    4)
+    level or 4)
 end
 
-local function check_count(v, fn, name, default)
-  if v == nil then
+-- Argument #1, an integer >= min (0 unless given); nil is default.
+local function check_count(v, fn, name, default, min)
+  min = min or 0
+  if v == nil and default ~= nil then
     return default
   end
-  if type(v) ~= "number" or v < 0 or v ~= math.floor(v) then
-    argerror(fn, 1, name, "an integer >= 0 expected, got " .. tostring(v))
+  if type(v) ~= "number" or v < min or v ~= math.floor(v) then
+    argerror(fn, 1, name, ("an integer >= %d expected, got %s")
+      :format(min, tostring(v)))
   end
   return v
 end
+
+-- An error value named as asyncio's exception (QueueFull, ...).
+local function named_error(code, name, message)
+  local e = core.error(code, message)
+  e.name = name
+  return e
+end
+
+-- What tapio.queue shares.
+M.new_waiters, M.wake_next, M.wait_in = new_waiters, wake_next, wait_in
+M.argerror, M.check_count, M.named_error = argerror, check_count, named_error
 
 -- ---- Event ---------------------------------------------------------------
 
@@ -129,12 +160,7 @@ function Event:set()
   check_event(self, "event:set")
   if not self._value then
     self._value = true
-    local w = self._waiters
-    for i = w.head, w.tail do
-      if not w[i]:done() then
-        w[i]:set_result(true)
-      end
-    end
+    wake(self._waiters, math.huge)
   end
 end
 
@@ -205,14 +231,20 @@ function Lock:acquire()
   return async(self, "lock:acquire", lock_acquire)
 end
 
+-- Frees lock for fn (named in the error, at fn's caller, if it is not
+-- held); the first task waiting gets it.
+local function unlock(lock, fn)
+  if not lock._locked then
+    error(("tapio: %s: the lock is not acquired"):format(fn), 3)
+  end
+  lock._locked = false
+  wake_first(lock._waiters)
+end
+
 --- lock:release(): frees the lock; the first task waiting gets it.
 function Lock:release()
   check_lock(self, "lock:release")
-  if not self._locked then
-    error("tapio: lock:release: the lock is not acquired", 2)
-  end
-  self._locked = false
-  wake_first(self._waiters)
+  unlock(self, "lock:release")
 end
 
 -- What with(fn, ...) checks: fn, and that a task runs it (it waits).
@@ -322,157 +354,244 @@ function Semaphore:with(fn, ...)
   return holding(self, fn, ...)
 end
 
--- ---- Queue ---------------------------------------------------------------
 
-local Queue, check_queue = U.class("tapio.Queue")
-local NIL = {} -- a nil item, kept
+-- ---- Condition -----------------------------------------------------------
 
--- What get_nowait and put_nowait raise: error values named as asyncio's
--- exceptions, code EAGAIN (the wait they would need).
-local function queue_error(name, message)
-  local e = core.error(EAGAIN, message)
-  e.name = name
-  return e
-end
+local Condition, check_cond = U.class("tapio.Condition")
 
---- tapio.Queue([maxsize]): first in, first out; put waits while maxsize
--- items are in it (0, the default: never).
-api.Queue = setmetatable(Queue, { __call = function(_, maxsize)
-  maxsize = check_count(maxsize, "Queue", "maxsize", 0)
-  return setmetatable({ maxsize = maxsize, _items = {}, _head = 1,
-                        _tail = 0,
-                        _getters = new_waiters(), _putters = new_waiters(),
-                        _unfinished = 0, _finished = Event() }, Queue)
+--- tapio.Condition([lock]): tasks holding lock (a tapio.Lock, default a
+-- new one) wait until another notifies them.
+api.Condition = setmetatable(Condition, { __call = function(_, lock)
+  if lock == nil then
+    lock = Lock()
+  elseif getmetatable(lock) ~= Lock then
+    argerror("Condition", 1, "lock", "tapio.Lock expected, got " ..
+      U.typename(lock), 3)
+  end
+  return setmetatable({ _lock = lock, _waiters = new_waiters() }, Condition)
 end })
 
-local function qsize(self)
-  return self._tail - self._head + 1
+function Condition:locked()
+  check_cond(self, "condition:locked")
+  return self._lock._locked
 end
 
-local function full(self)
-  return self.maxsize > 0 and qsize(self) >= self.maxsize
+--- condition:acquire(): true once the lock is the task's.
+function Condition:acquire()
+  check_cond(self, "condition:acquire")
+  return async(self._lock, "condition:acquire", lock_acquire)
 end
 
-function Queue:qsize()
-  check_queue(self, "queue:qsize")
-  return qsize(self)
+function Condition:release()
+  check_cond(self, "condition:release")
+  unlock(self._lock, "condition:release")
 end
 
-function Queue:empty()
-  check_queue(self, "queue:empty")
-  return qsize(self) == 0
+--- condition:with(fn, ...): fn(...)'s results, run holding the lock.
+function Condition:with(fn, ...)
+  check_cond(self, "condition:with")
+  check_with(fn, "condition:with")
+  return holding(self, fn, ...)
 end
 
-function Queue:full()
-  check_queue(self, "queue:full")
-  return full(self)
-end
-
-local function put_nowait(self, item)
-  if full(self) then
-    error(queue_error("QueueFull", "queue:put_nowait: the queue is full"), 0)
+-- Takes lock again for a condition's wait whatever happens: asyncio's
+-- wait holds the lock when it returns and when it raises, also when it
+-- is cancelled (again) meanwhile. Returns the last cancellation that had
+-- to wait, or nil.
+local function reacquire(lock)
+  local cancelled
+  while true do
+    local ok, err = pcall(lock_acquire, lock)
+    if ok then
+      return cancelled
+    elseif not is_cancelled(err) then
+      error(err, 0)
+    end
+    cancelled = err
   end
-  self._tail = self._tail + 1
-  self._items[self._tail] = item == nil and NIL or item
-  self._unfinished = self._unfinished + 1
-  self._finished:clear()
-  wake_next(self._getters)
 end
 
-local function get_nowait(self)
-  if qsize(self) == 0 then
-    error(queue_error("QueueEmpty", "queue:get_nowait: the queue is empty"),
-      0)
+local function cond_wait(self)
+  unlock(self._lock, "condition:wait")
+  local ok, err, fut = wait_in(self._waiters)
+  local cancelled = reacquire(self._lock)
+  if ok and cancelled then
+    ok, err = false, cancelled
   end
-  local item = self._items[self._head]
-  self._items[self._head] = nil
-  self._head = self._head + 1
-  wake_next(self._putters)
-  if item == NIL then
-    return nil
+  if not ok then
+    if fut:done() and not fut:cancelled() then
+      wake(self._waiters, 1) -- it was notified: another takes the notify
+    end
+    error(err, 0)
   end
-  return item
+  return true
 end
 
---- queue:put_nowait(item): raises QueueFull (code EAGAIN) when full.
-function Queue:put_nowait(item)
-  check_queue(self, "queue:put_nowait")
-  put_nowait(self, item)
+local function cond_wait_for(self, predicate)
+  local result = predicate()
+  while not result do
+    cond_wait(self)
+    result = predicate()
+  end
+  return result
 end
 
---- queue:get_nowait(): the first item, or raises QueueEmpty.
-function Queue:get_nowait()
-  check_queue(self, "queue:get_nowait")
-  return get_nowait(self)
+-- Raises at the method's caller when the task does not hold the lock.
+local function check_held(self, fn)
+  if not self._lock._locked then
+    error(("tapio: %s: the lock is not acquired"):format(fn), 3)
+  end
 end
 
--- Waits in w until ready(self); a wait woken and then cancelled wakes the
--- next one in w when ready, as the item it was woken for is not taken.
-local function wait_until(self, w, ready)
-  while not ready(self) do
-    local ok, err, fut = wait_in(w, true)
+--- condition:wait(): releases the lock, waits for a notify, takes the
+-- lock again (also when cancelled) and returns true.
+function Condition:wait()
+  check_cond(self, "condition:wait")
+  check_held(self, "condition:wait")
+  return async(self, "condition:wait", cond_wait)
+end
+
+--- condition:wait_for(predicate): waits until predicate() is true;
+-- returns that value.
+function Condition:wait_for(predicate)
+  check_cond(self, "condition:wait_for")
+  U.check_callable(predicate, "condition:wait_for", 1, "predicate")
+  check_held(self, "condition:wait_for")
+  return async(self, "condition:wait_for", cond_wait_for, predicate)
+end
+
+--- condition:notify([n]): wakes n tasks waiting (default 1), the first.
+function Condition:notify(n)
+  check_cond(self, "condition:notify")
+  n = check_count(n, "condition:notify", "n", 1)
+  check_held(self, "condition:notify")
+  wake(self._waiters, n)
+end
+
+function Condition:notify_all()
+  check_cond(self, "condition:notify_all")
+  check_held(self, "condition:notify_all")
+  wake(self._waiters, math.huge)
+end
+
+-- ---- Barrier -------------------------------------------------------------
+
+-- A barrier fills until parties tasks wait, then drains: they all go on,
+-- and a task arriving meanwhile waits for the next round. Reset drains it
+-- too (the tasks in it raise), abort breaks it until a reset. Every
+-- change of state wakes every waiter, to look again.
+local Barrier, check_barrier = U.class("tapio.Barrier")
+
+--- tapio.Barrier(parties): parties tasks wait() for each other.
+api.Barrier = setmetatable(Barrier, { __call = function(_, parties)
+  parties = check_count(parties, "Barrier", "parties", nil, 1)
+  return setmetatable({ parties = parties, _state = "filling", _count = 0,
+                        _free = {}, _waiters = new_waiters() }, Barrier)
+end })
+
+local function broken_error(message)
+  return named_error(EPIPE, "BrokenBarrierError", "barrier:wait: " ..
+    message)
+end
+
+local function changed(self)
+  wake(self._waiters, math.huge)
+end
+
+-- Waits until not busy(self); raises a cancellation.
+local function barrier_until(self, busy)
+  while busy(self) do
+    local ok, err = wait_in(self._waiters)
     if not ok then
-      if ready(self) and not fut:cancelled() then
-        wake_next(w)
-      end
       error(err, 0)
     end
   end
 end
 
-local function room(self)
-  return not full(self)
+local function draining(self)
+  return self._state == "draining" or self._state == "resetting"
 end
 
-local function items(self)
-  return qsize(self) > 0
+local function filling(self)
+  return self._state == "filling"
 end
 
-local function put(self, item)
-  wait_until(self, self._putters, room)
-  put_nowait(self, item)
-end
-
-local function get(self)
-  wait_until(self, self._getters, items)
-  return get_nowait(self)
-end
-
---- queue:put(item): waits while the queue is full.
-function Queue:put(item)
-  check_queue(self, "queue:put")
-  return async(self, "queue:put", put, item)
-end
-
---- queue:get(): the first item, waiting while the queue is empty.
-function Queue:get()
-  check_queue(self, "queue:get")
-  return async(self, "queue:get", get)
-end
-
---- queue:task_done(): one item got is dealt with (for join).
-function Queue:task_done()
-  check_queue(self, "queue:task_done")
-  if self._unfinished <= 0 then
-    error("tapio: queue:task_done: called more times than items were put",
-      2)
+-- Waits for the round to fill (the last one in fills it). Returns true,
+-- or false and the error to raise.
+local function wait_round(self)
+  if self._count == self.parties then
+    self._state = "draining"
+    changed(self)
+    return true
   end
-  self._unfinished = self._unfinished - 1
-  if self._unfinished == 0 then
-    self._finished:set()
+  local ok, err = pcall(barrier_until, self, filling)
+  if ok and self._state == "resetting" then
+    return false, broken_error("the barrier was reset")
+  elseif ok and self._state == "broken" then
+    return false, broken_error("the barrier was aborted")
   end
+  return ok, err
 end
 
-local function join(self)
-  if self._unfinished > 0 then
-    self._finished:wait()
+local function barrier_wait(self)
+  barrier_until(self, draining) -- the last round's tasks leave first
+  if self._state == "broken" then
+    error(broken_error("the barrier is broken"), 0)
   end
+  -- a task that left the round filling (cancelled) left its index free
+  local index = table.remove(self._free) or self._count
+  self._count = self._count + 1
+  local ok, err = wait_round(self)
+  self._count = self._count - 1
+  if not ok and filling(self) then
+    self._free[#self._free + 1] = index
+  end
+  if self._count == 0 then -- the last one out: the next round fills
+    if draining(self) then
+      self._state = "filling"
+    end
+    self._free = {}
+    changed(self)
+  end
+  if not ok then
+    error(err, 0)
+  end
+  return index
 end
 
---- queue:join(): waits until task_done was called for every item put.
-function Queue:join()
-  check_queue(self, "queue:join")
-  return async(self, "queue:join", join)
+--- barrier:wait(): this task's index in its round, 0 to parties - 1 in
+-- the order they came (one that left the round, cancelled, leaves its
+-- index to the next to come), once parties tasks wait; raises
+-- BrokenBarrierError when broken, reset or aborted.
+function Barrier:wait()
+  check_barrier(self, "barrier:wait")
+  return async(self, "barrier:wait", barrier_wait)
+end
+
+--- barrier:reset(): the tasks waiting raise BrokenBarrierError; once
+-- they are out, it fills again (and is no longer broken).
+function Barrier:reset()
+  check_barrier(self, "barrier:reset")
+  self._state = self._count > 0 and "resetting" or "filling"
+  changed(self)
+end
+
+--- barrier:abort(): breaks it: every wait raises until a reset.
+function Barrier:abort()
+  check_barrier(self, "barrier:abort")
+  self._state = "broken"
+  changed(self)
+end
+
+--- barrier:n_waiting(): how many wait for the round to fill.
+function Barrier:n_waiting()
+  check_barrier(self, "barrier:n_waiting")
+  return self._state == "filling" and self._count or 0
+end
+
+function Barrier:broken()
+  check_barrier(self, "barrier:broken")
+  return self._state == "broken"
 end
 
 return M

@@ -2,8 +2,8 @@
 -- _meta_testing.lua for tapio.testing) against the
 -- module as it is (Debian has no lua-language-server to run --check):
 -- every public function of tapio, of the loop, of each transport class,
--- of the server, handle, future, task, buffer, stream reader and writer
--- and process is annotated (a doc comment, and a ---@param for each
+-- of the server, handle, future, task, buffer, stream reader and writer,
+-- process and synchronisation primitive is annotated (a doc comment, and a ---@param for each
 -- parameter), every constant and value of the module is a
 -- ---@field, and nothing is annotated that does not exist.
 -- Usage: lua5.4 test_meta.lua path/to/_meta.lua [path/to/_meta_testing.lua]
@@ -56,6 +56,8 @@ local runtime = {
   Event = public(tapio.Event),
   Lock = public(tapio.Lock),
   Semaphore = public(tapio.Semaphore),
+  Condition = public(tapio.Condition),
+  Barrier = public(tapio.Barrier),
   Queue = public(tapio.Queue),
   testing = public(testing),
   Clock = public(getmetatable(testing.clock(testing.new_loop()))),
