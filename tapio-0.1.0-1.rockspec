@@ -68,6 +68,7 @@ build = {
     ["tapio.streams"] = "lua/tapio/streams.lua",
     ["tapio.subprocess"] = "lua/tapio/subprocess.lua",
     ["tapio.wait"] = "lua/tapio/wait.lua",
+    ["tapio.group"] = "lua/tapio/group.lua",
     ["tapio.sync"] = "lua/tapio/sync.lua",
     ["tapio.testing"] = "lua/tapio/testing.lua",
     ["tapio.fake"] = "lua/tapio/fake.lua",
