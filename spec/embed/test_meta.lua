@@ -2,8 +2,8 @@
 -- _meta_testing.lua for tapio.testing) against the
 -- module as it is (Debian has no lua-language-server to run --check):
 -- every public function of tapio, of the loop, of each transport class,
--- of the server, handle, future, task, buffer, stream reader and writer
--- and process is annotated (a doc comment, and a ---@param for each
+-- of the server, handle, future, task, buffer, stream reader and writer,
+-- process and task group is annotated (a doc comment, and a ---@param for each
 -- parameter), every constant and value of the module is a
 -- ---@field, and nothing is annotated that does not exist.
 -- Usage: lua5.4 test_meta.lua path/to/_meta.lua [path/to/_meta_testing.lua]
@@ -57,6 +57,7 @@ local runtime = {
   Lock = public(tapio.Lock),
   Semaphore = public(tapio.Semaphore),
   Queue = public(tapio.Queue),
+  TaskGroup = public(require("tapio.group").TaskGroup),
   testing = public(testing),
   Clock = public(getmetatable(testing.clock(testing.new_loop()))),
   Recorder = public(getmetatable(testing.recorder()).__index),
