@@ -6,12 +6,7 @@ local testing = require "tapio.testing"
 
 local jump = { autojump = true }
 
--- The error a call raised (it must raise).
-local function raised(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  return err
-end
+local raised = helper.fails -- the error a call raised (it must raise)
 
 local function now()
   return tapio.get_running_loop():time()

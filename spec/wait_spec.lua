@@ -11,12 +11,7 @@ local pack = table.pack or function(...)
 end
 local unpack = table.unpack or unpack
 
--- The error a call raised (it must raise).
-local function raised(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  return err
-end
+local raised = helper.fails -- the error a call raised (it must raise)
 
 local function is_timeout(err, name, delay)
   assert.are.equal(tapio.ETIMEDOUT, err.code)
