@@ -440,8 +440,8 @@ function api.as_completed(list, opts)
   local timeout = check_opts(opts, "as_completed", false)
   local loop, task = loop_for("as_completed", list[1])
   if not task then
-    error("tapio: as_completed: not inside a task (a for loop outside a "
-      .. "task cannot wait)", 2)
+    error("tapio: as_completed: not inside a task (a for loop cannot "
+      .. "wait anywhere else)", 2)
   end
   local futs = distinct(as_futures(loop, list, "as_completed"))
   local c = setmetatable({ loop = loop, todo = {}, left = #futs, queue = {},
