@@ -394,6 +394,13 @@ lua_Integer tl_checkint(lua_State *L, int idx, const char *fn, int n,
  * service's name ("http": /etc/services, as asyncio's getaddrinfo takes
  * it). */
 int tl_checkport(lua_State *L, int idx, const char *fn, int n);
+/* The Unix path (a string) at idx for the core: a Linux abstract name
+ * given as asyncio spells it ("\0name") becomes the core's "@name" in
+ * that slot. NULL when a NUL byte is left inside (C cannot hold it). */
+const char *tl_unixpath(lua_State *L, int idx);
+/* tl_unixpath of the argument at idx, or an error naming fn's argument. */
+const char *tl_checkunixpath(lua_State *L, int idx, const char *fn, int n,
+                             const char *name);
 double tl_checknumber(lua_State *L, int idx, const char *fn, int n,
                       const char *name);
 void tl_checkcallable(lua_State *L, int idx, const char *fn, int n,
