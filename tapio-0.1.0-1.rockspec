@@ -68,6 +68,7 @@ build = {
     ["tapio.streams"] = "lua/tapio/streams.lua",
     ["tapio.subprocess"] = "lua/tapio/subprocess.lua",
     ["tapio.wait"] = "lua/tapio/wait.lua",
+    ["tapio.group"] = "lua/tapio/group.lua",
     ["tapio.sync"] = "lua/tapio/sync.lua",
     ["tapio.queue"] = "lua/tapio/queue.lua",
     ["tapio.testing"] = "lua/tapio/testing.lua",

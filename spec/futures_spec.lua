@@ -230,6 +230,31 @@ describe("a task", function()
     end)
   end)
 
+  it("counts cancel requests; uncancel takes them back, and drops a " ..
+     "cancel it asked of itself once none is left, not one of a task " ..
+     "that waits", function()
+    helper.run(function(loop)
+      local me = tapio.current_task()
+      me:cancel() -- pending: delivered where it waits next...
+      me:cancel()
+      assert.are.equal(2, me:cancelling())
+      assert.are.equal(1, me:uncancel())
+      assert.is_true(tapio.is_cancelled(helper.fails(tapio.sleep, 0)))
+      assert.are.equal(0, me:uncancel())
+      me:cancel()
+      assert.are.equal(0, me:uncancel()) -- ...unless none is left
+      tapio.sleep(0)
+      local parked = loop:create_task(function() -- waits in a read
+        local reader = tapio.StreamReader()
+        return select(2, pcall(reader.read, reader))
+      end)
+      tapio.sleep(0)
+      parked:cancel()
+      assert.are.equal(0, parked:uncancel()) -- taken back: still delivered
+      assert.is_true(tapio.is_cancelled(parked:await()))
+    end)
+  end)
+
   it("fails when it yields without awaiting", function()
     helper.run(function(loop)
       local line = debug.getinfo(1, "l").currentline + 1

@@ -7,7 +7,7 @@ local testing = require "tapio.testing"
 
 local jump = { autojump = true }
 
-local raised = helper.fails
+local raised = helper.fails -- the error a call raised (it must raise)
 
 -- Runs the tasks made so far until nothing is left to run now.
 local function settle()

@@ -11,12 +11,7 @@ local pack = table.pack or function(...)
 end
 local unpack = table.unpack or unpack
 
--- The error a call raised (it must raise).
-local function raised(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  return err
-end
+local raised = helper.fails -- the error a call raised (it must raise)
 
 local function is_timeout(err, name, delay)
   assert.are.equal(tapio.ETIMEDOUT, err.code)
@@ -360,4 +355,203 @@ describe("deadlines on a real loop", function()
     end)
     assert.are.same({ tapio.ETIMEDOUT, true, true }, got)
   end)
+end)
+
+-- A future set to result (or failed with err) after delay seconds.
+local function later(loop, delay, result, err)
+  local fut = loop:create_future()
+  loop:call_later(delay, function()
+    if err ~= nil then
+      fut:set_exception(err)
+    else
+      fut:set_result(result)
+    end
+  end)
+  return fut
+end
+
+describe("tapio.wait", function()
+  it("by default waits for all and gives them done, in the list's order, " ..
+     "each once; errors stay in their futures", testing.run(function(clock,
+                                                                loop)
+    local a, b = later(loop, 2, "a"), later(loop, 1, nil, "bad")
+    local done, pending = tapio.wait({ a, b, a, function()
+      tapio.sleep(3)
+      return "c"
+    end })
+    assert.are.equal(3, clock:time())
+    assert.are.equal(0, #pending)
+    assert.are.equal(3, #done)
+    assert.are.equal(a, done[1])
+    assert.are.equal(b, done[2])
+    assert.is_true(getmetatable(done[3]) == tapio.Task)
+    assert.are.equal("c", done[3]:result())
+    assert.are.equal("bad", b:exception())
+  end, jump))
+
+  it("FIRST_COMPLETED returns at the first to finish, cancelling none",
+     testing.run(function(clock, loop)
+    local a, b, c = later(loop, 2, "a"), later(loop, 1, "b"),
+      later(loop, 3, "c")
+    local done, pending = tapio.wait({ a, b, c },
+      { return_when = tapio.FIRST_COMPLETED })
+    assert.are.equal(1, clock:time())
+    assert.are.same({ b }, done)
+    assert.are.same({ a, c }, pending)
+    assert.are.equal("c", c:await())
+    assert.are.equal("a", a:result())
+  end, jump))
+
+  it("FIRST_EXCEPTION returns at the first error, a cancellation being " ..
+     "none, else when all are done", testing.run(function(clock, loop)
+    local cancelled = loop:create_future()
+    loop:call_later(1, function() cancelled:cancel() end)
+    local bad, slow = later(loop, 2, nil, "bad"), later(loop, 3, "slow")
+    local done, pending = tapio.wait({ slow, cancelled, bad },
+      { return_when = "FIRST_EXCEPTION" })
+    assert.are.equal(2, clock:time())
+    assert.are.same({ cancelled, bad }, done)
+    assert.are.same({ slow }, pending)
+    done, pending = tapio.wait({ slow, cancelled },
+      { return_when = "FIRST_EXCEPTION" })
+    assert.are.equal(3, clock:time())
+    assert.are.same({ slow, cancelled }, done)
+    assert.are.same({}, pending)
+  end, jump))
+
+  it("at the timeout gives what is done and what is not, raising nothing " ..
+     "and cancelling nothing", testing.run(function(clock, loop)
+    local a, b = later(loop, 1, "a"), later(loop, 5, "b")
+    local done, pending = tapio.wait({ b, a }, { timeout = 2 })
+    assert.are.equal(2, clock:time())
+    assert.are.same({ a }, done)
+    assert.are.same({ b }, pending)
+    assert.are.equal("b", b:await())
+    done = tapio.wait({ a }, { timeout = 2 }) -- in time: no timer left
+    assert.are.same({ a }, done)
+    assert.are.equal(5, clock:time())
+  end, jump))
+
+  it("cancelled, leaves the futures alone", testing.run(function(_, loop)
+    local a = later(loop, 5, "a")
+    local task = loop:create_task(tapio.wait, { a })
+    loop:call_later(1, function() task:cancel() end)
+    assert.is_true(tapio.is_cancelled(raised(task.await, task)))
+    assert.is_false(a:done())
+    assert.are.same({ n = 1, "a" }, pack(a:await()))
+  end, jump))
+
+  it("outside a task returns a task of done, pending", function()
+    local loop, clock = testing.new_loop()
+    local a, b = later(loop, 1, "a"), later(loop, 3, "b")
+    local t = tapio.wait({ a, b }, { timeout = 2 })
+    assert.is_true(tapio.is_future(t))
+    clock:advance(2)
+    local done, pending = t:result()
+    assert.are.same({ a }, done)
+    assert.are.same({ b }, pending)
+    clock:advance(1)
+    loop:close()
+  end)
+
+  it("refuses an empty list, bad options and items, at the caller's line",
+     testing.run(function(_, loop)
+    assert.matches("wait_spec.lua:%d+: tapio: wait: bad argument #1 " ..
+      "'list' %(empty: nothing to wait for%)",
+      raised(function() tapio.wait({}) end))
+    assert.matches("wait_spec.lua:%d+: tapio: wait: bad argument #1 " ..
+      "'list' %(list of futures expected, got nil%)",
+      raised(function() tapio.wait() end))
+    local fut = loop:create_future()
+    assert.matches("wait: bad argument #1 'list' %(list of futures " ..
+      "expected, got table%)", raised(tapio.wait, fut))
+    assert.matches("wait_spec.lua:%d+: tapio: wait: bad argument #1 " ..
+      "'list' %(item 2: future or function expected, got string",
+      raised(function() tapio.wait({ fut, "x" }) end))
+    assert.matches("wait_spec.lua:%d+: tapio: wait: bad option " ..
+      "'return_when' %(FIRST_COMPLETED, FIRST_EXCEPTION or " ..
+      "ALL_COMPLETED expected, got FIRST%)", raised(function()
+        tapio.wait({ fut }, { return_when = "FIRST" })
+      end))
+    assert.matches("wait_spec.lua:%d+: tapio: wait: bad option 'timeout' " ..
+      "%(seconds expected, got string%)", raised(function()
+        tapio.wait({ fut }, { timeout = "1" })
+      end))
+    assert.matches("wait_spec.lua:%d+: tapio: wait: unknown option " ..
+      "'timout'", raised(function() tapio.wait({ fut }, { timout = 1 }) end))
+    assert.are.equal("ALL_COMPLETED", tapio.ALL_COMPLETED)
+    assert.are.equal(1, #tapio.all_tasks())
+  end))
+end)
+
+describe("tapio.as_completed", function()
+  it("gives the list's own futures in the order they complete, each " ..
+     "once, waiting for each", testing.run(function(clock, loop)
+    local a, b = later(loop, 3, "a"), later(loop, 1, nil, "bad")
+    local got = {}
+    for fut in tapio.as_completed({ a, b, a, function()
+      tapio.sleep(2)
+      return "c"
+    end }) do
+      got[#got + 1] = { clock:time(), select(2, pcall(fut.await, fut)) }
+      if #got == 1 then
+        assert.are.equal(b, fut)
+      elseif #got == 3 then
+        assert.are.equal(a, fut)
+      end
+    end
+    assert.are.same({ { 1, "bad" }, { 2, "c" }, { 3, "a" } }, got)
+    for _ in tapio.as_completed({}) do
+      error("an empty list gives nothing")
+    end
+  end, jump))
+
+  it("after the timeout, a step that would wait raises a timeout error",
+     testing.run(function(clock, loop)
+    local a, b, c = later(loop, 1, "a"), later(loop, 1.5, "b"),
+      later(loop, 5, "c")
+    local got = {}
+    local iter = tapio.as_completed({ c, b, a }, { timeout = 2 })
+    tapio.sleep(1.75) -- a and b are done before the first step
+    local err = raised(function()
+      for fut in iter do
+        got[#got + 1] = fut:await()
+      end
+    end)
+    assert.are.same({ "a", "b" }, got)
+    assert.are.equal(tapio.ETIMEDOUT, err.code)
+    assert.are.equal("as_completed: timed out after 2 s", err.message)
+    assert.are.equal(2, clock:time())
+    assert.is_false(c:done()) -- not cancelled
+    assert.are.equal("c", c:await())
+    for fut in tapio.as_completed({ a }, { timeout = 1 }) do -- in time:
+      assert.are.equal(a, fut)                             -- no timer left
+    end
+  end, jump))
+
+  it("refuses to run outside a task, and bad arguments",
+     testing.run(function(_, loop)
+    local fut = loop:create_future()
+    loop:call_soon(function()
+      assert.matches("wait_spec.lua:%d+: tapio: as_completed: not inside " ..
+        "a task", raised(function() tapio.as_completed({ fut }) end))
+    end)
+    tapio.sleep(0)
+    local iter = tapio.as_completed({ fut })
+    loop:call_soon(function()
+      assert.matches("wait_spec.lua:%d+: tapio: as_completed: the " ..
+        "iteration must run in a task", raised(function() iter() end))
+      fut:set_result()
+    end)
+    tapio.sleep(0)
+    assert.are.equal(fut, iter())
+    assert.matches("wait_spec.lua:%d+: tapio: as_completed: bad option " ..
+      "'timeout' %(seconds expected, got boolean%)", raised(function()
+        tapio.as_completed({ fut }, { timeout = true })
+      end))
+    assert.matches("as_completed: unknown option 'return_when'",
+      raised(tapio.as_completed, { fut }, { return_when = "x" }))
+    assert.matches("as_completed: bad argument #1 'list' %(list of " ..
+      "futures expected", raised(tapio.as_completed, 1))
+  end))
 end)

@@ -142,6 +142,9 @@
 ---@field STDOUT integer stderr to the child's stdout
 ---@field INHERIT integer the parent's descriptor (asyncio's None)
 ---@field errors table<string, integer> error names to codes
+---@field FIRST_COMPLETED string tapio.wait's return_when: "FIRST_COMPLETED"
+---@field FIRST_EXCEPTION string tapio.wait's return_when: "FIRST_EXCEPTION"
+---@field ALL_COMPLETED string tapio.wait's return_when: "ALL_COMPLETED" (the default)
 ---@field Future table the future class (its methods)
 ---@field Task table the task class
 ---@field StreamReader tapio.StreamReader the reader class (callable)
@@ -283,6 +286,59 @@ function tapio.gather(list, opts) end
 ---@param aw tapio.Future|async fun(): ...
 ---@return any ...
 function tapio.shield(aw) end
+
+---Waits for the futures (or functions, run as tasks) of list until
+---opts.return_when holds (default ALL_COMPLETED) or opts.timeout seconds
+---have passed: done and pending, lists of the futures in list's order,
+---each once. Raises none of their errors and no timeout; cancels none.
+---An empty list raises (the async rule: outside a task, a task of it).
+---@param list (tapio.Future|async fun(): any)[]
+---@param opts? { timeout?: number, return_when?: "FIRST_COMPLETED"|"FIRST_EXCEPTION"|"ALL_COMPLETED" }
+---@return tapio.Future[] done
+---@return tapio.Future[] pending
+function tapio.wait(list, opts) end
+
+---For a generic for in a task: the futures of list (functions become
+---tasks), each once, in the order they complete; each step waits for
+---the next. Once opts.timeout seconds (from this call) have passed, a
+---step that would wait raises a timeout error (code ETIMEDOUT).
+---@param list (tapio.Future|async fun(): any)[]
+---@param opts? { timeout?: number }
+---@return fun(): tapio.Future?
+function tapio.as_completed(list, opts) end
+
+---Runs fn(tg, ...) in the calling task and returns its results once it
+---and every task made by tg:create_task have finished (asyncio's
+---TaskGroup; outside a task: a task of it). The first child to fail
+---cancels the others and fn; then the group raises an ExceptionGroup
+---of the children's errors and fn's. A cancellation from outside
+---cancels the children and, once they are done, goes on.
+---@param fn async fun(tg: tapio.TaskGroup, ...): ...
+---@param ... any
+---@return any ...
+function tapio.TaskGroup(fn, ...) end
+
+---The same as tapio.TaskGroup.
+---@param fn async fun(tg: tapio.TaskGroup, ...): ...
+---@param ... any
+---@return any ...
+function tapio.task_group(fn, ...) end
+
+---The group tapio.TaskGroup hands its body.
+---@class tapio.TaskGroup
+local TaskGroup = {}
+
+---fn(...) as a task of the group; raises once the group is shutting down
+---(a child failed, the body raised, the task was cancelled) or finished.
+---@param fn async fun(...): ...
+---@param ... any
+---@return tapio.Task
+function TaskGroup:create_task(fn, ...) end
+
+---What a TaskGroup raises (name "ExceptionGroup", code ECALLBACK): the
+---children's errors in the order they failed, then the body's.
+---@class tapio.ExceptionGroup: tapio.Error
+---@field exceptions any[]
 
 ---A new loop (raises an EMFILE error value without descriptors).
 ---@return tapio.Loop

@@ -6,8 +6,9 @@
 -- methods that complete later), tapio.reader (StreamReader), tapio.streams
 -- (StreamWriter, open_connection, start_server), tapio.subprocess
 -- (create_subprocess_exec and _shell), tapio.wait (wait_for, timeout,
--- gather, shield), tapio.sync (Event, Lock, Semaphore, Condition,
--- Barrier), tapio.queue (Queue, PriorityQueue, LifoQueue); this file
+-- gather, shield, wait, as_completed), tapio.group (TaskGroup),
+-- tapio.sync (Event, Lock, Semaphore, Condition, Barrier), tapio.queue
+-- (Queue, PriorityQueue, LifoQueue); this file
 -- gathers them into the `tapio` table. Every operation that completes
 -- later follows the async rule (see tapio/future.lua and lua/README.md):
 -- inside a task it suspends the task, anywhere else it returns a future.
@@ -22,6 +23,7 @@ local R = require "tapio.reader"
 local S = require "tapio.streams"
 local P = require "tapio.subprocess"
 local W = require "tapio.wait"
+local G = require "tapio.group"
 local Y = require "tapio.sync"
 local Q = require "tapio.queue"
 
@@ -71,7 +73,7 @@ T.settings = tapio
 tapio.StreamReader = R.StreamReader
 tapio.StreamWriter = S.StreamWriter
 tapio.Process = P.Process
-for _, module in ipairs({ U, F, T, R, S, P, W, Y, Q }) do
+for _, module in ipairs({ U, F, T, R, S, P, W, G, Y, Q }) do
   for name, fn in pairs(module.api) do
     tapio[name] = fn -- cancelled_error, current_task, run, sleep, ...
   end

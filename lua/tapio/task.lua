@@ -247,10 +247,17 @@ end
 
 --- Takes one cancel request back (asyncio's uncancel(), for code that
 -- turns its own cancellation into something else); returns the count
--- left. The cancellation already on its way is not stopped.
+-- left. A cancellation already thrown into the task is not stopped. One
+-- the running task asked of itself, not yet delivered, is dropped when
+-- no request is left (asyncio 3.13: a TaskGroup's re-cancel inside a
+-- tapio.timeout that takes its own back). Not for a task that waits: the
+-- step its cancel scheduled must deliver (a parked task would wake up).
 function Task:uncancel()
   if self._cancels > 0 then
     self._cancels = self._cancels - 1
+    if self._cancels == 0 and coroutine.running() == self._co then
+      self._must_cancel = false
+    end
   end
   return self._cancels
 end

@@ -53,23 +53,27 @@ local function loop_for(fn, aw)
   end
   return loop, task
 end
+M.loop_for = loop_for
 
 -- What argument n (or its item) stands for: a function, a task of it on
--- loop; a future, itself, when it is loop's.
+-- loop; a future, itself, when it is loop's. An item (of a list) is
+-- checked by as_futures, one call deeper than the api function.
 local function as_future(loop, aw, fn, n, item)
   if type(aw) == "function" then
     return loop:create_task(aw)
   end
+  local level = item and 5 or 4
   if not is_future(aw) then
     -- wait_for(reader:readline(), 5), as Python writes it, waited for the
     -- line already and hands over a string: say what to write instead.
     argerror(fn, n, item and "list" or "future", (item and "item " .. item
       .. ": " or "") .. "future or function expected, got "
       .. U.typename(aw) .. (current_task() and "; in a task a call "
-      .. "waits at once: give a function that makes it" or ""))
+      .. "waits at once: give a function that makes it" or ""), level)
   end
   if type(aw.get_loop) == "function" and aw:get_loop() ~= loop then
-    error(("tapio: %s: the future belongs to another loop"):format(fn), 3)
+    error(("tapio: %s: the future belongs to another loop"):format(fn),
+      level - 1)
   end
   return aw
 end
@@ -220,6 +224,33 @@ local function gathering(loop, children, return_exceptions)
   return outer
 end
 
+-- Argument 1 of fn, a list (of futures and functions), and argument 2,
+-- an options table or nil; raised at the user's line.
+local function check_list(list, opts, fn)
+  if type(list) ~= "table" or is_future(list) then
+    argerror(fn, 1, "list", "list of futures expected, got "
+      .. U.typename(list))
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    argerror(fn, 2, "opts", "table expected, got " .. type(opts))
+  end
+end
+
+-- The futures list's items stand for, in its order: every item is
+-- checked before any task is made of a function.
+local function as_futures(loop, list, fn)
+  local futs = {}
+  for i = 1, #list do
+    if type(list[i]) ~= "function" then
+      futs[i] = as_future(loop, list[i], fn, 1, i)
+    end
+  end
+  for i = 1, #list do
+    futs[i] = futs[i] or loop:create_task(list[i])
+  end
+  return futs
+end
+
 --- tapio.gather(list [, opts]): the first result of each future or
 -- function (run as a task) of list, as a list in list's order. The first
 -- child to fail makes gather fail with its error (the others run on);
@@ -227,25 +258,209 @@ end
 -- a cancelled child) takes its place in the list instead. Cancelling the
 -- gather cancels the children.
 function api.gather(list, opts)
-  if type(list) ~= "table" or is_future(list) then
-    argerror("gather", 1, "list", "list of futures expected, got "
-      .. U.typename(list), 3)
-  end
-  if opts ~= nil and type(opts) ~= "table" then
-    argerror("gather", 2, "opts", "table expected, got " .. type(opts), 3)
-  end
+  check_list(list, opts, "gather")
   local loop = loop_for("gather", list[1])
-  local children = {}
-  for i = 1, #list do -- every item checked before any task is made
-    if type(list[i]) ~= "function" then
-      children[i] = as_future(loop, list[i], "gather", 1, i)
-    end
-  end
-  for i = 1, #list do
-    children[i] = children[i] or loop:create_task(list[i])
-  end
+  local children = as_futures(loop, list, "gather")
   return resolve(gathering(loop, children,
     opts ~= nil and opts.return_exceptions and true or false))
+end
+
+-- ---- wait and as_completed ----------------------------------------------
+
+-- The futures of list, each once (asyncio takes a set), in list's order.
+local function distinct(futs)
+  local seen, out = {}, {}
+  for _, fut in ipairs(futs) do
+    if not seen[fut] then
+      seen[fut] = true
+      out[#out + 1] = fut
+    end
+  end
+  return out
+end
+
+local WHEN = { FIRST_COMPLETED = true, FIRST_EXCEPTION = true,
+               ALL_COMPLETED = true }
+for name in pairs(WHEN) do
+  api[name] = name -- tapio.FIRST_COMPLETED, ...
+end
+
+-- opts of wait and as_completed: timeout (seconds or nil) and, where
+-- when, return_when (default ALL_COMPLETED).
+local function check_opts(opts, fn, when)
+  opts = opts or {}
+  for k in pairs(opts) do
+    if k ~= "timeout" and not (when and k == "return_when") then
+      error(("tapio: %s: unknown option '%s'"):format(fn, tostring(k)), 3)
+    end
+  end
+  local timeout = opts.timeout
+  if timeout ~= nil and (type(timeout) ~= "number" or timeout ~= timeout)
+  then
+    error(("tapio: %s: bad option 'timeout' (seconds expected, got %s)")
+      :format(fn, U.typename(timeout)), 3)
+  end
+  local return_when = opts.return_when or "ALL_COMPLETED"
+  if when and not WHEN[return_when] then
+    error(("tapio: %s: bad option 'return_when' (FIRST_COMPLETED, "
+      .. "FIRST_EXCEPTION or ALL_COMPLETED expected, got %s)")
+      :format(fn, U.safe_tostring(return_when)), 3)
+  end
+  return timeout, return_when
+end
+
+-- The futures done and those not, each a list in futs' order.
+local function split(futs)
+  local done, pending = {}, {}
+  for _, fut in ipairs(futs) do
+    local into = fut:done() and done or pending
+    into[#into + 1] = fut
+  end
+  return done, pending
+end
+
+local function failed(fut)
+  return not fut:cancelled() and fut:exception() ~= nil
+end
+
+-- asyncio's _wait: suspends the task until return_when holds or the
+-- timeout has passed; the futures are not touched.
+local function wait(loop, futs, timeout, return_when)
+  local waiter = loop:create_future()
+  local left = #futs
+  local function completed(fut)
+    left = left - 1
+    if not waiter:done() and (left == 0 or return_when == "FIRST_COMPLETED"
+       or return_when == "FIRST_EXCEPTION" and failed(fut)) then
+      waiter:set_result()
+    end
+  end
+  for _, fut in ipairs(futs) do
+    fut:add_done_callback(completed)
+  end
+  local handle = timeout and loop:call_later(timeout, function()
+    if not waiter:done() then
+      waiter:set_result()
+    end
+  end)
+  local ok, err = pcall(await, waiter)
+  if handle then
+    handle:cancel()
+  end
+  for _, fut in ipairs(futs) do
+    fut:remove_done_callback(completed)
+  end
+  if not ok then
+    error(err, 0)
+  end
+  return split(futs)
+end
+
+--- tapio.wait(list [, opts]) -> done, pending: waits for the futures (or
+-- functions, run as tasks) of list until opts.return_when holds
+-- ("FIRST_COMPLETED", "FIRST_EXCEPTION" or, the default,
+-- "ALL_COMPLETED") or opts.timeout seconds have passed; done and pending
+-- are lists of the futures in list's order, each once. Raises neither
+-- their errors nor a timeout, and cancels none.
+function api.wait(list, opts)
+  check_list(list, opts, "wait")
+  local timeout, return_when = check_opts(opts, "wait", true)
+  if #list == 0 then
+    argerror("wait", 1, "list", "empty: nothing to wait for", 3)
+  end
+  local loop, task = loop_for("wait", list[1])
+  local futs = distinct(as_futures(loop, list, "wait"))
+  if task then
+    return wait(loop, futs, timeout, return_when)
+  end
+  return loop:create_task(wait, loop, futs, timeout, return_when)
+end
+
+-- The iterator of as_completed: its state, and each step.
+local Completion = {}
+Completion.__index = Completion
+
+function Completion:completed(fut)
+  if self.todo[fut] then
+    self.todo[fut] = nil
+    self:push(fut)
+    if self.handle and next(self.todo) == nil then
+      self.handle:cancel() -- all in time
+    end
+  end
+end
+
+function Completion:push(fut)
+  self.last = self.last + 1
+  self.queue[self.last] = fut
+  if self.waiter and not self.waiter:done() then
+    self.waiter:set_result()
+  end
+end
+
+-- The deadline: every future not done yet becomes a timeout of a step.
+function Completion:expire()
+  for fut in pairs(self.todo) do
+    self.todo[fut] = nil
+    fut:remove_done_callback(self.on_done)
+    self:push(false)
+  end
+end
+
+function Completion:step()
+  if self.left == 0 then
+    return nil
+  end
+  local task = current_task()
+  if not task or task._loop ~= self.loop then
+    error("tapio: as_completed: the iteration must run in a task of the "
+      .. "futures' loop", 2)
+  end
+  self.left = self.left - 1
+  while self.first > self.last do
+    self.waiter = self.loop:create_future()
+    await(self.waiter)
+  end
+  local fut = self.queue[self.first]
+  self.queue[self.first] = nil
+  self.first = self.first + 1
+  if not fut then
+    error(core.error(ETIMEDOUT, ("as_completed: timed out after %g s")
+      :format(self.timeout)), 0)
+  end
+  return fut
+end
+
+--- tapio.as_completed(list [, opts]): for a generic for in a task: the
+-- futures of list (functions become tasks), each once, in the order they
+-- complete; each step waits for the next. Once opts.timeout seconds have
+-- passed (from this call), a step that would wait raises a timeout error.
+function api.as_completed(list, opts)
+  check_list(list, opts, "as_completed")
+  local timeout = check_opts(opts, "as_completed", false)
+  local loop, task = loop_for("as_completed", list[1])
+  if not task then
+    error("tapio: as_completed: not inside a task (a for loop cannot "
+      .. "wait anywhere else)", 2)
+  end
+  local futs = distinct(as_futures(loop, list, "as_completed"))
+  local c = setmetatable({ loop = loop, todo = {}, left = #futs, queue = {},
+    first = 1, last = 0, timeout = timeout }, Completion)
+  c.on_done = function(fut)
+    c:completed(fut)
+  end
+  for _, fut in ipairs(futs) do
+    c.todo[fut] = true
+    fut:add_done_callback(c.on_done)
+  end
+  if timeout and #futs > 0 then
+    c.handle = loop:call_later(timeout, function()
+      c:expire()
+    end)
+  end
+  return function()
+    return c:step()
+  end
 end
 
 --- tapio.shield(aw): aw's results, but cancelling what waits (the task,

@@ -3,9 +3,10 @@
 -- module as it is (Debian has no lua-language-server to run --check):
 -- every public function of tapio, of the loop, of each transport class,
 -- of the server, handle, future, task, buffer, stream reader and writer,
--- process and synchronisation primitive is annotated (a doc comment, and a ---@param for each
--- parameter), every constant and value of the module is a
--- ---@field, and nothing is annotated that does not exist.
+-- process, synchronisation primitive and task group is annotated (a doc
+-- comment, and a ---@param for each parameter), every constant and value
+-- of the module is a ---@field, and nothing is annotated that does not
+-- exist.
 -- Usage: lua5.4 test_meta.lua path/to/_meta.lua [path/to/_meta_testing.lua]
 -- (tapio on the paths)
 local tapio = require "tapio"
@@ -59,6 +60,7 @@ local runtime = {
   Condition = public(tapio.Condition),
   Barrier = public(tapio.Barrier),
   Queue = public(tapio.Queue),
+  TaskGroup = public(require("tapio.group").TaskGroup),
   testing = public(testing),
   Clock = public(getmetatable(testing.clock(testing.new_loop()))),
   Recorder = public(getmetatable(testing.recorder()).__index),
