@@ -34,12 +34,10 @@ local function exception_group(errors)
   for i, err in ipairs(errors) do
     shown[i] = ("[%d] %s"):format(i, U.safe_tostring(err))
   end
-  local e = core.error(core.errors.ECALLBACK, ("unhandled errors in a "
-    .. "TaskGroup (%d sub-error%s): %s"):format(#errors,
-    #errors == 1 and "" or "s", table.concat(shown, "; ")))
-  e.name = "ExceptionGroup"
-  e.exceptions = errors
-  return e
+  return U.named_error(core.errors.ECALLBACK, "ExceptionGroup",
+    ("unhandled errors in a TaskGroup (%d sub-error%s): %s"):format(#errors,
+      #errors == 1 and "" or "s", table.concat(shown, "; ")),
+    { exceptions = errors })
 end
 
 -- Cancels every child not done, in the order they were made.

@@ -14,7 +14,7 @@ local api = M.api
 local async = F.async
 local new_waiters, wake_next, wait_in = Y.new_waiters, Y.wake_next, Y.wait_in
 local argerror, check_count = Y.argerror, Y.check_count
-local named_error = Y.named_error
+local named_error = U.named_error
 local EAGAIN, ESHUTDOWN = core.errors.EAGAIN, core.errors.ESHUTDOWN
 local floor = math.floor
 

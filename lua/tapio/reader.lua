@@ -32,16 +32,7 @@ M.DEFAULT_LIMIT = 65536
 
 -- ---- Error values --------------------------------------------------------
 
--- A tapio error value (code, name, message, printing as "message (name)")
--- named as the reference names the exception, with its fields.
-local function stream_error(code, name, message, fields)
-  local e = core.error(code, message)
-  e.name = name
-  for k, v in pairs(fields) do
-    e[k] = v
-  end
-  return e
-end
+local stream_error = U.named_error
 
 --- The end came before the read was complete: partial holds what was
 -- read (and is consumed), expected the size asked for (nil: a separator).

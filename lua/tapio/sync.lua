@@ -130,16 +130,11 @@ local function check_count(v, fn, name, default, min)
   return v
 end
 
--- An error value named as asyncio's exception (QueueFull, ...).
-local function named_error(code, name, message)
-  local e = core.error(code, message)
-  e.name = name
-  return e
-end
+local named_error = U.named_error
 
 -- What tapio.queue shares.
 M.new_waiters, M.wake_next, M.wait_in = new_waiters, wake_next, wait_in
-M.argerror, M.check_count, M.named_error = argerror, check_count, named_error
+M.argerror, M.check_count = argerror, check_count
 
 -- ---- Event ---------------------------------------------------------------
 

@@ -115,6 +115,18 @@ function M.api.is_cancelled(err)
   return type(err) == "table" and getmetatable(err) == core.error_metatable
     and err.code == ECANCELED
 end
+--- An error value (code, name, message, printing as "message (name)")
+-- named as asyncio names the exception (QueueFull, IncompleteReadError,
+-- ExceptionGroup...), with fields (a table, or nil) copied in.
+function M.named_error(code, name, message, fields)
+  local e = core.error(code, message)
+  e.name = name
+  for k, v in pairs(fields or {}) do
+    e[k] = v
+  end
+  return e
+end
+
 function M.safe_tostring(v)
   local ok, s = pcall(tostring, v)
   return ok and s or "(error object is a " .. type(v) .. " value)"
