@@ -230,7 +230,8 @@ static void print_field(lua_State *L, int ctx, const char *name,
 }
 
 /* loop:default_exception_handler(context): the message, then the
- * traceback (which starts with the error) or the error alone. */
+ * traceback (which starts with the error) or the error alone, then the
+ * transport and the task it concerns. */
 static int l_default_handler(lua_State *L) {
   int ctx = 2;
   if (!lua_istable(L, ctx))
@@ -248,6 +249,7 @@ static int l_default_handler(lua_State *L) {
     print_field(L, ctx, "exception", "");
   lua_settop(L, ctx);
   print_field(L, ctx, "transport", "  transport: ");
+  print_field(L, ctx, "task", "  task: ");
   fflush(stderr);
   return 0;
 }

@@ -112,6 +112,26 @@ describe("tapio.run at exit", function()
     assert.are.equal(server, contexts[1].servers[1])
   end)
 
+  it("reports a task that fails as it is cancelled, naming it", function()
+    local task
+    local results, contexts = run(function()
+      task = tapio.create_task(function()
+        pcall(tapio.sleep, 60)
+        error("failed in its cleanup")
+      end):set_name("cleaner")
+      tapio.sleep(0)
+    end)
+    assert.is_true(results[1], results[2])
+    assert.are.equal(2, #contexts)
+    local ctx = contexts[1].task and contexts[1] or contexts[2]
+    assert.are.equal("unhandled error in a task during tapio.run() shutdown",
+      ctx.message)
+    assert.matches("failed in its cleanup", ctx.exception, 1, true)
+    assert.are.equal(task, ctx.task)
+    assert.are.equal(task, ctx.future)
+    assert.are.equal("cleaner", ctx.task:get_name())
+  end)
+
   it("ends a child process main left running", function()
     local proto
     local clock = tapio.new_loop()

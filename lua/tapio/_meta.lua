@@ -844,6 +844,13 @@ function Task:cancelling() end
 ---Takes one cancel request back; returns the count left.
 ---@return integer
 function Task:uncancel() end
+---"Task-N" (N counts the tasks of this Lua state), or what set_name gave.
+---@return string
+function Task:get_name() end
+---Names the task (tostring of name); returns the task.
+---@param name any
+---@return tapio.Task
+function Task:set_name(name) end
 ---@return thread
 function Task:get_coro() end
 ---@return string? the traceback of its error
@@ -952,6 +959,9 @@ function StreamReader:read(n) end
 ---LimitOverrunError, the line dropped.
 ---@return string
 function StreamReader:readline() end
+---In a task, for a generic for: each readline() until the end.
+---@return fun(): string?
+function StreamReader:lines() end
 ---Exactly n bytes, or IncompleteReadError at the end.
 ---@param n integer
 ---@return string

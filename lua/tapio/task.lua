@@ -16,11 +16,12 @@ local Loop = core.loop_methods
 
 local resume = coroutine.resume
 local all_tasks = setmetatable({}, { __mode = "k" }) -- loop -> {task=true}
+local task_count = 0 -- tasks made: the default names ("Task-N")
 
 local Task = setmetatable({}, { __index = Future })
 Task.__index = Task
 Task.__tostring = function(t)
-  return ("tapio.Task (%s)"):format(t._state)
+  return ("tapio.Task '%s' (%s)"):format(t:get_name(), t._state)
 end
 M.Task = Task
 
@@ -44,7 +45,8 @@ local function watch_unobserved(task, err, traceback)
       return
     end
     local context = { message = "task exception was never retrieved",
-                      exception = err, traceback = traceback }
+                      exception = err, traceback = traceback,
+                      task = task, future = task }
     if loop:is_closed() then
       pcall(Loop.default_exception_handler, loop, context)
     else
@@ -202,6 +204,8 @@ function Loop:create_task(fn, ...)
   task._args = pack(...)
   task._must_cancel = false -- present: unpark reads it per wake-up
   task._cancels = 0 -- cancel requests not taken back (cancelling())
+  task_count = task_count + 1
+  task._number = task_count -- the name is made when asked for
   task._co = coroutine.create(function(...)
     task._results = pack(fn(...))
   end)
@@ -249,6 +253,24 @@ function Task:uncancel()
     self._cancels = self._cancels - 1
   end
   return self._cancels
+end
+
+--- The task's name: what set_name gave it, else "Task-N" (N counts the
+-- tasks made in this Lua state, as asyncio's names do per process).
+function Task:get_name()
+  local name = self._name
+  if name == nil then
+    return "Task-" .. self._number
+  end
+  return name
+end
+
+--- Names the task (tostring of any value, as asyncio's str()); returns
+-- the task, so that `loop:create_task(fn):set_name("worker")` reads as
+-- asyncio's create_task(coro, name=...).
+function Task:set_name(name)
+  self._name = tostring(name)
+  return self
 end
 
 function Task:get_coro()
@@ -379,7 +401,8 @@ local function cancel_all(loop)
       retrieved(task)
       loop:call_exception_handler({
         message = "unhandled error in a task during tapio.run() shutdown",
-        exception = task._exception, traceback = task._traceback })
+        exception = task._exception, traceback = task._traceback,
+        task = task, future = task })
     end
   end
   return pending
