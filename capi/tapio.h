@@ -264,8 +264,10 @@ uint64_t tapio_loop_memory(tapio_loop *loop);
  * also sleeps on a timeout of its own from tapio_loop_backend_timeout
  * may keep it, as the descriptor covers the new work. Made at the first
  * call (two descriptors more), then the same one until the loop is
- * freed; tapio owns it. Readable means "step now"; reading it is tapio's
- * business.
+ * freed; tapio owns it and tapio_loop_free closes it, so a host takes it
+ * out of its poller first (asyncio's remove_reader, epoll's EPOLL_CTL_DEL):
+ * its number may come back as another descriptor. Readable means "step
+ * now"; reading it is tapio's business.
  * libev has no call that returns its descriptor: tapio finds it through
  * ev_embed (documented; the member that holds it is marked private in
  * ev.h) and trusts it only when the kernel confirms it holds tapio's own
