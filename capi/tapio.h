@@ -257,11 +257,17 @@ uint64_t tapio_loop_memory(tapio_loop *loop);
  * timer due, calls queued, or a watcher change libev has yet to apply. It
  * is an epoll instance of tapio's own holding libev's epoll descriptor and
  * a timerfd armed to the next deadline, so it alone covers timers too; it
- * is re-armed at the end of every run and by tapio_loop_backend_timeout,
- * so a host that calls tapio between steps asks for the timeout (or
- * steps) before it sleeps. Made at the first call (two descriptors more),
- * then the same one until the loop is freed; tapio owns it. Readable
- * means "step now"; reading it is tapio's business.
+ * is re-armed at the end of every run and by tapio_loop_backend_timeout.
+ * Work the host adds between steps (a call, a write that starts a
+ * watcher, a timer sooner than the last timeout said) turns it readable
+ * at once, so a host asleep on the descriptor alone steps; a host that
+ * also sleeps on a timeout of its own from tapio_loop_backend_timeout
+ * may keep it, as the descriptor covers the new work. Made at the first
+ * call (two descriptors more), then the same one until the loop is
+ * freed; tapio owns it and tapio_loop_free closes it, so a host takes it
+ * out of its poller first (asyncio's remove_reader, epoll's EPOLL_CTL_DEL):
+ * its number may come back as another descriptor. Readable means "step
+ * now"; reading it is tapio's business.
  * libev has no call that returns its descriptor: tapio finds it through
  * ev_embed (documented; the member that holds it is marked private in
  * ev.h) and trusts it only when the kernel confirms it holds tapio's own

@@ -19,6 +19,8 @@
 #define tl_rawgetp(L, idx, p) ((void)lua_rawgetp((L), (idx), (p)))
 #define tl_rawsetp(L, idx, p) lua_rawsetp((L), (idx), (p))
 #define tl_absindex(L, idx) lua_absindex((L), (idx))
+#define tl_requiref(L, name, open) luaL_requiref((L), (name), (open), 0)
+#define tl_getsubtable(L, idx, name) ((void)luaL_getsubtable((L), (idx), (name)))
 
 /* The value of the number at idx as an integer, as Lua's own functions
  * take it: a float with an integral value counts (2^16, 1e6, 10 / 2).
@@ -60,6 +62,27 @@ static inline void tl_rawsetp(lua_State *L, int idx, const void *p) {
   lua_pushlightuserdata(L, (void *)p);
   lua_insert(L, -2);
   lua_rawset(L, idx);
+}
+
+/* Pushes t[name] of the table at idx, made a new table if it is not one. */
+#define tl_getsubtable(L, idx, name) ((void)luaL_findtable((L), (idx), (name), 1))
+
+/* luaL_requiref(L, name, open, 0) as 5.4 has it: open(name) unless
+ * package.loaded[name] is already set, which then holds its result;
+ * leaves the module on the stack. */
+static inline void tl_requiref(lua_State *L, const char *name,
+                               lua_CFunction open) {
+  tl_getsubtable(L, LUA_REGISTRYINDEX, "_LOADED");
+  lua_getfield(L, -1, name);
+  if (!lua_toboolean(L, -1)) {
+    lua_pop(L, 1);
+    lua_pushcfunction(L, open);
+    lua_pushstring(L, name);
+    lua_call(L, 1, 1);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, name);
+  }
+  lua_remove(L, -2);
 }
 
 /* 5.1 numbers are doubles: an integer is a whole number that a double

@@ -1,6 +1,6 @@
 /* The binding's host API (tapio_host.h): tapio in a host's own lua_State,
- * with a loop the host made. Linked into libtapio_lua5.4 and the tapio
- * program, with the Lua layer compiled in. */
+ * with a loop the host made. Linked into libtapio_lua5.4 (with the tapio
+ * program) and libtapio_luajit, with the Lua layer compiled in. */
 #include "tapio_lua.h"
 
 #include "tapio_host.h"
@@ -27,7 +27,8 @@ static int load_embedded(lua_State *L) {
 
 static int preload(lua_State *L) {
   const struct tapio_embedded *m;
-  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  /* package.preload, in the registry under this name in 5.4 and LuaJIT */
+  tl_getsubtable(L, LUA_REGISTRYINDEX, "_PRELOAD");
   lua_pushcfunction(L, luaopen_tapio_core);
   lua_setfield(L, -2, "tapio.core");
   for (m = tapio_embedded; m->name; m++) {
@@ -52,9 +53,10 @@ TL_EXPORT int tapio_lua_open(lua_State *L) {
 /* [1] &loop: the module opened (its metatables, and the methods of the
  * Lua layer when require finds it), then the object. */
 static int push_loop(lua_State *L) {
-  luaL_requiref(L, "tapio.core", luaopen_tapio_core, 0);
+  tl_requiref(L, "tapio.core", luaopen_tapio_core);
   lua_pop(L, 1);
-  if (lua_getglobal(L, "require") == LUA_TFUNCTION) {
+  lua_getglobal(L, "require");
+  if (lua_type(L, -1) == LUA_TFUNCTION) {
     lua_pushliteral(L, "tapio");
     lua_call(L, 1, 0);
   } else {

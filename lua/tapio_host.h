@@ -12,10 +12,12 @@
  *   ... or sleep in poll() on tapio_loop_backend_fd(loop)
  *   lua_close(L);                          frees the loop too
  *
- * Link with -ltapio_lua5.4 -ltapio (pkg-config tapio-lua5.4, or CMake's
- * tapio::tapio_lua5.4 from find_package(tapio)); the Lua
- * layer (lua/tapio/NAME.lua) is compiled into the library, so no search path
- * is needed. Written for Lua 5.4. Every callback of a loop pushed here
+ * Lua 5.4: link with -ltapio_lua5.4 -ltapio (pkg-config tapio-lua5.4, or
+ * CMake's tapio::tapio_lua5.4 from find_package(tapio)). LuaJIT: the same
+ * with tapio_luajit (pkg-config tapio-luajit, tapio::tapio_luajit); this
+ * header then includes LuaJIT's lua.h, which those flags put first. The
+ * Lua layer (lua/tapio/NAME.lua) is compiled into the library, so no
+ * search path is needed. Every callback of a loop pushed here
  * runs on a Lua thread of the loop's own in L, and errors in them go to
  * the loop's Lua exception handler, as for tapio.new_loop(). */
 #ifndef TAPIO_HOST_H

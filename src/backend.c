@@ -82,6 +82,8 @@ int tapio__deadline_set(tapio_loop *loop, tapio__deadline *d, double when) {
   d->when = when;
   place(loop, ++loop->ndeadlines, d);
   sift_up(loop, d->index);
+  if (d->index == 1) /* the next deadline now: the host's sleep changes */
+    tapio__backend_poke(loop);
   return 0;
 }
 
@@ -281,6 +283,25 @@ int tapio_loop_backend_fd(tapio_loop *loop) {
   return loop->backend->epfd;
 }
 
+static void arm_now(struct tapio__backend *b) {
+  struct itimerspec its;
+  memset(&its, 0, sizeof its);
+  its.it_value.tv_nsec = 1; /* relative: fires at once */
+  timerfd_settime(b->tfd, 0, &its, NULL);
+  b->armed = 0;
+}
+
+/* Work came between steps: a call queued, a watcher changed, a timer
+ * started, by the host's own code (an asyncio task, a frame) rather than
+ * a callback of a step, whose end syncs. The descriptor turns readable at
+ * once, so a host asleep on it alone steps, and that step's sync arms it
+ * to what is due. One system call until the next step. */
+void tapio__backend_poke(tapio_loop *loop) {
+  struct tapio__backend *b = loop->backend;
+  if (b && !loop->running && !loop->freeing && b->armed != 0)
+    arm_now(b);
+}
+
 /* Arms the timerfd: at once while work is ready, else at the next
  * deadline (absolute, so the time spent until the host polls counts), or
  * never. Re-arming also clears a fired timerfd. */
@@ -292,19 +313,18 @@ void tapio__backend_sync(tapio_loop *loop) {
   if (at == b->armed && at != 0 &&
       read(b->tfd, &ticks, sizeof ticks) < 0) /* armed, not fired */
     return;
-  memset(&its, 0, sizeof its);
   if (at == 0) {
-    its.it_value.tv_nsec = 1; /* relative: fires at once */
-    timerfd_settime(b->tfd, 0, &its, NULL);
-  } else {
-    if (at > 0) {
-      its.it_value.tv_sec = (time_t)at;
-      its.it_value.tv_nsec = (long)((at - (double)(time_t)at) * 1e9);
-      if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0)
-        its.it_value.tv_nsec = 1; /* zero would disarm */
-    }
-    timerfd_settime(b->tfd, TFD_TIMER_ABSTIME, &its, NULL);
+    arm_now(b);
+    return;
   }
+  memset(&its, 0, sizeof its); /* at -1: all zero, disarmed */
+  if (at > 0) {
+    its.it_value.tv_sec = (time_t)at;
+    its.it_value.tv_nsec = (long)((at - (double)(time_t)at) * 1e9);
+    if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0)
+      its.it_value.tv_nsec = 1; /* zero would disarm */
+  }
+  timerfd_settime(b->tfd, TFD_TIMER_ABSTIME, &its, NULL);
   b->armed = at;
 }
 

@@ -120,9 +120,14 @@ static int take_protocol(tapio_server *s, tapio_transport *t) {
   const tapio_protocol *proto = NULL;
   void *ud = NULL;
   int rc = s->factory(s->factory_ud, s, &proto, &ud);
-  if (rc != 0 || !proto) {
-    tapio__report(s->loop, rc ? rc : TAPIO_EINVAL,
-                  "protocol factory rejected a connection", NULL);
+  if (rc != 0) {
+    tapio__report(s->loop, rc, "protocol factory rejected a connection",
+                  NULL);
+    return -1;
+  }
+  if (!proto) { /* e.g. an FFI callback that raised: its default return */
+    tapio__report(s->loop, TAPIO_EINVAL, "protocol factory returned 0 but "
+                  "gave no protocol (*proto NULL)", NULL);
     return -1;
   }
   if (tapio__proto_check(proto, sizeof *proto) < 0) {

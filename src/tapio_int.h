@@ -228,17 +228,26 @@ int tapio__vclock_busy(tapio_loop *loop);
 
 /* ---- The pollable loop (backend.c) ------------------------------------ */
 
+/* Marks the descriptor readable for work added between steps. */
+void tapio__backend_poke(tapio_loop *loop);
+
 /* libev applies a started or stopped ev_io to the kernel only at its next
  * iteration, so a host polling the loop's descriptor must not sleep while
- * one is pending (tapio_loop_backend_timeout answers 0). Every src/ file
- * includes this header: the two calls below mark the loop on the way. */
+ * one is pending (tapio_loop_backend_timeout answers 0, the descriptor is
+ * readable). Every src/ file includes this header: the two calls below
+ * mark the loop on the way. */
+static inline void tapio__io_changed(tapio_loop *loop) {
+  loop->io_changed = 1;
+  if (loop->backend && !loop->running)
+    tapio__backend_poke(loop);
+}
 static inline void tapio__io_start(struct ev_loop *ev, ev_io *w) {
-  ((tapio_loop *)ev_userdata(ev))->io_changed = 1;
+  tapio__io_changed(ev_userdata(ev));
   (ev_io_start)(ev, w);
 }
 static inline void tapio__io_stop(struct ev_loop *ev, ev_io *w) {
   if (ev_is_active(w))
-    ((tapio_loop *)ev_userdata(ev))->io_changed = 1;
+    tapio__io_changed(ev_userdata(ev));
   (ev_io_stop)(ev, w);
 }
 #define ev_io_start(ev, w) tapio__io_start((ev), (w))

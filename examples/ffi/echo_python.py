@@ -97,7 +97,10 @@ def serve(port, limit):
               "address")
         print("listening on %d" % p[0], flush=True)
 
-    hosts = ffi.new("const char *[1]", [ffi.new("char[]", b"127.0.0.1")])
+    # the array only points at the string: the string needs a name of its
+    # own to stay alive (cffi frees an unnamed one as the line ends)
+    host = ffi.new("char[]", b"127.0.0.1")
+    hosts = ffi.new("const char *[1]", [host])
     check(C.tapio_create_server(
         loop, hosts, 1, port,
         callback("int(void *, tapio_server *, const tapio_protocol **,"

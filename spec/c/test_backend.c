@@ -169,6 +169,36 @@ static void queued_calls_are_work(void)
   free_loop(loop);
 }
 
+/* Work a host adds between steps (from an asyncio task, a frame's own
+ * code) turns the descriptor readable by itself: a host asleep on it
+ * alone, that did not ask for the timeout again, still steps. */
+static void work_between_steps_wakes_it_unasked(void)
+{
+  tapio_loop *loop = new_loop();
+  int fd = tapio_loop_backend_fd(loop), n = 0, peer;
+  struct pollfd p = { fd, POLLIN, 0 };
+  size_t off = 0;
+  rec c;
+  CHECK(!readable(fd));
+  CHECK_OK(tapio_call_soon(loop, fired, &n, NULL)); /* a call queued */
+  CHECK(readable(fd));
+  CHECK_OK(tapio_loop_run_once(loop, 0));
+  CHECK_EQ(n, 1);
+  CHECK(!readable(fd));
+  CHECK_OK(tapio_call_later(loop, 0.05, fired, &n, NULL)); /* a timer */
+  CHECK_EQ(poll(&p, 1, (int)(test_timeout() * 1000)), 1);
+  HOST_WAIT(loop, n == 2);
+  rec_init(&c);
+  peer = pair_raw(loop, &c);
+  spin(loop, 2);
+  CHECK(!readable(fd));
+  fill_until_buffered(c.t, &off); /* a watcher started */
+  CHECK(readable(fd));
+  tapio_transport_abort(c.t);
+  HOST_WAIT(loop, c.lost);
+  end_pair(loop, &c, peer);
+}
+
 static void *call_from_thread(void *ud)
 {
   static int n;
@@ -194,4 +224,5 @@ TEST_MAIN(TEST(fd_is_an_epoll_of_its_own), TEST(io_makes_it_readable),
           TEST(change_inside_a_step_keeps_it_awake),
           TEST(change_between_steps_keeps_it_awake),
           TEST(timers_give_the_timeout), TEST(timeout_reads_the_clock_now),
-          TEST(queued_calls_are_work), TEST(threadsafe_call_wakes_it))
+          TEST(queued_calls_are_work), TEST(threadsafe_call_wakes_it),
+          TEST(work_between_steps_wakes_it_unasked))

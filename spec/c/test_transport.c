@@ -229,6 +229,31 @@ static void server_factory_bad_protocol_size(void)
   srv_release_and_free(&sv, loop);
 }
 
+/* A factory that returns 0 without a protocol (an FFI callback that
+ * raised returns its default, 0): the connection is closed, and the
+ * exception handler is told that, not that the factory refused. */
+static void server_factory_no_protocol(void)
+{
+  tapio_loop *loop = new_loop();
+  exc_rec e = { 0 };
+  char buf[8];
+  size_t n = 0;
+  srv sv;
+  int fd;
+  tapio_loop_set_exception_handler(loop, exc_record, &e);
+  srv_start(&sv, loop);
+  sv.proto = NULL;
+  fd = raw_connect(AF_INET, "127.0.0.1", sv.port);
+  CHECK_EQ(raw_recv_until_eof(loop, fd, buf, sizeof buf, &n), 0);
+  CHECK_EQ(n, 0);
+  CHECK_EQ(e.n, 1);
+  CHECK_EQ(e.code, TAPIO_EINVAL);
+  CHECK_STR(e.message,
+            "protocol factory returned 0 but gave no protocol (*proto NULL)");
+  close(fd);
+  srv_release_and_free(&sv, loop);
+}
+
 static void transport_kind(void)
 {
   tapio_loop *loop = new_loop();
@@ -900,6 +925,7 @@ TEST_MAIN(
   TEST(set_protocol_mid_stream),
   TEST(protocol_size_rule),
   TEST(server_factory_bad_protocol_size),
+  TEST(server_factory_no_protocol),
   TEST(transport_kind),
   TEST(pause_reading_holds_data),
   TEST(pause_reading_holds_eof),

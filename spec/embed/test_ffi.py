@@ -2,7 +2,9 @@
 examples/ffi/echo_luajit.lua (LuaJIT, ffi.cdef) and the server of
 examples/ffi/echo_python.py (cffi) serve tapio Lua clients
 (spec/embed/echo_clients.lua); the Python client exchanges data with a
-tapio Lua server (spec/embed/echo_server.lua) and with the LuaJIT one.
+tapio Lua server (spec/embed/echo_server.lua) and with the LuaJIT one;
+examples/ffi/asyncio_python.py runs a tapio server of Python callbacks
+inside asyncio's loop, with asyncio clients.
 Usage: test_ffi.py BUILD_DIR SOURCE_DIR LUAJIT"""
 import os
 import subprocess
@@ -61,4 +63,24 @@ exchange("tapio Lua server, Python cffi client",
 exchange("LuaJIT FFI server, Python cffi client",
          luajit_server + ["0", "4"],
          lambda port: python + ["client", port] + sizes, python_expect, 4)
+
+
+def asyncio_python():
+    r = subprocess.run([sys.executable, os.path.join(
+        src, "examples", "ffi", "asyncio_python.py"), cdef, lib],
+        capture_output=True, text=True, timeout=60)
+    lines = r.stdout.split("\n")
+    check(r.returncode == 0 and r.stderr == "" and lines[:4] == [
+        "listening",
+        "close: [b'HELLO\\n', b'']",
+        "raise: [b'HELLO\\n', b'']",
+        "handler: ECALLBACK data_received: ValueError('asked to raise')"],
+        "asyncio drives a tapio server of Python callbacks; closing from a "
+        "callback, a callback that raises", r.stdout + r.stderr)
+    # no busy polling: a step per event, a few dozen in all
+    steps = (lines[4:5] or [""])[0].split()
+    check(len(steps) == 2 and steps[0] == "steps" and int(steps[1]) < 60,
+          "asyncio steps tapio only when it has work: %s" % steps)
+
+asyncio_python()
 finish()

@@ -11,7 +11,8 @@ trap 'rm -rf "$tmp"' EXIT
 cmake --install "$build" --prefix "$tmp/prefix" >/dev/null
 mkdir "$tmp/src"
 sed "s/@VERSION@/$version/" "$here/consumer.c" >"$tmp/src/consumer.c"
-cp "$here/CMakeLists.txt" "$here/../../examples/host/frame_host.c" "$tmp/src/"
+cp "$here/CMakeLists.txt" "$here/../../examples/host/frame_host.c" \
+  "$here/../../examples/host/game_host.c" "$tmp/src/"
 cmake -S "$tmp/src" -B "$tmp/b" -DCMAKE_PREFIX_PATH="$tmp/prefix" >/dev/null
 cmake --build "$tmp/b" >/dev/null
 libdir=$(dirname "$(find "$tmp/prefix" -name 'libtapio.so*' | head -1)")
@@ -35,5 +36,22 @@ if [ -f "$libdir/libtapio_lua5.4.a" ]; then
   done
   [ -f "$tmp/prefix/share/man/man1/tapio.1" ] && [ -x "$tmp/prefix/bin/tapio" ]
   passed=5
+fi
+# A LuaJIT host (a game engine's shape) the same two ways: pkg-config
+# tapio-luajit and CMake's tapio::tapio_luajit.
+if pkg-config --exists luajit; then
+  [ -f "$libdir/libtapio_luajit.a" ] || { echo "no libtapio_luajit.a"; exit 1; }
+  gcc -o "$tmp/game_host" "$here/../../examples/host/game_host.c" \
+    $(PKG_CONFIG_PATH=$pc pkg-config --cflags --libs tapio-luajit)
+  cat >"$tmp/game.lua" <<'EOF'
+assert(jit and require("tapio").version and loop)
+return {update = function(_, frame) return frame == 2 end,
+        summary = function() return "ok" end}
+EOF
+  for host in "$tmp/game_host" "$tmp/b/luajit_host"; do
+    out=$(LD_LIBRARY_PATH=$libdir "$host" "$tmp/game.lua")
+    [ "$out" = "frames 2 ok" ] || { echo "$host: $out"; exit 1; }
+  done
+  passed=$((passed + 2))
 fi
 echo "$passed passed, 0 failed"
