@@ -355,6 +355,32 @@ static void abort_drops_held(void)
   free_loop(loop);
 }
 
+/* Held back by reordering, due in this very turn: abort drops them too;
+ * the peer gets what went at once (those sent before the first one held
+ * back), no more. */
+static void abort_drops_due(void)
+{
+  tapio_loop *loop = new_loop();
+  tapio_datagram_faults f = { 0 };
+  size_t held, got = 0;
+  wire l;
+  wire_open(&l, loop, V4);
+  f.reorder = 2;
+  f.seed = 3;
+  set_faults(&l, &f);
+  send_lens(&l, 1, 20);
+  held = tapio_datagram_in_flight(l.r.t);
+  CHECK_CMP(held, >, 0);
+  CHECK_OK(tapio_transport_abort(l.r.t));
+  WAIT_FOR(loop, l.r.lost);
+  run_for(loop, 0.05);
+  while (peer_has(&l))
+    got += (size_t)recv(l.peer, NULL, 0, MSG_DONTWAIT | MSG_TRUNC);
+  CHECK_EQ(got + held, 210);
+  wire_close(&l);
+  free_loop(loop);
+}
+
 /* Freed with datagrams held: they go with it (asan and valgrind see
  * nothing left). */
 static void free_loop_holding(void)
@@ -430,4 +456,5 @@ static void arguments(void)
 TEST_MAIN(TEST(loss_sends_nothing), TEST(drop_list), TEST(duplicate_all),
           TEST(reorder_by_seed), TEST(jitter_by_seed), TEST(delay_holds),
           TEST(close_sends_held), TEST(abort_drops_held),
+          TEST(abort_drops_due),
           TEST(free_loop_holding), TEST(refused_sends), TEST(arguments))
