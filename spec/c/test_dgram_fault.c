@@ -111,68 +111,72 @@ static void recv_lens(wire *l, int n, char *out, size_t size)
 
 /* ---- Loss, the drop list, duplication -------------------------------------- */
 
-/* Loss 1: nothing reaches the socket, connected or not, every family. */
-static void loss_sends_nothing(void)
+/* body(l) on each kind of endpoint, its faults f set; then it closes. */
+static void each_kind(const tapio_datagram_faults *f, void (*body)(wire *))
 {
-  tapio_datagram_faults f = { 0 };
   int kind;
-  f.loss = 1;
   for (kind = 0; kind < NKINDS; kind++) {
     tapio_loop *loop = new_loop();
     wire l;
     wire_open(&l, loop, kind);
-    set_faults(&l, &f);
-    send_lens(&l, 1, 5);
-    CHECK(!peer_has(&l));
-    expect_marker(&l);
+    set_faults(&l, f);
+    body(&l);
     wire_close(&l);
     CHECK_STR(l.r.log, "made lost:0");
     free_loop(loop);
   }
 }
 
+static void lose_five(wire *l)
+{
+  send_lens(l, 1, 5);
+  CHECK(!peer_has(l));
+  expect_marker(l);
+}
+
+/* Loss 1: nothing reaches the socket, connected or not, every family. */
+static void loss_sends_nothing(void)
+{
+  tapio_datagram_faults f = { 0 };
+  f.loss = 1;
+  each_kind(&f, lose_five);
+}
+
+static uint64_t drop[] = { 2, 4 };
+
+static void drop_two(wire *l)
+{
+  char got[64];
+  drop[0] = 99; /* the list was copied */
+  send_lens(l, 1, 5);
+  recv_lens(l, 3, got, sizeof got);
+  CHECK_STR(got, "1 3 5");
+  expect_marker(l);
+  drop[0] = 2;
+}
+
 static void drop_list(void)
 {
   tapio_datagram_faults f = { 0 };
-  uint64_t drop[] = { 2, 4 };
-  int kind;
   f.drop = drop;
   f.ndrop = 2;
-  for (kind = 0; kind < NKINDS; kind++) {
-    tapio_loop *loop = new_loop();
-    char got[64];
-    wire l;
-    wire_open(&l, loop, kind);
-    set_faults(&l, &f);
-    drop[0] = 99; /* the list was copied */
-    send_lens(&l, 1, 5);
-    recv_lens(&l, 3, got, sizeof got);
-    CHECK_STR(got, "1 3 5");
-    expect_marker(&l);
-    drop[0] = 2;
-    wire_close(&l);
-    free_loop(loop);
-  }
+  each_kind(&f, drop_two);
+}
+
+static void doubled(wire *l)
+{
+  char got[64];
+  send_lens(l, 1, 3);
+  recv_lens(l, 6, got, sizeof got);
+  CHECK_STR(got, "1 1 2 2 3 3");
+  expect_marker(l);
 }
 
 static void duplicate_all(void)
 {
   tapio_datagram_faults f = { 0 };
-  int kind;
   f.duplicate = 1;
-  for (kind = 0; kind < NKINDS; kind++) {
-    tapio_loop *loop = new_loop();
-    char got[64];
-    wire l;
-    wire_open(&l, loop, kind);
-    set_faults(&l, &f);
-    send_lens(&l, 1, 3);
-    recv_lens(&l, 6, got, sizeof got);
-    CHECK_STR(got, "1 1 2 2 3 3");
-    expect_marker(&l);
-    wire_close(&l);
-    free_loop(loop);
-  }
+  each_kind(&f, doubled);
 }
 
 /* ---- Reordering and jitter: the seed's permutation ------------------------- */
@@ -309,31 +313,26 @@ static void delay_holds(void)
 
 /* Close waits for what is held, then connection_lost(0): by then every
  * datagram is in the peer's socket. */
+static void close_held(wire *l)
+{
+  char buf[16];
+  send_lens(l, 1, 3);
+  CHECK_OK(tapio_transport_close(l->r.t));
+  CHECK_ERR(send_len(l, 4), TAPIO_ECLOSED);
+  spin(l->loop, 3);
+  CHECK_STR(l->r.log, "made");
+  WAIT_FOR(l->loop, l->r.lost);
+  CHECK_EQ(recv(l->peer, buf, sizeof buf, MSG_DONTWAIT), 1);
+  CHECK_EQ(recv(l->peer, buf, sizeof buf, MSG_DONTWAIT), 2);
+  CHECK_EQ(recv(l->peer, buf, sizeof buf, MSG_DONTWAIT), 3);
+  CHECK(!peer_has(l));
+}
+
 static void close_sends_held(void)
 {
   tapio_datagram_faults f = { 0 };
-  int kind;
   f.delay = 0.1;
-  for (kind = 0; kind < NKINDS; kind++) {
-    tapio_loop *loop = new_loop();
-    char buf[16];
-    wire l;
-    wire_open(&l, loop, kind);
-    set_faults(&l, &f);
-    send_lens(&l, 1, 3);
-    CHECK_OK(tapio_transport_close(l.r.t));
-    CHECK_ERR(send_len(&l, 4), TAPIO_ECLOSED);
-    spin(loop, 3);
-    CHECK_STR(l.r.log, "made");
-    WAIT_FOR(loop, l.r.lost);
-    CHECK_STR(l.r.log, "made lost:0");
-    CHECK_EQ(recv(l.peer, buf, sizeof buf, MSG_DONTWAIT), 1);
-    CHECK_EQ(recv(l.peer, buf, sizeof buf, MSG_DONTWAIT), 2);
-    CHECK_EQ(recv(l.peer, buf, sizeof buf, MSG_DONTWAIT), 3);
-    CHECK(!peer_has(&l));
-    wire_close(&l);
-    free_loop(loop);
-  }
+  each_kind(&f, close_held);
 }
 
 /* Abort drops what is held: nothing comes, past its time. */
