@@ -93,6 +93,45 @@ describe("a StreamReader", function()
     end)
   end)
 
+  it("gives a task's for loop each line, the last without its newline",
+    function()
+      run(function(loop)
+        local r = tapio.StreamReader()
+        feed_later(loop, r, bytes_of("one\ntwo\n\nlast"), true)
+        local lines = {}
+        for line in r:lines() do
+          lines[#lines + 1] = line
+        end
+        assert.are.same({ "one\n", "two\n", "\n", "last" }, lines)
+        assert.is_true(r:at_eof())
+      end)
+    end)
+
+  it("raises readline's errors out of the for loop, and needs a task",
+    function()
+      run(function()
+        local r = tapio.StreamReader(4)
+        r:feed_data("ok\ntoo long\naft\n")
+        local lines = {}
+        local ok, err = pcall(function()
+          for line in r:lines() do
+            lines[#lines + 1] = line
+          end
+        end)
+        assert.is_false(ok)
+        assert.are.equal("LimitOverrunError", err.name)
+        assert.are.same({ "ok\n" }, lines)
+        assert.are.equal("aft\n", r:readline()) -- the long line dropped
+      end)
+      local r = tapio.StreamReader()
+      local ok, err = pcall(r.lines, r)
+      assert.is_false(ok)
+      assert.matches("tapio: reader:lines: not inside a task", err, 1, true)
+      ok, err = pcall(r.lines, {})
+      assert.is_false(ok)
+      assert.matches("reader:lines", err, 1, true)
+    end)
+
   it("returns the partial line at the end, then '' (R4)", function()
     run(function()
       local r = tapio.StreamReader()

@@ -959,6 +959,9 @@ function StreamReader:read(n) end
 ---LimitOverrunError, the line dropped.
 ---@return string
 function StreamReader:readline() end
+---In a task, for a generic for: each readline() until the end.
+---@return fun(): string?
+function StreamReader:lines() end
 ---Exactly n bytes, or IncompleteReadError at the end.
 ---@param n integer
 ---@return string

@@ -678,4 +678,22 @@ function StreamReader:readline()
   return async(self, "reader:readline", readline)
 end
 
+--- reader:lines(): for a task's generic for, each line (readline's,
+-- through its "\n") until the end, as asyncio's `async for line in
+-- reader`; readline's errors are raised where the loop is. Outside a
+-- task a for loop cannot wait: an error at once.
+function StreamReader:lines()
+  check_reader(self, "reader:lines")
+  if not F.api.current_task() then
+    error("tapio: reader:lines: not inside a task (a for loop cannot "
+      .. "wait anywhere else: use readline's future)", 2)
+  end
+  return function()
+    local line = self:readline()
+    if line ~= "" then
+      return line
+    end
+  end
+end
+
 return M
