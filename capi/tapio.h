@@ -602,7 +602,14 @@ int tapio_create_connection(tapio_loop *loop, const char *host, int port,
                             const tapio_protocol *proto, void *proto_ud,
                             const tapio_options *opts, tapio_connect_fn cb,
                             void *cb_ud);
-/* Connects to the Unix socket at path. */
+/* Connects to the Unix socket at path. Everywhere tapio takes a Unix
+ * path (these calls, create_datagram_endpoint's local_path and
+ * remote_path, tapio_addr_unix), "@name" is Linux's abstract name "name"
+ * (no file; the NUL Linux puts first is written "@", as ss(8), systemd
+ * and Go write it): at most 107 bytes after the "@", none of them NUL;
+ * "@" alone is TAPIO_EINVAL. A file whose name starts with "@" is
+ * reached as "./@name". The names read back (sockname, peername, a
+ * datagram's sender) are written the same way. */
 int tapio_create_unix_connection(tapio_loop *loop, const char *path,
                                  const tapio_protocol *proto, void *proto_ud,
                                  const tapio_options *opts,
@@ -659,7 +666,8 @@ int tapio_addr_format(const void *addr, size_t addrlen, char *host,
  * TAPIO_ENOBUFS if *addrlen is too small. */
 int tapio_addr_parse(const char *host, int port, void *addr,
                      size_t *addrlen);
-/* The socket address of the Unix socket at path. TAPIO_EINVAL for "",
+/* The socket address of the Unix socket at path ("@name": the abstract
+ * name, *addrlen its exact length). TAPIO_EINVAL for "" and "@",
  * TAPIO_ENAMETOOLONG when it does not fit a sockaddr_un. */
 int tapio_addr_unix(const char *path, void *addr, size_t *addrlen);
 
@@ -946,7 +954,9 @@ int tapio_create_server(tapio_loop *loop, const char *const *hosts,
                         tapio_server_fn cb, void *cb_ud);
 /* Listens on the Unix socket path. A socket file there is removed first,
  * stale or not (a live server's too, as asyncio removes it); another
- * kind of file is TAPIO_EADDRINUSE. */
+ * kind of file is TAPIO_EADDRINUSE. An abstract name ("@name", see
+ * tapio_create_unix_connection) has no file to remove, before or after;
+ * one taken is TAPIO_EADDRINUSE. */
 int tapio_create_unix_server(tapio_loop *loop, const char *path,
                              tapio_protocol_factory factory, void *factory_ud,
                              const tapio_options *opts, tapio_server_fn cb,

@@ -169,7 +169,8 @@ int tl_toaddr(lua_State *L, int idx, void *out, size_t *len, const char *fn,
     memcpy(out, &a->u, a->len);
     *len = a->len;
   } else if (lua_type(L, idx) == LUA_TSTRING) {
-    rc = tapio_addr_unix(lua_tostring(L, idx), out, len);
+    const char *path = tl_unixpath(L, idx);
+    rc = path ? tapio_addr_unix(path, out, len) : TAPIO_EINVAL;
   } else if (lua_istable(L, idx)) {
     rc = table_addr(L, idx, out, len, fn, n);
   } else {

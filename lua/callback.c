@@ -5,6 +5,9 @@
 #include "tapio_lua.h"
 
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
 
 /* ---- The protected-call path ------------------------------------------- */
 
@@ -81,19 +84,39 @@ int tl_prepare(tl_loop *lb, lua_State *L, int which) {
   return 0;
 }
 
-int tl_call(tl_loop *lb, lua_State *L, int nargs, int nres,
-            const char *what, tl_transport *lt) {
-  int base = lua_gettop(L) - nargs - 1; /* the message handler */
-  if (lua_pcall(L, nargs, nres, base) == LUA_OK)
-    return 0;
+static void report_slow(tl_loop *lb, lua_State *L, double t0,
+                        const char *what, tl_transport *lt);
+
+/* The error of a failed call (on top): reported, and a transport's
+ * protocol gets connection_lost(err) with the error itself. */
+static void failed(tl_loop *lb, lua_State *L, int base, const char *what,
+                   tl_transport *lt) {
   tl_report(lb, L, what, lt);
   if (lt && lt->t) {
     const char *msg = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
                                                      : "error in a callback";
-    /* The protocol gets connection_lost(err) with the error itself. */
     tapio_transport_fail(lt->t, TAPIO_ECALLBACK, msg);
   }
   lua_settop(L, base - 1);
+}
+
+int tl_call(tl_loop *lb, lua_State *L, int nargs, int nres,
+            const char *what, tl_transport *lt) {
+  int base = lua_gettop(L) - nargs - 1; /* the message handler */
+  double t0;
+  if (lb->slow <= 0) { /* the usual case: no clock read */
+    if (lua_pcall(L, nargs, nres, base) == LUA_OK)
+      return 0;
+    failed(lb, L, base, what, lt);
+    return -1;
+  }
+  t0 = tl_monotonic();
+  if (lua_pcall(L, nargs, nres, base) == LUA_OK) {
+    report_slow(lb, L, t0, what, lt);
+    return 0;
+  }
+  failed(lb, L, base, what, lt);
+  report_slow(lb, L, t0, what, lt);
   return -1;
 }
 
@@ -308,6 +331,98 @@ static int l_call_exception_handler(lua_State *L) {
   return 0;
 }
 
+/* ---- Slow callbacks (debug mode) ---------------------------------------- */
+
+double tl_monotonic(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+typedef struct slow_args {
+  tl_loop *lb;
+  const char *what;
+  tl_transport *lt;
+  double took;
+} slow_args;
+
+/* [1] slow_args: the context, to the exception handler. */
+static int tr_slow(lua_State *L) {
+  slow_args *a = lua_touserdata(L, 1);
+  const char *what = a->what ? a->what : "a callback";
+  char msg[256];
+  if (strncmp(what, "error in ", 9) == 0)
+    what += 9; /* the words of its failure name the callback */
+  snprintf(msg, sizeof msg, "slow callback: %s took %.3f s (the loop's "
+           "slow_callback_duration: %g s)", what, a->took, a->lb->slow);
+  lua_createtable(L, 0, 4);
+  lua_pushstring(L, msg);
+  lua_setfield(L, -2, "message");
+  lua_pushnumber(L, a->took);
+  lua_setfield(L, -2, "duration");
+  if (a->lt && a->lt->self_ref != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, a->lt->self_ref);
+    lua_setfield(L, -2, "transport");
+  }
+  if (a->lt && a->lt->proto_ref != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, a->lt->proto_ref);
+    lua_setfield(L, -2, "protocol");
+  }
+  tl_callhandler(a->lb, L);
+  return 0;
+}
+
+/* A call that ran for slow_callback_duration or longer is reported, as
+ * asyncio's debug mode logs "Executing ... took 0.2 seconds": the
+ * callback that holds the loop up (a frame's budget, every connection's
+ * latency) is named. */
+static void report_slow(tl_loop *lb, lua_State *L, double t0,
+                        const char *what, tl_transport *lt) {
+  slow_args a;
+  a.took = tl_monotonic() - t0;
+  if (a.took < lb->slow || lb->quiet || !lua_checkstack(L, 4))
+    return;
+  a.lb = lb;
+  a.what = what;
+  a.lt = lt;
+  lua_pushcfunction(L, tr_slow);
+  lua_pushlightuserdata(L, &a);
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+    fprintf(stderr, "tapio: cannot report a slow callback: %s\n",
+            tl_tostring(L, -1));
+    lua_pop(L, 1);
+  }
+}
+
+/* loop:set_debug(enabled [, slow_callback_duration]) */
+static int l_set_debug(lua_State *L) {
+  tl_loop *lb = tl_checkloop(L, 1, "loop:set_debug");
+  double d = lb->slow_duration;
+  if (!lua_isnoneornil(L, 3)) {
+    d = tl_checknumber(L, 3, "loop:set_debug", 2, "slow_callback_duration");
+    if (!(d > 0))
+      return tl_argerror(L, "loop:set_debug", 2, "slow_callback_duration",
+                         "seconds > 0 expected");
+    lb->slow_duration = d;
+  }
+  lb->slow = lua_toboolean(L, 2) ? d : 0;
+  return 0;
+}
+
+/* loop:get_debug() -> enabled, slow_callback_duration */
+static int l_get_debug(lua_State *L) {
+  tl_loop *lb = tl_checkloop(L, 1, "loop:get_debug");
+  lua_pushboolean(L, lb->slow > 0);
+  lua_pushnumber(L, lb->slow_duration);
+  return 2;
+}
+
+void tl_debug_init(tl_loop *lb) {
+  const char *env = getenv("TAPIO_DEBUG");
+  lb->slow_duration = 0.1; /* asyncio's default */
+  lb->slow = env && *env && strcmp(env, "0") != 0 ? lb->slow_duration : 0;
+}
+
 /* ---- A loop's references ----------------------------------------------- */
 
 static int new_ref_value(tl_loop *lb, lua_State *L) {
@@ -353,6 +468,8 @@ static const luaL_Reg handler_methods[] = {
   {"get_exception_handler", l_get_exception_handler},
   {"call_exception_handler", l_call_exception_handler},
   {"default_exception_handler", l_default_handler},
+  {"set_debug", l_set_debug},
+  {"get_debug", l_get_debug},
   {NULL, NULL}
 };
 

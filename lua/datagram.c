@@ -116,8 +116,9 @@ static void set_addr(lua_State *L, tapio_options *o, int idx,
   const void *bytes = tl_addrbytes(L, idx, &len);
   int rc = 0, port = 0, family = 0;
   if (lua_type(L, idx) == LUA_TSTRING) {
+    const char *path = tl_unixpath(L, idx);
     snprintf(name, sizeof name, "%s_path", which);
-    rc = tapio_options_set_str(o, name, lua_tostring(L, idx));
+    rc = path ? tapio_options_set_str(o, name, path) : TAPIO_EINVAL;
   } else if (bytes || lua_istable(L, idx)) {
     lua_Integer p = -1;
     if (bytes) {

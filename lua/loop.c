@@ -118,6 +118,7 @@ static tl_loop *new_loop_object(lua_State *L) {
   tl_list_init(&lb->calls);
   tl_list_init(&lb->watches);
   tl_list_init(&lb->transports);
+  tl_debug_init(lb);
   return lb;
 }
 

@@ -221,15 +221,15 @@ static int l_create_unix_server(lua_State *L) {
   tl_loop *lb = tl_checkloop(L, 1, FN_UNIX_SERVER);
   tapio_options *o = NULL;
   tl_server *ls;
+  const char *path;
   int rc;
   tl_checkcallable(L, 3, FN_UNIX_SERVER, 1, "protocol_factory");
-  if (lua_type(L, 4) != LUA_TSTRING)
-    return tl_typeerror(L, FN_UNIX_SERVER, 2, "path", 4, "string");
+  path = tl_checkunixpath(L, 4, FN_UNIX_SERVER, 2, "path");
   o = tl_options(L, 5, FN_UNIX_SERVER, 3, TAPIO_CALL_CREATE_UNIX_SERVER,
                  lb->loop);
   ls = newserver(L, lb, 3, 2);
-  rc = tapio_create_unix_server(lb->loop, lua_tostring(L, 4), c_factory, ls, o,
-                                on_served, ls);
+  rc = tapio_create_unix_server(lb->loop, path, c_factory, ls, o, on_served,
+                                ls);
   tapio_options_free(o);
   return finish(L, ls, rc);
 }

@@ -80,6 +80,9 @@ typedef struct tl_loop {
   int self_ref;       /* anchors the loop's userdata while nopen > 0 */
   int closing;        /* tapio_loop_free is running */
   int quiet;          /* closing from __gc: release, call nobody */
+  double slow;        /* debug mode: a Lua callback that runs this long
+                         (seconds) is reported; 0: off (callback.c) */
+  double slow_duration; /* loop:set_debug's slow_callback_duration */
   char *rbuf;         /* LuaJIT: where plain protocols read (protocol.c) */
   struct tl_acache *acache; /* address values by socket address (address.c) */
   tl_link servers;    /* every tl_server not yet collected */
@@ -204,6 +207,13 @@ int tl_prepare(tl_loop *lb, lua_State *L, int which);
  * stack is back where tl_prepare found it. Returns 0 or -1. */
 int tl_call(tl_loop *lb, lua_State *L, int nargs, int nres,
             const char *what, tl_transport *lt);
+/* In debug mode (loop:set_debug, TAPIO_DEBUG), tl_call also tells the
+ * exception handler of a call that ran slow_callback_duration or longer
+ * (its message names the callback by `what`). tl_debug_init reads
+ * TAPIO_DEBUG for a new loop. */
+void tl_debug_init(tl_loop *lb);
+/* CLOCK_MONOTONIC in seconds (real time, also on a virtual loop). */
+double tl_monotonic(void);
 /* Keeps the value on top (not popped) as lt's error and sends it to the
  * exception handler as an error of `what` (unless NULL), within a
  * protected call. */
@@ -394,6 +404,13 @@ lua_Integer tl_checkint(lua_State *L, int idx, const char *fn, int n,
  * service's name ("http": /etc/services, as asyncio's getaddrinfo takes
  * it). */
 int tl_checkport(lua_State *L, int idx, const char *fn, int n);
+/* The Unix path (a string) at idx for the core: a Linux abstract name
+ * given as asyncio spells it ("\0name") becomes the core's "@name" in
+ * that slot. NULL when a NUL byte is left inside (C cannot hold it). */
+const char *tl_unixpath(lua_State *L, int idx);
+/* tl_unixpath of the argument at idx, or an error naming fn's argument. */
+const char *tl_checkunixpath(lua_State *L, int idx, const char *fn, int n,
+                             const char *name);
 double tl_checknumber(lua_State *L, int idx, const char *fn, int n,
                       const char *name);
 void tl_checkcallable(lua_State *L, int idx, const char *fn, int n,

@@ -197,9 +197,7 @@ static int l_create_unix_connection(lua_State *L) {
   tl_transport *lt;
   int rc;
   tl_checkcallable(L, 3, FN_UNIX_CONNECT, 1, "protocol_factory");
-  if (lua_type(L, 4) != LUA_TSTRING)
-    return tl_typeerror(L, FN_UNIX_CONNECT, 2, "path", 4, "string");
-  path = lua_tostring(L, 4);
+  path = tl_checkunixpath(L, 4, FN_UNIX_CONNECT, 2, "path");
   o = tl_options(L, 5, FN_UNIX_CONNECT, 3, TAPIO_CALL_CREATE_UNIX_CONNECTION,
                  lb->loop);
   lt = tl_pending(L, lb, TL_TRANSPORT, 3, 2);

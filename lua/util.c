@@ -120,6 +120,30 @@ int tl_checkport(lua_State *L, int idx, const char *fn, int n) {
   return ntohs((uint16_t)found->s_port);
 }
 
+const char *tl_unixpath(lua_State *L, int idx) {
+  size_t len;
+  const char *s = lua_tolstring(L, idx, &len);
+  if (len > 0 && s[0] == '\0') { /* asyncio's spelling of "@name" */
+    idx = tl_absindex(L, idx);
+    lua_pushfstring(L, "@%s", s + 1);
+    lua_replace(L, idx);
+    s = lua_tostring(L, idx);
+  }
+  return strlen(s) == len ? s : NULL;
+}
+
+const char *tl_checkunixpath(lua_State *L, int idx, const char *fn, int n,
+                             const char *name) {
+  const char *s;
+  if (lua_type(L, idx) != LUA_TSTRING)
+    tl_typeerror(L, fn, n, name, idx, "string");
+  s = tl_unixpath(L, idx);
+  if (!s)
+    tl_argerror(L, fn, n, name, "a NUL byte inside the path (an abstract "
+                "name is \"\\0name\" or \"@name\", with no other NUL)");
+  return s;
+}
+
 double tl_checknumber(lua_State *L, int idx, const char *fn, int n,
                       const char *name) {
   double v;

@@ -279,6 +279,25 @@ describe("a datagram endpoint", function()
     end)
   end)
 
+  it("works at Linux abstract names, each side named", function()
+    helper.run(function(loop)
+      local name = ("tapio-dg-%d-%d"):format(os.time(), math.random(1e9))
+      local st, sp = endpoint(loop, { local_addr = "\0" .. name,
+                                      family = tapio.AF_UNIX })
+      assert.are.equal("@" .. name, st:get_extra_info("sockname"))
+      local ct, cp = endpoint(loop, { local_addr = "@" .. name .. "-c",
+                                      remote_addr = "@" .. name })
+      ct:sendto("hi")
+      local data, from = sp:got(1)
+      assert.are.equal("hi", data)
+      assert.are.equal("@" .. name .. "-c", from)
+      st:sendto("back", "\0" .. name .. "-c") -- asyncio's spelling
+      assert.are.equal("back", (cp:got(1)))
+      st:close()
+      ct:close()
+    end)
+  end)
+
   it("names the bind that failed: an address taken, a path that is a file "
      .. "(D13)", function()
     helper.run(function(loop)

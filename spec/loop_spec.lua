@@ -194,6 +194,67 @@ describe("a loop", function()
     assert.has_error(function() loop:call_exception_handler("x") end)
   end)
 
+  it("reports callbacks slower than slow_callback_duration in debug mode",
+    function()
+    local contexts = {}
+    loop:set_exception_handler(function(_, ctx)
+      contexts[#contexts + 1] = ctx
+    end)
+    local function spin(seconds) -- real time, as a busy callback takes it
+      local t0 = tapio.new_loop()
+      local start = t0:time()
+      while t0:time() - start < seconds do end
+      t0:close()
+    end
+    assert.are.same({ false, 0.1 }, { loop:get_debug() }) -- asyncio's
+    loop:call_soon(spin, 0.06)
+    loop:run_once()
+    assert.are.equal(0, #contexts) -- off: nothing measured
+    loop:set_debug(true, 0.05)
+    assert.are.same({ true, 0.05 }, { loop:get_debug() })
+    loop:call_soon(spin, 0.06)
+    loop:call_soon(function() end)
+    loop:run_once()
+    assert.are.equal(1, #contexts) -- the slow one, not the quick one
+    assert.matches("^slow callback: a scheduled callback took %d+%.%d+ s "
+      .. "%(the loop's slow_callback_duration: 0%.05 s%)$",
+      contexts[1].message)
+    assert.is_true(contexts[1].duration >= 0.05)
+    assert.is_nil(contexts[1].exception)
+    -- a protocol's method: named, with its transport and protocol
+    local a, b = tapio.socketpair()
+    local proto = { data_received = function() spin(0.06) end }
+    local t = loop:run_until_complete(loop:create_connection(function()
+      return proto
+    end, { sock = a }))
+    tapio.send(b, "x")
+    helper.wait_until(loop, function() return #contexts == 2 end)
+    assert.matches("^slow callback: protocol.data_received%(%) took",
+      contexts[2].message)
+    assert.are.equal(t, contexts[2].transport)
+    assert.are.equal(proto, contexts[2].protocol)
+    -- a failing slow callback: its error, then its time
+    loop:call_soon(function() spin(0.06) error("late") end)
+    loop:run_once()
+    assert.are.equal("error in a scheduled callback", contexts[3].message)
+    assert.matches("^slow callback: a scheduled callback", contexts[4].message)
+    loop:set_debug(false)
+    assert.are.same({ false, 0.05 }, { loop:get_debug() })
+    t:close()
+    tapio.close_fd(b)
+    assert.has_error(function() loop:set_debug(true, 0) end,
+      "tapio: loop:set_debug: bad argument #2 'slow_callback_duration' "
+      .. "(seconds > 0 expected)")
+  end)
+
+  it("is in debug mode from the start with TAPIO_DEBUG set", function()
+    local out, status = helper.execute("TAPIO_DEBUG=1 "
+      .. helper.shell_quote(os.getenv("TAPIO_HOST") or "build/tapio")
+      .. " -e 'print(require(\"tapio\").new_loop():get_debug())'")
+    assert.are.equal(0, status, out)
+    assert.are.equal("true\t0.1\n", out)
+  end)
+
   it("raises on bad arguments, naming function and argument", function()
     assert.has_error(function() loop:call_soon(42) end,
       "tapio: loop:call_soon: bad argument #1 'callback' "

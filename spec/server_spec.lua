@@ -310,6 +310,72 @@ describe("a Unix server", function()
     os.remove(path)
   end)
 
+  it("listens at a Linux abstract name ('@name', or asyncio's '\\0name'), "
+     .. "with no file", function()
+    local name = ("tapio-spec-%d-%d"):format(os.time(), math.random(1e9))
+    run(function(loop)
+      local accepted = loop:create_future()
+      local server = loop:create_unix_server(function()
+        local p = recorder(loop)
+        accepted:set_result(p)
+        return p
+      end, "\0" .. name)
+      assert.are.equal("@" .. name, server:addresses()[1])
+      assert.is_false(helper.exists("@" .. name)) -- no file, here or there
+      local t = loop:create_unix_connection(function()
+        return recorder(loop)
+      end, "@" .. name)
+      assert.are.equal("@" .. name, t:get_extra_info("peername"))
+      t:write("over the abstract name")
+      assert.are.equal("over the abstract name",
+        accepted:await():bytes(22):await())
+      -- the name is taken while the server has it, free after its close
+      local ok, err = pcall(loop.create_unix_server, loop, function() end,
+        "@" .. name)
+      assert.is_false(ok)
+      assert.are.equal("EADDRINUSE", err.name)
+      t:close()
+      server:close()
+      server:wait_closed()
+      loop:create_unix_server(function() end, "@" .. name):close()
+      -- a NUL left inside cannot reach C; "@" alone names nothing
+      assert.has_error(function()
+        loop:create_unix_connection(function() end, "\0a\0b")
+      end, "tapio: loop:create_unix_connection: bad argument #2 'path' (a "
+        .. "NUL byte inside the path (an abstract name is \"\\0name\" or "
+        .. "\"@name\", with no other NUL))")
+      ok, err = pcall(loop.create_unix_server, loop, function() end, "@")
+      assert.is_false(ok)
+      assert.are.equal("EINVAL", err.name)
+    end)
+  end)
+
+  it("meets Python's asyncio at an abstract name", function()
+    local name = ("tapio-py-%d-%d"):format(os.time(), math.random(1e9))
+    run(function(loop)
+      local server = tapio.start_unix_server(function(reader, writer)
+        writer:write("echo: " .. reader:readline())
+        writer:close()
+      end, "@" .. name)
+      local code = ([[
+import asyncio
+async def main():
+    r, w = await asyncio.open_unix_connection("\0%s")
+    w.write(b"from python\n")
+    print((await r.read()).decode(), end="")
+    w.close()
+asyncio.run(main())
+]]):format(name)
+      local proc = tapio.create_subprocess_exec("/usr/bin/python3",
+        { "-c", code }, { stdout = tapio.PIPE })
+      local out = proc:communicate()
+      assert.are.equal(0, proc.returncode)
+      assert.are.equal("echo: from python\n", out)
+      server:close()
+      server:wait_closed()
+    end)
+  end)
+
   it("checks its arguments", function()
     run(function(loop)
       assert.has_error(function()

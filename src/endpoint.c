@@ -7,7 +7,6 @@
 
 #include <errno.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 typedef struct dgram_req {
@@ -203,7 +202,6 @@ static void make_ip(dgram_req *r) {
 static void make_unix(dgram_req *r) {
   tapio__addr local, remote;
   const char *what;
-  struct stat st;
   int fd, rc = 0;
   if (r->local_path)
     rc = tapio__unix_addr(r->local_path, &local);
@@ -213,8 +211,8 @@ static void make_unix(dgram_req *r) {
     req_fail(r, rc, NULL);
     return;
   }
-  if (r->local_path && stat(r->local_path, &st) == 0 && S_ISSOCK(st.st_mode))
-    unlink(r->local_path);
+  if (r->local_path)
+    tapio__unix_unlink_stale(r->local_path);
   fd = open_socket(r, AF_UNIX, r->local_path ? &local : NULL,
                    r->remote_path ? &remote : NULL, &what);
   if (fd < 0) {

@@ -7,7 +7,6 @@
 #include <netinet/in.h>
 #include <stdint.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 typedef struct listen_req {
@@ -180,21 +179,20 @@ static void bind_hosts(listen_req *r) {
 static int bind_unix(listen_req *r) {
   const char *path = r->hosts[0];
   tapio__addr a;
-  struct stat st;
   int fd, rc = tapio__unix_addr(path, &a);
   if (rc < 0)
     return rc;
   if (tapio__virtual(r->req.loop)) /* a path of its network: no file */
     return bind_virtual(r, &a);
-  /* a stale socket file from an earlier run would make bind fail */
-  if (stat(path, &st) == 0 && S_ISSOCK(st.st_mode))
-    unlink(path);
+  tapio__unix_unlink_stale(path);
   fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0)
     return tapio__from_errno(errno);
   if (bind(fd, (struct sockaddr *)&a.ss, a.len) < 0)
     return bind_failed(r, fd, &a);
-  rc = tapio__server_set_unix_path(r->server, path);
+  rc = tapio__unix_abstract(path) ? 0 /* no file to remove at close */
+                                   : tapio__server_set_unix_path(r->server,
+                                                                 path);
   return rc < 0 ? (close(fd), rc) : listen_fd(r, fd);
 }
 

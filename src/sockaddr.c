@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 int tapio__family_to_af(int family) {
   switch (family) {
@@ -36,7 +38,8 @@ static int copy_host(const char *src, char *host, size_t hostlen) {
   return 0;
 }
 
-/* The path of a Unix address (possibly "" for an unnamed socket). */
+/* The path of a Unix address (possibly "" for an unnamed socket); an
+ * abstract name (its first byte NUL) as "@name". */
 static void unix_path(const struct sockaddr *sa, socklen_t len, char *buf,
                       size_t size) {
   const struct sockaddr_un *un = (const void *)sa;
@@ -46,6 +49,8 @@ static void unix_path(const struct sockaddr *sa, socklen_t len, char *buf,
     n = size - 1;
   memcpy(buf, un->sun_path, n);
   buf[n] = 0;
+  if (n > 0 && buf[0] == 0)
+    buf[0] = '@';
 }
 
 int tapio__format_addr(const struct sockaddr *sa, socklen_t len, char *host,
@@ -175,18 +180,30 @@ int tapio__fd_name(int fd, int peer, char *host, size_t hostlen, int *port,
                             family);
 }
 
+/* An abstract name ("@name") has no file and no terminating NUL: its
+ * length is the address's, and it may fill sun_path. */
 int tapio__unix_addr(const char *path, tapio__addr *a) {
   struct sockaddr_un *un = (struct sockaddr_un *)&a->ss;
   size_t n = strlen(path);
-  if (n == 0)
+  int abstract = tapio__unix_abstract(path);
+  if (n == 0 || (abstract && n == 1))
     return TAPIO_EINVAL;
-  if (n >= sizeof un->sun_path)
+  if (n > sizeof un->sun_path - !abstract)
     return TAPIO_ENAMETOOLONG;
   memset(a, 0, sizeof *a);
   un->sun_family = AF_UNIX;
   memcpy(un->sun_path, path, n);
-  a->len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
+  if (abstract)
+    un->sun_path[0] = 0;
+  a->len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + !abstract);
   return 0;
+}
+
+void tapio__unix_unlink_stale(const char *path) {
+  struct stat st;
+  if (!tapio__unix_abstract(path) && stat(path, &st) == 0 &&
+      S_ISSOCK(st.st_mode))
+    unlink(path);
 }
 
 int tapio__socket_nonblock(int fd) {
@@ -284,8 +301,10 @@ int tapio__addr_same_host(const tapio__addr *a, const tapio__addr *b) {
   if (x->sa_family == AF_INET6)
     return IN6_ARE_ADDR_EQUAL(&((const struct sockaddr_in6 *)x)->sin6_addr,
                               &((const struct sockaddr_in6 *)y)->sin6_addr);
-  return strcmp(((const struct sockaddr_un *)x)->sun_path,
-                ((const struct sockaddr_un *)y)->sun_path) == 0;
+  return a->len == b->len && /* an abstract name may hold NULs */
+         memcmp(((const struct sockaddr_un *)x)->sun_path,
+                ((const struct sockaddr_un *)y)->sun_path,
+                a->len - offsetof(struct sockaddr_un, sun_path)) == 0;
 }
 
 int tapio__addr_clash(const tapio__addr *a, const tapio__addr *b) {

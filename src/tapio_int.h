@@ -1085,9 +1085,17 @@ int tapio__addr_is_broadcast(const tapio__addr *a);
 /* Ephemeral ports of the virtual network: Linux's ip_local_port_range. */
 #define TAPIO__PORT_FIRST 32768
 #define TAPIO__PORT_LAST 60999
-/* The address of the Unix socket at path; TAPIO_EINVAL for "",
- * TAPIO_ENAMETOOLONG when it does not fit. */
+/* The address of the Unix socket at path, or of Linux's abstract name
+ * for "@name"; TAPIO_EINVAL for "" and "@", TAPIO_ENAMETOOLONG when it
+ * does not fit. */
 int tapio__unix_addr(const char *path, tapio__addr *a);
+/* "@name": an abstract Unix name (Linux), no file. */
+static inline int tapio__unix_abstract(const char *path) {
+  return path[0] == '@';
+}
+/* Removes a socket file left at path by an earlier run (bind would fail
+ * on it), as asyncio does; nothing for an abstract name. */
+void tapio__unix_unlink_stale(const char *path);
 int tapio__socket_nonblock(int fd);
 /* TCP_NODELAY on fd, a socket of address family af, when nodelay is set
  * and af is IPv4 or IPv6 (asyncio sets it on every TCP transport). */

@@ -35,8 +35,11 @@
 ---What the exception handler gets, as asyncio's context.
 ---@class tapio.ExceptionContext
 ---@field message string
----@field exception any the error value as raised
+---@field exception? any the error value as raised (none for a slow callback)
 ---@field traceback? string
+---@field task? tapio.Task whose error was never retrieved
+---@field future? tapio.Task the same task, as asyncio names it too
+---@field duration? number seconds a slow callback took (debug mode)
 ---@field transport? tapio.Transport
 ---@field protocol? tapio.Protocol
 ---@field tasks? tapio.Task[] what tapio.run cancelled at exit
@@ -475,6 +478,14 @@ function Loop:get_exception_handler() end
 function Loop:call_exception_handler(context) end
 ---@param context tapio.ExceptionContext
 function Loop:default_exception_handler(context) end
+---Debug mode: a Lua callback running slow_callback_duration seconds or
+---longer (default 0.1) is reported to the exception handler.
+---@param enabled boolean
+---@param slow_callback_duration? number
+function Loop:set_debug(enabled, slow_callback_duration) end
+---@return boolean enabled
+---@return number slow_callback_duration
+function Loop:get_debug() end
 ---Connects (the async rule); or, given {sock = fd, ...} for host, wraps a
 ---connected socket.
 ---@param factory tapio.ProtocolFactory

@@ -592,6 +592,59 @@ static void unix_server_no_cleanup_option(void)
   tmpdir_remove(&td);
 }
 
+/* "@name" is Linux's abstract namespace: no file is made, looked at or
+ * removed (a socket file called "@name" in the working directory stays,
+ * before the bind and after the close); the names read back as
+ * "@name"; the name is taken until the server closes. */
+static void unix_abstract_name(void)
+{
+  tapio_loop *loop = new_loop();
+  char name[64], cwd[512], longest[109], got[TAPIO_ADDR_MAX];
+  tmpdir td;
+  srv sv, again;
+  rec c, *s;
+  struct sockaddr_un addr;
+  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+  rec_init(&c);
+  tmpdir_make(&td);
+  snprintf(name, sizeof name, "@tapio-test-%d", (int)getpid());
+  CHECK(getcwd(cwd, sizeof cwd) != NULL && chdir(td.dir) == 0);
+  memset(&addr, 0, sizeof addr); /* a socket file named like the name */
+  addr.sun_family = AF_UNIX;
+  snprintf(addr.sun_path, sizeof addr.sun_path, "%s", name);
+  CHECK(fd >= 0 && bind(fd, (struct sockaddr *)&addr, sizeof addr) == 0);
+  close(fd);
+  CHECK_OK(unix_server(&sv, loop, name, NULL));
+  CHECK_ERR(unix_server(&again, loop, name, NULL), TAPIO_EADDRINUSE);
+  CHECK_OK(unix_connect(loop, name, &c));
+  s = srv_wait_conn(&sv, 0);
+  roundtrip(loop, &c, s);
+  CHECK_STR(peername(c.t).host, name);
+  CHECK_STR(sockname(s->t).host, name);
+  close_both(loop, &c, s);
+  CHECK_OK(tapio_server_close(sv.s));
+  CHECK_OK(tapio_server_wait_closed(sv.s, on_server_closed, &sv));
+  WAIT_FOR(loop, sv.closed);
+  CHECK(path_exists(name)); /* the file was never the server's */
+  CHECK(unlink(name) == 0 && chdir(cwd) == 0);
+  /* the whole of sun_path, "@" standing for its first byte */
+  memset(longest, 'n', sizeof longest - 1);
+  longest[0] = '@';
+  longest[sizeof longest - 1] = 0;
+  CHECK_OK(unix_server(&again, loop, longest, NULL));
+  CHECK_OK(tapio_server_get_address(again.s, 0, got, sizeof got, NULL, NULL));
+  CHECK_STR(got, longest);
+  CHECK_ERR(tapio_create_unix_server(loop, "@", srv_factory, &again, NULL,
+                                     on_server, &again), TAPIO_EINVAL);
+  tapio_server_release(sv.s);
+  tapio_server_release(again.s);
+  free_loop(loop);
+  srv_free(&sv);
+  srv_free(&again);
+  rec_free(&c);
+  tmpdir_remove(&td);
+}
+
 static void unix_connect_missing_path(void)
 {
   tapio_loop *loop = new_loop();
@@ -635,5 +688,6 @@ TEST_MAIN(
   TEST(unix_server_keeps_regular_file),
   TEST(unix_server_cleanup_on_close),
   TEST(unix_server_no_cleanup_option),
+  TEST(unix_abstract_name),
   TEST(unix_connect_missing_path)
 )
