@@ -45,6 +45,7 @@ build = {
         "src/tls_info.c", "src/tls_session.c", "src/tls_start.c",
         "src/transport.c", "src/version.c", "src/watch.c", "src/wqueue.c",
         "src/clock.c", "src/memory.c", "src/vnet.c", "src/vdgram.c",
+        "src/flight.c",
         "src/vchild.c",
         "src/fault.c", "src/recorder.c",
         "lua/loop.c", "lua/callback.c", "lua/call.c", "lua/protocol.c",

@@ -1644,14 +1644,32 @@ tapio_transport *tapio_memory_peer(tapio_transport *t);
  * waits for it to go, then connection_lost(0). */
 
 /* Faults of what t sends, drawn per datagram from seed (splitmix64), so
- * that a failing run replays from its seed. */
+ * that a failing run replays from its seed: on a virtual endpoint, and on
+ * a real one (UDP over IPv4 or IPv6, a Unix datagram socket; connected or
+ * not) with the same meaning from the sender's side and the same draws.
+ * There a lost datagram is never handed to the socket, a duplicated one
+ * is sent twice, and delay, jitter and reorder hold datagrams in tapio
+ * until their time (the loop's clock: real time), each then sent as
+ * sendto sends, in the order the virtual network delivers them for the
+ * same seed; one neither delayed nor held back, with nothing held before
+ * it, goes to the socket within sendto, as without faults. What is held
+ * is in flight (tapio_datagram_in_flight), not in the write buffer:
+ * get_write_buffer_size, pause_writing and resume_writing count what the
+ * socket refused, as without faults. close sends what is held at its
+ * time, then connection_lost(0), as it flushes the write buffer; abort, a
+ * failure and tapio_loop_free drop it. A held datagram the socket refuses
+ * at its time (TAPIO_EMSGSIZE too) goes to error_received, as any later
+ * send failure: sendto had answered 0. From the first call on (cleared
+ * or not) that endpoint's sends no longer gather into one sendmmsg while
+ * a batch of datagrams is delivered; an endpoint never given faults pays
+ * nothing. */
 typedef struct tapio_datagram_faults {
   double loss;           /* 0..1: the chance a datagram is lost */
   double duplicate;      /* 0..1: the chance it arrives twice */
   unsigned reorder;      /* it lets up to this many of the ones t sends
                             after it go first (drawn 0..reorder; those
                             that never come: it goes last of its turn) */
-  double delay;          /* seconds of loop time in flight */
+  double delay;          /* seconds of loop time in flight (held) */
   double jitter;         /* plus 0..jitter seconds, drawn: they reorder */
   uint64_t seed;
   const uint64_t *drop;  /* these are lost: 1 is the first sent after the
@@ -1660,14 +1678,16 @@ typedef struct tapio_datagram_faults {
 } tapio_datagram_faults;
 /* Sets t's faults (f NULL: none); the count of datagrams and the draws
  * start again. 0; TAPIO_EINVAL for a bad value or a transport that is not
- * a virtual endpoint; TAPIO_ECLOSED once its connection_lost is on its
- * way. */
+ * a datagram endpoint; TAPIO_ECLOSED once its connection_lost is on its
+ * way; TAPIO_ENOMEM. */
 int tapio_datagram_set_faults(tapio_transport *t,
                               const tapio_datagram_faults *f);
-/* The bytes t may have in flight (> 0; one datagram always may).
- * TAPIO_EINVAL as above. */
+/* The bytes virtual endpoint t may have in flight (> 0; one datagram
+ * always may). TAPIO_EINVAL for 0 or another transport (a real
+ * endpoint's socket has its own send buffer). */
 int tapio_datagram_set_capacity(tapio_transport *t, size_t bytes);
-/* The bytes of t's datagrams in flight (sent, not yet arrived). */
+/* The bytes of t's datagrams in flight (sent, not yet arrived; on a
+ * real endpoint: held by its faults). */
 size_t tapio_datagram_in_flight(tapio_transport *t);
 
 /* Faults on demand, on a memory pair's transport or a real one (a stream

@@ -268,12 +268,15 @@ static int k_clear_faults(lua_State *L) {
   return 0;
 }
 
-/* ---- Virtual datagram endpoints ----------------------------------------- */
+/* ---- Datagram endpoints' faults ------------------------------------------ */
 
-static int datagram_result(lua_State *L, const char *fn, int rc) {
+#define ENDPOINT "a datagram endpoint expected"
+
+/* rc of a call on datagram endpoint t; EINVAL: what it expected. */
+static int datagram_result(lua_State *L, const char *fn, int rc,
+                           const char *expected) {
   if (rc == TAPIO_EINVAL)
-    return tl_error_at(L, 2, fn, "a virtual loop's datagram endpoint "
-                       "expected");
+    return tl_error_at(L, 2, fn, expected);
   if (rc < 0)
     return tl_error_at(L, 2, fn, tapio_strerror(rc));
   return 0;
@@ -288,7 +291,8 @@ static int k_datagram_faults(lua_State *L) {
   uint64_t *drop;
   size_t i;
   if (lua_isnoneornil(L, 2))
-    return datagram_result(L, fn, tapio_datagram_set_faults(t, NULL));
+    return datagram_result(L, fn, tapio_datagram_set_faults(t, NULL),
+                           ENDPOINT);
   luaL_checktype(L, 2, LUA_TTABLE);
   memset(&f, 0, sizeof f);
   lua_getfield(L, 2, "loss");
@@ -312,14 +316,16 @@ static int k_datagram_faults(lua_State *L) {
     lua_pop(L, 1);
   }
   f.drop = drop;
-  return datagram_result(L, fn, tapio_datagram_set_faults(t, &f));
+  return datagram_result(L, fn, tapio_datagram_set_faults(t, &f), ENDPOINT);
 }
 
 static int k_datagram_capacity(lua_State *L) {
   const char *fn = "testing.datagram_faults";
   tapio_transport *t = checkopen_at(L, 2, 1, fn);
   lua_Integer n = tl_checkint(L, 2, fn, 2, "capacity", 1, INT32_MAX);
-  return datagram_result(L, fn, tapio_datagram_set_capacity(t, (size_t)n));
+  return datagram_result(L, fn, tapio_datagram_set_capacity(t, (size_t)n),
+                         "capacity: a virtual loop's datagram endpoint "
+                         "expected");
 }
 
 /* testing.datagram_in_flight(t): bytes t sent that have not arrived. */

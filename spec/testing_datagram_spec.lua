@@ -450,3 +450,114 @@ describe("the virtual network's datagrams", function()
     st:close()
   end))
 end)
+
+-- ---- Faults on a real endpoint ---------------------------------------------
+
+local python = "/usr/bin/python3"
+
+-- Inside a task: spec/support/udp_echo.py (asyncio) on 127.0.0.1, and a
+-- client endpoint of this real loop connected to it.
+local function python_echo(loop)
+  local p = tapio.create_subprocess_exec(python,
+    { "spec/support/udp_echo.py" }, { stdin = tapio.PIPE,
+    stdout = tapio.PIPE })
+  local line = p.stdout:readline()
+  local port = assert(tonumber(line:match("^PORT (%d+)")), line)
+  local ct, cp = endpoint(loop, { remote_addr = { "127.0.0.1", port } })
+  return p, ct, cp
+end
+
+local function python_done(p, ct)
+  ct:close()
+  p.stdin:close()
+  assert.are.equal(0, p:wait())
+end
+
+-- The faults cleared, "marker": the next echo to come back.
+local function marker_next(ct, cp)
+  testing.datagram_faults(ct)
+  local n = #cp.datagrams
+  ct:sendto("marker")
+  assert.are.equal("marker", (cp:got(n + 1)))
+end
+
+describe("datagram faults on a real endpoint", function()
+  local function real(fn)
+    return function()
+      if not helper.exists(python) then
+        return
+      end
+      helper.run(fn)
+    end
+  end
+
+  it("loses and drops what the spec says: the peer never gets it",
+     real(function(loop)
+    local p, ct, cp = python_echo(loop)
+    testing.datagram_faults(ct, { loss = 1 })
+    ct:sendto("lost")
+    marker_next(ct, cp)
+    testing.datagram_faults(ct, { drop = { 2, 3 }, duplicate = 1 })
+    for i = 1, 4 do
+      ct:sendto(tostring(i))
+    end
+    assert.are.equal("4", (cp:got(5)))
+    marker_next(ct, cp)
+    assert.are.same({ "made", "data:marker", "data:1", "data:1", "data:4",
+      "data:4", "data:marker" }, cp.events)
+    python_done(p, ct)
+  end))
+
+  it("reorders as the seed says: the virtual network's order", function()
+    local spec = { reorder = 2, seed = 3 }
+    local want = under_faults(spec, 12)
+    local sorted = { "made" }
+    for i = 1, 12 do
+      sorted[#sorted + 1] = "data:" .. i
+    end
+    assert.are_not.equal(table.concat(sorted, " "), want)
+    real(function(loop)
+      local p, ct, cp = python_echo(loop)
+      testing.datagram_faults(ct, spec)
+      for i = 1, 12 do
+        ct:sendto(tostring(i))
+      end
+      cp:got(12)
+      marker_next(ct, cp)
+      table.remove(cp.events)
+      assert.are.equal(want, table.concat(cp.events, " "))
+      python_done(p, ct)
+    end)()
+  end)
+
+  it("holds a delayed datagram in tapio until its time; close sends it, "
+     .. "then connection_lost", real(function(loop)
+    local p, ct, cp = python_echo(loop)
+    local seen = testing.datagram_faults(ct, { delay = 0.2 })
+    assert.is_number(seen.seed)
+    local t0 = loop:time()
+    ct:sendto("late")
+    assert.are.equal(4, testing.datagram_in_flight(ct))
+    assert.are.equal(0, ct:get_write_buffer_size())
+    assert.are.equal("late", (cp:got(1)))
+    assert.is_true(loop:time() - t0 >= 0.2 - 1e-6)
+    python_done(p, ct)
+    local st, sp = bound(loop)
+    local rt, rp = bound(loop)
+    testing.datagram_faults(st, { delay = 0.05 })
+    st:sendto("held", rt:get_extra_info("sockname"))
+    st:close()
+    assert.is_false(sp.lost:await())
+    assert.are.equal("held", (rp:got(1)))
+    rt:close()
+  end))
+
+  it("refuses capacity: the virtual network's", real(function(loop)
+    local p, ct = python_echo(loop)
+    assert.has_error(function()
+      testing.datagram_faults(ct, { capacity = 10 })
+    end, "tapio: testing.datagram_faults: capacity: a virtual loop's "
+      .. "datagram endpoint expected")
+    python_done(p, ct)
+  end))
+end)

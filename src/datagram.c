@@ -5,9 +5,12 @@
  * when several wait; what the protocol sends while a batch of several is
  * delivered is gathered and goes out in one sendmmsg after it; sendto
  * otherwise tries the socket first and queues (copied) only what it
- * refuses, flushed with sendmmsg on writability. ICMP errors (IP_RECVERR) reach error_received, naming the
- * address they concern, and the endpoint keeps receiving. The lifetime is
- * the head's (transport.c). */
+ * refuses, flushed with sendmmsg on writability. ICMP errors
+ * (IP_RECVERR) reach error_received, naming the address they concern,
+ * and the endpoint keeps receiving. The testing kit's faults, once set,
+ * take sendto aside (flight.c): what they hold goes to the socket at its
+ * time, and a close waits for it. The lifetime is the head's
+ * (transport.c). */
 #include "tapio_int.h"
 
 #include <errno.h>
@@ -45,6 +48,14 @@ typedef struct dgram_area {
   char cdata[CORK_N][CORK_MAX];
 } dgram_area;
 
+/* The testing kit's faults of what an endpoint sends (flight.c): made at
+ * the first tapio_datagram_set_faults, kept until the end. */
+typedef struct dgram_faults {
+  tapio__flight fl;           /* what they hold; landing is sending */
+  tapio__fsender s;
+  tapio__dgram *d;
+} dgram_faults;
+
 /* An error of a send, for error_received from the loop. */
 typedef struct dgram_err {
   struct dgram_err *next;
@@ -64,6 +75,7 @@ struct tapio__dgram {
   int eposted;
   unsigned lost_sends;
   int vlen;                   /* datagrams asked of the next read */
+  dgram_faults *fx;           /* NULL until faults are set */
 };
 
 static const tapio__kind dgram_kind;
@@ -74,6 +86,11 @@ static tapio__dgram *to_dgram(tapio_transport *t) {
 
 static const tapio_datagram_protocol *proto_of(const tapio__dgram *d) {
   return (const tapio_datagram_protocol *)d->head.proto;
+}
+
+/* Whether faults hold datagrams of d's still to send. */
+static int held(const tapio__dgram *d) {
+  return d->fx && tapio__flight_busy(&d->fx->fl);
 }
 
 void tapio__datagram_area_free(tapio_loop *loop) {
@@ -237,10 +254,10 @@ static int send_many(tapio__dgram *d, struct mmsghdr *msgs, int n) {
   return done;
 }
 
-/* The queue is empty: a pending close finishes. */
+/* The queue is empty: a pending close finishes (when nothing is held). */
 static void drained(tapio__dgram *d) {
   ev_io_stop(d->head.loop->ev, &d->wio);
-  if (d->head.flags & TAPIO__T_CLOSING)
+  if ((d->head.flags & TAPIO__T_CLOSING) && !held(d))
     tapio__transport_lost(&d->head, 0, NULL);
 }
 
@@ -348,6 +365,79 @@ static int send_now(tapio__dgram *d, const void *data, size_t len,
   return 0;
 }
 
+/* Behind what waits, never before it. */
+static int send_or_queue(tapio__dgram *d, const void *data, size_t len,
+                         const struct sockaddr *sa, socklen_t alen) {
+  return d->q.head ? enqueue(d, data, len, sa, alen)
+                   : send_now(d, data, len, sa, alen);
+}
+
+/* ---- Faults: datagrams held until their time (flight.c) ----------------- */
+
+/* A held datagram is due: it goes as sendto would have sent it; what the
+ * socket refuses now (EMSGSIZE too) is error_received's, as any late
+ * failure. Its endpoint aborted meanwhile: dropped. */
+static void land(tapio__flight *fl, tapio__fpkt *p) {
+  tapio__dgram *d = TAPIO_CONTAINER(fl, dgram_faults, fl)->d;
+  const struct sockaddr *sa =
+      p->dst.len ? (const struct sockaddr *)&p->dst.ss : NULL;
+  if (p->from &&
+      send_or_queue(d, p->data, p->len, sa, p->dst.len) == TAPIO_EMSGSIZE)
+    send_error(d, TAPIO_EMSGSIZE, sa, p->dst.len);
+}
+
+/* One held datagram went: a close waiting for the last finishes. */
+static void left(tapio__fsender *s) {
+  tapio__dgram *d = TAPIO_CONTAINER(s, dgram_faults, s)->d;
+  if ((d->head.flags & (TAPIO__T_CLOSING | TAPIO__T_LOST)) ==
+          TAPIO__T_CLOSING && !d->q.head && !held(d))
+    tapio__transport_lost(&d->head, 0, NULL);
+}
+
+/* sendto as the faults say: lost, held, or sent now (once or twice). */
+static int faulty_sendto(tapio__dgram *d, const void *data, size_t len,
+                         const struct sockaddr *sa, socklen_t alen) {
+  tapio__addr dst;
+  int n, i, rc = 0;
+  dst.len = alen;
+  if (alen)
+    memcpy(&dst.ss, sa, alen);
+  n = tapio__flight_launch(&d->fx->s, data, len, &dst, NULL);
+  for (i = 0; i < n && rc == 0; i++)
+    rc = send_or_queue(d, data, len, sa, alen);
+  return n < 0 ? n : rc;
+}
+
+int tapio__dgram_sender(tapio_transport *t, int make, tapio__fsender **s) {
+  tapio__dgram *d;
+  *s = NULL;
+  if (t->kind != &dgram_kind)
+    return TAPIO_EINVAL;
+  d = to_dgram(t);
+  if (!d->fx && make) {
+    dgram_faults *fx = tapio__calloc(t->loop, sizeof *fx);
+    if (!fx)
+      return TAPIO_ENOMEM;
+    tapio__flight_init(&fx->fl, t->loop, land);
+    fx->fl.at_once = 1;
+    fx->s.flight = &fx->fl;
+    fx->s.left = left;
+    fx->d = d;
+    d->fx = fx;
+  }
+  *s = d->fx ? &d->fx->s : NULL;
+  return 0;
+}
+
+static void faults_free(tapio__dgram *d) {
+  if (!d->fx)
+    return;
+  tapio__flight_free(&d->fx->fl);
+  tapio__fsender_free(d->head.loop, &d->fx->s);
+  tapio__free(d->head.loop, d->fx, sizeof *d->fx);
+  d->fx = NULL;
+}
+
 int tapio_transport_sendto(tapio_transport *t, const void *data, size_t len,
                            const void *addr, size_t addrlen) {
   const struct sockaddr *sa;
@@ -368,6 +458,8 @@ int tapio_transport_sendto(tapio_transport *t, const void *data, size_t len,
     return rc;
   if (t->flags & TAPIO__T_CLOSING)
     return tapio__dgram_lost_send(t, &d->lost_sends);
+  if (d->fx) /* the testing kit's faults */
+    return faulty_sendto(d, data, len, sa, alen);
   if (d->q.head) /* behind what waits, never before it */
     return enqueue(d, data, len, sa, alen);
   a = (dgram_area *)t->loop->dbuf;
@@ -382,8 +474,7 @@ int tapio_transport_sendto(tapio_transport *t, const void *data, size_t len,
   }
   if (a && a->owner == d)
     flush_cork(a); /* a large one: what was gathered goes first */
-  return d->q.head ? enqueue(d, data, len, sa, alen)
-                  : send_now(d, data, len, sa, alen);
+  return send_or_queue(d, data, len, sa, alen);
 }
 
 /* ---- Reading ------------------------------------------------------------- */
@@ -576,7 +667,7 @@ static void dgram_close(tapio_transport *t) {
   tapio__dgram *d = to_dgram(t);
   ev_io_stop(t->loop->ev, &d->rio);
   flush_own_cork(d);
-  if (!d->q.head)
+  if (!d->q.head && !held(d))
     tapio__transport_lost(t, 0, NULL);
 }
 
@@ -587,11 +678,14 @@ static void dgram_halt(tapio_transport *t) {
   ev_io_stop(t->loop->ev, &d->wio);
   clear_queue(d);
   clear_errors(d);
+  if (d->fx) /* an abort: what the faults hold goes too */
+    tapio__flight_drop(&d->fx->fl, &d->fx->s);
 }
 
 static void dgram_destroy(tapio_transport *t) {
   tapio__dgram *d = to_dgram(t);
   dgram_halt(t);
+  faults_free(d);
   close(d->rio.fd);
   tapio__free(t->loop, d, sizeof *d);
 }
@@ -604,6 +698,7 @@ static int dgram_fd(tapio_transport *t) {
 static void dgram_shed(tapio_transport *t) {
   tapio__dgram *d = to_dgram(t);
   dgram_halt(t);
+  faults_free(d);
   close(d->rio.fd);
   d->rio.fd = d->wio.fd = -1;
 }

@@ -906,6 +906,85 @@ typedef struct tapio__addr {
   socklen_t len;
 } tapio__addr;
 
+/* ---- Datagrams held until their time (flight.c) ------------------------ */
+
+/* The faults of what a datagram endpoint sends (tapio_datagram_faults),
+ * drawn per datagram, and the datagrams they hold, due at a time of the
+ * loop's clock: the virtual network's whole transit (vdgram.c), a real
+ * endpoint's delay and reordering before its socket (datagram.c). A
+ * flight delivers what is due from a task of the loop (what is sent
+ * meanwhile waits for the next turn), a timer waking it for the next
+ * datagram due later; each lands through its owner's callback. */
+typedef struct tapio__flight tapio__flight;
+typedef struct tapio__fsender tapio__fsender;
+
+/* A datagram held. */
+typedef struct tapio__fpkt {
+  struct tapio__fpkt *next;
+  double due;            /* when it lands (loop time; < 0: see flight.c) */
+  tapio__fsender *from;  /* its sender, NULL once forgotten */
+  unsigned hold;         /* later datagrams of its sender to let pass */
+  tapio__addr src, dst;  /* dst.len 0: the connected peer */
+  size_t len;
+  char data[];
+} tapio__fpkt;
+
+struct tapio__flight {
+  tapio_loop *loop;
+  tapio__fpkt *head;     /* held, by due time (ties: as sent) */
+  tapio__fpkt *batch;    /* what the running delivery holds */
+  tapio__task task;      /* delivers what is due */
+  int posted;
+  tapio__timer timer;    /* the next datagram due later */
+  int at_once;           /* one due now, with nothing held, is not held:
+                            tapio__flight_launch tells its sender */
+  /* p is due: deliver it (p stays in the batch meanwhile). */
+  void (*land)(tapio__flight *fl, tapio__fpkt *p);
+};
+
+/* A sender's faults and draws. */
+struct tapio__fsender {
+  tapio__flight *flight;          /* where its datagrams are held */
+  tapio_datagram_faults faults;   /* drop: a copy of its own */
+  uint64_t rng, sent;             /* the draws' state; sent since set */
+  size_t inflight;                /* the bytes it has held */
+  /* One of its datagrams landed (its bytes no longer in flight); may
+   * be NULL. */
+  void (*left)(tapio__fsender *s);
+};
+
+void tapio__flight_init(tapio__flight *fl, tapio_loop *loop,
+                        void (*land)(tapio__flight *, tapio__fpkt *));
+/* Frees what it holds, stops its timer and task. */
+void tapio__flight_free(tapio__flight *fl);
+/* One datagram s sends to dst (from src: the receiver's view; may be
+ * NULL) as its faults say: lost, held, doubled. 0; with at_once, 1 or 2
+ * when it is due now with nothing held: the caller sends it that many
+ * times itself; TAPIO_ENOMEM (it is lost). */
+int tapio__flight_launch(tapio__fsender *s, const void *data, size_t len,
+                         const tapio__addr *dst, const tapio__addr *src);
+/* Whether anything is held (a delivery running included). */
+static inline int tapio__flight_busy(const tapio__flight *fl) {
+  return fl->head || fl->batch;
+}
+/* Everything held goes, unlanded. */
+void tapio__flight_clear(tapio__flight *fl);
+/* s's datagrams go, unlanded (those of a running delivery: forgotten). */
+void tapio__flight_drop(tapio__flight *fl, tapio__fsender *s);
+/* s's datagrams still land, from no sender. */
+void tapio__flight_forget(tapio__flight *fl, tapio__fsender *s);
+/* Sets s's faults (f NULL: none): 0, TAPIO_EINVAL for a bad value,
+ * TAPIO_ENOMEM. The count and the draws start again. */
+int tapio__fsender_set(tapio_loop *loop, tapio__fsender *s,
+                       const tapio_datagram_faults *f);
+/* Frees s's copy of the drop list. */
+void tapio__fsender_free(tapio_loop *loop, tapio__fsender *s);
+/* The sender of datagram endpoint t, virtual (vdgram.c) or real
+ * (datagram.c: made when make is set): 0 with *s (NULL: none yet),
+ * TAPIO_EINVAL for another transport, TAPIO_ENOMEM. */
+tapio__fsender *tapio__vdgram_sender(tapio_transport *t);
+int tapio__dgram_sender(tapio_transport *t, int make, tapio__fsender **s);
+
 typedef struct tapio__lookup tapio__lookup;
 typedef struct tapio__resolver tapio__resolver;
 

@@ -5,13 +5,14 @@
  *
  * The network (one per loop, in the kit) holds what is bound and what is
  * in flight: each datagram sent, with the time it arrives, in order of
- * that time. One task delivers what is due (what it sends meanwhile goes
- * in the next turn, as on a real loop); one timer wakes it for the next
- * datagram due later. Arriving, a datagram finds the endpoint bound at
- * its address (or the wildcard of its family at its port): that one's
- * datagram_received, with the sender's address; none, and the sender
- * hears error_received(ECONNREFUSED), as tapio's sockets hear the ICMP
- * error on loopback (IP_RECVERR), and it keeps receiving. A broadcast
+ * that time, in a flight (flight.c: the faults' draws and the list, the
+ * task and the timer that deliver what is due, what is sent meanwhile
+ * going in the next turn, as on a real loop). Arriving, a datagram finds
+ * the endpoint bound at its address (or the wildcard of its family at
+ * its port): that one's datagram_received, with the sender's address;
+ * none, and the sender hears error_received(ECONNREFUSED), as tapio's
+ * sockets hear the ICMP error on loopback (IP_RECVERR), and it keeps
+ * receiving. A broadcast
  * (255.255.255.255) reaches every endpoint at its port's wildcard,
  * reuse_port's all, and none is no error (no host answers a broadcast
  * with ICMP: RFC 1122), as the kernel delivers it. Once the last
@@ -27,35 +28,19 @@
  * run replays from its seed. */
 #include "tapio_int.h"
 
-#include <math.h>
 #include <string.h>
 
 #define MAX_IPV4 65507         /* 65535 less the IP and UDP headers */
 #define MAX_IPV6 65527         /* 65535 less the UDP header */
 #define DEFAULT_CAPACITY 212992 /* Linux's default send buffer */
-#define BATCH 256              /* datagrams delivered per turn, at most */
 
 typedef struct vdg vdg;
-
-/* A datagram in flight. */
-typedef struct vpkt {
-  struct vpkt *next;
-  double due;           /* when it arrives (loop time) */
-  vdg *from;            /* the sender, NULL once it is freed */
-  unsigned hold;        /* later datagrams of its sender to let pass */
-  tapio__addr src, dst;
-  size_t len;
-  char data[];
-} vpkt;
+typedef tapio__fpkt vpkt;   /* a datagram in flight (flight.c) */
 
 struct tapio__dnet {
   tapio_loop *loop;
   tapio__link ends;     /* the bound endpoints, in the order they bound */
-  vpkt *head;           /* in flight, by due time (ties: as sent) */
-  vpkt *batch;          /* what the running delivery holds */
-  tapio__task task;     /* delivers what is due */
-  int posted;
-  tapio__timer timer;   /* the next datagram due later */
+  tapio__flight flight; /* what is in flight: landing is arriving */
   unsigned next_port;
 };
 
@@ -67,11 +52,9 @@ struct vdg {
   int due;              /* a broadcast being delivered has yet to reach it */
   tapio__addr dflt;     /* allow_broadcast's remote: the default */
   tapio__dgram_queue q; /* the write buffer: what waits for room */
-  size_t inflight, capacity;
+  size_t capacity;      /* the most it may have in flight (fs.inflight) */
   unsigned lost_sends;
-  tapio_datagram_faults faults;
-  uint64_t *drop;       /* faults.drop, copied */
-  uint64_t rng, sent;   /* the draws' state; datagrams sent since set */
+  tapio__fsender fs;    /* its faults, what it has in flight */
 };
 
 static const tapio__kind vdg_kind;
@@ -88,15 +71,8 @@ static tapio__dnet *net_of(tapio_loop *loop) { return loop->kit->dnet; }
 
 /* ---- The network -------------------------------------------------------- */
 
-static void deliver_due(tapio__task *task);
-
-static void on_timer(tapio__timer *tm) {
-  tapio__dnet *n = TAPIO_CONTAINER(tm, tapio__dnet, timer);
-  if (!n->posted) {
-    n->posted = 1;
-    tapio__task_post(n->loop, &n->task);
-  }
-}
+static void arrive(tapio__flight *fl, vpkt *p);
+static void left(tapio__fsender *s);
 
 static tapio__dnet *net_get(tapio_loop *loop) {
   tapio__dnet *n = loop->kit->dnet;
@@ -107,55 +83,17 @@ static tapio__dnet *net_get(tapio_loop *loop) {
     return NULL;
   n->loop = loop;
   tapio__list_init(&n->ends);
-  n->task.run = deliver_due;
-  tapio__timer_init(&n->timer, loop, on_timer);
+  tapio__flight_init(&n->flight, loop, arrive);
   n->next_port = TAPIO__PORT_FIRST;
   loop->kit->dnet = n;
   return n;
-}
-
-/* The delivery runs now when something is due, else the timer waits for
- * the first datagram. */
-static void schedule(tapio__dnet *n) {
-  double now = tapio__time(n->loop);
-  if (!n->head)
-    tapio__timer_stop(&n->timer);
-  else if (n->head->due <= now)
-    on_timer(&n->timer);
-  else if (!tapio__timer_active(&n->timer) || n->timer.dl.when != n->head->due)
-    tapio__timer_start_at(&n->timer, n->head->due);
-}
-
-/* Puts p in flight, after every datagram due no later. */
-static void insert(tapio__dnet *n, vpkt *p) {
-  vpkt **at = &n->head;
-  while (*at && (*at)->due <= p->due)
-    at = &(*at)->next;
-  p->next = *at;
-  *at = p;
-}
-
-static void pkt_free(tapio_loop *loop, vpkt *p) {
-  tapio__free(loop, p, sizeof *p + p->len);
-}
-
-static void list_free(tapio_loop *loop, vpkt *p) {
-  while (p) {
-    vpkt *next = p->next;
-    pkt_free(loop, p);
-    p = next;
-  }
 }
 
 void tapio__dnet_free(tapio_loop *loop) {
   tapio__dnet *n = loop->kit ? loop->kit->dnet : NULL;
   if (!n)
     return;
-  tapio__timer_stop(&n->timer);
-  if (n->posted)
-    tapio__task_unpost(loop, &n->task);
-  list_free(loop, n->head);
-  list_free(loop, n->batch);
+  tapio__flight_free(&n->flight);
   tapio__free(loop, n, sizeof *n);
   loop->kit->dnet = NULL;
 }
@@ -234,7 +172,12 @@ static void broadcast(tapio__dnet *n, const vpkt *p) {
   }
 }
 
-static void arrive(tapio__dnet *n, const vpkt *p) {
+static vdg *sender_vdg(tapio__fsender *s) {
+  return TAPIO_CONTAINER(s, vdg, fs);
+}
+
+static void arrive(tapio__flight *fl, vpkt *p) {
+  tapio__dnet *n = TAPIO_CONTAINER(fl, tapio__dnet, flight);
   vdg *to;
   if (tapio__addr_is_broadcast(&p->dst)) {
     broadcast(n, p);
@@ -243,7 +186,7 @@ static void arrive(tapio__dnet *n, const vpkt *p) {
   to = receiver(n, &p->dst, &p->src);
   if (!to) {
     if (p->from)
-      refused(p->from, p);
+      refused(sender_vdg(p->from), p);
     return;
   }
   hand_over(to, p);
@@ -251,56 +194,14 @@ static void arrive(tapio__dnet *n, const vpkt *p) {
 
 static void flush(vdg *d);
 
-/* Takes the datagrams due now (up to BATCH) into n->batch: those let
- * pass first, then those still holding back (nothing more of their
- * sender came before they were due). */
-static void take_due(tapio__dnet *n, double now) {
-  vpkt *go = NULL, **gt = &go, *held = NULL, **ht = &held;
-  int k = 0;
-  while (n->head && n->head->due <= now && k++ < BATCH) {
-    vpkt *p = n->head;
-    n->head = p->next;
-    p->next = NULL;
-    if (p->hold) {
-      *ht = p;
-      ht = &p->next;
-    } else {
-      *gt = p;
-      gt = &p->next;
-    }
-  }
-  *gt = held;
-  n->batch = go;
-}
-
-static void deliver_due(tapio__task *task) {
-  tapio__dnet *n = TAPIO_CONTAINER(task, tapio__dnet, task);
-  tapio_loop *loop = n->loop;
-  n->posted = 0;
-  if (loop->freeing)
-    return; /* nothing more arrives while the loop goes */
-  take_due(n, tapio__time(loop));
-  while (n->batch) {
-    vpkt *p = n->batch;
-    vdg *from;
-    arrive(n, p); /* p stays in the batch: a sender freed meanwhile is
-                     forgotten there */
-    n->batch = p->next;
-    from = p->from;
-    if (from)
-      from->inflight -= p->len;
-    pkt_free(loop, p);
-    if (from && from->q.head)
-      flush(from);
-  }
-  schedule(n);
+/* One of d's datagrams arrived: what waits for room may go. */
+static void left(tapio__fsender *s) {
+  vdg *d = sender_vdg(s);
+  if (d->q.head)
+    flush(d);
 }
 
 /* ---- Sending ------------------------------------------------------------ */
-
-static double uniform(uint64_t *state) {
-  return (double)(tapio__splitmix64(state) >> 11) * (1.0 / 9007199254740992.0);
-}
 
 /* The address the receiver sees: the sender's, or, bound at a wildcard,
  * the source Linux picks for the one it sent to. */
@@ -313,76 +214,20 @@ static void source_of(const vdg *d, const tapio__addr *dst, tapio__addr *src) {
   tapio__addr_source(src, tapio__addr_port(&d->self));
 }
 
-/* The held datagrams a later one passed (marked with a negative due
- * time) go right after it: due no earlier than it, due. */
-static void release_held(tapio__dnet *n, double due) {
-  for (;;) {
-    vpkt **at = &n->head, *p;
-    while (*at && (*at)->due >= 0)
-      at = &(*at)->next;
-    if (!*at)
-      return;
-    p = *at;
-    *at = p->next;
-    p->due = -p->due - 1;
-    if (p->due < due)
-      p->due = due;
-    insert(n, p);
-  }
-}
-
-/* One datagram onto the wire, as the faults say: lost, held back,
- * delayed, doubled. */
+/* One datagram into flight, as the faults say (flight.c). */
 static int launch(vdg *d, const void *data, size_t len,
                   const struct sockaddr *sa, socklen_t alen) {
-  tapio__dnet *n = net_of(d->head.loop);
-  const tapio_datagram_faults *f = &d->faults;
-  double now = tapio__time(d->head.loop);
-  double u_loss = uniform(&d->rng), u_dup = uniform(&d->rng);
-  double u_jit = uniform(&d->rng);
-  unsigned hold = f->reorder ? (unsigned)(tapio__splitmix64(&d->rng) %
-                                          (f->reorder + 1)) : 0;
-  uint64_t nth = ++d->sent;
-  int copies = u_dup < f->duplicate ? 2 : 1, i, rc = 0;
-  double due;
-  size_t k;
-  vpkt *p;
+  tapio__addr dst, src;
+  memcpy(&dst.ss, sa, alen);
+  dst.len = alen;
+  source_of(d, &dst, &src);
   d->head.nsent += len;
-  for (k = 0; k < f->ndrop; k++)
-    if (d->drop[k] == nth)
-      return 0;
-  if (u_loss < f->loss)
-    return 0;
-  for (p = n->head; p; p = p->next) /* it passes the held ones */
-    if (p->from == d && p->hold && --p->hold == 0)
-      p->due = -p->due - 1; /* marked: it goes after this one */
-  due = tapio__vround(now + f->delay + f->jitter * u_jit);
-  for (i = 0; i < copies; i++) {
-    p = tapio__alloc(d->head.loop, sizeof *p + len);
-    if (!p) {
-      rc = TAPIO_ENOMEM; /* lost, as a full socket drops */
-      break;
-    }
-    p->from = d;
-    p->hold = i ? 0 : hold;
-    memcpy(&p->dst.ss, sa, alen);
-    p->dst.len = alen;
-    source_of(d, &p->dst, &p->src);
-    p->len = len;
-    if (len)
-      memcpy(p->data, data, len);
-    p->due = due;
-    d->inflight += len;
-    insert(n, p);
-  }
-  release_held(n, due);
-  schedule(n);
-  return rc;
+  return tapio__flight_launch(&d->fs, data, len, &dst, &src);
 }
 
 /* Room in flight for len more (one datagram always goes alone). */
 static int has_room(const vdg *d, size_t len) {
-  return d->inflight == 0 || d->inflight + len <= d->capacity;
+  return d->fs.inflight == 0 || d->fs.inflight + len <= d->capacity;
 }
 
 /* Room came: what waits goes, in order; a pending close finishes. */
@@ -458,16 +303,8 @@ static int ephemeral(tapio__dnet *n, tapio__addr *a) {
 static void unbind(vdg *d) {
   tapio__dnet *n = net_of(d->head.loop);
   tapio__list_remove(&d->link);
-  if (!tapio__list_empty(&n->ends))
-    return;
-  while (n->head) {
-    vpkt *p = n->head;
-    n->head = p->next;
-    if (p->from)
-      p->from->inflight -= p->len;
-    pkt_free(d->head.loop, p);
-  }
-  schedule(n);
+  if (tapio__list_empty(&n->ends))
+    tapio__flight_clear(&n->flight);
 }
 
 /* ---- The kind ----------------------------------------------------------- */
@@ -488,27 +325,11 @@ static void vdg_halt(tapio_transport *t) {
     tapio__dgram_pop(t, &d->q);
 }
 
-static void drop_faults(vdg *d) {
-  tapio__free(d->head.loop, d->drop, d->faults.ndrop * sizeof *d->drop);
-  d->drop = NULL;
-  memset(&d->faults, 0, sizeof d->faults);
-}
-
-static void forget(tapio__dnet *n, vdg *d) {
-  vpkt *p;
-  for (p = n->head; p; p = p->next)
-    if (p->from == d)
-      p->from = NULL;
-  for (p = n->batch; p; p = p->next)
-    if (p->from == d)
-      p->from = NULL;
-}
-
 static void vdg_destroy(tapio_transport *t) {
   vdg *d = to_vdg(t);
   vdg_halt(t);
-  forget(net_of(t->loop), d);
-  drop_faults(d);
+  tapio__flight_forget(&net_of(t->loop)->flight, &d->fs);
+  tapio__fsender_free(t->loop, &d->fs);
   tapio__free(t->loop, d, sizeof *d);
 }
 
@@ -520,7 +341,7 @@ static int vdg_fd(tapio_transport *t) {
 static void vdg_shed(tapio_transport *t) {
   vdg *d = to_vdg(t);
   vdg_halt(t);
-  drop_faults(d);
+  tapio__fsender_free(t->loop, &d->fs);
 }
 
 static const tapio__kind vdg_kind = {
@@ -571,6 +392,8 @@ int tapio__vdgram_new(tapio_loop *loop, const tapio_datagram_protocol *proto,
   d->af = self.ss.ss_family;
   d->reuse_port = reuse_port;
   d->capacity = DEFAULT_CAPACITY;
+  d->fs.flight = &n->flight;
+  d->fs.left = left;
   if (remote && broadcast)
     d->dflt = *remote;
   if (remote && !broadcast) {
@@ -589,20 +412,6 @@ static vdg *vdg_of(tapio_transport *t) {
   return t && t->kind == &vdg_kind ? to_vdg(t) : NULL;
 }
 
-static int bad_faults(const tapio_datagram_faults *f) {
-  size_t i;
-  if (!(f->loss >= 0 && f->loss <= 1) ||
-      !(f->duplicate >= 0 && f->duplicate <= 1) ||
-      !(f->delay >= 0 && f->delay < INFINITY) ||
-      !(f->jitter >= 0 && f->jitter < INFINITY) || (f->ndrop && !f->drop) ||
-      f->ndrop > SIZE_MAX / sizeof *f->drop)
-    return 1;
-  for (i = 0; i < f->ndrop; i++)
-    if (f->drop[i] == 0 || (i && f->drop[i] <= f->drop[i - 1]))
-      return 1;
-  return 0;
-}
-
 int tapio__vdgram_sockname(tapio_transport *t, tapio__addr *out) {
   vdg *d = vdg_of(t);
   if (!d)
@@ -611,28 +420,9 @@ int tapio__vdgram_sockname(tapio_transport *t, tapio__addr *out) {
   return 0;
 }
 
-int tapio_datagram_set_faults(tapio_transport *t,
-                              const tapio_datagram_faults *f) {
+tapio__fsender *tapio__vdgram_sender(tapio_transport *t) {
   vdg *d = vdg_of(t);
-  uint64_t *drop = NULL;
-  if (!d || (f && bad_faults(f)))
-    return TAPIO_EINVAL;
-  if (t->flags & TAPIO__T_LOST)
-    return TAPIO_ECLOSED;
-  if (f && f->ndrop &&
-      !(drop = tapio__alloc(t->loop, f->ndrop * sizeof *drop)))
-    return TAPIO_ENOMEM;
-  drop_faults(d);
-  if (!f)
-    return 0;
-  d->faults = *f;
-  if (drop)
-    memcpy(drop, f->drop, f->ndrop * sizeof *drop);
-  d->drop = drop;
-  d->faults.drop = drop;
-  d->rng = f->seed;
-  d->sent = 0;
-  return 0;
+  return d ? &d->fs : NULL;
 }
 
 int tapio_datagram_set_capacity(tapio_transport *t, size_t bytes) {
@@ -643,9 +433,4 @@ int tapio_datagram_set_capacity(tapio_transport *t, size_t bytes) {
   if (d->q.head)
     flush(d);
   return 0;
-}
-
-size_t tapio_datagram_in_flight(tapio_transport *t) {
-  vdg *d = vdg_of(t);
-  return d ? d->inflight : 0;
 }

@@ -106,13 +106,16 @@ function testing.fault(t, spec) end
 ---Lifts t's faults: what was held goes on.
 ---@param t tapio.Transport
 function testing.clear_faults(t) end
----Breaks what datagram endpoint t (a virtual loop's) sends from now on;
----nil or {} clears. Returns the spec, with the seed used.
+---Breaks what datagram endpoint t (a virtual loop's, or a real socket's:
+---what is delayed or held back waits in tapio; capacity: virtual only)
+---sends from now on; nil or {} clears. Returns the spec, with the seed
+---used.
 ---@param t tapio.DatagramTransport
 ---@param spec? tapio.testing.DatagramFaults
 ---@return tapio.testing.DatagramFaults
 function testing.datagram_faults(t, spec) end
----The bytes of t's datagrams in flight (sent, not yet arrived).
+---The bytes of t's datagrams in flight (sent, not yet arrived; on a real
+---endpoint: held by its faults).
 ---@param t tapio.DatagramTransport
 ---@return integer
 function testing.datagram_in_flight(t) end

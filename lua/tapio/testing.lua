@@ -7,7 +7,7 @@
 --   testing.open_pair(opts)       two reader/writer pairs, the same way
 --   testing.fault(t, spec)        resets, ends, errors, stalls, drips
 --   testing.datagram_faults(t, s) loss, duplication, reordering, delay of
---                                 a virtual loop's datagram endpoint
+--                                 a datagram endpoint, virtual or real
 --   testing.recorder(inner)       every callback written down, in order
 --   testing.fake_program(l, n, f) what subprocess_exec of n starts on a
 --                                 virtual loop: f plays the child
@@ -493,13 +493,15 @@ local function check_dgram(spec)
   end
 end
 
---- testing.datagram_faults(t, spec): faults of what t (a virtual loop's
--- datagram endpoint) sends from now on: loss and duplicate (chances),
--- reorder (a datagram lets up to that many later ones pass), delay and
--- jitter (seconds), drop (the datagrams lost for sure, 1 the next one
--- sent), capacity (bytes in flight before the write buffer fills), seed
--- (the draws': the session's seed gives one unless set). nil or {}
--- clears them. Returns the spec with the seed used.
+--- testing.datagram_faults(t, spec): faults of what t (a datagram
+-- endpoint: a virtual loop's, or a real socket's, where what is delayed
+-- or held back waits in tapio) sends from now on: loss and duplicate
+-- (chances), reorder (a datagram lets up to that many later ones pass),
+-- delay and jitter (seconds), drop (the datagrams lost for sure, 1 the
+-- next one sent), capacity (bytes in flight before the write buffer
+-- fills: the virtual network's only), seed (the draws': the session's
+-- seed gives one unless set). nil or {} clears them. Returns the spec
+-- with the seed used.
 function testing.datagram_faults(t, spec)
   if spec ~= nil and type(spec) ~= "table" then
     argerror("datagram_faults", 2, "spec", "table expected, got "
