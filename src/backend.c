@@ -296,10 +296,9 @@ static void arm_now(struct tapio__backend *b) {
  * a callback of a step, whose end syncs. The descriptor turns readable at
  * once, so a host asleep on it alone steps, and that step's sync arms it
  * to what is due. One system call until the next step. */
-void tapio__backend_poke(tapio_loop *loop) {
-  struct tapio__backend *b = loop->backend;
-  if (b && !loop->running && !loop->freeing && b->armed != 0)
-    arm_now(b);
+void tapio__backend_wake(tapio_loop *loop) {
+  if (!loop->freeing && loop->backend->armed != 0)
+    arm_now(loop->backend);
 }
 
 /* Arms the timerfd: at once while work is ready, else at the next

@@ -121,8 +121,7 @@ void tapio__task_post(tapio_loop *loop, tapio__task *task) {
     loop->ready_head = task;
   loop->ready_tail = task;
   tapio__check_wanted(loop);
-  if (loop->backend && !loop->running)
-    tapio__backend_poke(loop);
+  tapio__backend_poke(loop);
 }
 
 /* Runs the tasks queued before this call; tasks they queue wait for the

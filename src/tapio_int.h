@@ -228,8 +228,13 @@ int tapio__vclock_busy(tapio_loop *loop);
 
 /* ---- The pollable loop (backend.c) ------------------------------------ */
 
-/* Marks the descriptor readable for work added between steps. */
-void tapio__backend_poke(tapio_loop *loop);
+/* Marks the descriptor readable for work added between steps
+ * (backend.c; only a loop a host polls, and only between steps). */
+void tapio__backend_wake(tapio_loop *loop);
+static inline void tapio__backend_poke(tapio_loop *loop) {
+  if (loop->backend && !loop->running)
+    tapio__backend_wake(loop);
+}
 
 /* libev applies a started or stopped ev_io to the kernel only at its next
  * iteration, so a host polling the loop's descriptor must not sleep while
@@ -238,8 +243,7 @@ void tapio__backend_poke(tapio_loop *loop);
  * mark the loop on the way. */
 static inline void tapio__io_changed(tapio_loop *loop) {
   loop->io_changed = 1;
-  if (loop->backend && !loop->running)
-    tapio__backend_poke(loop);
+  tapio__backend_poke(loop);
 }
 static inline void tapio__io_start(struct ev_loop *ev, ev_io *w) {
   tapio__io_changed(ev_userdata(ev));
