@@ -110,12 +110,7 @@ local function wait_in(w, popped)
   return ok, err, fut
 end
 
--- The argument errors, at the user's line (level 4 unless given: the
--- constructors reach check_count by tail calls).
-local function argerror(fn, n, name, msg, level)
-  error(("tapio: %s: bad argument #%d '%s' (%s)"):format(fn, n, name, msg),
-    level or 4)
-end
+local argerror = U.argerror
 
 -- Argument #1, an integer >= min (0 unless given); nil is default.
 local function check_count(v, fn, name, default, min)

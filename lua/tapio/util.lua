@@ -115,6 +115,14 @@ function M.api.is_cancelled(err)
   return type(err) == "table" and getmetatable(err) == core.error_metatable
     and err.code == ECANCELED
 end
+--- "tapio: fn: bad argument #n 'name' (msg)", raised at level (default
+-- 4: the user's line, from a check the api function calls; 3 from the
+-- api function itself).
+function M.argerror(fn, n, name, msg, level)
+  error(("tapio: %s: bad argument #%d '%s' (%s)"):format(fn, n, name, msg),
+    level or 4)
+end
+
 --- An error value (code, name, message, printing as "message (name)")
 -- named as asyncio names the exception (QueueFull, IncompleteReadError,
 -- ExceptionGroup...), with fields (a table, or nil) copied in.

@@ -22,12 +22,7 @@ local is_future, current_task = F.api.is_future, F.api.current_task
 local await, resolve = F.await, F.resolve
 local ETIMEDOUT = core.errors.ETIMEDOUT
 
--- Raised at the user's line: level 4 from a check the api function
--- calls, 3 from the api function itself.
-local function argerror(fn, n, name, msg, level)
-  error(("tapio: %s: bad argument #%d '%s' (%s)"):format(fn, n, name, msg),
-    level or 4)
-end
+local argerror = U.argerror
 
 -- Seconds, or nil (no deadline) where nil_ok.
 local function check_delay(delay, fn, n, name, nil_ok)
