@@ -355,19 +355,25 @@ static int tr_slow(lua_State *L) {
     what += 9; /* the words of its failure name the callback */
   snprintf(msg, sizeof msg, "slow callback: %s took %.3f s (the loop's "
            "slow_callback_duration: %g s)", what, a->took, a->lb->slow);
-  lua_createtable(L, 0, 4);
-  lua_pushstring(L, msg);
-  lua_setfield(L, -2, "message");
-  lua_pushnumber(L, a->took);
-  lua_setfield(L, -2, "duration");
-  if (a->lt && a->lt->self_ref != LUA_NOREF) {
+  /* lt's values first: nothing is allocated before they are held (the
+   * callback may have ended the transport, which a collection frees) */
+  lua_settop(L, 1);
+  if (a->lt && a->lt->self_ref != LUA_NOREF)
     lua_rawgeti(L, LUA_REGISTRYINDEX, a->lt->self_ref);
-    lua_setfield(L, -2, "transport");
-  }
-  if (a->lt && a->lt->proto_ref != LUA_NOREF) {
+  else
+    lua_pushnil(L);
+  if (a->lt && a->lt->proto_ref != LUA_NOREF)
     lua_rawgeti(L, LUA_REGISTRYINDEX, a->lt->proto_ref);
-    lua_setfield(L, -2, "protocol");
-  }
+  else
+    lua_pushnil(L);
+  lua_createtable(L, 0, 4);
+  lua_insert(L, 2); /* [2] the context, [3] transport, [4] protocol */
+  lua_setfield(L, 2, "protocol");
+  lua_setfield(L, 2, "transport");
+  lua_pushstring(L, msg);
+  lua_setfield(L, 2, "message");
+  lua_pushnumber(L, a->took);
+  lua_setfield(L, 2, "duration");
   tl_callhandler(a->lb, L);
   return 0;
 }
