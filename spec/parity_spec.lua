@@ -1,0 +1,324 @@
+-- asyncio's task and sync API against tapio's, scenario by scenario:
+-- spec/support/parity.py runs each scenario on Python's asyncio and
+-- writes down what happened, in order; here the same scenario runs on
+-- tapio and the two lists must be the same. Python defines the order.
+local tapio = require "tapio"
+local helper = require "spec.helper"
+
+local function py(b) return b and "True" or "False" end
+
+-- pcall(f, ...) that lets a cancellation through (a task's `except
+-- SomeError`), returning the other error.
+local function catch(f, ...)
+  local ok, err = pcall(f, ...)
+  if ok then return nil end
+  if tapio.is_cancelled(err) then error(err, 0) end
+  return err
+end
+
+-- fn runs as a task; a cancellation where it sleeps is written down as
+-- `name cancelled`, then goes on.
+local function sleeper(out, name, seconds)
+  return function()
+    local ok, err = pcall(tapio.sleep, seconds)
+    if not ok then
+      if tapio.is_cancelled(err) then out[#out + 1] = name .. " cancelled" end
+      error(err, 0)
+    end
+  end
+end
+
+local function after(delay, name)
+  return function()
+    tapio.sleep(delay)
+    return name
+  end
+end
+
+local S = {}
+
+function S.callbacks_in_order(out, loop)
+  local done = loop:create_future()
+  loop:call_later(0.02, function() out[#out + 1] = "later 0.02" end)
+  loop:call_later(0.01, function() out[#out + 1] = "later 0.01" end)
+  for _, name in ipairs({ "soon a", "soon b", "soon c" }) do
+    loop:call_soon(function() out[#out + 1] = name end)
+  end
+  local fut = loop:create_future()
+  fut:add_done_callback(function() out[#out + 1] = "done 1" end)
+  fut:add_done_callback(function() out[#out + 1] = "done 2" end)
+  fut:set_result(nil)
+  out[#out + 1] = "set"
+  loop:call_later(0.03, function() done:set_result(nil) end)
+  done:await()
+end
+
+function S.gather_first_error(out)
+  local tb = tapio.create_task(function()
+    tapio.sleep(0.03)
+    out[#out + 1] = "b finished"
+  end)
+  local err = catch(tapio.gather, {
+    function() tapio.sleep(0.01) error("boom", 0) end, tb })
+  out[#out + 1] = "gather raised " .. tostring(err)
+  out[#out + 1] = "b cancelled: " .. py(tb:cancelled())
+  tb:await()
+  out[#out + 1] = "b done"
+end
+
+function S.gather_cancelled(out)
+  local g = tapio.create_task(tapio.gather, {
+    sleeper(out, "a", 1), sleeper(out, "b", 1) })
+  tapio.sleep(0.01)
+  g:cancel()
+  local ok, err = pcall(g.await, g)
+  if not ok and tapio.is_cancelled(err) then
+    out[#out + 1] = "gather cancelled"
+  end
+end
+
+function S.wait_for_timeout(out)
+  local t = tapio.create_task(function()
+    local ok, err = pcall(tapio.sleep, 1)
+    if not ok then
+      out[#out + 1] = "inner cleans up"
+      tapio.sleep(0.01)
+      out[#out + 1] = "inner cleaned up"
+      error(err, 0)
+    end
+  end)
+  local err = catch(tapio.wait_for, t, 0.01)
+  if err and err.code == tapio.ETIMEDOUT then
+    out[#out + 1] = "timed out"
+  end
+  out[#out + 1] = "inner cancelled: " .. py(t:cancelled())
+end
+
+function S.shield_keeps_inner(out)
+  local it = tapio.create_task(function()
+    tapio.sleep(0.02)
+    out[#out + 1] = "inner finished"
+    return 7
+  end)
+  local o = tapio.create_task(function()
+    local ok, err = pcall(tapio.shield, it)
+    if not ok then
+      if tapio.is_cancelled(err) then out[#out + 1] = "outer cancelled" end
+      error(err, 0)
+    end
+  end)
+  tapio.sleep(0.01)
+  o:cancel()
+  tapio.sleep(0.03)
+  out[#out + 1] = "inner result " .. it:result()
+end
+
+function S.cancel_caught(out)
+  local t = tapio.create_task(function()
+    if not pcall(tapio.sleep, 1) then out[#out + 1] = "caught" end
+    return "ok"
+  end)
+  tapio.sleep(0)
+  out[#out + 1] = "cancel: " .. py(t:cancel())
+  local res = t:await()
+  out[#out + 1] = ("result %s, cancelled %s, cancel again %s")
+    :format(res, py(t:cancelled()), py(t:cancel()))
+end
+
+function S.lock_first_come(out)
+  local lock = tapio.Lock()
+  lock:acquire()
+  local ts = {}
+  for _, name in ipairs({ "w1", "w2", "w3" }) do
+    ts[#ts + 1] = tapio.create_task(function()
+      out[#out + 1] = name .. " waits"
+      lock:with(function()
+        out[#out + 1] = name .. " holds"
+        tapio.sleep(0)
+      end)
+      out[#out + 1] = name .. " released"
+    end)
+  end
+  tapio.sleep(0)
+  out[#out + 1] = "main releases"
+  lock:release()
+  tapio.gather(ts)
+end
+
+function S.lock_woken_then_cancelled(out)
+  local lock = tapio.Lock()
+  lock:acquire()
+  local function worker(name)
+    return tapio.create_task(function()
+      local ok, err = pcall(lock.with, lock, function()
+        out[#out + 1] = name .. " holds"
+      end)
+      if not ok and tapio.is_cancelled(err) then
+        out[#out + 1] = name .. " cancelled"
+      end
+    end)
+  end
+  local t1, t2 = worker("w1"), worker("w2")
+  tapio.sleep(0)
+  lock:release() -- w1 is woken
+  t1:cancel()    -- and cancelled before it runs: w2 gets its turn
+  tapio.gather({ t1, t2 })
+  out[#out + 1] = "locked: " .. py(lock:locked())
+end
+
+function S.semaphore_order(out)
+  local sem = tapio.Semaphore(2)
+  local function worker(name, delay)
+    return function()
+      sem:with(function()
+        out[#out + 1] = name .. " in"
+        tapio.sleep(delay)
+      end)
+      out[#out + 1] = name .. " out"
+    end
+  end
+  tapio.gather({ worker("a", 0.05), worker("b", 0.01), worker("c", 0.01),
+    worker("d", 0.01) })
+end
+
+function S.event_wakes_all(out)
+  local ev = tapio.Event()
+  local ts = {}
+  for _, name in ipairs({ "a", "b", "c" }) do
+    ts[#ts + 1] = tapio.create_task(function()
+      out[#out + 1] = name .. " waits"
+      ev:wait()
+      out[#out + 1] = name .. " woken"
+    end)
+  end
+  tapio.sleep(0)
+  ev:set()
+  out[#out + 1] = "set"
+  tapio.gather(ts)
+end
+
+function S.condition_notify(out)
+  local cond = tapio.Condition()
+  local ts = {}
+  for _, name in ipairs({ "a", "b", "c" }) do
+    ts[#ts + 1] = tapio.create_task(function()
+      cond:with(function()
+        cond:wait()
+        out[#out + 1] = name .. " notified"
+      end)
+    end)
+  end
+  tapio.sleep(0)
+  cond:with(function() cond:notify(1) end)
+  tapio.sleep(0.01)
+  cond:with(function() cond:notify(2) end)
+  tapio.gather(ts)
+end
+
+function S.queue_bounded(out)
+  local q = tapio.Queue(1)
+  tapio.gather({
+    function()
+      for i = 1, 3 do
+        q:put(i)
+        out[#out + 1] = "put " .. i
+      end
+    end,
+    function()
+      for _ = 1, 3 do
+        local item = q:get() -- (out[#out + 1] = q:get() would take the
+        out[#out + 1] = "got " .. item -- slot before the wait)
+        q:task_done()
+      end
+    end })
+  q:join()
+  out[#out + 1] = "joined"
+end
+
+function S.task_group_child_fails(out)
+  local err = catch(tapio.TaskGroup, function(tg)
+    tg:create_task(sleeper(out, "good", 1))
+    tg:create_task(function() tapio.sleep(0.01) error("boom", 0) end)
+    out[#out + 1] = "body done"
+  end)
+  out[#out + 1] = ("group raised %d: %s"):format(#err.exceptions,
+    tostring(err.exceptions[1]))
+end
+
+function S.timeout_expires(out)
+  local err = catch(tapio.timeout, 0.01, sleeper(out, "body", 1))
+  if err and err.code == tapio.ETIMEDOUT then out[#out + 1] = "timeout" end
+  out[#out + 1] = "cancelling " .. tapio.current_task():cancelling()
+end
+
+function S.wait_first_completed(out)
+  local a = tapio.create_task(after(0.01, "a"))
+  local b = tapio.create_task(after(0.05, "b"))
+  local done, pending = tapio.wait({ a, b },
+    { return_when = tapio.FIRST_COMPLETED })
+  local names = {}
+  for _, t in ipairs(done) do names[#names + 1] = "'" .. t:result() .. "'" end
+  out[#out + 1] = ("done [%s], pending %d"):format(table.concat(names, ", "),
+    #pending)
+  b:cancel()
+  tapio.wait({ b })
+  out[#out + 1] = "b cancelled: " .. py(b:cancelled())
+end
+
+function S.as_completed_order(out)
+  for fut in tapio.as_completed({ after(0.03, "c"), after(0.01, "a"),
+                                  after(0.02, "b") }) do
+    local name = fut:await()
+    out[#out + 1] = name
+  end
+end
+
+function S.barrier_parties(out)
+  local barrier = tapio.Barrier(3)
+  local function party(name)
+    return function()
+      out[#out + 1] = name .. " arrives"
+      barrier:wait()
+      out[#out + 1] = name .. " passes"
+    end
+  end
+  tapio.gather({ party("a"), party("b"), party("c") })
+  out[#out + 1] = "waiting " .. barrier:n_waiting()
+end
+
+-- What Python's asyncio wrote down, by scenario.
+local function python_traces()
+  local out, status = helper.execute("/usr/bin/python3 "
+    .. "spec/support/parity.py")
+  assert(status == 0, out)
+  local traces = {}
+  for name, event in out:gmatch("([%w_]+)|([^\n]*)\n") do
+    traces[name] = traces[name] or {}
+    table.insert(traces[name], event)
+  end
+  return traces
+end
+
+describe("asyncio parity: the same scenario on asyncio and tapio", function()
+  local expected = python_traces()
+
+  it("runs every scenario parity.py has, and no other", function()
+    local names, ours = {}, {}
+    for name in pairs(expected) do names[#names + 1] = name end
+    for name in pairs(S) do ours[#ours + 1] = name end
+    table.sort(names)
+    table.sort(ours)
+    assert.are.same(names, ours)
+  end)
+
+  local names = {}
+  for name in pairs(S) do names[#names + 1] = name end
+  table.sort(names)
+  for _, name in ipairs(names) do
+    it(name, function()
+      local out = {}
+      helper.run(function(loop) S[name](out, loop) end)
+      assert.are.same(expected[name], out)
+    end)
+  end
+end)

@@ -1,0 +1,328 @@
+"""Scenarios of asyncio's task and sync API, each writing down what
+happens, in order: spec/parity_spec.lua runs the same scenarios on tapio
+and compares the two lists line by line. Prints "scenario|event" lines.
+Written for the Python 3.11 in Debian 12: only what 3.11 and tapio agree
+on by design (lua/README.md says where tapio follows 3.13)."""
+import asyncio
+import sys
+
+SCENARIOS = {}
+
+
+def scenario(fn):
+    SCENARIOS[fn.__name__] = fn
+    return fn
+
+
+@scenario
+async def callbacks_in_order(out):
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    loop.call_later(0.02, out.append, "later 0.02")
+    loop.call_later(0.01, out.append, "later 0.01")
+    for name in ("soon a", "soon b", "soon c"):
+        loop.call_soon(out.append, name)
+    fut = loop.create_future()
+    fut.add_done_callback(lambda f: out.append("done 1"))
+    fut.add_done_callback(lambda f: out.append("done 2"))
+    fut.set_result(None)
+    out.append("set")
+    loop.call_later(0.03, done.set_result, None)
+    await done
+
+
+@scenario
+async def gather_first_error(out):
+    async def a():
+        await asyncio.sleep(0.01)
+        raise ValueError("boom")
+
+    async def b():
+        await asyncio.sleep(0.03)
+        out.append("b finished")
+
+    tb = asyncio.ensure_future(b())
+    try:
+        await asyncio.gather(a(), tb)
+    except ValueError as e:
+        out.append("gather raised " + str(e))
+    out.append("b cancelled: %s" % tb.cancelled())
+    await tb
+    out.append("b done")
+
+
+@scenario
+async def gather_cancelled(out):
+    async def child(name):
+        try:
+            await asyncio.sleep(1)
+        except asyncio.CancelledError:
+            out.append(name + " cancelled")
+            raise
+
+    g = asyncio.gather(child("a"), child("b"))
+    await asyncio.sleep(0.01)
+    g.cancel()
+    try:
+        await g
+    except asyncio.CancelledError:
+        out.append("gather cancelled")
+
+
+@scenario
+async def wait_for_timeout(out):
+    async def inner():
+        try:
+            await asyncio.sleep(1)
+        except asyncio.CancelledError:
+            out.append("inner cleans up")
+            await asyncio.sleep(0.01)
+            out.append("inner cleaned up")
+            raise
+
+    t = asyncio.ensure_future(inner())
+    try:
+        await asyncio.wait_for(t, 0.01)
+    except asyncio.TimeoutError:
+        out.append("timed out")
+    out.append("inner cancelled: %s" % t.cancelled())
+
+
+@scenario
+async def shield_keeps_inner(out):
+    async def inner():
+        await asyncio.sleep(0.02)
+        out.append("inner finished")
+        return 7
+
+    it = asyncio.ensure_future(inner())
+
+    async def outer():
+        try:
+            await asyncio.shield(it)
+        except asyncio.CancelledError:
+            out.append("outer cancelled")
+            raise
+
+    o = asyncio.ensure_future(outer())
+    await asyncio.sleep(0.01)
+    o.cancel()
+    await asyncio.sleep(0.03)
+    out.append("inner result %d" % it.result())
+
+
+@scenario
+async def cancel_caught(out):
+    async def stubborn():
+        try:
+            await asyncio.sleep(1)
+        except asyncio.CancelledError:
+            out.append("caught")
+        return "ok"
+
+    t = asyncio.ensure_future(stubborn())
+    await asyncio.sleep(0)
+    out.append("cancel: %s" % t.cancel())
+    res = await t
+    out.append("result %s, cancelled %s, cancel again %s"
+               % (res, t.cancelled(), t.cancel()))
+
+
+@scenario
+async def lock_first_come(out):
+    lock = asyncio.Lock()
+    await lock.acquire()
+
+    async def worker(name):
+        out.append(name + " waits")
+        async with lock:
+            out.append(name + " holds")
+            await asyncio.sleep(0)
+        out.append(name + " released")
+
+    ts = [asyncio.ensure_future(worker(n)) for n in ("w1", "w2", "w3")]
+    await asyncio.sleep(0)
+    out.append("main releases")
+    lock.release()
+    await asyncio.gather(*ts)
+
+
+@scenario
+async def lock_woken_then_cancelled(out):
+    lock = asyncio.Lock()
+    await lock.acquire()
+
+    async def worker(name):
+        try:
+            async with lock:
+                out.append(name + " holds")
+        except asyncio.CancelledError:
+            out.append(name + " cancelled")
+
+    t1 = asyncio.ensure_future(worker("w1"))
+    t2 = asyncio.ensure_future(worker("w2"))
+    await asyncio.sleep(0)
+    lock.release()  # w1 is woken
+    t1.cancel()     # and cancelled before it runs: w2 gets its turn
+    await asyncio.gather(t1, t2)
+    out.append("locked: %s" % lock.locked())
+
+
+@scenario
+async def semaphore_order(out):
+    sem = asyncio.Semaphore(2)
+
+    async def worker(name, delay):
+        async with sem:
+            out.append(name + " in")
+            await asyncio.sleep(delay)
+        out.append(name + " out")
+
+    await asyncio.gather(worker("a", 0.05), worker("b", 0.01),
+                         worker("c", 0.01), worker("d", 0.01))
+
+
+@scenario
+async def event_wakes_all(out):
+    ev = asyncio.Event()
+
+    async def waiter(name):
+        out.append(name + " waits")
+        await ev.wait()
+        out.append(name + " woken")
+
+    ts = [asyncio.ensure_future(waiter(n)) for n in ("a", "b", "c")]
+    await asyncio.sleep(0)
+    ev.set()
+    out.append("set")
+    await asyncio.gather(*ts)
+
+
+@scenario
+async def condition_notify(out):
+    cond = asyncio.Condition()
+
+    async def waiter(name):
+        async with cond:
+            await cond.wait()
+            out.append(name + " notified")
+
+    ts = [asyncio.ensure_future(waiter(n)) for n in ("a", "b", "c")]
+    await asyncio.sleep(0)
+    async with cond:
+        cond.notify(1)
+    await asyncio.sleep(0.01)
+    async with cond:
+        cond.notify(2)
+    await asyncio.gather(*ts)
+
+
+@scenario
+async def queue_bounded(out):
+    q = asyncio.Queue(1)
+
+    async def producer():
+        for i in (1, 2, 3):
+            await q.put(i)
+            out.append("put %d" % i)
+
+    async def consumer():
+        for _ in range(3):
+            out.append("got %d" % await q.get())
+            q.task_done()
+
+    await asyncio.gather(producer(), consumer())
+    await q.join()
+    out.append("joined")
+
+
+@scenario
+async def task_group_child_fails(out):
+    async def bad():
+        await asyncio.sleep(0.01)
+        raise ValueError("boom")
+
+    async def good():
+        try:
+            await asyncio.sleep(1)
+        except asyncio.CancelledError:
+            out.append("good cancelled")
+            raise
+
+    try:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(good())
+            tg.create_task(bad())
+            out.append("body done")
+    except ExceptionGroup as eg:
+        out.append("group raised %d: %s" % (len(eg.exceptions),
+                                           eg.exceptions[0]))
+    # (3.11 leaves the task's cancelling() at 1 here, 3.13 at 0 as tapio:
+    # not compared)
+
+
+@scenario
+async def timeout_expires(out):
+    try:
+        async with asyncio.timeout(0.01):
+            try:
+                await asyncio.sleep(1)
+            except asyncio.CancelledError:
+                out.append("body cancelled")
+                raise
+    except TimeoutError:
+        out.append("timeout")
+    out.append("cancelling %d" % asyncio.current_task().cancelling())
+
+
+@scenario
+async def wait_first_completed(out):
+    async def after(delay, name):
+        await asyncio.sleep(delay)
+        return name
+
+    a = asyncio.ensure_future(after(0.01, "a"))
+    b = asyncio.ensure_future(after(0.05, "b"))
+    done, pending = await asyncio.wait([a, b],
+                                       return_when=asyncio.FIRST_COMPLETED)
+    out.append("done %s, pending %s" % (
+        [t.result() for t in done], len(pending)))
+    b.cancel()
+    done, pending = await asyncio.wait([b])
+    out.append("b cancelled: %s" % b.cancelled())
+
+
+@scenario
+async def as_completed_order(out):
+    async def after(delay, name):
+        await asyncio.sleep(delay)
+        return name
+
+    for fut in asyncio.as_completed([after(0.03, "c"), after(0.01, "a"),
+                                     after(0.02, "b")]):
+        out.append(await fut)
+
+
+@scenario
+async def barrier_parties(out):
+    barrier = asyncio.Barrier(3)
+
+    async def party(name):
+        out.append(name + " arrives")
+        await barrier.wait()
+        out.append(name + " passes")
+
+    await asyncio.gather(party("a"), party("b"), party("c"))
+    out.append("waiting %d" % barrier.n_waiting)
+
+
+def main():
+    names = sys.argv[1:] or list(SCENARIOS)
+    for name in names:
+        out = []
+        asyncio.run(SCENARIOS[name](out))
+        for event in out:
+            print("%s|%s" % (name, event))
+
+
+main()
