@@ -289,6 +289,177 @@ function S.barrier_parties(out)
   out[#out + 1] = "waiting " .. barrier:n_waiting()
 end
 
+function S.wait_for_inner_returns(out)
+  local r = tapio.wait_for(function()
+    if not pcall(tapio.sleep, 1) then
+      out[#out + 1] = "inner declines the cancel"
+    end
+    return "late value"
+  end, 0.01)
+  out[#out + 1] = "wait_for returned " .. r
+end
+
+function S.gather_return_exceptions(out)
+  local s = tapio.create_task(tapio.sleep, 1)
+  tapio.get_running_loop():call_later(0.01, function() s:cancel() end)
+  local res = tapio.gather({ function() return "fine" end,
+    function() error("boom", 0) end, s }, { return_exceptions = true })
+  out[#out + 1] = "0: " .. res[1]
+  out[#out + 1] = "1: " .. tostring(res[2])
+  out[#out + 1] = "2 cancelled: " .. py(tapio.is_cancelled(res[3]))
+end
+
+function S.queue_getter_woken_then_cancelled(out)
+  local q = tapio.Queue()
+  local function getter(name)
+    return tapio.create_task(function()
+      local ok, item = pcall(q.get, q)
+      if ok then
+        out[#out + 1] = ("%s got %s"):format(name, item)
+      elseif tapio.is_cancelled(item) then
+        out[#out + 1] = name .. " cancelled"
+      end
+    end)
+  end
+  local g1, g2 = getter("g1"), getter("g2")
+  tapio.sleep(0)
+  q:put_nowait("x") -- g1 is woken
+  g1:cancel()       -- and cancelled before it runs: g2 gets the item
+  tapio.gather({ g1, g2 })
+  out[#out + 1] = "left " .. q:qsize()
+end
+
+function S.lock_no_barging(out)
+  local lock = tapio.Lock()
+  lock:acquire()
+  local function worker(name)
+    return tapio.create_task(function()
+      lock:with(function()
+        out[#out + 1] = name .. " holds"
+        tapio.sleep(0)
+      end)
+    end)
+  end
+  local w = worker("waiter")
+  tapio.sleep(0)
+  lock:release() -- the waiter is woken; a newcomer now must queue
+  local n = worker("newcomer")
+  tapio.gather({ w, n })
+end
+
+function S.condition_wait_cancelled(out)
+  local cond = tapio.Condition()
+  local t = tapio.create_task(function()
+    cond:with(function()
+      local ok, err = pcall(cond.wait, cond)
+      if not ok then
+        out[#out + 1] = "cancelled, holding the lock: " .. py(cond:locked())
+        error(err, 0)
+      end
+    end)
+  end)
+  tapio.sleep(0)
+  t:cancel()
+  local ok, err = pcall(t.await, t)
+  if not ok and tapio.is_cancelled(err) then
+    out[#out + 1] = "waiter cancelled"
+  end
+  out[#out + 1] = "locked after: " .. py(cond:locked())
+end
+
+function S.event_set_then_cleared(out)
+  local ev = tapio.Event()
+  local t = tapio.create_task(function()
+    local woken = ev:wait()
+    out[#out + 1] = "woken: " .. py(woken)
+  end)
+  tapio.sleep(0)
+  ev:set()
+  ev:clear() -- before the waiter runs: it was woken all the same
+  t:await()
+  out[#out + 1] = "is_set: " .. py(ev:is_set())
+end
+
+function S.shield_inner_fails(out)
+  local err = catch(tapio.shield, function()
+    tapio.sleep(0.01)
+    error("inner broke", 0)
+  end)
+  out[#out + 1] = "shield raised " .. tostring(err)
+end
+
+function S.task_group_body_fails(out)
+  local err = catch(tapio.TaskGroup, function(tg)
+    tg:create_task(sleeper(out, "child", 1))
+    tapio.sleep(0)
+    error("body broke", 0)
+  end)
+  out[#out + 1] = ("group raised %d: %s"):format(#err.exceptions,
+    tostring(err.exceptions[1]))
+end
+
+function S.wait_first_exception(out)
+  local ts = {}
+  for _, case in ipairs({ { 0.01, false }, { 0.02, true }, { 0.03, false } }) do
+    ts[#ts + 1] = tapio.create_task(function()
+      tapio.sleep(case[1])
+      if case[2] then error("boom", 0) end
+      return case[1]
+    end)
+  end
+  local done, pending = tapio.wait(ts,
+    { return_when = tapio.FIRST_EXCEPTION })
+  out[#out + 1] = ("done %d, pending %d"):format(#done, #pending)
+  out[#out + 1] = "third done: " .. py(ts[3]:done())
+  tapio.wait(ts)
+  local errors = 0
+  for _, t in ipairs(ts) do
+    if t:exception() ~= nil then errors = errors + 1 end
+  end
+  out[#out + 1] = "errors " .. errors
+end
+
+function S.as_completed_timeout(out)
+  local slow = tapio.create_task(after(1, "slow"))
+  local err = catch(function()
+    for fut in tapio.as_completed({ after(0.01, "quick"), slow },
+                                  { timeout = 0.05 }) do
+      local name = fut:await()
+      out[#out + 1] = name
+    end
+  end)
+  if err and err.code == tapio.ETIMEDOUT then out[#out + 1] = "timed out" end
+  out[#out + 1] = "slow cancelled: " .. py(slow:cancelled())
+  slow:cancel()
+end
+
+function S.barrier_abort(out)
+  local barrier = tapio.Barrier(3)
+  local ts = {}
+  for _, name in ipairs({ "a", "b" }) do
+    ts[#ts + 1] = tapio.create_task(function()
+      local err = catch(barrier.wait, barrier)
+      if err and err.name == "BrokenBarrierError" then
+        out[#out + 1] = name .. " broken"
+      end
+    end)
+  end
+  tapio.sleep(0)
+  barrier:abort()
+  tapio.gather(ts)
+  out[#out + 1] = "broken: " .. py(barrier:broken())
+end
+
+function S.done_callback_added_late(out, loop)
+  local fut = loop:create_future()
+  fut:set_result(1)
+  fut:add_done_callback(function() out[#out + 1] = "late callback" end)
+  loop:call_soon(function() out[#out + 1] = "soon after it" end)
+  out[#out + 1] = "added"
+  tapio.sleep(0)
+  tapio.sleep(0)
+end
+
 -- Runs scenario(out, loop) as a task on a virtual clock that moves, when
 -- nothing is ready, to the next timer (as parity.py's loop does): the
 -- order of events depends on no machine's speed.

@@ -316,6 +316,206 @@ async def barrier_parties(out):
     out.append("waiting %d" % barrier.n_waiting)
 
 
+@scenario
+async def wait_for_inner_returns(out):
+    async def inner():
+        try:
+            await asyncio.sleep(1)
+        except asyncio.CancelledError:
+            out.append("inner declines the cancel")
+        return "late value"
+
+    out.append("wait_for returned %s" % await asyncio.wait_for(inner(), 0.01))
+
+
+@scenario
+async def gather_return_exceptions(out):
+    async def bad():
+        raise ValueError("boom")
+
+    async def good():
+        return "fine"
+
+    async def slow():
+        await asyncio.sleep(1)
+
+    s = asyncio.ensure_future(slow())
+    asyncio.get_running_loop().call_later(0.01, s.cancel)
+    res = await asyncio.gather(good(), bad(), s, return_exceptions=True)
+    out.append("0: %s" % res[0])
+    out.append("1: %s" % res[1])
+    out.append("2 cancelled: %s" % isinstance(res[2],
+                                              asyncio.CancelledError))
+
+
+@scenario
+async def queue_getter_woken_then_cancelled(out):
+    q = asyncio.Queue()
+
+    async def getter(name):
+        try:
+            out.append("%s got %s" % (name, await q.get()))
+        except asyncio.CancelledError:
+            out.append(name + " cancelled")
+
+    g1 = asyncio.ensure_future(getter("g1"))
+    g2 = asyncio.ensure_future(getter("g2"))
+    await asyncio.sleep(0)
+    q.put_nowait("x")  # g1 is woken
+    g1.cancel()        # and cancelled before it runs: g2 gets the item
+    await asyncio.gather(g1, g2)
+    out.append("left %d" % q.qsize())
+
+
+@scenario
+async def lock_no_barging(out):
+    lock = asyncio.Lock()
+    await lock.acquire()
+
+    async def worker(name):
+        async with lock:
+            out.append(name + " holds")
+            await asyncio.sleep(0)
+
+    w = asyncio.ensure_future(worker("waiter"))
+    await asyncio.sleep(0)
+    lock.release()  # the waiter is woken; a newcomer now must queue
+    n = asyncio.ensure_future(worker("newcomer"))
+    await asyncio.gather(w, n)
+
+
+@scenario
+async def condition_wait_cancelled(out):
+    cond = asyncio.Condition()
+
+    async def waiter():
+        async with cond:
+            try:
+                await cond.wait()
+            except asyncio.CancelledError:
+                out.append("cancelled, holding the lock: %s" % cond.locked())
+                raise
+
+    t = asyncio.ensure_future(waiter())
+    await asyncio.sleep(0)
+    t.cancel()
+    try:
+        await t
+    except asyncio.CancelledError:
+        out.append("waiter cancelled")
+    out.append("locked after: %s" % cond.locked())
+
+
+@scenario
+async def event_set_then_cleared(out):
+    ev = asyncio.Event()
+
+    async def waiter():
+        out.append("woken: %s" % await ev.wait())
+
+    t = asyncio.ensure_future(waiter())
+    await asyncio.sleep(0)
+    ev.set()
+    ev.clear()  # before the waiter runs: it was woken all the same
+    await t
+    out.append("is_set: %s" % ev.is_set())
+
+
+@scenario
+async def shield_inner_fails(out):
+    async def inner():
+        await asyncio.sleep(0.01)
+        raise ValueError("inner broke")
+
+    try:
+        await asyncio.shield(inner())
+    except ValueError as e:
+        out.append("shield raised %s" % e)
+
+
+@scenario
+async def task_group_body_fails(out):
+    async def child():
+        try:
+            await asyncio.sleep(1)
+        except asyncio.CancelledError:
+            out.append("child cancelled")
+            raise
+
+    try:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(child())
+            await asyncio.sleep(0)
+            raise ValueError("body broke")
+    except ExceptionGroup as eg:
+        out.append("group raised %d: %s" % (len(eg.exceptions),
+                                           eg.exceptions[0]))
+
+
+@scenario
+async def wait_first_exception(out):
+    async def after(delay, fail):
+        await asyncio.sleep(delay)
+        if fail:
+            raise ValueError("boom")
+        return delay
+
+    ts = [asyncio.ensure_future(after(d, f))
+          for d, f in ((0.01, False), (0.02, True), (0.03, False))]
+    done, pending = await asyncio.wait(
+        ts, return_when=asyncio.FIRST_EXCEPTION)
+    out.append("done %d, pending %d" % (len(done), len(pending)))
+    out.append("third done: %s" % ts[2].done())
+    await asyncio.wait(ts)
+    out.append("errors %d" % sum(1 for t in ts if t.exception()))
+
+
+@scenario
+async def as_completed_timeout(out):
+    async def after(delay, name):
+        await asyncio.sleep(delay)
+        return name
+
+    slow = asyncio.ensure_future(after(1, "slow"))
+    try:
+        for fut in asyncio.as_completed([after(0.01, "quick"), slow],
+                                        timeout=0.05):
+            out.append(await fut)
+    except asyncio.TimeoutError:
+        out.append("timed out")
+    out.append("slow cancelled: %s" % slow.cancelled())
+    slow.cancel()
+
+
+@scenario
+async def barrier_abort(out):
+    barrier = asyncio.Barrier(3)
+
+    async def party(name):
+        try:
+            await barrier.wait()
+        except asyncio.BrokenBarrierError:
+            out.append(name + " broken")
+
+    ts = [asyncio.ensure_future(party(n)) for n in ("a", "b")]
+    await asyncio.sleep(0)
+    await barrier.abort()
+    await asyncio.gather(*ts)
+    out.append("broken: %s" % barrier.broken)
+
+
+@scenario
+async def done_callback_added_late(out):
+    loop = asyncio.get_running_loop()
+    fut = loop.create_future()
+    fut.set_result(1)
+    fut.add_done_callback(lambda f: out.append("late callback"))
+    loop.call_soon(out.append, "soon after it")
+    out.append("added")
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+
+
 class VirtualClockLoop(asyncio.SelectorEventLoop):
     """A loop whose time moves only when nothing is ready: then to the
     next timer that is not cancelled (as tapio.testing's clock is moved by
