@@ -460,6 +460,90 @@ function S.done_callback_added_late(out, loop)
   tapio.sleep(0)
 end
 
+-- StreamReader, fed by hand: each read's result as [bytes], or its error
+-- as parity.py writes it.
+local function attempt(out, label, reader, method, ...)
+  local ok, r = pcall(reader[method], reader, ...)
+  local line
+  if ok then
+    line = "[" .. r:gsub("\n", "\\n") .. "]"
+  elseif type(r) == "table" and r.name == "IncompleteReadError" then
+    line = ("IncompleteReadError partial [%s] expected %s: %s"):format(
+      r.partial, r.expected == nil and "None" or r.expected, r.message)
+  elseif type(r) == "table" and r.name == "LimitOverrunError" then
+    line = method == "readline" -- asyncio: a ValueError, no consumed
+      and "LimitOverrunError: " .. r.message
+      or ("LimitOverrunError consumed %d: %s"):format(r.consumed, r.message)
+  else
+    error(r, 0)
+  end
+  out[#out + 1] = label .. " -> " .. line
+end
+
+function S.reader_lines_and_limit(out)
+  local r = tapio.StreamReader(7)
+  r:feed_data("1234567\n12345678\nab")
+  r:feed_eof()
+  for _ = 1, 4 do attempt(out, "readline", r, "readline") end
+  out[#out + 1] = "at_eof " .. py(r:at_eof())
+end
+
+function S.reader_line_over_limit_unfinished(out)
+  local r = tapio.StreamReader(4)
+  r:feed_data("abcdefghij")
+  attempt(out, "readline", r, "readline")
+  r:feed_data("xy\n")
+  r:feed_eof()
+  attempt(out, "read", r, "read")
+end
+
+function S.reader_readexactly(out)
+  local r = tapio.StreamReader()
+  r:feed_data("abcdef")
+  attempt(out, "readexactly 4", r, "readexactly", 4)
+  attempt(out, "readexactly 0", r, "readexactly", 0)
+  r:feed_eof()
+  attempt(out, "readexactly 5", r, "readexactly", 5)
+  attempt(out, "read", r, "read")
+end
+
+function S.reader_readuntil(out)
+  local r = tapio.StreamReader(6)
+  r:feed_data("ab--cdefghij")
+  attempt(out, "readuntil --", r, "readuntil", "--")
+  attempt(out, "readuntil --", r, "readuntil", "--")
+  r:feed_data("k--")
+  attempt(out, "readuntil --", r, "readuntil", "--")
+  attempt(out, "read 4", r, "read", 4)
+  r:feed_data("rest")
+  r:feed_eof()
+  attempt(out, "readuntil --", r, "readuntil", "--")
+  attempt(out, "read", r, "read")
+end
+
+function S.reader_read_sizes(out, loop)
+  local r = tapio.StreamReader()
+  attempt(out, "read 0", r, "read", 0)
+  loop:call_soon(function() r:feed_data("hello") end)
+  attempt(out, "read 3", r, "read", 3)
+  attempt(out, "read 10", r, "read", 10)
+  loop:call_soon(function() r:feed_data("wor") end)
+  loop:call_soon(function() r:feed_data("ld\nand more") end)
+  attempt(out, "readline", r, "readline")
+  loop:call_soon(function() r:feed_eof() end)
+  attempt(out, "read", r, "read")
+  attempt(out, "read", r, "read")
+  out[#out + 1] = "at_eof " .. py(r:at_eof())
+end
+
+function S.reader_exception(out)
+  local r = tapio.StreamReader()
+  r:feed_data("buffered")
+  r:set_exception(tapio.error(tapio.ECONNRESET, "reset by peer"))
+  local ok, err = pcall(r.read, r, 3)
+  if not ok then out[#out + 1] = "read raised " .. err.message end
+end
+
 -- Runs scenario(out, loop) as a task on a virtual clock that moves, when
 -- nothing is ready, to the next timer (as parity.py's loop does): the
 -- order of events depends on no machine's speed.

@@ -516,6 +516,101 @@ async def done_callback_added_late(out):
     await asyncio.sleep(0)
 
 
+# StreamReader, fed by hand (feed_data, feed_eof): each read's result as
+# [bytes], or its error as the error's name, its fields and message.
+def outcome(value):
+    return "[%s]" % value.decode("latin-1").replace("\n", "\\n")
+
+
+async def attempt(out, label, coro):
+    try:
+        out.append("%s -> %s" % (label, outcome(await coro)))
+    except asyncio.IncompleteReadError as e:
+        out.append("%s -> IncompleteReadError partial %s expected %s: %s"
+                   % (label, outcome(e.partial), e.expected, e))
+    except asyncio.LimitOverrunError as e:
+        out.append("%s -> LimitOverrunError consumed %d: %s"
+                   % (label, e.consumed, e))
+    except ValueError as e:  # readline over the limit (tapio: LimitOverrun)
+        out.append("%s -> LimitOverrunError: %s" % (label, e))
+
+
+@scenario
+async def reader_lines_and_limit(out):
+    r = asyncio.StreamReader(limit=7)
+    r.feed_data(b"1234567\n12345678\nab")
+    r.feed_eof()
+    await attempt(out, "readline", r.readline())
+    await attempt(out, "readline", r.readline())
+    await attempt(out, "readline", r.readline())
+    await attempt(out, "readline", r.readline())
+    out.append("at_eof %s" % r.at_eof())
+
+
+@scenario
+async def reader_line_over_limit_unfinished(out):
+    r = asyncio.StreamReader(limit=4)
+    r.feed_data(b"abcdefghij")
+    await attempt(out, "readline", r.readline())
+    r.feed_data(b"xy\n")
+    r.feed_eof()
+    await attempt(out, "read", r.read())
+
+
+@scenario
+async def reader_readexactly(out):
+    r = asyncio.StreamReader()
+    r.feed_data(b"abcdef")
+    await attempt(out, "readexactly 4", r.readexactly(4))
+    await attempt(out, "readexactly 0", r.readexactly(0))
+    r.feed_eof()
+    await attempt(out, "readexactly 5", r.readexactly(5))
+    await attempt(out, "read", r.read())
+
+
+@scenario
+async def reader_readuntil(out):
+    r = asyncio.StreamReader(limit=6)
+    r.feed_data(b"ab--cdefghij")
+    await attempt(out, "readuntil --", r.readuntil(b"--"))
+    await attempt(out, "readuntil --", r.readuntil(b"--"))
+    r.feed_data(b"k--")
+    await attempt(out, "readuntil --", r.readuntil(b"--"))
+    await attempt(out, "read 4", r.read(4))
+    r.feed_data(b"rest")
+    r.feed_eof()
+    await attempt(out, "readuntil --", r.readuntil(b"--"))
+    await attempt(out, "read", r.read())
+
+
+@scenario
+async def reader_read_sizes(out):
+    loop = asyncio.get_running_loop()
+    r = asyncio.StreamReader()
+    await attempt(out, "read 0", r.read(0))
+    loop.call_soon(r.feed_data, b"hello")
+    await attempt(out, "read 3", r.read(3))
+    await attempt(out, "read 10", r.read(10))
+    loop.call_soon(r.feed_data, b"wor")
+    loop.call_soon(r.feed_data, b"ld\nand more")
+    await attempt(out, "readline", r.readline())
+    loop.call_soon(r.feed_eof)
+    await attempt(out, "read", r.read())
+    await attempt(out, "read", r.read())
+    out.append("at_eof %s" % r.at_eof())
+
+
+@scenario
+async def reader_exception(out):
+    r = asyncio.StreamReader()
+    r.feed_data(b"buffered")
+    r.set_exception(ConnectionResetError("reset by peer"))
+    try:
+        await r.read(3)
+    except ConnectionResetError as e:
+        out.append("read raised %s" % e)
+
+
 class VirtualClockLoop(asyncio.SelectorEventLoop):
     """A loop whose time moves only when nothing is ready: then to the
     next timer that is not cancelled (as tapio.testing's clock is moved by
