@@ -599,3 +599,150 @@ describe("asyncio parity: the same scenario on asyncio and tapio", function()
     end)
   end
 end)
+
+-- ---- Protocols on real sockets --------------------------------------------
+-- spec/support/parity_proto.py's peer does the same to a server on
+-- asyncio (in that script) and to this one on tapio; both servers write
+-- down their protocol's callbacks, the peer what it read.
+
+local BIG = 256 * 1024
+
+local function error_name(err)
+  if err == nil then return "nil" end
+  return type(err) == "table" and err.name or tostring(err)
+end
+
+-- A protocol writing down its callbacks in out; lost is set at the end.
+local function recorder(out, lost, methods)
+  local p = {
+    connection_made = function(self, t)
+      self.transport = t
+      out[#out + 1] = "connection_made"
+    end,
+    data_received = function(_, data)
+      out[#out + 1] = "data_received " .. data
+    end,
+    eof_received = function()
+      out[#out + 1] = "eof_received"
+    end,
+    connection_lost = function(_, err)
+      out[#out + 1] = "connection_lost " .. error_name(err)
+      lost:set_result(true)
+    end,
+  }
+  for name, fn in pairs(methods or {}) do
+    local base = p[name]
+    p[name] = function(self, ...)
+      if base then base(self, ...) end
+      return fn(self, ...)
+    end
+  end
+  return p
+end
+
+local P = {}
+
+function P.half_close(out, lost)
+  return recorder(out, lost)
+end
+
+function P.eof_keep_open(out, lost)
+  return recorder(out, lost, { eof_received = function(self)
+    tapio.get_running_loop():call_soon(function()
+      out[#out + 1] = "is_closing " .. py(self.transport:is_closing())
+      self.transport:write("bye")
+      self.transport:close()
+    end)
+    return true -- half-open: the transport stays for the goodbye
+  end })
+end
+
+function P.reset(out, lost)
+  return recorder(out, lost, { data_received = function(self, data)
+    self.transport:write("got " .. data)
+  end })
+end
+
+function P.close_flushes(out, lost)
+  return recorder(out, lost, { connection_made = function(self, t)
+    t:write(("z"):rep(BIG))
+    t:close()
+    out[#out + 1] = "is_closing " .. py(t:is_closing())
+  end })
+end
+
+function P.write_eof(out, lost)
+  return recorder(out, lost, { data_received = function(self, data)
+    if data == "ping" then
+      self.transport:write("pong")
+      out[#out + 1] = "can_write_eof " .. py(self.transport:can_write_eof())
+      self.transport:write_eof()
+    end
+  end })
+end
+
+function P.small_buffer(out, lost)
+  local buf, got = tapio.buffer(4), {}
+  local p = recorder(out, lost)
+  p.data_received = nil
+  p.get_buffer = function() return buf end
+  p.buffer_updated = function(self, n)
+    got[#got + 1] = buf:sub(1, n)
+    out[#out + 1] = "buffer_updated " .. n
+    if #table.concat(got) == 10 then self.transport:write("done") end
+  end
+  return p
+end
+
+-- What the asyncio server and its peer wrote down, by scenario and side.
+local function python_proto_traces()
+  local out, status = helper.execute("/usr/bin/python3 "
+    .. "spec/support/parity_proto.py asyncio")
+  assert(status == 0, out)
+  local traces = {}
+  for name, side, event in out:gmatch("([%w_]+)|(%a+)|([^\n]*)\n") do
+    traces[name] = traces[name] or { server = {}, peer = {} }
+    table.insert(traces[name][side], event)
+  end
+  return traces
+end
+
+describe("asyncio parity: protocols on real sockets", function()
+  local expected = python_proto_traces()
+
+  it("runs every scenario parity_proto.py has, and no other", function()
+    local names, ours = {}, {}
+    for name in pairs(expected) do names[#names + 1] = name end
+    for name in pairs(P) do ours[#ours + 1] = name end
+    table.sort(names)
+    table.sort(ours)
+    assert.are.same(names, ours)
+  end)
+
+  local names = {}
+  for name in pairs(P) do names[#names + 1] = name end
+  table.sort(names)
+  for _, name in ipairs(names) do
+    it(name, function()
+      local server_out, peer_out = {}, {}
+      helper.run(function(loop)
+        local lost = loop:create_future()
+        local server = loop:create_server(function()
+          return P[name](server_out, lost)
+        end, "127.0.0.1", 0)
+        local peer = tapio.create_subprocess_exec("/usr/bin/python3",
+          { "spec/support/parity_proto.py", "peer", name,
+            tostring(helper.port(server)) }, { stdout = "pipe" })
+        local printed = peer.stdout:read()
+        assert.are.equal(0, peer:wait())
+        lost:await()
+        for event in printed:gmatch("peer|([^\n]*)\n") do
+          peer_out[#peer_out + 1] = event
+        end
+        server:close()
+      end)
+      assert.are.same(expected[name].server, server_out)
+      assert.are.same(expected[name].peer, peer_out)
+    end)
+  end
+end)
