@@ -78,7 +78,19 @@ def peer_small_buffer(sock, out):
     sock.close()
 
 
+def peer_paused(sock, out):
+    sock.sendall(b"abc")
+    sock.shutdown(socket.SHUT_WR)
+    out.append("read %d bytes, then the end" % recv_all(sock))
+
+
+def peer_flow_control(sock, out):
+    out.append("read %d bytes, then the end" % recv_all(sock))
+
+
 PEERS = {
+    "paused": peer_paused,
+    "flow_control": peer_flow_control,
     "half_close": peer_half_close,
     "eof_keep_open": peer_eof_keep_open,
     "reset": peer_reset,
@@ -187,7 +199,47 @@ class SmallBuffer(asyncio.BufferedProtocol):
         self.lost.set_result(None)
 
 
+class Paused(Recorder):
+    def connection_made(self, transport):
+        super().connection_made(transport)
+        # Not transport.pause_reading() here: Debian 12's Python 3.11.2
+        # starts reading after connection_made returns, pause or not (a
+        # bug fixed in later 3.11 releases). tapio's spec pauses right here.
+        asyncio.get_running_loop().call_soon(self.pause)
+
+    def pause(self):
+        self.transport.pause_reading()
+        self.out.append("is_reading %s" % self.transport.is_reading())
+        asyncio.get_running_loop().call_later(0.05, self.resume)
+
+    def resume(self):
+        self.out.append("resumed")
+        self.transport.resume_reading()
+
+
+class FlowControl(Recorder):
+    def connection_made(self, transport):
+        super().connection_made(transport)
+        transport.set_write_buffer_limits(high=64 * 1024)
+        self.out.append("limits %d %d" % transport.get_write_buffer_limits())
+        transport.write(b"z" * (16 * BIG))
+        self.out.append("wrote")
+
+    def pause_writing(self):
+        self.out.append("pause_writing")
+
+    def resume_writing(self):
+        self.out.append("resume_writing %d"
+                        % self.transport.get_write_buffer_size())
+        # Not transport.close() here: Python 3.11's selector transport
+        # then calls connection_lost twice (the second time it raises
+        # AttributeError inside the loop). tapio's spec closes right here.
+        asyncio.get_running_loop().call_soon(self.transport.close)
+
+
 SERVERS = {
+    "paused": Paused,
+    "flow_control": FlowControl,
     "half_close": Recorder,
     "eof_keep_open": EofKeepOpen,
     "reset": Ack,
