@@ -709,7 +709,7 @@ function P.flow_control(out, lost)
   local p = recorder(out, lost, { connection_made = function(_, t)
     t:set_write_buffer_limits(64 * 1024)
     out[#out + 1] = ("limits %d %d"):format(t:get_write_buffer_limits())
-    t:write(("z"):rep(16 * BIG))
+    t:write(("z"):rep(128 * BIG))
     out[#out + 1] = "wrote"
   end })
   p.pause_writing = function() out[#out + 1] = "pause_writing" end

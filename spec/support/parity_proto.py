@@ -220,9 +220,11 @@ class Paused(Recorder):
 class FlowControl(Recorder):
     def connection_made(self, transport):
         super().connection_made(transport)
+        # 32 MiB: more than the kernel's send and receive buffers take at
+        # once (4 MiB were, at times), so that writing must pause
         transport.set_write_buffer_limits(high=64 * 1024)
         self.out.append("limits %d %d" % transport.get_write_buffer_limits())
-        transport.write(b"z" * (16 * BIG))
+        transport.write(b"z" * (128 * BIG))
         self.out.append("wrote")
 
     def pause_writing(self):
