@@ -720,6 +720,67 @@ function P.flow_control(out, lost)
   return p
 end
 
+-- Datagram endpoints: scenario(out, loop) on a connected endpoint, its
+-- peer a UDP echo (parity_proto.py udp-echo) or a closed port.
+local function dgram_recorder(out, lost, done_after, peer_port)
+  local p = { echoes = 0, errors = 0 }
+  function p:connection_made(t)
+    self.transport = t
+    out[#out + 1] = "connection_made"
+  end
+  function p:datagram_received(data, addr)
+    out[#out + 1] = ("datagram_received %s from the peer: %s"):format(data,
+      py(addr.port == peer_port))
+    self.echoes = self.echoes + 1
+    if self.echoes == done_after then
+      self.transport:close()
+      out[#out + 1] = "is_closing " .. py(self.transport:is_closing())
+    end
+  end
+  function p:error_received(err)
+    out[#out + 1] = "error_received " .. error_name(err)
+    self.errors = self.errors + 1
+    if self.errors == 1 then -- the endpoint still sends
+      self.transport:sendto("after the error")
+    else
+      self.transport:close()
+    end
+  end
+  function p:connection_lost(err)
+    out[#out + 1] = "connection_lost " .. error_name(err)
+    lost:set_result(true)
+  end
+  return p
+end
+
+local D = {}
+
+function D.datagram_echo(out, loop)
+  local echo = tapio.create_subprocess_exec("/usr/bin/python3",
+    { "spec/support/parity_proto.py", "udp-echo" }, { stdout = "pipe" })
+  local port = tonumber(echo.stdout:readline())
+  local lost = loop:create_future()
+  local t = loop:create_datagram_endpoint(function()
+    return dgram_recorder(out, lost, 3, port)
+  end, { remote_addr = { "127.0.0.1", port } })
+  for _, data in ipairs({ "one", "two", "stop" }) do t:sendto(data) end
+  lost:await()
+  assert.are.equal(0, echo:wait())
+end
+
+function D.datagram_refused(out, loop)
+  local closed = loop:create_datagram_endpoint(function() return {} end,
+    { local_addr = { "127.0.0.1", 0 } })
+  local port = closed:get_extra_info("sockname").port
+  closed:close()
+  local lost = loop:create_future()
+  local t = loop:create_datagram_endpoint(function()
+    return dgram_recorder(out, lost, 0, port)
+  end, { remote_addr = { "127.0.0.1", port } })
+  t:sendto("anyone?")
+  lost:await()
+end
+
 -- What the asyncio server and its peer wrote down, by scenario and side.
 local function python_proto_traces()
   local out, status = helper.execute("timeout 120 /usr/bin/python3 "
@@ -740,10 +801,20 @@ describe("asyncio parity: protocols on real sockets", function()
     local names, ours = {}, {}
     for name in pairs(expected) do names[#names + 1] = name end
     for name in pairs(P) do ours[#ours + 1] = name end
+    for name in pairs(D) do ours[#ours + 1] = name end
     table.sort(names)
     table.sort(ours)
     assert.are.same(names, ours)
   end)
+
+  for name, scenario in pairs(D) do
+    it(name, function()
+      local out = {}
+      helper.run(function(loop) scenario(out, loop) end)
+      assert.are.same(expected[name].server, out)
+      assert.are.same(expected[name].peer, {})
+    end)
+  end
 
   local names = {}
   for name in pairs(P) do names[#names + 1] = name end

@@ -115,6 +115,7 @@ def error_name(exc):
     if exc is None:
         return "nil"
     return {ConnectionResetError: "ECONNRESET",
+            ConnectionRefusedError: "ECONNREFUSED",
             BrokenPipeError: "EPIPE"}.get(type(exc), type(exc).__name__)
 
 
@@ -267,6 +268,92 @@ async def serve(name):
     return out, peer_out
 
 
+# ---- datagram endpoints ----------------------------------------------------
+# A connected endpoint (remote_addr) on asyncio or tapio: its peer is a UDP
+# echo (a thread here, parity_proto.py udp-echo for tapio) that answers each
+# datagram with "echo " + it and stops at "stop"; a closed port's ICMP error
+# reaches error_received.
+
+def udp_echo(sock):
+    while True:
+        data, addr = sock.recvfrom(65536)
+        sock.sendto(b"echo " + data, addr)
+        if data == b"stop":
+            return
+
+
+def closed_udp_port():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class DatagramRecorder(asyncio.DatagramProtocol):
+    def __init__(self, out, lost, done_after):
+        self.out, self.lost, self.done_after = out, lost, done_after
+        self.echoes = self.errors = 0
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.out.append("connection_made")
+
+    def datagram_received(self, data, addr):
+        self.out.append("datagram_received %s from the peer: %s"
+                        % (data.decode(), addr[1] == self.peer_port))
+        self.echoes += 1
+        if self.echoes == self.done_after:
+            self.transport.close()
+            self.out.append("is_closing %s" % self.transport.is_closing())
+
+    def error_received(self, exc):
+        self.out.append("error_received %s" % error_name(exc))
+        self.errors += 1
+        if self.errors == 1:  # the endpoint still sends
+            self.transport.sendto(b"after the error")
+        else:
+            self.transport.close()
+
+    def connection_lost(self, exc):
+        self.out.append("connection_lost %s" % error_name(exc))
+        self.lost.set_result(None)
+
+
+async def datagram_echo(out):
+    loop = asyncio.get_running_loop()
+    echo = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    echo.bind(("127.0.0.1", 0))
+    port = echo.getsockname()[1]
+    peer = threading.Thread(target=udp_echo, args=(echo,))
+    peer.start()
+    lost = loop.create_future()
+    proto = DatagramRecorder(out, lost, 3)
+    proto.peer_port = port
+    transport, _ = await loop.create_datagram_endpoint(
+        lambda: proto, remote_addr=("127.0.0.1", port))
+    for data in (b"one", b"two", b"stop"):
+        transport.sendto(data)
+    await lost
+    await loop.run_in_executor(None, peer.join)
+    echo.close()
+
+
+async def datagram_refused(out):
+    loop = asyncio.get_running_loop()
+    lost = loop.create_future()
+    proto = DatagramRecorder(out, lost, 0)
+    proto.peer_port = closed_udp_port()
+    transport, _ = await loop.create_datagram_endpoint(
+        lambda: proto, remote_addr=("127.0.0.1", proto.peer_port))
+    transport.sendto(b"anyone?")
+    await lost
+
+
+DATAGRAMS = {"datagram_echo": datagram_echo,
+             "datagram_refused": datagram_refused}
+
+
 def main():
     if sys.argv[1] == "peer":
         out = []
@@ -274,8 +361,18 @@ def main():
         for event in out:
             print("peer|%s" % event)
         return
-    for name in (sys.argv[2:] or PEERS):
-        out, peer_out = asyncio.run(serve(name))
+    if sys.argv[1] == "udp-echo":  # prints its port, echoes until "stop"
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+        print(sock.getsockname()[1], flush=True)
+        udp_echo(sock)
+        return
+    for name in (sys.argv[2:] or list(PEERS) + list(DATAGRAMS)):
+        if name in DATAGRAMS:
+            out, peer_out = [], []
+            asyncio.run(DATAGRAMS[name](out))
+        else:
+            out, peer_out = asyncio.run(serve(name))
         for event in out:
             print("%s|server|%s" % (name, event))
         for event in peer_out:
