@@ -600,7 +600,7 @@ describe("asyncio parity: the same scenario on asyncio and tapio", function()
   end
 end)
 
--- ---- Protocols on real sockets --------------------------------------------
+-- ---- Real sockets and processes ------------------------------------------
 -- spec/support/parity_proto.py's peer does the same to a server on
 -- asyncio (in that script) and to this one on tapio; both servers write
 -- down their protocol's callbacks, the peer what it read.
@@ -781,6 +781,57 @@ function D.datagram_refused(out, loop)
   lost:await()
 end
 
+-- Subprocesses with streams (D too: a scenario writing to out).
+
+-- Python's repr of a plain string (no quotes in it).
+local function repr(str)
+  if str == nil then return "None" end
+  return "'" .. str:gsub("\\", "\\\\"):gsub("\n", "\\n") .. "'"
+end
+
+function D.subprocess_communicate(out)
+  local p = tapio.create_subprocess_exec("/bin/sh",
+    { "-c", "echo out; echo err >&2; exit 3" },
+    { stdout = "pipe", stderr = "pipe" })
+  local stdout, stderr = p:communicate()
+  out[#out + 1] = ("stdout %s stderr %s returncode %d"):format(repr(stdout),
+    repr(stderr), p.returncode)
+end
+
+function D.subprocess_large_input(out)
+  local data = ("x"):rep(4 * 1024 * 1024)
+  local p = tapio.create_subprocess_exec("/bin/cat", nil,
+    { stdin = "pipe", stdout = "pipe" })
+  local stdout, stderr = p:communicate(data)
+  out[#out + 1] = ("echoed %s, stderr %s, returncode %d"):format(
+    py(stdout == data), repr(stderr), p.returncode)
+end
+
+function D.subprocess_lines(out)
+  local p = tapio.create_subprocess_exec("/bin/sh",
+    { "-c", "printf 'a\\nbb\\nccc'" }, { stdout = "pipe" })
+  for line in p.stdout:lines() do
+    out[#out + 1] = "line " .. repr(line)
+  end
+  out[#out + 1] = "returncode " .. p:wait()
+end
+
+function D.subprocess_signals(out)
+  for _, how in ipairs({ "terminate", "kill" }) do
+    local p = tapio.create_subprocess_exec("/bin/sleep", { "10" })
+    p[how](p)
+    out[#out + 1] = ("%s: returncode %d"):format(how, p:wait())
+  end
+end
+
+function D.subprocess_shell(out)
+  local p = tapio.create_subprocess_shell('read x; echo "got $x"; exit 7',
+    { stdin = "pipe", stdout = "pipe" })
+  local stdout = p:communicate("hi\n")
+  out[#out + 1] = ("stdout %s returncode %d"):format(repr(stdout),
+    p.returncode)
+end
+
 -- What the asyncio server and its peer wrote down, by scenario and side.
 local function python_proto_traces()
   local out, status = helper.execute("timeout 120 /usr/bin/python3 "
@@ -794,7 +845,7 @@ local function python_proto_traces()
   return traces
 end
 
-describe("asyncio parity: protocols on real sockets", function()
+describe("asyncio parity: real sockets and processes", function()
   local expected = python_proto_traces()
 
   it("runs every scenario parity_proto.py has, and no other", function()

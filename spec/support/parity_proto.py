@@ -1,11 +1,15 @@
-"""Protocols on real sockets: a peer (a plain blocking socket in a
+"""Real sockets and processes. Protocols: a peer (a plain blocking socket in a
 thread, or this script alone) does the same thing to a server on asyncio
 and to one on tapio (spec/parity_spec.lua), and each server writes down
-its protocol's callbacks. Python defines the order.
+its protocol's callbacks. Connected datagram endpoints and subprocesses
+with streams: a scenario on asyncio writes down what it saw (ALONE), and
+the spec runs the same on tapio. Python defines the order.
 
-  parity_proto.py asyncio SCENARIO   the server on asyncio and its peer:
-                                     "server|event" then "peer|event"
+  parity_proto.py asyncio [SCENARIO...] on asyncio: "SCENARIO|server|event"
+                                     then "SCENARIO|peer|event" lines
   parity_proto.py peer SCENARIO PORT the peer alone, against 127.0.0.1:PORT
+  parity_proto.py udp-echo           a UDP echo: prints its port, echoes
+                                     "echo " + each datagram until "stop"
 """
 import asyncio
 import socket
@@ -268,7 +272,7 @@ async def serve(name):
     return out, peer_out
 
 
-# ---- datagram endpoints ----------------------------------------------------
+# ---- datagram endpoints (each scenario a coroutine, in ALONE) -------------
 # A connected endpoint (remote_addr) on asyncio or tapio: its peer is a UDP
 # echo (a thread here, parity_proto.py udp-echo for tapio) that answers each
 # datagram with "echo " + it and stops at "stop"; a closed port's ICMP error
@@ -350,8 +354,66 @@ async def datagram_refused(out):
     await lost
 
 
-DATAGRAMS = {"datagram_echo": datagram_echo,
-             "datagram_refused": datagram_refused}
+# Scenarios that are one coroutine writing to out, with their own peer.
+ALONE = {"datagram_echo": datagram_echo,
+         "datagram_refused": datagram_refused}
+
+
+# ---- subprocesses with streams (in ALONE too) ------------------------------
+
+async def subprocess_communicate(out):
+    p = await asyncio.create_subprocess_exec(
+        "/bin/sh", "-c", "echo out; echo err >&2; exit 3",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    stdout, stderr = await p.communicate()
+    out.append("stdout %r stderr %r returncode %d"
+               % (stdout.decode(), stderr.decode(), p.returncode))
+
+
+async def subprocess_large_input(out):
+    data = b"x" * (4 * 1024 * 1024)
+    p = await asyncio.create_subprocess_exec(
+        "/bin/cat", stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE)
+    stdout, stderr = await p.communicate(data)
+    out.append("echoed %s, stderr %s, returncode %d"
+               % (stdout == data, stderr, p.returncode))
+
+
+async def subprocess_lines(out):
+    p = await asyncio.create_subprocess_exec(
+        "/bin/sh", "-c", "printf 'a\\nbb\\nccc'",
+        stdout=asyncio.subprocess.PIPE)
+    while True:
+        line = await p.stdout.readline()
+        if not line:
+            break
+        out.append("line %r" % line.decode())
+    out.append("returncode %d" % await p.wait())
+
+
+async def subprocess_signals(out):
+    for how in ("terminate", "kill"):
+        p = await asyncio.create_subprocess_exec("/bin/sleep", "10")
+        getattr(p, how)()
+        out.append("%s: returncode %d" % (how, await p.wait()))
+
+
+async def subprocess_shell(out):
+    p = await asyncio.create_subprocess_shell(
+        "read x; echo \"got $x\"; exit 7",
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+    stdout, _ = await p.communicate(b"hi\n")
+    out.append("stdout %r returncode %d" % (stdout.decode(), p.returncode))
+
+
+ALONE.update({
+    "subprocess_communicate": subprocess_communicate,
+    "subprocess_large_input": subprocess_large_input,
+    "subprocess_lines": subprocess_lines,
+    "subprocess_signals": subprocess_signals,
+    "subprocess_shell": subprocess_shell,
+})
 
 
 def main():
@@ -367,10 +429,10 @@ def main():
         print(sock.getsockname()[1], flush=True)
         udp_echo(sock)
         return
-    for name in (sys.argv[2:] or list(PEERS) + list(DATAGRAMS)):
-        if name in DATAGRAMS:
+    for name in (sys.argv[2:] or list(PEERS) + list(ALONE)):
+        if name in ALONE:
             out, peer_out = [], []
-            asyncio.run(DATAGRAMS[name](out))
+            asyncio.run(ALONE[name](out))
         else:
             out, peer_out = asyncio.run(serve(name))
         for event in out:
