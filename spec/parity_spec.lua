@@ -536,6 +536,18 @@ function S.reader_read_sizes(out, loop)
   out[#out + 1] = "at_eof " .. py(r:at_eof())
 end
 
+function S.reader_at_eof(out)
+  local r = tapio.StreamReader()
+  out[#out + 1] = "fresh: at_eof " .. py(r:at_eof())
+  r:feed_data("ab")
+  r:feed_eof()
+  out[#out + 1] = "fed: at_eof " .. py(r:at_eof())
+  attempt(out, "read 1", r, "read", 1)
+  out[#out + 1] = "at_eof " .. py(r:at_eof())
+  attempt(out, "read 1", r, "read", 1)
+  out[#out + 1] = "at_eof " .. py(r:at_eof())
+end
+
 function S.reader_exception(out)
   local r = tapio.StreamReader()
   r:feed_data("buffered")
@@ -832,6 +844,66 @@ function D.subprocess_shell(out)
     p.returncode)
 end
 
+-- Streams on real sockets (D too: out is the server's handler's, peer_out
+-- the client's).
+
+function D.streams_echo(out, loop, peer_out)
+  local handled = loop:create_future()
+  local server = tapio.start_server(function(reader, writer)
+    local line = reader:readline()
+    out[#out + 1] = "server read " .. repr(line)
+    writer:write(line:upper())
+    writer:drain()
+    out[#out + 1] = "server at_eof " .. py(reader:at_eof())
+    out[#out + 1] = "server read to the end " .. repr(reader:read())
+    out[#out + 1] = "server at_eof " .. py(reader:at_eof())
+    writer:close()
+    out[#out + 1] = "server is_closing " .. py(writer:is_closing())
+    writer:wait_closed()
+    handled:set_result(true)
+  end, "127.0.0.1", 0)
+  local reader, writer = tapio.open_connection("127.0.0.1",
+    helper.port(server))
+  writer:write("hello\n")
+  local line = reader:readline()
+  peer_out[#peer_out + 1] = "client read " .. repr(line)
+  peer_out[#peer_out + 1] = "client can_write_eof " .. py(writer:can_write_eof())
+  writer:write("last words")
+  writer:write_eof()
+  local rest = reader:read()
+  peer_out[#peer_out + 1] = "client read to the end " .. repr(rest)
+  peer_out[#peer_out + 1] = "client at_eof " .. py(reader:at_eof())
+  writer:close()
+  writer:wait_closed()
+  handled:await()
+  server:close()
+  server:wait_closed()
+end
+
+function D.streams_incomplete(out, loop, peer_out)
+  local handled = loop:create_future()
+  local server = tapio.start_server(function(reader, writer)
+    local err = catch(reader.readexactly, reader, 10)
+    out[#out + 1] = ("server readexactly: partial %s expected %d"):format(
+      repr(err.partial), err.expected)
+    err = catch(reader.readuntil, reader, "\n")
+    out[#out + 1] = ("server readuntil: partial %s expected %s"):format(
+      repr(err.partial), err.expected == nil and "None" or err.expected)
+    writer:close()
+    writer:wait_closed()
+    handled:set_result(true)
+  end, "127.0.0.1", 0)
+  local _, writer = tapio.open_connection("127.0.0.1", helper.port(server))
+  writer:write("short")
+  writer:close()
+  writer:wait_closed()
+  peer_out[#peer_out + 1] = "client closed: is_closing "
+    .. py(writer:is_closing())
+  handled:await()
+  server:close()
+  server:wait_closed()
+end
+
 -- What the asyncio server and its peer wrote down, by scenario and side.
 local function python_proto_traces()
   local out, status = helper.execute("timeout 120 /usr/bin/python3 "
@@ -860,10 +932,10 @@ describe("asyncio parity: real sockets and processes", function()
 
   for name, scenario in pairs(D) do
     it(name, function()
-      local out = {}
-      helper.run(function(loop) scenario(out, loop) end)
+      local out, peer_out = {}, {}
+      helper.run(function(loop) scenario(out, loop, peer_out) end)
       assert.are.same(expected[name].server, out)
-      assert.are.same(expected[name].peer, {})
+      assert.are.same(expected[name].peer, peer_out)
     end)
   end
 

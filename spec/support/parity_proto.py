@@ -324,7 +324,7 @@ class DatagramRecorder(asyncio.DatagramProtocol):
         self.lost.set_result(None)
 
 
-async def datagram_echo(out):
+async def datagram_echo(out, _peer_out):
     loop = asyncio.get_running_loop()
     echo = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     echo.bind(("127.0.0.1", 0))
@@ -343,7 +343,7 @@ async def datagram_echo(out):
     echo.close()
 
 
-async def datagram_refused(out):
+async def datagram_refused(out, _peer_out):
     loop = asyncio.get_running_loop()
     lost = loop.create_future()
     proto = DatagramRecorder(out, lost, 0)
@@ -361,7 +361,7 @@ ALONE = {"datagram_echo": datagram_echo,
 
 # ---- subprocesses with streams (in ALONE too) ------------------------------
 
-async def subprocess_communicate(out):
+async def subprocess_communicate(out, _peer_out):
     p = await asyncio.create_subprocess_exec(
         "/bin/sh", "-c", "echo out; echo err >&2; exit 3",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
@@ -370,7 +370,7 @@ async def subprocess_communicate(out):
                % (stdout.decode(), stderr.decode(), p.returncode))
 
 
-async def subprocess_large_input(out):
+async def subprocess_large_input(out, _peer_out):
     data = b"x" * (4 * 1024 * 1024)
     p = await asyncio.create_subprocess_exec(
         "/bin/cat", stdin=asyncio.subprocess.PIPE,
@@ -380,7 +380,7 @@ async def subprocess_large_input(out):
                % (stdout == data, stderr, p.returncode))
 
 
-async def subprocess_lines(out):
+async def subprocess_lines(out, _peer_out):
     p = await asyncio.create_subprocess_exec(
         "/bin/sh", "-c", "printf 'a\\nbb\\nccc'",
         stdout=asyncio.subprocess.PIPE)
@@ -392,14 +392,14 @@ async def subprocess_lines(out):
     out.append("returncode %d" % await p.wait())
 
 
-async def subprocess_signals(out):
+async def subprocess_signals(out, _peer_out):
     for how in ("terminate", "kill"):
         p = await asyncio.create_subprocess_exec("/bin/sleep", "10")
         getattr(p, how)()
         out.append("%s: returncode %d" % (how, await p.wait()))
 
 
-async def subprocess_shell(out):
+async def subprocess_shell(out, _peer_out):
     p = await asyncio.create_subprocess_shell(
         "read x; echo \"got $x\"; exit 7",
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
@@ -414,6 +414,77 @@ ALONE.update({
     "subprocess_signals": subprocess_signals,
     "subprocess_shell": subprocess_shell,
 })
+
+
+# ---- streams on real sockets (in ALONE: "server" is the server's handler,
+# "peer" the client) --------------------------------------------------------
+
+async def streams_echo(out, peer_out):
+    handled = asyncio.get_running_loop().create_future()
+
+    async def handle(reader, writer):
+        line = await reader.readline()
+        out.append("server read %r" % line.decode())
+        writer.write(line.upper())
+        await writer.drain()
+        out.append("server at_eof %s" % reader.at_eof())
+        out.append("server read to the end %r" % (await reader.read()).decode())
+        out.append("server at_eof %s" % reader.at_eof())
+        writer.close()
+        out.append("server is_closing %s" % writer.is_closing())
+        await writer.wait_closed()
+        handled.set_result(None)
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"hello\n")
+    out_line = await reader.readline()
+    peer_out.append("client read %r" % out_line.decode())
+    peer_out.append("client can_write_eof %s" % writer.can_write_eof())
+    writer.write(b"last words")
+    writer.write_eof()
+    peer_out.append("client read to the end %r" % (await reader.read()).decode())
+    peer_out.append("client at_eof %s" % reader.at_eof())
+    writer.close()
+    await writer.wait_closed()
+    await handled
+    server.close()
+    await server.wait_closed()
+
+
+async def streams_incomplete(out, peer_out):
+    handled = asyncio.get_running_loop().create_future()
+
+    async def handle(reader, writer):
+        try:
+            await reader.readexactly(10)
+        except asyncio.IncompleteReadError as e:
+            out.append("server readexactly: partial %r expected %d"
+                       % (e.partial.decode(), e.expected))
+        try:
+            await reader.readuntil(b"\n")
+        except asyncio.IncompleteReadError as e:
+            out.append("server readuntil: partial %r expected %s"
+                       % (e.partial.decode(), e.expected))
+        writer.close()
+        await writer.wait_closed()
+        handled.set_result(None)
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"short")
+    writer.close()
+    await writer.wait_closed()
+    peer_out.append("client closed: is_closing %s" % writer.is_closing())
+    await handled
+    server.close()
+    await server.wait_closed()
+
+
+ALONE.update({"streams_echo": streams_echo,
+              "streams_incomplete": streams_incomplete})
 
 
 def main():
@@ -432,7 +503,7 @@ def main():
     for name in (sys.argv[2:] or list(PEERS) + list(ALONE)):
         if name in ALONE:
             out, peer_out = [], []
-            asyncio.run(ALONE[name](out))
+            asyncio.run(ALONE[name](out, peer_out))
         else:
             out, peer_out = asyncio.run(serve(name))
         for event in out:
