@@ -82,17 +82,42 @@ static inline void dns_queries(dns_server *d, char *buf, size_t cap)
   buf[n] = '\0';
 }
 
-/* Sockets of this machine connecting (SYN_SENT) to 127.0.0.1:port, from
- * /proc/net/tcp: a connect that a full backlog stalls. */
+/* Whether socket inode ino is open in this process (/proc/self/fd). */
+static inline int own_socket(unsigned long ino)
+{
+  char path[64], link[64], want[40];
+  int fd, found = 0;
+  snprintf(want, sizeof want, "socket:[%lu]", ino);
+  for (fd = 0; fd < 1024 && !found; fd++) {
+    ssize_t k;
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    k = readlink(path, link, sizeof link - 1);
+    if (k > 0) {
+      link[k] = '\0';
+      found = strcmp(link, want) == 0;
+    }
+  }
+  return found;
+}
+
+/* This process's sockets connecting (SYN_SENT) to 127.0.0.1:port, from
+ * /proc/net/tcp: a connect that a full backlog stalls. Only its own: a
+ * test run beside it may have left a stalled connect to a listener that
+ * had this port before (it stays in SYN_SENT until its next retry). */
 static inline int tcp_connecting_to(int port)
 {
-  char line[256], want[32];
+  char line[256], want[32], rem[64];
+  unsigned st;
+  unsigned long ino;
   int n = 0;
   FILE *f = fopen("/proc/net/tcp", "r");
   CHECK(f != NULL);
-  snprintf(want, sizeof want, "0100007F:%04X 02", port);
+  snprintf(want, sizeof want, "0100007F:%04X", port);
   while (fgets(line, sizeof line, f))
-    n += strstr(line, want) != NULL;
+    if (sscanf(line, "%*d: %*s %63s %x %*s %*s %*s %*u %*d %lu", rem, &st,
+               &ino) == 3 && strcmp(rem, want) == 0 && st == 2 &&
+        own_socket(ino))
+      n++;
   fclose(f);
   return n;
 }
