@@ -100,19 +100,22 @@ static inline int own_socket(unsigned long ino)
   return found;
 }
 
-/* This process's sockets connecting (SYN_SENT) to 127.0.0.1:port, from
- * /proc/net/tcp: a connect that a full backlog stalls. Only its own: a
- * test run beside it may have left a stalled connect to a listener that
- * had this port before (it stays in SYN_SENT until its next retry). */
-static inline int tcp_connecting_to(int port)
+/* This process's sockets connecting (SYN_SENT) to the loopback address of
+ * family (AF_INET: 127.0.0.1, AF_INET6: ::1) at port, from /proc/net/tcp
+ * or tcp6: a connect that a full backlog stalls. Only its own: a test run
+ * beside it may have left a stalled connect to a listener that had this
+ * port before (it stays in SYN_SENT until its next retry). */
+static inline int connecting_to(int family, int port)
 {
-  char line[256], want[32], rem[64];
+  char line[256], want[64], rem[64];
   unsigned st;
   unsigned long ino;
   int n = 0;
-  FILE *f = fopen("/proc/net/tcp", "r");
+  FILE *f = fopen(family == AF_INET6 ? "/proc/net/tcp6" : "/proc/net/tcp",
+                  "r");
   CHECK(f != NULL);
-  snprintf(want, sizeof want, "0100007F:%04X", port);
+  snprintf(want, sizeof want, "%s:%04X", family == AF_INET6
+           ? "00000000000000000000000001000000" : "0100007F", port);
   while (fgets(line, sizeof line, f))
     if (sscanf(line, "%*d: %*s %63s %x %*s %*s %*s %*u %*d %lu", rem, &st,
                &ino) == 3 && strcmp(rem, want) == 0 && st == 2 &&
@@ -120,6 +123,11 @@ static inline int tcp_connecting_to(int port)
       n++;
   fclose(f);
   return n;
+}
+
+static inline int tcp_connecting_to(int port)
+{
+  return connecting_to(AF_INET, port);
 }
 
 static inline void dns_stop(dns_server *d)

@@ -237,21 +237,6 @@ static void split_end(split *sp)
   tapio_server_release(sp->sv.s);
 }
 
-/* Sockets connecting (SYN_SENT) to [::1]:port, from /proc/net/tcp6. */
-static int tcp6_connecting_to(int port)
-{
-  char line[256], want[64];
-  int n = 0;
-  FILE *f = fopen("/proc/net/tcp6", "r");
-  CHECK(f != NULL);
-  snprintf(want, sizeof want, "00000000000000000000000001000000:%04X 02",
-           port);
-  while (fgets(line, sizeof line, f))
-    n += strstr(line, want) != NULL;
-  fclose(f);
-  return n;
-}
-
 /* asyncio's test_create_connection_happy_eyeballs: the IPv6 address
  * stalls; with a delay of 0.1 s the IPv4 one is tried and wins, and the
  * stalled attempt is closed. */
@@ -271,7 +256,7 @@ static void stalled_ipv6_loses(void)
   CHECK(now_sec() - t0 >= 0.09);
   CHECK_OK(tapio_transport_get_peername(w.t, host, sizeof host, NULL, NULL));
   CHECK_STR(host, "127.0.0.1");
-  CHECK_EQ(tcp6_connecting_to(sp.port), 0); /* the loser is closed */
+  CHECK_EQ(connecting_to(AF_INET6, sp.port), 0); /* the loser is closed */
   roundtrip(f.loop, &f.c, srv_wait_conn(&sp.sv, 0));
   tapio_options_free(o);
   split_end(&sp);
@@ -292,10 +277,10 @@ static void no_delay_waits_for_the_first(void)
                                    &rec_proto, &f.c, NULL, never_connected,
                                    &tag));
   run_for(f.loop, 0.4);
-  CHECK_EQ(tcp6_connecting_to(sp.port), 1);
+  CHECK_EQ(connecting_to(AF_INET6, sp.port), 1);
   CHECK_EQ(sp.sv.n, 0);
   CHECK_EQ(tapio_cancel_pending(f.loop, &tag), 1);
-  CHECK_EQ(tcp6_connecting_to(sp.port), 0);
+  CHECK_EQ(connecting_to(AF_INET6, sp.port), 0);
   split_end(&sp);
   end(&f);
   srv_free(&sp.sv);
