@@ -42,9 +42,13 @@ static void flow_made(void *ud, tapio_transport *t)
   flow_send(f);
 }
 
+/* Due 2 ms after a pause: by then the connection may have ended, and its
+ * transport been freed after connection_lost. */
 static void flow_resume_reading(void *ud)
 {
-  tapio_transport_resume_reading(((flow *)ud)->t);
+  flow *f = ud;
+  if (!f->lost)
+    tapio_transport_resume_reading(f->t);
 }
 
 static void flow_data(void *ud, tapio_transport *t, const char *data,
