@@ -215,6 +215,14 @@ describe("tapio.timeout", function()
     assert.is_true(task:cancelled())
   end, jump))
 
+  it("with a delay of nil runs fn with no deadline (asyncio's None)",
+     testing.run(function(clock)
+    assert.are.same({ n = 3, "a", nil, "c" },
+      pack(tapio.timeout(nil, tapio.sleep, 1e6, "a", nil, "c")))
+    assert.are.equal(1e6, clock:time())
+    assert.are.equal(0, tapio.current_task():cancelling())
+  end, jump))
+
   it("outside a task returns a task of it; bad arguments raise",
      function()
     local loop, clock = testing.new_loop()
@@ -223,7 +231,7 @@ describe("tapio.timeout", function()
     clock:advance(1)
     is_timeout(raised(t.result, t), "timeout", 1)
     assert.matches("timeout: bad argument #1 'delay' %(seconds expected",
-      raised(tapio.timeout, nil, print))
+      raised(tapio.timeout, "1", print))
     assert.matches("timeout: bad argument #2 'fn' %(function expected",
       raised(tapio.timeout, 1, 2))
     loop:close()
@@ -553,5 +561,25 @@ describe("tapio.as_completed", function()
       raised(tapio.as_completed, { fut }, { return_when = "x" }))
     assert.matches("as_completed: bad argument #1 'list' %(list of " ..
       "futures expected", raised(tapio.as_completed, 1))
+  end))
+
+  it("refuses a table that is no list (asyncio takes a dict's keys), " ..
+     "as gather and wait do", testing.run(function(_, loop)
+    local fut = loop:create_future()
+    fut:set_result("done")
+    local by_future = { [fut] = "job 1" } -- a port of as_completed(dict)
+    for _, fn in ipairs({ "as_completed", "gather", "wait" }) do
+      assert.matches("wait_spec.lua:%d+: tapio: " .. fn .. ": bad " ..
+        "argument #1 'list' %(list of futures expected, got a table " ..
+        "with the key tapio.Future", raised(function()
+          for _ in tapio[fn](by_future) do end
+        end))
+      assert.matches(fn .. ": bad argument #1 'list' %(list of futures " ..
+        "expected, got a table with the key 'n'%)",
+        raised(tapio[fn], { fut, n = 1 }))
+      assert.matches(fn .. ": bad argument #1 'list' %(list of futures " ..
+        "expected, got a table with the key 3%)",
+        raised(tapio[fn], { fut, [3] = fut }))
+    end
   end))
 end)

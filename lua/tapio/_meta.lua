@@ -265,10 +265,11 @@ function tapio.sleep(delay, ...) end
 ---@return any ...
 function tapio.wait_for(aw, timeout) end
 
----fn(...)'s results, run in the calling task; after delay seconds the
----task is cancelled where it waits and a timeout error (code ETIMEDOUT)
----is raised here (asyncio.timeout; outside a task: a task of it).
----@param delay number
+---fn(...)'s results, run in the calling task; after delay seconds (nil:
+---no deadline) the task is cancelled where it waits and a timeout error
+---(code ETIMEDOUT) is raised here (asyncio.timeout; outside a task: a
+---task of it).
+---@param delay number?
 ---@param fn async fun(...): ...
 ---@param ... any
 ---@return any ...
