@@ -1,37 +1,19 @@
 #!/usr/bin/env bash
-# Runs the ports of asyncio programs (chat.lua, jobs.lua) and, given a
+# Runs the ports of asyncio programs (chat.lua, jobs.lua, proxy.lua) and, given a
 # python3.13 (their originals use Queue.shutdown), the Python originals in
 # examples/python/ the same way, and checks both print the same: the chat
 # server driven by python/chat_clients.py (any python3), the job runner
 # on a file of jobs, then interrupted (SIGINT) with children running,
-# which must be gone when it has exited. Without python3.13 the Lua ports
+# which must be gone when it has exited, and the proxy between a client
+# and an upstream of its own. Without python3.13 the Lua ports
 # are checked against what the originals print.
 # Usage: examples/test_ports.sh path/to/tapio [python3.13]
 set -u
 host=${1:?usage: $0 path/to/tapio [python3.13]}
 python=${2:-}
 here=$(cd "$(dirname "$0")" && pwd)
-work=$(mktemp -d)
-pids=()
-trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; rm -rf "$work"' EXIT
-failures=0
-fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
-driver=$(command -v python3)
-
-free_port() {
-  "$driver" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# Waits (bounded) until 127.0.0.1:$1 listens, reading /proc/net/tcp.
-wait_listening() {
-  local hex
-  hex=$(printf '%04X' "$1")
-  for _ in $(seq 1 200); do
-    grep -q "0100007F:$hex 00000000:0000 0A" /proc/net/tcp && return 0
-    sleep 0.05
-  done
-  return 1
-}
+. "$here/test_common.sh"
+driver=$(command -v python3) # chat_clients.py and the proxy's peers
 
 same() { # what expected actual
   if diff -u "$2" "$3" >"$work/diff"; then
@@ -104,7 +86,7 @@ same "jobs" "$work/ref.jobs.sorted" "$work/lua.jobs.sorted"
 # interrupted TAG RUNNER...: two jobs that write their pid and sleep, one
 # that waits its turn; SIGINT once both run; then neither child is left.
 interrupted() {
-  local tag=$1 rpid n
+  local tag=$1 rpid n before=$failures
   shift
   rm -f "$work/pids"
   printf '%s\n' "echo \$\$ >>$work/pids; exec sleep 30" \
@@ -129,10 +111,98 @@ interrupted() {
     kill -0 "$n" 2>/dev/null && fail "$tag: child $n left running"
   done <"$work/pids"
   grep -q never "$work/$tag.int" && fail "$tag: a job ran after SIGINT"
-  echo "ok: $tag: interrupted, no child left"
+  [ "$failures" -eq "$before" ] && echo "ok: $tag: interrupted, no child left"
 }
 [ -n "$python" ] && interrupted py.jobs "$python" -u "$here/python/jobs.py"
 interrupted lua.jobs "$host" "$here/jobs.lua"
+
+# The proxy to both.tapio.test, a name with the addresses ::1 and
+# 127.0.0.1 (tapio: from the tests' DNS server; Python: getaddrinfo
+# patched by a sitecustomize), on a port where ::1 never answers (a full
+# queue) and 127.0.0.1 is an upstream that echoes, then at the end says
+# how many bytes came before it: Happy Eyeballs gets past ::1, and the
+# client's end, passed on, is what makes the upstream end. The proxy
+# prints the bytes it passed each way.
+cat >"$work/upstream.py" <<'PY'
+import asyncio, socket, sys
+async def echo(r, w):
+    n = 0
+    while data := await r.read(65536):
+        n += len(data)
+        w.write(data)
+        await w.drain()
+    w.write(f"upstream: the end came after {n} bytes\n".encode())
+    w.close()
+async def main():
+    stuck = socket.socket(socket.AF_INET6)
+    stuck.bind(("::1", int(sys.argv[1])))
+    stuck.listen(0)
+    filler = socket.create_connection(("::1", int(sys.argv[1])))
+    server = await asyncio.start_server(echo, "127.0.0.1", int(sys.argv[1]))
+    await server.serve_forever()
+asyncio.run(main())
+PY
+cat >"$work/client.py" <<'PY'
+import asyncio, os, sys
+async def main():
+    sent = os.urandom(1 << 20)
+    r, w = await asyncio.open_connection("127.0.0.1", int(sys.argv[1]))
+    w.write(sent)
+    w.write_eof()
+    got = await asyncio.wait_for(r.read(), 20)
+    print("echoed:", got[:len(sent)] == sent)
+    print(got[len(sent):].decode(), end="")
+asyncio.run(main())
+PY
+mkdir -p "$work/site"
+cat >"$work/site/sitecustomize.py" <<'PY'
+import socket
+real = socket.getaddrinfo
+def getaddrinfo(host, *args, **kw):
+    if host == "both.tapio.test":
+        return real("::1", *args, **kw) + real("127.0.0.1", *args, **kw)
+    return real(host, *args, **kw)
+socket.getaddrinfo = getaddrinfo
+PY
+proxy() { # TAG PROXY...
+  local tag=$1 up port ppid upid
+  shift
+  up=$(free_port) port=$(free_port)
+  "$driver" "$work/upstream.py" "$up" >"$work/$tag.upstream" 2>&1 &
+  upid=$!
+  "$@" "$port" both.tapio.test "$up" >"$work/$tag.proxy" 2>&1 &
+  ppid=$!
+  pids+=("$upid" "$ppid")
+  wait_listening "$up" && wait_listening "$port" ||
+    { fail "$tag: no listening"; return; }
+  timeout 30 "$driver" "$work/client.py" "$port" >"$work/$tag.client" 2>&1 ||
+    fail "$tag: the client failed"
+  for _ in $(seq 1 100); do
+    grep -q "bytes up" "$work/$tag.proxy" && break
+    sleep 0.05
+  done
+  kill "$upid" "$ppid"
+  cat "$work/$tag.client" "$work/$tag.proxy" >"$work/$tag.out"
+}
+printf '%s\n' "echoed: True" "upstream: the end came after 1048576 bytes" \
+  "via 127.0.0.1: 1048576 bytes up, 1048619 down" >"$work/ref.proxy"
+if [ -n "$python" ]; then
+  PYTHONPATH=$work/site proxy py.proxy "$python" -u "$here/python/proxy.py"
+  cp "$work/py.proxy.out" "$work/ref.proxy"
+fi
+mkfifo "$work/dns.in"
+"$driver" "$here/../spec/support/dns_server.py" --port-file "$work/dns.port" \
+  <"$work/dns.in" >/dev/null 2>&1 &
+pids+=("$!")
+exec 7>"$work/dns.in" # the server serves until this closes
+for _ in $(seq 1 200); do
+  [ -s "$work/dns.port" ] && break
+  sleep 0.05
+done
+TAPIO_DNS_SERVERS=127.0.0.1:$(cat "$work/dns.port") \
+  proxy lua.proxy "$host" "$here/proxy.lua"
+same "proxy" "$work/ref.proxy" "$work/lua.proxy.out"
+exec 7>&-
 
 [ "$failures" -eq 0 ] || { echo "$failures failure(s)" >&2; exit 1; }
 echo "all ports ok"
