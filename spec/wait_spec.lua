@@ -223,6 +223,29 @@ describe("tapio.timeout", function()
     assert.are.equal(0, tapio.current_task():cancelling())
   end, jump))
 
+  it("timeout_at: the deadline at a time of the loop's clock",
+     testing.run(function(clock, loop)
+    clock:advance(10)
+    assert.are.same({ n = 2, "a", "b" },
+      pack(tapio.timeout_at(12, tapio.sleep, 1, "a", "b")))
+    assert.are.equal(11, clock:time())
+    is_timeout(raised(tapio.timeout_at, 12, tapio.sleep, 5), "timeout_at", 1)
+    assert.are.equal(12, clock:time())
+    is_timeout(raised(tapio.timeout_at, 2, tapio.sleep, 5), "timeout_at", -10)
+    assert.are.equal(12, clock:time()) -- passed: at the first wait
+    assert.are.equal("c", tapio.timeout_at(nil, tapio.sleep, 100, "c"))
+    local t
+    loop:call_soon(function() t = tapio.timeout_at(113, tapio.sleep, 5) end)
+    tapio.sleep(0)
+    clock:advance(1)
+    is_timeout(raised(t.result, t), "timeout_at", 1)
+    assert.matches("wait_spec.lua:%d+: tapio: timeout_at: bad argument #1 " ..
+      "'when' %(seconds expected, got string%)",
+      raised(function() tapio.timeout_at("1", print) end))
+    assert.matches("timeout_at: bad argument #2 'fn' %(function expected",
+      raised(tapio.timeout_at, 1, 2))
+  end, jump))
+
   it("outside a task returns a task of it; bad arguments raise",
      function()
     local loop, clock = testing.new_loop()

@@ -275,6 +275,14 @@ function tapio.wait_for(aw, timeout) end
 ---@return any ...
 function tapio.timeout(delay, fn, ...) end
 
+---tapio.timeout with the deadline at when, on loop:time()'s clock (nil:
+---none): asyncio.timeout_at.
+---@param when number?
+---@param fn async fun(...): ...
+---@param ... any
+---@return any ...
+function tapio.timeout_at(when, fn, ...) end
+
 ---The first result of each future or function (run as a task) of list,
 ---in its order; fails with the first error, unless
 ---opts.return_exceptions puts errors in their places (the async rule).

@@ -117,23 +117,38 @@ function api.wait_for(aw, timeout)
   return loop:create_task(wait_for, fut, timeout)
 end
 
+-- deadline(task, ...) in the calling task, or outside a task in a task of
+-- its own on loop (the async rule).
+local function with_deadline(loop, task, ...)
+  if task then
+    return deadline(task, ...)
+  end
+  local args = pack(...)
+  return loop:create_task(function()
+    return deadline(current_task(), unpack(args, 1, args.n))
+  end)
+end
+
 --- tapio.timeout(delay, fn, ...): fn(...)'s results, run in the task that
 -- calls it, or a timeout error (code ETIMEDOUT) when it has not returned
--- after delay seconds (nil: no deadline): the task is cancelled where it waits, and the
--- cancellation that comes out of fn is the timeout (asyncio.timeout).
+-- after delay seconds (nil: no deadline): the task is cancelled where it
+-- waits, and the cancellation that comes out of fn is the timeout
+-- (asyncio.timeout).
 function api.timeout(delay, fn, ...)
   check_delay(delay, "timeout", 1, "delay", true)
   check_callable(fn, "timeout", 2, "fn")
-  local task = current_task()
-  if task then
-    return deadline(task, "timeout", delay, fn, ...)
-  end
-  local loop = loop_for("timeout")
-  local args = pack(...)
-  return loop:create_task(function()
-    return deadline(current_task(), "timeout", delay, fn,
-      unpack(args, 1, args.n))
-  end)
+  local loop, task = loop_for("timeout")
+  return with_deadline(loop, task, "timeout", delay, fn, ...)
+end
+
+--- tapio.timeout_at(when, fn, ...): tapio.timeout with the deadline at
+-- when on loop:time()'s clock (nil: none), asyncio.timeout_at.
+function api.timeout_at(when, fn, ...)
+  check_delay(when, "timeout_at", 1, "when", true)
+  check_callable(fn, "timeout_at", 2, "fn")
+  local loop, task = loop_for("timeout_at")
+  return with_deadline(loop, task, "timeout_at", when and when - loop:time(),
+    fn, ...)
 end
 
 -- ---- gather --------------------------------------------------------------
