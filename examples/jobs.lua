@@ -81,7 +81,6 @@ tapio.run(function()
     for result in tapio.as_completed(results) do
       local job = job_of[result]
       print(("[%d] %s: %s"):format(job.n, job.command, result:result()))
-      io.stdout:flush()
     end
   end)
 end)

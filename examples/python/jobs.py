@@ -59,6 +59,6 @@ async def main():
         tg.create_task(produce(jobs, results))
         async for result in asyncio.as_completed(results):
             n, command = results[result]
-            print(f"[{n}] {command}: {result.result()}", flush=True)
+            print(f"[{n}] {command}: {result.result()}")
 
 asyncio.run(main())
