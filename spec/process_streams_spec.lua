@@ -259,6 +259,14 @@ describe("a subprocess with streams", function()
         end))
       assert.matches("create_subprocess_exec: bad argument #2 'args'",
         fails(tapio.create_subprocess_exec, "true", "x"))
+      -- asyncio's create_subprocess_exec("sh", "-c", cmd), ported as is
+      assert.matches("process_streams_spec.lua:%d+: tapio: " ..
+        "create_subprocess_exec: bad argument #2 'args' %(list of " ..
+        "strings or nil expected, got string: the arguments are one " ..
+        "list, as in create_subprocess_exec%(\"sh\", { \"%-c\", cmd }%)%)",
+        fails(function()
+          tapio.create_subprocess_exec("sh", "-c", "echo hi")
+        end))
       assert.matches("create_subprocess_exec: unknown option 'shell'",
         fails(tapio.create_subprocess_exec, "true", nil, { shell = true }))
       assert.matches("create_subprocess_exec: bad option 'limit'",

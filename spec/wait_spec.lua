@@ -215,6 +215,37 @@ describe("tapio.timeout", function()
     assert.is_true(task:cancelled())
   end, jump))
 
+  it("with a delay of nil runs fn with no deadline (asyncio's None)",
+     testing.run(function(clock)
+    assert.are.same({ n = 3, "a", nil, "c" },
+      pack(tapio.timeout(nil, tapio.sleep, 1e6, "a", nil, "c")))
+    assert.are.equal(1e6, clock:time())
+    assert.are.equal(0, tapio.current_task():cancelling())
+  end, jump))
+
+  it("timeout_at: the deadline at a time of the loop's clock",
+     testing.run(function(clock, loop)
+    clock:advance(10)
+    assert.are.same({ n = 2, "a", "b" },
+      pack(tapio.timeout_at(12, tapio.sleep, 1, "a", "b")))
+    assert.are.equal(11, clock:time())
+    is_timeout(raised(tapio.timeout_at, 12, tapio.sleep, 5), "timeout_at", 1)
+    assert.are.equal(12, clock:time())
+    is_timeout(raised(tapio.timeout_at, 2, tapio.sleep, 5), "timeout_at", -10)
+    assert.are.equal(12, clock:time()) -- passed: at the first wait
+    assert.are.equal("c", tapio.timeout_at(nil, tapio.sleep, 100, "c"))
+    local t
+    loop:call_soon(function() t = tapio.timeout_at(113, tapio.sleep, 5) end)
+    tapio.sleep(0)
+    clock:advance(1)
+    is_timeout(raised(t.result, t), "timeout_at", 1)
+    assert.matches("wait_spec.lua:%d+: tapio: timeout_at: bad argument #1 " ..
+      "'when' %(seconds expected, got string%)",
+      raised(function() tapio.timeout_at("1", print) end))
+    assert.matches("timeout_at: bad argument #2 'fn' %(function expected",
+      raised(tapio.timeout_at, 1, 2))
+  end, jump))
+
   it("outside a task returns a task of it; bad arguments raise",
      function()
     local loop, clock = testing.new_loop()
@@ -223,7 +254,7 @@ describe("tapio.timeout", function()
     clock:advance(1)
     is_timeout(raised(t.result, t), "timeout", 1)
     assert.matches("timeout: bad argument #1 'delay' %(seconds expected",
-      raised(tapio.timeout, nil, print))
+      raised(tapio.timeout, "1", print))
     assert.matches("timeout: bad argument #2 'fn' %(function expected",
       raised(tapio.timeout, 1, 2))
     loop:close()
@@ -553,5 +584,25 @@ describe("tapio.as_completed", function()
       raised(tapio.as_completed, { fut }, { return_when = "x" }))
     assert.matches("as_completed: bad argument #1 'list' %(list of " ..
       "futures expected", raised(tapio.as_completed, 1))
+  end))
+
+  it("refuses a table that is no list (asyncio takes a dict's keys), " ..
+     "as gather and wait do", testing.run(function(_, loop)
+    local fut = loop:create_future()
+    fut:set_result("done")
+    local by_future = { [fut] = "job 1" } -- a port of as_completed(dict)
+    for _, fn in ipairs({ "as_completed", "gather", "wait" }) do
+      assert.matches("wait_spec.lua:%d+: tapio: " .. fn .. ": bad " ..
+        "argument #1 'list' %(list of futures expected, got a table " ..
+        "with the key tapio.Future", raised(function()
+          for _ in tapio[fn](by_future) do end
+        end))
+      assert.matches(fn .. ": bad argument #1 'list' %(list of futures " ..
+        "expected, got a table with the key 'n'%)",
+        raised(tapio[fn], { fut, n = 1 }))
+      assert.matches(fn .. ": bad argument #1 'list' %(list of futures " ..
+        "expected, got a table with the key 3%)",
+        raised(tapio[fn], { fut, [3] = fut }))
+    end
   end))
 end)

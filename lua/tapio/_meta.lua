@@ -265,14 +265,23 @@ function tapio.sleep(delay, ...) end
 ---@return any ...
 function tapio.wait_for(aw, timeout) end
 
----fn(...)'s results, run in the calling task; after delay seconds the
----task is cancelled where it waits and a timeout error (code ETIMEDOUT)
----is raised here (asyncio.timeout; outside a task: a task of it).
----@param delay number
+---fn(...)'s results, run in the calling task; after delay seconds (nil:
+---no deadline) the task is cancelled where it waits and a timeout error
+---(code ETIMEDOUT) is raised here (asyncio.timeout; outside a task: a
+---task of it).
+---@param delay number?
 ---@param fn async fun(...): ...
 ---@param ... any
 ---@return any ...
 function tapio.timeout(delay, fn, ...) end
+
+---tapio.timeout with the deadline at when, on loop:time()'s clock (nil:
+---none): asyncio.timeout_at.
+---@param when number?
+---@param fn async fun(...): ...
+---@param ... any
+---@return any ...
+function tapio.timeout_at(when, fn, ...) end
 
 ---The first result of each future or function (run as a task) of list,
 ---in its order; fails with the first error, unless

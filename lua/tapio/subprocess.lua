@@ -226,6 +226,11 @@ end
 -- opts: subprocess_exec's (stdin, stdout, stderr: "inherit" unless
 -- given) and limit (the readers').
 function M.api.create_subprocess_exec(program, args, opts)
+  if type(args) == "string" then -- asyncio's *args, before opts is checked
+    U.argerror("create_subprocess_exec", 2, "args", "list of strings or "
+      .. "nil expected, got string: the arguments are one list, as in "
+      .. 'create_subprocess_exec("sh", { "-c", cmd })', 3)
+  end
   return creating("create_subprocess_exec", Loop._subprocess_exec, opts, 3,
                   program, args)
 end

@@ -77,6 +77,9 @@ end
 -- results, or a timeout error raised once the cancellation it makes has
 -- come through fn. See the top of the file for whose cancellation it is.
 local function deadline(task, name, delay, fn, ...)
+  if delay == nil then -- no deadline (asyncio's None)
+    return fn(...)
+  end
   local before, expired = task._cancels, false
   local handle = task._loop:call_later(delay, function()
     expired = true
@@ -96,9 +99,6 @@ local function deadline(task, name, delay, fn, ...)
 end
 
 local function wait_for(fut, delay)
-  if delay == nil then
-    return await(fut)
-  end
   return deadline(current_task(), "wait_for", delay, await, fut)
 end
 
@@ -117,23 +117,38 @@ function api.wait_for(aw, timeout)
   return loop:create_task(wait_for, fut, timeout)
 end
 
---- tapio.timeout(delay, fn, ...): fn(...)'s results, run in the task that
--- calls it, or a timeout error (code ETIMEDOUT) when it has not returned
--- after delay seconds: the task is cancelled where it waits, and the
--- cancellation that comes out of fn is the timeout (asyncio.timeout).
-function api.timeout(delay, fn, ...)
-  check_delay(delay, "timeout", 1, "delay")
-  check_callable(fn, "timeout", 2, "fn")
-  local task = current_task()
+-- deadline(task, ...) in the calling task, or outside a task in a task of
+-- its own on loop (the async rule).
+local function with_deadline(loop, task, ...)
   if task then
-    return deadline(task, "timeout", delay, fn, ...)
+    return deadline(task, ...)
   end
-  local loop = loop_for("timeout")
   local args = pack(...)
   return loop:create_task(function()
-    return deadline(current_task(), "timeout", delay, fn,
-      unpack(args, 1, args.n))
+    return deadline(current_task(), unpack(args, 1, args.n))
   end)
+end
+
+--- tapio.timeout(delay, fn, ...): fn(...)'s results, run in the task that
+-- calls it, or a timeout error (code ETIMEDOUT) when it has not returned
+-- after delay seconds (nil: no deadline): the task is cancelled where it
+-- waits, and the cancellation that comes out of fn is the timeout
+-- (asyncio.timeout).
+function api.timeout(delay, fn, ...)
+  check_delay(delay, "timeout", 1, "delay", true)
+  check_callable(fn, "timeout", 2, "fn")
+  local loop, task = loop_for("timeout")
+  return with_deadline(loop, task, "timeout", delay, fn, ...)
+end
+
+--- tapio.timeout_at(when, fn, ...): tapio.timeout with the deadline at
+-- when on loop:time()'s clock (nil: none), asyncio.timeout_at.
+function api.timeout_at(when, fn, ...)
+  check_delay(when, "timeout_at", 1, "when", true)
+  check_callable(fn, "timeout_at", 2, "fn")
+  local loop, task = loop_for("timeout_at")
+  return with_deadline(loop, task, "timeout_at", when and when - loop:time(),
+    fn, ...)
 end
 
 -- ---- gather --------------------------------------------------------------
@@ -225,6 +240,15 @@ local function check_list(list, opts, fn)
   if type(list) ~= "table" or is_future(list) then
     argerror(fn, 1, "list", "list of futures expected, got "
       .. U.typename(list))
+  end
+  -- A table keyed by futures (a port of asyncio's dict) would look empty.
+  local n = #list
+  for k in pairs(list) do
+    if type(k) ~= "number" or k < 1 or k > n or k % 1 ~= 0 then
+      argerror(fn, 1, "list", "list of futures expected, got a table "
+        .. "with the key " .. (type(k) == "string" and ("'%s'"):format(k)
+        or U.safe_tostring(k)))
+    end
   end
   if opts ~= nil and type(opts) ~= "table" then
     argerror(fn, 2, "opts", "table expected, got " .. type(opts))
