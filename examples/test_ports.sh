@@ -58,7 +58,7 @@ same "chat: the clients" "$work/ref.chat" "$work/lua.chat.clients"
 grep -E 'dropped$| left$' "$work/lua.chat.server" >"$work/lua.chat.log"
 same "chat: the server" "$work/ref.chat.server" "$work/lua.chat.log"
 
-# jobs TAG RUNNER...: the jobs of $work/jobs (3 workers, 2 running, 0.5 s
+# jobs TAG RUNNER...: the jobs of $work/jobs (3 workers, 2 running, 2 s
 # each), results sorted (they finish in an order the machine decides).
 cat >"$work/jobs" <<'JOBS'
 echo one
@@ -69,12 +69,12 @@ JOBS
 jobs() {
   local tag=$1
   shift
-  timeout 20 "$@" "$work/jobs" 3 2 0.5 >"$work/$tag.jobs" 2>&1 ||
+  timeout 20 "$@" "$work/jobs" 3 2 2 >"$work/$tag.jobs" 2>&1 ||
     fail "$tag: the job runner failed"
   sort "$work/$tag.jobs" >"$work/$tag.jobs.sorted"
 }
 printf '%s\n' "[1] echo one: exit 0: 'one'" "[2] sh -c 'exit 3': exit 3: ''" \
-  "[3] exec sleep 5: timed out after 0.5 s" \
+  "[3] exec sleep 5: timed out after 2 s" \
   "[4] echo \$((6 * 7)): exit 0: '42'" >"$work/ref.jobs.sorted"
 if [ -n "$python" ]; then
   jobs py "$python" -u "$here/python/jobs.py"
