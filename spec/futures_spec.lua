@@ -319,9 +319,7 @@ describe("a task", function()
     end)
 
   it("is named by the default handler when its error is lost", function()
-    local script = os.tmpname()
-    local f = assert(io.open(script, "w"))
-    f:write([[
+    local out, status = helper.run_script([[
 local tapio = require "tapio"
 tapio.run(function()
   tapio.create_task(function() error("lost error") end):set_name("pump")
@@ -330,10 +328,6 @@ tapio.run(function()
   collectgarbage("collect")
 end)
 ]])
-    f:close()
-    local out, status = helper.execute(helper.shell_quote(
-      assert(os.getenv("TAPIO_HOST"))) .. " " .. script)
-    os.remove(script)
     assert.are.equal(0, status)
     assert.matches("task exception was never retrieved", out, 1, true)
     assert.matches("lost error", out, 1, true)

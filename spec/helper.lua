@@ -340,6 +340,24 @@ function helper.execute(cmd)
   return out:gsub("exit:%d+%s*$", ""), status
 end
 
+--- The `tapio` host program.
+helper.HOST = os.getenv("TAPIO_HOST") or "build/tapio"
+
+--- Writes a script, runs `tapio script args...`; returns the output (the
+-- script's path in it as SCRIPT) and the exit status.
+function helper.run_script(source, args)
+  local path = os.tmpname()
+  local f = assert(io.open(path, "w"))
+  f:write(source)
+  f:close()
+  -- no search paths: the host finds tapio without them
+  local out, status = helper.execute(("env -u LUA_PATH -u LUA_CPATH %s %s %s")
+    :format(helper.shell_quote(helper.HOST), helper.shell_quote(path),
+      args or ""))
+  os.remove(path)
+  return out:gsub(path:gsub("%p", "%%%0"), "SCRIPT"), status
+end
+
 --- Whether a file (of any kind: sockets too) exists.
 function helper.exists(path)
   return os.rename(path, path) and true or false
