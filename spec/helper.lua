@@ -330,6 +330,27 @@ function helper.collect()
   collectgarbage("collect")
 end
 
+--- What the exception handler of a new loop hears once make(loop) has
+-- run there as a task, the loop has turned a few more times (for the
+-- done callbacks left) and what make dropped is collected: for the
+-- reports of errors never retrieved. A list of contexts.
+function helper.unretrieved(make)
+  local loop = tapio.new_loop()
+  local heard = {}
+  loop:set_exception_handler(function(_, ctx)
+    heard[#heard + 1] = ctx
+  end)
+  loop:run_until_complete(make, loop)
+  loop:run_until_complete(function()
+    for _ = 1, 3 do
+      tapio.sleep(0)
+    end
+  end)
+  helper.collect()
+  loop:close()
+  return heard
+end
+
 --- Runs a command through the shell; returns its output (stdout and
 -- stderr together unless split) and exit status.
 function helper.execute(cmd)
