@@ -38,7 +38,7 @@
 ---@field exception? any the error value as raised (none for a slow callback)
 ---@field traceback? string
 ---@field future? tapio.Future whose error was never retrieved (a task too)
----@field task? tapio.Task the same, when it is a task
+---@field task? tapio.Task the same, when it is a task; or whose step was slow (debug mode)
 ---@field duration? number seconds a slow callback took (debug mode)
 ---@field transport? tapio.Transport
 ---@field protocol? tapio.Protocol
