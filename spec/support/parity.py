@@ -601,6 +601,19 @@ async def reader_read_sizes(out):
 
 
 @scenario
+async def reader_at_eof(out):
+    r = asyncio.StreamReader()
+    out.append("fresh: at_eof %s" % r.at_eof())
+    r.feed_data(b"ab")
+    r.feed_eof()
+    out.append("fed: at_eof %s" % r.at_eof())
+    await attempt(out, "read 1", r.read(1))
+    out.append("at_eof %s" % r.at_eof())
+    await attempt(out, "read 1", r.read(1))
+    out.append("at_eof %s" % r.at_eof())
+
+
+@scenario
 async def reader_exception(out):
     r = asyncio.StreamReader()
     r.feed_data(b"buffered")

@@ -1,11 +1,15 @@
-"""Protocols on real sockets: a peer (a plain blocking socket in a
+"""Real sockets and processes. Protocols: a peer (a plain blocking socket in a
 thread, or this script alone) does the same thing to a server on asyncio
 and to one on tapio (spec/parity_spec.lua), and each server writes down
-its protocol's callbacks. Python defines the order.
+its protocol's callbacks. Connected datagram endpoints and subprocesses
+with streams: a scenario on asyncio writes down what it saw (ALONE), and
+the spec runs the same on tapio. Python defines the order.
 
-  parity_proto.py asyncio SCENARIO   the server on asyncio and its peer:
-                                     "server|event" then "peer|event"
+  parity_proto.py asyncio [SCENARIO...] on asyncio: "SCENARIO|server|event"
+                                     then "SCENARIO|peer|event" lines
   parity_proto.py peer SCENARIO PORT the peer alone, against 127.0.0.1:PORT
+  parity_proto.py udp-echo           a UDP echo: prints its port, echoes
+                                     "echo " + each datagram until "stop"
 """
 import asyncio
 import socket
@@ -78,7 +82,19 @@ def peer_small_buffer(sock, out):
     sock.close()
 
 
+def peer_paused(sock, out):
+    sock.sendall(b"abc")
+    sock.shutdown(socket.SHUT_WR)
+    out.append("read %d bytes, then the end" % recv_all(sock))
+
+
+def peer_flow_control(sock, out):
+    out.append("read %d bytes, then the end" % recv_all(sock))
+
+
 PEERS = {
+    "paused": peer_paused,
+    "flow_control": peer_flow_control,
     "half_close": peer_half_close,
     "eof_keep_open": peer_eof_keep_open,
     "reset": peer_reset,
@@ -103,6 +119,7 @@ def error_name(exc):
     if exc is None:
         return "nil"
     return {ConnectionResetError: "ECONNRESET",
+            ConnectionRefusedError: "ECONNREFUSED",
             BrokenPipeError: "EPIPE"}.get(type(exc), type(exc).__name__)
 
 
@@ -187,7 +204,49 @@ class SmallBuffer(asyncio.BufferedProtocol):
         self.lost.set_result(None)
 
 
+class Paused(Recorder):
+    def connection_made(self, transport):
+        super().connection_made(transport)
+        # Not transport.pause_reading() here: Debian 12's Python 3.11.2
+        # starts reading after connection_made returns, pause or not (a
+        # bug fixed in later 3.11 releases). tapio's spec pauses right here.
+        asyncio.get_running_loop().call_soon(self.pause)
+
+    def pause(self):
+        self.transport.pause_reading()
+        self.out.append("is_reading %s" % self.transport.is_reading())
+        asyncio.get_running_loop().call_later(0.05, self.resume)
+
+    def resume(self):
+        self.out.append("resumed")
+        self.transport.resume_reading()
+
+
+class FlowControl(Recorder):
+    def connection_made(self, transport):
+        super().connection_made(transport)
+        # 32 MiB: more than the kernel's send and receive buffers take at
+        # once (4 MiB were, at times), so that writing must pause
+        transport.set_write_buffer_limits(high=64 * 1024)
+        self.out.append("limits %d %d" % transport.get_write_buffer_limits())
+        transport.write(b"z" * (128 * BIG))
+        self.out.append("wrote")
+
+    def pause_writing(self):
+        self.out.append("pause_writing")
+
+    def resume_writing(self):
+        self.out.append("resume_writing %d"
+                        % self.transport.get_write_buffer_size())
+        # Not transport.close() here: Python 3.11's selector transport
+        # then calls connection_lost twice (the second time it raises
+        # AttributeError inside the loop). tapio's spec closes right here.
+        asyncio.get_running_loop().call_soon(self.transport.close)
+
+
 SERVERS = {
+    "paused": Paused,
+    "flow_control": FlowControl,
     "half_close": Recorder,
     "eof_keep_open": EofKeepOpen,
     "reset": Ack,
@@ -213,6 +272,221 @@ async def serve(name):
     return out, peer_out
 
 
+# ---- datagram endpoints (each scenario a coroutine, in ALONE) -------------
+# A connected endpoint (remote_addr) on asyncio or tapio: its peer is a UDP
+# echo (a thread here, parity_proto.py udp-echo for tapio) that answers each
+# datagram with "echo " + it and stops at "stop"; a closed port's ICMP error
+# reaches error_received.
+
+def udp_echo(sock):
+    while True:
+        data, addr = sock.recvfrom(65536)
+        sock.sendto(b"echo " + data, addr)
+        if data == b"stop":
+            return
+
+
+def closed_udp_port():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class DatagramRecorder(asyncio.DatagramProtocol):
+    def __init__(self, out, lost, done_after):
+        self.out, self.lost, self.done_after = out, lost, done_after
+        self.echoes = self.errors = 0
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.out.append("connection_made")
+
+    def datagram_received(self, data, addr):
+        self.out.append("datagram_received %s from the peer: %s"
+                        % (data.decode(), addr[1] == self.peer_port))
+        self.echoes += 1
+        if self.echoes == self.done_after:
+            self.transport.close()
+            self.out.append("is_closing %s" % self.transport.is_closing())
+
+    def error_received(self, exc):
+        self.out.append("error_received %s" % error_name(exc))
+        self.errors += 1
+        if self.errors == 1:  # the endpoint still sends
+            self.transport.sendto(b"after the error")
+        else:
+            self.transport.close()
+
+    def connection_lost(self, exc):
+        self.out.append("connection_lost %s" % error_name(exc))
+        self.lost.set_result(None)
+
+
+async def datagram_echo(out, _peer_out):
+    loop = asyncio.get_running_loop()
+    echo = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    echo.bind(("127.0.0.1", 0))
+    port = echo.getsockname()[1]
+    peer = threading.Thread(target=udp_echo, args=(echo,))
+    peer.start()
+    lost = loop.create_future()
+    proto = DatagramRecorder(out, lost, 3)
+    proto.peer_port = port
+    transport, _ = await loop.create_datagram_endpoint(
+        lambda: proto, remote_addr=("127.0.0.1", port))
+    for data in (b"one", b"two", b"stop"):
+        transport.sendto(data)
+    await lost
+    await loop.run_in_executor(None, peer.join)
+    echo.close()
+
+
+async def datagram_refused(out, _peer_out):
+    loop = asyncio.get_running_loop()
+    lost = loop.create_future()
+    proto = DatagramRecorder(out, lost, 0)
+    proto.peer_port = closed_udp_port()
+    transport, _ = await loop.create_datagram_endpoint(
+        lambda: proto, remote_addr=("127.0.0.1", proto.peer_port))
+    transport.sendto(b"anyone?")
+    await lost
+
+
+# Scenarios that are one coroutine writing to out, with their own peer.
+ALONE = {"datagram_echo": datagram_echo,
+         "datagram_refused": datagram_refused}
+
+
+# ---- subprocesses with streams (in ALONE too) ------------------------------
+
+async def subprocess_communicate(out, _peer_out):
+    p = await asyncio.create_subprocess_exec(
+        "/bin/sh", "-c", "echo out; echo err >&2; exit 3",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    stdout, stderr = await p.communicate()
+    out.append("stdout %r stderr %r returncode %d"
+               % (stdout.decode(), stderr.decode(), p.returncode))
+
+
+async def subprocess_large_input(out, _peer_out):
+    data = b"x" * (4 * 1024 * 1024)
+    p = await asyncio.create_subprocess_exec(
+        "/bin/cat", stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE)
+    stdout, stderr = await p.communicate(data)
+    out.append("echoed %s, stderr %s, returncode %d"
+               % (stdout == data, stderr, p.returncode))
+
+
+async def subprocess_lines(out, _peer_out):
+    p = await asyncio.create_subprocess_exec(
+        "/bin/sh", "-c", "printf 'a\\nbb\\nccc'",
+        stdout=asyncio.subprocess.PIPE)
+    while True:
+        line = await p.stdout.readline()
+        if not line:
+            break
+        out.append("line %r" % line.decode())
+    out.append("returncode %d" % await p.wait())
+
+
+async def subprocess_signals(out, _peer_out):
+    for how in ("terminate", "kill"):
+        p = await asyncio.create_subprocess_exec("/bin/sleep", "10")
+        getattr(p, how)()
+        out.append("%s: returncode %d" % (how, await p.wait()))
+
+
+async def subprocess_shell(out, _peer_out):
+    p = await asyncio.create_subprocess_shell(
+        "read x; echo \"got $x\"; exit 7",
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+    stdout, _ = await p.communicate(b"hi\n")
+    out.append("stdout %r returncode %d" % (stdout.decode(), p.returncode))
+
+
+ALONE.update({
+    "subprocess_communicate": subprocess_communicate,
+    "subprocess_large_input": subprocess_large_input,
+    "subprocess_lines": subprocess_lines,
+    "subprocess_signals": subprocess_signals,
+    "subprocess_shell": subprocess_shell,
+})
+
+
+# ---- streams on real sockets (in ALONE: "server" is the server's handler,
+# "peer" the client) --------------------------------------------------------
+
+async def streams_echo(out, peer_out):
+    handled = asyncio.get_running_loop().create_future()
+
+    async def handle(reader, writer):
+        line = await reader.readline()
+        out.append("server read %r" % line.decode())
+        writer.write(line.upper())
+        await writer.drain()
+        out.append("server at_eof %s" % reader.at_eof())
+        out.append("server read to the end %r" % (await reader.read()).decode())
+        out.append("server at_eof %s" % reader.at_eof())
+        writer.close()
+        out.append("server is_closing %s" % writer.is_closing())
+        await writer.wait_closed()
+        handled.set_result(None)
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"hello\n")
+    out_line = await reader.readline()
+    peer_out.append("client read %r" % out_line.decode())
+    peer_out.append("client can_write_eof %s" % writer.can_write_eof())
+    writer.write(b"last words")
+    writer.write_eof()
+    peer_out.append("client read to the end %r" % (await reader.read()).decode())
+    peer_out.append("client at_eof %s" % reader.at_eof())
+    writer.close()
+    await writer.wait_closed()
+    await handled
+    server.close()
+    await server.wait_closed()
+
+
+async def streams_incomplete(out, peer_out):
+    handled = asyncio.get_running_loop().create_future()
+
+    async def handle(reader, writer):
+        try:
+            await reader.readexactly(10)
+        except asyncio.IncompleteReadError as e:
+            out.append("server readexactly: partial %r expected %d"
+                       % (e.partial.decode(), e.expected))
+        try:
+            await reader.readuntil(b"\n")
+        except asyncio.IncompleteReadError as e:
+            out.append("server readuntil: partial %r expected %s"
+                       % (e.partial.decode(), e.expected))
+        writer.close()
+        await writer.wait_closed()
+        handled.set_result(None)
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"short")
+    writer.close()
+    await writer.wait_closed()
+    peer_out.append("client closed: is_closing %s" % writer.is_closing())
+    await handled
+    server.close()
+    await server.wait_closed()
+
+
+ALONE.update({"streams_echo": streams_echo,
+              "streams_incomplete": streams_incomplete})
+
+
 def main():
     if sys.argv[1] == "peer":
         out = []
@@ -220,8 +494,18 @@ def main():
         for event in out:
             print("peer|%s" % event)
         return
-    for name in (sys.argv[2:] or PEERS):
-        out, peer_out = asyncio.run(serve(name))
+    if sys.argv[1] == "udp-echo":  # prints its port, echoes until "stop"
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+        print(sock.getsockname()[1], flush=True)
+        udp_echo(sock)
+        return
+    for name in (sys.argv[2:] or list(PEERS) + list(ALONE)):
+        if name in ALONE:
+            out, peer_out = [], []
+            asyncio.run(ALONE[name](out, peer_out))
+        else:
+            out, peer_out = asyncio.run(serve(name))
         for event in out:
             print("%s|server|%s" % (name, event))
         for event in peer_out:
