@@ -254,7 +254,7 @@ static void print_field(lua_State *L, int ctx, const char *name,
 
 /* loop:default_exception_handler(context): the message, then the
  * traceback (which starts with the error) or the error alone, then the
- * transport and the task it concerns. */
+ * transport and the task (or else the future) it concerns. */
 static int l_default_handler(lua_State *L) {
   int ctx = 2;
   if (!lua_istable(L, ctx))
@@ -272,7 +272,11 @@ static int l_default_handler(lua_State *L) {
     print_field(L, ctx, "exception", "");
   lua_settop(L, ctx);
   print_field(L, ctx, "transport", "  transport: ");
-  print_field(L, ctx, "task", "  task: ");
+  lua_getfield(L, ctx, "task");
+  if (lua_isnil(L, -1)) /* a plain future's report: no task to name */
+    print_field(L, ctx, "future", "  future: ");
+  else
+    print_field(L, ctx, "task", "  task: ");
   fflush(stderr);
   return 0;
 }

@@ -319,9 +319,7 @@ describe("a task", function()
     end)
 
   it("is named by the default handler when its error is lost", function()
-    local script = os.tmpname()
-    local f = assert(io.open(script, "w"))
-    f:write([[
+    local out, status = helper.run_script([[
 local tapio = require "tapio"
 tapio.run(function()
   tapio.create_task(function() error("lost error") end):set_name("pump")
@@ -330,14 +328,147 @@ tapio.run(function()
   collectgarbage("collect")
 end)
 ]])
-    f:close()
-    local out, status = helper.execute(helper.shell_quote(
-      assert(os.getenv("TAPIO_HOST"))) .. " " .. script)
-    os.remove(script)
     assert.are.equal(0, status)
     assert.matches("task exception was never retrieved", out, 1, true)
     assert.matches("lost error", out, 1, true)
     assert.matches("  task: tapio.Task 'pump' (failed)", out, 1, true)
+  end)
+end)
+
+describe("an error never retrieved", function()
+  -- asyncio's "Future/Task exception was never retrieved": reported when
+  -- the future is collected, unless result, exception, await or cancel
+  -- looked at it first; done callbacks change nothing.
+  it("of a task is reported, though the task has a done callback",
+    function()
+      local heard = helper.unretrieved(function(loop)
+        local task = loop:create_task(function() error("lost error") end)
+        task:add_done_callback(function() end) -- looks at nothing
+        tapio.sleep(0)
+      end)
+      assert.are.equal(1, #heard)
+      local ctx = heard[1]
+      assert.are.equal("task exception was never retrieved", ctx.message)
+      assert.matches("lost error", ctx.exception)
+      assert.matches("stack traceback", ctx.traceback)
+      assert.are.equal(tapio.Task, getmetatable(ctx.task))
+      assert.are.equal(ctx.task, ctx.future)
+    end)
+
+  it("of a future is reported as the future's", function()
+    local heard = helper.unretrieved(function(loop)
+      local fut = loop:create_future()
+      fut:add_done_callback(function() end)
+      fut:set_exception("lost error")
+    end)
+    assert.are.equal(1, #heard)
+    local ctx = heard[1]
+    assert.are.equal("future exception was never retrieved", ctx.message)
+    assert.are.equal("lost error", ctx.exception)
+    assert.are.equal(tapio.Future, getmetatable(ctx.future))
+    assert.is_true(ctx.future:done())
+    assert.is_nil(ctx.task)
+    assert.is_nil(ctx.traceback)
+  end)
+
+  it("is not reported once a done callback looked at it", function()
+    assert.are.same({}, helper.unretrieved(function(loop)
+      local a = loop:create_task(function() error("seen") end)
+      a:add_done_callback(function(t) t:exception() end)
+      local b = loop:create_future()
+      b:add_done_callback(function(f) pcall(f.result, f) end)
+      b:set_exception("seen")
+      tapio.sleep(0)
+    end))
+  end)
+
+  it("is not reported once awaited", function()
+    assert.are.same({}, helper.unretrieved(function(loop)
+      local task = loop:create_task(function() error("awaited") end)
+      assert.is_false(pcall(task.await, task))
+      local fut = loop:create_future()
+      loop:call_soon(fut.set_exception, fut, "awaited")
+      assert.is_false(pcall(tapio.await, fut))
+    end))
+  end)
+
+  it("is not reported once cancel was asked of the failed future " ..
+     "(asyncio's cancel too)", function()
+    assert.are.same({}, helper.unretrieved(function(loop)
+      local fut = loop:create_future()
+      fut:set_exception("given up")
+      assert.is_false(fut:cancel())
+      local task = loop:create_task(function() error("given up") end)
+      tapio.sleep(0)
+      assert.matches("%(failed%)$", tostring(task))
+      assert.is_false(task:cancel())
+    end))
+  end)
+
+  it("is never a cancellation", function()
+    assert.are.same({}, helper.unretrieved(function(loop)
+      local fut = loop:create_future()
+      fut:add_done_callback(function() end)
+      fut:cancel()
+      local task = loop:create_task(tapio.sleep, 1)
+      task:add_done_callback(function() end)
+      local quits = loop:create_task(function()
+        error(tapio.cancelled_error("quits"))
+      end)
+      tapio.sleep(0)
+      task:cancel()
+      tapio.sleep(0)
+      assert.is_true(task:cancelled() and quits:cancelled())
+    end))
+  end)
+
+  it("of a future is printed by the default handler, with the future",
+    function()
+      local out, status = helper.run_script([[
+local tapio = require "tapio"
+tapio.run(function()
+  (function()
+    tapio.get_running_loop():create_future():set_exception("lost error")
+  end)()
+  collectgarbage("collect")
+  collectgarbage("collect")
+end)
+]])
+      assert.are.equal(0, status)
+      assert.matches("tapio: future exception was never retrieved\nlost "
+        .. "error\n  future: tapio.Future (failed)\n", out, 1, true)
+    end)
+
+  it("is not reported of an operation that loop:close ended", function()
+    -- a pending create fails with ECANCELED at the close, where nothing
+    -- runs to look at it (asyncio's close leaves it pending)
+    local out, status = helper.run_script([[
+local testing = require "tapio.testing"
+local loop = testing.new_loop()
+local fut = loop:create_server(function() end, "127.0.0.1", 0)
+loop:close()
+assert(fut:done())
+fut = nil
+collectgarbage("collect")
+collectgarbage("collect")
+print("collected")
+]])
+    assert.are.equal(0, status)
+    assert.are.equal("collected\n", out)
+  end)
+
+  it("is retrieved by run_until_complete, which raises it", function()
+    local loop = tapio.new_loop()
+    local heard = {}
+    loop:set_exception_handler(function(_, ctx)
+      heard[#heard + 1] = ctx
+    end)
+    assert.is_false(pcall(loop.run_until_complete, loop, function()
+      error("raised")
+    end))
+    helper.collect()
+    loop:close()
+    assert.are.same({}, heard)
   end)
 end)
 

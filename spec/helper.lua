@@ -330,6 +330,27 @@ function helper.collect()
   collectgarbage("collect")
 end
 
+--- What the exception handler of a new loop hears once make(loop) has
+-- run there as a task, the loop has turned a few more times (for the
+-- done callbacks left) and what make dropped is collected: for the
+-- reports of errors never retrieved. A list of contexts.
+function helper.unretrieved(make)
+  local loop = tapio.new_loop()
+  local heard = {}
+  loop:set_exception_handler(function(_, ctx)
+    heard[#heard + 1] = ctx
+  end)
+  loop:run_until_complete(make, loop)
+  loop:run_until_complete(function()
+    for _ = 1, 3 do
+      tapio.sleep(0)
+    end
+  end)
+  helper.collect()
+  loop:close()
+  return heard
+end
+
 --- Runs a command through the shell; returns its output (stdout and
 -- stderr together unless split) and exit status.
 function helper.execute(cmd)
@@ -338,6 +359,24 @@ function helper.execute(cmd)
   f:close()
   local status = tonumber(out:match("exit:(%d+)%s*$"))
   return out:gsub("exit:%d+%s*$", ""), status
+end
+
+--- The `tapio` host program.
+helper.HOST = os.getenv("TAPIO_HOST") or "build/tapio"
+
+--- Writes a script, runs `tapio script args...`; returns the output (the
+-- script's path in it as SCRIPT) and the exit status.
+function helper.run_script(source, args)
+  local path = os.tmpname()
+  local f = assert(io.open(path, "w"))
+  f:write(source)
+  f:close()
+  -- no search paths: the host finds tapio without them
+  local out, status = helper.execute(("env -u LUA_PATH -u LUA_CPATH %s %s %s")
+    :format(helper.shell_quote(helper.HOST), helper.shell_quote(path),
+      args or ""))
+  os.remove(path)
+  return out:gsub(path:gsub("%p", "%%%0"), "SCRIPT"), status
 end
 
 --- Whether a file (of any kind: sockets too) exists.

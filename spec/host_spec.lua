@@ -2,22 +2,10 @@
 -- tracebacks, and the default exception handler's output.
 local helper = require "spec.helper"
 
-local HOST = os.getenv("TAPIO_HOST") or "build/tapio"
+local HOST = helper.HOST
 local q = helper.shell_quote
 local tapio = helper.tapio
-
--- Writes a script, runs `tapio script args...`; returns output, status.
-local function run_script(source, args)
-  local path = os.tmpname()
-  local f = assert(io.open(path, "w"))
-  f:write(source)
-  f:close()
-  -- no search paths: the host finds tapio without them
-  local out, status = helper.execute(("env -u LUA_PATH -u LUA_CPATH %s %s %s")
-    :format(q(HOST), q(path), args or ""))
-  os.remove(path)
-  return out:gsub(path:gsub("%p", "%%%0"), "SCRIPT"), status
-end
+local run_script = helper.run_script
 
 describe("the tapio host program", function()
   it("runs a script with arg set as the standalone lua sets it", function()

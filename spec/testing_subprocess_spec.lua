@@ -203,6 +203,23 @@ describe("a fake program", function()
     assert.are.equal(-9, p:wait())
   end, { autojump = true }))
 
+  it("killed, an error its function raises after is nobody's: neither " ..
+     "reported nor left never retrieved", testing.run(function(clock, loop)
+    testing.fake_program(loop, "sloppy", function()
+      pcall(tapio.sleep, 3600) -- the kill cancels it here
+      error("cleaning up")
+    end)
+    local p = tapio.create_subprocess_exec("sloppy")
+    tapio.sleep(1)
+    p:kill()
+    assert.are.equal(-9, p:wait())
+    tapio.sleep(0)
+    p = nil
+    helper.collect()
+    tapio.sleep(0) -- a report would go to the handler: testing.run fails
+    assert.are.same({}, clock.errors)
+  end, { autojump = true }))
+
   it("is killed by close() of its transport", testing.run(function(_, loop)
     local events = {}
     testing.fake_program(loop, "sleep", function()

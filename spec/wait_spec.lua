@@ -606,3 +606,128 @@ describe("tapio.as_completed", function()
     end
   end))
 end)
+
+describe("errors never retrieved", function()
+  -- Each function here looks at the errors asyncio's counterpart looks at
+  -- (so they are not reported when collected), and leaves the rest to
+  -- the caller. helper.unretrieved: on a real loop, then collected.
+  local function exceptions(heard)
+    local list = {}
+    for i, ctx in ipairs(heard) do
+      assert.are.equal("task exception was never retrieved", ctx.message)
+      list[i] = ctx.exception
+    end
+    table.sort(list)
+    return list
+  end
+
+  it("gather looks at every child's error, with return_exceptions or not",
+     function()
+    assert.are.same({}, helper.unretrieved(function(loop)
+      local second = loop:create_future()
+      assert.are.equal("first", raised(tapio.gather, {
+        function() error("first", 0) end, second }))
+      second:set_exception("second") -- once the gather has failed
+      local r = tapio.gather({ function() error("kept", 0) end },
+                             { return_exceptions = true })
+      assert.are.equal("kept", r[1])
+    end))
+  end)
+
+  it("a gather's own error nobody looks at is reported, as a future's",
+     function()
+    local heard = helper.unretrieved(function(loop)
+      loop:call_soon(function() -- not in a task: a future, dropped
+        tapio.gather({ function() error("lost", 0) end })
+      end)
+      tapio.sleep(0)
+      tapio.sleep(0)
+    end)
+    assert.are.equal(1, #heard)
+    assert.are.equal("future exception was never retrieved",
+      heard[1].message)
+    assert.are.equal("lost", heard[1].exception)
+  end)
+
+  it("shield looks at what it guards, its waiter cancelled or not",
+     function()
+    assert.are.same({}, helper.unretrieved(function(loop)
+      assert.are.equal("no", raised(tapio.shield, function()
+        tapio.sleep(0)
+        error("no", 0)
+      end))
+      local inner = loop:create_future()
+      local waiter = loop:create_task(tapio.shield, inner)
+      tapio.sleep(0)
+      waiter:cancel()
+      tapio.sleep(0)
+      assert.is_true(waiter:cancelled())
+      inner:set_exception("after the waiter gave up")
+    end))
+  end)
+
+  it("wait_for raises the error of what it waits for, also one made " ..
+     "of its cancellation", function()
+    assert.are.same({}, helper.unretrieved(function()
+      assert.are.equal("late", raised(tapio.wait_for, function()
+        tapio.sleep(0)
+        error("late", 0)
+      end, 5))
+      assert.are.equal("cleaning up", raised(tapio.wait_for, function()
+        pcall(tapio.sleep, 5)
+        error("cleaning up", 0)
+      end, 0))
+    end))
+  end)
+
+  it("wait leaves the errors of what is done to the caller", function()
+    local heard = helper.unretrieved(function(loop)
+      local a = loop:create_task(function() error("a", 0) end)
+      local b = loop:create_task(function() error("b", 0) end)
+      assert.are.equal(2, #tapio.wait({ a, b }))
+      local c = loop:create_task(function() error("c", 0) end)
+      local done = tapio.wait({ c }, { return_when = "FIRST_COMPLETED" })
+      assert.are.equal("c", done[1]:exception()) -- looked at
+    end)
+    assert.are.same({ "a", "b" }, exceptions(heard))
+  end)
+
+  it("wait under FIRST_EXCEPTION looks at the errors it checks, each " ..
+     "but the last to complete (asyncio's)", function()
+    local heard = helper.unretrieved(function(loop)
+      local function fails(name) -- at its first step
+        return loop:create_task(function() error(name, 0) end)
+      end
+      local a, b = fails("checked"), fails("checked too") -- at one turn
+      local after = loop:create_task(function()
+        tapio.sleep(0)
+        error("after", 0)
+      end)
+      local first = { return_when = "FIRST_EXCEPTION" }
+      assert.are.same({ a, b }, (tapio.wait({ a, b, after }, first)))
+      local fine = loop:create_task(function() end)
+      local last = loop:create_task(function()
+        tapio.sleep(0)
+        error("last", 0)
+      end)
+      assert.are.equal(2, #tapio.wait({ fine, last }, first))
+      tapio.sleep(0)
+    end)
+    assert.are.same({ "after", "last" }, exceptions(heard))
+  end)
+
+  it("as_completed leaves each error to the caller's await", function()
+    local heard = helper.unretrieved(function()
+      local n = 0
+      for fut in tapio.as_completed({
+        function() error("seen", 0) end,
+        function() tapio.sleep(0) error("skipped", 0) end }) do
+        n = n + 1
+        if n == 1 then
+          assert.are.equal("seen", raised(fut.await, fut))
+        end
+      end
+    end)
+    assert.are.same({ "skipped" }, exceptions(heard))
+  end)
+end)

@@ -37,8 +37,8 @@
 ---@field message string
 ---@field exception? any the error value as raised (none for a slow callback)
 ---@field traceback? string
----@field task? tapio.Task whose error was never retrieved, or whose step was slow (debug mode)
----@field future? tapio.Task the same task, as asyncio names it too
+---@field future? tapio.Future whose error was never retrieved (a task too)
+---@field task? tapio.Task the same, when it is a task; or whose step was slow (debug mode)
 ---@field duration? number seconds a slow callback took (debug mode)
 ---@field transport? tapio.Transport
 ---@field protocol? tapio.Protocol
@@ -895,6 +895,8 @@ function Future:cancelled() end
 function Future:cancel(msg) end
 ---@param ... any several values are several results
 function Future:set_result(...) end
+---Unless result, exception or cancel retrieves err, it is reported when
+---the future is collected ("future exception was never retrieved").
 ---@param err any
 function Future:set_exception(err) end
 ---fn(fut), always from the loop.

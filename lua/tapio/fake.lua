@@ -99,11 +99,12 @@ end
 -- error, its message on the child's stderr, the loop's exception handler
 -- told (testing.run fails unless errors_ok), and status 1.
 local function child_done(child, name, task)
-  if task:cancelled() or child.returncode ~= nil then
+  if task:cancelled() then
     return
   end
+  -- looked at first: an error of a child already ended is nobody's
   local err, status = task:exception(), nil
-  if err == EXIT then
+  if err == EXIT or child.returncode ~= nil then
     return
   end
   if err == nil then

@@ -166,9 +166,56 @@ function Future:get_loop()
   return self._loop
 end
 
+-- ---- "exception was never retrieved" (asyncio's __log_traceback) ----------
+--
+-- A failed future holds a sentinel (fut._unretrieved) until result(),
+-- exception() or cancel() retrieves the error; collected with the future
+-- before that, the sentinel reports the error to the exception handler.
+-- Only a failure pays for it: a future given a result holds none.
+
+local function gc_hook(fn)
+  if newproxy then -- LuaJIT / 5.1: tables have no __gc
+    local p = newproxy(true)
+    getmetatable(p).__gc = fn
+    return p
+  end
+  return setmetatable({}, { __gc = fn })
+end
+
+-- What the report calls the future: "task" for tapio.task's tasks.
+Future._kind = "future"
+
+local function report(fut)
+  local loop, kind = fut._loop, fut._kind
+  local context = { message = kind .. " exception was never retrieved",
+                    exception = fut._exception, traceback = fut._traceback,
+                    future = fut, task = kind == "task" and fut or nil }
+  if loop:is_closed() then
+    pcall(Loop.default_exception_handler, loop, context)
+  else
+    pcall(Loop.call_exception_handler, loop, context)
+  end
+end
+
+local function watch(fut)
+  fut._unretrieved = gc_hook(function()
+    if fut._unretrieved then
+      report(fut)
+    end
+  end)
+end
+
+local function retrieved(fut)
+  if fut._unretrieved then
+    fut._unretrieved = nil
+  end
+end
+M.retrieved = retrieved
+
 --- Cancels a pending future; returns false if it was done already.
 function Future:cancel(message)
   if self._state ~= "pending" then
+    retrieved(self) -- asyncio's cancel() too: the caller has given it up
     return false
   end
   self._state = "cancelled"
@@ -197,15 +244,9 @@ function Future:set_exception(err)
   end
   self._exception = err
   self._state = "failed"
+  watch(self)
   schedule_callbacks(self)
 end
-
-local function retrieved(fut)
-  if fut._unobserved then
-    fut._unobserved.retrieved = true
-  end
-end
-M.retrieved = retrieved
 
 --- The results (several values are several results), or raises the error;
 -- raises a cancellation error if cancelled.

@@ -31,6 +31,11 @@ local function completion(fut)
     end
     if err ~= nil then
       fut:set_exception(err)
+      if fut._loop:is_closed() then
+        -- loop:close failed it (ECANCELED) and nothing will run to look:
+        -- not reported (asyncio's close leaves such a future pending)
+        F.retrieved(fut)
+      end
     else
       fut:set_result(obj, ...)
     end
@@ -135,7 +140,8 @@ function Loop:sendfile(transport, file, offset, count, opts)
   end
   if io.type(file) == "file" then
     fut:add_done_callback(function(f)
-      local err = not f:cancelled() and f:exception()
+      -- the error, not retrieved: it stays the caller's to look at
+      local err = f._state == "failed" and f._exception
       local sent = err and err.count or (f:cancelled() or err) and 0
         or f:result()
       if sent > 0 then

@@ -26,35 +26,7 @@ Task.__tostring = function(t)
 end
 M.Task = Task
 
--- A failed task whose error nobody looked at is reported when the task is
--- collected, as asyncio logs "Task exception was never retrieved".
-local function gc_hook(fn)
-  if newproxy then -- LuaJIT / 5.1: tables have no __gc
-    local p = newproxy(true)
-    getmetatable(p).__gc = fn
-    return p
-  end
-  return setmetatable({}, { __gc = fn })
-end
-
-local function watch_unobserved(task, err, traceback)
-  local state = { retrieved = false }
-  local loop = task._loop
-  task._unobserved = state
-  task._gc = gc_hook(function()
-    if state.retrieved then
-      return
-    end
-    local context = { message = "task exception was never retrieved",
-                      exception = err, traceback = traceback,
-                      task = task, future = task }
-    if loop:is_closed() then
-      pcall(Loop.default_exception_handler, loop, context)
-    else
-      pcall(Loop.call_exception_handler, loop, context)
-    end
-  end)
-end
+Task._kind = "task" -- "task exception was never retrieved" (tapio.future)
 
 local step
 
@@ -72,9 +44,6 @@ local function task_failed(task, err)
   local co = task._co
   task._traceback = debug.traceback(co, safe_tostring(err))
   Future.set_exception(task, err)
-  if #task._callbacks == 0 then
-    watch_unobserved(task, err, task._traceback)
-  end
 end
 
 -- Work left for when the running task stops running (waits or ends),
@@ -268,6 +237,7 @@ end
 -- waits (which it may catch). False if the task is done.
 function Task:cancel(message)
   if self._state ~= "pending" then
+    retrieved(self) -- as Future:cancel
     return false
   end
   self._cancels = self._cancels + 1

@@ -349,8 +349,11 @@ local function wait(loop, futs, timeout, return_when)
   local left = #futs
   local function completed(fut)
     left = left - 1
-    if not waiter:done() and (left == 0 or return_when == "FIRST_COMPLETED"
-       or return_when == "FIRST_EXCEPTION" and failed(fut)) then
+    -- In asyncio's order: under FIRST_EXCEPTION the error of each future
+    -- but the last is looked at (so retrieved), the waiter done or not.
+    if (left == 0 or return_when == "FIRST_COMPLETED"
+        or return_when == "FIRST_EXCEPTION" and failed(fut))
+       and not waiter:done() then
       waiter:set_result()
     end
   end
