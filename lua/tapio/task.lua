@@ -140,7 +140,8 @@ end
 -- slow_callback_duration or longer is noted; the callback's report
 -- (lua/callback.c) takes the note. Otherwise resume is coroutine.resume
 -- itself: a step pays nothing.
-local slow_step = { task = nil, start = 0 }
+local slow_step = setmetatable({ start = 0 }, { __mode = "v" }) -- weak: a
+-- note nobody takes must not keep its task (and its error) from the collector
 local debug_loops = setmetatable({}, { __mode = "k" })
 local debug_env = os.getenv("TAPIO_DEBUG")
 debug_env = debug_env ~= nil and debug_env ~= "" and debug_env ~= "0"
