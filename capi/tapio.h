@@ -302,11 +302,11 @@ void tapio_loop_call_exception_handler(tapio_loop *loop, int code,
  * is freed: its ud stays the caller's. */
 int tapio_call_soon(tapio_loop *loop, tapio_call_fn fn, void *ud,
                     tapio_handle **out);
-/* After delay seconds (negative counts as 0). */
+/* After delay seconds (negative counts as 0), never before. */
 int tapio_call_later(tapio_loop *loop, double delay, tapio_call_fn fn,
                      void *ud, tapio_handle **out);
-/* At tapio_loop_time() == when; TAPIO_EINVAL for NaN (as delay for
- * call_later). */
+/* At tapio_loop_time() == when: never before it (the machine may make it
+ * late); TAPIO_EINVAL for NaN (as delay for call_later). */
 int tapio_call_at(tapio_loop *loop, double when, tapio_call_fn fn, void *ud,
                   tapio_handle **out);
 /* From any thread: fn(ud) runs on the loop's thread in a later iteration
