@@ -1735,7 +1735,9 @@ enum tapio_fault {
 int tapio_fault_set(tapio_transport *t, int fault, uint64_t after,
                     int64_t value);
 /* A slow drip: t receives at most bytes per read (0: any) and, with
- * interval > 0, one read per interval seconds of loop time. */
+ * interval > 0, one read per interval seconds of loop time: each read at
+ * least interval after the protocol's data_received (or buffer_updated)
+ * for the read before has returned. */
 int tapio_fault_drip(tapio_transport *t, size_t bytes, double interval);
 /* Lifts every fault of t: what was held is read or sent at once. */
 int tapio_fault_clear(tapio_transport *t);
