@@ -343,21 +343,49 @@ typedef struct slow_args {
   tl_loop *lb;
   const char *what;
   tl_transport *lt;
-  double took;
+  double t0, took;
 } slow_args;
+
+/* The functions tapio.task gives (core._debug_hooks): told when a loop
+ * enters or leaves debug mode, and asked which task's step made a
+ * callback slow. */
+static const char debug_hook_key = 'd', slow_task_key = 's';
+
+/* Pushes the task whose step took the loop's slow_callback_duration or
+ * longer since t0, and its name (tapio.task notes it), or nothing. */
+static int push_slow_task(lua_State *L, double t0) {
+  tl_rawgetp(L, LUA_REGISTRYINDEX, &slow_task_key);
+  if (!lua_isfunction(L, -1)) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  lua_pushnumber(L, t0);
+  lua_call(L, 1, 2); /* tapio.task's: it does not raise */
+  if (lua_isnil(L, -2) || lua_type(L, -1) != LUA_TSTRING) {
+    lua_pop(L, 2);
+    return 0;
+  }
+  return 1;
+}
 
 /* [1] slow_args: the context, to the exception handler. */
 static int tr_slow(lua_State *L) {
   slow_args *a = lua_touserdata(L, 1);
   const char *what = a->what ? a->what : "a callback";
-  char msg[256];
+  char msg[320];
   if (strncmp(what, "error in ", 9) == 0)
     what += 9; /* the words of its failure name the callback */
-  snprintf(msg, sizeof msg, "slow callback: %s took %.3f s (the loop's "
-           "slow_callback_duration: %g s)", what, a->took, a->lb->slow);
+  lua_settop(L, 1);
+  if (push_slow_task(L, a->t0)) /* [2] the task, [3] its name */
+    snprintf(msg, sizeof msg, "slow callback: task '%.64s' (in %s) took "
+             "%.3f s (the loop's slow_callback_duration: %g s)",
+             lua_tostring(L, 3), what, a->took, a->lb->slow);
+  else
+    snprintf(msg, sizeof msg, "slow callback: %s took %.3f s (the loop's "
+             "slow_callback_duration: %g s)", what, a->took, a->lb->slow);
+  lua_settop(L, 2); /* [2] the task or none */
   /* lt's values first: nothing is allocated before they are held (the
    * callback may have ended the transport, which a collection frees) */
-  lua_settop(L, 1);
   if (a->lt && a->lt->self_ref != LUA_NOREF)
     lua_rawgeti(L, LUA_REGISTRYINDEX, a->lt->self_ref);
   else
@@ -366,14 +394,18 @@ static int tr_slow(lua_State *L) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, a->lt->proto_ref);
   else
     lua_pushnil(L);
-  lua_createtable(L, 0, 4);
-  lua_insert(L, 2); /* [2] the context, [3] transport, [4] protocol */
-  lua_setfield(L, 2, "protocol");
-  lua_setfield(L, 2, "transport");
+  lua_createtable(L, 0, 5);
+  lua_insert(L, -3); /* the context, transport, protocol on top */
+  lua_setfield(L, -3, "protocol");
+  lua_setfield(L, -2, "transport");
   lua_pushstring(L, msg);
-  lua_setfield(L, 2, "message");
+  lua_setfield(L, -2, "message");
   lua_pushnumber(L, a->took);
-  lua_setfield(L, 2, "duration");
+  lua_setfield(L, -2, "duration");
+  if (lua_gettop(L) == 3) { /* a task's step: the task, as asyncio names it */
+    lua_pushvalue(L, 2);
+    lua_setfield(L, -2, "task");
+  }
   tl_callhandler(a->lb, L);
   return 0;
 }
@@ -385,6 +417,7 @@ static int tr_slow(lua_State *L) {
 static void report_slow(tl_loop *lb, lua_State *L, double t0,
                         const char *what, tl_transport *lt) {
   slow_args a;
+  a.t0 = t0;
   a.took = tl_monotonic() - t0;
   if (a.took < lb->slow || lb->quiet || !lua_checkstack(L, 4))
     return;
@@ -410,6 +443,14 @@ static int l_set_debug(lua_State *L) {
       return tl_argerror(L, "loop:set_debug", 2, "slow_callback_duration",
                          "seconds > 0 expected");
     lb->slow_duration = d;
+  }
+  if ((lb->slow > 0) != lua_toboolean(L, 2)) { /* tapio.task times steps */
+    tl_rawgetp(L, LUA_REGISTRYINDEX, &debug_hook_key);
+    if (lua_isfunction(L, -1)) {
+      lua_pushvalue(L, 1);
+      lua_pushboolean(L, lua_toboolean(L, 2));
+      lua_call(L, 2, 0); /* tapio.task's: it does not raise */
+    }
   }
   lb->slow = lua_toboolean(L, 2) ? d : 0;
   return 0;
@@ -479,7 +520,33 @@ static const luaL_Reg handler_methods[] = {
   {NULL, NULL}
 };
 
+/* core._debug_hooks(on_debug, slow_task) (tapio.task): on_debug(loop,
+ * on) when a loop enters or leaves debug mode; slow_task(since) -> the
+ * task whose step was slow since then, and its name. */
+static int l_debug_hooks(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  lua_pushvalue(L, 1);
+  tl_rawsetp(L, LUA_REGISTRYINDEX, &debug_hook_key);
+  lua_pushvalue(L, 2);
+  tl_rawsetp(L, LUA_REGISTRYINDEX, &slow_task_key);
+  return 0;
+}
+
+/* core._monotonic(): the real time debug mode measures with, in seconds */
+static int l_monotonic(lua_State *L) {
+  lua_pushnumber(L, tl_monotonic());
+  return 1;
+}
+
+static const luaL_Reg debug_functions[] = {
+  {"_debug_hooks", l_debug_hooks},
+  {"_monotonic", l_monotonic},
+  {NULL, NULL}
+};
+
 int tl_open_callback(lua_State *L) {
   tl_addmethods(L, TL_LOOP, handler_methods);
+  luaL_setfuncs(L, debug_functions, 0);
   return 0;
 }

@@ -187,7 +187,8 @@ tapio_loop *tl_loop_of(lua_State *L, int idx);
 
 /* ---- callback.c: the protected-call path, the exception handler ------- */
 
-/* Adds the exception handler's methods to "tapio.loop". */
+/* Adds the exception handler's and debug mode's methods to "tapio.loop",
+ * and debug mode's hooks for tapio.task to the module on top. */
 int tl_open_callback(lua_State *L);
 /* Makes the loop's message handler, trampolines and slots (tl_loop's
  * msgh_ref, tramp_ref, tb_ref, pending_ref); tl_callpath_free lets them and

@@ -247,6 +247,83 @@ describe("a loop", function()
       .. "(seconds > 0 expected)")
   end)
 
+  it("names the task whose step made a callback slow in debug mode",
+    function()
+    local contexts = {}
+    loop:set_exception_handler(function(_, ctx)
+      contexts[#contexts + 1] = ctx
+    end)
+    local function spin(seconds)
+      local clock = tapio.new_loop()
+      local start = clock:time()
+      while clock:time() - start < seconds do end
+      clock:close()
+    end
+    loop:set_debug(true, 0.05)
+    local fut = loop:create_future()
+    local slowpoke = loop:create_task(function()
+      tapio.sleep(0) -- a first step that is quick
+      fut:await() -- woken by a done callback: a second step, slow
+      spin(0.06)
+    end)
+    slowpoke:set_name("slowpoke")
+    local quick = loop:create_task(function() end)
+    helper.wait_until(loop, function() return quick:done() end)
+    loop:call_soon(function() fut:set_result(1) end)
+    helper.wait_until(loop, function() return slowpoke:done() end)
+    assert.are.equal(1, #contexts)
+    assert.matches("^slow callback: task 'slowpoke' %(in a scheduled "
+      .. "callback%) took %d+%.%d+ s %(the loop's slow_callback_duration: "
+      .. "0%.05 s%)$", contexts[1].message)
+    assert.are.equal(slowpoke, contexts[1].task)
+    -- a slow callback after it, with no task in it: no task named
+    loop:call_soon(spin, 0.06)
+    loop:run_once()
+    assert.are.equal(2, #contexts)
+    assert.matches("^slow callback: a scheduled callback took",
+      contexts[2].message)
+    assert.is_nil(contexts[2].task)
+    -- off again: steps are not timed, nothing is reported
+    loop:set_debug(false)
+    loop:run_until_complete(loop:create_task(function() spin(0.06) end))
+    assert.are.equal(2, #contexts)
+    -- a slow step whose callback was not timed (debug mode came on in it,
+    -- while another loop's debug mode had steps timed) is not named by a
+    -- later slow callback
+    local other = tapio.new_loop()
+    other:set_debug(true)
+    loop:run_until_complete(loop:create_task(function()
+      spin(0.06)
+      loop:set_debug(true, 0.05)
+    end))
+    loop:call_soon(spin, 0.06)
+    loop:run_once()
+    assert.are.equal(3, #contexts)
+    assert.is_nil(contexts[3].task)
+    other:close()
+    -- a stream's task, woken inside its transport's data_received
+    local a, b = tapio.socketpair()
+    local reading = false
+    local reader_task = loop:create_task(function()
+      local reader, writer = tapio.open_connection(nil, nil, { sock = a })
+      reading = true
+      reader:read(1)
+      spin(0.06)
+      writer:close()
+    end)
+    reader_task:set_name("reader")
+    helper.wait_until(loop, function() return reading end)
+    tapio.send(b, "x")
+    helper.wait_until(loop, function() return #contexts == 4 end)
+    assert.matches("^slow callback: task 'reader' %(in "
+      .. "protocol.data_received%(%)%) took", contexts[4].message)
+    assert.are.equal(reader_task, contexts[4].task)
+    assert.is_not_nil(contexts[4].transport)
+    helper.wait_until(loop, function() return reader_task:done() end)
+    tapio.close_fd(b)
+    loop:set_debug(false)
+  end)
+
   it("is in debug mode from the start with TAPIO_DEBUG set", function()
     local out, status = helper.execute("TAPIO_DEBUG=1 "
       .. helper.shell_quote(os.getenv("TAPIO_HOST") or "build/tapio")

@@ -37,7 +37,7 @@
 ---@field message string
 ---@field exception? any the error value as raised (none for a slow callback)
 ---@field traceback? string
----@field task? tapio.Task whose error was never retrieved
+---@field task? tapio.Task whose error was never retrieved, or whose step was slow (debug mode)
 ---@field future? tapio.Task the same task, as asyncio names it too
 ---@field duration? number seconds a slow callback took (debug mode)
 ---@field transport? tapio.Transport

@@ -14,7 +14,8 @@ local resolve, retrieved = F.resolve, F.retrieved
 local tasks, AWAIT, CANCEL, PARK = F.tasks, F.AWAIT, F.CANCEL, F.PARK
 local Loop = core.loop_methods
 
-local resume = coroutine.resume
+local co_resume, monotonic = coroutine.resume, core._monotonic
+local resume = co_resume -- or resume_timed in debug mode (below)
 local all_tasks = setmetatable({}, { __mode = "k" }) -- loop -> {task=true}
 local task_count = 0 -- tasks made: the default names ("Task-N")
 
@@ -158,11 +159,54 @@ function step(task, _)
     task._started = true
     local args = task._args
     task._args = nil
-    stopped(task, coroutine.resume(co, unpack(args, 1, args.n)))
+    stopped(task, resume(co, unpack(args, 1, args.n)))
   else
-    stopped(task, coroutine.resume(co, value))
+    stopped(task, resume(co, value))
   end
 end
+
+-- Debug mode (loop:set_debug) names the task whose step made a callback
+-- slow, as asyncio does. While a loop is in debug mode, or TAPIO_DEBUG is
+-- set, every resume is timed and a step that took its loop's
+-- slow_callback_duration or longer is noted; the callback's report
+-- (lua/callback.c) takes the note. Otherwise resume is coroutine.resume
+-- itself: a step pays nothing.
+local slow_step = { task = nil, start = 0 }
+local debug_loops = setmetatable({}, { __mode = "k" })
+local debug_env = os.getenv("TAPIO_DEBUG")
+debug_env = debug_env ~= nil and debug_env ~= "" and debug_env ~= "0"
+
+local function noted(task, t0, ...)
+  local on, limit = task._loop:get_debug()
+  if on and monotonic() - t0 >= limit then
+    slow_step.task, slow_step.start = task, t0
+  end
+  return ...
+end
+
+local function resume_timed(co, ...)
+  return noted(tasks[co], monotonic(), co_resume(co, ...))
+end
+
+local function choose_resume()
+  resume = (debug_env or next(debug_loops)) and resume_timed or co_resume
+end
+
+local function on_debug(loop, on)
+  debug_loops[loop] = on or nil
+  choose_resume()
+end
+
+local function slow_task(since)
+  local task = slow_step.task
+  slow_step.task = nil
+  if task and slow_step.start >= since then
+    return task, task:get_name()
+  end
+end
+
+core._debug_hooks(on_debug, slow_task)
+choose_resume()
 
 --- Resumes a task parked on obj (future.lua's park), there and then,
 -- its park returning value (nil if not given); false if it no longer
