@@ -302,11 +302,11 @@ void tapio_loop_call_exception_handler(tapio_loop *loop, int code,
  * is freed: its ud stays the caller's. */
 int tapio_call_soon(tapio_loop *loop, tapio_call_fn fn, void *ud,
                     tapio_handle **out);
-/* After delay seconds (negative counts as 0). */
+/* After delay seconds (negative counts as 0), never before. */
 int tapio_call_later(tapio_loop *loop, double delay, tapio_call_fn fn,
                      void *ud, tapio_handle **out);
-/* At tapio_loop_time() == when; TAPIO_EINVAL for NaN (as delay for
- * call_later). */
+/* At tapio_loop_time() == when: never before it (the machine may make it
+ * late); TAPIO_EINVAL for NaN (as delay for call_later). */
 int tapio_call_at(tapio_loop *loop, double when, tapio_call_fn fn, void *ud,
                   tapio_handle **out);
 /* From any thread: fn(ud) runs on the loop's thread in a later iteration
@@ -1735,7 +1735,9 @@ enum tapio_fault {
 int tapio_fault_set(tapio_transport *t, int fault, uint64_t after,
                     int64_t value);
 /* A slow drip: t receives at most bytes per read (0: any) and, with
- * interval > 0, one read per interval seconds of loop time. */
+ * interval > 0, one read per interval seconds of loop time: each read at
+ * least interval after the protocol's data_received (or buffer_updated)
+ * for the read before has returned. */
 int tapio_fault_drip(tapio_transport *t, size_t bytes, double interval);
 /* Lifts every fault of t: what was held is read or sent at once. */
 int tapio_fault_clear(tapio_transport *t);

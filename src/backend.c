@@ -131,15 +131,19 @@ void tapio__timer_init(tapio__timer *tm, tapio_loop *loop,
 }
 
 int tapio__timer_start_at(tapio__timer *tm, double when) {
-  double after;
+  double now, after;
   if (ev_is_active(&tm->ev))
     ev_timer_stop(tm->loop->ev, &tm->ev);
   if (tapio__virtual(tm->loop)) /* the heap alone: the clock fires it */
     return tapio__deadline_set(tm->loop, &tm->dl, tapio__vround(when));
-  /* libev counts from its cached time; refresh it so that a timer never
-   * fires before `when` on tapio's clock. */
+  /* libev counts `after` from its cached time: refresh it, after reading
+   * tapio's clock, so that libev's reading is the later one and the timer
+   * never fires before `when`. Read the other way round, the time the
+   * thread lost between the two readings (a preemption: under valgrind
+   * each reading is a system call) made the timer fire that much early. */
+  now = tapio__now();
   ev_now_update(tm->loop->ev);
-  after = when - tapio__now();
+  after = when - now;
   ev_timer_set(&tm->ev, after > 0 ? after : 0, 0);
   ev_timer_start(tm->loop->ev, &tm->ev);
   return tapio__deadline_set(tm->loop, &tm->dl, when);
