@@ -31,6 +31,16 @@ local function sleeper(out, name, seconds)
   end
 end
 
+-- The keys of every table given, sorted.
+local function sorted_keys(...)
+  local keys = {}
+  for _, t in ipairs({ ... }) do
+    for k in pairs(t) do keys[#keys + 1] = k end
+  end
+  table.sort(keys)
+  return keys
+end
+
 local function after(delay, name)
   return function()
     tapio.sleep(delay)
@@ -592,18 +602,10 @@ describe("asyncio parity: the same scenario on asyncio and tapio", function()
   local expected = python_traces()
 
   it("runs every scenario parity.py has, and no other", function()
-    local names, ours = {}, {}
-    for name in pairs(expected) do names[#names + 1] = name end
-    for name in pairs(S) do ours[#ours + 1] = name end
-    table.sort(names)
-    table.sort(ours)
-    assert.are.same(names, ours)
+    assert.are.same(sorted_keys(expected), sorted_keys(S))
   end)
 
-  local names = {}
-  for name in pairs(S) do names[#names + 1] = name end
-  table.sort(names)
-  for _, name in ipairs(names) do
+  for _, name in ipairs(sorted_keys(S)) do
     it(name, function()
       local out = {}
       run_virtual(S[name], out)
@@ -717,12 +719,13 @@ function P.paused(out, lost)
   end })
 end
 
-function P.flow_control(out, lost)
+function P.flow_control(out, lost, go)
   local p = recorder(out, lost, { connection_made = function(_, t)
     t:set_write_buffer_limits(64 * 1024)
     out[#out + 1] = ("limits %d %d"):format(t:get_write_buffer_limits())
     t:write(("z"):rep(128 * BIG))
     out[#out + 1] = "wrote"
+    go() -- the peer reads from now on (see parity_proto.py's GO)
   end })
   p.pause_writing = function() out[#out + 1] = "pause_writing" end
   p.resume_writing = function(self)
@@ -867,7 +870,8 @@ function D.streams_echo(out, loop, peer_out)
   writer:write("hello\n")
   local line = reader:readline()
   peer_out[#peer_out + 1] = "client read " .. repr(line)
-  peer_out[#peer_out + 1] = "client can_write_eof " .. py(writer:can_write_eof())
+  peer_out[#peer_out + 1] = "client can_write_eof "
+    .. py(writer:can_write_eof())
   writer:write("last words")
   writer:write_eof()
   local rest = reader:read()
@@ -921,16 +925,11 @@ describe("asyncio parity: real sockets and processes", function()
   local expected = python_proto_traces()
 
   it("runs every scenario parity_proto.py has, and no other", function()
-    local names, ours = {}, {}
-    for name in pairs(expected) do names[#names + 1] = name end
-    for name in pairs(P) do ours[#ours + 1] = name end
-    for name in pairs(D) do ours[#ours + 1] = name end
-    table.sort(names)
-    table.sort(ours)
-    assert.are.same(names, ours)
+    assert.are.same(sorted_keys(expected), sorted_keys(P, D))
   end)
 
-  for name, scenario in pairs(D) do
+  for _, name in ipairs(sorted_keys(D)) do
+    local scenario = D[name]
     it(name, function()
       local out, peer_out = {}, {}
       helper.run(function(loop) scenario(out, loop, peer_out) end)
@@ -939,20 +938,19 @@ describe("asyncio parity: real sockets and processes", function()
     end)
   end
 
-  local names = {}
-  for name in pairs(P) do names[#names + 1] = name end
-  table.sort(names)
-  for _, name in ipairs(names) do
+  for _, name in ipairs(sorted_keys(P)) do
     it(name, function()
       local server_out, peer_out = {}, {}
       helper.run(function(loop)
-        local lost = loop:create_future()
+        local lost, peer = loop:create_future(), nil
+        local function go() peer.stdin:write("go\n") end
         local server = loop:create_server(function()
-          return P[name](server_out, lost)
+          return P[name](server_out, lost, go)
         end, "127.0.0.1", 0)
-        local peer = tapio.create_subprocess_exec("/usr/bin/python3",
+        peer = tapio.create_subprocess_exec("/usr/bin/python3",
           { "spec/support/parity_proto.py", "peer", name,
-            tostring(helper.port(server)) }, { stdout = "pipe" })
+            tostring(helper.port(server)) },
+          { stdin = "pipe", stdout = "pipe" })
         local printed = peer.stdout:read()
         assert.are.equal(0, peer:wait())
         lost:await()

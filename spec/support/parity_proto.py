@@ -88,7 +88,15 @@ def peer_paused(sock, out):
     out.append("read %d bytes, then the end" % recv_all(sock))
 
 
+# Set once the flow_control server has written: its peer reads only then,
+# so that the write meets full kernel buffers and must pause (a peer that
+# reads meanwhile on the other core can take it all as it is sent). The
+# peer alone ("peer" below) waits for a line on its standard input.
+GO = threading.Event()
+
+
 def peer_flow_control(sock, out):
+    GO.wait()
     out.append("read %d bytes, then the end" % recv_all(sock))
 
 
@@ -123,7 +131,10 @@ def error_name(exc):
             BrokenPipeError: "EPIPE"}.get(type(exc), type(exc).__name__)
 
 
-class Recorder(asyncio.Protocol):
+class Recording:
+    """Writes down a stream protocol's callbacks in out; lost is set at
+    the end."""
+
     def __init__(self, out, lost):
         self.out, self.lost = out, lost
 
@@ -131,15 +142,17 @@ class Recorder(asyncio.Protocol):
         self.transport = transport
         self.out.append("connection_made")
 
-    def data_received(self, data):
-        self.out.append("data_received %s" % data.decode())
-
     def eof_received(self):
         self.out.append("eof_received")
 
     def connection_lost(self, exc):
         self.out.append("connection_lost %s" % error_name(exc))
         self.lost.set_result(None)
+
+
+class Recorder(Recording, asyncio.Protocol):
+    def data_received(self, data):
+        self.out.append("data_received %s" % data.decode())
 
 
 class EofKeepOpen(Recorder):
@@ -177,15 +190,11 @@ class WriteEof(Recorder):
             self.transport.write_eof()
 
 
-class SmallBuffer(asyncio.BufferedProtocol):
+class SmallBuffer(Recording, asyncio.BufferedProtocol):
     def __init__(self, out, lost):
-        self.out, self.lost = out, lost
+        super().__init__(out, lost)
         self.buf = bytearray(4)
         self.got = b""
-
-    def connection_made(self, transport):
-        self.transport = transport
-        self.out.append("connection_made")
 
     def get_buffer(self, sizehint):
         return self.buf
@@ -195,13 +204,6 @@ class SmallBuffer(asyncio.BufferedProtocol):
         self.out.append("buffer_updated %d" % nbytes)
         if len(self.got) == 10:
             self.transport.write(b"done")
-
-    def eof_received(self):
-        self.out.append("eof_received")
-
-    def connection_lost(self, exc):
-        self.out.append("connection_lost %s" % error_name(exc))
-        self.lost.set_result(None)
 
 
 class Paused(Recorder):
@@ -225,12 +227,13 @@ class Paused(Recorder):
 class FlowControl(Recorder):
     def connection_made(self, transport):
         super().connection_made(transport)
-        # 32 MiB: more than the kernel's send and receive buffers take at
-        # once (4 MiB were, at times), so that writing must pause
+        # 32 MiB to a peer not reading yet: more than the kernel's send and
+        # receive buffers take, so that writing must pause
         transport.set_write_buffer_limits(high=64 * 1024)
         self.out.append("limits %d %d" % transport.get_write_buffer_limits())
         transport.write(b"z" * (128 * BIG))
         self.out.append("wrote")
+        GO.set()
 
     def pause_writing(self):
         self.out.append("pause_writing")
@@ -444,7 +447,8 @@ async def streams_echo(out, peer_out):
     peer_out.append("client can_write_eof %s" % writer.can_write_eof())
     writer.write(b"last words")
     writer.write_eof()
-    peer_out.append("client read to the end %r" % (await reader.read()).decode())
+    rest = await reader.read()
+    peer_out.append("client read to the end %r" % rest.decode())
     peer_out.append("client at_eof %s" % reader.at_eof())
     writer.close()
     await writer.wait_closed()
@@ -490,6 +494,9 @@ ALONE.update({"streams_echo": streams_echo,
 def main():
     if sys.argv[1] == "peer":
         out = []
+        if sys.argv[2] == "flow_control":
+            threading.Thread(target=lambda: sys.stdin.readline() and
+                             GO.set(), daemon=True).start()
         run_peer(sys.argv[2], int(sys.argv[3]), out)
         for event in out:
             print("peer|%s" % event)
