@@ -377,37 +377,39 @@ static int tr_slow(lua_State *L) {
   slow_args *a = lua_touserdata(L, 1);
   const char *what = a->what ? a->what : "a callback";
   char msg[320];
+  int task;
   if (strncmp(what, "error in ", 9) == 0)
     what += 9; /* the words of its failure name the callback */
-  lua_settop(L, 1);
-  if (push_slow_task(L, a->t0)) /* [2] the task, [3] its name */
-    snprintf(msg, sizeof msg, "slow callback: task '%.64s' (in %s) took "
-             "%.3f s (the loop's slow_callback_duration: %g s)",
-             lua_tostring(L, 3), what, a->took, a->lb->slow);
-  else
-    snprintf(msg, sizeof msg, "slow callback: %s took %.3f s (the loop's "
-             "slow_callback_duration: %g s)", what, a->took, a->lb->slow);
-  lua_settop(L, 2); /* [2] the task or none */
   /* lt's values first: nothing is allocated before they are held (the
    * callback may have ended the transport, which a collection frees) */
+  lua_settop(L, 1);
   if (a->lt && a->lt->self_ref != LUA_NOREF)
-    lua_rawgeti(L, LUA_REGISTRYINDEX, a->lt->self_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, a->lt->self_ref); /* [2] */
   else
     lua_pushnil(L);
   if (a->lt && a->lt->proto_ref != LUA_NOREF)
-    lua_rawgeti(L, LUA_REGISTRYINDEX, a->lt->proto_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, a->lt->proto_ref); /* [3] */
   else
     lua_pushnil(L);
+  task = push_slow_task(L, a->t0); /* [4] the task, [5] its name */
+  if (task) /* a task's step was slow: named, as asyncio names it */
+    snprintf(msg, sizeof msg, "slow callback: task '%.64s' (in %s) took "
+             "%.3f s (the loop's slow_callback_duration: %g s)",
+             lua_tostring(L, 5), what, a->took, a->lb->slow);
+  else
+    snprintf(msg, sizeof msg, "slow callback: %s took %.3f s (the loop's "
+             "slow_callback_duration: %g s)", what, a->took, a->lb->slow);
   lua_createtable(L, 0, 5);
-  lua_insert(L, -3); /* the context, transport, protocol on top */
-  lua_setfield(L, -3, "protocol");
+  lua_pushvalue(L, 2);
   lua_setfield(L, -2, "transport");
+  lua_pushvalue(L, 3);
+  lua_setfield(L, -2, "protocol");
   lua_pushstring(L, msg);
   lua_setfield(L, -2, "message");
   lua_pushnumber(L, a->took);
   lua_setfield(L, -2, "duration");
-  if (lua_gettop(L) == 3) { /* a task's step: the task, as asyncio names it */
-    lua_pushvalue(L, 2);
+  if (task) {
+    lua_pushvalue(L, 4);
     lua_setfield(L, -2, "task");
   }
   tl_callhandler(a->lb, L);
@@ -454,6 +456,8 @@ static int l_set_debug(lua_State *L) {
       lua_pushvalue(L, 1);
       lua_pushboolean(L, lua_toboolean(L, 2));
       lua_call(L, 2, 0); /* tapio.task's: it does not raise */
+    } else {
+      lua_pop(L, 1);
     }
   }
   lb->slow = lua_toboolean(L, 2) ? d : 0;
