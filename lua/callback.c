@@ -464,9 +464,10 @@ static int l_set_debug(lua_State *L) {
   return 0;
 }
 
-/* loop:get_debug() -> enabled, slow_callback_duration */
+/* loop:get_debug() -> enabled, slow_callback_duration; also on a closed
+ * loop (as asyncio's), whose closing may still resume tasks */
 static int l_get_debug(lua_State *L) {
-  tl_loop *lb = tl_checkloop(L, 1, "loop:get_debug");
+  tl_loop *lb = tl_toloop(L, 1, "loop:get_debug");
   lua_pushboolean(L, lb->slow > 0);
   lua_pushnumber(L, lb->slow_duration);
   return 2;

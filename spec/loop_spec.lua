@@ -324,6 +324,13 @@ describe("a loop", function()
     loop:set_debug(false)
   end)
 
+  it("answers get_debug on a closed loop, as asyncio does", function()
+    local l = tapio.new_loop()
+    l:set_debug(true, 0.2)
+    l:close()
+    assert.are.same({ true, 0.2 }, { l:get_debug() })
+  end)
+
   it("is in debug mode from the start with TAPIO_DEBUG set", function()
     local out, status = helper.execute("TAPIO_DEBUG=1 "
       .. helper.shell_quote(os.getenv("TAPIO_HOST") or "build/tapio")

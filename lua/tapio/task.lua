@@ -155,7 +155,8 @@ local function noted(task, t0, ...)
 end
 
 local function resume_timed(co, ...)
-  return noted(tasks[co], monotonic(), co_resume(co, ...))
+  local t0 = monotonic()
+  return noted(tasks[co], t0, co_resume(co, ...))
 end
 
 local function choose_resume()
