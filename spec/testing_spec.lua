@@ -474,6 +474,26 @@ describe("testing.run", function()
       .. "%(memory%), protocol my%.Server\n", err)
   end)
 
+  it("fails a test whose leftover task raises when it is cancelled",
+    function()
+    local err = failure(function(_, loop)
+      local never = loop:create_future()
+      tapio.create_task(function()
+        local ok, cancel = pcall(never.await, never)
+        assert(not ok and tapio.is_cancelled(cancel))
+        error("cleanup broke", 0)
+      end)
+      tapio.sleep(0)
+    end, { tasks_ok = true })
+    assert.matches("a task the test body left running failed when "
+      .. "testing.run cancelled it: cleanup broke", err)
+    testing.run(function(_, loop) -- one that ends cancelled: allowed
+      local never = loop:create_future()
+      tapio.create_task(never.await, never)
+      tapio.sleep(0)
+    end, { tasks_ok = true })()
+  end)
+
   it("names where each transport and server left open is", function()
     local err = failure(function(_, loop)
       local server = loop:create_server(function() return {} end,

@@ -893,12 +893,31 @@ local function run_real(loop, task, deadline)
   grace:cancel()
 end
 
+-- The tasks the body left (opts.tasks_ok), cancelled at its end: one that
+-- failed with an error instead (its cleanup raised) fails the test, as
+-- asyncio.run reports an error in a task it cancels at its shutdown; each
+-- such error is retrieved (no report when its task is collected).
+local function failed_when_cancelled(tasks)
+  local failure, cause
+  for _, t in ipairs(tasks) do
+    if t._state == "failed" then
+      local err = t:exception()
+      if not failure then
+        failure, cause = ("a task the test body left running failed when "
+          .. "testing.run cancelled it: %s"):format(tostring(err)), err
+      end
+    end
+  end
+  return failure, cause
+end
+
 --- testing.run(body [, opts]): a function for busted's it(): body(clock,
 -- loop) runs as a task on a fresh virtual loop; afterwards the loop runs
 -- until idle, and the test fails, with a traceback and the seed that
 -- replays it, if the body raised, is left waiting with nothing to wake
 -- it, called the exception handler (the contexts are clock.errors;
--- opts.errors_ok allows them), or left tasks (opts.tasks_ok),
+-- opts.errors_ok allows them), or left tasks (opts.tasks_ok: they are
+-- cancelled, and one that fails with an error then fails the test),
 -- transports (opts.transports_ok) or servers (opts.servers_ok) open, or a
 -- timer pending (opts.timers_ok). opts.seed: the session's seed
 -- for the run. opts.autojump: while the body waits and nothing is left
@@ -945,7 +964,8 @@ function testing.run(body, opts)
     end
     local failure = verdict(loop, task, errors, opts)
     local cause = task._state == "failed" and task:exception() or nil
-    for _, t in ipairs(tapio.all_tasks(loop)) do
+    local left = tapio.all_tasks(loop)
+    for _, t in ipairs(left) do
       t:cancel()
     end
     if clock then
@@ -954,6 +974,9 @@ function testing.run(body, opts)
       loop:run_once(false)
     end
     loop:close()
+    if not failure then
+      failure, cause = failed_when_cancelled(left)
+    end
     if failure then
       raise(cause, ("%s\n(tapio.testing seed %d: TAPIO_TEST_SEED=%d replays "
         .. "it)"):format(failure, seed, seed))
