@@ -585,21 +585,29 @@ local function run_virtual(scenario, out)
   assert.are.same({}, errors)
 end
 
--- What Python's asyncio wrote down, by scenario.
-local function python_traces()
+-- What Python's asyncio wrote down running spec/support/SCRIPT (lines
+-- "scenario|event"), by scenario: a list of events, or with sides (lines
+-- "scenario|side|event") a list per side, server and peer.
+local function python_traces(script, sides)
   local out, status = helper.execute("timeout 120 /usr/bin/python3 "
-    .. "spec/support/parity.py")
+    .. "spec/support/" .. script)
   assert(status == 0, out)
   local traces = {}
   for name, event in out:gmatch("([%w_]+)|([^\n]*)\n") do
-    traces[name] = traces[name] or {}
-    table.insert(traces[name], event)
+    local trace = traces[name] or (sides and { server = {}, peer = {} } or {})
+    traces[name] = trace
+    if sides then
+      local side
+      side, event = event:match("^(%a+)|(.*)$")
+      trace = trace[side]
+    end
+    trace[#trace + 1] = event
   end
   return traces
 end
 
 describe("asyncio parity: the same scenario on asyncio and tapio", function()
-  local expected = python_traces()
+  local expected = python_traces("parity.py")
 
   it("runs every scenario parity.py has, and no other", function()
     assert.are.same(sorted_keys(expected), sorted_keys(S))
@@ -908,21 +916,8 @@ function D.streams_incomplete(out, loop, peer_out)
   server:wait_closed()
 end
 
--- What the asyncio server and its peer wrote down, by scenario and side.
-local function python_proto_traces()
-  local out, status = helper.execute("timeout 120 /usr/bin/python3 "
-    .. "spec/support/parity_proto.py asyncio")
-  assert(status == 0, out)
-  local traces = {}
-  for name, side, event in out:gmatch("([%w_]+)|(%a+)|([^\n]*)\n") do
-    traces[name] = traces[name] or { server = {}, peer = {} }
-    table.insert(traces[name][side], event)
-  end
-  return traces
-end
-
 describe("asyncio parity: real sockets and processes", function()
-  local expected = python_proto_traces()
+  local expected = python_traces("parity_proto.py asyncio", true)
 
   it("runs every scenario parity_proto.py has, and no other", function()
     assert.are.same(sorted_keys(expected), sorted_keys(P, D))
