@@ -204,5 +204,276 @@ TAPIO_DNS_SERVERS=127.0.0.1:$(cat "$work/dns.port") \
 same "proxy" "$work/ref.proxy" "$work/lua.proxy.out"
 exec 7>&-
 
+# Waits (bounded) until FILE has COUNT (1) lines matching PATTERN.
+wait_output() { # FILE PATTERN [COUNT]
+  for _ in $(seq 1 200); do
+    [ "$(grep -c -e "$2" "$1" 2>/dev/null)" -ge "${3:-1}" ] && return 0
+    sleep 0.05
+  done
+  fail "no '$2' in $1 (${3:-1} expected)"
+  return 1
+}
+
+# Runs SERVER... and CLIENT... (each a command the mode and its
+# arguments are added to), given as one list split by --.
+split_commands() {
+  server=() client=()
+  while [ "$1" != -- ]; do server+=("$1"); shift; done
+  shift
+  client=("$@")
+}
+
+# smtp TAG SERVER... -- CLIENT...: the mail server, and a client with the
+# allowed certificate, one with a certificate it does not let in, and one
+# without (the server ends the TLS session).
+smtp() {
+  local tag=$1 port spid who
+  shift
+  split_commands "$@"
+  port=$(free_port)
+  "${server[@]}" server "$certs" "$port" >"$work/$tag.server" 2>&1 &
+  spid=$!
+  pids+=("$spid")
+  wait_listening "$port" || { fail "$tag: the server did not listen"; return; }
+  for who in client other none; do
+    timeout 20 "${client[@]}" client "$certs" "$port" "$who" ||
+      fail "$tag: the client ($who) failed"
+  done >"$work/$tag.clients" 2>&1
+  wait_output "$work/$tag.server" "TLS handshake failed"
+  kill "$spid"
+  cat "$work/$tag.clients" "$work/$tag.server" >"$work/$tag.out"
+}
+if ! certs=$(sh "$here/../spec/tls/make_certs.sh" "$work/certs"); then
+  fail "could not make the TLS certificates"
+else
+  cat >"$work/ref.smtp" <<'SMTP'
+< 220 mail.test ESMTP
+> EHLO client.test
+> STARTTLS
+< 250-mail.test
+< 250-PIPELINING
+< 250 STARTTLS
+< 220 ready to start TLS
+* TLS: TLSv1.3
+> EHLO client.test
+< 250-mail.test
+< 250-PIPELINING
+< 250 AUTH EXTERNAL
+> AUTH EXTERNAL
+< 235 tapio client authenticated
+> MAIL FROM:<ann@client.test>
+> RCPT TO:<bob@mail.test>
+> DATA
+< 250 ok
+< 250 ok
+< 354 end with .
+> Subject: hello
+> 
+> Hello, Bob.
+> .
+< 250 queued
+> QUIT
+< 221 bye
+< 220 mail.test ESMTP
+> EHLO client.test
+> STARTTLS
+< 250-mail.test
+< 250-PIPELINING
+< 250 STARTTLS
+< 220 ready to start TLS
+* TLS: TLSv1.3
+> EHLO client.test
+< 250-mail.test
+< 250-PIPELINING
+< 250 AUTH EXTERNAL
+> AUTH EXTERNAL
+< 535 other.example is not allowed
+> QUIT
+< 221 bye
+< 220 mail.test ESMTP
+> EHLO client.test
+> STARTTLS
+< 250-mail.test
+< 250-PIPELINING
+< 250 STARTTLS
+< 220 ready to start TLS
+* TLS: TLSv1.3
+> EHLO client.test
+* the server ended the TLS session
+> 220 mail.test ESMTP
+< EHLO client.test
+> 250-mail.test
+> 250-PIPELINING
+> 250 STARTTLS
+< STARTTLS
+> 220 ready to start TLS
+< EHLO client.test
+> 250-mail.test
+> 250-PIPELINING
+> 250 AUTH EXTERNAL
+< AUTH EXTERNAL
+> 235 tapio client authenticated
+< MAIL FROM:<ann@client.test>
+> 250 ok
+< RCPT TO:<bob@mail.test>
+> 250 ok
+< DATA
+> 354 end with .
+* tapio client: mail from <ann@client.test> to <bob@mail.test>, 29 bytes
+> 250 queued
+< QUIT
+> 221 bye
+> 220 mail.test ESMTP
+< EHLO client.test
+> 250-mail.test
+> 250-PIPELINING
+> 250 STARTTLS
+< STARTTLS
+> 220 ready to start TLS
+< EHLO client.test
+> 250-mail.test
+> 250-PIPELINING
+> 250 AUTH EXTERNAL
+< AUTH EXTERNAL
+> 535 other.example is not allowed
+< QUIT
+> 221 bye
+> 220 mail.test ESMTP
+< EHLO client.test
+> 250-mail.test
+> 250-PIPELINING
+> 250 STARTTLS
+< STARTTLS
+> 220 ready to start TLS
+* TLS handshake failed
+SMTP
+  lua=("$host" "$here/smtp_starttls.lua")
+  if [ -n "$python" ]; then
+    py=("$python" -u "$here/python/smtp_starttls.py")
+    smtp py.smtp "${py[@]}" -- "${py[@]}"
+    cp "$work/py.smtp.out" "$work/ref.smtp"
+    smtp lua-py.smtp "${lua[@]}" -- "${py[@]}"
+    same "smtp: Lua server, Python clients" "$work/ref.smtp" \
+      "$work/lua-py.smtp.out"
+    smtp py-lua.smtp "${py[@]}" -- "${lua[@]}"
+    same "smtp: Python server, Lua clients" "$work/ref.smtp" \
+      "$work/py-lua.smtp.out"
+  fi
+  smtp lua.smtp "${lua[@]}" -- "${lua[@]}"
+  same "smtp" "$work/ref.smtp" "$work/lua.smtp.out"
+fi
+
+# udp TAG SERVER... -- CLIENT...: a client that starts before the server
+# (refused until it is up), then another.
+udp() {
+  local tag=$1 port cpid spid
+  shift
+  split_commands "$@"
+  port=$(free_port)
+  timeout 20 "${client[@]}" client "$port" visits 4 >"$work/$tag.client" 2>&1 &
+  cpid=$!
+  pids+=("$cpid")
+  wait_output "$work/$tag.client" "not up yet" || return
+  "${server[@]}" server "$port" >"$work/$tag.server" 2>&1 &
+  spid=$!
+  pids+=("$spid")
+  wait "$cpid" || fail "$tag: the first client failed"
+  timeout 20 "${client[@]}" client "$port" other 2 >>"$work/$tag.client" \
+    2>&1 || fail "$tag: the second client failed"
+  kill "$spid"
+  cat "$work/$tag.client" "$work/$tag.server" >"$work/$tag.out"
+}
+printf '%s\n' "the server is not up yet: trying again" "INC visits: visits=1" \
+  "INC visits: visits=2" "INC visits: visits=3" "INC visits: visits=4" \
+  "INC other: other=1" "INC other: other=2" "dropped request 2 (INC visits)" \
+  "dropped request 4 (INC visits)" "dropped request 2 (INC other)" \
+  >"$work/ref.udp"
+lua=("$host" "$here/udp_counter.lua")
+if [ -n "$python" ]; then
+  py=("$python" -u "$here/python/udp_counter.py")
+  udp py.udp "${py[@]}" -- "${py[@]}"
+  cp "$work/py.udp.out" "$work/ref.udp"
+  udp lua-py.udp "${lua[@]}" -- "${py[@]}"
+  same "udp: Lua server, Python clients" "$work/ref.udp" "$work/lua-py.udp.out"
+  udp py-lua.udp "${py[@]}" -- "${lua[@]}"
+  same "udp: Python server, Lua clients" "$work/ref.udp" "$work/py-lua.udp.out"
+fi
+udp lua.udp "${lua[@]}" -- "${lua[@]}"
+same "udp" "$work/ref.udp" "$work/lua.udp.out"
+
+# supervisor TAG SUPERVISOR...: three children (one stops at SIGTERM, one
+# ignores it, one exits with 3 at once; GRACE 1 s), their states asked
+# on the status port, SIGHUP (a restart), then SIGTERM, after which the
+# port refuses. Each child's lines in their order (children interleave).
+supervisor() {
+  local tag=$1 port spid out
+  shift
+  port=$(free_port) out=$work/$tag.log
+  "$@" "$port" 1 \
+    "a=trap 'echo stopping; kill \$!; exit 0' TERM; echo ready; sleep 30 & wait" \
+    "b=trap '' TERM; echo ready, deaf to SIGTERM; exec sleep 30" \
+    "c=echo working; exit 3" >"$out" 2>&1 &
+  spid=$!
+  pids+=("$spid")
+  ready() { # the children of round $1 are up
+    wait_output "$out" '^\[a\] ready' "$1" &&
+      wait_output "$out" '^\[b\] ready' "$1" &&
+      wait_output "$out" '^\[c\] exited' "$1"
+  }
+  ready 1 || return
+  "$driver" -c 'import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+print(s.makefile().read(), end="")' "$port" >"$work/$tag.status" 2>&1
+  kill -HUP "$spid"
+  ready 2 || return
+  kill -TERM "$spid"
+  wait_output "$out" "SIGTERM: stopping" || return
+  "$driver" -c 'import socket, sys
+try:
+    socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+except ConnectionRefusedError:
+    print("the status port refuses")' "$port" >>"$work/$tag.status" 2>&1
+  timeout 10 tail --pid="$spid" -f /dev/null || fail "$tag: no exit at SIGTERM"
+  wait "$spid" || fail "$tag: the supervisor ended with $?"
+  LC_ALL=C sort -s -k1,1 "$out" | cat - "$work/$tag.status" >"$work/$tag.out"
+}
+cat >"$work/ref.supervisor" <<'SUPERVISOR'
+[a] started
+[a] ready
+[a] stopping
+[a] exited with 0
+[a] started
+[a] ready
+[a] stopping
+[a] exited with 0
+[b] started
+[b] ready, deaf to SIGTERM
+[b] still running after 1 s: killing
+[b] killed by SIGKILL
+[b] started
+[b] ready, deaf to SIGTERM
+[b] still running after 1 s: killing
+[b] killed by SIGKILL
+[c] started
+[c] working
+[c] exited with 3
+[c] started
+[c] working
+[c] exited with 3
+supervisor: SIGHUP: restarting the children
+supervisor: SIGTERM: stopping
+supervisor: stopped
+a: running
+b: running
+c: exited with 3
+the status port refuses
+SUPERVISOR
+if [ -n "$python" ]; then
+  supervisor py.supervisor "$python" -u "$here/python/supervisor.py"
+  cp "$work/py.supervisor.out" "$work/ref.supervisor"
+fi
+supervisor lua.supervisor "$host" "$here/supervisor.lua"
+same "supervisor" "$work/ref.supervisor" "$work/lua.supervisor.out"
+
 [ "$failures" -eq 0 ] || { echo "$failures failure(s)" >&2; exit 1; }
 echo "all ports ok"
