@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# Runs the ports of asyncio programs (chat.lua, jobs.lua, proxy.lua) and, given a
+# Runs the ports of asyncio programs (chat.lua, jobs.lua, proxy.lua,
+# smtp_starttls.lua, udp_counter.lua, supervisor.lua) and, given a
 # python3.13 (their originals use Queue.shutdown), the Python originals in
 # examples/python/ the same way, and checks both print the same: the chat
 # server driven by python/chat_clients.py (any python3), the job runner
 # on a file of jobs, then interrupted (SIGINT) with children running,
-# which must be gone when it has exited, and the proxy between a client
-# and an upstream of its own. Without python3.13 the Lua ports
-# are checked against what the originals print.
+# which must be gone when it has exited, the proxy between a client
+# and an upstream of its own, the mail server with three clients and the
+# counter service with two (each also across: a Lua server with Python
+# clients and the other way), and the supervisor through a restart and a
+# stop. Without python3.13 the Lua ports are checked against what the
+# originals print.
 # Usage: examples/test_ports.sh path/to/tapio [python3.13]
 set -u
 host=${1:?usage: $0 path/to/tapio [python3.13]}
