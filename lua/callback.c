@@ -87,12 +87,13 @@ int tl_prepare(tl_loop *lb, lua_State *L, int which) {
 static void report_slow(tl_loop *lb, lua_State *L, double t0,
                         const char *what, tl_transport *lt);
 
-/* The error of a failed call (on top): reported, and a transport's
- * protocol gets connection_lost(err) with the error itself. */
+/* The error of a failed call (on top): reported, and, when the call
+ * fails its transport, the protocol gets connection_lost(err) with the
+ * error itself. */
 static void failed(tl_loop *lb, lua_State *L, int base, const char *what,
-                   tl_transport *lt) {
-  tl_report(lb, L, what, lt);
-  if (lt && lt->t) {
+                   tl_transport *lt, int fail) {
+  tl_report(lb, L, what, lt, fail);
+  if (fail && lt && lt->t) {
     const char *msg = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
                                                      : "error in a callback";
     tapio_transport_fail(lt->t, TAPIO_ECALLBACK, msg);
@@ -100,14 +101,14 @@ static void failed(tl_loop *lb, lua_State *L, int base, const char *what,
   lua_settop(L, base - 1);
 }
 
-int tl_call(tl_loop *lb, lua_State *L, int nargs, int nres,
-            const char *what, tl_transport *lt) {
+static int call(tl_loop *lb, lua_State *L, int nargs, int nres,
+                const char *what, tl_transport *lt, int fail) {
   int base = lua_gettop(L) - nargs - 1; /* the message handler */
   double t0;
   if (lb->slow <= 0) { /* the usual case: no clock read */
     if (lua_pcall(L, nargs, nres, base) == LUA_OK)
       return 0;
-    failed(lb, L, base, what, lt);
+    failed(lb, L, base, what, lt, fail);
     return -1;
   }
   t0 = tl_monotonic();
@@ -115,23 +116,35 @@ int tl_call(tl_loop *lb, lua_State *L, int nargs, int nres,
     report_slow(lb, L, t0, what, lt);
     return 0;
   }
-  failed(lb, L, base, what, lt);
+  failed(lb, L, base, what, lt, fail);
   report_slow(lb, L, t0, what, lt);
   return -1;
+}
+
+int tl_call(tl_loop *lb, lua_State *L, int nargs, int nres,
+            const char *what, tl_transport *lt) {
+  return call(lb, L, nargs, nres, what, lt, 1);
+}
+
+int tl_call_open(tl_loop *lb, lua_State *L, int nargs, int nres,
+                 const char *what, tl_transport *lt) {
+  return call(lb, L, nargs, nres, what, lt, 0);
 }
 
 typedef struct report_args {
   tl_loop *lb;
   const char *what;
   tl_transport *lt;
+  int keep;
 } report_args;
 
 void tl_report(tl_loop *lb, lua_State *L, const char *what,
-               tl_transport *lt) {
+               tl_transport *lt, int keep) {
   report_args a;
   a.lb = lb;
   a.what = what;
   a.lt = lt;
+  a.keep = keep;
   if (lb->quiet || !lua_checkstack(L, 4))
     return;
   lua_rawgeti(L, LUA_REGISTRYINDEX, lb->tramp_ref[TL_T_REPORT]);
@@ -160,7 +173,7 @@ static void take_traceback(tl_loop *lb, lua_State *L) {
 static int tr_report(lua_State *L) {
   report_args *a = lua_touserdata(L, 1);
   tl_transport *lt = a->lt;
-  if (lt && lt->lb && lt->err_ref == LUA_NOREF) {
+  if (a->keep && lt && lt->lb && lt->err_ref == LUA_NOREF) {
     lua_pushvalue(L, 2); /* the first error is the one connection_lost gets */
     lt->err_ref = tl_ref(lt->lb, L);
   }

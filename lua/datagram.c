@@ -4,7 +4,10 @@
  * callbacks. A datagram's sender is an address value (address.c), taken
  * from the loop's cache so that a peer that keeps sending costs no
  * allocation for its address, and that value given back to sendto right
- * away (an echo) is taken as it is, without a check of its metatable. */
+ * away (an echo) is taken as it is, without a check of its metatable.
+ * An error in datagram_received or error_received goes to the exception
+ * handler and the endpoint reads on, as asyncio's: one bad datagram from
+ * anyone must not end a server. */
 #include "tapio_lua.h"
 
 #include <stdio.h>
@@ -82,8 +85,8 @@ static void p_datagram(void *ud, tapio_transport *t, const char *data,
   a.addr = addr;
   a.addrlen = addrlen;
   lua_pushlightuserdata(L, &a);
-  tl_done(L, 0, tl_call(a.lt->lb, L, 1, 0,
-                        "error in protocol.datagram_received()", a.lt));
+  tl_done(L, 0, tl_call_open(a.lt->lb, L, 1, 0,
+                             "error in protocol.datagram_received()", a.lt));
 }
 
 static void p_error(void *ud, tapio_transport *t, int code,
@@ -96,8 +99,8 @@ static void p_error(void *ud, tapio_transport *t, int code,
   lua_pushlightuserdata(L, lt);
   lua_pushinteger(L, code);
   lua_pushlightuserdata(L, (void *)message);
-  tl_done(L, 0, tl_call(lt->lb, L, 3, 0, "error in protocol.error_received()",
-                        lt));
+  tl_done(L, 0, tl_call_open(lt->lb, L, 3, 0,
+                             "error in protocol.error_received()", lt));
 }
 
 /* ---- Creating ------------------------------------------------------------ */

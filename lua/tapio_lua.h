@@ -208,6 +208,11 @@ int tl_prepare(tl_loop *lb, lua_State *L, int which);
  * stack is back where tl_prepare found it. Returns 0 or -1. */
 int tl_call(tl_loop *lb, lua_State *L, int nargs, int nres,
             const char *what, tl_transport *lt);
+/* The same for a callback whose error leaves lt open (a datagram
+ * endpoint's, as asyncio lets their errors through to the loop's handler
+ * and reads on): the error is reported, not kept. */
+int tl_call_open(tl_loop *lb, lua_State *L, int nargs, int nres,
+                 const char *what, tl_transport *lt);
 /* In debug mode (loop:set_debug, TAPIO_DEBUG), tl_call also tells the
  * exception handler of a call that ran slow_callback_duration or longer
  * (its message names the callback by `what`). tl_debug_init reads
@@ -215,11 +220,11 @@ int tl_call(tl_loop *lb, lua_State *L, int nargs, int nres,
 void tl_debug_init(tl_loop *lb);
 /* CLOCK_MONOTONIC in seconds (real time, also on a virtual loop). */
 double tl_monotonic(void);
-/* Keeps the value on top (not popped) as lt's error and sends it to the
- * exception handler as an error of `what` (unless NULL), within a
- * protected call. */
+/* Sends the value on top (not popped) to the exception handler as an
+ * error of `what` (unless NULL), within a protected call, and, if keep,
+ * keeps it as lt's error. */
 void tl_report(tl_loop *lb, lua_State *L, const char *what,
-               tl_transport *lt);
+               tl_transport *lt, int keep);
 /* Inside a trampoline: calls the handler with the context table on top
  * (popped), protected. */
 void tl_callhandler(tl_loop *lb, lua_State *L);

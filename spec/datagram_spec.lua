@@ -2,8 +2,9 @@
 -- values that go back to sendto as they came, empty datagrams, ICMP
 -- errors to error_received with the endpoint still receiving, sendto's
 -- errors, queueing with the watermarks and close flushing, Unix datagram
--- sockets, an error raised in a callback, asyncio's option checks, and a
--- metatable of the datagram kind's own methods.
+-- sockets, an error raised in a callback (the endpoint stays open),
+-- asyncio's option checks, and a metatable of the datagram kind's own
+-- methods.
 local helper = require "spec.helper"
 local tapio = helper.tapio
 
@@ -321,20 +322,44 @@ describe("a datagram endpoint", function()
     end)
   end)
 
-  it("sends an error raised in datagram_received to the exception handler "
-     .. "and aborts", function()
+  it("sends an error raised in datagram_received or error_received to "
+     .. "the exception handler and keeps the endpoint open, as asyncio's "
+     .. "(one bad datagram does not end a server)", function()
     local _, errors = helper.run(function(loop, errors)
       local st, sp = bound(loop, {
-        datagram_received = function() error("boom") end })
-      local ct = connected_to(loop, st)
-      ct:sendto("x")
-      local err = sp.lost:await()
-      assert.truthy(tostring(err):find("boom", 1, true))
+        datagram_received = function(self, data, addr)
+          if data == "bad" then
+            error("bad datagram")
+          end
+          self.transport:sendto("ok:" .. data, addr)
+        end,
+        error_received = function() error("bad error_received") end })
+      local ct, cp = connected_to(loop, st)
+      ct:sendto("bad")
+      ct:sendto("good")
+      assert.are.equal("ok:good", (cp:got(1)))
+      assert.is_false(st:is_closing())
+      local dead = loop:create_datagram_endpoint(function() return {} end,
+        { local_addr = { "127.0.0.1", 0 } })
+      local dead_addr = dead:get_extra_info("sockname")
+      dead:close()
+      tapio.sleep(0)
+      st:sendto("x", dead_addr) -- refused: error_received raises
+      helper.until_true(function() return #errors == 2 end)
+      ct:sendto("again")
+      assert.are.equal("ok:again", (cp:got(2)))
+      assert.are.same({ "made" }, sp.events)
+      st:close()
       ct:close()
+      assert.is_false(sp.lost:await()) -- a clean end: no error kept
       return nil, errors
     end, { errors_ok = true })
     assert.are.equal("error in protocol.datagram_received()",
                      errors[1].message)
+    assert.truthy(tostring(errors[1].exception):find("bad datagram", 1, true))
+    assert.is_truthy(errors[1].transport)
+    assert.is_truthy(errors[1].protocol)
+    assert.are.equal("error in protocol.error_received()", errors[2].message)
   end)
 
   it("checks its options as asyncio does (D13, D14)", function()
