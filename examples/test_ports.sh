@@ -7,10 +7,9 @@
 # on a file of jobs, then interrupted (SIGINT) with children running,
 # which must be gone when it has exited, the proxy between a client
 # and an upstream of its own, the mail server with three clients and the
-# counter service with two (each also across: a Lua server with Python
-# clients and the other way), and the supervisor through a restart and a
-# stop. Without python3.13 the Lua ports are checked against what the
-# originals print.
+# counter service with one (each also as a Lua server with Python
+# clients), and the supervisor through a restart and a stop. Without
+# python3.13 the Lua ports are checked against what the originals print.
 # Usage: examples/test_ports.sh path/to/tapio [python3.13]
 set -u
 host=${1:?usage: $0 path/to/tapio [python3.13]}
@@ -247,7 +246,10 @@ smtp() {
   kill "$spid"
   cat "$work/$tag.clients" "$work/$tag.server" >"$work/$tag.out"
 }
-if ! certs=$(sh "$here/../spec/tls/make_certs.sh" "$work/certs"); then
+# The certificates: the tests' own (TAPIO_TLS_CERTS, made once per ctest
+# run), or made now.
+if ! certs=$(sh "$here/../spec/tls/make_certs.sh" \
+    "${TAPIO_TLS_CERTS:-$work/certs}"); then
   fail "could not make the TLS certificates"
 else
   cat >"$work/ref.smtp" <<'SMTP'
@@ -359,16 +361,13 @@ SMTP
     smtp lua-py.smtp "${lua[@]}" -- "${py[@]}"
     same "smtp: Lua server, Python clients" "$work/ref.smtp" \
       "$work/lua-py.smtp.out"
-    smtp py-lua.smtp "${py[@]}" -- "${lua[@]}"
-    same "smtp: Python server, Lua clients" "$work/ref.smtp" \
-      "$work/py-lua.smtp.out"
   fi
   smtp lua.smtp "${lua[@]}" -- "${lua[@]}"
   same "smtp" "$work/ref.smtp" "$work/lua.smtp.out"
 fi
 
 # udp TAG SERVER... -- CLIENT...: a client that starts before the server
-# (refused until it is up), then another.
+# (refused until it is up).
 udp() {
   local tag=$1 port cpid spid
   shift
@@ -381,16 +380,13 @@ udp() {
   "${server[@]}" server "$port" >"$work/$tag.server" 2>&1 &
   spid=$!
   pids+=("$spid")
-  wait "$cpid" || fail "$tag: the first client failed"
-  timeout 20 "${client[@]}" client "$port" other 2 >>"$work/$tag.client" \
-    2>&1 || fail "$tag: the second client failed"
+  wait "$cpid" || fail "$tag: the client failed"
   kill "$spid"
   cat "$work/$tag.client" "$work/$tag.server" >"$work/$tag.out"
 }
 printf '%s\n' "the server is not up yet: trying again" "INC visits: visits=1" \
   "INC visits: visits=2" "INC visits: visits=3" "INC visits: visits=4" \
-  "INC other: other=1" "INC other: other=2" "dropped request 2 (INC visits)" \
-  "dropped request 4 (INC visits)" "dropped request 2 (INC other)" \
+  "dropped request 2 (INC visits)" "dropped request 4 (INC visits)" \
   >"$work/ref.udp"
 lua=("$host" "$here/udp_counter.lua")
 if [ -n "$python" ]; then
@@ -399,22 +395,22 @@ if [ -n "$python" ]; then
   cp "$work/py.udp.out" "$work/ref.udp"
   udp lua-py.udp "${lua[@]}" -- "${py[@]}"
   same "udp: Lua server, Python clients" "$work/ref.udp" "$work/lua-py.udp.out"
-  udp py-lua.udp "${py[@]}" -- "${lua[@]}"
-  same "udp: Python server, Lua clients" "$work/ref.udp" "$work/py-lua.udp.out"
 fi
 udp lua.udp "${lua[@]}" -- "${lua[@]}"
 same "udp" "$work/ref.udp" "$work/lua.udp.out"
 
 # supervisor TAG SUPERVISOR...: three children (one stops at SIGTERM, one
-# ignores it, one exits with 3 at once; GRACE 1 s), their states asked
+# ignores it, one exits with 3 at once; GRACE 0.5 s), their states asked
 # on the status port, SIGHUP (a restart), then SIGTERM, after which the
 # port refuses. Each child's lines in their order (children interleave).
+# The sleep of a is not on the pipe: were a killed, it would hold it.
 supervisor() {
   local tag=$1 port spid out
   shift
   port=$(free_port) out=$work/$tag.log
-  "$@" "$port" 1 \
-    "a=trap 'echo stopping; kill \$!; exit 0' TERM; echo ready; sleep 30 & wait" \
+  "$@" "$port" 0.5 \
+    "a=trap 'echo stopping; kill \$!; exit 0' TERM; echo ready
+      sleep 30 >/dev/null & wait" \
     "b=trap '' TERM; echo ready, deaf to SIGTERM; exec sleep 30" \
     "c=echo working; exit 3" >"$out" 2>&1 &
   spid=$!
@@ -425,18 +421,13 @@ supervisor() {
       wait_output "$out" '^\[c\] exited' "$1"
   }
   ready 1 || return
-  "$driver" -c 'import socket, sys
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
-print(s.makefile().read(), end="")' "$port" >"$work/$tag.status" 2>&1
+  (exec 3<>"/dev/tcp/127.0.0.1/$port" && cat <&3) >"$work/$tag.status" 2>&1
   kill -HUP "$spid"
   ready 2 || return
   kill -TERM "$spid"
   wait_output "$out" "SIGTERM: stopping" || return
-  "$driver" -c 'import socket, sys
-try:
-    socket.create_connection(("127.0.0.1", int(sys.argv[1])))
-except ConnectionRefusedError:
-    print("the status port refuses")' "$port" >>"$work/$tag.status" 2>&1
+  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null ||
+    echo "the status port refuses" >>"$work/$tag.status"
   timeout 10 tail --pid="$spid" -f /dev/null || fail "$tag: no exit at SIGTERM"
   wait "$spid" || fail "$tag: the supervisor ended with $?"
   LC_ALL=C sort -s -k1,1 "$out" | cat - "$work/$tag.status" >"$work/$tag.out"
@@ -452,11 +443,11 @@ cat >"$work/ref.supervisor" <<'SUPERVISOR'
 [a] exited with 0
 [b] started
 [b] ready, deaf to SIGTERM
-[b] still running after 1 s: killing
+[b] still running after 0.5 s: killing
 [b] killed by SIGKILL
 [b] started
 [b] ready, deaf to SIGTERM
-[b] still running after 1 s: killing
+[b] still running after 0.5 s: killing
 [b] killed by SIGKILL
 [c] started
 [c] working
