@@ -119,7 +119,7 @@ local function client()
     while #codes < n do
       local line = reader:readline():gsub("\r?\n$", "")
       if line == "" then
-        error("EOF", 0)
+        error(tapio.error("EOF", "the server closed the connection"), 0)
       end
       print("< " .. line)
       if line:sub(4, 4) ~= "-" then
@@ -150,7 +150,8 @@ local function client()
     send("QUIT")
     replies(1)
   end)
-  if not ok and (err == "EOF" or err.name:match("^ETLS")) then
+  if not ok and type(err) == "table"
+      and (err.code == tapio.EOF or err.name:match("^ETLS")) then
     print("* the server ended the TLS session") -- in TLS 1.3 a refused
   elseif not ok then                             -- certificate shows here
     error(err, 0)
