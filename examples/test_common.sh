@@ -12,9 +12,12 @@ fail() {
   failures=$((failures + 1))
 }
 
+# A port the kernel picks (any python3 will do: the ports' tests are
+# given only a python3.13); a random one without python.
 free_port() {
-  if [ -n "$python" ]; then
-    "$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+  local py=${python:-$(command -v python3)}
+  if [ -n "$py" ]; then
+    "$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
   else
     echo $((20000 + RANDOM % 20000))
   fi

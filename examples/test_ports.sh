@@ -226,6 +226,24 @@ split_commands() {
   client=("$@")
 }
 
+# client_server NAME SCRIPT: the function NAME (TAG SERVER... -- CLIENT...)
+# with python/SCRIPT.py (what it prints is then $work/ref.NAME), with
+# SCRIPT.lua as the server and the Python clients, and with SCRIPT.lua;
+# each compared with $work/ref.NAME.
+client_server() {
+  local name=$1 lua=("$host" "$here/$2.lua") py=("$python" -u
+    "$here/python/$2.py")
+  if [ -n "$python" ]; then
+    "$name" "py.$name" "${py[@]}" -- "${py[@]}"
+    cp "$work/py.$name.out" "$work/ref.$name"
+    "$name" "lua-py.$name" "${lua[@]}" -- "${py[@]}"
+    same "$name: Lua server, Python clients" "$work/ref.$name" \
+      "$work/lua-py.$name.out"
+  fi
+  "$name" "lua.$name" "${lua[@]}" -- "${lua[@]}"
+  same "$name" "$work/ref.$name" "$work/lua.$name.out"
+}
+
 # smtp TAG SERVER... -- CLIENT...: the mail server, and a client with the
 # allowed certificate, one with a certificate it does not let in, and one
 # without (the server ends the TLS session).
@@ -252,118 +270,46 @@ if ! certs=$(sh "$here/../spec/tls/make_certs.sh" \
     "${TAPIO_TLS_CERTS:-$work/certs}"); then
   fail "could not make the TLS certificates"
 else
-  cat >"$work/ref.smtp" <<'SMTP'
-< 220 mail.test ESMTP
-> EHLO client.test
-> STARTTLS
-< 250-mail.test
-< 250-PIPELINING
-< 250 STARTTLS
-< 220 ready to start TLS
-* TLS: TLSv1.3
-> EHLO client.test
-< 250-mail.test
-< 250-PIPELINING
-< 250 AUTH EXTERNAL
-> AUTH EXTERNAL
-< 235 tapio client authenticated
-> MAIL FROM:<ann@client.test>
-> RCPT TO:<bob@mail.test>
-> DATA
-< 250 ok
-< 250 ok
-< 354 end with .
-> Subject: hello
-> 
-> Hello, Bob.
-> .
-< 250 queued
-> QUIT
-< 221 bye
-< 220 mail.test ESMTP
-> EHLO client.test
-> STARTTLS
-< 250-mail.test
-< 250-PIPELINING
-< 250 STARTTLS
-< 220 ready to start TLS
-* TLS: TLSv1.3
-> EHLO client.test
-< 250-mail.test
-< 250-PIPELINING
-< 250 AUTH EXTERNAL
-> AUTH EXTERNAL
-< 535 other.example is not allowed
-> QUIT
-< 221 bye
-< 220 mail.test ESMTP
-> EHLO client.test
-> STARTTLS
-< 250-mail.test
-< 250-PIPELINING
-< 250 STARTTLS
-< 220 ready to start TLS
-* TLS: TLSv1.3
-> EHLO client.test
-* the server ended the TLS session
-> 220 mail.test ESMTP
-< EHLO client.test
-> 250-mail.test
-> 250-PIPELINING
-> 250 STARTTLS
-< STARTTLS
-> 220 ready to start TLS
-< EHLO client.test
-> 250-mail.test
-> 250-PIPELINING
-> 250 AUTH EXTERNAL
-< AUTH EXTERNAL
-> 235 tapio client authenticated
-< MAIL FROM:<ann@client.test>
-> 250 ok
-< RCPT TO:<bob@mail.test>
-> 250 ok
-< DATA
-> 354 end with .
-* tapio client: mail from <ann@client.test> to <bob@mail.test>, 29 bytes
-> 250 queued
-< QUIT
-> 221 bye
-> 220 mail.test ESMTP
-< EHLO client.test
-> 250-mail.test
-> 250-PIPELINING
-> 250 STARTTLS
-< STARTTLS
-> 220 ready to start TLS
-< EHLO client.test
-> 250-mail.test
-> 250-PIPELINING
-> 250 AUTH EXTERNAL
-< AUTH EXTERNAL
-> 535 other.example is not allowed
-< QUIT
-> 221 bye
-> 220 mail.test ESMTP
-< EHLO client.test
-> 250-mail.test
-> 250-PIPELINING
-> 250 STARTTLS
-< STARTTLS
-> 220 ready to start TLS
-* TLS handshake failed
-SMTP
-  lua=("$host" "$here/smtp_starttls.lua")
-  if [ -n "$python" ]; then
-    py=("$python" -u "$here/python/smtp_starttls.py")
-    smtp py.smtp "${py[@]}" -- "${py[@]}"
-    cp "$work/py.smtp.out" "$work/ref.smtp"
-    smtp lua-py.smtp "${lua[@]}" -- "${py[@]}"
-    same "smtp: Lua server, Python clients" "$work/ref.smtp" \
-      "$work/lua-py.smtp.out"
-  fi
-  smtp lua.smtp "${lua[@]}" -- "${lua[@]}"
-  same "smtp" "$work/ref.smtp" "$work/lua.smtp.out"
+  # Each session in the clear, then over TLS up to the AUTH.
+  opening() { # client|server
+    if [ "$1" = client ]; then
+      printf '%s\n' "< 220 mail.test ESMTP" "> EHLO client.test" "> STARTTLS" \
+        "< 250-mail.test" "< 250-PIPELINING" "< 250 STARTTLS" \
+        "< 220 ready to start TLS" "* TLS: TLSv1.3" "> EHLO client.test"
+      [ "${2:-}" = auth ] && printf '%s\n' "< 250-mail.test" \
+        "< 250-PIPELINING" "< 250 AUTH EXTERNAL" "> AUTH EXTERNAL"
+    else
+      printf '%s\n' "> 220 mail.test ESMTP" "< EHLO client.test" \
+        "> 250-mail.test" "> 250-PIPELINING" "> 250 STARTTLS" "< STARTTLS" \
+        "> 220 ready to start TLS"
+      [ "${2:-}" = auth ] && printf '%s\n' "< EHLO client.test" \
+        "> 250-mail.test" "> 250-PIPELINING" "> 250 AUTH EXTERNAL" \
+        "< AUTH EXTERNAL"
+    fi
+    return 0
+  }
+  {
+    opening client auth
+    printf '%s\n' "< 235 tapio client authenticated" \
+      "> MAIL FROM:<ann@client.test>" "> RCPT TO:<bob@mail.test>" "> DATA" \
+      "< 250 ok" "< 250 ok" "< 354 end with ." "> Subject: hello" "> " \
+      "> Hello, Bob." "> ." "< 250 queued" "> QUIT" "< 221 bye"
+    opening client auth
+    printf '%s\n' "< 535 other.example is not allowed" "> QUIT" "< 221 bye"
+    opening client
+    echo "* the server ended the TLS session"
+    opening server auth
+    printf '%s\n' "> 235 tapio client authenticated" \
+      "< MAIL FROM:<ann@client.test>" "> 250 ok" "< RCPT TO:<bob@mail.test>" \
+      "> 250 ok" "< DATA" "> 354 end with ." \
+      "* tapio client: mail from <ann@client.test> to <bob@mail.test>, 29 bytes" \
+      "> 250 queued" "< QUIT" "> 221 bye"
+    opening server auth
+    printf '%s\n' "> 535 other.example is not allowed" "< QUIT" "> 221 bye"
+    opening server
+    echo "* TLS handshake failed"
+  } >"$work/ref.smtp"
+  client_server smtp smtp_starttls
 fi
 
 # udp TAG SERVER... -- CLIENT...: a client that starts before the server
@@ -388,16 +334,7 @@ printf '%s\n' "the server is not up yet: trying again" "INC visits: visits=1" \
   "INC visits: visits=2" "INC visits: visits=3" "INC visits: visits=4" \
   "dropped request 2 (INC visits)" "dropped request 4 (INC visits)" \
   >"$work/ref.udp"
-lua=("$host" "$here/udp_counter.lua")
-if [ -n "$python" ]; then
-  py=("$python" -u "$here/python/udp_counter.py")
-  udp py.udp "${py[@]}" -- "${py[@]}"
-  cp "$work/py.udp.out" "$work/ref.udp"
-  udp lua-py.udp "${lua[@]}" -- "${py[@]}"
-  same "udp: Lua server, Python clients" "$work/ref.udp" "$work/lua-py.udp.out"
-fi
-udp lua.udp "${lua[@]}" -- "${lua[@]}"
-same "udp" "$work/ref.udp" "$work/lua.udp.out"
+client_server udp udp_counter
 
 # supervisor TAG SUPERVISOR...: three children (one stops at SIGTERM, one
 # ignores it, one exits with 3 at once; GRACE 0.5 s), their states asked
