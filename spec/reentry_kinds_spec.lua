@@ -1,6 +1,6 @@
--- Closing a transport from inside every callback of the other transport
--- kinds (reentry_spec.lua does TCP): TLS, datagram endpoints, read and
--- write pipes, subprocesses. Each scenario drives one protocol through all
+-- Closing a transport, or raising an error, from inside every callback of
+-- the other transport kinds (reentry_spec.lua does TCP): TLS, datagram
+-- endpoints, read and write pipes, subprocesses. Each scenario drives one protocol through all
 -- its callbacks with real peers; the first call of the target callback
 -- closes (or aborts, or kills) its own transport there and then. Whatever
 -- the target, the protocol then gets connection_lost once, as its last
@@ -22,6 +22,7 @@ local function probe(loop, methods, target, action)
         self.transport = a
       elseif name == "connection_lost" then
         self.lost = (self.lost or 0) + 1
+        self.lost_with = a
       elseif name == "pause_writing" then
         self.paused = true
       elseif name == "resume_writing" then
@@ -30,13 +31,13 @@ local function probe(loop, methods, target, action)
         event = name .. ":" .. a
       end
       self.events[#self.events + 1] = event
+      local changed = self.changed
+      self.changed = loop:create_future()
+      changed:set_result(true)
       if name == target and not self.acted then
         self.acted = #self.events
         action(self)
       end
-      local changed = self.changed
-      self.changed = loop:create_future()
-      changed:set_result(true)
     end
   end
   --- Waits (in a task) until pred(self) or connection_lost.
@@ -184,6 +185,10 @@ local actions = {
     p.transport:kill()
     p.transport:close()
   end,
+  raise = function(p)
+    p.boom = setmetatable({}, { __tostring = function() return "boom" end })
+    error(p.boom)
+  end,
 }
 -- What may still come after the action: the end (a subprocess's end is
 -- its pipes' ends, its exit, then connection_lost); and after close,
@@ -199,11 +204,11 @@ function kinds.subprocess.after_close(event)
   return event == "connection_lost" or event == "process_exited"
     or event:match("^pipe_connection_lost:%d$") ~= nil
 end
-kinds.tls.actions = { "close", "abort" }
-kinds.datagram.actions = { "close", "abort" }
-kinds.read_pipe.actions = { "close" }
-kinds.write_pipe.actions = { "close", "abort" }
-kinds.subprocess.actions = { "close", "kill" }
+kinds.tls.actions = { "close", "abort", "raise" }
+kinds.datagram.actions = { "close", "abort", "raise" }
+kinds.read_pipe.actions = { "close", "raise" }
+kinds.write_pipe.actions = { "close", "abort", "raise" }
+kinds.subprocess.actions = { "close", "kill", "raise" }
 
 local order = { "tls", "datagram", "read_pipe", "write_pipe", "subprocess" }
 
@@ -215,11 +220,12 @@ describe("closing a transport from inside a callback", function()
         local name = ("%s: %s in %s"):format(kind, action, target)
         if kind ~= "tls" or certs then
           it(name, function()
-            local p
-            local loop = select(-1, helper.run(function(loop)
+            local p, errors
+            local loop = select(-1, helper.run(function(loop, errs)
+              errors = errs
               p = probe(loop, k.methods, target, actions[action])
               k.drive(loop, p)
-            end, { keep_open = true }))
+            end, { keep_open = true, errors_ok = action == "raise" }))
             loop:close()
             assert.are.equal(1, p.lost, table.concat(p.events, " "))
             assert.are.equal("connection_lost", p.events[#p.events])
@@ -230,6 +236,15 @@ describe("closing a transport from inside a callback", function()
               assert.is_true(k.after_close(p.events[i], action), seen)
             end
             assert.are.equal(0, loop:_debug().refs)
+            if action == "raise" then -- reported; the transport aborted
+              assert.are.equal(1, #errors, seen)
+              assert.are.equal(("error in protocol.%s()"):format(target),
+                errors[1].message)
+              assert.are.equal(p.boom, errors[1].exception)
+              if target ~= "connection_lost" then
+                assert.are.equal(p.boom, p.lost_with, seen)
+              end
+            end
           end)
         end
       end
