@@ -1,15 +1,14 @@
 -- Closing a transport, or raising an error, from inside every callback of
 -- the other transport kinds (reentry_spec.lua does TCP): TLS, datagram
--- endpoints, read and write pipes, subprocesses. Each scenario drives one protocol through all
--- its callbacks with real peers; the first call of the target callback
--- closes (or aborts, or kills) its own transport there and then. Whatever
--- the target, the protocol then gets connection_lost once, as its last
--- callback, nobody hears of an error, and the closed loop holds nothing.
--- The asan.lua5.4 run of this spec is the one that finds a use after free.
+-- endpoints, read and write pipes, subprocesses. Each scenario drives one
+-- protocol through all its callbacks with real peers; the first call of
+-- the target callback closes (or aborts, or kills) its own transport there
+-- and then, or raises. Whatever the target, the protocol then gets
+-- connection_lost once, as its last callback, the exception handler hears
+-- only of an error raised, and the closed loop holds nothing. The
+-- asan.lua5.4 run of this spec is the one that finds a use after free.
 local helper = require "spec.helper"
 local tapio = helper.tapio
-
-local certs = helper.certs()
 
 -- A protocol with the given methods that records their names, wakes its
 -- waiters at each call, and runs action(self) in the first call of target.
@@ -45,6 +44,10 @@ local function probe(loop, methods, target, action)
     while not (pred(self) or self.lost) do
       self.changed:await()
     end
+  end
+  --- Waits until connection_lost.
+  function p:ended()
+    self:until_(function() return false end)
   end
   --- Waits until the callback name has run once (or connection_lost).
   function p:saw(name)
@@ -91,7 +94,7 @@ kinds.tls = {
       p:saw("resume_writing")
     end
     ct:close() -- close_notify: eof_received, then connection_lost
-    p:until_(function() return false end)
+    p:ended()
     cp.lost:await()
     server:close()
   end,
@@ -109,7 +112,7 @@ kinds.datagram = {
       { local_addr = { "127.0.0.1", 0 } })
     p:saw("connection_made")
     if not p:open() then -- closed in connection_made: a shell once lost
-      return p:until_(function() return false end)
+      return p:ended()
     end
     local port = t:get_extra_info("sockname").port
     local peer = loop:create_datagram_endpoint(function() return {} end,
@@ -122,7 +125,7 @@ kinds.datagram = {
     t:sendto("y", { "127.0.0.1", closed_port })
     p:saw("error_received")
     t:close()
-    p:until_(function() return false end)
+    p:ended()
     peer:close()
   end,
 }
@@ -140,7 +143,7 @@ kinds.read_pipe = {
     wt:write("x")
     p:saw("data_received")
     wt:close() -- end of file: eof_received, then connection_lost
-    p:until_(function() return false end)
+    p:ended()
   end,
 }
 
@@ -159,7 +162,7 @@ kinds.write_pipe = {
     local rt = loop:connect_read_pipe(function() return reader end, r)
     p:saw("resume_writing")
     rt:close() -- the reader goes: EPIPE, connection_lost
-    p:until_(function() return false end)
+    p:ended()
   end,
 }
 
@@ -174,7 +177,7 @@ kinds.subprocess = {
     if p:open() then
       p.transport:get_pipe_transport(0):close() -- cat ends, then sh
     end
-    p:until_(function() return false end)
+    p:ended()
   end,
 }
 
@@ -212,41 +215,43 @@ kinds.subprocess.actions = { "close", "kill", "raise" }
 
 local order = { "tls", "datagram", "read_pipe", "write_pipe", "subprocess" }
 
+-- What a case asserts once its loop is closed.
+local function check(k, action, target, p, errors, loop)
+  local seen = table.concat(p.events, " ")
+  assert.are.equal(1, p.lost, seen)
+  assert.are.equal("connection_lost", p.events[#p.events])
+  assert.is_number(p.acted, seen)
+  -- after the action nothing more comes but the end
+  for i = p.acted + 1, #p.events do
+    assert.is_true(k.after_close(p.events[i], action), seen)
+  end
+  assert.are.equal(0, loop:_debug().refs)
+  if action == "raise" then -- reported; the transport aborted
+    assert.are.equal(1, #errors, seen)
+    assert.are.equal(("error in protocol.%s()"):format(target),
+      errors[1].message)
+    assert.are.equal(p.boom, errors[1].exception)
+    if target ~= "connection_lost" then
+      assert.are.equal(p.boom, p.lost_with, seen)
+    end
+  end
+end
+
 describe("closing a transport from inside a callback", function()
   for _, kind in ipairs(order) do
     local k = kinds[kind]
     for _, target in ipairs(k.methods) do
       for _, action in ipairs(k.actions) do
-        local name = ("%s: %s in %s"):format(kind, action, target)
-        if kind ~= "tls" or certs then
-          it(name, function()
-            local p, errors
-            local loop = select(-1, helper.run(function(loop, errs)
-              errors = errs
-              p = probe(loop, k.methods, target, actions[action])
-              k.drive(loop, p)
-            end, { keep_open = true, errors_ok = action == "raise" }))
-            loop:close()
-            assert.are.equal(1, p.lost, table.concat(p.events, " "))
-            assert.are.equal("connection_lost", p.events[#p.events])
-            local seen = table.concat(p.events, " ")
-            assert.is_number(p.acted, seen)
-            -- once closed, nothing more comes but its end
-            for i = p.acted + 1, #p.events do
-              assert.is_true(k.after_close(p.events[i], action), seen)
-            end
-            assert.are.equal(0, loop:_debug().refs)
-            if action == "raise" then -- reported; the transport aborted
-              assert.are.equal(1, #errors, seen)
-              assert.are.equal(("error in protocol.%s()"):format(target),
-                errors[1].message)
-              assert.are.equal(p.boom, errors[1].exception)
-              if target ~= "connection_lost" then
-                assert.are.equal(p.boom, p.lost_with, seen)
-              end
-            end
-          end)
-        end
+        it(("%s: %s in %s"):format(kind, action, target), function()
+          local p, errors
+          local loop = select(-1, helper.run(function(loop, errs)
+            errors = errs
+            p = probe(loop, k.methods, target, actions[action])
+            k.drive(loop, p)
+          end, { keep_open = true, errors_ok = action == "raise" }))
+          loop:close()
+          check(k, action, target, p, errors, loop)
+        end)
       end
     end
   end
