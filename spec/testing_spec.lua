@@ -613,7 +613,7 @@ describe("the stream state machine on memory pairs", function()
       end
     end
     assert.equal((#msg - 1) * (#msg - 2) / 2, runs)
-    assert.is_true(os.clock() - t0 < 1)
+    assert.is_true(os.clock() - t0 < 5) -- CPU: a guard against a blow-up
   end)
 end)
 
