@@ -998,24 +998,45 @@ local FAILS = { { "unknown CA", "ca2.pem", "localhost" },
 local VERIFY = { ETLS_UNKNOWN_CA = "unknown CA",
   ETLS_HOSTNAME = "wrong host name", ETLS_EXPIRED = "expired" }
 
-function D.tls_handshake_fails(out, loop, peer_out)
-  local port, peer = listen("tls_handshake_fails")
-  local calls = {}
-  local function factory()
+-- A factory of protocols writing down every callback they get in calls;
+-- and what they got, as a line.
+local function calls_factory(calls)
+  return function()
     return {
       connection_made = function() calls[#calls + 1] = "connection_made" end,
       connection_lost = function() calls[#calls + 1] = "connection_lost" end }
   end
+end
+
+local function calls_line(calls)
+  return "protocol calls: "
+    .. (#calls > 0 and table.concat(calls, ", ") or "none")
+end
+
+function D.tls_handshake_fails(out, loop, peer_out)
+  local port, peer = listen("tls_handshake_fails")
+  local calls = {}
   for _, case in ipairs(FAILS) do
-    local err = catch(loop.create_connection, loop, factory, "127.0.0.1",
-      port, { ssl = helper.client_ctx({ cafile = helper.cert(case[2]) }),
-      server_hostname = case[3] })
+    local err = catch(loop.create_connection, loop, calls_factory(calls),
+      "127.0.0.1", port, { server_hostname = case[3],
+      ssl = helper.client_ctx({ cafile = helper.cert(case[2]) }) })
     out[#out + 1] = err and ("%s: create_connection failed: %s"):format(
       case[1], VERIFY[err.name] or err.name) or case[1] .. ": connected"
   end
   peer_lines(peer, peer_out)
-  out[#out + 1] = "protocol calls: "
-    .. (#calls > 0 and table.concat(calls, ", ") or "none")
+  out[#out + 1] = calls_line(calls)
+end
+
+function D.client_refused(out, loop)
+  local closed = loop:create_server(function() return {} end, "127.0.0.1", 0)
+  local port = helper.port(closed)
+  closed:close()
+  local calls = {}
+  local err = catch(loop.create_connection, loop, calls_factory(calls),
+    "127.0.0.1", port)
+  out[#out + 1] = err and "create_connection failed: " .. error_name(err)
+    or "connected"
+  out[#out + 1] = calls_line(calls)
 end
 
 -- STARTTLS on a server whose peer sends its ClientHello with the STARTTLS

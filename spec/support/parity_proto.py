@@ -599,8 +599,8 @@ def udp_echo(sock):
             return
 
 
-def closed_udp_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+def closed_port(kind=socket.SOCK_DGRAM):
+    s = socket.socket(socket.AF_INET, kind)
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()
@@ -660,7 +660,7 @@ async def datagram_refused(out, _peer_out):
     loop = asyncio.get_running_loop()
     lost = loop.create_future()
     proto = DatagramRecorder(out, lost, 0)
-    proto.peer_port = closed_udp_port()
+    proto.peer_port = closed_port()
     transport, _ = await loop.create_datagram_endpoint(
         lambda: proto, remote_addr=("127.0.0.1", proto.peer_port))
     transport.sendto(b"anyone?")
@@ -900,6 +900,17 @@ async def tls_handshake_fails(out, peer_out):
     out.append("protocol calls: %s" % (", ".join(calls) or "none"))
 
 
+async def client_refused(out, peer_out):
+    calls = []
+    try:
+        await asyncio.get_running_loop().create_connection(
+            lambda: Calls(calls), "127.0.0.1", closed_port(socket.SOCK_STREAM))
+        out.append("connected")
+    except ConnectionRefusedError as exc:
+        out.append("create_connection failed: %s" % error_name(exc))
+    out.append("protocol calls: %s" % (", ".join(calls) or "none"))
+
+
 # Set by the asyncio server once start_tls has begun. Python 3.11 loses a
 # ClientHello that came with the STARTTLS line (cpython#142352: its
 # StreamReader keeps it, start_tls never sees it), so on its side the peer
@@ -1061,6 +1072,7 @@ async def server_serving(out, peer_out):
 ALONE.update({"streams_echo": streams_echo,
               "streams_incomplete": streams_incomplete,
               "tls_handshake_fails": tls_handshake_fails,
+              "client_refused": client_refused,
               "starttls_server": starttls_server,
               "server_close_live": server_close_live,
               "server_serving": server_serving})
