@@ -1067,15 +1067,14 @@ function D.starttls_server(out, loop, peer_out)
   server:wait_closed()
 end
 
--- Servers: a protocol answering "got " .. data (P.reset's), with made
--- set once connected.
-local function lifecycle(out, lost)
+-- Servers: a protocol answering "got " .. data (P.reset's), setting made
+-- (a future) to itself once connected.
+local function lifecycle(out, lost, made)
   local p = P.reset(out, lost)
-  p.made = tapio.get_running_loop():create_future()
   local base = p.connection_made
   function p.connection_made(self, t)
     base(self, t)
-    self.made:set_result(true)
+    made:set_result(self)
   end
   return p
 end
@@ -1088,15 +1087,13 @@ local function refused(port, peer_out)
 end
 
 function D.server_close_live(out, loop, peer_out)
-  local lost, made = loop:create_future(), nil
+  local lost, made = loop:create_future(), loop:create_future()
   local server = loop:create_server(function()
-    made = lifecycle(out, lost)
-    return made
+    return lifecycle(out, lost, made)
   end, "127.0.0.1", 0)
   local port = helper.port(server)
   local reader, writer = tapio.open_connection("127.0.0.1", port)
-  tapio.sleep(0)
-  made.made:await()
+  made:await()
   server:close()
   out[#out + 1] = "closed: is_serving " .. py(server:is_serving())
   local closed = tapio.create_task(server.wait_closed, server)
@@ -1110,9 +1107,9 @@ function D.server_close_live(out, loop, peer_out)
 end
 
 function D.server_serving(out, loop, peer_out)
-  local lost = loop:create_future()
+  local lost, made = loop:create_future(), loop:create_future()
   local server = loop:create_server(function()
-    return lifecycle(out, lost)
+    return lifecycle(out, lost, made)
   end, "127.0.0.1", 0, { start_serving = false })
   local port = helper.port(server)
   out[#out + 1] = "is_serving " .. py(server:is_serving())
@@ -1133,6 +1130,40 @@ function D.server_serving(out, loop, peer_out)
       .. py(server:is_serving())
   end
   refused(port, peer_out)
+end
+
+-- A transport's sockname and peername, the socket's path as PATH.
+local function addresses(t, path)
+  local names = {}
+  for i, key in ipairs({ "sockname", "peername" }) do
+    local name = t:get_extra_info(key)
+    names[i] = name == path and "'PATH'" or repr(name)
+  end
+  return ("sockname %s, peername %s"):format(names[1], names[2])
+end
+
+-- A Unix server taking over a stale socket file at its path.
+function D.unix_server(out, loop, peer_out)
+  local lost, made = loop:create_future(), loop:create_future()
+  local path = os.tmpname()
+  os.remove(path)
+  loop:create_unix_server(function() return {} end, path,
+    { cleanup_socket = false }):close() -- a socket file no one serves
+  local server = loop:create_unix_server(function()
+    return lifecycle(out, lost, made)
+  end, path)
+  out[#out + 1] = "serving at PATH " .. py(server:addresses()[1] == path)
+  local reader, writer = tapio.open_unix_connection(path)
+  local protocol = made:await()
+  out[#out + 1] = "server side: " .. addresses(protocol.transport, path)
+  peer_out[#peer_out + 1] = "client side: " .. addresses(writer, path)
+  writer:write("x")
+  peer_out[#peer_out + 1] = "client read " .. repr(reader:readexactly(5))
+  writer:close()
+  lost:await()
+  server:close()
+  server:wait_closed()
+  os.remove(path) -- (if tapio has not: asyncio 3.11 leaves it)
 end
 
 -- Subprocesses with streams (D too: a scenario writing to out).

@@ -22,6 +22,7 @@ import socket
 import ssl
 import struct
 import sys
+import tempfile
 import threading
 
 BIG = 256 * 1024
@@ -1000,15 +1001,15 @@ async def starttls_server(out, peer_out):
 
 
 class Lifecycle(Ack):
+    """Ack, setting made (a future) to itself once connected."""
+
+    def __init__(self, out, lost, made):
+        super().__init__(out, lost)
+        self.made = made
+
     def connection_made(self, transport):
         super().connection_made(transport)
-        self.made.set_result(None)
-
-
-def lifecycle(out, lost):
-    protocol = Lifecycle(out, lost)
-    protocol.made = lost.get_loop().create_future()
-    return protocol
+        self.made.set_result(self)
 
 
 async def refused(port, peer_out):
@@ -1020,13 +1021,12 @@ async def refused(port, peer_out):
 
 async def server_close_live(out, peer_out):
     loop = asyncio.get_running_loop()
-    lost, made = loop.create_future(), []
-    server = await loop.create_server(
-        lambda: made.append(lifecycle(out, lost)) or made[-1], "127.0.0.1", 0)
+    lost, made = loop.create_future(), loop.create_future()
+    server = await loop.create_server(lambda: Lifecycle(out, lost, made),
+                                      "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    await asyncio.sleep(0)
-    await made[0].made
+    await made
     # Python 3.11's wait_closed returns at once once the server is closed
     # (cpython gh-79033, fixed in 3.12.1): begun before close, it waits
     # for the last connection, as tapio's does begun after close
@@ -1046,7 +1046,8 @@ async def server_close_live(out, peer_out):
 async def server_serving(out, peer_out):
     loop = asyncio.get_running_loop()
     lost = loop.create_future()
-    server = await loop.create_server(lambda: lifecycle(out, lost),
+    made = loop.create_future()
+    server = await loop.create_server(lambda: Lifecycle(out, lost, made),
                                       "127.0.0.1", 0, start_serving=False)
     port = server.sockets[0].getsockname()[1]
     out.append("is_serving %s" % server.is_serving())
@@ -1069,13 +1070,46 @@ async def server_serving(out, peer_out):
     await refused(port, peer_out)
 
 
+def addresses(transport, path):
+    """A transport's sockname and peername, the socket's path as PATH."""
+    return "sockname %r, peername %r" % tuple(
+        "PATH" if name == path else name
+        for name in (transport.get_extra_info("sockname"),
+                     transport.get_extra_info("peername")))
+
+
+async def unix_server(out, peer_out):
+    loop = asyncio.get_running_loop()
+    lost, made = loop.create_future(), loop.create_future()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "sock")
+        with socket.socket(socket.AF_UNIX) as stale:
+            stale.bind(path)  # a socket file no one serves any more
+        server = await loop.create_unix_server(
+            lambda: Lifecycle(out, lost, made), path)
+        out.append("serving at PATH %s"
+                   % (server.sockets[0].getsockname() == path))
+        reader, writer = await asyncio.open_unix_connection(path)
+        protocol = await made
+        out.append("server side: %s" % addresses(protocol.transport, path))
+        peer_out.append("client side: %s" % addresses(writer, path))
+        writer.write(b"x")
+        peer_out.append("client read %r"
+                        % (await reader.readexactly(5)).decode())
+        writer.close()
+        await lost
+        server.close()
+        await server.wait_closed()
+
+
 ALONE.update({"streams_echo": streams_echo,
               "streams_incomplete": streams_incomplete,
               "tls_handshake_fails": tls_handshake_fails,
               "client_refused": client_refused,
               "starttls_server": starttls_server,
               "server_close_live": server_close_live,
-              "server_serving": server_serving})
+              "server_serving": server_serving,
+              "unix_server": unix_server})
 
 
 def main():
