@@ -790,17 +790,11 @@ end
 
 P.tls_peer_closes = P.reset -- the same protocol: it answers "got " .. data
 
--- Reads only once the peer has sent its data and close_notify.
+-- Reads only once the peer has sent its data and close_notify (as
+-- P.paused); the data as one line, however many records brought it.
 function P.tls_paused_close_notify(out, lost)
   local got = {}
-  local p = recorder(out, lost, { connection_made = function(self, t)
-    t:pause_reading()
-    out[#out + 1] = "is_reading " .. py(t:is_reading())
-    tapio.get_running_loop():call_later(0.05, function()
-      out[#out + 1] = "resumed"
-      self.transport:resume_reading()
-    end)
-  end })
+  local p = P.paused(out, lost)
   p.data_received = function(_, data) got[#got + 1] = data end
   p.eof_received = function()
     out[#out + 1] = "eof_received after " .. repr(table.concat(got))
