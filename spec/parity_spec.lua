@@ -858,7 +858,7 @@ end
 function C.starttls_client(out, lost)
   local loop = tapio.get_running_loop()
   local welcome = loop:create_future()
-  local p = recorder(out, lost, {
+  return recorder(out, lost, {
     connection_made = function(_, t) t:write("STARTTLS") end,
     data_received = function(self, data)
       if data == "GO" then
@@ -873,7 +873,6 @@ function C.starttls_client(out, lost)
         welcome:set_result(true)
       end
     end })
-  return p
 end
 
 -- Datagram endpoints: scenario(out, loop) on a connected endpoint, its

@@ -349,7 +349,8 @@ class TlsBye(Recorder):
 
 
 class TlsPaused(Recording, asyncio.Protocol):
-    """Reads only once the peer has sent its data and close_notify."""
+    """Reads only once the peer has sent its data and close_notify (here
+    Python 3.11.2 pauses in connection_made, and delivers it all)."""
 
     def connection_made(self, transport):
         super().connection_made(transport)
