@@ -494,6 +494,53 @@ describe("testing.run", function()
     end, { tasks_ok = true })()
   end)
 
+  it("fails a test whose task failed with an error nobody retrieved",
+     function()
+    -- Lua may collect the task, and report its error, long after the
+    -- test; testing.run reports it at the end, as CPython at once.
+    local err = failure(function()
+      tapio.create_task(function() error("lost in the background") end)
+      tapio.sleep(0)
+    end)
+    assert.matches("unexpected call of the exception handler: task "
+      .. "exception was never retrieved %(tapio%.Task 'Task%-%d+' %(failed%)%)"
+      .. "\n[^\n]*lost in the background", err)
+    local errors
+    testing.run(function(clock)
+      local t = tapio.create_task(function() error("seen", 0) end)
+      tapio.sleep(0)
+      assert.equal("seen", t:exception()) -- retrieved: not reported
+      tapio.create_task(function() error("allowed", 0) end)
+      errors = clock.errors
+    end, { errors_ok = true })()
+    assert.equal(1, #errors)
+    assert.equal("allowed", errors[1].exception)
+  end)
+
+  it("adds what the exception handler got to the body's failure",
+     function()
+    -- the body times out because a task it waits for died: both show
+    local err = failure(function()
+      local ready = tapio.Event()
+      tapio.create_task(function()
+        tapio.sleep(1)
+        error("the real cause")
+        ready:set()
+      end)
+      tapio.timeout(5, ready.wait, ready)
+    end, { autojump = true })
+    assert.matches("timeout: timed out after 5 s", err)
+    assert.matches("\nthe exception handler was called too: task exception "
+      .. "was never retrieved %([^\n]*%)\n[^\n]*the real cause", err)
+  end)
+
+  it("refuses an option it does not know", function()
+    assert.has_error(function()
+      testing.run(function() end, { autojmp = true })
+    end, "tapio: testing.run: bad argument #2 'opts' (unknown option "
+      .. "'autojmp')")
+  end)
+
   it("names where each transport and server left open is", function()
     local err = failure(function(_, loop)
       local server = loop:create_server(function() return {} end,

@@ -23,6 +23,7 @@ local U = require "tapio.util"
 local F = require "tapio.future"
 local R = require "tapio.reader"
 local S = require "tapio.streams"
+local T = require "tapio.task"
 
 local K = core.testing
 local testing = {}
@@ -736,6 +737,9 @@ end
 
 local function describe_context(ctx)
   local s = tostring(ctx.message)
+  if ctx.task ~= nil then -- which task, as the default handler says
+    s = s .. " (" .. tostring(ctx.task) .. ")"
+  end
   if ctx.traceback then
     return s .. "\n" .. ctx.traceback
   end
@@ -812,8 +816,8 @@ local function left_open(loop, opts)
   return msg[1] and table.concat(msg, "\n")
 end
 
--- What went wrong in a run of testing.run, or nil.
-local function verdict(loop, task, errors, opts)
+-- What went wrong with the body of testing.run, or nil.
+local function body_failure(loop, task, opts)
   if not task:done() and opts.real then
     return ("the test body did not end within its deadline of %g s; it "
       .. "waits at:%s"):format(opts.deadline or 10,
@@ -833,6 +837,25 @@ local function verdict(loop, task, errors, opts)
   if task._state == "failed" then
     local err = task:exception()
     return task:get_traceback() or describe(err)
+  end
+end
+
+-- A body's failure says what the exception handler got too: a task that
+-- died unseen is often why the body failed (it waited for its work).
+local function with_errors(failure, errors, opts)
+  if #errors == 0 or opts.errors_ok then
+    return failure
+  end
+  return ("%s\nthe exception handler was called too: %s%s"):format(failure,
+    describe_context(errors[1]),
+    #errors > 1 and ("\n(and %d more times)"):format(#errors - 1) or "")
+end
+
+-- What went wrong in a run of testing.run, or nil.
+local function verdict(loop, task, errors, opts)
+  local failure = body_failure(loop, task, opts)
+  if failure then
+    return with_errors(failure, errors, opts)
   end
   if #errors > 0 and not opts.errors_ok then
     return "unexpected call of the exception handler: "
@@ -911,6 +934,10 @@ local function failed_when_cancelled(tasks)
   return failure, cause
 end
 
+local RUN_OPTS = { seed = true, autojump = true, real = true,
+  deadline = true, errors_ok = true, tasks_ok = true, transports_ok = true,
+  servers_ok = true, timers_ok = true }
+
 --- testing.run(body [, opts]): a function for busted's it(): body(clock,
 -- loop) runs as a task on a fresh virtual loop; afterwards the loop runs
 -- until idle, and the test fails, with a traceback and the seed that
@@ -933,6 +960,11 @@ function testing.run(body, opts)
     argerror("run", 2, "opts", "table expected, got " .. typename(opts))
   end
   opts = opts or {}
+  for k in pairs(opts) do
+    if not RUN_OPTS[k] then
+      argerror("run", 2, "opts", "unknown option '" .. tostring(k) .. "'")
+    end
+  end
   if opts.deadline ~= nil and not (type(opts.deadline) == "number"
       and opts.deadline > 0) then
     argerror("run", 2, "opts", "opts.deadline: a number of seconds > 0 "
@@ -962,6 +994,9 @@ function testing.run(body, opts)
     else
       run_virtual(loop, clock, task, opts)
     end
+    -- A failed task's error nobody retrieved is reported when Lua
+    -- collects the task, maybe long after the test: report it now.
+    T.report_unretrieved(loop, task)
     local failure = verdict(loop, task, errors, opts)
     local cause = task._state == "failed" and task:exception() or nil
     local left = tapio.all_tasks(loop)
