@@ -461,7 +461,8 @@ describe("testing.run", function()
     local err = failure(function()
       tapio.create_task(function() tapio.sleep(1) end)
     end)
-    assert.matches("left 1 task%(s%) pending", err)
+    assert.matches("left 1 task%(s%) pending:\n  tapio%.Task 'Task%-%d+' "
+      .. "%(pending%), waiting at:\nstack traceback:", err)
     err = failure(function(clock)
       testing.pipe_pair(testing.recorder(),
         setmetatable({}, { __tostring = function() return "my.Server" end }))

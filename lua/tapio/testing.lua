@@ -727,12 +727,14 @@ end
 
 -- ---- The busted helper ------------------------------------------------------
 
+-- Each task, named, and where it waits.
 local function tracebacks(tasks)
   local out = {}
   for _, task in ipairs(tasks) do
-    out[#out + 1] = debug.traceback(task:get_coro(), "", 0)
+    out[#out + 1] = "\n  " .. tostring(task) .. ", waiting at:"
+      .. debug.traceback(task:get_coro(), "", 0)
   end
-  return table.concat(out, "\n")
+  return table.concat(out)
 end
 
 local function describe_context(ctx)
