@@ -77,6 +77,36 @@ describe("loop:getaddrinfo", function()
     end)
   end)
 
+  it("names the name that failed, for every kind of endpoint", function()
+    run(function(loop)
+      local P = {}
+      local function factory() return P end
+      local made = {
+        connection = function(host)
+          return loop:create_connection(factory, host, 9)
+        end,
+        server = function(host)
+          return loop:create_server(factory, host, 9)
+        end,
+        ["datagram remote"] = function(host)
+          return loop:create_datagram_endpoint(factory,
+            { remote_addr = { host, 9 } })
+        end,
+        ["datagram local"] = function(host)
+          return loop:create_datagram_endpoint(factory,
+            { local_addr = { host, 9 }, remote_addr = { "127.0.0.1", 9 } })
+        end,
+      }
+      for what, make in pairs(made) do
+        local ok, err = pcall(make, "nosuch.tapio.test")
+        assert.is_false(ok, what)
+        assert.are.equal("EAI_NONAME", err.name, what)
+        assert.matches("^could not resolve 'nosuch%.tapio%.test': unknown",
+          err.message, nil, nil, what)
+      end
+    end)
+  end)
+
   it("keeps the loop running while an answer is slow", function()
     run(function(loop)
       local ticks = 0

@@ -281,6 +281,26 @@ describe("a fake program", function()
         clock.errors[1].message)
     end, { errors_ok = true }))
 
+  it("an error in a signal handler is the program's: exits 1 with the " ..
+     "message on stderr, and is reported", testing.run(function(clock, loop)
+    testing.fake_program(loop, "fragile", function(child)
+      child:on_signal("SIGHUP", function()
+        error("reload failed")
+      end)
+      child.stdout:write("ready\n")
+      tapio.sleep(3600)
+    end)
+    local p = tapio.create_subprocess_exec("fragile", nil, PIPES)
+    assert.are.equal("ready\n", p.stdout:readline())
+    p:send_signal(tapio.signals.SIGHUP)
+    local _, err = p:communicate()
+    assert.are.equal(1, p.returncode)
+    assert.is_truthy(err:find("reload failed", 1, true))
+    assert.are.equal(1, #clock.errors)
+    assert.are.equal("error in fake program 'fragile'",
+      clock.errors[1].message)
+  end, { errors_ok = true, autojump = true }))
+
   it("sees args, env, cwd and stdio as given", testing.run(function(_, loop)
     local seen
     testing.fake_program(loop, "tool", function(child)

@@ -256,9 +256,14 @@ static void resolve_remote(dgram_req *r);
 /* Keeps a lookup's answer (or one given at once: rc 1): the local
  * addresses are looked up first, then the remote ones. */
 static void take(dgram_req *r, int rc, tapio__addr *addrs, size_t n) {
+  int local = r->has_local && !r->locals;
   if (rc < 0) {
-    req_fail(r, rc, NULL);
-  } else if (r->has_local && !r->locals) {
+    char msg[300];
+    req_fail(r, rc, tapio__describe_lookup(msg, sizeof msg,
+                                           local ? r->local_host
+                                                 : r->remote_host,
+                                           rc));
+  } else if (local) {
     r->locals = addrs;
     r->nlocals = n;
     resolve_remote(r);

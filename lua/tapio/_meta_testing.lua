@@ -178,7 +178,8 @@ local Child = {}
 ---@param status? integer
 function Child:exit(status) end
 ---Catches sig (a number, "SIGTERM" or "TERM"): fn(sig) runs as a task,
----the child runs on; nil: the default. SIGKILL cannot be caught.
+---the child runs on (an error in fn exits 1, as one in the program's
+---function); nil: the default. SIGKILL cannot be caught.
 ---@param sig integer|string
 ---@param fn? fun(sig: integer)
 function Child:on_signal(sig, fn) end

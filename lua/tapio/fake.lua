@@ -77,7 +77,8 @@ function Child:exit(status)
 end
 
 --- child:on_signal(sig, fn): sig (a number or "SIGTERM", "TERM") is
--- caught: fn(sig) runs as a task of its own, and the child runs on; nil
+-- caught: fn(sig) runs as a task of its own, and the child runs on (an
+-- error in fn exits 1, as one in the program's function); nil
 -- restores the default (the end of the child, for most signals).
 -- SIGKILL cannot be caught.
 function Child:on_signal(sig, fn)
@@ -98,13 +99,15 @@ end
 -- The function ended: its status (an integer, default 0), or for an
 -- error, its message on the child's stderr, the loop's exception handler
 -- told (testing.run fails unless errors_ok), and status 1.
-local function child_done(child, name, task)
+-- task is the program's function or one of its signal handlers (handler
+-- true): an error in either exits 1; only the function's return exits.
+local function child_done(child, name, task, handler)
   if task:cancelled() then
     return
   end
   -- looked at first: an error of a child already ended is nobody's
   local err, status = task:exception(), nil
-  if err == EXIT or child.returncode ~= nil then
+  if err == EXIT or child.returncode ~= nil or (handler and err == nil) then
     return
   end
   if err == nil then
@@ -177,7 +180,11 @@ local function start_child(loop, name, fn, handle, program, args, env, cwd,
     end
     local handler = child._signals[arg]
     if handler then
-      child._tasks[loop:create_task(handler, arg)] = true
+      local t = loop:create_task(handler, arg)
+      child._tasks[t] = true
+      t:add_done_callback(function()
+        child_done(child, name, t, true)
+      end)
       return true
     end
     return false

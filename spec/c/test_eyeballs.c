@@ -321,10 +321,10 @@ static void failure_starts_the_next_at_once(void)
   probe = raw_connect(AF_INET6, "::1", sv.port);
   if (probe >= 0) /* something of another test holds [::1]:port */
     SKIP("the port is taken on ::1");
-  o = he_options(f.loop, 2.0, -1);
+  o = he_options(f.loop, 10.0, -1); /* far above a slow (valgrind) run */
   t0 = now_sec();
   CHECK_OK(connect_msg(f.loop, "six4.tapio.test", sv.port, &f.c, o, &w));
-  CHECK(now_sec() - t0 < 1.0);
+  CHECK(now_sec() - t0 < 5.0);
   tapio_options_free(o);
   tapio_server_release(sv.s);
   end(&f);
