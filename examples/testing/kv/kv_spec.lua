@@ -20,7 +20,7 @@ local function bad_server(reply)
 end
 
 describe("the kv client, on the virtual network", function()
-  it("answers pipelined requests in order", testing.run(function(clock)
+  it("answers requests sent together in order", testing.run(function(clock)
     local server = kv.serve(HOST, PORT, { store = { a = "1", b = "2" } })
     local c = kv.client(HOST, PORT)
     local got = tapio.gather({
@@ -30,6 +30,32 @@ describe("the kv client, on the virtual network", function()
       function() return c:get("c") end,
     })
     assert.same({ n = 4, "1", true, "2", "3" }, got)
+    assert.equal(0, clock:time())
+    c:close()
+    server:close()
+  end))
+
+  it("sends requests without waiting for the replies", testing.run(
+    function(clock)
+    -- a server that answers only once it holds three requests
+    local server = tapio.start_server(function(reader, writer)
+      local keys = {}
+      for i = 1, 3 do
+        keys[i] = reader:readline():match("^GET (%S+)")
+      end
+      for i = 1, 3 do
+        writer:write("VALUE " .. keys[i] .. "!\n")
+      end
+      pcall(reader.read, reader)
+      writer:close()
+    end, HOST, PORT)
+    local c = kv.client(HOST, PORT)
+    local got = tapio.gather({
+      function() return c:get("x") end,
+      function() return c:get("y") end,
+      function() return c:get("z") end,
+    })
+    assert.same({ n = 3, "x!", "y!", "z!" }, got)
     assert.equal(0, clock:time())
     c:close()
     server:close()
