@@ -535,6 +535,19 @@ describe("testing.run", function()
       .. "was never retrieved %([^\n]*%)\n[^\n]*the real cause", err)
   end)
 
+  it("fails a body that keeps autojump jumping, at its deadline",
+     function()
+    -- a retry loop that never ends: the clock would jump for ever
+    local err = failure(function()
+      while true do
+        tapio.sleep(4)
+      end
+    end, { autojump = true, deadline = 0.1 })
+    assert.matches("the test body did not end within its deadline of 0.1 "
+      .. "s of real time %(autojump had moved the clock to t=%d+%); it "
+      .. "waits at:\nstack traceback:", err)
+  end)
+
   it("refuses an option it does not know", function()
     assert.has_error(function()
       testing.run(function() end, { autojmp = true })

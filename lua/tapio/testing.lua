@@ -819,10 +819,12 @@ local function left_open(loop, opts)
 end
 
 -- What went wrong with the body of testing.run, or nil.
-local function body_failure(loop, task, opts)
-  if not task:done() and opts.real then
-    return ("the test body did not end within its deadline of %g s; it "
-      .. "waits at:%s"):format(opts.deadline or 10,
+local function body_failure(loop, task, opts, late)
+  if late then
+    return ("the test body did not end within its deadline of %g s%s; it "
+      .. "waits at:%s"):format(opts.deadline or 10, opts.real and ""
+        or (" of real time (autojump had moved the clock to t=%g)")
+          :format(loop:time()),
       debug.traceback(task:get_coro(), "", 0))
   end
   if not task:done() then
@@ -853,9 +855,10 @@ local function with_errors(failure, errors, opts)
     #errors > 1 and ("\n(and %d more times)"):format(#errors - 1) or "")
 end
 
--- What went wrong in a run of testing.run, or nil.
-local function verdict(loop, task, errors, opts)
-  local failure = body_failure(loop, task, opts)
+-- What went wrong in a run of testing.run, or nil (late: the body did
+-- not end by its deadline).
+local function verdict(loop, task, errors, opts, late)
+  local failure = body_failure(loop, task, opts, late)
   if failure then
     return with_errors(failure, errors, opts)
   end
@@ -885,16 +888,23 @@ local function verdict(loop, task, errors, opts)
 end
 
 -- testing.run on a virtual loop: until the body ends, or nothing is left
--- to run (with autojump, until no timer is left either).
+-- to run (with autojump, until no timer is left either, or until the
+-- real-time deadline: code that retries on a timer for ever would jump
+-- for ever). True if the deadline ended it.
 local function run_virtual(loop, clock, task, opts)
+  local stop_at = core._monotonic() + (opts.deadline or 10)
   loop:run_forever() -- returns when the body ends, or when idle
   while opts.autojump and not task:done() and K._next_timer(loop) do
+    if core._monotonic() > stop_at then
+      return true
+    end
     clock:advance(K._next_timer(loop) - loop:time())
     loop:run_forever()
   end
   if task:done() then
     clock:run_until_idle()
   end
+  return false
 end
 
 -- testing.run on a real loop: until the body ends or its deadline, then
@@ -956,6 +966,8 @@ local RUN_OPTS = { seed = true, autojump = true, real = true,
 -- nil), for tests with real sockets, pipes, children or other programs:
 -- the body has opts.deadline seconds (default 10) to end, then up to a
 -- second for what it closed to end too; the same checks but timers'.
+-- On a virtual loop with autojump, opts.deadline (real seconds) ends a
+-- body that keeps the clock jumping.
 function testing.run(body, opts)
   U.check_callable(body, "testing.run", 1, "body")
   if opts ~= nil and type(opts) ~= "table" then
@@ -991,15 +1003,17 @@ function testing.run(body, opts)
     task:add_done_callback(function()
       loop:stop()
     end)
+    local late
     if opts.real then
       run_real(loop, task, opts.deadline or 10)
+      late = not task:done()
     else
-      run_virtual(loop, clock, task, opts)
+      late = run_virtual(loop, clock, task, opts)
     end
     -- A failed task's error nobody retrieved is reported when Lua
     -- collects the task, maybe long after the test: report it now.
     T.report_unretrieved(loop, task)
-    local failure = verdict(loop, task, errors, opts)
+    local failure = verdict(loop, task, errors, opts, late)
     local cause = task._state == "failed" and task:exception() or nil
     local left = tapio.all_tasks(loop)
     for _, t in ipairs(left) do
