@@ -380,7 +380,8 @@ static void push_names(lua_State *L, tapio_transport *t, int which) {
   }
 }
 
-/* peercert: as Python's getpeercert(), plus der (the certificate). */
+/* peercert: the fields of Python's getpeercert() (subject and issuer as flat
+ * {name, value} pairs: lua/README.md says so), plus der (the certificate). */
 static int push_peercert(lua_State *L, tapio_transport *t) {
   static const struct { const char *key; int which; } strs[] = {
     {"notBefore", TAPIO_TLS_INFO_PEER_NOT_BEFORE},

@@ -589,7 +589,8 @@ end
 -- "scenario|event"), by scenario: a list of events, or with sides (lines
 -- "scenario|side|event") a list per side, server and peer.
 local function python_traces(script, sides)
-  local out, status = helper.execute("timeout 120 /usr/bin/python3 "
+  local out, status = helper.execute("TAPIO_TLS_CERTS="
+    .. helper.shell_quote(helper.certs()) .. " timeout 120 /usr/bin/python3 "
     .. "spec/support/" .. script)
   assert(status == 0, out)
   local traces = {}
@@ -628,6 +629,33 @@ end)
 -- down their protocol's callbacks, the peer what it read.
 
 local BIG = 256 * 1024
+-- parity_proto.py's TLS peers find the certificates there
+local PEER_ENV = { TAPIO_TLS_CERTS = helper.certs() }
+
+-- Inside a task: parity_proto.py's listener for scenario name (a peer
+-- server); returns its port and the process.
+local function listen(name)
+  local peer = tapio.create_subprocess_exec("/usr/bin/python3",
+    { "spec/support/parity_proto.py", "listen", name },
+    { stdout = "pipe", env = PEER_ENV, extend_env = true })
+  return tonumber(peer.stdout:readline()), peer
+end
+
+-- Inside a task: what a peer process printed ("peer|event" lines), once
+-- it has ended well, added to peer_out.
+local function peer_lines(peer, peer_out)
+  local printed = peer.stdout:read()
+  assert.are.equal(0, peer:wait())
+  for event in printed:gmatch("peer|([^\n]*)\n") do
+    peer_out[#peer_out + 1] = event
+  end
+end
+
+-- Python's repr of a plain string (no quotes in it).
+local function repr(str)
+  if str == nil then return "None" end
+  return "'" .. str:gsub("\\", "\\\\"):gsub("\n", "\\n") .. "'"
+end
 
 local function error_name(err)
   if err == nil then return "nil" end
@@ -743,6 +771,110 @@ function P.flow_control(out, lost, go)
   return p
 end
 
+-- TLS servers (every scenario named tls_*), the peer a blocking ssl socket.
+
+function P.tls_server_closes(out, lost)
+  return recorder(out, lost, {
+    connection_made = function(_, t)
+      out[#out + 1] = "over " .. t:get_extra_info("cipher")[2]
+      out[#out + 1] = "can_write_eof " .. py(t:can_write_eof())
+      if not pcall(t.write_eof, t) then
+        out[#out + 1] = "write_eof refused"
+      end
+    end,
+    data_received = function(self)
+      self.transport:write("bye")
+      self.transport:close()
+    end })
+end
+
+P.tls_peer_closes = P.reset -- the same protocol: it answers "got " .. data
+
+-- Reads only once the peer has sent its data and close_notify (as
+-- P.paused); the data as one line, however many records brought it.
+function P.tls_paused_close_notify(out, lost)
+  local got = {}
+  local p = P.paused(out, lost)
+  p.data_received = function(_, data) got[#got + 1] = data end
+  p.eof_received = function()
+    out[#out + 1] = "eof_received after " .. repr(table.concat(got))
+  end
+  return p
+end
+
+-- Client protocols (C, by scenario; those named tls_* over TLS) against
+-- parity_proto.py's listener of the same name. Their trace is the
+-- "server" side (the side under test), the listener's the "peer" side.
+local C = {}
+
+local function hello(out, lost) -- says hello once connected
+  return recorder(out, lost, { connection_made = function(_, t)
+    t:write("hello")
+  end })
+end
+
+C.client_server_closes = hello
+C.client_half_close = recorder
+C.client_eof_keep_open = P.eof_keep_open
+C.client_reset = hello
+
+-- Python's repr of a value of peercert (strings, numbers, and lists as
+-- tuples).
+local function pyrepr(v)
+  if type(v) ~= "table" then
+    return type(v) == "string" and repr(v) or tostring(v)
+  end
+  local items = {}
+  for i, item in ipairs(v) do items[i] = pyrepr(item) end
+  return "(" .. table.concat(items, ", ") .. (#items == 1 and ",)" or ")")
+end
+
+-- What a TLS client's transport tells, then hello; closes on hi.
+function C.tls_client(out, lost)
+  local p = hello(out, lost)
+  local made = p.connection_made
+  function p.connection_made(self, t)
+    local cipher = t:get_extra_info("cipher")
+    out[#out + 1] = ("over %s %s %d"):format(cipher[1], cipher[2], cipher[3])
+    out[#out + 1] = "alpn " .. t:get_extra_info("alpn_protocol")
+    local cert = t:get_extra_info("peercert")
+    for _, key in ipairs({ "subject", "issuer", "subjectAltName" }) do
+      out[#out + 1] = key .. " " .. pyrepr(cert[key])
+    end
+    for _, key in ipairs({ "notBefore", "notAfter", "serialNumber" }) do
+      out[#out + 1] = key .. " " .. cert[key]
+    end
+    made(self, t)
+  end
+  function p.data_received(self, data)
+    out[#out + 1] = "data_received " .. data
+    self.transport:close()
+  end
+  return p
+end
+
+-- STARTTLS from the client: upgrades on GO, closes after welcome, the
+-- server's first bytes over TLS.
+function C.starttls_client(out, lost)
+  local loop = tapio.get_running_loop()
+  local welcome = loop:create_future()
+  return recorder(out, lost, {
+    connection_made = function(_, t) t:write("STARTTLS") end,
+    data_received = function(self, data)
+      if data == "GO" then
+        loop:create_task(function()
+          local tls = loop:start_tls(self.transport, self, helper.client_ctx(),
+            { server_hostname = "localhost" })
+          welcome:await() -- (it may come before start_tls returns)
+          out[#out + 1] = "upgraded over " .. tls:get_extra_info("cipher")[2]
+          tls:close()
+        end)
+      elseif data == "welcome" then
+        welcome:set_result(true)
+      end
+    end })
+end
+
 -- Datagram endpoints: scenario(out, loop) on a connected endpoint, its
 -- peer a UDP echo (parity_proto.py udp-echo) or a closed port.
 local function dgram_recorder(out, lost, done_after, peer_port)
@@ -804,13 +936,230 @@ function D.datagram_refused(out, loop)
   lost:await()
 end
 
--- Subprocesses with streams (D too: a scenario writing to out).
-
--- Python's repr of a plain string (no quotes in it).
-local function repr(str)
-  if str == nil then return "None" end
-  return "'" .. str:gsub("\\", "\\\\"):gsub("\n", "\\n") .. "'"
+-- An unconnected endpoint answering two peers (addr says which), one of
+-- them with an empty datagram; a sendto after close is dropped silently.
+function D.datagram_peers(out, loop, peer_out)
+  local lost, names, peers = loop:create_future(), {}, {}
+  local server = loop:create_datagram_endpoint(function()
+    return {
+      datagram_received = function(self, data, addr)
+        local name
+        for peer_name, peer in pairs(peers) do
+          if peer[1]:get_extra_info("sockname") == addr then
+            name = peer_name
+          end
+        end
+        out[#out + 1] = ("datagram_received %s from %s"):format(repr(data),
+          name)
+        self.transport:sendto(data:upper(), addr)
+      end,
+      connection_made = function(self, t) self.transport = t end,
+      connection_lost = function(_, err)
+        out[#out + 1] = "connection_lost " .. error_name(err)
+        lost:set_result(true)
+      end }
+  end, { local_addr = { "127.0.0.1", 0 } })
+  for _, name in ipairs({ "a", "b" }) do
+    local queue = tapio.Queue()
+    local peer = loop:create_datagram_endpoint(function()
+      return { datagram_received = function(_, data)
+        queue:put_nowait(data)
+      end }
+    end, { remote_addr = server:get_extra_info("sockname") })
+    peers[name] = { peer, queue }
+  end
+  for _, case in ipairs({ { "a", "one" }, { "b", "" }, { "a", "two" } }) do
+    local peer, queue = peers[case[1]][1], peers[case[1]][2]
+    peer:sendto(case[2])
+    peer_out[#peer_out + 1] = ("%s got %s"):format(case[1],
+      repr(queue:get()))
+  end
+  server:close()
+  server:sendto("late", peers.a[1]:get_extra_info("sockname"))
+  out[#out + 1] = "sendto after close: no error, is_closing "
+    .. py(server:is_closing())
+  lost:await()
+  for _, peer in pairs(peers) do peer[1]:close() end
 end
+
+-- The handshakes that fail, as the client sees them: what it trusts, the
+-- name it asks for (parity_proto.py's listener shows each certificate).
+local FAILS = { { "unknown CA", "ca2.pem", "localhost" },
+  { "wrong host name", "ca.pem", "other.example" },
+  { "expired", "ca.pem", "localhost" } }
+-- The words for the error values' names, as parity_proto.py's VERIFY.
+local VERIFY = { ETLS_UNKNOWN_CA = "unknown CA",
+  ETLS_HOSTNAME = "wrong host name", ETLS_EXPIRED = "expired" }
+
+-- A factory of protocols writing down every callback they get in calls;
+-- and what they got, as a line.
+local function calls_factory(calls)
+  return function()
+    return {
+      connection_made = function() calls[#calls + 1] = "connection_made" end,
+      connection_lost = function() calls[#calls + 1] = "connection_lost" end }
+  end
+end
+
+local function calls_line(calls)
+  return "protocol calls: "
+    .. (#calls > 0 and table.concat(calls, ", ") or "none")
+end
+
+function D.tls_handshake_fails(out, loop, peer_out)
+  local port, peer = listen("tls_handshake_fails")
+  local calls = {}
+  for _, case in ipairs(FAILS) do
+    local err = catch(loop.create_connection, loop, calls_factory(calls),
+      "127.0.0.1", port, { server_hostname = case[3],
+      ssl = helper.client_ctx({ cafile = helper.cert(case[2]) }) })
+    out[#out + 1] = err and ("%s: create_connection failed: %s"):format(
+      case[1], VERIFY[err.name] or err.name) or case[1] .. ": connected"
+  end
+  peer_lines(peer, peer_out)
+  out[#out + 1] = calls_line(calls)
+end
+
+function D.client_refused(out, loop)
+  local closed = loop:create_server(function() return {} end, "127.0.0.1", 0)
+  local port = helper.port(closed)
+  closed:close()
+  local calls = {}
+  local err = catch(loop.create_connection, loop, calls_factory(calls),
+    "127.0.0.1", port)
+  out[#out + 1] = err and "create_connection failed: " .. error_name(err)
+    or "connected"
+  out[#out + 1] = calls_line(calls)
+end
+
+-- STARTTLS on a server whose peer sends its ClientHello with the STARTTLS
+-- line, in one segment (Python's steps around cpython#142352).
+function D.starttls_server(out, loop, peer_out)
+  local handled = loop:create_future()
+  local server = tapio.start_server(function(reader, writer)
+    out[#out + 1] = "server read " .. repr(reader:readline())
+    writer:start_tls(helper.server_ctx())
+    out[#out + 1] = "server upgraded over "
+      .. writer:get_extra_info("cipher")[2]
+    local line = reader:readline()
+    out[#out + 1] = "server read " .. repr(line)
+    writer:write("got " .. line)
+    writer:drain()
+    out[#out + 1] = "server read to the end " .. repr(reader:read())
+    writer:close()
+    writer:wait_closed()
+    handled:set_result(true)
+  end, "127.0.0.1", 0)
+  local peer = tapio.create_subprocess_exec("/usr/bin/python3",
+    { "spec/support/parity_proto.py", "peer", "starttls_server",
+      tostring(helper.port(server)) },
+    { stdout = "pipe", env = PEER_ENV, extend_env = true })
+  handled:await()
+  peer_lines(peer, peer_out)
+  server:close()
+  server:wait_closed()
+end
+
+-- Servers: a protocol answering "got " .. data (P.reset's), setting made
+-- (a future) to itself once connected.
+local function lifecycle(out, lost, made)
+  local p = P.reset(out, lost)
+  local base = p.connection_made
+  function p.connection_made(self, t)
+    base(self, t)
+    made:set_result(self)
+  end
+  return p
+end
+
+local function refused(port, peer_out)
+  local err = catch(tapio.open_connection, "127.0.0.1", port)
+  if err and err.code == tapio.ECONNREFUSED then
+    peer_out[#peer_out + 1] = "a new client is refused"
+  end
+end
+
+function D.server_close_live(out, loop, peer_out)
+  local lost, made = loop:create_future(), loop:create_future()
+  local server = loop:create_server(function()
+    return lifecycle(out, lost, made)
+  end, "127.0.0.1", 0)
+  local port = helper.port(server)
+  local reader, writer = tapio.open_connection("127.0.0.1", port)
+  made:await()
+  server:close()
+  out[#out + 1] = "closed: is_serving " .. py(server:is_serving())
+  local closed = tapio.create_task(server.wait_closed, server)
+  writer:write("x")
+  peer_out[#peer_out + 1] = "client read " .. repr(reader:readexactly(5))
+  refused(port, peer_out)
+  out[#out + 1] = "wait_closed done " .. py(closed:done())
+  writer:close()
+  closed:await()
+  out[#out + 1] = "wait_closed returned"
+end
+
+function D.server_serving(out, loop, peer_out)
+  local lost, made = loop:create_future(), loop:create_future()
+  local server = loop:create_server(function()
+    return lifecycle(out, lost, made)
+  end, "127.0.0.1", 0, { start_serving = false })
+  local port = helper.port(server)
+  out[#out + 1] = "is_serving " .. py(server:is_serving())
+  server:start_serving()
+  out[#out + 1] = "start_serving: is_serving " .. py(server:is_serving())
+  local reader, writer = tapio.open_connection("127.0.0.1", port)
+  writer:write("x")
+  peer_out[#peer_out + 1] = "client read " .. repr(reader:readexactly(5))
+  writer:close()
+  lost:await()
+  local forever = tapio.create_task(server.serve_forever, server)
+  tapio.sleep(0)
+  out[#out + 1] = "serve_forever: is_serving " .. py(server:is_serving())
+  forever:cancel()
+  local ok, err = pcall(forever.await, forever)
+  if not ok and tapio.is_cancelled(err) then
+    out[#out + 1] = "serve_forever cancelled: is_serving "
+      .. py(server:is_serving())
+  end
+  refused(port, peer_out)
+end
+
+-- A transport's sockname and peername, the socket's path as PATH.
+local function addresses(t, path)
+  local names = {}
+  for i, key in ipairs({ "sockname", "peername" }) do
+    local name = t:get_extra_info(key)
+    names[i] = name == path and "'PATH'" or repr(name)
+  end
+  return ("sockname %s, peername %s"):format(names[1], names[2])
+end
+
+-- A Unix server taking over a stale socket file at its path.
+function D.unix_server(out, loop, peer_out)
+  local lost, made = loop:create_future(), loop:create_future()
+  local path = os.tmpname()
+  os.remove(path)
+  loop:create_unix_server(function() return {} end, path,
+    { cleanup_socket = false }):close() -- a socket file no one serves
+  local server = loop:create_unix_server(function()
+    return lifecycle(out, lost, made)
+  end, path)
+  out[#out + 1] = "serving at PATH " .. py(server:addresses()[1] == path)
+  local reader, writer = tapio.open_unix_connection(path)
+  local protocol = made:await()
+  out[#out + 1] = "server side: " .. addresses(protocol.transport, path)
+  peer_out[#peer_out + 1] = "client side: " .. addresses(writer, path)
+  writer:write("x")
+  peer_out[#peer_out + 1] = "client read " .. repr(reader:readexactly(5))
+  writer:close()
+  lost:await()
+  server:close()
+  server:wait_closed()
+  os.remove(path) -- (if tapio has not: asyncio 3.11 leaves it)
+end
+
+-- Subprocesses with streams (D too: a scenario writing to out).
 
 function D.subprocess_communicate(out)
   local p = tapio.create_subprocess_exec("/bin/sh",
@@ -920,7 +1269,7 @@ describe("asyncio parity: real sockets and processes", function()
   local expected = python_traces("parity_proto.py asyncio", true)
 
   it("runs every scenario parity_proto.py has, and no other", function()
-    assert.are.same(sorted_keys(expected), sorted_keys(P, D))
+    assert.are.same(sorted_keys(expected), sorted_keys(P, C, D))
   end)
 
   for _, name in ipairs(sorted_keys(D)) do
@@ -941,20 +1290,36 @@ describe("asyncio parity: real sockets and processes", function()
         local function go() peer.stdin:write("go\n") end
         local server = loop:create_server(function()
           return P[name](server_out, lost, go)
-        end, "127.0.0.1", 0)
+        end, "127.0.0.1", 0,
+          { ssl = name:match("^tls_") and helper.server_ctx() or nil })
         peer = tapio.create_subprocess_exec("/usr/bin/python3",
           { "spec/support/parity_proto.py", "peer", name,
             tostring(helper.port(server)) },
-          { stdin = "pipe", stdout = "pipe" })
-        local printed = peer.stdout:read()
-        assert.are.equal(0, peer:wait())
+          { stdin = "pipe", stdout = "pipe", env = PEER_ENV,
+            extend_env = true })
+        peer_lines(peer, peer_out)
         lost:await()
-        for event in printed:gmatch("peer|([^\n]*)\n") do
-          peer_out[#peer_out + 1] = event
-        end
         server:close()
       end)
       assert.are.same(expected[name].server, server_out)
+      assert.are.same(expected[name].peer, peer_out)
+    end)
+  end
+
+  for _, name in ipairs(sorted_keys(C)) do
+    it(name, function()
+      local out, peer_out = {}, {}
+      helper.run(function(loop)
+        local port, peer = listen(name)
+        local lost = loop:create_future()
+        loop:create_connection(function() return C[name](out, lost) end,
+          "127.0.0.1", port, name:match("^tls_") and { server_hostname =
+            "localhost", ssl = helper.client_ctx({ alpn = { "h2",
+            "parity/1" } }) } or nil)
+        lost:await()
+        peer_lines(peer, peer_out)
+      end)
+      assert.are.same(expected[name].server, out)
       assert.are.same(expected[name].peer, peer_out)
     end)
   end

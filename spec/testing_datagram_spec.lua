@@ -220,7 +220,7 @@ describe("the virtual network's datagrams", function()
     assert.equal(2, client.tries)
     assert.equal(3, client.at)
     assert.same({ "made", "data:query", "data:query" }, sp.events)
-    assert.is_true(os.clock() - start < 1)
+    assert.is_true(os.clock() - start < 5) -- CPU: no blow-up
     st:close()
   end))
 

@@ -1,7 +1,7 @@
 -- tapio.testing with streams: testing.open_pair, and the proof that the
 -- kit tests tapio's own streams: the reader's whole readuntil error
 -- matrix (every split position of every case, every ending), against a
--- model of the reference's algorithm, in under a second.
+-- model of the reference's algorithm, in moments.
 local helper = require "spec.helper"
 local tapio = helper.tapio
 local testing = require "tapio.testing"
@@ -176,7 +176,7 @@ local function chunks_of(data, cuts)
 end
 
 describe("the streams reader's readuntil error matrix on the kit", function()
-  it("matches the reference at every cut position, in under a second",
+  it("matches the reference at every cut position, in moments",
      function()
     local cases = {
       -- data, separator, limit: found, found past the limit, not found
@@ -220,6 +220,7 @@ describe("the streams reader's readuntil error matrix on the kit", function()
                   IncompleteReadError = true, ECONNRESET = true,
                   waiting = true }, seen)
     assert.equal(expected, runs)
-    assert.is_true(os.clock() - t0 < 1, "took " .. (os.clock() - t0))
+    -- about 0.3 s of CPU, 1 s in the ASan host: a guard against a blow-up
+    assert.is_true(os.clock() - t0 < 5, "took " .. (os.clock() - t0))
   end)
 end)

@@ -212,6 +212,15 @@ local function retrieved(fut)
 end
 M.retrieved = retrieved
 
+--- Reports a failed future's error now if nobody retrieved it, as its
+-- collection would (testing.run's end: Lua may collect it much later).
+function M.report_unretrieved(fut)
+  if fut._unretrieved then
+    fut._unretrieved = nil
+    report(fut)
+  end
+end
+
 --- Cancels a pending future; returns false if it was done already.
 function Future:cancel(message)
   if self._state ~= "pending" then

@@ -305,6 +305,21 @@ function Task:get_traceback()
   return self._traceback
 end
 
+--- Reports the errors nobody retrieved of the loop's failed tasks (but
+-- `except`), in the order the tasks were made (for testing.run).
+function M.report_unretrieved(loop, except)
+  local failed = {}
+  for task in pairs(all_tasks[loop] or {}) do
+    if task ~= except and task._unretrieved then
+      failed[#failed + 1] = task
+    end
+  end
+  table.sort(failed, function(a, b) return a._number < b._number end)
+  for _, task in ipairs(failed) do
+    F.report_unretrieved(task)
+  end
+end
+
 function api.all_tasks(loop)
   loop = loop or U.running_loop("all_tasks")
   local list = {}

@@ -23,6 +23,7 @@ local U = require "tapio.util"
 local F = require "tapio.future"
 local R = require "tapio.reader"
 local S = require "tapio.streams"
+local T = require "tapio.task"
 
 local K = core.testing
 local testing = {}
@@ -726,16 +727,21 @@ end
 
 -- ---- The busted helper ------------------------------------------------------
 
+-- Each task, named, and where it waits.
 local function tracebacks(tasks)
   local out = {}
   for _, task in ipairs(tasks) do
-    out[#out + 1] = debug.traceback(task:get_coro(), "", 0)
+    out[#out + 1] = "\n  " .. tostring(task) .. ", waiting at:"
+      .. debug.traceback(task:get_coro(), "", 0)
   end
-  return table.concat(out, "\n")
+  return table.concat(out)
 end
 
 local function describe_context(ctx)
   local s = tostring(ctx.message)
+  if ctx.task ~= nil then -- which task, as the default handler says
+    s = s .. " (" .. tostring(ctx.task) .. ")"
+  end
   if ctx.traceback then
     return s .. "\n" .. ctx.traceback
   end
@@ -812,11 +818,13 @@ local function left_open(loop, opts)
   return msg[1] and table.concat(msg, "\n")
 end
 
--- What went wrong in a run of testing.run, or nil.
-local function verdict(loop, task, errors, opts)
-  if not task:done() and opts.real then
-    return ("the test body did not end within its deadline of %g s; it "
-      .. "waits at:%s"):format(opts.deadline or 10,
+-- What went wrong with the body of testing.run, or nil.
+local function body_failure(loop, task, opts, late)
+  if late then
+    return ("the test body did not end within its deadline of %g s%s; it "
+      .. "waits at:%s"):format(opts.deadline or 10, opts.real and ""
+        or (" of real time (autojump had moved the clock to t=%g)")
+          :format(loop:time()),
       debug.traceback(task:get_coro(), "", 0))
   end
   if not task:done() then
@@ -833,6 +841,26 @@ local function verdict(loop, task, errors, opts)
   if task._state == "failed" then
     local err = task:exception()
     return task:get_traceback() or describe(err)
+  end
+end
+
+-- A body's failure says what the exception handler got too: a task that
+-- died unseen is often why the body failed (it waited for its work).
+local function with_errors(failure, errors, opts)
+  if #errors == 0 or opts.errors_ok then
+    return failure
+  end
+  return ("%s\nthe exception handler was called too: %s%s"):format(failure,
+    describe_context(errors[1]),
+    #errors > 1 and ("\n(and %d more times)"):format(#errors - 1) or "")
+end
+
+-- What went wrong in a run of testing.run, or nil (late: the body did
+-- not end by its deadline).
+local function verdict(loop, task, errors, opts, late)
+  local failure = body_failure(loop, task, opts, late)
+  if failure then
+    return with_errors(failure, errors, opts)
   end
   if #errors > 0 and not opts.errors_ok then
     return "unexpected call of the exception handler: "
@@ -860,16 +888,23 @@ local function verdict(loop, task, errors, opts)
 end
 
 -- testing.run on a virtual loop: until the body ends, or nothing is left
--- to run (with autojump, until no timer is left either).
+-- to run (with autojump, until no timer is left either, or until the
+-- real-time deadline: code that retries on a timer for ever would jump
+-- for ever). True if the deadline ended it.
 local function run_virtual(loop, clock, task, opts)
+  local stop_at = core._monotonic() + (opts.deadline or 10)
   loop:run_forever() -- returns when the body ends, or when idle
   while opts.autojump and not task:done() and K._next_timer(loop) do
+    if core._monotonic() > stop_at then
+      return true
+    end
     clock:advance(K._next_timer(loop) - loop:time())
     loop:run_forever()
   end
   if task:done() then
     clock:run_until_idle()
   end
+  return false
 end
 
 -- testing.run on a real loop: until the body ends or its deadline, then
@@ -911,6 +946,10 @@ local function failed_when_cancelled(tasks)
   return failure, cause
 end
 
+local RUN_OPTS = { seed = true, autojump = true, real = true,
+  deadline = true, errors_ok = true, tasks_ok = true, transports_ok = true,
+  servers_ok = true, timers_ok = true }
+
 --- testing.run(body [, opts]): a function for busted's it(): body(clock,
 -- loop) runs as a task on a fresh virtual loop; afterwards the loop runs
 -- until idle, and the test fails, with a traceback and the seed that
@@ -927,12 +966,19 @@ end
 -- nil), for tests with real sockets, pipes, children or other programs:
 -- the body has opts.deadline seconds (default 10) to end, then up to a
 -- second for what it closed to end too; the same checks but timers'.
+-- On a virtual loop with autojump, opts.deadline (real seconds) ends a
+-- body that keeps the clock jumping.
 function testing.run(body, opts)
   U.check_callable(body, "testing.run", 1, "body")
   if opts ~= nil and type(opts) ~= "table" then
     argerror("run", 2, "opts", "table expected, got " .. typename(opts))
   end
   opts = opts or {}
+  for k in pairs(opts) do
+    if not RUN_OPTS[k] then
+      argerror("run", 2, "opts", "unknown option '" .. tostring(k) .. "'")
+    end
+  end
   if opts.deadline ~= nil and not (type(opts.deadline) == "number"
       and opts.deadline > 0) then
     argerror("run", 2, "opts", "opts.deadline: a number of seconds > 0 "
@@ -957,12 +1003,17 @@ function testing.run(body, opts)
     task:add_done_callback(function()
       loop:stop()
     end)
+    local late
     if opts.real then
       run_real(loop, task, opts.deadline or 10)
+      late = not task:done()
     else
-      run_virtual(loop, clock, task, opts)
+      late = run_virtual(loop, clock, task, opts)
     end
-    local failure = verdict(loop, task, errors, opts)
+    -- A failed task's error nobody retrieved is reported when Lua
+    -- collects the task, maybe long after the test: report it now.
+    T.report_unretrieved(loop, task)
+    local failure = verdict(loop, task, errors, opts, late)
     local cause = task._state == "failed" and task:exception() or nil
     local left = tapio.all_tasks(loop)
     for _, t in ipairs(left) do
