@@ -458,7 +458,8 @@ int tl_checksignal(lua_State *L, int idx, const char *fn, int n) {
     if (strcmp(signals[i].name, name) == 0 ||
         strcmp(signals[i].name + 3, name) == 0)
       return signals[i].sig;
-  return tl_argerror(L, fn, n, "signal", "unknown signal name");
+  return tl_argerror(L, fn, n, "signal",
+                     lua_pushfstring(L, "unknown signal name '%s'", name));
 }
 
 /* true, or nil and an error value: ESRCH once the child is reaped (it

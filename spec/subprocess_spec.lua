@@ -322,7 +322,7 @@ describe("a subprocess", function()
       local t, p = shell(loop, "exit 0", { stdin = "devnull" })
       assert.has_error(function() t:send_signal("SIGNOPE") end,
         "tapio: transport:send_signal: bad argument #1 'signal' (unknown " ..
-        "signal name)")
+        "signal name 'SIGNOPE')")
       assert.has_error(function() t:get_pipe_transport("1") end)
       p.lost:await()
     end)
