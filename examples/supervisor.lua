@@ -9,16 +9,11 @@ local tapio = require "tapio"
 
 local PORT, GRACE = tonumber(arg[1]), tonumber(arg[2])
 
-local signal_name = {}
-for name, number in pairs(tapio.signals) do
-  signal_name[number] = name
-end
-
 local function describe(returncode)
   if returncode == nil then
     return "running"
   elseif returncode < 0 then
-    return "killed by " .. signal_name[-returncode]
+    return "killed by " .. tapio.signal_name(-returncode)
   end
   return "exited with " .. returncode
 end

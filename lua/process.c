@@ -462,6 +462,21 @@ int tl_checksignal(lua_State *L, int idx, const char *fn, int n) {
                      lua_pushfstring(L, "unknown signal name '%s'", name));
 }
 
+/* tapio.signal_name(sig) -> "SIGTERM" for 15, or nil for a number tapio
+ * has no name for (Python's signal.Signals(sig).name) */
+static int l_signal_name(lua_State *L) {
+  lua_Integer sig = tl_checkint(L, 1, "signal_name", 1, "signal", 0,
+                                SIGRTMAX);
+  size_t i;
+  for (i = 0; i < NSIGNALS; i++)
+    if (signals[i].sig == sig) {
+      lua_pushstring(L, signals[i].name);
+      return 1;
+    }
+  lua_pushnil(L);
+  return 1;
+}
+
 /* true, or nil and an error value: ESRCH once the child is reaped (it
  * could not have been prevented: the child may exit at any moment). */
 static int signal_result(lua_State *L, tl_transport *lt, int sig) {
@@ -523,5 +538,7 @@ int tl_open_process(lua_State *L) {
     lua_setfield(L, -2, signals[i].name);
   }
   lua_setfield(L, -2, "signals");
+  lua_pushcfunction(L, l_signal_name);
+  lua_setfield(L, -2, "signal_name");
   return 0;
 }

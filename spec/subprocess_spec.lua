@@ -320,6 +320,15 @@ describe("a subprocess", function()
       local ok, err = pcall(shell, loop, "true", { stdin = "stdout" })
       assert.are.equal("EINVAL", err.name)
       local t, p = shell(loop, "exit 0", { stdin = "devnull" })
+      assert.are.equal("SIGTERM", tapio.signal_name(15))
+      assert.are.equal("SIGKILL", tapio.signal_name(tapio.signals.SIGKILL))
+      assert.is_nil(tapio.signal_name(0))
+      for name, number in pairs(tapio.signals) do
+        assert.are.equal(name, tapio.signal_name(number))
+      end
+      assert.has_error(function() tapio.signal_name("TERM") end,
+        "tapio: signal_name: bad argument #1 'signal' (integer expected, "
+        .. "got string)")
       assert.has_error(function() t:send_signal("SIGNOPE") end,
         "tapio: transport:send_signal: bad argument #1 'signal' (unknown " ..
         "signal name 'SIGNOPE')")

@@ -435,6 +435,12 @@ function tapio.recv(fd, n) end
 ---@param fd integer
 function tapio.close_fd(fd) end
 
+---A signal's name ("SIGTERM" for 15), or nil for a number with none in
+---tapio.signals (Python's signal.Signals(sig).name).
+---@param sig integer
+---@return string?
+function tapio.signal_name(sig) end
+
 ---A pipe, as os.pipe(): its read end and its write end (close-on-exec).
 ---@return integer read, integer write
 function tapio.pipe() end
