@@ -206,7 +206,7 @@ local function watch(fut)
 end
 
 local function retrieved(fut)
-  if fut._unretrieved then
+  if fut._unretrieved then -- a read: most futures never failed
     fut._unretrieved = nil
   end
 end
