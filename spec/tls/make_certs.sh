@@ -16,6 +16,7 @@
 #   make_certs.sh DIR [--fresh]
 set -eu
 dir=$1
+case $dir in /*) ;; *) dir=$PWD/$dir ;; esac # the work below is in $tmp
 if [ -f "$dir/done" ] && [ "${2:-}" != --fresh ]; then
   echo "$dir"
   exit 0
