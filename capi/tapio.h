@@ -325,8 +325,9 @@ int tapio_handle_cancelled(tapio_handle *h);
 /* The time a call_later/call_at handle is due, in loop time; -1 for
  * call_soon handles. */
 double tapio_handle_when(tapio_handle *h);
-/* Gives back the handle stored by call_soon/later/at. A second release is
- * harmless while the call is pending, undefined after. */
+/* Gives back the handle stored by call_soon/later/at; from inside the
+ * call's own fn too (the handle lives until fn returns). A second release
+ * is harmless while the call is pending, undefined after. */
 void tapio_handle_release(tapio_handle *h);
 
 /* ---- Watching descriptors and signals ---------------------------------- */
@@ -757,7 +758,12 @@ int tapio_transport_get_kind(tapio_transport *t);
 /* Closes after flushing the write buffer; connection_lost(0) follows on a
  * later turn. Idempotent. */
 int tapio_transport_close(tapio_transport *t);
-/* Closes now, dropping buffered output; connection_lost(0) follows. */
+/* Closes now, dropping buffered output; connection_lost(0) follows. The
+ * descriptor is closed as close() closes it: the peer reads an orderly
+ * end (TCP's FIN), not a reset, unless input was left unread (then the
+ * kernel sends RST); TLS sends no close_notify (the peer sees a
+ * truncation). To reset a TCP connection (pass a peer's reset on, say),
+ * set SO_LINGER {1, 0} on tapio_transport_get_fd(t), then abort. */
 int tapio_transport_abort(tapio_transport *t);
 /* Like abort, but connection_lost gets code and message (copied): how a
  * protocol reports its own failure, e.g. a parse error or a binding's
@@ -869,6 +875,7 @@ enum tapio_family {
 /* get_extra_info("peername"/"sockname"): the numeric host (or the Unix
  * path, possibly "") into host[hostlen], the port (0 for Unix) and the
  * family. TAPIO_ENOBUFS if hostlen is too small; 64 bytes hold any IP.
+ * Any out-pointer may be NULL (host NULL with hostlen 0: the port only).
  * Both answer from connection_made to the end of connection_lost, also
  * after a reset: the peer's address is kept, as asyncio keeps it. */
 int tapio_transport_get_peername(tapio_transport *t, char *host,
@@ -889,7 +896,11 @@ enum tapio_stat {
   TAPIO_STAT_READ_PAUSED_USEC = 5,    /* time spent with reading paused */
   TAPIO_STAT_WRITE_PAUSES = 6         /* pause_writing calls */
 };
-/* One figure; times include a pause still going on. 0 for unknown. */
+/* One figure; times include a pause still going on. 0 for unknown.
+ * Answers until connection_lost returns: read there, they are the
+ * connection's totals (a proxy's per-connection log). On TLS the bytes
+ * and write buffer figures are plain bytes (TAPIO_TLS_NUM_WIRE_* count
+ * ciphertext). */
 uint64_t tapio_transport_get_stat(tapio_transport *t, int which);
 
 /* ---- Datagram endpoints ------------------------------------------------ */
@@ -1158,6 +1169,14 @@ int tapio_subprocess_kill(tapio_transport *t);
  *   only), the client sees why.
  * - write_eof is unsupported (can_write_eof answers 0), and eof_received's
  *   answer cannot keep the connection half-open: TLS closes both ways.
+ *   eof_received comes for the peer's close_notify and also for a TCP end
+ *   without one (a truncation, which asyncio does not report either);
+ *   connection_lost gets 0 for both, and TAPIO_TLS_NUM_END, read in
+ *   connection_lost, tells them apart.
+ * - Memory: besides the write buffer (plain bytes), the layer holds at
+ *   most one batch of ciphertext the socket has not taken (about 256 KiB
+ *   plus record overhead); it takes no more plain bytes until that is
+ *   sent, so the flow control of the write buffer bounds both.
  * - close flushes, sends close_notify, waits for the peer's, then closes
  *   the socket either way, all of it within ssl_shutdown_timeout counted
  *   from close (as asyncio counts it: a peer that stops reading cannot
@@ -1333,7 +1352,10 @@ enum tapio_tls_num {
   TAPIO_TLS_NUM_WIRE_BYTES_SENT = 7      /* TAPIO_STAT_BYTES_* count plain */
 };
 /* The value (>= 0), or TAPIO_ENOTSUP on a transport without TLS,
- * TAPIO_EINVAL for NULL or an unknown which. */
+ * TAPIO_EINVAL for NULL or an unknown which. Answers until
+ * connection_lost returns; TAPIO_TLS_NUM_END says how the session ended
+ * from connection_lost on (read it there: in eof_received the ending is
+ * not over yet). */
 int64_t tapio_transport_get_tls_num(tapio_transport *t, int which);
 /* get_extra_info("sslcontext"): the context (borrowed), or NULL. */
 tapio_tls_context *tapio_transport_get_tls_context(tapio_transport *t);
