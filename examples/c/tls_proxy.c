@@ -40,6 +40,11 @@ enum { MAX_ALPN = 8 };
 
 typedef struct conn conn;
 
+/* One side's totals, read as it ends. */
+typedef struct figures {
+  uint64_t received, sent, peak; /* peak: of its write buffer */
+} figures;
+
 typedef struct proxy {
   tapio_loop *loop;
   tapio_server *server;
@@ -65,9 +70,7 @@ struct conn {
   double last_active;
   char why[200];           /* why it ended; the first reason wins */
   int tls_end;
-  uint64_t up_in, up_out;     /* client -> proxy, proxy -> backend */
-  uint64_t down_in, down_out; /* backend -> proxy, proxy -> client */
-  uint64_t client_peak, backend_peak;
+  figures fc, fb;          /* the client's side, the backend's */
 };
 
 static void conn_check(void *ud);
@@ -102,10 +105,10 @@ static const char *tls_end_name(int end) {
 static void conn_free(conn *c) {
   printf("conn %lu closed: up %llu/%llu down %llu/%llu"
          " peak client %llu backend %llu tls %s: %s\n",
-         c->id, (unsigned long long)c->up_in, (unsigned long long)c->up_out,
-         (unsigned long long)c->down_in, (unsigned long long)c->down_out,
-         (unsigned long long)c->client_peak,
-         (unsigned long long)c->backend_peak, tls_end_name(c->tls_end),
+         c->id, (unsigned long long)c->fc.received,
+         (unsigned long long)c->fb.sent, (unsigned long long)c->fb.received,
+         (unsigned long long)c->fc.sent, (unsigned long long)c->fc.peak,
+         (unsigned long long)c->fb.peak, tls_end_name(c->tls_end),
          c->why[0] ? c->why : "closed");
   arm_timer(c, -1);
   *c->prev = c->next;
@@ -154,15 +157,58 @@ static void conn_check(void *ud) {
   }
 }
 
-/* A client's failure (a reset, a TLS error) is passed on as a reset:
- * abort alone closes the socket with a FIN, which reads as a clean end.
+/* One side has ended (code 0: cleanly): the other side o ends the same
+ * way. A failure (a reset, a TLS error) is passed on as a reset: abort
+ * alone closes the socket with a FIN, which reads as a clean end, and
  * SO_LINGER 0 makes the kernel send RST at the close. */
-static void reset(tapio_transport *t) {
+static void pass_end(tapio_transport *o, int code) {
   struct linger now = {1, 0};
-  int fd = tapio_transport_get_fd(t);
-  if (fd >= 0)
-    setsockopt(fd, SOL_SOCKET, SO_LINGER, &now, sizeof now);
-  tapio_transport_abort(t);
+  if (!o)
+    return;
+  if (code == 0) {
+    tapio_transport_close(o);
+    return;
+  }
+  if (tapio_transport_get_fd(o) >= 0)
+    setsockopt(tapio_transport_get_fd(o), SOL_SOCKET, SO_LINGER, &now,
+               sizeof now);
+  tapio_transport_abort(o);
+}
+
+/* ---- Relaying: the same both ways ----------------------------------- */
+
+/* The other side of t's connection, or NULL (not yet made, or gone). */
+static tapio_transport *other(conn *c, tapio_transport *t) {
+  return t == c->client ? c->backend : c->client;
+}
+
+static void relay_data(void *ud, tapio_transport *t, const char *data,
+                       size_t len) {
+  conn *c = ud;
+  tapio_transport *o = other(c, t);
+  touch(c);
+  if (o)
+    tapio_transport_write(o, data, len);
+}
+
+/* t cannot take more for now: stop reading from the other side. */
+static void relay_pause(void *ud, tapio_transport *t) {
+  tapio_transport *o = other(ud, t);
+  if (o)
+    tapio_transport_pause_reading(o);
+}
+
+static void relay_resume(void *ud, tapio_transport *t) {
+  tapio_transport *o = other(ud, t);
+  if (o)
+    tapio_transport_resume_reading(o);
+}
+
+/* Read in connection_lost, where they are the side's totals. */
+static void read_figures(tapio_transport *t, figures *f) {
+  f->received = tapio_transport_get_stat(t, TAPIO_STAT_BYTES_RECEIVED);
+  f->sent = tapio_transport_get_stat(t, TAPIO_STAT_BYTES_SENT);
+  f->peak = tapio_transport_get_stat(t, TAPIO_STAT_WRITE_BUFFER_PEAK);
 }
 
 /* ---- The backend's side ------------------------------------------------ */
@@ -173,14 +219,6 @@ static void backend_made(void *ud, tapio_transport *t) {
   tapio_transport_set_write_buffer_limits(t, c->p->high, -1);
 }
 
-static void backend_data(void *ud, tapio_transport *t, const char *data,
-                         size_t len) {
-  conn *c = ud;
-  (void)t;
-  touch(c);
-  if (c->client)
-    tapio_transport_write(c->client, data, len);
-}
 
 /* No half-close over TLS: the session is closed (flushed first), and the
  * backend kept open for what the client still sends until it is gone. */
@@ -193,36 +231,14 @@ static int backend_eof(void *ud, tapio_transport *t) {
   return 1;
 }
 
-/* The backend cannot take more: stop reading from the client. */
-static void backend_pause(void *ud, tapio_transport *t) {
-  conn *c = ud;
-  (void)t;
-  if (c->client)
-    tapio_transport_pause_reading(c->client);
-}
-
-static void backend_resume(void *ud, tapio_transport *t) {
-  conn *c = ud;
-  (void)t;
-  if (c->client)
-    tapio_transport_resume_reading(c->client);
-}
-
 static void backend_lost(void *ud, tapio_transport *t, int code,
                          const char *message) {
   conn *c = ud;
-  c->up_out = tapio_transport_get_stat(t, TAPIO_STAT_BYTES_SENT);
-  c->down_in = tapio_transport_get_stat(t, TAPIO_STAT_BYTES_RECEIVED);
-  c->backend_peak = tapio_transport_get_stat(t, TAPIO_STAT_WRITE_BUFFER_PEAK);
+  read_figures(t, &c->fb);
   c->backend = NULL;
   if (code)
     set_why(c, "backend: %s", message);
-  if (c->client) {
-    if (code)
-      tapio_transport_abort(c->client);
-    else
-      tapio_transport_close(c->client);
-  }
+  pass_end(c->client, code);
   maybe_free(c);
 }
 
@@ -230,9 +246,9 @@ static const tapio_protocol backend_protocol = {
   .size = sizeof(tapio_protocol),
   .connection_made = backend_made,
   .connection_lost = backend_lost,
-  .pause_writing = backend_pause,
-  .resume_writing = backend_resume,
-  .data_received = backend_data,
+  .pause_writing = relay_pause,
+  .resume_writing = relay_resume,
+  .data_received = relay_data,
   .eof_received = backend_eof,
 };
 
@@ -295,14 +311,6 @@ static void client_made(void *ud, tapio_transport *t) {
   arm_timer(c, p->connect_timeout);
 }
 
-static void client_data(void *ud, tapio_transport *t, const char *data,
-                        size_t len) {
-  conn *c = ud;
-  (void)t;
-  touch(c);
-  if (c->backend)
-    tapio_transport_write(c->backend, data, len);
-}
 
 /* The client's close_notify: passed on as the backend's end of input.
  * TLS closes the session both ways whatever this returns. */
@@ -315,27 +323,10 @@ static int client_eof(void *ud, tapio_transport *t) {
   return 1;
 }
 
-/* The client cannot take more: stop reading from the backend. */
-static void client_pause(void *ud, tapio_transport *t) {
-  conn *c = ud;
-  (void)t;
-  if (c->backend)
-    tapio_transport_pause_reading(c->backend);
-}
-
-static void client_resume(void *ud, tapio_transport *t) {
-  conn *c = ud;
-  (void)t;
-  if (c->backend)
-    tapio_transport_resume_reading(c->backend);
-}
-
 static void client_lost(void *ud, tapio_transport *t, int code,
                         const char *message) {
   conn *c = ud;
-  c->up_in = tapio_transport_get_stat(t, TAPIO_STAT_BYTES_RECEIVED);
-  c->down_out = tapio_transport_get_stat(t, TAPIO_STAT_BYTES_SENT);
-  c->client_peak = tapio_transport_get_stat(t, TAPIO_STAT_WRITE_BUFFER_PEAK);
+  read_figures(t, &c->fc);
   c->tls_end = (int)tapio_transport_get_tls_num(t, TAPIO_TLS_NUM_END);
   c->client = NULL;
   if (code)
@@ -344,12 +335,7 @@ static void client_lost(void *ud, tapio_transport *t, int code,
     tapio_cancel_pending(c->p->loop, c);
     c->connecting = 0;
   }
-  if (c->backend) {
-    if (code)
-      reset(c->backend);
-    else
-      tapio_transport_close(c->backend);
-  }
+  pass_end(c->backend, code);
   maybe_free(c);
 }
 
@@ -357,9 +343,9 @@ static const tapio_protocol client_protocol = {
   .size = sizeof(tapio_protocol),
   .connection_made = client_made,
   .connection_lost = client_lost,
-  .pause_writing = client_pause,
-  .resume_writing = client_resume,
-  .data_received = client_data,
+  .pause_writing = relay_pause,
+  .resume_writing = relay_resume,
+  .data_received = relay_data,
   .eof_received = client_eof,
 };
 
