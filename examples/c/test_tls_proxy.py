@@ -322,13 +322,11 @@ async def unreachable_backend(env, backend_port):
 
 async def sigterm(env, proc):
     """One idle connection, one whose client reads nothing."""
-    r1, w1, port1 = await env.connect()
-    w1.write(b"echo\nx")
-    await r1.readexactly(1)
     r2, w2, port2 = await env.connect()
     w2.write(b"push %d\n" % env.big)
     await r2.readexactly(1)  # then it reads no more
-    w1.write(b"y")  # the first one is not idle
+    r1, w1, port1 = await env.connect()
+    w1.write(b"echo\nx")
     await r1.readexactly(1)
     started = time.monotonic()
     proc.send_signal(signal.SIGTERM)
@@ -360,7 +358,7 @@ async def main():
         *proxy_cmd, "--cert", certs + "/server.pem",
         "--key", certs + "/server.key", "--client-ca", certs + "/ca.pem",
         "--alpn", "h2,http/1.1", "--connect-timeout", "1",
-        "--idle-timeout", "2", "--shutdown-timeout", "1", "--high", str(HIGH),
+        "--idle-timeout", "4", "--shutdown-timeout", "1", "--high", str(HIGH),
         "0", "localhost", str(backend_port), stdout=asyncio.subprocess.PIPE)
     log = Log(proc.stdout)
     port = int((await log.wait(r"listening on (\d+)"))[1])
@@ -370,6 +368,9 @@ async def main():
         await unreachable_backend(env, backend_port)
         server = await asyncio.start_server(backend.handle, "127.0.0.1",
                                             backend_port)
+        # Idle beside the others: the timeout is long enough that a
+        # transfer on a loaded machine does not stall that long.
+        idler = asyncio.create_task(idle(env))
         for n in (1, MiB):
             await echo(env, n)
             await push(env, n)
@@ -380,7 +381,7 @@ async def main():
         await sink(env, big // 4, slow=True)
         await openssl_clients(env)
         await reset(env)
-        await idle(env)
+        await idler
         await sigterm(env, proc)
         server.close()
     finally:
