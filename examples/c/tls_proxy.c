@@ -219,9 +219,10 @@ static void backend_made(void *ud, tapio_transport *t) {
   tapio_transport_set_write_buffer_limits(t, c->p->high, -1);
 }
 
-
-/* No half-close over TLS: the session is closed (flushed first), and the
- * backend kept open for what the client still sends until it is gone. */
+/* No half-close over TLS: the session is closed (flushed, then
+ * close_notify). What the client sends after that is dropped by tapio (a
+ * closing transport reads only to find the peer's close_notify), so the
+ * backend is kept open only until the client's side is gone. */
 static int backend_eof(void *ud, tapio_transport *t) {
   conn *c = ud;
   (void)t;
