@@ -230,6 +230,9 @@ local function serve_connection(reader, writer, cfg)
   cfg.connections[conn] = true
   local ok, err = pcall(serve_requests, reader, writer, cfg, conn)
   cfg.connections[conn] = nil
+  if not ok and type(err) == "table" and err.name == "LimitOverrunError" then
+    err = { status = 400 } -- a chunk's size line, a trailer: too long
+  end
   if not ok and type(err) == "table" and err.status then
     respond(writer, { method = "GET" }, err.status, REASONS[err.status] .. "\n")
     linger(reader, writer)

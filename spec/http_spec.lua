@@ -150,6 +150,18 @@ describe("examples/http_server.lua", function()
     end)
   end)
 
+  it("closes a kept-alive connection idle for longer than its timeout",
+     function()
+    run(function()
+      local server, cfg, port = serve({ idle = 0.3 })
+      local line = peer("idle", port)[1]
+      local secs = tonumber(line:match("^IDLE closed True after ([%d.]+) s$"))
+      assert.is_truthy(secs, line)
+      assert.is_true(secs >= 0.2 and secs < 3, line)
+      stop(server, cfg)
+    end)
+  end)
+
   it("streams 32 MiB to a client that reads slowly, holding little of it",
      function()
     run(function()
@@ -189,14 +201,17 @@ describe("examples/http_server.lua", function()
   it("stops: idle connections at once, a stuck one closed after the "
      .. "grace", function()
     run(function(loop)
-      local server, cfg, port = serve({ grace = 0.2 })
+      local server, cfg, port = serve({ grace = 0.5 })
       local p = tapio.create_subprocess_exec(python, {
         "spec/support/http_peer.py", "stop", tostring(port), helper.certs() },
         { stdin = tapio.PIPE, stdout = tapio.PIPE })
       assert.are.equal("READY\n", p.stdout:readline())
       local t0 = loop:time()
-      stop(server, cfg)
-      assert.is_true(loop:time() - t0 >= 0.2)
+      local stopping = loop:create_task(stop, server, cfg)
+      helper.until_true(function() return server:client_count() == 1 end)
+      assert.is_true(loop:time() - t0 < cfg.grace) -- the idle one went
+      stopping:await()
+      assert.is_true(loop:time() - t0 >= cfg.grace)
       assert.are.equal(0, server:client_count())
       p.stdin:write("go\n")
       -- the stuck one: closed, or aborted if the kernel could not take

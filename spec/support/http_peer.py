@@ -115,7 +115,7 @@ def client_pipeline(port, certdir):
 def client_big_head(port, certdir):
     """A header over the reader's limit: 431, then the end."""
     s = socket.create_connection(("127.0.0.1", port))
-    s.sendall(b"GET /small HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000
+    s.sendall(b"GET /small HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 200000
               + b"\r\n\r\n")
     print("BIG HEAD", recv_all(s).split(b"\r\n")[0].decode())
 
@@ -185,9 +185,10 @@ def client_tls(port, certdir):
 
 
 def client_no_handshake(port, certdir):
-    """Connects to the TLS port and sends nothing: the server's handshake
-    timeout ends it."""
+    """Connects to the TLS port and sends the start of a ClientHello, no
+    more: the server's handshake timeout ends it."""
     s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"\x16\x03\x01\x02\x00\x01")  # a record of 512 bytes, 1 sent
     start = time.monotonic()
     s.settimeout(10)
     try:
@@ -197,6 +198,17 @@ def client_no_handshake(port, certdir):
     print("NO HANDSHAKE closed", end == b"", "after %.1f s"
           % (time.monotonic() - start) if time.monotonic() - start < 5
           else "too late")
+
+
+def client_idle(port, certdir):
+    """A GET, then nothing: the server's idle timeout ends the connection."""
+    c = http.client.HTTPConnection("127.0.0.1", port)
+    c.request("GET", "/small")
+    c.getresponse().read()
+    start = time.monotonic()
+    c.sock.settimeout(10)
+    print("IDLE closed", c.sock.recv(1) == b"",
+          "after %.1f s" % (time.monotonic() - start))
 
 
 def client_stop(port, certdir):
