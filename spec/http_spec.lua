@@ -68,14 +68,9 @@ end
 -- Inside a task: the lines http_peer.py's scenario printed against port
 -- (it must succeed).
 local function peer(scenario, port)
-  local p = tapio.create_subprocess_exec(python, { "spec/support/http_peer.py",
-    scenario, tostring(port), helper.certs() }, { stdout = tapio.PIPE })
-  local out = {}
-  for line in p.stdout:read():gmatch("[^\n]+") do
-    out[#out + 1] = line
-  end
-  assert.are.equal(0, p:wait())
-  return out
+  return helper.output_lines(tapio.create_subprocess_exec(python, {
+    "spec/support/http_peer.py", scenario, tostring(port), helper.certs() },
+    { stdout = tapio.PIPE }))
 end
 
 -- Inside a task: stops the server as SIGTERM does.

@@ -26,14 +26,7 @@ local function peer(mode, port)
 end
 
 -- Inside a task: the lines a peer printed to its end.
-local function peer_lines(p)
-  local out = {}
-  for line in p.stdout:read():gmatch("[^\n]+") do
-    out[#out + 1] = line
-  end
-  assert.are.equal(0, p:wait())
-  return out
-end
+local peer_lines = helper.output_lines
 
 -- A stream server on 127.0.0.1 that echoes lines until the end; the
 -- server, its port.
