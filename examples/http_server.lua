@@ -183,7 +183,7 @@ local function gone(err)
 end
 
 -- One connection: its requests in order until one says close, the client
--- leaves, it idles too long or the server stops. Returns why it ended.
+-- leaves, it idles too long or the server stops.
 local function serve_requests(reader, writer, cfg, conn)
   while not cfg.stopping do
     conn.idle = true
@@ -192,11 +192,9 @@ local function serve_requests(reader, writer, cfg, conn)
     conn.idle = false
     if not ok and head.name == "LimitOverrunError" then
       refuse(431)
-    elseif not ok and head.code == tapio.ETIMEDOUT then
-      return "idle"
-    elseif not ok and head.name == "IncompleteReadError"
-           and head.partial == "" then
-      return "done"
+    elseif not ok and (head.code == tapio.ETIMEDOUT -- idle too long
+           or head.name == "IncompleteReadError" and head.partial == "") then
+      return
     elseif not ok then
       error(head, 0)
     end
@@ -207,10 +205,9 @@ local function serve_requests(reader, writer, cfg, conn)
     cfg.log(("%s %s %s"):format(req.method, req.path,
       writer:get_extra_info("peername")))
     if not req.keep_alive then
-      return "done"
+      return
     end
   end
-  return "stopping"
 end
 
 -- After a refusal: our answer, then what the client still sends is read
