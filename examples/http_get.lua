@@ -56,7 +56,8 @@ local function read_response(conn, method)
   repeat -- 1xx answers ("100 Continue") come before the real one
     head = reader:readuntil("\r\n\r\n")
   until not head:match("^HTTP/%d%.%d 1%d%d ")
-  local version, status, reason = head:match("^HTTP/(%d%.%d) (%d%d%d) ?([^\r]*)")
+  local version, status, reason =
+    head:match("^HTTP/(%d%.%d) (%d%d%d) ?([^\r]*)")
   assert(version, "not an HTTP response")
   local headers = {}
   for name, value in head:gmatch("\n([^:\r\n]+):[ \t]*([^\r\n]*)") do
