@@ -461,6 +461,18 @@ function helper.run_child(loop, program, args, opts)
   return p.exited:result(), p
 end
 
+--- Inside a task: the lines a Process (stdout piped) printed to its end;
+-- it must exit with 0.
+function helper.output_lines(p)
+  local out = {}
+  for line in p.stdout:read():gmatch("[^\n]+") do
+    out[#out + 1] = line
+  end
+  local status = p:wait()
+  assert(status == 0, "the child exited with " .. tostring(status))
+  return out
+end
+
 --- This process's id (the interpreter running the specs).
 function helper.pid()
   local f = assert(io.open("/proc/self/stat"))

@@ -26,14 +26,7 @@ local function peer(mode, port)
 end
 
 -- Inside a task: the lines a peer printed to its end.
-local function peer_lines(p)
-  local out = {}
-  for line in p.stdout:read():gmatch("[^\n]+") do
-    out[#out + 1] = line
-  end
-  assert.are.equal(0, p:wait())
-  return out
-end
+local peer_lines = helper.output_lines
 
 -- A stream server on 127.0.0.1 that echoes lines until the end; the
 -- server, its port.
@@ -118,6 +111,40 @@ describe("streams over TLS", function()
       p = peer("echo-client", port)
       assert.are.same({ "GOT hello from python", "CLOSED" }, peer_lines(p))
       server:close()
+    end)
+  end)
+end)
+
+describe("streams' TLS options", function()
+  it("that do not fit are refused in the words of the function called, "
+     .. "not of the loop method under it", function()
+    run(function()
+      local cb = function() end
+      local cases = {
+        { "start_server", "ssl_handshake_timeout", function()
+          return tapio.start_server(cb, "127.0.0.1", 0,
+                                    { ssl_handshake_timeout = 1 }) end },
+        { "start_unix_server", "ssl_shutdown_timeout", function()
+          return tapio.start_unix_server(cb, os.tmpname(),
+                                         { ssl_shutdown_timeout = 1 }) end },
+        { "open_connection", "server_hostname", function()
+          return tapio.open_connection("127.0.0.1", 1,
+                                       { server_hostname = "x" }) end },
+        { "open_unix_connection", "ssl_handshake_timeout", function()
+          return tapio.open_unix_connection("/nonexistent",
+                                            { ssl_handshake_timeout = 1 }) end },
+      }
+      for _, case in ipairs(cases) do
+        local err = fails(case[3])
+        assert.are.equal(tapio.EINVAL, err.code)
+        assert.are.equal(("%s: option '%s' is for TLS: give 'ssl' too")
+                         :format(case[1], case[2]), err.message)
+      end
+      local err = fails(function()
+        return tapio.start_server(cb, "127.0.0.1", 0, { ssl = client_ctx() })
+      end)
+      assert.are.equal("start_server: option 'ssl' is a client TLS context; "
+                       .. "this call needs a server one", err.message)
     end)
   end)
 end)

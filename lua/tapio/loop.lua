@@ -81,6 +81,12 @@ local function start(c_create, self, ...)
 end
 M.start = start
 
+--- The name of a create call's method ("create_server"), for a module
+-- that builds a function of its own on it.
+function M.method_name(c_create)
+  return names[c_create]
+end
+
 -- The async rule for the C side's create calls and lookups; name: the
 -- method's.
 local function completing(c_create, name, first_only)

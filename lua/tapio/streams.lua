@@ -519,11 +519,25 @@ local function own_error(fn, shift, msg)
     end))
 end
 
+-- A call refused at once for options that do not fit together fails
+-- its future with the core's words, which name the loop method
+-- ("create_server: option 'ssl_handshake_timeout' is for TLS"): they
+-- name fn instead, the function the user called.
+local function own_words(fut, c_create, fn)
+  local err = fut._state ~= "pending" and fut._exception
+  local prefix = L.method_name(c_create) .. ": "
+  if type(err) == "table" and type(err.message) == "string"
+     and err.message:sub(1, #prefix) == prefix then
+    err.message = fn .. ": " .. err.message:sub(#prefix + 1)
+  end
+end
+
 local function start(fn, shift, c_create, loop, ...)
   local fut, msg = L.start(c_create, loop, ...)
   if not fut then
     error(own_error(fn, shift, msg), 3)
   end
+  own_words(fut, c_create, fn)
   return fut
 end
 M.start = start
