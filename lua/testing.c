@@ -42,9 +42,30 @@ static int k_advance(lua_State *L) {
   if (rc == TAPIO_ENOTSUP)
     return luaL_error(L, "tapio: %s: the loop has no virtual clock "
                       "(tapio.testing.new_loop makes one)", fn);
-  if (rc < 0)
-    return luaL_error(L, "tapio: %s: %s", fn, tapio_strerror(rc));
+  if (rc < 0) {
+    tl_push_run_error(L, lb->loop, fn, rc);
+    /* quiet (arg 3): a busy loop's error returned (see _run_virtual) */
+    return rc == TAPIO_ESPIN && lua_toboolean(L, 3) ? 1 : lua_error(L);
+  }
   return 0;
+}
+
+/* The loop's step limit; with n, sets it first. */
+static int k_step_limit(lua_State *L) {
+  const char *fn = "testing.step_limit";
+  tl_loop *lb = tl_checkloop(L, 1, fn);
+  if (!tapio_loop_is_virtual(lb->loop))
+    return luaL_error(L, "tapio: %s: the loop has no virtual clock "
+                      "(tapio.testing.new_loop makes one)", fn);
+  if (!lua_isnoneornil(L, 2)) {
+    double n = tl_checknumber(L, 2, fn, 2, "n");
+    if (!(n >= 0 && n <= 2147483647 && n == (double)(int64_t)n))
+      return luaL_error(L, "tapio: %s: bad argument #2 'n' (an integer "
+                        ">= 0 expected, got %s)", fn, lua_tostring(L, 2));
+    tapio_loop_set_step_limit(lb->loop, (uint64_t)n);
+  }
+  lua_pushinteger(L, (lua_Integer)tapio_loop_step_limit(lb->loop));
+  return 1;
 }
 
 static int k_is_virtual(lua_State *L) {
@@ -616,6 +637,7 @@ static const luaL_Reg functions[] = {
   {"new_loop", k_new_loop},
   {"_advance", k_advance},
   {"is_virtual", k_is_virtual},
+  {"step_limit", k_step_limit},
   {"_next_timer", k_next_timer},
   {"transport_count", k_transport_count},
   {"server_count", k_server_count},

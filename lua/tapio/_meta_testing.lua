@@ -51,6 +51,7 @@
 ---@field real? boolean on a fresh real loop instead (clock is nil)
 ---@field deadline? number opts.real: seconds the body has (default 10)
 ---@field timers_ok? boolean timers left pending allowed
+---@field step_limit? integer steps a run may make at one virtual time (100000; 0: none)
 
 ---The kit for testing protocols (lua/README.md, "Testing protocols").
 ---@class tapio.testing
@@ -64,6 +65,12 @@ function testing.seed(n) end
 ---@param loop tapio.Loop
 ---@return tapio.testing.Clock
 function testing.clock(loop) end
+---The steps a run of virtual loop may make at one virtual time before it
+---raises (a busy loop); n (0: none) sets it first.
+---@param loop tapio.Loop
+---@param n? integer
+---@return integer
+function testing.step_limit(loop, n) end
 ---A loop on a virtual clock at 0, and its clock.
 ---@return tapio.Loop
 ---@return tapio.testing.Clock
