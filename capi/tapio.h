@@ -1699,6 +1699,25 @@ typedef struct tapio_datagram_faults {
  * way; TAPIO_ENOMEM. */
 int tapio_datagram_set_faults(tapio_transport *t,
                               const tapio_datagram_faults *f);
+/* How many datagrams each fault of t hit since its faults were last set
+ * (or cleared), so that a test can assert what the code under test had
+ * to cope with. A datagram lost is only that (dropped when the drop list
+ * named it, else lost); one that goes on can be duplicated, reordered
+ * (drawn to let at least one later datagram go first) and delayed (held
+ * delay + jitter > 0 seconds). */
+typedef struct tapio_datagram_fault_counts {
+  uint64_t sent;         /* datagrams t sent (each faults' number) */
+  uint64_t lost;         /* lost by loss's draw */
+  uint64_t dropped;      /* lost as drop listed them */
+  uint64_t duplicated;   /* sent twice */
+  uint64_t reordered;    /* held back for later ones (reorder drew > 0) */
+  uint64_t delayed;      /* held a delay (delay + drawn jitter > 0) */
+} tapio_datagram_fault_counts;
+/* t's counts into *out (all 0 for an endpoint never given faults, but a
+ * virtual one's sent). 0; TAPIO_EINVAL for another transport or out
+ * NULL. */
+int tapio_datagram_get_fault_counts(tapio_transport *t,
+                                    tapio_datagram_fault_counts *out);
 /* The bytes virtual endpoint t may have in flight (> 0; one datagram
  * always may). TAPIO_EINVAL for 0 or another transport (a real
  * endpoint's socket has its own send buffer). */

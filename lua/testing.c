@@ -356,6 +356,30 @@ static int k_datagram_in_flight(lua_State *L) {
   return 1;
 }
 
+/* testing.datagram_fault_counts(t): a table of how many datagrams each
+ * fault hit. */
+static int k_datagram_fault_counts(lua_State *L) {
+  tapio_transport *t = checkopen(L, 1, "testing.datagram_fault_counts");
+  tapio_datagram_fault_counts c;
+  if (tapio_datagram_get_fault_counts(t, &c) < 0)
+    return luaL_error(L, "tapio: testing.datagram_fault_counts: bad "
+                      "argument #1 't' (a datagram endpoint expected)");
+  lua_createtable(L, 0, 6);
+  lua_pushinteger(L, (lua_Integer)c.sent);
+  lua_setfield(L, -2, "sent");
+  lua_pushinteger(L, (lua_Integer)c.lost);
+  lua_setfield(L, -2, "lost");
+  lua_pushinteger(L, (lua_Integer)c.dropped);
+  lua_setfield(L, -2, "dropped");
+  lua_pushinteger(L, (lua_Integer)c.duplicated);
+  lua_setfield(L, -2, "duplicated");
+  lua_pushinteger(L, (lua_Integer)c.reordered);
+  lua_setfield(L, -2, "reordered");
+  lua_pushinteger(L, (lua_Integer)c.delayed);
+  lua_setfield(L, -2, "delayed");
+  return 1;
+}
+
 /* ---- Fake programs -------------------------------------------------------
  * testing._fake_program(loop, name, handler) registers a fake program
  * whose children tapio.testing plays in Lua: at each start,
@@ -655,6 +679,7 @@ static const luaL_Reg functions[] = {
   {"_datagram_faults", k_datagram_faults},
   {"_datagram_capacity", k_datagram_capacity},
   {"datagram_in_flight", k_datagram_in_flight},
+  {"datagram_fault_counts", k_datagram_fault_counts},
   {"_fake_program", k_fake_program},
   {"_child_exit", k_child_exit},
   {NULL, NULL}

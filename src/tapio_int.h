@@ -954,6 +954,7 @@ struct tapio__fsender {
   tapio_datagram_faults faults;   /* drop: a copy of its own */
   uint64_t rng, sent;             /* the draws' state; sent since set */
   size_t inflight;                /* the bytes it has held */
+  tapio_datagram_fault_counts counts; /* since its faults were set */
   /* One of its datagrams landed (its bytes no longer in flight); may
    * be NULL. */
   void (*left)(tapio__fsender *s);

@@ -31,6 +31,14 @@
 
 ---testing.run's options.
 ---Faults of what a virtual loop's datagram endpoint sends.
+---@class tapio.testing.DatagramFaultCounts
+---@field sent integer datagrams sent since the faults were set
+---@field lost integer lost by loss's draws
+---@field dropped integer lost as drop named them
+---@field duplicated integer sent twice
+---@field reordered integer held back to let later ones go first
+---@field delayed integer held delay + jitter > 0 seconds
+
 ---@class tapio.testing.DatagramFaults
 ---@field loss? number the chance a datagram is lost (0..1)
 ---@field drop? integer[] these are lost (1: the next one sent), ascending
@@ -126,6 +134,10 @@ function testing.datagram_faults(t, spec) end
 ---@param t tapio.DatagramTransport
 ---@return integer
 function testing.datagram_in_flight(t) end
+---How many datagrams each fault of t hit since its faults were last set.
+---@param t tapio.DatagramTransport
+---@return tapio.testing.DatagramFaultCounts
+function testing.datagram_fault_counts(t) end
 ---A protocol that writes down every callback in rec.events, then calls
 ---inner's. opts.merge: bytes that follow bytes are one event. opts.kind:
 ---a datagram or subprocess protocol's callbacks too, without an inner.

@@ -530,6 +530,11 @@ end
 --- testing.datagram_in_flight(t): the bytes of t's datagrams in flight.
 testing.datagram_in_flight = K.datagram_in_flight
 
+--- testing.datagram_fault_counts(t): how many datagrams each fault of t
+-- hit since testing.datagram_faults last set (or cleared) them: sent,
+-- lost, dropped, duplicated, reordered, delayed.
+testing.datagram_fault_counts = K.datagram_fault_counts
+
 -- ---- Fake programs ---------------------------------------------------------
 
 --- testing.fake_program(loop, name, fn): see tapio.fake (lua/README.md,
