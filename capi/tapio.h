@@ -439,6 +439,11 @@ int tapio_remove_signal_handler(tapio_loop *loop, int sig);
  *     "extend_env" (bool, default 0: with 1, env's entries are added to
  *     the parent's environment, replacing those of the same name),
  *     "start_new_session" (bool, default 0: setsid() in the child),
+ *     "process_group" (int: 0, the child leads a new process group
+ *     numbered by its pid; n, it joins group n: Python 3.11's
+ *     process_group; with "start_new_session" TAPIO_EINVAL, a session
+ *     leader cannot change its group; a group that does not exist is the
+ *     call's TAPIO_EPERM),
  *     "pass_fds" (int list: descriptors the child keeps, at their
  *     numbers), "close_fds" (bool, default 1: the child gets no other
  *     descriptor of the parent's than 0, 1, 2 and pass_fds, even one

@@ -6,6 +6,8 @@
  * and tapio.PIPE, STDOUT, DEVNULL, INHERIT and tapio.signals. */
 #include "tapio_lua.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -297,14 +299,15 @@ static const char **check_args(lua_State *L, int idx, const char *fn,
 /* ---- Creating ---------------------------------------------------------- */
 
 /* A program that cannot start: nil and an error value that names it (and
- * the cwd it was to run in); on a virtual loop, the core's words (which
- * name it and say how to register a fake program). */
+ * the cwd it was to run in); where the core said why (on a virtual loop:
+ * which program and how to register a fake one; options that do not go
+ * together), the core's words. */
 static int spawn_error(lua_State *L, tl_transport *lt, int rc,
                        const char *program, int opts) {
   const char *cwd = NULL, *msg;
   tapio_loop *loop = lt->lb->loop;
   tl_release_transport(L, lt);
-  if (rc == TAPIO_EVIRTUAL && tapio_loop_error_message(loop))
+  if (tapio_loop_error_message(loop))
     return tl_fail_call(L, loop, rc);
   if (lua_istable(L, opts)) {
     lua_getfield(L, opts, "cwd");
@@ -477,6 +480,19 @@ static int l_signal_name(lua_State *L) {
   return 1;
 }
 
+/* tapio.killpg(pgid, sig) -> true, or nil and an error value (ESRCH: no
+ * process is in that group; EPERM: none may be signalled by us), as
+ * Python's os.killpg. pgid 0 (our own group) is refused: a supervisor
+ * that passes a pid it has not got would signal itself. */
+static int l_killpg(lua_State *L) {
+  lua_Integer pgid = tl_checkint(L, 1, "killpg", 1, "pgid", 1, INT_MAX);
+  int sig = tl_checksignal(L, 2, "killpg", 2);
+  if (killpg((pid_t)pgid, sig) < 0)
+    return tl_fail(L, tapio_error_from_errno(errno));
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 /* true, or nil and an error value: ESRCH once the child is reaped (it
  * could not have been prevented: the child may exit at any moment). */
 static int signal_result(lua_State *L, tl_transport *lt, int sig) {
@@ -540,5 +556,7 @@ int tl_open_process(lua_State *L) {
   lua_setfield(L, -2, "signals");
   lua_pushcfunction(L, l_signal_name);
   lua_setfield(L, -2, "signal_name");
+  lua_pushcfunction(L, l_killpg);
+  lua_setfield(L, -2, "killpg");
   return 0;
 }

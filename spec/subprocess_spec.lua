@@ -226,6 +226,67 @@ describe("a subprocess", function()
     end)
   end)
 
+  it("leads or joins a process group when asked (process_group)", function()
+    run(function(loop)
+      local argv = { "-d", " ", "-f", "5,6", "/proc/self/stat" }
+      local _, p = run_child(loop, "cut", argv, { process_group = 0 })
+      local group, session = p:output(1):match("^(%d+) (%d+)")
+      assert.are.equal(p.pid, tonumber(group)) -- its own group, which it
+      assert.are_not.equal(p.pid, tonumber(session)) -- leads, in our session
+      local _, leader = spawn(loop, "sh", { "-c", "read x" },
+        { process_group = 0 })
+      local _, q = run_child(loop, "cut", argv,
+        { process_group = leader.pid })
+      assert.are.equal(leader.pid, tonumber(q:output(1):match("^%d+")))
+      leader.transport:close()
+      assert.are.equal(-9, leader.exited:await())
+      -- the group is gone with its last member: joining it is refused
+      local ok, err = pcall(run_child, loop, "true", {},
+        { process_group = leader.pid })
+      assert.is_false(ok)
+      assert.are.equal("EPERM", err.name)
+    end)
+  end)
+
+  it("signals a whole group with tapio.killpg", function()
+    run(function(loop)
+      -- the grandchild holds stdout open: stdout ends only when the
+      -- signal reached it too, not only the shell
+      local _, p = shell(loop, "sleep 30 & echo $!; wait",
+        { process_group = 0 })
+      helper.until_true(function() return p:output(1):find("\n") end)
+      local grandchild = tonumber(p:output(1):match("^%d+"))
+      assert.are.equal(true, tapio.killpg(p.pid, "SIGTERM"))
+      assert.are.equal(false, p.pipe_lost[1]:await())
+      assert.are.equal(-15, p.exited:await())
+      p.lost:await()
+      while not gone(grandchild) do -- a zombie until init reaps it, and a
+        tapio.sleep(0.01)            -- zombie is still in the group
+      end
+      local ok, err = tapio.killpg(p.pid, "SIGTERM") -- nobody left
+      assert.is_nil(ok)
+      assert.are.equal("ESRCH", err.name)
+    end)
+  end)
+
+  it("refuses bad arguments to killpg and conflicting group options",
+     function()
+    assert.has_error(function() tapio.killpg(0, "TERM") end,
+      "tapio: killpg: bad argument #1 'pgid' (0 is out of range "
+      .. "1..2147483647)")
+    assert.has_error(function() tapio.killpg(1, "NOPE") end,
+      "tapio: killpg: bad argument #2 'signal' (unknown signal name 'NOPE')")
+    run(function(loop)
+      local ok, err = pcall(spawn, loop, "true", {},
+        { process_group = 0, start_new_session = true })
+      assert.is_false(ok)
+      assert.are.equal("EINVAL", err.name)
+      assert.are.equal("subprocess_exec: options 'start_new_session' and "
+        .. "'process_group' together: a session leader's group is its own",
+        err.message)
+    end)
+  end)
+
   it("passes pass_fds and closes the rest", function()
     run(function(loop)
       local r, w = tapio.pipe()

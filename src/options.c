@@ -78,6 +78,7 @@ static const optdef optdefs[TAPIO__OPT_COUNT] = {
                       "list of strings", SPAWN},
   [TAPIO__OPT_EXTEND_ENV] = BOOL_OPT("extend_env", SPAWN),
   [TAPIO__OPT_START_NEW_SESSION] = BOOL_OPT("start_new_session", SPAWN),
+  [TAPIO__OPT_PROCESS_GROUP] = INT_OPT("process_group", 0, 2147483647, SPAWN),
   [TAPIO__OPT_PASS_FDS] = {"pass_fds", TAPIO_OPTION_INT_LIST, 0, 2147483647,
                            NULL, "list of descriptors", SPAWN},
   [TAPIO__OPT_CLOSE_FDS] = BOOL_OPT("close_fds", SPAWN),

@@ -482,6 +482,16 @@ static int bad_args(tapio_loop *loop, const tapio_subprocess_protocol *proto,
     return TAPIO_EINVAL;
   if (loop->freeing)
     return TAPIO_ECLOSED; /* a virtual loop's: a fake child (start) */
+  if (tapio__opt_int(opts, TAPIO__OPT_START_NEW_SESSION, 0) &&
+      tapio__opt_is_set(opts, TAPIO__OPT_PROCESS_GROUP)) {
+    /* setpgid fails for a session leader: said here, not as the child's
+     * EPERM */
+    tapio__refuse(loop, "%s: options 'start_new_session' and "
+                  "'process_group' together: a session leader's group is "
+                  "its own", call == TAPIO_CALL_SUBPROCESS_EXEC
+                  ? "subprocess_exec" : "subprocess_shell");
+    return TAPIO_EINVAL;
+  }
   return tapio__opts_check(loop, opts, call);
 }
 

@@ -295,14 +295,22 @@ static int file_actions(spawn *sp) {
   return rc;
 }
 
-/* Every signal at its default, none blocked, whatever the parent's. */
+/* Every signal at its default, none blocked, whatever the parent's; a
+ * session or a process group of the child's own on request (glibc does
+ * setsid, then setpgid, in the child, as Python's subprocess does). */
 static int attributes(spawn *sp) {
   short flags = POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK;
+  int64_t group = tapio__opt_int(sp->opts, TAPIO__OPT_PROCESS_GROUP, -1);
   sigset_t all, none;
   sigfillset(&all);
   sigemptyset(&none);
   if (tapio__opt_int(sp->opts, TAPIO__OPT_START_NEW_SESSION, 0))
     flags |= POSIX_SPAWN_SETSID;
+  if (group >= 0) {
+    flags |= POSIX_SPAWN_SETPGROUP;
+    if (posix_spawnattr_setpgroup(&sp->attr, (pid_t)group))
+      return TAPIO_EINVAL;
+  }
   if (posix_spawnattr_setsigdefault(&sp->attr, &all) ||
       posix_spawnattr_setsigmask(&sp->attr, &none) ||
       posix_spawnattr_setflags(&sp->attr, flags))

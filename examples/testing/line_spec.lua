@@ -29,7 +29,7 @@ describe("the line protocol, on the kit", function()
                   "eof_received", "connection_lost:nil" }, c.events)
   end))
 
-  it("hangs up on a client silent for 30 seconds, in under 10 ms",
+  it("hangs up on a client silent for 30 seconds, in well under a second",
      testing.run(function(clock)
     local t0 = now()
     local c = client()
@@ -40,7 +40,9 @@ describe("the line protocol, on the kit", function()
     assert.same({ "connection_made", "data_received:TIMEOUT\n",
                   "eof_received", "connection_lost:nil" }, c.events)
     assert.equal(30, clock:time())
-    assert.is_true(now() - t0 < 0.010, "took " .. (now() - t0) .. " s")
+    -- about 0.2 ms here; the bound leaves room for ASan, valgrind and a
+    -- loaded machine, and still says the 30 s were not waited for
+    assert.is_true(now() - t0 < 1, "took " .. (now() - t0) .. " s")
   end))
 
   it("counts the 30 seconds from the last input", testing.run(function(clock)

@@ -129,6 +129,7 @@
 ---@field env? table<string, string>|string[]
 ---@field extend_env? boolean
 ---@field start_new_session? boolean
+---@field process_group? integer
 ---@field pass_fds? integer[]
 ---@field close_fds? boolean
 
@@ -441,6 +442,14 @@ function tapio.close_fd(fd) end
 ---@param sig integer
 ---@return string?
 function tapio.signal_name(sig) end
+
+---Sends sig to every process of the group pgid (Python's os.killpg):
+---true, or nil and an error value (ESRCH: the group has no process left).
+---@param pgid integer >= 1 (a child started with process_group = 0 leads
+---the group numbered by its pid)
+---@param sig integer|string
+---@return true?, tapio.Error?
+function tapio.killpg(pgid, sig) end
 
 ---A pipe, as os.pipe(): its read end and its write end (close-on-exec).
 ---@return integer read, integer write

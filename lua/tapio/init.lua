@@ -44,6 +44,7 @@ tapio.pipe = core.pipe
 tapio.openpty = core.openpty
 tapio.signals = core.signals
 tapio.signal_name = core.signal_name
+tapio.killpg = core.killpg
 tapio.address = core.address
 for _, name in ipairs { "PIPE", "STDOUT", "DEVNULL", "INHERIT",
                         "AF_UNSPEC", "AF_INET", "AF_INET6", "AF_UNIX",

@@ -1,6 +1,6 @@
 /* Subprocess options: stdin, stdout and stderr (pipe, /dev/null, a given
  * descriptor, inherited, stderr into stdout), cwd, env (replaced and
- * extended), start_new_session, pass_fds, close_fds, and the descriptors
+ * extended), start_new_session, process_group, pass_fds, close_fds, and the descriptors
  * the child gets (no other of the parent's). */
 #include "pipes.h"
 
@@ -244,6 +244,31 @@ static void new_session(void)
   prec_free(&q);
 }
 
+/* process_group 0: the child leads a group of its own (its group id is
+ * its pid) in our session; with start_new_session too: refused, with
+ * words. */
+static void new_group(void)
+{
+  const char *argv[] = { "cut", "-d", " ", "-f", "5,6", "/proc/self/stat",
+                         NULL };
+  tapio_loop *loop = new_loop();
+  tapio_options *o = new_options(loop);
+  prec p;
+  prec_init(&p);
+  CHECK_OK(tapio_options_set_int(o, "process_group", 0));
+  CHECK_OK(spawn_wait(loop, &p, argv, o));
+  WAIT_FOR(loop, p.lost);
+  CHECK(p.nout[1] > 0);
+  CHECK_EQ(atoi(p.out[1]), p.pid);
+  CHECK_EQ(atoi(strchr(p.out[1], ' ') + 1), getsid(0));
+  CHECK_OK(tapio_options_set_int(o, "start_new_session", 1));
+  CHECK_ERR(spawn_wait(loop, &p, argv, o), TAPIO_EINVAL);
+  CHECK(strstr(tapio_loop_error_message(loop), "'process_group'") != NULL);
+  tapio_options_free(o);
+  free_loop(loop);
+  prec_free(&p);
+}
+
 /* pass_fds: the child keeps a descriptor at its number, even one with
  * close-on-exec; without it the descriptor is not there. */
 static void pass_fds_option(void)
@@ -332,6 +357,7 @@ TEST_MAIN(
   TEST(env_replaced),
   TEST(env_extended),
   TEST(new_session),
+  TEST(new_group),
   TEST(pass_fds_option),
   TEST(close_fds_option)
 )
