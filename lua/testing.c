@@ -364,19 +364,18 @@ static int k_datagram_fault_counts(lua_State *L) {
   if (tapio_datagram_get_fault_counts(t, &c) < 0)
     return luaL_error(L, "tapio: testing.datagram_fault_counts: bad "
                       "argument #1 't' (a datagram endpoint expected)");
-  lua_createtable(L, 0, 6);
-  lua_pushinteger(L, (lua_Integer)c.sent);
-  lua_setfield(L, -2, "sent");
-  lua_pushinteger(L, (lua_Integer)c.lost);
-  lua_setfield(L, -2, "lost");
-  lua_pushinteger(L, (lua_Integer)c.dropped);
-  lua_setfield(L, -2, "dropped");
-  lua_pushinteger(L, (lua_Integer)c.duplicated);
-  lua_setfield(L, -2, "duplicated");
-  lua_pushinteger(L, (lua_Integer)c.reordered);
-  lua_setfield(L, -2, "reordered");
-  lua_pushinteger(L, (lua_Integer)c.delayed);
-  lua_setfield(L, -2, "delayed");
+  {
+    const char *names[] = {"sent", "lost", "dropped", "duplicated",
+                           "reordered", "delayed"};
+    uint64_t values[] = {c.sent, c.lost, c.dropped, c.duplicated,
+                         c.reordered, c.delayed};
+    size_t i;
+    lua_createtable(L, 0, 6);
+    for (i = 0; i < 6; i++) {
+      lua_pushinteger(L, (lua_Integer)values[i]);
+      lua_setfield(L, -2, names[i]);
+    }
+  }
   return 1;
 }
 
