@@ -143,6 +143,7 @@ enum tapio_error {
   TAPIO_ECALLBACK = -104,  /* a callback raised an error (bindings) */
   TAPIO_ESYSTEM = -105,    /* libev reported a system error */
   TAPIO_EVIRTUAL = -106,   /* real I/O asked of a virtual-clock loop */
+  TAPIO_ESPIN = -107,      /* a virtual loop kept busy at one time */
   TAPIO_EAI_NONAME = -110, /* name resolution: no such host */
   TAPIO_EAI_AGAIN = -111,  /* name resolution: temporary failure */
   TAPIO_EAI_FAIL = -112,   /* name resolution: permanent failure */
@@ -1398,7 +1399,15 @@ void *tapio_transport_get_ssl(tapio_transport *t);
  * tapio_loop_run and tapio_loop_run_once handle what is ready at the
  * clock's time and return once the loop is idle there (nothing queued,
  * no timer due, no tapio_call_idle to move the clock for): time does not
- * pass by waiting, so a wait could only hang. A call_soon_threadsafe
+ * pass by waiting, so a wait could only hang. Nor does it pass by
+ * working: code that keeps itself ready (a call_soon that calls
+ * call_soon again, a task that sleeps 0 in a loop) would hold a run at
+ * one time for ever, so a run that has made the loop's step limit of
+ * steps (TAPIO_STEP_LIMIT unless set: tapio_loop_set_step_limit) with
+ * the clock where it was and work still ready there returns TAPIO_ESPIN
+ * instead of hanging (tapio_loop_run, tapio_loop_advance; the work stays
+ * queued). A step is one turn of the loop: everything ready at its
+ * start runs. A call_soon_threadsafe
  * runs at the next step but is never waited for. For a host polling it,
  * tapio_loop_backend_timeout answers 0 while a step has work, else -1.
  *
@@ -1464,6 +1473,14 @@ int tapio_loop_is_virtual(tapio_loop *loop);
 int tapio_loop_advance(tapio_loop *loop, double seconds);
 /* tapio_loop_advance(loop, 0): everything ready at the clock's time. */
 int tapio_loop_run_until_idle(tapio_loop *loop);
+/* The steps a run of a virtual loop may make at one virtual time before
+ * it returns TAPIO_ESPIN (see above). */
+enum { TAPIO_STEP_LIMIT = 100000 };
+/* Sets loop's step limit (0: none, a busy loop then hangs the run).
+ * 0; TAPIO_ENOTSUP on a real loop, which has none. */
+int tapio_loop_set_step_limit(tapio_loop *loop, uint64_t steps);
+/* Loop's step limit (0 on a real loop). */
+uint64_t tapio_loop_step_limit(tapio_loop *loop);
 /* What tapio_loop_advance does, from inside a run: fn(ud) runs once the
  * clock has moved delay seconds and nothing else is left to run then
  * (after the timers due at that time and what they made ready); until
@@ -1709,6 +1726,25 @@ typedef struct tapio_datagram_faults {
  * way; TAPIO_ENOMEM. */
 int tapio_datagram_set_faults(tapio_transport *t,
                               const tapio_datagram_faults *f);
+/* How many datagrams each fault of t hit since its faults were last set
+ * (or cleared), so that a test can assert what the code under test had
+ * to cope with. A datagram lost is only that (dropped when the drop list
+ * named it, else lost); one that goes on can be duplicated, reordered
+ * (drawn to let at least one later datagram go first) and delayed (held
+ * delay + jitter > 0 seconds). */
+typedef struct tapio_datagram_fault_counts {
+  uint64_t sent;         /* datagrams t sent (each faults' number) */
+  uint64_t lost;         /* lost by loss's draw */
+  uint64_t dropped;      /* lost as drop listed them */
+  uint64_t duplicated;   /* sent twice */
+  uint64_t reordered;    /* held back for later ones (reorder drew > 0) */
+  uint64_t delayed;      /* held a delay (delay + drawn jitter > 0) */
+} tapio_datagram_fault_counts;
+/* t's counts into *out (all 0 for an endpoint never given faults, but a
+ * virtual one's sent). 0; TAPIO_EINVAL for another transport or out
+ * NULL. */
+int tapio_datagram_get_fault_counts(tapio_transport *t,
+                                    tapio_datagram_fault_counts *out);
 /* The bytes virtual endpoint t may have in flight (> 0; one datagram
  * always may). TAPIO_EINVAL for 0 or another transport (a real
  * endpoint's socket has its own send buffer). */

@@ -209,10 +209,29 @@ static int l_is_running(lua_State *L) {
   return 1;
 }
 
+void tl_push_run_error(lua_State *L, tapio_loop *loop, const char *fn,
+                       int rc) {
+  char at[32];
+  if (rc != TAPIO_ESPIN) {
+    lua_pushfstring(L, "tapio: %s: %s", fn, tapio_strerror(rc));
+    return;
+  }
+  snprintf(at, sizeof at, "%g", tapio_loop_time(loop)); /* not a %f */
+  lua_pushfstring(L, "tapio: %s: the loop made %d steps at virtual time "
+                  "t=%s and its clock never moved: code that keeps itself "
+                  "ready (a call_soon that calls call_soon, a task that "
+                  "sleeps 0 in a loop) lets no virtual time pass (the "
+                  "limit: tapio.testing.step_limit, or testing.run's "
+                  "opts.step_limit)", fn, (int)tapio_loop_step_limit(loop),
+                  at);
+}
+
 /* Runs the loop with it as the running one; restores the outer one
- * after. */
+ * after. quiet: a busy virtual loop's error is returned (its message),
+ * not raised (testing.run: LuaJIT 2.1.0-beta3 then crashed in a
+ * debug.traceback of a task's coroutine). */
 static int run_with(lua_State *L, tl_loop *lb, const char *fn, int once,
-                    int wait) {
+                    int wait, int quiet) {
   int rc;
   tl_rawgetp(L, LUA_REGISTRYINDEX, &running_key); /* the outer one */
   lua_pushvalue(L, 1);
@@ -224,15 +243,25 @@ static int run_with(lua_State *L, tl_loop *lb, const char *fn, int once,
   if (rc == TAPIO_ERUNNING) /* the core refuses nested runs, as asyncio */
     return luaL_error(L, "tapio: %s: another loop is running on this "
                       "thread (loops do not nest)", fn);
-  if (rc < 0)
-    return luaL_error(L, "tapio: %s: %s", fn, tapio_strerror(rc));
+  if (rc < 0) {
+    tl_push_run_error(L, lb->loop, fn, rc);
+    return quiet && rc == TAPIO_ESPIN ? 1 : lua_error(L);
+  }
   return 0;
 }
 
 static int l_run_forever(lua_State *L) {
   tl_loop *lb = tl_checkloop(L, 1, "loop:run_forever");
   lua_settop(L, 1);
-  return run_with(L, lb, "loop:run_forever", 0, 0);
+  return run_with(L, lb, "loop:run_forever", 0, 0, 0);
+}
+
+/* loop:_run_virtual(): run_forever, but what a busy virtual loop raises
+ * is returned (testing.run). */
+static int l_run_virtual(lua_State *L) {
+  tl_loop *lb = tl_checkloop(L, 1, "loop:run_forever");
+  lua_settop(L, 1);
+  return run_with(L, lb, "loop:run_forever", 0, 0, 1);
 }
 
 /* loop:run_once([wait]): one iteration; waits for events only when wait
@@ -241,7 +270,7 @@ static int l_run_once(lua_State *L) {
   tl_loop *lb = tl_checkloop(L, 1, "loop:run_once");
   int wait = lua_toboolean(L, 2);
   lua_settop(L, 1);
-  return run_with(L, lb, "loop:run_once", 1, wait);
+  return run_with(L, lb, "loop:run_once", 1, wait, 0);
 }
 
 static int l_stop(lua_State *L) {
@@ -332,6 +361,7 @@ static const luaL_Reg loop_methods[] = {
   {"is_closed", l_is_closed},
   {"is_running", l_is_running},
   {"run_forever", l_run_forever},
+  {"_run_virtual", l_run_virtual},
   {"run_once", l_run_once},
   {"stop", l_stop},
   {"time", l_time},

@@ -148,6 +148,10 @@ typedef struct tl_buffer {
 TL_EXPORT int luaopen_tapio_core(lua_State *L);
 
 tl_loop *tl_checkloop(lua_State *L, int idx, const char *fn);
+/* Pushes the message of the error of fn's run of loop that returned rc
+ * (< 0): a busy virtual loop's (TAPIO_ESPIN) says what to look for. */
+void tl_push_run_error(lua_State *L, tapio_loop *loop, const char *fn,
+                       int rc);
 /* The same, also when the loop is closed. */
 tl_loop *tl_toloop(lua_State *L, int idx, const char *fn);
 /* Pushes the loop's userdata, or nil once it has been collected. */

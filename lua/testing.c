@@ -42,9 +42,30 @@ static int k_advance(lua_State *L) {
   if (rc == TAPIO_ENOTSUP)
     return luaL_error(L, "tapio: %s: the loop has no virtual clock "
                       "(tapio.testing.new_loop makes one)", fn);
-  if (rc < 0)
-    return luaL_error(L, "tapio: %s: %s", fn, tapio_strerror(rc));
+  if (rc < 0) {
+    tl_push_run_error(L, lb->loop, fn, rc);
+    /* quiet (arg 3): a busy loop's error returned (see _run_virtual) */
+    return rc == TAPIO_ESPIN && lua_toboolean(L, 3) ? 1 : lua_error(L);
+  }
   return 0;
+}
+
+/* The loop's step limit; with n, sets it first. */
+static int k_step_limit(lua_State *L) {
+  const char *fn = "testing.step_limit";
+  tl_loop *lb = tl_checkloop(L, 1, fn);
+  if (!tapio_loop_is_virtual(lb->loop))
+    return luaL_error(L, "tapio: %s: the loop has no virtual clock "
+                      "(tapio.testing.new_loop makes one)", fn);
+  if (!lua_isnoneornil(L, 2)) {
+    double n = tl_checknumber(L, 2, fn, 2, "n");
+    if (!(n >= 0 && n <= 2147483647 && n == (double)(int64_t)n))
+      return luaL_error(L, "tapio: %s: bad argument #2 'n' (an integer "
+                        ">= 0 expected, got %s)", fn, lua_tostring(L, 2));
+    tapio_loop_set_step_limit(lb->loop, (uint64_t)n);
+  }
+  lua_pushinteger(L, (lua_Integer)tapio_loop_step_limit(lb->loop));
+  return 1;
 }
 
 static int k_is_virtual(lua_State *L) {
@@ -335,6 +356,29 @@ static int k_datagram_in_flight(lua_State *L) {
   return 1;
 }
 
+/* testing.datagram_fault_counts(t): a table of how many datagrams each
+ * fault hit. */
+static int k_datagram_fault_counts(lua_State *L) {
+  tapio_transport *t = checkopen(L, 1, "testing.datagram_fault_counts");
+  tapio_datagram_fault_counts c;
+  if (tapio_datagram_get_fault_counts(t, &c) < 0)
+    return luaL_error(L, "tapio: testing.datagram_fault_counts: bad "
+                      "argument #1 't' (a datagram endpoint expected)");
+  {
+    const char *names[] = {"sent", "lost", "dropped", "duplicated",
+                           "reordered", "delayed"};
+    uint64_t values[] = {c.sent, c.lost, c.dropped, c.duplicated,
+                         c.reordered, c.delayed};
+    size_t i;
+    lua_createtable(L, 0, 6);
+    for (i = 0; i < 6; i++) {
+      lua_pushinteger(L, (lua_Integer)values[i]);
+      lua_setfield(L, -2, names[i]);
+    }
+  }
+  return 1;
+}
+
 /* ---- Fake programs -------------------------------------------------------
  * testing._fake_program(loop, name, handler) registers a fake program
  * whose children tapio.testing plays in Lua: at each start,
@@ -616,6 +660,7 @@ static const luaL_Reg functions[] = {
   {"new_loop", k_new_loop},
   {"_advance", k_advance},
   {"is_virtual", k_is_virtual},
+  {"step_limit", k_step_limit},
   {"_next_timer", k_next_timer},
   {"transport_count", k_transport_count},
   {"server_count", k_server_count},
@@ -633,6 +678,7 @@ static const luaL_Reg functions[] = {
   {"_datagram_faults", k_datagram_faults},
   {"_datagram_capacity", k_datagram_capacity},
   {"datagram_in_flight", k_datagram_in_flight},
+  {"datagram_fault_counts", k_datagram_fault_counts},
   {"_fake_program", k_fake_program},
   {"_child_exit", k_child_exit},
   {NULL, NULL}

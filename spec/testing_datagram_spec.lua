@@ -273,6 +273,47 @@ describe("the virtual network's datagrams", function()
       .. "data:7 data:8 data:9 data:10", a)
   end)
 
+  it("counts the datagrams each fault hit", testing.run(function(clock, loop)
+    local st, sp = bound(loop)
+    local ct = endpoint(loop, { remote_addr = st:get_extra_info("sockname") })
+    local function send(spec, n, wait)
+      sp.events = {}
+      testing.datagram_faults(ct, spec)
+      for i = 1, n do
+        ct:sendto(tostring(i))
+      end
+      clock:advance(wait or 0)
+      return count(table.concat(sp.events, " "), "data:")
+    end
+    -- a detector would see these losses: 2 listed, the rest drawn
+    local got = send({ drop = { 2, 5 }, loss = 0.3, seed = 7 }, 40)
+    local c = testing.datagram_fault_counts(ct)
+    assert.same({ sent = 40, dropped = 2, lost = 40 - 2 - got,
+                  duplicated = 0, reordered = 0, delayed = 0 }, c)
+    assert.is_true(c.lost > 0)
+    got = send({ duplicate = 0.5, seed = 3 }, 20)
+    c = testing.datagram_fault_counts(ct)
+    assert.equal(20, c.sent)
+    assert.equal(got - 20, c.duplicated)
+    assert.is_true(c.duplicated > 0 and c.duplicated < 20)
+    assert.equal(10, send({ delay = 0.5, reorder = 2, seed = 3 }, 10, 1))
+    c = testing.datagram_fault_counts(ct)
+    assert.equal(10, c.delayed)
+    assert.is_true(c.reordered > 0 and c.reordered < 10, c.reordered)
+    testing.datagram_faults(ct) -- cleared: the counts start again
+    assert.same({ sent = 0, dropped = 0, lost = 0, duplicated = 0,
+                  reordered = 0, delayed = 0 },
+                testing.datagram_fault_counts(ct))
+    local ta, tb = testing.pipe_pair({}, {})
+    assert.has_error(function() testing.datagram_fault_counts(ta) end,
+      "tapio: testing.datagram_fault_counts: bad argument #1 't' (a "
+      .. "datagram endpoint expected)")
+    ta:close()
+    tb:close()
+    ct:close()
+    st:close()
+  end))
+
   it("draws from the session's seed when none is given", function()
     local a = under_faults({ loss = 0.5 }, 30, 0, 42)
     assert.equal(a, under_faults({ loss = 0.5 }, 30, 0, 42))

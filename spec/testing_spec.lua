@@ -548,6 +548,78 @@ describe("testing.run", function()
       .. "waits at:\nstack traceback:", err)
   end)
 
+  it("fails a body that keeps the loop busy at one virtual time",
+     function()
+    -- sleep(0) in a loop never lets the clock move: without the step
+    -- limit, the run would never return
+    local core = require "tapio.core"
+    local t0 = core._monotonic()
+    local err = failure(function()
+      tapio.create_task(function()
+        while true do
+          tapio.sleep(0)
+        end
+      end):set_name("poller")
+      tapio.sleep(1)
+    end, { step_limit = 1000 })
+    assert.matches("^tapio: loop:run_forever: the loop made 1000 steps at "
+      .. "virtual time t=0 and its clock never moved: code that keeps "
+      .. "itself ready %(a call_soon that calls call_soon, a task that "
+      .. "sleeps 0 in a loop%) lets no virtual time pass %(the limit: "
+      .. "tapio.testing.step_limit, or testing.run's opts.step_limit%)\n"
+      .. "2 task%(s%) pending:\n  tapio.Task '", err)
+    assert.matches("\n  tapio.Task 'Task%-%d+' %(pending%), waiting at:\n",
+      err)
+    assert.matches("\n  tapio.Task 'poller' %(pending%), waiting at:\n"
+      .. "stack traceback:\n.-testing_spec.lua", err)
+    -- a callback that schedules itself, under autojump, past a jump
+    err = failure(function(_, loop)
+      tapio.sleep(5)
+      local function again()
+        loop:call_soon(again)
+      end
+      again()
+      tapio.sleep(1)
+    end, { autojump = true, step_limit = 1000 })
+    assert.matches("the loop made 1000 steps at virtual time t=5 ", err)
+    assert.matches("\n1 task%(s%) pending:\n  tapio.Task", err)
+    assert.is_true(core._monotonic() - t0 < 1)
+  end)
+
+  it("lets the default step limit end a busy loop, and changes it",
+     function()
+    local loop = testing.new_loop()
+    assert.equal(100000, testing.step_limit(loop))
+    assert.equal(10, testing.step_limit(loop, 10))
+    local n = 0
+    local function again()
+      n = n + 1
+      if n < 11 then
+        loop:call_soon(again)
+      end
+    end
+    loop:call_soon(again) -- 11 steps: one too many
+    assert.has_error(function() loop:run_forever() end)
+    assert.equal(10, n)
+    loop:run_forever() -- the work stayed queued: it runs on
+    assert.equal(11, n)
+    testing.step_limit(loop, 0) -- none
+    assert.equal(0, testing.step_limit(loop))
+    loop:close()
+    local real = tapio.new_loop()
+    assert.has_error(function() testing.step_limit(real) end,
+      "tapio: testing.step_limit: the loop has no virtual clock "
+      .. "(tapio.testing.new_loop makes one)")
+    real:close()
+    assert.has_error(function() testing.run(function() end,
+      { step_limit = -1 }) end, "tapio: testing.run: bad argument #2 "
+      .. "'opts' (opts.step_limit: an integer >= 0 expected, got -1)")
+    assert.has_error(function() testing.run(function() end,
+      { step_limit = 5, real = true }) end, "tapio: testing.run: bad "
+      .. "argument #2 'opts' (opts.step_limit is a virtual loop's (a real "
+      .. "loop's time moves on its own))")
+  end)
+
   it("refuses an option it does not know", function()
     assert.has_error(function()
       testing.run(function() end, { autojmp = true })

@@ -25,6 +25,7 @@ tapio__kit *tapio__kit_get(tapio_loop *loop) {
   tapio__list_init(&kit->vnet);
   kit->inert_fd = -1;
   kit->horizon = -1;
+  kit->step_limit = TAPIO_STEP_LIMIT;
   loop->kit = kit;
   return kit;
 }
@@ -158,11 +159,27 @@ static void step(tapio_loop *loop) {
   ev_run(loop->ev, EVRUN_NOWAIT);
 }
 
-void tapio__vclock_run(tapio_loop *loop, int once) {
-  do
+/* Steps are counted while the clock stays where it is: code that makes
+ * itself ready again and again (a call_soon that calls call_soon, a task
+ * sleeping 0 in a loop) would hold a run at one time for ever, where a
+ * real loop's time would move on; the run ends with TAPIO_ESPIN instead.
+ * A real loop never comes here. */
+int tapio__vclock_run(tapio_loop *loop, int once) {
+  tapio__kit *kit = loop->kit;
+  double at = kit->now;
+  uint64_t steps = 0;
+  for (;;) {
     step(loop);
-  while (!once && !loop->stop_requested && !loop->syserr &&
-         tapio__vclock_busy(loop));
+    if (once || loop->stop_requested || loop->syserr ||
+        !tapio__vclock_busy(loop))
+      return 0;
+    if (kit->now != at) {
+      at = kit->now;
+      steps = 0;
+    }
+    if (++steps == kit->step_limit)
+      return TAPIO_ESPIN;
+  }
 }
 
 static int check_virtual(tapio_loop *loop) {
@@ -173,6 +190,17 @@ static int check_virtual(tapio_loop *loop) {
   if (loop->freeing)
     return TAPIO_ECLOSED;
   return loop->running ? TAPIO_ERUNNING : 0;
+}
+
+int tapio_loop_set_step_limit(tapio_loop *loop, uint64_t steps) {
+  if (!loop || !tapio__virtual(loop))
+    return loop ? TAPIO_ENOTSUP : TAPIO_EINVAL;
+  loop->kit->step_limit = steps;
+  return 0;
+}
+
+uint64_t tapio_loop_step_limit(tapio_loop *loop) {
+  return loop && tapio__virtual(loop) ? loop->kit->step_limit : 0;
 }
 
 int tapio_loop_advance(tapio_loop *loop, double seconds) {

@@ -62,6 +62,7 @@
   X(ECALLBACK, "error raised in a callback")                 \
   X(ESYSTEM, "system error reported by libev")               \
   X(EVIRTUAL, "real I/O is refused on a virtual-clock loop") \
+  X(ESPIN, "the loop kept busy at one virtual time (its step limit)") \
   X(EAI_NONAME, "unknown node or service")                   \
   X(EAI_AGAIN, "temporary failure in name resolution")       \
   X(EAI_FAIL, "permanent failure in name resolution")        \

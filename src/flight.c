@@ -227,8 +227,17 @@ int tapio__flight_launch(tapio__fsender *s, const void *data, size_t len,
   int copies = u_dup < f->duplicate ? 2 : 1, i;
   double wait = f->delay + f->jitter * u_jit, due;
   tapio__fpkt *p;
-  if (listed(f, nth) || u_loss < f->loss)
+  s->counts.sent++;
+  if (listed(f, nth) || u_loss < f->loss) {
+    if (listed(f, nth))
+      s->counts.dropped++;
+    else
+      s->counts.lost++;
     return 0;
+  }
+  s->counts.duplicated += copies == 2;
+  s->counts.reordered += hold > 0;
+  s->counts.delayed += wait > 0;
   if (fl->at_once && !tapio__flight_busy(fl) && !hold && wait <= 0)
     return copies;
   due = tapio__vround(now + wait);
@@ -277,6 +286,7 @@ int tapio__fsender_set(tapio_loop *loop, tapio__fsender *s,
   if (f && f->ndrop && !(drop = tapio__alloc(loop, f->ndrop * sizeof *drop)))
     return TAPIO_ENOMEM;
   tapio__fsender_free(loop, s);
+  memset(&s->counts, 0, sizeof s->counts);
   if (!f)
     return 0;
   s->faults = *f;
@@ -313,6 +323,18 @@ int tapio_datagram_set_faults(tapio_transport *t,
       return rc;
   }
   return tapio__fsender_set(t->loop, s, f);
+}
+
+int tapio_datagram_get_fault_counts(tapio_transport *t,
+                                    tapio_datagram_fault_counts *out) {
+  tapio__fsender *s;
+  if (!out || sender_of(t, 0, &s) < 0)
+    return TAPIO_EINVAL;
+  if (s)
+    *out = s->counts;
+  else
+    memset(out, 0, sizeof *out);
+  return 0;
 }
 
 size_t tapio_datagram_in_flight(tapio_transport *t) {

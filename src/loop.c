@@ -417,6 +417,7 @@ int tapio_loop_free(tapio_loop *loop) {
  * makes it handle what is ready without waiting, then return, as asyncio's
  * run_forever does after an early stop(). */
 static int run(tapio_loop *loop, int flags) {
+  int rc = 0;
   if (!loop)
     return TAPIO_EINVAL;
   if (running_loop) /* this loop, or another one on this thread */
@@ -431,7 +432,7 @@ static int run(tapio_loop *loop, int flags) {
   running_loop = loop;
   loop->io_changed = 0; /* libev applies what is pending as it starts */
   if (tapio__virtual(loop)) /* never sleeps: see clock.c */
-    tapio__vclock_run(loop, flags != 0);
+    rc = tapio__vclock_run(loop, flags != 0);
   else
     ev_run(loop->ev, flags);
   running_loop = NULL;
@@ -439,7 +440,7 @@ static int run(tapio_loop *loop, int flags) {
   loop->stop_requested = 0;
   if (loop->backend)
     tapio__backend_sync(loop);
-  return loop->syserr ? TAPIO_ESYSTEM : 0;
+  return loop->syserr ? TAPIO_ESYSTEM : rc;
 }
 
 int tapio_loop_run(tapio_loop *loop) { return run(loop, 0); }

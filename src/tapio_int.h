@@ -182,6 +182,7 @@ typedef struct tapio__kit {
   struct tapio__dnet *dnet; /* its datagram endpoints (vdgram.c) */
   struct tapio__fake *fakes; /* its fake programs (vchild.c) */
   int next_pid;        /* the next fake child's pid */
+  uint64_t step_limit; /* steps a run makes at one time, at most; 0: none */
 } tapio__kit;
 
 static inline int tapio__virtual(const tapio_loop *loop) {
@@ -220,8 +221,9 @@ static inline uint64_t tapio__splitmix64(uint64_t *state) {
 tapio__kit *tapio__kit_get(tapio_loop *loop);
 void tapio__kit_free(tapio_loop *loop);
 /* A run of a virtual loop (tapio_loop_run's ev_run): iterations that
- * never wait, until stopped or idle; one with once set. */
-void tapio__vclock_run(tapio_loop *loop, int once);
+ * never wait, until stopped or idle; one with once set. 0, or
+ * TAPIO_ESPIN when it made the kit's step_limit steps at one time. */
+int tapio__vclock_run(tapio_loop *loop, int once);
 /* Work a step of a virtual loop would do now (queued calls, fired
  * timers, timers due at its time). */
 int tapio__vclock_busy(tapio_loop *loop);
@@ -953,6 +955,7 @@ struct tapio__fsender {
   tapio_datagram_faults faults;   /* drop: a copy of its own */
   uint64_t rng, sent;             /* the draws' state; sent since set */
   size_t inflight;                /* the bytes it has held */
+  tapio_datagram_fault_counts counts; /* since its faults were set */
   /* One of its datagrams landed (its bytes no longer in flight); may
    * be NULL. */
   void (*left)(tapio__fsender *s);

@@ -227,6 +227,7 @@
 ---@field ESRCH integer
 ---@field ESYSTEM integer
 ---@field EVIRTUAL integer real I/O asked of a virtual-clock loop (tapio.testing)
+---@field ESPIN integer a virtual loop kept busy at one time past its step limit
 ---@field ETIMEDOUT integer
 ---@field ETLS integer
 ---@field ETLS_EXPIRED integer the peer's certificate expired

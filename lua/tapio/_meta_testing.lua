@@ -31,6 +31,14 @@
 
 ---testing.run's options.
 ---Faults of what a virtual loop's datagram endpoint sends.
+---@class tapio.testing.DatagramFaultCounts
+---@field sent integer datagrams sent since the faults were set
+---@field lost integer lost by loss's draws
+---@field dropped integer lost as drop named them
+---@field duplicated integer sent twice
+---@field reordered integer held back to let later ones go first
+---@field delayed integer held delay + jitter > 0 seconds
+
 ---@class tapio.testing.DatagramFaults
 ---@field loss? number the chance a datagram is lost (0..1)
 ---@field drop? integer[] these are lost (1: the next one sent), ascending
@@ -51,6 +59,7 @@
 ---@field real? boolean on a fresh real loop instead (clock is nil)
 ---@field deadline? number opts.real: seconds the body has (default 10)
 ---@field timers_ok? boolean timers left pending allowed
+---@field step_limit? integer steps a run may make at one virtual time (100000; 0: none)
 
 ---The kit for testing protocols (lua/README.md, "Testing protocols").
 ---@class tapio.testing
@@ -64,6 +73,12 @@ function testing.seed(n) end
 ---@param loop tapio.Loop
 ---@return tapio.testing.Clock
 function testing.clock(loop) end
+---The steps a run of virtual loop may make at one virtual time before it
+---raises (a busy loop); n (0: none) sets it first.
+---@param loop tapio.Loop
+---@param n? integer
+---@return integer
+function testing.step_limit(loop, n) end
 ---A loop on a virtual clock at 0, and its clock.
 ---@return tapio.Loop
 ---@return tapio.testing.Clock
@@ -119,6 +134,10 @@ function testing.datagram_faults(t, spec) end
 ---@param t tapio.DatagramTransport
 ---@return integer
 function testing.datagram_in_flight(t) end
+---How many datagrams each fault of t hit since its faults were last set.
+---@param t tapio.DatagramTransport
+---@return tapio.testing.DatagramFaultCounts
+function testing.datagram_fault_counts(t) end
 ---A protocol that writes down every callback in rec.events, then calls
 ---inner's. opts.merge: bytes that follow bytes are one event. opts.kind:
 ---a datagram or subprocess protocol's callbacks too, without an inner.

@@ -142,6 +142,10 @@ function Clock:run_until_idle()
   return self:advance(0)
 end
 
+--- testing.step_limit(loop [, n]): the steps a run of virtual loop may
+-- make at one time before it raises (a busy loop); n sets it (0: none).
+testing.step_limit = K.step_limit
+
 -- ---- Memory pairs -----------------------------------------------------------
 
 local SIDE = { chunk = true, splits = true, delay = true, capacity = true,
@@ -526,6 +530,11 @@ end
 --- testing.datagram_in_flight(t): the bytes of t's datagrams in flight.
 testing.datagram_in_flight = K.datagram_in_flight
 
+--- testing.datagram_fault_counts(t): how many datagrams each fault of t
+-- hit since testing.datagram_faults last set (or cleared) them: sent,
+-- lost, dropped, duplicated, reordered, delayed.
+testing.datagram_fault_counts = K.datagram_fault_counts
+
 -- ---- Fake programs ---------------------------------------------------------
 
 --- testing.fake_program(loop, name, fn): see tapio.fake (lua/README.md,
@@ -855,9 +864,21 @@ local function with_errors(failure, errors, opts)
     #errors > 1 and ("\n(and %d more times)"):format(#errors - 1) or "")
 end
 
+-- A run that raised (the loop kept busy at one time): what it said, and
+-- the tasks pending then, each named with where it waits.
+local function run_failure(loop, err)
+  local pending = tapio.all_tasks(loop)
+  return ("%s\n%s"):format(tostring(err), #pending == 0
+    and "no task is pending: a callback keeps scheduling itself"
+    or ("%d task(s) pending:%s"):format(#pending, tracebacks(pending)))
+end
+
 -- What went wrong in a run of testing.run, or nil (late: the body did
--- not end by its deadline).
-local function verdict(loop, task, errors, opts, late)
+-- not end by its deadline; err: what its run raised).
+local function verdict(loop, task, errors, opts, late, err)
+  if err then
+    return with_errors(run_failure(loop, err), errors, opts)
+  end
   local failure = body_failure(loop, task, opts, late)
   if failure then
     return with_errors(failure, errors, opts)
@@ -890,21 +911,24 @@ end
 -- testing.run on a virtual loop: until the body ends, or nothing is left
 -- to run (with autojump, until no timer is left either, or until the
 -- real-time deadline: code that retries on a timer for ever would jump
--- for ever). True if the deadline ended it.
+-- for ever). Returns true if the deadline ended it, else nil and what a
+-- run raised (the loop kept busy at one time past its step limit).
 local function run_virtual(loop, clock, task, opts)
   local stop_at = core._monotonic() + (opts.deadline or 10)
-  loop:run_forever() -- returns when the body ends, or when idle
-  while opts.autojump and not task:done() and K._next_timer(loop) do
+  -- each returns what a busy loop raises, rather than raise it
+  local err = loop:_run_virtual() -- until the body ends, or idle
+  while not err and opts.autojump and not task:done()
+      and K._next_timer(loop) do
     if core._monotonic() > stop_at then
       return true
     end
-    clock:advance(K._next_timer(loop) - loop:time())
-    loop:run_forever()
+    err = K._advance(loop, K._next_timer(loop) - loop:time(), true)
+      or loop:_run_virtual()
   end
-  if task:done() then
-    clock:run_until_idle()
+  if not err and task:done() then
+    err = K._advance(loop, 0, true)
   end
-  return false
+  return false, err
 end
 
 -- testing.run on a real loop: until the body ends or its deadline, then
@@ -948,7 +972,7 @@ end
 
 local RUN_OPTS = { seed = true, autojump = true, real = true,
   deadline = true, errors_ok = true, tasks_ok = true, transports_ok = true,
-  servers_ok = true, timers_ok = true }
+  servers_ok = true, timers_ok = true, step_limit = true }
 
 --- testing.run(body [, opts]): a function for busted's it(): body(clock,
 -- loop) runs as a task on a fresh virtual loop; afterwards the loop runs
@@ -984,6 +1008,15 @@ function testing.run(body, opts)
     argerror("run", 2, "opts", "opts.deadline: a number of seconds > 0 "
       .. "expected, got " .. tostring(opts.deadline))
   end
+  if opts.step_limit ~= nil and not (is_count(opts.step_limit, 0)
+      and opts.step_limit <= 2 ^ 31 - 1) then
+    argerror("run", 2, "opts", "opts.step_limit: an integer >= 0 expected, "
+      .. "got " .. tostring(opts.step_limit))
+  end
+  if opts.step_limit ~= nil and opts.real then
+    argerror("run", 2, "opts", "opts.step_limit is a virtual loop's (a "
+      .. "real loop's time moves on its own)")
+  end
   return function()
     local seed = testing.seed(opts.seed or fresh_seed())
     local loop, clock
@@ -991,6 +1024,9 @@ function testing.run(body, opts)
       loop = tapio.new_loop()
     else
       loop, clock = testing.new_loop()
+      if opts.step_limit then
+        K.step_limit(loop, opts.step_limit)
+      end
     end
     local errors = {}
     if clock then
@@ -1003,24 +1039,24 @@ function testing.run(body, opts)
     task:add_done_callback(function()
       loop:stop()
     end)
-    local late
+    local late, err
     if opts.real then
       run_real(loop, task, opts.deadline or 10)
       late = not task:done()
     else
-      late = run_virtual(loop, clock, task, opts)
+      late, err = run_virtual(loop, clock, task, opts)
     end
     -- A failed task's error nobody retrieved is reported when Lua
     -- collects the task, maybe long after the test: report it now.
     T.report_unretrieved(loop, task)
-    local failure = verdict(loop, task, errors, opts, late)
+    local failure = verdict(loop, task, errors, opts, late, err)
     local cause = task._state == "failed" and task:exception() or nil
     local left = tapio.all_tasks(loop)
     for _, t in ipairs(left) do
       t:cancel()
     end
     if clock then
-      clock:run_until_idle()
+      K._advance(loop, 0, true) -- a busy loop is told above
     else
       loop:run_once(false)
     end

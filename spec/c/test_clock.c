@@ -243,6 +243,59 @@ static void clock_runs_never_sleep(void)
   free_loop(loop);
 }
 
+/* A call that schedules itself again, as often as `left` says (-1: for
+ * ever): a busy loop at one virtual time. */
+typedef struct spinner {
+  tapio_loop *loop;
+  long runs, left;
+} spinner;
+
+static void spin_again(void *ud)
+{
+  spinner *sp = ud;
+  sp->runs++;
+  if (sp->left < 0 || --sp->left > 0)
+    CHECK_OK(tapio_call_soon(sp->loop, spin_again, sp, NULL));
+}
+
+/* A busy loop that never lets the clock move ends a run with
+ * TAPIO_ESPIN after the step limit, its work still queued; steps count
+ * again once the clock moves; 0 is no limit. */
+static void clock_busy_loop_ends_a_run(void)
+{
+  tapio_loop *loop = new_virtual(), *real = new_loop();
+  spinner sp = { loop, 0, -1 }, first = { loop, 0, 45 },
+          second = { loop, 0, 45 };
+  CHECK(tapio_loop_step_limit(loop) == TAPIO_STEP_LIMIT);
+  CHECK_OK(tapio_loop_set_step_limit(loop, 50));
+  CHECK(tapio_loop_step_limit(loop) == 50);
+  CHECK_OK(tapio_call_soon(loop, spin_again, &sp, NULL));
+  CHECK_ERR(tapio_loop_run(loop), TAPIO_ESPIN);
+  CHECK_EQ(sp.runs, 50);
+  CHECK_ERR(tapio_loop_advance(loop, 5), TAPIO_ESPIN); /* still queued */
+  CHECK_EQ(sp.runs, 100);
+  CHECK(tapio_loop_time(loop) == 0);
+  sp.left = 1; /* the next run ends it */
+  CHECK_OK(tapio_loop_run(loop));
+  CHECK_EQ(sp.runs, 101);
+  /* 45 steps at 0, 45 at 1: the clock moved, the count started again */
+  CHECK_OK(tapio_call_soon(loop, spin_again, &first, NULL));
+  CHECK_OK(tapio_call_later(loop, 1, spin_again, &second, NULL));
+  CHECK_OK(tapio_loop_advance(loop, 1));
+  CHECK_EQ(first.runs + second.runs, 90);
+  CHECK_OK(tapio_loop_set_step_limit(loop, 0)); /* none */
+  sp.left = 1000;
+  CHECK_OK(tapio_call_soon(loop, spin_again, &sp, NULL));
+  CHECK_OK(tapio_loop_run(loop));
+  CHECK_EQ(sp.runs, 1101);
+  CHECK_ERR(tapio_loop_set_step_limit(real, 5), TAPIO_ENOTSUP);
+  CHECK_ERR(tapio_loop_set_step_limit(NULL, 5), TAPIO_EINVAL);
+  CHECK(tapio_loop_step_limit(real) == 0);
+  CHECK_STR(tapio_errname(TAPIO_ESPIN), "ESPIN");
+  free_loop(loop);
+  free_loop(real);
+}
+
 static void *post_from_thread(void *ud)
 {
   mark *m = ud;
@@ -385,5 +438,6 @@ TEST_MAIN(TEST(clock_moves_only_when_told), TEST(clock_fires_in_order),
           TEST(clock_follows_chains), TEST(clock_idle_call_from_a_run),
           TEST(clock_idle_calls_wait_and_cancel),
           TEST(clock_stop_ends_an_advance), TEST(clock_runs_never_sleep),
+          TEST(clock_busy_loop_ends_a_run),
           TEST(clock_threadsafe_calls), TEST(clock_bad_calls),
           TEST(clock_refuses_real_io), TEST(clock_with_allocator))

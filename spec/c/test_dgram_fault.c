@@ -127,11 +127,25 @@ static void each_kind(const tapio_datagram_faults *f, void (*body)(wire *))
   }
 }
 
+/* t's counts, as "sent lost dropped duplicated reordered delayed". */
+static const char *counts(tapio_transport *t)
+{
+  static char out[96];
+  tapio_datagram_fault_counts c;
+  CHECK_OK(tapio_datagram_get_fault_counts(t, &c));
+  snprintf(out, sizeof out, "%d %d %d %d %d %d", (int)c.sent, (int)c.lost,
+           (int)c.dropped, (int)c.duplicated, (int)c.reordered,
+           (int)c.delayed);
+  return out;
+}
+
 static void lose_five(wire *l)
 {
   send_lens(l, 1, 5);
   CHECK(!peer_has(l));
+  CHECK_STR(counts(l->r.t), "5 5 0 0 0 0");
   expect_marker(l);
+  CHECK_STR(counts(l->r.t), "1 0 0 0 0 0"); /* cleared: counted again */
 }
 
 /* Loss 1: nothing reaches the socket, connected or not, every family. */
@@ -151,6 +165,7 @@ static void drop_two(wire *l)
   send_lens(l, 1, 5);
   recv_lens(l, 3, got, sizeof got);
   CHECK_STR(got, "1 3 5");
+  CHECK_STR(counts(l->r.t), "5 0 2 0 0 0");
   expect_marker(l);
   drop[0] = 2;
 }
@@ -169,6 +184,7 @@ static void doubled(wire *l)
   send_lens(l, 1, 3);
   recv_lens(l, 6, got, sizeof got);
   CHECK_STR(got, "1 1 2 2 3 3");
+  CHECK_STR(counts(l->r.t), "3 0 0 3 0 0");
   expect_marker(l);
 }
 
