@@ -333,6 +333,35 @@ describe("a TLS connection", function()
     end)
   end)
 
+  it("closes cleanly when closed in the resume_writing of the flush that "
+     .. "emptied the buffer", function()
+    run(function(loop)
+      local sp = recorder(loop, {
+        resume_writing = function(self)
+          self.events[#self.events + 1] = "resume"
+          self.transport:close() -- the buffer is empty: low-water mark 0
+        end,
+        connection_lost = function(self, err)
+          self.tls_end = self.transport:get_extra_info("tls_end")
+          self.lost:set_result(err or false)
+        end,
+      })
+      local server, _, p = tls_pair(loop, nil, nil, sp)
+      local size = 4 * 1024 * 1024
+      sp.transport:set_write_buffer_limits(65536, 0)
+      sp.transport:write(string.rep("x", size))
+      assert.are.equal(size, #p:bytes(size):await())
+      assert.is_false(sp.lost:await())
+      assert.are.same({ "made", "pause", "resume" }, sp.events)
+      -- the close_notify exchange ran to its end; before, the flush's
+      -- own end of buffer closed a second time: "aborted", and the
+      -- ciphertext not yet sent was dropped
+      assert.are.equal("clean", sp.tls_end)
+      assert.is_false(p.lost:await())
+      server:close()
+    end)
+  end)
+
   it("fills a 1-byte BufferedProtocol buffer byte by byte (S9)", function()
     run(function(loop)
       local p = recorder(loop)

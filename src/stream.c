@@ -425,8 +425,15 @@ int tapio_transport_writelines(tapio_transport *t, const void *const *bufs,
   return (t->wsize || rc) ? buffered(s, rc) : 0;
 }
 
-/* close() with the buffer flushed: the layer may have its own ending. */
+/* close() with the buffer flushed: the layer may have its own ending.
+ * Once: a close from a callback of the flush that emptied the buffer
+ * (resume_writing) comes here, then the flush's own drained() would
+ * again, and TLS would take that for the end of its close_notify
+ * exchange, dropping the ciphertext still to send. */
 static void closed(tapio__stream *s) {
+  if (s->head.flags & TAPIO__T_ENDING)
+    return;
+  s->head.flags |= TAPIO__T_ENDING;
   if (!s->io->close || s->io->close(s, s->io_ctx) == 0)
     tapio__transport_lost(&s->head, 0, NULL);
 }

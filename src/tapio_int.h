@@ -421,6 +421,9 @@ enum {
   /* the transport is a sendfile's (sendfile.c): its protocol's writes
      are refused */
   TAPIO__T_SENDFILE = 1 << 15,
+  /* close() found the buffer flushed: the I/O layer's ending (TLS's
+     close_notify exchange) has begun and must not begin again */
+  TAPIO__T_ENDING = 1 << 16,
   TAPIO__WANTS = TAPIO__WANT_READ | TAPIO__WANT_WRITE | TAPIO__HOLD_READ |
                  TAPIO__HOLD_WRITE
 };
