@@ -1188,8 +1188,10 @@ int tapio_subprocess_kill(tapio_transport *t);
  *   from close (as asyncio counts it: a peer that stops reading cannot
  *   hold the flush forever); connection_lost gets 0, or ETIMEDOUT when the
  *   flush or the peer's answer did not come in time. Data the peer sends
- *   after its close_notify is discarded. How the session ended is
- *   TAPIO_TLS_NUM_END.
+ *   after its close_notify is discarded, and so is what it sends after
+ *   our close() and before its close_notify (the protocol has closed and
+ *   reads nothing more; one that wants all the peer sends waits for
+ *   eof_received before it closes). How the session ended is TAPIO_TLS_NUM_END.
  * - Renegotiation (TLS 1.2) asked by a server is followed; clients may not
  *   ask a tapio server for it. */
 
