@@ -5,7 +5,8 @@
 -- the target callback closes (or aborts, or kills) its own transport there
 -- and then, or raises. Whatever the target, the protocol then gets
 -- connection_lost once, as its last callback, the exception handler hears
--- only of an error raised, and the closed loop holds nothing. A datagram
+-- only of an error raised, and the closed loop holds nothing; a TLS
+-- session closed there ends with the close_notify exchange done. A datagram
 -- endpoint whose datagram_received or error_received raises reads on. The
 -- asan.lua5.4 run of this spec is the one that finds a use after free.
 local helper = require "spec.helper"
@@ -23,6 +24,7 @@ local function probe(loop, methods, target, action)
       elseif name == "connection_lost" then
         self.lost = (self.lost or 0) + 1
         self.lost_with = a
+        self.tls_end = self.transport:get_extra_info("tls_end")
       elseif name == "pause_writing" then
         self.paused = true
       elseif name == "resume_writing" then
@@ -212,6 +214,7 @@ end
 -- datagram endpoint reads on.
 kinds.datagram.reads_on = { datagram_received = true, error_received = true }
 kinds.tls.actions = { "close", "abort", "raise" }
+kinds.tls.ends_clean = true
 kinds.datagram.actions = { "close", "abort", "raise" }
 kinds.read_pipe.actions = { "close", "raise" }
 kinds.write_pipe.actions = { "close", "abort", "raise" }
@@ -231,6 +234,9 @@ local function check(k, action, target, p, errors, loop)
     assert.is_true(reads_on or k.after_close(p.events[i], action), seen)
   end
   assert.are.equal(0, loop:_debug().refs)
+  if k.ends_clean and action == "close" then -- the close_notify exchange
+    assert.are.equal("clean", p.tls_end, seen) -- ran to its end
+  end
   if action == "raise" then -- reported; the transport aborted, or reading on
     assert.are.equal(1, #errors, seen)
     assert.are.equal(("error in protocol.%s()"):format(target),
