@@ -3,6 +3,7 @@
  * protected-call path and the exception handler are callback.c's. */
 #include "tapio_lua.h"
 
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -211,19 +212,19 @@ static int l_is_running(lua_State *L) {
 
 void tl_push_run_error(lua_State *L, tapio_loop *loop, const char *fn,
                        int rc) {
-  char at[32];
+  char at[32], limit[24];
   if (rc != TAPIO_ESPIN) {
     lua_pushfstring(L, "tapio: %s: %s", fn, tapio_strerror(rc));
     return;
   }
   snprintf(at, sizeof at, "%g", tapio_loop_time(loop)); /* not a %f */
-  lua_pushfstring(L, "tapio: %s: the loop made %d steps at virtual time "
+  snprintf(limit, sizeof limit, "%" PRIu64, tapio_loop_step_limit(loop));
+  lua_pushfstring(L, "tapio: %s: the loop made %s steps at virtual time "
                   "t=%s and its clock never moved: code that keeps itself "
                   "ready (a call_soon that calls call_soon, a task that "
                   "sleeps 0 in a loop) lets no virtual time pass (the "
                   "limit: tapio.testing.step_limit, or testing.run's "
-                  "opts.step_limit)", fn, (int)tapio_loop_step_limit(loop),
-                  at);
+                  "opts.step_limit)", fn, limit, at);
 }
 
 /* Runs the loop with it as the running one; restores the outer one

@@ -253,14 +253,19 @@ static const tapio_protocol backend_protocol = {
   .eof_received = backend_eof,
 };
 
+/* Why the backend's connect failed: the loop's words, or the code's. */
+static void connect_failed(conn *c, int status) {
+  const char *why = tapio_loop_error_message(c->p->loop);
+  set_why(c, "backend connect failed: %s",
+          why ? why : tapio_strerror(status));
+}
+
 static void backend_connected(void *ud, int status, tapio_transport *t) {
   conn *c = ud;
   (void)t;
   c->connecting = 0;
   if (status < 0) {
-    const char *why = tapio_loop_error_message(c->p->loop);
-    set_why(c, "backend connect failed: %s",
-            why ? why : tapio_strerror(status));
+    connect_failed(c, status);
     conn_close(c);
     return;
   }
@@ -289,7 +294,7 @@ static void client_made(void *ud, tapio_transport *t) {
   conn *c = ud;
   proxy *p = c->p;
   char host[64] = "?", alpn[64] = "", cn[128];
-  int port = 0;
+  int port = 0, rc;
   c->client = t;
   tapio_transport_set_write_buffer_limits(t, p->high, -1);
   tapio_transport_get_peername(t, host, sizeof host, &port, NULL);
@@ -300,11 +305,11 @@ static void client_made(void *ud, tapio_transport *t) {
          alpn, cn);
   /* Nothing is read until there is somewhere to send it. */
   tapio_transport_pause_reading(t);
-  if (tapio_create_connection(p->loop, p->backend_host, p->backend_port,
-                              &backend_protocol, c, p->backend_opts,
-                              backend_connected, c) < 0) {
-    set_why(c, "backend connect failed: %s",
-            tapio_loop_error_message(p->loop));
+  rc = tapio_create_connection(p->loop, p->backend_host, p->backend_port,
+                               &backend_protocol, c, p->backend_opts,
+                               backend_connected, c);
+  if (rc < 0) {
+    connect_failed(c, rc);
     tapio_transport_close(t);
     return;
   }
