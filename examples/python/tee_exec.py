@@ -122,8 +122,9 @@ def describe(exc):
     """ok, or the error's errno name (EPIPE), as tapio names it"""
     if exc is None:
         return "ok"
-    return errno.errorcode.get(getattr(exc, "errno", None),
-                               type(exc).__name__)
+    if isinstance(exc, BrokenPipeError):
+        return "EPIPE"  # asyncio makes some with no errno
+    return errno.errorcode.get(exc.errno, type(exc).__name__)
 
 
 async def main(size, delay, path, command):
