@@ -444,7 +444,7 @@ int tapio_remove_signal_handler(tapio_loop *loop, int sig);
  *     numbered by its pid; n, it joins group n: Python 3.11's
  *     process_group; with "start_new_session" TAPIO_EINVAL, a session
  *     leader cannot change its group; a group that does not exist is the
- *     call's TAPIO_EPERM),
+ *     call's TAPIO_EPERM, tapio_loop_error_message naming the group),
  *     "pass_fds" (int list: descriptors the child keeps, at their
  *     numbers), "close_fds" (bool, default 1: the child gets no other
  *     descriptor of the parent's than 0, 1, 2 and pass_fds, even one
@@ -1107,7 +1107,8 @@ typedef struct tapio_subprocess_protocol {
  * be started is this call's error, never a child that exits 127: not
  * found (TAPIO_ENOENT), not executable (TAPIO_EACCES), a bad "cwd"
  * (TAPIO_ENOENT, TAPIO_ENOTDIR, TAPIO_EACCES), a bad descriptor given as
- * stdin/stdout/stderr or in pass_fds (TAPIO_EBADF); nothing of it is left
+ * stdin/stdout/stderr or in pass_fds (TAPIO_EBADF, tapio_loop_error_message
+ * saying which); nothing of it is left
  * behind (descriptors, memory, a child). The child gets the default
  * disposition of every signal and an empty signal mask, whatever the
  * parent's; every descriptor tapio opens is close-on-exec.

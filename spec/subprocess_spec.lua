@@ -245,6 +245,10 @@ describe("a subprocess", function()
         { process_group = leader.pid })
       assert.is_false(ok)
       assert.are.equal("EPERM", err.name)
+      -- the words say what could not be done (sh's EPERM is not sh's)
+      assert.are.equal(("cannot run 'true': cannot join process group %d: "
+        .. "operation not permitted (no process of it is left, or it is "
+        .. "another session's)"):format(leader.pid), err.message)
     end)
   end)
 
@@ -348,6 +352,12 @@ describe("a subprocess", function()
       assert.is_truthy(err.message:find("in '/nonexistent'", 1, true))
       ok, err = pcall(shell, loop, "true", { stdout = 1000 })
       assert.are.equal("EBADF", err.name)
+      assert.are.equal("cannot run '/bin/sh': stdout descriptor 1000 is "
+        .. "not open", err.message)
+      ok, err = pcall(spawn, loop, "true", nil, { pass_fds = { 1001 } })
+      assert.are.equal("EBADF", err.name)
+      assert.are.equal("cannot run 'true': pass_fds descriptor 1001 is not "
+        .. "open", err.message)
     end)
   end)
 

@@ -37,6 +37,7 @@ extern char **environ;
 typedef struct spawn {
   tapio_loop *loop;
   const tapio_options *opts;
+  const char *program;  /* as given, for the words of a failure */
   char **env;           /* the environment given, or environ */
   size_t envsize;       /* bytes of env when allocated here, else 0 */
   char *path;           /* the program's file */
@@ -188,6 +189,14 @@ int tapio__stdio_opt(const tapio_options *o, int i) {
 
 static int fd_open(int fd) { return fcntl(fd, F_GETFD) >= 0; }
 
+/* TAPIO_EBADF for descriptor fd given as option opt, with words that say
+ * which (the code alone would blame the program). */
+static int not_open(spawn *sp, const char *opt, int64_t fd) {
+  tapio__refuse(sp->loop, "cannot run '%s': %s descriptor %lld is not open",
+                sp->program, opt, (long long)fd);
+  return TAPIO_EBADF;
+}
+
 /* A descriptor below 3 that is not child fd i itself is moved up first,
  * so that no dup2 onto 0, 1 or 2 overwrites a source still to be used
  * (a parent whose stdin was closed gets a pipe at 0, say). */
@@ -232,7 +241,7 @@ static int stdio_action(spawn *sp, int i) {
   } else if (v == TAPIO_STDIO_PIPE) {
     rc = make_pipe(sp, i);
   } else if (!fd_open(v)) {
-    return TAPIO_EBADF;
+    return not_open(sp, i == 0 ? "stdin" : i == 1 ? "stdout" : "stderr", v);
   } else {
     sp->child[i] = v;
   }
@@ -264,7 +273,7 @@ static int fd_actions(spawn *sp) {
   }
   for (i = 0; i < n && !err; i++) {
     if (!fd_open((int)keep[i]))
-      return TAPIO_EBADF;
+      return not_open(sp, "pass_fds", keep[i]);
     if (keep[i] >= 3)
       err = posix_spawn_file_actions_adddup2(&sp->fa, (int)keep[i],
                                              (int)keep[i]);
@@ -354,6 +363,19 @@ static int open_pidfd(pid_t pid) {
   return fd;
 }
 
+/* posix_spawn's error code. Joining a process group is the one step in
+ * the child that fails with EPERM (the group has no process left, or is
+ * another session's): said so, not blamed on the program. */
+static int spawn_failed(spawn *sp, int code) {
+  int64_t group = tapio__opt_int(sp->opts, TAPIO__OPT_PROCESS_GROUP, -1);
+  if (code == TAPIO_EPERM && group > 0)
+    tapio__refuse(sp->loop, "cannot run '%s': cannot join process group "
+                  "%lld: %s (no process of it is left, or it is another "
+                  "session's)", sp->program, (long long)group,
+                  tapio_strerror(code));
+  return code;
+}
+
 static int run(spawn *sp, const char *program, char *const *argv,
                tapio__child *out) {
   int rc = make_env(sp);
@@ -368,7 +390,7 @@ static int run(spawn *sp, const char *program, char *const *argv,
   rc = posix_spawn(&out->pid, sp->path ? sp->path : program, &sp->fa,
                    &sp->attr, argv, sp->env);
   if (rc != 0)
-    return tapio__from_errno(rc);
+    return spawn_failed(sp, tapio__from_errno(rc));
   out->pidfd = open_pidfd(out->pid);
   memcpy(out->fds, sp->parent, sizeof out->fds);
   memset(sp->parent, -1, sizeof sp->parent);
@@ -385,6 +407,7 @@ int tapio__spawn(tapio_loop *loop, const char *program, char *const *argv,
   memset(sp.child, -1, sizeof sp.child);
   sp.loop = loop;
   sp.opts = opts;
+  sp.program = program;
   if (posix_spawn_file_actions_init(&sp.fa) != 0)
     return TAPIO_ENOMEM;
   if (posix_spawnattr_init(&sp.attr) != 0) {
