@@ -31,24 +31,53 @@ local function describe(err)
   return err == nil and "ok" or err.name
 end
 
--- Where the copy goes: a write pipe, our stdout or FILE's child.
+-- Where the copy goes: our stdout's write pipe, or FILE's child (its
+-- stdin's pipe); main sets self.pipe.
 local Sink = {}
 Sink.__index = Sink
 
 function Sink.new(command, loop)
-  return setmetatable({ command = command, done = loop:create_future() },
-                      Sink)
+  return setmetatable({ command = command, paused = false,
+                        done = loop:create_future() }, Sink)
+end
+
+function Sink:write(data)
+  if self.pipe then
+    self.pipe:write(data)
+  end
+end
+
+function Sink:close()
+  if self.pipe then
+    self.pipe:close()
+  end
 end
 
 function Sink:pause_writing()
+  self.paused = true
   self.command:sink_paused(1)
 end
 
 function Sink:resume_writing()
+  self.paused = false
   self.command:sink_paused(-1)
 end
 
+-- Its reader went away: it takes no more, and holds the others back no
+-- more (no resume_writing comes after the end).
+function Sink:ended()
+  if self.paused then
+    self:resume_writing()
+  end
+  self.pipe = nil
+end
+
+function Sink:pipe_connection_lost()
+  self:ended() -- FILE's child's stdin
+end
+
 function Sink:connection_lost(err)
+  self:ended()
   self.done:set_result(err)
 end
 
@@ -148,7 +177,9 @@ local function main(size, delay, path, command)
   local file_proc = loop:subprocess_exec(function() return file_proto end,
     "sh", { "-c", 'sleep "$0"; exec cat > "$1"', tostring(delay), path },
     { stdout = "inherit", stderr = "inherit" })
-  command_proto.sinks = { out, file_proc:get_pipe_transport(0) }
+  out_proto.pipe = out
+  file_proto.pipe = file_proc:get_pipe_transport(0)
+  command_proto.sinks = { out_proto, file_proto }
   local transport = loop:subprocess_exec(
     function() return command_proto end, "sh", { "-c", command })
   local status = command_proto.done:await()

@@ -302,6 +302,28 @@ describe("examples/tee_exec.lua", function()
       end, { deadline = 60 })
     end)
 
+    it(who .. " fills the file when our stdout's reader goes away",
+       function()
+      run(function()
+        local tee = py and { python, "examples/python/tee_exec.py" }
+                    or { helper.HOST, "examples/tee_exec.lua" }
+        tee[#tee + 1] = path
+        tee[#tee + 1] = "cat"
+        for i, word in ipairs(tee) do
+          tee[i] = helper.shell_quote(word)
+        end
+        local p = tapio.create_subprocess_exec("sh", { "-c",
+          table.concat(tee, " ") .. " | head -c 10" },
+          { stdin = "devnull", stdout = "pipe", stderr = "pipe" })
+        local out, err = p:communicate()
+        assert.is_true(out == pattern(10))
+        assert.is_true(read_file(path) == pattern(10 * MIB))
+        local list, other = events(err)
+        assert.are.same({}, other) -- no write after the end, nothing else
+        assert.are.equal("connection_lost: ok", list[#list - 1])
+      end, { deadline = 60 })
+    end)
+
     it(who .. " goes on when the command reads 100 bytes and exits "
        .. "(EPIPE)", function()
       run(function()

@@ -29,19 +29,41 @@ def input_chunk(offset, n):
 
 
 class Sink(asyncio.SubprocessProtocol):
-    """Where the copy goes: a write pipe, our stdout or FILE's child."""
+    """Where the copy goes: our stdout's write pipe, or FILE's child (its
+    stdin's pipe); main sets self.pipe."""
 
     def __init__(self, command):
-        self.command = command
+        self.command, self.pipe, self.paused = command, None, False
         self.done = asyncio.get_running_loop().create_future()
 
+    def write(self, data):
+        if self.pipe:
+            self.pipe.write(data)
+
+    def close(self):
+        if self.pipe:
+            self.pipe.close()
+
     def pause_writing(self):
+        self.paused = True
         self.command.sink_paused(1)
 
     def resume_writing(self):
+        self.paused = False
         self.command.sink_paused(-1)
 
+    def ended(self):
+        """Its reader went away: it takes no more, and holds the others
+        back no more (no resume_writing comes after the end)."""
+        if self.paused:
+            self.resume_writing()
+        self.pipe = None
+
+    def pipe_connection_lost(self, fd, exc):
+        self.ended()  # FILE's child's stdin
+
     def connection_lost(self, exc):
+        self.ended()
         self.done.set_result(exc)
 
 
@@ -136,7 +158,9 @@ async def main(size, delay, path, command):
     file_proc, _ = await loop.subprocess_exec(
         lambda: file_proto, "sh", "-c", 'sleep "$0"; exec cat > "$1"',
         str(delay), path, stdout=None, stderr=None)
-    command_proto.sinks = [out, file_proc.get_pipe_transport(0)]
+    out_proto.pipe = out
+    file_proto.pipe = file_proc.get_pipe_transport(0)
+    command_proto.sinks = [out_proto, file_proto]
     transport, _ = await loop.subprocess_exec(
         lambda: command_proto, "sh", "-c", command)
     status = await command_proto.done
