@@ -120,7 +120,9 @@
 ---@field resume_writing? fun(self: table)
 ---@field connection_lost? fun(self: table, err: tapio.Error|any|nil)
 
----The options of subprocess_exec and subprocess_shell.
+---The options of subprocess_exec and subprocess_shell. A descriptor given
+---as stdin, stdout or stderr stays the caller's (close it once the child
+---has it).
 ---@class tapio.ProcessOptions
 ---@field stdin? "pipe"|"devnull"|"inherit"|integer
 ---@field stdout? "pipe"|"devnull"|"inherit"|integer
