@@ -39,9 +39,25 @@ local function say(line)
   io.stderr:write(line)
 end
 
+-- The next line of reader (the last one may have no newline; "" at the
+-- end); a line longer than the reader's limit comes in pieces.
+local function next_line(reader)
+  local ok, err = pcall(reader.readuntil, reader, "\n")
+  if ok then
+    return err
+  elseif err.code == tapio.EOF then
+    return err.partial
+  elseif err.code == tapio.EMSGSIZE then -- LimitOverrunError: what it
+    return reader:read(err.consumed + 1) -- saw, through a newline there
+  end
+  error(err, 0)
+end
+
 local function relay_stderr(index, reader)
-  -- every line, also a last one without a newline
-  for line in reader:lines() do
+  for line in next_line, reader do
+    if line == "" then
+      break
+    end
     if line:sub(-1) ~= "\n" then
       line = line .. "\n"
     end
@@ -134,8 +150,8 @@ local function run(opts, commands)
           :format(opts.grace))
       killpg(pgid, "SIGKILL")
     end
-    done:await()
   end
+  done:await() -- raises what failed in it
   local statuses, failed = {}, 0
   for i, p in ipairs(procs) do
     statuses[i] = bash_status(p.returncode)

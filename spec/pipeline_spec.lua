@@ -143,6 +143,25 @@ describe("examples/pipeline.lua", function()
     end, { deadline = 30 })
   end)
 
+  it("relays a stderr line longer than the reader's limit in pieces",
+     function()
+    run(function()
+      for _, py in ipairs { false, helper.exists(python) } do
+        local _, err, status = pipeline({ "head -c 200000 /dev/zero | "
+          .. "tr '\\0' x >&2; echo after >&2; printf end >&2" }, nil, py)
+        assert.are.equal(0, status)
+        local pieces = lines(err)
+        assert.are.equal("pipestatus: 0", table.remove(pieces))
+        assert.are.equal("[1] end", table.remove(pieces))
+        assert.is_true(#pieces >= 2, err:sub(1, 100))
+        for i, piece in ipairs(pieces) do
+          pieces[i] = piece:match("^%[1%] (.*)$")
+        end
+        assert.is_true(table.concat(pieces) == ("x"):rep(200000) .. "after")
+      end
+    end, { deadline = 30 })
+  end)
+
   it("passes binary data with NUL bytes through unchanged", function()
     run(function()
       local input = binary(3 * MIB)

@@ -38,9 +38,20 @@ def say(line):
     sys.stderr.buffer.flush()
 
 
+async def next_line(stream):
+    """The next line (the last one may have no newline; b"" at the end);
+    a line longer than the stream's limit comes in pieces."""
+    try:
+        return await stream.readuntil(b"\n")
+    except asyncio.IncompleteReadError as e:
+        return e.partial
+    except asyncio.LimitOverrunError as e:
+        # what it saw, through the newline when one is there
+        return await stream.read(e.consumed + 1)
+
+
 async def relay_stderr(index, stream):
-    # every line, also a last one without a newline
-    while line := await stream.readline():
+    while line := await next_line(stream):
         if not line.endswith(b"\n"):
             line += b"\n"
         say(b"[%d] %s" % (index, line))
@@ -123,7 +134,7 @@ async def run(opts, commands):
             say(b"pipeline: still running after %g s: SIGKILL\n"
                 % opts["grace"])
             killpg(pgid, signal.SIGKILL)
-        await done
+    await done  # raises what failed in it
     statuses = [bash_status(p.returncode) for p in procs]
     say(b"pipestatus: %s\n" % " ".join(map(str, statuses)).encode())
     if signalled is not None:
