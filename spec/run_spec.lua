@@ -199,6 +199,31 @@ describe("tapio.run at exit", function()
     assert.is_true(results[1], results[2])
     assert.are.same({}, contexts)
   end)
+
+  it("reports a task's error nobody retrieved before it returns, also "
+     .. "when os.exit(tapio.run(main)) leaves the state uncollected",
+     function()
+    local results, contexts = run(function()
+      tapio.create_task(function() error("nobody asked") end)
+      tapio.sleep(0)
+      return 3
+    end)
+    assert.is_true(results[1], results[2])
+    assert.are.equal(3, results[2])
+    assert.are.equal(1, #contexts)
+    assert.are.equal("task exception was never retrieved",
+                     contexts[1].message)
+    local out, status = helper.run_script([[
+      local tapio = require "tapio"
+      os.exit(tapio.run(function()
+        tapio.create_task(function() error("nobody asked") end)
+        tapio.sleep(0)
+        return 3
+      end))]])
+    assert.are.equal(3, status)
+    assert.is_truthy(out:find("task exception was never retrieved\n"
+                              .. "SCRIPT:3: nobody asked", 1, true), out)
+  end)
 end)
 
 describe("tapio.run with tapio.handle_sigint", function()

@@ -587,6 +587,9 @@ function api.run(main, ...)
   local r = pack(pcall(loop.run_until_complete, loop, task))
   unwatch_sigint(loop, sigint)
   local ok2, err2 = pcall(shutdown, loop)
+  -- what main dropped with an error nobody retrieved is reported now, to
+  -- this loop's handler: os.exit(tapio.run(main)) never collects it
+  collectgarbage()
   loop:close()
   if not r[1] then
     local err = r[2]
