@@ -40,6 +40,8 @@
 ---@field future? tapio.Future whose error was never retrieved (a task too)
 ---@field task? tapio.Task the same, when it is a task; or whose step was slow (debug mode)
 ---@field duration? number seconds a slow callback took (debug mode)
+---@field peername? tapio.Address|string the client of a failed incoming TLS handshake (debug mode)
+---@field server? tapio.Server the server that accepted it
 ---@field transport? tapio.Transport
 ---@field protocol? tapio.Protocol
 ---@field tasks? tapio.Task[] what tapio.run cancelled at exit
@@ -564,7 +566,8 @@ function Loop:call_exception_handler(context) end
 ---@param context tapio.ExceptionContext
 function Loop:default_exception_handler(context) end
 ---Debug mode: a Lua callback running slow_callback_duration seconds or
----longer (default 0.1) is reported to the exception handler.
+---longer (default 0.1) is reported to the exception handler, and so is a
+---TLS handshake a server's client failed.
 ---@param enabled boolean
 ---@param slow_callback_duration? number
 function Loop:set_debug(enabled, slow_callback_duration) end
