@@ -157,6 +157,19 @@ describe("examples/http_server.lua", function()
     end)
   end)
 
+  it("answers 408 and closes when a body is slower than its timeout",
+     function()
+    run(function()
+      local server, cfg, port = serve({ body_timeout = 0.3 })
+      local line = peer("slow_body", port)[1]
+      local secs = tonumber(line:match("^SLOW BODY HTTP/1.1 408 Request "
+                                       .. "Timeout after ([%d.]+) s$"))
+      assert.is_truthy(secs, line)
+      assert.is_true(secs >= 0.2 and secs < 3, line)
+      stop(server, cfg)
+    end)
+  end)
+
   it("streams 32 MiB to a client that reads slowly, holding little of it",
      function()
     run(function()
