@@ -339,6 +339,24 @@ describe("examples/http_get.lua", function()
     end)
   end)
 
+  it("sends a GET again on a new connection when the server closed the "
+     .. "kept-alive one while it idled", function()
+    run(function()
+      local server, cfg, port = serve({ idle = 0.2 })
+      local url, state = "http://127.0.0.1:" .. port .. "/small", {}
+      assert.are.equal(body(13), http_get.get(state, url).body)
+      local first = tostring(state.conn.writer:get_extra_info("sockname"))
+      helper.until_true(function() return server:client_count() == 0 end)
+      local r = http_get.get(state, url) -- sent, then met the server's end
+      assert.are.equal(200, r.status)
+      assert.are.equal(body(13), r.body)
+      assert.are_not.equal(first,
+        tostring(state.conn.writer:get_extra_info("sockname")))
+      http_get.close(state.conn)
+      stop(server, cfg)
+    end)
+  end)
+
   it("as a program: the bodies to stdout, the statuses to stderr", function()
     run(function()
       local p, port = python_server(true)
