@@ -30,6 +30,10 @@ Prefix labels change how a name is answered:
     tc.<name>            over UDP: truncated (TC set, no records); over
                          TCP: <name>'s full answer
     ttlNNN.<name>        records with a TTL of NNN seconds (else 60)
+    hold.<name>          over TCP: never answered, the connection held
+                         until the client closes it ("HELD CLOSED" is
+                         logged then; the server does nothing else
+                         meanwhile); over UDP: <name>
 """
 import argparse
 import heapq
@@ -92,6 +96,9 @@ def answer(msg, tcp=False):
             rcode = SERVFAIL
         elif first == "tc":
             tc = not tcp
+        elif first == "hold":
+            if tcp:
+                return None, b""
         elif first.startswith("ttl") and first[3:].isdigit():
             ttl = int(first[3:])
         else:
@@ -138,6 +145,11 @@ def serve_tcp(conn, out, log):
             except (ValueError, IndexError, struct.error):
                 return
             if delay is None:
+                while conn.recv(4096):
+                    pass
+                if log:
+                    out.write("HELD CLOSED\n")
+                    out.flush()
                 return
             conn.sendall(struct.pack("!H", len(resp)) + resp)
 
@@ -176,7 +188,10 @@ def main():
         if stdin in ready and not os.read(stdin, 4096):
             return
         if listener in ready:
-            serve_tcp(listener.accept()[0], out, args.log)
+            try:
+                serve_tcp(listener.accept()[0], out, args.log)
+            except OSError:  # a reset, or 5 seconds of silence
+                pass
         if sock in ready:
             msg, peer = sock.recvfrom(4096)
             try:
