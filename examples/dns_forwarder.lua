@@ -385,13 +385,19 @@ function M.start(cfg)
   fwd.upstream = fwd.loop:create_datagram_endpoint(function()
     return setmetatable({ forwarder = fwd }, Upstream)
   end, { remote_addr = { fwd.up_host, fwd.up_port } })
-  fwd.udp = fwd.loop:create_datagram_endpoint(function()
-    return setmetatable({ forwarder = fwd }, Listener)
-  end, { local_addr = { cfg.host, cfg.port } })
-  fwd.port = fwd.udp:get_extra_info("sockname").port
-  fwd.tcp = tapio.start_server(function(reader, writer)
-    fwd:serve_tcp(reader, writer)
-  end, cfg.host, fwd.port)
+  repeat -- port 0: UDP's free port may be taken for TCP; then another
+    fwd.udp = fwd.loop:create_datagram_endpoint(function()
+      return setmetatable({ forwarder = fwd }, Listener)
+    end, { local_addr = { cfg.host, cfg.port } })
+    fwd.port = fwd.udp:get_extra_info("sockname").port
+    local ok, server = pcall(tapio.start_server, function(reader, writer)
+      fwd:serve_tcp(reader, writer)
+    end, cfg.host, fwd.port)
+    if not ok and (cfg.port ~= 0 or server.code ~= tapio.EADDRINUSE) then
+      error(server, 0)
+    end
+    fwd.tcp = ok and server or fwd.udp:close()
+  until fwd.tcp
   return fwd
 end
 

@@ -154,6 +154,28 @@ def serve_tcp(conn, out, log):
             conn.sendall(struct.pack("!H", len(resp)) + resp)
 
 
+def bind(port, tcp):
+    """The UDP socket, and with tcp a TCP one listening on the same port
+    (port 0: a free one for both, tried again while TCP's is taken)."""
+    while True:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", port))
+        if not tcp:
+            return sock, None
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            listener.bind(("127.0.0.1", sock.getsockname()[1]))
+        except OSError:
+            if port:
+                raise
+            sock.close()
+            listener.close()
+            continue
+        listener.listen(16)
+        return sock, listener
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, default=0)
@@ -161,14 +183,7 @@ def main():
     ap.add_argument("--port-file")
     ap.add_argument("--tcp", action="store_true")
     args = ap.parse_args()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", args.port))
-    listener = None
-    if args.tcp:
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", sock.getsockname()[1]))
-        listener.listen(16)
+    sock, listener = bind(args.port, args.tcp)
     out = sys.stdout
     out.write("PORT %d\n" % sock.getsockname()[1])
     out.flush()
