@@ -7,148 +7,14 @@
 -- Prints one line per query; stops on SIGINT or SIGTERM (status 0).
 local tapio = require "tapio"
 
+if ... ~= "dns_forwarder" then -- a program: dns_wire.lua is beside it
+  package.path = (arg[0]:match("^(.*/)") or "./") .. "?.lua;" .. package.path
+end
+local wire = require "dns_wire"
+
 local M = {}
-
-local floor, char = math.floor, string.char
-local QR, TC, RD = 0x80, 0x02, 0x01 -- bits of the flags' first byte
-local NOERROR, FORMERR, SERVFAIL = 0, 1, 2
-local OPT = 41 -- EDNS's pseudo-record: its "TTL" is no TTL
-local UDP_MAX = 512 -- RFC 1035's limit for an answer over UDP
-local TYPES = { [1] = "A", [2] = "NS", [5] = "CNAME", [6] = "SOA",
-                [12] = "PTR", [15] = "MX", [16] = "TXT", [28] = "AAAA",
-                [33] = "SRV", [255] = "ANY" }
-
--- Integers in network order (no bit operators: LuaJIT runs this too).
-local function u16(s, i)
-  local a, b = s:byte(i, i + 1)
-  return a * 256 + b
-end
-
-local function u32(s, i)
-  return u16(s, i) * 65536 + u16(s, i + 2)
-end
-
-local function p16(n)
-  return char(floor(n / 256) % 256, n % 256)
-end
-
-local function p32(n)
-  return p16(floor(n / 65536)) .. p16(n % 65536)
-end
-
-local function has(byte, bit) -- is bit (a power of 2) set in byte?
-  return floor(byte / bit) % 2 == 1
-end
-
--- The position after the name at i (labels, or a compression pointer),
--- and its text; nil if it runs off the end.
-local function skip_name(msg, i)
-  local labels = {}
-  while true do
-    local n = msg:byte(i)
-    if not n then
-      return nil
-    elseif n == 0 then
-      return i + 1, table.concat(labels, ".")
-    elseif n >= 0xC0 then
-      return (i + 2 <= #msg + 1) and i + 2 or nil, "(compressed)"
-    elseif n >= 0x40 or i + n > #msg then
-      return nil
-    end
-    labels[#labels + 1] = msg:sub(i + 1, i + n)
-    i = i + 1 + n
-  end
-end
-
--- A query's parts: id and question (name, type, class: the bytes), its
--- name and type for the log, the cache's key. Nil for what is no query
--- of one question.
-local function parse_query(msg)
-  -- flags' first byte 0x08 or more: a response, or an opcode not QUERY
-  if #msg < 12 or msg:byte(3) >= 0x08 or u16(msg, 5) ~= 1 then
-    return nil
-  end
-  local finish, name = skip_name(msg, 13)
-  if not finish or finish + 3 > #msg or name == "(compressed)" then
-    return nil
-  end
-  local question = msg:sub(13, finish + 3)
-  local qtype = u16(msg, finish)
-  return { msg = msg, id = msg:sub(1, 2), question = question, name = name,
-           type = TYPES[qtype] or "TYPE" .. qtype, key = question:lower() }
-end
-
--- The records after the question: for each, its type, where its TTL is
--- and where it ends. Nil if the message is cut short.
-local function records(msg, qlen)
-  local list, i = {}, 13 + qlen
-  local count = u16(msg, 7) + u16(msg, 9) + u16(msg, 11)
-  for n = 1, count do
-    i = skip_name(msg, i)
-    if not i or i + 9 > #msg then
-      return nil
-    end
-    local finish = i + 10 + u16(msg, i + 8)
-    if finish > #msg + 1 then
-      return nil
-    end
-    list[n] = { type = u16(msg, i), ttl_at = i + 4, finish = finish }
-    i = finish
-  end
-  return list
-end
-
--- msg with every TTL lowered by age seconds (never below 0).
-local function aged(msg, list, age)
-  local parts, from = {}, 1
-  for _, r in ipairs(list) do
-    if r.type ~= OPT then
-      parts[#parts + 1] = msg:sub(from, r.ttl_at - 1)
-      parts[#parts + 1] = p32(math.max(0, u32(msg, r.ttl_at) - age))
-      from = r.ttl_at + 4
-    end
-  end
-  parts[#parts + 1] = msg:sub(from)
-  return table.concat(parts)
-end
-
--- An answer (whose question is qlen bytes) cut to the records that fit in
--- limit bytes, TC set and the sections' counts fixed.
-local function truncated(msg, qlen, limit)
-  local list = records(msg, qlen) or {}
-  local kept, size = 0, 12 + qlen
-  for n, r in ipairs(list) do
-    if r.finish - 1 > limit then
-      break
-    end
-    kept, size = n, r.finish - 1
-  end
-  local counts = {}
-  for s = 1, 3 do
-    counts[s] = math.min(u16(msg, 5 + 2 * s), kept)
-    kept = kept - counts[s]
-  end
-  local flags = msg:byte(3)
-  return msg:sub(1, 2) .. char(has(flags, TC) and flags or flags + TC)
-    .. msg:sub(4, 6) .. p16(counts[1]) .. p16(counts[2]) .. p16(counts[3])
-    .. msg:sub(13, size)
-end
-
--- An answer of rcode with no records to the query msg (q: its parts, or
--- nil to leave the question out): its id, opcode and RD bit, RA set.
-local function error_answer(msg, q, rcode)
-  local b = msg:byte(3)
-  return msg:sub(1, 2) .. char(QR + (b - b % 8) % 0x80 + b % 2, 0x80 + rcode)
-    .. p16(q and 1 or 0) .. p16(0) .. p16(0) .. p16(0)
-    .. (q and q.question or "")
-end
-
--- Is msg an answer to p's query (its upstream id and question)?
-local function answers(msg, p)
-  return #msg >= 12 + #p.q.question and u16(msg, 1) == p.id
-    and has(msg:byte(3), QR) and u16(msg, 5) == 1
-    and msg:sub(13, 12 + #p.q.question) == p.q.question
-end
+local u16, p16, has = wire.u16, wire.p16, wire.has
+local QR, TC, SERVFAIL = wire.QR, wire.TC, wire.SERVFAIL
 
 local Forwarder = {}
 Forwarder.__index = Forwarder
@@ -156,14 +22,14 @@ Forwarder.__index = Forwarder
 -- Answers msg (a query, over via "udp" or "tcp", from client: a string
 -- for the log) through reply(answer).
 function Forwarder:query(msg, client, via, reply)
-  local q = parse_query(msg)
+  local q = wire.parse_query(msg)
   local p = { q = q, client = client, via = via, reply = reply,
               started = self.loop:time(), tries = 0 }
   if not q then -- a query we cannot read gets FORMERR; a response, or
     if #msg < 12 or has(msg:byte(3), QR) then -- less than a header: none
       return self:log(p, "ignored")
     end
-    reply(error_answer(msg, nil, FORMERR))
+    reply(wire.error_answer(msg, nil, wire.FORMERR))
     return self:log(p, "formerr")
   end
   local hit = self:cached(q)
@@ -187,7 +53,7 @@ function Forwarder:send(p)
     if p.tries < 2 then
       self:send(p)
     else
-      self:answer(p, error_answer(p.q.msg, p.q, SERVFAIL))
+      self:answer(p, wire.error_answer(p.q.msg, p.q, SERVFAIL))
     end
   end)
 end
@@ -195,7 +61,7 @@ end
 -- The upstream's datagram: the answer to a query in flight, or ignored.
 function Forwarder:from_upstream(msg)
   local p = #msg >= 12 and self.pending[u16(msg, 1)]
-  if not p or p.tcp or not answers(msg, p) then
+  if not p or p.tcp or not wire.answers(msg, p.id, p.q.question) then
     return -- one too late, or for no query of ours
   end
   p.timer:cancel()
@@ -238,8 +104,8 @@ function Forwarder:ask_tcp(p)
   if not ok and tapio.is_cancelled(msg) then
     error(msg, 0) -- by stop(): nobody to answer
   end
-  if not (ok and msg and answers(msg, p)) then
-    msg = error_answer(p.q.msg, p.q, SERVFAIL)
+  if not (ok and msg and wire.answers(msg, p.id, p.q.question)) then
+    msg = wire.error_answer(p.q.msg, p.q, SERVFAIL)
   end
   self:answer(p, msg)
 end
@@ -249,7 +115,7 @@ function Forwarder:answer(p, msg)
   self.pending[p.id] = nil
   msg = p.q.id .. msg:sub(3)
   local rcode = msg:byte(4) % 16
-  if rcode == NOERROR or rcode == 3 then -- NXDOMAIN
+  if rcode == wire.NOERROR or rcode == wire.NXDOMAIN then
     self:store(p.q, msg)
   end
   p.reply(self:fit(msg, p.via, p.q))
@@ -259,19 +125,19 @@ end
 -- msg as it may go to a client over via: a UDP answer over 512 bytes is
 -- cut short, TC set (the client asks again over TCP).
 function Forwarder:fit(msg, via, q)
-  if via ~= "udp" or #msg <= UDP_MAX then
+  if via ~= "udp" or #msg <= wire.UDP_MAX then
     return msg
   end
-  return truncated(msg, #q.question, UDP_MAX)
+  return wire.truncated(msg, #q.question, wire.UDP_MAX)
 end
 
 -- Keeps msg for its smallest TTL (an answer with none is not kept).
 function Forwarder:store(q, msg)
-  local list = records(msg, #q.question)
+  local list = wire.records(msg, #q.question)
   local ttl
   for _, r in ipairs(list or {}) do
-    if r.type ~= OPT then
-      ttl = math.min(ttl or math.huge, u32(msg, r.ttl_at))
+    if r.type ~= wire.OPT then
+      ttl = math.min(ttl or math.huge, wire.u32(msg, r.ttl_at))
     end
   end
   if not ttl or ttl == 0 then
@@ -313,7 +179,7 @@ function Forwarder:cached(q)
   end
   local msg = q.id .. e.msg:sub(3, 12) .. q.question
     .. e.msg:sub(13 + #q.question)
-  return aged(msg, e.records, floor(now - e.stored))
+  return wire.aged(msg, e.records, math.floor(now - e.stored))
 end
 
 function Forwarder:log(p, how)
