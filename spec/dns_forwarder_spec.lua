@@ -45,8 +45,8 @@ end
 
 -- Inside a task: the forwarder as a program, forwarding to 127.0.0.1:port,
 -- with args (a list) before its own; fwd.port, fwd.upstream_port (its
--- upstream socket's port), fwd:stop() (SIGTERM: it must end with 0 and
--- print nothing on stderr) returns the lines it printed.
+-- upstream socket's port), fwd.stop([sig]) (SIGTERM, or sig: it must end
+-- with 0 and print nothing on stderr) returns the lines it printed.
 local function forwarder(port, args)
   local argv = { "examples/dns_forwarder.lua", "--timeout", TIMEOUT }
   for _, a in ipairs(args or {}) do
@@ -62,8 +62,8 @@ local function forwarder(port, args)
   fwd.port = tonumber(line:match("127%.0%.0%.1:(%d+) %(udp, tcp%)"))
   fwd.upstream_port = tonumber(line:match("from port (%d+)"))
   assert(fwd.port and fwd.upstream_port, line)
-  function fwd.stop()
-    p:send_signal("SIGTERM")
+  function fwd.stop(sig)
+    p:send_signal(sig or "SIGTERM")
     local out, err = p.stdout:read(), p.stderr:read()
     assert.are.equal("", err)
     assert.are.equal(0, p:wait())
@@ -328,6 +328,32 @@ describe("examples/dns_forwarder.lua", function()
       assert.are.same({ "stopped" }, fwd.stop()) -- nothing was answered
       assert.are.same({ held_closed = true }, up.query())
       client:close()
+      up.stop()
+    end)
+  end)
+
+  it("answers SERVFAIL when the upstream holds its TCP connection, and "
+     .. "closes it", function()
+    run(function()
+      local up = upstream()
+      local fwd = forwarder(up.port)
+      local a = ask(fwd.port, "8:tc.hold.v4.tapio.test:A")[1]
+      assert.are.same({ "8", "2" }, { field(a, "id"), field(a, "rcode") })
+      assert.are.equal(tostring(fwd.upstream_port), up.query().from)
+      assert.are.equal("tcp", up.query().from)
+      assert.are.same({ held_closed = true }, up.query())
+      fwd.stop()
+      up.stop()
+    end)
+  end)
+
+  it("ends with status 0 on SIGINT too", function()
+    run(function()
+      local up = upstream()
+      local fwd = forwarder(up.port)
+      assert.are.equal("0", field(ask(fwd.port, "1:v4.tapio.test:A")[1],
+                                  "rcode"))
+      assert.are.equal(2, #fwd.stop("SIGINT"))
       up.stop()
     end)
   end)
