@@ -300,7 +300,7 @@ while arg[i] do
   end
 end
 cfg.host, cfg.port, cfg.upstream = rest[1], tonumber(rest[2]), rest[3]
-if not cfg.upstream then
+if not (cfg.port and (cfg.upstream or ""):match(":%d+$")) then
   io.stderr:write("usage: dns_forwarder.lua [--timeout S] [--cache N] "
                   .. "HOST PORT UPSTREAM_HOST:PORT\n")
   os.exit(2)
