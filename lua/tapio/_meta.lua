@@ -104,8 +104,8 @@
 ---@field connection_lost? fun(self: table, err: tapio.Error|any|nil)
 
 ---@class tapio.DatagramOptions
----@field local_addr? table {host, port}
----@field remote_addr? table {host, port}: a connected endpoint
+---@field local_addr? table|tapio.Address|string {host, port} (port: a number, digits or a UDP service's name), an address value, or a Unix path
+---@field remote_addr? table|tapio.Address|string the same: a connected endpoint
 ---@field local_path? string a Unix datagram socket's own path
 ---@field remote_path? string a Unix datagram socket's peer
 ---@field family? integer 0, 4, 6 or tapio.AF_UNIX
