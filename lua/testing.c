@@ -44,8 +44,7 @@ static int k_advance(lua_State *L) {
                       "(tapio.testing.new_loop makes one)", fn);
   if (rc < 0) {
     tl_push_run_error(L, lb->loop, fn, rc);
-    /* quiet (arg 3): a busy loop's error returned (see _run_virtual) */
-    return rc == TAPIO_ESPIN && lua_toboolean(L, 3) ? 1 : lua_error(L);
+    return tl_raise_after_calls(L); /* callbacks ran on the loop's thread */
   }
   return 0;
 }

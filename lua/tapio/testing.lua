@@ -908,25 +908,33 @@ local function verdict(loop, task, errors, opts, late, err)
   end
 end
 
+-- What a run of the virtual loop raised (it kept busy at one time past
+-- its step limit), or nil.
+local function raised(fn, ...)
+  local ok, err = pcall(fn, ...)
+  if not ok then
+    return err
+  end
+end
+
 -- testing.run on a virtual loop: until the body ends, or nothing is left
 -- to run (with autojump, until no timer is left either, or until the
 -- real-time deadline: code that retries on a timer for ever would jump
 -- for ever). Returns true if the deadline ended it, else nil and what a
--- run raised (the loop kept busy at one time past its step limit).
+-- run raised.
 local function run_virtual(loop, clock, task, opts)
   local stop_at = core._monotonic() + (opts.deadline or 10)
-  -- each returns what a busy loop raises, rather than raise it
-  local err = loop:_run_virtual() -- until the body ends, or idle
+  local err = raised(loop.run_forever, loop) -- until the body ends, or idle
   while not err and opts.autojump and not task:done()
       and K._next_timer(loop) do
     if core._monotonic() > stop_at then
       return true
     end
-    err = K._advance(loop, K._next_timer(loop) - loop:time(), true)
-      or loop:_run_virtual()
+    err = raised(K._advance, loop, K._next_timer(loop) - loop:time())
+      or raised(loop.run_forever, loop)
   end
   if not err and task:done() then
-    err = K._advance(loop, 0, true)
+    err = raised(K._advance, loop, 0)
   end
   return false, err
 end
@@ -1056,7 +1064,7 @@ function testing.run(body, opts)
       t:cancel()
     end
     if clock then
-      K._advance(loop, 0, true) -- a busy loop is told above
+      raised(K._advance, loop, 0) -- a busy loop is told above
     else
       loop:run_once(false)
     end
