@@ -503,7 +503,7 @@ end
 -- or held back waits in tapio) sends from now on: loss and duplicate
 -- (chances), reorder (a datagram lets up to that many later ones pass),
 -- delay and jitter (seconds), drop (the datagrams lost for sure, 1 the
--- next one sent), capacity (bytes in flight before the write buffer
+-- next one sent after this call), capacity (bytes in flight before the write buffer
 -- fills: the virtual network's only), seed (the draws': the session's
 -- seed gives one unless set). nil or {} clears them. Returns the spec
 -- with the seed used.
@@ -531,8 +531,9 @@ end
 testing.datagram_in_flight = K.datagram_in_flight
 
 --- testing.datagram_fault_counts(t): how many datagrams each fault of t
--- hit since testing.datagram_faults last set (or cleared) them: sent,
--- lost, dropped, duplicated, reordered, delayed.
+-- hit in its life (setting or clearing the faults does not reset them;
+-- they read after t's connection_lost): sent, lost, dropped, duplicated,
+-- reordered, delayed.
 testing.datagram_fault_counts = K.datagram_fault_counts
 
 -- ---- Fake programs ---------------------------------------------------------
