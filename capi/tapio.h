@@ -1007,6 +1007,24 @@ size_t tapio_server_client_count(tapio_server *s);
 /* cb(ud, s) once the server is closed and all its connections are gone;
  * from the loop, also when that is already so. */
 int tapio_server_wait_closed(tapio_server *s, tapio_closed_fn cb, void *ud);
+/* Failed TLS handshakes of a server's connections. A client whose
+ * handshake fails hears why; the server's user hears of it only through
+ * this hook (asyncio logs it in debug mode only): fn(ud, s, t, status)
+ * once per connection s accepted whose handshake failed, status a
+ * TAPIO_ETLS_* code, TAPIO_ECONNRESET (the client closed during it) or
+ * TAPIO_ETIMEDOUT (ssl_handshake_timeout). t never reaches the protocol
+ * factory and is already closed; it is borrowed for the call, where
+ * tapio_transport_get_peername, get_stat and TLS extra info such as the
+ * SNI name asked (TAPIO_TLS_INFO_SERVER_HOSTNAME) answer, and
+ * tapio_loop_error_message says why ("certificate verify failed: ...").
+ * Not called for handshakes cut short by the server's or the loop's own
+ * doing (close_clients, abort_clients, the loop's freeing), nor once the
+ * server is released; called after tapio_server_close for connections
+ * accepted before. fn NULL (the default): no hook. */
+typedef void (*tapio_handshake_failed_fn)(void *ud, tapio_server *s,
+                                          tapio_transport *t, int status);
+int tapio_server_set_handshake_failed(tapio_server *s,
+                                      tapio_handshake_failed_fn fn, void *ud);
 /* Number of listening sockets (0 once closed). */
 size_t tapio_server_socket_count(tapio_server *s);
 /* The address of listening socket i, as for tapio_transport_get_sockname. */
@@ -1171,8 +1189,9 @@ int tapio_subprocess_kill(tapio_transport *t);
  *   ETIMEDOUT after ssl_handshake_timeout); the protocol then gets neither
  *   connection_made nor connection_lost. A server calls its protocol
  *   factory only once a connection's handshake is done; a failed incoming
- *   handshake is dropped without a report (asyncio logs it in debug mode
- *   only), the client sees why.
+ *   handshake reaches only tapio_server_set_handshake_failed's hook (none
+ *   by default, as asyncio logs it in debug mode only), the client sees
+ *   why.
  * - write_eof is unsupported (can_write_eof answers 0), and eof_received's
  *   answer cannot keep the connection half-open: TLS closes both ways.
  *   eof_received comes for the peer's close_notify and also for a TCP end

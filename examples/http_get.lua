@@ -1,6 +1,7 @@
 -- An HTTP/1.1 client with streams: fetches each URL given, over one
 -- kept-alive connection while the scheme, host and port stay the same
--- (a new one when they change or the server closes), http or https,
+-- (a new one when they change or the server closes, and the GET sent
+-- again when the server had closed it while it idled), http or https,
 -- bodies by Content-Length, chunked, or to the end. Each body goes to
 -- standard output, its status line to standard error.
 -- Usage: tapio examples/http_get.lua URL...
@@ -108,23 +109,46 @@ function M.close(conn)
   pcall(conn.writer.wait_closed, conn.writer) -- the end was the server's
 end
 
+-- A kept-alive connection the server closed while it idled (its idle
+-- timeout) fails the next request before any answer: that request was
+-- not seen, and a GET may be sent again on a new connection.
+local function stale(err)
+  return type(err) == "table" and (err.code == tapio.ECONNRESET
+    or err.code == tapio.EPIPE
+    or err.name == "IncompleteReadError" and err.partial == "")
+end
+
+--- M.get(state, url [, ssl]) -> the response: GETs url on state.conn
+-- while its scheme, host and port fit and it is open (else on a new one,
+-- kept in state.conn), once more on a new one if the server had closed
+-- a kept-alive connection meanwhile.
+function M.get(state, url, ssl)
+  local u, conn = M.urlsplit(url), state.conn
+  if conn and not (conn.open and conn.scheme == u.scheme
+                   and conn.host == u.host and conn.port == u.port) then
+    M.close(conn)
+    conn = nil
+  end
+  if conn then
+    local ok, r = pcall(M.request, conn, "GET", u.target)
+    if ok or not stale(r) then
+      return ok and r or error(r, 0)
+    end
+    M.close(conn)
+  end
+  state.conn = M.connect(u, ssl)
+  return M.request(state.conn, "GET", u.target)
+end
+
 --- M.get_all(urls [, ssl]): GETs each URL, reusing the connection while
 -- it can; returns the responses.
 function M.get_all(urls, ssl)
-  local conn
-  local responses = {}
+  local state, responses = {}, {}
   for i, url in ipairs(urls) do
-    local u = M.urlsplit(url)
-    if conn and not (conn.open and conn.scheme == u.scheme
-                     and conn.host == u.host and conn.port == u.port) then
-      M.close(conn)
-      conn = nil
-    end
-    conn = conn or M.connect(u, ssl)
-    responses[i] = M.request(conn, "GET", u.target)
+    responses[i] = M.get(state, url, ssl)
   end
-  if conn then
-    M.close(conn)
+  if state.conn then
+    M.close(state.conn)
   end
   return responses
 end

@@ -3,7 +3,8 @@
 -- a whole file), POST or PUT to /echo sends the body back. Keep-alive and
 -- pipelined requests (answered in order), bodies by Content-Length or
 -- chunked, "Expect: 100-continue", 431 for a head over the reader's limit,
--- 413 for a body over MAX_BODY, an idle timeout between requests, HTTPS
+-- 413 for a body over MAX_BODY, an idle timeout between requests, 408 for
+-- a body slower than its timeout, HTTPS
 -- with a certificate and its key, and a graceful stop on SIGTERM: stop
 -- accepting, let requests under way finish, close the rest after GRACE s.
 -- Usage: tapio examples/http_server.lua [ROOT [PORT [CERT KEY]]]
@@ -16,6 +17,7 @@ M.defaults = {
   max_head = 8192,            -- the reader's limit: request line + headers
   max_body = 64 * 1024 * 1024,
   idle = 15,                  -- seconds a kept-alive connection may idle
+  body_timeout = 60,          -- seconds a request's body may take to come
   handshake_timeout = 10,     -- TLS
   grace = 5,                  -- seconds in-flight requests get at a stop
   chunk = 65536,              -- file bytes per write
@@ -24,7 +26,7 @@ M.defaults = {
 
 local REASONS = {
   [100] = "Continue", [200] = "OK", [400] = "Bad Request",
-  [404] = "Not Found", [405] = "Method Not Allowed",
+  [404] = "Not Found", [405] = "Method Not Allowed", [408] = "Request Timeout",
   [413] = "Content Too Large", [431] = "Request Header Fields Too Large",
   [501] = "Not Implemented", [505] = "HTTP Version Not Supported",
 }
@@ -114,10 +116,20 @@ local function read_body(reader, writer, req, cfg)
      and req.version == "1.1" then
     writer:write("HTTP/1.1 100 Continue\r\n\r\n")
   end
-  if te then
-    return read_chunked(reader, cfg.max_body)
+  -- A client that sends its body slowly, or never, holds the connection
+  -- and its buffer: it gets body_timeout seconds for all of it.
+  local ok, body = pcall(tapio.timeout, cfg.body_timeout, function()
+    if te then
+      return read_chunked(reader, cfg.max_body)
+    end
+    return reader:readexactly(length)
+  end)
+  if not ok and type(body) == "table" and body.code == tapio.ETIMEDOUT then
+    refuse(408)
+  elseif not ok then
+    error(body, 0)
   end
-  return reader:readexactly(length)
+  return body
 end
 
 -- A file, a chunk at a time: drain waits while the client is behind, so

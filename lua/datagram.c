@@ -110,6 +110,20 @@ static void option_fail(lua_State *L, tapio_options *o, const char *msg) {
   tl_argerror(L, FN_DGRAM, 2, "opts", msg);
 }
 
+/* The port of a {host, port} given as a string: digits or a UDP
+ * service's name (asyncio's getaddrinfo takes both). */
+static lua_Integer port_name(lua_State *L, tapio_options *o, const char *s,
+                             const char *which) {
+  int port = tl_portname(s, "udp");
+  if (port == TL_PORT_RANGE)
+    option_fail(L, o, lua_pushfstring(L, "%s_addr: port out of range "
+                                      "0..65535", which));
+  if (port == TL_PORT_UNKNOWN)
+    option_fail(L, o, lua_pushfstring(L, "%s_addr: unknown service '%s'",
+                                      which, s));
+  return port;
+}
+
 /* local_addr/remote_addr (at idx, not nil): {host, port}, an address
  * value, or a Unix path. which is "local" or "remote". */
 static void set_addr(lua_State *L, tapio_options *o, int idx,
@@ -124,6 +138,7 @@ static void set_addr(lua_State *L, tapio_options *o, int idx,
     rc = path ? tapio_options_set_str(o, name, path) : TAPIO_EINVAL;
   } else if (bytes || lua_istable(L, idx)) {
     lua_Integer p = -1;
+    int named;
     if (bytes) {
       tapio_addr_format(bytes, len, buf, sizeof buf, &port, &family);
       lua_pushstring(L, buf);
@@ -132,8 +147,11 @@ static void set_addr(lua_State *L, tapio_options *o, int idx,
       lua_rawgeti(L, idx, 1);
       lua_rawgeti(L, idx, 2);
     }
+    named = lua_type(L, -1) == LUA_TSTRING; /* digits or a service */
+    if (named)
+      p = port_name(L, o, lua_tostring(L, -1), which);
     if ((!lua_isnil(L, -2) && lua_type(L, -2) != LUA_TSTRING) ||
-        !tl_tointeger(L, -1, &p) || p < 0 || p > 65535)
+        (!named && (!tl_tointeger(L, -1, &p) || p < 0 || p > 65535)))
       option_fail(L, o, lua_pushfstring(L, "%s_addr: {host, port} expected, "
                                         "port 0..65535", which));
     snprintf(name, sizeof name, "%s_port", which);

@@ -3,6 +3,7 @@
  * serve_forever and wait_closed are in tapio/loop.lua. */
 #include "tapio_lua.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -77,6 +78,65 @@ static int c_factory(void *ud, tapio_server *s, const tapio_protocol **proto,
   return 0;
 }
 
+/* ---- Failed handshakes (debug mode) ------------------------------------ */
+
+typedef struct hs_failure {
+  tl_server *ls;
+  tapio_transport *t;
+  int status;
+} hs_failure;
+
+/* [1] hs_failure: the context, to the exception handler. */
+static int tr_hs_failed(lua_State *L) {
+  hs_failure *f = lua_touserdata(L, 1);
+  tl_loop *lb = f->ls->lb;
+  const char *why = tapio_loop_error_message(lb->loop);
+  char host[TAPIO_ADDR_MAX];
+  int port, family;
+  lua_createtable(L, 0, 4);
+  lua_pushfstring(L, "TLS handshake failed on a connection the server "
+                  "accepted: %s", why ? why : tapio_strerror(f->status));
+  lua_setfield(L, -2, "message");
+  tl_pusherror(L, f->status, why);
+  lua_setfield(L, -2, "exception");
+  if (tapio_transport_get_peername(f->t, host, sizeof host, &port,
+                                   &family) == 0) {
+    tl_pushaddress(L, host, port, family);
+    lua_setfield(L, -2, "peername");
+  }
+  if (f->ls->self_ref != LUA_NOREF) { /* closed and let go: none */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, f->ls->self_ref);
+    lua_setfield(L, -2, "server");
+  }
+  tl_callhandler(lb, L);
+  return 0;
+}
+
+/* A failed incoming handshake is told to the exception handler in debug
+ * mode only, where asyncio logs it: a scanner's garbage must not fill a
+ * server's log otherwise. */
+static void on_hs_failed(void *ud, tapio_server *s, tapio_transport *t,
+                         int status) {
+  hs_failure f;
+  lua_State *L;
+  (void)s;
+  f.ls = ud;
+  f.t = t;
+  f.status = status;
+  if (!f.ls->lb || f.ls->lb->quiet || f.ls->lb->slow <= 0)
+    return;
+  L = f.ls->lb->L;
+  if (!lua_checkstack(L, 8))
+    return;
+  lua_pushcfunction(L, tr_hs_failed);
+  lua_pushlightuserdata(L, &f);
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+    fprintf(stderr, "tapio: cannot report a failed handshake: %s\n",
+            tl_tostring(L, -1));
+    lua_pop(L, 1);
+  }
+}
+
 /* ---- Creating ---------------------------------------------------------- */
 
 /* [1] ls, [2] status: cb(nil, server) or cb(err). */
@@ -105,8 +165,10 @@ static void on_served(void *ud, int status, tapio_server *s) {
   if (!lb)
     return;
   L = lb->L;
-  if (status == 0)
+  if (status == 0) {
     ls->s = s;
+    tapio_server_set_handshake_failed(s, on_hs_failed, ls);
+  }
   if (!lb->quiet && tl_prepare(lb, L, TL_T_SERVED) == 0) {
     lua_pushlightuserdata(L, ls);
     lua_pushinteger(L, status);

@@ -417,6 +417,10 @@ lua_Integer tl_checkint(lua_State *L, int idx, const char *fn, int n,
  * service's name ("http": /etc/services, as asyncio's getaddrinfo takes
  * it). */
 int tl_checkport(lua_State *L, int idx, const char *fn, int n);
+/* The port string s names: digits, or a service's name for proto ("tcp",
+ * "udp"); TL_PORT_RANGE (digits over 65535) or TL_PORT_UNKNOWN. */
+enum { TL_PORT_RANGE = -1, TL_PORT_UNKNOWN = -2 };
+int tl_portname(const char *s, const char *proto);
 /* The Unix path (a string) at idx for the core: a Linux abstract name
  * given as asyncio spells it ("\0name") becomes the core's "@name" in
  * that slot. NULL when a NUL byte is left inside (C cannot hold it). */

@@ -97,27 +97,33 @@ lua_Integer tl_checkint(lua_State *L, int idx, const char *fn, int n,
   return v;
 }
 
-int tl_checkport(lua_State *L, int idx, const char *fn, int n) {
-  const char *s;
+int tl_portname(const char *s, const char *proto) {
   struct servent se, *found = NULL;
   char buf[1024];
+  if (*s && strspn(s, "0123456789") == strlen(s)) {
+    long v = strlen(s) <= 5 ? strtol(s, NULL, 10) : 65536;
+    return v > 65535 ? TL_PORT_RANGE : (int)v;
+  }
+  /* a service's name, as getaddrinfo takes it (/etc/services) */
+  getservbyname_r(s, proto, &se, buf, sizeof buf, &found);
+  return found ? ntohs((uint16_t)found->s_port) : TL_PORT_UNKNOWN;
+}
+
+int tl_checkport(lua_State *L, int idx, const char *fn, int n) {
+  const char *s;
+  int port;
   if (lua_type(L, idx) == LUA_TNUMBER)
     return (int)tl_checkint(L, idx, fn, n, "port", 0, 65535);
   if (lua_type(L, idx) != LUA_TSTRING)
     return tl_typeerror(L, fn, n, "port", idx, "integer or string");
   s = lua_tostring(L, idx);
-  if (*s && strspn(s, "0123456789") == strlen(s)) {
-    long v = strlen(s) <= 5 ? strtol(s, NULL, 10) : 65536;
-    if (v > 65535)
-      return tl_argerror(L, fn, n, "port", "out of range 0..65535");
-    return (int)v;
-  }
-  /* a service's name, as getaddrinfo takes it (/etc/services) */
-  getservbyname_r(s, "tcp", &se, buf, sizeof buf, &found);
-  if (!found)
+  port = tl_portname(s, "tcp");
+  if (port == TL_PORT_RANGE)
+    return tl_argerror(L, fn, n, "port", "out of range 0..65535");
+  if (port == TL_PORT_UNKNOWN)
     return tl_argerror(L, fn, n, "port",
                        lua_pushfstring(L, "unknown service '%s'", s));
-  return ntohs((uint16_t)found->s_port);
+  return port;
 }
 
 const char *tl_unixpath(lua_State *L, int idx) {

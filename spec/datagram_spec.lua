@@ -396,6 +396,34 @@ describe("a datagram endpoint", function()
       assert.has_error(function()
         loop:create_datagram_endpoint(f, { local_addr = { "127.0.0.1", 1e6 } })
       end, fn .. "(local_addr: {host, port} expected, port 0..65535)")
+      assert.has_error(function()
+        loop:create_datagram_endpoint(f, { remote_addr = { "127.0.0.1",
+                                                           "70000" } })
+      end, fn .. "(remote_addr: port out of range 0..65535)")
+      assert.has_error(function()
+        loop:create_datagram_endpoint(f, { local_addr = { "127.0.0.1",
+                                                          "no-such" } })
+      end, fn .. "(local_addr: unknown service 'no-such')")
+    end)
+  end)
+
+  it("takes a port of local_addr and remote_addr as digits or a UDP "
+     .. "service's name, as asyncio's getaddrinfo does", function()
+    helper.run(function(loop)
+      local st = loop:create_datagram_endpoint(function() return {} end,
+        { local_addr = { "127.0.0.1", "0" } }) -- as it comes from arg
+      local port = st:get_extra_info("sockname").port
+      assert.is_true(port > 0)
+      local ct = loop:create_datagram_endpoint(function() return {} end,
+        { remote_addr = { "127.0.0.1", tostring(port) } })
+      assert.are.equal(port, ct:get_extra_info("peername").port)
+      ct:close()
+      -- tftp is a UDP service only (69/udp)
+      ct = loop:create_datagram_endpoint(function() return {} end,
+        { remote_addr = { "127.0.0.1", "tftp" } })
+      assert.are.equal(69, ct:get_extra_info("peername").port)
+      ct:close()
+      st:close()
     end)
   end)
 

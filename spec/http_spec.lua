@@ -157,6 +157,19 @@ describe("examples/http_server.lua", function()
     end)
   end)
 
+  it("answers 408 and closes when a body is slower than its timeout",
+     function()
+    run(function()
+      local server, cfg, port = serve({ body_timeout = 0.3 })
+      local line = peer("slow_body", port)[1]
+      local secs = tonumber(line:match("^SLOW BODY HTTP/1.1 408 Request "
+                                       .. "Timeout after ([%d.]+) s$"))
+      assert.is_truthy(secs, line)
+      assert.is_true(secs >= 0.2 and secs < 3, line)
+      stop(server, cfg)
+    end)
+  end)
+
   it("streams 32 MiB to a client that reads slowly, holding little of it",
      function()
     run(function()
@@ -323,6 +336,24 @@ describe("examples/http_get.lua", function()
       exchange("https://localhost:" .. port, helper.client_ctx(),
         { "/chunked/4194304", "/len/1048576" }, { MIB })
       stop_python(p)
+    end)
+  end)
+
+  it("sends a GET again on a new connection when the server closed the "
+     .. "kept-alive one while it idled", function()
+    run(function()
+      local server, cfg, port = serve({ idle = 0.2 })
+      local url, state = "http://127.0.0.1:" .. port .. "/small", {}
+      assert.are.equal(body(13), http_get.get(state, url).body)
+      local first = tostring(state.conn.writer:get_extra_info("sockname"))
+      helper.until_true(function() return server:client_count() == 0 end)
+      local r = http_get.get(state, url) -- sent, then met the server's end
+      assert.are.equal(200, r.status)
+      assert.are.equal(body(13), r.body)
+      assert.are_not.equal(first,
+        tostring(state.conn.writer:get_extra_info("sockname")))
+      http_get.close(state.conn)
+      stop(server, cfg)
     end)
   end)
 

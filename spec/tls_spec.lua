@@ -281,6 +281,42 @@ describe("a TLS connection", function()
     end)
   end)
 
+  it("tells the exception handler of a failed incoming handshake in "
+     .. "debug mode only", function()
+    run(function(loop)
+      local heard, first = {}, loop:create_future()
+      loop:set_exception_handler(function(_, ctx)
+        heard[#heard + 1] = ctx
+        if not first:done() then first:set_result(ctx) end
+      end)
+      local server = loop:create_server(function() return {} end,
+        "127.0.0.1", 0, { ssl = server_ctx() })
+      local function scanner() -- plain bytes where a ClientHello belongs
+        local t, p = loop:create_connection(function()
+          return recorder(loop)
+        end, "127.0.0.1", port_of(server))
+        local name = tostring(t:get_extra_info("sockname"))
+        t:write("GET / HTTP/1.0\r\n\r\n")
+        p.lost:await() -- the server's alert, then its close
+        return name
+      end
+      scanner()
+      tapio.sleep(0)
+      assert.are.same({}, heard) -- asyncio logs these in debug mode only
+      loop:set_debug(true, 60)
+      local name = scanner()
+      local ctx = tapio.wait_for(first, 10)
+      assert.matches("^TLS handshake failed on a connection the server "
+                     .. "accepted: .+", ctx.message)
+      assert.are.equal("ETLS", ctx.exception.name)
+      assert.are.equal(name, tostring(ctx.peername))
+      assert.are.equal(server, ctx.server)
+      assert.are.equal(1, #heard)
+      loop:set_debug(false)
+      server:close()
+    end)
+  end)
+
   it("times out a handshake that stalls (S14)", function()
     run(function(loop)
       local silent = loop:create_server(function() return {} end,

@@ -41,6 +41,8 @@ struct tapio_server {
   waiter *waiters;
   tapio__task task;      /* runs the waiters */
   tapio__tls_params tls; /* "ssl": every connection is a TLS server */
+  tapio_handshake_failed_fn hs_failed; /* told of failed handshakes */
+  void *hs_failed_ud;
 };
 
 /* Memory goes once the user let go, it is closed, its clients are gone
@@ -143,14 +145,34 @@ static int take_protocol(tapio_server *s, tapio_transport *t) {
   return 0;
 }
 
+/* A failed handshake is the client's to hear of; the server's user only
+ * when it asked (asyncio logs it in debug mode). One the server or the
+ * loop cut short (ECANCELED) is no failure of the client's. */
+static void handshake_failed(tapio_server *s, tapio_transport *t, int code) {
+  tapio_loop *loop;
+  const char *old;
+  if (!s || !s->hs_failed || s->released || code == TAPIO_ECANCELED)
+    return;
+  loop = s->loop;
+  old = loop->errmsg;
+  s->busy++; /* the hook may release the server */
+  loop->errmsg = tapio__tls_error(t); /* what tapio_loop_error_message says */
+  s->hs_failed(s->hs_failed_ud, s, t, code);
+  loop->errmsg = old;
+  s->busy--;
+  maybe_free(s);
+}
+
 /* A TLS connection gets its protocol once its handshake is done, so that
- * a failed handshake costs the application nothing (and reports nothing,
- * as asyncio outside debug mode). Once the user released the server, the
- * factory (and what it uses) may be gone: the connection is aborted. */
+ * a failed handshake costs the application nothing. Once the user
+ * released the server, the factory (and what it uses) may be gone: the
+ * connection is aborted. */
 static void tls_accepted(void *ud, tapio_transport *t, int status) {
   (void)ud;
-  if (status < 0)
+  if (status < 0) {
+    handshake_failed(t->server, t, status);
     return;
+  }
   if (t->server->released || take_protocol(t->server, t) < 0) {
     tapio_transport_abort(t);
     return;
@@ -337,6 +359,15 @@ int tapio_server_get_fd(tapio_server *s, size_t i) {
   if (!s || i >= s->nls)
     return TAPIO_EINVAL;
   return s->ls[i].v ? TAPIO_ENOTSUP : s->ls[i].io.fd;
+}
+
+int tapio_server_set_handshake_failed(tapio_server *s,
+                                      tapio_handshake_failed_fn fn, void *ud) {
+  if (!s)
+    return TAPIO_EINVAL;
+  s->hs_failed = fn;
+  s->hs_failed_ud = ud;
+  return 0;
 }
 
 tapio_loop *tapio_server_get_loop(tapio_server *s) {

@@ -267,6 +267,9 @@ async def openssl_clients(env):
     rc, out, err = await s_client(env, b"push 10\n", "-quiet")
     check(pattern(10) not in out,
           "s_client without a client certificate: refused")
+    why = await env.log.wait(r"handshake failed from 127\.0\.0\.1:\d+: (.*)")
+    check("certificate" in why[1],
+          "s_client without a client certificate: logged (%s)" % why[1])
 
 
 async def reset(env):

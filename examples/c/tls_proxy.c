@@ -13,7 +13,8 @@
  *
  * Each connection's end is logged on stdout, one line: the bytes each
  * way, the largest write buffer of each side, how the TLS session ended
- * (clean, truncated, timeout, aborted) and why the connection ended.
+ * (clean, truncated, timeout, aborted) and why the connection ended; a
+ * client whose handshake failed is logged too, with why.
  * SIGTERM or SIGINT stops accepting, closes every connection (flushed,
  * close_notify) and aborts what is left after the shutdown timeout.
  *
@@ -423,6 +424,19 @@ static void stop(void *ud) {
   maybe_done(p);
 }
 
+/* A client whose handshake failed (no certificate, a scanner, a stall)
+ * never becomes a conn: logged here, with who and why. */
+static void handshake_failed(void *ud, tapio_server *s, tapio_transport *t,
+                             int status) {
+  const char *why = tapio_loop_error_message(tapio_server_get_loop(s));
+  char host[64] = "?";
+  int port = 0;
+  (void)ud;
+  tapio_transport_get_peername(t, host, sizeof host, &port, NULL);
+  printf("handshake failed from %s:%d: %s\n", host, port,
+         why ? why : tapio_strerror(status));
+}
+
 static void listening(void *ud, int status, tapio_server *s) {
   proxy *p = ud;
   int port = 0;
@@ -434,6 +448,7 @@ static void listening(void *ud, int status, tapio_server *s) {
     return;
   }
   p->server = s;
+  tapio_server_set_handshake_failed(s, handshake_failed, p);
   tapio_server_get_address(s, 0, NULL, 0, &port, NULL);
   printf("listening on %d\n", port);
 }

@@ -40,6 +40,8 @@
 ---@field future? tapio.Future whose error was never retrieved (a task too)
 ---@field task? tapio.Task the same, when it is a task; or whose step was slow (debug mode)
 ---@field duration? number seconds a slow callback took (debug mode)
+---@field peername? tapio.Address|string the client of a failed incoming TLS handshake (debug mode)
+---@field server? tapio.Server the server that accepted it
 ---@field transport? tapio.Transport
 ---@field protocol? tapio.Protocol
 ---@field tasks? tapio.Task[] what tapio.run cancelled at exit
@@ -102,8 +104,8 @@
 ---@field connection_lost? fun(self: table, err: tapio.Error|any|nil)
 
 ---@class tapio.DatagramOptions
----@field local_addr? table {host, port}
----@field remote_addr? table {host, port}: a connected endpoint
+---@field local_addr? table|tapio.Address|string {host, port} (port: a number, digits or a UDP service's name), an address value, or a Unix path
+---@field remote_addr? table|tapio.Address|string the same: a connected endpoint
 ---@field local_path? string a Unix datagram socket's own path
 ---@field remote_path? string a Unix datagram socket's peer
 ---@field family? integer 0, 4, 6 or tapio.AF_UNIX
@@ -562,7 +564,8 @@ function Loop:call_exception_handler(context) end
 ---@param context tapio.ExceptionContext
 function Loop:default_exception_handler(context) end
 ---Debug mode: a Lua callback running slow_callback_duration seconds or
----longer (default 0.1) is reported to the exception handler.
+---longer (default 0.1) is reported to the exception handler, and so is a
+---TLS handshake a server's client failed.
 ---@param enabled boolean
 ---@param slow_callback_duration? number
 function Loop:set_debug(enabled, slow_callback_duration) end

@@ -122,6 +122,8 @@ static void null_server_everywhere(void)
                                      &family), TAPIO_EINVAL);
   CHECK_ERR(tapio_server_get_fd(NULL, 0), TAPIO_EINVAL);
   CHECK(tapio_server_get_loop(NULL) == NULL);
+  CHECK_ERR(tapio_server_set_handshake_failed(NULL, NULL, NULL),
+            TAPIO_EINVAL);
   tapio_server_release(NULL);
 }
 

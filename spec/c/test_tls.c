@@ -482,6 +482,137 @@ static void client_cert_missing_tls12(void)
             "handshake failure (a client certificate was asked for)");
 }
 
+/* ---- The server's hook for failed handshakes ------------------------------- */
+
+/* What tapio_server_set_handshake_failed's hook heard, last call's. */
+typedef struct hs_heard {
+  int n, status, peer_port;
+  char msg[256], sni[64];
+} hs_heard;
+
+static void on_hs_failed(void *ud, tapio_server *s, tapio_transport *t,
+                         int status)
+{
+  hs_heard *h = ud;
+  const char *m = tapio_loop_error_message(tapio_server_get_loop(s));
+  h->n++;
+  h->status = status;
+  snprintf(h->msg, sizeof h->msg, "%s", m ? m : "");
+  snprintf(h->sni, sizeof h->sni, "%s",
+           tls_info(t, TAPIO_TLS_INFO_SERVER_HOSTNAME));
+  CHECK_OK(tapio_transport_get_peername(t, NULL, 0, &h->peer_port, NULL));
+  CHECK(tapio_transport_is_closing(t));
+}
+
+/* A raw client of sv that does `what` (RAW_CLOSE, RAW_GARBAGE, or
+ * RAW_SILENT: nothing), then waits for the hook's next call; the hook
+ * heard the client's own port. */
+static void raw_client_fails(srv *sv, hs_heard *h, int what)
+{
+  int n = h->n, fd = raw_connect(AF_INET, "127.0.0.1", sv->port);
+  CHECK(fd >= 0);
+  if (what == RAW_GARBAGE)
+    raw_send_str(sv->loop, fd, "GET / HTTP/1.0\r\n\r\n");
+  else if (what == RAW_CLOSE)
+    WAIT_FOR(sv->loop, tapio_server_client_count(sv->s) == 1);
+  if (what == RAW_CLOSE)
+    close(fd);
+  WAIT_FOR(sv->loop, h->n > n);
+  if (what != RAW_CLOSE) {
+    CHECK_EQ(h->peer_port, raw_port(fd));
+    close(fd);
+  }
+}
+
+/* A server with asking_server's context and a handshake timeout of secs
+ * (0: the default), whose hook tells h. */
+static void hs_srv_start(srv *sv, tapio_loop *loop, double secs, hs_heard *h)
+{
+  static const char *const hosts[] = { "127.0.0.1" };
+  tapio_options *o = tls_options(loop, asking_server());
+  memset(h, 0, sizeof *h);
+  srv_init(sv, loop);
+  if (secs > 0)
+    CHECK_OK(tapio_options_set_double(o, "ssl_handshake_timeout", secs));
+  CHECK_OK(srv_start_hosts(sv, hosts, 1, 0, o));
+  tapio_options_free(o);
+  CHECK_OK(tapio_server_set_handshake_failed(sv->s, on_hs_failed, h));
+}
+
+/* A server can hear of every failed handshake (a scanner, a client that
+ * gives up, one with no certificate), with why and who; the factory never
+ * runs. */
+static void server_hears_failed_handshakes(void)
+{
+  tapio_loop *loop = new_loop();
+  hs_heard h;
+  srv sv;
+  rec c;
+  hs_srv_start(&sv, loop, 0, &h);
+  CHECK_ERR(tapio_server_set_handshake_failed(NULL, on_hs_failed, &h),
+            TAPIO_EINVAL);
+  raw_client_fails(&sv, &h, RAW_GARBAGE);
+  CHECK_ERR(h.status, TAPIO_ETLS);
+  CHECK(h.msg[0] != '\0');
+  raw_client_fails(&sv, &h, RAW_CLOSE);
+  CHECK_ERR(h.status, TAPIO_ECONNRESET);
+  rec_init(&c); /* TLS 1.3: the client is in before the server refuses */
+  CHECK_OK(tls_connect(loop, sv.port, &c, client_ctx(), "localhost"));
+  WAIT_FOR(loop, c.lost && h.n == 3);
+  CHECK_ERR(h.status, TAPIO_ETLS_NO_CERT);
+  CHECK_STR(h.sni, "localhost");
+  CHECK(h.peer_port > 0);
+  rec_free(&c);
+  CHECK_EQ(sv.nfactory, 0);
+  srv_release_and_free(&sv, loop);
+}
+
+/* A client that never speaks is heard of when ssl_handshake_timeout ends
+ * its connection. */
+static void server_hears_handshake_timeout(void)
+{
+  tapio_loop *loop = new_loop();
+  hs_heard h;
+  srv sv;
+  hs_srv_start(&sv, loop, 0.2, &h);
+  raw_client_fails(&sv, &h, RAW_SILENT);
+  CHECK_ERR(h.status, TAPIO_ETIMEDOUT);
+  CHECK(strstr(h.msg, "TLS handshake is taking longer than 0.2") != NULL);
+  srv_release_and_free(&sv, loop);
+}
+
+/* The server's own abort_clients during a handshake, and a release, are
+ * not the client's failures: the hook is not called. */
+static void server_cut_short_is_not_heard(void)
+{
+  tapio_loop *loop = new_loop();
+  hs_heard h;
+  srv sv;
+  char buf[256];
+  size_t n;
+  int fd;
+  memset(&h, 0, sizeof h);
+  tls_srv_start(&sv, loop, server_ctx("server"));
+  CHECK_OK(tapio_server_set_handshake_failed(sv.s, on_hs_failed, &h));
+  fd = raw_connect(AF_INET, "127.0.0.1", sv.port);
+  CHECK(fd >= 0);
+  WAIT_FOR(loop, tapio_server_client_count(sv.s) == 1);
+  CHECK_OK(tapio_server_abort_clients(sv.s));
+  WAIT_FOR(loop, tapio_server_client_count(sv.s) == 0);
+  close(fd);
+  fd = raw_connect(AF_INET, "127.0.0.1", sv.port);
+  CHECK(fd >= 0);
+  WAIT_FOR(loop, tapio_server_client_count(sv.s) == 1);
+  tapio_server_release(sv.s);
+  sv.s = NULL;
+  raw_send_str(loop, fd, "not a client hello\r\n");
+  CHECK_EQ(raw_recv_until_eof(loop, fd, buf, sizeof buf, &n), 0);
+  CHECK_EQ(h.n, 0);
+  close(fd);
+  free_loop(loop);
+  srv_free(&sv);
+}
+
 /* ---- ALPN, SNI, sessions, key log ----------------------------------------- */
 
 static void alpn(void)
@@ -654,7 +785,10 @@ static void context_errors_say_why(void)
   tapio_tls_context_release(s);
 }
 
-TEST_MAIN(TEST(released_server_calls_no_factory), TEST(handshake_and_echo), TEST(extra_info), TEST(tls12),
+TEST_MAIN(TEST(released_server_calls_no_factory),
+          TEST(server_hears_failed_handshakes),
+          TEST(server_hears_handshake_timeout),
+          TEST(server_cut_short_is_not_heard), TEST(handshake_and_echo), TEST(extra_info), TEST(tls12),
           TEST(ip_address_checked), TEST(verify_none),
           TEST(system_store_from_env), TEST(close_inside_callbacks),
           TEST(handed_over_sockets),

@@ -102,6 +102,8 @@ check(C.tapio_server_is_serving(server) == 0, "is_serving")
 check(C.tapio_server_socket_count(server) == 0, "socket_count")
 check(C.tapio_server_get_fd(server, 0) == C.TAPIO_EINVAL, "server fd")
 check(C.tapio_server_close_clients(server) == 0, "close_clients")
+check(C.tapio_server_set_handshake_failed(server, nil, nil) == 0,
+      "set_handshake_failed")
 C.tapio_handle_cancel(deadline[0])
 check(C.tapio_handle_cancelled(deadline[0]) == 1, "cancelled")
 check(C.tapio_handle_when(deadline[0]) > 0, "when")

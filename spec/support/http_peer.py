@@ -212,6 +212,19 @@ def client_idle(port, certdir):
           "after %.1f s" % (time.monotonic() - start))
 
 
+def client_slow_body(port, certdir):
+    """A POST whose body stops after 3 of its 10 bytes: the server's
+    body timeout answers 408 and closes."""
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n"
+              b"\r\nabc")
+    start = time.monotonic()
+    s.settimeout(10)
+    answer = recv_all(s)
+    print("SLOW BODY", answer.split(b"\r\n")[0].decode(),
+          "after %.1f s" % (time.monotonic() - start))
+
+
 def client_stop(port, certdir):
     """For the stop: an idle kept-alive connection and a download that
     reads slowly; says what each saw."""
