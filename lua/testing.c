@@ -376,9 +376,10 @@ static void push_ended(lua_State *L) {
 void tl_keep_fault_counts(lua_State *L, tl_transport *lt) {
   tapio_datagram_fault_counts c, *copy;
   if (lt->self_ref == LUA_NOREF || lt->lb->quiet ||
-      tapio_datagram_get_fault_counts(lt->t, &c) < 0 ||
+      tapio_datagram_get_fault_counts(lt->t, &c) < 0 || c.sent == 0 ||
       !lua_checkstack(L, 4))
-    return; /* not a datagram endpoint's (or no Lua to run) */
+    return; /* not a datagram endpoint, or nothing counted (a real one
+               never given faults): reads as zeros */
   push_ended(L);
   lua_rawgeti(L, LUA_REGISTRYINDEX, lt->self_ref);
   copy = lua_newuserdata(L, sizeof *copy);
