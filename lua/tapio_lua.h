@@ -232,6 +232,10 @@ void tl_report(tl_loop *lb, lua_State *L, const char *what,
 /* Inside a trampoline: calls the handler with the context table on top
  * (popped), protected. */
 void tl_callhandler(tl_loop *lb, lua_State *L);
+/* Runs fn(ud) protected, fn making a report to the exception handler (of
+ * `what`, e.g. "a slow callback"): an error on the way (out of memory) is
+ * printed, as the handler's own are. Needs 2 free stack slots. */
+void tl_report_by(lua_State *L, lua_CFunction fn, void *ud, const char *what);
 /* The loop whose run is on the stack (or a host steps), or NULL. */
 tl_loop *tl_running(lua_State *L);
 
