@@ -1742,20 +1742,23 @@ typedef struct tapio_datagram_faults {
                             call (ascending, copied); may be NULL */
   size_t ndrop;
 } tapio_datagram_faults;
-/* Sets t's faults (f NULL: none); the count of datagrams and the draws
- * start again. 0; TAPIO_EINVAL for a bad value or a transport that is not
+/* Sets t's faults (f NULL: none); the numbering of datagrams (drop's
+ * 1 is the next one sent) and the draws start again, the counts of
+ * tapio_datagram_get_fault_counts go on. 0; TAPIO_EINVAL for a bad value or a transport that is not
  * a datagram endpoint; TAPIO_ECLOSED once its connection_lost is on its
  * way; TAPIO_ENOMEM. */
 int tapio_datagram_set_faults(tapio_transport *t,
                               const tapio_datagram_faults *f);
-/* How many datagrams each fault of t hit since its faults were last set
- * (or cleared), so that a test can assert what the code under test had
- * to cope with. A datagram lost is only that (dropped when the drop list
+/* How many datagrams each fault of t hit in t's life (since its first
+ * faults were set; a virtual endpoint's sent: since it opened), however
+ * often they were set or cleared, so that a test can assert what the
+ * code under test had to cope with; a retained t's still read after its
+ * connection_lost. A datagram lost is only that (dropped when the drop list
  * named it, else lost); one that goes on can be duplicated, reordered
  * (drawn to let at least one later datagram go first) and delayed (held
  * delay + jitter > 0 seconds). */
 typedef struct tapio_datagram_fault_counts {
-  uint64_t sent;         /* datagrams t sent (each faults' number) */
+  uint64_t sent;         /* datagrams t sent through its faults */
   uint64_t lost;         /* lost by loss's draw */
   uint64_t dropped;      /* lost as drop listed them */
   uint64_t duplicated;   /* sent twice */

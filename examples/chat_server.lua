@@ -4,6 +4,7 @@
 -- reader, and what waits for it would grow without bound). Ctrl-C tells
 -- the clients and closes the server.
 -- Run: tapio examples/chat_server.lua [port]; then nc 127.0.0.1 8888
+-- Spec: examples/testing/chat_server_spec.lua.
 local tapio = require "tapio"
 
 local MAX_BUFFERED = 1024 * 1024
@@ -12,7 +13,10 @@ local clients = {} -- writer -> nick
 local function broadcast(from, text)
   for writer in pairs(clients) do
     if writer ~= from and not writer:is_closing() then -- not yet seen gone
-      if writer.transport:get_write_buffer_size() > MAX_BUFFERED then
+      local waiting = writer.transport:get_write_buffer_size()
+      if waiting > MAX_BUFFERED then
+        print(("%s dropped: %d bytes wait for it"):format(clients[writer],
+                                                          waiting))
         clients[writer] = nil
         writer.transport:abort() -- its task's read ends with ECONNABORTED
       else
@@ -48,8 +52,8 @@ local function chat(reader, writer)
   end
 end
 
-tapio.run(function()
-  local server = tapio.start_server(chat, "127.0.0.1", tonumber(arg[1]) or 8888)
+local function main(port)
+  local server = tapio.start_server(chat, "127.0.0.1", port)
   print("Serving on " .. tostring(server:addresses()[1]))
   local ok, err = pcall(server.serve_forever, server) -- Ctrl-C: cancelled
   for writer in pairs(clients) do
@@ -57,4 +61,14 @@ tapio.run(function()
     writer:close()
   end
   error(err, 0) -- the cancellation: tapio.run ends with status 130
+end
+
+-- require "examples.chat_server" (its spec, examples/testing/) gets the
+-- parts; run as a program, it serves.
+if ... == "examples.chat_server" then
+  return { main = main, MAX_BUFFERED = MAX_BUFFERED }
+end
+
+tapio.run(function()
+  main(tonumber(arg[1]) or 8888)
 end)

@@ -11,6 +11,7 @@
 -- says so once, and tries again later.
 -- Usage: tapio examples/udp_counter.lua server PORT
 --        tapio examples/udp_counter.lua client PORT NAME COUNT
+-- Spec: examples/testing/udp_counter_spec.lua.
 local tapio = require "tapio"
 
 local MODE, PORT = arg[1], tonumber(arg[2])
@@ -103,6 +104,13 @@ local function request(protocol, id, text)
   end
   error(tapio.error("ETIMEDOUT", ("no answer to request %d after %d tries")
                                  :format(id, TRIES)), 0)
+end
+
+-- require "examples.udp_counter" (its spec, examples/testing/) gets the
+-- parts; run as a program, it serves or counts.
+if ... == "examples.udp_counter" then
+  return { CounterServer = CounterServer, CounterClient = CounterClient,
+           request = request, TIMEOUT = TIMEOUT }
 end
 
 tapio.run(function()

@@ -297,6 +297,16 @@ static int l_default_handler(lua_State *L) {
   return 0;
 }
 
+void tl_report_by(lua_State *L, lua_CFunction fn, void *ud, const char *what) {
+  lua_pushcfunction(L, fn);
+  lua_pushlightuserdata(L, ud);
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+    fprintf(stderr, "tapio: cannot report %s: %s\n", what,
+            tl_tostring(L, -1));
+    lua_pop(L, 1);
+  }
+}
+
 /* Calls handler(loop, context) with the context on top (popped); an error
  * in the handler itself is printed, as asyncio logs it. */
 void tl_callhandler(tl_loop *lb, lua_State *L) {
@@ -446,13 +456,7 @@ static void report_slow(tl_loop *lb, lua_State *L, double t0,
   a.lb = lb;
   a.what = what;
   a.lt = lt;
-  lua_pushcfunction(L, tr_slow);
-  lua_pushlightuserdata(L, &a);
-  if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
-    fprintf(stderr, "tapio: cannot report a slow callback: %s\n",
-            tl_tostring(L, -1));
-    lua_pop(L, 1);
-  }
+  tl_report_by(L, tr_slow, &a, "a slow callback");
 }
 
 /* loop:set_debug(enabled [, slow_callback_duration]) */

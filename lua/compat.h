@@ -21,6 +21,7 @@
 #define tl_absindex(L, idx) lua_absindex((L), (idx))
 #define tl_requiref(L, name, open) luaL_requiref((L), (name), (open), 0)
 #define tl_getsubtable(L, idx, name) ((void)luaL_getsubtable((L), (idx), (name)))
+#define tl_raise_after_calls(L) lua_error(L)
 
 /* The value of the number at idx as an integer, as Lua's own functions
  * take it: a float with an integral value counts (2^16, 1e6, 10 / 2).
@@ -83,6 +84,24 @@ static inline void tl_requiref(lua_State *L, const char *name,
     lua_setfield(L, -3, name);
   }
   lua_remove(L, -2);
+}
+
+static inline int tl_nothing(lua_State *L) {
+  (void)L;
+  return 0;
+}
+
+/* lua_error(L) for a C function that has run Lua code on another thread
+ * since it was called (the loop's thread, where every callback runs).
+ * LuaJIT before its fix of September 2023 (its issue #1066; Debian 12's
+ * 2.1.0~beta3+git20220320 is one) keeps that other thread as the running
+ * one when a Lua pcall catches such an error, and the next exit from
+ * compiled code then restores a snapshot through the wrong thread: a
+ * crash. Calling into the VM on L once makes L the running thread again. */
+static inline int tl_raise_after_calls(lua_State *L) {
+  lua_pushcfunction(L, tl_nothing);
+  lua_call(L, 0, 0);
+  return lua_error(L);
 }
 
 /* 5.1 numbers are doubles: an integer is a whole number that a double

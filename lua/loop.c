@@ -228,11 +228,10 @@ void tl_push_run_error(lua_State *L, tapio_loop *loop, const char *fn,
 }
 
 /* Runs the loop with it as the running one; restores the outer one
- * after. quiet: a busy virtual loop's error is returned (its message),
- * not raised (testing.run: LuaJIT 2.1.0-beta3 then crashed in a
- * debug.traceback of a task's coroutine). */
+ * after. The callbacks ran on the loop's thread: an error of the run is
+ * raised with tl_raise_after_calls. */
 static int run_with(lua_State *L, tl_loop *lb, const char *fn, int once,
-                    int wait, int quiet) {
+                    int wait) {
   int rc;
   tl_rawgetp(L, LUA_REGISTRYINDEX, &running_key); /* the outer one */
   lua_pushvalue(L, 1);
@@ -246,7 +245,7 @@ static int run_with(lua_State *L, tl_loop *lb, const char *fn, int once,
                       "thread (loops do not nest)", fn);
   if (rc < 0) {
     tl_push_run_error(L, lb->loop, fn, rc);
-    return quiet && rc == TAPIO_ESPIN ? 1 : lua_error(L);
+    return tl_raise_after_calls(L);
   }
   return 0;
 }
@@ -254,15 +253,7 @@ static int run_with(lua_State *L, tl_loop *lb, const char *fn, int once,
 static int l_run_forever(lua_State *L) {
   tl_loop *lb = tl_checkloop(L, 1, "loop:run_forever");
   lua_settop(L, 1);
-  return run_with(L, lb, "loop:run_forever", 0, 0, 0);
-}
-
-/* loop:_run_virtual(): run_forever, but what a busy virtual loop raises
- * is returned (testing.run). */
-static int l_run_virtual(lua_State *L) {
-  tl_loop *lb = tl_checkloop(L, 1, "loop:run_forever");
-  lua_settop(L, 1);
-  return run_with(L, lb, "loop:run_forever", 0, 0, 1);
+  return run_with(L, lb, "loop:run_forever", 0, 0);
 }
 
 /* loop:run_once([wait]): one iteration; waits for events only when wait
@@ -271,7 +262,7 @@ static int l_run_once(lua_State *L) {
   tl_loop *lb = tl_checkloop(L, 1, "loop:run_once");
   int wait = lua_toboolean(L, 2);
   lua_settop(L, 1);
-  return run_with(L, lb, "loop:run_once", 1, wait, 0);
+  return run_with(L, lb, "loop:run_once", 1, wait);
 }
 
 static int l_stop(lua_State *L) {
@@ -362,7 +353,6 @@ static const luaL_Reg loop_methods[] = {
   {"is_closed", l_is_closed},
   {"is_running", l_is_running},
   {"run_forever", l_run_forever},
-  {"_run_virtual", l_run_virtual},
   {"run_once", l_run_once},
   {"stop", l_stop},
   {"time", l_time},

@@ -3,7 +3,6 @@
  * serve_forever and wait_closed are in tapio/loop.lua. */
 #include "tapio_lua.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -128,13 +127,7 @@ static void on_hs_failed(void *ud, tapio_server *s, tapio_transport *t,
   L = f.ls->lb->L;
   if (!lua_checkstack(L, 8))
     return;
-  lua_pushcfunction(L, tr_hs_failed);
-  lua_pushlightuserdata(L, &f);
-  if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
-    fprintf(stderr, "tapio: cannot report a failed handshake: %s\n",
-            tl_tostring(L, -1));
-    lua_pop(L, 1);
-  }
+  tl_report_by(L, tr_hs_failed, &f, "a failed handshake");
 }
 
 /* ---- Creating ---------------------------------------------------------- */

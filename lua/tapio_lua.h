@@ -232,6 +232,10 @@ void tl_report(tl_loop *lb, lua_State *L, const char *what,
 /* Inside a trampoline: calls the handler with the context table on top
  * (popped), protected. */
 void tl_callhandler(tl_loop *lb, lua_State *L);
+/* Runs fn(ud) protected, fn making a report to the exception handler (of
+ * `what`, e.g. "a slow callback"): an error on the way (out of memory) is
+ * printed, as the handler's own are. Needs 2 free stack slots. */
+void tl_report_by(lua_State *L, lua_CFunction fn, void *ud, const char *what);
 /* The loop whose run is on the stack (or a host steps), or NULL. */
 tl_loop *tl_running(lua_State *L);
 
@@ -242,6 +246,9 @@ int tl_open_embed(lua_State *L);
 /* ---- testing.c: tapio.core.testing, for tapio.testing ------------------- */
 
 int tl_open_testing(lua_State *L);
+/* At lt's connection_lost (tl_release_transport): a datagram endpoint's
+ * fault counts stay readable through its userdata until it is gone. */
+void tl_keep_fault_counts(lua_State *L, tl_transport *lt);
 
 /* ---- call.c ------------------------------------------------------------ */
 

@@ -42,6 +42,7 @@ void tl_release_transport(lua_State *L, tl_transport *lt) {
   tl_loop *lb = lt->lb;
   if (!lb)
     return;
+  tl_keep_fault_counts(L, lt);
   tl_unref(lb, L, &lt->proto_ref);
   tl_unref(lb, L, &lt->factory_ref);
   tl_unref(lb, L, &lt->cb_ref);
@@ -275,14 +276,16 @@ static int lost_write(lua_State *L, tl_transport *lt, const char *fn) {
 }
 
 /* A write the core refused (ECLOSED aside: dropped, as asyncio drops
- * it). */
+ * it). writelines may have called pause_writing for a chunk before. */
 static int write_refused(lua_State *L, const char *fn, int rc) {
   if (rc == TAPIO_ESHUTDOWN)
-    return luaL_error(L, "tapio: %s: cannot write after write_eof()", fn);
-  if (rc == TAPIO_EBUSY)
-    return luaL_error(L, "tapio: %s: cannot write while sendfile is in "
-                         "progress", fn);
-  return 0;
+    lua_pushfstring(L, "tapio: %s: cannot write after write_eof()", fn);
+  else if (rc == TAPIO_EBUSY)
+    lua_pushfstring(L, "tapio: %s: cannot write while sendfile is in "
+                    "progress", fn);
+  else
+    return 0;
+  return tl_raise_after_calls(L);
 }
 
 static int t_write(lua_State *L) {

@@ -229,6 +229,36 @@ function helper.fails(fn, ...)
   return err
 end
 
+-- A loop LuaJIT compiles (at once: see below); its end leaves the
+-- compiled code through LuaJIT's trace exit.
+local function compiled(n)
+  local s = 0
+  for i = 1, n do
+    if i % 3 == 0 then
+      s = s + i
+    else
+      s = s - 1
+    end
+  end
+  return s
+end
+for _ = 1, 100 do
+  compiled(100)
+end
+
+--- pcall(fn, ...), then at once (a call of a C function between would
+-- hide the fault) code that LuaJIT compiled. LuaJIT without its fix of
+-- its issue #1066 (Debian 12's LuaJIT) kept the loop's thread, where
+-- callbacks run, as the running one when a C function that had run
+-- callbacks raised into a pcall, and then crashed leaving compiled code.
+-- Returns what pcall returned.
+function helper.pcall_compiled(fn, ...)
+  local ok, err = pcall(fn, ...)
+  local s = compiled(1000)
+  assert(s == 166166, "compiled code after the pcall went wrong")
+  return ok, err
+end
+
 --- Inside a task: turns of the loop until cond() (the spec's deadline
 -- bounds it).
 function helper.until_true(cond)

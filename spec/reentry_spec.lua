@@ -5,6 +5,7 @@
 -- callbacks run on (never a task's).
 local helper = require "spec.helper"
 local tapio = helper.tapio
+local testing = require "tapio.testing"
 
 local run, pair = helper.run, helper.pair
 
@@ -267,4 +268,32 @@ describe("a protocol callback", function()
     pause_from_task("writelines"))
   it("runs outside any task when a task's set_write_buffer_limits calls "
     .. "pause_writing", pause_from_task("set_write_buffer_limits"))
+
+  it("that ends the writing side leaves a task's writelines raising into "
+    .. "the task's pcall, which goes on", testing.run(function(clock)
+    -- pause_writing ran on the loop's thread: see pcall_compiled
+    local events = {}
+    local p = {}
+    function p:connection_made(t)
+      self.t = t
+    end
+    function p:pause_writing()
+      events[#events + 1] = "pause_writing"
+      self.t:write_eof()
+    end
+    local ta, tb = testing.pipe_pair(p, {}, { capacity = 10 })
+    clock:run_until_idle()
+    ta:set_write_buffer_limits(100)
+    local list = {}
+    for i = 1, 200 do -- 64 to a writev: pause_writing in the first
+      list[i] = ("x"):rep(10)
+    end
+    local ok, err = helper.pcall_compiled(ta.writelines, ta, list)
+    assert.is_false(ok)
+    assert.equal("tapio: transport:writelines: cannot write after "
+      .. "write_eof()", err)
+    assert.same({ "pause_writing" }, events)
+    ta:abort()
+    tb:abort()
+  end))
 end)

@@ -276,6 +276,8 @@ describe("the virtual network's datagrams", function()
   it("counts the datagrams each fault hit", testing.run(function(clock, loop)
     local st, sp = bound(loop)
     local ct = endpoint(loop, { remote_addr = st:get_extra_info("sockname") })
+    local before = testing.datagram_fault_counts(ct)
+    -- what one spec's n datagrams hit: each count's growth
     local function send(spec, n, wait)
       sp.events = {}
       testing.datagram_faults(ct, spec)
@@ -283,33 +285,82 @@ describe("the virtual network's datagrams", function()
         ct:sendto(tostring(i))
       end
       clock:advance(wait or 0)
-      return count(table.concat(sp.events, " "), "data:")
+      local now, grew = testing.datagram_fault_counts(ct), {}
+      for k, v in pairs(now) do
+        grew[k] = v - before[k]
+      end
+      before = now
+      return count(table.concat(sp.events, " "), "data:"), grew
     end
     -- a detector would see these losses: 2 listed, the rest drawn
-    local got = send({ drop = { 2, 5 }, loss = 0.3, seed = 7 }, 40)
-    local c = testing.datagram_fault_counts(ct)
+    local got, c = send({ drop = { 2, 5 }, loss = 0.3, seed = 7 }, 40)
     assert.same({ sent = 40, dropped = 2, lost = 40 - 2 - got,
                   duplicated = 0, reordered = 0, delayed = 0 }, c)
     assert.is_true(c.lost > 0)
-    got = send({ duplicate = 0.5, seed = 3 }, 20)
-    c = testing.datagram_fault_counts(ct)
+    got, c = send({ duplicate = 0.5, seed = 3 }, 20)
     assert.equal(20, c.sent)
     assert.equal(got - 20, c.duplicated)
     assert.is_true(c.duplicated > 0 and c.duplicated < 20)
-    assert.equal(10, send({ delay = 0.5, reorder = 2, seed = 3 }, 10, 1))
-    c = testing.datagram_fault_counts(ct)
+    got, c = send({ delay = 0.5, reorder = 2, seed = 3 }, 10, 1)
+    assert.equal(10, got)
     assert.equal(10, c.delayed)
     assert.is_true(c.reordered > 0 and c.reordered < 10, c.reordered)
-    testing.datagram_faults(ct) -- cleared: the counts start again
-    assert.same({ sent = 0, dropped = 0, lost = 0, duplicated = 0,
-                  reordered = 0, delayed = 0 },
-                testing.datagram_fault_counts(ct))
     local ta, tb = testing.pipe_pair({}, {})
     assert.has_error(function() testing.datagram_fault_counts(ta) end,
       "tapio: testing.datagram_fault_counts: bad argument #1 't' (a "
       .. "datagram endpoint expected)")
     ta:close()
     tb:close()
+    ct:close()
+    st:close()
+  end))
+
+  it("counts for the endpoint's life: past clearing, and after its close",
+     testing.run(function(clock, loop)
+    local st = bound(loop)
+    local ct = endpoint(loop, { remote_addr = st:get_extra_info("sockname") })
+    testing.datagram_faults(ct, { loss = 1 })
+    ct:sendto("a")
+    ct:sendto("b")
+    testing.datagram_faults(ct) -- cleared: what they did stays counted
+    ct:sendto("c")
+    local want = { sent = 3, lost = 2, dropped = 0, duplicated = 0,
+                   reordered = 0, delayed = 0 }
+    assert.same(want, testing.datagram_fault_counts(ct))
+    ct:close()
+    st:close()
+    clock:run_until_idle() -- connection_lost came: the handle stays
+    assert.same(want, testing.datagram_fault_counts(ct))
+    assert.same({ sent = 0, lost = 0, dropped = 0, duplicated = 0,
+                  reordered = 0, delayed = 0 },
+                testing.datagram_fault_counts(st)) -- it sent nothing
+    local ta, tb = testing.pipe_pair({}, {})
+    ta:close()
+    tb:close()
+    clock:run_until_idle()
+    assert.has_error(function() testing.datagram_fault_counts(ta) end,
+      "tapio: testing.datagram_fault_counts: bad argument #1 't' (a "
+      .. "datagram endpoint expected)")
+  end))
+
+  it("numbers a drop list given anew from its own first datagram",
+     testing.run(function(clock, loop)
+    local st, sp = bound(loop)
+    local ct = endpoint(loop, { remote_addr = st:get_extra_info("sockname") })
+    local function send(...)
+      for _, v in ipairs({ ... }) do
+        ct:sendto(v)
+      end
+      clock:run_until_idle()
+    end
+    send("a", "b")
+    testing.datagram_faults(ct, { drop = { 1 } })
+    send("c", "d")
+    testing.datagram_faults(ct, { drop = { 2 } })
+    send("e", "f", "g")
+    assert.same({ "made", "data:a", "data:b", "data:d", "data:e",
+                  "data:g" }, sp.events)
+    assert.equal(2, testing.datagram_fault_counts(ct).dropped)
     ct:close()
     st:close()
   end))

@@ -620,6 +620,27 @@ describe("testing.run", function()
       .. "loop's time moves on its own))")
   end)
 
+  it("raises a busy loop's error into a pcall that the program survives",
+     function()
+    -- the callbacks ran on the loop's own thread: see pcall_compiled
+    local loop, clock = testing.new_loop()
+    testing.step_limit(loop, 10)
+    local function again()
+      loop:call_soon(again)
+    end
+    loop:call_soon(again)
+    for _ = 1, 2 do -- the work stays queued: busy again
+      local ok, err = helper.pcall_compiled(loop.run_forever, loop)
+      assert.is_false(ok)
+      assert.matches("^tapio: loop:run_forever: the loop made 10 steps", err)
+    end
+    local ok, err = helper.pcall_compiled(clock.advance, clock, 1)
+    assert.is_false(ok)
+    assert.matches("^tapio: clock:advance: the loop made 10 steps", err)
+    testing.step_limit(loop, 0)
+    loop:close() -- again() is dropped
+  end)
+
   it("refuses an option it does not know", function()
     assert.has_error(function()
       testing.run(function() end, { autojmp = true })

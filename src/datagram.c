@@ -706,11 +706,15 @@ static int dgram_fd(tapio_transport *t) {
   return to_dgram(t)->rio.fd;
 }
 
-/* A retained endpoint after connection_lost: a shell without descriptor. */
+/* A retained endpoint after connection_lost: a shell without descriptor;
+ * its fault counts stay readable. */
 static void dgram_shed(tapio_transport *t) {
   tapio__dgram *d = to_dgram(t);
   dgram_halt(t);
-  faults_free(d);
+  if (d->fx) {
+    tapio__flight_free(&d->fx->fl);
+    tapio__fsender_free(t->loop, &d->fx->s);
+  }
   close(d->rio.fd);
   d->rio.fd = d->wio.fd = -1;
 }

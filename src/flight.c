@@ -285,8 +285,7 @@ int tapio__fsender_set(tapio_loop *loop, tapio__fsender *s,
     return TAPIO_EINVAL;
   if (f && f->ndrop && !(drop = tapio__alloc(loop, f->ndrop * sizeof *drop)))
     return TAPIO_ENOMEM;
-  tapio__fsender_free(loop, s);
-  memset(&s->counts, 0, sizeof s->counts);
+  tapio__fsender_free(loop, s); /* the counts are the endpoint's life's */
   if (!f)
     return 0;
   s->faults = *f;

@@ -958,7 +958,7 @@ struct tapio__fsender {
   tapio_datagram_faults faults;   /* drop: a copy of its own */
   uint64_t rng, sent;             /* the draws' state; sent since set */
   size_t inflight;                /* the bytes it has held */
-  tapio_datagram_fault_counts counts; /* since its faults were set */
+  tapio_datagram_fault_counts counts; /* since its first faults */
   /* One of its datagrams landed (its bytes no longer in flight); may
    * be NULL. */
   void (*left)(tapio__fsender *s);
@@ -985,7 +985,8 @@ void tapio__flight_drop(tapio__flight *fl, tapio__fsender *s);
 /* s's datagrams still land, from no sender. */
 void tapio__flight_forget(tapio__flight *fl, tapio__fsender *s);
 /* Sets s's faults (f NULL: none): 0, TAPIO_EINVAL for a bad value,
- * TAPIO_ENOMEM. The count and the draws start again. */
+ * TAPIO_ENOMEM. The numbering (sent) and the draws start again; the
+ * counts go on. */
 int tapio__fsender_set(tapio_loop *loop, tapio__fsender *s,
                        const tapio_datagram_faults *f);
 /* Frees s's copy of the drop list. */

@@ -134,7 +134,8 @@ function testing.datagram_faults(t, spec) end
 ---@param t tapio.DatagramTransport
 ---@return integer
 function testing.datagram_in_flight(t) end
----How many datagrams each fault of t hit since its faults were last set.
+---How many datagrams each fault of t hit in its life (setting or clearing
+---its faults does not reset them; they read after its connection_lost).
 ---@param t tapio.DatagramTransport
 ---@return tapio.testing.DatagramFaultCounts
 function testing.datagram_fault_counts(t) end

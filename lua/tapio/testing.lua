@@ -503,7 +503,7 @@ end
 -- or held back waits in tapio) sends from now on: loss and duplicate
 -- (chances), reorder (a datagram lets up to that many later ones pass),
 -- delay and jitter (seconds), drop (the datagrams lost for sure, 1 the
--- next one sent), capacity (bytes in flight before the write buffer
+-- next one sent after this call), capacity (bytes in flight before the write buffer
 -- fills: the virtual network's only), seed (the draws': the session's
 -- seed gives one unless set). nil or {} clears them. Returns the spec
 -- with the seed used.
@@ -531,8 +531,9 @@ end
 testing.datagram_in_flight = K.datagram_in_flight
 
 --- testing.datagram_fault_counts(t): how many datagrams each fault of t
--- hit since testing.datagram_faults last set (or cleared) them: sent,
--- lost, dropped, duplicated, reordered, delayed.
+-- hit in its life (setting or clearing the faults does not reset them;
+-- they read after t's connection_lost): sent, lost, dropped, duplicated,
+-- reordered, delayed.
 testing.datagram_fault_counts = K.datagram_fault_counts
 
 -- ---- Fake programs ---------------------------------------------------------
@@ -908,25 +909,33 @@ local function verdict(loop, task, errors, opts, late, err)
   end
 end
 
+-- What a run of the virtual loop raised (it kept busy at one time past
+-- its step limit), or nil.
+local function raised(fn, ...)
+  local ok, err = pcall(fn, ...)
+  if not ok then
+    return err
+  end
+end
+
 -- testing.run on a virtual loop: until the body ends, or nothing is left
 -- to run (with autojump, until no timer is left either, or until the
 -- real-time deadline: code that retries on a timer for ever would jump
 -- for ever). Returns true if the deadline ended it, else nil and what a
--- run raised (the loop kept busy at one time past its step limit).
+-- run raised.
 local function run_virtual(loop, clock, task, opts)
   local stop_at = core._monotonic() + (opts.deadline or 10)
-  -- each returns what a busy loop raises, rather than raise it
-  local err = loop:_run_virtual() -- until the body ends, or idle
+  local err = raised(loop.run_forever, loop) -- until the body ends, or idle
   while not err and opts.autojump and not task:done()
       and K._next_timer(loop) do
     if core._monotonic() > stop_at then
       return true
     end
-    err = K._advance(loop, K._next_timer(loop) - loop:time(), true)
-      or loop:_run_virtual()
+    err = raised(K._advance, loop, K._next_timer(loop) - loop:time())
+      or raised(loop.run_forever, loop)
   end
   if not err and task:done() then
-    err = K._advance(loop, 0, true)
+    err = raised(K._advance, loop, 0)
   end
   return false, err
 end
@@ -1056,7 +1065,7 @@ function testing.run(body, opts)
       t:cancel()
     end
     if clock then
-      K._advance(loop, 0, true) -- a busy loop is told above
+      raised(K._advance, loop, 0) -- a busy loop is told above
     else
       loop:run_once(false)
     end
