@@ -865,12 +865,15 @@ local function with_errors(failure, errors, opts)
     #errors > 1 and ("\n(and %d more times)"):format(#errors - 1) or "")
 end
 
--- A run that raised (the loop kept busy at one time): what it said, and
--- the tasks pending then, each named with where it waits.
+-- A run that raised (the loop kept busy at one time, or the rare failure
+-- of a poll): what it said, and the tasks pending then, each named with
+-- where it waits.
 local function run_failure(loop, err)
   local pending = tapio.all_tasks(loop)
+  local busy = type(err) == "table" and err.code == tapio.ESPIN
   return ("%s\n%s"):format(tostring(err), #pending == 0
-    and "no task is pending: a callback keeps scheduling itself"
+    and (busy and "no task is pending: a callback keeps scheduling itself"
+         or "no task is pending")
     or ("%d task(s) pending:%s"):format(#pending, tracebacks(pending)))
 end
 
@@ -910,7 +913,7 @@ local function verdict(loop, task, errors, opts, late, err)
 end
 
 -- What a run of the virtual loop raised (it kept busy at one time past
--- its step limit), or nil.
+-- its step limit, or its poll failed), or nil.
 local function raised(fn, ...)
   local ok, err = pcall(fn, ...)
   if not ok then
