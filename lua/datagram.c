@@ -319,10 +319,19 @@ static int d_sendto(lua_State *L) {
   return 0;
 }
 
+/* An endpoint's fault counts are kept as it ends, for a test to read
+ * after close (testing.datagram_fault_counts). */
+static void p_lost(void *ud, tapio_transport *t, int code,
+                   const char *message) {
+  tl_transport *lt = ud;
+  tl_keep_fault_counts(lt->lb->L, lt);
+  tl_base_lost(ud, t, code, message);
+}
+
 const tapio_datagram_protocol tl_datagram_protocol = {
   .size = sizeof(tapio_datagram_protocol),
   .connection_made = tl_base_made,
-  .connection_lost = tl_base_lost,
+  .connection_lost = p_lost,
   .pause_writing = tl_base_pause,
   .resume_writing = tl_base_resume,
   .datagram_received = p_datagram,

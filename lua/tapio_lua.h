@@ -246,7 +246,7 @@ int tl_open_embed(lua_State *L);
 /* ---- testing.c: tapio.core.testing, for tapio.testing ------------------- */
 
 int tl_open_testing(lua_State *L);
-/* At lt's connection_lost (tl_release_transport): a datagram endpoint's
+/* At a datagram endpoint's connection_lost (datagram.c): its
  * fault counts stay readable through its userdata until it is gone. */
 void tl_keep_fault_counts(lua_State *L, tl_transport *lt);
 

@@ -42,7 +42,6 @@ void tl_release_transport(lua_State *L, tl_transport *lt) {
   tl_loop *lb = lt->lb;
   if (!lb)
     return;
-  tl_keep_fault_counts(L, lt);
   tl_unref(lb, L, &lt->proto_ref);
   tl_unref(lb, L, &lt->factory_ref);
   tl_unref(lb, L, &lt->cb_ref);

@@ -155,12 +155,11 @@ static void handshake_failed(tapio_server *s, tapio_transport *t, int code) {
     return;
   loop = s->loop;
   old = loop->errmsg;
-  s->busy++; /* the hook may release the server */
   loop->errmsg = tapio__tls_error(t); /* what tapio_loop_error_message says */
+  /* t is still one of s's clients: a release in the hook frees s only
+   * once t is gone */
   s->hs_failed(s->hs_failed_ud, s, t, code);
   loop->errmsg = old;
-  s->busy--;
-  maybe_free(s);
 }
 
 /* A TLS connection gets its protocol once its handshake is done, so that

@@ -487,6 +487,7 @@ static void client_cert_missing_tls12(void)
 /* What tapio_server_set_handshake_failed's hook heard, last call's. */
 typedef struct hs_heard {
   int n, status, peer_port;
+  int release; /* the hook releases its server */
   char msg[256], sni[64];
 } hs_heard;
 
@@ -502,6 +503,8 @@ static void on_hs_failed(void *ud, tapio_server *s, tapio_transport *t,
            tls_info(t, TAPIO_TLS_INFO_SERVER_HOSTNAME));
   CHECK_OK(tapio_transport_get_peername(t, NULL, 0, &h->peer_port, NULL));
   CHECK(tapio_transport_is_closing(t));
+  if (h->release)
+    tapio_server_release(s);
 }
 
 /* A raw client of sv that does `what` (RAW_CLOSE, RAW_GARBAGE, or
@@ -579,6 +582,30 @@ static void server_hears_handshake_timeout(void)
   CHECK_ERR(h.status, TAPIO_ETIMEDOUT);
   CHECK(strstr(h.msg, "TLS handshake is taking longer than 0.2") != NULL);
   srv_release_and_free(&sv, loop);
+}
+
+/* A hook may release its server (the last reference): the server goes
+ * once the hook has returned and its connection is gone. */
+static void hook_releases_server(void)
+{
+  tapio_loop *loop = new_loop();
+  hs_heard h;
+  srv sv;
+  char buf[256];
+  size_t n;
+  int fd;
+  hs_srv_start(&sv, loop, 0, &h);
+  h.release = 1;
+  fd = raw_connect(AF_INET, "127.0.0.1", sv.port);
+  CHECK(fd >= 0);
+  raw_send_str(loop, fd, "GET / HTTP/1.0\r\n\r\n");
+  CHECK_EQ(raw_recv_until_eof(loop, fd, buf, sizeof buf, &n), 0);
+  WAIT_FOR(loop, h.n == 1);
+  CHECK_ERR(h.status, TAPIO_ETLS);
+  close(fd);
+  spin(loop, 5);
+  free_loop(loop);
+  srv_free(&sv);
 }
 
 /* The server's own abort_clients during a handshake, and a release, are
@@ -788,6 +815,7 @@ static void context_errors_say_why(void)
 TEST_MAIN(TEST(released_server_calls_no_factory),
           TEST(server_hears_failed_handshakes),
           TEST(server_hears_handshake_timeout),
+          TEST(hook_releases_server),
           TEST(server_cut_short_is_not_heard), TEST(handshake_and_echo), TEST(extra_info), TEST(tls12),
           TEST(ip_address_checked), TEST(verify_none),
           TEST(system_store_from_env), TEST(close_inside_callbacks),
