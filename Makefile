@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 # Debian packages the build, the tests and the benchmark need.
 PKGS = cmake make gcc pkg-config libev-dev libc-ares-dev libssl-dev openssl \
-  valgrind util-linux \
+  valgrind util-linux procps \
   lua5.4 liblua5.4-dev luajit libluajit-5.1-dev lua-busted \
   python3 python3-cffi lua-luv python3-uvloop luarocks \
   groff-base
