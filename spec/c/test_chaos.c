@@ -46,7 +46,7 @@ enum {
   MAX_PROCS = 3,
   MAX_TIMERS = 3000,
   MAX_SIDS = 256,    /* byte streams a round */
-  HIST = 24,         /* events kept per actor */
+  HIST = 48,         /* events kept per actor */
   MARKER = 0xff      /* STARTTLS: never a byte of a stream's pattern */
 };
 
