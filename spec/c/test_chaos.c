@@ -73,19 +73,27 @@ typedef struct srvact srvact;
 enum { K_TCP, K_UNIX, K_TLS, K_PIPE };
 static const char *const kind_name[] = { "tcp", "unix", "tls", "pipe" };
 
-/* One stream end: a client, an accepted connection, a pipe's end. */
-typedef struct ep {
+/* What every actor with a transport has: its history, its transport,
+ * where it is in its life, and how it draws what to do. */
+typedef struct actor {
   hist h;
   chaos *c;
+  tapio_transport *t;
+  void (*act)(struct actor *a);
+  int pending, made, lost, in_lost, paused, freed, refs, events, budget;
+  int closed; /* we closed it (a child: its stdin) */
+} actor;
+
+/* One stream end: a client, an accepted connection, a pipe's end. */
+typedef struct ep {
+  actor a; /* first: an ep is its actor */
   int used, kind, server_side, reader, writer;
   srvact *srv;
-  tapio_transport *t;
-  int pending, made, eof, lost, in_lost, lost_code, paused, freed;
-  int refs, events, budget, table;
+  int eof, lost_code, table;
   /* what it writes */
   uint32_t sid;
   uint64_t written;
-  int hdr_sent, wrote_eof, closed, dropped;
+  int hdr_sent, wrote_eof, dropped;
   /* what it reads */
   unsigned char hdr[4];
   int nhdr, eof_open;
@@ -109,12 +117,8 @@ struct srvact {
 
 /* A UDP endpoint of a pair. */
 typedef struct dep {
-  hist h;
-  chaos *c;
+  actor a;
   struct dep *peer;
-  tapio_transport *t;
-  int pending, made, lost, in_lost, paused, freed, refs, events, budget;
-  int closed;
   uint32_t sid, seq;
   unsigned char addr[TAPIO_ADDR_MAX];
   size_t addrlen;
@@ -123,20 +127,17 @@ typedef struct dep {
 
 /* A `sh -c cat` child. */
 typedef struct proc {
-  hist h;
-  chaos *c;
-  tapio_transport *t;
-  int pending, made, exited, lost, in_lost, freed, events, budget;
+  actor a;
+  int exited;
   int pipe_lost[3], pipe_code[3], in_pipe_lost;
   tapio_transport *pref[3]; /* pipe transports we retained */
   int pfreed[3];
-  int killed, stdin_closed, dropped, returncode, exit_known;
+  int killed, dropped, returncode, exit_known;
   uint32_t sid;
   uint64_t written, received;
-  int paused;
 } proc;
 
-enum { TG_EP, TG_DEP, TG_PROC, TG_GLOBAL, TG_CLIENT, TG_BEAT };
+enum { TG_ACTOR, TG_GLOBAL, TG_CLIENT };
 
 typedef struct tmr {
   chaos *c;
@@ -146,7 +147,7 @@ typedef struct tmr {
   int used, keep, fired, cancelled, released, freed;
 } tmr;
 
-enum { OWN_NONE, OWN_EP, OWN_SRV, OWN_DEP, OWN_PROC, OWN_PIPE, OWN_TMR };
+enum { OWN_NONE, OWN_ACTOR, OWN_SRV, OWN_PIPE, OWN_TMR };
 
 typedef struct anode {
   struct anode *next;
@@ -359,10 +360,7 @@ static void own(chaos *c, hist *h, void *p, int kind, void *owner, int fd)
   n->fd = fd;
 }
 
-/* ---- Stream ends: the checks --------------------------------------------- */
-
-static void ep_act(ep *e);
-static void ep_budget(ep *e);
+static void ep_act(actor *a);
 static void beat(chaos *c, int kind, void *target);
 
 static void check_sync(chaos *c, hist *h, const char *what, void *who)
@@ -371,26 +369,104 @@ static void check_sync(chaos *c, hist *h, const char *what, void *who)
     BUG(h, NULL, "%s called inside %s", what, c->sync);
 }
 
-/* Every callback of e's protocol: in order, from the loop, for its t. */
-static void ep_enter(ep *e, tapio_transport *t, const char *what)
+/* ---- Every actor: the rules of connection_made, connection_lost and the
+ * pause_writing/resume_writing pairs, whatever the protocol's kind. */
+
+/* Every callback after connection_made: in order, from the loop, for its
+ * own t. */
+static void enter(actor *a, tapio_transport *t, const char *what)
 {
-  chaos *c = e->c;
+  chaos *c = a->c;
   c->n_events++;
-  note(&e->h, "%.3f %s", now(c), what);
-  check_sync(c, &e->h, what, e);
-  if (e->lost)
-    BUG(&e->h, NULL, "%s after connection_lost", what);
-  if (!e->made)
-    BUG(&e->h, NULL, "%s before connection_made", what);
-  if (t != e->t)
-    BUG(&e->h, NULL, "%s for transport %p, not its own %p", what,
-        (void *)t, (void *)e->t);
-  e->events++;
+  note(&a->h, "%.3f %s", now(c), what);
+  check_sync(c, &a->h, what, a);
+  if (a->lost)
+    BUG(&a->h, NULL, "%s after connection_lost", what);
+  if (!a->made)
+    BUG(&a->h, NULL, "%s before connection_made", what);
+  if (t != a->t)
+    BUG(&a->h, NULL, "%s for transport %p, not its own %p", what,
+        (void *)t, (void *)a->t);
+  a->events++;
 }
+
+/* connection_made: once, from the loop; the transport's block is watched
+ * from now on, and the actor's heartbeat starts. */
+static void made(actor *a, tapio_transport *t)
+{
+  chaos *c = a->c;
+  note(&a->h, "%.3f made %p", now(c), (void *)t);
+  check_sync(c, &a->h, "connection_made", a);
+  if (a->made || !t)
+    BUG(&a->h, NULL, "connection_made twice or without a transport");
+  a->made = 1;
+  a->t = t;
+  own(c, &a->h, t, OWN_ACTOR, a, 0);
+  beat(c, TG_ACTOR, a);
+}
+
+/* connection_lost: once, last; the actor may still act inside it. */
+static void lost(actor *a, tapio_transport *t, int code, const char *msg)
+{
+  enter(a, t, code ? tapio_errname(code) : "lost");
+  if ((code == 0) != (msg == NULL))
+    BUG(&a->h, NULL, "connection_lost code %d with message %s", code,
+        msg ? msg : "NULL");
+  a->lost = 1;
+  a->in_lost = 1;
+  a->act(a);
+  a->in_lost = 0;
+}
+
+static void paused(actor *a, tapio_transport *t, int on)
+{
+  enter(a, t, on ? "pause_writing" : "resume_writing");
+  if (a->paused == on)
+    BUG(&a->h, NULL, on ? "pause_writing twice"
+                        : "resume_writing without pause_writing");
+  a->paused = on;
+  a->act(a);
+}
+
+static void on_pause(void *ud, tapio_transport *t)
+{
+  paused(ud, t, 1);
+}
+
+static void on_resume(void *ud, tapio_transport *t)
+{
+  paused(ud, t, 0);
+}
+
+static void retain(actor *a)
+{
+  if (a->lost)
+    return;
+  note(&a->h, "%.3f retain", now(a->c));
+  CHECK_OK(tapio_transport_retain(a->t));
+  a->refs++;
+}
+
+/* Our last release frees an ended transport at once; inside its
+ * connection_lost, never. */
+static void release(actor *a)
+{
+  if (!a->refs)
+    return;
+  note(&a->h, "%.3f release", now(a->c));
+  a->refs--;
+  a->c->sync = "tapio_transport_release";
+  tapio_transport_release(a->t);
+  a->c->sync = NULL;
+  if (a->lost && !a->in_lost && !a->refs && !a->freed)
+    BUG(&a->h, NULL, "the last release of an ended transport kept it");
+}
+
+/* ---- Stream ends: the checks --------------------------------------------- */
 
 static ep *writer_of(ep *e)
 {
-  return e->in_sid < MAX_SIDS ? e->c->sids[e->in_sid] : NULL;
+  return e->in_sid < MAX_SIDS ? e->a.c->sids[e->in_sid] : NULL;
 }
 
 /* n stream bytes (no marker): the next of what the writer wrote. */
@@ -401,18 +477,18 @@ static void check_prefix(ep *e, const unsigned char *p, size_t n)
   if (!n)
     return;
   if (!w)
-    BUG(&e->h, NULL, "%zu bytes of unknown stream %u", n, e->in_sid);
+    BUG(&e->a.h, NULL, "%zu bytes of unknown stream %u", n, e->in_sid);
   if (e->received + n > w->written)
-    BUG(&e->h, &w->h, "received %llu bytes of stream %u; its writer wrote "
+    BUG(&e->a.h, &w->a.h, "received %llu bytes of stream %u; its writer wrote "
         "%llu", (unsigned long long)(e->received + n), e->in_sid,
         (unsigned long long)w->written);
   for (i = 0; i < n; i++)
     if (p[i] != pat(e->in_sid, e->received + i))
-      BUG(&e->h, &w->h, "byte %llu of stream %u is %u, not %u",
+      BUG(&e->a.h, &w->a.h, "byte %llu of stream %u is %u, not %u",
           (unsigned long long)(e->received + i), e->in_sid, p[i],
           pat(e->in_sid, e->received + i));
   e->received += n;
-  e->c->n_bytes += n;
+  e->a.c->n_bytes += n;
 }
 
 static void marker_seen(ep *e, const unsigned char *rest, size_t n);
@@ -420,17 +496,17 @@ static void marker_seen(ep *e, const unsigned char *rest, size_t n);
 static void ep_bytes(ep *e, const unsigned char *p, size_t n)
 {
   if (!e->reader)
-    BUG(&e->h, NULL, "a write pipe received %zu bytes", n);
+    BUG(&e->a.h, NULL, "a write pipe received %zu bytes", n);
   if (e->eof)
-    BUG(&e->h, NULL, "%zu bytes after eof_received", n);
+    BUG(&e->a.h, NULL, "%zu bytes after eof_received", n);
   while (n && e->nhdr < 4) { /* the stream's id first */
     if (*p >= 0x80)
-      BUG(&e->h, NULL, "header byte %d is %u", e->nhdr, *p);
+      BUG(&e->a.h, NULL, "header byte %d is %u", e->nhdr, *p);
     e->in_sid |= (uint32_t)*p << (7 * e->nhdr);
     e->hdr[e->nhdr++] = *p++;
     n--;
     if (e->nhdr == 4 && (!writer_of(e) || writer_of(e) == e))
-      BUG(&e->h, NULL, "stream id %u is no writer's", e->in_sid);
+      BUG(&e->a.h, NULL, "stream id %u is no writer's", e->in_sid);
   }
   if (n) {
     const unsigned char *m = memchr(p, MARKER, n);
@@ -454,110 +530,73 @@ static void write_header(ep *e)
   int i, rc;
   for (i = 0; i < 4; i++)
     h[i] = (unsigned char)((e->sid >> (7 * i)) & 0x7f);
-  e->c->sync = "write";
-  e->c->sync_ep = e;
-  rc = tapio_transport_write(e->t, h, 4);
-  e->c->sync = NULL;
-  if (rc != 0 && !tapio_transport_is_closing(e->t))
-    BUG(&e->h, NULL, "header write: %s", tapio_errname(rc));
+  e->a.c->sync = "write";
+  e->a.c->sync_ep = e;
+  rc = tapio_transport_write(e->a.t, h, 4);
+  e->a.c->sync = NULL;
+  if (rc != 0 && !tapio_transport_is_closing(e->a.t))
+    BUG(&e->a.h, NULL, "header write: %s", tapio_errname(rc));
   e->hdr_sent = rc == 0;
 }
 
 static void ep_made(void *ud, tapio_transport *t)
 {
   ep *e = ud;
-  chaos *c = e->c;
-  note(&e->h, "%.3f made %p", now(c), (void *)t);
-  check_sync(c, &e->h, "connection_made", e);
-  if (e->made)
-    BUG(&e->h, NULL, "connection_made twice");
-  if (!t)
-    BUG(&e->h, NULL, "connection_made without a transport");
-  e->made = 1;
-  e->t = t;
-  own(c, &e->h, t, OWN_EP, e, 0);
+  made(&e->a, t);
   if (e->writer)
     write_header(e);
-  beat(c, TG_EP, e);
-  ep_act(e);
+  ep_act(&e->a);
 }
 
 static void ep_lost(void *ud, tapio_transport *t, int code, const char *msg)
 {
   ep *e = ud;
-  ep_enter(e, t, code ? tapio_errname(code) : "lost");
-  if ((code == 0) != (msg == NULL))
-    BUG(&e->h, NULL, "connection_lost code %d with message %s", code,
-        msg ? msg : "NULL");
-  e->lost = 1;
   e->lost_code = code;
-  e->in_lost = 1;
-  ep_act(e);
-  e->in_lost = 0;
-}
-
-static void ep_pause(void *ud, tapio_transport *t)
-{
-  ep *e = ud;
-  ep_enter(e, t, "pause_writing");
-  if (e->paused)
-    BUG(&e->h, NULL, "pause_writing twice");
-  e->paused = 1;
-  ep_budget(e);
-}
-
-static void ep_resume(void *ud, tapio_transport *t)
-{
-  ep *e = ud;
-  ep_enter(e, t, "resume_writing");
-  if (!e->paused)
-    BUG(&e->h, NULL, "resume_writing without pause_writing");
-  e->paused = 0;
-  ep_budget(e);
+  lost(&e->a, t, code, msg);
 }
 
 static void ep_data(void *ud, tapio_transport *t, const char *data,
                     size_t len)
 {
   ep *e = ud;
-  ep_enter(e, t, "data_received");
+  enter(&e->a, t, "data_received");
   if (e->table == 1)
-    BUG(&e->h, NULL, "data_received on a BufferedProtocol");
+    BUG(&e->a.h, NULL, "data_received on a BufferedProtocol");
   if (!len)
-    BUG(&e->h, NULL, "empty data_received");
+    BUG(&e->a.h, NULL, "empty data_received");
   ep_bytes(e, (const unsigned char *)data, len);
-  ep_budget(e);
+  e->a.act(&e->a);
 }
 
 static int ep_eof(void *ud, tapio_transport *t)
 {
   ep *e = ud;
-  ep_enter(e, t, "eof_received");
+  enter(&e->a, t, "eof_received");
   if (e->eof)
-    BUG(&e->h, NULL, "eof_received twice");
+    BUG(&e->a.h, NULL, "eof_received twice");
   e->eof = 1;
-  e->eof_open = !e->closed && !e->dropped;
-  ep_budget(e);
-  return chance(e->c, 50);
+  e->eof_open = !e->a.closed && !e->dropped;
+  e->a.act(&e->a);
+  return chance(e->a.c, 50);
 }
 
 static void *ep_get_buffer(void *ud, tapio_transport *t, int64_t hint,
                            size_t *len)
 {
   ep *e = ud;
-  ep_enter(e, t, "get_buffer");
+  enter(&e->a, t, "get_buffer");
   if (hint != -1)
-    BUG(&e->h, NULL, "get_buffer sizehint %lld", (long long)hint);
+    BUG(&e->a.h, NULL, "get_buffer sizehint %lld", (long long)hint);
   if (e->eof)
-    BUG(&e->h, NULL, "get_buffer after eof_received");
+    BUG(&e->a.h, NULL, "get_buffer after eof_received");
   if (!e->buf) {
-    e->buflen = 1 + rnd(e->c, 65536);
+    e->buflen = 1 + rnd(e->a.c, 65536);
     e->buf = malloc(e->buflen);
     CHECK(e->buf != NULL);
   }
-  if (rnd(e->c, 1000) == 0) { /* no buffer: the transport aborts */
+  if (rnd(e->a.c, 1000) == 0) { /* no buffer: the transport aborts */
     e->dropped = 1;
-    note(&e->h, "no buffer");
+    note(&e->a.h, "no buffer");
     *len = 0;
     return NULL;
   }
@@ -568,19 +607,19 @@ static void *ep_get_buffer(void *ud, tapio_transport *t, int64_t hint,
 static void ep_buffer_updated(void *ud, tapio_transport *t, size_t n)
 {
   ep *e = ud;
-  ep_enter(e, t, "buffer_updated");
+  enter(&e->a, t, "buffer_updated");
   if (n == 0 || n > e->buflen)
-    BUG(&e->h, NULL, "buffer_updated with %zu bytes of %zu", n, e->buflen);
+    BUG(&e->a.h, NULL, "buffer_updated with %zu bytes of %zu", n, e->buflen);
   ep_bytes(e, (const unsigned char *)e->buf, n);
-  ep_budget(e);
+  e->a.act(&e->a);
 }
 
 static const tapio_protocol ep_proto = {
   .size = sizeof(tapio_protocol),
   .connection_made = ep_made,
   .connection_lost = ep_lost,
-  .pause_writing = ep_pause,
-  .resume_writing = ep_resume,
+  .pause_writing = on_pause,
+  .resume_writing = on_resume,
   .data_received = ep_data,
   .eof_received = ep_eof,
 };
@@ -589,8 +628,8 @@ static const tapio_protocol ep_bproto = {
   .size = sizeof(tapio_protocol),
   .connection_made = ep_made,
   .connection_lost = ep_lost,
-  .pause_writing = ep_pause,
-  .resume_writing = ep_resume,
+  .pause_writing = on_pause,
+  .resume_writing = on_resume,
   .eof_received = ep_eof,
   .get_buffer = ep_get_buffer,
   .buffer_updated = ep_buffer_updated,
@@ -601,8 +640,8 @@ static const tapio_protocol ep_noeof = {
   .size = sizeof(tapio_protocol),
   .connection_made = ep_made,
   .connection_lost = ep_lost,
-  .pause_writing = ep_pause,
-  .resume_writing = ep_resume,
+  .pause_writing = on_pause,
+  .resume_writing = on_resume,
   .data_received = ep_data,
 };
 
@@ -618,12 +657,13 @@ static ep *ep_new(chaos *c, int kind, int server_side, int reader,
       continue;
     memset(e, 0, sizeof *e);
     e->used = 1;
-    e->c = c;
+    e->a.c = c;
+    e->a.act = ep_act;
     e->kind = kind;
     e->server_side = server_side;
     e->reader = reader;
     e->writer = writer;
-    e->budget = 5 + (int)rnd(c, 30);
+    e->a.budget = 5 + (int)rnd(c, 30);
     e->table = (int)rnd(c, 3);
     if (writer && c->next_sid < MAX_SIDS) {
       e->sid = c->next_sid++;
@@ -631,7 +671,7 @@ static ep *ep_new(chaos *c, int kind, int server_side, int reader,
     } else if (writer) {
       e->writer = 0; /* no ids left: it only reads */
     }
-    snprintf(e->h.name, sizeof e->h.name, "%s.%s#%d(sid %u)",
+    snprintf(e->a.h.name, sizeof e->a.h.name, "%s.%s#%d(sid %u)",
              kind_name[kind], server_side ? "server" : "client", i, e->sid);
     return e;
   }
@@ -641,16 +681,16 @@ static ep *ep_new(chaos *c, int kind, int server_side, int reader,
 static void ep_connected(void *ud, int status, tapio_transport *t)
 {
   ep *e = ud;
-  note(&e->h, "%.3f completion %s", now(e->c), tapio_errname(status));
-  check_sync(e->c, &e->h, "a create completion", NULL);
-  if (!e->pending)
-    BUG(&e->h, NULL, "a completion twice");
-  e->pending = 0;
-  if (status == 0 && (!t || !e->made || e->t != t))
-    BUG(&e->h, NULL, "completion 0 with %p before/without connection_made",
+  note(&e->a.h, "%.3f completion %s", now(e->a.c), tapio_errname(status));
+  check_sync(e->a.c, &e->a.h, "a create completion", NULL);
+  if (!e->a.pending)
+    BUG(&e->a.h, NULL, "a completion twice");
+  e->a.pending = 0;
+  if (status == 0 && (!t || !e->a.made || e->a.t != t))
+    BUG(&e->a.h, NULL, "completion 0 with %p before/without connection_made",
         (void *)t);
-  if (status != 0 && (t || e->made))
-    BUG(&e->h, NULL, "failed completion with a transport or after made");
+  if (status != 0 && (t || e->a.made))
+    BUG(&e->a.h, NULL, "failed completion with a transport or after made");
 }
 
 /* ---- Servers -------------------------------------------------------------- */
@@ -736,10 +776,10 @@ static void srv_clients(srvact *sa, int abort)
   note(&sa->h, "%.3f %s_clients", now(c), abort ? "abort" : "close");
   for (i = 0; i < MAX_EPS; i++) {
     ep *e = &c->eps[i];
-    if (e->used && e->srv == sa && e->made && !e->lost) {
-      note(&e->h, "%.3f by server's %s_clients", now(c),
+    if (e->used && e->srv == sa && e->a.made && !e->a.lost) {
+      note(&e->a.h, "%.3f by server's %s_clients", now(c),
            abort ? "abort" : "close");
-      e->closed = 1;
+      e->a.closed = 1;
       e->dropped |= abort;
     }
   }
@@ -781,8 +821,8 @@ static void client_start(chaos *c)
   e = ep_new(c, sa->kind, 0, 1, 1);
   if (!e)
     return;
-  e->pending = 1;
-  note(&e->h, "%.3f connect to %s", now(c), sa->h.name);
+  e->a.pending = 1;
+  note(&e->a.h, "%.3f connect to %s", now(c), sa->h.name);
   c->sync = "a create call";
   if (sa->kind == K_UNIX)
     rc = tapio_create_unix_connection(c->loop, sa->path, tables[e->table],
@@ -794,7 +834,7 @@ static void client_start(chaos *c)
                                  ep_connected, e);
   c->sync = NULL;
   if (rc != 0)
-    BUG(&e->h, NULL, "create connection: %s", tapio_errname(rc));
+    BUG(&e->a.h, NULL, "create connection: %s", tapio_errname(rc));
 }
 
 /* ---- Pipes ------------------------------------------------------------------ */
@@ -807,10 +847,10 @@ static void pipe_start(chaos *c)
   if (!w)
     return;
   CHECK(pipe2(fds, O_CLOEXEC) == 0);
-  snprintf(r->h.name, sizeof r->h.name, "pipe.read#%d", (int)(r - c->eps));
-  snprintf(w->h.name, sizeof w->h.name, "pipe.write#%d(sid %u)",
+  snprintf(r->a.h.name, sizeof r->a.h.name, "pipe.read#%d", (int)(r - c->eps));
+  snprintf(w->a.h.name, sizeof w->a.h.name, "pipe.write#%d(sid %u)",
            (int)(w - c->eps), w->sid);
-  r->pending = w->pending = 1;
+  r->a.pending = w->a.pending = 1;
   c->sync = "a create call";
   rc = tapio_connect_read_pipe(c->loop, fds[0], tables[r->table], r, NULL,
                                ep_connected, r);
@@ -819,7 +859,7 @@ static void pipe_start(chaos *c)
                                   NULL, ep_connected, w);
   c->sync = NULL;
   if (rc != 0)
-    BUG(&r->h, &w->h, "connect pipe: %s", tapio_errname(rc));
+    BUG(&r->a.h, &w->a.h, "connect pipe: %s", tapio_errname(rc));
 }
 
 /* ---- STARTTLS in the middle ----------------------------------------------
@@ -831,56 +871,56 @@ static void pipe_start(chaos *c)
 static void upgraded(void *ud, int status, tapio_transport *t)
 {
   ep *e = ud;
-  note(&e->h, "%.3f start_tls done %s", now(e->c), tapio_errname(status));
-  check_sync(e->c, &e->h, "start_tls's completion", NULL);
+  note(&e->a.h, "%.3f start_tls done %s", now(e->a.c), tapio_errname(status));
+  check_sync(e->a.c, &e->a.h, "start_tls's completion", NULL);
   if (e->up != 2)
-    BUG(&e->h, NULL, "start_tls completion in state %d", e->up);
-  if ((status == 0) != (t != NULL) || (t && t != e->t))
-    BUG(&e->h, NULL, "start_tls completion %d with %p", status, (void *)t);
+    BUG(&e->a.h, NULL, "start_tls completion in state %d", e->up);
+  if ((status == 0) != (t != NULL) || (t && t != e->a.t))
+    BUG(&e->a.h, NULL, "start_tls completion %d with %p", status, (void *)t);
   e->up = status ? 8 : 3;
-  e->c->n_upgrades += status == 0;
+  e->a.c->n_upgrades += status == 0;
 }
 
 static int upgrade(ep *e, const void *rest, size_t n)
 {
-  chaos *c = e->c;
+  chaos *c = e->a.c;
   int rc;
   const tapio_options *o = e->server_side ? c->up_srv
                            : e->kind == K_TCP || e->kind == K_TLS
                                ? c->up_cli : c->unix_up_cli;
   e->up = 2;
-  note(&e->h, "%.3f start_tls", now(c));
+  note(&e->a.h, "%.3f start_tls", now(c));
   c->sync = "tapio_transport_start_tls";
-  rc = tapio_transport_start_tls(e->t, tables[e->table], e,
+  rc = tapio_transport_start_tls(e->a.t, tables[e->table], e,
                                  e->server_side ? server_tls : client_tls,
                                  o, rest, n, upgraded, e);
   c->sync = NULL;
   if (rc != 0) {
     e->up = 8;
-    if (rc != TAPIO_ECLOSED || !tapio_transport_is_closing(e->t))
-      BUG(&e->h, NULL, "start_tls: %s", tapio_errname(rc));
+    if (rc != TAPIO_ECLOSED || !tapio_transport_is_closing(e->a.t))
+      BUG(&e->a.h, NULL, "start_tls: %s", tapio_errname(rc));
   }
   return rc;
 }
 
 static void marker_seen(ep *e, const unsigned char *rest, size_t n)
 {
-  note(&e->h, "%.3f marker (%zu after)", now(e->c), n);
+  note(&e->a.h, "%.3f marker (%zu after)", now(e->a.c), n);
   if (n)
-    BUG(&e->h, writer_of(e) ? &writer_of(e)->h : NULL,
+    BUG(&e->a.h, writer_of(e) ? &writer_of(e)->a.h : NULL,
         "%zu clear bytes after the STARTTLS marker", n);
   if (e->server_side && e->up == 0) {
     unsigned char m = MARKER;
     int rc;
-    if (!e->writer || !e->hdr_sent || e->wrote_eof || e->closed ||
-        tapio_transport_is_closing(e->t)) {
+    if (!e->writer || !e->hdr_sent || e->wrote_eof || e->a.closed ||
+        tapio_transport_is_closing(e->a.t)) {
       e->up = 9;
       return;
     }
-    e->c->sync = "write";
-    e->c->sync_ep = e;
-    rc = tapio_transport_write(e->t, &m, 1);
-    e->c->sync = NULL;
+    e->a.c->sync = "write";
+    e->a.c->sync_ep = e;
+    rc = tapio_transport_write(e->a.t, &m, 1);
+    e->a.c->sync = NULL;
     if (rc != 0) {
       e->up = 9;
       return;
@@ -889,7 +929,7 @@ static void marker_seen(ep *e, const unsigned char *rest, size_t n)
   } else if (!e->server_side && e->up == 1) {
     upgrade(e, rest, n);
   } else {
-    BUG(&e->h, NULL, "a STARTTLS marker in state %d", e->up);
+    BUG(&e->a.h, NULL, "a STARTTLS marker in state %d", e->up);
   }
 }
 
@@ -920,7 +960,7 @@ static int pick(chaos *c)
 
 static int may_write(ep *e)
 {
-  return e->writer && e->hdr_sent && e->up != 1 && !e->c->writing;
+  return e->writer && e->hdr_sent && e->up != 1 && !e->a.c->writing;
 }
 
 /* What a write must answer, knowing what we did to t. */
@@ -929,19 +969,19 @@ static void check_write_rc(ep *e, int rc, int was_closing)
   int want = e->wrote_eof ? TAPIO_ESHUTDOWN /* asyncio's order */
              : was_closing ? TAPIO_ECLOSED : 0;
   if (rc != want)
-    BUG(&e->h, NULL, "write answered %s, not %s (closing %d, eof %d)",
+    BUG(&e->a.h, NULL, "write answered %s, not %s (closing %d, eof %d)",
         tapio_errname(rc), tapio_errname(want), was_closing, e->wrote_eof);
 }
 
 static void ep_write(ep *e, int lines)
 {
-  chaos *c = e->c;
+  chaos *c = e->a.c;
   size_t n = rnd_size(c, c->max_write);
-  int was_closing = tapio_transport_is_closing(e->t), rc;
+  int was_closing = tapio_transport_is_closing(e->a.t), rc;
   if (!may_write(e))
     return;
   pat_fill(c->scratch, n, e->sid, e->written);
-  note(&e->h, "%.3f %s %zu", now(c), lines ? "writelines" : "write", n);
+  note(&e->a.h, "%.3f %s %zu", now(c), lines ? "writelines" : "write", n);
   e->written += n; /* before: the peer cannot read before it returns */
   c->writing = 1;
   c->sync = "write";
@@ -954,9 +994,9 @@ static void ep_write(ep *e, int lines)
       bufs[i] = c->scratch + off;
       off += lens[i];
     }
-    rc = tapio_transport_writelines(e->t, bufs, lens, k);
+    rc = tapio_transport_writelines(e->a.t, bufs, lens, k);
   } else {
-    rc = tapio_transport_write(e->t, c->scratch, n);
+    rc = tapio_transport_write(e->a.t, c->scratch, n);
   }
   c->sync = NULL;
   c->writing = 0;
@@ -968,19 +1008,19 @@ static void ep_write(ep *e, int lines)
 
 static void ep_write_eof(ep *e)
 {
-  int can = tapio_transport_can_write_eof(e->t), rc;
-  int closing = tapio_transport_is_closing(e->t);
-  if (!e->writer || e->up == 1 || e->c->writing)
+  int can = tapio_transport_can_write_eof(e->a.t), rc;
+  int closing = tapio_transport_is_closing(e->a.t);
+  if (!e->writer || e->up == 1 || e->a.c->writing)
     return;
-  note(&e->h, "%.3f write_eof (can %d)", now(e->c), can);
-  e->c->sync = "write_eof";
-  rc = tapio_transport_write_eof(e->t);
-  e->c->sync = NULL;
+  note(&e->a.h, "%.3f write_eof (can %d)", now(e->a.c), can);
+  e->a.c->sync = "write_eof";
+  rc = tapio_transport_write_eof(e->a.t);
+  e->a.c->sync = NULL;
   if (rc != (can ? 0 : TAPIO_ENOTSUP))
-    BUG(&e->h, NULL, "write_eof answered %s (can_write_eof %d)",
+    BUG(&e->a.h, NULL, "write_eof answered %s (can_write_eof %d)",
         tapio_errname(rc), can);
   if (can && e->kind == K_PIPE)
-    e->closed = 1; /* a write pipe's write_eof is close */
+    e->a.closed = 1; /* a write pipe's write_eof is close */
   else if (can && !closing)
     e->wrote_eof = 1; /* on a closing one it does nothing */
 }
@@ -988,13 +1028,13 @@ static void ep_write_eof(ep *e)
 static void ep_reading(ep *e, int on)
 {
   int rc;
-  note(&e->h, "%.3f %s_reading", now(e->c), on ? "resume" : "pause");
-  e->c->sync = on ? "resume_reading" : "pause_reading";
-  rc = on ? tapio_transport_resume_reading(e->t)
-          : tapio_transport_pause_reading(e->t);
-  e->c->sync = NULL;
+  note(&e->a.h, "%.3f %s_reading", now(e->a.c), on ? "resume" : "pause");
+  e->a.c->sync = on ? "resume_reading" : "pause_reading";
+  rc = on ? tapio_transport_resume_reading(e->a.t)
+          : tapio_transport_pause_reading(e->a.t);
+  e->a.c->sync = NULL;
   if (rc != (e->reader ? 0 : TAPIO_ENOTSUP))
-    BUG(&e->h, NULL, "%s_reading answered %s", on ? "resume" : "pause",
+    BUG(&e->a.h, NULL, "%s_reading answered %s", on ? "resume" : "pause",
         tapio_errname(rc));
 }
 
@@ -1002,67 +1042,43 @@ static void ep_reading(ep *e, int on)
 static void ep_end(ep *e, int how)
 {
   static const char *const names[] = { "close", "abort", "fail" };
-  note(&e->h, "%.3f %s", now(e->c), names[how]);
-  e->closed = 1;
+  note(&e->a.h, "%.3f %s", now(e->a.c), names[how]);
+  e->a.closed = 1;
   e->dropped |= how != 0;
-  e->c->sync = names[how];
+  e->a.c->sync = names[how];
   if (how == 0)
-    CHECK_OK(tapio_transport_close(e->t));
+    CHECK_OK(tapio_transport_close(e->a.t));
   else if (how == 1)
-    CHECK_OK(tapio_transport_abort(e->t));
+    CHECK_OK(tapio_transport_abort(e->a.t));
   else
-    CHECK_OK(tapio_transport_fail(e->t, TAPIO_ECONNABORTED, "chaos"));
-  e->c->sync = NULL;
-}
-
-static void ep_retain(ep *e)
-{
-  if (e->lost)
-    return;
-  note(&e->h, "%.3f retain", now(e->c));
-  CHECK_OK(tapio_transport_retain(e->t));
-  e->refs++;
-}
-
-/* Our last release frees an ended transport at once; inside its
- * connection_lost, never. */
-static void ep_release(ep *e)
-{
-  if (!e->refs)
-    return;
-  note(&e->h, "%.3f release", now(e->c));
-  e->refs--;
-  e->c->sync = "tapio_transport_release";
-  tapio_transport_release(e->t);
-  e->c->sync = NULL;
-  if (e->lost && !e->in_lost && !e->refs && !e->freed)
-    BUG(&e->h, NULL, "the last release of an ended transport kept it");
+    CHECK_OK(tapio_transport_fail(e->a.t, TAPIO_ECONNABORTED, "chaos"));
+  e->a.c->sync = NULL;
 }
 
 static void ep_set_proto(ep *e)
 {
-  int table = (int)rnd(e->c, 3);
-  note(&e->h, "%.3f set_protocol %d", now(e->c), table);
-  CHECK_OK(tapio_transport_set_protocol(e->t, tables[table], e));
+  int table = (int)rnd(e->a.c, 3);
+  note(&e->a.h, "%.3f set_protocol %d", now(e->a.c), table);
+  CHECK_OK(tapio_transport_set_protocol(e->a.t, tables[table], e));
   e->table = table;
 }
 
 static void ep_limits(ep *e)
 {
-  int64_t high = (int64_t)rnd_size(e->c, 1 << 20);
-  int64_t low = chance(e->c, 50) ? -1 : (int64_t)rnd(e->c,
+  int64_t high = (int64_t)rnd_size(e->a.c, 1 << 20);
+  int64_t low = chance(e->a.c, 50) ? -1 : (int64_t)rnd(e->a.c,
                                                      (unsigned)high + 1);
   int rc;
-  if (e->c->writing)
+  if (e->a.c->writing)
     return;
-  note(&e->h, "%.3f limits %lld %lld", now(e->c), (long long)high,
+  note(&e->a.h, "%.3f limits %lld %lld", now(e->a.c), (long long)high,
        (long long)low);
-  e->c->sync = "set_write_buffer_limits";
-  e->c->sync_ep = e;
-  rc = tapio_transport_set_write_buffer_limits(e->t, high, low);
-  e->c->sync = NULL;
+  e->a.c->sync = "set_write_buffer_limits";
+  e->a.c->sync_ep = e;
+  rc = tapio_transport_set_write_buffer_limits(e->a.t, high, low);
+  e->a.c->sync = NULL;
   if (rc != (e->writer ? 0 : TAPIO_ENOTSUP))
-    BUG(&e->h, NULL, "set_write_buffer_limits answered %s",
+    BUG(&e->a.h, NULL, "set_write_buffer_limits answered %s",
         tapio_errname(rc));
 }
 
@@ -1071,13 +1087,13 @@ static void send_marker(ep *e)
   unsigned char m = MARKER;
   int rc;
   if (e->server_side || e->kind == K_PIPE || e->up || !may_write(e) ||
-      e->wrote_eof || tapio_transport_is_closing(e->t))
+      e->wrote_eof || tapio_transport_is_closing(e->a.t))
     return;
-  note(&e->h, "%.3f STARTTLS", now(e->c));
-  e->c->sync = "write";
-  e->c->sync_ep = e;
-  rc = tapio_transport_write(e->t, &m, 1);
-  e->c->sync = NULL;
+  note(&e->a.h, "%.3f STARTTLS", now(e->a.c));
+  e->a.c->sync = "write";
+  e->a.c->sync_ep = e;
+  rc = tapio_transport_write(e->a.t, &m, 1);
+  e->a.c->sync = NULL;
   if (rc == 0)
     e->up = 1;
 }
@@ -1088,13 +1104,13 @@ static void raise_signal(chaos *c);
 
 static srvact *some_server(ep *e)
 {
-  chaos *c = e->c;
+  chaos *c = e->a.c;
   return e->srv ? e->srv : &c->srvs[rnd(c, (unsigned)c->nsrvs)];
 }
 
 static void ep_do(ep *e, int a)
 {
-  chaos *c = e->c;
+  chaos *c = e->a.c;
   switch (a) {
   case A_WRITE: ep_write(e, 0); break;
   case A_WRITELINES: ep_write(e, 1); break;
@@ -1104,8 +1120,8 @@ static void ep_do(ep *e, int a)
   case A_CLOSE: ep_end(e, 0); break;
   case A_ABORT: ep_end(e, 1); break;
   case A_FAIL: ep_end(e, 2); break;
-  case A_RETAIN: ep_retain(e); break;
-  case A_RELEASE: ep_release(e); break;
+  case A_RETAIN: retain(&e->a); break;
+  case A_RELEASE: release(&e->a); break;
   case A_SRV_CLOSE: srv_close(some_server(e)); break;
   case A_SRV_RELEASE: srv_release(some_server(e)); break;
   case A_CLOSE_CLIENTS: srv_clients(some_server(e), 0); break;
@@ -1114,7 +1130,7 @@ static void ep_do(ep *e, int a)
   case A_SET_PROTO: ep_set_proto(e); break;
   case A_LIMITS: ep_limits(e); break;
   case A_STOP: tapio_loop_stop(c->loop); break;
-  case A_TIMER: timer_start(c, TG_EP, e); break;
+  case A_TIMER: timer_start(c, TG_ACTOR, &e->a); break;
   case A_KILL:
     if (c->nprocs)
       proc_kill(&c->procs[rnd(c, (unsigned)c->nprocs)]);
@@ -1124,95 +1140,41 @@ static void ep_do(ep *e, int a)
   }
 }
 
-/* One or two actions, at most three deep (a callback inside a call). */
-static void ep_act(ep *e)
+/* One or two actions, at most three deep (a callback inside a call);
+ * past its budget of events, the end closes (or aborts). */
+static void ep_act(actor *a)
 {
-  chaos *c = e->c;
+  ep *e = (ep *)a;
+  chaos *c = a->c;
   int n = 1 + chance(c, 30), i;
-  if (c->depth > 2 || !e->t)
-    return;
-  c->depth++;
-  for (i = 0; i < n; i++) {
-    int a = pick(c);
-    if (e->lost && a != A_RELEASE && a != A_RETAIN && a != A_TIMER &&
-        a != A_STOP && a != A_SRV_RELEASE)
-      continue; /* inside connection_lost: what may still be done */
-    if (a >= 0)
-      ep_do(e, a);
+  if (c->depth <= 2 && a->t) {
+    c->depth++;
+    for (i = 0; i < n; i++) {
+      int what = pick(c);
+      if (a->lost && what != A_RELEASE && what != A_RETAIN &&
+          what != A_TIMER && what != A_STOP && what != A_SRV_RELEASE)
+        continue; /* inside connection_lost: what may still be done */
+      if (what >= 0)
+        ep_do(e, what);
+    }
+    c->depth--;
   }
-  c->depth--;
-}
-
-/* An event spent: past its budget, the end closes (or aborts). */
-static void ep_budget(ep *e)
-{
-  ep_act(e);
-  if (e->events >= e->budget && !e->closed && !e->lost)
-    ep_end(e, chance(e->c, 10));
+  if (a->events >= a->budget && !a->closed && !a->lost)
+    ep_end(e, chance(c, 10));
 }
 
 /* ---- Datagram endpoints --------------------------------------------------- */
 
-static void dep_enter(dep *d, tapio_transport *t, const char *what)
-{
-  chaos *c = d->c;
-  c->n_events++;
-  note(&d->h, "%.3f %s", now(c), what);
-  check_sync(c, &d->h, what, d);
-  if (d->lost)
-    BUG(&d->h, NULL, "%s after connection_lost", what);
-  if (!d->made)
-    BUG(&d->h, NULL, "%s before connection_made", what);
-  if (t != d->t)
-    BUG(&d->h, NULL, "%s for another transport", what);
-  d->events++;
-}
-
-static void dep_act(dep *d);
+static void dep_act(actor *a);
 
 static void dep_made(void *ud, tapio_transport *t)
 {
-  dep *d = ud;
-  note(&d->h, "%.3f made", now(d->c));
-  check_sync(d->c, &d->h, "connection_made", d);
-  if (d->made || !t)
-    BUG(&d->h, NULL, "datagram connection_made twice or without t");
-  d->made = 1;
-  d->t = t;
-  own(d->c, &d->h, t, OWN_DEP, d, 0);
-  beat(d->c, TG_DEP, d);
+  made(ud, t);
 }
 
 static void dep_lost(void *ud, tapio_transport *t, int code, const char *msg)
 {
-  dep *d = ud;
-  dep_enter(d, t, code ? tapio_errname(code) : "lost");
-  if ((code == 0) != (msg == NULL))
-    BUG(&d->h, NULL, "connection_lost code %d, message %s", code,
-        msg ? msg : "NULL");
-  d->lost = 1;
-  d->in_lost = 1;
-  dep_act(d);
-  d->in_lost = 0;
-}
-
-static void dep_pause(void *ud, tapio_transport *t)
-{
-  dep *d = ud;
-  dep_enter(d, t, "pause_writing");
-  if (d->paused++)
-    BUG(&d->h, NULL, "pause_writing twice");
-  dep_act(d);
-}
-
-static void dep_resume(void *ud, tapio_transport *t)
-{
-  dep *d = ud;
-  dep_enter(d, t, "resume_writing");
-  if (!d->paused)
-    BUG(&d->h, NULL, "resume_writing without pause_writing");
-  d->paused = 0;
-  dep_act(d);
+  lost(ud, t, code, msg);
 }
 
 static uint32_t get32(const char *p)
@@ -1227,58 +1189,58 @@ static void dep_received(void *ud, tapio_transport *t, const char *data,
 {
   dep *d = ud;
   size_t i;
-  dep_enter(d, t, "datagram_received");
+  enter(&d->a, t, "datagram_received");
   (void)addr;
   (void)addrlen;
   d->got++;
   if (len) { /* sid, seq, length, then the pattern */
     uint32_t sid, seq;
     if (len < 12 || get32(data + 8) != len)
-      BUG(&d->h, NULL, "a datagram of %zu bytes says %u", len,
+      BUG(&d->a.h, NULL, "a datagram of %zu bytes says %u", len,
           len >= 12 ? get32(data + 8) : 0);
     sid = get32(data);
     seq = get32(data + 4);
     if (!d->peer || sid != d->peer->sid)
-      BUG(&d->h, NULL, "a datagram of stream %u", sid);
+      BUG(&d->a.h, NULL, "a datagram of stream %u", sid);
     for (i = 12; i < len; i++)
       if ((unsigned char)data[i] != pat(sid, ((uint64_t)seq << 32) | i))
-        BUG(&d->h, &d->peer->h, "datagram %u of %u: byte %zu is wrong", seq,
+        BUG(&d->a.h, &d->peer->a.h, "datagram %u of %u: byte %zu is wrong", seq,
             sid, i);
   }
-  dep_act(d);
+  dep_act(&d->a);
 }
 
 static void dep_error(void *ud, tapio_transport *t, int code,
                       const char *msg)
 {
   dep *d = ud;
-  dep_enter(d, t, code ? tapio_errname(code) : "error 0");
+  enter(&d->a, t, code ? tapio_errname(code) : "error 0");
   if (code >= 0 || !msg)
-    BUG(&d->h, NULL, "error_received code %d message %s", code,
+    BUG(&d->a.h, NULL, "error_received code %d message %s", code,
         msg ? msg : "NULL");
-  dep_act(d);
+  dep_act(&d->a);
 }
 
 static const tapio_datagram_protocol dep_proto = {
   .size = sizeof(tapio_datagram_protocol),
   .connection_made = dep_made,
   .connection_lost = dep_lost,
-  .pause_writing = dep_pause,
-  .resume_writing = dep_resume,
+  .pause_writing = on_pause,
+  .resume_writing = on_resume,
   .datagram_received = dep_received,
   .error_received = dep_error,
 };
 
 static void dep_send(dep *d)
 {
-  chaos *c = d->c;
+  chaos *c = d->a.c;
   int n = 1 + (int)rnd(c, 20), i;
   if (!d->peer || !d->peer->addrlen || c->writing)
     return;
-  note(&d->h, "%.3f send %d", now(c), n);
+  note(&d->a.h, "%.3f send %d", now(c), n);
   for (i = 0; i < n; i++) {
     size_t len = chance(c, 10) ? 0 : 12 + rnd_size(c, 9000);
-    int closing = tapio_transport_is_closing(d->t), rc;
+    int closing = tapio_transport_is_closing(d->a.t), rc;
     uint32_t seq = d->seq++, len32 = (uint32_t)len;
     if (len) {
       size_t k;
@@ -1291,77 +1253,64 @@ static void dep_send(dep *d)
     c->writing = 1;
     c->sync = "sendto";
     c->sync_ep = d;
-    rc = tapio_transport_sendto(d->t, c->scratch, len,
-                                d->closed ? NULL : d->peer->addr,
-                                d->closed ? 0 : d->peer->addrlen);
+    rc = tapio_transport_sendto(d->a.t, c->scratch, len,
+                                d->a.closed ? NULL : d->peer->addr,
+                                d->a.closed ? 0 : d->peer->addrlen);
     c->sync = NULL;
     c->writing = 0;
-    if (d->closed && rc == TAPIO_EINVAL)
-      rc = tapio_transport_sendto(d->t, c->scratch, len, d->peer->addr,
+    if (d->a.closed && rc == TAPIO_EINVAL)
+      rc = tapio_transport_sendto(d->a.t, c->scratch, len, d->peer->addr,
                                   d->peer->addrlen);
     if (rc != (closing ? TAPIO_ECLOSED : 0))
-      BUG(&d->h, NULL, "sendto answered %s (closing %d)",
+      BUG(&d->a.h, NULL, "sendto answered %s (closing %d)",
           tapio_errname(rc), closing);
   }
 }
 
 static void dep_do(dep *d, int a)
 {
-  chaos *c = d->c;
+  chaos *c = d->a.c;
   switch (a) {
   case A_WRITE: case A_WRITELINES: dep_send(d); break;
   case A_CLOSE: case A_ABORT:
-    note(&d->h, "%.3f %s", now(c), a == A_CLOSE ? "close" : "abort");
-    d->closed = 1;
+    note(&d->a.h, "%.3f %s", now(c), a == A_CLOSE ? "close" : "abort");
+    d->a.closed = 1;
     c->sync = "close";
-    CHECK_OK(a == A_CLOSE ? tapio_transport_close(d->t)
-                          : tapio_transport_abort(d->t));
+    CHECK_OK(a == A_CLOSE ? tapio_transport_close(d->a.t)
+                          : tapio_transport_abort(d->a.t));
     c->sync = NULL;
     break;
-  case A_RETAIN:
-    if (!d->lost) {
-      note(&d->h, "%.3f retain", now(c));
-      CHECK_OK(tapio_transport_retain(d->t));
-      d->refs++;
-    }
-    break;
-  case A_RELEASE:
-    if (d->refs) {
-      note(&d->h, "%.3f release", now(c));
-      d->refs--;
-      tapio_transport_release(d->t);
-      if (d->lost && !d->in_lost && !d->refs && !d->freed)
-        BUG(&d->h, NULL, "the last release of an ended endpoint kept it");
-    }
-    break;
+  case A_RETAIN: retain(&d->a); break;
+  case A_RELEASE: release(&d->a); break;
   case A_LIMITS:
     if (!c->writing) {
       c->sync = "set_write_buffer_limits";
       c->sync_ep = d;
       CHECK_OK(tapio_transport_set_write_buffer_limits(
-          d->t, (int64_t)rnd_size(c, 1 << 16), -1));
+          d->a.t, (int64_t)rnd_size(c, 1 << 16), -1));
       c->sync = NULL;
     }
     break;
   case A_STOP: tapio_loop_stop(c->loop); break;
-  case A_TIMER: timer_start(c, TG_DEP, d); break;
+  case A_TIMER: timer_start(c, TG_ACTOR, &d->a); break;
   case A_SIGNAL: raise_signal(c); break;
   default: break;
   }
 }
 
-static void dep_act(dep *d)
+static void dep_act(actor *a)
 {
-  chaos *c = d->c;
-  int a = pick(c);
+  dep *d = (dep *)a;
+  chaos *c = a->c;
+  int what = pick(c);
   if (c->depth > 2)
     return;
   c->depth++;
-  if (d->lost && a != A_RELEASE && a != A_TIMER && a != A_STOP)
-    a = -1;
-  if (a >= 0)
-    dep_do(d, a);
-  if (d->events >= d->budget && !d->closed && !d->lost)
+  if (a->lost && what != A_RELEASE && what != A_TIMER && what != A_STOP)
+    what = -1;
+  if (what >= 0)
+    dep_do(d, what);
+  if (a->events >= a->budget && !a->closed && !a->lost)
     dep_do(d, A_CLOSE);
   c->depth--;
 }
@@ -1369,11 +1318,11 @@ static void dep_act(dep *d)
 static void dep_connected(void *ud, int status, tapio_transport *t)
 {
   dep *d = ud;
-  chaos *c = d->c;
-  note(&d->h, "%.3f completion %s", now(c), tapio_errname(status));
-  d->pending = 0;
-  if (status != 0 || t != d->t)
-    BUG(&d->h, NULL, "datagram endpoint: %s", tapio_errname(status));
+  chaos *c = d->a.c;
+  note(&d->a.h, "%.3f completion %s", now(c), tapio_errname(status));
+  d->a.pending = 0;
+  if (status != 0 || t != d->a.t)
+    BUG(&d->a.h, NULL, "datagram endpoint: %s", tapio_errname(status));
   CHECK_OK(tapio_transport_get_sockname(t, NULL, 0, NULL, NULL));
   {
     char host[64];
@@ -1383,7 +1332,7 @@ static void dep_connected(void *ud, int status, tapio_transport *t)
                                           NULL));
     CHECK_OK(tapio_addr_parse(host, port, d->addr, &d->addrlen));
   }
-  if (!d->peer->t && !d->peer->pending) { /* the second, connected to us */
+  if (!d->peer->a.t && !d->peer->a.pending) { /* the second, connected to us */
     tapio_options *o = NULL;
     char host[64];
     int port;
@@ -1393,12 +1342,12 @@ static void dep_connected(void *ud, int status, tapio_transport *t)
     CHECK_OK(tapio_options_set_str(o, "local_host", "127.0.0.1"));
     CHECK_OK(tapio_options_set_str(o, "remote_host", host));
     CHECK_OK(tapio_options_set_int(o, "remote_port", port));
-    d->peer->pending = 1;
+    d->peer->a.pending = 1;
     CHECK_OK(tapio_create_datagram_endpoint(c->loop, &dep_proto, d->peer, o,
                                             dep_connected, d->peer));
     tapio_options_free(o);
   }
-  dep_act(d);
+  dep_act(&d->a);
 }
 
 static void dgram_start(chaos *c)
@@ -1409,20 +1358,21 @@ static void dgram_start(chaos *c)
     return;
   a = &c->dgs[c->ndgs++];
   b = &c->dgs[c->ndgs++];
-  a->c = b->c = c;
+  a->a.c = b->a.c = c;
+  a->a.act = b->a.act = dep_act;
   a->peer = b;
   b->peer = a;
   a->sid = c->next_sid++;
   b->sid = c->next_sid++;
-  a->budget = 5 + (int)rnd(c, 40);
-  b->budget = 5 + (int)rnd(c, 40);
-  snprintf(a->h.name, sizeof a->h.name, "udp.a#%d(sid %u)", c->ndgs - 2,
-           a->sid);
-  snprintf(b->h.name, sizeof b->h.name, "udp.b#%d(sid %u)", c->ndgs - 1,
-           b->sid);
+  a->a.budget = 5 + (int)rnd(c, 40);
+  b->a.budget = 5 + (int)rnd(c, 40);
+  snprintf(a->a.h.name, sizeof a->a.h.name, "udp.a#%d(sid %u)",
+           c->ndgs - 2, a->sid);
+  snprintf(b->a.h.name, sizeof b->a.h.name, "udp.b#%d(sid %u)",
+           c->ndgs - 1, b->sid);
   CHECK_OK(tapio_options_new(c->loop, &o));
   CHECK_OK(tapio_options_set_str(o, "local_host", "127.0.0.1"));
-  a->pending = 1;
+  a->a.pending = 1;
   CHECK_OK(tapio_create_datagram_endpoint(c->loop, &dep_proto, a, o,
                                           dep_connected, a));
   tapio_options_free(o);
@@ -1430,76 +1380,29 @@ static void dgram_start(chaos *c)
 
 /* ---- Subprocesses ------------------------------------------------------------ */
 
-static void proc_act(proc *p);
-
-static void proc_enter(proc *p, tapio_transport *t, const char *what)
-{
-  chaos *c = p->c;
-  c->n_events++;
-  note(&p->h, "%.3f %s", now(c), what);
-  check_sync(c, &p->h, what, p);
-  if (p->lost)
-    BUG(&p->h, NULL, "%s after connection_lost", what);
-  if (!p->made)
-    BUG(&p->h, NULL, "%s before connection_made", what);
-  if (t != p->t)
-    BUG(&p->h, NULL, "%s for another transport", what);
-  p->events++;
-}
+static void proc_act(actor *a);
 
 static void proc_made(void *ud, tapio_transport *t)
 {
   proc *p = ud;
-  note(&p->h, "%.3f made", now(p->c));
-  check_sync(p->c, &p->h, "connection_made", p);
-  if (p->made || !t)
-    BUG(&p->h, NULL, "subprocess connection_made twice or without t");
-  p->made = 1;
-  p->t = t;
-  own(p->c, &p->h, t, OWN_PROC, p, 0);
+  made(&p->a, t);
   if (tapio_transport_retain(t) != TAPIO_ENOTSUP)
-    BUG(&p->h, NULL, "a subprocess transport could be retained");
-  beat(p->c, TG_PROC, p);
-  proc_act(p);
+    BUG(&p->a.h, NULL, "a subprocess transport could be retained");
+  proc_act(&p->a);
 }
 
+/* Last: after the exit and every pipe's end. */
 static void proc_lost(void *ud, tapio_transport *t, int code,
                       const char *msg)
 {
   proc *p = ud;
   int i;
-  proc_enter(p, t, code ? tapio_errname(code) : "lost");
   if (!p->exited)
-    BUG(&p->h, NULL, "connection_lost before process_exited");
+    BUG(&p->a.h, NULL, "connection_lost before process_exited");
   for (i = 0; i < 3; i++)
     if (!p->pipe_lost[i] || tapio_subprocess_get_pipe_transport(t, i))
-      BUG(&p->h, NULL, "connection_lost with pipe %d open", i);
-  if ((code == 0) != (msg == NULL))
-    BUG(&p->h, NULL, "connection_lost code %d message %s", code,
-        msg ? msg : "NULL");
-  p->lost = 1;
-  p->in_lost = 1;
-  proc_act(p);
-  p->in_lost = 0;
-}
-
-static void proc_pause(void *ud, tapio_transport *t)
-{
-  proc *p = ud;
-  proc_enter(p, t, "pause_writing");
-  if (p->paused++)
-    BUG(&p->h, NULL, "pause_writing twice");
-  proc_act(p);
-}
-
-static void proc_resume(void *ud, tapio_transport *t)
-{
-  proc *p = ud;
-  proc_enter(p, t, "resume_writing");
-  if (!p->paused)
-    BUG(&p->h, NULL, "resume_writing without pause_writing");
-  p->paused = 0;
-  proc_act(p);
+      BUG(&p->a.h, NULL, "connection_lost with pipe %d open", i);
+  lost(&p->a, t, code, msg);
 }
 
 static void proc_data(void *ud, tapio_transport *t, int fd, const char *data,
@@ -1507,22 +1410,22 @@ static void proc_data(void *ud, tapio_transport *t, int fd, const char *data,
 {
   proc *p = ud;
   size_t i;
-  proc_enter(p, t, fd == 1 ? "stdout" : "stderr");
+  enter(&p->a, t, fd == 1 ? "stdout" : "stderr");
   if ((fd != 1 && fd != 2) || p->pipe_lost[fd] || !len)
-    BUG(&p->h, NULL, "pipe_data_received fd %d (lost %d) len %zu", fd,
+    BUG(&p->a.h, NULL, "pipe_data_received fd %d (lost %d) len %zu", fd,
         fd == 1 || fd == 2 ? p->pipe_lost[fd] : -1, len);
   if (fd == 1) {
     if (p->received + len > p->written)
-      BUG(&p->h, NULL, "cat said %llu bytes; it was given %llu",
+      BUG(&p->a.h, NULL, "cat said %llu bytes; it was given %llu",
           (unsigned long long)(p->received + len),
           (unsigned long long)p->written);
     for (i = 0; i < len; i++)
       if ((unsigned char)data[i] != pat(p->sid, p->received + i))
-        BUG(&p->h, NULL, "byte %llu from cat is wrong",
+        BUG(&p->a.h, NULL, "byte %llu from cat is wrong",
             (unsigned long long)(p->received + i));
     p->received += len;
   }
-  proc_act(p);
+  proc_act(&p->a);
 }
 
 static void proc_pipe_lost(void *ud, tapio_transport *t, int fd, int code,
@@ -1532,37 +1435,37 @@ static void proc_pipe_lost(void *ud, tapio_transport *t, int fd, int code,
   char what[40];
   snprintf(what, sizeof what, "pipe %d lost %s", fd,
            code ? tapio_errname(code) : "0");
-  proc_enter(p, t, what);
+  enter(&p->a, t, what);
   if (fd < 0 || fd > 2 || p->pipe_lost[fd])
-    BUG(&p->h, NULL, "pipe_connection_lost %d twice", fd);
+    BUG(&p->a.h, NULL, "pipe_connection_lost %d twice", fd);
   if ((code == 0) != (msg == NULL))
-    BUG(&p->h, NULL, "pipe_connection_lost code %d message %s", code,
+    BUG(&p->a.h, NULL, "pipe_connection_lost code %d message %s", code,
         msg ? msg : "NULL");
   p->pipe_lost[fd] = 1;
   p->pipe_code[fd] = code;
   p->in_pipe_lost = fd + 1;
-  proc_act(p);
+  proc_act(&p->a);
   p->in_pipe_lost = 0;
 }
 
 static void proc_exited(void *ud, tapio_transport *t)
 {
   proc *p = ud;
-  proc_enter(p, t, "exited");
+  enter(&p->a, t, "exited");
   if (p->exited++)
-    BUG(&p->h, NULL, "process_exited twice");
+    BUG(&p->a.h, NULL, "process_exited twice");
   p->exit_known = tapio_subprocess_get_returncode(t, &p->returncode);
   if (!p->exit_known)
-    BUG(&p->h, NULL, "process_exited without a returncode");
-  proc_act(p);
+    BUG(&p->a.h, NULL, "process_exited without a returncode");
+  proc_act(&p->a);
 }
 
 static const tapio_subprocess_protocol proc_proto = {
   .size = sizeof(tapio_subprocess_protocol),
   .connection_made = proc_made,
   .connection_lost = proc_lost,
-  .pause_writing = proc_pause,
-  .resume_writing = proc_resume,
+  .pause_writing = on_pause,
+  .resume_writing = on_resume,
   .pipe_data_received = proc_data,
   .pipe_connection_lost = proc_pipe_lost,
   .process_exited = proc_exited,
@@ -1571,35 +1474,35 @@ static const tapio_subprocess_protocol proc_proto = {
 static void proc_connected(void *ud, int status, tapio_transport *t)
 {
   proc *p = ud;
-  note(&p->h, "%.3f completion %s", now(p->c), tapio_errname(status));
-  p->pending = 0;
-  if (status != 0 || !p->made || t != p->t)
-    BUG(&p->h, NULL, "subprocess completion %s", tapio_errname(status));
+  note(&p->a.h, "%.3f completion %s", now(p->a.c), tapio_errname(status));
+  p->a.pending = 0;
+  if (status != 0 || !p->a.made || t != p->a.t)
+    BUG(&p->a.h, NULL, "subprocess completion %s", tapio_errname(status));
 }
 
 static void proc_kill(proc *p)
 {
   int rc;
-  if (!p->t || p->lost)
+  if (!p->a.t || p->a.lost)
     return;
-  note(&p->h, "%.3f kill", now(p->c));
+  note(&p->a.h, "%.3f kill", now(p->a.c));
   p->killed = 1;
-  rc = tapio_subprocess_kill(p->t);
+  rc = tapio_subprocess_kill(p->a.t);
   if (rc != 0 && rc != TAPIO_ESRCH)
-    BUG(&p->h, NULL, "kill answered %s", tapio_errname(rc));
+    BUG(&p->a.h, NULL, "kill answered %s", tapio_errname(rc));
 }
 
 static void proc_write(proc *p)
 {
-  chaos *c = p->c;
-  tapio_transport *in = tapio_subprocess_get_pipe_transport(p->t, 0);
+  chaos *c = p->a.c;
+  tapio_transport *in = tapio_subprocess_get_pipe_transport(p->a.t, 0);
   size_t n = rnd_size(c, c->max_write / 4);
   int closing, rc;
   if (!in || c->writing || !n)
     return;
   closing = tapio_transport_is_closing(in);
   pat_fill(c->scratch, n, p->sid, p->written);
-  note(&p->h, "%.3f write %zu", now(c), n);
+  note(&p->a.h, "%.3f write %zu", now(c), n);
   p->written += n;
   c->writing = 1;
   c->sync = "write";
@@ -1610,61 +1513,61 @@ static void proc_write(proc *p)
   if (rc != 0)
     p->written -= n;
   if (rc != (closing ? TAPIO_ECLOSED : 0))
-    BUG(&p->h, NULL, "stdin write answered %s (closing %d)",
+    BUG(&p->a.h, NULL, "stdin write answered %s (closing %d)",
         tapio_errname(rc), closing);
 }
 
 static void proc_pipe_ref(proc *p, int fd, int retain)
 {
   tapio_transport *pt = NULL;
-  if (retain && !p->lost) /* the subprocess transport is still there */
-    pt = tapio_subprocess_get_pipe_transport(p->t, fd);
+  if (retain && !p->a.lost) /* the subprocess transport is still there */
+    pt = tapio_subprocess_get_pipe_transport(p->a.t, fd);
   if (retain && pt && !p->pref[fd]) {
-    note(&p->h, "%.3f retain pipe %d", now(p->c), fd);
+    note(&p->a.h, "%.3f retain pipe %d", now(p->a.c), fd);
     CHECK_OK(tapio_transport_retain(pt));
     p->pref[fd] = pt;
-    own(p->c, &p->h, pt, OWN_PIPE, p, fd);
+    own(p->a.c, &p->a.h, pt, OWN_PIPE, p, fd);
   } else if (!retain && p->pref[fd]) {
-    note(&p->h, "%.3f release pipe %d", now(p->c), fd);
+    note(&p->a.h, "%.3f release pipe %d", now(p->a.c), fd);
     pt = p->pref[fd];
     p->pref[fd] = NULL;
     tapio_transport_release(pt);
     if (p->pipe_lost[fd] && p->in_pipe_lost != fd + 1 && !p->pfreed[fd])
-      BUG(&p->h, NULL, "the release of ended pipe %d kept it", fd);
+      BUG(&p->a.h, NULL, "the release of ended pipe %d kept it", fd);
   }
 }
 
 static void proc_do(proc *p, int a)
 {
-  chaos *c = p->c;
+  chaos *c = p->a.c;
   tapio_transport *pt;
   int rc;
   switch (a) {
   case A_WRITE: case A_WRITELINES: proc_write(p); break;
   case A_WRITE_EOF:
-    if ((pt = tapio_subprocess_get_pipe_transport(p->t, 0)) != NULL) {
-      note(&p->h, "%.3f stdin write_eof", now(c));
-      p->stdin_closed = 1;
+    if ((pt = tapio_subprocess_get_pipe_transport(p->a.t, 0)) != NULL) {
+      note(&p->a.h, "%.3f stdin write_eof", now(c));
+      p->a.closed = 1;
       CHECK_OK(tapio_transport_write_eof(pt));
     }
     break;
   case A_PAUSE_R: case A_RESUME_R:
-    if ((pt = tapio_subprocess_get_pipe_transport(p->t, 1)) != NULL) {
-      note(&p->h, "%.3f stdout %s", now(c), a == A_PAUSE_R ? "pause"
+    if ((pt = tapio_subprocess_get_pipe_transport(p->a.t, 1)) != NULL) {
+      note(&p->a.h, "%.3f stdout %s", now(c), a == A_PAUSE_R ? "pause"
                                                            : "resume");
       CHECK_OK(a == A_PAUSE_R ? tapio_transport_pause_reading(pt)
                               : tapio_transport_resume_reading(pt));
     }
     break;
   case A_CLOSE: case A_ABORT:
-    note(&p->h, "%.3f %s", now(c), a == A_CLOSE ? "close" : "abort");
+    note(&p->a.h, "%.3f %s", now(c), a == A_CLOSE ? "close" : "abort");
     p->dropped = 1;
-    CHECK_OK(a == A_CLOSE ? tapio_transport_close(p->t)
-                          : tapio_transport_abort(p->t));
+    CHECK_OK(a == A_CLOSE ? tapio_transport_close(p->a.t)
+                          : tapio_transport_abort(p->a.t));
     break;
   case A_FAIL:
-    if ((pt = tapio_subprocess_get_pipe_transport(p->t, 1 + rnd(c, 2)))) {
-      note(&p->h, "%.3f close a read pipe", now(c));
+    if ((pt = tapio_subprocess_get_pipe_transport(p->a.t, 1 + rnd(c, 2)))) {
+      note(&p->a.h, "%.3f close a read pipe", now(c));
       p->dropped = 1;
       CHECK_OK(tapio_transport_close(pt));
     }
@@ -1674,35 +1577,36 @@ static void proc_do(proc *p, int a)
   case A_KILL:
     if (chance(c, 50)) {
       proc_kill(p);
-    } else if (!p->exited && !p->lost) {
-      note(&p->h, "%.3f terminate", now(c));
+    } else if (!p->exited && !p->a.lost) {
+      note(&p->a.h, "%.3f terminate", now(c));
       p->killed = 1;
-      rc = tapio_subprocess_terminate(p->t);
+      rc = tapio_subprocess_terminate(p->a.t);
       if (rc != 0 && rc != TAPIO_ESRCH)
-        BUG(&p->h, NULL, "terminate answered %s", tapio_errname(rc));
+        BUG(&p->a.h, NULL, "terminate answered %s", tapio_errname(rc));
     }
     break;
   case A_STOP: tapio_loop_stop(c->loop); break;
-  case A_TIMER: timer_start(c, TG_PROC, p); break;
+  case A_TIMER: timer_start(c, TG_ACTOR, &p->a); break;
   case A_SIGNAL: raise_signal(c); break;
   default: break;
   }
 }
 
-static void proc_act(proc *p)
+static void proc_act(actor *a)
 {
-  chaos *c = p->c;
-  int a = pick(c);
-  if (c->depth > 2 || !p->t)
+  proc *p = (proc *)a;
+  chaos *c = a->c;
+  int what = pick(c);
+  if (c->depth > 2 || !a->t)
     return;
   c->depth++;
-  if (p->lost && a != A_RELEASE && a != A_TIMER && a != A_STOP)
-    a = -1;
-  if (a == A_KILL && !chance(c, 20))
-    a = -1; /* killing the child ends it: now and then */
-  if (a >= 0)
-    proc_do(p, a);
-  if (p->events >= p->budget && !p->stdin_closed && !p->lost)
+  if (a->lost && what != A_RELEASE && what != A_TIMER && what != A_STOP)
+    what = -1;
+  if (what == A_KILL && !chance(c, 20))
+    what = -1; /* killing the child ends it: now and then */
+  if (what >= 0)
+    proc_do(p, what);
+  if (a->events >= a->budget && !a->closed && !a->lost)
     proc_do(p, A_WRITE_EOF);
   c->depth--;
 }
@@ -1713,12 +1617,13 @@ static void proc_start(chaos *c)
   if (c->nprocs == MAX_PROCS || c->next_sid == MAX_SIDS)
     return;
   p = &c->procs[c->nprocs++];
-  p->c = c;
+  p->a.c = c;
+  p->a.act = proc_act;
   p->sid = c->next_sid++;
-  p->budget = 5 + (int)rnd(c, 40);
-  snprintf(p->h.name, sizeof p->h.name, "cat#%d(sid %u)", c->nprocs - 1,
+  p->a.budget = 5 + (int)rnd(c, 40);
+  snprintf(p->a.h.name, sizeof p->a.h.name, "cat#%d(sid %u)", c->nprocs - 1,
            p->sid);
-  p->pending = 1;
+  p->a.pending = 1;
   c->sync = "a create call";
   CHECK_OK(tapio_subprocess_shell(c->loop, "exec cat", &proc_proto, p, NULL,
                                   proc_connected, p));
@@ -1738,34 +1643,14 @@ static void timer_fire(void *ud)
     BUG(&c->g, NULL, "timer %d ran twice or after cancel",
         (int)(tm - c->timers));
   switch (tm->target_kind) {
-  case TG_EP: {
-    ep *e = tm->target;
-    note(&e->h, "%.3f timer", now(c));
-    if (e->t && !e->lost) {
-      e->events++;
-      ep_budget(e);
-      if (tm->beat && !e->lost && !e->closed)
-        beat(c, TG_EP, e);
-    }
-    break;
-  }
-  case TG_DEP: {
-    dep *d = tm->target;
-    if (d->t && !d->lost) {
-      d->events++;
-      dep_act(d);
-      if (tm->beat && !d->lost && !d->closed)
-        beat(c, TG_DEP, d);
-    }
-    break;
-  }
-  case TG_PROC: {
-    proc *p = tm->target;
-    if (p->t && !p->lost) {
-      p->events++;
-      proc_act(p);
-      if (tm->beat && !p->lost && !p->stdin_closed)
-        beat(c, TG_PROC, p);
+  case TG_ACTOR: {
+    actor *a = tm->target;
+    note(&a->h, "%.3f timer", now(c));
+    if (a->t && !a->lost) {
+      a->events++;
+      a->act(a);
+      if (tm->beat && !a->lost && !a->closed)
+        beat(c, TG_ACTOR, a);
     }
     break;
   }
@@ -1841,16 +1726,16 @@ static void global_act(chaos *c)
   unsigned r = rnd(c, 10);
   if (r < 5) {
     ep *e = &c->eps[rnd(c, MAX_EPS)];
-    if (e->used && e->t && !e->lost)
-      ep_act(e);
+    if (e->used && e->a.t && !e->a.lost)
+      ep_act(&e->a);
   } else if (r < 7 && c->ndgs) {
     dep *d = &c->dgs[rnd(c, (unsigned)c->ndgs)];
-    if (d->t && !d->lost)
-      dep_act(d);
+    if (d->a.t && !d->a.lost)
+      dep_act(&d->a);
   } else if (r < 8 && c->nprocs) {
     proc *p = &c->procs[rnd(c, (unsigned)c->nprocs)];
-    if (p->t && !p->lost)
-      proc_act(p);
+    if (p->a.t && !p->a.lost)
+      proc_act(&p->a);
   } else if (r < 9 && !c->winding) {
     client_start(c);
   } else {
@@ -1871,39 +1756,21 @@ static void owner_freed(chaos *c, anode *n)
 {
   c->n_frees++;
   switch (n->own) {
-  case OWN_EP: {
-    ep *e = n->owner;
-    note(&e->h, "freed");
-    if (!e->lost || e->in_lost || e->refs || e->freed)
-      BUG(&e->h, NULL, "transport freed (lost %d, inside lost %d, refs %d, "
-          "freed %d)", e->lost, e->in_lost, e->refs, e->freed);
-    e->freed = 1;
-    break;
-  }
-  case OWN_DEP: {
-    dep *d = n->owner;
-    note(&d->h, "freed");
-    if (!d->lost || d->in_lost || d->refs || d->freed)
-      BUG(&d->h, NULL, "endpoint freed (lost %d, inside lost %d, refs %d)",
-          d->lost, d->in_lost, d->refs);
-    d->freed = 1;
-    break;
-  }
-  case OWN_PROC: {
-    proc *p = n->owner;
-    note(&p->h, "freed");
-    if (!p->lost || p->in_lost || p->freed)
-      BUG(&p->h, NULL, "subprocess freed (lost %d, inside lost %d)",
-          p->lost, p->in_lost);
-    p->freed = 1;
+  case OWN_ACTOR: {
+    actor *a = n->owner;
+    note(&a->h, "freed");
+    if (!a->lost || a->in_lost || a->refs || a->freed)
+      BUG(&a->h, NULL, "transport freed (lost %d, inside lost %d, refs %d, "
+          "freed %d)", a->lost, a->in_lost, a->refs, a->freed);
+    a->freed = 1;
     break;
   }
   case OWN_PIPE: {
     proc *p = n->owner;
-    note(&p->h, "pipe %d freed", n->fd);
+    note(&p->a.h, "pipe %d freed", n->fd);
     if (!p->pipe_lost[n->fd] || p->in_pipe_lost == n->fd + 1 ||
         p->pref[n->fd] || p->pfreed[n->fd])
-      BUG(&p->h, NULL, "pipe %d freed while retained or before its end",
+      BUG(&p->a.h, NULL, "pipe %d freed while retained or before its end",
           n->fd);
     p->pfreed[n->fd] = 1;
     break;
@@ -1945,7 +1812,7 @@ static void on_exception(void *ud, tapio_loop *loop, int code,
 
 static int ep_ended(const ep *e)
 {
-  return !e->used || (!e->pending && (!e->made || e->lost));
+  return !e->used || (!e->a.pending && (!e->a.made || e->a.lost));
 }
 
 static int round_over(chaos *c)
@@ -1958,10 +1825,10 @@ static int round_over(chaos *c)
     if (!c->srvs[i].released || !c->srvs[i].closed_cb)
       return 0;
   for (i = 0; i < c->ndgs; i++)
-    if (c->dgs[i].pending || (c->dgs[i].made && !c->dgs[i].lost))
+    if (c->dgs[i].a.pending || (c->dgs[i].a.made && !c->dgs[i].a.lost))
       return 0;
   for (i = 0; i < c->nprocs; i++)
-    if (c->procs[i].pending || !c->procs[i].lost)
+    if (c->procs[i].a.pending || !c->procs[i].a.lost)
       return 0;
   for (i = 0; i < c->ntimers; i++)
     if (!c->timers[i].fired && !c->timers[i].cancelled)
@@ -1982,19 +1849,19 @@ static void wind_down(chaos *c, int abort)
     }
   for (i = 0; i < MAX_EPS; i++) {
     ep *e = &c->eps[i];
-    if (e->used && e->made && !e->lost) {
+    if (e->used && e->a.made && !e->a.lost) {
       ep_reading(e, 1);
-      if (abort || !e->closed)
+      if (abort || !e->a.closed)
         ep_end(e, abort);
     }
   }
   for (i = 0; i < c->nsrvs; i++)
     srv_release(&c->srvs[i]);
   for (i = 0; i < c->ndgs; i++)
-    if (c->dgs[i].made && !c->dgs[i].lost)
+    if (c->dgs[i].a.made && !c->dgs[i].a.lost)
       dep_do(&c->dgs[i], abort ? A_ABORT : A_CLOSE);
   for (i = 0; i < c->nprocs; i++)
-    if (c->procs[i].made && !c->procs[i].lost)
+    if (c->procs[i].a.made && !c->procs[i].a.lost)
       proc_do(&c->procs[i], abort ? A_ABORT : A_CLOSE);
 }
 
@@ -2003,16 +1870,16 @@ static void dump_unfinished(chaos *c)
   int i;
   for (i = 0; i < MAX_EPS; i++)
     if (!ep_ended(&c->eps[i]))
-      dump(&c->eps[i].h);
+      dump(&c->eps[i].a.h);
   for (i = 0; i < c->nsrvs; i++)
     if (!c->srvs[i].released || !c->srvs[i].closed_cb)
       dump(&c->srvs[i].h);
   for (i = 0; i < c->ndgs; i++)
-    if (c->dgs[i].made && !c->dgs[i].lost)
-      dump(&c->dgs[i].h);
+    if (c->dgs[i].a.made && !c->dgs[i].a.lost)
+      dump(&c->dgs[i].a.h);
   for (i = 0; i < c->nprocs; i++)
-    if (!c->procs[i].lost)
-      dump(&c->procs[i].h);
+    if (!c->procs[i].a.lost)
+      dump(&c->procs[i].a.h);
 }
 
 static void tick(void *ud)
@@ -2093,22 +1960,22 @@ static void check_exact(chaos *c)
     ep *e = &c->eps[i], *w = e->used ? writer_of(e) : NULL;
     if (!e->eof_open || e->nhdr < 4 || !w)
       continue;
-    if (w->dropped || w->lost_code || !w->lost)
+    if (w->dropped || w->lost_code || !w->a.lost)
       continue;
     c->n_exact++;
     if (e->received != w->written)
-      BUG(&e->h, &w->h, "an orderly end after %llu bytes of %llu written",
+      BUG(&e->a.h, &w->a.h, "an orderly end after %llu bytes of %llu written",
           (unsigned long long)e->received,
           (unsigned long long)w->written);
   }
   for (i = 0; i < c->nprocs; i++) {
     proc *p = &c->procs[i];
-    if (p->dropped || p->killed || !p->stdin_closed || p->pipe_code[0] ||
+    if (p->dropped || p->killed || !p->a.closed || p->pipe_code[0] ||
         p->pipe_code[1] || p->returncode != 0)
       continue;
     c->n_exact++;
     if (p->received != p->written)
-      BUG(&p->h, NULL, "cat gave back %llu bytes of %llu",
+      BUG(&p->a.h, NULL, "cat gave back %llu bytes of %llu",
           (unsigned long long)p->received, (unsigned long long)p->written);
   }
 }
@@ -2118,10 +1985,10 @@ static void release_all(chaos *c)
 {
   int i, fd;
   for (i = 0; i < MAX_EPS; i++)
-    while (c->eps[i].used && c->eps[i].refs)
-      ep_release(&c->eps[i]);
+    while (c->eps[i].used && c->eps[i].a.refs)
+      release(&c->eps[i].a);
   for (i = 0; i < c->ndgs; i++)
-    while (c->dgs[i].refs)
+    while (c->dgs[i].a.refs)
       dep_do(&c->dgs[i], A_RELEASE);
   for (i = 0; i < c->nprocs; i++)
     for (fd = 0; fd < 3; fd++)
@@ -2141,17 +2008,17 @@ static void check_all_freed(chaos *c)
 {
   int i;
   for (i = 0; i < MAX_EPS; i++)
-    if (c->eps[i].used && c->eps[i].made && !c->eps[i].freed)
-      BUG(&c->eps[i].h, NULL, "a transport never freed");
+    if (c->eps[i].used && c->eps[i].a.made && !c->eps[i].a.freed)
+      BUG(&c->eps[i].a.h, NULL, "a transport never freed");
   for (i = 0; i < c->nsrvs; i++)
     if (!c->srvs[i].freed)
       BUG(&c->srvs[i].h, NULL, "a server never freed");
   for (i = 0; i < c->ndgs; i++)
-    if (c->dgs[i].made && !c->dgs[i].freed)
-      BUG(&c->dgs[i].h, NULL, "an endpoint never freed");
+    if (c->dgs[i].a.made && !c->dgs[i].a.freed)
+      BUG(&c->dgs[i].a.h, NULL, "an endpoint never freed");
   for (i = 0; i < c->nprocs; i++)
-    if (c->procs[i].made && !c->procs[i].freed)
-      BUG(&c->procs[i].h, NULL, "a subprocess never freed");
+    if (c->procs[i].a.made && !c->procs[i].a.freed)
+      BUG(&c->procs[i].a.h, NULL, "a subprocess never freed");
   if (tapio_loop_transport_count(c->loop) || tapio_loop_server_count(c->loop))
     BUG(NULL, NULL, "%zu transports and %zu servers left",
         tapio_loop_transport_count(c->loop),
