@@ -939,7 +939,8 @@ enum {
   A_WRITE, A_WRITELINES, A_WRITE_EOF, A_PAUSE_R, A_RESUME_R, A_CLOSE,
   A_ABORT, A_FAIL, A_RETAIN, A_RELEASE, A_SRV_CLOSE, A_SRV_RELEASE,
   A_CLOSE_CLIENTS, A_ABORT_CLIENTS, A_STARTTLS, A_SET_PROTO, A_LIMITS,
-  A_STOP, A_TIMER, A_KILL, A_SIGNAL, A_COUNT
+  A_STOP, A_TIMER, A_KILL, A_SIGNAL, A_COUNT,
+  A_END = A_COUNT /* not drawn: the end an actor past its budget takes */
 };
 /* per mille; the rest does nothing */
 static const unsigned weights[A_COUNT] = {
@@ -956,6 +957,46 @@ static int pick(chaos *c)
     r -= weights[i];
   }
   return -1;
+}
+
+static void timer_start(chaos *c, int kind, void *target);
+static void proc_kill(proc *p);
+static void raise_signal(chaos *c);
+
+/* The actions every actor has; 1 if what was one of them. */
+static int common(actor *a, int what)
+{
+  switch (what) {
+  case A_STOP: tapio_loop_stop(a->c->loop); return 1;
+  case A_TIMER: timer_start(a->c, TG_ACTOR, a); return 1;
+  case A_SIGNAL: raise_signal(a->c); return 1;
+  default: return 0;
+  }
+}
+
+/* Inside connection_lost, what may still be done. */
+static int after_lost(int what)
+{
+  return what == A_RELEASE || what == A_RETAIN || what == A_TIMER ||
+         what == A_STOP || what == A_SRV_RELEASE;
+}
+
+/* n draws of what a does, each done by act_one (at most three deep: a
+ * callback inside a call); past its budget of events, its end. */
+static void draw(actor *a, int n, void (*act_one)(actor *, int))
+{
+  chaos *c = a->c;
+  if (c->depth <= 2 && a->t) {
+    c->depth++;
+    while (n-- > 0) {
+      int what = pick(c);
+      if (what >= 0 && (!a->lost || after_lost(what)) && !common(a, what))
+        act_one(a, what);
+    }
+    c->depth--;
+  }
+  if (a->events >= a->budget && !a->closed && !a->lost)
+    act_one(a, A_END);
 }
 
 static int may_write(ep *e)
@@ -1098,9 +1139,6 @@ static void send_marker(ep *e)
     e->up = 1;
 }
 
-static void timer_start(chaos *c, int kind, void *target);
-static void proc_kill(proc *p);
-static void raise_signal(chaos *c);
 
 static srvact *some_server(ep *e)
 {
@@ -1108,10 +1146,11 @@ static srvact *some_server(ep *e)
   return e->srv ? e->srv : &c->srvs[rnd(c, (unsigned)c->nsrvs)];
 }
 
-static void ep_do(ep *e, int a)
+static void ep_do(actor *a, int what)
 {
-  chaos *c = e->a.c;
-  switch (a) {
+  ep *e = (ep *)a;
+  chaos *c = a->c;
+  switch (what) {
   case A_WRITE: ep_write(e, 0); break;
   case A_WRITELINES: ep_write(e, 1); break;
   case A_WRITE_EOF: ep_write_eof(e); break;
@@ -1129,38 +1168,19 @@ static void ep_do(ep *e, int a)
   case A_STARTTLS: send_marker(e); break;
   case A_SET_PROTO: ep_set_proto(e); break;
   case A_LIMITS: ep_limits(e); break;
-  case A_STOP: tapio_loop_stop(c->loop); break;
-  case A_TIMER: timer_start(c, TG_ACTOR, &e->a); break;
   case A_KILL:
     if (c->nprocs)
       proc_kill(&c->procs[rnd(c, (unsigned)c->nprocs)]);
     break;
-  case A_SIGNAL: raise_signal(c); break;
+  case A_END: ep_end(e, chance(c, 10)); break;
   default: break;
   }
 }
 
-/* One or two actions, at most three deep (a callback inside a call);
- * past its budget of events, the end closes (or aborts). */
+/* One or two actions; the end closes (or now and then aborts). */
 static void ep_act(actor *a)
 {
-  ep *e = (ep *)a;
-  chaos *c = a->c;
-  int n = 1 + chance(c, 30), i;
-  if (c->depth <= 2 && a->t) {
-    c->depth++;
-    for (i = 0; i < n; i++) {
-      int what = pick(c);
-      if (a->lost && what != A_RELEASE && what != A_RETAIN &&
-          what != A_TIMER && what != A_STOP && what != A_SRV_RELEASE)
-        continue; /* inside connection_lost: what may still be done */
-      if (what >= 0)
-        ep_do(e, what);
-    }
-    c->depth--;
-  }
-  if (a->events >= a->budget && !a->closed && !a->lost)
-    ep_end(e, chance(c, 10));
+  draw(a, 1 + chance(a->c, 30), ep_do);
 }
 
 /* ---- Datagram endpoints --------------------------------------------------- */
@@ -1267,16 +1287,17 @@ static void dep_send(dep *d)
   }
 }
 
-static void dep_do(dep *d, int a)
+static void dep_do(actor *a, int what)
 {
-  chaos *c = d->a.c;
-  switch (a) {
+  dep *d = (dep *)a;
+  chaos *c = a->c;
+  switch (what) {
   case A_WRITE: case A_WRITELINES: dep_send(d); break;
-  case A_CLOSE: case A_ABORT:
-    note(&d->a.h, "%.3f %s", now(c), a == A_CLOSE ? "close" : "abort");
+  case A_CLOSE: case A_ABORT: case A_END:
+    note(&d->a.h, "%.3f %s", now(c), what == A_ABORT ? "abort" : "close");
     d->a.closed = 1;
     c->sync = "close";
-    CHECK_OK(a == A_CLOSE ? tapio_transport_close(d->a.t)
+    CHECK_OK(what != A_ABORT ? tapio_transport_close(d->a.t)
                           : tapio_transport_abort(d->a.t));
     c->sync = NULL;
     break;
@@ -1291,28 +1312,13 @@ static void dep_do(dep *d, int a)
       c->sync = NULL;
     }
     break;
-  case A_STOP: tapio_loop_stop(c->loop); break;
-  case A_TIMER: timer_start(c, TG_ACTOR, &d->a); break;
-  case A_SIGNAL: raise_signal(c); break;
   default: break;
   }
 }
 
 static void dep_act(actor *a)
 {
-  dep *d = (dep *)a;
-  chaos *c = a->c;
-  int what = pick(c);
-  if (c->depth > 2)
-    return;
-  c->depth++;
-  if (a->lost && what != A_RELEASE && what != A_TIMER && what != A_STOP)
-    what = -1;
-  if (what >= 0)
-    dep_do(d, what);
-  if (a->events >= a->budget && !a->closed && !a->lost)
-    dep_do(d, A_CLOSE);
-  c->depth--;
+  draw(a, 1, dep_do);
 }
 
 static void dep_connected(void *ud, int status, tapio_transport *t)
@@ -1537,14 +1543,15 @@ static void proc_pipe_ref(proc *p, int fd, int retain)
   }
 }
 
-static void proc_do(proc *p, int a)
+static void proc_do(actor *a, int what)
 {
-  chaos *c = p->a.c;
+  proc *p = (proc *)a;
+  chaos *c = a->c;
   tapio_transport *pt;
   int rc;
-  switch (a) {
+  switch (what) {
   case A_WRITE: case A_WRITELINES: proc_write(p); break;
-  case A_WRITE_EOF:
+  case A_WRITE_EOF: case A_END:
     if ((pt = tapio_subprocess_get_pipe_transport(p->a.t, 0)) != NULL) {
       note(&p->a.h, "%.3f stdin write_eof", now(c));
       p->a.closed = 1;
@@ -1553,16 +1560,16 @@ static void proc_do(proc *p, int a)
     break;
   case A_PAUSE_R: case A_RESUME_R:
     if ((pt = tapio_subprocess_get_pipe_transport(p->a.t, 1)) != NULL) {
-      note(&p->a.h, "%.3f stdout %s", now(c), a == A_PAUSE_R ? "pause"
-                                                           : "resume");
-      CHECK_OK(a == A_PAUSE_R ? tapio_transport_pause_reading(pt)
+      note(&p->a.h, "%.3f stdout %s", now(c), what == A_PAUSE_R ? "pause"
+                                                              : "resume");
+      CHECK_OK(what == A_PAUSE_R ? tapio_transport_pause_reading(pt)
                               : tapio_transport_resume_reading(pt));
     }
     break;
   case A_CLOSE: case A_ABORT:
-    note(&p->a.h, "%.3f %s", now(c), a == A_CLOSE ? "close" : "abort");
+    note(&p->a.h, "%.3f %s", now(c), what == A_CLOSE ? "close" : "abort");
     p->dropped = 1;
-    CHECK_OK(a == A_CLOSE ? tapio_transport_close(p->a.t)
+    CHECK_OK(what == A_CLOSE ? tapio_transport_close(p->a.t)
                           : tapio_transport_abort(p->a.t));
     break;
   case A_FAIL:
@@ -1574,7 +1581,9 @@ static void proc_do(proc *p, int a)
     break;
   case A_RETAIN: proc_pipe_ref(p, (int)rnd(c, 3), 1); break;
   case A_RELEASE: proc_pipe_ref(p, (int)rnd(c, 3), 0); break;
-  case A_KILL:
+  case A_KILL: /* it ends the child: now and then */
+    if (!chance(c, 20))
+      break;
     if (chance(c, 50)) {
       proc_kill(p);
     } else if (!p->exited && !p->a.lost) {
@@ -1585,30 +1594,13 @@ static void proc_do(proc *p, int a)
         BUG(&p->a.h, NULL, "terminate answered %s", tapio_errname(rc));
     }
     break;
-  case A_STOP: tapio_loop_stop(c->loop); break;
-  case A_TIMER: timer_start(c, TG_ACTOR, &p->a); break;
-  case A_SIGNAL: raise_signal(c); break;
   default: break;
   }
 }
 
 static void proc_act(actor *a)
 {
-  proc *p = (proc *)a;
-  chaos *c = a->c;
-  int what = pick(c);
-  if (c->depth > 2 || !a->t)
-    return;
-  c->depth++;
-  if (a->lost && what != A_RELEASE && what != A_TIMER && what != A_STOP)
-    what = -1;
-  if (what == A_KILL && !chance(c, 20))
-    what = -1; /* killing the child ends it: now and then */
-  if (what >= 0)
-    proc_do(p, what);
-  if (a->events >= a->budget && !a->closed && !a->lost)
-    proc_do(p, A_WRITE_EOF);
-  c->depth--;
+  draw(a, 1, proc_do);
 }
 
 static void proc_start(chaos *c)
@@ -1859,10 +1851,10 @@ static void wind_down(chaos *c, int abort)
     srv_release(&c->srvs[i]);
   for (i = 0; i < c->ndgs; i++)
     if (c->dgs[i].a.made && !c->dgs[i].a.lost)
-      dep_do(&c->dgs[i], abort ? A_ABORT : A_CLOSE);
+      dep_do(&c->dgs[i].a, abort ? A_ABORT : A_CLOSE);
   for (i = 0; i < c->nprocs; i++)
     if (c->procs[i].a.made && !c->procs[i].a.lost)
-      proc_do(&c->procs[i], abort ? A_ABORT : A_CLOSE);
+      proc_do(&c->procs[i].a, abort ? A_ABORT : A_CLOSE);
 }
 
 static void dump_unfinished(chaos *c)
@@ -1989,7 +1981,7 @@ static void release_all(chaos *c)
       release(&c->eps[i].a);
   for (i = 0; i < c->ndgs; i++)
     while (c->dgs[i].a.refs)
-      dep_do(&c->dgs[i], A_RELEASE);
+      release(&c->dgs[i].a);
   for (i = 0; i < c->nprocs; i++)
     for (fd = 0; fd < 3; fd++)
       proc_pipe_ref(&c->procs[i], fd, 0);

@@ -549,22 +549,28 @@ static void starttls_while_paused(void)
   tls_pair_end(&p);
 }
 
-/* S23: TLS inside TLS, the inner ClientHello right behind the line that
- * asks for it, inside the outer session. */
+/* A TLS pair with TLS inside it: the client asks with a line, its inner
+ * ClientHello right behind it, inside the outer session. */
+static void tls_pair_inner(tls_pair *p, starttls_srv *ss)
+{
+  started cst;
+  tls_pair_init(p);
+  tls_pair_up(p, server_ctx("server"), client_ctx(), "localhost");
+  p->s->hook = starttls_srv_hook;
+  p->s->user = ss;
+  CHECK_OK(tapio_transport_write(p->c.t, "INNER\r\n", 7));
+  start_tls(&p->c, &cst, client_ctx(), "localhost", NULL, 0);
+  WAIT_FOR(p->loop, cst.done && ss->st.done);
+  CHECK_OK(cst.status);
+  CHECK_OK(ss->st.status);
+}
+
+/* S23: TLS inside TLS. */
 static void tls_inside_tls(void)
 {
   tls_pair p;
   starttls_srv ss = { "INNER\r\n", NULL, "rsa", 0, { 0 }, 0, 0 };
-  started cst;
-  tls_pair_init(&p);
-  tls_pair_up(&p, server_ctx("server"), client_ctx(), "localhost");
-  p.s->hook = starttls_srv_hook;
-  p.s->user = &ss;
-  CHECK_OK(tapio_transport_write(p.c.t, "INNER\r\n", 7));
-  start_tls(&p.c, &cst, client_ctx(), "localhost", NULL, 0);
-  WAIT_FOR(p.loop, cst.done && ss.st.done);
-  CHECK_OK(cst.status);
-  CHECK_OK(ss.st.status);
+  tls_pair_inner(&p, &ss);
   roundtrip(p.loop, &p.c, p.s);
   /* the inner session is the one the transport answers for: its wire
    * bytes are the outer session's plain bytes */
@@ -586,16 +592,8 @@ static void inner_closing_outer_reset(void)
 {
   tls_pair p;
   starttls_srv ss = { "INNER\r\n", NULL, "rsa", 0, { 0 }, 0, 0 };
-  started cst;
   struct linger lg = { 1, 0 };
-  tls_pair_init(&p);
-  tls_pair_up(&p, server_ctx("server"), client_ctx(), "localhost");
-  p.s->hook = starttls_srv_hook;
-  p.s->user = &ss;
-  CHECK_OK(tapio_transport_write(p.c.t, "INNER\r\n", 7));
-  start_tls(&p.c, &cst, client_ctx(), "localhost", NULL, 0);
-  WAIT_FOR(p.loop, cst.done && ss.st.done);
-  CHECK_OK(cst.status);
+  tls_pair_inner(&p, &ss);
   CHECK_OK(tapio_transport_close(p.c.t)); /* inner close_notify sent */
   CHECK(setsockopt(tapio_transport_get_fd(p.s->t), SOL_SOCKET, SO_LINGER,
                    &lg, sizeof lg) == 0);
