@@ -82,6 +82,7 @@ typedef struct actor {
   void (*act)(struct actor *a);
   int pending, made, lost, in_lost, paused, freed, refs, events, budget;
   int closed; /* we closed it (a child: its stdin) */
+  int ended;  /* we called close, abort or fail on it */
 } actor;
 
 /* One stream end: a client, an accepted connection, a pipe's end. */
@@ -90,6 +91,7 @@ typedef struct ep {
   int used, kind, server_side, reader, writer;
   srvact *srv;
   int eof, lost_code, table;
+  int rpaused; /* we paused reading */
   /* what it writes */
   uint32_t sid;
   uint64_t written;
@@ -387,6 +389,9 @@ static void enter(actor *a, tapio_transport *t, const char *what)
   if (t != a->t)
     BUG(&a->h, NULL, "%s for transport %p, not its own %p", what,
         (void *)t, (void *)a->t);
+  if (a->ended && !tapio_transport_is_closing(t))
+    BUG(&a->h, NULL, "%s: a transport we closed says it is not closing",
+        what);
   a->events++;
 }
 
@@ -497,6 +502,8 @@ static void ep_bytes(ep *e, const unsigned char *p, size_t n)
 {
   if (!e->reader)
     BUG(&e->a.h, NULL, "a write pipe received %zu bytes", n);
+  if (e->rpaused)
+    BUG(&e->a.h, NULL, "%zu bytes while reading is paused", n);
   if (e->eof)
     BUG(&e->a.h, NULL, "%zu bytes after eof_received", n);
   while (n && e->nhdr < 4) { /* the stream's id first */
@@ -574,6 +581,8 @@ static int ep_eof(void *ud, tapio_transport *t)
   enter(&e->a, t, "eof_received");
   if (e->eof)
     BUG(&e->a.h, NULL, "eof_received twice");
+  if (e->rpaused)
+    BUG(&e->a.h, NULL, "eof_received while reading is paused");
   e->eof = 1;
   e->eof_open = !e->a.closed && !e->dropped;
   e->a.act(&e->a);
@@ -587,8 +596,8 @@ static void *ep_get_buffer(void *ud, tapio_transport *t, int64_t hint,
   enter(&e->a, t, "get_buffer");
   if (hint != -1)
     BUG(&e->a.h, NULL, "get_buffer sizehint %lld", (long long)hint);
-  if (e->eof)
-    BUG(&e->a.h, NULL, "get_buffer after eof_received");
+  if (e->eof || e->rpaused)
+    BUG(&e->a.h, NULL, "get_buffer after eof_received or while paused");
   if (!e->buf) {
     e->buflen = 1 + rnd(e->a.c, 65536);
     e->buf = malloc(e->buflen);
@@ -862,6 +871,29 @@ static void pipe_start(chaos *c)
     BUG(&r->a.h, &w->a.h, "connect pipe: %s", tapio_errname(rc));
 }
 
+/* Both ends of a socketpair, through connect_accepted_socket; the second
+ * plays the server's part in STARTTLS. */
+static void socketpair_start(chaos *c)
+{
+  int fds[2], i;
+  ep *e[2];
+  e[0] = ep_new(c, K_UNIX, 0, 1, 1);
+  e[1] = e[0] ? ep_new(c, K_UNIX, 1, 1, 1) : NULL;
+  if (!e[1])
+    return;
+  CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0);
+  for (i = 0; i < 2; i++) {
+    snprintf(e[i]->a.h.name, sizeof e[i]->a.h.name, "pair.%c#%d(sid %u)",
+             "ab"[i], (int)(e[i] - c->eps), e[i]->sid);
+    e[i]->a.pending = 1;
+    c->sync = "a create call";
+    CHECK_OK(tapio_connect_accepted_socket(c->loop, fds[i],
+                                           tables[e[i]->table], e[i], NULL,
+                                           ep_connected, e[i]));
+    c->sync = NULL;
+  }
+}
+
 /* ---- STARTTLS in the middle ----------------------------------------------
  * The client sends MARKER and writes nothing more; the server, seeing it,
  * answers MARKER and starts TLS at once; the client starts TLS when the
@@ -1077,6 +1109,10 @@ static void ep_reading(ep *e, int on)
   if (rc != (e->reader ? 0 : TAPIO_ENOTSUP))
     BUG(&e->a.h, NULL, "%s_reading answered %s", on ? "resume" : "pause",
         tapio_errname(rc));
+  if (e->reader)
+    e->rpaused = !on;
+  if (!on && tapio_transport_is_reading(e->a.t))
+    BUG(&e->a.h, NULL, "is_reading answers 1 after pause_reading");
 }
 
 /* close (0), abort (1) or fail (2) */
@@ -1084,7 +1120,7 @@ static void ep_end(ep *e, int how)
 {
   static const char *const names[] = { "close", "abort", "fail" };
   note(&e->a.h, "%.3f %s", now(e->a.c), names[how]);
-  e->a.closed = 1;
+  e->a.closed = e->a.ended = 1;
   e->dropped |= how != 0;
   e->a.c->sync = names[how];
   if (how == 0)
@@ -1295,7 +1331,7 @@ static void dep_do(actor *a, int what)
   case A_WRITE: case A_WRITELINES: dep_send(d); break;
   case A_CLOSE: case A_ABORT: case A_END:
     note(&d->a.h, "%.3f %s", now(c), what == A_ABORT ? "abort" : "close");
-    d->a.closed = 1;
+    d->a.closed = d->a.ended = 1;
     c->sync = "close";
     CHECK_OK(what != A_ABORT ? tapio_transport_close(d->a.t)
                           : tapio_transport_abort(d->a.t));
@@ -1889,6 +1925,11 @@ static void tick(void *ud)
         c->deadline);
   }
   if (t > c->abort_at && !c->aborting) {
+    if (getenv("TAPIO_CHAOS_VERBOSE")) { /* what a close did not end */
+      fprintf(stderr, "seed %llu: aborting what is left:\n",
+              (unsigned long long)c->seed);
+      dump_unfinished(c);
+    }
     c->aborting = 1;
     wind_down(c, 1);
   } else if (t > c->wind && !c->winding) {
@@ -1909,6 +1950,9 @@ static void round_start_actors(chaos *c)
   n = 4 + (int)rnd(c, 3);
   for (i = 0; i < n; i++)
     pipe_start(c);
+  n = 1 + (int)rnd(c, 3);
+  for (i = 0; i < n; i++)
+    socketpair_start(c);
   for (i = 0; i < 2; i++)
     dgram_start(c);
   n = 1 + (int)rnd(c, MAX_PROCS);
@@ -2057,8 +2101,9 @@ static void run_round(uint64_t seed)
   c->deadline = 10.0 * slow();
   round_start_actors(c);
   CHECK_OK(tapio_call_later(c->loop, 0.02, tick, c, NULL));
-  while (!c->done)
-    CHECK_OK(tapio_loop_run(c->loop));
+  while (!c->done) /* run, or step (waiting or not): all the same */
+    CHECK_OK(chance(c, 70) ? tapio_loop_run(c->loop)
+                           : tapio_loop_run_once(c->loop, chance(c, 50)));
   release_all(c);
   check_all_freed(c);
   check_exact(c);
