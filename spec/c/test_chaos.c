@@ -92,6 +92,7 @@ typedef struct ep {
   srvact *srv;
   int eof, lost_code, table;
   int rpaused; /* we paused reading */
+  int faulted; /* a testing fault: its end may come early */
   /* what it writes */
   uint32_t sid;
   uint64_t written;
@@ -124,7 +125,6 @@ typedef struct dep {
   uint32_t sid, seq;
   unsigned char addr[TAPIO_ADDR_MAX];
   size_t addrlen;
-  uint64_t got;
 } dep;
 
 /* A `sh -c cat` child. */
@@ -146,7 +146,7 @@ typedef struct tmr {
   int target_kind, beat; /* beat: the actor's own, again while it lives */
   void *target;
   tapio_handle *h;
-  int used, keep, fired, cancelled, released, freed;
+  int keep, fired, cancelled, released, freed;
 } tmr;
 
 enum { OWN_NONE, OWN_ACTOR, OWN_SRV, OWN_PIPE, OWN_TMR };
@@ -195,7 +195,7 @@ struct chaos {
 
 static tapio_tls_context *server_tls, *client_tls;
 
-/* ---- PRNG and patterns --------------------------------------------------- */
+/* ---- PRNG and patterns ------------------------------------------------- */
 
 static uint64_t splitmix(uint64_t *s)
 {
@@ -241,7 +241,7 @@ static void pat_fill(unsigned char *b, size_t n, uint32_t sid, uint64_t o)
     b[i] = pat(sid, o + i);
 }
 
-/* ---- Histories and failing loudly ----------------------------------------- */
+/* ---- Histories and failing loudly -------------------------------------- */
 
 static void note(hist *h, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -290,7 +290,7 @@ static double now(chaos *c)
   return tapio_loop_time(c->loop) - c->t0;
 }
 
-/* ---- The allocator: every live block of the loop ------------------------ */
+/* ---- The allocator: every live block of the loop ----------------------- */
 
 static size_t ahash(const void *p)
 {
@@ -467,7 +467,7 @@ static void release(actor *a)
     BUG(&a->h, NULL, "the last release of an ended transport kept it");
 }
 
-/* ---- Stream ends: the checks --------------------------------------------- */
+/* ---- Stream ends: the checks ------------------------------------------- */
 
 static ep *writer_of(ep *e)
 {
@@ -524,7 +524,7 @@ static void ep_bytes(ep *e, const unsigned char *p, size_t n)
   }
 }
 
-/* ---- Stream ends: the protocol ------------------------------------------- */
+/* ---- Stream ends: the protocol ----------------------------------------- */
 
 static const tapio_protocol ep_proto, ep_bproto, ep_noeof;
 static const tapio_protocol *const tables[] = {
@@ -654,7 +654,7 @@ static const tapio_protocol ep_noeof = {
   .data_received = ep_data,
 };
 
-/* ---- Stream ends: new ones ------------------------------------------------ */
+/* ---- Stream ends: new ones --------------------------------------------- */
 
 static ep *ep_new(chaos *c, int kind, int server_side, int reader,
                   int writer)
@@ -702,10 +702,10 @@ static void ep_connected(void *ud, int status, tapio_transport *t)
     BUG(&e->a.h, NULL, "failed completion with a transport or after made");
 }
 
-/* ---- Servers -------------------------------------------------------------- */
+/* ---- Servers ----------------------------------------------------------- */
 
-static int chaos_factory(void *ud, tapio_server *s, const tapio_protocol **proto,
-                       void **proto_ud)
+static int chaos_factory(void *ud, tapio_server *s,
+                         const tapio_protocol **proto, void **proto_ud)
 {
   srvact *sa = ud;
   ep *e;
@@ -846,7 +846,7 @@ static void client_start(chaos *c)
     BUG(&e->a.h, NULL, "create connection: %s", tapio_errname(rc));
 }
 
-/* ---- Pipes ------------------------------------------------------------------ */
+/* ---- Pipes ------------------------------------------------------------- */
 
 static void pipe_start(chaos *c)
 {
@@ -965,19 +965,19 @@ static void marker_seen(ep *e, const unsigned char *rest, size_t n)
   }
 }
 
-/* ---- Stream ends: actions ------------------------------------------------- */
+/* ---- Stream ends: actions ---------------------------------------------- */
 
 enum {
   A_WRITE, A_WRITELINES, A_WRITE_EOF, A_PAUSE_R, A_RESUME_R, A_CLOSE,
   A_ABORT, A_FAIL, A_RETAIN, A_RELEASE, A_SRV_CLOSE, A_SRV_RELEASE,
   A_CLOSE_CLIENTS, A_ABORT_CLIENTS, A_STARTTLS, A_SET_PROTO, A_LIMITS,
-  A_STOP, A_TIMER, A_KILL, A_SIGNAL, A_COUNT,
+  A_STOP, A_TIMER, A_KILL, A_SIGNAL, A_FAULT, A_COUNT,
   A_END = A_COUNT /* not drawn: the end an actor past its budget takes */
 };
 /* per mille; the rest does nothing */
 static const unsigned weights[A_COUNT] = {
   230, 60, 15, 50, 80, 12, 4, 2, 30, 40, 2, 2, 1, 1, 25, 40, 30, 15, 60,
-  3, 12
+  3, 12, 12
 };
 
 static int pick(chaos *c)
@@ -1159,6 +1159,30 @@ static void ep_limits(ep *e)
         tapio_errname(rc));
 }
 
+/* Testing fault k on t (0..4 tapio_fault_set's, 5 and 6 a drip, 7 clear):
+ * an early end or error, or a held direction; streams stay prefixes. */
+enum { FAULT_CLEAR = 7 };
+
+static void ep_fault(ep *e, unsigned k)
+{
+  chaos *c = e->a.c;
+  int rc;
+  note(&e->a.h, "%.3f fault %u", now(c), k);
+  e->faulted = 1;
+  c->sync = "a testing fault";
+  if (k < 5)
+    rc = tapio_fault_set(e->a.t, (int)k + 1, rnd_size(c, 1 << 18),
+                         TAPIO_ECONNRESET);
+  else if (k < 7)
+    rc = tapio_fault_drip(e->a.t, 1 + rnd_size(c, 1 << 14),
+                          rnd(c, 20) / 1000.0);
+  else
+    rc = tapio_fault_clear(e->a.t);
+  c->sync = NULL;
+  if (rc != 0 && !(rc == TAPIO_ECLOSED && tapio_transport_is_closing(e->a.t)))
+    BUG(&e->a.h, NULL, "fault %u answered %s", k, tapio_errname(rc));
+}
+
 static void send_marker(ep *e)
 {
   unsigned char m = MARKER;
@@ -1208,6 +1232,7 @@ static void ep_do(actor *a, int what)
     if (c->nprocs)
       proc_kill(&c->procs[rnd(c, (unsigned)c->nprocs)]);
     break;
+  case A_FAULT: ep_fault(e, rnd(c, FAULT_CLEAR + 1)); break;
   case A_END: ep_end(e, chance(c, 10)); break;
   default: break;
   }
@@ -1219,7 +1244,7 @@ static void ep_act(actor *a)
   draw(a, 1 + chance(a->c, 30), ep_do);
 }
 
-/* ---- Datagram endpoints --------------------------------------------------- */
+/* ---- Datagram endpoints ------------------------------------------------ */
 
 static void dep_act(actor *a);
 
@@ -1248,7 +1273,6 @@ static void dep_received(void *ud, tapio_transport *t, const char *data,
   enter(&d->a, t, "datagram_received");
   (void)addr;
   (void)addrlen;
-  d->got++;
   if (len) { /* sid, seq, length, then the pattern */
     uint32_t sid, seq;
     if (len < 12 || get32(data + 8) != len)
@@ -1420,7 +1444,7 @@ static void dgram_start(chaos *c)
   tapio_options_free(o);
 }
 
-/* ---- Subprocesses ------------------------------------------------------------ */
+/* ---- Subprocesses ------------------------------------------------------ */
 
 static void proc_act(actor *a);
 
@@ -1658,7 +1682,7 @@ static void proc_start(chaos *c)
   c->sync = NULL;
 }
 
-/* ---- Timers and signals ---------------------------------------------------- */
+/* ---- Timers and signals ------------------------------------------------ */
 
 static void global_act(chaos *c);
 
@@ -1700,7 +1724,6 @@ static tmr *timer_start_in(chaos *c, int kind, void *target, double delay)
     return NULL;
   tm = &c->timers[c->ntimers++];
   tm->c = c;
-  tm->used = 1;
   tm->target_kind = kind;
   tm->target = target;
   tm->keep = chance(c, 50);
@@ -1777,7 +1800,7 @@ static void global_act(chaos *c)
   }
 }
 
-/* ---- Frees ------------------------------------------------------------------ */
+/* ---- Frees ------------------------------------------------------------- */
 
 /* The loop freed a handle of ours: only once we and its callbacks let go. */
 static void owner_freed(chaos *c, anode *n)
@@ -1825,7 +1848,7 @@ static void owner_freed(chaos *c, anode *n)
   }
 }
 
-/* ---- The round -------------------------------------------------------------- */
+/* ---- The round --------------------------------------------------------- */
 
 static void on_exception(void *ud, tapio_loop *loop, int code,
                          const char *message, tapio_transport *t)
@@ -1836,6 +1859,10 @@ static void on_exception(void *ud, tapio_loop *loop, int code,
   c->n_exceptions++;
   note(&c->g, "%.3f exception %s: %.30s", now(c), tapio_errname(code),
        message ? message : "");
+  if (getenv("TAPIO_CHAOS_VERBOSE"))
+    fprintf(stderr, "seed %llu: exception %s: %s\n",
+            (unsigned long long)c->seed, tapio_errname(code),
+            message ? message : "");
 }
 
 static int ep_ended(const ep *e)
@@ -1878,6 +1905,8 @@ static void wind_down(chaos *c, int abort)
   for (i = 0; i < MAX_EPS; i++) {
     ep *e = &c->eps[i];
     if (e->used && e->a.made && !e->a.lost) {
+      if (e->faulted)
+        ep_fault(e, FAULT_CLEAR); /* what a fault holds goes at once */
       ep_reading(e, 1);
       if (abort || !e->a.closed)
         ep_end(e, abort);
@@ -1994,9 +2023,9 @@ static void check_exact(chaos *c)
   int i;
   for (i = 0; i < MAX_EPS; i++) {
     ep *e = &c->eps[i], *w = e->used ? writer_of(e) : NULL;
-    if (!e->eof_open || e->nhdr < 4 || !w)
+    if (!e->eof_open || e->nhdr < 4 || !w || e->faulted)
       continue;
-    if (w->dropped || w->lost_code || !w->a.lost)
+    if (w->dropped || w->lost_code || !w->a.lost || w->faulted)
       continue;
     c->n_exact++;
     if (e->received != w->written)
@@ -2097,7 +2126,7 @@ static void run_round(uint64_t seed)
   c->up_srv = tls_opts(c, NULL, NULL);
   c->t0 = tapio_loop_time(c->loop);
   c->wind = 0.6 * slow();
-  c->abort_at = 2.5 * slow();
+  c->abort_at = 1.5 * slow();
   c->deadline = 10.0 * slow();
   round_start_actors(c);
   CHECK_OK(tapio_call_later(c->loop, 0.02, tick, c, NULL));
