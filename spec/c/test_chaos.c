@@ -1,17 +1,17 @@
 /* A seeded chaos test of the ABI's lifetime and callback rules.
  *
  * Each round is one loop full of actors at once: TCP, Unix and TLS
- * servers with their clients, pipes, UDP endpoint pairs, `sh -c cat`
- * children with piped stdio, timers and signal handlers. Every callback
- * draws from the round's PRNG what to do next (write 0 to 1 MiB,
- * writelines, write_eof, pause/resume reading, close, abort, fail,
+ * servers with their clients, socketpairs, pipes, UDP endpoint pairs,
+ * `sh -c cat` children with piped stdio, timers and signal handlers.
+ * Every callback draws from the round's PRNG what to do next (write 0 to
+ * 1 MiB, writelines, write_eof, pause/resume reading, close, abort, fail,
  * retain/release, close or release a server, close_clients, abort_clients,
- * STARTTLS in the middle, a new protocol table, new watermarks, stop the
- * loop, a timer that does one of these later, kill a child, raise a
- * signal) and checks DESIGN.md's rules on every event:
+ * STARTTLS in the middle, a new protocol table, new watermarks, a testing
+ * fault, stop the loop, a timer that does one of these later, kill a
+ * child, raise a signal) and checks DESIGN.md's rules on every event:
  * - connection_made at most once and from the loop, then at most one
  *   connection_lost, nothing after it; eof_received at most once, before
- *   connection_lost, and no data after it;
+ *   connection_lost, and no data after it nor while reading is paused;
  * - pause_writing/resume_writing alternate, starting with pause; no
  *   callback inside a transport method but pause_writing inside a write;
  * - the bytes a peer receives are a prefix of what its peer wrote (each
@@ -27,12 +27,16 @@
  * - the loop goes on: every actor reaches its end before a deadline in
  *   loop time (after a wind-down that closes, then aborts, what is left).
  *
- * Seeds: a fixed list by default; TAPIO_CHAOS_SEED=n replays one,
- * TAPIO_CHAOS_ROUNDS=n runs n rounds (seeds from TAPIO_CHAOS_SEED, or
- * the list's first, on),
- * TAPIO_CHAOS_VERBOSE=1 prints what each round did. A failure prints the
- * seed and the history of the actors concerned. Replay is as exact as the
- * OS's timing lets it be: the draws follow the order of events. */
+ * Each seed runs twice: on a real loop, and on a virtual clock (the
+ * testing kit's virtual network, with memory pairs instead of pipes,
+ * socketpairs and children), which replays exactly.
+ *
+ * Seeds: a fixed list by default (three under valgrind);
+ * TAPIO_CHAOS_SEED=n replays one, TAPIO_CHAOS_ROUNDS=n runs n seeds (from
+ * TAPIO_CHAOS_SEED, or the list's first, on), TAPIO_CHAOS_VERBOSE=1 prints
+ * what each round did. A failure prints the seed and the history of the
+ * actors concerned. On a real loop, replay is as exact as the OS's timing
+ * lets it be: the draws follow the order of events. */
 #include "tls.h"
 
 #include <stdarg.h>
@@ -70,8 +74,10 @@ typedef struct hist {
 typedef struct chaos chaos;
 typedef struct srvact srvact;
 
-enum { K_TCP, K_UNIX, K_TLS, K_PIPE };
-static const char *const kind_name[] = { "tcp", "unix", "tls", "pipe" };
+enum { K_TCP, K_UNIX, K_TLS, K_PIPE, K_MEM };
+static const char *const kind_name[] = {
+  "tcp", "unix", "tls", "pipe", "mem"
+};
 
 /* What every actor with a transport has: its history, its transport,
  * where it is in its life, and how it draws what to do. */
@@ -164,6 +170,7 @@ enum { ABUCKETS = 4096 };
 
 struct chaos {
   uint64_t seed, rng;
+  int virt; /* a virtual clock: the virtual network, memory pairs */
   tapio_loop *loop;
   anode *live[ABUCKETS];
   size_t nlive;
@@ -271,8 +278,9 @@ static chaos *current; /* the round that runs, for the failure report */
  * (either may be NULL). */
 #define BUG(a, b, ...)                                                       \
   do {                                                                       \
-    fprintf(stderr, "chaos: seed %llu (replay: TAPIO_CHAOS_SEED=%llu): ",    \
+    fprintf(stderr, "chaos: seed %llu%s (replay: TAPIO_CHAOS_SEED=%llu): ",  \
             (unsigned long long)current->seed,                              \
+            current->virt ? ", virtual" : "",                               \
             (unsigned long long)current->seed);                             \
     fprintf(stderr, __VA_ARGS__);                                            \
     fputc('\n', stderr);                                                     \
@@ -891,6 +899,30 @@ static void socketpair_start(chaos *c)
                                            tables[e[i]->table], e[i], NULL,
                                            ep_connected, e[i]));
     c->sync = NULL;
+  }
+}
+
+/* A memory pair of the testing kit (virtual rounds), its reads cut in
+ * pieces now and then. */
+static void mempair_start(chaos *c)
+{
+  tapio_transport *t[2];
+  ep *e[2];
+  int i;
+  e[0] = ep_new(c, K_MEM, 0, 1, 1);
+  e[1] = e[0] ? ep_new(c, K_MEM, 1, 1, 1) : NULL;
+  if (!e[1])
+    return;
+  c->sync = "a create call";
+  CHECK_OK(tapio_memory_pair(c->loop, tables[e[0]->table], e[0],
+                             tables[e[1]->table], e[1], &t[0], &t[1]));
+  c->sync = NULL;
+  for (i = 0; i < 2; i++) {
+    snprintf(e[i]->a.h.name, sizeof e[i]->a.h.name, "mem.%c#%d(sid %u)",
+             "ab"[i], (int)(e[i] - c->eps), e[i]->sid);
+    if (chance(c, 50))
+      CHECK_OK(tapio_memory_set_chunks(t[i], 1, 1 + rnd(c, 70000),
+                                       c->seed + (uint64_t)i));
   }
 }
 
@@ -1978,13 +2010,13 @@ static void round_start_actors(chaos *c)
     listener_start(c, (int)rnd(c, 3));
   n = 4 + (int)rnd(c, 3);
   for (i = 0; i < n; i++)
-    pipe_start(c);
-  n = 1 + (int)rnd(c, 3);
+    c->virt ? mempair_start(c) : pipe_start(c);
+  n = c->virt ? 0 : 1 + (int)rnd(c, 3); /* no descriptors on a virtual loop */
   for (i = 0; i < n; i++)
     socketpair_start(c);
   for (i = 0; i < 2; i++)
     dgram_start(c);
-  n = 1 + (int)rnd(c, MAX_PROCS);
+  n = c->virt ? 0 : 1 + (int)rnd(c, MAX_PROCS);
   for (i = 0; i < n; i++)
     proc_start(c);
   n = 8 + (int)rnd(c, 16); /* clients, in the first 0.3 s */
@@ -2101,7 +2133,21 @@ static void free_blocks(chaos *c)
     }
 }
 
-static void run_round(uint64_t seed)
+/* The loop's turns until the round is over: run, or step (waiting or
+ * not), all the same; a virtual clock moves in steps of 5 ms. */
+static void run_loop(chaos *c)
+{
+  while (!c->done) {
+    if (c->virt)
+      CHECK_OK(tapio_loop_advance(c->loop, 0.005));
+    else if (chance(c, 70))
+      CHECK_OK(tapio_loop_run(c->loop));
+    else
+      CHECK_OK(tapio_loop_run_once(c->loop, chance(c, 50)));
+  }
+}
+
+static void run_round(uint64_t seed, int virt)
 {
   chaos *c = calloc(1, sizeof *c);
   double wall = now_sec();
@@ -2110,6 +2156,7 @@ static void run_round(uint64_t seed)
   current = c;
   c->seed = seed;
   c->rng = seed;
+  c->virt = virt;
   c->next_sid = 1;
   snprintf(c->g.name, sizeof c->g.name, "round");
   c->max_write = under_valgrind() ? 256 * 1024 : 1024 * 1024;
@@ -2117,7 +2164,10 @@ static void run_round(uint64_t seed)
   CHECK(c->scratch != NULL);
   snprintf(c->dir, sizeof c->dir, "/tmp/tapio-chaos-XXXXXX");
   CHECK(mkdtemp(c->dir) != NULL);
-  CHECK_OK(tapio_loop_new_with_allocator(&c->loop, track_alloc, c));
+  if (virt)
+    CHECK_OK(tapio_loop_new_virtual(&c->loop, track_alloc, c));
+  else
+    CHECK_OK(tapio_loop_new_with_allocator(&c->loop, track_alloc, c));
   tapio_loop_set_exception_handler(c->loop, on_exception, c);
   c->cli_tls = tls_opts(c, client_tls, NULL);
   c->srv_tls = tls_opts(c, server_tls, NULL);
@@ -2130,9 +2180,7 @@ static void run_round(uint64_t seed)
   c->deadline = 10.0 * slow();
   round_start_actors(c);
   CHECK_OK(tapio_call_later(c->loop, 0.02, tick, c, NULL));
-  while (!c->done) /* run, or step (waiting or not): all the same */
-    CHECK_OK(chance(c, 70) ? tapio_loop_run(c->loop)
-                           : tapio_loop_run_once(c->loop, chance(c, 50)));
+  run_loop(c);
   release_all(c);
   check_all_freed(c);
   check_exact(c);
@@ -2146,9 +2194,10 @@ static void run_round(uint64_t seed)
     BUG(NULL, NULL, "%zu blocks of the loop left after tapio_loop_free",
         c->nlive);
   if (getenv("TAPIO_CHAOS_VERBOSE"))
-    printf("seed %llu: %.2f s, %lu events, %llu bytes checked, %lu exact "
+    printf("seed %llu%s: %.2f s, %lu events, %llu bytes checked, %lu exact "
            "ends, %lu upgrades, %lu frees seen, %lu exceptions\n",
-           (unsigned long long)seed, now_sec() - wall, c->n_events,
+           (unsigned long long)seed, virt ? " (virtual)" : "",
+           now_sec() - wall, c->n_events,
            (unsigned long long)c->n_bytes, c->n_exact, c->n_upgrades,
            c->n_frees, c->n_exceptions);
   for (i = 0; i < MAX_EPS; i++)
@@ -2163,6 +2212,13 @@ static void run_round(uint64_t seed)
   current = NULL;
 }
 
+/* Each seed twice: on a real loop, then on a virtual clock. */
+static void run_seed(uint64_t seed)
+{
+  run_round(seed, 0);
+  run_round(seed, 1);
+}
+
 static void chaos_rounds(void)
 {
   const char *one = getenv("TAPIO_CHAOS_SEED");
@@ -2175,14 +2231,14 @@ static void chaos_rounds(void)
   if (rounds) { /* from TAPIO_CHAOS_SEED (or the list's first) on */
     uint64_t first = one ? strtoull(one, NULL, 10) : default_seeds[0];
     for (i = 0; i < strtoull(rounds, NULL, 10); i++)
-      run_round(first + i);
+      run_seed(first + i);
   } else if (one) {
-    run_round(strtoull(one, NULL, 10));
+    run_seed(strtoull(one, NULL, 10));
   } else {
     if (under_valgrind())
       n = 3;
     for (i = 0; i < n; i++)
-      run_round(default_seeds[i]);
+      run_seed(default_seeds[i]);
   }
   tapio_tls_context_release(server_tls);
   tapio_tls_context_release(client_tls);
