@@ -1897,30 +1897,39 @@ static void on_exception(void *ud, tapio_loop *loop, int code,
             message ? message : "");
 }
 
-static int ep_ended(const ep *e)
+/* An actor at its end: its create call completed, and it was never made
+ * or its connection_lost came (a server: released and wait_closed). */
+static int ended(const actor *a)
 {
-  return !e->used || (!e->a.pending && (!e->a.made || e->a.lost));
+  return !a->c || (!a->pending && (!a->made || a->lost));
+}
+
+/* How many actors have not reached their end (their histories dumped
+ * when asked). */
+static int unfinished(chaos *c, int show)
+{
+  int i, n = 0;
+  const actor *a;
+  for (i = 0; i < MAX_EPS + MAX_DGRAMS + MAX_PROCS; i++) {
+    a = i < MAX_EPS ? &c->eps[i].a
+        : i < MAX_EPS + MAX_DGRAMS ? &c->dgs[i - MAX_EPS].a
+                                   : &c->procs[i - MAX_EPS - MAX_DGRAMS].a;
+    if (!ended(a) && ++n && show)
+      dump(&a->h);
+  }
+  for (i = 0; i < c->nsrvs; i++)
+    if ((!c->srvs[i].released || !c->srvs[i].closed_cb) && ++n && show)
+      dump(&c->srvs[i].h);
+  return n;
 }
 
 static int round_over(chaos *c)
 {
   int i;
-  for (i = 0; i < MAX_EPS; i++)
-    if (!ep_ended(&c->eps[i]))
-      return 0;
-  for (i = 0; i < c->nsrvs; i++)
-    if (!c->srvs[i].released || !c->srvs[i].closed_cb)
-      return 0;
-  for (i = 0; i < c->ndgs; i++)
-    if (c->dgs[i].a.pending || (c->dgs[i].a.made && !c->dgs[i].a.lost))
-      return 0;
-  for (i = 0; i < c->nprocs; i++)
-    if (c->procs[i].a.pending || !c->procs[i].a.lost)
-      return 0;
   for (i = 0; i < c->ntimers; i++)
     if (!c->timers[i].fired && !c->timers[i].cancelled)
       return 0;
-  return 1;
+  return !unfinished(c, 0);
 }
 
 /* Closes (then aborts) what is left: the end of every actor. */
@@ -1954,23 +1963,6 @@ static void wind_down(chaos *c, int abort)
       proc_do(&c->procs[i].a, abort ? A_ABORT : A_CLOSE);
 }
 
-static void dump_unfinished(chaos *c)
-{
-  int i;
-  for (i = 0; i < MAX_EPS; i++)
-    if (!ep_ended(&c->eps[i]))
-      dump(&c->eps[i].a.h);
-  for (i = 0; i < c->nsrvs; i++)
-    if (!c->srvs[i].released || !c->srvs[i].closed_cb)
-      dump(&c->srvs[i].h);
-  for (i = 0; i < c->ndgs; i++)
-    if (c->dgs[i].a.made && !c->dgs[i].a.lost)
-      dump(&c->dgs[i].a.h);
-  for (i = 0; i < c->nprocs; i++)
-    if (!c->procs[i].a.lost)
-      dump(&c->procs[i].a.h);
-}
-
 static void tick(void *ud)
 {
   chaos *c = ud;
@@ -1981,7 +1973,7 @@ static void tick(void *ud)
     return;
   }
   if (t > c->deadline) {
-    dump_unfinished(c);
+    unfinished(c, 1);
     BUG(NULL, NULL, "the round did not end in %.1f s of loop time",
         c->deadline);
   }
@@ -1989,7 +1981,7 @@ static void tick(void *ud)
     if (getenv("TAPIO_CHAOS_VERBOSE")) { /* what a close did not end */
       fprintf(stderr, "seed %llu: aborting what is left:\n",
               (unsigned long long)c->seed);
-      dump_unfinished(c);
+      unfinished(c, 1);
     }
     c->aborting = 1;
     wind_down(c, 1);
