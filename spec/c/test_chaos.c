@@ -1963,6 +1963,22 @@ static void wind_down(chaos *c, int abort)
       proc_do(&c->procs[i].a, abort ? A_ABORT : A_CLOSE);
 }
 
+/* At the abort: a stream end we closed (at the wind-down at the latest)
+ * with nothing left to flush must have ended. What may keep a close
+ * waiting is bytes to send (a peer that closed too reads no more) or a
+ * fault; TLS's close_notify exchange has its timeout, shorter than this. */
+static void check_closes(chaos *c)
+{
+  int i;
+  for (i = 0; i < MAX_EPS; i++) {
+    ep *e = &c->eps[i];
+    if (e->used && e->a.made && !e->a.lost && e->a.closed && !e->faulted &&
+        tapio_transport_get_write_buffer_size(e->a.t) == 0)
+      BUG(&e->a.h, NULL, "closed with nothing to flush, and no "
+          "connection_lost after %.1f s", c->abort_at - c->wind);
+  }
+}
+
 static void tick(void *ud)
 {
   chaos *c = ud;
@@ -1984,6 +2000,7 @@ static void tick(void *ud)
       unfinished(c, 1);
     }
     c->aborting = 1;
+    check_closes(c);
     wind_down(c, 1);
   } else if (t > c->wind && !c->winding) {
     c->winding = 1;
