@@ -315,46 +315,53 @@ static anode **afind(chaos *c, const void *p)
 
 static void owner_freed(chaos *c, anode *n);
 
+/* A block the loop gives back: live, and of the size it was given. */
+static void forget(chaos *c, void *ptr, size_t size)
+{
+  anode **at = afind(c, ptr), *n = *at;
+  if (!n)
+    BUG(NULL, NULL, "the loop freed %p, which is not a live block of it "
+        "(freed twice?)", ptr);
+  if (n->size != size)
+    BUG(NULL, NULL, "the loop freed %p as %zu bytes; it has %zu", ptr, size,
+        n->size);
+  *at = n->next;
+  c->nlive--;
+  if (n->own)
+    owner_freed(c, n);
+  free(n);
+}
+
+static void remember(chaos *c, void *p, size_t size)
+{
+  anode *n = calloc(1, sizeof *n), **at = &c->live[ahash(p)];
+  CHECK(n != NULL);
+  n->p = p;
+  n->size = size;
+  n->next = *at;
+  *at = n;
+  c->nlive++;
+}
+
+/* The loop's allocator (tapio_alloc_fn): malloc's, keeping count. */
 static void *track_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
   chaos *c = ud;
-  void *p = NULL;
-  if (ptr) {
-    anode **at = afind(c, ptr), *n = *at;
-    if (!n)
-      BUG(NULL, NULL, "the loop freed %p, which is not a live block of it "
-          "(freed twice?)", ptr);
-    if (n->size != osize)
-      BUG(NULL, NULL, "the loop freed %p as %zu bytes; it has %zu", ptr,
-          osize, n->size);
-    if (nsize) {
-      p = realloc(ptr, nsize);
-      if (!p)
-        return NULL;
-    } else {
-      free(ptr);
-    }
-    *at = n->next;
-    c->nlive--;
-    if (n->own)
-      owner_freed(c, n);
-    free(n);
-    if (!nsize)
-      return NULL;
-  } else {
-    p = malloc(nsize);
-    if (!p)
-      return NULL;
+  void *p;
+  if (nsize == 0) {
+    if (ptr)
+      forget(c, ptr, osize);
+    free(ptr);
+    return NULL;
   }
-  {
-    anode *n = calloc(1, sizeof *n), **at = &c->live[ahash(p)];
-    CHECK(n != NULL);
-    n->p = p;
-    n->size = nsize;
-    n->next = *at;
-    *at = n;
-    c->nlive++;
+  if (ptr)
+    forget(c, ptr, osize);
+  if ((p = realloc(ptr, nsize)) == NULL) {
+    if (ptr)
+      remember(c, ptr, osize); /* still the loop's */
+    return NULL;
   }
+  remember(c, p, nsize);
   return p;
 }
 
