@@ -717,6 +717,14 @@ static void ep_connected(void *ud, int status, tapio_transport *t)
     BUG(&e->a.h, NULL, "failed completion with a transport or after made");
 }
 
+/* e is closed (abort: or aborted). A close during STARTTLS's handshake
+ * aborts, as asyncio's does: what was written before is dropped too. */
+static void closing(ep *e, int abort)
+{
+  e->a.closed = e->a.ended = 1;
+  e->dropped |= abort || e->up == 2;
+}
+
 /* ---- Servers ----------------------------------------------------------- */
 
 static int chaos_factory(void *ud, tapio_server *s,
@@ -803,8 +811,7 @@ static void srv_clients(srvact *sa, int abort)
     if (e->used && e->srv == sa && e->a.made && !e->a.lost) {
       note(&e->a.h, "%.3f by server's %s_clients", now(c),
            abort ? "abort" : "close");
-      e->a.closed = 1;
-      e->dropped |= abort;
+      closing(e, abort);
     }
   }
   c->sync = abort ? "abort_clients" : "close_clients";
@@ -1159,8 +1166,7 @@ static void ep_end(ep *e, int how)
 {
   static const char *const names[] = { "close", "abort", "fail" };
   note(&e->a.h, "%.3f %s", now(e->a.c), names[how]);
-  e->a.closed = e->a.ended = 1;
-  e->dropped |= how != 0;
+  closing(e, how != 0);
   e->a.c->sync = names[how];
   if (how == 0)
     CHECK_OK(tapio_transport_close(e->a.t));
