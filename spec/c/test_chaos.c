@@ -548,16 +548,28 @@ static const tapio_protocol *const tables[] = {
   &ep_proto, &ep_bproto, &ep_noeof
 };
 
+/* One write of e's. Its pause_writing may act, but not write: nothing may
+ * come between these bytes and what the caller does next. */
+static int ep_send(ep *e, const void *p, size_t n)
+{
+  chaos *c = e->a.c;
+  int rc;
+  c->writing = 1;
+  c->sync = "write";
+  c->sync_ep = e;
+  rc = tapio_transport_write(e->a.t, p, n);
+  c->sync = NULL;
+  c->writing = 0;
+  return rc;
+}
+
 static void write_header(ep *e)
 {
   unsigned char h[4];
   int i, rc;
   for (i = 0; i < 4; i++)
     h[i] = (unsigned char)((e->sid >> (7 * i)) & 0x7f);
-  e->a.c->sync = "write";
-  e->a.c->sync_ep = e;
-  rc = tapio_transport_write(e->a.t, h, 4);
-  e->a.c->sync = NULL;
+  rc = ep_send(e, h, 4);
   if (rc != 0 && !tapio_transport_is_closing(e->a.t))
     BUG(&e->a.h, NULL, "header write: %s", tapio_errname(rc));
   e->hdr_sent = rc == 0;
@@ -999,11 +1011,7 @@ static void marker_seen(ep *e, const unsigned char *rest, size_t n)
       e->up = 9;
       return;
     }
-    e->a.c->sync = "write";
-    e->a.c->sync_ep = e;
-    rc = tapio_transport_write(e->a.t, &m, 1);
-    e->a.c->sync = NULL;
-    if (rc != 0) {
+    if ((rc = ep_send(e, &m, 1)) != 0) {
       e->up = 9;
       return;
     }
@@ -1106,9 +1114,6 @@ static void ep_write(ep *e, int lines)
   pat_fill(c->scratch, n, e->sid, e->written);
   note(&e->a.h, "%.3f %s %zu", now(c), lines ? "writelines" : "write", n);
   e->written += n; /* before: the peer cannot read before it returns */
-  c->writing = 1;
-  c->sync = "write";
-  c->sync_ep = e;
   if (lines) {
     const void *bufs[4];
     size_t lens[4], off = 0, k = 1 + rnd(c, 4), i;
@@ -1117,12 +1122,15 @@ static void ep_write(ep *e, int lines)
       bufs[i] = c->scratch + off;
       off += lens[i];
     }
+    c->writing = 1;
+    c->sync = "writelines";
+    c->sync_ep = e;
     rc = tapio_transport_writelines(e->a.t, bufs, lens, k);
+    c->sync = NULL;
+    c->writing = 0;
   } else {
-    rc = tapio_transport_write(e->a.t, c->scratch, n);
+    rc = ep_send(e, c->scratch, n);
   }
-  c->sync = NULL;
-  c->writing = 0;
   if (rc != 0 || n == 0)
     e->written -= n;
   if (n)
@@ -1235,16 +1243,11 @@ static void ep_fault(ep *e, unsigned k)
 static void send_marker(ep *e)
 {
   unsigned char m = MARKER;
-  int rc;
   if (e->server_side || e->kind == K_PIPE || e->up || !may_write(e) ||
       e->wrote_eof || tapio_transport_is_closing(e->a.t))
     return;
   note(&e->a.h, "%.3f STARTTLS", now(e->a.c));
-  e->a.c->sync = "write";
-  e->a.c->sync_ep = e;
-  rc = tapio_transport_write(e->a.t, &m, 1);
-  e->a.c->sync = NULL;
-  if (rc == 0)
+  if (ep_send(e, &m, 1) == 0)
     e->up = 1;
 }
 
