@@ -288,4 +288,20 @@ describe("examples/ws_client.lua", function()
       assert.are.equal(0, s:wait())
     end)
   end)
+
+  it("closes with 1002 when the server masks a frame", function()
+    run(function()
+      local s = tapio.create_subprocess_exec(python, {
+        "spec/support/ws_peer.py", "masked_server" }, { stdout = tapio.PIPE })
+      local port = tonumber(s.stdout:readline())
+      local c = client { "ws://127.0.0.1:" .. port .. "/" }
+      assert.are.equal("", c.stdout:read())
+      assert.are.equal("closed: 1002 masked frame from the server\n",
+                       c.stderr:read())
+      assert.are.equal(1, c:wait())
+      assert.are.same({ "CLOSE 1002 masked frame from the server" },
+                      helper.output_lines(s))
+      c.stdin:close()
+    end)
+  end)
 end)

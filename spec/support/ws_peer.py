@@ -151,7 +151,9 @@ def read_frame(s):
         n = struct.unpack("!H", recv_exact(s, 2))[0]
     elif n == 127:
         n = struct.unpack("!Q", recv_exact(s, 8))[0]
-    return b1 & 15, recv_exact(s, n)
+    key = recv_exact(s, 4) if b2 & 128 else b"\0\0\0\0"
+    data = recv_exact(s, n)
+    return b1 & 15, bytes(b ^ key[i % 4] for i, b in enumerate(data))
 
 
 def until_eof(s):
@@ -164,14 +166,14 @@ def until_eof(s):
         return False
 
 
-def expect_close(s, answer=True):
+def expect_close(s, answer=True, mask=True):
     op, payload = read_frame(s)
     while op != 8:
         op, payload = read_frame(s)
     code = struct.unpack("!H", payload[:2])[0]
     print("CLOSE", code, payload[2:].decode())
     if answer:
-        s.sendall(frame(8, payload[:2]))
+        s.sendall(frame(8, payload[:2], mask=mask))
     print("EOF", until_eof(s))
 
 
@@ -235,6 +237,31 @@ def slow(port, certs):
     expect_close(s, answer=False)
 
 
+def masked_server(_port, _certs):
+    """A server whose first frame is masked: prints the port, then the
+    close frame the client sends; answers it and closes."""
+    import base64
+    import hashlib
+    lsock = socket.create_server(("127.0.0.1", 0))
+    print(lsock.getsockname()[1], flush=True)
+    s, _ = lsock.accept()
+    s.settimeout(5)
+    head = b""
+    while not head.endswith(b"\r\n\r\n"):
+        head += s.recv(1)
+    key = [line.split(b":", 1)[1].strip() for line in head.split(b"\r\n")
+           if line.lower().startswith(b"sec-websocket-key:")][0]
+    accept = base64.b64encode(hashlib.sha1(
+        key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+    s.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+              b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept
+              + b"\r\n\r\n" + frame(1, b"masked", mask=True))
+    op, payload = read_frame(s)
+    print("CLOSE", struct.unpack("!H", payload[:2])[0], payload[2:].decode())
+    s.sendall(frame(8, payload[:2], mask=False))
+    s.close()  # a server ends the connection (RFC 6455 7.1.1)
+
+
 # ---- a websockets server for examples/ws_client.lua ----------------------
 
 async def server(certs):
@@ -270,6 +297,9 @@ def main():
     scenario = sys.argv[1]
     if scenario == "server":
         asyncio.run(server(sys.argv[2]))
+        return
+    if scenario == "masked_server":
+        masked_server(None, None)
         return
     port, certs = int(sys.argv[2]), sys.argv[3]
     rest = [int(a) for a in sys.argv[4:]]
