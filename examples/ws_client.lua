@@ -63,8 +63,12 @@ if not url then
 end
 
 os.exit(tapio.run(function()
-  local conn = ws.connect(url, {
+  local ok, conn = pcall(ws.connect, url, {
     ssl = cafile and tapio.tls_context { cafile = cafile } })
+  if not ok then -- refused, a certificate not trusted, no WebSocket there
+    io.stderr:write("ws_client: ", tostring(conn), "\n")
+    return 1
+  end
   local input, pipe = stdin()
   local sender = tapio.create_task(send_lines, conn, input)
   while true do

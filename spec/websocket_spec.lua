@@ -304,4 +304,19 @@ describe("examples/ws_client.lua", function()
       c.stdin:close()
     end)
   end)
+
+  it("exits 1 with one line saying why it could not connect", function()
+    run(function()
+      local server = tapio.start_server(function() end, "127.0.0.1", 0)
+      local port = helper.port(server)
+      server:close()
+      server:wait_closed() -- nothing listens there now
+      local c = client { "ws://127.0.0.1:" .. port .. "/" }
+      assert.are.equal(("ws_client: connect call failed ('127.0.0.1', %d): "
+        .. "connection refused (ECONNREFUSED)\n"):format(port),
+        c.stderr:read())
+      assert.are.equal(1, c:wait())
+      c.stdin:close()
+    end)
+  end)
 end)
