@@ -85,6 +85,7 @@ local function stop(server, conns)
   server:wait_closed()
 end
 
+io.stdout:setvbuf("line") -- as the tapio program has it: a log, at once
 local cfg = parse(arg)
 if not cfg then
   io.stderr:write(USAGE, "\n")
