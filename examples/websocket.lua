@@ -17,13 +17,15 @@
 --
 -- opts: max_size (bytes of one message, default 16 MiB: more closes with
 -- 1009), close_timeout (seconds to wait for the peer's close frame and
--- then for the end of the connection, default 10), ssl (a tls_context,
--- connect only).
+-- then for the end of the connection, default 10), open_timeout (accept:
+-- seconds a client has to send its request, default 10), ssl (connect:
+-- a client tls_context).
 local tapio = require "tapio"
 
 local M = {}
 M.GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-M.defaults = { max_size = 16 * 1024 * 1024, close_timeout = 10 }
+M.defaults = { max_size = 16 * 1024 * 1024, close_timeout = 10,
+               open_timeout = 10 }
 
 local CONT, TEXT, BINARY, CLOSE, PING, PONG = 0, 1, 2, 8, 9, 10
 local unpack = table.unpack or unpack
@@ -261,11 +263,17 @@ end
 --- M.accept(reader, writer [, opts]) -> conn, path: the server's side of
 -- the opening handshake on a connection start_server gave. A request
 -- that is no WebSocket handshake is answered with 400 (426 for another
--- version than 13) and closed: nil and why.
+-- version than 13) and closed: nil and why; so is a connection that
+-- sends no request within open_timeout seconds.
 function M.accept(reader, writer, opts)
-  local ok, head = pcall(reader.readuntil, reader, "\r\n\r\n")
+  local wait = opts and opts.open_timeout or M.defaults.open_timeout
+  local ok, head = pcall(tapio.timeout, wait, reader.readuntil, reader,
+                         "\r\n\r\n")
   if not ok then
-    if type(head) == "table" and head.name == "LimitOverrunError" then
+    if tapio.is_cancelled(head) then
+      writer:close()
+      error(head, 0)
+    elseif type(head) == "table" and head.name == "LimitOverrunError" then
       return refuse(writer, "431 Request Header Fields Too Large",
                     "request head too long")
     end

@@ -7,15 +7,17 @@
 -- frames went both ways, and the most its transport held after a write
 -- (drain keeps it near the high-water mark however slowly a client reads).
 -- Usage: tapio examples/ws_echo_server.lua [--tls CERT KEY]
---          [--max-size BYTES] [--close-timeout S] HOST PORT   (PORT 0: a
---          free one)
+--          [--max-size BYTES] [--close-timeout S] [--open-timeout S]
+--          HOST PORT   (PORT 0: a free one)
+-- (--max-size, --close-timeout: websocket.lua's max_size, close_timeout;
+-- --open-timeout S: a client that sends no request within S s is dropped)
 local tapio = require "tapio"
 
 package.path = (arg[0]:match("^(.*/)") or "./") .. "?.lua;" .. package.path
 local ws = require "websocket"
 
 local USAGE = "usage: ws_echo_server.lua [--tls CERT KEY] [--max-size BYTES]"
-  .. " [--close-timeout S] HOST PORT"
+  .. " [--close-timeout S] [--open-timeout S] HOST PORT"
 
 local function parse(args)
   local cfg, i = {}, 1
@@ -27,6 +29,8 @@ local function parse(args)
       cfg.max_size, i = tonumber(args[i + 1]), i + 2
     elseif flag == "--close-timeout" and tonumber(args[i + 1]) then
       cfg.close_timeout, i = tonumber(args[i + 1]), i + 2
+    elseif flag == "--open-timeout" and tonumber(args[i + 1]) then
+      cfg.open_timeout, i = tonumber(args[i + 1]), i + 2
     else
       return nil
     end
@@ -72,8 +76,10 @@ local function serve(cfg)
 end
 
 -- Every client closed with 1001 at once, each waiting for its answer
--- (bounded by close_timeout); then the server waits for their tasks.
-local function stop(server, conns)
+-- (bounded by close_timeout); connections still in their opening
+-- handshake closed; then the server waits for their ends, aborting what
+-- is left after close_timeout (a peer that does not read holds a close).
+local function stop(server, conns, cfg)
   server:close()
   local closing = {}
   for conn in pairs(conns) do
@@ -82,7 +88,12 @@ local function stop(server, conns)
   if #closing > 0 then
     tapio.gather(closing)
   end
-  server:wait_closed()
+  server:close_clients()
+  if not pcall(tapio.wait_for, function() server:wait_closed() end,
+               cfg.close_timeout or ws.defaults.close_timeout) then
+    server:abort_clients()
+    server:wait_closed()
+  end
 end
 
 io.stdout:setvbuf("line") -- as the tapio program has it: a log, at once
@@ -99,6 +110,6 @@ tapio.run(function()
   loop:add_signal_handler("SIGTERM", stopping.set, stopping)
   loop:add_signal_handler("SIGINT", stopping.set, stopping)
   stopping:wait()
-  stop(server, conns)
+  stop(server, conns, cfg)
   print("stopped")
 end)

@@ -173,7 +173,11 @@ describe("examples/ws_echo_server.lua", function()
         "spec/support/ws_peer.py", "held", tostring(port), "-", "10" },
         { stdout = tapio.PIPE })
       assert.are.equal("READY\n", clients.stdout:readline())
+      -- and one that never sends its request
+      local silent, w = tapio.open_connection("127.0.0.1", port)
       local log = stop(p)
+      assert.are.equal("", silent:read()) -- closed, not left to hang
+      w:close()
       assert.are.same({ "CLOSED 1001 going away" },
                       helper.output_lines(clients))
       assert.are.equal(10, #ended(log, 1001))
@@ -192,6 +196,19 @@ describe("examples/ws_echo_server.lua", function()
       -- and the transport's high-water mark of 64 KiB, plus a message or
       -- two, waited in the server
       assert.is_true(peak < 512 * 1024, line)
+    end)
+  end)
+
+  it("drops a client that sends no request within --open-timeout",
+     function()
+    run(function()
+      local p, port = server { "--open-timeout", "0.2" }
+      local reader, writer = tapio.open_connection("127.0.0.1", port)
+      assert.are.equal("", reader:read())
+      writer:close()
+      local log = stop(p)
+      assert.is_truthy(log[1]:find("no request: timeout: timed out after "
+                                   .. "0.2 s", 1, true), log[1])
     end)
   end)
 
