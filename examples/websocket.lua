@@ -255,7 +255,7 @@ local function new_conn(reader, writer, side, opts)
     max_size = opts.max_size or M.defaults.max_size,
     close_timeout = opts.close_timeout or M.defaults.close_timeout,
     state = "open",       -- "closing" once our close frame went, "closed"
-    peak_buffer = 0,      -- the most the transport held after a write
+    peak_buffer = 0,      -- the most the writer held after a write
     done = tapio.Event(), -- set when the connection has ended
   }, Conn)
 end
@@ -399,7 +399,7 @@ function Conn:write_frame(op, payload, fin)
   local writer = self.writer
   writer:writelines({ string.char((fin == false and 0 or 128) + op, b2) .. ext
                       .. key, payload })
-  local size = writer.transport:get_write_buffer_size()
+  local size = writer:get_write_buffer_size() -- with what it batched
   if size > self.peak_buffer then
     self.peak_buffer = size
   end

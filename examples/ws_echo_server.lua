@@ -4,7 +4,7 @@
 -- gets close_timeout seconds to answer), then the program ends (status
 -- 0). Prints "listening on ws://HOST:PORT", then one line per connection
 -- that ends: its peer, the close code and reason, whether the close
--- frames went both ways, and the most its transport held after a write
+-- frames went both ways, and the most its writer held after a write
 -- (drain keeps it near the high-water mark however slowly a client reads).
 -- Usage: tapio examples/ws_echo_server.lua [--tls CERT KEY]
 --          [--max-size BYTES] [--close-timeout S] [--open-timeout S]
