@@ -3,7 +3,8 @@
 -- message it receives, and at the end of its input closes with 1000.
 -- Exits 0 once the server's close frame came back for a 1000; otherwise
 -- (the server closed first with another code, the connection ended with
--- no close frame) prints why on stderr and exits 1.
+-- no close frame) prints why on stderr and exits 1. Ctrl-C closes with
+-- 1001 "going away" (status 130).
 -- Usage: tapio examples/ws_client.lua [--cafile F] ws://|wss://HOST:PORT/PATH
 -- (wss:// trusts the system's CAs, or those of F)
 local tapio = require "tapio"
@@ -71,14 +72,17 @@ os.exit(tapio.run(function()
   end
   local input, pipe = stdin()
   local sender = tapio.create_task(send_lines, conn, input)
-  while true do
-    local msg = conn:receive()
-    if not msg then
-      break
+  local ok, err = pcall(function()
+    for msg in conn.receive, conn do
+      print(msg)
     end
-    print(msg)
-  end
+  end)
   sender:cancel()
+  if not ok then -- Ctrl-C (main cancelled): the server hears of it too
+    conn:close(1001, "going away")
+    pipe:close()
+    error(err, 0) -- status 130
+  end
   pipe:close()
   if conn.code == 1000 and conn:clean() and not conn.input_failed then
     return 0

@@ -299,6 +299,21 @@ describe("examples/ws_client.lua", function()
     end)
   end)
 
+  it("closes with 1001 'going away' on Ctrl-C, then exits 130", function()
+    run(function()
+      local s, port = python_server(false)
+      local c = client { "ws://127.0.0.1:" .. port .. "/" }
+      assert.are.equal("hello", say(c, "hello"))
+      c:send_signal("SIGINT")
+      assert.are.equal("", c.stdout:read())
+      assert.are.equal(130, c:wait())
+      assert.are.equal("CLOSED 1001 going away\n", s.stdout:readline())
+      c.stdin:close()
+      s.stdin:close()
+      assert.are.equal(0, s:wait())
+    end)
+  end)
+
   it("closes with 1002 when the server masks a frame", function()
     run(function()
       local s = tapio.create_subprocess_exec(python, {
