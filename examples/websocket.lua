@@ -291,7 +291,13 @@ function M.accept(reader, writer, opts)
   writer:write("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
     .. "Connection: Upgrade\r\nSec-WebSocket-Accept: "
     .. M.accept_key(h["sec-websocket-key"]) .. "\r\n\r\n")
-  writer:drain()
+  local sent, err = pcall(writer.drain, writer)
+  if not sent then -- the client went away (a cancellation goes on)
+    if tapio.is_cancelled(err) then
+      error(err, 0)
+    end
+    return nil, "gone before the handshake's answer: " .. tostring(err)
+  end
   return new_conn(reader, writer, "server", opts), head:match("^GET (%S+)")
 end
 
