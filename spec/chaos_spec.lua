@@ -500,7 +500,8 @@ local ACTIONS = {
   "pause", "resume", "close", "abort",
   "write_eof", "raise", "replace", "replace_other", "set_protocol", "drop",
   "stop", "soon", "cancel", "collect", "limits", "kill", "close_stdin",
-  "connect", "cross", "cross",
+  "connect", "cross", "cross", "nest", "server", "writelines", "pipe",
+  "bad_sendto",
 }
 
 function act.transport(R, a, self, name)
@@ -585,6 +586,44 @@ function act.transport(R, a, self, name)
     end
   elseif what == "connect" then
     R:connect_and_cancel()
+  elseif what == "nest" then
+    -- a running loop can be neither run nor closed from inside
+    local f = R:pick({ "run_once", "close", "run_forever" })
+    local ok, err = pcall(R.loop[f], R.loop)
+    if ok or not tostring(err):find("^tapio: loop:") then
+      R:fail(a, "loop:" .. f .. " inside a callback: " .. tostring(err))
+    end
+  elseif what == "server" then
+    local rec = R:pick(R.servers)
+    local server = rec.server or R.weak[rec.key or ""]
+    if server then
+      local op = R:pick({ "close", "close_clients", "abort_clients" })
+      rec.closed = rec.closed or op == "close"
+      server[op](server)
+    end
+  elseif what == "writelines" and t.writelines and not a.eof_written
+      and not a.mute then
+    local list = { R:chunk(), R:chunk(), R:chunk() }
+    if not t:is_closing() then
+      record_sent(a, table.concat(list))
+    end
+    t:writelines(list)
+  elseif what == "pipe" and t.get_pipe_transport then
+    -- the subprocess's own pipes
+    local fd = R.rand(3) - 1
+    local p = t:get_pipe_transport(fd)
+    if p then
+      local op = R:pick(fd == 0 and { "write_eof", "abort", "close" }
+        or { "pause_reading", "resume_reading", "close" })
+      R:note(a, "pipe" .. fd .. ":" .. op)
+      p[op](p)
+      if op == "write_eof" then
+        a.eof_written = true
+      end
+    end
+  elseif what == "bad_sendto" and t.sendto then
+    -- nobody listens there: error_received (ECONNREFUSED) comes back
+    pcall(t.sendto, t, "nobody", { "127.0.0.1", R.sink_port })
   elseif what == "close_stdin" and t.get_pipe_transport then
     local w = t:get_pipe_transport(0)
     if w then
@@ -712,6 +751,7 @@ local function sink(R)
     a.bufs = setmetatable({}, { __mode = "k" })
     return factory(R, a)()
   end, "127.0.0.1", 0)
+  R.sink_port = helper.port(R.sink)
   R.servers[#R.servers + 1] = { server = R.sink }
 end
 
@@ -722,7 +762,7 @@ function Round:connect_and_cancel()
   local c = stream_actor(self, "connect")
   c.peer = { sent = "" } -- the sink writes nothing
   local fut = self.loop:create_connection(factory(self, c), "127.0.0.1",
-    helper.port(self.sink))
+    self.sink_port)
   local function cancel()
     if c.factory_error then
       c.factory_error.given_up = true
@@ -782,7 +822,6 @@ local function stream_pair(R, kind)
       return loop:create_unix_connection(factory(R, ca), path)
     end)
   end
-  -- a server actor whose client never connected has nothing to wait for
   sa.done_unless_made = ca
 end
 
@@ -847,7 +886,7 @@ local function took(R, a, ok, res)
     return res ~= ""
   end
   if type(res) ~= "table" then
-    if not tostring(res):find("tapio") then
+    if not tostring(res):find("tapio: ") then -- a documented error
       R:fail(a, "a stream call raised " .. tostring(res))
     end
     R:note(a, "raised:" .. tostring(res))
@@ -860,7 +899,8 @@ local function took(R, a, ok, res)
   end
   if tapio.is_cancelled(res) then
     a.cancels = (a.cancels or 0) + 1
-    if a.cancels <= 2 and R:chance(2) then
+    if a.cancels <= 3 and not R:chance(4) then
+      R:count("streams:read on after cancel")
       tapio.current_task():uncancel()
       return true -- the stream stays usable: read on
     end
@@ -872,6 +912,7 @@ end
 local STREAM_STEPS = {
   "write", "write", "write", "drain", "read", "read", "readexactly",
   "readuntil", "readline", "readall", "cancel", "cancel_self", "close",
+  "cancel_peer", "cancel_peer",
   "abort", "write_eof", "collect", "raise", "stop",
 }
 
@@ -903,6 +944,12 @@ local function stream_step(R, a, reader, writer)
     return took(R, a, pcall(reader.read, reader))
   elseif what == "cancel" then
     R:cancel_something(a)
+  elseif what == "cancel_peer" then
+    -- the peer most likely waits in a read or a drain
+    local task = a.peer.task
+    if task and not task:done() then
+      task:cancel("chaos peer")
+    end
   elseif what == "cancel_self" then
     tapio.current_task():cancel("chaos self")
   elseif what == "close" then
@@ -1053,8 +1100,10 @@ end
 local function all_done(R)
   for _, a in ipairs(R.actors) do
     if not a.done then
+      -- a server side never made whose client ended (a connection still in
+      -- the backlog of a closed server never reaches the factory)
       local c = a.done_unless_made
-      if not (c and c.done and not c.made) then
+      if not (c and c.done and not a.made) then
         return false
       end
     end
