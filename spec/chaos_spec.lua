@@ -109,7 +109,7 @@ function Round:note(a, what)
 end
 
 function Round:new_actor(kind)
-  local a = { id = self:id(), kind = kind, hist = {}, steps = 4 + self.rand(16),
+  local a = { id = self:id(), kind = kind, hist = {}, steps = 4 + self.rand(40),
               current = {} }
   self.actors[#self.actors + 1] = a
   return a
@@ -263,6 +263,7 @@ local function made(R, a, self, name, t)
   a.transport = t
   R.weak[a.id] = t
   R:note(a, "made")
+  R:tick(a)
   return act.transport(R, a, self, name)
 end
 
@@ -469,6 +470,17 @@ function check.process_exited(R, a, self, name)
   return act.transport(R, a, self, name)
 end
 
+-- An actor also acts from a timer every few milliseconds, until its part
+-- is played: so one whose peer went quiet still writes, pauses, closes.
+function Round:tick(a)
+  self.loop:call_later(self.rand(5) / 1000, function()
+    if not (a.lost or self.finishing or self.failure or a.steps < 0) then
+      act.transport(self, a, a.proto, "soon")
+      self:tick(a)
+    end
+  end)
+end
+
 -- ---- What a protocol actor does in a callback --------------------------
 
 local function write(R, a, t, data)
@@ -495,14 +507,22 @@ local function write(R, a, t, data)
   w:write(data)
 end
 
-local ACTIONS = {
-  "write", "write", "write", "write", "write", "write", "write", "write",
-  "pause", "resume", "close", "abort",
-  "write_eof", "raise", "replace", "replace_other", "set_protocol", "drop",
-  "stop", "soon", "cancel", "collect", "limits", "kill", "close_stdin",
-  "connect", "cross", "cross", "nest", "server", "writelines", "pipe",
-  "bad_sendto",
+-- Each action with its weight: mostly writes and flow control, so that
+-- data flows and buffers fill between the blows.
+local WEIGHTS = {
+  write = 16, pause = 4, resume = 4, writelines = 2, limits = 2, close = 1,
+  abort = 1, write_eof = 1, raise = 1, replace = 2, replace_other = 1,
+  set_protocol = 2, drop = 2, stop = 1, soon = 2, cancel = 1, collect = 1,
+  kill = 1, close_stdin = 1, connect = 1, cross = 2, nest = 1, server = 1,
+  pipe = 2, bad_sendto = 1,
 }
+local ACTIONS = {}
+for what, n in pairs(WEIGHTS) do
+  for _ = 1, n do
+    ACTIONS[#ACTIONS + 1] = what
+  end
+end
+table.sort(ACTIONS) -- pairs' order is not the same on every Lua
 
 function act.transport(R, a, self, name)
   if R.finishing or a.steps < 0 then
