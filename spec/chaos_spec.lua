@@ -544,12 +544,16 @@ function act.transport(R, a, self, name)
     write(R, a, t, R:chunk())
   elseif what == "pause" and t.pause_reading then
     t:pause_reading()
+    if t:is_reading() then
+      R:fail(a, "is_reading() after pause_reading()")
+    end
   elseif what == "resume" and t.resume_reading then
     t:resume_reading()
-  elseif what == "close" then
-    t:close()
-  elseif what == "abort" and t.abort then
-    t:abort()
+  elseif what == "close" or (what == "abort" and t.abort) then
+    t[what](t)
+    if not t:is_closing() then
+      R:fail(a, "is_closing() false after " .. what .. "()")
+    end
   elseif what == "write_eof" and t.can_write_eof and t:can_write_eof()
       and not t:is_closing() then
     a.eof_written = true
@@ -615,11 +619,20 @@ function act.transport(R, a, self, name)
     end
   elseif what == "server" then
     local rec = R:pick(R.servers)
-    local server = rec.server or R.weak[rec.key or ""]
+    local server = rec.server or R.weak[rec.key]
     if server then
-      local op = R:pick({ "close", "close_clients", "abort_clients" })
+      local op = R:pick({ "close", "close_clients", "abort_clients", "drop" })
       rec.closed = rec.closed or op == "close"
-      server[op](server)
+      if op == "drop" then -- it serves on, anchored
+        rec.server = nil
+        server = nil -- luacheck: ignore
+        collectgarbage("collect")
+        if not R.weak[rec.key] and not rec.closed then
+          R:fail(a, "an open server was collected")
+        end
+      else
+        server[op](server)
+      end
     end
   elseif what == "writelines" and t.writelines and not a.eof_written
       and not a.mute then
@@ -756,9 +769,16 @@ local function one_server(R, sa, create)
     end
     return factory(R, sa)()
   end)
-  rec.server, rec.key = server, "server" .. sa.id
-  R.servers[#R.servers + 1] = rec
-  R.weak[rec.key] = server
+  return R:add_server(server, rec)
+end
+
+-- A server of the round: rec.server, until an actor drops it (the weak
+-- table holds it while it is open: anchored).
+function Round:add_server(server, rec)
+  rec = rec or {}
+  rec.server, rec.key = server, "server" .. self:id()
+  self.servers[#self.servers + 1] = rec
+  self.weak[rec.key] = server
   return rec
 end
 
@@ -772,7 +792,7 @@ local function sink(R)
     return factory(R, a)()
   end, "127.0.0.1", 0)
   R.sink_port = helper.port(R.sink)
-  R.servers[#R.servers + 1] = { server = R.sink }
+  R:add_server(R.sink)
 end
 
 function Round:connect_and_cancel()
@@ -1066,7 +1086,7 @@ local function streams_pair(R, kind)
     server = tapio.start_server(serve, "127.0.0.1", 0, sopts)
     port = helper.port(server)
   end
-  R.servers[#R.servers + 1] = { server = server }
+  R:add_server(server)
   sa.done_unless_made = ca
   R:task("streams" .. ca.id, { ca }, function()
     stream_task(R, ca, function()
@@ -1157,7 +1177,7 @@ local function finish(R, pass)
     end
   end
   for _, rec in ipairs(R.servers) do
-    local s = rec.server or R.weak[rec.key or ""]
+    local s = rec.server or R.weak[rec.key]
     if s then
       s:close()
     end
@@ -1204,10 +1224,11 @@ local function round_main(R)
   end
   R.finishing = true
   for _, rec in ipairs(R.servers) do
-    if rec.server then
-      rec.server:close()
-      rec.server:close() -- idempotent
-      if rec.server:is_serving() then
+    local server = rec.server or R.weak[rec.key]
+    if server then
+      server:close()
+      server:close() -- idempotent
+      if server:is_serving() then
         R:fail(nil, "a closed server is serving")
       end
     end
