@@ -618,9 +618,11 @@ function act.transport(R, a, self, name)
       R:fail(a, "loop:" .. f .. " inside a callback: " .. tostring(err))
     end
   elseif what == "server" then
+    -- (a server whose client has not connected yet is left alone: closed,
+    -- its port could be another's by the time the client connects)
     local rec = R:pick(R.servers)
     local server = rec.server or R.weak[rec.key]
-    if server then
+    if server and (rec.accepted or rec == R.sink_rec) then
       local op = R:pick({ "close", "close_clients", "abort_clients", "drop" })
       rec.closed = rec.closed or op == "close"
       if op == "drop" then -- it serves on, anchored
@@ -656,7 +658,8 @@ function act.transport(R, a, self, name)
     end
   elseif what == "bad_sendto" and t.sendto then
     -- nobody listens there: error_received (ECONNREFUSED) comes back
-    pcall(t.sendto, t, "nobody", { "127.0.0.1", R.sink_port })
+    pcall(t.sendto, t, "nobody", { "127.0.0.1", 9 }) -- (discard: never
+                                                      -- an ephemeral port)
   elseif what == "close_stdin" and t.get_pipe_transport then
     local w = t:get_pipe_transport(0)
     if w then
@@ -792,11 +795,12 @@ local function sink(R)
     return factory(R, a)()
   end, "127.0.0.1", 0)
   R.sink_port = helper.port(R.sink)
-  R:add_server(R.sink)
+  R.sink_rec = R:add_server(R.sink)
 end
 
 function Round:connect_and_cancel()
-  if self.finishing then
+  -- (once the sink is closed, its port may be another server's)
+  if self.finishing or self.sink_rec.closed then
     return
   end
   local c = stream_actor(self, "connect")
@@ -1075,7 +1079,9 @@ local function streams_pair(R, kind)
   local sopts = { ssl = kind == "tls" and server_ctx or nil, limit = limit }
   local copts = { ssl = kind == "tls" and client_ctx or nil, limit = limit,
     server_hostname = kind == "tls" and "localhost" or nil }
+  local rec
   local function serve(reader, writer)
+    rec.accepted = true
     stream_task(R, sa, stream_body, R, sa, reader, writer)
   end
   local server, path, port
@@ -1086,7 +1092,7 @@ local function streams_pair(R, kind)
     server = tapio.start_server(serve, "127.0.0.1", 0, sopts)
     port = helper.port(server)
   end
-  R:add_server(server)
+  rec = R:add_server(server)
   sa.done_unless_made = ca
   R:task("streams" .. ca.id, { ca }, function()
     stream_task(R, ca, function()
