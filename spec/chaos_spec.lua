@@ -313,24 +313,25 @@ function check.buffer_updated(R, a, self, name, n)
   return check.data_received(R, a, self, name, b.buf:sub(b.pos, b.pos + n - 1))
 end
 
-function check.eof_received(R, a, self, name)
-  R:note(a, "eof")
-  if a.eof then
-    return R:fail(a, "eof_received twice")
+-- A callback that comes at most once (in a row, for pause_writing): it
+-- sets its flag, then the actor acts.
+local function once(R, a, self, name, flag)
+  R:note(a, name)
+  if a[flag] then
+    return R:fail(a, name .. " twice")
   end
-  a.eof = true
-  act.transport(R, a, self, name)
+  a[flag] = true
+  return act.transport(R, a, self, name)
+end
+
+function check.eof_received(R, a, self, name)
+  once(R, a, self, name, "eof")
   a.keep_open = R:chance(2)
   return a.keep_open
 end
 
 function check.pause_writing(R, a, self, name)
-  R:note(a, "pause")
-  if a.paused then
-    return R:fail(a, "pause_writing twice in a row")
-  end
-  a.paused = true
-  return act.transport(R, a, self, name)
+  return once(R, a, self, name, "paused")
 end
 
 function check.resume_writing(R, a, self, name)
@@ -462,12 +463,7 @@ function check.pipe_connection_lost(R, a, self, name, fd, err)
 end
 
 function check.process_exited(R, a, self, name)
-  R:note(a, "exited")
-  if a.exited then
-    return R:fail(a, "process_exited twice")
-  end
-  a.exited = true
-  return act.transport(R, a, self, name)
+  return once(R, a, self, name, "exited")
 end
 
 -- An actor also acts from a timer every few milliseconds, until its part
