@@ -263,8 +263,26 @@ local function made(R, a, self, name, t)
   a.transport = t
   R.weak[a.id] = t
   R:note(a, "made")
+  if a.starttls then
+    R:start_tls(a, t)
+  end
   R:tick(a)
   return act.transport(R, a, self, name)
+end
+
+-- loop:start_tls at once, from connection_made (a future: no task); the
+-- chaos goes on meanwhile, and may cancel it.
+function Round:start_tls(a, t)
+  local ctx = a.starttls == "client" and client_ctx or server_ctx
+  local opts = a.starttls == "client" and { server_hostname = "localhost" }
+    or nil
+  local fut = self.loop:start_tls(t, a.proto, ctx, opts)
+  fut.chaos_name = "start_tls" .. a.id
+  self.tasks[#self.tasks + 1] = fut
+  fut:add_done_callback(function()
+    self:note(a, "tls:" .. (fut:cancelled() and "cancelled"
+      or tostring(fut:exception() and fut:exception().name or "done")))
+  end)
 end
 
 function check.connection_made(R, a, self, name, t)
@@ -840,7 +858,10 @@ local function stream_pair(R, kind)
   sa.server_side = true
   ca.peer, sa.peer = sa, ca
   local loop = R.loop
-  if kind == "tcp" or kind == "tls" then
+  if kind == "starttls" then
+    ca.starttls, sa.starttls = "client", "server"
+  end
+  if kind == "tcp" or kind == "tls" or kind == "starttls" then
     local sopts = kind == "tls" and { ssl = server_ctx } or nil
     local rec = one_server(R, sa, function(f)
       return loop:create_server(f, "127.0.0.1", 0, sopts)
@@ -1186,7 +1207,8 @@ local function finish(R, pass)
   end
 end
 
-local KINDS = { "tcp", "tcp", "unix", "tls", "pipe", "dgram", "proc",
+local KINDS = { "tcp", "tcp", "unix", "tls", "starttls", "pipe", "dgram",
+                "proc",
                 "streams-tcp", "streams-unix", "streams-tls",
                 "streams-starttls", "timer", "timer" }
 
@@ -1195,7 +1217,8 @@ local function round_main(R)
   local n = 3 + R.rand(8)
   for _ = 1, n do
     local kind = R:pick(KINDS)
-    if kind == "tcp" or kind == "unix" or kind == "tls" then
+    if kind == "tcp" or kind == "unix" or kind == "tls"
+        or kind == "starttls" then
       stream_pair(R, kind)
     elseif kind == "pipe" then
       pipe_pair(R)
