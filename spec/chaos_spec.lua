@@ -14,7 +14,8 @@
 -- still not over fails.
 --
 -- TAPIO_CHAOS_SEED=n replays one seed; TAPIO_CHAOS_ROUNDS=n runs n seeds
--- from the first of the list on (or from n's seed) for a longer run.
+-- from TAPIO_CHAOS_SEED (or 1) on, for a longer run; TAPIO_CHAOS_STATS=1
+-- prints how often each action and callback ran.
 local helper = require "spec.helper"
 local tapio = helper.tapio
 
@@ -44,7 +45,7 @@ local function new_round(seed, loop)
   return setmetatable({ seed = seed, loop = loop, rand = prng(seed),
     actors = {}, weak = setmetatable({}, { __mode = "v" }),
     raised = {}, late = {}, ids = 0, tags = 0, servers = {},
-    tasks = {}, log = {}, restarts = 0 }, Round)
+    tasks = {} }, Round)
 end
 
 function Round:id()
@@ -208,11 +209,10 @@ end
 -- BufferedProtocol one time in three.
 local function make_proto(R, a)
   local p = {}
-  a.buffered = a.methods == STREAM and R:chance(3)
   for _, name in ipairs(a.methods) do
     p[name] = method(R, a, name)
   end
-  if a.buffered then
+  if a.methods == STREAM and R:chance(3) then
     p.get_buffer = method(R, a, "get_buffer")
     p.buffer_updated = method(R, a, "buffer_updated")
   end
@@ -1333,7 +1333,7 @@ local function run_round(seed)
         seed, tostring(err), main:get_traceback() or "")
       break
     end
-    R.restarts = R.restarts + 1
+    R:count("loop run again")
   end
   deadline:cancel()
   R.finishing = true
