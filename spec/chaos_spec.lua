@@ -1334,6 +1334,9 @@ local function run_round(seed)
       break
     end
     R:count("loop run again")
+    for _ = 1, R.rand(4) - 1 do
+      loop:run_once(false) -- as a host steps it, in between
+    end
   end
   deadline:cancel()
   R.finishing = true
