@@ -11,7 +11,7 @@
 -- seed and the actor's history. A round ends when every actor reached its
 -- end; when nothing happens for QUIET seconds the round closes, then
 -- aborts, what is left (that is the actors' end, not a sleep), and a round
--- still not over fails.
+-- where nothing happens any more (STUCK quiet times) fails.
 --
 -- TAPIO_CHAOS_SEED=n replays one seed; TAPIO_CHAOS_ROUNDS=n runs n seeds
 -- from TAPIO_CHAOS_SEED (or 1) on, for a longer run; TAPIO_CHAOS_STATS=1
@@ -23,6 +23,7 @@ helper.certs()
 local server_ctx, client_ctx = helper.server_ctx(), helper.client_ctx()
 
 local QUIET = 0.05          -- seconds without an event before finishing
+local STUCK = 40            -- quiet times before a round fails
 local ROUND_DEADLINE = 8    -- seconds one round may take at most
 local SEEDS = 50            -- the default run: seeds 1 to 50 (~7 s)
 
@@ -1191,8 +1192,9 @@ local function all_done(R)
   return true
 end
 
--- Nothing happened for QUIET seconds: the first time close what is open
--- (and cancel the tasks), the second abort it, the third the round fails.
+-- Nothing happened for QUIET seconds: the first time close what is open,
+-- then abort it and cancel the tasks (again each time: a child's exit may
+-- be slow on a loaded machine); after STUCK times the round fails.
 local function finish(R, pass)
   R.finishing = true
   for _, a in ipairs(R.actors) do
@@ -1257,7 +1259,7 @@ local function round_main(R)
         return -- loop:close() ends what is open
       end
       pass = pass + 1
-      if pass > 2 then
+      if pass > STUCK then
         R.stuck = true
         return
       end
