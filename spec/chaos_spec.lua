@@ -556,6 +556,206 @@ for what, n in pairs(WEIGHTS) do
 end
 table.sort(ACTIONS) -- pairs' order is not the same on every Lua
 
+-- What each action does, in a callback named name of actor a (or "soon":
+-- a timer's, "cross": another actor's) on its transport t.
+local DO = {}
+
+function DO.write(R, a, t)
+  write(R, a, t, R:chunk())
+end
+
+function DO.writelines(R, a, t)
+  if t.writelines and not a.eof_written and not a.mute then
+    local list = { R:chunk(), R:chunk(), R:chunk() }
+    if not t:is_closing() then
+      record_sent(a, table.concat(list))
+    end
+    t:writelines(list)
+  end
+end
+
+function DO.pause(R, a, t)
+  if t.pause_reading then
+    t:pause_reading()
+    if t:is_reading() then
+      R:fail(a, "is_reading() after pause_reading()")
+    end
+  end
+end
+
+function DO.resume(_, _, t)
+  if t.resume_reading then
+    t:resume_reading()
+  end
+end
+
+local function ending(what)
+  return function(R, a, t)
+    if t[what] then
+      t[what](t)
+      if not t:is_closing() then
+        R:fail(a, "is_closing() false after " .. what .. "()")
+      end
+    end
+  end
+end
+DO.close, DO.abort = ending("close"), ending("abort")
+
+function DO.write_eof(_, a, t)
+  if t.can_write_eof and t:can_write_eof() and not t:is_closing() then
+    a.eof_written = true
+    t:write_eof()
+  end
+end
+
+-- The transport is aborted (a stream's protocol then loses it with this
+-- error); a datagram endpoint reads on. Raised in connection_lost it only
+-- goes to the handler.
+function DO.raise(R, a, t, _, name)
+  if name == "connection_lost" then
+    return
+  end
+  local err = R:new_error(a)
+  if name == "datagram_received" or name == "error_received" then
+    a.read_on = a.read_on or {}
+    a.read_on[err] = true
+  end
+  if not a.kind:find("^dgram") and name ~= "soon" and name ~= "cross"
+      and not t:is_closing() then
+    a.must_lose_with = a.must_lose_with or err
+  end
+  error(err, 0)
+end
+
+function DO.replace(R, a, _, self, name)
+  if a.current[name] then
+    self[name] = method(R, a, name)
+  end
+end
+
+function DO.replace_other(R, a)
+  local other = R:pick(a.methods)
+  a.proto[other] = method(R, a, other)
+end
+
+function DO.set_protocol(R, a, t)
+  t:set_protocol(make_proto(R, a))
+end
+
+-- Every Lua reference to the transport goes (but the weak table's): an
+-- open one must live on, anchored.
+function DO.drop(R, a, t)
+  a.transport = nil
+  t = nil -- luacheck: ignore
+  collectgarbage("collect")
+  transport_of(R, a)
+end
+
+function DO.stop(R)
+  R.loop:stop()
+end
+
+function DO.soon(R, a)
+  R.loop:call_soon(function()
+    if not a.lost and not R.failure then
+      act.transport(R, a, a.proto, "soon")
+    end
+  end)
+end
+
+function DO.cancel(R, a)
+  R:cancel_something(a)
+end
+
+function DO.collect()
+  collectgarbage("collect")
+end
+
+function DO.limits(R, _, t)
+  if t.set_write_buffer_limits then
+    t:set_write_buffer_limits(R.rand(R:chance(2) and 4096 or 65536), 0)
+  end
+end
+
+function DO.kill(R, _, t)
+  if t.kill then
+    t[R:pick({ "kill", "terminate", "close" })](t)
+  end
+end
+
+-- Another actor acts from inside this callback (its raise then fails
+-- this transport).
+function DO.cross(R, a)
+  local b = R:pick(R.actors)
+  if b.proto and b ~= a and not b.lost and b.methods then
+    R:note(a, "cross:" .. b.id)
+    R:note(b, "crossed-by:" .. a.id)
+    act.transport(R, b, b.proto, "cross")
+  end
+end
+
+function DO.connect(R)
+  R:connect_and_cancel()
+end
+
+-- A running loop can be neither run nor closed from inside.
+function DO.nest(R, a)
+  local f = R:pick({ "run_once", "close", "run_forever" })
+  local ok, err = pcall(R.loop[f], R.loop)
+  if ok or not tostring(err):find("^tapio: loop:") then
+    R:fail(a, "loop:" .. f .. " inside a callback: " .. tostring(err))
+  end
+end
+
+-- A server closes, closes or aborts its clients, or is dropped (it serves
+-- on, anchored). One whose client has not connected yet is left alone:
+-- closed, its port could be another's by the time the client connects.
+function DO.server(R, a)
+  local rec = R:pick(R.servers)
+  local server = rec.server or R.weak[rec.key]
+  if not server or not (rec.accepted or rec == R.sink_rec) then
+    return
+  end
+  local op = R:pick({ "close", "close_clients", "abort_clients", "drop" })
+  rec.closed = rec.closed or op == "close"
+  if op ~= "drop" then
+    return server[op](server)
+  end
+  rec.server = nil
+  server = nil -- luacheck: ignore
+  collectgarbage("collect")
+  if not R.weak[rec.key] and not rec.closed then
+    R:fail(a, "an open server was collected")
+  end
+end
+
+-- The subprocess's own pipes.
+function DO.pipe(R, a, t)
+  local p = t.get_pipe_transport and t:get_pipe_transport(R.rand(3) - 1)
+  if p then
+    local op = R:pick(p.write and { "write_eof", "abort", "close" }
+      or { "pause_reading", "resume_reading", "close" })
+    R:note(a, "pipe:" .. op)
+    p[op](p)
+    a.eof_written = a.eof_written or op == "write_eof"
+  end
+end
+
+function DO.close_stdin(_, _, t)
+  local w = t.get_pipe_transport and t:get_pipe_transport(0)
+  if w then
+    w:close()
+  end
+end
+
+-- Nobody listens there (the discard port, never an ephemeral one):
+-- error_received (ECONNREFUSED) comes back.
+function DO.bad_sendto(_, _, t)
+  if t.sendto then
+    pcall(t.sendto, t, "nobody", { "127.0.0.1", 9 })
+  end
+end
+
 function act.transport(R, a, self, name)
   if R.finishing or a.steps < 0 then
     return
@@ -572,133 +772,8 @@ function act.transport(R, a, self, name)
   local what = R:pick(ACTIONS)
   R:note(a, "!" .. what)
   R:count(what)
-  if what == "write" then
-    write(R, a, t, R:chunk())
-  elseif what == "pause" and t.pause_reading then
-    t:pause_reading()
-    if t:is_reading() then
-      R:fail(a, "is_reading() after pause_reading()")
-    end
-  elseif what == "resume" and t.resume_reading then
-    t:resume_reading()
-  elseif what == "close" or (what == "abort" and t.abort) then
-    t[what](t)
-    if not t:is_closing() then
-      R:fail(a, "is_closing() false after " .. what .. "()")
-    end
-  elseif what == "write_eof" and t.can_write_eof and t:can_write_eof()
-      and not t:is_closing() then
-    a.eof_written = true
-    t:write_eof()
-  elseif what == "raise" and name ~= "connection_lost" then
-    -- the transport is aborted (a stream's protocol then loses it with
-    -- this error); a datagram endpoint reads on
-    local err = R:new_error(a)
-    if name == "datagram_received" or name == "error_received" then
-      a.read_on = a.read_on or {}
-      a.read_on[err] = true
-    end
-    if not a.kind:find("^dgram") and name ~= "soon" and name ~= "cross"
-        and not t:is_closing() then
-      a.must_lose_with = a.must_lose_with or err
-    end
-    error(err, 0)
-  elseif what == "replace" and a.current[name] then
-    self[name] = method(R, a, name)
-  elseif what == "replace_other" then
-    local other = R:pick(a.methods)
-    a.proto[other] = method(R, a, other)
-  elseif what == "set_protocol" then
-    t:set_protocol(make_proto(R, a))
-  elseif what == "drop" then
-    a.transport = nil
-    t = nil -- luacheck: ignore
-    collectgarbage("collect")
-    transport_of(R, a)
-  elseif what == "stop" then
-    R.loop:stop()
-  elseif what == "soon" then
-    R.loop:call_soon(function()
-      if not a.lost and not R.failure then
-        act.transport(R, a, a.proto, "soon")
-      end
-    end)
-  elseif what == "cancel" then
-    R:cancel_something(a)
-  elseif what == "collect" then
-    collectgarbage("collect")
-  elseif what == "limits" and t.set_write_buffer_limits then
-    t:set_write_buffer_limits(R.rand(R:chance(2) and 4096 or 65536), 0)
-  elseif what == "kill" and t.kill then
-    t[R:pick({ "kill", "terminate", "close" })](t)
-  elseif what == "cross" then
-    -- another actor acts from inside this callback (its raise then
-    -- fails this transport)
-    local b = R:pick(R.actors)
-    if b.proto and b ~= a and not b.lost and b.methods then
-      R:note(a, "cross:" .. b.id)
-      R:note(b, "crossed-by:" .. a.id)
-      act.transport(R, b, b.proto, "cross")
-    end
-  elseif what == "connect" then
-    R:connect_and_cancel()
-  elseif what == "nest" then
-    -- a running loop can be neither run nor closed from inside
-    local f = R:pick({ "run_once", "close", "run_forever" })
-    local ok, err = pcall(R.loop[f], R.loop)
-    if ok or not tostring(err):find("^tapio: loop:") then
-      R:fail(a, "loop:" .. f .. " inside a callback: " .. tostring(err))
-    end
-  elseif what == "server" then
-    -- (a server whose client has not connected yet is left alone: closed,
-    -- its port could be another's by the time the client connects)
-    local rec = R:pick(R.servers)
-    local server = rec.server or R.weak[rec.key]
-    if server and (rec.accepted or rec == R.sink_rec) then
-      local op = R:pick({ "close", "close_clients", "abort_clients", "drop" })
-      rec.closed = rec.closed or op == "close"
-      if op == "drop" then -- it serves on, anchored
-        rec.server = nil
-        server = nil -- luacheck: ignore
-        collectgarbage("collect")
-        if not R.weak[rec.key] and not rec.closed then
-          R:fail(a, "an open server was collected")
-        end
-      else
-        server[op](server)
-      end
-    end
-  elseif what == "writelines" and t.writelines and not a.eof_written
-      and not a.mute then
-    local list = { R:chunk(), R:chunk(), R:chunk() }
-    if not t:is_closing() then
-      record_sent(a, table.concat(list))
-    end
-    t:writelines(list)
-  elseif what == "pipe" and t.get_pipe_transport then
-    -- the subprocess's own pipes
-    local fd = R.rand(3) - 1
-    local p = t:get_pipe_transport(fd)
-    if p then
-      local op = R:pick(fd == 0 and { "write_eof", "abort", "close" }
-        or { "pause_reading", "resume_reading", "close" })
-      R:note(a, "pipe" .. fd .. ":" .. op)
-      p[op](p)
-      if op == "write_eof" then
-        a.eof_written = true
-      end
-    end
-  elseif what == "bad_sendto" and t.sendto then
-    -- nobody listens there: error_received (ECONNREFUSED) comes back
-    pcall(t.sendto, t, "nobody", { "127.0.0.1", 9 }) -- (discard: never
-                                                      -- an ephemeral port)
-  elseif what == "close_stdin" and t.get_pipe_transport then
-    local w = t:get_pipe_transport(0)
-    if w then
-      w:close()
-    end
-  end
-end
+  return DO[what](R, a, t, self, name) -- (a tail call: "drop" holds the
+end                                    -- only reference on the stack)
 
 -- Cancels a random task or pending connect of the round.
 function Round:cancel_something(a)
