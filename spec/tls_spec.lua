@@ -508,6 +508,24 @@ describe("loop:start_tls", function()
     end, { deadline = 5 })
   end)
 
+  -- The cancellation went nowhere: the handshake ran on (asyncio closes
+  -- the connection, as writer:start_tls does).
+  it("closes the connection when cancelled", function()
+    run(function(loop)
+      local server, t, p, sp = helper.pair(loop) -- the server never upgrades
+      local upgrading = helper.started(loop, function()
+        return loop:start_tls(t, p, client_ctx(), {
+          server_hostname = "localhost" })
+      end)
+      upgrading:cancel()
+      assert.is_false(pcall(upgrading.await, upgrading))
+      assert.is_true(t:is_closing())
+      assert.is_false(p.lost:await())
+      sp.lost:await()
+      server:close()
+    end, { deadline = 5 })
+  end)
+
   it("checks its arguments (S12)", function()
     run(function(loop)
       local server, t, p = helper.pair(loop)
