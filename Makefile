@@ -5,7 +5,7 @@ JOBS ?= $(shell nproc)
 PKGS = cmake make gcc pkg-config libev-dev libc-ares-dev libssl-dev openssl \
   valgrind util-linux procps \
   lua5.4 liblua5.4-dev luajit libluajit-5.1-dev lua-busted \
-  python3 python3-cffi lua-luv python3-uvloop luarocks \
+  python3 python3-cffi python3-websockets lua-luv python3-uvloop luarocks \
   groff-base
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

@@ -13,7 +13,7 @@ local clients = {} -- writer -> nick
 local function broadcast(from, text)
   for writer in pairs(clients) do
     if writer ~= from and not writer:is_closing() then -- not yet seen gone
-      local waiting = writer.transport:get_write_buffer_size()
+      local waiting = writer:get_write_buffer_size() -- batched included
       if waiting > MAX_BUFFERED then
         print(("%s dropped: %d bytes wait for it"):format(clients[writer],
                                                           waiting))

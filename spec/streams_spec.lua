@@ -386,6 +386,31 @@ describe("streams over TCP", function()
     end)
   end)
 
+  it("counts what it batched in writer:get_write_buffer_size(), and "
+     .. "answers 0 once the connection is lost", function()
+    run(function(loop)
+      local server, reader, writer, sr, sw = pair(loop)
+      writer:write("a\nb\n")
+      until_true(function()
+        return sr:get_buffer_size() == 4
+      end)
+      sw:write(sr:readline()) -- more input waits: batched
+      sw:write("12345")
+      assert.are.equal(0, sw.transport:get_write_buffer_size())
+      assert.are.equal(7, sw:get_write_buffer_size())
+      tapio.sleep(0) -- the task waits: what it wrote goes out
+      assert.are.equal(0, sw:get_write_buffer_size())
+      assert.are.equal("a\n12345", reader:readexactly(7))
+      sw.transport:abort()
+      pcall(sw.wait_closed, sw)
+      sw:write("dropped")
+      assert.are.equal(0, sw:get_write_buffer_size()) -- the transport's
+      assert.has_error(function() sw.transport:get_write_buffer_size() end)
+      writer:close()
+      server:close()
+    end)
+  end)
+
   it("raises for a write after write_eof", function()
     run(function(loop)
       local server, _, writer = pair(loop)

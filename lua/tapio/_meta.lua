@@ -1113,6 +1113,10 @@ function StreamWriter:write_eof() end
 ---@param default? any
 ---@return any
 function StreamWriter:get_extra_info(name, default) end
+---The bytes written and not yet sent: what the writer batched and the
+---transport's buffer; 0 once the connection is lost (tapio's addition).
+---@return integer
+function StreamWriter:get_write_buffer_size() end
 ---Upgrades the connection to TLS in place (the async rule); every byte
 ---the reader holds unread goes to the handshake first.
 ---@param sslcontext tapio.TLSContext

@@ -359,6 +359,20 @@ function StreamWriter:get_extra_info(name, default)
   return v
 end
 
+--- writer:get_write_buffer_size(): the bytes written and not yet sent:
+-- what the writer batched (see write) and the transport's buffer; 0 once
+-- the connection is lost (tapio's: asyncio's writer batches nothing, and
+-- its transport answers after the end too).
+function StreamWriter:get_write_buffer_size()
+  if getmt(self) ~= StreamWriter then
+    check_writer(self, "writer:get_write_buffer_size")
+  end
+  if self._lost then
+    return 0
+  end
+  return self._pending_size + self.transport:get_write_buffer_size()
+end
+
 local function wait_closed(self)
   if not self._lost then
     wait_in(self, "_ends")
