@@ -577,7 +577,9 @@ typedef struct tapio_protocol {
   int (*eof_received)(void *ud, tapio_transport *t);
   /* Returns memory to receive into and its size in *len; sizehint is -1
    * (any size). NULL or *len == 0 aborts the transport with EBUFFER. The
-   * memory must stay valid until buffer_updated returns. */
+   * memory must stay valid until buffer_updated returns. A protocol set
+   * from inside get_buffer takes this read: nothing is read into the
+   * memory returned, and no buffer_updated follows. */
   void *(*get_buffer)(void *ud, tapio_transport *t, int64_t sizehint,
                       size_t *len);
   /* nbytes (> 0) bytes were written at the start of that memory. */

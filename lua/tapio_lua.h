@@ -106,6 +106,9 @@ typedef struct tl_transport {
   int proto_ref;      /* the protocol table */
   int factory_ref;    /* a client's factory, until connection_made */
   int cb_ref;         /* create_connection's completion callback */
+  int tls_ref;        /* start_tls's, while its handshake runs (a client
+                         may start it in connection_made, before cb_ref's
+                         call) */
   int err_ref;        /* a callback's error, for connection_lost */
   int buf_ref;        /* the buffer get_buffer returned last */
   int buffered;       /* the tapio protocol table in use has get_buffer */

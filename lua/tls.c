@@ -306,10 +306,18 @@ static const luaL_Reg ctx_methods[] = {
 /* ---- start_tls ------------------------------------------------------------ */
 
 /* The completion: the same trampoline as create_connection's, without
- * letting the transport go on a failure (connection_lost still comes). */
+ * letting the transport go on a failure (connection_lost still comes).
+ * The trampoline calls cb_ref: tls_ref takes its place for the call, and
+ * a connect's own completion, if still to come, gets it back. */
 static void on_started(void *ud, int status, tapio_transport *t) {
+  tl_transport *lt = ud;
+  int connect_ref = lt->cb_ref;
   (void)t;
-  tl_complete(ud, status, "error in a start_tls callback");
+  lt->cb_ref = lt->tls_ref;
+  lt->tls_ref = LUA_NOREF;
+  tl_complete(lt, status, "error in a start_tls callback");
+  if (lt->lb) /* not released meanwhile */
+    lt->cb_ref = connect_ref;
 }
 
 /* loop:_start_tls(cb, transport, protocol, context, opts, buffered) */
@@ -347,7 +355,7 @@ static int l_start_tls(lua_State *L) {
   lua_pushvalue(L, 4); /* the protocol from now on */
   lua_rawseti(L, LUA_REGISTRYINDEX, lt->proto_ref);
   lua_pushvalue(L, 2);
-  lt->cb_ref = tl_ref(lb, L);
+  lt->tls_ref = tl_ref(lb, L);
   lua_pushboolean(L, 1);
   return 1;
 }

@@ -22,7 +22,7 @@ tl_transport *tl_newunanchored(lua_State *L, tl_loop *lb,
   memset(lt, 0, sizeof *lt);
   lt->lb = lb;
   lt->self_ref = lt->proto_ref = lt->factory_ref = LUA_NOREF;
-  lt->cb_ref = lt->err_ref = lt->buf_ref = LUA_NOREF;
+  lt->cb_ref = lt->tls_ref = lt->err_ref = lt->buf_ref = LUA_NOREF;
   tl_list_init(&lt->link);
   luaL_setmetatable(L, tname);
   return lt;
@@ -45,6 +45,7 @@ void tl_release_transport(lua_State *L, tl_transport *lt) {
   tl_unref(lb, L, &lt->proto_ref);
   tl_unref(lb, L, &lt->factory_ref);
   tl_unref(lb, L, &lt->cb_ref);
+  tl_unref(lb, L, &lt->tls_ref);
   tl_unref(lb, L, &lt->err_ref);
   tl_unref(lb, L, &lt->buf_ref);
   tl_unanchor(lb, L, &lt->self_ref);

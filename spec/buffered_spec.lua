@@ -129,6 +129,30 @@ describe("a BufferedProtocol", function()
     end)
   end)
 
+  -- Found by the chaos spec (seed 5): the read went into the old
+  -- protocol's buffer and its bytes were lost, or went to the new one's
+  -- buffer_updated (which had given no buffer).
+  it("loses no byte when get_buffer sets another protocol", function()
+    run(function(loop)
+      for _, kind in ipairs({ "plain", "buffered" }) do
+        local server, t, _, sp = pair(loop)
+        local new = kind == "plain" and recorder(loop) or buffered(loop, 64)
+        new.transport = sp.transport
+        local old = buffered(loop, 64, { get_buffer = function(self)
+          self.transport:set_protocol(new)
+          return self.buf
+        end })
+        old.transport = sp.transport
+        sp.transport:set_protocol(old)
+        t:write("switched")
+        assert.are.equal("switched", new:bytes(8):await())
+        assert.are.equal("", old.received)
+        t:close()
+        server:close()
+      end
+    end)
+  end)
+
   -- get_buffer's failures: the handler, then connection_lost(err).
   local function failing(get_buffer, message, check)
     return function()

@@ -475,6 +475,57 @@ describe("loop:start_tls", function()
     end)
   end)
 
+  -- Found by the chaos spec (seed 1): start_tls took the slot of the
+  -- connect's completion, so create_connection never returned and the
+  -- handshake's end called a released callback.
+  it("upgrades from inside connection_made, both sides", function()
+    run(function(loop)
+      local function upgrading(ctx, opts)
+        local p = recorder(loop)
+        p.tls = loop:create_future()
+        function p:connection_made(t)
+          self.transport = t
+          loop:start_tls(t, self, ctx, opts):add_done_callback(function(f)
+            self.tls:set_result(f:result())
+          end)
+        end
+        return p
+      end
+      local sp = upgrading(server_ctx())
+      local server = loop:create_server(function() return sp end,
+                                        "127.0.0.1", 0)
+      local t, p = loop:create_connection(function()
+        return upgrading(client_ctx(), { server_hostname = "localhost" })
+      end, "127.0.0.1", port_of(server))
+      assert.are.equal(t, p.tls:await())
+      assert.are.equal(sp.transport, sp.tls:await())
+      t:write("over tls")
+      assert.are.equal("over tls", sp:bytes(8):await())
+      assert.are.equal("TLSv1.3", t:get_extra_info("tls_version"))
+      t:close()
+      sp.lost:await()
+      server:close()
+    end, { deadline = 5 })
+  end)
+
+  -- The cancellation went nowhere: the handshake ran on (asyncio closes
+  -- the connection, as writer:start_tls does).
+  it("closes the connection when cancelled", function()
+    run(function(loop)
+      local server, t, p, sp = helper.pair(loop) -- the server never upgrades
+      local upgrading = helper.started(loop, function()
+        return loop:start_tls(t, p, client_ctx(), {
+          server_hostname = "localhost" })
+      end)
+      upgrading:cancel()
+      assert.is_false(pcall(upgrading.await, upgrading))
+      assert.is_true(t:is_closing())
+      assert.is_false(p.lost:await())
+      sp.lost:await()
+      server:close()
+    end, { deadline = 5 })
+  end)
+
   it("checks its arguments (S12)", function()
     run(function(loop)
       local server, t, p = helper.pair(loop)

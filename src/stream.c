@@ -178,15 +178,22 @@ static inline int read_result(tapio__stream *s, ssize_t n) {
   return 0;
 }
 
-/* Each returns what the I/O layer's read returned. */
+/* Each returns what the I/O layer's read returned. A protocol set from
+ * inside get_buffer reads nothing this time: the buffer is the replaced
+ * one's, and the bytes are read again (the descriptor is level-triggered,
+ * a layer reads on while it holds some) for the protocol now set. */
 static ssize_t read_buffered(tapio__stream *s) {
   tapio_transport *t = &s->head;
   const tapio_protocol *p = proto_of(s);
   size_t len = 0;
-  void *buf = p->get_buffer(t->ud, t, -1, &len);
+  void *buf;
   ssize_t n;
+  t->flags &= ~(uint32_t)TAPIO__T_NEWPROTO;
+  buf = p->get_buffer(t->ud, t, -1, &len);
   if (t->flags & TAPIO__T_CLOSING)
     return 0; /* closed from inside get_buffer */
+  if (t->flags & TAPIO__T_NEWPROTO)
+    return TAPIO_EAGAIN;
   if (!buf || len == 0) {
     tapio__report(t->loop, TAPIO_EBUFFER,
                   "protocol get_buffer returned an empty buffer", t);

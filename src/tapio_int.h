@@ -424,6 +424,8 @@ enum {
   /* close() found the buffer flushed: the I/O layer's ending (TLS's
      close_notify exchange) has begun and must not begin again */
   TAPIO__T_ENDING = 1 << 16,
+  /* set_protocol was called (read_buffered: inside get_buffer) */
+  TAPIO__T_NEWPROTO = 1 << 17,
   TAPIO__WANTS = TAPIO__WANT_READ | TAPIO__WANT_WRITE | TAPIO__HOLD_READ |
                  TAPIO__HOLD_WRITE
 };

@@ -241,6 +241,7 @@ int tapio_transport_set_protocol(tapio_transport *t,
   slot = proto_slot(t, &uslot);
   *slot = (const tapio__proto *)proto;
   *uslot = ud;
+  t->flags |= TAPIO__T_NEWPROTO;
   return 0;
 }
 

@@ -49,7 +49,7 @@ end
 -- (raised through pcall, so it carries no position: the caller raises it
 -- at its own caller's line, as an error of the method itself). Cancelling
 -- the future (or the task awaiting it) cancels what is pending at once:
--- the core frees it and calls nobody. Real I/O asked of a virtual-clock
+-- the core frees it and calls nobody (start_tls: the connection closes). Real I/O asked of a virtual-clock
 -- loop (tapio.testing's) is a mistake of the program's too: an error
 -- message, named after the method (names, from completing).
 local EVIRTUAL = core.errors.EVIRTUAL
@@ -71,6 +71,13 @@ local function start(c_create, self, ...)
   end
   if not pending then
     fut:set_exception(err)
+  elseif c_create == Loop._start_tls then
+    -- a handshake under way cannot be taken back: the connection goes,
+    -- as asyncio's start_tls closes it
+    local transport = ...
+    fut._cancel_hook = function()
+      transport:close()
+    end
   else
     local loop = self
     fut._cancel_hook = function()

@@ -128,11 +128,72 @@ static void buffered_eof_after_updates(void)
   end_pair(loop, &r, peer);
 }
 
+/* A protocol set from inside get_buffer takes the read: nothing goes into
+ * the memory the replaced one returned, no buffer_updated follows, and the
+ * bytes reach the new protocol (found by spec/chaos_spec.lua: they went
+ * into the old buffer and were lost). */
+typedef struct handover {
+  rec *to;
+  const tapio_protocol *proto;
+} handover;
+
+static void hand_over(rec *r, rec_event ev)
+{
+  handover *h = r->user;
+  if (ev == EV_GETBUF && h->to) {
+    CHECK_OK(tapio_transport_set_protocol(r->t, h->proto, h->to));
+    h->to = NULL;
+  }
+}
+
+static void handover_in_get_buffer(const tapio_protocol *proto,
+                                   const char *expect)
+{
+  tapio_loop *loop = new_loop();
+  char mem[16], mem2[16];
+  rec r, to;
+  handover h;
+  int peer = pair_buffered(loop, &r, mem, sizeof mem);
+  rec_init(&to);
+  to.made = 1; /* it takes over a connection made already */
+  to.t = r.t;
+  to.buf = mem2;
+  to.buflen = sizeof mem2;
+  h.to = &to;
+  h.proto = proto;
+  r.hook = hand_over;
+  r.user = &h;
+  memset(mem, 0, sizeof mem);
+  raw_send_str(loop, peer, "hello");
+  WAIT_FOR(loop, to.nin == 5);
+  CHECK_STR(r.log, "made");
+  CHECK_EQ(r.ngetbuf, 1);
+  CHECK(memcmp(to.in, "hello", 5) == 0);
+  CHECK(mem[0] == 0); /* nothing was read into the replaced one's memory */
+  CHECK_OK(tapio_transport_close(r.t));
+  WAIT_FOR(loop, to.lost);
+  CHECK_STR(to.log, expect);
+  rec_free(&r);
+  end_pair(loop, &to, peer);
+}
+
+static void buffered_set_plain_in_get_buffer(void)
+{
+  handover_in_get_buffer(&rec_proto, "data:5 lost:0");
+}
+
+static void buffered_set_buffered_in_get_buffer(void)
+{
+  handover_in_get_buffer(&rec_bproto, "buf:5 lost:0");
+}
+
 TEST_MAIN(
   TEST(buffered_seven_byte_buffer),
   TEST(buffered_one_byte_buffer),
   TEST(buffered_large_buffer),
   TEST(buffered_get_buffer_null),
   TEST(buffered_get_buffer_zero_length),
-  TEST(buffered_eof_after_updates)
+  TEST(buffered_eof_after_updates),
+  TEST(buffered_set_plain_in_get_buffer),
+  TEST(buffered_set_buffered_in_get_buffer)
 )
