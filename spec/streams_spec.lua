@@ -93,8 +93,11 @@ describe("streams over TCP", function()
       assert.are.equal("got 9", reader:read())
       writer:close()
       writer:wait_closed()
-      assert.is_false(writer:can_write_eof())
+      assert.is_true(writer:can_write_eof()) -- the transport's, as asyncio's
       writer:write_eof() -- harmless once it ended
+      -- the addresses after the end: the closed transport's
+      assert.are.equal(server:addresses()[1],
+        writer:get_extra_info("peername"))
       server:close()
     end)
   end)
