@@ -98,7 +98,7 @@ typedef struct tl_loop {
  * "tapio.datagram_transport"): lives from the
  * create call (or accept) to connection_lost anchored in the registry,
  * then as a closed shell. A subprocess's pipe transports are ones too,
- * made when asked for, not anchored (their subprocess holds them), with
+ * made with it, not anchored (their subprocess holds them), with
  * no protocol of their own. */
 typedef struct tl_transport {
   tl_link link;       /* lb->transports while anchored */
