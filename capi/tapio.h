@@ -1322,9 +1322,12 @@ int tapio_tls_context_set_session_cache(tapio_tls_context *ctx, size_t n);
  * Options: "server_hostname", "ssl_handshake_timeout",
  * "ssl_shutdown_timeout". cb gets 0 and t once the handshake is done, or
  * the error and NULL; then the transport is failing and the protocol
- * gets connection_lost with that error. A TLS transport can be given
- * (TLS inside TLS). TAPIO_EBUSY during another start_tls or a sendfile;
- * TAPIO_ECLOSED on a closing transport. */
+ * gets connection_lost with that error. A close() before the handshake
+ * is done aborts, as asyncio's: what was written and not yet sent (the
+ * clear bytes from before the call too) is dropped, cb gets
+ * TAPIO_ECANCELED. A TLS transport can be given (TLS inside TLS).
+ * TAPIO_EBUSY during another start_tls or a sendfile; TAPIO_ECLOSED on a
+ * closing transport. */
 int tapio_transport_start_tls(tapio_transport *t, const tapio_protocol *proto,
                               void *proto_ud, tapio_tls_context *ctx,
                               const tapio_options *opts, const void *buffered,

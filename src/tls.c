@@ -426,6 +426,8 @@ static void shutdown_done(tapio__tls *tc) {
   tc->state = TAPIO__TLS_DEAD;
   tc->end = tc->got_notify ? TAPIO_TLS_END_CLEAN : TAPIO_TLS_END_TRUNCATED;
   tapio__timer_stop(&tc->timer);
+  if (s->head.flags & TAPIO__T_LOST)
+    return; /* the session under this one failed it: that was the end */
   if (tc->lower->close && tc->lower->close(s, tc->lower_ctx) == 1)
     return;
   tapio__transport_lost(&s->head, 0, NULL);

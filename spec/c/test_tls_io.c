@@ -549,22 +549,28 @@ static void starttls_while_paused(void)
   tls_pair_end(&p);
 }
 
-/* S23: TLS inside TLS, the inner ClientHello right behind the line that
- * asks for it, inside the outer session. */
+/* A TLS pair with TLS inside it: the client asks with a line, its inner
+ * ClientHello right behind it, inside the outer session. */
+static void tls_pair_inner(tls_pair *p, starttls_srv *ss)
+{
+  started cst;
+  tls_pair_init(p);
+  tls_pair_up(p, server_ctx("server"), client_ctx(), "localhost");
+  p->s->hook = starttls_srv_hook;
+  p->s->user = ss;
+  CHECK_OK(tapio_transport_write(p->c.t, "INNER\r\n", 7));
+  start_tls(&p->c, &cst, client_ctx(), "localhost", NULL, 0);
+  WAIT_FOR(p->loop, cst.done && ss->st.done);
+  CHECK_OK(cst.status);
+  CHECK_OK(ss->st.status);
+}
+
+/* S23: TLS inside TLS. */
 static void tls_inside_tls(void)
 {
   tls_pair p;
   starttls_srv ss = { "INNER\r\n", NULL, "rsa", 0, { 0 }, 0, 0 };
-  started cst;
-  tls_pair_init(&p);
-  tls_pair_up(&p, server_ctx("server"), client_ctx(), "localhost");
-  p.s->hook = starttls_srv_hook;
-  p.s->user = &ss;
-  CHECK_OK(tapio_transport_write(p.c.t, "INNER\r\n", 7));
-  start_tls(&p.c, &cst, client_ctx(), "localhost", NULL, 0);
-  WAIT_FOR(p.loop, cst.done && ss.st.done);
-  CHECK_OK(cst.status);
-  CHECK_OK(ss.st.status);
+  tls_pair_inner(&p, &ss);
   roundtrip(p.loop, &p.c, p.s);
   /* the inner session is the one the transport answers for: its wire
    * bytes are the outer session's plain bytes */
@@ -575,6 +581,26 @@ static void tls_inside_tls(void)
   WAIT_FOR(p.loop, p.c.lost && p.s->lost);
   CHECK_STR(p.c.log, "made data:4 lost:0");
   CHECK(strstr(p.s->log, "eof lost:0") != NULL);
+  tls_pair_end(&p);
+}
+
+/* Found by spec/c/test_chaos.c: TLS inside TLS, closed and waiting for
+ * the peer's inner close_notify, when the outer session fails under it
+ * (a reset): connection_lost comes once, with the reset (it came twice,
+ * the second on freed memory). */
+static void inner_closing_outer_reset(void)
+{
+  tls_pair p;
+  starttls_srv ss = { "INNER\r\n", NULL, "rsa", 0, { 0 }, 0, 0 };
+  struct linger lg = { 1, 0 };
+  tls_pair_inner(&p, &ss);
+  CHECK_OK(tapio_transport_close(p.c.t)); /* inner close_notify sent */
+  CHECK(setsockopt(tapio_transport_get_fd(p.s->t), SOL_SOCKET, SO_LINGER,
+                   &lg, sizeof lg) == 0);
+  CHECK_OK(tapio_transport_abort(p.s->t)); /* before it answers: RST */
+  WAIT_FOR(p.loop, p.c.lost && p.s->lost);
+  spin(p.loop, 5); /* a second connection_lost would come now */
+  CHECK_STR(p.c.log, "made lost:ECONNRESET");
   tls_pair_end(&p);
 }
 
@@ -837,7 +863,8 @@ TEST_MAIN(TEST(bulk_both_ways), TEST(buffered_one_byte),
           TEST(garbage_mid_stream), TEST(data_after_close_notify),
           TEST(over_unix_socket), TEST(starttls_answered),
           TEST(starttls_pipelined), TEST(starttls_while_paused),
-          TEST(tls_inside_tls), TEST(close_during_starttls),
+          TEST(tls_inside_tls), TEST(inner_closing_outer_reset),
+          TEST(close_during_starttls),
           TEST(starttls_timeout), TEST(starttls_arguments),
           TEST(many_clients_writelines), TEST(set_protocol_swaps), TEST(loop_free_mid_handshake),
           TEST(server_closes_handshaking_clients),
