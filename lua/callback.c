@@ -33,6 +33,8 @@ static const lua_CFunction tramps[TL_NTRAMP] = {
   [TL_T_DGRAM_ERR] = tl_tr_dgram_err,
   [TL_T_LOOKUP] = tl_tr_lookup,
   [TL_T_WATCH] = tl_tr_watch,
+  [TL_T_SHELL] = tl_tr_shell,
+  [TL_T_PIPES] = tl_tr_pipes,
 };
 
 /* [1]'s __tostring, in a call of its own: it may raise. */

@@ -17,9 +17,10 @@
 #define FN_SHELL "loop:subprocess_shell"
 
 /* The subprocess userdata's user value: its pipe transports' Lua objects
- * ([0], [1], [2], false until asked for), its pid and its returncode,
- * which answer after connection_lost too. Every slot exists from the
- * start, so filling one from a callback allocates nothing. */
+ * ([0], [1], [2], false where there is no pipe), its pid and its
+ * returncode, which answer after connection_lost too (and from
+ * TL_SHELL_LOOP on, what its closed shell answers). Every slot exists
+ * from the start, so filling one from a callback allocates nothing. */
 enum { UV_PID = 3, UV_RETURNCODE = 4 };
 
 static void new_uservalue(lua_State *L) {
@@ -96,14 +97,6 @@ int tl_tr_pipe_lost(lua_State *L) {
 
 /* ---- The tapio_subprocess_protocol callbacks --------------------------- */
 
-/* BaseProtocol's four are every kind's (protocol.c); connection_made
- * first keeps the pid, which get_pid answers after the child is gone. */
-static void s_made(void *ud, tapio_transport *t) {
-  set_slot(((tl_transport *)ud)->lb->L, ud, UV_PID,
-           tapio_subprocess_get_pid(t));
-  tl_base_made(ud, t);
-}
-
 /* Nothing can be called without stack room: the subprocess fails. */
 static int prepare(tl_transport *lt, lua_State *L, int which) {
   if (lt->lb->quiet)
@@ -112,6 +105,42 @@ static int prepare(tl_transport *lt, lua_State *L, int which) {
     return 0;
   tapio_transport_fail(lt->t, TAPIO_ENOMEM, "Lua stack overflow");
   return -1;
+}
+
+/* [1] lt: the Lua objects of its pipes, made with it (not when first
+ * asked for) so that each is there to be a closed shell after its pipe's
+ * end: asyncio's get_pipe_transport hands out the closed transport. */
+int tl_tr_pipes(lua_State *L) {
+  tl_transport *lt = lua_touserdata(L, 1), *w;
+  tapio_transport *pt;
+  int fd;
+  push_uservalue(L, lt); /* 2 */
+  for (fd = 0; fd <= 2; fd++) {
+    pt = tapio_subprocess_get_pipe_transport(lt->t, fd);
+    if (!pt)
+      continue;
+    w = tl_newunanchored(L, lt->lb,
+                         fd == 0 ? TL_WRITE_TRANSPORT : TL_READ_TRANSPORT);
+    w->t = pt;
+    lua_rawseti(L, 2, fd);
+  }
+  return 0;
+}
+
+/* BaseProtocol's four are every kind's (protocol.c); connection_made
+ * first keeps the pid, which get_pid answers after the child is gone,
+ * and makes the pipes' Lua objects. */
+static void s_made(void *ud, tapio_transport *t) {
+  tl_transport *lt = ud;
+  lua_State *L = lt->lb->L;
+  set_slot(L, lt, UV_PID, tapio_subprocess_get_pid(t));
+  lt->t = t;
+  if (prepare(lt, L, TL_T_PIPES) == 0) {
+    lua_pushlightuserdata(L, lt);
+    tl_done(L, 0, tl_call_open(lt->lb, L, 1, 0,
+                               "error making a subprocess's pipes", lt));
+  }
+  tl_base_made(ud, t);
 }
 
 static void s_pipe_data(void *ud, tapio_transport *t, int fd,
@@ -129,7 +158,7 @@ static void s_pipe_data(void *ud, tapio_transport *t, int fd,
                         "error in protocol.pipe_data_received()", lt));
 }
 
-/* The pipe's Lua object, if it was made, becomes a closed shell first. */
+/* The pipe's Lua object becomes a closed shell first. */
 static void s_pipe_lost(void *ud, tapio_transport *t, int fd, int code,
                         const char *message) {
   tl_transport *lt = ud, *w;
@@ -139,9 +168,9 @@ static void s_pipe_lost(void *ud, tapio_transport *t, int fd, int code,
     push_uservalue(L, lt);
     lua_rawgeti(L, -1, fd);
     w = lua_touserdata(L, -1);
-    lua_pop(L, 2);
     if (w)
-      tl_release_transport(L, w);
+      tl_end_transport(L, w, -1);
+    lua_pop(L, 2);
   }
   if (prepare(lt, L, TL_T_PIPE_LOST) < 0)
     return;
@@ -328,6 +357,7 @@ static int spawn_error(lua_State *L, tl_transport *lt, int rc,
 static tl_transport *pending(lua_State *L, tl_loop *lb) {
   tl_transport *lt = tl_pending(L, lb, TL_SUBPROCESS, 3, 2);
   new_uservalue(L);
+  lt->has_uv = 1;
   return lt;
 }
 
@@ -412,24 +442,19 @@ static int s_get_returncode(lua_State *L) {
 }
 
 /* transport:get_pipe_transport(fd): the pipe transport of fd (0, 1, 2),
- * or nil when there is none (not a pipe, or gone). */
+ * a closed shell once its pipe has ended (as asyncio's), or nil when fd
+ * is not a pipe. */
 static int s_get_pipe_transport(lua_State *L) {
   const char *fn = "transport:get_pipe_transport";
-  tl_transport *lt = tosub(L, fn), *w;
-  lua_Integer fd = tl_checkint(L, 2, fn, 1, "fd", INT32_MIN, INT32_MAX);
-  tapio_transport *pt = lt->t ? tapio_subprocess_get_pipe_transport(
-                                    lt->t, (int)fd) : NULL;
-  if (!pt)
+  lua_Integer fd;
+  tosub(L, fn);
+  fd = tl_checkint(L, 2, fn, 1, "fd", INT32_MIN, INT32_MAX);
+  if (fd < 0 || fd > 2)
     return 0;
   tl_getuservalue(L, 1);
   lua_rawgeti(L, -1, (int)fd);
-  if (lua_touserdata(L, -1))
-    return 1;
-  w = tl_newunanchored(L, lt->lb,
-                       fd == 0 ? TL_WRITE_TRANSPORT : TL_READ_TRANSPORT);
-  w->t = pt;
-  lua_pushvalue(L, -1);
-  lua_rawseti(L, -4, (int)fd);
+  if (!lua_touserdata(L, -1))
+    lua_pushnil(L);
   return 1;
 }
 

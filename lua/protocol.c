@@ -288,7 +288,7 @@ void tl_base_lost(void *ud, tapio_transport *t, int code,
     tl_done(L, 0, tl_call(lb, L, 3, 0, "error in protocol.connection_lost()",
                        lt));
   }
-  tl_release_transport(L, lt);
+  tl_end_transport(L, lt, 0);
 }
 
 static void *p_get_buffer(void *ud, tapio_transport *t, int64_t sizehint,

@@ -60,6 +60,8 @@ enum {
   TL_T_DGRAM_ERR,/* error_received */
   TL_T_LOOKUP,   /* getaddrinfo's and getnameinfo's completions */
   TL_T_WATCH,    /* add_reader, add_writer, add_signal_handler callbacks */
+  TL_T_SHELL,    /* keeping what a closed shell answers (tl_end_transport) */
+  TL_T_PIPES,    /* a subprocess's pipe transports' Lua objects */
   TL_NTRAMP
 };
 
@@ -96,7 +98,7 @@ typedef struct tl_loop {
  * "tapio.datagram_transport"): lives from the
  * create call (or accept) to connection_lost anchored in the registry,
  * then as a closed shell. A subprocess's pipe transports are ones too,
- * made when asked for, not anchored (their subprocess holds them), with
+ * made with it, not anchored (their subprocess holds them), with
  * no protocol of their own. */
 typedef struct tl_transport {
   tl_link link;       /* lb->transports while anchored */
@@ -114,7 +116,23 @@ typedef struct tl_transport {
   int buffered;       /* the tapio protocol table in use has get_buffer */
   unsigned lost_writes; /* writes dropped after connection_lost */
   int batched;        /* a StreamWriter's: see transport:_batched */
+  int has_uv;         /* the user value is the transport's table (a
+                         subprocess's slots, a closed shell's answers) */
 } tl_transport;
+
+/* What a closed shell answers after connection_lost, kept then in its
+ * user value (tl_end_transport): the extra info under its names, and
+ * these slots (a subprocess's 0..4 are its own, process.c). Lua's
+ * values: no core handle stays alive for them. */
+enum {
+  TL_SHELL_LOOP = 5, /* get_loop */
+  TL_SHELL_PROTOCOL, /* what set_protocol set after the end */
+  TL_SHELL_LOW,      /* get_write_buffer_limits */
+  TL_SHELL_HIGH,
+  TL_SHELL_EOF,      /* can_write_eof */
+  TL_SHELL_STATS,    /* get_stats's figures at the end */
+  TL_SHELL_N = TL_SHELL_STATS
+};
 
 /* "tapio.server" */
 typedef struct tl_server {
@@ -296,6 +314,11 @@ tl_transport *tl_newunanchored(lua_State *L, tl_loop *lb, const char *tname);
 tl_transport *tl_newtransport(lua_State *L, tl_loop *lb, const char *tname);
 /* Releases the anchors of a transport that is done with. */
 void tl_release_transport(lua_State *L, tl_transport *lt);
+/* At the end of connection_lost: keeps what the closed shell answers
+ * after (in a protected call, whose failure is only reported), then
+ * releases lt. idx: lt's userdata, or 0 for its anchor. */
+void tl_end_transport(lua_State *L, tl_transport *lt, int idx);
+int tl_tr_shell(lua_State *L);
 /* The transport's Lua object when t is one of the binding's, else nil. */
 void tl_pushtransport(lua_State *L, tapio_transport *t);
 int tl_tr_connected(lua_State *L);
@@ -355,6 +378,7 @@ int tl_open_pipe(lua_State *L);
 int tl_open_process(lua_State *L);
 int tl_tr_pipe_data(lua_State *L);
 int tl_tr_pipe_lost(lua_State *L);
+int tl_tr_pipes(lua_State *L);
 /* The signal at idx, argument n of fn: a number (0..SIGRTMAX) or a name
  * of tapio.signals, with or without "SIG". */
 int tl_checksignal(lua_State *L, int idx, const char *fn, int n);
@@ -368,6 +392,8 @@ tapio_tls_context *tl_totlsctx(lua_State *L, int idx);
 int tl_set_default_tls(tapio_options *o, const char *name, int on);
 /* transport:get_extra_info's TLS keys: 1 with the value pushed, else 0. */
 int tl_tls_extra_info(lua_State *L, tapio_transport *t, const char *name);
+/* The TLS keys a closed shell answers, into the table at idx. */
+void tl_tls_keep(lua_State *L, tapio_transport *t, int idx);
 /* transport:get_stats's TLS figures, into the table on top. */
 void tl_tls_stats(lua_State *L, tapio_transport *t);
 

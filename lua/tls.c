@@ -477,6 +477,21 @@ int tl_tls_extra_info(lua_State *L, tapio_transport *t, const char *name) {
   return 0;
 }
 
+/* What a TLS shell keeps at the end, as asyncio's keeps peercert,
+ * cipher, compression and the context (not ssl_object: OpenSSL's object
+ * goes with the connection). */
+void tl_tls_keep(lua_State *L, tapio_transport *t, int idx) {
+  static const char *const keys[] = {
+    "peercert", "cipher", "compression", "alpn_protocol", "server_hostname",
+    "tls_version", "sslcontext", "session_reused", "tls_end"};
+  size_t i;
+  if (tapio_transport_get_tls_num(t, TAPIO_TLS_NUM_END) < 0)
+    return; /* no TLS */
+  for (i = 0; i < sizeof keys / sizeof keys[0]; i++)
+    if (tl_tls_extra_info(L, t, keys[i]))
+      lua_setfield(L, idx, keys[i]);
+}
+
 /* The TLS figures of transport:get_stats. */
 void tl_tls_stats(lua_State *L, tapio_transport *t) {
   static const struct { const char *key; int which; } nums[] = {

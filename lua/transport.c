@@ -54,6 +54,20 @@ void tl_release_transport(lua_State *L, tl_transport *lt) {
   lt->lb = NULL;
 }
 
+void tl_end_transport(lua_State *L, tl_transport *lt, int idx) {
+  tl_loop *lb = lt->lb;
+  idx = idx ? tl_absindex(L, idx) : 0;
+  if (lb && lt->t && !lb->quiet && tl_prepare(lb, L, TL_T_SHELL) == 0) {
+    lua_pushlightuserdata(L, lt);
+    if (idx)
+      lua_pushvalue(L, idx);
+    else
+      lua_rawgeti(L, LUA_REGISTRYINDEX, lt->self_ref);
+    tl_done(L, 0, tl_call_open(lb, L, 2, 0, "error ending a transport", lt));
+  }
+  tl_release_transport(L, lt);
+}
+
 void tl_pushtransport(lua_State *L, tapio_transport *t) {
   const tapio_protocol *p = NULL;
   tl_transport *lt = tapio_transport_get_protocol(t, &p);
@@ -249,11 +263,76 @@ tl_transport *tl_testtransport(lua_State *L, int idx) {
   return ok ? lua_touserdata(L, idx) : NULL;
 }
 
-static tl_transport *checkopen(lua_State *L, const char *fn) {
-  tl_transport *lt = totransport(L, fn);
-  if (!lt->t)
-    luaL_error(L, "tapio: %s: transport is closed", fn);
-  return lt;
+/* ---- The closed shell: what a transport answers after connection_lost,
+ * as asyncio's do (kept by tl_tr_shell) -------------------------------- */
+
+/* The table of the userdata at idx (absolute; made if it has none), on
+ * top. */
+static void push_uv(lua_State *L, tl_transport *lt, int idx) {
+  if (lt->has_uv) {
+    tl_getuservalue(L, idx);
+    return;
+  }
+  lua_createtable(L, TL_SHELL_N, 2);
+  lua_pushvalue(L, -1);
+  tl_setuservalue(L, idx);
+  lt->has_uv = 1;
+}
+
+/* The shell's (self's) slot, or nil, on top. */
+static void push_kept(lua_State *L, tl_transport *lt, int slot) {
+  if (!lt->has_uv) {
+    lua_pushnil(L);
+    return;
+  }
+  tl_getuservalue(L, 1);
+  lua_rawgeti(L, -1, slot);
+  lua_remove(L, -2);
+}
+
+/* Sets the shell's (self's) slot to the value on top (popped). */
+static void set_kept(lua_State *L, tl_transport *lt, int slot) {
+  push_uv(L, lt, 1);
+  lua_insert(L, -2);
+  lua_rawseti(L, -2, slot);
+  lua_pop(L, 1);
+}
+
+static int push_name(lua_State *L, tl_transport *lt, int peer);
+static void push_stats(lua_State *L, tapio_transport *t);
+
+/* [1] lt, [2] its userdata, still open, in connection_lost's end: what
+ * asyncio's closed transports still answer, and tapio's figures. The
+ * descriptor (or pipe) and the SSL object are gone: their keys answer the
+ * default. */
+int tl_tr_shell(lua_State *L) {
+  tl_transport *lt = lua_touserdata(L, 1);
+  tapio_transport *t = lt->t;
+  int kind = tapio_transport_get_kind(t);
+  size_t low = 0, high = 0;
+  push_uv(L, lt, 2); /* 3 */
+  tl_pushloop(L, lt->lb);
+  lua_rawseti(L, 3, TL_SHELL_LOOP);
+  if (kind == TAPIO_TRANSPORT_SUBPROCESS) {
+    lua_pushinteger(L, tapio_subprocess_get_pid(t));
+    lua_setfield(L, 3, "subprocess");
+    return 0;
+  }
+  if (push_name(L, lt, 1))
+    lua_setfield(L, 3, "peername");
+  if (push_name(L, lt, 0))
+    lua_setfield(L, 3, "sockname");
+  tl_tls_keep(L, t, 3);
+  tapio_transport_get_write_buffer_limits(t, &low, &high);
+  lua_pushinteger(L, (lua_Integer)low);
+  lua_rawseti(L, 3, TL_SHELL_LOW);
+  lua_pushinteger(L, (lua_Integer)high);
+  lua_rawseti(L, 3, TL_SHELL_HIGH);
+  lua_pushboolean(L, tapio_transport_can_write_eof(t));
+  lua_rawseti(L, 3, TL_SHELL_EOF);
+  push_stats(L, t);
+  lua_rawseti(L, 3, TL_SHELL_STATS);
+  return 0;
 }
 
 #define LOST_WARN 5 /* asyncio's LOG_THRESHOLD_FOR_CONNLOST_WRITES */
@@ -425,38 +504,64 @@ static int t_resume_reading(lua_State *L) {
   return 0;
 }
 
+/* After the end: what it answered before. */
 static int t_can_write_eof(lua_State *L) {
-  tl_transport *lt = checkopen(L, "transport:can_write_eof");
-  lua_pushboolean(L, tapio_transport_can_write_eof(lt->t));
+  tl_transport *lt = totransport(L, "transport:can_write_eof");
+  if (lt->t)
+    lua_pushboolean(L, tapio_transport_can_write_eof(lt->t));
+  else {
+    push_kept(L, lt, TL_SHELL_EOF);
+    lua_pushboolean(L, lua_toboolean(L, -1));
+  }
   return 1;
 }
 
-/* TLS has no half-close: asyncio raises NotImplementedError, and doing
- * nothing would leave a peer waiting for an end that never comes. */
+/* TLS has no half-close: asyncio raises NotImplementedError (also after
+ * the end), and doing nothing would leave a peer waiting for an end that
+ * never comes. After the end, other kinds do nothing, as asyncio's. */
 static int t_write_eof(lua_State *L) {
-  tl_transport *lt = checkopen(L, "transport:write_eof");
-  tl_flush_batched(L, lt, 1);
-  if (!lt->t)
-    return 0; /* the flush ended it */
-  if (tapio_transport_write_eof(lt->t) == TAPIO_ENOTSUP)
+  tl_transport *lt = totransport(L, "transport:write_eof");
+  int rc = TAPIO_ENOTSUP;
+  if (lt->t) {
+    tl_flush_batched(L, lt, 1);
+    if (!lt->t)
+      return 0; /* the flush ended it */
+    rc = tapio_transport_write_eof(lt->t);
+  } else {
+    push_kept(L, lt, TL_SHELL_EOF);
+    if (lua_toboolean(L, -1) || !lt->has_uv)
+      return 0;
+  }
+  if (rc == TAPIO_ENOTSUP)
     return luaL_error(L, "tapio: transport:write_eof: TLS has no "
                          "half-close (can_write_eof() is false)");
   return 0;
 }
 
+/* 0 after the end: the buffer went with the connection. */
 static int t_get_write_buffer_size(lua_State *L) {
-  tl_transport *lt = checkopen(L, "transport:get_write_buffer_size");
-  lua_pushinteger(L, (lua_Integer)tapio_transport_get_write_buffer_size(lt->t));
+  tl_transport *lt = totransport(L, "transport:get_write_buffer_size");
+  lua_pushinteger(L, lt->t ? (lua_Integer)tapio_transport_get_write_buffer_size(
+                                 lt->t)
+                           : 0);
   return 1;
 }
 
-/* Returns low, high: asyncio's (low, high) tuple. */
+/* Returns low, high: asyncio's (low, high) tuple; after the end, the
+ * last ones. */
 static int t_get_write_buffer_limits(lua_State *L) {
-  tl_transport *lt = checkopen(L, "transport:get_write_buffer_limits");
+  tl_transport *lt = totransport(L, "transport:get_write_buffer_limits");
   size_t low = 0, high = 0;
-  tapio_transport_get_write_buffer_limits(lt->t, &low, &high);
-  lua_pushinteger(L, (lua_Integer)low);
-  lua_pushinteger(L, (lua_Integer)high);
+  if (lt->t) {
+    tapio_transport_get_write_buffer_limits(lt->t, &low, &high);
+    lua_pushinteger(L, (lua_Integer)low);
+    lua_pushinteger(L, (lua_Integer)high);
+    return 2;
+  }
+  push_kept(L, lt, TL_SHELL_LOW);
+  push_kept(L, lt, TL_SHELL_HIGH);
+  lua_pushinteger(L, lua_tointeger(L, -2));
+  lua_pushinteger(L, lua_tointeger(L, -2));
   return 2;
 }
 
@@ -467,16 +572,38 @@ static int64_t limit_arg(lua_State *L, int idx, const char *name) {
                      name, 0, (lua_Integer)1 << 52);
 }
 
+#define DEFAULT_HIGH (64 * 1024)
+
+/* The core's rule for limits not given (-1), for a shell, which the core
+ * no longer holds: as asyncio's, high 64 KiB or 4 * low, low high / 4.
+ * -1 when low > high. */
+static int shell_limits(int64_t *high, int64_t *low) {
+  if (*high == -1)
+    *high = *low == -1 ? DEFAULT_HIGH
+                       : (*low > INT64_MAX / 4 ? INT64_MAX : 4 * *low);
+  if (*low == -1)
+    *low = *high / 4;
+  return *low > *high ? -1 : 0;
+}
+
+/* After the end: checked and kept, as asyncio's does. */
 static int t_set_write_buffer_limits(lua_State *L) {
   const char *fn = "transport:set_write_buffer_limits";
   tl_transport *lt = totransport(L, fn);
   int64_t high = limit_arg(L, 2, "high"), low = limit_arg(L, 3, "low");
   int rc;
-  if (!lt->t)
-    return luaL_error(L, "tapio: %s: transport is closed", fn);
-  rc = tapio_transport_set_write_buffer_limits(lt->t, high, low);
+  if (lt->t)
+    rc = tapio_transport_set_write_buffer_limits(lt->t, high, low);
+  else
+    rc = shell_limits(&high, &low) < 0 ? TAPIO_EINVAL : 0;
   if (rc == TAPIO_EINVAL)
     return tl_argerror(L, fn, 2, "low", "must not be greater than high");
+  if (!lt->t) {
+    lua_pushinteger(L, (lua_Integer)low);
+    set_kept(L, lt, TL_SHELL_LOW);
+    lua_pushinteger(L, (lua_Integer)high);
+    set_kept(L, lt, TL_SHELL_HIGH);
+  }
   return 0;
 }
 
@@ -518,8 +645,18 @@ static int t_get_extra_info(lua_State *L) {
   int found = 0, kind;
   if (lua_type(L, 2) != LUA_TSTRING)
     return tl_typeerror(L, fn, 1, "name", 2, "string");
-  if (!lt->t)
-    return luaL_error(L, "tapio: %s: transport is closed", fn);
+  lua_settop(L, 3);
+  if (!lt->t) { /* the shell's: what was kept */
+    if (lt->has_uv) {
+      tl_getuservalue(L, 1);
+      lua_pushvalue(L, 2);
+      lua_rawget(L, -2);
+      found = !lua_isnil(L, -1);
+    }
+    if (!found)
+      lua_pushvalue(L, 3);
+    return 1;
+  }
   name = lua_tostring(L, 2);
   kind = tapio_transport_get_kind(lt->t);
   if (strcmp(name, "peername") == 0)
@@ -546,12 +683,14 @@ static int t_set_protocol(lua_State *L) {
   tl_transport *lt = totransport(L, fn);
   if (!lua_istable(L, 2))
     return tl_typeerror(L, fn, 1, "protocol", 2, "table");
-  if (!lt->t)
-    return luaL_error(L, "tapio: %s: transport is closed", fn);
+  lua_settop(L, 2);
+  if (!lt->t) { /* kept, as asyncio's: nothing calls it any more */
+    set_kept(L, lt, TL_SHELL_PROTOCOL);
+    return 0;
+  }
   if (lt->self_ref == LUA_NOREF) /* a subprocess's pipe: see tapio_lua.h */
     return luaL_error(L, "tapio: %s: a subprocess's pipe keeps the "
                          "subprocess's protocol", fn);
-  lua_settop(L, 2);
   tl_choose_kind(L, 2, lt);
   if (lt->proto_ref == LUA_NOREF)
     lt->proto_ref = tl_ref(lt->lb, L);
@@ -560,15 +699,23 @@ static int t_set_protocol(lua_State *L) {
   return 0;
 }
 
+/* After the end: nil, as asyncio's (the protocol is let go), unless
+ * set_protocol set one since. */
 static int t_get_protocol(lua_State *L) {
-  tl_transport *lt = checkopen(L, "transport:get_protocol");
-  lua_rawgeti(L, LUA_REGISTRYINDEX, lt->proto_ref);
+  tl_transport *lt = totransport(L, "transport:get_protocol");
+  if (lt->t)
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lt->proto_ref);
+  else
+    push_kept(L, lt, TL_SHELL_PROTOCOL);
   return 1;
 }
 
 static int t_get_loop(lua_State *L) {
-  tl_transport *lt = checkopen(L, "transport:get_loop");
-  tl_pushloop(L, lt->lb);
+  tl_transport *lt = totransport(L, "transport:get_loop");
+  if (lt->t)
+    tl_pushloop(L, lt->lb);
+  else
+    push_kept(L, lt, TL_SHELL_LOOP);
   return 1;
 }
 
@@ -585,17 +732,35 @@ static const struct {
   {"write_pauses", TAPIO_STAT_WRITE_PAUSES},
 };
 
-/* transport:get_stats(): the core's figures in a table. */
-static int t_get_stats(lua_State *L) {
-  tl_transport *lt = checkopen(L, "transport:get_stats");
+/* The core's figures in a new table. */
+static void push_stats(lua_State *L, tapio_transport *t) {
   size_t i;
   lua_createtable(L, 0, (int)(sizeof stats / sizeof stats[0]));
   for (i = 0; i < sizeof stats / sizeof stats[0]; i++) {
-    lua_pushnumber(L, (lua_Number)tapio_transport_get_stat(lt->t,
+    lua_pushnumber(L, (lua_Number)tapio_transport_get_stat(t,
                                                            stats[i].which));
     lua_setfield(L, -2, stats[i].name);
   }
-  tl_tls_stats(L, lt->t);
+  tl_tls_stats(L, t);
+}
+
+/* transport:get_stats(): the core's figures in a table; after the end,
+ * those at the end (a copy: the caller may change it). */
+static int t_get_stats(lua_State *L) {
+  tl_transport *lt = totransport(L, "transport:get_stats");
+  if (lt->t) {
+    push_stats(L, lt->t);
+    return 1;
+  }
+  lua_newtable(L);
+  push_kept(L, lt, TL_SHELL_STATS);
+  if (lua_istable(L, -1))
+    for (lua_pushnil(L); lua_next(L, -2);) {
+      lua_pushvalue(L, -2);
+      lua_insert(L, -2);
+      lua_rawset(L, -5); /* the key stays, for next */
+    }
+  lua_pop(L, 1);
   return 1;
 }
 

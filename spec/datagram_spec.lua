@@ -39,6 +39,19 @@ local function round_trip(host)
     assert.is_false(sp.lost:await())
     assert.are.same({ "made", "data:3", "lost" }, sp.events)
     assert.are.same({ "made", "data:8", "lost" }, cp.events)
+    -- after the end, as asyncio's: the addresses, no buffer, the limits
+    assert.are.equal(saddr, ct:get_extra_info("peername"))
+    assert.are.equal(saddr, st:get_extra_info("sockname"))
+    assert.is_nil(st:get_extra_info("peername"))
+    assert.is_nil(st:get_extra_info("socket"))
+    assert.are.equal(0, ct:get_write_buffer_size())
+    assert.are.same({ 16384, 65536 }, { ct:get_write_buffer_limits() })
+    ct:set_write_buffer_limits(8)
+    assert.are.same({ 2, 8 }, { ct:get_write_buffer_limits() })
+    assert.are.equal(loop, ct:get_loop())
+    assert.is_nil(ct:get_protocol())
+    assert.are.equal(3, ct:get_stats().bytes_sent)
+    ct:sendto("dropped") -- as asyncio drops it
   end)
 end
 

@@ -1265,6 +1265,91 @@ function D.streams_incomplete(out, loop, peer_out)
   server:wait_closed()
 end
 
+-- Closed shells: what a transport answers after connection_lost (D too).
+
+-- Python's words for a value that is nil.
+local function none(v) return v == nil and "None" or tostring(v) end
+
+-- What a transport with a write buffer answers after the end.
+local function shell_answers(out, t)
+  out[#out + 1] = "get_write_buffer_size " .. t:get_write_buffer_size()
+  out[#out + 1] = ("get_write_buffer_limits %d %d"):format(
+    t:get_write_buffer_limits())
+  t:set_write_buffer_limits(400, 100)
+  out[#out + 1] = ("then %d %d"):format(t:get_write_buffer_limits())
+  if catch(t.set_write_buffer_limits, t, 10, 20) then
+    out[#out + 1] = "low > high refused"
+  end
+  out[#out + 1] = "get_protocol " .. none(t:get_protocol())
+  local other = {}
+  t:set_protocol(other)
+  out[#out + 1] = "set_protocol kept " .. py(t:get_protocol() == other)
+end
+
+-- A protocol setting lost once connection_lost has run.
+local function ends(lost)
+  return { connection_lost = function() lost:set_result(true) end }
+end
+
+function D.closed_shell(out, loop)
+  local lost = loop:create_future()
+  local server = loop:create_server(function() return {} end,
+    "127.0.0.1", 0)
+  local port = helper.port(server)
+  local t = loop:create_connection(function() return ends(lost) end,
+    "127.0.0.1", port)
+  local sockname = t:get_extra_info("sockname")
+  local seen = loop:create_future()
+  lost:add_done_callback(function()
+    seen:set_result(t:get_extra_info("peername"))
+  end)
+  t:set_write_buffer_limits(1000)
+  t:close()
+  out[#out + 1] = "peername in a done callback is the server's "
+    .. py(seen:await()[2] == port)
+  out[#out + 1] = "sockname kept " .. py(t:get_extra_info("sockname")
+    == sockname)
+  out[#out + 1] = ("is_closing %s, is_reading %s"):format(py(t:is_closing()),
+    py(t:is_reading()))
+  t:close()
+  t:abort()
+  t:pause_reading()
+  t:resume_reading()
+  shell_answers(out, t)
+  out[#out + 1] = "can_write_eof " .. py(t:can_write_eof())
+  t:write_eof()
+  out[#out + 1] = "write_eof: nothing to do"
+  server:close()
+  server:wait_closed()
+end
+
+function D.closed_shell_subprocess(out, loop)
+  local lost = loop:create_future()
+  local t = loop:subprocess_exec(function() return ends(lost) end,
+    "/bin/sh", { "-c", "exit 3" },
+    { stdin = "pipe", stdout = "pipe", stderr = "devnull" })
+  local pid = t:get_pid()
+  lost:await()
+  out[#out + 1] = ("get_pid kept %s, get_returncode %d"):format(
+    py(t:get_pid() == pid), t:get_returncode())
+  local stdin = t:get_pipe_transport(0)
+  out[#out + 1] = "stdin is_closing " .. py(stdin:is_closing())
+  stdin:close()
+  shell_answers(out, stdin)
+  out[#out + 1] = "stdin can_write_eof " .. py(stdin:can_write_eof())
+  stdin:write_eof()
+  local stdout = t:get_pipe_transport(1)
+  out[#out + 1] = "stdout is_closing " .. py(stdout:is_closing())
+  out[#out + 1] = "stderr " .. none(t:get_pipe_transport(2))
+  out[#out + 1] = "get_protocol " .. none(t:get_protocol())
+  local ok, err = t:kill() -- (asyncio raises ProcessLookupError)
+  if not ok and err.code == tapio.ESRCH then
+    out[#out + 1] = "kill: no such process"
+  end
+  t:close()
+  out[#out + 1] = "is_closing " .. py(t:is_closing())
+end
+
 describe("asyncio parity: real sockets and processes", function()
   local expected = python_traces("parity_proto.py asyncio", true)
 

@@ -73,6 +73,24 @@ describe("a subprocess", function()
       assert.is_true(t:is_closing())
       assert.are.equal(p.pid, t:get_pid()) -- kept after the end
       assert.are.equal("tapio.subprocess_transport (closed)", tostring(t))
+      -- a closed shell answering as asyncio's after the end
+      assert.are.equal(0, t:get_returncode())
+      assert.are.equal(p.pid, t:get_extra_info("subprocess"))
+      assert.are.equal("x", t:get_extra_info("socket", "x"))
+      for fd = 0, 2 do -- the closed pipe transports
+        assert.are.equal("tapio." .. (fd == 0 and "write" or "read")
+          .. "_transport (closed)", tostring(t:get_pipe_transport(fd)))
+      end
+      assert.is_nil(t:get_pipe_transport(3))
+      assert.is_nil(t:get_pipe_transport(5)) -- (the shell's slots)
+      assert.are.equal(loop, t:get_loop())
+      assert.is_nil(t:get_protocol()) -- let go, as asyncio's
+      t:set_protocol(p)
+      assert.are.equal(p, t:get_protocol())
+      local ok, err = t:kill() -- asyncio raises ProcessLookupError
+      assert.is_nil(ok)
+      assert.are.equal("ESRCH", err.name)
+      t:close()
     end)
   end)
 
@@ -140,12 +158,21 @@ describe("a subprocess", function()
         assert.are.equal(n, #p:output(1))
         assert.is_true(p:output(1) == data)
         assert.are.equal(false, p.pipe_lost[0]:result())
-        -- the pipe transport is a closed shell once its pipe is gone
-        assert.is_nil(t:get_pipe_transport(0))
+        -- the pipe transport is a closed shell once its pipe is gone,
+        -- still handed out (as asyncio's), answering as asyncio's does
+        assert.are.equal(stdin, t:get_pipe_transport(0))
+        assert.are.equal("tapio.write_transport (closed)", tostring(stdin))
         assert.is_true(stdin:is_closing())
         stdin:write("x") -- dropped, as asyncio drops it
-        assert.has_error(function() stdin:write_eof() end,
-          "tapio: transport:write_eof: transport is closed")
+        stdin:write_eof() -- nothing to do
+        assert.are.equal(0, stdin:get_write_buffer_size())
+        assert.are.same({ 16384, 65536 },
+          { stdin:get_write_buffer_limits() })
+        assert.is_true(stdin:can_write_eof())
+        assert.is_nil(stdin:get_extra_info("pipe")) -- closed: gone
+        assert.is_nil(stdin:get_protocol()) -- the subprocess's, let go
+        assert.are.equal(loop, stdin:get_loop())
+        assert.are.equal(n, stdin:get_stats().bytes_sent)
       end
     end)
   end)

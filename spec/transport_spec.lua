@@ -295,7 +295,11 @@ describe("a transport", function()
 
   it("is a closed shell after connection_lost", function()
     run(function(loop)
-      local server, t, p = pair(loop)
+      local server, t, p, sp = pair(loop)
+      t:set_write_buffer_limits(1000)
+      local peer = sp.transport:get_extra_info("sockname")
+      local me = t:get_extra_info("sockname")
+      local sent = t:get_stats().bytes_sent
       t:close()
       p.lost:await()
       assert.are.equal("tapio.transport (closed)", tostring(t))
@@ -321,17 +325,64 @@ describe("a transport", function()
         .. "dropped", told[1].message)
       assert.are.equal(t, told[1].transport)
       loop:set_exception_handler(nil)
-      -- everything else raises
-      for _, call in ipairs({
-        { "write_eof" },
-        { "can_write_eof" }, { "get_write_buffer_size" },
-        { "get_write_buffer_limits" }, { "set_write_buffer_limits", 1 },
-        { "get_extra_info", "peername" }, { "set_protocol", {} },
-        { "get_protocol" }, { "get_loop" }, { "get_stats" } }) do
-        local name = call[1]
-        assert.has_error(function() t[name](t, call[2]) end,
-          ("tapio: transport:%s: transport is closed"):format(name))
-      end
+      -- and the rest answers as asyncio's closed transport does: the
+      -- buffer is gone, the limits and can_write_eof are the last ones,
+      -- write_eof has nothing to do
+      assert.are.equal(0, t:get_write_buffer_size())
+      assert.are.same({ 250, 1000 }, { t:get_write_buffer_limits() })
+      t:set_write_buffer_limits(400, 100) -- checked and kept
+      assert.are.same({ 100, 400 }, { t:get_write_buffer_limits() })
+      t:set_write_buffer_limits(nil, 1000)
+      assert.are.same({ 1000, 4000 }, { t:get_write_buffer_limits() })
+      t:set_write_buffer_limits()
+      assert.are.same({ 16384, 65536 }, { t:get_write_buffer_limits() })
+      assert.has_error(function() t:set_write_buffer_limits(10, 20) end,
+        "tapio: transport:set_write_buffer_limits: bad argument #2 'low' "
+        .. "(must not be greater than high)")
+      assert.has_error(function() t:set_write_buffer_limits(-1) end,
+        "tapio: transport:set_write_buffer_limits: bad argument #1 'high' "
+        .. "(-1 is out of range 0..4503599627370496)")
+      assert.is_true(t:can_write_eof())
+      t:write_eof()
+      -- the extra info it had, but the descriptor, which is gone
+      assert.are.equal(peer, t:get_extra_info("peername"))
+      assert.are.equal(me, t:get_extra_info("sockname"))
+      assert.is_nil(t:get_extra_info("socket"))
+      assert.are.equal("gone", t:get_extra_info("socket", "gone"))
+      assert.are.equal("none", t:get_extra_info("cipher", "none"))
+      assert.has_error(function() t:get_extra_info(1) end,
+        "tapio: transport:get_extra_info: bad argument #1 'name' "
+        .. "(string expected, got number)")
+      -- the protocol is let go, as asyncio lets it go; one set after the
+      -- end is kept (nothing calls it)
+      assert.is_nil(t:get_protocol())
+      local other = {}
+      t:set_protocol(other)
+      assert.are.equal(other, t:get_protocol())
+      assert.are.equal(loop, t:get_loop())
+      -- tapio's figures at the end (a copy each time)
+      local stats = t:get_stats()
+      assert.are.equal(sent, stats.bytes_sent)
+      assert.are.equal(0, stats.write_buffer_size)
+      stats.bytes_sent = -1
+      assert.are.equal(sent, t:get_stats().bytes_sent)
+      server:close()
+    end)
+  end)
+
+  it("answers peername in a done callback after the end", function()
+    run(function(loop)
+      local server, t, p, sp = pair(loop)
+      local peer = sp.transport:get_extra_info("sockname")
+      local seen = loop:create_future()
+      p.lost:add_done_callback(function()
+        loop:call_soon(function()
+          seen:set_result(t:get_extra_info("peername"))
+        end)
+      end)
+      sp.transport:close()
+      assert.are.equal(peer, seen:await())
+      assert.are.equal("tapio.transport (closed)", tostring(t))
       server:close()
     end)
   end)

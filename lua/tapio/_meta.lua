@@ -667,7 +667,8 @@ function Loop:getnameinfo(addr, flags) end
 ---@param opts {servers?: string, timeout?: number, tries?: integer}
 function Loop:set_resolver(opts) end
 
----One connection end.
+---One connection end. After connection_lost a closed shell answering as
+---asyncio's closed transports do (lua/README.md, Transports).
 ---@class tapio.Transport
 local Transport = {}
 
@@ -676,7 +677,8 @@ local Transport = {}
 function Transport:write(data) end
 ---@param list string[] one writev
 function Transport:writelines(list) end
----Shuts the sending side once the buffer is flushed.
+---Shuts the sending side once the buffer is flushed; nothing after the
+---end; raises with TLS (no half-close).
 function Transport:write_eof() end
 ---@return boolean
 function Transport:can_write_eof() end
@@ -703,20 +705,23 @@ function Transport:set_write_buffer_limits(high, low) end
 ---"peername", "sockname" (addresses), "socket" (the descriptor); with
 ---TLS "peercert", "cipher", "tls_version", "alpn_protocol",
 ---"server_hostname", "compression", "session_reused", "sslcontext",
----"ssl_object", "tls_end".
+---"ssl_object", "tls_end". After the end: what it had then, but the
+---descriptor and "ssl_object" (the default).
 ---@param name string
 ---@param default? any
 ---@return any
 function Transport:get_extra_info(name, default) end
 ---@param protocol tapio.Protocol
 function Transport:set_protocol(protocol) end
----@return tapio.Protocol
+---nil after the end (as asyncio), unless set_protocol set one since.
+---@return tapio.Protocol?
 function Transport:get_protocol() end
 ---@return tapio.Loop
 function Transport:get_loop() end
 ---bytes_received, bytes_sent, write_buffer_size, write_buffer_peak,
 ---write_paused_usec, read_paused_usec, write_pauses; with TLS
 ---tls_handshake_usec, tls_wire_bytes_received, tls_wire_bytes_sent.
+---After the end, those at the end.
 ---@return table<string, integer>
 function Transport:get_stats() end
 
@@ -749,7 +754,8 @@ function DatagramTransport:set_write_buffer_limits(high, low) end
 function DatagramTransport:get_extra_info(name, default) end
 ---@param protocol tapio.DatagramProtocol
 function DatagramTransport:set_protocol(protocol) end
----@return tapio.DatagramProtocol
+---nil after the end (as asyncio), unless set_protocol set one since.
+---@return tapio.DatagramProtocol?
 function DatagramTransport:get_protocol() end
 ---@return tapio.Loop
 function DatagramTransport:get_loop() end
@@ -777,7 +783,8 @@ function ReadTransport:is_closing() end
 function ReadTransport:get_extra_info(name, default) end
 ---@param protocol tapio.Protocol
 function ReadTransport:set_protocol(protocol) end
----@return tapio.Protocol
+---nil after the end (as asyncio), unless set_protocol set one since.
+---@return tapio.Protocol?
 function ReadTransport:get_protocol() end
 ---@return tapio.Loop
 function ReadTransport:get_loop() end
@@ -816,7 +823,8 @@ function WriteTransport:is_closing() end
 function WriteTransport:get_extra_info(name, default) end
 ---@param protocol tapio.Protocol
 function WriteTransport:set_protocol(protocol) end
----@return tapio.Protocol
+---nil after the end (as asyncio), unless set_protocol set one since.
+---@return tapio.Protocol?
 function WriteTransport:get_protocol() end
 ---@return tapio.Loop
 function WriteTransport:get_loop() end
@@ -832,7 +840,8 @@ function SubprocessTransport:get_pid() end
 ---nil while running; the exit status, or minus the signal that killed it.
 ---@return integer?
 function SubprocessTransport:get_returncode() end
----0: its stdin's write transport; 1, 2: read transports; nil if none.
+---0: its stdin's write transport; 1, 2: read transports (closed shells
+---once their pipe ends, as asyncio's); nil if not a pipe.
 ---@param fd integer
 ---@return tapio.WriteTransport|tapio.ReadTransport|nil
 function SubprocessTransport:get_pipe_transport(fd) end
@@ -856,7 +865,8 @@ function SubprocessTransport:is_closing() end
 function SubprocessTransport:get_extra_info(name, default) end
 ---@param protocol tapio.SubprocessProtocol
 function SubprocessTransport:set_protocol(protocol) end
----@return tapio.SubprocessProtocol
+---nil after the end (as asyncio), unless set_protocol set one since.
+---@return tapio.SubprocessProtocol?
 function SubprocessTransport:get_protocol() end
 ---@return tapio.Loop
 function SubprocessTransport:get_loop() end

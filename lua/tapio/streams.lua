@@ -62,7 +62,6 @@ function M.new_writer(transport, reader, loop)
     _queued = false,    -- a flush is deferred to the task's stop
     _lost = false, _error = nil,
     _busy = false,      -- _paused or _closing or _lost: drain's one test
-    _extra = nil,       -- peername and sockname, kept at the end
     _protocol = nil,    -- a connection's StreamProtocol (not a pipe's)
   }, StreamWriter)
   writers[writer] = F.NOBODY
@@ -112,8 +111,8 @@ function M.resume_writing(self)
 end
 
 -- The transport has ended, with err (nil: cleanly).
-function M.writer_lost(self, err, extra)
-  self._lost, self._error, self._extra = true, err, extra
+function M.writer_lost(self, err)
+  self._lost, self._error = true, err
   self._shut = true
   self._paused, self._busy = false, true
   wake_all(self, "_drains", T.unpark_soon)
@@ -323,7 +322,7 @@ function StreamWriter:can_write_eof()
   if getmt(self) ~= StreamWriter then
     check_writer(self, "writer:can_write_eof")
   end
-  return not self._lost and self.transport:can_write_eof()
+  return self.transport:can_write_eof() -- after the end too, as asyncio's
 end
 
 --- writer:write_eof(): ends the writing side once the buffer is flushed
@@ -343,20 +342,13 @@ function StreamWriter:write_eof()
   end
 end
 
---- writer:get_extra_info(name [, default]): the transport's; after the
--- end, "peername" and "sockname" as they were.
+--- writer:get_extra_info(name [, default]): the transport's (after the
+-- end too: what the closed transport kept).
 function StreamWriter:get_extra_info(name, default)
   if getmt(self) ~= StreamWriter then
     check_writer(self, "writer:get_extra_info")
   end
-  if not self._lost then
-    return self.transport:get_extra_info(name, default)
-  end
-  local v = self._extra and self._extra[name]
-  if v == nil then
-    return default
-  end
-  return v
+  return self.transport:get_extra_info(name, default)
 end
 
 --- writer:get_write_buffer_size(): the bytes written and not yet sent:
@@ -452,7 +444,7 @@ function StreamProtocol:eof_received()
 end
 
 function StreamProtocol:connection_lost(err)
-  local reader, t = self._reader, self._transport
+  local reader = self._reader
   if err == nil then
     reader:feed_eof()
   else
@@ -461,9 +453,7 @@ function StreamProtocol:connection_lost(err)
   if not self._writer then
     return
   end
-  M.writer_lost(self._writer, err, {
-    peername = t:get_extra_info("peername"),
-    sockname = t:get_extra_info("sockname") })
+  M.writer_lost(self._writer, err)
 end
 
 function StreamProtocol:pause_writing()

@@ -1106,6 +1106,97 @@ async def unix_server(out, peer_out):
         await server.wait_closed()
 
 
+# ---- closed shells: what a transport answers after connection_lost (in
+# ALONE too) -----------------------------------------------------------------
+
+class Ends(asyncio.Protocol, asyncio.SubprocessProtocol):
+    """Sets lost once connection_lost has run."""
+
+    def __init__(self, lost):
+        self.lost = lost
+
+    def connection_lost(self, exc):
+        self.lost.set_result(None)
+
+
+def shell_answers(out, transport):
+    """What a transport with a write buffer answers after the end."""
+    out.append("get_write_buffer_size %d" % transport.get_write_buffer_size())
+    out.append("get_write_buffer_limits %d %d"
+               % transport.get_write_buffer_limits())
+    transport.set_write_buffer_limits(high=400, low=100)
+    out.append("then %d %d" % transport.get_write_buffer_limits())
+    try:
+        transport.set_write_buffer_limits(high=10, low=20)
+    except ValueError:
+        out.append("low > high refused")
+    out.append("get_protocol %s" % transport.get_protocol())
+    other = Ends(None)
+    transport.set_protocol(other)
+    out.append("set_protocol kept %s" % (transport.get_protocol() is other))
+
+
+async def closed_shell(out, _peer_out):
+    loop = asyncio.get_running_loop()
+    lost = loop.create_future()
+    server = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    transport, _ = await loop.create_connection(
+        lambda: Ends(lost), "127.0.0.1", port)
+    sockname = transport.get_extra_info("sockname")
+    seen = loop.create_future()
+    lost.add_done_callback(lambda _: seen.set_result(
+        transport.get_extra_info("peername")))
+    transport.set_write_buffer_limits(high=1000)
+    transport.close()
+    out.append("peername in a done callback is the server's %s"
+               % ((await seen)[1] == port))
+    out.append("sockname kept %s"
+               % (transport.get_extra_info("sockname") == sockname))
+    out.append("is_closing %s, is_reading %s"
+               % (transport.is_closing(), transport.is_reading()))
+    transport.close()
+    transport.abort()
+    transport.pause_reading()
+    transport.resume_reading()
+    shell_answers(out, transport)
+    out.append("can_write_eof %s" % transport.can_write_eof())
+    transport.write_eof()
+    out.append("write_eof: nothing to do")
+    server.close()
+    await server.wait_closed()
+
+
+async def closed_shell_subprocess(out, _peer_out):
+    loop = asyncio.get_running_loop()
+    lost = loop.create_future()
+    transport, _ = await loop.subprocess_exec(
+        lambda: Ends(lost), "/bin/sh", "-c", "exit 3",
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL)
+    pid = transport.get_pid()
+    await lost
+    out.append("get_pid kept %s, get_returncode %d"
+               % (transport.get_pid() == pid, transport.get_returncode()))
+    stdin = transport.get_pipe_transport(0)
+    out.append("stdin is_closing %s" % stdin.is_closing())
+    stdin.close()
+    shell_answers(out, stdin)
+    out.append("stdin can_write_eof %s" % stdin.can_write_eof())
+    stdin.write_eof()
+    # (not is_reading: Debian 12's Python 3.11.2 pipes lack it)
+    out.append("stdout is_closing %s"
+               % transport.get_pipe_transport(1).is_closing())
+    out.append("stderr %s" % transport.get_pipe_transport(2))
+    out.append("get_protocol %s" % transport.get_protocol())
+    try:
+        transport.kill()
+    except ProcessLookupError:
+        out.append("kill: no such process")
+    transport.close()
+    out.append("is_closing %s" % transport.is_closing())
+
+
 ALONE.update({"streams_echo": streams_echo,
               "streams_incomplete": streams_incomplete,
               "tls_handshake_fails": tls_handshake_fails,
@@ -1113,7 +1204,9 @@ ALONE.update({"streams_echo": streams_echo,
               "starttls_server": starttls_server,
               "server_close_live": server_close_live,
               "server_serving": server_serving,
-              "unix_server": unix_server})
+              "unix_server": unix_server,
+              "closed_shell": closed_shell,
+              "closed_shell_subprocess": closed_shell_subprocess})
 
 
 def main():
