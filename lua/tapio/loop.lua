@@ -49,9 +49,10 @@ end
 -- (raised through pcall, so it carries no position: the caller raises it
 -- at its own caller's line, as an error of the method itself). Cancelling
 -- the future (or the task awaiting it) cancels what is pending at once:
--- the core frees it and calls nobody (start_tls: the connection closes). Real I/O asked of a virtual-clock
--- loop (tapio.testing's) is a mistake of the program's too: an error
--- message, named after the method (names, from completing).
+-- the core frees it and calls nobody (start_tls: the connection closes).
+-- Real I/O asked of a virtual-clock loop (tapio.testing's) is a mistake
+-- of the program's too: an error message, named after the method (names,
+-- from completing).
 local EVIRTUAL = core.errors.EVIRTUAL
 local names = {}
 local function start(c_create, self, ...)
