@@ -1,0 +1,326 @@
+-- examples/resp_server.lua, a Redis-protocol server in Lua, driven by
+-- Debian's redis-tools (redis-cli, redis-benchmark) as a program on
+-- 127.0.0.1, by Lua peers writing raw RESP, and on tapio.testing's
+-- virtual network and clock (the server's parts, required).
+local helper = require "spec.helper"
+local tapio = helper.tapio
+local testing = require "tapio.testing"
+local resp = require "examples.resp_server"
+
+local run = helper.run
+local CLI, BENCH = "/usr/bin/redis-cli", "/usr/bin/redis-benchmark"
+
+-- Inside a task: the server as a program with args; its process and port.
+local function server(args)
+  local argv = { "examples/resp_server.lua" }
+  for _, a in ipairs(args or {}) do
+    argv[#argv + 1] = a
+  end
+  local p = tapio.create_subprocess_exec(helper.HOST, argv,
+                                         { stdout = tapio.PIPE })
+  local port = p.stdout:readline():match(", (%d+)%)\n$")
+  return p, port
+end
+
+-- Inside a task: SIGTERM to the server; the lines it printed after the
+-- first, once it exited with 0.
+local function stop(p)
+  p:send_signal("SIGTERM")
+  return helper.output_lines(p)
+end
+
+-- Inside a task: redis-cli's output for the commands of input (one a
+-- line, quoted as redis-cli takes them), its formatted output forced.
+local function cli(port, input, ...)
+  local p = tapio.create_subprocess_exec(CLI, { "-h", "127.0.0.1", "-p",
+    port, "--no-raw", ... }, { stdin = tapio.PIPE, stdout = tapio.PIPE,
+                               stderr = tapio.STDOUT })
+  local out = p:communicate(input)
+  assert.are.equal(0, p:wait(), out)
+  return out
+end
+
+local function lines(t)
+  return table.concat(t, "\n") .. "\n"
+end
+
+describe("examples/resp_server.lua with redis-cli", function()
+  if not helper.exists(CLI) then
+    return
+  end
+
+  it("answers strings, nil, integers, arrays, binary values and errors "
+     .. "as Redis does", function()
+    run(function()
+      local p, port = server { "127.0.0.1", "0" }
+      local out = cli(port, lines {
+        'PING', 'PING "hi there"', 'ECHO hello',
+        'SET bin "a\\x00b\\r\\nc\\xff"', 'GET bin', 'GET nosuch',
+        'SET n 41', 'INCR n', 'INCRBY n -50', 'INCR bin',
+        'SET big 9223372036854775807', 'INCR big',
+        'MGET n nosuch bin', 'RPUSH list a b', 'LPUSH list z', 'LRANGE list 0 -1',
+        'GET list', 'TYPE list', 'EXISTS n n nosuch', 'KEYS *i[n]',
+        'KEYS nomatch*', 'DBSIZE', 'DEL n nosuch list', 'DBSIZE',
+        'SET t v EX 100', 'TTL t', 'TTL bin', 'TTL nosuch', 'SET t v',
+        'TTL t', 'SET t v EX 0', 'SET t v EX ten', 'SET t v NX', 'SET t w XX GET',
+        'SET t v PX 5 KEEPTTL', 'GET', 'NOSUCH "a b" c',
+        'CONFIG GET save', 'CONFIG GET append*', 'CONFIG SET save 1',
+        'FLUSHALL', 'DBSIZE' })
+      assert.are.equal(lines {
+        'PONG', '"hi there"', '"hello"',
+        'OK', '"a\\x00b\\r\\nc\\xff"', '(nil)',
+        'OK', '(integer) 42', '(integer) -8',
+        '(error) ERR value is not an integer or out of range',
+        'OK', '(error) ERR increment or decrement would overflow',
+        '1) "-8"', '2) (nil)', '3) "a\\x00b\\r\\nc\\xff"',
+        '(integer) 2', '(integer) 3', '1) "z"', '2) "a"', '3) "b"',
+        '(error) WRONGTYPE Operation against a key holding the wrong kind '
+          .. 'of value', 'list', '(integer) 2', '1) "bin"',
+        '(empty array)', '(integer) 4', '(integer) 2', '(integer) 2',
+        'OK', '(integer) 100', '(integer) -1', '(integer) -2', 'OK',
+        '(integer) -1', "(error) ERR invalid expire time in 'set' command",
+        '(error) ERR value is not an integer or out of range', '(nil)',
+        '"v"', '(error) ERR syntax error',
+        "(error) ERR wrong number of arguments for 'get' command",
+        "(error) ERR unknown command 'NOSUCH', with args beginning with: "
+          .. "'a b' 'c' ",
+        '1) "save"', '2) ""', '1) "appendonly"', '2) "no"',
+        "(error) ERR unknown subcommand 'SET'. Try CONFIG HELP.",
+        'OK', '(integer) 0' }, out)
+      stop(p)
+    end)
+  end)
+
+  it("serves a Unix socket", function()
+    run(function()
+      local path = os.tmpname() -- a name of our own, the server's socket
+      os.remove(path)
+      local p = server { "--unix", path }
+      assert.are.equal("PONG\n", cli("0", "PING\n", "-s", path))
+      stop(p)
+      assert.is_false(helper.exists(path))
+    end)
+  end)
+
+  it("passes a message from PUBLISH to a SUBSCRIBE", function()
+    run(function()
+      local p, port = server { "127.0.0.1", "0" }
+      local sub = tapio.create_subprocess_exec(CLI, { "-h", "127.0.0.1", "-p",
+        port, "--no-raw", "SUBSCRIBE", "news", "other" },
+        { stdout = tapio.PIPE })
+      assert.are.equal(lines { 'Reading messages... (press Ctrl-C to quit)',
+        '1) "subscribe"', '2) "news"', '3) (integer) 1',
+        '1) "subscribe"', '2) "other"', '3) (integer) 2' },
+        sub.stdout:readuntil('3) (integer) 2\n'))
+      assert.are.equal("(integer) 1\n",
+                       cli(port, 'PUBLISH news "hello there"\n'))
+      assert.are.equal("(integer) 0\n", cli(port, "PUBLISH nobody x\n"))
+      assert.are.equal(lines { '1) "message"', '2) "news"',
+                               '3) "hello there"' }:sub(1, -2),
+                       sub.stdout:readuntil('"hello there"'))
+      sub:terminate()
+      sub:wait()
+      stop(p)
+    end)
+  end)
+end)
+
+describe("examples/resp_server.lua with redis-benchmark", function()
+  if not helper.exists(BENCH) then
+    return
+  end
+
+  it("completes 20,000 pipelined requests of each test from 50 clients; "
+     .. "the keys hold what they imply", function()
+    run(function()
+      local p, port = server { "127.0.0.1", "0" }
+      local b = tapio.create_subprocess_exec(BENCH, { "-h", "127.0.0.1",
+        "-p", port, "-q", "-n", "20000", "-c", "50", "-P", "16",
+        "-t", "set,get,incr,lpush" },
+        { stdout = tapio.PIPE, stderr = tapio.PIPE })
+      local out, err = b:communicate()
+      assert.are.equal(0, b:wait(), out .. err)
+      assert.are.equal("", err)
+      local done = {}
+      for name in out:gmatch("([A-Z]+): [%d.]+ requests per second") do
+        done[#done + 1] = name
+      end
+      assert.are.same({ "SET", "GET", "INCR", "LPUSH" }, done, out)
+      assert.are.equal(lines { '"20000"', '(integer) 20000', '"VXK"',
+                               '(integer) 3' },
+        cli(port, lines { "GET counter:__rand_int__", "LLEN mylist",
+                          "GET key:__rand_int__", "DBSIZE" }))
+      stop(p)
+    end, { deadline = 30 })
+  end)
+end)
+
+-- A RESP array of the strings.
+local function request(...)
+  local out = { "*" .. select("#", ...) .. "\r\n" }
+  for _, s in ipairs({ ... }) do
+    out[#out + 1] = "$" .. #s .. "\r\n" .. s .. "\r\n"
+  end
+  return table.concat(out)
+end
+
+describe("examples/resp_server.lua and a subscriber that stops reading",
+         function()
+  it("disconnects it past --pubsub-limit; the server goes on answering",
+     function()
+    run(function()
+      local limit = 1024 * 1024
+      local p, port = server { "--pubsub-limit", tostring(limit),
+                               "127.0.0.1", "0" }
+      local sr, sw = tapio.open_connection("127.0.0.1", port)
+      sw:write(request("SUBSCRIBE", "firehose"))
+      local confirmed = "*3\r\n$9\r\nsubscribe\r\n$8\r\nfirehose\r\n:1\r\n"
+      assert.are.equal(confirmed, sr:readexactly(#confirmed))
+      -- from now on nobody reads sr: its transport stops reading
+      local pr, pw = tapio.open_connection("127.0.0.1", port)
+      local message = ("x"):rep(65536)
+      local published = 0
+      repeat
+        pw:write(request("PUBLISH", "firehose", message))
+        local answer = pr:readline()
+        published = published + 1
+        assert.is_true(published < 2000, "never dropped")
+      until answer == ":0\r\n"
+      assert.are.equal("PONG\n", tapio.wait_for(function()
+        return cli(port, "PING\n")
+      end, 5))
+      -- what had reached it, then the end
+      local ok, e = pcall(function()
+        while sr:read(65536) ~= "" do end
+      end)
+      assert.is_true(ok or e.code == tapio.ECONNRESET, tostring(e))
+      sw:close()
+      pw:close()
+      local log = stop(p)
+      assert.are.equal(1, #log, table.concat(log, "\n"))
+      local waiting = tonumber(log[1]:match(
+        "^dropped subscriber %('127.0.0.1', %d+%): over 1048576 bytes "
+        .. "%((%d+) bytes waiting%)$"))
+      assert.is_true(waiting > limit, log[1])
+      assert.is_true(waiting <= limit + #message + 64, log[1])
+    end, { deadline = 20 })
+  end)
+end)
+
+-- On the virtual network: a server of resp.new_server's parts at
+-- 127.0.0.1:6379; returns the server and the state.
+local function virtual_server(opts)
+  local loop = tapio.get_running_loop()
+  local state = resp.new_server(loop, opts)
+  local server = loop:create_server(function() return state:client() end,
+                                    "127.0.0.1", 6379)
+  return server, state
+end
+
+-- Inside a task: writes req, returns what came back (n bytes).
+local function exchange(r, w, req, n)
+  w:write(req)
+  return r:readexactly(n)
+end
+
+describe("examples/resp_server.lua on tapio.testing's virtual clock",
+         function()
+  it("lets a key with EX 10 live 10 seconds, by a timer", testing.run(
+     function(clock)
+    local server = virtual_server()
+    local r, w = tapio.open_connection("127.0.0.1", 6379)
+    assert.are.equal("+OK\r\n", exchange(r, w, "SET k v EX 10\r\n", 5))
+    assert.are.equal("+OK\r\n", exchange(r, w, "SET kept v EX 1\r\n", 5))
+    assert.are.equal(":1\r\n", exchange(r, w, "PERSIST kept\r\n", 4))
+    clock:advance(9.9)
+    assert.are.equal("$1\r\nv\r\n", exchange(r, w, "GET k\r\n", 7))
+    assert.are.equal(":100\r\n", exchange(r, w, "PTTL k\r\n", 6))
+    clock:advance(0.2)
+    -- gone by its timer: DBSIZE reads no key
+    assert.are.equal(":1\r\n", exchange(r, w, "DBSIZE\r\n", 4))
+    assert.are.equal("$-1\r\n", exchange(r, w, "GET k\r\n", 5))
+    assert.are.equal(":-1\r\n", exchange(r, w, "TTL kept\r\n", 5))
+    w:close()
+    server:close()
+  end))
+
+  it("gives a pipelined request split at any byte the same replies",
+     testing.run(function(clock)
+    local server = virtual_server()
+    local req = request("SET", "k\r\n", "a\0b\r\n") .. "PING\r\n"
+      .. request("GET", "k\r\n") .. request("INCR", "n")
+      .. "ECHO  inline\n" .. request("MGET", "k\r\n", "none")
+      .. request("NOSUCH", "x") .. "*0\r\n" .. request("DEL", "k\r\n", "n")
+    local replies = "+OK\r\n+PONG\r\n$5\r\na\0b\r\n\r\n:1\r\n"
+      .. "$6\r\ninline\r\n*2\r\n$5\r\na\0b\r\n\r\n$-1\r\n"
+      .. "-ERR unknown command 'NOSUCH', with args beginning with: 'x' \r\n"
+      .. ":2\r\n"
+    local function replay(cuts)
+      local r, w = tapio.open_connection("127.0.0.1", 6379)
+      local at = 1
+      for _, cut in ipairs(cuts) do
+        w:write(req:sub(at, cut))
+        clock:run_until_idle() -- the server has read it
+        at = cut + 1
+      end
+      w:write(req:sub(at))
+      local got = r:readexactly(#replies)
+      w:close()
+      return got
+    end
+    assert.are.equal(replies, replay {})
+    local every = {}
+    for cut = 1, #req - 1 do
+      assert.are.equal(replies, replay { cut }, "split after byte " .. cut)
+      every[cut] = cut
+    end
+    assert.are.equal(replies, replay(every))
+    server:close()
+  end))
+
+  it("answers QUIT, and a protocol error as Redis words it, then closes",
+     testing.run(function()
+    local server = virtual_server()
+    for req, reply in pairs {
+      ["PING\r\nQUIT\r\nPING\r\n"] = "+PONG\r\n+OK\r\n",
+      ["*1\r\n$4\r\nPING\r\n*1\r\n+PING\r\nPING\r\n"] =
+        "+PONG\r\n-ERR Protocol error: expected '$', got '+'\r\n",
+      ["*1\r\n$-2\r\n"] = "-ERR Protocol error: invalid bulk length\r\n",
+      ["*x\r\n"] = "-ERR Protocol error: invalid multibulk length\r\n",
+    } do
+      local r, w = tapio.open_connection("127.0.0.1", 6379)
+      w:write(req)
+      assert.are.equal(reply, r:read())
+      assert.are.equal("", r:read())
+      w:close()
+    end
+    server:close()
+  end))
+
+  it("drops a subscriber waiting over the soft limit for its seconds",
+     testing.run(function(clock)
+    local log = {}
+    local server = virtual_server { pubsub_soft_limit = 65536,
+      pubsub_soft_seconds = 60,
+      log = function(line) log[#log + 1] = line end }
+    local sr, sw = tapio.open_connection("127.0.0.1", 6379)
+    local confirmed = "*3\r\n$9\r\nsubscribe\r\n$1\r\nc\r\n:1\r\n"
+    assert.are.equal(confirmed, exchange(sr, sw, "SUBSCRIBE c\r\n",
+                                         #confirmed))
+    local pr, pw = tapio.open_connection("127.0.0.1", 6379)
+    local message = ("x"):rep(1024 * 1024)
+    assert.are.equal(":1\r\n", exchange(pr, pw, request("PUBLISH", "c",
+                                                        message), 4))
+    clock:advance(59.9)
+    assert.are.equal(":1\r\n", exchange(pr, pw, "PUBLISH c x\r\n", 4))
+    assert.are.same({}, log)
+    clock:advance(0.2)
+    assert.are.equal(":0\r\n", exchange(pr, pw, "PUBLISH c x\r\n", 4))
+    assert.are.equal(1, #log)
+    assert.matches("^dropped subscriber %('127.0.0.1', %d+%): over 65536 "
+                   .. "bytes for 60 s %(%d+ bytes waiting%)$", log[1])
+    pw:close()
+    sw:close()
+    server:close()
+  end))
+end)
