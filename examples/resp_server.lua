@@ -913,7 +913,7 @@ local function main(opts)
                                 opts.port or 6379)
   end
   print("Serving on " .. tostring(server:addresses()[1]))
-  pcall(loop.add_signal_handler, loop, "SIGTERM", server.close, server)
+  loop:add_signal_handler("SIGTERM", server.close, server)
   local ok, e = pcall(server.serve_forever, server)
   server:close()
   for c in pairs(state.clients) do

@@ -297,6 +297,29 @@ describe("examples/resp_server.lua on tapio.testing's virtual clock",
     server:close()
   end))
 
+  it("stops reading a client's requests while their replies wait",
+     testing.run(function(clock)
+    local server, state = virtual_server()
+    local r, w = tapio.open_connection("127.0.0.1", 6379)
+    local value = ("v"):rep(100000)
+    assert.are.equal("+OK\r\n", exchange(r, w, request("SET", "big", value),
+                                         5))
+    for _ = 1, 200 do -- 20 MB of replies asked for, none read
+      w:write("GET big\r\n")
+      clock:run_until_idle()
+    end
+    local c = next(state.clients)
+    local _, high = c.transport:get_write_buffer_limits()
+    local waiting = c.transport:get_write_buffer_size()
+    assert.is_true(waiting > 0 and waiting <= high + #value + 16, waiting)
+    local reply = "$100000\r\n" .. value .. "\r\n"
+    for i = 1, 200 do
+      assert.are.equal(reply, r:readexactly(#reply), "reply " .. i)
+    end
+    w:close()
+    server:close()
+  end))
+
   it("drops a subscriber waiting over the soft limit for its seconds",
      testing.run(function(clock)
     local log = {}
