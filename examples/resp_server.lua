@@ -274,46 +274,63 @@ command("get", 2, function(c, argv)
   return e or (v and bulk(v) or NIL)
 end)
 
--- SET key value [NX|XX] [GET] [EX s|PX ms|KEEPTTL]
-command("set", -3, function(c, argv)
-  local store, key = c.store, argv[2]
-  local opt, ms = {}, nil
-  local i = 3
-  while i < #argv do
-    i = i + 1
+-- SET's options after the key and the value, as Redis checks them
+-- (each may repeat; the conflicting ones not): a table, or nil and the
+-- error reply.
+local function set_options(argv)
+  local opt, i = {}, 4
+  while argv[i] do
     local o = upper(argv[i])
-    if (o == "EX" or o == "PX") and argv[i + 1] and not opt.ttl then
-      local n = to_int(argv[i + 1])
-      if not n then
-        return E_INT
-      elseif n <= 0 then
-        return err("ERR invalid expire time in 'set' command")
-      end
-      ms, opt.ttl = o == "EX" and n * 1000 or n, true
+    local unit = o == "EX" and 1000 or o == "PX" and 1
+    if unit and argv[i + 1] and not opt.KEEPTTL
+       and (opt.unit or unit) == unit then
+      opt.ttl, opt.unit = argv[i + 1], unit
       i = i + 1
-    elseif (o == "NX" or o == "XX") and not opt.cond then
+    elseif (o == "NX" or o == "XX") and (opt.cond or o) == o then
       opt.cond = o
-    elseif (o == "GET" or o == "KEEPTTL") and not opt[o] then
+    elseif o == "GET" or (o == "KEEPTTL" and not opt.ttl) then
       opt[o] = true
     else
-      return E_SYNTAX
+      return nil, E_SYNTAX
     end
-    if opt.KEEPTTL and opt.ttl then
-      return E_SYNTAX
+    i = i + 1
+  end
+  if opt.ttl then
+    local n = to_int(opt.ttl)
+    if not n then
+      return nil, E_INT
+    elseif n <= 0 then
+      return nil, err("ERR invalid expire time in 'set' command")
+    end
+    opt.ms = n * opt.unit
+  end
+  return opt
+end
+
+local NO_OPTIONS = {}
+
+-- SET key value [NX|XX] [GET] [EX s|PX ms|KEEPTTL]
+command("set", -3, function(c, argv)
+  local opt, e = NO_OPTIONS, nil
+  if argv[4] then
+    opt, e = set_options(argv)
+    if not opt then
+      return e
     end
   end
-  local old, e = get_string(store, key)
-  if opt.GET and e then
-    return e
+  local store, key = c.store, argv[2]
+  local old = store:get(key)
+  if opt.GET and type(old) == "table" then
+    return E_TYPE
   end
   local reply = opt.GET and (old and bulk(old) or NIL) or OK
-  if (opt.cond == "NX" and store:get(key) ~= nil)
-     or (opt.cond == "XX" and store:get(key) == nil) then
+  if (opt.cond == "NX" and old ~= nil) or (opt.cond == "XX" and old == nil)
+  then
     return opt.GET and reply or NIL
   end
   store:set(key, argv[3], opt.KEEPTTL)
-  if ms then
-    store:expire(key, ms)
+  if opt.ms then
+    store:expire(key, opt.ms)
   end
   return reply
 end)
@@ -617,7 +634,7 @@ function Client:connection_lost()
   self:unsubscribe_all()
 end
 
--- Parsing: as many whole requests as s holds are run; the rest is kept,
+-- As many whole requests as the bytes hold are run; the rest is kept,
 -- with how many bytes must be there before parsing goes on (self.need).
 function Client:data_received(data)
   if self.rest then
@@ -651,6 +668,7 @@ function Client:flush()
 end
 
 -- A protocol error: its reply, then the connection closes, as Redis's.
+-- Returns nil: where parsing stops.
 function Client:protocol_error(msg)
   local out = self.out
   out[#out + 1] = err("ERR Protocol error: " .. msg)
@@ -658,80 +676,93 @@ function Client:protocol_error(msg)
   return nil
 end
 
--- Parses s from pos; returns where it stopped (nil after an error or a
--- QUIT), with self.need set to the position that must exist before
--- going on.
+-- Parses s from pos and runs each whole request. Returns where it
+-- stopped: past the end; or, where a request is not all there, its
+-- start (self.need is then the position that must exist before going
+-- on); nil after a protocol error or a QUIT.
 function Client:parse(s, pos)
-  local n = #s
-  while pos <= n and not self.quitting do
-    if not self.argv then
-      if byte(s, pos) ~= 42 then -- not "*": an inline command
-        local eol = find(s, "\n", pos, true)
-        if not eol then
-          if n - pos >= MAX_INLINE then
-            return self:protocol_error("too big inline request")
-          end
-          self.need = n + 1
-          return pos
-        end
-        local line = sub(s, pos, byte(s, eol - 1) == 13 and eol - 2 or eol - 1)
-        local argv = {}
-        for word in line:gmatch("[^ \t]+") do
-          argv[#argv + 1] = word
-        end
-        pos = eol + 1
-        if #argv > 0 then
-          self:run(argv)
-        end
-      else
-        local eol = find(s, "\r\n", pos, true)
-        if not eol then
-          if n - pos >= MAX_INLINE then
-            return self:protocol_error("too big mbulk count string")
-          end
-          self.need = n + 1
-          return pos
-        end
-        local count = to_int(sub(s, pos + 1, eol - 1))
-        if not count or count > MAX_ARGS then
-          return self:protocol_error("invalid multibulk length")
-        end
-        pos = eol + 2
-        if count > 0 then
-          self.argv, self.left = {}, count
-        end
-      end
-    end
+  local wait
+  while pos <= #s and not self.quitting do
     if self.argv then
-      pos = self:parse_bulks(s, pos)
-      if not pos or self.argv then
-        return pos
-      end
+      pos, wait = self:parse_bulks(s, pos)
+    elseif byte(s, pos) == 42 then -- "*"
+      pos, wait = self:parse_count(s, pos)
+    else
+      pos, wait = self:parse_inline(s, pos)
+    end
+    if not pos or wait then
+      return pos
     end
   end
-  self.need = n + 1
   return pos
 end
 
--- The bulk strings of the array under way; when the last is in, runs it.
+-- Where the line at pos ends (the position of sep), or nil while it has
+-- not all come (self.need set), or false after the protocol error what,
+-- for a line longer than Redis takes.
+function Client:line_end(s, pos, sep, what)
+  local eol = find(s, sep, pos, true)
+  if eol then
+    return eol
+  elseif #s - pos >= MAX_INLINE then
+    self:protocol_error(what)
+    return false
+  end
+  self.need = #s + 1
+  return nil
+end
+
+-- Each parse_* returns the position after what it took; or pos and true
+-- to wait for more; or nil after a protocol error.
+
+-- A line of words (nc, telnet): "\n" ends it, a "\r" before is dropped.
+function Client:parse_inline(s, pos)
+  local eol = self:line_end(s, pos, "\n", "too big inline request")
+  if not eol then
+    return eol == nil and pos or nil, true
+  end
+  local argv = {}
+  local line = sub(s, pos, byte(s, eol - 1) == 13 and eol - 2 or eol - 1)
+  for word in line:gmatch("[^ \t]+") do
+    argv[#argv + 1] = word
+  end
+  if #argv > 0 then
+    self:run(argv)
+  end
+  return eol + 1
+end
+
+-- An array's "*count\r\n": its bulk strings follow (none: nothing to run).
+function Client:parse_count(s, pos)
+  local eol = self:line_end(s, pos, "\r\n", "too big mbulk count string")
+  if not eol then
+    return eol == nil and pos or nil, true
+  end
+  local count = to_int(sub(s, pos + 1, eol - 1))
+  if not count or count > MAX_ARGS then
+    return self:protocol_error("invalid multibulk length")
+  end
+  if count > 0 then
+    self.argv, self.left = {}, count
+  end
+  return eol + 2
+end
+
+-- The bulk strings of the array under way ("$len\r\nvalue\r\n"); once
+-- the last is in, runs it.
 function Client:parse_bulks(s, pos)
   local argv, n = self.argv, #s
   while self.left > 0 do
     if pos > n then
       self.need = n + 1
-      return pos
-    end
-    if byte(s, pos) ~= 36 then -- "$"
+      return pos, true
+    elseif byte(s, pos) ~= 36 then -- "$"
       return self:protocol_error(("expected '$', got '%s'")
         :format(sub(s, pos, pos)))
     end
-    local eol = find(s, "\r\n", pos, true)
+    local eol = self:line_end(s, pos, "\r\n", "too big bulk count string")
     if not eol then
-      if n - pos >= MAX_INLINE then
-        return self:protocol_error("too big bulk count string")
-      end
-      self.need = n + 1
-      return pos
+      return eol == nil and pos or nil, true
     end
     local len = to_int(sub(s, pos + 1, eol - 1))
     if not len or len < 0 or len > MAX_BULK then
@@ -740,7 +771,7 @@ function Client:parse_bulks(s, pos)
     local stop = eol + 1 + len -- the value's last byte
     if stop + 2 > n then
       self.need = stop + 2 -- its CRLF
-      return pos
+      return pos, true
     end
     argv[#argv + 1] = sub(s, eol + 2, stop)
     pos = stop + 3

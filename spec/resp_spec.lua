@@ -49,44 +49,67 @@ describe("examples/resp_server.lua with redis-cli", function()
     return
   end
 
+  -- Commands as redis-cli reads them from its input, and what it prints
+  -- for each (--no-raw: quoted strings with \x escapes, typed values).
+  local SESSION = {
+    { 'PING', 'PONG' },
+    { 'PING "hi there"', '"hi there"' },
+    { 'ECHO hello', '"hello"' },
+    { 'SET bin "a\\x00b\\r\\nc\\xff"', 'OK' },
+    { 'GET bin', '"a\\x00b\\r\\nc\\xff"' },
+    { 'GET nosuch', '(nil)' },
+    { 'SET n 41', 'OK' },
+    { 'INCR n', '(integer) 42' },
+    { 'INCRBY n -50', '(integer) -8' },
+    { 'INCR bin', '(error) ERR value is not an integer or out of range' },
+    { 'SET big 9223372036854775807', 'OK' },
+    { 'INCR big', '(error) ERR increment or decrement would overflow' },
+    { 'MGET n nosuch bin', '1) "-8"\n2) (nil)\n3) "a\\x00b\\r\\nc\\xff"' },
+    { 'RPUSH list a b', '(integer) 2' },
+    { 'LPUSH list z', '(integer) 3' },
+    { 'LRANGE list 0 -1', '1) "z"\n2) "a"\n3) "b"' },
+    { 'GET list', '(error) WRONGTYPE Operation against a key holding the '
+                  .. 'wrong kind of value' },
+    { 'TYPE list', 'list' },
+    { 'EXISTS n n nosuch', '(integer) 2' },
+    { 'KEYS *i[n]', '1) "bin"' },
+    { 'KEYS nomatch*', '(empty array)' },
+    { 'DBSIZE', '(integer) 4' },
+    { 'DEL n nosuch list', '(integer) 2' },
+    { 'DBSIZE', '(integer) 2' },
+    { 'SET t v EX 100', 'OK' },
+    { 'TTL t', '(integer) 100' },
+    { 'TTL bin', '(integer) -1' },
+    { 'TTL nosuch', '(integer) -2' },
+    { 'SET t v', 'OK' },
+    { 'TTL t', '(integer) -1' },
+    { 'SET t v EX 0', "(error) ERR invalid expire time in 'set' command" },
+    { 'SET t v EX ten', '(error) ERR value is not an integer or out of '
+                        .. 'range' },
+    { 'SET t v EX ten BAD', '(error) ERR syntax error' },
+    { 'SET t v NX', '(nil)' },
+    { 'SET t w XX GET', '"v"' },
+    { 'SET t v PX 5 KEEPTTL', '(error) ERR syntax error' },
+    { 'GET', "(error) ERR wrong number of arguments for 'get' command" },
+    { 'NOSUCH "a b" c', "(error) ERR unknown command 'NOSUCH', with args "
+                        .. "beginning with: 'a b' 'c' " },
+    { 'CONFIG GET save', '1) "save"\n2) ""' },
+    { 'CONFIG GET append*', '1) "appendonly"\n2) "no"' },
+    { 'CONFIG SET save 1', "(error) ERR unknown subcommand 'SET'. Try "
+                           .. "CONFIG HELP." },
+    { 'FLUSHALL', 'OK' },
+    { 'DBSIZE', '(integer) 0' },
+  }
+
   it("answers strings, nil, integers, arrays, binary values and errors "
      .. "as Redis does", function()
     run(function()
       local p, port = server { "127.0.0.1", "0" }
-      local out = cli(port, lines {
-        'PING', 'PING "hi there"', 'ECHO hello',
-        'SET bin "a\\x00b\\r\\nc\\xff"', 'GET bin', 'GET nosuch',
-        'SET n 41', 'INCR n', 'INCRBY n -50', 'INCR bin',
-        'SET big 9223372036854775807', 'INCR big',
-        'MGET n nosuch bin', 'RPUSH list a b', 'LPUSH list z', 'LRANGE list 0 -1',
-        'GET list', 'TYPE list', 'EXISTS n n nosuch', 'KEYS *i[n]',
-        'KEYS nomatch*', 'DBSIZE', 'DEL n nosuch list', 'DBSIZE',
-        'SET t v EX 100', 'TTL t', 'TTL bin', 'TTL nosuch', 'SET t v',
-        'TTL t', 'SET t v EX 0', 'SET t v EX ten', 'SET t v NX', 'SET t w XX GET',
-        'SET t v PX 5 KEEPTTL', 'GET', 'NOSUCH "a b" c',
-        'CONFIG GET save', 'CONFIG GET append*', 'CONFIG SET save 1',
-        'FLUSHALL', 'DBSIZE' })
-      assert.are.equal(lines {
-        'PONG', '"hi there"', '"hello"',
-        'OK', '"a\\x00b\\r\\nc\\xff"', '(nil)',
-        'OK', '(integer) 42', '(integer) -8',
-        '(error) ERR value is not an integer or out of range',
-        'OK', '(error) ERR increment or decrement would overflow',
-        '1) "-8"', '2) (nil)', '3) "a\\x00b\\r\\nc\\xff"',
-        '(integer) 2', '(integer) 3', '1) "z"', '2) "a"', '3) "b"',
-        '(error) WRONGTYPE Operation against a key holding the wrong kind '
-          .. 'of value', 'list', '(integer) 2', '1) "bin"',
-        '(empty array)', '(integer) 4', '(integer) 2', '(integer) 2',
-        'OK', '(integer) 100', '(integer) -1', '(integer) -2', 'OK',
-        '(integer) -1', "(error) ERR invalid expire time in 'set' command",
-        '(error) ERR value is not an integer or out of range', '(nil)',
-        '"v"', '(error) ERR syntax error',
-        "(error) ERR wrong number of arguments for 'get' command",
-        "(error) ERR unknown command 'NOSUCH', with args beginning with: "
-          .. "'a b' 'c' ",
-        '1) "save"', '2) ""', '1) "appendonly"', '2) "no"',
-        "(error) ERR unknown subcommand 'SET'. Try CONFIG HELP.",
-        'OK', '(integer) 0' }, out)
+      local input, expected = {}, {}
+      for i, pair in ipairs(SESSION) do
+        input[i], expected[i] = pair[1], pair[2]
+      end
+      assert.are.equal(lines(expected), cli(port, lines(input)))
       stop(p)
     end)
   end)
@@ -287,6 +310,7 @@ describe("examples/resp_server.lua on tapio.testing's virtual clock",
         "+PONG\r\n-ERR Protocol error: expected '$', got '+'\r\n",
       ["*1\r\n$-2\r\n"] = "-ERR Protocol error: invalid bulk length\r\n",
       ["*x\r\n"] = "-ERR Protocol error: invalid multibulk length\r\n",
+      [("x"):rep(65537)] = "-ERR Protocol error: too big inline request\r\n",
     } do
       local r, w = tapio.open_connection("127.0.0.1", 6379)
       w:write(req)
