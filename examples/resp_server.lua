@@ -697,19 +697,18 @@ function Client:parse(s, pos)
   return pos
 end
 
--- Where the line at pos ends (the position of sep), or nil while it has
--- not all come (self.need set), or false after the protocol error what,
--- for a line longer than Redis takes.
+-- Where the line at pos ends (the position of sep); else nil and where
+-- parsing stops: pos while the line has not all come (self.need set),
+-- nil after the protocol error what, for a line longer than Redis takes.
 function Client:line_end(s, pos, sep, what)
   local eol = find(s, sep, pos, true)
   if eol then
     return eol
   elseif #s - pos >= MAX_INLINE then
-    self:protocol_error(what)
-    return false
+    return nil, self:protocol_error(what)
   end
   self.need = #s + 1
-  return nil
+  return nil, pos
 end
 
 -- Each parse_* returns the position after what it took; or pos and true
@@ -717,9 +716,9 @@ end
 
 -- A line of words (nc, telnet): "\n" ends it, a "\r" before is dropped.
 function Client:parse_inline(s, pos)
-  local eol = self:line_end(s, pos, "\n", "too big inline request")
+  local eol, at = self:line_end(s, pos, "\n", "too big inline request")
   if not eol then
-    return eol == nil and pos or nil, true
+    return at, true
   end
   local argv = {}
   local line = sub(s, pos, byte(s, eol - 1) == 13 and eol - 2 or eol - 1)
@@ -734,9 +733,10 @@ end
 
 -- An array's "*count\r\n": its bulk strings follow (none: nothing to run).
 function Client:parse_count(s, pos)
-  local eol = self:line_end(s, pos, "\r\n", "too big mbulk count string")
+  local eol, at = self:line_end(s, pos, "\r\n",
+                                "too big mbulk count string")
   if not eol then
-    return eol == nil and pos or nil, true
+    return at, true
   end
   local count = to_int(sub(s, pos + 1, eol - 1))
   if not count or count > MAX_ARGS then
@@ -760,9 +760,10 @@ function Client:parse_bulks(s, pos)
       return self:protocol_error(("expected '$', got '%s'")
         :format(sub(s, pos, pos)))
     end
-    local eol = self:line_end(s, pos, "\r\n", "too big bulk count string")
+    local eol, at = self:line_end(s, pos, "\r\n",
+                                  "too big bulk count string")
     if not eol then
-      return eol == nil and pos or nil, true
+      return at, true
     end
     local len = to_int(sub(s, pos + 1, eol - 1))
     if not len or len < 0 or len > MAX_BULK then

@@ -394,6 +394,28 @@ end
 --- The `tapio` host program.
 helper.HOST = os.getenv("TAPIO_HOST") or "build/tapio"
 
+--- Inside a task: a server program of examples/ started by the `tapio`
+-- program with args (a list), its stdout piped; returns the Process and
+-- the port ending the first line it prints ("Serving on ... 8888)" or
+-- "...:8888"), once it listens.
+function helper.start_server_program(script, args)
+  local argv = { script }
+  for _, a in ipairs(args) do
+    argv[#argv + 1] = a
+  end
+  local p = tapio.create_subprocess_exec(helper.HOST, argv,
+                                         { stdout = tapio.PIPE })
+  local line = p.stdout:readline()
+  return p, tonumber(line:match("(%d+)%)?\n$"))
+end
+
+--- Inside a task: SIGTERM to a program started so; the lines it printed
+-- after the first, once it exited with 0.
+function helper.stop_server_program(p)
+  p:send_signal("SIGTERM")
+  return helper.output_lines(p)
+end
+
 --- Writes a script, runs `tapio script args...`; returns the output (the
 -- script's path in it as SCRIPT) and the exit status.
 function helper.run_script(source, args)

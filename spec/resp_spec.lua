@@ -12,29 +12,19 @@ local CLI, BENCH = "/usr/bin/redis-cli", "/usr/bin/redis-benchmark"
 
 -- Inside a task: the server as a program with args; its process and port.
 local function server(args)
-  local argv = { "examples/resp_server.lua" }
-  for _, a in ipairs(args or {}) do
-    argv[#argv + 1] = a
-  end
-  local p = tapio.create_subprocess_exec(helper.HOST, argv,
-                                         { stdout = tapio.PIPE })
-  local port = p.stdout:readline():match(", (%d+)%)\n$")
-  return p, port
+  return helper.start_server_program("examples/resp_server.lua", args)
 end
 
 -- Inside a task: SIGTERM to the server; the lines it printed after the
 -- first, once it exited with 0.
-local function stop(p)
-  p:send_signal("SIGTERM")
-  return helper.output_lines(p)
-end
+local stop = helper.stop_server_program
 
 -- Inside a task: redis-cli's output for the commands of input (one a
 -- line, quoted as redis-cli takes them), its formatted output forced.
 local function cli(port, input, ...)
   local p = tapio.create_subprocess_exec(CLI, { "-h", "127.0.0.1", "-p",
-    port, "--no-raw", ... }, { stdin = tapio.PIPE, stdout = tapio.PIPE,
-                               stderr = tapio.STDOUT })
+    tostring(port), "--no-raw", ... },
+    { stdin = tapio.PIPE, stdout = tapio.PIPE, stderr = tapio.STDOUT })
   local out = p:communicate(input)
   assert.are.equal(0, p:wait(), out)
   return out
@@ -129,7 +119,7 @@ describe("examples/resp_server.lua with redis-cli", function()
     run(function()
       local p, port = server { "127.0.0.1", "0" }
       local sub = tapio.create_subprocess_exec(CLI, { "-h", "127.0.0.1", "-p",
-        port, "--no-raw", "SUBSCRIBE", "news", "other" },
+        tostring(port), "--no-raw", "SUBSCRIBE", "news", "other" },
         { stdout = tapio.PIPE })
       assert.are.equal(lines { 'Reading messages... (press Ctrl-C to quit)',
         '1) "subscribe"', '2) "news"', '3) (integer) 1',
@@ -158,7 +148,7 @@ describe("examples/resp_server.lua with redis-benchmark", function()
     run(function()
       local p, port = server { "127.0.0.1", "0" }
       local b = tapio.create_subprocess_exec(BENCH, { "-h", "127.0.0.1",
-        "-p", port, "-q", "-n", "20000", "-c", "50", "-P", "16",
+        "-p", tostring(port), "-q", "-n", "20000", "-c", "50", "-P", "16",
         "-t", "set,get,incr,lpush" },
         { stdout = tapio.PIPE, stderr = tapio.PIPE })
       local out, err = b:communicate()

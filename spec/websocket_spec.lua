@@ -57,24 +57,18 @@ end)
 -- Inside a task: the echo server as a program with args; its process and
 -- port.
 local function server(args)
-  local argv = { "examples/ws_echo_server.lua" }
+  local argv = {}
   for _, a in ipairs(args or {}) do
     argv[#argv + 1] = a
   end
   argv[#argv + 1] = "127.0.0.1"
   argv[#argv + 1] = "0"
-  local p = tapio.create_subprocess_exec(helper.HOST, argv,
-                                         { stdout = tapio.PIPE })
-  local port = tonumber(p.stdout:readline():match(":(%d+)\n$"))
-  return p, port
+  return helper.start_server_program("examples/ws_echo_server.lua", argv)
 end
 
 -- Inside a task: SIGTERM to the server; the lines it logged, once it
 -- exited with 0.
-local function stop(p)
-  p:send_signal("SIGTERM")
-  return helper.output_lines(p)
-end
+local stop = helper.stop_server_program
 
 -- Inside a task: what ws_peer.py's scenario printed against port.
 local function peer(scenario, port, tls, ...)
