@@ -385,17 +385,24 @@ end
 command("incr", 2, function(c, argv) return add(c, argv[2], 1) end)
 command("decr", 2, function(c, argv) return add(c, argv[2], -1) end)
 
-local function add_by(sign)
+-- A command of a key and an integer: fn(c, key, n), or E_INT.
+local function with_int(fn)
   return function(c, argv)
-    local by = to_int(argv[3])
-    if not by then
+    local n = to_int(argv[3])
+    if not n then
       return E_INT
     end
-    return add(c, argv[2], sign * by)
+    return fn(c, argv[2], n)
   end
 end
-command("incrby", 3, add_by(1))
-command("decrby", 3, add_by(-1))
+
+command("incrby", 3, with_int(add))
+command("decrby", 3, with_int(function(c, key, n)
+  if n == MIN_INT then -- its negation does not exist
+    return err("ERR decrement would overflow")
+  end
+  return add(c, key, -n)
+end))
 
 command("keys", 2, function(c, argv)
   local pattern, found = glob_pattern(argv[2]), {}
@@ -429,17 +436,13 @@ command("flushall", -1, flush)
 command("flushdb", -1, flush)
 
 local function expire_in(unit)
-  return function(c, argv)
-    local n = to_int(argv[3])
-    if not n then
-      return E_INT
-    end
-    if c.store:get(argv[2]) == nil then
+  return with_int(function(c, key, n)
+    if c.store:get(key) == nil then
       return int(0)
     end
-    c.store:expire(argv[2], n * unit)
+    c.store:expire(key, n * unit)
     return int(1)
-  end
+  end)
 end
 command("expire", 3, expire_in(1000))
 command("pexpire", 3, expire_in(1))

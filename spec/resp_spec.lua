@@ -71,6 +71,14 @@ describe("examples/resp_server.lua with redis-cli", function()
     { 'TTL t', '(integer) 100' },
     { 'TTL bin', '(integer) -1' },
     { 'TTL nosuch', '(integer) -2' },
+    { 'EXPIRE bin ten', '(error) ERR value is not an integer or out of '
+                        .. 'range' },
+    { 'EXPIRE nosuch 10', '(integer) 0' },
+    { 'EXPIRE bin 50', '(integer) 1' },
+    { 'TTL bin', '(integer) 50' },
+    { 'PERSIST bin', '(integer) 1' },
+    { 'DECRBY big -9223372036854775808', '(error) ERR decrement would '
+                                         .. 'overflow' },
     { 'SET t v', 'OK' },
     { 'TTL t', '(integer) -1' },
     { 'SET t v EX 0', "(error) ERR invalid expire time in 'set' command" },
