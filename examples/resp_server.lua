@@ -28,8 +28,9 @@
 --   publishers are other clients. As Redis's client-output-buffer-limit
 --   for pubsub (32mb 8mb 60), it is disconnected once more than
 --   --pubsub-limit bytes (32 MiB) wait for it, or once more than 8 MiB
---   (its high-water mark while subscribed) have waited for 60 seconds
---   without draining. Each drop is printed.
+--   have waited for 60 seconds on end: while subscribed, 8 MiB is its
+--   transport's high-water mark and low one, so pause_writing starts
+--   that timer and resume_writing stops it. Each drop is printed.
 -- - Expiry: a key with a time to live has a timer of the loop
 --   (loop:call_later) that deletes it, so nothing scans the keys, and
 --   the timers follow tapio.testing's virtual clock. A key read after
@@ -39,6 +40,9 @@
 --   not parsed (redis-cli and client libraries send arrays).
 -- - Integers are Lua integers (64 bits) under Lua 5.4; under LuaJIT,
 --   whose numbers are doubles, INCR stops at 2^53.
+-- - Not there: SCAN (KEYS is), PSUBSCRIBE, SELECT (one database), INFO,
+--   transactions, RESP3 (HELLO is an unknown command, so clients that
+--   try it fall back to RESP2).
 local tapio = require "tapio"
 
 local byte, find, sub, lower, upper = string.byte, string.find, string.sub,
@@ -845,8 +849,9 @@ function Client:subscribe(name)
   subs[self] = true
   self.subs[name] = true
   self.nsubs = self.nsubs + 1
-  if self.nsubs == 1 then -- the soft limit is its high-water mark now
-    self.transport:set_write_buffer_limits(self.server.soft_limit)
+  if self.nsubs == 1 then -- paused over the soft limit, resumed under it
+    local soft = self.server.soft_limit
+    self.transport:set_write_buffer_limits(soft, soft)
   end
 end
 

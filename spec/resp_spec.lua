@@ -342,30 +342,42 @@ describe("examples/resp_server.lua on tapio.testing's virtual clock",
     server:close()
   end))
 
-  it("drops a subscriber waiting over the soft limit for its seconds",
-     testing.run(function(clock)
+  it("drops a subscriber over the soft limit for its seconds on end, not "
+     .. "one that catches up", testing.run(function(clock)
     local log = {}
     local server = virtual_server { pubsub_soft_limit = 65536,
       pubsub_soft_seconds = 60,
       log = function(line) log[#log + 1] = line end }
-    local sr, sw = tapio.open_connection("127.0.0.1", 6379)
     local confirmed = "*3\r\n$9\r\nsubscribe\r\n$1\r\nc\r\n:1\r\n"
-    assert.are.equal(confirmed, exchange(sr, sw, "SUBSCRIBE c\r\n",
-                                         #confirmed))
+    local slow_r, slow_w = tapio.open_connection("127.0.0.1", 6379)
+    local late_r, late_w = tapio.open_connection("127.0.0.1", 6379)
+    for _, r_w in ipairs { { slow_r, slow_w }, { late_r, late_w } } do
+      assert.are.equal(confirmed, exchange(r_w[1], r_w[2], "SUBSCRIBE c\r\n",
+                                           #confirmed))
+    end
     local pr, pw = tapio.open_connection("127.0.0.1", 6379)
+    local push = "*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1048576\r\n"
     local message = ("x"):rep(1024 * 1024)
-    assert.are.equal(":1\r\n", exchange(pr, pw, request("PUBLISH", "c",
+    assert.are.equal(":2\r\n", exchange(pr, pw, request("PUBLISH", "c",
                                                         message), 4))
-    clock:advance(59.9)
-    assert.are.equal(":1\r\n", exchange(pr, pw, "PUBLISH c x\r\n", 4))
+    clock:advance(59)
+    -- one reads its megabyte at 59 s; the other never
+    assert.are.equal(push .. message .. "\r\n",
+                     late_r:readexactly(#push + #message + 2))
+    clock:advance(0.9)
+    assert.are.equal(":2\r\n", exchange(pr, pw, "PUBLISH c x\r\n", 4))
     assert.are.same({}, log)
     clock:advance(0.2)
-    assert.are.equal(":0\r\n", exchange(pr, pw, "PUBLISH c x\r\n", 4))
+    assert.are.equal(":1\r\n", exchange(pr, pw, "PUBLISH c x\r\n", 4))
     assert.are.equal(1, #log)
     assert.matches("^dropped subscriber %('127.0.0.1', %d+%): over 65536 "
                    .. "bytes for 60 s %(%d+ bytes waiting%)$", log[1])
-    pw:close()
-    sw:close()
+    clock:advance(120)
+    assert.are.equal(":1\r\n", exchange(pr, pw, "PUBLISH c x\r\n", 4))
+    assert.are.equal(1, #log)
+    for _, w in ipairs { pw, slow_w, late_w } do
+      w:close()
+    end
     server:close()
   end))
 end)
