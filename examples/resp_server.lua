@@ -19,11 +19,13 @@
 --   value arriving over many reads is joined once, when all of it is
 --   there, not once per read.
 -- - Replies to everything one read brought (pipelining: redis-benchmark
---   -P 16 sends 16 requests a read) go out in one write.
+--   -P 16 sends 16 requests a read) go out in one write, or one per
+--   64 KiB of replies.
 -- - A client that sends requests but does not read the replies: once its
 --   write buffer passes the high-water mark (pause_writing), the server
---   stops reading its requests until the buffer drains (resume_writing),
---   so what waits for it stays about one read's replies over the mark.
+--   stops reading its requests, and running those it has read, until the
+--   buffer drains (resume_writing), so what waits for it stays under
+--   the mark plus 64 KiB or one reply.
 -- - A subscriber that does not read cannot be slowed down that way: the
 --   publishers are other clients. As Redis's client-output-buffer-limit
 --   for pubsub (32mb 8mb 60), it is disconnected once more than
@@ -52,6 +54,7 @@ local concat = table.concat
 local MAX_BULK = 512 * 1024 * 1024 -- Redis's proto-max-bulk-len
 local MAX_ARGS = 1024 * 1024       -- Redis's multibulk limit
 local MAX_INLINE = 64 * 1024       -- Redis's inline request limit
+local FLUSH_AT = 64 * 1024         -- replies written before the read's end
 local PUBSUB_HARD = 32 * 1024 * 1024
 local PUBSUB_SOFT = 8 * 1024 * 1024
 local PUBSUB_SOFT_SECONDS = 60
@@ -633,11 +636,9 @@ Client.__index = Client
 
 function Client:connection_made(transport)
   self.transport = transport
-  self.server.clients[self] = true
 end
 
 function Client:connection_lost()
-  self.server.clients[self] = nil
   self:unsubscribe_all()
 end
 
@@ -654,11 +655,10 @@ function Client:data_received(data)
     data = concat(rest)
     self.rest = nil
   end
-  self.out = {}
   local pos = self:parse(data, 1)
   if pos and pos <= #data and not self.quitting then
     self.rest, self.have = { sub(data, pos) }, #data - pos + 1
-    self.need = self.need - pos + 1
+    self.need = self.paused and 0 or self.need - pos + 1
   end
   self:flush()
 end
@@ -666,9 +666,9 @@ end
 function Client:flush()
   local out = self.out
   if #out > 0 then
-    self.transport:write(concat(out))
+    self.out, self.out_size = {}, 0
+    self.transport:write(concat(out)) -- may pause_writing
   end
-  self.out = {}
   if self.quitting then
     self.transport:close()
   end
@@ -686,10 +686,11 @@ end
 -- Parses s from pos and runs each whole request. Returns where it
 -- stopped: past the end; or, where a request is not all there, its
 -- start (self.need is then the position that must exist before going
--- on); nil after a protocol error or a QUIT.
+-- on); or where it paused (the replies wait: resume_writing goes on);
+-- nil after a protocol error or a QUIT.
 function Client:parse(s, pos)
   local wait
-  while pos <= #s and not self.quitting do
+  while pos <= #s and not self.quitting and not self.paused do
     if self.argv then
       pos, wait = self:parse_bulks(s, pos)
     elseif byte(s, pos) == 42 then -- "*"
@@ -814,11 +815,16 @@ function Client:run(argv)
   end
   local out = self.out
   out[#out + 1] = reply
+  self.out_size = self.out_size + #reply
+  if self.out_size >= FLUSH_AT then
+    self:flush()
+  end
 end
 
 -- Flow control: stop taking requests while the replies wait; a
 -- subscriber may wait over its soft limit only so long.
 function Client:pause_writing()
+  self.paused = true
   self.transport:pause_reading()
   if self.nsubs > 0 and not self.soft_timer then
     self.soft_timer = self.transport:get_loop():call_later(
@@ -829,8 +835,12 @@ function Client:pause_writing()
 end
 
 function Client:resume_writing()
+  self.paused = false
   self.transport:resume_reading()
   self:cancel_soft_timer()
+  if self.rest then -- the requests left when it paused
+    self:data_received("")
+  end
 end
 
 function Client:cancel_soft_timer()
@@ -909,7 +919,7 @@ Server.__index = Server
 local function new_server(loop, opts)
   opts = opts or {}
   return setmetatable({
-    store = new_store(loop), channels = {}, clients = {},
+    store = new_store(loop), channels = {},
     hard_limit = opts.pubsub_limit or PUBSUB_HARD,
     soft_limit = opts.pubsub_soft_limit or PUBSUB_SOFT,
     soft_seconds = opts.pubsub_soft_seconds or PUBSUB_SOFT_SECONDS,
@@ -920,7 +930,7 @@ end
 -- A protocol for one connection.
 function Server:client()
   return setmetatable({ server = self, store = self.store, subs = {},
-                        nsubs = 0, out = {} }, Client)
+                        nsubs = 0, out = {}, out_size = 0 }, Client)
 end
 
 -- Sends message to channel's subscribers; returns how many got it.
@@ -940,7 +950,8 @@ function Server:publish(channel, message)
 end
 
 -- Inside a task: listens (at path, or host and port), serves until the
--- task is cancelled or SIGTERM, then closes every client.
+-- task is cancelled or SIGTERM, then closes every client (after what
+-- waits for it, for up to 5 seconds).
 local function main(opts)
   local loop = tapio.get_running_loop()
   local state = new_server(loop, opts)
@@ -956,8 +967,9 @@ local function main(opts)
   loop:add_signal_handler("SIGTERM", server.close, server)
   local ok, e = pcall(server.serve_forever, server)
   server:close()
-  for c in pairs(state.clients) do
-    c.transport:close()
+  server:close_clients()
+  if not pcall(tapio.wait_for, function() server:wait_closed() end, 5) then
+    server:abort_clients() -- one that does not read holds its close
   end
   if not ok then
     error(e, 0)
