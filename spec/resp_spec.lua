@@ -322,8 +322,8 @@ describe("examples/resp_server.lua on tapio.testing's virtual clock",
     server:close()
   end))
 
-  it("stops reading a client's requests while their replies wait",
-     testing.run(function(clock)
+  it("stops reading and running a client's requests while their replies "
+     .. "wait", testing.run(function(clock)
     local server, clients = virtual_server()
     local r, w = tapio.open_connection("127.0.0.1", 6379)
     local value = ("v"):rep(100000)
