@@ -171,11 +171,7 @@ function Store:delete(key)
   if self.data[key] == nil then
     return false
   end
-  local t = self.timers[key]
-  if t then
-    t:cancel()
-    self.timers[key] = nil
-  end
+  self:persist(key)
   self.data[key] = nil
   self.size = self.size - 1
   return true
@@ -200,6 +196,7 @@ function Store:set(key, value, keep_ttl)
   self.data[key] = value
 end
 
+-- Drops the key's timer; whether it had one.
 function Store:persist(key)
   local t = self.timers[key]
   if t then
@@ -556,8 +553,7 @@ end)
 local CONFIG = { save = "", appendonly = "no", databases = "1" }
 
 command("config", -2, function(_, argv)
-  local sub_ = lower(argv[2])
-  if sub_ ~= "get" then
+  if lower(argv[2]) ~= "get" then
     return err("ERR unknown subcommand '" .. sub(argv[2], 1, 128)
       .. "'. Try CONFIG HELP.")
   elseif #argv < 3 then

@@ -322,6 +322,33 @@ describe("examples/resp_server.lua on tapio.testing's virtual clock",
     server:close()
   end))
 
+  it("lets a subscribed client run only (UN)SUBSCRIBE, PING and QUIT, "
+     .. "until it has unsubscribed from all", testing.run(function()
+    local server = virtual_server()
+    local r, w = tapio.open_connection("127.0.0.1", 6379)
+    local function push(kind, channel, n)
+      return "*3\r\n$" .. #kind .. "\r\n" .. kind .. "\r\n"
+        .. (channel and "$" .. #channel .. "\r\n" .. channel .. "\r\n"
+            or "$-1\r\n") .. ":" .. n .. "\r\n"
+    end
+    for _, case in ipairs {
+      { "SUBSCRIBE a b\r\n", push("subscribe", "a", 1)
+                                .. push("subscribe", "b", 2) },
+      { "GET k\r\n", "-ERR Can't execute 'get': only (P|S)SUBSCRIBE / "
+        .. "(P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this "
+        .. "context\r\n" },
+      { "PING\r\n", "*2\r\n$4\r\npong\r\n$0\r\n\r\n" },
+      { "UNSUBSCRIBE a\r\n", push("unsubscribe", "a", 1) },
+      { "UNSUBSCRIBE\r\n", push("unsubscribe", "b", 0) },
+      { "UNSUBSCRIBE\r\n", push("unsubscribe", nil, 0) },
+      { "GET k\r\n", "$-1\r\n" },
+    } do
+      assert.are.equal(case[2], exchange(r, w, case[1], #case[2]))
+    end
+    w:close()
+    server:close()
+  end))
+
   it("stops reading and running a client's requests while their replies "
      .. "wait", testing.run(function(clock)
     local server, clients = virtual_server()
