@@ -136,10 +136,9 @@ describe("examples/resp_server.lua with redis-cli", function()
       assert.are.equal("(integer) 1\n",
                        cli(port, 'PUBLISH news "hello there"\n'))
       assert.are.equal("(integer) 0\n", cli(port, "PUBLISH nobody x\n"))
-      -- (redis-cli ends the last line when the next message comes)
-      assert.are.equal(table.concat({ '1) "message"', '2) "news"',
-                                      '3) "hello there"' }, "\n"),
-                       sub.stdout:readuntil('"hello there"'))
+      assert.are.equal(lines { '1) "message"', '2) "news"',
+                               '3) "hello there"' },
+                       sub.stdout:readuntil('"hello there"\n'))
       sub:terminate()
       sub:wait()
       stop(p)
