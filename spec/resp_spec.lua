@@ -67,14 +67,16 @@ describe("examples/resp_server.lua with redis-cli", function()
     { 'DBSIZE', '(integer) 4' },
     { 'DEL n nosuch list', '(integer) 2' },
     { 'DBSIZE', '(integer) 2' },
-    { 'SET t v EX 100', 'OK' },
+    -- (the 400 ms over the whole seconds: TTL rounds, and may read them
+    -- up to 900 ms later)
+    { 'SET t v PX 100400', 'OK' },
     { 'TTL t', '(integer) 100' },
     { 'TTL bin', '(integer) -1' },
     { 'TTL nosuch', '(integer) -2' },
     { 'EXPIRE bin ten', '(error) ERR value is not an integer or out of '
                         .. 'range' },
     { 'EXPIRE nosuch 10', '(integer) 0' },
-    { 'EXPIRE bin 50', '(integer) 1' },
+    { 'PEXPIRE bin 50400', '(integer) 1' },
     { 'TTL bin', '(integer) 50' },
     { 'PERSIST bin', '(integer) 1' },
     { 'DECRBY big -9223372036854775808', '(error) ERR decrement would '
