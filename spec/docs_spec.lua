@@ -297,16 +297,23 @@ local function await_prints(w)
   end
 end
 
--- A client of an example's server on PORT: "Hello World!", its echo.
+-- A client of an example's server on PORT: "Hello World!", its echo;
+-- then the server closes (serve_forever returns), also when that failed.
 local function visit(w)
-  w.listening:await()
-  local reader, writer = tapio.open_connection("127.0.0.1", w.ports[PORT])
-  writer:write("Hello World!")
-  assert.are.equal("Hello World!", reader:read())
-  writer:close()
-  await_prints(w)
+  local ok, err = pcall(function()
+    w.listening:await()
+    local reader, writer = tapio.open_connection("127.0.0.1",
+      w.ports[PORT])
+    writer:write("Hello World!")
+    assert.are.equal("Hello World!", reader:read())
+    writer:close()
+    await_prints(w)
+  end)
   for _, server in ipairs(w.servers) do
-    server:close() -- serve_forever returns
+    server:close()
+  end
+  if not ok then
+    error(err, 0)
   end
 end
 
@@ -423,8 +430,12 @@ local function run_block(b)
       b.file, b.line, tostring(err)))
     return
   end
-  if not ok then
-    error(err, 0)
+  if not ok then -- named by the block, unless the README's line is there
+    local msg = tostring(err)
+    if not msg:find(b.file .. ":", 1, true) then
+      msg = ("%s:%d: %s"):format(b.file, b.line, msg)
+    end
+    error(msg, 0)
   end
   check_errors(w)
   check_prints(b, w.printed)
