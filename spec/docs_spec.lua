@@ -457,62 +457,87 @@ local function check_names(b)
   end
 end
 
--- An object of each kind a listing's receivers stand for ("t": every
--- kind of transport, or the one a "-- tapio.KIND" line above names).
+-- What a listing's receivers stand for: a maker of an object of that kind
+-- ("t": every kind of transport, or the one a "-- tapio.KIND" line above
+-- names).
 local TRANSPORTS = { "tapio.transport", "tapio.read_transport",
   "tapio.write_transport", "tapio.datagram_transport",
   "tapio.subprocess_transport" }
 
-local function samples(loop)
-  local protocol = function() return {} end
-  local s = { loop = loop, buf = tapio.buffer(1), fut = loop:create_future(),
-    task = tapio.create_task(function() end), ev = tapio.Event(),
-    lock = tapio.Lock(), sem = tapio.Semaphore(1), cond = tapio.Condition(),
-    b = tapio.Barrier(1), q = tapio.Queue(),
-    ctx = tapio.tls_context { side = "client" } }
-  s.server = loop:create_server(protocol, "127.0.0.1", 0)
-  s.reader, s.writer = tapio.open_connection("127.0.0.1",
-    s.server:addresses()[1].port)
-  s["tapio.transport"] = s.writer.transport
-  local r, w = tapio.pipe()
-  s["tapio.read_transport"] = loop:connect_read_pipe(protocol, r)
-  s["tapio.write_transport"] = loop:connect_write_pipe(protocol, w)
-  s["tapio.datagram_transport"] = loop:create_datagram_endpoint(protocol,
-    { local_addr = { "127.0.0.1", 0 } })
-  s["tapio.subprocess_transport"] = loop:subprocess_exec(protocol, "true")
-  s.p = tapio.create_subprocess_exec("true")
-  s.clock = select(2, testing.new_loop())
-  return s
+local function protocol() return {} end
+
+local function connection(loop)
+  local server = loop:create_server(protocol, "127.0.0.1", 0)
+  local reader, writer = tapio.open_connection("127.0.0.1",
+    server:addresses()[1].port)
+  return server, reader, writer
 end
 
-local function has_method(s, receiver, kind, name)
-  local kinds = receiver == "t" and (kind and { kind } or TRANSPORTS)
-    or { receiver }
-  for _, k in ipairs(kinds) do
-    local obj = s[k]
-    if obj == nil then
-      error(("no sample of %q to check it against"):format(k), 0)
-    end
-    if obj[name] ~= nil then
-      return true
-    end
-  end
-end
+local SAMPLES = {
+  loop = function(loop) return loop end,
+  buf = function() return tapio.buffer(1) end,
+  fut = function(loop) return loop:create_future() end,
+  task = function() return tapio.create_task(function() end) end,
+  ev = function() return tapio.Event() end,
+  lock = function() return tapio.Lock() end,
+  cond = function() return tapio.Condition() end,
+  sem = function() return tapio.Semaphore(1) end,
+  b = function() return tapio.Barrier(1) end,
+  q = function() return tapio.Queue() end,
+  ctx = function() return tapio.tls_context { side = "client" } end,
+  server = function(loop) return (connection(loop)) end,
+  reader = function(loop) return select(2, connection(loop)) end,
+  writer = function(loop) return select(3, connection(loop)) end,
+  ["tapio.transport"] = function(loop)
+    return select(3, connection(loop)).transport
+  end,
+  ["tapio.read_transport"] = function(loop)
+    return loop:connect_read_pipe(protocol, (tapio.pipe()))
+  end,
+  ["tapio.write_transport"] = function(loop)
+    return loop:connect_write_pipe(protocol, select(2, tapio.pipe()))
+  end,
+  ["tapio.datagram_transport"] = function(loop)
+    return loop:create_datagram_endpoint(protocol,
+      { local_addr = { "127.0.0.1", 0 } })
+  end,
+  ["tapio.subprocess_transport"] = function(loop)
+    return loop:subprocess_exec(protocol, "true")
+  end,
+  p = function() return tapio.create_subprocess_exec("true") end,
+  clock = function() return select(2, testing.new_loop()) end,
+}
 
--- Every receiver:method(...) a listing names exists.
-local function check_methods(b, s)
-  local kind
+-- Each receiver:method a listing names, with the kinds it may be.
+local function method_uses(b)
+  local list, kind = {}, nil
   for i, text in ipairs(b.lines) do
     kind = text:match("^%-%- (tapio%.[%w_]+)%s*$") or kind
     local code = text:gsub("%-%-.*", "")
     for receiver, name in code:gmatch("%f[%w_]([%a_][%w_]*):([%a_][%w_]*)") do
-      local where = ("%s:%d: "):format(b.file, b.line + i - 1)
-      local ok, found = pcall(has_method, s, receiver, kind, name)
-      if not ok then
-        error(where .. found, 0)
-      elseif not found then
-        error(("%s%s:%s does not exist"):format(where, receiver, name), 0)
-      end
+      local kinds = receiver == "t" and (kind and { kind } or TRANSPORTS)
+        or { receiver }
+      list[#list + 1] = { receiver = receiver, name = name, kinds = kinds,
+        where = ("%s:%d: "):format(b.file, b.line + i - 1) }
+    end
+  end
+  return list
+end
+
+-- Every receiver:method(...) a listing names exists (on a real object).
+local function check_methods(b, loop)
+  local objects = {}
+  for _, use in ipairs(method_uses(b)) do
+    local found = false
+    for _, k in ipairs(use.kinds) do
+      local make = SAMPLES[k] or error(("%sno sample of %q to check %s "
+        .. "against"):format(use.where, k, use.name), 0)
+      objects[k] = objects[k] or make(loop)
+      found = found or objects[k][use.name] ~= nil
+    end
+    if not found then
+      error(("%s%s:%s does not exist"):format(use.where, use.receiver,
+        use.name), 0)
     end
   end
 end
@@ -534,7 +559,7 @@ for _, file in ipairs(DOCS) do
         else
           check_names(b)
           helper.run(function(loop)
-            check_methods(b, samples(loop))
+            check_methods(b, loop)
           end)
         end
       end)
