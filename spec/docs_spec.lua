@@ -23,6 +23,10 @@ local DOCS = { "lua/README.md", "README.md" }
 local PORT = 8888 -- the port the examples name
 local DEADLINE = 5
 local G = _ENV or getfenv(1) -- busted's environment (assert, it)
+local unpack = table.unpack or unpack
+local pack = table.pack or function(...)
+  return { n = select("#", ...), ... }
+end
 
 -- The blocks of one Markdown file: { file, line, kind, lines }, line the
 -- first line of code; kind "run", or the mark before the fence.
@@ -320,8 +324,7 @@ end
 -- tapio.run as the example calls it: the spec's peers on its loop too.
 local function run_with_peers(w, env)
   return function(main, ...)
-    local args = table.pack and table.pack(...) or { n = select("#", ...), ... }
-    local unpack = table.unpack or unpack
+    local args = pack(...)
     return tapio.run(function()
       local loop = tapio.get_running_loop()
       loop:set_exception_handler(function(_, ctx)
@@ -329,20 +332,20 @@ local function run_with_peers(w, env)
       end)
       w.all_printed = loop:create_future()
       w.listening = loop:create_future()
-      w.serves = code_only(w.block):find("8888") and
-        (code_only(w.block):find("create_server") or
-         code_only(w.block):find("start_server"))
+      local code = code_only(w.block)
+      w.serves = code:find(tostring(PORT), 1, true) and
+        (code:find("create_server") or code:find("start_server"))
       local stop_peers = serve(w, loop, env)
       local visitor = w.serves and tapio.create_task(visit, w)
-      local r = { tapio.wait_for(function()
+      local r = pack(tapio.wait_for(function()
         return main(unpack(args, 1, args.n))
-      end, 2 * DEADLINE) }
+      end, 2 * DEADLINE))
       if visitor then
         tapio.wait_for(visitor, DEADLINE)
       end
       await_prints(w)
       stop_peers()
-      return unpack(r)
+      return unpack(r, 1, r.n)
     end)
   end
 end
