@@ -735,21 +735,32 @@ function Client:parse_inline(s, pos)
   return eol + 1
 end
 
+-- The number of the "*count" or "$len" line at pos, at most max, and
+-- the position after the line; else nil and where parsing stops (see
+-- line_end), nil also after the protocol error "invalid <what> length".
+function Client:header(s, pos, what, max)
+  local eol, at = self:line_end(s, pos, "\r\n",
+                                "too big " .. what .. " count string")
+  if not eol then
+    return nil, at
+  end
+  local n = to_int(sub(s, pos + 1, eol - 1))
+  if not n or n > max or (n < 0 and what == "bulk") then
+    return nil, self:protocol_error(("invalid %s length"):format(
+      what == "bulk" and "bulk" or "multibulk"))
+  end
+  return n, eol + 2
+end
+
 -- An array's "*count\r\n": its bulk strings follow (none: nothing to run).
 function Client:parse_count(s, pos)
-  local eol, at = self:line_end(s, pos, "\r\n",
-                                "too big mbulk count string")
-  if not eol then
+  local count, at = self:header(s, pos, "mbulk", MAX_ARGS)
+  if not count then
     return at, true
-  end
-  local count = to_int(sub(s, pos + 1, eol - 1))
-  if not count or count > MAX_ARGS then
-    return self:protocol_error("invalid multibulk length")
-  end
-  if count > 0 then
+  elseif count > 0 then
     self.argv, self.left = {}, count
   end
-  return eol + 2
+  return at
 end
 
 -- The bulk strings of the array under way ("$len\r\nvalue\r\n"); once
@@ -764,21 +775,16 @@ function Client:parse_bulks(s, pos)
       return self:protocol_error(("expected '$', got '%s'")
         :format(sub(s, pos, pos)))
     end
-    local eol, at = self:line_end(s, pos, "\r\n",
-                                  "too big bulk count string")
-    if not eol then
+    local len, at = self:header(s, pos, "bulk", MAX_BULK)
+    if not len then
       return at, true
     end
-    local len = to_int(sub(s, pos + 1, eol - 1))
-    if not len or len < 0 or len > MAX_BULK then
-      return self:protocol_error("invalid bulk length")
-    end
-    local stop = eol + 1 + len -- the value's last byte
+    local stop = at + len - 1 -- the value's last byte
     if stop + 2 > n then
       self.need = stop + 2 -- its CRLF
       return pos, true
     end
-    argv[#argv + 1] = sub(s, eol + 2, stop)
+    argv[#argv + 1] = sub(s, at, stop)
     pos = stop + 3
     self.left = self.left - 1
   end
