@@ -15,7 +15,8 @@
 --
 -- TAPIO_CHAOS_SEED=n replays one seed; TAPIO_CHAOS_ROUNDS=n runs n seeds
 -- from TAPIO_CHAOS_SEED (or 1) on, for a longer run; TAPIO_CHAOS_STATS=1
--- prints how often each action and callback ran.
+-- prints how often each action and callback ran; TAPIO_CHAOS_VERBOSE=1
+-- prints each round's actors and their histories.
 local helper = require "spec.helper"
 local tapio = helper.tapio
 
@@ -1457,6 +1458,11 @@ local function run_round(seed)
       error(("seed %d: error %d raised in a callback reached the exception "
         .. "handler %d times, the caller %d times\n%s"):format(seed, tag,
         heard, caller, R:describe(r.actor)), 0)
+    end
+  end
+  if os.getenv("TAPIO_CHAOS_VERBOSE") then
+    for _, a in ipairs(R.actors) do
+      io.stdout:write(("seed %d: %s\n"):format(seed, R:describe(a)))
     end
   end
   return R

@@ -34,9 +34,10 @@
  * Seeds: a fixed list by default (three under valgrind);
  * TAPIO_CHAOS_SEED=n replays one, TAPIO_CHAOS_ROUNDS=n runs n seeds (from
  * TAPIO_CHAOS_SEED, or the list's first, on), TAPIO_CHAOS_VERBOSE=1 prints
- * what each round did. A failure prints the seed and the history of the
- * actors concerned. On a real loop, replay is as exact as the OS's timing
- * lets it be: the draws follow the order of events. */
+ * what each round did (=2: and every event of every actor as it comes). A
+ * failure prints the seed and the history of the actors concerned. On a
+ * real loop, replay is as exact as the OS's timing lets it be: the draws
+ * follow the order of events. */
 #include "tls.h"
 
 #include <stdarg.h>
@@ -252,6 +253,8 @@ static void pat_fill(unsigned char *b, size_t n, uint32_t sid, uint64_t o)
 
 /* ---- Histories and failing loudly -------------------------------------- */
 
+static int trace; /* TAPIO_CHAOS_VERBOSE=2: every event, as it is noted */
+
 static void note(hist *h, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static void note(hist *h, const char *fmt, ...)
@@ -260,6 +263,8 @@ static void note(hist *h, const char *fmt, ...)
   va_start(ap, fmt);
   vsnprintf(h->ev[h->n % HIST], sizeof h->ev[0], fmt, ap);
   va_end(ap);
+  if (trace)
+    printf("%s: %s\n", h->name, h->ev[h->n % HIST]);
   h->n++;
 }
 
@@ -2257,6 +2262,8 @@ static void chaos_rounds(void)
   const char *one = getenv("TAPIO_CHAOS_SEED");
   const char *rounds = getenv("TAPIO_CHAOS_ROUNDS");
   size_t n = sizeof default_seeds / sizeof *default_seeds, i;
+  trace = getenv("TAPIO_CHAOS_VERBOSE") &&
+          strcmp(getenv("TAPIO_CHAOS_VERBOSE"), "2") == 0;
   signal(SIGUSR1, SIG_IGN); /* a signal raised as a handler goes: no harm */
   signal(SIGUSR2, SIG_IGN);
   server_tls = server_ctx("server");
