@@ -37,6 +37,22 @@ double now(chaos *c)
   return tapio_loop_time(c->loop) - c->t0;
 }
 
+/* A write of who's (or a call that may pause its writing) is on the
+ * stack: only who's pause_writing may come inside it, and no write may
+ * start from there. */
+void write_begin(chaos *c, const char *what, void *who)
+{
+  c->writing = 1;
+  c->sync = what;
+  c->sync_ep = who;
+}
+
+void write_end(chaos *c)
+{
+  c->sync = NULL;
+  c->writing = 0;
+}
+
 void check_sync(chaos *c, hist *h, const char *what, void *who)
 {
   if (c->sync && !(who == c->sync_ep && strcmp(what, "pause_writing") == 0))

@@ -214,6 +214,8 @@ void note(hist *h, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void dump(const hist *h);
 double now(chaos *c);
+void write_begin(chaos *c, const char *what, void *who);
+void write_end(chaos *c);
 void check_sync(chaos *c, hist *h, const char *what, void *who);
 void enter(actor *a, tapio_transport *t, const char *what);
 void made(actor *a, tapio_transport *t);
@@ -271,7 +273,8 @@ void proc_start(chaos *c);
 /* timer.c */
 void timer_start(chaos *c, int kind, void *target);
 void beat(chaos *c, int kind, void *target);
-void sig_fire(void *ud);
+void signal_on(chaos *c, int i);
+void signal_off(chaos *c, int i);
 void raise_signal(chaos *c);
 
 /* ends.c */

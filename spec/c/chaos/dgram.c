@@ -84,14 +84,11 @@ static void dep_send(dep *d)
       for (k = 12; k < len; k++)
         c->scratch[k] = pat(d->sid, ((uint64_t)seq << 32) | k);
     }
-    c->writing = 1;
-    c->sync = "sendto";
-    c->sync_ep = d;
+    write_begin(c, "sendto", d);
     rc = tapio_transport_sendto(d->a.t, c->scratch, len,
                                 d->a.closed ? NULL : d->peer->addr,
                                 d->a.closed ? 0 : d->peer->addrlen);
-    c->sync = NULL;
-    c->writing = 0;
+    write_end(c);
     if (d->a.closed && rc == TAPIO_EINVAL)
       rc = tapio_transport_sendto(d->a.t, c->scratch, len, d->peer->addr,
                                   d->peer->addrlen);
@@ -139,26 +136,18 @@ static void dep_connected(void *ud, int status, tapio_transport *t)
 {
   dep *d = ud;
   chaos *c = d->a.c;
+  char host[64];
+  int port;
   note(&d->a.h, "%.3f completion %s", now(c), tapio_errname(status));
   d->a.pending = 0;
   if (status != 0 || t != d->a.t)
     BUG(&d->a.h, NULL, "datagram endpoint: %s", tapio_errname(status));
   CHECK_OK(tapio_transport_get_sockname(t, NULL, 0, NULL, NULL));
-  {
-    char host[64];
-    int port;
-    d->addrlen = sizeof d->addr;
-    CHECK_OK(tapio_transport_get_sockname(t, host, sizeof host, &port,
-                                          NULL));
-    CHECK_OK(tapio_addr_parse(host, port, d->addr, &d->addrlen));
-  }
+  d->addrlen = sizeof d->addr;
+  CHECK_OK(tapio_transport_get_sockname(t, host, sizeof host, &port, NULL));
+  CHECK_OK(tapio_addr_parse(host, port, d->addr, &d->addrlen));
   if (!d->peer->a.t && !d->peer->a.pending) { /* the second, connected to us */
-    tapio_options *o = NULL;
-    char host[64];
-    int port;
-    CHECK_OK(tapio_transport_get_sockname(t, host, sizeof host, &port,
-                                          NULL));
-    CHECK_OK(tapio_options_new(c->loop, &o));
+    tapio_options *o = new_options(c->loop);
     CHECK_OK(tapio_options_set_str(o, "local_host", "127.0.0.1"));
     CHECK_OK(tapio_options_set_str(o, "remote_host", host));
     CHECK_OK(tapio_options_set_int(o, "remote_port", port));
@@ -173,7 +162,7 @@ static void dep_connected(void *ud, int status, tapio_transport *t)
 void dgram_start(chaos *c)
 {
   dep *a, *b;
-  tapio_options *o = NULL;
+  tapio_options *o;
   if (c->ndgs + 2 > MAX_DGRAMS || c->next_sid + 2 > MAX_SIDS)
     return;
   a = &c->dgs[c->ndgs++];
@@ -190,7 +179,7 @@ void dgram_start(chaos *c)
            c->ndgs - 2, a->sid);
   snprintf(b->a.h.name, sizeof b->a.h.name, "udp.b#%d(sid %u)",
            c->ndgs - 1, b->sid);
-  CHECK_OK(tapio_options_new(c->loop, &o));
+  o = new_options(c->loop);
   CHECK_OK(tapio_options_set_str(o, "local_host", "127.0.0.1"));
   a->a.pending = 1;
   CHECK_OK(tapio_create_datagram_endpoint(c->loop, &dep_proto, a, o,

@@ -125,12 +125,9 @@ static void proc_write(proc *p)
   pat_fill(c->scratch, n, p->sid, p->written);
   note(&p->a.h, "%.3f write %zu", now(c), n);
   p->written += n;
-  c->writing = 1;
-  c->sync = "write";
-  c->sync_ep = p;
+  write_begin(c, "write", p);
   rc = tapio_transport_write(in, c->scratch, n);
-  c->sync = NULL;
-  c->writing = 0;
+  write_end(c);
   if (rc != 0)
     p->written -= n;
   if (rc != (closing ? TAPIO_ECLOSED : 0))

@@ -24,11 +24,8 @@ static void wind_down(chaos *c, int abort)
   int i;
   note(&c->g, "%.3f %s", now(c), abort ? "abort all" : "wind down");
   for (i = 0; i < 2; i++)
-    if (c->sig_on[i]) {
-      c->sig_on[i] = 0;
-      CHECK_EQ(tapio_remove_signal_handler(c->loop, i ? SIGUSR2 : SIGUSR1),
-               1);
-    }
+    if (c->sig_on[i])
+      signal_off(c, i);
   for (i = 0; i < MAX_EPS; i++) {
     ep *e = &c->eps[i];
     if (e->used && e->a.made && !e->a.lost) {
@@ -104,19 +101,15 @@ static void round_start_actors(chaos *c)
   n = 5 + (int)rnd(c, 10);
   for (i = 0; i < n; i++)
     timer_start(c, TG_GLOBAL, NULL);
-  c->sig_on[0] = 1;
-  CHECK_OK(tapio_add_signal_handler(c->loop, SIGUSR1, sig_fire, c));
-  if (chance(c, 50)) {
-    c->sig_on[1] = 1;
-    CHECK_OK(tapio_add_signal_handler(c->loop, SIGUSR2, sig_fire, c));
-  }
+  signal_on(c, 0);
+  if (chance(c, 50))
+    signal_on(c, 1);
 }
 
 static tapio_options *tls_opts(chaos *c, tapio_tls_context *ctx,
                                const char *name)
 {
-  tapio_options *o = NULL;
-  CHECK_OK(tapio_options_new(c->loop, &o));
+  tapio_options *o = new_options(c->loop);
   if (ctx)
     CHECK_OK(tapio_options_set_tls(o, "ssl", ctx));
   if (name)

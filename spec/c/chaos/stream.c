@@ -71,12 +71,9 @@ int ep_send(ep *e, const void *p, size_t n)
 {
   chaos *c = e->a.c;
   int rc;
-  c->writing = 1;
-  c->sync = "write";
-  c->sync_ep = e;
+  write_begin(c, "write", e);
   rc = tapio_transport_write(e->a.t, p, n);
-  c->sync = NULL;
-  c->writing = 0;
+  write_end(c);
   return rc;
 }
 

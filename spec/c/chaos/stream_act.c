@@ -37,12 +37,9 @@ static void ep_write(ep *e, int lines)
       bufs[i] = c->scratch + off;
       off += lens[i];
     }
-    c->writing = 1;
-    c->sync = "writelines";
-    c->sync_ep = e;
+    write_begin(c, "writelines", e);
     rc = tapio_transport_writelines(e->a.t, bufs, lens, k);
-    c->sync = NULL;
-    c->writing = 0;
+    write_end(c);
   } else {
     rc = ep_send(e, c->scratch, n);
   }

@@ -72,7 +72,12 @@ void beat(chaos *c, int kind, void *target)
     tm->beat = 1;
 }
 
-void sig_fire(void *ud)
+static int signo(int i)
+{
+  return i ? SIGUSR2 : SIGUSR1;
+}
+
+static void sig_fire(void *ud)
 {
   chaos *c = ud;
   note(&c->g, "%.3f signal", now(c));
@@ -86,7 +91,7 @@ void raise_signal(chaos *c)
   if (!c->sig_on[i])
     return;
   note(&c->g, "%.3f raise %d", now(c), i);
-  CHECK(kill(getpid(), i ? SIGUSR2 : SIGUSR1) == 0);
+  CHECK(kill(getpid(), signo(i)) == 0);
 }
 
 /* Something to someone: a signal's or a global timer's chaos. */
@@ -111,9 +116,20 @@ static void global_act(chaos *c)
     int i = (int)rnd(c, 2);
     if (c->sig_on[i] && chance(c, 30)) {
       note(&c->g, "%.3f remove signal %d", now(c), i);
-      c->sig_on[i] = 0;
-      CHECK_EQ(tapio_remove_signal_handler(c->loop, i ? SIGUSR2 : SIGUSR1),
-               1);
+      signal_off(c, i);
     }
   }
+}
+
+/* Signal handler i (0: SIGUSR1, 1: SIGUSR2) on or off. */
+void signal_on(chaos *c, int i)
+{
+  c->sig_on[i] = 1;
+  CHECK_OK(tapio_add_signal_handler(c->loop, signo(i), sig_fire, c));
+}
+
+void signal_off(chaos *c, int i)
+{
+  c->sig_on[i] = 0;
+  CHECK_EQ(tapio_remove_signal_handler(c->loop, signo(i)), 1);
 }
