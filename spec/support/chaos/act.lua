@@ -203,7 +203,7 @@ end
 -- closed, its port could be another's by the time the client connects.
 function DO.server(R, a)
   local rec = R:pick(R.servers)
-  local server = rec.server or R.weak[rec.key]
+  local server = R:server_of(rec)
   if not server or not (rec.accepted or rec == R.sink_rec) then
     return
   end

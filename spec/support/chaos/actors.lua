@@ -81,9 +81,8 @@ end
 -- connects a callback makes and cancels (at once, soon, or never).
 local function sink(R)
   R.sink = R.loop:create_server(function()
-    local a = R:new_actor("sink")
-    a.methods, a.received, a.mute, a.server_side = STREAM, "", true, true
-    a.bufs = setmetatable({}, { __mode = "k" })
+    local a = stream_actor(R, "sink")
+    a.mute, a.server_side = true, true
     return factory(R, a)()
   end, "127.0.0.1", 0)
   R.sink_port = helper.port(R.sink)

@@ -89,6 +89,15 @@ local function sent_of(a)
   return a.sent or ""
 end
 
+-- Bytes a reads: a prefix of what its peer wrote (a sink's client is not
+-- known).
+local function received(R, a, data)
+  a.received = a.received .. data
+  if a.peer then
+    check_prefix(R, a, a.received, sent_of(a.peer))
+  end
+end
+
 local function record_sent(a, data)
   a.sent[#a.sent + 1] = data
 end
@@ -135,10 +144,7 @@ function check.data_received(R, a, self, name, data)
   if a.eof then
     return R:fail(a, "data_received after eof_received")
   end
-  a.received = a.received .. data
-  if a.peer then -- (a sink's client is not known)
-    check_prefix(R, a, a.received, sent_of(a.peer))
-  end
+  received(R, a, data)
   return act.transport(R, a, self, name)
 end
 
@@ -300,5 +306,5 @@ end
 
 return { STREAM = STREAM, DATAGRAM = DATAGRAM, PROCESS = PROCESS,
          method = method, make_proto = make_proto,
-         transport_of = transport_of, check_prefix = check_prefix,
-         sent_of = sent_of, record_sent = record_sent }
+         transport_of = transport_of, received = received,
+         record_sent = record_sent }

@@ -193,6 +193,7 @@ end
 
 -- A server of the round: rec.server, until an actor drops it (the weak
 -- table holds it while it is open: anchored).
+-- (Round:server_of(rec): that server, while it is referenced or open.)
 function Round:add_server(server, rec)
   rec = rec or {}
   rec.server, rec.key = server, "server" .. self:id()
@@ -201,13 +202,12 @@ function Round:add_server(server, rec)
   return rec
 end
 
--- An abstract name no other process (another flavour's run) takes.
-local PID
-do
-  local f = assert(io.open("/proc/self/stat"))
-  PID = f:read("*n")
-  f:close()
+function Round:server_of(rec)
+  return rec.server or self.weak[rec.key]
 end
+
+-- An abstract name no other process (another flavour's run) takes.
+local PID = tonumber(helper.pid())
 
 function Round:unix_path()
   return ("@tapio-chaos-%d-%d-%d"):format(PID, self.seed, self:id())

@@ -63,7 +63,7 @@ local function finish(R, pass)
     end
   end
   for _, rec in ipairs(R.servers) do
-    local s = rec.server or R.weak[rec.key]
+    local s = R:server_of(rec)
     if s then
       s:close()
     end
@@ -112,7 +112,7 @@ local function round_main(R)
   end
   R.finishing = true
   for _, rec in ipairs(R.servers) do
-    local server = rec.server or R.weak[rec.key]
+    local server = R:server_of(rec)
     if server then
       server:close()
       server:close() -- idempotent

@@ -5,8 +5,7 @@ local round = require "spec.support.chaos.round"
 local proto = require "spec.support.chaos.check"
 local tapio = helper.tapio
 local server_ctx, client_ctx = round.server_ctx, round.client_ctx
-local check_prefix, sent_of = proto.check_prefix, proto.sent_of
-local record_sent = proto.record_sent
+local received, record_sent = proto.received, proto.record_sent
 
 -- What a stream read returned or raised: bytes go to received (checked),
 -- an IncompleteReadError's partial too (it was consumed); the end, an
@@ -14,8 +13,7 @@ local record_sent = proto.record_sent
 local function took(R, a, ok, res)
   if ok then
     R:note(a, "read:" .. #res)
-    a.received = a.received .. res
-    check_prefix(R, a, a.received, sent_of(a.peer))
+    received(R, a, res)
     return res ~= ""
   end
   if type(res) ~= "table" then
@@ -27,8 +25,7 @@ local function took(R, a, ok, res)
   end
   R:note(a, "err:" .. tostring(res.name))
   if res.partial then
-    a.received = a.received .. res.partial
-    check_prefix(R, a, a.received, sent_of(a.peer))
+    received(R, a, res.partial)
   end
   if tapio.is_cancelled(res) then
     a.cancels = (a.cancels or 0) + 1
