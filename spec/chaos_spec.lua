@@ -7,7 +7,7 @@
 -- replace its method or its whole protocol, drop its transport and collect,
 -- cancel a task, stop the loop (the round runs it again), call methods of a
 -- closed transport. Every event is checked against the rules of DESIGN.md
--- and lua/README.md (see check.lua); a broken rule fails the round with its
+-- and lua/README.md (see protocol.lua); a broken rule fails the round with its
 -- seed and the actor's history. A round ends when every actor reached its
 -- end; when nothing happens for QUIET seconds the round closes, then
 -- aborts, what is left (that is the actors' end, not a sleep), and a round
@@ -19,7 +19,7 @@
 -- prints each round's actors and their histories.
 --
 -- The parts, in spec/support/chaos/: round.lua (the PRNG and what every
--- actor shares), check.lua (the protocol actors' callbacks and their
+-- actor shares), protocol.lua (the protocol actors' callbacks and their
 -- checks), closed.lua (calls of a closed transport), act.lua (what a
 -- protocol actor does), actors.lua (setting them up), streams.lua (the
 -- streams-API actors) and run.lua (one round).

@@ -1,10 +1,10 @@
 -- What a protocol actor of the chaos spec does in a callback: an action
 -- drawn by weight (act.transport), each a function of DO.
 local round = require "spec.support.chaos.round"
-local proto = require "spec.support.chaos.check"
+local protocol = require "spec.support.chaos.protocol"
 local act = round.act
-local method, make_proto = proto.method, proto.make_proto
-local transport_of, record_sent = proto.transport_of, proto.record_sent
+local method, make_proto = protocol.method, protocol.make_proto
+local transport_of, record_sent = protocol.transport_of, protocol.record_sent
 
 local function write(R, a, t, data)
   if a.kind:find("^dgram") then

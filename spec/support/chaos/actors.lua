@@ -4,12 +4,13 @@
 -- timers.
 local helper = require "spec.helper"
 local round = require "spec.support.chaos.round"
-local proto = require "spec.support.chaos.check"
+local protocol = require "spec.support.chaos.protocol"
 local tapio = helper.tapio
 local Round = round.Round
 local server_ctx, client_ctx = round.server_ctx, round.client_ctx
-local STREAM, DATAGRAM, PROCESS = proto.STREAM, proto.DATAGRAM, proto.PROCESS
-local make_proto = proto.make_proto
+local STREAM, DATAGRAM = protocol.STREAM, protocol.DATAGRAM
+local PROCESS = protocol.PROCESS
+local make_proto = protocol.make_proto
 
 local function stream_actor(R, kind)
   local a = R:new_actor(kind)

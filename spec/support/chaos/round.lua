@@ -1,13 +1,13 @@
 -- The chaos spec's round: its PRNG, its actors' common calls (notes,
 -- draws, raised errors and what the exception handler hears), its tasks
 -- and servers, and the dispatch tables its protocol actors share (check,
--- filled in by check.lua; act, by act.lua).
+-- filled in by protocol.lua; act, by act.lua).
 local helper = require "spec.helper"
 
 helper.certs()
 local server_ctx, client_ctx = helper.server_ctx(), helper.client_ctx()
 
--- The protocol actors' dispatch: check.lua fills in check (what each
+-- The protocol actors' dispatch: protocol.lua fills in check (what each
 -- callback checks), act.lua act.transport (what an actor then does).
 local check, act = {}, {}
 

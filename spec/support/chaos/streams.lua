@@ -2,10 +2,10 @@
 -- writing, draining, cancelling and closing as they draw.
 local helper = require "spec.helper"
 local round = require "spec.support.chaos.round"
-local proto = require "spec.support.chaos.check"
+local protocol = require "spec.support.chaos.protocol"
 local tapio = helper.tapio
 local server_ctx, client_ctx = round.server_ctx, round.client_ctx
-local received, record_sent = proto.received, proto.record_sent
+local received, record_sent = protocol.received, protocol.record_sent
 
 -- What a stream read returned or raised: bytes go to received (checked),
 -- an IncompleteReadError's partial too (it was consumed); the end, an
