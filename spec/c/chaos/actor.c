@@ -37,6 +37,8 @@ double now(chaos *c)
   return tapio_loop_time(c->loop) - c->t0;
 }
 
+/* ---- What is on the stack ---------------------------------------------- */
+
 /* A write of who's (or a call that may pause its writing) is on the
  * stack: only who's pause_writing may come inside it, and no write may
  * start from there. */
@@ -154,6 +156,8 @@ void release(actor *a)
   if (a->lost && !a->in_lost && !a->refs && !a->freed)
     BUG(&a->h, NULL, "the last release of an ended transport kept it");
 }
+
+/* ---- Drawing what to do ------------------------------------------------ */
 
 /* The actions every actor has; 1 if what was one of them. */
 static int common(actor *a, int what)

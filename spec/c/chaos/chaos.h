@@ -264,7 +264,7 @@ void dep_act(actor *a);
 void dgram_start(chaos *c);
 
 /* proc.c */
-void proc_kill(proc *p);
+void proc_kill(proc *p, int term);
 void proc_pipe_ref(proc *p, int fd, int retain);
 void proc_do(actor *a, int what);
 void proc_act(actor *a);

@@ -101,16 +101,20 @@ static void proc_connected(void *ud, int status, tapio_transport *t)
     BUG(&p->a.h, NULL, "subprocess completion %s", tapio_errname(status));
 }
 
-void proc_kill(proc *p)
+/* kill (term 0) or terminate (1) the child, unless it is gone (one that
+ * exited is not terminated: a kill then checks ESRCH's answer). */
+void proc_kill(proc *p, int term)
 {
+  const char *what = term ? "terminate" : "kill";
   int rc;
-  if (!p->a.t || p->a.lost)
+  if (!p->a.t || p->a.lost || (term && p->exited))
     return;
-  note(&p->a.h, "%.3f kill", now(p->a.c));
+  note(&p->a.h, "%.3f %s", now(p->a.c), what);
   p->killed = 1;
-  rc = tapio_subprocess_kill(p->a.t);
+  rc = term ? tapio_subprocess_terminate(p->a.t)
+            : tapio_subprocess_kill(p->a.t);
   if (rc != 0 && rc != TAPIO_ESRCH)
-    BUG(&p->a.h, NULL, "kill answered %s", tapio_errname(rc));
+    BUG(&p->a.h, NULL, "%s answered %s", what, tapio_errname(rc));
 }
 
 static void proc_write(proc *p)
@@ -160,7 +164,6 @@ void proc_do(actor *a, int what)
   proc *p = (proc *)a;
   chaos *c = a->c;
   tapio_transport *pt;
-  int rc;
   switch (what) {
   case A_WRITE: case A_WRITELINES: proc_write(p); break;
   case A_WRITE_EOF: case A_END:
@@ -194,17 +197,8 @@ void proc_do(actor *a, int what)
   case A_RETAIN: proc_pipe_ref(p, (int)rnd(c, 3), 1); break;
   case A_RELEASE: proc_pipe_ref(p, (int)rnd(c, 3), 0); break;
   case A_KILL: /* it ends the child: now and then */
-    if (!chance(c, 20))
-      break;
-    if (chance(c, 50)) {
-      proc_kill(p);
-    } else if (!p->exited && !p->a.lost) {
-      note(&p->a.h, "%.3f terminate", now(c));
-      p->killed = 1;
-      rc = tapio_subprocess_terminate(p->a.t);
-      if (rc != 0 && rc != TAPIO_ESRCH)
-        BUG(&p->a.h, NULL, "terminate answered %s", tapio_errname(rc));
-    }
+    if (chance(c, 20))
+      proc_kill(p, !chance(c, 50));
     break;
   default: break;
   }

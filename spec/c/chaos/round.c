@@ -135,11 +135,11 @@ static void run_loop(chaos *c)
   }
 }
 
-void run_round(uint64_t seed, int virt)
+/* A round's state, its loop (real or virtual: tracked by our allocator)
+ * and the TLS options its actors use. */
+static chaos *round_new(uint64_t seed, int virt)
 {
   chaos *c = calloc(1, sizeof *c);
-  double wall = now_sec();
-  int i;
   CHECK(c != NULL);
   current = c;
   c->seed = seed;
@@ -166,12 +166,12 @@ void run_round(uint64_t seed, int virt)
   c->wind = 0.6 * slow();
   c->abort_at = 1.5 * slow();
   c->deadline = 10.0 * slow();
-  round_start_actors(c);
-  CHECK_OK(tapio_call_later(c->loop, 0.02, tick, c, NULL));
-  run_loop(c);
-  release_all(c);
-  check_all_freed(c);
-  check_exact(c);
+  return c;
+}
+
+/* The loop freed: nothing of it may be left. */
+static void round_free_loop(chaos *c)
+{
   tapio_options_free(c->cli_tls);
   tapio_options_free(c->srv_tls);
   tapio_options_free(c->up_cli);
@@ -181,13 +181,11 @@ void run_round(uint64_t seed, int virt)
   if (c->nlive)
     BUG(NULL, NULL, "%zu blocks of the loop left after tapio_loop_free",
         c->nlive);
-  if (getenv("TAPIO_CHAOS_VERBOSE"))
-    printf("seed %llu%s: %.2f s, %lu events, %llu bytes checked, %lu exact "
-           "ends, %lu upgrades, %lu frees seen, %lu exceptions\n",
-           (unsigned long long)seed, virt ? " (virtual)" : "",
-           now_sec() - wall, c->n_events,
-           (unsigned long long)c->n_bytes, c->n_exact, c->n_upgrades,
-           c->n_frees, c->n_exceptions);
+}
+
+static void round_free(chaos *c)
+{
+  int i;
   for (i = 0; i < MAX_EPS; i++)
     free(c->eps[i].buf);
   for (i = 0; i < c->nsrvs; i++)
@@ -198,4 +196,25 @@ void run_round(uint64_t seed, int virt)
   free(c->scratch);
   free(c);
   current = NULL;
+}
+
+void run_round(uint64_t seed, int virt)
+{
+  double wall = now_sec();
+  chaos *c = round_new(seed, virt);
+  round_start_actors(c);
+  CHECK_OK(tapio_call_later(c->loop, 0.02, tick, c, NULL));
+  run_loop(c);
+  release_all(c);
+  check_all_freed(c);
+  check_exact(c);
+  round_free_loop(c);
+  if (getenv("TAPIO_CHAOS_VERBOSE"))
+    printf("seed %llu%s: %.2f s, %lu events, %llu bytes checked, %lu exact "
+           "ends, %lu upgrades, %lu frees seen, %lu exceptions\n",
+           (unsigned long long)seed, virt ? " (virtual)" : "",
+           now_sec() - wall, c->n_events,
+           (unsigned long long)c->n_bytes, c->n_exact, c->n_upgrades,
+           c->n_frees, c->n_exceptions);
+  round_free(c);
 }

@@ -189,7 +189,7 @@ static void ep_do(actor *a, int what)
   case A_LIMITS: ep_limits(e); break;
   case A_KILL:
     if (c->nprocs)
-      proc_kill(&c->procs[rnd(c, (unsigned)c->nprocs)]);
+      proc_kill(&c->procs[rnd(c, (unsigned)c->nprocs)], 0);
     break;
   case A_FAULT: ep_fault(e, rnd(c, FAULT_CLEAR + 1)); break;
   case A_END: ep_end(e, chance(c, 10)); break;

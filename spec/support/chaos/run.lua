@@ -20,8 +20,6 @@ local QUIET = 0.05          -- seconds without an event before finishing
 local STUCK = 40            -- quiet times before a round fails
 local ROUND_DEADLINE = 8    -- seconds one round may take at most
 
--- ---- The round ------------------------------------------------------------
-
 local function all_done(R)
   for _, a in ipairs(R.actors) do
     if not a.done then
@@ -75,25 +73,29 @@ local KINDS = { "tcp", "tcp", "unix", "tls", "starttls", "pipe", "dgram",
                 "streams-tcp", "streams-unix", "streams-tls",
                 "streams-starttls", "timer", "timer" }
 
+-- An actor (or a pair) of one of the KINDS.
+local function add_actor(R, kind)
+  if kind == "tcp" or kind == "unix" or kind == "tls"
+      or kind == "starttls" then
+    stream_pair(R, kind)
+  elseif kind == "pipe" then
+    pipe_pair(R)
+  elseif kind == "dgram" then
+    dgram_pair(R)
+  elseif kind == "proc" then
+    process(R)
+  elseif kind == "timer" then
+    timer(R)
+  else
+    streams_pair(R, kind:match("streams%-(.*)"))
+  end
+end
+
 local function round_main(R)
   sink(R)
   local n = 3 + R.rand(8)
   for _ = 1, n do
-    local kind = R:pick(KINDS)
-    if kind == "tcp" or kind == "unix" or kind == "tls"
-        or kind == "starttls" then
-      stream_pair(R, kind)
-    elseif kind == "pipe" then
-      pipe_pair(R)
-    elseif kind == "dgram" then
-      dgram_pair(R)
-    elseif kind == "proc" then
-      process(R)
-    elseif kind == "timer" then
-      timer(R)
-    else
-      streams_pair(R, kind:match("streams%-(.*)"))
-    end
+    add_actor(R, R:pick(KINDS))
   end
   local pass = 0
   while not all_done(R) and not R.failure do
@@ -156,6 +158,29 @@ local function after_close(R)
   end
 end
 
+-- What the exception handler (and a create call) heard: each of the six
+-- late writes' reports once, each error a callback raised once.
+local function check_heard(R, seed)
+  for _, late in pairs(R.late) do
+    if late.heard ~= 1 then
+      error(("seed %d: six writes after connection_lost, the exception "
+        .. "handler heard of %d\n%s"):format(seed, late.heard,
+        R:describe(late.actor)), 0)
+    end
+  end
+  for tag, r in pairs(R.raised) do
+    local heard, caller = r.heard, r.caller or 0
+    -- (a client factory's error whose task or future was cancelled
+    -- meanwhile is given up: cancel() retrieves it, as asyncio's does)
+    if (r.by_caller and heard + caller ~= (r.given_up and caller or 1))
+        or (not r.by_caller and (heard ~= 1 or caller ~= 0)) then
+      error(("seed %d: error %d raised in a callback reached the exception "
+        .. "handler %d times, the caller %d times\n%s"):format(seed, tag,
+        heard, caller, R:describe(r.actor)), 0)
+    end
+  end
+end
+
 local function run_round(seed)
   local loop = tapio.new_loop()
   local R = new_round(seed, loop)
@@ -199,24 +224,7 @@ local function run_round(seed)
   if R.failure then
     error(R.failure, 0)
   end
-  for _, late in pairs(R.late) do
-    if late.heard ~= 1 then
-      error(("seed %d: six writes after connection_lost, the exception "
-        .. "handler heard of %d\n%s"):format(seed, late.heard,
-        R:describe(late.actor)), 0)
-    end
-  end
-  for tag, r in pairs(R.raised) do
-    local heard, caller = r.heard, r.caller or 0
-    -- (a client factory's error whose task or future was cancelled
-    -- meanwhile is given up: cancel() retrieves it, as asyncio's does)
-    if (r.by_caller and heard + caller ~= (r.given_up and caller or 1))
-        or (not r.by_caller and (heard ~= 1 or caller ~= 0)) then
-      error(("seed %d: error %d raised in a callback reached the exception "
-        .. "handler %d times, the caller %d times\n%s"):format(seed, tag,
-        heard, caller, R:describe(r.actor)), 0)
-    end
-  end
+  check_heard(R, seed)
   if os.getenv("TAPIO_CHAOS_VERBOSE") then
     for _, a in ipairs(R.actors) do
       io.stdout:write(("seed %d: %s\n"):format(seed, R:describe(a)))
