@@ -54,10 +54,13 @@ void tl_release_transport(lua_State *L, tl_transport *lt) {
   lt->lb = NULL;
 }
 
+/* Also when the loop is freed quietly (its __gc at lua_close): the
+ * shell calls nobody, and a finalizer that runs after the loop's still
+ * reads the answers every other end gives. */
 void tl_end_transport(lua_State *L, tl_transport *lt, int idx) {
   tl_loop *lb = lt->lb;
   idx = idx ? tl_absindex(L, idx) : 0;
-  if (lb && lt->t && !lb->quiet && tl_prepare(lb, L, TL_T_SHELL) == 0) {
+  if (lb && lt->t && tl_prepare(lb, L, TL_T_SHELL) == 0) {
     lua_pushlightuserdata(L, lt);
     if (idx)
       lua_pushvalue(L, idx);
