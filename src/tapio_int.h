@@ -57,6 +57,7 @@ typedef void (*tapio__task_fn)(tapio__task *task);
 struct tapio__task {
   tapio__task *next;
   tapio__task_fn run;
+  int posted; /* queued and not yet run: a second post is ignored */
 };
 
 /* ---- Loop -------------------------------------------------------------- */
@@ -123,6 +124,9 @@ void tapio__free(tapio_loop *loop, void *ptr, size_t size);
 char *tapio__strdup(tapio_loop *loop, const char *s);
 void tapio__strfree(tapio_loop *loop, char *s);
 
+/* Queues task to run once, soon. Posting a task already queued (its
+ * owner's memory is zeroed when made) does nothing: relinking it would
+ * corrupt the queue. It may post itself again once it runs. */
 void tapio__task_post(tapio_loop *loop, tapio__task *task);
 /* Takes a posted task off the ready queue (or the batch being run), so
  * that its memory can go before it runs; harmless when not posted. */

@@ -85,7 +85,10 @@ void tapio__transport_made(tapio_transport *t) {
 
 /* ---- Closing ----------------------------------------------------------- */
 
+/* Once: an end already on its way keeps its code and message. */
 void tapio__transport_lost(tapio_transport *t, int code, const char *message) {
+  if (t->flags & TAPIO__T_LOST)
+    return;
   t->flags |= TAPIO__T_LOST | TAPIO__T_CLOSING;
   t->lost_code = code;
   if (message)
