@@ -587,6 +587,8 @@ struct tapio__stream {
   const tapio__io *io;
   void *io_ctx;
   tapio__wqueue wq;
+  tapio__task more;       /* reads on what a layer still holds, after the
+                             budget of one wake-up (stream.c) */
 };
 
 /* Puts layer io (with its context) on the stream; a layer with `ready`
