@@ -442,6 +442,10 @@ enum {
   TAPIO__BULK = 1 << 3            /* reads again after a full one: pipes */
 };
 
+/* The pipe kinds' abilities: pipe.c's and a memory pair's (memory.c). */
+#define TAPIO__READ_PIPE_CAPS (TAPIO__CAN_READ | TAPIO__BULK)
+#define TAPIO__WRITE_PIPE_CAPS (TAPIO__CAN_WRITE | TAPIO__CAN_FLOW)
+
 /* A kind: its id (enum tapio_transport_kind), what it can do, the size of
  * its first protocol table, and the steps of the lifetime the head runs. */
 typedef struct tapio__kind {
