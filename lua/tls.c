@@ -504,7 +504,7 @@ void tl_tls_stats(lua_State *L, tapio_transport *t) {
     int64_t v = tapio_transport_get_tls_num(t, nums[i].which);
     if (v < 0)
       return;
-    lua_pushnumber(L, (lua_Number)v);
+    lua_pushinteger(L, (lua_Integer)v);
     lua_setfield(L, -2, nums[i].key);
   }
 }

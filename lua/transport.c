@@ -726,8 +726,8 @@ static void push_stats(lua_State *L, tapio_transport *t) {
   size_t i;
   lua_createtable(L, 0, (int)(sizeof stats / sizeof stats[0]));
   for (i = 0; i < sizeof stats / sizeof stats[0]; i++) {
-    lua_pushnumber(L, (lua_Number)tapio_transport_get_stat(t,
-                                                           stats[i].which));
+    lua_pushinteger(L, (lua_Integer)tapio_transport_get_stat(t,
+                                                             stats[i].which));
     lua_setfield(L, -2, stats[i].name);
   }
   tl_tls_stats(L, t);
