@@ -114,12 +114,27 @@ double tapio__deadline_next(tapio_loop *loop) {
 
 /* ---- The core's timers ----------------------------------------------------- */
 
+/* Fires tm, then every other timer due no later than tm (at most those in
+ * the heap before: one restarting itself at once waits). Each timer's
+ * libev expiry is its due time plus the moment lost between the two clock
+ * readings that started it, so two timers due at the same time may fire
+ * in different iterations: here they fire together, and calls due
+ * together keep the order they were scheduled in (sched.c sorts them). */
 static void timer_fired(struct ev_loop *ev, ev_timer *w, int revents) {
   tapio__timer *tm = TAPIO_CONTAINER(w, tapio__timer, ev);
-  (void)ev;
+  tapio_loop *loop = tm->loop;
+  double when = tm->dl.index ? tm->dl.when : -1;
+  size_t others = loop->ndeadlines;
   (void)revents;
-  tapio__deadline_clear(tm->loop, &tm->dl);
+  tapio__deadline_clear(loop, &tm->dl);
   tm->fn(tm);
+  while (others-- > 1 && tapio__deadline_next(loop) >= 0 &&
+         tapio__deadline_next(loop) <= when) {
+    tapio__timer *next = TAPIO_CONTAINER(*slot(loop, 1), tapio__timer, dl);
+    ev_timer_stop(ev, &next->ev);
+    tapio__deadline_clear(loop, &next->dl);
+    next->fn(next);
+  }
 }
 
 void tapio__timer_init(tapio__timer *tm, tapio_loop *loop,
