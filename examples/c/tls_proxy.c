@@ -522,15 +522,16 @@ static int make_tls(const config *cfg, tapio_tls_context **out) {
   return rc;
 }
 
-/* The listening server's options and the backend connections'. */
+/* The listening server's options and the backend connections'. The TLS
+ * sessions keep the default ssl_shutdown_timeout (asyncio's 30 s): it
+ * bounds every close from its start, the flush included, so the shutdown
+ * bound there would cut a slow client's last megabytes short after a
+ * backend's ordinary end; at a signal, shutdown_deadline bounds it all. */
 static int make_options(proxy *p, tapio_tls_context *tls,
                         tapio_options **server_opts) {
   int rc = tapio_options_new(p->loop, server_opts);
   if (rc == 0)
     rc = tapio_options_set_tls(*server_opts, "ssl", tls);
-  if (rc == 0)
-    rc = tapio_options_set_double(*server_opts, "ssl_shutdown_timeout",
-                                  p->shutdown_timeout);
   if (rc == 0)
     rc = tapio_options_new(p->loop, &p->backend_opts);
   if (rc == 0)
