@@ -5,7 +5,8 @@
 local helper = require "spec.helper"
 local tapio = helper.tapio
 local testing = require "tapio.testing"
-local resp = require "examples.resp_server"
+package.path = "examples/?.lua;" .. package.path
+local resp = require "resp_server"
 
 local run = helper.run
 local CLI, BENCH = "/usr/bin/redis-cli", "/usr/bin/redis-benchmark"
