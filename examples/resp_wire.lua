@@ -53,6 +53,11 @@ local function array(list, n)
   return concat(out)
 end
 
+-- The three-element push of subscribe, unsubscribe and message.
+local function push3(kind, channel, last)
+  return array({ kind, channel or false, last }, 3)
+end
+
 -- A decimal integer as Redis's string2ll takes it: no sign but "-", no
 -- leading zeros or spaces, within range; nil otherwise.
 local function to_int(s)
@@ -218,5 +223,5 @@ function Parser:bulk(s, pos)
 end
 
 return { OK = OK, NIL = NIL, MAX_INT = MAX_INT, MIN_INT = MIN_INT,
-         bulk = bulk, int = int, err = err, array = array,
+         bulk = bulk, int = int, err = err, array = array, push3 = push3,
          to_int = to_int, parser = parser }
