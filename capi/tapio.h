@@ -872,6 +872,11 @@ void tapio_transport_get_write_buffer_limits(tapio_transport *t,
  * pause_writing. */
 int tapio_transport_set_write_buffer_limits(tapio_transport *t, int64_t high,
                                             int64_t low);
+/* The limits set_write_buffer_limits would set, without a transport (a
+ * binding's closed transport keeps its own): *high and *low, each -1 for
+ * "not given", become them by the rule above. TAPIO_EINVAL, both left as
+ * they were, where set would refuse them. */
+int tapio_write_buffer_limits(int64_t *high, int64_t *low);
 
 /* Address families reported by the address queries. */
 enum tapio_family {

@@ -381,18 +381,27 @@ void tl_addmethods(lua_State *L, const char *tname, const luaL_Reg *methods) {
   lua_pop(L, 2);
 }
 
+void tl_lifecycle(lua_State *L, const char *tname, lua_CFunction gc,
+                  lua_CFunction close, lua_CFunction tostring) {
+  luaL_getmetatable(L, tname);
+  lua_pushcfunction(L, gc);
+  lua_setfield(L, -2, "__gc");
+#if LUA_VERSION_NUM >= 504
+  if (close) {
+    lua_pushcfunction(L, close);
+    lua_setfield(L, -2, "__close");
+  }
+#else
+  (void)close;
+#endif
+  lua_pushcfunction(L, tostring);
+  lua_setfield(L, -2, "__tostring");
+}
+
 static void open_loop(lua_State *L) {
   tl_newclass(L, TL_LOOP, loop_methods);
   lua_setfield(L, -2, "loop_methods");
-  luaL_getmetatable(L, TL_LOOP);
-  lua_pushcfunction(L, l_gc);
-  lua_setfield(L, -2, "__gc");
-#if LUA_VERSION_NUM >= 504
-  lua_pushcfunction(L, l_close);
-  lua_setfield(L, -2, "__close");
-#endif
-  lua_pushcfunction(L, l_loop_tostring);
-  lua_setfield(L, -2, "__tostring");
+  tl_lifecycle(L, TL_LOOP, l_gc, l_close, l_loop_tostring);
   lua_setfield(L, -2, "loop_metatable"); /* the Lua layer checks self */
 }
 

@@ -498,11 +498,7 @@ static const luaL_Reg loop_methods[] = {
 int tl_open_server(lua_State *L) {
   tl_newclass(L, TL_SERVER, server_methods);
   lua_setfield(L, -2, "server_methods");
-  luaL_getmetatable(L, TL_SERVER);
-  lua_pushcfunction(L, s_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, s_tostring);
-  lua_setfield(L, -2, "__tostring");
+  tl_lifecycle(L, TL_SERVER, s_gc, NULL, s_tostring);
   lua_setfield(L, -2, "server_metatable"); /* the Lua layer checks self */
   tl_addmethods(L, TL_LOOP, loop_methods);
   return 0;

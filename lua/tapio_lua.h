@@ -199,6 +199,10 @@ static inline int tl_isclass(lua_State *L, int idx) {
 }
 /* Adds methods to the methods table of the metatable tname. */
 void tl_addmethods(lua_State *L, const char *tname, const luaL_Reg *methods);
+/* Pushes the metatable tname with its __gc, its __close (Lua 5.4; none
+ * when close is NULL) and its __tostring set. */
+void tl_lifecycle(lua_State *L, const char *tname, lua_CFunction gc,
+                  lua_CFunction close, lua_CFunction tostring);
 /* Makes the registry's table at key, with weak values, if it is not
  * there yet. */
 void tl_weak_registry(lua_State *L, const void *key);

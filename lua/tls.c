@@ -519,15 +519,7 @@ static const luaL_Reg loop_methods[] = {
 int tl_open_tls(lua_State *L) {
   tl_newclass(L, TL_TLSCTX, ctx_methods);
   lua_setfield(L, -2, "tls_context_methods");
-  luaL_getmetatable(L, TL_TLSCTX);
-  lua_pushcfunction(L, c_close);
-  lua_setfield(L, -2, "__gc");
-#if LUA_VERSION_NUM >= 504
-  lua_pushcfunction(L, c_close);
-  lua_setfield(L, -2, "__close");
-#endif
-  lua_pushcfunction(L, c_tostring);
-  lua_setfield(L, -2, "__tostring");
+  tl_lifecycle(L, TL_TLSCTX, c_close, c_close, c_tostring);
   lua_pop(L, 1);
   tl_weak_registry(L, &contexts_key);
   lua_pushcfunction(L, u_tls_context);

@@ -54,10 +54,13 @@ void tl_release_transport(lua_State *L, tl_transport *lt) {
   lt->lb = NULL;
 }
 
+/* Also when the loop is freed quietly (its __gc at lua_close): the
+ * shell calls nobody, and a finalizer that runs after the loop's still
+ * reads the answers every other end gives. */
 void tl_end_transport(lua_State *L, tl_transport *lt, int idx) {
   tl_loop *lb = lt->lb;
   idx = idx ? tl_absindex(L, idx) : 0;
-  if (lb && lt->t && !lb->quiet && tl_prepare(lb, L, TL_T_SHELL) == 0) {
+  if (lb && lt->t && tl_prepare(lb, L, TL_T_SHELL) == 0) {
     lua_pushlightuserdata(L, lt);
     if (idx)
       lua_pushvalue(L, idx);
@@ -572,20 +575,6 @@ static int64_t limit_arg(lua_State *L, int idx, const char *name) {
                      name, 0, (lua_Integer)1 << 52);
 }
 
-#define DEFAULT_HIGH (64 * 1024)
-
-/* The core's rule for limits not given (-1), for a shell, which the core
- * no longer holds: as asyncio's, high 64 KiB or 4 * low, low high / 4.
- * -1 when low > high. */
-static int shell_limits(int64_t *high, int64_t *low) {
-  if (*high == -1)
-    *high = *low == -1 ? DEFAULT_HIGH
-                       : (*low > INT64_MAX / 4 ? INT64_MAX : 4 * *low);
-  if (*low == -1)
-    *low = *high / 4;
-  return *low > *high ? -1 : 0;
-}
-
 /* After the end: checked and kept, as asyncio's does. */
 static int t_set_write_buffer_limits(lua_State *L) {
   const char *fn = "transport:set_write_buffer_limits";
@@ -594,8 +583,8 @@ static int t_set_write_buffer_limits(lua_State *L) {
   int rc;
   if (lt->t)
     rc = tapio_transport_set_write_buffer_limits(lt->t, high, low);
-  else
-    rc = shell_limits(&high, &low) < 0 ? TAPIO_EINVAL : 0;
+  else /* the core's rule, for the limits the shell keeps */
+    rc = tapio_write_buffer_limits(&high, &low);
   if (rc == TAPIO_EINVAL)
     return tl_argerror(L, fn, 2, "low", "must not be greater than high");
   if (!lt->t) {

@@ -438,6 +438,62 @@ describe("a TLS connection", function()
       server:close()
     end)
   end)
+
+  -- A get_buffer that sets another protocol each time reads nothing (the
+  -- bytes are the new protocol's), and TLS still holds what its last
+  -- read left (a 1-byte buffer): the read went round without bound,
+  -- starving every other callback. A call posted and a peer's bytes sent
+  -- at the first swap now come after a few swaps, as every read path
+  -- gives up its turn after a fixed budget.
+  it("lets timers and other connections run while get_buffer swaps "
+    .. "protocols", function()
+    run(function(loop)
+      local LIMIT = 20000 -- swaps before it reads on (a bound on the old
+                          -- loop, so that this fails rather than hangs)
+      local swaps, got, at_call, at_other = 0, "", nil, nil
+      local all, other_got = loop:create_future(), loop:create_future()
+      local plain_server, other, _, other_sp = helper.pair(loop)
+      function other_sp.data_received()
+        at_other = swaps
+        other_got:set_result(true)
+      end
+      local function swapper()
+        local p = recorder(loop)
+        p.buf = tapio.buffer(1)
+        function p:get_buffer()
+          if got == "" or swaps >= LIMIT then return self.buf end
+          swaps = swaps + 1
+          if swaps == 1 then
+            loop:call_soon(function() at_call = swaps end)
+            other:write("ping")
+          end
+          local next_one = swapper()
+          next_one.transport = self.transport
+          self.transport:set_protocol(next_one)
+          return self.buf
+        end
+        function p:buffer_updated(n)
+          got = got .. self.buf:sub(1, n)
+          if #got == 5 then all:set_result(got) end
+        end
+        return p
+      end
+      local cp = swapper()
+      local server, t, _, sp = tls_pair(loop, nil, nil, nil, cp)
+      cp.transport = t
+      sp.transport:write("hello")
+      assert.are.equal("hello", all:await())
+      assert.is_true(at_call < 100, "the call ran after " .. at_call
+        .. " swaps")
+      other_got:await()
+      assert.is_true(at_other < 1000, "the peer's bytes came after "
+        .. at_other .. " swaps")
+      t:close()
+      other:close()
+      server:close()
+      plain_server:close()
+    end)
+  end)
 end)
 
 describe("loop:start_tls", function()

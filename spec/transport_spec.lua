@@ -370,6 +370,99 @@ describe("a transport", function()
     end)
   end)
 
+  -- At lua_close the loop's __gc ends its transports without calling
+  -- anybody; a finalizer that runs after it (its object made before the
+  -- loop) meets the same closed shells as after loop:close(). They were
+  -- empty: get_loop nil, the limits 0, 0, no names and no figures.
+  it("is the same closed shell when the loop goes at lua_close", function()
+    local script = [[
+      local tapio = require "tapio"
+      local how, certs = ...
+      local kept, state = {}, {}
+      local function show()
+        for _, k in ipairs(kept) do
+          local t = k[2]
+          local row = { k[1], tostring(t), tostring(t:get_loop() == state.loop) }
+          if t.get_write_buffer_limits then
+            row[#row + 1] = table.concat({ t:get_write_buffer_limits() }, "/")
+          end
+          if t.can_write_eof then row[#row + 1] = tostring(t:can_write_eof()) end
+          for _, key in ipairs({ "sockname", "peername", "cipher", "subprocess" }) do
+            if t:get_extra_info(key) ~= nil then row[#row + 1] = key end
+          end
+          if t.get_stats then row[#row + 1] = t:get_stats().bytes_sent end
+          print(table.concat(row, " "))
+        end
+      end
+      -- made before the loop, so finalized after it
+      local function finalize()
+        if how == "gc" then show() end
+      end
+      local observer = newproxy and newproxy(true)
+        or setmetatable({}, { __gc = finalize })
+      getmetatable(observer).__gc = finalize
+      local loop = tapio.new_loop()
+      state.loop = loop
+      local function keep(k, t) kept[#kept + 1] = { k, t } end
+      local function factory() return {} end
+      loop:run_until_complete(function()
+        local srv = loop:create_server(factory, "127.0.0.1", 0)
+        local t = loop:create_connection(factory, "127.0.0.1",
+          srv:addresses()[1][2])
+        t:write("abc")
+        keep("stream", t)
+        srv = loop:create_server(factory, "127.0.0.1", 0, { ssl =
+          tapio.tls_context { side = "server", cert_file = certs
+            .. "/server.pem", key_file = certs .. "/server.key" } })
+        keep("tls", (loop:create_connection(factory, "127.0.0.1",
+          srv:addresses()[1][2], { ssl = tapio.tls_context { cafile = certs
+            .. "/ca.pem" }, server_hostname = "localhost" })))
+        local r, w = tapio.pipe()
+        keep("read_pipe", (loop:connect_read_pipe(factory, r)))
+        keep("write_pipe", (loop:connect_write_pipe(factory, w)))
+        keep("datagram", (loop:create_datagram_endpoint(factory,
+          { local_addr = { "127.0.0.1", 0 } })))
+        t = loop:subprocess_exec(factory, "sleep", { "sleep", "30" },
+          { stdin = tapio.PIPE })
+        keep("subprocess", t)
+        keep("stdin", t:get_pipe_transport(0))
+      end)
+      if how == "close" then
+        loop:close()
+        show()
+      end
+    ]]
+    local path = os.tmpname()
+    local f = assert(io.open(path, "w"))
+    f:write(script)
+    f:close()
+    local function answers(how)
+      local out, status = helper.execute(("timeout 20 %s %s %s %s"):format(
+        jit and "luajit" or "lua5.4", path, how,
+        helper.shell_quote(helper.certs())))
+      assert.are.equal(0, status, out)
+      return out
+    end
+    local closed, collected = answers("close"), answers("gc")
+    os.remove(path)
+    local sent = jit and "3" or "3.0"
+    local none = jit and "0" or "0.0"
+    assert.are.equal(table.concat({
+      "stream tapio.transport (closed) true 16384/65536 true sockname "
+        .. "peername " .. sent,
+      "tls tapio.transport (closed) true 16384/65536 false sockname peername "
+        .. "cipher " .. none,
+      "read_pipe tapio.read_transport (closed) true " .. none,
+      "write_pipe tapio.write_transport (closed) true 16384/65536 true "
+        .. none,
+      "datagram tapio.datagram_transport (closed) true 16384/65536 sockname "
+        .. none,
+      "subprocess tapio.subprocess_transport (closed) true subprocess",
+      "stdin tapio.write_transport (closed) true 16384/65536 true " .. none,
+      "" }, "\n"), closed)
+    assert.are.equal(closed, collected)
+  end)
+
   it("answers peername in a done callback after the end", function()
     run(function(loop)
       local server, t, p, sp = pair(loop)

@@ -114,6 +114,9 @@ void tapio__check_wanted(tapio_loop *loop) {
 }
 
 void tapio__task_post(tapio_loop *loop, tapio__task *task) {
+  if (task->posted)
+    return;
+  task->posted = 1;
   task->next = NULL;
   if (loop->ready_tail)
     loop->ready_tail->next = task;
@@ -134,6 +137,7 @@ static void run_queued(tapio_loop *loop) {
   loop->ready_head = loop->ready_tail = NULL;
   while ((task = loop->batch) != NULL) {
     loop->batch = task->next;
+    task->posted = 0;
     task->run(task);
   }
 }
@@ -156,6 +160,7 @@ static int unlink_task(tapio__task **p, tapio__task *task,
 void tapio__task_unpost(tapio_loop *loop, tapio__task *task) {
   if (!unlink_task(&loop->batch, task, NULL))
     unlink_task(&loop->ready_head, task, &loop->ready_tail);
+  task->posted = 0;
 }
 
 static void on_check(struct ev_loop *ev, ev_check *w, int revents) {

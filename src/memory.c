@@ -446,10 +446,10 @@ static const tapio__kind memory_kind = {
   mem_destroy, mem_fd, mem_shed
 };
 
-/* The pipe kinds' abilities, as pipe.c's. */
+/* The pipe kinds, able to do what pipe.c's do. */
 static const tapio__kind read_pipe_kind = {
   TAPIO_TRANSPORT_READ_PIPE,
-  TAPIO__CAN_READ | TAPIO__BULK,
+  TAPIO__READ_PIPE_CAPS,
   sizeof(tapio_protocol),
   mem_start, tapio__stream_close, tapio__stream_halt,
   mem_destroy, mem_fd, mem_shed
@@ -457,7 +457,7 @@ static const tapio__kind read_pipe_kind = {
 
 static const tapio__kind write_pipe_kind = {
   TAPIO_TRANSPORT_WRITE_PIPE,
-  TAPIO__CAN_WRITE | TAPIO__CAN_FLOW,
+  TAPIO__WRITE_PIPE_CAPS,
   sizeof(tapio_protocol),
   mem_start, tapio__stream_close, tapio__stream_halt,
   mem_destroy, mem_fd, mem_shed

@@ -124,7 +124,7 @@ static void pipe_destroy(tapio_transport *t) {
 
 static const tapio__kind read_pipe_kind = {
   TAPIO_TRANSPORT_READ_PIPE,
-  TAPIO__CAN_READ | TAPIO__BULK,
+  TAPIO__READ_PIPE_CAPS,
   sizeof(tapio_protocol),
   tapio__stream_start, tapio__stream_close, tapio__stream_halt,
   pipe_destroy, tapio__stream_fd, pipe_release_fd
@@ -132,7 +132,7 @@ static const tapio__kind read_pipe_kind = {
 
 static const tapio__kind write_pipe_kind = {
   TAPIO_TRANSPORT_WRITE_PIPE,
-  TAPIO__CAN_WRITE | TAPIO__CAN_FLOW,
+  TAPIO__WRITE_PIPE_CAPS,
   sizeof(tapio_protocol),
   write_pipe_start, tapio__stream_close, tapio__stream_halt,
   pipe_destroy, tapio__stream_fd, pipe_release_fd

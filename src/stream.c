@@ -18,6 +18,7 @@ static void on_readable(struct ev_loop *ev, ev_io *w, int revents);
 static void on_writable(struct ev_loop *ev, ev_io *w, int revents);
 static void on_layer_readable(struct ev_loop *ev, ev_io *w, int revents);
 static void on_layer_writable(struct ev_loop *ev, ev_io *w, int revents);
+static void read_more(tapio__task *task);
 static const tapio__kind stream_kind;
 
 /* ---- The socket layer -------------------------------------------------- */
@@ -103,6 +104,7 @@ void tapio__stream_init(tapio__stream *s, const tapio__kind *kind,
   s->io = io;
   ev_io_init(&s->rio, on_readable, fd, EV_READ);
   ev_io_init(&s->wio, on_writable, fd, EV_WRITE);
+  s->more.run = read_more;
 }
 
 tapio_transport *tapio__stream_new(tapio_loop *loop, int fd,
@@ -529,6 +531,8 @@ void tapio__stream_halt(tapio_transport *t) {
     s->io->halt(s, s->io_ctx);
   ev_io_stop(t->loop->ev, &s->rio);
   ev_io_stop(t->loop->ev, &s->wio);
+  if (s->more.posted)
+    tapio__task_unpost(t->loop, &s->more);
   tapio__wq_clear(t->loop, &s->wq);
   t->wsize = 0;
 }
@@ -590,14 +594,27 @@ void tapio__stream_want(tapio__stream *s, uint32_t want) {
     ev_io_stop(t->loop->ev, &s->wio);
 }
 
+#define LAYER_PASSES 32 /* reads per wake-up, as libuv bounds them */
+
 /* The layer may hold more than one read takes (a small BufferedProtocol
- * buffer): read again while it does. What it holds is bounded (TLS: one
- * record buffer), so this ends soon; the descriptor would not announce
- * those bytes again. */
+ * buffer): read again while it does, LAYER_PASSES times at most. The
+ * descriptor would not announce those bytes again, so the rest is read
+ * from the ready queue, after the other callbacks of this iteration: a
+ * protocol that takes nothing (one that sets another in every
+ * get_buffer) would leave the layer holding them for ever. */
 static void read_layered(tapio__stream *s) {
+  int passes = LAYER_PASSES;
   do
     read_once(s);
-  while (reads_more(s) && s->io->pending(s, s->io_ctx));
+  while (reads_more(s) && s->io->pending(s, s->io_ctx) && --passes > 0);
+  if (passes == 0)
+    tapio__task_post(s->head.loop, &s->more);
+}
+
+static void read_more(tapio__task *task) {
+  tapio__stream *s = TAPIO_CONTAINER(task, tapio__stream, more);
+  if (reads_more(s) && s->io->pending(s, s->io_ctx))
+    read_layered(s);
 }
 
 static void on_layer_readable(struct ev_loop *ev, ev_io *w, int revents) {

@@ -57,6 +57,7 @@ typedef void (*tapio__task_fn)(tapio__task *task);
 struct tapio__task {
   tapio__task *next;
   tapio__task_fn run;
+  int posted; /* queued and not yet run: a second post is ignored */
 };
 
 /* ---- Loop -------------------------------------------------------------- */
@@ -123,6 +124,9 @@ void tapio__free(tapio_loop *loop, void *ptr, size_t size);
 char *tapio__strdup(tapio_loop *loop, const char *s);
 void tapio__strfree(tapio_loop *loop, char *s);
 
+/* Queues task to run once, soon. Posting a task already queued (its
+ * owner's memory is zeroed when made) does nothing: relinking it would
+ * corrupt the queue. It may post itself again once it runs. */
 void tapio__task_post(tapio_loop *loop, tapio__task *task);
 /* Takes a posted task off the ready queue (or the batch being run), so
  * that its memory can go before it runs; harmless when not posted. */
@@ -438,6 +442,10 @@ enum {
   TAPIO__BULK = 1 << 3            /* reads again after a full one: pipes */
 };
 
+/* The pipe kinds' abilities: pipe.c's and a memory pair's (memory.c). */
+#define TAPIO__READ_PIPE_CAPS (TAPIO__CAN_READ | TAPIO__BULK)
+#define TAPIO__WRITE_PIPE_CAPS (TAPIO__CAN_WRITE | TAPIO__CAN_FLOW)
+
 /* A kind: its id (enum tapio_transport_kind), what it can do, the size of
  * its first protocol table, and the steps of the lifetime the head runs. */
 typedef struct tapio__kind {
@@ -583,6 +591,8 @@ struct tapio__stream {
   const tapio__io *io;
   void *io_ctx;
   tapio__wqueue wq;
+  tapio__task more;       /* reads on what a layer still holds, after the
+                             budget of one wake-up (stream.c) */
 };
 
 /* Puts layer io (with its context) on the stream; a layer with `ready`

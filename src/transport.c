@@ -85,7 +85,10 @@ void tapio__transport_made(tapio_transport *t) {
 
 /* ---- Closing ----------------------------------------------------------- */
 
+/* Once: an end already on its way keeps its code and message. */
 void tapio__transport_lost(tapio_transport *t, int code, const char *message) {
+  if (t->flags & TAPIO__T_LOST)
+    return;
   t->flags |= TAPIO__T_LOST | TAPIO__T_CLOSING;
   t->lost_code = code;
   if (message)
@@ -188,19 +191,28 @@ static size_t to_size(int64_t v) {
   return (size_t)v;
 }
 
+int tapio_write_buffer_limits(int64_t *high, int64_t *low) {
+  int64_t h, l;
+  if (!high || !low || *high < -1 || *low < -1)
+    return TAPIO_EINVAL;
+  h = *high;
+  l = *low;
+  if (h == -1) /* 4 * low, saturating */
+    h = l == -1 ? DEFAULT_HIGH : (l > INT64_MAX / 4 ? INT64_MAX : 4 * l);
+  if (l == -1)
+    l = h / 4;
+  if (l > h)
+    return TAPIO_EINVAL;
+  *high = h;
+  *low = l;
+  return 0;
+}
+
 int tapio_transport_set_write_buffer_limits(tapio_transport *t, int64_t high,
                                             int64_t low) {
   if (!can(t, TAPIO__CAN_FLOW))
     return t ? TAPIO_ENOTSUP : TAPIO_EINVAL;
-  if (high < -1 || low < -1)
-    return TAPIO_EINVAL;
-  if (high == -1 && low == -1)
-    high = DEFAULT_HIGH;
-  else if (high == -1) /* 4 * low, saturating */
-    high = low > INT64_MAX / 4 ? INT64_MAX : 4 * low;
-  if (low == -1)
-    low = high / 4;
-  if (low > high)
+  if (tapio_write_buffer_limits(&high, &low) < 0)
     return TAPIO_EINVAL;
   t->high = to_size(high);
   t->low = to_size(low);

@@ -119,6 +119,39 @@ static void limits_do_not_overflow(void)
   end_pair(loop, &r, peer);
 }
 
+/* tapio_write_buffer_limits is the rule set_write_buffer_limits applies
+ * (a binding's closed transport keeps limits by it): for each pair, the
+ * same limits as a transport's, or the same refusal, leaving both as they
+ * were. */
+static void limits_without_a_transport(void)
+{
+  static const int64_t pairs[][2] = {
+    { -1, -1 }, { -1, 1000 }, { 8000, -1 }, { 400, 100 }, { 0, 0 },
+    { -1, INT64_MAX }, { INT64_MAX, -1 }, { 10, 20 }, { -2, -1 },
+    { -1, INT64_MIN },
+  };
+  tapio_loop *loop = new_loop();
+  rec r;
+  int peer;
+  size_t i, low, high;
+  rec_init(&r);
+  peer = pair_raw(loop, &r);
+  for (i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
+    int64_t h = pairs[i][0], l = pairs[i][1];
+    int rc = tapio_write_buffer_limits(&h, &l);
+    CHECK_EQ(rc, tapio_transport_set_write_buffer_limits(r.t, pairs[i][0],
+                                                         pairs[i][1]));
+    if (rc < 0) {
+      CHECK(h == pairs[i][0] && l == pairs[i][1]);
+      continue;
+    }
+    tapio_transport_get_write_buffer_limits(r.t, &low, &high);
+    CHECK(low == (size_t)l && high == (size_t)h);
+  }
+  CHECK_ERR(tapio_write_buffer_limits(NULL, NULL), TAPIO_EINVAL);
+  end_pair(loop, &r, peer);
+}
+
 /* Lengths no object can have (past PTRDIFF_MAX, alone or added up) are
  * TAPIO_EINVAL before any byte is read from the buffers: with data
  * queued, a wrapped allocation size would have copied past them. */
@@ -176,6 +209,7 @@ TEST_MAIN(
   TEST(loop_new_emfile),
   TEST(timers_due_together_are_linearithmic),
   TEST(limits_do_not_overflow),
+  TEST(limits_without_a_transport),
   TEST(write_lengths_past_any_object_einval),
   TEST(call_at_nan_einval),
   TEST(server_host_count_overflow_einval)
