@@ -85,7 +85,7 @@ function Client:run_requests()
       end
       break
     end
-    self:run(argv)
+    self:reply(commands.run(self, argv))
   end
   self:flush()
 end
@@ -110,10 +110,6 @@ function Client:reply(reply)
   if self.out_size >= FLUSH_AT then
     self:flush()
   end
-end
-
-function Client:run(argv)
-  self:reply(commands.run(self, argv))
 end
 
 -- Flow control: stop taking requests while the replies wait; a
