@@ -9,15 +9,17 @@
 -- Spec: spec/resp_spec.lua (redis-cli, redis-benchmark, a Lua peer and
 -- the virtual clock of tapio.testing).
 --
+-- Beside it: resp_wire.lua (the replies, the request parser),
+-- resp_store.lua (the keyspace, expiry on the loop's timers) and
+-- resp_commands.lua (what each command does). Here: a client's
+-- connection (flow control, pub/sub delivery), the server, the program.
+--
 -- Choices:
 -- - A plain Protocol, not a BufferedProtocol: every key, value and
 --   argument must become a Lua string anyway, and data_received's string
---   is cut with string.find and string.sub without another copy (a
---   tapio.buffer would be copied out with buf:sub just the same). The
---   parser keeps its state between reads (the arguments so far, how
---   many are left), so a request may be split at any byte, and a large
---   value arriving over many reads is joined once, when all of it is
---   there, not once per read.
+--   goes to the parser without another copy (a tapio.buffer would be
+--   copied out with buf:sub just the same). A request may be split at
+--   any byte (see resp_wire.lua).
 -- - Replies to everything one read brought (pipelining: redis-benchmark
 --   -P 16 sends 16 requests a read) go out in one write, or one per
 --   64 KiB of replies.
@@ -33,597 +35,24 @@
 --   have waited for 60 seconds on end: while subscribed, 8 MiB is its
 --   transport's high-water mark and low one, so pause_writing starts
 --   that timer and resume_writing stops it. Each drop is printed.
--- - Expiry: a key with a time to live has a timer of the loop
---   (loop:call_later) that deletes it, so nothing scans the keys, and
---   the timers follow tapio.testing's virtual clock. A key read after
---   its time, before its timer ran, is deleted then (Redis's lazy
---   expiry).
--- - Inline commands (nc, telnet) are split at spaces and tabs; quotes are
---   not parsed (redis-cli and client libraries send arrays).
--- - Integers are Lua integers (64 bits) under Lua 5.4; under LuaJIT,
---   whose numbers are doubles, INCR stops at 2^53.
 -- - Not there: SCAN (KEYS is), PSUBSCRIBE, SELECT (one database), INFO,
---   transactions, RESP3 (HELLO is an unknown command, so clients that
---   try it fall back to RESP2).
+--   transactions, RESP3 (see resp_commands.lua).
 local tapio = require "tapio"
 
-local byte, find, sub, lower, upper = string.byte, string.find, string.sub,
-  string.lower, string.upper
-local concat = table.concat
+if ... ~= "resp_server" then -- a program: its modules are beside it
+  package.path = (arg[0]:match("^(.*/)") or "./") .. "?.lua;" .. package.path
+end
+local wire = require "resp_wire"
+local resp_store = require "resp_store"
+local commands = require "resp_commands"
 
-local MAX_BULK = 512 * 1024 * 1024 -- Redis's proto-max-bulk-len
-local MAX_ARGS = 1024 * 1024       -- Redis's multibulk limit
-local MAX_INLINE = 64 * 1024       -- Redis's inline request limit
+local concat = table.concat
+local err = wire.err
+
 local FLUSH_AT = 64 * 1024         -- replies written before the read's end
 local PUBSUB_HARD = 32 * 1024 * 1024
 local PUBSUB_SOFT = 8 * 1024 * 1024
 local PUBSUB_SOFT_SECONDS = 60
--- Integers INCR can hold exactly: Lua 5.4's 64 bits, LuaJIT's doubles.
-local MAX_INT = math.maxinteger or 2 ^ 53
-local MIN_INT = math.mininteger or -2 ^ 53
-
--- Replies ----------------------------------------------------------------
-
-local OK, PONG, NIL = "+OK\r\n", "+PONG\r\n", "$-1\r\n"
-local E_INT = "-ERR value is not an integer or out of range\r\n"
-local E_SYNTAX = "-ERR syntax error\r\n"
-local E_TYPE =
-  "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"
-
-local function bulk(s)
-  return "$" .. #s .. "\r\n" .. s .. "\r\n"
-end
-
-local function int(n)
-  return (":%d\r\n"):format(n)
-end
-
--- An error reply; like Redis, CR and LF in it become spaces, so that a
--- name a client sent cannot end the line early.
-local function err(msg)
-  return "-" .. msg:gsub("[\r\n]", " ") .. "\r\n"
-end
-
--- An array of strings (false: a nil element).
-local function array(list, n)
-  local out = { "*" .. (n or #list) .. "\r\n" }
-  for i = 1, n or #list do
-    out[i + 1] = list[i] and bulk(list[i]) or NIL
-  end
-  return concat(out)
-end
-
--- A decimal integer as Redis's string2ll takes it: no sign but "-", no
--- leading zeros or spaces, within range; nil otherwise.
-local function to_int(s)
-  if #s > 20 or not (s == "0" or find(s, "^%-?[1-9]%d*$")) then
-    return nil
-  end
-  local n = tonumber(s)
-  if math.tointeger then
-    n = math.tointeger(n) -- a 19-digit string past the range is a float
-  end
-  if not n or n > MAX_INT or n < MIN_INT then
-    return nil
-  end
-  return n
-end
-
--- A glob of Redis's (KEYS, CONFIG GET): * ? [abc] [^a-z] and \x, as a
--- Lua pattern anchored at both ends; nil for one that matches nothing
--- (an empty set).
-local function glob_pattern(glob)
-  local out, i, n = { "^" }, 1, #glob
-  local function literal(c)
-    return (c:gsub("%W", "%%%0"))
-  end
-  while i <= n do
-    local c = sub(glob, i, i)
-    if c == "\\" and i < n then
-      i = i + 1
-      out[#out + 1] = literal(sub(glob, i, i))
-    elseif c == "*" then
-      out[#out + 1] = ".*"
-    elseif c == "?" then
-      out[#out + 1] = "."
-    elseif c == "[" then
-      local set = {}
-      i = i + 1
-      if sub(glob, i, i) == "^" then
-        set[1] = "^"
-        i = i + 1
-      end
-      while i <= n and sub(glob, i, i) ~= "]" do
-        c = sub(glob, i, i)
-        if c == "\\" and i < n then
-          i = i + 1
-          c = sub(glob, i, i)
-        end
-        set[#set + 1] = c == "-" and c or literal(c)
-        i = i + 1
-      end
-      if #set == 0 or (#set == 1 and set[1] == "^") then
-        return nil
-      end
-      out[#out + 1] = "[" .. concat(set) .. "]"
-    else
-      out[#out + 1] = literal(c)
-    end
-    i = i + 1
-  end
-  out[#out + 1] = "$"
-  return concat(out)
-end
-
--- The keyspace ------------------------------------------------------------
-
--- One database: data[key] is a string or a list ({first =, last =, ...});
--- timers[key] the loop's timer that deletes it.
-local Store = {}
-Store.__index = Store
-
-local function new_store(loop)
-  return setmetatable({ loop = loop, data = {}, timers = {}, size = 0 },
-                      Store)
-end
-
-function Store:delete(key)
-  if self.data[key] == nil then
-    return false
-  end
-  self:persist(key)
-  self.data[key] = nil
-  self.size = self.size - 1
-  return true
-end
-
--- The key's value; nil if there is none or its time is up.
-function Store:get(key)
-  local t = self.timers[key]
-  if t and t:when() <= self.loop:time() then
-    self:delete(key)
-  end
-  return self.data[key]
-end
-
--- Sets a value; keep_ttl keeps its timer, else it has none.
-function Store:set(key, value, keep_ttl)
-  if self:get(key) == nil then
-    self.size = self.size + 1
-  elseif not keep_ttl then
-    self:persist(key)
-  end
-  self.data[key] = value
-end
-
--- Drops the key's timer; whether it had one.
-function Store:persist(key)
-  local t = self.timers[key]
-  if t then
-    t:cancel()
-    self.timers[key] = nil
-  end
-  return t ~= nil
-end
-
--- The key goes in ms milliseconds (at once if ms <= 0).
-function Store:expire(key, ms)
-  if ms <= 0 then
-    return self:delete(key)
-  end
-  self:persist(key)
-  self.timers[key] = self.loop:call_later(ms / 1000, self.delete, self, key)
-  return true
-end
-
--- Milliseconds left: -2 no such key, -1 no expiry.
-function Store:pttl(key)
-  if self:get(key) == nil then
-    return -2
-  end
-  local t = self.timers[key]
-  if not t then
-    return -1
-  end
-  return math.floor((t:when() - self.loop:time()) * 1000 + 0.5)
-end
-
-function Store:flush()
-  for _, t in pairs(self.timers) do
-    t:cancel()
-  end
-  self.data, self.timers, self.size = {}, {}, 0
-end
-
--- Commands ---------------------------------------------------------------
-
--- commands[name] = { fn(client, argv) -> reply, arity }: arity as Redis
--- counts it (the name included; negative: at least that many).
-local commands = {}
-
-local function command(name, arity, fn)
-  commands[name] = { fn = fn, arity = arity }
-end
-
--- The string at key: value, or nil, or false with the WRONGTYPE reply.
-local function get_string(store, key)
-  local v = store:get(key)
-  if type(v) == "table" then
-    return false, E_TYPE
-  end
-  return v
-end
-
-command("ping", -1, function(c, argv)
-  if #argv > 2 then
-    return err("ERR wrong number of arguments for 'ping' command")
-  end
-  if c.nsubs > 0 then -- RESP2 in subscribed mode: an array
-    return array({ "pong", argv[2] or "" })
-  end
-  return argv[2] and bulk(argv[2]) or PONG
-end)
-
-command("echo", 2, function(_, argv)
-  return bulk(argv[2])
-end)
-
-command("quit", -1, function(c)
-  c.quitting = true
-  return OK
-end)
-
-command("get", 2, function(c, argv)
-  local v, e = get_string(c.store, argv[2])
-  return e or (v and bulk(v) or NIL)
-end)
-
--- SET's options after the key and the value, as Redis checks them
--- (each may repeat; the conflicting ones not): a table, or nil and the
--- error reply.
-local function set_options(argv)
-  local opt, i = {}, 4
-  while argv[i] do
-    local o = upper(argv[i])
-    local unit = o == "EX" and 1000 or o == "PX" and 1
-    if unit and argv[i + 1] and not opt.KEEPTTL
-       and (opt.unit or unit) == unit then
-      opt.ttl, opt.unit = argv[i + 1], unit
-      i = i + 1
-    elseif (o == "NX" or o == "XX") and (opt.cond or o) == o then
-      opt.cond = o
-    elseif o == "GET" or (o == "KEEPTTL" and not opt.ttl) then
-      opt[o] = true
-    else
-      return nil, E_SYNTAX
-    end
-    i = i + 1
-  end
-  if opt.ttl then
-    local n = to_int(opt.ttl)
-    if not n then
-      return nil, E_INT
-    elseif n <= 0 then
-      return nil, err("ERR invalid expire time in 'set' command")
-    end
-    opt.ms = n * opt.unit
-  end
-  return opt
-end
-
-local NO_OPTIONS = {}
-
--- SET key value [NX|XX] [GET] [EX s|PX ms|KEEPTTL]
-command("set", -3, function(c, argv)
-  local opt, e = NO_OPTIONS, nil
-  if argv[4] then
-    opt, e = set_options(argv)
-    if not opt then
-      return e
-    end
-  end
-  local store, key = c.store, argv[2]
-  local old = store:get(key)
-  if opt.GET and type(old) == "table" then
-    return E_TYPE
-  end
-  local reply = opt.GET and (old and bulk(old) or NIL) or OK
-  if (opt.cond == "NX" and old ~= nil) or (opt.cond == "XX" and old == nil)
-  then
-    return opt.GET and reply or NIL
-  end
-  store:set(key, argv[3], opt.KEEPTTL)
-  if opt.ms then
-    store:expire(key, opt.ms)
-  end
-  return reply
-end)
-
-local function count_keys(c, argv, fn)
-  local n = 0
-  for i = 2, #argv do
-    if fn(c.store, argv[i]) then
-      n = n + 1
-    end
-  end
-  return int(n)
-end
-
-command("del", -2, function(c, argv)
-  return count_keys(c, argv, Store.delete)
-end)
-
-command("exists", -2, function(c, argv)
-  return count_keys(c, argv, function(store, key)
-    return store:get(key) ~= nil
-  end)
-end)
-
-command("mget", -2, function(c, argv)
-  local values = {}
-  for i = 2, #argv do
-    local v = c.store:get(argv[i])
-    values[i - 1] = type(v) == "string" and v
-  end
-  return array(values, #argv - 1)
-end)
-
--- INCR, DECR, INCRBY, DECRBY: the value at key plus by.
-local function add(c, key, by)
-  local v, e = get_string(c.store, key)
-  if e then
-    return e
-  end
-  local n = to_int(v or "0")
-  if not n then
-    return E_INT
-  end
-  if (by > 0 and n > MAX_INT - by) or (by < 0 and n < MIN_INT - by) then
-    return err("ERR increment or decrement would overflow")
-  end
-  n = n + by
-  c.store:set(key, ("%d"):format(n), true)
-  return int(n)
-end
-
-command("incr", 2, function(c, argv) return add(c, argv[2], 1) end)
-command("decr", 2, function(c, argv) return add(c, argv[2], -1) end)
-
--- A command of a key and an integer: fn(c, key, n), or E_INT.
-local function with_int(fn)
-  return function(c, argv)
-    local n = to_int(argv[3])
-    if not n then
-      return E_INT
-    end
-    return fn(c, argv[2], n)
-  end
-end
-
-command("incrby", 3, with_int(add))
-command("decrby", 3, with_int(function(c, key, n)
-  if n == MIN_INT then -- its negation does not exist
-    return err("ERR decrement would overflow")
-  end
-  return add(c, key, -n)
-end))
-
-command("keys", 2, function(c, argv)
-  local pattern, found = glob_pattern(argv[2]), {}
-  for key in pairs(c.store.data) do
-    if pattern and find(key, pattern) and c.store:get(key) ~= nil then
-      found[#found + 1] = key
-    end
-  end
-  return array(found)
-end)
-
-command("dbsize", 1, function(c)
-  return int(c.store.size)
-end)
-
-command("type", 2, function(c, argv)
-  local v = c.store:get(argv[2])
-  return v == nil and "+none\r\n"
-    or type(v) == "table" and "+list\r\n" or "+string\r\n"
-end)
-
-local function flush(c, argv)
-  local how = argv[2] and upper(argv[2])
-  if #argv > 2 or (how and how ~= "ASYNC" and how ~= "SYNC") then
-    return E_SYNTAX
-  end
-  c.store:flush()
-  return OK
-end
-command("flushall", -1, flush)
-command("flushdb", -1, flush)
-
-local function expire_in(unit)
-  return with_int(function(c, key, n)
-    if c.store:get(key) == nil then
-      return int(0)
-    end
-    c.store:expire(key, n * unit)
-    return int(1)
-  end)
-end
-command("expire", 3, expire_in(1000))
-command("pexpire", 3, expire_in(1))
-
-command("pttl", 2, function(c, argv)
-  return int(c.store:pttl(argv[2]))
-end)
-
-command("ttl", 2, function(c, argv)
-  local ms = c.store:pttl(argv[2])
-  return int(ms < 0 and ms or math.floor((ms + 500) / 1000))
-end)
-
-command("persist", 2, function(c, argv)
-  return int(c.store:get(argv[2]) ~= nil and c.store:persist(argv[2])
-    and 1 or 0)
-end)
-
--- Lists: { first =, last =, [first..last] = values }.
-
--- The list at key (made if create), or nil, or false and WRONGTYPE.
-local function get_list(store, key, create)
-  local v = store:get(key)
-  if type(v) == "string" then
-    return false, E_TYPE
-  end
-  if not v and create then
-    v = { first = 1, last = 0 }
-    store:set(key, v)
-  end
-  return v
-end
-
-local function push(left)
-  return function(c, argv)
-    local list, e = get_list(c.store, argv[2], true)
-    if e then
-      return e
-    end
-    for i = 3, #argv do
-      if left then
-        list.first = list.first - 1
-        list[list.first] = argv[i]
-      else
-        list.last = list.last + 1
-        list[list.last] = argv[i]
-      end
-    end
-    return int(list.last - list.first + 1)
-  end
-end
-command("lpush", -3, push(true))
-command("rpush", -3, push(false))
-
-local function pop(left)
-  return function(c, argv)
-    local list, e = get_list(c.store, argv[2])
-    if not list then
-      return e or NIL
-    end
-    local at = left and list.first or list.last
-    local v = list[at]
-    list[at] = nil
-    if left then
-      list.first = at + 1
-    else
-      list.last = at - 1
-    end
-    if list.first > list.last then
-      c.store:delete(argv[2])
-    end
-    return bulk(v)
-  end
-end
-command("lpop", 2, pop(true))
-command("rpop", 2, pop(false))
-
-command("llen", 2, function(c, argv)
-  local list, e = get_list(c.store, argv[2])
-  return e or int(list and list.last - list.first + 1 or 0)
-end)
-
-command("lrange", 4, function(c, argv)
-  local from, to = to_int(argv[3]), to_int(argv[4])
-  if not from or not to then
-    return E_INT
-  end
-  local list, e = get_list(c.store, argv[2])
-  if not list then
-    return e or "*0\r\n"
-  end
-  local len = list.last - list.first + 1
-  from = from < 0 and math.max(len + from, 0) or from
-  to = math.min(to < 0 and len + to or to, len - 1)
-  local out = {}
-  for i = from, to do
-    out[#out + 1] = list[list.first + i]
-  end
-  return array(out)
-end)
-
--- What CONFIG GET answers: this server saves nothing, as a Redis set
--- with `save ""` and `appendonly no` (redis-benchmark asks for both).
-local CONFIG = { save = "", appendonly = "no", databases = "1" }
-
-command("config", -2, function(_, argv)
-  if lower(argv[2]) ~= "get" then
-    return err("ERR unknown subcommand '" .. sub(argv[2], 1, 128)
-      .. "'. Try CONFIG HELP.")
-  elseif #argv < 3 then
-    return err("ERR wrong number of arguments for 'config|get' command")
-  end
-  local out = {}
-  for name, value in pairs(CONFIG) do
-    for i = 3, #argv do
-      local pattern = glob_pattern(lower(argv[i]))
-      if pattern and find(name, pattern) then
-        out[#out + 1] = name
-        out[#out + 1] = value
-        break
-      end
-    end
-  end
-  return array(out)
-end)
-
--- redis-cli's interactive mode asks for COMMAND DOCS: no hints.
-command("command", -1, function()
-  return "*0\r\n"
-end)
-
--- Pub/sub ----------------------------------------------------------------
-
--- The three-element push of subscribe, unsubscribe and message.
-local function push3(kind, channel, last)
-  return "*3\r\n" .. bulk(kind) .. (channel and bulk(channel) or NIL)
-    .. (type(last) == "number" and int(last) or bulk(last))
-end
-
-command("subscribe", -2, function(c, argv)
-  local out = {}
-  for i = 2, #argv do
-    c:subscribe(argv[i])
-    out[#out + 1] = push3("subscribe", argv[i], c.nsubs)
-  end
-  return concat(out)
-end)
-
-command("unsubscribe", -1, function(c, argv)
-  local names = {}
-  if #argv > 1 then
-    for i = 2, #argv do
-      names[#names + 1] = argv[i]
-    end
-  else
-    for name in pairs(c.subs) do
-      names[#names + 1] = name
-    end
-    if #names == 0 then
-      return push3("unsubscribe", nil, 0)
-    end
-  end
-  local out = {}
-  for i, name in ipairs(names) do
-    c:unsubscribe(name)
-    out[i] = push3("unsubscribe", name, c.nsubs)
-  end
-  return concat(out)
-end)
-
-command("publish", 3, function(c, argv)
-  return int(c.server:publish(argv[2], argv[3]))
-end)
-
--- What a subscribed client may still run (RESP2).
-local IN_SUBSCRIBED = { subscribe = true, unsubscribe = true, ping = true,
-                        quit = true }
 
 -- A client ----------------------------------------------------------------
 
@@ -638,23 +67,25 @@ function Client:connection_lost()
   self:unsubscribe_all()
 end
 
--- As many whole requests as the bytes hold are run; the rest is kept,
--- with how many bytes must be there before parsing goes on (self.need).
 function Client:data_received(data)
-  if self.rest then
-    local rest = self.rest
-    rest[#rest + 1] = data
-    self.have = self.have + #data
-    if self.have < self.need then
-      return -- a large value still on its way: join it once, when whole
+  self.requests:feed(data)
+  self:run_requests()
+end
+
+-- Runs the whole requests that came, until none is left, or it pauses
+-- (the replies wait: resume_writing goes on), or QUIT; then writes the
+-- replies.
+function Client:run_requests()
+  while not (self.quitting or self.paused) do
+    local argv, e = self.requests:next()
+    if not argv then
+      if e then -- its reply, then the connection closes, as Redis's
+        self.quitting = true
+        self:reply(err("ERR Protocol error: " .. e))
+      end
+      break
     end
-    data = concat(rest)
-    self.rest = nil
-  end
-  local pos = self:parse(data, 1)
-  if pos and pos <= #data and not self.quitting then
-    self.rest, self.have = { sub(data, pos) }, #data - pos + 1
-    self.need = self.paused and 0 or self.need - pos + 1
+    self:reply(commands.run(self, argv))
   end
   self:flush()
 end
@@ -670,151 +101,9 @@ function Client:flush()
   end
 end
 
--- A protocol error: its reply, then the connection closes, as Redis's.
--- Returns nil: where parsing stops.
-function Client:protocol_error(msg)
-  local out = self.out
-  out[#out + 1] = err("ERR Protocol error: " .. msg)
-  self.quitting = true
-  return nil
-end
-
--- Parses s from pos and runs each whole request. Returns where it
--- stopped: past the end; or, where a request is not all there, its
--- start (self.need is then the position that must exist before going
--- on); or where it paused (the replies wait: resume_writing goes on);
--- nil after a protocol error or a QUIT.
-function Client:parse(s, pos)
-  local wait
-  while pos <= #s and not self.quitting and not self.paused do
-    if self.argv then
-      pos, wait = self:parse_bulks(s, pos)
-    elseif byte(s, pos) == 42 then -- "*"
-      pos, wait = self:parse_count(s, pos)
-    else
-      pos, wait = self:parse_inline(s, pos)
-    end
-    if not pos or wait then
-      return pos
-    end
-  end
-  return pos
-end
-
--- Where the line at pos ends (the position of sep); else nil and where
--- parsing stops: pos while the line has not all come (self.need set),
--- nil after the protocol error what, for a line longer than Redis takes.
-function Client:line_end(s, pos, sep, what)
-  local eol = find(s, sep, pos, true)
-  if eol then
-    return eol
-  elseif #s - pos >= MAX_INLINE then
-    return nil, self:protocol_error(what)
-  end
-  self.need = #s + 1
-  return nil, pos
-end
-
--- Each parse_* returns the position after what it took; or pos and true
--- to wait for more; or nil after a protocol error.
-
--- A line of words (nc, telnet): "\n" ends it, a "\r" before is dropped.
-function Client:parse_inline(s, pos)
-  local eol, at = self:line_end(s, pos, "\n", "too big inline request")
-  if not eol then
-    return at, true
-  end
-  local argv = {}
-  local line = sub(s, pos, byte(s, eol - 1) == 13 and eol - 2 or eol - 1)
-  for word in line:gmatch("[^ \t]+") do
-    argv[#argv + 1] = word
-  end
-  if #argv > 0 then
-    self:run(argv)
-  end
-  return eol + 1
-end
-
--- The number of the "*count" or "$len" line at pos, at most max, and
--- the position after the line; else nil and where parsing stops (see
--- line_end), nil also after the protocol error "invalid <what> length".
-function Client:header(s, pos, what, max)
-  local eol, at = self:line_end(s, pos, "\r\n",
-                                "too big " .. what .. " count string")
-  if not eol then
-    return nil, at
-  end
-  local n = to_int(sub(s, pos + 1, eol - 1))
-  if not n or n > max or (n < 0 and what == "bulk") then
-    return nil, self:protocol_error(("invalid %s length"):format(
-      what == "bulk" and "bulk" or "multibulk"))
-  end
-  return n, eol + 2
-end
-
--- An array's "*count\r\n": its bulk strings follow (none: nothing to run).
-function Client:parse_count(s, pos)
-  local count, at = self:header(s, pos, "mbulk", MAX_ARGS)
-  if not count then
-    return at, true
-  elseif count > 0 then
-    self.argv, self.left = {}, count
-  end
-  return at
-end
-
--- The bulk strings of the array under way ("$len\r\nvalue\r\n"); once
--- the last is in, runs it.
-function Client:parse_bulks(s, pos)
-  local argv, n = self.argv, #s
-  while self.left > 0 do
-    if pos > n then
-      self.need = n + 1
-      return pos, true
-    elseif byte(s, pos) ~= 36 then -- "$"
-      return self:protocol_error(("expected '$', got '%s'")
-        :format(sub(s, pos, pos)))
-    end
-    local len, at = self:header(s, pos, "bulk", MAX_BULK)
-    if not len then
-      return at, true
-    end
-    local stop = at + len - 1 -- the value's last byte
-    if stop + 2 > n then
-      self.need = stop + 2 -- its CRLF
-      return pos, true
-    end
-    argv[#argv + 1] = sub(s, at, stop)
-    pos = stop + 3
-    self.left = self.left - 1
-  end
-  self.argv = nil
-  self:run(argv)
-  return pos
-end
-
-function Client:run(argv)
-  local name = lower(argv[1])
-  local cmd = commands[name]
-  local reply
-  if not cmd then -- Redis quotes the arguments' first 128 bytes
-    local args = ""
-    for i = 2, #argv do
-      if #args >= 128 then break end
-      args = args .. "'" .. sub(argv[i], 1, 128 - #args) .. "' "
-    end
-    reply = err("ERR unknown command '" .. sub(argv[1], 1, 128)
-      .. "', with args beginning with: " .. args)
-  elseif (cmd.arity > 0 and #argv ~= cmd.arity) or #argv < -cmd.arity then
-    reply = err(("ERR wrong number of arguments for '%s' command")
-      :format(name))
-  elseif self.nsubs > 0 and not IN_SUBSCRIBED[name] then
-    reply = err(("ERR Can't execute '%s': only (P|S)SUBSCRIBE / "
-      .. "(P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context")
-      :format(name))
-  else
-    reply = cmd.fn(self, argv)
-  end
+-- Queues a reply; written with the others at the read's end, or once
+-- they come to FLUSH_AT.
+function Client:reply(reply)
   local out = self.out
   out[#out + 1] = reply
   self.out_size = self.out_size + #reply
@@ -840,9 +129,7 @@ function Client:resume_writing()
   self.paused = false
   self.transport:resume_reading()
   self:cancel_soft_timer()
-  if self.rest then -- the requests left when it paused
-    self:data_received("")
-  end
+  self:run_requests() -- those left when it paused
 end
 
 function Client:cancel_soft_timer()
@@ -921,7 +208,7 @@ Server.__index = Server
 local function new_server(loop, opts)
   opts = opts or {}
   return setmetatable({
-    store = new_store(loop), channels = {},
+    store = resp_store.new(loop), channels = {},
     hard_limit = opts.pubsub_limit or PUBSUB_HARD,
     soft_limit = opts.pubsub_soft_limit or PUBSUB_SOFT,
     soft_seconds = opts.pubsub_soft_seconds or PUBSUB_SOFT_SECONDS,
@@ -932,7 +219,8 @@ end
 -- A protocol for one connection.
 function Server:client()
   return setmetatable({ server = self, store = self.store, subs = {},
-                        nsubs = 0, out = {}, out_size = 0 }, Client)
+                        nsubs = 0, requests = wire.parser(), out = {},
+                        out_size = 0 }, Client)
 end
 
 -- Sends message to channel's subscribers; returns how many got it.
@@ -941,7 +229,7 @@ function Server:publish(channel, message)
   if not subs then
     return 0
   end
-  local push = push3("message", channel, message)
+  local push = wire.push3("message", channel, message)
   local count = 0
   for c in pairs(subs) do -- a drop removes c: allowed while traversing
     if c:deliver(push) then
@@ -1001,11 +289,11 @@ local function parse_args(args)
   return opts
 end
 
--- require "examples.resp_server" (its spec) gets the parts; run as a
--- program, it serves.
-if ... == "examples.resp_server" then
-  return { main = main, new_server = new_server, glob_pattern = glob_pattern,
-           parse_args = parse_args }
+-- require "resp_server" (its spec, with examples/ on package.path) gets
+-- the parts; run as a program, it serves.
+if ... == "resp_server" then
+  return { main = main, new_server = new_server,
+           glob_pattern = commands.glob_pattern, parse_args = parse_args }
 end
 
 tapio.run(function()

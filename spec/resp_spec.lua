@@ -1,11 +1,13 @@
 -- examples/resp_server.lua, a Redis-protocol server in Lua, driven by
 -- Debian's redis-tools (redis-cli, redis-benchmark) as a program on
 -- 127.0.0.1, by Lua peers writing raw RESP, and on tapio.testing's
--- virtual network and clock (the server's parts, required).
+-- virtual network and clock (the server's parts, required); its request
+-- parser (examples/resp_wire.lua) fed bytes.
 local helper = require "spec.helper"
 local tapio = helper.tapio
 local testing = require "tapio.testing"
-local resp = require "examples.resp_server"
+package.path = "examples/?.lua;" .. package.path
+local resp = require "resp_server"
 
 local run = helper.run
 local CLI, BENCH = "/usr/bin/redis-cli", "/usr/bin/redis-benchmark"
@@ -416,4 +418,42 @@ describe("examples/resp_server.lua on tapio.testing's virtual clock",
     end
     server:close()
   end))
+end)
+
+describe("examples/resp_wire.lua's request parser, fed bytes", function()
+  local wire = require "resp_wire"
+
+  -- The requests parser p gives after each byte of s: { argv, the
+  -- number of bytes fed when it came }.
+  local function byte_by_byte(p, s)
+    local got = {}
+    for i = 1, #s do
+      p:feed(s:sub(i, i))
+      for argv in function() return p:next() end do
+        got[#got + 1] = { argv, i }
+      end
+    end
+    return got
+  end
+
+  it("gives a request once its last byte is there, not before",
+     function()
+    local set = request("SET", "k", ("v\r\n"):rep(100))
+    local got = byte_by_byte(wire.parser(), set .. "*0\r\n PING  x\r\n")
+    assert.are.same({ { { "SET", "k", ("v\r\n"):rep(100) }, #set },
+                      { { "PING", "x" }, #set + 14 } }, got)
+  end)
+
+  it("gives Redis's words for a protocol error, then at every call",
+     function()
+    local p = wire.parser()
+    p:feed(request("PING") .. ("x"):rep(65537))
+    assert.are.same({ "PING" }, p:next())
+    for _, more in ipairs { "", "\n" } do -- the line's end, too late
+      p:feed(more)
+      local argv, e = p:next()
+      assert.is_nil(argv)
+      assert.are.equal("too big inline request", e)
+    end
+  end)
 end)
