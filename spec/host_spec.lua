@@ -95,7 +95,9 @@ describe("the tapio host program", function()
     -- through them, must keep every byte
     local out, status = run_script([[
       local t = {}
-      for n = 1000, 140000, 997 do t[#t + 1] = string.rep(string.char(n % 251), n) end
+      for n = 1000, 140000, 997 do
+        t[#t + 1] = string.rep(string.char(n % 251), n)
+      end
       local big = {}
       for i = 1, 100000 do big[i] = i end
       for i = 100000, 1, -1 do big[i] = nil end

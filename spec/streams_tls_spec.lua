@@ -132,7 +132,8 @@ describe("streams' TLS options", function()
                                        { server_hostname = "x" }) end },
         { "open_unix_connection", "ssl_handshake_timeout", function()
           return tapio.open_unix_connection("/nonexistent",
-                                            { ssl_handshake_timeout = 1 }) end },
+                                            { ssl_handshake_timeout = 1 })
+        end },
       }
       for _, case in ipairs(cases) do
         local err = fails(case[3])

@@ -475,7 +475,8 @@ describe("a subprocess", function()
   it("fails on an error in a callback: killed, the error everywhere",
      function()
     run(function(loop, errors)
-      local boom = setmetatable({}, { __tostring = function() return "boom" end })
+      local boom = setmetatable({},
+        { __tostring = function() return "boom" end })
       local t, p = spawn(loop, "sh", { "-c", "echo go; exec sleep 30" }, nil,
         { pipe_data_received = function() error(boom) end })
       assert.are.equal(boom, p.lost:await())

@@ -382,12 +382,16 @@ describe("a transport", function()
       local function show()
         for _, k in ipairs(kept) do
           local t = k[2]
-          local row = { k[1], tostring(t), tostring(t:get_loop() == state.loop) }
+          local row = { k[1], tostring(t),
+                        tostring(t:get_loop() == state.loop) }
           if t.get_write_buffer_limits then
             row[#row + 1] = table.concat({ t:get_write_buffer_limits() }, "/")
           end
-          if t.can_write_eof then row[#row + 1] = tostring(t:can_write_eof()) end
-          for _, key in ipairs({ "sockname", "peername", "cipher", "subprocess" }) do
+          if t.can_write_eof then
+            row[#row + 1] = tostring(t:can_write_eof())
+          end
+          for _, key in ipairs({ "sockname", "peername", "cipher",
+                                 "subprocess" }) do
             if t:get_extra_info(key) ~= nil then row[#row + 1] = key end
           end
           if t.get_stats then row[#row + 1] = t:get_stats().bytes_sent end
