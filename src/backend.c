@@ -128,8 +128,7 @@ static void timer_fired(struct ev_loop *ev, ev_timer *w, int revents) {
   (void)revents;
   tapio__deadline_clear(loop, &tm->dl);
   tm->fn(tm);
-  while (others-- > 1 && tapio__deadline_next(loop) >= 0 &&
-         tapio__deadline_next(loop) <= when) {
+  while (others-- > 1 && loop->ndeadlines && (*slot(loop, 1))->when <= when) {
     tapio__timer *next = TAPIO_CONTAINER(*slot(loop, 1), tapio__timer, dl);
     ev_timer_stop(ev, &next->ev);
     tapio__deadline_clear(loop, &next->dl);
