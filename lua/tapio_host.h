@@ -2,15 +2,16 @@
  * programs that embed Lua (a game, an application) and own their main
  * loop and their lua_State.
  *
- *   lua_State *L = luaL_newstate();       (or lua_newstate(your_alloc, ud))
+ *   lua_State *L = luaL_newstate();    // or lua_newstate(my_alloc, ud)
  *   luaL_openlibs(L);
- *   tapio_lua_open(L);                    require "tapio" now works
- *   tapio_loop_new_with_allocator(&loop, your_alloc, ud);
- *   tapio_lua_push_loop(L, loop);         a tapio.loop for your scripts
+ *   tapio_lua_open(L);                 // require "tapio" now works
+ *   tapio_loop *loop;
+ *   tapio_loop_new_with_allocator(&loop, my_alloc, ud);
+ *   tapio_lua_push_loop(L, loop);      // a tapio.loop for your scripts
  *   lua_setglobal(L, "loop");
- *   ... each frame: tapio_loop_run_once(loop, 0);
- *   ... or sleep in poll() on tapio_loop_backend_fd(loop)
- *   lua_close(L);                          frees the loop too
+ *   for (int frame = 0; frame < 3600; frame++)  // the host's frames
+ *     tapio_loop_run_once(loop, 0);    // or poll() tapio_loop_backend_fd
+ *   lua_close(L);                      // frees the loop too
  *
  * Lua 5.4: link with -ltapio_lua5.4 -ltapio (pkg-config tapio-lua5.4, or
  * CMake's tapio::tapio_lua5.4 from find_package(tapio)). LuaJIT: the same

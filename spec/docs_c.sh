@@ -1,9 +1,10 @@
 #!/bin/sh
-# Every ```c block of README.md and lua/README.md, compiled against the
-# built library (the Lua ones run in spec/docs_spec.lua). A block with a
-# main() is a whole program: compiled and linked. Any other is a
-# fragment: compiled as a function's body after spec/docs_c_prelude.h,
-# which declares the names fragments take as given (loop, opts, ...).
+# Every ```c block of README.md and lua/README.md, and the usage sketch
+# of lua/tapio_host.h, compiled against the built library (the Lua ones
+# run in spec/docs_spec.lua). A block with a main() is a whole program:
+# compiled and linked. Any other is a fragment: compiled as a function's
+# body after spec/docs_c_prelude.h, which declares the names fragments
+# take as given (loop, opts, ...).
 # usage: docs_c.sh CC SOURCE_DIR LUA_INCLUDE_DIR LIBTAPIO
 set -eu
 cc=$1 src=$2 luainc=$3 lib=$4
@@ -11,6 +12,16 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 flags="-std=c11 -Wall -Wextra -Wno-unused-parameter -Werror -I$src/capi
   -I$src/lua -I$luainc"
+
+# The usage sketch of lua/tapio_host.h (its first comment's lines indented
+# by " *   "), as a fragment in $work/lua_tapio_host.h_LINE.c.
+host_usage() {
+  awk -v out="$work/lua_tapio_host.h" '
+    /\*\// { exit }
+    /^ \*   / { if (!name) { name = out "_" NR ".c"; print name }
+                sub(/^ \*   /, ""); print > name }
+  ' "$1"
+}
 
 # Splits FILE's ```c blocks into $work/NAME_LINE.c (LINE: the block's
 # first line in FILE) and lists them.
@@ -23,8 +34,12 @@ extract() {
 }
 
 count=0
-for doc in README.md lua/README.md; do
-  for block in $(extract "$src/$doc" "$(echo "$doc" | tr / _)"); do
+for doc in README.md lua/README.md lua/tapio_host.h; do
+  case $doc in
+    *.h) blocks=$(host_usage "$src/$doc") ;;
+    *) blocks=$(extract "$src/$doc" "$(echo "$doc" | tr / _)") ;;
+  esac
+  for block in $blocks; do
     line=${block##*_}; line=${line%.c}
     wrapped=$block.wrapped.c
     if grep -q '^int main' "$block"; then

@@ -238,7 +238,9 @@ local GIVEN = {
   { "fetch_b", function()
     return function() tapio.sleep(0.001) return "b" end
   end },
-  { "a", function() return tapio.create_task(function() return "a" end) end },
+  { "a", function() -- done last, so as_completed's order shows
+    return tapio.create_task(function() tapio.sleep(0.01) return "a" end)
+  end },
   { "b", function() return tapio.create_task(function() return "b" end) end },
   { "c", function() return tapio.create_task(function() return "c" end) end },
   { "server", function()
