@@ -9,11 +9,18 @@ input ended), "slowsink N TAG" (the same, reading slowly).
 
 Checked: 1 byte, 1 MiB and BIG bytes (64 MiB unless --big) both ways, byte
 for byte; slow readers on either side (BIG / 4 bytes) keep the proxy's
-write buffers bounded (the peaks the proxy logs); a backend that does not answer
-(connect timeout) and one that refuses; a client without a certificate
-refused; a client that resets; the idle timeout; SIGTERM with live
-connections ends within the shutdown bound, exit status 0 (the proxy may
-run under valgrind or be built with ASan: their reports fail it).
+write buffers bounded (the peaks the proxy logs); a backend that refuses
+and one that does not answer (connect timeout); a client without a
+certificate refused; a client that resets; the idle timeout; SIGTERM with
+live connections ends within the shutdown bound, exit status 0 (the proxy
+may run under valgrind or be built with ASan: their reports fail it).
+
+Every port is one the kernel picked for a socket this test holds, so no
+other process can take it meanwhile. Two proxies run: one whose backend
+is that held socket, with a 1 s connect timeout (the refusal and the
+timeout), and one in front of the real backend, whose connect timeout
+(DEADLINE) a proxy slowed by ASan, valgrind or a loaded machine cannot
+reach.
 
 Usage: test_tls_proxy.py CERTS_DIR [--big BYTES] -- PROXY-COMMAND...
 """
@@ -48,14 +55,6 @@ def pattern(n):
     """n bytes that differ at every offset of a 64 KiB block."""
     block = hashlib.shake_256(b"tapio").digest(65536)
     return (block * (n // 65536 + 1))[:n]
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 # ---- The backend ----------------------------------------------------------
@@ -299,13 +298,18 @@ async def idle(env):
     await close(w)
 
 
-async def unreachable_backend(env, backend_port):
-    """The backend's listen queue full: SYNs unanswered; then closed."""
-    lsock = socket.socket()
-    lsock.bind(("127.0.0.1", backend_port))
+async def unreachable_backend(env, lsock):
+    """lsock, bound, not listening: connections refused; then listening
+    with its queue full: SYNs unanswered."""
+    r, w, port = await env.connect()
+    got = await read_all(r)
+    f = figures(await env.log.closed(port))
+    check(got == b"" and "refused" in f["why"],
+          "a backend that refuses: logged (%s)" % f)
+    await close(w)
     lsock.listen(0)
     fill = socket.socket()
-    fill.connect(("127.0.0.1", backend_port))
+    fill.connect(lsock.getsockname())
     r, w, port = await env.connect()
     w.write(b"echo\n")
     got = await read_all(r)
@@ -314,13 +318,6 @@ async def unreachable_backend(env, backend_port):
           "a backend that does not answer: connect timeout (%s)" % f)
     await close(w)
     fill.close()
-    lsock.close()
-    r, w, port = await env.connect()
-    got = await read_all(r)
-    f = figures(await env.log.closed(port))
-    check(got == b"" and "refused" in f["why"],
-          "a backend that refuses: logged (%s)" % f)
-    await close(w)
 
 
 async def sigterm(env, proc):
@@ -348,6 +345,27 @@ async def sigterm(env, proc):
     w2.transport.abort()
 
 
+async def start_proxy(cmd, certs, connect_timeout, backend):
+    """The proxy on a port it picks, in front of backend (host, port); its
+    process, its log and its port."""
+    proc = await asyncio.create_subprocess_exec(
+        *cmd, "--cert", certs + "/server.pem",
+        "--key", certs + "/server.key", "--client-ca", certs + "/ca.pem",
+        "--alpn", "h2,http/1.1", "--connect-timeout", str(connect_timeout),
+        "--idle-timeout", "4", "--shutdown-timeout", "1", "--high", str(HIGH),
+        "0", backend[0], str(backend[1]), stdout=asyncio.subprocess.PIPE)
+    log = Log(proc.stdout)
+    return proc, log, int((await log.wait(r"listening on (\d+)"))[1])
+
+
+async def stop(proc, what):
+    """SIGTERM to a proxy without connections: it exits 0 (valgrind's and
+    ASan's reports make it fail)."""
+    proc.send_signal(signal.SIGTERM)
+    rc = await asyncio.wait_for(proc.wait(), DEADLINE)
+    check(rc == 0, "%s: exits 0 at SIGTERM (%d)" % (what, rc))
+
+
 async def main():
     args = sys.argv[1:]
     certs = args.pop(0)
@@ -356,21 +374,19 @@ async def main():
         big = int(args[1])
         args = args[2:]
     proxy_cmd = args[1:]
-    backend_port = free_port()
-    proc = await asyncio.create_subprocess_exec(
-        *proxy_cmd, "--cert", certs + "/server.pem",
-        "--key", certs + "/server.key", "--client-ca", certs + "/ca.pem",
-        "--alpn", "h2,http/1.1", "--connect-timeout", "1",
-        "--idle-timeout", "4", "--shutdown-timeout", "1", "--high", str(HIGH),
-        "0", "localhost", str(backend_port), stdout=asyncio.subprocess.PIPE)
-    log = Log(proc.stdout)
-    port = int((await log.wait(r"listening on (\d+)"))[1])
     backend = Backend()
+    server = await asyncio.start_server(backend.handle, "127.0.0.1", 0)
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    (proc, log, port), (short, short_log, short_port) = await asyncio.gather(
+        start_proxy(proxy_cmd, certs, DEADLINE,
+                    ("localhost", server.sockets[0].getsockname()[1])),
+        start_proxy(proxy_cmd, certs, 1, lsock.getsockname()))
     env = Env(certs, port, log, backend, big)
     try:
-        await unreachable_backend(env, backend_port)
-        server = await asyncio.start_server(backend.handle, "127.0.0.1",
-                                            backend_port)
+        await unreachable_backend(
+            Env(certs, short_port, short_log, backend, big), lsock)
+        stopping = asyncio.create_task(stop(short, "the other proxy"))
         # Idle beside the others: the timeout is long enough that a
         # transfer on a loaded machine does not stall that long.
         idler = asyncio.create_task(idle(env))
@@ -385,13 +401,17 @@ async def main():
         await openssl_clients(env)
         await reset(env)
         await idler
+        await stopping
         await sigterm(env, proc)
-        server.close()
     finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-        await log.task
+        for p in (proc, short):
+            if p.returncode is None:
+                p.kill()
+                await p.wait()
+        await asyncio.gather(log.task, short_log.task)
+        lsock.close()
+        server.close()
+        print("the other proxy's log:\n" + "\n".join(short_log.lines))
         print("the proxy's log:\n" + "\n".join(log.lines))
     return 1 if failures else 0
 
