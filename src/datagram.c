@@ -72,7 +72,6 @@ struct tapio__dgram {
   tapio__dgram_queue q;       /* what the socket refused for now */
   dgram_err *ehead, *etail;
   tapio__task etask;          /* delivers the errors */
-  int eposted;
   unsigned lost_sends;
   int vlen;                   /* datagrams asked of the next read */
   dgram_faults *fx;           /* NULL until faults are set */
@@ -118,7 +117,6 @@ static dgram_area *area_of(tapio_loop *loop) {
 static void run_errors(tapio__task *task) {
   tapio__dgram *d = TAPIO_CONTAINER(task, tapio__dgram, etask);
   tapio_transport *t = &d->head;
-  d->eposted = 0;
   while (d->ehead && !(t->flags & TAPIO__T_LOST)) {
     dgram_err *e = d->ehead;
     d->ehead = e->next;
@@ -131,9 +129,7 @@ static void run_errors(tapio__task *task) {
 }
 
 static void clear_errors(tapio__dgram *d) {
-  if (d->eposted)
-    tapio__task_unpost(d->head.loop, &d->etask);
-  d->eposted = 0;
+  tapio__task_unpost(d->head.loop, &d->etask);
   while (d->ehead) {
     dgram_err *e = d->ehead;
     d->ehead = e->next;
@@ -159,10 +155,7 @@ static void send_error(tapio__dgram *d, int code, const struct sockaddr *sa,
   else
     d->ehead = e;
   d->etail = e;
-  if (!d->eposted) {
-    d->eposted = 1;
-    tapio__task_post(d->head.loop, &d->etask);
-  }
+  tapio__task_post(d->head.loop, &d->etask);
 }
 
 /* ---- The write queue ------------------------------------------------------ */

@@ -23,10 +23,7 @@ static void deliver_due(tapio__task *task);
 
 static void on_timer(tapio__timer *tm) {
   tapio__flight *fl = TAPIO_CONTAINER(tm, tapio__flight, timer);
-  if (!fl->posted) {
-    fl->posted = 1;
-    tapio__task_post(fl->loop, &fl->task);
-  }
+  tapio__task_post(fl->loop, &fl->task);
 }
 
 void tapio__flight_init(tapio__flight *fl, tapio_loop *loop,
@@ -74,9 +71,7 @@ static void list_free(tapio_loop *loop, tapio__fpkt *p) {
 
 void tapio__flight_free(tapio__flight *fl) {
   tapio__timer_stop(&fl->timer);
-  if (fl->posted)
-    tapio__task_unpost(fl->loop, &fl->task);
-  fl->posted = 0;
+  tapio__task_unpost(fl->loop, &fl->task);
   list_free(fl->loop, fl->head);
   list_free(fl->loop, fl->batch);
   fl->head = fl->batch = NULL;
@@ -107,7 +102,6 @@ static void take_due(tapio__flight *fl, double now) {
 static void deliver_due(tapio__task *task) {
   tapio__flight *fl = TAPIO_CONTAINER(task, tapio__flight, task);
   tapio_loop *loop = fl->loop;
-  fl->posted = 0;
   if (loop->freeing)
     return; /* nothing more lands while the loop goes */
   take_due(fl, tapio__time(loop));

@@ -158,6 +158,8 @@ static int unlink_task(tapio__task **p, tapio__task *task,
 }
 
 void tapio__task_unpost(tapio_loop *loop, tapio__task *task) {
+  if (!task->posted)
+    return; /* in neither list: no walk */
   if (!unlink_task(&loop->batch, task, NULL))
     unlink_task(&loop->ready_head, task, &loop->ready_tail);
   task->posted = 0;

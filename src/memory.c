@@ -62,7 +62,6 @@ struct mem_end {
   int side;            /* 0: a, 1: b */
   tapio__task made;    /* connection_made */
   tapio__task wake;    /* runs the stream's read or write step */
-  int made_posted, woken;
   tapio__timer due;    /* a delayed byte becomes readable */
   tapio__link link;    /* in the kit's list of sides, while the side is */
   tapio__addr names[2]; /* the virtual network's: [0] its own, [1] its
@@ -185,17 +184,14 @@ static int can_write(mem_end *e) {
 /* ---- Waking a side ------------------------------------------------------- */
 
 static void wake(mem_end *e) {
-  if (e && !e->woken) {
-    e->woken = 1;
+  if (e)
     tapio__task_post(e->s.head.loop, &e->wake);
-  }
 }
 
 static void run_wake(tapio__task *task) {
   mem_end *e = TAPIO_CONTAINER(task, mem_end, wake);
   tapio__stream *s = &e->s;
   struct ev_loop *ev = s->head.loop->ev;
-  e->woken = 0;
   if (s->head.loop->freeing || reader_left(e))
     return; /* nothing more is read or written while the loop goes */
   if (ev_is_active(&s->rio) && can_read(e))
@@ -223,7 +219,7 @@ int tapio__memory_poll(tapio_loop *loop) {
     return 0;
   for (l = loop->kit->ends.next; l != &loop->kit->ends; l = l->next) {
     mem_end *e = TAPIO_CONTAINER(l, mem_end, link);
-    if (!e->woken && wants_wake(e)) {
+    if (!e->wake.posted && wants_wake(e)) {
       wake(e);
       n++;
     }
@@ -377,7 +373,6 @@ static void mem_start(tapio_transport *t) {
 
 static void run_made(tapio__task *task) {
   mem_end *e = TAPIO_CONTAINER(task, mem_end, made);
-  e->made_posted = 0;
   tapio__transport_made(&e->s.head);
 }
 
@@ -391,11 +386,8 @@ static void end_gone(mem_end *e) {
     return;
   p->ends[e->side] = NULL;
   poll_leave(loop, e);
-  if (e->made_posted)
-    tapio__task_unpost(loop, &e->made);
-  if (e->woken)
-    tapio__task_unpost(loop, &e->wake);
-  e->made_posted = e->woken = 0;
+  tapio__task_unpost(loop, &e->made);
+  tapio__task_unpost(loop, &e->wake);
   tapio__timer_stop(&e->due);
   if (in_link(e)->queued && !out_link(e)->error)
     out_link(e)->error = TAPIO_ECONNRESET;
@@ -529,10 +521,8 @@ static int pair_new(tapio_loop *loop, const tapio__kind *const k[2],
   p->refs = 2;
   end_init(ea, p, 0, fd, k[0], pa, ua);
   end_init(eb, p, 1, fd, k[1], pb, ub);
-  for (i = 0; made && i < 2; i++) {
-    p->ends[i]->made_posted = 1;
+  for (i = 0; made && i < 2; i++)
     tapio__task_post(loop, &p->ends[i]->made);
-  }
   *a = &ea->s.head;
   *b = &eb->s.head;
   return 0;

@@ -33,7 +33,7 @@ struct tapio_server {
   listener *ls;
   size_t nls;
   int backlog, nodelay, cleanup;
-  uint8_t serving, closed, released, task_queued;
+  uint8_t serving, closed, released;
   int busy;              /* inside an accept loop */
   char *unix_path;
   ino_t unix_ino;
@@ -49,7 +49,7 @@ struct tapio_server {
  * and nothing of it is running or queued. */
 static void maybe_free(tapio_server *s) {
   tapio_loop *loop = s->loop;
-  if (!s->released || !s->closed || s->nclients || s->task_queued ||
+  if (!s->released || !s->closed || s->nclients || s->task.posted ||
       s->busy || s->waiters)
     return;
   tapio__list_remove(&s->link);
@@ -69,15 +69,13 @@ static void run_waiters(tapio__task *task) {
     w = next;
   }
   s->busy--;
-  s->task_queued = 0;
   maybe_free(s);
 }
 
 static void check_waiters(tapio_server *s) {
-  if (s->closed && s->nclients == 0 && s->waiters && !s->task_queued) {
-    s->task_queued = 1;
+  /* also while it runs: a waiter added from a callback runs next turn */
+  if (s->closed && s->nclients == 0 && s->waiters)
     tapio__task_post(s->loop, &s->task);
-  }
 }
 
 /* ---- Accepting --------------------------------------------------------- */
@@ -420,7 +418,7 @@ void tapio__servers_free_all(tapio_loop *loop) {
       tapio__free(loop, w, sizeof *w);
     }
     s->released = 1;
-    s->task_queued = 0;
+    tapio__task_unpost(loop, &s->task);
     s->busy = 0;
     s->nclients = 0;
     maybe_free(s);

@@ -531,8 +531,7 @@ void tapio__stream_halt(tapio_transport *t) {
     s->io->halt(s, s->io_ctx);
   ev_io_stop(t->loop->ev, &s->rio);
   ev_io_stop(t->loop->ev, &s->wio);
-  if (s->more.posted)
-    tapio__task_unpost(t->loop, &s->more);
+  tapio__task_unpost(t->loop, &s->more);
   tapio__wq_clear(t->loop, &s->wq);
   t->wsize = 0;
 }

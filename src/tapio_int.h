@@ -956,7 +956,6 @@ struct tapio__flight {
   tapio__fpkt *head;     /* held, by due time (ties: as sent) */
   tapio__fpkt *batch;    /* what the running delivery holds */
   tapio__task task;      /* delivers what is due */
-  int posted;
   tapio__timer timer;    /* the next datagram due later */
   int at_once;           /* one due now, with nothing held, is not held:
                             tapio__flight_launch tells its sender */

@@ -48,7 +48,6 @@ struct tapio_fake_child {
   int ended;                /* ended was called */
   int told;                 /* the exit task was posted */
   uint64_t pending;         /* signals sent, not yet delivered */
-  int start_posted, signal_posted, ended_posted;
   tapio__task start_task, signal_task, exit_task, ended_task;
   int refs;                 /* the process's, and the program's until ended */
 };
@@ -216,7 +215,6 @@ static void run_exit(tapio__task *task) {
 
 static void run_ended(tapio__task *task) {
   tapio__vchild *c = TAPIO_CONTAINER(task, tapio__vchild, ended_task);
-  c->ended_posted = 0;
   c->ended = 1;
   if (c->prog.ended)
     c->prog.ended(c->ud, c, c->status);
@@ -229,11 +227,8 @@ static void become_dead(tapio__vchild *c, int status) {
   c->status = status;
   c->pending = 0;
   tapio__task_unpost(c->loop, &c->signal_task);
-  c->signal_posted = 0;
-  if (c->started && !c->ended && !c->ended_posted) {
-    c->ended_posted = 1;
+  if (c->started && !c->ended)
     tapio__task_post(c->loop, &c->ended_task);
-  }
   maybe_tell(c);
 }
 
@@ -268,7 +263,6 @@ static void run_start(tapio__task *task) {
   tapio__vchild *c = TAPIO_CONTAINER(task, tapio__vchild, start_task);
   tapio_transport *ends[3];
   int i;
-  c->start_posted = 0;
   if (c->loop->freeing)
     return;
   c->started = 1;
@@ -361,7 +355,6 @@ int tapio__vchild_spawn(tapio_loop *loop, tapio_transport *process,
     child_undo(c, pipes);
     return rc;
   }
-  c->start_posted = 1;
   tapio__task_post(loop, &c->start_task);
   *out = c;
   return 0;
@@ -391,7 +384,6 @@ static void deliver(tapio__vchild *c, int sig) {
 static void run_signals(tapio__task *task) {
   tapio__vchild *c = TAPIO_CONTAINER(task, tapio__vchild, signal_task);
   int sig;
-  c->signal_posted = 0;
   c->refs++;
   for (sig = 1; sig < 64 && c->pending; sig++)
     if (c->pending & ((uint64_t)1 << sig)) {
@@ -407,10 +399,7 @@ int tapio__vchild_signal(tapio__vchild *c, int sig) {
   if (sig >= 64)
     return TAPIO_EINVAL;
   c->pending |= (uint64_t)1 << sig;
-  if (!c->signal_posted) {
-    c->signal_posted = 1;
-    tapio__task_post(c->loop, &c->signal_task);
-  }
+  tapio__task_post(c->loop, &c->signal_task);
   return 0;
 }
 
@@ -421,10 +410,8 @@ int tapio__vchild_pid(const tapio__vchild *c) { return c->pid; }
 int tapio__vchild_exited(const tapio__vchild *c) { return c->state == DEAD; }
 
 int tapio__vchild_kill(tapio__vchild *c) {
-  if (c->start_posted) { /* never started: nobody to tell */
-    tapio__task_unpost(c->loop, &c->start_task);
-    c->start_posted = 0;
-  }
+  /* never started (its task still queued): nobody to tell */
+  tapio__task_unpost(c->loop, &c->start_task);
   if (c->state != DEAD)
     die(c, SIGKILL);
   c->process = NULL;

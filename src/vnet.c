@@ -29,7 +29,6 @@ struct tapio__vlisten {
   size_t nqueued;
   tapio__link stalled;   /* tapio__vconnect waiting for room */
   tapio__task accept;
-  int posted;
 };
 
 typedef struct vconn {   /* a connection in a backlog */
@@ -82,10 +81,8 @@ static int pick_port(tapio__kit *kit) {
 /* ---- Listening and accepting ---------------------------------------------- */
 
 static void post_accept(tapio__vlisten *v) {
-  if (!v->posted && v->serving && !tapio__list_empty(&v->queue)) {
-    v->posted = 1;
+  if (v->serving && !tapio__list_empty(&v->queue))
     tapio__task_post(tapio_server_get_loop(v->server), &v->accept);
-  }
 }
 
 /* A connect waiting for room tries again, from its own task. */
@@ -106,7 +103,6 @@ static void run_accept(tapio__task *task) {
   tapio_loop *loop = tapio_server_get_loop(v->server);
   vconn *q;
   tapio_transport *t;
-  v->posted = 0;
   if (!v->serving || tapio__list_empty(&v->queue))
     return;
   q = TAPIO_CONTAINER(v->queue.next, vconn, link);
@@ -179,8 +175,7 @@ void tapio__vnet_drop_backlogs(tapio_loop *loop) {
 void tapio__vnet_unlisten(tapio__vlisten *v) {
   tapio_loop *loop = tapio_server_get_loop(v->server);
   tapio__list_remove(&v->link);
-  if (v->posted)
-    tapio__task_unpost(loop, &v->accept);
+  tapio__task_unpost(loop, &v->accept);
   drop_backlog(v);
   while (!tapio__list_empty(&v->stalled)) {
     tapio__vconnect *c = TAPIO_CONTAINER(v->stalled.next, tapio__vconnect,

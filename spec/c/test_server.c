@@ -448,6 +448,26 @@ static void server_wait_closed_when_already_closed(void)
   srv_release_and_free(&sv, loop);
 }
 
+static void closed_then_ask_again(void *ud, tapio_server *server)
+{
+  srv *sv = ud;
+  on_server_closed(ud, server);
+  if (sv->closed == 1)
+    CHECK_OK(tapio_server_wait_closed(server, on_server_closed, sv));
+}
+
+/* ...also when asked from inside a wait_closed callback. */
+static void server_wait_closed_from_its_callback(void)
+{
+  tapio_loop *loop = new_loop();
+  srv sv;
+  srv_start(&sv, loop);
+  CHECK_OK(tapio_server_close(sv.s));
+  CHECK_OK(tapio_server_wait_closed(sv.s, closed_then_ask_again, &sv));
+  WAIT_FOR(loop, sv.closed == 2);
+  srv_release_and_free(&sv, loop);
+}
+
 static void server_client_count(void)
 {
   tapio_loop *loop = new_loop();
@@ -586,6 +606,7 @@ TEST_MAIN(
   TEST(server_abort_clients_drops),
   TEST(server_wait_closed_after_last_connection),
   TEST(server_wait_closed_when_already_closed),
+  TEST(server_wait_closed_from_its_callback),
   TEST(server_client_count),
   TEST(server_get_fd),
   TEST(server_release_keeps_connections),
