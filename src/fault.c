@@ -109,7 +109,12 @@ static void hold_reading(fault *f) { hold(f, &f->read_held, &f->s->rio); }
 
 static void hold_writing(fault *f) { hold(f, &f->write_held, &f->s->wio); }
 
-/* The stream reads now (from the loop, or at the next run's start). */
+/* The stream reads now (from the loop, or at the next run's start).
+ * Feeding the watcher runs it before the other pending ones, unlike
+ * tapio__stream_read_soon, but only once: every feed of this layer comes
+ * from a timer (a drip), a test's call, or a countdown that ends the
+ * reading or writing, never from the fed callback itself, so none can
+ * repeat and keep the loop. */
 static void kick_reading(fault *f) {
   tapio_transport *t = &f->s->head;
   if (!reading(t))

@@ -593,6 +593,7 @@ struct tapio__stream {
   tapio__wqueue wq;
   tapio__task more;       /* reads on what a layer still holds, after the
                              budget of one wake-up (stream.c) */
+  tapio__task again;      /* tapio__stream_read_soon */
 };
 
 /* Puts layer io (with its context) on the stream; a layer with `ready`
@@ -602,6 +603,11 @@ void tapio__stream_set_io(tapio__stream *s, const tapio__io *io, void *ctx);
  * watchers follow (also when the stream's own needs changed, e.g. after a
  * layer took buffered bytes). */
 void tapio__stream_want(tapio__stream *s, uint32_t want);
+/* The layer's readiness for reading once more, from the ready queue: after
+ * the loop's other callbacks, where feeding the read watcher from inside a
+ * callback would run it before them (libev takes the last pending watcher
+ * first), as long as the layer feeds it again. */
+void tapio__stream_read_soon(tapio__stream *s);
 
 /* A socket stream on fd (a connected TCP or Unix socket, non-blocking). */
 tapio_transport *tapio__stream_new(tapio_loop *loop, int fd,

@@ -439,11 +439,13 @@ static void shutdown_step(tapio__tls *tc) {
   char *scratch = tapio__read_buffer(tc->s->head.loop);
   int passes = 16;
   size_t n;
-  while (!tc->peer_done && scratch && passes--) {
+  while (!tc->peer_done && scratch && passes > 0) {
     int r;
     ERR_clear_error();
-    if ((r = SSL_read_ex(tc->ssl, scratch, TAPIO__RBUF_SIZE, &n)) == 1)
+    if ((r = SSL_read_ex(tc->ssl, scratch, TAPIO__RBUF_SIZE, &n)) == 1) {
+      passes--; /* 0 after the last: more may wait (not after a break) */
       continue;
+    }
     r = SSL_get_error(tc->ssl, r);
     if (r == SSL_ERROR_WANT_READ && !tc->in_eof && !tc->io_err)
       break;
@@ -453,8 +455,9 @@ static void shutdown_step(tapio__tls *tc) {
   ERR_clear_error();
   if (tc->peer_done && tc->out_off == tc->out_len)
     shutdown_done(tc);
-  else if (!passes && !tc->peer_done) /* more waits inside OpenSSL */
-    ev_feed_event(tc->s->head.loop->ev, &tc->s->rio, EV_READ);
+  else if (passes == 0 && !tc->peer_done) /* more may wait in OpenSSL */
+    tapio__stream_read_soon(tc->s); /* after the others: a peer that sends
+                                       on would keep the loop here */
 }
 
 /* ssl_shutdown_timeout bounds the whole ending from close(), as asyncio's
@@ -479,7 +482,6 @@ static void tls_closing(tapio__stream *s, void *ctx) {
 
 static int tls_close(tapio__stream *s, void *ctx) {
   tapio__tls *tc = ctx;
-  tapio_loop *loop = s->head.loop;
   if (tc->state <= TAPIO__TLS_HANDSHAKE) { /* asyncio aborts then */
     tapio__transport_force_close(&s->head, 0, NULL);
     return 1;
@@ -502,7 +504,7 @@ static int tls_close(tapio__stream *s, void *ctx) {
   if (!tc->flushing)
     start_shutdown_timer(tc);
   if (SSL_has_pending(tc->ssl)) /* read on the loop, not in here */
-    ev_feed_event(loop->ev, &s->rio, EV_READ);
+    tapio__stream_read_soon(s);
   update_want(tc);
   return 1;
 }
