@@ -35,9 +35,8 @@ static void connect_to(tapio_loop *loop, int port, rec *r)
 static void s_server_both_ways(const char *version)
 {
   tapio_loop *loop = new_loop();
-  char port[16];
-  int p = free_port();
-  char *argv[] = { "openssl", "s_server", "-accept", port, "-cert",
+  int p;
+  char *argv[] = { "openssl", "s_server", "-accept", "127.0.0.1:0", "-cert",
                    (char *)cert("server.pem"), "-key",
                    (char *)cert("server.key"), "-naccept", "1",
                    (char *)version, NULL };
@@ -46,9 +45,8 @@ static void s_server_both_ways(const char *version)
   rec_init(&c);
   c.hook = end_with;
   need("/usr/bin/openssl");
-  snprintf(port, sizeof port, "%d", p);
   peer_start(&srv, argv);
-  peer_wait_for(loop, &srv, "ACCEPT");
+  p = s_server_port(loop, &srv);
   connect_to(loop, p, &c);
   CHECK_OK(tapio_transport_write(c.t, "hello from tapio\n", 17));
   peer_wait_for(loop, &srv, "hello from tapio");
@@ -105,9 +103,8 @@ static void s_client_to_tapio(void)
 static void s_server_renegotiates(void)
 {
   tapio_loop *loop = new_loop();
-  char port[16];
-  int p = free_port();
-  char *argv[] = { "openssl", "s_server", "-accept", port, "-cert",
+  int p;
+  char *argv[] = { "openssl", "s_server", "-accept", "127.0.0.1:0", "-cert",
                    (char *)cert("server.pem"), "-key",
                    (char *)cert("server.key"), "-naccept", "1", "-tls1_2",
                    NULL };
@@ -115,9 +112,8 @@ static void s_server_renegotiates(void)
   rec c;
   rec_init(&c);
   need("/usr/bin/openssl");
-  snprintf(port, sizeof port, "%d", p);
   peer_start(&srv, argv);
-  peer_wait_for(loop, &srv, "ACCEPT");
+  p = s_server_port(loop, &srv);
   connect_to(loop, p, &c);
   CHECK_OK(tapio_transport_write(c.t, "before\n", 7));
   peer_wait_for(loop, &srv, "before");

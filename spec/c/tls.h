@@ -325,12 +325,34 @@ static inline void peer_stop(peer *p)
   close(p->out);
 }
 
-/* A port nothing listens on now (bound, then closed: free for a peer). */
-static inline int free_port(void)
+/* Runs the loop until the program printed a whole line that starts
+ * with prefix; that line (in p->got). */
+static inline const char *peer_wait_line(tapio_loop *loop, peer *p,
+                                         const char *prefix)
 {
-  int port, fd = raw_bind(AF_INET, &port);
-  close(fd);
-  return port;
+  double end = now_sec() + test_timeout() * 2;
+  for (;;) {
+    const char *at;
+    peer_poll(p);
+    at = strstr(p->got, prefix);
+    if (at && strchr(at, '\n'))
+      return at;
+    if (now_sec() > end)
+      FAIL("the peer never printed a line \"%s...\"; it printed:\n%s",
+           prefix, p->got);
+    raw_wait(loop, p->out, POLLIN);
+  }
+}
+
+/* The port openssl s_server listens on, given "-accept 127.0.0.1:0" (a
+ * port it picks and keeps, where one picked here and released for it
+ * could be taken meanwhile): it prints "ACCEPT 127.0.0.1:PORT". */
+static inline int s_server_port(tapio_loop *loop, peer *p)
+{
+  const char *line = peer_wait_line(loop, p, "ACCEPT ");
+  const char *colon = strchr(line, ':');
+  CHECK(colon && colon < strchr(line, '\n'));
+  return atoi(colon + 1);
 }
 
 /* ---- Python's peers (spec/tls/peer.py) ----------------------------------- */
@@ -361,11 +383,7 @@ static inline void python_peer(peer *p, const char *mode, int port)
 /* The port a server peer printed ("PORT n"). */
 static inline int peer_port(tapio_loop *loop, peer *p)
 {
-  const char *at;
-  peer_wait_for(loop, p, "PORT ");
-  at = strstr(p->got, "PORT ");
-  peer_wait_for(loop, p, "\n");
-  return atoi(at + 5);
+  return atoi(peer_wait_line(loop, p, "PORT ") + 5);
 }
 
 #endif /* TAPIO_TEST_TLS_H */
