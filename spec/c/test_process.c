@@ -626,14 +626,6 @@ static pid_t sleeper_at(pid_t pid)
   return s;
 }
 
-/* stdout left unread: the transport outlives the child's exit. */
-static void hold_stdout_hook(prec *p, pev ev, int fd)
-{
-  (void)fd;
-  if (ev == PEV_MADE)
-    CHECK_OK(tapio_transport_pause_reading(pipe_of(p, 1)));
-}
-
 /* The test proper, as pid 1 of a pid namespace of its own. */
 static void reused_pid_scenario(void)
 {
@@ -643,7 +635,7 @@ static void reused_pid_scenario(void)
   pid_t pid, other;
   prec p;
   prec_init(&p);
-  p.hook = hold_stdout_hook;
+  p.hook = prec_pause_stdout_hook; /* it outlives the exit */
   CHECK_OK(spawn_wait(loop, &p, true_argv, o));
   tapio_options_free(o);
   pid = tapio_subprocess_get_pid(p.t);
