@@ -203,14 +203,23 @@ describe("a subprocess with streams", function()
     end)
   end)
 
-  it("returns from wait at the exit while a grandchild holds the pipe " ..
-     "(cpython#119710)", function()
+  it("returns from wait at the exit or the kill while a grandchild holds " ..
+     "the pipe (cpython#119710)", function()
     run(function()
       local p = tapio.create_subprocess_shell(
         "sleep 30 & echo $!; exit 4", { stdout = "pipe" })
       local grandchild = tonumber(p.stdout:readline())
       assert.are.equal(4, p:wait())
       assert.is_false(p.stdout:at_eof()) -- the grandchild holds it
+      os.execute("kill " .. grandchild)
+      assert.are.equal("", p.stdout:read())
+      -- the same when the child is killed (the issue's own case)
+      p = tapio.create_subprocess_shell(
+        "sleep 30 & echo $!; exec sleep 30", { stdout = "pipe" })
+      grandchild = tonumber(p.stdout:readline())
+      assert.is_true(p:kill())
+      assert.are.equal(-9, p:wait())
+      assert.is_false(p.stdout:at_eof())
       os.execute("kill " .. grandchild)
       assert.are.equal("", p.stdout:read())
     end)

@@ -151,6 +151,40 @@ describe("tapio.run at exit", function()
       .. "transport", contexts[1].message)
   end)
 
+  it("ends at once with subprocess tasks cancelled mid-way, every child "
+     .. "reaped (cpython#125502)", function()
+    local before, made = helper.children(), 0
+    local clock = tapio.new_loop()
+    local t0 = clock:time()
+    local results = run(function(loop)
+      local function child()
+        local p = tapio.create_subprocess_exec("sleep", { "60" },
+          { stdin = tapio.PIPE, stdout = tapio.PIPE })
+        made = made + 1
+        return p:communicate("")
+      end
+      local tasks = {}
+      for i = 1, 6 do
+        tasks[i] = loop:create_task(child)
+      end
+      tapio.sleep(0)
+      tasks[1]:cancel() -- while its child is being made
+      tasks[2]:cancel()
+      helper.until_true(function() return made >= 4 end)
+      tasks[3]:cancel() -- in communicate
+      tasks[4]:cancel()
+      for i = 1, 4 do -- the last two are tapio.run's to cancel
+        assert.is_true(tapio.is_cancelled(select(2, pcall(tasks[i].await,
+          tasks[i]))))
+      end
+    end)
+    local took = clock:time() - t0
+    clock:close()
+    assert.is_true(results[1], results[2])
+    assert.is_true(took < 30, "took " .. took .. " s")
+    assert.are.same(before, helper.children()) -- none left, not a zombie
+  end)
+
   it("closes without a word the transport of a child that has exited",
     function()
     local proto, transport

@@ -70,6 +70,42 @@ describe("streams over TLS", function()
     end)
   end)
 
+  it("drain waits for a slow reader, then raises once the peer reset, " ..
+     "closing (cpython#102792, #118950)", function()
+    run(function(loop)
+      local accepted = loop:create_future()
+      local server = tapio.start_server(function(reader, writer)
+        accepted:set_result(reader, writer)
+      end, "127.0.0.1", 0, { ssl = server_ctx() })
+      local reader, writer = tapio.open_connection("127.0.0.1",
+        helper.port(server), { ssl = client_ctx(),
+        server_hostname = "localhost" })
+      local sr, sw = accepted:await()
+      local big = 16 * 1024 * 1024 -- more than the sockets hold
+      writer:write(("d"):rep(big))
+      local drained = loop:create_task(writer.drain, writer)
+      for _ = 1, 5 do
+        tapio.sleep(0)
+      end
+      assert.is_false(drained:done()) -- nobody reads: it waits
+      assert.are.equal(big, #sr:readexactly(big))
+      drained:await() -- and returns once the peer has read
+      -- the server aborts with the client's bytes unread: a reset
+      sw.transport:pause_reading()
+      writer:write(("u"):rep(1000))
+      writer:drain() -- on loopback, in the server's socket once written
+      sw.transport:abort()
+      local err = fails(reader.read, reader)
+      assert.are.equal("ECONNRESET", err.name)
+      assert.is_true(writer:is_closing())
+      assert.is_true(writer.transport:is_closing())
+      writer:write("more") -- dropped
+      assert.are.equal(err, fails(writer.drain, writer))
+      assert.are.equal(0, writer.transport:get_write_buffer_size())
+      server:close()
+    end)
+  end)
+
   it("raise a failed handshake from open_connection, and its timeout",
      function()
     run(function()

@@ -20,23 +20,7 @@ local function shell(loop, cmd, opts, methods)
   end, cmd, opts)
 end
 
-local gone = helper.gone
-
--- This process's children, zombies too (a child is listed until reaped),
--- as a sorted list of pids.
-local function children()
-  local f = assert(io.open("/proc/self/stat"))
-  local pid = f:read("*l"):match("^%d+")
-  f:close()
-  f = assert(io.open(("/proc/%s/task/%s/children"):format(pid, pid)))
-  local list = {}
-  for child in f:read("*a"):gmatch("%d+") do
-    list[#list + 1] = tonumber(child)
-  end
-  f:close()
-  table.sort(list)
-  return list
-end
+local gone, children = helper.gone, helper.children
 
 local function index(list, v)
   for i, x in ipairs(list) do

@@ -408,6 +408,15 @@ static inline tapio_transport *pipe_of(prec *p, int fd)
   return t;
 }
 
+/* A hook that pauses stdout's reading in connection_made: what the child
+ * writes waits in the pipe, and the transport outlives its exit. */
+static inline void prec_pause_stdout_hook(prec *p, pev ev, int fd)
+{
+  (void)fd;
+  if (ev == PEV_MADE)
+    CHECK_OK(tapio_transport_pause_reading(pipe_of(p, 1)));
+}
+
 static inline tapio_options *stdio_opts(tapio_loop *loop, int in, int out,
                                         int err)
 {

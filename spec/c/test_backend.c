@@ -199,6 +199,48 @@ static void work_between_steps_wakes_it_unasked(void)
   end_pair(loop, &c, peer);
 }
 
+/* One wait of a host whose own epoll instance ep holds tapio's
+ * descriptor: epoll_wait (forever when forever, else for the timeout tapio
+ * asks; the test's deadline bounds both), then a step. */
+static void epoll_host_step(tapio_loop *loop, int ep, int forever, double end)
+{
+  struct epoll_event ee;
+  int ms = forever ? -1 : tapio_loop_backend_timeout(loop);
+  int left = (int)((end - now_sec()) * 1000) + 1;
+  CHECK(left > 0);
+  CHECK(epoll_wait(ep, &ee, 1, ms < 0 || ms > left ? left : ms) >= 0);
+  CHECK_OK(tapio_loop_run_once(loop, 0));
+}
+
+/* libuv's poll_nested_epoll: a host that waits in an epoll instance of
+ * its own holding tapio's descriptor (an epoll within an epoll) wakes
+ * for a timer with no timeout of its own, and for a connection's data. */
+static void nests_in_the_hosts_epoll(void)
+{
+  tapio_loop *loop = new_loop();
+  int ep = epoll_create1(EPOLL_CLOEXEC), n = 0;
+  double end = now_sec() + test_timeout();
+  struct epoll_event ee = { EPOLLIN, { 0 } };
+  srv sv;
+  rec c, *s;
+  CHECK(ep >= 0);
+  CHECK(epoll_ctl(ep, EPOLL_CTL_ADD, tapio_loop_backend_fd(loop), &ee) == 0);
+  CHECK_OK(tapio_call_later(loop, 0.05, fired, &n, NULL));
+  while (n == 0)
+    epoll_host_step(loop, ep, 1, end);
+  rec_init(&c);
+  s = srv_start_pair(&sv, loop, &c);
+  CHECK_OK(tapio_transport_write(c.t, "ping", 4));
+  while (s->nin < 4)
+    epoll_host_step(loop, ep, 0, end);
+  CHECK(memcmp(s->in, "ping", 4) == 0);
+  tapio_transport_close(c.t);
+  HOST_WAIT(loop, c.lost && s->lost);
+  rec_free(&c);
+  srv_release_and_free(&sv, loop);
+  CHECK(close(ep) == 0);
+}
+
 static void *call_from_thread(void *ud)
 {
   static int n;
@@ -225,4 +267,5 @@ TEST_MAIN(TEST(fd_is_an_epoll_of_its_own), TEST(io_makes_it_readable),
           TEST(change_between_steps_keeps_it_awake),
           TEST(timers_give_the_timeout), TEST(timeout_reads_the_clock_now),
           TEST(queued_calls_are_work), TEST(threadsafe_call_wakes_it),
-          TEST(work_between_steps_wakes_it_unasked))
+          TEST(work_between_steps_wakes_it_unasked),
+          TEST(nests_in_the_hosts_epoll))

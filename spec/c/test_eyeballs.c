@@ -307,6 +307,54 @@ static void stalled_first_of_one_family(void)
   srv_free(&sp.sv);
 }
 
+/* cpython#131728: a cancelled connect left its watcher on a descriptor
+ * it had closed, and the next socket to get that number was raced. Both
+ * addresses stalled, both attempts under way, then cancelled: both are
+ * closed at once, and the socket pair made next (on the numbers they
+ * freed) is nobody's but the test's: nothing is called, its byte stays. */
+static void cancel_mid_race_frees_both(void)
+{
+  fixture f;
+  tapio_options *o;
+  int port = 0, fill6, fill4, stall6, stall4 = -1, sv[2], tag, tries;
+  char byte = 0;
+  begin(&f, 1);
+  for (tries = 0; stall4 < 0 && tries < 50; tries++) {
+    port = 0;
+    stall6 = stalled_listener(AF_INET6, "::1", &port, &fill6);
+    CHECK(stall6 >= 0);
+    stall4 = stalled_listener(AF_INET, "127.0.0.1", &port, &fill4);
+    if (stall4 < 0) {
+      close(fill6);
+      close(stall6);
+    }
+  }
+  CHECK(stall4 >= 0);
+  o = he_options(f.loop, 0.05, -1);
+  CHECK_OK(tapio_create_connection(f.loop, "six4.tapio.test", port,
+                                   &rec_proto, &f.c, o, never_connected,
+                                   &tag));
+  tapio_options_free(o);
+  WAIT_FOR(f.loop, connecting_to(AF_INET6, port) == 1 &&
+                   connecting_to(AF_INET, port) == 1);
+  CHECK_EQ(tapio_cancel_pending(f.loop, &tag), 1);
+  CHECK_EQ(connecting_to(AF_INET6, port), 0);
+  CHECK_EQ(connecting_to(AF_INET, port), 0);
+  CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0); /* writable both */
+  CHECK(write(sv[0], "x", 1) == 1);
+  run_for(f.loop, 0.2);
+  CHECK(read(sv[1], &byte, 1) == 1);
+  CHECK_EQ(byte, 'x');
+  CHECK_STR(f.c.log, "");
+  close(sv[0]);
+  close(sv[1]);
+  close(fill6);
+  close(stall6);
+  close(fill4);
+  close(stall4);
+  end(&f);
+}
+
 /* A failure starts the next address at once, not after the delay. */
 static void failure_starts_the_next_at_once(void)
 {
@@ -353,5 +401,5 @@ TEST_MAIN(TEST(every_address_refused), TEST(interleave_orders_the_attempts),
           TEST(bind_failure_named), TEST(local_address_of_one_family),
           TEST(stalled_ipv6_loses),
           TEST(no_delay_waits_for_the_first),
-          TEST(stalled_first_of_one_family),
+          TEST(stalled_first_of_one_family), TEST(cancel_mid_race_frees_both),
           TEST(failure_starts_the_next_at_once), TEST(bad_options))

@@ -145,13 +145,6 @@ static void slow_reader_pauses_writing(void)
 
 /* P11, uvloop's "exit seen before stdio": stdout is paused until the
  * child has exited; everything it wrote still comes, then the end. */
-static void pause_stdout_hook(prec *p, pev ev, int fd)
-{
-  (void)fd;
-  if (ev == PEV_MADE)
-    CHECK_OK(tapio_transport_pause_reading(pipe_of(p, 1)));
-}
-
 static void read_stdout_after_exit(void)
 {
   tapio_loop *loop = new_loop();
@@ -159,7 +152,7 @@ static void read_stdout_after_exit(void)
                                 TAPIO_STDIO_DEVNULL);
   prec p;
   prec_init(&p);
-  p.hook = pause_stdout_hook;
+  p.hook = prec_pause_stdout_hook;
   CHECK_OK(shell_wait(loop, &p, "head -c 60000 /dev/zero", o));
   tapio_options_free(o);
   WAIT_FOR(loop, p.exited);
