@@ -151,7 +151,8 @@ tapio.run(function()
   local loop = tapio.get_running_loop()
   local server = tapio.start_server(handle_client, cfg.host, cfg.port)
   local addr = server:addresses()[1]
-  print(("listening on %s:%d"):format(addr.host, addr.port))
+  print(("listening on %s:%d"):format(addr.family == 6 and
+    "[" .. addr.host .. "]" or addr.host, addr.port))
   loop:add_signal_handler("SIGTERM", server.close, server)
   server:serve_forever()
   server:close_clients()

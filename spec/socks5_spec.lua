@@ -47,8 +47,8 @@ teardown(function()
 end)
 
 -- Inside a task: fn(ports, proxy_port) with the origins and the proxy
--- (started with args) running; then both are stopped. Returns the lines
--- the proxy printed after "listening on".
+-- (started with args) running; then both are stopped, also when fn
+-- failed. Returns the lines the proxy printed after "listening on".
 local function world(args, fn)
   local origins = tapio.create_subprocess_exec(PYTHON,
     { PEER, "origins", files() }, { stdin = tapio.PIPE, stdout = tapio.PIPE })
@@ -64,10 +64,13 @@ local function world(args, fn)
   argv[#argv + 1] = "0"
   local proxy, port = helper.start_server_program("examples/socks5.lua",
                                                   argv)
-  fn(ports, port)
+  local ok, err = pcall(fn, ports, port)
   local log = helper.stop_server_program(proxy)
   origins.stdin:close()
   assert.are.equal(0, origins:wait())
+  if not ok then
+    error(err, 0)
+  end
   return log
 end
 
@@ -253,7 +256,8 @@ describe("examples/socks5.lua with raw clients", function()
         assert.is_true(SMALL == out, "the body differs")
         assert.is_nil(stalled.returncode) -- still waiting
         local line = helper.output_lines(stalled)[1]
-        local after = tonumber(line:match("^DROPPED after ([%d.]+) s with 0 bytes$"))
+        local after = tonumber(line:match(
+          "^DROPPED after ([%d.]+) s with 0 bytes$"))
         assert(after and after >= 1.5 and after < 4, line)
       end)
       assert.are.equal("handshake failed: timeout: timed out after 2 s "
