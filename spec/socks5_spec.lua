@@ -46,24 +46,32 @@ teardown(function()
   end
 end)
 
--- Inside a task: fn(ports, proxy_port) with the origins and the proxy
--- (started with args) running; then both are stopped, also when fn
--- failed. Returns the lines the proxy printed after "listening on".
-local function world(args, fn)
-  local origins = tapio.create_subprocess_exec(PYTHON,
-    { PEER, "origins", files() }, { stdin = tapio.PIPE, stdout = tapio.PIPE })
-  local ports = {}
-  for _ = 1, 5 do
-    local name, port = origins.stdout:readline():match("^(%w+) (%d+)\n$")
-    ports[name] = tonumber(port)
-  end
-  local argv = { "--timeout", "2" }
+-- Inside a task: the proxy as a program with args and environment env
+-- (added to ours); its process and port.
+local function start_proxy(args, env)
+  local argv = { "examples/socks5.lua", "--timeout", "2" }
   for _, a in ipairs(args) do
     argv[#argv + 1] = a
   end
   argv[#argv + 1] = "0"
-  local proxy, port = helper.start_server_program("examples/socks5.lua",
-                                                  argv)
+  local p = tapio.create_subprocess_exec(helper.HOST, argv,
+    { stdout = tapio.PIPE, env = env, extend_env = env and true })
+  local line = p.stdout:readline()
+  return p, tonumber(line:match("^listening on 127%.0%.0%.1:(%d+)\n$"))
+end
+
+-- Inside a task: fn(ports, proxy_port) with the origins and the proxy
+-- (started with args and env) running; then both are stopped, also when
+-- fn failed. Returns the lines the proxy printed after "listening on".
+local function world(args, fn, env)
+  local origins = tapio.create_subprocess_exec(PYTHON,
+    { PEER, "origins", files() }, { stdin = tapio.PIPE, stdout = tapio.PIPE })
+  local ports = {}
+  for _ = 1, 6 do
+    local name, port = origins.stdout:readline():match("^(%w+) (%d+)\n$")
+    ports[name] = tonumber(port)
+  end
+  local proxy, port = start_proxy(args, env)
   local ok, err = pcall(fn, ports, port)
   local log = helper.stop_server_program(proxy)
   origins.stdin:close()
@@ -196,6 +204,33 @@ describe("examples/socks5.lua with curl", function()
                      .. "%(ECONNREFUSED%)%)$", requests(log)[1])
       assert.matches("^CONNECT nonexistent%.invalid port 80: reply 4 %(.*"
                      .. "%(EAI_NONAME%)%)$", requests(log)[2])
+    end)
+  end)
+end)
+
+describe("examples/socks5.lua with the tests' DNS server", function()
+  if not (helper.exists(PYTHON) and helper.exists(CURL)) then
+    return
+  end
+
+  it("races a name's addresses (Happy Eyeballs): ::1 does not answer, "
+     .. "127.0.0.1 does", function()
+    run(function()
+      local dns = tapio.create_subprocess_exec(PYTHON,
+        { "spec/support/dns_server.py" },
+        { stdin = tapio.PIPE, stdout = tapio.PIPE })
+      local dns_port = dns.stdout:readline():match("^PORT (%d+)\n$")
+      local env = { TAPIO_DNS_SERVERS = "127.0.0.1:" .. dns_port }
+      local log = world({}, function(ports, port)
+        local out, status, err = curl { "--socks5-hostname", via(port),
+          "http://six4.tapio.test:" .. ports.RACE .. "/small" }
+        assert.are.equal(0, status, err)
+        assert.is_true(SMALL == out, "the body differs")
+      end, env)
+      dns.stdin:close()
+      dns:wait()
+      assert.matches("^CONNECT six4%.tapio%.test port %d+: reply 0 via "
+                     .. "%('127%.0%.0%.1', %d+%)$", requests(log)[1])
     end)
   end)
 end)

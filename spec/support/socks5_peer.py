@@ -4,9 +4,11 @@ behind the proxy and SOCKS5 clients that speak the protocol byte by byte.
     socks5_peer.py origins DIR     http.server on 127.0.0.1 and ::1 serving
                                    DIR, an answer-at-the-end server, and a
                                    port that refuses, one whose backlog is
-                                   full; prints "HTTP4 <port>", "HTTP6
-                                   <port>", "ANSWER <port>", "REFUSED
-                                   <port>", "FULL <port>", serves until
+                                   full, http.server on 127.0.0.1 with a
+                                   full one at its port on ::1; prints
+                                   "HTTP4 <port>", "HTTP6 <port>", "ANSWER
+                                   <port>", "REFUSED <port>", "FULL
+                                   <port>", "RACE <port>", serves until
                                    stdin ends
     socks5_peer.py request PROXY CMD ATYP HOST PORT
                                    one request; prints the reply, and
@@ -76,10 +78,28 @@ def serve_answers(listener):
                          daemon=True).start()
 
 
+def same_port(handler):
+    """http.server on 127.0.0.1 and, on ::1 at the same port, a backlog of
+    0 with one connection waiting in it (the kernel drops the SYNs of any
+    other, whose connect hangs): a name that resolves to ::1 first is
+    reached on 127.0.0.1 only by racing. The kernel picks the port; one
+    taken on ::1 already is given up for another."""
+    while True:
+        h = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        try:
+            full = socket.create_server(("::1", h.server_address[1]),
+                                        family=socket.AF_INET6, backlog=0)
+        except OSError:
+            h.server_close()
+            continue
+        return h, full, socket.create_connection(full.getsockname()[:2])
+
+
 def origins(root):
     def handler(*args, **kw):
         return Quiet(*args, directory=root, **kw)
     h4 = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    race, race_full, race_filler = same_port(handler)
     h6 = HTTP6(("::1", 0), handler)
     answer = socket.create_server(("127.0.0.1", 0))
     refused = socket.socket()
@@ -88,7 +108,7 @@ def origins(root):
     # the SYNs of any other, whose connect times out
     full = socket.create_server(("127.0.0.1", 0), backlog=0)
     filler = socket.create_connection(full.getsockname())
-    for s in (h4, h6):
+    for s in (h4, h6, race):
         threading.Thread(target=s.serve_forever, daemon=True).start()
     threading.Thread(target=serve_answers, args=(answer,),
                      daemon=True).start()
@@ -96,9 +116,11 @@ def origins(root):
     print("HTTP6", h6.server_address[1])
     print("ANSWER", answer.getsockname()[1])
     print("REFUSED", refused.getsockname()[1])
-    print("FULL", full.getsockname()[1], flush=True)
+    print("FULL", full.getsockname()[1])
+    print("RACE", race.server_address[1], flush=True)
     sys.stdin.read()
     filler.close()
+    race_filler.close()
 
 
 # ---- clients ---------------------------------------------------------------
