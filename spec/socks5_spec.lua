@@ -240,12 +240,16 @@ describe("examples/socks5.lua with raw clients", function()
     return
   end
 
-  it("replies with the bound address of an IPv6 target, 0x07 to BIND and "
-     .. "0x08 to an unknown address type", function()
+  it("replies with the bound address of an IPv6 target, 0x03 where no "
+     .. "route goes, 0x07 to BIND and 0x08 to an unknown address type",
+     function()
     run(function()
       world({}, function(ports, port)
         assert.are.same({ "REPLY 0 ::1 port" },
           peer("request", port, "1", "4", "::1", ports.HTTP6))
+        -- (a TCP connect to a broadcast address: ENETUNREACH)
+        assert.are.same({ "REPLY 3 0.0.0.0 0", "THEN end" },
+          peer("request", port, "1", "1", "255.255.255.255", "80"))
         assert.are.same({ "REPLY 7 0.0.0.0 0", "THEN end" },
           peer("request", port, "2", "1", "127.0.0.1", ports.HTTP4))
         assert.are.same({ "REPLY 8 0.0.0.0 0", "THEN end" },
