@@ -6,9 +6,11 @@
 --
 -- Usage: tapio examples/socks5.lua [--user U:P] [--timeout S] [HOST] PORT
 --        (HOST 127.0.0.1; port 0 picks a free one; prints "listening on
---        HOST:PORT" once it listens, then a line per request; SIGTERM
---        or Ctrl-C stops it.) --timeout: the seconds a client has for
---        its whole handshake, and a connect for its target (10).
+--        HOST:PORT" once it listens, then a line per request and one
+--        per relay ended; SIGTERM stops it, leaving the relays under way
+--        --timeout seconds to end; Ctrl-C at once.) --timeout: the
+--        seconds a client has for its whole handshake, a connect for
+--        its target (10).
 -- Spec: spec/socks5_spec.lua (curl, Python's http.server and raw
 -- SOCKS5 clients). The wire format is in socks5_wire.lua.
 --
@@ -89,30 +91,42 @@ local function handshake(reader, writer)
   return req
 end
 
--- Bytes one way, until the end, which is passed on.
+-- Bytes one way, until the end, which is passed on; how many.
 local function pipe(reader, writer)
+  local count = 0
   while true do
     local data = reader:read(65536)
     if data == "" then
       break
     end
     writer:write(data)
+    count = count + #data
     writer:drain()
   end
   writer:write_eof()
+  return count
 end
 
+-- Both ways; then what went through and the most either transport held
+-- at once (what a slow receiver costs: about its high-water mark and a
+-- read), or the error that ended it.
 local function relay(reader, writer, up_reader, up_writer)
-  local ok = pcall(tapio.TaskGroup, function(tg)
-    tg:create_task(pipe, reader, up_writer)
-    tg:create_task(pipe, up_reader, writer)
+  local up, down
+  local ok, err = pcall(tapio.TaskGroup, function(tg)
+    up = tg:create_task(pipe, reader, up_writer)
+    down = tg:create_task(pipe, up_reader, writer)
   end)
   if not ok then -- one way failed (a reset): the other cannot go on
     writer.transport:abort()
     up_writer.transport:abort()
+    return tostring(err.exceptions and err.exceptions[1] or err)
   end
   writer:close()
   up_writer:close()
+  local peak = math.max(writer.transport:get_stats().write_buffer_peak,
+                        up_writer.transport:get_stats().write_buffer_peak)
+  return ("%d bytes up, %d down, at most %d buffered"):format(up:result(),
+    down:result(), peak)
 end
 
 local function connect(req)
@@ -144,7 +158,8 @@ local function handle_client(reader, writer)
   print(("%s: CONNECT %s: reply 0 via %s"):format(peer, target,
     tostring(up_writer:get_extra_info("peername"))))
   writer:write(wire.reply(wire.SUCCEEDED, bound.host, bound.port))
-  relay(reader, writer, up_reader, up_writer)
+  print(("%s: %s: %s"):format(peer, target,
+    relay(reader, writer, up_reader, up_writer)))
 end
 
 tapio.run(function()
@@ -155,5 +170,9 @@ tapio.run(function()
     "[" .. addr.host .. "]" or addr.host, addr.port))
   loop:add_signal_handler("SIGTERM", server.close, server)
   server:serve_forever()
-  server:close_clients()
+  -- stopped: the relays under way have cfg.timeout seconds to end
+  if not pcall(tapio.wait_for, function() server:wait_closed() end,
+               cfg.timeout) then
+    server:abort_clients()
+  end
 end)

@@ -108,11 +108,18 @@ local function via(port)
   return "127.0.0.1:" .. port
 end
 
--- The log lines without the client's address, which the kernel picked.
-local function requests(log)
+-- The log's lines of requests and handshakes, in order, without the
+-- client's address, which the kernel picked; or, with ended, the lines
+-- of relays that ended (each comes when its relay ends, perhaps after
+-- the next request's).
+local function requests(log, ended)
   local out = {}
-  for i, line in ipairs(log) do
-    out[i] = line:gsub("^%('127%.0%.0%.1', %d+%): ", "")
+  for _, line in ipairs(log) do
+    line = line:gsub("^%('127%.0%.0%.1', %d+%): ", "")
+    local request = line:find("^CONNECT ") or line:find("^handshake ")
+    if (request and not ended) or (ended and not request) then
+      out[#out + 1] = line
+    end
   end
   return out
 end
@@ -134,7 +141,7 @@ describe("examples/socks5.lua with curl", function()
           assert.is_true(SMALL == out, "the body differs")
         end
       end)
-      assert.are.equal(2, #log)
+      assert.are.equal(2, #requests(log))
       assert.matches("^CONNECT 127%.0%.0%.1 port %d+: reply 0 via "
                      .. "%('127%.0%.0%.1', %d+%)$", requests(log)[1])
       assert.matches("^CONNECT ::1 port %d+: reply 0 via %('::1', %d+, 0, "
@@ -267,6 +274,22 @@ describe("examples/socks5.lua with raw clients", function()
       assert.matches("^CONNECT 127%.0%.0%.1 port %d+: reply 6 %(timeout: "
                      .. "timed out after 2 s %(ETIMEDOUT%)%)$",
                      requests(log)[1])
+    end)
+  end)
+
+  it("holds what a client does not read yet to a transport's high-water "
+     .. "mark and a read, and stops reading the origin", function()
+    run(function()
+      local log = world({}, function(_, port)
+        assert.are.same({ "ORIGIN held", "READ 33554182 same" },
+                        peer("slowreader", port))
+      end)
+      local ended = requests(log, true)
+      assert.are.equal(1, #ended)
+      local buffered = tonumber(ended[1]:match(
+        "^127%.0%.0%.1 port %d+: 0 bytes up, 33554182 down, at most (%d+) "
+        .. "buffered$"))
+      assert(buffered and buffered <= 128 * 1024, ended[1])
     end)
   end)
 

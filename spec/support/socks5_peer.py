@@ -16,6 +16,9 @@ behind the proxy and SOCKS5 clients that speak the protocol byte by byte.
     socks5_peer.py halfclose PROXY PORT DATA
                                    CONNECT to 127.0.0.1:PORT, sends DATA,
                                    shuts its writing down, reads to the end
+    socks5_peer.py slowreader PROXY
+                                   32 MiB from an origin of its own to a
+                                   client that reads nothing for a second
     socks5_peer.py stall PROXY     sends half a greeting, prints
                                    "CONNECTED", then waits for the end
 
@@ -172,6 +175,27 @@ def halfclose(proxy, port, data):
         "from %s %d " % (bound, bport)) else "%s %d" % (bound, bport))
 
 
+def slowreader(proxy):
+    """32 MiB from an origin to a client that reads nothing for a second:
+    the proxy must stop taking them from the origin meanwhile."""
+    body = bytes(range(251)) * (32 * 1024 * 1024 // 251)
+    origin = socket.create_server(("127.0.0.1", 0))
+    sent = threading.Event()
+
+    def serve():
+        conn, _ = origin.accept()
+        with conn:
+            conn.sendall(body)
+            sent.set()
+    threading.Thread(target=serve, daemon=True).start()
+    sock = connect(int(proxy), 1, 1, "127.0.0.1",
+                   origin.getsockname()[1])[0]
+    sock.settimeout(10)
+    print("ORIGIN", "sent all" if sent.wait(1.0) else "held")
+    data = recv_all(sock)
+    print("READ", len(data), "same" if data == body else "different")
+
+
 def stall(proxy):
     sock = socket.create_connection(("127.0.0.1", int(proxy)), timeout=30)
     sock.sendall(b"\x05")  # the number of methods never comes
@@ -184,4 +208,4 @@ def stall(proxy):
 
 if __name__ == "__main__":
     {"origins": origins, "request": request, "halfclose": halfclose,
-     "stall": stall}[sys.argv[1]](*sys.argv[2:])
+     "slowreader": slowreader, "stall": stall}[sys.argv[1]](*sys.argv[2:])
