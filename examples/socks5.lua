@@ -52,6 +52,7 @@ local function parse_args(args)
 end
 
 local cfg = parse_args(arg)
+io.stdout:setvbuf("line") -- as the tapio program has it: a log, at once
 
 -- The method negotiation, the credentials and the request: the request,
 -- or nil and why (the client has had its answer where one is due).
