@@ -92,6 +92,15 @@ local function handshake(reader, writer)
   return req
 end
 
+-- pcall's results, but a cancellation (Ctrl-C) goes on up: it is not
+-- the client's nor the target's failure.
+local function unless_cancelled(ok, ...)
+  if not ok and tapio.is_cancelled((...)) then
+    error((...), 0)
+  end
+  return ok, ...
+end
+
 -- Bytes one way, until the end, which is passed on; how many.
 local function pipe(reader, writer)
   local count = 0
@@ -120,6 +129,7 @@ local function relay(reader, writer, up_reader, up_writer)
   if not ok then -- one way failed (a reset): the other cannot go on
     writer.transport:abort()
     up_writer.transport:abort()
+    unless_cancelled(ok, err)
     return tostring(err.exceptions and err.exceptions[1] or err)
   end
   writer:close()
@@ -137,8 +147,8 @@ end
 
 local function handle_client(reader, writer)
   local peer = tostring(writer:get_extra_info("peername"))
-  local ok, req, why = pcall(tapio.timeout, cfg.timeout, handshake,
-                             reader, writer)
+  local ok, req, why = unless_cancelled(pcall(tapio.timeout, cfg.timeout,
+                                              handshake, reader, writer))
   if not ok or not req then
     print(("%s: handshake failed: %s"):format(peer, tostring(why or req)))
     writer:close()
@@ -146,7 +156,7 @@ local function handle_client(reader, writer)
   end
   local target = ("%s port %d"):format(req.host, req.port)
   local up_reader, up_writer
-  ok, up_reader, up_writer = pcall(connect, req)
+  ok, up_reader, up_writer = unless_cancelled(pcall(connect, req))
   if not ok then
     local code = wire.reply_for(up_reader)
     print(("%s: CONNECT %s: reply %d (%s)"):format(peer, target, code,
