@@ -149,8 +149,8 @@ describe("examples/socks5.lua with curl", function()
     end)
   end)
 
-  it("resolves --socks5-hostname's name itself and relays 4 MiB exactly",
-     function()
+  it("resolves --socks5-hostname's name itself and relays 4 MiB exactly, "
+     .. "and its IPv6 literal", function()
     run(function()
       local log = world({}, function(ports, port)
         local out, status, err = curl { "--socks5-hostname", via(port),
@@ -158,9 +158,15 @@ describe("examples/socks5.lua with curl", function()
         assert.are.equal(0, status, err)
         assert.are.equal(#BIG, #out)
         assert.is_true(BIG == out, "the body differs")
+        out, status, err = curl { "--socks5-hostname", via(port),
+          "http://[::1]:" .. ports.HTTP6 .. "/small" }
+        assert.are.equal(0, status, err)
+        assert.is_true(SMALL == out, "the body differs")
       end)
       assert.matches("^CONNECT localhost port %d+: reply 0 via "
                      .. "%('127%.0%.0%.1', %d+%)$", requests(log)[1])
+      assert.matches("^CONNECT ::1 port %d+: reply 0 via %('::1', %d+, 0, "
+                     .. "0%)$", requests(log)[2])
     end)
   end)
 
