@@ -287,13 +287,13 @@ describe("examples/socks5.lua with raw clients", function()
      .. "mark and a read, and stops reading the origin", function()
     run(function()
       local log = world({}, function(_, port)
-        assert.are.same({ "ORIGIN held", "READ 33554182 same" },
+        assert.are.same({ "ORIGIN held", "READ 67108615 same" },
                         peer("slowreader", port))
       end)
       local ended = requests(log, true)
       assert.are.equal(1, #ended)
       local buffered = tonumber(ended[1]:match(
-        "^127%.0%.0%.1 port %d+: 0 bytes up, 33554182 down, at most (%d+) "
+        "^127%.0%.0%.1 port %d+: 0 bytes up, 67108615 down, at most (%d+) "
         .. "buffered$"))
       assert(buffered and buffered <= 128 * 1024, ended[1])
     end)

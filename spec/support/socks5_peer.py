@@ -17,7 +17,7 @@ behind the proxy and SOCKS5 clients that speak the protocol byte by byte.
                                    CONNECT to 127.0.0.1:PORT, sends DATA,
                                    shuts its writing down, reads to the end
     socks5_peer.py slowreader PROXY
-                                   32 MiB from an origin of its own to a
+                                   64 MiB from an origin of its own to a
                                    client that reads nothing for a second
     socks5_peer.py stall PROXY     sends half a greeting, prints
                                    "CONNECTED", then waits for the end
@@ -176,9 +176,9 @@ def halfclose(proxy, port, data):
 
 
 def slowreader(proxy):
-    """32 MiB from an origin to a client that reads nothing for a second:
+    """64 MiB from an origin to a client that reads nothing for a second:
     the proxy must stop taking them from the origin meanwhile."""
-    body = bytes(range(251)) * (32 * 1024 * 1024 // 251)
+    body = bytes(range(251)) * (64 * 1024 * 1024 // 251)
     origin = socket.create_server(("127.0.0.1", 0))
     sent = threading.Event()
 
