@@ -2,8 +2,12 @@
 -- --socks5-hostname, --proxy-user) and by raw SOCKS5 clients in Python
 -- (spec/support/socks5_peer.py), in front of Python origins: http.server
 -- on 127.0.0.1 and ::1, a server that answers only once the client's end
--- has come, a port that refuses. Its wire module (examples/socks5_wire.lua)
--- fed bytes.
+-- has come, a port that refuses, one whose backlog is full (a connect
+-- that times out), and ::1 and 127.0.0.1 at one port for a name of the
+-- tests' DNS server (spec/support/dns_server.py) with both (Happy
+-- Eyeballs). The reply codes, the bound address, backpressure against a
+-- client that reads nothing, half-closes both ways, the handshake
+-- deadline. Its wire module (examples/socks5_wire.lua) fed bytes.
 local helper = require "spec.helper"
 local tapio = helper.tapio
 
