@@ -160,13 +160,14 @@ static int l_getaddrinfo(lua_State *L) {
   lua_settop(L, 5);
   if (!lua_isnil(L, 3) && lua_type(L, 3) != LUA_TSTRING)
     return tl_typeerror(L, FN_GAI, 1, "host", 3, "string or nil");
-  host = lua_tostring(L, 3);
+  if (!lua_isnil(L, 3))
+    host = tl_checkcstring(L, 3, FN_GAI, 1, "host");
   if (lua_type(L, 4) == LUA_TNUMBER) {
     snprintf(port, sizeof port, "%d",
              (int)tl_checkint(L, 4, FN_GAI, 2, "port", 0, 65535));
     service = port;
   } else if (lua_type(L, 4) == LUA_TSTRING) {
-    service = lua_tostring(L, 4);
+    service = tl_checkcstring(L, 4, FN_GAI, 2, "port");
   } else if (!lua_isnil(L, 4)) {
     return tl_typeerror(L, FN_GAI, 2, "port", 4, "integer, string or nil");
   }

@@ -218,7 +218,7 @@ static size_t hosts_arg(lua_State *L, int idx, const char ***out) {
   }
   if (lua_type(L, idx) == LUA_TSTRING) {
     hosts = lua_newuserdata(L, sizeof *hosts);
-    hosts[0] = lua_tostring(L, idx);
+    hosts[0] = tl_checkcstring(L, idx, FN_SERVER, 2, "host");
     *out = hosts;
     return 1;
   }
@@ -230,7 +230,8 @@ static size_t hosts_arg(lua_State *L, int idx, const char ***out) {
     lua_rawgeti(L, idx, (int)i + 1);
     if (lua_type(L, -1) != LUA_TSTRING)
       tl_argerror(L, FN_SERVER, 2, "host", "list of strings expected");
-    hosts[i] = lua_tostring(L, -1); /* kept alive by the list */
+    /* kept alive by the list */
+    hosts[i] = tl_checkcstring(L, -1, FN_SERVER, 2, "host");
     lua_pop(L, 1);
   }
   *out = hosts;

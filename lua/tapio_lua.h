@@ -450,6 +450,10 @@ void *tl_checkself(lua_State *L, int idx, const char *tname,
 /* Checks an integer argument in [min, max]. */
 lua_Integer tl_checkint(lua_State *L, int idx, const char *fn, int n,
                         const char *name, lua_Integer min, lua_Integer max);
+/* The string at idx as a C string for the core (a host name, a service):
+ * one with a NUL inside, which C would read only up to it, raises. */
+const char *tl_checkcstring(lua_State *L, int idx, const char *fn, int n,
+                            const char *name);
 /* A port argument: an integer 0..65535, or a string of one, or a TCP
  * service's name ("http": /etc/services, as asyncio's getaddrinfo takes
  * it). */

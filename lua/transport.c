@@ -147,7 +147,7 @@ static const char *optstring(lua_State *L, int idx, const char *fn, int n,
     return NULL;
   if (lua_type(L, idx) != LUA_TSTRING)
     tl_typeerror(L, fn, n, name, idx, "string or nil");
-  return lua_tostring(L, idx);
+  return tl_checkcstring(L, idx, fn, n, name);
 }
 
 static int has_sock(lua_State *L, int idx) {

@@ -109,6 +109,18 @@ int tl_portname(const char *s, const char *proto) {
   return found ? ntohs((uint16_t)found->s_port) : TL_PORT_UNKNOWN;
 }
 
+const char *tl_checkcstring(lua_State *L, int idx, const char *fn, int n,
+                            const char *name) {
+  size_t len;
+  const char *s = lua_tolstring(L, idx, &len);
+  /* "evil.test\0.good.test" cut at its NUL is "evil.test": a caller that
+   * checked the name it gave would reach another (Python raises
+   * ValueError, "embedded null character") */
+  if (strlen(s) != len)
+    tl_argerror(L, fn, n, name, "string with a NUL byte inside");
+  return s;
+}
+
 int tl_checkport(lua_State *L, int idx, const char *fn, int n) {
   const char *s;
   int port;
@@ -116,7 +128,7 @@ int tl_checkport(lua_State *L, int idx, const char *fn, int n) {
     return (int)tl_checkint(L, idx, fn, n, "port", 0, 65535);
   if (lua_type(L, idx) != LUA_TSTRING)
     return tl_typeerror(L, fn, n, "port", idx, "integer or string");
-  s = lua_tostring(L, idx);
+  s = tl_checkcstring(L, idx, fn, n, "port");
   port = tl_portname(s, "tcp");
   if (port == TL_PORT_RANGE)
     return tl_argerror(L, fn, n, "port", "out of range 0..65535");

@@ -125,6 +125,39 @@ describe("a port", function()
   end)
 end)
 
+describe("a host name or a service", function()
+  it("with a NUL inside is refused, not cut there (Python's ValueError)",
+     function()
+    -- "evil.test\0.good.test" must not become "evil.test": a proxy that
+    -- checks the name it was given would connect elsewhere
+    local NUL = "bad argument #%d '%s' (string with a NUL byte inside)"
+    local unpack = table.unpack or unpack
+    local function refused(fn, n, name, f, ...)
+      local args = { n = select("#", ...), ... }
+      assert.has_error(function() f(unpack(args, 1, args.n)) end,
+        ("tapio: %s: " .. NUL):format(fn, n, name))
+    end
+    local host = "127.0.0.1\0.example.org"
+    run(function(loop)
+      local f = function() return {} end
+      refused("loop:create_connection", 2, "host", loop.create_connection,
+              loop, f, host, 80)
+      refused("loop:create_connection", 3, "port", loop.create_connection,
+              loop, f, "127.0.0.1", "80\0x")
+      refused("open_connection", 1, "host", tapio.open_connection, host, 80)
+      refused("loop:getaddrinfo", 1, "host", loop.getaddrinfo, loop, host,
+              80)
+      refused("loop:getaddrinfo", 2, "port", loop.getaddrinfo, loop,
+              "127.0.0.1", "http\0x")
+      refused("loop:create_server", 2, "host", loop.create_server, loop, f,
+              host, 0)
+      refused("loop:create_server", 2, "host", loop.create_server, loop, f,
+              { "127.0.0.1", host }, 0)
+      refused("start_server", 2, "host", tapio.start_server, f, host, 0)
+    end)
+  end)
+end)
+
 describe("tapio.error", function()
   it("takes a code or a name, and an optional message", function()
     local e = tapio.error(tapio.ECONNREFUSED)
