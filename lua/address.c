@@ -145,11 +145,11 @@ static int table_addr(lua_State *L, int idx, void *out, size_t *len,
   int rc;
   lua_rawgeti(L, idx, 1);
   lua_rawgeti(L, idx, 2);
-  host = lua_tostring(L, -2);
   if (lua_type(L, -2) != LUA_TSTRING || !tl_tointeger(L, -1, &port) ||
       port < 0 || port > 65535)
     return tl_argerror(L, fn, n, "addr", "{host, port} expected, with a port "
                        "of 0..65535");
+  host = tl_checkcstring(L, -2, fn, n, "addr");
   rc = tapio_addr_parse(host, (int)port, out, len);
   if (rc == TAPIO_EAI_NONAME)
     return tl_argerror(L, fn, n, "addr",

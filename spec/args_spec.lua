@@ -154,6 +154,9 @@ describe("a host name or a service", function()
       refused("loop:create_server", 2, "host", loop.create_server, loop, f,
               { "127.0.0.1", host }, 0)
       refused("start_server", 2, "host", tapio.start_server, f, host, 0)
+      assert.has_error(function() tapio.address(host, 80) end,
+        "tapio: address: bad argument #1 'addr' (string with a NUL byte "
+        .. "inside)")
       -- and in an option (asyncio's local_addr is local_host here)
       assert.has_error(function()
         loop:create_connection(f, "127.0.0.1", 80, { local_host = host })
