@@ -275,6 +275,20 @@ describe("examples/socks5.lua with raw clients", function()
     end)
   end)
 
+  it("does not take a name with a NUL inside for the name before it",
+     function()
+    run(function()
+      local log = world({}, function(ports, port)
+        assert.are.same({ "REPLY 1 0.0.0.0 0", "THEN end" },
+          peer("request", port, "1", "3", "127.0.0.1\\x00.example.org",
+               ports.HTTP4))
+      end)
+      assert.matches("^CONNECT 127%.0%.0%.1%z%.example%.org port %d+: "
+                     .. "reply 1 %(.*string with a NUL byte inside%)%)$",
+                     requests(log)[1])
+    end)
+  end)
+
   it("answers 0x06 when the target's connect times out", function()
     run(function()
       local log = world({}, function(ports, port)

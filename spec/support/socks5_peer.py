@@ -133,8 +133,9 @@ def address(atyp, host):
         return socket.inet_pton(socket.AF_INET, host)
     if atyp == 4:
         return socket.inet_pton(socket.AF_INET6, host)
-    if atyp == 3:
-        return bytes([len(host)]) + host.encode()
+    if atyp == 3:  # "\\x00" in the name (argv has no NUL) is a NUL
+        name = host.encode().decode("unicode_escape").encode("latin-1")
+        return bytes([len(name)]) + name
     return b"\x7f\x00\x00\x01"  # any 4 bytes: the type is unknown
 
 
