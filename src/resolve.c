@@ -431,19 +431,24 @@ static void on_addrinfo(void *arg, int status, int timeouts,
     ares_freeaddrinfo(res);
 }
 
-/* An IPv4 or IPv6 literal, the latter maybe with a %scope. */
-static int is_numeric(const char *host) {
+/* The family of an IPv4 or IPv6 literal (the latter maybe with a %scope),
+ * or AF_UNSPEC for anything else. */
+static int literal_af(const char *host) {
   unsigned char bin[sizeof(struct in6_addr)];
   char buf[INET6_ADDRSTRLEN];
   const char *pct = strchr(host, '%');
   size_t len = pct ? (size_t)(pct - host) : strlen(host);
   if (inet_pton(AF_INET, host, bin) == 1)
-    return 1;
+    return AF_INET;
   if (len >= sizeof buf)
-    return 0;
+    return AF_UNSPEC;
   memcpy(buf, host, len);
   buf[len] = 0;
-  return inet_pton(AF_INET6, buf, bin) == 1;
+  return inet_pton(AF_INET6, buf, bin) == 1 ? AF_INET6 : AF_UNSPEC;
+}
+
+static int is_numeric(const char *host) {
+  return literal_af(host) != AF_UNSPEC;
 }
 
 static int all_digits(const char *s) {
@@ -488,8 +493,14 @@ static int resolve_now(tapio_loop *loop, const char *host,
   if (service && all_digits(service))
     hints.ai_flags |= AI_NUMERICSERV;
   rc = getaddrinfo(host, service, &hints, &res);
+  /* glibc's "no such name" for a literal of the other family than the
+   * one asked for; for a literal of that family it is what it says (a
+   * scope name on a global address, as in "::1%lo") */
+  if (rc == EAI_NONAME && host && hints.ai_family != AF_UNSPEC &&
+      hints.ai_family != literal_af(host))
+    return TAPIO_EAI_FAMILY;
   if (rc != 0)
-    return rc == EAI_NONAME && host ? TAPIO_EAI_FAMILY : tapio__from_gai(rc);
+    return tapio__from_gai(rc);
   rc = copy_addrinfo(loop, res, out, n);
   freeaddrinfo(res);
   return rc < 0 ? rc : 1;

@@ -84,6 +84,15 @@ static void literal_needs_no_lookup(void)
             TAPIO_EAI_SERVICE);
   CHECK_OK(gai(loop, "fe80::1%1", "7", 0, TAPIO_SOCK_DGRAM, 0, &w));
   CHECK_STR(w.text, "fe80::1%1:7/2/17");
+  CHECK_OK(gai(loop, "fe80::1%lo", "7", 0, TAPIO_SOCK_DGRAM, 0, &w));
+  CHECK_STR(w.text, "fe80::1%1:7/2/17");
+  /* glibc takes a scope name on link-local addresses only: no such name,
+   * not a family the resolver lacks */
+  CHECK_ERR(gai(loop, "::1%lo", "7", 0, 0, 0, &w), TAPIO_EAI_NONAME);
+  CHECK_ERR(gai(loop, "::1%lo", "7", TAPIO_AF_INET6, 0, 0, &w),
+            TAPIO_EAI_NONAME);
+  CHECK_ERR(gai(loop, "::1", "7", TAPIO_AF_INET, 0, 0, &w),
+            TAPIO_EAI_FAMILY);
   free_loop(loop);
   dns_queries(&d, log, sizeof log);
   CHECK_STR(log, "");
