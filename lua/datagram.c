@@ -148,6 +148,10 @@ static void set_addr(lua_State *L, tapio_options *o, int idx,
       lua_rawgeti(L, idx, 2);
     }
     named = lua_type(L, -1) == LUA_TSTRING; /* digits or a service */
+    if ((named && tl_hasnul(L, -1)) ||
+        (lua_type(L, -2) == LUA_TSTRING && tl_hasnul(L, -2)))
+      option_fail(L, o, lua_pushfstring(L, "%s_addr: a NUL byte inside the "
+                                        "host or port", which));
     if (named)
       p = port_name(L, o, lua_tostring(L, -1), which);
     if ((!lua_isnil(L, -2) && lua_type(L, -2) != LUA_TSTRING) ||

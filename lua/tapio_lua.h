@@ -450,6 +450,9 @@ void *tl_checkself(lua_State *L, int idx, const char *tname,
 /* Checks an integer argument in [min, max]. */
 lua_Integer tl_checkint(lua_State *L, int idx, const char *fn, int n,
                         const char *name, lua_Integer min, lua_Integer max);
+/* Whether the string at idx has a NUL inside (C would read it only up to
+ * there). */
+int tl_hasnul(lua_State *L, int idx);
 /* The string at idx as a C string for the core (a host name, a service):
  * one with a NUL inside, which C would read only up to it, raises. */
 const char *tl_checkcstring(lua_State *L, int idx, const char *fn, int n,

@@ -113,7 +113,7 @@ int tl_portname(const char *s, const char *proto) {
  * there, and "evil.test\0.good.test" would be "evil.test", so that a
  * caller that checked the name it gave reaches another (Python raises
  * ValueError, "embedded null character"). */
-static int has_nul(lua_State *L, int idx) {
+int tl_hasnul(lua_State *L, int idx) {
   size_t len;
   const char *s = lua_tolstring(L, idx, &len);
   return strlen(s) != len;
@@ -121,7 +121,7 @@ static int has_nul(lua_State *L, int idx) {
 
 const char *tl_checkcstring(lua_State *L, int idx, const char *fn, int n,
                             const char *name) {
-  if (has_nul(L, idx))
+  if (tl_hasnul(L, idx))
     tl_argerror(L, fn, n, name, "string with a NUL byte inside");
   return lua_tostring(L, idx);
 }
@@ -322,7 +322,7 @@ static int set_list(lua_State *L, tapio_options *o, const char *name,
   for (i = 1; i <= n && rc == 0; i++) {
     lua_rawgeti(L, -1, i);
     if (type == TAPIO_OPTION_STR_LIST && lua_type(L, -1) == LUA_TSTRING &&
-        !has_nul(L, -1))
+        !tl_hasnul(L, -1))
       rc = tapio_options_add_str(o, name, lua_tostring(L, -1));
     else if (type == TAPIO_OPTION_INT_LIST && tl_isinteger(L, -1))
       rc = tapio_options_add_int(o, name, (int64_t)lua_tointeger(L, -1));
@@ -346,7 +346,7 @@ static void set_option(lua_State *L, tapio_options *o, const char *fn,
     option_error(L, o, fn, "tapio: %s: unknown option '%s'",
                  tl_tostring(L, -2), NULL);
   if (lua_type(L, -1) == LUA_TSTRING && type == TAPIO_OPTION_STR &&
-      has_nul(L, -1))
+      tl_hasnul(L, -1))
     option_error(L, o, fn, "tapio: %s: bad option '%s' (%s)", name,
                  "string with a NUL byte inside");
   if (lua_type(L, -1) == LUA_TSTRING && type == TAPIO_OPTION_STR)

@@ -166,6 +166,16 @@ describe("a host name or a service", function()
         tapio.open_connection("127.0.0.1", 80, { local_addr = { host, 0 } })
       end, "tapio: open_connection: bad option 'local_host' (string with a "
         .. "NUL byte inside)")
+      -- a datagram endpoint's addresses: host, and a port given by name
+      local DG = "tapio: loop:create_datagram_endpoint: bad argument #2 "
+        .. "'opts' (%s_addr: a NUL byte inside the host or port)"
+      assert.has_error(function()
+        loop:create_datagram_endpoint(f, { local_addr = { host, 0 } })
+      end, DG:format("local"))
+      assert.has_error(function()
+        loop:create_datagram_endpoint(f,
+          { remote_addr = { "127.0.0.1", "53\0x" } })
+      end, DG:format("remote"))
     end)
   end)
 end)
