@@ -1333,8 +1333,10 @@ int tapio_tls_context_set_session_cache(tapio_tls_context *ctx, size_t n);
  * is done aborts, as asyncio's: what was written and not yet sent (the
  * clear bytes from before the call too) is dropped, cb gets
  * TAPIO_ECANCELED. A TLS transport can be given (TLS inside TLS).
- * TAPIO_EBUSY during another start_tls or a sendfile; TAPIO_ECLOSED on a
- * closing transport. */
+ * TAPIO_EBUSY during another start_tls's handshake or a sendfile;
+ * TAPIO_ECLOSED on a closing transport (or after write_eof); TAPIO_ENOTSUP
+ * for a transport that is not a stream; tapio_loop_error_message says
+ * which, right after the call. */
 int tapio_transport_start_tls(tapio_transport *t, const tapio_protocol *proto,
                               void *proto_ud, tapio_tls_context *ctx,
                               const tapio_options *opts, const void *buffered,

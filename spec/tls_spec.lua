@@ -629,7 +629,21 @@ describe("loop:start_tls", function()
       assert.is_false(ok) -- a client that checks names needs one
       assert.are.equal("EINVAL", err.name)
       assert.matches("^no server_hostname to check", err.message)
-      t:close()
+      -- a second start_tls while the first's handshake runs (the server
+      -- never answers) says why
+      local opts = { server_hostname = "localhost" }
+      local first = helper.started(loop, loop.start_tls, loop, t, p,
+                                   client_ctx(), opts)
+      ok, err = pcall(loop.start_tls, loop, t, p, client_ctx(), opts)
+      assert.is_false(ok)
+      assert.are.equal("EBUSY", err.name)
+      assert.are.equal("start_tls: the transport's TLS handshake is still "
+                       .. "under way", err.message)
+      t:close() -- aborts the first
+      assert.are.equal("ECANCELED", helper.fails(first.await, first).name)
+      ok, err = pcall(loop.start_tls, loop, t, p, client_ctx(), opts)
+      assert.is_false(ok) -- closed: its handle is gone
+      assert.matches("transport is closed", tostring(err))
       server:close()
     end)
   end)

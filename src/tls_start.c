@@ -93,12 +93,23 @@ static int start_check(tapio_transport *t, const tapio_protocol *proto,
   tapio__refuse_none(t ? t->loop : NULL);
   if (!t || !ctx || !cb || tapio__proto_check(proto, sizeof *proto) < 0)
     return TAPIO_EINVAL;
-  if (t->kind->id != TAPIO_TRANSPORT_STREAM)
-    return TAPIO_ENOTSUP; /* asyncio: "... is not supported" */
-  if (t->flags & (TAPIO__T_CLOSING | TAPIO__T_EOF_WANTED))
+  if (t->kind->id != TAPIO_TRANSPORT_STREAM) {
+    /* asyncio: "... is not supported" */
+    tapio__refuse(t->loop, "start_tls: TLS goes over a stream transport "
+                  "(TCP or Unix) only");
+    return TAPIO_ENOTSUP;
+  }
+  if (t->flags & (TAPIO__T_CLOSING | TAPIO__T_EOF_WANTED)) {
+    tapio__refuse(t->loop, "start_tls: the transport is closing%s",
+                  t->flags & TAPIO__T_CLOSING ? "" : " (write_eof was "
+                  "called)");
     return TAPIO_ECLOSED;
-  if ((tc = tapio__tls_of(t)) && tc->state < TAPIO__TLS_OPEN)
+  }
+  if ((tc = tapio__tls_of(t)) && tc->state < TAPIO__TLS_OPEN) {
+    tapio__refuse(t->loop, "start_tls: the transport's TLS handshake is "
+                  "still under way");
     return TAPIO_EBUSY;
+  }
   if (t->flags & TAPIO__T_SENDFILE) {
     tapio__refuse(t->loop, "start_tls: a sendfile is in progress");
     return TAPIO_EBUSY;

@@ -819,18 +819,141 @@ static void starttls_arguments(void)
   CHECK_OK(tapio_options_set_str(o, "server_hostname", "localhost"));
   memset(&st, 0, sizeof st);
   st.loop = loop;
+  /* S1: the timeouts are seconds > 0 */
+  CHECK_ERR(tapio_options_set_double(o, "ssl_handshake_timeout", 0),
+            TAPIO_EINVAL);
+  CHECK_ERR(tapio_options_set_double(o, "ssl_handshake_timeout", -1),
+            TAPIO_EINVAL);
+  CHECK_ERR(tapio_options_set_double(o, "ssl_shutdown_timeout", 0),
+            TAPIO_EINVAL);
   CHECK_OK(tapio_transport_start_tls(c.t, &rec_proto, &c, cc, o, NULL, 0,
                                      on_started, &st));
+  /* a second start_tls during the first's handshake says why */
   CHECK_ERR(tapio_transport_start_tls(c.t, &rec_proto, &c, cc, o, NULL, 0,
                                       on_started, &st), TAPIO_EBUSY);
+  CHECK_STR(tapio_loop_error_message(loop),
+            "start_tls: the transport's TLS handshake is still under way");
   CHECK_OK(tapio_transport_abort(c.t));
   CHECK_ERR(tapio_transport_start_tls(c.t, &rec_proto, &c, cc, o, NULL, 0,
                                       on_started, &st), TAPIO_ECLOSED);
+  CHECK_STR(tapio_loop_error_message(loop),
+            "start_tls: the transport is closing");
   WAIT_FOR(loop, st.done && c.lost);
   CHECK_ERR(st.status, TAPIO_ECANCELED);
   tapio_options_free(o);
   tapio_tls_context_release(cc);
   end_pair(loop, &c, peer);
+}
+
+/* S12: TLS over a pipe is refused in words, calling nobody. */
+static void starttls_not_on_pipes(void)
+{
+  tapio_loop *loop = new_loop();
+  tapio_tls_context *cc = client_ctx();
+  conn_wait w = { 0 };
+  started st = { 0 };
+  rec r;
+  int fds[2];
+  rec_init(&r);
+  CHECK(pipe(fds) == 0);
+  w.r = &r;
+  CHECK_OK(tapio_connect_write_pipe(loop, fds[1], &rec_proto, &r, NULL,
+                                    on_connected, &w));
+  CHECK_OK(connect_wait(loop, &w));
+  CHECK_ERR(tapio_transport_start_tls(r.t, &rec_proto, &r, cc, NULL, NULL, 0,
+                                      on_started, &st), TAPIO_ENOTSUP);
+  CHECK_STR(tapio_loop_error_message(loop), "start_tls: TLS goes over a "
+            "stream transport (TCP or Unix) only");
+  CHECK_OK(tapio_transport_close(r.t));
+  WAIT_FOR(loop, r.lost);
+  CHECK_EQ(st.done, 0);
+  CHECK_STR(r.log, "made lost:0");
+  close(fds[0]);
+  tapio_tls_context_release(cc);
+  end_pair(loop, &r, -1);
+}
+
+/* start_tls on a transport that is closing (a close still flushing, or a
+ * write_eof) fails at once and in words; nothing is called back, the
+ * protocol stays the old one, whose close then ends as it would have. */
+static void starttls_while_closing(void)
+{
+  tapio_loop *loop = new_loop();
+  tapio_tls_context *cc = client_ctx();
+  tapio_options *o = new_options(loop);
+  started st = { 0 };
+  rec c, other;
+  size_t offset = 0, total;
+  int status, peer;
+  rec_init(&c);
+  rec_init(&other);
+  CHECK_OK(tapio_options_set_str(o, "server_hostname", "localhost"));
+  peer = pair_raw(loop, &c);
+  total = fill_until_buffered(c.t, &offset); /* the peer reads nothing */
+  CHECK_OK(tapio_transport_close(c.t));
+  CHECK_ERR(tapio_transport_start_tls(c.t, &rec_proto, &other, cc, o, NULL,
+                                      0, on_started, &st), TAPIO_ECLOSED);
+  CHECK_STR(tapio_loop_error_message(loop),
+            "start_tls: the transport is closing");
+  CHECK_EQ(raw_drain_pattern(loop, peer, &status), total); /* all of it */
+  CHECK_EQ(status, 0);
+  WAIT_FOR(loop, c.lost);
+  CHECK_STR(c.log, "made lost:0");
+  close(peer);
+  rec_init(&c);
+  peer = pair_raw(loop, &c);
+  CHECK_OK(tapio_transport_write_eof(c.t));
+  CHECK_ERR(tapio_transport_start_tls(c.t, &rec_proto, &other, cc, o, NULL,
+                                      0, on_started, &st), TAPIO_ECLOSED);
+  CHECK_STR(tapio_loop_error_message(loop), "start_tls: the transport is "
+            "closing (write_eof was called)");
+  CHECK_OK(tapio_transport_close(c.t));
+  WAIT_FOR(loop, c.lost);
+  CHECK_STR(c.log, "made lost:0");
+  CHECK_EQ(st.done, 0);
+  CHECK_STR(other.log, "");
+  tapio_options_free(o);
+  tapio_tls_context_release(cc);
+  rec_free(&other);
+  end_pair(loop, &c, peer);
+}
+
+/* The peer resets during start_tls's handshake: the completion gets the
+ * reset and the words; the protocol given to start_tls gets no
+ * connection_made (the connection was made) and one connection_lost with
+ * the reset (asyncio calls neither protocol); the one before it gets
+ * nothing more. */
+static void starttls_peer_resets(void)
+{
+  tapio_loop *loop = new_loop();
+  tapio_tls_context *cc = client_ctx();
+  tapio_options *o = new_options(loop);
+  started st = { 0 };
+  rec c, other;
+  char hello[512];
+  int peer;
+  rec_init(&c);
+  rec_init(&other);
+  peer = pair_raw(loop, &c);
+  other.made = 1; /* it takes over a made connection */
+  other.t = c.t;
+  st.loop = loop;
+  CHECK_OK(tapio_options_set_str(o, "server_hostname", "localhost"));
+  CHECK_OK(tapio_transport_start_tls(c.t, &rec_proto, &other, cc, o, NULL, 0,
+                                     on_started, &st));
+  CHECK(raw_wait(loop, peer, POLLIN)); /* the ClientHello */
+  CHECK(recv(peer, hello, sizeof hello, 0) > 0);
+  raw_reset(peer);
+  WAIT_FOR(loop, st.done && other.lost);
+  CHECK_EQ(st.done, 1);
+  CHECK_ERR(st.status, TAPIO_ECONNRESET);
+  CHECK_STR(st.msg, "TLS handshake failed: connection reset by peer");
+  CHECK_STR(other.log, "lost:ECONNRESET");
+  CHECK_STR(c.log, "made");
+  tapio_options_free(o);
+  tapio_tls_context_release(cc);
+  rec_free(&other);
+  end_pair(loop, &c, -1);
 }
 
 /* ---- Ends in the middle ---------------------------------------------------- */
@@ -915,6 +1038,8 @@ TEST_MAIN(TEST(bulk_both_ways), TEST(buffered_one_byte),
           TEST(tls_inside_tls), TEST(inner_closing_outer_reset),
           TEST(close_during_starttls),
           TEST(starttls_timeout), TEST(starttls_arguments),
+          TEST(starttls_not_on_pipes), TEST(starttls_while_closing),
+          TEST(starttls_peer_resets),
           TEST(many_clients_writelines), TEST(set_protocol_swaps), TEST(loop_free_mid_handshake),
           TEST(server_closes_handshaking_clients),
           TEST(loop_free_mid_shutdown))
