@@ -295,9 +295,9 @@ static void cipher_mismatch(void)
   must_fail(sc, cc, "localhost", TAPIO_ETLS_CIPHER, "handshake failure");
 }
 
-/* A raw peer that accepts and then does `what` (close at once, send
- * garbage, say nothing): the client's result. */
-enum { RAW_CLOSE, RAW_GARBAGE, RAW_SILENT };
+/* A raw peer that accepts and then does `what` (close at once, reset,
+ * send garbage, say nothing): the client's result. */
+enum { RAW_CLOSE, RAW_GARBAGE, RAW_SILENT, RAW_RESET };
 
 static int raw_server_peer(int what, double timeout)
 {
@@ -329,12 +329,14 @@ static int raw_server_peer(int what, double timeout)
   }
   if (what == RAW_CLOSE)
     close(peer);
+  else if (what == RAW_RESET)
+    raw_reset(peer);
   else if (what == RAW_GARBAGE)
     raw_send_str(loop, peer, "HTTP/1.0 400 Bad Request\r\n\r\n");
   status = connect_wait(loop, &tt.w);
   snprintf(tls_last_msg, sizeof tls_last_msg, "%s", tt.msg);
   CHECK_STR(c.log, "");
-  if (what != RAW_CLOSE)
+  if (what != RAW_CLOSE && what != RAW_RESET)
     close(peer);
   close(lfd);
   free_loop(loop);
@@ -348,6 +350,14 @@ static void peer_closes_during_handshake(void)
 {
   CHECK_ERR(raw_server_peer(RAW_CLOSE, 30), TAPIO_ECONNRESET);
   CHECK(strstr(tls_last_msg, "the peer closed the connection") != NULL);
+}
+
+/* S3: the peer resets during the handshake (asyncio's connection_lost
+ * with an error then): the connect fails with it, calling no protocol. */
+static void peer_resets_during_handshake(void)
+{
+  CHECK_ERR(raw_server_peer(RAW_RESET, 0), TAPIO_ECONNRESET);
+  CHECK_STR(tls_last_msg, "TLS handshake failed: connection reset by peer");
 }
 
 /* A peer that answers a ClientHello with something else. */
@@ -825,6 +835,7 @@ TEST_MAIN(TEST(released_server_calls_no_factory),
           TEST(cert_unknown_ca), TEST(cert_self_signed),
           TEST(version_mismatch), TEST(cipher_mismatch),
           TEST(peer_closes_during_handshake),
+          TEST(peer_resets_during_handshake),
           TEST(garbage_instead_of_handshake), TEST(handshake_timeout),
           TEST(server_handshake_timeout), TEST(client_cert_given),
           TEST(client_cert_missing), TEST(client_cert_missing_tls12),

@@ -4,6 +4,8 @@
  * plain connection and on a TLS one, and ends in the middle of it all. */
 #include "tls.h"
 
+#include <sys/ioctl.h>
+
 /* ---- Bulk data with flow control ---------------------------------------- */
 
 /* One side of a transfer: it sends `total` pattern bytes, pausing when
@@ -424,6 +426,54 @@ static void data_after_close_notify(void)
   tls_pair_end(&p);
 }
 
+/* S5: what the peer sends after our close() (before its close_notify) is
+ * read and dropped: no data_received after close, no error, a clean end
+ * both ways. */
+static void data_after_our_close(void)
+{
+  tls_pair p;
+  tls_pair_init(&p);
+  p.c.hook = record_end;
+  tls_pair_up(&p, server_ctx("server"), client_ctx(), "localhost");
+  CHECK_OK(tapio_transport_close(p.c.t)); /* close_notify goes now */
+  CHECK_OK(tapio_transport_write(p.s->t, "late", 4)); /* crosses it */
+  WAIT_FOR(p.loop, p.c.lost && p.s->lost);
+  CHECK_STR(p.c.log, "made lost:0");
+  CHECK_STR(p.s->log, "made eof lost:0");
+  CHECK_EQ(p.c.eof_ret, TAPIO_TLS_END_CLEAN);
+  tls_pair_end(&p);
+}
+
+/* Bytes waiting in the socket, not yet read. */
+static int unread(tapio_transport *t)
+{
+  int n = 0;
+  CHECK(ioctl(tapio_transport_get_fd(t), FIONREAD, &n) == 0);
+  return n;
+}
+
+/* uvloop's close() while reading is paused: the close_notify exchange
+ * still runs to its end, connection_lost(0) comes; the record that
+ * waited is dropped, and (tapio's order: lua/README.md "Differences")
+ * no eof_received after close. */
+static void close_while_paused_reading(void)
+{
+  tls_pair p;
+  tls_pair_init(&p);
+  p.c.hook = record_end;
+  tls_pair_up(&p, server_ctx("server"), client_ctx(), "localhost");
+  roundtrip(p.loop, &p.c, p.s); /* the session tickets are read */
+  CHECK_OK(tapio_transport_pause_reading(p.c.t));
+  CHECK_OK(tapio_transport_write(p.s->t, "trailing data", 13));
+  WAIT_FOR(p.loop, unread(p.c.t) > 0);
+  CHECK_OK(tapio_transport_close(p.c.t));
+  WAIT_FOR(p.loop, p.c.lost && p.s->lost);
+  CHECK_STR(p.c.log, "made data:4 lost:0");
+  CHECK_STR(p.s->log, "made data:4 eof lost:0");
+  CHECK_EQ(p.c.eof_ret, TAPIO_TLS_END_CLEAN);
+  tls_pair_end(&p);
+}
+
 /* ---- TLS over a Unix socket -------------------------------------------- */
 
 static void on_unix_server(void *ud, int status, tapio_server *s)
@@ -649,6 +699,122 @@ static void inner_closing_outer_reset(void)
   WAIT_FOR(p.loop, p.c.lost && p.s->lost);
   spin(p.loop, 5); /* a second connection_lost would come now */
   CHECK_STR(p.c.log, "made lost:ECONNRESET");
+  tls_pair_end(&p);
+}
+
+/* The plain protocol a buffered one hands over to in its buffer_updated
+ * once it has 5 bytes. */
+static rec *swap_to;
+
+static void swap_at_five(rec *r, rec_event ev)
+{
+  if (ev == EV_BUFUPD && r->nin == 5) {
+    swap_to->made = 1; /* it takes over a made connection */
+    swap_to->t = r->t;
+    CHECK_OK(tapio_transport_set_protocol(r->t, &rec_proto, swap_to));
+  }
+}
+
+/* S9: start_tls with a BufferedProtocol whose buffer is 1 byte, which
+ * sets a plain Protocol mid-stream: every byte comes once, in order, the
+ * first 5 one at a time; connection_made came once in all (before the
+ * upgrade). */
+static void starttls_buffered_then_plain(void)
+{
+  tls_pair p;
+  starttls_srv ss = { "STARTTLS\r\n", NULL, "server", 0, { 0 }, 0, 0 };
+  tapio_tls_context *cc = client_ctx();
+  tapio_options *o;
+  started cst = { 0 };
+  rec b, plain;
+  char one;
+  starttls_pair(&p, &ss);
+  rec_init(&b);
+  rec_init(&plain);
+  b.buf = &one;
+  b.buflen = 1;
+  b.made = 1;
+  b.t = p.c.t;
+  b.hook = swap_at_five;
+  swap_to = &plain;
+  CHECK_OK(tapio_transport_write(p.c.t, "STARTTLS\r\n", 10));
+  o = new_options(p.loop);
+  CHECK_OK(tapio_options_set_str(o, "server_hostname", "localhost"));
+  cst.loop = p.loop;
+  CHECK_OK(tapio_transport_start_tls(p.c.t, &rec_bproto, &b, cc, o, NULL, 0,
+                                     on_started, &cst));
+  tapio_options_free(o);
+  tapio_tls_context_release(cc);
+  WAIT_FOR(p.loop, cst.done && ss.st.done);
+  CHECK_OK(cst.status);
+  CHECK_OK(ss.st.status);
+  CHECK_OK(tapio_transport_write(p.s->t, "0123456789", 10));
+  WAIT_FOR(p.loop, plain.nin == 5);
+  CHECK(memcmp(b.in, "01234", 5) == 0);
+  CHECK(memcmp(plain.in, "56789", 5) == 0);
+  CHECK(b.ngetbuf >= 5); /* and one more when a read found no bytes */
+  CHECK_OK(tapio_transport_close(p.c.t));
+  WAIT_FOR(p.loop, plain.lost && p.s->lost);
+  CHECK_STR(p.c.log, "made");
+  CHECK_STR(b.log, "buf:5");
+  CHECK_STR(plain.log, "data:5 lost:0");
+  rec_free(&b);
+  rec_free(&plain);
+  tls_pair_end(&p);
+}
+
+/* A TLS server's connection that upgrades again (TLS inside TLS) from
+ * its connection_made, its reading paused (user: a started). */
+static void inner_from_made(rec *r, rec_event ev)
+{
+  if (ev == EV_MADE) {
+    CHECK_OK(tapio_transport_pause_reading(r->t));
+    start_tls(r, r->user, server_ctx("rsa"), NULL, NULL, 0);
+  }
+}
+
+/* The client asks for the inner session as soon as the outer one is
+ * made: its ClientHello may come with its last outer flight. */
+static void inner_at_once(rec *r, rec_event ev)
+{
+  if (ev == EV_MADE)
+    start_tls(r, r->user, client_ctx(), "localhost", NULL, 0);
+}
+
+/* S23: TLS inside TLS on the server's side, upgraded from connection_made
+ * with reading paused (the handshake reads all the same; the protocol's
+ * pause stays, on the one transport), then 1 MiB up and a writelines
+ * down through both sessions. */
+static void tls_inside_tls_from_made(void)
+{
+  static const void *const bufs[] = { "SP", "A", "M" };
+  static const size_t lens[] = { 2, 1, 1 };
+  char *big = malloc(1 << 20);
+  started sst = { 0 }, cst = { 0 };
+  tls_pair p;
+  tls_pair_init(&p);
+  p.sv.tmpl.hook = inner_from_made;
+  p.sv.tmpl.user = &sst;
+  p.c.hook = inner_at_once;
+  p.c.user = &cst;
+  tls_pair_up(&p, server_ctx("server"), client_ctx(), "localhost");
+  WAIT_FOR(p.loop, cst.done && sst.done);
+  CHECK_OK(cst.status);
+  CHECK_OK(sst.status);
+  CHECK_EQ(tapio_transport_is_reading(p.s->t), 0);
+  pattern_fill(big, 1 << 20, 0);
+  CHECK_OK(tapio_transport_write(p.c.t, big, 1 << 20));
+  CHECK_OK(tapio_transport_resume_reading(p.s->t));
+  WAIT_FOR(p.loop, p.s->nin == 1 << 20);
+  CHECK(pattern_check(p.s->in, p.s->nin, 0) < 0);
+  CHECK_OK(tapio_transport_writelines(p.s->t, bufs, lens, 3));
+  WAIT_FOR(p.loop, p.c.nin == 4);
+  CHECK(memcmp(p.c.in, "SPAM", 4) == 0);
+  CHECK_OK(tapio_transport_close(p.c.t));
+  WAIT_FOR(p.loop, p.c.lost && p.s->lost);
+  CHECK_STR(p.c.log, "made pause resume data:4 lost:0");
+  CHECK_STR(p.s->log, "made data:1048576 eof lost:0");
+  free(big);
   tls_pair_end(&p);
 }
 
@@ -1033,9 +1199,11 @@ TEST_MAIN(TEST(bulk_both_ways), TEST(buffered_one_byte),
           TEST(close_flushes_then_notify), TEST(shutdown_timeout),
           TEST(peer_truncates), TEST(paused_reader_gets_everything),
           TEST(garbage_mid_stream), TEST(data_after_close_notify),
+          TEST(data_after_our_close), TEST(close_while_paused_reading),
           TEST(over_unix_socket), TEST(starttls_answered),
           TEST(starttls_pipelined), TEST(starttls_while_paused),
           TEST(tls_inside_tls), TEST(inner_closing_outer_reset),
+          TEST(starttls_buffered_then_plain), TEST(tls_inside_tls_from_made),
           TEST(close_during_starttls),
           TEST(starttls_timeout), TEST(starttls_arguments),
           TEST(starttls_not_on_pipes), TEST(starttls_while_closing),
