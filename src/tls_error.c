@@ -96,8 +96,15 @@ int tapio__tls_classify(tapio__tls *tc, int r) {
   }
   if (err) {
     const char *rs = ERR_reason_error_string(err);
+    int code = ERR_GET_LIB(err) == ERR_LIB_SSL ? reason_code(reason)
+                                               : TAPIO_ETLS;
     tapio__tls_set_err(tc, "%s failed: %s", what, rs ? rs : "error");
-    return ERR_GET_LIB(err) == ERR_LIB_SSL ? reason_code(reason) : TAPIO_ETLS;
+    /* A session made has a version and a cipher: a handshake_failure
+     * alert then ends a later handshake (a renegotiation refused). */
+    if (tc->state != TAPIO__TLS_HANDSHAKE &&
+        (code == TAPIO_ETLS_CIPHER || code == TAPIO_ETLS_VERSION))
+      code = TAPIO_ETLS;
+    return code;
   }
   tapio__tls_set_err(tc, "%s failed: %s", what, "protocol error");
   return TAPIO_ETLS;

@@ -4,6 +4,7 @@
  * plain connection and on a TLS one, and ends in the middle of it all. */
 #include "tls.h"
 
+#include <openssl/ssl.h>
 #include <sys/ioctl.h>
 
 /* ---- Bulk data with flow control ---------------------------------------- */
@@ -471,6 +472,41 @@ static void close_while_paused_reading(void)
   CHECK_STR(p.c.log, "made data:4 lost:0");
   CHECK_STR(p.s->log, "made data:4 eof lost:0");
   CHECK_EQ(p.c.eof_ret, TAPIO_TLS_END_CLEAN);
+  tls_pair_end(&p);
+}
+
+/* uvloop's test_renegotiation (TLS 1.2): the server asks for a new
+ * handshake (SSL_renegotiate on the SSL * it is given, as a program
+ * using OpenSSL itself would) while 1 MiB goes each way; both sides go
+ * through it, and every byte arrives once, in order. */
+static void renegotiation_mid_stream(void)
+{
+  enum { BIG = 1 << 20 };
+  tapio_tls_context *cc = client_ctx();
+  char *big = malloc(BIG);
+  tls_pair p;
+  SSL *ssl;
+  CHECK_OK(tapio_tls_context_set_versions(cc, 0, TAPIO_TLS_1_2));
+  tls_pair_init(&p);
+  tls_pair_up(&p, server_ctx("server"), cc, "localhost");
+  ssl = tapio_transport_get_ssl(p.s->t);
+  pattern_fill(big, BIG, 0);
+  CHECK_OK(tapio_transport_write(p.c.t, big, BIG));
+  CHECK(SSL_renegotiate(ssl) == 1);
+  CHECK_OK(tapio_transport_write(p.s->t, big, BIG)); /* asks for it */
+  WAIT_FOR(p.loop, p.s->nin == BIG && p.c.nin == BIG);
+  CHECK(pattern_check(p.s->in, BIG, 0) < 0);
+  CHECK(pattern_check(p.c.in, BIG, 0) < 0);
+  CHECK_EQ(SSL_num_renegotiations(ssl), 1);
+  CHECK_EQ(SSL_renegotiate_pending(ssl), 0); /* done */
+  roundtrip(p.loop, &p.c, p.s);
+  CHECK_OK(tapio_transport_close(p.c.t));
+  WAIT_FOR(p.loop, p.c.lost && p.s->lost);
+  CHECK(strstr(p.c.log, "BAD") == NULL && strstr(p.s->log, "BAD") == NULL);
+  CHECK_EQ(p.c.lost_code, 0);
+  CHECK_EQ(p.s->lost_code, 0);
+  CHECK_EQ(p.c.nin, BIG + 4);
+  free(big);
   tls_pair_end(&p);
 }
 
@@ -1200,6 +1236,7 @@ TEST_MAIN(TEST(bulk_both_ways), TEST(buffered_one_byte),
           TEST(peer_truncates), TEST(paused_reader_gets_everything),
           TEST(garbage_mid_stream), TEST(data_after_close_notify),
           TEST(data_after_our_close), TEST(close_while_paused_reading),
+          TEST(renegotiation_mid_stream),
           TEST(over_unix_socket), TEST(starttls_answered),
           TEST(starttls_pipelined), TEST(starttls_while_paused),
           TEST(tls_inside_tls), TEST(inner_closing_outer_reset),

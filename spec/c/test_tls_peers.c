@@ -132,6 +132,40 @@ static void s_server_renegotiates(void)
   rec_free(&c);
 }
 
+/* A client's renegotiation (s_client's "R", TLS 1.2) is refused, as
+ * OpenSSL 3 refuses it by default (each would make the server work anew
+ * for nothing): a no_renegotiation warning, which s_client answers with
+ * a handshake_failure alert. The connection ends with ETLS, not as a
+ * cipher mismatch: the session had agreed on one. */
+static void s_client_renegotiation_refused(void)
+{
+  tapio_loop *loop = new_loop();
+  char addr[32];
+  char *argv[] = { "openssl", "s_client", "-connect", addr, "-CAfile",
+                   (char *)cert("ca.pem"), "-servername", "localhost",
+                   "-tls1_2", NULL };
+  size_t echoed = 0;
+  peer cl;
+  srv sv;
+  rec *s;
+  need("/usr/bin/openssl");
+  tls_srv_start(&sv, loop, server_ctx("server"));
+  sv.tmpl.hook = echo_hook;
+  sv.tmpl.user = &echoed;
+  snprintf(addr, sizeof addr, "127.0.0.1:%d", sv.port);
+  peer_start(&cl, argv);
+  s = srv_wait_conn(&sv, 0);
+  peer_send(&cl, "hello\n");
+  WAIT_FOR(loop, s->nin == 6);
+  peer_send(&cl, "R\n");
+  WAIT_FOR(loop, s->lost);
+  peer_wait_for(loop, &cl, "RENEGOTIATING");
+  CHECK_STR(s->log, "made data:6 lost:ETLS");
+  CHECK_STR(s->lost_msg, "TLS failed: sslv3 alert handshake failure");
+  peer_stop(&cl);
+  srv_release_and_free(&sv, loop);
+}
+
 /* ---- Python's ssl and asyncio --------------------------------------------- */
 
 static void python_server(const char *mode, const char *version)
@@ -291,6 +325,70 @@ static void python_starttls_client(void)
   srv_release_and_free(&sv, loop);
 }
 
+/* S20 (cpython's test_remote_shutdown_receives_trailing_data): the peer
+ * sends its close_notify while we hold a backlog of 4 MiB and more for
+ * it (it stopped reading): eof_received, then (TLS has no half-close)
+ * our close, which still sends the whole backlog before our
+ * close_notify; the peer, reading on after its close_notify, gets every
+ * byte, then a clean end. */
+static void python_notify_first(void)
+{
+  enum { MORE = 4 << 20 };
+  tapio_loop *loop = new_loop();
+  size_t offset = 0, total;
+  char *more = malloc(MORE), want[64];
+  peer py;
+  rec c;
+  rec_init(&c);
+  c.hook = end_with;
+  python_peer(&py, "notify-first-server", 0);
+  connect_to(loop, peer_port(loop, &py), &c);
+  CHECK_OK(tapio_transport_write(c.t, "ping\n", 5));
+  WAIT_FOR(loop, c.nin == 5);
+  total = fill_until_paused(&c, &offset);
+  pattern_fill(more, MORE, offset);
+  CHECK_OK(tapio_transport_write(c.t, more, MORE));
+  total += MORE;
+  CHECK(tapio_transport_get_write_buffer_size(c.t) > MORE);
+  peer_send(&py, "shut\n");
+  WAIT_FOR(loop, c.lost);
+  peer_wait_for(loop, &py, "END ");
+  snprintf(want, sizeof want, "READ %zu\nEND clean\n", total);
+  if (!strstr(py.got, want))
+    FAIL("the peer printed:\n%s", py.got);
+  CHECK_STR(c.log, "made data:5 pause eof resume lost:0");
+  CHECK_EQ(c.eof_ret, TAPIO_TLS_END_CLEAN);
+  peer_stop(&py);
+  free_loop(loop);
+  rec_free(&c);
+  free(more);
+}
+
+/* uvloop's test_first_data_after_wakeup: a start_tls server gets the
+ * client's first bytes in the same segment as the client's last
+ * handshake flight (peer.py sends them in one send), and echoes them. */
+static void python_first_data_with_finished(void)
+{
+  tapio_loop *loop = new_loop();
+  upgrade u;
+  peer py;
+  srv sv;
+  rec *s;
+  memset(&u, 0, sizeof u);
+  srv_start(&sv, loop);
+  sv.tmpl.hook = upgrade_hook;
+  sv.tmpl.user = &u;
+  python_peer(&py, "starttls-first-data-client", sv.port);
+  s = srv_wait_conn(&sv, 0);
+  peer_wait_for(loop, &py, "GOT hello");
+  WAIT_FOR(loop, s->lost);
+  CHECK_OK(u.st.status);
+  CHECK_EQ(s->nin, 9 + 6);
+  CHECK(memcmp(s->in + 9, "hello\n", 6) == 0);
+  peer_stop(&py);
+  srv_release_and_free(&sv, loop);
+}
+
 /* 8 MiB for a peer that never reads: most of it stays in the buffer. */
 static char big[8 << 20];
 
@@ -388,8 +486,10 @@ static void python_never_reads_after_starttls(void)
 }
 
 TEST_MAIN(TEST(s_server_tls13), TEST(s_server_tls12),
-          TEST(s_client_to_tapio), TEST(s_server_renegotiates), TEST(python_server_tls13),
+          TEST(s_client_to_tapio), TEST(s_server_renegotiates),
+          TEST(s_client_renegotiation_refused), TEST(python_server_tls13),
           TEST(python_server_tls12), TEST(python_client),
           TEST(python_server_wants_cert), TEST(python_starttls_server),
-          TEST(python_starttls_client), TEST(python_never_answers),
+          TEST(python_starttls_client), TEST(python_notify_first),
+          TEST(python_first_data_with_finished), TEST(python_never_answers),
           TEST(python_never_reads), TEST(python_never_reads_after_starttls))

@@ -35,6 +35,17 @@ something the test checks. Modes:
                        the server side of STARTTLS on a plain socket:
                        reads the line "STARTTLS", answers "GO\\n", then
                        is a fault-server on the upgraded connection
+    notify-first-server
+                       TLS over memory BIOs: answers "ping" with "pong",
+                       then reads nothing until "shut" comes on stdin;
+                       then sends its close_notify without waiting and
+                       reads on to the client's close_notify: prints
+                       "READ <total>" and "END clean"
+    starttls-first-data-client
+                       plain client: "STARTTLS\\n", waits for "GO\\n",
+                       then a handshake over memory BIOs whose last
+                       flight goes in one send with "hello\\n"; prints
+                       "GOT <echo>"
 """
 import asyncio
 import os
@@ -278,6 +289,85 @@ def fault_client(certs, port):
     fault_peer(tls)
 
 
+def memory_tls(ctx, server_side, **kw):
+    """An SSLObject over memory BIOs: what goes out is sent when asked."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    return ctx.wrap_bio(incoming, outgoing, server_side=server_side,
+                        **kw), incoming, outgoing
+
+
+def memory_call(sock, tls, incoming, outgoing, fn, *args):
+    """fn(*args) on tls, reading the socket as it needs; what it wrote is
+    sent after it returned."""
+    while True:
+        try:
+            result = fn(*args)
+            break
+        except ssl.SSLWantReadError:
+            if outgoing.pending:
+                sock.sendall(outgoing.read())
+            data = sock.recv(65536)
+            if not data:
+                raise
+            incoming.write(data)
+    if outgoing.pending:
+        sock.sendall(outgoing.read())
+    return result
+
+
+def notify_first_server(certs):
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(1)
+    say("PORT", lsock.getsockname()[1])
+    conn, _ = lsock.accept()
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    io = (conn,) + memory_tls(server_ctx(certs), True)
+    memory_call(*io, io[1].do_handshake)
+    say("LINE", memory_call(*io, io[1].read, 5).decode().strip())
+    memory_call(*io, io[1].write, b"pong\n")
+    sys.stdin.readline()  # "shut": the client's backlog waits meanwhile
+    tls, incoming, outgoing = io[1:]
+    try:
+        tls.unwrap()  # our close_notify; the client's is not here yet
+    except ssl.SSLWantReadError:
+        pass
+    conn.sendall(outgoing.read())
+    total = 0
+    while True:
+        try:
+            total += len(memory_call(*io, tls.read, 65536))
+        except ssl.SSLZeroReturnError:
+            break
+    say("READ", total)
+    say("END clean")
+    conn.close()
+
+
+def starttls_first_data_client(certs, port):
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.sendall(b"STARTTLS\n")
+    line = b""
+    while not line.endswith(b"\n"):
+        line += sock.recv(1)
+    say("LINE", line.decode().strip())
+    tls, incoming, outgoing = memory_tls(client_ctx(certs), False,
+                                         server_hostname="localhost")
+    while True:
+        try:
+            tls.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            if outgoing.pending:
+                sock.sendall(outgoing.read())
+            incoming.write(sock.recv(65536))
+    tls.write(b"hello\n")  # behind the handshake's last flight
+    sock.sendall(outgoing.read())
+    echo = memory_call(sock, tls, incoming, outgoing, tls.read, 6)
+    say("GOT", echo.decode().strip())
+    sock.close()
+
+
 def main():
     mode, certs = sys.argv[1], sys.argv[2]
     port = int(sys.argv[3]) if len(sys.argv) > 3 else 0
@@ -301,6 +391,10 @@ def main():
         fault_server(certs, starttls=True)
     elif mode == "fault-client":
         fault_client(certs, port)
+    elif mode == "notify-first-server":
+        notify_first_server(certs)
+    elif mode == "starttls-first-data-client":
+        starttls_first_data_client(certs, port)
     else:
         sys.exit("unknown mode " + mode)
 
