@@ -151,6 +151,47 @@ describe("streams over TLS", function()
   end)
 end)
 
+describe("streams over TLS, at the end", function()
+  it("raise the TLS error of garbage in the stream from readline; close "
+     .. "still works (S16)", function()
+    if not helper.exists(python) then return end
+    run(function()
+      local p, port = peer("garbage-server")
+      local reader, writer = tapio.open_connection("127.0.0.1", port, {
+        ssl = client_ctx(), server_hostname = "localhost" })
+      writer:write("hello\n")
+      local err = fails(reader.readline, reader)
+      assert.are.equal("ETLS", err.name)
+      assert.matches("^TLS failed: ", err.message)
+      writer:close()
+      assert.are.equal(err, fails(writer.wait_closed, writer))
+      assert.are.same({ "LINE hello" }, peer_lines(p))
+    end)
+  end)
+
+  it("drop writes after the peer closed cleanly, raising nothing "
+     .. "(uvloop's test_write_to_closed_transport)", function()
+    run(function()
+      local server = tapio.start_server(function(_, writer)
+        writer:close() -- at once: close_notify
+      end, "127.0.0.1", 0, { ssl = server_ctx() })
+      local reader, writer = tapio.open_connection("127.0.0.1",
+        helper.port(server), { ssl = client_ctx(),
+        server_hostname = "localhost" })
+      writer:write(("I AM WRITING NOWHERE1"):rep(100))
+      assert.are.equal("", reader:read())
+      assert.is_true(writer:is_closing()) -- TLS has no half-close
+      for _ = 1, 25 do
+        writer:write(("I AM WRITING NOWHERE2"):rep(100))
+      end
+      assert.are.equal(0, writer.transport:get_write_buffer_size())
+      writer:close()
+      writer:wait_closed()
+      server:close()
+    end)
+  end)
+end)
+
 describe("streams' TLS options", function()
   it("that do not fit are refused in the words of the function called, "
      .. "not of the loop method under it", function()

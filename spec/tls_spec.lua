@@ -222,6 +222,7 @@ describe("a TLS connection", function()
         assert.are.equal("integer", math.type(n), name)
       end
       local peer = t:get_extra_info("peername")
+      assert.are.equal("number", type(t:get_extra_info("socket")))
       t:close()
       assert.is_false(p.lost:await())
       assert.is_false(sp.lost:await())
@@ -240,6 +241,9 @@ describe("a TLS connection", function()
       assert.are.equal("clean", t:get_extra_info("tls_end"))
       assert.are.equal(peer, t:get_extra_info("peername"))
       assert.is_nil(t:get_extra_info("ssl_object")) -- gone with it
+      -- S6: no socket after connection_lost: the default
+      assert.is_nil(t:get_extra_info("socket"))
+      assert.are.equal("none", t:get_extra_info("socket", "none"))
       assert.is_false(t:can_write_eof())
       assert.has_error(function() t:write_eof() end,
         "tapio: transport:write_eof: TLS has no half-close "
@@ -294,6 +298,31 @@ describe("a TLS connection", function()
       end
       server:close()
       server:wait_closed()
+      -- a handshake timed out, and one cancelled while it runs (S13,
+      -- S24): the peer sees each connection go, nothing is reported
+      local peers = {}
+      local silent = loop:create_server(function()
+        peers[#peers + 1] = recorder(loop)
+        return peers[#peers]
+      end, "127.0.0.1", 0)
+      local opts = { ssl = client_ctx(), server_hostname = "localhost",
+                     ssl_handshake_timeout = 0.1 }
+      assert.are.equal("ETIMEDOUT", helper.fails(loop.create_connection,
+        loop, function() return {} end, "127.0.0.1", port_of(silent),
+        opts).name)
+      assert.is_false(peers[1].lost:await())
+      opts.ssl_handshake_timeout = 10
+      local connecting = helper.started(loop, loop.create_connection, loop,
+        function() return {} end, "127.0.0.1", port_of(silent), opts)
+      helper.until_true(function()
+        return peers[2] and #peers[2].received > 0 -- the ClientHello
+      end)
+      connecting:cancel()
+      assert.is_true(tapio.is_cancelled(helper.fails(connecting.await,
+                                                     connecting)))
+      assert.is_false(peers[2].lost:await())
+      silent:close()
+      silent:wait_closed()
       local other, t, p, sp = tls_pair(loop)
       t:close()
       p.lost:await()

@@ -41,6 +41,9 @@ something the test checks. Modes:
                        then sends its close_notify without waiting and
                        reads on to the client's close_notify: prints
                        "READ <total>" and "END clean"
+    garbage-server     ssl socket: reads a line, prints "LINE <line>",
+                       then writes a record of garbage under the session
+                       (on the socket itself) and reads to the end
     starttls-first-data-client
                        plain client: "STARTTLS\\n", waits for "GO\\n",
                        then a handshake over memory BIOs whose last
@@ -344,6 +347,23 @@ def notify_first_server(certs):
     conn.close()
 
 
+def garbage_server(certs):
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(1)
+    say("PORT", lsock.getsockname()[1])
+    conn, _ = lsock.accept()
+    tls = server_ctx(certs).wrap_socket(conn, server_side=True)
+    line = b""
+    while not line.endswith(b"\n"):
+        line += tls.recv(1)
+    say("LINE", line.decode().strip())
+    # an application data record whose bytes are not the session's
+    os.write(tls.fileno(), b"\x17\x03\x03\x00\x05garbage")
+    while os.read(tls.fileno(), 4096):
+        pass
+
+
 def starttls_first_data_client(certs, port):
     sock = socket.create_connection(("127.0.0.1", port))
     sock.sendall(b"STARTTLS\n")
@@ -391,6 +411,8 @@ def main():
         fault_server(certs, starttls=True)
     elif mode == "fault-client":
         fault_client(certs, port)
+    elif mode == "garbage-server":
+        garbage_server(certs)
     elif mode == "notify-first-server":
         notify_first_server(certs)
     elif mode == "starttls-first-data-client":
