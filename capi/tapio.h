@@ -1219,8 +1219,10 @@ int tapio_subprocess_kill(tapio_transport *t);
  *   our close() and before its close_notify (the protocol has closed and
  *   reads nothing more; one that wants all the peer sends waits for
  *   eof_received before it closes). How the session ended is TAPIO_TLS_NUM_END.
- * - Renegotiation (TLS 1.2) asked by a server is followed; clients may not
- *   ask a tapio server for it. */
+ * - Renegotiation (TLS 1.2) asked by a server is followed, data in flight
+ *   both ways meanwhile. A tapio server refuses a client's (OpenSSL 3's
+ *   default) with a no_renegotiation warning, which OpenSSL's clients
+ *   answer by ending the connection: connection_lost(TAPIO_ETLS). */
 
 /* A context: what a TLS connection is made from, shareable by any number
  * of connections and loops (its reference count is atomic). Set it up
@@ -1329,7 +1331,10 @@ int tapio_tls_context_set_session_cache(tapio_tls_context *ctx, size_t n);
  * Options: "server_hostname", "ssl_handshake_timeout",
  * "ssl_shutdown_timeout". cb gets 0 and t once the handshake is done, or
  * the error and NULL; then the transport is failing and the protocol
- * gets connection_lost with that error. A close() before the handshake
+ * gets connection_lost with that error (asyncio calls no protocol then;
+ * here the connection was made, so its one connection_lost comes). A
+ * pause_reading from before the call stays (asyncio's start_tls resumes
+ * reading); the handshake reads all the same. A close() before the handshake
  * is done aborts, as asyncio's: what was written and not yet sent (the
  * clear bytes from before the call too) is dropped, cb gets
  * TAPIO_ECANCELED. A TLS transport can be given (TLS inside TLS).

@@ -388,6 +388,39 @@ static void paused_reader_gets_everything(void)
   tls_pair_end(&p);
 }
 
+/* Bytes waiting in the socket, not yet read. */
+static int unread(tapio_transport *t)
+{
+  int n = 0;
+  CHECK(ioctl(tapio_transport_get_fd(t), FIONREAD, &n) == 0);
+  return n;
+}
+
+/* S21: reading paused, the peer sends bytes, then its socket's end
+ * without close_notify (an abort): after resume_reading the bytes come,
+ * then eof_received and connection_lost(0), the session truncated.
+ * (uvloop's test of it, test_shutdown_timeout_handler_not_set, expects
+ * them dropped; tapio gives the protocol what the peer sent.) */
+static void paused_reader_then_truncation(void)
+{
+  tls_pair p;
+  tls_pair_init(&p);
+  p.c.hook = record_end;
+  tls_pair_up(&p, server_ctx("server"), client_ctx(), "localhost");
+  roundtrip(p.loop, &p.c, p.s); /* the session tickets are read */
+  CHECK_OK(tapio_transport_pause_reading(p.c.t));
+  CHECK_OK(tapio_transport_write(p.s->t, "extra bytes", 11));
+  CHECK_OK(tapio_transport_abort(p.s->t));
+  WAIT_FOR(p.loop, p.s->lost && unread(p.c.t) > 0);
+  CHECK_STR(p.c.log, "made data:4");
+  CHECK_OK(tapio_transport_resume_reading(p.c.t));
+  WAIT_FOR(p.loop, p.c.lost);
+  CHECK_STR(p.c.log, "made data:15 eof lost:0");
+  CHECK(memcmp(p.c.in + 4, "extra bytes", 11) == 0);
+  CHECK_EQ(p.c.eof_ret, TAPIO_TLS_END_TRUNCATED);
+  tls_pair_end(&p);
+}
+
 /* S16: bytes that are not TLS in the middle of a session fail it with a
  * TLS error that says why; close() afterwards is harmless. Bytes after the
  * peer's close_notify are dropped without an error (bpo-39951). */
@@ -443,14 +476,6 @@ static void data_after_our_close(void)
   CHECK_STR(p.s->log, "made eof lost:0");
   CHECK_EQ(p.c.eof_ret, TAPIO_TLS_END_CLEAN);
   tls_pair_end(&p);
-}
-
-/* Bytes waiting in the socket, not yet read. */
-static int unread(tapio_transport *t)
-{
-  int n = 0;
-  CHECK(ioctl(tapio_transport_get_fd(t), FIONREAD, &n) == 0);
-  return n;
 }
 
 /* uvloop's close() while reading is paused: the close_notify exchange
@@ -1234,6 +1259,7 @@ TEST_MAIN(TEST(bulk_both_ways), TEST(buffered_one_byte),
           TEST(resumed_reading_leaves_room),
           TEST(close_flushes_then_notify), TEST(shutdown_timeout),
           TEST(peer_truncates), TEST(paused_reader_gets_everything),
+          TEST(paused_reader_then_truncation),
           TEST(garbage_mid_stream), TEST(data_after_close_notify),
           TEST(data_after_our_close), TEST(close_while_paused_reading),
           TEST(renegotiation_mid_stream),
