@@ -258,6 +258,14 @@ static void record_end(rec *r, rec_event ev)
     r->eof_ret = (int)tapio_transport_get_tls_num(r->t, TAPIO_TLS_NUM_END);
 }
 
+/* A pair whose client keeps how its session ended in eof_ret. */
+static void ended_pair_up(tls_pair *p)
+{
+  tls_pair_init(p);
+  p->c.hook = record_end;
+  tls_pair_up(p, server_ctx("server"), client_ctx(), "localhost");
+}
+
 /* S18, S19: close() while writing is paused flushes everything, then
  * close_notify goes both ways: a clean end on both sides. */
 static void close_flushes_then_notify(void)
@@ -404,9 +412,7 @@ static int unread(tapio_transport *t)
 static void paused_reader_then_truncation(void)
 {
   tls_pair p;
-  tls_pair_init(&p);
-  p.c.hook = record_end;
-  tls_pair_up(&p, server_ctx("server"), client_ctx(), "localhost");
+  ended_pair_up(&p);
   roundtrip(p.loop, &p.c, p.s); /* the session tickets are read */
   CHECK_OK(tapio_transport_pause_reading(p.c.t));
   CHECK_OK(tapio_transport_write(p.s->t, "extra bytes", 11));
@@ -466,9 +472,7 @@ static void data_after_close_notify(void)
 static void data_after_our_close(void)
 {
   tls_pair p;
-  tls_pair_init(&p);
-  p.c.hook = record_end;
-  tls_pair_up(&p, server_ctx("server"), client_ctx(), "localhost");
+  ended_pair_up(&p);
   CHECK_OK(tapio_transport_close(p.c.t)); /* close_notify goes now */
   CHECK_OK(tapio_transport_write(p.s->t, "late", 4)); /* crosses it */
   WAIT_FOR(p.loop, p.c.lost && p.s->lost);
@@ -485,9 +489,7 @@ static void data_after_our_close(void)
 static void close_while_paused_reading(void)
 {
   tls_pair p;
-  tls_pair_init(&p);
-  p.c.hook = record_end;
-  tls_pair_up(&p, server_ctx("server"), client_ctx(), "localhost");
+  ended_pair_up(&p);
   roundtrip(p.loop, &p.c, p.s); /* the session tickets are read */
   CHECK_OK(tapio_transport_pause_reading(p.c.t));
   CHECK_OK(tapio_transport_write(p.s->t, "trailing data", 13));

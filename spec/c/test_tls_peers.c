@@ -67,6 +67,21 @@ static void s_server_both_ways(const char *version)
 static void s_server_tls13(void) { s_server_both_ways("-tls1_3"); }
 static void s_server_tls12(void) { s_server_both_ways("-tls1_2"); }
 
+/* A TLS server on loop whose connections echo (echoed: how far), and
+ * s_client run as argv, whose "-connect" argument is addr (32 bytes, set
+ * here); the server's side of its connection. */
+static rec *s_client_of(tapio_loop *loop, srv *sv, size_t *echoed, peer *cl,
+                        char *const argv[], char *addr)
+{
+  need("/usr/bin/openssl");
+  tls_srv_start(sv, loop, server_ctx("server"));
+  sv->tmpl.hook = echo_hook;
+  sv->tmpl.user = echoed;
+  snprintf(addr, 32, "127.0.0.1:%d", sv->port);
+  peer_start(cl, argv);
+  return srv_wait_conn(sv, 0);
+}
+
 /* s_client against tapio's server: it verifies tapio's certificate and
  * name, its line comes back. */
 static void s_client_to_tapio(void)
@@ -80,14 +95,7 @@ static void s_client_to_tapio(void)
   size_t echoed = 0;
   peer cl;
   srv sv;
-  rec *s;
-  need("/usr/bin/openssl");
-  tls_srv_start(&sv, loop, server_ctx("server"));
-  sv.tmpl.hook = echo_hook;
-  sv.tmpl.user = &echoed;
-  snprintf(addr, sizeof addr, "127.0.0.1:%d", sv.port);
-  peer_start(&cl, argv);
-  s = srv_wait_conn(&sv, 0);
+  rec *s = s_client_of(loop, &sv, &echoed, &cl, argv, addr);
   peer_send(&cl, "hello from s_client\n");
   peer_wait_for(loop, &cl, "hello from s_client");
   CHECK_STR(tls_info(s->t, TAPIO_TLS_INFO_SERVER_HOSTNAME), "localhost");
@@ -147,14 +155,7 @@ static void s_client_renegotiation_refused(void)
   size_t echoed = 0;
   peer cl;
   srv sv;
-  rec *s;
-  need("/usr/bin/openssl");
-  tls_srv_start(&sv, loop, server_ctx("server"));
-  sv.tmpl.hook = echo_hook;
-  sv.tmpl.user = &echoed;
-  snprintf(addr, sizeof addr, "127.0.0.1:%d", sv.port);
-  peer_start(&cl, argv);
-  s = srv_wait_conn(&sv, 0);
+  rec *s = s_client_of(loop, &sv, &echoed, &cl, argv, addr);
   peer_send(&cl, "hello\n");
   WAIT_FOR(loop, s->nin == 6);
   peer_send(&cl, "R\n");
@@ -302,9 +303,15 @@ static void upgrade_hook(rec *r, rec_event ev)
   }
 }
 
-static void python_starttls_client(void)
+/* peer.py's client in mode against a tapio server that upgrades on
+ * "STARTTLS" and echoes: the client sends line once upgraded and prints
+ * its echo ("GOT" and the line), then `last` (NULL: nothing more). */
+static void python_upgrading_client(const char *mode, const char *line,
+                                    const char *last)
 {
   tapio_loop *loop = new_loop();
+  size_t n = strlen(line);
+  char got[128];
   upgrade u;
   peer py;
   srv sv;
@@ -313,16 +320,24 @@ static void python_starttls_client(void)
   srv_start(&sv, loop);
   sv.tmpl.hook = upgrade_hook;
   sv.tmpl.user = &u;
-  python_peer(&py, "starttls-client", sv.port);
+  python_peer(&py, mode, sv.port);
   s = srv_wait_conn(&sv, 0);
-  peer_wait_for(loop, &py, "GOT hello after starttls");
-  peer_wait_for(loop, &py, "CLOSED");
+  snprintf(got, sizeof got, "GOT %.*s", (int)n - 1, line);
+  peer_wait_for(loop, &py, got);
+  if (last)
+    peer_wait_for(loop, &py, last);
   WAIT_FOR(loop, s->lost);
   CHECK_OK(u.st.status);
-  CHECK_EQ(s->nin, 9 + 21);
-  CHECK(memcmp(s->in + 9, "hello after starttls\n", 21) == 0);
+  CHECK_EQ(s->nin, 9 + n);
+  CHECK(memcmp(s->in + 9, line, n) == 0);
   peer_stop(&py);
   srv_release_and_free(&sv, loop);
+}
+
+static void python_starttls_client(void)
+{
+  python_upgrading_client("starttls-client", "hello after starttls\n",
+                          "CLOSED");
 }
 
 /* S20 (cpython's test_remote_shutdown_receives_trailing_data): the peer
@@ -369,24 +384,7 @@ static void python_notify_first(void)
  * handshake flight (peer.py sends them in one send), and echoes them. */
 static void python_first_data_with_finished(void)
 {
-  tapio_loop *loop = new_loop();
-  upgrade u;
-  peer py;
-  srv sv;
-  rec *s;
-  memset(&u, 0, sizeof u);
-  srv_start(&sv, loop);
-  sv.tmpl.hook = upgrade_hook;
-  sv.tmpl.user = &u;
-  python_peer(&py, "starttls-first-data-client", sv.port);
-  s = srv_wait_conn(&sv, 0);
-  peer_wait_for(loop, &py, "GOT hello");
-  WAIT_FOR(loop, s->lost);
-  CHECK_OK(u.st.status);
-  CHECK_EQ(s->nin, 9 + 6);
-  CHECK(memcmp(s->in + 9, "hello\n", 6) == 0);
-  peer_stop(&py);
-  srv_release_and_free(&sv, loop);
+  python_upgrading_client("starttls-first-data-client", "hello\n", NULL);
 }
 
 /* 8 MiB for a peer that never reads: most of it stays in the buffer. */

@@ -142,13 +142,21 @@ async def starttls_server(certs):
     server.close()
 
 
-def silent_server(certs):
-    ctx = server_ctx(certs)
+def accept_one():
+    """Listens on 127.0.0.1 (port 0), prints "PORT <n>"; the first
+    connection."""
     lsock = socket.socket()
     lsock.bind(("127.0.0.1", 0))
     lsock.listen(1)
     say("PORT", lsock.getsockname()[1])
     conn, _ = lsock.accept()
+    lsock.close()
+    return conn
+
+
+def silent_server(certs):
+    ctx = server_ctx(certs)
+    conn = accept_one()
     tls = ctx.wrap_socket(conn, server_side=True)
     say("HANDSHAKE", tls.version())
     sys.stdin.read()  # until the test ends us; nothing is ever read
@@ -270,11 +278,7 @@ def starttls_line(conn):
 
 
 def fault_server(certs, starttls=False):
-    lsock = socket.socket()
-    lsock.bind(("127.0.0.1", 0))
-    lsock.listen(1)
-    say("PORT", lsock.getsockname()[1])
-    conn, _ = lsock.accept()
+    conn = accept_one()
     small_send_buffer(conn)
     if starttls:
         starttls_line(conn)
@@ -299,9 +303,9 @@ def memory_tls(ctx, server_side, **kw):
                         **kw), incoming, outgoing
 
 
-def memory_call(sock, tls, incoming, outgoing, fn, *args):
-    """fn(*args) on tls, reading the socket as it needs; what it wrote is
-    sent after it returned."""
+def memory_call(sock, tls, incoming, outgoing, fn, *args, send=True):
+    """fn(*args) on tls, reading the socket as it needs; what it wrote
+    last is sent after it returned (send), or left in outgoing."""
     while True:
         try:
             result = fn(*args)
@@ -313,17 +317,13 @@ def memory_call(sock, tls, incoming, outgoing, fn, *args):
             if not data:
                 raise
             incoming.write(data)
-    if outgoing.pending:
+    if send and outgoing.pending:
         sock.sendall(outgoing.read())
     return result
 
 
 def notify_first_server(certs):
-    lsock = socket.socket()
-    lsock.bind(("127.0.0.1", 0))
-    lsock.listen(1)
-    say("PORT", lsock.getsockname()[1])
-    conn, _ = lsock.accept()
+    conn = accept_one()
     conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
     io = (conn,) + memory_tls(server_ctx(certs), True)
     memory_call(*io, io[1].do_handshake)
@@ -348,11 +348,7 @@ def notify_first_server(certs):
 
 
 def garbage_server(certs):
-    lsock = socket.socket()
-    lsock.bind(("127.0.0.1", 0))
-    lsock.listen(1)
-    say("PORT", lsock.getsockname()[1])
-    conn, _ = lsock.accept()
+    conn = accept_one()
     tls = server_ctx(certs).wrap_socket(conn, server_side=True)
     line = b""
     while not line.endswith(b"\n"):
@@ -371,19 +367,12 @@ def starttls_first_data_client(certs, port):
     while not line.endswith(b"\n"):
         line += sock.recv(1)
     say("LINE", line.decode().strip())
-    tls, incoming, outgoing = memory_tls(client_ctx(certs), False,
-                                         server_hostname="localhost")
-    while True:
-        try:
-            tls.do_handshake()
-            break
-        except ssl.SSLWantReadError:
-            if outgoing.pending:
-                sock.sendall(outgoing.read())
-            incoming.write(sock.recv(65536))
-    tls.write(b"hello\n")  # behind the handshake's last flight
-    sock.sendall(outgoing.read())
-    echo = memory_call(sock, tls, incoming, outgoing, tls.read, 6)
+    io = (sock,) + memory_tls(client_ctx(certs), False,
+                              server_hostname="localhost")
+    tls = io[1]
+    memory_call(*io, tls.do_handshake, send=False)
+    memory_call(*io, tls.write, b"hello\n")  # with the last flight
+    echo = memory_call(*io, tls.read, 6)
     say("GOT", echo.decode().strip())
     sock.close()
 
