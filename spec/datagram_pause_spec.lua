@@ -52,6 +52,14 @@ local function in_order(p, n)
   assert.is_nil(p.bad)
 end
 
+-- An endpoint of pausing's on 127.0.0.1 and a plain one sending to it.
+local function receiver_and_sender(loop, pause_at)
+  local st, sp = pausing(loop, { local_addr = { "127.0.0.1", 0 } }, pause_at)
+  local ct = loop:create_datagram_endpoint(function() return {} end,
+    { remote_addr = st:get_extra_info("sockname") })
+  return st, sp, ct
+end
+
 -- A few turns of the loop: what was going to come has come.
 local function turns(n)
   for _ = 1, n do
@@ -65,10 +73,8 @@ describe("a datagram endpoint's reading pauses", function()
     helper.run(function(loop)
       -- 40 waiting: read 8 one by one, then 4, then 8 (the 13th to the
       -- 20th) at once: the pause at the 14th holds 6 of them
-      local st, sp = pausing(loop, { local_addr = { "127.0.0.1", 0 } },
-                             { [14] = true, [17] = true })
-      local ct = loop:create_datagram_endpoint(function() return {} end,
-        { remote_addr = st:get_extra_info("sockname") })
+      local st, sp, ct = receiver_and_sender(loop,
+                                             { [14] = true, [17] = true })
       for i = 1, 40 do
         ct:sendto(tostring(i))
       end
@@ -95,10 +101,7 @@ describe("a datagram endpoint's reading pauses", function()
 
   it("drop what is held at close", function()
     helper.run(function(loop)
-      local st, sp = pausing(loop, { local_addr = { "127.0.0.1", 0 } },
-                             { [14] = true })
-      local ct = loop:create_datagram_endpoint(function() return {} end,
-        { remote_addr = st:get_extra_info("sockname") })
+      local st, sp, ct = receiver_and_sender(loop, { [14] = true })
       for i = 1, 40 do
         ct:sendto(tostring(i))
       end
@@ -136,9 +139,7 @@ describe("a datagram endpoint's reading pauses", function()
   it("let the kernel drop what a full socket cannot hold; "
      .. "datagrams_dropped counts it", function()
     helper.run(function(loop)
-      local st, sp = pausing(loop, { local_addr = { "127.0.0.1", 0 } })
-      local ct = loop:create_datagram_endpoint(function() return {} end,
-        { remote_addr = st:get_extra_info("sockname") })
+      local st, sp, ct = receiver_and_sender(loop)
       st:pause_reading()
       assert.are.equal(0, st:get_stats().datagrams_dropped)
       local sent, pad = 0, (" "):rep(300)
@@ -147,19 +148,22 @@ describe("a datagram endpoint's reading pauses", function()
         ct:sendto(tostring(sent) .. pad)
         assert(sent < 100000, "nothing was dropped")
       until st:get_stats().datagrams_dropped > 0
-      assert.are.equal(1, st:get_stats().datagrams_dropped) -- the last
       assert.are.equal(0, ct:get_write_buffer_size())
       resume(st, sp)
-      sp:got(sent - 1)
-      turns(3)
+      -- the last one sent was dropped (a few more, where the kernel put
+      -- the delivery off to its softirq thread)
+      local dropped
+      repeat
+        dropped = st:get_stats().datagrams_dropped
+        turns(1)
+      until #sp.datagrams + dropped == sent
       for i, d in ipairs(sp.datagrams) do
         assert.are.equal(tostring(i) .. pad, d.data)
       end
-      assert.are.equal(sent - 1, #sp.datagrams)
       ct:close()
       st:close()
       sp.lost:await()
-      assert.are.equal(1, st:get_stats().datagrams_dropped) -- kept
+      assert.are.equal(dropped, st:get_stats().datagrams_dropped) -- kept
     end)
   end)
 
@@ -182,10 +186,7 @@ describe("a datagram endpoint's reading pauses", function()
 
   it("hold a virtual endpoint's arrivals, up to its receive buffer",
      testing.run(function(clock, loop)
-    local st, sp = pausing(loop, { local_addr = { "127.0.0.1", 0 } },
-                           { [3] = true })
-    local ct = loop:create_datagram_endpoint(function() return {} end,
-      { remote_addr = st:get_extra_info("sockname") })
+    local st, sp, ct = receiver_and_sender(loop, { [3] = true })
     for i = 1, 10 do
       ct:sendto(tostring(i))
     end

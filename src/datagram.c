@@ -10,10 +10,10 @@
  * and the endpoint keeps receiving. pause_reading stops the reading and
  * the delivery at once, also inside a batch: its rest is held and goes
  * first after resume_reading (dgram_queue.c). The figure of datagrams the
- * kernel dropped is the socket's SO_MEMINFO. The testing kit's faults, once set,
- * take sendto aside (flight.c): what they hold goes to the socket at its
- * time, and a close waits for it. The lifetime is the head's
- * (transport.c). */
+ * kernel dropped is the socket's SO_MEMINFO. The testing kit's faults,
+ * once set, take sendto aside (flight.c): what they hold goes to the
+ * socket at its time, and a close waits for it. The lifetime is the
+ * head's (transport.c). */
 #include "tapio_int.h"
 
 #include <errno.h>

@@ -154,7 +154,37 @@ static void resume(prec *p)
   CHECK_EQ(tapio_transport_is_reading(p->t), 1);
 }
 
-/* ---- Real sockets --------------------------------------------------------- */
+/* Resumes, then waits for all n, in order. */
+static void resume_all(tapio_loop *loop, prec *p, int n)
+{
+  resume(p);
+  WAIT_FOR(loop, p->n == n);
+  check_in_order(p, n);
+}
+
+/* Closes p's endpoint (if still open), waits for its end, frees. */
+static void finish(tapio_loop *loop, prec *p, int peer)
+{
+  if (p->t)
+    CHECK_OK(tapio_transport_close(p->t));
+  WAIT_FOR(loop, p->lost);
+  if (peer >= 0)
+    close(peer);
+  free_loop(loop);
+}
+
+/* ---- Real sockets ------------------------------------------------------- */
+
+/* p's endpoint on a socketpair with 40 numbered datagrams waiting; back
+ * when it paused in the datagram_received of the pause_at[0]-th. */
+static void forty_waiting(tapio_loop *loop, prec *p, int *peer)
+{
+  int i;
+  pair(loop, p, peer);
+  for (i = 0; i < 40; i++)
+    send_numbered(*peer, i, 64);
+  WAIT_FOR(loop, p->n == p->pause_at[0]);
+}
 
 /* 40 datagrams wait; the first wake-up reads 8 one by one, then batches
  * of 4 (the 9th to 12th) and 8 (13th to 20th): a pause at the 14th
@@ -165,25 +195,17 @@ static void pause_inside_batch(void)
 {
   tapio_loop *loop = new_loop();
   prec p;
-  int i, peer;
+  int peer;
   prec_init(&p);
   p.pause_at[0] = 14;
-  pair(loop, &p, &peer);
-  for (i = 0; i < 40; i++)
-    send_numbered(peer, i, 64);
-  WAIT_FOR(loop, p.n == 14);
+  forty_waiting(loop, &p, &peer);
   spin(loop, 5);
   CHECK_EQ(p.n, 14);
   CHECK_EQ(tapio_transport_is_reading(p.t), 0);
   CHECK_EQ(tapio_transport_get_stat(p.t, TAPIO_STAT_BYTES_RECEIVED),
            14 * 64);
-  resume(&p);
-  WAIT_FOR(loop, p.n == 40);
-  check_in_order(&p, 40);
-  CHECK_OK(tapio_transport_close(p.t));
-  WAIT_FOR(loop, p.lost);
-  close(peer);
-  free_loop(loop);
+  resume_all(loop, &p, 40);
+  finish(loop, &p, peer);
 }
 
 /* Paused again while the held ones are delivered (at the 17th, 3 after
@@ -192,25 +214,17 @@ static void pause_while_held_go(void)
 {
   tapio_loop *loop = new_loop();
   prec p;
-  int i, peer;
+  int peer;
   prec_init(&p);
   p.pause_at[0] = 14;
   p.pause_at[1] = 17;
-  pair(loop, &p, &peer);
-  for (i = 0; i < 40; i++)
-    send_numbered(peer, i, 64);
-  WAIT_FOR(loop, p.n == 14);
+  forty_waiting(loop, &p, &peer);
   resume(&p);
   WAIT_FOR(loop, p.n == 17);
   spin(loop, 5);
   CHECK_EQ(p.n, 17);
-  resume(&p);
-  WAIT_FOR(loop, p.n == 40);
-  check_in_order(&p, 40);
-  CHECK_OK(tapio_transport_close(p.t));
-  WAIT_FOR(loop, p.lost);
-  close(peer);
-  free_loop(loop);
+  resume_all(loop, &p, 40);
+  finish(loop, &p, peer);
 }
 
 /* Iterations of the loop (each waiting for an event) in secs: a handful
@@ -253,10 +267,8 @@ static void idempotent(void)
   CHECK_OK(tapio_transport_pause_reading(p.t));
   CHECK_OK(tapio_transport_resume_reading(p.t));
   CHECK_EQ(tapio_transport_is_reading(p.t), 0);
-  WAIT_FOR(loop, p.lost);
   check_in_order(&p, 1);
-  close(peer);
-  free_loop(loop);
+  finish(loop, &p, peer);
 }
 
 /* close, or abort, with a batch's rest held: connection_lost(0), and the
@@ -265,13 +277,10 @@ static void end_while_held(int abort_it)
 {
   tapio_loop *loop = new_loop();
   prec p;
-  int i, peer;
+  int peer;
   prec_init(&p);
   p.pause_at[0] = 14;
-  pair(loop, &p, &peer);
-  for (i = 0; i < 40; i++)
-    send_numbered(peer, i, 64);
-  WAIT_FOR(loop, p.n == 14);
+  forty_waiting(loop, &p, &peer);
   CHECK_OK(abort_it ? tapio_transport_abort(p.t)
                     : tapio_transport_close(p.t));
   CHECK_OK(tapio_transport_resume_reading(p.t));
@@ -279,8 +288,7 @@ static void end_while_held(int abort_it)
   CHECK_EQ(p.lost_code, 0);
   spin(loop, 3);
   check_in_order(&p, 14);
-  close(peer);
-  free_loop(loop);
+  finish(loop, &p, peer);
 }
 
 static void close_while_held(void) { end_while_held(0); }
@@ -292,19 +300,15 @@ static void close_while_held_go(void)
 {
   tapio_loop *loop = new_loop();
   prec p;
-  int i, peer;
+  int peer;
   prec_init(&p);
   p.pause_at[0] = 14;
   p.close_at = 15;
-  pair(loop, &p, &peer);
-  for (i = 0; i < 40; i++)
-    send_numbered(peer, i, 64);
-  WAIT_FOR(loop, p.n == 14);
+  forty_waiting(loop, &p, &peer);
   resume(&p);
   WAIT_FOR(loop, p.lost);
   check_in_order(&p, 15);
-  close(peer);
-  free_loop(loop);
+  finish(loop, &p, peer);
 }
 
 /* While paused, sendto sends at once, and what the socket refused is
@@ -337,13 +341,8 @@ static void sends_while_paused(void)
   }
   WAIT_FOR(loop, tapio_transport_get_write_buffer_size(p.t) == 0);
   CHECK_EQ(p.n, 0);
-  resume(&p);
-  WAIT_FOR(loop, p.n == 1);
-  check_in_order(&p, 1);
-  CHECK_OK(tapio_transport_close(p.t));
-  WAIT_FOR(loop, p.lost);
-  close(peer);
-  free_loop(loop);
+  resume_all(loop, &p, 1);
+  finish(loop, &p, peer);
 }
 
 /* A datagram too large to receive, in a batch's held rest: its EMSGSIZE
@@ -376,10 +375,7 @@ static void too_large_held(void)
   CHECK_EQ(p.seq[10], -TAPIO_EMSGSIZE);
   p.seq[10] = 10;
   check_in_order(&p, 20);
-  CHECK_OK(tapio_transport_close(p.t));
-  WAIT_FOR(loop, p.lost);
-  close(peer);
-  free_loop(loop);
+  finish(loop, &p, peer);
 }
 
 /* A UDP socket with the smallest receive buffer, given as "sock", paused
@@ -412,15 +408,15 @@ static void kernel_drops(void)
     if (sent == MAXN)
       FAIL("no datagram was dropped");
   }
-  drops = tapio_transport_get_stat(p.t, TAPIO_STAT_DATAGRAMS_DROPPED);
-  CHECK_EQ(drops, 1); /* the last one sent */
   CHECK_EQ(p.n, 0);
   resume(&p);
-  WAIT_FOR(loop, p.n == sent - (int)drops);
+  /* the last one sent, or a few more where the kernel put the delivery
+   * off to its softirq thread */
+  WAIT_FOR(loop, (uint64_t)p.n + tapio_transport_get_stat(p.t,
+                   TAPIO_STAT_DATAGRAMS_DROPPED) == (uint64_t)sent);
+  drops = tapio_transport_get_stat(p.t, TAPIO_STAT_DATAGRAMS_DROPPED);
   spin(loop, 3);
   check_in_order(&p, sent - (int)drops);
-  CHECK_EQ(tapio_transport_get_stat(p.t, TAPIO_STAT_DATAGRAMS_DROPPED),
-           drops);
   CHECK_OK(tapio_transport_close(p.t));
   WAIT_FOR(loop, p.lost);
   CHECK_ERR(tapio_transport_get_fd(t), TAPIO_ECLOSED);
@@ -457,7 +453,18 @@ static void drops_of_kinds(void)
   end_pair(loop, &r, sv[1]);
 }
 
-/* ---- A virtual loop's endpoints ------------------------------------------- */
+/* ---- A virtual loop's endpoints ----------------------------------------- */
+
+/* Ends both endpoints of vpair and the loop. */
+static void vfinish(tapio_loop *loop, prec *s, prec *c)
+{
+  if (s->t)
+    CHECK_OK(tapio_transport_close(s->t));
+  CHECK_OK(tapio_transport_close(c->t));
+  CHECK_OK(tapio_loop_run_until_idle(loop));
+  CHECK(s->lost && c->lost);
+  free_loop(loop);
+}
 
 /* Server s at 127.0.0.1 and client c connected to it, on virtual loop. */
 static void vpair(tapio_loop *loop, prec *s, prec *c)
@@ -470,7 +477,9 @@ static void vpair(tapio_loop *loop, prec *s, prec *c)
   pendpoint(loop, c, dgram_opts(loop, NULL, 0, "127.0.0.1", port));
 }
 
-static void vsend(prec *c, int from, int to, size_t len)
+/* c sends numbers from..to-1, len bytes each; the loop runs until all
+ * that can happen has. */
+static void vsend(tapio_loop *loop, prec *c, int from, int to, size_t len)
 {
   static char buf[2048];
   int k;
@@ -478,6 +487,7 @@ static void vsend(prec *c, int from, int to, size_t len)
     memcpy(buf, &k, sizeof k);
     CHECK_OK(tapio_transport_sendto(c->t, buf, len, NULL, 0));
   }
+  CHECK_OK(tapio_loop_run_until_idle(loop));
 }
 
 /* What arrives while paused (also after a pause inside the delivery of
@@ -489,21 +499,14 @@ static void virtual_pause(void)
   prec s, c;
   vpair(loop, &s, &c);
   s.pause_at[0] = 3;
-  vsend(&c, 0, 10, 16);
-  CHECK_OK(tapio_loop_run_until_idle(loop));
+  vsend(loop, &c, 0, 10, 16);
   CHECK_EQ(s.n, 3);
-  vsend(&c, 10, 12, 16);
-  CHECK_OK(tapio_loop_run_until_idle(loop));
+  vsend(loop, &c, 10, 12, 16);
   CHECK_EQ(s.n, 3);
   resume(&s);
-  vsend(&c, 12, 15, 16);
-  CHECK_OK(tapio_loop_run_until_idle(loop));
+  vsend(loop, &c, 12, 15, 16);
   check_in_order(&s, 15);
-  CHECK_OK(tapio_transport_close(s.t));
-  CHECK_OK(tapio_transport_close(c.t));
-  CHECK_OK(tapio_loop_run_until_idle(loop));
-  CHECK(s.lost && c.lost);
-  free_loop(loop);
+  vfinish(loop, &s, &c);
 }
 
 /* Paused, a virtual endpoint holds up to its receive buffer (212992
@@ -516,22 +519,17 @@ static void virtual_drops(void)
   uint64_t drops;
   vpair(loop, &s, &c);
   CHECK_OK(tapio_transport_pause_reading(s.t));
-  vsend(&c, 0, 300, 1000);
-  CHECK_OK(tapio_loop_run_until_idle(loop));
+  vsend(loop, &c, 0, 300, 1000);
   drops = tapio_transport_get_stat(s.t, TAPIO_STAT_DATAGRAMS_DROPPED);
   CHECK(drops > 90 && drops < 300 - 200);
   CHECK_EQ(s.n, 0);
   resume(&s);
   CHECK_OK(tapio_loop_run_until_idle(loop));
   check_in_order(&s, 300 - (int)drops);
-  vsend(&c, 300 - (int)drops, 300 - (int)drops + 1, 1000);
-  CHECK_OK(tapio_loop_run_until_idle(loop));
+  vsend(loop, &c, 300 - (int)drops, 300 - (int)drops + 1, 1000);
   check_in_order(&s, 300 - (int)drops + 1);
   CHECK_EQ(tapio_transport_get_stat(c.t, TAPIO_STAT_DATAGRAMS_DROPPED), 0);
-  CHECK_OK(tapio_transport_close(s.t));
-  CHECK_OK(tapio_transport_close(c.t));
-  CHECK_OK(tapio_loop_run_until_idle(loop));
-  free_loop(loop);
+  vfinish(loop, &s, &c);
 }
 
 /* close with datagrams held: none delivered, all freed. */
@@ -541,16 +539,12 @@ static void virtual_close_held(void)
   prec s, c;
   vpair(loop, &s, &c);
   s.pause_at[0] = 2;
-  vsend(&c, 0, 10, 16);
-  CHECK_OK(tapio_loop_run_until_idle(loop));
+  vsend(loop, &c, 0, 10, 16);
   CHECK_EQ(s.n, 2);
   resume(&s);
   CHECK_OK(tapio_transport_abort(s.t));
-  CHECK_OK(tapio_transport_close(c.t));
-  CHECK_OK(tapio_loop_run_until_idle(loop));
-  CHECK(s.lost && c.lost);
+  vfinish(loop, &s, &c);
   check_in_order(&s, 2);
-  free_loop(loop);
 }
 
 TEST_MAIN(TEST(pause_inside_batch), TEST(pause_while_held_go),
