@@ -36,6 +36,7 @@ build = {
     ["tapio.core"] = {
       sources = {
         "src/alloc.c", "src/backend.c", "src/connect.c", "src/datagram.c",
+        "src/dgram_queue.c",
         "src/endpoint.c", "src/error.c", "src/eyeballs.c", "src/listen.c",
         "src/lookup.c", "src/loop.c", "src/options.c", "src/pipe.c",
         "src/process.c", "src/request.c", "src/resolve.c", "src/sched.c",

@@ -815,7 +815,15 @@ tapio_loop *tapio_transport_get_loop(tapio_transport *t);
 
 /* 1 if data is being received (not paused, closing or at EOF). */
 int tapio_transport_is_reading(tapio_transport *t);
-/* Both idempotent, also on a closing transport. */
+/* Both idempotent, also on a closing transport. On a stream, a read pipe
+ * and a datagram endpoint (TAPIO_ENOTSUP for the others). A datagram
+ * endpoint paused inside datagram_received delivers nothing more until
+ * resumed, also of a batch of datagrams already read: the rest is held
+ * (copied) and delivered first after resume_reading, in order, from the
+ * loop (never from inside resume_reading); what arrives meanwhile waits
+ * in the socket, which drops what does not fit
+ * (TAPIO_STAT_DATAGRAMS_DROPPED); close and abort drop the held ones.
+ * Sending, and flushing what is queued, go on while reading is paused. */
 int tapio_transport_pause_reading(tapio_transport *t);
 int tapio_transport_resume_reading(tapio_transport *t);
 
@@ -907,13 +915,26 @@ enum tapio_stat {
   TAPIO_STAT_WRITE_BUFFER_PEAK = 3,   /* the largest it has been */
   TAPIO_STAT_WRITE_PAUSED_USEC = 4,   /* time spent with writing paused */
   TAPIO_STAT_READ_PAUSED_USEC = 5,    /* time spent with reading paused */
-  TAPIO_STAT_WRITE_PAUSES = 6         /* pause_writing calls */
+  TAPIO_STAT_WRITE_PAUSES = 6,        /* pause_writing calls */
+  TAPIO_STAT_DATAGRAMS_DROPPED = 7    /* see below */
 };
 /* One figure; times include a pause still going on. 0 for unknown.
  * Answers until connection_lost returns: read there, they are the
  * connection's totals (a proxy's per-connection log). On TLS the bytes
  * and write buffer figures are plain bytes (TAPIO_TLS_NUM_WIRE_* count
- * ciphertext). */
+ * ciphertext).
+ * TAPIO_STAT_DATAGRAMS_DROPPED: the datagrams the kernel dropped for a
+ * datagram endpoint because its socket's receive queue was full (reading
+ * paused, or slower than the senders): Linux's count for the socket
+ * (getsockopt SO_MEMINFO, SK_MEMINFO_DROPS; SO_RXQ_OVFL tells the same
+ * count but in every datagram's ancillary data, a cost per datagram,
+ * where this one is asked only when wanted). It is the kernel's 32-bit
+ * counter (it wraps) and counts the socket's other drops too (a bad
+ * checksum, a socket filter's). A Unix datagram socket never drops (its
+ * sender waits, or hears EAGAIN): 0. UINT64_MAX where the OS cannot tell,
+ * and for every other kind of transport (a stream loses nothing). A
+ * virtual loop's endpoint counts what arrived while reading was paused
+ * and did not fit its receive buffer (212992 bytes, Linux's default). */
 uint64_t tapio_transport_get_stat(tapio_transport *t, int which);
 
 /* ---- Datagram endpoints ------------------------------------------------ */

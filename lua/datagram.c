@@ -353,9 +353,11 @@ static const luaL_Reg loop_methods[] = {
 };
 
 int tl_open_datagram(lua_State *L) {
-  /* asyncio's DatagramTransport, with tapio's figures */
+  /* asyncio's DatagramTransport, with tapio's figures, and the reading
+   * pauses its selector transport has (from _SelectorTransport) */
   tl_transport_class(L, TL_DGRAM_TRANSPORT,
-                     TL_M_BASE | TL_M_FLOW | TL_M_STATS, dgram_methods);
+                     TL_M_BASE | TL_M_READ | TL_M_FLOW | TL_M_STATS,
+                     dgram_methods);
   lua_setfield(L, -2, "datagram_transport_methods");
   tl_addmethods(L, TL_LOOP, loop_methods);
   return 0;

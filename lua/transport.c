@@ -719,15 +719,19 @@ static const struct {
   {"write_paused_usec", TAPIO_STAT_WRITE_PAUSED_USEC},
   {"read_paused_usec", TAPIO_STAT_READ_PAUSED_USEC},
   {"write_pauses", TAPIO_STAT_WRITE_PAUSES},
+  {"datagrams_dropped", TAPIO_STAT_DATAGRAMS_DROPPED},
 };
 
-/* The core's figures in a new table. */
+/* The core's figures in a new table; one the core cannot tell
+ * (UINT64_MAX: datagrams_dropped of a stream) is left out (nil). */
 static void push_stats(lua_State *L, tapio_transport *t) {
   size_t i;
   lua_createtable(L, 0, (int)(sizeof stats / sizeof stats[0]));
   for (i = 0; i < sizeof stats / sizeof stats[0]; i++) {
-    lua_pushinteger(L, (lua_Integer)tapio_transport_get_stat(t,
-                                                             stats[i].which));
+    uint64_t v = tapio_transport_get_stat(t, stats[i].which);
+    if (v == UINT64_MAX)
+      continue;
+    lua_pushinteger(L, (lua_Integer)v);
     lua_setfield(L, -2, stats[i].name);
   }
   tl_tls_stats(L, t);

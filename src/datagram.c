@@ -7,14 +7,18 @@
  * otherwise tries the socket first and queues (copied) only what it
  * refuses, flushed with sendmmsg on writability. ICMP errors
  * (IP_RECVERR) reach error_received, naming the address they concern,
- * and the endpoint keeps receiving. The testing kit's faults, once set,
- * take sendto aside (flight.c): what they hold goes to the socket at its
- * time, and a close waits for it. The lifetime is the head's
- * (transport.c). */
+ * and the endpoint keeps receiving. pause_reading stops the reading and
+ * the delivery at once, also inside a batch: its rest is held and goes
+ * first after resume_reading (dgram_queue.c). The figure of datagrams the
+ * kernel dropped is the socket's SO_MEMINFO. The testing kit's faults,
+ * once set, take sendto aside (flight.c): what they hold goes to the
+ * socket at its time, and a close waits for it. The lifetime is the
+ * head's (transport.c). */
 #include "tapio_int.h"
 
 #include <errno.h>
 #include <linux/errqueue.h>
+#include <linux/sock_diag.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -28,8 +32,6 @@
 #define ERRS 4                 /* failed reads per wake-up, at most */
 #define CORK_N 16              /* sends gathered during a batch */
 #define CORK_MAX 2048          /* larger ones go out at once */
-#define HEADER 8               /* asyncio 3.13 counts each queued datagram
-                                  as its bytes plus 8 */
 #define LOST_WARN 5            /* sends after close before a warning */
 
 /* The loop's datagram area, made at the first datagram read: the slots
@@ -75,6 +77,8 @@ struct tapio__dgram {
   unsigned lost_sends;
   int vlen;                   /* datagrams asked of the next read */
   dgram_faults *fx;           /* NULL until faults are set */
+  tapio__dgram_held rest;     /* a batch's rest, read before a pause */
+  uint64_t drops_at_end;      /* the figure as the descriptor closed */
 };
 
 static const tapio__kind dgram_kind;
@@ -159,41 +163,6 @@ static void send_error(tapio__dgram *d, int code, const struct sockaddr *sa,
 }
 
 /* ---- The write queue ------------------------------------------------------ */
-
-static size_t out_size(const tapio__dgram_out *o) {
-  return sizeof *o + o->alen + o->len;
-}
-
-int tapio__dgram_push(tapio_transport *t, tapio__dgram_queue *q,
-                      const void *data, size_t len, const struct sockaddr *sa,
-                      socklen_t alen) {
-  tapio__dgram_out *o = tapio__alloc(t->loop, sizeof *o + alen + len);
-  if (!o)
-    return TAPIO_ENOMEM;
-  o->next = NULL;
-  o->len = len;
-  o->alen = alen;
-  if (alen)
-    memcpy(o->bytes, sa, alen);
-  if (len)
-    memcpy(o->bytes + alen, data, len);
-  if (q->tail)
-    q->tail->next = o;
-  else
-    q->head = o;
-  q->tail = o;
-  t->wsize += len + HEADER;
-  return 0;
-}
-
-void tapio__dgram_pop(tapio_transport *t, tapio__dgram_queue *q) {
-  tapio__dgram_out *o = q->head;
-  q->head = o->next;
-  if (!q->head)
-    q->tail = NULL;
-  t->wsize -= o->len + HEADER;
-  tapio__free(t->loop, o, out_size(o));
-}
 
 static int enqueue(tapio__dgram *d, const void *data, size_t len,
                    const struct sockaddr *sa, socklen_t alen) {
@@ -286,10 +255,20 @@ static void flush_queue(tapio__dgram *d) {
     drained(d);
 }
 
+static int drain_errqueue(tapio__dgram *d);
+
+/* While reading is paused, the ICMP errors of what is sent are read here:
+ * the error queue keeps the socket in EPOLLERR, which libev hands to the
+ * write watcher, and the queue would be flushed again and again. (A Unix
+ * socket has no error queue: MSG_ERRQUEUE would read a datagram.) */
 static void on_writable(struct ev_loop *ev, ev_io *w, int revents) {
+  tapio__dgram *d = TAPIO_CONTAINER(w, tapio__dgram, wio);
   (void)ev;
   (void)revents;
-  flush_queue(TAPIO_CONTAINER(w, tapio__dgram, wio));
+  if ((d->head.flags & TAPIO__T_RPAUSED) && d->af != AF_UNIX)
+    drain_errqueue(d);
+  if (!(d->head.flags & TAPIO__T_LOST))
+    flush_queue(d);
 }
 
 /* ---- Gathered sends: what a batch's callbacks send ------------------------ */
@@ -529,19 +508,52 @@ static void read_error(tapio__dgram *d, int err) {
                                 tapio_strerror(code));
 }
 
+#define TOO_LARGE 160 /* its message's room */
+
+static int too_large_msg(char *msg, size_t len, size_t slot) {
+  return snprintf(msg, TOO_LARGE, "a datagram of %zu bytes is larger than "
+                  "the %zu bytes tapio receives: dropped", len, slot);
+}
+
 static void too_large(tapio__dgram *d, size_t len, size_t slot) {
-  char msg[160];
-  snprintf(msg, sizeof msg, "a datagram of %zu bytes is larger than the "
-           "%zu bytes tapio receives: dropped", len, slot);
+  char msg[TOO_LARGE];
+  too_large_msg(msg, len, slot);
   if (proto_of(d)->error_received)
     proto_of(d)->error_received(d->head.ud, &d->head, TAPIO_EMSGSIZE, msg);
 }
 
-/* Calls the protocol for datagrams 0..n of the batch, until it closes. */
-static void deliver(tapio__dgram *d, dgram_area *a, int n, size_t slot) {
+/* Reading was paused inside the batch: datagrams i..n are held, copied,
+ * for after resume_reading (closed: dropped, as the socket's rest). Out
+ * of memory, the endpoint fails: a datagram must not go missing. */
+static __attribute__((noinline)) void hold_rest(tapio__dgram *d,
+                                                dgram_area *a, int i, int n,
+                                                size_t slot) {
+  int rc = 0;
+  if (d->head.flags & TAPIO__T_CLOSING)
+    return;
+  for (; i < n && rc == 0; i++) {
+    struct msghdr *m = &a->msgs[i].msg_hdr;
+    size_t len = a->msgs[i].msg_len;
+    char msg[TOO_LARGE];
+    if ((m->msg_flags & MSG_TRUNC) || len > slot)
+      rc = tapio__held_add(&d->rest, TAPIO_EMSGSIZE, msg,
+                           (size_t)too_large_msg(msg, len, slot) + 1, NULL,
+                           0);
+    else
+      rc = tapio__held_add(&d->rest, 0, m->msg_iov->iov_base, len,
+                           m->msg_name, m->msg_namelen);
+  }
+  if (rc < 0)
+    tapio__transport_force_close(&d->head, rc, NULL);
+}
+
+/* Calls the protocol for datagrams 0..n of the batch, until it pauses
+ * reading or closes (one flag test per datagram); how many it took. */
+static int deliver(tapio__dgram *d, dgram_area *a, int n, size_t slot) {
   tapio_transport *t = &d->head;
   int i;
-  for (i = 0; i < n && !(t->flags & TAPIO__T_CLOSING); i++) {
+  for (i = 0; i < n && !(t->flags & (TAPIO__T_CLOSING | TAPIO__T_RPAUSED));
+       i++) {
     struct msghdr *m = &a->msgs[i].msg_hdr;
     size_t len = a->msgs[i].msg_len;
     if ((m->msg_flags & MSG_TRUNC) || len > slot) {
@@ -554,6 +566,7 @@ static void deliver(tapio__dgram *d, dgram_area *a, int n, size_t slot) {
                                      m->msg_namelen ? m->msg_name : NULL,
                                      m->msg_namelen);
   }
+  return i;
 }
 
 /* Reads up to nslots datagrams into the slots: recvmmsg for several,
@@ -627,9 +640,10 @@ static void on_readable(struct ev_loop *ev, ev_io *w, int revents) {
     tapio__transport_force_close(t, TAPIO_ENOMEM, NULL);
     return;
   }
-  while (got < BUDGET && !(t->flags & TAPIO__T_CLOSING)) {
+  while (got < BUDGET &&
+         !(t->flags & (TAPIO__T_CLOSING | TAPIO__T_RPAUSED))) {
     int want = d->vlen < nslots ? d->vlen : nslots;
-    int n;
+    int n, took;
     if (want > BUDGET - got)
       want = BUDGET - got;
     n = receive(d, a, want, slot);
@@ -645,7 +659,9 @@ static void on_readable(struct ev_loop *ev, ev_io *w, int revents) {
       continue;
     }
     a->owner = n > 1 ? d : NULL; /* one datagram: its replies go at once */
-    deliver(d, a, n, slot);
+    took = deliver(d, a, n, slot);
+    if (took < n)
+      hold_rest(d, a, took, n, slot);
     flush_cork(a);
     a->owner = NULL;
     got += n;
@@ -655,10 +671,54 @@ static void on_readable(struct ev_loop *ev, ev_io *w, int revents) {
 
 /* ---- The datagram's steps of the lifetime ------------------------------- */
 
-static void dgram_start(tapio_transport *t) {
+/* Reading (again): not before connection_made returned, nor while
+ * paused or closing. */
+static void read_on(tapio_transport *t) {
   tapio__dgram *d = to_dgram(t);
-  if (!(t->flags & TAPIO__T_CLOSING))
+  if ((t->flags & (TAPIO__T_MADE | TAPIO__T_CLOSING | TAPIO__T_RPAUSED)) ==
+      TAPIO__T_MADE)
     ev_io_start(t->loop->ev, &d->rio);
+}
+
+static void dgram_start(tapio_transport *t) { read_on(t); }
+
+void tapio__dgram_reading(tapio_transport *t) {
+  tapio__dgram *d;
+  if (t->kind != &dgram_kind) {
+    tapio__vdgram_reading(t);
+    return;
+  }
+  d = to_dgram(t);
+  if (t->flags & TAPIO__T_RPAUSED)
+    ev_io_stop(t->loop->ev, &d->rio);
+  else
+    tapio__held_resume(&d->rest); /* then read_on */
+}
+
+/* SO_MEMINFO's count of the datagrams the kernel dropped as the receive
+ * queue was full (its sk_drops, which SO_RXQ_OVFL would report too, but
+ * in every datagram's ancillary data, a cost on the hot path): asked
+ * when wanted. A 32-bit counter in the kernel: it wraps. */
+static uint64_t socket_drops(int fd) {
+#ifdef SO_MEMINFO
+  uint32_t mem[SK_MEMINFO_VARS];
+  socklen_t len = sizeof mem;
+  if (fd < 0 || getsockopt(fd, SOL_SOCKET, SO_MEMINFO, mem, &len) < 0 ||
+      len <= SK_MEMINFO_DROPS * sizeof mem[0])
+    return UINT64_MAX; /* the OS cannot tell */
+  return mem[SK_MEMINFO_DROPS];
+#else
+  (void)fd;
+  return UINT64_MAX;
+#endif
+}
+
+uint64_t tapio__dgram_drops(tapio_transport *t) {
+  tapio__dgram *d;
+  if (t->kind != &dgram_kind)
+    return tapio__vdgram_drops(t);
+  d = to_dgram(t);
+  return d->rio.fd < 0 ? d->drops_at_end : socket_drops(d->rio.fd);
 }
 
 /* A close inside a batch's callback: the gathered sends go first. */
@@ -683,6 +743,7 @@ static void dgram_halt(tapio_transport *t) {
   ev_io_stop(t->loop->ev, &d->wio);
   clear_queue(d);
   clear_errors(d);
+  tapio__held_clear(&d->rest);
   if (d->fx) /* an abort: what the faults hold goes too */
     tapio__flight_drop(&d->fx->fl, &d->fx->s);
 }
@@ -708,13 +769,14 @@ static void dgram_shed(tapio_transport *t) {
     tapio__flight_free(&d->fx->fl);
     tapio__fsender_free(t->loop, &d->fx->s);
   }
+  d->drops_at_end = socket_drops(d->rio.fd);
   close(d->rio.fd);
   d->rio.fd = d->wio.fd = -1;
 }
 
 static const tapio__kind dgram_kind = {
   TAPIO_TRANSPORT_DATAGRAM,
-  TAPIO__CAN_FLOW,
+  TAPIO__CAN_READ | TAPIO__CAN_FLOW,
   sizeof(tapio_datagram_protocol),
   dgram_start, dgram_close, dgram_halt, dgram_destroy, dgram_fd, dgram_shed
 };
@@ -733,6 +795,7 @@ tapio_transport *tapio__datagram_new(tapio_loop *loop, int fd, int af,
     d->dflt = *dflt;
   d->etask.run = run_errors;
   d->vlen = 1;
+  tapio__held_init(&d->rest, &d->head, read_on);
   ev_io_init(&d->rio, on_readable, fd, EV_READ);
   ev_io_init(&d->wio, on_writable, fd, EV_WRITE);
   return &d->head;

@@ -274,6 +274,9 @@ int tapio_transport_is_reading(tapio_transport *t) {
                        TAPIO__T_EOF_RECEIVED));
 }
 
+/* The pauses' bookkeeping is the head's, the same for every kind that
+ * reads; what they do is the kind's: a datagram endpoint's is
+ * datagram.c's (or vdgram.c's). */
 int tapio_transport_pause_reading(tapio_transport *t) {
   if (!readable_kind(t))
     return t ? TAPIO_ENOTSUP : TAPIO_EINVAL;
@@ -281,7 +284,10 @@ int tapio_transport_pause_reading(tapio_transport *t) {
     return 0;
   t->flags |= TAPIO__T_RPAUSED;
   t->rpause_since = tapio__time(t->loop);
-  update_reading(tapio__to_stream(t));
+  if (t->kind->id == TAPIO_TRANSPORT_DATAGRAM)
+    tapio__dgram_reading(t);
+  else
+    update_reading(tapio__to_stream(t));
   return 0;
 }
 
@@ -292,6 +298,10 @@ int tapio_transport_resume_reading(tapio_transport *t) {
     return 0;
   t->flags &= ~(uint32_t)TAPIO__T_RPAUSED;
   t->rpaused += tapio__time(t->loop) - t->rpause_since;
+  if (t->kind->id == TAPIO_TRANSPORT_DATAGRAM) {
+    tapio__dgram_reading(t);
+    return 0;
+  }
   update_reading(tapio__to_stream(t));
   read_held(tapio__to_stream(t));
   return 0;

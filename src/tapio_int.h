@@ -836,12 +836,16 @@ static inline int tapio__dgram_destination(int af, int connected,
                                            const void *addr, size_t addrlen,
                                            const struct sockaddr **sa,
                                            socklen_t *alen);
-/* An endpoint's write buffer: datagrams waiting, each its destination's
- * address (alen bytes, 0: the connected peer), then its bytes. */
+/* Datagrams an endpoint keeps (dgram_queue.c): in its write buffer,
+ * each its destination's address (alen bytes, 0: the connected peer),
+ * then its bytes; held while reading is paused, the sender's address
+ * (0: an unnamed Unix peer), then its bytes, or, code set, the error
+ * that takes a datagram's place (its message, with its NUL). */
 typedef struct tapio__dgram_out {
   struct tapio__dgram_out *next;
   size_t len;
   socklen_t alen;
+  int code;
   char bytes[];
 } tapio__dgram_out;
 typedef struct tapio__dgram_queue {
@@ -855,6 +859,33 @@ int tapio__dgram_push(tapio_transport *t, tapio__dgram_queue *q,
                       socklen_t alen);
 /* Frees q's first datagram, t's write buffer size shrinking. */
 void tapio__dgram_pop(tapio_transport *t, tapio__dgram_queue *q);
+/* What an endpoint received and holds while reading is paused. */
+typedef struct tapio__dgram_held {
+  tapio__dgram_queue q;
+  size_t bytes;                         /* the memory they take */
+  tapio__task task;                     /* delivers them after resume */
+  tapio_transport *t;
+  void (*emptied)(tapio_transport *t);  /* all delivered, reading on */
+} tapio__dgram_held;
+/* emptied (or NULL): the kind reads again once nothing is held. */
+void tapio__held_init(tapio__dgram_held *h, tapio_transport *t,
+                      void (*emptied)(tapio_transport *t));
+/* Copies a received datagram (code 0) or an error in its place (data its
+ * message, len with the NUL) to the end. 0 or TAPIO_ENOMEM. */
+int tapio__held_add(tapio__dgram_held *h, int code, const void *data,
+                    size_t len, const struct sockaddr *sa, socklen_t alen);
+/* resume_reading: the held ones go from a task, in order, until the
+ * protocol pauses or closes again; then, all gone, emptied. With none
+ * held, emptied at once. */
+void tapio__held_resume(tapio__dgram_held *h);
+/* close or abort: the held ones go undelivered. */
+void tapio__held_clear(tapio__dgram_held *h);
+/* pause_reading or resume_reading on datagram endpoint t (RPAUSED set
+ * or cleared by the caller): reading stops, or goes on after what is
+ * held. */
+void tapio__dgram_reading(tapio_transport *t);
+/* TAPIO_STAT_DATAGRAMS_DROPPED of datagram endpoint t. */
+uint64_t tapio__dgram_drops(tapio_transport *t);
 /* A send after close: dropped; the exception handler hears of it once,
  * at the 5th, as asyncio logs its warning. TAPIO_ECLOSED. */
 int tapio__dgram_lost_send(tapio_transport *t, unsigned *count);
@@ -877,6 +908,9 @@ int tapio__vdgram_sockname(tapio_transport *t, struct tapio__addr *out);
 /* tapio_transport_sendto on a virtual endpoint. */
 int tapio__vdgram_sendto(tapio_transport *t, const void *data, size_t len,
                          const void *addr, size_t addrlen);
+/* tapio__dgram_reading and tapio__dgram_drops of a virtual endpoint. */
+void tapio__vdgram_reading(tapio_transport *t);
+uint64_t tapio__vdgram_drops(tapio_transport *t);
 /* tapio_loop_free: what is still in flight goes, with the network. */
 void tapio__dnet_free(tapio_loop *loop);
 

@@ -309,6 +309,9 @@ uint64_t tapio_transport_get_stat(tapio_transport *t, int which) {
     return usec(paused_for(t, TAPIO__T_RPAUSED, t->rpaused, t->rpause_since));
   case TAPIO_STAT_WRITE_PAUSES:
     return t->write_pauses;
+  case TAPIO_STAT_DATAGRAMS_DROPPED:
+    return t->kind->id == TAPIO_TRANSPORT_DATAGRAM ? tapio__dgram_drops(t)
+                                                   : UINT64_MAX;
   default:
     return 0;
   }

@@ -25,7 +25,13 @@
  * resume_writing at the watermarks, and goes out as datagrams arrive.
  * Faults are the sender's: loss, duplication, reordering, delay and
  * jitter, drawn per datagram from a seed (splitmix64), so that a failing
- * run replays from its seed. */
+ * run replays from its seed.
+ *
+ * An endpoint whose reading is paused holds what arrives (dgram_queue.c)
+ * up to its receive buffer (Linux's default, counted as the memory held):
+ * what does not fit is dropped and counted, as the kernel's receive queue
+ * drops (TAPIO_STAT_DATAGRAMS_DROPPED); after resume_reading the held ones
+ * come first, in order. */
 #include "tapio_int.h"
 
 #include <string.h>
@@ -33,6 +39,7 @@
 #define MAX_IPV4 65507         /* 65535 less the IP and UDP headers */
 #define MAX_IPV6 65527         /* 65535 less the UDP header */
 #define DEFAULT_CAPACITY 212992 /* Linux's default send buffer */
+#define RECEIVE_BUFFER 212992   /* and receive buffer */
 
 typedef struct vdg vdg;
 typedef tapio__fpkt vpkt;   /* a datagram in flight (flight.c) */
@@ -55,6 +62,8 @@ struct vdg {
   size_t capacity;      /* the most it may have in flight (fs.inflight) */
   unsigned lost_sends;
   tapio__fsender fs;    /* its faults, what it has in flight */
+  tapio__dgram_held held; /* arrived while reading was paused */
+  uint64_t drops;       /* arrived with the held ones at RECEIVE_BUFFER */
 };
 
 static const tapio__kind vdg_kind;
@@ -141,9 +150,23 @@ static void refused(vdg *from, const vpkt *p) {
   proto->error_received(from->head.ud, &from->head, TAPIO_ECONNREFUSED, msg);
 }
 
+/* Reading is paused, or what was held waits for its task: held, or
+ * dropped when the receive buffer is full. */
+static void hold(vdg *to, const vpkt *p) {
+  size_t cost = sizeof(tapio__dgram_out) + p->src.len + p->len;
+  if (to->held.bytes + cost > RECEIVE_BUFFER ||
+      tapio__held_add(&to->held, 0, p->data, p->len,
+                      (const struct sockaddr *)&p->src.ss, p->src.len) < 0)
+    to->drops++;
+}
+
 static void hand_over(vdg *to, const vpkt *p) {
   if (to->head.flags & TAPIO__T_CLOSING)
     return; /* no longer read: the socket drops it */
+  if ((to->head.flags & TAPIO__T_RPAUSED) || to->held.q.head) {
+    hold(to, p);
+    return;
+  }
   to->head.nrecv += p->len;
   if (proto_of(to)->datagram_received)
     proto_of(to)->datagram_received(to->head.ud, &to->head, p->data, p->len,
@@ -323,6 +346,7 @@ static void vdg_halt(tapio_transport *t) {
   unbind(d);
   while (d->q.head)
     tapio__dgram_pop(t, &d->q);
+  tapio__held_clear(&d->held);
 }
 
 static void vdg_destroy(tapio_transport *t) {
@@ -346,7 +370,7 @@ static void vdg_shed(tapio_transport *t) {
 
 static const tapio__kind vdg_kind = {
   TAPIO_TRANSPORT_DATAGRAM,
-  TAPIO__CAN_FLOW,
+  TAPIO__CAN_READ | TAPIO__CAN_FLOW,
   sizeof(tapio_datagram_protocol),
   vdg_start, vdg_close, vdg_halt, vdg_destroy, vdg_fd, vdg_shed
 };
@@ -394,6 +418,7 @@ int tapio__vdgram_new(tapio_loop *loop, const tapio_datagram_protocol *proto,
   d->capacity = DEFAULT_CAPACITY;
   d->fs.flight = &n->flight;
   d->fs.left = left;
+  tapio__held_init(&d->held, &d->head, NULL);
   if (remote && broadcast)
     d->dflt = *remote;
   if (remote && !broadcast) {
@@ -418,6 +443,17 @@ int tapio__vdgram_sockname(tapio_transport *t, tapio__addr *out) {
     return TAPIO_ENOTSUP;
   *out = d->self;
   return 0;
+}
+
+void tapio__vdgram_reading(tapio_transport *t) {
+  vdg *d = vdg_of(t);
+  if (d && !(t->flags & TAPIO__T_RPAUSED))
+    tapio__held_resume(&d->held);
+}
+
+uint64_t tapio__vdgram_drops(tapio_transport *t) {
+  vdg *d = vdg_of(t);
+  return d ? d->drops : UINT64_MAX;
 }
 
 tapio__fsender *tapio__vdgram_sender(tapio_transport *t) {

@@ -740,6 +740,13 @@ function DatagramTransport:close() end
 function DatagramTransport:abort() end
 ---@return boolean
 function DatagramTransport:is_closing() end
+---Idempotent, also while closing. Inside datagram_received: nothing more
+---is delivered, also of a batch already read, until resume_reading.
+function DatagramTransport:pause_reading() end
+---Idempotent. What was held comes first, from the loop, in order.
+function DatagramTransport:resume_reading() end
+---@return boolean
+function DatagramTransport:is_reading() end
 ---@return integer
 function DatagramTransport:get_write_buffer_size() end
 ---@return integer low, integer high
@@ -759,6 +766,8 @@ function DatagramTransport:set_protocol(protocol) end
 function DatagramTransport:get_protocol() end
 ---@return tapio.Loop
 function DatagramTransport:get_loop() end
+---The stream's figures and datagrams_dropped: the datagrams the kernel
+---dropped as the socket's receive queue was full (0 on a Unix socket).
 ---@return table<string, integer>
 function DatagramTransport:get_stats() end
 
