@@ -360,17 +360,6 @@ static int check_options(const tapio_options *o) {
   return 0;
 }
 
-/* A socket handed over must be a datagram socket (D14). */
-static int check_sock(int fd) {
-  int type = 0;
-  socklen_t len = sizeof type;
-  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0)
-    return tapio__from_errno(errno);
-  if (type != SOCK_DGRAM)
-    return TAPIO_EINVAL;
-  return tapio__socket_nonblock(fd);
-}
-
 static char *copy(tapio_loop *loop, const char *s, int *failed) {
   char *c = s ? tapio__strdup(loop, s) : NULL;
   if (s && !c)
@@ -429,7 +418,9 @@ int tapio_create_datagram_endpoint(tapio_loop *loop,
   if (rc == 0)
     rc = check_options(opts);
   if (rc == 0 && is_set(opts, TAPIO__OPT_SOCK))
-    rc = check_sock((int)tapio__opt_int(opts, TAPIO__OPT_SOCK, -1));
+    rc = tapio__sock_check(loop, (int)tapio__opt_int(opts, TAPIO__OPT_SOCK,
+                                                     -1),
+                           SOCK_DGRAM, TAPIO_CALL_CREATE_DATAGRAM_ENDPOINT);
   if (rc < 0)
     return tapio__opts_fail(opts, rc);
   r = req_new(loop, opts);
