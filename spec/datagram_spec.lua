@@ -380,11 +380,13 @@ describe("a datagram endpoint", function()
       local fn = "tapio: loop:create_datagram_endpoint: bad argument #2 "
         .. "'opts' "
       local f = function() return {} end
-      assert.has_error(function()
-        loop:create_datagram_endpoint(f, { local_addr = { "127.0.0.1", 0 },
-                                           reuse_address = true })
-      end, fn .. "(reuse_address is not supported on UDP: another process "
-        .. "could take the port's datagrams (use reuse_port))")
+      for _, reuse in ipairs({ true, false }) do -- uvloop 4, asyncio 3.11
+        assert.has_error(function()
+          loop:create_datagram_endpoint(f, { local_addr = { "127.0.0.1", 0 },
+                                             reuse_address = reuse })
+        end, fn .. "(reuse_address is not supported on UDP: another process "
+          .. "could take the port's datagrams (use reuse_port))")
+      end
       assert.has_error(function() loop:create_datagram_endpoint(f, {}) end,
         fn .. "(the options conflict, or name no address, family or sock "
         .. "(asyncio's checks))")
@@ -400,9 +402,16 @@ describe("a datagram endpoint", function()
       assert.has_error(function()
         loop:create_datagram_endpoint(f, { sock = a, reuse_port = true })
       end, fn .. "(sock cannot be given with reuse_port (asyncio's check))")
+      local s1, s2 = tapio.socketpair("stream")
+      assert.has_error(function()
+        loop:create_datagram_endpoint(f, { sock = s1 })
+      end, "tapio: loop:create_datagram_endpoint: bad option 'sock' (a "
+        .. "datagram socket expected, got a stream socket)")
       assert.are.equal(1, tapio.send(a, "x")) -- never given: still ours
-      tapio.close_fd(a)
-      tapio.close_fd(b)
+      assert.are.equal(1, tapio.send(s1, "x"))
+      for _, fd in ipairs({ a, b, s1, s2 }) do
+        tapio.close_fd(fd)
+      end
       assert.has_error(function()
         loop:create_datagram_endpoint(f, { local_addr = 42 })
       end, fn .. "(local_addr: {host, port} or a path expected, got number)")

@@ -806,6 +806,38 @@ describe("creating transports", function()
     end)
   end)
 
+  it("refuses a datagram socket or a pipe as sock before the call, "
+     .. "leaving it open (asyncio's 'A Stream Socket was expected')",
+     function()
+    run(function(loop)
+      local a, b = tapio.socketpair("dgram")
+      local r, w = tapio.pipe()
+      local f = function() return recorder(loop) end
+      local dgram = "(a stream socket expected, got a datagram socket)"
+      local calls = {
+        { "loop:create_connection: bad option 'sock' ",
+          function(fd) loop:create_connection(f, { sock = fd }) end },
+        { "loop:connect_accepted_socket: bad argument #2 'sock' ",
+          function(fd) loop:connect_accepted_socket(f, fd) end },
+        { "loop:create_server: bad option 'sock' ",
+          function(fd) loop:create_server(f, nil, nil, { sock = fd }) end },
+        { "open_connection: bad option 'sock' ",
+          function(fd) tapio.open_connection({ sock = fd }) end },
+        { "start_server: bad option 'sock' ",
+          function(fd) tapio.start_server(f, nil, nil, { sock = fd }) end },
+      }
+      for _, c in ipairs(calls) do
+        assert.has_error(function() c[2](a) end, "tapio: " .. c[1] .. dgram)
+        assert.has_error(function() c[2](r) end, "tapio: " .. c[1]
+          .. "(a stream socket expected, got no socket)")
+      end
+      assert.are.equal(2, tapio.send(a, "ok"))
+      for _, fd in ipairs({ a, b, r, w }) do
+        assert.is_true(tapio.close_fd(fd)) -- each still the caller's
+      end
+    end)
+  end)
+
   it("fails on a descriptor that is not a stream socket", function()
     run(function(loop)
       local ok, err = pcall(loop.connect_accepted_socket, loop, function()
