@@ -424,7 +424,8 @@ int tapio_remove_signal_handler(tapio_loop *loop, int sig);
  *   create_unix_connection: none
  *   create_datagram_endpoint: "local_host" (str) and "local_port" (int):
  *     bind there; "remote_host" (str, a name or literal) and "remote_port"
- *     (int): connect there; "local_path", "remote_path" (str): the same
+ *     (int): connect there (a host "<broadcast>" is 255.255.255.255, as
+ *     in tapio_addr_parse); "local_path", "remote_path" (str): the same
  *     for a Unix datagram socket (a stale socket file at local_path is
  *     removed first); "family" (int: 0, 4, 6), "reuse_port" (bool),
  *     "allow_broadcast" (bool: SO_BROADCAST, and remote_host is then not

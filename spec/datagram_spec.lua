@@ -234,6 +234,30 @@ describe("a datagram endpoint", function()
     end)
   end)
 
+  it("sends to '<broadcast>' given to sendto or as remote_addr, as "
+     .. "Python's sockets take it (uvloop 1)", function()
+    helper.run(function(loop)
+      local st, sp = endpoint(loop, { local_addr = { "0.0.0.0", 0 },
+                                      allow_broadcast = true })
+      local port = st:get_extra_info("sockname").port
+      st:sendto("one", { "<broadcast>", port }) -- the kernel loops it back
+      helper.until_true(function() return #sp.events > 1 end)
+      if sp.errors[1] and sp.errors[1].name == "ENETUNREACH" then
+        io.stderr:write("(no route for broadcasts here: skipped)\n")
+        st:close()
+        return
+      end
+      assert.are.equal("one", (sp:got(1)))
+      local ct = endpoint(loop, { remote_addr = { "<broadcast>", port },
+                                  allow_broadcast = true })
+      ct:sendto("two") -- the default destination: 255.255.255.255
+      assert.are.equal("two", (sp:got(2)))
+      assert.are.same({}, sp.errors)
+      st:close()
+      ct:close()
+    end)
+  end)
+
   it("has tapio.address name a bad host or port", function()
     assert.has_error(function() tapio.address("127.0.0.1", 70000) end,
       "tapio: address: bad argument #2 'port' (70000 is out of range "

@@ -367,6 +367,16 @@ static char *copy(tapio_loop *loop, const char *s, int *failed) {
   return c;
 }
 
+/* A host of local_host or remote_host; "<broadcast>" is 255.255.255.255
+ * there as in sendto's addresses (tapio_addr_parse), as Python's bind,
+ * connect and sendto take it (asyncio passes it to getaddrinfo, which
+ * does not). */
+static char *copy_host(tapio_loop *loop, const char *s, int *failed) {
+  if (s && strcmp(s, "<broadcast>") == 0)
+    s = "255.255.255.255";
+  return copy(loop, s, failed);
+}
+
 static dgram_req *req_new(tapio_loop *loop, const tapio_options *o) {
   dgram_req *r = tapio__calloc(loop, sizeof *r);
   int failed = 0;
@@ -374,10 +384,10 @@ static dgram_req *req_new(tapio_loop *loop, const tapio_options *o) {
     return NULL;
   r->req.loop = loop;
   r->sock = (int)tapio__opt_int(o, TAPIO__OPT_SOCK, -1);
-  r->local_host = copy(loop, tapio__opt_str(o, TAPIO__OPT_LOCAL_HOST),
-                       &failed);
-  r->remote_host = copy(loop, tapio__opt_str(o, TAPIO__OPT_REMOTE_HOST),
-                        &failed);
+  r->local_host = copy_host(loop, tapio__opt_str(o, TAPIO__OPT_LOCAL_HOST),
+                            &failed);
+  r->remote_host = copy_host(loop, tapio__opt_str(o, TAPIO__OPT_REMOTE_HOST),
+                             &failed);
   r->local_path = copy(loop, tapio__opt_str(o, TAPIO__OPT_LOCAL_PATH),
                        &failed);
   r->remote_path = copy(loop, tapio__opt_str(o, TAPIO__OPT_REMOTE_PATH),
