@@ -20,6 +20,10 @@ something the test checks. Modes:
     starttls-client    plain asyncio client: sends "STARTTLS\\n", waits for
                        "GO\\n", upgrades, sends "hello after starttls\\n" at
                        once, prints "GOT <echo>"
+    coalesced-client   ssl over a plain socket, the handshake by hand
+                       (uvloop's test_first_data_after_wakeup): "hello\n"
+                       goes in the same send as the last handshake
+                       flight; prints "GOT <echo>"
     fault-server       an ssl socket (ragged ends raised, not hidden) that
     fault-client       follows commands on stdin, one a line, for the
                        tests of faults under TLS:
@@ -164,6 +168,38 @@ async def starttls_client(certs, port):
     await echo_and_close(reader, writer, b"hello after starttls\n")
 
 
+def coalesced_client(certs, port):
+    sock = socket.create_connection(("127.0.0.1", port))
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = client_ctx(certs).wrap_bio(incoming, outgoing,
+                                     server_hostname="localhost")
+
+    def more():
+        data = sock.recv(65536)
+        if not data:
+            say("EOF")
+            sys.exit(1)
+        incoming.write(data)
+
+    while True:
+        try:
+            tls.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            if outgoing.pending:
+                sock.sendall(outgoing.read())
+            more()
+    tls.write(b"hello\n")
+    sock.sendall(outgoing.read())  # the client's Finished and the data
+    while True:
+        try:
+            say("GOT", tls.read(1024).decode().strip())
+            break
+        except ssl.SSLWantReadError:
+            more()
+    sock.close()
+
+
 PERIOD = 251 * 256  # test.h's pattern repeats after this many bytes
 PATTERN = bytes(((i * 31 + i // 251) & 0xFF) for i in range(PERIOD))
 
@@ -295,6 +331,8 @@ def main():
         asyncio.run(echo_client(certs, port))
     elif mode == "starttls-client":
         asyncio.run(starttls_client(certs, port))
+    elif mode == "coalesced-client":
+        coalesced_client(certs, port)
     elif mode == "fault-server":
         fault_server(certs)
     elif mode == "fault-starttls-server":
