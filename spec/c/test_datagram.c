@@ -437,15 +437,6 @@ static void option_errors(void)
   free_loop(loop);
 }
 
-/* How many descriptors this process has open. */
-static int open_fds(void)
-{
-  int fd, n = 0;
-  for (fd = 0; fd < 1024; fd++)
-    n += fcntl(fd, F_GETFD) >= 0;
-  return n;
-}
-
 /* D13: a bind that fails is the completion's error, named, and leaves no
  * socket behind. */
 static void bind_failure(void)
@@ -457,12 +448,12 @@ static void bind_failure(void)
   int port, fd = raw_udp(AF_INET, "127.0.0.1", &port), before;
   drec_init(&r);
   o = dgram_opts(loop, "127.0.0.1", port, NULL, 0);
-  before = open_fds();
+  before = fd_count();
   CHECK_OK(tapio_create_datagram_endpoint(loop, &drec_proto, &r, o,
                                           on_connected, &w));
   WAIT_FOR(loop, w.done);
   CHECK_ERR(w.status, TAPIO_EADDRINUSE);
-  CHECK_EQ(open_fds(), before);
+  CHECK_EQ(fd_count(), before);
   CHECK_STR(r.log, "");
   close(fd);
   tapio_options_free(o);

@@ -225,11 +225,6 @@ static void refusal_words(void)
 
 /* ---- "sock" is tapio's from the call on -------------------------------- */
 
-static int fd_is_open(int fd)
-{
-  return fcntl(fd, F_GETFD) >= 0;
-}
-
 /* A fresh socket given as "sock" to a call that then fails. */
 static int sock_after_failure(tapio_loop *loop, int call, int host_port,
                               const char *extra)
