@@ -424,7 +424,8 @@ int tapio_remove_signal_handler(tapio_loop *loop, int sig);
  *   create_unix_connection: none
  *   create_datagram_endpoint: "local_host" (str) and "local_port" (int):
  *     bind there; "remote_host" (str, a name or literal) and "remote_port"
- *     (int): connect there; "local_path", "remote_path" (str): the same
+ *     (int): connect there (a host "<broadcast>" is 255.255.255.255, as
+ *     in tapio_addr_parse); "local_path", "remote_path" (str): the same
  *     for a Unix datagram socket (a stale socket file at local_path is
  *     removed first); "family" (int: 0, 4, 6), "reuse_port" (bool),
  *     "allow_broadcast" (bool: SO_BROADCAST, and remote_host is then not
@@ -465,7 +466,11 @@ int tapio_remove_signal_handler(tapio_loop *loop, int sig);
  *     > 0; defaults 60 and 30): every call that takes "ssl", and start_tls.
  * Given without "ssl", these are TAPIO_EINVAL, as asyncio's ValueError.
  * A descriptor given as "sock" belongs to tapio from the create call on,
- * also when the call fails (whatever the reason): it is closed then.
+ * also when the call fails (whatever the reason): it is closed then. It
+ * must be a stream socket for the stream calls and a datagram socket for
+ * create_datagram_endpoint (asyncio's "A Stream Socket was expected",
+ * "A datagram socket was expected"): another type is TAPIO_EINVAL, no
+ * socket TAPIO_ENOTSOCK, with words in tapio_loop_error_message.
  * Options are copied by the call they are given to and can be freed
  * afterwards or reused. */
 int tapio_options_new(tapio_loop *loop, tapio_options **out);
@@ -630,7 +635,8 @@ int tapio_create_unix_connection(tapio_loop *loop, const char *path,
                                  const tapio_options *opts,
                                  tapio_connect_fn cb, void *cb_ud);
 /* Wraps fd, a connected stream socket (TCP or Unix) the caller hands
- * over: tapio owns it from now on, also on error. */
+ * over: tapio owns it from now on, also on error (a datagram socket is
+ * TAPIO_EINVAL, as "sock" above). */
 int tapio_connect_accepted_socket(tapio_loop *loop, int fd,
                                   const tapio_protocol *proto, void *proto_ud,
                                   const tapio_options *opts,

@@ -193,8 +193,9 @@ static void check_sock(lua_State *L, int idx) {
 
 /* The options at idx as the core takes them: local_addr and remote_addr
  * as asyncio gives them, family AF_UNIX implied by paths, reuse_address
- * refused (asyncio raises for it on UDP); the rest, as the core names
- * them, go to tl_options in a copy of the table without those. */
+ * refused, true or false (asyncio 3.11 took it away; uvloop raises for
+ * true and warns for false); the rest, as the core names them, go to
+ * tl_options in a copy of the table without those. */
 static tapio_options *dgram_options(lua_State *L, int idx, tapio_loop *loop) {
   static const char *const special[] = {"local_addr", "remote_addr",
                                         "reuse_address", "family"};
@@ -206,7 +207,7 @@ static tapio_options *dgram_options(lua_State *L, int idx, tapio_loop *loop) {
   if (!lua_istable(L, idx))
     tl_typeerror(L, FN_DGRAM, 2, "opts", idx, "table or nil");
   lua_getfield(L, idx, "reuse_address");
-  if (lua_toboolean(L, -1))
+  if (!lua_isnil(L, -1))
     tl_argerror(L, FN_DGRAM, 2, "opts", "reuse_address is not supported on "
                 "UDP: another process could take the port's datagrams (use "
                 "reuse_port)");

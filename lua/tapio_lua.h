@@ -479,10 +479,16 @@ void tl_checkcallable(lua_State *L, int idx, const char *fn, int n,
 /* tostring() without the base library; pushes the result. */
 const char *tl_tostring(lua_State *L, int idx);
 
+/* Why descriptor fd is not a socket of type (SOCK_STREAM, SOCK_DGRAM), in
+ * the words of an argument error, or NULL: asyncio's "A Stream Socket was
+ * expected" raised before the call, so the descriptor stays the caller's.
+ * A number not open is NULL: the call's EBADF error value says it. */
+const char *tl_socktype_problem(int fd, int type);
 /* The options table at idx (nil: NULL) as tapio options for call (enum
  * tapio_call), which the caller frees. Raises, having freed them, for a
- * name the call does not take or a bad value; so call it after every
- * other argument check and before anything else is made. */
+ * name the call does not take or a bad value (a "sock" of the wrong type
+ * among them); so call it after every other argument check and before
+ * anything else is made. */
 tapio_options *tl_options(lua_State *L, int idx, const char *fn, int n,
                           int call, tapio_loop *loop);
 

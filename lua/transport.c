@@ -9,6 +9,7 @@
 #include "tapio_lua.h"
 
 #include <string.h>
+#include <sys/socket.h>
 
 #define FN_CONNECT "loop:create_connection"
 #define FN_UNIX_CONNECT "loop:create_unix_connection"
@@ -229,6 +230,7 @@ static int l_create_unix_connection(lua_State *L) {
  * from here on, also when this fails. */
 static int l_connect_accepted_socket(lua_State *L) {
   tl_loop *lb = tl_checkloop(L, 1, FN_ACCEPTED);
+  const char *why;
   tapio_options *o = NULL;
   tl_transport *lt;
   int fd, rc;
@@ -236,6 +238,11 @@ static int l_connect_accepted_socket(lua_State *L) {
   fd = (int)tl_checkint(L, 4, FN_ACCEPTED, 2, "sock", 0, 0x7fffffff);
   o = tl_options(L, 5, FN_ACCEPTED, 3, TAPIO_CALL_CONNECT_ACCEPTED_SOCKET,
                  lb->loop);
+  why = tl_socktype_problem(fd, SOCK_STREAM);
+  if (why) {
+    tapio_options_free(o);
+    return tl_argerror(L, FN_ACCEPTED, 2, "sock", why);
+  }
   lt = tl_pending(L, lb, TL_TRANSPORT, 3, 2);
   rc = tapio_connect_accepted_socket(lb->loop, fd, &tl_plain_protocol, lt, o,
                                      tl_on_connected, lt);

@@ -373,6 +373,39 @@ static void set_option(lua_State *L, tapio_options *o, const char *fn,
                  expects);
 }
 
+const char *tl_socktype_problem(int fd, int type) {
+  int got = 0;
+  socklen_t len = sizeof got;
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &got, &len) < 0)
+    return errno == EBADF ? NULL : type == SOCK_DGRAM
+                                       ? "a datagram socket expected, got "
+                                         "no socket"
+                                       : "a stream socket expected, got no "
+                                         "socket";
+  if (got == type)
+    return NULL;
+  return type == SOCK_DGRAM ? "a datagram socket expected, got a stream "
+                              "socket"
+                            : "a stream socket expected, got a datagram "
+                              "socket";
+}
+
+/* opts.sock, set already, must be a socket of the call's type: checked
+ * once every option is read, so a misspelt name is said first. */
+static void check_sock(lua_State *L, tapio_options *o, int idx,
+                       const char *fn, int call) {
+  lua_Integer fd = -1;
+  const char *why = NULL;
+  lua_getfield(L, idx, "sock");
+  if (tl_tointeger(L, -1, &fd))
+    why = tl_socktype_problem((int)fd,
+                              call == TAPIO_CALL_CREATE_DATAGRAM_ENDPOINT
+                                  ? SOCK_DGRAM : SOCK_STREAM);
+  if (why)
+    option_error(L, o, fn, "tapio: %s: bad option '%s' (%s)", "sock", why);
+  lua_pop(L, 1);
+}
+
 tapio_options *tl_options(lua_State *L, int idx, const char *fn, int n,
                           int call, tapio_loop *loop) {
   tapio_options *o = NULL;
@@ -389,6 +422,7 @@ tapio_options *tl_options(lua_State *L, int idx, const char *fn, int n,
     set_option(L, o, fn, call);
     lua_pop(L, 1);
   }
+  check_sock(L, o, idx, fn, call);
   return o;
 }
 

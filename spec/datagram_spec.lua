@@ -234,6 +234,30 @@ describe("a datagram endpoint", function()
     end)
   end)
 
+  it("sends to '<broadcast>' given to sendto or as remote_addr, as "
+     .. "Python's sockets take it (uvloop 1)", function()
+    helper.run(function(loop)
+      local st, sp = endpoint(loop, { local_addr = { "0.0.0.0", 0 },
+                                      allow_broadcast = true })
+      local port = st:get_extra_info("sockname").port
+      st:sendto("one", { "<broadcast>", port }) -- the kernel loops it back
+      helper.until_true(function() return #sp.events > 1 end)
+      if sp.errors[1] and sp.errors[1].name == "ENETUNREACH" then
+        io.stderr:write("(no route for broadcasts here: skipped)\n")
+        st:close()
+        return
+      end
+      assert.are.equal("one", (sp:got(1)))
+      local ct = endpoint(loop, { remote_addr = { "<broadcast>", port },
+                                  allow_broadcast = true })
+      ct:sendto("two") -- the default destination: 255.255.255.255
+      assert.are.equal("two", (sp:got(2)))
+      assert.are.same({}, sp.errors)
+      st:close()
+      ct:close()
+    end)
+  end)
+
   it("has tapio.address name a bad host or port", function()
     assert.has_error(function() tapio.address("127.0.0.1", 70000) end,
       "tapio: address: bad argument #2 'port' (70000 is out of range "
@@ -380,11 +404,13 @@ describe("a datagram endpoint", function()
       local fn = "tapio: loop:create_datagram_endpoint: bad argument #2 "
         .. "'opts' "
       local f = function() return {} end
-      assert.has_error(function()
-        loop:create_datagram_endpoint(f, { local_addr = { "127.0.0.1", 0 },
-                                           reuse_address = true })
-      end, fn .. "(reuse_address is not supported on UDP: another process "
-        .. "could take the port's datagrams (use reuse_port))")
+      for _, reuse in ipairs({ true, false }) do -- uvloop 4, asyncio 3.11
+        assert.has_error(function()
+          loop:create_datagram_endpoint(f, { local_addr = { "127.0.0.1", 0 },
+                                             reuse_address = reuse })
+        end, fn .. "(reuse_address is not supported on UDP: another process "
+          .. "could take the port's datagrams (use reuse_port))")
+      end
       assert.has_error(function() loop:create_datagram_endpoint(f, {}) end,
         fn .. "(the options conflict, or name no address, family or sock "
         .. "(asyncio's checks))")
@@ -400,9 +426,16 @@ describe("a datagram endpoint", function()
       assert.has_error(function()
         loop:create_datagram_endpoint(f, { sock = a, reuse_port = true })
       end, fn .. "(sock cannot be given with reuse_port (asyncio's check))")
+      local s1, s2 = tapio.socketpair("stream")
+      assert.has_error(function()
+        loop:create_datagram_endpoint(f, { sock = s1 })
+      end, "tapio: loop:create_datagram_endpoint: bad option 'sock' (a "
+        .. "datagram socket expected, got a stream socket)")
       assert.are.equal(1, tapio.send(a, "x")) -- never given: still ours
-      tapio.close_fd(a)
-      tapio.close_fd(b)
+      assert.are.equal(1, tapio.send(s1, "x"))
+      for _, fd in ipairs({ a, b, s1, s2 }) do
+        tapio.close_fd(fd)
+      end
       assert.has_error(function()
         loop:create_datagram_endpoint(f, { local_addr = 42 })
       end, fn .. "(local_addr: {host, port} or a path expected, got number)")

@@ -56,6 +56,36 @@ describe("a subprocess with streams", function()
     end, { deadline = 60 })
   end)
 
+  it("communicates the pipe-buffer edges through a child that copies a "
+     .. "byte at a time (uvloop 5, uvloop#363)", function()
+    run(function()
+      for _, n in ipairs({ 65536, 65537 }) do
+        local input = ("0123456789abcdef"):rep(math.floor(n / 16) + 1):sub(1, n)
+        local p = tapio.create_subprocess_exec("dd",
+          { "bs=1", "status=none" }, PIPES)
+        local out, err = p:communicate(input)
+        assert.are.equal(n, #out)
+        assert.is_true(out == input)
+        assert.are.equal("", err)
+        assert.are.equal(0, p.returncode)
+      end
+    end)
+  end)
+
+  it("drains stdin writes at the pipe-buffer edges, then waits, the child "
+     .. "reading up to a last line (uvloop 5)", function()
+    run(function()
+      for _, n in ipairs({ 8192, 8193, 219263, 219264 }) do
+        local p = tapio.create_subprocess_shell(
+          "sed -n '/^END$/q;p' | wc -l", { stdin = "pipe", stdout = "pipe" })
+        p.stdin:write(("\n"):rep(n - 4) .. "END\n") -- n bytes
+        tapio.wait_for(function() p.stdin:drain() end, 5)
+        assert.are.equal(0, tapio.wait_for(function() return p:wait() end, 5))
+        assert.are.equal(tostring(n - 4), p.stdout:read():match("%d+"))
+      end
+    end)
+  end)
+
   it("communicates with no input, '' and devnull (P6)", function()
     run(function()
       local p = tapio.create_subprocess_exec("sh", { "-c", "wc -c" }, PIPES)

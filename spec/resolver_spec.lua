@@ -189,6 +189,20 @@ describe("loop:getnameinfo", function()
   end)
 end)
 
+-- How many descriptors this process has open.
+local function open_fds()
+  local f = assert(io.open("/proc/self/stat"))
+  local pid = f:read("*l"):match("^%d+")
+  f:close()
+  local ls = io.popen("ls /proc/" .. pid .. "/fd")
+  local n = 0
+  for _ in ls:lines() do
+    n = n + 1
+  end
+  ls:close()
+  return n - 1 -- the pipe ls writes to
+end
+
 -- A server on ::1 (or host) that never accepts and whose backlog is full,
 -- and a serving one on 127.0.0.1 at the same port.
 local function split(loop, stall_host)
@@ -263,6 +277,37 @@ describe("create_connection to a name", function()
       assert.is_true(task:cancelled())
       assert.is_false(made)
       assert.are.equal(refs, loop:_debug().refs)
+      stall:close()
+      good:close()
+    end)
+  end)
+
+  it("fails when the name has no address of the family asked for "
+     .. "(asyncio's empty getaddrinfo)", function()
+    run(function(loop)
+      local made = false
+      local ok, err = pcall(loop.create_connection, loop, function()
+        made = true
+        return {}
+      end, "v6.tapio.test", 9, { family = tapio.AF_INET })
+      assert.is_false(ok)
+      assert.are.equal("EAI_NONAME", err.name)
+      assert.matches("^could not resolve 'v6%.tapio%.test'", err.message)
+      assert.is_false(made)
+    end)
+  end)
+
+  it("closes the connecting socket when wait_for times it out (asyncio's "
+     .. "test_create_connection_timeout)", function()
+    run(function(loop)
+      local port, stall, good = split(loop, "::1")
+      local before = open_fds()
+      local ok, err = pcall(tapio.wait_for, function()
+        return loop:create_connection(function() return {} end, "::1", port)
+      end, 0.05)
+      assert.is_false(ok)
+      assert.are.equal("ETIMEDOUT", err.name)
+      assert.are.equal(before, open_fds()) -- the attempt's socket is gone
       stall:close()
       good:close()
     end)

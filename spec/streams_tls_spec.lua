@@ -106,6 +106,29 @@ describe("streams over TLS", function()
     end)
   end)
 
+  it("drop what is written after the peer went, silently (uvloop 12)",
+     function()
+    run(function()
+      local server = tapio.start_server(function(_, writer)
+        writer.transport:abort() -- the TLS session cut, no close_notify
+      end, "127.0.0.1", 0, { ssl = server_ctx() })
+      local reader, writer = tapio.open_connection("127.0.0.1",
+        helper.port(server), { ssl = client_ctx(),
+        server_hostname = "localhost" })
+      writer:write(("I AM WRITING NOWHERE1"):rep(100))
+      local ok, data = pcall(reader.read, reader)
+      assert.is_true((ok and data == "") or
+                     (not ok and data.name == "ECONNRESET"))
+      for _ = 1, 25 do
+        writer:write(("I AM WRITING NOWHERE2"):rep(100))
+      end
+      assert.are.equal(0, writer.transport:get_write_buffer_size())
+      assert.are.equal(0, writer:get_write_buffer_size())
+      writer:close()
+      server:close()
+    end)
+  end)
+
   it("raise a failed handshake from open_connection, and its timeout",
      function()
     run(function()

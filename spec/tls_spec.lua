@@ -422,6 +422,22 @@ describe("a TLS connection", function()
     end)
   end)
 
+  it("closes with reading paused: close_notify both ways, then "
+     .. "connection_lost (uvloop 13)", function()
+    run(function(loop)
+      local server, t, p, sp = tls_pair(loop)
+      t:pause_reading()
+      t:close()
+      assert.is_false(p.lost:await()) -- the peer's close_notify was read
+      assert.are.equal("clean", t:get_extra_info("tls_end"))
+      -- no eof_received after close (lua/README.md, "Differences")
+      assert.are.same({ "made", "lost" }, p.events)
+      assert.is_false(sp.lost:await())
+      assert.are.same({ "made", "eof", "lost" }, sp.events)
+      server:close()
+    end)
+  end)
+
   it("closes cleanly when closed in the resume_writing of the flush that "
      .. "emptied the buffer", function()
     run(function(loop)
@@ -720,6 +736,28 @@ describe("TLS with Python's ssl and asyncio", function()
       p.lost:await()
       wait_for(out, "LOST None")
       os.remove(out)
+    end)
+  end)
+
+  it("gives a start_tls server the first data the client sent with its "
+     .. "last handshake flight (uvloop 13)", function()
+    if not have_python() then return end
+    run(function(loop)
+      local Upgrading = {}
+      function Upgrading:connection_made(t)
+        self.t = t
+        loop:start_tls(t, self, server_ctx()) -- the server side: ctx says
+      end
+      function Upgrading:data_received(d) self.t:write(d) end
+      local server = loop:create_server(function()
+        return setmetatable({}, { __index = Upgrading })
+      end, "127.0.0.1", 0)
+      local peer = tapio.create_subprocess_exec(python, { "spec/tls/peer.py",
+        "first-data-client", certs, tostring(port_of(server)) },
+        { stdout = tapio.PIPE })
+      assert.are.equal("GOT hello\n", peer.stdout:readline())
+      assert.are.equal(0, peer:wait())
+      server:close()
     end)
   end)
 

@@ -177,6 +177,78 @@ describe("a transport", function()
     end)
   end)
 
+  it("writes to another transport from inside resume_writing (uvloop 14)",
+     function()
+    run(function(loop)
+      local server, t, p, sp = pair(loop)
+      local server2, t2, _, sp2 = pair(loop)
+      t:set_write_buffer_limits(2000, 1000)
+      p.resume_writing = function() t2:write("hello") end
+      sp.transport:pause_reading()
+      local chunk = ("w"):rep(64 * 1024)
+      while t:get_write_buffer_size() <= 2000 do
+        t:write(chunk)
+      end
+      sp.transport:resume_reading() -- the flush calls resume_writing
+      assert.are.equal("hello", sp2:bytes(5):await())
+      t:close()
+      t2:close()
+      server:close()
+      server2:close()
+    end)
+  end)
+
+  it("keeps the stream whole through 10,000 writes, each followed by one "
+     .. "refused (uvloop 14)", function()
+    run(function(loop)
+      local server, t, _, sp = pair(loop)
+      for i = 1, 10000 do
+        t:write(i % 2 == 0 and "b" or "a")
+        assert.is_false(pcall(t.write, t, 42))
+      end
+      local got = sp:bytes(20000 / 2):await()
+      assert.are.equal(("ab"):rep(5000), got)
+      t:write_eof()
+      t:write_eof() -- twice: nothing more to do (uvloop 14)
+      sp.eof_fut:await()
+      t:close()
+      server:close()
+    end)
+  end)
+
+  it("returns from create_connection though connection_made aborted or "
+     .. "raised (uvloop 14)", function()
+    local _, errors = run(function(loop, errors)
+      local server = tapio.start_server(function(reader, writer)
+        reader:read()
+        writer:close()
+      end, "127.0.0.1", 0)
+      for _, what in ipairs({ "abort", "raise" }) do
+        local lost = loop:create_future()
+        local P = {}
+        function P:connection_made(t)
+          if what == "abort" then t:abort() else error("made failed", 0) end
+        end
+        function P:connection_lost(err) lost:set_result(err) end
+        local t = loop:create_connection(function() return P end,
+                                         "127.0.0.1", helper.port(server))
+        assert.is_true(t:is_closing())
+        -- an abort ends cleanly; an error fails the transport with it
+        -- (asyncio lets it go on: lua/README.md "Differences")
+        local err = lost:await()
+        if what == "abort" then
+          assert.is_nil(err)
+        else
+          assert.are.equal("made failed", err)
+        end
+      end
+      server:close()
+      return nil, errors
+    end, { errors_ok = true })
+    assert.are.equal(1, #errors)
+    assert.are.equal("error in protocol.connection_made()", errors[1].message)
+  end)
+
   it("calls pause_writing at once when the high mark is lowered", function()
     run(function(loop)
       local server, t, p, sp = pair(loop)
@@ -803,6 +875,38 @@ describe("creating transports", function()
       t:close()
       tapio.close_fd(b)
       p.lost:await()
+    end)
+  end)
+
+  it("refuses a datagram socket or a pipe as sock before the call, "
+     .. "leaving it open (asyncio's 'A Stream Socket was expected')",
+     function()
+    run(function(loop)
+      local a, b = tapio.socketpair("dgram")
+      local r, w = tapio.pipe()
+      local f = function() return recorder(loop) end
+      local dgram = "(a stream socket expected, got a datagram socket)"
+      local calls = {
+        { "loop:create_connection: bad option 'sock' ",
+          function(fd) loop:create_connection(f, { sock = fd }) end },
+        { "loop:connect_accepted_socket: bad argument #2 'sock' ",
+          function(fd) loop:connect_accepted_socket(f, fd) end },
+        { "loop:create_server: bad option 'sock' ",
+          function(fd) loop:create_server(f, nil, nil, { sock = fd }) end },
+        { "open_connection: bad option 'sock' ",
+          function(fd) tapio.open_connection({ sock = fd }) end },
+        { "start_server: bad option 'sock' ",
+          function(fd) tapio.start_server(f, nil, nil, { sock = fd }) end },
+      }
+      for _, c in ipairs(calls) do
+        assert.has_error(function() c[2](a) end, "tapio: " .. c[1] .. dgram)
+        assert.has_error(function() c[2](r) end, "tapio: " .. c[1]
+          .. "(a stream socket expected, got no socket)")
+      end
+      assert.are.equal(2, tapio.send(a, "ok"))
+      for _, fd in ipairs({ a, b, r, w }) do
+        assert.is_true(tapio.close_fd(fd)) -- each still the caller's
+      end
     end)
   end)
 

@@ -5,7 +5,6 @@
  * (tls.c). */
 #include "tapio_int.h"
 
-#include <errno.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -243,23 +242,13 @@ static connect_req *req_new(tapio_loop *loop, const tapio_protocol *proto,
 
 /* ---- Public entry points ----------------------------------------------- */
 
-static int check_stream_socket(int fd) {
-  int type = 0;
-  socklen_t len = sizeof type;
-  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0)
-    return tapio__from_errno(errno);
-  return type == SOCK_STREAM ? 0 : TAPIO_EINVAL;
-}
-
 static int wrap(tapio_loop *loop, int fd, const tapio_protocol *proto,
                 void *proto_ud, const tapio_options *opts, int call,
                 tapio_connect_fn cb, void *cb_ud) {
   connect_req *r;
   struct sockaddr_storage ss;
   socklen_t len = sizeof ss;
-  int rc = check_stream_socket(fd);
-  if (rc == 0)
-    rc = tapio__socket_nonblock(fd);
+  int rc = tapio__sock_check(loop, fd, SOCK_STREAM, call);
   if (rc < 0) {
     close(fd);
     return rc;

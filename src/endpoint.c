@@ -360,22 +360,21 @@ static int check_options(const tapio_options *o) {
   return 0;
 }
 
-/* A socket handed over must be a datagram socket (D14). */
-static int check_sock(int fd) {
-  int type = 0;
-  socklen_t len = sizeof type;
-  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0)
-    return tapio__from_errno(errno);
-  if (type != SOCK_DGRAM)
-    return TAPIO_EINVAL;
-  return tapio__socket_nonblock(fd);
-}
-
 static char *copy(tapio_loop *loop, const char *s, int *failed) {
   char *c = s ? tapio__strdup(loop, s) : NULL;
   if (s && !c)
     *failed = 1;
   return c;
+}
+
+/* A host of local_host or remote_host; "<broadcast>" is 255.255.255.255
+ * there as in sendto's addresses (tapio_addr_parse), as Python's bind,
+ * connect and sendto take it (asyncio passes it to getaddrinfo, which
+ * does not). */
+static char *copy_host(tapio_loop *loop, const char *s, int *failed) {
+  if (s && strcmp(s, "<broadcast>") == 0)
+    s = "255.255.255.255";
+  return copy(loop, s, failed);
 }
 
 static dgram_req *req_new(tapio_loop *loop, const tapio_options *o) {
@@ -385,10 +384,10 @@ static dgram_req *req_new(tapio_loop *loop, const tapio_options *o) {
     return NULL;
   r->req.loop = loop;
   r->sock = (int)tapio__opt_int(o, TAPIO__OPT_SOCK, -1);
-  r->local_host = copy(loop, tapio__opt_str(o, TAPIO__OPT_LOCAL_HOST),
-                       &failed);
-  r->remote_host = copy(loop, tapio__opt_str(o, TAPIO__OPT_REMOTE_HOST),
-                        &failed);
+  r->local_host = copy_host(loop, tapio__opt_str(o, TAPIO__OPT_LOCAL_HOST),
+                            &failed);
+  r->remote_host = copy_host(loop, tapio__opt_str(o, TAPIO__OPT_REMOTE_HOST),
+                             &failed);
   r->local_path = copy(loop, tapio__opt_str(o, TAPIO__OPT_LOCAL_PATH),
                        &failed);
   r->remote_path = copy(loop, tapio__opt_str(o, TAPIO__OPT_REMOTE_PATH),
@@ -429,7 +428,9 @@ int tapio_create_datagram_endpoint(tapio_loop *loop,
   if (rc == 0)
     rc = check_options(opts);
   if (rc == 0 && is_set(opts, TAPIO__OPT_SOCK))
-    rc = check_sock((int)tapio__opt_int(opts, TAPIO__OPT_SOCK, -1));
+    rc = tapio__sock_check(loop, (int)tapio__opt_int(opts, TAPIO__OPT_SOCK,
+                                                     -1),
+                           SOCK_DGRAM, TAPIO_CALL_CREATE_DATAGRAM_ENDPOINT);
   if (rc < 0)
     return tapio__opts_fail(opts, rc);
   r = req_new(loop, opts);

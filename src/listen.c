@@ -206,8 +206,7 @@ static void req_run(tapio__task *task) {
   }
   if (fd >= 0) {
     r->sock = -1;
-    rc = tapio__socket_nonblock(fd);
-    rc = rc < 0 ? (close(fd), rc) : tapio__server_add_fd(r->server, fd);
+    rc = tapio__server_add_fd(r->server, fd);
   } else if (r->is_unix) {
     rc = bind_unix(r);
   } else {
@@ -295,6 +294,10 @@ int tapio_create_server(tapio_loop *loop, const char *const *hosts,
     rc = TAPIO_EINVAL;
   if (rc == 0 && tapio__opt_is_set(opts, TAPIO__OPT_SOCK) && (nhosts || port))
     rc = TAPIO_EINVAL; /* sock excludes host and port, as in asyncio */
+  if (rc == 0 && tapio__opt_is_set(opts, TAPIO__OPT_SOCK))
+    rc = tapio__sock_check(loop, (int)tapio__opt_int(opts, TAPIO__OPT_SOCK,
+                                                     -1),
+                           SOCK_STREAM, TAPIO_CALL_CREATE_SERVER);
   if (rc < 0)
     return tapio__opts_fail(opts, rc);
   r = req_new(loop, factory, factory_ud, opts, hosts ? nhosts : 0);

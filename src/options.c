@@ -4,6 +4,7 @@
  * read it. A new option is one row here and one enum tapio__opt value. */
 #include "tapio_int.h"
 
+#include <errno.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -359,6 +360,30 @@ int tapio__opts_check(tapio_loop *loop, const tapio_options *o, int call) {
       return TAPIO_EINVAL;
     }
   return o ? tls_check(loop, o, call) : 0;
+}
+
+static const char *type_name(int type) {
+  return type == SOCK_STREAM ? "stream" : type == SOCK_DGRAM ? "datagram"
+                                                             : "other";
+}
+
+int tapio__sock_check(tapio_loop *loop, int fd, int type, int call) {
+  int got = 0;
+  socklen_t len = sizeof got;
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &got, &len) < 0) {
+    int rc = tapio__from_errno(errno);
+    tapio__refuse(loop, "%s: 'sock' is %s", call_names[call],
+                  rc == TAPIO_EBADF ? "not an open descriptor"
+                                    : "not a socket");
+    return rc;
+  }
+  if (got != type) {
+    tapio__refuse(loop, "%s: 'sock' is a %s socket; a %s socket was "
+                  "expected", call_names[call], type_name(got),
+                  type_name(type));
+    return TAPIO_EINVAL;
+  }
+  return tapio__socket_nonblock(fd);
 }
 
 int tapio__opts_fail(const tapio_options *o, int code) {

@@ -367,6 +367,12 @@ enum tapio__opt {
  * or TLS options that do not fit it, with its words for
  * tapio_loop_error_message. */
 int tapio__opts_check(tapio_loop *loop, const tapio_options *o, int call);
+/* The descriptor given as "sock" (or to connect_accepted_socket) must be
+ * a socket of type (SOCK_STREAM, SOCK_DGRAM: asyncio's "A Stream Socket
+ * was expected", "A datagram socket was expected"); it is then made
+ * non-blocking. 0, or the code with call's words for
+ * tapio_loop_error_message; the caller's failure path closes fd. */
+int tapio__sock_check(tapio_loop *loop, int fd, int type, int call);
 /* A create call failing: the descriptor given as "sock" is tapio's from
  * the call on, so it is closed. Returns code. */
 int tapio__opts_fail(const tapio_options *o, int code);

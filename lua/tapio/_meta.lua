@@ -53,7 +53,7 @@
 ---@field local_host? string
 ---@field local_port? integer
 ---@field family? integer 0, 4 or 6
----@field sock? integer a descriptor tapio takes over
+---@field sock? integer a stream socket tapio takes over
 ---@field nodelay? boolean
 ---@field happy_eyeballs_delay? number seconds between staggered connects
 ---@field interleave? integer addresses of one family before the other

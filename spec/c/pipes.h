@@ -37,11 +37,6 @@ static inline int is_nonblocking(int fd)
   return (fl & O_NONBLOCK) != 0;
 }
 
-static inline int fd_is_open(int fd)
-{
-  return fcntl(fd, F_GETFD) >= 0;
-}
-
 /* A pty in raw mode (bytes pass unchanged, no echo): *master, *slave. */
 static inline void make_pty(int *master, int *slave)
 {
@@ -389,15 +384,6 @@ static inline int reaped(pid_t pid)
   memset(&si, 0, sizeof si);
   return waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) < 0 &&
          errno == ECHILD;
-}
-
-/* How many descriptors this process has open. */
-static inline int fd_count(void)
-{
-  int n = 0, fd;
-  for (fd = 0; fd < 1024; fd++)
-    n += fd_is_open(fd);
-  return n;
 }
 
 /* fd's pipe transport, which must be there. */

@@ -1205,6 +1205,20 @@ static inline void fd_fill_release(fd_fill *f)
   CHECK(setrlimit(RLIMIT_NOFILE, &f->old) == 0);
 }
 
+static inline int fd_is_open(int fd)
+{
+  return fcntl(fd, F_GETFD) >= 0;
+}
+
+/* How many descriptors this process has open. */
+static inline int fd_count(void)
+{
+  int n = 0, fd;
+  for (fd = 0; fd < 1024; fd++)
+    n += fd_is_open(fd);
+  return n;
+}
+
 /* How many descriptors can still be opened (opened and closed again). */
 static inline int fd_count_free(void)
 {

@@ -3,7 +3,7 @@
  * exception handler told, a write fails with ENOMEM), keeps running with
  * nothing leaked, and serves again when memory is back. Then every
  * allocation of a whole exchange is refused in turn. */
-#include "test.h"
+#include "dgram.h"
 
 typedef struct budget {
   size_t used, limit;  /* limit: SIZE_MAX for none */
@@ -213,5 +213,32 @@ static void every_allocation_refused_once(void)
   printf("  %ld allocations, each refused once\n", k - 1);
 }
 
+/* D3 (asyncio's fatal read error): the loop's datagram area cannot be
+ * made for the first datagram read, a failure that is not the network's:
+ * the endpoint ends with connection_lost(ENOMEM), as asyncio's
+ * connection_lost(exc); the loop goes on, and with memory back another
+ * endpoint receives. */
+static void datagram_area_refused(void)
+{
+  budget b;
+  tapio_loop *loop = budget_loop(&b);
+  drec s, s2;
+  int port = bound_endpoint(loop, &s, "127.0.0.1"), port2;
+  int fd = raw_udp(AF_INET, "127.0.0.1", NULL);
+  tapio_loop_backend_fd(loop); /* made before the budget is spent */
+  b.limit = b.used;
+  raw_sendto(fd, "x", 1, AF_INET, "127.0.0.1", port);
+  HOST_WAIT(loop, s.lost); /* WAIT_FOR's timer would need memory */
+  CHECK_STR(s.log, "made lost:ENOMEM");
+  b.limit = SIZE_MAX;
+  port2 = bound_endpoint(loop, &s2, "127.0.0.1");
+  raw_sendto(fd, "y", 1, AF_INET, "127.0.0.1", port2);
+  WAIT_FOR(loop, s2.ndata == 1);
+  CHECK_STR(s2.log, "made data:1");
+  close(fd);
+  free_loop(loop);
+  CHECK_EQ(b.used, 0);
+}
+
 TEST_MAIN(TEST(refused_then_served_again),
-          TEST(every_allocation_refused_once))
+          TEST(every_allocation_refused_once), TEST(datagram_area_refused))

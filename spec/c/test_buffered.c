@@ -187,7 +187,42 @@ static void buffered_set_buffered_in_get_buffer(void)
   handover_in_get_buffer(&rec_bproto, "buf:5 lost:0");
 }
 
+/* uvloop's test_epollhup: over a Unix socket the peer sends 51 bytes and
+ * closes before the loop looks, so the data and the hang-up come in one
+ * epoll event; a 50-byte buffer takes them in two updates, then eof (read
+ * into a third buffer, as asyncio's recv_into finds it) and
+ * connection_lost(0). */
+static void buffered_data_with_hangup(void)
+{
+  tapio_loop *loop = new_loop();
+  tapio_options *o = new_options(loop);
+  conn_wait w = { 0 };
+  char mem[50], data[51];
+  rec r;
+  int sv[2];
+  rec_init(&r);
+  r.buf = mem;
+  r.buflen = sizeof mem;
+  w.r = &r;
+  CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+  pattern_fill(data, sizeof data, 0);
+  CHECK(write(sv[1], data, sizeof data) == (ssize_t)sizeof data);
+  CHECK(close(sv[1]) == 0);
+  CHECK_OK(tapio_options_set_int(o, "sock", sv[0]));
+  CHECK_OK(tapio_create_connection(loop, NULL, 0, &rec_bproto, &r, o,
+                                   on_connected, &w));
+  tapio_options_free(o);
+  CHECK_OK(connect_wait(loop, &w));
+  WAIT_FOR(loop, r.lost);
+  CHECK_STR(r.log, "made buf:51 eof lost:0");
+  CHECK_EQ(r.ngetbuf, 3);
+  CHECK_EQ(pattern_check(r.in, r.nin, 0), -1);
+  free_loop(loop);
+  rec_free(&r);
+}
+
 TEST_MAIN(
+  TEST(buffered_data_with_hangup),
   TEST(buffered_seven_byte_buffer),
   TEST(buffered_one_byte_buffer),
   TEST(buffered_large_buffer),

@@ -359,11 +359,6 @@ static void never_named(void *ud, int status, const char *host,
   FAIL("a refused call completed");
 }
 
-static int fd_is_open(int fd)
-{
-  return fcntl(fd, F_GETFD) >= 0;
-}
-
 /* Every call that would do real I/O answers TAPIO_EVIRTUAL, closes a
  * descriptor given to it, and calls nobody (the virtual network's calls
  * are test_vnet.c's). */

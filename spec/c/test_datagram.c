@@ -445,13 +445,15 @@ static void bind_failure(void)
   tapio_options *o;
   conn_wait w = { 0 };
   drec r;
-  int port, fd = raw_udp(AF_INET, "127.0.0.1", &port);
+  int port, fd = raw_udp(AF_INET, "127.0.0.1", &port), before;
   drec_init(&r);
   o = dgram_opts(loop, "127.0.0.1", port, NULL, 0);
+  before = fd_count();
   CHECK_OK(tapio_create_datagram_endpoint(loop, &drec_proto, &r, o,
                                           on_connected, &w));
   WAIT_FOR(loop, w.done);
   CHECK_ERR(w.status, TAPIO_EADDRINUSE);
+  CHECK_EQ(fd_count(), before);
   CHECK_STR(r.log, "");
   close(fd);
   tapio_options_free(o);

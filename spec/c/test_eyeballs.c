@@ -182,6 +182,93 @@ static void local_address_of_one_family(void)
   srv_free(&sv);
 }
 
+/* A TCP socket bound to host:0 (no listen, no SO_REUSEADDR: nobody else
+ * can bind that address and port); *port gets the port. */
+static int bound_on(const char *host, int *port)
+{
+  struct sockaddr_storage ss;
+  socklen_t len = raw_addr(AF_INET, host, 0, &ss);
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  CHECK(fd >= 0);
+  CHECK(bind(fd, (struct sockaddr *)&ss, len) == 0);
+  *port = raw_port(fd);
+  return fd;
+}
+
+/* Whether host:port can be bound now (then left free again). */
+static int bindable(const char *host, int port)
+{
+  struct sockaddr_storage ss;
+  socklen_t len = raw_addr(AF_INET, host, port, &ss);
+  int fd = socket(AF_INET, SOCK_STREAM, 0), ok;
+  CHECK(fd >= 0);
+  ok = bind(fd, (struct sockaddr *)&ss, len) == 0;
+  close(fd);
+  return ok;
+}
+
+/* asyncio's test_create_connection_multiple_errors_local_addr: the local
+ * name has two addresses (two4.tapio.test: 127.0.0.2, then 127.0.0.1);
+ * the first cannot be bound (its port is taken there), so the same
+ * socket binds the second and connects from it. */
+static void next_local_address_after_bind_fails(void)
+{
+  fixture f;
+  tapio_options *o;
+  msg_wait w;
+  srv sv;
+  char host[64];
+  int lport = 0, held = -1, port, tries;
+  begin(&f, 0);
+  for (tries = 0; held < 0 && tries < 20; tries++) {
+    held = bound_on("127.0.0.2", &lport);
+    if (!bindable("127.0.0.1", lport)) {
+      close(held);
+      held = -1;
+    }
+  }
+  CHECK(held >= 0);
+  CHECK(!bindable("127.0.0.2", lport));
+  srv_start(&sv, f.loop);
+  o = new_options(f.loop);
+  CHECK_OK(tapio_options_set_str(o, "local_host", "two4.tapio.test"));
+  CHECK_OK(tapio_options_set_int(o, "local_port", lport));
+  CHECK_OK(connect_msg(f.loop, "127.0.0.1", sv.port, &f.c, o, &w));
+  CHECK_OK(tapio_transport_get_sockname(w.t, host, sizeof host, &port,
+                                        NULL));
+  CHECK_STR(host, "127.0.0.1");
+  CHECK_EQ(port, lport);
+  roundtrip(f.loop, &f.c, srv_wait_conn(&sv, 0));
+  tapio_options_free(o);
+  close(held);
+  tapio_server_release(sv.s);
+  end(&f);
+  srv_free(&sv);
+}
+
+/* asyncio's test_create_connection_ipv6_scope: "fe80::1%1" keeps its
+ * scope (interface 1, lo) down to connect(). Without it Linux refuses a
+ * link-local address at once (EINVAL); with it, lo has no route there
+ * (ENETUNREACH), or, on a host where it has, the attempt goes out. The
+ * words name the address with its scope either way. */
+static void link_local_keeps_its_scope(void)
+{
+  tapio_loop *loop = new_loop();
+  msg_wait w;
+  rec c;
+  int port, fd = raw_bind(AF_INET, &port), rc;
+  rec_init(&c);
+  rc = connect_msg(loop, "fe80::1%1", port, &c, NULL, &w);
+  if (rc == 0)
+    tapio_transport_abort(w.t);
+  else
+    CHECK(strstr(w.message, "('fe80::1%1', ") != NULL);
+  CHECK(rc != TAPIO_EINVAL);
+  close(fd);
+  free_loop(loop);
+  rec_free(&c);
+}
+
 /* ---- Racing ---------------------------------------------------------------- */
 
 /* A listener on host:*port (0: any port) whose backlog is full: a connect
@@ -399,6 +486,8 @@ static void bad_options(void)
 
 TEST_MAIN(TEST(every_address_refused), TEST(interleave_orders_the_attempts),
           TEST(bind_failure_named), TEST(local_address_of_one_family),
+          TEST(next_local_address_after_bind_fails),
+          TEST(link_local_keeps_its_scope),
           TEST(stalled_ipv6_loses),
           TEST(no_delay_waits_for_the_first),
           TEST(stalled_first_of_one_family), TEST(cancel_mid_race_frees_both),

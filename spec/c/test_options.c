@@ -225,11 +225,6 @@ static void refusal_words(void)
 
 /* ---- "sock" is tapio's from the call on -------------------------------- */
 
-static int fd_is_open(int fd)
-{
-  return fcntl(fd, F_GETFD) >= 0;
-}
-
 /* A fresh socket given as "sock" to a call that then fails. */
 static int sock_after_failure(tapio_loop *loop, int call, int host_port,
                               const char *extra)
@@ -275,6 +270,79 @@ static void sock_closed_on_every_failure(void)
   free_loop(loop);
 }
 
+/* A descriptor of the wrong kind: refused at once with words naming the
+ * call and 'sock', no completion, and closed as every failure closes it.
+ * rc is what the call returned. */
+static void refused_sock(tapio_loop *loop, int rc, int fd, int want,
+                         const char *words)
+{
+  CHECK_ERR(rc, want);
+  CHECK_STR(tapio_loop_error_message(loop), words);
+  CHECK(!fd_is_open(fd));
+}
+
+/* One end of a fresh socketpair of type; the other end is closed. */
+static int pair_end(int type)
+{
+  int sv[2];
+  CHECK(socketpair(AF_UNIX, type, 0, sv) == 0);
+  close(sv[1]);
+  return sv[0];
+}
+
+/* asyncio's "A Stream Socket was expected" (create_connection,
+ * connect_accepted_socket, create_server) and "A datagram socket was
+ * expected" (create_datagram_endpoint, D14); a pipe is not a socket. */
+static void sock_of_the_wrong_kind(void)
+{
+  static const tapio_datagram_protocol dproto = {
+    .size = sizeof(tapio_datagram_protocol) };
+  tapio_loop *loop = new_loop();
+  tapio_options *o;
+  rec r;
+  int fd, pfd[2];
+  rec_init(&r);
+  fd = pair_end(SOCK_DGRAM);
+  o = one_option(loop, "sock", fd);
+  refused_sock(loop, tapio_create_connection(loop, NULL, 0, &rec_proto, &r,
+                                             o, never_connected, NULL),
+               fd, TAPIO_EINVAL, "create_connection: 'sock' is a datagram "
+               "socket; a stream socket was expected");
+  tapio_options_free(o);
+  fd = pair_end(SOCK_DGRAM);
+  refused_sock(loop, tapio_connect_accepted_socket(loop, fd, &rec_proto, &r,
+                                                   NULL, never_connected,
+                                                   NULL),
+               fd, TAPIO_EINVAL, "connect_accepted_socket: 'sock' is a "
+               "datagram socket; a stream socket was expected");
+  fd = socket(AF_INET, SOCK_DGRAM, 0);
+  o = one_option(loop, "sock", fd);
+  refused_sock(loop, tapio_create_server(loop, NULL, 0, 0, refusing_factory,
+                                         NULL, o, never_served, NULL),
+               fd, TAPIO_EINVAL, "create_server: 'sock' is a datagram "
+               "socket; a stream socket was expected");
+  tapio_options_free(o);
+  fd = pair_end(SOCK_STREAM);
+  o = one_option(loop, "sock", fd);
+  refused_sock(loop, tapio_create_datagram_endpoint(loop, &dproto, NULL,
+                                                    o, never_connected, NULL),
+               fd, TAPIO_EINVAL, "create_datagram_endpoint: 'sock' is a "
+               "stream socket; a datagram socket was expected");
+  tapio_options_free(o);
+  CHECK(pipe(pfd) == 0);
+  close(pfd[1]);
+  o = one_option(loop, "sock", pfd[0]);
+  refused_sock(loop, tapio_create_server(loop, NULL, 0, 0, refusing_factory,
+                                         NULL, o, never_served, NULL),
+               pfd[0], TAPIO_ENOTSOCK, "create_server: 'sock' is not a "
+               "socket");
+  tapio_options_free(o);
+  spin(loop, 3);
+  CHECK_STR(r.log, "");
+  free_loop(loop);
+  rec_free(&r);
+}
+
 TEST_MAIN(
   TEST(options_unknown_name_einval),
   TEST(options_wrong_type_einval),
@@ -283,5 +351,6 @@ TEST_MAIN(
   TEST(option_info_per_call),
   TEST(options_not_taken_einval),
   TEST(refusal_words),
-  TEST(sock_closed_on_every_failure)
+  TEST(sock_closed_on_every_failure),
+  TEST(sock_of_the_wrong_kind)
 )

@@ -20,6 +20,9 @@ something the test checks. Modes:
     starttls-client    plain asyncio client: sends "STARTTLS\\n", waits for
                        "GO\\n", upgrades, sends "hello after starttls\\n" at
                        once, prints "GOT <echo>"
+    first-data-client  a handshake over memory BIOs whose last flight
+                       goes in one send with "hello\n" (uvloop's
+                       test_first_data_after_wakeup); prints "GOT <echo>"
     fault-server       an ssl socket (ragged ends raised, not hidden) that
     fault-client       follows commands on stdin, one a line, for the
                        tests of faults under TLS:
@@ -360,13 +363,16 @@ def garbage_server(certs):
         pass
 
 
-def starttls_first_data_client(certs, port):
+def first_data_client(certs, port, starttls):
+    """Sends "hello" in the send of its last handshake flight (its
+    Finished), after a STARTTLS line exchange if starttls."""
     sock = socket.create_connection(("127.0.0.1", port))
-    sock.sendall(b"STARTTLS\n")
-    line = b""
-    while not line.endswith(b"\n"):
-        line += sock.recv(1)
-    say("LINE", line.decode().strip())
+    if starttls:
+        sock.sendall(b"STARTTLS\n")
+        line = b""
+        while not line.endswith(b"\n"):
+            line += sock.recv(1)
+        say("LINE", line.decode().strip())
     io = (sock,) + memory_tls(client_ctx(certs), False,
                               server_hostname="localhost")
     tls = io[1]
@@ -394,6 +400,8 @@ def main():
         asyncio.run(echo_client(certs, port))
     elif mode == "starttls-client":
         asyncio.run(starttls_client(certs, port))
+    elif mode == "first-data-client":
+        first_data_client(certs, port, starttls=False)
     elif mode == "fault-server":
         fault_server(certs)
     elif mode == "fault-starttls-server":
@@ -405,7 +413,7 @@ def main():
     elif mode == "notify-first-server":
         notify_first_server(certs)
     elif mode == "starttls-first-data-client":
-        starttls_first_data_client(certs, port)
+        first_data_client(certs, port, starttls=True)
     else:
         sys.exit("unknown mode " + mode)
 
