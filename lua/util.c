@@ -376,18 +376,17 @@ static void set_option(lua_State *L, tapio_options *o, const char *fn,
 const char *tl_socktype_problem(int fd, int type) {
   int got = 0;
   socklen_t len = sizeof got;
-  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &got, &len) < 0)
-    return errno == EBADF ? NULL : type == SOCK_DGRAM
-                                       ? "a datagram socket expected, got "
-                                         "no socket"
-                                       : "a stream socket expected, got no "
-                                         "socket";
+  int dgram = type == SOCK_DGRAM;
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &got, &len) < 0) {
+    if (errno == EBADF)
+      return NULL; /* the core's EBADF error value says it */
+    return dgram ? "a datagram socket expected, got no socket"
+                 : "a stream socket expected, got no socket";
+  }
   if (got == type)
     return NULL;
-  return type == SOCK_DGRAM ? "a datagram socket expected, got a stream "
-                              "socket"
-                            : "a stream socket expected, got a datagram "
-                              "socket";
+  return dgram ? "a datagram socket expected, got a stream socket"
+               : "a stream socket expected, got a datagram socket";
 }
 
 /* opts.sock, set already, must be a socket of the call's type: checked
