@@ -100,7 +100,7 @@ function Session:upstream(reader)
     log(("%d: client: %s"):format(self.proc.pid, tostring(err)))
     self:stop()
   end
-  pcall(self.proc.stdin.close, self.proc.stdin)
+  self.proc.stdin:close()
 end
 
 -- child's stdout -> client, then the end passed on
@@ -110,7 +110,7 @@ function Session:downstream(writer)
     log(("%d: client: %s"):format(self.proc.pid, tostring(err)))
     self:stop()
   elseif not err then
-    pcall(writer.write_eof, writer)
+    writer:write_eof()
   end
 end
 
@@ -129,12 +129,13 @@ function Session:run(reader, writer)
   log(("%d: started for %s"):format(pid, self.peer))
   self:touch()
   local up = tapio.create_task(self.upstream, self, reader)
-  local err = tapio.create_task(self.stderr, self)
+  -- (runs to the end of the pipe, which a process the child started
+  -- may hold after the child's exit)
+  tapio.create_task(self.stderr, self)
   self:downstream(writer)
   local status = self.proc:wait()
   self.timer:cancel()
   up:cancel() -- a client still sending to a child that has gone
-  err:cancel()
   writer:close()
   log(("%d: %s; %d bytes up, %d down, at most %d held")
     :format(pid, describe(status), self.up, self.down, self.held))
@@ -150,6 +151,9 @@ end
 
 function Server:handle(reader, writer)
   local peer = tostring(writer:get_extra_info("peername"))
+  if peer == "" then -- an unnamed Unix socket
+    peer = self.cfg.unix
+  end
   if self.count >= self.cfg.max or self.stopping then
     log(("refused %s: %d children running"):format(peer, self.count))
     writer:close()

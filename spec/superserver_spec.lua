@@ -40,8 +40,10 @@ end
 local function expect(srv, pattern)
   while true do
     local line = srv.p.stderr:readline()
-    assert(line ~= "", "the server's stderr ended before " .. pattern
-           .. ":\n" .. table.concat(srv.log, "\n"))
+    if line == "" then
+      error("the server's stderr ended before " .. pattern .. ":\n"
+            .. table.concat(srv.log, "\n"))
+    end
     line = line:gsub("\n$", "")
     srv.log[#srv.log + 1] = line
     local found = { line:match(pattern) }
@@ -98,6 +100,37 @@ end
 local function python(source, port)
   return helper.output_lines(tapio.create_subprocess_exec(PYTHON,
     { "-c", "PORT = " .. port .. "\n" .. source }, { stdout = tapio.PIPE }))
+end
+
+-- The Python source of a client that connects, ends its side with
+-- shut, reads n bytes, then resets the connection (SO_LINGER 0) once a
+-- line comes on its stdin.
+local function resetter(n, shut)
+  return ([[
+import socket, struct, sys
+s = socket.create_connection(("127.0.0.1", PORT))
+if %s:
+    s.shutdown(socket.SHUT_WR)
+got = len(s.recv(%d, socket.MSG_WAITALL))
+print("READ", got, flush=True)
+sys.stdin.readline()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+s.close()
+print("RESET")
+]]):format(shut and "True" or "False", n)
+end
+
+-- Inside a task: a resetter(n, shut) of srv, reset once the server has
+-- started its child; returns the child's pid.
+local function reset(srv, n, shut)
+  local p = tapio.create_subprocess_exec(PYTHON,
+    { "-c", "PORT = " .. srv.port .. "\n" .. resetter(n, shut) },
+    { stdin = tapio.PIPE, stdout = tapio.PIPE })
+  assert.are.equal("READ " .. n .. "\n", p.stdout:readline())
+  local pid = expect(srv, "^superserver: (%d+): started")
+  p.stdin:write("\n")
+  assert.are.same({ "RESET" }, helper.output_lines(p))
+  return pid
 end
 
 describe("examples/superserver.lua", function()
@@ -163,12 +196,18 @@ describe("examples/superserver.lua", function()
     end)
   end)
 
-  it("prefixes the child's stderr with its pid", function()
+  it("prefixes each line of the child's stderr with its pid", function()
     run(function()
-      local srv = start({}, { "sh", "-c", "echo oops >&2; echo out" })
-      assert.are.equal("out\n", exchange(srv.port, ""))
+      local srv = start({}, { "sh", "-c",
+                              "echo oops >&2; seq 20000 >&2; echo out" })
+      -- (the server's stderr is read meanwhile: its writes there block)
+      local reply = tapio.create_task(exchange, srv.port, "")
       local pid = expect(srv, "^superserver: (%d+): started")
       assert.are.equal(pid, expect(srv, "^%[(%d+)%] oops$"))
+      -- all of it, also what was left in the pipe at the exit
+      assert.are.equal(pid, expect(srv, "^%[(%d+)%] 20000$"))
+      expect(srv, "^superserver: " .. pid .. ": exited with 0")
+      assert.are.equal("out\n", reply:await())
       stop(srv)
     end)
   end)
@@ -315,20 +354,20 @@ print("SEND", "failed" if failed.wait(5) else "went on")
   it("terminates the child of a client that resets, and serves on",
      function()
     run(function()
+      -- writing to a client that has ended its side: the reset comes
+      -- where the server writes
       local srv = start({}, { "yes" })
-      assert.are.same({ "RESET" }, python([[
-import socket, struct
-s = socket.create_connection(("127.0.0.1", PORT))
-assert s.recv(2) == b"y\n"
-s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-s.close()
-print("RESET")
-]], srv.port))
-      expect(srv, "^superserver: %d+: client: ")
-      expect(srv, "^superserver: %d+: killed by SIGTERM; 0 bytes up")
+      local pid = reset(srv, 2, true)
+      expect(srv, "^superserver: " .. pid .. ": client: ")
+      expect(srv, "^superserver: " .. pid .. ": killed by SIGTERM; 0 bytes up")
       local reader, writer = tapio.open_connection("127.0.0.1", srv.port)
       assert.are.equal("y\ny\n", reader:readexactly(4))
       writer:close()
+      stop(srv)
+      srv = start({}, { "sleep", "10" }) -- neither reading nor writing
+      pid = reset(srv, 0)
+      expect(srv, "^superserver: " .. pid .. ": client: .*ECONNRESET")
+      expect(srv, "^superserver: " .. pid .. ": killed by SIGTERM; 0 bytes up")
       stop(srv)
     end)
   end)
