@@ -15,9 +15,10 @@
 -- once, unread, with a line on stderr (inetd's "wait" would hold it in
 -- the backlog; refusing tells the client now). After --timeout S seconds
 -- (60 by default) with no byte either way, the child gets SIGTERM, and
--- SIGKILL after --grace S more seconds (2 by default); so does it when
--- the client goes away with an error (a reset). SIGTERM or SIGINT stops:
--- no more connections, each child gets SIGTERM (SIGKILL after the grace),
+-- after --grace S more seconds (2 by default) SIGKILL if it still runs
+-- and an abort of the connection if a client that reads nothing holds it
+-- up; so it goes when the client goes away with an error (a reset).
+-- SIGTERM or SIGINT stops: no more connections, each child stopped so,
 -- and once all are reaped the server exits with 0. Every child's exit is
 -- logged on stderr with its pid, with the bytes each way and the most the
 -- server held for the client at once.
@@ -45,7 +46,8 @@ function Session.new(cfg, loop, peer)
                         down = 0, held = 0 }, Session)
 end
 
--- SIGTERM now, SIGKILL after the grace if the child still runs.
+-- SIGTERM now; after the grace, SIGKILL if the child still runs, and
+-- the connection aborted if it still holds what a client does not read.
 function Session:stop()
   if self.stopping then
     return
@@ -55,6 +57,9 @@ function Session:stop()
   self.loop:call_later(self.cfg.grace, function()
     if self.proc.returncode == nil then
       self.proc:kill()
+    end
+    if not self.ended then
+      self.writer.transport:abort()
     end
   end)
 end
@@ -126,6 +131,7 @@ function Session:run(reader, writer)
   self.proc = tapio.create_subprocess_exec(cfg.program, cfg.args,
     { stdin = "pipe", stdout = "pipe", stderr = "pipe" })
   local pid = self.proc.pid
+  self.writer = writer
   log(("%d: started for %s"):format(pid, self.peer))
   self:touch()
   local up = tapio.create_task(self.upstream, self, reader)
@@ -136,6 +142,7 @@ function Session:run(reader, writer)
   local status = self.proc:wait()
   self.timer:cancel()
   up:cancel() -- a client still sending to a child that has gone
+  self.ended = true
   writer:close()
   log(("%d: %s; %d bytes up, %d down, at most %d held")
     :format(pid, describe(status), self.up, self.down, self.held))

@@ -332,6 +332,27 @@ print("SEND", "failed" if failed.wait(5) else "went on")
     end)
   end)
 
+  it("drops a client that reads nothing after the grace, at the idle "
+     .. "timeout and at a stop", function()
+    run(function()
+      -- yes fills the connection: the server waits in drain
+      local srv = start({ "--timeout", "0.2", "--grace", "0.2" }, { "yes" })
+      local reader, writer = tapio.open_connection("127.0.0.1", srv.port)
+      assert.are.equal("y\n", reader:readexactly(2))
+      local pid = expect(srv, "^superserver: (%d+): idle for 0%.2 s")
+      expect(srv, "^superserver: " .. pid .. ": killed by SIGTERM; 0 bytes up")
+      writer:close()
+      stop(srv)
+      srv = start({ "--grace", "0.2" }, { "yes" })
+      reader, writer = tapio.open_connection("127.0.0.1", srv.port)
+      assert.are.equal("y\n", reader:readexactly(2))
+      local log = stop(srv)
+      writer:close()
+      assert.are.equal(1, count(log, "^superserver: %d+: killed by SIGTERM"))
+      assert.are.equal("superserver: stopped", log[#log])
+    end)
+  end)
+
   it("stops on SIGINT, killing after the grace a child that ignores "
      .. "SIGTERM", function()
     run(function()
