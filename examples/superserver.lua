@@ -41,9 +41,11 @@ end
 local Session = {}
 Session.__index = Session
 
-function Session.new(cfg, loop, peer)
-  return setmetatable({ cfg = cfg, loop = loop, peer = peer, up = 0,
-                        down = 0, held = 0 }, Session)
+function Session.new(server, peer)
+  return setmetatable({ server = server, cfg = server.cfg,
+                        loop = server.loop, peer = peer, up = 0, down = 0,
+                        held = 0, done = server.loop:create_future() },
+                      Session)
 end
 
 -- SIGTERM now; after the grace, SIGKILL if the child still runs, and
@@ -133,6 +135,9 @@ function Session:run(reader, writer)
   local pid = self.proc.pid
   self.writer = writer
   log(("%d: started for %s"):format(pid, self.peer))
+  if self.server.stopping then -- it came while the child was starting
+    self:stop()
+  end
   self:touch()
   local up = tapio.create_task(self.upstream, self, reader)
   -- (runs to the end of the pipe, which a process the child started
@@ -166,8 +171,7 @@ function Server:handle(reader, writer)
     writer:close()
     return
   end
-  local session = Session.new(self.cfg, self.loop, peer)
-  session.done = self.loop:create_future()
+  local session = Session.new(self, peer)
   self.sessions[session] = true
   self.count = self.count + 1
   local ok, err = pcall(session.run, session, reader, writer)

@@ -3,8 +3,8 @@
 -- SIGTERM) and real clients (tapio's streams, Python sockets): bytes both
 -- ways, half-closes both ways, backpressure against a slow reader, a
 -- child that exits early, --max, the idle timeout, SIGTERM and SIGINT
--- with children running, a client that resets. Each waits on what the
--- server prints on stderr, never on time.
+-- with children running, a client that resets, one that reads nothing.
+-- Each waits on what the server prints on stderr, never on time.
 local helper = require "spec.helper"
 local tapio = helper.tapio
 
