@@ -348,6 +348,17 @@ describe("a subprocess", function()
     end)
   end)
 
+  it("starts the child with no signal ignored nor blocked, glibc's own "
+     .. "32 and 33 too (as Python's subprocess does)", function()
+    run(function(loop)
+      local rc, p = run_child(loop, "grep", { "-E", "^Sig(Ign|Blk)",
+                                              "/proc/self/status" })
+      assert.are.equal(0, rc)
+      assert.are.equal("SigBlk:\t0000000000000000\n"
+                       .. "SigIgn:\t0000000000000000\n", p:output(1))
+    end)
+  end)
+
   it("reports a program that cannot start as the error, naming it",
      function()
     run(function(loop)

@@ -306,12 +306,21 @@ static int file_actions(spawn *sp) {
 
 /* Every signal at its default, none blocked, whatever the parent's; a
  * session or a process group of the child's own on request (glibc does
- * setsid, then setpgid, in the child, as Python's subprocess does). */
+ * setsid, then setpgid, in the child, as Python's subprocess does).
+ * glibc's sigfillset leaves out its own two signals (32 and 33), and its
+ * posix_spawn sets every blocked signal left out of the defaults to
+ * SIG_IGN in the child, which exec keeps: every child and its children
+ * would start with those two ignored (Python's subprocess leaves them at
+ * their default). Every bit set, as glibc's sigfillset sets them before
+ * it clears those two, puts them among the defaults. */
 static int attributes(spawn *sp) {
   short flags = POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK;
   int64_t group = tapio__opt_int(sp->opts, TAPIO__OPT_PROCESS_GROUP, -1);
   sigset_t all, none;
   sigfillset(&all);
+#ifdef __GLIBC__
+  memset(&all, 0xff, sizeof all);
+#endif
   sigemptyset(&none);
   if (tapio__opt_int(sp->opts, TAPIO__OPT_START_NEW_SESSION, 0))
     flags |= POSIX_SPAWN_SETSID;
