@@ -340,10 +340,8 @@ end
 --- This process's children, zombies too (a child is listed until reaped),
 -- as a sorted list of pids.
 function helper.children()
-  local f = assert(io.open("/proc/self/stat"))
-  local pid = f:read("*l"):match("^%d+")
-  f:close()
-  f = assert(io.open(("/proc/%s/task/%s/children"):format(pid, pid)))
+  local pid = helper.pid()
+  local f = assert(io.open(("/proc/%s/task/%s/children"):format(pid, pid)))
   local list = {}
   for child in f:read("*a"):gmatch("%d+") do
     list[#list + 1] = tonumber(child)

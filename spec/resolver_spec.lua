@@ -192,10 +192,7 @@ end)
 -- The sockets this process has open, as a set of their inodes (other
 -- descriptors come and go with the run: a child's pipes, the lookups').
 local function open_sockets()
-  local f = assert(io.open("/proc/self/stat"))
-  local pid = f:read("*l"):match("^%d+")
-  f:close()
-  local ls = io.popen("ls -l /proc/" .. pid .. "/fd")
+  local ls = io.popen("ls -l /proc/" .. helper.pid() .. "/fd")
   local set = {}
   for line in ls:lines() do
     local inode = line:match("socket:%[(%d+)%]$")
