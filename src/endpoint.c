@@ -367,14 +367,9 @@ static char *copy(tapio_loop *loop, const char *s, int *failed) {
   return c;
 }
 
-/* A host of local_host or remote_host; "<broadcast>" is 255.255.255.255
- * there as in sendto's addresses (tapio_addr_parse), as Python's bind,
- * connect and sendto take it (asyncio passes it to getaddrinfo, which
- * does not). */
+/* local_host or remote_host: "<broadcast>" as sendto takes it. */
 static char *copy_host(tapio_loop *loop, const char *s, int *failed) {
-  if (s && strcmp(s, "<broadcast>") == 0)
-    s = "255.255.255.255";
-  return copy(loop, s, failed);
+  return copy(loop, tapio__broadcast_name(s), failed);
 }
 
 static dgram_req *req_new(tapio_loop *loop, const tapio_options *o) {

@@ -117,8 +117,7 @@ static int parse_ip(const char *host, int port, tapio__addr *a) {
   struct sockaddr_in *in = (struct sockaddr_in *)&a->ss;
   struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&a->ss;
   memset(a, 0, sizeof *a);
-  if (strcmp(host, "<broadcast>") == 0)
-    host = "255.255.255.255"; /* Python's name for it */
+  host = tapio__broadcast_name(host);
   if (inet_pton(AF_INET, host, &in->sin_addr) == 1) {
     in->sin_family = AF_INET;
     in->sin_port = htons((uint16_t)port);

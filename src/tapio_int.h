@@ -12,6 +12,7 @@
 #include <ev.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <string.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -842,6 +843,12 @@ static inline int tapio__dgram_destination(int af, int connected,
                                            const void *addr, size_t addrlen,
                                            const struct sockaddr **sa,
                                            socklen_t *alen);
+/* Python's name for the IPv4 broadcast address, taken wherever a
+ * datagram endpoint takes an IPv4 host (sendto's addresses, local_host,
+ * remote_host): host, or "255.255.255.255" for "<broadcast>". */
+static inline const char *tapio__broadcast_name(const char *host) {
+  return host && strcmp(host, "<broadcast>") == 0 ? "255.255.255.255" : host;
+}
 /* Datagrams an endpoint keeps (dgram_queue.c): in its write buffer,
  * each its destination's address (alen bytes, 0: the connected peer),
  * then its bytes; held while reading is paused, the sender's address
