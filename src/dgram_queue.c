@@ -11,8 +11,12 @@
 #define HEADER 8 /* asyncio 3.13 counts each queued datagram as its bytes
                     plus 8 */
 
+size_t tapio__dgram_cost(size_t len, socklen_t alen) {
+  return sizeof(tapio__dgram_out) + alen + len;
+}
+
 static size_t out_size(const tapio__dgram_out *o) {
-  return sizeof *o + o->alen + o->len;
+  return tapio__dgram_cost(o->len, o->alen);
 }
 
 /* A copy of the datagram (or, code set, of an error's message) at the
@@ -20,7 +24,7 @@ static size_t out_size(const tapio__dgram_out *o) {
 static tapio__dgram_out *append(tapio_loop *loop, tapio__dgram_queue *q,
                                 int code, const void *data, size_t len,
                                 const struct sockaddr *sa, socklen_t alen) {
-  tapio__dgram_out *o = tapio__alloc(loop, sizeof *o + alen + len);
+  tapio__dgram_out *o = tapio__alloc(loop, tapio__dgram_cost(len, alen));
   if (!o)
     return NULL;
   o->next = NULL;

@@ -870,6 +870,9 @@ typedef struct tapio__dgram_queue {
 int tapio__dgram_push(tapio_transport *t, tapio__dgram_queue *q,
                       const void *data, size_t len, const struct sockaddr *sa,
                       socklen_t alen);
+/* The memory one kept datagram of len bytes from an address of alen
+ * takes (what a held one counts against a receive buffer). */
+size_t tapio__dgram_cost(size_t len, socklen_t alen);
 /* Frees q's first datagram, t's write buffer size shrinking. */
 void tapio__dgram_pop(tapio_transport *t, tapio__dgram_queue *q);
 /* What an endpoint received and holds while reading is paused. */

@@ -153,7 +153,7 @@ static void refused(vdg *from, const vpkt *p) {
 /* Reading is paused, or what was held waits for its task: held, or
  * dropped when the receive buffer is full. */
 static void hold(vdg *to, const vpkt *p) {
-  size_t cost = sizeof(tapio__dgram_out) + p->src.len + p->len;
+  size_t cost = tapio__dgram_cost(p->len, p->src.len);
   if (to->held.bytes + cost > RECEIVE_BUFFER ||
       tapio__held_add(&to->held, 0, p->data, p->len,
                       (const struct sockaddr *)&p->src.ss, p->src.len) < 0)
