@@ -682,13 +682,8 @@ static void read_on(tapio_transport *t) {
 
 static void dgram_start(tapio_transport *t) { read_on(t); }
 
-void tapio__dgram_reading(tapio_transport *t) {
-  tapio__dgram *d;
-  if (t->kind != &dgram_kind) {
-    tapio__vdgram_reading(t);
-    return;
-  }
-  d = to_dgram(t);
+static void dgram_reading(tapio_transport *t) {
+  tapio__dgram *d = to_dgram(t);
   if (t->flags & TAPIO__T_RPAUSED)
     ev_io_stop(t->loop->ev, &d->rio);
   else
@@ -778,7 +773,8 @@ static const tapio__kind dgram_kind = {
   TAPIO_TRANSPORT_DATAGRAM,
   TAPIO__CAN_READ | TAPIO__CAN_FLOW,
   sizeof(tapio_datagram_protocol),
-  dgram_start, dgram_close, dgram_halt, dgram_destroy, dgram_fd, dgram_shed
+  dgram_start, dgram_close, dgram_halt, dgram_destroy, dgram_fd, dgram_shed,
+  dgram_reading
 };
 
 tapio_transport *tapio__datagram_new(tapio_loop *loop, int fd, int af,

@@ -435,7 +435,7 @@ static const tapio__kind memory_kind = {
   TAPIO__CAN_READ | TAPIO__CAN_WRITE | TAPIO__CAN_FLOW,
   sizeof(tapio_protocol),
   mem_start, tapio__stream_close, tapio__stream_halt,
-  mem_destroy, mem_fd, mem_shed
+  mem_destroy, mem_fd, mem_shed, tapio__stream_reading
 };
 
 /* The pipe kinds, able to do what pipe.c's do. */
@@ -444,7 +444,7 @@ static const tapio__kind read_pipe_kind = {
   TAPIO__READ_PIPE_CAPS,
   sizeof(tapio_protocol),
   mem_start, tapio__stream_close, tapio__stream_halt,
-  mem_destroy, mem_fd, mem_shed
+  mem_destroy, mem_fd, mem_shed, tapio__stream_reading
 };
 
 static const tapio__kind write_pipe_kind = {
@@ -452,7 +452,7 @@ static const tapio__kind write_pipe_kind = {
   TAPIO__WRITE_PIPE_CAPS,
   sizeof(tapio_protocol),
   mem_start, tapio__stream_close, tapio__stream_halt,
-  mem_destroy, mem_fd, mem_shed
+  mem_destroy, mem_fd, mem_shed, NULL
 };
 
 int tapio__memory_reset(tapio_transport *t, int code) {

@@ -127,7 +127,7 @@ static const tapio__kind read_pipe_kind = {
   TAPIO__READ_PIPE_CAPS,
   sizeof(tapio_protocol),
   tapio__stream_start, tapio__stream_close, tapio__stream_halt,
-  pipe_destroy, tapio__stream_fd, pipe_release_fd
+  pipe_destroy, tapio__stream_fd, pipe_release_fd, tapio__stream_reading
 };
 
 static const tapio__kind write_pipe_kind = {
@@ -135,7 +135,7 @@ static const tapio__kind write_pipe_kind = {
   TAPIO__WRITE_PIPE_CAPS,
   sizeof(tapio_protocol),
   write_pipe_start, tapio__stream_close, tapio__stream_halt,
-  pipe_destroy, tapio__stream_fd, pipe_release_fd
+  pipe_destroy, tapio__stream_fd, pipe_release_fd, NULL
 };
 
 /* ---- Making them ------------------------------------------------------- */

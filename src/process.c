@@ -354,7 +354,8 @@ static const tapio__kind process_kind = {
   0,
   sizeof(tapio_subprocess_protocol),
   process_start, process_close, process_halt, process_destroy, process_fd,
-  NULL /* not retained: its pipes and child go with it */
+  NULL, /* not retained: its pipes and child go with it */
+  NULL
 };
 
 /* ---- Making one -------------------------------------------------------- */

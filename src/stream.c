@@ -160,6 +160,14 @@ static void read_held(tapio__stream *s) {
     tapio__task_post(s->head.loop, &s->more);
 }
 
+/* The stream kinds' reading step (see tapio__kind). */
+void tapio__stream_reading(tapio_transport *t) {
+  tapio__stream *s = tapio__to_stream(t);
+  update_reading(s);
+  if (!(t->flags & TAPIO__T_RPAUSED))
+    read_held(s);
+}
+
 static void on_eof(tapio__stream *s) {
   tapio_transport *t = &s->head;
   int keep_open = 0;
@@ -278,8 +286,7 @@ int tapio_transport_is_reading(tapio_transport *t) {
 }
 
 /* The pauses' bookkeeping is the head's, the same for every kind that
- * reads; what they do is the kind's: a datagram endpoint's is
- * datagram.c's (or vdgram.c's). */
+ * reads; what they do is the kind's reading step. */
 int tapio_transport_pause_reading(tapio_transport *t) {
   if (!readable_kind(t))
     return t ? TAPIO_ENOTSUP : TAPIO_EINVAL;
@@ -287,10 +294,7 @@ int tapio_transport_pause_reading(tapio_transport *t) {
     return 0;
   t->flags |= TAPIO__T_RPAUSED;
   t->rpause_since = tapio__time(t->loop);
-  if (t->kind->id == TAPIO_TRANSPORT_DATAGRAM)
-    tapio__dgram_reading(t);
-  else
-    update_reading(tapio__to_stream(t));
+  t->kind->reading(t);
   return 0;
 }
 
@@ -301,12 +305,7 @@ int tapio_transport_resume_reading(tapio_transport *t) {
     return 0;
   t->flags &= ~(uint32_t)TAPIO__T_RPAUSED;
   t->rpaused += tapio__time(t->loop) - t->rpause_since;
-  if (t->kind->id == TAPIO_TRANSPORT_DATAGRAM) {
-    tapio__dgram_reading(t);
-    return 0;
-  }
-  update_reading(tapio__to_stream(t));
-  read_held(tapio__to_stream(t));
+  t->kind->reading(t);
   return 0;
 }
 
@@ -585,7 +584,7 @@ static const tapio__kind stream_kind = {
   TAPIO__CAN_READ | TAPIO__CAN_WRITE | TAPIO__CAN_FLOW,
   sizeof(tapio_protocol),
   tapio__stream_start, tapio__stream_close, tapio__stream_halt,
-  stream_destroy, tapio__stream_fd, stream_shed
+  stream_destroy, tapio__stream_fd, stream_shed, tapio__stream_reading
 };
 
 /* ---- Streams whose layer has a session of its own (TLS) ---------------- */

@@ -475,6 +475,10 @@ typedef struct tapio__kind {
    * memory (destroy comes at the last release). NULL: the kind's
    * transports cannot be retained (tapio_transport_retain: ENOTSUP). */
   void (*shed)(tapio_transport *t);
+  /* pause_reading or resume_reading (RPAUSED set or cleared by the head):
+   * input stops, or goes on after what the kind holds. NULL for kinds
+   * that do not read (no TAPIO__CAN_READ). */
+  void (*reading)(tapio_transport *t);
 } tapio__kind;
 
 /* An IP address (a short Unix one too) in as little room as it takes. */
@@ -629,6 +633,7 @@ void tapio__stream_start(tapio_transport *t);
 void tapio__stream_close(tapio_transport *t);
 void tapio__stream_halt(tapio_transport *t);
 int tapio__stream_fd(tapio_transport *t);
+void tapio__stream_reading(tapio_transport *t);
 /* Frees a transport whose connection_made never ran (closes its fd). */
 void tapio__transport_discard(tapio_transport *t);
 
@@ -896,10 +901,6 @@ int tapio__held_add(tapio__dgram_held *h, int code, const void *data,
 void tapio__held_resume(tapio__dgram_held *h);
 /* close or abort: the held ones go undelivered. */
 void tapio__held_clear(tapio__dgram_held *h);
-/* pause_reading or resume_reading on datagram endpoint t (RPAUSED set
- * or cleared by the caller): reading stops, or goes on after what is
- * held. */
-void tapio__dgram_reading(tapio_transport *t);
 /* TAPIO_STAT_DATAGRAMS_DROPPED of datagram endpoint t. */
 uint64_t tapio__dgram_drops(tapio_transport *t);
 /* A send after close: dropped; the exception handler hears of it once,
@@ -924,8 +925,7 @@ int tapio__vdgram_sockname(tapio_transport *t, struct tapio__addr *out);
 /* tapio_transport_sendto on a virtual endpoint. */
 int tapio__vdgram_sendto(tapio_transport *t, const void *data, size_t len,
                          const void *addr, size_t addrlen);
-/* tapio__dgram_reading and tapio__dgram_drops of a virtual endpoint. */
-void tapio__vdgram_reading(tapio_transport *t);
+/* tapio__dgram_drops of a virtual endpoint. */
 uint64_t tapio__vdgram_drops(tapio_transport *t);
 /* tapio_loop_free: what is still in flight goes, with the network. */
 void tapio__dnet_free(tapio_loop *loop);

@@ -362,6 +362,12 @@ static int vdg_fd(tapio_transport *t) {
   return TAPIO_ENOTSUP;
 }
 
+/* The kind's reading step: a resume delivers what was held first. */
+static void vdg_reading(tapio_transport *t) {
+  if (!(t->flags & TAPIO__T_RPAUSED))
+    tapio__held_resume(&to_vdg(t)->held);
+}
+
 static void vdg_shed(tapio_transport *t) {
   vdg *d = to_vdg(t);
   vdg_halt(t);
@@ -372,7 +378,8 @@ static const tapio__kind vdg_kind = {
   TAPIO_TRANSPORT_DATAGRAM,
   TAPIO__CAN_READ | TAPIO__CAN_FLOW,
   sizeof(tapio_datagram_protocol),
-  vdg_start, vdg_close, vdg_halt, vdg_destroy, vdg_fd, vdg_shed
+  vdg_start, vdg_close, vdg_halt, vdg_destroy, vdg_fd, vdg_shed,
+  vdg_reading
 };
 
 /* The wildcard address of af. */
@@ -443,12 +450,6 @@ int tapio__vdgram_sockname(tapio_transport *t, tapio__addr *out) {
     return TAPIO_ENOTSUP;
   *out = d->self;
   return 0;
-}
-
-void tapio__vdgram_reading(tapio_transport *t) {
-  vdg *d = vdg_of(t);
-  if (d && !(t->flags & TAPIO__T_RPAUSED))
-    tapio__held_resume(&d->held);
 }
 
 uint64_t tapio__vdgram_drops(tapio_transport *t) {
