@@ -6,7 +6,7 @@ PKGS = cmake make gcc pkg-config libev-dev libc-ares-dev libssl-dev openssl \
   valgrind util-linux procps \
   lua5.4 liblua5.4-dev luajit libluajit-5.1-dev lua-busted \
   python3 python3-cffi python3-websockets lua-luv python3-uvloop luarocks \
-  groff-base redis-tools curl
+  groff-base redis-tools curl iproute2
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps configure build run test bench install clean

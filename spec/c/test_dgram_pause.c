@@ -8,6 +8,10 @@
  * rules on a virtual loop's endpoints, whose receive buffer drops too. */
 #include "dgram.h"
 
+#include <net/if.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+
 #define MAXN 20000
 
 /* An endpoint's numbered datagrams (the number in the first 4 bytes), in
@@ -345,6 +349,75 @@ static void sends_while_paused(void)
   finish(loop, &p, peer);
 }
 
+/* A network namespace of this test's own whose loopback sends through a
+ * slow queue (tc's token bucket, 100 kbit/s), so that a datagram socket
+ * fills and an endpoint keeps datagrams queued for a while. Skipped
+ * without the rights (root) or the queue. */
+static void own_slow_loopback(void)
+{
+  struct ifreq ifr;
+  int fd;
+  if (unshare(CLONE_NEWNET) != 0)
+    SKIP("no network namespace of its own (needs root)");
+  fd = socket(AF_INET, SOCK_DGRAM, 0);
+  CHECK(fd >= 0);
+  memset(&ifr, 0, sizeof ifr);
+  strcpy(ifr.ifr_name, "lo");
+  CHECK(ioctl(fd, SIOCGIFFLAGS, &ifr) == 0);
+  ifr.ifr_flags |= IFF_UP;
+  CHECK(ioctl(fd, SIOCSIFFLAGS, &ifr) == 0);
+  close(fd);
+  if (system("tc qdisc add dev lo root tbf rate 100kbit burst 1600 "
+             "latency 10s 2>/dev/null") != 0)
+    SKIP("no tc, or no tbf queue in this kernel");
+}
+
+/* An endpoint paused for reading, sending to a closed port with
+ * datagrams queued: the ICMP errors keep the socket in EPOLLERR, which
+ * libev hands to the write watcher; they reach error_received while
+ * paused, and the loop neither spins on them (a few iterations per
+ * datagram sent, not thousands) nor loses a queued datagram. */
+static void icmp_while_paused(void)
+{
+  tapio_loop *loop;
+  prec p;
+  char buf[100], addr[TAPIO_ADDR_MAX];
+  size_t alen;
+  int small = 4096, sent = 0, iterations = 0, queued;
+  deadline d;
+  own_slow_loopback();
+  loop = new_loop();
+  prec_init(&p);
+  p.pause_in_made = 1;
+  pendpoint(loop, &p, dgram_opts(loop, "127.0.0.1", 0, NULL, 0));
+  CHECK(setsockopt(tapio_transport_get_fd(p.t), SOL_SOCKET, SO_SNDBUF,
+                   &small, sizeof small) == 0);
+  alen = addr_of("127.0.0.1", closed_udp_port(), addr);
+  memset(buf, 'x', sizeof buf);
+  for (queued = 0; queued < 30; sent++) {
+    CHECK_OK(tapio_transport_sendto(p.t, buf, sizeof buf, addr, alen));
+    queued += tapio_transport_get_write_buffer_size(p.t) > 0;
+    if (sent > 100000)
+      FAIL("the socket never refused a datagram");
+  }
+  deadline_start(&d, loop, 20);
+  while (!d.expired && tapio_transport_get_write_buffer_size(p.t) > 0) {
+    CHECK_OK(tapio_loop_run_once(loop, 1));
+    iterations++;
+  }
+  deadline_end(&d);
+  CHECK_EQ(tapio_transport_get_write_buffer_size(p.t), 0);
+  CHECK(p.nerr > 0);
+  CHECK_ERR(p.last_err, TAPIO_ECONNREFUSED);
+  CHECK_EQ(p.n, p.nerr); /* errors only, each in its place */
+  CHECK_EQ(p.bad, 0);
+  if (iterations > 4 * sent + 100)
+    FAIL("the loop spun while the errors waited");
+  CHECK(tapio_transport_is_reading(p.t) == 0);
+  resume(&p);
+  finish(loop, &p, -1);
+}
+
 /* A datagram too large to receive, in a batch's held rest: its EMSGSIZE
  * comes in its place, between its neighbours. */
 static void too_large_held(void)
@@ -550,6 +623,7 @@ static void virtual_close_held(void)
 TEST_MAIN(TEST(pause_inside_batch), TEST(pause_while_held_go),
           TEST(idempotent), TEST(close_while_held), TEST(abort_while_held),
           TEST(close_while_held_go), TEST(sends_while_paused),
+          TEST(icmp_while_paused),
           TEST(too_large_held), TEST(kernel_drops), TEST(drops_of_kinds),
           TEST(virtual_pause), TEST(virtual_drops),
           TEST(virtual_close_held))
