@@ -4,8 +4,10 @@
  * in order, from the loop and never from inside resume_reading; pausing
  * twice and resuming unpaused are harmless; close and abort drop what is
  * held; sending goes on while paused. The kernel's drops of a paused
- * endpoint's full socket (TAPIO_STAT_DATAGRAMS_DROPPED), and the same
- * rules on a virtual loop's endpoints, whose receive buffer drops too. */
+ * endpoint's full socket (TAPIO_STAT_DATAGRAMS_DROPPED); ICMP errors
+ * heard while paused (on a slowed loopback of the test's own); and the
+ * same rules on a virtual loop's endpoints, whose receive buffer drops
+ * too. */
 #include "dgram.h"
 
 #include <net/if.h>
