@@ -377,30 +377,42 @@ static int write_refused(lua_State *L, const char *fn, int rc) {
   return tl_raise_after_calls(L);
 }
 
-static int t_write(lua_State *L) {
-  tl_transport *lt = totransport(L, "transport:write");
+/* Writes the string at index 2 (checked) through lt. */
+static void write_string(lua_State *L, tl_transport *lt) {
   size_t len;
   const char *data;
   int rc;
-  if (lua_type(L, 2) != LUA_TSTRING)
-    return tl_typeerror(L, "transport:write", 1, "data", 2, "string");
-  if (!lt->t)
-    return lost_write(L, lt, "transport:write");
+  if (!lt->t) {
+    lost_write(L, lt, "transport:write");
+    return;
+  }
   data = lua_tolstring(L, 2, &len);
   rc = tapio_transport_write(lt->t, data, len); /* may call pause_writing */
   if (rc < 0)
-    return write_refused(L, "transport:write", rc);
+    write_refused(L, "transport:write", rc);
+}
+
+static int t_write(lua_State *L) {
+  tl_transport *lt = totransport(L, "transport:write");
+  if (lua_type(L, 2) != LUA_TSTRING)
+    return tl_typeerror(L, "transport:write", 1, "data", 2, "string");
+  write_string(L, lt);
   return 0;
 }
 
-/* transport:_stream_write(data): write for a StreamWriter's usual case
- * (tapio/streams.lua), which then needs no type() call of its own (a
- * tenth of the Lua work a streams echo request adds): bad data is
- * writer:write's error, raised at writer:write's caller. */
+/* transport:_stream_write(data) -> closing: write for a StreamWriter's
+ * usual case (tapio/streams.lua), which then needs no type() call of its
+ * own (a tenth of the Lua work a streams echo request adds): bad data is
+ * writer:write's error, raised at writer:write's caller. Returns whether
+ * the transport is closing (the data dropped, or a send failed): the
+ * writer's drain then waits for the end. */
 static int t_stream_write(lua_State *L) {
+  tl_transport *lt = totransport(L, "transport:write");
   if (lua_type(L, 2) != LUA_TSTRING)
     return tl_typeerror_at(L, 2, "writer:write", 1, "data", 2, "string");
-  return t_write(L);
+  write_string(L, lt);
+  lua_pushboolean(L, !lt->t || tapio_transport_is_closing(lt->t));
+  return 1;
 }
 
 #define LINES_CHUNK 64

@@ -168,6 +168,31 @@ describe("streams over TCP", function()
     end)
   end)
 
+  it("raises from drain once the peer has gone, in a loop that never "
+     .. "yields otherwise", function()
+    -- asyncio's drain yields once when the transport is closing, so that
+    -- connection_lost can come: a write-and-drain loop whose writes are
+    -- dropped would otherwise run on without ever hearing of the end
+    run(function(loop)
+      local server, reader, writer, _, sw = pair(loop)
+      sw:close()
+      assert.are.equal("", reader:read()) -- the server's socket is closed
+      local chunk, err = ("z"):rep(4096), nil
+      for _ = 1, 100000 do
+        writer:write(chunk)
+        local ok, e = pcall(writer.drain, writer)
+        if not ok then
+          err = e
+          break
+        end
+      end
+      assert.is_not_nil(err, "drain never raised")
+      assert.is_true(err.name == "ECONNRESET" or err.name == "EPIPE",
+        tostring(err))
+      server:close()
+    end)
+  end)
+
   it("pauses reading over twice the limit, resumes as the task reads",
      function()
     run(function(loop)

@@ -61,7 +61,8 @@ function M.new_writer(transport, reader, loop)
     _pending = {}, _pending_size = 0, -- writes batched (see write)
     _queued = false,    -- a flush is deferred to the task's stop
     _lost = false, _error = nil,
-    _busy = false,      -- _paused or _closing or _lost: drain's one test
+    _ending = false,    -- the transport is closing (see ending)
+    _busy = false,      -- _paused, _closing, _ending or _lost: drain's test
     _protocol = nil,    -- a connection's StreamProtocol (not a pipe's)
   }, StreamWriter)
   writers[writer] = F.NOBODY
@@ -107,7 +108,17 @@ end
 
 function M.resume_writing(self)
   self._paused, self._busy = false, self._closing or self._lost
+                                    or self._ending
   wake_all(self, "_drains", T.unpark)
+end
+
+-- The transport is closing, not by this writer's close (a send failed,
+-- the transport was closed or aborted itself): what is written is
+-- dropped, so drain waits for the end and raises, as asyncio's drain
+-- yields for connection_lost then. A write-and-drain loop would
+-- otherwise never hear of the end.
+local function ending(self)
+  self._ending, self._busy = true, true
 end
 
 -- The transport has ended, with err (nil: cleanly).
@@ -147,6 +158,8 @@ local function flush(self)
     if not ok then
       self._loop:call_exception_handler({ message = "error in a write of "
         .. "a StreamWriter", exception = err, transport = t })
+    elseif t:is_closing() then
+      ending(self)
     end
   end
   for i = n, 1, -1 do
@@ -205,8 +218,11 @@ function StreamWriter:write(data)
   local reader, pending_size = self._reader, self._pending_size
   if pending_size == 0 and not (self._shut or reader and reader._size > 0)
   then
-    -- The usual case: at once (bad data raises there, as below).
-    self._send(self.transport, data)
+    -- The usual case: at once (bad data raises there, as below); true
+    -- when the transport is closing.
+    if self._send(self.transport, data) then
+      ending(self)
+    end
     return
   end
   if type(data) ~= "string" then
@@ -248,7 +264,11 @@ function StreamWriter:writelines(list)
   end
   check_open(self, "writer:writelines")
   if direct(self) then
-    self.transport:writelines(list)
+    local t = self.transport
+    t:writelines(list)
+    if t:is_closing() then
+      ending(self)
+    end
     return
   end
   for i = 1, #list do
@@ -266,7 +286,7 @@ local function drain(self)
   if reader and reader._failed then
     error(reader._exception, 0)
   end
-  if self._closing and not self._lost then
+  if (self._closing or self._ending) and not self._lost then
     wait_in(self, "_ends") -- closing: wait for the end
   end
   if self._lost then
