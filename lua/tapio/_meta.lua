@@ -1013,6 +1013,19 @@ function tapio.open_connection(host, port, opts) end
 ---@return tapio.StreamReader, tapio.StreamWriter
 function tapio.open_unix_connection(path, opts) end
 
+---The read end of a pipe (a terminal, a character device) as a
+---StreamReader, and its transport (the async rule).
+---@param fd integer
+---@param opts? {limit?: integer}
+---@return tapio.StreamReader, tapio.ReadTransport
+function tapio.open_pipe_reader(fd, opts) end
+
+---The write end of a pipe (standard output, a child's stdin) as a
+---StreamWriter (the async rule).
+---@param fd integer
+---@return tapio.StreamWriter
+function tapio.open_pipe_writer(fd) end
+
 ---Serves: client_connected_cb(reader, writer) runs as a task per
 ---connection; an error in it goes to the exception handler and closes
 ---that connection.

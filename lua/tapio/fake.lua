@@ -28,12 +28,6 @@ function Sink.is_closing() return false end
 function Sink.can_write_eof() return false end
 function Sink.get_extra_info(_, _, default) return default end
 
--- The protocol of a fake's output: its StreamWriter's flow and end.
-local WriteEnd = {}
-WriteEnd.__index = WriteEnd
-function WriteEnd:pause_writing() S.pause_writing(self._writer) end
-function WriteEnd:resume_writing() S.resume_writing(self._writer) end
-function WriteEnd:connection_lost(err) S.writer_lost(self._writer, err) end
 
 local Child = {}
 Child.__index = Child
@@ -163,7 +157,7 @@ local function start_child(loop, name, fn, handle, program, args, env, cwd,
   end
   for fd, t in pairs({ [1] = t1, [2] = t2 ~= t1 and t2 or nil }) do
     local writer = S.new_writer(t, nil, loop)
-    protocols[fd + 1] = setmetatable({ _writer = writer }, WriteEnd)
+    protocols[fd + 1] = setmetatable({ _writer = writer }, S.WriterProtocol)
     child[fd == 1 and "stdout" or "stderr"] = writer
   end
   child.stdout = child.stdout or setmetatable({}, Sink)

@@ -616,6 +616,73 @@ function api.open_unix_connection(path, opts)
   return async(protocol, fn, opened, fut)
 end
 
+-- ---- Pipes as streams -------------------------------------------------------
+
+-- The protocol of a lone writer (a write pipe's, a fake child's output):
+-- the writer, made at connection_made unless given, hears the
+-- transport's flow control and its end.
+local WriterProtocol = {}
+WriterProtocol.__index = WriterProtocol
+M.WriterProtocol = WriterProtocol
+
+function WriterProtocol:connection_made(transport)
+  if not self._writer then
+    self._writer = M.new_writer(transport, nil, self._loop)
+  end
+end
+
+function WriterProtocol:pause_writing()
+  M.pause_writing(self._writer)
+end
+
+function WriterProtocol:resume_writing()
+  M.resume_writing(self._writer)
+end
+
+function WriterProtocol:connection_lost(err)
+  M.writer_lost(self._writer, err)
+end
+
+local function opened_reader(protocol, fut)
+  await(fut)
+  return protocol._reader, protocol._transport
+end
+
+local function opened_writer(protocol, fut)
+  await(fut)
+  return protocol._writer
+end
+
+--- tapio.open_pipe_reader(fd, opts) -> reader, transport: the read end of
+-- a pipe (or a terminal, a character device: connect_read_pipe's) as a
+-- StreamReader. opts: limit (64 KiB). The transport closes itself at the
+-- end of the input; a program done before closes it.
+function api.open_pipe_reader(fd, opts)
+  local fn = "open_pipe_reader"
+  local _, limit = split_options(opts, fn, 2)
+  local loop = running_loop(fn)
+  local protocol = setmetatable({ _loop = loop, _reader_only = true,
+                                  _reader = new_reader(limit, loop) },
+    StreamProtocol)
+  local fut = start(fn, 1, Loop._connect_read_pipe, loop, function()
+    return protocol
+  end, fd)
+  return async(protocol, fn, opened_reader, fut)
+end
+
+--- tapio.open_pipe_writer(fd) -> writer: the write end of a pipe (or a
+-- terminal, standard output) as a StreamWriter: write, drain (while the
+-- pipe is full), close, wait_closed; write_eof closes.
+function api.open_pipe_writer(fd)
+  local fn = "open_pipe_writer"
+  local loop = running_loop(fn)
+  local protocol = setmetatable({ _loop = loop }, WriterProtocol)
+  local fut = start(fn, 1, Loop._connect_write_pipe, loop, function()
+    return protocol
+  end, fd)
+  return async(protocol, fn, opened_writer, fut)
+end
+
 local function served(_, fut)
   return await(fut)
 end
