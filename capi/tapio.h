@@ -867,8 +867,9 @@ int tapio_transport_write_eof(tapio_transport *t);
  * error before the protocol's connection_lost, a close() with
  * TAPIO_ECLOSED. The call returns TAPIO_ENOTSUP for a kind that cannot
  * send a file (datagrams, a read pipe, a subprocess's pipes), TAPIO_EBUSY
- * during another sendfile on t, TAPIO_ECLOSED when t is closing,
- * TAPIO_EBADF for a bad fd. get_protocol and set_protocol meanwhile
+ * during another sendfile on t, TAPIO_ECLOSED when t is closing (or
+ * after write_eof), TAPIO_EBADF for an fd that is not open (TAPIO_EINVAL
+ * for a negative one). get_protocol and set_protocol meanwhile
  * answer and change the protocol held aside (it is the transport's again
  * at the end); start_tls is TAPIO_EBUSY. tapio_cancel_pending(loop,
  * cb_ud) stops it (what was sent stays sent). */
