@@ -703,3 +703,50 @@ describe("what exists is written down", function()
       .. table.concat(missing, ", "))
   end)
 end)
+
+-- The files the docs name by their path from the top (spec/x_spec.lua,
+-- examples/c/echo_server.c, ...), placeholders (examples/NAME.lua) left
+-- out; of bench/README.md its descriptive part, before "## Method" (the
+-- findings after it are a record, files since removed included).
+local TOPS = { "spec/", "examples/", "bench/", "src/", "lua/", "capi/",
+  "doc/", "cmake/" }
+local EXTENSIONS = { c = true, h = true, lua = true, py = true, sh = true,
+  md = true, awk = true, ["1"] = true, ["in"] = true, rockspec = true }
+
+local function named_paths(text)
+  local paths = {}
+  for _, top in ipairs(TOPS) do
+    for path in text:gmatch("%f[%w_./-]" .. escape(top) .. "[%w_./-]*") do
+      path = path:gsub("[.]+$", "")
+      local ext = path:match("%.([%w]+)$")
+      if ext and EXTENSIONS[ext] and not path:find("%u%u%u") then
+        paths[path] = true
+      end
+    end
+  end
+  return paths
+end
+
+describe("what the docs name exists", function()
+  it("every file named by its path", function()
+    local missing = {}
+    local docs = { "README.md", "lua/README.md", "capi/tapio.h",
+      "lua/tapio_host.h", "bench/README.md" }
+    for _, file in ipairs(docs) do
+      local text = assert(io.open(file)):read("*a")
+      if file == "bench/README.md" then
+        text = text:match("^(.-)\n## Method\n")
+      end
+      for path in pairs(named_paths(text)) do
+        local f = io.open(path)
+        if f then
+          f:close()
+        else
+          missing[#missing + 1] = file .. ": " .. path
+        end
+      end
+    end
+    table.sort(missing)
+    assert(#missing == 0, "no such file: " .. table.concat(missing, ", "))
+  end)
+end)
