@@ -214,7 +214,8 @@ int tapio_loop_new(tapio_loop **out);
  * host), OpenSSL's (CRYPTO_set_mem_functions is process-wide too and must
  * precede every other OpenSSL call: a host that wants it calls it
  * itself), the nodes of tapio_call_soon_threadsafe (malloc: alloc need not
- * be thread-safe), and what libc allocates inside getaddrinfo. */
+ * be thread-safe), the resolver's (c-ares allocates with malloc) and what
+ * libc allocates inside getaddrinfo (for literal addresses). */
 int tapio_loop_new_with_allocator(tapio_loop **out, tapio_alloc_fn alloc,
                                   void *ud);
 /* Frees the loop. Open transports are aborted (their connection_lost runs,
