@@ -15,6 +15,9 @@
 --   <!-- signatures -->  a listing in the reference's notation
 --                        (`f(a [, b]) -> x`): every tapio.NAME it names
 --                        must exist, and each receiver's methods too.
+-- And the other way: lua/README.md names every public function of the
+-- Lua API, the Layout tables of README.md and lua/README.md every file
+-- of src/ and lua/, and every file the docs name by its path exists.
 local helper = require "spec.helper"
 local tapio = helper.tapio
 local testing = require "tapio.testing"
