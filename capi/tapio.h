@@ -879,6 +879,9 @@ int tapio_transport_sendfile(tapio_transport *t, int fd, uint64_t offset,
                              uint64_t count, int fallback,
                              tapio_sendfile_fn cb, void *cb_ud);
 
+/* The bytes the write buffer holds, not yet sent (each queued datagram
+ * counts its size plus 8); the low and high marks it pauses and resumes
+ * writing at (see set_write_buffer_limits). */
 size_t tapio_transport_get_write_buffer_size(tapio_transport *t);
 void tapio_transport_get_write_buffer_limits(tapio_transport *t,
                                              size_t *low, size_t *high);
