@@ -214,7 +214,8 @@ int tapio_loop_new(tapio_loop **out);
  * host), OpenSSL's (CRYPTO_set_mem_functions is process-wide too and must
  * precede every other OpenSSL call: a host that wants it calls it
  * itself), the nodes of tapio_call_soon_threadsafe (malloc: alloc need not
- * be thread-safe), and what libc allocates inside getaddrinfo. */
+ * be thread-safe), the resolver's (c-ares allocates with malloc) and what
+ * libc allocates inside getaddrinfo (for literal addresses). */
 int tapio_loop_new_with_allocator(tapio_loop **out, tapio_alloc_fn alloc,
                                   void *ud);
 /* Frees the loop. Open transports are aborted (their connection_lost runs,
@@ -867,8 +868,9 @@ int tapio_transport_write_eof(tapio_transport *t);
  * error before the protocol's connection_lost, a close() with
  * TAPIO_ECLOSED. The call returns TAPIO_ENOTSUP for a kind that cannot
  * send a file (datagrams, a read pipe, a subprocess's pipes), TAPIO_EBUSY
- * during another sendfile on t, TAPIO_ECLOSED when t is closing,
- * TAPIO_EBADF for a bad fd. get_protocol and set_protocol meanwhile
+ * during another sendfile on t, TAPIO_ECLOSED when t is closing (or
+ * after write_eof), TAPIO_EBADF for an fd that is not open (TAPIO_EINVAL
+ * for a negative one). get_protocol and set_protocol meanwhile
  * answer and change the protocol held aside (it is the transport's again
  * at the end); start_tls is TAPIO_EBUSY. tapio_cancel_pending(loop,
  * cb_ud) stops it (what was sent stays sent). */
@@ -877,6 +879,9 @@ int tapio_transport_sendfile(tapio_transport *t, int fd, uint64_t offset,
                              uint64_t count, int fallback,
                              tapio_sendfile_fn cb, void *cb_ud);
 
+/* The bytes the write buffer holds, not yet sent (each queued datagram
+ * counts its size plus 8); the low and high marks it pauses and resumes
+ * writing at (see set_write_buffer_limits). */
 size_t tapio_transport_get_write_buffer_size(tapio_transport *t);
 void tapio_transport_get_write_buffer_limits(tapio_transport *t,
                                              size_t *low, size_t *high);

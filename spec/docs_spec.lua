@@ -15,6 +15,9 @@
 --   <!-- signatures -->  a listing in the reference's notation
 --                        (`f(a [, b]) -> x`): every tapio.NAME it names
 --                        must exist, and each receiver's methods too.
+-- And the other way: lua/README.md names every public function of the
+-- Lua API, the Layout tables of README.md and lua/README.md every file
+-- of src/ and lua/, and every file the docs name by its path exists.
 local helper = require "spec.helper"
 local tapio = helper.tapio
 local testing = require "tapio.testing"
@@ -571,3 +574,182 @@ for _, file in ipairs(DOCS) do
     end
   end)
 end
+
+-- ---- What exists is written down -------------------------------------
+
+-- The public names of the Lua API at run time: { where = ..., names }
+-- per class, as spec/embed/test_meta.lua finds them for the annotations.
+local function public_names()
+  local core = require "tapio.core"
+  local function public(t)
+    local names = {}
+    for name, v in pairs(t) do
+      if type(name) == "string" and not name:match("^_") then
+        names[name] = type(v)
+      end
+    end
+    return names
+  end
+  local loop = tapio.new_loop()
+  local ctx = tapio.tls_context { side = "client" }
+  local classes = {
+    tapio = public(tapio),
+    testing = public(testing),
+    loop = public(getmetatable(loop).__index),
+    transport = public(core.transport_methods),
+    read_transport = public(core.read_transport_methods),
+    write_transport = public(core.write_transport_methods),
+    subprocess_transport = public(core.subprocess_transport_methods),
+    datagram_transport = public(core.datagram_transport_methods),
+    server = public(core.server_methods),
+    handle = public(core.handle_methods),
+    future = public(tapio.Future),
+    task = public(tapio.Task),
+    buffer = public(core.buffer_methods),
+    tls_context = public(getmetatable(ctx).__index),
+    StreamReader = public(tapio.StreamReader),
+    StreamWriter = public(tapio.StreamWriter),
+    Process = public(tapio.Process),
+    Event = public(tapio.Event),
+    Lock = public(tapio.Lock),
+    Semaphore = public(tapio.Semaphore),
+    Condition = public(tapio.Condition),
+    Barrier = public(tapio.Barrier),
+    Queue = public(tapio.Queue),
+    TaskGroup = public(require("tapio.group").TaskGroup),
+    clock = public(getmetatable(testing.clock(testing.new_loop()))),
+    recorder = public(getmetatable(testing.recorder()).__index),
+    child = public(testing._Child),
+  }
+  ctx:close()
+  loop:close()
+  return classes
+end
+
+local function escape(s)
+  return (s:gsub("%p", "%%%0"))
+end
+
+-- How lua/README.md must name one: a function of tapio or tapio.testing
+-- as tapio.NAME or testing.NAME, a method as :NAME or .NAME, a value of
+-- tapio as a word (an error code is one of `tapio.errors`, which the
+-- Errors section documents as a whole).
+local function documented(doc, class, name, kind)
+  if class == "tapio" and kind ~= "function" then
+    return tapio.errors[name] ~= nil
+      or doc:find("%f[%w_]" .. escape(name) .. "%f[^%w_]") ~= nil
+  end
+  local prefix = ({ tapio = "tapio%.", testing = "testing%." })[class]
+    or "[:.]"
+  return doc:find(prefix .. escape(name) .. "%f[^%w_]") ~= nil
+end
+
+-- The files of a directory (ls: LuaJIT has no directory listing).
+local function files(dir, pattern)
+  local list = {}
+  local ls = assert(io.popen("ls " .. dir))
+  for name in ls:lines() do
+    if name:match(pattern) then
+      list[#list + 1] = name
+    end
+  end
+  ls:close()
+  assert(#list > 0, "no file in " .. dir)
+  return list
+end
+
+-- The text of a Markdown table's row that starts with `cell`.
+local function layout_row(file, cell)
+  for text in io.lines(file) do
+    if text:find("| " .. cell .. " |", 1, true) == 1 then
+      return text
+    end
+  end
+  error(file .. ": no row " .. cell)
+end
+
+describe("what exists is written down", function()
+  it("lua/README.md names every public function and value", function()
+    local doc = assert(io.open("lua/README.md")):read("*a")
+    local missing = {}
+    for class, names in pairs(public_names()) do
+      for name, kind in pairs(names) do
+        if not documented(doc, class, name, kind) then
+          missing[#missing + 1] = class .. "." .. name
+        end
+      end
+    end
+    table.sort(missing)
+    assert(#missing == 0, "lua/README.md does not name: "
+      .. table.concat(missing, ", "))
+  end)
+
+  it("the Layout tables name every file of src/ and lua/", function()
+    local missing = {}
+    local function check(file, text, dir, names)
+      for _, name in ipairs(names) do
+        if not text:find("`" .. dir .. name .. "`", 1, true)
+           and not text:find("`" .. name .. "`", 1, true) then
+          missing[#missing + 1] = ("%s: %s%s"):format(file, dir, name)
+        end
+      end
+    end
+    check("README.md", layout_row("README.md", "`src/`"), "src/",
+      files("src", "%.[ch]$"))
+    local lua_doc = assert(io.open("lua/README.md")):read("*a")
+    local layout = lua_doc:match("\n## Layout\n(.-)\n## ")
+    check("lua/README.md", layout, "lua/", files("lua", "%.[ch]$"))
+    check("lua/README.md", layout, "lua/", files("lua", "%.cmake$"))
+    check("lua/README.md", layout, "lua/tapio/",
+      files("lua/tapio", "%.lua$"))
+    assert(#missing == 0, "not in the Layout table: "
+      .. table.concat(missing, ", "))
+  end)
+end)
+
+-- The files the docs name by their path from the top (spec/x_spec.lua,
+-- examples/c/echo_server.c, ...), placeholders (examples/NAME.lua) left
+-- out; of bench/README.md its descriptive part, before "## Method" (the
+-- findings after it are a record, files since removed included).
+local TOPS = { "spec/", "examples/", "bench/", "src/", "lua/", "capi/",
+  "doc/", "cmake/" }
+local EXTENSIONS = { c = true, h = true, lua = true, py = true, sh = true,
+  md = true, awk = true, ["1"] = true, ["in"] = true, rockspec = true }
+
+local function named_paths(text)
+  local paths = {}
+  for _, top in ipairs(TOPS) do
+    for path in text:gmatch("%f[%w_./-]" .. escape(top) .. "[%w_./-]*") do
+      path = path:gsub("[.]+$", "")
+      local ext = path:match("%.([%w]+)$")
+      if ext and EXTENSIONS[ext] and not path:find("%u%u%u") then
+        paths[path] = true
+      end
+    end
+  end
+  return paths
+end
+
+describe("what the docs name exists", function()
+  it("every file named by its path", function()
+    local missing = {}
+    local docs = { "README.md", "lua/README.md", "capi/tapio.h",
+      "lua/tapio_host.h", "bench/README.md" }
+    for _, file in ipairs(docs) do
+      local text = assert(io.open(file)):read("*a")
+      if file == "bench/README.md" then
+        text = text:match("^(.-)\n## Method\n")
+      end
+      for path in pairs(named_paths(text)) do
+        local f = io.open(path)
+        if f then
+          f:close()
+        else
+          missing[#missing + 1] = file .. ": " .. path
+        end
+      end
+    end
+    table.sort(missing)
+    assert(#missing == 0, "no such file: " .. table.concat(missing, ", "))
+  end)
+end)

@@ -117,6 +117,26 @@ struct tapio_options {
   tapio_tls_context *tls;              /* "ssl", referenced */
 };
 
+/* The calls' names, for the words of a refusal; NULL for a value of the
+ * enum that names no call (7, unassigned). */
+static const char *const call_names[NCALLS] = {
+  [TAPIO_CALL_CREATE_CONNECTION] = "create_connection",
+  [TAPIO_CALL_CREATE_UNIX_CONNECTION] = "create_unix_connection",
+  [TAPIO_CALL_CONNECT_ACCEPTED_SOCKET] = "connect_accepted_socket",
+  [TAPIO_CALL_CREATE_SERVER] = "create_server",
+  [TAPIO_CALL_CREATE_UNIX_SERVER] = "create_unix_server",
+  [TAPIO_CALL_CREATE_DATAGRAM_ENDPOINT] = "create_datagram_endpoint",
+  [TAPIO_CALL_CONNECT_READ_PIPE] = "connect_read_pipe",
+  [TAPIO_CALL_CONNECT_WRITE_PIPE] = "connect_write_pipe",
+  [TAPIO_CALL_SUBPROCESS_EXEC] = "subprocess_exec",
+  [TAPIO_CALL_SUBPROCESS_SHELL] = "subprocess_shell",
+  [TAPIO_CALL_START_TLS] = "start_tls",
+};
+
+static int known_call(int call) {
+  return call > 0 && call < NCALLS && call_names[call] != NULL;
+}
+
 /* The option called name that call takes (call 0: any call), or -1. */
 static int find(const char *name, int call) {
   int i;
@@ -132,7 +152,7 @@ static int find(const char *name, int call) {
 int tapio_option_info(int call, const char *name, int *type, int64_t *min,
                       int64_t *max, const char **expects) {
   int i = find(name, call);
-  if (call <= 0 || call >= NCALLS || !name)
+  if (!known_call(call) || !name)
     return TAPIO_EINVAL;
   if (i < 0)
     return TAPIO_ENOENT;
@@ -149,7 +169,7 @@ int tapio_option_info(int call, const char *name, int *type, int64_t *min,
 
 const char *tapio_option_name(int call, size_t n) {
   int i;
-  if (call <= 0 || call >= NCALLS)
+  if (!known_call(call))
     return NULL;
   for (i = 0; i < TAPIO__OPT_COUNT; i++)
     if ((optdefs[i].calls & (1u << call)) && n-- == 0)
@@ -306,21 +326,6 @@ int tapio_options_set_tls(tapio_options *o, const char *name,
  * context as an argument), and the context must be made for the side the
  * call takes: clients connect, servers and connect_accepted_socket
  * accept. */
-/* The calls' names, for the words of a refusal. */
-static const char *const call_names[NCALLS] = {
-  [TAPIO_CALL_CREATE_CONNECTION] = "create_connection",
-  [TAPIO_CALL_CREATE_UNIX_CONNECTION] = "create_unix_connection",
-  [TAPIO_CALL_CONNECT_ACCEPTED_SOCKET] = "connect_accepted_socket",
-  [TAPIO_CALL_CREATE_SERVER] = "create_server",
-  [TAPIO_CALL_CREATE_UNIX_SERVER] = "create_unix_server",
-  [TAPIO_CALL_CREATE_DATAGRAM_ENDPOINT] = "create_datagram_endpoint",
-  [TAPIO_CALL_CONNECT_READ_PIPE] = "connect_read_pipe",
-  [TAPIO_CALL_CONNECT_WRITE_PIPE] = "connect_write_pipe",
-  [TAPIO_CALL_SUBPROCESS_EXEC] = "subprocess_exec",
-  [TAPIO_CALL_SUBPROCESS_SHELL] = "subprocess_shell",
-  [TAPIO_CALL_START_TLS] = "start_tls",
-};
-
 static const char *side_name(int side) {
   return side == TAPIO_TLS_SERVER ? "server" : "client";
 }

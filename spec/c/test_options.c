@@ -119,6 +119,10 @@ static void option_info_per_call(void)
             TAPIO_EINVAL);
   CHECK_ERR(tapio_option_info(99, "backlog", NULL, NULL, NULL, NULL),
             TAPIO_EINVAL);
+  /* 7 is no call: the header's enum leaves it unassigned */
+  CHECK_ERR(tapio_option_info(7, "backlog", NULL, NULL, NULL, NULL),
+            TAPIO_EINVAL);
+  CHECK(tapio_option_name(7, 0) == NULL);
   CHECK_ERR(tapio_option_info(TAPIO_CALL_CREATE_SERVER, NULL, NULL, NULL,
                               NULL, NULL), TAPIO_EINVAL);
 }
