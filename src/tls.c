@@ -642,6 +642,12 @@ static tapio__tls *tls_new(tapio__stream *s, const tapio__tls_params *p,
   return tc;
 }
 
+/* Whether the layer below holds bytes already (the outer session of TLS
+ * inside TLS may hold a whole ClientHello): no readiness announces them. */
+static int held_below(tapio__tls *tc) {
+  return tc->lower->pending && tc->lower->pending(tc->s, tc->lower_ctx);
+}
+
 int tapio__tls_attach(tapio_transport *t, const tapio__tls_params *p,
                       int server, const void *buffered, size_t len,
                       tapio__tls_done_fn done, void *ud) {
@@ -665,12 +671,18 @@ int tapio__tls_attach(tapio_transport *t, const tapio__tls_params *p,
   tc->done_ud = ud;
   tc->clear_left = t->wsize;
   tc->state = t->wsize ? TAPIO__TLS_CLEAR : TAPIO__TLS_HANDSHAKE;
-  tc->kick = 1;
   tc->t0 = tapio__now();
   tc->timer_secs = p->handshake_timeout;
   (void)tapio__timer_start(&tc->timer, p->handshake_timeout); /* no room:
                                                                   late */
   tapio__layer_push(s, &tapio__tls_io, tc, &tc->lower, &tc->lower_ctx);
+  /* The first step: a client's at once (it speaks first); a server's
+   * when the ClientHello is readable, or at once if it is here already.
+   * A step before it came has OpenSSL make its record buffers and
+   * handshake state (47 KB), idle until the client's turn: under a burst
+   * of connections, every queued one holds them (bench/README.md, "An
+   * idle TLS connection's RSS"). */
+  tc->kick = !server || len || held_below(tc);
   update_want(tc);
   return 0;
 }

@@ -1,0 +1,171 @@
+/* A TLS server's connection waiting for its ClientHello, over the testing
+ * kit's memory pairs on a virtual clock: it holds only its SSL object (no
+ * record buffers, no handshake state: under a burst of connections every
+ * waiting one would), and a ClientHello that is already there when the
+ * session starts (held by the outer session of TLS inside TLS, where no
+ * readiness announces it) is read all the same. What OpenSSL holds is
+ * counted through its allocator, set before it runs. */
+#include "tls.h"
+
+#include <malloc.h>
+#include <openssl/crypto.h>
+
+static long long ossl_bytes;
+
+static void *count_malloc(size_t n, const char *file, int line)
+{
+  void *p = malloc(n);
+  (void)file;
+  (void)line;
+  if (p)
+    ossl_bytes += (long long)malloc_usable_size(p);
+  return p;
+}
+
+static void *count_realloc(void *p, size_t n, const char *file, int line)
+{
+  long long old = p ? (long long)malloc_usable_size(p) : 0;
+  void *q = realloc(p, n);
+  (void)file;
+  (void)line;
+  if (q)
+    ossl_bytes += (long long)malloc_usable_size(q) - old;
+  else if (n == 0)
+    ossl_bytes -= old;
+  return q;
+}
+
+static void count_free(void *p, const char *file, int line)
+{
+  (void)file;
+  (void)line;
+  if (p)
+    ossl_bytes -= (long long)malloc_usable_size(p);
+  free(p);
+}
+
+__attribute__((constructor)) static void count_openssl(void)
+{
+  if (!CRYPTO_set_mem_functions(count_malloc, count_realloc, count_free))
+    abort(); /* OpenSSL ran before main: nothing here would be true */
+}
+
+typedef struct side {
+  tapio_recorder *rec;
+  tapio_transport *t;
+  int done, status;
+  tapio_tls_context *inner; /* started from the first completion */
+  const char *inner_name;   /* its server_hostname (a client's) */
+} side;
+
+static void start(side *s, tapio_tls_context *ctx, const char *hostname);
+
+static void on_tls(void *ud, int status, tapio_transport *t)
+{
+  side *s = ud;
+  tapio_tls_context *inner = s->inner;
+  (void)t;
+  s->done++;
+  s->status = status;
+  s->inner = NULL;
+  if (inner && status == 0)
+    start(s, inner, s->inner_name);
+}
+
+/* start_tls on s with ctx (released); a client's names localhost. */
+static void start(side *s, tapio_tls_context *ctx, const char *hostname)
+{
+  tapio_options *o = NULL;
+  if (hostname) {
+    o = new_options(tapio_transport_get_loop(s->t));
+    CHECK_OK(tapio_options_set_str(o, "server_hostname", hostname));
+  }
+  CHECK_OK(tapio_transport_start_tls(s->t, tapio_recorder_protocol(s->rec),
+                                     s->rec, ctx, o, NULL, 0, on_tls, s));
+  if (o)
+    tapio_options_free(o);
+  tapio_tls_context_release(ctx);
+}
+
+typedef struct kit {
+  tapio_loop *loop;
+  side a, b; /* a the client, b the server */
+} kit;
+
+static void kit_open(kit *k)
+{
+  memset(k, 0, sizeof *k);
+  k->loop = new_virtual();
+  CHECK_OK(tapio_recorder_new(NULL, NULL, TAPIO_RECORDER_MERGE, &k->a.rec));
+  CHECK_OK(tapio_recorder_new(NULL, NULL, TAPIO_RECORDER_MERGE, &k->b.rec));
+  CHECK_OK(tapio_memory_pair(k->loop, tapio_recorder_protocol(k->a.rec),
+                             k->a.rec, tapio_recorder_protocol(k->b.rec),
+                             k->b.rec, &k->a.t, &k->b.t));
+  CHECK_OK(tapio_loop_run_until_idle(k->loop));
+}
+
+/* A byte each way through the session, then a close with close_notify. */
+static void kit_finish(kit *k)
+{
+  CHECK_OK(tapio_transport_write(k->a.t, "a", 1));
+  CHECK_OK(tapio_transport_write(k->b.t, "b", 1));
+  CHECK_OK(tapio_loop_advance(k->loop, 1)); /* past any link's delay */
+  CHECK_OK(tapio_transport_close(k->a.t));
+  CHECK_OK(tapio_loop_advance(k->loop, 1));
+  CHECK_STR(tapio_recorder_events(k->a.rec),
+            "connection_made\ndata_received:b\nconnection_lost:nil");
+  CHECK_STR(tapio_recorder_events(k->b.rec),
+            "connection_made\ndata_received:a\neof_received\n"
+            "connection_lost:nil");
+  CHECK_EQ(tapio_loop_transport_count(k->loop), 0);
+  free_loop(k->loop);
+  tapio_recorder_free(k->a.rec);
+  tapio_recorder_free(k->b.rec);
+}
+
+/* The server's session starts, the client says nothing yet: OpenSSL
+ * holds its SSL object and little else (8.7 KB here), not the record
+ * buffers and handshake state a first step makes (56 KB in all). Then
+ * the client speaks and the handshake goes through. */
+static void server_waits_for_hello(void)
+{
+  kit k;
+  tapio_tls_context *sc;
+  long long before;
+  kit_open(&k);
+  sc = server_ctx("server");
+  before = ossl_bytes;
+  start(&k.b, sc, NULL);
+  CHECK_OK(tapio_loop_run_until_idle(k.loop));
+  CHECK_OK(tapio_loop_advance(k.loop, 1));
+  CHECK_EQ(k.b.done, 0);
+  CHECK_CMP(ossl_bytes - before, <, 16 * 1024);
+  start(&k.a, client_ctx(), "localhost");
+  CHECK_OK(tapio_loop_run_until_idle(k.loop));
+  CHECK(k.a.done == 1 && k.a.status == 0);
+  CHECK(k.b.done == 1 && k.b.status == 0);
+  kit_finish(&k);
+}
+
+/* TLS inside TLS: the client's last outer flight and its inner
+ * ClientHello reach the server in one read (the link delays both to the
+ * same time), so the outer session holds the ClientHello when the
+ * server's inner session starts (from the outer one's completion): the
+ * inner handshake reads it at once, with no readiness to wait for. */
+static void server_hello_held_below(void)
+{
+  kit k;
+  kit_open(&k);
+  CHECK_OK(tapio_memory_set_delay(k.a.t, 0.01));
+  k.a.inner = client_ctx();
+  k.a.inner_name = "localhost";
+  k.b.inner = server_ctx("rsa");
+  start(&k.b, server_ctx("server"), NULL);
+  start(&k.a, client_ctx(), "localhost");
+  CHECK_OK(tapio_loop_advance(k.loop, 1));
+  CHECK(k.a.done == 2 && k.a.status == 0);
+  CHECK(k.b.done == 2 && k.b.status == 0);
+  kit_finish(&k);
+}
+
+TEST_MAIN(TEST(server_waits_for_hello), TEST(server_hello_held_below))
