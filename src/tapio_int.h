@@ -483,7 +483,6 @@ typedef union tapio__ipaddr {
   struct sockaddr_in6 in6;
 } tapio__ipaddr;
 
-/* The head: the first member of every kind's body. */
 /* A transport's write buffer figures, which most transports never need
  * (an idle connection's every byte counts): made at the first write the
  * transport could not send at once (tapio__flow_figs), freed with it. */
@@ -493,6 +492,7 @@ typedef struct tapio__wfigs {
   uint32_t pauses;       /* pause_writing calls */
 } tapio__wfigs;
 
+/* The head: the first member of every kind's body. */
 struct tapio_transport {
   const tapio__kind *kind;
   tapio_loop *loop;
