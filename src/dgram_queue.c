@@ -57,7 +57,7 @@ static tapio__dgram_out *unlink_first(tapio__dgram_queue *q) {
 int tapio__dgram_push(tapio_transport *t, tapio__dgram_queue *q,
                       const void *data, size_t len, const struct sockaddr *sa,
                       socklen_t alen) {
-  if (!append(t->loop, q, 0, data, len, sa, alen))
+  if (tapio__flow_figs(t) < 0 || !append(t->loop, q, 0, data, len, sa, alen))
     return TAPIO_ENOMEM;
   t->wsize += len + HEADER;
   return 0;

@@ -330,7 +330,9 @@ static ssize_t send_now(tapio__stream *s, const struct iovec *iov, int n) {
 }
 
 static int push(tapio__stream *s, const char *p, size_t len) {
-  int rc = tapio__wq_push(s->head.loop, &s->wq, p, len);
+  int rc = tapio__flow_figs(&s->head);
+  if (rc == 0)
+    rc = tapio__wq_push(s->head.loop, &s->wq, p, len);
   if (rc == 0)
     s->head.wsize += len;
   return rc;

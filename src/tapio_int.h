@@ -487,6 +487,15 @@ typedef union tapio__ipaddr {
   struct sockaddr_in6 in6;
 } tapio__ipaddr;
 
+/* A transport's write buffer figures, which most transports never need
+ * (an idle connection's every byte counts): made at the first write the
+ * transport could not send at once (tapio__flow_figs), freed with it. */
+typedef struct tapio__wfigs {
+  uint64_t peak;         /* the write buffer's largest size */
+  double paused, since;  /* seconds writing was paused; the pause's start */
+  uint32_t pauses;       /* pause_writing calls */
+} tapio__wfigs;
+
 /* The head: the first member of every kind's body. */
 struct tapio_transport {
   const tapio__kind *kind;
@@ -501,10 +510,9 @@ struct tapio_transport {
   tapio__link slink;          /* server->clients */
   tapio_server *server;       /* the server that accepted it, if any */
   size_t wsize, high, low;    /* write buffer and its limits */
-  uint64_t nrecv, nsent, wpeak;
-  uint32_t write_pauses;
-  double wpause_since, rpause_since;
-  double wpaused, rpaused;
+  uint64_t nrecv, nsent;
+  tapio__wfigs *wfigs;        /* NULL until the first buffered write */
+  double rpause_since, rpaused;
   uint32_t refs;              /* tapio_transport_retain */
   tapio__ipaddr peer;         /* peername, kept: a reset makes it unknowable */
   socklen_t peerlen;          /* 0: not kept (a long Unix path: ask the fd) */
@@ -525,6 +533,9 @@ void tapio__shells_free_all(tapio_loop *loop);
 /* abort with a code; 0 means a clean abort. */
 void tapio__transport_force_close(tapio_transport *t, int code,
                                   const char *message);
+/* Before t's write buffer first takes bytes: makes its figures. 0, or
+ * TAPIO_ENOMEM (then nothing may be buffered). */
+int tapio__flow_figs(tapio_transport *t);
 /* The write buffer grew (t->wsize updated): peak figure, pause_writing. */
 void tapio__flow_grew(tapio_transport *t);
 /* It shrank: resume_writing at the low mark. */

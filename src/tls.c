@@ -257,6 +257,15 @@ static void on_timer(tapio__timer *tm) {
 
 /* ---- The layer's operations ------------------------------------------- */
 
+/* The peer's close_notify came: nothing more is read. OpenSSL keeps its
+ * read buffer (64 KiB) after an alert, where it lets it go after data:
+ * let it go now, or every connection ending in one loop turn would hold
+ * one until its end (bench/README.md, "An idle TLS connection's RSS"). */
+static void notify_came(tapio__tls *tc) {
+  tc->got_notify = 1;
+  SSL_free_buffers(tc->ssl);
+}
+
 /* Reads plain bytes: as many records as fit, reading the layer below as
  * OpenSSL needs. The end (EOF, an error) waits for the next call when
  * bytes came before it. */
@@ -281,7 +290,7 @@ static ssize_t tls_read(tapio__stream *s, void *ctx, void *buf, size_t len) {
       tc->rd_end = tapio__tls_classify(tc, r);
       break;
     case SSL_ERROR_ZERO_RETURN:
-      tc->got_notify = 1;
+      notify_came(tc);
       tc->rd_end = 1;
       break;
     default: /* a TCP end without close_notify is an end, a truncation */
@@ -449,7 +458,8 @@ static void shutdown_step(tapio__tls *tc) {
     r = SSL_get_error(tc->ssl, r);
     if (r == SSL_ERROR_WANT_READ && !tc->in_eof && !tc->io_err)
       break;
-    tc->got_notify = r == SSL_ERROR_ZERO_RETURN;
+    if (r == SSL_ERROR_ZERO_RETURN)
+      notify_came(tc);
     tc->peer_done = 1;
   }
   ERR_clear_error();
@@ -642,6 +652,12 @@ static tapio__tls *tls_new(tapio__stream *s, const tapio__tls_params *p,
   return tc;
 }
 
+/* Whether the layer below holds bytes already (the outer session of TLS
+ * inside TLS may hold a whole ClientHello): no readiness announces them. */
+static int held_below(tapio__tls *tc) {
+  return tc->lower->pending && tc->lower->pending(tc->s, tc->lower_ctx);
+}
+
 int tapio__tls_attach(tapio_transport *t, const tapio__tls_params *p,
                       int server, const void *buffered, size_t len,
                       tapio__tls_done_fn done, void *ud) {
@@ -665,12 +681,18 @@ int tapio__tls_attach(tapio_transport *t, const tapio__tls_params *p,
   tc->done_ud = ud;
   tc->clear_left = t->wsize;
   tc->state = t->wsize ? TAPIO__TLS_CLEAR : TAPIO__TLS_HANDSHAKE;
-  tc->kick = 1;
   tc->t0 = tapio__now();
   tc->timer_secs = p->handshake_timeout;
   (void)tapio__timer_start(&tc->timer, p->handshake_timeout); /* no room:
                                                                   late */
   tapio__layer_push(s, &tapio__tls_io, tc, &tc->lower, &tc->lower_ctx);
+  /* The first step: a client's at once (it speaks first); a server's
+   * when the ClientHello is readable, or at once if it is here already.
+   * A step before it came has OpenSSL make its record buffers and
+   * handshake state (47 KB), idle until the client's turn: under a burst
+   * of connections, every queued one holds them (bench/README.md, "An
+   * idle TLS connection's RSS"). */
+  tc->kick = !server || len || held_below(tc);
   update_want(tc);
   return 0;
 }

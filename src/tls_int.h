@@ -55,7 +55,8 @@ typedef struct tapio__tls {
   SSL *ssl;
   int state;               /* TAPIO__TLS_* */
   int end;                 /* enum tapio_tls_end */
-  unsigned kick : 1;       /* the handshake has yet to take its first step */
+  unsigned kick : 1;       /* the handshake's first step comes without
+                              waiting to read (tapio__tls_attach) */
   unsigned in_eof : 1;     /* the lower layer reached its end */
   unsigned got_notify : 1; /* the peer's close_notify came */
   unsigned peer_done : 1;  /* shutdown: nothing more will come */

@@ -29,6 +29,11 @@ void tapio__transport_init(tapio_transport *t, const tapio__kind *kind,
   tapio__list_push(&loop->transports, &t->link);
 }
 
+static void destroy(tapio_transport *t) {
+  tapio__free(t->loop, t->wfigs, sizeof *t->wfigs);
+  t->kind->destroy(t);
+}
+
 static void release(tapio_transport *t) {
   tapio__list_remove(&t->link);
   tapio__strfree(t->loop, t->lost_msg);
@@ -39,7 +44,7 @@ static void release(tapio_transport *t) {
     tapio__list_push(&t->loop->shells, &t->link);
     return;
   }
-  t->kind->destroy(t);
+  destroy(t);
 }
 
 int tapio_transport_retain(tapio_transport *t) {
@@ -58,7 +63,7 @@ void tapio_transport_release(tapio_transport *t) {
     return;
   if (--t->refs == 0 && (t->flags & TAPIO__T_ENDED)) {
     tapio__list_remove(&t->link);
-    t->kind->destroy(t);
+    destroy(t);
   }
 }
 
@@ -67,7 +72,7 @@ void tapio__shells_free_all(tapio_loop *loop) {
     tapio_transport *t =
         TAPIO_CONTAINER(loop->shells.next, tapio_transport, link);
     tapio__list_remove(&t->link);
-    t->kind->destroy(t);
+    destroy(t);
   }
 }
 
@@ -157,15 +162,21 @@ static void maybe_pause(tapio_transport *t) {
       (t->flags & (TAPIO__T_WPAUSED | TAPIO__T_MADE)) != TAPIO__T_MADE)
     return;
   t->flags |= TAPIO__T_WPAUSED;
-  t->write_pauses++;
-  t->wpause_since = tapio__time(t->loop);
+  t->wfigs->pauses++;
+  t->wfigs->since = tapio__time(t->loop);
   if (t->proto->pause_writing)
     t->proto->pause_writing(t->ud, t);
 }
 
+int tapio__flow_figs(tapio_transport *t) {
+  if (!t->wfigs && !(t->wfigs = tapio__calloc(t->loop, sizeof *t->wfigs)))
+    return TAPIO_ENOMEM;
+  return 0;
+}
+
 void tapio__flow_grew(tapio_transport *t) {
-  if (t->wsize > t->wpeak)
-    t->wpeak = t->wsize;
+  if (t->wsize > t->wfigs->peak)
+    t->wfigs->peak = t->wsize;
   maybe_pause(t);
 }
 
@@ -173,7 +184,7 @@ void tapio__flow_shrank(tapio_transport *t) {
   if (!(t->flags & TAPIO__T_WPAUSED) || t->wsize > t->low)
     return;
   t->flags &= ~(uint32_t)TAPIO__T_WPAUSED;
-  t->wpaused += tapio__time(t->loop) - t->wpause_since;
+  t->wfigs->paused += tapio__time(t->loop) - t->wfigs->since;
   if (t->proto->resume_writing)
     t->proto->resume_writing(t->ud, t);
 }
@@ -292,8 +303,11 @@ static double paused_for(const tapio_transport *t, uint32_t flag,
 }
 
 uint64_t tapio_transport_get_stat(tapio_transport *t, int which) {
+  static const tapio__wfigs none; /* nothing was ever buffered */
+  const tapio__wfigs *w;
   if (!t)
     return 0;
+  w = t->wfigs ? t->wfigs : &none;
   switch (which) {
   case TAPIO_STAT_BYTES_RECEIVED:
     return t->nrecv;
@@ -302,13 +316,13 @@ uint64_t tapio_transport_get_stat(tapio_transport *t, int which) {
   case TAPIO_STAT_WRITE_BUFFER_SIZE:
     return t->wsize;
   case TAPIO_STAT_WRITE_BUFFER_PEAK:
-    return t->wpeak;
+    return w->peak;
   case TAPIO_STAT_WRITE_PAUSED_USEC:
-    return usec(paused_for(t, TAPIO__T_WPAUSED, t->wpaused, t->wpause_since));
+    return usec(paused_for(t, TAPIO__T_WPAUSED, w->paused, w->since));
   case TAPIO_STAT_READ_PAUSED_USEC:
     return usec(paused_for(t, TAPIO__T_RPAUSED, t->rpaused, t->rpause_since));
   case TAPIO_STAT_WRITE_PAUSES:
-    return t->write_pauses;
+    return w->pauses;
   case TAPIO_STAT_DATAGRAMS_DROPPED:
     return t->kind->id == TAPIO_TRANSPORT_DATAGRAM ? tapio__dgram_drops(t)
                                                    : UINT64_MAX;

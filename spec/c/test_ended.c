@@ -68,6 +68,42 @@ static void retained_transport_is_a_closed_shell(void)
   srv_release_and_free(&sv, loop);
 }
 
+/* A shell answers the write figures it had (kept apart from the
+ * transport, made at its first buffered write) until the last release,
+ * which frees them with it. */
+static void shell_keeps_write_figures(void)
+{
+  tapio_loop *loop = new_loop();
+  rec r;
+  tapio_transport *t;
+  size_t offset = 0;
+  int peer, status = 1;
+  uint64_t peak, paused, mem;
+  rec_init(&r);
+  peer = pair_raw(loop, &r);
+  t = r.t;
+  CHECK_OK(tapio_transport_set_write_buffer_limits(t, 0, 0));
+  fill_until_buffered(t, &offset);
+  CHECK_OK(tapio_transport_retain(t));
+  run_for(loop, 0.01); /* paused for that long at least */
+  CHECK_OK(tapio_transport_write_eof(t));
+  CHECK_EQ(raw_drain_pattern(loop, peer, &status), offset);
+  close(peer);
+  WAIT_FOR(loop, r.lost);
+  CHECK_STR(r.log, "made pause resume eof lost:0");
+  peak = tapio_transport_get_stat(t, TAPIO_STAT_WRITE_BUFFER_PEAK);
+  paused = tapio_transport_get_stat(t, TAPIO_STAT_WRITE_PAUSED_USEC);
+  CHECK(peak > 0 && paused >= 10000);
+  CHECK_EQ(tapio_transport_get_stat(t, TAPIO_STAT_WRITE_PAUSES), 1);
+  spin(loop, 2);
+  CHECK_EQ(tapio_transport_get_stat(t, TAPIO_STAT_WRITE_BUFFER_PEAK), peak);
+  CHECK_EQ(tapio_transport_get_stat(t, TAPIO_STAT_WRITE_PAUSED_USEC), paused);
+  mem = tapio_loop_memory(loop);
+  tapio_transport_release(t);
+  CHECK(tapio_loop_memory(loop) < mem);
+  end_pair(loop, &r, -1);
+}
+
 static void retain_in_lost(rec *r, rec_event ev)
 {
   if (ev == EV_LOST)
@@ -175,4 +211,4 @@ static void ended_server_and_calls(void)
 
 TEST_MAIN(TEST(retained_transport_is_a_closed_shell),
           TEST(shell_goes_with_its_loop), TEST(retained_pipe_is_a_shell_too),
-          TEST(ended_server_and_calls))
+          TEST(ended_server_and_calls), TEST(shell_keeps_write_figures))
