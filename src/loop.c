@@ -277,6 +277,7 @@ static void on_wakeup(struct ev_loop *ev, ev_io *w, int revents) {
     ;
   run_ts_calls(take_ts_calls(loop), 1);
   tapio__signals_dispatch(loop);
+  tapio__work_dispatch(loop);
 }
 
 /* ---- Create and free --------------------------------------------------- */
@@ -397,6 +398,11 @@ int tapio_loop_free(tapio_loop *loop) {
     tapio__transport_force_close(t, TAPIO_ECANCELED, NULL);
   }
   tapio__servers_close_all(loop);
+  drain(loop);
+  /* Waits for the jobs running: after the transports, whose descriptors
+   * are closed by now, so that a job reading a pipe the loop wrote to
+   * sees its end rather than hanging the free. */
+  tapio__work_free(loop);
   drain(loop);
   tapio__servers_free_all(loop);
   tapio__shells_free_all(loop);

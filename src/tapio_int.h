@@ -115,6 +115,8 @@ struct tapio_loop {
   size_t ndeadlines, deadlines_cap;
   struct tapio__backend *backend; /* made by tapio_loop_backend_fd */
   struct tapio__kit *kit;  /* the testing kit's (clock.c), or NULL */
+  struct tapio__pool *pool; /* the worker pool, made at the first job */
+  int pool_size;           /* tapio_loop_set_threadpool_size's, or 0 */
 };
 
 /* malloc/realloc/free as a tapio_alloc_fn. */
@@ -150,6 +152,15 @@ void tapio__fdwatches_free_all(tapio_loop *loop);
 void tapio__signals_free(tapio_loop *loop);
 /* The loop's wakeup: calls the callbacks of the signals caught since. */
 void tapio__signals_dispatch(tapio_loop *loop);
+
+/* ---- The worker pool (work.c) ------------------------------------------- */
+
+typedef struct tapio__pool tapio__pool;
+/* The loop's wakeup: the done of each job finished since. */
+void tapio__work_dispatch(tapio_loop *loop);
+/* tapio_loop_free: drops the jobs not started, joins the threads, ends
+ * every job with ECANCELED. */
+void tapio__work_free(tapio_loop *loop);
 
 /* What one read asks for: 4 segments of 65,483 bytes, TCP's segment on
  * loopback (its MTU of 65,536 less the IP and TCP headers and timestamps),
