@@ -550,8 +550,22 @@ static int l_work_gc(lua_State *L) {
   return 0;
 }
 
+/* loop:set_threadpool_size(n): at most n jobs at once (1..128), before
+ * the loop's first job. */
+static int l_set_threadpool_size(lua_State *L) {
+  const char *fn = "loop:set_threadpool_size";
+  tl_loop *lb = tl_checkloop(L, 1, fn);
+  int rc = tapio_loop_set_threadpool_size(
+      lb->loop, (int)tl_checkint(L, 2, fn, 1, "size", 1, 128));
+  if (rc == TAPIO_EBUSY)
+    return luaL_error(L, "tapio: %s: the loop's pool has had jobs "
+                      "already", fn);
+  return 0;
+}
+
 static const luaL_Reg loop_methods[] = {
   {"_run_in_executor", l_run_in_executor},
+  {"set_threadpool_size", l_set_threadpool_size},
   {NULL, NULL}
 };
 
