@@ -199,9 +199,9 @@ static void on_idle(struct ev_loop *ev, ev_idle *w, int revents) {
  * libev makes the async descriptor while starting the watcher and retries
  * forever when that fails (see on_syserr); tapio makes it in
  * tapio_loop_new, where running out of descriptors is an error code. The
- * signal handler of signal.c writes to it too: it is in libev's epoll set,
- * so a pollable loop's descriptor turns readable for a signal as for a
- * call. */
+ * signal handler of signal.c and the worker pool's threads (work.c) write
+ * to it too: it is in libev's epoll set, so a pollable loop's descriptor
+ * turns readable for a signal or a finished job as for a call. */
 
 struct tapio__ts_call {
   tapio__ts_call *next;

@@ -80,7 +80,8 @@ struct tapio_loop {
   ev_check check;     /* runs the ready queue and due timers after the
                          poll; active only while they have work */
   ev_idle idle;       /* keeps the poll non-blocking while tasks wait */
-  ev_io wakeup;       /* call_soon_threadsafe; keeps run() alive */
+  ev_io wakeup;       /* call_soon_threadsafe, signals, finished jobs;
+                         keeps run() alive */
   int wakeup_fd;      /* its eventfd */
   tapio__task *ready_head, *ready_tail;
   tapio__task *batch;      /* the tasks run_queued is running */
@@ -141,7 +142,8 @@ void tapio__report(tapio_loop *loop, int code, const char *message,
                    tapio_transport *t);
 double tapio__now(void);
 /* Makes the loop's wakeup eventfd readable: the loop wakes and runs its
- * thread-safe calls and caught signals. Async-signal-safe. */
+ * thread-safe calls, caught signals and finished jobs' done callbacks.
+ * Async-signal-safe. */
 void tapio__wake(tapio_loop *loop);
 
 /* ---- Watching descriptors and signals (watch.c, signal.c) -------------- */
