@@ -22,6 +22,7 @@
 
 #define TL_WORK "tapio.work"
 #define MAX_DEPTH 100 /* tables nested deeper are refused */
+#define MAX_RESULTS 10000
 
 typedef struct wbuf {
   char *p;
@@ -356,6 +357,10 @@ static int job_body(lua_State *L) {
     return 0;
   }
   lw->nres = lua_gettop(L) - top;
+  if (lw->nres > MAX_RESULTS) /* more than a task's stack takes back */
+    return luaL_error(L, "tapio: %s: fn returned %d results: at most %d "
+                      "come back (return a table)", lw->name, lw->nres,
+                      MAX_RESULTS);
   put_values(L, &lw->out, top + 1, lua_gettop(L), lw->name, "result");
   return 0;
 }
