@@ -172,16 +172,18 @@ describe("tapio.to_thread", function()
       end)
       assert.is_false(ok)
       assert.matches("tapio.to_thread: result #2 is a userdata", err)
-      ok, err = pcall(tapio.to_thread, function(n)
-        local t = {}
-        for i = 1, n do
-          t[i] = i
-        end
-        return (table.unpack or unpack)(t)
-      end, 10001)
-      assert.is_false(ok)
-      assert.matches("fn returned 10001 results: at most 10000 come back",
-        err)
+      if is54 then -- LuaJIT's unpack gives 8000 at most
+        ok, err = pcall(tapio.to_thread, function(n)
+          local t = {}
+          for i = 1, n do
+            t[i] = i
+          end
+          return table.unpack(t)
+        end, 10001)
+        assert.is_false(ok)
+        assert.matches("fn returned 10001 results: at most 10000 come "
+          .. "back", err)
+      end
       -- the pool goes on
       assert.are.equal(2, tapio.to_thread(function() return 2 end))
     end)
