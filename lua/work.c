@@ -380,7 +380,7 @@ static void run_job(void *ud) {
   lua_settop(L, 0);
 }
 
-/* ---- On the loop's thread --------------------------------------------------- */
+/* ---- On the loop's thread ------------------------------------------------ */
 
 static void work_release(lua_State *L, tl_work *lw) {
   work_free_buffers(lw);
@@ -448,8 +448,8 @@ int tl_work_cancel(lua_State *L, void *p) {
 }
 
 static int writer(lua_State *L, const void *p, size_t n, void *ud) {
-  (void)L;
   wbuf *b = ud;
+  (void)L;
   if (n > b->cap - b->n && grow(b, n) < 0)
     return 1;
   memcpy(b->p + b->n, p, n);

@@ -71,7 +71,7 @@ int tapio_loop_set_threadpool_size(tapio_loop *loop, int size) {
   return 0;
 }
 
-/* ---- The pool's threads --------------------------------------------------- */
+/* ---- The pool's threads -------------------------------------------------- */
 
 /* Takes the next job, or NULL once the pool stops; called locked. */
 static tapio_work *next_job(tapio__pool *p) {
@@ -151,7 +151,7 @@ static int pool_new(tapio_loop *loop) {
   return 0;
 }
 
-/* ---- Jobs ----------------------------------------------------------------- */
+/* ---- Jobs ---------------------------------------------------------------- */
 
 static void job_unref(tapio_work *w) {
   if (--w->refs == 0) {

@@ -447,6 +447,56 @@ static void work_done_frees_and_queues(void)
   free_loop(loop);
 }
 
+/* A done that closes the write pipe its job read from: the transport
+ * flushes what it holds and ends (connection_lost after the done
+ * returns), the loop goes on. */
+typedef struct closer {
+  rec *r;
+  int fd;          /* the pipe's read end: the job reads one byte */
+  int done_calls;
+} closer;
+
+static void close_in_done(void *ud, int status)
+{
+  closer *c = ud;
+  CHECK_EQ(status, 0);
+  c->done_calls++;
+  CHECK_OK(tapio_transport_write(c->r->t, "bye", 3));
+  CHECK_OK(tapio_transport_close(c->r->t));
+  CHECK(c->r->lost == 0); /* never from inside the call */
+}
+
+static void read_one(void *ud)
+{
+  char ch;
+  CHECK(read(((closer *)ud)->fd, &ch, 1) == 1);
+}
+
+static void work_done_closes_transport(void)
+{
+  tapio_loop *loop = new_loop();
+  int fds[2];
+  char buf[8];
+  closer c;
+  rec r;
+  make_pipe(fds);
+  rec_init(&r);
+  CHECK_OK(connect_pipe(loop, fds[1], 1, &r));
+  c.r = &r;
+  c.fd = fds[0];
+  c.done_calls = 0;
+  CHECK_OK(tapio_transport_write(r.t, "x", 1));
+  CHECK_OK(tapio_queue_work(loop, read_one, close_in_done, &c, NULL));
+  WAIT_FOR(loop, r.lost);
+  CHECK_EQ(c.done_calls, 1);
+  CHECK_EQ(r.lost_code, 0);
+  CHECK_EQ(read(fds[0], buf, sizeof buf), 3); /* flushed, then closed */
+  CHECK_EQ(read(fds[0], buf, sizeof buf), 0);
+  close(fds[0]);
+  rec_free(&r);
+  free_loop(loop);
+}
+
 static void nop_work(void *ud) { (void)ud; }
 static void nop_done(void *ud, int status) { (void)ud; (void)status; }
 
@@ -486,5 +536,6 @@ TEST_MAIN(
   TEST(work_cancel_while_running),
   TEST(work_loop_free_with_jobs),
   TEST(work_done_frees_and_queues),
+  TEST(work_done_closes_transport),
   TEST(work_bad_arguments)
 )
