@@ -347,7 +347,8 @@ typedef struct tapio_work tapio_work;
  * nothing else of tapio's. */
 typedef void (*tapio_work_fn)(void *ud);
 /* Runs on the loop's thread, from the loop, after work returned: status
- * 0, or TAPIO_ECANCELED (below). */
+ * 0, or TAPIO_ECANCELED when the job was cancelled while it ran, or when
+ * the loop is freed (then work may not have run at all). */
 typedef void (*tapio_work_done_fn)(void *ud, int status);
 
 /* The pool's size: at most this many jobs run at once (the rest wait, in
@@ -358,12 +359,12 @@ typedef void (*tapio_work_done_fn)(void *ud, int status);
 int tapio_loop_set_threadpool_size(tapio_loop *loop, int size);
 /* Queues work(ud) for a pool thread, then done(ud, status) on the loop's
  * thread. Jobs start in the order queued; with more than one thread they
- * may finish in any order, and each done runs in a later iteration than
- * its work's end. A loop waiting in run wakes for it (or its descriptor
- * turns readable, for a host that polls).
- * done is called exactly once, unless tapio_work_cancel answered 1: ud
- * is the caller's to free there. When out is not NULL, *out is a handle
- * the caller gives back with tapio_work_release (from inside done too).
+ * may finish in any order, each done as the loop sees its work's end: a
+ * loop waiting in run wakes for it (a host's polled descriptor turns
+ * readable). done is called exactly once, unless tapio_work_cancel
+ * answered 1, and never from inside this call: free ud there. When out
+ * is not NULL, *out is a handle the caller gives back with
+ * tapio_work_release (from inside done too).
  * TAPIO_EINVAL for a NULL loop, work or done; TAPIO_ECLOSED while the loop
  * is freed; TAPIO_EVIRTUAL on a virtual-clock loop (its time would not
  * wait for the thread); TAPIO_EAGAIN or TAPIO_ENOMEM when the pool has no
