@@ -50,7 +50,7 @@ typedef struct tl_work {
  * this process. */
 
 static int grow(wbuf *b, size_t n) {
-  size_t cap = b->cap ? b->cap : 64;
+  size_t cap = b->cap ? b->cap : 256; /* a small fn's bytecode */
   char *p;
   while (cap - b->n < n) {
     if (cap > SIZE_MAX / 2)
