@@ -30,7 +30,8 @@
  * - A loop and everything made from it belong to one thread at a time.
  *   Only tapio_call_soon_threadsafe may be called from another thread
  *   (so another thread stops a running loop by scheduling a call that
- *   calls tapio_loop_stop). A loop not running may be handed to another
+ *   calls tapio_loop_stop); a worker pool's job is such a thread (see
+ *   tapio_queue_work). A loop not running may be handed to another
  *   thread when the handover synchronises (pthread_create, pthread_join,
  *   a mutex): make it in one thread, run it in another, free it in the
  *   first after the join.
@@ -221,7 +222,10 @@ int tapio_loop_new_with_allocator(tapio_loop **out, tapio_alloc_fn alloc,
 /* Frees the loop. Open transports are aborted (their connection_lost runs,
  * with ECANCELED), servers closed (wait_closed callbacks run), pending
  * create calls and lookups completed with ECANCELED, pending calls
- * dropped unrun. Every handle of the loop is invalid afterwards.
+ * dropped unrun. Jobs of the worker pool not started are dropped (their
+ * work never runs), those running are waited for (a job that never
+ * returns hangs the free), and the done of each gets TAPIO_ECANCELED.
+ * Every handle of the loop is invalid afterwards.
  * TAPIO_ERUNNING while it runs. */
 int tapio_loop_free(tapio_loop *loop);
 
@@ -331,6 +335,52 @@ double tapio_handle_when(tapio_handle *h);
  * call's own fn too (the handle lives until fn returns). A second release
  * is harmless while the call is pending, undefined after. */
 void tapio_handle_release(tapio_handle *h);
+
+/* ---- Work off the loop: the worker pool ---------------------------------
+ * Blocking work (a blocking library call, a compression, a password hash)
+ * runs on a pool thread while the loop goes on: libuv's uv_queue_work,
+ * asyncio's run_in_executor. Each loop has its own pool; its threads start
+ * at the first job, as jobs need them, up to the pool's size, and are
+ * joined by tapio_loop_free. Every signal is blocked on them. */
+
+typedef struct tapio_work tapio_work;
+/* Runs on a pool thread. It may call tapio_call_soon_threadsafe and
+ * nothing else of tapio's. */
+typedef void (*tapio_work_fn)(void *ud);
+/* Runs on the loop's thread, from the loop, after work returned: status
+ * 0, or TAPIO_ECANCELED when the job was cancelled while it ran, or when
+ * the loop is freed (then work may not have run at all). */
+typedef void (*tapio_work_done_fn)(void *ud, int status);
+
+/* The pool's size: at most this many jobs run at once (the rest wait, in
+ * the order queued). 1..128; TAPIO_EINVAL outside, TAPIO_EBUSY once the
+ * loop has had a job. Unset, it is the environment variable
+ * TAPIO_THREADPOOL_SIZE (read at the first job; brought within 1..128;
+ * not a number: ignored), else 4. */
+int tapio_loop_set_threadpool_size(tapio_loop *loop, int size);
+/* Queues work(ud) for a pool thread, then done(ud, status) on the loop's
+ * thread. Jobs start in the order queued; with more than one thread they
+ * may finish in any order, each done as the loop sees its work's end: a
+ * loop waiting in run wakes for it (a host's polled descriptor turns
+ * readable). done is called exactly once, unless tapio_work_cancel
+ * answered 1, and never from inside this call: free ud there. When out
+ * is not NULL, *out is a handle the caller gives back with
+ * tapio_work_release (from inside done too).
+ * TAPIO_EINVAL for a NULL loop, work or done; TAPIO_ECLOSED while the loop
+ * is freed; TAPIO_EVIRTUAL on a virtual-clock loop (its time would not
+ * wait for the thread); TAPIO_EAGAIN or TAPIO_ENOMEM when the pool has no
+ * thread and none can be started. */
+int tapio_queue_work(tapio_loop *loop, tapio_work_fn work,
+                     tapio_work_done_fn done, void *ud, tapio_work **out);
+/* 1: the job had not started and is dropped: work and done are never
+ * called, and ud is the caller's again at once. 0: its work has started
+ * (or ended) and cannot be stopped: done still comes, with
+ * TAPIO_ECANCELED, after work returns. TAPIO_EALREADY when cancelled
+ * before or once its done has run; TAPIO_EINVAL for NULL. */
+int tapio_work_cancel(tapio_work *w);
+/* Gives back the handle stored by tapio_queue_work. A second release is
+ * harmless while the job is pending, undefined after. */
+void tapio_work_release(tapio_work *w);
 
 /* ---- Watching descriptors and signals ---------------------------------- */
 

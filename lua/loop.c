@@ -452,6 +452,7 @@ TL_EXPORT int luaopen_tapio_core(lua_State *L) {
   tl_open_sendfile(L);
   tl_open_embed(L);
   tl_open_watch(L);
+  tl_open_work(L);
   tl_open_testing(L);
   lua_pushstring(L, tapio_version_string());
   lua_setfield(L, -2, "version");

@@ -247,14 +247,16 @@ static int l_set_resolver(lua_State *L) {
   return 0;
 }
 
-/* loop:_cancel(pending): the pending create call or lookup a create or
- * lookup method returned is cancelled; true if it still was pending. */
+/* loop:_cancel(pending): the pending create call, lookup or job (work.c)
+ * a method returned is cancelled; true if it still was pending. */
 static int l_cancel(lua_State *L) {
   tl_loop *lb = tl_toloop(L, 1, "loop:_cancel");
   void *p = lua_touserdata(L, 2);
   int n;
   if (!lb->loop || lb->closing || !p)
     return 0;
+  if (tl_is_work(L, 2))
+    return tl_work_cancel(L, p);
   n = tapio_cancel_pending(lb->loop, p);
   if (n > 0) { /* the core calls nobody: the anchors go here */
     if (luaL_testudata(L, 2, TL_LOOKUP))

@@ -62,6 +62,7 @@ enum {
   TL_T_WATCH,    /* add_reader, add_writer, add_signal_handler callbacks */
   TL_T_SHELL,    /* keeping what a closed shell answers (tl_end_transport) */
   TL_T_PIPES,    /* a subprocess's pipe transports' Lua objects */
+  TL_T_WORK,     /* run_in_executor's completions */
   TL_NTRAMP
 };
 
@@ -543,6 +544,15 @@ void tl_pending_release(lua_State *L, tl_lookup *lk);
  * with err.count. */
 void tl_pending_count(void *ud, int status, uint64_t count);
 int tl_open_sendfile(lua_State *L);
+/* ---- work.c: loop:_run_in_executor (to_thread) ------------------------- */
+
+int tl_open_work(lua_State *L);
+int tl_tr_work(lua_State *L);
+/* 1 when the value at idx is a pending job ("tapio.work"). */
+int tl_is_work(lua_State *L, int idx);
+/* loop:_cancel of a job p: pushes true if it was still to come. */
+int tl_work_cancel(lua_State *L, void *p);
+
 /* server.c: a pending create_server was cancelled; nothing will call it. */
 void tl_server_cancelled(lua_State *L, tl_server *ls);
 

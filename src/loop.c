@@ -199,9 +199,9 @@ static void on_idle(struct ev_loop *ev, ev_idle *w, int revents) {
  * libev makes the async descriptor while starting the watcher and retries
  * forever when that fails (see on_syserr); tapio makes it in
  * tapio_loop_new, where running out of descriptors is an error code. The
- * signal handler of signal.c writes to it too: it is in libev's epoll set,
- * so a pollable loop's descriptor turns readable for a signal as for a
- * call. */
+ * signal handler of signal.c and the worker pool's threads (work.c) write
+ * to it too: it is in libev's epoll set, so a pollable loop's descriptor
+ * turns readable for a signal or a finished job as for a call. */
 
 struct tapio__ts_call {
   tapio__ts_call *next;
@@ -277,6 +277,7 @@ static void on_wakeup(struct ev_loop *ev, ev_io *w, int revents) {
     ;
   run_ts_calls(take_ts_calls(loop), 1);
   tapio__signals_dispatch(loop);
+  tapio__work_dispatch(loop);
 }
 
 /* ---- Create and free --------------------------------------------------- */
@@ -397,6 +398,11 @@ int tapio_loop_free(tapio_loop *loop) {
     tapio__transport_force_close(t, TAPIO_ECANCELED, NULL);
   }
   tapio__servers_close_all(loop);
+  drain(loop);
+  /* Waits for the jobs running: after the transports, whose descriptors
+   * are closed by now, so that a job reading a pipe the loop wrote to
+   * sees its end rather than hanging the free. */
+  tapio__work_free(loop);
   drain(loop);
   tapio__servers_free_all(loop);
   tapio__shells_free_all(loop);

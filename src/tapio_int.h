@@ -80,7 +80,8 @@ struct tapio_loop {
   ev_check check;     /* runs the ready queue and due timers after the
                          poll; active only while they have work */
   ev_idle idle;       /* keeps the poll non-blocking while tasks wait */
-  ev_io wakeup;       /* call_soon_threadsafe; keeps run() alive */
+  ev_io wakeup;       /* call_soon_threadsafe, signals, finished jobs;
+                         keeps run() alive */
   int wakeup_fd;      /* its eventfd */
   tapio__task *ready_head, *ready_tail;
   tapio__task *batch;      /* the tasks run_queued is running */
@@ -115,6 +116,8 @@ struct tapio_loop {
   size_t ndeadlines, deadlines_cap;
   struct tapio__backend *backend; /* made by tapio_loop_backend_fd */
   struct tapio__kit *kit;  /* the testing kit's (clock.c), or NULL */
+  struct tapio__pool *pool; /* the worker pool, made at the first job */
+  int pool_size;           /* tapio_loop_set_threadpool_size's, or 0 */
 };
 
 /* malloc/realloc/free as a tapio_alloc_fn. */
@@ -139,7 +142,8 @@ void tapio__report(tapio_loop *loop, int code, const char *message,
                    tapio_transport *t);
 double tapio__now(void);
 /* Makes the loop's wakeup eventfd readable: the loop wakes and runs its
- * thread-safe calls and caught signals. Async-signal-safe. */
+ * thread-safe calls, caught signals and finished jobs' done callbacks.
+ * Async-signal-safe. */
 void tapio__wake(tapio_loop *loop);
 
 /* ---- Watching descriptors and signals (watch.c, signal.c) -------------- */
@@ -150,6 +154,15 @@ void tapio__fdwatches_free_all(tapio_loop *loop);
 void tapio__signals_free(tapio_loop *loop);
 /* The loop's wakeup: calls the callbacks of the signals caught since. */
 void tapio__signals_dispatch(tapio_loop *loop);
+
+/* ---- The worker pool (work.c) ------------------------------------------- */
+
+typedef struct tapio__pool tapio__pool;
+/* The loop's wakeup: the done of each job finished since. */
+void tapio__work_dispatch(tapio_loop *loop);
+/* tapio_loop_free: drops the jobs not started, joins the threads, ends
+ * every job with ECANCELED. */
+void tapio__work_free(tapio_loop *loop);
 
 /* What one read asks for: 4 segments of 65,483 bytes, TCP's segment on
  * loopback (its MTU of 65,536 less the IP and TCP headers and timestamps),

@@ -263,6 +263,16 @@ function tapio.run(main, ...) end
 ---@return any ...
 function tapio.sleep(delay, ...) end
 
+---asyncio's to_thread: runs fn(...) on a thread of the running loop's
+---worker pool and returns its results (the async rule). fn crosses as
+---its bytecode into that thread's own Lua state: its only upvalue may be
+---_ENV (the thread's globals; LuaJIT: none). Arguments and results are
+---copied: nil, booleans, numbers, strings and tables of them.
+---@param fn fun(...): ...
+---@param ... nil|boolean|number|string|table
+---@return any ...
+function tapio.to_thread(fn, ...) end
+
 ---aw's results (a future, or a function run as a task); after timeout
 ---seconds (nil: none) aw is cancelled and, once it has finished, a
 ---timeout error (code ETIMEDOUT) is raised (the async rule).
@@ -647,6 +657,17 @@ function Loop:create_datagram_endpoint(factory, opts) end
 ---@param opts? {family?: integer, type?: integer, flags?: integer}
 ---@return {family: integer, type: integer, proto: integer, canonname?: string, addr: tapio.Address}[]
 function Loop:getaddrinfo(host, port, opts) end
+---asyncio's loop.run_in_executor on the loop's own worker pool
+---(executor must be nil): fn(...) on a pool thread, as tapio.to_thread.
+---@param executor nil
+---@param fn fun(...): ...
+---@param ... nil|boolean|number|string|table
+---@return any ...
+function Loop:run_in_executor(executor, fn, ...) end
+---At most size jobs of the worker pool at once (1..128; default
+---TAPIO_THREADPOOL_SIZE, else 4); before the loop's first job.
+---@param size integer
+function Loop:set_threadpool_size(size) end
 ---asyncio's loop.sendfile: file from offset (0), count bytes (nil: to
 ---its end) over transport; natively on a plain socket, else read and
 ---written unless opts.fallback is false. Async rule.

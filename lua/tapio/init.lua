@@ -18,7 +18,7 @@ local core = require "tapio.core"
 local U = require "tapio.util"
 local F = require "tapio.future"
 local T = require "tapio.task"
-require "tapio.loop"
+local LP = require "tapio.loop"
 local R = require "tapio.reader"
 local S = require "tapio.streams"
 local P = require "tapio.subprocess"
@@ -75,7 +75,7 @@ T.settings = tapio
 tapio.StreamReader = R.StreamReader
 tapio.StreamWriter = S.StreamWriter
 tapio.Process = P.Process
-for _, module in ipairs({ U, F, T, R, S, P, W, G, Y, Q }) do
+for _, module in ipairs({ U, F, T, LP, R, S, P, W, G, Y, Q }) do
   for name, fn in pairs(module.api) do
     tapio[name] = fn -- cancelled_error, current_task, run, sleep, ...
   end

@@ -264,4 +264,42 @@ function Server:serve_forever()
   end
 end
 
+-- ---- Blocking work off the loop --------------------------------------------
+
+-- A job for the loop's worker pool (lua/work.c): fn, whose position in
+-- the caller's arguments is fnpos, runs on a pool thread in a Lua state
+-- of its own, as its bytecode; its arguments and results are copied. The
+-- async rule: in a task, its results (or its error, raised); elsewhere a
+-- future. Cancelling drops a job not started; a running one finishes
+-- and its results are dropped.
+local function queue_work(loop, name, fnpos, fn, ...)
+  local fut, msg = start(Loop._run_in_executor, loop, name, fnpos, fn, ...)
+  if not fut then
+    error(msg, 3)
+  end
+  return fut
+end
+
+--- loop:run_in_executor(executor, fn, ...) -> fn's results
+-- executor must be nil: jobs run on the loop's own pool (its size:
+-- TAPIO_THREADPOOL_SIZE, default 4).
+function Loop:run_in_executor(executor, fn, ...)
+  if executor ~= nil then
+    error("tapio: loop:run_in_executor: bad argument #1 'executor' (nil "
+      .. "expected: jobs run on the loop's own pool)", 2)
+  end
+  local fut = queue_work(self, "loop:run_in_executor", 2, fn, ...)
+  return resolve(fut)
+end
+
+M.api = {}
+
+--- tapio.to_thread(fn, ...) -> fn's results: asyncio's to_thread, on the
+-- running loop's pool.
+function M.api.to_thread(fn, ...)
+  local loop = U.running_loop("to_thread")
+  local fut = queue_work(loop, "tapio.to_thread", 1, fn, ...)
+  return resolve(fut)
+end
+
 return M

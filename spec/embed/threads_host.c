@@ -2,8 +2,8 @@
  * tapio loop and its own Lua state, serve one port with reuse_port; the
  * main thread's clients are spread over them by the kernel. Each server
  * thread runs its loop from C (tapio_loop_run) until the main thread stops
- * it with tapio_call_soon_threadsafe, the one call made across threads.
- * Built plain and with ThreadSanitizer (embed.threads, tsan.threads). */
+ * it with tapio_call_soon_threadsafe, the one call made across threads
+ * (besides the jobs of each loop's worker pool). Built plain and with ThreadSanitizer (embed.threads, tsan.threads). */
 #include "test.h"
 
 #include <pthread.h>
@@ -15,15 +15,23 @@
 #define NTHREADS 4
 #define NCONNS 64
 
-/* The script each thread runs: an echo server on the shared port; it
- * calls signal() once listening and once per connection lost. */
+/* The script each thread runs: an echo server on the shared port whose
+ * every read goes through a job of the loop's worker pool (one thread:
+ * the echoes keep their order), so that the binding's jobs cross threads
+ * under ThreadSanitizer too; it calls signal() once listening and once
+ * per connection lost. */
 static const char script[] =
   "local port, signal = ...\n"
   "served = 0\n"
+  "loop:set_threadpool_size(1)\n"
+  "local function same(s) return s:reverse():reverse() end\n"
   "local Echo = {}\n"
   "Echo.__index = Echo\n"
   "function Echo:connection_made(t) self.t = t end\n"
-  "function Echo:data_received(data) self.t:write(data) end\n"
+  "function Echo:data_received(data)\n"
+  "  loop:run_in_executor(nil, same, data):add_done_callback(\n"
+  "    function(f) self.t:write(f:result()) end)\n"
+  "end\n"
   "function Echo:connection_lost(err)\n"
   "  if err == nil then served = served + 1 end\n"
   "  signal()\n"
