@@ -534,6 +534,9 @@ describe("tapio.sleep", function()
     helper.run(function()
       assert.has_error(function() tapio.sleep("1") end,
         "tapio: sleep: bad argument #1 'delay' (number expected, got string)")
+      -- refused, and said so (asyncio 3.13 raises too: cpython gh-105331)
+      assert.has_error(function() tapio.sleep(0 / 0) end,
+        "tapio: sleep: bad argument #1 'delay' (number expected, got NaN)")
     end)
   end)
 end)

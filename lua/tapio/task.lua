@@ -352,7 +352,7 @@ end
 function api.sleep(delay, ...)
   if type(delay) ~= "number" or delay ~= delay then
     error("tapio: sleep: bad argument #1 'delay' (number expected, got "
-      .. type(delay) .. ")", 2)
+      .. U.typename(delay) .. ")", 2)
   end
   local loop = U.running_loop("sleep")
   local fut = loop:create_future()
