@@ -215,6 +215,17 @@ describe("tapio.timeout", function()
     assert.is_true(task:cancelled())
   end, jump))
 
+  it("with a delay of 0 leaves a cancel asked before it a cancellation "
+     .. "(cpython gh-134471)", testing.run(function()
+    local me = tapio.current_task()
+    is_timeout(raised(tapio.timeout, 0, tapio.sleep, 1), "timeout", 0)
+    me:cancel() -- before the deadline is set, not its own
+    local err = raised(tapio.timeout, 0, tapio.sleep, 1)
+    assert.is_true(tapio.is_cancelled(err)) -- asyncio gave TimeoutError
+    assert.are.equal(1, me:cancelling())
+    me:uncancel()
+  end, jump))
+
   it("with a delay of nil runs fn with no deadline (asyncio's None)",
      testing.run(function(clock)
     assert.are.same({ n = 3, "a", nil, "c" },
