@@ -535,6 +535,20 @@ describe("streams over TCP", function()
     end)
   end)
 
+  it("reads exactly more than twice the limit from a reader that paused "
+     .. "its transport (python/asyncio#99)", function()
+    run(function(loop)
+      local big = PATTERN:rep(64) -- 4.6 MB: many reads
+      local server, reader, writer = pair(loop, function(_, w)
+        w:write(big)
+        w:close()
+      end, nil, { limit = 16 })
+      assert.is_true(reader:readexactly(#big) == big)
+      writer:close()
+      server:close()
+    end)
+  end)
+
   it("binds the local end to local_addr = {host, port}", function()
     run(function(loop)
       local server, _, writer, _, sw = pair(loop, nil, nil,
