@@ -255,6 +255,26 @@ describe("a task", function()
     end)
   end)
 
+  it("drops a cancel taken back before it reached a task that has not " ..
+     "run yet or whose wait has just ended (cpython gh-116720)", function()
+    helper.run(function(loop)
+      -- asyncio 3.13 (PR #117407): uncancel() at 0 resets _must_cancel
+      local fresh = loop:create_task(function() return "ran" end)
+      fresh:cancel()
+      assert.are.equal(0, fresh:uncancel())
+      assert.are.equal("ran", fresh:await())
+      local fut = loop:create_future()
+      local woken = loop:create_task(function() return fut:await() + 1 end)
+      tapio.sleep(0) -- it waits on fut
+      fut:set_result(41) -- its wake-up is scheduled
+      woken:cancel() -- too late for fut: held for its next step...
+      assert.are.equal(1, woken:cancelling())
+      assert.are.equal(0, woken:uncancel()) -- ...and taken back
+      assert.are.equal(42, woken:await())
+      assert.is_false(woken:cancelled())
+    end)
+  end)
+
   it("fails when it yields without awaiting", function()
     helper.run(function(loop)
       local line = debug.getinfo(1, "l").currentline + 1
@@ -514,6 +534,9 @@ describe("tapio.sleep", function()
     helper.run(function()
       assert.has_error(function() tapio.sleep("1") end,
         "tapio: sleep: bad argument #1 'delay' (number expected, got string)")
+      -- refused, and said so (asyncio 3.13 raises too: cpython gh-105331)
+      assert.has_error(function() tapio.sleep(0 / 0) end,
+        "tapio: sleep: bad argument #1 'delay' (number expected, got NaN)")
     end)
   end)
 end)

@@ -286,6 +286,45 @@ describe("a subprocess with streams", function()
     end)
   end)
 
+  it("keeps what a cancelled communicate read for the next one, which "
+     .. "refuses input for the stdin it closed (cpython gh-139373)",
+     function()
+    run(function()
+      local p = tapio.create_subprocess_exec("sh", { "-c",
+        "read line; echo \"got $line\"; echo err >&2; exec sleep 30" },
+        PIPES)
+      local err = fails(tapio.wait_for, function()
+        return p:communicate("hello\n")
+      end, 0.5)
+      assert.are.equal("ETIMEDOUT", err.name)
+      assert.is_true(p.stdin:is_closing()) -- the input went, then the end
+      assert.has_error(function() p:communicate("more") end,
+        "tapio: process:communicate: bad argument #1 'input' (stdin is "
+        .. "closed: an earlier communicate or stdin:close() closed it)")
+      p:kill()
+      local out, errs = p:communicate() -- what the first one had read
+      assert.are.equal("got hello\n", out)
+      assert.are.equal("err\n", errs)
+      assert.are.equal(-9, p.returncode)
+    end)
+  end)
+
+  it("closes stdin in communicate without input, and stdin:wait_closed "
+     .. "returns once it is closed (cpython bpo-39744, bpo-36801)",
+     function()
+    run(function()
+      local p = tapio.create_subprocess_exec("cat", nil, PIPES)
+      assert.are.same({ "", "" }, { p:communicate() }) -- cat saw the end
+      assert.are.equal(0, p.returncode)
+      p = tapio.create_subprocess_exec("cat", nil, PIPES)
+      p.stdin:write("abc")
+      p.stdin:close()
+      p.stdin:wait_closed() -- 3.7 waited here for ever (bpo-36801)
+      assert.are.equal("abc", p.stdout:read())
+      assert.are.equal(0, p:wait())
+    end)
+  end)
+
   it("raises what cannot start, and checks its arguments", function()
     run(function()
       local err = fails(tapio.create_subprocess_exec, "/nonexistent/prog")

@@ -101,8 +101,12 @@ describe("loop:sendfile", function()
       assert.matches("no native sendfile", err.message)
       assert.equal(SIZE, loop:sendfile(t, f))
       assert.equal(0, paused) -- the protocol heard none of the pacing
+      -- a count that ends inside a read: not a byte more (the fallback
+      -- sent the whole last chunk: cpython bpo-37279)
+      assert.equal(300001, loop:sendfile(t, f, 7, 300001))
+      assert.equal(300008, f:seek())
       t:close()
-      assert.equal(content, got:await())
+      assert.equal(content .. content:sub(8, 300008), got:await())
       f:close()
       server:close()
     end)
@@ -157,6 +161,43 @@ describe("loop:sendfile", function()
     assert.is_true(sending:cancelled())
     ta:write("after") -- the transport is the protocol's again
     assert.is_true(ta:is_reading())
+    ta:abort()
+    tb:abort()
+    f:close()
+  end))
+
+  it("cancelled while the bytes written before it wait, gives the "
+     .. "transport back reading and unchanged (cpython gh-157025)",
+     testing.run(function(clock, loop)
+    local events = {}
+    local function note(name)
+      return function() events[#events + 1] = name end
+    end
+    local received = {}
+    local ta, tb = testing.pipe_pair({ pause_writing = note("pause"),
+      resume_writing = note("resume") }, { data_received = function(_, d)
+      received[#received + 1] = d
+    end })
+    tb:pause_reading()
+    ta:write(("w"):rep(200000)) -- 64 KiB go, the rest waits: paused
+    clock:run_until_idle()
+    assert.same({ "pause" }, events)
+    local f = data_file()
+    local sending = loop:create_task(function()
+      return loop:sendfile(ta, f)
+    end)
+    clock:run_until_idle()
+    assert.is_false(ta:is_reading()) -- the operation's meanwhile
+    sending:cancel() -- before a byte of the file went
+    clock:run_until_idle()
+    assert.is_true(sending:cancelled())
+    assert.is_true(ta:is_reading())
+    ta:write("after") -- the protocol's again, still paused as it knows
+    assert.same({ "pause" }, events)
+    tb:resume_reading()
+    clock:run_until_idle()
+    assert.equal(("w"):rep(200000) .. "after", table.concat(received))
+    assert.same({ "pause", "resume" }, events)
     ta:abort()
     tb:abort()
     f:close()

@@ -475,6 +475,41 @@ describe("streams over TCP", function()
     end)
   end)
 
+  it("closes the connection of a callback that raises before it waits, "
+     .. "and wait_closed returns (cpython gh-155941, gh-110894)", function()
+    local errors = run(function(_, errors)
+      local server = tapio.start_server(function()
+        error("boom") -- a plain callback's error (asyncio left it open)
+      end, "127.0.0.1", 0)
+      local reader, writer = tapio.open_connection("127.0.0.1",
+        helper.port(server))
+      assert.are.equal("", reader:read()) -- closed by the server
+      writer:close()
+      server:close()
+      server:wait_closed() -- no connection left open to wait for
+      return errors
+    end, { errors_ok = true })
+    assert.are.equal(1, #errors)
+    assert.are.equal("unhandled error in client_connected_cb",
+      errors[1].message)
+    assert.matches("boom", tostring(errors[1].exception))
+  end)
+
+  it("takes write_eof after close while the transport closes, harmlessly "
+     .. "(cpython bpo-31647)", function()
+    run(function(loop)
+      local server, reader, writer, sr = pair(loop)
+      writer:write("last")
+      writer:close()
+      assert.is_true(writer:is_closing())
+      writer:write_eof() -- 3.6 raised AttributeError here
+      writer:wait_closed()
+      assert.are.equal("last", sr:read()) -- then the end, once
+      assert.are.equal("", reader:read())
+      server:close()
+    end)
+  end)
+
   it("gives each connection a reader with the limit given", function()
     run(function(loop)
       local server, reader, writer, sr = pair(loop, nil, { limit = 5 },
@@ -483,6 +518,20 @@ describe("streams over TCP", function()
       local err = fails(sr.readline, sr)
       assert.are.equal("LimitOverrunError", err.name)
       assert.are.equal(6, reader._limit)
+      server:close()
+    end)
+  end)
+
+  it("reads exactly more than twice the limit from a reader that paused "
+     .. "its transport (python/asyncio#99)", function()
+    run(function(loop)
+      local big = PATTERN:rep(64) -- 4.6 MB: many reads
+      local server, reader, writer = pair(loop, function(_, w)
+        w:write(big)
+        w:close()
+      end, nil, { limit = 16 })
+      assert.is_true(reader:readexactly(#big) == big)
+      writer:close()
       server:close()
     end)
   end)

@@ -148,7 +148,7 @@ describe("tapio.wait_for", function()
     tapio.sleep(0)
     assert.matches("wait_for: bad argument #2 'timeout' %(seconds " ..
       "expected, got string%)", raised(tapio.wait_for, function() end, "1"))
-    assert.matches("seconds expected, got number",
+    assert.matches("seconds expected, got NaN%)", -- cpython gh-105331
       raised(tapio.wait_for, function() end, 0 / 0))
     local other = testing.new_loop()
     assert.matches("wait_for: the future belongs to another loop",
@@ -215,6 +215,17 @@ describe("tapio.timeout", function()
     assert.is_true(task:cancelled())
   end, jump))
 
+  it("with a delay of 0 leaves a cancel asked before it a cancellation "
+     .. "(cpython gh-134471)", testing.run(function()
+    local me = tapio.current_task()
+    is_timeout(raised(tapio.timeout, 0, tapio.sleep, 1), "timeout", 0)
+    me:cancel() -- before the deadline is set, not its own
+    local err = raised(tapio.timeout, 0, tapio.sleep, 1)
+    assert.is_true(tapio.is_cancelled(err)) -- asyncio gave TimeoutError
+    assert.are.equal(1, me:cancelling())
+    me:uncancel()
+  end, jump))
+
   it("with a delay of nil runs fn with no deadline (asyncio's None)",
      testing.run(function(clock)
     assert.are.same({ n = 3, "a", nil, "c" },
@@ -257,6 +268,8 @@ describe("tapio.timeout", function()
       raised(tapio.timeout, "1", print))
     assert.matches("timeout: bad argument #2 'fn' %(function expected",
       raised(tapio.timeout, 1, 2))
+    assert.matches("timeout_at: bad argument #1 'when' %(seconds " ..
+      "expected, got NaN%)", raised(tapio.timeout_at, 0 / 0, print))
     loop:close()
   end)
 end)
@@ -507,6 +520,10 @@ describe("tapio.wait", function()
     assert.matches("wait_spec.lua:%d+: tapio: wait: bad option 'timeout' " ..
       "%(seconds expected, got string%)", raised(function()
         tapio.wait({ fut }, { timeout = "1" })
+      end))
+    assert.matches("tapio: wait: bad option 'timeout' %(seconds " ..
+      "expected, got NaN%)", raised(function()
+        tapio.wait({ fut }, { timeout = 0 / 0 })
       end))
     assert.matches("wait_spec.lua:%d+: tapio: wait: unknown option " ..
       "'timout'", raised(function() tapio.wait({ fut }, { timout = 1 }) end))

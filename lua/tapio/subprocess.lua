@@ -158,12 +158,20 @@ end
 --- process:communicate([input]): writes input to stdin and closes it,
 -- reads stdout and stderr to their end, all at once (no deadlock however
 -- large), waits for the exit; returns stdout, stderr (nil where not
--- piped).
+-- piped). What a cancelled communicate had read stays in the readers, for
+-- the next one; input for a stdin already closed (by an earlier
+-- communicate, or stdin:close()) raises, where it would be dropped
+-- (asyncio raises too since gh-139373).
 function Process:communicate(input)
   check_process(self, "process:communicate")
   if input ~= nil and type(input) ~= "string" then
     error("tapio: process:communicate: bad argument #1 'input' (string or "
       .. "nil expected, got " .. U.typename(input) .. ")", 2)
+  end
+  local stdin = self.stdin
+  if input ~= nil and stdin and (stdin._closing or stdin._eof) then
+    error("tapio: process:communicate: bad argument #1 'input' (stdin is "
+      .. "closed: an earlier communicate or stdin:close() closed it)", 2)
   end
   return async(self, "process:communicate", communicate, input)
 end

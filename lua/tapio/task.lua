@@ -81,6 +81,7 @@ local function stopped(task, ok, what, obj)
     task._parked = obj
     if task._must_cancel then -- cancel() from inside, then it parked
       task._parked = nil
+      task._cancel_woke = true
       task._loop:call_soon(step, task)
     end
   elseif not ok then
@@ -116,7 +117,7 @@ function step(task, _)
   end
   local co, value = task._co, nil
   if task._must_cancel then
-    task._must_cancel = false
+    task._must_cancel, task._cancel_woke = false, false
     if not task._started then -- cancelled before it ever ran
       Future.cancel(task)
       return
@@ -218,6 +219,7 @@ function Loop:create_task(fn, ...)
   local task = new_future(self, Task)
   task._args = pack(...)
   task._must_cancel = false -- present: unpark reads it per wake-up
+  task._cancel_woke = false -- the step scheduled is the cancel's own
   task._cancels = 0 -- cancel requests not taken back (cancelling())
   task_count = task_count + 1
   task._number = task_count -- the name is made when asked for
@@ -249,6 +251,7 @@ function Task:cancel(message)
   self._must_cancel = true
   if self._parked then -- nothing else would resume it
     self._parked = nil
+    self._cancel_woke = true
     self._cancel_message = message
     self._loop:call_soon(step, self)
   end
@@ -264,14 +267,16 @@ end
 --- Takes one cancel request back (asyncio's uncancel(), for code that
 -- turns its own cancellation into something else); returns the count
 -- left. A cancellation already thrown into the task is not stopped. One
--- the running task asked of itself, not yet delivered, is dropped when
--- no request is left (asyncio 3.13: a TaskGroup's re-cancel inside a
--- tapio.timeout that takes its own back). Not for a task that waits: the
--- step its cancel scheduled must deliver (a parked task would wake up).
+-- not yet delivered is dropped when no request is left (asyncio 3.13,
+-- gh-116720: a TaskGroup's re-cancel inside a tapio.timeout that takes
+-- its own back): one the running task asked of itself, or one held for
+-- a task not yet started or whose wait has ended (its wake-up is
+-- scheduled). Not one that woke a task from its wait (cancelled a
+-- future it awaited, or ended its park): that wake-up must deliver.
 function Task:uncancel()
   if self._cancels > 0 then
     self._cancels = self._cancels - 1
-    if self._cancels == 0 and coroutine.running() == self._co then
+    if self._cancels == 0 and not self._cancel_woke then
       self._must_cancel = false
     end
   end
@@ -347,7 +352,7 @@ end
 function api.sleep(delay, ...)
   if type(delay) ~= "number" or delay ~= delay then
     error("tapio: sleep: bad argument #1 'delay' (number expected, got "
-      .. type(delay) .. ")", 2)
+      .. U.typename(delay) .. ")", 2)
   end
   local loop = U.running_loop("sleep")
   local fut = loop:create_future()

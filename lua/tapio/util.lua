@@ -18,6 +18,9 @@ M.loop_mt, M.server_mt = loop_mt, core.server_metatable
 
 -- What tapio's C side calls a value's type in its errors.
 function M.typename(v)
+  if v ~= v then -- a number that is none: say so (not "got number")
+    return "NaN"
+  end
   local mt = getmetatable(v)
   local name = type(mt) == "table" and rawget(mt, "__name")
   return type(name) == "string" and name or type(v)

@@ -592,6 +592,74 @@ static void unix_server_no_cleanup_option(void)
   tmpdir_remove(&td);
 }
 
+/* A socket file made at the path after the server's (the server's file
+ * removed, another program bound there) is not the server's: its close
+ * leaves it (asyncio 3.13 checks the inode too: cpython gh-111246). */
+static void unix_server_close_leaves_replaced_file(void)
+{
+  tapio_loop *loop = new_loop();
+  tmpdir td;
+  srv sv;
+  struct sockaddr_un addr;
+  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+  tmpdir_make(&td);
+  CHECK_OK(unix_server(&sv, loop, td.path, NULL));
+  CHECK(unlink(td.path) == 0);
+  memset(&addr, 0, sizeof addr);
+  addr.sun_family = AF_UNIX;
+  snprintf(addr.sun_path, sizeof addr.sun_path, "%s", td.path);
+  CHECK(fd >= 0 && bind(fd, (struct sockaddr *)&addr, sizeof addr) == 0);
+  CHECK_OK(tapio_server_close(sv.s));
+  CHECK_OK(tapio_server_wait_closed(sv.s, on_server_closed, &sv));
+  WAIT_FOR(loop, sv.closed);
+  CHECK(path_exists(td.path)); /* the other program's */
+  close(fd);
+  tapio_server_release(sv.s);
+  free_loop(loop);
+  srv_free(&sv);
+  tmpdir_remove(&td);
+}
+
+/* A listening Unix socket handed over as "sock" is the caller's file: a
+ * close does not remove it (asyncio removed it by default until
+ * cpython gh-133354: systemd's socket activation breaks). */
+static void unix_sock_handed_over_keeps_file(void)
+{
+  tapio_loop *loop = new_loop();
+  tapio_options *o = new_options(loop);
+  tmpdir td;
+  srv sv;
+  rec c;
+  struct sockaddr_un addr;
+  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+  rec_init(&c);
+  tmpdir_make(&td);
+  memset(&addr, 0, sizeof addr);
+  addr.sun_family = AF_UNIX;
+  snprintf(addr.sun_path, sizeof addr.sun_path, "%s", td.path);
+  CHECK(fd >= 0 && bind(fd, (struct sockaddr *)&addr, sizeof addr) == 0);
+  CHECK(listen(fd, 8) == 0);
+  CHECK_OK(tapio_options_set_int(o, "sock", fd));
+  srv_init(&sv, loop);
+  CHECK_OK(tapio_create_server(loop, NULL, 0, 0, srv_factory, &sv, o,
+                               on_server, &sv));
+  tapio_options_free(o);
+  WAIT_FOR(loop, sv.done);
+  CHECK_OK(sv.status);
+  CHECK_OK(unix_connect(loop, td.path, &c));
+  srv_wait_conn(&sv, 0);
+  CHECK_OK(tapio_server_close(sv.s));
+  CHECK_OK(tapio_server_close_clients(sv.s));
+  CHECK_OK(tapio_server_wait_closed(sv.s, on_server_closed, &sv));
+  WAIT_FOR(loop, sv.closed);
+  CHECK(path_exists(td.path));
+  tapio_server_release(sv.s);
+  free_loop(loop);
+  srv_free(&sv);
+  rec_free(&c);
+  tmpdir_remove(&td);
+}
+
 /* "@name" is Linux's abstract namespace: no file is made, looked at or
  * removed (a socket file called "@name" in the working directory stays,
  * before the bind and after the close); the names read back as
@@ -688,6 +756,8 @@ TEST_MAIN(
   TEST(unix_server_keeps_regular_file),
   TEST(unix_server_cleanup_on_close),
   TEST(unix_server_no_cleanup_option),
+  TEST(unix_server_close_leaves_replaced_file),
+  TEST(unix_sock_handed_over_keeps_file),
   TEST(unix_abstract_name),
   TEST(unix_connect_missing_path)
 )
