@@ -341,6 +341,44 @@ static void keep_error(lua_State *L, tl_work *lw, int idx) {
   lw->failed = 2;
 }
 
+/* The functions this thread's state loaded, by their bytecode: a job of
+ * the same fn loads it once. At most LOADED_MAX (then the table starts
+ * again); "n" counts them. */
+static const char LOADED_KEY = 0;
+#define LOADED_MAX 64
+
+static void push_loaded(lua_State *L, const wbuf *code) {
+  lua_Integer n = LOADED_MAX;
+  tl_rawgetp(L, LUA_REGISTRYINDEX, &LOADED_KEY);
+  if (lua_istable(L, -1)) {
+    lua_getfield(L, -1, "n");
+    n = lua_tointeger(L, -1);
+    lua_pop(L, 1);
+  }
+  if (n >= LOADED_MAX) { /* none yet, or too many: a new table */
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    tl_rawsetp(L, LUA_REGISTRYINDEX, &LOADED_KEY);
+    n = 0;
+  }
+  lua_pushlstring(L, code->p, code->n);
+  lua_pushvalue(L, -1);
+  lua_rawget(L, -3); /* the table, the bytecode, fn or nil */
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    if (luaL_loadbufferx(L, code->p, code->n, "=fn", "b") != LUA_OK)
+      lua_error(L);
+    lua_pushvalue(L, -2);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, -5);
+    lua_pushinteger(L, n + 1);
+    lua_setfield(L, -4, "n");
+  }
+  lua_replace(L, -3); /* fn where the table was */
+  lua_pop(L, 1);
+}
+
 /* [1] the job: loads fn, pushes its arguments, calls it; its results go
  * to out, or its error. */
 static int job_body(lua_State *L) {
@@ -348,8 +386,7 @@ static int job_body(lua_State *L) {
   int top;
   set_path(L, "path", lw->path);
   set_path(L, "cpath", lw->cpath);
-  if (luaL_loadbufferx(L, lw->code.p, lw->code.n, "=fn", "b") != LUA_OK)
-    return lua_error(L);
+  push_loaded(L, &lw->code);
   top = lua_gettop(L) - 1; /* below fn */
   push_values(L, &lw->in, lw->nargs);
   if (lua_pcall(L, lw->nargs, LUA_MULTRET, 0) != LUA_OK) {
@@ -389,31 +426,33 @@ static void work_release(lua_State *L, tl_work *lw) {
 }
 
 /* [1] the job, [2] the status: cb(nil, results...), or cb(err): fn's
- * error as it raised it, or ECANCELED (the loop closed). */
+ * error as it raised it, or ECANCELED (the loop closed). The job's
+ * anchors and buffers go before cb runs: cb may resume a task directly
+ * (tapio.to_thread's), which runs on from there and may count them. */
 int tl_tr_work(lua_State *L) {
   tl_work *lw = lua_touserdata(L, 1);
-  int status = (int)lua_tointeger(L, 2);
+  int status = (int)lua_tointeger(L, 2), nargs = 1;
   lua_rawgeti(L, LUA_REGISTRYINDEX, lw->cb_ref);
   if (status < 0) {
     tl_pusherror(L, status, NULL);
-    lua_call(L, 1, 0);
   } else if (lw->failed == 2) {
     lua_pushfstring(L, "tapio: %s: not enough memory for fn's state or "
                     "error", lw->name);
-    lua_call(L, 1, 0);
   } else if (lw->failed) {
     push_values(L, &lw->out, 1);
-    lua_call(L, 1, 0);
   } else {
     lua_pushnil(L);
     push_values(L, &lw->out, lw->nres);
-    lua_call(L, 1 + lw->nres, 0);
+    nargs += lw->nres;
   }
+  work_release(L, lw);
+  lua_call(L, nargs, 0);
   return 0;
 }
 
 /* The core's done: the completion, unless the job was cancelled or the
- * loop is closing from __gc. */
+ * loop is closing from __gc. The job is on the stack meanwhile: its
+ * anchor goes inside. */
 static void on_done(void *ud, int status) {
   tl_work *lw = ud;
   tl_loop *lb = lw->lb;
@@ -421,13 +460,15 @@ static void on_done(void *ud, int status) {
   tapio_work_release(lw->w);
   lw->w = NULL;
   lw->queued = 0;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lw->self_ref);
   if (!lb->quiet && !lw->cancelled && tl_prepare(lb, L, TL_T_WORK) == 0) {
-    lua_pushlightuserdata(L, lw);
+    lua_pushvalue(L, -3);
     lua_pushinteger(L, status);
     tl_done(L, 0, tl_call(lb, L, 2, 0, "error in a to_thread callback",
                           NULL));
   }
-  work_release(L, lw);
+  work_release(L, lw); /* if the completion did not run, or failed first */
+  lua_pop(L, 1);
 }
 
 /* loop:_cancel's part: true if the job was still to come. A job not
@@ -482,6 +523,59 @@ static void check_fn(lua_State *L, int idx, const char *fn, int n) {
   }
 }
 
+/* fn's bytecode, dumped once: the registry's weak table of the dumps
+ * (a function to its bytecode), made at the first job. */
+static const char DUMPS_KEY = 0;
+
+static void push_dumps(lua_State *L) {
+  tl_rawgetp(L, LUA_REGISTRYINDEX, &DUMPS_KEY);
+  if (lua_istable(L, -1))
+    return;
+  lua_pop(L, 1);
+  lua_newtable(L);
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "k");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, -1);
+  tl_rawsetp(L, LUA_REGISTRYINDEX, &DUMPS_KEY);
+}
+
+/* Appends the bytecode of the function at idx to code (a job's: its
+ * __gc frees it, should the cache's string raise); 0, or -1 when out of
+ * memory. */
+static int put_code(lua_State *L, int idx, wbuf *code) {
+  size_t n;
+  const char *p;
+  int rc = 0;
+  push_dumps(L);
+  lua_pushvalue(L, idx);
+  lua_rawget(L, -2);
+  p = lua_tolstring(L, -1, &n);
+  if (p) {
+    rc = n > code->cap - code->n && grow(code, n) < 0 ? -1 : 0;
+    if (rc == 0) {
+      memcpy(code->p + code->n, p, n);
+      code->n += n;
+    }
+  } else {
+    lua_pushvalue(L, idx);
+#if LUA_VERSION_NUM >= 503
+    rc = lua_dump(L, writer, code, 0);
+#else
+    rc = lua_dump(L, writer, code);
+#endif
+    lua_pop(L, 1);
+    if (rc == 0) {
+      lua_pushvalue(L, idx);
+      lua_pushlstring(L, code->p, code->n);
+      lua_rawset(L, -4);
+    }
+  }
+  lua_pop(L, 2);
+  return rc;
+}
+
 /* The caller's package[key], copied, or NULL. */
 static char *get_path(lua_State *L, const char *key) {
   const char *s = NULL;
@@ -515,14 +609,7 @@ static int l_run_in_executor(lua_State *L) {
   self = lua_gettop(L);
   lw->lb = lb;
   snprintf(lw->name, sizeof lw->name, "%s", name);
-  lua_pushvalue(L, 5);
-#if LUA_VERSION_NUM >= 503
-  rc = lua_dump(L, writer, &lw->code, 0);
-#else
-  rc = lua_dump(L, writer, &lw->code);
-#endif
-  lua_pop(L, 1);
-  if (rc != 0)
+  if (put_code(L, 5, &lw->code) != 0)
     return luaL_error(L, "not enough memory");
   lw->nargs = top - 5;
   put_values(L, &lw->in, 6, top, name, "fn's argument");

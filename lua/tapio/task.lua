@@ -249,11 +249,15 @@ function Task:cancel(message)
     return true
   end
   self._must_cancel = true
-  if self._parked then -- nothing else would resume it
+  local parked = self._parked
+  if parked then -- nothing else would resume it
     self._parked = nil
     self._cancel_woke = true
     self._cancel_message = message
     self._loop:call_soon(step, self)
+    if parked._on_cancel then -- what it waits on goes now (a job queued)
+      parked._on_cancel(parked)
+    end
   end
   return true
 end
