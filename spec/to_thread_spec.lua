@@ -298,6 +298,23 @@ describe("the worker pool", function()
     end)
   end)
 
+  it("runs 100 different functions twice each, each its own", function()
+    -- more than a thread's state keeps loaded (64): it starts again
+    helper.run(function(loop)
+      loop:set_threadpool_size(1)
+      local fns = {}
+      for i = 1, 100 do
+        fns[i] = assert(load("return function(x) return x * " .. i
+          .. " end"))()
+      end
+      for round = 1, 2 do
+        for i = 1, 100 do
+          assert.are.equal(i * round, tapio.to_thread(fns[i], round))
+        end
+      end
+    end)
+  end)
+
   it("runs more jobs than it has threads, each once", function()
     helper.run(function(loop)
       local jobs = {}
