@@ -457,6 +457,15 @@ static int t_writelines(lua_State *L) {
   return write_refused(L, fn, rc);
 }
 
+/* transport:_stream_writelines(list) -> closing: writelines for a
+ * StreamWriter (tapio/streams.lua), answering as _stream_write. */
+static int t_stream_writelines(lua_State *L) {
+  tl_transport *lt = totransport(L, "transport:writelines");
+  t_writelines(L);
+  lua_pushboolean(L, !lt->t || tapio_transport_is_closing(lt->t));
+  return 1;
+}
+
 #define FLUSH_HOOK "tapio.flush_batched"
 
 /* transport:_batched(fn): the transport is a StreamWriter's, which holds
@@ -822,6 +831,7 @@ static const luaL_Reg read_methods[] = { /* ReadTransport */
 static const luaL_Reg write_methods[] = { /* WriteTransport's bytes */
   {"write", t_write},
   {"_stream_write", t_stream_write},
+  {"_stream_writelines", t_stream_writelines},
   {"_batched", t_batched},
   {"writelines", t_writelines},
   {"can_write_eof", t_can_write_eof},

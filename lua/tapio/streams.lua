@@ -149,16 +149,16 @@ local function flush(self)
   self._pending_size = 0
   if not self._lost then
     local t = self.transport
-    local ok, err
+    local ok, closing
     if n == 1 then
-      ok, err = pcall(t.write, t, pending[1])
+      ok, closing = pcall(self._send, t, pending[1])
     else
-      ok, err = pcall(t.writelines, t, pending)
+      ok, closing = pcall(t._stream_writelines, t, pending)
     end
     if not ok then
       self._loop:call_exception_handler({ message = "error in a write of "
-        .. "a StreamWriter", exception = err, transport = t })
-    elseif t:is_closing() then
+        .. "a StreamWriter", exception = closing, transport = t })
+    elseif closing then
       ending(self)
     end
   end
@@ -264,9 +264,7 @@ function StreamWriter:writelines(list)
   end
   check_open(self, "writer:writelines")
   if direct(self) then
-    local t = self.transport
-    t:writelines(list)
-    if t:is_closing() then
+    if self.transport:_stream_writelines(list) then
       ending(self)
     end
     return
