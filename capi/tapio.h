@@ -812,10 +812,19 @@ int tapio_transport_retain(tapio_transport *t);
 void tapio_transport_release(tapio_transport *t);
 
 /* Replaces the protocol for the next callback on. TAPIO_EINVAL for a
- * table whose size is wrong (see the growth rule). */
+ * table whose size is wrong (see the growth rule). proto is a table of
+ * t's kind, typed as the stream one: a tapio_datagram_protocol for a
+ * datagram endpoint, a tapio_subprocess_protocol for a subprocess, cast
+ * (C warns without the cast; cffi and LuaJIT refuse it uncast:
+ * ffi.cast("tapio_protocol *", p)). The size is all tapio can check: a
+ * larger table of another kind (a stream table given to a datagram
+ * endpoint) is taken, and its callbacks called with the arguments of
+ * the kind's (spec/ffi/kinds_python.py, test_set_protocol). The old
+ * protocol hears nothing more: its user pointer is the caller's again. */
 int tapio_transport_set_protocol(tapio_transport *t,
                                  const tapio_protocol *proto, void *ud);
-/* The protocol's user pointer, and its table in *proto when not NULL. */
+/* The protocol's user pointer, and its table in *proto when not NULL
+ * (the table of t's kind, typed as above: cast it back). */
 void *tapio_transport_get_protocol(tapio_transport *t,
                                    const tapio_protocol **proto);
 tapio_loop *tapio_transport_get_loop(tapio_transport *t);
@@ -1401,7 +1410,12 @@ int tapio_transport_get_tls_info(tapio_transport *t, int which, char *buf,
                                  size_t buflen, size_t *len);
 /* Entry i (from 0) of the peer certificate's subject, issuer or
  * subjectAltName: name ("commonName", "DNS", "IP Address") and value, as
- * Python's getpeercert() gives them. TAPIO_ENOENT past the last. */
+ * Python's getpeercert() gives them, each NUL-terminated. TAPIO_ENOENT
+ * past the last (and without a peer certificate), TAPIO_ENOTSUP on a
+ * transport without TLS, TAPIO_ENOBUFS when the name or the value and
+ * its NUL do not fit: no length is told, so ask for entry i again with
+ * more room (a loop that stops at the first nonzero answer would take a
+ * long entry for the end of the list). 128 bytes hold any name. */
 enum tapio_tls_names {
   TAPIO_TLS_SUBJECT = 1,
   TAPIO_TLS_ISSUER = 2,

@@ -140,6 +140,57 @@ def test_datagram():
     return "datagram endpoints"
 
 
+def test_set_protocol():
+    """set_protocol and get_protocol are typed with the stream table; a
+    datagram endpoint takes its own kind's table, cast (cffi refuses the
+    uncast one, as a C compiler warns)."""
+    loop = new_loop()
+    ends = {}
+    via = Obj(echo=False, step=lambda _o: C.tapio_loop_stop(loop))
+
+    def a_up(a):
+        check(a.status, "endpoint a")
+        try:
+            C.tapio_transport_set_protocol(a.t, DGRAM, via.ud)
+            raise AssertionError("cffi took a datagram table uncast")
+        except TypeError:
+            pass
+        check(C.tapio_transport_set_protocol(
+            a.t, ffi.cast("tapio_protocol *", DGRAM), via.ud), "set_protocol")
+        proto = ffi.new("tapio_protocol **")
+        assert C.tapio_transport_get_protocol(a.t, proto) == via.ud
+        assert ffi.cast("tapio_datagram_protocol *", proto[0]) == DGRAM
+        a.done()  # tapio calls a's protocol no more: a goes, via stays
+        ends["b"] = endpoint(loop, None, b_up, local_host="127.0.0.1",
+                             local_port=0)
+
+    def b_up(b):
+        check(b.status, "endpoint b")
+        addr, n = addr_of("127.0.0.1", sockname(ends["a"].t)[1])
+        check(C.tapio_transport_sendto(b.t, b"to whom", 7, addr, n), "sendto")
+
+    ends["a"] = endpoint(loop, None, a_up, local_host="127.0.0.1",
+                         local_port=0)
+    run(loop)
+    assert via.events == [("datagram", b"to whom", ("127.0.0.1",
+                                                   sockname(ends["b"].t)[1],
+                                                   C.TAPIO_AF_INET))]
+    assert ends["a"].events == ["made"], ends["a"].events
+    left = [2]
+
+    def gone(_obj):
+        left[0] -= 1
+        if not left[0]:
+            C.tapio_loop_stop(loop)
+    via.step = ends["b"].step = gone
+    for e in ends.values():
+        C.tapio_transport_close(e.t)
+    run(loop)
+    assert via.events[-1] == ("lost", 0) and not Obj.live, Obj.live
+    check(C.tapio_loop_free(loop), "tapio_loop_free")
+    return "set_protocol on a datagram endpoint"
+
+
 # ---- Subprocesses ---------------------------------------------------------
 
 def pipe_data(obj, _t, fd, data, n):
@@ -332,7 +383,7 @@ def test_threadsafe(nthreads=4, calls=200):
     return "call_soon_threadsafe from %d threads" % nthreads
 
 
-CHECKS = [test_datagram, test_subprocess, test_resolver, test_threadsafe]
+CHECKS = [test_datagram, test_set_protocol, test_subprocess, test_resolver, test_threadsafe]
 if __name__ == "__main__":
     passed = 0
     for fn in CHECKS:

@@ -56,14 +56,21 @@ def tls_info(t, which):
     return ffi.buffer(buf, n[0])[:]
 
 
-def peercert(t, which):
-    entries, i = [], 0
-    key, value = ffi.new("char[64]"), ffi.new("char[256]")
-    while C.tapio_transport_get_peercert_entry(t, which, i, key, 64, value,
-                                               256) == 0:
+def peercert(t, which, room=8):
+    """The entries; ENOBUFS says "more room", not "the end" (room starts
+    small to go through that)."""
+    entries, key = [], ffi.new("char[128]")
+    while True:
+        value = ffi.new("char[]", room)
+        rc = C.tapio_transport_get_peercert_entry(t, which, len(entries),
+                                                  key, 128, value, room)
+        if rc == C.TAPIO_ENOBUFS:
+            room *= 2
+            continue
+        if rc == C.TAPIO_ENOENT:
+            return entries
+        check(rc, "get_peercert_entry")
         entries.append((ffi.string(key).decode(), ffi.string(value).decode()))
-        i += 1
-    return entries
 
 
 def made(obj, t):
@@ -73,6 +80,10 @@ def made(obj, t):
                  "PEER_SERIAL", "PEER_NOT_AFTER", "ALPN")}
     obj.info["names"] = {w: peercert(t, getattr(C, "TAPIO_TLS_" + w)) for w
                          in ("SUBJECT", "ISSUER", "SUBJECT_ALT_NAME")}
+    value = ffi.new("char[10]")  # "localhost" needs 10 with its NUL
+    obj.info["fits"] = [C.tapio_transport_get_peercert_entry(
+        t, C.TAPIO_TLS_SUBJECT, 0, ffi.new("char[128]"), 128, value, n)
+        for n in (9, 10)]
     obj.info["num_version"] = C.tapio_transport_get_tls_num(
         t, C.TAPIO_TLS_NUM_VERSION)
     check(C.tapio_transport_write(t, LINE, len(LINE)), "write")
@@ -154,6 +165,7 @@ def main():
                                    "TLSv1.2": C.TAPIO_TLS_1_2}[got[2]]
     assert info["SERVER_HOSTNAME"] == b"localhost" and info["ALPN"] is None
     assert info["PEER_CERT"] == ssl.PEM_cert_to_DER_cert(open(CERT).read())
+    assert info["fits"] == [C.TAPIO_ENOBUFS, 0], info["fits"]
     names = info["names"]
     assert names["SUBJECT"] == [("commonName", "localhost")], names
     assert names["ISSUER"] == [("commonName", "tapio test CA")], names
