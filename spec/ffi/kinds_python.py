@@ -331,8 +331,8 @@ def test_resolver():
             cancelled.append(C.tapio_cancel_pending(loop, a.ud))
             Obj.live.discard(a)
     dns.step = on_query
-    a = lookup(loop, b"a.tapio.invalid", stop)
-    b = lookup(loop, b"b.tapio.invalid", stop)
+    a = lookup(loop, b"a.tapio-kinds.test", stop)
+    b = lookup(loop, b"b.tapio-kinds.test", stop)
     run(loop)
     assert cancelled == [1], cancelled
     assert not hasattr(a, "status"), "a cancelled lookup completed"

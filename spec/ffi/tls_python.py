@@ -1,5 +1,5 @@
 """A TLS client through the C ABI from Python's cffi, against Python's own
-ssl server (a thread): verified with the tests' CA, bytes both ways, the
+ssl server (a thread): verified with the tests' CA, ALPN, bytes both ways, the
 session and the server's certificate read through the ABI and compared
 with what Python's ssl says; then a client that does not trust that CA
 fails the handshake with a code and a message.
@@ -28,6 +28,7 @@ def serve(lsock, seen, n):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(CERT, KEY)
     ctx.sni_callback = lambda _s, sni, _c: seen.append(("sni", sni))
+    ctx.set_alpn_protocols(["tapio/1", "http/1.1"])
     for _ in range(n):
         conn, _ = lsock.accept()
         conn.settimeout(10)
@@ -40,7 +41,8 @@ def serve(lsock, seen, n):
         line = b""
         while not line.endswith(b"\n"):
             line += s.recv(65536)
-        seen.append(("got", line, s.version(), s.cipher()[0]))
+        seen.append(("got", line, s.version(), s.cipher()[0],
+                     s.selected_alpn_protocol()))
         s.sendall(b"python saw " + line)
         s.unwrap().close()  # close_notify both ways
 
@@ -116,6 +118,9 @@ def client(loop, port, cafile, then, step):
     check(C.tapio_tls_context_new(C.TAPIO_TLS_CLIENT, ctx), "context_new")
     check(C.tapio_tls_context_load_verify_locations(ctx[0], cafile.encode(),
                                                     NULL, NULL, 0), "CA")
+    alpn = [ffi.new("char[]", p) for p in (b"h2", b"http/1.1")]
+    check(C.tapio_tls_context_set_alpn(ctx[0], ffi.new("char *[]", alpn), 2),
+          "set_alpn")
     opts = ffi.new("tapio_options **")
     check(C.tapio_options_new(loop, opts), "options_new")
     check(C.tapio_options_set_tls(opts[0], b"ssl", ctx[0]), "ssl")
@@ -163,7 +168,8 @@ def main():
     assert info["CIPHER"].decode() == got[3], (info, got)
     assert info["num_version"] == {"TLSv1.3": C.TAPIO_TLS_1_3,
                                    "TLSv1.2": C.TAPIO_TLS_1_2}[got[2]]
-    assert info["SERVER_HOSTNAME"] == b"localhost" and info["ALPN"] is None
+    assert info["SERVER_HOSTNAME"] == b"localhost", info
+    assert info["ALPN"] == b"http/1.1" == got[4].encode(), (info, got)
     assert info["PEER_CERT"] == ssl.PEM_cert_to_DER_cert(open(CERT).read())
     assert info["fits"] == [C.TAPIO_ENOBUFS, 0], info["fits"]
     names = info["names"]
