@@ -812,15 +812,15 @@ int tapio_transport_retain(tapio_transport *t);
 void tapio_transport_release(tapio_transport *t);
 
 /* Replaces the protocol for the next callback on. TAPIO_EINVAL for a
- * table whose size is wrong (see the growth rule). proto is a table of
- * t's kind, typed as the stream one: a tapio_datagram_protocol for a
- * datagram endpoint, a tapio_subprocess_protocol for a subprocess, cast
- * (C warns without the cast; cffi and LuaJIT refuse it uncast:
- * ffi.cast("tapio_protocol *", p)). The size is all tapio can check: a
- * larger table of another kind (a stream table given to a datagram
- * endpoint) is taken, and its callbacks called with the arguments of
- * the kind's (spec/ffi/kinds_python.py, test_set_protocol). The old
- * protocol hears nothing more: its user pointer is the caller's again. */
+ * table whose size is wrong (see the growth rule). The old protocol
+ * hears nothing more: its user pointer is the caller's again. proto is a
+ * table of t's kind, typed as the stream one; for a datagram endpoint or
+ * a subprocess, tapio_transport_set_datagram_protocol and
+ * tapio_transport_set_subprocess_protocol take their own tables (this
+ * one wants them cast, which cffi and LuaJIT refuse to do implicitly)
+ * and check the kind: here the size is all tapio can check, and a larger
+ * table of another kind (a stream table given to a datagram endpoint) is
+ * taken, its callbacks then called with the arguments of the kind's. */
 int tapio_transport_set_protocol(tapio_transport *t,
                                  const tapio_protocol *proto, void *ud);
 /* The protocol's user pointer, and its table in *proto when not NULL
@@ -1010,6 +1010,12 @@ int tapio_create_datagram_endpoint(tapio_loop *loop,
  * TAPIO_ENOTSUP not a datagram transport. */
 int tapio_transport_sendto(tapio_transport *t, const void *data, size_t len,
                            const void *addr, size_t addrlen);
+/* tapio_transport_set_protocol with the datagram table: TAPIO_EINVAL for
+ * a transport that is not a datagram endpoint or a table whose size is
+ * wrong. */
+int tapio_transport_set_datagram_protocol(tapio_transport *t,
+                                          const tapio_datagram_protocol *proto,
+                                          void *ud);
 
 /* ---- Servers ----------------------------------------------------------- */
 
@@ -1202,6 +1208,11 @@ int tapio_subprocess_shell(tapio_loop *loop, const char *command,
                            void *proto_ud, const tapio_options *opts,
                            tapio_connect_fn cb, void *cb_ud);
 
+/* tapio_transport_set_protocol with the subprocess table: TAPIO_EINVAL
+ * for a transport that is not a subprocess (its pipes' transports
+ * included) or a table whose size is wrong. */
+int tapio_transport_set_subprocess_protocol(
+    tapio_transport *t, const tapio_subprocess_protocol *proto, void *ud);
 /* The child's pid (get_extra_info("subprocess")), or a negative code. */
 int tapio_subprocess_get_pid(tapio_transport *t);
 /* The pipe transport of the child's fd (0: a write pipe to its stdin; 1,

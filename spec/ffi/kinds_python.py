@@ -141,9 +141,9 @@ def test_datagram():
 
 
 def test_set_protocol():
-    """set_protocol and get_protocol are typed with the stream table; a
-    datagram endpoint takes its own kind's table, cast (cffi refuses the
-    uncast one, as a C compiler warns)."""
+    """set_protocol is typed with the stream table, which cffi holds to
+    (a datagram table wants a cast); set_datagram_protocol takes the
+    datagram one, and checks the kind."""
     loop = new_loop()
     ends = {}
     via = Obj(echo=False, step=lambda _o: C.tapio_loop_stop(loop))
@@ -155,8 +155,10 @@ def test_set_protocol():
             raise AssertionError("cffi took a datagram table uncast")
         except TypeError:
             pass
-        check(C.tapio_transport_set_protocol(
-            a.t, ffi.cast("tapio_protocol *", DGRAM), via.ud), "set_protocol")
+        assert C.tapio_transport_set_subprocess_protocol(
+            a.t, PROCESS, via.ud) == C.TAPIO_EINVAL  # not a subprocess
+        check(C.tapio_transport_set_datagram_protocol(a.t, DGRAM, via.ud),
+              "set_datagram_protocol")
         proto = ffi.new("tapio_protocol **")
         assert C.tapio_transport_get_protocol(a.t, proto) == via.ud
         assert ffi.cast("tapio_datagram_protocol *", proto[0]) == DGRAM
@@ -243,6 +245,13 @@ def test_subprocess():
             C.TAPIO_TRANSPORT_SUBPROCESS
         assert C.tapio_subprocess_get_pid(obj.t) > 0
         stdin = C.tapio_subprocess_get_pipe_transport(obj.t, 0)
+        for t in (stdin, obj.t):  # the kind is checked, the pipe's too
+            assert C.tapio_transport_set_datagram_protocol(t, DGRAM, obj.ud) \
+                == C.TAPIO_EINVAL
+        assert C.tapio_transport_set_subprocess_protocol(
+            stdin, PROCESS, obj.ud) == C.TAPIO_EINVAL
+        check(C.tapio_transport_set_subprocess_protocol(obj.t, PROCESS,
+                                                        obj.ud), "set")
         check(C.tapio_transport_write(stdin, b"hi there\n", 9), "write")
         check(C.tapio_transport_close(stdin), "close stdin")
 
