@@ -1,8 +1,8 @@
 """A TLS client through the C ABI from Python's cffi, against Python's own
-ssl server (a thread): verified with the tests' CA, ALPN, bytes both ways, the
-session and the server's certificate read through the ABI and compared
-with what Python's ssl says; then a client that does not trust that CA
-fails the handshake with a code and a message.
+ssl server (a thread): verified with the tests' CA, ALPN, bytes both
+ways, the session and the server's certificate read through the ABI and
+compared with what Python's ssl says; then a client that does not trust
+that CA fails the handshake with a code and a message.
 
   tls_python.py TAPIO_CDEF_H LIBTAPIO_SO MAKE_CERTS_SH CERTDIR
 """
