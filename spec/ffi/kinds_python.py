@@ -8,8 +8,10 @@ the error names. The TLS client is tls_python.py's.
 """
 import gc
 import socket
+import sys
 import threading
 
+sys.dont_write_bytecode = True  # no __pycache__ beside the sources
 from cffi_kit import (C, NULL, Obj, addr_format, addr_of, callback, check,
                       connected, errors, ffi, name, new_loop, options, run,
                       sockname, table)

@@ -12,6 +12,8 @@ import subprocess
 import sys
 import threading
 
+sys.dont_write_bytecode = True  # no __pycache__ beside the sources
+
 from cffi_kit import (C, NULL, Obj, check, connected, errors, ffi, name,
                       new_loop, run, table)
 
