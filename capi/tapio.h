@@ -862,10 +862,19 @@ int tapio_transport_retain(tapio_transport *t);
 void tapio_transport_release(tapio_transport *t);
 
 /* Replaces the protocol for the next callback on. TAPIO_EINVAL for a
- * table whose size is wrong (see the growth rule). */
+ * table whose size is wrong (see the growth rule). The old protocol
+ * hears nothing more: its user pointer is the caller's again. proto is a
+ * table of t's kind, typed as the stream one; for a datagram endpoint or
+ * a subprocess, tapio_transport_set_datagram_protocol and
+ * tapio_transport_set_subprocess_protocol take their own tables (this
+ * one wants them cast, which cffi and LuaJIT refuse to do implicitly)
+ * and check the kind: here the size is all tapio can check, and a larger
+ * table of another kind (a stream table given to a datagram endpoint) is
+ * taken, its callbacks then called with the arguments of the kind's. */
 int tapio_transport_set_protocol(tapio_transport *t,
                                  const tapio_protocol *proto, void *ud);
-/* The protocol's user pointer, and its table in *proto when not NULL. */
+/* The protocol's user pointer, and its table in *proto when not NULL
+ * (the table of t's kind, typed as above: cast it back). */
 void *tapio_transport_get_protocol(tapio_transport *t,
                                    const tapio_protocol **proto);
 tapio_loop *tapio_transport_get_loop(tapio_transport *t);
@@ -1051,6 +1060,12 @@ int tapio_create_datagram_endpoint(tapio_loop *loop,
  * TAPIO_ENOTSUP not a datagram transport. */
 int tapio_transport_sendto(tapio_transport *t, const void *data, size_t len,
                            const void *addr, size_t addrlen);
+/* tapio_transport_set_protocol with the datagram table: TAPIO_EINVAL for
+ * a transport that is not a datagram endpoint or a table whose size is
+ * wrong. */
+int tapio_transport_set_datagram_protocol(tapio_transport *t,
+                                          const tapio_datagram_protocol *proto,
+                                          void *ud);
 
 /* ---- Servers ----------------------------------------------------------- */
 
@@ -1243,6 +1258,11 @@ int tapio_subprocess_shell(tapio_loop *loop, const char *command,
                            void *proto_ud, const tapio_options *opts,
                            tapio_connect_fn cb, void *cb_ud);
 
+/* tapio_transport_set_protocol with the subprocess table: TAPIO_EINVAL
+ * for a transport that is not a subprocess (its pipes' transports
+ * included) or a table whose size is wrong. */
+int tapio_transport_set_subprocess_protocol(
+    tapio_transport *t, const tapio_subprocess_protocol *proto, void *ud);
 /* The child's pid (get_extra_info("subprocess")), or a negative code. */
 int tapio_subprocess_get_pid(tapio_transport *t);
 /* The pipe transport of the child's fd (0: a write pipe to its stdin; 1,
@@ -1451,7 +1471,12 @@ int tapio_transport_get_tls_info(tapio_transport *t, int which, char *buf,
                                  size_t buflen, size_t *len);
 /* Entry i (from 0) of the peer certificate's subject, issuer or
  * subjectAltName: name ("commonName", "DNS", "IP Address") and value, as
- * Python's getpeercert() gives them. TAPIO_ENOENT past the last. */
+ * Python's getpeercert() gives them, each NUL-terminated. TAPIO_ENOENT
+ * past the last (and without a peer certificate), TAPIO_ENOTSUP on a
+ * transport without TLS, TAPIO_ENOBUFS when the name or the value and
+ * its NUL do not fit: no length is told, so ask for entry i again with
+ * more room (a loop that stops at the first nonzero answer would take a
+ * long entry for the end of the list). 128 bytes hold any name. */
 enum tapio_tls_names {
   TAPIO_TLS_SUBJECT = 1,
   TAPIO_TLS_ISSUER = 2,

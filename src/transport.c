@@ -268,6 +268,25 @@ int tapio_transport_set_protocol(tapio_transport *t,
   return 0;
 }
 
+/* The typed setters: the kind is checked, which the size cannot tell. */
+static int set_kind_protocol(tapio_transport *t, int kind, const void *proto,
+                             void *ud) {
+  if (tapio_transport_get_kind(t) != kind)
+    return TAPIO_EINVAL;
+  return tapio_transport_set_protocol(t, proto, ud);
+}
+
+int tapio_transport_set_datagram_protocol(tapio_transport *t,
+                                          const tapio_datagram_protocol *proto,
+                                          void *ud) {
+  return set_kind_protocol(t, TAPIO_TRANSPORT_DATAGRAM, proto, ud);
+}
+
+int tapio_transport_set_subprocess_protocol(
+    tapio_transport *t, const tapio_subprocess_protocol *proto, void *ud) {
+  return set_kind_protocol(t, TAPIO_TRANSPORT_SUBPROCESS, proto, ud);
+}
+
 void *tapio_transport_get_protocol(tapio_transport *t,
                                    const tapio_protocol **proto) {
   const tapio__proto **slot;

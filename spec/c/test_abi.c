@@ -80,6 +80,10 @@ static void null_transport_everywhere(void)
   CHECK_ERR(tapio_transport_fail(NULL, TAPIO_EIO, "x"), TAPIO_EINVAL);
   CHECK_EQ(tapio_transport_is_closing(NULL), 0);
   tapio_transport_set_protocol(NULL, &rec_proto, NULL);
+  CHECK_ERR(tapio_transport_set_datagram_protocol(NULL, NULL, NULL),
+            TAPIO_EINVAL);
+  CHECK_ERR(tapio_transport_set_subprocess_protocol(NULL, NULL, NULL),
+            TAPIO_EINVAL);
   CHECK(tapio_transport_get_protocol(NULL, &proto) == NULL);
   CHECK(proto == NULL);
   CHECK(tapio_transport_get_loop(NULL) == NULL);
