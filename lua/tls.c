@@ -372,13 +372,28 @@ static int push_info(lua_State *L, tapio_transport *t, int which) {
 }
 
 /* {{name, value}, ...}: the entries of a certificate's name, as pairs. */
+#define MAX_CERT_VALUE (1u << 20)
+
+/* The list of which's {name, value} pairs. A value longer than the room
+ * on the stack is asked for again with more (ENOBUFS tells no length),
+ * in a buffer kept below the list until the end. */
 static void push_names(lua_State *L, tapio_transport *t, int which) {
-  char name[128], value[1024];
-  size_t i;
+  char name[128], small[1024], *value = small;
+  size_t i, cap = sizeof small;
+  int rc;
+  lua_pushnil(L); /* the grown buffer's place */
   lua_newtable(L);
-  for (i = 0; tapio_transport_get_peercert_entry(t, which, i, name,
-                                                 sizeof name, value,
-                                                 sizeof value) == 0; i++) {
+  for (i = 0;; i++) {
+    while ((rc = tapio_transport_get_peercert_entry(t, which, i, name,
+                                                    sizeof name, value,
+                                                    cap)) == TAPIO_ENOBUFS &&
+           cap < MAX_CERT_VALUE) {
+      cap *= 2;
+      value = tl_newuserdata(L, cap);
+      lua_replace(L, -3);
+    }
+    if (rc != 0)
+      break;
     lua_createtable(L, 2, 0);
     lua_pushstring(L, name);
     lua_rawseti(L, -2, 1);
@@ -386,6 +401,7 @@ static void push_names(lua_State *L, tapio_transport *t, int which) {
     lua_rawseti(L, -2, 2);
     lua_rawseti(L, -2, (int)i + 1);
   }
+  lua_remove(L, -2);
 }
 
 /* peercert: the fields of Python's getpeercert() (subject and issuer as flat

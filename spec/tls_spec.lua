@@ -175,6 +175,31 @@ describe("tapio.tls_context", function()
 end)
 
 describe("a TLS connection", function()
+  it("tells a peer certificate's long subjectAltName whole, and the "
+     .. "entries after it", function()
+    -- 1,158 bytes: more than the first room the binding asks with
+    local long = ("a"):rep(60) .. ("." .. ("b"):rep(60)):rep(18)
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir " .. dir))
+    assert(os.execute(("openssl req -x509 -newkey ec -pkeyopt "
+      .. "ec_paramgen_curve:P-256 -nodes -keyout %s/k.pem -out %s/c.pem "
+      .. "-days 2 -subj /CN=long -addext "
+      .. "'subjectAltName=DNS:%s,DNS:after.test' 2>/dev/null")
+      :format(dir, dir, long)))
+    run(function(loop)
+      local sctx = tapio.tls_context({ side = "server",
+        cert_file = dir .. "/c.pem", key_file = dir .. "/k.pem" })
+      local cctx = tapio.tls_context({ verify = "none" })
+      local server, t = tls_pair(loop, sctx, cctx)
+      assert.are.same({ { "DNS", long }, { "DNS", "after.test" } },
+        t:get_extra_info("peercert").subjectAltName)
+      t:close()
+      server:close()
+    end)
+    os.execute("rm -r " .. dir)
+  end)
+
   it("carries data both ways and tells what was agreed", function()
     run(function(loop)
       local sctx = server_ctx(nil, { alpn = { "http/1.1" } })
