@@ -405,16 +405,22 @@ static void open_loop(lua_State *L) {
   lua_setfield(L, -2, "loop_metatable"); /* the Lua layer checks self */
 }
 
-void tl_weak_registry(lua_State *L, const void *key) {
+void tl_push_weak(lua_State *L, const void *key, const char *mode) {
   tl_rawgetp(L, LUA_REGISTRYINDEX, key);
-  if (lua_isnil(L, -1)) {
-    lua_newtable(L);
-    lua_createtable(L, 0, 1);
-    lua_pushliteral(L, "v");
-    lua_setfield(L, -2, "__mode");
-    lua_setmetatable(L, -2);
-    tl_rawsetp(L, LUA_REGISTRYINDEX, key);
-  }
+  if (!lua_isnil(L, -1))
+    return;
+  lua_pop(L, 1);
+  lua_newtable(L);
+  lua_createtable(L, 0, 1);
+  lua_pushstring(L, mode);
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, -1);
+  tl_rawsetp(L, LUA_REGISTRYINDEX, key);
+}
+
+void tl_weak_registry(lua_State *L, const void *key) {
+  tl_push_weak(L, key, "v");
   lua_pop(L, 1);
 }
 

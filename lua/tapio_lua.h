@@ -207,6 +207,9 @@ void tl_lifecycle(lua_State *L, const char *tname, lua_CFunction gc,
 /* Makes the registry's table at key, with weak values, if it is not
  * there yet. */
 void tl_weak_registry(lua_State *L, const void *key);
+/* Pushes registry[key], a table whose __mode is mode ("k", "v"), made at
+ * the first call. */
+void tl_push_weak(lua_State *L, const void *key, const char *mode);
 
 /* lua_CFunction: [1] a light userdata pointing at a host's tapio_loop
  * pointer; pushes a "tapio.loop" object that owns the loop and NULLs the

@@ -359,19 +359,6 @@ static int k_datagram_in_flight(lua_State *L) {
  * a copy of its fault counts at its connection_lost. */
 static const char ended_key = 'e';
 
-static void push_ended(lua_State *L) {
-  tl_rawgetp(L, LUA_REGISTRYINDEX, &ended_key);
-  if (!lua_isnil(L, -1))
-    return;
-  lua_pop(L, 1);
-  lua_newtable(L);
-  lua_createtable(L, 0, 1);
-  lua_pushliteral(L, "k");
-  lua_setfield(L, -2, "__mode");
-  lua_setmetatable(L, -2);
-  lua_pushvalue(L, -1);
-  tl_rawsetp(L, LUA_REGISTRYINDEX, &ended_key);
-}
 
 void tl_keep_fault_counts(lua_State *L, tl_transport *lt) {
   tapio_datagram_fault_counts c, *copy;
@@ -380,7 +367,7 @@ void tl_keep_fault_counts(lua_State *L, tl_transport *lt) {
       !lua_checkstack(L, 4))
     return; /* not a datagram endpoint, or nothing counted (a real one
                never given faults): reads as zeros */
-  push_ended(L);
+  tl_push_weak(L, &ended_key, "k");
   lua_rawgeti(L, LUA_REGISTRYINDEX, lt->self_ref);
   copy = lua_newuserdata(L, sizeof *copy);
   *copy = c;
@@ -405,7 +392,7 @@ static int k_datagram_fault_counts(lua_State *L) {
     return luaL_error(L, "tapio: %s: bad argument #1 't' (a datagram "
                       "endpoint expected)", fn);
   if (!lt->t) { /* ended: its counts then (none kept: it sent nothing) */
-    push_ended(L);
+    tl_push_weak(L, &ended_key, "k");
     lua_pushvalue(L, 1);
     lua_rawget(L, -2);
     if (lua_touserdata(L, -1))

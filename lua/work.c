@@ -527,20 +527,6 @@ static void check_fn(lua_State *L, int idx, const char *fn, int n) {
  * (a function to its bytecode), made at the first job. */
 static const char DUMPS_KEY = 0;
 
-static void push_dumps(lua_State *L) {
-  tl_rawgetp(L, LUA_REGISTRYINDEX, &DUMPS_KEY);
-  if (lua_istable(L, -1))
-    return;
-  lua_pop(L, 1);
-  lua_newtable(L);
-  lua_createtable(L, 0, 1);
-  lua_pushliteral(L, "k");
-  lua_setfield(L, -2, "__mode");
-  lua_setmetatable(L, -2);
-  lua_pushvalue(L, -1);
-  tl_rawsetp(L, LUA_REGISTRYINDEX, &DUMPS_KEY);
-}
-
 /* Appends the bytecode of the function at idx to code (a job's: its
  * __gc frees it, should the cache's string raise); 0, or -1 when out of
  * memory. */
@@ -548,7 +534,7 @@ static int put_code(lua_State *L, int idx, wbuf *code) {
   size_t n;
   const char *p;
   int rc = 0;
-  push_dumps(L);
+  tl_push_weak(L, &DUMPS_KEY, "k");
   lua_pushvalue(L, idx);
   lua_rawget(L, -2);
   p = lua_tolstring(L, -1, &n);
