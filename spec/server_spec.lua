@@ -24,17 +24,40 @@ end
 describe("a server", function()
   it("listens on the hosts it is given, with ephemeral ports", function()
     run(function(loop)
-      local server = serve(loop, { "127.0.0.1", "127.0.0.1" }, 0)
+      local server = serve(loop, { "127.0.0.1", "127.0.0.2" }, 0)
       local addrs, fds = server:addresses(), server:sockets()
       assert.are.equal(2, #addrs)
       assert.are.equal(2, #fds)
       assert.are_not.equal(addrs[1][2], addrs[2][2])
       assert.are_not.equal(fds[1], fds[2])
       for i = 1, 2 do
-        local t, p = connect(loop, addrs[i][2])
+        local t, p = connect(loop, addrs[i][2], addrs[i][1])
         t:close()
         p.lost:await()
       end
+      server:close()
+    end)
+  end)
+
+  it("binds an address given twice once: a host repeated, a name and its "
+     .. "address (cpython bpo-26338, python/asyncio#315)", function()
+    run(function(loop)
+      local server = serve(loop, { "127.0.0.1", "127.0.0.1" }, 0)
+      assert.are.equal(1, #server:addresses()) -- not two ephemeral ports
+      local port = helper.port(server)
+      server:close()
+      -- at a fixed port the second bind failed with EADDRINUSE
+      server = serve(loop, { "localhost", "127.0.0.1", "localhost" }, port)
+      local seen = {}
+      for _, a in ipairs(server:addresses()) do
+        assert.are.equal(port, a[2])
+        assert.is_nil(seen[a[1]], "bound twice: " .. a[1])
+        seen[a[1]] = true
+      end
+      assert.is_true(seen["127.0.0.1"])
+      local t, p = connect(loop, port)
+      t:close()
+      p.lost:await()
       server:close()
     end)
   end)
