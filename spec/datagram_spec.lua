@@ -471,6 +471,47 @@ describe("a datagram endpoint", function()
     end)
   end)
 
+  it("binds local_addr and connects remote_addr in one endpoint, taking "
+     .. "the peer's own address in sendto (uvloop#276)", function()
+    helper.run(function(loop)
+      local st, sp = bound(loop, { echo = true })
+      local saddr = st:get_extra_info("sockname")
+      -- from 127.0.0.2: an address the kernel would not pick by itself
+      local ct, cp = endpoint(loop, { local_addr = { "127.0.0.2", 0 },
+                                      remote_addr = saddr })
+      local caddr = ct:get_extra_info("sockname")
+      assert.are.equal("127.0.0.2", caddr.host)
+      assert.are.equal(saddr, ct:get_extra_info("peername"))
+      ct:sendto("a")
+      ct:sendto("b", { "127.0.0.1", saddr.port }) -- the peer's: allowed
+      assert.are.equal("resp:a", cp:got(1))
+      assert.are.equal("resp:b", cp:got(2))
+      assert.are.equal(caddr, sp.datagrams[1].addr)
+      ct:close()
+      st:close()
+      assert.is_false(cp.lost:await())
+      assert.are.same({ "made", "data:6", "data:6", "lost" }, cp.events)
+    end)
+  end)
+
+  it("reports a sendto to port 0 to error_received and stays open "
+     .. "(uvloop#338)", function()
+    helper.run(function(loop)
+      local st, sp = bound(loop)
+      st:sendto("x", { "127.0.0.1", 0 }) -- Linux: EINVAL at sendto
+      helper.until_true(function() return #sp.errors > 0 end)
+      assert.are.equal("EINVAL", sp.errors[1].name)
+      assert.is_false(st:is_closing())
+      local ct = connected_to(loop, st)
+      ct:sendto("still here")
+      assert.are.equal("still here", sp:got(1))
+      ct:close()
+      st:close()
+      assert.is_false(sp.lost:await())
+      assert.are.same({ "made", "err:EINVAL", "data:10", "lost" }, sp.events)
+    end)
+  end)
+
   it("closes safely from inside datagram_received and error_received",
      function()
     helper.run(function(loop)
