@@ -281,6 +281,38 @@ describe("a server", function()
     end)
   end)
 
+  it("serves on with no reference left to it (uvloop#261)", function()
+    run(function(loop)
+      local port
+      do
+        local server = serve(loop, "127.0.0.1", 0)
+        port = helper.port(server)
+      end
+      helper.collect()
+      local t, p = connect(loop, port)
+      t:write("still served")
+      t:close()
+      assert.is_false(p.lost:await())
+      assert.are.equal(1, loop:_debug().servers) -- held until closed
+    end)
+  end)
+
+  it("closes the sockets it bound when a later address fails "
+     .. "(as asyncio's create_server)", function()
+    run(function(loop)
+      local taken = serve(loop, "127.0.0.2", 0)
+      local port = helper.port(taken)
+      local ok, err = pcall(serve, loop, { "127.0.0.1", "127.0.0.2" }, port)
+      assert.is_false(ok)
+      assert.are.equal("EADDRINUSE", err.name)
+      -- 127.0.0.1's listener went with the failure: the port is free
+      local again = serve(loop, "127.0.0.1", port)
+      assert.are.equal(port, helper.port(again))
+      again:close()
+      taken:close()
+    end)
+  end)
+
   it("checks its arguments and options", function()
     run(function(loop)
       local f = function() return {} end
@@ -396,6 +428,25 @@ asyncio.run(main())
       assert.are.equal("echo: from python\n", out)
       server:close()
       server:wait_closed()
+    end)
+  end)
+
+  it("leaves a file that is not a socket at its path, failing "
+     .. "(python/asyncio#425)", function()
+    run(function(loop)
+      local path = os.tmpname()
+      local f = assert(io.open(path, "w"))
+      f:write("someone's data")
+      f:close()
+      local ok, err = pcall(loop.create_unix_server, loop, function()
+        return {}
+      end, path)
+      assert.is_false(ok)
+      assert.are.equal("EADDRINUSE", err.name)
+      f = assert(io.open(path))
+      assert.are.equal("someone's data", f:read("a"))
+      f:close()
+      os.remove(path)
     end)
   end)
 
