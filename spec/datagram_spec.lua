@@ -315,6 +315,29 @@ describe("a datagram endpoint", function()
     end)
   end)
 
+  it("sends to a path given to sendto, and back to a named sender's path "
+     .. "(uvloop#196)", function()
+    helper.run(function(loop)
+      local base = os.tmpname()
+      os.remove(base)
+      local a_path, b_path = base .. ".a", base .. ".b"
+      local at, ap = endpoint(loop, { local_addr = a_path,
+                                      family = tapio.AF_UNIX })
+      local bt, bp = endpoint(loop, { local_addr = b_path,
+                                      family = tapio.AF_UNIX })
+      bt:sendto("to a", a_path) -- a path, no lookup
+      local data, from = ap:got(1)
+      assert.are.equal("to a", data)
+      assert.are.equal(b_path, from)
+      at:sendto("to b", from)
+      assert.are.equal("to b", bp:got(1))
+      at:close()
+      bt:close()
+      os.remove(a_path)
+      os.remove(b_path)
+    end)
+  end)
+
   it("works at Linux abstract names, each side named", function()
     helper.run(function(loop)
       local name = ("tapio-dg-%d-%d"):format(os.time(), math.random(1e9))
@@ -479,6 +502,8 @@ describe("a datagram endpoint", function()
       -- from 127.0.0.2: an address the kernel would not pick by itself
       local ct, cp = endpoint(loop, { local_addr = { "127.0.0.2", 0 },
                                       remote_addr = saddr })
+      -- returned after connection_made, as asyncio's (python/asyncio#181)
+      assert.are.same({ "made" }, cp.events)
       local caddr = ct:get_extra_info("sockname")
       assert.are.equal("127.0.0.2", caddr.host)
       assert.are.equal(saddr, ct:get_extra_info("peername"))
