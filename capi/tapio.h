@@ -1070,8 +1070,9 @@ int tapio_transport_set_datagram_protocol(tapio_transport *t,
 /* ---- Servers ----------------------------------------------------------- */
 
 /* Listens on port at each of hosts[0..nhosts) (names or numeric; none, or
- * a NULL/"" entry, means every interface, IPv4 and IPv6). Port 0 gives an
- * ephemeral port (see tapio_server_get_address). factory is called once per
+ * a NULL/"" entry, means every interface, IPv4 and IPv6); an address that
+ * two hosts reach is bound once, as asyncio does. Port 0 gives an ephemeral
+ * port (see tapio_server_get_address). factory is called once per
  * accepted connection. cb gets the listening server or the error (e.g.
  * TAPIO_EADDRINUSE; tapio_loop_error_message names the address that did
  * not bind, as asyncio's "error while attempting to bind on address"). */

@@ -99,6 +99,32 @@ describe("a datagram endpoint's reading pauses", function()
     end)
   end)
 
+  it("hold from a pause in connection_made (cpython gh-103607)", function()
+    helper.run(function(loop)
+      local st, sp = helper.dgram_endpoint(loop,
+        { local_addr = { "127.0.0.1", 0 } }, {
+          show = function(data) return data end,
+          connection_made = function(self, transport)
+            self.events[#self.events + 1] = "made"
+            self.transport = transport
+            transport:pause_reading() -- asyncio began reading after it
+          end })
+      assert.is_false(st:is_reading())
+      local ct = loop:create_datagram_endpoint(function() return {} end,
+        { remote_addr = st:get_extra_info("sockname") })
+      for i = 1, 3 do
+        ct:sendto(tostring(i))
+      end
+      turns(5)
+      assert.are.same({ "made" }, sp.events)
+      resume(st, sp)
+      sp:got(3)
+      in_order(sp, 3)
+      ct:close()
+      st:close()
+    end)
+  end)
+
   it("drop what is held at close", function()
     helper.run(function(loop)
       local st, sp, ct = receiver_and_sender(loop, { [14] = true })

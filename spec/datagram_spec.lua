@@ -315,6 +315,29 @@ describe("a datagram endpoint", function()
     end)
   end)
 
+  it("sends to a path given to sendto, and back to a named sender's path "
+     .. "(uvloop#196)", function()
+    helper.run(function(loop)
+      local base = os.tmpname()
+      os.remove(base)
+      local a_path, b_path = base .. ".a", base .. ".b"
+      local at, ap = endpoint(loop, { local_addr = a_path,
+                                      family = tapio.AF_UNIX })
+      local bt, bp = endpoint(loop, { local_addr = b_path,
+                                      family = tapio.AF_UNIX })
+      bt:sendto("to a", a_path) -- a path, no lookup
+      local data, from = ap:got(1)
+      assert.are.equal("to a", data)
+      assert.are.equal(b_path, from)
+      at:sendto("to b", from)
+      assert.are.equal("to b", bp:got(1))
+      at:close()
+      bt:close()
+      os.remove(a_path)
+      os.remove(b_path)
+    end)
+  end)
+
   it("works at Linux abstract names, each side named", function()
     helper.run(function(loop)
       local name = ("tapio-dg-%d-%d"):format(os.time(), math.random(1e9))
@@ -468,6 +491,49 @@ describe("a datagram endpoint", function()
       assert.are.equal(69, ct:get_extra_info("peername").port)
       ct:close()
       st:close()
+    end)
+  end)
+
+  it("binds local_addr and connects remote_addr in one endpoint, taking "
+     .. "the peer's own address in sendto (uvloop#276)", function()
+    helper.run(function(loop)
+      local st, sp = bound(loop, { echo = true })
+      local saddr = st:get_extra_info("sockname")
+      -- from 127.0.0.2: an address the kernel would not pick by itself
+      local ct, cp = endpoint(loop, { local_addr = { "127.0.0.2", 0 },
+                                      remote_addr = saddr })
+      -- returned after connection_made, as asyncio's (python/asyncio#181)
+      assert.are.same({ "made" }, cp.events)
+      local caddr = ct:get_extra_info("sockname")
+      assert.are.equal("127.0.0.2", caddr.host)
+      assert.are.equal(saddr, ct:get_extra_info("peername"))
+      ct:sendto("a")
+      ct:sendto("b", { "127.0.0.1", saddr.port }) -- the peer's: allowed
+      assert.are.equal("resp:a", cp:got(1))
+      assert.are.equal("resp:b", cp:got(2))
+      assert.are.equal(caddr, sp.datagrams[1].addr)
+      ct:close()
+      st:close()
+      assert.is_false(cp.lost:await())
+      assert.are.same({ "made", "data:6", "data:6", "lost" }, cp.events)
+    end)
+  end)
+
+  it("reports a sendto to port 0 to error_received and stays open "
+     .. "(uvloop#338)", function()
+    helper.run(function(loop)
+      local st, sp = bound(loop)
+      st:sendto("x", { "127.0.0.1", 0 }) -- Linux: EINVAL at sendto
+      helper.until_true(function() return #sp.errors > 0 end)
+      assert.are.equal("EINVAL", sp.errors[1].name)
+      assert.is_false(st:is_closing())
+      local ct = connected_to(loop, st)
+      ct:sendto("still here")
+      assert.are.equal("still here", sp:got(1))
+      ct:close()
+      st:close()
+      assert.is_false(sp.lost:await())
+      assert.are.same({ "made", "err:EINVAL", "data:10", "lost" }, sp.events)
     end)
   end)
 

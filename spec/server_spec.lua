@@ -24,17 +24,40 @@ end
 describe("a server", function()
   it("listens on the hosts it is given, with ephemeral ports", function()
     run(function(loop)
-      local server = serve(loop, { "127.0.0.1", "127.0.0.1" }, 0)
+      local server = serve(loop, { "127.0.0.1", "127.0.0.2" }, 0)
       local addrs, fds = server:addresses(), server:sockets()
       assert.are.equal(2, #addrs)
       assert.are.equal(2, #fds)
       assert.are_not.equal(addrs[1][2], addrs[2][2])
       assert.are_not.equal(fds[1], fds[2])
       for i = 1, 2 do
-        local t, p = connect(loop, addrs[i][2])
+        local t, p = connect(loop, addrs[i][2], addrs[i][1])
         t:close()
         p.lost:await()
       end
+      server:close()
+    end)
+  end)
+
+  it("binds an address given twice once: a host repeated, a name and its "
+     .. "address (cpython bpo-26338, python/asyncio#315)", function()
+    run(function(loop)
+      local server = serve(loop, { "127.0.0.1", "127.0.0.1" }, 0)
+      assert.are.equal(1, #server:addresses()) -- not two ephemeral ports
+      local port = helper.port(server)
+      server:close()
+      -- at a fixed port the second bind failed with EADDRINUSE
+      server = serve(loop, { "localhost", "127.0.0.1", "localhost" }, port)
+      local seen = {}
+      for _, a in ipairs(server:addresses()) do
+        assert.are.equal(port, a[2])
+        assert.is_nil(seen[a[1]], "bound twice: " .. a[1])
+        seen[a[1]] = true
+      end
+      assert.is_true(seen["127.0.0.1"])
+      local t, p = connect(loop, port)
+      t:close()
+      p.lost:await()
       server:close()
     end)
   end)
@@ -258,6 +281,38 @@ describe("a server", function()
     end)
   end)
 
+  it("serves on with no reference left to it (uvloop#261)", function()
+    run(function(loop)
+      local port
+      do
+        local server = serve(loop, "127.0.0.1", 0)
+        port = helper.port(server)
+      end
+      helper.collect()
+      local t, p = connect(loop, port)
+      t:write("still served")
+      t:close()
+      assert.is_false(p.lost:await())
+      assert.are.equal(1, loop:_debug().servers) -- held until closed
+    end)
+  end)
+
+  it("closes the sockets it bound when a later address fails "
+     .. "(as asyncio's create_server)", function()
+    run(function(loop)
+      local taken = serve(loop, "127.0.0.2", 0)
+      local port = helper.port(taken)
+      local ok, err = pcall(serve, loop, { "127.0.0.1", "127.0.0.2" }, port)
+      assert.is_false(ok)
+      assert.are.equal("EADDRINUSE", err.name)
+      -- 127.0.0.1's listener went with the failure: the port is free
+      local again = serve(loop, "127.0.0.1", port)
+      assert.are.equal(port, helper.port(again))
+      again:close()
+      taken:close()
+    end)
+  end)
+
   it("checks its arguments and options", function()
     run(function(loop)
       local f = function() return {} end
@@ -373,6 +428,25 @@ asyncio.run(main())
       assert.are.equal("echo: from python\n", out)
       server:close()
       server:wait_closed()
+    end)
+  end)
+
+  it("leaves a file that is not a socket at its path, failing "
+     .. "(python/asyncio#425)", function()
+    run(function(loop)
+      local path = os.tmpname()
+      local f = assert(io.open(path, "w"))
+      f:write("someone's data")
+      f:close()
+      local ok, err = pcall(loop.create_unix_server, loop, function()
+        return {}
+      end, path)
+      assert.is_false(ok)
+      assert.are.equal("EADDRINUSE", err.name)
+      f = assert(io.open(path))
+      assert.are.equal("someone's data", f:read("a"))
+      f:close()
+      os.remove(path)
     end)
   end)
 

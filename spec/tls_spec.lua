@@ -492,6 +492,104 @@ describe("a TLS connection", function()
     end)
   end)
 
+  -- Turns of the loop in which bytes sent would have come.
+  local function turns(n)
+    for _ = 1, n do
+      tapio.sleep(0)
+    end
+  end
+
+  it("pauses reading as it says in is_reading: nothing comes until "
+     .. "resume_reading, also after a pause inside data_received (cpython "
+     .. "bpo-32356, bpo-45159)", function()
+    run(function(loop)
+      local calls, paused_calls, pause_in_data = 0, 0, false
+      local sp = recorder(loop, { data_received = function(self, data)
+        calls = calls + 1
+        if not self.transport:is_reading() then
+          paused_calls = paused_calls + 1
+        end
+        self.received = self.received .. data
+        self:check_waiters()
+        if pause_in_data then
+          self.transport:pause_reading()
+        end
+      end })
+      local server, t, _, _ = tls_pair(loop, nil, nil, sp)
+      local st = sp.transport
+      assert.is_true(st:is_reading())
+      st:pause_reading()
+      st:pause_reading() -- idempotent
+      assert.is_false(st:is_reading())
+      t:write(string.rep("x", 100000))
+      helper.until_true(function() return t:get_write_buffer_size() == 0 end)
+      turns(10)
+      assert.are.equal(0, calls)
+      st:resume_reading()
+      assert.is_true(st:is_reading())
+      sp:bytes(100000):await()
+      -- asyncio's TLS transport went on delivering what it had decrypted
+      -- after a pause inside data_received (bpo-45159): one call per resume
+      pause_in_data = true
+      calls = 0
+      local total = 100000 + 1024 * 1024
+      t:write(string.rep("y", 1024 * 1024))
+      local resumes = 0
+      while #sp.received < total do
+        helper.until_true(function()
+          return not st:is_reading() or #sp.received == total
+        end)
+        turns(3)
+        assert.is_true(calls <= resumes + 1)
+        resumes = resumes + 1
+        st:resume_reading()
+      end
+      assert.are.equal(0, paused_calls)
+      assert.are.equal(total, #sp.received)
+      t:close()
+      st:close()
+      server:close()
+    end)
+  end)
+
+  it("closed inside data_received, calls nothing after it but "
+     .. "connection_lost, and ends cleanly (cpython bpo-33037)", function()
+    run(function(loop)
+      local calls = 0
+      local sp = recorder(loop, { data_received = function(self, data)
+        calls = calls + 1
+        self.events[#self.events + 1] = "data"
+        self.received = self.received .. data
+        self.transport:close()
+      end })
+      local server, t, p = tls_pair(loop, nil, nil, sp)
+      for _ = 1, 20 do -- many records, most read after the close
+        t:write(string.rep("r", 100000))
+      end
+      assert.is_false(sp.lost:await())
+      assert.are.equal(1, calls)
+      assert.are.same({ "made", "data", "lost" }, sp.events)
+      assert.is_false(p.lost:await()) -- its close_notify came
+      assert.are.same({ "made", "eof", "lost" }, p.events)
+      server:close()
+    end)
+  end)
+
+  it("closes after eof_received though it returns true: TLS has no "
+     .. "half-close (cpython bpo-38737)", function()
+    run(function(loop)
+      local sp = recorder(loop)
+      sp.keep_open = true
+      local server, t, p = tls_pair(loop, nil, nil, sp)
+      t:close()
+      assert.is_false(sp.lost:await())
+      assert.are.same({ "made", "eof", "lost" }, sp.events)
+      assert.is_false(p.lost:await())
+      assert.are.equal("clean", t:get_extra_info("tls_end"))
+      server:close()
+    end)
+  end)
+
   it("answers get_write_buffer_limits, and set_write_buffer_limits "
      .. "derives low as asyncio does (cpython bpo-46487)", function()
     run(function(loop)

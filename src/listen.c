@@ -21,6 +21,8 @@ typedef struct listen_req {
   size_t next;           /* the host to resolve next */
   tapio__lookup *lookup; /* its lookup, while under way */
   char why[256];         /* which address did not bind, for the completion */
+  tapio__addr *bound;    /* the addresses asked for and bound so far */
+  size_t nbound, capbound;
 } listen_req;
 
 /* Also closes the "sock" descriptor if no listener took it. */
@@ -33,6 +35,7 @@ static void req_free(listen_req *r) {
   for (i = 0; i < r->nhosts; i++)
     tapio__strfree(loop, r->hosts[i]);
   tapio__free(loop, r->hosts, r->nhosts * sizeof *r->hosts);
+  tapio__free(loop, r->bound, r->capbound * sizeof *r->bound);
   tapio__free(loop, r, sizeof *r);
 }
 
@@ -122,11 +125,59 @@ static int bind_one(listen_req *r, const tapio__addr *a) {
   return listen_fd(r, fd);
 }
 
+/* Whether a and b are one address: family, port, address (and an IPv6
+ * one's scope). */
+static int same_addr(const tapio__addr *a, const tapio__addr *b) {
+  const struct sockaddr_in *a4 = (const void *)&a->ss,
+                           *b4 = (const void *)&b->ss;
+  const struct sockaddr_in6 *a6 = (const void *)&a->ss,
+                            *b6 = (const void *)&b->ss;
+  if (a->ss.ss_family != b->ss.ss_family)
+    return 0;
+  if (a->ss.ss_family == AF_INET)
+    return a4->sin_port == b4->sin_port &&
+           a4->sin_addr.s_addr == b4->sin_addr.s_addr;
+  if (a->ss.ss_family == AF_INET6)
+    return a6->sin6_port == b6->sin6_port &&
+           a6->sin6_scope_id == b6->sin6_scope_id &&
+           memcmp(&a6->sin6_addr, &b6->sin6_addr, sizeof a6->sin6_addr) == 0;
+  return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
+}
+
+/* Binds a unless it was bound already: an address given twice (a host
+ * repeated, a name and its literal, a lookup that repeats one) gets one
+ * listener, as asyncio's create_server does since bpo-26338, where the
+ * second bind would fail with EADDRINUSE (or, at port 0, make a second
+ * listener on another port). */
+static int bind_new(listen_req *r, const tapio__addr *a) {
+  tapio_loop *loop = r->req.loop;
+  size_t i;
+  int rc;
+  for (i = 0; i < r->nbound; i++)
+    if (same_addr(&r->bound[i], a))
+      return 0;
+  if (r->nbound == r->capbound) {
+    size_t cap = r->capbound ? 2 * r->capbound : 4;
+    tapio__addr *more = tapio__alloc(loop, cap * sizeof *more);
+    if (!more)
+      return TAPIO_ENOMEM;
+    if (r->nbound)
+      memcpy(more, r->bound, r->nbound * sizeof *more);
+    tapio__free(loop, r->bound, r->capbound * sizeof *r->bound);
+    r->bound = more;
+    r->capbound = cap;
+  }
+  rc = bind_one(r, a);
+  if (rc == 0)
+    r->bound[r->nbound++] = *a;
+  return rc;
+}
+
 static int bind_addrs(listen_req *r, tapio__addr *addrs, size_t n) {
   size_t i;
   int rc = 0;
   for (i = 0; rc == 0 && i < n; i++)
-    rc = bind_one(r, &addrs[i]);
+    rc = bind_new(r, &addrs[i]);
   tapio__addrs_free(r->req.loop, addrs, n);
   return rc;
 }

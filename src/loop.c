@@ -388,6 +388,7 @@ int tapio_loop_free(tapio_loop *loop) {
   if (loop->freeing)
     return TAPIO_EBUSY;
   loop->freeing = 1;
+  tapio__work_stop(loop); /* queued jobs stay queued: dropped below */
   tapio__fdwatches_free_all(loop); /* their callbacks must not run now */
   tapio__signals_free(loop);
   drain(loop); /* queued requests see `freeing` and complete: ECANCELED */

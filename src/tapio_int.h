@@ -160,8 +160,10 @@ void tapio__signals_dispatch(tapio_loop *loop);
 typedef struct tapio__pool tapio__pool;
 /* The loop's wakeup: the done of each job finished since. */
 void tapio__work_dispatch(tapio_loop *loop);
-/* tapio_loop_free: drops the jobs not started, joins the threads, ends
+/* tapio_loop_free: first, no thread starts another job; then
+ * tapio__work_free drops the jobs not started, joins the threads, ends
  * every job with ECANCELED. */
+void tapio__work_stop(tapio_loop *loop);
 void tapio__work_free(tapio_loop *loop);
 
 /* What one read asks for: 4 segments of 65,483 bytes, TCP's segment on

@@ -283,6 +283,20 @@ void tapio__work_dispatch(tapio_loop *loop) {
   end_jobs(&batch, 0);
 }
 
+/* tapio_loop_free, first: no thread starts another job. Before the
+ * transports close: the close of a pipe a job blocks on ends that job,
+ * and its thread took the next queued one before tapio__work_free said
+ * stop (spec/c/test_work.c work_loop_free_with_jobs, now and then). */
+void tapio__work_stop(tapio_loop *loop) {
+  tapio__pool *p = loop->pool;
+  if (!p)
+    return;
+  pthread_mutex_lock(&p->lock);
+  p->stopping = 1;
+  pthread_cond_broadcast(&p->cond);
+  pthread_mutex_unlock(&p->lock);
+}
+
 /* tapio_loop_free: jobs not started are dropped, the threads finish the
  * jobs they run and are joined, then each job's done gets ECANCELED (its
  * work ran or not), and the caller's references die with the loop. */

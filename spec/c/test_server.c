@@ -78,6 +78,35 @@ static void server_several_hosts(void)
   srv_release_and_free(&sv, loop);
 }
 
+/* An address given twice (a host repeated, or a name and its literal)
+ * is bound once, as asyncio does since bpo-26338 (python/asyncio#315):
+ * a fixed port does not fail with EADDRINUSE against itself, and port 0
+ * gives one listener, not two on different ports. */
+static void server_same_address_once(void)
+{
+  static const char *const hosts[] = { "127.0.0.1", "127.0.0.2",
+                                       "127.0.0.1" };
+  tapio_loop *loop = new_loop();
+  srv sv, again;
+  int port, fd;
+  srv_init(&sv, loop);
+  CHECK_OK(srv_start_hosts(&sv, hosts, 3, 0, NULL));
+  CHECK_EQ(tapio_server_socket_count(sv.s), 2);
+  port = sv.port;
+  CHECK_OK(tapio_server_close(sv.s)); /* its sockets go at once */
+  tapio_server_release(sv.s);
+  srv_init(&again, loop);
+  CHECK_OK(srv_start_hosts(&again, hosts, 3, port, NULL));
+  CHECK_EQ(tapio_server_socket_count(again.s), 2);
+  CHECK_EQ(again.port, port);
+  fd = raw_connect(AF_INET, "127.0.0.1", port);
+  CHECK(fd >= 0);
+  srv_wait_conn(&again, 0);
+  close(fd);
+  srv_release_and_free(&again, loop);
+  srv_free(&sv);
+}
+
 static int sockopt_int(int fd, int level, int name)
 {
   int v = -1;
@@ -591,6 +620,7 @@ static void server_accept_emfile_retries(void)
 TEST_MAIN(
   TEST(server_ephemeral_port),
   TEST(server_several_hosts),
+  TEST(server_same_address_once),
   TEST(server_options_accepted),
   TEST(server_reuse_port_shares_port),
   TEST(server_reuse_address_default),
