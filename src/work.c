@@ -307,10 +307,9 @@ void tapio__work_free(tapio_loop *loop) {
   if (!p)
     return;
   tapio__list_init(&dropped);
+  tapio__work_stop(loop); /* done already: a no-op but for its lock */
   pthread_mutex_lock(&p->lock);
-  p->stopping = 1;
   take_list(&p->queue, &dropped);
-  pthread_cond_broadcast(&p->cond);
   pthread_mutex_unlock(&p->lock);
   for (i = 0; i < p->nthreads; i++)
     pthread_join(p->threads[i], NULL);
