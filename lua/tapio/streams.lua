@@ -659,9 +659,7 @@ function api.open_pipe_reader(fd, opts)
   local fn = "open_pipe_reader"
   local _, limit = split_options(opts, fn, 2)
   local loop = running_loop(fn)
-  local protocol = setmetatable({ _loop = loop, _reader_only = true,
-                                  _reader = new_reader(limit, loop) },
-    StreamProtocol)
+  local protocol = api.StreamReaderProtocol(new_reader(limit, loop))
   local fut = start(fn, 1, Loop._connect_read_pipe, loop, function()
     return protocol
   end, fd)
