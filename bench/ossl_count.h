@@ -1,7 +1,8 @@
 /* Counting what OpenSSL allocates, for the TLS rows' stats ports
- * (openssl_echo.c, tapio_echo.c): ossl_count_install() before anything of
- * OpenSSL runs, then ossl_bytes is what it holds (malloc's usable sizes,
- * which is what the process pays). */
+ * (openssl_echo.c, tapio_echo.c) and spec/c/test_tls_waiting.c:
+ * ossl_count_install() before anything of OpenSSL runs, then ossl_bytes
+ * is what it holds (malloc's usable sizes, which is what the process
+ * pays). */
 #ifndef TAPIO_BENCH_OSSL_COUNT_H
 #define TAPIO_BENCH_OSSL_COUNT_H
 
@@ -42,9 +43,10 @@ static void *count_realloc(void *p, size_t n, const char *file, int line)
   return q;
 }
 
-static inline void ossl_count_install(void)
+/* 0 when OpenSSL has allocated already: it keeps its own allocator. */
+static inline int ossl_count_install(void)
 {
-  CRYPTO_set_mem_functions(count_malloc, count_realloc, count_free);
+  return CRYPTO_set_mem_functions(count_malloc, count_realloc, count_free);
 }
 
 #endif

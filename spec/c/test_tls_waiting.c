@@ -9,46 +9,11 @@
  * through its allocator, set before it runs. */
 #include "tls.h"
 
-#include <malloc.h>
-#include <openssl/crypto.h>
-
-static long long ossl_bytes;
-
-static void *count_malloc(size_t n, const char *file, int line)
-{
-  void *p = malloc(n);
-  (void)file;
-  (void)line;
-  if (p)
-    ossl_bytes += (long long)malloc_usable_size(p);
-  return p;
-}
-
-static void *count_realloc(void *p, size_t n, const char *file, int line)
-{
-  long long old = p ? (long long)malloc_usable_size(p) : 0;
-  void *q = realloc(p, n);
-  (void)file;
-  (void)line;
-  if (q)
-    ossl_bytes += (long long)malloc_usable_size(q) - old;
-  else if (n == 0)
-    ossl_bytes -= old;
-  return q;
-}
-
-static void count_free(void *p, const char *file, int line)
-{
-  (void)file;
-  (void)line;
-  if (p)
-    ossl_bytes -= (long long)malloc_usable_size(p);
-  free(p);
-}
+#include "../../bench/ossl_count.h" /* ossl_bytes: what OpenSSL holds */
 
 __attribute__((constructor)) static void count_openssl(void)
 {
-  if (!CRYPTO_set_mem_functions(count_malloc, count_realloc, count_free))
+  if (!ossl_count_install())
     abort(); /* OpenSSL ran before main: nothing here would be true */
 }
 
