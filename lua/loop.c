@@ -460,7 +460,6 @@ TL_EXPORT int luaopen_tapio_core(lua_State *L) {
   tl_open_watch(L);
   tl_open_work(L);
   tl_open_testing(L);
-  tl_open_stream(L);
   lua_pushstring(L, tapio_version_string());
   lua_setfield(L, -2, "version");
   return 1;

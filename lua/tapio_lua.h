@@ -272,10 +272,6 @@ tl_loop *tl_running(lua_State *L);
 
 int tl_open_embed(lua_State *L);
 
-/* ---- stream.c: the Lua streams' hot paths (core._stream_hooks) ------ */
-
-int tl_open_stream(lua_State *L);
-
 /* ---- testing.c: tapio.core.testing, for tapio.testing ------------------- */
 
 int tl_open_testing(lua_State *L);

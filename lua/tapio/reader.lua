@@ -290,16 +290,23 @@ local function feed_data(self, data)
 end
 M.feed_data = feed_data
 
-local cut_line
---- A stream connection's data_received (tapio.streams' StreamProtocol),
--- in C (stream.c): feed_data on its reader, and before it, where a read
--- waits for up to n bytes and #data <= n, data is handed to it as it
--- came, never buffered (unless the task no longer waits): a read per
--- chunk received does no buffer bookkeeping, and the task is resumed
--- there and then (tapio.task's unpark). Here, not in feed_data, to save
--- a call on the way (reader:feed_data, for tests, and pipes buffer).
-M.data_received, cut_line = core._stream_hooks(feed_data, unpark,
-  T.stopped, PARK, T.deferred, readers, maybe_resume)
+--- A stream connection's data_received (tapio.streams' StreamProtocol):
+-- feed_data on its reader, and before it, where a read waits for up to
+-- n bytes and #data <= n, data is handed to it as it came, never
+-- buffered (unless the task no longer waits): a read per chunk received
+-- does no buffer bookkeeping. Here, not in feed_data, to save a call on
+-- the way (reader:feed_data, for tests, and pipes buffer).
+function M.data_received(protocol, data)
+  local self = protocol._reader
+  local task, n = self._waiter, #data
+  if task and n > 0 and n <= self._take and self._size == 0 then
+    self._waiter = false
+    if unpark(task, self, data) then
+      return
+    end
+  end
+  feed_data(self, data)
+end
 
 function StreamReader:feed_data(data)
   if getmt(self) ~= StreamReader then
@@ -625,26 +632,37 @@ end
 -- nothing). A line over the limit raises LimitOverrunError (asyncio:
 -- ValueError) and is dropped.
 function StreamReader:readline()
-  -- The usual case, in the task that read last: a whole line in the
-  -- buffer's first chunk, cut out by stream.c's cut_line.
-  local co = running()
-  local line = cut_line(self, co)
-  if line then
-    return line
-  end
-  local task = readers[self]
+  local co, task = running(), readers[self]
   if not (task and task._co == co) then
     if not task then
       check_reader(self, "reader:readline")
     end
     task = bind(readers, self, co)
   end
-  -- An empty buffer is waited on here first, as until_sep would: a line
-  -- that came whole is then cut at once.
-  if task and self._size == 0 and not self._eof and not self._failed then
-    wait_for_data(self, "readline", 1, task)
-    line = cut_line(self, co)
-    if line then
+  -- The usual case, in a task: a whole line in the buffer's first chunk
+  -- (and when it is not the chunk's end, take's first case inline), once
+  -- some data is there (an empty buffer is waited on here first, as
+  -- until_sep would: a line that came whole is then found at once).
+  if task and not self._failed then
+    if self._size == 0 and not self._eof then
+      wait_for_data(self, "readline", 1, task)
+    end
+    local first = self._chunks[self._head]
+    local off = self._off
+    local e = first and find(first, "\n", off, true)
+    if e and e - off <= self._limit then
+      local line
+      if e < #first then
+        local n = e - off + 1
+        self._off, self._size = e + 1, self._size - n
+        self._consumed = self._consumed + n
+        line = sub(first, off, e)
+      else
+        line = take(self, e - off + 1)
+      end
+      if self._paused then
+        maybe_resume(self)
+      end
       return line
     end
   end

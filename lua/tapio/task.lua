@@ -48,10 +48,8 @@ end
 
 -- Work left for when the running task stops running (waits or ends),
 -- as pairs fn, obj: tapio.streams sends the writes a task batched then.
--- Run from a second list, so that running them allocates nothing and
--- deferred stays the same table (stream.c reads it: M.deferred).
+-- Two lists swapped, so that running them allocates nothing.
 local deferred, spare = {}, {}
-M.deferred = deferred
 
 --- Runs fn(obj) once the running task stops running (it waits or ends).
 -- fn must not raise.
@@ -61,14 +59,12 @@ function M.defer(fn, obj)
 end
 
 local function run_deferred()
-  local list, n = spare, #deferred
-  for i = 1, n do
-    list[i], deferred[i] = deferred[i], nil
-  end
-  for i = 1, n, 2 do
+  local list = deferred
+  deferred, spare = spare, list
+  for i = 1, #list, 2 do
     list[i](list[i + 1])
   end
-  for i = n, 1, -1 do
+  for i = #list, 1, -1 do
     list[i] = nil
   end
 end
@@ -113,8 +109,6 @@ local function stopped(task, ok, what, obj)
     end
   end
 end
-
-M.stopped = stopped -- stream.c's unpark, for all but its usual end
 
 -- Runs the task's coroutine until it awaits a future, parks or ends.
 function step(task, _)
@@ -168,7 +162,6 @@ end
 
 local function choose_resume()
   resume = (debug_env or next(debug_loops)) and resume_timed or co_resume
-  core._stream_timed(resume ~= co_resume) -- stream.c's unpark: ours then
 end
 
 local function on_debug(loop, on)
