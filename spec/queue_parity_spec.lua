@@ -1,0 +1,78 @@
+-- tapio's Queue, PriorityQueue and LifoQueue against asyncio's, on
+-- random sequences: spec/support/queue_parity.py draws each sequence
+-- from a seed (put_nowait, get_nowait, qsize, full, empty, task_done,
+-- and put, get and join as tasks, on maxsize 0, 1 or 3), runs it on
+-- asyncio and prints what each operation gave, the queue's size and its
+-- unfinished count; here the same operations run on tapio, on a virtual
+-- loop, and every event must be the same (spec/support/sequences.lua).
+-- A waiting task writes its event when it ends: the order in which they
+-- end is compared too. TAPIO_PARITY_COUNT=20000 for a long run.
+local tapio = require "tapio"
+local testing = require "tapio.testing"
+local seqs = require "spec.support.sequences"
+
+-- A value as Python's "%s" writes it.
+local function py(v)
+  if v == nil then return "None" end
+  if type(v) == "boolean" then return v and "True" or "False" end
+  return tostring(v)
+end
+
+-- What queue_parity.py's failure writes.
+local function failure(err)
+  if type(err) == "table" and (err.name == "QueueFull"
+                               or err.name == "QueueEmpty") then
+    return err.name
+  elseif tostring(err):match("task_done: called more times") then
+    return "ValueError"
+  end
+  error(err, 0)
+end
+
+local function outcome(ok, v)
+  if ok then
+    return "ok " .. py(v)
+  end
+  return failure(v)
+end
+
+-- The events of one sequence's operations on tapio.
+local function run(seq)
+  local loop, clock = testing.new_loop()
+  local kind, maxsize = seq.ops[1][2]:match("^(%a+) (%d+)$")
+  local q = tapio[kind](tonumber(maxsize))
+  local events, tasks = {}, {}
+  local function event(i, name, text)
+    events[#events + 1] = ("#%d %s -> %s | size=%d unfinished=%d"):format(
+      i, name, text, q:qsize(), q._unfinished)
+  end
+  for i = 2, #seq.ops do
+    local name, arg = seq.ops[i][1], tonumber(seq.ops[i][2])
+    if name == "put" or name == "get" or name == "join" then
+      local task = loop:create_task(function()
+        event(i, "done", outcome(pcall(q[name], q, arg)))
+      end)
+      tasks[#tasks + 1] = task
+      clock:run_until_idle()
+      if not task:done() then
+        event(i, name, "pending")
+      end
+    else
+      local text = outcome(pcall(q[name], q, arg))
+      clock:run_until_idle()
+      event(i, name, text)
+    end
+  end
+  for _, task in ipairs(tasks) do -- those still waiting: unrecorded
+    task:cancel()
+  end
+  clock:run_until_idle()
+  loop:close()
+  return events
+end
+
+describe("queues against asyncio's, on random sequences", function()
+  it("give what asyncio gives, operation by operation", function()
+    seqs.check("queue_parity.py", 300, run)
+  end)
+end)

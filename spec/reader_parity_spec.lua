@@ -1,0 +1,145 @@
+-- tapio's StreamReader against asyncio's, operation by operation, on
+-- random sequences: spec/support/reader_parity.py draws each sequence
+-- from a seed (feeds of separator-rich chunks, feed_eof, set_exception,
+-- at_eof, read/readline/readexactly/readuntil with small limits), runs
+-- it on asyncio and prints what each operation gave and the bytes left
+-- buffered; here the same operations run on tapio, on a virtual loop,
+-- and every event must be the same (spec/support/sequences.lua).
+--
+-- A read runs as a task; once nothing is ready it is "pending" if not
+-- done, and its end is the event after the operation that ended it.
+-- TAPIO_PARITY_COUNT=20000 for a long run (see sequences.lua).
+local tapio = require "tapio"
+local testing = require "tapio.testing"
+local seqs = require "spec.support.sequences"
+
+local quoted, unesc = seqs.quoted, seqs.unesc
+
+-- The bytes a reader holds, unread (its fields, as the Python side reads
+-- asyncio's private _buffer).
+local function buffered(r)
+  local parts = {}
+  for i = r._head, r._tail do
+    parts[#parts + 1] = r._chunks[i]
+  end
+  return table.concat(parts):sub(r._off)
+end
+
+-- What reader_parity.py's outcome writes for an error (name: the
+-- operation).
+local function failure(name, err)
+  if type(err) ~= "table" then
+    if tostring(err):match("feed_data after feed_eof") then
+      return "AssertionError: feed_data after feed_eof" -- (asyncio's assert)
+    end
+    error(err, 0)
+  elseif err.name == "IncompleteReadError" then
+    return ("IncompleteReadError partial=%s expected=%s: %s"):format(
+      quoted(err.partial), err.expected == nil and "None" or err.expected,
+      err.message)
+  elseif err.name == "LimitOverrunError" and name == "readline" then
+    return "ValueError: " .. err.message -- (asyncio: a ValueError)
+  elseif err.name == "LimitOverrunError" then
+    return ("LimitOverrunError consumed=%d: %s"):format(err.consumed,
+      err.message)
+  elseif err.name == "ConnectionResetError" then
+    return "ConnectionResetError: " .. err.message
+  end
+  error(err, 0)
+end
+
+local function task_outcome(name, task)
+  local ok, v = pcall(task.result, task)
+  if ok then
+    return "ok " .. quoted(v)
+  end
+  return failure(name, v)
+end
+
+-- Each read: the function its task runs, given the reader and the
+-- operation's argument as reader_parity.py prints it.
+local READS = {
+  read = function(r, arg) return r:read(tonumber(arg)) end,
+  readline = function(r) return r:readline() end,
+  readexactly = function(r, arg) return r:readexactly(tonumber(arg)) end,
+  readuntil = function(r, arg) return r:readuntil(unesc(arg)) end,
+  readuntils = function(r, arg)
+    local list = {}
+    for s in arg:gmatch("[^,]+") do
+      list[#list + 1] = unesc(s)
+    end
+    return r:readuntil(list)
+  end,
+}
+
+-- The events of one sequence's operations on tapio.
+local function run(seq)
+  local loop, clock = testing.new_loop()
+  local r = tapio.StreamReader(tonumber(seq.ops[1][2]))
+  local events, pending = {}, nil
+  -- The buffer is not compared while a read to the end waits, nor after
+  -- one failed (see reader_parity.py).
+  local to_end_waits, dropped = false, false
+  local function event(i, name, text)
+    local hidden = to_end_waits or dropped
+    events[#events + 1] = ("#%d %s -> %s | %s"):format(i, name, text,
+      hidden and "?" or quoted(buffered(r)))
+  end
+  local function settle()
+    clock:run_until_idle()
+    if pending and pending.task:done() then
+      local p = pending
+      pending = nil
+      if to_end_waits then
+        to_end_waits, dropped = false, p.task:exception() ~= nil
+      end
+      event(p.i, "done", task_outcome(p.name, p.task))
+    end
+  end
+  local OPS = {
+    feed = function(i, arg)
+      local ok, err = pcall(r.feed_data, r, unesc(arg))
+      local text = ok and "ok" or failure("feed", err)
+      settle()
+      event(i, "feed", text)
+    end,
+    eof = function(i)
+      r:feed_eof()
+      settle()
+      event(i, "eof", "ok")
+    end,
+    exception = function(i)
+      r:set_exception(setmetatable({ name = "ConnectionResetError",
+        message = "reset" }, { __tostring = function() return "reset" end }))
+      settle()
+      event(i, "exception", "ok")
+    end,
+    at_eof = function(i)
+      event(i, "at_eof", dropped and "?" or r:at_eof() and "True" or "False")
+    end,
+  }
+  for i = 2, #seq.ops do
+    local name, arg = seq.ops[i][1], seq.ops[i][2]
+    if OPS[name] then
+      OPS[name](i, arg)
+    else
+      local task = loop:create_task(READS[name], r, arg)
+      clock:run_until_idle()
+      if task:done() then
+        event(i, name, task_outcome(name, task))
+      else
+        pending = { i = i, name = name, task = task }
+        to_end_waits = name == "read" and arg == "-1"
+        event(i, name, "pending")
+      end
+    end
+  end
+  loop:close()
+  return events
+end
+
+describe("StreamReader against asyncio's, on random sequences", function()
+  it("gives what asyncio gives, operation by operation", function()
+    seqs.check("reader_parity.py", 300, run)
+  end)
+end)

@@ -1,0 +1,107 @@
+"""asyncio's Queue, PriorityQueue and LifoQueue on random sequences of
+operations, for spec/queue_parity_spec.lua (see sequences.py for the
+lines printed).
+
+Each sequence: one kind of queue with maxsize 0, 1 or 3, then about 40
+operations drawn from the seed: put_nowait, get_nowait, qsize, full,
+empty, task_done, and put, get and join as tasks (up to four waiting at
+once). A task writes its event when it ends, so the order in which the
+waiting tasks end is compared too. Every event ends with the queue's
+size and its count of unfinished tasks (asyncio's private
+_unfinished_tasks). Items are small integers: asyncio's PriorityQueue
+compares equal ones no further (heapq is not stable) and tapio's gives
+them in the order put, which only integers cannot tell apart.
+(Queue.shutdown is 3.13's: not here.)
+    python3 spec/support/queue_parity.py FIRST_SEED COUNT"""
+import asyncio
+
+from sequences import run_until_idle, main
+
+KINDS = {"Queue": asyncio.Queue, "PriorityQueue": asyncio.PriorityQueue,
+         "LifoQueue": asyncio.LifoQueue}
+
+
+def failure(err):
+    if isinstance(err, (asyncio.QueueFull, asyncio.QueueEmpty, ValueError)):
+        return type(err).__name__
+    raise err
+
+
+class Run:
+    def __init__(self, loop, seq, rng):
+        self.loop, self.seq, self.rng = loop, seq, rng
+        kind = rng.choice(sorted(KINDS))
+        maxsize = rng.choice([0, 1, 3])
+        seq.op("queue", "%s %d" % (kind, maxsize))
+        self.q = KINDS[kind](maxsize)
+        self.tasks = set()
+        self.next_item = 0
+
+    def event(self, index, name, text):
+        self.seq.ev("#%d %s -> %s | size=%d unfinished=%d" % (
+            index, name, text, self.q.qsize(), self.q._unfinished_tasks))
+
+    def item(self):
+        self.next_item += 1
+        if isinstance(self.q, asyncio.PriorityQueue):
+            return self.rng.randint(0, 9)
+        return self.next_item
+
+    def call(self, name, fn, *args):
+        i = self.seq.op(name, " ".join(str(a) for a in args))
+        try:
+            text = "ok %s" % (fn(*args),)
+        except Exception as e:
+            text = failure(e)
+        run_until_idle(self.loop)
+        self.event(i, name, text)
+
+    def waiting(self, name, fn, *args):
+        i = self.seq.op(name, " ".join(str(a) for a in args))
+
+        async def body():
+            try:
+                text = "ok %s" % (await fn(*args),)
+            except Exception as e:
+                text = failure(e)
+            self.event(i, "done", text)
+
+        task = self.loop.create_task(body())
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        run_until_idle(self.loop)
+        if not task.done():
+            self.event(i, name, "pending")
+
+    def step(self):
+        q, rng = self.q, self.rng
+        choices = [
+            (lambda: self.call("put_nowait", q.put_nowait, self.item()), 6),
+            (lambda: self.call("get_nowait", q.get_nowait), 5),
+            (lambda: self.call("qsize", q.qsize), 1),
+            (lambda: self.call("full", q.full), 1),
+            (lambda: self.call("empty", q.empty), 1),
+            (lambda: self.call("task_done", q.task_done), 4)]
+        if len(self.tasks) < 4:
+            choices += [
+                (lambda: self.waiting("put", q.put, self.item()), 2),
+                (lambda: self.waiting("get", q.get), 2),
+                (lambda: self.waiting("join", q.join), 1)]
+        fns, weights = zip(*choices)
+        rng.choices(fns, weights)[0]()
+
+    def finish(self):
+        """Tasks still waiting are cancelled, unrecorded."""
+        for task in list(self.tasks):
+            task.cancel()
+        run_until_idle(self.loop)
+
+
+def run_one(loop, seq, rng):
+    run = Run(loop, seq, rng)
+    for _ in range(rng.randint(20, 60)):
+        run.step()
+    run.finish()
+
+
+main(run_one)
