@@ -1,10 +1,11 @@
 -- tapio's Queue, PriorityQueue and LifoQueue against asyncio's, on
 -- random sequences: spec/support/queue_parity.py draws each sequence
 -- from a seed (put_nowait, get_nowait, qsize, full, empty, task_done,
--- and put, get and join as tasks, on maxsize 0, 1 or 3), runs it on
--- asyncio and prints what each operation gave, the queue's size and its
--- unfinished count; here the same operations run on tapio, on a virtual
--- loop, and every event must be the same (spec/support/sequences.lua).
+-- put, get and join as tasks, cancelling them, on maxsize 0, 1 or 3),
+-- runs it on asyncio and prints what each operation gave, the queue's
+-- size and its unfinished count; here the same operations run on tapio,
+-- on a virtual loop, and every event must be the same
+-- (spec/support/sequences.lua).
 -- A waiting task writes its event when it ends: the order in which they
 -- end is compared too. TAPIO_PARITY_COUNT=20000 for a long run.
 local tapio = require "tapio"
@@ -41,32 +42,45 @@ local function run(seq)
   local loop, clock = testing.new_loop()
   local kind, maxsize = seq.ops[1][2]:match("^(%a+) (%d+)$")
   local q = tapio[kind](tonumber(maxsize))
-  local events, tasks = {}, {}
+  local events, tasks = {}, {} -- tasks: by the index of the op that made it
   local function event(i, name, text)
     events[#events + 1] = ("#%d %s -> %s | size=%d unfinished=%d"):format(
       i, name, text, q:qsize(), q._unfinished)
   end
   for i = 2, #seq.ops do
-    local name, arg = seq.ops[i][1], tonumber(seq.ops[i][2])
+    local name, args = seq.ops[i][1], {}
+    for word in seq.ops[i][2]:gmatch("%S+") do
+      args[#args + 1] = tonumber(word)
+    end
+    local arg = args[1]
     if name == "put" or name == "get" or name == "join" then
       local task = loop:create_task(function()
-        event(i, "done", outcome(pcall(q[name], q, arg)))
+        local ok, v = pcall(q[name], q, arg)
+        if not ok and tapio.is_cancelled(v) then
+          event(i, "done", "CancelledError")
+          error(v, 0)
+        end
+        event(i, "done", outcome(ok, v))
       end)
-      tasks[#tasks + 1] = task
+      tasks[i] = task
       clock:run_until_idle()
       if not task:done() then
         event(i, name, "pending")
       end
-    else
-      local text = outcome(pcall(q[name], q, arg))
+    elseif name == "cancel" then
+      tasks[arg]:cancel()
+      clock:run_until_idle()
+      event(i, name, "ok")
+    else -- "NAME+cancel": then the task made by op args[#args] cancelled
+      local base = name:match("^(.*)%+cancel$")
+      local text = outcome(pcall(q[base or name], q, arg))
+      if base then
+        tasks[args[#args]]:cancel()
+      end
       clock:run_until_idle()
       event(i, name, text)
     end
   end
-  for _, task in ipairs(tasks) do -- those still waiting: unrecorded
-    task:cancel()
-  end
-  clock:run_until_idle()
   loop:close()
   return events
 end

@@ -31,6 +31,8 @@ local function failure(name, err)
   if type(err) ~= "table" then
     if tostring(err):match("feed_data after feed_eof") then
       return "AssertionError: feed_data after feed_eof" -- (asyncio's assert)
+    elseif tostring(err):match("another task is already waiting") then
+      return "RuntimeError" -- (asyncio's words differ)
     end
     error(err, 0)
   elseif err.name == "IncompleteReadError" then
@@ -49,6 +51,9 @@ local function failure(name, err)
 end
 
 local function task_outcome(name, task)
+  if task:cancelled() then
+    return "CancelledError"
+  end
   local ok, v = pcall(task.result, task)
   if ok then
     return "ok " .. quoted(v)
@@ -77,8 +82,8 @@ local function run(seq)
   local loop, clock = testing.new_loop()
   local r = tapio.StreamReader(tonumber(seq.ops[1][2]))
   local events, pending = {}, nil
-  -- The buffer is not compared while a read to the end waits, nor after
-  -- one failed (see reader_parity.py).
+  -- The buffer is not compared while a read(-1) waits, nor after one
+  -- failed (see reader_parity.py).
   local to_end_waits, dropped = false, false
   local function event(i, name, text)
     local hidden = to_end_waits or dropped
@@ -91,7 +96,8 @@ local function run(seq)
       local p = pending
       pending = nil
       if to_end_waits then
-        to_end_waits, dropped = false, p.task:exception() ~= nil
+        to_end_waits = false
+        dropped = p.task:exception() ~= nil
       end
       event(p.i, "done", task_outcome(p.name, p.task))
     end
@@ -114,6 +120,11 @@ local function run(seq)
       settle()
       event(i, "exception", "ok")
     end,
+    cancel = function(i)
+      pending.task:cancel()
+      settle()
+      event(i, "cancel", "ok")
+    end,
     at_eof = function(i)
       event(i, "at_eof", dropped and "?" or r:at_eof() and "True" or "False")
     end,
@@ -128,6 +139,7 @@ local function run(seq)
       if task:done() then
         event(i, name, task_outcome(name, task))
       else
+        assert(not pending, "a second read waits")
         pending = { i = i, name = name, task = task }
         to_end_waits = name == "read" and arg == "-1"
         event(i, name, "pending")

@@ -4,9 +4,10 @@ lines printed).
 
 Each sequence: one kind of queue with maxsize 0, 1 or 3, then about 40
 operations drawn from the seed: put_nowait, get_nowait, qsize, full,
-empty, task_done, and put, get and join as tasks (up to four waiting at
-once). A task writes its event when it ends, so the order in which the
-waiting tasks end is compared too. Every event ends with the queue's
+empty, task_done, put, get and join as tasks (up to four waiting at
+once), and cancelling one that waits, also right after a put_nowait,
+get_nowait or task_done that woke it (in the same turn of the loop). A task writes its event when it
+ends, so the order in which the waiting tasks end is compared too. Every event ends with the queue's
 size and its count of unfinished tasks (asyncio's private
 _unfinished_tasks). Items are small integers: asyncio's PriorityQueue
 compares equal ones no further (heapq is not stable) and tapio's gives
@@ -34,7 +35,7 @@ class Run:
         maxsize = rng.choice([0, 1, 3])
         seq.op("queue", "%s %d" % (kind, maxsize))
         self.q = KINDS[kind](maxsize)
-        self.tasks = set()
+        self.tasks = {}  # op index: a task that waits, in the order made
         self.next_item = 0
 
     def event(self, index, name, text):
@@ -47,12 +48,20 @@ class Run:
             return self.rng.randint(0, 9)
         return self.next_item
 
-    def call(self, name, fn, *args):
-        i = self.seq.op(name, " ".join(str(a) for a in args))
+    def call(self, name, fn, *args, cancel=None):
+        """fn(*args); with cancel (the op index of a task that waits), that
+        task is cancelled right after, in the same turn of the loop: a
+        task woken by fn is then cancelled before it runs."""
+        shown = [str(a) for a in args]
+        if cancel is not None:
+            name, shown = name + "+cancel", shown + [str(cancel)]
+        i = self.seq.op(name, " ".join(shown))
         try:
             text = "ok %s" % (fn(*args),)
         except Exception as e:
             text = failure(e)
+        if cancel is not None:
+            self.tasks[cancel].cancel()
         run_until_idle(self.loop)
         self.event(i, name, text)
 
@@ -62,16 +71,25 @@ class Run:
         async def body():
             try:
                 text = "ok %s" % (await fn(*args),)
+            except asyncio.CancelledError:
+                self.event(i, "done", "CancelledError")
+                raise
             except Exception as e:
                 text = failure(e)
             self.event(i, "done", text)
 
         task = self.loop.create_task(body())
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        self.tasks[i] = task
+        task.add_done_callback(lambda _: self.tasks.pop(i))
         run_until_idle(self.loop)
         if not task.done():
             self.event(i, name, "pending")
+
+    def cancel(self, index):
+        i = self.seq.op("cancel", index)
+        self.tasks[index].cancel()
+        run_until_idle(self.loop)
+        self.event(i, "cancel", "ok")
 
     def step(self):
         q, rng = self.q, self.rng
@@ -87,14 +105,23 @@ class Run:
                 (lambda: self.waiting("put", q.put, self.item()), 2),
                 (lambda: self.waiting("get", q.get), 2),
                 (lambda: self.waiting("join", q.join), 1)]
+        if self.tasks:
+            some = rng.choice(list(self.tasks))
+            choices += [
+                (lambda: self.cancel(some), 1),
+                (lambda: self.call("put_nowait", q.put_nowait, self.item(),
+                                   cancel=some), 1),
+                (lambda: self.call("get_nowait", q.get_nowait,
+                                   cancel=some), 1),
+                (lambda: self.call("task_done", q.task_done,
+                                   cancel=some), 0.5)]
         fns, weights = zip(*choices)
         rng.choices(fns, weights)[0]()
 
     def finish(self):
-        """Tasks still waiting are cancelled, unrecorded."""
-        for task in list(self.tasks):
-            task.cancel()
-        run_until_idle(self.loop)
+        """Tasks still waiting are cancelled."""
+        for index in list(self.tasks):
+            self.cancel(index)
 
 
 def run_one(loop, seq, rng):

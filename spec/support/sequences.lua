@@ -64,7 +64,8 @@ local function python_sequences(python, script, first, count)
       by_seed[seed], seqs[#seqs + 1] = seq, seq
     end
     if kind == "op" then
-      local name, arg = rest:match("^([%w_]+)|(.*)$")
+      local name, arg = rest:match("^([^|]+)|(.*)$")
+      assert(name, "not an operation: " .. rest)
       seq.ops[#seq.ops + 1] = { name, arg }
     else
       seq.events[#seq.events + 1] = rest
