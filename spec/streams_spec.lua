@@ -534,6 +534,28 @@ describe("streams over TCP", function()
     end)
   end)
 
+  it("pauses reading over twice the limit after a read to the end was "
+     .. "cancelled", function()
+    run(function(loop)
+      local limit, total = 16384, 1024 * 1024
+      local server, reader, writer, _, sw = pair(loop, nil, nil,
+        { limit = limit })
+      local t = started(loop, reader.read, reader) -- (a wait_for timing out)
+      t:cancel()
+      assert.is_true(tapio.is_cancelled(select(2, pcall(t.await, t))))
+      sw:write(pattern_at(0, total))
+      until_true(function()
+        return not writer.transport:is_reading()
+          or reader:get_buffer_size() == total
+      end)
+      local held = reader:get_buffer_size()
+      assert.is_true(held <= 2 * limit + 256 * 1024, held)
+      assert.are.equal(pattern_at(0, total), reader:readexactly(total))
+      writer:close()
+      server:close()
+    end)
+  end)
+
   it("reads exactly more than twice the limit from a reader that paused "
      .. "its transport (python/asyncio#99)", function()
     run(function(loop)

@@ -394,17 +394,22 @@ end
 
 -- Suspends the task (the running one, unless given) until want bytes
 -- are buffered, or the end, or an error (raised). One task at a time may
--- wait; a cancelled wait consumes nothing, so the reader stays usable.
+-- wait; a cancelled wait consumes nothing, so the reader stays usable,
+-- and is no waiter any more: feed_data would not pause the transport for
+-- its want (a read to the end's: never).
 -- With take (a read of up to take bytes, into an empty buffer), the data
 -- that comes may be handed over instead (see data_received): returned.
 local function wait_for_data(self, fn, want, task, take)
   if self._waiter or self._paused then
     before_wait(self, fn)
   end
-  self._waiter, self._want, self._take = task or tasks[running()], want,
-                                         take or 0
+  task = task or tasks[running()]
+  self._waiter, self._want, self._take = task, want, take or 0
   local data = yield(PARK, self) -- future.lua's park, inline
   if data == CANCEL then
+    if self._waiter == task then
+      self._waiter = false
+    end
     cancelled()
   end
   if self._failed then
