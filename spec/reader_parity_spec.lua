@@ -10,6 +10,7 @@
 -- done, and its end is the event after the operation that ended it.
 -- TAPIO_PARITY_COUNT=20000 for a long run (see sequences.lua).
 local tapio = require "tapio"
+local reader_mod = require "tapio.reader"
 local testing = require "tapio.testing"
 local seqs = require "spec.support.sequences"
 
@@ -81,14 +82,31 @@ local READS = {
 local function run(seq)
   local loop, clock = testing.new_loop()
   local r = tapio.StreamReader(tonumber(seq.ops[1][2]))
+  -- the transport, as a stub that says whether it reads
+  local transport = { paused = false }
+  function transport.pause_reading() transport.paused = true end
+  function transport.resume_reading() transport.paused = false end
+  r._transport = transport
+  -- A connection's data_received (which hands data to a waiting read
+  -- without buffering it) for every other feed, feed_data for the rest:
+  -- asyncio's protocol calls feed_data.
+  local protocol = { _reader = r }
   local events, pending = {}, nil
   -- The buffer is not compared while a read(-1) waits, nor after one
   -- failed (see reader_parity.py).
   local to_end_waits, dropped = false, false
   local function event(i, name, text)
     local hidden = to_end_waits or dropped
-    events[#events + 1] = ("#%d %s -> %s | %s"):format(i, name, text,
-      hidden and "?" or quoted(buffered(r)))
+    local flow, size = "", r._size -- paused or not (see reader_parity.py)
+    if hidden then
+      flow = ""
+    elseif size > r._limit and size <= 2 * r._limit then
+      flow = " ~"
+    elseif transport.paused then
+      flow = " paused"
+    end
+    events[#events + 1] = ("#%d %s -> %s | %s%s"):format(i, name, text,
+      hidden and "?" or quoted(buffered(r)), flow)
   end
   local function settle()
     clock:run_until_idle()
@@ -104,7 +122,12 @@ local function run(seq)
   end
   local OPS = {
     feed = function(i, arg)
-      local ok, err = pcall(r.feed_data, r, unesc(arg))
+      local ok, err = true, nil
+      if i % 2 == 0 and not r._eof then -- (no transport reads after it)
+        reader_mod.data_received(protocol, unesc(arg))
+      else
+        ok, err = pcall(r.feed_data, r, unesc(arg))
+      end
       local text = ok and "ok" or failure("feed", err)
       settle()
       event(i, "feed", text)

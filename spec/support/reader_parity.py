@@ -13,15 +13,24 @@ among feeds, feed_eof, set_exception, at_eof, cancelling it, and now and
 then a second read (asyncio raises RuntimeError where it would wait).
 
 Every event ends with the bytes left in the reader's buffer (its private
-_buffer, as CPython's own tests read it). Where tapio differs by design,
+_buffer, as CPython's own tests read it), and "paused" where the reader
+has paused its transport (a stub that says whether it reads: flow
+control, over twice the limit buffered), but for "~" while the buffer
+holds more than the limit and at most twice it: tapio resumes a waiting
+read inside feed_data (lua/README.md, "How a waiting task wakes"), and
+pauses on what that read left; asyncio's read runs later, and the pause
+is decided on all that was fed, and kept until a read leaves the limit. Where tapio differs by design,
 the draw or the comparison leaves it out: asyncio's read(-1) takes the
 bytes out of the buffer as they come, and drops them when it is cancelled
 or fails; tapio's leaves them there until it returns (a cancelled read
 consumes nothing: lua/README.md, "Cancellation"). So while a read(-1)
 waits the buffer is "?", neither a cancel nor a second read is drawn
-(the second would find tapio's bytes), and once set_exception ended it
-the buffer and at_eof are "?" for good (the reads raise the exception in
-both).
+(the second would find tapio's bytes), once set_exception ended it the
+buffer and at_eof are "?" for good (the reads raise the exception in
+both), paused is not compared where the buffer is not, and a second
+read is never a read(-1) (asyncio's takes what is
+there, then raises RuntimeError where it would wait, and the bytes are
+gone; tapio's raises first).
 
 And where asyncio is wrong: its readuntil (and so readline) keeps how far
 it has searched across its wait, also when another task reads meanwhile,
@@ -76,12 +85,25 @@ def task_outcome(task):
     return outcome(value=task.result())
 
 
+class Transport:
+    """The reader's transport: only whether it reads."""
+    paused = False
+
+    def pause_reading(self):
+        self.paused = True
+
+    def resume_reading(self):
+        self.paused = False
+
+
 class Run:
     def __init__(self, loop, seq, rng):
         self.loop, self.seq, self.rng = loop, seq, rng
         self.limit = rng.randint(1, 16)
         seq.op("limit", self.limit)
         self.reader = asyncio.StreamReader(limit=self.limit, loop=loop)
+        self.transport = Transport()
+        self.reader.set_transport(self.transport)
         self.pending = None  # (index, task, name) of the read that waits
         # the buffer is not compared (see above) while these hold
         self.to_end_waits = self.dropped = False
@@ -89,6 +111,12 @@ class Run:
     def event(self, index, name, text):
         hidden = self.to_end_waits or self.dropped
         buffer = "?" if hidden else quoted(self.reader._buffer)
+        if not hidden:
+            size = len(self.reader._buffer)
+            if self.limit < size <= 2 * self.limit:
+                buffer += " ~"
+            elif self.transport.paused:
+                buffer += " paused"
         self.seq.ev("#%d %s -> %s | %s" % (index, name, text, buffer))
 
     def settle(self):
@@ -151,10 +179,11 @@ class Run:
 
     def a_read(self):
         r, rng = self.reader, self.rng
+        second = self.pending is not None
         kind = rng.choice(["read", "readline", "readexactly", "readuntil",
                            "readuntils" if SEVERAL else "readuntil"])
         if kind == "read":
-            n = rng.choice(READ_SIZES)
+            n = rng.choice([n for n in READ_SIZES if n != -1 or not second])
             self.read(kind, n, r.read(n))
         elif kind == "readline":
             self.read(kind, "", r.readline())
