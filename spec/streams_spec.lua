@@ -556,6 +556,26 @@ describe("streams over TCP", function()
     end)
   end)
 
+  it("keeps reading while a readuntil waits, over twice the limit with "
+     .. "no separator yet", function()
+    run(function(loop)
+      local server, reader, writer, _, sw = pair(loop, nil, nil,
+        { limit = 4 })
+      -- a separator longer than the limit: searched, the 10 bytes leave
+      -- it waiting for more
+      local t = started(loop, reader.readuntil, reader, "0123456789")
+      sw:write("abcdefghij")
+      until_true(function() return reader:get_buffer_size() == 10 end)
+      assert.is_true(writer.transport:is_reading())
+      sw:write("0123456789")
+      local err = fails(t.await, t)
+      assert.are.equal("LimitOverrunError", err.name)
+      assert.are.equal(10, err.consumed)
+      writer:close()
+      server:close()
+    end, { deadline = 2 })
+  end)
+
   it("reads exactly more than twice the limit from a reader that paused "
      .. "its transport (python/asyncio#99)", function()
     run(function(loop)
