@@ -22,7 +22,7 @@ end
 -- What queue_parity.py's failure writes.
 local function failure(err)
   if type(err) == "table" and (err.name == "QueueFull"
-                               or err.name == "QueueEmpty") then
+      or err.name == "QueueEmpty" or err.name == "QueueShutDown") then
     return err.name
   elseif tostring(err):match("task_done: called more times") then
     return "ValueError"
@@ -53,6 +53,9 @@ local function run(seq)
       args[#args + 1] = tonumber(word)
     end
     local arg = args[1]
+    if name == "shutdown" then -- (immediate: 0 or 1)
+      arg = arg == 1
+    end
     if name == "put" or name == "get" or name == "join" then
       local task = loop:create_task(function()
         local ok, v = pcall(q[name], q, arg)

@@ -12,18 +12,23 @@ size and its count of unfinished tasks (asyncio's private
 _unfinished_tasks). Items are small integers: asyncio's PriorityQueue
 compares equal ones no further (heapq is not stable) and tapio's gives
 them in the order put, which only integers cannot tell apart.
-(Queue.shutdown is 3.13's: not here.)
+shutdown (immediate or not) is drawn where asyncio has it (3.13 on).
     python3 spec/support/queue_parity.py FIRST_SEED COUNT"""
 import asyncio
+import sys
 
 from sequences import run_until_idle, main
+
+SHUTDOWN = sys.version_info >= (3, 13)
+ERRORS = (asyncio.QueueFull, asyncio.QueueEmpty, ValueError) + (
+    (asyncio.QueueShutDown,) if SHUTDOWN else ())
 
 KINDS = {"Queue": asyncio.Queue, "PriorityQueue": asyncio.PriorityQueue,
          "LifoQueue": asyncio.LifoQueue}
 
 
 def failure(err):
-    if isinstance(err, (asyncio.QueueFull, asyncio.QueueEmpty, ValueError)):
+    if isinstance(err, ERRORS):
         return type(err).__name__
     raise err
 
@@ -105,6 +110,9 @@ class Run:
                 (lambda: self.waiting("put", q.put, self.item()), 2),
                 (lambda: self.waiting("get", q.get), 2),
                 (lambda: self.waiting("join", q.join), 1)]
+        if SHUTDOWN:
+            choices.append((lambda: self.call("shutdown", q.shutdown,
+                                              rng.randint(0, 1)), 0.3))
         if self.tasks:
             some = rng.choice(list(self.tasks))
             choices += [
