@@ -98,7 +98,7 @@ local function run(seq)
   local function event(i, name, text)
     local hidden = to_end_waits or dropped
     local flow, size = "", r._size -- paused or not (see reader_parity.py)
-    if hidden then
+    if hidden or r._eof then
       flow = ""
     elseif size > r._limit and size <= 2 * r._limit then
       flow = " ~"

@@ -19,7 +19,10 @@ control, over twice the limit buffered), but for "~" while the buffer
 holds more than the limit and at most twice it: tapio resumes a waiting
 read inside feed_data (lua/README.md, "How a waiting task wakes"), and
 pauses on what that read left; asyncio's read runs later, and the pause
-is decided on all that was fed, and kept until a read leaves the limit. Where tapio differs by design,
+is decided on all that was fed, and kept until a read leaves the limit
+(so not after the end either: a transport that has ended reads nothing,
+and asyncio's can stay paused from the band once the end's errors empty
+the buffer). Where tapio differs by design,
 the draw or the comparison leaves it out: asyncio's read(-1) takes the
 bytes out of the buffer as they come, and drops them when it is cancelled
 or fails; tapio's leaves them there until it returns (a cancelled read
@@ -111,7 +114,7 @@ class Run:
     def event(self, index, name, text):
         hidden = self.to_end_waits or self.dropped
         buffer = "?" if hidden else quoted(self.reader._buffer)
-        if not hidden:
+        if not hidden and not self.reader._eof:
             size = len(self.reader._buffer)
             if self.limit < size <= 2 * self.limit:
                 buffer += " ~"
