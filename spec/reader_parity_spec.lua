@@ -7,7 +7,12 @@
 -- and every event must be the same (spec/support/sequences.lua).
 --
 -- A read runs as a task; once nothing is ready it is "pending" if not
--- done, and its end is the event after the operation that ended it.
+-- done, and its end is the event after the operation that ended it. The
+-- reader's transport is a stub that says whether it was paused; every
+-- other feed comes through a connection's data_received. Where tapio
+-- differs by design (read(-1) and cancels, the pause decided after a
+-- woken read) and where asyncio is wrong (a readuntil's search offset
+-- across another task's read), reader_parity.py says what is left out.
 -- TAPIO_PARITY_COUNT=20000 for a long run (see sequences.lua).
 local tapio = require "tapio"
 local reader_mod = require "tapio.reader"
@@ -24,6 +29,19 @@ local function buffered(r)
     parts[#parts + 1] = r._chunks[i]
   end
   return table.concat(parts):sub(r._off)
+end
+
+-- " paused" where the transport is, as reader_parity.py writes it: ""
+-- where the buffer is not compared or after the end, " ~" in the band
+-- where tapio decides the pause after a woken read.
+local function flow(r, transport, hidden)
+  local size = r._size
+  if hidden or r._eof then
+    return ""
+  elseif size > r._limit and size <= 2 * r._limit then
+    return " ~"
+  end
+  return transport.paused and " paused" or ""
 end
 
 -- What reader_parity.py's outcome writes for an error (name: the
@@ -97,16 +115,8 @@ local function run(seq)
   local to_end_waits, dropped = false, false
   local function event(i, name, text)
     local hidden = to_end_waits or dropped
-    local flow, size = "", r._size -- paused or not (see reader_parity.py)
-    if hidden or r._eof then
-      flow = ""
-    elseif size > r._limit and size <= 2 * r._limit then
-      flow = " ~"
-    elseif transport.paused then
-      flow = " paused"
-    end
     events[#events + 1] = ("#%d %s -> %s | %s%s"):format(i, name, text,
-      hidden and "?" or quoted(buffered(r)), flow)
+      hidden and "?" or quoted(buffered(r)), flow(r, transport, hidden))
   end
   local function settle()
     clock:run_until_idle()

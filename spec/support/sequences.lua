@@ -15,7 +15,9 @@ local M = {}
 
 local BATCH = 500 -- sequences per run of the script
 
--- The text sequences.py's esc made, back to bytes.
+-- The text sequences.py's esc made, back to bytes. (The pattern takes
+-- up to two hex digits after every escape; after \n, \r and \\ they are
+-- put back as they were.)
 local UNESC = { ["\\"] = "\\", n = "\n", r = "\r" }
 function M.unesc(s)
   return (s:gsub("\\(.)(%x?%x?)", function(c, hex)
