@@ -534,6 +534,48 @@ describe("streams over TCP", function()
     end)
   end)
 
+  it("pauses reading over twice the limit after a read to the end was "
+     .. "cancelled", function()
+    run(function(loop)
+      local limit, total = 16384, 1024 * 1024
+      local server, reader, writer, _, sw = pair(loop, nil, nil,
+        { limit = limit })
+      local t = started(loop, reader.read, reader) -- (a wait_for timing out)
+      t:cancel()
+      assert.is_true(tapio.is_cancelled(select(2, pcall(t.await, t))))
+      sw:write(pattern_at(0, total))
+      until_true(function()
+        return not writer.transport:is_reading()
+          or reader:get_buffer_size() == total
+      end)
+      local held = reader:get_buffer_size()
+      assert.is_true(held <= 2 * limit + 256 * 1024, held)
+      assert.are.equal(pattern_at(0, total), reader:readexactly(total))
+      writer:close()
+      server:close()
+    end)
+  end)
+
+  it("keeps reading while a readuntil waits, over twice the limit with "
+     .. "no separator yet", function()
+    run(function(loop)
+      local server, reader, writer, _, sw = pair(loop, nil, nil,
+        { limit = 4 })
+      -- a separator longer than the limit: searched, the 10 bytes leave
+      -- it waiting for more
+      local t = started(loop, reader.readuntil, reader, "0123456789")
+      sw:write("abcdefghij")
+      until_true(function() return reader:get_buffer_size() == 10 end)
+      assert.is_true(writer.transport:is_reading())
+      sw:write("0123456789")
+      local err = fails(t.await, t)
+      assert.are.equal("LimitOverrunError", err.name)
+      assert.are.equal(10, err.consumed)
+      writer:close()
+      server:close()
+    end, { deadline = 2 })
+  end)
+
   it("reads exactly more than twice the limit from a reader that paused "
      .. "its transport (python/asyncio#99)", function()
     run(function(loop)

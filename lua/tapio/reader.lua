@@ -11,9 +11,10 @@
 -- last one stopped, so a line that arrives a byte at a time is scanned
 -- once.
 --
--- Backpressure: when more than twice the limit is buffered the transport
--- stops reading, and reads again once a read leaves the limit or less
--- (or a task must wait for more than is there).
+-- Backpressure: when more than twice the limit is buffered and no task
+-- waits for more, the transport stops reading, and reads again once a
+-- read leaves the limit or less (or a task must wait for more than is
+-- there).
 local core = require "tapio.core"
 local U = require "tapio.util"
 local F = require "tapio.future"
@@ -265,7 +266,7 @@ local function wakeup(self, how)
 end
 
 --- reader:feed_data(data): appends data; the transport stops reading
--- over twice the limit, unless a task waits for more than is there.
+-- over twice the limit, unless a task (still) waits for more.
 local function feed_data(self, data)
   local n = #data
   if n == 0 then
@@ -282,8 +283,10 @@ local function feed_data(self, data)
     unpark(task, self) -- the task may have read some already
     size = self._size
   end
+  -- A task waiting now needs more than is there (a readuntil that woke
+  -- and searched in vain waits again): pausing would leave it waiting.
   if size > 2 * self._limit and not self._paused and self._transport
-     and not (self._waiter and size < self._want) then
+     and not self._waiter then
     self._paused = true
     self._transport:pause_reading()
   end
@@ -394,17 +397,22 @@ end
 
 -- Suspends the task (the running one, unless given) until want bytes
 -- are buffered, or the end, or an error (raised). One task at a time may
--- wait; a cancelled wait consumes nothing, so the reader stays usable.
+-- wait; a cancelled wait consumes nothing, so the reader stays usable,
+-- and is no waiter any more: feed_data would not pause the transport for
+-- its want (a read to the end's: never).
 -- With take (a read of up to take bytes, into an empty buffer), the data
 -- that comes may be handed over instead (see data_received): returned.
 local function wait_for_data(self, fn, want, task, take)
   if self._waiter or self._paused then
     before_wait(self, fn)
   end
-  self._waiter, self._want, self._take = task or tasks[running()], want,
-                                         take or 0
+  task = task or tasks[running()]
+  self._waiter, self._want, self._take = task, want, take or 0
   local data = yield(PARK, self) -- future.lua's park, inline
   if data == CANCEL then
+    if self._waiter == task then
+      self._waiter = false
+    end
     cancelled()
   end
   if self._failed then
