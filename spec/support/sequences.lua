@@ -8,7 +8,8 @@
 --
 -- Environment: TAPIO_PARITY_COUNT sequences (default: the spec's),
 -- from seed TAPIO_PARITY_SEED (default 1), run by TAPIO_PARITY_PYTHON
--- (default /usr/bin/python3).
+-- (default: a python3.13 on PATH or in pyenv's versions, which draws what 3.11 lacks: readuntil
+-- with a list of separators, a queue's shutdown; else /usr/bin/python3).
 local helper = require "spec.helper"
 
 local M = {}
@@ -46,10 +47,21 @@ function M.quoted(data)
 end
 
 -- How many sequences, from which seed, by which Python.
+local function default_python()
+  local out, status = helper.execute("for p in python3.13 "
+    .. "\"$(pyenv root 2>/dev/null)\"/versions/3.13*/bin/python3.13; do "
+    .. "\"$p\" -c 'import sys; print(sys.executable)' 2>/dev/null && break; "
+    .. "done")
+  if status == 0 and out:match("^/[^\n]*\n$") then
+    return out:sub(1, -2)
+  end
+  return "/usr/bin/python3"
+end
+
 local function settings(default_count)
   return tonumber(os.getenv("TAPIO_PARITY_COUNT")) or default_count,
     tonumber(os.getenv("TAPIO_PARITY_SEED")) or 1,
-    os.getenv("TAPIO_PARITY_PYTHON") or "/usr/bin/python3"
+    os.getenv("TAPIO_PARITY_PYTHON") or default_python()
 end
 
 -- The script's sequences for seeds first .. first + count - 1, in order:
