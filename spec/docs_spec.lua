@@ -578,9 +578,8 @@ end
 -- ---- What exists is written down -------------------------------------
 
 -- The public names of the Lua API at run time: { where = ..., names }
--- per class, as spec/embed/test_meta.lua finds them for the annotations.
+-- per class of spec/support/classes.lua (test_meta.lua's list too).
 local function public_names()
-  local core = require "tapio.core"
   local function public(t)
     local names = {}
     for name, v in pairs(t) do
@@ -590,39 +589,10 @@ local function public_names()
     end
     return names
   end
-  local loop = tapio.new_loop()
-  local ctx = tapio.tls_context { side = "client" }
-  local classes = {
-    tapio = public(tapio),
-    testing = public(testing),
-    loop = public(getmetatable(loop).__index),
-    transport = public(core.transport_methods),
-    read_transport = public(core.read_transport_methods),
-    write_transport = public(core.write_transport_methods),
-    subprocess_transport = public(core.subprocess_transport_methods),
-    datagram_transport = public(core.datagram_transport_methods),
-    server = public(core.server_methods),
-    handle = public(core.handle_methods),
-    future = public(tapio.Future),
-    task = public(tapio.Task),
-    buffer = public(core.buffer_methods),
-    tls_context = public(getmetatable(ctx).__index),
-    StreamReader = public(tapio.StreamReader),
-    StreamWriter = public(tapio.StreamWriter),
-    Process = public(tapio.Process),
-    Event = public(tapio.Event),
-    Lock = public(tapio.Lock),
-    Semaphore = public(tapio.Semaphore),
-    Condition = public(tapio.Condition),
-    Barrier = public(tapio.Barrier),
-    Queue = public(tapio.Queue),
-    TaskGroup = public(require("tapio.group").TaskGroup),
-    clock = public(getmetatable(testing.clock(testing.new_loop()))),
-    recorder = public(getmetatable(testing.recorder()).__index),
-    child = public(testing._Child),
-  }
-  ctx:close()
-  loop:close()
+  local classes = {}
+  for _, class in ipairs(require("spec.support.classes").list()) do
+    classes[class.doc] = public(class.methods)
+  end
   return classes
 end
 

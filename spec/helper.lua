@@ -405,6 +405,25 @@ function helper.execute(cmd)
   return out:gsub("exit:%d+%s*$", ""), status
 end
 
+--- A new temporary directory holding files (name -> contents); its path.
+function helper.files_dir(files)
+  local dir = os.tmpname()
+  os.remove(dir)
+  local out, status = helper.execute("mkdir " .. dir)
+  assert(status == 0, out)
+  for name, contents in pairs(files) do
+    local f = assert(io.open(dir .. "/" .. name, "wb"))
+    f:write(contents)
+    f:close()
+  end
+  return dir
+end
+
+--- Removes a directory files_dir made, with what is in it.
+function helper.remove_dir(dir)
+  helper.execute("rm -r " .. dir)
+end
+
 --- The `tapio` host program.
 helper.HOST = os.getenv("TAPIO_HOST") or "build/tapio"
 

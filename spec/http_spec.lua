@@ -33,22 +33,14 @@ end
 -- The server's files: small (13 bytes), 1m, 32m.
 local root
 local function files()
-  if not root then
-    root = os.tmpname()
-    os.remove(root)
-    assert(helper.execute("mkdir " .. root), "mkdir")
-    for name, n in pairs({ small = 13, ["1m"] = MIB, ["32m"] = 32 * MIB }) do
-      local f = assert(io.open(root .. "/" .. name, "wb"))
-      f:write(body(n))
-      f:close()
-    end
-  end
+  root = root or helper.files_dir({ small = body(13), ["1m"] = body(MIB),
+    ["32m"] = body(32 * MIB) })
   return root
 end
 
 teardown(function()
   if root then
-    helper.execute("rm -r " .. root)
+    helper.remove_dir(root)
   end
 end)
 

@@ -31,22 +31,13 @@ local BIG = ("0123456789abcdefghijklmnopqrstuvwxyz!")
 
 local root
 local function files()
-  if not root then
-    root = os.tmpname()
-    os.remove(root)
-    assert(helper.execute("mkdir " .. root), "mkdir")
-    for name, body in pairs({ small = SMALL, big = BIG }) do
-      local f = assert(io.open(root .. "/" .. name, "wb"))
-      f:write(body)
-      f:close()
-    end
-  end
+  root = root or helper.files_dir({ small = SMALL, big = BIG })
   return root
 end
 
 teardown(function()
   if root then
-    helper.execute("rm -r " .. root)
+    helper.remove_dir(root)
   end
 end)
 

@@ -179,9 +179,7 @@ describe("a TLS connection", function()
      .. "entries after it", function()
     -- 1,158 bytes: more than the first room the binding asks with
     local long = ("a"):rep(60) .. ("." .. ("b"):rep(60)):rep(18)
-    local dir = os.tmpname()
-    os.remove(dir)
-    assert(os.execute("mkdir " .. dir))
+    local dir = helper.files_dir({})
     assert(os.execute(("openssl req -x509 -newkey ec -pkeyopt "
       .. "ec_paramgen_curve:P-256 -nodes -keyout %s/k.pem -out %s/c.pem "
       .. "-days 2 -subj /CN=long -addext "
@@ -197,7 +195,7 @@ describe("a TLS connection", function()
       t:close()
       server:close()
     end)
-    os.execute("rm -r " .. dir)
+    helper.remove_dir(dir)
   end)
 
   it("carries data both ways and tells what was agreed", function()

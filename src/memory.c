@@ -106,13 +106,6 @@ static int reader_left(mem_end *e) {
 
 /* ---- Links --------------------------------------------------------------- */
 
-static uint64_t next_random(uint64_t *state) {
-  uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-
 /* Bytes the reader may have now: the segments due, in order. */
 static size_t readable(const mlink *l, double now) {
   const seg *g;
@@ -128,8 +121,8 @@ static size_t readable(const mlink *l, double now) {
 static size_t read_limit(mlink *l) {
   size_t lim = SIZE_MAX, i, span = l->chunk_max - l->chunk_min;
   if (l->chunk_max)
-    lim = l->chunk_min + (span ? (size_t)(next_random(&l->rng) % (span + 1))
-                               : 0);
+    lim = l->chunk_min +
+          (span ? (size_t)(tapio__splitmix64(&l->rng) % (span + 1)) : 0);
   for (i = 0; i < l->ncuts; i++)
     if (l->cuts[i] > l->taken) {
       if (l->cuts[i] - l->taken < lim)

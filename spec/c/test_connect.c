@@ -54,9 +54,7 @@ static void connect_ipv4_numeric(void)
   CHECK_EQ(sn.port, sv.port);
   CHECK_EQ(sn.family, TAPIO_AF_INET);
   close_both(loop, &c, s);
-  tapio_server_release(sv.s);
-  free_loop(loop);
-  srv_free(&sv);
+  srv_release_and_free(&sv, loop);
   rec_free(&c);
 }
 
@@ -85,9 +83,7 @@ static void connect_ipv6_loopback(void)
   CHECK_EQ(sn.family, TAPIO_AF_INET6);
   CHECK_EQ(peername(s->t).family, TAPIO_AF_INET6);
   close_both(loop, &c, s);
-  tapio_server_release(sv.s);
-  free_loop(loop);
-  srv_free(&sv);
+  srv_release_and_free(&sv, loop);
   rec_free(&c);
 }
 
@@ -106,9 +102,7 @@ static void connect_by_name(void)
   CHECK_STR(peername(c.t).host, "127.0.0.1");
   CHECK_EQ(sv.nfactory, 1);
   close_both(loop, &c, s);
-  tapio_server_release(sv.s);
-  free_loop(loop);
-  srv_free(&sv);
+  srv_release_and_free(&sv, loop);
   rec_free(&c);
 }
 
@@ -144,9 +138,7 @@ static void connect_local_address_honoured(void)
   CHECK_EQ(peername(c.t).port, sv.port);
   roundtrip(loop, &c, s);
   close_both(loop, &c, s);
-  tapio_server_release(sv.s);
-  free_loop(loop);
-  srv_free(&sv);
+  srv_release_and_free(&sv, loop);
   rec_free(&c);
 }
 
@@ -171,9 +163,7 @@ static void connect_sock_option(void)
   s = srv_wait_conn(&sv, 0);
   roundtrip(loop, &c, s);
   close_both(loop, &c, s); /* tapio owns fd now and closes it */
-  tapio_server_release(sv.s);
-  free_loop(loop);
-  srv_free(&sv);
+  srv_release_and_free(&sv, loop);
   rec_free(&c);
 }
 
@@ -445,6 +435,18 @@ static int path_exists(const char *path)
   return lstat(path, &st) == 0;
 }
 
+/* A Unix stream socket bound at path, which makes the file there. */
+static int bound_unix_socket(const char *path)
+{
+  struct sockaddr_un addr;
+  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+  memset(&addr, 0, sizeof addr);
+  addr.sun_family = AF_UNIX;
+  snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path);
+  CHECK(fd >= 0 && bind(fd, (struct sockaddr *)&addr, sizeof addr) == 0);
+  return fd;
+}
+
 static int unix_server(srv *sv, tapio_loop *loop, const char *path,
                        const tapio_options *o)
 {
@@ -462,6 +464,24 @@ static int unix_connect(tapio_loop *loop, const char *path, rec *r)
   CHECK_OK(tapio_create_unix_connection(loop, path, &rec_proto, r, NULL,
                                         on_connected, &w));
   return connect_wait(loop, &w);
+}
+
+/* Closes the server and waits for wait_closed's callback: whether a file
+ * is at path then. */
+static int close_leaves_file(srv *sv, const char *path)
+{
+  CHECK_OK(tapio_server_close(sv->s));
+  CHECK_OK(tapio_server_wait_closed(sv->s, on_server_closed, sv));
+  WAIT_FOR(sv->loop, sv->closed);
+  return path_exists(path);
+}
+
+/* The end of a Unix server test: the server, the loop, the recs, the
+ * directory. */
+static void unix_server_free(srv *sv, tapio_loop *loop, tmpdir *td)
+{
+  srv_release_and_free(sv, loop);
+  tmpdir_remove(td);
 }
 
 static void unix_connect_roundtrip(void)
@@ -486,11 +506,8 @@ static void unix_connect_roundtrip(void)
   CHECK_STR(n.host, td.path);
   CHECK_EQ(sockname(c.t).family, TAPIO_AF_UNIX); /* unnamed: "" */
   close_both(loop, &c, s);
-  tapio_server_release(sv.s);
-  free_loop(loop);
-  srv_free(&sv);
+  unix_server_free(&sv, loop, &td);
   rec_free(&c);
-  tmpdir_remove(&td);
 }
 
 /* A socket file left behind by a dead server does not block a new one. */
@@ -500,24 +517,15 @@ static void unix_server_removes_stale_socket(void)
   tmpdir td;
   srv sv;
   rec c;
-  struct sockaddr_un addr;
-  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
   rec_init(&c);
   tmpdir_make(&td);
-  memset(&addr, 0, sizeof addr);
-  addr.sun_family = AF_UNIX;
-  snprintf(addr.sun_path, sizeof addr.sun_path, "%s", td.path);
-  CHECK(fd >= 0 && bind(fd, (struct sockaddr *)&addr, sizeof addr) == 0);
-  close(fd); /* the file stays */
+  close(bound_unix_socket(td.path)); /* the file stays */
   CHECK(path_exists(td.path));
   CHECK_OK(unix_server(&sv, loop, td.path, NULL));
   CHECK_OK(unix_connect(loop, td.path, &c));
   srv_wait_conn(&sv, 0);
-  tapio_server_release(sv.s);
-  free_loop(loop);
-  srv_free(&sv);
+  unix_server_free(&sv, loop, &td);
   rec_free(&c);
-  tmpdir_remove(&td);
 }
 
 /* Only a socket file counts as stale: a regular file at the path is kept
@@ -561,14 +569,8 @@ static void unix_server_cleanup_on_close(void)
   tmpdir_make(&td);
   CHECK_OK(unix_server(&sv, loop, td.path, NULL));
   CHECK(path_exists(td.path));
-  CHECK_OK(tapio_server_close(sv.s));
-  CHECK_OK(tapio_server_wait_closed(sv.s, on_server_closed, &sv));
-  WAIT_FOR(loop, sv.closed);
-  CHECK(!path_exists(td.path));
-  tapio_server_release(sv.s);
-  free_loop(loop);
-  srv_free(&sv);
-  tmpdir_remove(&td);
+  CHECK(!close_leaves_file(&sv, td.path));
+  unix_server_free(&sv, loop, &td);
 }
 
 /* cleanup_socket 0 leaves the file. */
@@ -582,14 +584,8 @@ static void unix_server_no_cleanup_option(void)
   CHECK_OK(tapio_options_set_int(o, "cleanup_socket", 0));
   CHECK_OK(unix_server(&sv, loop, td.path, o));
   tapio_options_free(o);
-  CHECK_OK(tapio_server_close(sv.s));
-  CHECK_OK(tapio_server_wait_closed(sv.s, on_server_closed, &sv));
-  WAIT_FOR(loop, sv.closed);
-  CHECK(path_exists(td.path));
-  tapio_server_release(sv.s);
-  free_loop(loop);
-  srv_free(&sv);
-  tmpdir_remove(&td);
+  CHECK(close_leaves_file(&sv, td.path));
+  unix_server_free(&sv, loop, &td);
 }
 
 /* A socket file made at the path after the server's (the server's file
@@ -600,24 +596,14 @@ static void unix_server_close_leaves_replaced_file(void)
   tapio_loop *loop = new_loop();
   tmpdir td;
   srv sv;
-  struct sockaddr_un addr;
-  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+  int fd;
   tmpdir_make(&td);
   CHECK_OK(unix_server(&sv, loop, td.path, NULL));
   CHECK(unlink(td.path) == 0);
-  memset(&addr, 0, sizeof addr);
-  addr.sun_family = AF_UNIX;
-  snprintf(addr.sun_path, sizeof addr.sun_path, "%s", td.path);
-  CHECK(fd >= 0 && bind(fd, (struct sockaddr *)&addr, sizeof addr) == 0);
-  CHECK_OK(tapio_server_close(sv.s));
-  CHECK_OK(tapio_server_wait_closed(sv.s, on_server_closed, &sv));
-  WAIT_FOR(loop, sv.closed);
-  CHECK(path_exists(td.path)); /* the other program's */
+  fd = bound_unix_socket(td.path);
+  CHECK(close_leaves_file(&sv, td.path)); /* the other program's */
   close(fd);
-  tapio_server_release(sv.s);
-  free_loop(loop);
-  srv_free(&sv);
-  tmpdir_remove(&td);
+  unix_server_free(&sv, loop, &td);
 }
 
 /* A listening Unix socket handed over as "sock" is the caller's file: a
@@ -630,14 +616,10 @@ static void unix_sock_handed_over_keeps_file(void)
   tmpdir td;
   srv sv;
   rec c;
-  struct sockaddr_un addr;
-  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+  int fd;
   rec_init(&c);
   tmpdir_make(&td);
-  memset(&addr, 0, sizeof addr);
-  addr.sun_family = AF_UNIX;
-  snprintf(addr.sun_path, sizeof addr.sun_path, "%s", td.path);
-  CHECK(fd >= 0 && bind(fd, (struct sockaddr *)&addr, sizeof addr) == 0);
+  fd = bound_unix_socket(td.path);
   CHECK(listen(fd, 8) == 0);
   CHECK_OK(tapio_options_set_int(o, "sock", fd));
   srv_init(&sv, loop);
@@ -648,16 +630,10 @@ static void unix_sock_handed_over_keeps_file(void)
   CHECK_OK(sv.status);
   CHECK_OK(unix_connect(loop, td.path, &c));
   srv_wait_conn(&sv, 0);
-  CHECK_OK(tapio_server_close(sv.s));
   CHECK_OK(tapio_server_close_clients(sv.s));
-  CHECK_OK(tapio_server_wait_closed(sv.s, on_server_closed, &sv));
-  WAIT_FOR(loop, sv.closed);
-  CHECK(path_exists(td.path));
-  tapio_server_release(sv.s);
-  free_loop(loop);
-  srv_free(&sv);
+  CHECK(close_leaves_file(&sv, td.path));
+  unix_server_free(&sv, loop, &td);
   rec_free(&c);
-  tmpdir_remove(&td);
 }
 
 /* "@name" is Linux's abstract namespace: no file is made, looked at or
@@ -671,17 +647,11 @@ static void unix_abstract_name(void)
   tmpdir td;
   srv sv, again;
   rec c, *s;
-  struct sockaddr_un addr;
-  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
   rec_init(&c);
   tmpdir_make(&td);
   snprintf(name, sizeof name, "@tapio-test-%d", (int)getpid());
   CHECK(getcwd(cwd, sizeof cwd) != NULL && chdir(td.dir) == 0);
-  memset(&addr, 0, sizeof addr); /* a socket file named like the name */
-  addr.sun_family = AF_UNIX;
-  snprintf(addr.sun_path, sizeof addr.sun_path, "%s", name);
-  CHECK(fd >= 0 && bind(fd, (struct sockaddr *)&addr, sizeof addr) == 0);
-  close(fd);
+  close(bound_unix_socket(name)); /* a socket file named like the name */
   CHECK_OK(unix_server(&sv, loop, name, NULL));
   CHECK_ERR(unix_server(&again, loop, name, NULL), TAPIO_EADDRINUSE);
   CHECK_OK(unix_connect(loop, name, &c));
@@ -690,10 +660,7 @@ static void unix_abstract_name(void)
   CHECK_STR(peername(c.t).host, name);
   CHECK_STR(sockname(s->t).host, name);
   close_both(loop, &c, s);
-  CHECK_OK(tapio_server_close(sv.s));
-  CHECK_OK(tapio_server_wait_closed(sv.s, on_server_closed, &sv));
-  WAIT_FOR(loop, sv.closed);
-  CHECK(path_exists(name)); /* the file was never the server's */
+  CHECK(close_leaves_file(&sv, name)); /* the file was never the server's */
   CHECK(unlink(name) == 0 && chdir(cwd) == 0);
   /* the whole of sun_path, "@" standing for its first byte */
   memset(longest, 'n', sizeof longest - 1);
@@ -704,13 +671,10 @@ static void unix_abstract_name(void)
   CHECK_STR(got, longest);
   CHECK_ERR(tapio_create_unix_server(loop, "@", srv_factory, &again, NULL,
                                      on_server, &again), TAPIO_EINVAL);
-  tapio_server_release(sv.s);
   tapio_server_release(again.s);
-  free_loop(loop);
-  srv_free(&sv);
+  unix_server_free(&sv, loop, &td);
   srv_free(&again);
   rec_free(&c);
-  tmpdir_remove(&td);
 }
 
 static void unix_connect_missing_path(void)

@@ -862,9 +862,7 @@ static void loop_memory_returns_after_close(void)
     spin(loop, 3);
     CHECK_EQ(tapio_loop_memory(loop), base);
   }
-  tapio_server_release(sv.s);
-  free_loop(loop);
-  srv_free(&sv);
+  srv_release_and_free(&sv, loop);
 }
 
 /* Counts what goes through the allocator; every block carries its size so
@@ -917,9 +915,7 @@ static void loop_custom_allocator(void)
   one_connection(loop, &sv);
   CHECK_OK(tapio_call_later(loop, 10, count_call, &never, NULL));
   CHECK_EQ(tapio_loop_memory(loop), c.live);
-  tapio_server_release(sv.s);
-  free_loop(loop);
-  srv_free(&sv);
+  srv_release_and_free(&sv, loop);
   CHECK(c.allocs >= 4); /* loop, server, transports, call */
   CHECK_EQ(c.live, 0);
   CHECK_EQ(c.allocs, c.frees);

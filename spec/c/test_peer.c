@@ -146,9 +146,7 @@ static void half_close_between_tapio_ends(void)
   WAIT_FOR(loop, c.lost && s->lost);
   CHECK_STR(s->log, "made data:7 eof lost:0");
   CHECK_STR(c.log, "made data:5 eof lost:0");
-  tapio_server_release(sv.s);
-  free_loop(loop);
-  srv_free(&sv);
+  srv_release_and_free(&sv, loop);
   rec_free(&c);
 }
 

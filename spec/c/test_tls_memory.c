@@ -26,17 +26,8 @@ typedef struct kit {
 static void kit_open(kit *k, size_t chunk)
 {
   memset(k, 0, sizeof *k);
-  k->loop = new_virtual();
-  CHECK_OK(tapio_recorder_new(NULL, NULL, TAPIO_RECORDER_MERGE, &k->a.rec));
-  CHECK_OK(tapio_recorder_new(NULL, NULL, TAPIO_RECORDER_MERGE, &k->b.rec));
-  CHECK_OK(tapio_memory_pair(k->loop, tapio_recorder_protocol(k->a.rec),
-                             k->a.rec, tapio_recorder_protocol(k->b.rec),
-                             k->b.rec, &k->a.t, &k->b.t));
-  if (chunk) {
-    CHECK_OK(tapio_memory_set_chunks(k->a.t, chunk, chunk, 0));
-    CHECK_OK(tapio_memory_set_chunks(k->b.t, chunk, chunk, 0));
-  }
-  CHECK_OK(tapio_loop_run_until_idle(k->loop));
+  k->loop = recorded_pair_open(chunk, &k->a.rec, &k->a.t, &k->b.rec,
+                               &k->b.t);
 }
 
 /* start_tls on s with ctx (released) and options o (may be NULL). */
@@ -59,9 +50,7 @@ static tapio_options *client_options(kit *k, double handshake_timeout)
 
 static void kit_free(kit *k)
 {
-  free_loop(k->loop);
-  tapio_recorder_free(k->a.rec);
-  tapio_recorder_free(k->b.rec);
+  recorded_pair_free(k->loop, k->a.rec, k->b.rec);
 }
 
 /* Both sides upgrade; bytes both ways; a close with close_notify. */

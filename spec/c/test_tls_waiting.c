@@ -62,13 +62,7 @@ typedef struct kit {
 static void kit_open(kit *k)
 {
   memset(k, 0, sizeof *k);
-  k->loop = new_virtual();
-  CHECK_OK(tapio_recorder_new(NULL, NULL, TAPIO_RECORDER_MERGE, &k->a.rec));
-  CHECK_OK(tapio_recorder_new(NULL, NULL, TAPIO_RECORDER_MERGE, &k->b.rec));
-  CHECK_OK(tapio_memory_pair(k->loop, tapio_recorder_protocol(k->a.rec),
-                             k->a.rec, tapio_recorder_protocol(k->b.rec),
-                             k->b.rec, &k->a.t, &k->b.t));
-  CHECK_OK(tapio_loop_run_until_idle(k->loop));
+  k->loop = recorded_pair_open(0, &k->a.rec, &k->a.t, &k->b.rec, &k->b.t);
 }
 
 /* A byte each way through the session, then a close with close_notify. */
@@ -85,9 +79,7 @@ static void kit_finish(kit *k)
             "connection_made\ndata_received:a\neof_received\n"
             "connection_lost:nil");
   CHECK_EQ(tapio_loop_transport_count(k->loop), 0);
-  free_loop(k->loop);
-  tapio_recorder_free(k->a.rec);
-  tapio_recorder_free(k->b.rec);
+  recorded_pair_free(k->loop, k->a.rec, k->b.rec);
 }
 
 /* The server's session starts, the client says nothing yet: OpenSSL
@@ -182,9 +174,7 @@ static void read_buffer_goes_at_close_notify(void)
   CHECK_STR(tapio_recorder_events(k.a.rec),
             "connection_made\nconnection_lost:nil");
   CHECK_EQ(tapio_loop_transport_count(k.loop), 0);
-  free_loop(k.loop);
-  tapio_recorder_free(k.a.rec);
-  tapio_recorder_free(k.b.rec);
+  recorded_pair_free(k.loop, k.a.rec, k.b.rec);
 }
 
 TEST_MAIN(TEST(server_waits_for_hello), TEST(server_hello_held_below),

@@ -188,6 +188,40 @@ static inline void tls_pair_end(tls_pair *p)
   rec_free(&p->c);
 }
 
+/* ---- TLS over memory ------------------------------------------------------ */
+
+/* A new virtual loop and a testing-kit memory pair on it, each end
+ * recorded by its own recorder (events merged), both connection_made
+ * run: what the tests of TLS over memory start TLS on. chunk nonzero:
+ * each end reads and writes that many bytes at a time. */
+static inline tapio_loop *recorded_pair_open(size_t chunk,
+                                             tapio_recorder **ra,
+                                             tapio_transport **ta,
+                                             tapio_recorder **rb,
+                                             tapio_transport **tb)
+{
+  tapio_loop *loop = new_virtual();
+  CHECK_OK(tapio_recorder_new(NULL, NULL, TAPIO_RECORDER_MERGE, ra));
+  CHECK_OK(tapio_recorder_new(NULL, NULL, TAPIO_RECORDER_MERGE, rb));
+  CHECK_OK(tapio_memory_pair(loop, tapio_recorder_protocol(*ra), *ra,
+                             tapio_recorder_protocol(*rb), *rb, ta, tb));
+  if (chunk) {
+    CHECK_OK(tapio_memory_set_chunks(*ta, chunk, chunk, 0));
+    CHECK_OK(tapio_memory_set_chunks(*tb, chunk, chunk, 0));
+  }
+  CHECK_OK(tapio_loop_run_until_idle(loop));
+  return loop;
+}
+
+/* The loop, then the recorders (they outlive the transports). */
+static inline void recorded_pair_free(tapio_loop *loop, tapio_recorder *ra,
+                                      tapio_recorder *rb)
+{
+  free_loop(loop);
+  tapio_recorder_free(ra);
+  tapio_recorder_free(rb);
+}
+
 /* Writes pattern bytes on r's transport (from *offset on) until
  * pause_writing came; the count. */
 static inline size_t fill_until_paused(rec *r, size_t *offset)

@@ -10,8 +10,6 @@
 -- Usage: lua5.4 test_meta.lua path/to/_meta.lua [path/to/_meta_testing.lua]
 -- (tapio on the paths)
 local tapio = require "tapio"
-local core = require "tapio.core"
-local testing = require "tapio.testing"
 
 -- every file given: _meta.lua and _meta_testing.lua
 local meta = ""
@@ -25,56 +23,29 @@ local function check(cond, msg)
   if not cond then failures[#failures + 1] = msg end
 end
 
--- The public functions at run time, by the class name _meta.lua uses.
-local function public(t, into)
-  into = into or {}
+-- The public functions of a class at run time.
+local function public(t)
+  local names = {}
   for name, v in pairs(t) do
     if type(v) == "function" and not name:match("^_") then
-      into[name] = true
+      names[name] = true
     end
   end
-  return into
+  return names
 end
-local loop = tapio.new_loop()
-local fut = loop:create_future()
-local task = loop:create_task(function() end)
-local runtime = {
-  tapio = public(tapio),
-  Loop = public(getmetatable(loop).__index),
-  Transport = public(core.transport_methods),
-  ReadTransport = public(core.read_transport_methods),
-  WriteTransport = public(core.write_transport_methods),
-  SubprocessTransport = public(core.subprocess_transport_methods),
-  DatagramTransport = public(core.datagram_transport_methods),
-  Server = public(core.server_methods),
-  Handle = public(core.handle_methods),
-  Future = public(getmetatable(fut).__index),
-  Task = {},
-  Buffer = public(core.buffer_methods),
-  StreamReader = public(tapio.StreamReader),
-  StreamWriter = public(tapio.StreamWriter),
-  Process = public(tapio.Process),
-  Event = public(tapio.Event),
-  Lock = public(tapio.Lock),
-  Semaphore = public(tapio.Semaphore),
-  Condition = public(tapio.Condition),
-  Barrier = public(tapio.Barrier),
-  Queue = public(tapio.Queue),
-  TaskGroup = public(require("tapio.group").TaskGroup),
-  testing = public(testing),
-  Clock = public(getmetatable(testing.clock(testing.new_loop()))),
-  Recorder = public(getmetatable(testing.recorder()).__index),
-  Child = public(testing._Child),
-}
--- a task's own methods: those its class adds to the future's
-for name, v in pairs(tapio.Task) do
-  if type(v) == "function" and not name:match("^_") and
-     rawget(tapio.Future, name) ~= v then
-    runtime.Task[name] = true
+-- spec/support/classes.lua's list, by the class name _meta.lua uses
+local runtime = {}
+for _, class in ipairs(require("spec.support.classes").list()) do
+  if class.meta then
+    runtime[class.meta] = public(class.methods)
   end
 end
-loop:run_until_complete(task)
-loop:close()
+-- a task's own methods: those its class adds to the future's
+for name in pairs(runtime.Task) do
+  if rawget(tapio.Future, name) == tapio.Task[name] then
+    runtime.Task[name] = nil
+  end
+end
 
 -- The annotated functions: `function Class.name(` or `Class:name(`, with
 -- the comment lines right above them.

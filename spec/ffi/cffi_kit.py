@@ -8,7 +8,9 @@ the table to outlive every transport that uses it); what differs per
 connection goes in the user pointer, an ffi.new_handle the Python object
 keeps until connection_lost (or a failed completion), when tapio stops
 calling it. Exceptions in callbacks are collected in `errors` (cffi only
-prints them and returns 0) for the checks to assert none."""
+prints them and returns 0): each stops the loop run() is running
+and run() raises it, so a check failing inside a callback fails the test
+at once with its own message; the checks also assert none were left."""
 import sys
 import traceback
 
@@ -19,11 +21,14 @@ ffi.cdef(open(sys.argv[1]).read())
 C = ffi.dlopen(sys.argv[2])
 NULL = ffi.NULL
 errors = []  # exceptions inside callbacks: cffi only prints them
+running = []  # the loop run() runs, while it does
 
 
 def on_error(exc, value, tb):
-    errors.append(value)
+    errors.append(value.with_traceback(tb))  # run() raises it from there
     traceback.print_exception(exc, value, tb)
+    if running:
+        C.tapio_loop_stop(running[-1])
 
 
 keep = []
@@ -94,8 +99,9 @@ def new_loop():
 
 
 def run(loop, seconds=10):
-    """Runs loop until a callback stops it, failing after seconds."""
-    late = []
+    """Runs loop until a callback stops it, failing after seconds; an
+    exception raised inside a callback stops it and is raised here."""
+    late, failed = [], len(errors)
 
     def deadline(_ud):
         late.append(1)
@@ -104,9 +110,15 @@ def run(loop, seconds=10):
     check(C.tapio_call_later(loop, seconds, callback("tapio_call_fn",
                                                      deadline), NULL, h),
           "call_later")
-    check(C.tapio_loop_run(loop), "tapio_loop_run")
+    running.append(loop)
+    try:
+        check(C.tapio_loop_run(loop), "tapio_loop_run")
+    finally:
+        running.pop()
     C.tapio_handle_cancel(h[0])
     C.tapio_handle_release(h[0])
+    if len(errors) > failed:
+        raise errors[failed]
     assert not late, "deadline passed"
 
 
