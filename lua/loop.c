@@ -170,7 +170,6 @@ static void loop_free(lua_State *L, tl_loop *lb, int quiet) {
   lb->closing = 1;
   tapio_loop_free(lb->loop);
   lb->loop = NULL;
-  tl_work_free(lb);
   free(lb->rbuf);
   lb->rbuf = NULL;
   tl_release_calls(lb, L);

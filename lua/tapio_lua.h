@@ -87,7 +87,6 @@ typedef struct tl_loop {
   double slow_duration; /* loop:set_debug's slow_callback_duration */
   char *rbuf;         /* LuaJIT: where plain protocols read (protocol.c) */
   struct tl_acache *acache; /* address values by socket address (address.c) */
-  struct tl_jobs *jobs; /* the paths jobs take, a scratch buffer (work.c) */
   tl_link servers;    /* every tl_server not yet collected */
   tl_link calls;      /* pending scheduled calls and server waiters */
   tl_link watches;    /* descriptor and signal watches (watch.c) */
@@ -550,8 +549,6 @@ int tl_open_sendfile(lua_State *L);
 /* ---- work.c: loop:_run_in_executor (to_thread) ------------------------- */
 
 int tl_open_work(lua_State *L);
-/* loop_free, after the core loop: what the jobs shared goes. */
-void tl_work_free(tl_loop *lb);
 /* 1 when the value at idx is a pending job ("tapio.work"). */
 int tl_is_work(lua_State *L, int idx);
 /* loop:_cancel of a job p: pushes true if it was still to come. */

@@ -18,6 +18,7 @@
 
 #include <lualib.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,13 +44,22 @@ typedef struct paths {
   size_t path_n, cpath_n;
 } paths;
 
-/* The loop's share of the work: lb->jobs. */
-struct tl_jobs {
-  paths *now;         /* what the next job takes, unless it changed */
+/* The jobs' share of a Lua state: a "tapio.work_shared" userdata, an
+ * upvalue of loop:_run_in_executor (U_SHARED). */
+typedef struct shared {
+  paths *now;         /* what the next job takes, unless they changed */
   unsigned version;
   wbuf scratch;       /* a job's arguments, encoded before they are
                          copied into a string of their own */
-};
+} shared;
+
+/* loop:_run_in_executor's upvalues: the job metatable, the weak table of
+ * fn's bytecode by fn, the loop metatable, the shared userdata, the
+ * package table require reads (package.loaded.package, or nil), the keys
+ * "path" and "cpath", and the values of package.path and package.cpath
+ * that now was made from. */
+enum { U_JOBMT = 1, U_DUMPS, U_LOOPMT, U_SHARED, U_PACKAGE, U_KPATH,
+       U_KCPATH, U_PATH, U_CPATH, U_N = U_CPATH };
 
 /* The user values of a job. */
 enum { UV_CB = 1, UV_ARG, UV_CODE, UV_IN, UV_N };
@@ -74,6 +84,22 @@ typedef struct tl_work {
   wbuf out;           /* what came back: the pool thread's, then ours */
   char name[32];      /* "tapio.to_thread" or "loop:run_in_executor" */
 } tl_work;
+
+/* Errors of loop:_run_in_executor's arguments name the line of whoever
+ * called tapio.to_thread or loop:run_in_executor: tapio.loop's
+ * work_in_task or queue_work calls it (level 1), tail-called from
+ * there (level 2). On a pool thread, level 0: no line. */
+enum { CALLER = 2, NO_LINE = 0 };
+
+static int raise_at(lua_State *L, int level, const char *fmt, ...) {
+  va_list ap;
+  luaL_where(L, level);
+  va_start(ap, fmt);
+  lua_pushvfstring(L, fmt, ap);
+  va_end(ap);
+  lua_concat(L, 2);
+  return lua_error(L);
+}
 
 /* ---- Values as bytes -------------------------------------------------------
  * One tag byte each: n nil, f false, t true, i an integer (Lua 5.4), d a
@@ -130,6 +156,7 @@ static void put_number(lua_State *L, wbuf *b, int idx) {
 }
 
 typedef struct where {
+  int level;          /* whose line errors name: CALLER, NO_LINE */
   const char *fn;     /* whose call: "tapio.to_thread" */
   const char *what;   /* "fn's argument", "result": named what #n */
   int n;
@@ -144,14 +171,14 @@ static void put_value(lua_State *L, wbuf *b, int idx, const where *at,
 static void put_table(lua_State *L, wbuf *b, int idx, const where *at,
                       int depth) {
   if (depth >= MAX_DEPTH)
-    luaL_error(L, "tapio: %s: %s #%d nests tables more than %d deep",
-               at->fn, at->what, at->n, MAX_DEPTH);
+    raise_at(L, at->level, "tapio: %s: %s #%d nests tables more than %d "
+             "deep", at->fn, at->what, at->n, MAX_DEPTH);
   luaL_checkstack(L, 6, NULL);
   lua_pushvalue(L, idx);
   lua_rawget(L, at->seen);
   if (lua_toboolean(L, -1))
-    luaL_error(L, "tapio: %s: %s #%d holds a table that contains itself "
-               "(a cycle): it cannot be copied", at->fn, at->what, at->n);
+    raise_at(L, at->level, "tapio: %s: %s #%d holds a table that contains "
+             "itself (a cycle): it cannot be copied", at->fn, at->what, at->n);
   lua_pop(L, 1);
   lua_pushvalue(L, idx);
   lua_pushboolean(L, 1);
@@ -192,8 +219,9 @@ static void put_value(lua_State *L, wbuf *b, int idx, const where *at,
     put_table(L, b, idx, at, depth);
     break;
   default:
-    luaL_error(L, "tapio: %s: %s #%d %s a %s: only nil, booleans, numbers, "
-               "strings and tables of them are copied to another thread",
+    raise_at(L, at->level, "tapio: %s: %s #%d %s a %s: only nil, booleans, "
+             "numbers, strings and tables of them are copied to another "
+             "thread",
                at->fn, at->what, at->n, depth ? "holds" : "is",
                luaL_typename(L, idx));
   }
@@ -202,13 +230,14 @@ static void put_value(lua_State *L, wbuf *b, int idx, const where *at,
 /* The values at first..last into b, each named what #k. The table of
  * the tables being copied is made only when one is among them. */
 static void put_values(lua_State *L, wbuf *b, int first, int last,
-                       const char *fn, const char *what) {
+                       int level, const char *fn, const char *what) {
   where at;
   int i, tables = 0;
   for (i = first; i <= last && !tables; i++)
     tables = lua_type(L, i) == LUA_TTABLE;
   if (tables)
     lua_newtable(L);
+  at.level = level;
   at.fn = fn;
   at.what = what;
   at.seen = lua_gettop(L);
@@ -280,7 +309,7 @@ static void wbuf_free(wbuf *b) {
   b->n = b->cap = 0;
 }
 
-/* ---- On the pool's thread ------------------------------------------------ */
+/* ---- On the pool's thread ----------------------------------------------- */
 
 /* The functions a thread's state loaded, by their bytecode: a job of
  * the same fn loads it once. Direct-mapped by where the loop's copy of
@@ -372,7 +401,7 @@ static int put_error(lua_State *L) {
     lua_replace(L, 1);
   }
   lw->out.n = 0;
-  put_values(L, &lw->out, 1, 1, lw->name, "its error");
+  put_values(L, &lw->out, 1, 1, NO_LINE, lw->name, "its error");
   return 0;
 }
 
@@ -443,7 +472,8 @@ static int job_body(lua_State *L) {
     return luaL_error(L, "tapio: %s: fn returned %d results: at most %d "
                       "come back (return a table)", lw->name, lw->nres,
                       MAX_RESULTS);
-  put_values(L, &lw->out, top + 1, lua_gettop(L), lw->name, "result");
+  put_values(L, &lw->out, top + 1, lua_gettop(L), NO_LINE, lw->name,
+             "result");
   return 0;
 }
 
@@ -465,7 +495,7 @@ static void run_job(void *ud) {
   lua_settop(L, 0);
 }
 
-/* ---- The caller's paths -------------------------------------------------- */
+/* ---- The caller's paths ------------------------------------------------- */
 
 static void paths_unref(paths *ps) {
   if (ps && --ps->refs == 0) {
@@ -473,17 +503,6 @@ static void paths_unref(paths *ps) {
     free(ps->cpath);
     free(ps);
   }
-}
-
-/* The caller's package[key] (NULL, 0 unless a string) at top; 1 when it
- * is not what now holds. */
-static int path_differs(lua_State *L, const char *now, size_t now_n) {
-  size_t n = 0;
-  const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &n)
-                                                 : NULL;
-  if (!s || !now)
-    return s != now;
-  return n != now_n || memcmp(s, now, n) != 0;
 }
 
 static char *dup_path(lua_State *L, int idx, size_t *n) {
@@ -517,55 +536,45 @@ static paths *paths_new(lua_State *L, unsigned version) {
   return ps;
 }
 
-/* The paths for a job queued now: the loop's, unless package.path or
- * package.cpath changed since (then a new version); raises when out of
- * memory. Raw reads: what require itself finds. */
-static paths *current_paths(lua_State *L, struct tl_jobs *js) {
-  paths *now = js->now, *ps;
-  int changed;
-  lua_getglobal(L, "package");
-  if (lua_istable(L, -1)) {
-    lua_pushliteral(L, "path");
-    lua_rawget(L, -2);
-    lua_pushliteral(L, "cpath");
-    lua_rawget(L, -3);
-  } else {
-    lua_pushnil(L);
-    lua_pushnil(L);
+/* The paths for a job queued now, by loop:_run_in_executor: the ones
+ * made last, unless package.path or package.cpath is another value
+ * since (then a new version, and their values become upvalues: a value
+ * kept cannot be collected and another made at its address, so the same
+ * string is the same value). Raw reads, of the package table require
+ * uses; NULL without one. Raises when out of memory. */
+static paths *current_paths(lua_State *L, shared *sh) {
+  paths *ps;
+  if (lua_type(L, lua_upvalueindex(U_PACKAGE)) != LUA_TTABLE)
+    return NULL;
+  lua_pushvalue(L, lua_upvalueindex(U_KPATH));
+  lua_rawget(L, lua_upvalueindex(U_PACKAGE));
+  lua_pushvalue(L, lua_upvalueindex(U_KCPATH));
+  lua_rawget(L, lua_upvalueindex(U_PACKAGE));
+  if (sh->now && lua_rawequal(L, -2, lua_upvalueindex(U_PATH)) &&
+      lua_rawequal(L, -1, lua_upvalueindex(U_CPATH))) {
+    lua_pop(L, 2);
+    return sh->now;
   }
-  changed = !now || path_differs(L, now->cpath, now->cpath_n);
-  if (!changed) {
-    lua_pushvalue(L, -2);
-    changed = path_differs(L, now->path, now->path_n);
-    lua_pop(L, 1);
-  }
-  if (changed) {
-    if (!(ps = paths_new(L, js->version + 1)))
-      luaL_error(L, "not enough memory");
-    js->version++;
-    paths_unref(js->now);
-    js->now = now = ps;
-  }
-  lua_pop(L, 3);
-  return now;
-}
-
-static struct tl_jobs *loop_jobs(lua_State *L, tl_loop *lb) {
-  if (!lb->jobs && !(lb->jobs = calloc(1, sizeof *lb->jobs)))
+  if (!(ps = paths_new(L, sh->version + 1)))
     luaL_error(L, "not enough memory");
-  return lb->jobs;
+  sh->version++;
+  paths_unref(sh->now);
+  sh->now = ps;
+  lua_replace(L, lua_upvalueindex(U_CPATH));
+  lua_replace(L, lua_upvalueindex(U_PATH));
+  return ps;
 }
 
-void tl_work_free(tl_loop *lb) {
-  if (!lb->jobs)
-    return;
-  paths_unref(lb->jobs->now);
-  wbuf_free(&lb->jobs->scratch);
-  free(lb->jobs);
-  lb->jobs = NULL;
+/* The shared userdata's __gc: the jobs in flight keep their paths. */
+static int l_shared_gc(lua_State *L) {
+  shared *sh = lua_touserdata(L, 1);
+  paths_unref(sh->now);
+  sh->now = NULL;
+  wbuf_free(&sh->scratch);
+  return 0;
 }
 
-/* ---- On the loop's thread ------------------------------------------------ */
+/* ---- On the loop's thread ----------------------------------------------- */
 
 /* What a job holds of the loop: its anchor, its paths. */
 static void work_release(lua_State *L, tl_work *lw) {
@@ -675,33 +684,35 @@ static void check_fn(lua_State *L, int idx, const char *fn, int n) {
   const char *up;
   int i;
   if (lua_iscfunction(L, idx))
-    luaL_error(L, "tapio: %s: bad argument #%d 'fn' (a Lua function "
-               "expected: a C function cannot be copied to another "
-               "thread)", fn, n);
+    raise_at(L, CALLER, "tapio: %s: bad argument #%d 'fn' (a Lua function "
+             "expected: a C function cannot be copied to another thread)",
+             fn, n);
   for (i = 1; (up = lua_getupvalue(L, idx, i)) != NULL; i++) {
     lua_pop(L, 1);
 #if LUA_VERSION_NUM >= 502
     if (strcmp(up, "_ENV") == 0)
       continue;
 #endif
-    luaL_error(L, "tapio: %s: bad argument #%d 'fn' (it uses upvalue "
-               "'%s', a local of the code around it: fn runs in another "
-               "Lua state, without it; pass its value as an argument)",
-               fn, n, *up ? up : "?");
+    raise_at(L, CALLER, "tapio: %s: bad argument #%d 'fn' (it uses "
+             "upvalue '%s', a local of the code around it: fn runs in "
+             "another Lua state, without it; pass its value as an "
+             "argument)", fn, n, *up ? up : "?");
   }
 }
 
+static const char DUMPS_KEY = 0;
+
 /* Pushes the bytecode of the function at idx, a string: dumped once, at
  * its first job (fn checked then), and kept while fn lives in the weak
- * table at upvalue 2 (a function to its bytecode). */
+ * table U_DUMPS (a function to its bytecode). */
 static void push_code(lua_State *L, int idx, wbuf *scratch,
                       const char *fn, int n) {
   int rc;
   if (lua_type(L, idx) != LUA_TFUNCTION)
-    luaL_error(L, "tapio: %s: bad argument #%d 'fn' (function expected, "
-               "got %s)", fn, n, luaL_typename(L, idx));
+    raise_at(L, CALLER, "tapio: %s: bad argument #%d 'fn' (function "
+             "expected, got %s)", fn, n, luaL_typename(L, idx));
   lua_pushvalue(L, idx);
-  lua_rawget(L, lua_upvalueindex(2));
+  lua_rawget(L, lua_upvalueindex(U_DUMPS));
   if (!lua_isnil(L, -1))
     return;
   lua_pop(L, 1);
@@ -719,7 +730,7 @@ static void push_code(lua_State *L, int idx, wbuf *scratch,
   lua_pushlstring(L, scratch->p, scratch->n);
   lua_pushvalue(L, idx);
   lua_pushvalue(L, -2);
-  lua_rawset(L, lua_upvalueindex(2));
+  lua_rawset(L, lua_upvalueindex(U_DUMPS));
 }
 
 /* The loop at 1, unless closed: the loop metatable is upvalue 3. */
@@ -727,11 +738,13 @@ static tl_loop *check_loop(lua_State *L, const char *fn) {
   tl_loop *lb = lua_touserdata(L, 1);
   int ok = lb && lua_getmetatable(L, 1);
   if (ok) {
-    ok = lua_rawequal(L, -1, lua_upvalueindex(3));
+    ok = lua_rawequal(L, -1, lua_upvalueindex(U_LOOPMT));
     lua_pop(L, 1);
   }
-  if (!ok || !lb->loop || lb->closing)
+  if (!ok)
     return tl_checkloop(L, 1, fn); /* raises, saying why */
+  if (!lb->loop || lb->closing)
+    raise_at(L, CALLER, "tapio: %s: the loop is closed", fn);
   return lb;
 }
 
@@ -743,22 +756,22 @@ static int l_run_in_executor(lua_State *L) {
   size_t name_n;
   const char *name = luaL_checklstring(L, 4, &name_n);
   int fnpos = (int)luaL_checkinteger(L, 5), top = lua_gettop(L), rc;
-  struct tl_jobs *js = loop_jobs(L, lb);
+  shared *sh = lua_touserdata(L, lua_upvalueindex(U_SHARED));
   tl_work *lw;
   if (name_n >= sizeof lw->name)
     name_n = sizeof lw->name - 1;
-  push_code(L, 6, &js->scratch, name, fnpos);
+  push_code(L, 6, &sh->scratch, name, fnpos);
   if (top > 6) {
-    js->scratch.n = 0;
-    put_values(L, &js->scratch, 7, top, name, "fn's argument");
-    lua_pushlstring(L, js->scratch.p, js->scratch.n);
+    sh->scratch.n = 0;
+    put_values(L, &sh->scratch, 7, top, CALLER, name, "fn's argument");
+    lua_pushlstring(L, sh->scratch.p, sh->scratch.n);
   } else {
     lua_pushnil(L);
   }
   lw = tl_newuserdata_n(L, sizeof *lw, UV_N - 1);
   memset(lw, 0, sizeof *lw);
   lw->self_ref = LUA_NOREF;
-  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_pushvalue(L, lua_upvalueindex(U_JOBMT));
   lua_setmetatable(L, -2);
   lw->lb = lb;
   memcpy(lw->name, name, name_n);
@@ -773,8 +786,8 @@ static int l_run_in_executor(lua_State *L) {
   tl_setiuservalue(L, -2, UV_CB);
   lua_pushvalue(L, 3);
   tl_setiuservalue(L, -2, UV_ARG);
-  lw->paths = current_paths(L, js);
-  lw->paths->refs++;
+  if ((lw->paths = current_paths(L, sh)) != NULL)
+    lw->paths->refs++;
   lua_pushvalue(L, -1);
   lw->self_ref = tl_anchor(lb, L);
   rc = tapio_queue_work(lb->loop, run_job, on_done, lw, &lw->w);
@@ -782,7 +795,7 @@ static int l_run_in_executor(lua_State *L) {
     work_release(L, lw);
     lw->state = J_OVER;
     if (rc == TAPIO_EVIRTUAL)
-      return luaL_error(L, "tapio: %s: a virtual-clock loop (tapio."
+      return raise_at(L, CALLER, "tapio: %s: a virtual-clock loop (tapio."
                         "testing's) runs no threads", name);
     return tl_fail(L, rc);
   }
@@ -804,13 +817,15 @@ static int l_set_threadpool_size(lua_State *L) {
 }
 
 /* The job metatable: __index holds _results and _on_cancel, each with
- * the metatable as its upvalue (check_job). _run_in_executor's upvalues:
- * the job metatable, the weak table of the dumps, the loop metatable. */
+ * the metatable as its upvalue (check_job); core.work_results is
+ * _results too, for tapio.loop to keep. */
 int tl_open_work(lua_State *L) {
   luaL_newmetatable(L, TL_WORK);
   lua_createtable(L, 0, 2);
   lua_pushvalue(L, -2);
   lua_pushcclosure(L, l_job_results, 1);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -5, "work_results"); /* the module table, under mt */
   lua_setfield(L, -2, "_results");
   lua_pushvalue(L, -2);
   lua_pushcclosure(L, l_job_cancel, 1);
@@ -818,14 +833,22 @@ int tl_open_work(lua_State *L) {
   lua_setfield(L, -2, "__index");
   luaL_getmetatable(L, TL_LOOP);
   lua_getfield(L, -1, "__index");
-  lua_pushvalue(L, -3);
-  lua_newtable(L);
-  lua_createtable(L, 0, 1);
-  lua_pushliteral(L, "k");
-  lua_setfield(L, -2, "__mode");
+  lua_pushvalue(L, -3);                       /* U_JOBMT */
+  tl_push_weak(L, &DUMPS_KEY, "k");           /* U_DUMPS */
+  lua_pushvalue(L, -4);                       /* U_LOOPMT */
+  memset(tl_newuserdata(L, sizeof(shared)), 0, sizeof(shared));
+  lua_createtable(L, 0, 1);                   /* U_SHARED */
+  lua_pushcfunction(L, l_shared_gc);
+  lua_setfield(L, -2, "__gc");
   lua_setmetatable(L, -2);
-  lua_pushvalue(L, -4);
-  lua_pushcclosure(L, l_run_in_executor, 3);
+  tl_getsubtable(L, LUA_REGISTRYINDEX, "_LOADED");
+  lua_getfield(L, -1, "package");             /* U_PACKAGE */
+  lua_remove(L, -2);
+  lua_pushliteral(L, "path");                 /* U_KPATH */
+  lua_pushliteral(L, "cpath");                /* U_KCPATH */
+  lua_pushnil(L);                             /* U_PATH */
+  lua_pushnil(L);                             /* U_CPATH */
+  lua_pushcclosure(L, l_run_in_executor, U_N);
   lua_setfield(L, -2, "_run_in_executor");
   lua_pushcfunction(L, l_set_threadpool_size);
   lua_setfield(L, -2, "set_threadpool_size");

@@ -235,6 +235,42 @@ describe("tapio.to_thread", function()
       end)
     end)
 
+  it("raises an argument's error at the line that called it", function()
+    local function line_of(fn)
+      local ok, err = pcall(fn)
+      assert.is_false(ok)
+      return tonumber(tostring(err):match("^[^:]*to_thread_spec%.lua:(%d+): "
+        .. "tapio: "))
+    end
+    helper.run(function(loop)
+      local here = debug.getinfo(1, "l").currentline
+      local got = line_of(function()
+        local r = tapio.to_thread(function() end, print) -- here + 2
+        return r
+      end)
+      assert.are.equal(here + 2, got)
+      got = line_of(function()
+        local r = tapio.to_thread(print) -- here + 7
+        return r
+      end)
+      assert.are.equal(here + 7, got)
+      got = line_of(function()
+        local r = loop:run_in_executor(nil, function() end, { print })
+        return r -- the line above: here + 12
+      end)
+      assert.are.equal(here + 12, got)
+      -- outside a task: the future's method raises there too
+      local fut = loop:create_future()
+      loop:call_soon(function()
+        fut:set_result(line_of(function()
+          local r = loop:run_in_executor(nil, 42) -- here + 20
+          return r
+        end))
+      end)
+      assert.are.equal(here + 20, fut:await())
+    end)
+  end)
+
   it("raises where no loop runs", function()
     local err = helper.fails(tapio.to_thread, function() end)
     assert.matches("tapio: to_thread: no running event loop", err)

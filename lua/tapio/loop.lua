@@ -278,7 +278,7 @@ end
 -- future. Cancelling drops a job not started; a running one finishes
 -- and its results are dropped. The job's completion is cb(arg, job),
 -- where job:_results() gives fn's results or raises its error.
-local run_job = Loop._run_in_executor
+local run_job, job_results = Loop._run_in_executor, core.work_results
 
 local function settle(fut, ok, ...)
   if ok then
@@ -296,17 +296,14 @@ end
 local function job_to_future(fut, job)
   fut._cancel_hook = nil
   if not fut:done() then -- else done meanwhile: nobody wants the results
-    settle(fut, pcall(job._results, job))
+    settle(fut, pcall(job_results, job))
   end
 end
 
 local function queue_work(loop, name, fnpos, fn, ...)
   local fut = new_future(loop)
-  local ok, job, err = pcall(run_job, loop, job_to_future, fut, name, fnpos,
-    fn, ...)
-  if not ok then
-    error(job, 3)
-  elseif not job then
+  local job, err = run_job(loop, job_to_future, fut, name, fnpos, fn, ...)
+  if not job then
     fut:set_exception(err)
   else
     fut._cancel_hook = function()
@@ -322,8 +319,9 @@ end
 -- stream's read wakes its task); back in the task, job:_results() gives
 -- the results. task:cancel calls job:_on_cancel(), which drops the job at
 -- once (before a pool thread can take it), or its results once it runs.
--- An argument's error comes from the C side as it is (it names the
--- function and the argument; no position, as queue_work's).
+-- Both are tail-called by the methods, and the C side's errors of
+-- their arguments name the line of the methods' caller (lua/work.c's
+-- CALLER).
 local function work_in_task(loop, task, name, fnpos, fn, ...)
   local job, err = run_job(loop, unpark, task, name, fnpos, fn, ...)
   if not job then
@@ -332,7 +330,7 @@ local function work_in_task(loop, task, name, fnpos, fn, ...)
   if yield(PARK, job) == CANCEL then -- task:cancel dropped the job first
     cancelled()
   end
-  return job:_results()
+  return job_results(job)
 end
 
 --- loop:run_in_executor(executor, fn, ...) -> fn's results
@@ -355,12 +353,12 @@ M.api = {}
 --- tapio.to_thread(fn, ...) -> fn's results: asyncio's to_thread, on the
 -- running loop's pool.
 function M.api.to_thread(fn, ...)
-  local loop = get_running_loop() or U.running_loop("to_thread")
   local co = running()
   local task = co and tasks[co]
-  if task then
-    return work_in_task(loop, task, "tapio.to_thread", 1, fn, ...)
+  if task then -- a task runs from its own loop
+    return work_in_task(task._loop, task, "tapio.to_thread", 1, fn, ...)
   end
+  local loop = get_running_loop() or U.running_loop("to_thread")
   return queue_work(loop, "tapio.to_thread", 1, fn, ...)
 end
 
