@@ -12,7 +12,7 @@
  * nor change, so the pool thread reads them while the loop's thread goes
  * on). The pool thread reads those and writes the job's results (out),
  * nothing else of the userdata; the loop's thread frees out after the
- * job's completion (job:_results took them, or nobody wanted them). No
+ * job's completion (work_results took them, or nobody wanted them). No
  * job has a __gc: nothing is allocated for it before it is queued. */
 #include "tapio_lua.h"
 
@@ -47,6 +47,8 @@ typedef struct paths {
 /* The jobs' share of a Lua state: a "tapio.work_shared" userdata, an
  * upvalue of loop:_run_in_executor (U_SHARED). */
 typedef struct shared {
+  struct tl_work *current; /* the job whose completion runs: work_results
+                              answers for it alone */
   paths *now;         /* what the next job takes, unless they changed */
   unsigned version;
   wbuf scratch;       /* a job's arguments, encoded before they are
@@ -64,17 +66,14 @@ enum { U_JOBMT = 1, U_DUMPS, U_LOOPMT, U_SHARED, U_PACKAGE, U_KPATH,
 /* The user values of a job. */
 enum { UV_CB = 1, UV_ARG, UV_CODE, UV_IN, UV_N };
 
-/* Where a job is, on the loop's thread. */
-enum { J_NEW, J_QUEUED, J_DONE, J_OVER };
-
 typedef struct tl_work {
   tl_loop *lb;
+  shared *sh;
   tapio_work *w;      /* the core's job, until done or dropped */
   int self_ref;       /* anchors this userdata while queued */
   int status;         /* the core's, in the completion */
-  uint8_t state;      /* J_*: job:_results answers in J_DONE only */
   uint8_t cancelled;  /* done calls nobody */
-  uint8_t taken;      /* job:_results ran */
+  uint8_t taken;      /* work_results ran */
   uint8_t failed;     /* out holds fn's error; 2: no memory for it */
   int nargs, nres;
   const char *code;   /* fn's bytecode: the UV_CODE string's */
@@ -584,7 +583,7 @@ static void work_release(lua_State *L, tl_work *lw) {
 }
 
 /* The core's done: cb(arg, job) from the loop, unless the job was
- * cancelled or the loop is closing from __gc; job:_results gives fn's
+ * cancelled or the loop is closing from __gc; work_results(job) gives fn's
  * results there. The job's anchor goes before cb runs: cb may resume a
  * task directly (tapio.to_thread's), which runs on from there and may
  * count the anchors. Its results go after. */
@@ -595,17 +594,19 @@ static void on_done(void *ud, int status) {
   tapio_work_release(lw->w);
   lw->w = NULL;
   lw->status = status;
-  lw->state = J_DONE;
   lua_rawgeti(L, LUA_REGISTRYINDEX, lw->self_ref);
   work_release(L, lw);
   if (!lb->quiet && !lw->cancelled && lua_checkstack(L, 8)) {
+    tl_work *was = lw->sh->current; /* a completion inside another's */
+    lw->sh->current = lw;
     lua_rawgeti(L, LUA_REGISTRYINDEX, lb->msgh_ref);
     tl_getiuservalue(L, -2, UV_CB);
     tl_getiuservalue(L, -3, UV_ARG);
     lua_pushvalue(L, -4);
-    tl_call(lb, L, 2, 0, "error in a to_thread callback", NULL);
+    tl_done(L, 0, tl_call(lb, L, 2, 0, "error in a to_thread callback",
+                          NULL));
+    lw->sh->current = was;
   }
-  lw->state = J_OVER;
   wbuf_free(&lw->out);
   lua_pop(L, 1);
 }
@@ -623,12 +624,15 @@ static tl_work *check_job(lua_State *L, int idx, const char *fn) {
   return lw;
 }
 
-/* job:_results(), in its completion: fn's results, or raises its error
- * as fn raised it, or ECANCELED (the loop closed). Once. */
+/* core.work_results(job), in its completion (cb): fn's results, or
+ * raises its error as fn raised it, or ECANCELED (the loop closed).
+ * Once. The shared userdata (upvalue 1) knows the job completing: no
+ * other check. */
 static int l_job_results(lua_State *L) {
-  tl_work *lw = check_job(L, 1, "job:_results");
-  if (lw->state != J_DONE || lw->taken)
-    return luaL_error(L, "tapio: job:_results: only once, in the job's "
+  shared *sh = lua_touserdata(L, lua_upvalueindex(1));
+  tl_work *lw = sh->current;
+  if (!lw || lua_touserdata(L, 1) != lw || lw->taken)
+    return luaL_error(L, "tapio: work_results: only once, in the job's "
                       "completion");
   lw->taken = 1;
   if (lw->status < 0) {
@@ -653,8 +657,7 @@ int tl_work_cancel(lua_State *L, void *p) {
   if (rc == 1) {
     tapio_work_release(lw->w);
     lw->w = NULL;
-    lw->state = J_OVER;
-    work_release(L, lw);
+      work_release(L, lw);
   } else if (rc == 0) {
     lw->cancelled = 1;
   }
@@ -774,6 +777,7 @@ static int l_run_in_executor(lua_State *L) {
   lua_pushvalue(L, lua_upvalueindex(U_JOBMT));
   lua_setmetatable(L, -2);
   lw->lb = lb;
+  lw->sh = sh;
   memcpy(lw->name, name, name_n);
   lw->nargs = top - 6;
   lw->in = lua_tostring(L, -2);
@@ -793,13 +797,11 @@ static int l_run_in_executor(lua_State *L) {
   rc = tapio_queue_work(lb->loop, run_job, on_done, lw, &lw->w);
   if (rc < 0) {
     work_release(L, lw);
-    lw->state = J_OVER;
-    if (rc == TAPIO_EVIRTUAL)
+      if (rc == TAPIO_EVIRTUAL)
       return raise_at(L, CALLER, "tapio: %s: a virtual-clock loop (tapio."
                         "testing's) runs no threads", name);
     return tl_fail(L, rc);
   }
-  lw->state = J_QUEUED;
   return 1;
 }
 
@@ -816,17 +818,12 @@ static int l_set_threadpool_size(lua_State *L) {
   return 0;
 }
 
-/* The job metatable: __index holds _results and _on_cancel, each with
- * the metatable as its upvalue (check_job); core.work_results is
- * _results too, for tapio.loop to keep. */
+/* The job metatable: __index holds _on_cancel, with the metatable as
+ * its upvalue (check_job). core.work_results has the shared userdata as
+ * its; it is also loop:_run_in_executor's U_SHARED. */
 int tl_open_work(lua_State *L) {
   luaL_newmetatable(L, TL_WORK);
-  lua_createtable(L, 0, 2);
-  lua_pushvalue(L, -2);
-  lua_pushcclosure(L, l_job_results, 1);
-  lua_pushvalue(L, -1);
-  lua_setfield(L, -5, "work_results"); /* the module table, under mt */
-  lua_setfield(L, -2, "_results");
+  lua_createtable(L, 0, 1);
   lua_pushvalue(L, -2);
   lua_pushcclosure(L, l_job_cancel, 1);
   lua_setfield(L, -2, "_on_cancel");
@@ -841,6 +838,9 @@ int tl_open_work(lua_State *L) {
   lua_pushcfunction(L, l_shared_gc);
   lua_setfield(L, -2, "__gc");
   lua_setmetatable(L, -2);
+  lua_pushvalue(L, -1);
+  lua_pushcclosure(L, l_job_results, 1);
+  lua_setfield(L, -9, "work_results"); /* the module table */
   tl_getsubtable(L, LUA_REGISTRYINDEX, "_LOADED");
   lua_getfield(L, -1, "package");             /* U_PACKAGE */
   lua_remove(L, -2);

@@ -277,7 +277,7 @@ end
 -- async rule: in a task, its results (or its error, raised); elsewhere a
 -- future. Cancelling drops a job not started; a running one finishes
 -- and its results are dropped. The job's completion is cb(arg, job),
--- where job:_results() gives fn's results or raises its error.
+-- where core.work_results(job) gives fn's results or raises its error.
 local run_job, job_results = Loop._run_in_executor, core.work_results
 
 local function settle(fut, ok, ...)
@@ -316,7 +316,7 @@ end
 -- The same in a task: the task parks on the job, and the job's
 -- completion is tapio.task's unpark(task, job), which resumes it there
 -- and then, with no future, closure or scheduled call between (as a
--- stream's read wakes its task); back in the task, job:_results() gives
+-- stream's read wakes its task); back in the task, work_results(job) gives
 -- the results. task:cancel calls job:_on_cancel(), which drops the job at
 -- once (before a pool thread can take it), or its results once it runs.
 -- Both are tail-called by the methods, and the C side's errors of
