@@ -70,7 +70,8 @@ typedef struct tl_work {
   tl_loop *lb;
   shared *sh;
   tapio_work *w;      /* the core's job, until done or dropped */
-  int self_ref;       /* anchors this userdata while queued */
+  struct tl_work *next_spare; /* lb->spare_jobs */
+  int slot;           /* its index in the loop's table of jobs */
   int status;         /* the core's, in the completion */
   uint8_t cancelled;  /* done calls nobody */
   uint8_t taken;      /* work_results ran */
@@ -575,11 +576,73 @@ static int l_shared_gc(lua_State *L) {
 
 /* ---- On the loop's thread ----------------------------------------------- */
 
-/* What a job holds of the loop: its anchor, its paths. */
+/* A loop's job objects live in its table of jobs (lb->jobs_ref), from
+ * their first job to the loop's end, and are used again: a job costs no
+ * userdata, no anchor of its own and no collection. One in flight holds
+ * the loop (tl_hold: the collector never frees the loop under it). */
+
+/* Pushes the loop's table of jobs, made at its first job. */
+static void push_jobs(lua_State *L, tl_loop *lb) {
+  if (lb->jobs_ref == LUA_NOREF) {
+    lua_newtable(L);
+    lb->jobs_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lb->jobs_ref);
+}
+
+/* Pushes a job object of the loop not in flight (zeroed but for its slot),
+ * spare or new. */
+static tl_work *job_take(lua_State *L, tl_loop *lb) {
+  tl_work *lw = lb->spare_jobs;
+  int slot;
+  push_jobs(L, lb);
+  if (lw) {
+    lua_rawgeti(L, -1, lw->slot);
+    lb->spare_jobs = lw->next_spare;
+    lb->nspare--;
+    slot = lw->slot;
+  } else {
+    lw = tl_newuserdata_n(L, sizeof *lw, UV_N - 1);
+    lua_pushvalue(L, lua_upvalueindex(U_JOBMT));
+    lua_setmetatable(L, -2);
+    slot = lb->njobs + 1;
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, -3, slot);
+    lb->njobs++;
+  }
+  lua_remove(L, -2);
+  memset(lw, 0, sizeof *lw);
+  lw->slot = slot;
+  lw->lb = lb;
+  return lw;
+}
+
+/* The job at idx, its flight over: spare again, without the values of
+ * its call (its completion's argument, fn's arguments). */
+static void job_back(lua_State *L, tl_work *lw, int idx) {
+  tl_loop *lb = lw->lb;
+  idx = tl_absindex(L, idx);
+  lua_pushnil(L);
+  tl_setiuservalue(L, idx, UV_ARG);
+  lua_pushnil(L);
+  tl_setiuservalue(L, idx, UV_IN);
+  lw->next_spare = lb->spare_jobs;
+  lb->spare_jobs = lw;
+  lb->nspare++;
+}
+
+void tl_work_free(tl_loop *lb, lua_State *L) {
+  luaL_unref(L, LUA_REGISTRYINDEX, lb->jobs_ref);
+  lb->jobs_ref = LUA_NOREF;
+  lb->spare_jobs = NULL;
+  lb->njobs = lb->nspare = 0;
+}
+
+/* What a job in flight holds: the loop, its paths. */
 static void work_release(lua_State *L, tl_work *lw) {
   paths_unref(lw->paths);
   lw->paths = NULL;
-  tl_unanchor(lw->lb, L, &lw->self_ref);
+  tl_unhold(lw->lb, L);
 }
 
 /* The core's done: cb(arg, job) from the loop, unless the job was
@@ -594,7 +657,9 @@ static void on_done(void *ud, int status) {
   tapio_work_release(lw->w);
   lw->w = NULL;
   lw->status = status;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, lw->self_ref);
+  push_jobs(L, lb);
+  lua_rawgeti(L, -1, lw->slot);
+  lua_remove(L, -2);
   work_release(L, lw);
   if (!lb->quiet && !lw->cancelled && lua_checkstack(L, 8)) {
     tl_work *was = lw->sh->current; /* a completion inside another's */
@@ -608,6 +673,7 @@ static void on_done(void *ud, int status) {
     lw->sh->current = was;
   }
   wbuf_free(&lw->out);
+  job_back(L, lw, -1);
   lua_pop(L, 1);
 }
 
@@ -651,13 +717,14 @@ static int l_job_results(lua_State *L) {
 
 /* loop:_cancel's part: true if the job was still to come. A job not
  * started is dropped at once; a running one ends unseen. */
-int tl_work_cancel(lua_State *L, void *p) {
-  tl_work *lw = p;
+int tl_work_cancel(lua_State *L, int idx) {
+  tl_work *lw = lua_touserdata(L, idx);
   int rc = lw->w && !lw->cancelled ? tapio_work_cancel(lw->w) : -1;
   if (rc == 1) {
     tapio_work_release(lw->w);
     lw->w = NULL;
-      work_release(L, lw);
+    work_release(L, lw);
+    job_back(L, lw, idx);
   } else if (rc == 0) {
     lw->cancelled = 1;
   }
@@ -668,7 +735,8 @@ int tl_work_cancel(lua_State *L, void *p) {
 /* job:_on_cancel(): what task:cancel calls of the object a task is
  * parked on (tapio.to_thread's task parks on its job). */
 static int l_job_cancel(lua_State *L) {
-  return tl_work_cancel(L, check_job(L, 1, "job:_on_cancel"));
+  check_job(L, 1, "job:_on_cancel");
+  return tl_work_cancel(L, 1);
 }
 
 static int writer(lua_State *L, const void *p, size_t n, void *ud) {
@@ -761,6 +829,7 @@ static int l_run_in_executor(lua_State *L) {
   int fnpos = (int)luaL_checkinteger(L, 5), top = lua_gettop(L), rc;
   shared *sh = lua_touserdata(L, lua_upvalueindex(U_SHARED));
   tl_work *lw;
+  paths *ps;
   if (name_n >= sizeof lw->name)
     name_n = sizeof lw->name - 1;
   push_code(L, 6, &sh->scratch, name, fnpos);
@@ -771,12 +840,8 @@ static int l_run_in_executor(lua_State *L) {
   } else {
     lua_pushnil(L);
   }
-  lw = tl_newuserdata_n(L, sizeof *lw, UV_N - 1);
-  memset(lw, 0, sizeof *lw);
-  lw->self_ref = LUA_NOREF;
-  lua_pushvalue(L, lua_upvalueindex(U_JOBMT));
-  lua_setmetatable(L, -2);
-  lw->lb = lb;
+  ps = current_paths(L, sh);
+  lw = job_take(L, lb);
   lw->sh = sh;
   memcpy(lw->name, name, name_n);
   lw->nargs = top - 6;
@@ -790,14 +855,14 @@ static int l_run_in_executor(lua_State *L) {
   tl_setiuservalue(L, -2, UV_CB);
   lua_pushvalue(L, 3);
   tl_setiuservalue(L, -2, UV_ARG);
-  if ((lw->paths = current_paths(L, sh)) != NULL)
-    lw->paths->refs++;
-  lua_pushvalue(L, -1);
-  lw->self_ref = tl_anchor(lb, L);
+  if ((lw->paths = ps) != NULL)
+    ps->refs++;
+  tl_hold(lb, L);
   rc = tapio_queue_work(lb->loop, run_job, on_done, lw, &lw->w);
   if (rc < 0) {
     work_release(L, lw);
-      if (rc == TAPIO_EVIRTUAL)
+    job_back(L, lw, -1);
+    if (rc == TAPIO_EVIRTUAL)
       return raise_at(L, CALLER, "tapio: %s: a virtual-clock loop (tapio."
                         "testing's) runs no threads", name);
     return tl_fail(L, rc);
