@@ -2,9 +2,13 @@
 -- latency: fn's bytecode and arguments copied, a pool thread's Lua state
 -- loading and calling it, the results back, the task resumed) and from
 -- 64 tasks at once (the throughput), with 1 and 4 threads.
--- Usage: build/tapio bench/to_thread.lua [jobs]   (50000 by default)
+-- Usage: build/tapio bench/to_thread.lua [jobs [inflight threads]]
+-- (50000 jobs by default; with inflight and threads, that one row alone:
+-- bench/to_thread_count.sh counts it so)
 local tapio = require "tapio"
 local jobs = tonumber(arg and arg[1]) or 50000
+local only_inflight, only_threads = tonumber(arg and arg[2]),
+  tonumber(arg and arg[3])
 
 local function empty() end
 
@@ -31,7 +35,11 @@ local function measure(inflight, threads)
       secs / n * 1e6))
 end
 
-measure(1, 1)
-measure(1, 4)
-measure(64, 1)
-measure(64, 4)
+if only_inflight then
+  measure(only_inflight, only_threads or 4)
+else
+  measure(1, 1)
+  measure(1, 4)
+  measure(64, 1)
+  measure(64, 4)
+end

@@ -35,7 +35,6 @@ static const lua_CFunction tramps[TL_NTRAMP] = {
   [TL_T_WATCH] = tl_tr_watch,
   [TL_T_SHELL] = tl_tr_shell,
   [TL_T_PIPES] = tl_tr_pipes,
-  [TL_T_WORK] = tl_tr_work,
 };
 
 /* [1]'s __tostring, in a call of its own: it may raise. */

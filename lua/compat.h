@@ -15,6 +15,10 @@
 #define tl_newuserdata(L, size) lua_newuserdatauv((L), (size), 1)
 #define tl_setuservalue(L, idx) ((void)lua_setiuservalue((L), (idx), 1))
 #define tl_getuservalue(L, idx) ((void)lua_getiuservalue((L), (idx), 1))
+/* n user values (a job's, work.c): slots 1..n. */
+#define tl_newuserdata_n(L, size, n) lua_newuserdatauv((L), (size), (n))
+#define tl_setiuservalue(L, idx, i) ((void)lua_setiuservalue((L), (idx), (i)))
+#define tl_getiuservalue(L, idx, i) ((void)lua_getiuservalue((L), (idx), (i)))
 #define tl_rawlen(L, idx) lua_rawlen((L), (idx))
 #define tl_rawgetp(L, idx, p) ((void)lua_rawgetp((L), (idx), (p)))
 #define tl_rawsetp(L, idx, p) lua_rawsetp((L), (idx), (p))
@@ -47,6 +51,29 @@ static inline int tl_tointeger(lua_State *L, int idx, lua_Integer *v) {
 #define tl_setuservalue(L, idx) ((void)lua_setfenv((L), (idx)))
 #define tl_getuservalue(L, idx) lua_getfenv((L), (idx))
 #define tl_rawlen(L, idx) lua_objlen((L), (idx))
+
+/* n user values: slots 1..n of a table that is the environment. */
+static inline void *tl_newuserdata_n(lua_State *L, size_t size, int n) {
+  void *p = lua_newuserdata(L, size);
+  lua_createtable(L, n, 0);
+  lua_setfenv(L, -2);
+  return p;
+}
+
+static inline void tl_setiuservalue(lua_State *L, int idx, int i) {
+  idx = idx < 0 ? lua_gettop(L) + idx + 1 : idx;
+  lua_getfenv(L, idx);
+  lua_insert(L, -2);
+  lua_rawseti(L, -2, i);
+  lua_pop(L, 1);
+}
+
+static inline void tl_getiuservalue(lua_State *L, int idx, int i) {
+  idx = idx < 0 ? lua_gettop(L) + idx + 1 : idx;
+  lua_getfenv(L, idx);
+  lua_rawgeti(L, -1, i);
+  lua_remove(L, -2);
+}
 
 static inline int tl_absindex(lua_State *L, int idx) {
   return (idx > 0 || idx <= LUA_REGISTRYINDEX) ? idx : lua_gettop(L) + idx + 1;

@@ -50,11 +50,20 @@ void tl_unref(tl_loop *lb, lua_State *L, int *ref) {
  * the registry, and while any is anchored the loop anchors its own: the
  * collector never closes a loop under them (asyncio: a transport holds its
  * loop), however the script let go of the loop. */
-int tl_anchor(tl_loop *lb, lua_State *L) {
+void tl_hold(tl_loop *lb, lua_State *L) {
   if (lb->nopen++ == 0) {
     tl_pushloop(L, lb);
     lb->self_ref = tl_ref(lb, L);
   }
+}
+
+void tl_unhold(tl_loop *lb, lua_State *L) {
+  if (--lb->nopen == 0)
+    tl_unref(lb, L, &lb->self_ref);
+}
+
+int tl_anchor(tl_loop *lb, lua_State *L) {
+  tl_hold(lb, L);
   return tl_ref(lb, L);
 }
 
@@ -62,8 +71,7 @@ void tl_unanchor(tl_loop *lb, lua_State *L, int *ref) {
   if (*ref == LUA_NOREF)
     return;
   tl_unref(lb, L, ref);
-  if (--lb->nopen == 0)
-    tl_unref(lb, L, &lb->self_ref);
+  tl_unhold(lb, L);
 }
 
 /* ---- The loop object --------------------------------------------------- */
@@ -114,7 +122,7 @@ static void loop_free_refs(lua_State *L, tl_loop *lb) {
 static tl_loop *new_loop_object(lua_State *L) {
   tl_loop *lb = tl_newuserdata(L, sizeof *lb);
   memset(lb, 0, sizeof *lb);
-  lb->msgh_ref = lb->thread_ref = lb->self_ref = LUA_NOREF;
+  lb->msgh_ref = lb->thread_ref = lb->self_ref = lb->jobs_ref = LUA_NOREF;
   tl_list_init(&lb->servers);
   tl_list_init(&lb->calls);
   tl_list_init(&lb->watches);
@@ -170,6 +178,7 @@ static void loop_free(lua_State *L, tl_loop *lb, int quiet) {
   lb->closing = 1;
   tapio_loop_free(lb->loop);
   lb->loop = NULL;
+  tl_work_free(lb, L);
   free(lb->rbuf);
   lb->rbuf = NULL;
   tl_release_calls(lb, L);
@@ -292,13 +301,15 @@ static int l_debug(lua_State *L) {
     nservers++;
   for (l = lb->calls.next; l != &lb->calls; l = l->next)
     ncalls++;
-  lua_createtable(L, 0, 3);
+  lua_createtable(L, 0, 4);
   lua_pushinteger(L, lb->nrefs);
   lua_setfield(L, -2, "refs");
   lua_pushinteger(L, nservers);
   lua_setfield(L, -2, "servers");
   lua_pushinteger(L, ncalls);
   lua_setfield(L, -2, "calls");
+  lua_pushinteger(L, lb->njobs - lb->nspare);
+  lua_setfield(L, -2, "jobs");
   return 1;
 }
 

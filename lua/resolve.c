@@ -256,7 +256,7 @@ static int l_cancel(lua_State *L) {
   if (!lb->loop || lb->closing || !p)
     return 0;
   if (tl_is_work(L, 2))
-    return tl_work_cancel(L, p);
+    return tl_work_cancel(L, 2);
   n = tapio_cancel_pending(lb->loop, p);
   if (n > 0) { /* the core calls nobody: the anchors go here */
     if (luaL_testudata(L, 2, TL_LOOKUP))

@@ -62,7 +62,6 @@ enum {
   TL_T_WATCH,    /* add_reader, add_writer, add_signal_handler callbacks */
   TL_T_SHELL,    /* keeping what a closed shell answers (tl_end_transport) */
   TL_T_PIPES,    /* a subprocess's pipe transports' Lua objects */
-  TL_T_WORK,     /* run_in_executor's completions */
   TL_NTRAMP
 };
 
@@ -88,6 +87,10 @@ typedef struct tl_loop {
   double slow_duration; /* loop:set_debug's slow_callback_duration */
   char *rbuf;         /* LuaJIT: where plain protocols read (protocol.c) */
   struct tl_acache *acache; /* address values by socket address (address.c) */
+  int jobs_ref;       /* work.c: a table of the loop's job objects, kept
+                         for the next jobs (no anchor: not in nrefs) */
+  struct tl_work *spare_jobs; /* those not in flight, to reuse */
+  int njobs, nspare;  /* made, and not in flight */
   tl_link servers;    /* every tl_server not yet collected */
   tl_link calls;      /* pending scheduled calls and server waiters */
   tl_link watches;    /* descriptor and signal watches (watch.c) */
@@ -183,6 +186,10 @@ void tl_unref(tl_loop *lb, lua_State *L, int *ref);
 /* An open object's anchor: refs the value on top (popped) and, while any
  * such anchor is held, the loop's userdata too. */
 int tl_anchor(tl_loop *lb, lua_State *L);
+/* The loop anchors itself while something it runs is open (tl_anchor's
+ * half): one tl_hold per object, one tl_unhold when it ends. */
+void tl_hold(tl_loop *lb, lua_State *L);
+void tl_unhold(tl_loop *lb, lua_State *L);
 void tl_unanchor(tl_loop *lb, lua_State *L, int *ref);
 /* A metatable tname whose __index is a new methods table, left on the
  * stack. */
@@ -550,11 +557,12 @@ int tl_open_sendfile(lua_State *L);
 /* ---- work.c: loop:_run_in_executor (to_thread) ------------------------- */
 
 int tl_open_work(lua_State *L);
-int tl_tr_work(lua_State *L);
 /* 1 when the value at idx is a pending job ("tapio.work"). */
 int tl_is_work(lua_State *L, int idx);
-/* loop:_cancel of a job p: pushes true if it was still to come. */
-int tl_work_cancel(lua_State *L, void *p);
+/* loop:_cancel of the job at idx: pushes true if it was still to come. */
+int tl_work_cancel(lua_State *L, int idx);
+/* loop_free, after the core loop: the table of the loop's jobs goes. */
+void tl_work_free(tl_loop *lb, lua_State *L);
 
 /* server.c: a pending create_server was cancelled; nothing will call it. */
 void tl_server_cancelled(lua_State *L, tl_server *ls);

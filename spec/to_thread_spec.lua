@@ -235,6 +235,42 @@ describe("tapio.to_thread", function()
       end)
     end)
 
+  it("raises an argument's error at the line that called it", function()
+    local function line_of(fn)
+      local ok, err = pcall(fn)
+      assert.is_false(ok)
+      return tonumber(tostring(err):match("^[^:]*to_thread_spec%.lua:(%d+): "
+        .. "tapio: "))
+    end
+    helper.run(function(loop)
+      local here = debug.getinfo(1, "l").currentline
+      local got = line_of(function()
+        local r = tapio.to_thread(function() end, print) -- here + 2
+        return r
+      end)
+      assert.are.equal(here + 2, got)
+      got = line_of(function()
+        local r = tapio.to_thread(print) -- here + 7
+        return r
+      end)
+      assert.are.equal(here + 7, got)
+      got = line_of(function()
+        local r = loop:run_in_executor(nil, function() end, { print })
+        return r -- the line above: here + 12
+      end)
+      assert.are.equal(here + 12, got)
+      -- outside a task: the future's method raises there too
+      local fut = loop:create_future()
+      loop:call_soon(function()
+        fut:set_result(line_of(function()
+          local r = loop:run_in_executor(nil, 42) -- here + 20
+          return r
+        end))
+      end)
+      assert.are.equal(here + 20, fut:await())
+    end)
+  end)
+
   it("raises where no loop runs", function()
     local err = helper.fails(tapio.to_thread, function() end)
     assert.matches("tapio: to_thread: no running event loop", err)
@@ -358,6 +394,36 @@ describe("the worker pool", function()
     end)
   end)
 
+  it("keeps nothing of a finished job's call, and reuses its object",
+    function()
+      helper.run(function(loop)
+        local weak = setmetatable({}, { __mode = "k" })
+        local function four() -- its registers go with its frame
+          local ts = {}
+          for i = 1, 4 do -- four jobs in flight: four job objects
+            ts[i] = loop:create_task(tapio.to_thread, function(s)
+              return #s
+            end, string.rep("x", 100))
+            weak[ts[i]] = true
+          end
+          for i = 1, 4 do
+            assert.are.equal(100, ts[i]:await())
+          end
+        end
+        four()
+        assert.are.equal(0, loop:_debug().jobs)
+        collectgarbage()
+        collectgarbage()
+        local left = 0
+        for _ in pairs(weak) do
+          left = left + 1
+        end
+        -- the job objects do not hold the tasks (the task machinery may
+        -- keep the last one it ran)
+        assert.is_true(left <= 1)
+      end)
+    end)
+
   it("drops a cancelled job that has not started", function()
     helper.run(function(loop)
       loop:set_threadpool_size(1)
@@ -371,10 +437,11 @@ describe("the worker pool", function()
       local second = loop:create_task(tapio.to_thread, read_from, path, 1,
         nil, mark, "ran")
       started:await() -- the first runs: the second waits in the queue
-      local queued = loop:_debug().refs
+      local queued = loop:_debug().jobs -- the jobs in flight
+      assert.are.equal(2, queued)
       assert.is_true(second:cancel())
       -- dropped at the cancel, before the first's end frees the thread
-      assert.is_true(loop:_debug().refs < queued)
+      assert.are.equal(1, loop:_debug().jobs)
       transport:write("ab")
       assert.are.equal("a", first:await())
       -- one thread: a job queued after the second starts after it would have

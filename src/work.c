@@ -15,8 +15,9 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <string.h>
 
-enum { POOL_DEFAULT = 4, POOL_MAX = 128 };
+enum { POOL_DEFAULT = 4, POOL_MAX = 128, SPARE_MAX = 64 };
 
 /* Where a job is: only the loop's thread moves it to W_OVER. */
 enum { W_QUEUED, W_RUNNING, W_FINISHED, W_OVER };
@@ -42,6 +43,9 @@ struct tapio__pool {
   tapio__link queue;       /* jobs not started, first in first out */
   tapio__link finished;    /* jobs whose work returned, for the loop */
   tapio__link jobs;        /* the loop thread's: every job of the pool */
+  tapio__link spare;       /* the loop thread's: freed jobs kept for the
+                              next ones, at most SPARE_MAX */
+  int nspare;
   pthread_t *threads;
   int size, nthreads, idle, nqueued, stopping;
 };
@@ -147,17 +151,37 @@ static int pool_new(tapio_loop *loop) {
   tapio__list_init(&p->queue);
   tapio__list_init(&p->finished);
   tapio__list_init(&p->jobs);
+  tapio__list_init(&p->spare);
   loop->pool = p;
   return 0;
 }
 
 /* ---- Jobs ---------------------------------------------------------------- */
 
+/* A job's memory goes to the pool's spare list, up to SPARE_MAX, for
+ * the next job: with many in flight, no allocation per job. */
 static void job_unref(tapio_work *w) {
-  if (--w->refs == 0) {
-    tapio__list_remove(&w->all);
+  tapio__pool *p = w->loop->pool;
+  if (--w->refs > 0)
+    return;
+  tapio__list_remove(&w->all);
+  if (p->nspare < SPARE_MAX) {
+    tapio__list_push(&p->spare, &w->all);
+    p->nspare++;
+  } else {
     tapio__free(w->loop, w, sizeof *w);
   }
+}
+
+static tapio_work *job_new(tapio__pool *p) {
+  tapio_work *w;
+  if (tapio__list_empty(&p->spare))
+    return tapio__calloc(p->loop, sizeof *w);
+  w = TAPIO_CONTAINER(p->spare.next, tapio_work, all);
+  tapio__list_remove(&w->all);
+  p->nspare--;
+  memset(w, 0, sizeof *w);
+  return w;
 }
 
 /* Queues w; a thread is started when the jobs waiting outnumber the idle
@@ -194,7 +218,7 @@ int tapio_queue_work(tapio_loop *loop, tapio_work_fn work,
     return rc;
   if (!loop->pool && (rc = pool_new(loop)) < 0)
     return rc;
-  w = tapio__calloc(loop, sizeof *w);
+  w = job_new(loop->pool);
   if (!w)
     return TAPIO_ENOMEM;
   w->loop = loop;
@@ -297,6 +321,15 @@ void tapio__work_stop(tapio_loop *loop) {
   pthread_mutex_unlock(&p->lock);
 }
 
+/* Frees the jobs of a list linked by their all. */
+static void free_list(tapio_loop *loop, tapio__link *list) {
+  while (!tapio__list_empty(list)) {
+    tapio_work *w = TAPIO_CONTAINER(list->next, tapio_work, all);
+    tapio__list_remove(&w->all);
+    tapio__free(loop, w, sizeof *w);
+  }
+}
+
 /* tapio_loop_free: jobs not started are dropped, the threads finish the
  * jobs they run and are joined, then each job's done gets ECANCELED (its
  * work ran or not), and the caller's references die with the loop. */
@@ -315,11 +348,8 @@ void tapio__work_free(tapio_loop *loop) {
     pthread_join(p->threads[i], NULL);
   end_jobs(&p->finished, TAPIO_ECANCELED);
   end_jobs(&dropped, TAPIO_ECANCELED);
-  while (!tapio__list_empty(&p->jobs)) {
-    tapio_work *w = TAPIO_CONTAINER(p->jobs.next, tapio_work, all);
-    tapio__list_remove(&w->all);
-    tapio__free(loop, w, sizeof *w);
-  }
+  free_list(loop, &p->jobs);
+  free_list(loop, &p->spare);
   pthread_cond_destroy(&p->cond);
   pthread_mutex_destroy(&p->lock);
   tapio__free(loop, p->threads, p->size * sizeof *p->threads);

@@ -12,6 +12,8 @@ local current_task = F.api.current_task
 local PARK, CANCEL, cancelled = F.PARK, F.CANCEL, F.cancelled
 local pack, unpack, yield = U.pack, U.unpack, coroutine.yield
 local unpark = require("tapio.task").unpark
+local get_running_loop, running = core.get_running_loop, coroutine.running
+local tasks = F.tasks
 local Loop = core.loop_methods
 local Server = core.server_methods
 local server_mt = U.server_mt
@@ -274,43 +276,61 @@ end
 -- of its own, as its bytecode; its arguments and results are copied. The
 -- async rule: in a task, its results (or its error, raised); elsewhere a
 -- future. Cancelling drops a job not started; a running one finishes
--- and its results are dropped.
+-- and its results are dropped. The job's completion is cb(arg, job),
+-- where core.work_results(job) gives fn's results or raises its error.
+local run_job, job_results = Loop._run_in_executor, core.work_results
+
+local function settle(fut, ok, ...)
+  if ok then
+    fut:set_result(...)
+  else
+    fut:set_exception((...))
+    if fut._loop:is_closed() then
+      -- loop:close failed it (ECANCELED) and nothing will run to look:
+      -- not reported (asyncio's close leaves such a future pending)
+      F.retrieved(fut)
+    end
+  end
+end
+
+local function job_to_future(fut, job)
+  fut._cancel_hook = nil
+  if not fut:done() then -- else done meanwhile: nobody wants the results
+    settle(fut, pcall(job_results, job))
+  end
+end
+
 local function queue_work(loop, name, fnpos, fn, ...)
-  local fut, msg = start(Loop._run_in_executor, loop, name, fnpos, fn, ...)
-  if not fut then
-    error(msg, 3)
+  local fut = new_future(loop)
+  local job, err = run_job(loop, job_to_future, fut, name, fnpos, fn, ...)
+  if not job then
+    fut:set_exception(err)
+  else
+    fut._cancel_hook = function()
+      loop:_cancel(job)
+    end
   end
   return fut
 end
 
--- The same in a task: the job's completion resumes the task directly
--- (tapio.task's unpark), with no future and no scheduled call between,
--- as a stream's read wakes its task: about half of what a job costs the
--- loop's thread. task:cancel drops the job at once (before a pool thread
--- can take it), or its results once it runs.
-local function cancel_job(box)
-  box.loop:_cancel(box.job)
-end
-
+-- The same in a task: the task parks on the job, and the job's
+-- completion is tapio.task's unpark(task, job), which resumes it there
+-- and then, with no future, closure or scheduled call between (as a
+-- stream's read wakes its task); back in the task, work_results(job) gives
+-- the results. task:cancel calls job:_on_cancel(), which drops the job at
+-- once (before a pool thread can take it), or its results once it runs.
+-- Both are tail-called by the methods, and the C side's errors of
+-- their arguments name the line of the methods' caller (lua/work.c's
+-- CALLER).
 local function work_in_task(loop, task, name, fnpos, fn, ...)
-  local box = { loop = loop, _on_cancel = cancel_job }
-  local ok, job, err = pcall(Loop._run_in_executor, loop, function(e, ...)
-    box.err, box.res = e, pack(...)
-    unpark(task, box)
-  end, name, fnpos, fn, ...)
-  if not ok then
-    error(job, 3) -- an argument's: at the caller's line
-  elseif not job then
+  local job, err = run_job(loop, unpark, task, name, fnpos, fn, ...)
+  if not job then
     error(err, 0)
   end
-  box.job = job
-  if yield(PARK, box) == CANCEL then -- task:cancel dropped the job first
+  if yield(PARK, job) == CANCEL then -- task:cancel dropped the job first
     cancelled()
   end
-  if box.err ~= nil then
-    error(box.err, 0)
-  end
-  return unpack(box.res, 1, box.res.n)
+  return job_results(job)
 end
 
 --- loop:run_in_executor(executor, fn, ...) -> fn's results
@@ -333,11 +353,12 @@ M.api = {}
 --- tapio.to_thread(fn, ...) -> fn's results: asyncio's to_thread, on the
 -- running loop's pool.
 function M.api.to_thread(fn, ...)
-  local loop = U.running_loop("to_thread")
-  local task = current_task()
-  if task then
-    return work_in_task(loop, task, "tapio.to_thread", 1, fn, ...)
+  local co = running()
+  local task = co and tasks[co]
+  if task then -- a task runs from its own loop
+    return work_in_task(task._loop, task, "tapio.to_thread", 1, fn, ...)
   end
+  local loop = get_running_loop() or U.running_loop("to_thread")
   return queue_work(loop, "tapio.to_thread", 1, fn, ...)
 end
 
