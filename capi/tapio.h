@@ -410,6 +410,72 @@ int tapio_add_writer(tapio_loop *loop, int fd, tapio_call_fn fn, void *ud);
 int tapio_remove_reader(tapio_loop *loop, int fd);
 int tapio_remove_writer(tapio_loop *loop, int fd);
 
+/* ---- Operations on a caller's socket: asyncio's loop.sock_* ------------
+ * For sockets no transport covers (raw and ICMP sockets, netlink, a
+ * socket another library made): one operation on fd, a socket the caller
+ * owns and keeps (tapio never closes it), completed once through cb, from
+ * the loop. Each tries its system call first and waits for readiness only
+ * when the socket has nothing (or no room) for now, as asyncio's does;
+ * EINTR is retried; a send never raises SIGPIPE (a closed peer is
+ * TAPIO_EPIPE). The completion gets the status (0 or the error), n (the
+ * bytes received or sent, also on error: a sendall's bytes sent before
+ * it) and, for recvfrom and accept, the peer's socket address (borrowed
+ * for the call; addrlen 0 when there is none, as an unnamed Unix peer).
+ * Operations of one direction on one fd (receiving and accepting;
+ * sending and connecting) complete in the order they were made: only the
+ * first of them tries and waits, the next tries once it is done (two
+ * tasks in sock_recv on one UDP socket each get a datagram, where
+ * asyncio's second add_reader silences the first). A receive waits
+ * without reading: cancelling it (tapio_cancel_pending(loop, cb_ud))
+ * stops its watch at once and loses no byte, and its completion is never
+ * called (what a send sent stays sent). tapio_loop_free ends the
+ * operations left with TAPIO_ECANCELED. A completion may close fd, or
+ * start another operation on it; closing fd while an operation waits on
+ * it ends that operation with TAPIO_EBADF when the loop sees it before
+ * its next poll, and leaves it waiting for ever after (cancel it first).
+ * Errors of the call, none of which calls cb: TAPIO_EINVAL (NULL, fd < 0,
+ * a NULL buffer with a length), TAPIO_EBADF (fd is not open), TAPIO_EPERM
+ * (a regular file or a directory), TAPIO_EBUSY (a transport or server of
+ * the loop owns fd, as add_reader refuses it), TAPIO_ECLOSED (the loop is
+ * being freed), TAPIO_EVIRTUAL (a loop on a virtual clock), TAPIO_ENOMEM.
+ * A socket that is not non-blocking is used as one by recv, recvfrom,
+ * sendall and sendto (MSG_DONTWAIT); connect and accept cannot and
+ * refuse it: TAPIO_EINVAL, and tapio_loop_error_message says so. */
+typedef void (*tapio_sock_fn)(void *ud, int status, size_t n,
+                              const void *addr, size_t addrlen);
+/* accept's: the new socket (non-blocking, close-on-exec, the caller's to
+ * close), or -1 with an error. */
+typedef void (*tapio_sock_accept_fn)(void *ud, int status, int fd,
+                                     const void *addr, size_t addrlen);
+/* sock_recv / sock_recv_into: at most len bytes into buf, which must
+ * stay valid until the completion (or the cancel); n 0 is the end of a
+ * stream (or an empty datagram). */
+int tapio_sock_recv(tapio_loop *loop, int fd, void *buf, size_t len,
+                    tapio_sock_fn cb, void *cb_ud);
+/* sock_recvfrom / sock_recvfrom_into: one datagram (the rest of a longer
+ * one is dropped, as recvfrom(2) does) and the address it came from. */
+int tapio_sock_recvfrom(tapio_loop *loop, int fd, void *buf, size_t len,
+                        tapio_sock_fn cb, void *cb_ud);
+/* sock_sendall: every byte of data, or an error; data is borrowed for the
+ * call only (what must wait is copied). */
+int tapio_sock_sendall(tapio_loop *loop, int fd, const void *data,
+                       size_t len, tapio_sock_fn cb, void *cb_ud);
+/* sock_sendto: one datagram to addr (a socket address, see
+ * tapio_addr_parse), n the bytes sent; data and addr are borrowed for
+ * the call only. */
+int tapio_sock_sendto(tapio_loop *loop, int fd, const void *data,
+                      size_t len, const void *addr, size_t addrlen,
+                      tapio_sock_fn cb, void *cb_ud);
+/* sock_connect: connects fd to addr (numeric: no lookup), status 0 once
+ * connected or the error (TAPIO_ECONNREFUSED, ...), read from SO_ERROR
+ * after the wait. A cancelled connect may still go on in the kernel:
+ * the socket is the caller's to close. */
+int tapio_sock_connect(tapio_loop *loop, int fd, const void *addr,
+                       size_t addrlen, tapio_sock_fn cb, void *cb_ud);
+/* sock_accept: the next connection of the listening socket fd. */
+int tapio_sock_accept(tapio_loop *loop, int fd, tapio_sock_accept_fn cb,
+                      void *cb_ud);
+
 /* asyncio's add_signal_handler, on any loop of any thread: fn(ud) runs
  * from the loop, on its thread, after signal sig arrives; adding a
  * handler sig has on this loop replaces its fn and ud. The same signal
@@ -698,12 +764,14 @@ int tapio_connect_accepted_socket(tapio_loop *loop, int fd,
 /* Cancels every pending call (create_connection and friends, create_server
  * and friends, create_datagram_endpoint, connect_read_pipe and
  * connect_write_pipe, subprocess_exec and subprocess_shell, getaddrinfo,
- * getnameinfo) whose completion was given cb_ud as its user pointer. Each
- * is freed before this returns (its sockets and pipes closed, its lookup
- * dropped, its child killed and reaped, its protocol never told) and its
- * completion is never called. Returns how many it cancelled: 0 when none
- * was pending (done already, or never made). A "sock" or pipe given to a
- * cancelled call is closed. */
+ * getnameinfo, sendfile, the tapio_sock_* operations) whose completion
+ * was given cb_ud as its user pointer. Each is freed before this returns
+ * (its sockets and pipes closed, its lookup dropped, its child killed and
+ * reaped, its protocol never told) and its completion is never called.
+ * Returns how many it cancelled: 0 when none was pending (done already,
+ * or never made). A "sock" or pipe given to a cancelled call is closed;
+ * the socket of a tapio_sock_* operation is not (it stays the
+ * caller's). */
 int tapio_cancel_pending(tapio_loop *loop, void *cb_ud);
 /* Inside a completion callback called with an error: the message that
  * goes with it (e.g. what each address of a failed connect answered, why

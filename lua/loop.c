@@ -467,6 +467,7 @@ TL_EXPORT int luaopen_tapio_core(lua_State *L) {
   tl_open_datagram(L);
   tl_open_resolve(L);
   tl_open_sendfile(L);
+  tl_open_sock(L);
   tl_open_embed(L);
   tl_open_watch(L);
   tl_open_work(L);

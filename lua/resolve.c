@@ -2,7 +2,8 @@
  * (the Lua layer gives them the async rule), loop:set_resolver, and
  * loop:_cancel, which cancels any pending create call or lookup. A
  * pending lookup is the binding's pending call with a Lua completion:
- * sendfile.c's calls are ones too (tl_pending_new, tl_pending_count). */
+ * sendfile.c's and sock.c's calls are ones too (tl_pending_new,
+ * tl_pending_count, tl_pending_answer). */
 #include "tapio_lua.h"
 
 #include <string.h>
@@ -11,7 +12,8 @@
 #define FN_GAI "loop:getaddrinfo"
 #define FN_GNI "loop:getnameinfo"
 
-/* A pending lookup: its address is the core's completion user pointer. */
+/* A pending lookup: its address is the core's completion user pointer.
+ * A sock_recv's buffer follows it, in the same userdata. */
 struct tl_lookup {
   tl_loop *lb;
   int self_ref; /* anchors it while pending */
@@ -25,7 +27,12 @@ void tl_pending_release(lua_State *L, tl_lookup *lk) {
 
 /* Leaves the pending lookup on the stack, holding the callback at cbi. */
 tl_lookup *tl_pending_new(lua_State *L, tl_loop *lb, int cbi) {
-  tl_lookup *lk = tl_newuserdata(L, sizeof *lk);
+  return tl_pending_new_buffer(L, lb, cbi, 0);
+}
+
+tl_lookup *tl_pending_new_buffer(lua_State *L, tl_loop *lb, int cbi,
+                                 size_t size) {
+  tl_lookup *lk = tl_newuserdata(L, sizeof *lk + size);
   lk->lb = lb;
   lk->self_ref = lk->cb_ref = LUA_NOREF;
   luaL_setmetatable(L, TL_LOOKUP);
@@ -34,6 +41,10 @@ tl_lookup *tl_pending_new(lua_State *L, tl_loop *lb, int cbi) {
   lua_pushvalue(L, -1);
   lk->self_ref = tl_anchor(lb, L);
   return lk;
+}
+
+void *tl_pending_buffer(tl_lookup *lk) {
+  return lk + 1;
 }
 
 /* ---- Completions ----------------------------------------------------------- */
@@ -45,6 +56,8 @@ typedef struct answer {
   const char *host, *service;   /* getnameinfo's */
   int counted;                  /* a count's (sendfile's) */
   uint64_t count;
+  tl_push_fn push;              /* or the caller's results (sock.c's) */
+  const void *ctx;
 } answer;
 
 static void push_entry(lua_State *L, const tapio_addrinfo *res, size_t i) {
@@ -76,6 +89,14 @@ int tl_tr_lookup(lua_State *L) {
   answer *a = lua_touserdata(L, 1);
   size_t i, n;
   lua_rawgeti(L, LUA_REGISTRYINDEX, a->lk->cb_ref);
+  if (a->push) {
+    if (a->status < 0)
+      tl_pusherror(L, a->status, NULL);
+    else
+      lua_pushnil(L);
+    lua_call(L, 1 + a->push(L, a->ctx, a->status), 0);
+    return 0;
+  }
   if (a->status < 0) {
     tl_pusherror(L, a->status, NULL);
     if (a->counted) {
@@ -107,30 +128,40 @@ int tl_tr_lookup(lua_State *L) {
   return 0;
 }
 
-static void answered(answer *a) {
+/* 1 when the Lua completion was called. */
+static int answered(answer *a) {
   tl_loop *lb = a->lk->lb;
   lua_State *L = lb->L;
+  int called = 0;
   if (!lb->quiet && tl_prepare(lb, L, TL_T_LOOKUP) == 0) {
     lua_pushlightuserdata(L, a);
+    called = 1;
     tl_done(L, 0, tl_call(lb, L, 1, 0, "error in a lookup callback", NULL));
   }
   tl_pending_release(L, a->lk);
+  return called;
 }
 
 static void on_addrinfo(void *ud, int status, const tapio_addrinfo *res) {
-  answer a = {ud, status, res, NULL, NULL, 0, 0};
+  answer a = {ud, status, res, NULL, NULL, 0, 0, NULL, NULL};
   answered(&a);
 }
 
 static void on_nameinfo(void *ud, int status, const char *host,
                         const char *service) {
-  answer a = {ud, status, NULL, host, service, 0, 0};
+  answer a = {ud, status, NULL, host, service, 0, 0, NULL, NULL};
   answered(&a);
 }
 
 void tl_pending_count(void *ud, int status, uint64_t count) {
-  answer a = {ud, status, NULL, NULL, NULL, 1, count};
+  answer a = {ud, status, NULL, NULL, NULL, 1, count, NULL, NULL};
   answered(&a);
+}
+
+int tl_pending_answer(void *ud, int status, tl_push_fn push,
+                      const void *ctx) {
+  answer a = {ud, status, NULL, NULL, NULL, 0, 0, push, ctx};
+  return answered(&a);
 }
 
 /* ---- The calls ---------------------------------------------------------- */

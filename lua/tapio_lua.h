@@ -553,7 +553,25 @@ void tl_pending_release(lua_State *L, tl_lookup *lk);
 /* A completion with a count (sendfile's): cb(nil, count), or cb(err)
  * with err.count. */
 void tl_pending_count(void *ud, int status, uint64_t count);
+/* A pending call whose userdata also holds size bytes of buffer (a
+ * sock_recv's), and that buffer. */
+tl_lookup *tl_pending_new_buffer(lua_State *L, tl_loop *lb, int cbi,
+                                 size_t size);
+void *tl_pending_buffer(tl_lookup *lk);
+/* Pushes a completion's results after its nil (status 0; how many), or
+ * adds to its error value on top (0). */
+typedef int (*tl_push_fn)(lua_State *L, const void *ctx, int status);
+/* A completion with results push gives: cb(nil, ...) or cb(err); 1 when
+ * cb was called (a closing loop calls nobody). */
+int tl_pending_answer(void *ud, int status, tl_push_fn push,
+                      const void *ctx);
 int tl_open_sendfile(lua_State *L);
+/* ---- sock.c: loop:_sock_recv and friends ------------------------------- */
+
+int tl_open_sock(lua_State *L);
+/* watch.c's words for a descriptor the core refused (EBADF, EPERM,
+ * EBUSY), raised as a bad argument n of fn; returns 0 for another rc. */
+int tl_fd_refused(lua_State *L, const char *fn, int n, int rc);
 /* ---- work.c: loop:_run_in_executor (to_thread) ------------------------- */
 
 int tl_open_work(lua_State *L);

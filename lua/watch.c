@@ -68,19 +68,24 @@ static const char *signal_refusal(tl_loop *lb) {
   return at ? at + 2 : why ? why : "refused";
 }
 
-static int add_error(lua_State *L, tl_loop *lb, const char *fn, int kind,
-                     int rc) {
-  const char *name = kind == SIGNAL ? "signal" : "fd";
-  if (rc == TAPIO_EINVAL && kind == SIGNAL)
-    return tl_argerror(L, fn, 1, name, signal_refusal(lb));
+int tl_fd_refused(lua_State *L, const char *fn, int n, int rc) {
   if (rc == TAPIO_EBADF)
-    return tl_argerror(L, fn, 1, name, "not an open descriptor");
+    return tl_argerror(L, fn, n, "fd", "not an open descriptor");
   if (rc == TAPIO_EPERM)
-    return tl_argerror(L, fn, 1, name,
+    return tl_argerror(L, fn, n, "fd",
                        "a regular file or directory: epoll cannot watch it");
   if (rc == TAPIO_EBUSY)
-    return tl_argerror(L, fn, 1, name,
+    return tl_argerror(L, fn, n, "fd",
                        "used by a transport or server of the loop");
+  return 0;
+}
+
+static int add_error(lua_State *L, tl_loop *lb, const char *fn, int kind,
+                     int rc) {
+  if (rc == TAPIO_EINVAL && kind == SIGNAL)
+    return tl_argerror(L, fn, 1, "signal", signal_refusal(lb));
+  if (kind != SIGNAL)
+    tl_fd_refused(L, fn, 1, rc);
   return luaL_error(L, "tapio: %s: %s", fn, tapio_strerror(rc));
 }
 

@@ -324,6 +324,7 @@ static int loop_init(tapio_loop *loop) {
   tapio__list_init(&loop->servers);
   tapio__list_init(&loop->requests);
   tapio__list_init(&loop->fdwatches);
+  tapio__list_init(&loop->sockops);
   tapio__list_init(&loop->due);
   ev_set_userdata(loop->ev, loop); /* before any ev_io_start */
   ev_check_init(&loop->check, on_check);

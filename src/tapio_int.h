@@ -97,6 +97,7 @@ struct tapio_loop {
   tapio__link servers;     /* every server not yet freed */
   tapio__link requests;    /* pending connects and server creations */
   tapio__link fdwatches;   /* add_reader and add_writer (watch.c) */
+  tapio__link sockops;     /* tapio_sock_* operations, in order (sock.c) */
   ev_prepare fdcheck;      /* watch.c: new watches' descriptors checked
                               before libev gives them to the kernel */
   struct tapio__signals *signals; /* add_signal_handler (signal.c) */
@@ -151,6 +152,17 @@ void tapio__wake(tapio_loop *loop);
 /* tapio_loop_free: every watch of the loop goes (its ud stays the
  * caller's); the signals' dispositions are put back. */
 void tapio__fdwatches_free_all(tapio_loop *loop);
+/* What add_reader refuses fd for: TAPIO_EINVAL (negative), TAPIO_EBADF
+ * (not open), TAPIO_EPERM (a file or directory), TAPIO_EBUSY (a transport
+ * or server of the loop owns it); else 0. */
+int tapio__fd_usable(tapio_loop *loop, int fd);
+/* 1 when fd is not an open descriptor. */
+int tapio__fd_closed(int fd);
+/* A watcher was started: before the next poll, the loop checks that the
+ * descriptors of new watchers are open (libev aborts when epoll is given
+ * a closed one): add_reader's, then tapio__sock_fdcheck for sock.c's. */
+void tapio__fdcheck_arm(tapio_loop *loop);
+void tapio__sock_fdcheck(tapio_loop *loop);
 void tapio__signals_free(tapio_loop *loop);
 /* The loop's wakeup: calls the callbacks of the signals caught since. */
 void tapio__signals_dispatch(tapio_loop *loop);

@@ -61,22 +61,29 @@ static void on_fdcheck(struct ev_loop *ev, ev_prepare *w, int revents) {
     if (!fw->fresh)
       continue;
     fw->fresh = 0;
-    if (ev_is_active(&fw->io) && fcntl(fw->io.fd, F_GETFD) < 0 &&
-        errno == EBADF)
+    if (ev_is_active(&fw->io) && tapio__fd_closed(fw->io.fd))
       stop_fd(loop, fw->io.fd);
   }
+  tapio__sock_fdcheck(loop);
 }
 
-/* fw was started: check it before the next poll. The check keeps no run
- * alive by itself. */
-static void started(tapio__fdwatch *fw) {
-  tapio_loop *loop = fw->loop;
-  fw->fresh = 1;
+int tapio__fd_closed(int fd) {
+  return fcntl(fd, F_GETFD) < 0 && errno == EBADF;
+}
+
+void tapio__fdcheck_arm(tapio_loop *loop) {
   if (ev_is_active(&loop->fdcheck))
     return;
   ev_prepare_init(&loop->fdcheck, on_fdcheck);
   ev_prepare_start(loop->ev, &loop->fdcheck);
   ev_unref(loop->ev);
+}
+
+/* fw was started: check it before the next poll. The check keeps no run
+ * alive by itself. */
+static void started(tapio__fdwatch *fw) {
+  fw->fresh = 1;
+  tapio__fdcheck_arm(fw->loop);
 }
 
 static tapio__fdwatch *find(tapio_loop *loop, int fd, int events) {
@@ -112,6 +119,13 @@ static int check_fd(int fd) {
   if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode))
     return TAPIO_EPERM;
   return 0;
+}
+
+int tapio__fd_usable(tapio_loop *loop, int fd) {
+  int rc = check_fd(fd);
+  if (rc == 0 && owned(loop, fd))
+    rc = TAPIO_EBUSY;
+  return rc;
 }
 
 static int add(tapio_loop *loop, int fd, int events, tapio_call_fn fn,

@@ -164,8 +164,13 @@
 ---@field AF_INET integer
 ---@field AF_INET6 integer
 ---@field AF_UNIX integer
----@field SOCK_STREAM integer getaddrinfo's opts.type
+---@field SOCK_STREAM integer getaddrinfo's opts.type, tapio.socket's type
 ---@field SOCK_DGRAM integer
+---@field SOCK_RAW integer tapio.socket's only
+---@field IPPROTO_ICMP integer tapio.socket's proto (IANA's numbers)
+---@field IPPROTO_ICMPV6 integer
+---@field IPPROTO_TCP integer
+---@field IPPROTO_UDP integer
 ---@field AI_PASSIVE integer getaddrinfo's opts.flags
 ---@field AI_CANONNAME integer
 ---@field AI_NUMERICHOST integer
@@ -451,6 +456,31 @@ function tapio.recv(fd, n) end
 ---@param fd integer
 function tapio.close_fd(fd) end
 
+---A new socket, non-blocking and close-on-exec (for loop:sock_*): the
+---descriptor, or nil and an error value.
+---@param family integer tapio.AF_INET, AF_INET6 or AF_UNIX
+---@param type integer tapio.SOCK_STREAM, SOCK_DGRAM or SOCK_RAW
+---@param proto? integer tapio.IPPROTO_* (0)
+---@return integer?, tapio.Error?
+function tapio.socket(family, type, proto) end
+
+---Binds fd to addr: true, or nil and an error value.
+---@param fd integer
+---@param addr tapio.Address|table|string {host, port}, or a Unix path
+---@return boolean?, tapio.Error?
+function tapio.bind(fd, addr) end
+
+---Listens on fd (backlog 100): true, or nil and an error value.
+---@param fd integer
+---@param backlog? integer
+---@return boolean?, tapio.Error?
+function tapio.listen(fd, backlog) end
+
+---fd's own address (a Unix path as a string), or nil and an error value.
+---@param fd integer
+---@return tapio.Address|string|nil, tapio.Error?
+function tapio.getsockname(fd) end
+
 ---A signal's name ("SIGTERM" for 15), or nil for a number with none in
 ---tapio.signals (Python's signal.Signals(sig).name).
 ---@param sig integer
@@ -678,6 +708,40 @@ function Loop:set_threadpool_size(size) end
 ---@param opts? {fallback?: boolean}
 ---@return integer sent
 function Loop:sendfile(transport, file, offset, count, opts) end
+---asyncio's loop.sock_recv: at most n bytes of fd ("" at the end of a
+---stream). Async rule; cancelling loses no byte.
+---@param fd integer
+---@param n integer
+---@return string data
+function Loop:sock_recv(fd, n) end
+---asyncio's loop.sock_recvfrom: one datagram of at most n bytes and its
+---sender. Async rule.
+---@param fd integer
+---@param n integer
+---@return string data, tapio.Address|string|nil addr
+function Loop:sock_recvfrom(fd, n) end
+---asyncio's loop.sock_sendall: every byte of data, or the error (its
+---.count the bytes sent before it). Async rule.
+---@param fd integer
+---@param data string
+function Loop:sock_sendall(fd, data) end
+---asyncio's loop.sock_sendto: one datagram to addr. Async rule.
+---@param fd integer
+---@param data string
+---@param addr tapio.Address|table|string {host, port}, or a Unix path
+---@return integer sent
+function Loop:sock_sendto(fd, data, addr) end
+---asyncio's loop.sock_connect: fd (non-blocking) to a numeric addr.
+---Async rule.
+---@param fd integer
+---@param addr tapio.Address|table|string {host, port}, or a Unix path
+function Loop:sock_connect(fd, addr) end
+---asyncio's loop.sock_accept: the next connection of the listening fd
+---(non-blocking): its descriptor (non-blocking, close-on-exec) and the
+---peer's address. Async rule.
+---@param fd integer
+---@return integer fd, tapio.Address|string|nil addr
+function Loop:sock_accept(fd) end
 ---The host and service names of an address.
 ---@param addr tapio.Address|table {host, port}
 ---@param flags? integer tapio.NI_*

@@ -39,6 +39,10 @@ tapio.socketpair = core.socketpair
 tapio.send = core.send
 tapio.recv = core.recv
 tapio.close_fd = core.close_fd
+tapio.socket = core.socket
+tapio.bind = core.bind
+tapio.listen = core.listen
+tapio.getsockname = core.getsockname
 tapio.tls_context = core.tls_context
 tapio.pipe = core.pipe
 tapio.openpty = core.openpty
@@ -48,7 +52,9 @@ tapio.killpg = core.killpg
 tapio.address = core.address
 for _, name in ipairs { "PIPE", "STDOUT", "DEVNULL", "INHERIT",
                         "AF_UNSPEC", "AF_INET", "AF_INET6", "AF_UNIX",
-                        "SOCK_STREAM", "SOCK_DGRAM", "AI_PASSIVE",
+                        "SOCK_STREAM", "SOCK_DGRAM", "SOCK_RAW",
+                        "IPPROTO_ICMP", "IPPROTO_ICMPV6", "IPPROTO_TCP",
+                        "IPPROTO_UDP", "AI_PASSIVE",
                         "AI_CANONNAME", "AI_NUMERICHOST", "NI_NUMERICHOST",
                         "NI_NUMERICSERV", "NI_NAMEREQD", "NI_DGRAM",
                         "NI_NOFQDN" } do

@@ -171,6 +171,31 @@ function Loop:sendfile(transport, file, offset, count, opts)
   return resolve(fut)
 end
 
+-- asyncio's "working with socket objects directly", on a descriptor the
+-- caller owns: each tries at once, waits for readiness only when the
+-- socket has nothing (or no room) for now; cancelling the task stops the
+-- wait and loses no byte.
+
+--- loop:sock_recv(fd, n) -> data ("" at the end of a stream)
+Loop.sock_recv = completing(Loop._sock_recv, "sock_recv")
+
+--- loop:sock_recvfrom(fd, n) -> data, address
+Loop.sock_recvfrom = completing(Loop._sock_recvfrom, "sock_recvfrom")
+
+--- loop:sock_sendall(fd, data): every byte, or the error (with .count,
+-- the bytes sent before it)
+Loop.sock_sendall = completing(Loop._sock_sendall, "sock_sendall")
+
+--- loop:sock_sendto(fd, data, addr) -> bytes sent
+Loop.sock_sendto = completing(Loop._sock_sendto, "sock_sendto")
+
+--- loop:sock_connect(fd, addr): addr numeric ({host, port}, an address
+-- value, a Unix path)
+Loop.sock_connect = completing(Loop._sock_connect, "sock_connect")
+
+--- loop:sock_accept(fd) -> new fd (non-blocking, close-on-exec), address
+Loop.sock_accept = completing(Loop._sock_accept, "sock_accept")
+
 --- loop:create_server(factory, host, port, opts) -> server
 -- host: nil (every interface), a string, or a list of strings.
 Loop.create_server = completing(Loop._create_server, "create_server")

@@ -1,0 +1,335 @@
+-- loop:sock_recv, sock_recvfrom, sock_sendall, sock_sendto, sock_connect
+-- and sock_accept (asyncio's "working with socket objects directly") on
+-- descriptors, with tapio.socket, bind, listen and getsockname; Python's
+-- socket module is the peer where it defines the behaviour.
+local helper = require "spec.helper"
+local tapio = helper.tapio
+local run = helper.run
+
+local PY = "/usr/bin/python3"
+
+-- A connected pair of non-blocking stream sockets over TCP on 127.0.0.1:
+-- the listener, the client and the accepted one.
+local function tcp_pair(loop)
+  local l = assert(tapio.socket(tapio.AF_INET, tapio.SOCK_STREAM))
+  assert(tapio.bind(l, { "127.0.0.1", 0 }))
+  assert(tapio.listen(l))
+  local c = assert(tapio.socket(tapio.AF_INET, tapio.SOCK_STREAM))
+  local accepting = loop:create_task(function()
+    return loop:sock_accept(l)
+  end)
+  loop:sock_connect(c, tapio.getsockname(l))
+  local s = accepting:await()
+  return l, c, s
+end
+
+local function udp(loop)
+  local fd = assert(tapio.socket(tapio.AF_INET, tapio.SOCK_DGRAM))
+  assert(tapio.bind(fd, { "127.0.0.1", 0 }))
+  return fd, tapio.getsockname(fd), loop
+end
+
+describe("sock_* operations", function()
+  it("receive what is there at once, then wait for more, then the end",
+     function()
+    run(function(loop)
+      local a, b = tapio.socketpair()
+      tapio.send(b, "ready")
+      assert.are.equal("ready", loop:sock_recv(a, 100))
+      local later = loop:create_task(function()
+        return loop:sock_recv(a, 100)
+      end)
+      tapio.sleep(0)
+      assert.is_false(later:done())
+      tapio.send(b, "later")
+      assert.are.equal("later", later:await())
+      tapio.close_fd(b)
+      assert.are.equal("", loop:sock_recv(a, 100))
+      tapio.close_fd(a)
+    end)
+  end)
+
+  it("follow the async rule: a future outside a task", function()
+    local data = helper.in_callback(function(loop, finish)
+      local a, b = tapio.socketpair()
+      local fut = loop:sock_recv(a, 10)
+      assert.are.equal("tapio.Future", tostring(fut):match("^tapio%.Future"))
+      fut:add_done_callback(function(f)
+        tapio.close_fd(a)
+        tapio.close_fd(b)
+        finish(f:result())
+      end)
+      tapio.send(b, "cb")
+    end)
+    assert.are.equal("cb", data)
+  end)
+
+  it("send all of a large buffer while the peer reads, in order",
+     function()
+    run(function(loop)
+      local l, c, s = tcp_pair(loop)
+      local parts = {}
+      for i = 1, 4096 do
+        parts[i] = ("%07d|"):format(i)
+      end
+      local data = table.concat(parts):rep(64) -- 2 MiB
+      local sending = loop:create_task(function()
+        return loop:sock_sendall(c, data)
+      end)
+      local got = {}
+      local n = 0
+      while n < #data do
+        local chunk = loop:sock_recv(s, 65536)
+        assert.is_true(#chunk > 0)
+        got[#got + 1] = chunk
+        n = n + #chunk
+      end
+      sending:await()
+      assert.is_true(table.concat(got) == data)
+      tapio.close_fd(c)
+      tapio.close_fd(s)
+      tapio.close_fd(l)
+    end)
+  end)
+
+  it("fail a sendall to a peer gone with EPIPE or ECONNRESET and the count, "
+     .. "no SIGPIPE", function()
+    run(function(loop)
+      local a, b = tapio.socketpair()
+      tapio.close_fd(b)
+      local ok, err = pcall(loop.sock_sendall, loop, a, "x")
+      assert.is_false(ok)
+      assert.are.equal("EPIPE", err.name)
+      assert.are.equal(0, err.count)
+      tapio.close_fd(a)
+    end)
+  end)
+
+  it("send and receive datagrams with their addresses", function()
+    run(function(loop)
+      local a, a_addr = udp(loop)
+      local b, b_addr = udp(loop)
+      local receiving = loop:create_task(function()
+        return loop:sock_recvfrom(b, 100)
+      end)
+      tapio.sleep(0)
+      assert.are.equal(4, loop:sock_sendto(a, "ping", b_addr))
+      local data, from = receiving:await()
+      assert.are.equal("ping", data)
+      assert.are.equal(a_addr, from)
+      assert.are.equal(4, loop:sock_sendto(b, "pong", from))
+      data, from = loop:sock_recvfrom(a, 100)
+      assert.are.equal("pong", data)
+      assert.are.equal(b_addr, from)
+      tapio.close_fd(a)
+      tapio.close_fd(b)
+    end)
+  end)
+
+  it("give each of two tasks waiting on one UDP socket a datagram, in "
+     .. "order (asyncio's second waiter silences the first)", function()
+    run(function(loop)
+      local a = udp(loop)
+      local b, b_addr = udp(loop)
+      local t1 = loop:create_task(function() return loop:sock_recv(b, 10) end)
+      local t2 = loop:create_task(function() return loop:sock_recv(b, 10) end)
+      tapio.sleep(0)
+      loop:sock_sendto(a, "one", b_addr)
+      loop:sock_sendto(a, "two", b_addr)
+      assert.are.equal("one", t1:await())
+      assert.are.equal("two", t2:await())
+      tapio.close_fd(a)
+      tapio.close_fd(b)
+    end)
+  end)
+
+  it("lose no byte when a waiting receive is cancelled (bpo-30064), and "
+     .. "leave no anchor", function()
+    run(function(loop)
+      local a, b = tapio.socketpair()
+      local refs = loop:_debug().refs
+      local waiting = loop:create_task(function()
+        return loop:sock_recv(a, 100)
+      end)
+      tapio.sleep(0)
+      waiting:cancel()
+      tapio.sleep(0)
+      assert.is_true(waiting:cancelled())
+      assert.are.equal(refs, loop:_debug().refs)
+      tapio.send(b, "kept")
+      -- a poll that sees the bytes: a watch left behind would take them
+      local readable = loop:create_future()
+      loop:add_reader(a, function()
+        loop:remove_reader(a)
+        readable:set_result(true)
+      end)
+      readable:await()
+      assert.are.equal("kept", loop:sock_recv(a, 100))
+      tapio.close_fd(a)
+      tapio.close_fd(b)
+    end)
+  end)
+
+  it("fail a connect to a closed port with ECONNREFUSED", function()
+    run(function(loop)
+      local l = assert(tapio.socket(tapio.AF_INET, tapio.SOCK_STREAM))
+      assert(tapio.bind(l, { "127.0.0.1", 0 }))
+      local addr = tapio.getsockname(l)
+      tapio.close_fd(l) -- nobody listens there now
+      local c = assert(tapio.socket(tapio.AF_INET, tapio.SOCK_STREAM))
+      local ok, err = pcall(loop.sock_connect, loop, c, addr)
+      assert.is_false(ok)
+      assert.are.equal(tapio.ECONNREFUSED, err.code)
+      tapio.close_fd(c)
+    end)
+  end)
+
+  it("accept Python's connection and echo to it", function()
+    run(function(loop)
+      local l = assert(tapio.socket(tapio.AF_INET, tapio.SOCK_STREAM))
+      assert(tapio.bind(l, { "127.0.0.1", 0 }))
+      assert(tapio.listen(l, 5))
+      local port = tapio.getsockname(l).port
+      local code = ([[
+import socket
+s = socket.create_connection(("127.0.0.1", %d))
+s.sendall(b"from python")
+s.shutdown(socket.SHUT_WR)
+print(s.getsockname()[1], s.makefile("rb").read().decode())
+]]):format(port)
+      local proc = tapio.create_subprocess_exec(PY, { "-c", code },
+        { stdout = tapio.PIPE })
+      local fd, peer = loop:sock_accept(l)
+      assert.are.equal("127.0.0.1", peer.host)
+      local got = {}
+      while true do
+        local chunk = loop:sock_recv(fd, 100)
+        if chunk == "" then break end
+        got[#got + 1] = chunk
+      end
+      loop:sock_sendall(fd, "echo: " .. table.concat(got))
+      tapio.close_fd(fd)
+      local out = proc:communicate()
+      assert.are.equal(0, proc.returncode)
+      assert.are.equal(peer.port .. " echo: from python\n", out)
+      tapio.close_fd(l)
+    end)
+  end)
+
+  it("connect to Python's listener and hear it", function()
+    run(function(loop)
+      local code = [[
+import socket, sys
+l = socket.socket()
+l.bind(("127.0.0.1", 0))
+l.listen()
+print(l.getsockname()[1], flush=True)
+c, _ = l.accept()
+c.sendall(c.recv(100).upper())
+c.close()
+]]
+      local proc = tapio.create_subprocess_exec(PY, { "-c", code },
+        { stdout = tapio.PIPE })
+      local port = tonumber(proc.stdout:readline())
+      local c = assert(tapio.socket(tapio.AF_INET, tapio.SOCK_STREAM))
+      loop:sock_connect(c, { "127.0.0.1", port })
+      loop:sock_sendall(c, "shout")
+      assert.are.equal("SHOUT", loop:sock_recv(c, 100))
+      assert.are.equal("", loop:sock_recv(c, 100))
+      tapio.close_fd(c)
+      proc:wait()
+      assert.are.equal(0, proc.returncode)
+    end)
+  end)
+
+  it("refuse a descriptor a transport owns, and a blocking one for "
+     .. "connect and accept", function()
+    run(function(loop)
+      local l, c, s = tcp_pair(loop)
+      local t = loop:connect_accepted_socket(function()
+        return {}
+      end, s)
+      assert.has_error(function()
+        loop:sock_recv(s, 10)
+      end, "tapio: loop:sock_recv: bad argument #1 'fd' (used by a "
+        .. "transport or server of the loop)")
+      t:close()
+      local a, b = tapio.socketpair() -- blocking ones
+      assert.has_error(function()
+        loop:sock_accept(a)
+      end, "tapio: loop:sock_accept: bad argument #1 'fd' (a blocking "
+        .. "socket: asyncio requires a non-blocking one (tapio.socket "
+        .. "makes one))")
+      assert.has_error(function()
+        loop:sock_recv(a, -1)
+      end)
+      tapio.send(b, "fine") -- recv takes a blocking one
+      assert.are.equal("fine", loop:sock_recv(a, 10))
+      tapio.close_fd(a)
+      tapio.close_fd(b)
+      tapio.close_fd(c)
+      tapio.close_fd(l)
+    end)
+  end)
+
+  it("end what is pending with ECANCELED when the loop closes, leaving "
+     .. "no anchor", function()
+    local loop = tapio.new_loop()
+    local a, b = tapio.socketpair()
+    local refs = loop:_debug().refs
+    local f1 = loop:sock_recv(a, 10)
+    local f2 = loop:sock_recv(a, 10)
+    loop:run_once(false)
+    assert.is_true(loop:_debug().refs > refs)
+    loop:close()
+    assert.are.equal("ECANCELED", f1:exception().name)
+    assert.are.equal("ECANCELED", f2:exception().name)
+    tapio.close_fd(a)
+    tapio.close_fd(b)
+  end)
+
+  it("let a completion's callback close the socket: the next one waiting "
+     .. "fails with EBADF", function()
+    run(function(loop)
+      local a, b = tapio.socketpair()
+      local first
+      loop:call_soon(function() -- outside a task: a future
+        first = loop:sock_recv(a, 1)
+        first:add_done_callback(function() tapio.close_fd(a) end)
+      end)
+      tapio.sleep(0)
+      local second = loop:create_task(function()
+        return loop:sock_recv(a, 1)
+      end)
+      tapio.sleep(0)
+      tapio.send(b, "x")
+      local ok, err = pcall(second.await, second)
+      assert.are.equal("x", first:result())
+      assert.is_false(ok)
+      assert.are.equal("EBADF", err.name)
+      tapio.close_fd(b)
+    end)
+  end)
+
+  it("make sockets: socket, bind, listen, getsockname", function()
+    local fd = assert(tapio.socket(tapio.AF_INET6, tapio.SOCK_DGRAM))
+    local ok, err = tapio.bind(fd, { "::1", 0 })
+    if ok then
+      local addr = tapio.getsockname(fd)
+      assert.are.equal("::1", addr.host)
+      assert.is_true(addr.port > 0)
+    else
+      assert.are.equal("EADDRNOTAVAIL", err.name) -- no IPv6 here
+    end
+    tapio.close_fd(fd)
+    local u = assert(tapio.socket(tapio.AF_UNIX, tapio.SOCK_STREAM))
+    assert.are.equal("", tapio.getsockname(u))
+    tapio.close_fd(u)
+    assert.has_error(function()
+      tapio.socket(99, tapio.SOCK_STREAM)
+    end, "tapio: socket: bad argument #1 'family' (tapio.AF_INET, AF_INET6 "
+      .. "or AF_UNIX expected)")
+    local _, e = tapio.listen(9999)
+    assert.are.equal("EBADF", e.name)
+  end)
+end)

@@ -1,0 +1,440 @@
+/* asyncio's loop.sock_recv, sock_recvfrom, sock_sendall, sock_sendto,
+ * sock_connect and sock_accept: one operation on a socket the caller
+ * owns, completed once through its callback. Each is a request (so that
+ * tapio_cancel_pending and tapio_loop_free find it) and sits in the
+ * loop's list of operations in the order made; of those on one
+ * descriptor and direction, only the first tries its system call and
+ * waits, with a libev watcher of its own, and when it ends the next one
+ * is posted to try. So two receivers on one socket each get their turn
+ * (asyncio's add_reader would replace the first's callback), and a send
+ * never overtakes an earlier one's leftovers.
+ *
+ * Receives and accepts try from the loop (the request's task), where the
+ * completion follows at once: nothing is ever taken from the socket for
+ * an operation that could still be cancelled. Sends and connects try
+ * inside the call, as asyncio's first attempt does, so that the data
+ * need not be copied unless the socket refuses some of it. */
+#include "tapio_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+enum kind { RECV, RECVFROM, ACCEPT, SENDALL, SENDTO, CONNECT };
+
+typedef struct sockop {
+  tapio__request req;
+  tapio__link link;        /* loop->sockops */
+  ev_io io;                /* started while it waits */
+  int kind, fd;
+  int fresh;               /* started since the last poll */
+  int done, status;        /* the outcome, once known */
+  int connecting;          /* connect(2) is under way: SO_ERROR tells */
+  char *buf;               /* a receive's (the caller's) */
+  const char *data;        /* a send's: the caller's during the call */
+  char *copy;              /* then ours, for what had to wait */
+  size_t len, n;           /* asked for; received or sent */
+  size_t base;             /* n when the copy was taken */
+  int newfd;               /* accept's */
+  struct sockaddr_storage addr; /* sendto's, connect's; recvfrom's, accept's */
+  socklen_t alen;
+  tapio_sock_fn cb;
+  tapio_sock_accept_fn acb;
+} sockop;
+
+static int reading(const sockop *o) {
+  return o->kind <= ACCEPT;
+}
+
+/* ---- One try of the system call ----------------------------------------- */
+
+/* errno after a call that failed: 1 to wait for readiness, 0 done with
+ * the error in o. */
+static int failed(sockop *o, int err) {
+  if (err == EAGAIN || err == EWOULDBLOCK)
+    return 1;
+  o->done = 1;
+  o->status = tapio__from_errno(err);
+  return 0;
+}
+
+static int ended(sockop *o, ssize_t n) {
+  o->done = 1;
+  o->n += (size_t)n;
+  return 0;
+}
+
+static int try_recv(sockop *o) {
+  ssize_t n;
+  o->alen = sizeof o->addr;
+  do
+    n = o->kind == RECV
+            ? recv(o->fd, o->buf, o->len, MSG_DONTWAIT)
+            : recvfrom(o->fd, o->buf, o->len, MSG_DONTWAIT,
+                       (struct sockaddr *)&o->addr, &o->alen);
+  while (n < 0 && errno == EINTR);
+  return n < 0 ? failed(o, errno) : ended(o, n);
+}
+
+/* A connection reset before it was taken is gone: the next is tried. */
+static int try_accept(sockop *o) {
+  for (;;) {
+    o->alen = sizeof o->addr;
+    o->newfd = accept4(o->fd, (struct sockaddr *)&o->addr, &o->alen,
+                       SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (o->newfd >= 0)
+      return ended(o, 0);
+    if (errno != EINTR && errno != ECONNABORTED)
+      return failed(o, errno);
+  }
+}
+
+/* The bytes of a send not yet sent: the caller's during the call, then
+ * the copy of what was left (taken when n was `base`). */
+static const char *unsent(const sockop *o) {
+  return o->copy ? o->copy + (o->n - o->base) : o->data + o->n;
+}
+
+static int try_sendall(sockop *o) {
+  while (o->n < o->len) {
+    ssize_t n = send(o->fd, unsent(o), o->len - o->n,
+                     MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0)
+      return failed(o, errno);
+    o->n += (size_t)n;
+  }
+  return ended(o, 0);
+}
+
+static int try_sendto(sockop *o) {
+  ssize_t n;
+  do
+    n = sendto(o->fd, unsent(o), o->len, MSG_DONTWAIT | MSG_NOSIGNAL,
+               (struct sockaddr *)&o->addr, o->alen);
+  while (n < 0 && errno == EINTR);
+  return n < 0 ? failed(o, errno) : ended(o, n);
+}
+
+/* connect(2) once; after the wait, SO_ERROR says how it went. A Unix
+ * listener with a full backlog answers EAGAIN: an error here, as no
+ * readiness would tell when to try again. */
+static int try_connect(sockop *o) {
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (!o->connecting) {
+    o->connecting = 1;
+    if (connect(o->fd, (struct sockaddr *)&o->addr, o->alen) == 0)
+      return ended(o, 0);
+    err = errno;
+    if (err == EINPROGRESS || err == EINTR) /* interrupted, it goes on */
+      return 1;
+  } else if (getsockopt(o->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) {
+    err = errno;
+  }
+  if (err == 0)
+    return ended(o, 0);
+  o->done = 1;
+  o->status = tapio__from_errno(err);
+  return 0;
+}
+
+/* 1: the socket has nothing (or no room) for now. */
+static int attempt(sockop *o) {
+  switch (o->kind) {
+  case RECV:
+  case RECVFROM:
+    return try_recv(o);
+  case ACCEPT:
+    return try_accept(o);
+  case SENDALL:
+    return try_sendall(o);
+  case SENDTO:
+    return try_sendto(o);
+  default:
+    return try_connect(o);
+  }
+}
+
+/* ---- Order and ending --------------------------------------------------- */
+
+static int same_lane(const sockop *a, const sockop *b) {
+  return a->fd == b->fd && reading(a) == reading(b);
+}
+
+/* o is the first of its descriptor and direction: it may try. */
+static int first(const sockop *o) {
+  const tapio__link *l;
+  for (l = o->req.loop->sockops.next; l != &o->link; l = l->next)
+    if (same_lane(TAPIO_CONTAINER(l, sockop, link), o))
+      return 0;
+  return 1;
+}
+
+/* The one after o in its lane tries now (from the loop). */
+static void next_try(sockop *o) {
+  tapio__link *l;
+  for (l = o->link.next; l != &o->req.loop->sockops; l = l->next) {
+    sockop *n = TAPIO_CONTAINER(l, sockop, link);
+    if (same_lane(n, o)) {
+      tapio__task_post(o->req.loop, &n->req.task);
+      return;
+    }
+  }
+}
+
+static void op_free(sockop *o) {
+  tapio_loop *loop = o->req.loop;
+  if (o->copy)
+    tapio__free(loop, o->copy, o->len - o->base);
+  tapio__free(loop, o, sizeof *o);
+}
+
+/* Ends o with status: the next of its lane is posted first, so that what
+ * the completion starts on fd comes after it. The completion may free
+ * the loop's other operations, never o (it is unlinked). */
+static void end(sockop *o, int status) {
+  tapio_loop *loop = o->req.loop;
+  const void *addr = NULL;
+  size_t alen = 0;
+  ev_io_stop(loop->ev, &o->io);
+  if (first(o) && !loop->freeing)
+    next_try(o);
+  tapio__list_remove(&o->link);
+  if (status == 0 && (o->kind == RECVFROM || o->kind == ACCEPT) &&
+      o->alen > sizeof(sa_family_t)) {
+    addr = &o->addr;
+    alen = o->alen;
+  }
+  if (tapio__request_done(&o->req)) {
+    if (o->kind == ACCEPT)
+      o->acb(o->req.ud, status, status == 0 ? o->newfd : -1, addr, alen);
+    else
+      o->cb(o->req.ud, status, o->n, addr, alen);
+  } else if (o->kind == ACCEPT && status == 0) {
+    close(o->newfd); /* not reached: an accept ends as it takes one */
+  }
+  op_free(o);
+}
+
+/* ---- Waiting ------------------------------------------------------------- */
+
+static void on_ready(struct ev_loop *ev, ev_io *w, int revents) {
+  sockop *o = TAPIO_CONTAINER(w, sockop, io);
+  (void)ev;
+  if (revents & EV_ERROR) { /* libev gave up on fd: closed under it */
+    o->done = 1;
+    o->status = TAPIO_EBADF;
+  }
+  if (o->done || !attempt(o))
+    end(o, o->status);
+}
+
+static void wait_ready(sockop *o) {
+  tapio_loop *loop = o->req.loop;
+  if (ev_is_active(&o->io))
+    return;
+  ev_io_set(&o->io, o->fd, reading(o) ? EV_READ : EV_WRITE);
+  ev_io_start(loop->ev, &o->io);
+  o->fresh = 1;
+  tapio__fdcheck_arm(loop);
+}
+
+/* Before the poll: a waiting operation whose descriptor was closed since
+ * it started would make libev abort; it ends with EBADF instead. */
+void tapio__sock_fdcheck(tapio_loop *loop) {
+  tapio__link *l;
+  for (l = loop->sockops.next; l != &loop->sockops; l = l->next) {
+    sockop *o = TAPIO_CONTAINER(l, sockop, link);
+    if (!o->fresh)
+      continue;
+    o->fresh = 0;
+    if (ev_is_active(&o->io) && tapio__fd_closed(o->fd)) {
+      ev_io_stop(loop->ev, &o->io);
+      o->done = 1;
+      o->status = TAPIO_EBADF;
+      tapio__task_post(loop, &o->req.task);
+    }
+  }
+}
+
+/* The request's task: its turn (made first, or posted by the one before
+ * it), or its outcome known already. */
+static void run(tapio__task *task) {
+  sockop *o = TAPIO_CONTAINER(task, sockop, req.task);
+  if (o->req.loop->freeing)
+    return end(o, TAPIO_ECANCELED);
+  if (o->done)
+    return end(o, o->status);
+  if (!first(o))
+    return; /* the one before it posts it again when it ends */
+  if (!attempt(o))
+    return end(o, o->status);
+  wait_ready(o);
+}
+
+static void cancel(tapio__request *req) {
+  sockop *o = TAPIO_CONTAINER(req, sockop, req);
+  tapio__task_unpost(req->loop, &req->task);
+  end(o, TAPIO_ECANCELED);
+}
+
+/* ---- The calls ----------------------------------------------------------- */
+
+static const char *const names[] = {"sock_recv", "sock_recvfrom",
+                                    "sock_accept", "sock_sendall",
+                                    "sock_sendto", "sock_connect"};
+
+/* connect and accept would block the loop on a blocking socket. */
+static int blocking_refused(tapio_loop *loop, int kind, int fd) {
+  int fl;
+  if (kind != CONNECT && kind != ACCEPT)
+    return 0;
+  fl = fcntl(fd, F_GETFL);
+  if (fl >= 0 && (fl & O_NONBLOCK))
+    return 0;
+  tapio__refuse(loop, "%s: fd %d is a blocking socket (asyncio requires a "
+                "non-blocking one: set O_NONBLOCK)", names[kind], fd);
+  return TAPIO_EINVAL;
+}
+
+/* A new operation of kind on fd, checked and linked, or NULL with *rc. */
+static sockop *make(tapio_loop *loop, int kind, int fd, int *rc) {
+  sockop *o;
+  if (!loop)
+    return *rc = TAPIO_EINVAL, NULL;
+  tapio__refuse_none(loop);
+  if ((*rc = tapio__io_refused(loop)) < 0 ||
+      (*rc = tapio__fd_usable(loop, fd)) < 0 ||
+      (*rc = blocking_refused(loop, kind, fd)) < 0)
+    return NULL;
+  o = tapio__calloc(loop, sizeof *o);
+  if (!o)
+    return *rc = TAPIO_ENOMEM, NULL;
+  o->req.loop = loop;
+  o->kind = kind;
+  o->fd = fd;
+  o->newfd = -1;
+  ev_init(&o->io, on_ready);
+  tapio__list_push(&loop->sockops, &o->link);
+  return o;
+}
+
+static int start(sockop *o, void *cb_ud) {
+  o->req.ud = cb_ud;
+  tapio__request_start(o->req.loop, &o->req, run, cancel);
+  return 0;
+}
+
+static int start_recv(tapio_loop *loop, int kind, int fd, void *buf,
+                      size_t len, tapio_sock_fn cb, void *cb_ud) {
+  sockop *o;
+  int rc;
+  if (!cb || (!buf && len) || len > PTRDIFF_MAX)
+    return TAPIO_EINVAL;
+  if (!(o = make(loop, kind, fd, &rc)))
+    return rc;
+  o->buf = buf;
+  o->len = len;
+  o->cb = cb;
+  return start(o, cb_ud);
+}
+
+int tapio_sock_recv(tapio_loop *loop, int fd, void *buf, size_t len,
+                    tapio_sock_fn cb, void *cb_ud) {
+  return start_recv(loop, RECV, fd, buf, len, cb, cb_ud);
+}
+
+int tapio_sock_recvfrom(tapio_loop *loop, int fd, void *buf, size_t len,
+                        tapio_sock_fn cb, void *cb_ud) {
+  return start_recv(loop, RECVFROM, fd, buf, len, cb, cb_ud);
+}
+
+int tapio_sock_accept(tapio_loop *loop, int fd, tapio_sock_accept_fn cb,
+                      void *cb_ud) {
+  sockop *o;
+  int rc;
+  if (!cb)
+    return TAPIO_EINVAL;
+  if (!(o = make(loop, ACCEPT, fd, &rc)))
+    return rc;
+  o->acb = cb;
+  return start(o, cb_ud);
+}
+
+static void drop(sockop *o) {
+  tapio__list_remove(&o->link);
+  op_free(o);
+}
+
+/* A send (or connect) tries in the call when it is first of its lane;
+ * what must wait is copied, data being the caller's for the call only. */
+static int start_send(sockop *o, const void *data, size_t len,
+                      void *cb_ud) {
+  tapio_loop *loop = o->req.loop;
+  o->data = data;
+  o->len = len;
+  if (first(o) && !attempt(o))
+    return start(o, cb_ud);
+  if (o->n < len) {
+    o->copy = tapio__alloc(loop, len - o->n);
+    if (!o->copy) {
+      drop(o);
+      return TAPIO_ENOMEM; /* a sendall may have sent some */
+    }
+    memcpy(o->copy, (const char *)data + o->n, len - o->n);
+    o->base = o->n;
+  }
+  o->data = NULL;
+  return start(o, cb_ud);
+}
+
+static int set_addr(sockop *o, const void *addr, size_t addrlen) {
+  if (!addr || addrlen < sizeof(sa_family_t) || addrlen > sizeof o->addr)
+    return TAPIO_EINVAL;
+  memcpy(&o->addr, addr, addrlen);
+  o->alen = (socklen_t)addrlen;
+  return 0;
+}
+
+int tapio_sock_sendall(tapio_loop *loop, int fd, const void *data,
+                       size_t len, tapio_sock_fn cb, void *cb_ud) {
+  sockop *o;
+  int rc;
+  if (!cb || (!data && len) || len > PTRDIFF_MAX)
+    return TAPIO_EINVAL;
+  if (!(o = make(loop, SENDALL, fd, &rc)))
+    return rc;
+  o->cb = cb;
+  return start_send(o, data, len, cb_ud);
+}
+
+int tapio_sock_sendto(tapio_loop *loop, int fd, const void *data,
+                      size_t len, const void *addr, size_t addrlen,
+                      tapio_sock_fn cb, void *cb_ud) {
+  sockop *o;
+  int rc;
+  if (!cb || (!data && len) || len > PTRDIFF_MAX)
+    return TAPIO_EINVAL;
+  if (!(o = make(loop, SENDTO, fd, &rc)))
+    return rc;
+  if ((rc = set_addr(o, addr, addrlen)) < 0)
+    return drop(o), rc;
+  o->cb = cb;
+  return start_send(o, data, len, cb_ud);
+}
+
+int tapio_sock_connect(tapio_loop *loop, int fd, const void *addr,
+                       size_t addrlen, tapio_sock_fn cb, void *cb_ud) {
+  sockop *o;
+  int rc;
+  if (!cb)
+    return TAPIO_EINVAL;
+  if (!(o = make(loop, CONNECT, fd, &rc)))
+    return rc;
+  if ((rc = set_addr(o, addr, addrlen)) < 0)
+    return drop(o), rc;
+  o->cb = cb;
+  return start_send(o, NULL, 0, cb_ud);
+}
