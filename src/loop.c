@@ -99,14 +99,16 @@ static void check_stop(tapio_loop *loop) {
 /* Work was queued: the check runs it at the end of this iteration, or of
  * the next run's first one, as if it had been active all along. Inside a
  * run, libev queued the active checks before it called the callbacks that
- * queue work: the event fed here joins them. Outside, a fed event would
- * run before the next run's poll (libev calls what is pending first), so
- * none is fed. The idle watcher keeps the next poll from waiting. */
+ * queue work: the event fed here joins them. Outside, or in a prepare
+ * callback (before the poll), a fed event would run before the poll
+ * (libev calls what is pending first), and the poll would then wait with
+ * the work done: run_once(loop, 1) would sleep after running it; so none
+ * is fed. The idle watcher keeps the next poll from waiting. */
 void tapio__check_wanted(tapio_loop *loop) {
   if (!ev_is_active(&loop->check)) {
     ev_check_start(loop->ev, &loop->check);
     ev_unref(loop->ev);
-    if (loop->running)
+    if (loop->running && !loop->preparing)
       ev_feed_event(loop->ev, &loop->check, EV_CHECK);
   }
   if (!ev_is_active(&loop->idle))

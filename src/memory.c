@@ -221,9 +221,12 @@ int tapio__memory_poll(tapio_loop *loop) {
 }
 
 static void on_poll(struct ev_loop *ev, ev_prepare *w, int revents) {
+  tapio_loop *loop = w->data;
   (void)ev;
   (void)revents;
-  tapio__memory_poll(w->data);
+  loop->preparing = 1;
+  tapio__memory_poll(loop);
+  loop->preparing = 0;
 }
 
 /* e joins the kit's sides (or leaves them); the prepare watcher runs

@@ -73,6 +73,7 @@ struct tapio_loop {
   void *alloc_ud;
   uint64_t memory;
   int running;        /* run/run_once on the stack */
+  int preparing;      /* in a prepare callback: before this iteration's poll */
   int stop_requested; /* tapio_loop_stop: spent by the run it applies to */
   int syserr;         /* libev reported a system error during this run */
   const char *syserr_msg; /* its message, until reported */

@@ -56,6 +56,7 @@ static void on_fdcheck(struct ev_loop *ev, ev_prepare *w, int revents) {
   (void)revents;
   ev_ref(ev);
   ev_prepare_stop(ev, w);
+  loop->preparing = 1;
   for (l = loop->fdwatches.next; l != &loop->fdwatches; l = l->next) {
     tapio__fdwatch *fw = TAPIO_CONTAINER(l, tapio__fdwatch, link);
     if (!fw->fresh)
@@ -65,6 +66,7 @@ static void on_fdcheck(struct ev_loop *ev, ev_prepare *w, int revents) {
       stop_fd(loop, fw->io.fd);
   }
   tapio__sock_fdcheck(loop);
+  loop->preparing = 0;
 }
 
 int tapio__fd_closed(int fd) {
