@@ -468,8 +468,10 @@ int tapio_sock_sendto(tapio_loop *loop, int fd, const void *data,
                       tapio_sock_fn cb, void *cb_ud);
 /* sock_connect: connects fd to addr (numeric: no lookup), status 0 once
  * connected or the error (TAPIO_ECONNREFUSED, ...), read from SO_ERROR
- * after the wait. A cancelled connect may still go on in the kernel:
- * the socket is the caller's to close. */
+ * after the wait; a Unix socket whose listener's backlog is full fails
+ * at once with TAPIO_EAGAIN (the kernel gives no readiness to wait for).
+ * A cancelled connect may still go on in the kernel: the socket is the
+ * caller's to close. */
 int tapio_sock_connect(tapio_loop *loop, int fd, const void *addr,
                        size_t addrlen, tapio_sock_fn cb, void *cb_ud);
 /* sock_accept: the next connection of the listening socket fd. */
