@@ -184,6 +184,26 @@ describe("sock_* operations", function()
     end)
   end)
 
+  it("wait for a connect the listener does not answer (its backlog is "
+     .. "full), until a timeout cancels it", function()
+    run(function(loop)
+      local l = assert(tapio.socket(tapio.AF_INET, tapio.SOCK_STREAM))
+      assert(tapio.bind(l, { "127.0.0.1", 0 }))
+      assert(tapio.listen(l, 0)) -- Linux queues backlog + 1: one
+      local addr = tapio.getsockname(l)
+      local queued = assert(tapio.socket(tapio.AF_INET, tapio.SOCK_STREAM))
+      loop:sock_connect(queued, addr)
+      local c = assert(tapio.socket(tapio.AF_INET, tapio.SOCK_STREAM))
+      local ok, err = pcall(tapio.timeout, 0.2, loop.sock_connect, loop, c,
+                            addr)
+      assert.is_false(ok) -- it said connected while the SYN went unanswered
+      assert.are.equal(tapio.ETIMEDOUT, err.code)
+      for _, fd in ipairs { c, queued, l } do
+        tapio.close_fd(fd)
+      end
+    end)
+  end)
+
   it("accept Python's connection and echo to it", function()
     run(function(loop)
       local l = assert(tapio.socket(tapio.AF_INET, tapio.SOCK_STREAM))

@@ -117,7 +117,16 @@ static int try_sendto(sockop *o) {
   return n < 0 ? failed(o, errno) : ended(o, n);
 }
 
-/* connect(2) once; after the wait, SO_ERROR says how it went. A Unix
+/* 1 while a connect is under way: SO_ERROR is 0 then too, and the
+ * request's first try comes from the loop before any readiness. */
+static int still_connecting(int fd) {
+  struct sockaddr_storage peer;
+  socklen_t len = sizeof peer;
+  return getpeername(fd, (struct sockaddr *)&peer, &len) < 0 &&
+         errno == ENOTCONN;
+}
+
+/* connect(2) once; then SO_ERROR says how it went, once it has. A Unix
  * listener with a full backlog answers EAGAIN: an error here, as no
  * readiness would tell when to try again. */
 static int try_connect(sockop *o) {
@@ -132,6 +141,8 @@ static int try_connect(sockop *o) {
       return 1;
   } else if (getsockopt(o->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) {
     err = errno;
+  } else if (err == 0 && still_connecting(o->fd)) {
+    return 1;
   }
   if (err == 0)
     return ended(o, 0);
