@@ -309,25 +309,20 @@ static const luaL_Reg loop_methods[] = {
   {NULL, NULL}
 };
 
-static void set_int(lua_State *L, const char *name, int v) {
-  lua_pushinteger(L, v);
-  lua_setfield(L, -2, name);
-}
-
 int tl_open_resolve(lua_State *L) {
   luaL_newmetatable(L, TL_LOOKUP);
   lua_pop(L, 1);
   tl_addmethods(L, TL_LOOP, loop_methods);
-  set_int(L, "AF_UNIX", TAPIO_AF_UNIX);
-  set_int(L, "SOCK_STREAM", TAPIO_SOCK_STREAM);
-  set_int(L, "SOCK_DGRAM", TAPIO_SOCK_DGRAM);
-  set_int(L, "AI_PASSIVE", TAPIO_AI_PASSIVE);
-  set_int(L, "AI_CANONNAME", TAPIO_AI_CANONNAME);
-  set_int(L, "AI_NUMERICHOST", TAPIO_AI_NUMERICHOST);
-  set_int(L, "NI_NUMERICHOST", TAPIO_NI_NUMERICHOST);
-  set_int(L, "NI_NUMERICSERV", TAPIO_NI_NUMERICSERV);
-  set_int(L, "NI_NAMEREQD", TAPIO_NI_NAMEREQD);
-  set_int(L, "NI_DGRAM", TAPIO_NI_DGRAM);
-  set_int(L, "NI_NOFQDN", TAPIO_NI_NOFQDN);
+  tl_setint(L, "AF_UNIX", TAPIO_AF_UNIX);
+  tl_setint(L, "SOCK_STREAM", TAPIO_SOCK_STREAM);
+  tl_setint(L, "SOCK_DGRAM", TAPIO_SOCK_DGRAM);
+  tl_setint(L, "AI_PASSIVE", TAPIO_AI_PASSIVE);
+  tl_setint(L, "AI_CANONNAME", TAPIO_AI_CANONNAME);
+  tl_setint(L, "AI_NUMERICHOST", TAPIO_AI_NUMERICHOST);
+  tl_setint(L, "NI_NUMERICHOST", TAPIO_NI_NUMERICHOST);
+  tl_setint(L, "NI_NUMERICSERV", TAPIO_NI_NUMERICSERV);
+  tl_setint(L, "NI_NAMEREQD", TAPIO_NI_NAMEREQD);
+  tl_setint(L, "NI_DGRAM", TAPIO_NI_DGRAM);
+  tl_setint(L, "NI_NOFQDN", TAPIO_NI_NOFQDN);
   return 0;
 }

@@ -293,19 +293,14 @@ static const luaL_Reg loop_methods[] = {
   {NULL, NULL}
 };
 
-static void set_int(lua_State *L, const char *name, int v) {
-  lua_pushinteger(L, v);
-  lua_setfield(L, -2, name);
-}
-
 /* With the module table on top. */
 int tl_open_sock(lua_State *L) {
   luaL_setfuncs(L, functions, 0);
   tl_addmethods(L, TL_LOOP, loop_methods);
-  set_int(L, "SOCK_RAW", TL_SOCK_RAW);
-  set_int(L, "IPPROTO_ICMP", 1); /* IANA's numbers, every system's */
-  set_int(L, "IPPROTO_TCP", 6);
-  set_int(L, "IPPROTO_UDP", 17);
-  set_int(L, "IPPROTO_ICMPV6", 58);
+  tl_setint(L, "SOCK_RAW", TL_SOCK_RAW);
+  tl_setint(L, "IPPROTO_ICMP", 1); /* IANA's numbers, every system's */
+  tl_setint(L, "IPPROTO_TCP", 6);
+  tl_setint(L, "IPPROTO_UDP", 17);
+  tl_setint(L, "IPPROTO_ICMPV6", 58);
   return 0;
 }

@@ -205,6 +205,11 @@ static inline int tl_isclass(lua_State *L, int idx) {
   }
   return ok;
 }
+/* t.name = v, t the table on top: the module's constants. */
+static inline void tl_setint(lua_State *L, const char *name, int v) {
+  lua_pushinteger(L, v);
+  lua_setfield(L, -2, name);
+}
 /* Adds methods to the methods table of the metatable tname. */
 void tl_addmethods(lua_State *L, const char *tname, const luaL_Reg *methods);
 /* Pushes the metatable tname with its __gc, its __close (Lua 5.4; none

@@ -24,6 +24,24 @@ local M = {}
 
 -- ---- Loop methods that complete later ------------------------------------
 
+-- fut fails with err; one that loop:close failed (ECANCELED) is not
+-- reported, as nothing will run to look (asyncio's close leaves such a
+-- future pending).
+local function fail(fut, err)
+  fut:set_exception(err)
+  if fut._loop:is_closed() then
+    F.retrieved(fut)
+  end
+end
+
+-- Cancelling fut cancels what the C side has pending for it: the core
+-- frees it and calls nobody.
+local function cancels(fut, loop, pending)
+  fut._cancel_hook = function()
+    loop:_cancel(pending)
+  end
+end
+
 -- The completion callback the C side calls with (err) or (nil, ...).
 local function completion(fut)
   return function(err, obj, ...)
@@ -35,12 +53,7 @@ local function completion(fut)
       return
     end
     if err ~= nil then
-      fut:set_exception(err)
-      if fut._loop:is_closed() then
-        -- loop:close failed it (ECANCELED) and nothing will run to look:
-        -- not reported (asyncio's close leaves such a future pending)
-        F.retrieved(fut)
-      end
+      fail(fut, err)
     else
       fut:set_result(obj, ...)
     end
@@ -85,10 +98,7 @@ local function start(c_create, self, ...)
       transport:close()
     end
   else
-    local loop = self
-    fut._cancel_hook = function()
-      loop:_cancel(pending)
-    end
+    cancels(fut, self, pending)
   end
   return fut
 end
@@ -309,12 +319,7 @@ local function settle(fut, ok, ...)
   if ok then
     fut:set_result(...)
   else
-    fut:set_exception((...))
-    if fut._loop:is_closed() then
-      -- loop:close failed it (ECANCELED) and nothing will run to look:
-      -- not reported (asyncio's close leaves such a future pending)
-      F.retrieved(fut)
-    end
+    fail(fut, (...))
   end
 end
 
@@ -331,9 +336,7 @@ local function queue_work(loop, name, fnpos, fn, ...)
   if not job then
     fut:set_exception(err)
   else
-    fut._cancel_hook = function()
-      loop:_cancel(job)
-    end
+    cancels(fut, loop, job)
   end
   return fut
 end
