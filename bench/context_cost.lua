@@ -24,7 +24,9 @@ if what == "tasks" then
     for _ = 1, n do
       last = tapio.create_task(nop)
     end
-    last:await()
+    if last then
+      last:await()
+    end
   end)
 elseif what == "calls" then
   for _ = 1, n do

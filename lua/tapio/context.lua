@@ -193,6 +193,7 @@ end
 
 local function activate()
   state.on = true
+  F.context.turn_on()
   Loop.call_soon, Loop.call_later, Loop.call_at = soon, later, at
   M.hooks.on()
   local task = F.api.current_task()

@@ -139,17 +139,23 @@ end
 M.api.is_future = is_future
 M.new_future = new_future
 
--- Context variables (tapio.context, which requires this module): state.on
--- once one exists; then a callback added to a pending future has the
--- context current then at its place in fut._contexts, and runs there.
+-- Context variables (tapio.context, which requires this module): on once
+-- one exists (an upvalue: the paths below test it per future); then a
+-- callback added to a pending future has the context current then at its
+-- place in fut._contexts, and runs there.
+local contexts_on = false
 local context = { state = { on = false } }
 M.context = context
+function context.turn_on()
+  contexts_on = true
+end
 local call_soon = Loop.call_soon -- the binding's: captures no context
 
 -- Done callbacks run from the loop, never from inside set_result.
 local function schedule_callbacks(fut)
-  local cbs, contexts = fut._callbacks, fut._contexts
+  local cbs = fut._callbacks
   fut._callbacks = {}
+  local contexts = contexts_on and fut._contexts
   if contexts then
     fut._contexts = nil
     for i = 1, #cbs do
@@ -305,7 +311,7 @@ function Future:add_done_callback(fn)
   else
     local n = #self._callbacks + 1
     self._callbacks[n] = fn
-    if context.state.on then
+    if contexts_on then
       context.note(self, n)
     end
   end

@@ -161,9 +161,12 @@ local function resume_timed(co, ...)
   return noted(tasks[co], t0, co_resume(co, ...))
 end
 
+local contexts_on = false -- C.state.on, as an upvalue for create_task
+
 local function choose_resume()
   resume = (debug_env or next(debug_loops)) and resume_timed or co_resume
-  if C.state.on then -- context variables exist: steps in their contexts
+  contexts_on = C.state.on
+  if contexts_on then -- context variables exist: steps in their contexts
     resume = C.resuming(resume)
   end
 end
@@ -228,7 +231,7 @@ function Loop:create_task(fn, ...)
   task._cancels = 0 -- cancel requests not taken back (cancelling())
   task_count = task_count + 1
   task._number = task_count -- the name is made when asked for
-  if C.state.on then -- else made when asked for (all empty until then)
+  if contexts_on then -- else made when asked for (all empty until then)
     task._context = C.capture()
   end
   task._co = coroutine.create(function(...)
