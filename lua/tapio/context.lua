@@ -143,9 +143,17 @@ local Loop = core.loop_methods
 local call_soon, call_later, call_at =
   Loop.call_soon, Loop.call_later, Loop.call_at
 
+--- Callbacks that choose their context themselves (a task's step: its
+-- task's), which call_soon schedules as they are.
+M.own = {}
+local own = M.own
+
 -- Installed when on: each captures a copy of the current context, in
 -- which the callback runs (asyncio's Handle).
 local function soon(loop, fn, ...)
+  if own[fn] then
+    return call_soon(loop, fn, ...)
+  end
   check_callable(fn, "loop:call_soon", 1, "callback")
   return call_soon(loop, run_in, capture(), fn, ...)
 end

@@ -187,6 +187,7 @@ end
 core._debug_hooks(on_debug, slow_task)
 choose_resume()
 C.hooks.on, C.hooks.after_step = choose_resume, M.defer
+C.own[step] = true -- a step makes its task's context current itself
 
 --- Resumes a task parked on obj (future.lua's park), there and then,
 -- its park returning value (nil if not given); false if it no longer
