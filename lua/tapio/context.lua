@@ -150,22 +150,32 @@ local own = M.own
 
 -- Installed when on: each captures a copy of the current context, in
 -- which the callback runs (asyncio's Handle).
+-- (The checks and the copy inline: these run per callback.)
 local function soon(loop, fn, ...)
   if own[fn] then
     return call_soon(loop, fn, ...)
   end
-  check_callable(fn, "loop:call_soon", 1, "callback")
-  return call_soon(loop, run_in, capture(), fn, ...)
+  if type(fn) ~= "function" then
+    check_callable(fn, "loop:call_soon", 1, "callback")
+  end
+  return call_soon(loop, run_in, setmetatable({ _vars = current._vars,
+    _entered = false }, Context), fn, ...)
 end
 
 local function later(loop, delay, fn, ...)
-  check_callable(fn, "loop:call_later", 2, "callback")
-  return call_later(loop, delay, run_in, capture(), fn, ...)
+  if type(fn) ~= "function" then
+    check_callable(fn, "loop:call_later", 2, "callback")
+  end
+  return call_later(loop, delay, run_in, setmetatable({
+    _vars = current._vars, _entered = false }, Context), fn, ...)
 end
 
 local function at(loop, when, fn, ...)
-  check_callable(fn, "loop:call_at", 2, "callback")
-  return call_at(loop, when, run_in, capture(), fn, ...)
+  if type(fn) ~= "function" then
+    check_callable(fn, "loop:call_at", 2, "callback")
+  end
+  return call_at(loop, when, run_in, setmetatable({ _vars = current._vars,
+    _entered = false }, Context), fn, ...)
 end
 
 -- A future's done callbacks (tapio.future): fn's context (the current
