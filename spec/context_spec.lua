@@ -331,6 +331,27 @@ describe("context variables", function()
     end)
   end)
 
+  it("a callback's error reaches the handler as raised, its context left",
+     function()
+    helper.run(function(loop, errors)
+      var:set("task")
+      local function deep()
+        var:set("callback")
+        error("boom")
+      end
+      local ran = loop:create_future()
+      loop:call_soon(function() deep() end)
+      loop:call_soon(function() ran:set_result(get()) end)
+      assert.are.equal("task", ran:await())
+      assert.are.equal(1, #errors)
+      assert.matches("context_spec.lua:%d+: boom", tostring(errors[1].exception))
+      if not jit then -- LuaJIT: a pcall in between, the traceback is cut
+        assert.matches("in %a+ 'deep'", errors[1].traceback)
+      end
+      assert.are.equal("task", get())
+    end, { errors_ok = true })
+  end)
+
   it("a TaskGroup's children inherit its task's context", function()
     helper.run(function()
       var:set("parent")

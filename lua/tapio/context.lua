@@ -73,23 +73,43 @@ M.of_task = of_task
 
 -- ---- Running in a context ------------------------------------------------
 
--- ctx entered, fn(...) called, the previous context current again, also
--- when fn raised (raised again, as it was: a string keeps its position;
--- the traceback starts here). A task may wait inside: see resuming.
-local function finish(ctx, outer, ok, ...)
-  ctx._entered = false
-  current = outer
+-- run_in(ctx, fn, ...): ctx entered, fn(...) called, the previous context
+-- current again, also when fn raised. A task may wait inside (see
+-- resuming). Lua 5.4: a to-be-closed variable leaves ctx, so an error
+-- passes untouched and its traceback (the loop's report, a task's) shows
+-- where it was raised. LuaJIT has none: a pcall, and the error raised
+-- again as it was (a string keeps its position; the traceback starts at
+-- the run).
+local function enter(ctx)
+  ctx._outer, ctx._entered = current, true
+  current = ctx
+  return ctx
+end
+
+Context.__close = function(ctx) -- leaves ctx (see enter)
+  current, ctx._outer, ctx._entered = ctx._outer, nil, false
+end
+
+local function finish(ctx, ok, ...)
+  Context.__close(ctx)
   if not ok then
     error((...), 0)
   end
   return ...
 end
 
-local function run_in(ctx, fn, ...)
-  local outer = current
-  ctx._entered = true
-  current = ctx
-  return finish(ctx, outer, pcall(fn, ...))
+local run_in
+if _VERSION == "Lua 5.4" then
+  run_in = assert(load([[
+    local enter = ...
+    return function(ctx, fn, ...)
+      local entered <close> = enter(ctx)
+      return fn(...)
+    end]], "=tapio.context"))(enter)
+else
+  run_in = function(ctx, fn, ...)
+    return finish(enter(ctx), pcall(fn, ...))
+  end
 end
 
 --- ctx:run(fn, ...): fn(...) with ctx current; returns its results. What
