@@ -43,7 +43,8 @@ end
 local root = new_context(EMPTY) -- where the main chunk runs
 local current = root
 
--- state.on: a ContextVar exists (tapio.task and tapio.future read it);
+-- state.on: a ContextVar exists (tapio.task reads it when told, through
+-- hooks.on, and keeps it as an upvalue; tapio.future is told by turn_on);
 -- state.given: the context loop:create_task_in gives the task it makes.
 local state = F.context.state
 M.state = state
@@ -224,9 +225,9 @@ end
 M.hooks = {}
 
 local function back(outer)
-  local own = current
+  local ctx = current
   current = outer
-  own._entered = false
+  ctx._entered = false
 end
 
 local function activate()
@@ -236,10 +237,10 @@ local function activate()
   M.hooks.on()
   local task = F.api.current_task()
   if task then -- its step began with nothing to switch: switch now
-    local own = of_task(task)
-    own._entered = true
+    local ctx = of_task(task)
+    ctx._entered = true
     M.hooks.after_step(back, current)
-    current = own
+    current = ctx
   end
 end
 
