@@ -344,7 +344,8 @@ describe("context variables", function()
       loop:call_soon(function() ran:set_result(get()) end)
       assert.are.equal("task", ran:await())
       assert.are.equal(1, #errors)
-      assert.matches("context_spec.lua:%d+: boom", tostring(errors[1].exception))
+      assert.matches("context_spec.lua:%d+: boom",
+                     tostring(errors[1].exception))
       if not jit then -- LuaJIT: a pcall in between, the traceback is cut
         assert.matches("in %a+ 'deep'", errors[1].traceback)
       end
