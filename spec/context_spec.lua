@@ -142,6 +142,24 @@ local function given_context()
   say("task context", ctx:get(var), get())
 end
 
+local function streams()
+  var:set("at start_server")
+  local server = tapio.start_server(function(reader, writer)
+    say("server handler sees", get())
+    var:set("handler")
+    writer:write(reader:readline())
+    writer:close()
+  end, "127.0.0.1", 0)
+  var:set("after start_server")
+  local reader, writer = tapio.open_connection("127.0.0.1",
+                                               helper.port(server))
+  writer:write("hi\n")
+  reader:readline()
+  writer:close()
+  server:close()
+  say("streams main sees", get())
+end
+
 local function sorted(lines)
   table.sort(lines)
   return lines
@@ -164,6 +182,7 @@ describe("context variables", function()
       contexts()
       group()
       given_context()
+      streams()
     end)
     -- the order of callbacks of one turn is not the point here
     assert.are.same(sorted(expected), sorted(out))
@@ -251,6 +270,31 @@ describe("context variables", function()
       assert.are.equal("reader", get())
       writer:close()
       server:close()
+    end)
+  end)
+
+  it("start_server's tasks run in a copy of its caller's context",
+     function()
+    helper.run(function()
+      var:set("at start_server")
+      local seen = {}
+      local server = tapio.start_server(function(reader, writer)
+        seen[#seen + 1] = get()
+        var:set("connection " .. #seen)
+        writer:write(reader:readline())
+        writer:close()
+      end, "127.0.0.1", 0)
+      var:set("later")
+      for _ = 1, 2 do
+        local reader, writer = tapio.open_connection("127.0.0.1",
+                                                     helper.port(server))
+        writer:write("hi\n")
+        assert.are.equal("hi\n", reader:readline())
+        writer:close()
+      end
+      server:close()
+      assert.are.same({ "at start_server", "at start_server" }, seen)
+      assert.are.equal("later", get())
     end)
   end)
 

@@ -132,6 +132,26 @@ async def given_context():
     say("task context", ctx[var], get())
 
 
+async def streams():
+    var.set("at start_server")
+
+    async def handle(reader, writer):
+        say("server handler sees", get())
+        var.set("handler")
+        writer.write(await reader.readline())
+        writer.close()
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    var.set("after start_server")
+    port = server.sockets[0].getsockname()[1]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"hi\n")
+    await reader.readline()
+    writer.close()
+    server.close()
+    await server.wait_closed()
+    say("streams main sees", get())
+
+
 async def main():
     await inherit()
     await callbacks()
@@ -139,6 +159,7 @@ async def main():
     contexts()
     await group()
     await given_context()
+    await streams()
 
 
 asyncio.run(main())
