@@ -513,6 +513,8 @@ local SAMPLES = {
     return loop:subprocess_exec(protocol, "true")
   end,
   p = function() return tapio.create_subprocess_exec("true") end,
+  var = function() return tapio.ContextVar("sample") end,
+  context = function() return tapio.copy_context() end,
   clock = function() return select(2, testing.new_loop()) end,
 }
 

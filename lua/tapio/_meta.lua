@@ -152,6 +152,8 @@
 ---@field ALL_COMPLETED string tapio.wait's return_when: "ALL_COMPLETED" (the default)
 ---@field Future table the future class (its methods)
 ---@field Task table the task class
+---@field Context table the context class (its methods)
+---@field Token table the token class: Token.MISSING
 ---@field StreamReader tapio.StreamReader the reader class (callable)
 ---@field StreamWriter table the writer class
 ---@field Process table the process class
@@ -384,6 +386,24 @@ function tapio.get_running_loop() end
 ---@return tapio.Task
 function tapio.create_task(fn, ...) end
 
+---A context variable; a default given as nil counts.
+---@param name string
+---@param default? any
+---@return tapio.ContextVar
+function tapio.ContextVar(name, default) end
+
+---A copy of the current context.
+---@return tapio.Context
+function tapio.copy_context() end
+
+---fn(...) as a task on the running loop, in ctx itself (asyncio's
+---create_task(coro, context=ctx)).
+---@param ctx tapio.Context
+---@param fn async fun(...): ...
+---@param ... any
+---@return tapio.Task
+function tapio.create_task_in(ctx, fn, ...) end
+
 ---The task running now, or nil.
 ---@return tapio.Task?
 function tapio.current_task() end
@@ -596,6 +616,13 @@ function Loop:remove_signal_handler(sig) end
 ---@param ... any
 ---@return tapio.Task
 function Loop:create_task(fn, ...) end
+---create_task with ctx itself as the task's context (asyncio's
+---create_task(coro, context=ctx)).
+---@param ctx tapio.Context
+---@param fn async fun(...): ...
+---@param ... any
+---@return tapio.Task
+function Loop:create_task_in(ctx, fn, ...) end
 ---fn(loop, context) gets errors nobody awaits; nil restores the default.
 ---@param fn? fun(loop: tapio.Loop, context: tapio.ExceptionContext)
 function Loop:set_exception_handler(fn) end
@@ -1060,6 +1087,58 @@ function Task:set_name(name) end
 function Task:get_coro() end
 ---@return string? the traceback of its error
 function Task:get_traceback() end
+---The task's context: a copy of the current one when it was made (or the
+---one create_task_in gave); its steps run there.
+---@return tapio.Context
+function Task:get_context() end
+
+---A context variable (Python's contextvars.ContextVar).
+---@class tapio.ContextVar
+---@field name string
+local ContextVar = {}
+---Its value in the current context, else default (if given), else the
+---var's default, else raises a LookupError value (name "LookupError").
+---@param default? any
+---@return any
+function ContextVar:get(default) end
+---Sets it in the current context (nil is a value).
+---@param value any
+---@return tapio.Token
+function ContextVar:set(value) end
+---Gives back the value before the set that made token; raises for a
+---token used already, of another var, or made in another context.
+---@param token tapio.Token
+function ContextVar:reset(token) end
+
+---What var:set returns, for var:reset.
+---@class tapio.Token
+---@field var tapio.ContextVar
+---@field old_value any the value before the set; tapio.Token.MISSING if none
+---@field MISSING table
+
+---A mapping of ContextVars to values (Python's contextvars.Context).
+---@class tapio.Context
+local Context = {}
+---fn(...) with this context current; raises if it is already entered.
+---@param fn fun(...): ...
+---@param ... any
+---@return ...
+function Context:run(fn, ...) end
+---var's value in this context, else default (nil if not given).
+---@param var tapio.ContextVar
+---@param default? any
+---@return any
+function Context:get(var, default) end
+---Whether var has a value in this context (Python's `var in ctx`).
+---@param var tapio.ContextVar
+---@return boolean
+function Context:has(var) end
+---An iterator of var, value for the vars set in this context.
+---@return fun(): tapio.ContextVar?, any
+function Context:items() end
+---A copy of this context.
+---@return tapio.Context
+function Context:copy() end
 
 ---Fixed-size memory (BufferedProtocol).
 ---@class tapio.Buffer

@@ -139,12 +139,32 @@ end
 M.api.is_future = is_future
 M.new_future = new_future
 
+-- Context variables (tapio.context, which requires this module): on once
+-- one exists (an upvalue: the paths below test it per future); then a
+-- callback added to a pending future has the context current then at its
+-- place in fut._contexts, and runs there.
+local contexts_on = false
+local context = { state = { on = false } }
+M.context = context
+function context.turn_on()
+  contexts_on = true
+end
+local call_soon = Loop.call_soon -- the binding's: captures no context
+
 -- Done callbacks run from the loop, never from inside set_result.
 local function schedule_callbacks(fut)
   local cbs = fut._callbacks
   fut._callbacks = {}
+  local contexts = contexts_on and fut._contexts
+  if contexts then
+    fut._contexts = nil
+    for i = 1, #cbs do
+      context.schedule(fut, cbs[i], contexts[i])
+    end
+    return
+  end
   for i = 1, #cbs do
-    fut._loop:call_soon(cbs[i], fut)
+    call_soon(fut._loop, cbs[i], fut)
   end
 end
 
@@ -289,20 +309,29 @@ function Future:add_done_callback(fn)
   if self._state ~= "pending" then
     self._loop:call_soon(fn, self)
   else
-    self._callbacks[#self._callbacks + 1] = fn
+    local n = #self._callbacks + 1
+    self._callbacks[n] = fn
+    if contexts_on then
+      context.note(self, n)
+    end
   end
 end
 
 function Future:remove_done_callback(fn)
   local kept, removed = {}, 0
-  for _, cb in ipairs(self._callbacks) do
+  local contexts = self._contexts
+  local kept_contexts = contexts and {}
+  for i, cb in ipairs(self._callbacks) do
     if rawequal(cb, fn) then
       removed = removed + 1
     else
       kept[#kept + 1] = cb
+      if contexts then
+        kept_contexts[#kept] = contexts[i]
+      end
     end
   end
-  self._callbacks = kept
+  self._callbacks, self._contexts = kept, kept_contexts
   return removed
 end
 

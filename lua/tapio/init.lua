@@ -8,7 +8,8 @@
 -- (create_subprocess_exec and _shell), tapio.wait (wait_for, timeout,
 -- gather, shield, wait, as_completed), tapio.group (TaskGroup),
 -- tapio.sync (Event, Lock, Semaphore, Condition, Barrier), tapio.queue
--- (Queue, PriorityQueue, LifoQueue); this file
+-- (Queue, PriorityQueue, LifoQueue), tapio.context (ContextVar,
+-- copy_context: asyncio's contextvars); this file
 -- gathers them into the `tapio` table. Every operation that completes
 -- later follows the async rule (see tapio/future.lua and lua/README.md):
 -- inside a task it suspends the task, anywhere else it returns a future.
@@ -26,6 +27,7 @@ local W = require "tapio.wait"
 local G = require "tapio.group"
 local Y = require "tapio.sync"
 local Q = require "tapio.queue"
+local CX = require "tapio.context"
 
 local tapio = {}
 
@@ -66,6 +68,8 @@ end
 
 tapio.Future = F.Future
 tapio.Task = T.Task
+tapio.Context = CX.Context
+tapio.Token = CX.Token
 
 -- tapio.run's settings, read at each run:
 --- Seconds tapio.run gives the transports it closes at exit to flush what
@@ -81,7 +85,7 @@ T.settings = tapio
 tapio.StreamReader = R.StreamReader
 tapio.StreamWriter = S.StreamWriter
 tapio.Process = P.Process
-for _, module in ipairs({ U, F, T, LP, R, S, P, W, G, Y, Q }) do
+for _, module in ipairs({ U, F, T, LP, R, S, P, W, G, Y, Q, CX }) do
   for name, fn in pairs(module.api) do
     tapio[name] = fn -- cancelled_error, current_task, run, sleep, ...
   end

@@ -3,6 +3,7 @@
 local core = require "tapio.core"
 local U = require "tapio.util"
 local F = require "tapio.future"
+local C = require "tapio.context"
 
 local M = { api = {} } -- api: what `tapio` holds too (see tapio.util)
 local api = M.api
@@ -160,8 +161,14 @@ local function resume_timed(co, ...)
   return noted(tasks[co], t0, co_resume(co, ...))
 end
 
+local contexts_on = false -- C.state.on, as an upvalue for create_task
+
 local function choose_resume()
   resume = (debug_env or next(debug_loops)) and resume_timed or co_resume
+  contexts_on = C.state.on
+  if contexts_on then -- context variables exist: steps in their contexts
+    resume = C.resuming(resume)
+  end
 end
 
 local function on_debug(loop, on)
@@ -179,6 +186,8 @@ end
 
 core._debug_hooks(on_debug, slow_task)
 choose_resume()
+C.hooks.on, C.hooks.after_step = choose_resume, M.defer
+C.own[step] = true -- a step makes its task's context current itself
 
 --- Resumes a task parked on obj (future.lua's park), there and then,
 -- its park returning value (nil if not given); false if it no longer
@@ -223,6 +232,9 @@ function Loop:create_task(fn, ...)
   task._cancels = 0 -- cancel requests not taken back (cancelling())
   task_count = task_count + 1
   task._number = task_count -- the name is made when asked for
+  if contexts_on then -- else made when asked for (all empty until then)
+    task._context = C.capture()
+  end
   task._co = coroutine.create(function(...)
     task._results = pack(fn(...))
   end)
@@ -303,6 +315,12 @@ end
 function Task:set_name(name)
   self._name = tostring(name)
   return self
+end
+
+--- The task's context (tapio.context): a copy of the current one when
+-- the task was made, where its steps run.
+function Task:get_context()
+  return C.of_task(self)
 end
 
 function Task:get_coro()

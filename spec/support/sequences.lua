@@ -57,6 +57,7 @@ local function default_python()
   end
   return "/usr/bin/python3"
 end
+M.default_python = default_python
 
 local function settings(default_count)
   return tonumber(os.getenv("TAPIO_PARITY_COUNT")) or default_count,

@@ -1,0 +1,478 @@
+-- Context variables (tapio.ContextVar, tapio.copy_context, a task's
+-- context): asyncio's contextvars semantics. The scenarios of
+-- spec/support/context_parity.py run here on tapio, and what each saw
+-- must be what asyncio saw (python3.13, else python3); the behaviours
+-- asyncio documents are asserted one by one after.
+local helper = require "spec.helper"
+local seqs = require "spec.support.sequences"
+local tapio = require "tapio"
+
+local var = tapio.ContextVar("request")
+local other = tapio.ContextVar("other", "dflt")
+
+local function get()
+  return var:get("unset")
+end
+
+local function is_lookup_error(err)
+  return type(err) == "table" and err.name == "LookupError"
+end
+
+-- ---- The parity scenarios (same names, same lines as the .py) ------------
+
+local out = {}
+local function say(...)
+  local words = {}
+  for i = 1, select("#", ...) do
+    words[i] = tostring((select(i, ...)))
+  end
+  out[#out + 1] = table.concat(words, " ")
+end
+
+local function inherit()
+  var:set("a")
+  local t = tapio.create_task(function()
+    say("inherit child sees", get())
+    tapio.sleep(0)
+    say("inherit child later sees", get())
+    var:set("c")
+    say("inherit child set", get())
+  end)
+  var:set("b")
+  t:await()
+  say("inherit creator sees", get())
+end
+
+local function callbacks()
+  local loop = tapio.get_running_loop()
+  local done = loop:create_future()
+  var:set("x")
+  loop:call_soon(function() say("call_soon sees", get()) end)
+  loop:call_later(0, function() say("call_later sees", get()) end)
+  loop:call_at(loop:time(), function() say("call_at sees", get()) end)
+  local fut = loop:create_future()
+  fut:add_done_callback(function() say("done callback sees", get()) end)
+  loop:call_soon(function()
+    var:set("in callback")
+    say("callback set", get())
+  end)
+  var:set("y")
+  fut:set_result(1)
+  loop:call_later(0.01, function() done:set_result() end)
+  done:await()
+  say("callbacks task sees", get())
+end
+
+local function fails(fn, ...)
+  local ok, err = pcall(fn, ...)
+  assert(not ok, "expected an error")
+  return tostring(err)
+end
+
+local function tokens()
+  local t = var:set("t1")
+  var:reset(t)
+  say("reset gives", get())
+  if fails(var.reset, var, t):match("has already been used once") then
+    say("reset twice: RuntimeError")
+  end
+  local t2 = other:set("o")
+  if fails(var.reset, var, t2):match("made by another ContextVar") then
+    say("reset other var: ValueError")
+  end
+  local ctx = tapio.copy_context()
+  local t3 = var:set("t3")
+  if fails(ctx.run, ctx, var.reset, var, t3)
+       :match("made in another context") then
+    say("reset other context: ValueError")
+  end
+  var:reset(t3)
+  t2.var:reset(t2)
+  if fails(var.reset, var, t2):match("has already been used once") then
+    say("used and other var: RuntimeError")
+  end
+  say("old_value", t3.old_value == tapio.Token.MISSING and "True" or "False")
+  say("default", other:get(), other:get("given"))
+  local nothing = tapio.ContextVar("nothing")
+  local ok, err = pcall(nothing.get, nothing)
+  if not ok and is_lookup_error(err) then
+    say("unset get: LookupError")
+  end
+end
+
+local function contexts()
+  var:set("outer")
+  local ctx = tapio.copy_context()
+  local ctx2 = tapio.copy_context()
+  ctx:run(function()
+    var:set("inner1")
+    ctx2:run(function()
+      var:set("inner2")
+      say("nested run sees", get())
+    end)
+    say("back in ctx sees", get())
+    if fails(ctx.run, ctx, function() end):match("already entered") then
+      say("entered twice: RuntimeError")
+    end
+  end)
+  say("after run sees", get(), ctx:get(var), ctx2:get(var))
+end
+
+local function group()
+  var:set("g")
+  local seen = {}
+  tapio.TaskGroup(function(tg)
+    for i = 0, 1 do
+      tg:create_task(function()
+        tapio.sleep(0)
+        seen[#seen + 1] = get()
+        var:set(i)
+      end)
+    end
+  end)
+  say("group children see", table.concat(seen, " "))
+  say("group parent sees", get())
+end
+
+local function given_context()
+  local ctx = tapio.copy_context()
+  tapio.create_task_in(ctx, function()
+    var:set("from task")
+  end):await()
+  say("task context", ctx:get(var), get())
+end
+
+local function streams()
+  var:set("at start_server")
+  local server = tapio.start_server(function(reader, writer)
+    say("server handler sees", get())
+    var:set("handler")
+    writer:write(reader:readline())
+    writer:close()
+  end, "127.0.0.1", 0)
+  var:set("after start_server")
+  local reader, writer = tapio.open_connection("127.0.0.1",
+                                               helper.port(server))
+  writer:write("hi\n")
+  reader:readline()
+  writer:close()
+  server:close()
+  say("streams main sees", get())
+end
+
+local function sorted(lines)
+  table.sort(lines)
+  return lines
+end
+
+describe("context variables", function()
+  it("see what asyncio's contextvars see, scenario by scenario", function()
+    local py = seqs.default_python()
+    local text, status = helper.execute(py
+      .. " spec/support/context_parity.py")
+    assert.are.equal(0, status, text)
+    local expected = {}
+    for line in text:gmatch("[^\n]+") do
+      expected[#expected + 1] = line
+    end
+    helper.run(function()
+      inherit()
+      callbacks()
+      tokens()
+      contexts()
+      group()
+      given_context()
+      streams()
+    end)
+    -- the order of callbacks of one turn is not the point here
+    assert.are.same(sorted(expected), sorted(out))
+  end)
+
+  it("a task inherits its creator's context at creation only", function()
+    helper.run(function()
+      var:set("before")
+      local t = tapio.create_task(function()
+        tapio.sleep(0)
+        return get()
+      end)
+      var:set("after")
+      assert.are.equal("before", t:await())
+      assert.are.equal("after", get())
+    end)
+  end)
+
+  it("a task's sets are not seen by its creator, nor by its siblings",
+     function()
+    helper.run(function()
+      var:set("creator")
+      local a = tapio.create_task(function()
+        var:set("a")
+        tapio.sleep(0)
+        return get()
+      end)
+      local b = tapio.create_task(function()
+        tapio.sleep(0)
+        return get()
+      end)
+      assert.are.equal("a", a:await())
+      assert.are.equal("creator", b:await())
+      assert.are.equal("creator", get())
+      assert.are.equal("a", a:get_context():get(var))
+    end)
+  end)
+
+  it("a callback runs in a copy of the context of its scheduling",
+     function()
+    helper.run(function(loop)
+      var:set("scheduled")
+      local f = loop:create_future()
+      loop:call_soon(function()
+        local was = get()
+        var:set("set in the callback")
+        f:set_result(was)
+      end)
+      var:set("later")
+      assert.are.equal("scheduled", f:await())
+      assert.are.equal("later", get())
+    end)
+  end)
+
+  it("a done callback runs in the context of its add_done_callback",
+     function()
+    helper.run(function(loop)
+      local fut, seen = loop:create_future(), loop:create_future()
+      var:set("added")
+      fut:add_done_callback(function() seen:set_result(get()) end)
+      var:set("completed")
+      fut:set_result()
+      assert.are.equal("added", seen:await())
+    end)
+  end)
+
+  it("a task resumed from a protocol callback runs in its own context",
+     function()
+    helper.run(function(loop)
+      var:set("reader")
+      local got = loop:create_future()
+      local server = tapio.start_server(function(reader, writer)
+        var:set("server connection")
+        local line = reader:readline()
+        got:set_result(line, get())
+        writer:close()
+      end, "127.0.0.1", 0)
+      local reader, writer = tapio.open_connection("127.0.0.1",
+                                                   helper.port(server))
+      writer:write("hi\n")
+      local line, seen = got:await()
+      assert.are.equal("hi\n", line)
+      assert.are.equal("server connection", seen)
+      assert.are.equal("", reader:read())
+      assert.are.equal("reader", get())
+      writer:close()
+      server:close()
+    end)
+  end)
+
+  it("start_server's tasks run in a copy of its caller's context",
+     function()
+    helper.run(function()
+      var:set("at start_server")
+      local seen = {}
+      local server = tapio.start_server(function(reader, writer)
+        seen[#seen + 1] = get()
+        var:set("connection " .. #seen)
+        writer:write(reader:readline())
+        writer:close()
+      end, "127.0.0.1", 0)
+      var:set("later")
+      for _ = 1, 2 do
+        local reader, writer = tapio.open_connection("127.0.0.1",
+                                                     helper.port(server))
+        writer:write("hi\n")
+        assert.are.equal("hi\n", reader:readline())
+        writer:close()
+      end
+      server:close()
+      assert.are.same({ "at start_server", "at start_server" }, seen)
+      assert.are.equal("later", get())
+    end)
+  end)
+
+  it("reset checks its token as Python does", function()
+    helper.run(function()
+      local t = var:set(1)
+      assert.are.equal(var, t.var)
+      assert.are.equal(tapio.Token.MISSING, t.old_value)
+      var:reset(t)
+      assert.are.equal("unset", get())
+      assert.matches("contextvar:reset: the token has already been used once",
+                     fails(var.reset, var, t))
+      assert.matches("contextvar:reset: the token was made by another "
+        .. "ContextVar", fails(var.reset, var, other:set(2)))
+      local t3 = var:set(3)
+      assert.matches("the token was made in another context",
+        fails(tapio.copy_context().run, tapio.copy_context(), var.reset,
+              var, t3))
+      assert.matches("bad argument #1 'token' %(tapio.Token expected, got "
+        .. "nil%)", fails(var.reset, var))
+      var:reset(t3)
+      assert.are.equal("unset", get())
+    end)
+  end)
+
+  it("a var set to nil has a value: nil", function()
+    helper.run(function()
+      local v = tapio.ContextVar("maybe", "dflt")
+      v:set(nil)
+      assert.is_nil(v:get())
+      assert.is_nil(v:get("given"))
+      assert.is_true(tapio.copy_context():has(v))
+      local unset = tapio.ContextVar("unset")
+      local ok, err = pcall(unset.get, unset)
+      assert.is_false(ok)
+      assert.is_true(is_lookup_error(err))
+    end)
+  end)
+
+  it("a context runs one fn at a time, also a task's own", function()
+    helper.run(function()
+      local ctx = tapio.current_task():get_context()
+      assert.matches("cannot enter the context: it is already entered",
+                     fails(ctx.run, ctx, function() end))
+      local copy = tapio.copy_context()
+      assert.are.equal("ran", copy:run(function() return "ran" end))
+      assert.matches("context:run: bad argument #1 'fn'",
+                     fails(copy.run, copy, 42))
+    end)
+  end)
+
+  it("a task waiting inside ctx:run is resumed in ctx", function()
+    helper.run(function()
+      var:set("task")
+      local ctx = tapio.copy_context()
+      ctx:run(function()
+        var:set("ctx")
+        tapio.sleep(0)
+        assert.are.equal("ctx", get())
+      end)
+      assert.are.equal("task", get())
+      assert.are.equal("ctx", ctx:get(var))
+    end)
+  end)
+
+  it("ctx:run gives its context back when fn raises", function()
+    helper.run(function()
+      var:set("task")
+      local ctx = tapio.copy_context()
+      local ok, err = pcall(ctx.run, ctx, function()
+        var:set("ctx")
+        error("boom")
+      end)
+      assert.is_false(ok)
+      assert.matches("boom", err)
+      assert.are.equal("task", get())
+      assert.are.equal("ran", ctx:run(function() return "ran" end))
+    end)
+  end)
+
+  it("a callback's error reaches the handler as raised, its context left",
+     function()
+    helper.run(function(loop, errors)
+      var:set("task")
+      local function deep()
+        var:set("callback")
+        error("boom")
+      end
+      local ran = loop:create_future()
+      loop:call_soon(function() deep() end)
+      loop:call_soon(function() ran:set_result(get()) end)
+      assert.are.equal("task", ran:await())
+      assert.are.equal(1, #errors)
+      assert.matches("context_spec.lua:%d+: boom",
+                     tostring(errors[1].exception))
+      if not jit then -- LuaJIT: a pcall in between, the traceback is cut
+        assert.matches("in %a+ 'deep'", errors[1].traceback)
+      end
+      assert.are.equal("task", get())
+    end, { errors_ok = true })
+  end)
+
+  it("a TaskGroup's children inherit its task's context", function()
+    helper.run(function()
+      var:set("parent")
+      local results = {}
+      tapio.TaskGroup(function(tg)
+        for i = 1, 3 do
+          tg:create_task(function()
+            results[i] = get()
+            var:set(i)
+          end)
+        end
+      end)
+      assert.are.same({ "parent", "parent", "parent" }, results)
+      assert.are.equal("parent", get())
+    end)
+  end)
+
+  it("to_thread carries nothing to the worker's Lua state", function()
+    helper.run(function()
+      var:set("task")
+      local loaded = tapio.to_thread(function()
+        return package.loaded["tapio.context"] ~= nil
+      end)
+      assert.is_false(loaded)
+      assert.are.equal("task", get())
+    end)
+  end)
+
+  it("create_task_in runs the task in that context itself", function()
+    helper.run(function(loop)
+      local ctx = tapio.copy_context()
+      local t = loop:create_task_in(ctx, function() var:set("in ctx") end)
+      assert.are.equal(ctx, t:get_context())
+      t:await()
+      assert.are.equal("in ctx", ctx:get(var))
+      assert.are.equal("unset", get())
+      assert.matches("bad argument #1 'ctx' %(tapio.Context expected",
+                     fails(loop.create_task_in, loop, {}, print))
+    end)
+  end)
+
+  it("iterates a context's vars", function()
+    local ctx = tapio.copy_context()
+    ctx:run(function()
+      var:set("v")
+      other:set("o")
+    end)
+    local seen = {}
+    for v, value in ctx:items() do
+      seen[v.name] = value
+    end
+    assert.are.same({ request = "v", other = "o" }, seen)
+  end)
+end)
+
+describe("context variables in a fresh Lua state", function()
+  it("the first ContextVar, made in a task, switches that task's context",
+     function()
+    local text, status = helper.run_script([[
+      local tapio = require "tapio"
+      tapio.run(function()
+        local early = tapio.create_task(function()
+          tapio.sleep(0)
+          tapio.sleep(0)
+          return tapio.copy_context():has(next(_G.vars))
+        end)
+        local v = tapio.ContextVar("late")
+        _G.vars = { [v] = true }
+        v:set("main")
+        tapio.sleep(0)
+        print(v:get(), early:await(), tapio.copy_context():get(v))
+      end)
+      local v = next(_G.vars)
+      print(v:get("outside unset"))
+    ]])
+    assert.are.equal(0, status, text)
+    assert.are.equal("main\tfalse\tmain\noutside unset\n", text)
+  end)
+end)
