@@ -8,6 +8,7 @@ local M = { api = {} } -- api: what `tapio` holds too (see tapio.util)
 local api = M.api
 local pack, unpack = U.pack, U.unpack
 local check_loop, check_callable = U.check_loop, U.check_callable
+local check_self = U.check_self
 local is_cancelled, safe_tostring = U.api.is_cancelled, U.safe_tostring
 local Future, new_future, is_future = F.Future, F.new_future, F.api.is_future
 local resolve, retrieved = F.resolve, F.retrieved
@@ -211,13 +212,11 @@ function M.unpark_soon(task, obj)
   return true
 end
 
---- loop:create_task(fn, ...): runs fn(...) in a coroutine the loop
--- resumes; returns the task, a future of fn's results.
-function Loop:create_task(fn, ...)
-  check_loop(self, "loop:create_task")
-  check_callable(fn, "loop:create_task", 1, "fn")
-  local task = new_future(self, Task)
-  task._args = pack(...)
+-- A task of fn(unpack(args)) on loop, not yet started: its first step
+-- is for the caller to run or schedule (see start).
+local function new_task(loop, fn, args)
+  local task = new_future(loop, Task)
+  task._args = args
   task._must_cancel = false -- present: unpark reads it per wake-up
   task._cancel_woke = false -- the step scheduled is the cancel's own
   task._cancels = 0 -- cancel requests not taken back (cancelling())
@@ -227,12 +226,39 @@ function Loop:create_task(fn, ...)
     task._results = pack(fn(...))
   end)
   tasks[task._co] = task
-  local set = all_tasks[self]
+  local set = all_tasks[loop]
   if not set then
     set = setmetatable({}, { __mode = "k" })
-    all_tasks[self] = set
+    all_tasks[loop] = set
   end
   set[task] = true
+  return task
+end
+
+-- The loops' task factories (loop:set_task_factory). any_factory stays
+-- false until one is set: a loop with none pays that one test per
+-- create_task.
+local factories = setmetatable({}, { __mode = "k" })
+local any_factory = false
+
+--- loop:create_task(fn, ...): runs fn(...) in a coroutine the loop
+-- resumes; returns the task, a future of fn's results. With a task
+-- factory set, the factory makes it: factory(loop, fn, ...).
+function Loop:create_task(fn, ...)
+  check_loop(self, "loop:create_task")
+  check_callable(fn, "loop:create_task", 1, "fn")
+  if any_factory then
+    local factory = factories[self]
+    if factory then
+      local task = factory(self, fn, ...)
+      if not is_future(task) then
+        error("tapio: loop:create_task: the task factory returned "
+          .. U.typename(task) .. " (a task expected)", 2)
+      end
+      return task
+    end
+  end
+  local task = new_task(self, fn, pack(...))
   self:call_soon(step, task)
   return task
 end
@@ -338,6 +364,66 @@ function api.all_tasks(loop)
     end
   end
   return list
+end
+
+-- ---- Task factories and eager tasks --------------------------------------
+
+--- loop:set_task_factory(factory): from now on every task the loop makes
+-- (loop:create_task, so tapio.create_task, tg:create_task, a server's
+-- client tasks, ...) is factory(loop, fn, ...)'s, a task that tapio.Task
+-- or tapio.eager_task_factory made; nil: the default again.
+function Loop:set_task_factory(factory)
+  check_self(self, U.loop_mt, "loop:set_task_factory")
+  if factory ~= nil then
+    check_callable(factory, "loop:set_task_factory", 1, "factory")
+  end
+  factories[self] = factory
+  any_factory = any_factory or factory ~= nil
+end
+
+--- The factory set_task_factory set, or nil (the default).
+function Loop:get_task_factory()
+  check_self(self, U.loop_mt, "loop:get_task_factory")
+  return factories[self]
+end
+
+-- The arguments of tapio.Task and eager_task_factory (name), checked at
+-- their caller's line; the task, not yet started.
+local function made_task(name, loop, fn, args)
+  if getmetatable(loop) ~= U.loop_mt then
+    U.argerror(name, 1, "loop", "tapio.loop expected, got "
+      .. U.typename(loop))
+  elseif loop:is_closed() then
+    error(("tapio: %s: the loop is closed"):format(name), 3)
+  end
+  check_callable(fn, name, 2, "fn", 4)
+  return new_task(loop, fn, args)
+end
+
+--- tapio.Task(loop, fn, ...): a task of fn(...) on loop, scheduled as
+-- loop:create_task schedules it with no factory (asyncio's Task(coro,
+-- loop=loop)): what a factory of its own calls.
+getmetatable(Task).__call = function(_, loop, fn, ...)
+  local task = made_task("Task", loop, fn, pack(...))
+  loop:call_soon(step, task)
+  return task
+end
+
+--- tapio.eager_task_factory(loop, fn, ...): a task whose first step runs
+-- now, in the caller's stead, up to where fn first waits (asyncio's
+-- eager_start): fn that never waits is done when this returns, its done
+-- callbacks scheduled; its error or cancellation is the task's, never
+-- raised here. A loop not running schedules the task as create_task does
+-- (the step must run where the loop runs, as in asyncio). A factory for
+-- loop:set_task_factory, or called as it is for one eager task.
+function api.eager_task_factory(loop, fn, ...)
+  local task = made_task("eager_task_factory", loop, fn, pack(...))
+  if loop:is_running() then
+    step(task)
+  else
+    loop:call_soon(step, task)
+  end
+  return task
 end
 
 -- ---- The running loop, sleep ---------------------------------------------
