@@ -151,7 +151,7 @@
 ---@field FIRST_EXCEPTION string tapio.wait's return_when: "FIRST_EXCEPTION"
 ---@field ALL_COMPLETED string tapio.wait's return_when: "ALL_COMPLETED" (the default)
 ---@field Future table the future class (its methods)
----@field Task table the task class
+---@field Task tapio.Task the task class (callable: tapio.Task(loop, fn, ...), a task no factory makes)
 ---@field Context table the context class (its methods)
 ---@field Token table the token class: Token.MISSING
 ---@field StreamReader tapio.StreamReader the reader class (callable)
@@ -408,6 +408,15 @@ function tapio.create_task_in(ctx, fn, ...) end
 ---@return tapio.Task?
 function tapio.current_task() end
 
+---A task of fn(...) on loop whose first step runs now, up to where fn
+---first waits (asyncio's eager_task_factory; a loop not running: as
+---create_task). For loop:set_task_factory, or called for one eager task.
+---@param loop tapio.Loop
+---@param fn async fun(...): ...
+---@param ... any
+---@return tapio.Task
+function tapio.eager_task_factory(loop, fn, ...) end
+
 ---The tasks of loop (default: the running one) not yet done.
 ---@param loop? tapio.Loop
 ---@return tapio.Task[]
@@ -623,6 +632,12 @@ function Loop:create_task(fn, ...) end
 ---@param ... any
 ---@return tapio.Task
 function Loop:create_task_in(ctx, fn, ...) end
+---Every task the loop makes is factory(loop, fn, ...)'s from now on
+---(tapio.Task or tapio.eager_task_factory make one); nil: the default.
+---@param factory? fun(loop: tapio.Loop, fn: function, ...): tapio.Task
+function Loop:set_task_factory(factory) end
+---@return (fun(loop: tapio.Loop, fn: function, ...): tapio.Task)?
+function Loop:get_task_factory() end
 ---fn(loop, context) gets errors nobody awaits; nil restores the default.
 ---@param fn? fun(loop: tapio.Loop, context: tapio.ExceptionContext)
 function Loop:set_exception_handler(fn) end

@@ -9,6 +9,7 @@ local M = { api = {} } -- api: what `tapio` holds too (see tapio.util)
 local api = M.api
 local pack, unpack = U.pack, U.unpack
 local check_loop, check_callable = U.check_loop, U.check_callable
+local check_self = U.check_self
 local is_cancelled, safe_tostring = U.api.is_cancelled, U.safe_tostring
 local Future, new_future, is_future = F.Future, F.new_future, F.api.is_future
 local resolve, retrieved = F.resolve, F.retrieved
@@ -220,11 +221,52 @@ function M.unpark_soon(task, obj)
   return true
 end
 
+-- The loops' task factories (loop:set_task_factory). create_task is
+-- the one place tasks are made: tapio.Task and eager_task_factory reach
+-- it past the factory by setting `making` ("lazy", or "eager": the first
+-- step now). hooked is true while a factory was ever set or making is
+-- set, and only then does create_task look: with no factory it pays that
+-- one test (a Lua call more, to a function making the task for both,
+-- would cost about 1% of a trivial task's making and running).
+local factories = setmetatable({}, { __mode = "k" })
+local any_factory, hooked, making = false, false, nil
+local eager_task_factory -- tapio.eager_task_factory (below)
+local call_soon = Loop.call_soon
+
+-- An eager task's first step, where create_task would schedule it.
+local function run_now(_, fn, task)
+  fn(task)
+end
+
+-- What the loop's factory made; raises at create_task's caller.
+local function from_factory(factory, loop, fn, ...)
+  local task = factory(loop, fn, ...)
+  if not is_future(task) then
+    error("tapio: loop:create_task: the task factory returned "
+      .. U.typename(task) .. " (a task expected)", 3)
+  end
+  return task
+end
+
 --- loop:create_task(fn, ...): runs fn(...) in a coroutine the loop
--- resumes; returns the task, a future of fn's results.
-function Loop:create_task(fn, ...)
+-- resumes; returns the task, a future of fn's results. With a task
+-- factory set, factory(loop, fn, ...) makes it.
+local function create_task(self, fn, ...)
   check_loop(self, "loop:create_task")
   check_callable(fn, "loop:create_task", 1, "fn")
+  local start = call_soon -- the first step: scheduled, or run_now
+  if hooked then
+    local own, factory = making, factories[self]
+    making, hooked = nil, any_factory
+    if own then
+      start = own == "eager" and run_now or call_soon
+    elseif factory == eager_task_factory then -- its task, made here
+      start = self:is_running() and run_now or call_soon
+    elseif factory then
+      local task = from_factory(factory, self, fn, ...)
+      return task -- (no tail call: the error's level)
+    end
+  end
   local task = new_future(self, Task)
   task._args = pack(...)
   task._must_cancel = false -- present: unpark reads it per wake-up
@@ -245,9 +287,10 @@ function Loop:create_task(fn, ...)
     all_tasks[self] = set
   end
   set[task] = true
-  self:call_soon(step, task)
+  start(self, step, task)
   return task
 end
+Loop.create_task = create_task
 
 --- Requests cancellation: the task gets a cancellation error where it
 -- waits (which it may catch). False if the task is done.
@@ -357,6 +400,68 @@ function api.all_tasks(loop)
   end
   return list
 end
+
+-- ---- Task factories and eager tasks --------------------------------------
+
+--- loop:set_task_factory(factory): from now on every task the loop makes
+-- (loop:create_task, so tapio.create_task, tg:create_task, a server's
+-- client tasks, ...) is factory(loop, fn, ...)'s, a task that tapio.Task
+-- or tapio.eager_task_factory made; nil: the default again.
+function Loop:set_task_factory(factory)
+  check_self(self, U.loop_mt, "loop:set_task_factory")
+  if factory ~= nil then
+    check_callable(factory, "loop:set_task_factory", 1, "factory")
+  end
+  factories[self] = factory
+  any_factory = any_factory or factory ~= nil
+  hooked = hooked or any_factory
+end
+
+--- The factory set_task_factory set, or nil (the default).
+function Loop:get_task_factory()
+  check_self(self, U.loop_mt, "loop:get_task_factory")
+  return factories[self]
+end
+
+-- A task of fn(...) on loop made as create_task makes it with no
+-- factory, its first step scheduled, or (how == "eager", the loop
+-- running) run now; the arguments checked at the caller of the function
+-- name, which calls this (not as a tail call: the errors' level).
+local function own_task(name, how, loop, fn, ...)
+  if getmetatable(loop) ~= U.loop_mt then
+    U.argerror(name, 1, "loop", "tapio.loop expected, got "
+      .. U.typename(loop))
+  elseif loop:is_closed() then
+    error(("tapio: %s: the loop is closed"):format(name), 3)
+  end
+  check_callable(fn, name, 2, "fn", 4)
+  if how == "eager" and not loop:is_running() then
+    how = "lazy" -- the step must run where the loop runs, as in asyncio
+  end
+  making, hooked = how, true -- (create_task takes them at once)
+  return create_task(loop, fn, ...)
+end
+
+--- tapio.Task(loop, fn, ...): a task of fn(...) on loop, scheduled as
+-- loop:create_task schedules it with no factory (asyncio's Task(coro,
+-- loop=loop)): what a factory of its own calls.
+getmetatable(Task).__call = function(_, loop, fn, ...)
+  local task = own_task("Task", "lazy", loop, fn, ...)
+  return task
+end
+
+--- tapio.eager_task_factory(loop, fn, ...): a task whose first step runs
+-- now, in the caller's stead, up to where fn first waits (asyncio's
+-- eager_start): fn that never waits is done when this returns, its done
+-- callbacks scheduled; its error or cancellation is the task's, never
+-- raised here. A loop not running schedules the task as create_task does.
+-- A factory for loop:set_task_factory, or called as it is for one eager
+-- task.
+function eager_task_factory(loop, fn, ...)
+  local task = own_task("eager_task_factory", "eager", loop, fn, ...)
+  return task
+end
+api.eager_task_factory = eager_task_factory
 
 -- ---- The running loop, sleep ---------------------------------------------
 
