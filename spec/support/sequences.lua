@@ -59,7 +59,6 @@ local function default_python()
 end
 M.default_python = default_python
 
-M.default_python = default_python -- (task_factory_spec.lua's too)
 
 local function settings(default_count)
   return tonumber(os.getenv("TAPIO_PARITY_COUNT")) or default_count,

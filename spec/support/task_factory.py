@@ -8,7 +8,10 @@ what happened, in order, one event a line:
 tapio runs the same scenarios and must print the same lines. Waits are
 on futures and on turns of the loop (hops: call_soon chains), never on
 time, so the order of events is the loop's FIFO order in both.
-    python3.13 spec/support/task_factory.py"""
+    python3.13 spec/support/task_factory.py > spec/support/task_factory.out
+
+(spec/task_factory_spec.lua compares with that recording where no Python
+3.12 or later is found.)"""
 import asyncio
 import sys
 
