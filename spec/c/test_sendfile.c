@@ -35,37 +35,6 @@ static void small_buffers(tapio_transport *t, int peer) {
   CHECK(setsockopt(peer, SOL_SOCKET, SO_RCVBUF, &small, sizeof small) == 0);
 }
 
-/* Reads n pattern bytes at the peer (running the loop meanwhile). */
-static size_t raw_drain_n(tapio_loop *loop, int peer, size_t n) {
-  static char buf[64 * 1024];
-  size_t total = 0;
-  while (total < n) {
-    size_t k = n - total < sizeof buf ? n - total : sizeof buf;
-    raw_recv_n(loop, peer, buf, k);
-    CHECK_EQ(pattern_check(buf, k, total), -1);
-    total += k;
-  }
-  return total;
-}
-
-/* A temporary file holding the stream's pattern bytes [0, n). */
-static int pattern_file(size_t n) {
-  char path[] = "/tmp/tapio_sendfile_XXXXXX";
-  static char buf[64 * 1024];
-  size_t off = 0;
-  int fd = mkstemp(path);
-  CHECK(fd >= 0);
-  unlink(path);
-  while (off < n) {
-    size_t k = n - off < sizeof buf ? n - off : sizeof buf;
-    pattern_fill(buf, k, off);
-    CHECK_EQ(write(fd, buf, k), (ssize_t)k);
-    off += k;
-  }
-  CHECK_EQ(lseek(fd, 0, SEEK_SET), 0);
-  return fd;
-}
-
 /* A connection to a raw peer, a file of FILE_SIZE, and a sendfile's
  * completion. */
 typedef struct fixture {
@@ -216,7 +185,7 @@ static void protocol_held_aside(void) {
   r2.t = x.r.t;
   CHECK_OK(tapio_transport_set_protocol(x.r.t, &rec_proto, &r2));
   CHECK(tapio_transport_get_protocol(x.r.t, NULL) == &r2);
-  CHECK_EQ(raw_drain_n(x.loop, x.peer, FILE_SIZE), FILE_SIZE);
+  CHECK_EQ(raw_drain_n(x.loop, x.peer, FILE_SIZE, 0), FILE_SIZE);
   WAIT_FOR(x.loop, x.s.done);
   CHECK_ERR(x.s.status, 0);
   raw_send_str(x.loop, x.peer, "hi");
