@@ -98,8 +98,8 @@ int tapio__sendfile_no_native(int err, uint64_t sent) {
   return sent == 0 && (err == EINVAL || err == ENOSYS);
 }
 
-int tapio__sendfile_native(int sock, int file, uint64_t offset,
-                           uint64_t count, uint64_t *sent) {
+static int native_turn(int sock, int file, uint64_t offset, uint64_t count,
+                       uint64_t *sent) {
   size_t turn = 0;
   while (!(count && *sent == count)) {
     off_t off = (off_t)(offset + *sent);
@@ -119,6 +119,17 @@ int tapio__sendfile_native(int sock, int file, uint64_t offset,
     }
   }
   return 0;
+}
+
+/* sendfile(2) has no MSG_NOSIGNAL: a peer gone would raise SIGPIPE. */
+int tapio__sendfile_native(int sock, int file, uint64_t offset,
+                           uint64_t count, uint64_t *sent) {
+  sigset_t old;
+  int rc;
+  tapio__sigpipe_block(&old);
+  rc = native_turn(sock, file, offset, count, sent);
+  tapio__sigpipe_restore(&old, rc == -EPIPE);
+  return rc;
 }
 
 /* ---- Fallback: read, write, wait for resume_writing -------------------- */

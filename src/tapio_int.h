@@ -11,6 +11,7 @@
 
 #include <ev.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <string.h>
 #include <netinet/in.h>
@@ -574,6 +575,12 @@ void tapio__tls_context_retain(tapio_tls_context *ctx);
 /* During a sendfile on t (TAPIO__T_SENDFILE): where t's own protocol and
  * its user pointer are held (set_protocol and get_protocol use them). */
 const tapio__proto **tapio__sendfile_held(tapio_transport *t, void ***ud);
+
+/* Around a call that can raise SIGPIPE and has no MSG_NOSIGNAL (pipe.c):
+ * SIGPIPE blocked, then the one an EPIPE raised taken back (epipe: the
+ * call failed so), the mask and errno as they were. */
+void tapio__sigpipe_block(sigset_t *old);
+void tapio__sigpipe_restore(const sigset_t *old, int epipe);
 
 /* The steps of sending a file (sendfile.c), the transport's and
  * sock_sendfile's (sock.c): a file from offset, count bytes (0: to its
