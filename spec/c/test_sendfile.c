@@ -303,6 +303,38 @@ static void fallback_on_memory_pair(void) {
   rec_free(&b);
 }
 
+/* The peer of a Unix connection gone while the kernel sends the file:
+ * EPIPE to the completion with the count sent, then to connection_lost;
+ * no SIGPIPE (sendfile(2) has no MSG_NOSIGNAL: SIGPIPE is blocked around
+ * it, for kernels that raise one: 6.18 returns EPIPE without it). */
+static void peer_gone_midway(void) {
+  tapio_loop *loop = new_loop();
+  conn_wait w = {0};
+  rec r;
+  sf s = {0};
+  char buf[4096];
+  int sv[2], fd = pattern_file(FILE_SIZE);
+  rec_init(&r);
+  w.r = &r;
+  CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == 0);
+  CHECK_OK(tapio_connect_accepted_socket(loop, sv[0], &rec_proto, &r, NULL,
+                                         on_connected, &w));
+  CHECK_OK(connect_wait(loop, &w));
+  s.r = &r;
+  CHECK_OK(tapio_transport_sendfile(r.t, fd, 0, 0, 1, on_sent, &s));
+  raw_recv_n(loop, sv[1], buf, sizeof buf);
+  CHECK_EQ(pattern_check(buf, sizeof buf, 0), -1);
+  close(sv[1]);
+  WAIT_FOR(loop, s.done);
+  CHECK_ERR(s.status, TAPIO_EPIPE);
+  CHECK(s.sent >= sizeof buf && s.sent < FILE_SIZE);
+  WAIT_FOR(loop, r.lost);
+  CHECK_EQ(r.lost_code, TAPIO_EPIPE);
+  close(fd);
+  free_loop(loop);
+  rec_free(&r);
+}
+
 TEST_MAIN(
   TEST(native_whole_file),
   TEST(count_offset_and_writes),
@@ -312,6 +344,7 @@ TEST_MAIN(
   TEST(protocol_held_aside),
   TEST(loop_freed_midway),
   TEST(kernel_refuses_the_file),
+  TEST(peer_gone_midway),
   TEST(refusals),
   TEST(fallback_on_memory_pair)
 )
