@@ -439,8 +439,10 @@ int tapio_remove_writer(tapio_loop *loop, int fd);
  * the loop owns fd, as add_reader refuses it), TAPIO_ECLOSED (the loop is
  * being freed), TAPIO_EVIRTUAL (a loop on a virtual clock), TAPIO_ENOMEM.
  * A socket that is not non-blocking is used as one by recv, recvfrom,
- * sendall and sendto (MSG_DONTWAIT); connect and accept cannot and
- * refuse it: TAPIO_EINVAL, and tapio_loop_error_message says so. */
+ * sendall and sendto (MSG_DONTWAIT); connect, accept and sendfile cannot
+ * and refuse it: TAPIO_EINVAL, and tapio_loop_error_message says so.
+ * tapio_sock_sendfile (with tapio_transport_sendfile, below) is one of
+ * them, a send. */
 typedef void (*tapio_sock_fn)(void *ud, int status, size_t n,
                               const void *addr, size_t addrlen);
 /* accept's: the new socket (non-blocking, close-on-exec, the caller's to
@@ -457,7 +459,9 @@ int tapio_sock_recv(tapio_loop *loop, int fd, void *buf, size_t len,
 int tapio_sock_recvfrom(tapio_loop *loop, int fd, void *buf, size_t len,
                         tapio_sock_fn cb, void *cb_ud);
 /* sock_sendall: every byte of data, or an error; data is borrowed for the
- * call only (what must wait is copied). */
+ * call only (what must wait is copied). Out of memory for that copy: the
+ * call's TAPIO_ENOMEM when nothing was sent, else the completion's, with
+ * n the bytes sent. */
 int tapio_sock_sendall(tapio_loop *loop, int fd, const void *data,
                        size_t len, tapio_sock_fn cb, void *cb_ud);
 /* sock_sendto: one datagram to addr (a socket address, see
@@ -1007,6 +1011,24 @@ typedef void (*tapio_sendfile_fn)(void *ud, int status, uint64_t sent);
 int tapio_transport_sendfile(tapio_transport *t, int fd, uint64_t offset,
                              uint64_t count, int fallback,
                              tapio_sendfile_fn cb, void *cb_ud);
+/* asyncio's loop.sock_sendfile(sock, file, offset, count, fallback): the
+ * same sending on fd, a stream socket of the caller's, as one of the
+ * tapio_sock_* operations (see them: its place among fd's sends and
+ * connects, the cancel, the closed fd, the loop freed, the errors of the
+ * call). sendfile(2) while the socket takes it, waiting for room, a turn
+ * of 16 MiB at most per wake-up; a file the kernel cannot send from (not
+ * a regular one) is read (pread, on the loop's thread) and sent, unless
+ * fallback is 0: then TAPIO_ENOTSUP and nothing sent. cb gets 0 (or the
+ * error) and the bytes sent, fewer than count when the file ends first.
+ * The first try comes from the loop, never inside the call. After it,
+ * also when cancelled, the file's offset is offset + sent if any was sent
+ * (as asyncio leaves it): lseek(file, 0, SEEK_CUR) tells how far a
+ * cancelled one got. The call also refuses a file that is not open
+ * (TAPIO_EBADF), a negative one, and an fd that is not a stream socket
+ * (TAPIO_EINVAL; tapio_loop_error_message says why). */
+int tapio_sock_sendfile(tapio_loop *loop, int fd, int file, uint64_t offset,
+                        uint64_t count, int fallback, tapio_sendfile_fn cb,
+                        void *cb_ud);
 
 /* The bytes the write buffer holds, not yet sent (each queued datagram
  * counts its size plus 8); the low and high marks it pauses and resumes

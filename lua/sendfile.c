@@ -1,21 +1,31 @@
 /* The Lua binding's loop:_sendfile (tapio/loop.lua gives it the async
  * rule as loop:sendfile): tapio_transport_sendfile, with a completion of
- * the binding's pending calls (resolve.c) that gives the count sent. */
+ * the binding's pending calls (resolve.c) that gives the count sent; the
+ * file arguments, also sock.c's loop:_sock_sendfile's. */
 #include "tapio_lua.h"
 
 #include <lualib.h>
 #include <stdio.h>
+#include <unistd.h>
 
 #define FN "loop:sendfile"
 
-/* The descriptor of file (argument n at idx): a Lua file, or an integer. */
-static int file_fd(lua_State *L, int idx, int n) {
+int tl_file_fd(lua_State *L, int idx, const char *fn, int n) {
   FILE **f = luaL_testudata(L, idx, LUA_FILEHANDLE);
   if (f) /* a Lua 5.4 luaL_Stream and a LuaJIT file both begin so */
-    return *f ? fileno(*f) : tl_argerror(L, FN, n, "file", "closed file");
+    return *f ? fileno(*f) : tl_argerror(L, fn, n, "file", "closed file");
   if (lua_type(L, idx) != LUA_TNUMBER)
-    return tl_typeerror(L, FN, n, "file", idx, "file or integer");
-  return (int)tl_checkint(L, idx, FN, n, "file", 0, INT32_MAX);
+    return tl_typeerror(L, fn, n, "file", idx, "file or integer");
+  return (int)tl_checkint(L, idx, fn, n, "file", 0, INT32_MAX);
+}
+
+void tl_check_range(lua_State *L, int idx, const char *fn, int n,
+                        lua_Integer *offset, lua_Integer *count) {
+  *offset = *count = 0;
+  if (!lua_isnil(L, idx))
+    *offset = tl_checkint(L, idx, fn, n, "offset", 0, INT64_MAX);
+  if (!lua_isnil(L, idx + 1))
+    *count = tl_checkint(L, idx + 1, fn, n + 1, "count", 1, INT64_MAX);
 }
 
 /* loop:_sendfile(cb, transport, file, offset, count, opts) */
@@ -23,17 +33,14 @@ static int l_sendfile(lua_State *L) {
   static const char *const names[] = {"fallback", NULL};
   tl_loop *lb = tl_checkloop(L, 1, FN);
   tl_transport *lt = tl_testtransport(L, 3);
-  lua_Integer offset = 0, count = 0;
+  lua_Integer offset, count;
   int fd, fallback = 1, rc;
   tl_lookup *pending;
   lua_settop(L, 7);
   if (!lt)
     return tl_typeerror(L, FN, 1, "transport", 3, "transport");
-  fd = file_fd(L, 4, 2);
-  if (!lua_isnil(L, 5))
-    offset = tl_checkint(L, 5, FN, 3, "offset", 0, INT64_MAX);
-  if (!lua_isnil(L, 6))
-    count = tl_checkint(L, 6, FN, 4, "count", 1, INT64_MAX);
+  fd = tl_file_fd(L, 4, FN, 2);
+  tl_check_range(L, 5, FN, 3, &offset, &count);
   if (lua_istable(L, 7)) {
     tl_checkkeys(L, 7, FN, names);
     lua_getfield(L, 7, "fallback");
@@ -57,8 +64,19 @@ static int l_sendfile(lua_State *L) {
   return 1; /* the pending call, for loop:_cancel */
 }
 
+/* loop:_fd_offset(file): where its descriptor is (lseek), or nil: what a
+ * cancelled sock_sendfile left a Lua file at. */
+static int l_fd_offset(lua_State *L) {
+  off_t at = lseek(tl_file_fd(L, 2, "loop:_fd_offset", 1), 0, SEEK_CUR);
+  if (at < 0)
+    return 0;
+  lua_pushinteger(L, (lua_Integer)at);
+  return 1;
+}
+
 static const luaL_Reg loop_methods[] = {
   {"_sendfile", l_sendfile},
+  {"_fd_offset", l_fd_offset},
   {NULL, NULL}
 };
 

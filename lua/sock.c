@@ -10,11 +10,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-enum kind { RECV, RECVFROM, SENDALL, SENDTO, CONNECT, ACCEPT };
+enum kind { RECV, RECVFROM, SENDALL, SENDTO, CONNECT, ACCEPT, SENDFILE };
 
 static const char *const fns[] = {
   "loop:sock_recv", "loop:sock_recvfrom", "loop:sock_sendall",
-  "loop:sock_sendto", "loop:sock_connect", "loop:sock_accept"
+  "loop:sock_sendto", "loop:sock_connect", "loop:sock_accept",
+  "loop:sock_sendfile"
 };
 
 /* tapio.SOCK_RAW: the binding's own (the ABI's socket types are
@@ -91,6 +92,12 @@ static int call_failed(lua_State *L, tl_loop *lb, int kind, tl_lookup *lk,
                        int rc) {
   const char *why = tapio_loop_error_message(lb->loop);
   tl_pending_release(L, lk);
+  if (rc == TAPIO_EBADF && why) /* the fd's has no message: the file's */
+    return tl_argerror(L, fns[kind], 2, "file", "not an open descriptor");
+  if (rc == TAPIO_EINVAL && why && strstr(why, "stream socket"))
+    return tl_argerror(L, fns[kind], 1, "fd",
+                       "not a stream socket (asyncio's sock_sendfile: "
+                       "only SOCK_STREAM type sockets are supported)");
   tl_fd_refused(L, fns[kind], 1, rc);
   if (rc == TAPIO_EINVAL && why && strstr(why, "blocking"))
     return tl_argerror(L, fns[kind], 1, "fd",
@@ -184,6 +191,26 @@ static int l_sock_accept(lua_State *L) {
   tl_lookup *lk = pending(L, lb, ACCEPT, 0, NULL);
   rc = tapio_sock_accept(lb->loop, fd, on_accept, lk);
   return rc < 0 ? call_failed(L, lb, ACCEPT, lk, rc) : 1;
+}
+
+/* loop:_sock_sendfile(cb, fd, file, offset, count, fallback) */
+static int l_sock_sendfile(lua_State *L) {
+  tl_loop *lb = tl_checkloop(L, 1, fns[SENDFILE]);
+  int fd = check_fd(L, SENDFILE), file, fallback = 1, rc;
+  lua_Integer offset, count;
+  tl_lookup *lk;
+  lua_settop(L, 7);
+  file = tl_file_fd(L, 4, fns[SENDFILE], 2);
+  tl_check_range(L, 5, fns[SENDFILE], 3, &offset, &count);
+  if (lua_type(L, 7) == LUA_TBOOLEAN)
+    fallback = lua_toboolean(L, 7);
+  else if (!lua_isnil(L, 7))
+    return tl_typeerror(L, fns[SENDFILE], 5, "fallback", 7,
+                        "boolean or nil");
+  lk = tl_pending_new(L, lb, 2);
+  rc = tapio_sock_sendfile(lb->loop, fd, file, (uint64_t)offset,
+                           (uint64_t)count, fallback, tl_pending_count, lk);
+  return rc < 0 ? call_failed(L, lb, SENDFILE, lk, rc) : 1;
 }
 
 /* ---- Small helpers: making the socket ------------------------------------ */
@@ -290,6 +317,7 @@ static const luaL_Reg loop_methods[] = {
   {"_sock_sendto", l_sock_sendto},
   {"_sock_connect", l_sock_connect},
   {"_sock_accept", l_sock_accept},
+  {"_sock_sendfile", l_sock_sendfile},
   {NULL, NULL}
 };
 

@@ -558,6 +558,12 @@ void tl_pending_release(lua_State *L, tl_lookup *lk);
 /* A completion with a count (sendfile's): cb(nil, count), or cb(err)
  * with err.count. */
 void tl_pending_count(void *ud, int status, uint64_t count);
+/* sendfile.c: the descriptor of a file argument (argument n at idx of
+ * fn): a Lua file, or an integer; offset (nil: 0) at idx and count (nil:
+ * 0, to the end) at idx + 1, arguments n and n + 1 of fn. */
+int tl_file_fd(lua_State *L, int idx, const char *fn, int n);
+void tl_check_range(lua_State *L, int idx, const char *fn, int n,
+                    lua_Integer *offset, lua_Integer *count);
 /* A pending call whose userdata also holds size bytes of buffer (a
  * sock_recv's), and that buffer. */
 tl_lookup *tl_pending_new_buffer(lua_State *L, tl_loop *lb, int cbi,

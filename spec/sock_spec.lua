@@ -1,7 +1,8 @@
--- loop:sock_recv, sock_recvfrom, sock_sendall, sock_sendto, sock_connect
--- and sock_accept (asyncio's "working with socket objects directly") on
--- descriptors, with tapio.socket, bind, listen and getsockname; Python's
--- socket module is the peer where it defines the behaviour.
+-- loop:sock_recv, sock_recvfrom, sock_sendall, sock_sendto, sock_connect,
+-- sock_accept and sock_sendfile (asyncio's "working with socket objects
+-- directly") on descriptors, with tapio.socket, bind, listen and
+-- getsockname; Python's socket module is the peer where it defines the
+-- behaviour.
 local helper = require "spec.helper"
 local tapio = helper.tapio
 local run = helper.run
@@ -27,6 +28,52 @@ local function udp(loop)
   local fd = assert(tapio.socket(tapio.AF_INET, tapio.SOCK_DGRAM))
   assert(tapio.bind(fd, { "127.0.0.1", 0 }))
   return fd, tapio.getsockname(fd), loop
+end
+
+-- A connected pair of non-blocking Unix stream sockets (their buffers
+-- hold a few hundred KiB: a file of 2 MiB waits for the reader).
+local function unix_pair(loop)
+  local path = os.tmpname()
+  os.remove(path)
+  local l = assert(tapio.socket(tapio.AF_UNIX, tapio.SOCK_STREAM))
+  assert(tapio.bind(l, path))
+  assert(tapio.listen(l))
+  local c = assert(tapio.socket(tapio.AF_UNIX, tapio.SOCK_STREAM))
+  local accepting = loop:create_task(function()
+    return loop:sock_accept(l)
+  end)
+  loop:sock_connect(c, path)
+  local s = accepting:await()
+  tapio.close_fd(l)
+  os.remove(path)
+  return c, s
+end
+
+-- A file of size bytes that differ with their position (its path kept
+-- for a Python peer to compare with), open for reading, and its content.
+local function data_file(size)
+  local parts = {}
+  for i = 0, math.floor(size / 8) do
+    parts[#parts + 1] = ("%08x"):format(i * 8)
+  end
+  local content = table.concat(parts):sub(1, size)
+  local path = os.tmpname()
+  local f = assert(io.open(path, "wb"))
+  f:write(content)
+  f:close()
+  return assert(io.open(path, "rb")), content, path
+end
+
+-- What fd receives until the end of the stream.
+local function recv_all(loop, fd)
+  local got = {}
+  while true do
+    local chunk = loop:sock_recv(fd, 1048576)
+    if chunk == "" then
+      return table.concat(got)
+    end
+    got[#got + 1] = chunk
+  end
 end
 
 describe("sock_* operations", function()
@@ -351,5 +398,172 @@ c.close()
       .. "or AF_UNIX expected)")
     local _, e = tapio.listen(9999)
     assert.are.equal("EBADF", e.name)
+  end)
+end)
+
+describe("loop:sock_sendfile", function()
+  it("sends several MiB over TCP to Python, which checks every byte; the "
+     .. "file is then at its end", function()
+    run(function(loop)
+      local size = 6 * 1024 * 1024 + 5
+      local f, _, path = data_file(size)
+      local code = ([[
+import socket
+l = socket.socket()
+l.bind(("127.0.0.1", 0))
+l.listen()
+print(l.getsockname()[1], flush=True)
+c, _ = l.accept()
+got = bytearray()
+while True:
+    b = c.recv(1 << 16)
+    if not b:
+        break
+    got += b
+want = open(%q, "rb").read()[100:]
+bad = next((i for i in range(min(len(got), len(want))) if got[i] != want[i]),
+           None) if got != want else None
+print(len(got), "same" if got == want else "differs at %%s" %% bad)
+]]):format(path)
+      local proc = tapio.create_subprocess_exec(PY, { "-c", code },
+        { stdout = tapio.PIPE })
+      local port = tonumber(proc.stdout:readline())
+      local c = assert(tapio.socket(tapio.AF_INET, tapio.SOCK_STREAM))
+      loop:sock_connect(c, { "127.0.0.1", port })
+      assert.are.equal(size - 100, loop:sock_sendfile(c, f, 100))
+      assert.are.equal(size, f:seek())
+      tapio.close_fd(c)
+      local out = proc.stdout:read()
+      proc:wait()
+      assert.are.equal(0, proc.returncode)
+      assert.are.equal(("%d same\n"):format(size - 100), out)
+      f:close()
+      os.remove(path)
+    end)
+  end)
+
+  it("sends offset and count over a Unix socket, a count past the end "
+     .. "what there is", function()
+    run(function(loop)
+      local c, s = unix_pair(loop)
+      local f, content, path = data_file(1024 * 1024 + 3)
+      local reading = loop:create_task(recv_all, loop, s)
+      assert.are.equal(1000, loop:sock_sendfile(c, f, 7, 1000))
+      assert.are.equal(1007, f:seek())
+      assert.are.equal(#content - 2000,
+        loop:sock_sendfile(c, f, 2000, #content))
+      assert.are.equal(#content, f:seek())
+      assert.are.equal(0, loop:sock_sendfile(c, f, #content + 1))
+      assert.are.equal(#content, f:seek()) -- nothing sent: not moved
+      tapio.close_fd(c)
+      local got = reading:await()
+      assert.is_true(got == content:sub(8, 1007) .. content:sub(2001))
+      tapio.close_fd(s)
+      f:close()
+      os.remove(path)
+    end)
+  end)
+
+  it("reads and sends a file the kernel cannot send from, unless fallback "
+     .. "is false (ENOTSUP, nothing sent)", function()
+    run(function(loop)
+      local c, s = unix_pair(loop)
+      local f = assert(io.open("/proc/self/status", "rb"))
+      local ok, err = pcall(loop.sock_sendfile, loop, c, f, 0, nil, false)
+      assert.is_false(ok)
+      assert.are.equal("ENOTSUP", err.name)
+      assert.are.equal(0, err.count)
+      assert.are.equal(5, loop:sock_sendfile(c, f, 0, 5))
+      assert.are.equal(5, f:seek())
+      assert.are.equal(3, loop:sock_sendfile(c, f, 1, 3, true))
+      tapio.close_fd(c)
+      assert.are.equal("Name:ame", recv_all(loop, s))
+      tapio.close_fd(s)
+      f:close()
+    end)
+  end)
+
+  it("stops when cancelled midway: the file left at offset + the bytes "
+     .. "sent, exactly those at the peer", function()
+    run(function(loop)
+      local c, s = unix_pair(loop)
+      local f, content, path = data_file(2 * 1024 * 1024)
+      f:read(10) -- a position of the Lua file's own, buffered: followed
+      local sending = loop:create_task(function()
+        return loop:sock_sendfile(c, f, 5)
+      end)
+      local first = loop:sock_recv(s, 4096) -- it sends, and then waits
+      tapio.sleep(0)
+      assert.is_false(sending:done())
+      sending:cancel()
+      assert.is_false(pcall(sending.await, sending))
+      assert.is_true(sending:cancelled())
+      local at = f:seek()
+      assert.is_true(at > 5 + #first and at < #content)
+      tapio.close_fd(c)
+      local got = first .. recv_all(loop, s)
+      assert.are.equal(at - 5, #got)
+      assert.is_true(got == content:sub(6, at))
+      tapio.close_fd(s)
+      f:close()
+      os.remove(path)
+    end)
+  end)
+
+  it("fails when the peer goes, with the count sent (the file there)",
+     function()
+    run(function(loop)
+      local c, s = unix_pair(loop)
+      local f, _, path = data_file(2 * 1024 * 1024)
+      local sending = loop:create_task(function()
+        return loop:sock_sendfile(c, f)
+      end)
+      loop:sock_recv(s, 4096)
+      tapio.close_fd(s)
+      local ok, err = pcall(sending.await, sending)
+      assert.is_false(ok)
+      assert.is_true(err.name == "EPIPE" or err.name == "ECONNRESET")
+      assert.is_true(err.count >= 4096)
+      assert.are.equal(err.count, f:seek())
+      tapio.close_fd(c)
+      f:close()
+      os.remove(path)
+    end)
+  end)
+
+  it("refuses bad arguments, naming them", function()
+    run(function(loop)
+      local c, s = unix_pair(loop)
+      local f = assert(io.open("/proc/self/status", "rb"))
+      local u = udp(loop)
+      local a, b = tapio.socketpair() -- blocking ones
+      local function refuses(msg, ...)
+        local args = { n = select("#", ...), ... }
+        assert.has_error(function()
+          loop:sock_sendfile((table.unpack or unpack)(args, 1, args.n))
+        end, "tapio: loop:sock_sendfile: " .. msg)
+      end
+      refuses("bad argument #1 'fd' (integer expected, got string)",
+        "x", f)
+      refuses("bad argument #2 'file' (file or integer expected, got "
+        .. "table)", c, {})
+      refuses("bad argument #2 'file' (not an open descriptor)", c, 9999)
+      refuses("bad argument #3 'offset' (-1 is out of range "
+        .. "0..9223372036854775807)", c, f, -1)
+      refuses("bad argument #4 'count' (0 is out of range "
+        .. "1..9223372036854775807)", c, f, 0, 0)
+      refuses("bad argument #5 'fallback' (boolean or nil expected, got "
+        .. "string)", c, f, 0, nil, "yes")
+      refuses("bad argument #1 'fd' (not a stream socket (asyncio's "
+        .. "sock_sendfile: only SOCK_STREAM type sockets are supported))",
+        u, f)
+      refuses("bad argument #1 'fd' (a blocking socket: asyncio requires a "
+        .. "non-blocking one (tapio.socket makes one))", a, f)
+      f:close()
+      refuses("bad argument #2 'file' (closed file)", c, f)
+      for _, fd in ipairs { c, s, u, a, b } do
+        tapio.close_fd(fd)
+      end
+    end)
   end)
 end)

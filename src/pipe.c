@@ -54,28 +54,40 @@ static ssize_t chr_writev(tapio__stream *s, void *ctx,
   return code_of(write_fd(s->wio.fd, iov, n));
 }
 
-/* write() to a pipe has no MSG_NOSIGNAL: SIGPIPE is blocked in this thread
- * around it, and the one a write that failed with EPIPE raised (directed
+/* A system call that can raise SIGPIPE and has no MSG_NOSIGNAL (write()
+ * to a pipe, sendfile(2) to a socket): SIGPIPE is blocked in this thread
+ * around it, and the one a call that failed with EPIPE raised (directed
  * at this thread, so pending here) is taken back before the mask is
- * restored. Two system calls per write; a SIGPIPE already blocked by the
+ * restored. Two system calls around it; a SIGPIPE already blocked by the
  * caller is left alone. The disposition of SIGPIPE is never touched. */
-static ssize_t pipe_writev(tapio__stream *s, void *ctx,
-                           const struct iovec *iov, int n) {
-  static const struct timespec zero = {0, 0};
-  sigset_t pipe_only, old;
-  ssize_t r;
-  int err;
-  (void)ctx;
+void tapio__sigpipe_block(sigset_t *old) {
+  sigset_t pipe_only;
   sigemptyset(&pipe_only);
   sigaddset(&pipe_only, SIGPIPE);
-  pthread_sigmask(SIG_BLOCK, &pipe_only, &old);
-  r = write_fd(s->wio.fd, iov, n);
-  err = errno;
-  if (r < 0 && err == EPIPE && !sigismember(&old, SIGPIPE))
+  pthread_sigmask(SIG_BLOCK, &pipe_only, old);
+}
+
+void tapio__sigpipe_restore(const sigset_t *old, int epipe) {
+  static const struct timespec zero = {0, 0};
+  sigset_t pipe_only;
+  int err = errno;
+  sigemptyset(&pipe_only);
+  sigaddset(&pipe_only, SIGPIPE);
+  if (epipe && !sigismember(old, SIGPIPE))
     while (sigtimedwait(&pipe_only, NULL, &zero) < 0 && errno == EINTR)
       ;
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  pthread_sigmask(SIG_SETMASK, old, NULL);
   errno = err;
+}
+
+static ssize_t pipe_writev(tapio__stream *s, void *ctx,
+                           const struct iovec *iov, int n) {
+  sigset_t old;
+  ssize_t r;
+  (void)ctx;
+  tapio__sigpipe_block(&old);
+  r = write_fd(s->wio.fd, iov, n);
+  tapio__sigpipe_restore(&old, r < 0 && errno == EPIPE);
   return code_of(r);
 }
 

@@ -20,7 +20,7 @@
 #include <unistd.h>
 
 #define CHUNK TAPIO__RBUF_SIZE    /* a fallback read, and one write */
-#define TURN_MAX (16u << 20)     /* bytes per wake-up: others run too */
+#define TURN_MAX TAPIO__SENDFILE_TURN
 
 typedef struct op {
   tapio__request req;
@@ -63,21 +63,73 @@ static void op_free(op *o) {
  * asyncio leaves it), then the completion. */
 static void finish(op *o, int code) {
   give_back(o);
-  if (o->sent > 0)
-    lseek(o->fd, (off_t)(o->offset + o->sent), SEEK_SET);
+  tapio__sendfile_seek(o->fd, o->offset, o->sent);
   if (tapio__request_done(&o->req))
     o->cb(o->req.ud, code, o->sent);
   op_free(o);
 }
 
+/* ---- The steps, shared with sock_sendfile (sock.c) --------------------- */
+
 /* What is left to send now: at most max, none past count. */
-static size_t want(const op *o, size_t max) {
-  uint64_t left = o->count ? o->count - o->sent : max;
+static size_t want(uint64_t count, uint64_t sent, size_t max) {
+  uint64_t left = count ? count - sent : max;
   return left < max ? (size_t)left : max;
 }
 
-static int done_all(const op *o) {
-  return o->count && o->sent == o->count;
+void tapio__sendfile_seek(int file, uint64_t offset, uint64_t sent) {
+  if (sent > 0)
+    lseek(file, (off_t)(offset + sent), SEEK_SET);
+}
+
+ssize_t tapio__sendfile_read(int file, uint64_t offset, uint64_t count,
+                             uint64_t sent, char *buf) {
+  ssize_t n;
+  if (count && sent == count)
+    return 0;
+  do
+    n = pread(file, buf, want(count, sent, CHUNK), (off_t)(offset + sent));
+  while (n < 0 && errno == EINTR);
+  return n < 0 ? tapio__from_errno(errno) : n;
+}
+
+/* EINVAL: a file sendfile(2) cannot send from (not a regular one). */
+int tapio__sendfile_no_native(int err, uint64_t sent) {
+  return sent == 0 && (err == EINVAL || err == ENOSYS);
+}
+
+static int native_turn(int sock, int file, uint64_t offset, uint64_t count,
+                       uint64_t *sent) {
+  size_t turn = 0;
+  while (!(count && *sent == count)) {
+    off_t off = (off_t)(offset + *sent);
+    ssize_t n;
+    if (turn >= TURN_MAX)
+      return 1;
+    n = sendfile(sock, file, &off, want(count, *sent, CHUNK));
+    if (n == 0)
+      break; /* the end of the file */
+    if (n > 0) {
+      *sent += (uint64_t)n;
+      turn += (size_t)n;
+    } else if (errno == EAGAIN) {
+      return 1;
+    } else if (errno != EINTR) {
+      return -errno;
+    }
+  }
+  return 0;
+}
+
+/* sendfile(2) has no MSG_NOSIGNAL: a peer gone would raise SIGPIPE. */
+int tapio__sendfile_native(int sock, int file, uint64_t offset,
+                           uint64_t count, uint64_t *sent) {
+  sigset_t old;
+  int rc;
+  tapio__sigpipe_block(&old);
+  rc = native_turn(sock, file, offset, count, sent);
+  tapio__sigpipe_restore(&old, rc == -EPIPE);
+  return rc;
 }
 
 /* ---- Fallback: read, write, wait for resume_writing -------------------- */
@@ -91,14 +143,11 @@ static void pump(op *o) {
   if (!buf)
     return finish(o, TAPIO_ENOMEM);
   while (!(t->flags & TAPIO__T_WPAUSED) && turn < TURN_MAX) {
-    ssize_t n = done_all(o) ? 0
-                            : pread(o->fd, buf, want(o, CHUNK),
-                                    (off_t)(o->offset + o->sent));
+    ssize_t n = tapio__sendfile_read(o->fd, o->offset, o->count, o->sent,
+                                     buf);
     int rc;
-    if (n < 0 && errno == EINTR)
-      continue;
     if (n <= 0)
-      return finish(o, n < 0 ? tapio__from_errno(errno) : 0);
+      return finish(o, (int)n);
     t->flags &= ~(uint32_t)TAPIO__T_SENDFILE;
     rc = tapio_transport_write(t, buf, (size_t)n);
     t->flags |= TAPIO__T_SENDFILE;
@@ -121,7 +170,7 @@ static void pump(op *o) {
 static void native_failed(op *o, int err) {
   tapio_transport *t = o->t;
   int code = tapio__from_errno(err);
-  if (o->sent == 0 && (err == EINVAL || err == ENOSYS)) {
+  if (tapio__sendfile_no_native(err, o->sent)) {
     if (!o->fallback)
       return finish(o, TAPIO_ENOTSUP);
     o->native = 0;
@@ -133,27 +182,17 @@ static void native_failed(op *o, int err) {
 
 static void send_native(op *o) {
   tapio_transport *t = o->t;
-  size_t turn = 0;
+  uint64_t before = o->sent;
+  int rc;
   if (t->wsize) /* what was written before goes first */
     return ev_io_start(t->loop->ev, &o->wio);
-  while (!done_all(o)) {
-    off_t off = (off_t)(o->offset + o->sent);
-    ssize_t n;
-    if (turn >= TURN_MAX)
-      return ev_io_start(t->loop->ev, &o->wio); /* writable: next turn */
-    n = sendfile(tapio__stream_fd(t), o->fd, &off, want(o, CHUNK));
-    if (n == 0)
-      break; /* the end of the file */
-    if (n > 0) {
-      o->sent += (uint64_t)n;
-      t->nsent += (uint64_t)n;
-      turn += (size_t)n;
-    } else if (errno == EAGAIN) {
-      return ev_io_start(t->loop->ev, &o->wio);
-    } else if (errno != EINTR) {
-      return native_failed(o, errno);
-    }
-  }
+  rc = tapio__sendfile_native(tapio__stream_fd(t), o->fd, o->offset,
+                              o->count, &o->sent);
+  t->nsent += o->sent - before;
+  if (rc == 1) /* full, or the turn over: once writable */
+    return ev_io_start(t->loop->ev, &o->wio);
+  if (rc)
+    return native_failed(o, -rc);
   finish(o, 0);
 }
 

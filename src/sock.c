@@ -18,9 +18,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
-enum kind { RECV, RECVFROM, ACCEPT, SENDALL, SENDTO, CONNECT };
+enum kind { RECV, RECVFROM, ACCEPT, SENDALL, SENDTO, CONNECT, SENDFILE };
 
 typedef struct sockop {
   tapio__request req;
@@ -38,8 +39,11 @@ typedef struct sockop {
   int newfd;               /* accept's */
   struct sockaddr_storage addr; /* sendto's, connect's; recvfrom's, accept's */
   socklen_t alen;
+  int file, native, fallback;   /* sendfile's */
+  uint64_t offset, count, sent;
   tapio_sock_fn cb;
   tapio_sock_accept_fn acb;
+  tapio_sendfile_fn fcb;
 } sockop;
 
 static int reading(const sockop *o) {
@@ -48,14 +52,19 @@ static int reading(const sockop *o) {
 
 /* ---- One try of the system call ----------------------------------------- */
 
+/* Done with code (a tapio code). */
+static int ended_with(sockop *o, int code) {
+  o->done = 1;
+  o->status = code;
+  return 0;
+}
+
 /* errno after a call that failed: 1 to wait for readiness, 0 done with
  * the error in o. */
 static int failed(sockop *o, int err) {
   if (err == EAGAIN || err == EWOULDBLOCK)
     return 1;
-  o->done = 1;
-  o->status = tapio__from_errno(err);
-  return 0;
+  return ended_with(o, tapio__from_errno(err));
 }
 
 static int ended(sockop *o, ssize_t n) {
@@ -144,11 +153,49 @@ static int try_connect(sockop *o) {
   } else if (err == 0 && still_connecting(o->fd)) {
     return 1;
   }
-  if (err == 0)
-    return ended(o, 0);
-  o->done = 1;
-  o->status = tapio__from_errno(err);
-  return 0;
+  return err ? ended_with(o, tapio__from_errno(err)) : ended(o, 0);
+}
+
+/* sock_sendfile's fallback: the file read at offset + sent and sent, a
+ * turn's worth at most. Nothing read is kept: what the socket did not
+ * take is read again once it has room (the loop's read buffer is free
+ * again then), as a file's pages are at hand. */
+static int copy_file(sockop *o) {
+  char *buf = tapio__read_buffer(o->req.loop);
+  size_t turn = 0;
+  if (!buf)
+    return ended_with(o, TAPIO_ENOMEM);
+  while (turn < TAPIO__SENDFILE_TURN) {
+    ssize_t n = tapio__sendfile_read(o->file, o->offset, o->count,
+                                     o->sent, buf);
+    if (n <= 0)
+      return n < 0 ? ended_with(o, (int)n) : ended(o, 0);
+    do
+      n = send(o->fd, buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    if (n < 0)
+      return failed(o, errno);
+    o->sent += (uint64_t)n;
+    turn += (size_t)n;
+  }
+  return 1; /* writable: the next turn */
+}
+
+/* sendfile(2) while it can; a file it cannot send from goes to the
+ * fallback when allowed (asyncio's SendfileNotAvailableError). */
+static int try_sendfile(sockop *o) {
+  if (o->native) {
+    int rc = tapio__sendfile_native(o->fd, o->file, o->offset, o->count,
+                                    &o->sent);
+    if (rc == 0 || rc == 1)
+      return rc ? 1 : ended(o, 0);
+    if (!tapio__sendfile_no_native(-rc, o->sent))
+      return failed(o, -rc);
+    if (!o->fallback)
+      return ended_with(o, TAPIO_ENOTSUP);
+    o->native = 0;
+  }
+  return copy_file(o);
 }
 
 /* 1: the socket has nothing (or no room) for now. */
@@ -163,6 +210,8 @@ static int attempt(sockop *o) {
     return try_sendall(o);
   case SENDTO:
     return try_sendto(o);
+  case SENDFILE:
+    return try_sendfile(o);
   default:
     return try_connect(o);
   }
@@ -218,8 +267,12 @@ static void end(sockop *o, int status) {
     addr = &o->addr;
     alen = o->alen;
   }
+  if (o->kind == SENDFILE) /* also cancelled: asyncio's does */
+    tapio__sendfile_seek(o->file, o->offset, o->sent);
   if (tapio__request_done(&o->req)) {
-    if (o->kind == ACCEPT)
+    if (o->kind == SENDFILE)
+      o->fcb(o->req.ud, status, o->sent);
+    else if (o->kind == ACCEPT)
       o->acb(o->req.ud, status, status == 0 ? o->newfd : -1, addr, alen);
     else
       o->cb(o->req.ud, status, o->n, addr, alen);
@@ -293,14 +346,16 @@ static void cancel(tapio__request *req) {
 
 /* ---- The calls ----------------------------------------------------------- */
 
-static const char *const names[] = {"sock_recv", "sock_recvfrom",
-                                    "sock_accept", "sock_sendall",
-                                    "sock_sendto", "sock_connect"};
+static const char *const names[] = {"sock_recv",    "sock_recvfrom",
+                                    "sock_accept",  "sock_sendall",
+                                    "sock_sendto",  "sock_connect",
+                                    "sock_sendfile"};
 
-/* connect and accept would block the loop on a blocking socket. */
+/* connect, accept and sendfile(2) (no MSG_DONTWAIT for it) would block
+ * the loop on a blocking socket. */
 static int blocking_refused(tapio_loop *loop, int kind, int fd) {
   int fl;
-  if (kind != CONNECT && kind != ACCEPT)
+  if (kind != CONNECT && kind != ACCEPT && kind != SENDFILE)
     return 0;
   fl = fcntl(fd, F_GETFL);
   if (fl >= 0 && (fl & O_NONBLOCK))
@@ -390,9 +445,15 @@ static int start_send(sockop *o, const void *data, size_t len,
     return start(o, cb_ud);
   if (o->n < len) {
     o->copy = tapio__alloc(loop, len - o->n);
-    if (!o->copy) {
+    if (!o->copy && o->n == 0) {
       drop(o);
-      return TAPIO_ENOMEM; /* a sendall may have sent some */
+      return TAPIO_ENOMEM;
+    }
+    if (!o->copy) { /* a sendall sent some: its completion tells how many */
+      o->done = 1;
+      o->status = TAPIO_ENOMEM;
+      o->data = NULL;
+      return start(o, cb_ud);
     }
     memcpy(o->copy, (const char *)data + o->n, len - o->n);
     o->base = o->n;
@@ -448,4 +509,45 @@ int tapio_sock_connect(tapio_loop *loop, int fd, const void *addr,
     return drop(o), rc;
   o->cb = cb;
   return start_send(o, NULL, 0, cb_ud);
+}
+
+/* A stream socket: asyncio's "only SOCK_STREAM type sockets are
+ * supported"; a file sendfile(2) and pread can read. */
+static int sendfile_refused(tapio_loop *loop, int fd, int file) {
+  struct stat st;
+  int type = 0;
+  socklen_t len = sizeof type;
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 ||
+      type != SOCK_STREAM) {
+    tapio__refuse(loop, "sock_sendfile: fd %d is not a stream socket "
+                  "(asyncio's: only SOCK_STREAM type sockets are "
+                  "supported)", fd);
+    return TAPIO_EINVAL;
+  }
+  if (fstat(file, &st) < 0) {
+    tapio__refuse(loop, "sock_sendfile: file %d is not an open "
+                  "descriptor", file);
+    return TAPIO_EBADF;
+  }
+  return 0;
+}
+
+int tapio_sock_sendfile(tapio_loop *loop, int fd, int file, uint64_t offset,
+                        uint64_t count, int fallback, tapio_sendfile_fn cb,
+                        void *cb_ud) {
+  sockop *o;
+  int rc;
+  if (!cb || file < 0 || offset > INT64_MAX || count > INT64_MAX)
+    return TAPIO_EINVAL;
+  if (!(o = make(loop, SENDFILE, fd, &rc)))
+    return rc;
+  if ((rc = sendfile_refused(loop, fd, file)) < 0)
+    return drop(o), rc;
+  o->file = file;
+  o->offset = offset;
+  o->count = count;
+  o->native = 1;
+  o->fallback = fallback != 0;
+  o->fcb = cb;
+  return start(o, cb_ud); /* tries from the loop: the read buffer is free */
 }

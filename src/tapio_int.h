@@ -11,6 +11,7 @@
 
 #include <ev.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <string.h>
 #include <netinet/in.h>
@@ -574,6 +575,33 @@ void tapio__tls_context_retain(tapio_tls_context *ctx);
 /* During a sendfile on t (TAPIO__T_SENDFILE): where t's own protocol and
  * its user pointer are held (set_protocol and get_protocol use them). */
 const tapio__proto **tapio__sendfile_held(tapio_transport *t, void ***ud);
+
+/* Around a call that can raise SIGPIPE and has no MSG_NOSIGNAL (pipe.c):
+ * SIGPIPE blocked, then the one an EPIPE raised taken back (epipe: the
+ * call failed so), the mask and errno as they were. */
+void tapio__sigpipe_block(sigset_t *old);
+void tapio__sigpipe_restore(const sigset_t *old, int epipe);
+
+/* The steps of sending a file (sendfile.c), the transport's and
+ * sock_sendfile's (sock.c): a file from offset, count bytes (0: to its
+ * end), of which *sent (or sent) went already. */
+#define TAPIO__SENDFILE_TURN (16u << 20) /* bytes per wake-up: others run */
+/* sendfile(2) to the socket sock while it takes it, at most a turn: 0
+ * when all went (or the file ended), 1 when the socket is full or the
+ * turn over (wait until it is writable), else minus the errno it failed
+ * with. */
+int tapio__sendfile_native(int sock, int file, uint64_t offset,
+                           uint64_t count, uint64_t *sent);
+/* 1 when sendfile(2) failed with err because it cannot send from this
+ * file (or at all) and nothing was sent: the fallback's case. */
+int tapio__sendfile_no_native(int err, uint64_t sent);
+/* The fallback's read: the next bytes of the file (at most
+ * TAPIO__RBUF_SIZE) into buf; 0 at the end (of the file or count), or a
+ * negative error. */
+ssize_t tapio__sendfile_read(int file, uint64_t offset, uint64_t count,
+                             uint64_t sent, char *buf);
+/* The file left at offset + sent, as asyncio leaves it (when any went). */
+void tapio__sendfile_seek(int file, uint64_t offset, uint64_t sent);
 
 /* ---- Write queue: bytes a stream could not send yet --------------------- */
 

@@ -38,33 +38,54 @@ static void on_ready(struct ev_loop *ev, ev_io *w, int revents) {
 
 static void stop_fd(tapio_loop *loop, int fd) {
   tapio__link *l;
-  char msg[160];
   for (l = loop->fdwatches.next; l != &loop->fdwatches; l = l->next) {
     tapio__fdwatch *fw = TAPIO_CONTAINER(l, tapio__fdwatch, link);
     if (fw->io.fd == fd)
       ev_io_stop(loop->ev, &fw->io);
   }
+}
+
+static void report_closed(tapio_loop *loop, int fd) {
+  char msg[160];
   snprintf(msg, sizeof msg, "descriptor %d was closed while watched by "
            "add_reader or add_writer (remove the watch before closing it): "
            "the watch is never called", fd);
   tapio__report(loop, TAPIO_EBADF, msg, NULL);
 }
 
-static void on_fdcheck(struct ev_loop *ev, ev_prepare *w, int revents) {
-  tapio_loop *loop = TAPIO_CONTAINER(w, tapio_loop, fdcheck);
+/* The descriptor of the first new watch found closed (its watches
+ * stopped then), or -1 when none is left: the exception handler hears of
+ * it after the walk, which it may change (remove a watch, add one). */
+static int closed_fresh(tapio_loop *loop) {
   tapio__link *l;
-  (void)revents;
-  ev_ref(ev);
-  ev_prepare_stop(ev, w);
-  loop->preparing = 1;
   for (l = loop->fdwatches.next; l != &loop->fdwatches; l = l->next) {
     tapio__fdwatch *fw = TAPIO_CONTAINER(l, tapio__fdwatch, link);
     if (!fw->fresh)
       continue;
     fw->fresh = 0;
-    if (ev_is_active(&fw->io) && tapio__fd_closed(fw->io.fd))
+    if (ev_is_active(&fw->io) && tapio__fd_closed(fw->io.fd)) {
       stop_fd(loop, fw->io.fd);
+      return fw->io.fd;
+    }
   }
+  return -1;
+}
+
+/* The handler runs here, before the poll, as any callback may: what it
+ * queues runs in this iteration (preparing: the poll does not wait, and
+ * the check runs after it, see tapio__check_wanted); a stop ends the run
+ * before the poll, what it queued left to the next run (asyncio: a
+ * callback scheduled after stop() runs at the next run_forever); a close
+ * or an abort takes effect on the loop's turn, as from anywhere. */
+static void on_fdcheck(struct ev_loop *ev, ev_prepare *w, int revents) {
+  tapio_loop *loop = TAPIO_CONTAINER(w, tapio_loop, fdcheck);
+  int fd;
+  (void)revents;
+  ev_ref(ev);
+  ev_prepare_stop(ev, w);
+  loop->preparing = 1;
+  while ((fd = closed_fresh(loop)) >= 0)
+    report_closed(loop, fd);
   tapio__sock_fdcheck(loop);
   loop->preparing = 0;
 }

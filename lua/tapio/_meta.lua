@@ -784,6 +784,17 @@ function Loop:sock_connect(fd, addr) end
 ---@param fd integer
 ---@return integer fd, tapio.Address|string|nil addr
 function Loop:sock_accept(fd) end
+---asyncio's loop.sock_sendfile: file from offset (0), count bytes (nil:
+---to its end) on fd, a non-blocking stream socket; natively, else read
+---and sent unless fallback is false. Async rule; the file then at
+---offset + the bytes sent, also when cancelled.
+---@param fd integer
+---@param file file*|integer a Lua file or a descriptor
+---@param offset? integer
+---@param count? integer
+---@param fallback? boolean
+---@return integer sent
+function Loop:sock_sendfile(fd, file, offset, count, fallback) end
 ---The host and service names of an address.
 ---@param addr tapio.Address|table {host, port}
 ---@param flags? integer tapio.NI_*

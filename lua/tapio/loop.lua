@@ -152,6 +152,31 @@ Loop.getaddrinfo = completing(Loop._getaddrinfo, "getaddrinfo")
 --- loop:getnameinfo(addr, flags) -> host, service
 Loop.getnameinfo = completing(Loop._getnameinfo, "getnameinfo")
 
+-- A Lua file handed to a sendfile is left at offset + the bytes sent when
+-- fut is done (as asyncio leaves it), where the core left its
+-- descriptor: its buffered position follows (file:seek).
+local function file_follows(fut, file, offset)
+  if io.type(file) ~= "file" then
+    return
+  end
+  fut:add_done_callback(function(f)
+    -- the error, not retrieved: it stays the caller's to look at
+    local err = f._state == "failed" and f._exception
+    local sent = err and err.count or (f:cancelled() or err) and 0
+      or f:result()
+    if sent > 0 then
+      pcall(file.seek, file, "set", (offset or 0) + sent)
+    end
+  end)
+end
+
+local function check_open(file, name)
+  if io.type(file) == "closed file" then
+    error(("tapio: loop:%s: bad argument #2 'file' (closed file)"):format(
+      name), 3)
+  end
+end
+
 --- loop:sendfile(transport, file, offset, count, opts) -> bytes sent
 -- asyncio's: file (a Lua file or a descriptor) from offset (0), count
 -- bytes (nil: to its end), natively on a plain socket, else read and
@@ -159,24 +184,41 @@ Loop.getnameinfo = completing(Loop._getnameinfo, "getnameinfo")
 -- offset + sent, as asyncio leaves it; a failure's error has .count.
 names[Loop._sendfile] = "sendfile"
 function Loop:sendfile(transport, file, offset, count, opts)
-  if io.type(file) == "closed file" then
-    error("tapio: loop:sendfile: bad argument #2 'file' (closed file)", 2)
-  end
+  check_open(file, "sendfile")
   local fut, msg = start(Loop._sendfile, self, transport, file, offset,
     count, opts)
   if not fut then
     error(msg, 2)
   end
-  if io.type(file) == "file" then
-    fut:add_done_callback(function(f)
-      -- the error, not retrieved: it stays the caller's to look at
-      local err = f._state == "failed" and f._exception
-      local sent = err and err.count or (f:cancelled() or err) and 0
-        or f:result()
-      if sent > 0 then
-        pcall(file.seek, file, "set", (offset or 0) + sent)
+  file_follows(fut, file, offset)
+  return resolve(fut)
+end
+
+--- loop:sock_sendfile(fd, file, offset, count, fallback) -> bytes sent
+-- asyncio's: loop:sendfile's sending on fd, a non-blocking stream socket
+-- of the caller's, as the other sock_* operations (below); fallback
+-- false: ENOTSUP for a file the kernel cannot send from. Cancelled, the
+-- file is at offset + the bytes sent too (asyncio's): a Lua file's
+-- position follows its descriptor's.
+names[Loop._sock_sendfile] = "sock_sendfile"
+function Loop:sock_sendfile(fd, file, offset, count, fallback)
+  check_open(file, "sock_sendfile")
+  local before = io.type(file) == "file" and self:_fd_offset(file)
+  local fut, msg = start(Loop._sock_sendfile, self, fd, file, offset,
+    count, fallback)
+  if not fut then
+    error(msg, 2)
+  end
+  file_follows(fut, file, offset)
+  if before and fut._cancel_hook then
+    local cancel = fut._cancel_hook
+    fut._cancel_hook = function()
+      cancel()
+      local at = self:_fd_offset(file) -- moved only when some was sent
+      if at and at ~= before then
+        pcall(file.seek, file, "set", at)
       end
-    end)
+    end
   end
   return resolve(fut)
 end

@@ -1096,6 +1096,41 @@ static inline size_t fill_until_buffered(tapio_transport *t, size_t *offset)
   return total;
 }
 
+/* Reads n pattern bytes at the peer, the stream's from offset on
+ * (running the loop meanwhile); n. */
+static inline size_t raw_drain_n(tapio_loop *loop, int peer, size_t n,
+                                 size_t offset)
+{
+  static char buf[64 * 1024];
+  size_t total = 0;
+  while (total < n) {
+    size_t k = n - total < sizeof buf ? n - total : sizeof buf;
+    raw_recv_n(loop, peer, buf, k);
+    CHECK_EQ(pattern_check(buf, k, offset + total), -1);
+    total += k;
+  }
+  return total;
+}
+
+/* A temporary file holding the stream's pattern bytes [0, n), at 0. */
+static inline int pattern_file(size_t n)
+{
+  char path[] = "/tmp/tapio_sendfile_XXXXXX";
+  static char buf[64 * 1024];
+  size_t off = 0;
+  int fd = mkstemp(path);
+  CHECK(fd >= 0);
+  unlink(path);
+  while (off < n) {
+    size_t k = n - off < sizeof buf ? n - off : sizeof buf;
+    pattern_fill(buf, k, off);
+    CHECK_EQ(write(fd, buf, k), (ssize_t)k);
+    off += k;
+  }
+  CHECK_EQ(lseek(fd, 0, SEEK_SET), 0);
+  return fd;
+}
+
 /* Reads pattern bytes from a raw peer until EOF; checks them; the count. */
 static inline size_t raw_drain_pattern(tapio_loop *loop, int fd, int *status)
 {

@@ -240,5 +240,69 @@ static void datagram_area_refused(void)
   CHECK_EQ(b.used, 0);
 }
 
+/* ---- sock_sendall's copy refused ---------------------------------------- */
+
+typedef struct sendall_done {
+  int calls, status;
+  size_t n;
+} sendall_done;
+
+static void on_sendall(void *ud, int status, size_t n, const void *addr,
+                       size_t alen)
+{
+  sendall_done *d = ud;
+  (void)addr;
+  (void)alen;
+  d->calls++;
+  d->status = status;
+  d->n = n;
+}
+
+/* A sendall that sent part of its data and then found no memory for a
+ * copy of the rest: the completion tells ENOMEM with the count sent, as
+ * a failed send's (the call's own error would lose the count), and the
+ * peer has exactly those bytes; with nothing sent, the call's ENOMEM,
+ * and no completion. */
+static void sendall_copy_refused(void)
+{
+  budget b;
+  tapio_loop *loop = budget_loop(&b);
+  sendall_done d = { 0 };
+  size_t len = 4u << 20, got = 0;
+  char *data = malloc(len), *in = malloc(len);
+  int sv[2];
+  CHECK(data && in);
+  pattern_fill(data, len, 0);
+  CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == 0);
+  b.fail_at = b.allocs + 2; /* the operation, then its copy */
+  CHECK_OK(tapio_sock_sendall(loop, sv[0], data, len, on_sendall, &d));
+  CHECK_EQ(b.refused, 1);
+  CHECK_EQ(d.calls, 0); /* from the loop */
+  WAIT_FOR(loop, d.calls);
+  CHECK_ERR(d.status, TAPIO_ENOMEM);
+  CHECK(d.n > 0 && d.n < len);
+  b.fail_at = b.allocs + 2;
+  CHECK_ERR(tapio_sock_sendall(loop, sv[0], data, len, on_sendall, &d),
+            TAPIO_ENOMEM); /* the socket is full: nothing went */
+  shutdown(sv[0], SHUT_WR);
+  for (;;) {
+    ssize_t n = recv(sv[1], in + got, len - got, 0);
+    CHECK(n >= 0);
+    if (n == 0)
+      break;
+    got += (size_t)n;
+  }
+  CHECK_EQ(got, d.n);
+  CHECK_EQ(pattern_check(in, got, 0), -1);
+  spin(loop, 2);
+  CHECK_EQ(d.calls, 1);
+  free_loop(loop);
+  close(sv[0]);
+  close(sv[1]);
+  free(data);
+  free(in);
+}
+
 TEST_MAIN(TEST(refused_then_served_again),
-          TEST(every_allocation_refused_once), TEST(datagram_area_refused))
+          TEST(every_allocation_refused_once), TEST(datagram_area_refused),
+          TEST(sendall_copy_refused))

@@ -1,7 +1,9 @@
 /* Operations on a caller's socket: tapio_sock_recv, recvfrom, sendall,
- * sendto, connect and accept (asyncio's loop.sock_*), on real sockets
- * whose other ends are plain POSIX calls. */
+ * sendto, connect, accept and sendfile (asyncio's loop.sock_*), on real
+ * sockets whose other ends are plain POSIX calls. */
 #include "test.h"
+
+#include <sys/sendfile.h>
 
 /* One operation's completion. */
 typedef struct done {
@@ -537,6 +539,269 @@ static void sends_keep_their_order(void)
   free(d2);
 }
 
+/* ---- sock_sendfile -------------------------------------------------------- */
+
+#define BIG_FILE (5u * 1024 * 1024 + 17) /* past the kernel's buffers */
+
+typedef struct filed {
+  int calls, status;
+  uint64_t sent;
+} filed;
+
+static void on_file(void *ud, int status, uint64_t sent)
+{
+  filed *f = ud;
+  f->calls++;
+  f->status = status;
+  f->sent = sent;
+}
+
+/* A TCP connection on 127.0.0.1: *fd the client's (non-blocking, a small
+ * send buffer), the server's end returned (a small receive buffer). */
+static int tcp_pair(int *fd)
+{
+  int port, small = 16 * 1024, lfd = raw_listen(AF_INET, &port), peer;
+  *fd = raw_connect(AF_INET, "127.0.0.1", port);
+  CHECK(*fd >= 0);
+  CHECK(setsockopt(*fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof small) == 0);
+  peer = raw_accept(NULL, lfd);
+  close(lfd);
+  return peer;
+}
+
+static off_t position(int file)
+{
+  return lseek(file, 0, SEEK_CUR);
+}
+
+/* Several MiB over TCP to a peer reading slowly: the send waits for room
+ * (not done when the peer has had part), every byte arrives in order, the
+ * completion counts them all, the file is left at its end; the first try
+ * is the loop's, not the call's. */
+static void sendfile_tcp_every_byte(void)
+{
+  tapio_loop *loop = new_loop();
+  filed f = { 0 };
+  int fd, peer = tcp_pair(&fd), file = pattern_file(BIG_FILE);
+  char buf[4096];
+  CHECK_OK(tapio_sock_sendfile(loop, fd, file, 0, 0, 1, on_file, &f));
+  CHECK_EQ(f.calls, 0); /* nothing tried in the call: */
+  CHECK(recv(peer, buf, 1, MSG_PEEK | MSG_DONTWAIT) < 0 && errno == EAGAIN);
+  raw_recv_n(loop, peer, buf, sizeof buf);
+  CHECK_EQ(pattern_check(buf, sizeof buf, 0), -1);
+  CHECK_EQ(f.calls, 0); /* waiting for room */
+  CHECK_EQ(raw_drain_n(loop, peer, BIG_FILE - sizeof buf, sizeof buf),
+           BIG_FILE - sizeof buf);
+  WAIT_FOR(loop, f.calls);
+  CHECK_OK(f.status);
+  CHECK_EQ(f.sent, BIG_FILE);
+  CHECK_EQ(position(file), (off_t)BIG_FILE);
+  free_loop(loop);
+  close(fd);
+  close(peer);
+  close(file);
+}
+
+/* On a Unix socket: offset and count give exactly those bytes, the file
+ * then at offset + sent; a count past the end sends what there is; an
+ * offset past the end sends nothing (the file not moved). */
+static void sendfile_offset_and_count(void)
+{
+  tapio_loop *loop = new_loop();
+  filed f = { 0 };
+  int sv[2], file = pattern_file(100000);
+  pair(sv);
+  CHECK_OK(tapio_sock_sendfile(loop, sv[0], file, 7, 300, 1, on_file, &f));
+  CHECK_EQ(raw_drain_n(loop, sv[1], 300, 7), 300);
+  WAIT_FOR(loop, f.calls);
+  CHECK_OK(f.status);
+  CHECK_EQ(f.sent, 300);
+  CHECK_EQ(position(file), 307);
+  f.calls = 0;
+  CHECK_OK(tapio_sock_sendfile(loop, sv[0], file, 99990, 100, 1, on_file,
+                               &f));
+  CHECK_EQ(raw_drain_n(loop, sv[1], 10, 99990), 10);
+  WAIT_FOR(loop, f.calls);
+  CHECK_OK(f.status);
+  CHECK_EQ(f.sent, 10);
+  CHECK_EQ(position(file), 100000);
+  f.calls = 0;
+  CHECK_EQ(lseek(file, 5, SEEK_SET), 5);
+  CHECK_OK(tapio_sock_sendfile(loop, sv[0], file, 200000, 0, 1, on_file,
+                               &f));
+  WAIT_FOR(loop, f.calls);
+  CHECK_OK(f.status);
+  CHECK_EQ(f.sent, 0);
+  CHECK_EQ(position(file), 5);
+  free_loop(loop);
+  close(sv[0]);
+  close(sv[1]);
+  close(file);
+}
+
+/* A file sendfile(2) cannot send from (procfs's status): without the
+ * fallback TAPIO_ENOTSUP and nothing sent; with it, read and sent, also
+ * with a count past its end (what there is). */
+static void sendfile_not_a_regular_file(void)
+{
+  tapio_loop *loop = new_loop();
+  filed f = { 0 };
+  char got[5], all[65536];
+  size_t n;
+  int sv[2], file = open("/proc/self/status", O_RDONLY);
+  off_t off = 0;
+  CHECK(file >= 0);
+  pair(sv);
+  if (sendfile(sv[0], file, &off, 16) >= 0 || errno != EINVAL)
+    SKIP("this kernel's sendfile(2) sends from /proc/self/status");
+  CHECK_OK(tapio_sock_sendfile(loop, sv[0], file, 0, 0, 0, on_file, &f));
+  WAIT_FOR(loop, f.calls);
+  CHECK_ERR(f.status, TAPIO_ENOTSUP);
+  CHECK_EQ(f.sent, 0);
+  f.calls = 0;
+  CHECK_OK(tapio_sock_sendfile(loop, sv[0], file, 0, 5, 1, on_file, &f));
+  raw_recv_n(loop, sv[1], got, 5);
+  CHECK(memcmp(got, "Name:", 5) == 0);
+  WAIT_FOR(loop, f.calls);
+  CHECK_OK(f.status);
+  CHECK_EQ(f.sent, 5);
+  CHECK_EQ(position(file), 5);
+  f.calls = 0;
+  CHECK_OK(tapio_sock_sendfile(loop, sv[0], file, 0, 1 << 20, 1, on_file,
+                               &f));
+  WAIT_FOR(loop, f.calls);
+  CHECK_OK(f.status);
+  CHECK(f.sent > 5 && f.sent < sizeof all);
+  shutdown(sv[0], SHUT_WR);
+  CHECK_EQ(raw_recv_until_eof(loop, sv[1], all, sizeof all, &n), 0);
+  CHECK_EQ(n, f.sent);
+  CHECK(memcmp(all, "Name:", 5) == 0);
+  free_loop(loop);
+  close(sv[0]);
+  close(sv[1]);
+  close(file);
+}
+
+/* Cancelled midway (the peer has read part): its completion is never
+ * called, the file is left at offset + the bytes sent, and the peer gets
+ * exactly those, in order. */
+static void sendfile_cancel_midway(void)
+{
+  tapio_loop *loop = new_loop();
+  filed f = { 0 };
+  int fd, peer = tcp_pair(&fd), file = pattern_file(BIG_FILE);
+  char buf[4096];
+  size_t got;
+  off_t at;
+  CHECK_OK(tapio_sock_sendfile(loop, fd, file, 3, 0, 1, on_file, &f));
+  raw_recv_n(loop, peer, buf, sizeof buf);
+  CHECK_EQ(pattern_check(buf, sizeof buf, 3), -1);
+  CHECK_EQ(tapio_cancel_pending(loop, &f), 1);
+  at = position(file);
+  CHECK(at > 3 + (off_t)sizeof buf && at < 3 + (off_t)BIG_FILE);
+  spin(loop, 3); /* a watch left behind would send on */
+  CHECK_EQ(f.calls, 0);
+  CHECK_EQ(position(file), at);
+  shutdown(fd, SHUT_WR);
+  got = sizeof buf + raw_drain_n(loop, peer, (size_t)at - 3 - sizeof buf,
+                                 3 + sizeof buf);
+  CHECK_EQ(got, (size_t)at - 3);
+  CHECK_EQ(raw_recv_until_eof(loop, peer, buf, sizeof buf, &got), 0);
+  CHECK_EQ(got, 0); /* not a byte more */
+  free_loop(loop);
+  close(fd);
+  close(peer);
+  close(file);
+}
+
+/* After a sendall's leftovers, in order; a peer gone: the error and the
+ * count sent before it; the loop freed while it waits: ECANCELED. */
+static void sendfile_order_error_and_free(void)
+{
+  tapio_loop *loop = new_loop();
+  filed f = { 0 };
+  done *d = new_done();
+  size_t len = 1 << 20;
+  char *data = malloc(len);
+  int fd, peer = tcp_pair(&fd), file = pattern_file(BIG_FILE);
+  CHECK(data != NULL);
+  memset(data, 'a', len);
+  CHECK_OK(tapio_sock_sendall(loop, fd, data, len, on_sock, d));
+  CHECK_OK(tapio_sock_sendfile(loop, fd, file, 0, 1000, 1, on_file, &f));
+  raw_recv_n(loop, peer, data, len);
+  CHECK(data[0] == 'a' && data[len - 1] == 'a');
+  CHECK_EQ(raw_drain_n(loop, peer, 1000, 0), 1000);
+  WAIT_FOR(loop, f.calls);
+  CHECK_EQ(d->calls, 1);
+  CHECK_OK(f.status);
+  f.calls = 0;
+  CHECK_OK(tapio_sock_sendfile(loop, fd, file, 0, 0, 1, on_file, &f));
+  raw_recv_n(loop, peer, data, 4096);
+  raw_reset(peer);
+  WAIT_FOR(loop, f.calls);
+  CHECK(f.status == TAPIO_ECONNRESET || f.status == TAPIO_EPIPE);
+  CHECK(f.sent >= 4096 && f.sent < BIG_FILE);
+  CHECK_EQ(position(file), (off_t)f.sent);
+  close(fd);
+  peer = tcp_pair(&fd);
+  f.calls = 0;
+  CHECK_OK(tapio_sock_sendfile(loop, fd, file, 0, 0, 1, on_file, &f));
+  raw_recv_n(loop, peer, data, 4096);
+  free_loop(loop);
+  CHECK_EQ(f.calls, 1);
+  CHECK_ERR(f.status, TAPIO_ECANCELED);
+  close(fd);
+  close(peer);
+  close(file);
+  free(data);
+  free(d);
+}
+
+/* What the call refuses, with words; none calls back. */
+static void sendfile_refusals(void)
+{
+  tapio_loop *loop = new_loop();
+  filed f = { 0 };
+  int sv[2], port, udp = udp_socket(&port), file = pattern_file(10);
+  int blocking = socket(AF_INET, SOCK_STREAM, 0);
+  pair(sv);
+  CHECK_ERR(tapio_sock_sendfile(NULL, sv[0], file, 0, 0, 1, on_file, &f),
+            TAPIO_EINVAL);
+  CHECK_ERR(tapio_sock_sendfile(loop, sv[0], file, 0, 0, 1, NULL, &f),
+            TAPIO_EINVAL);
+  CHECK_ERR(tapio_sock_sendfile(loop, sv[0], -1, 0, 0, 1, on_file, &f),
+            TAPIO_EINVAL);
+  CHECK_ERR(tapio_sock_sendfile(loop, sv[0], file, (uint64_t)INT64_MAX + 1,
+                                0, 1, on_file, &f),
+            TAPIO_EINVAL);
+  CHECK_ERR(tapio_sock_sendfile(loop, sv[0], file, 0,
+                                (uint64_t)INT64_MAX + 1, 1, on_file, &f),
+            TAPIO_EINVAL);
+  CHECK_ERR(tapio_sock_sendfile(loop, sv[0], 1000, 0, 0, 1, on_file, &f),
+            TAPIO_EBADF);
+  CHECK_STR(tapio_loop_error_message(loop),
+            "sock_sendfile: file 1000 is not an open descriptor");
+  CHECK_ERR(tapio_sock_sendfile(loop, -1, file, 0, 0, 1, on_file, &f),
+            TAPIO_EINVAL);
+  CHECK_ERR(tapio_sock_sendfile(loop, file, file, 0, 0, 1, on_file, &f),
+            TAPIO_EPERM);
+  CHECK_ERR(tapio_sock_sendfile(loop, udp, file, 0, 0, 1, on_file, &f),
+            TAPIO_EINVAL);
+  CHECK(strstr(tapio_loop_error_message(loop), "not a stream socket"));
+  CHECK_ERR(tapio_sock_sendfile(loop, blocking, file, 0, 0, 1, on_file, &f),
+            TAPIO_EINVAL);
+  CHECK(strstr(tapio_loop_error_message(loop), "blocking"));
+  spin(loop, 2);
+  CHECK_EQ(f.calls, 0);
+  CHECK_EQ(tapio_loop_memory(loop) < 1024 * 1024, 1);
+  free_loop(loop);
+  close(sv[0]);
+  close(sv[1]);
+  close(udp);
+  close(blocking);
+  close(file);
+}
+
 TEST_MAIN(TEST(recv_at_once), TEST(recv_after_wait_and_end),
           TEST(sendall_waits_for_room), TEST(sendall_to_closed_peer),
           TEST(sendto_and_recvfrom), TEST(two_receivers_each_complete),
@@ -544,4 +809,7 @@ TEST_MAIN(TEST(recv_at_once), TEST(recv_after_wait_and_end),
           TEST(connect_refused), TEST(accept_then_echo),
           TEST(blocking_socket), TEST(refused_descriptors),
           TEST(loop_free_cancels), TEST(close_inside_completion),
-          TEST(closed_before_the_poll), TEST(sends_keep_their_order))
+          TEST(closed_before_the_poll), TEST(sends_keep_their_order),
+          TEST(sendfile_tcp_every_byte), TEST(sendfile_offset_and_count),
+          TEST(sendfile_not_a_regular_file), TEST(sendfile_cancel_midway),
+          TEST(sendfile_order_error_and_free), TEST(sendfile_refusals))

@@ -331,6 +331,75 @@ static void closed_before_the_poll(void)
   free_loop(loop);
 }
 
+/* The handler told of a closed descriptor runs before the poll (libev's
+ * prepare phase) and may do what any callback may: remove the watches of
+ * that descriptor (its advice: the loop was walking them then), queue
+ * work, which runs in the same iteration without the poll waiting for
+ * anything, and stop the loop, whose run then ends, the work left for
+ * the next one. */
+typedef struct reacting {
+  int fds[2];
+  int n, ran, stop;
+} reacting;
+
+static void ran_soon(void *ud)
+{
+  ((reacting *)ud)->ran++;
+}
+
+static void react(void *ud, tapio_loop *loop, int code, const char *message,
+                  tapio_transport *t)
+{
+  reacting *r = ud;
+  (void)code;
+  (void)message;
+  (void)t;
+  CHECK_EQ(tapio_remove_reader(loop, r->fds[r->n]), 1);
+  CHECK_OK(tapio_call_soon(loop, ran_soon, r, NULL));
+  if (r->stop)
+    tapio_loop_stop(loop);
+  r->n++;
+}
+
+static void closed_handler_reacts(void)
+{
+  tapio_loop *loop = new_loop();
+  reacting r = {{-1, -1}, 0, 0, 0};
+  deadline dl;
+  int a[2], b[2];
+  tapio_loop_set_exception_handler(loop, react, &r);
+  make_pair(a);
+  make_pair(b);
+  r.fds[0] = a[0];
+  r.fds[1] = b[0];
+  CHECK_OK(tapio_add_reader(loop, a[0], never_called, NULL));
+  CHECK_OK(tapio_add_reader(loop, b[0], never_called, NULL));
+  close(a[0]);
+  close(b[0]);
+  deadline_start(&dl, loop, test_timeout());
+  CHECK_OK(tapio_loop_run_once(loop, 1));
+  CHECK(!dl.expired); /* the poll waited with the work queued */
+  CHECK_EQ(r.n, 2);
+  CHECK_EQ(r.ran, 2);
+  make_pair(a); /* again, the handler stopping the loop */
+  r.fds[0] = a[0];
+  r.n = r.ran = 0;
+  r.stop = 1;
+  CHECK_OK(tapio_add_reader(loop, a[0], never_called, NULL));
+  close(a[0]);
+  CHECK_OK(tapio_loop_run(loop));
+  CHECK(!dl.expired);
+  CHECK_EQ(r.n, 1);
+  CHECK_EQ(r.ran, 0); /* queued after the stop: the next run's */
+  CHECK_OK(tapio_loop_run_once(loop, 1));
+  CHECK(!dl.expired);
+  CHECK_EQ(r.ran, 1);
+  deadline_end(&dl);
+  free_loop(loop);
+  close(a[1]);
+  close(b[1]);
+}
+
 /* A transport's or a server's descriptor is theirs (asyncio: "File
  * descriptor is used by transport"). */
 static void descriptors_of_transports_and_servers_are_busy(void)
@@ -392,6 +461,6 @@ TEST_MAIN(TEST(reader_sees_data_and_removes_itself),
           TEST(writer_runs_while_writable), TEST(writer_waits_for_room),
           TEST(reader_and_writer_on_one_fd), TEST(add_again_replaces),
           TEST(remove_a_watch_already_due), TEST(bad_descriptors),
-          TEST(closed_before_the_poll),
+          TEST(closed_before_the_poll), TEST(closed_handler_reacts),
           TEST(descriptors_of_transports_and_servers_are_busy),
           TEST(loop_free_removes_watches), TEST(host_wakes_for_a_reader))
