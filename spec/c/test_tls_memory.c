@@ -126,5 +126,6 @@ static void tls_memory_loop_freed(void)
   CHECK(k.a.done <= 1 && k.b.done <= 1);
 }
 
-TEST_MAIN(TEST(tls_memory_handshake), TEST(tls_memory_every_byte),
-          TEST(tls_memory_handshake_timeout), TEST(tls_memory_loop_freed))
+TEST_MAIN_WARM(tls_memory_handshake, TEST(tls_memory_handshake),
+               TEST(tls_memory_every_byte), TEST(tls_memory_handshake_timeout),
+               TEST(tls_memory_loop_freed))

@@ -483,11 +483,12 @@ static void python_never_reads_after_starttls(void)
   ends_timed_out(loop, &py, &c, t0, "made pause lost:ETIMEDOUT");
 }
 
-TEST_MAIN(TEST(s_server_tls13), TEST(s_server_tls12),
-          TEST(s_client_to_tapio), TEST(s_server_renegotiates),
-          TEST(s_client_renegotiation_refused), TEST(python_server_tls13),
-          TEST(python_server_tls12), TEST(python_client),
-          TEST(python_server_wants_cert), TEST(python_starttls_server),
-          TEST(python_starttls_client), TEST(python_notify_first),
-          TEST(python_first_data_with_finished), TEST(python_never_answers),
-          TEST(python_never_reads), TEST(python_never_reads_after_starttls))
+TEST_MAIN_WARM(s_server_tls13, TEST(s_server_tls13), TEST(s_server_tls12),
+               TEST(s_client_to_tapio), TEST(s_server_renegotiates),
+               TEST(s_client_renegotiation_refused), TEST(python_server_tls13),
+               TEST(python_server_tls12), TEST(python_client),
+               TEST(python_server_wants_cert), TEST(python_starttls_server),
+               TEST(python_starttls_client), TEST(python_notify_first),
+               TEST(python_first_data_with_finished),
+               TEST(python_never_answers), TEST(python_never_reads),
+               TEST(python_never_reads_after_starttls))

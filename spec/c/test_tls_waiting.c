@@ -177,5 +177,6 @@ static void read_buffer_goes_at_close_notify(void)
   recorded_pair_free(k.loop, k.a.rec, k.b.rec);
 }
 
-TEST_MAIN(TEST(server_waits_for_hello), TEST(server_hello_held_below),
-          TEST(read_buffer_goes_at_close_notify))
+TEST_MAIN_WARM(server_waits_for_hello, TEST(server_waits_for_hello),
+               TEST(server_hello_held_below),
+               TEST(read_buffer_goes_at_close_notify))
