@@ -987,8 +987,9 @@ int tapio_transport_write_eof(tapio_transport *t);
  * sends count bytes (0: to the end) of the file open at fd, from offset,
  * over the stream transport t (a TCP or Unix stream, TLS or not, a write
  * pipe, a memory pair), and then calls cb with 0 (or the error) and the
- * bytes sent, from the loop; the file's offset is then offset + sent, as
- * asyncio leaves it. What t had buffered goes first. On a plain socket
+ * bytes sent, from the loop; the file's offset is then offset + sent if
+ * any was sent (as asyncio leaves it), however it ends: done, failed,
+ * cancelled or the loop freed. What t had buffered goes first. On a plain socket
  * the kernel sends from the file (sendfile(2): no copy through user
  * space); elsewhere (TLS, a pipe, a memory pair, a testing fault), or for
  * a file the kernel cannot send from, it is read (pread, on the loop's
@@ -1006,7 +1007,8 @@ int tapio_transport_write_eof(tapio_transport *t);
  * for a negative one). get_protocol and set_protocol meanwhile
  * answer and change the protocol held aside (it is the transport's again
  * at the end); start_tls is TAPIO_EBUSY. tapio_cancel_pending(loop,
- * cb_ud) stops it (what was sent stays sent). */
+ * cb_ud) stops it (what was sent stays sent; lseek(fd, 0, SEEK_CUR)
+ * tells how far it got). */
 typedef void (*tapio_sendfile_fn)(void *ud, int status, uint64_t sent);
 int tapio_transport_sendfile(tapio_transport *t, int fd, uint64_t offset,
                              uint64_t count, int fallback,

@@ -144,14 +144,18 @@ describe("loop:sendfile", function()
     f:close()
   end))
 
-  it("stops when its task is cancelled, and gives the transport back",
-     testing.run(function(clock, loop)
+  it("stops when its task is cancelled, gives the transport back, and "
+     .. "leaves the file at offset + sent", testing.run(function(clock, loop)
     -- a memory pair whose far end reads nothing: 64 KiB fit, then it waits
-    local ta, tb = testing.pipe_pair({}, {})
+    local received = {}
+    local ta, tb = testing.pipe_pair({}, { data_received = function(_, d)
+      received[#received + 1] = d
+    end })
     tb:pause_reading()
-    local f = data_file()
+    local f, content = data_file()
+    assert.equal(content:sub(1, 3), f:read(3)) -- the Lua file buffers
     local sending = loop:create_task(function()
-      return loop:sendfile(ta, f)
+      return loop:sendfile(ta, f, 5)
     end)
     clock:run_until_idle()
     assert.is_false(sending:done())
@@ -159,8 +163,16 @@ describe("loop:sendfile", function()
     sending:cancel()
     clock:run_until_idle()
     assert.is_true(sending:cancelled())
+    local at = f:seek() -- offset + sent (asyncio's): what the peer gets
+    assert.is_true(at > 5 and at < SIZE, at)
+    assert.equal(content:sub(at + 1, at + 10), f:read(10))
     ta:write("after") -- the transport is the protocol's again
     assert.is_true(ta:is_reading())
+    tb:resume_reading()
+    clock:run_until_idle()
+    local got = table.concat(received) -- compared so: 3 MiB in a diff
+    assert.equal(at - 5 + 5, #got)
+    assert.is_true(got == content:sub(6, at) .. "after")
     ta:abort()
     tb:abort()
     f:close()

@@ -269,6 +269,120 @@ function S.timeout_in_step(loop)
   log("main cancelling:", tapio.current_task():cancelling())
 end
 
+-- A gather's item as task_factory.py's shown() writes it.
+local function shown(v)
+  if tapio.is_cancelled(v) then
+    return "cancelled"
+  elseif type(v) == "string" and v:match("^boom") then
+    return "error " .. v
+  end
+  return v
+end
+
+-- A function that makes returns(name, value): gather's item.
+local function returning(name, value)
+  return function()
+    return returns(name, value)
+  end
+end
+
+local function fails(message)
+  return function()
+    log("child raises")
+    error(message, 0)
+  end
+end
+
+local function cancels_itself()
+  log("child cancels itself, returns")
+  tapio.current_task():cancel()
+  return 1
+end
+
+-- What gather returned, shown.
+local function gathered(r)
+  local words = {}
+  for i = 1, r.n do
+    words[i] = text(shown(r[i]))
+  end
+  log("gathered", table.concat(words, " "))
+end
+
+function S.gather_eager(loop)
+  loop:call_soon(log, "call_soon")
+  gathered(tapio.gather({ returning("a", 1), returning("b", 2) }))
+  hops(1)
+  log("main end")
+end
+
+function S.gather_done_futures(loop)
+  local f1, f2, f3 = loop:create_future(), loop:create_future(),
+    loop:create_future()
+  f1:set_result("x")
+  f2:set_exception("boom")
+  f3:cancel()
+  loop:call_soon(log, "call_soon")
+  gathered(tapio.gather({ f1, f2, f3, f1 }, { return_exceptions = true }))
+  hops(1)
+  log("main end")
+end
+
+function S.gather_finished_later(loop)
+  local f = loop:create_future()
+  local function finishes()
+    log("child finishes f")
+    f:set_result("f")
+    return "c"
+  end
+  loop:call_soon(log, "call_soon")
+  gathered(tapio.gather({ f, finishes }))
+  hops(1)
+  log("main end")
+end
+
+function S.gather_eager_error(loop)
+  loop:call_soon(log, "call_soon")
+  local ok, err = pcall(tapio.gather, { returning("a"), fails("boom"),
+    returning("b") })
+  if not ok and err == "boom" then
+    log("gather raised", err)
+  end
+  hops(1)
+  log("main end")
+end
+
+function S.gather_eager_cancelled(loop)
+  loop:call_soon(log, "call_soon")
+  local ok, err = pcall(tapio.gather, { returning("a"), cancels_itself })
+  if not ok and tapio.is_cancelled(err) then
+    log("gather raised cancelled")
+  end
+  log("main cancelling:", tapio.current_task():cancelling())
+  gathered(tapio.gather({ cancels_itself, returning("b", 2) },
+    { return_exceptions = true }))
+  hops(1)
+  log("main end")
+end
+
+function S.gather_cancel(loop)
+  local function waits()
+    log("child b waits")
+    logs_cancel("child b cancelled", never(loop))
+  end
+  local g = tapio.create_task(function()
+    return tapio.gather({ returning("a", 1), waits })
+  end)
+  log("g done:", g:done())
+  hops(1)
+  log("cancel:", g:cancel())
+  local ok, err = pcall(g.await, g)
+  if not ok and tapio.is_cancelled(err) then
+    log("g cancelled:", g:cancelled())
+  end
+  hops(1)
+  log("main end")
+end
+
 -- A factory that counts the tasks it makes, as task_factory.py's.
 local function counting(eager)
   local made = { n = 0 }
@@ -346,7 +460,9 @@ local SCENARIOS = {}
 for _, name in ipairs { "sync_result", "suspend_once", "error",
     "cancel_self", "cancel_by_caller", "cancel_raised",
     "cancel_then_return", "callbacks_order", "current_task", "nested",
-    "taskgroup_ok", "taskgroup_error", "timeout_in_step" } do
+    "taskgroup_ok", "taskgroup_error", "timeout_in_step", "gather_eager",
+    "gather_done_futures", "gather_finished_later", "gather_eager_error",
+    "gather_eager_cancelled", "gather_cancel" } do
   for _, mode in ipairs { "eager", "lazy" } do
     SCENARIOS[#SCENARIOS + 1] = { name, mode, function()
       return run(mode, S[name])

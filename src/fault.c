@@ -109,6 +109,20 @@ static void hold_reading(fault *f) { hold(f, &f->read_held, &f->s->rio); }
 
 static void hold_writing(fault *f) { hold(f, &f->write_held, &f->s->wio); }
 
+/* Feeds w's event. Fed from outside a run (a test's call between runs) or
+ * from a prepare callback, libev runs it before the poll, and the poll
+ * would then wait with the work done: run_once(loop, 1) would sleep after
+ * it. The idle watcher of queued work keeps that poll from waiting (as
+ * for work queued in a prepare callback, see tapio__check_wanted), and a
+ * host polling the descriptor is woken. */
+static void feed(tapio_loop *loop, void *w, int revents) {
+  ev_feed_event(loop->ev, w, revents);
+  if (!loop->running || loop->preparing) {
+    tapio__check_wanted(loop);
+    tapio__backend_poke(loop);
+  }
+}
+
 /* The stream reads now (from the loop, or at the next run's start).
  * Feeding the watcher runs it before the other pending ones, unlike
  * tapio__stream_read_soon, but only once: every feed of this layer comes
@@ -123,7 +137,7 @@ static void kick_reading(fault *f) {
     apply_want(f);
   else if (!ev_is_active(&f->s->rio))
     ev_io_start(t->loop->ev, &f->s->rio);
-  ev_feed_event(t->loop->ev, &f->s->rio, EV_READ);
+  feed(t->loop, &f->s->rio, EV_READ);
 }
 
 static void release_reading(fault *f) {
@@ -144,7 +158,7 @@ static void release_writing(fault *f) {
     return;
   if (!ev_is_active(&f->s->wio))
     ev_io_start(t->loop->ev, &f->s->wio);
-  ev_feed_event(t->loop->ev, &f->s->wio, EV_WRITE);
+  feed(t->loop, &f->s->wio, EV_WRITE);
 }
 
 static void on_drip(tapio__timer *tm) {
@@ -207,7 +221,7 @@ static ssize_t f_read(tapio__stream *s, void *ctx, void *buf, size_t len) {
   if (n <= 0)
     return n;
   if (count(&f->read_error, (uint64_t)n) | count(&f->eof, (uint64_t)n))
-    ev_feed_event(s->head.loop->ev, &s->rio, EV_READ); /* takes effect now */
+    feed(s->head.loop, &s->rio, EV_READ); /* takes effect now */
   count(&f->stop_reading, (uint64_t)n);
   if (f->drip_interval > 0) {
     hold_reading(f);
@@ -454,7 +468,7 @@ int tapio_fault_set(tapio_transport *t, int which, uint64_t after,
   else if (which == TAPIO_FAULT_STOP_WRITING)
     hold_writing(f);
   else if (which == TAPIO_FAULT_WRITE_ERROR && t->wsize)
-    ev_feed_event(t->loop->ev, &f->s->wio, EV_WRITE); /* what waits fails */
+    feed(t->loop, &f->s->wio, EV_WRITE); /* what waits fails */
   else if (which != TAPIO_FAULT_WRITE_ERROR && ev_is_active(&f->s->rio))
     kick_reading(f); /* the error or end is read now */
   return 0;

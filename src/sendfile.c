@@ -11,7 +11,8 @@
  * that pause_writing/resume_writing pace the operation and a connection
  * lost ends it before the protocol hears of it; writes by the protocol
  * are refused (TAPIO_EBUSY: asyncio's "sendfile is in progress"). All is
- * given back at the end, before the completion. */
+ * given back at the end, before the completion, and the file is left at
+ * offset + sent however it ends (asyncio's, cancelled too). */
 #include "tapio_int.h"
 
 #include <errno.h>
@@ -59,8 +60,9 @@ static void op_free(op *o) {
   tapio__free(o->t->loop, o, sizeof *o);
 }
 
-/* Ends it: the transport given back, the file at offset + sent (as
- * asyncio leaves it), then the completion. */
+/* Ends it, however it ends (done, failed, cancelled, the loop freed):
+ * the transport given back, the file at offset + sent (as asyncio leaves
+ * it, also cancelled), then the completion, unless the user cancelled. */
 static void finish(op *o, int code) {
   give_back(o);
   tapio__sendfile_seek(o->fd, o->offset, o->sent);
@@ -265,12 +267,7 @@ const tapio__proto **tapio__sendfile_held(tapio_transport *t, void ***ud) {
 /* ---- The call ----------------------------------------------------------- */
 
 static void cancel(tapio__request *req) {
-  op *o = TAPIO_CONTAINER(req, op, req);
-  give_back(o);
-  tapio__request_done(req);
-  if (!req->quiet)
-    o->cb(req->ud, TAPIO_ECANCELED, o->sent);
-  op_free(o);
+  finish(TAPIO_CONTAINER(req, op, req), TAPIO_ECANCELED);
 }
 
 /* Why t cannot send a file now, or 0. */

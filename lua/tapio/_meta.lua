@@ -742,7 +742,8 @@ function Loop:run_in_executor(executor, fn, ...) end
 function Loop:set_threadpool_size(size) end
 ---asyncio's loop.sendfile: file from offset (0), count bytes (nil: to
 ---its end) over transport; natively on a plain socket, else read and
----written unless opts.fallback is false. Async rule.
+---written unless opts.fallback is false. Async rule; the file then at
+---offset + the bytes sent, also when cancelled.
 ---@param transport tapio.Transport
 ---@param file file*|integer a Lua file or a descriptor
 ---@param offset? integer

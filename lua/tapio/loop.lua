@@ -152,10 +152,12 @@ Loop.getaddrinfo = completing(Loop._getaddrinfo, "getaddrinfo")
 --- loop:getnameinfo(addr, flags) -> host, service
 Loop.getnameinfo = completing(Loop._getnameinfo, "getnameinfo")
 
--- A Lua file handed to a sendfile is left at offset + the bytes sent when
--- fut is done (as asyncio leaves it), where the core left its
--- descriptor: its buffered position follows (file:seek).
-local function file_follows(fut, file, offset)
+-- A Lua file handed to a sendfile is left where the core leaves its
+-- descriptor, at offset + the bytes sent (as asyncio leaves it), however
+-- fut ends: its buffered position follows (file:seek). Done or failed,
+-- the count says where; cancelled, the descriptor does (before: its
+-- offset before the call; moved only when some was sent).
+local function file_follows(loop, fut, file, offset, before)
   if io.type(file) ~= "file" then
     return
   end
@@ -168,6 +170,21 @@ local function file_follows(fut, file, offset)
       pcall(file.seek, file, "set", (offset or 0) + sent)
     end
   end)
+  local cancel = fut._cancel_hook
+  if before and cancel then
+    fut._cancel_hook = function()
+      cancel()
+      local at = loop:_fd_offset(file)
+      if at and at ~= before then
+        pcall(file.seek, file, "set", at)
+      end
+    end
+  end
+end
+
+-- Where a Lua file's descriptor is now (nil for a descriptor given).
+local function fd_offset(loop, file)
+  return io.type(file) == "file" and loop:_fd_offset(file) or nil
 end
 
 local function check_open(file, name)
@@ -181,16 +198,18 @@ end
 -- asyncio's: file (a Lua file or a descriptor) from offset (0), count
 -- bytes (nil: to its end), natively on a plain socket, else read and
 -- written (unless opts.fallback is false). A Lua file's position is then
--- offset + sent, as asyncio leaves it; a failure's error has .count.
+-- offset + sent, also when cancelled (as asyncio leaves it); a failure's
+-- error has .count.
 names[Loop._sendfile] = "sendfile"
 function Loop:sendfile(transport, file, offset, count, opts)
   check_open(file, "sendfile")
+  local before = fd_offset(self, file)
   local fut, msg = start(Loop._sendfile, self, transport, file, offset,
     count, opts)
   if not fut then
     error(msg, 2)
   end
-  file_follows(fut, file, offset)
+  file_follows(self, fut, file, offset, before)
   return resolve(fut)
 end
 
@@ -203,23 +222,13 @@ end
 names[Loop._sock_sendfile] = "sock_sendfile"
 function Loop:sock_sendfile(fd, file, offset, count, fallback)
   check_open(file, "sock_sendfile")
-  local before = io.type(file) == "file" and self:_fd_offset(file)
+  local before = fd_offset(self, file)
   local fut, msg = start(Loop._sock_sendfile, self, fd, file, offset,
     count, fallback)
   if not fut then
     error(msg, 2)
   end
-  file_follows(fut, file, offset)
-  if before and fut._cancel_hook then
-    local cancel = fut._cancel_hook
-    fut._cancel_hook = function()
-      cancel()
-      local at = self:_fd_offset(file) -- moved only when some was sent
-      if at and at ~= before then
-        pcall(file.seek, file, "set", at)
-      end
-    end
-  end
+  file_follows(self, fut, file, offset, before)
   return resolve(fut)
 end
 

@@ -201,7 +201,11 @@ local function settle(outer, children)
   outer:set_result(results)
 end
 
-local function gathering(loop, children, return_exceptions)
+-- early: the children that were done when their turn came (see
+-- as_futures). asyncio 3.12+ counts them at once, after every other
+-- child has its callback: a gather of children that all finished (eager
+-- tasks, futures resolved already) is done when it is returned.
+local function gathering(loop, children, return_exceptions, early)
   local outer = F.new_future(loop, Gathering)
   outer._children = children
   local left = #children
@@ -226,10 +230,17 @@ local function gathering(loop, children, return_exceptions)
     end
   end
   for _, child in ipairs(children) do
-    child:add_done_callback(done)
+    if not early[child] then
+      child:add_done_callback(done)
+    end
   end
   if #children == 0 then
     outer:set_result({ n = 0 })
+  end
+  for _, child in ipairs(children) do
+    if early[child] then
+      done(child)
+    end
   end
   return outer
 end
@@ -256,8 +267,11 @@ local function check_list(list, opts, fn)
 end
 
 -- The futures list's items stand for, in its order: every item is
--- checked before any task is made of a function.
-local function as_futures(loop, list, fn)
+-- checked before any task is made of a function. With early (a table),
+-- early[fut] tells whether fut was done when its first turn came, as
+-- asyncio's gather looks (an eager task made later may finish a future
+-- listed before it: that one was not done at its turn).
+local function as_futures(loop, list, fn, early)
   local futs = {}
   for i = 1, #list do
     if type(list[i]) ~= "function" then
@@ -265,7 +279,11 @@ local function as_futures(loop, list, fn)
     end
   end
   for i = 1, #list do
-    futs[i] = futs[i] or loop:create_task(list[i])
+    local fut = futs[i] or loop:create_task(list[i])
+    futs[i] = fut
+    if early and early[fut] == nil then
+      early[fut] = fut:done()
+    end
   end
   return futs
 end
@@ -274,14 +292,16 @@ end
 -- function (run as a task) of list, as a list in list's order. The first
 -- child to fail makes gather fail with its error (the others run on);
 -- with opts.return_exceptions, a child's error (a cancellation error for
--- a cancelled child) takes its place in the list instead. Cancelling the
--- gather cancels the children.
+-- a cancelled child) takes its place in the list instead. Children done
+-- already count at once (asyncio 3.12+). Cancelling the gather cancels
+-- the children.
 function api.gather(list, opts)
   check_list(list, opts, "gather")
   local loop = loop_for("gather", list[1])
-  local children = as_futures(loop, list, "gather")
+  local early = {}
+  local children = as_futures(loop, list, "gather", early)
   return resolve(gathering(loop, children,
-    opts ~= nil and opts.return_exceptions and true or false))
+    opts ~= nil and opts.return_exceptions and true or false, early))
 end
 
 -- ---- wait and as_completed ----------------------------------------------

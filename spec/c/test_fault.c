@@ -401,8 +401,23 @@ static void fault_real_close_waits(void) { held_close_ends(0); }
 
 static void fault_real_abort_drops(void) { held_close_ends(1); }
 
+/* Runs the loop until cond holds, one run_once(loop, 1) at a time; a run
+ * that sleeps in its poll after the work that makes cond hold (nothing
+ * more would wake it) fails the test at the deadline. */
+#define WAIT_AWAKE(loop, cond)                                               \
+  do {                                                                       \
+    deadline dl_;                                                            \
+    deadline_start(&dl_, (loop), test_timeout());                            \
+    while (!(cond) && !dl_.expired)                                          \
+      CHECK_OK(tapio_loop_run_once((loop), 1));                              \
+    CHECK(!dl_.expired); /* a run_once that slept after the work */         \
+    deadline_end(&dl_);                                                      \
+  } while (0)
+
 /* The tapio side takes no input: nothing arrives, the loop does not spin
- * on the readable socket; cleared, what waited arrives. */
+ * on the readable socket; cleared (outside a run: the event the lifted
+ * hold feeds runs before the next run's poll), what waited arrives, and
+ * that run does not then sleep in its poll. */
 static void fault_real_stop_reading(void)
 {
   tapio_loop *loop = new_loop();
@@ -418,8 +433,28 @@ static void fault_real_stop_reading(void)
   CHECK(cpu_seconds() - cpu < 0.15);
   CHECK_STR(r.log, "made");
   CHECK_OK(tapio_fault_clear(r.t));
-  WAIT_FOR(loop, r.nin == 7);
+  WAIT_AWAKE(loop, r.nin == 7);
   CHECK_EQ(memcmp(r.in, "waiting", 7), 0);
+  end_pair(loop, &r, peer);
+}
+
+/* Output held, then let go outside a run: the fed write sends it all,
+ * and that run does not then sleep in its poll. */
+static void fault_real_release_writing(void)
+{
+  tapio_loop *loop = new_loop();
+  rec r;
+  char buf[16];
+  int peer;
+  rec_init(&r);
+  peer = pair_raw(loop, &r);
+  CHECK_OK(tapio_fault_set(r.t, TAPIO_FAULT_STOP_WRITING, 0, 0));
+  CHECK_OK(tapio_transport_write(r.t, "held", 4));
+  CHECK_EQ(tapio_transport_get_write_buffer_size(r.t), 4);
+  CHECK_OK(tapio_fault_clear(r.t));
+  WAIT_AWAKE(loop, tapio_transport_get_write_buffer_size(r.t) == 0);
+  CHECK_EQ(recv(peer, buf, sizeof buf, 0), 4);
+  CHECK_EQ(memcmp(buf, "held", 4), 0);
   end_pair(loop, &r, peer);
 }
 
@@ -526,5 +561,6 @@ TEST_MAIN(TEST(fault_reset_both_ways), TEST(fault_read_error_code),
           TEST(fault_real_reset), TEST(fault_real_eof),
           TEST(fault_real_stop_writing), TEST(fault_real_close_waits),
           TEST(fault_real_abort_drops), TEST(fault_real_stop_reading),
+          TEST(fault_real_release_writing),
           TEST(fault_real_drip), TEST(fault_real_drip_slow_reader),
           TEST(fault_drip_close_inside), TEST(fault_drip_abort_inside))

@@ -139,6 +139,7 @@ static void peer_reset_midway(void) {
   CHECK_EQ(x.s.lost_before, 0);
   CHECK(x.s.status == TAPIO_ECONNRESET || x.s.status == TAPIO_EPIPE);
   CHECK(x.s.sent > 0 && x.s.sent < FILE_SIZE);
+  CHECK_EQ(lseek(x.fd, 0, SEEK_CUR), x.s.sent);
   CHECK_EQ(x.r.lost_code, x.s.status);
   fixture_close(&x);
 }
@@ -153,20 +154,29 @@ static void abort_midway(void) {
   CHECK_EQ(x.s.done, 1);
   CHECK_ERR(x.s.status, TAPIO_ECLOSED);
   CHECK(x.s.sent > 0 && x.s.sent < FILE_SIZE);
+  CHECK_EQ(lseek(x.fd, 0, SEEK_CUR), x.s.sent);
   CHECK_STR(x.r.log, "made lost:0");
   fixture_close(&x);
 }
 
-/* Cancelled: no completion; the transport is the protocol's again
- * (writes, reading). */
+/* Cancelled: no completion; the file is at what was sent (asyncio's
+ * offset + sent: the peer gets exactly that much of it); the transport is
+ * the protocol's again (writes, reading). */
 static void cancel_gives_back(void) {
   fixture x;
+  off_t at;
+  char c;
   fixture_waiting(&x);
   CHECK_EQ(tapio_cancel_pending(x.loop, &x.s), 1);
+  at = lseek(x.fd, 0, SEEK_CUR);
+  CHECK(at > 0 && at < (off_t)FILE_SIZE);
   CHECK_EQ(tapio_transport_is_reading(x.r.t), 1);
   CHECK_OK(tapio_transport_write(x.r.t, "x", 1));
   raw_send_str(x.loop, x.peer, "hi");
   WAIT_FOR(x.loop, x.r.nin == 2);
+  CHECK_EQ(raw_drain_n(x.loop, x.peer, (size_t)at, 0), (size_t)at);
+  raw_recv_n(x.loop, x.peer, &c, 1);
+  CHECK_EQ(c, 'x');
   run_for(x.loop, 0.01);
   CHECK_EQ(x.s.done, 0);
   fixture_close(&x);
@@ -198,7 +208,8 @@ static void protocol_held_aside(void) {
 }
 
 /* The loop freed while a file waits for the peer: the completion gets
- * TAPIO_ECANCELED, and nothing is left behind (valgrind, LeakSanitizer). */
+ * TAPIO_ECANCELED and the count, the file is at what was sent, and
+ * nothing is left behind (valgrind, LeakSanitizer). */
 static void loop_freed_midway(void) {
   fixture x;
   fixture_waiting(&x);
@@ -206,6 +217,8 @@ static void loop_freed_midway(void) {
   x.loop = NULL;
   CHECK_EQ(x.s.done, 1);
   CHECK_ERR(x.s.status, TAPIO_ECANCELED);
+  CHECK(x.s.sent > 0 && x.s.sent < FILE_SIZE);
+  CHECK_EQ(lseek(x.fd, 0, SEEK_CUR), x.s.sent);
   close(x.peer);
   close(x.fd);
   rec_free(&x.r);

@@ -244,6 +244,121 @@ async def timeout_in_step():
     log("main cancelling:", asyncio.current_task().cancelling())
 
 
+def shown(v):
+    """A gather's item: a cancellation error, another error, or a value."""
+    if isinstance(v, asyncio.CancelledError):
+        return "cancelled"
+    if isinstance(v, BaseException):
+        return "error " + str(v)
+    return v
+
+
+async def fails(message):
+    log("child raises")
+    raise ValueError(message)
+
+
+async def cancels_itself():
+    log("child cancels itself, returns")
+    asyncio.current_task().cancel()
+    return 1
+
+
+async def gather_eager():
+    """Children that all finish when made: eager ones gather at once."""
+    loop = asyncio.get_running_loop()
+    loop.call_soon(log, "call_soon")
+    r = await asyncio.gather(returns("a", 1), returns("b", 2))
+    log("gathered", *r)
+    await hops(1)
+    log("main end")
+
+
+async def gather_done_futures():
+    """Futures done already: gathered at once, in both modes."""
+    loop = asyncio.get_running_loop()
+    f1 = loop.create_future()
+    f1.set_result("x")
+    f2 = loop.create_future()
+    f2.set_exception(ValueError("boom"))
+    f3 = loop.create_future()
+    f3.cancel()
+    loop.call_soon(log, "call_soon")
+    r = await asyncio.gather(f1, f2, f3, f1, return_exceptions=True)
+    log("gathered", *[shown(v) for v in r])
+    await hops(1)
+    log("main end")
+
+
+async def gather_finished_later():
+    """A future listed before the eager child that finishes it was not
+    done at its turn: its callback comes from the loop."""
+    loop = asyncio.get_running_loop()
+    f = loop.create_future()
+
+    async def finishes():
+        log("child finishes f")
+        f.set_result("f")
+        return "c"
+    loop.call_soon(log, "call_soon")
+    r = await asyncio.gather(f, finishes())
+    log("gathered", *r)
+    await hops(1)
+    log("main end")
+
+
+async def gather_eager_error():
+    loop = asyncio.get_running_loop()
+    loop.call_soon(log, "call_soon")
+    try:
+        await asyncio.gather(returns("a"), fails("boom"), returns("b"))
+    except ValueError as e:
+        log("gather raised", str(e))
+    await hops(1)
+    log("main end")
+
+
+async def gather_eager_cancelled():
+    loop = asyncio.get_running_loop()
+    loop.call_soon(log, "call_soon")
+    try:
+        await asyncio.gather(returns("a"), cancels_itself())
+    except asyncio.CancelledError:
+        log("gather raised cancelled")
+    log("main cancelling:", asyncio.current_task().cancelling())
+    r = await asyncio.gather(cancels_itself(), returns("b", 2),
+                             return_exceptions=True)
+    log("gathered", *[shown(v) for v in r])
+    await hops(1)
+    log("main end")
+
+
+async def gather_cancel():
+    """A gather of one finished child and one waiting, cancelled."""
+    loop = asyncio.get_running_loop()
+
+    async def waits():
+        log("child b waits")
+        try:
+            await loop.create_future()
+        except asyncio.CancelledError:
+            log("child b cancelled")
+            raise
+
+    async def gathers():
+        return await asyncio.gather(returns("a", 1), waits())
+    g = asyncio.create_task(gathers())
+    log("g done:", g.done())
+    await hops(1)
+    log("cancel:", g.cancel())
+    try:
+        await g
+    except asyncio.CancelledError:
+        log("g cancelled:", g.cancelled())
+    await hops(1)
+    log("main end")
+
+
 def counting(eager):
     made = []
 
@@ -289,7 +404,9 @@ async def bad_factory():
 SCENARIOS = [sync_result, suspend_once, error, cancel_self,
              cancel_by_caller, cancel_raised, cancel_then_return,
              callbacks_order, current_task, nested, taskgroup_ok,
-             taskgroup_error, timeout_in_step]
+             taskgroup_error, timeout_in_step, gather_eager,
+             gather_done_futures, gather_finished_later, gather_eager_error,
+             gather_eager_cancelled, gather_cancel]
 
 
 def run(name, mode, main):
