@@ -69,6 +69,7 @@ static const optdef optdefs[TAPIO__OPT_COUNT] = {
   [TAPIO__OPT_BACKLOG] = INT_OPT("backlog", 0, 2147483647, SERVER | USERVER),
   [TAPIO__OPT_REUSE_ADDRESS] = BOOL_OPT("reuse_address", SERVER),
   [TAPIO__OPT_REUSE_PORT] = BOOL_OPT("reuse_port", SERVER | DGRAM),
+  [TAPIO__OPT_KEEP_ALIVE] = BOOL_OPT("keep_alive", SERVER),
   [TAPIO__OPT_START_SERVING] = BOOL_OPT("start_serving", SERVER | USERVER),
   [TAPIO__OPT_CLEANUP_SOCKET] = BOOL_OPT("cleanup_socket", USERVER),
   [TAPIO__OPT_STDIN] = STDIO_OPT("stdin"),

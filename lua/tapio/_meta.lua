@@ -60,6 +60,7 @@
 ---@field backlog? integer
 ---@field reuse_address? boolean
 ---@field reuse_port? boolean
+---@field keep_alive? boolean create_server: SO_KEEPALIVE on each connection accepted
 ---@field start_serving? boolean
 ---@field cleanup_socket? boolean
 ---@field ssl? tapio.TLSContext|boolean TLS on the stream calls (see tapio.tls_context); true: a default client context
