@@ -52,6 +52,7 @@
 ---@class tapio.Options
 ---@field local_host? string
 ---@field local_port? integer
+---@field local_addr? table {host, port}: local_host and local_port (create_connection, open_connection)
 ---@field family? integer 0, 4 or 6
 ---@field sock? integer a stream socket tapio takes over
 ---@field nodelay? boolean
