@@ -541,6 +541,8 @@ int tapio_remove_signal_handler(tapio_loop *loop, int sig);
  *   create_server: "backlog" (int, default 100), "reuse_address" (bool,
  *     default 1), "reuse_port" (bool, default 0), "start_serving" (bool,
  *     default 1), "family" (int), "nodelay" (bool, default 1),
+ *     "keep_alive" (bool, default 0: SO_KEEPALIVE on every connection
+ *     accepted, as asyncio 3.13; also with "sock"),
  *     "sock" (int: an already bound listening socket; host NULL, port 0)
  *   create_unix_server: "backlog", "start_serving", "cleanup_socket"
  *     (bool, default 1: unlink the path when the server closes)

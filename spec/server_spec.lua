@@ -281,6 +281,30 @@ describe("a server", function()
     end)
   end)
 
+  -- SO_KEEPALIVE itself is read back by spec/c/test_server.c.
+  it("takes keep_alive (asyncio 3.13), as start_server does; a Unix "
+    .. "server does not", function()
+    run(function(loop)
+      local server = serve(loop, "127.0.0.1", 0, { keep_alive = true })
+      local t, p = connect(loop, helper.port(server))
+      t:close()
+      p.lost:await()
+      server:close()
+      server = tapio.start_server(function(_, writer) writer:close() end,
+        "127.0.0.1", 0, { keep_alive = true })
+      local reader = tapio.open_connection("127.0.0.1", helper.port(server))
+      assert.are.equal("", reader:read())
+      server:close()
+      assert.has_error(function()
+        serve(loop, "127.0.0.1", 0, { keep_alive = "yes" })
+      end, "tapio: loop:create_server: bad option 'keep_alive' (boolean "
+        .. "expected)")
+      assert.has_error(function()
+        loop:create_unix_server(function() end, "/x", { keep_alive = true })
+      end, "tapio: loop:create_unix_server: unknown option 'keep_alive'")
+    end)
+  end)
+
   it("serves on with no reference left to it (uvloop#261)", function()
     run(function(loop)
       local port

@@ -645,6 +645,44 @@ describe("creating transports", function()
     end)
   end)
 
+  it("takes asyncio's local_addr = {host, port}, as open_connection does",
+    function()
+    run(function(loop)
+      local server = loop:create_server(function() return recorder(loop) end,
+        "127.0.0.1", 0)
+      local opts = { local_addr = { "127.0.0.2", 0 } }
+      local t = loop:create_connection(function() return recorder(loop) end,
+        "127.0.0.1", helper.port(server), opts)
+      assert.are.equal("127.0.0.2", t:get_extra_info("sockname")[1])
+      assert.are.same({ local_addr = { "127.0.0.2", 0 } }, opts) -- not
+      t:close()                                                 -- changed
+      server:close()
+      -- errors name the caller's line, the wrapper's own as the core's
+      local function fails(...)
+        local ok, err = pcall(loop.create_connection, loop, ...)
+        assert.is_false(ok)
+        return err
+      end
+      local f = function() return {} end
+      assert.matches("^tapio: loop:create_connection: bad option "
+        .. "'local_addr' %({host, port} expected%)$",
+        fails(f, "127.0.0.1", 1, { local_addr = "127.0.0.1" }))
+      local ok, err = pcall(function()
+        loop:create_connection(f, "127.0.0.1", 1, { local_addr = 1 })
+      end)
+      assert.is_false(ok)
+      assert.matches("transport_spec.lua:%d+: tapio: loop:create_connection: "
+        .. "bad option 'local_addr'", err)
+      ok, err = pcall(function()
+        loop:create_connection(f, "127.0.0.1", 1, { local_addr = { "x", 0 },
+          backlog = 1 })
+      end)
+      assert.is_false(ok)
+      assert.matches("transport_spec.lua:%d+: tapio: loop:create_connection: "
+        .. "unknown option 'backlog'", err)
+    end)
+  end)
+
   it("checks arguments and options", function()
     run(function(loop)
       local f = function() return {} end

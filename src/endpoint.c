@@ -82,24 +82,13 @@ static void finish(dgram_req *r, tapio_transport *t) {
 
 /* ---- Sockets --------------------------------------------------------- */
 
-static void set_flag(int fd, int level, int name) {
-  int one = 1;
-  setsockopt(fd, level, name, &one, sizeof one);
-}
-
 /* ICMP errors about what is sent, on connected and unconnected sockets
  * alike: the error queue says which address they concern. */
 static void recv_errors(int fd, int af) {
   if (af == AF_INET)
-    set_flag(fd, SOL_IP, IP_RECVERR);
+    tapio__sockopt_on(fd, SOL_IP, IP_RECVERR);
   else if (af == AF_INET6)
-    set_flag(fd, SOL_IPV6, IPV6_RECVERR);
-}
-
-static int sockopt(int fd, int name) {
-  int one = 1;
-  return setsockopt(fd, SOL_SOCKET, name, &one, sizeof one) < 0
-             ? tapio__from_errno(errno) : 0;
+    tapio__sockopt_on(fd, SOL_IPV6, IPV6_RECVERR);
 }
 
 /* A socket of af, with the options asked for, bound to local and
@@ -112,9 +101,9 @@ static int open_socket(dgram_req *r, int af, const tapio__addr *local,
   if (fd < 0)
     return tapio__from_errno(errno);
   if (r->reuse_port)
-    rc = sockopt(fd, SO_REUSEPORT);
+    rc = tapio__sockopt_on(fd, SOL_SOCKET, SO_REUSEPORT);
   if (rc == 0 && r->broadcast)
-    rc = sockopt(fd, SO_BROADCAST);
+    rc = tapio__sockopt_on(fd, SOL_SOCKET, SO_BROADCAST);
   recv_errors(fd, af);
   if (rc == 0 && local) {
     *what = "error while attempting to bind on address";

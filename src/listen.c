@@ -66,12 +66,6 @@ static void req_cancel(tapio__request *req) {
   finish((listen_req *)req, TAPIO_ECANCELED);
 }
 
-static int sockopt(int fd, int level, int name) {
-  int one = 1;
-  return setsockopt(fd, level, name, &one, sizeof one) < 0
-             ? tapio__from_errno(errno) : 0;
-}
-
 /* Binding failed with rc: says on which address, as asyncio's OSError
  * does. */
 static int bind_failed_with(listen_req *r, const tapio__addr *a, int rc) {
@@ -110,12 +104,12 @@ static int bind_one(listen_req *r, const tapio__addr *a) {
   if (fd < 0)
     return tapio__from_errno(errno);
   if (r->reuse_address)
-    rc = sockopt(fd, SOL_SOCKET, SO_REUSEADDR);
+    rc = tapio__sockopt_on(fd, SOL_SOCKET, SO_REUSEADDR);
   if (rc == 0 && r->reuse_port)
-    rc = sockopt(fd, SOL_SOCKET, SO_REUSEPORT);
+    rc = tapio__sockopt_on(fd, SOL_SOCKET, SO_REUSEPORT);
   /* as asyncio: an IPv6 listener takes IPv6 only, IPv4 gets its own */
   if (rc == 0 && af == AF_INET6)
-    rc = sockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY);
+    rc = tapio__sockopt_on(fd, IPPROTO_IPV6, IPV6_V6ONLY);
   if (rc < 0) {
     close(fd);
     return rc;

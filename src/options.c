@@ -55,8 +55,9 @@ static int positive(double v) { return v > 0; }
    "number of seconds > 0", calls}
 
 /* `set` in tapio_options and `calls` below hold a bit per option and per
- * call. */
-_Static_assert(TAPIO__OPT_COUNT <= 32, "tapio_options.set has 32 bits");
+ * call; OPT is an option's. */
+#define OPT(i) ((uint64_t)1 << (i))
+_Static_assert(TAPIO__OPT_COUNT <= 64, "tapio_options.set has 64 bits");
 _Static_assert(NCALLS <= 32, "optdef.calls has 32 bits");
 
 static const optdef optdefs[TAPIO__OPT_COUNT] = {
@@ -69,6 +70,7 @@ static const optdef optdefs[TAPIO__OPT_COUNT] = {
   [TAPIO__OPT_BACKLOG] = INT_OPT("backlog", 0, 2147483647, SERVER | USERVER),
   [TAPIO__OPT_REUSE_ADDRESS] = BOOL_OPT("reuse_address", SERVER),
   [TAPIO__OPT_REUSE_PORT] = BOOL_OPT("reuse_port", SERVER | DGRAM),
+  [TAPIO__OPT_KEEP_ALIVE] = BOOL_OPT("keep_alive", SERVER),
   [TAPIO__OPT_START_SERVING] = BOOL_OPT("start_serving", SERVER | USERVER),
   [TAPIO__OPT_CLEANUP_SOCKET] = BOOL_OPT("cleanup_socket", USERVER),
   [TAPIO__OPT_STDIN] = STDIO_OPT("stdin"),
@@ -109,7 +111,7 @@ typedef struct optlist {
 
 struct tapio_options {
   tapio_loop *loop;
-  uint32_t set;                        /* bit per enum tapio__opt */
+  uint64_t set;                        /* bit per enum tapio__opt */
   int64_t ints[TAPIO__OPT_COUNT];
   double nums[TAPIO__OPT_COUNT];
   char *strs[TAPIO__OPT_COUNT];
@@ -217,7 +219,7 @@ int tapio_options_set_int(tapio_options *o, const char *name, int64_t value) {
       value > d->max || (d->valid && !d->valid(value)))
     return TAPIO_EINVAL;
   o->ints[i] = value;
-  o->set |= 1u << i;
+  o->set |= OPT(i);
   return 0;
 }
 
@@ -231,7 +233,7 @@ int tapio_options_set_double(tapio_options *o, const char *name,
       (d->valid && !d->valid(value)))
     return TAPIO_EINVAL;
   o->nums[i] = value;
-  o->set |= 1u << i;
+  o->set |= OPT(i);
   return 0;
 }
 
@@ -246,7 +248,7 @@ int tapio_options_set_str(tapio_options *o, const char *name,
     return TAPIO_ENOMEM;
   tapio__strfree(o->loop, o->strs[i]);
   o->strs[i] = copy;
-  o->set |= 1u << i;
+  o->set |= OPT(i);
   return 0;
 }
 
@@ -274,7 +276,7 @@ int tapio_options_add_str(tapio_options *o, const char *name,
   char **slot, *copy;
   if (!o || i < 0 || optdefs[i].type != TAPIO_OPTION_STR_LIST)
     return TAPIO_EINVAL;
-  o->set |= 1u << i;
+  o->set |= OPT(i);
   if (!value)
     return 0;
   slot = list_slot(o, i, sizeof *slot);
@@ -297,7 +299,7 @@ int tapio_options_add_int(tapio_options *o, const char *name, int64_t value) {
     return TAPIO_ENOMEM;
   *slot = value;
   o->lists[i].n++;
-  o->set |= 1u << i;
+  o->set |= OPT(i);
   return 0;
 }
 
@@ -316,9 +318,9 @@ int tapio_options_set_tls(tapio_options *o, const char *name,
   tapio_tls_context_release(o->tls);
   o->tls = ctx;
   if (ctx)
-    o->set |= 1u << i;
+    o->set |= OPT(i);
   else
-    o->set &= ~(1u << i);
+    o->set &= ~OPT(i);
   return 0;
 }
 
@@ -331,14 +333,14 @@ static const char *side_name(int side) {
 }
 
 static int tls_check(tapio_loop *loop, const tapio_options *o, int call) {
-  uint32_t tls_only = (1u << TAPIO__OPT_SERVER_HOSTNAME) |
-                      (1u << TAPIO__OPT_SSL_HANDSHAKE_TIMEOUT) |
-                      (1u << TAPIO__OPT_SSL_SHUTDOWN_TIMEOUT);
+  uint64_t tls_only = OPT(TAPIO__OPT_SERVER_HOSTNAME) |
+                      OPT(TAPIO__OPT_SSL_HANDSHAKE_TIMEOUT) |
+                      OPT(TAPIO__OPT_SSL_SHUTDOWN_TIMEOUT);
   int server = call == TAPIO_CALL_CREATE_SERVER ||
                call == TAPIO_CALL_CREATE_UNIX_SERVER ||
                call == TAPIO_CALL_CONNECT_ACCEPTED_SOCKET;
   int want = server ? TAPIO_TLS_SERVER : TAPIO_TLS_CLIENT, i;
-  if (o->set & (1u << TAPIO__OPT_SSL)) {
+  if (o->set & OPT(TAPIO__OPT_SSL)) {
     if (tapio_tls_context_get_side(o->tls) == want)
       return 0;
     tapio__refuse(loop, "%s: option 'ssl' is a %s TLS context; this call "
@@ -349,7 +351,7 @@ static int tls_check(tapio_loop *loop, const tapio_options *o, int call) {
   }
   if (call == TAPIO_CALL_START_TLS || !(o->set & tls_only))
     return 0;
-  for (i = 0; !(o->set & tls_only & (1u << i)); i++)
+  for (i = 0; !(o->set & tls_only & OPT(i)); i++)
     ;
   tapio__refuse(loop, "%s: option '%s' is for TLS: give 'ssl' too",
                 call_names[call], optdefs[i].name);
@@ -359,7 +361,7 @@ static int tls_check(tapio_loop *loop, const tapio_options *o, int call) {
 int tapio__opts_check(tapio_loop *loop, const tapio_options *o, int call) {
   int i;
   for (i = 0; o && i < TAPIO__OPT_COUNT; i++)
-    if ((o->set & (1u << i)) && !(optdefs[i].calls & (1u << call))) {
+    if ((o->set & OPT(i)) && !(optdefs[i].calls & (1u << call))) {
       tapio__refuse(loop, "%s does not take option '%s'", call_names[call],
                     optdefs[i].name);
       return TAPIO_EINVAL;
@@ -398,7 +400,7 @@ int tapio__opts_fail(const tapio_options *o, int code) {
 }
 
 int tapio__opt_is_set(const tapio_options *o, enum tapio__opt which) {
-  return o && (o->set & (1u << which));
+  return o && (o->set & OPT(which));
 }
 
 int64_t tapio__opt_int(const tapio_options *o, enum tapio__opt which,

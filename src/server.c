@@ -32,7 +32,7 @@ struct tapio_server {
   void *factory_ud;
   listener *ls;
   size_t nls;
-  int backlog, nodelay, cleanup;
+  int backlog, nodelay, keep_alive, cleanup;
   uint8_t serving, closed, released;
   int busy;              /* inside an accept loop */
   char *unix_path;
@@ -209,6 +209,8 @@ static void accept_one(tapio_server *s, int fd, const tapio__ipaddr *peer,
     return;
   }
   tapio__maybe_nodelay(fd, af, s->nodelay);
+  if (s->keep_alive)
+    tapio__sockopt_on(fd, SOL_SOCKET, SO_KEEPALIVE);
   tapio__transport_set_peer(t, &peer->sa, peerlen);
   tapio__server_take(s, t);
 }
@@ -438,6 +440,7 @@ tapio_server *tapio__server_new(tapio_loop *loop,
   s->factory_ud = ud;
   s->backlog = (int)tapio__opt_int(opts, TAPIO__OPT_BACKLOG, 100);
   s->nodelay = (int)tapio__opt_int(opts, TAPIO__OPT_NODELAY, 1);
+  s->keep_alive = (int)tapio__opt_int(opts, TAPIO__OPT_KEEP_ALIVE, 0);
   s->cleanup = (int)tapio__opt_int(opts, TAPIO__OPT_CLEANUP_SOCKET, 1);
   s->task.run = run_waiters;
   if (tapio__tls_params_get(loop, opts, TAPIO_CALL_CREATE_SERVER, NULL,

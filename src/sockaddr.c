@@ -212,10 +212,15 @@ int tapio__socket_nonblock(int fd) {
   return 0;
 }
 
-void tapio__maybe_nodelay(int fd, int af, int nodelay) {
+int tapio__sockopt_on(int fd, int level, int name) {
   int one = 1;
+  return setsockopt(fd, level, name, &one, sizeof one) < 0
+             ? tapio__from_errno(errno) : 0;
+}
+
+void tapio__maybe_nodelay(int fd, int af, int nodelay) {
   if (nodelay && (af == AF_INET || af == AF_INET6))
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    tapio__sockopt_on(fd, IPPROTO_TCP, TCP_NODELAY);
 }
 
 void tapio__describe(char *buf, size_t size, const char *what,

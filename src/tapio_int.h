@@ -367,6 +367,7 @@ enum tapio__opt {
   TAPIO__OPT_BACKLOG,
   TAPIO__OPT_REUSE_ADDRESS,
   TAPIO__OPT_REUSE_PORT,
+  TAPIO__OPT_KEEP_ALIVE,
   TAPIO__OPT_START_SERVING,
   TAPIO__OPT_CLEANUP_SOCKET,
   TAPIO__OPT_STDIN,
@@ -1252,6 +1253,8 @@ static inline int tapio__unix_abstract(const char *path) {
  * on it), as asyncio does; nothing for an abstract name. */
 void tapio__unix_unlink_stale(const char *path);
 int tapio__socket_nonblock(int fd);
+/* setsockopt(fd, level, name) to 1: 0 or the error. */
+int tapio__sockopt_on(int fd, int level, int name);
 /* TCP_NODELAY on fd, a socket of address family af, when nodelay is set
  * and af is IPv4 or IPv6 (asyncio sets it on every TCP transport). */
 void tapio__maybe_nodelay(int fd, int af, int nodelay);

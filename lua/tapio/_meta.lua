@@ -52,6 +52,7 @@
 ---@class tapio.Options
 ---@field local_host? string
 ---@field local_port? integer
+---@field local_addr? table {host, port}: local_host and local_port (create_connection, open_connection)
 ---@field family? integer 0, 4 or 6
 ---@field sock? integer a stream socket tapio takes over
 ---@field nodelay? boolean
@@ -60,6 +61,7 @@
 ---@field backlog? integer
 ---@field reuse_address? boolean
 ---@field reuse_port? boolean
+---@field keep_alive? boolean create_server: SO_KEEPALIVE on each connection accepted
 ---@field start_serving? boolean
 ---@field cleanup_socket? boolean
 ---@field ssl? tapio.TLSContext|boolean TLS on the stream calls (see tapio.tls_context); true: a default client context

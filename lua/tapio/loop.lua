@@ -126,10 +126,39 @@ local function completing(c_create, name, first_only)
   end
 end
 
+-- asyncio's local_addr = {host, port} is the core's local_host and
+-- local_port: opts, or a copy with them in its place. fn names the caller
+-- in an error, raised at its caller's line.
+local function local_addr(opts, fn)
+  local addr = type(opts) == "table" and opts.local_addr
+  if addr == nil or addr == false then
+    return opts
+  end
+  if type(addr) ~= "table" or type(addr[1]) ~= "string" then
+    error(("tapio: %s: bad option 'local_addr' ({host, port} expected)")
+      :format(fn), 3)
+  end
+  local copy = {}
+  for k, v in pairs(opts) do
+    copy[k] = v
+  end
+  copy.local_addr, copy.local_host, copy.local_port = nil, addr[1], addr[2]
+  return copy
+end
+M.local_addr = local_addr
+
 --- loop:create_connection(factory, host, port, opts) -> transport, protocol
 -- loop:create_connection(factory, {sock = fd, ...}) wraps a connected fd.
-Loop.create_connection =
+-- (Tail calls: an argument error names the caller's line.)
+local create_connection =
   completing(Loop._create_connection, "create_connection")
+function Loop.create_connection(self, factory, host, port, opts)
+  local fn = "loop:create_connection"
+  if type(host) == "table" and port == nil and opts == nil then
+    return create_connection(self, factory, local_addr(host, fn))
+  end
+  return create_connection(self, factory, host, port, local_addr(opts, fn))
+end
 
 --- loop:create_unix_connection(factory, path, opts) -> transport, protocol
 Loop.create_unix_connection =

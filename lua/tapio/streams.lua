@@ -573,20 +573,6 @@ local function opened(protocol, fut)
   return protocol._reader, protocol._writer
 end
 
--- asyncio's local_addr = {host, port}, as create_connection's local_host
--- and local_port.
-local function local_addr(copts, fn)
-  local addr = copts and copts.local_addr
-  if addr == nil then
-    return
-  end
-  if type(addr) ~= "table" or type(addr[1]) ~= "string" then
-    error(("tapio: %s: bad option 'local_addr' ({host, port} expected)")
-      :format(fn), 3)
-  end
-  copts.local_addr, copts.local_host, copts.local_port = nil, addr[1], addr[2]
-end
-
 --- tapio.open_connection(host, port, opts) -> reader, writer
 -- tapio.open_connection({sock = fd, ...}) -> reader, writer
 -- opts: create_connection's (local_addr = {host, port} too), and limit
@@ -597,7 +583,7 @@ function api.open_connection(host, port, opts)
     host, opts = nil, host -- ({sock = fd, ...})
   end
   local copts, limit = split_options(opts, fn, 3)
-  local_addr(copts, fn)
+  copts = L.local_addr(copts, fn)
   local loop = running_loop(fn)
   local protocol = new_protocol(loop, limit)
   local fut = start(fn, 1, Loop._create_connection, loop, function()

@@ -69,7 +69,7 @@ static void option_names_per_call(void)
   CHECK_STR(got, "nodelay ssl ssl_handshake_timeout ssl_shutdown_timeout");
   names_of(TAPIO_CALL_CREATE_SERVER, got, sizeof got);
   CHECK_STR(got, "family sock nodelay backlog reuse_address reuse_port "
-                 "start_serving ssl ssl_handshake_timeout "
+                 "keep_alive start_serving ssl ssl_handshake_timeout "
                  "ssl_shutdown_timeout");
   names_of(TAPIO_CALL_CREATE_UNIX_SERVER, got, sizeof got);
   CHECK_STR(got, "backlog start_serving cleanup_socket ssl "
@@ -176,7 +176,8 @@ static void options_not_taken_einval(void)
 {
   static const char *const all[] = {
     "local_host", "local_port", "family", "nodelay", "backlog",
-    "reuse_address", "reuse_port", "start_serving", "cleanup_socket"
+    "reuse_address", "reuse_port", "keep_alive", "start_serving",
+    "cleanup_socket"
   };
   tapio_loop *loop = new_loop();
   uint64_t mem = tapio_loop_memory(loop);
@@ -195,7 +196,7 @@ static void options_not_taken_einval(void)
       refused++;
     }
   }
-  CHECK_EQ(refused, 5 + 9 + 8 + 3 + 6); /* 9 less what each call takes */
+  CHECK_EQ(refused, 6 + 10 + 9 + 3 + 7); /* 10 less what each call takes */
   spin(loop, 3);
   CHECK_EQ(tapio_loop_memory(loop), mem);
   free_loop(loop);

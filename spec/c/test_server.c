@@ -135,6 +135,48 @@ static void server_options_accepted(void)
   srv_release_and_free(&sv, loop);
 }
 
+/* keep_alive (asyncio 3.13's): SO_KEEPALIVE on every connection the
+ * server accepts, also on a listening socket given as "sock"; off by
+ * default. */
+static int accepted_keepalive(const tapio_options *o, int sock)
+{
+  static const char *const hosts[] = { "127.0.0.1" };
+  tapio_loop *loop = new_loop();
+  srv sv;
+  int fd, v;
+  srv_init(&sv, loop);
+  CHECK_OK(srv_start_hosts(&sv, sock < 0 ? hosts : NULL, sock < 0, 0, o));
+  if (sock >= 0)
+    CHECK_EQ(tapio_server_get_fd(sv.s, 0), sock);
+  fd = raw_connect(AF_INET, "127.0.0.1", sv.port);
+  CHECK(fd >= 0);
+  v = sockopt_int(tapio_transport_get_fd(srv_wait_conn(&sv, 0)->t),
+                  SOL_SOCKET, SO_KEEPALIVE);
+  close(fd);
+  srv_release_and_free(&sv, loop);
+  return v != 0;
+}
+
+static void server_keep_alive(void)
+{
+  tapio_loop *loop = new_loop();
+  tapio_options *o = new_options(loop);
+  struct sockaddr_storage ss;
+  socklen_t len = raw_addr(AF_INET, "127.0.0.1", 0, &ss);
+  int sock = socket(AF_INET, SOCK_STREAM, 0);
+  CHECK_EQ(accepted_keepalive(NULL, -1), 0);
+  CHECK_OK(tapio_options_set_int(o, "keep_alive", 1));
+  CHECK_EQ(accepted_keepalive(o, -1), 1);
+  CHECK(sock >= 0 && bind(sock, (struct sockaddr *)&ss, len) == 0 &&
+        listen(sock, 8) == 0);
+  CHECK_OK(tapio_options_set_int(o, "sock", sock));
+  CHECK_EQ(accepted_keepalive(o, sock), 1);
+  CHECK_OK(tapio_options_set_int(o, "keep_alive", 0));
+  CHECK_EQ(tapio_options_set_int(o, "keep_alive", 2), TAPIO_EINVAL);
+  tapio_options_free(o);
+  free_loop(loop);
+}
+
 /* reuse_port lets two servers listen on one port. */
 static void server_reuse_port_shares_port(void)
 {
@@ -622,6 +664,7 @@ TEST_MAIN(
   TEST(server_several_hosts),
   TEST(server_same_address_once),
   TEST(server_options_accepted),
+  TEST(server_keep_alive),
   TEST(server_reuse_port_shares_port),
   TEST(server_reuse_address_default),
   TEST(server_all_interfaces),
