@@ -223,24 +223,31 @@ local function check_open(file, name)
   end
 end
 
+-- loop:sendfile and loop:sock_sendfile: the binding's c_send (named name)
+-- sending file to `to` (a transport, or a socket's descriptor), `last`
+-- its options (sendfile's opts, sock_sendfile's fallback); a Lua file
+-- then follows its descriptor (file_follows).
+local function sending(c_send, name)
+  names[c_send] = name
+  return function(self, to, file, offset, count, last)
+    check_open(file, name)
+    local before = fd_offset(self, file)
+    local fut, msg = start(c_send, self, to, file, offset, count, last)
+    if not fut then
+      error(msg, 2)
+    end
+    file_follows(self, fut, file, offset, before)
+    return resolve(fut)
+  end
+end
+
 --- loop:sendfile(transport, file, offset, count, opts) -> bytes sent
 -- asyncio's: file (a Lua file or a descriptor) from offset (0), count
 -- bytes (nil: to its end), natively on a plain socket, else read and
 -- written (unless opts.fallback is false). A Lua file's position is then
 -- offset + sent, also when cancelled (as asyncio leaves it); a failure's
 -- error has .count.
-names[Loop._sendfile] = "sendfile"
-function Loop:sendfile(transport, file, offset, count, opts)
-  check_open(file, "sendfile")
-  local before = fd_offset(self, file)
-  local fut, msg = start(Loop._sendfile, self, transport, file, offset,
-    count, opts)
-  if not fut then
-    error(msg, 2)
-  end
-  file_follows(self, fut, file, offset, before)
-  return resolve(fut)
-end
+Loop.sendfile = sending(Loop._sendfile, "sendfile")
 
 --- loop:sock_sendfile(fd, file, offset, count, fallback) -> bytes sent
 -- asyncio's: loop:sendfile's sending on fd, a non-blocking stream socket
@@ -248,18 +255,7 @@ end
 -- false: ENOTSUP for a file the kernel cannot send from. Cancelled, the
 -- file is at offset + the bytes sent too (asyncio's): a Lua file's
 -- position follows its descriptor's.
-names[Loop._sock_sendfile] = "sock_sendfile"
-function Loop:sock_sendfile(fd, file, offset, count, fallback)
-  check_open(file, "sock_sendfile")
-  local before = fd_offset(self, file)
-  local fut, msg = start(Loop._sock_sendfile, self, fd, file, offset,
-    count, fallback)
-  if not fut then
-    error(msg, 2)
-  end
-  file_follows(self, fut, file, offset, before)
-  return resolve(fut)
-end
+Loop.sock_sendfile = sending(Loop._sock_sendfile, "sock_sendfile")
 
 -- asyncio's "working with socket objects directly", on a descriptor the
 -- caller owns: each tries at once, waits for readiness only when the
