@@ -405,6 +405,22 @@ function helper.execute(cmd)
   return out:gsub("exit:%d+%s*$", ""), status
 end
 
+--- A temporary file of size bytes that differ with their position, open
+-- for reading; its content and its path (for a peer to compare with; the
+-- caller removes it).
+function helper.data_file(size)
+  local parts = {}
+  for i = 0, math.floor(size / 8) do
+    parts[#parts + 1] = ("%08x"):format(i * 8)
+  end
+  local content = table.concat(parts):sub(1, size)
+  local path = os.tmpname()
+  local f = assert(io.open(path, "wb"))
+  f:write(content)
+  f:close()
+  return assert(io.open(path, "rb")), content, path
+end
+
 --- A new temporary directory holding files (name -> contents); its path.
 function helper.files_dir(files)
   local dir = os.tmpname()

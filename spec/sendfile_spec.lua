@@ -12,16 +12,7 @@ local SIZE = 3 * 1024 * 1024 + 11
 
 -- A file of SIZE bytes that differ with their position, and its content.
 local function data_file()
-  local parts = {}
-  for i = 0, math.floor(SIZE / 8) do
-    parts[#parts + 1] = ("%08x"):format(i * 8)
-  end
-  local content = table.concat(parts):sub(1, SIZE)
-  local path = os.tmpname()
-  local f = assert(io.open(path, "wb"))
-  f:write(content)
-  f:close()
-  f = assert(io.open(path, "rb"))
+  local f, content, path = helper.data_file(SIZE)
   os.remove(path)
   return f, content
 end

@@ -49,20 +49,7 @@ local function unix_pair(loop)
   return c, s
 end
 
--- A file of size bytes that differ with their position (its path kept
--- for a Python peer to compare with), open for reading, and its content.
-local function data_file(size)
-  local parts = {}
-  for i = 0, math.floor(size / 8) do
-    parts[#parts + 1] = ("%08x"):format(i * 8)
-  end
-  local content = table.concat(parts):sub(1, size)
-  local path = os.tmpname()
-  local f = assert(io.open(path, "wb"))
-  f:write(content)
-  f:close()
-  return assert(io.open(path, "rb")), content, path
-end
+local data_file = helper.data_file
 
 -- What fd receives until the end of the stream.
 local function recv_all(loop, fd)
