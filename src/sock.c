@@ -450,8 +450,7 @@ static int start_send(sockop *o, const void *data, size_t len,
       return TAPIO_ENOMEM;
     }
     if (!o->copy) { /* a sendall sent some: its completion tells how many */
-      o->done = 1;
-      o->status = TAPIO_ENOMEM;
+      ended_with(o, TAPIO_ENOMEM);
       o->data = NULL;
       return start(o, cb_ud);
     }
