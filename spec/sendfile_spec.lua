@@ -246,6 +246,11 @@ describe("loop:sendfile", function()
       assert.matches("unknown option 'bogus'",
         fails(loop.sendfile, loop, t, f, 0, nil, { bogus = 1 }))
       assert.equal("EBADF", fails(loop.sendfile, loop, t, 9999).name)
+      -- self is checked before the Lua file's position is read
+      assert.matches("loop:sendfile: bad self %(tapio.loop expected, got "
+        .. "table%)", fails(loop.sendfile, {}, t, f))
+      assert.matches("loop:sock_sendfile: bad self %(tapio.loop expected, "
+        .. "got number%)", fails(loop.sock_sendfile, 5, 1, f))
       f:close()
       assert.matches("bad argument #2 'file' %(closed file",
         fails(loop.sendfile, loop, t, f))

@@ -230,6 +230,7 @@ end
 local function sending(c_send, name)
   names[c_send] = name
   return function(self, to, file, offset, count, last)
+    check_self(self, U.loop_mt, "loop:" .. name)
     check_open(file, name)
     local before = fd_offset(self, file)
     local fut, msg = start(c_send, self, to, file, offset, count, last)
