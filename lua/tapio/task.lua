@@ -445,8 +445,15 @@ end
 --- tapio.Task(loop, fn, ...): a task of fn(...) on loop, scheduled as
 -- loop:create_task schedules it with no factory (asyncio's Task(coro,
 -- loop=loop)): what a factory of its own calls.
+-- While a factory of create_eager_task_factory calls its constructor:
+-- the next tapio.Task starts eagerly (asyncio's eager_start=True, which
+-- that factory passes its constructor).
+local eager_next = false
+
 getmetatable(Task).__call = function(_, loop, fn, ...)
-  local task = own_task("Task", "lazy", loop, fn, ...)
+  local how = eager_next and "eager" or "lazy"
+  eager_next = false
+  local task = own_task("Task", how, loop, fn, ...)
   return task
 end
 
@@ -462,6 +469,30 @@ function eager_task_factory(loop, fn, ...)
   return task
 end
 api.eager_task_factory = eager_task_factory
+
+local function made_by(task, ok, ...)
+  eager_next = false
+  if not ok then
+    error(task, 0)
+  end
+  return task, ...
+end
+
+--- tapio.create_eager_task_factory(custom_task_constructor): a factory
+-- for loop:set_task_factory that calls custom_task_constructor(loop, fn,
+-- ...) (what tapio.Task receives), the tapio.Task it calls starting
+-- eagerly as eager_task_factory's tasks do (asyncio's eager_start=True).
+-- create_eager_task_factory(tapio.Task) makes what eager_task_factory
+-- makes.
+function api.create_eager_task_factory(custom_task_constructor)
+  check_callable(custom_task_constructor, "create_eager_task_factory", 1,
+    "custom_task_constructor")
+  return function(loop, fn, ...)
+    eager_next = true
+    local ok, task = pcall(custom_task_constructor, loop, fn, ...)
+    return (made_by(task, ok))
+  end
+end
 
 -- ---- The running loop, sleep ---------------------------------------------
 
