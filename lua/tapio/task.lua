@@ -375,6 +375,144 @@ function Task:get_traceback()
   return self._traceback
 end
 
+-- ---- A task's stack ------------------------------------------------------
+
+-- Frames of tapio's own Lua modules (their sources share task.lua's
+-- directory) are left out of a stack, as C functions are.
+local OWN = debug.getinfo(1, "S").source:match("^(.*[/\\])") or "\0"
+
+local function own(info)
+  return info.what == "C" or info.source:sub(1, #OWN) == OWN
+end
+
+-- A frame, as get_stack gives it: source (the chunk's file, or its
+-- name), line (the line running, or raising), name (the function's, as
+-- Lua knows it from its call: its caller's name for it). A function
+-- tapio called (a task's own) or one Lua has no name for is named as
+-- Lua's tracebacks name it: "function <source:line where defined>".
+local function frame(info, caller)
+  local source = info.source
+  local name = info.name
+  if info.what == "main" then
+    name = "main chunk"
+  elseif not name or not caller or own(caller) then
+    name = ("function <%s:%d>"):format(info.short_src, info.linedefined)
+  end
+  return { source = source:sub(1, 1) == "@" and source:sub(2)
+    or info.short_src, line = info.currentline, name = name }
+end
+
+-- The Lua frames of co's stack, innermost first, up to limit (nil: all).
+local function frames_of(co, limit)
+  local list, level = {}, 0
+  local info = debug.getinfo(co, 0, "Sln")
+  while info and (not limit or #list < limit) do
+    local caller = debug.getinfo(co, level + 1, "Sln")
+    if not own(info) then
+      list[#list + 1] = frame(info, caller)
+    end
+    level, info = level + 1, caller
+  end
+  return list
+end
+
+local function reversed(list)
+  local n = #list
+  for i = 1, math.floor(n / 2) do
+    list[i], list[n + 1 - i] = list[n + 1 - i], list[i]
+  end
+  return list
+end
+
+local function check_limit(opts, name)
+  if opts ~= nil and type(opts) ~= "table" then
+    U.argerror(name, 1, "options", "table expected, got "
+      .. U.typename(opts), 4)
+  end
+  local limit = opts and opts.limit
+  if limit ~= nil and type(limit) ~= "number" then
+    U.argerror(name, 1, "options.limit", "number expected, got "
+      .. U.typename(limit), 4)
+  end
+  return limit
+end
+
+-- The stack: a waiting task's where it waits (its newest limit frames),
+-- a failed one's where it raised (its oldest limit frames: the error
+-- left its coroutine's stack as it was), oldest first; else none.
+local function stack(task, limit)
+  if limit and limit <= 0 then
+    return {}
+  elseif task._state == "pending" then
+    return reversed(frames_of(task._co, limit))
+  elseif task._state == "failed" then
+    local all = reversed(frames_of(task._co))
+    for i = #all, (limit or #all) + 1, -1 do
+      all[i] = nil
+    end
+    return all
+  end
+  return {}
+end
+
+--- task:get_stack([{limit = n}]): the task's frames (see frame above),
+-- oldest first: where a waiting task waits (the newest n), where a
+-- failed one raised (the oldest n); none for a task done otherwise or
+-- not started (asyncio's get_stack, with every frame of the coroutine:
+-- asyncio gives a waiting task's outermost only).
+function Task:get_stack(opts)
+  check_self(self, Task, "task:get_stack")
+  return stack(self, check_limit(opts, "task:get_stack"))
+end
+
+-- The text of line n of file path, trimmed; nil if not readable.
+local function source_line(path, n)
+  local file = n and n > 0 and io.open(path)
+  if not file then
+    return nil
+  end
+  local i, text = 0, nil
+  for line in file:lines() do
+    i = i + 1
+    if i == n then
+      text = line:match("^%s*(.-)%s*$")
+      break
+    end
+  end
+  file:close()
+  return text
+end
+
+--- task:print_stack([{limit = n, file = f}]): get_stack's frames
+-- written to f (io.stderr if not given; anything with a write method)
+-- as asyncio's print_stack writes them, each with its source line when
+-- its file can be read; a failed task's error last.
+function Task:print_stack(opts)
+  check_self(self, Task, "task:print_stack")
+  local frames = stack(self, check_limit(opts, "task:print_stack"))
+  local file = opts and opts.file or io.stderr
+  if type(file) ~= "userdata" and type(file) ~= "table" then
+    U.argerror("task:print_stack", 1, "options.file", "file expected, got "
+      .. U.typename(file), 3)
+  end
+  local failed = self._state == "failed"
+  local lines = { ("%s for %s%s"):format(#frames == 0 and "No stack"
+    or failed and "Traceback" or "Stack", tostring(self),
+    #frames == 0 and "" or " (most recent call last):") }
+  for _, f in ipairs(frames) do
+    lines[#lines + 1] = ('  File "%s", line %d, in %s'):format(f.source,
+      f.line, f.name)
+    local text = source_line(f.source, f.line)
+    if text then
+      lines[#lines + 1] = "    " .. text
+    end
+  end
+  if failed then
+    lines[#lines + 1] = safe_tostring(self._exception)
+  end
+  file:write(table.concat(lines, "\n"), "\n")
+end
+
 --- Reports the errors nobody retrieved of the loop's failed tasks (but
 -- `except`), in the order the tasks were made (for testing.run).
 function M.report_unretrieved(loop, except)
