@@ -252,6 +252,28 @@ describe("tapio.Runner", function()
     assert.are.equal("tapio.Runner (closed)", tostring(r))
   end)
 
+  it("is closed at the end of a <close> variable's block (Lua 5.4)",
+     function()
+    if _VERSION ~= "Lua 5.4" then
+      return -- no to-be-closed variables
+    end
+    local block = assert(load([[
+      local tapio = ...
+      local loop
+      do
+        local runner <close> = tapio.Runner()
+        loop = runner:get_loop()
+        runner:run(function()
+          tapio.get_running_loop():set_exception_handler(function() end)
+          tapio.create_task(tapio.sleep, 60) -- (close says it ended it)
+        end)
+      end
+      return loop
+    ]]))
+    local loop = block(tapio)
+    assert.is_true(loop:is_closed())
+  end)
+
   it("closes what the runs left open, and says so, as tapio.run",
      function()
     local r = tapio.Runner()
