@@ -221,6 +221,9 @@ describe("tapio.Runner", function()
     assert.matches("runner_spec.lua:%d+: tapio: runner:get_loop: the "
       .. "loop_factory returned table %(a tapio.loop expected%)",
       raised(function() r:get_loop() end))
+    r = tapio.Runner { loop_factory = function() end }
+    assert.matches("tapio: runner:run: the loop_factory returned nil",
+      raised(r.run, r, print)) -- not a loop of its own instead
     r = tapio.Runner()
     assert.matches("runner_spec.lua:%d+: tapio: runner:run: bad argument "
       .. "#1 'fn' %(function expected, got nil%)",

@@ -232,7 +232,12 @@ local function lazy_init(self, name)
   if self._state == "closed" then
     error(("tapio: %s: the Runner is closed"):format(name), 3)
   elseif self._state == "created" then
-    local loop = self._factory and self._factory() or core.new_loop()
+    local loop
+    if self._factory then
+      loop = self._factory()
+    else
+      loop = core.new_loop()
+    end
     if getmetatable(loop) ~= U.loop_mt then
       error(("tapio: %s: the loop_factory returned %s (a tapio.loop "
         .. "expected)"):format(name, typename(loop)), 3)
