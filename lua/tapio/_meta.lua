@@ -1211,9 +1211,9 @@ function Task:get_context() end
 ---@field limit? integer a waiting task's newest frames, a failed one's oldest
 ---@field file? file* where print_stack writes (default io.stderr)
 
----A waiting task's frames where it waits, a failed one's where it
----raised, oldest first (tapio's own and C functions left out); none for
----a task done otherwise or not started.
+---A waiting (or the running) task's frames where it is, a failed one's
+---where it raised, oldest first (tapio's own and C functions left out);
+---none for a task done otherwise or not started.
 ---@param opts? tapio.StackOptions
 ---@return tapio.Frame[]
 function Task:get_stack(opts) end

@@ -456,10 +456,10 @@ local function stack(task, limit)
 end
 
 --- task:get_stack([{limit = n}]): the task's frames (see frame above),
--- oldest first: where a waiting task waits (the newest n), where a
--- failed one raised (the oldest n); none for a task done otherwise or
--- not started (asyncio's get_stack, with every frame of the coroutine:
--- asyncio gives a waiting task's outermost only).
+-- oldest first: where a waiting task waits, or the running one runs
+-- (the newest n), where a failed one raised (the oldest n); none for a
+-- task done otherwise or not started (asyncio's get_stack, with every
+-- frame of the coroutine: asyncio gives a waiting task's outermost only).
 function Task:get_stack(opts)
   check_self(self, Task, "task:get_stack")
   return stack(self, check_limit(opts, "task:get_stack"))
