@@ -494,6 +494,13 @@ describe("context variables", function()
       assert.matches("context_spec.lua:%d+: tapio: taskgroup:create_task_in: "
         .. "bad argument #1 'ctx' %(tapio.Context expected, got nil%)",
         fails(tapio.TaskGroup, function(tg) tg:create_task_in(nil, print) end))
+      assert.matches("tapio: loop:call_soon_in: bad self %(tapio.loop "
+        .. "expected, got table%)", fails(loop.call_soon_in, {}, ctx, print))
+      local closed = tapio.new_loop()
+      closed:close()
+      assert.matches("context_spec.lua:%d+: tapio: loop:call_later_in: the "
+        .. "loop is closed",
+        fails(function() closed:call_later_in(ctx, 1, print) end))
       assert.matches("handle:get_context: bad self %(tapio.handle expected, "
         .. "got table%)", fails(loop:call_soon(print).get_context, {}))
     end)

@@ -468,12 +468,14 @@ end
 -- current context (asyncio's context= keyword): what it sets is set in
 -- ctx. Before the first ContextVar too (nothing is turned on for it).
 function Loop:call_soon_in(ctx, fn, ...)
+  U.check_loop(self, "loop:call_soon_in")
   check_given(ctx, "loop:call_soon_in")
   check_callable(fn, "loop:call_soon_in", 2, "callback")
   return call_soon(self, run_given, ctx, fn, ...)
 end
 
 function Loop:call_later_in(ctx, delay, fn, ...)
+  U.check_loop(self, "loop:call_later_in")
   check_given(ctx, "loop:call_later_in")
   check_time(delay, "loop:call_later_in", "delay")
   check_callable(fn, "loop:call_later_in", 3, "callback")
@@ -481,6 +483,7 @@ function Loop:call_later_in(ctx, delay, fn, ...)
 end
 
 function Loop:call_at_in(ctx, when, fn, ...)
+  U.check_loop(self, "loop:call_at_in")
   check_given(ctx, "loop:call_at_in")
   check_time(when, "loop:call_at_in", "when")
   check_callable(fn, "loop:call_at_in", 3, "callback")
