@@ -68,6 +68,7 @@ build = {
     ["tapio.future"] = "lua/tapio/future.lua",
     ["tapio.loop"] = "lua/tapio/loop.lua",
     ["tapio.task"] = "lua/tapio/task.lua",
+    ["tapio.runner"] = "lua/tapio/runner.lua",
     ["tapio.util"] = "lua/tapio/util.lua",
     ["tapio.reader"] = "lua/tapio/reader.lua",
     ["tapio.streams"] = "lua/tapio/streams.lua",

@@ -1,7 +1,7 @@
 -- Context variables (tapio.ContextVar, tapio.copy_context, a task's
 -- context): asyncio's contextvars semantics. The scenarios of
 -- spec/support/context_parity.py run here on tapio, and what each saw
--- must be what asyncio saw (python3.13, else python3); the behaviours
+-- must be what asyncio saw (python3.13, else its recording); the behaviours
 -- asyncio documents are asserted one by one after.
 local helper = require "spec.helper"
 local seqs = require "spec.support.sequences"
@@ -142,6 +142,48 @@ local function given_context()
   say("task context", ctx:get(var), get())
 end
 
+local function py(b) -- a boolean as Python prints it
+  return b and "True" or "False"
+end
+
+local function given_callbacks()
+  local loop = tapio.get_running_loop()
+  var:set("current")
+  local ctx = tapio.copy_context()
+  ctx:run(var.set, var, "in ctx")
+  local h1 = loop:call_soon_in(ctx, function()
+    say("call_soon context= sees", get())
+  end)
+  local h2 = loop:call_later_in(ctx, 0, function()
+    say("call_later context= sees", get())
+  end)
+  local h3 = loop:call_at_in(ctx, loop:time(), function()
+    say("call_at context= sees", get())
+  end)
+  say("handles give it", py(h1:get_context() == ctx),
+      py(h2:get_context() == ctx), py(h3:get_context() == ctx))
+  local h4 = loop:call_soon(function() end)
+  var:set("after")
+  say("plain handle's context", h4:get_context():get(var),
+      py(h4:get_context() == h4:get_context()),
+      py(h4:get_context() == tapio.current_task():get_context()))
+  tapio.sleep(0.01)
+  local done = loop:create_future()
+  loop:call_soon_in(ctx, var.set, var, "set in ctx")
+  loop:call_soon(done.set_result, done)
+  done:await()
+  say("after the callbacks", ctx:get(var), get())
+  local t
+  tapio.TaskGroup(function(tg)
+    t = tg:create_task_in(ctx, function()
+      say("group task in ctx sees", get())
+      var:set("group task")
+    end)
+  end)
+  say("group task's context is it", py(t:get_context() == ctx),
+      ctx:get(var))
+end
+
 local function streams()
   var:set("at start_server")
   local server = tapio.start_server(function(reader, writer)
@@ -167,10 +209,8 @@ end
 
 describe("context variables", function()
   it("see what asyncio's contextvars see, scenario by scenario", function()
-    local py = seqs.default_python()
-    local text, status = helper.execute(py
-      .. " spec/support/context_parity.py")
-    assert.are.equal(0, status, text)
+    local text = seqs.asyncio_output("context_parity.py",
+                                     "context_parity.out")
     local expected = {}
     for line in text:gmatch("[^\n]+") do
       expected[#expected + 1] = line
@@ -182,6 +222,7 @@ describe("context variables", function()
       contexts()
       group()
       given_context()
+      given_callbacks()
       streams()
     end)
     -- the order of callbacks of one turn is not the point here
@@ -438,6 +479,51 @@ describe("context variables", function()
     end)
   end)
 
+  it("call_soon_in and the like check their arguments", function()
+    helper.run(function(loop)
+      local ctx = tapio.copy_context()
+      assert.matches("context_spec.lua:%d+: tapio: loop:call_soon_in: bad "
+        .. "argument #1 'ctx' %(tapio.Context expected, got table%)",
+        fails(function() loop:call_soon_in({}, print) end))
+      assert.matches("context_spec.lua:%d+: tapio: loop:call_later_in: bad "
+        .. "argument #2 'delay' %(number expected, got string%)",
+        fails(function() loop:call_later_in(ctx, "1", print) end))
+      assert.matches("tapio: loop:call_at_in: bad argument #3 'callback' "
+        .. "%(function expected, got nil%)",
+        fails(loop.call_at_in, loop, ctx, 1))
+      assert.matches("context_spec.lua:%d+: tapio: taskgroup:create_task_in: "
+        .. "bad argument #1 'ctx' %(tapio.Context expected, got nil%)",
+        fails(tapio.TaskGroup, function(tg) tg:create_task_in(nil, print) end))
+      assert.matches("tapio: loop:call_soon_in: bad self %(tapio.loop "
+        .. "expected, got table%)", fails(loop.call_soon_in, {}, ctx, print))
+      local closed = tapio.new_loop()
+      closed:close()
+      assert.matches("context_spec.lua:%d+: tapio: loop:call_later_in: the "
+        .. "loop is closed",
+        fails(function() closed:call_later_in(ctx, 1, print) end))
+      assert.matches("handle:get_context: bad self %(tapio.handle expected, "
+        .. "got table%)", fails(loop:call_soon(print).get_context, {}))
+    end)
+  end)
+
+  it("a callback given a context that is entered fails, reported; the "
+     .. "others run", function()
+    helper.run(function(loop, errors)
+      local ctx = tapio.copy_context()
+      local ran = loop:create_future()
+      ctx:run(function()
+        loop:call_soon_in(ctx, function() var:set("never") end)
+        loop:call_soon(function() ran:set_result(get()) end)
+        tapio.sleep(0) -- the task waits inside ctx:run: ctx is entered
+      end)
+      assert.are.equal("unset", ran:await())
+      assert.are.equal(1, #errors)
+      assert.matches("cannot enter the context given to the callback: it "
+        .. "is already entered", tostring(errors[1].exception))
+      assert.are.equal("unset", ctx:get(var, "unset"))
+    end, { errors_ok = true })
+  end)
+
   it("iterates a context's vars", function()
     local ctx = tapio.copy_context()
     ctx:run(function()
@@ -453,6 +539,28 @@ describe("context variables", function()
 end)
 
 describe("context variables in a fresh Lua state", function()
+  it("call_soon_in and a handle's context, before any ContextVar",
+     function()
+    local text, status = helper.run_script([[
+      local tapio = require "tapio"
+      local loop = tapio.new_loop()
+      local ctx = tapio.copy_context()
+      local seen
+      local h = loop:call_soon_in(ctx, function()
+        seen = true
+      end)
+      local plain = loop:call_soon(function() loop:stop() end)
+      loop:run_forever()
+      local pc = plain:get_context()
+      print(h:get_context() == ctx, seen, pc == plain:get_context(),
+            tostring(pc), tapio.ContextVar ~= nil)
+      loop:close()
+    ]])
+    assert.are.equal(0, status, text)
+    assert.are.equal("true\ttrue\ttrue\ttapio.Context (0 set)\ttrue\n",
+                     text)
+  end)
+
   it("the first ContextVar, made in a task, switches that task's context",
      function()
     local text, status = helper.run_script([[

@@ -515,6 +515,9 @@ local SAMPLES = {
   p = function() return tapio.create_subprocess_exec("true") end,
   var = function() return tapio.ContextVar("sample") end,
   context = function() return tapio.copy_context() end,
+  handle = function(loop) return loop:call_soon(function() end) end,
+  runner = function() return tapio.Runner() end,
+  tg = function() return require("tapio.group").TaskGroup end,
   clock = function() return select(2, testing.new_loop()) end,
 }
 

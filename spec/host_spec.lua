@@ -305,6 +305,31 @@ describe("the tapio host program", function()
     assert.matches("%(raised again by tapio.run%)", err)
   end)
 
+  it("turns Ctrl-C into cancelling a Runner's run, as tapio.run's main",
+    function()
+    local code, out = interrupt([[
+      local tapio = require "tapio"
+      local runner = tapio.Runner()
+      print("first run", runner:run(function() return "ok" end))
+      local ok, err = pcall(runner.run, runner, function()
+        local loop = tapio.get_running_loop()
+        local server = loop:create_server(function() return {} end,
+          "127.0.0.1", 0)
+        print("serving")
+        local ok, err = pcall(server.serve_forever, server)
+        print("cleanup ran", ok, tostring(err))
+        error(err, 0)
+      end)
+      runner:close()
+      print("closed", tostring(runner))
+      error(err, 0)
+    ]])
+    assert.are.equal(130, code)
+    assert.are.equal("first run\tok\nserving\ncleanup ran\tfalse\t"
+      .. "interrupted (SIGINT) (ECANCELED)\nclosed\ttapio.Runner (closed)\n",
+      out)
+  end)
+
   it("ends at once at a second Ctrl-C", function()
     local code, out = interrupt(SERVE:format([[
       print("cleaning up slowly")

@@ -427,6 +427,32 @@ local function bad_factory(loop)
   log("factory:", loop:get_task_factory())
 end
 
+-- create_eager_task_factory with a constructor of its own (as
+-- task_factory.py's constructor).
+function S.constructor(loop)
+  loop:set_task_factory(tapio.create_eager_task_factory(function(l, fn, ...)
+    log("constructor")
+    return tapio.Task(l, fn, ...)
+  end))
+  local t = tapio.create_task(function()
+    log("outer start")
+    local inner = tapio.create_task(returns, "inner", 2)
+    log("inner done:", inner:done())
+    hops(1)
+    return inner:result()
+  end)
+  log("outer done:", t:done())
+  log("result:", t:await())
+  loop:set_task_factory(tapio.create_eager_task_factory(function()
+    error("no", 0)
+  end))
+  local ok, err = pcall(tapio.create_task, returns, "x")
+  if not ok and err == "no" then
+    log("constructor error raised")
+  end
+  loop:set_task_factory(nil)
+end
+
 -- main(loop) in a new loop whose factory mode says; its events.
 local function run(mode, main)
   for i = #EVENTS, 1, -1 do
@@ -435,6 +461,8 @@ local function run(mode, main)
   helper.run(function(loop)
     if mode == "eager" then
       loop:set_task_factory(tapio.eager_task_factory)
+    elseif mode == "ctor" then
+      loop:set_task_factory(tapio.create_eager_task_factory(tapio.Task))
     end
     main(loop)
   end)
@@ -478,32 +506,21 @@ end }
 SCENARIOS[#SCENARIOS + 1] = { "bad_factory", "lazy", function()
   return run("lazy", bad_factory)
 end }
+for _, name in ipairs { "sync_result", "suspend_once", "error",
+    "cancel_self", "nested", "taskgroup_error", "gather_eager" } do
+  SCENARIOS[#SCENARIOS + 1] = { name, "ctor", function()
+    return run("ctor", S[name])
+  end }
+end
+SCENARIOS[#SCENARIOS + 1] = { "constructor", "lazy", function()
+  return run("lazy", S.constructor)
+end }
 SCENARIOS[#SCENARIOS + 1] = { "not_running", "eager", not_running }
 
--- What task_factory.py prints. It needs Python 3.12 or later (asyncio's
--- eager_task_factory); Debian 12 has 3.11, so what it printed under
--- Python 3.13 is kept in spec/support/task_factory.out and stands in
--- where no 3.12 or later is found. Where one is, the script runs and must
--- print that file, so the file never goes stale.
-local RECORDED = "spec/support/task_factory.out"
+-- What task_factory.py prints (it needs Python 3.12: a recording
+-- stands in, see seqs.asyncio_output).
 local function asyncio_output()
-  local python = os.getenv("TAPIO_PARITY_PYTHON") or seqs.default_python()
-  local _, old = helper.execute(python
-    .. " -c 'import sys; sys.exit(sys.version_info < (3, 12))'")
-  local file = assert(io.open(RECORDED))
-  local recorded = file:read("a")
-  file:close()
-  if old ~= 0 then
-    return recorded
-  end
-  local out, status = helper.execute(python
-    .. " spec/support/task_factory.py")
-  assert(status == 0, "spec/support/task_factory.py (" .. python
-    .. ") failed:\n" .. out)
-  assert(out == recorded, RECORDED .. " is not what " .. python
-    .. " prints now: make it again with python3.13"
-    .. " spec/support/task_factory.py > " .. RECORDED)
-  return out
+  return seqs.asyncio_output("task_factory.py", "task_factory.out")
 end
 
 -- task_factory.py's events: "name mode" -> list, and the keys in order.
@@ -628,6 +645,25 @@ describe("tapio.Task and tapio.eager_task_factory", function()
       assert.is_false(t:done())
       assert.are.equal(3, t:await())
     end)
+  end)
+
+  it("create_eager_task_factory checks its constructor, and starts what "
+     .. "it makes only where the loop runs", function()
+    local err = raised(tapio.create_eager_task_factory, 42)
+    assert.matches("tapio: create_eager_task_factory: bad argument #1 "
+      .. "'custom_task_constructor' %(function expected, got number%)", err)
+    local loop = tapio.new_loop()
+    local calls = 0
+    loop:set_task_factory(tapio.create_eager_task_factory(function(...)
+      calls = calls + 1
+      return tapio.Task(...)
+    end))
+    local ran = false
+    local t = loop:create_task(function() ran = true return "r" end)
+    assert.is_false(ran) -- the loop is not running: scheduled
+    assert.are.equal("r", loop:run_until_complete(t))
+    assert.are.equal(1, calls)
+    loop:close()
   end)
 
   it("an eager step's error is the task's, with its traceback", function()

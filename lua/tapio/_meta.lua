@@ -259,11 +259,51 @@ local tapio = {}
 ---left, closes the servers and transports left (reporting what it ended
 ---to the exception handler), closes the loop; returns main's results or
 ---raises its error. With tapio.handle_sigint, SIGINT cancels main and run
----raises an EINTR error ("interrupted (SIGINT)").
+---raises an EINTR error ("interrupted (SIGINT)"). A tapio.Runner used
+---once (debug and loop_factory: a Runner's).
 ---@param main async fun(...): ...
 ---@param ... any
 ---@return any ...
 function tapio.run(main, ...) end
+
+---@class tapio.RunnerOptions
+---@field debug? boolean loop:set_debug at the loop's making (nil: as it is)
+---@field loop_factory? fun(): tapio.Loop makes the loop (default tapio.new_loop)
+
+---asyncio.Runner: a loop made at the first run or get_loop, that runs
+---one main function after another (the tasks a run leaves go on in the
+---next), every run in one context (a copy of the one current at the
+---loop's making), until close.
+---@param options? tapio.RunnerOptions
+---@return tapio.Runner
+function tapio.Runner(options) end
+
+---@class tapio.Runner
+local Runner = {}
+
+---fn(...) as a task on the Runner's loop until it ends (SIGINT as in
+---tapio.run); its results, or raises its error. Raises inside a running
+---loop, and once closed.
+---@param fn async fun(...): ...
+---@param ... any
+---@return any ...
+function Runner:run(fn, ...) end
+
+---run, in ctx itself (asyncio's run(coro, context=ctx)).
+---@param ctx tapio.Context
+---@param fn async fun(...): ...
+---@param ... any
+---@return any ...
+function Runner:run_in(ctx, fn, ...) end
+
+---The Runner's loop (made now if not yet); raises once closed.
+---@return tapio.Loop
+function Runner:get_loop() end
+
+---Cancels the tasks left, closes the servers and transports left (as
+---tapio.run's exit, reporting), closes the loop. Nothing before the
+---first run or get_loop (the Runner still runs then), nor once closed.
+function Runner:close() end
 
 ---Returns ... after delay seconds (the async rule: inside a task it
 ---waits; elsewhere it returns a future).
@@ -369,6 +409,14 @@ local TaskGroup = {}
 ---@return tapio.Task
 function TaskGroup:create_task(fn, ...) end
 
+---create_task with ctx itself as the task's context (asyncio's
+---tg.create_task(coro, context=ctx)).
+---@param ctx tapio.Context
+---@param fn async fun(...): ...
+---@param ... any
+---@return tapio.Task
+function TaskGroup:create_task_in(ctx, fn, ...) end
+
 ---What a TaskGroup raises (name "ExceptionGroup", code ECALLBACK): the
 ---children's errors in the order they failed, then the body's.
 ---@class tapio.ExceptionGroup: tapio.Error
@@ -418,6 +466,14 @@ function tapio.current_task() end
 ---@param ... any
 ---@return tapio.Task
 function tapio.eager_task_factory(loop, fn, ...) end
+
+---A factory for loop:set_task_factory calling
+---custom_task_constructor(loop, fn, ...), the tapio.Task it calls
+---starting eagerly (asyncio's eager_start=True);
+---create_eager_task_factory(tapio.Task) makes eager_task_factory's tasks.
+---@param custom_task_constructor fun(loop: tapio.Loop, fn: function, ...): tapio.Task
+---@return fun(loop: tapio.Loop, fn: function, ...): tapio.Task
+function tapio.create_eager_task_factory(custom_task_constructor) end
 
 ---The tasks of loop (default: the running one) not yet done.
 ---@param loop? tapio.Loop
@@ -594,6 +650,26 @@ function Loop:call_later(delay, fn, ...) end
 ---@param ... any
 ---@return tapio.Handle
 function Loop:call_at(when, fn, ...) end
+---call_soon whose fn runs in ctx itself (asyncio's context=ctx).
+---@param ctx tapio.Context
+---@param fn function
+---@param ... any
+---@return tapio.Handle
+function Loop:call_soon_in(ctx, fn, ...) end
+---call_later whose fn runs in ctx itself.
+---@param ctx tapio.Context
+---@param delay number seconds
+---@param fn function
+---@param ... any
+---@return tapio.Handle
+function Loop:call_later_in(ctx, delay, fn, ...) end
+---call_at whose fn runs in ctx itself.
+---@param ctx tapio.Context
+---@param when number on loop:time()'s clock
+---@param fn function
+---@param ... any
+---@return tapio.Handle
+function Loop:call_at_in(ctx, when, fn, ...) end
 ---@return tapio.Future
 function Loop:create_future() end
 ---Calls fn(...) each iteration fd is readable, until removed; replaces
@@ -1058,6 +1134,10 @@ function Handle:cancel() end
 function Handle:cancelled() end
 ---@return number? when it is due (loop time), nil for call_soon
 function Handle:when() end
+---The context the callback runs in: the one given (call_soon_in...),
+---else the copy of the current one call_soon took.
+---@return tapio.Context
+function Handle:get_context() end
 
 ---A result that comes later.
 ---@class tapio.Future
@@ -1120,6 +1200,27 @@ function Task:get_traceback() end
 ---one create_task_in gave); its steps run there.
 ---@return tapio.Context
 function Task:get_context() end
+
+---A frame of a task's stack.
+---@class tapio.Frame
+---@field source string the chunk's file (or its name)
+---@field line integer the line running (a failed task's: raising)
+---@field name string the function's name as its caller knows it, else "function <source:line defined>"
+
+---@class tapio.StackOptions
+---@field limit? integer a waiting task's newest frames, a failed one's oldest
+---@field file? file* where print_stack writes (default io.stderr)
+
+---A waiting (or the running) task's frames where it is, a failed one's
+---where it raised, oldest first (tapio's own and C functions left out);
+---none for a task done otherwise or not started.
+---@param opts? tapio.StackOptions
+---@return tapio.Frame[]
+function Task:get_stack(opts) end
+---get_stack's frames written as asyncio's print_stack writes them, with
+---their source lines; a failed task's error last.
+---@param opts? tapio.StackOptions
+function Task:print_stack(opts) end
 
 ---A context variable (Python's contextvars.ContextVar).
 ---@class tapio.ContextVar

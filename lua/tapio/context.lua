@@ -60,6 +60,11 @@ local function capture()
 end
 M.capture = capture
 
+--- A new empty context.
+function M.empty_context()
+  return new_context(EMPTY)
+end
+
 --- The context of a task (made now for one made before the first
 -- ContextVar: everything was empty then).
 local function of_task(task)
@@ -402,14 +407,27 @@ Context.__tostring = function(ctx)
   return ("tapio.Context (%d set)"):format(n)
 end
 
+-- ---- Giving a context ------------------------------------------------------
+-- asyncio's `context=` keyword has no room among Lua's varargs: the
+-- functions that take one are the plain ones with `_in` and the context
+-- first (create_task_in, call_soon_in, ...).
+
+--- Raises the argument error of a ctx that is not a tapio.Context, at the
+-- caller of the function name (level: 3 from a method checking its own
+-- argument, as U.argerror counts).
+function M.check_given(ctx, name, level)
+  if getmetatable(ctx) ~= Context then
+    U.argerror(name, 1, "ctx", "tapio.Context expected, got "
+      .. typename(ctx), (level or 3) + 1)
+  end
+end
+local check_given = M.check_given
+
 --- loop:create_task_in(ctx, fn, ...): create_task with ctx itself as the
 -- task's context (asyncio's create_task(coro, context=ctx)): what the
 -- task sets is set in ctx.
 function Loop:create_task_in(ctx, fn, ...)
-  if getmetatable(ctx) ~= Context then
-    U.argerror("loop:create_task_in", 1, "ctx", "tapio.Context expected, "
-      .. "got " .. typename(ctx), 3)
-  end
+  check_given(ctx, "loop:create_task_in")
   check_callable(fn, "loop:create_task_in", 2, "fn")
   if not state.on then
     activate()
@@ -425,6 +443,81 @@ end
 
 function api.create_task_in(ctx, fn, ...)
   return U.running_loop("create_task_in"):create_task_in(ctx, fn, ...)
+end
+
+-- A callback given its context: ctx entered as ctx:run enters it, an
+-- error (reported by the loop) if ctx is entered already (asyncio's
+-- Context.run raises then, as the handle runs).
+local function run_given(ctx, fn, ...)
+  if ctx._entered then
+    error("tapio: cannot enter the context given to the callback: it is "
+      .. "already entered", 0)
+  end
+  return run_in(ctx, fn, ...)
+end
+
+local function check_time(t, name, what)
+  if type(t) ~= "number" then
+    U.argerror(name, 2, what, "number expected, got " .. typename(t), 4)
+  end
+end
+
+--- loop:call_soon_in(ctx, fn, ...), loop:call_later_in(ctx, delay, fn,
+-- ...), loop:call_at_in(ctx, when, fn, ...): call_soon, call_later and
+-- call_at whose callback runs in ctx itself, not in a copy of the
+-- current context (asyncio's context= keyword): what it sets is set in
+-- ctx. Before the first ContextVar too (nothing is turned on for it).
+function Loop:call_soon_in(ctx, fn, ...)
+  U.check_loop(self, "loop:call_soon_in")
+  check_given(ctx, "loop:call_soon_in")
+  check_callable(fn, "loop:call_soon_in", 2, "callback")
+  return call_soon(self, run_given, ctx, fn, ...)
+end
+
+function Loop:call_later_in(ctx, delay, fn, ...)
+  U.check_loop(self, "loop:call_later_in")
+  check_given(ctx, "loop:call_later_in")
+  check_time(delay, "loop:call_later_in", "delay")
+  check_callable(fn, "loop:call_later_in", 3, "callback")
+  return call_later(self, delay, run_given, ctx, fn, ...)
+end
+
+function Loop:call_at_in(ctx, when, fn, ...)
+  U.check_loop(self, "loop:call_at_in")
+  check_given(ctx, "loop:call_at_in")
+  check_time(when, "loop:call_at_in", "when")
+  check_callable(fn, "loop:call_at_in", 3, "callback")
+  return call_at(self, when, run_given, ctx, fn, ...)
+end
+
+-- ---- A handle's context ----------------------------------------------------
+
+local Handle = core.handle_methods
+-- A handle keeps its call (fn, args..., n) as its user value (lua/call.c).
+local stored_call = debug.getuservalue or debug.getfenv
+
+--- handle:get_context(): the context its callback runs in (asyncio's
+-- Handle.get_context): the one given to call_soon_in and the like, else
+-- the copy of the current context call_soon took. A handle scheduled
+-- before the first ContextVar took none (every context was empty then):
+-- an empty one, made when first asked for.
+function Handle:get_context()
+  local mt = getmetatable(self)
+  if type(mt) ~= "table" or mt.__index ~= Handle then
+    error("tapio: handle:get_context: bad self (tapio.handle expected, got "
+      .. typename(self) .. ")", 2)
+  end
+  local call = stored_call(self, 1)
+  local fn = call[1]
+  if fn == run_in or fn == run_given then
+    return call[2]
+  end
+  local ctx = call.context
+  if not ctx then
+    ctx = new_context(EMPTY)
+    call.context = ctx
+  end
+  return ctx
 end
 
 return M

@@ -15,6 +15,7 @@ local core = require "tapio.core"
 local U = require "tapio.util"
 local F = require "tapio.future"
 local W = require "tapio.wait"
+local CX = require "tapio.context"
 
 local M = { api = {} } -- api: what `tapio` holds too (see tapio.util)
 local api = M.api
@@ -76,23 +77,42 @@ local function child_done(tg, task)
   end
 end
 
+-- Raises at the caller of the method name when tg takes no more tasks.
+local function check_open(tg, name)
+  if tg._exiting and tg._left == 0 then
+    error(("tapio: %s: the TaskGroup is finished"):format(name), 3)
+  elseif tg._aborting then
+    error(("tapio: %s: the TaskGroup is shutting down"):format(name), 3)
+  end
+end
+
+-- The group's task now: counted, and its end watched.
+local function adopt(self, task)
+  self._made = self._made + 1
+  self._tasks[task] = self._made
+  self._left = self._left + 1
+  task:add_done_callback(self._on_done)
+  return task
+end
+
 --- tg:create_task(fn, ...): a task of fn(...) in the group; an error once
 -- the group shuts down (a child failed, the body raised, the task was
 -- cancelled) or has finished.
 function TaskGroup:create_task(fn, ...)
   check_group(self, "taskgroup:create_task")
   check_callable(fn, "taskgroup:create_task", 1, "fn")
-  if self._exiting and self._left == 0 then
-    error("tapio: taskgroup:create_task: the TaskGroup is finished", 2)
-  elseif self._aborting then
-    error("tapio: taskgroup:create_task: the TaskGroup is shutting down", 2)
-  end
-  local task = self._parent._loop:create_task(fn, ...)
-  self._made = self._made + 1
-  self._tasks[task] = self._made
-  self._left = self._left + 1
-  task:add_done_callback(self._on_done)
-  return task
+  check_open(self, "taskgroup:create_task")
+  return adopt(self, self._parent._loop:create_task(fn, ...))
+end
+
+--- tg:create_task_in(ctx, fn, ...): create_task with ctx itself as the
+-- task's context (asyncio's tg.create_task(coro, context=ctx)).
+function TaskGroup:create_task_in(ctx, fn, ...)
+  check_group(self, "taskgroup:create_task_in")
+  CX.check_given(ctx, "taskgroup:create_task_in")
+  check_callable(fn, "taskgroup:create_task_in", 2, "fn")
+  check_open(self, "taskgroup:create_task_in")
+  return adopt(self, self._parent._loop:create_task_in(ctx, fn, ...))
 end
 
 function TaskGroup:__tostring()

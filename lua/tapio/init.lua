@@ -2,7 +2,8 @@
 --
 -- This is the pure-Lua layer over the C module tapio.core, one module per
 -- concern: tapio.future (futures and the async rule), tapio.task (tasks,
--- sleep, run_until_complete, tapio.run), tapio.loop (the loop and server
+-- sleep, run_until_complete), tapio.runner (tapio.run, tapio.Runner),
+-- tapio.loop (the loop and server
 -- methods that complete later), tapio.reader (StreamReader), tapio.streams
 -- (StreamWriter, open_connection, start_server), tapio.subprocess
 -- (create_subprocess_exec and _shell), tapio.wait (wait_for, timeout,
@@ -28,6 +29,7 @@ local G = require "tapio.group"
 local Y = require "tapio.sync"
 local Q = require "tapio.queue"
 local CX = require "tapio.context"
+local RN = require "tapio.runner"
 
 local tapio = {}
 
@@ -71,7 +73,7 @@ tapio.Task = T.Task
 tapio.Context = CX.Context
 tapio.Token = CX.Token
 
--- tapio.run's settings, read at each run:
+-- tapio.run's and a Runner's settings, read at each run:
 --- Seconds tapio.run gives the transports it closes at exit to flush what
 -- they hold; those still open then are aborted with the loop.
 tapio.shutdown_timeout = 5
@@ -81,11 +83,11 @@ tapio.shutdown_timeout = 5
 -- first SIGINT gives SIGINT its disposition back, so a second one ends
 -- the program at once. The tapio program sets it; a host or script may.
 tapio.handle_sigint = false
-T.settings = tapio
+RN.settings = tapio
 tapio.StreamReader = R.StreamReader
 tapio.StreamWriter = S.StreamWriter
 tapio.Process = P.Process
-for _, module in ipairs({ U, F, T, LP, R, S, P, W, G, Y, Q, CX }) do
+for _, module in ipairs({ U, F, T, LP, R, S, P, W, G, Y, Q, CX, RN }) do
   for name, fn in pairs(module.api) do
     tapio[name] = fn -- cancelled_error, current_task, run, sleep, ...
   end

@@ -1,5 +1,5 @@
 --- tapio.task (internal): tasks (coroutines the loop resumes), sleep,
--- loop:run_until_complete and tapio.run.
+-- loop:run_until_complete (tapio.run and tapio.Runner: tapio.runner).
 local core = require "tapio.core"
 local U = require "tapio.util"
 local F = require "tapio.future"
@@ -375,6 +375,144 @@ function Task:get_traceback()
   return self._traceback
 end
 
+-- ---- A task's stack ------------------------------------------------------
+
+-- Frames of tapio's own Lua modules (their sources share task.lua's
+-- directory) are left out of a stack, as C functions are.
+local OWN = debug.getinfo(1, "S").source:match("^(.*[/\\])") or "\0"
+
+local function own(info)
+  return info.what == "C" or info.source:sub(1, #OWN) == OWN
+end
+
+-- A frame, as get_stack gives it: source (the chunk's file, or its
+-- name), line (the line running, or raising), name (the function's, as
+-- Lua knows it from its call: its caller's name for it). A function
+-- tapio called (a task's own) or one Lua has no name for is named as
+-- Lua's tracebacks name it: "function <source:line where defined>".
+local function frame(info, caller)
+  local source = info.source
+  local name = info.name
+  if info.what == "main" then
+    name = "main chunk"
+  elseif not name or not caller or own(caller) then
+    name = ("function <%s:%d>"):format(info.short_src, info.linedefined)
+  end
+  return { source = source:sub(1, 1) == "@" and source:sub(2)
+    or info.short_src, line = info.currentline, name = name }
+end
+
+-- The Lua frames of co's stack, innermost first, up to limit (nil: all).
+local function frames_of(co, limit)
+  local list, level = {}, 0
+  local info = debug.getinfo(co, 0, "Sln")
+  while info and (not limit or #list < limit) do
+    local caller = debug.getinfo(co, level + 1, "Sln")
+    if not own(info) then
+      list[#list + 1] = frame(info, caller)
+    end
+    level, info = level + 1, caller
+  end
+  return list
+end
+
+local function reversed(list)
+  local n = #list
+  for i = 1, math.floor(n / 2) do
+    list[i], list[n + 1 - i] = list[n + 1 - i], list[i]
+  end
+  return list
+end
+
+local function check_limit(opts, name)
+  if opts ~= nil and type(opts) ~= "table" then
+    U.argerror(name, 1, "options", "table expected, got "
+      .. U.typename(opts), 4)
+  end
+  local limit = opts and opts.limit
+  if limit ~= nil and type(limit) ~= "number" then
+    U.argerror(name, 1, "options.limit", "number expected, got "
+      .. U.typename(limit), 4)
+  end
+  return limit
+end
+
+-- The stack: a waiting task's where it waits (its newest limit frames),
+-- a failed one's where it raised (its oldest limit frames: the error
+-- left its coroutine's stack as it was), oldest first; else none.
+local function stack(task, limit)
+  if limit and limit <= 0 then
+    return {}
+  elseif task._state == "pending" then
+    return reversed(frames_of(task._co, limit))
+  elseif task._state == "failed" then
+    local all = reversed(frames_of(task._co))
+    for i = #all, (limit or #all) + 1, -1 do
+      all[i] = nil
+    end
+    return all
+  end
+  return {}
+end
+
+--- task:get_stack([{limit = n}]): the task's frames (see frame above),
+-- oldest first: where a waiting task waits, or the running one runs
+-- (the newest n), where a failed one raised (the oldest n); none for a
+-- task done otherwise or not started (asyncio's get_stack, with every
+-- frame of the coroutine: asyncio gives a waiting task's outermost only).
+function Task:get_stack(opts)
+  check_self(self, Task, "task:get_stack")
+  return stack(self, check_limit(opts, "task:get_stack"))
+end
+
+-- The text of line n of file path, trimmed; nil if not readable.
+local function source_line(path, n)
+  local file = n and n > 0 and io.open(path)
+  if not file then
+    return nil
+  end
+  local i, text = 0, nil
+  for line in file:lines() do
+    i = i + 1
+    if i == n then
+      text = line:match("^%s*(.-)%s*$")
+      break
+    end
+  end
+  file:close()
+  return text
+end
+
+--- task:print_stack([{limit = n, file = f}]): get_stack's frames
+-- written to f (io.stderr if not given; anything with a write method)
+-- as asyncio's print_stack writes them, each with its source line when
+-- its file can be read; a failed task's error last.
+function Task:print_stack(opts)
+  check_self(self, Task, "task:print_stack")
+  local frames = stack(self, check_limit(opts, "task:print_stack"))
+  local file = opts and opts.file or io.stderr
+  if type(file) ~= "userdata" and type(file) ~= "table" then
+    U.argerror("task:print_stack", 1, "options.file", "file expected, got "
+      .. U.typename(file), 3)
+  end
+  local failed = self._state == "failed"
+  local lines = { ("%s for %s%s"):format(#frames == 0 and "No stack"
+    or failed and "Traceback" or "Stack", tostring(self),
+    #frames == 0 and "" or " (most recent call last):") }
+  for _, f in ipairs(frames) do
+    lines[#lines + 1] = ('  File "%s", line %d, in %s'):format(f.source,
+      f.line, f.name)
+    local text = source_line(f.source, f.line)
+    if text then
+      lines[#lines + 1] = "    " .. text
+    end
+  end
+  if failed then
+    lines[#lines + 1] = safe_tostring(self._exception)
+  end
+  file:write(table.concat(lines, "\n"), "\n")
+end
+
 --- Reports the errors nobody retrieved of the loop's failed tasks (but
 -- `except`), in the order the tasks were made (for testing.run).
 function M.report_unretrieved(loop, except)
@@ -445,8 +583,15 @@ end
 --- tapio.Task(loop, fn, ...): a task of fn(...) on loop, scheduled as
 -- loop:create_task schedules it with no factory (asyncio's Task(coro,
 -- loop=loop)): what a factory of its own calls.
+-- While a factory of create_eager_task_factory calls its constructor:
+-- the next tapio.Task starts eagerly (asyncio's eager_start=True, which
+-- that factory passes its constructor).
+local eager_next = false
+
 getmetatable(Task).__call = function(_, loop, fn, ...)
-  local task = own_task("Task", "lazy", loop, fn, ...)
+  local how = eager_next and "eager" or "lazy"
+  eager_next = false
+  local task = own_task("Task", how, loop, fn, ...)
   return task
 end
 
@@ -462,6 +607,30 @@ function eager_task_factory(loop, fn, ...)
   return task
 end
 api.eager_task_factory = eager_task_factory
+
+local function made_by(task, ok, ...)
+  eager_next = false
+  if not ok then
+    error(task, 0)
+  end
+  return task, ...
+end
+
+--- tapio.create_eager_task_factory(custom_task_constructor): a factory
+-- for loop:set_task_factory that calls custom_task_constructor(loop, fn,
+-- ...) (what tapio.Task receives), the tapio.Task it calls starting
+-- eagerly as eager_task_factory's tasks do (asyncio's eager_start=True).
+-- create_eager_task_factory(tapio.Task) makes what eager_task_factory
+-- makes.
+function api.create_eager_task_factory(custom_task_constructor)
+  check_callable(custom_task_constructor, "create_eager_task_factory", 1,
+    "custom_task_constructor")
+  return function(loop, fn, ...)
+    eager_next = true
+    local ok, task = pcall(custom_task_constructor, loop, fn, ...)
+    return (made_by(task, ok))
+  end
+end
 
 -- ---- The running loop, sleep ---------------------------------------------
 
@@ -533,214 +702,6 @@ function Loop:run_until_complete(fut, ...)
     end
   end
   return fut:result()
-end
-
--- The last error tapio.run raised and its task's traceback, for hosts
--- that print tracebacks (tapio._traceback).
-local last_failure = setmetatable({}, { __mode = "v" })
-
-function api._traceback(err)
-  if last_failure.traceback and rawequal(last_failure.err, err) then
-    return last_failure.traceback
-  end
-  if type(err) == "string" and err == last_failure.text then
-    return last_failure.traceback
-  end
-end
-
--- Cancels what tasks remain and lets them finish, as asyncio.run does;
--- returns the list of them.
-local function cancel_all(loop)
-  local pending = api.all_tasks(loop)
-  if #pending == 0 then
-    return pending
-  end
-  local left = #pending
-  for _, task in ipairs(pending) do
-    task:cancel()
-    task:add_done_callback(function()
-      left = left - 1
-      if left == 0 then
-        loop:stop()
-      end
-    end)
-  end
-  loop:run_forever()
-  for _, task in ipairs(pending) do
-    if task:done() and not task:cancelled() and task._state == "failed" then
-      retrieved(task)
-      loop:call_exception_handler({
-        message = "unhandled error in a task during tapio.run() shutdown",
-        exception = task._exception, traceback = task._traceback,
-        task = task, future = task })
-    end
-  end
-  return pending
-end
-
--- tapio.run's settings: fields of the `tapio` table, which tapio/init.lua
--- makes this table (see there).
-M.settings = { shutdown_timeout = 5, handle_sigint = false }
-
--- The transports of subprocesses that have exited: they are over
--- (proc:wait() returns at the exit, possibly before the child's pipes are
--- seen closed), and closing them lets go of the pipes, nothing main left
--- running. (A subprocess's pipe transports are not in loop:_open's list:
--- the subprocess's transport stands for them.)
-local function exited(transports)
-  local over = {}
-  for _, t in ipairs(transports) do
-    if t.get_returncode and t:get_returncode() then
-      over[t] = true
-    end
-  end
-  return over
-end
-
--- Closes the servers still listening and the transports still open, and
--- runs the loop until every transport is lost or shutdown_timeout has
--- passed. Returns the servers and the transports it closed.
-local function close_all(loop)
-  local servers, transports = loop:_open()
-  local closed = {}
-  for _, server in ipairs(servers) do
-    server:close()
-  end
-  local over = exited(transports)
-  for _, transport in ipairs(transports) do
-    if not transport:is_closing() then
-      if not over[transport] then
-        closed[#closed + 1] = transport
-      end
-      transport:close()
-    end
-  end
-  if #transports > 0 then
-    local timed_out = false
-    local timer = loop:call_later(M.settings.shutdown_timeout, function()
-      timed_out = true
-    end)
-    while not timed_out and #select(2, loop:_open()) > 0 do
-      loop:run_once(true)
-    end
-    timer:cancel()
-  end
-  return servers, closed
-end
-
-local function plural(n, what)
-  return ("%d %s%s"):format(n, what, n == 1 and "" or "s")
-end
-
--- What tapio.run had to end for main, through the exception handler (as
--- asyncio reports what it finds left over), when anything.
-local function report_left(loop, tasks, servers, transports)
-  if #tasks + #servers + #transports == 0 then
-    return
-  end
-  local parts = {}
-  if #tasks > 0 then
-    parts[#parts + 1] = "cancelled " .. plural(#tasks, "task")
-  end
-  if #servers + #transports > 0 then
-    local closed = {}
-    if #servers > 0 then
-      closed[#closed + 1] = plural(#servers, "server")
-    end
-    if #transports > 0 then
-      closed[#closed + 1] = plural(#transports, "transport")
-    end
-    parts[#parts + 1] = "closed " .. table.concat(closed, " and ")
-  end
-  loop:call_exception_handler({
-    message = "tapio.run() ended what main left running: "
-      .. table.concat(parts, ", "),
-    tasks = tasks, servers = servers, transports = transports })
-end
-
--- The clean exit: cancel the tasks left, close the servers and transports
--- left, say so.
-local function shutdown(loop)
-  local tasks = cancel_all(loop)
-  local servers, transports = close_all(loop)
-  report_left(loop, tasks, servers, transports)
-end
-
-local EINTR = core.errors.EINTR
-
--- SIGINT cancels task; returns the state it keeps.
-local function watch_sigint(loop, task)
-  local state = { count = 0 }
-  loop:add_signal_handler("SIGINT", function()
-    state.count = state.count + 1
-    loop:remove_signal_handler("SIGINT") -- the next one: at once
-    -- where main waits: what the traceback of the interruption shows
-    state.traceback = debug.traceback(task:get_coro(),
-      "interrupted (SIGINT)", 0)
-    task:cancel("interrupted (SIGINT)")
-  end)
-  return state
-end
-
-local function unwatch_sigint(loop, state)
-  if state and state.count == 0 then
-    loop:remove_signal_handler("SIGINT")
-  end
-end
-
--- The error tapio.run raises when SIGINT cancelled main.
-local function interrupted_error(state)
-  local err = core.error(EINTR, "interrupted (SIGINT)")
-  last_failure.err = err
-  last_failure.text = nil
-  last_failure.traceback = state.traceback
-  last_failure.interrupted = err
-  return err
-end
-
---- tapio._interrupted(err): true if err is what tapio.run raised for a
--- SIGINT (the tapio program exits with status 130 then).
-function api._interrupted(err)
-  return err ~= nil and rawequal(last_failure.interrupted, err)
-end
-
---- tapio.run(main, ...): a new loop runs main(...) as a task until it
--- finishes; then the tasks left are cancelled, the servers and transports
--- left closed (what had to be ended goes to the exception handler), and
--- the loop closed. Returns main's results or raises its error.
-function api.run(main, ...)
-  check_callable(main, "run", 1, "main")
-  if core.get_running_loop() then
-    error("tapio: run: cannot be called from a running event loop", 2)
-  end
-  local loop = core.new_loop()
-  local task = loop:create_task(main, ...)
-  local sigint = M.settings.handle_sigint and watch_sigint(loop, task)
-  local r = pack(pcall(loop.run_until_complete, loop, task))
-  unwatch_sigint(loop, sigint)
-  local ok2, err2 = pcall(shutdown, loop)
-  -- what main dropped with an error nobody retrieved is reported now, to
-  -- this loop's handler: os.exit(tapio.run(main)) never collects it
-  collectgarbage()
-  loop:close()
-  if not r[1] then
-    local err = r[2]
-    if sigint and sigint.count > 0 and task:cancelled() then
-      error(interrupted_error(sigint), 0)
-    end
-    if task:done() and task._state == "failed" and rawequal(task._exception,
-                                                             err) then
-      retrieved(task)
-      last_failure.err = type(err) ~= "string" and err or nil
-      last_failure.text = type(err) == "string" and err or nil
-      last_failure.traceback = task._traceback
-    end
-    error(err, 0)
-  end
-  if not ok2 then
-    error(err2, 0)
-  end
-  return unpack(r, 2, r.n)
 end
 
 return M

@@ -43,6 +43,7 @@ function M.list()
     class("Barrier", "Barrier", tapio.Barrier),
     class("Queue", "Queue", tapio.Queue),
     class("TaskGroup", "TaskGroup", require("tapio.group").TaskGroup),
+    class("Runner", "Runner", require("tapio.runner").Runner),
     class("Context", "Context", tapio.Context),
     class("ContextVar", "ContextVar", require("tapio.context").ContextVar),
     class("Token", nil, tapio.Token),

@@ -59,6 +59,32 @@ local function default_python()
 end
 M.default_python = default_python
 
+--- What spec/support/<script> prints under asyncio, for a parity spec
+-- whose script needs Python 3.12 or later (eager tasks, a handle's
+-- get_context): Debian 12 has 3.11, so what the script printed under
+-- Python 3.13 is kept in spec/support/<recorded> and stands in where no
+-- 3.12 or later is found. Where one is, the script runs and must print
+-- that file, so the file never goes stale.
+function M.asyncio_output(script, recorded)
+  local python = os.getenv("TAPIO_PARITY_PYTHON") or default_python()
+  local path = "spec/support/" .. recorded
+  local _, old = helper.execute(python
+    .. " -c 'import sys; sys.exit(sys.version_info < (3, 12))'")
+  local file = assert(io.open(path))
+  local kept = file:read("*a")
+  file:close()
+  if old ~= 0 then
+    return kept
+  end
+  local out, status = helper.execute(python .. " spec/support/" .. script)
+  assert(status == 0, "spec/support/" .. script .. " (" .. python
+    .. ") failed:\n" .. out)
+  assert(out == kept, path .. " is not what " .. python
+    .. " prints now: make it again with python3.13 spec/support/" .. script
+    .. " > " .. path)
+  return out
+end
+
 
 local function settings(default_count)
   return tonumber(os.getenv("TAPIO_PARITY_COUNT")) or default_count,

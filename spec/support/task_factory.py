@@ -1,6 +1,7 @@
 """Eager and lazy tasks on asyncio, for spec/task_factory_spec.lua: each
 scenario runs in a new loop, with asyncio.eager_task_factory set
-("eager"), none ("lazy"), or a factory of its own ("custom"), and prints
+("eager"), create_eager_task_factory(asyncio.Task) ("ctor"), none
+("lazy"), or a factory of its own ("custom"), and prints
 what happened, in order, one event a line:
 
     SCENARIO MODE|EVENT
@@ -401,12 +402,49 @@ async def bad_factory():
     log("factory:", loop.get_task_factory())
 
 
+async def constructor():
+    """create_eager_task_factory with a constructor of its own: it is
+    called for every task, each starting eagerly, also one made in
+    another's eager step; its error reaches create_task's caller."""
+    loop = asyncio.get_running_loop()
+
+    def ctor(coro, *, loop, **kw):
+        log("constructor")
+        return asyncio.Task(coro, loop=loop, **kw)
+    loop.set_task_factory(asyncio.create_eager_task_factory(ctor))
+
+    async def outer():
+        log("outer start")
+        inner = asyncio.create_task(returns("inner", 2))
+        log("inner done:", inner.done())
+        await hops(1)
+        return inner.result()
+    t = asyncio.create_task(outer())
+    log("outer done:", t.done())
+    log("result:", await t)
+
+    def refuses(coro, **kw):
+        coro.close()
+        raise ValueError("no")
+    loop.set_task_factory(asyncio.create_eager_task_factory(refuses))
+    try:
+        asyncio.create_task(returns("x"))
+    except ValueError:
+        log("constructor error raised")
+    loop.set_task_factory(None)  # asyncio.run's shutdown makes tasks
+
+
 SCENARIOS = [sync_result, suspend_once, error, cancel_self,
              cancel_by_caller, cancel_raised, cancel_then_return,
              callbacks_order, current_task, nested, taskgroup_ok,
              taskgroup_error, timeout_in_step, gather_eager,
              gather_done_futures, gather_finished_later, gather_eager_error,
              gather_eager_cancelled, gather_cancel]
+
+# Run again with create_eager_task_factory(asyncio.Task) ("ctor"): what
+# eager_task_factory does.
+CTOR_SCENARIOS = [sync_result, suspend_once, error, cancel_self, nested,
+                  taskgroup_error, gather_eager]
 
 
 def run(name, mode, main):
@@ -415,6 +453,9 @@ def run(name, mode, main):
         if mode == "eager":
             asyncio.get_running_loop().set_task_factory(
                 asyncio.eager_task_factory)
+        elif mode == "ctor":
+            asyncio.get_running_loop().set_task_factory(
+                asyncio.create_eager_task_factory(asyncio.Task))
         await main()
     EVENTS.clear()
     asyncio.run(body())
@@ -442,6 +483,9 @@ def main():
     run("custom", "lazy", lambda: custom(False))
     run("custom", "eager", lambda: custom(True))
     run("bad_factory", "lazy", bad_factory)
+    for scenario in CTOR_SCENARIOS:
+        run(scenario.__name__, "ctor", scenario)
+    run("constructor", "lazy", constructor)
     not_running()
     sys.stdout.flush()
 
