@@ -582,13 +582,16 @@ int tapio_remove_signal_handler(tapio_loop *loop, int sig);
  *     made for the child's stdin, stdout, stderr, rounded up by Linux to
  *     a power of two pages; 0 or -1, the default: the system's size; a
  *     size the kernel refuses, above /proc/sys/fs/pipe-max-size without
- *     CAP_SYS_RESOURCE say, is the call's error, TAPIO_EPERM; ignored
+ *     CAP_SYS_RESOURCE say, is the call's error, TAPIO_EPERM with words
+ *     in tapio_loop_error_message; ignored
  *     where there is no F_SETPIPE_SZ, as Python's subprocess does),
  *     Python's user, group, extra_groups and umask: "user" (id: a user
  *     name or uid; setreuid(uid, uid) in the child), "group" (id: a
  *     group name or gid; setregid(gid, gid)), "extra_groups" (id list:
  *     group names or gids; setgroups with them, an empty list none),
- *     "umask" (int 0..0777; -1, the default: the parent's). Names are
+ *     "umask" (int 0..0777; -1, the default: the parent's). Each changes
+ *     only what it names: "user" alone leaves the child the parent's
+ *     group and supplementary groups, as Python's. Names are
  *     looked up in the parent, inside the call, with getpwnam_r and
  *     getgrnam_r: like Python's, these may block on NSS (LDAP, say). A
  *     name that does not exist is TAPIO_EINVAL with words in
@@ -597,7 +600,9 @@ int tapio_remove_signal_handler(tapio_loop *loop, int sig);
  *     any of them starts its child with fork (only async-signal-safe
  *     calls in the child, the same steps in the same order as
  *     posix_spawn's, then umask, setgroups, setregid, setreuid, as
- *     Python's subprocess), and a step that fails in the child (a
+ *     Python's subprocess; fork copies the parent's page tables, so it
+ *     costs more the larger the parent), and a step that fails in the
+ *     child (a
  *     setreuid refused, a program the user may not run) is the call's
  *     error as from posix_spawn (TAPIO_EPERM with words naming the id,
  *     TAPIO_EACCES), never a child that exits 127
@@ -1355,12 +1360,14 @@ typedef struct tapio_subprocess_protocol {
  * when it gives one, else the parent's), a relative one from "cwd".
  *
  * The child is started at once, inside the call, with posix_spawn (a
- * vfork-like clone: no copy of the parent's memory). A program that cannot
- * be started is this call's error, never a child that exits 127: not
- * found (TAPIO_ENOENT), not executable (TAPIO_EACCES), a bad "cwd"
- * (TAPIO_ENOENT, TAPIO_ENOTDIR, TAPIO_EACCES), a bad descriptor given as
- * stdin/stdout/stderr or in pass_fds (TAPIO_EBADF, tapio_loop_error_message
- * saying which); nothing of it is left
+ * vfork-like clone: no copy of the parent's memory), or with fork when
+ * "user", "group", "extra_groups" or "umask" is given (see Options). A
+ * program that cannot be started is this call's error, never a child that
+ * exits 127: not found (TAPIO_ENOENT), not executable (TAPIO_EACCES, also
+ * by the user it is to run as), a bad "cwd" (TAPIO_ENOENT, TAPIO_ENOTDIR,
+ * TAPIO_EACCES), a bad descriptor given as stdin/stdout/stderr or in
+ * pass_fds (TAPIO_EBADF, tapio_loop_error_message saying which); nothing
+ * of it is left
  * behind (descriptors, memory, a child). The child gets the default
  * disposition of every signal and an empty signal mask, whatever the
  * parent's; every descriptor tapio opens is close-on-exec.
@@ -1382,7 +1389,8 @@ int tapio_subprocess_exec(tapio_loop *loop, const char *program,
                           const tapio_subprocess_protocol *proto,
                           void *proto_ud, const tapio_options *opts,
                           tapio_connect_fn cb, void *cb_ud);
-/* The same with program "/bin/sh" and args "-c", command. */
+/* The same with program "/bin/sh" (or the "executable" option's shell)
+ * and args "-c", command. */
 int tapio_subprocess_shell(tapio_loop *loop, const char *command,
                            const tapio_subprocess_protocol *proto,
                            void *proto_ud, const tapio_options *opts,
