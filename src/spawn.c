@@ -207,6 +207,7 @@ static int step(spawn *sp, int kind, int fd, int from, const char *path) {
     st->steps = steps;
     st->cap = cap;
   }
+  /* flags: an open's, /dev/null's for reading and writing */
   st->steps[st->nsteps++] = (tapio__step){kind, fd, from, O_RDWR, path};
   return 0;
 }
@@ -454,26 +455,37 @@ static int open_pidfd(pid_t pid) {
   return fd;
 }
 
+/* Changing the child's ids refused (EPERM, say), in words that name the
+ * call that failed. */
+static void ids_refused(spawn *sp, int code, int stage) {
+  const tapio__start *st = &sp->st;
+  if (stage == TAPIO__STAGE_GROUPS)
+    tapio__refuse(sp->loop, "cannot run '%s': cannot set extra_groups "
+                  "(setgroups): %s", sp->program, tapio_strerror(code));
+  else if (stage == TAPIO__STAGE_GID)
+    tapio__refuse(sp->loop, "cannot run '%s': cannot become group %lu "
+                  "(setregid): %s", sp->program, (unsigned long)st->gid,
+                  tapio_strerror(code));
+  else
+    tapio__refuse(sp->loop, "cannot run '%s': cannot become user %lu "
+                  "(setreuid): %s", sp->program, (unsigned long)st->uid,
+                  tapio_strerror(code));
+}
+
 /* A step of the child's that failed, with words where the program is not
  * to blame. posix_spawn does not say which step: joining a process group
  * is the one that fails with EPERM there (the group has no process left,
  * or is another session's). */
 static int spawn_failed(spawn *sp, int code, int stage) {
-  const tapio__start *st = &sp->st;
-  if (stage == TAPIO__STAGE_UID || stage == TAPIO__STAGE_GID)
-    tapio__refuse(sp->loop, "cannot run '%s': cannot become %s %lu (%s): "
-                  "%s", sp->program, stage == TAPIO__STAGE_UID ? "user"
-                  : "group", stage == TAPIO__STAGE_UID ? (unsigned long)st->uid
-                  : (unsigned long)st->gid, stage == TAPIO__STAGE_UID
-                  ? "setreuid" : "setregid", tapio_strerror(code));
-  else if (stage == TAPIO__STAGE_GROUPS)
-    tapio__refuse(sp->loop, "cannot run '%s': cannot set extra_groups "
-                  "(setgroups): %s", sp->program, tapio_strerror(code));
-  else if (code == TAPIO_EPERM && st->pgroup > 0 &&
+  int64_t group = sp->st.pgroup;
+  if (stage == TAPIO__STAGE_GROUPS || stage == TAPIO__STAGE_GID ||
+      stage == TAPIO__STAGE_UID)
+    ids_refused(sp, code, stage);
+  else if (code == TAPIO_EPERM && group > 0 &&
            (stage == TAPIO__STAGE_PGROUP || stage == TAPIO__STAGE_UNKNOWN))
     tapio__refuse(sp->loop, "cannot run '%s': cannot join process group "
                   "%lld: %s (no process of it is left, or it is another "
-                  "session's)", sp->program, (long long)st->pgroup,
+                  "session's)", sp->program, (long long)group,
                   tapio_strerror(code));
   return code;
 }

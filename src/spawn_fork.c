@@ -93,8 +93,11 @@ static int extra_groups(tapio_loop *loop, const tapio_options *o,
   int rc = 0;
   if (!tapio__opt_is_set(o, TAPIO__OPT_EXTRA_GROUPS))
     return 0;
-  if (n > 65536) /* Linux's NGROUPS_MAX */
+  if (n > 65536) { /* Linux's NGROUPS_MAX */
+    tapio__refuse(loop, "%s: option 'extra_groups': more than 65536 groups",
+                  fn);
     return TAPIO_EINVAL;
+  }
   st->groups = n ? tapio__alloc(loop, n * sizeof *st->groups) : NULL;
   if (n && !st->groups)
     return TAPIO_ENOMEM;
