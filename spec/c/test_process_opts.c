@@ -599,6 +599,8 @@ static void same_errors_both_ways(void)
     tapio_options *o = new_options(loop);
     if (i)
       CHECK_OK(tapio_options_set_int(o, "umask", 022)); /* the fork's */
+    /* a PATH of directories anyone may search (not root's own) */
+    CHECK_OK(tapio_options_add_str(o, "env", "PATH=/usr/bin:/bin"));
     CHECK_ERR(spawn_wait(loop, &p, missing, o), TAPIO_ENOENT);
     CHECK_OK(tapio_options_set_str(o, "cwd", "/nonexistent"));
     CHECK_ERR(spawn_wait(loop, &p, argv, o), TAPIO_ENOENT);
