@@ -328,9 +328,9 @@ static const char **check_args(lua_State *L, int idx, const char *fn,
 /* ---- Creating ---------------------------------------------------------- */
 
 /* A program that cannot start: nil and an error value that names it (its
- * "executable" when given) and the cwd it was to run in; where the core said why (on a virtual loop:
- * which program and how to register a fake one; options that do not go
- * together), the core's words. */
+ * "executable" when given) and the cwd it was to run in; where the core
+ * said why (on a virtual loop: which program and how to register a fake
+ * one; options that do not go together), the core's words. */
 static int spawn_error(lua_State *L, tl_transport *lt, int rc,
                        const char *program, int opts) {
   const char *cwd = NULL, *msg;
