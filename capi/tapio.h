@@ -574,7 +574,38 @@ int tapio_remove_signal_handler(tapio_loop *loop, int sig);
  *     "pass_fds" (int list: descriptors the child keeps, at their
  *     numbers), "close_fds" (bool, default 1: the child gets no other
  *     descriptor of the parent's than 0, 1, 2 and pass_fds, even one
- *     without close-on-exec)
+ *     without close-on-exec),
+ *     "executable" (str: the file run instead of the program, which
+ *     stays the child's argv[0]; found as the program is, PATH and cwd;
+ *     subprocess_shell: the shell instead of /bin/sh, also its argv[0],
+ *     as Python's), "pipesize" (int, bytes: F_SETPIPE_SZ on each pipe
+ *     made for the child's stdin, stdout, stderr, rounded up by Linux to
+ *     a power of two pages; 0 or -1, the default: the system's size; a
+ *     size the kernel refuses, above /proc/sys/fs/pipe-max-size without
+ *     CAP_SYS_RESOURCE say, is the call's error, TAPIO_EPERM with words
+ *     in tapio_loop_error_message; ignored
+ *     where there is no F_SETPIPE_SZ, as Python's subprocess does),
+ *     Python's user, group, extra_groups and umask: "user" (id: a user
+ *     name or uid; setreuid(uid, uid) in the child), "group" (id: a
+ *     group name or gid; setregid(gid, gid)), "extra_groups" (id list:
+ *     group names or gids; setgroups with them, an empty list none),
+ *     "umask" (int 0..0777; -1, the default: the parent's). Each changes
+ *     only what it names: "user" alone leaves the child the parent's
+ *     group and supplementary groups, as Python's. Names are
+ *     looked up in the parent, inside the call, with getpwnam_r and
+ *     getgrnam_r: like Python's, these may block on NSS (LDAP, say). A
+ *     name that does not exist is TAPIO_EINVAL with words in
+ *     tapio_loop_error_message ("subprocess_exec: option 'user': no user
+ *     named 'nosuch'"). posix_spawn cannot do these four: a call given
+ *     any of them starts its child with fork (only async-signal-safe
+ *     calls in the child, the same steps in the same order as
+ *     posix_spawn's, then umask, setgroups, setregid, setreuid, as
+ *     Python's subprocess; fork copies the parent's page tables, so it
+ *     costs more the larger the parent), and a step that fails in the
+ *     child (a
+ *     setreuid refused, a program the user may not run) is the call's
+ *     error as from posix_spawn (TAPIO_EPERM with words naming the id,
+ *     TAPIO_EACCES), never a child that exits 127
  * TLS (see "TLS" below), asyncio's keyword arguments:
  *   "ssl" (tapio_options_set_tls): create_connection,
  *     create_unix_connection, connect_accepted_socket, create_server,
@@ -604,9 +635,10 @@ int tapio_options_set_int(tapio_options *opts, const char *name,
                           int64_t value);
 int tapio_options_set_str(tapio_options *opts, const char *name,
                           const char *value);
-/* Append value to a list option ("env": strings, "pass_fds": integers).
- * add_str with value NULL only marks the list given (an empty "env" is
- * an empty environment). TAPIO_EINVAL for an option that is not a list
+/* Append value to a list option ("env": strings, "pass_fds": integers,
+ * "extra_groups": either). add_str with value NULL only marks the list
+ * given (an empty "env" is an empty environment, an empty "extra_groups"
+ * no supplementary group). TAPIO_EINVAL for an option that is not a list
  * of that type, or an integer out of its range. */
 int tapio_options_add_str(tapio_options *opts, const char *name,
                           const char *value);
@@ -646,7 +678,13 @@ enum tapio_option_type {
   TAPIO_OPTION_DOUBLE = 4, /* tapio_options_set_double, within min..max */
   TAPIO_OPTION_STR_LIST = 5, /* tapio_options_add_str, once per entry */
   TAPIO_OPTION_INT_LIST = 6, /* tapio_options_add_int, within min..max */
-  TAPIO_OPTION_TLS = 7   /* tapio_options_set_tls */
+  TAPIO_OPTION_TLS = 7,  /* tapio_options_set_tls */
+  TAPIO_OPTION_ID = 8,   /* a user or group: tapio_options_set_str with a
+                            name, or tapio_options_set_int with a number
+                            within min..max */
+  TAPIO_OPTION_ID_LIST = 9 /* groups: tapio_options_add_str (a name) or
+                              tapio_options_add_int (a number), once per
+                              entry */
 };
 
 /* The core's one table of options, for bindings (which keep none of their
@@ -1322,12 +1360,14 @@ typedef struct tapio_subprocess_protocol {
  * when it gives one, else the parent's), a relative one from "cwd".
  *
  * The child is started at once, inside the call, with posix_spawn (a
- * vfork-like clone: no copy of the parent's memory). A program that cannot
- * be started is this call's error, never a child that exits 127: not
- * found (TAPIO_ENOENT), not executable (TAPIO_EACCES), a bad "cwd"
- * (TAPIO_ENOENT, TAPIO_ENOTDIR, TAPIO_EACCES), a bad descriptor given as
- * stdin/stdout/stderr or in pass_fds (TAPIO_EBADF, tapio_loop_error_message
- * saying which); nothing of it is left
+ * vfork-like clone: no copy of the parent's memory), or with fork when
+ * "user", "group", "extra_groups" or "umask" is given (see Options). A
+ * program that cannot be started is this call's error, never a child that
+ * exits 127: not found (TAPIO_ENOENT), not executable (TAPIO_EACCES, also
+ * by the user it is to run as), a bad "cwd" (TAPIO_ENOENT, TAPIO_ENOTDIR,
+ * TAPIO_EACCES), a bad descriptor given as stdin/stdout/stderr or in
+ * pass_fds (TAPIO_EBADF, tapio_loop_error_message saying which); nothing
+ * of it is left
  * behind (descriptors, memory, a child). The child gets the default
  * disposition of every signal and an empty signal mask, whatever the
  * parent's; every descriptor tapio opens is close-on-exec.
@@ -1349,7 +1389,8 @@ int tapio_subprocess_exec(tapio_loop *loop, const char *program,
                           const tapio_subprocess_protocol *proto,
                           void *proto_ud, const tapio_options *opts,
                           tapio_connect_fn cb, void *cb_ud);
-/* The same with program "/bin/sh" and args "-c", command. */
+/* The same with program "/bin/sh" (or the "executable" option's shell)
+ * and args "-c", command. */
 int tapio_subprocess_shell(tapio_loop *loop, const char *command,
                            const tapio_subprocess_protocol *proto,
                            void *proto_ud, const tapio_options *opts,

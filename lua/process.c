@@ -327,10 +327,10 @@ static const char **check_args(lua_State *L, int idx, const char *fn,
 
 /* ---- Creating ---------------------------------------------------------- */
 
-/* A program that cannot start: nil and an error value that names it (and
- * the cwd it was to run in); where the core said why (on a virtual loop:
- * which program and how to register a fake one; options that do not go
- * together), the core's words. */
+/* A program that cannot start: nil and an error value that names it (its
+ * "executable" when given) and the cwd it was to run in; where the core
+ * said why (on a virtual loop: which program and how to register a fake
+ * one; options that do not go together), the core's words. */
 static int spawn_error(lua_State *L, tl_transport *lt, int rc,
                        const char *program, int opts) {
   const char *cwd = NULL, *msg;
@@ -341,6 +341,9 @@ static int spawn_error(lua_State *L, tl_transport *lt, int rc,
   if (lua_istable(L, opts)) {
     lua_getfield(L, opts, "cwd");
     cwd = lua_tostring(L, -1);
+    lua_getfield(L, opts, "executable"); /* the file run, as Python's */
+    if (lua_type(L, -1) == LUA_TSTRING)
+      program = lua_tostring(L, -1);
   }
   if (cwd)
     msg = lua_pushfstring(L, "cannot run '%s' in '%s': %s", program, cwd,

@@ -311,20 +311,21 @@ static void option_error(lua_State *L, tapio_options *o, const char *fn,
   luaL_error(L, fmt, fn, name, expects);
 }
 
-/* A list option from the list at -1: strings or integers, each added;
- * an empty list is a given, empty one. TAPIO_EINVAL for an entry of the
- * wrong type or range. */
+/* A list option from the list at -1: strings or integers (ids: either),
+ * each added; an empty list is a given, empty one. TAPIO_EINVAL for an
+ * entry of the wrong type or range. */
 static int set_list(lua_State *L, tapio_options *o, const char *name,
                     int type) {
   int i, n = (int)tl_rawlen(L, -1), rc = 0;
-  if (n == 0 && type == TAPIO_OPTION_STR_LIST)
+  int strs = type == TAPIO_OPTION_STR_LIST || type == TAPIO_OPTION_ID_LIST;
+  int ints = type == TAPIO_OPTION_INT_LIST || type == TAPIO_OPTION_ID_LIST;
+  if (n == 0 && strs)
     rc = tapio_options_add_str(o, name, NULL);
   for (i = 1; i <= n && rc == 0; i++) {
     lua_rawgeti(L, -1, i);
-    if (type == TAPIO_OPTION_STR_LIST && lua_type(L, -1) == LUA_TSTRING &&
-        !tl_hasnul(L, -1))
+    if (strs && lua_type(L, -1) == LUA_TSTRING && !tl_hasnul(L, -1))
       rc = tapio_options_add_str(o, name, lua_tostring(L, -1));
-    else if (type == TAPIO_OPTION_INT_LIST && tl_isinteger(L, -1))
+    else if (ints && tl_isinteger(L, -1))
       rc = tapio_options_add_int(o, name, (int64_t)lua_tointeger(L, -1));
     else
       rc = TAPIO_EINVAL;
@@ -338,18 +339,18 @@ static int set_list(lua_State *L, tapio_options *o, const char *name,
 static void set_option(lua_State *L, tapio_options *o, const char *fn,
                        int call) {
   const char *name = NULL, *expects = "";
-  int type = 0, rc = TAPIO_EINVAL;
+  int type = 0, rc = TAPIO_EINVAL, str;
   if (lua_type(L, -2) == LUA_TSTRING)
     name = lua_tostring(L, -2);
   if (!name || tapio_option_info(call, name, &type, NULL, NULL,
                                  &expects) < 0)
     option_error(L, o, fn, "tapio: %s: unknown option '%s'",
                  tl_tostring(L, -2), NULL);
-  if (lua_type(L, -1) == LUA_TSTRING && type == TAPIO_OPTION_STR &&
-      tl_hasnul(L, -1))
+  str = type == TAPIO_OPTION_STR || type == TAPIO_OPTION_ID;
+  if (lua_type(L, -1) == LUA_TSTRING && str && tl_hasnul(L, -1))
     option_error(L, o, fn, "tapio: %s: bad option '%s' (%s)", name,
                  "string with a NUL byte inside");
-  if (lua_type(L, -1) == LUA_TSTRING && type == TAPIO_OPTION_STR)
+  if (lua_type(L, -1) == LUA_TSTRING && str)
     rc = tapio_options_set_str(o, name, lua_tostring(L, -1));
   else if (type == TAPIO_OPTION_TLS && tl_totlsctx(L, -1))
     rc = tapio_options_set_tls(o, name, tl_totlsctx(L, -1));
@@ -360,10 +361,12 @@ static void set_option(lua_State *L, tapio_options *o, const char *fn,
   else if (lua_type(L, -1) == LUA_TNUMBER && type == TAPIO_OPTION_DOUBLE)
     rc = tapio_options_set_double(o, name, (double)lua_tonumber(L, -1));
   else if (lua_istable(L, -1) && (type == TAPIO_OPTION_STR_LIST ||
-                                  type == TAPIO_OPTION_INT_LIST))
+                                  type == TAPIO_OPTION_INT_LIST ||
+                                  type == TAPIO_OPTION_ID_LIST))
     rc = set_list(L, o, name, type);
   else if (tl_isinteger(L, -1) && (type == TAPIO_OPTION_INT ||
-                                   type == TAPIO_OPTION_BOOL))
+                                   type == TAPIO_OPTION_BOOL ||
+                                   type == TAPIO_OPTION_ID))
     rc = tapio_options_set_int(o, name, (int64_t)lua_tointeger(L, -1));
   if (rc == TAPIO_ENOMEM)
     option_error(L, o, fn, "tapio: %s: option '%s': %s", name,

@@ -587,3 +587,119 @@ describe("a subprocess", function()
     end
   end)
 end)
+
+-- Python's executable, pipesize, user, group, extra_groups and umask: the
+-- last four start the child with fork (posix_spawn cannot set them), which
+-- must start it as posix_spawn does and fail as it does.
+describe("a subprocess's executable, pipesize, ids and umask", function()
+  local function root()
+    local f = assert(io.open("/proc/self/status"))
+    local uid = f:read("*a"):match("\nUid:%s+(%d+)")
+    f:close()
+    return uid == "0"
+  end
+
+  it("runs executable as the program, argv[0] left as given (the shell: "
+     .. "its $0 too, as Python's)", function()
+    run(function(loop)
+      local _, p = run_child(loop, "mysh", { "-c", "echo $0" },
+        { executable = "/bin/sh" })
+      assert.are.equal("mysh\n", p:output(1))
+      local sh = tapio.create_subprocess_shell("echo $0",
+        { executable = "sh", stdout = "pipe" })
+      assert.are.same({ "sh" }, helper.output_lines(sh))
+      local ok, err = pcall(spawn, loop, "mysh", nil,
+        { executable = "/nonexistent/sh" })
+      assert.is_false(ok)
+      assert.are.equal("cannot run '/nonexistent/sh': no such file or "
+        .. "directory", err.message)
+    end)
+  end)
+
+  it("gives the child's pipes pipesize bytes", function()
+    run(function(loop)
+      local script = "import fcntl; print(*(fcntl.fcntl(fd, "
+        .. "fcntl.F_GETPIPE_SZ) for fd in (0, 1, 2)))"
+      local _, p = spawn(loop, "python3", { "-c", script },
+        { pipesize = 262144 })
+      p.transport:get_pipe_transport(0):close()
+      p.lost:await()
+      assert.are.equal("262144 262144 262144\n", p:output(1))
+    end)
+  end)
+
+  it("runs the child as user, group and extra_groups, by name or number",
+     function()
+    if not root() then
+      pending("not root: the child cannot change its user and groups")
+      return
+    end
+    run(function()
+      local proc = tapio.create_subprocess_exec("sh",
+        { "-c", "id -u; id -g; id -G" }, { user = "nobody", group = 65534,
+          extra_groups = { "nogroup", 4242 }, stdout = "pipe" })
+      assert.are.same({ "65534", "65534", "65534 4242" },
+        helper.output_lines(proc))
+    end)
+  end)
+
+  it("sets the child's umask (a number: Lua has no 0o27)", function()
+    run(function(loop)
+      local _, p = run_child(loop, "sh", { "-c", "umask" },
+        { umask = tonumber("027", 8) })
+      assert.are.equal("0027\n", p:output(1))
+    end)
+  end)
+
+  it("refuses a name that does not exist and values of the wrong type",
+     function()
+    run(function(loop)
+      local f = function() return sub_recorder(loop) end
+      local ok, err = pcall(spawn, loop, "true", nil,
+        { user = "tapio-nosuch" })
+      assert.is_false(ok)
+      assert.are.equal("EINVAL", err.name)
+      assert.are.equal("subprocess_exec: option 'user': no user named "
+        .. "'tapio-nosuch'", err.message)
+      ok, err = pcall(shell, loop, "true",
+        { extra_groups = { 4242, "tapio-nosuch" } })
+      assert.are.equal("subprocess_shell: option 'extra_groups': no group "
+        .. "named 'tapio-nosuch'", err.message)
+      assert.has_error(function()
+        loop:subprocess_exec(f, "true", nil, { umask = "022" })
+      end, "tapio: loop:subprocess_exec: bad option 'umask' (integer "
+        .. "-1..511 (0o777) expected)")
+      assert.has_error(function()
+        loop:subprocess_exec(f, "true", nil, { group = 1.5 })
+      end, "tapio: loop:subprocess_exec: bad option 'group' (group name or "
+        .. "gid expected)")
+      assert.has_error(function()
+        loop:subprocess_shell(f, "true", { extra_groups = { true } })
+      end, "tapio: loop:subprocess_shell: bad option 'extra_groups' (list "
+        .. "of group names or gids expected)")
+    end)
+  end)
+
+  it("fails as posix_spawn would for what fails in the forked child: a "
+     .. "program only root may run, run as nobody", function()
+    if not root() then
+      pending("not root: the child cannot change its user")
+      return
+    end
+    run(function(loop)
+      local path = os.tmpname() -- 0600, root's
+      local f = assert(io.open(path, "w"))
+      f:write("#!/bin/sh\necho ran\n")
+      f:close()
+      assert.are.equal(0, run_child(loop, "chmod", { "700", path }))
+      local _, p = run_child(loop, path)
+      assert.are.equal("ran\n", p:output(1))
+      local ok, err = pcall(spawn, loop, path, nil, { user = "nobody" })
+      os.remove(path)
+      assert.is_false(ok)
+      assert.are.equal("EACCES", err.name)
+      assert.are.equal(("cannot run '%s': permission denied"):format(path),
+        err.message)
+    end)
+  end)
+end)

@@ -45,6 +45,10 @@ static int positive(double v) { return v > 0; }
   {name, TAPIO_OPTION_BOOL, 0, 1, NULL, "boolean", calls}
 #define STR_OPT(name, calls) \
   {name, TAPIO_OPTION_STR, 0, 0, NULL, "string", calls}
+/* user, group: a name or a number; never (uid_t)-1, which the kernel
+ * takes for "unchanged". */
+#define ID_OPT(name, expects) \
+  {name, TAPIO_OPTION_ID, 0, 4294967294, NULL, expects, SPAWN}
 /* Seconds, 0 or more (the bounds are whole seconds). */
 #define SECONDS_OPT(name, calls) \
   {name, TAPIO_OPTION_DOUBLE, 0, INT32_MAX, NULL, "number of seconds >= 0", \
@@ -85,6 +89,15 @@ static const optdef optdefs[TAPIO__OPT_COUNT] = {
   [TAPIO__OPT_PASS_FDS] = {"pass_fds", TAPIO_OPTION_INT_LIST, 0, 2147483647,
                            NULL, "list of descriptors", SPAWN},
   [TAPIO__OPT_CLOSE_FDS] = BOOL_OPT("close_fds", SPAWN),
+  [TAPIO__OPT_EXECUTABLE] = STR_OPT("executable", SPAWN),
+  [TAPIO__OPT_PIPESIZE] = INT_OPT("pipesize", -1, 2147483647, SPAWN),
+  [TAPIO__OPT_USER] = ID_OPT("user", "user name or uid"),
+  [TAPIO__OPT_GROUP] = ID_OPT("group", "group name or gid"),
+  [TAPIO__OPT_EXTRA_GROUPS] = {"extra_groups", TAPIO_OPTION_ID_LIST, 0,
+                               4294967294, NULL,
+                               "list of group names or gids", SPAWN},
+  [TAPIO__OPT_UMASK] = {"umask", TAPIO_OPTION_INT, -1, 0777, NULL,
+                        "integer -1..511 (0o777)", SPAWN},
   [TAPIO__OPT_HAPPY_EYEBALLS_DELAY] = SECONDS_OPT("happy_eyeballs_delay",
                                                   CONN),
   [TAPIO__OPT_INTERLEAVE] = INT_OPT("interleave", 0, 2147483647, CONN),
@@ -103,7 +116,7 @@ static const optdef optdefs[TAPIO__OPT_COUNT] = {
                                                   TLS_CALLS | STARTTLS),
 };
 
-/* The entries of a list option: char * or int64_t. */
+/* The entries of a list option: char *, int64_t or tapio__id. */
 typedef struct optlist {
   void *items;
   size_t n, cap, size; /* size: of one entry */
@@ -203,6 +216,8 @@ void tapio_options_free(tapio_options *o) {
     tapio__strfree(o->loop, o->strs[i]);
     for (j = 0; optdefs[i].type == TAPIO_OPTION_STR_LIST && j < l->n; j++)
       tapio__strfree(o->loop, ((char **)l->items)[j]);
+    for (j = 0; optdefs[i].type == TAPIO_OPTION_ID_LIST && j < l->n; j++)
+      tapio__strfree(o->loop, (char *)((tapio__id *)l->items)[j].name);
     tapio__free(o->loop, l->items, l->cap * l->size);
   }
   tapio_tls_context_release(o->tls);
@@ -215,9 +230,12 @@ int tapio_options_set_int(tapio_options *o, const char *name, int64_t value) {
   if (d && d->type == TAPIO_OPTION_DOUBLE)
     return tapio_options_set_double(o, name, (double)value);
   if (!o || !d || (d->type != TAPIO_OPTION_INT &&
-                   d->type != TAPIO_OPTION_BOOL) || value < d->min ||
+                   d->type != TAPIO_OPTION_BOOL &&
+                   d->type != TAPIO_OPTION_ID) || value < d->min ||
       value > d->max || (d->valid && !d->valid(value)))
     return TAPIO_EINVAL;
+  tapio__strfree(o->loop, o->strs[i]); /* an id's name, now a number */
+  o->strs[i] = NULL;
   o->ints[i] = value;
   o->set |= OPT(i);
   return 0;
@@ -241,7 +259,8 @@ int tapio_options_set_str(tapio_options *o, const char *name,
                           const char *value) {
   int i = find(name, 0);
   char *copy;
-  if (!o || !value || i < 0 || optdefs[i].type != TAPIO_OPTION_STR)
+  if (!o || !value || i < 0 || (optdefs[i].type != TAPIO_OPTION_STR &&
+                                optdefs[i].type != TAPIO_OPTION_ID))
     return TAPIO_EINVAL;
   copy = tapio__strdup(o->loop, value);
   if (!copy)
@@ -270,15 +289,31 @@ static void *list_slot(tapio_options *o, int i, size_t size) {
   return (char *)l->items + l->n * size;
 }
 
+/* An id list's entry: a name (copied) or a number. */
+static int add_id(tapio_options *o, int i, const char *name, int64_t id) {
+  tapio__id *slot = list_slot(o, i, sizeof *slot);
+  char *copy = slot && name ? tapio__strdup(o->loop, name) : NULL;
+  if (!slot || (name && !copy))
+    return TAPIO_ENOMEM;
+  slot->name = copy;
+  slot->id = id;
+  o->lists[i].n++;
+  o->set |= OPT(i);
+  return 0;
+}
+
 int tapio_options_add_str(tapio_options *o, const char *name,
                           const char *value) {
   int i = find(name, 0);
   char **slot, *copy;
-  if (!o || i < 0 || optdefs[i].type != TAPIO_OPTION_STR_LIST)
+  if (!o || i < 0 || (optdefs[i].type != TAPIO_OPTION_STR_LIST &&
+                      optdefs[i].type != TAPIO_OPTION_ID_LIST))
     return TAPIO_EINVAL;
   o->set |= OPT(i);
   if (!value)
     return 0;
+  if (optdefs[i].type == TAPIO_OPTION_ID_LIST)
+    return add_id(o, i, value, 0);
   slot = list_slot(o, i, sizeof *slot);
   copy = slot ? tapio__strdup(o->loop, value) : NULL;
   if (!copy)
@@ -291,9 +326,12 @@ int tapio_options_add_str(tapio_options *o, const char *name,
 int tapio_options_add_int(tapio_options *o, const char *name, int64_t value) {
   int i = find(name, 0);
   int64_t *slot;
-  if (!o || i < 0 || optdefs[i].type != TAPIO_OPTION_INT_LIST ||
+  if (!o || i < 0 || (optdefs[i].type != TAPIO_OPTION_INT_LIST &&
+                      optdefs[i].type != TAPIO_OPTION_ID_LIST) ||
       value < optdefs[i].min || value > optdefs[i].max)
     return TAPIO_EINVAL;
+  if (optdefs[i].type == TAPIO_OPTION_ID_LIST)
+    return add_id(o, i, NULL, value);
   slot = list_slot(o, i, sizeof *slot);
   if (!slot)
     return TAPIO_ENOMEM;

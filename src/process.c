@@ -464,7 +464,8 @@ static int start(tapio_loop *loop, char *const *argv, size_t nargs,
   int rc;
   if (tapio__virtual(loop))
     return start_fake(loop, argv, nargs, shell, proto, ud, opts, cb, cb_ud);
-  rc = tapio__spawn(loop, argv[0], argv, opts, &c);
+  rc = tapio__spawn(loop, shell ? "subprocess_shell" : "subprocess_exec",
+                    argv, opts, &c);
   if (rc < 0)
     return rc;
   p = process_new(loop, &c, proto, ud);
@@ -528,7 +529,10 @@ int tapio_subprocess_shell(tapio_loop *loop, const char *command,
                            const tapio_subprocess_protocol *proto,
                            void *proto_ud, const tapio_options *opts,
                            tapio_connect_fn cb, void *cb_ud) {
-  char *argv[] = {"/bin/sh", "-c", (char *)command, NULL};
+  const char *exe = tapio__opt_str(opts, TAPIO__OPT_EXECUTABLE);
+  /* Python's: the shell given as executable is also its argv[0] */
+  char *argv[] = {exe ? (char *)exe : "/bin/sh", "-c", (char *)command,
+                  NULL};
   int rc = bad_args(loop, proto, cb, opts, TAPIO_CALL_SUBPROCESS_SHELL);
   if (rc == 0 && !command)
     rc = TAPIO_EINVAL;

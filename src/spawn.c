@@ -1,6 +1,7 @@
 /* Starting a child process for subprocess_exec: the options turned into
- * posix_spawn's file actions and attributes, the program found before the
- * spawn, and the child's pidfd.
+ * the child's steps (tapio__start), carried out by posix_spawn or, for
+ * what it cannot do, by spawn_fork.c; the program found before the spawn,
+ * and the child's pidfd.
  *
  * Why posix_spawn: glibc runs it as a clone(CLONE_VM | CLONE_VFORK) on a
  * stack of its own, so nothing of the parent's memory is copied (fork
@@ -9,7 +10,10 @@
  * Its file actions do all subprocess_exec needs: dup2 (with fd == newfd it
  * clears close-on-exec), open, chdir, closefrom; its attributes reset every
  * signal to its default and empty the mask (bpo-31034: a SIGHUP the parent
- * ignores must not be ignored in the child) and setsid.
+ * ignores must not be ignored in the child) and setsid. It cannot change
+ * the child's user, groups or umask: a spawn that asks for those runs the
+ * same steps in a child of fork (spawn_fork.c); every other one stays with
+ * posix_spawn.
  *
  * The program is looked up here, in the parent, as execvp would (PATH,
  * then EACCES if some candidate was not executable, else ENOENT), and the
@@ -37,7 +41,8 @@ extern char **environ;
 typedef struct spawn {
   tapio_loop *loop;
   const tapio_options *opts;
-  const char *program;  /* as given, for the words of a failure */
+  const char *fn;       /* the call, for the words of a refusal */
+  const char *program;  /* the file to run, "executable" or argv[0] */
   char **env;           /* the environment given, or environ */
   size_t envsize;       /* bytes of env when allocated here, else 0 */
   char *path;           /* the program's file */
@@ -45,8 +50,7 @@ typedef struct spawn {
   int parent[3];        /* our ends of the pipes */
   int child[3];         /* the ends, or descriptors, the child gets */
   int temp[3];          /* child[i] when it is a duplicate made here */
-  posix_spawn_file_actions_t fa;
-  posix_spawnattr_t attr;
+  tapio__start st;      /* the child's start */
 } spawn;
 
 /* ---- The environment --------------------------------------------------- */
@@ -178,7 +182,7 @@ static int find_program(spawn *sp, const char *prog) {
   return search(sp, prog, cwd);
 }
 
-/* ---- The child's descriptors ------------------------------------------- */
+/* ---- The child's steps -------------------------------------------------- */
 
 int tapio__stdio_opt(const tapio_options *o, int i) {
   static const enum tapio__opt which[3] = {
@@ -188,6 +192,25 @@ int tapio__stdio_opt(const tapio_options *o, int i) {
 }
 
 static int fd_open(int fd) { return fcntl(fd, F_GETFD) >= 0; }
+
+/* Appends a step to sp's start. */
+static int step(spawn *sp, int kind, int fd, int from, const char *path) {
+  tapio__start *st = &sp->st;
+  if (st->nsteps == st->cap) {
+    size_t cap = st->cap ? 2 * st->cap : 16;
+    tapio__step *steps = tapio__alloc(sp->loop, cap * sizeof *steps);
+    if (!steps)
+      return TAPIO_ENOMEM;
+    if (st->nsteps)
+      memcpy(steps, st->steps, st->nsteps * sizeof *steps);
+    tapio__free(sp->loop, st->steps, st->cap * sizeof *steps);
+    st->steps = steps;
+    st->cap = cap;
+  }
+  /* flags: an open's, /dev/null's for reading and writing */
+  st->steps[st->nsteps++] = (tapio__step){kind, fd, from, O_RDWR, path};
+  return 0;
+}
 
 /* TAPIO_EBADF for descriptor fd given as option opt, with words that say
  * which (the code alone would blame the program). */
@@ -213,6 +236,25 @@ static int lift(spawn *sp, int i) {
   return 0;
 }
 
+/* The "pipesize" option on a pipe made for the child (Python's: only a
+ * size above 0; nothing where Linux's F_SETPIPE_SZ is missing). */
+static int pipe_size(spawn *sp, int fd) {
+#ifdef F_SETPIPE_SZ
+  int64_t size = tapio__opt_int(sp->opts, TAPIO__OPT_PIPESIZE, -1);
+  int rc;
+  if (size <= 0 || fcntl(fd, F_SETPIPE_SZ, (int)size) >= 0)
+    return 0;
+  rc = tapio__from_errno(errno);
+  tapio__refuse(sp->loop, "cannot run '%s': pipesize %lld: %s", sp->program,
+                (long long)size, tapio_strerror(rc));
+  return rc;
+#else
+  (void)sp;
+  (void)fd;
+  return 0;
+#endif
+}
+
 /* A pipe for child fd i: the child's end blocking, ours non-blocking. */
 static int make_pipe(spawn *sp, int i) {
   int fds[2], ours = i == 0 ? 1 : 0;
@@ -222,18 +264,16 @@ static int make_pipe(spawn *sp, int i) {
   sp->child[i] = sp->temp[i] = fds[1 - ours];
   if (fcntl(fds[ours], F_SETFL, O_NONBLOCK) < 0)
     return tapio__from_errno(errno);
-  return 0;
+  return pipe_size(sp, fds[ours]);
 }
 
-/* Child fd i as the option says, as a file action. */
-static int stdio_action(spawn *sp, int i) {
+/* Child fd i as the option says, as a step. */
+static int stdio_step(spawn *sp, int i) {
   int v = tapio__stdio_opt(sp->opts, i), rc = 0;
   if (v == TAPIO_STDIO_INHERIT)
     return 0;
   if (v == TAPIO_STDIO_DEVNULL)
-    return posix_spawn_file_actions_addopen(&sp->fa, i, "/dev/null",
-                                            O_RDWR, 0) == 0
-               ? 0 : TAPIO_ENOMEM;
+    return step(sp, TAPIO__STEP_OPEN, i, -1, "/dev/null");
   if (v == TAPIO_STDIO_STDOUT) {
     if (i != 2)
       return TAPIO_EINVAL; /* only stderr can go where stdout goes */
@@ -247,8 +287,8 @@ static int stdio_action(spawn *sp, int i) {
   }
   if (rc == 0 && v != TAPIO_STDIO_STDOUT)
     rc = lift(sp, i);
-  if (rc == 0 && posix_spawn_file_actions_adddup2(&sp->fa, sp->child[i], i))
-    rc = TAPIO_ENOMEM;
+  if (rc == 0)
+    rc = step(sp, TAPIO__STEP_DUP2, i, sp->child[i], NULL);
   return rc;
 }
 
@@ -260,80 +300,123 @@ static int cmp_int64(const void *a, const void *b) {
 /* pass_fds stay open in the child (dup2 onto themselves clears their
  * close-on-exec); with close_fds every other descriptor from 3 up is
  * closed: the open ones below the highest kept, then all above it. */
-static int fd_actions(spawn *sp) {
+static int fd_steps(spawn *sp) {
   size_t n, i;
   const int64_t *given = tapio__opt_list(sp->opts, TAPIO__OPT_PASS_FDS, &n);
   int64_t keep[256];
-  int fd = 3, err = 0;
+  int fd = 3, rc = 0;
   if (n > sizeof keep / sizeof keep[0])
     return TAPIO_EINVAL;
   if (n) {
     memcpy(keep, given, n * sizeof *keep);
     qsort(keep, n, sizeof *keep, cmp_int64);
   }
-  for (i = 0; i < n && !err; i++) {
+  for (i = 0; i < n && rc == 0; i++) {
     if (!fd_open((int)keep[i]))
       return not_open(sp, "pass_fds", keep[i]);
     if (keep[i] >= 3)
-      err = posix_spawn_file_actions_adddup2(&sp->fa, (int)keep[i],
-                                             (int)keep[i]);
+      rc = step(sp, TAPIO__STEP_DUP2, (int)keep[i], (int)keep[i], NULL);
   }
   if (!tapio__opt_int(sp->opts, TAPIO__OPT_CLOSE_FDS, 1))
-    return err ? TAPIO_ENOMEM : 0;
-  for (i = 0; i < n && !err; i++) {
-    for (; fd < keep[i] && !err; fd++)
+    return rc;
+  for (i = 0; i < n && rc == 0; i++) {
+    for (; fd < keep[i] && rc == 0; fd++)
       if (fd_open(fd))
-        err = posix_spawn_file_actions_addclose(&sp->fa, fd);
+        rc = step(sp, TAPIO__STEP_CLOSE, fd, -1, NULL);
     if (fd == keep[i])
       fd++; /* kept */
   }
-  if (!err)
-    err = posix_spawn_file_actions_addclosefrom_np(&sp->fa, fd);
-  return err ? TAPIO_ENOMEM : 0;
+  return rc ? rc : step(sp, TAPIO__STEP_CLOSEFROM, fd, -1, NULL);
 }
 
-static int file_actions(spawn *sp) {
+/* The steps, and the session and group (glibc's posix_spawn does setsid,
+ * then setpgid, in the child, as Python's subprocess does). */
+static int describe(spawn *sp) {
   const char *cwd = tapio__opt_str(sp->opts, TAPIO__OPT_CWD);
   int i, rc = 0;
+  sp->st.setsid = (int)tapio__opt_int(sp->opts,
+                                      TAPIO__OPT_START_NEW_SESSION, 0);
+  sp->st.pgroup = (pid_t)tapio__opt_int(sp->opts, TAPIO__OPT_PROCESS_GROUP,
+                                        -1);
   for (i = 0; i < 3 && rc == 0; i++)
-    rc = stdio_action(sp, i);
+    rc = stdio_step(sp, i);
   if (rc == 0)
-    rc = fd_actions(sp);
-  if (rc == 0 && cwd && posix_spawn_file_actions_addchdir_np(&sp->fa, cwd))
-    rc = TAPIO_ENOMEM;
+    rc = fd_steps(sp);
+  if (rc == 0 && cwd)
+    rc = step(sp, TAPIO__STEP_CHDIR, -1, -1, cwd);
   return rc;
 }
 
+/* ---- posix_spawn --------------------------------------------------------- */
+
+static int file_action(posix_spawn_file_actions_t *fa, const tapio__step *s) {
+  switch (s->kind) {
+  case TAPIO__STEP_DUP2:
+    return posix_spawn_file_actions_adddup2(fa, s->from, s->fd);
+  case TAPIO__STEP_OPEN:
+    return posix_spawn_file_actions_addopen(fa, s->fd, s->path, s->flags, 0);
+  case TAPIO__STEP_CLOSE:
+    return posix_spawn_file_actions_addclose(fa, s->fd);
+  case TAPIO__STEP_CLOSEFROM:
+    return posix_spawn_file_actions_addclosefrom_np(fa, s->fd);
+  default:
+    return posix_spawn_file_actions_addchdir_np(fa, s->path);
+  }
+}
+
 /* Every signal at its default, none blocked, whatever the parent's; a
- * session or a process group of the child's own on request (glibc does
- * setsid, then setpgid, in the child, as Python's subprocess does).
+ * session or a process group of the child's own on request.
  * glibc's sigfillset leaves out its own two signals (32 and 33), and its
  * posix_spawn sets every blocked signal left out of the defaults to
  * SIG_IGN in the child, which exec keeps: every child and its children
  * would start with those two ignored (Python's subprocess leaves them at
  * their default). Every bit set, as glibc's sigfillset sets them before
  * it clears those two, puts them among the defaults. */
-static int attributes(spawn *sp) {
+static int attributes(posix_spawnattr_t *attr, const tapio__start *st) {
   short flags = POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK;
-  int64_t group = tapio__opt_int(sp->opts, TAPIO__OPT_PROCESS_GROUP, -1);
   sigset_t all, none;
   sigfillset(&all);
 #ifdef __GLIBC__
   memset(&all, 0xff, sizeof all);
 #endif
   sigemptyset(&none);
-  if (tapio__opt_int(sp->opts, TAPIO__OPT_START_NEW_SESSION, 0))
+  if (st->setsid)
     flags |= POSIX_SPAWN_SETSID;
-  if (group >= 0) {
+  if (st->pgroup >= 0) {
     flags |= POSIX_SPAWN_SETPGROUP;
-    if (posix_spawnattr_setpgroup(&sp->attr, (pid_t)group))
+    if (posix_spawnattr_setpgroup(attr, st->pgroup))
       return TAPIO_EINVAL;
   }
-  if (posix_spawnattr_setsigdefault(&sp->attr, &all) ||
-      posix_spawnattr_setsigmask(&sp->attr, &none) ||
-      posix_spawnattr_setflags(&sp->attr, flags))
+  if (posix_spawnattr_setsigdefault(attr, &all) ||
+      posix_spawnattr_setsigmask(attr, &none) ||
+      posix_spawnattr_setflags(attr, flags))
     return TAPIO_EINVAL;
   return 0;
+}
+
+static int spawn_posix(const tapio__start *st, pid_t *pid) {
+  posix_spawn_file_actions_t fa;
+  posix_spawnattr_t attr;
+  size_t i;
+  int rc = 0;
+  if (posix_spawn_file_actions_init(&fa) != 0)
+    return TAPIO_ENOMEM;
+  if (posix_spawnattr_init(&attr) != 0) {
+    posix_spawn_file_actions_destroy(&fa);
+    return TAPIO_ENOMEM;
+  }
+  for (i = 0; i < st->nsteps && rc == 0; i++)
+    if (file_action(&fa, &st->steps[i]))
+      rc = TAPIO_ENOMEM;
+  if (rc == 0)
+    rc = attributes(&attr, st);
+  if (rc == 0)
+    rc = posix_spawn(pid, st->file, &fa, &attr, st->argv, st->env);
+  if (rc > 0)
+    rc = tapio__from_errno(rc);
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  return rc;
 }
 
 /* ---- Spawning ---------------------------------------------------------- */
@@ -353,8 +436,8 @@ static void spawn_free(spawn *sp) {
   if (sp->envsize)
     tapio__free(sp->loop, sp->env, sp->envsize);
   tapio__free(sp->loop, sp->path, sp->pathsize);
-  posix_spawn_file_actions_destroy(&sp->fa);
-  posix_spawnattr_destroy(&sp->attr);
+  tapio__free(sp->loop, sp->st.steps, sp->st.cap * sizeof *sp->st.steps);
+  tapio__spawn_ids_free(sp->loop, &sp->st);
 }
 
 /* Where there are no pidfds (kernels before 5.3, valgrind, a seccomp
@@ -372,12 +455,34 @@ static int open_pidfd(pid_t pid) {
   return fd;
 }
 
-/* posix_spawn's error code. Joining a process group is the one step in
- * the child that fails with EPERM (the group has no process left, or is
- * another session's): said so, not blamed on the program. */
-static int spawn_failed(spawn *sp, int code) {
-  int64_t group = tapio__opt_int(sp->opts, TAPIO__OPT_PROCESS_GROUP, -1);
-  if (code == TAPIO_EPERM && group > 0)
+/* Changing the child's ids refused (EPERM, say), in words that name the
+ * call that failed. */
+static void ids_refused(spawn *sp, int code, int stage) {
+  const tapio__start *st = &sp->st;
+  if (stage == TAPIO__STAGE_GROUPS)
+    tapio__refuse(sp->loop, "cannot run '%s': cannot set extra_groups "
+                  "(setgroups): %s", sp->program, tapio_strerror(code));
+  else if (stage == TAPIO__STAGE_GID)
+    tapio__refuse(sp->loop, "cannot run '%s': cannot become group %lu "
+                  "(setregid): %s", sp->program, (unsigned long)st->gid,
+                  tapio_strerror(code));
+  else
+    tapio__refuse(sp->loop, "cannot run '%s': cannot become user %lu "
+                  "(setreuid): %s", sp->program, (unsigned long)st->uid,
+                  tapio_strerror(code));
+}
+
+/* A step of the child's that failed, with words where the program is not
+ * to blame. posix_spawn does not say which step: joining a process group
+ * is the one that fails with EPERM there (the group has no process left,
+ * or is another session's). */
+static int spawn_failed(spawn *sp, int code, int stage) {
+  int64_t group = sp->st.pgroup;
+  if (stage == TAPIO__STAGE_GROUPS || stage == TAPIO__STAGE_GID ||
+      stage == TAPIO__STAGE_UID)
+    ids_refused(sp, code, stage);
+  else if (code == TAPIO_EPERM && group > 0 &&
+           (stage == TAPIO__STAGE_PGROUP || stage == TAPIO__STAGE_UNKNOWN))
     tapio__refuse(sp->loop, "cannot run '%s': cannot join process group "
                   "%lld: %s (no process of it is left, or it is another "
                   "session's)", sp->program, (long long)group,
@@ -385,28 +490,30 @@ static int spawn_failed(spawn *sp, int code) {
   return code;
 }
 
-static int run(spawn *sp, const char *program, char *const *argv,
-               tapio__child *out) {
-  int rc = make_env(sp);
+static int run(spawn *sp, char *const *argv, tapio__child *out) {
+  int rc = make_env(sp), fork_needed = 0, stage = TAPIO__STAGE_UNKNOWN;
   if (rc == 0)
-    rc = find_program(sp, program);
+    rc = find_program(sp, sp->program);
   if (rc == 0)
-    rc = file_actions(sp);
+    rc = describe(sp);
   if (rc == 0)
-    rc = attributes(sp);
+    rc = fork_needed = tapio__spawn_ids(sp->loop, sp->opts, sp->fn, &sp->st);
   if (rc < 0)
     return rc;
-  rc = posix_spawn(&out->pid, sp->path ? sp->path : program, &sp->fa,
-                   &sp->attr, argv, sp->env);
-  if (rc != 0)
-    return spawn_failed(sp, tapio__from_errno(rc));
+  sp->st.file = sp->path ? sp->path : sp->program;
+  sp->st.argv = argv;
+  sp->st.env = sp->env;
+  rc = fork_needed ? tapio__spawn_fork(&sp->st, &out->pid, &stage)
+                   : spawn_posix(&sp->st, &out->pid);
+  if (rc < 0)
+    return spawn_failed(sp, rc, stage);
   out->pidfd = open_pidfd(out->pid);
   memcpy(out->fds, sp->parent, sizeof out->fds);
   memset(sp->parent, -1, sizeof sp->parent);
   return 0;
 }
 
-int tapio__spawn(tapio_loop *loop, const char *program, char *const *argv,
+int tapio__spawn(tapio_loop *loop, const char *fn, char *const *argv,
                  const tapio_options *opts, tapio__child *out) {
   spawn sp;
   int rc;
@@ -416,14 +523,13 @@ int tapio__spawn(tapio_loop *loop, const char *program, char *const *argv,
   memset(sp.child, -1, sizeof sp.child);
   sp.loop = loop;
   sp.opts = opts;
-  sp.program = program;
-  if (posix_spawn_file_actions_init(&sp.fa) != 0)
-    return TAPIO_ENOMEM;
-  if (posix_spawnattr_init(&sp.attr) != 0) {
-    posix_spawn_file_actions_destroy(&sp.fa);
-    return TAPIO_ENOMEM;
-  }
-  rc = run(&sp, program, argv, out);
+  sp.fn = fn;
+  /* the file run, named in the words of a failure, as Python's */
+  sp.program = tapio__opt_str(opts, TAPIO__OPT_EXECUTABLE);
+  if (!sp.program)
+    sp.program = argv[0];
+  sp.st.pgroup = sp.st.umask = sp.st.ngroups = -1;
+  rc = run(&sp, argv, out);
   spawn_free(&sp);
   return rc;
 }

@@ -380,6 +380,12 @@ enum tapio__opt {
   TAPIO__OPT_PROCESS_GROUP,
   TAPIO__OPT_PASS_FDS,
   TAPIO__OPT_CLOSE_FDS,
+  TAPIO__OPT_EXECUTABLE,
+  TAPIO__OPT_PIPESIZE,
+  TAPIO__OPT_USER,
+  TAPIO__OPT_GROUP,
+  TAPIO__OPT_EXTRA_GROUPS,
+  TAPIO__OPT_UMASK,
   TAPIO__OPT_HAPPY_EYEBALLS_DELAY,
   TAPIO__OPT_INTERLEAVE,
   TAPIO__OPT_REMOTE_HOST,
@@ -410,10 +416,16 @@ int tapio__opts_fail(const tapio_options *o, int code);
 int64_t tapio__opt_int(const tapio_options *o, enum tapio__opt which,
                        int64_t dflt);
 int tapio__opt_is_set(const tapio_options *o, enum tapio__opt which);
-/* A string option, or NULL when not set. */
+/* A string option, or NULL when not set; an id option's name, or NULL
+ * when it is not set or set by number (tapio__opt_int's). */
 const char *tapio__opt_str(const tapio_options *o, enum tapio__opt which);
-/* A list option's entries (char *const * or const int64_t *) and their
- * count in *n; NULL and 0 when none. */
+/* An entry of an id list option: a name, or (name NULL) a number. */
+typedef struct tapio__id {
+  const char *name;
+  int64_t id;
+} tapio__id;
+/* A list option's entries (char *const *, const int64_t * or const
+ * tapio__id *) and their count in *n; NULL and 0 when none. */
 const void *tapio__opt_list(const tapio_options *o, enum tapio__opt which,
                             size_t *n);
 double tapio__opt_double(const tapio_options *o, enum tapio__opt which,
@@ -854,10 +866,72 @@ typedef struct tapio__child {
   int fds[3]; /* our ends of the pipes to its 0, 1 and 2, or -1 */
 } tapio__child;
 
-/* Starts program with argv (NULL-terminated) as opts (subprocess_exec's)
- * say, in *out. 0, or the error with nothing left behind. */
-int tapio__spawn(tapio_loop *loop, const char *program, char *const *argv,
+/* Starts argv[0] (or the "executable" option's file) with argv
+ * (NULL-terminated) as opts (subprocess_exec's) say, in *out; fn names
+ * the call in the words of a refusal. 0, or the error with nothing left
+ * behind. */
+int tapio__spawn(tapio_loop *loop, const char *fn, char *const *argv,
                  const tapio_options *opts, tapio__child *out);
+
+/* One step of a child's start before its exec, in order. spawn.c
+ * describes them once; posix_spawn's file actions or spawn_fork.c's child
+ * carry them out. */
+enum tapio__step_kind {
+  TAPIO__STEP_DUP2,      /* fd becomes from (fd == from: close-on-exec
+                            cleared) */
+  TAPIO__STEP_OPEN,      /* fd is path, opened with flags */
+  TAPIO__STEP_CLOSE,     /* fd closed */
+  TAPIO__STEP_CLOSEFROM, /* fd and every descriptor above it closed */
+  TAPIO__STEP_CHDIR      /* into path */
+};
+
+typedef struct tapio__step {
+  int kind, fd, from, flags;
+  const char *path;
+} tapio__step;
+
+/* A child's start: what it runs, the steps, its session and group (both
+ * ways), and what only the fork does (spawn_fork.c fills these in). The
+ * child also gets every signal at its default and an empty mask. */
+typedef struct tapio__start {
+  const char *file;  /* what execve runs */
+  char *const *argv;
+  char *const *env;
+  tapio__step *steps;
+  size_t nsteps, cap;
+  int setsid;
+  pid_t pgroup;      /* -1: the parent's */
+  int umask;         /* -1: the parent's */
+  int set_uid, set_gid;
+  uid_t uid;
+  gid_t gid;
+  gid_t *groups;     /* setgroups's */
+  int ngroups;       /* -1: the parent's supplementary groups */
+} tapio__start;
+
+/* Where a start failed in the child: the words of the error. */
+enum tapio__stage {
+  TAPIO__STAGE_UNKNOWN,  /* posix_spawn's: it does not say */
+  TAPIO__STAGE_SETSID,
+  TAPIO__STAGE_PGROUP,
+  TAPIO__STAGE_STEP,
+  TAPIO__STAGE_GROUPS,
+  TAPIO__STAGE_GID,
+  TAPIO__STAGE_UID,
+  TAPIO__STAGE_EXEC
+};
+
+/* st's user, group, extra_groups and umask from o (names looked up here,
+ * in the parent); fn names the call in the words of a name not found
+ * (TAPIO_EINVAL). Returns 1 when st needs spawn_fork's start, 0 when
+ * posix_spawn's does, or the error. tapio__spawn_ids_free frees what it
+ * kept. */
+int tapio__spawn_ids(tapio_loop *loop, const tapio_options *o,
+                     const char *fn, tapio__start *st);
+void tapio__spawn_ids_free(tapio_loop *loop, tapio__start *st);
+/* Starts st with fork: 0 and *pid, or the error of the first step that
+ * failed (in the parent or the child, then reaped) and *stage. */
+int tapio__spawn_fork(const tapio__start *st, pid_t *pid, int *stage);
 /* Child fd i's option (stdin, stdout, stderr): enum tapio_stdio or a
  * descriptor; a pipe unless set. */
 int tapio__stdio_opt(const tapio_options *o, int i);

@@ -138,6 +138,12 @@
 ---@field process_group? integer
 ---@field pass_fds? integer[]
 ---@field close_fds? boolean
+---@field executable? string the file run; program stays argv[0]
+---@field pipesize? integer bytes of each pipe made for the child
+---@field user? string|integer a user name or uid
+---@field group? string|integer a group name or gid
+---@field extra_groups? (string|integer)[] group names or gids
+---@field umask? integer 0..511, -1: the parent's
 
 ---@class tapio
 ---@field version string "major.minor.patch"

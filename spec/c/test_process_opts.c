@@ -1,8 +1,12 @@
 /* Subprocess options: stdin, stdout and stderr (pipe, /dev/null, a given
  * descriptor, inherited, stderr into stdout), cwd, env (replaced and
  * extended), start_new_session, process_group, pass_fds, close_fds, and the descriptors
- * the child gets (no other of the parent's). */
+ * the child gets (no other of the parent's); executable, pipesize, user,
+ * group, extra_groups, umask, and the fork that starts a child with the
+ * last four: the same start and the same errors as posix_spawn's. */
 #include "pipes.h"
+
+#include <grp.h>
 
 /* ---- stdin, stdout, stderr ----------------------------------------------- */
 
@@ -346,6 +350,332 @@ static void close_fds_option(void)
   prec_free(&q);
 }
 
+
+/* ---- executable, pipesize ------------------------------------------------ */
+
+/* tapio_subprocess_shell (shell_wait runs sh -c with subprocess_exec),
+ * waited for as spawn_wait waits. */
+static int real_shell_wait(tapio_loop *loop, prec *p, const char *cmd,
+                           const tapio_options *o)
+{
+  conn_wait w = { 0 };
+  int rc = tapio_subprocess_shell(loop, cmd, &prec_proto, p, o,
+                                  on_connected, &w);
+  if (rc < 0)
+    return rc;
+  WAIT_FOR(loop, w.done);
+  CHECK_EQ(w.status, 0);
+  return 0;
+}
+
+/* executable: the file run, while argv[0] stays the program's name
+ * (exec); for the shell, the shell run and its $0 too (Python's). */
+static void executable_option(void)
+{
+  tapio_loop *loop = new_loop();
+  tapio_options *o = new_options(loop);
+  const char *argv[] = { "mysh", "-c", "echo $0", NULL };
+  prec p, q, r;
+  prec_init(&p);
+  prec_init(&q);
+  prec_init(&r);
+  CHECK_OK(tapio_options_set_int(o, "stdin", TAPIO_STDIO_DEVNULL));
+  CHECK_OK(tapio_options_set_str(o, "executable", "/bin/sh"));
+  CHECK_OK(spawn_wait(loop, &p, argv, o));
+  WAIT_FOR(loop, p.lost);
+  CHECK_OUT(&p, 1, "mysh\n");
+  CHECK_OK(tapio_options_set_str(o, "executable", "sh")); /* from PATH */
+  CHECK_OK(real_shell_wait(loop, &q, "echo $0", o));
+  WAIT_FOR(loop, q.lost);
+  CHECK_OUT(&q, 1, "sh\n");
+  CHECK_OK(tapio_options_set_str(o, "executable", "/nonexistent/sh"));
+  CHECK_ERR(spawn_wait(loop, &r, argv, o), TAPIO_ENOENT);
+  tapio_options_free(o);
+  free_loop(loop);
+  prec_free(&p);
+  prec_free(&q);
+  prec_free(&r);
+}
+
+static int pipe_size_of(prec *p, int fd)
+{
+  return fcntl(tapio_transport_get_fd(pipe_of(p, fd)), F_GETPIPE_SZ);
+}
+
+/* pipesize: each pipe made for the child has that size; without it, the
+ * system's. */
+static void pipesize_option(void)
+{
+  tapio_loop *loop = new_loop();
+  tapio_options *o = new_options(loop);
+  prec p, q;
+  int fd;
+  prec_init(&p);
+  prec_init(&q);
+  CHECK_OK(tapio_options_set_int(o, "pipesize", 1 << 18));
+  CHECK_OK(shell_wait(loop, &p, "cat", o));
+  CHECK_OK(shell_wait(loop, &q, "cat", NULL));
+  tapio_options_free(o);
+  for (fd = 0; fd < 3; fd++) {
+    CHECK_EQ(pipe_size_of(&p, fd), 1 << 18);
+    CHECK(pipe_size_of(&q, fd) > 0 && pipe_size_of(&q, fd) != 1 << 18);
+  }
+  CHECK_OK(tapio_transport_close(pipe_of(&p, 0)));
+  CHECK_OK(tapio_transport_close(pipe_of(&q, 0)));
+  WAIT_FOR(loop, p.lost && q.lost);
+  CHECK_EQ(p.returncode, 0);
+  free_loop(loop);
+  prec_free(&p);
+  prec_free(&q);
+}
+
+/* ---- user, group, extra_groups, umask ------------------------------------ */
+
+static void need_root(void)
+{
+  if (geteuid() != 0)
+    SKIP("not root: the child cannot change its user and groups");
+}
+
+/* Python's user, group, extra_groups: by name or number; the child says
+ * what it is. user alone keeps the parent's groups, as Python's. */
+static void ids_as_asked(void)
+{
+  tapio_loop *loop;
+  tapio_options *o;
+  char want[64];
+  prec p, q;
+  need_root();
+  loop = new_loop();
+  o = new_options(loop);
+  prec_init(&p);
+  prec_init(&q);
+  CHECK_OK(tapio_options_set_str(o, "user", "nobody"));
+  CHECK_OK(tapio_options_set_int(o, "group", 65534));
+  CHECK_OK(tapio_options_add_str(o, "extra_groups", "nogroup"));
+  CHECK_OK(tapio_options_add_int(o, "extra_groups", 4242));
+  run_script(loop, &p, "id -u; id -g; id -G", o);
+  CHECK_OUT(&p, 1, "65534\n65534\n65534 4242\n");
+  o = new_options(loop);
+  CHECK_OK(tapio_options_set_int(o, "user", 65534));
+  run_script(loop, &q, "id -u; id -g", o);
+  snprintf(want, sizeof want, "65534\n%d\n", (int)getgid());
+  CHECK_OUT(&q, 1, want);
+  free_loop(loop);
+  prec_free(&p);
+  prec_free(&q);
+}
+
+/* umask: the child's; the parent's stays. */
+static void umask_option(void)
+{
+  tapio_loop *loop = new_loop();
+  tapio_options *o = new_options(loop);
+  mode_t mine = umask(022);
+  prec p, q;
+  prec_init(&p);
+  prec_init(&q);
+  CHECK_OK(tapio_options_set_int(o, "umask", 027));
+  run_script(loop, &p, "umask", o);
+  CHECK_OUT(&p, 1, "0027\n");
+  o = new_options(loop);
+  CHECK_OK(tapio_options_set_int(o, "umask", 0));
+  run_script(loop, &q, "umask", o);
+  CHECK_OUT(&q, 1, "0000\n");
+  CHECK_EQ(umask(mine), 022);
+  free_loop(loop);
+  prec_free(&p);
+  prec_free(&q);
+}
+
+/* Values of the wrong type or range are refused when set; a name that
+ * does not exist is the call's TAPIO_EINVAL, naming the call and the
+ * option, with no child left. */
+static void id_options_refused(void)
+{
+  tapio_loop *loop = new_loop();
+  tapio_options *o = new_options(loop);
+  const char *argv[] = { "true", NULL };
+  int type = 0;
+  prec p;
+  prec_init(&p);
+  CHECK_ERR(tapio_options_set_int(o, "umask", 01000), TAPIO_EINVAL);
+  CHECK_ERR(tapio_options_set_int(o, "umask", -2), TAPIO_EINVAL);
+  CHECK_ERR(tapio_options_set_str(o, "umask", "022"), TAPIO_EINVAL);
+  CHECK_ERR(tapio_options_set_int(o, "user", -1), TAPIO_EINVAL);
+  CHECK_ERR(tapio_options_set_int(o, "group", 4294967295LL), TAPIO_EINVAL);
+  CHECK_ERR(tapio_options_add_int(o, "extra_groups", -1), TAPIO_EINVAL);
+  CHECK_ERR(tapio_options_set_int(o, "pipesize", -2), TAPIO_EINVAL);
+  CHECK_OK(tapio_option_info(TAPIO_CALL_SUBPROCESS_EXEC, "user", &type, NULL,
+                             NULL, NULL));
+  CHECK_EQ(type, TAPIO_OPTION_ID);
+  CHECK_OK(tapio_option_info(TAPIO_CALL_SUBPROCESS_SHELL, "extra_groups",
+                             &type, NULL, NULL, NULL));
+  CHECK_EQ(type, TAPIO_OPTION_ID_LIST);
+  CHECK_OK(tapio_options_set_int(o, "user", 65534));
+  CHECK_OK(tapio_options_set_str(o, "user", "tapio-nosuch")); /* replaces */
+  CHECK_ERR(spawn_wait(loop, &p, argv, o), TAPIO_EINVAL);
+  CHECK_STR(tapio_loop_error_message(loop), "subprocess_exec: option "
+            "'user': no user named 'tapio-nosuch'");
+  tapio_options_free(o);
+  o = new_options(loop);
+  CHECK_OK(tapio_options_set_str(o, "group", "tapio-nosuch"));
+  CHECK_ERR(real_shell_wait(loop, &p, "true", o), TAPIO_EINVAL);
+  CHECK_STR(tapio_loop_error_message(loop), "subprocess_shell: option "
+            "'group': no group named 'tapio-nosuch'");
+  tapio_options_free(o);
+  o = new_options(loop);
+  CHECK_OK(tapio_options_add_str(o, "extra_groups", "nogroup"));
+  CHECK_OK(tapio_options_add_str(o, "extra_groups", "tapio-nosuch"));
+  CHECK_ERR(spawn_wait(loop, &p, argv, o), TAPIO_EINVAL);
+  CHECK_STR(tapio_loop_error_message(loop), "subprocess_exec: option "
+            "'extra_groups': no group named 'tapio-nosuch'");
+  tapio_options_free(o);
+  CHECK(waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD);
+  free_loop(loop);
+  prec_free(&p);
+}
+
+/* The fork (umask given) carries out the steps posix_spawn does: the
+ * same descriptors (pass_fds kept, close-on-exec cleared; stderr into
+ * stdout; the rest closed), cwd, session, every signal at its default
+ * and none blocked, whatever the parent's. */
+static void same_start_both_ways(void)
+{
+  const char *script =
+      "ls /proc/$$/fd; grep -E '^Sig(Ign|Blk)' "
+      "/proc/$$/status; pwd; [ $(cut -d ' ' -f 6 /proc/$$/stat) = $$ ] && "
+      "echo leader; echo err >&2";
+  tapio_loop *loop = new_loop();
+  tapio_options *o[2];
+  mode_t mine = umask(022);
+  sigset_t usr1;
+  char fdtext[16];
+  int fds[2], i;
+  prec p[2];
+  make_pipe(fds);
+  CHECK(signal(SIGHUP, SIG_IGN) != SIG_ERR);
+  sigemptyset(&usr1);
+  sigaddset(&usr1, SIGUSR1);
+  CHECK(sigprocmask(SIG_BLOCK, &usr1, NULL) == 0);
+  for (i = 0; i < 2; i++) {
+    prec_init(&p[i]);
+    o[i] = stdio_opts(loop, TAPIO_STDIO_DEVNULL, TAPIO_STDIO_PIPE,
+                      TAPIO_STDIO_STDOUT);
+    CHECK_OK(tapio_options_add_int(o[i], "pass_fds", fds[1]));
+    CHECK_OK(tapio_options_set_str(o[i], "cwd", "/"));
+    CHECK_OK(tapio_options_set_int(o[i], "start_new_session", 1));
+  }
+  CHECK_OK(tapio_options_set_int(o[1], "umask", 022)); /* the fork's */
+  for (i = 0; i < 2; i++)
+    run_script(loop, &p[i], script, o[i]);
+  CHECK_EQ(p[0].nout[1], p[1].nout[1]);
+  CHECK(memcmp(p[0].out[1], p[1].out[1], p[0].nout[1]) == 0);
+  snprintf(fdtext, sizeof fdtext, "\n%d\n", fds[1]);
+  p[1].out[1][p[1].nout[1] - 1] = '\0'; /* the last newline */
+  CHECK(strstr(p[1].out[1], "0\n1\n2\n") == p[1].out[1]);
+  CHECK(strstr(p[1].out[1], fdtext) != NULL);
+  CHECK(strstr(p[1].out[1], "SigIgn:\t0000000000000000\n") != NULL);
+  CHECK(strstr(p[1].out[1], "SigBlk:\t0000000000000000\n") != NULL);
+  CHECK(strstr(p[1].out[1], "\n/\nleader\nerr") != NULL);
+  CHECK(close(fds[0]) == 0 && close(fds[1]) == 0);
+  umask(mine);
+  free_loop(loop);
+  prec_free(&p[0]);
+  prec_free(&p[1]);
+}
+
+/* A missing cwd or program, a cwd that is a file: the same error from
+ * the fork as from posix_spawn, no child left. */
+static void same_errors_both_ways(void)
+{
+  tapio_loop *loop = new_loop();
+  const char *missing[] = { "tapio-no-such-program", NULL };
+  const char *argv[] = { "true", NULL };
+  int i;
+  prec p;
+  prec_init(&p);
+  for (i = 0; i < 2; i++) {
+    tapio_options *o = new_options(loop);
+    if (i)
+      CHECK_OK(tapio_options_set_int(o, "umask", 022)); /* the fork's */
+    /* a PATH of directories anyone may search (not root's own) */
+    CHECK_OK(tapio_options_add_str(o, "env", "PATH=/usr/bin:/bin"));
+    CHECK_ERR(spawn_wait(loop, &p, missing, o), TAPIO_ENOENT);
+    CHECK_OK(tapio_options_set_str(o, "cwd", "/nonexistent"));
+    CHECK_ERR(spawn_wait(loop, &p, argv, o), TAPIO_ENOENT);
+    CHECK_OK(tapio_options_set_str(o, "cwd", "/etc/passwd"));
+    CHECK_ERR(spawn_wait(loop, &p, argv, o), TAPIO_ENOTDIR);
+    tapio_options_free(o);
+  }
+  CHECK(waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD);
+  free_loop(loop);
+  prec_free(&p);
+}
+
+/* A step that fails in the fork's child is the call's error, with words
+ * where the program is not to blame, and the child is reaped: a program
+ * only root may run, run as nobody (execve's EACCES); then, as nobody,
+ * becoming root (setreuid's, setregid's, setgroups's EPERM) and a pipe
+ * above the size an unprivileged process may ask for. */
+static void refused_in_the_child(void)
+{
+  tapio_loop *loop;
+  tapio_options *o;
+  char dir[] = "/tmp/tapio-ids-XXXXXX", path[64], big[32];
+  const char *argv[] = { path, NULL }, *true_argv[] = { "true", NULL };
+  int fd;
+  FILE *f;
+  prec p;
+  need_root();
+  loop = new_loop();
+  prec_init(&p);
+  CHECK(mkdtemp(dir) != NULL && chmod(dir, 0755) == 0);
+  snprintf(path, sizeof path, "%s/rootonly", dir);
+  fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0700);
+  CHECK(fd >= 0);
+  CHECK(write(fd, "#!/bin/sh\ntrue\n", 15) == 15 && close(fd) == 0);
+  o = new_options(loop);
+  CHECK_OK(tapio_options_set_int(o, "user", 65534));
+  CHECK_ERR(spawn_wait(loop, &p, argv, o), TAPIO_EACCES);
+  CHECK(waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD);
+  CHECK(unlink(path) == 0 && rmdir(dir) == 0);
+  tapio_options_free(o);
+  /* this test's process becomes nobody */
+  CHECK(setgroups(0, NULL) == 0 && setgid(65534) == 0 &&
+        setuid(65534) == 0);
+  o = new_options(loop);
+  CHECK_OK(tapio_options_set_int(o, "user", 0));
+  CHECK_ERR(spawn_wait(loop, &p, true_argv, o), TAPIO_EPERM);
+  CHECK_STR(tapio_loop_error_message(loop), "cannot run 'true': cannot "
+            "become user 0 (setreuid): operation not permitted");
+  tapio_options_free(o);
+  o = new_options(loop);
+  CHECK_OK(tapio_options_set_int(o, "group", 0));
+  CHECK_ERR(spawn_wait(loop, &p, true_argv, o), TAPIO_EPERM);
+  CHECK_STR(tapio_loop_error_message(loop), "cannot run 'true': cannot "
+            "become group 0 (setregid): operation not permitted");
+  tapio_options_free(o);
+  o = new_options(loop);
+  CHECK_OK(tapio_options_add_str(o, "extra_groups", NULL)); /* none */
+  CHECK_ERR(spawn_wait(loop, &p, true_argv, o), TAPIO_EPERM);
+  CHECK_STR(tapio_loop_error_message(loop), "cannot run 'true': cannot "
+            "set extra_groups (setgroups): operation not permitted");
+  tapio_options_free(o);
+  CHECK(waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD);
+  f = fopen("/proc/sys/fs/pipe-max-size", "r");
+  CHECK(f != NULL && fgets(big, sizeof big, f) != NULL && fclose(f) == 0);
+  o = new_options(loop);
+  CHECK_OK(tapio_options_set_int(o, "pipesize", 2LL * atoll(big)));
+  CHECK_ERR(spawn_wait(loop, &p, true_argv, o), TAPIO_EPERM);
+  snprintf(path, sizeof path, "cannot run 'true': pipesize %lld: "
+           "operation not permitted", 2LL * atoll(big));
+  CHECK_STR(tapio_loop_error_message(loop), path);
+  tapio_options_free(o);
+  free_loop(loop);
+  prec_free(&p);
+}
+
 TEST_MAIN(
   TEST(stderr_into_stdout),
   TEST(devnull_stdio),
@@ -359,5 +689,13 @@ TEST_MAIN(
   TEST(new_session),
   TEST(new_group),
   TEST(pass_fds_option),
-  TEST(close_fds_option)
+  TEST(close_fds_option),
+  TEST(executable_option),
+  TEST(pipesize_option),
+  TEST(ids_as_asked),
+  TEST(umask_option),
+  TEST(id_options_refused),
+  TEST(same_start_both_ways),
+  TEST(same_errors_both_ways),
+  TEST(refused_in_the_child)
 )
