@@ -202,6 +202,26 @@ static void datagram_proto_udplite(void)
   free_loop(loop);
 }
 
+/* create_connection's socket is made with it: SCTP to a TCP server's
+ * port never makes a TCP connection (no SCTP here, or nobody on SCTP). */
+static void connect_proto_sctp(void)
+{
+  tapio_loop *loop = new_loop();
+  tapio_options *o = new_options(loop);
+  srv sv;
+  rec c;
+  int rc;
+  rec_init(&c);
+  srv_start(&sv, loop);
+  CHECK_OK(tapio_options_set_int(o, "proto", IPPROTO_SCTP));
+  rc = connect_tcp(loop, "127.0.0.1", sv.port, &c, o);
+  CHECK(rc == TAPIO_EPROTONOSUPPORT || rc == TAPIO_ECONNREFUSED);
+  CHECK_EQ(sv.n, 0);
+  tapio_options_free(o);
+  srv_release_and_free(&sv, loop);
+  rec_free(&c);
+}
+
 /* The call's own type's protocols go; another is EAI_SOCKTYPE at once,
  * with words that name the call. */
 static void proto_of_the_other_type(void)
@@ -245,4 +265,4 @@ static void proto_of_the_other_type(void)
 TEST_MAIN(TEST(getaddrinfo_proto_entries), TEST(getaddrinfo_proto_refused),
           TEST(connect_numerichost), TEST(server_flags),
           TEST(datagram_numerichost), TEST(datagram_proto_udplite),
-          TEST(proto_of_the_other_type))
+          TEST(connect_proto_sctp), TEST(proto_of_the_other_type))
