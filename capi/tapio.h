@@ -150,6 +150,7 @@ enum tapio_error {
   TAPIO_EAI_FAIL = -112,   /* name resolution: permanent failure */
   TAPIO_EAI_FAMILY = -113, /* name resolution: family not supported */
   TAPIO_EAI_SERVICE = -114,/* name resolution: bad service/port */
+  TAPIO_EAI_SOCKTYPE = -115,/* name resolution: protocol not of the type */
   TAPIO_ETLS = -120,       /* TLS: protocol error (bad record, alert) */
   TAPIO_ETLS_EXPIRED = -121,       /* TLS: a certificate has expired */
   TAPIO_ETLS_NOT_YET_VALID = -122, /* TLS: a certificate is not yet valid */
@@ -536,17 +537,26 @@ int tapio_remove_signal_handler(tapio_loop *loop, int sig);
  *     asyncio's None: one address after the other), "interleave" (int:
  *     reorder the addresses by family, this many of the first family
  *     first; 0 none; not set: 1 when happy_eyeballs_delay is set, as
- *     asyncio)
+ *     asyncio), "proto" (int: the IP protocol of the socket, 0 the
+ *     type's own; as getaddrinfo, a stream one: 6 TCP, 132 SCTP; another
+ *     is the call's TAPIO_EAI_SOCKTYPE), "flags" (int: TAPIO_AI_* flags
+ *     OR-ed into the lookups of host and local_host)
  *   connect_accepted_socket: "nodelay"
  *   create_server: "backlog" (int, default 100), "reuse_address" (bool,
  *     default 1), "reuse_port" (bool, default 0), "start_serving" (bool,
  *     default 1), "family" (int), "nodelay" (bool, default 1),
  *     "keep_alive" (bool, default 0: SO_KEEPALIVE on every connection
- *     accepted, as asyncio 3.13; also with "sock"),
+ *     accepted, as asyncio 3.13; also with "sock"), "flags" (int:
+ *     TAPIO_AI_* flags of the hosts' lookups, default TAPIO_AI_PASSIVE as
+ *     asyncio's: without it, no host is loopback rather than every
+ *     interface),
  *     "sock" (int: an already bound listening socket; host NULL, port 0)
  *   create_unix_server: "backlog", "start_serving", "cleanup_socket"
- *     (bool, default 1: unlink the path when the server closes)
- *   create_unix_connection: none
+ *     (bool, default 1: unlink the path when the server closes), "sock"
+ *     (int: a bound listening Unix stream socket, path NULL; its file
+ *     stays the caller's: the server's close leaves it)
+ *   create_unix_connection: "sock" (int: a connected Unix stream socket,
+ *     path NULL)
  *   create_datagram_endpoint: "local_host" (str) and "local_port" (int):
  *     bind there; "remote_host" (str, a name or literal) and "remote_port"
  *     (int): connect there (a host "<broadcast>" is 255.255.255.255, as
@@ -555,7 +565,10 @@ int tapio_remove_signal_handler(tapio_loop *loop, int sig);
  *     removed first); "family" (int: 0, 4, 6), "reuse_port" (bool),
  *     "allow_broadcast" (bool: SO_BROADCAST, and remote_host is then not
  *     connected but only the default destination), "sock" (int: a
- *     datagram socket, with no other option). SO_REUSEADDR is never set
+ *     datagram socket, with no other option), "proto" (int: as
+ *     create_connection's, a datagram one: 17 UDP, 136 UDP-Lite),
+ *     "flags" (int: as create_connection's, for local_host and
+ *     remote_host). SO_REUSEADDR is never set
  *     (asyncio refuses reuse_address for UDP: another process could take
  *     the port's datagrams).
  *   connect_read_pipe, connect_write_pipe: none
@@ -626,7 +639,10 @@ int tapio_remove_signal_handler(tapio_loop *loop, int sig);
  * must be a stream socket for the stream calls and a datagram socket for
  * create_datagram_endpoint (asyncio's "A Stream Socket was expected",
  * "A datagram socket was expected"): another type is TAPIO_EINVAL, no
- * socket TAPIO_ENOTSOCK, with words in tapio_loop_error_message.
+ * socket TAPIO_ENOTSOCK, with words in tapio_loop_error_message. The
+ * Unix calls' is TAPIO_EINVAL too when of another family (asyncio's "A
+ * UNIX Domain Stream Socket was expected") or given with a path
+ * ("path and sock can not be specified at the same time").
  * Options are copied by the call they are given to and can be freed
  * afterwards or reused. */
 int tapio_options_new(tapio_loop *loop, tapio_options **out);
@@ -894,9 +910,19 @@ typedef void (*tapio_nameinfo_fn)(void *ud, int status, const char *host,
 int tapio_getaddrinfo(tapio_loop *loop, const char *host,
                       const char *service, int family, int type, int flags,
                       tapio_addrinfo_fn cb, void *ud);
+/* The same with asyncio's proto: an IP protocol number (0..255, 0 the
+ * type's own) that every entry carries. As getaddrinfo, a stream type
+ * takes 6 (TCP) or 132 (SCTP), a datagram one 17 (UDP) or 136 (UDP-Lite),
+ * and type 0 gets the entries of the protocol's type only; another pair
+ * is TAPIO_EAI_SOCKTYPE at once. */
+int tapio_getaddrinfo_proto(tapio_loop *loop, const char *host,
+                            const char *service, int family, int type,
+                            int proto, int flags, tapio_addrinfo_fn cb,
+                            void *ud);
 size_t tapio_addrinfo_count(const tapio_addrinfo *res);
 /* Entry i: its socket address (borrowed like res), TAPIO_AF_* family,
- * TAPIO_SOCK_* type and IP protocol number (6 TCP, 17 UDP). Any
+ * TAPIO_SOCK_* type and IP protocol number (the one asked for, else 6
+ * TCP, 17 UDP). Any
  * out-pointer may be NULL; TAPIO_EINVAL past the last entry. */
 int tapio_addrinfo_get(const tapio_addrinfo *res, size_t i,
                        const void **addr, size_t *addrlen, int *family,

@@ -181,11 +181,12 @@ static int int_field(lua_State *L, int idx, const char *name, const char *fn,
 }
 
 /* loop:_getaddrinfo(cb, host, port, opts): port a number, a service name
- * or nil; opts.family, opts.type, opts.flags (tapio.AI_*). */
+ * or nil; opts.family, opts.type, opts.proto (tapio.IPPROTO_*),
+ * opts.flags (tapio.AI_*). */
 static int l_getaddrinfo(lua_State *L) {
   tl_loop *lb = tl_checkloop(L, 1, FN_GAI);
   const char *host = NULL, *service = NULL;
-  int family = 0, type = 0, flags = 0, rc;
+  int family = 0, type = 0, proto = 0, flags = 0, rc;
   char port[16];
   tl_lookup *lk;
   lua_settop(L, 5);
@@ -203,10 +204,12 @@ static int l_getaddrinfo(lua_State *L) {
     return tl_typeerror(L, FN_GAI, 2, "port", 4, "integer, string or nil");
   }
   if (lua_istable(L, 5)) {
-    static const char *const names[] = {"family", "type", "flags", NULL};
+    static const char *const names[] = {"family", "type", "proto", "flags",
+                                        NULL};
     tl_checkkeys(L, 5, FN_GAI, names);
     family = int_field(L, 5, "family", FN_GAI, 3, 6);
     type = int_field(L, 5, "type", FN_GAI, 3, 2);
+    proto = int_field(L, 5, "proto", FN_GAI, 3, 255);
     flags = int_field(L, 5, "flags", FN_GAI, 3, 7);
   } else if (!lua_isnil(L, 5)) {
     return tl_typeerror(L, FN_GAI, 3, "opts", 5, "table or nil");
@@ -216,8 +219,8 @@ static int l_getaddrinfo(lua_State *L) {
   if (!host && !service)
     return tl_argerror(L, FN_GAI, 1, "host", "host and port are both nil");
   lk = tl_pending_new(L, lb, 2);
-  rc = tapio_getaddrinfo(lb->loop, host, service, family, type, flags,
-                         on_addrinfo, lk);
+  rc = tapio_getaddrinfo_proto(lb->loop, host, service, family, type, proto,
+                               flags, on_addrinfo, lk);
   if (rc < 0) {
     tl_pending_release(L, lk);
     return tl_fail(L, rc);

@@ -243,7 +243,7 @@ static int l_create_server(lua_State *L) {
   tl_loop *lb = tl_checkloop(L, 1, FN_SERVER);
   const char **hosts;
   size_t nhosts;
-  int port = 0, rc, has_sock = 0;
+  int port = 0, rc, has_sock;
   tapio_options *o = NULL;
   tl_server *ls;
   lua_settop(L, 6);
@@ -252,11 +252,7 @@ static int l_create_server(lua_State *L) {
     port = tl_checkport(L, 5, FN_SERVER, 3);
   if (!lua_isnil(L, 6) && !lua_istable(L, 6))
     return tl_typeerror(L, FN_SERVER, 4, "opts", 6, "table or nil");
-  if (lua_istable(L, 6)) {
-    lua_getfield(L, 6, "sock");
-    has_sock = !lua_isnil(L, -1);
-    lua_pop(L, 1);
-  }
+  has_sock = tl_has_sock(L, 6);
   if (!has_sock && lua_isnil(L, 5))
     return tl_argerror(L, FN_SERVER, 3, "port",
                        "a port is required unless opts.sock is given");
@@ -272,7 +268,8 @@ static int l_create_server(lua_State *L) {
   return finish(L, ls, rc);
 }
 
-/* loop:_create_unix_server(cb, factory, path, opts) */
+/* loop:_create_unix_server(cb, factory, path, opts), or (cb, factory,
+ * opts) for a listening Unix socket given as opts.sock */
 static int l_create_unix_server(lua_State *L) {
   tl_loop *lb = tl_checkloop(L, 1, FN_UNIX_SERVER);
   tapio_options *o = NULL;
@@ -280,7 +277,7 @@ static int l_create_unix_server(lua_State *L) {
   const char *path;
   int rc;
   tl_checkcallable(L, 3, FN_UNIX_SERVER, 1, "protocol_factory");
-  path = tl_checkunixpath(L, 4, FN_UNIX_SERVER, 2, "path");
+  path = tl_unix_path_or_sock(L, FN_UNIX_SERVER);
   o = tl_options(L, 5, FN_UNIX_SERVER, 3, TAPIO_CALL_CREATE_UNIX_SERVER,
                  lb->loop);
   ls = newserver(L, lb, 3, 2);

@@ -10,12 +10,15 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-enum kind { RECV, RECVFROM, SENDALL, SENDTO, CONNECT, ACCEPT, SENDFILE };
+enum kind {
+  RECV, RECVFROM, SENDALL, SENDTO, CONNECT, ACCEPT, SENDFILE, RECV_INTO,
+  RECVFROM_INTO
+};
 
 static const char *const fns[] = {
   "loop:sock_recv", "loop:sock_recvfrom", "loop:sock_sendall",
   "loop:sock_sendto", "loop:sock_connect", "loop:sock_accept",
-  "loop:sock_sendfile"
+  "loop:sock_sendfile", "loop:sock_recv_into", "loop:sock_recvfrom_into"
 };
 
 /* tapio.SOCK_RAW: the binding's own (the ABI's socket types are
@@ -39,7 +42,8 @@ typedef struct result {
 } result;
 
 /* cb(nil, data), cb(nil, data, addr), cb(nil), cb(nil, count),
- * cb(nil, fd, addr); a sendall's error has .count, the bytes sent. */
+ * cb(nil, count, addr), cb(nil, fd, addr); a sendall's error has .count,
+ * the bytes sent. */
 static int push_result(lua_State *L, const void *ctx, int status) {
   const result *r = ctx;
   if (status < 0) {
@@ -59,8 +63,13 @@ static int push_result(lua_State *L, const void *ctx, int status) {
     tl_pushsockaddr(L, r->addr, r->alen);
     return 2;
   case SENDTO:
+  case RECV_INTO:
     lua_pushinteger(L, (lua_Integer)r->n);
     return 1;
+  case RECVFROM_INTO:
+    lua_pushinteger(L, (lua_Integer)r->n);
+    tl_pushsockaddr(L, r->addr, r->alen);
+    return 2;
   case ACCEPT:
     lua_pushinteger(L, r->fd);
     tl_pushsockaddr(L, r->addr, r->alen);
@@ -131,6 +140,52 @@ static int recv_call(lua_State *L, int kind) {
   rc = kind == RECV ? tapio_sock_recv(lb->loop, fd, buf, n, on_done, lk)
                     : tapio_sock_recvfrom(lb->loop, fd, buf, n, on_done, lk);
   return rc < 0 ? call_failed(L, lb, kind, lk, rc) : 1;
+}
+
+/* The pending call at -1 holds buffer b (at idx) while the kernel may
+ * write into it: the buffer lives at least as long as the call. */
+static void hold_buffer(lua_State *L, int idx) {
+  lua_createtable(L, 1, 0); /* a table: 5.1 keeps no other user value */
+  lua_pushvalue(L, idx);
+  lua_rawseti(L, -2, 1);
+  tl_setuservalue(L, -2);
+}
+
+/* loop:_sock_recv_into(cb, fd, buf), loop:_sock_recvfrom_into(cb, fd,
+ * buf, nbytes): into the caller's tapio.buffer, from its first byte;
+ * nbytes 0 or nil is the buffer's size, more is an error (asyncio's
+ * ValueError). */
+static int into_call(lua_State *L, int kind) {
+  tl_loop *lb = tl_checkloop(L, 1, fns[kind]);
+  int fd = check_fd(L, kind), rc;
+  tl_buffer *b = luaL_testudata(L, 4, TL_BUFFER);
+  size_t n;
+  tl_lookup *lk;
+  if (!b)
+    return tl_typeerror(L, fns[kind], 2, "buf", 4, "tapio.buffer");
+  n = lua_isnoneornil(L, 5) ? 0
+                            : (size_t)tl_checkint(L, 5, fns[kind], 3,
+                                                  "nbytes", 0, INT64_MAX);
+  if (n > b->size)
+    return tl_argerror(L, fns[kind], 3, "nbytes",
+                       "greater than the buffer's size");
+  if (n == 0)
+    n = b->size;
+  lk = pending(L, lb, kind, 0, NULL);
+  hold_buffer(L, 4);
+  rc = kind == RECV_INTO
+           ? tapio_sock_recv(lb->loop, fd, b->data, n, on_done, lk)
+           : tapio_sock_recvfrom(lb->loop, fd, b->data, n, on_done, lk);
+  return rc < 0 ? call_failed(L, lb, kind, lk, rc) : 1;
+}
+
+static int l_sock_recv_into(lua_State *L) {
+  lua_settop(L, 4); /* no nbytes: asyncio's sock_recv_into has none */
+  return into_call(L, RECV_INTO);
+}
+
+static int l_sock_recvfrom_into(lua_State *L) {
+  return into_call(L, RECVFROM_INTO);
 }
 
 /* loop:_sock_sendall(cb, fd, data), loop:_sock_sendto(cb, fd, data, addr)
@@ -318,6 +373,8 @@ static const luaL_Reg loop_methods[] = {
   {"_sock_connect", l_sock_connect},
   {"_sock_accept", l_sock_accept},
   {"_sock_sendfile", l_sock_sendfile},
+  {"_sock_recv_into", l_sock_recv_into},
+  {"_sock_recvfrom_into", l_sock_recvfrom_into},
   {NULL, NULL}
 };
 
@@ -330,5 +387,7 @@ int tl_open_sock(lua_State *L) {
   tl_setint(L, "IPPROTO_TCP", 6);
   tl_setint(L, "IPPROTO_UDP", 17);
   tl_setint(L, "IPPROTO_ICMPV6", 58);
+  tl_setint(L, "IPPROTO_SCTP", 132); /* a stream socket's other protocol */
+  tl_setint(L, "IPPROTO_UDPLITE", 136); /* a datagram socket's */
   return 0;
 }

@@ -488,6 +488,12 @@ const char *tl_unixpath(lua_State *L, int idx);
 /* tl_unixpath of the argument at idx, or an error naming fn's argument. */
 const char *tl_checkunixpath(lua_State *L, int idx, const char *fn, int n,
                              const char *name);
+/* 1 if the table at idx (any value) has a "sock". */
+int tl_has_sock(lua_State *L, int idx);
+/* The Unix calls' (cb, factory, path, opts) from slot 4, also given as
+ * (cb, factory, opts): the path, or NULL when opts.sock stands for it
+ * (a path as well is an argument error). The options end in slot 5. */
+const char *tl_unix_path_or_sock(lua_State *L, const char *fn);
 double tl_checknumber(lua_State *L, int idx, const char *fn, int n,
                       const char *name);
 void tl_checkcallable(lua_State *L, int idx, const char *fn, int n,

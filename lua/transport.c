@@ -151,16 +151,6 @@ static const char *optstring(lua_State *L, int idx, const char *fn, int n,
   return tl_checkcstring(L, idx, fn, n, name);
 }
 
-static int has_sock(lua_State *L, int idx) {
-  int r;
-  if (!lua_istable(L, idx))
-    return 0;
-  lua_getfield(L, idx, "sock");
-  r = !lua_isnil(L, -1);
-  lua_pop(L, 1);
-  return r;
-}
-
 /* After the create call: on a synchronous failure the pending transport
  * is released and nil, err returned; else the pending transport, which
  * loop:_cancel takes. */
@@ -193,11 +183,11 @@ static int l_create_connection(lua_State *L) {
     port = tl_checkport(L, 5, FN_CONNECT, 3);
   if (!lua_isnil(L, 6) && !lua_istable(L, 6))
     return tl_typeerror(L, FN_CONNECT, 4, "opts", 6, "table or nil");
-  if (!has_sock(L, 6) && (!host || lua_isnil(L, 5)))
+  if (!tl_has_sock(L, 6) && (!host || lua_isnil(L, 5)))
     return tl_argerror(L, FN_CONNECT, 2, "host",
                        "host and port are required unless opts.sock is "
                        "given");
-  if (has_sock(L, 6) && (host || port))
+  if (tl_has_sock(L, 6) && (host || port))
     return tl_argerror(L, FN_CONNECT, host ? 2 : 3, host ? "host" : "port",
                        TL_SOCK_EXCLUDES);
   o = tl_options(L, 6, FN_CONNECT, 4, TAPIO_CALL_CREATE_CONNECTION, lb->loop);
@@ -208,7 +198,8 @@ static int l_create_connection(lua_State *L) {
   return tl_create_done(L, lt, rc);
 }
 
-/* loop:_create_unix_connection(cb, factory, path, opts) */
+/* loop:_create_unix_connection(cb, factory, path, opts), or (cb, factory,
+ * opts) for a connected Unix socket given as opts.sock */
 static int l_create_unix_connection(lua_State *L) {
   tl_loop *lb = tl_checkloop(L, 1, FN_UNIX_CONNECT);
   const char *path;
@@ -216,7 +207,7 @@ static int l_create_unix_connection(lua_State *L) {
   tl_transport *lt;
   int rc;
   tl_checkcallable(L, 3, FN_UNIX_CONNECT, 1, "protocol_factory");
-  path = tl_checkunixpath(L, 4, FN_UNIX_CONNECT, 2, "path");
+  path = tl_unix_path_or_sock(L, FN_UNIX_CONNECT);
   o = tl_options(L, 5, FN_UNIX_CONNECT, 3, TAPIO_CALL_CREATE_UNIX_CONNECTION,
                  lb->loop);
   lt = tl_pending(L, lb, TL_TRANSPORT, 3, 2);

@@ -167,6 +167,28 @@ const char *tl_checkunixpath(lua_State *L, int idx, const char *fn, int n,
   return s;
 }
 
+int tl_has_sock(lua_State *L, int idx) {
+  int r;
+  if (!lua_istable(L, idx))
+    return 0;
+  lua_getfield(L, idx, "sock");
+  r = !lua_isnil(L, -1);
+  lua_pop(L, 1);
+  return r;
+}
+
+const char *tl_unix_path_or_sock(lua_State *L, const char *fn) {
+  lua_settop(L, 5);
+  if (lua_istable(L, 4) && lua_isnil(L, 5))
+    lua_insert(L, 4); /* (factory, opts): path nil */
+  if (!tl_has_sock(L, 5))
+    return tl_checkunixpath(L, 4, fn, 2, "path");
+  if (!lua_isnil(L, 4))
+    tl_argerror(L, fn, 2, "path", "path and opts.sock cannot be given "
+                "together");
+  return NULL;
+}
+
 double tl_checknumber(lua_State *L, int idx, const char *fn, int n,
                       const char *name) {
   double v;
@@ -221,7 +243,7 @@ static const int codes[] = {
   -31, -32, -33, -34, -35, -36, -37, -38, -39, -40, -41, -42, -43, -44, -45,
   TAPIO_EOF, TAPIO_ECLOSED, TAPIO_ERUNNING, TAPIO_EBUFFER, TAPIO_ECALLBACK,
   TAPIO_ESYSTEM, TAPIO_EVIRTUAL, TAPIO_ESPIN, TAPIO_EAI_NONAME, TAPIO_EAI_AGAIN,
-  TAPIO_EAI_FAIL, TAPIO_EAI_FAMILY, TAPIO_EAI_SERVICE, TAPIO_ETLS,
+  TAPIO_EAI_FAIL, TAPIO_EAI_FAMILY, TAPIO_EAI_SERVICE, TAPIO_EAI_SOCKTYPE, TAPIO_ETLS,
   TAPIO_ETLS_EXPIRED,
   TAPIO_ETLS_NOT_YET_VALID, TAPIO_ETLS_HOSTNAME, TAPIO_ETLS_UNKNOWN_CA,
   TAPIO_ETLS_SELF_SIGNED, TAPIO_ETLS_VERIFY, TAPIO_ETLS_NO_CERT,
@@ -392,8 +414,23 @@ const char *tl_socktype_problem(int fd, int type) {
                : "a stream socket expected, got a datagram socket";
 }
 
-/* opts.sock, set already, must be a socket of the call's type: checked
- * once every option is read, so a misspelt name is said first. */
+/* The Unix calls' sock must be a Unix socket (asyncio: "A UNIX Domain
+ * Stream Socket was expected"). */
+static const char *family_problem(int fd, int call) {
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  if (call != TAPIO_CALL_CREATE_UNIX_CONNECTION &&
+      call != TAPIO_CALL_CREATE_UNIX_SERVER)
+    return NULL;
+  if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0 ||
+      ss.ss_family == AF_UNIX)
+    return NULL; /* the core says what else is wrong */
+  return "a Unix stream socket expected, got an IP one";
+}
+
+/* opts.sock, set already, must be a socket of the call's type (and
+ * family): checked once every option is read, so a misspelt name is said
+ * first. */
 static void check_sock(lua_State *L, tapio_options *o, int idx,
                        const char *fn, int call) {
   lua_Integer fd = -1;
@@ -403,6 +440,8 @@ static void check_sock(lua_State *L, tapio_options *o, int idx,
     why = tl_socktype_problem((int)fd,
                               call == TAPIO_CALL_CREATE_DATAGRAM_ENDPOINT
                                   ? SOCK_DGRAM : SOCK_STREAM);
+  if (!why && fd >= 0)
+    why = family_problem((int)fd, call);
   if (why)
     option_error(L, o, fn, "tapio: %s: bad option '%s' (%s)", "sock", why);
   lua_pop(L, 1);

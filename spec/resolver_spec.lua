@@ -336,3 +336,105 @@ describe("create_connection to a name", function()
     end)
   end)
 end)
+
+describe("proto and flags", function()
+  it("getaddrinfo's proto: every entry carries it, with no type it picks "
+     .. "the type, and one of the other type fails as getaddrinfo's",
+     function()
+    run(function(loop)
+      local list = loop:getaddrinfo("127.0.0.1", 7,
+                                    { proto = tapio.IPPROTO_UDP })
+      assert.are.equal("('127.0.0.1', 7)/2/17", addrs_of(list))
+      list = loop:getaddrinfo("v4.tapio.test", 7,
+                              { type = tapio.SOCK_STREAM,
+                                proto = tapio.IPPROTO_TCP })
+      assert.are.equal("('127.0.0.1', 7)/1/6", addrs_of(list))
+      local ok, err = pcall(loop.getaddrinfo, loop, "127.0.0.1", 7,
+                            { type = tapio.SOCK_STREAM,
+                              proto = tapio.IPPROTO_UDP })
+      assert.is_false(ok)
+      assert.are.equal("EAI_SOCKTYPE", err.name)
+      assert.has_error(function()
+        loop:getaddrinfo("x", 1, { proto = 256 })
+      end, "tapio: loop:getaddrinfo: bad argument #3 'opts.proto' (256 is "
+        .. "out of range 0..255)")
+    end)
+  end)
+
+  it("flags = AI_NUMERICHOST: a name fails with the resolver's error, no "
+     .. "query sent, and a literal connects", function()
+    local before = server.queries()
+    run(function(loop)
+      local srv = loop:create_server(function() return {} end,
+                                     "127.0.0.1", 0)
+      local port = srv:addresses()[1].port
+      local numeric = { flags = tapio.AI_NUMERICHOST }
+      local function factory() return {} end
+      for _, name in ipairs({ "localhost", "v4.tapio.test" }) do
+        local ok, err = pcall(loop.create_connection, loop, factory, name,
+                              port, numeric)
+        assert.is_false(ok, name)
+        assert.are.equal("EAI_NONAME", err.name, name)
+      end
+      local t = loop:create_connection(factory, "127.0.0.1", port, numeric)
+      t:close()
+      local ok, err = pcall(loop.create_datagram_endpoint, loop, factory,
+        { remote_addr = { "localhost", 9 }, flags = tapio.AI_NUMERICHOST })
+      assert.is_false(ok)
+      assert.are.equal("EAI_NONAME", err.name)
+      ok, err = pcall(loop.create_server, loop, factory, "localhost", 0,
+                      numeric)
+      assert.is_false(ok)
+      assert.are.equal("EAI_NONAME", err.name)
+      srv:close()
+    end)
+    assert.are.equal(before, server.queries())
+  end)
+
+  it("a server's flags: AI_PASSIVE by default (no host is every "
+     .. "interface), 0 makes it loopback", function()
+    run(function(loop)
+      local function factory() return {} end
+      local all = loop:create_server(factory, nil, 0, { family = 4 })
+      local lo = loop:create_server(factory, nil, 0,
+                                    { family = 4, flags = 0 })
+      assert.are.equal("0.0.0.0", all:addresses()[1].host)
+      assert.are.equal("127.0.0.1", lo:addresses()[1].host)
+      all:close()
+      lo:close()
+    end)
+  end)
+
+  it("proto of the other type is refused with getaddrinfo's error; a "
+     .. "wrong type is an argument error naming the call and option",
+     function()
+    run(function(loop)
+      local function factory() return {} end
+      local ok, err = pcall(loop.create_connection, loop, factory,
+                            "127.0.0.1", 9, { proto = tapio.IPPROTO_UDP })
+      assert.is_false(ok)
+      assert.are.equal("EAI_SOCKTYPE", err.name)
+      assert.are.equal("create_connection: option 'proto' 17 is no stream "
+        .. "socket's protocol (getaddrinfo: ai_socktype not supported)",
+        err.message)
+      ok, err = pcall(loop.create_datagram_endpoint, loop, factory,
+        { local_addr = { "127.0.0.1", 0 }, proto = tapio.IPPROTO_TCP })
+      assert.is_false(ok)
+      assert.are.equal("EAI_SOCKTYPE", err.name)
+      local t = loop:create_datagram_endpoint(factory,
+        { local_addr = { "127.0.0.1", 0 }, proto = tapio.IPPROTO_UDP })
+      t:close()
+      assert.has_error(function()
+        loop:create_connection(factory, "127.0.0.1", 9, { proto = "udp" })
+      end, "tapio: loop:create_connection: bad option 'proto' (integer "
+        .. "0..255 expected)")
+      assert.has_error(function()
+        loop:create_server(factory, "127.0.0.1", 0, { flags = 64 })
+      end, "tapio: loop:create_server: bad option 'flags' (AI_* flags, "
+        .. "integer 0..7 expected)")
+      assert.has_error(function()
+        loop:create_unix_server(factory, "/tmp/x", { flags = 1 })
+      end, "tapio: loop:create_unix_server: unknown option 'flags'")
+    end)
+  end)
+end)

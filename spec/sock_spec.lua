@@ -1,5 +1,5 @@
--- loop:sock_recv, sock_recvfrom, sock_sendall, sock_sendto, sock_connect,
--- sock_accept and sock_sendfile (asyncio's "working with socket objects
+-- loop:sock_recv, sock_recvfrom, sock_recv_into, sock_recvfrom_into,
+-- sock_sendall, sock_sendto, sock_connect, sock_accept and sock_sendfile (asyncio's "working with socket objects
 -- directly") on descriptors, with tapio.socket, bind, listen and
 -- getsockname; Python's socket module is the peer where it defines the
 -- behaviour.
@@ -385,6 +385,133 @@ c.close()
       .. "or AF_UNIX expected)")
     local _, e = tapio.listen(9999)
     assert.are.equal("EBADF", e.name)
+  end)
+end)
+
+describe("loop:sock_recv_into and sock_recvfrom_into", function()
+  it("receive into a tapio.buffer from its start: the count, the rest "
+     .. "untouched; what does not fit waits; 0 at the end", function()
+    run(function(loop)
+      local a, b = tapio.socketpair()
+      local buf = tapio.buffer(8)
+      buf:set(1, "........")
+      tapio.send(b, "abc")
+      assert.are.equal(3, loop:sock_recv_into(a, buf))
+      assert.are.equal("abc.....", buf:sub())
+      tapio.send(b, "0123456789")
+      assert.are.equal(8, loop:sock_recv_into(a, buf))
+      assert.are.equal("01234567", buf:sub())
+      assert.are.equal(2, loop:sock_recv_into(a, buf))
+      assert.are.equal("89", buf:sub(1, 2))
+      local later = loop:create_task(function()
+        return loop:sock_recv_into(a, buf)
+      end)
+      tapio.sleep(0)
+      assert.is_false(later:done())
+      tapio.send(b, "late")
+      assert.are.equal(4, later:await())
+      assert.are.equal("late", buf:sub(1, 4))
+      tapio.close_fd(b)
+      assert.are.equal(0, loop:sock_recv_into(a, buf))
+      tapio.close_fd(a)
+    end)
+  end)
+
+  it("receive one datagram and its sender, at most nbytes of it (0: the "
+     .. "buffer's size)", function()
+    run(function(loop)
+      local a, a_addr = udp(loop)
+      local b, b_addr = udp(loop)
+      local buf = tapio.buffer(6)
+      local receiving = loop:create_task(function()
+        return loop:sock_recvfrom_into(b, buf)
+      end)
+      tapio.sleep(0)
+      loop:sock_sendto(a, "ping", b_addr)
+      local n, from = receiving:await()
+      assert.are.equal(4, n)
+      assert.are.equal(a_addr, from)
+      assert.are.equal("ping", buf:sub(1, n))
+      loop:sock_sendto(a, "longer datagram", b_addr)
+      n, from = loop:sock_recvfrom_into(b, buf, 3)
+      assert.are.equal(3, n) -- the rest of the datagram is dropped
+      assert.are.equal("long", buf:sub(1, 4)) -- "lon" and ping's "g"
+      loop:sock_sendto(a, "next", b_addr)
+      assert.are.equal(4, loop:sock_recvfrom_into(b, buf, 0))
+      assert.are.equal("next", buf:sub(1, 4))
+      tapio.close_fd(a)
+      tapio.close_fd(b)
+    end)
+  end)
+
+  it("lose no byte when a waiting receive is cancelled, leave no anchor, "
+     .. "and hold the buffer while they wait", function()
+    run(function(loop)
+      local a, b = tapio.socketpair()
+      local refs = loop:_debug().refs
+      local waiting = loop:create_task(function()
+        return loop:sock_recv_into(a, tapio.buffer(16))
+      end)
+      tapio.sleep(0)
+      collectgarbage()
+      collectgarbage()
+      waiting:cancel()
+      tapio.sleep(0)
+      assert.is_true(waiting:cancelled())
+      assert.are.equal(refs, loop:_debug().refs)
+      tapio.send(b, "kept")
+      -- a poll that sees the bytes: a watch left behind would take them
+      local readable = loop:create_future()
+      loop:add_reader(a, function()
+        loop:remove_reader(a)
+        readable:set_result(true)
+      end)
+      readable:await()
+      local buf = tapio.buffer(16)
+      assert.are.equal(4, loop:sock_recv_into(a, buf))
+      assert.are.equal("kept", buf:sub(1, 4))
+      -- a future nobody holds the buffer of: the bytes still land in it
+      local fut
+      loop:call_soon(function() -- outside a task: a future
+        fut = loop:sock_recv_into(a, tapio.buffer(4))
+      end)
+      tapio.sleep(0)
+      collectgarbage()
+      collectgarbage()
+      tapio.send(b, "gc")
+      assert.are.equal(2, fut:await())
+      tapio.close_fd(a)
+      tapio.close_fd(b)
+    end)
+  end)
+
+  it("refuse bad arguments, naming them", function()
+    run(function(loop)
+      local a, b = tapio.socketpair()
+      local buf = tapio.buffer(4)
+      assert.has_error(function()
+        loop:sock_recv_into(a, "text")
+      end, "tapio: loop:sock_recv_into: bad argument #2 'buf' (tapio.buffer "
+        .. "expected, got string)")
+      assert.has_error(function()
+        loop:sock_recvfrom_into(a, nil)
+      end, "tapio: loop:sock_recvfrom_into: bad argument #2 'buf' "
+        .. "(tapio.buffer expected, got nil)")
+      assert.has_error(function()
+        loop:sock_recvfrom_into(a, buf, 5)
+      end, "tapio: loop:sock_recvfrom_into: bad argument #3 'nbytes' "
+        .. "(greater than the buffer's size)")
+      assert.has_error(function()
+        loop:sock_recvfrom_into(a, buf, -1)
+      end, "tapio: loop:sock_recvfrom_into: bad argument #3 'nbytes' (-1 is "
+        .. "out of range 0..9223372036854775807)")
+      assert.has_error(function()
+        loop:sock_recv_into("x", buf)
+      end, "tapio: loop:sock_recv_into: bad argument #1 'fd' (integer "
+        .. "expected, got string)")
+      tapio.close_fd(a)
+      tapio.close_fd(b)
+    end)
   end)
 end)
 

@@ -988,6 +988,62 @@ describe("a Unix socket transport", function()
     assert.is_false(helper.exists(path)) -- cleanup_socket removed it
   end)
 
+  it("takes a Unix socket as opts.sock, as asyncio's sock: a listening "
+     .. "one serves, a connected one talks to it", function()
+    local path = os.tmpname()
+    os.remove(path)
+    run(function(loop)
+      local l = assert(tapio.socket(tapio.AF_UNIX, tapio.SOCK_STREAM))
+      assert(tapio.bind(l, path))
+      assert(tapio.listen(l))
+      local accepted = loop:create_future()
+      local server = loop:create_unix_server(function()
+        local p = recorder(loop)
+        accepted:set_result(p)
+        return p
+      end, nil, { sock = l })
+      local c = assert(tapio.socket(tapio.AF_UNIX, tapio.SOCK_STREAM))
+      loop:sock_connect(c, path)
+      local t, p = loop:create_unix_connection(function()
+        return recorder(loop)
+      end, { sock = c })
+      assert.are.equal(path, t:get_extra_info("peername"))
+      t:write("by sock")
+      local sp = accepted:await()
+      assert.are.equal("by sock", sp:bytes(7):await())
+      t:close()
+      p.lost:await()
+      server:close()
+      server:wait_closed()
+    end)
+    assert.is_true(helper.exists(path)) -- the caller's file: it stays
+    os.remove(path)
+  end)
+
+  it("refuses a sock that is no Unix socket, or one given with a path",
+     function()
+    run(function(loop)
+      local f = function() return {} end
+      local ip = assert(tapio.socket(tapio.AF_INET, tapio.SOCK_STREAM))
+      local u = assert(tapio.socket(tapio.AF_UNIX, tapio.SOCK_STREAM))
+      assert.has_error(function()
+        loop:create_unix_connection(f, nil, { sock = ip })
+      end, "tapio: loop:create_unix_connection: bad option 'sock' (a Unix "
+        .. "stream socket expected, got an IP one)")
+      assert.has_error(function()
+        loop:create_unix_server(f, { sock = ip })
+      end, "tapio: loop:create_unix_server: bad option 'sock' (a Unix "
+        .. "stream socket expected, got an IP one)")
+      assert.has_error(function()
+        loop:create_unix_connection(f, "/tmp/x", { sock = u })
+      end, "tapio: loop:create_unix_connection: bad argument #2 'path' "
+        .. "(path and opts.sock cannot be given together)")
+      for _, fd in ipairs({ ip, u }) do
+        assert.is_true(tapio.close_fd(fd)) -- refused first: the caller's
+      end
+    end)
+  end)
+
   it("fails with an error value when nobody listens", function()
     run(function(loop)
       local ok, err = pcall(loop.create_unix_connection, loop, function()

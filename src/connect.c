@@ -18,6 +18,7 @@ typedef struct connect_req {
   void *proto_ud;
   char *host;          /* TCP: name to resolve; Unix: the path */
   int port, family, nodelay, is_unix;
+  int ip_proto, res_flags; /* "proto"; "flags" as TAPIO__RES_* */
   char *local_host;
   int local_port, has_local;
   double delay;        /* happy_eyeballs_delay; -1: not set */
@@ -148,8 +149,8 @@ static void race(connect_req *r) {
     return;
   }
   rc = tapio__race_start(r->req.loop, r->addrs, r->naddrs, r->locals,
-                             r->nlocals, r->delay, r->first, on_raced, r,
-                             &r->race);
+                             r->nlocals, r->delay, r->first, r->ip_proto,
+                             on_raced, r, &r->race);
   if (rc < 0)
     req_fail(r, rc, NULL);
 }
@@ -193,7 +194,8 @@ static void resolve_local(connect_req *r) {
     return;
   }
   rc = tapio__resolve_port(r->req.loop, r->local_host, r->local_port,
-                           r->family, TAPIO__RES_PASSIVE, on_answer, r,
+                           r->family, TAPIO__RES_PASSIVE | r->res_flags,
+                           on_answer, r,
                            &r->lookup, &addrs, &n);
   if (rc != 0)
     take_answer(r, rc, addrs, n);
@@ -217,8 +219,9 @@ static void req_run(tapio__task *task) {
       tapio__free(r->req.loop, addrs, addrs ? sizeof *addrs : 0);
     take_answer(r, rc, addrs, 1);
   } else {
-    rc = tapio__resolve_port(r->req.loop, r->host, r->port, r->family, 0,
-                             on_answer, r, &r->lookup, &addrs, &n);
+    rc = tapio__resolve_port(r->req.loop, r->host, r->port, r->family,
+                             r->res_flags, on_answer, r, &r->lookup, &addrs,
+                             &n);
     if (rc != 0)
       take_answer(r, rc, addrs, n);
   }
@@ -350,6 +353,9 @@ int tapio_create_connection(tapio_loop *loop, const char *host, int port,
   r->port = port;
   r->family = (int)tapio__opt_int(opts, TAPIO__OPT_FAMILY, 0);
   r->nodelay = (int)tapio__opt_int(opts, TAPIO__OPT_NODELAY, 1);
+  r->ip_proto = (int)tapio__opt_int(opts, TAPIO__OPT_PROTO, 0);
+  r->res_flags = tapio__res_flags((int)tapio__opt_int(opts, TAPIO__OPT_FLAGS,
+                                                      0));
   r->has_local = local || tapio__opt_is_set(opts, TAPIO__OPT_LOCAL_PORT);
   r->local_port = (int)tapio__opt_int(opts, TAPIO__OPT_LOCAL_PORT, 0);
   r->delay = tapio__opt_double(opts, TAPIO__OPT_HAPPY_EYEBALLS_DELAY, -1);
@@ -365,14 +371,17 @@ int tapio_create_unix_connection(tapio_loop *loop, const char *path,
                                  const tapio_protocol *proto, void *proto_ud,
                                  const tapio_options *opts,
                                  tapio_connect_fn cb, void *cb_ud) {
-  tapio__addr probe;
   connect_req *r;
   int rc = bad_args(loop, proto, cb, opts,
                     TAPIO_CALL_CREATE_UNIX_CONNECTION);
   if (rc == 0)
-    rc = path ? tapio__unix_addr(path, &probe) : TAPIO_EINVAL;
+    rc = tapio__unix_path_or_sock(loop, path, opts,
+                                  TAPIO_CALL_CREATE_UNIX_CONNECTION);
   if (rc < 0)
     return tapio__opts_fail(opts, rc);
+  if (tapio__opt_is_set(opts, TAPIO__OPT_SOCK))
+    return wrap(loop, (int)tapio__opt_int(opts, TAPIO__OPT_SOCK, -1), proto,
+                proto_ud, opts, TAPIO_CALL_CREATE_UNIX_CONNECTION, cb, cb_ud);
   r = req_new(loop, proto, proto_ud, cb, cb_ud);
   if (!r)
     return TAPIO_ENOMEM;

@@ -18,6 +18,7 @@ typedef struct dgram_req {
   char *local_host, *remote_host, *local_path, *remote_path;
   int local_port, remote_port, has_local, has_remote;
   int family, reuse_port, broadcast, sock;
+  int ip_proto, res_flags; /* "proto"; "flags" as TAPIO__RES_* */
   tapio__addr *locals, *remotes;
   size_t nlocals, nremotes;
   tapio__lookup *lookup;
@@ -96,7 +97,8 @@ static void recv_errors(int fd, int af) {
  * the error and in *what the call that failed. */
 static int open_socket(dgram_req *r, int af, const tapio__addr *local,
                        const tapio__addr *remote, const char **what) {
-  int fd = socket(af, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), rc = 0;
+  int fd = socket(af, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, r->ip_proto);
+  int rc = 0;
   *what = "socket";
   if (fd < 0)
     return tapio__from_errno(errno);
@@ -277,7 +279,8 @@ static void resolve(dgram_req *r, int local) {
   int rc = tapio__resolve_port(
       r->req.loop, local ? r->local_host : r->remote_host,
       local ? r->local_port : r->remote_port, r->family,
-      local ? TAPIO__RES_PASSIVE : 0, on_answer, r, &r->lookup, &addrs, &n);
+      (local ? TAPIO__RES_PASSIVE : 0) | r->res_flags, on_answer, r,
+      &r->lookup, &addrs, &n);
   if (rc != 0)
     take(r, rc, addrs, n);
 }
@@ -324,7 +327,8 @@ static int check_options(const tapio_options *o) {
   static const enum tapio__opt with_sock[] = {
     TAPIO__OPT_LOCAL_HOST, TAPIO__OPT_LOCAL_PORT, TAPIO__OPT_REMOTE_HOST,
     TAPIO__OPT_REMOTE_PORT, TAPIO__OPT_LOCAL_PATH, TAPIO__OPT_REMOTE_PATH,
-    TAPIO__OPT_FAMILY, TAPIO__OPT_REUSE_PORT, TAPIO__OPT_ALLOW_BROADCAST};
+    TAPIO__OPT_FAMILY, TAPIO__OPT_REUSE_PORT, TAPIO__OPT_ALLOW_BROADCAST,
+    TAPIO__OPT_PROTO, TAPIO__OPT_FLAGS};
   int ip = is_set(o, TAPIO__OPT_LOCAL_HOST) ||
            is_set(o, TAPIO__OPT_LOCAL_PORT) ||
            is_set(o, TAPIO__OPT_REMOTE_HOST) ||
@@ -384,6 +388,8 @@ static dgram_req *req_new(tapio_loop *loop, const tapio_options *o) {
   r->family = (int)tapio__opt_int(o, TAPIO__OPT_FAMILY, 0);
   r->reuse_port = (int)tapio__opt_int(o, TAPIO__OPT_REUSE_PORT, 0);
   r->broadcast = (int)tapio__opt_int(o, TAPIO__OPT_ALLOW_BROADCAST, 0);
+  r->ip_proto = (int)tapio__opt_int(o, TAPIO__OPT_PROTO, 0);
+  r->res_flags = tapio__res_flags((int)tapio__opt_int(o, TAPIO__OPT_FLAGS, 0));
   if (failed) {
     r->sock = -1; /* closed by the caller's failure path */
     req_free(r);

@@ -68,6 +68,7 @@
   X(EAI_FAIL, "permanent failure in name resolution")        \
   X(EAI_FAMILY, "address family not supported by resolver")  \
   X(EAI_SERVICE, "service not available for socket type")    \
+  X(EAI_SOCKTYPE, "protocol not supported for socket type")  \
   X(ETLS, "TLS protocol error")                              \
   X(ETLS_EXPIRED, "certificate has expired")                 \
   X(ETLS_NOT_YET_VALID, "certificate is not yet valid")      \
@@ -122,6 +123,8 @@ int tapio__from_gai(int err) {
     return TAPIO_EAI_FAMILY;
   case EAI_SERVICE:
     return TAPIO_EAI_SERVICE;
+  case EAI_SOCKTYPE:
+    return TAPIO_EAI_SOCKTYPE;
   case EAI_MEMORY:
     return TAPIO_ENOMEM;
   case EAI_SYSTEM:

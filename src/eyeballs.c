@@ -25,6 +25,7 @@ struct tapio__race {
   const tapio__addr *locals;
   size_t nlocals;
   double delay;          /* < 0: one after the other */
+  int proto;             /* the sockets' IP protocol, 0 TCP */
   tapio__timer timer;   /* the next attempt's staggered start */
   size_t running;        /* attempts under way */
   tapio__race_fn done;
@@ -206,7 +207,8 @@ static int begin(tapio__race *race, size_t i) {
   attempt *at = &race->at[i];
   const tapio__addr *a = &race->addrs[i];
   int af = a->ss.ss_family, rc = 0;
-  int fd = socket(af, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int fd = socket(af, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                  race->proto);
   if (fd < 0)
     return tapio__from_errno(errno);
   at->io.fd = fd;
@@ -250,7 +252,7 @@ static void on_delay(tapio__timer *tm) {
 
 int tapio__race_start(tapio_loop *loop, tapio__addr *addrs, size_t n,
                       const tapio__addr *locals, size_t nlocals, double delay,
-                      size_t first, tapio__race_fn done, void *ud,
+                      size_t first, int proto, tapio__race_fn done, void *ud,
                       tapio__race **out) {
   tapio__race *race;
   size_t i;
@@ -266,6 +268,7 @@ int tapio__race_start(tapio_loop *loop, tapio__addr *addrs, size_t n,
   race->locals = locals;
   race->nlocals = nlocals;
   race->delay = delay;
+  race->proto = proto;
   race->done = done;
   race->ud = ud;
   tapio__timer_init(&race->timer, loop, on_delay);

@@ -18,6 +18,7 @@ typedef struct listen_req {
   size_t nhosts;
   int port, family, backlog, reuse_address, reuse_port, start_serving;
   int sock, is_unix;
+  int res_flags;         /* "flags" as TAPIO__RES_* */
   size_t next;           /* the host to resolve next */
   tapio__lookup *lookup; /* its lookup, while under way */
   char why[256];         /* which address did not bind, for the completion */
@@ -202,8 +203,8 @@ static void bind_hosts(listen_req *r) {
     tapio__addr *addrs = NULL;
     size_t n = 0;
     int rc = tapio__resolve_port(r->req.loop, host, r->port, r->family,
-                                 TAPIO__RES_PASSIVE, on_resolved, r,
-                                 &r->lookup, &addrs, &n);
+                                 r->res_flags, on_resolved, r, &r->lookup,
+                                 &addrs, &n);
     r->next++;
     if (rc == 0)
       return; /* on_resolved goes on */
@@ -251,7 +252,8 @@ static void req_run(tapio__task *task) {
   }
   if (fd >= 0) {
     r->sock = -1;
-    rc = tapio__server_add_fd(r->server, fd);
+    rc = tapio__server_add_fd(r->server, fd); /* a Unix one's file stays
+                                                 the caller's */
   } else if (r->is_unix) {
     rc = bind_unix(r);
   } else {
@@ -285,6 +287,8 @@ static listen_req *req_new(tapio_loop *loop, tapio_protocol_factory factory,
   r->reuse_address = (int)tapio__opt_int(opts, TAPIO__OPT_REUSE_ADDRESS, 1);
   r->reuse_port = (int)tapio__opt_int(opts, TAPIO__OPT_REUSE_PORT, 0);
   r->start_serving = (int)tapio__opt_int(opts, TAPIO__OPT_START_SERVING, 1);
+  r->res_flags = tapio__res_flags((int)tapio__opt_int(opts, TAPIO__OPT_FLAGS,
+                                                      TAPIO_AI_PASSIVE));
   r->sock = (int)tapio__opt_int(opts, TAPIO__OPT_SOCK, -1); /* ours now */
   return r;
 }
@@ -358,15 +362,17 @@ int tapio_create_unix_server(tapio_loop *loop, const char *path,
                              void *cb_ud) {
   listen_req *r;
   int rc = bad_args(loop, factory, cb, opts, TAPIO_CALL_CREATE_UNIX_SERVER);
-  if (rc == 0 && (!path || !*path))
-    rc = TAPIO_EINVAL;
-  if (rc == 0) {
-    tapio__addr probe;
-    rc = tapio__unix_addr(path, &probe);
-  }
+  int sock = tapio__opt_is_set(opts, TAPIO__OPT_SOCK);
+  if (rc == 0)
+    rc = tapio__unix_path_or_sock(loop, path, opts,
+                                  TAPIO_CALL_CREATE_UNIX_SERVER);
+  if (rc == 0 && sock)
+    rc = tapio__sock_check(loop, (int)tapio__opt_int(opts, TAPIO__OPT_SOCK,
+                                                     -1),
+                           SOCK_STREAM, TAPIO_CALL_CREATE_UNIX_SERVER);
   if (rc < 0)
     return tapio__opts_fail(opts, rc);
-  r = req_new(loop, factory, factory_ud, opts, 1);
+  r = req_new(loop, factory, factory_ud, opts, sock ? 0 : 1);
   if (!r)
     return tapio__opts_fail(opts, TAPIO_ENOMEM);
   r->is_unix = 1;

@@ -10,6 +10,7 @@ struct tapio_addrinfo {
   const tapio__addr *addrs;
   size_t n;
   int type;                /* 0: a stream and a datagram entry each */
+  int proto;               /* 0: the type's own */
   const char *canon;
 };
 
@@ -19,7 +20,7 @@ typedef struct lookup_req {
   tapio_nameinfo_fn named;
   void *cb_ud;
   char *host, *service;
-  int family, type, flags;
+  int family, type, proto, flags;
   tapio__addr addr;        /* getnameinfo's */
   tapio__lookup *lookup;
 } lookup_req;
@@ -40,6 +41,7 @@ static void answer(lookup_req *r, int status, const tapio__addr *addrs,
   res.addrs = addrs;
   res.n = n;
   res.type = r->type;
+  res.proto = r->proto;
   res.canon = (r->flags & TAPIO_AI_CANONNAME) ? canon : NULL;
   if (tapio__request_done(&r->req))
     r->cb(r->cb_ud, status, status == 0 ? &res : NULL);
@@ -80,12 +82,6 @@ static void on_named(void *ud, int status, const char *host,
   named(r, status, host, service);
 }
 
-static int res_flags(int flags) {
-  return ((flags & TAPIO_AI_PASSIVE) ? TAPIO__RES_PASSIVE : 0) |
-         ((flags & TAPIO_AI_CANONNAME) ? TAPIO__RES_CANON : 0) |
-         ((flags & TAPIO_AI_NUMERICHOST) ? TAPIO__RES_NUMERIC : 0);
-}
-
 static void req_run(tapio__task *task) {
   lookup_req *r = TAPIO_CONTAINER(task, lookup_req, req.task);
   tapio_loop *loop = r->req.loop;
@@ -104,7 +100,7 @@ static void req_run(tapio__task *task) {
     return;
   }
   rc = tapio__resolve(loop, r->host, r->service, r->family,
-                      res_flags(r->flags), on_resolved, r, &r->lookup,
+                      tapio__res_flags(r->flags), on_resolved, r, &r->lookup,
                       &addrs, &n);
   if (rc == 1) /* a literal: the canonical name is itself */
     on_resolved(r, 0, addrs, n, r->host);
@@ -145,19 +141,37 @@ static int bad_service(const char *s) {
 int tapio_getaddrinfo(tapio_loop *loop, const char *host,
                       const char *service, int family, int type, int flags,
                       tapio_addrinfo_fn cb, void *ud) {
+  return tapio_getaddrinfo_proto(loop, host, service, family, type, 0, flags,
+                                 cb, ud);
+}
+
+/* The type a protocol number picks when none is asked for. */
+static int type_of(int proto) {
+  return tapio__ipproto_check(TAPIO_SOCK_STREAM, proto) == 0
+             ? TAPIO_SOCK_STREAM
+             : TAPIO_SOCK_DGRAM;
+}
+
+int tapio_getaddrinfo_proto(tapio_loop *loop, const char *host,
+                            const char *service, int family, int type,
+                            int proto, int flags, tapio_addrinfo_fn cb,
+                            void *ud) {
   lookup_req *r;
   int rc;
   if (!loop || !cb || (!host && !service) || bad_service(service) ||
       (family != 0 && family != TAPIO_AF_INET && family != TAPIO_AF_INET6) ||
-      type < 0 || type > TAPIO_SOCK_DGRAM ||
+      type < 0 || type > TAPIO_SOCK_DGRAM || proto < 0 || proto > 255 ||
       (flags & ~(TAPIO_AI_PASSIVE | TAPIO_AI_CANONNAME |
                  TAPIO_AI_NUMERICHOST)))
     return TAPIO_EINVAL;
+  if ((rc = tapio__ipproto_check(type, proto)) < 0)
+    return rc;
   if ((rc = req_new(loop, ud, 1, &r)) < 0)
     return rc;
   r->cb = cb;
   r->family = family;
-  r->type = type;
+  r->type = type == 0 && proto != 0 ? type_of(proto) : type;
+  r->proto = proto;
   r->flags = flags;
   r->host = host ? tapio__strdup(loop, host) : NULL;
   r->service = tapio__strdup(loop, service ? service : "0");
@@ -191,7 +205,7 @@ int tapio_addrinfo_get(const tapio_addrinfo *res, size_t i,
   if (type)
     *type = t;
   if (protocol)
-    *protocol = t == TAPIO_SOCK_STREAM ? 6 : 17;
+    *protocol = res->proto ? res->proto : t == TAPIO_SOCK_STREAM ? 6 : 17;
   return 0;
 }
 

@@ -69,7 +69,8 @@ static const optdef optdefs[TAPIO__OPT_COUNT] = {
   [TAPIO__OPT_LOCAL_PORT] = INT_OPT("local_port", 0, 65535, CONN | DGRAM),
   [TAPIO__OPT_FAMILY] = {"family", TAPIO_OPTION_INT, 0, 6, is_family,
                          "0, 4 or 6", CONN | SERVER | DGRAM},
-  [TAPIO__OPT_SOCK] = INT_OPT("sock", 0, 2147483647, CONN | SERVER | DGRAM),
+  [TAPIO__OPT_SOCK] = INT_OPT("sock", 0, 2147483647,
+                              CONN | UCONN | SERVER | USERVER | DGRAM),
   [TAPIO__OPT_NODELAY] = BOOL_OPT("nodelay", CONN | ACCEPTED | SERVER),
   [TAPIO__OPT_BACKLOG] = INT_OPT("backlog", 0, 2147483647, SERVER | USERVER),
   [TAPIO__OPT_REUSE_ADDRESS] = BOOL_OPT("reuse_address", SERVER),
@@ -114,6 +115,9 @@ static const optdef optdefs[TAPIO__OPT_COUNT] = {
                                                    TLS_CALLS | STARTTLS),
   [TAPIO__OPT_SSL_SHUTDOWN_TIMEOUT] = TIMEOUT_OPT("ssl_shutdown_timeout",
                                                   TLS_CALLS | STARTTLS),
+  [TAPIO__OPT_PROTO] = INT_OPT("proto", 0, 255, CONN | DGRAM),
+  [TAPIO__OPT_FLAGS] = {"flags", TAPIO_OPTION_INT, 0, 7, NULL,
+                        "AI_* flags, integer 0..7", CONN | SERVER | DGRAM},
 };
 
 /* The entries of a list option: char *, int64_t or tapio__id. */
@@ -396,6 +400,19 @@ static int tls_check(tapio_loop *loop, const tapio_options *o, int call) {
   return TAPIO_EINVAL;
 }
 
+/* "proto" must be a protocol of the call's socket type, as getaddrinfo
+ * (and so asyncio) checks it. */
+static int proto_check(tapio_loop *loop, int proto, int call) {
+  int dgram = call == TAPIO_CALL_CREATE_DATAGRAM_ENDPOINT;
+  int rc = tapio__ipproto_check(dgram ? TAPIO_SOCK_DGRAM : TAPIO_SOCK_STREAM,
+                              proto);
+  if (rc < 0)
+    tapio__refuse(loop, "%s: option 'proto' %d is no %s socket's protocol "
+                  "(getaddrinfo: ai_socktype not supported)",
+                  call_names[call], proto, dgram ? "datagram" : "stream");
+  return rc;
+}
+
 int tapio__opts_check(tapio_loop *loop, const tapio_options *o, int call) {
   int i;
   for (i = 0; o && i < TAPIO__OPT_COUNT; i++)
@@ -404,12 +421,43 @@ int tapio__opts_check(tapio_loop *loop, const tapio_options *o, int call) {
                     optdefs[i].name);
       return TAPIO_EINVAL;
     }
+  if (o && (o->set & OPT(TAPIO__OPT_PROTO)) &&
+      proto_check(loop, (int)o->ints[TAPIO__OPT_PROTO], call) < 0)
+    return TAPIO_EAI_SOCKTYPE;
   return o ? tls_check(loop, o, call) : 0;
 }
 
 static const char *type_name(int type) {
   return type == SOCK_STREAM ? "stream" : type == SOCK_DGRAM ? "datagram"
                                                              : "other";
+}
+
+/* The Unix calls' "sock" must be a Unix socket (asyncio's "A UNIX Domain
+ * Stream Socket was expected"). */
+static int unix_check(tapio_loop *loop, int fd, int call) {
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  if (call != TAPIO_CALL_CREATE_UNIX_CONNECTION &&
+      call != TAPIO_CALL_CREATE_UNIX_SERVER)
+    return 0;
+  if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0 &&
+      ss.ss_family == AF_UNIX)
+    return 0;
+  tapio__refuse(loop, "%s: 'sock' is not a Unix socket; a Unix stream "
+                "socket was expected", call_names[call]);
+  return TAPIO_EINVAL;
+}
+
+int tapio__unix_path_or_sock(tapio_loop *loop, const char *path,
+                             const tapio_options *o, int call) {
+  tapio__addr probe;
+  if (!tapio__opt_is_set(o, TAPIO__OPT_SOCK))
+    return path && *path ? tapio__unix_addr(path, &probe) : TAPIO_EINVAL;
+  if (!path)
+    return 0;
+  tapio__refuse(loop, "%s: path and sock can not be specified at the same "
+                "time", call_names[call]);
+  return TAPIO_EINVAL;
 }
 
 int tapio__sock_check(tapio_loop *loop, int fd, int type, int call) {
@@ -428,6 +476,8 @@ int tapio__sock_check(tapio_loop *loop, int fd, int type, int call) {
                   type_name(type));
     return TAPIO_EINVAL;
   }
+  if (unix_check(loop, fd, call) < 0)
+    return TAPIO_EINVAL;
   return tapio__socket_nonblock(fd);
 }
 

@@ -563,6 +563,22 @@ int tapio__resolve(tapio_loop *loop, const char *host, const char *service,
   return 0;
 }
 
+int tapio__res_flags(int ai_flags) {
+  return ((ai_flags & TAPIO_AI_PASSIVE) ? TAPIO__RES_PASSIVE : 0) |
+         ((ai_flags & TAPIO_AI_CANONNAME) ? TAPIO__RES_CANON : 0) |
+         ((ai_flags & TAPIO_AI_NUMERICHOST) ? TAPIO__RES_NUMERIC : 0);
+}
+
+/* glibc's table of types and protocols (raw and DCCP sockets aside). */
+int tapio__ipproto_check(int type, int proto) {
+  int stream = proto == IPPROTO_TCP || proto == IPPROTO_SCTP;
+  int dgram = proto == IPPROTO_UDP || proto == IPPROTO_UDPLITE;
+  if (proto == 0 || (type == TAPIO_SOCK_STREAM && stream) ||
+      (type == TAPIO_SOCK_DGRAM && dgram) || (type == 0 && (stream || dgram)))
+    return 0;
+  return TAPIO_EAI_SOCKTYPE;
+}
+
 /* ---- Reverse lookups ---------------------------------------------------- */
 
 static void on_nameinfo(void *arg, int status, int timeouts, char *node,

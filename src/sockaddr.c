@@ -239,7 +239,7 @@ void tapio__describe(char *buf, size_t size, const char *what,
 
 const char *tapio__describe_lookup(char *buf, size_t size, const char *host,
                                    int code) {
-  if (code > TAPIO_EAI_NONAME || code < TAPIO_EAI_SERVICE)
+  if (code > TAPIO_EAI_NONAME || code < TAPIO_EAI_SOCKTYPE)
     return NULL;
   snprintf(buf, size, "could not resolve '%s': %s", host ? host : "",
            tapio_strerror(code));

@@ -397,6 +397,8 @@ enum tapio__opt {
   TAPIO__OPT_SERVER_HOSTNAME,
   TAPIO__OPT_SSL_HANDSHAKE_TIMEOUT,
   TAPIO__OPT_SSL_SHUTDOWN_TIMEOUT,
+  TAPIO__OPT_PROTO,
+  TAPIO__OPT_FLAGS,
   TAPIO__OPT_COUNT
 };
 
@@ -410,6 +412,12 @@ int tapio__opts_check(tapio_loop *loop, const tapio_options *o, int call);
  * non-blocking. 0, or the code with call's words for
  * tapio_loop_error_message; the caller's failure path closes fd. */
 int tapio__sock_check(tapio_loop *loop, int fd, int type, int call);
+/* create_unix_connection's and create_unix_server's path (checked) or
+ * "sock", not both (asyncio's "path and sock can not be specified at the
+ * same time"). The sock itself is for tapio__sock_check, which checks a
+ * Unix call's is a Unix socket. */
+int tapio__unix_path_or_sock(tapio_loop *loop, const char *path,
+                             const tapio_options *o, int call);
 /* A create call failing: the descriptor given as "sock" is tapio's from
  * the call on, so it is closed. Returns code. */
 int tapio__opts_fail(const tapio_options *o, int code);
@@ -1246,6 +1254,11 @@ int tapio__nameinfo(tapio_loop *loop, const struct sockaddr *sa,
                     tapio__lookup **lk);
 /* Nobody is called back; harmless for NULL. */
 void tapio__lookup_cancel(tapio__lookup *lk);
+/* The TAPIO__RES_* flags of TAPIO_AI_* flags. */
+int tapio__res_flags(int ai_flags);
+/* 0 if IP protocol proto (0: any) goes with type (TAPIO_SOCK_*, 0: any),
+ * as getaddrinfo pairs them; else TAPIO_EAI_SOCKTYPE. */
+int tapio__ipproto_check(int type, int proto);
 void tapio__addrs_free(tapio_loop *loop, tapio__addr *addrs, size_t n);
 /* Destroys the loop's c-ares channel, if any (tapio_loop_free). */
 void tapio__resolver_free(tapio_loop *loop);
@@ -1262,13 +1275,14 @@ typedef void (*tapio__race_fn)(void *ud, int fd, const tapio__addr *addr,
  * place by family when first > 0 (asyncio's interleave), each bound to
  * the first of locals[0..nlocals) of its family that binds. delay < 0:
  * one address after the other; else Happy Eyeballs, a new attempt every
- * delay seconds. addrs and locals must outlive the race. done may run
+ * delay seconds; proto is the sockets' IP protocol (0: TCP). addrs and
+ * locals must outlive the race. done may run
  * before this returns (every address failing at once): after a 0 return
  * the caller touches nothing of its own. *race, set before anything is
  * tried, is for tapio__race_cancel until done runs. */
 int tapio__race_start(tapio_loop *loop, tapio__addr *addrs, size_t n,
                       const tapio__addr *locals, size_t nlocals, double delay,
-                      size_t first, tapio__race_fn done, void *ud,
+                      size_t first, int proto, tapio__race_fn done, void *ud,
                       tapio__race **race);
 /* Stops every attempt and frees the race; done is not called. */
 void tapio__race_cancel(tapio__race *race);

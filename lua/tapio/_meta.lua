@@ -54,7 +54,9 @@
 ---@field local_port? integer
 ---@field local_addr? table {host, port}: local_host and local_port (create_connection, open_connection)
 ---@field family? integer 0, 4 or 6
----@field sock? integer a stream socket tapio takes over
+---@field sock? integer a stream socket tapio takes over (a Unix one for the Unix calls)
+---@field proto? integer create_connection: tapio.IPPROTO_TCP or IPPROTO_SCTP (0: TCP)
+---@field flags? integer tapio.AI_* of the lookups (create_server: AI_PASSIVE by default)
 ---@field nodelay? boolean
 ---@field happy_eyeballs_delay? number seconds between staggered connects
 ---@field interleave? integer addresses of one family before the other
@@ -114,6 +116,8 @@
 ---@field reuse_port? boolean
 ---@field allow_broadcast? boolean
 ---@field sock? integer a datagram socket tapio takes over
+---@field proto? integer tapio.IPPROTO_UDP or IPPROTO_UDPLITE (0: UDP)
+---@field flags? integer tapio.AI_* of the lookups
 
 ---@class tapio.SubprocessProtocol
 ---@field connection_made? fun(self: table, transport: tapio.SubprocessTransport)
@@ -181,6 +185,8 @@
 ---@field IPPROTO_ICMPV6 integer
 ---@field IPPROTO_TCP integer
 ---@field IPPROTO_UDP integer
+---@field IPPROTO_SCTP integer
+---@field IPPROTO_UDPLITE integer
 ---@field AI_PASSIVE integer getaddrinfo's opts.flags
 ---@field AI_CANONNAME integer
 ---@field AI_NUMERICHOST integer
@@ -201,6 +207,7 @@
 ---@field EAI_FAMILY integer
 ---@field EAI_NONAME integer
 ---@field EAI_SERVICE integer
+---@field EAI_SOCKTYPE integer
 ---@field EALREADY integer
 ---@field EBADF integer
 ---@field EBUFFER integer
@@ -749,7 +756,7 @@ function Loop:get_debug() end
 ---@return tapio.Transport, tapio.Protocol
 function Loop:create_connection(factory, host, port, opts) end
 ---@param factory tapio.ProtocolFactory
----@param path string
+---@param path? string|tapio.Options nil with opts.sock (or opts in its place)
 ---@param opts? tapio.Options
 ---@return tapio.Transport, tapio.Protocol
 function Loop:create_unix_connection(factory, path, opts) end
@@ -774,7 +781,7 @@ function Loop:start_tls(transport, protocol, sslcontext, opts, buffered) end
 ---@return tapio.Server
 function Loop:create_server(factory, host, port, opts) end
 ---@param factory tapio.ProtocolFactory
----@param path string
+---@param path? string|tapio.Options nil with opts.sock (or opts in its place)
 ---@param opts? tapio.Options
 ---@return tapio.Server
 function Loop:create_unix_server(factory, path, opts) end
@@ -810,7 +817,7 @@ function Loop:create_datagram_endpoint(factory, opts) end
 ---Looks host and port up without blocking the loop (c-ares).
 ---@param host? string
 ---@param port? integer|string a number or a service name
----@param opts? {family?: integer, type?: integer, flags?: integer}
+---@param opts? {family?: integer, type?: integer, proto?: integer, flags?: integer}
 ---@return {family: integer, type: integer, proto: integer, canonname?: string, addr: tapio.Address}[]
 function Loop:getaddrinfo(host, port, opts) end
 ---asyncio's loop.run_in_executor on the loop's own worker pool
@@ -847,6 +854,20 @@ function Loop:sock_recv(fd, n) end
 ---@param n integer
 ---@return string data, tapio.Address|string|nil addr
 function Loop:sock_recvfrom(fd, n) end
+---asyncio's loop.sock_recv_into: at most #buf bytes of fd into buf from
+---its first byte; the count (0 at the end of a stream). Async rule; buf
+---is held while the call waits.
+---@param fd integer
+---@param buf tapio.Buffer
+---@return integer count
+function Loop:sock_recv_into(fd, buf) end
+---asyncio's loop.sock_recvfrom_into: one datagram, at most nbytes of it
+---(nil or 0: #buf; more is an error), into buf; the count and the sender.
+---@param fd integer
+---@param buf tapio.Buffer
+---@param nbytes? integer
+---@return integer count, tapio.Address|string|nil addr
+function Loop:sock_recvfrom_into(fd, buf, nbytes) end
 ---asyncio's loop.sock_sendall: every byte of data, or the error (its
 ---.count the bytes sent before it). Async rule.
 ---@param fd integer

@@ -269,6 +269,16 @@ Loop.sock_recv = completing(Loop._sock_recv, "sock_recv")
 --- loop:sock_recvfrom(fd, n) -> data, address
 Loop.sock_recvfrom = completing(Loop._sock_recvfrom, "sock_recvfrom")
 
+--- loop:sock_recv_into(fd, buf) -> count: at most #buf bytes into buf (a
+-- tapio.buffer) from its first byte (0 at the end of a stream)
+Loop.sock_recv_into = completing(Loop._sock_recv_into, "sock_recv_into")
+
+--- loop:sock_recvfrom_into(fd, buf, nbytes) -> count, address: one
+-- datagram into buf, at most nbytes of it (nil or 0: #buf; more than #buf
+-- is an error)
+Loop.sock_recvfrom_into =
+  completing(Loop._sock_recvfrom_into, "sock_recvfrom_into")
+
 --- loop:sock_sendall(fd, data): every byte, or the error (with .count,
 -- the bytes sent before it)
 Loop.sock_sendall = completing(Loop._sock_sendall, "sock_sendall")

@@ -636,6 +636,88 @@ static void unix_sock_handed_over_keeps_file(void)
   rec_free(&c);
 }
 
+/* create_unix_server and create_unix_connection take their socket as
+ * "sock" too, as asyncio's: a listening one serves, a connected one
+ * talks to it; the file stays the caller's. */
+static void unix_calls_take_sock(void)
+{
+  tapio_loop *loop = new_loop();
+  tapio_options *o = new_options(loop);
+  struct sockaddr_un addr;
+  conn_wait w = { 0 };
+  tmpdir td;
+  srv sv;
+  rec c, *s;
+  int lfd, cfd;
+  rec_init(&c);
+  tmpdir_make(&td);
+  lfd = bound_unix_socket(td.path);
+  CHECK(listen(lfd, 8) == 0);
+  CHECK_OK(tapio_options_set_int(o, "sock", lfd));
+  srv_init(&sv, loop);
+  CHECK_OK(tapio_create_unix_server(loop, NULL, srv_factory, &sv, o,
+                                    on_server, &sv));
+  WAIT_FOR(loop, sv.done);
+  CHECK_OK(sv.status);
+  memset(&addr, 0, sizeof addr);
+  addr.sun_family = AF_UNIX;
+  snprintf(addr.sun_path, sizeof addr.sun_path, "%s", td.path);
+  cfd = socket(AF_UNIX, SOCK_STREAM, 0);
+  CHECK(connect(cfd, (struct sockaddr *)&addr, sizeof addr) == 0);
+  CHECK_OK(tapio_options_set_int(o, "sock", cfd));
+  w.r = &c;
+  CHECK_OK(tapio_create_unix_connection(loop, NULL, &rec_proto, &c, o,
+                                        on_connected, &w));
+  tapio_options_free(o);
+  CHECK_OK(connect_wait(loop, &w));
+  s = srv_wait_conn(&sv, 0);
+  roundtrip(loop, &c, s);
+  CHECK_STR(peername(c.t).host, td.path);
+  close_both(loop, &c, s);
+  CHECK(close_leaves_file(&sv, td.path));
+  unix_server_free(&sv, loop, &td);
+  rec_free(&c);
+}
+
+/* Their "sock" is refused when it is no Unix socket, or comes with a
+ * path; closed, as every refused "sock". */
+static void unix_calls_refuse_sock(void)
+{
+  tapio_loop *loop = new_loop();
+  tapio_options *o = new_options(loop);
+  conn_wait w = { 0 };
+  srv sv;
+  rec c;
+  int fd = raw_listen(AF_INET, NULL);
+  rec_init(&c);
+  srv_init(&sv, loop);
+  CHECK_OK(tapio_options_set_int(o, "sock", fd));
+  CHECK_ERR(tapio_create_unix_server(loop, NULL, srv_factory, &sv, o,
+                                     on_server, &sv), TAPIO_EINVAL);
+  CHECK_STR(tapio_loop_error_message(loop), "create_unix_server: 'sock' is "
+            "not a Unix socket; a Unix stream socket was expected");
+  CHECK(fcntl(fd, F_GETFD) < 0);
+  fd = raw_bind(AF_INET, NULL);
+  CHECK_OK(tapio_options_set_int(o, "sock", fd));
+  CHECK_ERR(tapio_create_unix_connection(loop, NULL, &rec_proto, &c, o,
+                                         on_connected, &w), TAPIO_EINVAL);
+  CHECK_STR(tapio_loop_error_message(loop), "create_unix_connection: 'sock' "
+            "is not a Unix socket; a Unix stream socket was expected");
+  CHECK(fcntl(fd, F_GETFD) < 0);
+  fd = socket(AF_UNIX, SOCK_STREAM, 0);
+  CHECK_OK(tapio_options_set_int(o, "sock", fd));
+  CHECK_ERR(tapio_create_unix_connection(loop, "/tmp/x", &rec_proto, &c, o,
+                                         on_connected, &w), TAPIO_EINVAL);
+  CHECK_STR(tapio_loop_error_message(loop), "create_unix_connection: path "
+            "and sock can not be specified at the same time");
+  CHECK(fcntl(fd, F_GETFD) < 0);
+  tapio_options_free(o);
+  spin(loop, 2);
+  CHECK_EQ(w.done + sv.done, 0);
+  free_loop(loop);
+  rec_free(&c);
+}
+
 /* "@name" is Linux's abstract namespace: no file is made, looked at or
  * removed (a socket file called "@name" in the working directory stays,
  * before the bind and after the close); the names read back as
@@ -722,6 +804,8 @@ TEST_MAIN(
   TEST(unix_server_no_cleanup_option),
   TEST(unix_server_close_leaves_replaced_file),
   TEST(unix_sock_handed_over_keeps_file),
+  TEST(unix_calls_take_sock),
+  TEST(unix_calls_refuse_sock),
   TEST(unix_abstract_name),
   TEST(unix_connect_missing_path)
 )

@@ -61,22 +61,23 @@ static void option_names_per_call(void)
   names_of(TAPIO_CALL_CREATE_CONNECTION, got, sizeof got);
   CHECK_STR(got, "local_host local_port family sock nodelay "
                  "happy_eyeballs_delay interleave ssl server_hostname "
-                 "ssl_handshake_timeout ssl_shutdown_timeout");
+                 "ssl_handshake_timeout ssl_shutdown_timeout proto flags");
   names_of(TAPIO_CALL_CREATE_UNIX_CONNECTION, got, sizeof got);
-  CHECK_STR(got, "ssl server_hostname ssl_handshake_timeout "
+  CHECK_STR(got, "sock ssl server_hostname ssl_handshake_timeout "
                  "ssl_shutdown_timeout");
   names_of(TAPIO_CALL_CONNECT_ACCEPTED_SOCKET, got, sizeof got);
   CHECK_STR(got, "nodelay ssl ssl_handshake_timeout ssl_shutdown_timeout");
   names_of(TAPIO_CALL_CREATE_SERVER, got, sizeof got);
   CHECK_STR(got, "family sock nodelay backlog reuse_address reuse_port "
                  "keep_alive start_serving ssl ssl_handshake_timeout "
-                 "ssl_shutdown_timeout");
+                 "ssl_shutdown_timeout flags");
   names_of(TAPIO_CALL_CREATE_UNIX_SERVER, got, sizeof got);
-  CHECK_STR(got, "backlog start_serving cleanup_socket ssl "
+  CHECK_STR(got, "sock backlog start_serving cleanup_socket ssl "
                  "ssl_handshake_timeout ssl_shutdown_timeout");
   names_of(TAPIO_CALL_CREATE_DATAGRAM_ENDPOINT, got, sizeof got);
   CHECK_STR(got, "local_host local_port family sock reuse_port remote_host "
-                 "remote_port local_path remote_path allow_broadcast");
+                 "remote_port local_path remote_path allow_broadcast proto "
+                 "flags");
   names_of(TAPIO_CALL_START_TLS, got, sizeof got);
   CHECK_STR(got, "server_hostname ssl_handshake_timeout "
                  "ssl_shutdown_timeout");
@@ -111,7 +112,7 @@ static void option_info_per_call(void)
                               NULL, NULL, NULL), TAPIO_ENOENT);
   CHECK_ERR(tapio_option_info(TAPIO_CALL_CREATE_UNIX_SERVER, "reuse_port",
                               NULL, NULL, NULL, NULL), TAPIO_ENOENT);
-  CHECK_ERR(tapio_option_info(TAPIO_CALL_CREATE_UNIX_SERVER, "sock", NULL,
+  CHECK_ERR(tapio_option_info(TAPIO_CALL_CREATE_UNIX_SERVER, "family", NULL,
                               NULL, NULL, NULL), TAPIO_ENOENT);
   CHECK_ERR(tapio_option_info(TAPIO_CALL_CREATE_CONNECTION, "nope", NULL,
                               NULL, NULL, NULL), TAPIO_ENOENT);
@@ -256,7 +257,7 @@ static int sock_after_failure(tapio_loop *loop, int call, int host_port,
 
 /* A descriptor given as "sock" is closed when the call fails, whatever
  * the reason: with a host, with an option the call does not take, with a
- * missing argument, or given to a call that takes no "sock". */
+ * missing argument, or with a Unix server's path (which excludes it). */
 static void sock_closed_on_every_failure(void)
 {
   tapio_loop *loop = new_loop();
