@@ -42,7 +42,7 @@ build = {
         "src/process.c", "src/request.c", "src/resolve.c", "src/sched.c",
         "src/sendfile.c",
         "src/server.c", "src/signal.c", "src/sock.c", "src/sockaddr.c",
-        "src/spawn.c",
+        "src/spawn.c", "src/spawn_fork.c",
         "src/stream.c", "src/tls.c", "src/tls_context.c", "src/tls_error.c",
         "src/tls_info.c", "src/tls_session.c", "src/tls_start.c",
         "src/transport.c", "src/version.c", "src/watch.c", "src/work.c",
