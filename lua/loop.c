@@ -457,6 +457,7 @@ TL_EXPORT int luaopen_tapio_core(lua_State *L) {
   luaL_setfuncs(L, module_functions, 0);
   open_loop(L);
   tl_open_callback(L);
+  tl_open_context(L);
   tl_open_call(L);
   tl_open_transport(L);
   tl_open_server(L);
