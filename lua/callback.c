@@ -137,8 +137,8 @@ int tl_call_open(tl_loop *lb, lua_State *L, int nargs, int nres,
 }
 
 /* leave(the context at idx), unless it is false (none was entered). */
-static void leave(lua_State *L, int idx) {
-  if (!lua_toboolean(L, idx) || !tl_context_hook(L, TL_CTX_LEAVE))
+static void leave(tl_loop *lb, lua_State *L, int idx) {
+  if (!lua_toboolean(L, idx) || !tl_context_hook(L, lb, TL_CTX_LEAVE))
     return;
   lua_pushvalue(L, idx);
   if (lua_pcall(L, 1, 0, 0) != LUA_OK) { /* it allocates nothing */
@@ -155,7 +155,7 @@ int tl_call_in(tl_loop *lb, lua_State *L, int nargs, int nres,
                const char *what, tl_transport *lt, int how) {
   int at = lua_gettop(L) - nargs - 1; /* the message handler */
   int fail = how & TL_IN_FAIL, rc;
-  if (!lua_checkstack(L, 4) || !tl_context_hook(L, TL_CTX_ENTER))
+  if (!lua_checkstack(L, 4) || !tl_context_hook(L, lb, TL_CTX_ENTER))
     return call(lb, L, nargs, nres, what, lt, fail);
   lua_rawgeti(L, LUA_REGISTRYINDEX, lt->ctx_ref);
   lua_pushboolean(L, how & TL_IN_OWN);
@@ -165,7 +165,7 @@ int tl_call_in(tl_loop *lb, lua_State *L, int nargs, int nres,
   }
   lua_insert(L, at);
   rc = call(lb, L, nargs, nres, what, lt, fail);
-  leave(L, at);
+  leave(lb, L, at);
   lua_remove(L, at);
   return rc;
 }

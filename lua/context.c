@@ -30,12 +30,18 @@ static int l_context_hooks(lua_State *L) {
   return 0;
 }
 
-int tl_context_hook(lua_State *L, int h) {
-  tl_rawgetp(L, LUA_REGISTRYINDEX, &hooks_key);
-  if (lua_isnil(L, -1)) {
-    lua_pop(L, 1);
-    return 0;
+/* The loop keeps the table by reference once there is one: a lookup by
+ * address in the registry costs a callback hundreds of instructions. */
+int tl_context_hook(lua_State *L, tl_loop *lb, int h) {
+  if (lb->hooks_ref == LUA_NOREF) {
+    tl_rawgetp(L, LUA_REGISTRYINDEX, &hooks_key);
+    if (lua_isnil(L, -1)) {
+      lua_pop(L, 1);
+      return 0;
+    }
+    lb->hooks_ref = tl_ref(lb, L);
   }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lb->hooks_ref);
   lua_rawgeti(L, -1, h);
   lua_remove(L, -2);
   return 1;
@@ -43,7 +49,7 @@ int tl_context_hook(lua_State *L, int h) {
 
 /* capture(ctx at ref or the current one, copy) referenced. */
 static int capture(lua_State *L, tl_loop *lb, int ref, int copy) {
-  if (!tl_context_hook(L, CTX_CAPTURE))
+  if (!tl_context_hook(L, lb, CTX_CAPTURE))
     return LUA_NOREF;
   if (ref == LUA_NOREF)
     lua_pushnil(L);
@@ -64,7 +70,8 @@ int tl_context_copy(lua_State *L, tl_loop *lb, int ref) {
 
 void tl_context_factory(lua_State *L, tl_transport *lt, int trade) {
   int fn = lua_gettop(L), ref;
-  if (lt->ctx_ref == LUA_NOREF || !tl_context_hook(L, CTX_FACTORY)) {
+  if (lt->ctx_ref == LUA_NOREF ||
+      !tl_context_hook(L, lt->lb, CTX_FACTORY)) {
     lua_call(L, 0, 1);
     return;
   }

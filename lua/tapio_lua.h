@@ -77,6 +77,8 @@ typedef struct tl_loop {
   int tb_ref;         /* slot: traceback of the last failed call */
   int pending_ref;    /* slot: a server factory's error, until reported */
   int fakes_ref;      /* the testing kit's fake programs (testing.c) */
+  int hooks_ref;      /* tapio.context's functions, once a ContextVar
+                         exists (context.c) */
   int nrefs;          /* registry references held for the loop's objects */
   int nopen;          /* objects anchored with tl_anchor */
   int self_ref;       /* anchors the loop's userdata while nopen > 0 */
@@ -319,7 +321,7 @@ int tl_open_context(lua_State *L);
 enum { TL_CTX_ENTER = 1, TL_CTX_LEAVE };
 /* Pushes tapio.context's function h and returns 1, or returns 0 (nothing
  * pushed) before the first ContextVar. */
-int tl_context_hook(lua_State *L, int h);
+int tl_context_hook(lua_State *L, tl_loop *lb, int h);
 /* A reference to the current context itself (copy 0), or to a copy of
  * it; LUA_NOREF before the first ContextVar. May raise (memory). */
 int tl_context_capture(lua_State *L, tl_loop *lb, int copy);

@@ -208,7 +208,8 @@ local function protocols()
   local servers = {}
 
   local function server_protocol()
-    local p = { name = "server " .. (#servers + 1), lost = loop:create_future() }
+    local p = { name = "server " .. (#servers + 1),
+                lost = loop:create_future() }
     servers[#servers + 1] = p
     say(p.name, "factory sees", get())
     var:set(p.name .. " factory")
@@ -258,7 +259,8 @@ local function protocols()
   local t2, c2 = loop:create_connection(function()
     return client_protocol("client 2")
   end, "127.0.0.1", port)
-  for _, step in ipairs({ { t1, c1, "a" }, { t2, c2, "b" }, { t1, c1, "c" } }) do
+  local steps = { { t1, c1, "a" }, { t2, c2, "b" }, { t1, c1, "c" } }
+  for _, step in ipairs(steps) do
     step[2].echo = loop:create_future()
     step[1]:write(step[3])
     step[2].echo:await()

@@ -240,7 +240,9 @@ local function transport_enter(ctx, own)
   elseif ctx._entered then
     return false
   end
-  return enter(ctx)
+  ctx._outer, ctx._entered = current, true -- enter's, inline: per callback
+  current = ctx
+  return ctx
 end
 
 -- capture(ctx, copy): ctx (nil: the current context) or a copy of it.
