@@ -351,13 +351,26 @@ static int s_is_serving(lua_State *L) {
   return 1;
 }
 
+/* A server that starts serving now copies the context now, as asyncio's
+ * (its connections copy that). */
+static void recapture(lua_State *L, tl_server *ls) {
+  int ref = tl_context_capture(L, ls->lb, 1);
+  if (ref == LUA_NOREF)
+    return;
+  tl_unref(ls->lb, L, &ls->ctx_ref);
+  ls->ctx_ref = ref;
+}
+
 static int s_start_serving(lua_State *L) {
   tl_server *ls = toserver(L, "server:start_serving");
+  int was = ls->s && tapio_server_is_serving(ls->s);
   int rc = ls->s ? tapio_server_start_serving(ls->s) : TAPIO_ECLOSED;
   if (rc < 0)
     return luaL_error(L, "tapio: server:start_serving: %s",
                       rc == TAPIO_ECLOSED ? "the server is closed"
                                           : tapio_strerror(rc));
+  if (!was)
+    recapture(L, ls);
   return 0;
 }
 
