@@ -136,6 +136,40 @@ int tl_call_open(tl_loop *lb, lua_State *L, int nargs, int nres,
   return call(lb, L, nargs, nres, what, lt, 0);
 }
 
+/* leave(the context at idx), unless it is false (none was entered). */
+static void leave(tl_loop *lb, lua_State *L, int idx) {
+  if (!lua_toboolean(L, idx) || !tl_context_hook(L, lb, TL_CTX_LEAVE))
+    return;
+  lua_pushvalue(L, idx);
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK) { /* it allocates nothing */
+    fprintf(stderr, "tapio: cannot leave a transport's context: %s\n",
+            tl_tostring(L, -1));
+    lua_pop(L, 1);
+  }
+}
+
+/* The context entered sits below the message handler during the call:
+ * left after it, whichever way it ended, then removed, so that the
+ * stack is what tl_call leaves. */
+int tl_call_in(tl_loop *lb, lua_State *L, int nargs, int nres,
+               const char *what, tl_transport *lt, int how) {
+  int at = lua_gettop(L) - nargs - 1; /* the message handler */
+  int fail = how & TL_IN_FAIL, rc;
+  if (!lua_checkstack(L, 4) || !tl_context_hook(L, lb, TL_CTX_ENTER))
+    return call(lb, L, nargs, nres, what, lt, fail);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lt->ctx_ref);
+  lua_pushboolean(L, how & TL_IN_OWN);
+  if (lua_pcall(L, 2, 1, 0) != LUA_OK) { /* out of memory */
+    failed(lb, L, at, what, lt, fail);
+    return -1;
+  }
+  lua_insert(L, at);
+  rc = call(lb, L, nargs, nres, what, lt, fail);
+  leave(lb, L, at);
+  lua_remove(L, at);
+  return rc;
+}
+
 typedef struct report_args {
   tl_loop *lb;
   const char *what;

@@ -85,8 +85,8 @@ static void p_datagram(void *ud, tapio_transport *t, const char *data,
   a.addr = addr;
   a.addrlen = addrlen;
   lua_pushlightuserdata(L, &a);
-  tl_done(L, 0, tl_call_open(a.lt->lb, L, 1, 0,
-                             "error in protocol.datagram_received()", a.lt));
+  tl_done(L, 0, tl_proto_call_open(a.lt->lb, L, 1, 0,
+                        "error in protocol.datagram_received()", a.lt));
 }
 
 static void p_error(void *ud, tapio_transport *t, int code,
@@ -99,8 +99,8 @@ static void p_error(void *ud, tapio_transport *t, int code,
   lua_pushlightuserdata(L, lt);
   lua_pushinteger(L, code);
   lua_pushlightuserdata(L, (void *)message);
-  tl_done(L, 0, tl_call_open(lt->lb, L, 3, 0,
-                             "error in protocol.error_received()", lt));
+  tl_done(L, 0, tl_proto_call_open(lt->lb, L, 3, 0,
+                                  "error in protocol.error_received()", lt));
 }
 
 /* ---- Creating ------------------------------------------------------------ */

@@ -101,7 +101,7 @@ void tl_pushloop(lua_State *L, tl_loop *lb) {
 static void loop_init_refs(lua_State *L, tl_loop *lb) {
   int i;
   lb->msgh_ref = lb->handler_ref = lb->tb_ref = lb->pending_ref = LUA_NOREF;
-  lb->fakes_ref = LUA_NOREF;
+  lb->fakes_ref = lb->hooks_ref = LUA_NOREF;
   for (i = 0; i < TL_NTRAMP; i++)
     lb->tramp_ref[i] = LUA_NOREF;
   lb->L = lua_newthread(L);
@@ -112,6 +112,7 @@ static void loop_init_refs(lua_State *L, tl_loop *lb) {
 static void loop_free_refs(lua_State *L, tl_loop *lb) {
   tl_callpath_free(L, lb);
   tl_unref(lb, L, &lb->fakes_ref);
+  tl_unref(lb, L, &lb->hooks_ref);
   tl_unref(lb, L, &lb->thread_ref);
   tl_acache_free(lb);
   lb->L = NULL;
@@ -457,6 +458,7 @@ TL_EXPORT int luaopen_tapio_core(lua_State *L) {
   luaL_setfuncs(L, module_functions, 0);
   open_loop(L);
   tl_open_callback(L);
+  tl_open_context(L);
   tl_open_call(L);
   tl_open_transport(L);
   tl_open_server(L);

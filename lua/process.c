@@ -154,8 +154,8 @@ static void s_pipe_data(void *ud, tapio_transport *t, int fd,
   lua_pushinteger(L, fd);
   lua_pushlightuserdata(L, (void *)data);
   lua_pushinteger(L, (lua_Integer)len);
-  tl_done(L, 0, tl_call(lt->lb, L, 4, 0,
-                        "error in protocol.pipe_data_received()", lt));
+  tl_done(L, 0, tl_proto_call(lt->lb, L, 4, 0,
+                              "error in protocol.pipe_data_received()", lt));
 }
 
 /* The pipe's Lua object becomes a closed shell first. */
@@ -178,8 +178,8 @@ static void s_pipe_lost(void *ud, tapio_transport *t, int fd, int code,
   lua_pushinteger(L, fd);
   lua_pushinteger(L, code);
   lua_pushlightuserdata(L, (void *)message);
-  tl_done(L, 0, tl_call(lt->lb, L, 4, 0,
-                        "error in protocol.pipe_connection_lost()", lt));
+  tl_done(L, 0, tl_proto_call(lt->lb, L, 4, 0,
+                              "error in protocol.pipe_connection_lost()", lt));
 }
 
 static void s_exited(void *ud, tapio_transport *t) {
@@ -192,8 +192,8 @@ static void s_exited(void *ud, tapio_transport *t) {
     return;
   lua_pushlightuserdata(L, lt);
   lua_pushlightuserdata(L, (void *)"process_exited");
-  tl_done(L, 1, tl_call(lt->lb, L, 2, 1, "error in protocol.process_exited()",
-                        lt));
+  tl_done(L, 1, tl_proto_call(lt->lb, L, 2, 1,
+                              "error in protocol.process_exited()", lt));
 }
 
 static const tapio_subprocess_protocol sub_proto = {

@@ -25,8 +25,8 @@ void tl_choose_kind(lua_State *L, int proto, tl_transport *lt) {
                                  lt);
 }
 
-void tl_take_protocol(lua_State *L, tl_transport *lt) {
-  lua_call(L, 0, 1);
+void tl_take_protocol(lua_State *L, tl_transport *lt, int client) {
+  tl_context_factory(L, lt, client);
   if (!lua_istable(L, -1))
     luaL_error(L, "tapio: the protocol factory returned %s, not a table",
                luaL_typename(L, -1));
@@ -59,7 +59,7 @@ int tl_tr_factory(lua_State *L) {
   tl_transport *lt = lua_touserdata(L, 1);
   lua_rawgeti(L, LUA_REGISTRYINDEX, lt->factory_ref);
   tl_unref(lt->lb, L, &lt->factory_ref);
-  tl_take_protocol(L, lt);
+  tl_take_protocol(L, lt, 1);
   return 0;
 }
 
@@ -204,6 +204,8 @@ void tl_done(lua_State *L, int nres, int status) {
     lua_pop(L, nres + 1);
 }
 
+#define MADE_ERROR "error in protocol.connection_made()"
+
 void tl_base_made(void *ud, tapio_transport *t) {
   tl_transport *lt = ud;
   lua_State *L = lt->lb->L;
@@ -220,8 +222,12 @@ void tl_base_made(void *ud, tapio_transport *t) {
   if (prepare(lt, L, TL_T_MADE) < 0)
     return;
   lua_pushlightuserdata(L, lt);
-  tl_done(L, 0, tl_call(lt->lb, L, 1, 0, "error in protocol.connection_made()",
-                     lt));
+  /* in a copy of lt's context, as asyncio's call_soon makes: what it sets
+   * is not seen by the callbacks after it */
+  tl_done(L, 0, lt->ctx_ref == LUA_NOREF
+                ? tl_call(lt->lb, L, 1, 0, MADE_ERROR, lt)
+                : tl_call_in(lt->lb, L, 1, 0, MADE_ERROR, lt,
+                             TL_IN_FAIL | TL_IN_OWN));
 }
 
 static void p_data(void *ud, tapio_transport *t, const char *data,
@@ -236,14 +242,15 @@ static void p_data(void *ud, tapio_transport *t, const char *data,
   a.p = data;
   a.len = len;
   lua_pushlightuserdata(L, &a);
-  tl_done(L, 0, tl_call(lt->lb, L, 1, 0, "error in protocol.data_received()",
-                     lt));
+  tl_done(L, 0, tl_proto_call(lt->lb, L, 1, 0,
+                             "error in protocol.data_received()", lt));
 }
 
-/* A method without arguments (or with one integer when n >= 0);
- * returns the truth of its result, 1 after an error. */
+/* A method without arguments (or with one integer when n >= 0), in lt's
+ * context unless `here` (where it is called from); returns the truth of
+ * its result, 1 after an error. */
 static int simple(tl_transport *lt, const char *name, const char *what,
-                  lua_Integer n) {
+                  lua_Integer n, int here) {
   lua_State *L = lt->lb->L;
   int r;
   if (prepare(lt, L, TL_T_METHOD) < 0)
@@ -252,7 +259,8 @@ static int simple(tl_transport *lt, const char *name, const char *what,
   lua_pushlightuserdata(L, (void *)name);
   if (n >= 0)
     lua_pushinteger(L, n);
-  if (tl_call(lt->lb, L, n >= 0 ? 3 : 2, 1, what, lt) < 0)
+  if ((here ? tl_call(lt->lb, L, n >= 0 ? 3 : 2, 1, what, lt)
+           : tl_proto_call(lt->lb, L, n >= 0 ? 3 : 2, 1, what, lt)) < 0)
     return 1;
   r = lua_toboolean(L, -1);
   lua_pop(L, 2);
@@ -262,17 +270,19 @@ static int simple(tl_transport *lt, const char *name, const char *what,
 /* A true result keeps the transport half-open, as in asyncio. */
 static int p_eof(void *ud, tapio_transport *t) {
   (void)t;
-  return simple(ud, "eof_received", "error in protocol.eof_received()", -1);
+  return simple(ud, "eof_received", "error in protocol.eof_received()", -1,
+                0);
 }
 
+/* write calls it, in its caller's context (asyncio's too) */
 void tl_base_pause(void *ud, tapio_transport *t) {
   (void)t;
-  simple(ud, "pause_writing", "error in protocol.pause_writing()", -1);
+  simple(ud, "pause_writing", "error in protocol.pause_writing()", -1, 1);
 }
 
 void tl_base_resume(void *ud, tapio_transport *t) {
   (void)t;
-  simple(ud, "resume_writing", "error in protocol.resume_writing()", -1);
+  simple(ud, "resume_writing", "error in protocol.resume_writing()", -1, 0);
 }
 
 void tl_base_lost(void *ud, tapio_transport *t, int code,
@@ -285,8 +295,8 @@ void tl_base_lost(void *ud, tapio_transport *t, int code,
     lua_pushlightuserdata(L, lt);
     lua_pushinteger(L, code);
     lua_pushlightuserdata(L, (void *)message);
-    tl_done(L, 0, tl_call(lb, L, 3, 0, "error in protocol.connection_lost()",
-                       lt));
+    tl_done(L, 0, tl_proto_call(lb, L, 3, 0,
+                                "error in protocol.connection_lost()", lt));
   }
   tl_end_transport(L, lt, 0);
 }
@@ -303,7 +313,7 @@ static void *p_get_buffer(void *ud, tapio_transport *t, int64_t sizehint,
   lua_pushlightuserdata(L, lt);
   lua_pushinteger(L, (lua_Integer)sizehint);
   lua_pushlightuserdata(L, &out);
-  if (tl_call(lt->lb, L, 3, 0, "error in protocol.get_buffer()", lt) < 0)
+  if (tl_proto_call(lt->lb, L, 3, 0, "error in protocol.get_buffer()", lt) < 0)
     return NULL; /* the transport is failing already */
   lua_pop(L, 1);
   *len = out.len;
@@ -313,7 +323,7 @@ static void *p_get_buffer(void *ud, tapio_transport *t, int64_t sizehint,
 static void p_buffer_updated(void *ud, tapio_transport *t, size_t nbytes) {
   (void)t;
   simple(ud, "buffer_updated", "error in protocol.buffer_updated()",
-         (lua_Integer)nbytes);
+         (lua_Integer)nbytes, 0);
 }
 
 #if LUA_VERSION_NUM == 501

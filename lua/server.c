@@ -14,6 +14,7 @@ static void unanchor(lua_State *L, tl_server *ls) {
     return;
   tl_unref(ls->lb, L, &ls->factory_ref);
   tl_unref(ls->lb, L, &ls->cb_ref);
+  tl_unref(ls->lb, L, &ls->ctx_ref);
   tl_unanchor(ls->lb, L, &ls->self_ref);
 }
 
@@ -35,12 +36,14 @@ typedef struct accept_out {
 } accept_out;
 
 /* [1] accept_out: a transport userdata and the protocol from the Lua
- * factory, both anchored until connection_lost. */
+ * factory, both anchored until connection_lost. The connection's context
+ * is a copy of the server's, made before the factory runs in it. */
 int tl_tr_accept(lua_State *L) {
   accept_out *o = lua_touserdata(L, 1);
   o->lt = tl_newtransport(L, o->ls->lb, TL_TRANSPORT);
+  o->lt->ctx_ref = tl_context_copy(L, o->ls->lb, o->ls->ctx_ref);
   lua_rawgeti(L, LUA_REGISTRYINDEX, o->ls->factory_ref);
-  tl_take_protocol(L, o->lt);
+  tl_take_protocol(L, o->lt, 0);
   return 0;
 }
 
@@ -178,7 +181,7 @@ static tl_server *newserver(lua_State *L, tl_loop *lb, int fi, int cbi) {
   tl_server *ls = tl_newuserdata(L, sizeof *ls);
   memset(ls, 0, sizeof *ls);
   ls->lb = lb;
-  ls->self_ref = ls->factory_ref = ls->cb_ref = LUA_NOREF;
+  ls->self_ref = ls->factory_ref = ls->cb_ref = ls->ctx_ref = LUA_NOREF;
   tl_list_init(&ls->link);
   luaL_setmetatable(L, TL_SERVER);
   tl_list_push(&lb->servers, &ls->link);
@@ -188,6 +191,7 @@ static tl_server *newserver(lua_State *L, tl_loop *lb, int fi, int cbi) {
   ls->factory_ref = tl_ref(lb, L);
   lua_pushvalue(L, cbi);
   ls->cb_ref = tl_ref(lb, L);
+  ls->ctx_ref = tl_context_capture(L, lb, 1);
   return ls;
 }
 
@@ -295,6 +299,7 @@ static tl_server *toserver(lua_State *L, const char *fn) {
 
 static void let_go(lua_State *L, tl_server *ls) {
   tl_unref(ls->lb, L, &ls->factory_ref);
+  tl_unref(ls->lb, L, &ls->ctx_ref);
   tl_unanchor(ls->lb, L, &ls->self_ref);
 }
 
@@ -346,13 +351,26 @@ static int s_is_serving(lua_State *L) {
   return 1;
 }
 
+/* A server that starts serving now copies the context now, as asyncio's
+ * (its connections copy that). */
+static void recapture(lua_State *L, tl_server *ls) {
+  int ref = tl_context_capture(L, ls->lb, 1);
+  if (ref == LUA_NOREF)
+    return;
+  tl_unref(ls->lb, L, &ls->ctx_ref);
+  ls->ctx_ref = ref;
+}
+
 static int s_start_serving(lua_State *L) {
   tl_server *ls = toserver(L, "server:start_serving");
+  int was = ls->s && tapio_server_is_serving(ls->s);
   int rc = ls->s ? tapio_server_start_serving(ls->s) : TAPIO_ECLOSED;
   if (rc < 0)
     return luaL_error(L, "tapio: server:start_serving: %s",
                       rc == TAPIO_ECLOSED ? "the server is closed"
                                           : tapio_strerror(rc));
+  if (!was)
+    recapture(L, ls);
   return 0;
 }
 

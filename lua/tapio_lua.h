@@ -77,6 +77,8 @@ typedef struct tl_loop {
   int tb_ref;         /* slot: traceback of the last failed call */
   int pending_ref;    /* slot: a server factory's error, until reported */
   int fakes_ref;      /* the testing kit's fake programs (testing.c) */
+  int hooks_ref;      /* tapio.context's functions, once a ContextVar
+                         exists (context.c) */
   int nrefs;          /* registry references held for the loop's objects */
   int nopen;          /* objects anchored with tl_anchor */
   int self_ref;       /* anchors the loop's userdata while nopen > 0 */
@@ -122,6 +124,8 @@ typedef struct tl_transport {
   int batched;        /* a StreamWriter's: see transport:_batched */
   int has_uv;         /* the user value is the transport's table (a
                          subprocess's slots, a closed shell's answers) */
+  int ctx_ref;        /* the context its protocol's callbacks run in
+                         (context.c); LUA_NOREF: where the loop runs */
 } tl_transport;
 
 /* What a closed shell answers after connection_lost, kept then in its
@@ -147,6 +151,8 @@ typedef struct tl_server {
                          connections are gone */
   int factory_ref;
   int cb_ref;         /* create_server's completion callback */
+  int ctx_ref;        /* what each connection's context copies
+                         (context.c); LUA_NOREF: none */
   int closed;         /* server:close() was called */
 } tl_server;
 
@@ -258,6 +264,31 @@ int tl_call(tl_loop *lb, lua_State *L, int nargs, int nres,
  * and reads on): the error is reported, not kept. */
 int tl_call_open(tl_loop *lb, lua_State *L, int nargs, int nres,
                  const char *what, tl_transport *lt);
+/* tl_call (how: TL_IN_FAIL) or tl_call_open in lt's context (ctx_ref),
+ * or, with TL_IN_OWN, in a copy of it made for this call (asyncio's
+ * connection_made): entered around the call, left after it, also after
+ * an error (whose report runs inside). One that is entered already (a
+ * callback of lt's own on the stack) is not entered again. */
+enum { TL_IN_FAIL = 1, TL_IN_OWN = 2 };
+int tl_call_in(tl_loop *lb, lua_State *L, int nargs, int nres,
+               const char *what, tl_transport *lt, int how);
+/* tl_call and tl_call_open for a protocol callback of lt: in lt's
+ * context when it has one. Nothing more than the test of ctx_ref while
+ * no ContextVar exists (the counted echo rows). */
+static inline int tl_proto_call(tl_loop *lb, lua_State *L, int nargs,
+                                int nres, const char *what,
+                                tl_transport *lt) {
+  if (lt->ctx_ref == LUA_NOREF)
+    return tl_call(lb, L, nargs, nres, what, lt);
+  return tl_call_in(lb, L, nargs, nres, what, lt, TL_IN_FAIL);
+}
+static inline int tl_proto_call_open(tl_loop *lb, lua_State *L, int nargs,
+                                     int nres, const char *what,
+                                     tl_transport *lt) {
+  if (lt->ctx_ref == LUA_NOREF)
+    return tl_call_open(lb, L, nargs, nres, what, lt);
+  return tl_call_in(lb, L, nargs, nres, what, lt, 0);
+}
 /* In debug mode (loop:set_debug, TAPIO_DEBUG), tl_call also tells the
  * exception handler of a call that ran slow_callback_duration or longer
  * (its message names the callback by `what`). tl_debug_init reads
@@ -279,6 +310,29 @@ void tl_callhandler(tl_loop *lb, lua_State *L);
 void tl_report_by(lua_State *L, lua_CFunction fn, void *ud, const char *what);
 /* The loop whose run is on the stack (or a host steps), or NULL. */
 tl_loop *tl_running(lua_State *L);
+
+/* ---- context.c: a transport's context (tapio.context) ------------------ */
+
+/* core._context_hooks, which tapio.context calls at the first ContextVar;
+ * before it there is no context to keep and none of these does anything
+ * (a transport costs one registry lookup). */
+int tl_open_context(lua_State *L);
+/* tapio.context's functions that tl_call_in calls. */
+enum { TL_CTX_ENTER = 1, TL_CTX_LEAVE };
+/* Pushes tapio.context's function h and returns 1, or returns 0 (nothing
+ * pushed) before the first ContextVar. */
+int tl_context_hook(lua_State *L, tl_loop *lb, int h);
+/* A reference to the current context itself (copy 0), or to a copy of
+ * it; LUA_NOREF before the first ContextVar. May raise (memory). */
+int tl_context_capture(lua_State *L, tl_loop *lb, int copy);
+/* A reference to a copy of the context at ref; LUA_NOREF for none. */
+int tl_context_copy(lua_State *L, tl_loop *lb, int ref);
+/* Calls the protocol factory on top (popped; its protocol pushed) in
+ * lt's context, when it has one, as asyncio calls it: an accepted
+ * connection's in the copy of its server's; a client's (trade) in the
+ * context of the code that made the transport itself, which lt then
+ * trades for a copy of it. */
+void tl_context_factory(lua_State *L, tl_transport *lt, int trade);
 
 /* ---- embed.c: loop:backend_fd(), loop:backend_timeout() ---------------- */
 
@@ -374,9 +428,10 @@ void tl_base_pause(void *ud, tapio_transport *t);
 void tl_base_resume(void *ud, tapio_transport *t);
 extern const tapio_protocol tl_plain_protocol;
 extern const tapio_protocol tl_buffered_protocol;
-/* Inside a trampoline: looks up and calls the factory on top, anchors
- * the protocol table it returns and picks the tapio protocol table. */
-void tl_take_protocol(lua_State *L, tl_transport *lt);
+/* Inside a trampoline: calls the factory on top (in lt's context:
+ * tl_context_factory; client: a create call's), anchors the protocol
+ * table it returns and picks the tapio protocol table. */
+void tl_take_protocol(lua_State *L, tl_transport *lt, int client);
 /* Picks the tapio protocol table for the protocol at index proto: with
  * get_buffer, the buffered one. */
 void tl_choose_kind(lua_State *L, int proto, tl_transport *lt);

@@ -24,6 +24,7 @@ tl_transport *tl_newunanchored(lua_State *L, tl_loop *lb,
   lt->lb = lb;
   lt->self_ref = lt->proto_ref = lt->factory_ref = LUA_NOREF;
   lt->cb_ref = lt->tls_ref = lt->err_ref = lt->buf_ref = LUA_NOREF;
+  lt->ctx_ref = LUA_NOREF;
   tl_list_init(&lt->link);
   luaL_setmetatable(L, tname);
   return lt;
@@ -49,6 +50,7 @@ void tl_release_transport(lua_State *L, tl_transport *lt) {
   tl_unref(lb, L, &lt->tls_ref);
   tl_unref(lb, L, &lt->err_ref);
   tl_unref(lb, L, &lt->buf_ref);
+  tl_unref(lb, L, &lt->ctx_ref);
   tl_unanchor(lb, L, &lt->self_ref);
   tl_list_remove(&lt->link);
   lt->t = NULL;
@@ -139,6 +141,7 @@ tl_transport *tl_pending(lua_State *L, tl_loop *lb, const char *tname,
   lt->factory_ref = tl_ref(lb, L);
   lua_pushvalue(L, cbi);
   lt->cb_ref = tl_ref(lb, L);
+  lt->ctx_ref = tl_context_capture(L, lb, 0); /* the factory's, for now */
   return lt;
 }
 

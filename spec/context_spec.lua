@@ -202,6 +202,80 @@ local function streams()
   say("streams main sees", get())
 end
 
+local function protocols()
+  local loop = tapio.get_running_loop()
+  var:set("server start")
+  local servers = {}
+
+  local function server_protocol()
+    local p = { name = "server " .. (#servers + 1),
+                lost = loop:create_future() }
+    servers[#servers + 1] = p
+    say(p.name, "factory sees", get())
+    var:set(p.name .. " factory")
+    function p:connection_made(transport)
+      self.transport = transport
+      say(self.name, "made sees", get())
+      var:set(self.name .. " made")
+    end
+    function p:data_received(data)
+      say(self.name, "data sees", get())
+      var:set(self.name .. " " .. data)
+      self.transport:write(data)
+    end
+    function p:eof_received()
+      say(self.name, "eof sees", get())
+    end
+    function p:connection_lost()
+      say(self.name, "lost sees", get())
+      self.lost:set_result(nil)
+    end
+    return p
+  end
+
+  local function client_protocol(name)
+    say(name, "factory sees", get())
+    var:set(name .. " factory")
+    local p = { name = name }
+    function p:connection_made()
+      say(self.name, "made sees", get())
+      var:set(self.name .. " made")
+    end
+    function p:data_received(data)
+      say(self.name, "data sees", get())
+      self.echo:set_result(data)
+    end
+    return p
+  end
+
+  local server = loop:create_server(server_protocol, "127.0.0.1", 0)
+  var:set("after create_server")
+  local port = helper.port(server)
+  local t1, c1 = loop:create_connection(function()
+    return client_protocol("client 1")
+  end, "127.0.0.1", port)
+  say("create_connection's caller sees", get())
+  var:set("main")
+  local t2, c2 = loop:create_connection(function()
+    return client_protocol("client 2")
+  end, "127.0.0.1", port)
+  local steps = { { t1, c1, "a" }, { t2, c2, "b" }, { t1, c1, "c" } }
+  for _, step in ipairs(steps) do
+    step[2].echo = loop:create_future()
+    step[1]:write(step[3])
+    step[2].echo:await()
+  end
+  t1:write_eof()
+  t2:write_eof()
+  for _, s in ipairs(servers) do
+    s.lost:await()
+  end
+  t1:close()
+  t2:close()
+  server:close()
+  say("protocols main sees", get())
+end
+
 local function sorted(lines)
   table.sort(lines)
   return lines
@@ -224,6 +298,7 @@ describe("context variables", function()
       given_context()
       given_callbacks()
       streams()
+      protocols()
     end)
     -- the order of callbacks of one turn is not the point here
     assert.are.same(sorted(expected), sorted(out))
@@ -582,5 +657,232 @@ describe("context variables in a fresh Lua state", function()
     ]])
     assert.are.equal(0, status, text)
     assert.are.equal("main\tfalse\tmain\noutside unset\n", text)
+  end)
+end)
+
+-- A protocol's callbacks run in its transport's context, as asyncio's
+-- (the parity scenario above compares them): each connection its own.
+describe("a protocol's callbacks", function()
+  -- A server whose connections each set the var in data_received, say
+  -- what they saw (seen[i]) and echo; n: connections to make.
+  local function echo_server(loop, seen)
+    return loop:create_server(function()
+      local p = {}
+      function p:connection_made(transport)
+        self.transport = transport
+      end
+      function p:data_received(data)
+        seen[#seen + 1] = data .. " sees " .. get()
+        var:set(data)
+        self.transport:write(data)
+      end
+      return p
+    end, "127.0.0.1", 0)
+  end
+
+  local function client(loop, port)
+    local p = {}
+    function p:data_received(data)
+      self.echo:set_result(data)
+    end
+    local t = loop:create_connection(function() return p end, "127.0.0.1",
+                                     port)
+    return function(data)
+      p.echo = loop:create_future()
+      t:write(data)
+      return p.echo:await()
+    end, t
+  end
+
+  it("see their server's start context; a connection's sets are its own",
+     function()
+    helper.run(function(loop)
+      local seen = {}
+      var:set("at create_server")
+      local server = echo_server(loop, seen)
+      var:set("main")
+      local send1, t1 = client(loop, helper.port(server))
+      local send2, t2 = client(loop, helper.port(server))
+      send1("one")
+      send2("two")
+      send1("three")
+      send2("four")
+      t1:close()
+      t2:close()
+      server:close()
+      assert.are.same({ "one sees at create_server",
+        "two sees at create_server", "three sees one", "four sees two" },
+        seen)
+      assert.are.equal("main", get())
+    end)
+  end)
+
+  it("see the context start_serving was called in, when it was",
+     function()
+    helper.run(function(loop)
+      local got = loop:create_future()
+      var:set("at create_server")
+      local server = loop:create_server(function()
+        return { data_received = function()
+          got:set_result(get())
+        end }
+      end, "127.0.0.1", 0, { start_serving = false })
+      var:set("at start_serving")
+      server:start_serving()
+      var:set("again")
+      server:start_serving() -- serving already: nothing changes
+      var:set("main")
+      local _, t = client(loop, helper.port(server))
+      t:write("x")
+      assert.are.equal("at start_serving", got:await())
+      t:close()
+      server:close()
+    end)
+  end)
+
+  it("connection_made runs in a copy: what it sets is its own", function()
+    helper.run(function(loop)
+      var:set("made with")
+      local got = loop:create_future()
+      local server = loop:create_server(function()
+        return {
+          connection_made = function()
+            var:set("in connection_made")
+          end,
+          data_received = function()
+            got:set_result(get())
+          end,
+        }
+      end, "127.0.0.1", 0)
+      local _, t = client(loop, helper.port(server))
+      t:write("x")
+      assert.are.equal("made with", got:await())
+      t:close()
+      server:close()
+    end)
+  end)
+
+  it("an error in a callback leaves its context: the next callback of "
+     .. "another transport sees its own", function()
+    local before = get() -- where the loop runs: the error leaves it as it was
+    helper.run(function(loop, errors)
+      var:set("server")
+      local seen = {}
+      local server = loop:create_server(function()
+        return {
+          connection_made = function(self, transport)
+            self.transport = transport
+          end,
+          data_received = function(self, data)
+            seen[#seen + 1] = data .. " sees " .. get()
+            var:set(data)
+            if data == "fail" then
+              error("boom")
+            end
+            self.transport:write(data)
+          end,
+        }
+      end, "127.0.0.1", 0)
+      var:set("main")
+      local lost = loop:create_future()
+      local failing = loop:create_connection(function()
+        return { connection_lost = function() lost:set_result(true) end }
+      end, "127.0.0.1", helper.port(server))
+      local send, t = client(loop, helper.port(server))
+      failing:write("fail")
+      lost:await()
+      assert.are.equal("main", get())
+      send("other")
+      t:close()
+      server:close()
+      assert.are.same({ "fail sees server", "other sees server" }, seen)
+      assert.are.equal(1, #errors)
+      assert.are.equal("main", get())
+    end, { errors_ok = true })
+    assert.are.equal(before, get())
+  end)
+
+  it("datagram_received runs in its endpoint's context", function()
+    helper.run(function(loop)
+      var:set("at the endpoint")
+      local seen, got = {}, nil
+      local t = loop:create_datagram_endpoint(function()
+        return {
+          datagram_received = function(_, data)
+            seen[#seen + 1] = data .. " sees " .. get()
+            var:set(data)
+            got:set_result(true)
+          end,
+        }
+      end, { local_addr = { "127.0.0.1", 0 } })
+      var:set("main")
+      local addr = t:get_extra_info("sockname")
+      for _, data in ipairs({ "one", "two" }) do
+        got = loop:create_future()
+        t:sendto(data, addr)
+        got:await()
+      end
+      t:close()
+      assert.are.same({ "one sees at the endpoint", "two sees one" }, seen)
+      assert.are.equal("main", get())
+    end)
+  end)
+
+  it("a subprocess's callbacks run in the context of its caller",
+     function()
+    helper.run(function(loop)
+      var:set("at subprocess_exec")
+      local seen = {}
+      local lost = loop:create_future()
+      loop:subprocess_exec(function()
+        return {
+          pipe_data_received = function(_, _, data)
+            seen.data = get()
+            var:set(data)
+          end,
+          process_exited = function()
+            seen.exited = get() -- before or after the data
+          end,
+          connection_lost = function()
+            lost:set_result(get())
+          end,
+        }
+      end, "printf", { "out" })
+      var:set("main")
+      assert.are.equal("out", lost:await())
+      assert.are.equal("at subprocess_exec", seen.data)
+      assert.truthy(seen.exited == "at subprocess_exec"
+        or seen.exited == "out", seen.exited)
+      assert.are.equal("main", get())
+    end)
+  end)
+
+  it("of a transport made before the first ContextVar run where the "
+     .. "loop runs", function()
+    local text, status = helper.run_script([[
+      local tapio = require "tapio"
+      tapio.run(function()
+        local loop = tapio.get_running_loop()
+        local got = loop:create_future()
+        local server = loop:create_server(function()
+          return { data_received = function()
+            got:set_result(_G.v:get("unset"))
+            _G.v:set("set by data_received")
+          end }
+        end, "127.0.0.1", 0)
+        _G.v = tapio.ContextVar("v")
+        local t = loop:create_connection(function() return {} end,
+          "127.0.0.1", server:addresses()[1][2])
+        t:write("x")
+        print(got:await())
+        t:close()
+        server:close()
+      end)
+      print(_G.v:get("unset"))
+    ]])
+    assert.are.equal(0, status, text)
+    -- (the server's end may still be open as tapio.run ends: it says so)
+    assert.truthy(text:match("^unset\n"), text)
+    assert.truthy(text:match("\nset by data_received\n$"), text)
   end)
 end)

@@ -223,6 +223,45 @@ function F.context.schedule(fut, fn, ctx)
   return call_soon(fut._loop, fn, fut)
 end
 
+-- ---- A transport's context (lua/context.c) -------------------------------
+-- A transport made once this is on keeps a context, as asyncio's do
+-- through the handles they make when made: a client's is the context of
+-- the code that made it (its factory runs there) and then a copy of it;
+-- a server keeps a copy of the one current when it was made, and each
+-- connection it accepts a copy of that. Its protocol's callbacks run in
+-- it, connection_made in a copy of its own (a call_soon's in asyncio).
+
+-- enter(ctx, own): ctx entered (own: a new copy of it), and returned;
+-- false when ctx is entered already (a callback of the transport inside
+-- another of its own, or write's pause_writing): nothing to enter.
+local function transport_enter(ctx, own)
+  if own then
+    ctx = new_context(ctx._vars)
+  elseif ctx._entered then
+    return false
+  end
+  ctx._outer, ctx._entered = current, true -- enter's, inline: per callback
+  current = ctx
+  return ctx
+end
+
+-- capture(ctx, copy): ctx (nil: the current context) or a copy of it.
+local function transport_capture(ctx, copy)
+  ctx = ctx or current
+  if copy then
+    return new_context(ctx._vars)
+  end
+  return ctx
+end
+
+-- run_factory(ctx, fn): fn() in ctx (where it is: one entered already).
+local function run_factory(ctx, fn)
+  if ctx._entered then
+    return fn()
+  end
+  return run_in(ctx, fn)
+end
+
 -- ---- Turning it on ---------------------------------------------------------
 
 -- tapio.task's: switch resume, and the restore at the end of the step
@@ -239,6 +278,8 @@ local function activate()
   state.on = true
   F.context.turn_on()
   Loop.call_soon, Loop.call_later, Loop.call_at = soon, later, at
+  core._context_hooks(transport_enter, Context.__close, transport_capture,
+                      run_factory)
   M.hooks.on()
   local task = F.api.current_task()
   if task then -- its step began with nothing to switch: switch now

@@ -20,7 +20,6 @@ local F = require "tapio.future"
 local T = require "tapio.task"
 local L = require "tapio.loop"
 local R = require "tapio.reader"
-local C = require "tapio.context"
 
 local M = { api = {} } -- api: what `tapio` holds too (see tapio.util)
 -- debug.getmetatable: no __metatable lookup (half the cost of getmetatable)
@@ -447,10 +446,9 @@ function StreamProtocol:connection_made(transport)
   self._writer._protocol = self -- for start_tls
   local cb = self._client_cb
   if cb then
-    local ctx = self._context -- start_server's (see serving)
-    local task = ctx and self._loop:create_task_in(ctx:copy(), cb,
-      self._reader, self._writer)
-      or self._loop:create_task(cb, self._reader, self._writer)
+    -- in a copy of the connection's context, where this runs: a copy of
+    -- the one start_server was called in (as asyncio's)
+    local task = self._loop:create_task(cb, self._reader, self._writer)
     task:add_done_callback(function(t)
       client_done(t, self)
     end)
@@ -678,13 +676,8 @@ local function serving(fn, c_create, cb, where, opts, n)
   U.check_callable(cb, fn, 1, "client_connected_cb")
   local copts, limit = split_options(opts, fn, n)
   local loop = running_loop(fn)
-  -- As asyncio: each connection's task runs in a copy of the context
-  -- current here (none to copy while no ContextVar exists).
-  local ctx = C.state.on and C.api.copy_context() or nil
   local function factory()
-    local protocol = new_protocol(loop, limit, cb)
-    protocol._context = ctx
-    return protocol
+    return new_protocol(loop, limit, cb)
   end
   local fut
   if where.n == 2 then

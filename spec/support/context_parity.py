@@ -191,6 +191,73 @@ async def streams():
     say("streams main sees", get())
 
 
+async def protocols():
+    loop = asyncio.get_running_loop()
+    var.set("server start")
+    servers = []
+
+    class Server(asyncio.Protocol):
+        def __init__(self):
+            servers.append(self)
+            self.name = "server %d" % len(servers)
+            self.lost = loop.create_future()
+            say(self.name, "factory sees", get())
+            var.set(self.name + " factory")
+
+        def connection_made(self, transport):
+            self.transport = transport
+            say(self.name, "made sees", get())
+            var.set(self.name + " made")
+
+        def data_received(self, data):
+            say(self.name, "data sees", get())
+            var.set(self.name + " " + data.decode())
+            self.transport.write(data)
+
+        def eof_received(self):
+            say(self.name, "eof sees", get())
+
+        def connection_lost(self, exc):
+            say(self.name, "lost sees", get())
+            self.lost.set_result(None)
+
+    class Client(asyncio.Protocol):
+        def __init__(self, name):
+            self.name = name
+            say(name, "factory sees", get())
+            var.set(name + " factory")
+
+        def connection_made(self, transport):
+            say(self.name, "made sees", get())
+            var.set(self.name + " made")
+
+        def data_received(self, data):
+            say(self.name, "data sees", get())
+            self.echo.set_result(data)
+
+    server = await loop.create_server(Server, "127.0.0.1", 0)
+    var.set("after create_server")
+    port = server.sockets[0].getsockname()[1]
+    t1, c1 = await loop.create_connection(lambda: Client("client 1"),
+                                          "127.0.0.1", port)
+    say("create_connection's caller sees", get())
+    var.set("main")
+    t2, c2 = await loop.create_connection(lambda: Client("client 2"),
+                                          "127.0.0.1", port)
+    for t, c, data in ((t1, c1, "a"), (t2, c2, "b"), (t1, c1, "c")):
+        c.echo = loop.create_future()
+        t.write(data.encode())
+        await c.echo
+    t1.write_eof()
+    t2.write_eof()
+    for s in servers:
+        await s.lost
+    t1.close()
+    t2.close()
+    server.close()
+    say("protocols main sees", get())
+
+
 async def main():
     await inherit()
     await callbacks()
@@ -200,6 +267,7 @@ async def main():
     await given_context()
     await given_callbacks()
     await streams()
+    await protocols()
 
 
 asyncio.run(main())
