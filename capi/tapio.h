@@ -880,9 +880,11 @@ enum tapio_socktype {
 };
 /* getaddrinfo's flags, with Linux's values, meaning what they mean to
  * glibc's getaddrinfo whether the answer comes from a literal, from
- * /etc/hosts or from DNS. Without TAPIO_AI_ADDRCONFIG, an answer of both
- * families to a lookup of either keeps only the families the host has
- * addresses of (127.0.0.1 and ::1 aside), unless that leaves none. */
+ * /etc/hosts or from DNS. Without TAPIO_AI_ADDRCONFIG (and without
+ * TAPIO_AI_PASSIVE), a name looked up for family 0 whose answer has both
+ * families keeps only those the host has addresses of (127.0.0.1 and ::1
+ * aside), unless that leaves none: a softer AI_ADDRCONFIG that never
+ * fails a lookup, tapio's default since it used glibc's resolver. */
 enum tapio_ai_flags {
   TAPIO_AI_PASSIVE = 1,      /* no host: the wildcard address to bind */
   TAPIO_AI_CANONNAME = 2,    /* tapio_addrinfo_canonname answers */

@@ -248,6 +248,8 @@ static int l_create_server(lua_State *L) {
   tl_server *ls;
   lua_settop(L, 6);
   tl_checkcallable(L, 3, FN_SERVER, 1, "protocol_factory");
+  if ((rc = tl_refuse_named_port(L, FN_SERVER, 5, 6)))
+    return rc;
   if (!lua_isnil(L, 5))
     port = tl_checkport(L, 5, FN_SERVER, 3);
   if (!lua_isnil(L, 6) && !lua_istable(L, 6))

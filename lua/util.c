@@ -109,6 +109,34 @@ int tl_portname(const char *s, const char *proto) {
   return found ? ntohs((uint16_t)found->s_port) : TL_PORT_UNKNOWN;
 }
 
+int tl_refuse_named_port(lua_State *L, const char *fn, int port, int opts) {
+  lua_Integer flags = 0;
+  const char *s;
+  if (lua_type(L, port) != LUA_TSTRING || !lua_istable(L, opts))
+    return 0;
+  s = lua_tostring(L, port);
+  if (*s && strspn(s, "0123456789") == strlen(s))
+    return 0;
+  lua_getfield(L, opts, "flags");
+  (void)tl_tointeger(L, -1, &flags);
+  lua_pop(L, 1);
+  if (!(flags & TAPIO_AI_NUMERICSERV))
+    return 0;
+  tl_pusherror(L, TAPIO_EAI_NONAME,
+               lua_pushfstring(L, "%s: port '%s' is a service's name, and "
+                               "flags has AI_NUMERICSERV", fn, s));
+  lua_pushnil(L);
+  lua_replace(L, -3); /* the message's slot: nil, err */
+  return 2;
+}
+
+int tl_ai_flags_known(lua_Integer flags) {
+  int64_t all = 0;
+  tapio_option_info(TAPIO_CALL_CREATE_CONNECTION, "flags", NULL, NULL, &all,
+                    NULL);
+  return flags >= 0 && (flags & ~(lua_Integer)all) == 0;
+}
+
 /* Whether the string at idx has a NUL inside: C would read it only up to
  * there, and "evil.test\0.good.test" would be "evil.test", so that a
  * caller that checked the name it gave reaches another (Python raises
