@@ -225,6 +225,9 @@ static size_t hosts_arg(lua_State *L, int idx, const char ***out) {
   if (!lua_istable(L, idx))
     tl_typeerror(L, FN_SERVER, 2, "host", idx, "string, list or nil");
   n = tl_rawlen(L, idx);
+  if (tl_not_a_list(L, idx, n))
+    tl_argerror(L, FN_SERVER, 2, "host", lua_pushfstring(L, "list of strings "
+                "expected, %s", lua_tostring(L, -1)));
   hosts = lua_newuserdata(L, (n ? n : 1) * sizeof *hosts);
   for (i = 0; i < n; i++) {
     lua_rawgeti(L, idx, (int)i + 1);

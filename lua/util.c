@@ -361,12 +361,39 @@ static void option_error(lua_State *L, tapio_options *o, const char *fn,
   luaL_error(L, fmt, fn, name, expects);
 }
 
+const char *tl_not_a_list(lua_State *L, int idx, size_t n) {
+  lua_Integer k = 0;
+  size_t count = 0;
+  int i;
+  idx = tl_absindex(L, idx);
+  for (lua_pushnil(L); lua_next(L, idx); count++) {
+    lua_pop(L, 1); /* the value */
+    if (lua_type(L, -1) == LUA_TSTRING)
+      return lua_pushfstring(L, "got a table with key '%s'",
+                             lua_tostring(L, -1));
+    if (!tl_tointeger(L, -1, &k) || k < 1 || (size_t)k > n)
+      return lua_pushfstring(L, "got a table with key %s",
+                             tl_tostring(L, -1));
+  }
+  for (i = 1; count < n; i++) { /* some index of 1..n is missing */
+    lua_rawgeti(L, idx, i);
+    if (lua_isnil(L, -1))
+      return lua_pushfstring(L, "got a list with a hole at %d", i);
+    lua_pop(L, 1);
+  }
+  return NULL;
+}
+
 /* A list option from the list at -1: strings or integers (ids: either),
  * each added; an empty list is a given, empty one. TAPIO_EINVAL for an
- * entry of the wrong type or range. */
-static int set_list(lua_State *L, tapio_options *o, const char *name,
-                    int type) {
+ * entry of the wrong type or range; a table that is no list raises. */
+static int set_list(lua_State *L, tapio_options *o, const char *fn,
+                    const char *name, int type, const char *expects) {
   int i, n = (int)tl_rawlen(L, -1), rc = 0;
+  const char *why = tl_not_a_list(L, -1, (size_t)n);
+  if (why)
+    option_error(L, o, fn, "tapio: %s: bad option '%s' (%s)", name,
+                 lua_pushfstring(L, "%s expected, %s", expects, why));
   int strs = type == TAPIO_OPTION_STR_LIST || type == TAPIO_OPTION_ID_LIST;
   int ints = type == TAPIO_OPTION_INT_LIST || type == TAPIO_OPTION_ID_LIST;
   if (n == 0 && strs)
@@ -413,7 +440,7 @@ static void set_option(lua_State *L, tapio_options *o, const char *fn,
   else if (lua_istable(L, -1) && (type == TAPIO_OPTION_STR_LIST ||
                                   type == TAPIO_OPTION_INT_LIST ||
                                   type == TAPIO_OPTION_ID_LIST))
-    rc = set_list(L, o, name, type);
+    rc = set_list(L, o, fn, name, type, expects);
   else if (tl_isinteger(L, -1) && (type == TAPIO_OPTION_INT ||
                                    type == TAPIO_OPTION_BOOL ||
                                    type == TAPIO_OPTION_ID))

@@ -402,7 +402,7 @@ describe("proto and flags", function()
       assert.are.equal("('::1', 5, 0, 0)/1/6",
                        addrs_of(loop:getaddrinfo("both.tapio.test", 5,
                                                  stream)))
-      stream.flags = tapio.AI_V4MAPPED | tapio.AI_ALL
+      stream.flags = tapio.AI_V4MAPPED + tapio.AI_ALL -- LuaJIT: no |
       assert.are.equal("('::1', 5, 0, 0)/1/6 "
                        .. "('::ffff:127.0.0.1', 5, 0, 0)/1/6",
                        addrs_of(loop:getaddrinfo("both.tapio.test", 5,
