@@ -327,6 +327,9 @@ static const char **check_args(lua_State *L, int idx, const char *fn,
   if (!lua_istable(L, idx))
     tl_typeerror(L, fn, 3, "args", idx, "table or nil");
   *n = tl_rawlen(L, idx);
+  if (tl_not_a_list(L, idx, *n))
+    tl_argerror(L, fn, 3, "args", lua_pushfstring(L, "list of strings "
+                "expected, %s", lua_tostring(L, -1)));
   args = lua_newuserdata(L, *n * sizeof *args + 1);
   for (i = 0; i < *n; i++) {
     lua_rawgeti(L, idx, (int)i + 1);

@@ -84,6 +84,10 @@ describe("options", function()
         .. "group names or gids expected, got a table with key true)")
       check({ env = { "A=1", B = "2" } }, "'env' (a map or a list of "
         .. "strings expected, got a table that has both names and a list)")
+      assert.has_error(function()
+        loop:subprocess_exec(f, "true", { a = "x" })
+      end, "tapio: loop:subprocess_exec: bad argument #3 'args' (list of "
+        .. "strings expected, got a table with key 'a')")
       assert.has_error(function() -- not every interface, as {} would be
         loop:create_server(f, { a = "127.0.0.1" }, 0)
       end, "tapio: loop:create_server: bad argument #2 'host' (list of "
