@@ -878,10 +878,27 @@ enum tapio_socktype {
   TAPIO_SOCK_STREAM = 1,
   TAPIO_SOCK_DGRAM = 2
 };
+/* getaddrinfo's flags, with Linux's values, meaning what they mean to
+ * glibc's getaddrinfo whether the answer comes from a literal, from
+ * /etc/hosts or from DNS. Without TAPIO_AI_ADDRCONFIG (and without
+ * TAPIO_AI_PASSIVE), a name looked up for family 0 whose answer has both
+ * families keeps only those the host has addresses of (127.0.0.1 and ::1
+ * aside), unless that leaves none: a softer AI_ADDRCONFIG that never
+ * fails a lookup, tapio's default since it used glibc's resolver. */
 enum tapio_ai_flags {
   TAPIO_AI_PASSIVE = 1,      /* no host: the wildcard address to bind */
   TAPIO_AI_CANONNAME = 2,    /* tapio_addrinfo_canonname answers */
-  TAPIO_AI_NUMERICHOST = 4   /* a literal address only: no lookup */
+  TAPIO_AI_NUMERICHOST = 4,  /* a literal address only: no lookup */
+  TAPIO_AI_V4MAPPED = 8,     /* family 6: IPv4 as ::ffff:a.b.c.d if no
+                                IPv6 address */
+  TAPIO_AI_ALL = 16,         /* with V4MAPPED: IPv6 and mapped IPv4 both */
+  TAPIO_AI_ADDRCONFIG = 32,  /* a family only if the host has an address
+                                of it (127.0.0.1 and ::1 aside): none
+                                then is TAPIO_EAI_NONAME, even for a
+                                literal, so a loopback-only host gets
+                                nothing for family 4 or 6 */
+  TAPIO_AI_NUMERICSERV = 1024 /* a port number only: a service name is
+                                 TAPIO_EAI_NONAME */
 };
 enum tapio_ni_flags {
   TAPIO_NI_NUMERICHOST = 1,

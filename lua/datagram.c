@@ -249,6 +249,24 @@ static const char *create_error(int rc) {
              : tapio_strerror(rc);
 }
 
+/* 0, or nil and EAI_NONAME (2) for a {host, port} of opts (at idx) whose
+ * port is a service's name while flags has AI_NUMERICSERV. */
+static int refuse_named_ports(lua_State *L, int idx) {
+  static const char *const which[] = {"local_addr", "remote_addr"};
+  int i, rc;
+  for (i = 0; i < 2 && lua_istable(L, idx); i++) {
+    lua_getfield(L, idx, which[i]);
+    if (lua_istable(L, -1)) {
+      lua_rawgeti(L, -1, 2);
+      if ((rc = tl_refuse_named_port(L, FN_DGRAM, lua_gettop(L), idx)))
+        return rc;
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+  }
+  return 0;
+}
+
 /* loop:_create_datagram_endpoint(cb, factory, opts) */
 static int l_create_datagram_endpoint(lua_State *L) {
   tl_loop *lb = tl_checkloop(L, 1, FN_DGRAM);
@@ -257,6 +275,8 @@ static int l_create_datagram_endpoint(lua_State *L) {
   int rc;
   lua_settop(L, 4);
   tl_checkcallable(L, 3, FN_DGRAM, 1, "protocol_factory");
+  if ((rc = refuse_named_ports(L, 4)))
+    return rc;
   o = dgram_options(L, 4, lb->loop);
   lt = tl_pending(L, lb, TL_DGRAM_TRANSPORT, 3, 2);
   rc = tapio_create_datagram_endpoint(lb->loop, &tl_datagram_protocol, lt, o,

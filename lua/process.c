@@ -242,12 +242,27 @@ static int by_name(const void *a, const void *b) {
   return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
+/* Whether the table at -1 has a key that is a string. */
+static int has_name(lua_State *L) {
+  for (lua_pushnil(L); lua_next(L, -2); lua_pop(L, 1))
+    if (lua_type(L, -2) == LUA_TSTRING) {
+      lua_pop(L, 2);
+      return 1;
+    }
+  return 0;
+}
+
 /* opts.env given as a map (Python's dict) as the list the core takes,
- * sorted so that the child's environment has an order. */
+ * sorted so that the child's environment has an order. A list goes as it
+ * is (tl_options checks it is one); a table that is both raises. */
 static void env_as_list(lua_State *L, int opts, const char *fn) {
   const char **names;
   int n = 0, i;
   lua_getfield(L, opts, "env");
+  if (lua_istable(L, -1) && tl_rawlen(L, -1) > 0 && has_name(L))
+    luaL_error(L, "tapio: %s: bad option 'env' (a map or a list of strings "
+                  "expected, got a table that has both names and a list)",
+               fn);
   if (!lua_istable(L, -1) || tl_rawlen(L, -1) > 0) {
     lua_pop(L, 1);
     return;
@@ -312,6 +327,9 @@ static const char **check_args(lua_State *L, int idx, const char *fn,
   if (!lua_istable(L, idx))
     tl_typeerror(L, fn, 3, "args", idx, "table or nil");
   *n = tl_rawlen(L, idx);
+  if (tl_not_a_list(L, idx, *n))
+    tl_argerror(L, fn, 3, "args", lua_pushfstring(L, "list of strings "
+                "expected, %s", lua_tostring(L, -1)));
   args = lua_newuserdata(L, *n * sizeof *args + 1);
   for (i = 0; i < *n; i++) {
     lua_rawgeti(L, idx, (int)i + 1);

@@ -210,12 +210,15 @@ static int l_getaddrinfo(lua_State *L) {
     family = int_field(L, 5, "family", FN_GAI, 3, 6);
     type = int_field(L, 5, "type", FN_GAI, 3, 2);
     proto = int_field(L, 5, "proto", FN_GAI, 3, 255);
-    flags = int_field(L, 5, "flags", FN_GAI, 3, 7);
+    flags = int_field(L, 5, "flags", FN_GAI, 3, 0x7fffffff);
   } else if (!lua_isnil(L, 5)) {
     return tl_typeerror(L, FN_GAI, 3, "opts", 5, "table or nil");
   }
   if (family != 0 && family != 4 && family != 6)
     return tl_argerror(L, FN_GAI, 3, "opts.family", "0, 4 or 6 expected");
+  if (!tl_ai_flags_known(flags))
+    return tl_argerror(L, FN_GAI, 3, "opts.flags", "tapio.AI_* flags "
+                       "expected");
   if (!host && !service)
     return tl_argerror(L, FN_GAI, 1, "host", "host and port are both nil");
   lk = tl_pending_new(L, lb, 2);
@@ -322,6 +325,10 @@ int tl_open_resolve(lua_State *L) {
   tl_setint(L, "AI_PASSIVE", TAPIO_AI_PASSIVE);
   tl_setint(L, "AI_CANONNAME", TAPIO_AI_CANONNAME);
   tl_setint(L, "AI_NUMERICHOST", TAPIO_AI_NUMERICHOST);
+  tl_setint(L, "AI_V4MAPPED", TAPIO_AI_V4MAPPED);
+  tl_setint(L, "AI_ALL", TAPIO_AI_ALL);
+  tl_setint(L, "AI_ADDRCONFIG", TAPIO_AI_ADDRCONFIG);
+  tl_setint(L, "AI_NUMERICSERV", TAPIO_AI_NUMERICSERV);
   tl_setint(L, "NI_NUMERICHOST", TAPIO_NI_NUMERICHOST);
   tl_setint(L, "NI_NUMERICSERV", TAPIO_NI_NUMERICSERV);
   tl_setint(L, "NI_NAMEREQD", TAPIO_NI_NAMEREQD);

@@ -229,6 +229,9 @@ static size_t hosts_arg(lua_State *L, int idx, const char ***out) {
   if (!lua_istable(L, idx))
     tl_typeerror(L, FN_SERVER, 2, "host", idx, "string, list or nil");
   n = tl_rawlen(L, idx);
+  if (tl_not_a_list(L, idx, n))
+    tl_argerror(L, FN_SERVER, 2, "host", lua_pushfstring(L, "list of strings "
+                "expected, %s", lua_tostring(L, -1)));
   hosts = lua_newuserdata(L, (n ? n : 1) * sizeof *hosts);
   for (i = 0; i < n; i++) {
     lua_rawgeti(L, idx, (int)i + 1);
@@ -252,6 +255,8 @@ static int l_create_server(lua_State *L) {
   tl_server *ls;
   lua_settop(L, 6);
   tl_checkcallable(L, 3, FN_SERVER, 1, "protocol_factory");
+  if ((rc = tl_refuse_named_port(L, FN_SERVER, 5, 6)))
+    return rc;
   if (!lua_isnil(L, 5))
     port = tl_checkport(L, 5, FN_SERVER, 3);
   if (!lua_isnil(L, 6) && !lua_istable(L, 6))

@@ -536,6 +536,16 @@ int tl_checkport(lua_State *L, int idx, const char *fn, int n);
  * "udp"); TL_PORT_RANGE (digits over 65535) or TL_PORT_UNKNOWN. */
 enum { TL_PORT_RANGE = -1, TL_PORT_UNKNOWN = -2 };
 int tl_portname(const char *s, const char *proto);
+/* 0, or nil and the error value EAI_NONAME pushed (2) when the port at
+ * port is a service's name and opts (at opts, a table or not) has flags
+ * with AI_NUMERICSERV, which getaddrinfo refuses names for. */
+int tl_refuse_named_port(lua_State *L, const char *fn, int port, int opts);
+/* NULL if the table at idx is a list of n entries (keys 1..n, no hole);
+ * else why not, pushed ("got a table with key 'a'"): a map read as a
+ * list would be an empty one. */
+const char *tl_not_a_list(lua_State *L, int idx, size_t n);
+/* Whether flags are tapio.AI_* flags only (the core's "flags" option). */
+int tl_ai_flags_known(lua_Integer flags);
 /* The Unix path (a string) at idx for the core: a Linux abstract name
  * given as asyncio spells it ("\0name") becomes the core's "@name" in
  * that slot. NULL when a NUL byte is left inside (C cannot hold it). */

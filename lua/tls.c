@@ -175,7 +175,7 @@ static int set_alpn(lua_State *L, int opts, tapio_tls_context *ctx) {
     return 0;
   }
   n = lua_istable(L, -1) ? tl_rawlen(L, -1) : 0;
-  if (!lua_istable(L, -1) || n > 64)
+  if (!lua_istable(L, -1) || n > 64 || tl_not_a_list(L, -1, n))
     return luaL_error(L, "tapio: tls_context: option 'alpn' must be a list "
                          "of at most 64 strings");
   for (i = 0; i < n; i++) {

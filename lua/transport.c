@@ -182,6 +182,8 @@ static int l_create_connection(lua_State *L) {
   }
   tl_checkcallable(L, 3, FN_CONNECT, 1, "protocol_factory");
   host = optstring(L, 4, FN_CONNECT, 2, "host");
+  if ((rc = tl_refuse_named_port(L, FN_CONNECT, 5, 6)))
+    return rc;
   if (!lua_isnil(L, 5))
     port = tl_checkport(L, 5, FN_CONNECT, 3);
   if (!lua_isnil(L, 6) && !lua_istable(L, 6))

@@ -109,6 +109,34 @@ int tl_portname(const char *s, const char *proto) {
   return found ? ntohs((uint16_t)found->s_port) : TL_PORT_UNKNOWN;
 }
 
+int tl_refuse_named_port(lua_State *L, const char *fn, int port, int opts) {
+  lua_Integer flags = 0;
+  const char *s;
+  if (lua_type(L, port) != LUA_TSTRING || !lua_istable(L, opts))
+    return 0;
+  s = lua_tostring(L, port);
+  if (*s && strspn(s, "0123456789") == strlen(s))
+    return 0;
+  lua_getfield(L, opts, "flags");
+  (void)tl_tointeger(L, -1, &flags);
+  lua_pop(L, 1);
+  if (!(flags & TAPIO_AI_NUMERICSERV))
+    return 0;
+  tl_pusherror(L, TAPIO_EAI_NONAME,
+               lua_pushfstring(L, "%s: port '%s' is a service's name, and "
+                               "flags has AI_NUMERICSERV", fn, s));
+  lua_pushnil(L);
+  lua_replace(L, -3); /* the message's slot: nil, err */
+  return 2;
+}
+
+int tl_ai_flags_known(lua_Integer flags) {
+  int64_t all = 0;
+  tapio_option_info(TAPIO_CALL_CREATE_CONNECTION, "flags", NULL, NULL, &all,
+                    NULL);
+  return flags >= 0 && (flags & ~(lua_Integer)all) == 0;
+}
+
 /* Whether the string at idx has a NUL inside: C would read it only up to
  * there, and "evil.test\0.good.test" would be "evil.test", so that a
  * caller that checked the name it gave reaches another (Python raises
@@ -333,12 +361,39 @@ static void option_error(lua_State *L, tapio_options *o, const char *fn,
   luaL_error(L, fmt, fn, name, expects);
 }
 
+const char *tl_not_a_list(lua_State *L, int idx, size_t n) {
+  lua_Integer k = 0;
+  size_t count = 0;
+  int i;
+  idx = tl_absindex(L, idx);
+  for (lua_pushnil(L); lua_next(L, idx); count++) {
+    lua_pop(L, 1); /* the value */
+    if (lua_type(L, -1) == LUA_TSTRING)
+      return lua_pushfstring(L, "got a table with key '%s'",
+                             lua_tostring(L, -1));
+    if (!tl_tointeger(L, -1, &k) || k < 1 || (size_t)k > n)
+      return lua_pushfstring(L, "got a table with key %s",
+                             tl_tostring(L, -1));
+  }
+  for (i = 1; count < n; i++) { /* some index of 1..n is missing */
+    lua_rawgeti(L, idx, i);
+    if (lua_isnil(L, -1))
+      return lua_pushfstring(L, "got a list with a hole at %d", i);
+    lua_pop(L, 1);
+  }
+  return NULL;
+}
+
 /* A list option from the list at -1: strings or integers (ids: either),
  * each added; an empty list is a given, empty one. TAPIO_EINVAL for an
- * entry of the wrong type or range. */
-static int set_list(lua_State *L, tapio_options *o, const char *name,
-                    int type) {
+ * entry of the wrong type or range; a table that is no list raises. */
+static int set_list(lua_State *L, tapio_options *o, const char *fn,
+                    const char *name, int type, const char *expects) {
   int i, n = (int)tl_rawlen(L, -1), rc = 0;
+  const char *why = tl_not_a_list(L, -1, (size_t)n);
+  if (why)
+    option_error(L, o, fn, "tapio: %s: bad option '%s' (%s)", name,
+                 lua_pushfstring(L, "%s expected, %s", expects, why));
   int strs = type == TAPIO_OPTION_STR_LIST || type == TAPIO_OPTION_ID_LIST;
   int ints = type == TAPIO_OPTION_INT_LIST || type == TAPIO_OPTION_ID_LIST;
   if (n == 0 && strs)
@@ -385,7 +440,7 @@ static void set_option(lua_State *L, tapio_options *o, const char *fn,
   else if (lua_istable(L, -1) && (type == TAPIO_OPTION_STR_LIST ||
                                   type == TAPIO_OPTION_INT_LIST ||
                                   type == TAPIO_OPTION_ID_LIST))
-    rc = set_list(L, o, name, type);
+    rc = set_list(L, o, fn, name, type, expects);
   else if (tl_isinteger(L, -1) && (type == TAPIO_OPTION_INT ||
                                    type == TAPIO_OPTION_BOOL ||
                                    type == TAPIO_OPTION_ID))

@@ -59,6 +59,60 @@ describe("options", function()
     end)
   end)
 
+  it("that are lists refuse a table that is no list (a map, a list with "
+     .. "a hole), naming the key; env's map form stays", function()
+    run(function(loop)
+      local f = function() return {} end
+      local function check(opts, msg)
+        assert.has_error(function()
+          loop:subprocess_exec(f, "true", {}, opts)
+        end, "tapio: loop:subprocess_exec: bad option " .. msg)
+      end
+      check({ pass_fds = { a = 1 } }, "'pass_fds' (list of descriptors "
+        .. "expected, got a table with key 'a')")
+      -- a hole: which side of it the length ends on is the Lua's choice
+      local ok, err = pcall(loop.subprocess_exec, loop, f, "true", {},
+                            { pass_fds = { 3, nil, 5 } })
+      assert.is_false(ok)
+      assert.is_truthy(err:find("'pass_fds' (list of descriptors expected, "
+        .. "got a list with a hole at 2)", 1, true) or
+        err:find("'pass_fds' (list of descriptors expected, got a table "
+          .. "with key 3)", 1, true), err)
+      check({ extra_groups = { 0, [5] = 0 } }, "'extra_groups' (list of "
+        .. "group names or gids expected, got a table with key 5)")
+      check({ extra_groups = { [true] = 0 } }, "'extra_groups' (list of "
+        .. "group names or gids expected, got a table with key true)")
+      check({ env = { "A=1", B = "2" } }, "'env' (a map or a list of "
+        .. "strings expected, got a table that has both names and a list)")
+      assert.has_error(function()
+        loop:subprocess_exec(f, "true", { a = "x" })
+      end, "tapio: loop:subprocess_exec: bad argument #3 'args' (list of "
+        .. "strings expected, got a table with key 'a')")
+      assert.has_error(function() -- not every interface, as {} would be
+        loop:create_server(f, { a = "127.0.0.1" }, 0)
+      end, "tapio: loop:create_server: bad argument #2 'host' (list of "
+        .. "strings expected, got a table with key 'a')")
+      assert.has_error(function()
+        helper.tapio.tls_context({ alpn = { h2 = true } })
+      end, "tapio: tls_context: option 'alpn' must be a list of at most 64 "
+        .. "strings")
+      local mem = loop:memory()
+      for _ = 1, 50 do
+        pcall(loop.subprocess_exec, loop, f, "true", {},
+              { cwd = "/", pass_fds = { x = 3 } })
+      end
+      assert.are.equal(mem, loop:memory())
+      local exited = loop:create_future()
+      local t = loop:subprocess_exec(function()
+        return { process_exited = function() exited:set_result(true) end }
+      end, "/bin/sh", { "-c", 'test "$A" = 1' },
+        { env = { A = "1" }, pass_fds = {} })
+      exited:await()
+      assert.are.equal(0, t:get_returncode())
+      t:close()
+    end)
+  end)
+
   it("leave nothing behind when they raise", function()
     run(function(loop)
       local f = function() return {} end

@@ -391,6 +391,64 @@ describe("proto and flags", function()
     assert.are.equal(before, server.queries())
   end)
 
+  it("flags = AI_V4MAPPED (| AI_ALL) with family 6: IPv4 as "
+     .. "::ffff:a.b.c.d, as glibc's getaddrinfo; a connection reaches the "
+     .. "IPv4 server", function()
+    run(function(loop)
+      local stream = { type = tapio.SOCK_STREAM, family = 6,
+                       flags = tapio.AI_V4MAPPED }
+      assert.are.equal("('::ffff:127.0.0.1', 5, 0, 0)/1/6",
+                       addrs_of(loop:getaddrinfo("v4.tapio.test", 5, stream)))
+      assert.are.equal("('::1', 5, 0, 0)/1/6",
+                       addrs_of(loop:getaddrinfo("both.tapio.test", 5,
+                                                 stream)))
+      stream.flags = tapio.AI_V4MAPPED + tapio.AI_ALL -- LuaJIT: no |
+      assert.are.equal("('::1', 5, 0, 0)/1/6 "
+                       .. "('::ffff:127.0.0.1', 5, 0, 0)/1/6",
+                       addrs_of(loop:getaddrinfo("both.tapio.test", 5,
+                                                 stream)))
+      local function factory() return {} end
+      local srv = loop:create_server(factory, "127.0.0.1", 0)
+      local t = loop:create_connection(factory, "v4.tapio.test",
+        srv:addresses()[1].port, { family = 6, flags = tapio.AI_V4MAPPED })
+      assert.are.equal("::ffff:127.0.0.1",
+                       t:get_extra_info("peername").host)
+      t:close()
+      srv:close()
+    end)
+  end)
+
+  it("flags = AI_NUMERICSERV: a service's name fails as getaddrinfo's "
+     .. "(EAI_NONAME), for every call that takes a port", function()
+    run(function(loop)
+      local ns = { flags = tapio.AI_NUMERICSERV }
+      local function factory() return {} end
+      local calls = {
+        function() return loop:getaddrinfo("127.0.0.1", "echo", ns) end,
+        function()
+          return loop:create_connection(factory, "127.0.0.1", "echo", ns)
+        end,
+        function()
+          return loop:create_server(factory, "127.0.0.1", "echo", ns)
+        end,
+        function()
+          return loop:create_datagram_endpoint(factory,
+            { remote_addr = { "127.0.0.1", "echo" },
+              flags = tapio.AI_NUMERICSERV })
+        end,
+      }
+      for i, call in ipairs(calls) do
+        local ok, err = pcall(call)
+        assert.is_false(ok, i)
+        assert.are.equal("EAI_NONAME", err.name, i)
+      end
+      local list = loop:getaddrinfo("127.0.0.1", "7",
+                                    { flags = tapio.AI_NUMERICSERV,
+                                      type = tapio.SOCK_STREAM })
+      assert.are.equal("('127.0.0.1', 7)/1/6", addrs_of(list))
+    end)
+  end)
+
   it("a server's flags: AI_PASSIVE by default (no host is every "
      .. "interface), 0 makes it loopback", function()
     run(function(loop)
@@ -430,8 +488,12 @@ describe("proto and flags", function()
         .. "0..255 expected)")
       assert.has_error(function()
         loop:create_server(factory, "127.0.0.1", 0, { flags = 64 })
-      end, "tapio: loop:create_server: bad option 'flags' (AI_* flags, "
-        .. "integer 0..7 expected)")
+      end, "tapio: loop:create_server: bad option 'flags' (AI_* flags "
+        .. "expected)")
+      assert.has_error(function()
+        loop:getaddrinfo("x", 1, { flags = 64 })
+      end, "tapio: loop:getaddrinfo: bad argument #3 'opts.flags' "
+        .. "(tapio.AI_* flags expected)")
       assert.has_error(function()
         loop:create_unix_server(factory, "/tmp/x", { flags = 1 })
       end, "tapio: loop:create_unix_server: unknown option 'flags'")

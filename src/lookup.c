@@ -161,8 +161,7 @@ int tapio_getaddrinfo_proto(tapio_loop *loop, const char *host,
   if (!loop || !cb || (!host && !service) || bad_service(service) ||
       (family != 0 && family != TAPIO_AF_INET && family != TAPIO_AF_INET6) ||
       type < 0 || type > TAPIO_SOCK_DGRAM || proto < 0 || proto > 255 ||
-      (flags & ~(TAPIO_AI_PASSIVE | TAPIO_AI_CANONNAME |
-                 TAPIO_AI_NUMERICHOST)))
+      (flags & ~TAPIO__AI_ALL_FLAGS))
     return TAPIO_EINVAL;
   if ((rc = tapio__ipproto_check(type, proto)) < 0)
     return rc;

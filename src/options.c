@@ -31,6 +31,9 @@ typedef struct optdef {
 
 static int is_family(double v) { return v == 0 || v == 4 || v == 6; }
 static int positive(double v) { return v > 0; }
+static int ai_flags(double v) {
+  return ((int64_t)v & ~(int64_t)TAPIO__AI_ALL_FLAGS) == 0;
+}
 
 /* stdin, stdout, stderr: a descriptor or a TAPIO_STDIO_* value (STDOUT
  * for stderr only, which the create call checks). */
@@ -116,8 +119,8 @@ static const optdef optdefs[TAPIO__OPT_COUNT] = {
   [TAPIO__OPT_SSL_SHUTDOWN_TIMEOUT] = TIMEOUT_OPT("ssl_shutdown_timeout",
                                                   TLS_CALLS | STARTTLS),
   [TAPIO__OPT_PROTO] = INT_OPT("proto", 0, 255, CONN | DGRAM),
-  [TAPIO__OPT_FLAGS] = {"flags", TAPIO_OPTION_INT, 0, 7, NULL,
-                        "AI_* flags, integer 0..7", CONN | SERVER | DGRAM},
+  [TAPIO__OPT_FLAGS] = {"flags", TAPIO_OPTION_INT, 0, TAPIO__AI_ALL_FLAGS,
+                        ai_flags, "AI_* flags", CONN | SERVER | DGRAM},
 };
 
 /* The entries of a list option: char *, int64_t or tapio__id. */

@@ -248,7 +248,7 @@ struct tapio__lookup {
   tapio__resolved_fn cb;      /* NULL once cancelled */
   tapio__named_fn named;      /* a reverse lookup's */
   void *ud;
-  int flags, family, status, in_ares;
+  int flags, family, status, in_ares; /* family: the AF_* asked for */
   tapio__addr *addrs;
   size_t n;
   char *canon, *host, *service;
@@ -347,19 +347,26 @@ static int back_from_ares(tapio__lookup *lk) {
 
 /* ---- Forward lookups --------------------------------------------------- */
 
-/* Which address families the host has configured, loopback aside: what
- * glibc's AI_ADDRCONFIG asks. Bit 0 IPv4, bit 1 IPv6. */
+/* Which address families the host has an address of: bit 0 IPv4, bit 1
+ * IPv6. As glibc's AI_ADDRCONFIG counts them: any address but 127.0.0.1
+ * and ::1 (127.0.0.2 and a link-local fe80:: count). */
 static int configured_families(void) {
   struct ifaddrs *all, *ifa;
   int bits = 0;
   if (getifaddrs(&all) < 0)
     return 3;
   for (ifa = all; ifa; ifa = ifa->ifa_next) {
-    if (!ifa->ifa_addr || (ifa->ifa_flags & IFF_LOOPBACK))
+    const struct sockaddr *sa = ifa->ifa_addr;
+    if (!sa)
       continue;
-    if (ifa->ifa_addr->sa_family == AF_INET)
+    if (sa->sa_family == AF_INET &&
+        ((const struct sockaddr_in *)(const void *)sa)->sin_addr.s_addr !=
+            htonl(INADDR_LOOPBACK))
       bits |= 1;
-    else if (ifa->ifa_addr->sa_family == AF_INET6)
+    else if (sa->sa_family == AF_INET6 &&
+             !IN6_IS_ADDR_LOOPBACK(
+                 &((const struct sockaddr_in6 *)(const void *)sa)
+                      ->sin6_addr))
       bits |= 2;
   }
   freeifaddrs(all);
@@ -385,9 +392,49 @@ static int addrconfig(const struct ares_addrinfo_node *nodes) {
   return (bits & seen) ? bits : 3;
 }
 
+/* AI_V4MAPPED asked of family 6 (c-ares was asked for both): IPv4 only
+ * if there is no IPv6 address, or with AI_ALL. */
+static int mapped_bits(const struct ares_addrinfo_node *nodes, int flags) {
+  const struct ares_addrinfo_node *n;
+  if (flags & TAPIO__RES_ALL)
+    return 3;
+  for (n = nodes; n; n = n->ai_next)
+    if (n->ai_family == AF_INET6)
+      return 2;
+  return 1;
+}
+
+/* The families of the answer to keep: bit 0 IPv4, bit 1 IPv6. */
+static int kept_families(const tapio__lookup *lk,
+                         const struct ares_addrinfo_node *nodes) {
+  if (lk->family == AF_INET6 && (lk->flags & TAPIO__RES_V4MAPPED))
+    return mapped_bits(nodes, lk->flags);
+  if (lk->family != AF_UNSPEC || (lk->flags & TAPIO__RES_PASSIVE))
+    return 3;
+  return addrconfig(nodes);
+}
+
+/* One address of the answer; IPv4 as ::ffff:a.b.c.d when family 6 was
+ * asked for (only AI_V4MAPPED lets one through then). */
+static void take_addr(tapio__lookup *lk, const struct ares_addrinfo_node *n) {
+  tapio__addr *a = &lk->addrs[lk->n++];
+  if (lk->family == AF_INET6 && n->ai_family == AF_INET) {
+    const struct sockaddr_in *in = (const void *)n->ai_addr;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&a->ss;
+    in6->sin6_family = AF_INET6;
+    in6->sin6_port = in->sin_port;
+    in6->sin6_addr.s6_addr[10] = in6->sin6_addr.s6_addr[11] = 0xff;
+    memcpy(&in6->sin6_addr.s6_addr[12], &in->sin_addr, 4);
+    a->len = sizeof *in6;
+    return;
+  }
+  memcpy(&a->ss, n->ai_addr, n->ai_addrlen);
+  a->len = n->ai_addrlen;
+}
+
 static int take_nodes(tapio__lookup *lk, const struct ares_addrinfo *res) {
   const struct ares_addrinfo_node *node;
-  int bits = (lk->flags & TAPIO__RES_PASSIVE) ? 3 : addrconfig(res->nodes);
+  int bits = kept_families(lk, res->nodes);
   size_t n = 0;
   for (node = res->nodes; node; node = node->ai_next)
     n += wanted(node->ai_family, bits) &&
@@ -397,13 +444,10 @@ static int take_nodes(tapio__lookup *lk, const struct ares_addrinfo *res) {
   lk->addrs = tapio__calloc(lk->loop, n * sizeof *lk->addrs);
   if (!lk->addrs)
     return TAPIO_ENOMEM;
-  for (node = res->nodes; node; node = node->ai_next) {
-    if (!wanted(node->ai_family, bits) ||
-        node->ai_addrlen > sizeof(struct sockaddr_storage))
-      continue;
-    memcpy(&lk->addrs[lk->n].ss, node->ai_addr, node->ai_addrlen);
-    lk->addrs[lk->n++].len = node->ai_addrlen;
-  }
+  for (node = res->nodes; node; node = node->ai_next)
+    if (wanted(node->ai_family, bits) &&
+        node->ai_addrlen <= sizeof(struct sockaddr_storage))
+      take_addr(lk, node);
   return 0;
 }
 
@@ -460,6 +504,14 @@ static int all_digits(const char *s) {
   return 1;
 }
 
+/* A service glibc reads as a number (strtoul to the end: "", " 80" and
+ * "+80" too), which AI_NUMERICSERV lets through. */
+static int numeric_service(const char *s) {
+  char *end;
+  (void)strtoul(s, &end, 10);
+  return *end == '\0';
+}
+
 static int copy_addrinfo(tapio_loop *loop, const struct addrinfo *res,
                          tapio__addr **out, size_t *n) {
   const struct addrinfo *ai;
@@ -490,6 +542,10 @@ static int resolve_now(tapio_loop *loop, const char *host,
   hints.ai_flags = AI_NUMERICHOST;
   if (flags & TAPIO__RES_PASSIVE)
     hints.ai_flags |= AI_PASSIVE;
+  if (flags & TAPIO__RES_V4MAPPED)
+    hints.ai_flags |= AI_V4MAPPED;
+  if (flags & TAPIO__RES_ALL)
+    hints.ai_flags |= AI_ALL;
   if (service && all_digits(service))
     hints.ai_flags |= AI_NUMERICSERV;
   rc = getaddrinfo(host, service, &hints, &res);
@@ -527,6 +583,32 @@ static int lookup_new(tapio_loop *loop, void *ud, int flags,
   return 0;
 }
 
+/* AI_ADDRCONFIG as glibc applies it, before anything else: family 0
+ * becomes the host's one family if it has addresses of one only; a family
+ * it has no address of is no such name. */
+static int addrconfig_family(int *family) {
+  int bits = configured_families();
+  if (*family == 0) {
+    if (bits == 1 || bits == 2)
+      *family = bits == 1 ? TAPIO_AF_INET : TAPIO_AF_INET6;
+    return 0;
+  }
+  return wanted(tapio__family_to_af(*family), bits) ? 0 : TAPIO_EAI_NONAME;
+}
+
+/* What every path checks first, as glibc's getaddrinfo does. */
+static int check_flags(const char *service, int flags, int *family) {
+  if ((flags & TAPIO__RES_NUMERICSERV) && service &&
+      !numeric_service(service))
+    return TAPIO_EAI_NONAME;
+  return (flags & TAPIO__RES_ADDRCONFIG) ? addrconfig_family(family) : 0;
+}
+
+/* The family c-ares is asked for: both for AI_V4MAPPED's family 6. */
+static int ares_family(int af, int flags) {
+  return af == AF_INET6 && (flags & TAPIO__RES_V4MAPPED) ? AF_UNSPEC : af;
+}
+
 int tapio__resolve(tapio_loop *loop, const char *host, const char *service,
                    int family, int flags, tapio__resolved_fn cb, void *ud,
                    tapio__lookup **lkp, tapio__addr **addrs, size_t *n) {
@@ -536,6 +618,8 @@ int tapio__resolve(tapio_loop *loop, const char *host, const char *service,
   *lkp = NULL;
   if (host && !*host)
     host = NULL;
+  if ((rc = check_flags(service, flags, &family)) < 0)
+    return rc;
   if (host && !is_numeric(host) && tapio__virtual(loop)) {
     host = tapio__vnet_host(host, family); /* its network's names alone */
     if (!host)
@@ -549,8 +633,9 @@ int tapio__resolve(tapio_loop *loop, const char *host, const char *service,
   if (rc < 0)
     return rc;
   lk->cb = cb;
+  lk->family = tapio__family_to_af(family);
   memset(&hints, 0, sizeof hints);
-  hints.ai_family = tapio__family_to_af(family);
+  hints.ai_family = ares_family(lk->family, flags);
   /* c-ares sorts the answer as RFC 6724 says, as glibc does */
   if (service && all_digits(service))
     hints.ai_flags |= ARES_AI_NUMERICSERV;
@@ -566,7 +651,11 @@ int tapio__resolve(tapio_loop *loop, const char *host, const char *service,
 int tapio__res_flags(int ai_flags) {
   return ((ai_flags & TAPIO_AI_PASSIVE) ? TAPIO__RES_PASSIVE : 0) |
          ((ai_flags & TAPIO_AI_CANONNAME) ? TAPIO__RES_CANON : 0) |
-         ((ai_flags & TAPIO_AI_NUMERICHOST) ? TAPIO__RES_NUMERIC : 0);
+         ((ai_flags & TAPIO_AI_NUMERICHOST) ? TAPIO__RES_NUMERIC : 0) |
+         ((ai_flags & TAPIO_AI_V4MAPPED) ? TAPIO__RES_V4MAPPED : 0) |
+         ((ai_flags & TAPIO_AI_ALL) ? TAPIO__RES_ALL : 0) |
+         ((ai_flags & TAPIO_AI_ADDRCONFIG) ? TAPIO__RES_ADDRCONFIG : 0) |
+         ((ai_flags & TAPIO_AI_NUMERICSERV) ? TAPIO__RES_NUMERICSERV : 0);
 }
 
 /* glibc's table of types and protocols (raw and DCCP sockets aside). */

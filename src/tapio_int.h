@@ -1230,8 +1230,17 @@ typedef void (*tapio__named_fn)(void *ud, int status, const char *host,
 enum {
   TAPIO__RES_PASSIVE = 1,  /* no host: every interface (else loopback) */
   TAPIO__RES_CANON = 2,    /* the answer carries the canonical name */
-  TAPIO__RES_NUMERIC = 4   /* a literal address or nothing: no lookup */
+  TAPIO__RES_NUMERIC = 4,  /* a literal address or nothing: no lookup */
+  TAPIO__RES_V4MAPPED = 8, /* getaddrinfo's AI_V4MAPPED, AI_ALL, */
+  TAPIO__RES_ALL = 16,     /* AI_ADDRCONFIG and AI_NUMERICSERV */
+  TAPIO__RES_ADDRCONFIG = 32,
+  TAPIO__RES_NUMERICSERV = 64
 };
+/* Every TAPIO_AI_* flag, for the checks of the calls that take them. */
+#define TAPIO__AI_ALL_FLAGS                                                 \
+  (TAPIO_AI_PASSIVE | TAPIO_AI_CANONNAME | TAPIO_AI_NUMERICHOST |          \
+   TAPIO_AI_V4MAPPED | TAPIO_AI_ALL | TAPIO_AI_ADDRCONFIG |                \
+   TAPIO_AI_NUMERICSERV)
 
 /* The one way names become addresses: host (a name, a literal, or
  * NULL/"") and service (a port number or a name from /etc/services) as

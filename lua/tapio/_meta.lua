@@ -190,6 +190,10 @@
 ---@field AI_PASSIVE integer getaddrinfo's opts.flags
 ---@field AI_CANONNAME integer
 ---@field AI_NUMERICHOST integer
+---@field AI_V4MAPPED integer
+---@field AI_ALL integer
+---@field AI_ADDRCONFIG integer
+---@field AI_NUMERICSERV integer
 ---@field NI_NUMERICHOST integer getnameinfo's flags
 ---@field NI_NUMERICSERV integer
 ---@field NI_NOFQDN integer

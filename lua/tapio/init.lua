@@ -59,7 +59,9 @@ for _, name in ipairs { "PIPE", "STDOUT", "DEVNULL", "INHERIT",
                         "SOCK_STREAM", "SOCK_DGRAM", "SOCK_RAW",
                         "IPPROTO_ICMP", "IPPROTO_ICMPV6", "IPPROTO_TCP",
                         "IPPROTO_UDP", "AI_PASSIVE",
-                        "AI_CANONNAME", "AI_NUMERICHOST", "NI_NUMERICHOST",
+                        "AI_CANONNAME", "AI_NUMERICHOST", "AI_V4MAPPED",
+                        "AI_ALL", "AI_ADDRCONFIG", "AI_NUMERICSERV",
+                        "NI_NUMERICHOST",
                         "NI_NUMERICSERV", "NI_NAMEREQD", "NI_DGRAM",
                         "NI_NOFQDN" } do
   tapio[name] = core[name]
