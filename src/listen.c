@@ -252,8 +252,10 @@ static void req_run(tapio__task *task) {
   }
   if (fd >= 0) {
     r->sock = -1;
-    rc = tapio__server_add_fd(r->server, fd); /* a Unix one's file stays
-                                                 the caller's */
+    /* listened on as asyncio's server does (a bound socket not yet
+     * listening serves; a listening one gets the backlog); a Unix one's
+     * file stays the caller's */
+    rc = listen_fd(r, fd);
   } else if (r->is_unix) {
     rc = bind_unix(r);
   } else {
