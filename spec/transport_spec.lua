@@ -1040,6 +1040,13 @@ describe("a Unix socket transport", function()
       t2:close()
       s1:close()
       s2:close()
+      local a, b = tapio.socketpair() -- connected: no listening on it
+      local ok, err = pcall(loop.create_unix_server, loop,
+        function() return {} end, { sock = a })
+      assert.is_false(ok)
+      assert.matches("create_unix_server: cannot listen on the socket given "
+        .. "as 'sock': invalid argument", tostring(err))
+      tapio.close_fd(b) -- a is tapio's from the call on: closed
     end)
     os.remove(path)
   end)

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -256,6 +257,10 @@ static void req_run(tapio__task *task) {
      * listening serves; a listening one gets the backlog); a Unix one's
      * file stays the caller's */
     rc = listen_fd(r, fd);
+    if (rc < 0) /* a connected one, say: asyncio's listen raises too */
+      snprintf(r->why, sizeof r->why, "%s: cannot listen on the socket "
+               "given as 'sock': %s", r->is_unix ? "create_unix_server"
+               : "create_server", tapio_strerror(rc));
   } else if (r->is_unix) {
     rc = bind_unix(r);
   } else {
