@@ -550,11 +550,13 @@ int tapio_remove_signal_handler(tapio_loop *loop, int sig);
  *     TAPIO_AI_* flags of the hosts' lookups, default TAPIO_AI_PASSIVE as
  *     asyncio's: without it, no host is loopback rather than every
  *     interface),
- *     "sock" (int: an already bound listening socket; host NULL, port 0)
+ *     "sock" (int: an already bound socket, listened on with "backlog"
+ *     as asyncio's server does; host NULL, port 0)
  *   create_unix_server: "backlog", "start_serving", "cleanup_socket"
  *     (bool, default 1: unlink the path when the server closes), "sock"
- *     (int: a bound listening Unix stream socket, path NULL; its file
- *     stays the caller's: the server's close leaves it)
+ *     (int: a bound Unix stream socket, listened on as create_server's,
+ *     path NULL; its file stays the caller's: the server's close leaves
+ *     it)
  *   create_unix_connection: "sock" (int: a connected Unix stream socket,
  *     path NULL)
  *   create_datagram_endpoint: "local_host" (str) and "local_port" (int):

@@ -133,6 +133,13 @@ describe("task:get_stack", function()
       assert.matches("task:print_stack: bad argument #1 'options.file' "
         .. "%(file expected, got number%)",
         raised(function() t:print_stack { file = 1 } end))
+      -- a table or userdata with no write method: said before writing
+      assert.matches("task_stack_spec.lua:%d+: tapio: task:print_stack: "
+        .. "bad argument #1 'options.file' %(file expected, got table%)",
+        raised(function() t:print_stack { file = {} } end))
+      assert.matches("task:print_stack: bad argument #1 'options.file' "
+        .. "%(file expected, got tapio.buffer%)",
+        raised(function() t:print_stack { file = tapio.buffer(1) } end))
       assert.matches("tapio: task:get_stack: bad self",
         raised(t.get_stack, {}))
     end)

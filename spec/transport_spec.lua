@@ -1020,6 +1020,37 @@ describe("a Unix socket transport", function()
     os.remove(path)
   end)
 
+  it("listens on a bound socket given as opts.sock, as asyncio's server "
+     .. "does (Unix and TCP)", function()
+    local path = os.tmpname()
+    os.remove(path)
+    run(function(loop)
+      local u = assert(tapio.socket(tapio.AF_UNIX, tapio.SOCK_STREAM))
+      assert(tapio.bind(u, path)) -- bound, not listening
+      local ip = assert(tapio.socket(tapio.AF_INET, tapio.SOCK_STREAM))
+      assert(tapio.bind(ip, { "127.0.0.1", 0 }))
+      local s1 = loop:create_unix_server(function() return {} end,
+        { sock = u })
+      local s2 = loop:create_server(function() return {} end, nil, nil,
+        { sock = ip })
+      local t1 = loop:create_unix_connection(function() return {} end, path)
+      local t2 = loop:create_connection(function() return {} end,
+        "127.0.0.1", tapio.getsockname(ip)[2])
+      t1:close()
+      t2:close()
+      s1:close()
+      s2:close()
+      local a, b = tapio.socketpair() -- connected: no listening on it
+      local ok, err = pcall(loop.create_unix_server, loop,
+        function() return {} end, { sock = a })
+      assert.is_false(ok)
+      assert.matches("create_unix_server: cannot listen on the socket given "
+        .. "as 'sock': invalid argument", tostring(err))
+      tapio.close_fd(b) -- a is tapio's from the call on: closed
+    end)
+    os.remove(path)
+  end)
+
   it("refuses a sock that is no Unix socket, or one given with a path",
      function()
     run(function(loop)

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -252,8 +253,14 @@ static void req_run(tapio__task *task) {
   }
   if (fd >= 0) {
     r->sock = -1;
-    rc = tapio__server_add_fd(r->server, fd); /* a Unix one's file stays
-                                                 the caller's */
+    /* listened on as asyncio's server does (a bound socket not yet
+     * listening serves; a listening one gets the backlog); a Unix one's
+     * file stays the caller's */
+    rc = listen_fd(r, fd);
+    if (rc < 0) /* a connected one, say: asyncio's listen raises too */
+      snprintf(r->why, sizeof r->why, "%s: cannot listen on the socket "
+               "given as 'sock': %s", r->is_unix ? "create_unix_server"
+               : "create_server", tapio_strerror(rc));
   } else if (r->is_unix) {
     rc = bind_unix(r);
   } else {

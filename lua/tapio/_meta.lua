@@ -1333,7 +1333,8 @@ function Buffer:set(i, s) end
 function tapio.open_connection(host, port, opts) end
 
 ---Opens a Unix socket connection; its reader and writer.
----@param path string
+---open_unix_connection({sock = fd, ...}) wraps a connected Unix socket.
+---@param path string|tapio.StreamOptions
 ---@param opts? tapio.StreamOptions
 ---@return tapio.StreamReader, tapio.StreamWriter
 function tapio.open_unix_connection(path, opts) end
@@ -1361,9 +1362,10 @@ function tapio.open_pipe_writer(fd) end
 ---@return tapio.Server
 function tapio.start_server(client_connected_cb, host, port, opts) end
 
----start_server on a Unix socket path.
+---start_server on a Unix socket path; (cb, {sock = fd, ...}) serves a
+---listening Unix socket.
 ---@param client_connected_cb async fun(reader: tapio.StreamReader, writer: tapio.StreamWriter)
----@param path string
+---@param path string|tapio.StreamOptions
 ---@param opts? tapio.StreamOptions
 ---@return tapio.Server
 function tapio.start_unix_server(client_connected_cb, path, opts) end

@@ -591,8 +591,12 @@ function api.open_connection(host, port, opts)
 end
 
 --- tapio.open_unix_connection(path, opts) -> reader, writer
+-- tapio.open_unix_connection({sock = fd, ...}) -> reader, writer
 function api.open_unix_connection(path, opts)
   local fn = "open_unix_connection"
+  if type(path) == "table" and opts == nil then
+    path, opts = nil, path -- ({sock = fd, ...}): limit is ours, as above
+  end
   local copts, limit = split_options(opts, fn, 2)
   local loop = running_loop(fn)
   local protocol = new_protocol(loop, limit)
@@ -698,7 +702,11 @@ function api.start_server(cb, host, port, opts)
 end
 
 --- tapio.start_unix_server(client_connected_cb, path, opts) -> server
+-- tapio.start_unix_server(client_connected_cb, {sock = fd, ...}) -> server
 function api.start_unix_server(cb, path, opts)
+  if type(path) == "table" and opts == nil then
+    path, opts = nil, path -- (cb, {sock = fd, ...}): limit is ours
+  end
   return serving("start_unix_server", Loop._create_unix_server, cb,
                  { path, n = 1 }, opts, 3)
 end

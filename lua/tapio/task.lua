@@ -483,6 +483,16 @@ local function source_line(path, n)
   return text
 end
 
+-- Whether f has a write method (indexing a userdata without __index
+-- raises, hence the pcall).
+local function has_write(f)
+  if type(f) ~= "userdata" and type(f) ~= "table" then
+    return false
+  end
+  local ok, write = pcall(function() return f.write end)
+  return ok and write ~= nil
+end
+
 --- task:print_stack([{limit = n, file = f}]): get_stack's frames
 -- written to f (io.stderr if not given; anything with a write method)
 -- as asyncio's print_stack writes them, each with its source line when
@@ -491,7 +501,7 @@ function Task:print_stack(opts)
   check_self(self, Task, "task:print_stack")
   local frames = stack(self, check_limit(opts, "task:print_stack"))
   local file = opts and opts.file or io.stderr
-  if type(file) ~= "userdata" and type(file) ~= "table" then
+  if not has_write(file) then
     U.argerror("task:print_stack", 1, "options.file", "file expected, got "
       .. U.typename(file), 3)
   end
