@@ -299,18 +299,11 @@ static int cmp_int64(const void *a, const void *b) {
 
 /* pass_fds stay open in the child (dup2 onto themselves clears their
  * close-on-exec); with close_fds every other descriptor from 3 up is
- * closed: the open ones below the highest kept, then all above it. */
-static int fd_steps(spawn *sp) {
-  size_t n, i;
-  const int64_t *given = tapio__opt_list(sp->opts, TAPIO__OPT_PASS_FDS, &n);
-  int64_t keep[256];
+ * closed: the open ones below the highest kept, then all above it. keep:
+ * the n descriptors, sorted. */
+static int keep_steps(spawn *sp, const int64_t *keep, size_t n) {
+  size_t i;
   int fd = 3, rc = 0;
-  if (n > sizeof keep / sizeof keep[0])
-    return TAPIO_EINVAL;
-  if (n) {
-    memcpy(keep, given, n * sizeof *keep);
-    qsort(keep, n, sizeof *keep, cmp_int64);
-  }
   for (i = 0; i < n && rc == 0; i++) {
     if (!fd_open((int)keep[i]))
       return not_open(sp, "pass_fds", keep[i]);
@@ -327,6 +320,26 @@ static int fd_steps(spawn *sp) {
       fd++; /* kept */
   }
   return rc ? rc : step(sp, TAPIO__STEP_CLOSEFROM, fd, -1, NULL);
+}
+
+/* keep_steps on a sorted copy of pass_fds (as many as given: Python's
+ * has no bound either). */
+static int fd_steps(spawn *sp) {
+  size_t n;
+  const int64_t *given = tapio__opt_list(sp->opts, TAPIO__OPT_PASS_FDS, &n);
+  int64_t *keep = NULL;
+  int rc;
+  if (n) {
+    keep = tapio__alloc(sp->loop, n * sizeof *keep);
+    if (!keep)
+      return TAPIO_ENOMEM;
+    memcpy(keep, given, n * sizeof *keep);
+    qsort(keep, n, sizeof *keep, cmp_int64);
+  }
+  rc = keep_steps(sp, keep, n);
+  if (n)
+    tapio__free(sp->loop, keep, n * sizeof *keep);
+  return rc;
 }
 
 /* The steps, and the session and group (glibc's posix_spawn does setsid,

@@ -301,6 +301,41 @@ static void pass_fds_option(void)
   prec_free(&q);
 }
 
+/* As many pass_fds as given (a bound of 256 refused more, in words that
+ * did not name the option): 300 kept, each open in the child, which
+ * lists its own descriptors (ls: 0, 1, 2, the 300, and its own one). */
+static void pass_fds_many(void)
+{
+  const char *argv[] = { "ls", "-1", "/proc/self/fd", NULL };
+  tapio_loop *loop = new_loop();
+  tapio_options *o = stdio_opts(loop, TAPIO_STDIO_DEVNULL, TAPIO_STDIO_PIPE,
+                                TAPIO_STDIO_DEVNULL);
+  int fds[2], kept[300], i, lines = 0;
+  char last[16];
+  prec p;
+  prec_init(&p);
+  make_pipe(fds);
+  for (i = 0; i < 300; i++) {
+    kept[i] = dup(fds[1]);
+    CHECK(kept[i] >= 0);
+    CHECK_OK(tapio_options_add_int(o, "pass_fds", kept[i]));
+  }
+  CHECK_OK(spawn_wait(loop, &p, argv, o));
+  tapio_options_free(o);
+  WAIT_FOR(loop, p.lost);
+  CHECK_EQ(p.returncode, 0);
+  for (i = 0; i < (int)p.nout[1]; i++)
+    lines += p.out[1][i] == '\n';
+  CHECK_EQ(lines, 304);
+  snprintf(last, sizeof last, "\n%d\n", kept[299]);
+  CHECK(memmem(p.out[1], p.nout[1], last, strlen(last)) != NULL);
+  for (i = 0; i < 300; i++)
+    CHECK(close(kept[i]) == 0);
+  CHECK(close(fds[0]) == 0 && close(fds[1]) == 0);
+  free_loop(loop);
+  prec_free(&p);
+}
+
 /* close_fds (the default) closes even a descriptor without close-on-exec;
  * close_fds off lets it through. Either way the child has none of
  * tapio's descriptors (P5: the stdin pipe is not inheritable): its fds
@@ -724,6 +759,7 @@ TEST_MAIN(
   TEST(new_session),
   TEST(new_group),
   TEST(pass_fds_option),
+  TEST(pass_fds_many),
   TEST(close_fds_option),
   TEST(executable_option),
   TEST(pipesize_option),
