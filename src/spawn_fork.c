@@ -28,6 +28,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -191,16 +192,17 @@ static int do_step(const tapio__step *s, int errfd) {
   }
 }
 
-/* Every signal to its default (glibc's own two it refuses: their
- * handlers end at exec); the mask, empty, only last. */
+/* Every signal to its default; the mask, empty, only last. Through the
+ * system call, not sigaction: glibc's refuses its own two (32 and 33),
+ * and an ignored one stays ignored across exec (a parent started with
+ * them ignored gave its children them ignored, where posix_spawn's are
+ * at their defaults). All zero bytes are the kernel's struct sigaction
+ * for SIG_DFL, no flags and an empty mask, whatever its layout. */
 static void default_signals(void) {
-  struct sigaction sa;
+  static const unsigned long dfl[16];
   int sig;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = SIG_DFL;
-  sigemptyset(&sa.sa_mask);
-  for (sig = 1; sig < NSIG; sig++)
-    sigaction(sig, &sa, NULL); /* SIGKILL, SIGSTOP: EINVAL, harmless */
+  for (sig = 1; sig < NSIG; sig++) /* SIGKILL, SIGSTOP: EINVAL, harmless */
+    syscall(SYS_rt_sigaction, sig, dfl, NULL, (size_t)(NSIG - 1) / 8);
 }
 
 /* posix_spawn's order (signals, setsid, setpgid, the steps), then
