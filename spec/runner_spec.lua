@@ -11,23 +11,7 @@ local seqs = require "spec.support.sequences"
 local raised = helper.fails
 local var = tapio.ContextVar("request")
 
-local EVENTS = {}
-
--- A value as runner_parity.py's log writes it (str as it is, else repr).
-local function text(v)
-  if type(v) == "boolean" then
-    return v and "True" or "False"
-  end
-  return tostring(v)
-end
-
-local function log(...)
-  local words = {}
-  for i = 1, select("#", ...) do
-    words[i] = text((select(i, ...)))
-  end
-  EVENTS[#EVENTS + 1] = table.concat(words, " ")
-end
+local EVENTS, log = seqs.event_log()
 
 local function get()
   return var:get("unset")

@@ -15,25 +15,8 @@ local raised = helper.fails
 
 -- ---- The scenarios, as task_factory.py writes them ----------------------
 
-local EVENTS = {}
-
--- A value as task_factory.py's text() writes it (Python's repr).
-local function text(v)
-  if v == nil then
-    return "None"
-  elseif type(v) == "boolean" then
-    return v and "True" or "False"
-  end
-  return tostring(v)
-end
-
-local function log(...)
-  local words = {}
-  for i = 1, select("#", ...) do
-    words[i] = text((select(i, ...)))
-  end
-  EVENTS[#EVENTS + 1] = table.concat(words, " ")
-end
+local EVENTS, log = seqs.event_log()
+local text = seqs.py_text
 
 -- n turns of the loop: a chain of call_soon, then a future's result wakes
 -- the caller (as task_factory.py's hops).

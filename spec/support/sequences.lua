@@ -160,4 +160,29 @@ function M.check(script, default_count, run)
   return count
 end
 
+-- A value as the parity scripts' logs write it (Python's: None, True,
+-- False; a string as it is).
+local function py_text(v)
+  if v == nil then
+    return "None"
+  elseif type(v) == "boolean" then
+    return v and "True" or "False"
+  end
+  return tostring(v)
+end
+M.py_text = py_text
+
+--- events, log: a list of lines, and log(...) adding one (its values as
+-- the parity scripts write them, separated by spaces).
+function M.event_log()
+  local events = {}
+  return events, function(...)
+    local words = {}
+    for i = 1, select("#", ...) do
+      words[i] = py_text((select(i, ...)))
+    end
+    events[#events + 1] = table.concat(words, " ")
+  end
+end
+
 return M
