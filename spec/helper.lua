@@ -485,6 +485,14 @@ function helper.exists(path)
   return os.rename(path, path) and true or false
 end
 
+--- A Unix stream socket bound at path and listening (a descriptor).
+function helper.unix_listener(path)
+  local l = assert(tapio.socket(tapio.AF_UNIX, tapio.SOCK_STREAM))
+  assert(tapio.bind(l, path))
+  assert(tapio.listen(l))
+  return l
+end
+
 --- Quotes a string for the shell.
 function helper.shell_quote(s)
   return "'" .. s:gsub("'", "'\\''") .. "'"
