@@ -431,9 +431,14 @@ static int t_writelines(lua_State *L) {
   const char *fn = "transport:writelines";
   tl_transport *lt = totransport(L, fn);
   int n, i, rc = 0;
+  const char *why;
   if (!lua_istable(L, 2))
     return tl_typeerror(L, fn, 1, "list_of_data", 2, "table");
   n = (int)tl_rawlen(L, 2);
+  why = tl_not_a_list(L, 2, (size_t)n);
+  if (why)
+    return tl_argerror(L, fn, 1, "list_of_data",
+                       lua_pushfstring(L, "list expected, %s", why));
   for (i = 1; i <= n; i++) {
     lua_rawgeti(L, 2, i);
     if (lua_type(L, -1) != LUA_TSTRING) {

@@ -704,7 +704,18 @@ static int u_close_fd(lua_State *L) {
   return 1;
 }
 
+/* core._not_a_list(t) -> nil, or words saying why t is no list (a map,
+ * or a list with holes): the Lua layer's list arguments say it as the C
+ * side's do. */
+static int u_not_a_list(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  if (!tl_not_a_list(L, 1, tl_rawlen(L, 1)))
+    lua_pushnil(L);
+  return 1;
+}
+
 static const luaL_Reg functions[] = {
+  {"_not_a_list", u_not_a_list},
   {"error", u_error},
   {"strerror", u_strerror},
   {"buffer", u_buffer},

@@ -213,6 +213,10 @@ describe("a StreamReader", function()
         fails(r.readuntil, r, { "a", true }))
       assert.matches("should be at least one%-byte",
         fails(r.readuntil, r, { "a", "" }))
+      assert.matches("'separator' %(list expected, got a table with key "
+        .. "'sep'%)", fails(r.readuntil, r, { sep = "a" }))
+      assert.matches("%(list expected, got a [%a ]+%d%)",
+        fails(r.readuntil, r, { "a", nil, "t" }))
       assert.are.equal(4, r:get_buffer_size())
     end)
   end)

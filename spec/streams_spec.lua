@@ -774,6 +774,11 @@ describe("streams over TCP", function()
       assert.matches("writer:writelines: bad argument #1 'data' %(string " ..
         "expected at index 2, got number%)",
         fails(writer.writelines, writer, { "a", 1 }))
+      assert.matches("writer:writelines: bad argument #1 'data' %(list " ..
+        "expected, got a table with key 'x'%)",
+        fails(writer.writelines, writer, { x = "a" }))
+      assert.matches("%(list expected, got a [%a ]+%d%)",
+        fails(writer.writelines, writer, { "a", nil, "c" }))
       assert.matches("writer:drain: bad self %(tapio.StreamWriter " ..
         "expected, got tapio.StreamReader%)",
         fails(writer.drain, tapio.StreamReader()))

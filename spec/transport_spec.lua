@@ -570,6 +570,14 @@ describe("a transport", function()
       assert.has_error(function() t:writelines({ "a", 2 }) end,
         "tapio: transport:writelines: bad argument #1 'list_of_data' "
         .. "(string expected at index 2, got number)")
+      assert.has_error(function() t:writelines({ a = "x" }) end,
+        "tapio: transport:writelines: bad argument #1 'list_of_data' "
+        .. "(list expected, got a table with key 'a')")
+      -- # of a list with a hole is either border: the words say which
+      local ok, err = pcall(t.writelines, t, { "a", nil, "c" })
+      assert.is_false(ok)
+      assert.matches("'list_of_data' %(list expected, got a [%a ]+%d%)",
+        err)
       assert.has_error(function() t:set_write_buffer_limits(-1) end,
         "tapio: transport:set_write_buffer_limits: bad argument #1 'high' "
         .. "(-1 is out of range 0..4503599627370496)")

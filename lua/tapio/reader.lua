@@ -592,6 +592,11 @@ function StreamReader:readuntil(separator)
   separator = separator == nil and "\n" or separator
   local seps
   if type(separator) == "table" then
+    local why = U.not_a_list(separator)
+    if why then
+      error(("tapio: %s: bad argument #1 'separator' (list expected, %s)")
+        :format(fn, why), 2)
+    end
     seps = {}
     for i, s in ipairs(separator) do
       if type(s) ~= "string" then

@@ -253,6 +253,11 @@ function StreamWriter:writelines(list)
     error("tapio: writer:writelines: bad argument #1 'data' (table "
       .. "expected, got " .. U.typename(list) .. ")", 2)
   end
+  local why = U.not_a_list(list)
+  if why then
+    error("tapio: writer:writelines: bad argument #1 'data' (list "
+      .. "expected, " .. why .. ")", 2)
+  end
   for i = 1, #list do
     if type(list[i]) ~= "string" then
       error(("tapio: writer:writelines: bad argument #1 'data' (string "

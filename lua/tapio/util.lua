@@ -26,6 +26,9 @@ function M.typename(v)
   return type(name) == "string" and name or type(v)
 end
 
+-- nil, or words saying why table t is no list: a map, or holes.
+M.not_a_list = core._not_a_list
+
 -- The length of the valid UTF-8 sequence that starts at s[i], or nil.
 function M.utf8_at(s, i)
   local c = s:byte(i)
