@@ -593,8 +593,9 @@ describe("context variables", function()
       end)
       assert.are.equal("unset", ran:await())
       assert.are.equal(1, #errors)
-      assert.matches("cannot enter the context given to the callback: it "
-        .. "is already entered", tostring(errors[1].exception))
+      assert.matches("tapio: loop:call_soon_in: cannot enter the context "
+        .. "given to the callback: it is already entered",
+        tostring(errors[1].exception))
       assert.are.equal("unset", ctx:get(var, "unset"))
     end, { errors_ok = true })
   end)

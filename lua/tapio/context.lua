@@ -489,10 +489,10 @@ end
 -- A callback given its context: ctx entered as ctx:run enters it, an
 -- error (reported by the loop) if ctx is entered already (asyncio's
 -- Context.run raises then, as the handle runs).
-local function run_given(ctx, fn, ...)
+local function run_given(name, ctx, fn, ...)
   if ctx._entered then
-    error("tapio: cannot enter the context given to the callback: it is "
-      .. "already entered", 0)
+    error("tapio: " .. name .. ": cannot enter the context given to the "
+      .. "callback: it is already entered", 0)
   end
   return run_in(ctx, fn, ...)
 end
@@ -512,7 +512,7 @@ function Loop:call_soon_in(ctx, fn, ...)
   U.check_loop(self, "loop:call_soon_in")
   check_given(ctx, "loop:call_soon_in")
   check_callable(fn, "loop:call_soon_in", 2, "callback")
-  return call_soon(self, run_given, ctx, fn, ...)
+  return call_soon(self, run_given, "loop:call_soon_in", ctx, fn, ...)
 end
 
 function Loop:call_later_in(ctx, delay, fn, ...)
@@ -520,7 +520,8 @@ function Loop:call_later_in(ctx, delay, fn, ...)
   check_given(ctx, "loop:call_later_in")
   check_time(delay, "loop:call_later_in", "delay")
   check_callable(fn, "loop:call_later_in", 3, "callback")
-  return call_later(self, delay, run_given, ctx, fn, ...)
+  return call_later(self, delay, run_given, "loop:call_later_in", ctx, fn,
+    ...)
 end
 
 function Loop:call_at_in(ctx, when, fn, ...)
@@ -528,7 +529,7 @@ function Loop:call_at_in(ctx, when, fn, ...)
   check_given(ctx, "loop:call_at_in")
   check_time(when, "loop:call_at_in", "when")
   check_callable(fn, "loop:call_at_in", 3, "callback")
-  return call_at(self, when, run_given, ctx, fn, ...)
+  return call_at(self, when, run_given, "loop:call_at_in", ctx, fn, ...)
 end
 
 -- ---- A handle's context ----------------------------------------------------
@@ -550,8 +551,10 @@ function Handle:get_context()
   end
   local call = stored_call(self, 1)
   local fn = call[1]
-  if fn == run_in or fn == run_given then
+  if fn == run_in then
     return call[2]
+  elseif fn == run_given then
+    return call[3]
   end
   local ctx = call.context
   if not ctx then
