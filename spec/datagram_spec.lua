@@ -288,6 +288,43 @@ describe("a datagram endpoint", function()
     end)
   end)
 
+  it("reports a queued datagram the socket refuses while a close flushes, "
+     .. "before connection_lost (asyncio's _sendto_ready)", function()
+    helper.run(function(loop)
+      local a, b = tapio.socketpair("dgram")
+      local at, ap = endpoint(loop, { sock = a })
+      local bt, bp = endpoint(loop, { sock = b })
+      bt:pause_reading()
+      local n = 0
+      while at:get_write_buffer_size() == 0 do
+        n = n + 1
+        at:sendto("d" .. n)
+      end
+      at:sendto(("x"):rep(1024 * 1024)) -- queued; the socket's EMSGSIZE
+      at:sendto("last")
+      at:close()
+      bt:resume_reading()
+      assert.are.equal("last", (bp:got(n + 1)))
+      assert.is_false(ap.lost:await())
+      -- (asyncio reports it between pause and resume: error_received
+      -- runs from the loop here, after the flush that resumes)
+      assert.are.same({ "made", "pause", "resume", "err:EMSGSIZE", "lost" },
+                      ap.events)
+      bt:close()
+    end)
+  end)
+
+  it("reports a send's error before connection_lost when close follows "
+     .. "at once (asyncio's sendto calls error_received inside)", function()
+    helper.run(function(loop)
+      local t, p = bound(loop)
+      t:sendto("x", { "127.0.0.1", 0 }) -- the socket refuses: EINVAL
+      t:close()
+      assert.is_false(p.lost:await())
+      assert.are.same({ "made", "err:EINVAL", "lost" }, p.events)
+    end)
+  end)
+
   it("works on Unix datagram sockets; an unnamed peer's address is nil "
      .. "(D16)", function()
     helper.run(function(loop)
