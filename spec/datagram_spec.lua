@@ -574,6 +574,20 @@ describe("a datagram endpoint", function()
     end)
   end)
 
+  it("names an IPv6 destination in an error with its flowinfo and scope "
+     .. "id, as its address value shows it", function()
+    helper.run(function(loop)
+      local t, p = endpoint(loop, { local_addr = { "::", 0 } })
+      local to = tapio.address("fe80::1%1", 0)
+      t:sendto("x", to) -- Linux: EINVAL at sendto (port 0)
+      helper.until_true(function() return #p.errors > 0 end)
+      assert.are.equal("('fe80::1%1', 0, 0, 1)", tostring(to))
+      assert.are.equal("sendto ('fe80::1%1', 0, 0, 1): invalid argument",
+                       p.errors[1].message)
+      t:close()
+    end)
+  end)
+
   it("closes safely from inside datagram_received and error_received",
      function()
     helper.run(function(loop)
