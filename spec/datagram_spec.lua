@@ -338,6 +338,10 @@ describe("a datagram endpoint", function()
       ct:sendto("hi")
       local _, from = sp:got(1)
       assert.is_nil(from) -- the client's socket has no name
+      ct:sendto("", path) -- the peer's own path: taken
+      assert.matches("bad argument #2 'addr' %(must be nil or the connected "
+        .. "peer's '" .. path:gsub("%p", "%%%0") .. "'%)$",
+        helper.fails(ct.sendto, ct, "x", path .. "x"))
       local a, b = tapio.socketpair("dgram")
       local pt, pp = endpoint(loop, { sock = a })
       tapio.send(b, "abc")
