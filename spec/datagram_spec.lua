@@ -352,6 +352,8 @@ describe("a datagram endpoint", function()
       st:close()
       ct:close()
       pt:close()
+      sp.lost:await()
+      assert.is_true(helper.exists(path)) -- left, as asyncio leaves it
       os.remove(path)
     end)
   end)
