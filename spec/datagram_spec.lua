@@ -590,6 +590,16 @@ describe("a datagram endpoint", function()
       assert.are.equal("('fe80::1%1', 0, 0, 1)", tostring(to))
       assert.are.equal("sendto ('fe80::1%1', 0, 0, 1): invalid argument",
                        p.errors[1].message)
+      -- Python's 4-tuple as a table: its flowinfo and scope id are sent
+      t:sendto("x", { "fe80::1", 0, 0, 1 })
+      t:sendto("x", { "::1", 0, 5, 0 })
+      helper.until_true(function() return #p.errors >= 3 end)
+      assert.are.equal("sendto ('fe80::1%1', 0, 0, 1): invalid argument",
+                       p.errors[2].message)
+      assert.are.equal("sendto ('::1', 0, 5, 0): invalid argument",
+                       p.errors[3].message)
+      assert.matches("flowinfo 0%.%.1048575", helper.fails(t.sendto, t, "x",
+        { "::1", 9, 1048576, 0 }))
       t:close()
     end)
   end)
