@@ -563,8 +563,9 @@ int tapio_remove_signal_handler(tapio_loop *loop, int sig);
  *     bind there; "remote_host" (str, a name or literal) and "remote_port"
  *     (int): connect there (a host "<broadcast>" is 255.255.255.255, as
  *     in tapio_addr_parse); "local_path", "remote_path" (str): the same
- *     for a Unix datagram socket (a stale socket file at local_path is
- *     removed first); "family" (int: 0, 4, 6), "reuse_port" (bool),
+ *     for a Unix datagram socket (a socket file at local_path is removed
+ *     first, stale or a live endpoint's, as asyncio does; the file is
+ *     left at close, as asyncio leaves it); "family" (int: 0, 4, 6), "reuse_port" (bool),
  *     "allow_broadcast" (bool: SO_BROADCAST, and remote_host is then not
  *     connected but only the default destination), "sock" (int: a
  *     datagram socket, with no other option), "proto" (int: as

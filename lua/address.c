@@ -137,6 +137,29 @@ static tl_addr *toaddr(lua_State *L, int idx) {
   return luaL_testudata(L, idx, TL_ADDRESS);
 }
 
+/* An IPv6 table's flowinfo and scope id ([3] and [4], Python's 4-tuple),
+ * when given, into the address: the scope id replaces a "%scope" of the
+ * host. */
+static void six_extras(lua_State *L, int idx, void *out, const char *fn,
+                       int n) {
+  struct sockaddr_in6 *s6 = out;
+  lua_Integer flow = 0, scope = 0;
+  lua_rawgeti(L, idx, 3);
+  lua_rawgeti(L, idx, 4);
+  if ((!lua_isnil(L, -2) &&
+       (!tl_tointeger(L, -2, &flow) || flow < 0 || flow > 0xFFFFF)) ||
+      (!lua_isnil(L, -1) &&
+       (!tl_tointeger(L, -1, &scope) || scope < 0 || scope > 0xFFFFFFFF)))
+    tl_argerror(L, fn, n, "addr", "{host, port, flowinfo, scope_id} "
+                "expected, with a flowinfo 0..1048575 and a scope_id "
+                "0..4294967295");
+  if (!lua_isnil(L, -2))
+    s6->sin6_flowinfo = htonl((uint32_t)flow);
+  if (!lua_isnil(L, -1))
+    s6->sin6_scope_id = (uint32_t)scope;
+  lua_pop(L, 2);
+}
+
 /* A table {host, port [, flowinfo, scope_id]} as a socket address. */
 static int table_addr(lua_State *L, int idx, void *out, size_t *len,
                       const char *fn, int n) {
@@ -158,6 +181,8 @@ static int table_addr(lua_State *L, int idx, void *out, size_t *len,
                                        "resolve it with loop:getaddrinfo)",
                                        host));
   lua_pop(L, 2);
+  if (rc == 0 && ((struct sockaddr *)out)->sa_family == AF_INET6)
+    six_extras(L, idx, out, fn, n);
   return rc;
 }
 

@@ -293,7 +293,7 @@ static int l_create_datagram_endpoint(lua_State *L) {
 
 static int sendto_error(lua_State *L, tl_transport *lt, int rc, size_t len) {
   char peer[TAPIO_ADDR_MAX];
-  int port = 0;
+  int port = 0, family = 0;
   switch (rc) {
   case TAPIO_EMSGSIZE:
     return tl_argerror(L, FN_SENDTO, 1, "data",
@@ -301,10 +301,14 @@ static int sendto_error(lua_State *L, tl_transport *lt, int rc, size_t len) {
                                        "large (%s)", (int)len,
                                        tapio_strerror(rc)));
   case TAPIO_EISCONN:
-    tapio_transport_get_peername(lt->t, peer, sizeof peer, &port, NULL);
+    tapio_transport_get_peername(lt->t, peer, sizeof peer, &port, &family);
     return tl_argerror(L, FN_SENDTO, 2, "addr",
-                       lua_pushfstring(L, "must be nil or the connected "
-                                       "peer's ('%s', %d)", peer, port));
+                       family == TAPIO_AF_UNIX /* a path, as peername */
+                           ? lua_pushfstring(L, "must be nil or the "
+                                             "connected peer's '%s'", peer)
+                           : lua_pushfstring(L, "must be nil or the "
+                                             "connected peer's ('%s', %d)",
+                                             peer, port));
   case TAPIO_EAFNOSUPPORT:
     return tl_argerror(L, FN_SENDTO, 2, "addr", "socket family mismatch");
   case TAPIO_EINVAL:

@@ -288,6 +288,43 @@ describe("a datagram endpoint", function()
     end)
   end)
 
+  it("reports a queued datagram the socket refuses while a close flushes, "
+     .. "before connection_lost (asyncio's _sendto_ready)", function()
+    helper.run(function(loop)
+      local a, b = tapio.socketpair("dgram")
+      local at, ap = endpoint(loop, { sock = a })
+      local bt, bp = endpoint(loop, { sock = b })
+      bt:pause_reading()
+      local n = 0
+      while at:get_write_buffer_size() == 0 do
+        n = n + 1
+        at:sendto("d" .. n)
+      end
+      at:sendto(("x"):rep(1024 * 1024)) -- queued; the socket's EMSGSIZE
+      at:sendto("last")
+      at:close()
+      bt:resume_reading()
+      assert.are.equal("last", (bp:got(n + 1)))
+      assert.is_false(ap.lost:await())
+      -- (asyncio reports it between pause and resume: error_received
+      -- runs from the loop here, after the flush that resumes)
+      assert.are.same({ "made", "pause", "resume", "err:EMSGSIZE", "lost" },
+                      ap.events)
+      bt:close()
+    end)
+  end)
+
+  it("reports a send's error before connection_lost when close follows "
+     .. "at once (asyncio's sendto calls error_received inside)", function()
+    helper.run(function(loop)
+      local t, p = bound(loop)
+      t:sendto("x", { "127.0.0.1", 0 }) -- the socket refuses: EINVAL
+      t:close()
+      assert.is_false(p.lost:await())
+      assert.are.same({ "made", "err:EINVAL", "lost" }, p.events)
+    end)
+  end)
+
   it("works on Unix datagram sockets; an unnamed peer's address is nil "
      .. "(D16)", function()
     helper.run(function(loop)
@@ -301,6 +338,10 @@ describe("a datagram endpoint", function()
       ct:sendto("hi")
       local _, from = sp:got(1)
       assert.is_nil(from) -- the client's socket has no name
+      ct:sendto("", path) -- the peer's own path: taken
+      assert.matches("bad argument #2 'addr' %(must be nil or the connected "
+        .. "peer's '" .. path:gsub("%p", "%%%0") .. "'%)$",
+        helper.fails(ct.sendto, ct, "x", path .. "x"))
       local a, b = tapio.socketpair("dgram")
       local pt, pp = endpoint(loop, { sock = a })
       tapio.send(b, "abc")
@@ -311,6 +352,8 @@ describe("a datagram endpoint", function()
       st:close()
       ct:close()
       pt:close()
+      sp.lost:await()
+      assert.is_true(helper.exists(path)) -- left, as asyncio leaves it
       os.remove(path)
     end)
   end)
@@ -534,6 +577,30 @@ describe("a datagram endpoint", function()
       st:close()
       assert.is_false(sp.lost:await())
       assert.are.same({ "made", "err:EINVAL", "data:10", "lost" }, sp.events)
+    end)
+  end)
+
+  it("names an IPv6 destination in an error with its flowinfo and scope "
+     .. "id, as its address value shows it", function()
+    helper.run(function(loop)
+      local t, p = endpoint(loop, { local_addr = { "::", 0 } })
+      local to = tapio.address("fe80::1%1", 0)
+      t:sendto("x", to) -- Linux: EINVAL at sendto (port 0)
+      helper.until_true(function() return #p.errors > 0 end)
+      assert.are.equal("('fe80::1%1', 0, 0, 1)", tostring(to))
+      assert.are.equal("sendto ('fe80::1%1', 0, 0, 1): invalid argument",
+                       p.errors[1].message)
+      -- Python's 4-tuple as a table: its flowinfo and scope id are sent
+      t:sendto("x", { "fe80::1", 0, 0, 1 })
+      t:sendto("x", { "::1", 0, 5, 0 })
+      helper.until_true(function() return #p.errors >= 3 end)
+      assert.are.equal("sendto ('fe80::1%1', 0, 0, 1): invalid argument",
+                       p.errors[2].message)
+      assert.are.equal("sendto ('::1', 0, 5, 0): invalid argument",
+                       p.errors[3].message)
+      assert.matches("flowinfo 0%.%.1048575", helper.fails(t.sendto, t, "x",
+        { "::1", 9, 1048576, 0 }))
+      t:close()
     end)
   end)
 

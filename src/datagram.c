@@ -96,6 +96,15 @@ static int held(const tapio__dgram *d) {
   return d->fx && tapio__flight_busy(&d->fx->fl);
 }
 
+/* A close in progress ends once nothing is queued or held and every
+ * error of a send has reached error_received: asyncio reports those
+ * before connection_lost (inside sendto, or as it flushes). */
+static void end_if_flushed(tapio__dgram *d) {
+  if ((d->head.flags & (TAPIO__T_CLOSING | TAPIO__T_LOST)) ==
+          TAPIO__T_CLOSING && !d->q.head && !held(d) && !d->ehead)
+    tapio__transport_lost(&d->head, 0, NULL);
+}
+
 void tapio__datagram_area_free(tapio_loop *loop) {
   tapio__free(loop, loop->dbuf, sizeof(dgram_area));
   loop->dbuf = NULL;
@@ -130,6 +139,7 @@ static void run_errors(tapio__task *task) {
       proto_of(d)->error_received(t->ud, t, e->code, e->msg);
     tapio__free(t->loop, e, sizeof *e + strlen(e->msg) + 1);
   }
+  end_if_flushed(d);
 }
 
 static void clear_errors(tapio__dgram *d) {
@@ -219,8 +229,7 @@ static int send_many(tapio__dgram *d, struct mmsghdr *msgs, int n) {
 /* The queue is empty: a pending close finishes (when nothing is held). */
 static void drained(tapio__dgram *d) {
   ev_io_stop(d->head.loop->ev, &d->wio);
-  if ((d->head.flags & TAPIO__T_CLOSING) && !held(d))
-    tapio__transport_lost(&d->head, 0, NULL);
+  end_if_flushed(d);
 }
 
 #define FLUSH_N 32
@@ -372,10 +381,7 @@ static void land(tapio__flight *fl, tapio__fpkt *p) {
 
 /* One held datagram went: a close waiting for the last finishes. */
 static void left(tapio__fsender *s) {
-  tapio__dgram *d = TAPIO_CONTAINER(s, dgram_faults, s)->d;
-  if ((d->head.flags & (TAPIO__T_CLOSING | TAPIO__T_LOST)) ==
-          TAPIO__T_CLOSING && !d->q.head && !held(d))
-    tapio__transport_lost(&d->head, 0, NULL);
+  end_if_flushed(TAPIO_CONTAINER(s, dgram_faults, s)->d);
 }
 
 /* sendto as the faults say: lost, held, or sent now (once or twice). */
@@ -727,8 +733,7 @@ static void dgram_close(tapio_transport *t) {
   tapio__dgram *d = to_dgram(t);
   ev_io_stop(t->loop->ev, &d->rio);
   flush_own_cork(d);
-  if (!d->q.head && !held(d))
-    tapio__transport_lost(t, 0, NULL);
+  end_if_flushed(d);
 }
 
 static void dgram_halt(tapio_transport *t) {

@@ -16,6 +16,7 @@ typedef struct attempt {
   tapio__race *race;
   int code;              /* 0: not failed (yet) */
   const tapio__addr *bound; /* the local address that failed to bind */
+  int nolocal;           /* no local address of its family: no connect */
 } attempt;
 
 struct tapio__race {
@@ -91,7 +92,8 @@ static void interleave(tapio_loop *loop, tapio__addr *a, size_t n,
 static void start_next(tapio__race *race);
 
 /* Binds to the first local address of family af that binds; else the
- * error, and at->bound says which address gave it (NULL: none of af). */
+ * error, and at->bound says which address gave it (at->nolocal: none of
+ * af). */
 static int bind_local(tapio__race *race, attempt *at, int fd, int af) {
   size_t i;
   int err = TAPIO_EADDRNOTAVAIL;
@@ -104,6 +106,7 @@ static int bind_local(tapio__race *race, attempt *at, int fd, int af) {
     err = tapio__from_errno(errno);
     at->bound = l;
   }
+  at->nolocal = at->bound == NULL;
   return err;
 }
 
@@ -137,9 +140,16 @@ static void describe(const tapio__race *race, size_t i, char *buf,
   const attempt *at = &race->at[i];
   const tapio__addr *a = at->bound ? at->bound : &race->addrs[i];
   size_t len = strlen(buf);
-  tapio__describe(buf + len, size - len,
-                  at->bound ? "error while attempting to bind on address"
-                            : "connect call failed",
+  const char *what = "connect call failed";
+  if (at->bound)
+    what = "error while attempting to bind on address";
+  else if (at->nolocal)
+    what = a->ss.ss_family == AF_INET6
+               ? "no matching local address with family AF_INET6 found to "
+                 "connect to"
+               : "no matching local address with family AF_INET found to "
+                 "connect to";
+  tapio__describe(buf + len, size - len, what,
                   (const struct sockaddr *)&a->ss, a->len, at->code);
   len = strlen(buf);
   if (race->n > 1)

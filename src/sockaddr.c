@@ -225,16 +225,25 @@ void tapio__maybe_nodelay(int fd, int af, int nodelay) {
 
 void tapio__describe(char *buf, size_t size, const char *what,
                      const struct sockaddr *sa, socklen_t len, int code) {
-  char host[TAPIO_ADDR_MAX];
+  char host[TAPIO_ADDR_MAX], v6[48] = "";
   int port = 0, fam = 0;
   if (!sa || len == 0 ||
-      tapio__format_addr(sa, len, host, sizeof host, &port, &fam) < 0)
+      tapio__format_addr(sa, len, host, sizeof host, &port, &fam) < 0) {
     snprintf(buf, size, "%s: %s", what, tapio_strerror(code));
-  else if (fam == TAPIO_AF_UNIX)
+    return;
+  }
+  if (fam == TAPIO_AF_UNIX) {
     snprintf(buf, size, "%s '%s': %s", what, host, tapio_strerror(code));
-  else
-    snprintf(buf, size, "%s ('%s', %d%s): %s", what, host, port,
-             fam == TAPIO_AF_INET6 ? ", 0, 0" : "", tapio_strerror(code));
+    return;
+  }
+  if (fam == TAPIO_AF_INET6) { /* Python's 4-tuple, as the value shows it */
+    const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+    snprintf(v6, sizeof v6, ", %lu, %lu",
+             (unsigned long)ntohl(s6->sin6_flowinfo),
+             (unsigned long)s6->sin6_scope_id);
+  }
+  snprintf(buf, size, "%s ('%s', %d%s): %s", what, host, port, v6,
+           tapio_strerror(code));
 }
 
 const char *tapio__describe_lookup(char *buf, size_t size, const char *host,

@@ -159,6 +159,31 @@ static void bind_failure_named(void)
   rec_free(&c);
 }
 
+/* A local address of the other family only: no connect is made, and the
+ * message says so (asyncio: "no matching local address with
+ * family=... found"), not that a connect failed. */
+static void no_local_address_of_family_named(void)
+{
+  tapio_loop *loop = new_loop();
+  tapio_options *o = new_options(loop);
+  msg_wait w;
+  char want[256];
+  rec c;
+  int port, sfd = raw_listen(AF_INET, &port);
+  rec_init(&c);
+  CHECK_OK(tapio_options_set_str(o, "local_host", "::1"));
+  CHECK_ERR(connect_msg(loop, "127.0.0.1", port, &c, o, &w),
+            TAPIO_EADDRNOTAVAIL);
+  snprintf(want, sizeof want, "no matching local address with family "
+           "AF_INET found to connect to ('127.0.0.1', %d): address not "
+           "available", port);
+  CHECK_STR(w.message, want);
+  tapio_options_free(o);
+  close(sfd);
+  free_loop(loop);
+  rec_free(&c);
+}
+
 /* asyncio's test_create_connection_multiple_errors_local_addr: a local
  * address that fits one family only; the other family's address fails
  * (nothing to bind) and the next is tried. */
@@ -485,7 +510,8 @@ static void bad_options(void)
 }
 
 TEST_MAIN(TEST(every_address_refused), TEST(interleave_orders_the_attempts),
-          TEST(bind_failure_named), TEST(local_address_of_one_family),
+          TEST(bind_failure_named), TEST(no_local_address_of_family_named),
+          TEST(local_address_of_one_family),
           TEST(next_local_address_after_bind_fails),
           TEST(link_local_keeps_its_scope),
           TEST(stalled_ipv6_loses),
