@@ -216,6 +216,7 @@ static void tls_fail(tapio__tls *tc, int code) {
 
 static void handshake_done(tapio__tls *tc) {
   tc->state = TAPIO__TLS_OPEN;
+  tc->agreed = 1;
   tc->hs_usec = (uint64_t)((tapio__now() - tc->t0) * 1e6);
   tapio__timer_stop(&tc->timer);
   update_want(tc);
