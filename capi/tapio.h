@@ -1649,7 +1649,8 @@ enum tapio_tls_info {
 /* Copies the value into buf[buflen] (NUL-terminated when it fits) and its
  * length into *len (either may be NULL/0 to ask the length).
  * TAPIO_ENOBUFS when it does not fit; TAPIO_ENOENT when there is no such
- * value (no certificate, no ALPN); TAPIO_ENOTSUP on a transport without
+ * value (no certificate, no ALPN; no version nor cipher while the
+ * handshake runs or once it failed); TAPIO_ENOTSUP on a transport without
  * TLS. Answers until connection_lost returns. */
 int tapio_transport_get_tls_info(tapio_transport *t, int which, char *buf,
                                  size_t buflen, size_t *len);

@@ -362,12 +362,25 @@ static int l_start_tls(lua_State *L) {
 
 /* ---- get_extra_info --------------------------------------------------------- */
 
+/* A value longer than the room on the stack (a certificate's DER may be
+ * tens of KiB) is asked for again in a buffer of its length, which
+ * ENOBUFS tells. */
 static int push_info(lua_State *L, tapio_transport *t, int which) {
-  char buf[8192];
+  char buf[8192], *p = buf;
   size_t len = 0;
-  if (tapio_transport_get_tls_info(t, which, buf, sizeof buf, &len) < 0)
+  int rc = tapio_transport_get_tls_info(t, which, buf, sizeof buf, &len);
+  if (rc == TAPIO_ENOBUFS) {
+    p = tl_newuserdata(L, len);
+    rc = tapio_transport_get_tls_info(t, which, p, len, &len);
+  }
+  if (rc < 0) {
+    if (p != buf)
+      lua_pop(L, 1);
     return 0;
-  lua_pushlstring(L, buf, len);
+  }
+  lua_pushlstring(L, p, len);
+  if (p != buf)
+    lua_remove(L, -2);
   return 1;
 }
 

@@ -198,6 +198,34 @@ describe("a TLS connection", function()
     helper.remove_dir(dir)
   end)
 
+  it("tells a peer certificate of more than 8 KiB, DER and names whole",
+     function()
+    local names = {}
+    for i = 1, 200 do
+      names[i] = ("DNS:n%d.%s.test"):format(i, ("b"):rep(60))
+    end
+    local dir = helper.files_dir({})
+    assert(os.execute(("openssl req -x509 -newkey ec -pkeyopt "
+      .. "ec_paramgen_curve:P-256 -nodes -keyout %s/k.pem -out %s/c.pem "
+      .. "-days 2 -subj /CN=big -addext 'subjectAltName=%s' 2>/dev/null")
+      :format(dir, dir, table.concat(names, ","))))
+    run(function(loop)
+      local sctx = tapio.tls_context({ side = "server",
+        cert_file = dir .. "/c.pem", key_file = dir .. "/k.pem" })
+      local cctx = tapio.tls_context({ verify = "none" })
+      local server, t = tls_pair(loop, sctx, cctx)
+      local pc = t:get_extra_info("peercert")
+      assert.is_table(pc)
+      assert.is_true(#pc.der > 8192)
+      assert.are.equal(200, #pc.subjectAltName)
+      assert.are.same({ "DNS", "n200." .. ("b"):rep(60) .. ".test" },
+        pc.subjectAltName[200])
+      t:close()
+      server:close()
+    end)
+    helper.remove_dir(dir)
+  end)
+
   it("carries data both ways and tells what was agreed", function()
     run(function(loop)
       local sctx = server_ctx(nil, { alpn = { "http/1.1" } })

@@ -216,10 +216,9 @@ static void tls_fail(tapio__tls *tc, int code) {
 
 static void handshake_done(tapio__tls *tc) {
   tc->state = TAPIO__TLS_OPEN;
+  tc->agreed = 1;
   tc->hs_usec = (uint64_t)((tapio__now() - tc->t0) * 1e6);
   tapio__timer_stop(&tc->timer);
-  if (tc->flushing) /* closed during the handshake, bytes still to go */
-    start_shutdown_timer(tc);
   update_want(tc);
   take_done(tc, 0);
 }
@@ -478,24 +477,28 @@ static void start_shutdown_timer(tapio__tls *tc) {
   (void)tapio__timer_start(&tc->timer, tc->shutdown_timeout);
 }
 
-/* close() while the stream still has bytes for us: the timer starts now,
- * or when the handshake is over (its own timer runs until then). */
+/* close() before the handshake is done aborts, as asyncio's does, with
+ * bytes written meanwhile or not: they were for a session not made. */
+static int abort_handshake(tapio__stream *s, tapio__tls *tc) {
+  if (tc->state > TAPIO__TLS_HANDSHAKE)
+    return 0;
+  tapio__transport_force_close(&s->head, 0, NULL);
+  return 1;
+}
+
+/* close() while the stream still has bytes for us: the timer starts now. */
 static void tls_closing(tapio__stream *s, void *ctx) {
   tapio__tls *tc = ctx;
-  (void)s;
-  if (tc->flushing || tc->state > TAPIO__TLS_OPEN)
+  if (abort_handshake(s, tc) || tc->flushing || tc->state > TAPIO__TLS_OPEN)
     return;
   tc->flushing = 1;
-  if (tc->state == TAPIO__TLS_OPEN)
-    start_shutdown_timer(tc);
+  start_shutdown_timer(tc);
 }
 
 static int tls_close(tapio__stream *s, void *ctx) {
   tapio__tls *tc = ctx;
-  if (tc->state <= TAPIO__TLS_HANDSHAKE) { /* asyncio aborts then */
-    tapio__transport_force_close(&s->head, 0, NULL);
+  if (abort_handshake(s, tc))
     return 1;
-  }
   if (tc->state != TAPIO__TLS_OPEN)
     return 0;
   tc->state = TAPIO__TLS_SHUTDOWN;

@@ -98,6 +98,13 @@ static const char *compression(tapio__tls *tc) {
   return m ? SSL_COMP_get_name(m) : NULL;
 }
 
+/* No session agreed (the handshake runs, or failed): no version, no
+ * cipher, as Python's version() and cipher() are None then (OpenSSL
+ * would say "(NONE)", or the cipher of a half-done handshake). */
+static int unagreed(const tapio__tls *tc) {
+  return !tc->agreed;
+}
+
 int tapio_transport_get_tls_info(tapio_transport *t, int which, char *buf,
                                  size_t buflen, size_t *len) {
   tapio__tls *tc = tapio__tls_of(t);
@@ -111,11 +118,12 @@ int tapio_transport_get_tls_info(tapio_transport *t, int which, char *buf,
     return TAPIO_ENOTSUP;
   switch (which) {
   case TAPIO_TLS_INFO_VERSION:
-    return tc->state < TAPIO__TLS_OPEN && !tc->hs_usec
-               ? TAPIO_ENOENT
-               : give_str(SSL_get_version(tc->ssl), buf, buflen, len);
+    return unagreed(tc) ? TAPIO_ENOENT
+                        : give_str(SSL_get_version(tc->ssl), buf, buflen, len);
   case TAPIO_TLS_INFO_CIPHER:
-    return give_str(SSL_get_cipher_name(tc->ssl), buf, buflen, len);
+    return unagreed(tc)
+               ? TAPIO_ENOENT
+               : give_str(SSL_get_cipher_name(tc->ssl), buf, buflen, len);
   case TAPIO_TLS_INFO_ALPN:
     p = alpn(tc, &n);
     return p ? give(p, n, buf, buflen, len) : TAPIO_ENOENT;
@@ -147,7 +155,8 @@ int64_t tapio_transport_get_tls_num(tapio_transport *t, int which) {
     return SSL_version(tc->ssl) == TLS1_3_VERSION ? TAPIO_TLS_1_3
                                                   : TAPIO_TLS_1_2;
   case TAPIO_TLS_NUM_SECRET_BITS:
-    SSL_get_cipher_bits(tc->ssl, &bits);
+    if (!unagreed(tc))
+      SSL_get_cipher_bits(tc->ssl, &bits);
     return bits;
   case TAPIO_TLS_NUM_SESSION_REUSED:
     return SSL_session_reused(tc->ssl) == 1;

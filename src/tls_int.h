@@ -68,6 +68,7 @@ typedef struct tapio__tls {
                               shutdown timer runs already */
   unsigned cert_asked : 1; /* client: the server asked for a certificate
                               and it had none to give */
+  unsigned agreed : 1;     /* the handshake was done: a version, a cipher */
   int io_err;              /* the lower layer's error, for the report */
   int rd_end;              /* a read's end kept for the next: 1 EOF, or
                               a negative code */

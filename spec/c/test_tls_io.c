@@ -905,6 +905,73 @@ static void close_during_starttls(void)
   end_pair(loop, &c, peer);
 }
 
+/* In connection_lost: whether a cipher is told (eof_ret: the call's). */
+static void cipher_at_lost(rec *r, rec_event ev)
+{
+  char buf[64];
+  if (ev == EV_LOST)
+    r->eof_ret = tapio_transport_get_tls_info(r->t, TAPIO_TLS_INFO_CIPHER,
+                                              buf, sizeof buf, NULL);
+}
+
+/* During start_tls's handshake there is no cipher yet, as there is no
+ * version (Python's cipher() is None): not OpenSSL's "(NONE)"; nor
+ * after it failed. The name to check is known already. */
+static void info_during_handshake(void)
+{
+  tapio_loop *loop = new_loop();
+  started st;
+  rec c;
+  char buf[512];
+  int peer;
+  rec_init(&c);
+  peer = pair_raw(loop, &c);
+  start_tls(&c, &st, client_ctx(), "localhost", NULL, 0);
+  CHECK(raw_wait(loop, peer, POLLIN)); /* the ClientHello */
+  CHECK(recv(peer, buf, sizeof buf, 0) > 0);
+  CHECK_ERR(tapio_transport_get_tls_info(c.t, TAPIO_TLS_INFO_CIPHER, buf,
+                                         sizeof buf, NULL),
+            TAPIO_ENOENT);
+  CHECK_ERR(tapio_transport_get_tls_info(c.t, TAPIO_TLS_INFO_VERSION, buf,
+                                         sizeof buf, NULL),
+            TAPIO_ENOENT);
+  CHECK_EQ(tapio_transport_get_tls_num(c.t, TAPIO_TLS_NUM_SECRET_BITS), 0);
+  CHECK_STR(tls_info(c.t, TAPIO_TLS_INFO_SERVER_HOSTNAME), "localhost");
+  c.hook = cipher_at_lost;
+  CHECK_OK(tapio_transport_abort(c.t));
+  WAIT_FOR(loop, c.lost && st.done);
+  CHECK_ERR(c.eof_ret, TAPIO_ENOENT);
+  end_pair(loop, &c, peer);
+}
+
+/* S4 with bytes written during the handshake (not yet sent: the
+ * handshake holds them): the close aborts all the same, at once, and
+ * does not wait for a handshake the peer never answers. */
+static void close_during_starttls_with_writes(void)
+{
+  tapio_loop *loop = new_loop();
+  started st;
+  rec c;
+  char buf[512];
+  size_t n;
+  int peer;
+  rec_init(&c);
+  peer = pair_raw(loop, &c);
+  start_tls(&c, &st, client_ctx(), "localhost", NULL, 0);
+  CHECK(raw_wait(loop, peer, POLLIN)); /* the ClientHello */
+  CHECK(recv(peer, buf, sizeof buf, 0) > 0);
+  CHECK_OK(tapio_transport_write(c.t, "queued", 6));
+  CHECK_EQ(tapio_transport_get_write_buffer_size(c.t), 6);
+  CHECK_OK(tapio_transport_close(c.t));
+  WAIT_FOR_T(loop, c.lost, 5.0);
+  CHECK_EQ(st.done, 1);
+  CHECK_ERR(st.status, TAPIO_ECANCELED);
+  CHECK_STR(c.log, "made lost:0");
+  CHECK_EQ(raw_recv_until_eof(loop, peer, buf, sizeof buf, &n), 0);
+  CHECK_EQ(n, 0); /* "queued" never went out, in the clear or not */
+  end_pair(loop, &c, peer);
+}
+
 /* S10: start_tls against a peer that never answers ends after its
  * ssl_handshake_timeout; the connection goes with that error. */
 static void starttls_timeout(void)
@@ -1270,6 +1337,8 @@ TEST_MAIN_WARM(starttls_answered, TEST(bulk_both_ways),
                TEST(inner_closing_outer_reset),
                TEST(starttls_buffered_then_plain),
                TEST(tls_inside_tls_from_made), TEST(close_during_starttls),
+               TEST(close_during_starttls_with_writes),
+               TEST(info_during_handshake),
                TEST(starttls_timeout), TEST(starttls_arguments),
                TEST(starttls_not_on_pipes), TEST(starttls_while_closing),
                TEST(starttls_peer_resets), TEST(many_clients_writelines),
