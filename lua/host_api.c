@@ -69,8 +69,11 @@ static int push_loop(lua_State *L) {
 }
 
 TL_EXPORT int tapio_lua_push_loop(lua_State *L, tapio_loop *loop) {
-  if (!L || !loop)
+  if (!L || !loop) {
+    if (loop) /* L's all the same: there is no L */
+      tapio_loop_free(loop);
     return TAPIO_EINVAL;
+  }
   lua_pushcfunction(L, push_loop);
   lua_pushlightuserdata(L, &loop);
   if (lua_pcall(L, 1, 1, 0) == LUA_OK)

@@ -47,7 +47,8 @@ int tapio_lua_open(lua_State *L);
  * also when the host steps it from C. The loop's exception handler
  * becomes the Lua one. On failure (TAPIO_ENOMEM: L has no memory;
  * TAPIO_EINVAL: NULL) nothing is pushed, and the loop is L's all the same
- * (freed by the collector, or at once if no object got it). It requires
+ * (freed by the collector, or at once if no object got it; with L NULL,
+ * at once). It requires
  * "tapio" first (when tapio_lua_open or a search path lets it), so the
  * object has every method of the Lua layer. */
 int tapio_lua_push_loop(lua_State *L, tapio_loop *loop);
