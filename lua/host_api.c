@@ -82,10 +82,15 @@ static void require_layer(lua_State *L) {
 }
 
 /* [1] &loop: the module opened (its metatables, and the methods of the
- * Lua layer when require finds it), then the object. */
+ * Lua layer when require finds it), then the object. A tapio.core that
+ * L loaded from another copy of the binding (package.cpath's module)
+ * stays the one require answers, and this copy's objects cannot live in
+ * its registry: refused. */
 static int push_loop(lua_State *L) {
   tl_requiref(L, "tapio.core", luaopen_tapio_core);
   lua_pop(L, 1);
+  if (!tl_opened_here(L))
+    return raise_code(L, TAPIO_EEXIST);
   require_layer(L);
   lua_pushcfunction(L, tl_wrap_loop);
   lua_pushvalue(L, 1);

@@ -48,7 +48,10 @@ int tapio_lua_open(lua_State *L);
  * becomes the Lua one. On failure nothing is pushed, and the loop is L's
  * all the same (freed by the collector, or at once if no object got it;
  * with L NULL, at once): TAPIO_ENOMEM, L has no memory; TAPIO_EINVAL,
- * NULL; TAPIO_ECALLBACK, require "tapio" raised an error. It requires "tapio"
+ * NULL; TAPIO_EEXIST, L holds the tapio.core of another copy of the
+ * binding (the Lua module a script required from package.cpath before
+ * tapio_lua_open: its objects and this library's cannot share a state);
+ * TAPIO_ECALLBACK, require "tapio" raised an error. It requires "tapio"
  * first (when tapio_lua_open or a search path lets it; when neither
  * does, the object has the binding's C methods only), so the object has
  * every method of the Lua layer. */

@@ -1,5 +1,7 @@
 /* tapio_lua_push_loop in the Lua states hosts hand it: one where tapio
- * cannot be required (no tapio_lua_open, no search path), and none. */
+ * cannot be required (no tapio_lua_open, no search path), one where a
+ * script loaded tapio.core from package.cpath (the module a luarocks tree
+ * installs: another copy of the binding than the host's), and none. */
 #include "test.h"
 
 #include <tapio_host.h>
@@ -68,6 +70,28 @@ static void pushed_without_the_lua_layer(void)
   CHECK_EQ(used, 0);
 }
 
+/* A state whose scripts required tapio from the search paths (as from a
+ * luarocks tree) before the host pushed its loop: its tapio.core is another copy of the binding,
+ * whose registry keys and metatables are its own. The push is refused with
+ * TAPIO_EEXIST, nothing pushed, and the loop freed at once (it crashed
+ * in the registry of the copy that never opened). */
+static void refused_beside_another_copy(void)
+{
+  lua_State *L = bare_state();
+  size_t used;
+  tapio_loop *loop = counted_loop(&used);
+  int top;
+  run_lua(L, "package.path = '" LUA_SRC_DIR "/?.lua;" LUA_SRC_DIR
+             "/?/init.lua'\n"
+             "package.cpath = '" CORE_SO_DIR "/?.so'\n"
+             "assert(require 'tapio')");
+  top = lua_gettop(L);
+  CHECK_ERR(tapio_lua_push_loop(L, loop), TAPIO_EEXIST);
+  CHECK_EQ(lua_gettop(L), top);
+  CHECK_EQ(used, 0); /* no object took it: freed at once */
+  lua_close(L);
+}
+
 /* A tapio that require finds and that raises is no memory shortage:
  * TAPIO_ECALLBACK, the loop freed at once. */
 static void a_raising_layer_is_a_callback_error(void)
@@ -95,4 +119,5 @@ static void null_state_frees_the_loop(void)
 
 TEST_MAIN(TEST(pushed_without_the_lua_layer),
           TEST(a_raising_layer_is_a_callback_error),
+          TEST(refused_beside_another_copy),
           TEST(null_state_frees_the_loop))
