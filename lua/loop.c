@@ -167,6 +167,14 @@ int tl_wrap_loop(lua_State *L) {
   return 1;
 }
 
+int tl_opened_here(lua_State *L) {
+  int opened;
+  tl_rawgetp(L, LUA_REGISTRYINDEX, &loops_key);
+  opened = lua_istable(L, -1);
+  lua_pop(L, 1);
+  return opened;
+}
+
 tapio_loop *tl_loop_of(lua_State *L, int idx) {
   tl_loop *lb = luaL_testudata(L, idx, TL_LOOP);
   return lb && !lb->closing ? lb->loop : NULL;

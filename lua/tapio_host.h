@@ -45,11 +45,16 @@ int tapio_lua_open(lua_State *L);
  * Until then the host steps it (tapio_loop_run_once) or polls its
  * descriptor; tapio.get_running_loop() inside its callbacks answers it
  * also when the host steps it from C. The loop's exception handler
- * becomes the Lua one. On failure (TAPIO_ENOMEM: L has no memory;
- * TAPIO_EINVAL: NULL) nothing is pushed, and the loop is L's all the same
- * (freed by the collector, or at once if no object got it). It requires
- * "tapio" first (when tapio_lua_open or a search path lets it), so the
- * object has every method of the Lua layer. */
+ * becomes the Lua one. On failure nothing is pushed, and the loop is L's
+ * all the same (freed by the collector, or at once if no object got it;
+ * with L NULL, at once): TAPIO_ENOMEM, L has no memory; TAPIO_EINVAL,
+ * NULL; TAPIO_EEXIST, L holds the tapio.core of another copy of the
+ * binding (the Lua module a script required from package.cpath before
+ * tapio_lua_open: its objects and this library's cannot share a state);
+ * TAPIO_ECALLBACK, require "tapio" raised an error. It requires "tapio"
+ * first (when tapio_lua_open or a search path lets it; when neither
+ * does, the object has the binding's C methods only), so the object has
+ * every method of the Lua layer. */
 int tapio_lua_push_loop(lua_State *L, tapio_loop *loop);
 
 /* The loop of the tapio.loop object at idx; NULL if it is not one or has

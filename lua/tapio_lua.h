@@ -233,6 +233,10 @@ void tl_push_weak(lua_State *L, const void *key, const char *mode);
  * pointer; pushes a "tapio.loop" object that owns the loop and NULLs the
  * pointer once it does (host_api.c's tapio_lua_push_loop). */
 int tl_wrap_loop(lua_State *L);
+/* 1 if this copy of the binding was opened in L (luaopen_tapio_core ran
+ * there): another copy's tapio.core (a module found on package.cpath) has
+ * registry keys of its own, which this copy's objects cannot use. */
+int tl_opened_here(lua_State *L);
 /* The core loop of the "tapio.loop" at idx; NULL if not one, or closed. */
 tapio_loop *tl_loop_of(lua_State *L, int idx);
 

@@ -434,7 +434,8 @@ int tapio_loop_free(tapio_loop *loop) {
  * makes it handle what is ready without waiting, then return, as asyncio's
  * run_forever does after an early stop(). */
 static int run(tapio_loop *loop, int flags) {
-  int rc = 0;
+  int rc = 0, changed;
+  unsigned polls;
   if (!loop)
     return TAPIO_EINVAL;
   if (running_loop) /* this loop, or another one on this thread */
@@ -447,11 +448,18 @@ static int run(tapio_loop *loop, int flags) {
   loop->syserr = 0;
   loop->syserr_msg = NULL;
   running_loop = loop;
-  loop->io_changed = 0; /* libev applies what is pending as it starts */
+  changed = loop->io_changed;
+  loop->io_changed = 0; /* libev applies what is pending before its poll */
+  polls = ev_iteration(loop->ev);
   if (tapio__virtual(loop)) /* never sleeps: see clock.c */
     rc = tapio__vclock_run(loop, flags != 0);
   else
     ev_run(loop->ev, flags);
+  /* Ended before any poll: a stop from a callback libev ran first (an
+   * event fed between runs) breaks ev_run before it applies the changes,
+   * which are still pending. */
+  if (ev_iteration(loop->ev) == polls)
+    loop->io_changed |= changed;
   running_loop = NULL;
   loop->running = 0;
   loop->stop_requested = 0;

@@ -108,6 +108,46 @@ static void change_between_steps_keeps_it_awake(void)
 
 static void fired(void *ud) { ++*(int *)ud; }
 
+static void stop_on_data(rec *r, rec_event ev)
+{
+  if (ev == EV_DATA)
+    tapio_loop_stop(tapio_transport_get_loop(r->t));
+}
+
+/* A step whose first callback stops the loop: an event fed between steps
+ * (a fault cleared: the reading it held resumes at once) runs before
+ * libev's first poll, and a stop there ends the step before libev gives
+ * the kernel the watcher changes made since the last step (here the read
+ * watcher started again). They are still pending after it: the timeout
+ * is 0 until a step applied them, or the next data would never wake the
+ * host. */
+static void stop_before_the_first_poll_keeps_changes(void)
+{
+  tapio_loop *loop = new_loop();
+  rec c;
+  int peer;
+  rec_init(&c);
+  peer = pair_raw(loop, &c);
+  CHECK_OK(tapio_fault_set(c.t, TAPIO_FAULT_STOP_READING, 1, 0));
+  raw_send_str(NULL, peer, "a");
+  HOST_WAIT(loop, c.nin == 1); /* reading held from here */
+  raw_send_str(NULL, peer, "b");
+  spin(loop, 3); /* libev takes the unwanted descriptor out of epoll */
+  CHECK_EQ(c.nin, 1);
+  c.hook = stop_on_data;
+  CHECK_OK(tapio_fault_clear(c.t)); /* the read watcher again, and a read */
+  CHECK_OK(tapio_loop_run_once(loop, 0));
+  CHECK_EQ(c.nin, 2); /* "b": its data_received stopped the step */
+  c.hook = NULL;
+  CHECK_EQ(tapio_loop_backend_timeout(loop), 0);
+  raw_send_str(NULL, peer, "c");
+  HOST_WAIT(loop, c.nin == 3);
+  CHECK(memcmp(c.in, "abc", 3) == 0);
+  tapio_transport_abort(c.t);
+  HOST_WAIT(loop, c.lost);
+  end_pair(loop, &c, peer);
+}
+
 /* Trap 2: timers never make libev's descriptor readable. The timeout comes
  * from the loop's own timers, and the descriptor's timerfd wakes a host
  * that polls with no timeout at all. */
@@ -265,6 +305,7 @@ static void threadsafe_call_wakes_it(void)
 TEST_MAIN(TEST(fd_is_an_epoll_of_its_own), TEST(io_makes_it_readable),
           TEST(change_inside_a_step_keeps_it_awake),
           TEST(change_between_steps_keeps_it_awake),
+          TEST(stop_before_the_first_poll_keeps_changes),
           TEST(timers_give_the_timeout), TEST(timeout_reads_the_clock_now),
           TEST(queued_calls_are_work), TEST(threadsafe_call_wakes_it),
           TEST(work_between_steps_wakes_it_unasked),
