@@ -430,6 +430,41 @@ describe("a subprocess", function()
     end)
   end)
 
+  it("refuses a NUL inside the program, an argument, the command or env, " ..
+     "and '=' in an env name, as Python's ValueError (not cut there)",
+     function()
+    -- C reads a string up to its NUL: "echo safe\0; rm x" ran "echo safe",
+    -- and env {["A=B"] = "c"} set A to "B=c"
+    local NUL = "(string with a NUL byte inside)"
+    run(function(loop)
+      local f = function() return sub_recorder(loop) end
+      local before = children()
+      local EXEC = "tapio: loop:subprocess_exec: "
+      assert.has_error(function() loop:subprocess_exec(f, "echo\0x") end,
+        EXEC .. "bad argument #2 'program' " .. NUL)
+      assert.has_error(function()
+        loop:subprocess_exec(f, "echo", { "a", "b\0c" })
+      end, EXEC .. "bad argument #3 'args' (string with a NUL byte inside " ..
+        "at index 2)")
+      assert.has_error(function()
+        loop:subprocess_shell(f, "echo safe\0; echo injected")
+      end, "tapio: loop:subprocess_shell: bad argument #2 'cmd' " .. NUL)
+      assert.has_error(function()
+        loop:subprocess_exec(f, "true", nil, { env = { ["A\0Z"] = "1" } })
+      end, EXEC .. "bad option 'env' (a NUL byte inside the name or value " ..
+        "of 'A')")
+      assert.has_error(function()
+        loop:subprocess_exec(f, "true", nil, { env = { B = "v\0w" } })
+      end, EXEC .. "bad option 'env' (a NUL byte inside the name or value " ..
+        "of 'B')")
+      assert.has_error(function()
+        loop:subprocess_exec(f, "true", nil, { env = { ["A=B"] = "c" } })
+      end, EXEC .. "bad option 'env' (illegal environment variable name " ..
+        "'A=B')")
+      assert.are.same(before, children()) -- none was started
+    end)
+  end)
+
   it("gives the child pipes it can open again by name, /dev/stdin and "
      .. "/proc/self/fd/1, and tells their descriptors (cpython gh-90522, "
      .. "uvloop#532, uvloop#505, uvloop#595)", function()
