@@ -521,7 +521,7 @@ int tl_checksignal(lua_State *L, int idx, const char *fn, int n) {
   const char *name;
   if (lua_type(L, idx) != LUA_TSTRING)
     return (int)tl_checkint(L, idx, fn, n, "signal", 0, SIGRTMAX);
-  name = lua_tostring(L, idx);
+  name = tl_checkcstring(L, idx, fn, n, "signal"); /* not cut at a NUL */
   for (i = 0; i < NSIGNALS; i++)
     if (strcmp(signals[i].name, name) == 0 ||
         strcmp(signals[i].name + 3, name) == 0)

@@ -426,6 +426,16 @@ describe("a subprocess", function()
         "tapio: transport:send_signal: bad argument #1 'signal' (unknown " ..
         "signal name 'SIGNOPE')")
       assert.has_error(function() t:get_pipe_transport("1") end)
+      -- a name is not cut at a NUL ("KILL\0..." is no SIGKILL)
+      assert.has_error(function() t:send_signal("KILL\0x") end,
+        "tapio: transport:send_signal: bad argument #1 'signal' (string " ..
+        "with a NUL byte inside)")
+      assert.has_error(function() loop:add_signal_handler("USR1\0x", print)
+      end, "tapio: loop:add_signal_handler: bad argument #1 'signal' " ..
+        "(string with a NUL byte inside)")
+      assert.has_error(function() tapio.killpg(1, "TERM\0x") end,
+        "tapio: killpg: bad argument #2 'signal' (string with a NUL byte " ..
+        "inside)")
       p.lost:await()
     end)
   end)
