@@ -1339,7 +1339,9 @@ void tapio_server_release(tapio_server *s);
  * sets O_NONBLOCK (on the open file description, which dup'ed descriptors
  * and other processes share, a terminal's say) and, if it was not set
  * when given, clears it again before closing fd, so the description is
- * left as it was found.
+ * left as it was found; while another pipe transport of the loop still
+ * uses the description (fd and a dup of it as a read and a write pipe),
+ * it stays non-blocking and the last of them to close clears it.
  *
  * A read pipe calls data_received (or get_buffer/buffer_updated), then at
  * the end of the input eof_received (its result is ignored: a read pipe

@@ -252,6 +252,19 @@ static int has_name(lua_State *L) {
   return 0;
 }
 
+/* The name (-2) and value (-1) of an env map's entry as C will read them:
+ * a NUL inside would cut the string there, and an '=' in the name would
+ * set another variable ({["A=B"] = "c"} sets A), both silently (Python's
+ * subprocess raises ValueError for each). */
+static void env_entry_check(lua_State *L, const char *fn) {
+  if (tl_hasnul(L, -2) || tl_hasnul(L, -1))
+    luaL_error(L, "tapio: %s: bad option 'env' (a NUL byte inside the name "
+                  "or value of '%s')", fn, lua_tostring(L, -2));
+  if (strchr(lua_tostring(L, -2), '='))
+    luaL_error(L, "tapio: %s: bad option 'env' (illegal environment "
+                  "variable name '%s')", fn, lua_tostring(L, -2));
+}
+
 /* opts.env given as a map (Python's dict) as the list the core takes,
  * sorted so that the child's environment has an order. A list goes as it
  * is (tl_options checks it is one); a table that is both raises. */
@@ -272,6 +285,7 @@ static void env_as_list(lua_State *L, int opts, const char *fn) {
     if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
       luaL_error(L, "tapio: %s: bad option 'env' (a table of strings "
                     "expected)", fn);
+    env_entry_check(L, fn);
     lua_pushfstring(L, "%s=%s", lua_tostring(L, -2), lua_tostring(L, -1));
     lua_rawseti(L, -4, ++n);
   }
@@ -337,6 +351,10 @@ static const char **check_args(lua_State *L, int idx, const char *fn,
       tl_argerror(L, fn, 3, "args",
                   lua_pushfstring(L, "string expected at index %d, got %s",
                                   (int)i + 1, luaL_typename(L, -1)));
+    if (tl_hasnul(L, -1)) /* C would read it only up to there */
+      tl_argerror(L, fn, 3, "args",
+                  lua_pushfstring(L, "string with a NUL byte inside at "
+                                  "index %d", (int)i + 1));
     args[i] = lua_tostring(L, -1); /* the list keeps it */
     lua_pop(L, 1);
   }
@@ -394,7 +412,7 @@ static int l_subprocess_exec(lua_State *L) {
   tl_checkcallable(L, 3, FN_EXEC, 1, "protocol_factory");
   if (lua_type(L, 4) != LUA_TSTRING)
     return tl_typeerror(L, FN_EXEC, 2, "program", 4, "string");
-  program = lua_tostring(L, 4);
+  program = tl_checkcstring(L, 4, FN_EXEC, 2, "program");
   args = check_args(L, 5, FN_EXEC, &nargs);
   core_options(L, 6, FN_EXEC, 4);
   o = tl_options(L, lua_gettop(L), FN_EXEC, 4, TAPIO_CALL_SUBPROCESS_EXEC,
@@ -418,6 +436,7 @@ static int l_subprocess_shell(lua_State *L) {
   tl_checkcallable(L, 3, FN_SHELL, 1, "protocol_factory");
   if (lua_type(L, 4) != LUA_TSTRING) /* asyncio: a command, not a list */
     return tl_typeerror(L, FN_SHELL, 2, "cmd", 4, "string");
+  tl_checkcstring(L, 4, FN_SHELL, 2, "cmd");
   core_options(L, 5, FN_SHELL, 3);
   o = tl_options(L, lua_gettop(L), FN_SHELL, 3, TAPIO_CALL_SUBPROCESS_SHELL,
                  lb->loop);
@@ -502,7 +521,7 @@ int tl_checksignal(lua_State *L, int idx, const char *fn, int n) {
   const char *name;
   if (lua_type(L, idx) != LUA_TSTRING)
     return (int)tl_checkint(L, idx, fn, n, "signal", 0, SIGRTMAX);
-  name = lua_tostring(L, idx);
+  name = tl_checkcstring(L, idx, fn, n, "signal"); /* not cut at a NUL */
   for (i = 0; i < NSIGNALS; i++)
     if (strcmp(signals[i].name, name) == 0 ||
         strcmp(signals[i].name + 3, name) == 0)

@@ -426,7 +426,52 @@ describe("a subprocess", function()
         "tapio: transport:send_signal: bad argument #1 'signal' (unknown " ..
         "signal name 'SIGNOPE')")
       assert.has_error(function() t:get_pipe_transport("1") end)
+      -- a name is not cut at a NUL ("KILL\0..." is no SIGKILL)
+      assert.has_error(function() t:send_signal("KILL\0x") end,
+        "tapio: transport:send_signal: bad argument #1 'signal' (string " ..
+        "with a NUL byte inside)")
+      assert.has_error(function() loop:add_signal_handler("USR1\0x", print)
+      end, "tapio: loop:add_signal_handler: bad argument #1 'signal' " ..
+        "(string with a NUL byte inside)")
+      assert.has_error(function() tapio.killpg(1, "TERM\0x") end,
+        "tapio: killpg: bad argument #2 'signal' (string with a NUL byte " ..
+        "inside)")
       p.lost:await()
+    end)
+  end)
+
+  it("refuses a NUL inside the program, an argument, the command or env, " ..
+     "and '=' in an env name, as Python's ValueError (not cut there)",
+     function()
+    -- C reads a string up to its NUL: "echo safe\0; rm x" ran "echo safe",
+    -- and env {["A=B"] = "c"} set A to "B=c"
+    local NUL = "(string with a NUL byte inside)"
+    run(function(loop)
+      local f = function() return sub_recorder(loop) end
+      local before = children()
+      local EXEC = "tapio: loop:subprocess_exec: "
+      assert.has_error(function() loop:subprocess_exec(f, "echo\0x") end,
+        EXEC .. "bad argument #2 'program' " .. NUL)
+      assert.has_error(function()
+        loop:subprocess_exec(f, "echo", { "a", "b\0c" })
+      end, EXEC .. "bad argument #3 'args' (string with a NUL byte inside " ..
+        "at index 2)")
+      assert.has_error(function()
+        loop:subprocess_shell(f, "echo safe\0; echo injected")
+      end, "tapio: loop:subprocess_shell: bad argument #2 'cmd' " .. NUL)
+      assert.has_error(function()
+        loop:subprocess_exec(f, "true", nil, { env = { ["A\0Z"] = "1" } })
+      end, EXEC .. "bad option 'env' (a NUL byte inside the name or value " ..
+        "of 'A')")
+      assert.has_error(function()
+        loop:subprocess_exec(f, "true", nil, { env = { B = "v\0w" } })
+      end, EXEC .. "bad option 'env' (a NUL byte inside the name or value " ..
+        "of 'B')")
+      assert.has_error(function()
+        loop:subprocess_exec(f, "true", nil, { env = { ["A=B"] = "c" } })
+      end, EXEC .. "bad option 'env' (illegal environment variable name " ..
+        "'A=B')")
+      assert.are.same(before, children()) -- none was started
     end)
   end)
 

@@ -8,8 +8,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/kcmp.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 typedef struct tapio__pipe {
@@ -113,14 +115,48 @@ static void write_pipe_start(tapio_transport *t) {
     ev_io_start(t->loop->ev, &p->s.rio);
 }
 
-/* Stops, gives the descriptor its blocking mode back and closes it. */
+static int is_pipe(const tapio_transport *t);
+
+/* Whether descriptors a and b share one open file description (one is a
+ * dup of the other), and so its O_NONBLOCK. Where kcmp is refused (a
+ * seccomp filter), the same file is taken for the same description. */
+static int same_description(int a, int b) {
+  struct stat sa, sb;
+  long r = syscall(SYS_kcmp, (long)getpid(), (long)getpid(), KCMP_FILE,
+                   (long)a, (long)b);
+  if (r >= 0)
+    return r == 0;
+  return fstat(a, &sa) == 0 && fstat(b, &sb) == 0 &&
+         sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+/* Another pipe transport of the loop on fd's description, or NULL. */
+static tapio__pipe *sharing(tapio_transport *t, int fd) {
+  tapio__link *l;
+  for (l = t->loop->transports.next; l != &t->loop->transports;
+       l = l->next) {
+    tapio_transport *o = TAPIO_CONTAINER(l, tapio_transport, link);
+    int ofd = o != t && is_pipe(o) ? to_pipe(o)->s.rio.fd : -1;
+    if (ofd >= 0 && same_description(fd, ofd))
+      return to_pipe(o);
+  }
+  return NULL;
+}
+
+/* Stops, gives the descriptor its blocking mode back and closes it. A
+ * description another pipe transport of the loop still reads or writes
+ * through (a socket and its dup as a read and a write pipe) stays
+ * non-blocking: that one puts the mode back when it goes (made blocking
+ * under it, its writes would block the loop). */
 static void pipe_release_fd(tapio_transport *t) {
-  tapio__pipe *p = to_pipe(t);
+  tapio__pipe *p = to_pipe(t), *other;
   int fd = p->s.rio.fd;
   tapio__stream_halt(t);
   if (fd < 0)
     return; /* shed already */
-  if (p->restore_blocking) {
+  if (p->restore_blocking && (other = sharing(t, fd)) != NULL) {
+    other->restore_blocking = 1;
+  } else if (p->restore_blocking) {
     int fl = fcntl(fd, F_GETFL);
     if (fl >= 0)
       fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
@@ -149,6 +185,10 @@ static const tapio__kind write_pipe_kind = {
   write_pipe_start, tapio__stream_close, tapio__stream_halt,
   pipe_destroy, tapio__stream_fd, pipe_release_fd, NULL
 };
+
+static int is_pipe(const tapio_transport *t) {
+  return t->kind == &read_pipe_kind || t->kind == &write_pipe_kind;
+}
 
 /* ---- Making them ------------------------------------------------------- */
 

@@ -208,6 +208,37 @@ static void pipe_nonblocking_stays(void)
   CHECK(nonblocking_after_close(1, 1));
 }
 
+/* A read pipe and a write pipe on one open file description (a socket and
+ * its duplicate, as asyncio's bidirectional idiom has it), given blocking:
+ * the one closed first must not make the description blocking under the
+ * other, whose writes would then block the loop; the last one out puts
+ * the mode back. */
+static void shared_description_keeps_mode(void)
+{
+  tapio_loop *loop = new_loop();
+  rec rd, wr;
+  int sv[2], copy, seen;
+  rec_init(&rd);
+  rec_init(&wr);
+  CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+  copy = fcntl(sv[0], F_DUPFD_CLOEXEC, 0);
+  seen = fcntl(sv[0], F_DUPFD_CLOEXEC, 0); /* the description's mode */
+  CHECK(copy >= 0 && seen >= 0);
+  CHECK_OK(connect_pipe(loop, sv[0], 0, &rd));
+  CHECK_OK(connect_pipe(loop, copy, 1, &wr));
+  CHECK_OK(tapio_transport_close(rd.t));
+  WAIT_FOR(loop, rd.lost);
+  CHECK(is_nonblocking(seen)); /* the write pipe still writes through it */
+  CHECK_OK(tapio_transport_write(wr.t, "still", 5));
+  CHECK_OK(tapio_transport_close(wr.t));
+  WAIT_FOR(loop, wr.lost);
+  CHECK_STR(wr.log, "made lost:0");
+  CHECK(!is_nonblocking(seen)); /* as it was found */
+  CHECK(close(seen) == 0);
+  rec_free(&rd);
+  end_pair(loop, &wr, sv[1]);
+}
+
 /* A regular file cannot be watched: refused, and closed (tapio owns the
  * descriptor from the call on); so is a bad descriptor and an option. */
 static void pipe_refusals(void)
@@ -585,6 +616,7 @@ TEST_MAIN(
   TEST(read_pipe_buffered_protocol),
   TEST(pipe_mode_restored_on_close),
   TEST(pipe_nonblocking_stays),
+  TEST(shared_description_keeps_mode),
   TEST(pipe_refusals),
   TEST(write_pipe_writes_and_write_eof_closes),
   TEST(write_pipe_flow_control),
