@@ -222,6 +222,17 @@ describe("a subprocess with streams", function()
     end)
   end)
 
+  it("kills the child of a create_subprocess_exec cancelled once it was "
+     .. "made, before the task resumed (P8)", function()
+    run(function(loop)
+      local transport = helper.cancel_when_made(loop,
+        tapio.create_subprocess_exec, "sleep", { "30" }, { stdout = "pipe" })
+      assert.is_true(transport:is_closing())
+      local pid = transport:get_pid()
+      helper.until_true(function() return gone(pid) end) -- and reaped
+    end)
+  end)
+
   it("sends signals: terminate, send_signal by name", function()
     run(function()
       local p = tapio.create_subprocess_exec("sleep", { "30" })

@@ -104,6 +104,30 @@ local function start(c_create, self, ...)
 end
 M.start = start
 
+-- await_made(fut): await a create call's future in a task, and return
+-- what the call made (a transport, a server...). A task cancelled after
+-- the call completed and before it resumed never returns it, so nobody
+-- could close it, and its loop keeps it open for good: closed here,
+-- as asyncio's create calls close what they made when cancelled at
+-- their last wait, then the cancellation raised.
+local function made(fut, ok, ...)
+  if ok then
+    return ...
+  end
+  local err = ...
+  if is_cancelled(err) and fut._state == "finished" then
+    local obj = fut._result[1]
+    if type(obj) == "userdata" then
+      obj:close()
+    end
+  end
+  error(err, 0)
+end
+
+function M.await_made(fut)
+  return made(fut, pcall(await, fut))
+end
+
 --- The name of a create call's method ("create_server"), for a module
 -- that builds a function of its own on it.
 function M.method_name(c_create)

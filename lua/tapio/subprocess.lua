@@ -12,6 +12,7 @@ local F = require "tapio.future"
 local T = require "tapio.task"
 local R = require "tapio.reader"
 local S = require "tapio.streams"
+local L = require "tapio.loop"
 
 local M = { api = {} } -- api: what `tapio` holds too (see tapio.util)
 local current_task, await = F.api.current_task, F.await
@@ -204,7 +205,7 @@ end
 -- ---- Creating --------------------------------------------------------------
 
 local function started(_, fut, protocol)
-  await(fut)
+  L.await_made(fut) -- cancelled once made: the child is killed
   return protocol._process
 end
 
