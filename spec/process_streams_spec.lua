@@ -370,7 +370,16 @@ describe("a subprocess with streams", function()
         "%(string or nil expected, got number%)",
         fails(p.communicate, p, 5))
       assert.matches("process:wait: bad self", fails(p.wait, {}))
+      -- the signal is checked before anything is sent, named as called
+      assert.matches("process_streams_spec.lua:%d+: tapio: " ..
+        "process:send_signal: bad argument #1 'signal' %(unknown signal " ..
+        "name 'SIGFOO'%)", fails(function() p:send_signal("SIGFOO") end))
+      assert.matches("process_streams_spec.lua:%d+: tapio: " ..
+        "process:send_signal: bad argument #1 'signal' %(integer " ..
+        "expected, got nil%)", fails(function() p:send_signal() end))
       assert.are.equal(0, p:wait())
+      assert.matches("process:send_signal: bad argument #1 'signal' " ..
+        "%(99999 is out of range", fails(p.send_signal, p, 99999))
     end)
   end)
 

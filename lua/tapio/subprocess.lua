@@ -181,7 +181,13 @@ end
 -- ESRCH error once the child is reaped.
 function Process:send_signal(sig)
   check_process(self, "process:send_signal")
-  return self._transport:send_signal(sig)
+  local t = self._transport
+  local ok, sent, err = pcall(t.send_signal, t, sig)
+  if not ok then -- a bad signal: named as the user called it, at their line
+    error((tostring(sent):gsub("^tapio: transport:send_signal:",
+                               "tapio: process:send_signal:")), 2)
+  end
+  return sent, err
 end
 
 function Process:terminate()
