@@ -541,6 +541,14 @@ describe("a StreamReader", function()
     assert.matches("reader:read: bad self %(tapio.StreamReader expected, " ..
       "got number%)", fails(r.read, 5))
     assert.matches("reader:readline: bad self", fails(r.readline, {}))
+    for _, name in ipairs({ "feed_eof", "set_exception", "exception",
+                            "at_eof", "get_buffer_size" }) do
+      assert.matches("reader_spec.lua:%d+: tapio: reader:" .. name ..
+        ": bad self %(tapio.StreamReader expected, got table%)",
+        fails(function() r[name]({}, {}) end))
+    end
+    assert.matches("reader:feed_eof: bad self %(tapio.StreamReader " ..
+      "expected, got nil%)", fails(r.feed_eof))
     assert.matches("reader_spec.lua:%d+: tapio: reader:feed_data: bad " ..
       "argument #1 'data' %(string expected, got nil%)",
       fails(function() r:feed_data() end))

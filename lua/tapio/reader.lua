@@ -326,6 +326,9 @@ function StreamReader:feed_data(data)
 end
 
 function StreamReader:feed_eof()
+  if getmt(self) ~= StreamReader then
+    check_reader(self, "reader:feed_eof")
+  end
   self._eof = true
   wakeup(self, T.unpark_soon)
 end
@@ -333,6 +336,9 @@ end
 --- reader:set_exception(err): every read from now on raises err, and a
 -- waiting one at once.
 function StreamReader:set_exception(err)
+  if getmt(self) ~= StreamReader then
+    check_reader(self, "reader:set_exception")
+  end
   if err == nil then
     error("tapio: reader:set_exception: bad argument #1 'exception' (an "
       .. "error value expected, got nil)", 2)
@@ -342,16 +348,25 @@ function StreamReader:set_exception(err)
 end
 
 function StreamReader:exception()
+  if getmt(self) ~= StreamReader then
+    check_reader(self, "reader:exception")
+  end
   return self._exception
 end
 
 --- True once feed_eof was called and everything was read.
 function StreamReader:at_eof()
+  if getmt(self) ~= StreamReader then
+    check_reader(self, "reader:at_eof")
+  end
   return self._eof and self._size == 0
 end
 
 --- How many bytes are buffered, unread (tapio's: asyncio has none).
 function StreamReader:get_buffer_size()
+  if getmt(self) ~= StreamReader then
+    check_reader(self, "reader:get_buffer_size")
+  end
   return self._size
 end
 
