@@ -35,9 +35,29 @@ M.DEFAULT_LIMIT = 65536
 
 local stream_error = U.named_error
 
+-- Raises unless v is an integer >= 0 (a size), naming argument n of fn,
+-- at fn's caller (so do these checks' callers: the api functions below).
+local function check_count(v, fn, n, name, expected)
+  if type(v) ~= "number" or v ~= math.floor(v) or v < 0 then
+    U.argerror(fn, n, name, ("%s expected, got %s"):format(expected,
+      type(v) == "number" and tostring(v) or type(v)))
+  end
+end
+
+local function check_string(v, fn, n, name)
+  if type(v) ~= "string" then
+    U.argerror(fn, n, name, "string expected, got " .. U.typename(v))
+  end
+end
+
 --- The end came before the read was complete: partial holds what was
 -- read (and is consumed), expected the size asked for (nil: a separator).
 function M.api.incomplete_read_error(partial, expected)
+  local fn = "incomplete_read_error"
+  check_string(partial, fn, 1, "partial")
+  if expected ~= nil then
+    check_count(expected, fn, 2, "expected", "integer >= 0 or nil")
+  end
   return stream_error(core.errors.EOF, "IncompleteReadError",
     ("%d bytes read on a total of %s expected bytes")
       :format(#partial, expected and tostring(expected) or "undefined"),
@@ -47,6 +67,8 @@ end
 --- A separator was not found within the limit: consumed is how far the
 -- buffer was searched (nothing of it is consumed).
 function M.api.limit_overrun_error(message, consumed)
+  check_string(message, "limit_overrun_error", 1, "message")
+  check_count(consumed, "limit_overrun_error", 2, "consumed", "integer >= 0")
   return stream_error(core.errors.EMSGSIZE, "LimitOverrunError", message,
     { consumed = consumed })
 end
