@@ -448,6 +448,18 @@ describe("streams over TCP", function()
         fails(writer.writelines, writer, { "x" }))
       writer:close()
       server:close()
+      -- the transport's own write_eof: the writer's calls name themselves
+      -- all the same, at the caller's line
+      local other
+      server, _, other = pair(loop)
+      other.transport:write_eof()
+      assert.matches("streams_spec.lua:%d+: tapio: writer:write: cannot " ..
+        "write after write_eof%(%)", fails(function() other:write("x") end))
+      assert.matches("streams_spec.lua:%d+: tapio: writer:writelines: " ..
+        "cannot write after write_eof%(%)",
+        fails(function() other:writelines({ "x" }) end))
+      other:close()
+      server:close()
     end)
   end)
 
