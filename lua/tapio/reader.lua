@@ -35,8 +35,8 @@ M.DEFAULT_LIMIT = 65536
 
 local stream_error = U.named_error
 
--- Raises unless v is an integer >= 0 (a size), naming argument n of fn,
--- at fn's caller (so do these checks' callers: the api functions below).
+-- The api functions' argument checks: argument n of fn, raised at fn's
+-- caller. check_count: an integer >= 0 (a size).
 local function check_count(v, fn, n, name, expected)
   if type(v) ~= "number" or v ~= math.floor(v) or v < 0 then
     U.argerror(fn, n, name, ("%s expected, got %s"):format(expected,
