@@ -361,38 +361,45 @@ static int lost_write(lua_State *L, tl_transport *lt, const char *fn) {
 }
 
 /* A write the core refused (ECLOSED aside: dropped, as asyncio drops
- * it). writelines may have called pause_writing for a chunk before. */
-static int write_refused(lua_State *L, const char *fn, int rc) {
+ * it), raised as fn's error at the line of the function at level (0:
+ * no line, the transport's own methods; 2: a StreamWriter method's
+ * caller). writelines may have called pause_writing for a chunk before. */
+static int write_refused(lua_State *L, const char *fn, int level, int rc) {
+  const char *why;
   if (rc == TAPIO_ESHUTDOWN)
-    lua_pushfstring(L, "tapio: %s: cannot write after write_eof()", fn);
+    why = "cannot write after write_eof()";
   else if (rc == TAPIO_EBUSY)
-    lua_pushfstring(L, "tapio: %s: cannot write while sendfile is in "
-                    "progress", fn);
+    why = "cannot write while sendfile is in progress";
   else
     return 0;
+  luaL_where(L, level);
+  lua_pushfstring(L, "tapio: %s: %s", fn, why);
+  lua_concat(L, 2);
   return tl_raise_after_calls(L);
 }
 
-/* Writes the string at index 2 (checked) through lt. */
-static void write_string(lua_State *L, tl_transport *lt) {
+/* Writes the string at index 2 (checked) through lt, as fn (called at
+ * level: see write_refused). */
+static void write_string(lua_State *L, tl_transport *lt, const char *fn,
+                         int level) {
   size_t len;
   const char *data;
   int rc;
   if (!lt->t) {
-    lost_write(L, lt, "transport:write");
+    lost_write(L, lt, fn);
     return;
   }
   data = lua_tolstring(L, 2, &len);
   rc = tapio_transport_write(lt->t, data, len); /* may call pause_writing */
   if (rc < 0)
-    write_refused(L, "transport:write", rc);
+    write_refused(L, fn, level, rc);
 }
 
 static int t_write(lua_State *L) {
   tl_transport *lt = totransport(L, "transport:write");
   if (lua_type(L, 2) != LUA_TSTRING)
     return tl_typeerror(L, "transport:write", 1, "data", 2, "string");
-  write_string(L, lt);
+  write_string(L, lt, "transport:write", 0);
   return 0;
 }
 
@@ -406,7 +413,7 @@ static int t_stream_write(lua_State *L) {
   tl_transport *lt = totransport(L, "transport:write");
   if (lua_type(L, 2) != LUA_TSTRING)
     return tl_typeerror_at(L, 2, "writer:write", 1, "data", 2, "string");
-  write_string(L, lt);
+  write_string(L, lt, "writer:write", 2);
   lua_pushboolean(L, !lt->t || tapio_transport_is_closing(lt->t));
   return 1;
 }
@@ -427,8 +434,8 @@ static int write_chunk(lua_State *L, tl_transport *lt, int from, int to) {
   return rc;
 }
 
-static int t_writelines(lua_State *L) {
-  const char *fn = "transport:writelines";
+/* writelines, as fn (called at level: see write_refused). */
+static int writelines_as(lua_State *L, const char *fn, int level) {
   tl_transport *lt = totransport(L, fn);
   int n, i, rc = 0;
   const char *why;
@@ -455,14 +462,18 @@ static int t_writelines(lua_State *L) {
   for (i = 1; i <= n && rc == 0 && lt->t; i += LINES_CHUNK)
     rc = write_chunk(L, lt, i, i + LINES_CHUNK - 1 < n ? i + LINES_CHUNK - 1
                                                       : n);
-  return write_refused(L, fn, rc);
+  return write_refused(L, fn, level, rc);
+}
+
+static int t_writelines(lua_State *L) {
+  return writelines_as(L, "transport:writelines", 0);
 }
 
 /* transport:_stream_writelines(list) -> closing: writelines for a
  * StreamWriter (tapio/streams.lua), answering as _stream_write. */
 static int t_stream_writelines(lua_State *L) {
   tl_transport *lt = totransport(L, "transport:writelines");
-  t_writelines(L);
+  writelines_as(L, "writer:writelines", 2);
   lua_pushboolean(L, !lt->t || tapio_transport_is_closing(lt->t));
   return 1;
 }

@@ -267,6 +267,30 @@ function helper.until_true(cond)
   end
 end
 
+--- Inside a task: runs fn(...) as a task that awaits a create call's
+-- future, and cancels that task as the future gets its result, before
+-- the task resumes (the window between a call's completion and its
+-- task's step: another task's timeout firing then, say); asserts that
+-- the task ends cancelled, and returns the future's results (what the
+-- call made, which the task never returned).
+function helper.cancel_when_made(loop, fn, ...)
+  local Future = require("tapio.future").Future
+  local set_result = Future.set_result
+  local t, fut
+  Future.set_result = function(self, ...) -- every future's, for a while
+    set_result(self, ...)
+    if t and t._waiter == self then
+      Future.set_result, fut = set_result, self
+      assert(t:cancel(), "the task had ended")
+    end
+  end
+  t = loop:create_task(fn, ...)
+  local ok, err = pcall(t.await, t)
+  Future.set_result = set_result
+  assert(not ok and tapio.is_cancelled(err), "the task was not cancelled")
+  return fut:result()
+end
+
 --- Runs fn(loop, finish) from a call_soon callback of a new loop (no
 -- task: the async rule gives futures) until finish(...) is called, or the
 -- deadline passes (an error); closes the loop and returns finish's

@@ -63,6 +63,21 @@ describe("tapio.open_pipe_reader", function()
     end)
   end)
 
+  it("closes its transport when cancelled once it was made, before the "
+     .. "task resumed, and so does open_pipe_writer", function()
+    run(function(loop)
+      local r, w = tapio.pipe()
+      local transport = helper.cancel_when_made(loop, tapio.open_pipe_reader,
+        r)
+      assert.is_true(transport:is_closing())
+      tapio.close_fd(w)
+      r, w = tapio.pipe() -- a reader that stays: the writer's end is its own
+      transport = helper.cancel_when_made(loop, tapio.open_pipe_writer, w)
+      assert.is_true(transport:is_closing())
+      tapio.close_fd(r)
+    end)
+  end)
+
   it("refuses a bad descriptor and a bad limit, naming them", function()
     run(function()
       local ok, err = pcall(tapio.open_pipe_reader, "x")

@@ -222,6 +222,17 @@ describe("a subprocess with streams", function()
     end)
   end)
 
+  it("kills the child of a create_subprocess_exec cancelled once it was "
+     .. "made, before the task resumed (P8)", function()
+    run(function(loop)
+      local transport = helper.cancel_when_made(loop,
+        tapio.create_subprocess_exec, "sleep", { "30" }, { stdout = "pipe" })
+      assert.is_true(transport:is_closing())
+      local pid = transport:get_pid()
+      helper.until_true(function() return gone(pid) end) -- and reaped
+    end)
+  end)
+
   it("sends signals: terminate, send_signal by name", function()
     run(function()
       local p = tapio.create_subprocess_exec("sleep", { "30" })
@@ -359,7 +370,16 @@ describe("a subprocess with streams", function()
         "%(string or nil expected, got number%)",
         fails(p.communicate, p, 5))
       assert.matches("process:wait: bad self", fails(p.wait, {}))
+      -- the signal is checked before anything is sent, named as called
+      assert.matches("process_streams_spec.lua:%d+: tapio: " ..
+        "process:send_signal: bad argument #1 'signal' %(unknown signal " ..
+        "name 'SIGFOO'%)", fails(function() p:send_signal("SIGFOO") end))
+      assert.matches("process_streams_spec.lua:%d+: tapio: " ..
+        "process:send_signal: bad argument #1 'signal' %(integer " ..
+        "expected, got nil%)", fails(function() p:send_signal() end))
       assert.are.equal(0, p:wait())
+      assert.matches("process:send_signal: bad argument #1 'signal' " ..
+        "%(99999 is out of range", fails(p.send_signal, p, 99999))
     end)
   end)
 

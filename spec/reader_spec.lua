@@ -524,6 +524,32 @@ describe("a StreamReader", function()
     end)
   end)
 
+  it("makes its error values with tapio.incomplete_read_error and "
+     .. "limit_overrun_error, refusing bad arguments", function()
+    local e = tapio.incomplete_read_error("ab", 5)
+    assert.are.same({ "IncompleteReadError", tapio.EOF, "ab", 5 },
+      { e.name, e.code, e.partial, e.expected })
+    assert.are.equal("2 bytes read on a total of 5 expected bytes " ..
+      "(IncompleteReadError)", tostring(e))
+    assert.are.equal("0 bytes read on a total of undefined expected bytes",
+      tapio.incomplete_read_error("").message)
+    e = tapio.limit_overrun_error("too long", 7)
+    assert.are.same({ "LimitOverrunError", tapio.EMSGSIZE, "too long", 7 },
+      { e.name, e.code, e.message, e.consumed })
+    assert.matches("reader_spec.lua:%d+: tapio: incomplete_read_error: " ..
+      "bad argument #1 'partial' %(string expected, got nil%)",
+      fails(function() tapio.incomplete_read_error() end))
+    assert.matches("incomplete_read_error: bad argument #2 'expected' " ..
+      "%(integer >= 0 or nil expected, got string%)",
+      fails(tapio.incomplete_read_error, "ab", "x"))
+    assert.matches("reader_spec.lua:%d+: tapio: limit_overrun_error: " ..
+      "bad argument #1 'message' %(string expected, got nil%)",
+      fails(function() tapio.limit_overrun_error() end))
+    assert.matches("limit_overrun_error: bad argument #2 'consumed' " ..
+      "%(integer >= 0 expected, got %-1%)",
+      fails(tapio.limit_overrun_error, "m", -1))
+  end)
+
   it("refuses a limit of 0 or less, or not an integer (R18)", function()
     assert.matches("StreamReader: bad argument #1 'limit' %(integer > 0 " ..
       "expected, got 0%)", fails(tapio.StreamReader, 0))
@@ -545,6 +571,14 @@ describe("a StreamReader", function()
     assert.matches("reader:read: bad self %(tapio.StreamReader expected, " ..
       "got number%)", fails(r.read, 5))
     assert.matches("reader:readline: bad self", fails(r.readline, {}))
+    for _, name in ipairs({ "feed_eof", "set_exception", "exception",
+                            "at_eof", "get_buffer_size" }) do
+      assert.matches("reader_spec.lua:%d+: tapio: reader:" .. name ..
+        ": bad self %(tapio.StreamReader expected, got table%)",
+        fails(function() r[name]({}, {}) end))
+    end
+    assert.matches("reader:feed_eof: bad self %(tapio.StreamReader " ..
+      "expected, got nil%)", fails(r.feed_eof))
     assert.matches("reader_spec.lua:%d+: tapio: reader:feed_data: bad " ..
       "argument #1 'data' %(string expected, got nil%)",
       fails(function() r:feed_data() end))

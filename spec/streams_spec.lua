@@ -448,6 +448,18 @@ describe("streams over TCP", function()
         fails(writer.writelines, writer, { "x" }))
       writer:close()
       server:close()
+      -- the transport's own write_eof: the writer's calls name themselves
+      -- all the same, at the caller's line
+      local other
+      server, _, other = pair(loop)
+      other.transport:write_eof()
+      assert.matches("streams_spec.lua:%d+: tapio: writer:write: cannot " ..
+        "write after write_eof%(%)", fails(function() other:write("x") end))
+      assert.matches("streams_spec.lua:%d+: tapio: writer:writelines: " ..
+        "cannot write after write_eof%(%)",
+        fails(function() other:writelines({ "x" }) end))
+      other:close()
+      server:close()
     end)
   end)
 
@@ -672,6 +684,28 @@ describe("streams over TCP", function()
       server:wait_closed()
       local err = fails(tapio.open_connection, "127.0.0.1", port)
       assert.are.equal("ECONNREFUSED", err.name)
+    end)
+  end)
+
+  -- asyncio's create calls close what they made when cancelled at their
+  -- last wait; nobody else can: the task never returns it
+  it("closes what open_connection and start_server made when cancelled "
+     .. "after it was made, before the task resumed", function()
+    run(function(loop)
+      local ended = loop:create_future()
+      local server = tapio.start_server(function(r)
+        ended:set_result(r:read())
+      end, "127.0.0.1", 0)
+      local transport = helper.cancel_when_made(loop, tapio.open_connection,
+        "127.0.0.1", helper.port(server))
+      assert.is_true(transport:is_closing())
+      assert.are.equal("", ended:await()) -- the server's side saw the end
+      server:close()
+
+      local made = helper.cancel_when_made(loop, tapio.start_server,
+        function() end, "localhost", 0) -- looked up: done on a later turn
+      assert.is_false(made:is_serving())
+      made:wait_closed()
     end)
   end)
 

@@ -628,6 +628,26 @@ describe("creating transports", function()
     end)
   end)
 
+  it("closes what a create call made when its task is cancelled once it "
+     .. "was made, before the task resumed", function()
+    run(function(loop)
+      local server = loop:create_server(function() return {} end,
+        "127.0.0.1", 0)
+      local p = recorder(loop)
+      local t = helper.cancel_when_made(loop, loop.create_connection, loop,
+        function() return p end, "127.0.0.1", helper.port(server))
+      assert.is_true(t:is_closing())
+      assert.is_false(p.lost:await()) -- connection_lost(nil): closed
+      server:close()
+      local made = helper.cancel_when_made(loop, loop.create_server, loop,
+        function() return {} end, "localhost", 0) -- looked up: done later
+      assert.is_false(made:is_serving())
+      t = helper.cancel_when_made(loop, loop.subprocess_exec, loop,
+        function() return {} end, "sleep", { "30" })
+      assert.is_true(t:is_closing()) -- the child killed
+    end)
+  end)
+
   it("fails with an error value when the name does not resolve", function()
     run(function(loop)
       -- an IPv6 literal asked for as IPv4: fails without asking DNS

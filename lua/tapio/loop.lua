@@ -104,6 +104,31 @@ local function start(c_create, self, ...)
 end
 M.start = start
 
+-- await_made(fut): await a create call's future in a task, and return
+-- what the call made (a transport, a server...). A task cancelled after
+-- the call completed and before it resumed never returns it, so nobody
+-- could close it, and its loop keeps it open for good: closed here,
+-- as asyncio's create calls close what they made when cancelled at
+-- their last wait, then the cancellation raised.
+local function made(fut, ok, ...)
+  if ok then
+    return ...
+  end
+  local err = ...
+  if is_cancelled(err) and fut._state == "finished" then
+    local obj = fut._result[1]
+    if type(obj) == "userdata" then
+      obj:close()
+    end
+  end
+  error(err, 0)
+end
+
+local function await_made(fut)
+  return made(fut, pcall(await, fut))
+end
+M.await_made = await_made
+
 --- The name of a create call's method ("create_server"), for a module
 -- that builds a function of its own on it.
 function M.method_name(c_create)
@@ -111,19 +136,30 @@ function M.method_name(c_create)
 end
 
 -- The async rule for the C side's create calls and lookups; name: the
--- method's.
-local function completing(c_create, name, first_only)
+-- method's. makes: the call makes a transport or a server (closed when
+-- its task is cancelled once it was made: see await_made); the others
+-- (lookups, sock_*) await as they are.
+local function completing(c_create, name, first_only, makes)
   names[c_create] = name
+  local wait = makes and await_made or await
   return function(self, ...)
     local fut, msg = start(c_create, self, ...)
     if not fut then
       error(msg, 2)
     end
-    if first_only then
-      return (resolve(fut))
+    if not current_task() then
+      return fut
     end
-    return resolve(fut)
+    if first_only then
+      return (wait(fut))
+    end
+    return wait(fut)
   end
+end
+
+-- completing for a call that makes a transport or a server.
+local function making(c_create, name, first_only)
+  return completing(c_create, name, first_only, true)
 end
 
 -- asyncio's local_addr = {host, port} is the core's local_host and
@@ -151,7 +187,7 @@ M.local_addr = local_addr
 -- loop:create_connection(factory, {sock = fd, ...}) wraps a connected fd.
 -- (Tail calls: an argument error names the caller's line.)
 local create_connection =
-  completing(Loop._create_connection, "create_connection")
+  making(Loop._create_connection, "create_connection")
 function Loop.create_connection(self, factory, host, port, opts)
   local fn = "loop:create_connection"
   if type(host) == "table" and port == nil and opts == nil then
@@ -162,17 +198,17 @@ end
 
 --- loop:create_unix_connection(factory, path, opts) -> transport, protocol
 Loop.create_unix_connection =
-  completing(Loop._create_unix_connection, "create_unix_connection")
+  making(Loop._create_unix_connection, "create_unix_connection")
 
 --- loop:connect_accepted_socket(factory, fd, opts) -> transport, protocol
 Loop.connect_accepted_socket =
-  completing(Loop._connect_accepted_socket, "connect_accepted_socket")
+  making(Loop._connect_accepted_socket, "connect_accepted_socket")
 
 --- loop:create_datagram_endpoint(factory, opts) -> transport, protocol
 -- opts: local_addr, remote_addr ({host, port} or a Unix path), family,
 -- reuse_port, allow_broadcast, sock.
 Loop.create_datagram_endpoint =
-  completing(Loop._create_datagram_endpoint, "create_datagram_endpoint")
+  making(Loop._create_datagram_endpoint, "create_datagram_endpoint")
 
 --- loop:getaddrinfo(host, port, opts) -> list of entries
 -- Each entry is {family, type, proto, canonname, addr}, also by name.
@@ -295,33 +331,33 @@ Loop.sock_accept = completing(Loop._sock_accept, "sock_accept")
 
 --- loop:create_server(factory, host, port, opts) -> server
 -- host: nil (every interface), a string, or a list of strings.
-Loop.create_server = completing(Loop._create_server, "create_server")
+Loop.create_server = making(Loop._create_server, "create_server")
 
 --- loop:create_unix_server(factory, path, opts) -> server
 Loop.create_unix_server =
-  completing(Loop._create_unix_server, "create_unix_server")
+  making(Loop._create_unix_server, "create_unix_server")
 
 --- loop:connect_read_pipe(factory, fd) -> transport, protocol
 Loop.connect_read_pipe =
-  completing(Loop._connect_read_pipe, "connect_read_pipe")
+  making(Loop._connect_read_pipe, "connect_read_pipe")
 
 --- loop:connect_write_pipe(factory, fd) -> transport, protocol
 Loop.connect_write_pipe =
-  completing(Loop._connect_write_pipe, "connect_write_pipe")
+  making(Loop._connect_write_pipe, "connect_write_pipe")
 
 --- loop:subprocess_exec(factory, program, {args...}, opts)
 -- -> transport, protocol
-Loop.subprocess_exec = completing(Loop._subprocess_exec, "subprocess_exec")
+Loop.subprocess_exec = making(Loop._subprocess_exec, "subprocess_exec")
 
 --- loop:subprocess_shell(factory, cmd, opts) -> transport, protocol
-Loop.subprocess_shell = completing(Loop._subprocess_shell, "subprocess_shell")
+Loop.subprocess_shell = making(Loop._subprocess_shell, "subprocess_shell")
 
 --- loop:start_tls(transport, protocol, sslcontext, opts, buffered)
 -- -> transport: upgrades the connection in place; buffered (a string) is
 -- what a reader took off the connection already, fed to the handshake.
 -- The transport only, not the protocol after it; no wrapper around it, so
 -- that an argument error names the caller's line.
-Loop.start_tls = completing(Loop._start_tls, "start_tls", true)
+Loop.start_tls = making(Loop._start_tls, "start_tls", true)
 
 -- ---- Servers -------------------------------------------------------------
 

@@ -35,9 +35,29 @@ M.DEFAULT_LIMIT = 65536
 
 local stream_error = U.named_error
 
+-- The api functions' argument checks: argument n of fn, raised at fn's
+-- caller. check_count: an integer >= 0 (a size).
+local function check_count(v, fn, n, name, expected)
+  if type(v) ~= "number" or v ~= math.floor(v) or v < 0 then
+    U.argerror(fn, n, name, ("%s expected, got %s"):format(expected,
+      type(v) == "number" and tostring(v) or type(v)))
+  end
+end
+
+local function check_string(v, fn, n, name)
+  if type(v) ~= "string" then
+    U.argerror(fn, n, name, "string expected, got " .. U.typename(v))
+  end
+end
+
 --- The end came before the read was complete: partial holds what was
 -- read (and is consumed), expected the size asked for (nil: a separator).
 function M.api.incomplete_read_error(partial, expected)
+  local fn = "incomplete_read_error"
+  check_string(partial, fn, 1, "partial")
+  if expected ~= nil then
+    check_count(expected, fn, 2, "expected", "integer >= 0 or nil")
+  end
   return stream_error(core.errors.EOF, "IncompleteReadError",
     ("%d bytes read on a total of %s expected bytes")
       :format(#partial, expected and tostring(expected) or "undefined"),
@@ -47,6 +67,8 @@ end
 --- A separator was not found within the limit: consumed is how far the
 -- buffer was searched (nothing of it is consumed).
 function M.api.limit_overrun_error(message, consumed)
+  check_string(message, "limit_overrun_error", 1, "message")
+  check_count(consumed, "limit_overrun_error", 2, "consumed", "integer >= 0")
   return stream_error(core.errors.EMSGSIZE, "LimitOverrunError", message,
     { consumed = consumed })
 end
@@ -326,6 +348,9 @@ function StreamReader:feed_data(data)
 end
 
 function StreamReader:feed_eof()
+  if getmt(self) ~= StreamReader then
+    check_reader(self, "reader:feed_eof")
+  end
   self._eof = true
   wakeup(self, T.unpark_soon)
 end
@@ -333,6 +358,9 @@ end
 --- reader:set_exception(err): every read from now on raises err, and a
 -- waiting one at once.
 function StreamReader:set_exception(err)
+  if getmt(self) ~= StreamReader then
+    check_reader(self, "reader:set_exception")
+  end
   if err == nil then
     error("tapio: reader:set_exception: bad argument #1 'exception' (an "
       .. "error value expected, got nil)", 2)
@@ -342,16 +370,25 @@ function StreamReader:set_exception(err)
 end
 
 function StreamReader:exception()
+  if getmt(self) ~= StreamReader then
+    check_reader(self, "reader:exception")
+  end
   return self._exception
 end
 
 --- True once feed_eof was called and everything was read.
 function StreamReader:at_eof()
+  if getmt(self) ~= StreamReader then
+    check_reader(self, "reader:at_eof")
+  end
   return self._eof and self._size == 0
 end
 
 --- How many bytes are buffered, unread (tapio's: asyncio has none).
 function StreamReader:get_buffer_size()
+  if getmt(self) ~= StreamReader then
+    check_reader(self, "reader:get_buffer_size")
+  end
   return self._size
 end
 

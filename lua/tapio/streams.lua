@@ -572,7 +572,7 @@ end
 M.start = start
 
 local function opened(protocol, fut)
-  await(fut)
+  L.await_made(fut)
   return protocol._reader, protocol._writer
 end
 
@@ -639,12 +639,12 @@ function WriterProtocol:connection_lost(err)
 end
 
 local function opened_reader(protocol, fut)
-  await(fut)
+  L.await_made(fut)
   return protocol._reader, protocol._transport
 end
 
 local function opened_writer(protocol, fut)
-  await(fut)
+  L.await_made(fut)
   return protocol._writer
 end
 
@@ -677,7 +677,7 @@ function api.open_pipe_writer(fd)
 end
 
 local function served(_, fut)
-  return await(fut)
+  return L.await_made(fut)
 end
 
 -- start_server and start_unix_server: where is { host, port } or { path }.

@@ -12,6 +12,7 @@ local F = require "tapio.future"
 local T = require "tapio.task"
 local R = require "tapio.reader"
 local S = require "tapio.streams"
+local L = require "tapio.loop"
 
 local M = { api = {} } -- api: what `tapio` holds too (see tapio.util)
 local current_task, await = F.api.current_task, F.await
@@ -180,7 +181,13 @@ end
 -- ESRCH error once the child is reaped.
 function Process:send_signal(sig)
   check_process(self, "process:send_signal")
-  return self._transport:send_signal(sig)
+  local t = self._transport
+  local ok, sent, err = pcall(t.send_signal, t, sig)
+  if not ok then -- a bad signal: named as the user called it, at their line
+    error((tostring(sent):gsub("^tapio: transport:send_signal:",
+                               "tapio: process:send_signal:")), 2)
+  end
+  return sent, err
 end
 
 function Process:terminate()
@@ -204,7 +211,7 @@ end
 -- ---- Creating --------------------------------------------------------------
 
 local function started(_, fut, protocol)
-  await(fut)
+  L.await_made(fut) -- cancelled once made: the child is killed
   return protocol._process
 end
 
