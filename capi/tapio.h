@@ -1942,8 +1942,11 @@ void *tapio_fake_child_get_data(tapio_fake_child *child);
  * the reader gets eof_received after the bytes. A side that ends with
  * bytes it never read (closed, aborted, failed) resets the link instead,
  * as the kernel sends RST: the other side reads what it had, then fails
- * with TAPIO_ECONNRESET. Writing to a side that has ended fails with
- * TAPIO_EPIPE. There is no descriptor: get_fd answers TAPIO_ENOTSUP, and
+ * with TAPIO_ECONNRESET (a write meets it first). Writing to a side
+ * that ended cleanly is TCP's: the first write is taken and its bytes
+ * are lost (the peer's kernel answers with a RST), the next fails with
+ * TAPIO_EPIPE, so an answer written in eof_received after the peer's
+ * close ends with connection_lost(nil). There is no descriptor: get_fd answers TAPIO_ENOTSUP, and
  * so do get_peername and get_sockname but on the virtual network's. The
  * stream's watchers wait on a descriptor that is never ready (an empty
  * epoll instance, one per loop, made with its first pair), so the

@@ -68,6 +68,7 @@ struct mem_end {
                            peer's; len 0 for a pair made by the test */
   void (*gone)(void *ud, tapio_transport *t); /* told when the side goes */
   void *gone_ud;
+  int rst_back;        /* a write reached the peer's closed socket */
 };
 
 static const tapio__io memory_io;
@@ -295,6 +296,25 @@ static ssize_t mem_read(tapio__stream *s, void *ctx, void *buf, size_t len) {
   return (ssize_t)n;
 }
 
+/* A write to a side whose peer has gone, as TCP answers it: a peer that
+ * reset the connection fails it with that reset; one that closed takes
+ * the first (the bytes are lost: its kernel answers them with a RST,
+ * which on loopback is back before the call returns) and the next fails
+ * with EPIPE. So a last answer written in eof_received after the peer's
+ * close ends as on a socket, with connection_lost(nil). */
+static ssize_t write_to_gone(mem_end *e, const struct iovec *iov, int n) {
+  size_t len = 0;
+  int i;
+  if (in_link(e)->error)
+    return in_link(e)->error;
+  if (e->rst_back)
+    return TAPIO_EPIPE;
+  e->rst_back = 1;
+  for (i = 0; i < n; i++)
+    len += iov[i].iov_len;
+  return (ssize_t)len;
+}
+
 static ssize_t mem_writev(tapio__stream *s, void *ctx,
                           const struct iovec *iov, int n) {
   mem_end *e = end_of(s);
@@ -304,6 +324,8 @@ static ssize_t mem_writev(tapio__stream *s, void *ctx,
   seg *g;
   int i;
   (void)ctx;
+  if (!peer_of(e) && tapio__base_kind(&s->head) == &memory_kind)
+    return write_to_gone(e, iov, n);
   if (!peer_of(e) || l->error || l->eof)
     return TAPIO_EPIPE; /* the other side is gone, or this one reset */
   room = l->queued < l->capacity ? l->capacity - l->queued : 0;

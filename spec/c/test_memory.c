@@ -105,7 +105,16 @@ static void memory_half_close(void)
 }
 
 /* A side that leaves bytes unread resets the link: the other reads what
- * it had, then ECONNRESET; writing to a side that is gone is EPIPE. */
+ * it had, then ECONNRESET, which a write meets first. Writing to a side
+ * that closed is TCP's: the first write is taken (the peer's kernel
+ * answers with a RST), the next fails with EPIPE. */
+/* Writes an answer in eof_received (then closes: eof_ret 0). */
+static void answer_at_eof(rec *r, rec_event ev)
+{
+  if (ev == EV_EOF)
+    CHECK_OK(tapio_transport_write(r->t, "bye", 3));
+}
+
 static void memory_unread_bytes_reset(void)
 {
   duo d;
@@ -129,7 +138,34 @@ static void memory_unread_bytes_reset(void)
   CHECK_STR(d.a.log, "made eof");
   CHECK_OK(tapio_transport_write(d.ta, "late", 4));
   idle(d.loop);
+  CHECK_STR(d.a.log, "made eof");
+  CHECK_EQ(tapio_transport_get_write_buffer_size(d.ta), 0);
+  CHECK_OK(tapio_transport_write(d.ta, "later", 5));
+  idle(d.loop);
   CHECK_STR(d.a.log, "made eof lost:EPIPE");
+  duo_free(&d);
+
+  /* a's last answer in eof_received, then its close: a clean end */
+  duo_open(&d, new_virtual(), &rec_proto, &rec_proto);
+  d.a.hook = answer_at_eof;
+  idle(d.loop);
+  CHECK_OK(tapio_transport_close(d.tb));
+  idle(d.loop);
+  CHECK_STR(d.a.log, "made eof lost:0");
+  duo_free(&d);
+
+  /* b resets a that does not read: a's write meets the reset */
+  duo_open(&d, new_virtual(), &rec_proto, &rec_proto);
+  idle(d.loop);
+  CHECK_OK(tapio_transport_pause_reading(d.ta));
+  CHECK_OK(tapio_transport_pause_reading(d.tb));
+  CHECK_OK(tapio_transport_write(d.ta, "unread", 6));
+  idle(d.loop);
+  CHECK_OK(tapio_transport_abort(d.tb));
+  idle(d.loop);
+  CHECK_OK(tapio_transport_write(d.ta, "x", 1));
+  idle(d.loop);
+  CHECK_STR(d.a.log, "made lost:ECONNRESET");
   duo_free(&d);
 }
 
