@@ -1797,8 +1797,11 @@ int tapio_loop_is_virtual(tapio_loop *loop);
  * tapio_call_idle due there), with all they make ready, and returns once
  * nothing is left to run at now + seconds, the clock there. Not from
  * inside a run (TAPIO_ERUNNING: tapio_call_idle is the way there);
- * TAPIO_ENOTSUP on a real loop. A tapio_loop_stop from a callback ends
- * it early, the clock where it was then. Else as tapio_loop_run. */
+ * TAPIO_ENOTSUP on a real loop; TAPIO_EINVAL for NaN or a time past what
+ * a double holds (infinity). A timer due at infinity (call_later of an
+ * infinite delay) never fires, as on a real loop. A tapio_loop_stop from
+ * a callback ends it early, the clock where it was then. Else as
+ * tapio_loop_run. */
 int tapio_loop_advance(tapio_loop *loop, double seconds);
 /* tapio_loop_advance(loop, 0): everything ready at the clock's time. */
 int tapio_loop_run_until_idle(tapio_loop *loop);
@@ -1815,7 +1818,8 @@ uint64_t tapio_loop_step_limit(tapio_loop *loop);
  * (after the timers due at that time and what they made ready); until
  * then the run moves the clock from timer to timer. A Lua task's
  * clock:advance(s) waits on one. The handle is call_later's (cancel,
- * when, release). TAPIO_ENOTSUP on a real loop. */
+ * when, release). TAPIO_ENOTSUP on a real loop; TAPIO_EINVAL as
+ * tapio_loop_advance. */
 int tapio_call_idle(tapio_loop *loop, double delay, tapio_call_fn fn,
                     void *ud, tapio_handle **out);
 /* The due time of the loop's next timer (any, the core's own too), or

@@ -457,6 +457,20 @@ describe("testing.run", function()
       .. "loop is idle at t=0 %(next timer at t=30: advance the clock%)", err)
   end)
 
+  it("never jumps to a sleep for ever, which a real loop never ends",
+     function()
+    local err = failure(function()
+      tapio.create_task(function() tapio.sleep(math.huge) end):await()
+    end, { autojump = true })
+    assert.matches("the test body waits and nothing is left to run: the "
+      .. "loop is idle at t=0 %(no timer but at t=inf, never due%)", err)
+    local loop, clock = testing.new_loop()
+    assert.has_error(function() clock:advance(math.huge) end,
+      "tapio: clock:advance: bad argument #1 'seconds' (number expected, "
+      .. "got inf)")
+    loop:close()
+  end)
+
   it("fails a body that leaves tasks or transports open", function()
     local err = failure(function()
       tapio.create_task(function() tapio.sleep(1) end)
