@@ -692,6 +692,10 @@ describe("testing.run", function()
     testing.run(function(clock) -- cancelled: nothing left
       clock.loop:call_later(30, function() end):cancel()
     end)()
+    testing.run(function() -- a left task's sleep goes with it, cancelled
+      tapio.create_task(function() tapio.sleep(5) end)
+      tapio.sleep(1)
+    end, { tasks_ok = true, autojump = true })()
   end)
 
   it("runs a body on a real loop with opts.real, checking what it leaves",

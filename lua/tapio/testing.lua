@@ -910,10 +910,13 @@ local function verdict(loop, task, errors, opts, late, err)
     return ("the test body left %d task(s) pending:%s"):format(#left,
       tracebacks(left))
   end
-  local open = left_open(loop, opts)
-  if open then
-    return open
-  end
+  return left_open(loop, opts) or nil
+end
+
+-- A timer the body left pending, read once the tasks it left are
+-- cancelled (a task's sleep goes with it: opts.tasks_ok allowed it), or
+-- nil.
+local function timer_left(loop, opts)
   local due = not opts.real and K._next_timer(loop)
   if due and not opts.timers_ok then
     return ("the test body left a timer pending, due at t=%g (cancel its "
@@ -1081,10 +1084,12 @@ function testing.run(body, opts)
     else
       loop:run_once(false)
     end
+    local timer = timer_left(loop, opts)
     loop:close()
     if not failure then
       failure, cause = failed_when_cancelled(left)
     end
+    failure = failure or timer
     if failure then
       raise(cause, ("%s\n(tapio.testing seed %d: TAPIO_TEST_SEED=%d replays "
         .. "it)"):format(failure, seed, seed))
