@@ -394,7 +394,8 @@ void tapio_work_release(tapio_work *w);
  * open), TAPIO_EPERM (a regular file or a directory: epoll cannot watch
  * them, asyncio's PermissionError), TAPIO_EBUSY (a transport or server
  * of this loop owns fd: asyncio's "File descriptor is used by
- * transport"), TAPIO_ECLOSED (the loop is being freed). Removing a watch
+ * transport"), TAPIO_ECLOSED (the loop is being freed), TAPIO_EVIRTUAL
+ * (a virtual clock's loop: Testing). Removing a watch
  * from inside any callback, its own included, is safe and takes effect at
  * once: a removed watch is not called again, also when its event is
  * already due in this iteration. Remove the watch before closing fd (a
@@ -1771,10 +1772,11 @@ void *tapio_transport_get_ssl(tapio_transport *t);
  * tapio_server_get_fd and tapio_transport_get_fd answer TAPIO_ENOTSUP.
  *
  * Other real I/O is refused on a virtual loop: every call that would
- * make a socket, a pipe, a child or a reverse lookup
- * (create_datagram_endpoint with a Unix path, the "sock" option,
- * connect_accepted_socket, connect_read_pipe, connect_write_pipe,
- * getnameinfo) returns TAPIO_EVIRTUAL, closing a descriptor given to it
+ * make a socket, a pipe, a child or a reverse lookup, or wait on a
+ * descriptor (create_datagram_endpoint with a Unix path, the "sock"
+ * option, connect_accepted_socket, connect_read_pipe, connect_write_pipe,
+ * getnameinfo, the sock_ calls, add_reader, add_writer) returns
+ * TAPIO_EVIRTUAL, closing a descriptor given to it
  * as on any failure; subprocess_exec and subprocess_shell start fake
  * children of the programs a test registered (below, "Fake programs"),
  * and return TAPIO_EVIRTUAL for any other, with words

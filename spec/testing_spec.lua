@@ -96,6 +96,13 @@ describe("the virtual clock", function()
     ok, err = pcall(loop.subprocess_exec, loop, function() end, "true")
     assert.matches("loop:subprocess_exec: no fake program 'true' on this "
       .. "virtual loop, which starts no real child", err)
+    -- nor is a descriptor watched: its readiness comes on real time
+    ok, err = pcall(function()
+      loop:add_reader(0, function() end)
+      return true
+    end)
+    assert.matches("testing_spec.lua:%d+: tapio: loop:add_reader: real "
+      .. "I/O is refused on a virtual%-clock loop", err)
     -- its network's calls are not refused (spec/testing_vnet_spec.lua)
     assert.is_truthy(loop:create_server(function() end, "127.0.0.1", 0))
     assert.equal("EVIRTUAL", tapio.error(tapio.EVIRTUAL).name)

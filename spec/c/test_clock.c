@@ -424,6 +424,14 @@ static void clock_refuses_real_io(void)
                                     never_connected, NULL), TAPIO_EVIRTUAL);
   CHECK(!fd_is_open(fds[0]));
   close(fds[1]);
+  /* watching a descriptor: its readiness comes on real time */
+  CHECK_EQ(pipe(fds), 0);
+  CHECK_ERR(tapio_add_reader(loop, fds[0], never_called, NULL),
+            TAPIO_EVIRTUAL);
+  CHECK_ERR(tapio_add_writer(loop, fds[1], never_called, NULL),
+            TAPIO_EVIRTUAL);
+  close(fds[0]);
+  close(fds[1]);
   CHECK_OK(tapio_loop_run_until_idle(loop));
   CHECK_EQ(tapio_loop_transport_count(loop), 0);
   free_loop(loop);
