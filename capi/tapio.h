@@ -1995,8 +1995,11 @@ tapio_transport *tapio_memory_peer(tapio_transport *t);
  * set reuse_port (the first bound receives). No local address: bound at
  * the source Linux picks for remote (its address; 127.0.0.1 for any
  * 127.x.y.z and for a wildcard), as Linux binds a connected socket, else
- * at the wildcard of the family; a wildcard-bound endpoint sends from
- * that source too (127.0.0.1 for a broadcast).
+ * (no remote, or allow_broadcast's) unbound, as a real socket: its
+ * sockname says port 0 and nothing reaches it until its first sendto
+ * binds it at an ephemeral port of the family's wildcard (Linux's
+ * autobind); a wildcard-bound endpoint sends from that source too
+ * (127.0.0.1 for a broadcast).
  * remote_host connects it with the socket's rules: sendto without an
  * address goes there, to another is TAPIO_EISCONN, and it receives only
  * its peer's datagrams; with allow_broadcast remote is only the default
