@@ -685,6 +685,12 @@ function testing.recorder(inner, opts)
   if opts ~= nil and type(opts) ~= "table" then
     argerror("recorder", 2, "opts", "table expected, got " .. typename(opts))
   end
+  for k in pairs(opts or {}) do -- a typo (merged) would record unmerged
+    if k ~= "merge" and k ~= "kind" then
+      argerror("recorder", 2, "opts", "unknown option '" .. tostring(k)
+        .. "'")
+    end
+  end
   if kind and not KINDS[kind] then
     argerror("recorder", 2, "opts.kind", "'datagram' or 'subprocess' "
       .. "expected, got " .. tostring(kind))
