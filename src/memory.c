@@ -344,7 +344,7 @@ static ssize_t mem_writev(tapio__stream *s, void *ctx,
   g->next = NULL;
   g->len = len;
   g->off = 0;
-  g->at = tapio__time(loop) + l->delay;
+  g->at = tapio__vround(tapio__time(loop) + l->delay); /* as timers */
   if (l->tail && g->at < l->tail->at)
     g->at = l->tail->at; /* bytes keep their order */
   if (l->tail)

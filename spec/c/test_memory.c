@@ -457,6 +457,23 @@ static void memory_delay(void)
   observed_free(&o);
 }
 
+/* A delay that is not exact in binary (0.01 + 0.05 is not 0.06) still
+ * lands on the virtual clock's nanoseconds, as its timers do: the byte
+ * arrives when the clock reaches 0.06, not at the next advance. */
+static void memory_delay_exact_time(void)
+{
+  duo d;
+  duo_open(&d, new_virtual(), &rec_proto, &rec_proto);
+  CHECK_OK(tapio_memory_set_delay(d.ta, 0.05));
+  CHECK_OK(tapio_loop_advance(d.loop, 0.01));
+  CHECK_OK(tapio_transport_write(d.ta, "x", 1));
+  CHECK_OK(tapio_loop_advance(d.loop, 0.05));
+  CHECK_STR(d.b.log, "made data:1");
+  CHECK_OK(tapio_transport_close(d.ta));
+  CHECK_OK(tapio_loop_advance(d.loop, 1));
+  duo_free(&d);
+}
+
 /* ---- A protocol with an idle timeout ------------------------------------- */
 
 /* Closes its transport after `idle` seconds without a byte received. */
@@ -618,6 +635,7 @@ TEST_MAIN(TEST(memory_exchange_and_close), TEST(memory_write_before_peer_made),
           TEST(memory_retained_shell), TEST(memory_flow_control),
           TEST(memory_buffered_protocol), TEST(memory_chunks_of_one_byte),
           TEST(memory_every_split), TEST(memory_seeded_chunks),
+          TEST(memory_delay_exact_time),
           TEST(memory_delay), TEST(memory_idle_timeout),
           TEST(memory_on_a_real_loop), TEST(memory_bad_calls),
           TEST(memory_setters_want_a_pair))
