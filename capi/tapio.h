@@ -1974,7 +1974,11 @@ int tapio_memory_set_chunks(tapio_transport *t, size_t min, size_t max,
 int tapio_memory_set_splits(tapio_transport *t, const uint64_t *at,
                             size_t n);
 /* Each byte reaches the peer delay seconds (loop time) after it was
- * written, in order. */
+ * written, in order, and so does t's end (write_eof, close, a reset), as
+ * a FIN or RST would: after t's bytes, delay after it ended. Bytes still
+ * on their way to a side that has gone reach a closed socket: the sender
+ * sees that side's clean end, and its writes fail (EPIPE) from a delay
+ * after their arrival, when the RST would be back. */
 int tapio_memory_set_delay(tapio_transport *t, double delay);
 /* What the link from t holds at most (> 0). */
 int tapio_memory_set_capacity(tapio_transport *t, size_t bytes);

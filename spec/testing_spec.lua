@@ -159,7 +159,11 @@ describe("memory pairs", function()
     clock:advance(0.0001)
     assert.same({ "connection_made", "data_received:ab", "data_received:cde",
                   "data_received:fg" }, b.events)
-    ta:close()
+    ta:close() -- the end takes the delay too, as a FIN would
+    clock:advance(1.4999)
+    assert.equal("data_received:fg", b.events[#b.events])
+    clock:advance(0.0001)
+    assert.equal("connection_lost:nil", b.events[#b.events])
 
     local function chunks(seed)
       local r = testing.recorder()

@@ -474,6 +474,48 @@ static void memory_delay_exact_time(void)
   duo_free(&d);
 }
 
+/* The end takes the delay too, as a FIN or RST would: a's close reaches
+ * b 0.5 s later. Bytes of b's still on their way when a closes reach a
+ * closed socket: b sees a clean end, and its RST comes back to b a delay
+ * after they arrive, failing b's writes from then on (not a reset of the
+ * connection at once, which b would read before a's end). */
+static void memory_delay_carries_the_end(void)
+{
+  duo d;
+  double t0;
+  duo_open(&d, new_virtual(), &rec_proto, &rec_proto);
+  CHECK_OK(tapio_memory_set_delay(d.ta, 0.5));
+  idle(d.loop);
+  CHECK_OK(tapio_transport_close(d.ta));
+  CHECK_OK(tapio_loop_advance(d.loop, 0.4999));
+  CHECK_STR(d.b.log, "made");
+  CHECK_OK(tapio_loop_advance(d.loop, 0.0001));
+  CHECK_STR(d.b.log, "made eof lost:0");
+  duo_free(&d);
+
+  duo_open(&d, new_virtual(), &rec_proto, &rec_proto);
+  CHECK_OK(tapio_memory_set_delay(d.ta, 0.05));
+  CHECK_OK(tapio_memory_set_delay(d.tb, 0.05));
+  d.b.eof_ret = 1;
+  idle(d.loop);
+  t0 = tapio_loop_time(d.loop);
+  CHECK_OK(tapio_transport_write(d.tb, "request", 7)); /* at a by t0+.05 */
+  CHECK_OK(tapio_loop_advance(d.loop, 0.01));
+  CHECK_OK(tapio_transport_close(d.ta));
+  CHECK_OK(tapio_loop_advance(d.loop, 0.055)); /* a's end came at .06 */
+  CHECK_STR(d.a.log, "made lost:0");
+  CHECK_STR(d.b.log, "made eof");
+  CHECK_OK(tapio_transport_write(d.tb, "late", 4)); /* the RST: at .1 */
+  CHECK_OK(tapio_loop_advance(d.loop, 0.1 - 0.065 - 0.001));
+  CHECK_STR(d.b.log, "made eof");
+  CHECK(tapio_loop_time(d.loop) < t0 + 0.1);
+  CHECK_OK(tapio_loop_advance(d.loop, 0.002));
+  CHECK_OK(tapio_transport_write(d.tb, "later", 5));
+  idle(d.loop);
+  CHECK_STR(d.b.log, "made eof lost:EPIPE");
+  duo_free(&d);
+}
+
 /* ---- A protocol with an idle timeout ------------------------------------- */
 
 /* Closes its transport after `idle` seconds without a byte received. */
@@ -636,6 +678,7 @@ TEST_MAIN(TEST(memory_exchange_and_close), TEST(memory_write_before_peer_made),
           TEST(memory_buffered_protocol), TEST(memory_chunks_of_one_byte),
           TEST(memory_every_split), TEST(memory_seeded_chunks),
           TEST(memory_delay_exact_time),
+          TEST(memory_delay_carries_the_end),
           TEST(memory_delay), TEST(memory_idle_timeout),
           TEST(memory_on_a_real_loop), TEST(memory_bad_calls),
           TEST(memory_setters_want_a_pair))
