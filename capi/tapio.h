@@ -1948,7 +1948,9 @@ void *tapio_fake_child_get_data(tapio_fake_child *child);
  * the reader gets eof_received after the bytes. A side that ends with
  * bytes it never read (closed, aborted, failed) resets the link instead,
  * as the kernel sends RST: the other side reads what it had, then fails
- * with TAPIO_ECONNRESET (a write meets it first). Writing to a side
+ * with TAPIO_ECONNRESET (a write meets it first; a side that had ended
+ * its writing first is read to its end of file, as a FIN before the RST,
+ * and a write then fails with TAPIO_EPIPE). Writing to a side
  * that ended cleanly is TCP's: the first write is taken and its bytes
  * are lost (the peer's kernel answers with a RST), the next fails with
  * TAPIO_EPIPE, so an answer written in eof_received after the peer's

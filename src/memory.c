@@ -41,6 +41,8 @@ typedef struct mlink {
   int eof;             /* the writer ended: end of file after the bytes */
   int error;           /* reset: the reader fails with it after the bytes */
   double end_at;       /* when the end (eof, error) reaches the reader */
+  int eof_first;       /* the eof came before the error: a FIN, then a RST
+                          (in CLOSE_WAIT), which the reader reads as eof */
   size_t chunk_min, chunk_max; /* 0, 0: reads take all there is */
   uint64_t rng;        /* splitmix64 state for chunk sizes */
   uint64_t *cuts;      /* offsets no read spans, ascending */
@@ -178,10 +180,12 @@ static void link_end(tapio_loop *loop, mlink *l, int error) {
     double at = tapio__vround(tapio__time(loop) + l->delay); /* as timers */
     l->end_at = l->tail && l->tail->at > at ? l->tail->at : at;
   }
-  if (error && !l->error)
+  if (error && !l->error) {
     l->error = error;
-  else if (!error)
+  } else if (!error) {
+    l->eof_first = l->eof_first || !l->error;
     l->eof = 1;
+  }
 }
 
 /* The reader has something to do: bytes due, or the end after them. */
@@ -307,7 +311,7 @@ static ssize_t mem_read(tapio__stream *s, void *ctx, void *buf, size_t len) {
   (void)ctx;
   if (n == 0) {
     if (l->queued == 0 && ended(l, now_of(e)))
-      return l->error ? l->error : 0;
+      return l->error && !l->eof_first ? l->error : 0;
     arm_due(e);
     return TAPIO_EAGAIN;
   }
@@ -346,8 +350,8 @@ static ssize_t write_to_gone(mem_end *e, const struct iovec *iov, int n) {
   double now = now_of(e);
   size_t len = 0;
   int i;
-  if (in_link(e)->error && ended(in_link(e), now))
-    return in_link(e)->error;
+  if (in_link(e)->error && ended(in_link(e), now)) /* after a FIN: EPIPE */
+    return in_link(e)->eof_first ? TAPIO_EPIPE : in_link(e)->error;
   if (e->rst_set && e->rst_at <= now)
     return TAPIO_EPIPE;
   rst_coming(e, tapio__vround(now + out_link(e)->delay));

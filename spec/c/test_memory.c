@@ -167,6 +167,27 @@ static void memory_unread_bytes_reset(void)
   idle(d.loop);
   CHECK_STR(d.a.log, "made lost:ECONNRESET");
   duo_free(&d);
+
+  /* b ended its side (a FIN), then closed with a's bytes unread (a RST):
+   * a, reading only now, finds the FIN first, as on a socket, and a
+   * write after it meets the RST as EPIPE */
+  duo_open(&d, new_virtual(), &rec_proto, &rec_proto);
+  d.a.eof_ret = 1;
+  idle(d.loop);
+  CHECK_OK(tapio_transport_pause_reading(d.ta));
+  CHECK_OK(tapio_transport_pause_reading(d.tb));
+  CHECK_OK(tapio_transport_write(d.ta, "unread", 6));
+  CHECK_OK(tapio_transport_write_eof(d.tb));
+  idle(d.loop);
+  CHECK_OK(tapio_transport_close(d.tb));
+  idle(d.loop);
+  CHECK_OK(tapio_transport_resume_reading(d.ta));
+  idle(d.loop);
+  CHECK_STR(d.a.log, "made eof");
+  CHECK_OK(tapio_transport_write(d.ta, "x", 1));
+  idle(d.loop);
+  CHECK_STR(d.a.log, "made eof lost:EPIPE");
+  duo_free(&d);
 }
 
 /* Every callback, every way of closing from inside it: one
