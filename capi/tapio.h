@@ -394,7 +394,8 @@ void tapio_work_release(tapio_work *w);
  * open), TAPIO_EPERM (a regular file or a directory: epoll cannot watch
  * them, asyncio's PermissionError), TAPIO_EBUSY (a transport or server
  * of this loop owns fd: asyncio's "File descriptor is used by
- * transport"), TAPIO_ECLOSED (the loop is being freed). Removing a watch
+ * transport"), TAPIO_ECLOSED (the loop is being freed), TAPIO_EVIRTUAL
+ * (a virtual clock's loop: Testing). Removing a watch
  * from inside any callback, its own included, is safe and takes effect at
  * once: a removed watch is not called again, also when its event is
  * already due in this iteration. Remove the watch before closing fd (a
@@ -1775,10 +1776,11 @@ void *tapio_transport_get_ssl(tapio_transport *t);
  * tapio_server_get_fd and tapio_transport_get_fd answer TAPIO_ENOTSUP.
  *
  * Other real I/O is refused on a virtual loop: every call that would
- * make a socket, a pipe, a child or a reverse lookup
- * (create_datagram_endpoint with a Unix path, the "sock" option,
- * connect_accepted_socket, connect_read_pipe, connect_write_pipe,
- * getnameinfo) returns TAPIO_EVIRTUAL, closing a descriptor given to it
+ * make a socket, a pipe, a child or a reverse lookup, or wait on a
+ * descriptor (create_datagram_endpoint with a Unix path, the "sock"
+ * option, connect_accepted_socket, connect_read_pipe, connect_write_pipe,
+ * getnameinfo, the sock_ calls, add_reader, add_writer) returns
+ * TAPIO_EVIRTUAL, closing a descriptor given to it
  * as on any failure; subprocess_exec and subprocess_shell start fake
  * children of the programs a test registered (below, "Fake programs"),
  * and return TAPIO_EVIRTUAL for any other, with words
@@ -1801,8 +1803,11 @@ int tapio_loop_is_virtual(tapio_loop *loop);
  * tapio_call_idle due there), with all they make ready, and returns once
  * nothing is left to run at now + seconds, the clock there. Not from
  * inside a run (TAPIO_ERUNNING: tapio_call_idle is the way there);
- * TAPIO_ENOTSUP on a real loop. A tapio_loop_stop from a callback ends
- * it early, the clock where it was then. Else as tapio_loop_run. */
+ * TAPIO_ENOTSUP on a real loop; TAPIO_EINVAL for NaN or a time past what
+ * a double holds (infinity). A timer due at infinity (call_later of an
+ * infinite delay) never fires, as on a real loop. A tapio_loop_stop from
+ * a callback ends it early, the clock where it was then. Else as
+ * tapio_loop_run. */
 int tapio_loop_advance(tapio_loop *loop, double seconds);
 /* tapio_loop_advance(loop, 0): everything ready at the clock's time. */
 int tapio_loop_run_until_idle(tapio_loop *loop);
@@ -1819,7 +1824,8 @@ uint64_t tapio_loop_step_limit(tapio_loop *loop);
  * (after the timers due at that time and what they made ready); until
  * then the run moves the clock from timer to timer. A Lua task's
  * clock:advance(s) waits on one. The handle is call_later's (cancel,
- * when, release). TAPIO_ENOTSUP on a real loop. */
+ * when, release). TAPIO_ENOTSUP on a real loop; TAPIO_EINVAL as
+ * tapio_loop_advance. */
 int tapio_call_idle(tapio_loop *loop, double delay, tapio_call_fn fn,
                     void *ud, tapio_handle **out);
 /* The due time of the loop's next timer (any, the core's own too), or
@@ -1946,8 +1952,13 @@ void *tapio_fake_child_get_data(tapio_fake_child *child);
  * the reader gets eof_received after the bytes. A side that ends with
  * bytes it never read (closed, aborted, failed) resets the link instead,
  * as the kernel sends RST: the other side reads what it had, then fails
- * with TAPIO_ECONNRESET. Writing to a side that has ended fails with
- * TAPIO_EPIPE. There is no descriptor: get_fd answers TAPIO_ENOTSUP, and
+ * with TAPIO_ECONNRESET (a write meets it first; a side that had ended
+ * its writing first is read to its end of file, as a FIN before the RST,
+ * and a write then fails with TAPIO_EPIPE). Writing to a side
+ * that ended cleanly is TCP's: the first write is taken and its bytes
+ * are lost (the peer's kernel answers with a RST), the next fails with
+ * TAPIO_EPIPE, so an answer written in eof_received after the peer's
+ * close ends with connection_lost(nil). There is no descriptor: get_fd answers TAPIO_ENOTSUP, and
  * so do get_peername and get_sockname but on the virtual network's. The
  * stream's watchers wait on a descriptor that is never ready (an empty
  * epoll instance, one per loop, made with its first pair), so the
@@ -1969,7 +1980,11 @@ int tapio_memory_set_chunks(tapio_transport *t, size_t min, size_t max,
 int tapio_memory_set_splits(tapio_transport *t, const uint64_t *at,
                             size_t n);
 /* Each byte reaches the peer delay seconds (loop time) after it was
- * written, in order. */
+ * written, in order, and so does t's end (write_eof, close, a reset), as
+ * a FIN or RST would: after t's bytes, delay after it ended. Bytes still
+ * on their way to a side that has gone reach a closed socket: the sender
+ * sees that side's clean end, and its writes fail (EPIPE) from a delay
+ * after their arrival, when the RST would be back. */
 int tapio_memory_set_delay(tapio_transport *t, double delay);
 /* What the link from t holds at most (> 0). */
 int tapio_memory_set_capacity(tapio_transport *t, size_t bytes);
@@ -1990,8 +2005,11 @@ tapio_transport *tapio_memory_peer(tapio_transport *t);
  * set reuse_port (the first bound receives). No local address: bound at
  * the source Linux picks for remote (its address; 127.0.0.1 for any
  * 127.x.y.z and for a wildcard), as Linux binds a connected socket, else
- * at the wildcard of the family; a wildcard-bound endpoint sends from
- * that source too (127.0.0.1 for a broadcast).
+ * (no remote, or allow_broadcast's) unbound, as a real socket: its
+ * sockname says port 0 and nothing reaches it until its first sendto
+ * binds it at an ephemeral port of the family's wildcard (Linux's
+ * autobind); a wildcard-bound endpoint sends from that source too
+ * (127.0.0.1 for a broadcast).
  * remote_host connects it with the socket's rules: sendto without an
  * address goes there, to another is TAPIO_EISCONN, and it receives only
  * its peer's datagrams; with allow_broadcast remote is only the default

@@ -510,6 +510,10 @@ describe("the virtual network's datagrams", function()
       testing.recorder(nil, { kind = "stream" })
     end, "tapio: testing.recorder: bad argument #2 'opts.kind' ('datagram' "
       .. "or 'subprocess' expected, got stream)")
+    assert.has_error(function() -- a typo would have recorded unmerged
+      testing.recorder(nil, { merged = true })
+    end, "tapio: testing.recorder: bad argument #2 'opts' (unknown option "
+      .. "'merged')")
     ct:close()
     st:close()
   end))

@@ -96,6 +96,13 @@ describe("the virtual clock", function()
     ok, err = pcall(loop.subprocess_exec, loop, function() end, "true")
     assert.matches("loop:subprocess_exec: no fake program 'true' on this "
       .. "virtual loop, which starts no real child", err)
+    -- nor is a descriptor watched: its readiness comes on real time
+    ok, err = pcall(function()
+      loop:add_reader(0, function() end)
+      return true
+    end)
+    assert.matches("testing_spec.lua:%d+: tapio: loop:add_reader: real "
+      .. "I/O is refused on a virtual%-clock loop", err)
     -- its network's calls are not refused (spec/testing_vnet_spec.lua)
     assert.is_truthy(loop:create_server(function() end, "127.0.0.1", 0))
     assert.equal("EVIRTUAL", tapio.error(tapio.EVIRTUAL).name)
@@ -152,7 +159,11 @@ describe("memory pairs", function()
     clock:advance(0.0001)
     assert.same({ "connection_made", "data_received:ab", "data_received:cde",
                   "data_received:fg" }, b.events)
-    ta:close()
+    ta:close() -- the end takes the delay too, as a FIN would
+    clock:advance(1.4999)
+    assert.equal("data_received:fg", b.events[#b.events])
+    clock:advance(0.0001)
+    assert.equal("connection_lost:nil", b.events[#b.events])
 
     local function chunks(seed)
       local r = testing.recorder()
@@ -457,6 +468,20 @@ describe("testing.run", function()
       .. "loop is idle at t=0 %(next timer at t=30: advance the clock%)", err)
   end)
 
+  it("never jumps to a sleep for ever, which a real loop never ends",
+     function()
+    local err = failure(function()
+      tapio.create_task(function() tapio.sleep(math.huge) end):await()
+    end, { autojump = true })
+    assert.matches("the test body waits and nothing is left to run: the "
+      .. "loop is idle at t=0 %(no timer but at t=inf, never due%)", err)
+    local loop, clock = testing.new_loop()
+    assert.has_error(function() clock:advance(math.huge) end,
+      "tapio: clock:advance: bad argument #1 'seconds' (number expected, "
+      .. "got inf)")
+    loop:close()
+  end)
+
   it("fails a body that leaves tasks or transports open", function()
     local err = failure(function()
       tapio.create_task(function() tapio.sleep(1) end)
@@ -678,6 +703,10 @@ describe("testing.run", function()
     testing.run(function(clock) -- cancelled: nothing left
       clock.loop:call_later(30, function() end):cancel()
     end)()
+    testing.run(function() -- a left task's sleep goes with it, cancelled
+      tapio.create_task(function() tapio.sleep(5) end)
+      tapio.sleep(1)
+    end, { tasks_ok = true, autojump = true })()
   end)
 
   it("runs a body on a real loop with opts.real, checking what it leaves",

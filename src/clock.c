@@ -102,12 +102,14 @@ static int ready(tapio_loop *loop) {
 
 /* The next thing that moves the clock, within the horizon: a timer (first
  * at the same time) or a tapio_call_idle; -1 when none. Sets *idle when
- * it is the call. */
+ * it is the call. A timer at infinity (call_later(inf), a sleep for
+ * ever) is never due, as on a real loop: the clock never gets there. */
 static double next_move(tapio_loop *loop, int *idle) {
   double h = horizon(loop), timer = tapio__deadline_next(loop),
          call = tapio__idle_next(loop);
   *idle = 0;
-  if (timer >= 0 && timer <= h && (call < 0 || timer <= call))
+  if (timer >= 0 && timer <= h && isfinite(timer) &&
+      (call < 0 || timer <= call))
     return timer;
   if (call >= 0 && call <= h) {
     *idle = 1;
@@ -206,8 +208,9 @@ uint64_t tapio_loop_step_limit(tapio_loop *loop) {
 int tapio_loop_advance(tapio_loop *loop, double seconds) {
   tapio__kit *kit;
   int rc = check_virtual(loop);
-  if (rc == 0 && isnan(seconds))
-    rc = TAPIO_EINVAL;
+  if (rc == 0 && (isnan(seconds) ||
+                  (seconds > 0 && !isfinite(loop->kit->now + seconds))))
+    rc = TAPIO_EINVAL; /* the clock stays finite: see next_move */
   if (rc < 0)
     return rc;
   kit = loop->kit;

@@ -40,6 +40,9 @@ typedef struct mlink {
   uint64_t taken;      /* bytes read from it so far */
   int eof;             /* the writer ended: end of file after the bytes */
   int error;           /* reset: the reader fails with it after the bytes */
+  double end_at;       /* when the end (eof, error) reaches the reader */
+  int eof_first;       /* the eof came before the error: a FIN, then a RST
+                          (in CLOSE_WAIT), which the reader reads as eof */
   size_t chunk_min, chunk_max; /* 0, 0: reads take all there is */
   uint64_t rng;        /* splitmix64 state for chunk sizes */
   uint64_t *cuts;      /* offsets no read spans, ascending */
@@ -68,6 +71,9 @@ struct mem_end {
                            peer's; len 0 for a pair made by the test */
   void (*gone)(void *ud, tapio_transport *t); /* told when the side goes */
   void *gone_ud;
+  int rst_set;         /* the peer's socket is closed and bytes of this
+                          side's reach it: its kernel answers with a RST */
+  double rst_at;       /* ... which is back here then: writes fail */
 };
 
 static const tapio__io memory_io;
@@ -161,11 +167,32 @@ static void link_free(tapio_loop *loop, mlink *l) {
   l->ncuts = 0;
 }
 
+/* The writer's end (eof, or error for a reset) has reached the reader:
+ * a FIN or a RST takes the link's delay too, after the bytes before it. */
+static int ended(const mlink *l, double now) {
+  return (l->eof || l->error) && l->end_at <= now;
+}
+
+/* The writer's side ends the link (error 0: eof), at the time its
+ * segment would arrive; the first end sets that time. */
+static void link_end(tapio_loop *loop, mlink *l, int error) {
+  if (!l->eof && !l->error) {
+    double at = tapio__vround(tapio__time(loop) + l->delay); /* as timers */
+    l->end_at = l->tail && l->tail->at > at ? l->tail->at : at;
+  }
+  if (error && !l->error) {
+    l->error = error;
+  } else if (!error) {
+    l->eof_first = l->eof_first || !l->error;
+    l->eof = 1;
+  }
+}
+
 /* The reader has something to do: bytes due, or the end after them. */
 static int can_read(mem_end *e) {
   mlink *l = in_link(e);
   return readable(l, now_of(e)) > 0 ||
-         (l->queued == 0 && (l->eof || l->error));
+         (l->queued == 0 && ended(l, now_of(e)));
 }
 
 /* A write would do something: room, or an error to give. */
@@ -255,13 +282,24 @@ static void on_due(tapio__timer *tm) {
   wake(TAPIO_CONTAINER(tm, mem_end, due));
 }
 
-/* The next delayed byte of e's input: its timer, when it is not due yet. */
+/* The next delayed byte of e's input, or its end: its timer, when it is
+ * not due yet. */
 static void arm_due(mem_end *e) {
-  mlink *l = in_link(e);
-  if (!l->head || l->head->at <= now_of(e))
+  mlink *l;
+  double at;
+  if (!e)
     return;
-  if (!tapio__timer_active(&e->due) || e->due.dl.when != l->head->at)
-    tapio__timer_start_at(&e->due, l->head->at);
+  l = in_link(e);
+  if (l->head)
+    at = l->head->at;
+  else if (l->eof || l->error)
+    at = l->end_at;
+  else
+    return;
+  if (at <= now_of(e))
+    return;
+  if (!tapio__timer_active(&e->due) || e->due.dl.when != at)
+    tapio__timer_start_at(&e->due, at);
 }
 
 /* ---- The I/O layer ------------------------------------------------------- */
@@ -272,10 +310,8 @@ static ssize_t mem_read(tapio__stream *s, void *ctx, void *buf, size_t len) {
   size_t n = readable(l, now_of(e)), lim;
   (void)ctx;
   if (n == 0) {
-    if (l->queued == 0 && l->error)
-      return l->error;
-    if (l->queued == 0 && l->eof)
-      return 0;
+    if (l->queued == 0 && ended(l, now_of(e)))
+      return l->error && !l->eof_first ? l->error : 0;
     arm_due(e);
     return TAPIO_EAGAIN;
   }
@@ -295,6 +331,35 @@ static ssize_t mem_read(tapio__stream *s, void *ctx, void *buf, size_t len) {
   return (ssize_t)n;
 }
 
+/* The peer's socket is closed and bytes of e's reach it at `at`: its
+ * kernel's RST is back a delay later (once: the first such bytes). */
+static void rst_coming(mem_end *e, double at) {
+  if (!e || e->rst_set)
+    return;
+  e->rst_set = 1;
+  e->rst_at = tapio__vround(at + in_link(e)->delay);
+}
+
+/* A write to a side whose peer has gone, as TCP answers it: a reset that
+ * has arrived fails it; else it is taken (its bytes are lost: the peer's
+ * kernel answers them with a RST, which on loopback is back before the
+ * call returns) until that RST is back, then writes fail with EPIPE. So
+ * a last answer written in eof_received after the peer's close ends as
+ * on a socket, with connection_lost(nil). */
+static ssize_t write_to_gone(mem_end *e, const struct iovec *iov, int n) {
+  double now = now_of(e);
+  size_t len = 0;
+  int i;
+  if (in_link(e)->error && ended(in_link(e), now)) /* after a FIN: EPIPE */
+    return in_link(e)->eof_first ? TAPIO_EPIPE : in_link(e)->error;
+  if (e->rst_set && e->rst_at <= now)
+    return TAPIO_EPIPE;
+  rst_coming(e, tapio__vround(now + out_link(e)->delay));
+  for (i = 0; i < n; i++)
+    len += iov[i].iov_len;
+  return (ssize_t)len;
+}
+
 static ssize_t mem_writev(tapio__stream *s, void *ctx,
                           const struct iovec *iov, int n) {
   mem_end *e = end_of(s);
@@ -304,6 +369,8 @@ static ssize_t mem_writev(tapio__stream *s, void *ctx,
   seg *g;
   int i;
   (void)ctx;
+  if (!peer_of(e) && tapio__base_kind(&s->head) == &memory_kind)
+    return write_to_gone(e, iov, n);
   if (!peer_of(e) || l->error || l->eof)
     return TAPIO_EPIPE; /* the other side is gone, or this one reset */
   room = l->queued < l->capacity ? l->capacity - l->queued : 0;
@@ -322,7 +389,7 @@ static ssize_t mem_writev(tapio__stream *s, void *ctx,
   g->next = NULL;
   g->len = len;
   g->off = 0;
-  g->at = tapio__time(loop) + l->delay;
+  g->at = tapio__vround(tapio__time(loop) + l->delay); /* as timers */
   if (l->tail && g->at < l->tail->at)
     g->at = l->tail->at; /* bytes keep their order */
   if (l->tail)
@@ -341,8 +408,9 @@ static ssize_t mem_writev(tapio__stream *s, void *ctx,
 static int mem_shutdown(tapio__stream *s, void *ctx) {
   mem_end *e = end_of(s);
   (void)ctx;
-  out_link(e)->eof = 1;
+  link_end(s->head.loop, out_link(e), 0);
   wake(peer_of(e));
+  arm_due(peer_of(e));
   return 0;
 }
 
@@ -373,11 +441,15 @@ static void run_made(tapio__task *task) {
 }
 
 /* The side goes (its connection_lost ran): end of file to the peer after
- * what it sent, or, when it leaves bytes unread, a reset, as the kernel
- * sends RST; what the peer sent it is dropped. Once. */
+ * what it sent, or, when it leaves bytes unread (arrived: due), a reset,
+ * as the kernel sends RST; what the peer sent it is dropped, and bytes
+ * still on their way reach a closed socket, whose RST goes back to the
+ * peer. Once. */
 static void end_gone(mem_end *e) {
   pair *p = e->p;
   tapio_loop *loop = p->loop;
+  mem_end *peer = p->ends[!e->side];
+  mlink *in = in_link(e);
   if (p->ends[e->side] != e)
     return;
   p->ends[e->side] = NULL;
@@ -385,11 +457,14 @@ static void end_gone(mem_end *e) {
   tapio__task_unpost(loop, &e->made);
   tapio__task_unpost(loop, &e->wake);
   tapio__timer_stop(&e->due);
-  if (in_link(e)->queued && !out_link(e)->error)
-    out_link(e)->error = TAPIO_ECONNRESET;
-  out_link(e)->eof = 1;
-  take(loop, in_link(e), NULL, in_link(e)->queued);
-  wake(p->ends[!e->side]);
+  if (readable(in, now_of(e)) > 0)
+    link_end(loop, out_link(e), TAPIO_ECONNRESET);
+  else if (in->head && peer)
+    rst_coming(peer, in->head->at);
+  link_end(loop, out_link(e), 0);
+  take(loop, in, NULL, in->queued);
+  wake(peer);
+  arm_due(peer);
   if (e->gone)
     e->gone(e->gone_ud, &e->s.head);
 }
@@ -455,9 +530,9 @@ int tapio__memory_reset(tapio_transport *t, int code) {
   mem_end *e = mem_of(t);
   if (!e)
     return TAPIO_ENOTSUP;
-  if (!out_link(e)->error)
-    out_link(e)->error = code;
+  link_end(t->loop, out_link(e), code);
   wake(peer_of(e));
+  arm_due(peer_of(e));
   return 0;
 }
 

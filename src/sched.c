@@ -196,6 +196,8 @@ int tapio_call_idle(tapio_loop *loop, double delay, tapio_call_fn fn,
     return no_call(out, TAPIO_EINVAL);
   if (!tapio__virtual(loop))
     return no_call(out, TAPIO_ENOTSUP);
+  if (delay > 0 && !isfinite(loop->kit->now + delay))
+    return no_call(out, TAPIO_EINVAL); /* as tapio_loop_advance */
   h = handle_new(loop, fn, ud, out);
   if (!h)
     return bad_call(loop, fn, out);

@@ -56,6 +56,7 @@ struct vdg {
   tapio__link link;     /* in the network's ends, while bound */
   tapio__addr self;
   int af, connected, reuse_port;
+  int unbound;          /* port 0 until its first send (Linux's autobind) */
   int due;              /* a broadcast being delivered has yet to reach it */
   tapio__addr dflt;     /* allow_broadcast's remote: the default */
   tapio__dgram_queue q; /* the write buffer: what waits for room */
@@ -113,7 +114,7 @@ void tapio__dnet_free(tapio_loop *loop) {
 static int takes(const vdg *d, const tapio__addr *dst,
                  const tapio__addr *src) {
   const tapio_transport *t = &d->head;
-  return tapio__addr_clash(&d->self, dst) &&
+  return !d->unbound && tapio__addr_clash(&d->self, dst) &&
          (!d->connected ||
           tapio__addr_equal((const struct sockaddr *)&src->ss, src->len,
                             &t->peer.sa, t->peerlen));
@@ -216,6 +217,7 @@ static void arrive(tapio__flight *fl, vpkt *p) {
 }
 
 static void flush(vdg *d);
+static int ephemeral(tapio__dnet *n, tapio__addr *a);
 
 /* One of d's datagrams arrived: what waits for room may go. */
 static void left(tapio__fsender *s) {
@@ -268,6 +270,19 @@ static void flush(vdg *d) {
     tapio__transport_lost(&d->head, 0, NULL);
 }
 
+/* An unbound endpoint's first send binds it at a free port of its
+ * family's wildcard (Linux's autobind); until then its sockname says
+ * port 0, and nothing reaches it. */
+static int autobind(vdg *d) {
+  tapio__addr a = d->self; /* its own port 0 clashes with no candidate */
+  int rc = ephemeral(net_of(d->head.loop), &a);
+  if (rc < 0)
+    return rc;
+  d->self = a;
+  d->unbound = 0;
+  return 0;
+}
+
 int tapio__vdgram_sendto(tapio_transport *t, const void *data, size_t len,
                          const void *addr, size_t addrlen) {
   vdg *d = to_vdg(t);
@@ -281,6 +296,8 @@ int tapio__vdgram_sendto(tapio_transport *t, const void *data, size_t len,
     return tapio__dgram_lost_send(t, &d->lost_sends);
   if (len > (size_t)(d->af == AF_INET ? MAX_IPV4 : MAX_IPV6))
     return TAPIO_EMSGSIZE;
+  if (d->unbound && (rc = autobind(d)) < 0)
+    return rc;
   if (!sa) { /* the connected peer */
     sa = &t->peer.sa;
     alen = t->peerlen;
@@ -397,7 +414,7 @@ int tapio__vdgram_new(tapio_loop *loop, const tapio_datagram_protocol *proto,
   tapio__dnet *n = net_get(loop);
   tapio__addr self;
   vdg *d;
-  int rc = 0;
+  int rc = 0, unbound = !local && !(remote && !broadcast);
   *out = NULL;
   if (!n)
     return TAPIO_ENOMEM;
@@ -407,11 +424,11 @@ int tapio__vdgram_new(tapio_loop *loop, const tapio_datagram_protocol *proto,
     self = *remote; /* Linux binds a connected socket at its source */
     tapio__addr_source(&self, 0);
   } else {
-    any_of(af, &self);
+    any_of(af, &self); /* unbound: a port at its first send, as Linux */
   }
-  if (!local || tapio__addr_port(&self) == 0)
+  if (!unbound && tapio__addr_port(&self) == 0)
     rc = ephemeral(n, &self);
-  else if (in_use(n, &self, reuse_port))
+  else if (!unbound && in_use(n, &self, reuse_port))
     rc = TAPIO_EADDRINUSE;
   if (rc < 0)
     return rc;
@@ -420,6 +437,7 @@ int tapio__vdgram_new(tapio_loop *loop, const tapio_datagram_protocol *proto,
     return TAPIO_ENOMEM;
   tapio__transport_init(&d->head, &vdg_kind, loop, proto, ud);
   d->self = self;
+  d->unbound = unbound;
   d->af = self.ss.ss_family;
   d->reuse_port = reuse_port;
   d->capacity = DEFAULT_CAPACITY;

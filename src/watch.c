@@ -157,8 +157,10 @@ static int add(tapio_loop *loop, int fd, int events, tapio_call_fn fn,
   int rc;
   if (!loop || !fn)
     return TAPIO_EINVAL;
-  if (loop->freeing)
-    return TAPIO_ECLOSED;
+  /* a virtual clock cannot know when a descriptor will be ready: a
+   * timeout would fire before bytes merely in flight (as sock_recv) */
+  if ((rc = tapio__io_refused(loop)) < 0)
+    return rc;
   if ((rc = check_fd(fd)) < 0)
     return rc;
   if ((fw = find(loop, fd, events)) != NULL) { /* replaces, as asyncio */

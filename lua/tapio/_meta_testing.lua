@@ -8,7 +8,7 @@
 ---@field loop? tapio.Loop default: the running one
 ---@field chunk? integer|integer[] a read's size; {min, max}: drawn from seed
 ---@field splits? integer[] ascending offsets no read spans
----@field delay? number seconds between a write and its arrival
+---@field delay? number seconds between a write (or an end) and its arrival
 ---@field capacity? integer bytes a direction holds (65536)
 ---@field seed? integer the seed of chunk's draws
 ---@field a? tapio.testing.PairOptions what side a sends

@@ -118,10 +118,11 @@ end
 -- it all before returning; inside (a task, a callback) it follows the
 -- async rule: a task waits for it, a callback gets a future.
 function Clock:advance(seconds)
-  if type(seconds) ~= "number" or seconds ~= seconds then
+  if type(seconds) ~= "number" or seconds ~= seconds
+      or seconds == math.huge then
     error("tapio: clock:advance: bad argument #1 'seconds' (number "
       .. "expected, got " .. (seconds ~= seconds and "NaN"
-      or typename(seconds)) .. ")", 2)
+      or seconds == math.huge and "inf" or typename(seconds)) .. ")", 2)
   end
   local loop = self.loop
   if not loop:is_running() then
@@ -684,6 +685,12 @@ function testing.recorder(inner, opts)
   if opts ~= nil and type(opts) ~= "table" then
     argerror("recorder", 2, "opts", "table expected, got " .. typename(opts))
   end
+  for k in pairs(opts or {}) do -- a typo (merged) would record unmerged
+    if k ~= "merge" and k ~= "kind" then
+      argerror("recorder", 2, "opts", "unknown option '" .. tostring(k)
+        .. "'")
+    end
+  end
   if kind and not KINDS[kind] then
     argerror("recorder", 2, "opts.kind", "'datagram' or 'subprocess' "
       .. "expected, got " .. tostring(kind))
@@ -828,6 +835,13 @@ local function left_open(loop, opts)
   return msg[1] and table.concat(msg, "\n")
 end
 
+-- The next timer that can fire, or nil: one due at infinity (a sleep for
+-- ever) never does, as on a real loop.
+local function next_due(loop)
+  local t = K._next_timer(loop)
+  return t ~= math.huge and t or nil
+end
+
 -- What went wrong with the body of testing.run, or nil.
 local function body_failure(loop, task, opts, late)
   if late then
@@ -841,7 +855,8 @@ local function body_failure(loop, task, opts, late)
     local next_timer = K._next_timer(loop)
     return ("the test body waits and nothing is left to run: the loop is "
       .. "idle at t=%g (%s); it waits at:%s"):format(loop:time(),
-      next_timer and ("next timer at t=%g: advance the clock"):format(
+      next_timer == math.huge and "no timer but at t=inf, never due"
+        or next_timer and ("next timer at t=%g: advance the clock"):format(
         next_timer) or "no timer pending",
       debug.traceback(task:get_coro(), "", 0))
   end
@@ -901,10 +916,13 @@ local function verdict(loop, task, errors, opts, late, err)
     return ("the test body left %d task(s) pending:%s"):format(#left,
       tracebacks(left))
   end
-  local open = left_open(loop, opts)
-  if open then
-    return open
-  end
+  return left_open(loop, opts) or nil
+end
+
+-- A timer the body left pending, read once the tasks it left are
+-- cancelled (a task's sleep goes with it: opts.tasks_ok allowed it), or
+-- nil.
+local function timer_left(loop, opts)
   local due = not opts.real and K._next_timer(loop)
   if due and not opts.timers_ok then
     return ("the test body left a timer pending, due at t=%g (cancel its "
@@ -930,11 +948,11 @@ local function run_virtual(loop, clock, task, opts)
   local stop_at = core._monotonic() + (opts.deadline or 10)
   local err = raised(loop.run_forever, loop) -- until the body ends, or idle
   while not err and opts.autojump and not task:done()
-      and K._next_timer(loop) do
+      and next_due(loop) do
     if core._monotonic() > stop_at then
       return true
     end
-    err = raised(K._advance, loop, K._next_timer(loop) - loop:time())
+    err = raised(K._advance, loop, next_due(loop) - loop:time())
       or raised(loop.run_forever, loop)
   end
   if not err and task:done() then
@@ -1072,10 +1090,12 @@ function testing.run(body, opts)
     else
       loop:run_once(false)
     end
+    local timer = timer_left(loop, opts)
     loop:close()
     if not failure then
       failure, cause = failed_when_cancelled(left)
     end
+    failure = failure or timer
     if failure then
       raise(cause, ("%s\n(tapio.testing seed %d: TAPIO_TEST_SEED=%d replays "
         .. "it)"):format(failure, seed, seed))

@@ -193,6 +193,34 @@ static void clock_idle_calls_wait_and_cancel(void)
   CHECK_EQ(s.n, 1);
 }
 
+/* A timer due at infinity (a sleep for ever) never fires, as on a real
+ * loop, even while an idle call lets the run move the clock as far as it
+ * likes; the clock never goes to infinity. */
+static void clock_never_reaches_infinity(void)
+{
+  tapio_loop *loop = new_virtual();
+  stamp s = { loop, {0}, {0}, 0 };
+  mark m1 = { &s, 1 }, m2 = { &s, 2 };
+  tapio_handle *h;
+  CHECK_OK(tapio_call_later(loop, INFINITY, stamp_call, &m1, &h));
+  CHECK(tapio_loop_next_timer(loop) == INFINITY);
+  CHECK_OK(tapio_call_idle(loop, 3, stamp_call, &m2, NULL));
+  CHECK_OK(tapio_loop_run(loop));
+  CHECK_EQ(s.n, 1);
+  CHECK_EQ(s.tag[0], 2);
+  CHECK(tapio_loop_time(loop) == 3);
+  CHECK_ERR(tapio_loop_advance(loop, INFINITY), TAPIO_EINVAL);
+  CHECK_ERR(tapio_call_idle(loop, INFINITY, stamp_call, &m2, NULL),
+            TAPIO_EINVAL);
+  CHECK_OK(tapio_loop_advance(loop, 1e9));
+  CHECK_EQ(s.n, 1);
+  CHECK(tapio_loop_time(loop) == 1e9 + 3);
+  CHECK_OK(tapio_loop_advance(loop, -INFINITY)); /* negative: 0 */
+  tapio_handle_cancel(h);
+  tapio_handle_release(h);
+  free_loop(loop);
+}
+
 static void stop_now(void *ud)
 {
   tapio_loop_stop(ud);
@@ -396,6 +424,14 @@ static void clock_refuses_real_io(void)
                                     never_connected, NULL), TAPIO_EVIRTUAL);
   CHECK(!fd_is_open(fds[0]));
   close(fds[1]);
+  /* watching a descriptor: its readiness comes on real time */
+  CHECK_EQ(pipe(fds), 0);
+  CHECK_ERR(tapio_add_reader(loop, fds[0], never_called, NULL),
+            TAPIO_EVIRTUAL);
+  CHECK_ERR(tapio_add_writer(loop, fds[1], never_called, NULL),
+            TAPIO_EVIRTUAL);
+  close(fds[0]);
+  close(fds[1]);
   CHECK_OK(tapio_loop_run_until_idle(loop));
   CHECK_EQ(tapio_loop_transport_count(loop), 0);
   free_loop(loop);
@@ -432,6 +468,7 @@ static void clock_with_allocator(void)
 TEST_MAIN(TEST(clock_moves_only_when_told), TEST(clock_fires_in_order),
           TEST(clock_follows_chains), TEST(clock_idle_call_from_a_run),
           TEST(clock_idle_calls_wait_and_cancel),
+          TEST(clock_never_reaches_infinity),
           TEST(clock_stop_ends_an_advance), TEST(clock_runs_never_sleep),
           TEST(clock_busy_loop_ends_a_run),
           TEST(clock_threadsafe_calls), TEST(clock_bad_calls),

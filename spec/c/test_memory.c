@@ -105,7 +105,16 @@ static void memory_half_close(void)
 }
 
 /* A side that leaves bytes unread resets the link: the other reads what
- * it had, then ECONNRESET; writing to a side that is gone is EPIPE. */
+ * it had, then ECONNRESET, which a write meets first. Writing to a side
+ * that closed is TCP's: the first write is taken (the peer's kernel
+ * answers with a RST), the next fails with EPIPE. */
+/* Writes an answer in eof_received (then closes: eof_ret 0). */
+static void answer_at_eof(rec *r, rec_event ev)
+{
+  if (ev == EV_EOF)
+    CHECK_OK(tapio_transport_write(r->t, "bye", 3));
+}
+
 static void memory_unread_bytes_reset(void)
 {
   duo d;
@@ -128,6 +137,54 @@ static void memory_unread_bytes_reset(void)
   idle(d.loop);
   CHECK_STR(d.a.log, "made eof");
   CHECK_OK(tapio_transport_write(d.ta, "late", 4));
+  idle(d.loop);
+  CHECK_STR(d.a.log, "made eof");
+  CHECK_EQ(tapio_transport_get_write_buffer_size(d.ta), 0);
+  CHECK_OK(tapio_transport_write(d.ta, "later", 5));
+  idle(d.loop);
+  CHECK_STR(d.a.log, "made eof lost:EPIPE");
+  duo_free(&d);
+
+  /* a's last answer in eof_received, then its close: a clean end */
+  duo_open(&d, new_virtual(), &rec_proto, &rec_proto);
+  d.a.hook = answer_at_eof;
+  idle(d.loop);
+  CHECK_OK(tapio_transport_close(d.tb));
+  idle(d.loop);
+  CHECK_STR(d.a.log, "made eof lost:0");
+  duo_free(&d);
+
+  /* b resets a that does not read: a's write meets the reset */
+  duo_open(&d, new_virtual(), &rec_proto, &rec_proto);
+  idle(d.loop);
+  CHECK_OK(tapio_transport_pause_reading(d.ta));
+  CHECK_OK(tapio_transport_pause_reading(d.tb));
+  CHECK_OK(tapio_transport_write(d.ta, "unread", 6));
+  idle(d.loop);
+  CHECK_OK(tapio_transport_abort(d.tb));
+  idle(d.loop);
+  CHECK_OK(tapio_transport_write(d.ta, "x", 1));
+  idle(d.loop);
+  CHECK_STR(d.a.log, "made lost:ECONNRESET");
+  duo_free(&d);
+
+  /* b ended its side (a FIN), then closed with a's bytes unread (a RST):
+   * a, reading only now, finds the FIN first, as on a socket, and a
+   * write after it meets the RST as EPIPE */
+  duo_open(&d, new_virtual(), &rec_proto, &rec_proto);
+  d.a.eof_ret = 1;
+  idle(d.loop);
+  CHECK_OK(tapio_transport_pause_reading(d.ta));
+  CHECK_OK(tapio_transport_pause_reading(d.tb));
+  CHECK_OK(tapio_transport_write(d.ta, "unread", 6));
+  CHECK_OK(tapio_transport_write_eof(d.tb));
+  idle(d.loop);
+  CHECK_OK(tapio_transport_close(d.tb));
+  idle(d.loop);
+  CHECK_OK(tapio_transport_resume_reading(d.ta));
+  idle(d.loop);
+  CHECK_STR(d.a.log, "made eof");
+  CHECK_OK(tapio_transport_write(d.ta, "x", 1));
   idle(d.loop);
   CHECK_STR(d.a.log, "made eof lost:EPIPE");
   duo_free(&d);
@@ -421,6 +478,65 @@ static void memory_delay(void)
   observed_free(&o);
 }
 
+/* A delay that is not exact in binary (0.01 + 0.05 is not 0.06) still
+ * lands on the virtual clock's nanoseconds, as its timers do: the byte
+ * arrives when the clock reaches 0.06, not at the next advance. */
+static void memory_delay_exact_time(void)
+{
+  duo d;
+  duo_open(&d, new_virtual(), &rec_proto, &rec_proto);
+  CHECK_OK(tapio_memory_set_delay(d.ta, 0.05));
+  CHECK_OK(tapio_loop_advance(d.loop, 0.01));
+  CHECK_OK(tapio_transport_write(d.ta, "x", 1));
+  CHECK_OK(tapio_loop_advance(d.loop, 0.05));
+  CHECK_STR(d.b.log, "made data:1");
+  CHECK_OK(tapio_transport_close(d.ta));
+  CHECK_OK(tapio_loop_advance(d.loop, 1));
+  duo_free(&d);
+}
+
+/* The end takes the delay too, as a FIN or RST would: a's close reaches
+ * b 0.5 s later. Bytes of b's still on their way when a closes reach a
+ * closed socket: b sees a clean end, and its RST comes back to b a delay
+ * after they arrive, failing b's writes from then on (not a reset of the
+ * connection at once, which b would read before a's end). */
+static void memory_delay_carries_the_end(void)
+{
+  duo d;
+  double t0;
+  duo_open(&d, new_virtual(), &rec_proto, &rec_proto);
+  CHECK_OK(tapio_memory_set_delay(d.ta, 0.5));
+  idle(d.loop);
+  CHECK_OK(tapio_transport_close(d.ta));
+  CHECK_OK(tapio_loop_advance(d.loop, 0.4999));
+  CHECK_STR(d.b.log, "made");
+  CHECK_OK(tapio_loop_advance(d.loop, 0.0001));
+  CHECK_STR(d.b.log, "made eof lost:0");
+  duo_free(&d);
+
+  duo_open(&d, new_virtual(), &rec_proto, &rec_proto);
+  CHECK_OK(tapio_memory_set_delay(d.ta, 0.05));
+  CHECK_OK(tapio_memory_set_delay(d.tb, 0.05));
+  d.b.eof_ret = 1;
+  idle(d.loop);
+  t0 = tapio_loop_time(d.loop);
+  CHECK_OK(tapio_transport_write(d.tb, "request", 7)); /* at a by t0+.05 */
+  CHECK_OK(tapio_loop_advance(d.loop, 0.01));
+  CHECK_OK(tapio_transport_close(d.ta));
+  CHECK_OK(tapio_loop_advance(d.loop, 0.055)); /* a's end came at .06 */
+  CHECK_STR(d.a.log, "made lost:0");
+  CHECK_STR(d.b.log, "made eof");
+  CHECK_OK(tapio_transport_write(d.tb, "late", 4)); /* the RST: at .1 */
+  CHECK_OK(tapio_loop_advance(d.loop, 0.1 - 0.065 - 0.001));
+  CHECK_STR(d.b.log, "made eof");
+  CHECK(tapio_loop_time(d.loop) < t0 + 0.1);
+  CHECK_OK(tapio_loop_advance(d.loop, 0.002));
+  CHECK_OK(tapio_transport_write(d.tb, "later", 5));
+  idle(d.loop);
+  CHECK_STR(d.b.log, "made eof lost:EPIPE");
+  duo_free(&d);
+}
+
 /* ---- A protocol with an idle timeout ------------------------------------- */
 
 /* Closes its transport after `idle` seconds without a byte received. */
@@ -582,6 +698,8 @@ TEST_MAIN(TEST(memory_exchange_and_close), TEST(memory_write_before_peer_made),
           TEST(memory_retained_shell), TEST(memory_flow_control),
           TEST(memory_buffered_protocol), TEST(memory_chunks_of_one_byte),
           TEST(memory_every_split), TEST(memory_seeded_chunks),
+          TEST(memory_delay_exact_time),
+          TEST(memory_delay_carries_the_end),
           TEST(memory_delay), TEST(memory_idle_timeout),
           TEST(memory_on_a_real_loop), TEST(memory_bad_calls),
           TEST(memory_setters_want_a_pair))

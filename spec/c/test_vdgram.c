@@ -318,18 +318,27 @@ static void names_and_refusals(void)
   free_vloop(loop);
 }
 
-/* A family alone: bound at an ephemeral port of its wildcard. */
+/* A family alone: unbound, port 0, until its first send binds it at an
+ * ephemeral port of its wildcard (Linux's autobind); a refused send
+ * binds nothing. */
 static void family_only(void)
 {
   tapio_loop *loop = new_virtual();
   tapio_options *o = new_options(loop);
-  drec a;
+  drec a, b;
   drec_init(&a);
+  drec_init(&b);
   CHECK_OK(tapio_options_set_int(o, "family", TAPIO_AF_INET6));
   CHECK_OK(vendpoint(loop, &a, o));
-  check_name(a.t, 0, "::", 32768);
+  check_name(a.t, 0, "::", 0);
   CHECK_ERR(tapio_transport_sendto(a.t, "x", 1, NULL, 0), TAPIO_EINVAL);
-  close_all(loop, &a, NULL);
+  check_name(a.t, 0, "::", 0);
+  CHECK_EQ(vbound(loop, &b, "::1", 0), 32768); /* a port 0 is not taken */
+  sendto_host(a.t, "x", 1, "::1", 32768);
+  check_name(a.t, 0, "::", 32769);
+  CHECK_OK(tapio_loop_run_until_idle(loop));
+  check_from(&b, "::1", 32769);
+  close_all(loop, &a, &b);
   free_vloop(loop);
 }
 
