@@ -167,40 +167,6 @@ static void s_client_renegotiation_refused(void)
   srv_release_and_free(&sv, loop);
 }
 
-/* TLS 1.3 KeyUpdate from s_client ("k": ours is not asked for; "K":
- * it is, so our next records go under a new key): the echo goes on both
- * ways after each, and the session ends cleanly. */
-static void s_client_key_update(void)
-{
-  tapio_loop *loop = new_loop();
-  char addr[32];
-  char *argv[] = { "openssl", "s_client", "-connect", addr, "-CAfile",
-                   (char *)cert("ca.pem"), "-servername", "localhost",
-                   "-tls1_3", NULL };
-  size_t echoed = 0;
-  peer cl;
-  srv sv;
-  rec *s = s_client_of(loop, &sv, &echoed, &cl, argv, addr);
-  peer_send(&cl, "one\n");
-  peer_wait_for(loop, &cl, "one");
-  peer_send(&cl, "k\n");
-  peer_wait_for(loop, &cl, "KEYUPDATE");
-  peer_send(&cl, "two\n");
-  peer_wait_for(loop, &cl, "two");
-  peer_send(&cl, "K\n");
-  peer_send(&cl, "three\n");
-  peer_wait_for(loop, &cl, "three");
-  CHECK_OK(tapio_transport_write(s->t, "four\n", 5));
-  peer_wait_for(loop, &cl, "four");
-  CHECK_EQ(s->nin, 14);
-  CHECK(memcmp(s->in, "one\ntwo\nthree\n", 14) == 0);
-  CHECK_OK(tapio_transport_close(s->t));
-  WAIT_FOR(loop, s->lost);
-  CHECK(strstr(s->log, " lost:0") != NULL);
-  peer_stop(&cl);
-  srv_release_and_free(&sv, loop);
-}
-
 /* ---- Python's ssl and asyncio --------------------------------------------- */
 
 static void python_server(const char *mode, const char *version)
@@ -522,7 +488,7 @@ static void python_never_reads_after_starttls(void)
 TEST_MAIN_WARM(s_server_tls13, TEST(s_server_tls13), TEST(s_server_tls12),
                TEST(s_client_to_tapio), TEST(s_server_renegotiates),
                TEST(s_client_renegotiation_refused),
-               TEST(s_client_key_update), TEST(python_server_tls13),
+               TEST(python_server_tls13),
                TEST(python_server_tls12), TEST(python_client),
                TEST(python_server_wants_cert), TEST(python_starttls_server),
                TEST(python_starttls_client), TEST(python_notify_first),
