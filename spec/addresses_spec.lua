@@ -132,3 +132,54 @@ describe("an IPv6 address's flowinfo and scope id", function()
     end)
   end)
 end)
+
+describe("an address tapio gives", function()
+  it("goes back unchanged wherever an address goes: a sockname, a "
+     .. "peername, a datagram's sender, a getaddrinfo entry", function()
+    helper.run(function(loop)
+      for _, host in ipairs({ "127.0.0.1", "::1" }) do
+        local st, sp = helper.dgram_endpoint(loop, { local_addr = { host, 0 } })
+        local sa = st:get_extra_info("sockname")
+        local ct, cp = helper.dgram_endpoint(loop, { remote_addr = sa })
+        ct:sendto("x")
+        local _, from = sp:got(1)
+        local entry = loop:getaddrinfo(host, sa.port,
+                                       { type = tapio.SOCK_DGRAM })[1]
+        local given = { sockname = ct:get_extra_info("sockname"),
+                        peername = ct:get_extra_info("peername"),
+                        sender = from, getaddrinfo = entry.addr }
+        if host == "::1" then -- one with a flowinfo and a scope id
+          local t = helper.dgram_endpoint(loop, { remote_addr = {
+            host, sa.port, 5, lo_index() } })
+          given.extras = t:get_extra_info("peername")
+          assert.are.same({ 5, lo_index() }, { given.extras[3],
+                                               given.extras[4] })
+          t:close()
+        end
+        for what, a in pairs(given) do
+          local label = host .. " " .. what
+          local same = tostring(a)
+          assert.are.equal(same, tostring(tapio.address(a[1], a[2], a[3],
+                                                        a[4])), label)
+          for _, form in ipairs({ a, { a[1], a[2], a[3], a[4] } }) do
+            local t = helper.dgram_endpoint(loop, { remote_addr = form })
+            assert.are.equal(same, tostring(t:get_extra_info("peername")),
+                             label)
+            t:close()
+          end
+          local host2 = loop:getnameinfo(a, tapio.NI_NUMERICHOST)
+          assert.are.equal(a.host, host2, label)
+        end
+        -- the sender's and the peer's values reach the other side
+        st:sendto("to sender", from)
+        st:sendto("as a table", { from[1], from[2], from[3], from[4] })
+        assert.are.equal("to sender", (cp:got(1)))
+        assert.are.equal("as a table", (cp:got(2)))
+        assert.are.equal(tostring(ct:get_extra_info("peername")),
+                         tostring(cp.datagrams[1].addr))
+        ct:close()
+        st:close()
+      end
+    end)
+  end)
+end)
