@@ -530,6 +530,8 @@ int tapio_remove_signal_handler(tapio_loop *loop, int sig);
  * TAPIO_EINVAL for a name no call takes, or a value of the wrong type or
  * range; TAPIO_ENOENT never.
  *   create_connection: "local_host" (str), "local_port" (int),
+ *     "local_flowinfo" (int 0..1048575: the flowinfo of local_host's
+ *     IPv6 addresses; a scope id is the host's "%scope"),
  *     "family" (int: 0 any, 4, 6), "sock" (int: an already connected
  *     descriptor; host and port must then be NULL/0), "nodelay" (bool,
  *     default 1: TCP_NODELAY as asyncio sets it),
@@ -563,7 +565,8 @@ int tapio_remove_signal_handler(tapio_loop *loop, int sig);
  *   create_datagram_endpoint: "local_host" (str) and "local_port" (int):
  *     bind there; "remote_host" (str, a name or literal) and "remote_port"
  *     (int): connect there (a host "<broadcast>" is 255.255.255.255, as
- *     in tapio_addr_parse); "local_path", "remote_path" (str): the same
+ *     in tapio_addr_parse); "local_flowinfo", "remote_flowinfo" (int
+ *     0..1048575: the flowinfo of their IPv6 addresses); "local_path", "remote_path" (str): the same
  *     for a Unix datagram socket (a socket file at local_path is removed
  *     first, stale or a live endpoint's, as asyncio does; the file is
  *     left at close, as asyncio leaves it); "family" (int: 0, 4, 6), "reuse_port" (bool),
@@ -1154,6 +1157,13 @@ int tapio_transport_get_peername(tapio_transport *t, char *host,
                                  size_t hostlen, int *port, int *family);
 int tapio_transport_get_sockname(tapio_transport *t, char *host,
                                  size_t hostlen, int *port, int *family);
+/* The same two as socket addresses (IPv6's flowinfo and scope id
+ * included) into addr[*addrlen], setting *addrlen; TAPIO_ADDR_MAX bytes
+ * hold any. TAPIO_ENOBUFS if *addrlen is too small. */
+int tapio_transport_get_peeraddr(tapio_transport *t, void *addr,
+                                 size_t *addrlen);
+int tapio_transport_get_sockaddr(tapio_transport *t, void *addr,
+                                 size_t *addrlen);
 /* get_extra_info("socket") or ("pipe"): the descriptor (still owned by
  * tapio), TAPIO_ENOTSUP for a subprocess, TAPIO_EINVAL for NULL. */
 int tapio_transport_get_fd(tapio_transport *t);

@@ -137,53 +137,74 @@ static tl_addr *toaddr(lua_State *L, int idx) {
   return luaL_testudata(L, idx, TL_ADDRESS);
 }
 
-/* An IPv6 table's flowinfo and scope id ([3] and [4], Python's 4-tuple),
- * when given, into the address: the scope id replaces a "%scope" of the
- * host. */
-static void six_extras(lua_State *L, int idx, void *out, const char *fn,
-                       int n) {
-  struct sockaddr_in6 *s6 = out;
-  lua_Integer flow = 0, scope = 0;
-  lua_rawgeti(L, idx, 3);
-  lua_rawgeti(L, idx, 4);
-  if ((!lua_isnil(L, -2) &&
-       (!tl_tointeger(L, -2, &flow) || flow < 0 || flow > 0xFFFFF)) ||
-      (!lua_isnil(L, -1) &&
-       (!tl_tointeger(L, -1, &scope) || scope < 0 || scope > 0xFFFFFFFF)))
-    tl_argerror(L, fn, n, "addr", "{host, port, flowinfo, scope_id} "
-                "expected, with a flowinfo 0..1048575 and a scope_id "
-                "0..4294967295");
-  if (!lua_isnil(L, -2))
-    s6->sin6_flowinfo = htonl((uint32_t)flow);
-  if (!lua_isnil(L, -1))
-    s6->sin6_scope_id = (uint32_t)scope;
-  lua_pop(L, 2);
+/* msg pushed, as Lua 5.4's lua_pushstring returns it (5.1's does not). */
+static const char *push_msg(lua_State *L, const char *msg) {
+  lua_pushstring(L, msg);
+  return lua_tostring(L, -1);
 }
 
-/* A table {host, port [, flowinfo, scope_id]} as a socket address. */
-static int table_addr(lua_State *L, int idx, void *out, size_t *len,
-                      const char *fn, int n) {
+/* An IPv6 table's flowinfo and scope id ([3] and [4], Python's 4-tuple),
+ * when given, into the address: the scope id replaces a "%scope" of the
+ * host. 0, or -1 when either is not an integer in range. */
+static int six_extras(lua_State *L, int idx, void *out) {
+  struct sockaddr_in6 *s6 = out;
+  lua_Integer flow = 0, scope = 0;
+  int ok;
+  lua_rawgeti(L, idx, 3);
+  lua_rawgeti(L, idx, 4);
+  ok = (lua_isnil(L, -2) ||
+        (tl_tointeger(L, -2, &flow) && flow >= 0 && flow <= 0xFFFFF)) &&
+       (lua_isnil(L, -1) ||
+        (tl_tointeger(L, -1, &scope) && scope >= 0 && scope <= 0xFFFFFFFF));
+  if (ok && !lua_isnil(L, -2))
+    s6->sin6_flowinfo = htonl((uint32_t)flow);
+  if (ok && !lua_isnil(L, -1))
+    s6->sin6_scope_id = (uint32_t)scope;
+  lua_pop(L, 2);
+  return ok ? 0 : -1;
+}
+
+/* A table {host, port [, flowinfo, scope_id]} of a numeric host as a
+ * socket address: the one reading of such a table (sendto, the sock_*
+ * calls, getnameinfo, local_addr and remote_addr with [3] or [4]). NULL,
+ * or what is wrong with it (that message pushed). */
+static const char *table_addr(lua_State *L, int idx, void *out,
+                              size_t *len) {
   const char *host;
   lua_Integer port = -1;
   int rc;
   lua_rawgeti(L, idx, 1);
   lua_rawgeti(L, idx, 2);
   if (lua_type(L, -2) != LUA_TSTRING || !tl_tointeger(L, -1, &port) ||
-      port < 0 || port > 65535)
-    return tl_argerror(L, fn, n, "addr", "{host, port} expected, with a port "
-                       "of 0..65535");
-  host = tl_checkcstring(L, -2, fn, n, "addr");
+      port < 0 || port > 65535) {
+    lua_pop(L, 2);
+    return push_msg(L, "{host, port} expected, with a port of "
+                          "0..65535");
+  }
+  if (tl_hasnul(L, -2)) { /* as tl_checkcstring says it */
+    lua_pop(L, 2);
+    return push_msg(L, "string with a NUL byte inside");
+  }
+  host = lua_tostring(L, -2);
   rc = tapio_addr_parse(host, (int)port, out, len);
   if (rc == TAPIO_EAI_NONAME)
-    return tl_argerror(L, fn, n, "addr",
-                       lua_pushfstring(L, "'%s' is not a numeric address "
-                                       "(no DNS lookup is made here; "
-                                       "resolve it with loop:getaddrinfo)",
-                                       host));
+    host = lua_pushfstring(L, "'%s' is not a numeric address (no DNS "
+                           "lookup is made here; resolve it with "
+                           "loop:getaddrinfo)", host);
+  else
+    host = rc < 0 ? push_msg(L, tapio_strerror(rc)) : NULL;
+  if (host) {
+    lua_replace(L, -3);
+    lua_pop(L, 1);
+    return host;
+  }
   lua_pop(L, 2);
-  if (rc == 0 && ((struct sockaddr *)out)->sa_family == AF_INET6)
-    six_extras(L, idx, out, fn, n);
-  return rc;
+  if (((struct sockaddr *)out)->sa_family == AF_INET6 &&
+      six_extras(L, idx, out) < 0)
+    return push_msg(L, "{host, port, flowinfo, scope_id} expected, "
+                          "with a flowinfo 0..1048575 and a scope_id "
+                          "0..4294967295");
+  return NULL;
 }
 
 int tl_toaddr(lua_State *L, int idx, void *out, size_t *len, const char *fn,
@@ -197,7 +218,9 @@ int tl_toaddr(lua_State *L, int idx, void *out, size_t *len, const char *fn,
     const char *path = tl_unixpath(L, idx);
     rc = path ? tapio_addr_unix(path, out, len) : TAPIO_EINVAL;
   } else if (lua_istable(L, idx)) {
-    rc = table_addr(L, idx, out, len, fn, n);
+    const char *err = table_addr(L, idx, out, len);
+    if (err)
+      return tl_argerror(L, fn, n, "addr", err);
   } else {
     return tl_typeerror(L, fn, n, "addr", idx,
                         "address, {host, port} or path");
@@ -205,6 +228,62 @@ int tl_toaddr(lua_State *L, int idx, void *out, size_t *len, const char *fn,
   if (rc < 0)
     return tl_argerror(L, fn, n, "addr", tapio_strerror(rc));
   return 0;
+}
+
+/* An IP address given as an option (local_addr, remote_addr) at idx: an
+ * address value or a {host, port, flowinfo, scope_id} (table_addr's) as
+ * its parts, the host with "%scope" when it has a scope id; a {host,
+ * port} as it is (a name, a port's digits or service: looked up by the
+ * core). Pushes host, port and flowinfo (nil: none); NULL, or what is
+ * wrong (that message pushed instead). */
+const char *tl_addrparts(lua_State *L, int idx) {
+  char buf[TAPIO_ADDR_MAX], host[TAPIO_ADDR_MAX];
+  size_t len = sizeof buf;
+  const struct sockaddr_in6 *s6 = (const void *)buf;
+  tl_addr *a = toaddr(L, idx);
+  int port = 0;
+  if (!a && !lua_istable(L, idx))
+    return push_msg(L, "{host, port} expected");
+  if (a) {
+    memcpy(buf, &a->u, a->len);
+    len = a->len;
+  } else {
+    const char *err;
+    lua_rawgeti(L, idx, 3);
+    lua_rawgeti(L, idx, 4);
+    if (lua_isnil(L, -1) && lua_isnil(L, -2)) { /* {host, port} */
+      lua_pop(L, 2);
+      lua_rawgeti(L, idx, 1);
+      lua_rawgeti(L, idx, 2);
+      lua_pushnil(L);
+      return NULL;
+    }
+    lua_pop(L, 2);
+    if ((err = table_addr(L, idx, buf, &len)))
+      return err;
+  }
+  if (tapio_addr_format(buf, len, host, sizeof host, &port, NULL) < 0)
+    return push_msg(L, "an IP address expected");
+  lua_pushstring(L, host);
+  lua_pushinteger(L, port);
+  if (s6->sin6_family == AF_INET6 && s6->sin6_flowinfo)
+    lua_pushinteger(L, (lua_Integer)ntohl(s6->sin6_flowinfo));
+  else
+    lua_pushnil(L);
+  return NULL;
+}
+
+/* tapio._address_parts(addr): host, port, flowinfo; or nil and what is
+ * wrong (loop.lua's local_addr). */
+static int u_address_parts(lua_State *L) {
+  const char *err;
+  lua_settop(L, 1);
+  err = tl_addrparts(L, 1);
+  if (!err)
+    return 3;
+  lua_pushnil(L);
+  lua_insert(L, -2);
+  return 2;
 }
 
 const void *tl_addrbytes(lua_State *L, int idx, size_t *len) {
@@ -291,21 +370,27 @@ static int a_eq(lua_State *L) {
   return 1;
 }
 
-/* tapio.address(host, port): an address value of a numeric host, for
- * sendto; a name is an error (no lookup is made). */
+/* tapio.address(host, port, flowinfo, scope_id): an address value of a
+ * numeric host, for sendto; a name is an error (no lookup is made). The
+ * last two, for IPv6, as Python's 4-tuple has them. */
 static int u_address(lua_State *L) {
   char buf[TAPIO_ADDR_MAX];
   size_t len = sizeof buf;
-  lua_settop(L, 2);
+  int i;
+  lua_settop(L, 4);
   if (lua_type(L, 1) != LUA_TSTRING)
     return tl_typeerror(L, "address", 1, "host", 1, "string");
   tl_checkint(L, 2, "address", 2, "port", 0, 65535);
-  lua_createtable(L, 2, 0);
-  lua_pushvalue(L, 1);
-  lua_rawseti(L, 3, 1);
-  lua_pushvalue(L, 2);
-  lua_rawseti(L, 3, 2);
-  tl_toaddr(L, 3, buf, &len, "address", 1);
+  if (!lua_isnil(L, 3))
+    tl_checkint(L, 3, "address", 3, "flowinfo", 0, 0xFFFFF);
+  if (!lua_isnil(L, 4))
+    tl_checkint(L, 4, "address", 4, "scope_id", 0, 0xFFFFFFFF);
+  lua_createtable(L, 4, 0);
+  for (i = 1; i <= 4; i++) {
+    lua_pushvalue(L, i);
+    lua_rawseti(L, 5, i);
+  }
+  tl_toaddr(L, 5, buf, &len, "address", 1);
   tl_pushsockaddr(L, buf, len);
   return 1;
 }
@@ -326,5 +411,7 @@ int tl_open_address(lua_State *L) {
   lua_pop(L, 1);
   lua_pushcfunction(L, u_address);
   lua_setfield(L, -2, "address");
+  lua_pushcfunction(L, u_address_parts);
+  lua_setfield(L, -2, "_address_parts");
   return 0;
 }

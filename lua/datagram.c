@@ -124,29 +124,28 @@ static lua_Integer port_name(lua_State *L, tapio_options *o, const char *s,
   return port;
 }
 
-/* local_addr/remote_addr (at idx, not nil): {host, port}, an address
- * value, or a Unix path. which is "local" or "remote". */
+/* local_addr/remote_addr (at idx, not nil): {host, port [, flowinfo,
+ * scope_id]}, an address value, or a Unix path. which is "local" or
+ * "remote". */
 static void set_addr(lua_State *L, tapio_options *o, int idx,
                      const char *which) {
-  char name[16], buf[TAPIO_ADDR_MAX];
-  size_t len = sizeof buf;
-  const void *bytes = tl_addrbytes(L, idx, &len);
-  int rc = 0, port = 0, family = 0;
+  char name[20];
+  size_t len = 0;
+  int rc = 0;
   if (lua_type(L, idx) == LUA_TSTRING) {
     const char *path = tl_unixpath(L, idx);
     snprintf(name, sizeof name, "%s_path", which);
     rc = path ? tapio_options_set_str(o, name, path) : TAPIO_EINVAL;
-  } else if (bytes || lua_istable(L, idx)) {
+  } else if (tl_addrbytes(L, idx, &len) || lua_istable(L, idx)) {
+    const char *err = tl_addrparts(L, idx); /* host, port, flowinfo */
     lua_Integer p = -1;
     int named;
-    if (bytes) {
-      tapio_addr_format(bytes, len, buf, sizeof buf, &port, &family);
-      lua_pushstring(L, buf);
-      lua_pushinteger(L, port);
-    } else {
-      lua_rawgeti(L, idx, 1);
-      lua_rawgeti(L, idx, 2);
-    }
+    if (err)
+      option_fail(L, o, lua_pushfstring(L, "%s_addr: %s", which, err));
+    snprintf(name, sizeof name, "%s_flowinfo", which);
+    if (!lua_isnil(L, -1))
+      rc = tapio_options_set_int(o, name, (int64_t)lua_tointeger(L, -1));
+    lua_pop(L, 1);
     named = lua_type(L, -1) == LUA_TSTRING; /* digits or a service */
     if ((named && tl_hasnul(L, -1)) ||
         (lua_type(L, -2) == LUA_TSTRING && tl_hasnul(L, -2)))
@@ -159,7 +158,8 @@ static void set_addr(lua_State *L, tapio_options *o, int idx,
       option_fail(L, o, lua_pushfstring(L, "%s_addr: {host, port} expected, "
                                         "port 0..65535", which));
     snprintf(name, sizeof name, "%s_port", which);
-    rc = tapio_options_set_int(o, name, p);
+    if (rc == 0)
+      rc = tapio_options_set_int(o, name, p);
     snprintf(name, sizeof name, "%s_host", which);
     if (rc == 0 && !lua_isnil(L, -2))
       rc = tapio_options_set_str(o, name, lua_tostring(L, -2));

@@ -598,6 +598,11 @@ int tl_toaddr(lua_State *L, int idx, void *out, size_t *len, const char *fn,
               int n);
 /* The bytes of the address value at idx, or NULL if it is none. */
 const void *tl_addrbytes(lua_State *L, int idx, size_t *len);
+/* An IP address given as an option (local_addr, remote_addr) at idx: an
+ * address value, {host, port} or {host, port, flowinfo, scope_id}.
+ * Pushes its host ("%scope" when it has one), port and flowinfo (nil:
+ * none); NULL, or what is wrong with it (that message pushed instead). */
+const char *tl_addrparts(lua_State *L, int idx);
 /* Pushes the address value of sa[len] as tl_pushsockaddr does, the same
  * value for the same socket address while the loop's cache keeps it (the
  * cache's values: the table at idx). lua_rawgeti may raise (memory). */

@@ -636,16 +636,15 @@ static int t_set_write_buffer_limits(lua_State *L) {
   return 0;
 }
 
+/* The socket address itself: an IPv6 one's flowinfo and scope id too. */
 static int push_name(lua_State *L, tl_transport *lt, int peer) {
-  char host[256];
-  int port = 0, family = 0;
-  int rc = peer ? tapio_transport_get_peername(lt->t, host, sizeof host,
-                                               &port, &family)
-                : tapio_transport_get_sockname(lt->t, host, sizeof host,
-                                               &port, &family);
+  char addr[TAPIO_ADDR_MAX];
+  size_t len = sizeof addr;
+  int rc = peer ? tapio_transport_get_peeraddr(lt->t, addr, &len)
+                : tapio_transport_get_sockaddr(lt->t, addr, &len);
   if (rc < 0)
     return 0;
-  tl_pushaddress(L, host, port, family);
+  tl_pushsockaddr(L, addr, len);
   return 1;
 }
 

@@ -21,6 +21,7 @@ typedef struct connect_req {
   int ip_proto, res_flags; /* "proto"; "flags" as TAPIO__RES_* */
   char *local_host;
   int local_port, has_local;
+  uint32_t local_flow;   /* local_flowinfo */
   double delay;        /* happy_eyeballs_delay; -1: not set */
   size_t first;        /* interleave: first-family addresses first; 0 no */
   tapio__addr *addrs, *locals;
@@ -173,6 +174,7 @@ static void take_answer(connect_req *r, int rc, tapio__addr *addrs,
   } else {
     r->locals = addrs;
     r->nlocals = n;
+    tapio__addrs_flowinfo(addrs, n, r->local_flow);
     race(r);
   }
 }
@@ -358,6 +360,8 @@ int tapio_create_connection(tapio_loop *loop, const char *host, int port,
                                                       0));
   r->has_local = local || tapio__opt_is_set(opts, TAPIO__OPT_LOCAL_PORT);
   r->local_port = (int)tapio__opt_int(opts, TAPIO__OPT_LOCAL_PORT, 0);
+  r->local_flow = (uint32_t)tapio__opt_int(opts, TAPIO__OPT_LOCAL_FLOWINFO,
+                                           0);
   r->delay = tapio__opt_double(opts, TAPIO__OPT_HAPPY_EYEBALLS_DELAY, -1);
   /* asyncio: interleave defaults to 1 when happy_eyeballs_delay is set */
   r->first = (size_t)tapio__opt_int(opts, TAPIO__OPT_INTERLEAVE,

@@ -268,13 +268,12 @@ static int drain_errqueue(tapio__dgram *d);
 
 /* While reading is paused, the ICMP errors of what is sent are read here:
  * the error queue keeps the socket in EPOLLERR, which libev hands to the
- * write watcher, and the queue would be flushed again and again. (A Unix
- * socket has no error queue: MSG_ERRQUEUE would read a datagram.) */
+ * write watcher, and the queue would be flushed again and again. */
 static void on_writable(struct ev_loop *ev, ev_io *w, int revents) {
   tapio__dgram *d = TAPIO_CONTAINER(w, tapio__dgram, wio);
   (void)ev;
   (void)revents;
-  if ((d->head.flags & TAPIO__T_RPAUSED) && d->af != AF_UNIX)
+  if (d->head.flags & TAPIO__T_RPAUSED)
     drain_errqueue(d);
   if (!(d->head.flags & TAPIO__T_LOST))
     flush_queue(d);
@@ -471,9 +470,12 @@ int tapio_transport_sendto(tapio_transport *t, const void *data, size_t len,
 
 /* Reports what the socket's error queue holds (IP_RECVERR): each entry an
  * ICMP error about a datagram sent, with the address it went to. Returns
- * how many there were. */
+ * how many there were. A Unix socket has none: MSG_ERRQUEUE there reads
+ * (and here would drop) an ordinary datagram. */
 static int drain_errqueue(tapio__dgram *d) {
   int n = 0;
+  if (d->af == AF_UNIX)
+    return 0;
   while (n < NSLOTS && !(d->head.flags & TAPIO__T_CLOSING)) {
     char ctrl[512], msg[256];
     tapio__addr name;

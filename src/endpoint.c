@@ -17,6 +17,7 @@ typedef struct dgram_req {
   void *proto_ud;
   char *local_host, *remote_host, *local_path, *remote_path;
   int local_port, remote_port, has_local, has_remote;
+  uint32_t local_flow, remote_flow; /* local_flowinfo, remote_flowinfo */
   int family, reuse_port, broadcast, sock;
   int ip_proto, res_flags; /* "proto"; "flags" as TAPIO__RES_* */
   tapio__addr *locals, *remotes;
@@ -257,10 +258,12 @@ static void take(dgram_req *r, int rc, tapio__addr *addrs, size_t n) {
   } else if (local) {
     r->locals = addrs;
     r->nlocals = n;
+    tapio__addrs_flowinfo(addrs, n, r->local_flow);
     resolve_remote(r);
   } else {
     r->remotes = addrs;
     r->nremotes = n;
+    tapio__addrs_flowinfo(addrs, n, r->remote_flow);
     make_ip(r);
   }
 }
@@ -328,7 +331,8 @@ static int check_options(const tapio_options *o) {
     TAPIO__OPT_LOCAL_HOST, TAPIO__OPT_LOCAL_PORT, TAPIO__OPT_REMOTE_HOST,
     TAPIO__OPT_REMOTE_PORT, TAPIO__OPT_LOCAL_PATH, TAPIO__OPT_REMOTE_PATH,
     TAPIO__OPT_FAMILY, TAPIO__OPT_REUSE_PORT, TAPIO__OPT_ALLOW_BROADCAST,
-    TAPIO__OPT_PROTO, TAPIO__OPT_FLAGS};
+    TAPIO__OPT_PROTO, TAPIO__OPT_FLAGS, TAPIO__OPT_LOCAL_FLOWINFO,
+    TAPIO__OPT_REMOTE_FLOWINFO};
   int ip = is_set(o, TAPIO__OPT_LOCAL_HOST) ||
            is_set(o, TAPIO__OPT_LOCAL_PORT) ||
            is_set(o, TAPIO__OPT_REMOTE_HOST) ||
@@ -382,6 +386,8 @@ static dgram_req *req_new(tapio_loop *loop, const tapio_options *o) {
                         &failed);
   r->local_port = (int)tapio__opt_int(o, TAPIO__OPT_LOCAL_PORT, 0);
   r->remote_port = (int)tapio__opt_int(o, TAPIO__OPT_REMOTE_PORT, 0);
+  r->local_flow = (uint32_t)tapio__opt_int(o, TAPIO__OPT_LOCAL_FLOWINFO, 0);
+  r->remote_flow = (uint32_t)tapio__opt_int(o, TAPIO__OPT_REMOTE_FLOWINFO, 0);
   r->has_local = is_set(o, TAPIO__OPT_LOCAL_HOST) ||
                  is_set(o, TAPIO__OPT_LOCAL_PORT);
   r->has_remote = is_set(o, TAPIO__OPT_REMOTE_HOST);

@@ -1,7 +1,7 @@
 /* Racing connects: a stream socket connected to one of several addresses,
  * tried one after the other or, with a delay, with Happy Eyeballs (RFC
  * 8305, asyncio's staggered start): a new attempt every `delay` seconds,
- * or at once when the previous one fails; the first to connect wins and
+ * or at once when the one started last fails; the first to connect wins and
  * the others are closed. When all fail, the message says what each
  * address answered, as asyncio's "Multiple exceptions: ...". */
 #include "tapio_int.h"
@@ -176,12 +176,17 @@ static void all_failed(tapio__race *race) {
   done(ud, -1, NULL, code, msg);
 }
 
+/* Only the failure of the attempt started last starts the next one at
+ * once (RFC 8305, asyncio's staggered start: each attempt waits for the
+ * one before it to fail, or for the delay); an older one's failure
+ * leaves the delay running. */
 static void attempt_failed(tapio__race *race, attempt *at, int code) {
+  int latest = (size_t)(at - race->at) + 1 == race->next;
   stop_attempt(race, at);
   at->code = code;
   race->running--;
-  if (race->next < race->n)
-    start_next(race); /* a failure starts the next one at once */
+  if (race->next < race->n && (latest || race->running == 0))
+    start_next(race);
   else if (race->running == 0)
     all_failed(race);
 }

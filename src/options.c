@@ -121,6 +121,10 @@ static const optdef optdefs[TAPIO__OPT_COUNT] = {
   [TAPIO__OPT_PROTO] = INT_OPT("proto", 0, 255, CONN | DGRAM),
   [TAPIO__OPT_FLAGS] = {"flags", TAPIO_OPTION_INT, 0, TAPIO__AI_ALL_FLAGS,
                         ai_flags, "AI_* flags", CONN | SERVER | DGRAM},
+  [TAPIO__OPT_LOCAL_FLOWINFO] = INT_OPT("local_flowinfo", 0, 1048575,
+                                        CONN | DGRAM),
+  [TAPIO__OPT_REMOTE_FLOWINFO] = INT_OPT("remote_flowinfo", 0, 1048575,
+                                         DGRAM),
 };
 
 /* The entries of a list option: char *, int64_t or tapio__id. */

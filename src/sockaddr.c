@@ -179,6 +179,13 @@ int tapio__fd_name(int fd, int peer, char *host, size_t hostlen, int *port,
                             family);
 }
 
+void tapio__addrs_flowinfo(tapio__addr *addrs, size_t n, uint32_t flow) {
+  size_t i;
+  for (i = 0; flow && i < n; i++)
+    if (addrs[i].ss.ss_family == AF_INET6)
+      ((struct sockaddr_in6 *)&addrs[i].ss)->sin6_flowinfo = htonl(flow);
+}
+
 /* An abstract name ("@name") has no file and no terminating NUL: its
  * length is the address's, and it may fill sun_path. */
 int tapio__unix_addr(const char *path, tapio__addr *a) {

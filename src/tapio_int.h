@@ -399,6 +399,8 @@ enum tapio__opt {
   TAPIO__OPT_SSL_SHUTDOWN_TIMEOUT,
   TAPIO__OPT_PROTO,
   TAPIO__OPT_FLAGS,
+  TAPIO__OPT_LOCAL_FLOWINFO,
+  TAPIO__OPT_REMOTE_FLOWINFO,
   TAPIO__OPT_COUNT
 };
 
@@ -1269,6 +1271,9 @@ int tapio__res_flags(int ai_flags);
  * as getaddrinfo pairs them; else TAPIO_EAI_SOCKTYPE. */
 int tapio__ipproto_check(int type, int proto);
 void tapio__addrs_free(tapio_loop *loop, tapio__addr *addrs, size_t n);
+/* Sets the flowinfo of the IPv6 addresses of addrs[n] (an option's,
+ * local_flowinfo or remote_flowinfo; 0 leaves them as they are). */
+void tapio__addrs_flowinfo(tapio__addr *addrs, size_t n, uint32_t flow);
 /* Destroys the loop's c-ares channel, if any (tapio_loop_free). */
 void tapio__resolver_free(tapio_loop *loop);
 

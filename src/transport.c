@@ -3,6 +3,7 @@
  * per-transport figures. The kinds (stream.c, ...) do the I/O. */
 #include "tapio_int.h"
 
+#include <errno.h>
 #include <string.h>
 
 #define DEFAULT_HIGH (64 * 1024)
@@ -392,4 +393,57 @@ int tapio_transport_get_sockname(tapio_transport *t, char *host,
     return tapio__format_addr((const struct sockaddr *)&self.ss, self.len,
                               host, hostlen, port, family);
   return name(t, 0, host, hostlen, port, family);
+}
+
+static int copy_addr(const void *sa, socklen_t len, void *addr,
+                     size_t *addrlen) {
+  if (*addrlen < len)
+    return TAPIO_ENOBUFS;
+  memcpy(addr, sa, len);
+  *addrlen = len;
+  return 0;
+}
+
+/* The socket address itself: what was kept, or the descriptor's; a
+ * memory side's (no descriptor) from its name. */
+static int sockaddr_of(tapio_transport *t, int peer, void *addr,
+                       size_t *addrlen) {
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  char host[TAPIO_ADDR_MAX];
+  int fd, port, family, rc;
+  if (!t || !addr || !addrlen)
+    return TAPIO_EINVAL;
+  if (peer && t->peerlen)
+    return copy_addr(&t->peer, t->peerlen, addr, addrlen);
+  fd = tapio_transport_get_fd(t);
+  if (fd >= 0) {
+    memset(&ss, 0, sizeof ss);
+    rc = peer ? getpeername(fd, (struct sockaddr *)&ss, &len)
+              : getsockname(fd, (struct sockaddr *)&ss, &len);
+    return rc < 0 ? tapio__from_errno(errno)
+                  : copy_addr(&ss, len, addr, addrlen);
+  }
+  rc = peer ? tapio_transport_get_peername(t, host, sizeof host, &port,
+                                           &family)
+            : tapio_transport_get_sockname(t, host, sizeof host, &port,
+                                           &family);
+  if (rc < 0)
+    return rc;
+  return family == TAPIO_AF_UNIX ? tapio_addr_unix(host, addr, addrlen)
+                                 : tapio_addr_parse(host, port, addr, addrlen);
+}
+
+int tapio_transport_get_peeraddr(tapio_transport *t, void *addr,
+                                 size_t *addrlen) {
+  return sockaddr_of(t, 1, addr, addrlen);
+}
+
+int tapio_transport_get_sockaddr(tapio_transport *t, void *addr,
+                                 size_t *addrlen) {
+  tapio__addr self;
+  if (t && addr && addrlen && !(t->flags & TAPIO__T_ENDED) &&
+      tapio__vdgram_sockname(t, &self) == 0) /* no descriptor: virtual */
+    return copy_addr(&self.ss, self.len, addr, addrlen);
+  return sockaddr_of(t, 0, addr, addrlen);
 }

@@ -52,7 +52,8 @@
 ---@class tapio.Options
 ---@field local_host? string
 ---@field local_port? integer
----@field local_addr? table {host, port}: local_host and local_port (create_connection, open_connection)
+---@field local_flowinfo? integer IPv6: the flowinfo of local_host's addresses (0..1048575)
+---@field local_addr? table|tapio.Address {host, port [, flowinfo, scope_id]} or an address value: local_host, local_port and local_flowinfo (create_connection, open_connection)
 ---@field family? integer 0, 4 or 6
 ---@field sock? integer a stream socket tapio takes over (a Unix one for the Unix calls)
 ---@field proto? integer create_connection: tapio.IPPROTO_TCP or IPPROTO_SCTP (0: TCP)
@@ -108,7 +109,7 @@
 ---@field connection_lost? fun(self: table, err: tapio.Error|any|nil)
 
 ---@class tapio.DatagramOptions
----@field local_addr? table|tapio.Address|string {host, port} (port: a number, digits or a UDP service's name), an address value, or a Unix path
+---@field local_addr? table|tapio.Address|string {host, port} (port: a number, digits or a UDP service's name), {host, port, flowinfo, scope_id} of a literal host, an address value, or a Unix path
 ---@field remote_addr? table|tapio.Address|string the same: a connected endpoint
 ---@field local_path? string a Unix datagram socket's own path
 ---@field remote_path? string a Unix datagram socket's peer
@@ -536,8 +537,10 @@ function tapio.buffer(size) end
 ---An address value of a numeric host (no lookup), for transport:sendto.
 ---@param host string
 ---@param port integer
+---@param flowinfo? integer IPv6: 0..1048575
+---@param scope_id? integer IPv6: an interface's index
 ---@return tapio.Address
-function tapio.address(host, port) end
+function tapio.address(host, port, flowinfo, scope_id) end
 
 ---Two connected stream sockets (descriptors).
 ---@return integer, integer

@@ -162,23 +162,26 @@ local function making(c_create, name, first_only)
   return completing(c_create, name, first_only, true)
 end
 
--- asyncio's local_addr = {host, port} is the core's local_host and
--- local_port: opts, or a copy with them in its place. fn names the caller
--- in an error, raised at its caller's line.
+-- asyncio's local_addr = {host, port [, flowinfo, scope_id]} (or an
+-- address value, a sockname) is the core's local_host, local_port and
+-- local_flowinfo: opts, or a copy with them in its place. fn names the
+-- caller in an error, raised at its caller's line.
 local function local_addr(opts, fn)
   local addr = type(opts) == "table" and opts.local_addr
   if addr == nil or addr == false then
     return opts
   end
-  if type(addr) ~= "table" or type(addr[1]) ~= "string" then
-    error(("tapio: %s: bad option 'local_addr' ({host, port} expected)")
-      :format(fn), 3)
+  local host, port, flowinfo = core._address_parts(addr)
+  if type(host) ~= "string" then
+    error(("tapio: %s: bad option 'local_addr' (%s)")
+      :format(fn, host == nil and port or "{host, port} expected"), 3)
   end
   local copy = {}
   for k, v in pairs(opts) do
     copy[k] = v
   end
-  copy.local_addr, copy.local_host, copy.local_port = nil, addr[1], addr[2]
+  copy.local_addr, copy.local_host, copy.local_port = nil, host, port
+  copy.local_flowinfo = flowinfo
   return copy
 end
 M.local_addr = local_addr

@@ -6,6 +6,7 @@
 #include "dgram.h"
 #include "dns.h"
 
+#include <net/if.h>
 #include <sys/resource.h>
 
 /* ---- Round trips ---------------------------------------------------------- */
@@ -587,6 +588,85 @@ static void socketpair_handed_over(void)
   free_loop(loop);
 }
 
+/* A Unix datagram socket has no error queue: recvmsg(MSG_ERRQUEUE) there
+ * reads an ordinary datagram. When the peer of a socketpair connects
+ * elsewhere with datagrams of ours unread, our socket gets ECONNRESET
+ * with its own datagrams still queued: error_received, then every one of
+ * them (none eaten as if it were an ICMP report). */
+static void unix_reset_keeps_datagrams(void)
+{
+  tapio_loop *loop = new_loop();
+  tapio_options *o = new_options(loop);
+  struct sockaddr_un un;
+  char name[64];
+  drec s;
+  int sv[2], third;
+  socklen_t len;
+  CHECK(socketpair(AF_UNIX, SOCK_DGRAM, 0, sv) == 0);
+  CHECK_OK(tapio_options_set_int(o, "sock", sv[0]));
+  drec_init(&s);
+  CHECK_OK(endpoint(loop, &s, o));
+  third = socket(AF_UNIX, SOCK_DGRAM, 0);
+  memset(&un, 0, sizeof un);
+  un.sun_family = AF_UNIX;
+  snprintf(name, sizeof name, "tapio-reset-%d", (int)getpid());
+  memcpy(un.sun_path + 1, name, strlen(name)); /* abstract */
+  len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + strlen(name));
+  CHECK(bind(third, (struct sockaddr *)&un, len) == 0);
+  CHECK(send(sv[1], "one", 3, 0) == 3);
+  CHECK(send(sv[1], "three", 5, 0) == 5);
+  CHECK(send(sv[0], "x", 1, 0) == 1); /* the peer holds one of ours */
+  CHECK(connect(sv[1], (struct sockaddr *)&un, len) == 0);
+  WAIT_FOR(loop, s.ndata == 2);
+  CHECK_STR(s.log, "made err:ECONNRESET data:3 data:5");
+  CHECK(memcmp(s.last, "three", 5) == 0);
+  close(third);
+  close(sv[1]);
+  tapio_options_free(o);
+  free_loop(loop);
+}
+
+/* remote_flowinfo and a "%scope" of remote_host: the peer's socket
+ * address has them (get_peeraddr), as it was given; get_sockaddr is
+ * getsockname's. */
+static void remote_flowinfo_and_scope(void)
+{
+  tapio_loop *loop;
+  tapio_options *o;
+  struct sockaddr_in6 peer, self;
+  size_t len = sizeof peer;
+  char host[64], small[4];
+  unsigned lo = if_nametoindex("lo");
+  drec s, c;
+  int port;
+  if (!ipv6_available() || lo == 0)
+    SKIP("no IPv6 loopback");
+  loop = new_loop();
+  port = bound_endpoint(loop, &s, "::1");
+  snprintf(host, sizeof host, "::1%%%u", lo);
+  o = dgram_opts(loop, NULL, 0, host, port);
+  CHECK_OK(tapio_options_set_int(o, "remote_flowinfo", 5));
+  drec_init(&c);
+  CHECK_OK(endpoint(loop, &c, o));
+  CHECK_OK(tapio_transport_get_peeraddr(c.t, &peer, &len));
+  CHECK_EQ(len, sizeof peer);
+  CHECK_EQ(ntohl(peer.sin6_flowinfo), 5);
+  CHECK_EQ(peer.sin6_scope_id, lo);
+  CHECK_EQ(ntohs(peer.sin6_port), port);
+  len = sizeof self;
+  CHECK_OK(tapio_transport_get_sockaddr(c.t, &self, &len));
+  CHECK_EQ(self.sin6_family, AF_INET6);
+  CHECK(ntohs(self.sin6_port) != 0);
+  len = sizeof small;
+  CHECK_ERR(tapio_transport_get_sockaddr(c.t, small, &len), TAPIO_ENOBUFS);
+  CHECK_OK(tapio_transport_sendto(c.t, "x", 1, NULL, 0));
+  WAIT_FOR(loop, s.ndata == 1);
+  CHECK_ERR(tapio_options_set_int(o, "remote_flowinfo", 1048576),
+            TAPIO_EINVAL);
+  tapio_options_free(o);
+  free_loop(loop);
+}
+
 /* Freeing the loop: the endpoint's connection_lost gets ECANCELED. */
 static void free_loop_with_endpoint(void)
 {
@@ -625,4 +705,5 @@ TEST_MAIN(TEST(echo_ipv4), TEST(echo_ipv6), TEST(empty_datagrams),
           TEST(socket_options), TEST(option_errors), TEST(bind_failure),
           TEST(literals_and_names), TEST(cancel_endpoint),
           TEST(unix_endpoint), TEST(socketpair_handed_over),
+          TEST(unix_reset_keeps_datagrams), TEST(remote_flowinfo_and_scope),
           TEST(free_loop_with_endpoint), TEST(protocol_size))

@@ -491,6 +491,107 @@ static void failure_starts_the_next_at_once(void)
   srv_free(&sv);
 }
 
+/* The inode of this process's socket connecting (SYN_SENT) to host:port
+ * (host an IPv4 address), or 0. */
+static unsigned long stalled_ino(const char *host, int port)
+{
+  char line[256], want[64], rem[64];
+  struct in_addr ia;
+  unsigned st;
+  unsigned long ino = 0, found = 0;
+  FILE *f = fopen("/proc/net/tcp", "r");
+  CHECK(f != NULL);
+  CHECK(inet_pton(AF_INET, host, &ia) == 1);
+  snprintf(want, sizeof want, "%08X:%04X", (unsigned)ia.s_addr, port);
+  while (!found && fgets(line, sizeof line, f))
+    if (sscanf(line, "%*d: %*s %63s %x %*s %*s %*s %*u %*d %lu", rem, &st,
+               &ino) == 3 && strcmp(rem, want) == 0 && st == 2 &&
+        own_socket(ino))
+      found = ino;
+  fclose(f);
+  return found;
+}
+
+/* Makes this process's stalled connect to host:port fail at once: a
+ * shutdown of a connect under way resets it (ECONNRESET). */
+static void fail_stalled(const char *host, int port)
+{
+  unsigned long ino = stalled_ino(host, port);
+  int fd;
+  CHECK(ino != 0);
+  for (fd = 0; fd < 1024; fd++) {
+    struct stat sb;
+    if (fstat(fd, &sb) == 0 && S_ISSOCK(sb.st_mode) &&
+        (unsigned long)sb.st_ino == ino) {
+      CHECK(shutdown(fd, SHUT_RDWR) == 0);
+      return;
+    }
+  }
+  FAIL("the stalled connect's descriptor is not found");
+}
+
+/* RFC 8305 and asyncio's staggered start: an attempt starts early only
+ * when the one started just before it fails, not when an older one does.
+ * three4.tapio.test: 127.0.0.3 and 127.0.0.2 stall, 127.0.0.1 serves.
+ * With both stalled attempts under way, the first fails (a shutdown of
+ * its connect makes it fail with ECONNRESET at once): the third still
+ * waits for the second's delay; then the second fails: the third starts
+ * at once, before that delay is up. */
+static void only_the_latest_failure_starts_the_next(void)
+{
+  static const char *const good[] = { "127.0.0.1" };
+  fixture f;
+  tapio_options *o;
+  msg_wait w;
+  srv sv;
+  int port = 0, stall3 = -1, stall2 = -1, fill3, fill2, tries;
+  double delay = 0.6, t2;
+  begin(&f, 0);
+  for (tries = 0; tries < 50; tries++) {
+    port = 0;
+    stall3 = stalled_listener(AF_INET, "127.0.0.3", &port, &fill3);
+    CHECK(stall3 >= 0);
+    stall2 = stalled_listener(AF_INET, "127.0.0.2", &port, &fill2);
+    srv_init(&sv, f.loop);
+    if (stall2 >= 0 && srv_start_hosts(&sv, good, 1, port, NULL) == 0)
+      break;
+    if (stall2 >= 0) {
+      close(fill2);
+      close(stall2);
+    }
+    close(fill3);
+    close(stall3);
+    stall2 = -1;
+  }
+  CHECK(stall2 >= 0);
+  o = he_options(f.loop, delay, -1);
+  memset(&w, 0, sizeof w);
+  w.loop = f.loop;
+  CHECK_OK(tapio_create_connection(f.loop, "three4.tapio.test", port,
+                                   &rec_proto, &f.c, o, on_done, &w));
+  WAIT_FOR(f.loop, stalled_ino("127.0.0.2", port) != 0);
+  t2 = now_sec(); /* the second attempt is under way: its delay runs */
+  fail_stalled("127.0.0.3", port);
+  run_for(f.loop, delay / 4);
+  CHECK_EQ(w.done, 0); /* the third has not started */
+  CHECK_EQ(sv.n, 0);
+  CHECK_EQ(stalled_ino("127.0.0.3", port), 0);
+  fail_stalled("127.0.0.2", port);
+  WAIT_FOR(f.loop, w.done);
+  CHECK_OK(w.status);
+  CHECK(now_sec() - t2 < delay * 0.75); /* not the delay's start */
+  srv_wait_conn(&sv, 0);
+  tapio_transport_abort(w.t);
+  tapio_options_free(o);
+  close(fill3);
+  close(stall3);
+  close(fill2);
+  close(stall2);
+  tapio_server_release(sv.s);
+  end(&f);
+  srv_free(&sv);
+}
+
 static void bad_options(void)
 {
   tapio_loop *loop = new_loop();
@@ -517,4 +618,5 @@ TEST_MAIN(TEST(every_address_refused), TEST(interleave_orders_the_attempts),
           TEST(stalled_ipv6_loses),
           TEST(no_delay_waits_for_the_first),
           TEST(stalled_first_of_one_family), TEST(cancel_mid_race_frees_both),
-          TEST(failure_starts_the_next_at_once), TEST(bad_options))
+          TEST(failure_starts_the_next_at_once),
+          TEST(only_the_latest_failure_starts_the_next), TEST(bad_options))

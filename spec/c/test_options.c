@@ -61,7 +61,8 @@ static void option_names_per_call(void)
   names_of(TAPIO_CALL_CREATE_CONNECTION, got, sizeof got);
   CHECK_STR(got, "local_host local_port family sock nodelay "
                  "happy_eyeballs_delay interleave ssl server_hostname "
-                 "ssl_handshake_timeout ssl_shutdown_timeout proto flags");
+                 "ssl_handshake_timeout ssl_shutdown_timeout proto flags "
+                 "local_flowinfo");
   names_of(TAPIO_CALL_CREATE_UNIX_CONNECTION, got, sizeof got);
   CHECK_STR(got, "sock ssl server_hostname ssl_handshake_timeout "
                  "ssl_shutdown_timeout");
@@ -77,7 +78,7 @@ static void option_names_per_call(void)
   names_of(TAPIO_CALL_CREATE_DATAGRAM_ENDPOINT, got, sizeof got);
   CHECK_STR(got, "local_host local_port family sock reuse_port remote_host "
                  "remote_port local_path remote_path allow_broadcast proto "
-                 "flags");
+                 "flags local_flowinfo remote_flowinfo");
   names_of(TAPIO_CALL_START_TLS, got, sizeof got);
   CHECK_STR(got, "server_hostname ssl_handshake_timeout "
                  "ssl_shutdown_timeout");

@@ -18,6 +18,7 @@ The zone (names are case-insensitive):
     v6.tapio.test        AAAA  ::1
     both.tapio.test      A     127.0.0.1     AAAA ::1
     two4.tapio.test      A     127.0.0.2, 127.0.0.1   (in that order)
+    three4.tapio.test    A     127.0.0.3, 127.0.0.2, 127.0.0.1 (in order)
     six4.tapio.test      AAAA  ::1           A    127.0.0.1
     mix.tapio.test       AAAA  ::1, ::ffff:127.0.0.1    A 127.0.0.1
     *.bench.tapio.test   A     127.0.0.1     (any name: the resolver bench)
@@ -50,6 +51,7 @@ ZONE = {
     "v6.tapio.test": {AAAA: ["::1"]},
     "both.tapio.test": {A: ["127.0.0.1"], AAAA: ["::1"]},
     "two4.tapio.test": {A: ["127.0.0.2", "127.0.0.1"]},
+    "three4.tapio.test": {A: ["127.0.0.3", "127.0.0.2", "127.0.0.1"]},
     "six4.tapio.test": {A: ["127.0.0.1"], AAAA: ["::1"]},
     "mix.tapio.test": {A: ["127.0.0.1"], AAAA: ["::1", "::ffff:127.0.0.1"]},
     "many.tapio.test": {A: ["127.0.1.%d" % i for i in range(1, 41)]},
