@@ -1169,9 +1169,10 @@ enum tapio_stat {
   TAPIO_STAT_WRITE_PAUSES = 6,        /* pause_writing calls */
   TAPIO_STAT_DATAGRAMS_DROPPED = 7    /* see below */
 };
-/* One figure; times include a pause still going on. 0 for unknown.
- * Answers until connection_lost returns: read there, they are the
- * connection's totals (a proxy's per-connection log). On TLS the bytes
+/* One figure; times include a pause still going on (one going on at the
+ * end counts until the end). 0 for unknown. Answers until
+ * connection_lost returns: read there (or from a retained shell later),
+ * they are the connection's totals (a proxy's per-connection log). On TLS the bytes
  * and write buffer figures are plain bytes (TAPIO_TLS_NUM_WIRE_* count
  * ciphertext).
  * TAPIO_STAT_DATAGRAMS_DROPPED: the datagrams the kernel dropped for a
