@@ -503,6 +503,45 @@ static void server_wait_closed_after_last_connection(void)
   rec_free(&c);
 }
 
+static int closing_factory(void *ud, tapio_server *server,
+                           const tapio_protocol **proto, void **proto_ud)
+{
+  CHECK_OK(tapio_server_close(server));
+  return srv_factory(ud, server, proto, proto_ud);
+}
+
+/* A factory that closes its server (nothing counted yet) still gives the
+ * connection it is asked for: wait_closed waits for that one too. */
+static void server_wait_closed_when_its_factory_closes(void)
+{
+  tapio_loop *loop = new_loop();
+  const char *host = "127.0.0.1";
+  srv sv;
+  rec c, *s;
+  closed_order co;
+  rec_init(&c);
+  srv_init(&sv, loop);
+  CHECK_OK(tapio_create_server(loop, &host, 1, 0, closing_factory, &sv,
+                               NULL, on_server, &sv));
+  WAIT_FOR(loop, sv.done);
+  CHECK_OK(tapio_server_get_address(sv.s, 0, NULL, 0, &sv.port, NULL));
+  co.sv = &sv;
+  co.fired = 0;
+  CHECK_OK(tapio_server_wait_closed(sv.s, closed_check, &co));
+  CHECK_OK(connect_tcp(loop, "127.0.0.1", sv.port, &c, NULL));
+  s = srv_wait_conn(&sv, 0);
+  CHECK_EQ(tapio_server_is_serving(sv.s), 0);
+  roundtrip(loop, &c, s); /* closed, one connection left: not fired */
+  CHECK_EQ(co.fired, 0);
+  CHECK_EQ(tapio_server_client_count(sv.s), 1);
+  CHECK_OK(tapio_transport_close(c.t));
+  WAIT_FOR(loop, co.fired);
+  CHECK_EQ(co.conn_lost_before, 1);
+  CHECK_EQ(co.count_then, 0);
+  srv_release_and_free(&sv, loop);
+  rec_free(&c);
+}
+
 /* ...and from the loop when that is already so. */
 static void server_wait_closed_when_already_closed(void)
 {
@@ -678,6 +717,7 @@ TEST_MAIN(
   TEST(server_close_clients_flushes),
   TEST(server_abort_clients_drops),
   TEST(server_wait_closed_after_last_connection),
+  TEST(server_wait_closed_when_its_factory_closes),
   TEST(server_wait_closed_when_already_closed),
   TEST(server_wait_closed_from_its_callback),
   TEST(server_client_count),
