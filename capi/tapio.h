@@ -1087,7 +1087,8 @@ int tapio_transport_write_eof(tapio_transport *t);
  * resume_writing (it hears at the end if its view changed) and its writes
  * fail with TAPIO_EBUSY; a connection lost ends the operation with that
  * error before the protocol's connection_lost, a close() with
- * TAPIO_ECLOSED. The call returns TAPIO_ENOTSUP for a kind that cannot
+ * TAPIO_ECLOSED; a file that cannot be read (not open for reading, a
+ * read error) ends it with that error, t given back as it was. The call returns TAPIO_ENOTSUP for a kind that cannot
  * send a file (datagrams, a read pipe, a subprocess's pipes), TAPIO_EBUSY
  * during another sendfile on t, TAPIO_ECLOSED when t is closing (or
  * after write_eof), TAPIO_EBADF for an fd that is not open (TAPIO_EINVAL

@@ -166,9 +166,18 @@ static void pump(op *o) {
 
 /* ---- Native: sendfile(2) while the socket takes it --------------------- */
 
+/* sendfile(2)'s errors that are the file's: not open for reading, a
+ * read of it failing, an offset it cannot take. */
+static int file_error(int err) {
+  return err == EBADF || err == EIO || err == EOVERFLOW || err == ESPIPE ||
+         err == EISDIR || err == ENXIO;
+}
+
 /* sendfile(2) failed with err: a file it cannot send from goes to the
- * fallback (when allowed, and nothing was sent yet); a broken connection
- * ends the operation, then the transport. */
+ * fallback (when allowed, and nothing was sent yet); the file's own
+ * failure ends the operation only, the connection given back as it was
+ * (asyncio's read of the file raises); a broken connection ends the
+ * operation, then the transport. */
 static void native_failed(op *o, int err) {
   tapio_transport *t = o->t;
   int code = tapio__from_errno(err);
@@ -179,7 +188,8 @@ static void native_failed(op *o, int err) {
     return pump(o);
   }
   finish(o, code); /* frees o */
-  tapio__transport_force_close(t, code, NULL);
+  if (!file_error(err))
+    tapio__transport_force_close(t, code, NULL);
 }
 
 static void send_native(op *o) {
