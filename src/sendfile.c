@@ -294,8 +294,13 @@ static int refused(tapio_transport *t, int fd) {
     tapio__refuse(t->loop, "sendfile: another sendfile is in progress");
     return TAPIO_EBUSY;
   }
-  if (t->flags & (TAPIO__T_CLOSING | TAPIO__T_EOF_WANTED)) {
+  if (t->flags & TAPIO__T_CLOSING) {
     tapio__refuse(t->loop, "sendfile: the transport is closing");
+    return TAPIO_ECLOSED;
+  }
+  if (t->flags & TAPIO__T_EOF_WANTED) {
+    tapio__refuse(t->loop, "sendfile: the transport's writing is ended "
+                           "(write_eof)");
     return TAPIO_ECLOSED;
   }
   if (fstat(fd, &st) < 0) {
