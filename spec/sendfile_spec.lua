@@ -269,6 +269,10 @@ describe("loop:sendfile", function()
       assert.matches("unknown option 'bogus'",
         fails(loop.sendfile, loop, t, f, 0, nil, { bogus = 1 }))
       assert.equal("EBADF", fails(loop.sendfile, loop, t, 9999).name)
+      local other = tapio.new_loop() -- t is open, but not other's
+      assert.matches("loop:sendfile: the transport belongs to another loop",
+        fails(other.sendfile, other, t, f))
+      other:close()
       -- self is checked before the Lua file's position is read
       assert.matches("loop:sendfile: bad self %(tapio.loop expected, got "
         .. "table%)", fails(loop.sendfile, {}, t, f))
