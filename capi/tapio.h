@@ -1065,38 +1065,39 @@ int tapio_transport_writelines(tapio_transport *t, const void *const *bufs,
 /* 1: write_eof is supported (a socket stream, a write pipe); 0
  * otherwise. */
 int tapio_transport_can_write_eof(tapio_transport *t);
-/* Shuts down the sending side after the buffer is flushed; data may still
- * arrive. On a write pipe, which has no other side, it is close() (as
- * asyncio's). Idempotent. TAPIO_ENOTSUP where can_write_eof answers 0. */
+/* Shuts down the sending side after the buffer is flushed (and after the
+ * file of a sendfile in progress); data may still arrive. On a write pipe,
+ * which has no other side, it is close() (as asyncio's). Idempotent.
+ * TAPIO_ENOTSUP where can_write_eof answers 0. */
 int tapio_transport_write_eof(tapio_transport *t);
 
-/* asyncio's loop.sendfile(transport, file, offset, count, fallback):
- * sends count bytes (0: to the end) of the file open at fd, from offset,
- * over the stream transport t (a TCP or Unix stream, TLS or not, a write
- * pipe, a memory pair), and then calls cb with 0 (or the error) and the
- * bytes sent, from the loop; the file's offset is then offset + sent if
- * any was sent (as asyncio leaves it), however it ends: done, failed,
- * cancelled or the loop freed. What t had buffered goes first. On a plain socket
- * the kernel sends from the file (sendfile(2): no copy through user
- * space); elsewhere (TLS, a pipe, a memory pair, a testing fault), or for
- * a file the kernel cannot send from, it is read (pread, on the loop's
- * thread) and written through t at the pace of its flow control, unless
- * fallback is 0: then TAPIO_ENOTSUP (where it is known at once, from the
- * call). Meanwhile t is the operation's: reading is paused (and resumed
- * after, if it was on), its protocol hears neither pause_writing nor
- * resume_writing (it hears at the end if its view changed) and its writes
- * fail with TAPIO_EBUSY; a connection lost ends the operation with that
- * error before the protocol's connection_lost, a close() with
- * TAPIO_ECLOSED; a file that cannot be read (not open for reading, a
- * read error) ends it with that error, t given back as it was. The call returns TAPIO_ENOTSUP for a kind that cannot
- * send a file (datagrams, a read pipe, a subprocess's pipes), TAPIO_EBUSY
- * during another sendfile on t, TAPIO_ECLOSED when t is closing (or
- * after write_eof), TAPIO_EBADF for an fd that is not open (TAPIO_EINVAL
- * for a negative one). get_protocol and set_protocol meanwhile
- * answer and change the protocol held aside (it is the transport's again
- * at the end); start_tls is TAPIO_EBUSY. tapio_cancel_pending(loop,
- * cb_ud) stops it (what was sent stays sent; lseek(fd, 0, SEEK_CUR)
- * tells how far it got). */
+/* asyncio's loop.sendfile(transport, file, offset, count, fallback): sends
+ * count bytes (0: to the end) of the file open at fd, from offset, over the
+ * stream transport t (a TCP or Unix stream, TLS or not, a write pipe, a
+ * memory pair), and then calls cb with 0 (or the error) and the bytes sent,
+ * from the loop; the file's offset is then offset + sent if any was sent (as
+ * asyncio leaves it), however it ends: done, failed, cancelled or the loop
+ * freed. What t had buffered goes first. On a plain socket the kernel sends
+ * from the file (sendfile(2): no copy through user space); elsewhere (TLS, a
+ * pipe, a memory pair, a testing fault), or for a file the kernel cannot
+ * send from, it is read (pread, on the loop's thread) and written through t
+ * at the pace of its flow control, unless fallback is 0: then TAPIO_ENOTSUP
+ * (where it is known at once, from the call). Meanwhile t is the
+ * operation's: reading is paused (and resumed after, if it was on), its
+ * protocol hears neither pause_writing nor resume_writing (it hears at the
+ * end if its view changed) and its writes fail with TAPIO_EBUSY (a write_eof
+ * waits for the file's end, where asyncio's shuts the socket under it); a
+ * connection lost ends the operation with that error before the protocol's
+ * connection_lost, a close() with TAPIO_ECLOSED; a file that cannot be read
+ * (not open for reading, a read error) ends it with that error, t given back
+ * as it was. The call returns TAPIO_ENOTSUP for a kind that cannot send a
+ * file (datagrams, a read pipe, a subprocess's pipes), TAPIO_EBUSY during
+ * another sendfile on t, TAPIO_ECLOSED when t is closing (or after
+ * write_eof), TAPIO_EBADF for an fd that is not open (TAPIO_EINVAL for a
+ * negative one). get_protocol and set_protocol meanwhile answer and change
+ * the protocol held aside (it is the transport's again at the end);
+ * start_tls is TAPIO_EBUSY. tapio_cancel_pending(loop, cb_ud) stops it (what
+ * was sent stays sent; lseek(fd, 0, SEEK_CUR) tells how far it got). */
 typedef void (*tapio_sendfile_fn)(void *ud, int status, uint64_t sent);
 int tapio_transport_sendfile(tapio_transport *t, int fd, uint64_t offset,
                              uint64_t count, int fallback,

@@ -206,6 +206,71 @@ describe("loop:sendfile", function()
     f:close()
   end))
 
+  it("sends the whole file before a write_eof asked meanwhile (the "
+     .. "kernel's sendfile)", function()
+    run(function(loop)
+      local peer = loop:create_future()
+      local parts, eof = {}, loop:create_future()
+      local path = os.tmpname() -- a Unix socket: its buffers hold little
+      os.remove(path)
+      local server = loop:create_unix_server(function()
+        return {
+          connection_made = function(_, tr)
+            tr:pause_reading() -- the file waits for it
+            peer:set_result(tr)
+          end,
+          data_received = function(_, d) parts[#parts + 1] = d end,
+          eof_received = function() eof:set_result(true) end,
+        }
+      end, path)
+      local t = loop:create_unix_connection(function() return {} end, path)
+      local f, content = data_file()
+      local sending = loop:create_task(function()
+        return loop:sendfile(t, f)
+      end)
+      local tr = peer:await()
+      while t:is_reading() and not sending:done() do -- the operation's
+        tapio.sleep(0)
+      end
+      assert.is_false(sending:done())
+      t:write_eof()
+      tr:resume_reading()
+      assert.equal(SIZE, sending:await())
+      eof:await()
+      assert.is_true(table.concat(parts) == content)
+      assert.is_false(t:is_closing())
+      t:close()
+      f:close()
+      server:close()
+    end)
+  end)
+
+  it("sends the whole file before a write_eof asked meanwhile (the "
+     .. "fallback)", testing.run(function(clock, loop)
+    local received, eofs = {}, 0
+    local ta, tb = testing.pipe_pair({}, {
+      data_received = function(_, d) received[#received + 1] = d end,
+      eof_received = function() eofs = eofs + 1 return true end,
+    })
+    tb:pause_reading()
+    local f, content = data_file()
+    local sending = loop:create_task(function()
+      return loop:sendfile(ta, f)
+    end)
+    clock:run_until_idle()
+    assert.is_false(sending:done())
+    ta:write_eof()
+    tb:resume_reading()
+    assert.equal(SIZE, sending:await())
+    clock:run_until_idle()
+    assert.is_true(table.concat(received) == content)
+    assert.equal(1, eofs)
+    assert.is_false(ta:is_closing())
+    ta:abort()
+    tb:abort()
+    f:close()
+  end))
+
   it("outside a task leaves its error to whoever has the future: " ..
      "dropped, it is reported as never retrieved", function()
     local heard = helper.unretrieved(function(loop)

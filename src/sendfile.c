@@ -48,6 +48,7 @@ static void give_back(op *o) {
   t->flags &= ~(uint32_t)TAPIO__T_SENDFILE;
   if (t->flags & (TAPIO__T_CLOSING | TAPIO__T_LOST))
     return;
+  tapio__stream_sendfile_ended(t);
   if (o->was_reading)
     tapio_transport_resume_reading(t);
   if (o->was_paused && !paused && t->proto->resume_writing)
@@ -147,12 +148,13 @@ static void pump(op *o) {
   while (!(t->flags & TAPIO__T_WPAUSED) && turn < TURN_MAX) {
     ssize_t n = tapio__sendfile_read(o->fd, o->offset, o->count, o->sent,
                                      buf);
+    uint32_t held = t->flags & (TAPIO__T_SENDFILE | TAPIO__T_EOF_WANTED);
     int rc;
     if (n <= 0)
       return finish(o, (int)n);
-    t->flags &= ~(uint32_t)TAPIO__T_SENDFILE;
+    t->flags &= ~held; /* the file's writes: before a write_eof asked */
     rc = tapio_transport_write(t, buf, (size_t)n);
-    t->flags |= TAPIO__T_SENDFILE;
+    t->flags |= held;
     if (rc < 0)
       return finish(o, rc);
     o->sent += (uint64_t)n;

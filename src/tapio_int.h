@@ -722,6 +722,9 @@ void tapio__stream_close(tapio_transport *t);
 void tapio__stream_halt(tapio_transport *t);
 int tapio__stream_fd(tapio_transport *t);
 void tapio__stream_reading(tapio_transport *t);
+/* A sendfile gave the stream back: a write_eof asked meanwhile is done
+ * once what is buffered is sent. */
+void tapio__stream_sendfile_ended(tapio_transport *t);
 /* Frees a transport whose connection_made never ran (closes its fd). */
 void tapio__transport_discard(tapio_transport *t);
 
