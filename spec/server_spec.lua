@@ -516,6 +516,19 @@ asyncio.run(main())
         ("x"):rep(200))
       assert.is_false(ok)
       assert.are.equal("ENAMETOOLONG", err.name)
+      assert.matches("create_unix_server: 'path' is 200 bytes long; a "
+        .. "socket's path holds 107", err.message, 1, true)
+      for _, path in ipairs { "", "@", "\0" } do
+        err = select(2, pcall(loop.create_unix_server, loop,
+          function() end, path))
+        assert.are.equal("EINVAL", err.name)
+        assert.matches("create_unix_server: 'path' ", err.message, 1, true)
+      end
+      err = select(2, pcall(loop.create_unix_connection, loop,
+        function() end, "@" .. ("x"):rep(108)))
+      assert.are.equal("ENAMETOOLONG", err.name)
+      assert.matches("create_unix_connection: 'path' is an abstract name "
+        .. "of 108 bytes; one holds 107", err.message, 1, true)
     end)
   end)
 end)

@@ -451,11 +451,36 @@ static int unix_check(tapio_loop *loop, int fd, int call) {
   return TAPIO_EINVAL;
 }
 
+/* Why path is no Unix socket's address (tapio__unix_addr's rc), in
+ * words naming the call and the argument. */
+static int bad_unix_path(tapio_loop *loop, const char *path, int rc,
+                         int call) {
+  const char *fn = call_names[call];
+  size_t n = path ? strlen(path) : 0;
+  if (!path)
+    tapio__refuse(loop, "%s: 'path' is NULL (and no 'sock' given)", fn);
+  else if (n == 0)
+    tapio__refuse(loop, "%s: 'path' is empty", fn);
+  else if (rc == TAPIO_EINVAL) /* "@" alone */
+    tapio__refuse(loop, "%s: 'path' \"@\" names no abstract socket "
+                  "(\"@name\")", fn);
+  else if (tapio__unix_abstract(path))
+    tapio__refuse(loop, "%s: 'path' is an abstract name of %zu bytes; one "
+                  "holds 107", fn, n - 1);
+  else
+    tapio__refuse(loop, "%s: 'path' is %zu bytes long; a socket's path "
+                  "holds 107", fn, n);
+  return rc;
+}
+
 int tapio__unix_path_or_sock(tapio_loop *loop, const char *path,
                              const tapio_options *o, int call) {
   tapio__addr probe;
-  if (!tapio__opt_is_set(o, TAPIO__OPT_SOCK))
-    return path && *path ? tapio__unix_addr(path, &probe) : TAPIO_EINVAL;
+  int rc;
+  if (!tapio__opt_is_set(o, TAPIO__OPT_SOCK)) {
+    rc = path && *path ? tapio__unix_addr(path, &probe) : TAPIO_EINVAL;
+    return rc < 0 ? bad_unix_path(loop, path, rc, call) : 0;
+  }
   if (!path)
     return 0;
   tapio__refuse(loop, "%s: path and sock can not be specified at the same "
