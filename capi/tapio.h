@@ -639,7 +639,9 @@ int tapio_remove_signal_handler(tapio_loop *loop, int sig);
  *     > 0; defaults 60 and 30): every call that takes "ssl", and start_tls.
  * Given without "ssl", these are TAPIO_EINVAL, as asyncio's ValueError.
  * A descriptor given as "sock" belongs to tapio from the create call on,
- * also when the call fails (whatever the reason): it is closed then. It
+ * also when the call fails (whatever the reason): it is closed then;
+ * but one a transport or server of the loop owns already is refused
+ * with TAPIO_EBUSY and left to it (two owners would close it twice). It
  * must be a stream socket for the stream calls and a datagram socket for
  * create_datagram_endpoint (asyncio's "A Stream Socket was expected",
  * "A datagram socket was expected"): another type is TAPIO_EINVAL, no
@@ -818,7 +820,8 @@ int tapio_create_unix_connection(tapio_loop *loop, const char *path,
                                  const tapio_options *opts,
                                  tapio_connect_fn cb, void *cb_ud);
 /* Wraps fd, a connected stream socket (TCP or Unix) the caller hands
- * over: tapio owns it from now on, also on error (a datagram socket is
+ * over: tapio owns it from now on, also on error (one a transport or
+ * server of the loop owns is TAPIO_EBUSY, left open; a datagram socket is
  * TAPIO_EINVAL, as "sock" above). */
 int tapio_connect_accepted_socket(tapio_loop *loop, int fd,
                                   const tapio_protocol *proto, void *proto_ud,

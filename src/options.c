@@ -498,6 +498,11 @@ int tapio__sock_check(tapio_loop *loop, int fd, int type, int call) {
                                     : "not a socket");
     return rc;
   }
+  if (tapio__fd_owned(loop, fd)) { /* two owners would close it twice */
+    tapio__refuse(loop, "%s: 'sock' is in use by a transport or server of "
+                  "the loop", call_names[call]);
+    return TAPIO_EBUSY;
+  }
   if (got != type) {
     tapio__refuse(loop, "%s: 'sock' is a %s socket; a %s socket was "
                   "expected", call_names[call], type_name(got),
@@ -509,8 +514,9 @@ int tapio__sock_check(tapio_loop *loop, int fd, int type, int call) {
   return tapio__socket_nonblock(fd);
 }
 
+/* EBUSY: a descriptor another owner keeps (tapio__sock_check) */
 int tapio__opts_fail(const tapio_options *o, int code) {
-  if (tapio__opt_is_set(o, TAPIO__OPT_SOCK))
+  if (tapio__opt_is_set(o, TAPIO__OPT_SOCK) && code != TAPIO_EBUSY)
     close((int)o->ints[TAPIO__OPT_SOCK]);
   return code;
 }
