@@ -491,17 +491,18 @@ int tapio__unix_path_or_sock(tapio_loop *loop, const char *path,
 int tapio__sock_check(tapio_loop *loop, int fd, int type, int call) {
   int got = 0;
   socklen_t len = sizeof got;
+  /* first: one a pipe transport owns is no socket, and is not closed */
+  if (tapio__fd_owned(loop, fd)) { /* two owners would close it twice */
+    tapio__refuse(loop, "%s: 'sock' is in use by a transport or server of "
+                  "the loop", call_names[call]);
+    return TAPIO_EBUSY;
+  }
   if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &got, &len) < 0) {
     int rc = tapio__from_errno(errno);
     tapio__refuse(loop, "%s: 'sock' is %s", call_names[call],
                   rc == TAPIO_EBADF ? "not an open descriptor"
                                     : "not a socket");
     return rc;
-  }
-  if (tapio__fd_owned(loop, fd)) { /* two owners would close it twice */
-    tapio__refuse(loop, "%s: 'sock' is in use by a transport or server of "
-                  "the loop", call_names[call]);
-    return TAPIO_EBUSY;
   }
   if (got != type) {
     tapio__refuse(loop, "%s: 'sock' is a %s socket; a %s socket was "
