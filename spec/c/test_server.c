@@ -253,6 +253,45 @@ static void server_sock_option(void)
   srv_release_and_free(&sv, loop); /* tapio owns lfd and closes it */
 }
 
+static void no_call(void *ud)
+{
+  (void)ud;
+}
+
+/* A "sock" is the server's from the create call on: given again while
+ * that call waits for the loop, it is refused (TAPIO_EBUSY), not taken
+ * by two servers that would each close it; cancelled, the call closes
+ * it. */
+static void server_sock_taken_at_the_call(void)
+{
+  tapio_loop *loop = new_loop();
+  tapio_options *o = new_options(loop);
+  srv sv, again;
+  int port, lfd = raw_bind(AF_INET, &port), fd;
+  srv_init(&sv, loop);
+  srv_init(&again, loop);
+  CHECK_OK(tapio_options_set_int(o, "sock", lfd));
+  CHECK_OK(tapio_create_server(loop, NULL, 0, 0, srv_factory, &sv, o,
+                               on_server, &sv));
+  CHECK_ERR(tapio_create_server(loop, NULL, 0, 0, srv_factory, &again, o,
+                                on_server, &again), TAPIO_EBUSY);
+  CHECK_ERR(tapio_add_reader(loop, lfd, no_call, NULL), TAPIO_EBUSY);
+  tapio_options_free(o);
+  WAIT_FOR(loop, sv.done);
+  CHECK_OK(sv.status);
+  CHECK_EQ(again.done, 0);
+  CHECK_EQ(tapio_server_get_fd(sv.s, 0), lfd);
+  fd = raw_connect(AF_INET, "127.0.0.1", port);
+  CHECK(fd >= 0);
+  CHECK_STR(srv_wait_conn(&sv, 0)->log, "made");
+  close(fd);
+  tapio_server_release(sv.s);
+  CHECK(fcntl(lfd, F_GETFD) < 0); /* closed by its server, once */
+  free_loop(loop);
+  srv_free(&sv);
+  srv_free(&again);
+}
+
 static void server_start_serving_later(void)
 {
   static const char *const hosts[] = { "127.0.0.1" };
@@ -708,6 +747,7 @@ TEST_MAIN(
   TEST(server_reuse_address_default),
   TEST(server_all_interfaces),
   TEST(server_sock_option),
+  TEST(server_sock_taken_at_the_call),
   TEST(server_start_serving_later),
   TEST(server_address_in_use),
   TEST(server_unknown_host),
