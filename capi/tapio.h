@@ -642,7 +642,9 @@ int tapio_remove_signal_handler(tapio_loop *loop, int sig);
  *     > 0; defaults 60 and 30): every call that takes "ssl", and start_tls.
  * Given without "ssl", these are TAPIO_EINVAL, as asyncio's ValueError.
  * A descriptor given as "sock" belongs to tapio from the create call on,
- * also when the call fails (whatever the reason): it is closed then. It
+ * also when the call fails (whatever the reason): it is closed then;
+ * but one a transport or server of the loop owns already is refused
+ * with TAPIO_EBUSY and left to it (two owners would close it twice). It
  * must be a stream socket for the stream calls and a datagram socket for
  * create_datagram_endpoint (asyncio's "A Stream Socket was expected",
  * "A datagram socket was expected"): another type is TAPIO_EINVAL, no
@@ -821,7 +823,8 @@ int tapio_create_unix_connection(tapio_loop *loop, const char *path,
                                  const tapio_options *opts,
                                  tapio_connect_fn cb, void *cb_ud);
 /* Wraps fd, a connected stream socket (TCP or Unix) the caller hands
- * over: tapio owns it from now on, also on error (a datagram socket is
+ * over: tapio owns it from now on, also on error (one a transport or
+ * server of the loop owns is TAPIO_EBUSY, left open; a datagram socket is
  * TAPIO_EINVAL, as "sock" above). */
 int tapio_connect_accepted_socket(tapio_loop *loop, int fd,
                                   const tapio_protocol *proto, void *proto_ud,
@@ -1068,37 +1071,39 @@ int tapio_transport_writelines(tapio_transport *t, const void *const *bufs,
 /* 1: write_eof is supported (a socket stream, a write pipe); 0
  * otherwise. */
 int tapio_transport_can_write_eof(tapio_transport *t);
-/* Shuts down the sending side after the buffer is flushed; data may still
- * arrive. On a write pipe, which has no other side, it is close() (as
- * asyncio's). Idempotent. TAPIO_ENOTSUP where can_write_eof answers 0. */
+/* Shuts down the sending side after the buffer is flushed (and after the
+ * file of a sendfile in progress); data may still arrive. On a write pipe,
+ * which has no other side, it is close() (as asyncio's). Idempotent.
+ * TAPIO_ENOTSUP where can_write_eof answers 0. */
 int tapio_transport_write_eof(tapio_transport *t);
 
-/* asyncio's loop.sendfile(transport, file, offset, count, fallback):
- * sends count bytes (0: to the end) of the file open at fd, from offset,
- * over the stream transport t (a TCP or Unix stream, TLS or not, a write
- * pipe, a memory pair), and then calls cb with 0 (or the error) and the
- * bytes sent, from the loop; the file's offset is then offset + sent if
- * any was sent (as asyncio leaves it), however it ends: done, failed,
- * cancelled or the loop freed. What t had buffered goes first. On a plain socket
- * the kernel sends from the file (sendfile(2): no copy through user
- * space); elsewhere (TLS, a pipe, a memory pair, a testing fault), or for
- * a file the kernel cannot send from, it is read (pread, on the loop's
- * thread) and written through t at the pace of its flow control, unless
- * fallback is 0: then TAPIO_ENOTSUP (where it is known at once, from the
- * call). Meanwhile t is the operation's: reading is paused (and resumed
- * after, if it was on), its protocol hears neither pause_writing nor
- * resume_writing (it hears at the end if its view changed) and its writes
- * fail with TAPIO_EBUSY; a connection lost ends the operation with that
- * error before the protocol's connection_lost, a close() with
- * TAPIO_ECLOSED. The call returns TAPIO_ENOTSUP for a kind that cannot
- * send a file (datagrams, a read pipe, a subprocess's pipes), TAPIO_EBUSY
- * during another sendfile on t, TAPIO_ECLOSED when t is closing (or
- * after write_eof), TAPIO_EBADF for an fd that is not open (TAPIO_EINVAL
- * for a negative one). get_protocol and set_protocol meanwhile
- * answer and change the protocol held aside (it is the transport's again
- * at the end); start_tls is TAPIO_EBUSY. tapio_cancel_pending(loop,
- * cb_ud) stops it (what was sent stays sent; lseek(fd, 0, SEEK_CUR)
- * tells how far it got). */
+/* asyncio's loop.sendfile(transport, file, offset, count, fallback): sends
+ * count bytes (0: to the end) of the file open at fd, from offset, over the
+ * stream transport t (a TCP or Unix stream, TLS or not, a write pipe, a
+ * memory pair), and then calls cb with 0 (or the error) and the bytes sent,
+ * from the loop; the file's offset is then offset + sent if any was sent (as
+ * asyncio leaves it), however it ends: done, failed, cancelled or the loop
+ * freed. What t had buffered goes first. On a plain socket the kernel sends
+ * from the file (sendfile(2): no copy through user space); elsewhere (TLS, a
+ * pipe, a memory pair, a testing fault), or for a file the kernel cannot
+ * send from, it is read (pread, on the loop's thread) and written through t
+ * at the pace of its flow control, unless fallback is 0: then TAPIO_ENOTSUP
+ * (where it is known at once, from the call). Meanwhile t is the
+ * operation's: reading is paused (and resumed after, if it was on), its
+ * protocol hears neither pause_writing nor resume_writing (it hears at the
+ * end if its view changed) and its writes fail with TAPIO_EBUSY (a write_eof
+ * waits for the file's end, where asyncio's shuts the socket under it); a
+ * connection lost ends the operation with that error before the protocol's
+ * connection_lost, a close() with TAPIO_ECLOSED; a file that cannot be read
+ * (not open for reading, a read error) ends it with that error, t given back
+ * as it was. The call returns TAPIO_ENOTSUP for a kind that cannot send a
+ * file (datagrams, a read pipe, a subprocess's pipes), TAPIO_EBUSY during
+ * another sendfile on t, TAPIO_ECLOSED when t is closing (or after
+ * write_eof), TAPIO_EBADF for an fd that is not open (TAPIO_EINVAL for a
+ * negative one). get_protocol and set_protocol meanwhile answer and change
+ * the protocol held aside (it is the transport's again at the end);
+ * start_tls is TAPIO_EBUSY. tapio_cancel_pending(loop, cb_ud) stops it (what
+ * was sent stays sent; lseek(fd, 0, SEEK_CUR) tells how far it got). */
 typedef void (*tapio_sendfile_fn)(void *ud, int status, uint64_t sent);
 int tapio_transport_sendfile(tapio_transport *t, int fd, uint64_t offset,
                              uint64_t count, int fallback,
@@ -1179,9 +1184,10 @@ enum tapio_stat {
   TAPIO_STAT_WRITE_PAUSES = 6,        /* pause_writing calls */
   TAPIO_STAT_DATAGRAMS_DROPPED = 7    /* see below */
 };
-/* One figure; times include a pause still going on. 0 for unknown.
- * Answers until connection_lost returns: read there, they are the
- * connection's totals (a proxy's per-connection log). On TLS the bytes
+/* One figure; times include a pause still going on (one going on at the
+ * end counts until the end). 0 for unknown. Answers until
+ * connection_lost returns: read there (or from a retained shell later),
+ * they are the connection's totals (a proxy's per-connection log). On TLS the bytes
  * and write buffer figures are plain bytes (TAPIO_TLS_NUM_WIRE_* count
  * ciphertext).
  * TAPIO_STAT_DATAGRAMS_DROPPED: the datagrams the kernel dropped for a

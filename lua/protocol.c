@@ -6,6 +6,7 @@
  * A missing method is the reference's default. */
 #include "tapio_lua.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 /* A protocol with get_buffer is a BufferedProtocol, as asyncio decides by
@@ -178,10 +179,12 @@ int tl_tr_getbuf(lua_State *L) {
     if (!tl_tointeger(L, 4, &start))
       return luaL_error(L, "tapio: get_buffer's second result must be an "
                            "integer position");
-    if (start < 1 || (size_t)start > b->size + 1)
-      return luaL_error(L, "tapio: get_buffer's position %d is outside "
-                           "the buffer (1..%d)", (int)start,
-                        (int)b->size + 1);
+    if (start < 1 || (size_t)start > b->size + 1) {
+      char msg[96]; /* %I is 5.3+: format here for both */
+      snprintf(msg, sizeof msg, "%lld is outside the buffer (1..%llu)",
+               (long long)start, (unsigned long long)b->size + 1);
+      return luaL_error(L, "tapio: get_buffer's position %s", msg);
+    }
   }
   anchor_buffer(L, lt, 3);
   out->p = b->data + (start - 1);

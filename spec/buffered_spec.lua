@@ -190,6 +190,13 @@ describe("a BufferedProtocol", function()
         assert.matches("position 18 is outside the buffer %(1..17%)", err)
       end))
 
+  it("fails when get_buffer's position is far outside the buffer, "
+     .. "saying which", failing(function(self) return self.buf, 2^32 + 5 end,
+      "error in protocol.get_buffer%(%)", function(err)
+        assert.matches("position 4294967301 is outside the buffer "
+          .. "%(1..17%)", err)
+      end))
+
   it("fails with EBUFFER when the buffer has no room",
     failing(function(self) return self.buf, 17 end,
       "empty buffer", function(err)

@@ -206,6 +206,71 @@ describe("loop:sendfile", function()
     f:close()
   end))
 
+  it("sends the whole file before a write_eof asked meanwhile (the "
+     .. "kernel's sendfile)", function()
+    run(function(loop)
+      local peer = loop:create_future()
+      local parts, eof = {}, loop:create_future()
+      local path = os.tmpname() -- a Unix socket: its buffers hold little
+      os.remove(path)
+      local server = loop:create_unix_server(function()
+        return {
+          connection_made = function(_, tr)
+            tr:pause_reading() -- the file waits for it
+            peer:set_result(tr)
+          end,
+          data_received = function(_, d) parts[#parts + 1] = d end,
+          eof_received = function() eof:set_result(true) end,
+        }
+      end, path)
+      local t = loop:create_unix_connection(function() return {} end, path)
+      local f, content = data_file()
+      local sending = loop:create_task(function()
+        return loop:sendfile(t, f)
+      end)
+      local tr = peer:await()
+      while t:is_reading() and not sending:done() do -- the operation's
+        tapio.sleep(0)
+      end
+      assert.is_false(sending:done())
+      t:write_eof()
+      tr:resume_reading()
+      assert.equal(SIZE, sending:await())
+      eof:await()
+      assert.is_true(table.concat(parts) == content)
+      assert.is_false(t:is_closing())
+      t:close()
+      f:close()
+      server:close()
+    end)
+  end)
+
+  it("sends the whole file before a write_eof asked meanwhile (the "
+     .. "fallback)", testing.run(function(clock, loop)
+    local received, eofs = {}, 0
+    local ta, tb = testing.pipe_pair({}, {
+      data_received = function(_, d) received[#received + 1] = d end,
+      eof_received = function() eofs = eofs + 1 return true end,
+    })
+    tb:pause_reading()
+    local f, content = data_file()
+    local sending = loop:create_task(function()
+      return loop:sendfile(ta, f)
+    end)
+    clock:run_until_idle()
+    assert.is_false(sending:done())
+    ta:write_eof()
+    tb:resume_reading()
+    assert.equal(SIZE, sending:await())
+    clock:run_until_idle()
+    assert.is_true(table.concat(received) == content)
+    assert.equal(1, eofs)
+    assert.is_false(ta:is_closing())
+    ta:abort()
+    tb:abort()
+    f:close()
+  end))
+
   it("outside a task leaves its error to whoever has the future: " ..
      "dropped, it is reported as never retrieved", function()
     local heard = helper.unretrieved(function(loop)
@@ -229,6 +294,29 @@ describe("loop:sendfile", function()
     assert.equal("EBADF", heard[1].exception.name)
   end)
 
+  it("fails on a file it cannot read, leaving the connection as it was "
+     .. "(asyncio raises the file's error)", function()
+    run(function(loop)
+      local server, got = collector(loop)
+      local t = loop:create_connection(function() return {} end,
+        "127.0.0.1", helper.port(server))
+      local path = os.tmpname()
+      local wf = assert(io.open(path, "a")) -- open for writing only
+      local err = fails(loop.sendfile, loop, t, wf)
+      assert.equal("EBADF", err.name)
+      assert.equal(0, err.count)
+      assert.is_false(t:is_closing())
+      assert.is_true(t:is_reading())
+      t:write("still")
+      t:write_eof()
+      assert.equal("still", got:await())
+      wf:close()
+      os.remove(path)
+      t:close()
+      server:close()
+    end)
+  end)
+
   it("says what is wrong with its arguments", function()
     run(function(loop)
       local server = collector(loop)
@@ -246,6 +334,10 @@ describe("loop:sendfile", function()
       assert.matches("unknown option 'bogus'",
         fails(loop.sendfile, loop, t, f, 0, nil, { bogus = 1 }))
       assert.equal("EBADF", fails(loop.sendfile, loop, t, 9999).name)
+      local other = tapio.new_loop() -- t is open, but not other's
+      assert.matches("loop:sendfile: the transport belongs to another loop",
+        fails(other.sendfile, other, t, f))
+      other:close()
       -- self is checked before the Lua file's position is read
       assert.matches("loop:sendfile: bad self %(tapio.loop expected, got "
         .. "table%)", fails(loop.sendfile, {}, t, f))

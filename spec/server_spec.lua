@@ -203,6 +203,35 @@ describe("a server", function()
     end)
   end)
 
+  it("wait_closed waits for the connection its factory gave after "
+     .. "closing the server", function()
+    run(function(loop)
+      local server
+      local sp = recorder(loop, { connection_made = function(self, tr)
+        self.transport = tr
+        tr:write("hi")
+        self.made:set_result(tr)
+      end })
+      server = loop:create_server(function()
+        server:close()
+        return sp
+      end, "127.0.0.1", 0)
+      local done = false
+      local waiter = loop:create_task(function()
+        server:wait_closed()
+        done = true
+      end)
+      local t, p = connect(loop, helper.port(server))
+      p:bytes(2):await() -- turns of the loop since the close
+      assert.are.equal(1, server:client_count())
+      assert.is_false(done)
+      t:close()
+      sp.lost:await()
+      waiter:await()
+      assert.is_true(done)
+    end)
+  end)
+
   it("wait_closed gives a future outside a task", function()
     local loop = tapio.new_loop()
     local server = loop:run_until_complete(loop:create_server(function()
@@ -487,6 +516,19 @@ asyncio.run(main())
         ("x"):rep(200))
       assert.is_false(ok)
       assert.are.equal("ENAMETOOLONG", err.name)
+      assert.matches("create_unix_server: 'path' is 200 bytes long; a "
+        .. "socket's path holds 107", err.message, 1, true)
+      for _, path in ipairs { "", "@", "\0" } do
+        err = select(2, pcall(loop.create_unix_server, loop,
+          function() end, path))
+        assert.are.equal("EINVAL", err.name)
+        assert.matches("create_unix_server: 'path' ", err.message, 1, true)
+      end
+      err = select(2, pcall(loop.create_unix_connection, loop,
+        function() end, "@" .. ("x"):rep(108)))
+      assert.are.equal("ENAMETOOLONG", err.name)
+      assert.matches("create_unix_connection: 'path' is an abstract name "
+        .. "of 108 bytes; one holds 107", err.message, 1, true)
     end)
   end)
 end)

@@ -985,6 +985,51 @@ describe("creating transports", function()
       assert.are.equal("EBADF", err.name)
     end)
   end)
+
+  it("refuses as 'sock' a descriptor a transport or server of the loop "
+     .. "owns, leaving it open", function()
+    run(function(loop)
+      local server = loop:create_server(function() return {} end,
+        "127.0.0.1", 0)
+      local t, p = loop:create_connection(function()
+        return helper.recorder(loop)
+      end, "127.0.0.1", helper.port(server))
+      local fd, lfd = t:get_extra_info("socket"), server:sockets()[1]
+      local function refused(fn, ...)
+        local ok, err = pcall(fn, loop, ...)
+        assert.is_false(ok)
+        assert.are.equal("EBUSY", err.name)
+        assert.matches("'sock' is in use by a transport or server of the "
+          .. "loop", err.message, 1, true)
+      end
+      local factory = function() return {} end
+      refused(loop.create_connection, factory, nil, nil, { sock = fd })
+      refused(loop.connect_accepted_socket, factory, fd)
+      refused(loop.create_server, factory, nil, nil, { sock = lfd })
+      local path = os.tmpname()
+      os.remove(path)
+      local userver = loop:create_unix_server(factory, path)
+      local ut = loop:create_unix_connection(factory, path)
+      refused(loop.create_unix_connection, factory,
+        { sock = ut:get_extra_info("socket") })
+      refused(loop.create_unix_server, factory,
+        { sock = userver:sockets()[1] })
+      ut:close()
+      userver:close()
+      -- both still theirs: open and working
+      t:write("ping")
+      assert.are.equal(lfd, server:sockets()[1])
+      local t2, p2 = loop:create_connection(function()
+        return helper.recorder(loop)
+      end, "127.0.0.1", helper.port(server))
+      assert.is_false(t:is_closing())
+      t:close()
+      t2:close()
+      assert.is_false(p.lost:await())
+      assert.is_false(p2.lost:await())
+      server:close()
+    end)
+  end)
 end)
 
 describe("a Unix socket transport", function()

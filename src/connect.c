@@ -255,7 +255,8 @@ static int wrap(tapio_loop *loop, int fd, const tapio_protocol *proto,
   socklen_t len = sizeof ss;
   int rc = tapio__sock_check(loop, fd, SOCK_STREAM, call);
   if (rc < 0) {
-    close(fd);
+    if (rc != TAPIO_EBUSY) /* else another owner's */
+      close(fd);
     return rc;
   }
   r = req_new(loop, proto, proto_ud, cb, cb_ud);

@@ -18,7 +18,7 @@ typedef struct listen_req {
   char **hosts;          /* TCP: nhosts names; Unix: hosts[0] is the path */
   size_t nhosts;
   int port, family, backlog, reuse_address, reuse_port, start_serving;
-  int sock, is_unix;
+  int sock, is_unix;     /* sock: the server's listener already, if >= 0 */
   int res_flags;         /* "flags" as TAPIO__RES_* */
   size_t next;           /* the host to resolve next */
   tapio__lookup *lookup; /* its lookup, while under way */
@@ -27,12 +27,9 @@ typedef struct listen_req {
   size_t nbound, capbound;
 } listen_req;
 
-/* Also closes the "sock" descriptor if no listener took it. */
 static void req_free(listen_req *r) {
   tapio_loop *loop = r->req.loop;
   size_t i;
-  if (r->sock >= 0)
-    close(r->sock);
   tapio__lookup_cancel(r->lookup);
   for (i = 0; i < r->nhosts; i++)
     tapio__strfree(loop, r->hosts[i]);
@@ -252,11 +249,10 @@ static void req_run(tapio__task *task) {
     return;
   }
   if (fd >= 0) {
-    r->sock = -1;
     /* listened on as asyncio's server does (a bound socket not yet
      * listening serves; a listening one gets the backlog); a Unix one's
-     * file stays the caller's */
-    rc = listen_fd(r, fd);
+     * file stays the caller's; on failure the server closes it */
+    rc = listen(fd, r->backlog) < 0 ? tapio__from_errno(errno) : 0;
     if (rc < 0) /* a connected one, say: asyncio's listen raises too */
       snprintf(r->why, sizeof r->why, "%s: cannot listen on the socket "
                "given as 'sock': %s", r->is_unix ? "create_unix_server"
@@ -310,11 +306,16 @@ static int copy_hosts(listen_req *r, const char *const *hosts) {
   return 0;
 }
 
+/* A "sock" is the server's listener from the call on (add_fd closes it
+ * if it cannot be), so that another create call given it while this one
+ * waits for the loop finds it owned (tapio__sock_check). */
 static int submit(listen_req *r, tapio_server_fn cb, void *cb_ud,
                   const char *const *hosts) {
-  int rc = copy_hosts(r, hosts);
+  int rc = r->sock >= 0 ? tapio__server_add_fd(r->server, r->sock) : 0;
+  if (rc == 0)
+    rc = copy_hosts(r, hosts);
   if (rc < 0) {
-    tapio__server_destroy(r->server);
+    tapio__server_destroy(r->server); /* closes the "sock" it took */
     req_free(r);
     return rc;
   }

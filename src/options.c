@@ -455,11 +455,36 @@ static int unix_check(tapio_loop *loop, int fd, int call) {
   return TAPIO_EINVAL;
 }
 
+/* Why path is no Unix socket's address (tapio__unix_addr's rc), in
+ * words naming the call and the argument. */
+static int bad_unix_path(tapio_loop *loop, const char *path, int rc,
+                         int call) {
+  const char *fn = call_names[call];
+  size_t n = path ? strlen(path) : 0;
+  if (!path)
+    tapio__refuse(loop, "%s: 'path' is NULL (and no 'sock' given)", fn);
+  else if (n == 0)
+    tapio__refuse(loop, "%s: 'path' is empty", fn);
+  else if (rc == TAPIO_EINVAL) /* "@" alone */
+    tapio__refuse(loop, "%s: 'path' \"@\" names no abstract socket "
+                  "(\"@name\")", fn);
+  else if (tapio__unix_abstract(path))
+    tapio__refuse(loop, "%s: 'path' is an abstract name of %zu bytes; one "
+                  "holds 107", fn, n - 1);
+  else
+    tapio__refuse(loop, "%s: 'path' is %zu bytes long; a socket's path "
+                  "holds 107", fn, n);
+  return rc;
+}
+
 int tapio__unix_path_or_sock(tapio_loop *loop, const char *path,
                              const tapio_options *o, int call) {
   tapio__addr probe;
-  if (!tapio__opt_is_set(o, TAPIO__OPT_SOCK))
-    return path && *path ? tapio__unix_addr(path, &probe) : TAPIO_EINVAL;
+  int rc;
+  if (!tapio__opt_is_set(o, TAPIO__OPT_SOCK)) {
+    rc = path && *path ? tapio__unix_addr(path, &probe) : TAPIO_EINVAL;
+    return rc < 0 ? bad_unix_path(loop, path, rc, call) : 0;
+  }
   if (!path)
     return 0;
   tapio__refuse(loop, "%s: path and sock can not be specified at the same "
@@ -470,6 +495,12 @@ int tapio__unix_path_or_sock(tapio_loop *loop, const char *path,
 int tapio__sock_check(tapio_loop *loop, int fd, int type, int call) {
   int got = 0;
   socklen_t len = sizeof got;
+  /* first: one a pipe transport owns is no socket, and is not closed */
+  if (tapio__fd_owned(loop, fd)) { /* two owners would close it twice */
+    tapio__refuse(loop, "%s: 'sock' is in use by a transport or server of "
+                  "the loop", call_names[call]);
+    return TAPIO_EBUSY;
+  }
   if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &got, &len) < 0) {
     int rc = tapio__from_errno(errno);
     tapio__refuse(loop, "%s: 'sock' is %s", call_names[call],
@@ -488,8 +519,9 @@ int tapio__sock_check(tapio_loop *loop, int fd, int type, int call) {
   return tapio__socket_nonblock(fd);
 }
 
+/* EBUSY: a descriptor another owner keeps (tapio__sock_check) */
 int tapio__opts_fail(const tapio_options *o, int code) {
-  if (tapio__opt_is_set(o, TAPIO__OPT_SOCK))
+  if (tapio__opt_is_set(o, TAPIO__OPT_SOCK) && code != TAPIO_EBUSY)
     close((int)o->ints[TAPIO__OPT_SOCK]);
   return code;
 }

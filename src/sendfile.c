@@ -48,6 +48,7 @@ static void give_back(op *o) {
   t->flags &= ~(uint32_t)TAPIO__T_SENDFILE;
   if (t->flags & (TAPIO__T_CLOSING | TAPIO__T_LOST))
     return;
+  tapio__stream_sendfile_ended(t);
   if (o->was_reading)
     tapio_transport_resume_reading(t);
   if (o->was_paused && !paused && t->proto->resume_writing)
@@ -147,12 +148,13 @@ static void pump(op *o) {
   while (!(t->flags & TAPIO__T_WPAUSED) && turn < TURN_MAX) {
     ssize_t n = tapio__sendfile_read(o->fd, o->offset, o->count, o->sent,
                                      buf);
+    uint32_t held = t->flags & (TAPIO__T_SENDFILE | TAPIO__T_EOF_WANTED);
     int rc;
     if (n <= 0)
       return finish(o, (int)n);
-    t->flags &= ~(uint32_t)TAPIO__T_SENDFILE;
+    t->flags &= ~held; /* the file's writes: before a write_eof asked */
     rc = tapio_transport_write(t, buf, (size_t)n);
-    t->flags |= TAPIO__T_SENDFILE;
+    t->flags |= held;
     if (rc < 0)
       return finish(o, rc);
     o->sent += (uint64_t)n;
@@ -166,9 +168,18 @@ static void pump(op *o) {
 
 /* ---- Native: sendfile(2) while the socket takes it --------------------- */
 
+/* sendfile(2)'s errors that are the file's: not open for reading, a
+ * read of it failing, an offset it cannot take. */
+static int file_error(int err) {
+  return err == EBADF || err == EIO || err == EOVERFLOW || err == ESPIPE ||
+         err == EISDIR || err == ENXIO;
+}
+
 /* sendfile(2) failed with err: a file it cannot send from goes to the
- * fallback (when allowed, and nothing was sent yet); a broken connection
- * ends the operation, then the transport. */
+ * fallback (when allowed, and nothing was sent yet); the file's own
+ * failure ends the operation only, the connection given back as it was
+ * (asyncio's read of the file raises); a broken connection ends the
+ * operation, then the transport. */
 static void native_failed(op *o, int err) {
   tapio_transport *t = o->t;
   int code = tapio__from_errno(err);
@@ -179,7 +190,8 @@ static void native_failed(op *o, int err) {
     return pump(o);
   }
   finish(o, code); /* frees o */
-  tapio__transport_force_close(t, code, NULL);
+  if (!file_error(err))
+    tapio__transport_force_close(t, code, NULL);
 }
 
 static void send_native(op *o) {
@@ -284,8 +296,13 @@ static int refused(tapio_transport *t, int fd) {
     tapio__refuse(t->loop, "sendfile: another sendfile is in progress");
     return TAPIO_EBUSY;
   }
-  if (t->flags & (TAPIO__T_CLOSING | TAPIO__T_EOF_WANTED)) {
+  if (t->flags & TAPIO__T_CLOSING) {
     tapio__refuse(t->loop, "sendfile: the transport is closing");
+    return TAPIO_ECLOSED;
+  }
+  if (t->flags & TAPIO__T_EOF_WANTED) {
+    tapio__refuse(t->loop, "sendfile: the transport's writing is ended "
+                           "(write_eof)");
     return TAPIO_ECLOSED;
   }
   if (fstat(fd, &st) < 0) {

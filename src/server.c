@@ -57,9 +57,15 @@ static void maybe_free(tapio_server *s) {
   tapio__free(loop, s, sizeof *s);
 }
 
+/* Posted when the last client went with the server closed; a factory
+ * that closes its server is asked for a connection still, counted after
+ * its close posted this: the waiters then wait for that one (its
+ * detach posts again). */
 static void run_waiters(tapio__task *task) {
   tapio_server *s = TAPIO_CONTAINER(task, tapio_server, task);
   waiter *w = s->waiters;
+  if (s->nclients)
+    return;
   s->waiters = NULL;
   s->busy++;
   while (w) {

@@ -468,15 +468,16 @@ static void closed(tapio__stream *s) {
     tapio__transport_lost(&s->head, 0, NULL);
 }
 
-/* The buffer is empty: finish a pending close or write_eof. */
+/* The buffer is empty: finish a pending close or write_eof (a write_eof
+ * after the file a sendfile is sending: see tapio__stream_sendfile_ended). */
 static void drained(tapio__stream *s) {
   tapio_transport *t = &s->head;
   if (!(t->flags & TAPIO__WANT_WRITE))
     ev_io_stop(t->loop->ev, &s->wio);
   if (t->flags & TAPIO__T_CLOSING) {
     closed(s);
-  } else if ((t->flags & TAPIO__T_EOF_WANTED) &&
-             !(t->flags & TAPIO__T_SHUT)) {
+  } else if ((t->flags & (TAPIO__T_EOF_WANTED | TAPIO__T_SHUT |
+                          TAPIO__T_SENDFILE)) == TAPIO__T_EOF_WANTED) {
     t->flags |= TAPIO__T_SHUT;
     s->io->shutdown(s, s->io_ctx);
   }
@@ -527,6 +528,11 @@ int tapio_transport_write_eof(tapio_transport *t) {
   if (t->wsize == 0)
     drained(tapio__to_stream(t));
   return 0;
+}
+
+void tapio__stream_sendfile_ended(tapio_transport *t) {
+  if ((t->flags & TAPIO__T_EOF_WANTED) && t->wsize == 0)
+    drained(tapio__to_stream(t));
 }
 
 /* ---- The stream's steps of the lifetime -------------------------------- */

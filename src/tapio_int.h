@@ -158,6 +158,8 @@ void tapio__fdwatches_free_all(tapio_loop *loop);
  * (not open), TAPIO_EPERM (a file or directory), TAPIO_EBUSY (a transport
  * or server of the loop owns it); else 0. */
 int tapio__fd_usable(tapio_loop *loop, int fd);
+/* 1 if a transport or server of the loop owns fd. */
+int tapio__fd_owned(tapio_loop *loop, int fd);
 /* 1 when fd is not an open descriptor. */
 int tapio__fd_closed(int fd);
 /* A watcher was started: before the next poll, the loop checks that the
@@ -421,7 +423,9 @@ int tapio__sock_check(tapio_loop *loop, int fd, int type, int call);
 int tapio__unix_path_or_sock(tapio_loop *loop, const char *path,
                              const tapio_options *o, int call);
 /* A create call failing: the descriptor given as "sock" is tapio's from
- * the call on, so it is closed. Returns code. */
+ * the call on, so it is closed; not with TAPIO_EBUSY, which refuses one a
+ * transport or server of the loop owns (tapio__sock_check). Returns
+ * code. */
 int tapio__opts_fail(const tapio_options *o, int code);
 int64_t tapio__opt_int(const tapio_options *o, enum tapio__opt which,
                        int64_t dflt);
@@ -724,6 +728,9 @@ void tapio__stream_close(tapio_transport *t);
 void tapio__stream_halt(tapio_transport *t);
 int tapio__stream_fd(tapio_transport *t);
 void tapio__stream_reading(tapio_transport *t);
+/* A sendfile gave the stream back: a write_eof asked meanwhile is done
+ * once what is buffered is sent. */
+void tapio__stream_sendfile_ended(tapio_transport *t);
 /* Frees a transport whose connection_made never ran (closes its fd). */
 void tapio__transport_discard(tapio_transport *t);
 

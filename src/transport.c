@@ -91,10 +91,23 @@ void tapio__transport_made(tapio_transport *t) {
 
 /* ---- Closing ----------------------------------------------------------- */
 
+/* The end ends a pause still going on: its time joins the totals, so
+ * that the figures read in connection_lost, or from a retained shell
+ * later, are the connection's and stop growing. */
+static void end_pauses(tapio_transport *t) {
+  double now = tapio__time(t->loop);
+  if (t->flags & TAPIO__T_WPAUSED)
+    t->wfigs->paused += now - t->wfigs->since;
+  if (t->flags & TAPIO__T_RPAUSED)
+    t->rpaused += now - t->rpause_since;
+  t->flags &= ~(uint32_t)(TAPIO__T_WPAUSED | TAPIO__T_RPAUSED);
+}
+
 /* Once: an end already on its way keeps its code and message. */
 void tapio__transport_lost(tapio_transport *t, int code, const char *message) {
   if (t->flags & TAPIO__T_LOST)
     return;
+  end_pauses(t);
   t->flags |= TAPIO__T_LOST | TAPIO__T_CLOSING;
   t->lost_code = code;
   if (message)

@@ -121,7 +121,7 @@ static tapio__fdwatch *find(tapio_loop *loop, int fd, int events) {
 
 /* A transport or server of the loop owns fd: watching it too would steal
  * its events (asyncio: "File descriptor is used by transport"). */
-static int owned(tapio_loop *loop, int fd) {
+int tapio__fd_owned(tapio_loop *loop, int fd) {
   tapio__link *l;
   for (l = loop->transports.next; l != &loop->transports; l = l->next) {
     tapio_transport *t = TAPIO_CONTAINER(l, tapio_transport, link);
@@ -146,7 +146,7 @@ static int check_fd(int fd) {
 
 int tapio__fd_usable(tapio_loop *loop, int fd) {
   int rc = check_fd(fd);
-  if (rc == 0 && owned(loop, fd))
+  if (rc == 0 && tapio__fd_owned(loop, fd))
     rc = TAPIO_EBUSY;
   return rc;
 }
@@ -173,7 +173,7 @@ static int add(tapio_loop *loop, int fd, int events, tapio_call_fn fn,
     }
     return 0;
   }
-  if (owned(loop, fd))
+  if (tapio__fd_owned(loop, fd))
     return TAPIO_EBUSY;
   fw = tapio__alloc(loop, sizeof *fw);
   if (!fw)

@@ -1,7 +1,7 @@
 /* Creating transports: create_connection (numeric IPv4 and IPv6, a name,
  * a local address, a socket handed over, refused), connect_accepted_socket
  * and the Unix socket endpoints. */
-#include "test.h"
+#include "pipes.h"
 
 /* The addresses a transport reports. */
 typedef struct names {
@@ -165,6 +165,54 @@ static void connect_sock_option(void)
   close_both(loop, &c, s); /* tapio owns fd now and closes it */
   srv_release_and_free(&sv, loop);
   rec_free(&c);
+}
+
+/* A "sock" a transport or server of the loop owns (a connection's, a
+ * listener's, a read pipe's) is refused with TAPIO_EBUSY and left open:
+ * wrapped again, it would be closed twice, the second time under
+ * whatever took its number. */
+static void connect_sock_owned_refused(void)
+{
+  tapio_loop *loop = new_loop();
+  tapio_options *o = new_options(loop);
+  srv sv;
+  rec c, p, *s;
+  conn_wait w = { 0 };
+  int fds[2];
+  rec_init(&c);
+  rec_init(&p);
+  srv_start(&sv, loop);
+  CHECK_OK(connect_tcp(loop, "127.0.0.1", sv.port, &c, NULL));
+  s = srv_wait_conn(&sv, 0);
+  make_pipe(fds);
+  CHECK_OK(connect_pipe(loop, fds[0], 0, &p));
+  CHECK_OK(tapio_options_set_int(o, "sock", tapio_transport_get_fd(c.t)));
+  CHECK_ERR(tapio_create_connection(loop, NULL, 0, &rec_proto, NULL, o,
+                                    on_connected, &w), TAPIO_EBUSY);
+  CHECK_STR(tapio_loop_error_message(loop), "create_connection: 'sock' is "
+            "in use by a transport or server of the loop");
+  CHECK_OK(tapio_options_set_int(o, "sock", tapio_server_get_fd(sv.s, 0)));
+  CHECK_ERR(tapio_create_server(loop, NULL, 0, 0, srv_factory, &sv, o,
+                                on_server, &sv), TAPIO_EBUSY);
+  CHECK_OK(tapio_options_set_int(o, "sock", fds[0]));
+  CHECK_ERR(tapio_create_connection(loop, NULL, 0, &rec_proto, NULL, o,
+                                    on_connected, &w), TAPIO_EBUSY);
+  CHECK_ERR(tapio_connect_accepted_socket(loop, fds[0], &rec_proto, NULL,
+                                          NULL, on_connected, &w),
+            TAPIO_EBUSY);
+  tapio_options_free(o);
+  roundtrip(loop, &c, s); /* each still its owner's, open */
+  CHECK(write(fds[1], "pipe", 4) == 4);
+  WAIT_FOR(loop, p.nin == 4);
+  CHECK_EQ(tapio_server_socket_count(sv.s), 1);
+  CHECK(fcntl(tapio_server_get_fd(sv.s, 0), F_GETFD) >= 0);
+  CHECK_EQ(w.done, 0);
+  close(fds[1]);
+  WAIT_FOR(loop, p.lost);
+  close_both(loop, &c, s);
+  srv_release_and_free(&sv, loop);
+  rec_free(&c);
+  rec_free(&p);
 }
 
 /* Nothing listens on a port that is bound and not listening: the connect
@@ -789,6 +837,7 @@ TEST_MAIN(
   TEST(connect_by_name),
   TEST(connect_local_address_honoured),
   TEST(connect_sock_option),
+  TEST(connect_sock_owned_refused),
   TEST(connect_refused),
   TEST(connect_unknown_host),
   TEST(connect_bad_arguments_einval),

@@ -104,6 +104,40 @@ static void shell_keeps_write_figures(void)
   end_pair(loop, &r, -1);
 }
 
+/* A transport that ends while paused (aborted with its buffer full, its
+ * reading paused) ends its pauses there: a shell's paused times are the
+ * connection's totals and stay as they were at connection_lost. */
+static void shell_stops_counting_pauses(void)
+{
+  tapio_loop *loop = new_loop();
+  rec r;
+  tapio_transport *t;
+  size_t offset = 0;
+  int peer;
+  uint64_t wpaused, rpaused;
+  rec_init(&r);
+  peer = pair_raw(loop, &r);
+  t = r.t;
+  CHECK_OK(tapio_transport_set_write_buffer_limits(t, 0, 0));
+  fill_until_buffered(t, &offset);
+  CHECK_OK(tapio_transport_pause_reading(t));
+  CHECK_OK(tapio_transport_retain(t));
+  run_for(loop, 0.01);
+  CHECK_OK(tapio_transport_abort(t));
+  WAIT_FOR(loop, r.lost);
+  CHECK_STR(r.log, "made pause lost:0");
+  wpaused = tapio_transport_get_stat(t, TAPIO_STAT_WRITE_PAUSED_USEC);
+  rpaused = tapio_transport_get_stat(t, TAPIO_STAT_READ_PAUSED_USEC);
+  CHECK(wpaused >= 10000 && rpaused >= 10000);
+  run_for(loop, 0.02);
+  CHECK_EQ(tapio_transport_get_stat(t, TAPIO_STAT_WRITE_PAUSED_USEC),
+           wpaused);
+  CHECK_EQ(tapio_transport_get_stat(t, TAPIO_STAT_READ_PAUSED_USEC),
+           rpaused);
+  tapio_transport_release(t);
+  end_pair(loop, &r, peer);
+}
+
 static void retain_in_lost(rec *r, rec_event ev)
 {
   if (ev == EV_LOST)
@@ -211,4 +245,5 @@ static void ended_server_and_calls(void)
 
 TEST_MAIN(TEST(retained_transport_is_a_closed_shell),
           TEST(shell_goes_with_its_loop), TEST(retained_pipe_is_a_shell_too),
-          TEST(ended_server_and_calls), TEST(shell_keeps_write_figures))
+          TEST(ended_server_and_calls), TEST(shell_keeps_write_figures),
+          TEST(shell_stops_counting_pauses))

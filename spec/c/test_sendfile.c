@@ -269,6 +269,11 @@ static void refusals(void) {
             TAPIO_EINVAL);
   CHECK_ERR(tapio_transport_sendfile(r.t, 1000, 0, 0, 1, on_sent, &s),
             TAPIO_EBADF);
+  CHECK_OK(tapio_transport_write_eof(r.t)); /* not closing: ended writing */
+  CHECK_ERR(tapio_transport_sendfile(r.t, fd, 0, 0, 1, on_sent, &s),
+            TAPIO_ECLOSED);
+  CHECK_STR(tapio_loop_error_message(loop),
+            "sendfile: the transport's writing is ended (write_eof)");
   CHECK_OK(tapio_transport_close(r.t));
   CHECK_ERR(tapio_transport_sendfile(r.t, fd, 0, 0, 1, on_sent, &s),
             TAPIO_ECLOSED);

@@ -253,6 +253,45 @@ static void server_sock_option(void)
   srv_release_and_free(&sv, loop); /* tapio owns lfd and closes it */
 }
 
+static void no_call(void *ud)
+{
+  (void)ud;
+}
+
+/* A "sock" is the server's from the create call on: given again while
+ * that call waits for the loop, it is refused (TAPIO_EBUSY), not taken
+ * by two servers that would each close it; cancelled, the call closes
+ * it. */
+static void server_sock_taken_at_the_call(void)
+{
+  tapio_loop *loop = new_loop();
+  tapio_options *o = new_options(loop);
+  srv sv, again;
+  int port, lfd = raw_bind(AF_INET, &port), fd;
+  srv_init(&sv, loop);
+  srv_init(&again, loop);
+  CHECK_OK(tapio_options_set_int(o, "sock", lfd));
+  CHECK_OK(tapio_create_server(loop, NULL, 0, 0, srv_factory, &sv, o,
+                               on_server, &sv));
+  CHECK_ERR(tapio_create_server(loop, NULL, 0, 0, srv_factory, &again, o,
+                                on_server, &again), TAPIO_EBUSY);
+  CHECK_ERR(tapio_add_reader(loop, lfd, no_call, NULL), TAPIO_EBUSY);
+  tapio_options_free(o);
+  WAIT_FOR(loop, sv.done);
+  CHECK_OK(sv.status);
+  CHECK_EQ(again.done, 0);
+  CHECK_EQ(tapio_server_get_fd(sv.s, 0), lfd);
+  fd = raw_connect(AF_INET, "127.0.0.1", port);
+  CHECK(fd >= 0);
+  CHECK_STR(srv_wait_conn(&sv, 0)->log, "made");
+  close(fd);
+  tapio_server_release(sv.s);
+  CHECK(fcntl(lfd, F_GETFD) < 0); /* closed by its server, once */
+  free_loop(loop);
+  srv_free(&sv);
+  srv_free(&again);
+}
+
 static void server_start_serving_later(void)
 {
   static const char *const hosts[] = { "127.0.0.1" };
@@ -503,6 +542,45 @@ static void server_wait_closed_after_last_connection(void)
   rec_free(&c);
 }
 
+static int closing_factory(void *ud, tapio_server *server,
+                           const tapio_protocol **proto, void **proto_ud)
+{
+  CHECK_OK(tapio_server_close(server));
+  return srv_factory(ud, server, proto, proto_ud);
+}
+
+/* A factory that closes its server (nothing counted yet) still gives the
+ * connection it is asked for: wait_closed waits for that one too. */
+static void server_wait_closed_when_its_factory_closes(void)
+{
+  tapio_loop *loop = new_loop();
+  const char *host = "127.0.0.1";
+  srv sv;
+  rec c, *s;
+  closed_order co;
+  rec_init(&c);
+  srv_init(&sv, loop);
+  CHECK_OK(tapio_create_server(loop, &host, 1, 0, closing_factory, &sv,
+                               NULL, on_server, &sv));
+  WAIT_FOR(loop, sv.done);
+  CHECK_OK(tapio_server_get_address(sv.s, 0, NULL, 0, &sv.port, NULL));
+  co.sv = &sv;
+  co.fired = 0;
+  CHECK_OK(tapio_server_wait_closed(sv.s, closed_check, &co));
+  CHECK_OK(connect_tcp(loop, "127.0.0.1", sv.port, &c, NULL));
+  s = srv_wait_conn(&sv, 0);
+  CHECK_EQ(tapio_server_is_serving(sv.s), 0);
+  roundtrip(loop, &c, s); /* closed, one connection left: not fired */
+  CHECK_EQ(co.fired, 0);
+  CHECK_EQ(tapio_server_client_count(sv.s), 1);
+  CHECK_OK(tapio_transport_close(c.t));
+  WAIT_FOR(loop, co.fired);
+  CHECK_EQ(co.conn_lost_before, 1);
+  CHECK_EQ(co.count_then, 0);
+  srv_release_and_free(&sv, loop);
+  rec_free(&c);
+}
+
 /* ...and from the loop when that is already so. */
 static void server_wait_closed_when_already_closed(void)
 {
@@ -669,6 +747,7 @@ TEST_MAIN(
   TEST(server_reuse_address_default),
   TEST(server_all_interfaces),
   TEST(server_sock_option),
+  TEST(server_sock_taken_at_the_call),
   TEST(server_start_serving_later),
   TEST(server_address_in_use),
   TEST(server_unknown_host),
@@ -678,6 +757,7 @@ TEST_MAIN(
   TEST(server_close_clients_flushes),
   TEST(server_abort_clients_drops),
   TEST(server_wait_closed_after_last_connection),
+  TEST(server_wait_closed_when_its_factory_closes),
   TEST(server_wait_closed_when_already_closed),
   TEST(server_wait_closed_from_its_callback),
   TEST(server_client_count),
