@@ -23,12 +23,15 @@ typedef struct dgram_req {
   tapio__addr *locals, *remotes;
   size_t nlocals, nremotes;
   tapio__lookup *lookup;
+  tapio_transport *t; /* made at the call from a "sock" */
 } dgram_req;
 
 static void req_free(dgram_req *r) {
   tapio_loop *loop = r->req.loop;
   if (r->sock >= 0)
     close(r->sock);
+  if (r->t) /* cancelled before the loop ran the call: closes the "sock" */
+    tapio__transport_discard(r->t);
   tapio__lookup_cancel(r->lookup);
   tapio__strfree(loop, r->local_host);
   tapio__strfree(loop, r->remote_host);
@@ -220,25 +223,30 @@ static void make_unix(dgram_req *r) {
   made(r, fd, AF_UNIX, r->remote_path ? &remote : NULL, NULL);
 }
 
-/* A socket handed over: its family and peer, if connected. */
-static void make_wrapped(dgram_req *r) {
+/* A socket handed over becomes the endpoint at the call (its family and
+ * peer, if connected, read then), so that another create call or
+ * add_reader given it meanwhile finds it owned (tapio__sock_check); the
+ * endpoint is made (connection_made) when the loop runs the call. */
+static int wrap_sock(dgram_req *r) {
   tapio__addr self, peer;
   int fd = r->sock;
-  r->sock = -1;
   self.len = sizeof self.ss;
   peer.len = sizeof peer.ss;
   memset(&self.ss, 0, sizeof self.ss);
-  if (getsockname(fd, (struct sockaddr *)&self.ss, &self.len) < 0) {
-    int rc = tapio__from_errno(errno);
-    close(fd);
-    req_fail(r, rc, NULL);
-    return;
-  }
+  int connected;
+  if (getsockname(fd, (struct sockaddr *)&self.ss, &self.len) < 0)
+    return tapio__from_errno(errno);
+  connected = getpeername(fd, (struct sockaddr *)&peer.ss, &peer.len) == 0;
+  r->t = tapio__datagram_new(r->req.loop, fd, self.ss.ss_family, r->proto,
+                             r->proto_ud, connected, NULL);
+  if (!r->t)
+    return TAPIO_ENOMEM;
+  r->sock = -1; /* the transport's now */
   recv_errors(fd, self.ss.ss_family);
-  made(r, fd, self.ss.ss_family,
-       getpeername(fd, (struct sockaddr *)&peer.ss, &peer.len) == 0 ? &peer
-                                                                   : NULL,
-       NULL);
+  if (connected)
+    tapio__transport_set_peer(r->t, (const struct sockaddr *)&peer.ss,
+                              peer.len);
+  return 0;
 }
 
 /* ---- Lookups --------------------------------------------------------- */
@@ -299,8 +307,11 @@ static void req_run(tapio__task *task) {
   dgram_req *r = TAPIO_CONTAINER(task, dgram_req, req.task);
   if (r->req.loop->freeing)
     req_fail(r, TAPIO_ECANCELED, NULL);
-  else if (r->sock >= 0)
-    make_wrapped(r);
+  else if (r->t) {
+    tapio_transport *t = r->t;
+    r->t = NULL;
+    finish(r, t);
+  }
   else if (r->local_path || r->remote_path)
     make_unix(r);
   else if (r->has_local)
@@ -437,6 +448,12 @@ int tapio_create_datagram_endpoint(tapio_loop *loop,
   r->proto = proto;
   r->proto_ud = proto_ud;
   r->req.ud = cb_ud;
+  r->req.loop = loop;
+  if (r->sock >= 0 && (rc = wrap_sock(r)) < 0) {
+    r->sock = -1; /* closed by the failure path */
+    req_free(r);
+    return tapio__opts_fail(opts, rc);
+  }
   tapio__request_start(loop, &r->req, req_run, req_cancel);
   return 0;
 }

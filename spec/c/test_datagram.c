@@ -588,6 +588,50 @@ static void socketpair_handed_over(void)
   free_loop(loop);
 }
 
+/* A "sock" is the endpoint's from the call on: given again meanwhile (to
+ * a second create call, to add_reader) it is refused as owned and stays
+ * open; a call cancelled before the loop ran it closes it, once. */
+static void sock_taken_at_the_call(void)
+{
+  tapio_loop *loop = new_loop();
+  tapio_options *o = new_options(loop);
+  conn_wait w = { 0 }, again = { 0 }, gone = { 0 };
+  drec s, t, u;
+  int sv[2];
+  CHECK(socketpair(AF_UNIX, SOCK_DGRAM, 0, sv) == 0);
+  CHECK_OK(tapio_options_set_int(o, "sock", sv[0]));
+  drec_init(&s);
+  drec_init(&t);
+  drec_init(&u);
+  CHECK_OK(tapio_create_datagram_endpoint(loop, &drec_proto, &s, o,
+                                          on_connected, &w));
+  CHECK_ERR(tapio_create_datagram_endpoint(loop, &drec_proto, &t, o,
+                                           on_connected, &again),
+            TAPIO_EBUSY);
+  CHECK_ERR(tapio_add_reader(loop, sv[0], never_called, NULL), TAPIO_EBUSY);
+  CHECK(fcntl(sv[0], F_GETFD) >= 0);
+  WAIT_FOR(loop, w.done);
+  CHECK_OK(w.status);
+  CHECK_EQ(tapio_transport_get_fd(s.t), sv[0]);
+  CHECK_STR(t.log, "");
+  CHECK_EQ(again.done, 0);
+  tapio_transport_abort(s.t);
+  WAIT_FOR(loop, s.lost);
+  close(sv[1]);
+  CHECK(socketpair(AF_UNIX, SOCK_DGRAM, 0, sv) == 0);
+  CHECK_OK(tapio_options_set_int(o, "sock", sv[0]));
+  CHECK_OK(tapio_create_datagram_endpoint(loop, &drec_proto, &u, o,
+                                          on_connected, &gone));
+  CHECK_EQ(tapio_cancel_pending(loop, &gone), 1);
+  CHECK(fcntl(sv[0], F_GETFD) < 0);
+  spin(loop, 1);
+  CHECK_EQ(gone.done, 0);
+  CHECK_STR(u.log, "");
+  close(sv[1]);
+  tapio_options_free(o);
+  free_loop(loop);
+}
+
 /* A Unix datagram socket has no error queue: recvmsg(MSG_ERRQUEUE) there
  * reads an ordinary datagram. When the peer of a socketpair connects
  * elsewhere with datagrams of ours unread, our socket gets ECONNRESET
@@ -705,5 +749,6 @@ TEST_MAIN(TEST(echo_ipv4), TEST(echo_ipv6), TEST(empty_datagrams),
           TEST(socket_options), TEST(option_errors), TEST(bind_failure),
           TEST(literals_and_names), TEST(cancel_endpoint),
           TEST(unix_endpoint), TEST(socketpair_handed_over),
+          TEST(sock_taken_at_the_call),
           TEST(unix_reset_keeps_datagrams), TEST(remote_flowinfo_and_scope),
           TEST(free_loop_with_endpoint), TEST(protocol_size))
