@@ -33,11 +33,15 @@ M.api.current_task = current_task
 -- resumes it directly (see park below).
 local AWAIT, CANCEL, PARK = {}, {}, {}
 
+local cancelled -- (below)
+
+-- A cancel that could not cancel fut raises the task's cancel message;
+-- fut cancelled meanwhile (by an earlier cancel), its own (asyncio's).
 local function await(fut)
   if not fut:done() then
     local signal = coroutine.yield(AWAIT, fut)
-    if signal == CANCEL then
-      error(cancelled_error(), 0)
+    if signal == CANCEL and not fut:cancelled() then
+      cancelled()
     end
   end
   return fut:result()
@@ -58,7 +62,7 @@ end
 -- checks task._parked == obj. A cancelled park raises the cancellation.
 -- (A hot path may inline it: `if yield(PARK, obj) == CANCEL then
 -- cancelled() end`.)
-local function cancelled()
+function cancelled()
   local task = current_task()
   local message = task._cancel_message
   task._cancel_message = nil

@@ -92,7 +92,7 @@ local function stopped(task, ok, what, obj)
     local r = task._results
     task._results = nil
     if task._must_cancel then -- cancel() from inside, then it returned
-      Future.cancel(task)
+      Future.cancel(task, task._cancel_message)
     else
       Future.set_result(task, unpack(r, 1, r.n))
     end
@@ -100,7 +100,7 @@ local function stopped(task, ok, what, obj)
     if what == AWAIT then
       task._waiter = obj
       obj:add_done_callback(wakeup(task))
-      if task._must_cancel and obj:cancel() then
+      if task._must_cancel and obj:cancel(task._cancel_message) then
         task._must_cancel = false
       end
     else
@@ -121,7 +121,7 @@ function step(task, _)
   if task._must_cancel then
     task._must_cancel, task._cancel_woke = false, false
     if not task._started then -- cancelled before it ever ran
-      Future.cancel(task)
+      Future.cancel(task, task._cancel_message)
       return
     end
     value = CANCEL
@@ -304,11 +304,13 @@ function Task:cancel(message)
     return true
   end
   self._must_cancel = true
+  if not self._cancel_woke then -- the message of the cancel that ended
+    self._cancel_message = message -- the wait, else the last one's
+  end -- (asyncio's: the waiter's cancellation, else _cancel_message)
   local parked = self._parked
   if parked then -- nothing else would resume it
     self._parked = nil
     self._cancel_woke = true
-    self._cancel_message = message
     self._loop:call_soon(step, self)
     if parked._on_cancel then -- what it waits on goes now (a job queued)
       parked._on_cancel(parked)
