@@ -326,6 +326,29 @@ describe("tapio.gather", function()
     assert.are.equal(1, clock:time())
   end, jump))
 
+  it("cancelled with a message, raises that message, with " ..
+     "return_exceptions or not", testing.run(function(_, loop)
+    local log = {}
+    local waits = loop:create_task(tapio.gather,
+      { sleeper(log, 5), sleeper(log, 6) })
+    local returns = loop:create_task(tapio.gather,
+      { sleeper(log, 5) }, { return_exceptions = true })
+    local gathered -- the gather's own future, made outside a task
+    loop:call_soon(function()
+      gathered = tapio.gather({ sleeper(log, 5) })
+    end)
+    loop:call_later(1, function()
+      waits:cancel("stop")
+      returns:cancel("halt")
+      gathered:cancel("enough")
+    end)
+    assert.are.equal("stop", raised(waits.await, waits).message)
+    assert.are.equal("halt", raised(returns.await, returns).message)
+    assert.are.equal("enough", raised(gathered.await, gathered).message)
+    assert.is_true(gathered:cancelled())
+    assert.are.equal(4, #log)
+  end, jump))
+
   it("checks every item before it makes any task", testing.run(function()
     local ran = false
     assert.matches("gather: bad argument #1 'list' %(item 2: future or " ..

@@ -169,6 +169,7 @@ function Gathering:cancel(message)
   end
   if any then
     self._cancel_requested = true
+    self._cancel_asked = message -- what it ends with (settle)
   end
   return any
 end
@@ -183,10 +184,10 @@ local function child_error(child)
 end
 
 -- Every child has finished: the list, or the gather cancelled if that
--- was asked.
+-- was asked (with the message it was asked with).
 local function settle(outer, children)
   if outer._cancel_requested then
-    F.Future.cancel(outer)
+    F.Future.cancel(outer, outer._cancel_asked)
     return
   end
   local results = { n = #children }
@@ -218,7 +219,7 @@ local function gathering(loop, children, return_exceptions, early)
     if not return_exceptions then
       local err = child_error(child)
       if err ~= nil and outer._cancel_requested and child:cancelled() then
-        F.Future.cancel(outer)
+        F.Future.cancel(outer, err.message) -- the child's (asyncio's)
         return
       elseif err ~= nil then
         outer:set_exception(err)
