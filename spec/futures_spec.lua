@@ -284,6 +284,32 @@ describe("a task", function()
     end)
   end)
 
+  it("awaiting itself raises there, as asyncio's 'Task cannot await on " ..
+     "itself', and goes on", function()
+    helper.run(function(loop)
+      local function awaits(how)
+        return loop:create_task(function()
+          local err = helper.fails(how, tapio.current_task())
+          assert.matches("tapio: await: a task cannot await itself " ..
+            "%(tapio.Task 'Task%-%d+' %(pending%)%)", err)
+          tapio.sleep(0)
+          return "went on"
+        end)
+      end
+      local direct = awaits(function(me) return me:await() end)
+      local timed = awaits(function(me) return tapio.wait_for(me, 30) end)
+      assert.are.equal("went on", direct:await())
+      assert.are.equal("went on", timed:await())
+      local cancelled = loop:create_task(function() -- a cancel first
+        local me = tapio.current_task()
+        me:cancel("then")
+        return me:await()
+      end)
+      assert.are.equal("then", helper.fails(cancelled.await, cancelled)
+        .message)
+    end)
+  end)
+
   it("counts cancel requests; uncancel takes them back, and drops a " ..
      "cancel it asked of itself once none is left, not one of a task " ..
      "that waits", function()

@@ -28,10 +28,11 @@ end
 M.api.current_task = current_task
 
 -- A task's coroutine yields AWAIT and a future; the task resumes it with
--- CANCEL when the task is cancelled while the future could not be. It
+-- CANCEL when the task is cancelled while the future could not be, SELF
+-- when the future is the task itself (nothing would end that wait). It
 -- yields PARK and an object to wait until tapio.task's unpark(task, obj)
 -- resumes it directly (see park below).
-local AWAIT, CANCEL, PARK = {}, {}, {}
+local AWAIT, CANCEL, PARK, SELF = {}, {}, {}, {}
 
 local cancelled -- (below)
 
@@ -42,6 +43,9 @@ local function await(fut)
     local signal = coroutine.yield(AWAIT, fut)
     if signal == CANCEL and not fut:cancelled() then
       cancelled()
+    elseif signal == SELF then -- asyncio's "Task cannot await on itself"
+      error(("tapio: await: a task cannot await itself (%s)")
+        :format(tostring(fut)), 0)
     end
   end
   return fut:result()
@@ -117,6 +121,7 @@ end
 M.async = async
 
 M.tasks, M.AWAIT, M.CANCEL, M.PARK = tasks, AWAIT, CANCEL, PARK
+M.SELF = SELF
 M.NOBODY, M.owners, M.bind = NOBODY, owners, bind
 M.await, M.resolve, M.park, M.cancelled = await, resolve, park, cancelled
 

@@ -14,6 +14,7 @@ local is_cancelled, safe_tostring = U.api.is_cancelled, U.safe_tostring
 local Future, new_future, is_future = F.Future, F.new_future, F.api.is_future
 local resolve, retrieved = F.resolve, F.retrieved
 local tasks, AWAIT, CANCEL, PARK = F.tasks, F.AWAIT, F.CANCEL, F.PARK
+local SELF = F.SELF
 local Loop = core.loop_methods
 
 local co_resume, monotonic = coroutine.resume, core._monotonic
@@ -97,7 +98,9 @@ local function stopped(task, ok, what, obj)
       Future.set_result(task, unpack(r, 1, r.n))
     end
   else
-    if what == AWAIT then
+    if what == AWAIT and obj == task then -- raised where it awaits, in
+      task._loop:call_soon(step, task, SELF) -- a step (a cancel first)
+    elseif what == AWAIT then
       task._waiter = obj
       obj:add_done_callback(wakeup(task))
       if task._must_cancel and obj:cancel(task._cancel_message) then
@@ -112,12 +115,13 @@ local function stopped(task, ok, what, obj)
   end
 end
 
--- Runs the task's coroutine until it awaits a future, parks or ends.
-function step(task, _)
+-- Runs the task's coroutine until it awaits a future, parks or ends;
+-- its wait ends with signal (nil but for SELF: see stopped).
+function step(task, signal)
   if task._state ~= "pending" then
     return
   end
-  local co, value = task._co, nil
+  local co, value = task._co, signal
   if task._must_cancel then
     task._must_cancel, task._cancel_woke = false, false
     if not task._started then -- cancelled before it ever ran
