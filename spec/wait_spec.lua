@@ -689,21 +689,38 @@ describe("errors never retrieved", function()
     assert.are.equal("lost", heard[1].exception)
   end)
 
-  it("shield looks at what it guards, its waiter cancelled or not",
-     function()
-    assert.are.same({}, helper.unretrieved(function(loop)
+  it("shield looks at what it guards while its waiter waits; once the " ..
+     "waiter gave up, lets go of it (asyncio 3.13)", function()
+    local inner, gone = nil, setmetatable({}, { __mode = "k" })
+    local heard = helper.unretrieved(function(loop)
       assert.are.equal("no", raised(tapio.shield, function()
         tapio.sleep(0)
         error("no", 0)
       end))
-      local inner = loop:create_future()
-      local waiter = loop:create_task(tapio.shield, inner)
+      local guarded = loop:create_future()
+      local waiter = loop:create_task(tapio.shield, guarded)
       tapio.sleep(0)
       waiter:cancel()
       tapio.sleep(0)
       assert.is_true(waiter:cancelled())
-      inner:set_exception("after the waiter gave up")
-    end))
+      guarded:set_exception("after the waiter gave up") -- nobody's now
+      -- waiters given up leave nothing on what they guarded
+      inner = loop:create_future()
+      loop:call_soon(function()
+        for _ = 1, 20 do
+          local outer = tapio.shield(inner) -- (not in a task: its future)
+          gone[outer] = true
+          outer:cancel()
+        end
+      end)
+      tapio.sleep(0)
+    end)
+    helper.collect()
+    assert.is_nil(next(gone))
+    assert.are.equal(1, #heard)
+    assert.are.equal("after the waiter gave up", heard[1].exception)
+    assert.are.equal("future exception was never retrieved",
+      heard[1].message)
   end)
 
   it("wait_for raises the error of what it waits for, also one made " ..
