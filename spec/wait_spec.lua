@@ -91,6 +91,32 @@ describe("tapio.wait_for", function()
     assert.are.equal(0, clock:time())
   end))
 
+  it("with a timeout of 0 cancels at once what is not done: a function " ..
+     "or a task not started never runs; what swallows the cancel is " ..
+     "returned (asyncio 3.12+)", testing.run(function(clock, loop)
+    local ran = {}
+    local function quick(name)
+      return function()
+        ran[#ran + 1] = name
+        return name
+      end
+    end
+    is_timeout(raised(tapio.wait_for, quick("fn"), 0), "wait_for", 0)
+    local task = loop:create_task(quick("task"))
+    is_timeout(raised(tapio.wait_for, task, -1), "wait_for", -1)
+    assert.is_true(task:cancelled())
+    local swallows = loop:create_task(function()
+      pcall(tapio.sleep, 10)
+      tapio.sleep(0.5) -- its cleanup: waited for
+      return "kept"
+    end)
+    tapio.sleep(0)
+    assert.are.equal("kept", tapio.wait_for(swallows, 0))
+    assert.are.equal(0.5, clock:time())
+    assert.are.same({}, ran)
+    assert.are.equal(0, tapio.current_task():cancelling())
+  end, jump))
+
   it("cancelled itself, cancels what it waits for and ends cancelled, " ..
      "not timed out, also when the deadline falls at the same time",
      testing.run(function(clock, loop)
@@ -730,10 +756,12 @@ describe("errors never retrieved", function()
         tapio.sleep(0)
         error("late", 0)
       end, 5))
-      assert.are.equal("cleaning up", raised(tapio.wait_for, function()
+      local cleans = tapio.create_task(function()
         pcall(tapio.sleep, 5)
         error("cleaning up", 0)
-      end, 0))
+      end)
+      tapio.sleep(0) -- it sleeps (a function would never start: timeout 0)
+      assert.are.equal("cleaning up", raised(tapio.wait_for, cleans, 0))
     end))
   end)
 

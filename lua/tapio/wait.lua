@@ -98,8 +98,40 @@ local function deadline(task, name, delay, fn, ...)
   return unpack(r, 2, r.n)
 end
 
+-- Cancels fut and waits until it has finished (this wait alone being
+-- cancellable, as asyncio's _cancel_and_wait).
+local function cancel_and_wait(loop, fut)
+  local waiter = loop:create_future()
+  local function release()
+    if not waiter:done() then
+      waiter:set_result()
+    end
+  end
+  fut:add_done_callback(release)
+  fut:cancel()
+  local ok, err = pcall(await, waiter)
+  fut:remove_done_callback(release)
+  if not ok then
+    error(err, 0)
+  end
+end
+
+-- A timeout of 0 or less cancels fut at once, as asyncio 3.12+ does (a
+-- task not started never runs), then returns what it ended with, or
+-- raises the timeout if it ended cancelled.
 local function wait_for(fut, delay)
-  return deadline(current_task(), "wait_for", delay, await, fut)
+  local task = current_task()
+  if delay == nil or delay > 0 then
+    return deadline(task, "wait_for", delay, await, fut)
+  end
+  if not fut:done() then
+    cancel_and_wait(task._loop, fut)
+    if fut:cancelled() then
+      error(core.error(ETIMEDOUT, ("wait_for: timed out after %g s")
+        :format(delay)), 0)
+    end
+  end
+  return fut:result()
 end
 
 --- tapio.wait_for(aw, timeout): aw's results (a future, or a function run
