@@ -230,6 +230,86 @@ describe("a task", function()
     end)
   end)
 
+  it("raises the message of cancel(msg) wherever the cancel reaches it, " ..
+     "as asyncio does", function()
+    helper.run(function(loop)
+      local function message(task)
+        local err = helper.fails(task.await, task)
+        assert.is_true(tapio.is_cancelled(err))
+        assert.is_true(task:cancelled())
+        return err.message
+      end
+      local function sleeper() tapio.sleep(30) end
+      local seen = {} -- what the task's own code caught
+      local function catches(fn)
+        return function()
+          local err = helper.fails(fn)
+          seen[#seen + 1] = err.message
+          error(err, 0)
+        end
+      end
+      -- before its first step; twice: the last one's
+      local fresh = loop:create_task(sleeper)
+      fresh:cancel("before")
+      local twice = loop:create_task(sleeper)
+      twice:cancel("one")
+      twice:cancel("two")
+      assert.are.equal("before", message(fresh))
+      assert.are.equal("two", message(twice))
+      -- asked of itself, then it waits, or returns
+      local itself = loop:create_task(catches(function()
+        tapio.current_task():cancel("self")
+        tapio.sleep(30)
+      end))
+      local returns = loop:create_task(function()
+        tapio.current_task():cancel("returns")
+        return 5
+      end)
+      assert.are.equal("self", message(itself))
+      assert.are.equal("returns", message(returns))
+      -- its wait has ended, its wake-up queued
+      local fut = loop:create_future()
+      local woken = loop:create_task(catches(function() fut:await() end))
+      tapio.sleep(0)
+      fut:set_result(1)
+      woken:cancel("late")
+      assert.are.equal("late", message(woken))
+      -- twice while it waits: the first, which cancelled its future
+      local waits = loop:create_task(sleeper)
+      tapio.sleep(0)
+      waits:cancel("first")
+      waits:cancel("second")
+      assert.are.equal("first", message(waits))
+      assert.are.same({ "self", "late" }, seen)
+    end)
+  end)
+
+  it("awaiting itself raises there, as asyncio's 'Task cannot await on " ..
+     "itself', and goes on", function()
+    helper.run(function(loop)
+      local function awaits(how)
+        return loop:create_task(function()
+          local err = helper.fails(how, tapio.current_task())
+          assert.matches("tapio: await: a task cannot await itself " ..
+            "%(tapio.Task 'Task%-%d+' %(pending%)%)", err)
+          tapio.sleep(0)
+          return "went on"
+        end)
+      end
+      local direct = awaits(function(me) return me:await() end)
+      local timed = awaits(function(me) return tapio.wait_for(me, 30) end)
+      assert.are.equal("went on", direct:await())
+      assert.are.equal("went on", timed:await())
+      local cancelled = loop:create_task(function() -- a cancel first
+        local me = tapio.current_task()
+        me:cancel("then")
+        return me:await()
+      end)
+      assert.are.equal("then", helper.fails(cancelled.await, cancelled)
+        .message)
+    end)
+  end)
+
   it("counts cancel requests; uncancel takes them back, and drops a " ..
      "cancel it asked of itself once none is left, not one of a task " ..
      "that waits", function()

@@ -247,6 +247,28 @@ describe("tapio.TaskGroup", function()
     assert.are.equal(1, #tapio.all_tasks(loop))
   end, jump))
 
+  it("takes a child that ended inside create_task (an eager task) at " ..
+     "once: one that failed shuts it down before the body goes on " ..
+     "(asyncio 3.13)", testing.run(function(_, loop)
+    loop:set_task_factory(tapio.eager_task_factory)
+    local log, refused = {}, nil
+    local err = raised(tapio.TaskGroup, function(tg)
+      assert.is_true(tg:create_task(function() return 1 end):done())
+      tg:create_task(function() error("now", 0) end)
+      refused = raised(function()
+        tg:create_task(sleeper(log, "late", 1))
+      end)
+      tapio.sleep(1)
+      log[#log + 1] = "the body went on"
+    end)
+    loop:set_task_factory(nil)
+    assert.are.same({ "now" }, err.exceptions)
+    assert.matches("spec.lua:%d+: tapio: taskgroup:create_task: the " ..
+      "TaskGroup is shutting down", refused)
+    assert.are.same({}, log)
+    assert.are.equal(0, tapio.current_task():cancelling())
+  end, jump))
+
   it("takes children made by children while it waits",
      testing.run(function(clock)
     local log, late = {}, nil

@@ -91,6 +91,32 @@ describe("tapio.wait_for", function()
     assert.are.equal(0, clock:time())
   end))
 
+  it("with a timeout of 0 cancels at once what is not done: a function " ..
+     "or a task not started never runs; what swallows the cancel is " ..
+     "returned (asyncio 3.12+)", testing.run(function(clock, loop)
+    local ran = {}
+    local function quick(name)
+      return function()
+        ran[#ran + 1] = name
+        return name
+      end
+    end
+    is_timeout(raised(tapio.wait_for, quick("fn"), 0), "wait_for", 0)
+    local task = loop:create_task(quick("task"))
+    is_timeout(raised(tapio.wait_for, task, -1), "wait_for", -1)
+    assert.is_true(task:cancelled())
+    local swallows = loop:create_task(function()
+      pcall(tapio.sleep, 10)
+      tapio.sleep(0.5) -- its cleanup: waited for
+      return "kept"
+    end)
+    tapio.sleep(0)
+    assert.are.equal("kept", tapio.wait_for(swallows, 0))
+    assert.are.equal(0.5, clock:time())
+    assert.are.same({}, ran)
+    assert.are.equal(0, tapio.current_task():cancelling())
+  end, jump))
+
   it("cancelled itself, cancels what it waits for and ends cancelled, " ..
      "not timed out, also when the deadline falls at the same time",
      testing.run(function(clock, loop)
@@ -324,6 +350,29 @@ describe("tapio.gather", function()
     assert.is_true(outer:cancelled())
     assert.are.same({ "cancelled at 1", "cancelled at 1" }, log)
     assert.are.equal(1, clock:time())
+  end, jump))
+
+  it("cancelled with a message, raises that message, with " ..
+     "return_exceptions or not", testing.run(function(_, loop)
+    local log = {}
+    local waits = loop:create_task(tapio.gather,
+      { sleeper(log, 5), sleeper(log, 6) })
+    local returns = loop:create_task(tapio.gather,
+      { sleeper(log, 5) }, { return_exceptions = true })
+    local gathered -- the gather's own future, made outside a task
+    loop:call_soon(function()
+      gathered = tapio.gather({ sleeper(log, 5) })
+    end)
+    loop:call_later(1, function()
+      waits:cancel("stop")
+      returns:cancel("halt")
+      gathered:cancel("enough")
+    end)
+    assert.are.equal("stop", raised(waits.await, waits).message)
+    assert.are.equal("halt", raised(returns.await, returns).message)
+    assert.are.equal("enough", raised(gathered.await, gathered).message)
+    assert.is_true(gathered:cancelled())
+    assert.are.equal(4, #log)
   end, jump))
 
   it("checks every item before it makes any task", testing.run(function()
@@ -666,21 +715,38 @@ describe("errors never retrieved", function()
     assert.are.equal("lost", heard[1].exception)
   end)
 
-  it("shield looks at what it guards, its waiter cancelled or not",
-     function()
-    assert.are.same({}, helper.unretrieved(function(loop)
+  it("shield looks at what it guards while its waiter waits; once the " ..
+     "waiter gave up, lets go of it (asyncio 3.13)", function()
+    local inner, gone = nil, setmetatable({}, { __mode = "k" })
+    local heard = helper.unretrieved(function(loop)
       assert.are.equal("no", raised(tapio.shield, function()
         tapio.sleep(0)
         error("no", 0)
       end))
-      local inner = loop:create_future()
-      local waiter = loop:create_task(tapio.shield, inner)
+      local guarded = loop:create_future()
+      local waiter = loop:create_task(tapio.shield, guarded)
       tapio.sleep(0)
       waiter:cancel()
       tapio.sleep(0)
       assert.is_true(waiter:cancelled())
-      inner:set_exception("after the waiter gave up")
-    end))
+      guarded:set_exception("after the waiter gave up") -- nobody's now
+      -- waiters given up leave nothing on what they guarded
+      inner = loop:create_future()
+      loop:call_soon(function()
+        for _ = 1, 20 do
+          local outer = tapio.shield(inner) -- (not in a task: its future)
+          gone[outer] = true
+          outer:cancel()
+        end
+      end)
+      tapio.sleep(0)
+    end)
+    helper.collect()
+    assert.is_nil(next(gone))
+    assert.are.equal(1, #heard)
+    assert.are.equal("after the waiter gave up", heard[1].exception)
+    assert.are.equal("future exception was never retrieved",
+      heard[1].message)
   end)
 
   it("wait_for raises the error of what it waits for, also one made " ..
@@ -690,10 +756,12 @@ describe("errors never retrieved", function()
         tapio.sleep(0)
         error("late", 0)
       end, 5))
-      assert.are.equal("cleaning up", raised(tapio.wait_for, function()
+      local cleans = tapio.create_task(function()
         pcall(tapio.sleep, 5)
         error("cleaning up", 0)
-      end, 0))
+      end)
+      tapio.sleep(0) -- it sleeps (a function would never start: timeout 0)
+      assert.are.equal("cleaning up", raised(tapio.wait_for, cleans, 0))
     end))
   end)
 

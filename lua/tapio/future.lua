@@ -28,16 +28,24 @@ end
 M.api.current_task = current_task
 
 -- A task's coroutine yields AWAIT and a future; the task resumes it with
--- CANCEL when the task is cancelled while the future could not be. It
+-- CANCEL when the task is cancelled while the future could not be, SELF
+-- when the future is the task itself (nothing would end that wait). It
 -- yields PARK and an object to wait until tapio.task's unpark(task, obj)
 -- resumes it directly (see park below).
-local AWAIT, CANCEL, PARK = {}, {}, {}
+local AWAIT, CANCEL, PARK, SELF = {}, {}, {}, {}
 
+local cancelled -- (below)
+
+-- A cancel that could not cancel fut raises the task's cancel message;
+-- fut cancelled meanwhile (by an earlier cancel), its own (asyncio's).
 local function await(fut)
   if not fut:done() then
     local signal = coroutine.yield(AWAIT, fut)
-    if signal == CANCEL then
-      error(cancelled_error(), 0)
+    if signal == CANCEL and not fut:cancelled() then
+      cancelled()
+    elseif signal == SELF then -- asyncio's "Task cannot await on itself"
+      error(("tapio: await: a task cannot await itself (%s)")
+        :format(tostring(fut)), 0)
     end
   end
   return fut:result()
@@ -58,7 +66,7 @@ end
 -- checks task._parked == obj. A cancelled park raises the cancellation.
 -- (A hot path may inline it: `if yield(PARK, obj) == CANCEL then
 -- cancelled() end`.)
-local function cancelled()
+function cancelled()
   local task = current_task()
   local message = task._cancel_message
   task._cancel_message = nil
@@ -113,6 +121,7 @@ end
 M.async = async
 
 M.tasks, M.AWAIT, M.CANCEL, M.PARK = tasks, AWAIT, CANCEL, PARK
+M.SELF = SELF
 M.NOBODY, M.owners, M.bind = NOBODY, owners, bind
 M.await, M.resolve, M.park, M.cancelled = await, resolve, park, cancelled
 

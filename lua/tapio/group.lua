@@ -86,12 +86,18 @@ local function check_open(tg, name)
   end
 end
 
--- The group's task now: counted, and its end watched.
+-- The group's task now: counted, and its end watched; one that ended
+-- inside create_task (an eager task) is taken at once, as asyncio 3.13
+-- does: its error shuts the group down before the caller goes on.
 local function adopt(self, task)
   self._made = self._made + 1
   self._tasks[task] = self._made
   self._left = self._left + 1
-  task:add_done_callback(self._on_done)
+  if task:done() then
+    child_done(self, task)
+  else
+    task:add_done_callback(self._on_done)
+  end
   return task
 end
 

@@ -14,6 +14,7 @@ local is_cancelled, safe_tostring = U.api.is_cancelled, U.safe_tostring
 local Future, new_future, is_future = F.Future, F.new_future, F.api.is_future
 local resolve, retrieved = F.resolve, F.retrieved
 local tasks, AWAIT, CANCEL, PARK = F.tasks, F.AWAIT, F.CANCEL, F.PARK
+local SELF = F.SELF
 local Loop = core.loop_methods
 
 local co_resume, monotonic = coroutine.resume, core._monotonic
@@ -92,15 +93,17 @@ local function stopped(task, ok, what, obj)
     local r = task._results
     task._results = nil
     if task._must_cancel then -- cancel() from inside, then it returned
-      Future.cancel(task)
+      Future.cancel(task, task._cancel_message)
     else
       Future.set_result(task, unpack(r, 1, r.n))
     end
   else
-    if what == AWAIT then
+    if what == AWAIT and obj == task then -- raised where it awaits, in
+      task._loop:call_soon(step, task, SELF) -- a step (a cancel first)
+    elseif what == AWAIT then
       task._waiter = obj
       obj:add_done_callback(wakeup(task))
-      if task._must_cancel and obj:cancel() then
+      if task._must_cancel and obj:cancel(task._cancel_message) then
         task._must_cancel = false
       end
     else
@@ -112,16 +115,17 @@ local function stopped(task, ok, what, obj)
   end
 end
 
--- Runs the task's coroutine until it awaits a future, parks or ends.
-function step(task, _)
+-- Runs the task's coroutine until it awaits a future, parks or ends;
+-- its wait ends with signal (nil but for SELF: see stopped).
+function step(task, signal)
   if task._state ~= "pending" then
     return
   end
-  local co, value = task._co, nil
+  local co, value = task._co, signal
   if task._must_cancel then
     task._must_cancel, task._cancel_woke = false, false
     if not task._started then -- cancelled before it ever ran
-      Future.cancel(task)
+      Future.cancel(task, task._cancel_message)
       return
     end
     value = CANCEL
@@ -304,11 +308,13 @@ function Task:cancel(message)
     return true
   end
   self._must_cancel = true
+  if not self._cancel_woke then -- the message of the cancel that ended
+    self._cancel_message = message -- the wait, else the last one's
+  end -- (asyncio's: the waiter's cancellation, else _cancel_message)
   local parked = self._parked
   if parked then -- nothing else would resume it
     self._parked = nil
     self._cancel_woke = true
-    self._cancel_message = message
     self._loop:call_soon(step, self)
     if parked._on_cancel then -- what it waits on goes now (a job queued)
       parked._on_cancel(parked)

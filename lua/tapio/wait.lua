@@ -98,8 +98,40 @@ local function deadline(task, name, delay, fn, ...)
   return unpack(r, 2, r.n)
 end
 
+-- Cancels fut and waits until it has finished (this wait alone being
+-- cancellable, as asyncio's _cancel_and_wait).
+local function cancel_and_wait(loop, fut)
+  local waiter = loop:create_future()
+  local function release()
+    if not waiter:done() then
+      waiter:set_result()
+    end
+  end
+  fut:add_done_callback(release)
+  fut:cancel()
+  local ok, err = pcall(await, waiter)
+  fut:remove_done_callback(release)
+  if not ok then
+    error(err, 0)
+  end
+end
+
+-- A timeout of 0 or less cancels fut at once, as asyncio 3.12+ does (a
+-- task not started never runs), then returns what it ended with, or
+-- raises the timeout if it ended cancelled.
 local function wait_for(fut, delay)
-  return deadline(current_task(), "wait_for", delay, await, fut)
+  local task = current_task()
+  if delay == nil or delay > 0 then
+    return deadline(task, "wait_for", delay, await, fut)
+  end
+  if not fut:done() then
+    cancel_and_wait(task._loop, fut)
+    if fut:cancelled() then
+      error(core.error(ETIMEDOUT, ("wait_for: timed out after %g s")
+        :format(delay)), 0)
+    end
+  end
+  return fut:result()
 end
 
 --- tapio.wait_for(aw, timeout): aw's results (a future, or a function run
@@ -169,6 +201,7 @@ function Gathering:cancel(message)
   end
   if any then
     self._cancel_requested = true
+    self._cancel_asked = message -- what it ends with (settle)
   end
   return any
 end
@@ -183,10 +216,10 @@ local function child_error(child)
 end
 
 -- Every child has finished: the list, or the gather cancelled if that
--- was asked.
+-- was asked (with the message it was asked with).
 local function settle(outer, children)
   if outer._cancel_requested then
-    F.Future.cancel(outer)
+    F.Future.cancel(outer, outer._cancel_asked)
     return
   end
   local results = { n = #children }
@@ -218,7 +251,7 @@ local function gathering(loop, children, return_exceptions, early)
     if not return_exceptions then
       local err = child_error(child)
       if err ~= nil and outer._cancel_requested and child:cancelled() then
-        F.Future.cancel(outer)
+        F.Future.cancel(outer, err.message) -- the child's (asyncio's)
         return
       elseif err ~= nil then
         outer:set_exception(err)
@@ -506,7 +539,9 @@ function api.as_completed(list, opts)
 end
 
 --- tapio.shield(aw): aw's results, but cancelling what waits (the task,
--- or the future returned) does not cancel aw, which runs on.
+-- or the future returned) does not cancel aw, which runs on. Once what
+-- waits has given up, aw is let go of (asyncio 3.13): nothing piles up
+-- on it, and an error of it nobody retrieves is reported.
 function api.shield(aw)
   local loop = loop_for("shield", aw)
   local inner = as_future(loop, aw, "shield", 1)
@@ -514,7 +549,7 @@ function api.shield(aw)
     return resolve(inner)
   end
   local outer = loop:create_future()
-  inner:add_done_callback(function()
+  local function inner_done()
     if outer:done() then
       child_error(inner)
     elseif inner:cancelled() then
@@ -523,6 +558,12 @@ function api.shield(aw)
       outer:set_exception(inner:exception())
     else
       outer:set_result(inner:result())
+    end
+  end
+  inner:add_done_callback(inner_done)
+  outer:add_done_callback(function()
+    if not inner:done() then
+      inner:remove_done_callback(inner_done)
     end
   end)
   return resolve(outer)
