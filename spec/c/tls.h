@@ -328,19 +328,42 @@ static inline void peer_poll(peer *p)
   p->got[p->ngot] = '\0';
 }
 
-/* Runs the loop until the program printed text (the loop may be NULL). */
-static inline void peer_wait_for(tapio_loop *loop, peer *p, const char *text)
+/* Runs the loop until the program printed text at or after *from (an
+ * offset in p->got), then moves *from past it: waits in order, on a
+ * program whose earlier output may hold the same text (the loop may be
+ * NULL). */
+static inline void peer_wait_from(tapio_loop *loop, peer *p, size_t *from,
+                                  const char *text)
 {
   double end = now_sec() + test_timeout() * 2;
   for (;;) {
+    const char *at;
     peer_poll(p);
-    if (strstr(p->got, text))
+    if ((at = strstr(p->got + *from, text)) != NULL) {
+      *from = (size_t)(at - p->got) + strlen(text);
       return;
+    }
     if (now_sec() > end)
-      FAIL("the peer never printed \"%s\"; it printed:\n%s", text, p->got);
-    if (!raw_wait(loop, p->out, POLLIN))
-      continue;
+      FAIL("the peer never printed \"%s\" after its first %zu bytes; it "
+           "printed:\n%s", text, *from, p->got);
+    raw_wait(loop, p->out, POLLIN);
   }
+}
+
+/* Runs the loop until the program printed text (the loop may be NULL). */
+static inline void peer_wait_for(tapio_loop *loop, peer *p, const char *text)
+{
+  size_t from = 0;
+  peer_wait_from(loop, p, &from, text);
+}
+
+/* Whether the program printed text between offsets from and to of
+ * p->got. */
+static inline int peer_printed_between(const peer *p, size_t from, size_t to,
+                                       const char *text)
+{
+  const char *at = strstr(p->got + from, text);
+  return at && (size_t)(at - p->got) + strlen(text) <= to;
 }
 
 static inline void peer_send(peer *p, const char *text)
