@@ -512,11 +512,10 @@ static char big[8 << 20];
 static tapio_loop *silent_client(peer *py, rec *c)
 {
   tapio_loop *loop = new_loop();
-  tapio_options *o = tls_options(loop, client_ctx());
+  tapio_options *o = tls_client_options(loop);
   rec_init(c);
   c->hook = end_with;
   python_peer(py, "silent-server", 0);
-  CHECK_OK(tapio_options_set_str(o, "server_hostname", "localhost"));
   CHECK_OK(tapio_options_set_double(o, "ssl_shutdown_timeout", 0.3));
   CHECK_OK(tls_connect_opts(loop, peer_port(loop, py), c, o));
   tapio_options_free(o);
@@ -577,8 +576,7 @@ static void python_never_reads_after_starttls(void)
 {
   tapio_loop *loop = new_loop();
   tapio_options *o = new_options(loop);
-  tapio_tls_context *cc = client_ctx();
-  started st = { 0 };
+  started st;
   peer py;
   rec c;
   double t0;
@@ -586,13 +584,10 @@ static void python_never_reads_after_starttls(void)
   c.hook = end_with;
   python_peer(&py, "silent-server", 0); /* its handshake comes first */
   CHECK_OK(connect_tcp(loop, "127.0.0.1", peer_port(loop, &py), &c, NULL));
-  st.loop = loop;
   CHECK_OK(tapio_options_set_str(o, "server_hostname", "localhost"));
   CHECK_OK(tapio_options_set_double(o, "ssl_shutdown_timeout", 0.3));
-  CHECK_OK(tapio_transport_start_tls(c.t, &rec_proto, &c, cc, o, NULL, 0,
-                                     on_started, &st));
+  start_tls_opts(&c, &st, client_ctx(), o, NULL, 0);
   tapio_options_free(o);
-  tapio_tls_context_release(cc);
   CHECK_OK(tapio_transport_write(c.t, big, sizeof big));
   WAIT_FOR(loop, st.done);
   CHECK_OK(st.status);
