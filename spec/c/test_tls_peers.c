@@ -32,12 +32,21 @@ static void connect_to(tapio_loop *loop, int port, rec *r)
 
 /* ---- openssl s_server and s_client ---------------------------------------- */
 
+/* s_server run as argv (on "-accept 127.0.0.1:0"), and c (set up by the
+ * caller) connected to it. */
+static void s_server_with(tapio_loop *loop, peer *srv, char *const argv[],
+                          rec *c)
+{
+  need("/usr/bin/openssl");
+  peer_start(srv, argv);
+  connect_to(loop, s_server_port(loop, srv), c);
+}
+
 /* tapio's client against s_server: bytes both ways, then a clean close
  * (s_server answers close_notify). */
 static void s_server_both_ways(const char *version)
 {
   tapio_loop *loop = new_loop();
-  int p;
   char *argv[] = { "openssl", "s_server", "-accept", "127.0.0.1:0", "-cert",
                    (char *)cert("server.pem"), "-key",
                    (char *)cert("server.key"), "-naccept", "1",
@@ -46,10 +55,7 @@ static void s_server_both_ways(const char *version)
   rec c;
   rec_init(&c);
   c.hook = end_with;
-  need("/usr/bin/openssl");
-  peer_start(&srv, argv);
-  p = s_server_port(loop, &srv);
-  connect_to(loop, p, &c);
+  s_server_with(loop, &srv, argv, &c);
   CHECK_OK(tapio_transport_write(c.t, "hello from tapio\n", 17));
   peer_wait_for(loop, &srv, "hello from tapio");
   peer_send(&srv, "hello from openssl\n");
@@ -113,7 +119,6 @@ static void s_client_to_tapio(void)
 static void s_server_renegotiates(void)
 {
   tapio_loop *loop = new_loop();
-  int p;
   char *argv[] = { "openssl", "s_server", "-accept", "127.0.0.1:0", "-cert",
                    (char *)cert("server.pem"), "-key",
                    (char *)cert("server.key"), "-naccept", "1", "-tls1_2",
@@ -121,10 +126,7 @@ static void s_server_renegotiates(void)
   peer srv;
   rec c;
   rec_init(&c);
-  need("/usr/bin/openssl");
-  peer_start(&srv, argv);
-  p = s_server_port(loop, &srv);
-  connect_to(loop, p, &c);
+  s_server_with(loop, &srv, argv, &c);
   CHECK_OK(tapio_transport_write(c.t, "before\n", 7));
   peer_wait_for(loop, &srv, "before");
   peer_send(&srv, "r\n");
@@ -274,9 +276,7 @@ static void s_server_key_update(void)
   rec_init(&c);
   c.hook = echo_hook;
   c.user = &echoed;
-  need("/usr/bin/openssl");
-  peer_start(&sv, argv);
-  connect_to(loop, s_server_port(loop, &sv), &c);
+  s_server_with(loop, &sv, argv, &c);
   key_updates(loop, &sv, &c);
   CHECK_STR(c.log, "made data:48 lost:0");
   peer_stop(&sv);
