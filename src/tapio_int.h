@@ -211,7 +211,7 @@ typedef struct tapio__kit {
   tapio__link idle;    /* tapio_call_idle's handles, by (when, seq) */
   double horizon;      /* tapio_loop_advance's target; -1 outside one */
   int inert_fd;        /* never ready, for memory streams' watchers; -1 */
-  tapio__link ends;    /* the memory pairs' sides (memory.c) */
+  tapio__link ends;    /* the memory pairs' sides (memory_wake.c) */
   tapio__link vnet;    /* the virtual network's listeners (vnet.c) */
   int next_port;       /* its next ephemeral port */
   ev_prepare poll;     /* tapio__memory_poll before each poll, while any */
@@ -778,7 +778,7 @@ void tapio__vnet_cancel(tapio__vconnect *c);
  * for IPv6 alone); no other name is known there. */
 const char *tapio__vnet_host(const char *host, int family);
 
-/* ---- Memory pairs and faults (memory.c, fault.c) ------------------------ */
+/* ---- Memory pairs and faults (memory*.c, fault.c) ----------------------- */
 
 /* Whether t has a stream body (a socket's, a pipe's, a memory pair's). */
 static inline int tapio__is_stream(const tapio_transport *t) {

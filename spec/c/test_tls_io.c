@@ -132,7 +132,7 @@ static void bulk_both_ways(void)
   static const char *const hosts[] = { "127.0.0.1" };
   tapio_loop *loop = new_loop();
   tapio_options *so = tls_options(loop, server_ctx("server"));
-  tapio_options *co = tls_options(loop, client_ctx());
+  tapio_options *co = tls_client_options(loop);
   tapio_server *s = NULL;
   flow *a = calloc(1, sizeof *a), *b = calloc(1, sizeof *b);
   conn_wait w = { 0 };
@@ -146,7 +146,6 @@ static void bulk_both_ways(void)
                                on_flow_server, &s));
   WAIT_FOR(loop, s != NULL);
   CHECK_OK(tapio_server_get_address(s, 0, host, sizeof host, &port, &fam));
-  CHECK_OK(tapio_options_set_str(co, "server_hostname", "localhost"));
   CHECK_OK(tapio_create_connection(loop, "127.0.0.1", port, &flow_proto, a,
                                    co, on_connected, &w));
   WAIT_FOR_T(loop, a->got == total && b->got == total, 120);
@@ -170,19 +169,8 @@ static void bulk_both_ways(void)
 /* A connection of the client's, buffered: get_buffer gives buflen bytes. */
 static void buffered_client_up(tls_pair *p)
 {
-  static const char *const hosts[] = { "127.0.0.1" };
-  tapio_options *o = tls_options(p->loop, server_ctx("server"));
-  tapio_options *co = tls_options(p->loop, client_ctx());
-  conn_wait w = { 0 };
-  CHECK_OK(srv_start_hosts(&p->sv, hosts, 1, 0, o));
-  tapio_options_free(o);
-  CHECK_OK(tapio_options_set_str(co, "server_hostname", "localhost"));
-  w.r = &p->c;
-  CHECK_OK(tapio_create_connection(p->loop, "127.0.0.1", p->sv.port,
-                                   &rec_bproto, &p->c, co, on_connected, &w));
-  tapio_options_free(co);
-  CHECK_OK(connect_wait(p->loop, &w));
-  p->s = srv_wait_conn(&p->sv, 0);
+  tls_pair_up_opts(p, tls_options(p->loop, server_ctx("server")),
+                   tls_client_options(p->loop), &rec_bproto);
 }
 
 /* S9: a BufferedProtocol with a 1-byte buffer gets every byte. */
@@ -272,6 +260,7 @@ static void close_flushes_then_notify(void)
 {
   tls_pair p;
   size_t offset = 0, total;
+  char want[64];
   tls_pair_init(&p);
   p.c.hook = record_end;
   p.sv.tmpl.hook = record_end;
@@ -281,15 +270,10 @@ static void close_flushes_then_notify(void)
   CHECK_OK(tapio_transport_close(p.c.t));
   CHECK_ERR(tapio_transport_write(p.c.t, "x", 1), TAPIO_ECLOSED); /* S5 */
   CHECK_OK(tapio_transport_resume_reading(p.s->t));
-  WAIT_FOR(p.loop, p.c.lost && p.s->lost);
+  snprintf(want, sizeof want, "made data:%zu eof lost:0", total);
+  tls_pair_lost(&p, "made pause resume lost:0", want);
   CHECK_EQ(p.s->nin, total);
   CHECK(pattern_check(p.s->in, p.s->nin, 0) < 0);
-  CHECK_STR(p.c.log, "made pause resume lost:0");
-  {
-    char want[64];
-    snprintf(want, sizeof want, "made data:%zu eof lost:0", total);
-    CHECK_STR(p.s->log, want);
-  }
   CHECK_EQ(p.c.eof_ret, TAPIO_TLS_END_CLEAN);
   CHECK_EQ(p.s->eof_ret, TAPIO_TLS_END_CLEAN);
   tls_pair_end(&p);
@@ -304,18 +288,10 @@ static void shutdown_timeout(void)
   tls_pair_init(&p);
   p.c.hook = record_end;
   p.sv.tmpl.act[EV_MADE] = ACT_NONE;
-  {
-    static const char *const hosts[] = { "127.0.0.1" };
-    tapio_options *o = tls_options(p.loop, server_ctx("server"));
-    CHECK_OK(srv_start_hosts(&p.sv, hosts, 1, 0, o));
-    tapio_options_free(o);
-  }
-  co = tls_options(p.loop, client_ctx());
-  CHECK_OK(tapio_options_set_str(co, "server_hostname", "localhost"));
+  co = tls_client_options(p.loop);
   CHECK_OK(tapio_options_set_double(co, "ssl_shutdown_timeout", 0.3));
-  CHECK_OK(tls_connect_opts(p.loop, p.sv.port, &p.c, co));
-  tapio_options_free(co);
-  p.s = srv_wait_conn(&p.sv, 0);
+  tls_pair_up_opts(&p, tls_options(p.loop, server_ctx("server")), co,
+                   &rec_proto);
   CHECK_OK(tapio_transport_pause_reading(p.s->t)); /* never reads again */
   {
     double t0 = now_sec();
@@ -364,7 +340,6 @@ static void peer_truncates(void)
  * after resume_reading everything arrives, then the end. */
 static void paused_reader_gets_everything(void)
 {
-  static const char *const hosts[] = { "127.0.0.1" };
   tls_pair p;
   tapio_options *o;
   char *big = malloc(1 << 20);
@@ -375,13 +350,7 @@ static void paused_reader_gets_everything(void)
    * encrypt the megabyte on a busy machine (0.2 s was not, once). */
   CHECK_OK(tapio_options_set_double(o, "ssl_shutdown_timeout",
                                     test_timeout() / 10));
-  CHECK_OK(srv_start_hosts(&p.sv, hosts, 1, 0, o));
-  tapio_options_free(o);
-  o = tls_options(p.loop, client_ctx());
-  CHECK_OK(tapio_options_set_str(o, "server_hostname", "localhost"));
-  CHECK_OK(tls_connect_opts(p.loop, p.sv.port, &p.c, o));
-  tapio_options_free(o);
-  p.s = srv_wait_conn(&p.sv, 0);
+  tls_pair_up_opts(&p, o, tls_client_options(p.loop), &rec_proto);
   CHECK_OK(tapio_transport_pause_reading(p.c.t));
   pattern_fill(big, 1 << 20, 0);
   CHECK_OK(tapio_transport_write(p.s->t, big, 1 << 20));
@@ -394,6 +363,16 @@ static void paused_reader_gets_everything(void)
   CHECK(pattern_check(p.c.in, p.c.nin, 0) < 0);
   free(big);
   tls_pair_end(&p);
+}
+
+/* An ended pair whose client read the session tickets (a roundtrip),
+ * then paused reading; the server then wrote text. */
+static void paused_client_sent(tls_pair *p, const char *text)
+{
+  ended_pair_up(p);
+  roundtrip(p->loop, &p->c, p->s);
+  CHECK_OK(tapio_transport_pause_reading(p->c.t));
+  CHECK_OK(tapio_transport_write(p->s->t, text, strlen(text)));
 }
 
 /* Bytes waiting in the socket, not yet read. */
@@ -412,10 +391,7 @@ static int unread(tapio_transport *t)
 static void paused_reader_then_truncation(void)
 {
   tls_pair p;
-  ended_pair_up(&p);
-  roundtrip(p.loop, &p.c, p.s); /* the session tickets are read */
-  CHECK_OK(tapio_transport_pause_reading(p.c.t));
-  CHECK_OK(tapio_transport_write(p.s->t, "extra bytes", 11));
+  paused_client_sent(&p, "extra bytes");
   CHECK_OK(tapio_transport_abort(p.s->t));
   WAIT_FOR(p.loop, p.s->lost && unread(p.c.t) > 0);
   CHECK_STR(p.c.log, "made data:4");
@@ -475,9 +451,7 @@ static void data_after_our_close(void)
   ended_pair_up(&p);
   CHECK_OK(tapio_transport_close(p.c.t)); /* close_notify goes now */
   CHECK_OK(tapio_transport_write(p.s->t, "late", 4)); /* crosses it */
-  WAIT_FOR(p.loop, p.c.lost && p.s->lost);
-  CHECK_STR(p.c.log, "made lost:0");
-  CHECK_STR(p.s->log, "made eof lost:0");
+  tls_pair_lost(&p, "made lost:0", "made eof lost:0");
   CHECK_EQ(p.c.eof_ret, TAPIO_TLS_END_CLEAN);
   tls_pair_end(&p);
 }
@@ -489,15 +463,10 @@ static void data_after_our_close(void)
 static void close_while_paused_reading(void)
 {
   tls_pair p;
-  ended_pair_up(&p);
-  roundtrip(p.loop, &p.c, p.s); /* the session tickets are read */
-  CHECK_OK(tapio_transport_pause_reading(p.c.t));
-  CHECK_OK(tapio_transport_write(p.s->t, "trailing data", 13));
+  paused_client_sent(&p, "trailing data");
   WAIT_FOR(p.loop, unread(p.c.t) > 0);
   CHECK_OK(tapio_transport_close(p.c.t));
-  WAIT_FOR(p.loop, p.c.lost && p.s->lost);
-  CHECK_STR(p.c.log, "made data:4 lost:0");
-  CHECK_STR(p.s->log, "made data:4 eof lost:0");
+  tls_pair_lost(&p, "made data:4 lost:0", "made data:4 eof lost:0");
   CHECK_EQ(p.c.eof_ret, TAPIO_TLS_END_CLEAN);
   tls_pair_end(&p);
 }
@@ -657,9 +626,8 @@ static void starttls_answered(void)
   CHECK_STR(tls_info(p.c.t, TAPIO_TLS_INFO_VERSION), "TLSv1.3");
   CHECK_STR(tls_info(p.s->t, TAPIO_TLS_INFO_VERSION), "TLSv1.3");
   CHECK_OK(tapio_transport_close(p.c.t));
-  WAIT_FOR(p.loop, p.c.lost && p.s->lost);
-  CHECK_STR(p.c.log, "made data:21 lost:0"); /* connection_made once */
-  CHECK_STR(p.s->log, "made data:33 eof lost:0");
+  /* the client: connection_made once */
+  tls_pair_lost(&p, "made data:21 lost:0", "made data:33 eof lost:0");
   tls_pair_end(&p);
 }
 
@@ -874,11 +842,39 @@ static void tls_inside_tls_from_made(void)
   WAIT_FOR(p.loop, p.c.nin == 4);
   CHECK(memcmp(p.c.in, "SPAM", 4) == 0);
   CHECK_OK(tapio_transport_close(p.c.t));
-  WAIT_FOR(p.loop, p.c.lost && p.s->lost);
-  CHECK_STR(p.c.log, "made pause resume data:4 lost:0");
-  CHECK_STR(p.s->log, "made data:1048576 eof lost:0");
+  tls_pair_lost(&p, "made pause resume data:4 lost:0",
+                "made data:1048576 eof lost:0");
   free(big);
   tls_pair_end(&p);
+}
+
+/* A client c (made here) in start_tls's handshake (completion st) with
+ * a raw peer that read its ClientHello and never answers; the peer. */
+static int starttls_unanswered(tapio_loop *loop, rec *c, started *st)
+{
+  char buf[512];
+  int peer;
+  rec_init(c);
+  peer = pair_raw(loop, c);
+  start_tls(c, st, client_ctx(), "localhost", NULL, 0);
+  CHECK(raw_wait(loop, peer, POLLIN)); /* the ClientHello */
+  CHECK(recv(peer, buf, sizeof buf, 0) > 0);
+  return peer;
+}
+
+/* After a close during starttls_unanswered's handshake, once c is gone:
+ * the completion said cancelled, connection_lost(0) came once, the peer
+ * got an end of file; how many bytes it got before it. */
+static size_t cancelled_by_close(tapio_loop *loop, rec *c, started *st,
+                                 int peer)
+{
+  char buf[512];
+  size_t n;
+  CHECK_EQ(st->done, 1);
+  CHECK_ERR(st->status, TAPIO_ECANCELED);
+  CHECK_STR(c->log, "made lost:0");
+  CHECK_EQ(raw_recv_until_eof(loop, peer, buf, sizeof buf, &n), 0);
+  return n;
 }
 
 /* S4: close() during start_tls's handshake aborts; the completion says
@@ -888,20 +884,10 @@ static void close_during_starttls(void)
   tapio_loop *loop = new_loop();
   started st;
   rec c;
-  char buf[512];
-  size_t n;
-  int peer;
-  rec_init(&c);
-  peer = pair_raw(loop, &c);
-  start_tls(&c, &st, client_ctx(), "localhost", NULL, 0);
-  CHECK(raw_wait(loop, peer, POLLIN)); /* the ClientHello */
-  CHECK(recv(peer, buf, sizeof buf, 0) > 0);
+  int peer = starttls_unanswered(loop, &c, &st);
   CHECK_OK(tapio_transport_close(c.t));
   WAIT_FOR(loop, c.lost);
-  CHECK_EQ(st.done, 1);
-  CHECK_ERR(st.status, TAPIO_ECANCELED);
-  CHECK_STR(c.log, "made lost:0");
-  CHECK_EQ(raw_recv_until_eof(loop, peer, buf, sizeof buf, &n), 0);
+  cancelled_by_close(loop, &c, &st, peer);
   end_pair(loop, &c, peer);
 }
 
@@ -923,12 +909,7 @@ static void info_during_handshake(void)
   started st;
   rec c;
   char buf[512];
-  int peer;
-  rec_init(&c);
-  peer = pair_raw(loop, &c);
-  start_tls(&c, &st, client_ctx(), "localhost", NULL, 0);
-  CHECK(raw_wait(loop, peer, POLLIN)); /* the ClientHello */
-  CHECK(recv(peer, buf, sizeof buf, 0) > 0);
+  int peer = starttls_unanswered(loop, &c, &st);
   CHECK_ERR(tapio_transport_get_tls_info(c.t, TAPIO_TLS_INFO_CIPHER, buf,
                                          sizeof buf, NULL),
             TAPIO_ENOENT);
@@ -952,23 +933,13 @@ static void close_during_starttls_with_writes(void)
   tapio_loop *loop = new_loop();
   started st;
   rec c;
-  char buf[512];
-  size_t n;
-  int peer;
-  rec_init(&c);
-  peer = pair_raw(loop, &c);
-  start_tls(&c, &st, client_ctx(), "localhost", NULL, 0);
-  CHECK(raw_wait(loop, peer, POLLIN)); /* the ClientHello */
-  CHECK(recv(peer, buf, sizeof buf, 0) > 0);
+  int peer = starttls_unanswered(loop, &c, &st);
   CHECK_OK(tapio_transport_write(c.t, "queued", 6));
   CHECK_EQ(tapio_transport_get_write_buffer_size(c.t), 6);
   CHECK_OK(tapio_transport_close(c.t));
   WAIT_FOR_T(loop, c.lost, 5.0);
-  CHECK_EQ(st.done, 1);
-  CHECK_ERR(st.status, TAPIO_ECANCELED);
-  CHECK_STR(c.log, "made lost:0");
-  CHECK_EQ(raw_recv_until_eof(loop, peer, buf, sizeof buf, &n), 0);
-  CHECK_EQ(n, 0); /* "queued" never went out, in the clear or not */
+  /* "queued" never went out, in the clear or not */
+  CHECK_EQ(cancelled_by_close(loop, &c, &st, peer), 0);
   end_pair(loop, &c, peer);
 }
 
@@ -978,20 +949,15 @@ static void starttls_timeout(void)
 {
   tapio_loop *loop = new_loop();
   tapio_options *o = new_options(loop);
-  tapio_tls_context *cc = client_ctx();
   started st;
   rec c;
   int peer;
   rec_init(&c);
   peer = pair_raw(loop, &c);
-  memset(&st, 0, sizeof st);
-  st.loop = loop;
   CHECK_OK(tapio_options_set_str(o, "server_hostname", "localhost"));
   CHECK_OK(tapio_options_set_double(o, "ssl_handshake_timeout", 0.2));
-  CHECK_OK(tapio_transport_start_tls(c.t, &rec_proto, &c, cc, o, NULL, 0,
-                                     on_started, &st));
+  start_tls_opts(&c, &st, client_ctx(), o, NULL, 0);
   tapio_options_free(o);
-  tapio_tls_context_release(cc);
   WAIT_FOR(loop, st.done && c.lost);
   CHECK_ERR(st.status, TAPIO_ETIMEDOUT);
   CHECK(strstr(st.msg, "taking longer than 0.2 seconds") != NULL);
@@ -1019,13 +985,12 @@ static void echo_each(rec *r, rec_event ev)
 
 static void many_clients_writelines(void)
 {
-  static const char *const hosts[] = { "127.0.0.1" };
   static const void *const bufs[] = { "one,", "two,", "three" };
   static const size_t lens[] = { 4, 4, 5 };
   enum { N = 25 };
   tapio_loop *loop = new_loop();
   tapio_options *so = tls_options(loop, server_ctx("server"));
-  tapio_options *co = tls_options(loop, client_ctx());
+  tapio_options *co = tls_client_options(loop);
   conn_wait w[N];
   rec c[N];
   srv sv;
@@ -1034,8 +999,7 @@ static void many_clients_writelines(void)
   echo_srv = &sv;
   sv.tmpl.hook = echo_each;
   CHECK_OK(tapio_options_set_double(so, "ssl_handshake_timeout", 100));
-  CHECK_OK(srv_start_hosts(&sv, hosts, 1, 0, so));
-  CHECK_OK(tapio_options_set_str(co, "server_hostname", "localhost"));
+  tls_srv_listen(&sv, so);
   for (i = 0; i < N; i++) { /* all at once: 25 handshakes in flight */
     rec_init(&c[i]);
     memset(&w[i], 0, sizeof w[i]);

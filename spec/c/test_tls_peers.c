@@ -3,6 +3,8 @@
  * asyncio (spec/tls/peer.py, run by /usr/bin/python3). */
 #include "tls.h"
 
+#include <openssl/ssl.h>
+
 /* ---- Helpers ------------------------------------------------------------ */
 
 /* A server rec that echoes what it gets (its user is a size_t: how far). */
@@ -30,12 +32,21 @@ static void connect_to(tapio_loop *loop, int port, rec *r)
 
 /* ---- openssl s_server and s_client ---------------------------------------- */
 
+/* s_server run as argv (on "-accept 127.0.0.1:0"), and c (set up by the
+ * caller) connected to it. */
+static void s_server_with(tapio_loop *loop, peer *srv, char *const argv[],
+                          rec *c)
+{
+  need("/usr/bin/openssl");
+  peer_start(srv, argv);
+  connect_to(loop, s_server_port(loop, srv), c);
+}
+
 /* tapio's client against s_server: bytes both ways, then a clean close
  * (s_server answers close_notify). */
 static void s_server_both_ways(const char *version)
 {
   tapio_loop *loop = new_loop();
-  int p;
   char *argv[] = { "openssl", "s_server", "-accept", "127.0.0.1:0", "-cert",
                    (char *)cert("server.pem"), "-key",
                    (char *)cert("server.key"), "-naccept", "1",
@@ -44,10 +55,7 @@ static void s_server_both_ways(const char *version)
   rec c;
   rec_init(&c);
   c.hook = end_with;
-  need("/usr/bin/openssl");
-  peer_start(&srv, argv);
-  p = s_server_port(loop, &srv);
-  connect_to(loop, p, &c);
+  s_server_with(loop, &srv, argv, &c);
   CHECK_OK(tapio_transport_write(c.t, "hello from tapio\n", 17));
   peer_wait_for(loop, &srv, "hello from tapio");
   peer_send(&srv, "hello from openssl\n");
@@ -111,7 +119,6 @@ static void s_client_to_tapio(void)
 static void s_server_renegotiates(void)
 {
   tapio_loop *loop = new_loop();
-  int p;
   char *argv[] = { "openssl", "s_server", "-accept", "127.0.0.1:0", "-cert",
                    (char *)cert("server.pem"), "-key",
                    (char *)cert("server.key"), "-naccept", "1", "-tls1_2",
@@ -119,10 +126,7 @@ static void s_server_renegotiates(void)
   peer srv;
   rec c;
   rec_init(&c);
-  need("/usr/bin/openssl");
-  peer_start(&srv, argv);
-  p = s_server_port(loop, &srv);
-  connect_to(loop, p, &c);
+  s_server_with(loop, &srv, argv, &c);
   CHECK_OK(tapio_transport_write(c.t, "before\n", 7));
   peer_wait_for(loop, &srv, "before");
   peer_send(&srv, "r\n");
@@ -165,6 +169,119 @@ static void s_client_renegotiation_refused(void)
   CHECK_STR(s->lost_msg, "TLS failed: sslv3 alert handshake failure");
   peer_stop(&cl);
   srv_release_and_free(&sv, loop);
+}
+
+/* ---- TLS 1.3 KeyUpdate against s_client and s_server -------------------- */
+
+/* What openssl's -msg prints for a KeyUpdate it sends (dir ">>>") or
+ * gets ("<<<"), up to its last digit, req: "1" when it asks the receiver
+ * to update its keys too, "0" when not, "" for either. */
+#define KEY_UPDATE(dir, req)                                                 \
+  dir " TLS 1.3, Handshake [length 0005], KeyUpdate\n    18 00 00 01 0" req
+
+/* The openssl program op sends line (given on its stdin) to tapio's
+ * echoing r, and prints the echo, after *at (moved past it). op reads the
+ * line alone: it took what came before (its echo came). */
+static void echo_line(tapio_loop *loop, peer *op, rec *r, size_t *at,
+                      const char *line)
+{
+  size_t n0 = r->nin, n = strlen(line);
+  peer_send(op, line);
+  peer_wait_from(loop, op, at, line);
+  CHECK_EQ(r->nin, n0 + n);
+  CHECK(memcmp(r->in + n0, line, n) == 0);
+}
+
+/* op's command line cmd ("k\n" or "K\n"), done: op printed the KeyUpdate
+ * it sent. op takes a line as a command only at the start of what one
+ * read of its stdin got, and drops the rest of that read: so a command
+ * goes once op has read all before it, and is seen done before more. */
+static void op_key_update(tapio_loop *loop, peer *op, size_t *at,
+                          const char *cmd)
+{
+  const char *sent = cmd[0] == 'K' ? KEY_UPDATE(">>>", "1")
+                                   : KEY_UPDATE(">>>", "0");
+  peer_send(op, cmd);
+  peer_wait_from(loop, op, at, sent);
+}
+
+/* TLS 1.3 KeyUpdate between tapio's r, which echoes, and an openssl
+ * program op run with -msg (s_client or s_server; tokens with '-' never
+ * match its hex or base64). op updates its keys ("k"): the echo goes
+ * on, tapio reading under op's new key, and tapio sends no KeyUpdate,
+ * as none was asked. op asks for ours too ("K"): tapio's KeyUpdate goes
+ * before its next bytes, once. tapio asks for op's (with OpenSSL's
+ * SSL_key_update on the SSL * it gives: tapio has no call of its own):
+ * op's answer comes with its next bytes, which tapio reads. */
+static void key_updates(tapio_loop *loop, peer *op, rec *r)
+{
+  size_t at = 0, mark;
+  echo_line(loop, op, r, &at, "line-one\n");
+  op_key_update(loop, op, &at, "k\n");
+  mark = at;
+  echo_line(loop, op, r, &at, "line-two\n");
+  CHECK(!peer_printed_between(op, mark, at, KEY_UPDATE("<<<", "")));
+  op_key_update(loop, op, &at, "K\n");
+  mark = at;
+  echo_line(loop, op, r, &at, "line-three\n");
+  CHECK(peer_printed_between(op, mark, at, KEY_UPDATE("<<<", "0")));
+  mark = at;
+  echo_line(loop, op, r, &at, "line-four\n");
+  CHECK(!peer_printed_between(op, mark, at, KEY_UPDATE("<<<", "")));
+  CHECK(SSL_key_update(tapio_transport_get_ssl(r->t),
+                       SSL_KEY_UPDATE_REQUESTED) == 1);
+  CHECK_OK(tapio_transport_write(r->t, "tapio-five\n", 11));
+  peer_wait_from(loop, op, &at, KEY_UPDATE("<<<", "1"));
+  peer_wait_from(loop, op, &at, "tapio-five\n");
+  mark = at;
+  echo_line(loop, op, r, &at, "line-six\n");
+  CHECK(peer_printed_between(op, mark, at, KEY_UPDATE(">>>", "0")));
+  CHECK_OK(tapio_transport_close(r->t));
+  WAIT_FOR(loop, r->lost);
+  CHECK_EQ(r->lost_code, 0);
+}
+
+/* tapio's server and s_client: -quiet, as s_client's session print
+ * (the server's certificate in base64, made anew each run) could hold a
+ * line's words, and -no_ign_eof, as -quiet alone turns the commands
+ * off. */
+static void s_client_key_update(void)
+{
+  tapio_loop *loop = new_loop();
+  char addr[32];
+  char *argv[] = { "openssl", "s_client", "-connect", addr, "-CAfile",
+                   (char *)cert("ca.pem"), "-servername", "localhost",
+                   "-tls1_3", "-quiet", "-no_ign_eof", "-msg", NULL };
+  size_t echoed = 0;
+  peer cl;
+  srv sv;
+  rec *s = s_client_of(loop, &sv, &echoed, &cl, argv, addr);
+  key_updates(loop, &cl, s);
+  CHECK_STR(s->log, "made data:48 lost:0");
+  peer_stop(&cl);
+  srv_release_and_free(&sv, loop);
+}
+
+/* tapio's client and s_server. */
+static void s_server_key_update(void)
+{
+  tapio_loop *loop = new_loop();
+  char *argv[] = { "openssl", "s_server", "-accept", "127.0.0.1:0", "-cert",
+                   (char *)cert("server.pem"), "-key",
+                   (char *)cert("server.key"), "-naccept", "1", "-tls1_3",
+                   "-msg", NULL };
+  size_t echoed = 0;
+  peer sv;
+  rec c;
+  rec_init(&c);
+  c.hook = echo_hook;
+  c.user = &echoed;
+  s_server_with(loop, &sv, argv, &c);
+  key_updates(loop, &sv, &c);
+  CHECK_STR(c.log, "made data:48 lost:0");
+  peer_stop(&sv);
+  free_loop(loop);
+  rec_free(&c);
 }
 
 /* ---- Python's ssl and asyncio --------------------------------------------- */
@@ -395,11 +512,10 @@ static char big[8 << 20];
 static tapio_loop *silent_client(peer *py, rec *c)
 {
   tapio_loop *loop = new_loop();
-  tapio_options *o = tls_options(loop, client_ctx());
+  tapio_options *o = tls_client_options(loop);
   rec_init(c);
   c->hook = end_with;
   python_peer(py, "silent-server", 0);
-  CHECK_OK(tapio_options_set_str(o, "server_hostname", "localhost"));
   CHECK_OK(tapio_options_set_double(o, "ssl_shutdown_timeout", 0.3));
   CHECK_OK(tls_connect_opts(loop, peer_port(loop, py), c, o));
   tapio_options_free(o);
@@ -460,8 +576,7 @@ static void python_never_reads_after_starttls(void)
 {
   tapio_loop *loop = new_loop();
   tapio_options *o = new_options(loop);
-  tapio_tls_context *cc = client_ctx();
-  started st = { 0 };
+  started st;
   peer py;
   rec c;
   double t0;
@@ -469,13 +584,10 @@ static void python_never_reads_after_starttls(void)
   c.hook = end_with;
   python_peer(&py, "silent-server", 0); /* its handshake comes first */
   CHECK_OK(connect_tcp(loop, "127.0.0.1", peer_port(loop, &py), &c, NULL));
-  st.loop = loop;
   CHECK_OK(tapio_options_set_str(o, "server_hostname", "localhost"));
   CHECK_OK(tapio_options_set_double(o, "ssl_shutdown_timeout", 0.3));
-  CHECK_OK(tapio_transport_start_tls(c.t, &rec_proto, &c, cc, o, NULL, 0,
-                                     on_started, &st));
+  start_tls_opts(&c, &st, client_ctx(), o, NULL, 0);
   tapio_options_free(o);
-  tapio_tls_context_release(cc);
   CHECK_OK(tapio_transport_write(c.t, big, sizeof big));
   WAIT_FOR(loop, st.done);
   CHECK_OK(st.status);
@@ -488,6 +600,7 @@ static void python_never_reads_after_starttls(void)
 TEST_MAIN_WARM(s_server_tls13, TEST(s_server_tls13), TEST(s_server_tls12),
                TEST(s_client_to_tapio), TEST(s_server_renegotiates),
                TEST(s_client_renegotiation_refused),
+               TEST(s_client_key_update), TEST(s_server_key_update),
                TEST(python_server_tls13),
                TEST(python_server_tls12), TEST(python_client),
                TEST(python_server_wants_cert), TEST(python_starttls_server),

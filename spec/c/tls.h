@@ -76,14 +76,30 @@ static inline tapio_options *tls_options(tapio_loop *loop,
   return o;
 }
 
+/* Options of a client that checks the name "localhost" (client_ctx's
+ * CA). */
+static inline tapio_options *tls_client_options(tapio_loop *loop)
+{
+  tapio_options *o = tls_options(loop, client_ctx());
+  CHECK_OK(tapio_options_set_str(o, "server_hostname", "localhost"));
+  return o;
+}
+
+/* Starts sv (srv_init done, its tmpl set) on 127.0.0.1 with options o,
+ * which hold "ssl". */
+static inline void tls_srv_listen(srv *sv, const tapio_options *o)
+{
+  static const char *const hosts[] = { "127.0.0.1" };
+  CHECK_OK(srv_start_hosts(sv, hosts, 1, 0, o));
+}
+
 /* A TLS server on 127.0.0.1 with context ctx (released). */
 static inline void tls_srv_start(srv *sv, tapio_loop *loop,
                                  tapio_tls_context *ctx)
 {
-  static const char *const hosts[] = { "127.0.0.1" };
   tapio_options *o = tls_options(loop, ctx);
   srv_init(sv, loop);
-  CHECK_OK(srv_start_hosts(sv, hosts, 1, 0, o));
+  tls_srv_listen(sv, o);
   tapio_options_free(o);
 }
 
@@ -107,20 +123,29 @@ static inline void tls_try_done(void *ud, int status, tapio_transport *t)
 /* The words of the last failed tls_connect_opts/tls_connect. */
 static char tls_last_msg[256];
 
-/* Connects r to 127.0.0.1:port with options o (holding "ssl"); waits as
+/* Connects r, with protocol proto (rec_proto, or rec_bproto for r with a
+ * buffer), to 127.0.0.1:port with options o (holding "ssl"); waits as
  * connect_tcp does; the status. */
-static inline int tls_connect_opts(tapio_loop *loop, int port, rec *r,
-                                   const tapio_options *o)
+static inline int tls_connect_as(tapio_loop *loop, int port, rec *r,
+                                 const tapio_protocol *proto,
+                                 const tapio_options *o)
 {
   tls_try tt;
   memset(&tt, 0, sizeof tt);
   tt.w.r = r;
   tt.loop = loop;
-  CHECK_OK(tapio_create_connection(loop, "127.0.0.1", port, &rec_proto, r,
-                                   o, tls_try_done, &tt));
+  CHECK_OK(tapio_create_connection(loop, "127.0.0.1", port, proto, r, o,
+                                   tls_try_done, &tt));
   CHECK_OK(connect_wait(loop, &tt.w) == tt.w.status ? 0 : -1);
   snprintf(tls_last_msg, sizeof tls_last_msg, "%s", tt.msg);
   return tt.w.status;
+}
+
+/* tls_connect_as with rec_proto. */
+static inline int tls_connect_opts(tapio_loop *loop, int port, rec *r,
+                                   const tapio_options *o)
+{
+  return tls_connect_as(loop, port, r, &rec_proto, o);
 }
 
 /* Connects r with TLS (ctx released) to 127.0.0.1:port; its status. With
@@ -168,18 +193,41 @@ static inline void tls_pair_init(tls_pair *p)
   rec_init(&p->c);
 }
 
+/* A TLS server with options so and a client with options co (each
+ * holding "ssl", the client's its server_hostname too; both freed) and
+ * protocol proto (rec_proto, or rec_bproto for a client rec with a
+ * buffer) connected to it; fails the test unless it connects. */
+static inline void tls_pair_up_opts(tls_pair *p, tapio_options *so,
+                                    tapio_options *co,
+                                    const tapio_protocol *proto)
+{
+  tls_srv_listen(&p->sv, so);
+  tapio_options_free(so);
+  if (tls_connect_as(p->loop, p->sv.port, &p->c, proto, co) != 0)
+    FAIL("TLS connect: %s", tls_last_msg);
+  tapio_options_free(co);
+  p->s = srv_wait_conn(&p->sv, 0);
+}
+
 /* A TLS server with context sctx and a client with cctx (both released)
  * connected to it checking `name`; fails the test unless it connects. */
 static inline void tls_pair_up(tls_pair *p, tapio_tls_context *sctx,
                                tapio_tls_context *cctx, const char *name)
 {
-  static const char *const hosts[] = { "127.0.0.1" };
-  tapio_options *o = tls_options(p->loop, sctx);
-  CHECK_OK(srv_start_hosts(&p->sv, hosts, 1, 0, o));
-  tapio_options_free(o);
-  if (tls_connect(p->loop, p->sv.port, &p->c, cctx, name) != 0)
-    FAIL("TLS connect: %s", tls_last_msg);
-  p->s = srv_wait_conn(&p->sv, 0);
+  tapio_options *so = tls_options(p->loop, sctx);
+  tapio_options *co = tls_options(p->loop, cctx);
+  if (name)
+    CHECK_OK(tapio_options_set_str(co, "server_hostname", name));
+  tls_pair_up_opts(p, so, co, &rec_proto);
+}
+
+/* Waits until both sides are gone; their logs are clog and slog. */
+static inline void tls_pair_lost(tls_pair *p, const char *clog,
+                                 const char *slog)
+{
+  WAIT_FOR(p->loop, p->c.lost && p->s->lost);
+  CHECK_STR(p->c.log, clog);
+  CHECK_STR(p->s->log, slog);
 }
 
 static inline void tls_pair_end(tls_pair *p)
@@ -260,24 +308,33 @@ static inline void on_started(void *ud, int status, tapio_transport *t)
          (void *)t);
 }
 
-/* Upgrades r's transport with ctx (released), r staying its protocol;
- * name is the server_hostname of a client (NULL for servers); buffered
- * bytes are fed first. Does not wait. */
+/* Upgrades r's transport with ctx (released) and options o (NULL, or
+ * the caller's to free), r staying its protocol; buffered bytes are fed
+ * first. Does not wait. */
+static inline void start_tls_opts(rec *r, started *st,
+                                  tapio_tls_context *ctx,
+                                  const tapio_options *o,
+                                  const char *buffered, size_t len)
+{
+  memset(st, 0, sizeof *st);
+  st->loop = tapio_transport_get_loop(r->t);
+  CHECK_OK(tapio_transport_start_tls(r->t, &rec_proto, r, ctx, o, buffered,
+                                     len, on_started, st));
+  tapio_tls_context_release(ctx);
+  CHECK_EQ(st->done, 0); /* never from inside the call */
+}
+
+/* start_tls_opts with name as the server_hostname of a client (NULL for
+ * servers). */
 static inline void start_tls(rec *r, started *st, tapio_tls_context *ctx,
                              const char *name, const char *buffered,
                              size_t len)
 {
-  tapio_loop *loop = tapio_transport_get_loop(r->t);
-  tapio_options *o = new_options(loop);
-  memset(st, 0, sizeof *st);
-  st->loop = loop;
+  tapio_options *o = new_options(tapio_transport_get_loop(r->t));
   if (name)
     CHECK_OK(tapio_options_set_str(o, "server_hostname", name));
-  CHECK_OK(tapio_transport_start_tls(r->t, &rec_proto, r, ctx, o, buffered,
-                                     len, on_started, st));
+  start_tls_opts(r, st, ctx, o, buffered, len);
   tapio_options_free(o);
-  tapio_tls_context_release(ctx);
-  CHECK_EQ(st->done, 0); /* never from inside the call */
 }
 
 /* ---- Peers that are other programs --------------------------------------- */
@@ -328,19 +385,42 @@ static inline void peer_poll(peer *p)
   p->got[p->ngot] = '\0';
 }
 
-/* Runs the loop until the program printed text (the loop may be NULL). */
-static inline void peer_wait_for(tapio_loop *loop, peer *p, const char *text)
+/* Runs the loop until the program printed text at or after *from (an
+ * offset in p->got), then moves *from past it: waits in order, on a
+ * program whose earlier output may hold the same text (the loop may be
+ * NULL). */
+static inline void peer_wait_from(tapio_loop *loop, peer *p, size_t *from,
+                                  const char *text)
 {
   double end = now_sec() + test_timeout() * 2;
   for (;;) {
+    const char *at;
     peer_poll(p);
-    if (strstr(p->got, text))
+    if ((at = strstr(p->got + *from, text)) != NULL) {
+      *from = (size_t)(at - p->got) + strlen(text);
       return;
+    }
     if (now_sec() > end)
-      FAIL("the peer never printed \"%s\"; it printed:\n%s", text, p->got);
-    if (!raw_wait(loop, p->out, POLLIN))
-      continue;
+      FAIL("the peer never printed \"%s\" after its first %zu bytes; it "
+           "printed:\n%s", text, *from, p->got);
+    raw_wait(loop, p->out, POLLIN);
   }
+}
+
+/* Runs the loop until the program printed text (the loop may be NULL). */
+static inline void peer_wait_for(tapio_loop *loop, peer *p, const char *text)
+{
+  size_t from = 0;
+  peer_wait_from(loop, p, &from, text);
+}
+
+/* Whether the program printed text between offsets from and to of
+ * p->got. */
+static inline int peer_printed_between(const peer *p, size_t from, size_t to,
+                                       const char *text)
+{
+  const char *at = strstr(p->got + from, text);
+  return at && (size_t)(at - p->got) + strlen(text) <= to;
 }
 
 static inline void peer_send(peer *p, const char *text)
