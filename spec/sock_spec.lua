@@ -391,6 +391,108 @@ c.close()
   end)
 end)
 
+-- Runs fn(loop) in a task that a timer cancels in the loop turn where
+-- the call fn makes completes, after its completion: the call finds
+-- what it waits for at its first try (data there, a connection queued,
+-- room to send), which the core makes from the loop in the next turn,
+-- and the timer of call_later(0) set then runs in the turn after, behind
+-- it. Returns the task, done.
+local function cancel_at_completion(loop, fn)
+  local t = loop:create_task(fn, loop)
+  loop:call_soon(function() -- after t's first step: t has made its call
+    loop:call_later(0, function()
+      t:cancel()
+    end)
+  end)
+  pcall(t.await, t)
+  return t
+end
+
+describe("sock_* calls cancelled in the turn they complete", function()
+  it("give what they brought (bytes received, a socket accepted, bytes "
+     .. "sent): the task has it before the cancellation", function()
+    run(function(loop)
+      local a, b = tapio.socketpair()
+      tapio.send(b, "kept")
+      local t = cancel_at_completion(loop, function()
+        return loop:sock_recv(a, 100)
+      end)
+      assert.are.equal("kept", t:result())
+
+      local buf = tapio.buffer(8)
+      tapio.send(b, "into")
+      t = cancel_at_completion(loop, function()
+        return loop:sock_recv_into(a, buf)
+      end)
+      assert.are.equal(4, t:result())
+      assert.are.equal("into", buf:sub(1, 4))
+
+      t = cancel_at_completion(loop, function()
+        return loop:sock_sendall(a, "all of it")
+      end)
+      assert.is_false(t:cancelled()) -- its caller knows it all went
+      assert.are.equal("all of it", loop:sock_recv(b, 100))
+      tapio.close_fd(a)
+      tapio.close_fd(b)
+
+      local u1, u1_addr = udp(loop)
+      local u2, u2_addr = udp(loop)
+      t = cancel_at_completion(loop, function()
+        return loop:sock_sendto(u1, "dgram", u2_addr)
+      end)
+      assert.are.equal(5, t:result())
+      t = cancel_at_completion(loop, function()
+        return loop:sock_recvfrom(u2, 100)
+      end)
+      assert.are.same({ "dgram", u1_addr }, { t:result() })
+      loop:sock_sendto(u1, "again", u2_addr)
+      t = cancel_at_completion(loop, function()
+        return loop:sock_recvfrom_into(u2, buf)
+      end)
+      assert.are.same({ 5, u1_addr }, { t:result() })
+      assert.are.equal("again", buf:sub(1, 5))
+      tapio.close_fd(u1)
+      tapio.close_fd(u2)
+
+      local path = os.tmpname()
+      os.remove(path)
+      local l = helper.unix_listener(path)
+      local c = assert(tapio.socket(tapio.AF_UNIX, tapio.SOCK_STREAM))
+      t = cancel_at_completion(loop, function()
+        return loop:sock_connect(c, path)
+      end)
+      assert.is_false(t:cancelled())
+      t = cancel_at_completion(loop, function()
+        return loop:sock_accept(l)
+      end)
+      local s = t:result() -- not lost: the peer hears it
+      assert.is_number(s)
+      tapio.send(s, "accepted")
+      assert.are.equal("accepted", loop:sock_recv(c, 100))
+      tapio.close_fd(s)
+      tapio.close_fd(c)
+      tapio.close_fd(l)
+      os.remove(path)
+    end)
+  end)
+
+  it("raise the cancellation at the task's next wait", function()
+    run(function(loop)
+      local a, b = tapio.socketpair()
+      tapio.send(b, "kept")
+      local got
+      local t = cancel_at_completion(loop, function()
+        got = loop:sock_recv(a, 100)
+        tapio.sleep(10)
+      end)
+      assert.are.equal("kept", got)
+      assert.is_true(t:cancelled())
+      tapio.close_fd(a)
+      tapio.close_fd(b)
+    end)
+  end)
+end)
+
 describe("loop:sock_recv_into and sock_recvfrom_into", function()
   it("receive into a tapio.buffer from its start: the count, the rest "
      .. "untouched; what does not fit waits; 0 at the end", function()
