@@ -513,7 +513,9 @@ int tapio_sock_accept(tapio_loop *loop, int fd, tapio_sock_accept_fn cb,
  * runs later) or a signal the C library keeps for itself (glibc's 32 and
  * 33), each with its words in tapio_loop_error_message
  * ("add_signal_handler: signal 17 is the subprocess watcher's
- * (SIGCHLD)"); TAPIO_ECLOSED while the loop is being freed.
+ * (SIGCHLD)"); TAPIO_ECLOSED while the loop is being freed;
+ * TAPIO_EVIRTUAL on a virtual-clock loop (a signal comes on real time:
+ * see "Testing").
  * tapio_loop_free removes the handlers left. */
 int tapio_add_signal_handler(tapio_loop *loop, int sig, tapio_call_fn fn,
                              void *ud);
@@ -1779,7 +1781,8 @@ void *tapio_transport_get_ssl(tapio_transport *t);
  * make a socket, a pipe, a child or a reverse lookup, or wait on a
  * descriptor (create_datagram_endpoint with a Unix path, the "sock"
  * option, connect_accepted_socket, connect_read_pipe, connect_write_pipe,
- * getnameinfo, the sock_ calls, add_reader, add_writer) returns
+ * getnameinfo, the sock_ calls, add_reader, add_writer; and watching a
+ * signal, add_signal_handler, as signals come on real time) returns
  * TAPIO_EVIRTUAL, closing a descriptor given to it
  * as on any failure; subprocess_exec and subprocess_shell start fake
  * children of the programs a test registered (below, "Fake programs"),

@@ -103,10 +103,34 @@ describe("the virtual clock", function()
     end)
     assert.matches("testing_spec.lua:%d+: tapio: loop:add_reader: real "
       .. "I/O is refused on a virtual%-clock loop", err)
+    -- nor a signal watched: it comes on real time too
+    ok, err = pcall(function()
+      loop:add_signal_handler("SIGUSR1", function() end)
+      return true
+    end)
+    assert.matches("testing_spec.lua:%d+: tapio: loop:add_signal_handler: "
+      .. "real I/O is refused on a virtual%-clock loop %(a signal comes on "
+      .. "real time%)", err)
+    assert.is_false(loop:remove_signal_handler("SIGUSR1"))
     -- its network's calls are not refused (spec/testing_vnet_spec.lua)
     assert.is_truthy(loop:create_server(function() end, "127.0.0.1", 0))
     assert.equal("EVIRTUAL", tapio.error(tapio.EVIRTUAL).name)
     loop:close()
+  end)
+
+  it("runs a Runner's main with handle_sigint set, watching no signal",
+     function()
+    local was = tapio.handle_sigint
+    tapio.handle_sigint = true -- as the tapio program sets it
+    local runner = tapio.Runner({ loop_factory = testing.new_loop })
+    local ok, got = pcall(runner.run, runner, function()
+      tapio.sleep(0)
+      return "ok"
+    end)
+    tapio.handle_sigint = was
+    runner:close()
+    assert.is_true(ok, got)
+    assert.are.equal("ok", got)
   end)
 
   it("checks its arguments", function()

@@ -432,6 +432,10 @@ static void clock_refuses_real_io(void)
             TAPIO_EVIRTUAL);
   close(fds[0]);
   close(fds[1]);
+  /* nor a signal, on real time too; none is watched, so none removed */
+  CHECK_ERR(tapio_add_signal_handler(loop, SIGUSR1, never_called, NULL),
+            TAPIO_EVIRTUAL);
+  CHECK_EQ(tapio_remove_signal_handler(loop, SIGUSR1), 0);
   CHECK_OK(tapio_loop_run_until_idle(loop));
   CHECK_EQ(tapio_loop_transport_count(loop), 0);
   free_loop(loop);
