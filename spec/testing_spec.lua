@@ -45,6 +45,22 @@ describe("the virtual clock", function()
     loop:close()
   end)
 
+  it("fires a timer due before its start at once, holding no later one "
+     .. "back (call_at, timeout_at a deadline passed)", testing.run(
+     function(clock, loop)
+    local fired = {}
+    loop:call_later(1, function() fired[#fired + 1] = "later 1" end)
+    loop:call_at(-1, function() fired[#fired + 1] = "at -1" end)
+    clock:advance(2)
+    assert.same({ "at -1", "later 1" }, fired)
+    local ok, err = pcall(tapio.timeout_at, loop:time() - 10, function()
+      tapio.sleep(1)
+    end)
+    assert.is_false(ok)
+    assert.equal("ETIMEDOUT", err.name)
+    assert.equal(2, clock:time())
+  end))
+
   it("is advanced from a task, which waits there",
      testing.run(function(clock)
     local slept = tapio.create_task(function()

@@ -148,8 +148,12 @@ int tapio__timer_start_at(tapio__timer *tm, double when) {
   double now, after;
   if (ev_is_active(&tm->ev))
     ev_timer_stop(tm->loop->ev, &tm->ev);
-  if (tapio__virtual(tm->loop)) /* the heap alone: the clock fires it */
-    return tapio__deadline_set(tm->loop, &tm->dl, tapio__vround(when));
+  /* The heap alone: the clock fires it. A time before the clock's start
+   * (call_at(-1)) is past, as 0 is: the clock reads a deadline below 0 as
+   * "none", and one at the heap's top held every later timer back. */
+  if (tapio__virtual(tm->loop))
+    return tapio__deadline_set(tm->loop, &tm->dl,
+                               when > 0 ? tapio__vround(when) : 0);
   /* libev counts `after` from its cached time: refresh it, after reading
    * tapio's clock, so that libev's reading is the later one and the timer
    * never fires before `when`. Read the other way round, the time the
