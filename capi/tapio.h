@@ -453,7 +453,9 @@ typedef void (*tapio_sock_accept_fn)(void *ud, int status, int fd,
                                      const void *addr, size_t addrlen);
 /* sock_recv / sock_recv_into: at most len bytes into buf, which must
  * stay valid until the completion (or the cancel); n 0 is the end of a
- * stream (or an empty datagram). */
+ * stream (or an empty datagram). len 0 completes with n 0 at once (from
+ * the loop), taking nothing, as Python's recv(0) (so asyncio's sock_recv)
+ * does; buf may then be NULL. */
 int tapio_sock_recv(tapio_loop *loop, int fd, void *buf, size_t len,
                     tapio_sock_fn cb, void *cb_ud);
 /* sock_recvfrom / sock_recvfrom_into: one datagram (the rest of a longer
