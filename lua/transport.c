@@ -471,7 +471,9 @@ static int write_lines(lua_State *L, tl_transport *lt, int n,
                        const char *fn, const char *name, int level) {
   int i, rc = 0;
   if (!lt->t)
-    return lost_write(L, lt, fn);
+    return n ? lost_write(L, lt, fn) : 0; /* no data, none lost (asyncio) */
+  if (n == 0) /* the state is checked all the same (asyncio's) */
+    rc = tapio_transport_writelines(lt->t, NULL, NULL, 0);
   luaL_checkstack(L, LINES_CHUNK + 2, "writelines");
   /* pause_writing may close the transport, or the loop, between chunks */
   for (i = 1; i <= n && rc == 0 && lt->t; i += LINES_CHUNK)
