@@ -356,6 +356,9 @@ local function parked_call(c_call, self, task, release, ...)
   park._on_cancel = function()
     self:_cancel(pending)
   end
+  if task._must_cancel then -- it cancelled itself before: the park ends at
+    self:_cancel(pending) -- once (tapio.task), the call with it, untried
+  end
   local r = yield(PARK, park)
   if r == CANCEL then
     cancelled()
