@@ -453,7 +453,9 @@ typedef void (*tapio_sock_accept_fn)(void *ud, int status, int fd,
                                      const void *addr, size_t addrlen);
 /* sock_recv / sock_recv_into: at most len bytes into buf, which must
  * stay valid until the completion (or the cancel); n 0 is the end of a
- * stream (or an empty datagram). */
+ * stream (or an empty datagram). len 0 completes with n 0 at once (from
+ * the loop), taking nothing, as Python's recv(0) (so asyncio's sock_recv)
+ * does; buf may then be NULL. */
 int tapio_sock_recv(tapio_loop *loop, int fd, void *buf, size_t len,
                     tapio_sock_fn cb, void *cb_ud);
 /* sock_recvfrom / sock_recvfrom_into: one datagram (the rest of a longer
@@ -513,7 +515,9 @@ int tapio_sock_accept(tapio_loop *loop, int fd, tapio_sock_accept_fn cb,
  * runs later) or a signal the C library keeps for itself (glibc's 32 and
  * 33), each with its words in tapio_loop_error_message
  * ("add_signal_handler: signal 17 is the subprocess watcher's
- * (SIGCHLD)"); TAPIO_ECLOSED while the loop is being freed.
+ * (SIGCHLD)"); TAPIO_ECLOSED while the loop is being freed;
+ * TAPIO_EVIRTUAL on a virtual-clock loop (a signal comes on real time:
+ * see "Testing").
  * tapio_loop_free removes the handlers left. */
 int tapio_add_signal_handler(tapio_loop *loop, int sig, tapio_call_fn fn,
                              void *ud);
@@ -1795,7 +1799,8 @@ void *tapio_transport_get_ssl(tapio_transport *t);
  * make a socket, a pipe, a child or a reverse lookup, or wait on a
  * descriptor (create_datagram_endpoint with a Unix path, the "sock"
  * option, connect_accepted_socket, connect_read_pipe, connect_write_pipe,
- * getnameinfo, the sock_ calls, add_reader, add_writer) returns
+ * getnameinfo, the sock_ calls, add_reader, add_writer; and watching a
+ * signal, add_signal_handler, as signals come on real time) returns
  * TAPIO_EVIRTUAL, closing a descriptor given to it
  * as on any failure; subprocess_exec and subprocess_shell start fake
  * children of the programs a test registered (below, "Fake programs"),

@@ -4,6 +4,7 @@
  * calls too. */
 #include "tapio_lua.h"
 
+#include <math.h>
 #include <string.h>
 
 static tl_sched *tocall(lua_State *L, const char *fn) {
@@ -76,7 +77,7 @@ static tl_sched *newcall(lua_State *L, tl_loop *lb, int fi) {
   memset(c, 0, sizeof *c);
   c->lb = lb;
   c->self_ref = LUA_NOREF;
-  c->when = -1;
+  c->when = NAN; /* none: a call_soon's, a waiter's */
   tl_list_init(&c->link);
   luaL_setmetatable(L, TL_HANDLE);
   tl_store_call(L, fi, top);
@@ -118,7 +119,8 @@ static int schedule(lua_State *L, const char *fn, int kind) {
     rc = tapio_call_idle(lb->loop, t, run_call, c, &c->h);
   if (rc < 0)
     return luaL_error(L, "tapio: %s: %s", fn, tapio_strerror(rc));
-  c->when = tapio_handle_when(c->h);
+  if (kind != SOON) /* a time, maybe below 0 (call_at on a virtual clock) */
+    c->when = tapio_handle_when(c->h);
   anchor_call(L, lb, c);
   return 1;
 }
@@ -171,7 +173,7 @@ static int h_cancelled(lua_State *L) {
 /* handle:when(): the loop time a call_later/call_at is due, else nil. */
 static int h_when(lua_State *L) {
   tl_sched *c = tocall(L, "handle:when");
-  if (c->when < 0)
+  if (isnan(c->when))
     return 0;
   lua_pushnumber(L, c->when);
   return 1;

@@ -164,7 +164,7 @@ typedef struct tl_sched {
   tapio_handle *h;    /* NULL once run, cancelled, or for waiters */
   int self_ref;       /* anchors this userdata while pending */
   int cancelled;
-  double when;        /* loop time it is due; -1 for call_soon */
+  double when;        /* loop time it is due; NaN for call_soon */
 } tl_sched;
 
 /* "tapio.buffer": fixed-size memory for BufferedProtocol.get_buffer. */

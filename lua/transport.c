@@ -420,13 +420,20 @@ static int t_stream_write(lua_State *L) {
 
 #define LINES_CHUNK 64
 
-/* Writes list[from..to] (strings, checked) in one writev. */
-static int write_chunk(lua_State *L, tl_transport *lt, int from, int to) {
+/* Writes list[from..to] (strings, checked) in one writev; an entry that
+ * is no string (a list whose __len said less than its length to the
+ * check) writes nothing of the chunk and is an argument error. */
+static int write_chunk(lua_State *L, tl_transport *lt, int from, int to,
+                       const char *fn, const char *name) {
   const void *bufs[LINES_CHUNK];
   size_t lens[LINES_CHUNK];
   int i, top = lua_gettop(L), rc;
   for (i = from; i <= to; i++) {
     lua_rawgeti(L, 2, i); /* kept on the stack while written */
+    if (lua_type(L, -1) != LUA_TSTRING)
+      return tl_argerror(L, fn, 1, name,
+                         lua_pushfstring(L, "string expected at index %d, "
+                                         "got %s", i, luaL_typename(L, -1)));
     bufs[i - from] = lua_tolstring(L, -1, &lens[i - from]);
   }
   rc = tapio_transport_writelines(lt->t, bufs, lens, (size_t)(to - from + 1));
@@ -434,10 +441,10 @@ static int write_chunk(lua_State *L, tl_transport *lt, int from, int to) {
   return rc;
 }
 
-/* writelines, as fn (called at level: see write_refused). */
-static int writelines_as(lua_State *L, const char *fn, int level) {
-  tl_transport *lt = totransport(L, fn);
-  int n, i, rc = 0;
+/* The list at index 2 checked, as transport:writelines's argument (fn's
+ * #1 'list_of_data'): strings, no hole, no other key. Its length. */
+static int check_lines(lua_State *L, const char *fn) {
+  int n, i;
   const char *why;
   if (!lua_istable(L, 2))
     return tl_typeerror(L, fn, 1, "list_of_data", 2, "table");
@@ -455,25 +462,40 @@ static int writelines_as(lua_State *L, const char *fn, int level) {
     }
     lua_pop(L, 1);
   }
+  return n;
+}
+
+/* Writes the n strings of the list at index 2, as fn (its argument
+ * named name; called at level: see write_refused). */
+static int write_lines(lua_State *L, tl_transport *lt, int n,
+                       const char *fn, const char *name, int level) {
+  int i, rc = 0;
   if (!lt->t)
-    return lost_write(L, lt, fn);
+    return n ? lost_write(L, lt, fn) : 0; /* no data, none lost (asyncio) */
+  if (n == 0) /* the state is checked all the same (asyncio's) */
+    rc = tapio_transport_writelines(lt->t, NULL, NULL, 0);
   luaL_checkstack(L, LINES_CHUNK + 2, "writelines");
   /* pause_writing may close the transport, or the loop, between chunks */
   for (i = 1; i <= n && rc == 0 && lt->t; i += LINES_CHUNK)
     rc = write_chunk(L, lt, i, i + LINES_CHUNK - 1 < n ? i + LINES_CHUNK - 1
-                                                      : n);
+                                                      : n, fn, name);
   return write_refused(L, fn, level, rc);
 }
 
 static int t_writelines(lua_State *L) {
-  return writelines_as(L, "transport:writelines", 0);
+  tl_transport *lt = totransport(L, "transport:writelines");
+  int n = check_lines(L, "transport:writelines");
+  return write_lines(L, lt, n, "transport:writelines", "list_of_data", 0);
 }
 
 /* transport:_stream_writelines(list) -> closing: writelines for a
- * StreamWriter (tapio/streams.lua), answering as _stream_write. */
+ * StreamWriter (tapio/streams.lua), answering as _stream_write. The list
+ * is checked already, once: writer:writelines checked it with its own
+ * words (or it is the writer's queue of strings). */
 static int t_stream_writelines(lua_State *L) {
   tl_transport *lt = totransport(L, "transport:writelines");
-  writelines_as(L, "writer:writelines", 2);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  write_lines(L, lt, (int)tl_rawlen(L, 2), "writer:writelines", "data", 2);
   lua_pushboolean(L, !lt->t || tapio_transport_is_closing(lt->t));
   return 1;
 }

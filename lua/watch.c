@@ -84,6 +84,9 @@ static int add_error(lua_State *L, tl_loop *lb, const char *fn, int kind,
                      int rc) {
   if (rc == TAPIO_EINVAL && kind == SIGNAL)
     return tl_argerror(L, fn, 1, "signal", signal_refusal(lb));
+  if (rc == TAPIO_EVIRTUAL && kind == SIGNAL)
+    return luaL_error(L, "tapio: %s: %s (a signal comes on real time)", fn,
+                      tapio_strerror(rc));
   if (kind != SIGNAL)
     tl_fd_refused(L, fn, 1, rc);
   return luaL_error(L, "tapio: %s: %s", fn, tapio_strerror(rc));

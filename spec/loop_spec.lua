@@ -88,6 +88,15 @@ describe("a loop", function()
     assert.is_true(at >= when)
   end)
 
+  it("gives a call_at's handle its time, also one before 0 (a virtual "
+     .. "clock's past)", function()
+    local vloop = require("tapio.testing").new_loop()
+    local h = vloop:call_at(-1, function() end)
+    assert.are.equal(-1, h:when())
+    h:cancel()
+    vloop:close()
+  end)
+
   it("gives handles that cancel", function()
     local calls = {}
     local h1 = loop:call_soon(function() calls[#calls + 1] = 1 end)

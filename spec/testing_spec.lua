@@ -45,6 +45,22 @@ describe("the virtual clock", function()
     loop:close()
   end)
 
+  it("fires a timer due before its start at once, holding no later one "
+     .. "back (call_at, timeout_at a deadline passed)", testing.run(
+     function(clock, loop)
+    local fired = {}
+    loop:call_later(1, function() fired[#fired + 1] = "later 1" end)
+    loop:call_at(-1, function() fired[#fired + 1] = "at -1" end)
+    clock:advance(2)
+    assert.same({ "at -1", "later 1" }, fired)
+    local ok, err = pcall(tapio.timeout_at, loop:time() - 10, function()
+      tapio.sleep(1)
+    end)
+    assert.is_false(ok)
+    assert.equal("ETIMEDOUT", err.name)
+    assert.equal(2, clock:time())
+  end))
+
   it("is advanced from a task, which waits there",
      testing.run(function(clock)
     local slept = tapio.create_task(function()
@@ -103,10 +119,34 @@ describe("the virtual clock", function()
     end)
     assert.matches("testing_spec.lua:%d+: tapio: loop:add_reader: real "
       .. "I/O is refused on a virtual%-clock loop", err)
+    -- nor a signal watched: it comes on real time too
+    ok, err = pcall(function()
+      loop:add_signal_handler("SIGUSR1", function() end)
+      return true
+    end)
+    assert.matches("testing_spec.lua:%d+: tapio: loop:add_signal_handler: "
+      .. "real I/O is refused on a virtual%-clock loop %(a signal comes on "
+      .. "real time%)", err)
+    assert.is_false(loop:remove_signal_handler("SIGUSR1"))
     -- its network's calls are not refused (spec/testing_vnet_spec.lua)
     assert.is_truthy(loop:create_server(function() end, "127.0.0.1", 0))
     assert.equal("EVIRTUAL", tapio.error(tapio.EVIRTUAL).name)
     loop:close()
+  end)
+
+  it("runs a Runner's main with handle_sigint set, watching no signal",
+     function()
+    local was = tapio.handle_sigint
+    tapio.handle_sigint = true -- as the tapio program sets it
+    local runner = tapio.Runner({ loop_factory = testing.new_loop })
+    local ok, got = pcall(runner.run, runner, function()
+      tapio.sleep(0)
+      return "ok"
+    end)
+    tapio.handle_sigint = was
+    runner:close()
+    assert.is_true(ok, got)
+    assert.are.equal("ok", got)
   end)
 
   it("checks its arguments", function()

@@ -108,6 +108,10 @@ describe("a transport", function()
         "tapio: transport:write: cannot write after write_eof()")
       assert.has_error(function() t:writelines({ "more" }) end,
         "tapio: transport:writelines: cannot write after write_eof()")
+      assert.has_error(function() t:write("") end, -- nothing, all the same
+        "tapio: transport:write: cannot write after write_eof()")
+      assert.has_error(function() t:writelines({}) end,
+        "tapio: transport:writelines: cannot write after write_eof()")
       sp.transport:close()
       p.eof_fut:await()
       assert.are.equal(false, p.lost:await())

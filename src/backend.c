@@ -148,6 +148,12 @@ int tapio__timer_start_at(tapio__timer *tm, double when) {
   double now, after;
   if (ev_is_active(&tm->ev))
     ev_timer_stop(tm->loop->ev, &tm->ev);
+  /* A time before the clocks' 0 (call_at(-1)) is past, as 0 is: a
+   * deadline below 0 reads as "none" (tapio__deadline_next's -1), and one
+   * at the heap's top held a virtual clock's every later timer back, and
+   * told a host's poll to wait for nothing. */
+  if (!(when > 0))
+    when = 0;
   if (tapio__virtual(tm->loop)) /* the heap alone: the clock fires it */
     return tapio__deadline_set(tm->loop, &tm->dl, tapio__vround(when));
   /* libev counts `after` from its cached time: refresh it, after reading

@@ -157,8 +157,10 @@ int tapio_add_signal_handler(tapio_loop *loop, int sig, tapio_call_fn fn,
     tapio__refuse(loop, "add_signal_handler: signal %d %s", sig, why);
   if (!loop || !fn || why)
     return TAPIO_EINVAL;
-  if (loop->freeing)
-    return TAPIO_ECLOSED;
+  /* a signal comes on real time, which a virtual clock cannot wait for
+   * (as a descriptor's readiness: add_reader) */
+  if ((rc = tapio__io_refused(loop)) < 0)
+    return rc;
   if (!loop->signals && !(loop->signals = tapio__calloc(loop,
                                                    sizeof *loop->signals)))
     return TAPIO_ENOMEM;

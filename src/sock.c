@@ -404,6 +404,11 @@ static int start_recv(tapio_loop *loop, int kind, int fd, void *buf,
   o->buf = buf;
   o->len = len;
   o->cb = cb;
+  /* No byte asked: none taken, at once (Python's recv(0), so asyncio's
+   * sock_recv); recv(2) would wait for data and answer 0, the end's
+   * answer. A recvfrom waits for a datagram and drops it, as asyncio's. */
+  if (kind == RECV && len == 0)
+    o->done = 1;
   return start(o, cb_ud);
 }
 

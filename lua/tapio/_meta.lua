@@ -711,7 +711,8 @@ function Loop:add_writer(fd, fn, ...) end
 function Loop:remove_writer(fd) end
 ---Calls fn(...) from the loop after signal sig arrives (any loop; every
 ---loop watching sig hears of it). SIGCHLD, SIGKILL, SIGSTOP and the fault
----signals are refused.
+---signals are refused, and every signal on a virtual-clock loop
+---(tapio.testing's: a signal comes on real time).
 ---@param sig integer|string a number or a name ("SIGINT", "INT")
 ---@param fn function
 ---@param ... any
@@ -850,7 +851,8 @@ function Loop:set_threadpool_size(size) end
 ---@return integer sent
 function Loop:sendfile(transport, file, offset, count, opts) end
 ---asyncio's loop.sock_recv: at most n bytes of fd ("" at the end of a
----stream). Async rule; cancelling loses no byte.
+---stream; n 0: "" at once). Async rule; cancelling loses no byte, also
+---in the turn the bytes came (the task has them, then the cancellation).
 ---@param fd integer
 ---@param n integer
 ---@return string data

@@ -73,13 +73,19 @@ end
 -- from completing).
 local EVIRTUAL = core.errors.EVIRTUAL
 local names = {}
-local function start(c_create, self, ...)
-  local fut = new_future(self)
-  local ok, pending, err = pcall(c_create, self, completion(fut), ...)
+
+-- c_create(self, cb, ...) started with cb its completion: what is
+-- pending; or nil and the message of an argument error (as start's); or
+-- false and the error of an operation that failed at once.
+local function begin(c_create, self, cb, ...)
+  local ok, pending, err = pcall(c_create, self, cb, ...)
   if not ok then
     return nil, pending
   end
-  if not pending and type(err) == "table" and err.code == EVIRTUAL then
+  if pending then
+    return pending
+  end
+  if type(err) == "table" and err.code == EVIRTUAL then
     local name = names[c_create] or "create"
     if name:find("^subprocess_") then -- the core's words say what to do
       return nil, ("tapio: loop:%s: %s"):format(name, err.message)
@@ -87,6 +93,15 @@ local function start(c_create, self, ...)
     return nil, ("tapio: loop:%s: %s (its servers and connections meet "
       .. "in memory; tapio.testing.pipe_pair joins protocols)"):format(
       name, err.message)
+  end
+  return false, err
+end
+
+local function start(c_create, self, ...)
+  local fut = new_future(self)
+  local pending, err = begin(c_create, self, completion(fut), ...)
+  if pending == nil then
+    return nil, err
   end
   if not pending then
     fut:set_exception(err)
@@ -138,7 +153,7 @@ end
 -- The async rule for the C side's create calls and lookups; name: the
 -- method's. makes: the call makes a transport or a server (closed when
 -- its task is cancelled once it was made: see await_made); the others
--- (lookups, sock_*) await as they are.
+-- (lookups) await as they are. (The sock_* calls: sock_call, below.)
 local function completing(c_create, name, first_only, makes)
   names[c_create] = name
   local wait = makes and await_made or await
@@ -301,36 +316,106 @@ Loop.sock_sendfile = sending(Loop._sock_sendfile, "sock_sendfile")
 -- caller owns: each tries at once, waits for readiness only when the
 -- socket has nothing (or no room) for now; cancelling the task stops the
 -- wait and loses no byte.
+--
+-- In a task of its loop, such a call parks the task on the call, and
+-- the call's completion resumes it there and then (tapio.task's unpark),
+-- as a stream's read does. Awaiting a future, the task would resume in a
+-- step of its own, later: a task cancelled in between raised the
+-- cancellation, and what the call had brought was lost (the bytes
+-- received, the socket accepted, the news that the bytes went), as in
+-- asyncio. Parked, a cancel comes either before the completion, which
+-- the core then never makes (nothing is taken from the socket), or
+-- after the task has the results: at its next wait.
+
+-- The completion of a call a task is parked on: resumes it with (err,
+-- ...). One nobody waits for frees what it brought (release): when
+-- loop:close ended the call (ECANCELED: the task stays parked, as one
+-- awaiting a future stays pending, asyncio's close leaving it so), or
+-- when the task left its park (cancelled, the core calls nobody: never).
+local function answer(loop, task, park, release, ...)
+  if loop:is_closed() or not unpark(task, park, pack(...)) then
+    if release then
+      release(...)
+    end
+  end
+end
+
+local function close_accepted(err, fd)
+  if err == nil then
+    core.close_fd(fd)
+  end
+end
+
+local function parked_call(c_call, self, task, release, ...)
+  local park = {}
+  local pending, err = begin(c_call, self, function(...)
+    answer(self, task, park, release, ...)
+  end, ...)
+  if pending == nil then
+    error(err, 2) -- (tail-called: the method's caller's line)
+  elseif not pending then
+    error(err, 0)
+  end
+  park._on_cancel = function()
+    self:_cancel(pending)
+  end
+  if task._must_cancel then -- it cancelled itself before: the park ends at
+    self:_cancel(pending) -- once (tapio.task), the call with it, untried
+  end
+  local r = yield(PARK, park)
+  if r == CANCEL then
+    cancelled()
+  end
+  if r[1] ~= nil then
+    error(r[1], 0)
+  end
+  return unpack(r, 2, r.n)
+end
+
+-- The async rule for a sock_* call (c_call, named name): parked on in a
+-- task of its loop, else a future (completing's). release: what frees
+-- its results when nobody takes them.
+local function sock_call(c_call, name, release)
+  local in_future = completing(c_call, name)
+  return function(self, ...)
+    local task = current_task()
+    if not task or task._loop ~= self then
+      return in_future(self, ...)
+    end
+    return parked_call(c_call, self, task, release, ...)
+  end
+end
 
 --- loop:sock_recv(fd, n) -> data ("" at the end of a stream)
-Loop.sock_recv = completing(Loop._sock_recv, "sock_recv")
+Loop.sock_recv = sock_call(Loop._sock_recv, "sock_recv")
 
 --- loop:sock_recvfrom(fd, n) -> data, address
-Loop.sock_recvfrom = completing(Loop._sock_recvfrom, "sock_recvfrom")
+Loop.sock_recvfrom = sock_call(Loop._sock_recvfrom, "sock_recvfrom")
 
 --- loop:sock_recv_into(fd, buf) -> count: at most #buf bytes into buf (a
 -- tapio.buffer) from its first byte (0 at the end of a stream)
-Loop.sock_recv_into = completing(Loop._sock_recv_into, "sock_recv_into")
+Loop.sock_recv_into = sock_call(Loop._sock_recv_into, "sock_recv_into")
 
 --- loop:sock_recvfrom_into(fd, buf, nbytes) -> count, address: one
 -- datagram into buf, at most nbytes of it (nil or 0: #buf; more than #buf
 -- is an error)
 Loop.sock_recvfrom_into =
-  completing(Loop._sock_recvfrom_into, "sock_recvfrom_into")
+  sock_call(Loop._sock_recvfrom_into, "sock_recvfrom_into")
 
 --- loop:sock_sendall(fd, data): every byte, or the error (with .count,
 -- the bytes sent before it)
-Loop.sock_sendall = completing(Loop._sock_sendall, "sock_sendall")
+Loop.sock_sendall = sock_call(Loop._sock_sendall, "sock_sendall")
 
 --- loop:sock_sendto(fd, data, addr) -> bytes sent
-Loop.sock_sendto = completing(Loop._sock_sendto, "sock_sendto")
+Loop.sock_sendto = sock_call(Loop._sock_sendto, "sock_sendto")
 
 --- loop:sock_connect(fd, addr): addr numeric ({host, port}, an address
 -- value, a Unix path)
-Loop.sock_connect = completing(Loop._sock_connect, "sock_connect")
+Loop.sock_connect = sock_call(Loop._sock_connect, "sock_connect")
 
 --- loop:sock_accept(fd) -> new fd (non-blocking, close-on-exec), address
-Loop.sock_accept = completing(Loop._sock_accept, "sock_accept")
+Loop.sock_accept = sock_call(Loop._sock_accept, "sock_accept",
+  close_accepted)
 
 --- loop:create_server(factory, host, port, opts) -> server
 -- host: nil (every interface), a string, or a list of strings.

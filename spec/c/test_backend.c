@@ -177,6 +177,19 @@ static void timers_give_the_timeout(void)
   free_loop(loop);
 }
 
+/* A timer due before the clock's 0 (call_at(-1)) is due now: timeout 0,
+ * not -1 ("nothing scheduled", which its due time read as). */
+static void timer_before_zero_is_due(void)
+{
+  tapio_loop *loop = new_loop();
+  int n = 0;
+  CHECK_OK(tapio_call_at(loop, -1, fired, &n, NULL));
+  CHECK_EQ(tapio_loop_backend_timeout(loop), 0);
+  WAIT_FOR(loop, n == 1);
+  CHECK_EQ(tapio_loop_backend_timeout(loop), -1);
+  free_loop(loop);
+}
+
 /* Trap 3: libev's time is cached at its last step. A host that slept 150
  * ms past a 100 ms timer without stepping must hear 0, not 100. */
 static void timeout_reads_the_clock_now(void)
@@ -306,7 +319,8 @@ TEST_MAIN(TEST(fd_is_an_epoll_of_its_own), TEST(io_makes_it_readable),
           TEST(change_inside_a_step_keeps_it_awake),
           TEST(change_between_steps_keeps_it_awake),
           TEST(stop_before_the_first_poll_keeps_changes),
-          TEST(timers_give_the_timeout), TEST(timeout_reads_the_clock_now),
+          TEST(timers_give_the_timeout), TEST(timer_before_zero_is_due),
+          TEST(timeout_reads_the_clock_now),
           TEST(queued_calls_are_work), TEST(threadsafe_call_wakes_it),
           TEST(work_between_steps_wakes_it_unasked),
           TEST(nests_in_the_hosts_epoll))

@@ -82,6 +82,29 @@ static void clock_fires_in_order(void)
   free_loop(loop);
 }
 
+/* A call_at before the clock's start (0) is in the past, as on a real
+ * loop: due at once, as one at 0, in the order of scheduling among those,
+ * and no later timer waits behind it (it stood at the heap's top with a
+ * due time the clock took for "no timer", and held every timer back). */
+static void clock_fires_what_is_due_before_zero(void)
+{
+  tapio_loop *loop = new_virtual();
+  stamp s = { loop, {0}, {0}, 0 };
+  mark m[3] = { {&s, 1}, {&s, 2}, {&s, 3} };
+  CHECK_OK(tapio_call_later(loop, 2, stamp_call, &m[2], NULL));
+  CHECK_OK(tapio_call_at(loop, -1, stamp_call, &m[0], NULL));
+  CHECK_OK(tapio_call_at(loop, -0.5, stamp_call, &m[1], NULL));
+  CHECK(tapio_loop_next_timer(loop) == 0);
+  CHECK_OK(tapio_loop_run_until_idle(loop));
+  CHECK_EQ(s.n, 2);
+  CHECK(s.tag[0] == 1 && s.tag[1] == 2);
+  CHECK(s.at[0] == 0 && s.at[1] == 0);
+  CHECK_OK(tapio_loop_advance(loop, 5));
+  CHECK_EQ(s.n, 3);
+  CHECK(s.tag[2] == 3 && s.at[2] == 2);
+  free_loop(loop);
+}
+
 typedef struct chain {
   tapio_loop *loop;
   stamp s;
@@ -432,6 +455,10 @@ static void clock_refuses_real_io(void)
             TAPIO_EVIRTUAL);
   close(fds[0]);
   close(fds[1]);
+  /* nor a signal, on real time too; none is watched, so none removed */
+  CHECK_ERR(tapio_add_signal_handler(loop, SIGUSR1, never_called, NULL),
+            TAPIO_EVIRTUAL);
+  CHECK_EQ(tapio_remove_signal_handler(loop, SIGUSR1), 0);
   CHECK_OK(tapio_loop_run_until_idle(loop));
   CHECK_EQ(tapio_loop_transport_count(loop), 0);
   free_loop(loop);
@@ -466,6 +493,7 @@ static void clock_with_allocator(void)
 }
 
 TEST_MAIN(TEST(clock_moves_only_when_told), TEST(clock_fires_in_order),
+          TEST(clock_fires_what_is_due_before_zero),
           TEST(clock_follows_chains), TEST(clock_idle_call_from_a_run),
           TEST(clock_idle_calls_wait_and_cancel),
           TEST(clock_never_reaches_infinity),

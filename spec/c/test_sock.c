@@ -132,6 +132,31 @@ static void recv_after_wait_and_end(void)
   free(d);
 }
 
+/* No byte asked: 0 at once, from the loop, with nothing there (recv(2)
+ * would wait for data), and nothing taken when there is some. */
+static void recv_of_nothing(void)
+{
+  tapio_loop *loop = new_loop();
+  done *d = new_done();
+  int sv[2];
+  pair(sv);
+  CHECK_OK(tapio_sock_recv(loop, sv[0], NULL, 0, on_sock, d));
+  CHECK_EQ(d->calls, 0);
+  spin(loop, 3);
+  CHECK_EQ(d->calls, 1);
+  CHECK_OK(d->status);
+  CHECK_EQ(d->n, 0);
+  CHECK_EQ(send(sv[1], "kept", 4, 0), 4);
+  CHECK_OK(tapio_sock_recv(loop, sv[0], d->buf, 0, on_sock, d));
+  WAIT_FOR(loop, d->calls == 2);
+  CHECK_EQ(d->n, 0);
+  CHECK_EQ(recv(sv[0], d->buf, sizeof d->buf, 0), 4);
+  free_loop(loop);
+  close(sv[0]);
+  close(sv[1]);
+  free(d);
+}
+
 /* More than the socket takes: the rest waits (copied: the caller's buffer
  * is gone after the call) while the peer reads, every byte in order. */
 static void sendall_waits_for_room(void)
@@ -803,6 +828,7 @@ static void sendfile_refusals(void)
 }
 
 TEST_MAIN(TEST(recv_at_once), TEST(recv_after_wait_and_end),
+          TEST(recv_of_nothing),
           TEST(sendall_waits_for_room), TEST(sendall_to_closed_peer),
           TEST(sendto_and_recvfrom), TEST(two_receivers_each_complete),
           TEST(cancel_loses_no_data), TEST(cancel_before_the_try),
