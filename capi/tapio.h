@@ -399,10 +399,17 @@ void tapio_work_release(tapio_work *w);
  * from inside any callback, its own included, is safe and takes effect at
  * once: a removed watch is not called again, also when its event is
  * already due in this iteration. Remove the watch before closing fd (a
- * new descriptor can get its number). A descriptor closed before the
- * loop has polled since its watch was added stops every watch of its
- * number: they are never called and stay until removed (or until fd is
- * watched again once open), and the exception handler gets TAPIO_EBADF.
+ * new descriptor can get its number). A watch is of the file it was
+ * added for: one whose descriptor was closed is never called for
+ * another file that gets the number (a pipe or socket opened later, a
+ * transport's): when its number is ready again it stops instead, and
+ * the exception handler gets TAPIO_EBADF ("descriptor N was closed while
+ * watched ..."); adding a watch for the number replaces it and watches
+ * the new file (asyncio 3.13's selector keeps the closed one's place and
+ * never sees the new one). A descriptor closed before the loop has
+ * polled since its watch was added stops every watch of its number at
+ * once, with the same report. A stopped watch stays until removed (or
+ * until the number is watched again).
  * tapio_loop_free removes the watches left; their ud stays the
  * caller's. */
 int tapio_add_reader(tapio_loop *loop, int fd, tapio_call_fn fn, void *ud);
