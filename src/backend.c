@@ -27,89 +27,113 @@ struct tapio__backend {
 
 /* ---- The heap of due times ---------------------------------------------- */
 
-static tapio__deadline **slot(tapio_loop *loop, size_t i) {
-  return &loop->deadlines[i - 1]; /* 1-based: a parent is i / 2 */
+/* A binary min-heap of the deadlines themselves, linked by pointers: each
+ * node is in the timer that owns it, so adding one never allocates and a
+ * timer's start cannot fail. Node k (1-based, in the order they fill the
+ * tree) is reached from the top by the bits of k after its highest one:
+ * 0 left, 1 right. */
+
+/* The link of d's parent (or the top's) that points at d. */
+static tapio__deadline **link_to(tapio_loop *loop, tapio__deadline *d) {
+  if (!d->parent)
+    return &loop->deadline_top;
+  return d->parent->left == d ? &d->parent->left : &d->parent->right;
 }
 
-static void place(tapio_loop *loop, size_t i, tapio__deadline *d) {
-  *slot(loop, i) = d;
-  d->index = i;
-}
-
-static void sift_up(tapio_loop *loop, size_t i) {
-  tapio__deadline *d = *slot(loop, i);
-  while (i > 1 && (*slot(loop, i / 2))->when > d->when) {
-    place(loop, i, *slot(loop, i / 2));
-    i /= 2;
+/* The link where node k hangs (k >= 2), or the top's for k == 1. */
+static tapio__deadline **link_at(tapio_loop *loop, size_t k,
+                                 tapio__deadline **parent) {
+  tapio__deadline **at = &loop->deadline_top;
+  int bit = 0;
+  *parent = NULL;
+  while ((k >> bit) > 1)
+    bit++;
+  while (bit-- > 0) {
+    *parent = *at;
+    at = (k >> bit) & 1 ? &(*at)->right : &(*at)->left;
   }
-  place(loop, i, d);
+  return at;
 }
 
-static void sift_down(tapio_loop *loop, size_t i) {
-  tapio__deadline *d = *slot(loop, i);
-  size_t n = loop->ndeadlines;
+static void adopt(tapio__deadline *d) {
+  if (d->left)
+    d->left->parent = d;
+  if (d->right)
+    d->right->parent = d;
+}
+
+/* c and its parent p trade places. */
+static void swap_up(tapio_loop *loop, tapio__deadline *c) {
+  tapio__deadline *p = c->parent, saved = *p;
+  *link_to(loop, p) = c;
+  p->left = c->left;
+  p->right = c->right;
+  c->parent = saved.parent;
+  if (saved.left == c) {
+    c->left = p;
+    c->right = saved.right;
+  } else {
+    c->left = saved.left;
+    c->right = p;
+  }
+  p->parent = c;
+  adopt(p);
+  adopt(c);
+}
+
+static void sift_up(tapio_loop *loop, tapio__deadline *d) {
+  while (d->parent && d->parent->when > d->when)
+    swap_up(loop, d);
+}
+
+static void sift_down(tapio_loop *loop, tapio__deadline *d) {
   for (;;) {
-    size_t c = 2 * i;
-    if (c > n)
-      break;
-    if (c < n && (*slot(loop, c + 1))->when < (*slot(loop, c))->when)
-      c++;
-    if ((*slot(loop, c))->when >= d->when)
-      break;
-    place(loop, i, *slot(loop, c));
-    i = c;
+    tapio__deadline *c = d->left;
+    if (d->right && d->right->when < c->when)
+      c = d->right;
+    if (!c || c->when >= d->when)
+      return;
+    swap_up(loop, c);
   }
-  place(loop, i, d);
 }
 
-static int grow(tapio_loop *loop) {
-  size_t cap = loop->deadlines_cap ? 2 * loop->deadlines_cap : 16;
-  tapio__deadline **a = tapio__alloc(loop, cap * sizeof *a);
-  if (!a)
-    return TAPIO_ENOMEM;
-  if (loop->ndeadlines)
-    memcpy(a, loop->deadlines, loop->ndeadlines * sizeof *a);
-  tapio__free(loop, loop->deadlines, loop->deadlines_cap * sizeof *a);
-  loop->deadlines = a;
-  loop->deadlines_cap = cap;
-  return 0;
-}
-
-int tapio__deadline_set(tapio_loop *loop, tapio__deadline *d, double when) {
+/* Never fails: the heap is made of the deadlines themselves. */
+void tapio__deadline_set(tapio_loop *loop, tapio__deadline *d, double when) {
+  tapio__deadline *parent;
   tapio__deadline_clear(loop, d);
-  if (loop->ndeadlines == loop->deadlines_cap && grow(loop) < 0)
-    return TAPIO_ENOMEM;
   d->when = when;
-  place(loop, ++loop->ndeadlines, d);
-  sift_up(loop, d->index);
-  if (d->index == 1) /* the next deadline now: the host's sleep changes */
+  d->left = d->right = NULL;
+  *link_at(loop, ++loop->ndeadlines, &parent) = d;
+  d->parent = parent;
+  d->queued = 1;
+  sift_up(loop, d);
+  if (loop->deadline_top == d) /* the next deadline now: a new sleep */
     tapio__backend_poke(loop);
-  return 0;
 }
 
 void tapio__deadline_clear(tapio_loop *loop, tapio__deadline *d) {
-  size_t i = d->index;
-  tapio__deadline *last;
-  if (!i)
+  tapio__deadline *last, *parent;
+  tapio__deadline **at;
+  if (!d->queued)
     return;
-  d->index = 0;
-  last = *slot(loop, loop->ndeadlines);
-  if (--loop->ndeadlines == 0) { /* a loop with no timer holds no heap */
-    tapio__free(loop, loop->deadlines,
-                loop->deadlines_cap * sizeof *loop->deadlines);
-    loop->deadlines = NULL;
-    loop->deadlines_cap = 0;
-    return;
-  }
+  d->queued = 0;
+  at = link_at(loop, loop->ndeadlines--, &parent);
+  last = *at;
+  *at = NULL; /* the last node leaves its place */
   if (last == d)
     return;
-  place(loop, i, last);
-  sift_up(loop, i);
-  sift_down(loop, last->index);
+  /* and takes d's */
+  last->left = d->left;
+  last->right = d->right;
+  last->parent = d->parent;
+  *link_to(loop, d) = last;
+  adopt(last);
+  sift_up(loop, last);
+  sift_down(loop, last);
 }
 
 double tapio__deadline_next(tapio_loop *loop) {
-  return loop->ndeadlines ? (*slot(loop, 1))->when : -1;
+  return loop->deadline_top ? loop->deadline_top->when : -1;
 }
 
 /* ---- The core's timers ----------------------------------------------------- */
@@ -123,13 +147,14 @@ double tapio__deadline_next(tapio_loop *loop) {
 static void timer_fired(struct ev_loop *ev, ev_timer *w, int revents) {
   tapio__timer *tm = TAPIO_CONTAINER(w, tapio__timer, ev);
   tapio_loop *loop = tm->loop;
-  double when = tm->dl.index ? tm->dl.when : -1;
+  double when = tm->dl.queued ? tm->dl.when : -1;
   size_t others = loop->ndeadlines;
   (void)revents;
   tapio__deadline_clear(loop, &tm->dl);
   tm->fn(tm);
-  while (others-- > 1 && loop->ndeadlines && (*slot(loop, 1))->when <= when) {
-    tapio__timer *next = TAPIO_CONTAINER(*slot(loop, 1), tapio__timer, dl);
+  while (others-- > 1 && loop->deadline_top &&
+         loop->deadline_top->when <= when) {
+    tapio__timer *next = TAPIO_CONTAINER(loop->deadline_top, tapio__timer, dl);
     ev_timer_stop(ev, &next->ev);
     tapio__deadline_clear(loop, &next->dl);
     next->fn(next);
@@ -139,17 +164,19 @@ static void timer_fired(struct ev_loop *ev, ev_timer *w, int revents) {
 void tapio__timer_init(tapio__timer *tm, tapio_loop *loop,
                        tapio__timer_fn fn) {
   ev_init(&tm->ev, timer_fired);
-  tm->dl.index = 0;
+  tm->dl.queued = 0;
   tm->loop = loop;
   tm->fn = fn;
 }
 
-int tapio__timer_start_at(tapio__timer *tm, double when) {
+void tapio__timer_start_at(tapio__timer *tm, double when) {
   double now, after;
   if (ev_is_active(&tm->ev))
     ev_timer_stop(tm->loop->ev, &tm->ev);
-  if (tapio__virtual(tm->loop)) /* the heap alone: the clock fires it */
-    return tapio__deadline_set(tm->loop, &tm->dl, tapio__vround(when));
+  if (tapio__virtual(tm->loop)) { /* the heap alone: the clock fires it */
+    tapio__deadline_set(tm->loop, &tm->dl, tapio__vround(when));
+    return;
+  }
   /* libev counts `after` from its cached time: refresh it, after reading
    * tapio's clock, so that libev's reading is the later one and the timer
    * never fires before `when`. Read the other way round, the time the
@@ -160,12 +187,11 @@ int tapio__timer_start_at(tapio__timer *tm, double when) {
   after = when - now;
   ev_timer_set(&tm->ev, after > 0 ? after : 0, 0);
   ev_timer_start(tm->loop->ev, &tm->ev);
-  return tapio__deadline_set(tm->loop, &tm->dl, when);
+  tapio__deadline_set(tm->loop, &tm->dl, when);
 }
 
-int tapio__timer_start(tapio__timer *tm, double after) {
-  return tapio__timer_start_at(tm,
-                               tapio__time(tm->loop) + (after > 0 ? after : 0));
+void tapio__timer_start(tapio__timer *tm, double after) {
+  tapio__timer_start_at(tm, tapio__time(tm->loop) + (after > 0 ? after : 0));
 }
 
 void tapio__timer_stop(tapio__timer *tm) {
@@ -349,8 +375,4 @@ void tapio__backend_free(tapio_loop *loop) {
   if (loop->backend)
     close_backend(loop, loop->backend);
   loop->backend = NULL;
-  tapio__free(loop, loop->deadlines,
-              loop->deadlines_cap * sizeof *loop->deadlines);
-  loop->deadlines = NULL;
-  loop->ndeadlines = loop->deadlines_cap = 0;
 }

@@ -144,7 +144,7 @@ static void move_clock(tapio_loop *loop) {
 static void fire_due(tapio_loop *loop) {
   size_t n = loop->ndeadlines;
   while (n-- > 0 && timer_due(loop)) {
-    tapio__deadline *d = loop->deadlines[0]; /* the heap's top */
+    tapio__deadline *d = loop->deadline_top;
     tapio__timer *tm = TAPIO_CONTAINER(d, tapio__timer, dl);
     tapio__deadline_clear(loop, d);
     tm->fn(tm);
