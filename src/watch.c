@@ -202,16 +202,15 @@ static int add(tapio_loop *loop, int fd, int events, tapio_call_fn fn,
   if ((fw = find(loop, fd, events)) != NULL) { /* replaces, as asyncio */
     fw->fn = fn;
     fw->ud = ud;
-    /* stopped by a close, or stale (its file closed, fd a new one's):
-     * started again, which tells epoll of the file fd is now */
-    if (!ev_is_active(&fw->io) || !same_file(fw, &st)) {
-      ev_io_stop(loop->ev, &fw->io);
-      ev_io_set(&fw->io, fd, events);
-      ev_io_start(loop->ev, &fw->io);
-      fw->dev = st.st_dev;
-      fw->ino = st.st_ino;
-      started(fw);
-    }
+    /* started again, which tells epoll of the file fd is now: the one
+     * watched may have been closed, and fd be another's (a FIFO reopened
+     * is even the same device and inode), which epoll has never seen */
+    ev_io_stop(loop->ev, &fw->io);
+    ev_io_set(&fw->io, fd, events);
+    ev_io_start(loop->ev, &fw->io);
+    fw->dev = st.st_dev;
+    fw->ino = st.st_ino;
+    started(fw);
     return 0;
   }
   if (owned(loop, fd))

@@ -559,6 +559,66 @@ static void stale_watch_under_a_transport(void)
   rec_free(&r);
 }
 
+/* A FIFO reopened at its end, as readers of one do: the new descriptor
+ * gets the number (and the same file: one device and inode), and
+ * add_reader again watches it, though the closed one's watch was never
+ * removed. */
+typedef struct fifo_reader {
+  tapio_loop *loop;
+  const char *path;
+  int fd, reopened;
+  char got[16];
+  size_t ngot;
+} fifo_reader;
+
+static void read_fifo(void *ud)
+{
+  fifo_reader *f = ud;
+  ssize_t n = read(f->fd, f->got + f->ngot, sizeof f->got - f->ngot);
+  CHECK(n >= 0);
+  f->ngot += (size_t)n;
+  if (n > 0)
+    return;
+  close(f->fd); /* the end: reopen, add again */
+  CHECK_EQ(open(f->path, O_RDONLY | O_NONBLOCK), f->fd);
+  f->reopened++;
+  CHECK_OK(tapio_add_reader(f->loop, f->fd, read_fifo, f));
+}
+
+static void fifo_reopened_at_its_end(void)
+{
+  tapio_loop *loop = new_loop();
+  char path[] = "/tmp/tapio_fifo_XXXXXX", fifo[64];
+  fifo_reader f;
+  int w;
+  CHECK(mkdtemp(path) != NULL);
+  snprintf(fifo, sizeof fifo, "%s/f", path);
+  CHECK(mkfifo(fifo, 0600) == 0);
+  memset(&f, 0, sizeof f);
+  f.loop = loop;
+  f.path = fifo;
+  f.fd = open(fifo, O_RDONLY | O_NONBLOCK);
+  CHECK(f.fd >= 0);
+  w = open(fifo, O_WRONLY);
+  CHECK(w >= 0);
+  CHECK_OK(tapio_add_reader(loop, f.fd, read_fifo, &f));
+  CHECK(write(w, "one", 3) == 3);
+  WAIT_FOR(loop, f.ngot == 3);
+  close(w);
+  WAIT_FOR(loop, f.reopened == 1);
+  w = open(fifo, O_WRONLY);
+  CHECK(w >= 0);
+  CHECK(write(w, "two", 3) == 3);
+  WAIT_FOR(loop, f.ngot == 6);
+  CHECK(memcmp(f.got, "onetwo", 6) == 0);
+  CHECK_EQ(tapio_remove_reader(loop, f.fd), 1);
+  close(w);
+  close(f.fd);
+  unlink(fifo);
+  rmdir(path);
+  free_loop(loop);
+}
+
 TEST_MAIN(TEST(reader_sees_data_and_removes_itself),
           TEST(reader_is_level_triggered), TEST(reader_on_a_pipe),
           TEST(writer_runs_while_writable), TEST(writer_waits_for_room),
@@ -568,4 +628,5 @@ TEST_MAIN(TEST(reader_sees_data_and_removes_itself),
           TEST(descriptors_of_transports_and_servers_are_busy),
           TEST(loop_free_removes_watches), TEST(host_wakes_for_a_reader),
           TEST(stale_watch_readded), TEST(stale_watch_beside_a_writer),
-          TEST(stale_watch_under_a_transport))
+          TEST(stale_watch_under_a_transport),
+          TEST(fifo_reopened_at_its_end))
