@@ -101,7 +101,9 @@ static void sift_down(tapio_loop *loop, tapio__deadline *d) {
 void tapio__deadline_set(tapio_loop *loop, tapio__deadline *d, double when) {
   tapio__deadline *parent;
   tapio__deadline_clear(loop, d);
-  d->when = when;
+  /* a time before the clock's start (call_at(-1)) is due at once all the
+   * same; kept negative, it would read as tapio__deadline_next's "none" */
+  d->when = when > 0 ? when : 0;
   d->left = d->right = NULL;
   *link_at(loop, ++loop->ndeadlines, &parent) = d;
   d->parent = parent;

@@ -177,6 +177,33 @@ static void timers_give_the_timeout(void)
   free_loop(loop);
 }
 
+/* A call_at before the clock's start (a negative time) is due at once,
+ * also when a step's callback makes it: the host hears 0 and wakes (it
+ * heard -1, for ever: the heap's "no timer"). */
+typedef struct past {
+  tapio_loop *loop;
+  int n;
+} past;
+
+static void call_in_the_past(void *ud)
+{
+  past *p = ud;
+  CHECK_OK(tapio_call_at(p->loop, -1, fired, &p->n, NULL));
+}
+
+static void call_at_a_negative_time(void)
+{
+  tapio_loop *loop = new_loop();
+  past p = { loop, 0 };
+  CHECK(tapio_loop_backend_fd(loop) >= 0);
+  CHECK_OK(tapio_call_soon(loop, call_in_the_past, &p, NULL));
+  CHECK_OK(tapio_loop_run_once(loop, 0));
+  CHECK_EQ(p.n, 0);
+  CHECK_EQ(tapio_loop_backend_timeout(loop), 0);
+  HOST_WAIT(loop, p.n == 1);
+  free_loop(loop);
+}
+
 /* Trap 3: libev's time is cached at its last step. A host that slept 150
  * ms past a 100 ms timer without stepping must hear 0, not 100. */
 static void timeout_reads_the_clock_now(void)
@@ -303,6 +330,7 @@ static void threadsafe_call_wakes_it(void)
 }
 
 TEST_MAIN(TEST(fd_is_an_epoll_of_its_own), TEST(io_makes_it_readable),
+          TEST(call_at_a_negative_time),
           TEST(change_inside_a_step_keeps_it_awake),
           TEST(change_between_steps_keeps_it_awake),
           TEST(stop_before_the_first_poll_keeps_changes),

@@ -140,6 +140,27 @@ static void clock_many_timers_in_order(void)
   free_loop(loop);
 }
 
+/* A time before the clock's start (call_at(-1): it starts at 0) is due
+ * at once, and does not hide the timers after it (the heap said "no
+ * timer" for a negative time: none fired). */
+static void clock_negative_time_is_due(void)
+{
+  tapio_loop *loop = new_virtual();
+  stamp s = { loop, {0}, {0}, 0 };
+  mark m[2] = { {&s, 1}, {&s, 2} };
+  CHECK_OK(tapio_call_later(loop, 1, stamp_call, &m[1], NULL));
+  CHECK_OK(tapio_call_at(loop, -1, stamp_call, &m[0], NULL));
+  CHECK(tapio_loop_next_timer(loop) == 0);
+  CHECK_OK(tapio_loop_run_until_idle(loop));
+  CHECK_EQ(s.n, 1);
+  CHECK_EQ(s.tag[0], 1);
+  CHECK(s.at[0] == 0);
+  CHECK_OK(tapio_loop_advance(loop, 2));
+  CHECK_EQ(s.n, 2);
+  CHECK(s.at[1] == 1);
+  free_loop(loop);
+}
+
 typedef struct chain {
   tapio_loop *loop;
   stamp s;
@@ -524,7 +545,7 @@ static void clock_with_allocator(void)
 }
 
 TEST_MAIN(TEST(clock_moves_only_when_told), TEST(clock_fires_in_order),
-          TEST(clock_many_timers_in_order),
+          TEST(clock_many_timers_in_order), TEST(clock_negative_time_is_due),
           TEST(clock_follows_chains), TEST(clock_idle_call_from_a_run),
           TEST(clock_idle_calls_wait_and_cancel),
           TEST(clock_never_reaches_infinity),
