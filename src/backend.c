@@ -355,6 +355,9 @@ void tapio__backend_sync(tapio_loop *loop) {
   struct itimerspec its;
   double at = work_ready(loop) ? 0 : next_deadline(loop);
   uint64_t ticks;
+  if (at > 1e15) /* never (infinity): no time_t holds it, so no timerfd
+                    setting; one failed would leave the last one armed */
+    at = -1;
   if (at == b->armed && at != 0 &&
       read(b->tfd, &ticks, sizeof ticks) < 0) /* armed, not fired */
     return;

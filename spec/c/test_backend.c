@@ -4,6 +4,7 @@
  * has its test: a watcher started inside a step, timers, the cached time. */
 #include "test.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <sys/epoll.h>
 
@@ -204,6 +205,28 @@ static void call_at_a_negative_time(void)
   free_loop(loop);
 }
 
+/* A timer at infinity (call_later(inf), a sleep for ever) is never due:
+ * with only it left, the host sleeps with no timeout, and the descriptor
+ * stays quiet (its timer was left armed to a cancelled timer's time, as
+ * the infinite time fitted no timerfd setting). */
+static void infinite_timer_never_wakes(void)
+{
+  tapio_loop *loop = new_loop();
+  int fd = tapio_loop_backend_fd(loop), n = 0;
+  tapio_handle *h;
+  struct pollfd p = { fd, POLLIN, 0 };
+  CHECK_OK(tapio_call_later(loop, 0.1, fired, &n, &h));
+  CHECK_OK(tapio_call_later(loop, INFINITY, fired, &n, NULL));
+  CHECK_OK(tapio_loop_run_once(loop, 0)); /* armed to the first */
+  tapio_handle_cancel(h);
+  tapio_handle_release(h);
+  CHECK_OK(tapio_loop_run_once(loop, 0));
+  CHECK_EQ(tapio_loop_backend_timeout(loop), INT32_MAX);
+  CHECK_EQ(poll(&p, 1, 300), 0);
+  CHECK_EQ(n, 0);
+  free_loop(loop);
+}
+
 /* Trap 3: libev's time is cached at its last step. A host that slept 150
  * ms past a 100 ms timer without stepping must hear 0, not 100. */
 static void timeout_reads_the_clock_now(void)
@@ -330,7 +353,7 @@ static void threadsafe_call_wakes_it(void)
 }
 
 TEST_MAIN(TEST(fd_is_an_epoll_of_its_own), TEST(io_makes_it_readable),
-          TEST(call_at_a_negative_time),
+          TEST(call_at_a_negative_time), TEST(infinite_timer_never_wakes),
           TEST(change_inside_a_step_keeps_it_awake),
           TEST(change_between_steps_keeps_it_awake),
           TEST(stop_before_the_first_poll_keeps_changes),
