@@ -27,115 +27,130 @@ struct tapio__backend {
 
 /* ---- The heap of due times ---------------------------------------------- */
 
-/* A binary min-heap of the deadlines themselves, linked by pointers: each
- * node is in the timer that owns it, so adding one never allocates and a
- * timer's start cannot fail. Node k (1-based, in the order they fill the
- * tree) is reached from the top by the bits of k after its highest one:
- * 0 left, 1 right. */
+/* An array heap; when it cannot grow (no memory), a deadline waits in a
+ * list beside it, so that setting one never fails: a host polling tapio
+ * always knows when every timer is due. The list is empty but under
+ * memory pressure, and searched only then. */
 
-/* The link of d's parent (or the top's) that points at d. */
-static tapio__deadline **link_to(tapio_loop *loop, tapio__deadline *d) {
-  if (!d->parent)
-    return &loop->deadline_top;
-  return d->parent->left == d ? &d->parent->left : &d->parent->right;
+static tapio__deadline **slot(tapio_loop *loop, size_t i) {
+  return &loop->deadlines[i - 1]; /* 1-based: a parent is i / 2 */
 }
 
-/* The link where node k hangs (k >= 2), or the top's for k == 1. */
-static tapio__deadline **link_at(tapio_loop *loop, size_t k,
-                                 tapio__deadline **parent) {
-  tapio__deadline **at = &loop->deadline_top;
-  int bit = 0;
-  *parent = NULL;
-  while ((k >> bit) > 1)
-    bit++;
-  while (bit-- > 0) {
-    *parent = *at;
-    at = (k >> bit) & 1 ? &(*at)->right : &(*at)->left;
+static void place(tapio_loop *loop, size_t i, tapio__deadline *d) {
+  *slot(loop, i) = d;
+  d->index = i;
+}
+
+static void sift_up(tapio_loop *loop, size_t i) {
+  tapio__deadline *d = *slot(loop, i);
+  while (i > 1 && (*slot(loop, i / 2))->when > d->when) {
+    place(loop, i, *slot(loop, i / 2));
+    i /= 2;
   }
-  return at;
+  place(loop, i, d);
 }
 
-static void adopt(tapio__deadline *d) {
-  if (d->left)
-    d->left->parent = d;
-  if (d->right)
-    d->right->parent = d;
-}
-
-/* c and its parent p trade places. */
-static void swap_up(tapio_loop *loop, tapio__deadline *c) {
-  tapio__deadline *p = c->parent, saved = *p;
-  *link_to(loop, p) = c;
-  p->left = c->left;
-  p->right = c->right;
-  c->parent = saved.parent;
-  if (saved.left == c) {
-    c->left = p;
-    c->right = saved.right;
-  } else {
-    c->left = saved.left;
-    c->right = p;
-  }
-  p->parent = c;
-  adopt(p);
-  adopt(c);
-}
-
-static void sift_up(tapio_loop *loop, tapio__deadline *d) {
-  while (d->parent && d->parent->when > d->when)
-    swap_up(loop, d);
-}
-
-static void sift_down(tapio_loop *loop, tapio__deadline *d) {
+static void sift_down(tapio_loop *loop, size_t i) {
+  tapio__deadline *d = *slot(loop, i);
+  size_t n = loop->ndeadlines;
   for (;;) {
-    tapio__deadline *c = d->left;
-    if (d->right && d->right->when < c->when)
-      c = d->right;
-    if (!c || c->when >= d->when)
-      return;
-    swap_up(loop, c);
+    size_t c = 2 * i;
+    if (c > n)
+      break;
+    if (c < n && (*slot(loop, c + 1))->when < (*slot(loop, c))->when)
+      c++;
+    if ((*slot(loop, c))->when >= d->when)
+      break;
+    place(loop, i, *slot(loop, c));
+    i = c;
   }
+  place(loop, i, d);
 }
 
-/* Never fails: the heap is made of the deadlines themselves. */
+static int grow(tapio_loop *loop) {
+  size_t cap = loop->deadlines_cap ? 2 * loop->deadlines_cap : 16;
+  tapio__deadline **a = tapio__alloc(loop, cap * sizeof *a);
+  if (!a)
+    return TAPIO_ENOMEM;
+  if (loop->ndeadlines)
+    memcpy(a, loop->deadlines, loop->ndeadlines * sizeof *a);
+  tapio__free(loop, loop->deadlines, loop->deadlines_cap * sizeof *a);
+  loop->deadlines = a;
+  loop->deadlines_cap = cap;
+  return 0;
+}
+
+static void spill(tapio_loop *loop, tapio__deadline *d) {
+  d->next = loop->spilled;
+  if (d->next)
+    d->next->pprev = &d->next;
+  d->pprev = &loop->spilled;
+  loop->spilled = d;
+  tapio__backend_poke(loop); /* it may be the next one */
+}
+
 void tapio__deadline_set(tapio_loop *loop, tapio__deadline *d, double when) {
-  tapio__deadline *parent;
   tapio__deadline_clear(loop, d);
   /* a time before the clock's start (call_at(-1)) is due at once all the
    * same; kept negative, it would read as tapio__deadline_next's "none" */
   d->when = when > 0 ? when : 0;
-  d->left = d->right = NULL;
-  *link_at(loop, ++loop->ndeadlines, &parent) = d;
-  d->parent = parent;
-  d->queued = 1;
-  sift_up(loop, d);
-  if (loop->deadline_top == d) /* the next deadline now: a new sleep */
+  if (loop->ndeadlines == loop->deadlines_cap && grow(loop) < 0) {
+    spill(loop, d);
+    return;
+  }
+  place(loop, ++loop->ndeadlines, d);
+  sift_up(loop, d->index);
+  if (d->index == 1) /* the next deadline now: the host's sleep changes */
     tapio__backend_poke(loop);
 }
 
 void tapio__deadline_clear(tapio_loop *loop, tapio__deadline *d) {
-  tapio__deadline *last, *parent;
-  tapio__deadline **at;
-  if (!d->queued)
+  size_t i = d->index;
+  tapio__deadline *last;
+  if (d->pprev) { /* in the list */
+    *d->pprev = d->next;
+    if (d->next)
+      d->next->pprev = d->pprev;
+    d->pprev = NULL;
     return;
-  d->queued = 0;
-  at = link_at(loop, loop->ndeadlines--, &parent);
-  last = *at;
-  *at = NULL; /* the last node leaves its place */
+  }
+  if (!i)
+    return;
+  d->index = 0;
+  last = *slot(loop, loop->ndeadlines);
+  if (--loop->ndeadlines == 0) { /* a loop with no timer holds no heap */
+    tapio__free(loop, loop->deadlines,
+                loop->deadlines_cap * sizeof *loop->deadlines);
+    loop->deadlines = NULL;
+    loop->deadlines_cap = 0;
+    return;
+  }
   if (last == d)
     return;
-  /* and takes d's */
-  last->left = d->left;
-  last->right = d->right;
-  last->parent = d->parent;
-  *link_to(loop, d) = last;
-  adopt(last);
-  sift_up(loop, last);
-  sift_down(loop, last);
+  place(loop, i, last);
+  sift_up(loop, i);
+  sift_down(loop, last->index);
+}
+
+tapio__deadline *tapio__deadline_first(tapio_loop *loop) {
+  tapio__deadline *first = loop->ndeadlines ? *slot(loop, 1) : NULL, *d;
+  for (d = loop->spilled; d; d = d->next)
+    if (!first || d->when < first->when)
+      first = d;
+  return first;
+}
+
+size_t tapio__deadline_count(tapio_loop *loop) {
+  size_t n = loop->ndeadlines;
+  tapio__deadline *d;
+  for (d = loop->spilled; d; d = d->next)
+    n++;
+  return n;
 }
 
 double tapio__deadline_next(tapio_loop *loop) {
-  return loop->deadline_top ? loop->deadline_top->when : -1;
+  tapio__deadline *first = tapio__deadline_first(loop);
+  return first ? first->when : -1;
 }
 
 /* ---- The core's timers ----------------------------------------------------- */
@@ -149,14 +164,15 @@ double tapio__deadline_next(tapio_loop *loop) {
 static void timer_fired(struct ev_loop *ev, ev_timer *w, int revents) {
   tapio__timer *tm = TAPIO_CONTAINER(w, tapio__timer, ev);
   tapio_loop *loop = tm->loop;
-  double when = tm->dl.queued ? tm->dl.when : -1;
-  size_t others = loop->ndeadlines;
+  double when = tapio__deadline_queued(&tm->dl) ? tm->dl.when : -1;
+  size_t others = tapio__deadline_count(loop);
+  tapio__deadline *d;
   (void)revents;
   tapio__deadline_clear(loop, &tm->dl);
   tm->fn(tm);
-  while (others-- > 1 && loop->deadline_top &&
-         loop->deadline_top->when <= when) {
-    tapio__timer *next = TAPIO_CONTAINER(loop->deadline_top, tapio__timer, dl);
+  while (others-- > 1 && (d = tapio__deadline_first(loop)) != NULL &&
+         d->when <= when) {
+    tapio__timer *next = TAPIO_CONTAINER(d, tapio__timer, dl);
     ev_timer_stop(ev, &next->ev);
     tapio__deadline_clear(loop, &next->dl);
     next->fn(next);
@@ -166,7 +182,8 @@ static void timer_fired(struct ev_loop *ev, ev_timer *w, int revents) {
 void tapio__timer_init(tapio__timer *tm, tapio_loop *loop,
                        tapio__timer_fn fn) {
   ev_init(&tm->ev, timer_fired);
-  tm->dl.queued = 0;
+  tm->dl.index = 0;
+  tm->dl.pprev = NULL;
   tm->loop = loop;
   tm->fn = fn;
 }
@@ -380,4 +397,8 @@ void tapio__backend_free(tapio_loop *loop) {
   if (loop->backend)
     close_backend(loop, loop->backend);
   loop->backend = NULL;
+  tapio__free(loop, loop->deadlines,
+              loop->deadlines_cap * sizeof *loop->deadlines);
+  loop->deadlines = NULL;
+  loop->ndeadlines = loop->deadlines_cap = 0;
 }

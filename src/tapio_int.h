@@ -115,9 +115,9 @@ struct tapio_loop {
   /* the pollable loop (backend.c) */
   int io_changed;          /* a watcher started or stopped since the last
                               run began: libev's kernel set is stale */
-  struct tapio__deadline *deadline_top; /* every timer started, a min-heap
-                                           (when) of the timers' own nodes */
-  size_t ndeadlines;
+  struct tapio__deadline **deadlines; /* every timer, a min-heap (when) */
+  size_t ndeadlines, deadlines_cap;
+  struct tapio__deadline *spilled; /* those the heap had no room for */
   struct tapio__backend *backend; /* made by tapio_loop_backend_fd */
   struct tapio__kit *kit;  /* the testing kit's (clock.c), or NULL */
   struct tapio__pool *pool; /* the worker pool, made at the first job */
@@ -299,15 +299,21 @@ static inline void tapio__io_stop(struct ev_loop *ev, ev_io *w) {
  * one (spec/c/test_backend.c checks that no other ev_timer starts). */
 typedef struct tapio__deadline {
   double when;   /* tapio__now() clock */
-  struct tapio__deadline *parent, *left, *right; /* the heap's links */
-  int queued;    /* in the heap */
+  size_t index;  /* 1-based place in the heap; 0 when not in it */
+  struct tapio__deadline *next, **pprev; /* in loop->spilled, or NULL */
 } tapio__deadline;
 
-/* Puts d in the heap at when (moving it if there already). Allocates
- * nothing: it cannot fail. */
+/* Puts d in the heap at when (moving it if there already), or, when the
+ * heap cannot grow, in the list beside it: it cannot fail. */
 void tapio__deadline_set(tapio_loop *loop, tapio__deadline *d, double when);
 /* Takes d out of the heap; harmless when not in it. */
 void tapio__deadline_clear(tapio_loop *loop, tapio__deadline *d);
+static inline int tapio__deadline_queued(const tapio__deadline *d) {
+  return d->index != 0 || d->pprev != NULL;
+}
+/* The earliest deadline, or NULL; how many there are. */
+tapio__deadline *tapio__deadline_first(tapio_loop *loop);
+size_t tapio__deadline_count(tapio_loop *loop);
 /* The earliest due time, or -1 with no timer. */
 double tapio__deadline_next(tapio_loop *loop);
 /* A one-shot timer of the core: libev's timer and its due time in the
@@ -326,15 +332,14 @@ struct tapio__timer {
 void tapio__timer_init(tapio__timer *tm, tapio_loop *loop,
                        tapio__timer_fn fn);
 /* (Re)starts it for tapio__now() == when, or after seconds (negative: 0).
- * Allocates nothing, so it cannot fail: a host polling tapio always knows
- * when it is due. */
+ * It cannot fail: a host polling tapio always knows when it is due. */
 void tapio__timer_start_at(tapio__timer *tm, double when);
 void tapio__timer_start(tapio__timer *tm, double after);
 /* Harmless when not started or already fired. */
 void tapio__timer_stop(tapio__timer *tm);
 /* On a virtual clock a timer lives in the heap only (clock.c fires it). */
 static inline int tapio__timer_active(const tapio__timer *tm) {
-  return ev_is_active(&tm->ev) || tm->dl.queued;
+  return ev_is_active(&tm->ev) || tapio__deadline_queued(&tm->dl);
 }
 
 /* At the end of every run: re-arms the pollable descriptor's timer. */

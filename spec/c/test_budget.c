@@ -305,8 +305,9 @@ static void sendall_copy_refused(void)
 
 /* Out of descriptors and of memory at once: the server's pause before it
  * tries to accept again is a timer whose start cannot fail, so a host
- * polling tapio wakes for it (it slept through it when the start needed
- * memory for the heap of due times: its timeout said -1, for ever). */
+ * polling tapio wakes for it, also with the heap of due times full of
+ * later ones (it slept through it when the start needed memory for the
+ * heap: its timeout said the later ones' time). */
 static void accept_retry_without_memory(void)
 {
   budget b;
@@ -316,10 +317,13 @@ static void accept_retry_without_memory(void)
   srv sv;
   struct sockaddr_storage ss;
   socklen_t len;
-  int c1, c2, ms;
+  tapio_handle *later[16];
+  int c1, c2, ms, i;
   tapio_loop_set_exception_handler(loop, exc_record, &exc);
   srv_start(&sv, loop);
   tapio_loop_backend_fd(loop);
+  for (i = 0; i < 16; i++) /* the heap's first 16 places taken */
+    CHECK_OK(tapio_call_later(loop, 30, never_called, NULL, &later[i]));
   len = raw_addr(AF_INET, NULL, sv.port, &ss);
   c1 = socket(AF_INET, SOCK_STREAM, 0); /* before the table is full */
   CHECK(c1 >= 0);
@@ -336,6 +340,10 @@ static void accept_retry_without_memory(void)
   c2 = raw_connect(AF_INET, "127.0.0.1", sv.port);
   CHECK(c2 >= 0);
   HOST_WAIT(loop, sv.n >= 1);
+  for (i = 0; i < 16; i++) {
+    tapio_handle_cancel(later[i]);
+    tapio_handle_release(later[i]);
+  }
   close(c1);
   close(c2);
   srv_release_and_free(&sv, loop);
