@@ -404,12 +404,15 @@ void tapio_work_release(tapio_work *w);
  * another file that gets the number (a pipe or socket opened later, a
  * transport's): when its number is ready again it stops instead, and
  * the exception handler gets TAPIO_EBADF ("descriptor N was closed while
- * watched ..."); adding a watch for the number replaces it and watches
- * the new file (asyncio 3.13's selector keeps the closed one's place and
- * never sees the new one). A descriptor closed before the loop has
- * polled since its watch was added stops every watch of its number at
- * once, with the same report. A stopped watch stays until removed (or
- * until the number is watched again).
+ * watched ..."). A file is told by its device and inode, which the
+ * anonymous kinds share (eventfd, timerfd, signalfd, epoll: one inode
+ * for all), as two opens of one FIFO do: for those the check cannot
+ * tell. Adding a watch for the number replaces it and watches the new
+ * file (asyncio 3.13's selector keeps the closed one's place and never
+ * sees the new one). A descriptor closed before the loop has polled
+ * since its watch was added stops every watch of its number at once,
+ * with the same report. A stopped watch stays until removed (or until
+ * the number is watched again).
  * tapio_loop_free removes the watches left; their ud stays the
  * caller's. */
 int tapio_add_reader(tapio_loop *loop, int fd, tapio_call_fn fn, void *ud);
