@@ -320,8 +320,9 @@ int tapio_call_at(tapio_loop *loop, double when, tapio_call_fn fn, void *ud,
  * and wakes the loop if it waits (or turns a polled loop's descriptor
  * readable). Each call runs exactly once, and the calls one thread makes
  * run in the order it made them (spec/c/test_loop.c checks both with four
- * threads at once, also built with ThreadSanitizer). No handle; it cannot
- * be cancelled. A pending call is dropped unrun when the loop is freed,
+ * threads at once, also built with ThreadSanitizer). From a callback of
+ * the running loop, it is call_soon: in order with the calls call_soon
+ * made around it, as asyncio's. No handle; it cannot be cancelled. A pending call is dropped unrun when the loop is freed,
  * which must not race with another thread's call: stop calling before
  * the loop goes. Not for signal handlers (it allocates). */
 int tapio_call_soon_threadsafe(tapio_loop *loop, tapio_call_fn fn, void *ud);
