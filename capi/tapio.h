@@ -444,8 +444,10 @@ int tapio_remove_writer(tapio_loop *loop, int fd);
  * called (what a send sent stays sent). tapio_loop_free ends the
  * operations left with TAPIO_ECANCELED. A completion may close fd, or
  * start another operation on it; closing fd while an operation waits on
- * it ends that operation with TAPIO_EBADF when the loop sees it before
- * its next poll, and leaves it waiting for ever after (cancel it first).
+ * it (cancel it first) ends that operation with TAPIO_EBADF when the loop
+ * sees it before its next poll, or else once a new descriptor that got
+ * the number is ready (a file is told by its device and inode): the
+ * operation never reads or writes another file.
  * Errors of the call, none of which calls cb: TAPIO_EINVAL (NULL, fd < 0,
  * a NULL buffer with a length), TAPIO_EBADF (fd is not open), TAPIO_EPERM
  * (a regular file or a directory), TAPIO_EBUSY (a transport or server of
