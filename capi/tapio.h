@@ -320,8 +320,9 @@ int tapio_call_at(tapio_loop *loop, double when, tapio_call_fn fn, void *ud,
  * and wakes the loop if it waits (or turns a polled loop's descriptor
  * readable). Each call runs exactly once, and the calls one thread makes
  * run in the order it made them (spec/c/test_loop.c checks both with four
- * threads at once, also built with ThreadSanitizer). No handle; it cannot
- * be cancelled. A pending call is dropped unrun when the loop is freed,
+ * threads at once, also built with ThreadSanitizer). From a callback of
+ * the running loop, it is call_soon: in order with the calls call_soon
+ * made around it, as asyncio's. No handle; it cannot be cancelled. A pending call is dropped unrun when the loop is freed,
  * which must not race with another thread's call: stop calling before
  * the loop goes. Not for signal handlers (it allocates). */
 int tapio_call_soon_threadsafe(tapio_loop *loop, tapio_call_fn fn, void *ud);
@@ -399,10 +400,20 @@ void tapio_work_release(tapio_work *w);
  * from inside any callback, its own included, is safe and takes effect at
  * once: a removed watch is not called again, also when its event is
  * already due in this iteration. Remove the watch before closing fd (a
- * new descriptor can get its number). A descriptor closed before the
- * loop has polled since its watch was added stops every watch of its
- * number: they are never called and stay until removed (or until fd is
- * watched again once open), and the exception handler gets TAPIO_EBADF.
+ * new descriptor can get its number). A watch is of the file it was
+ * added for: one whose descriptor was closed is never called for
+ * another file that gets the number (a pipe or socket opened later, a
+ * transport's): when its number is ready again it stops instead, and
+ * the exception handler gets TAPIO_EBADF ("descriptor N was closed while
+ * watched ..."). A file is told by its device and inode, which the
+ * anonymous kinds share (eventfd, timerfd, signalfd, epoll: one inode
+ * for all), as two opens of one FIFO do: for those the check cannot
+ * tell. Adding a watch for the number replaces it and watches the new
+ * file (asyncio 3.13's selector keeps the closed one's place and never
+ * sees the new one). A descriptor closed before the loop has polled
+ * since its watch was added stops every watch of its number at once,
+ * with the same report. A stopped watch stays until removed (or until
+ * the number is watched again).
  * tapio_loop_free removes the watches left; their ud stays the
  * caller's. */
 int tapio_add_reader(tapio_loop *loop, int fd, tapio_call_fn fn, void *ud);
@@ -433,8 +444,10 @@ int tapio_remove_writer(tapio_loop *loop, int fd);
  * called (what a send sent stays sent). tapio_loop_free ends the
  * operations left with TAPIO_ECANCELED. A completion may close fd, or
  * start another operation on it; closing fd while an operation waits on
- * it ends that operation with TAPIO_EBADF when the loop sees it before
- * its next poll, and leaves it waiting for ever after (cancel it first).
+ * it (cancel it first) ends that operation with TAPIO_EBADF when the loop
+ * sees it before its next poll, or else once a new descriptor that got
+ * the number is ready (a file is told by its device and inode): the
+ * operation never reads or writes another file.
  * Errors of the call, none of which calls cb: TAPIO_EINVAL (NULL, fd < 0,
  * a NULL buffer with a length), TAPIO_EBADF (fd is not open), TAPIO_EPERM
  * (a regular file or a directory), TAPIO_EBUSY (a transport or server of

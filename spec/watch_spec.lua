@@ -151,6 +151,45 @@ describe("loop:add_reader", function()
                    errors[1].message)
   end)
 
+  it("never calls a watch closed in its callback for a new descriptor "
+     .. "of its number; adding one there watches the new one", function()
+    local errors = helper.run(function(loop, errors)
+      local a, b = tapio.socketpair()
+      local old_calls, first = 0, loop:create_future()
+      loop:add_reader(a, function()
+        old_calls = old_calls + 1
+        tapio.close_fd(a) -- no remove_reader
+        if not first:done() then first:set_result(true) end
+      end)
+      tapio.send(b, "x")
+      first:await()
+      tapio.close_fd(b)
+      local c, d = tapio.socketpair()
+      assert.are.equal(a, c)
+      tapio.send(d, "new") -- readable when the writer's poll comes
+      local wrote = loop:create_future()
+      loop:add_writer(c, function()
+        assert.is_true(loop:remove_writer(c))
+        wrote:set_result(true)
+      end)
+      wrote:await()
+      local got = loop:create_future()
+      loop:add_reader(c, function()
+        assert.is_true(loop:remove_reader(c))
+        got:set_result(tapio.recv(c, 10))
+      end)
+      assert.are.equal("new", got:await())
+      assert.are.equal(1, old_calls)
+      tapio.close_fd(c)
+      tapio.close_fd(d)
+      return errors
+    end, { errors_ok = true })
+    assert.are.equal(1, #errors)
+    assert.are.equal("EBADF", errors[1].exception.name)
+    assert.matches("^descriptor %d+ was closed while watched",
+                   errors[1].message)
+  end)
+
   it("refuses bad descriptors with clear errors", function()
     helper.run(function(loop)
       local rsock, _, close = pair()

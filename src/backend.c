@@ -27,6 +27,11 @@ struct tapio__backend {
 
 /* ---- The heap of due times ---------------------------------------------- */
 
+/* An array heap; when it cannot grow (no memory), a deadline waits in a
+ * list beside it, so that setting one never fails: a host polling tapio
+ * always knows when every timer is due. The list is empty but under
+ * memory pressure, and searched only then. */
+
 static tapio__deadline **slot(tapio_loop *loop, size_t i) {
   return &loop->deadlines[i - 1]; /* 1-based: a parent is i / 2 */
 }
@@ -75,21 +80,40 @@ static int grow(tapio_loop *loop) {
   return 0;
 }
 
-int tapio__deadline_set(tapio_loop *loop, tapio__deadline *d, double when) {
+static void spill(tapio_loop *loop, tapio__deadline *d) {
+  d->next = loop->spilled;
+  if (d->next)
+    d->next->pprev = &d->next;
+  d->pprev = &loop->spilled;
+  loop->spilled = d;
+  tapio__backend_poke(loop); /* it may be the next one */
+}
+
+void tapio__deadline_set(tapio_loop *loop, tapio__deadline *d, double when) {
   tapio__deadline_clear(loop, d);
-  if (loop->ndeadlines == loop->deadlines_cap && grow(loop) < 0)
-    return TAPIO_ENOMEM;
-  d->when = when;
+  /* a time before the clock's start (call_at(-1)) is due at once all the
+   * same; kept negative, it would read as tapio__deadline_next's "none" */
+  d->when = when > 0 ? when : 0;
+  if (loop->ndeadlines == loop->deadlines_cap && grow(loop) < 0) {
+    spill(loop, d);
+    return;
+  }
   place(loop, ++loop->ndeadlines, d);
   sift_up(loop, d->index);
   if (d->index == 1) /* the next deadline now: the host's sleep changes */
     tapio__backend_poke(loop);
-  return 0;
 }
 
 void tapio__deadline_clear(tapio_loop *loop, tapio__deadline *d) {
   size_t i = d->index;
   tapio__deadline *last;
+  if (d->pprev) { /* in the list */
+    *d->pprev = d->next;
+    if (d->next)
+      d->next->pprev = d->pprev;
+    d->pprev = NULL;
+    return;
+  }
   if (!i)
     return;
   d->index = 0;
@@ -108,8 +132,25 @@ void tapio__deadline_clear(tapio_loop *loop, tapio__deadline *d) {
   sift_down(loop, last->index);
 }
 
+tapio__deadline *tapio__deadline_first(tapio_loop *loop) {
+  tapio__deadline *first = loop->ndeadlines ? *slot(loop, 1) : NULL, *d;
+  for (d = loop->spilled; d; d = d->next)
+    if (!first || d->when < first->when)
+      first = d;
+  return first;
+}
+
+size_t tapio__deadline_count(tapio_loop *loop) {
+  size_t n = loop->ndeadlines;
+  tapio__deadline *d;
+  for (d = loop->spilled; d; d = d->next)
+    n++;
+  return n;
+}
+
 double tapio__deadline_next(tapio_loop *loop) {
-  return loop->ndeadlines ? (*slot(loop, 1))->when : -1;
+  tapio__deadline *first = tapio__deadline_first(loop);
+  return first ? first->when : -1;
 }
 
 /* ---- The core's timers ----------------------------------------------------- */
@@ -123,13 +164,15 @@ double tapio__deadline_next(tapio_loop *loop) {
 static void timer_fired(struct ev_loop *ev, ev_timer *w, int revents) {
   tapio__timer *tm = TAPIO_CONTAINER(w, tapio__timer, ev);
   tapio_loop *loop = tm->loop;
-  double when = tm->dl.index ? tm->dl.when : -1;
-  size_t others = loop->ndeadlines;
+  double when = tapio__deadline_queued(&tm->dl) ? tm->dl.when : -1;
+  size_t others = tapio__deadline_count(loop);
+  tapio__deadline *d;
   (void)revents;
   tapio__deadline_clear(loop, &tm->dl);
   tm->fn(tm);
-  while (others-- > 1 && loop->ndeadlines && (*slot(loop, 1))->when <= when) {
-    tapio__timer *next = TAPIO_CONTAINER(*slot(loop, 1), tapio__timer, dl);
+  while (others-- > 1 && (d = tapio__deadline_first(loop)) != NULL &&
+         d->when <= when) {
+    tapio__timer *next = TAPIO_CONTAINER(d, tapio__timer, dl);
     ev_timer_stop(ev, &next->ev);
     tapio__deadline_clear(loop, &next->dl);
     next->fn(next);
@@ -140,22 +183,19 @@ void tapio__timer_init(tapio__timer *tm, tapio_loop *loop,
                        tapio__timer_fn fn) {
   ev_init(&tm->ev, timer_fired);
   tm->dl.index = 0;
+  tm->dl.pprev = NULL;
   tm->loop = loop;
   tm->fn = fn;
 }
 
-int tapio__timer_start_at(tapio__timer *tm, double when) {
+void tapio__timer_start_at(tapio__timer *tm, double when) {
   double now, after;
   if (ev_is_active(&tm->ev))
     ev_timer_stop(tm->loop->ev, &tm->ev);
-  /* A time before the clocks' 0 (call_at(-1)) is past, as 0 is: a
-   * deadline below 0 reads as "none" (tapio__deadline_next's -1), and one
-   * at the heap's top held a virtual clock's every later timer back, and
-   * told a host's poll to wait for nothing. */
-  if (!(when > 0))
-    when = 0;
-  if (tapio__virtual(tm->loop)) /* the heap alone: the clock fires it */
-    return tapio__deadline_set(tm->loop, &tm->dl, tapio__vround(when));
+  if (tapio__virtual(tm->loop)) { /* the heap alone: the clock fires it */
+    tapio__deadline_set(tm->loop, &tm->dl, tapio__vround(when));
+    return;
+  }
   /* libev counts `after` from its cached time: refresh it, after reading
    * tapio's clock, so that libev's reading is the later one and the timer
    * never fires before `when`. Read the other way round, the time the
@@ -166,12 +206,11 @@ int tapio__timer_start_at(tapio__timer *tm, double when) {
   after = when - now;
   ev_timer_set(&tm->ev, after > 0 ? after : 0, 0);
   ev_timer_start(tm->loop->ev, &tm->ev);
-  return tapio__deadline_set(tm->loop, &tm->dl, when);
+  tapio__deadline_set(tm->loop, &tm->dl, when);
 }
 
-int tapio__timer_start(tapio__timer *tm, double after) {
-  return tapio__timer_start_at(tm,
-                               tapio__time(tm->loop) + (after > 0 ? after : 0));
+void tapio__timer_start(tapio__timer *tm, double after) {
+  tapio__timer_start_at(tm, tapio__time(tm->loop) + (after > 0 ? after : 0));
 }
 
 void tapio__timer_stop(tapio__timer *tm) {
@@ -333,6 +372,9 @@ void tapio__backend_sync(tapio_loop *loop) {
   struct itimerspec its;
   double at = work_ready(loop) ? 0 : next_deadline(loop);
   uint64_t ticks;
+  if (at > 1e15) /* never (infinity): no time_t holds it, so no timerfd
+                    setting; one failed would leave the last one armed */
+    at = -1;
   if (at == b->armed && at != 0 &&
       read(b->tfd, &ticks, sizeof ticks) < 0) /* armed, not fired */
     return;

@@ -142,9 +142,9 @@ static void move_clock(tapio_loop *loop) {
  * phase fires them: only those in the heap when it begins, so that one
  * restarting itself at once waits for the next step. */
 static void fire_due(tapio_loop *loop) {
-  size_t n = loop->ndeadlines;
+  size_t n = tapio__deadline_count(loop);
   while (n-- > 0 && timer_due(loop)) {
-    tapio__deadline *d = loop->deadlines[0]; /* the heap's top */
+    tapio__deadline *d = tapio__deadline_first(loop);
     tapio__timer *tm = TAPIO_CONTAINER(d, tapio__timer, dl);
     tapio__deadline_clear(loop, d);
     tm->fn(tm);

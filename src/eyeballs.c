@@ -256,9 +256,8 @@ static void start_next(tapio__race *race) {
     all_failed(race);
     return;
   }
-  if (race->delay >= 0 && race->next < race->n) {
-    (void)tapio__timer_start(&race->timer, race->delay); /* no room: late */
-  }
+  if (race->delay >= 0 && race->next < race->n)
+    tapio__timer_start(&race->timer, race->delay);
 }
 
 static void on_delay(tapio__timer *tm) {

@@ -230,6 +230,12 @@ int tapio_call_soon_threadsafe(tapio_loop *loop, tapio_call_fn fn, void *ud) {
   int was_empty;
   if (!loop || !fn)
     return TAPIO_EINVAL;
+  /* from a callback of the loop (its own thread, running): a call_soon,
+   * so that it keeps its place among them, as asyncio's does (through
+   * the wakeup it ran in the next poll's I/O phase, before call_soon's
+   * made earlier) */
+  if (running_loop == loop)
+    return tapio_call_soon(loop, fn, ud, NULL);
   c = malloc(sizeof *c);
   if (!c)
     return TAPIO_ENOMEM;

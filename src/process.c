@@ -156,10 +156,9 @@ static void on_exit_io(struct ev_loop *ev, ev_io *w, int revents) {
 }
 
 /* Without a pidfd (valgrind has none), waitid(WNOHANG) at growing
- * intervals. No room in the heap of due times: a host polling tapio wakes
- * a little late, nothing more. */
+ * intervals. */
 static void poll_later(tapio__process *p) {
-  (void)tapio__timer_start(&p->poll, p->poll_after);
+  tapio__timer_start(&p->poll, p->poll_after);
   p->poll_after = p->poll_after * 2 < POLL_MAX ? p->poll_after * 2
                                                 : POLL_MAX;
 }

@@ -42,15 +42,13 @@ static void library_init(void) {
   library_status = ares_library_init(ARES_LIB_INIT_ALL);
 }
 
-/* No room for its due time: it fires all the same (a host polling tapio
- * wakes late, nothing more). */
 static void update_timer(tapio__resolver *res) {
   struct timeval tv, *next = ares_timeout(res->channel, NULL, &tv);
   if (!next)
     tapio__timer_stop(&res->timer);
   else
-    (void)tapio__timer_start(&res->timer,
-                             (double)next->tv_sec + next->tv_usec * 1e-6);
+    tapio__timer_start(&res->timer,
+                       (double)next->tv_sec + next->tv_usec * 1e-6);
 }
 
 static void on_io(struct ev_loop *ev, ev_io *w, int revents) {

@@ -162,11 +162,7 @@ int tapio_call_at(tapio_loop *loop, double when, tapio_call_fn fn, void *ud,
     return bad_call(loop, fn, out);
   h->when = when;
   tapio__timer_init(&h->timer, loop, on_timer);
-  if (tapio__timer_start_at(&h->timer, when) < 0) {
-    h->refs = 1; /* a host polling tapio would miss it: fail the call */
-    handle_unref(h);
-    return no_call(out, TAPIO_ENOMEM);
-  }
+  tapio__timer_start_at(&h->timer, when);
   h->state = H_TIMER;
   return 0;
 }

@@ -113,8 +113,7 @@ static void accept_failed(tapio_server *s, int err) {
                   "accept failed; the server pauses accepting for 1 second",
                   NULL);
     listen_all(s, 0);
-    /* no room to note it: a host polling tapio wakes late, nothing more */
-    (void)tapio__timer_start(&s->retry, ACCEPT_RETRY_DELAY);
+    tapio__timer_start(&s->retry, ACCEPT_RETRY_DELAY);
   } else {
     tapio__report(s->loop, code, "accept failed", NULL);
   }

@@ -28,6 +28,8 @@ typedef struct sockop {
   tapio__link link;        /* loop->sockops */
   ev_io io;                /* started while it waits */
   int kind, fd;
+  dev_t dev;               /* the file fd was when it began: closed, its */
+  ino_t ino;               /* number may be another's (a transport's) */
   int fresh;               /* started since the last poll */
   int done, status;        /* the outcome, once known */
   int connecting;          /* connect(2) is under way: SO_ERROR tells */
@@ -284,6 +286,17 @@ static void end(sockop *o, int status) {
 
 /* ---- Waiting ------------------------------------------------------------- */
 
+/* fd is still the file the operation began on; else it ends with EBADF,
+ * never reading or writing the file that took the number since. */
+static int still_ours(sockop *o) {
+  struct stat st;
+  if (fstat(o->fd, &st) == 0 && st.st_dev == o->dev && st.st_ino == o->ino)
+    return 1;
+  o->done = 1;
+  o->status = TAPIO_EBADF;
+  return 0;
+}
+
 static void on_ready(struct ev_loop *ev, ev_io *w, int revents) {
   sockop *o = TAPIO_CONTAINER(w, sockop, io);
   (void)ev;
@@ -291,6 +304,8 @@ static void on_ready(struct ev_loop *ev, ev_io *w, int revents) {
     o->done = 1;
     o->status = TAPIO_EBADF;
   }
+  if (!o->done)
+    still_ours(o);
   if (o->done || !attempt(o))
     end(o, o->status);
 }
@@ -333,7 +348,7 @@ static void run(tapio__task *task) {
     return end(o, o->status);
   if (!first(o))
     return; /* the one before it posts it again when it ends */
-  if (!attempt(o))
+  if (!still_ours(o) || !attempt(o))
     return end(o, o->status);
   wait_ready(o);
 }
@@ -367,6 +382,7 @@ static int blocking_refused(tapio_loop *loop, int kind, int fd) {
 
 /* A new operation of kind on fd, checked and linked, or NULL with *rc. */
 static sockop *make(tapio_loop *loop, int kind, int fd, int *rc) {
+  struct stat st;
   sockop *o;
   if (!loop)
     return *rc = TAPIO_EINVAL, NULL;
@@ -382,6 +398,10 @@ static sockop *make(tapio_loop *loop, int kind, int fd, int *rc) {
   o->kind = kind;
   o->fd = fd;
   o->newfd = -1;
+  if (fstat(fd, &st) == 0) { /* fd_usable found it open */
+    o->dev = st.st_dev;
+    o->ino = st.st_ino;
+  }
   ev_init(&o->io, on_ready);
   tapio__list_push(&loop->sockops, &o->link);
   return o;

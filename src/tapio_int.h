@@ -117,6 +117,7 @@ struct tapio_loop {
                               run began: libev's kernel set is stale */
   struct tapio__deadline **deadlines; /* every timer, a min-heap (when) */
   size_t ndeadlines, deadlines_cap;
+  struct tapio__deadline *spilled; /* those the heap had no room for */
   struct tapio__backend *backend; /* made by tapio_loop_backend_fd */
   struct tapio__kit *kit;  /* the testing kit's (clock.c), or NULL */
   struct tapio__pool *pool; /* the worker pool, made at the first job */
@@ -301,13 +302,20 @@ static inline void tapio__io_stop(struct ev_loop *ev, ev_io *w) {
 typedef struct tapio__deadline {
   double when;   /* tapio__now() clock */
   size_t index;  /* 1-based place in the heap; 0 when not in it */
+  struct tapio__deadline *next, **pprev; /* in loop->spilled, or NULL */
 } tapio__deadline;
 
-/* Puts d in the heap at when (moving it if there already); TAPIO_ENOMEM
- * when the heap cannot grow (d is then not in it). */
-int tapio__deadline_set(tapio_loop *loop, tapio__deadline *d, double when);
+/* Puts d in the heap at when (moving it if there already), or, when the
+ * heap cannot grow, in the list beside it: it cannot fail. */
+void tapio__deadline_set(tapio_loop *loop, tapio__deadline *d, double when);
 /* Takes d out of the heap; harmless when not in it. */
 void tapio__deadline_clear(tapio_loop *loop, tapio__deadline *d);
+static inline int tapio__deadline_queued(const tapio__deadline *d) {
+  return d->index != 0 || d->pprev != NULL;
+}
+/* The earliest deadline, or NULL; how many there are. */
+tapio__deadline *tapio__deadline_first(tapio_loop *loop);
+size_t tapio__deadline_count(tapio_loop *loop);
 /* The earliest due time, or -1 with no timer. */
 double tapio__deadline_next(tapio_loop *loop);
 /* A one-shot timer of the core: libev's timer and its due time in the
@@ -326,15 +334,14 @@ struct tapio__timer {
 void tapio__timer_init(tapio__timer *tm, tapio_loop *loop,
                        tapio__timer_fn fn);
 /* (Re)starts it for tapio__now() == when, or after seconds (negative: 0).
- * TAPIO_ENOMEM when the heap could not take its due time: it still fires,
- * but a host polling tapio may wake late; stop it if that matters. */
-int tapio__timer_start_at(tapio__timer *tm, double when);
-int tapio__timer_start(tapio__timer *tm, double after);
+ * It cannot fail: a host polling tapio always knows when it is due. */
+void tapio__timer_start_at(tapio__timer *tm, double when);
+void tapio__timer_start(tapio__timer *tm, double after);
 /* Harmless when not started or already fired. */
 void tapio__timer_stop(tapio__timer *tm);
 /* On a virtual clock a timer lives in the heap only (clock.c fires it). */
 static inline int tapio__timer_active(const tapio__timer *tm) {
-  return ev_is_active(&tm->ev) || tm->dl.index != 0;
+  return ev_is_active(&tm->ev) || tapio__deadline_queued(&tm->dl);
 }
 
 /* At the end of every run: re-arms the pollable descriptor's timer. */

@@ -473,8 +473,8 @@ static void shutdown_step(tapio__tls *tc) {
  * does: flushing what the protocol wrote, then the close_notify exchange.
  * A peer that stops reading cannot hold a close forever. */
 static void start_shutdown_timer(tapio__tls *tc) {
-  tc->timer_secs = tc->shutdown_timeout; /* from now: no room is late */
-  (void)tapio__timer_start(&tc->timer, tc->shutdown_timeout);
+  tc->timer_secs = tc->shutdown_timeout;
+  tapio__timer_start(&tc->timer, tc->shutdown_timeout);
 }
 
 /* close() before the handshake is done aborts, as asyncio's does, with
@@ -686,8 +686,7 @@ int tapio__tls_attach(tapio_transport *t, const tapio__tls_params *p,
   tc->state = t->wsize ? TAPIO__TLS_CLEAR : TAPIO__TLS_HANDSHAKE;
   tc->t0 = tapio__now();
   tc->timer_secs = p->handshake_timeout;
-  (void)tapio__timer_start(&tc->timer, p->handshake_timeout); /* no room:
-                                                                  late */
+  tapio__timer_start(&tc->timer, p->handshake_timeout);
   tapio__layer_push(s, &tapio__tls_io, tc, &tc->lower, &tc->lower_ctx);
   /* The first step: a client's at once (it speaks first); a server's
    * when the ClientHello is readable, or at once if it is here already.

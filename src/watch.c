@@ -16,12 +16,30 @@ struct tapio__fdwatch {
   tapio_call_fn fn;
   void *ud;
   int fresh;            /* started since the last poll: not in epoll yet */
+  dev_t dev;            /* the file watched: its number may be reused */
+  ino_t ino;
 };
 
+static void stale(tapio__fdwatch *fw);
+
+static int same_file(const tapio__fdwatch *fw, const struct stat *st) {
+  return fw->dev == st->st_dev && fw->ino == st->st_ino;
+}
+
+/* A watch is of the file it was added for. Closed without its watch
+ * removed, its descriptor leaves epoll but not libev, which gives it
+ * back to epoll (with every watch of the number) as soon as anything
+ * watches a new descriptor of that number: the old callback would be
+ * called for a file that is not its own (a transport's, say). */
 static void on_ready(struct ev_loop *ev, ev_io *w, int revents) {
   tapio__fdwatch *fw = (tapio__fdwatch *)w;
+  struct stat st;
   (void)ev;
   (void)revents;
+  if (fstat(fw->io.fd, &st) < 0 || !same_file(fw, &st)) {
+    stale(fw);
+    return;
+  }
   /* The call may remove this watch (its memory goes at once: libev does
    * not touch a watcher after its callback) or any other (ev_io_stop takes
    * a pending one off libev's queue): nothing of fw is read after it. */
@@ -49,8 +67,25 @@ static void report_closed(tapio_loop *loop, int fd) {
   char msg[160];
   snprintf(msg, sizeof msg, "descriptor %d was closed while watched by "
            "add_reader or add_writer (remove the watch before closing it): "
-           "the watch is never called", fd);
+           "the watch is not called again", fd);
   tapio__report(loop, TAPIO_EBADF, msg, NULL);
+}
+
+/* fw's file was closed; its number may be another's now. Every watch of
+ * the number not of the file open there stops (the caller's to remove,
+ * as a watch closed before the poll), and the handler is told once. */
+static void stale(tapio__fdwatch *fw) {
+  tapio_loop *loop = fw->loop;
+  int fd = fw->io.fd;
+  struct stat st;
+  int open = fstat(fd, &st) == 0;
+  tapio__link *l;
+  for (l = loop->fdwatches.next; l != &loop->fdwatches; l = l->next) {
+    tapio__fdwatch *o = TAPIO_CONTAINER(l, tapio__fdwatch, link);
+    if (o->io.fd == fd && (!open || !same_file(o, &st)))
+      ev_io_stop(loop->ev, &o->io);
+  }
+  report_closed(loop, fd);
 }
 
 /* The descriptor of the first new watch found closed (its watches
@@ -133,19 +168,19 @@ int tapio__fd_owned(tapio_loop *loop, int fd) {
 
 /* What epoll can watch: an open descriptor, neither a regular file nor a
  * directory (epoll refuses them with EPERM, as asyncio's selector does). */
-static int check_fd(int fd) {
-  struct stat st;
+static int check_fd(int fd, struct stat *st) {
   if (fd < 0)
     return TAPIO_EINVAL;
-  if (fcntl(fd, F_GETFD) < 0 || fstat(fd, &st) < 0)
+  if (fcntl(fd, F_GETFD) < 0 || fstat(fd, st) < 0)
     return tapio__from_errno(errno);
-  if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode))
+  if (S_ISREG(st->st_mode) || S_ISDIR(st->st_mode))
     return TAPIO_EPERM;
   return 0;
 }
 
 int tapio__fd_usable(tapio_loop *loop, int fd) {
-  int rc = check_fd(fd);
+  struct stat st;
+  int rc = check_fd(fd, &st);
   if (rc == 0 && tapio__fd_owned(loop, fd))
     rc = TAPIO_EBUSY;
   return rc;
@@ -154,6 +189,7 @@ int tapio__fd_usable(tapio_loop *loop, int fd) {
 static int add(tapio_loop *loop, int fd, int events, tapio_call_fn fn,
                void *ud) {
   tapio__fdwatch *fw;
+  struct stat st;
   int rc;
   if (!loop || !fn)
     return TAPIO_EINVAL;
@@ -161,16 +197,20 @@ static int add(tapio_loop *loop, int fd, int events, tapio_call_fn fn,
    * timeout would fire before bytes merely in flight (as sock_recv) */
   if ((rc = tapio__io_refused(loop)) < 0)
     return rc;
-  if ((rc = check_fd(fd)) < 0)
+  if ((rc = check_fd(fd, &st)) < 0)
     return rc;
   if ((fw = find(loop, fd, events)) != NULL) { /* replaces, as asyncio */
     fw->fn = fn;
     fw->ud = ud;
-    if (!ev_is_active(&fw->io)) { /* stopped by a close: fd is open again */
-      ev_io_set(&fw->io, fd, events);
-      ev_io_start(loop->ev, &fw->io);
-      started(fw);
-    }
+    /* started again, which tells epoll of the file fd is now: the one
+     * watched may have been closed, and fd be another's (a FIFO reopened
+     * is even the same device and inode), which epoll has never seen */
+    ev_io_stop(loop->ev, &fw->io);
+    ev_io_set(&fw->io, fd, events);
+    ev_io_start(loop->ev, &fw->io);
+    fw->dev = st.st_dev;
+    fw->ino = st.st_ino;
+    started(fw);
     return 0;
   }
   if (tapio__fd_owned(loop, fd))
@@ -181,6 +221,8 @@ static int add(tapio_loop *loop, int fd, int events, tapio_call_fn fn,
   fw->loop = loop;
   fw->fn = fn;
   fw->ud = ud;
+  fw->dev = st.st_dev;
+  fw->ino = st.st_ino;
   ev_io_init(&fw->io, on_ready, fd, events);
   ev_io_start(loop->ev, &fw->io);
   tapio__list_push(&loop->fdwatches, &fw->link);

@@ -4,6 +4,7 @@
  * has its test: a watcher started inside a step, timers, the cached time. */
 #include "test.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <sys/epoll.h>
 
@@ -190,6 +191,55 @@ static void timer_before_zero_is_due(void)
   free_loop(loop);
 }
 
+/* A call_at before the clock's start (a negative time) is due at once,
+ * also when a step's callback makes it: the host hears 0 and wakes (it
+ * heard -1, for ever: the heap's "no timer"). */
+typedef struct past {
+  tapio_loop *loop;
+  int n;
+} past;
+
+static void call_in_the_past(void *ud)
+{
+  past *p = ud;
+  CHECK_OK(tapio_call_at(p->loop, -1, fired, &p->n, NULL));
+}
+
+static void call_at_a_negative_time(void)
+{
+  tapio_loop *loop = new_loop();
+  past p = { loop, 0 };
+  CHECK(tapio_loop_backend_fd(loop) >= 0);
+  CHECK_OK(tapio_call_soon(loop, call_in_the_past, &p, NULL));
+  CHECK_OK(tapio_loop_run_once(loop, 0));
+  CHECK_EQ(p.n, 0);
+  CHECK_EQ(tapio_loop_backend_timeout(loop), 0);
+  HOST_WAIT(loop, p.n == 1);
+  free_loop(loop);
+}
+
+/* A timer at infinity (call_later(inf), a sleep for ever) is never due:
+ * with only it left, the host sleeps with no timeout, and the descriptor
+ * stays quiet (its timer was left armed to a cancelled timer's time, as
+ * the infinite time fitted no timerfd setting). */
+static void infinite_timer_never_wakes(void)
+{
+  tapio_loop *loop = new_loop();
+  int fd = tapio_loop_backend_fd(loop), n = 0;
+  tapio_handle *h;
+  struct pollfd p = { fd, POLLIN, 0 };
+  CHECK_OK(tapio_call_later(loop, 0.1, fired, &n, &h));
+  CHECK_OK(tapio_call_later(loop, INFINITY, fired, &n, NULL));
+  CHECK_OK(tapio_loop_run_once(loop, 0)); /* armed to the first */
+  tapio_handle_cancel(h);
+  tapio_handle_release(h);
+  CHECK_OK(tapio_loop_run_once(loop, 0));
+  CHECK_EQ(tapio_loop_backend_timeout(loop), INT32_MAX);
+  CHECK_EQ(poll(&p, 1, 300), 0);
+  CHECK_EQ(n, 0);
+  free_loop(loop);
+}
+
 /* Trap 3: libev's time is cached at its last step. A host that slept 150
  * ms past a 100 ms timer without stepping must hear 0, not 100. */
 static void timeout_reads_the_clock_now(void)
@@ -316,6 +366,7 @@ static void threadsafe_call_wakes_it(void)
 }
 
 TEST_MAIN(TEST(fd_is_an_epoll_of_its_own), TEST(io_makes_it_readable),
+          TEST(call_at_a_negative_time), TEST(infinite_timer_never_wakes),
           TEST(change_inside_a_step_keeps_it_awake),
           TEST(change_between_steps_keeps_it_awake),
           TEST(stop_before_the_first_poll_keeps_changes),

@@ -303,6 +303,53 @@ static void sendall_copy_refused(void)
   free(in);
 }
 
+/* Out of descriptors and of memory at once: the server's pause before it
+ * tries to accept again is a timer whose start cannot fail, so a host
+ * polling tapio wakes for it, also with the heap of due times full of
+ * later ones (it slept through it when the start needed memory for the
+ * heap: its timeout said the later ones' time). */
+static void accept_retry_without_memory(void)
+{
+  budget b;
+  tapio_loop *loop = budget_loop(&b);
+  exc_rec exc = { 0 };
+  fd_fill f;
+  srv sv;
+  struct sockaddr_storage ss;
+  socklen_t len;
+  tapio_handle *later[16];
+  int c1, c2, ms, i;
+  tapio_loop_set_exception_handler(loop, exc_record, &exc);
+  srv_start(&sv, loop);
+  tapio_loop_backend_fd(loop);
+  for (i = 0; i < 16; i++) /* the heap's first 16 places taken */
+    CHECK_OK(tapio_call_later(loop, 30, never_called, NULL, &later[i]));
+  len = raw_addr(AF_INET, NULL, sv.port, &ss);
+  c1 = socket(AF_INET, SOCK_STREAM, 0); /* before the table is full */
+  CHECK(c1 >= 0);
+  b.limit = b.used; /* not a byte more */
+  fd_fill_up(&f);
+  CHECK(connect(c1, (struct sockaddr *)&ss, len) == 0);
+  HOST_WAIT(loop, exc.n >= 1);
+  CHECK_ERR(exc.code, TAPIO_EMFILE);
+  CHECK_OK(tapio_loop_run_once(loop, 0)); /* the listener's stop applied */
+  ms = tapio_loop_backend_timeout(loop);
+  CHECK(ms >= 0 && ms <= 1000);
+  fd_fill_release(&f);
+  b.limit = SIZE_MAX;
+  c2 = raw_connect(AF_INET, "127.0.0.1", sv.port);
+  CHECK(c2 >= 0);
+  HOST_WAIT(loop, sv.n >= 1);
+  for (i = 0; i < 16; i++) {
+    tapio_handle_cancel(later[i]);
+    tapio_handle_release(later[i]);
+  }
+  close(c1);
+  close(c2);
+  srv_release_and_free(&sv, loop);
+  CHECK_EQ(b.used, 0);
+}
+
 TEST_MAIN(TEST(refused_then_served_again),
           TEST(every_allocation_refused_once), TEST(datagram_area_refused),
-          TEST(sendall_copy_refused))
+          TEST(sendall_copy_refused), TEST(accept_retry_without_memory))

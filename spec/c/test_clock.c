@@ -105,6 +105,85 @@ static void clock_fires_what_is_due_before_zero(void)
   free_loop(loop);
 }
 
+/* Many timers at scattered times, a third cancelled: the next timer is
+ * always the earliest left, and they fire in order of due time, the
+ * cancelled never (the heap of due times is the timers' own nodes). */
+typedef struct order {
+  tapio_loop *loop;
+  double last;
+  int n;
+} order;
+
+typedef struct due {
+  order *o;
+  double when;
+} due;
+
+/* Each fires with the clock at its own time: none was passed over. */
+static void in_order(void *ud)
+{
+  due *d = ud;
+  CHECK(tapio_loop_time(d->o->loop) == d->when);
+  CHECK(d->when >= d->o->last);
+  d->o->last = d->when;
+  d->o->n++;
+}
+
+static void clock_many_timers_in_order(void)
+{
+  tapio_loop *loop = new_virtual();
+  order o = { loop, 0, 0 };
+  tapio_handle *h[600];
+  due d[600];
+  double min = 1e9;
+  unsigned x = 12345;
+  int i, kept = 0;
+  for (i = 0; i < 600; i++) {
+    x = x * 1103515245u + 12345u;
+    d[i].o = &o;
+    d[i].when = (double)((x >> 8) % 1000) / 10;
+    CHECK_OK(tapio_call_at(loop, d[i].when, in_order, &d[i], &h[i]));
+    if (i % 3 == 1 && i >= 100) /* cancelled while others come */
+      tapio_handle_cancel(h[i - 100]);
+  }
+  for (i = 0; i < 600; i++) {
+    int cancelled = i % 3 == 0 && i < 500;
+    if (!cancelled) {
+      kept++;
+      if (d[i].when < min)
+        min = d[i].when;
+    }
+  }
+  CHECK(tapio_loop_next_timer(loop) == min);
+  CHECK_OK(tapio_loop_advance(loop, 100));
+  CHECK_EQ(o.n, kept);
+  CHECK(tapio_loop_next_timer(loop) == -1);
+  for (i = 0; i < 600; i++)
+    tapio_handle_release(h[i]);
+  free_loop(loop);
+}
+
+/* A time before the clock's start (call_at(-1): it starts at 0) is due
+ * at once, and does not hide the timers after it (the heap said "no
+ * timer" for a negative time: none fired). */
+static void clock_negative_time_is_due(void)
+{
+  tapio_loop *loop = new_virtual();
+  stamp s = { loop, {0}, {0}, 0 };
+  mark m[2] = { {&s, 1}, {&s, 2} };
+  CHECK_OK(tapio_call_later(loop, 1, stamp_call, &m[1], NULL));
+  CHECK_OK(tapio_call_at(loop, -1, stamp_call, &m[0], NULL));
+  CHECK(tapio_loop_next_timer(loop) == 0);
+  CHECK_OK(tapio_loop_run_until_idle(loop));
+  CHECK_EQ(s.n, 1);
+  CHECK_EQ(s.tag[0], 1);
+  CHECK(s.at[0] == 0);
+  CHECK_OK(tapio_loop_advance(loop, 2));
+  CHECK_EQ(s.n, 2);
+  CHECK(s.at[1] == 1);
+  free_loop(loop);
+}
+
 typedef struct chain {
   tapio_loop *loop;
   stamp s;
@@ -494,6 +573,7 @@ static void clock_with_allocator(void)
 
 TEST_MAIN(TEST(clock_moves_only_when_told), TEST(clock_fires_in_order),
           TEST(clock_fires_what_is_due_before_zero),
+          TEST(clock_many_timers_in_order), TEST(clock_negative_time_is_due),
           TEST(clock_follows_chains), TEST(clock_idle_call_from_a_run),
           TEST(clock_idle_calls_wait_and_cancel),
           TEST(clock_never_reaches_infinity),

@@ -222,6 +222,33 @@ static void call_soon_from_io_same_iteration(void)
   free_loop(loop);
 }
 
+/* From a running call, call_soon_threadsafe keeps its place among the
+ * call_soon's made around it, as asyncio's does (it ran before them, in
+ * the next iteration's I/O phase, through the wakeup). */
+typedef struct mixed {
+  order *o;
+  order_call d, e, f;
+} mixed;
+
+static void schedule_mixed(void *ud)
+{
+  mixed *m = ud;
+  CHECK_OK(tapio_call_soon(m->o->loop, order_run, &m->d, NULL));
+  CHECK_OK(tapio_call_soon_threadsafe(m->o->loop, order_run, &m->e));
+  CHECK_OK(tapio_call_soon(m->o->loop, order_run, &m->f, NULL));
+}
+
+static void call_soon_threadsafe_in_order_from_a_call(void)
+{
+  tapio_loop *loop = new_loop();
+  order o = { loop, "" };
+  mixed m = { &o, { &o, 'd', 0 }, { &o, 'e', 0 }, { &o, 'f', 0 } };
+  CHECK_OK(tapio_call_soon(loop, schedule_mixed, &m, NULL));
+  WAIT_FOR(loop, strlen(o.log) == 3);
+  CHECK_STR(o.log, "def");
+  free_loop(loop);
+}
+
 /* Calls run in the order of the times they are due, whatever the order
  * they were made in. The expected order comes from the handles' due times,
  * not from the delays, so a slow machine (valgrind under load) that lets
@@ -987,6 +1014,7 @@ TEST_MAIN(
   TEST(exception_handler_default_prints),
   TEST(exception_handler_replaced),
   TEST(call_soon_threadsafe_wakes_loop),
+  TEST(call_soon_threadsafe_in_order_from_a_call),
   TEST(call_soon_threadsafe_many_threads),
   TEST(loop_free_with_open_transports),
   TEST(loop_free_with_closing_transports),

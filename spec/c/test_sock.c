@@ -531,6 +531,44 @@ static void closed_before_the_poll(void)
   free(closer);
 }
 
+/* A receive left waiting on a descriptor closed after the loop polled
+ * (not cancelled): a transport that gets the number has its bytes, and
+ * the receive ends with EBADF when the number is ready again, never
+ * reading the new socket (it took the transport's bytes). */
+static void closed_and_number_reused(void)
+{
+  tapio_loop *loop = new_loop();
+  done *d = new_done();
+  conn_wait cw = { 0 };
+  rec r;
+  int sv[2], fd;
+  pair(sv);
+  fd = sv[0];
+  CHECK_OK(tapio_sock_recv(loop, fd, d->buf, 16, on_sock, d));
+  spin(loop, 3); /* waiting, in epoll */
+  CHECK_EQ(d->calls, 0);
+  close(sv[0]);
+  close(sv[1]);
+  pair(sv);
+  CHECK_EQ(sv[0], fd);
+  rec_init(&r);
+  cw.r = &r;
+  CHECK_OK(tapio_connect_accepted_socket(loop, fd, &rec_proto, &r, NULL,
+                                         on_connected, &cw));
+  CHECK_OK(connect_wait(loop, &cw));
+  raw_send_str(loop, sv[1], "hello");
+  WAIT_FOR(loop, r.nin == 5 && d->calls == 1);
+  CHECK_ERR(d->status, TAPIO_EBADF);
+  CHECK_EQ(d->n, 0);
+  CHECK_OK(tapio_transport_close(r.t));
+  WAIT_FOR(loop, r.lost);
+  CHECK_STR(r.log, "made data:5 lost:0");
+  close(sv[1]);
+  free_loop(loop);
+  rec_free(&r);
+  free(d);
+}
+
 /* Sends on one socket go out in the order made, the second waiting
  * behind the first's leftovers. */
 static void sends_keep_their_order(void)
@@ -829,6 +867,7 @@ static void sendfile_refusals(void)
 
 TEST_MAIN(TEST(recv_at_once), TEST(recv_after_wait_and_end),
           TEST(recv_of_nothing),
+          TEST(closed_and_number_reused),
           TEST(sendall_waits_for_room), TEST(sendall_to_closed_peer),
           TEST(sendto_and_recvfrom), TEST(two_receivers_each_complete),
           TEST(cancel_loses_no_data), TEST(cancel_before_the_try),

@@ -456,6 +456,169 @@ static void host_wakes_for_a_reader(void)
   free_loop(loop);
 }
 
+/* ---- A descriptor closed while watched, its number reused ---------------
+ * A callback that closes its descriptor without removing its watch leaves
+ * the watch stale: epoll forgot the descriptor, libev did not. The next
+ * descriptor opened gets the number. */
+
+static void close_in_callback(void *ud)
+{
+  watcher *w = ud;
+  w->calls++;
+  close(w->fd);
+}
+
+/* sv: a new pair whose first end has the number of old's closed one. */
+static int stale_reader(tapio_loop *loop, watcher *old, int sv[2])
+{
+  int fd;
+  make_pair(sv);
+  fd = sv[0];
+  watcher_init(old, loop, fd);
+  CHECK_OK(tapio_add_reader(loop, fd, close_in_callback, old));
+  CHECK(send(sv[1], "x", 1, 0) == 1);
+  WAIT_FOR(loop, old->calls == 1);
+  close(sv[1]);
+  make_pair(sv);
+  CHECK_EQ(sv[0], fd);
+  return fd;
+}
+
+/* add_reader on the reused number replaces the stale watch and watches
+ * the new descriptor (asyncio 3.13's never calls it: its selector only
+ * swaps the callback, epoll is not told of the new descriptor). */
+static void stale_watch_readded(void)
+{
+  tapio_loop *loop = new_loop();
+  watcher old, fresh;
+  int sv[2], fd = stale_reader(loop, &old, sv);
+  watcher_init(&fresh, loop, fd);
+  fresh.per_call = 10;
+  CHECK_OK(tapio_add_reader(loop, fd, on_readable, &fresh));
+  CHECK(send(sv[1], "new", 3, 0) == 3);
+  WAIT_FOR(loop, fresh.ngot == 3);
+  CHECK_EQ(old.calls, 1);
+  CHECK_EQ(tapio_remove_reader(loop, fd), 1);
+  CHECK_EQ(tapio_remove_reader(loop, fd), 0);
+  close_pair(sv);
+  free_loop(loop);
+}
+
+/* A writer on the reused number, or a transport taking it, brings the
+ * number back into epoll: the stale reader is never called for the new
+ * descriptor (it would read, or close, what is not its own); it stops,
+ * the exception handler hears of it, and it stays until removed. */
+static void stale_watch_beside_a_writer(void)
+{
+  tapio_loop *loop = new_loop();
+  exc_rec e = {0};
+  watcher old;
+  writer w = { loop, -1, 0, 1 };
+  int sv[2], fd;
+  tapio_loop_set_exception_handler(loop, exc_record, &e);
+  fd = stale_reader(loop, &old, sv);
+  w.fd = fd;
+  CHECK(send(sv[1], "new", 3, 0) == 3); /* readable at the writer's poll */
+  CHECK_OK(tapio_add_writer(loop, fd, on_writable, &w));
+  WAIT_FOR(loop, w.calls == 1);
+  spin(loop, 2);
+  CHECK_EQ(old.calls, 1);
+  CHECK_EQ(e.n, 1);
+  CHECK_EQ(e.code, TAPIO_EBADF);
+  CHECK(strstr(e.message, "was closed while watched") != NULL);
+  CHECK_EQ(tapio_remove_reader(loop, fd), 1);
+  close_pair(sv);
+  free_loop(loop);
+}
+
+static void stale_watch_under_a_transport(void)
+{
+  tapio_loop *loop = new_loop();
+  exc_rec e = {0};
+  conn_wait cw = { 0 };
+  watcher old;
+  rec r;
+  int sv[2], fd;
+  tapio_loop_set_exception_handler(loop, exc_record, &e);
+  fd = stale_reader(loop, &old, sv);
+  rec_init(&r);
+  cw.r = &r;
+  CHECK_OK(tapio_connect_accepted_socket(loop, fd, &rec_proto, &r, NULL,
+                                         on_connected, &cw));
+  CHECK_OK(connect_wait(loop, &cw));
+  raw_send_str(loop, sv[1], "hello");
+  WAIT_FOR(loop, r.nin == 5);
+  CHECK_EQ(old.calls, 1);
+  CHECK_EQ(e.n, 1);
+  CHECK_OK(tapio_transport_close(r.t));
+  WAIT_FOR(loop, r.lost);
+  CHECK_STR(r.log, "made data:5 lost:0");
+  CHECK_EQ(tapio_remove_reader(loop, fd), 1);
+  close(sv[1]);
+  free_loop(loop);
+  rec_free(&r);
+}
+
+/* A FIFO reopened at its end, as readers of one do: the new descriptor
+ * gets the number (and the same file: one device and inode), and
+ * add_reader again watches it, though the closed one's watch was never
+ * removed. */
+typedef struct fifo_reader {
+  tapio_loop *loop;
+  const char *path;
+  int fd, reopened;
+  char got[16];
+  size_t ngot;
+} fifo_reader;
+
+static void read_fifo(void *ud)
+{
+  fifo_reader *f = ud;
+  ssize_t n = read(f->fd, f->got + f->ngot, sizeof f->got - f->ngot);
+  CHECK(n >= 0);
+  f->ngot += (size_t)n;
+  if (n > 0)
+    return;
+  close(f->fd); /* the end: reopen, add again */
+  CHECK_EQ(open(f->path, O_RDONLY | O_NONBLOCK), f->fd);
+  f->reopened++;
+  CHECK_OK(tapio_add_reader(f->loop, f->fd, read_fifo, f));
+}
+
+static void fifo_reopened_at_its_end(void)
+{
+  tapio_loop *loop = new_loop();
+  char path[] = "/tmp/tapio_fifo_XXXXXX", fifo[64];
+  fifo_reader f;
+  int w;
+  CHECK(mkdtemp(path) != NULL);
+  snprintf(fifo, sizeof fifo, "%s/f", path);
+  CHECK(mkfifo(fifo, 0600) == 0);
+  memset(&f, 0, sizeof f);
+  f.loop = loop;
+  f.path = fifo;
+  f.fd = open(fifo, O_RDONLY | O_NONBLOCK);
+  CHECK(f.fd >= 0);
+  w = open(fifo, O_WRONLY);
+  CHECK(w >= 0);
+  CHECK_OK(tapio_add_reader(loop, f.fd, read_fifo, &f));
+  CHECK(write(w, "one", 3) == 3);
+  WAIT_FOR(loop, f.ngot == 3);
+  close(w);
+  WAIT_FOR(loop, f.reopened == 1);
+  w = open(fifo, O_WRONLY);
+  CHECK(w >= 0);
+  CHECK(write(w, "two", 3) == 3);
+  WAIT_FOR(loop, f.ngot == 6);
+  CHECK(memcmp(f.got, "onetwo", 6) == 0);
+  CHECK_EQ(tapio_remove_reader(loop, f.fd), 1);
+  close(w);
+  close(f.fd);
+  unlink(fifo);
+  rmdir(path);
+  free_loop(loop);
+}
+
 TEST_MAIN(TEST(reader_sees_data_and_removes_itself),
           TEST(reader_is_level_triggered), TEST(reader_on_a_pipe),
           TEST(writer_runs_while_writable), TEST(writer_waits_for_room),
@@ -463,4 +626,7 @@ TEST_MAIN(TEST(reader_sees_data_and_removes_itself),
           TEST(remove_a_watch_already_due), TEST(bad_descriptors),
           TEST(closed_before_the_poll), TEST(closed_handler_reacts),
           TEST(descriptors_of_transports_and_servers_are_busy),
-          TEST(loop_free_removes_watches), TEST(host_wakes_for_a_reader))
+          TEST(loop_free_removes_watches), TEST(host_wakes_for_a_reader),
+          TEST(stale_watch_readded), TEST(stale_watch_beside_a_writer),
+          TEST(stale_watch_under_a_transport),
+          TEST(fifo_reopened_at_its_end))
