@@ -405,6 +405,10 @@ int tl_tr_connected(lua_State *L);
 tl_transport *tl_checktransport(lua_State *L, const char *fn);
 /* The transport of any kind at idx, or NULL. */
 tl_transport *tl_testtransport(lua_State *L, int idx);
+/* Raises fn's error unless lt is open and lb's: "transport is closed" or
+ * "the transport belongs to another loop" (a loop method given one). */
+void tl_check_usable(lua_State *L, tl_transport *lt, tl_loop *lb,
+                     const char *fn);
 /* A transport of metatable tname for a create call, anchored, on top: the
  * factory (at fi) runs at connection_made, the completion callback (at
  * cbi) after. */
