@@ -544,6 +544,11 @@ int tl_checkport(lua_State *L, int idx, const char *fn, int n);
  * "udp"); TL_PORT_RANGE (digits over 65535) or TL_PORT_UNKNOWN. */
 enum { TL_PORT_RANGE = -1, TL_PORT_UNKNOWN = -2 };
 int tl_portname(const char *s, const char *proto);
+/* The port of an address option's {host, port} (at idx): an integer
+ * 0..65535, digits, or a service's name for proto. NULL and *port, or
+ * what is wrong (a message made for an unknown name left pushed). */
+const char *tl_optport(lua_State *L, int idx, const char *proto,
+                       lua_Integer *port);
 /* 0, or nil and the error value EAI_NONAME pushed (2) when the port at
  * port is a service's name and opts (at opts, a table or not) has flags
  * with AI_NUMERICSERV, which getaddrinfo refuses names for. */
