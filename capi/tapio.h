@@ -661,7 +661,9 @@ int tapio_remove_signal_handler(tapio_loop *loop, int sig);
  * A descriptor given as "sock" belongs to tapio from the create call on,
  * also when the call fails (whatever the reason): it is closed then;
  * but one a transport or server of the loop owns already is refused
- * with TAPIO_EBUSY and left to it (two owners would close it twice). It
+ * with TAPIO_EBUSY and left to it (two owners would close it twice), and
+ * so is one a sock_* call of the loop has not ended on (it would take
+ * what that call waits for: asyncio refuses the other way round). It
  * must be a stream socket for the stream calls and a datagram socket for
  * create_datagram_endpoint (asyncio's "A Stream Socket was expected",
  * "A datagram socket was expected"): another type is TAPIO_EINVAL, no
@@ -841,8 +843,9 @@ int tapio_create_unix_connection(tapio_loop *loop, const char *path,
                                  tapio_connect_fn cb, void *cb_ud);
 /* Wraps fd, a connected stream socket (TCP or Unix) the caller hands
  * over: tapio owns it from now on, also on error (one a transport or
- * server of the loop owns is TAPIO_EBUSY, left open; a datagram socket is
- * TAPIO_EINVAL, as "sock" above). */
+ * server of the loop owns, or a pending sock_* call waits on, is
+ * TAPIO_EBUSY, left open; a datagram socket is TAPIO_EINVAL, as "sock"
+ * above). */
 int tapio_connect_accepted_socket(tapio_loop *loop, int fd,
                                   const tapio_protocol *proto, void *proto_ud,
                                   const tapio_options *opts,

@@ -273,16 +273,23 @@ const char *tl_addrparts(lua_State *L, int idx) {
   return NULL;
 }
 
-/* tapio._address_parts(addr): host, port, flowinfo; or nil and what is
- * wrong (loop.lua's local_addr). */
+/* tapio._address_parts(addr): host, port (a TCP service's name looked
+ * up), flowinfo; or nil and what is wrong (loop.lua's local_addr, for
+ * create_connection). */
 static int u_address_parts(lua_State *L) {
   const char *err;
+  lua_Integer port = 0;
   lua_settop(L, 1);
-  err = tl_addrparts(L, 1);
-  if (!err)
+  err = tl_addrparts(L, 1); /* host (2), port (3), flowinfo (4) */
+  if (!err && lua_type(L, 2) != LUA_TSTRING)
+    err = "{host, port} expected";
+  else if (!err && !(err = tl_optport(L, 3, "tcp", &port))) {
+    lua_pushinteger(L, port);
+    lua_replace(L, 3);
     return 3;
+  }
   lua_pushnil(L);
-  lua_insert(L, -2);
+  lua_pushstring(L, err);
   return 2;
 }
 

@@ -110,20 +110,6 @@ static void option_fail(lua_State *L, tapio_options *o, const char *msg) {
   tl_argerror(L, FN_DGRAM, 2, "opts", msg);
 }
 
-/* The port of a {host, port} given as a string: digits or a UDP
- * service's name (asyncio's getaddrinfo takes both). */
-static lua_Integer port_name(lua_State *L, tapio_options *o, const char *s,
-                             const char *which) {
-  int port = tl_portname(s, "udp");
-  if (port == TL_PORT_RANGE)
-    option_fail(L, o, lua_pushfstring(L, "%s_addr: port out of range "
-                                      "0..65535", which));
-  if (port == TL_PORT_UNKNOWN)
-    option_fail(L, o, lua_pushfstring(L, "%s_addr: unknown service '%s'",
-                                      which, s));
-  return port;
-}
-
 /* local_addr/remote_addr (at idx, not nil): {host, port [, flowinfo,
  * scope_id]}, an address value, or a Unix path. which is "local" or
  * "remote". */
@@ -151,12 +137,11 @@ static void set_addr(lua_State *L, tapio_options *o, int idx,
         (lua_type(L, -2) == LUA_TSTRING && tl_hasnul(L, -2)))
       option_fail(L, o, lua_pushfstring(L, "%s_addr: a NUL byte inside the "
                                         "host or port", which));
-    if (named)
-      p = port_name(L, o, lua_tostring(L, -1), which);
-    if ((!lua_isnil(L, -2) && lua_type(L, -2) != LUA_TSTRING) ||
-        (!named && (!tl_tointeger(L, -1, &p) || p < 0 || p > 65535)))
+    if (!lua_isnil(L, -2) && lua_type(L, -2) != LUA_TSTRING)
       option_fail(L, o, lua_pushfstring(L, "%s_addr: {host, port} expected, "
                                         "port 0..65535", which));
+    if ((err = tl_optport(L, -1, "udp", &p)))
+      option_fail(L, o, lua_pushfstring(L, "%s_addr: %s", which, err));
     snprintf(name, sizeof name, "%s_port", which);
     if (rc == 0)
       rc = tapio_options_set_int(o, name, p);

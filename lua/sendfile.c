@@ -51,11 +51,7 @@ static int l_sendfile(lua_State *L) {
   }
   if (lt->t && lt->lb == lb)
     tl_flush_batched(L, lt, 3); /* a StreamWriter's writes go first */
-  if (!lt->t)
-    return luaL_error(L, "tapio: %s: transport is closed", FN);
-  if (lt->lb != lb)
-    return luaL_error(L, "tapio: %s: the transport belongs to another loop",
-                      FN);
+  tl_check_usable(L, lt, lb, FN);
   pending = tl_pending_new(L, lb, 2);
   rc = tapio_transport_sendfile(lt->t, fd, (uint64_t)offset,
                                 (uint64_t)count, fallback, tl_pending_count,

@@ -405,6 +405,10 @@ int tl_tr_connected(lua_State *L);
 tl_transport *tl_checktransport(lua_State *L, const char *fn);
 /* The transport of any kind at idx, or NULL. */
 tl_transport *tl_testtransport(lua_State *L, int idx);
+/* Raises fn's error unless lt is open and lb's: "transport is closed" or
+ * "the transport belongs to another loop" (a loop method given one). */
+void tl_check_usable(lua_State *L, tl_transport *lt, tl_loop *lb,
+                     const char *fn);
 /* A transport of metatable tname for a create call, anchored, on top: the
  * factory (at fi) runs at connection_made, the completion callback (at
  * cbi) after. */
@@ -540,6 +544,11 @@ int tl_checkport(lua_State *L, int idx, const char *fn, int n);
  * "udp"); TL_PORT_RANGE (digits over 65535) or TL_PORT_UNKNOWN. */
 enum { TL_PORT_RANGE = -1, TL_PORT_UNKNOWN = -2 };
 int tl_portname(const char *s, const char *proto);
+/* The port of an address option's {host, port} (at idx): an integer
+ * 0..65535, digits, or a service's name for proto. NULL and *port, or
+ * what is wrong (a message made for an unknown name left pushed). */
+const char *tl_optport(lua_State *L, int idx, const char *proto,
+                       lua_Integer *port);
 /* 0, or nil and the error value EAI_NONAME pushed (2) when the port at
  * port is a service's name and opts (at opts, a table or not) has flags
  * with AI_NUMERICSERV, which getaddrinfo refuses names for. */

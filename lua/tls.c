@@ -339,8 +339,7 @@ static int l_start_tls(lua_State *L) {
   if (!lua_isnil(L, 7) && lua_type(L, 7) != LUA_TSTRING)
     return tl_typeerror(L, FN_START, 5, "buffered", 7, "string or nil");
   buffered = lua_tolstring(L, 7, &len);
-  if (!lt->t || lt->lb != lb)
-    return luaL_error(L, "tapio: %s: transport is closed", FN_START);
+  tl_check_usable(L, lt, lb, FN_START);
   lua_getfield(L, 4, "get_buffer");
   buffer_kind = !lua_isnil(L, -1);
   lua_pop(L, 1);

@@ -269,6 +269,14 @@ tl_transport *tl_testtransport(lua_State *L, int idx) {
   return ok ? lua_touserdata(L, idx) : NULL;
 }
 
+void tl_check_usable(lua_State *L, tl_transport *lt, tl_loop *lb,
+                     const char *fn) {
+  if (!lt->t)
+    luaL_error(L, "tapio: %s: transport is closed", fn);
+  if (lt->lb != lb)
+    luaL_error(L, "tapio: %s: the transport belongs to another loop", fn);
+}
+
 /* ---- The closed shell: what a transport answers after connection_lost,
  * as asyncio's do (kept by tl_tr_shell) -------------------------------- */
 

@@ -109,6 +109,27 @@ int tl_portname(const char *s, const char *proto) {
   return found ? ntohs((uint16_t)found->s_port) : TL_PORT_UNKNOWN;
 }
 
+const char *tl_optport(lua_State *L, int idx, const char *proto,
+                       lua_Integer *port) {
+  const char *s;
+  int p;
+  if (lua_type(L, idx) != LUA_TSTRING) {
+    if (!tl_tointeger(L, idx, port) || *port < 0 || *port > 65535)
+      return "{host, port} expected, port 0..65535";
+    return NULL;
+  }
+  s = lua_tostring(L, idx);
+  if (tl_hasnul(L, idx))
+    return "a NUL byte inside the port";
+  p = tl_portname(s, proto);
+  if (p == TL_PORT_RANGE)
+    return "port out of range 0..65535";
+  if (p == TL_PORT_UNKNOWN)
+    return lua_pushfstring(L, "unknown service '%s'", s);
+  *port = p;
+  return NULL;
+}
+
 int tl_refuse_named_port(lua_State *L, const char *fn, int port, int opts) {
   lua_Integer flags = 0;
   const char *s;

@@ -133,6 +133,54 @@ describe("an IPv6 address's flowinfo and scope id", function()
   end)
 end)
 
+describe("create_connection's and open_connection's local_addr", function()
+  it("names its port by number or by service (asyncio's getaddrinfo takes "
+     .. "both), and says what is wrong with it", function()
+    helper.run(function(loop)
+      local server = loop:create_server(function()
+        return helper.recorder(loop) end, "127.0.0.1", 0)
+      local port = helper.port(server)
+      local f = function() return {} end
+      local function connect(local_addr)
+        return loop:create_connection(f, "127.0.0.1", port,
+                                      { local_addr = local_addr })
+      end
+      local function open(local_addr)
+        local _, writer = tapio.open_connection("127.0.0.1", port,
+                                                { local_addr = local_addr })
+        return writer.transport
+      end
+      for _, make in ipairs({ connect, open }) do
+        -- "http" is port 80: bound there (root), or refused saying so
+        local ok, t = pcall(make, { "127.0.0.1", "http" })
+        if ok then
+          assert.are.equal(80, t:get_extra_info("sockname").port)
+          t:abort() -- no TIME_WAIT left on port 80
+        else
+          assert.matches("('127.0.0.1', 80)",
+                         tostring(type(t) == "table" and t.message or t), 1,
+                         true)
+        end
+      end
+      local C = "tapio: loop:create_connection: bad option 'local_addr' (%s)"
+      local O = "tapio: open_connection: bad option 'local_addr' (%s)"
+      for _, case in ipairs({
+        { "nosuchservice", "unknown service 'nosuchservice'" },
+        { "99999", "port out of range 0..65535" },
+        { true, "{host, port} expected, port 0..65535" },
+        { 1.5, "{host, port} expected, port 0..65535" },
+      }) do
+        local addr = { "127.0.0.1", case[1] }
+        assert.matches(C:format(case[2]), create_error(connect, addr), 1, true)
+        assert.matches(O:format(case[2]), create_error(open, addr), 1, true)
+      end
+      assert.matches(C:format("{host, port} expected"),
+                     create_error(connect, { [2] = 0 }), 1, true)
+      server:close()
+    end)
+  end)
+end)
+
 describe("an address tapio gives", function()
   it("goes back unchanged wherever an address goes: a sockname, a "
      .. "peername, a datagram's sender, a getaddrinfo entry", function()

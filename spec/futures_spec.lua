@@ -691,6 +691,31 @@ describe("a future of another loop", function()
     other:close()
   end)
 
+  it("raises at once through every call that waits for it, a task of "
+     .. "the other loop too", function()
+    local other = tapio.new_loop()
+    local fut = other:create_future()
+    local task = other:create_task(function() end)
+    helper.run(function()
+      for _, aw in ipairs({ fut, task }) do
+        for name, call in pairs({
+          wait_for = function() return tapio.wait_for(aw, 1) end,
+          gather = function() return tapio.gather({ aw }) end,
+          shield = function() return tapio.shield(aw) end,
+          wait = function() return tapio.wait({ aw }) end,
+          as_completed = function()
+            for f in tapio.as_completed({ aw }) do f:await() end
+          end,
+        }) do
+          assert.matches("tapio: " .. name .. ": the future belongs to "
+            .. "another loop", helper.fails(call))
+        end
+      end
+    end, { deadline = 2 })
+    task:cancel()
+    other:close()
+  end)
+
   it("is refused by run_until_complete", function()
     local loop, other = tapio.new_loop(), tapio.new_loop()
     local fut = other:create_future()

@@ -338,6 +338,47 @@ c.close()
     end)
   end)
 
+  it("keep their descriptor: while one waits on it, a transport or server "
+     .. "given it as 'sock' is refused (EBUSY), and it stays open",
+     function()
+    run(function(loop)
+      local a, b = tapio.socketpair()
+      local l = assert(tapio.socket(tapio.AF_INET, tapio.SOCK_STREAM))
+      assert(tapio.bind(l, { "127.0.0.1", 0 }))
+      assert(tapio.listen(l))
+      local receiving = loop:create_task(function()
+        return loop:sock_recv(a, 10)
+      end)
+      local accepting = loop:create_task(function()
+        return loop:sock_accept(l)
+      end)
+      tapio.sleep(0) -- both wait now
+      local factory = function() return {} end
+      local function refused(name, fn, ...)
+        local err = helper.fails(fn, loop, ...)
+        assert.are.equal("EBUSY", err.name)
+        assert.are.equal(name .. ": 'sock' is in use by a pending sock_* "
+                         .. "call of the loop", err.message)
+      end
+      refused("connect_accepted_socket", loop.connect_accepted_socket,
+              factory, a)
+      refused("create_connection", loop.create_connection, factory, nil,
+              nil, { sock = a })
+      refused("create_server", loop.create_server, factory, nil, nil,
+              { sock = l })
+      tapio.send(b, "mine") -- the waiting calls get what comes
+      assert.are.equal("mine", receiving:await())
+      local c = assert(tapio.socket(tapio.AF_INET, tapio.SOCK_STREAM))
+      loop:sock_connect(c, tapio.getsockname(l))
+      local s = accepting:await()
+      -- ended: the descriptor may become a transport's now
+      loop:connect_accepted_socket(factory, a):close()
+      for _, fd in ipairs({ b, l, c, s }) do
+        assert.is_true(tapio.close_fd(fd))
+      end
+    end)
+  end)
+
   it("refuse a descriptor a transport owns, and a blocking one for "
      .. "connect and accept", function()
     run(function(loop)

@@ -15,8 +15,9 @@ local raised = helper.fails -- the error a call raised (it must raise)
 
 local function is_timeout(err, name, delay)
   assert.are.equal(tapio.ETIMEDOUT, err.code)
-  assert.are.equal(("%s: timed out after %g s"):format(name, delay),
-    err.message)
+  -- a deadline already passed says so, not "after -10 s"
+  assert.are.equal(delay > 0 and ("%s: timed out after %g s"):format(name,
+    delay) or name .. ": timed out, the deadline had passed", err.message)
 end
 
 -- A task that sleeps for delay, then returns its results; its log says
@@ -624,6 +625,13 @@ describe("tapio.as_completed", function()
     for fut in tapio.as_completed({ a }, { timeout = 1 }) do -- in time:
       assert.are.equal(a, fut)                             -- no timer left
     end
+    -- a timeout of 0 or less: the deadline had passed, and says so
+    err = raised(function()
+      for _ in tapio.as_completed({ loop:create_future() }, { timeout = -3 })
+      do end
+    end)
+    assert.are.equal("as_completed: timed out, the deadline had passed",
+                     err.message)
   end, jump))
 
   it("refuses to run outside a task, and bad arguments",

@@ -501,6 +501,11 @@ int tapio__sock_check(tapio_loop *loop, int fd, int type, int call) {
                   "the loop", call_names[call]);
     return TAPIO_EBUSY;
   }
+  if (tapio__sock_pending(loop, fd)) { /* it would take their data */
+    tapio__refuse(loop, "%s: 'sock' is in use by a pending sock_* call of "
+                  "the loop", call_names[call]);
+    return TAPIO_EBUSY;
+  }
   if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &got, &len) < 0) {
     int rc = tapio__from_errno(errno);
     tapio__refuse(loop, "%s: 'sock' is %s", call_names[call],

@@ -359,6 +359,14 @@ static void cancel(tapio__request *req) {
   end(o, TAPIO_ECANCELED);
 }
 
+int tapio__sock_pending(tapio_loop *loop, int fd) {
+  const tapio__link *l;
+  for (l = loop->sockops.next; l != &loop->sockops; l = l->next)
+    if (TAPIO_CONTAINER(l, sockop, link)->fd == fd)
+      return 1;
+  return 0;
+}
+
 /* ---- The calls ----------------------------------------------------------- */
 
 static const char *const names[] = {"sock_recv",    "sock_recvfrom",

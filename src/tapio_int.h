@@ -168,6 +168,10 @@ int tapio__fd_closed(int fd);
  * a closed one): add_reader's, then tapio__sock_fdcheck for sock.c's. */
 void tapio__fdcheck_arm(tapio_loop *loop);
 void tapio__sock_fdcheck(tapio_loop *loop);
+/* 1 while a sock_* operation of the loop on fd has not ended: a transport
+ * or server made of fd would take what it waits for (tapio__sock_check
+ * refuses it). */
+int tapio__sock_pending(tapio_loop *loop, int fd);
 void tapio__signals_free(tapio_loop *loop);
 /* The loop's wakeup: calls the callbacks of the signals caught since. */
 void tapio__signals_dispatch(tapio_loop *loop);
@@ -431,7 +435,8 @@ int tapio__unix_path_or_sock(tapio_loop *loop, const char *path,
                              const tapio_options *o, int call);
 /* A create call failing: the descriptor given as "sock" is tapio's from
  * the call on, so it is closed; not with TAPIO_EBUSY, which refuses one a
- * transport or server of the loop owns (tapio__sock_check). Returns
+ * transport, server or pending sock_* call of the loop holds
+ * (tapio__sock_check). Returns
  * code. */
 int tapio__opts_fail(const tapio_options *o, int code);
 int64_t tapio__opt_int(const tapio_options *o, enum tapio__opt which,

@@ -187,9 +187,8 @@ local function local_addr(opts, fn)
     return opts
   end
   local host, port, flowinfo = core._address_parts(addr)
-  if type(host) ~= "string" then
-    error(("tapio: %s: bad option 'local_addr' (%s)")
-      :format(fn, host == nil and port or "{host, port} expected"), 3)
+  if host == nil then -- port: what is wrong
+    error(("tapio: %s: bad option 'local_addr' (%s)"):format(fn, port), 3)
   end
   local copy = {}
   for k, v in pairs(opts) do

@@ -73,6 +73,14 @@ local function as_future(loop, aw, fn, n, item)
   return aw
 end
 
+-- The timeout error of name's deadline, delay seconds after it was set
+-- (0 or less: it had passed then, asyncio's words being none).
+local function timed_out(name, delay)
+  local why = delay > 0 and ("timed out after %g s"):format(delay)
+    or "timed out, the deadline had passed"
+  return core.error(ETIMEDOUT, name .. ": " .. why)
+end
+
 -- Runs fn(...) in task with a deadline delay seconds from now: its
 -- results, or a timeout error raised once the cancellation it makes has
 -- come through fn. See the top of the file for whose cancellation it is.
@@ -89,8 +97,7 @@ local function deadline(task, name, delay, fn, ...)
   handle:cancel()
   if expired and task:uncancel() <= before and not r[1]
      and is_cancelled(r[2]) then
-    error(core.error(ETIMEDOUT, ("%s: timed out after %g s")
-      :format(name, delay)), 0)
+    error(timed_out(name, delay), 0)
   end
   if not r[1] then
     error(r[2], 0)
@@ -127,8 +134,7 @@ local function wait_for(fut, delay)
   if not fut:done() then
     cancel_and_wait(task._loop, fut)
     if fut:cancelled() then
-      error(core.error(ETIMEDOUT, ("wait_for: timed out after %g s")
-        :format(delay)), 0)
+      error(timed_out("wait_for", delay), 0)
     end
   end
   return fut:result()
@@ -500,8 +506,7 @@ function Completion:step()
   self.queue[self.first] = nil
   self.first = self.first + 1
   if not fut then
-    error(core.error(ETIMEDOUT, ("as_completed: timed out after %g s")
-      :format(self.timeout)), 0)
+    error(timed_out("as_completed", self.timeout), 0)
   end
   return fut
 end

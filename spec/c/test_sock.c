@@ -447,6 +447,46 @@ static void refused_descriptors(void)
   free(d);
 }
 
+/* The other way round: a descriptor a receive waits on, given to a
+ * transport, is refused (TAPIO_EBUSY) and left open, so the receive gets
+ * what comes; once it has ended, the descriptor may be wrapped. */
+static void waited_descriptor_refused(void)
+{
+  tapio_loop *loop = new_loop();
+  tapio_options *o = new_options(loop);
+  done *d = new_done();
+  conn_wait w = { 0 };
+  rec r;
+  int sv[2];
+  rec_init(&r);
+  w.r = &r;
+  pair(sv);
+  CHECK_OK(tapio_sock_recv(loop, sv[0], d->buf, sizeof d->buf, on_sock, d));
+  spin(loop, 2);
+  CHECK_ERR(tapio_connect_accepted_socket(loop, sv[0], &rec_proto, &r, NULL,
+                                          on_connected, &w), TAPIO_EBUSY);
+  CHECK_STR(tapio_loop_error_message(loop), "connect_accepted_socket: "
+            "'sock' is in use by a pending sock_* call of the loop");
+  CHECK_OK(tapio_options_set_int(o, "sock", sv[0]));
+  CHECK_ERR(tapio_create_connection(loop, NULL, 0, &rec_proto, &r, o,
+                                    on_connected, &w), TAPIO_EBUSY);
+  CHECK_EQ(send(sv[1], "mine", 4, 0), 4);
+  WAIT_FOR(loop, d->calls);
+  CHECK_OK(d->status);
+  CHECK_EQ(d->n, 4);
+  CHECK_EQ(w.done, 0);
+  CHECK_OK(tapio_connect_accepted_socket(loop, sv[0], &rec_proto, &r, NULL,
+                                         on_connected, &w));
+  CHECK_OK(connect_wait(loop, &w));
+  CHECK_OK(tapio_transport_close(r.t));
+  WAIT_FOR(loop, r.lost);
+  tapio_options_free(o);
+  free_loop(loop);
+  close(sv[1]);
+  rec_free(&r);
+  free(d);
+}
+
 /* Freed with operations waiting and queued: each ends with ECANCELED, in
  * the free, and nothing leaks (valgrind and LeakSanitizer runs). */
 static void loop_free_cancels(void)
@@ -873,6 +913,7 @@ TEST_MAIN(TEST(recv_at_once), TEST(recv_after_wait_and_end),
           TEST(cancel_loses_no_data), TEST(cancel_before_the_try),
           TEST(connect_refused), TEST(accept_then_echo),
           TEST(blocking_socket), TEST(refused_descriptors),
+          TEST(waited_descriptor_refused),
           TEST(loop_free_cancels), TEST(close_inside_completion),
           TEST(closed_before_the_poll), TEST(sends_keep_their_order),
           TEST(sendfile_tcp_every_byte), TEST(sendfile_offset_and_count),
