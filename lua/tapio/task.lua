@@ -31,6 +31,35 @@ M.Task = Task
 
 Task._kind = "task" -- "task exception was never retrieved" (tapio.future)
 
+-- ---- A pending task collected (asyncio's "Task was destroyed but it is
+-- pending!") --------------------------------------------------------------
+--
+-- Nothing holds a waiting task but what will wake it (the future it
+-- awaits, the object it is parked on, the loop's queue); all_tasks and
+-- tasks are weak. A task collected while pending was dropped with all of
+-- that, so it can never run again: its sentinel reports it. The sentinel
+-- is made once per task and holds the task (so the report can name it):
+-- in 5.4 a table with a shared __gc metatable; in LuaJIT, whose tables
+-- have no __gc, a userdata whose environment is the task (a weak table
+-- could not map it to its task there: no ephemerons).
+local destroyed -- (below: it names where the task waits)
+local sentinel
+if newproxy then
+  local getfenv, setfenv = debug.getfenv, debug.setfenv
+  local proto = newproxy(true)
+  getmetatable(proto).__gc = function(p)
+    destroyed(getfenv(p))
+  end
+  function sentinel(task)
+    return setfenv(newproxy(proto), task)
+  end
+else
+  local mt = { __gc = function(s) destroyed(s[1]) end }
+  function sentinel(task)
+    return setmetatable({ task }, mt)
+  end
+end
+
 local step
 
 local function wakeup(task)
@@ -285,6 +314,7 @@ local function create_task(self, fn, ...)
     task._results = pack(fn(...))
   end)
   tasks[task._co] = task
+  task._sentinel = sentinel(task)
   local set = all_tasks[self]
   if not set then
     set = setmetatable({}, { __mode = "k" })
@@ -497,6 +527,37 @@ local function has_write(f)
   end
   local ok, write = pcall(function() return f.write end)
   return ok and write ~= nil
+end
+
+-- Where a pending task waits: "file:line in name" of its newest frame
+-- outside tapio, or "before its first step".
+local function waits_at(task)
+  if not task._started then
+    return "before its first step"
+  end
+  local f = frames_of(task._co, 1)[1]
+  if not f then
+    return "in tapio"
+  end
+  return ("at %s:%d in %s"):format(f.source, f.line, f.name)
+end
+
+-- The sentinel's finalizer: a task collected while pending. It is
+-- dropped from all_tasks at once (a weak key of a collected object stays
+-- there until the next collection in 5.4) and reported once.
+function destroyed(task)
+  if getmetatable(task) ~= Task or task._state ~= "pending" then
+    return -- it ended (or it is the prototype's environment: LuaJIT)
+  end
+  local loop = task._loop
+  local set = all_tasks[loop]
+  if set then
+    set[task] = nil
+  end
+  local message = ("task was destroyed but it is pending! (task '%s', "
+    .. "waiting %s)"):format(task:get_name(), waits_at(task))
+  F.to_handler(loop, { message = message, task = task,
+                       traceback = debug.traceback(task._co, message) })
 end
 
 --- task:print_stack([{limit = n, file = f}]): get_stack's frames
