@@ -214,16 +214,23 @@ end
 -- What the report calls the future: "task" for tapio.task's tasks.
 Future._kind = "future"
 
-local function report(fut)
-  local loop, kind = fut._loop, fut._kind
-  local context = { message = kind .. " exception was never retrieved",
-                    exception = fut._exception, traceback = fut._traceback,
-                    future = fut, task = kind == "task" and fut or nil }
+--- Gives context to loop's exception handler from a finalizer (the
+-- default handler once the loop is closed); never raises.
+local function to_handler(loop, context)
   if loop:is_closed() then
     pcall(Loop.default_exception_handler, loop, context)
   else
     pcall(Loop.call_exception_handler, loop, context)
   end
+end
+M.to_handler = to_handler
+
+local function report(fut)
+  local kind = fut._kind
+  to_handler(fut._loop, { message = kind .. " exception was never retrieved",
+                          exception = fut._exception,
+                          traceback = fut._traceback, future = fut,
+                          task = kind == "task" and fut or nil })
 end
 
 local function watch(fut)

@@ -31,6 +31,35 @@ M.Task = Task
 
 Task._kind = "task" -- "task exception was never retrieved" (tapio.future)
 
+-- ---- A pending task collected (asyncio's "Task was destroyed but it is
+-- pending!") --------------------------------------------------------------
+--
+-- Nothing holds a waiting task but what will wake it (the future it
+-- awaits, the object it is parked on, the loop's queue); all_tasks and
+-- tasks are weak. A task collected while pending was dropped with all of
+-- that, so it can never run again: its finalizer reports it. In 5.4 that
+-- is Task's __gc (no object more per task: a sentinel table holding the
+-- task cost 1,700 instructions more per task made, run and collected).
+-- LuaJIT's tables have no __gc: there each task holds a sentinel, made
+-- once per task, a userdata whose environment is the task (a weak table
+-- could not map it to its task there: no ephemerons).
+local destroyed -- (below: it names where the task waits)
+local sentinel -- (LuaJIT's)
+if newproxy then
+  local getfenv, setfenv = debug.getfenv, debug.setfenv
+  local proto = newproxy(true)
+  getmetatable(proto).__gc = function(p)
+    destroyed(getfenv(p))
+  end
+  function sentinel(task)
+    return setfenv(newproxy(proto), task)
+  end
+else
+  Task.__gc = function(task)
+    destroyed(task)
+  end
+end
+
 local step
 
 local function wakeup(task)
@@ -285,6 +314,9 @@ local function create_task(self, fn, ...)
     task._results = pack(fn(...))
   end)
   tasks[task._co] = task
+  if sentinel then -- LuaJIT
+    task._sentinel = sentinel(task)
+  end
   local set = all_tasks[self]
   if not set then
     set = setmetatable({}, { __mode = "k" })
@@ -497,6 +529,37 @@ local function has_write(f)
   end
   local ok, write = pcall(function() return f.write end)
   return ok and write ~= nil
+end
+
+-- Where a pending task waits: "file:line in name" of its newest frame
+-- outside tapio, or "before its first step".
+local function waits_at(task)
+  if not task._started then
+    return "before its first step"
+  end
+  local f = frames_of(task._co, 1)[1]
+  if not f then
+    return "in tapio"
+  end
+  return ("at %s:%d in %s"):format(f.source, f.line, f.name)
+end
+
+-- The sentinel's finalizer: a task collected while pending. It is
+-- dropped from all_tasks at once (a weak key of a collected object stays
+-- there until the next collection in 5.4) and reported once.
+function destroyed(task)
+  if getmetatable(task) ~= Task or task._state ~= "pending" then
+    return -- it ended (or it is the prototype's environment: LuaJIT)
+  end
+  local loop = task._loop
+  local set = all_tasks[loop]
+  if set then
+    set[task] = nil
+  end
+  local message = ("task was destroyed but it is pending! (task '%s', "
+    .. "waiting %s)"):format(task:get_name(), waits_at(task))
+  F.to_handler(loop, { message = message, task = task,
+                       traceback = debug.traceback(task._co, message) })
 end
 
 --- task:print_stack([{limit = n, file = f}]): get_stack's frames
