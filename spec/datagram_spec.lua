@@ -383,7 +383,7 @@ describe("a datagram endpoint", function()
 
   it("works at Linux abstract names, each side named", function()
     helper.run(function(loop)
-      local name = ("tapio-dg-%d-%d"):format(os.time(), math.random(1e9))
+      local name = helper.abstract_name("tapio-dg")
       local st, sp = endpoint(loop, { local_addr = "\0" .. name,
                                       family = tapio.AF_UNIX })
       assert.are.equal("@" .. name, st:get_extra_info("sockname"))

@@ -614,6 +614,18 @@ function helper.pid()
   return pid
 end
 
+local abstract_names = 0
+
+--- A Linux abstract socket name ("@" not included) no other process holds:
+-- prefix, this process's id and a count. The names are shared by every
+-- process on the host, and LuaJIT's math.random starts from the same seed
+-- in each, so a name from the time and math.random collided when two runs
+-- of a spec began in the same second.
+function helper.abstract_name(prefix)
+  abstract_names = abstract_names + 1
+  return ("%s-%s-%d"):format(prefix, helper.pid(), abstract_names)
+end
+
 --- Inside a task: sends signal sig (a name, "USR1") to this process from
 -- another one (kill(1)); os.execute would not do, system() ignores SIGINT
 -- in its caller meanwhile.

@@ -440,7 +440,7 @@ describe("a Unix server", function()
 
   it("listens at a Linux abstract name ('@name', or asyncio's '\\0name'), "
      .. "with no file", function()
-    local name = ("tapio-spec-%d-%d"):format(os.time(), math.random(1e9))
+    local name = helper.abstract_name("tapio-spec")
     run(function(loop)
       local accepted = loop:create_future()
       local server = loop:create_unix_server(function()
@@ -479,7 +479,7 @@ describe("a Unix server", function()
   end)
 
   it("meets Python's asyncio at an abstract name", function()
-    local name = ("tapio-py-%d-%d"):format(os.time(), math.random(1e9))
+    local name = helper.abstract_name("tapio-py")
     run(function(loop)
       local server = tapio.start_unix_server(function(reader, writer)
         writer:write("echo: " .. reader:readline())

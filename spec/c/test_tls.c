@@ -381,7 +381,6 @@ static void handshake_timeout(void)
  * server's handshake timeout; the factory never runs. */
 static void server_handshake_timeout(void)
 {
-  static const char *const hosts[] = { "127.0.0.1" };
   tapio_loop *loop = new_loop();
   tapio_options *o = tls_options(loop, server_ctx("server"));
   srv sv;
@@ -390,7 +389,7 @@ static void server_handshake_timeout(void)
   int peer;
   srv_init(&sv, loop);
   CHECK_OK(tapio_options_set_double(o, "ssl_handshake_timeout", 0.2));
-  CHECK_OK(srv_start_hosts(&sv, hosts, 1, 0, o));
+  tls_srv_listen(&sv, o);
   tapio_options_free(o);
   peer = raw_connect(AF_INET, "127.0.0.1", sv.port);
   CHECK(peer >= 0);
@@ -541,13 +540,12 @@ static void raw_client_fails(srv *sv, hs_heard *h, int what)
  * (0: the default), whose hook tells h. */
 static void hs_srv_start(srv *sv, tapio_loop *loop, double secs, hs_heard *h)
 {
-  static const char *const hosts[] = { "127.0.0.1" };
   tapio_options *o = tls_options(loop, asking_server());
   memset(h, 0, sizeof *h);
   srv_init(sv, loop);
   if (secs > 0)
     CHECK_OK(tapio_options_set_double(o, "ssl_handshake_timeout", secs));
-  CHECK_OK(srv_start_hosts(sv, hosts, 1, 0, o));
+  tls_srv_listen(sv, o);
   tapio_options_free(o);
   CHECK_OK(tapio_server_set_handshake_failed(sv->s, on_hs_failed, h));
 }

@@ -115,22 +115,32 @@ static void s_client_to_tapio(void)
 
 /* TLS 1.2 renegotiation asked by the server in the middle of a session
  * (s_server's "r" command): followed inside a read, the session goes on
- * both ways. */
+ * both ways. s_server's -msg lines (each flushed as it is printed, where
+ * its "SSL_do_handshake -> 1" waits in stdout's buffer, and comes once
+ * the HelloRequest is sent, not when the handshake is done) show the
+ * renegotiation: a ClientHello after the HelloRequest, and the client's
+ * Finished after that. */
 static void s_server_renegotiates(void)
 {
   tapio_loop *loop = new_loop();
   char *argv[] = { "openssl", "s_server", "-accept", "127.0.0.1:0", "-cert",
                    (char *)cert("server.pem"), "-key",
                    (char *)cert("server.key"), "-naccept", "1", "-tls1_2",
-                   NULL };
+                   "-msg", NULL };
   peer srv;
   rec c;
+  size_t at;
   rec_init(&c);
   s_server_with(loop, &srv, argv, &c);
   CHECK_OK(tapio_transport_write(c.t, "before\n", 7));
   peer_wait_for(loop, &srv, "before");
+  at = srv.ngot;
   peer_send(&srv, "r\n");
-  peer_wait_for(loop, &srv, "SSL_do_handshake -> 1"); /* renegotiated */
+  peer_wait_from(loop, &srv, &at,
+                 ">>> TLS 1.2, Handshake [length 0004], HelloRequest");
+  peer_wait_from(loop, &srv, &at, "], ClientHello");
+  peer_wait_from(loop, &srv, &at,
+                 "<<< TLS 1.2, Handshake [length 0010], Finished");
   peer_send(&srv, "after\n");
   WAIT_FOR(loop, c.nin >= 6);
   CHECK(memcmp(c.in, "after\n", 6) == 0);
