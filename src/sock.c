@@ -359,11 +359,19 @@ static void cancel(tapio__request *req) {
   end(o, TAPIO_ECANCELED);
 }
 
+/* An operation whose file was closed under it does not count: the
+ * number is another file's now, which that operation never touches (it
+ * ends with EBADF: still_ours). */
 int tapio__sock_pending(tapio_loop *loop, int fd) {
   const tapio__link *l;
-  for (l = loop->sockops.next; l != &loop->sockops; l = l->next)
-    if (TAPIO_CONTAINER(l, sockop, link)->fd == fd)
+  struct stat st;
+  if (fstat(fd, &st) < 0)
+    return 0;
+  for (l = loop->sockops.next; l != &loop->sockops; l = l->next) {
+    const sockop *o = TAPIO_CONTAINER(l, sockop, link);
+    if (o->fd == fd && o->dev == st.st_dev && o->ino == st.st_ino)
       return 1;
+  }
   return 0;
 }
 

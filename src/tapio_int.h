@@ -168,9 +168,9 @@ int tapio__fd_closed(int fd);
  * a closed one): add_reader's, then tapio__sock_fdcheck for sock.c's. */
 void tapio__fdcheck_arm(tapio_loop *loop);
 void tapio__sock_fdcheck(tapio_loop *loop);
-/* 1 while a sock_* operation of the loop on fd has not ended: a transport
- * or server made of fd would take what it waits for (tapio__sock_check
- * refuses it). */
+/* 1 while a sock_* operation of the loop on fd (the file fd is now) has
+ * not ended: a transport or server made of fd would take what it waits
+ * for (tapio__sock_check refuses it). */
 int tapio__sock_pending(tapio_loop *loop, int fd);
 void tapio__signals_free(tapio_loop *loop);
 /* The loop's wakeup: calls the callbacks of the signals caught since. */
