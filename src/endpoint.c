@@ -229,11 +229,10 @@ static void make_unix(dgram_req *r) {
  * endpoint is made (connection_made) when the loop runs the call. */
 static int wrap_sock(dgram_req *r) {
   tapio__addr self, peer;
-  int fd = r->sock;
+  int fd = r->sock, connected;
   self.len = sizeof self.ss;
   peer.len = sizeof peer.ss;
   memset(&self.ss, 0, sizeof self.ss);
-  int connected;
   if (getsockname(fd, (struct sockaddr *)&self.ss, &self.len) < 0)
     return tapio__from_errno(errno);
   connected = getpeername(fd, (struct sockaddr *)&peer.ss, &peer.len) == 0;
@@ -247,6 +246,13 @@ static int wrap_sock(dgram_req *r) {
     tapio__transport_set_peer(r->t, (const struct sockaddr *)&peer.ss,
                               peer.len);
   return 0;
+}
+
+/* The loop runs the call of a socket handed over: connection_made. */
+static void finish_wrapped(dgram_req *r) {
+  tapio_transport *t = r->t;
+  r->t = NULL; /* finish's now */
+  finish(r, t);
 }
 
 /* ---- Lookups --------------------------------------------------------- */
@@ -307,11 +313,8 @@ static void req_run(tapio__task *task) {
   dgram_req *r = TAPIO_CONTAINER(task, dgram_req, req.task);
   if (r->req.loop->freeing)
     req_fail(r, TAPIO_ECANCELED, NULL);
-  else if (r->t) {
-    tapio_transport *t = r->t;
-    r->t = NULL;
-    finish(r, t);
-  }
+  else if (r->t)
+    finish_wrapped(r);
   else if (r->local_path || r->remote_path)
     make_unix(r);
   else if (r->has_local)
@@ -448,7 +451,6 @@ int tapio_create_datagram_endpoint(tapio_loop *loop,
   r->proto = proto;
   r->proto_ud = proto_ud;
   r->req.ud = cb_ud;
-  r->req.loop = loop;
   if (r->sock >= 0 && (rc = wrap_sock(r)) < 0) {
     r->sock = -1; /* closed by the failure path */
     req_free(r);
