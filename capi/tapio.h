@@ -278,7 +278,11 @@ uint64_t tapio_loop_memory(tapio_loop *loop);
  * libev has no call that returns its descriptor: tapio finds it through
  * ev_embed (documented; the member that holds it is marked private in
  * ev.h) and trusts it only when the kernel confirms it holds tapio's own
- * watchers (adding one fails with EEXIST); otherwise TAPIO_ENOTSUP. Also
+ * watchers (adding one fails with EEXIST); otherwise TAPIO_ENOTSUP.
+ * libev makes its epoll descriptor anew when an event comes for a
+ * descriptor closed while its file lives on elsewhere (a dup, a child
+ * holding it); the step that does so adds the new one, so the host's
+ * descriptor stays the same and keeps waking for I/O. Also
  * TAPIO_ENOTSUP where libev does not use epoll; TAPIO_EMFILE without
  * descriptors; TAPIO_ECLOSED while the loop is being freed. */
 int tapio_loop_backend_fd(tapio_loop *loop);

@@ -23,6 +23,8 @@ struct tapio__backend {
   int tfd;         /* the timerfd in it */
   int evfd;        /* libev's epoll descriptor, in it (not ours to close) */
   double armed;    /* the deadline tfd is armed to; 0: now; -1: disarmed */
+  ev_fork remade;  /* libev is making its epoll descriptor anew */
+  int stale;       /* so evfd is gone from epfd: find the new one */
 };
 
 /* ---- The heap of due times ---------------------------------------------- */
@@ -303,7 +305,42 @@ static int add_in(int epfd, int fd) {
              : tapio__from_errno(errno);
 }
 
+/* libev throws its epoll set away and makes a new one when an event
+ * comes for a descriptor it no longer knows: one closed while its file
+ * lives on (a dup, a child holding it), which epoll keeps reporting; a
+ * fork, too. The old descriptor's close takes it out of epfd, so a host
+ * asleep on epfd would hear of no I/O again. libev calls its fork watchers
+ * just before; the step's end adds the new descriptor. */
+static void on_remade(struct ev_loop *ev, ev_fork *w, int revents) {
+  struct tapio__backend *b = TAPIO_CONTAINER(w, struct tapio__backend,
+                                             remade);
+  (void)ev;
+  (void)revents;
+  b->stale = 1;
+}
+
+/* Tried at each step's end until it works (it needs memory: a
+ * throwaway loop); the first failure is reported. */
+static void follow_ev_fd(tapio_loop *loop, struct tapio__backend *b) {
+  int fd = find_ev_fd(loop), rc = fd < 0 ? fd : add_in(b->epfd, fd);
+  if (rc < 0) {
+    if (b->stale++ == 1)
+      tapio__report(loop, rc,
+                    "tapio_loop_backend_fd: libev made its epoll descriptor "
+                    "anew and it could not be added: the descriptor wakes "
+                    "for timers only",
+                    NULL);
+    return;
+  }
+  b->stale = 0;
+  b->evfd = fd;
+}
+
 static void close_backend(tapio_loop *loop, struct tapio__backend *b) {
+  if (ev_is_active(&b->remade)) {
+    ev_ref(loop->ev);
+    ev_fork_stop(loop->ev, &b->remade);
+  }
   if (b->epfd >= 0)
     close(b->epfd);
   if (b->tfd >= 0)
@@ -317,6 +354,8 @@ static int make_backend(tapio_loop *loop) {
   if (!b)
     return TAPIO_ENOMEM;
   b->armed = -1;
+  b->stale = 0;
+  ev_fork_init(&b->remade, on_remade);
   b->evfd = find_ev_fd(loop);
   b->epfd = epoll_create1(EPOLL_CLOEXEC);
   b->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
@@ -330,6 +369,8 @@ static int make_backend(tapio_loop *loop) {
     close_backend(loop, b);
     return rc;
   }
+  ev_fork_start(loop->ev, &b->remade);
+  ev_unref(loop->ev); /* it keeps no loop running */
   loop->backend = b;
   tapio__backend_sync(loop);
   return 0;
@@ -372,6 +413,8 @@ void tapio__backend_sync(tapio_loop *loop) {
   struct itimerspec its;
   double at = work_ready(loop) ? 0 : next_deadline(loop);
   uint64_t ticks;
+  if (b->stale)
+    follow_ev_fd(loop, b);
   if (at > 1e15) /* never (infinity): no time_t holds it, so no timerfd
                     setting; one failed would leave the last one armed */
     at = -1;

@@ -313,7 +313,9 @@ static inline void deadline_end(deadline *d)
       struct pollfd p_ = { fd_, POLLIN, 0 };                                 \
       if (left_ <= 0)                                                        \
         FAIL("timed out (as a host) waiting for %s", #cond);                 \
-      poll(&p_, 1, ms_ < 0 || ms_ > left_ ? left_ : ms_);                    \
+      if (poll(&p_, 1, ms_ < 0 || ms_ > left_ ? left_ : ms_) == 0 &&         \
+          (ms_ < 0 || ms_ > left_))                                          \
+        FAIL("slept (as a host) to the deadline waiting for %s", #cond);     \
       CHECK_OK(tapio_loop_run_once(loop, 0));                                \
     }                                                                        \
   } while (0)

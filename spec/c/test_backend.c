@@ -344,6 +344,40 @@ static void nests_in_the_hosts_epoll(void)
   CHECK(close(ep) == 0);
 }
 
+/* A descriptor closed while its file lives on (a dup here; a child that
+ * inherited it, elsewhere) stays in libev's epoll set, which libev never
+ * tells of a close. The file's next event makes libev throw the set away
+ * and make a new one: the host's descriptor must hold the new one, or a
+ * host asleep on it hears of no I/O again. */
+static void libev_making_its_set_anew_keeps_it_awake(void)
+{
+  tapio_loop *loop = new_loop();
+  rec c, d, *s;
+  srv sv;
+  int peer, kept, fd = tapio_loop_backend_fd(loop);
+  rec_init(&c);
+  peer = pair_raw(loop, &c);
+  spin(loop, 3); /* its reading is in the kernel's set */
+  kept = dup(tapio_transport_get_fd(c.t));
+  CHECK(kept >= 0);
+  tapio_transport_close(c.t);
+  HOST_WAIT(loop, c.lost);
+  raw_send_str(NULL, peer, "x"); /* the closed number's file turns readable */
+  HOST_WAIT(loop, !readable(fd)); /* libev saw it and made its set anew */
+  rec_init(&d);
+  s = srv_start_pair(&sv, loop, &d);
+  CHECK_OK(tapio_transport_write(d.t, "ping", 4));
+  HOST_WAIT(loop, s->nin == 4);
+  CHECK(memcmp(s->in, "ping", 4) == 0);
+  tapio_transport_close(d.t);
+  HOST_WAIT(loop, d.lost && s->lost);
+  rec_free(&c);
+  rec_free(&d);
+  srv_release_and_free(&sv, loop);
+  CHECK(close(kept) == 0);
+  CHECK(close(peer) == 0);
+}
+
 static void *call_from_thread(void *ud)
 {
   static int n;
@@ -374,4 +408,5 @@ TEST_MAIN(TEST(fd_is_an_epoll_of_its_own), TEST(io_makes_it_readable),
           TEST(timeout_reads_the_clock_now),
           TEST(queued_calls_are_work), TEST(threadsafe_call_wakes_it),
           TEST(work_between_steps_wakes_it_unasked),
-          TEST(nests_in_the_hosts_epoll))
+          TEST(nests_in_the_hosts_epoll),
+          TEST(libev_making_its_set_anew_keeps_it_awake))
