@@ -59,6 +59,17 @@ describe("tapio.Queue", function()
       "'maxsize'", raised(function() tapio.Queue(1.5) end))
   end, jump))
 
+  it("a maxsize below 0 is unbounded, as asyncio's", function()
+    for _, make in ipairs({ tapio.Queue, tapio.LifoQueue,
+                            tapio.PriorityQueue }) do
+      local q = make(-1)
+      assert.are.equal(-1, q.maxsize)
+      for i = 1, 100 do q:put_nowait(i) end
+      assert.is_false(q:full())
+      assert.are.equal(100, q:qsize())
+    end
+  end)
+
   it("join waits for a task_done per item", testing.run(function(clock, loop)
     local q = tapio.Queue()
     q:join() -- nothing put: at once
@@ -125,7 +136,8 @@ describe("tapio.LifoQueue", function()
     loop:call_later(1, function() q:put_nowait("late") end)
     assert.are.equal("late", q:get())
     assert.matches("queue_spec.lua:%d+: tapio: LifoQueue: bad argument #1 " ..
-      "'maxsize' %(an integer >= 0", raised(function() tapio.LifoQueue(-1) end))
+      "'maxsize' %(an integer expected, got 0.5",
+      raised(function() tapio.LifoQueue(0.5) end))
   end, jump))
 end)
 

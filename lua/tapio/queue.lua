@@ -183,7 +183,8 @@ local Queue, check_queue = U.class("tapio.Queue")
 
 local function new_queue(kind, maxsize, fn, less)
   local q = setmetatable({
-    maxsize = check_count(maxsize, fn, "maxsize", 0), _kind = kind,
+    maxsize = check_count(maxsize, fn, "maxsize", 0, -math.huge),
+    _kind = kind,
     _less = less, _getters = new_waiters(), _putters = new_waiters(),
     _unfinished = 0, _finished = Y.api.Event(), _shut = false }, Queue)
   kind.init(q)
@@ -191,7 +192,7 @@ local function new_queue(kind, maxsize, fn, less)
 end
 
 --- tapio.Queue([maxsize]): first in, first out; put waits while maxsize
--- items are in it (0, the default: never).
+-- items are in it (0, the default, or less: never, as in asyncio).
 api.Queue = setmetatable(Queue, { __call = function(_, maxsize)
   return new_queue(fifo, maxsize, "Queue")
 end })

@@ -112,15 +112,16 @@ end
 
 local argerror = U.argerror
 
--- Argument #1, an integer >= min (0 unless given); nil is default.
+-- Argument #1, an integer >= min (0 unless given; -math.huge: any
+-- integer); nil is default.
 local function check_count(v, fn, name, default, min)
   min = min or 0
   if v == nil and default ~= nil then
     return default
   end
   if type(v) ~= "number" or v < min or v ~= math.floor(v) then
-    argerror(fn, 1, name, ("an integer >= %d expected, got %s")
-      :format(min, tostring(v)))
+    argerror(fn, 1, name, (min == -math.huge and "an integer" or
+      ("an integer >= %d"):format(min)) .. " expected, got " .. tostring(v))
   end
   return v
 end
