@@ -716,6 +716,29 @@ describe("a future of another loop", function()
     other:close()
   end)
 
+  it("raises at once where a task calls an operation of the other loop",
+     function()
+    local other = tapio.new_loop()
+    local a, b = tapio.socketpair()
+    helper.run(function()
+      for name, call in pairs({
+        getaddrinfo = function() return other:getaddrinfo("127.0.0.1", 80) end,
+        create_server = function()
+          return other:create_server(function() return {} end, "127.0.0.1", 0)
+        end,
+        sock_recv = function() return other:sock_recv(a, 10) end,
+      }) do
+        local ok, err = pcall(call)
+        assert.is_false(ok, name)
+        assert.matches("belongs to another loop than the task's", err, 1,
+          true)
+      end
+    end, { deadline = 2 })
+    other:close()
+    tapio.close_fd(a)
+    tapio.close_fd(b)
+  end)
+
   it("is refused by run_until_complete", function()
     local loop, other = tapio.new_loop(), tapio.new_loop()
     local fut = other:create_future()
