@@ -1091,8 +1091,9 @@ int tapio_transport_resume_reading(tapio_transport *t);
  * pause_writing before returning. TAPIO_ECLOSED when closing or closed,
  * TAPIO_ESHUTDOWN after write_eof, TAPIO_EBUSY during a sendfile. */
 int tapio_transport_write(tapio_transport *t, const void *data, size_t len);
-/* Writes n buffers as one (one writev). A NULL buffer with a nonzero
- * length is TAPIO_EINVAL, and then nothing of the call is written. */
+/* Writes n buffers as one (one writev); may call pause_writing, as write.
+ * A NULL buffer with a nonzero length is TAPIO_EINVAL, and then nothing
+ * of the call is written. */
 int tapio_transport_writelines(tapio_transport *t, const void *const *bufs,
                                const size_t *lens, size_t n);
 /* 1: write_eof is supported (a socket stream, a write pipe); 0
