@@ -580,7 +580,10 @@ function Loop:run_in_executor(executor, fn, ...)
       .. "expected: jobs run on the loop's own pool)", 2)
   end
   local task = current_task()
-  if task then
+  if task and task._loop ~= self then -- nothing of its loop would end it
+    error("tapio: loop:run_in_executor: the loop is another loop than the "
+      .. "task's (its job's end would never resume the task)", 2)
+  elseif task then
     return work_in_task(self, task, "loop:run_in_executor", 2, fn, ...)
   end
   return queue_work(self, "loop:run_in_executor", 2, fn, ...)
