@@ -720,7 +720,19 @@ describe("a future of another loop", function()
      function()
     local other = tapio.new_loop()
     local a, b = tapio.socketpair()
-    helper.run(function()
+    helper.run(function(loop)
+      local inner = loop:create_future() -- a future of another kind (no
+      local duck = { -- loop of its own to tell) is still awaited
+        done = function() return inner:done() end,
+        add_done_callback = function(self, fn)
+          inner:add_done_callback(function() fn(self) end)
+        end,
+        result = function() return inner:result() end,
+        cancel = function() return inner:cancel() end,
+        cancelled = function() return inner:cancelled() end,
+      }
+      loop:call_soon(function() inner:set_result("quack") end)
+      assert.are.equal("quack", tapio.wait_for(duck, 1))
       for name, call in pairs({
         getaddrinfo = function() return other:getaddrinfo("127.0.0.1", 80) end,
         create_server = function()

@@ -129,8 +129,9 @@ local function stopped(task, ok, what, obj)
   else
     if what == AWAIT and obj == task then -- raised where it awaits, in
       task._loop:call_soon(step, task, SELF) -- a step (a cancel first)
-    elseif what == AWAIT and obj._loop ~= task._loop then -- (a call of
-      task._loop:call_soon(step, task, OTHER) -- another loop's, made here)
+    elseif what == AWAIT and obj._loop ~= task._loop and obj._loop then
+      task._loop:call_soon(step, task, OTHER) -- (a call of another loop's
+      -- made here; a future of another kind has no _loop: awaited as is)
     elseif what == AWAIT then
       task._waiter = obj
       obj:add_done_callback(wakeup(task))
