@@ -745,7 +745,8 @@ describe("a future of another loop", function()
       }) do
         local ok, err = pcall(call)
         assert.is_false(ok, name)
-        assert.matches("another loop than the task's", err, 1, true)
+        assert.matches("loop:" .. name .. ": the loop is another loop than "
+          .. "the task's", err, 1, true)
       end
     end, { deadline = 2 })
     other:close()

@@ -158,11 +158,17 @@ local function completing(c_create, name, first_only, makes)
   names[c_create] = name
   local wait = makes and await_made or await
   return function(self, ...)
+    local task = current_task()
+    if task and task._loop ~= self
+       and getmetatable(self) == getmetatable(task._loop) then
+      error(("tapio: loop:%s: the loop is another loop than the task's "
+        .. "(nothing of the task's loop would complete it)"):format(name), 2)
+    end
     local fut, msg = start(c_create, self, ...)
     if not fut then
       error(msg, 2)
     end
-    if not current_task() then
+    if not task then
       return fut
     end
     if first_only then
