@@ -449,9 +449,12 @@ int tapio_remove_writer(tapio_loop *loop, int fd);
  * operations left with TAPIO_ECANCELED. A completion may close fd, or
  * start another operation on it; closing fd while an operation waits on
  * it (cancel it first) ends that operation with TAPIO_EBADF when the loop
- * sees it before its next poll, or else once a new descriptor that got
- * the number is ready (a file is told by its device and inode): the
- * operation never reads or writes another file.
+ * sees it before its next poll, or else once the file that got the number
+ * is watched by the loop and ready (a transport's, an add_reader's) or is
+ * given a tapio_sock_* operation (at once: that one never waits behind
+ * it); with nothing of the loop on the number it waits until cancelled.
+ * A file is told by its device and inode: the operation never reads or
+ * writes another file.
  * Errors of the call, none of which calls cb: TAPIO_EINVAL (NULL, fd < 0,
  * a NULL buffer with a length), TAPIO_EBADF (fd is not open), TAPIO_EPERM
  * (a regular file or a directory), TAPIO_EBUSY (a transport or server of
@@ -1088,8 +1091,9 @@ int tapio_transport_resume_reading(tapio_transport *t);
  * pause_writing before returning. TAPIO_ECLOSED when closing or closed,
  * TAPIO_ESHUTDOWN after write_eof, TAPIO_EBUSY during a sendfile. */
 int tapio_transport_write(tapio_transport *t, const void *data, size_t len);
-/* Writes n buffers as one (one writev). A NULL buffer with a nonzero
- * length is TAPIO_EINVAL, and then nothing of the call is written. */
+/* Writes n buffers as one (one writev); may call pause_writing, as write.
+ * A NULL buffer with a nonzero length is TAPIO_EINVAL, and then nothing
+ * of the call is written. */
 int tapio_transport_writelines(tapio_transport *t, const void *const *bufs,
                                const size_t *lens, size_t n);
 /* 1: write_eof is supported (a socket stream, a write pipe); 0

@@ -370,11 +370,6 @@ static int pmain(lua_State *L) {
     return luaL_error(L, "not enough memory");
   handle_sigint(L);
   if (strcmp(argv[1], "-e") == 0) {
-    if (argc < 3) {
-      usage(stderr);
-      lua_pushboolean(L, 0);
-      return 1;
-    }
     script = 2;
     create_arg_table(L, argv, argc, script);
     status = luaL_loadbuffer(L, argv[2], strlen(argv[2]), "=(command line)");
@@ -398,8 +393,8 @@ int main(int argc, char **argv) {
     progname = argv[0];
   /* A server's prints show as they happen, also through a pipe. */
   setvbuf(stdout, NULL, _IOLBF, 0);
-  if (argc < 2) {
-    usage(stderr);
+  if (argc < 2 || (strcmp(argv[1], "-e") == 0 && argc < 3)) {
+    usage(stderr); /* no script, or -e without its chunk */
     return 2;
   }
   if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {

@@ -716,6 +716,44 @@ describe("a future of another loop", function()
     other:close()
   end)
 
+  it("raises at once where a task calls an operation of the other loop",
+     function()
+    local other = tapio.new_loop()
+    local a, b = tapio.socketpair()
+    helper.run(function(loop)
+      local inner = loop:create_future() -- a future of another kind (no
+      local duck = { -- loop of its own to tell) is still awaited
+        done = function() return inner:done() end,
+        add_done_callback = function(self, fn)
+          inner:add_done_callback(function() fn(self) end)
+        end,
+        result = function() return inner:result() end,
+        cancel = function() return inner:cancel() end,
+        cancelled = function() return inner:cancelled() end,
+      }
+      loop:call_soon(function() inner:set_result("quack") end)
+      assert.are.equal("quack", tapio.wait_for(duck, 1))
+      for name, call in pairs({
+        getaddrinfo = function() return other:getaddrinfo("127.0.0.1", 80) end,
+        create_server = function()
+          return other:create_server(function() return {} end, "127.0.0.1", 0)
+        end,
+        sock_recv = function() return other:sock_recv(a, 10) end,
+        run_in_executor = function()
+          return other:run_in_executor(nil, function() return 1 end)
+        end,
+      }) do
+        local ok, err = pcall(call)
+        assert.is_false(ok, name)
+        assert.matches("loop:" .. name .. ": the loop is another loop than "
+          .. "the task's", err, 1, true)
+      end
+    end, { deadline = 2 })
+    other:close()
+    tapio.close_fd(a)
+    tapio.close_fd(b)
+  end)
+
   it("is refused by run_until_complete", function()
     local loop, other = tapio.new_loop(), tapio.new_loop()
     local fut = other:create_future()

@@ -160,6 +160,9 @@ describe("the tapio host program", function()
     out, status = helper.execute(q(HOST))
     assert.are.equal(2, status)
     assert.matches("usage:", out)
+    out, status = helper.execute(q(HOST) .. " -e") -- no chunk: a usage error
+    assert.are.equal(2, status)
+    assert.matches("usage:", out)
   end)
 
   it("prints callback errors through the default handler and goes on",

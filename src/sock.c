@@ -396,6 +396,24 @@ static int blocking_refused(tapio_loop *loop, int kind, int fd) {
   return TAPIO_EINVAL;
 }
 
+/* Operations left on fd's number by a file closed under them wait on a
+ * registration epoll dropped with that file, and a new operation of the
+ * file that got the number would queue behind them for ever: they end
+ * with EBADF (as still_ours ends them), from the loop. */
+static void end_stale(tapio_loop *loop, int fd, const struct stat *st) {
+  tapio__link *l;
+  for (l = loop->sockops.next; l != &loop->sockops; l = l->next) {
+    sockop *o = TAPIO_CONTAINER(l, sockop, link);
+    if (o->fd != fd || o->done ||
+        (o->dev == st->st_dev && o->ino == st->st_ino))
+      continue;
+    ev_io_stop(loop->ev, &o->io);
+    o->done = 1;
+    o->status = TAPIO_EBADF;
+    tapio__task_post(loop, &o->req.task);
+  }
+}
+
 /* A new operation of kind on fd, checked and linked, or NULL with *rc. */
 static sockop *make(tapio_loop *loop, int kind, int fd, int *rc) {
   struct stat st;
@@ -417,6 +435,7 @@ static sockop *make(tapio_loop *loop, int kind, int fd, int *rc) {
   if (fstat(fd, &st) == 0) { /* fd_usable found it open */
     o->dev = st.st_dev;
     o->ino = st.st_ino;
+    end_stale(loop, fd, &st);
   }
   ev_init(&o->io, on_ready);
   tapio__list_push(&loop->sockops, &o->link);

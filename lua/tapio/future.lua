@@ -29,10 +29,11 @@ M.api.current_task = current_task
 
 -- A task's coroutine yields AWAIT and a future; the task resumes it with
 -- CANCEL when the task is cancelled while the future could not be, SELF
--- when the future is the task itself (nothing would end that wait). It
+-- when the future is the task itself, OTHER when it is another loop's
+-- (nothing would end those waits). It
 -- yields PARK and an object to wait until tapio.task's unpark(task, obj)
 -- resumes it directly (see park below).
-local AWAIT, CANCEL, PARK, SELF = {}, {}, {}, {}
+local AWAIT, CANCEL, PARK, SELF, OTHER = {}, {}, {}, {}, {}
 
 local cancelled -- (below)
 
@@ -46,6 +47,10 @@ local function await(fut)
     elseif signal == SELF then -- asyncio's "Task cannot await on itself"
       error(("tapio: await: a task cannot await itself (%s)")
         :format(tostring(fut)), 0)
+    elseif signal == OTHER then -- an operation of another loop's
+      error(("tapio: await: %s belongs to another loop than the task's "
+        .. "(nothing of this loop would complete it)"):format(
+        tostring(fut)), 0)
     end
   end
   return fut:result()
@@ -121,7 +126,7 @@ end
 M.async = async
 
 M.tasks, M.AWAIT, M.CANCEL, M.PARK = tasks, AWAIT, CANCEL, PARK
-M.SELF = SELF
+M.SELF, M.OTHER = SELF, OTHER
 M.NOBODY, M.owners, M.bind = NOBODY, owners, bind
 M.await, M.resolve, M.park, M.cancelled = await, resolve, park, cancelled
 

@@ -158,11 +158,17 @@ local function completing(c_create, name, first_only, makes)
   names[c_create] = name
   local wait = makes and await_made or await
   return function(self, ...)
+    local task = current_task()
+    if task and task._loop ~= self
+       and getmetatable(self) == getmetatable(task._loop) then
+      error(("tapio: loop:%s: the loop is another loop than the task's "
+        .. "(nothing of the task's loop would complete it)"):format(name), 2)
+    end
     local fut, msg = start(c_create, self, ...)
     if not fut then
       error(msg, 2)
     end
-    if not current_task() then
+    if not task then
       return fut
     end
     if first_only then
@@ -580,7 +586,10 @@ function Loop:run_in_executor(executor, fn, ...)
       .. "expected: jobs run on the loop's own pool)", 2)
   end
   local task = current_task()
-  if task then
+  if task and task._loop ~= self then -- nothing of its loop would end it
+    error("tapio: loop:run_in_executor: the loop is another loop than the "
+      .. "task's (its job's end would never resume the task)", 2)
+  elseif task then
     return work_in_task(self, task, "loop:run_in_executor", 2, fn, ...)
   end
   return queue_work(self, "loop:run_in_executor", 2, fn, ...)

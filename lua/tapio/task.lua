@@ -14,7 +14,7 @@ local is_cancelled, safe_tostring = U.api.is_cancelled, U.safe_tostring
 local Future, new_future, is_future = F.Future, F.new_future, F.api.is_future
 local resolve, retrieved = F.resolve, F.retrieved
 local tasks, AWAIT, CANCEL, PARK = F.tasks, F.AWAIT, F.CANCEL, F.PARK
-local SELF = F.SELF
+local SELF, OTHER = F.SELF, F.OTHER
 local Loop = core.loop_methods
 
 local co_resume, monotonic = coroutine.resume, core._monotonic
@@ -129,6 +129,9 @@ local function stopped(task, ok, what, obj)
   else
     if what == AWAIT and obj == task then -- raised where it awaits, in
       task._loop:call_soon(step, task, SELF) -- a step (a cancel first)
+    elseif what == AWAIT and obj._loop ~= task._loop and obj._loop then
+      task._loop:call_soon(step, task, OTHER) -- (a call of another loop's
+      -- made here; a future of another kind has no _loop: awaited as is)
     elseif what == AWAIT then
       task._waiter = obj
       obj:add_done_callback(wakeup(task))
@@ -145,7 +148,7 @@ local function stopped(task, ok, what, obj)
 end
 
 -- Runs the task's coroutine until it awaits a future, parks or ends;
--- its wait ends with signal (nil but for SELF: see stopped).
+-- its wait ends with signal (nil but for SELF, OTHER: see stopped).
 function step(task, signal)
   if task._state ~= "pending" then
     return

@@ -609,6 +609,38 @@ static void closed_and_number_reused(void)
   free(d);
 }
 
+/* An operation of the new socket that got a closed one's number is not
+ * queued behind the operation left on the closed one (which waits on a
+ * number epoll no longer watches): the new one reads its socket at once,
+ * and the stale one ends with EBADF, as asyncio's sock_recv on the new
+ * socket reads at once. */
+static void reused_number_not_behind_stale(void)
+{
+  tapio_loop *loop = new_loop();
+  done *stale = new_done(), *d = new_done();
+  int sv[2], fd;
+  pair(sv);
+  fd = sv[0];
+  CHECK_OK(tapio_sock_recv(loop, fd, stale->buf, 16, on_sock, stale));
+  spin(loop, 3); /* waiting, in epoll */
+  close(sv[0]);
+  close(sv[1]);
+  pair(sv);
+  CHECK_EQ(sv[0], fd);
+  CHECK_EQ(write(sv[1], "hello", 5), 5);
+  CHECK_OK(tapio_sock_recv(loop, fd, d->buf, 16, on_sock, d));
+  WAIT_FOR(loop, d->calls == 1 && stale->calls == 1);
+  CHECK_OK(d->status);
+  CHECK_EQ(d->n, 5);
+  CHECK_ERR(stale->status, TAPIO_EBADF);
+  CHECK_EQ(stale->n, 0);
+  close(sv[0]);
+  close(sv[1]);
+  free_loop(loop);
+  free(stale);
+  free(d);
+}
+
 /* Sends on one socket go out in the order made, the second waiting
  * behind the first's leftovers. */
 static void sends_keep_their_order(void)
@@ -908,6 +940,7 @@ static void sendfile_refusals(void)
 TEST_MAIN(TEST(recv_at_once), TEST(recv_after_wait_and_end),
           TEST(recv_of_nothing),
           TEST(closed_and_number_reused),
+          TEST(reused_number_not_behind_stale),
           TEST(sendall_waits_for_room), TEST(sendall_to_closed_peer),
           TEST(sendto_and_recvfrom), TEST(two_receivers_each_complete),
           TEST(cancel_loses_no_data), TEST(cancel_before_the_try),
