@@ -57,6 +57,8 @@ describe("tapio.Queue", function()
     assert.are.same({ tapio.EAGAIN, "QueueEmpty" }, { empty.code, empty.name })
     assert.matches("queue_spec.lua:%d+: tapio: Queue: bad argument #1 " ..
       "'maxsize'", raised(function() tapio.Queue(1.5) end))
+    assert.matches("'maxsize' %(an integer expected, got string%)",
+      raised(function() tapio.Queue("3") end))
   end, jump))
 
   it("a maxsize below 0 is unbounded, as asyncio's", function()

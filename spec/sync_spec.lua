@@ -569,7 +569,7 @@ describe("tapio.Barrier", function()
     for _, v in ipairs({ 0, -1, 1.5, "2" }) do
       assert.matches("sync_spec.lua:%d+: tapio: Barrier: bad argument " ..
         "#1 'parties' %(an integer >= 1 expected, got " ..
-        tostring(v):gsub("%p", "%%%0"),
+        (type(v) == "number" and tostring(v) or type(v)):gsub("%p", "%%%0"),
         raised(function() tapio.Barrier(v) end))
     end
     assert.matches("got nil", raised(function() tapio.Barrier() end))

@@ -121,7 +121,8 @@ local function check_count(v, fn, name, default, min)
   end
   if type(v) ~= "number" or v < min or v ~= math.floor(v) then
     argerror(fn, 1, name, (min == -math.huge and "an integer" or
-      ("an integer >= %d"):format(min)) .. " expected, got " .. tostring(v))
+      ("an integer >= %d"):format(min)) .. " expected, got " ..
+      (type(v) == "number" and tostring(v) or U.typename(v)))
   end
   return v
 end
