@@ -497,7 +497,8 @@ int tapio_tls_context_set_keylog_file(tapio_tls_context *c,
   FILE *f = NULL;
   if (!c)
     return TAPIO_EINVAL;
-  if (path && !(f = fopen(path, "a"))) {
+  /* close-on-exec ("e"): a child started later must not hold the log */
+  if (path && !(f = fopen(path, "ae"))) {
     int rc = tapio__from_errno(errno);
     snprintf(c->err, sizeof c->err, "%s: %s", path, tapio_strerror(rc));
     return rc;
