@@ -194,7 +194,8 @@ static int password_cb(char *buf, int size, int rwflag, void *u) {
   (void)rwflag;
   if (len > (size_t)size)
     return -1;
-  memcpy(buf, u, len);
+  if (len) /* no password: u is NULL, which memcpy must not get */
+    memcpy(buf, u, len);
   return (int)len;
 }
 

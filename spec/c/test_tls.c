@@ -789,6 +789,41 @@ static void keylog(void)
   CHECK(n >= 4);
 }
 
+/* The files tapio reads itself (test_inherit: OpenSSL's reads left the
+ * descriptor to a child): an encrypted key with its password, and not
+ * with a wrong one or none (the key file named); a chain of two; a CA
+ * directory (capath), which OpenSSL still reads itself. */
+static void files_read_as_openssl_reads_them(void)
+{
+  char dir[] = "/tmp/tapio-files-XXXXXX", cmd[1024], key[256], chain[256];
+  tapio_tls_context *s, *c;
+  tls_pair p;
+  CHECK(mkdtemp(dir) != NULL);
+  snprintf(key, sizeof key, "%s/enc.key", dir);
+  snprintf(chain, sizeof chain, "%s/chain.pem", dir);
+  snprintf(cmd, sizeof cmd,
+           "openssl pkey -in %s -aes128 -passout pass:secret -out %s && "
+           "cat %s %s > %s && cp %s %s/ && openssl rehash %s 2>/dev/null",
+           cert("server.key"), key, cert("server.pem"), cert("ca.pem"), chain,
+           cert("ca.pem"), dir, dir);
+  CHECK_EQ(system(cmd), 0);
+  CHECK_OK(tapio_tls_context_new(TAPIO_TLS_SERVER, &s));
+  CHECK_ERR(tapio_tls_context_load_cert_chain(s, chain, key, "wrong"),
+            TAPIO_ETLS);
+  CHECK(strstr(tapio_tls_context_error(s), key) != NULL);
+  CHECK_ERR(tapio_tls_context_load_cert_chain(s, chain, key, NULL),
+            TAPIO_ETLS);
+  CHECK(strstr(tapio_tls_context_error(s), key) != NULL);
+  CHECK_OK(tapio_tls_context_load_cert_chain(s, chain, key, "secret"));
+  CHECK_OK(tapio_tls_context_new(TAPIO_TLS_CLIENT, &c));
+  CHECK_OK(tapio_tls_context_load_verify_locations(c, NULL, dir, NULL, 0));
+  pair_up(&p, s, c, "localhost");
+  roundtrip(p.loop, &p.c, p.s);
+  tls_pair_end(&p);
+  snprintf(cmd, sizeof cmd, "rm -r %s", dir);
+  CHECK_EQ(system(cmd), 0);
+}
+
 /* Each refused call says why in tapio_tls_context_error: none answers
  * with the words of an earlier failure. */
 static void context_errors_say_why(void)
@@ -838,4 +873,5 @@ TEST_MAIN_WARM(handshake_and_echo, TEST(released_server_calls_no_factory),
                TEST(client_cert_missing), TEST(client_cert_missing_tls12),
                TEST(alpn), TEST(sni_table), TEST(sni_callback),
                TEST(session_resumption), TEST(keylog),
-               TEST(context_errors_say_why))
+               TEST(context_errors_say_why),
+               TEST(files_read_as_openssl_reads_them))
