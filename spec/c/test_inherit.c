@@ -12,7 +12,10 @@
 #include "tls.h"
 
 #include <dirent.h>
+#include <pthread.h>
+#include <sched.h>
 #include <spawn.h>
+#include <sys/syscall.h>
 
 /* The shell's descriptors, not those of the ls it starts (": " keeps the
  * shell from becoming the ls). */
@@ -143,15 +146,14 @@ static void by_tapio(tapio_loop *loop, tapio_options *o, char *out,
   prec_free(&p);
 }
 
-/* Fails unless a child (started by how) had 0, 1 and 2 only (got); says
- * what each other descriptor is in this process. */
-static void check_only_stdio(const char *how, const char *got)
+/* What each descriptor above 2 in got (a child's list) is in this
+ * process, as " fd: file ...". */
+static void describe_extra(const char *got, char *what, size_t size)
 {
-  char what[1024] = "", path[64], target[256];
+  char path[64], target[256];
   const char *p = got;
   size_t n = 0;
-  if (strcmp(got, "0 1 2") == 0)
-    return;
+  what[0] = '\0';
   while ((p = strchr(p, ' ')) != NULL) {
     int fd = atoi(++p);
     ssize_t len;
@@ -160,8 +162,17 @@ static void check_only_stdio(const char *how, const char *got)
     snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
     len = readlink(path, target, sizeof target - 1);
     target[len < 0 ? 0 : len] = '\0';
-    n += (size_t)snprintf(what + n, sizeof what - n, " %d: %s", fd, target);
+    n += (size_t)snprintf(what + n, size - n, " %d: %s", fd, target);
   }
+}
+
+/* Fails unless a child (started by how) had 0, 1 and 2 only (got). */
+static void check_only_stdio(const char *how, const char *got)
+{
+  char what[1024];
+  if (strcmp(got, "0 1 2") == 0)
+    return;
+  describe_extra(got, what, sizeof what);
   FAIL("a child started by %s had %s;%s", how, got, what);
 }
 
@@ -342,4 +353,122 @@ static void own_descriptors_only_when_passed(void)
   CHECK(close(mine) == 0 && close(passed) == 0);
 }
 
-TEST_MAIN(TEST(every_kind_held), TEST(own_descriptors_only_when_passed))
+/* ---- Files read while another thread starts a child ------------------------ */
+
+/* A file the context reads, served through a FIFO: the reader blocks on
+ * it until the feeder, another thread, has seen the reading thread
+ * waiting in read() on a descriptor of the FIFO's, started a child and
+ * fed it the file's bytes. OpenSSL's own reads (fopen without "e") left
+ * that descriptor to the child. */
+typedef struct feeder {
+  char fifo[64];
+  const char *content;   /* the file the FIFO gives */
+  pid_t reader;          /* the thread that reads the FIFO */
+  int rw;                /* ours: a writer that is always there */
+  char got[256];         /* the child's descriptors */
+  char what[1024];       /* what they were, at the fork */
+} feeder;
+
+/* The descriptor the reader waits on in read(), or -1. */
+static int reading_fd(pid_t tid)
+{
+  char path[64], line[256];
+  long nr = -1;
+  unsigned long fd = 0;
+  FILE *f;
+  snprintf(path, sizeof path, "/proc/self/task/%d/syscall", (int)tid);
+  f = fopen(path, "re");
+  CHECK(f != NULL);
+  if (!fgets(line, sizeof line, f) || sscanf(line, "%ld %lx", &nr, &fd) != 2)
+    nr = -1;
+  fclose(f);
+  return nr == SYS_read ? (int)fd : -1;
+}
+
+static int is_fifo_fd(int fd, const char *fifo)
+{
+  char path[64], target[256];
+  ssize_t n;
+  snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+  n = readlink(path, target, sizeof target - 1);
+  if (n < 0)
+    return 0;
+  target[n] = '\0';
+  return strcmp(target, fifo) == 0;
+}
+
+static void *feed(void *ud)
+{
+  feeder *fe = ud;
+  double end = now_sec() + test_timeout();
+  char buf[65536];
+  ssize_t n;
+  int fd, in;
+  while ((fd = reading_fd(fe->reader)) < 0 || fd == fe->rw ||
+         !is_fifo_fd(fd, fe->fifo)) {
+    if (now_sec() > end)
+      FAIL("%s was never read", fe->fifo);
+    sched_yield();
+  }
+  by_fork(fe->got, sizeof fe->got);
+  describe_extra(fe->got, fe->what, sizeof fe->what);
+  in = open(fe->content, O_RDONLY | O_CLOEXEC);
+  CHECK(in >= 0);
+  while ((n = read(in, buf, sizeof buf)) > 0)
+    CHECK(write(fe->rw, buf, (size_t)n) == n);
+  CHECK(close(in) == 0 && close(fe->rw) == 0); /* the reader's end */
+  return NULL;
+}
+
+static void feeder_start(feeder *fe, pthread_t *th, const char *content)
+{
+  snprintf(fe->fifo, sizeof fe->fifo, "/tmp/tapio-inherit-%d.fifo",
+           (int)getpid());
+  unlink(fe->fifo);
+  CHECK(mkfifo(fe->fifo, 0600) == 0);
+  fe->rw = open(fe->fifo, O_RDWR | O_CLOEXEC);
+  CHECK(fe->rw >= 0);
+  fe->content = content;
+  fe->reader = gettid();
+  fe->got[0] = '\0';
+  CHECK(pthread_create(th, NULL, feed, fe) == 0);
+}
+
+static void feeder_end(feeder *fe, pthread_t th)
+{
+  CHECK(pthread_join(th, NULL) == 0);
+  CHECK(unlink(fe->fifo) == 0);
+  if (strcmp(fe->got, "0 1 2") != 0)
+    FAIL("a child started while %s was read had %s;%s", fe->content,
+         fe->got, fe->what);
+}
+
+/* The certificate chain, the key and the CAs, each read from a file while
+ * another thread forks and execs: the child has none of their
+ * descriptors. */
+static void files_read_not_inherited(void)
+{
+  tapio_tls_context *c;
+  pthread_t th;
+  feeder fe;
+  inherit_nothing_given();
+  CHECK_OK(tapio_tls_context_new(TAPIO_TLS_SERVER, &c));
+  feeder_start(&fe, &th, cert("server.pem"));
+  if (tapio_tls_context_load_cert_chain(c, fe.fifo, cert("server.key"),
+                                        NULL) != 0)
+    FAIL("load_cert_chain: %s", tapio_tls_context_error(c));
+  feeder_end(&fe, th);
+  feeder_start(&fe, &th, cert("server.key"));
+  if (tapio_tls_context_load_cert_chain(c, cert("server.pem"), fe.fifo,
+                                        NULL) != 0)
+    FAIL("load_cert_chain: %s", tapio_tls_context_error(c));
+  feeder_end(&fe, th);
+  feeder_start(&fe, &th, cert("ca.pem"));
+  if (tapio_tls_context_load_verify_locations(c, fe.fifo, NULL, NULL, 0) != 0)
+    FAIL("load_verify_locations: %s", tapio_tls_context_error(c));
+  feeder_end(&fe, th);
+  tapio_tls_context_release(c);
+}
+
+TEST_MAIN(TEST(every_kind_held), TEST(own_descriptors_only_when_passed),
+          TEST(files_read_not_inherited))
