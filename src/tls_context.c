@@ -472,14 +472,37 @@ int tapio_tls_context_load_verify_locations(tapio_tls_context *c,
   return 0;
 }
 
+/* SSL_CTX_set_default_verify_paths with its file (SSL_CERT_FILE, else
+ * OpenSSL's) read by file_open; a file that does not load is no error, as
+ * there. The directory (SSL_CERT_DIR, else OpenSSL's) and store lookups
+ * are OpenSSL's: they read a file when a handshake needs one. c's words
+ * stay those of the last call on it. */
+static void default_paths(tapio_tls_context *c) {
+  X509_STORE *store = SSL_CTX_get_cert_store(c->ctx);
+  const char *file = secure_getenv(X509_get_default_cert_file_env());
+  X509_LOOKUP *dir, *uri;
+  char words[sizeof c->err];
+  file_text f;
+  memcpy(words, c->err, sizeof words);
+  if (file_open(c, file ? file : X509_get_default_cert_file(), &f) == 0) {
+    add_cas_file(c, f.bio);
+    file_close(&f);
+  }
+  memcpy(c->err, words, sizeof words);
+  if ((dir = X509_STORE_add_lookup(store, X509_LOOKUP_hash_dir())))
+    X509_LOOKUP_add_dir(dir, NULL, X509_FILETYPE_DEFAULT);
+  if ((uri = X509_STORE_add_lookup(store, X509_LOOKUP_store())))
+    X509_LOOKUP_add_store(uri, NULL);
+  ERR_clear_error();
+}
+
 /* Before a connection that verifies: the system store, unless CAs were
- * given. SSL_CERT_FILE and SSL_CERT_DIR are honoured by OpenSSL here. */
+ * given. SSL_CERT_FILE and SSL_CERT_DIR are honoured, as by OpenSSL. */
 void tapio__tls_context_load_defaults(tapio_tls_context *c) {
   pthread_mutex_lock(&c->lock);
   if (!c->cas_given && !c->defaults_loaded) {
     c->defaults_loaded = 1;
-    SSL_CTX_set_default_verify_paths(c->ctx);
-    ERR_clear_error();
+    default_paths(c);
   }
   pthread_mutex_unlock(&c->lock);
 }

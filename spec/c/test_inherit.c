@@ -470,5 +470,24 @@ static void files_read_not_inherited(void)
   tapio_tls_context_release(c);
 }
 
+/* The system store (SSL_CERT_FILE here), read on the loop's thread as a
+ * client's first connection that verifies starts. */
+static void system_store_read_not_inherited(void)
+{
+  tapio_tls_context *c;
+  tls_pair p;
+  pthread_t th;
+  feeder fe;
+  inherit_nothing_given();
+  feeder_start(&fe, &th, cert("ca.pem"));
+  CHECK(setenv("SSL_CERT_FILE", fe.fifo, 1) == 0);
+  CHECK_OK(tapio_tls_context_new(TAPIO_TLS_CLIENT, &c));
+  tls_pair_init(&p);
+  tls_pair_up(&p, server_ctx("server"), c, "localhost");
+  feeder_end(&fe, th);
+  tls_pair_end(&p);
+}
+
 TEST_MAIN(TEST(every_kind_held), TEST(own_descriptors_only_when_passed),
-          TEST(files_read_not_inherited))
+          TEST(files_read_not_inherited),
+          TEST(system_store_read_not_inherited))

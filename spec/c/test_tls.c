@@ -181,6 +181,27 @@ static void system_store_from_env(void)
   tls_pair_end(&p);
 }
 
+/* The system store's directory (SSL_CERT_DIR; its file missing): OpenSSL
+ * still reads it, as a handshake needs a certificate of it. */
+static void system_store_dir_from_env(void)
+{
+  char dir[] = "/tmp/tapio-certdir-XXXXXX", cmd[1024];
+  tapio_tls_context *cc = NULL;
+  tls_pair p;
+  CHECK(mkdtemp(dir) != NULL);
+  snprintf(cmd, sizeof cmd, "cp %s %s/ && openssl rehash %s", cert("ca.pem"),
+           dir, dir);
+  CHECK_EQ(system(cmd), 0);
+  CHECK(setenv("SSL_CERT_FILE", "/nonexistent/ca.pem", 1) == 0);
+  CHECK(setenv("SSL_CERT_DIR", dir, 1) == 0);
+  CHECK_OK(tapio_tls_context_new(TAPIO_TLS_CLIENT, &cc));
+  pair_up(&p, server_ctx("server"), cc, "localhost");
+  roundtrip(p.loop, &p.c, p.s);
+  tls_pair_end(&p);
+  snprintf(cmd, sizeof cmd, "rm -r %s", dir);
+  CHECK_EQ(system(cmd), 0);
+}
+
 /* Closing or aborting from inside every callback of a TLS client: one
  * connection_lost, last, and nothing used after it is freed (the asan and
  * valgrind builds run this too). */
@@ -861,7 +882,8 @@ TEST_MAIN_WARM(handshake_and_echo, TEST(released_server_calls_no_factory),
                TEST(hook_releases_server), TEST(server_cut_short_is_not_heard),
                TEST(handshake_and_echo), TEST(extra_info), TEST(tls12),
                TEST(ip_address_checked), TEST(verify_none),
-               TEST(system_store_from_env), TEST(close_inside_callbacks),
+               TEST(system_store_from_env), TEST(system_store_dir_from_env),
+               TEST(close_inside_callbacks),
                TEST(handed_over_sockets), TEST(cert_expired),
                TEST(cert_not_yet_valid), TEST(cert_wrong_host),
                TEST(cert_unknown_ca), TEST(cert_self_signed),
