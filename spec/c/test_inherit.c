@@ -6,7 +6,9 @@
  * started by tapio, and one the program starts itself (fork and exec,
  * posix_spawn, system, popen), lists its descriptors (a shell's, from
  * /proc/$$/fd: ls's own would show the directory it reads): 0, 1 and 2
- * only, as every descriptor tapio opens is close-on-exec. */
+ * only, as every descriptor tapio opens is close-on-exec. Also the PEM
+ * files and the system store's file, read while another thread starts a
+ * child (each served through a FIFO, so the read waits for that child). */
 #include "dgram.h"
 #include "pipes.h"
 #include "tls.h"
