@@ -333,17 +333,20 @@ static void every_kind_held(void)
 }
 
 /* asyncio's close_fds: a descriptor the program opened without
- * close-on-exec reaches a child of tapio's only through pass_fds. */
+ * close-on-exec reaches a child of tapio's only through pass_fds, and
+ * pass_fds passes one with close-on-exec too. */
 static void own_descriptors_only_when_passed(void)
 {
   tapio_loop *loop;
   tapio_options *o;
   char got[256], want[64];
-  int mine = open("/dev/null", O_RDONLY), passed = open("/dev/null",
-                                                         O_RDONLY);
+  int mine, passed;
   inherit_nothing_given();
+  mine = open("/dev/null", O_RDONLY); /* no close-on-exec */
+  passed = open("/dev/null", O_RDONLY | O_CLOEXEC); /* pass_fds clears it */
   loop = new_loop();
   CHECK(mine >= 3 && passed >= 3);
+  CHECK(!(fcntl(mine, F_GETFD) & FD_CLOEXEC));
   by_tapio(loop, new_options(loop), got, sizeof got);
   CHECK_STR(got, "0 1 2");
   o = new_options(loop);
