@@ -5,11 +5,13 @@
 #include "tls_int.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* ---- Errors ------------------------------------------------------------ */
 
@@ -194,16 +196,148 @@ static int password_cb(char *buf, int size, int rwflag, void *u) {
   (void)rwflag;
   if (len > (size_t)size)
     return -1;
-  memcpy(buf, u, len);
+  if (len) /* no password: u is NULL, which memcpy must not get */
+    memcpy(buf, u, len);
   return (int)len;
 }
 
-static int readable(const char *path) {
-  FILE *f = fopen(path, "r");
-  if (!f)
-    return tapio__from_errno(errno);
-  fclose(f);
+/* ---- Files ------------------------------------------------------------- */
+
+/* A PEM file read whole through a close-on-exec descriptor, as a memory
+ * BIO. OpenSSL's *_file calls read through fopen without "e": a child
+ * that another thread started (fork and exec) during the read kept that
+ * descriptor. */
+typedef struct file_text {
+  BIO *bio;
+  char *text;
+} file_text;
+
+#define FILE_MAX (64u << 20) /* far above any PEM bundle */
+
+/* path's words for errno err, tapio's where it has them; the code. */
+static int file_error(tapio_tls_context *c, const char *path, int err) {
+  int rc = tapio__from_errno(err);
+  snprintf(c->err, sizeof c->err, "%s: %s", path,
+           rc == TAPIO_EUNKNOWN ? strerror(err) : tapio_strerror(rc));
+  return rc;
+}
+
+/* fd's bytes to its end into *out (malloc'd), *len of them; 0, an errno
+ * (positive), or a tapio code. */
+static int read_all(int fd, char **out, size_t *len) {
+  size_t cap = 16384, n = 0;
+  char *buf = malloc(cap), *more;
+  ssize_t got = 0;
+  while (buf) {
+    got = read(fd, buf + n, cap - n);
+    if (got < 0 && errno == EINTR)
+      continue;
+    if (got <= 0)
+      break;
+    n += (size_t)got;
+    if (n < cap)
+      continue;
+    more = cap < FILE_MAX ? realloc(buf, 2 * cap) : NULL;
+    if (!more) {
+      free(buf);
+      return cap < FILE_MAX ? TAPIO_ENOMEM : TAPIO_E2BIG;
+    }
+    buf = more;
+    cap *= 2;
+  }
+  if (!buf || got < 0) {
+    int err = buf ? errno : 0;
+    free(buf);
+    return buf ? err : TAPIO_ENOMEM;
+  }
+  *out = buf;
+  *len = n;
   return 0;
+}
+
+static int file_open(tapio_tls_context *c, const char *path, file_text *f) {
+  size_t len = 0;
+  int fd = open(path, O_RDONLY | O_CLOEXEC), rc;
+  f->bio = NULL;
+  f->text = NULL;
+  if (fd < 0)
+    return file_error(c, path, errno);
+  rc = read_all(fd, &f->text, &len);
+  close(fd);
+  if (rc > 0) { /* a directory, say: a bad file, as OpenSSL's reading said */
+    file_error(c, path, rc);
+    return TAPIO_ETLS;
+  }
+  if (rc == TAPIO_E2BIG) {
+    snprintf(c->err, sizeof c->err, "%.90s: larger than 64 MiB", path);
+    return TAPIO_EINVAL;
+  }
+  if (rc == 0 && !(f->bio = BIO_new_mem_buf(f->text, (int)len)))
+    rc = TAPIO_ENOMEM;
+  if (rc < 0) {
+    free(f->text);
+    f->text = NULL;
+    snprintf(c->err, sizeof c->err, "%s", tapio_strerror(rc));
+  }
+  return rc;
+}
+
+static void file_close(file_text *f) {
+  BIO_free(f->bio);
+  free(f->text);
+}
+
+/* SSL_CTX_use_certificate_chain_file on the file's text: the leaf, then
+ * the chain; only the text's end may stop the reading. */
+static int use_chain_file(tapio_tls_context *c, BIO *b,
+                          const char *password) {
+  X509 *x = PEM_read_bio_X509_AUX(b, NULL, password_cb, (void *)password);
+  unsigned long e;
+  int rc = x && SSL_CTX_use_certificate(c->ctx, x) == 1 &&
+           SSL_CTX_clear_chain_certs(c->ctx) == 1;
+  X509_free(x);
+  while (rc && (x = PEM_read_bio_X509(b, NULL, password_cb,
+                                      (void *)password)) != NULL)
+    if (SSL_CTX_add0_chain_cert(c->ctx, x) != 1) {
+      X509_free(x);
+      rc = 0;
+    }
+  e = ERR_peek_last_error();
+  if (!rc || ERR_GET_LIB(e) != ERR_LIB_PEM ||
+      ERR_GET_REASON(e) != PEM_R_NO_START_LINE)
+    return 0;
+  ERR_clear_error();
+  return 1;
+}
+
+/* SSL_CTX_use_PrivateKey_file (PEM) on the file's text. */
+static int use_key_file(tapio_tls_context *c, BIO *b, const char *password) {
+  EVP_PKEY *pk = PEM_read_bio_PrivateKey(b, NULL, password_cb,
+                                         (void *)password);
+  int rc = pk && SSL_CTX_use_PrivateKey(c->ctx, pk) == 1;
+  EVP_PKEY_free(pk);
+  return rc;
+}
+
+/* SSL_CTX_load_verify_locations' CA file on the file's text: every
+ * certificate and CRL into the store; none is an error. */
+static int add_cas_file(tapio_tls_context *c, BIO *b) {
+  X509_STORE *store = SSL_CTX_get_cert_store(c->ctx);
+  STACK_OF(X509_INFO) *all = PEM_X509_INFO_read_bio(b, NULL, NULL, NULL);
+  int i, n = 0, rc = all != NULL;
+  for (i = 0; rc && i < sk_X509_INFO_num(all); i++) {
+    X509_INFO *it = sk_X509_INFO_value(all, i);
+    if (it->x509 && (rc = X509_STORE_add_cert(store, it->x509) == 1))
+      n++;
+    if (rc && it->crl && (rc = X509_STORE_add_crl(store, it->crl) == 1))
+      n++;
+  }
+  sk_X509_INFO_pop_free(all, X509_INFO_free);
+  if (rc && n == 0) {
+    ERR_raise(ERR_LIB_X509, X509_R_NO_CERTIFICATE_OR_CRL_FOUND);
+    rc = 0;
+  }
+  return rc;
 }
 
 /* Checks the key against the chain: loading a wrong key is an error now,
@@ -219,26 +353,27 @@ int tapio_tls_context_load_cert_chain(tapio_tls_context *c,
                                       const char *certfile,
                                       const char *keyfile,
                                       const char *password) {
+  file_text cf, kf;
   int rc;
   if (!c || !certfile)
     return TAPIO_EINVAL;
   if (!keyfile)
     keyfile = certfile;
-  if ((rc = readable(certfile)) < 0 || (rc = readable(keyfile)) < 0) {
-    snprintf(c->err, sizeof c->err, "%s: %s",
-             readable(certfile) < 0 ? certfile : keyfile, tapio_strerror(rc));
+  if ((rc = file_open(c, certfile, &cf)) < 0)
+    return rc;
+  if ((rc = file_open(c, keyfile, &kf)) < 0) {
+    file_close(&cf);
     return rc;
   }
   ERR_clear_error();
-  SSL_CTX_set_default_passwd_cb(c->ctx, password_cb);
-  SSL_CTX_set_default_passwd_cb_userdata(c->ctx, (void *)password);
-  if (SSL_CTX_use_certificate_chain_file(c->ctx, certfile) != 1)
+  if (!use_chain_file(c, cf.bio, password))
     rc = fail_in(c, TAPIO_ETLS, certfile);
-  else if (SSL_CTX_use_PrivateKey_file(c->ctx, keyfile, SSL_FILETYPE_PEM) != 1)
+  else if (!use_key_file(c, kf.bio, password))
     rc = fail_in(c, TAPIO_ETLS, keyfile); /* no key there, a bad password */
   else
     rc = key_matches(c);
-  SSL_CTX_set_default_passwd_cb_userdata(c->ctx, NULL);
+  file_close(&cf);
+  file_close(&kf);
   return rc;
 }
 
@@ -310,18 +445,22 @@ int tapio_tls_context_load_verify_locations(tapio_tls_context *c,
                                             const char *cafile,
                                             const char *capath,
                                             const char *pem, size_t pemlen) {
+  file_text f;
   int rc;
   if (!c || (!cafile && !capath && !pem) || pemlen > INT32_MAX ||
       (pem && !pemlen))
     return TAPIO_EINVAL;
-  if (cafile && (rc = readable(cafile)) < 0) {
-    snprintf(c->err, sizeof c->err, "%s: %s", cafile, tapio_strerror(rc));
+  if (cafile && (rc = file_open(c, cafile, &f)) < 0)
     return rc;
-  }
   ERR_clear_error();
-  if ((cafile || capath) &&
-      SSL_CTX_load_verify_locations(c->ctx, cafile, capath) != 1)
-    return fail_in(c, TAPIO_ETLS, cafile ? cafile : capath);
+  rc = !cafile || add_cas_file(c, f.bio);
+  if (cafile)
+    file_close(&f);
+  if (!rc)
+    return fail_in(c, TAPIO_ETLS, cafile);
+  /* the directory's files are read by OpenSSL, when a handshake needs one */
+  if (capath && SSL_CTX_load_verify_locations(c->ctx, NULL, capath) != 1)
+    return fail_in(c, TAPIO_ETLS, capath);
   if (pem && !add_pem_cas(c, pem, pemlen)) {
     snprintf(c->err, sizeof c->err, "no certificate in the PEM text");
     return TAPIO_ETLS;
@@ -333,14 +472,37 @@ int tapio_tls_context_load_verify_locations(tapio_tls_context *c,
   return 0;
 }
 
+/* SSL_CTX_set_default_verify_paths with its file (SSL_CERT_FILE, else
+ * OpenSSL's) read by file_open; a file that does not load is no error, as
+ * there. The directory (SSL_CERT_DIR, else OpenSSL's) and store lookups
+ * are OpenSSL's: they read a file when a handshake needs one. c's words
+ * stay those of the last call on it. */
+static void default_paths(tapio_tls_context *c) {
+  X509_STORE *store = SSL_CTX_get_cert_store(c->ctx);
+  const char *file = secure_getenv(X509_get_default_cert_file_env());
+  X509_LOOKUP *dir, *uri;
+  char words[sizeof c->err];
+  file_text f;
+  memcpy(words, c->err, sizeof words);
+  if (file_open(c, file ? file : X509_get_default_cert_file(), &f) == 0) {
+    add_cas_file(c, f.bio);
+    file_close(&f);
+  }
+  memcpy(c->err, words, sizeof words);
+  if ((dir = X509_STORE_add_lookup(store, X509_LOOKUP_hash_dir())))
+    X509_LOOKUP_add_dir(dir, NULL, X509_FILETYPE_DEFAULT);
+  if ((uri = X509_STORE_add_lookup(store, X509_LOOKUP_store())))
+    X509_LOOKUP_add_store(uri, NULL);
+  ERR_clear_error();
+}
+
 /* Before a connection that verifies: the system store, unless CAs were
- * given. SSL_CERT_FILE and SSL_CERT_DIR are honoured by OpenSSL here. */
+ * given. SSL_CERT_FILE and SSL_CERT_DIR are honoured, as by OpenSSL. */
 void tapio__tls_context_load_defaults(tapio_tls_context *c) {
   pthread_mutex_lock(&c->lock);
   if (!c->cas_given && !c->defaults_loaded) {
     c->defaults_loaded = 1;
-    SSL_CTX_set_default_verify_paths(c->ctx);
-    ERR_clear_error();
+    default_paths(c);
   }
   pthread_mutex_unlock(&c->lock);
 }
@@ -497,7 +659,8 @@ int tapio_tls_context_set_keylog_file(tapio_tls_context *c,
   FILE *f = NULL;
   if (!c)
     return TAPIO_EINVAL;
-  if (path && !(f = fopen(path, "a"))) {
+  /* close-on-exec ("e"): a child started later must not hold the log */
+  if (path && !(f = fopen(path, "ae"))) {
     int rc = tapio__from_errno(errno);
     snprintf(c->err, sizeof c->err, "%s: %s", path, tapio_strerror(rc));
     return rc;

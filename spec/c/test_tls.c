@@ -181,6 +181,27 @@ static void system_store_from_env(void)
   tls_pair_end(&p);
 }
 
+/* The system store's directory (SSL_CERT_DIR; its file missing): OpenSSL
+ * still reads it, as a handshake needs a certificate of it. */
+static void system_store_dir_from_env(void)
+{
+  char dir[] = "/tmp/tapio-certdir-XXXXXX", cmd[1024];
+  tapio_tls_context *cc = NULL;
+  tls_pair p;
+  CHECK(mkdtemp(dir) != NULL);
+  snprintf(cmd, sizeof cmd, "cp %s %s/ && openssl rehash %s", cert("ca.pem"),
+           dir, dir);
+  CHECK_EQ(system(cmd), 0);
+  CHECK(setenv("SSL_CERT_FILE", "/nonexistent/ca.pem", 1) == 0);
+  CHECK(setenv("SSL_CERT_DIR", dir, 1) == 0);
+  CHECK_OK(tapio_tls_context_new(TAPIO_TLS_CLIENT, &cc));
+  pair_up(&p, server_ctx("server"), cc, "localhost");
+  roundtrip(p.loop, &p.c, p.s);
+  tls_pair_end(&p);
+  snprintf(cmd, sizeof cmd, "rm -r %s", dir);
+  CHECK_EQ(system(cmd), 0);
+}
+
 /* Closing or aborting from inside every callback of a TLS client: one
  * connection_lost, last, and nothing used after it is freed (the asan and
  * valgrind builds run this too). */
@@ -789,6 +810,41 @@ static void keylog(void)
   CHECK(n >= 4);
 }
 
+/* The files tapio reads itself (test_inherit: OpenSSL's reads left the
+ * descriptor to a child): an encrypted key with its password, and not
+ * with a wrong one or none (the key file named); a chain of two; a CA
+ * directory (capath), which OpenSSL still reads itself. */
+static void files_read_as_openssl_reads_them(void)
+{
+  char dir[] = "/tmp/tapio-files-XXXXXX", cmd[1024], key[256], chain[256];
+  tapio_tls_context *s, *c;
+  tls_pair p;
+  CHECK(mkdtemp(dir) != NULL);
+  snprintf(key, sizeof key, "%s/enc.key", dir);
+  snprintf(chain, sizeof chain, "%s/chain.pem", dir);
+  snprintf(cmd, sizeof cmd,
+           "openssl pkey -in %s -aes128 -passout pass:secret -out %s && "
+           "cat %s %s > %s && cp %s %s/ && openssl rehash %s 2>/dev/null",
+           cert("server.key"), key, cert("server.pem"), cert("ca.pem"), chain,
+           cert("ca.pem"), dir, dir);
+  CHECK_EQ(system(cmd), 0);
+  CHECK_OK(tapio_tls_context_new(TAPIO_TLS_SERVER, &s));
+  CHECK_ERR(tapio_tls_context_load_cert_chain(s, chain, key, "wrong"),
+            TAPIO_ETLS);
+  CHECK(strstr(tapio_tls_context_error(s), key) != NULL);
+  CHECK_ERR(tapio_tls_context_load_cert_chain(s, chain, key, NULL),
+            TAPIO_ETLS);
+  CHECK(strstr(tapio_tls_context_error(s), key) != NULL);
+  CHECK_OK(tapio_tls_context_load_cert_chain(s, chain, key, "secret"));
+  CHECK_OK(tapio_tls_context_new(TAPIO_TLS_CLIENT, &c));
+  CHECK_OK(tapio_tls_context_load_verify_locations(c, NULL, dir, NULL, 0));
+  pair_up(&p, s, c, "localhost");
+  roundtrip(p.loop, &p.c, p.s);
+  tls_pair_end(&p);
+  snprintf(cmd, sizeof cmd, "rm -r %s", dir);
+  CHECK_EQ(system(cmd), 0);
+}
+
 /* Each refused call says why in tapio_tls_context_error: none answers
  * with the words of an earlier failure. */
 static void context_errors_say_why(void)
@@ -826,7 +882,8 @@ TEST_MAIN_WARM(handshake_and_echo, TEST(released_server_calls_no_factory),
                TEST(hook_releases_server), TEST(server_cut_short_is_not_heard),
                TEST(handshake_and_echo), TEST(extra_info), TEST(tls12),
                TEST(ip_address_checked), TEST(verify_none),
-               TEST(system_store_from_env), TEST(close_inside_callbacks),
+               TEST(system_store_from_env), TEST(system_store_dir_from_env),
+               TEST(close_inside_callbacks),
                TEST(handed_over_sockets), TEST(cert_expired),
                TEST(cert_not_yet_valid), TEST(cert_wrong_host),
                TEST(cert_unknown_ca), TEST(cert_self_signed),
@@ -838,4 +895,5 @@ TEST_MAIN_WARM(handshake_and_echo, TEST(released_server_calls_no_factory),
                TEST(client_cert_missing), TEST(client_cert_missing_tls12),
                TEST(alpn), TEST(sni_table), TEST(sni_callback),
                TEST(session_resumption), TEST(keylog),
-               TEST(context_errors_say_why))
+               TEST(context_errors_say_why),
+               TEST(files_read_as_openssl_reads_them))
