@@ -194,8 +194,12 @@ static int is_pipe(const tapio_transport *t) {
 
 /* What fd is decides the I/O layer: sockets send with MSG_NOSIGNAL, pipes
  * block SIGPIPE, terminals need neither. Anything else (a regular file or
- * a directory, always "ready") is refused, as asyncio refuses it. */
-static int classify(int fd, const tapio__io **io, int *watch) {
+ * a directory, always "ready") is refused, as asyncio refuses it. So is a
+ * device that cannot poll (/dev/zero) for reading, with TAPIO_EPERM (see
+ * tapio__fd_pollable; asyncio's add_reader fails there too); written to,
+ * it never makes a write wait. */
+static int classify(int fd, int writing, const tapio__io **io,
+                    int *watch) {
   struct stat st;
   if (fstat(fd, &st) < 0)
     return tapio__from_errno(errno);
@@ -208,14 +212,14 @@ static int classify(int fd, const tapio__io **io, int *watch) {
     *io = &chr_io;
   else
     return TAPIO_EINVAL;
-  return 0;
+  return writing ? 0 : tapio__fd_pollable(fd, &st);
 }
 
 int tapio__pipe_new(tapio_loop *loop, int fd, int writing, const void *proto,
                     void *ud, tapio_transport **out) {
   const tapio__io *io = NULL;
   tapio__pipe *p;
-  int watch = 0, fl, rc = classify(fd, &io, &watch);
+  int watch = 0, fl, rc = classify(fd, writing, &io, &watch);
   *out = NULL;
   if (rc < 0)
     return rc;

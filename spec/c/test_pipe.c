@@ -273,6 +273,31 @@ static void pipe_refusals(void)
   free_loop(loop);
 }
 
+/* A device that cannot poll (/dev/zero) is refused for reading, and
+ * closed: libev called its watcher at every poll (a run spun; a host
+ * asleep on the loop's descriptor heard of it in no step after the
+ * first, its reading stalled). Written to (/dev/null) it never waits:
+ * taken, and a host needs no wake for it. */
+static void pipe_on_a_device_that_cannot_poll(void)
+{
+  tapio_loop *loop = new_loop();
+  int zero = open("/dev/zero", O_RDONLY | O_CLOEXEC);
+  int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+  rec r;
+  CHECK(zero >= 0 && null >= 0);
+  CHECK_ERR(tapio_connect_read_pipe(loop, zero, &rec_proto, NULL, NULL,
+                                    never_connected, NULL), TAPIO_EPERM);
+  CHECK(!fd_is_open(zero));
+  rec_init(&r);
+  CHECK_OK(connect_pipe(loop, null, 1, &r));
+  CHECK_OK(tapio_transport_write(r.t, "gone", 4));
+  CHECK_EQ(tapio_transport_get_write_buffer_size(r.t), 0);
+  tapio_transport_close(r.t);
+  HOST_WAIT(loop, r.lost);
+  CHECK_STR(r.log, "made lost:0");
+  end_pair(loop, &r, -1);
+}
+
 /* ---- Write pipes ------------------------------------------------------- */
 
 static void write_pipe_writes_and_write_eof_closes(void)
@@ -618,6 +643,7 @@ TEST_MAIN(
   TEST(pipe_nonblocking_stays),
   TEST(shared_description_keeps_mode),
   TEST(pipe_refusals),
+  TEST(pipe_on_a_device_that_cannot_poll),
   TEST(write_pipe_writes_and_write_eof_closes),
   TEST(write_pipe_flow_control),
   TEST(write_pipe_reader_gone_idle),
