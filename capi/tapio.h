@@ -281,7 +281,8 @@ uint64_t tapio_loop_memory(tapio_loop *loop);
  * watchers (adding one fails with EEXIST); otherwise TAPIO_ENOTSUP.
  * libev makes its epoll descriptor anew when an event comes for a
  * descriptor closed while its file lives on elsewhere (a dup, a child
- * holding it); the step that does so adds the new one, so the host's
+ * holding it); the step that does so takes the old one out (a child the
+ * host forked holds it still) and adds the new one, so the host's
  * descriptor stays the same and keeps waking for I/O. Also
  * TAPIO_ENOTSUP where libev does not use epoll; TAPIO_EMFILE without
  * descriptors; TAPIO_ECLOSED while the loop is being freed. */
