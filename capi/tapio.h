@@ -1375,9 +1375,10 @@ void tapio_server_release(tapio_server *s);
  * stream protocol (tapio_protocol). fd is the read or write end of a pipe
  * or a FIFO, a character device (a pty: EIO from the master once the
  * slave is closed reads as end of file) or a socket; anything else (a
- * regular file, which cannot be watched for readiness) is TAPIO_EINVAL,
- * and a device that cannot poll (/dev/zero) is TAPIO_EPERM for reading
- * (written to, as /dev/null, it never makes a write wait).
+ * regular file, which cannot be watched for readiness) is TAPIO_EINVAL.
+ * A character device that cannot poll (/dev/zero, /dev/null: epoll
+ * refuses it) is read as always ready, from the loop's queue, until
+ * paused or at its end.
  *
  * tapio owns fd from the call on, also when the call fails: it is closed
  * with the transport. fd may be in blocking or non-blocking mode: tapio

@@ -31,18 +31,6 @@ static int not_a_pipe(lua_State *L, tl_transport *lt, const char *fn,
   return 2;
 }
 
-/* The EPERM value of a device a read pipe refuses (/dev/zero), saying so. */
-static int cannot_poll(lua_State *L, tl_transport *lt, int fd) {
-  char msg[200];
-  snprintf(msg, sizeof msg, "%s: descriptor %d is a device that cannot "
-           "poll (always ready: epoll cannot watch it, as asyncio's "
-           "add_reader says)", FN_READ, fd);
-  tl_release_transport(L, lt);
-  lua_pushnil(L);
-  tl_pusherror(L, TAPIO_EPERM, msg);
-  return 2;
-}
-
 /* loop:_connect_read_pipe(cb, factory, fd, opts) and the write one: tapio
  * owns fd from here on, also when this fails. */
 static int connect_pipe(lua_State *L, int writing) {
@@ -65,8 +53,6 @@ static int connect_pipe(lua_State *L, int writing) {
   tapio_options_free(o);
   if (rc == TAPIO_EINVAL) /* the arguments are checked: fd is what is not */
     return not_a_pipe(L, lt, fn, fd);
-  if (rc == TAPIO_EPERM && !writing)
-    return cannot_poll(L, lt, fd);
   return tl_create_done(L, lt, rc);
 }
 

@@ -251,28 +251,4 @@ describe("pipe arguments", function()
       assert.are.equal("EBADF", err.name)
     end)
   end)
-
-  it("refuses a device that cannot poll for reading (EPERM)", function()
-    run(function(loop)
-      -- the descriptor of /dev/zero Lua opened, found in /proc/<pid>/fd
-      local file = assert(io.open("/dev/zero", "rb"))
-      local fd
-      local ls = io.popen("ls -l /proc/" .. helper.pid() .. "/fd")
-      for line in ls:lines() do
-        local n, target = line:match("(%d+) %-> (.*)$")
-        if target == "/dev/zero" then
-          fd = tonumber(n)
-        end
-      end
-      ls:close()
-      assert.is_number(fd)
-      local ok, err = pcall(read_pipe, loop, fd) -- tapio closes fd
-      assert.is_false(ok)
-      assert.are.equal("EPERM", err.name)
-      assert.are.equal("loop:connect_read_pipe: descriptor " .. fd
-        .. " is a device that cannot poll (always ready: epoll cannot "
-        .. "watch it, as asyncio's add_reader says)", err.message)
-      file:close()
-    end)
-  end)
 end)
