@@ -281,7 +281,8 @@ uint64_t tapio_loop_memory(tapio_loop *loop);
  * watchers (adding one fails with EEXIST); otherwise TAPIO_ENOTSUP.
  * libev makes its epoll descriptor anew when an event comes for a
  * descriptor closed while its file lives on elsewhere (a dup, a child
- * holding it); the step that does so adds the new one, so the host's
+ * holding it); the step that does so takes the old one out (a child the
+ * host forked holds it still) and adds the new one, so the host's
  * descriptor stays the same and keeps waking for I/O. Also
  * TAPIO_ENOTSUP where libev does not use epoll; TAPIO_EMFILE without
  * descriptors; TAPIO_ECLOSED while the loop is being freed. */
@@ -396,8 +397,9 @@ void tapio_work_release(tapio_work *w);
  * caller's: tapio never reads, writes or closes it. A reader and a writer
  * are separate watches of one fd; adding one that exists replaces its fn
  * and ud. Errors: TAPIO_EINVAL (NULL, fd < 0), TAPIO_EBADF (fd is not
- * open), TAPIO_EPERM (a regular file or a directory: epoll cannot watch
- * them, asyncio's PermissionError), TAPIO_EBUSY (a transport or server
+ * open), TAPIO_EPERM (a regular file, a directory, a device that cannot
+ * poll such as /dev/null: epoll cannot watch them, asyncio's
+ * PermissionError), TAPIO_EBUSY (a transport or server
  * of this loop owns fd: asyncio's "File descriptor is used by
  * transport"), TAPIO_ECLOSED (the loop is being freed), TAPIO_EVIRTUAL
  * (a virtual clock's loop: Testing). Removing a watch
@@ -457,7 +459,7 @@ int tapio_remove_writer(tapio_loop *loop, int fd);
  * writes another file.
  * Errors of the call, none of which calls cb: TAPIO_EINVAL (NULL, fd < 0,
  * a NULL buffer with a length), TAPIO_EBADF (fd is not open), TAPIO_EPERM
- * (a regular file or a directory), TAPIO_EBUSY (a transport or server of
+ * (a regular file, a directory, a device that cannot poll), TAPIO_EBUSY (a transport or server of
  * the loop owns fd, as add_reader refuses it), TAPIO_ECLOSED (the loop is
  * being freed), TAPIO_EVIRTUAL (a loop on a virtual clock), TAPIO_ENOMEM.
  * A socket that is not non-blocking is used as one by recv, recvfrom,
@@ -1378,6 +1380,9 @@ void tapio_server_release(tapio_server *s);
  * or a FIFO, a character device (a pty: EIO from the master once the
  * slave is closed reads as end of file) or a socket; anything else (a
  * regular file, which cannot be watched for readiness) is TAPIO_EINVAL.
+ * A character device that cannot poll (/dev/zero, /dev/null: epoll
+ * refuses it) is read as always ready, from the loop's queue, until
+ * paused or at its end.
  *
  * tapio owns fd from the call on, also when the call fails: it is closed
  * with the transport. fd may be in blocking or non-blocking mode: tapio

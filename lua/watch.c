@@ -73,7 +73,8 @@ int tl_fd_refused(lua_State *L, const char *fn, int n, int rc) {
     return tl_argerror(L, fn, n, "fd", "not an open descriptor");
   if (rc == TAPIO_EPERM)
     return tl_argerror(L, fn, n, "fd",
-                       "a regular file or directory: epoll cannot watch it");
+                       "a regular file, a directory or a device that cannot "
+                       "poll: epoll cannot watch it");
   if (rc == TAPIO_EBUSY)
     return tl_argerror(L, fn, n, "fd",
                        "used by a transport or server of the loop");

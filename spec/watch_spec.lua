@@ -250,8 +250,8 @@ describe("loop:add_reader", function()
       ls:close()
       assert.is_number(fd)
       assert.has_error(function() loop:add_reader(fd, print) end,
-        "tapio: loop:add_reader: bad argument #1 'fd' (a regular file or "
-        .. "directory: epoll cannot watch it)")
+        "tapio: loop:add_reader: bad argument #1 'fd' (a regular file, a "
+        .. "directory or a device that cannot poll: epoll cannot watch it)")
       file:close()
       os.remove(path)
     end)

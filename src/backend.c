@@ -310,12 +310,19 @@ static int add_in(int epfd, int fd) {
  * lives on (a dup, a child holding it), which epoll keeps reporting; a
  * fork, too. The old descriptor's close takes it out of epfd, so a host
  * asleep on epfd would hear of no I/O again. libev calls its fork watchers
- * just before; the step's end adds the new descriptor. */
+ * just before, the old descriptor still open; the step's end adds the new
+ * one. The old one leaves epfd here: a child the host forked holds it too,
+ * so its close alone would leave the old set in epfd, and that set's file
+ * of the closed descriptor, still readable, would wake the host for ever
+ * (until the child exits). */
 static void on_remade(struct ev_loop *ev, ev_fork *w, int revents) {
   struct tapio__backend *b = TAPIO_CONTAINER(w, struct tapio__backend,
                                              remade);
+  struct epoll_event ee;
   (void)ev;
   (void)revents;
+  memset(&ee, 0, sizeof ee);
+  epoll_ctl(b->epfd, EPOLL_CTL_DEL, b->evfd, &ee); /* ENOENT: not in */
   b->stale = 1;
 }
 

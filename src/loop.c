@@ -64,9 +64,14 @@ static _Thread_local tapio_loop *running_loop;
  * - pipe() for libev's signal/async pipe, retried forever. tapio starts no
  *   ev_async, ev_signal or ev_child watcher, so this cannot happen; if it
  *   ever did, aborting beats spinning at full speed.
- * - epoll_create in ev_loop_fork, which tapio never calls, and the
- *   io_uring, linuxaio, kqueue and port backends, which tapio never picks
- *   (EVFLAG_NOENV keeps LIBEV_FLAGS from choosing them).
+ * - epoll_create, retried forever, when libev makes its epoll set anew:
+ *   tapio never calls ev_loop_fork, but libev does the same by itself,
+ *   inside a run, for an event of a descriptor it no longer knows
+ *   (backend.c). It closes the old descriptor just before, so one is free
+ *   (unless another thread takes it meanwhile: then this spins until one
+ *   is). And the io_uring, linuxaio, kqueue and port backends, which
+ *   tapio never picks (EVFLAG_NOENV keeps LIBEV_FLAGS from choosing
+ *   them).
  * Only a loop's run calls the poll, so a system error outside any run is
  * the second case. */
 static void on_syserr(const char *msg) {

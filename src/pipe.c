@@ -96,6 +96,22 @@ static ssize_t pipe_writev(tapio__stream *s, void *ctx,
 static const tapio__io pipe_io = {.read = pipe_read, .writev = pipe_writev};
 static const tapio__io chr_io = {.read = pipe_read, .writev = chr_writev};
 
+/* A character device whose driver cannot poll (/dev/zero: epoll refuses
+ * it). libev takes its watcher all the same and calls it at every poll,
+ * polling without waiting meanwhile; but nothing turns the loop's
+ * descriptor readable for it, so a host asleep on that descriptor read it
+ * in one step and never again. Read for, it always has more, as a layer
+ * holding bytes: the stream reads on from the ready queue (stream.c's
+ * read_held and read_more), until paused or at its end. */
+static int always_more(tapio__stream *s, void *ctx) {
+  (void)s;
+  (void)ctx;
+  return 1;
+}
+
+static const tapio__io unpolled_io = {
+  .read = pipe_read, .writev = chr_writev, .pending = always_more};
+
 /* ---- The kinds' steps -------------------------------------------------- */
 
 static void on_reader_gone(struct ev_loop *ev, ev_io *w, int revents) {
@@ -193,10 +209,13 @@ static int is_pipe(const tapio_transport *t) {
 /* ---- Making them ------------------------------------------------------- */
 
 /* What fd is decides the I/O layer: sockets send with MSG_NOSIGNAL, pipes
- * block SIGPIPE, terminals need neither. Anything else (a regular file or
- * a directory, always "ready") is refused, as asyncio refuses it. */
-static int classify(int fd, const tapio__io **io, int *watch) {
+ * block SIGPIPE, terminals need neither, a device that cannot poll is read
+ * on and on. Anything else (a regular file or a directory, always "ready")
+ * is refused, as asyncio refuses it. */
+static int classify(int fd, int writing, const tapio__io **io,
+                    int *watch) {
   struct stat st;
+  int rc;
   if (fstat(fd, &st) < 0)
     return tapio__from_errno(errno);
   *watch = !S_ISCHR(st.st_mode);
@@ -204,10 +223,14 @@ static int classify(int fd, const tapio__io **io, int *watch) {
     *io = &tapio__socket_io;
   else if (S_ISFIFO(st.st_mode))
     *io = &pipe_io;
-  else if (S_ISCHR(st.st_mode))
-    *io = &chr_io;
-  else
+  else if (!S_ISCHR(st.st_mode))
     return TAPIO_EINVAL;
+  else if (writing || (rc = tapio__fd_pollable(fd, &st)) == 0)
+    *io = &chr_io;
+  else if (rc == TAPIO_EPERM)
+    *io = &unpolled_io;
+  else
+    return rc; /* no descriptor left to ask with */
   return 0;
 }
 
@@ -215,7 +238,7 @@ int tapio__pipe_new(tapio_loop *loop, int fd, int writing, const void *proto,
                     void *ud, tapio_transport **out) {
   const tapio__io *io = NULL;
   tapio__pipe *p;
-  int watch = 0, fl, rc = classify(fd, &io, &watch);
+  int watch = 0, fl, rc = classify(fd, writing, &io, &watch);
   *out = NULL;
   if (rc < 0)
     return rc;

@@ -156,9 +156,13 @@ void tapio__wake(tapio_loop *loop);
  * caller's); the signals' dispositions are put back. */
 void tapio__fdwatches_free_all(tapio_loop *loop);
 /* What add_reader refuses fd for: TAPIO_EINVAL (negative), TAPIO_EBADF
- * (not open), TAPIO_EPERM (a file or directory), TAPIO_EBUSY (a transport
- * or server of the loop owns it); else 0. */
+ * (not open), TAPIO_EPERM (a file, a directory, a device that cannot
+ * poll), TAPIO_EBUSY (a transport or server of the loop owns it); else 0. */
 int tapio__fd_usable(tapio_loop *loop, int fd);
+/* 0, or TAPIO_EPERM for a device epoll cannot watch (/dev/null); st is
+ * fd's. */
+struct stat;
+int tapio__fd_pollable(int fd, const struct stat *st);
 /* 1 if a transport or server of the loop owns fd. */
 int tapio__fd_owned(tapio_loop *loop, int fd);
 /* 1 when fd is not an open descriptor. */

@@ -7,7 +7,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 struct tapio__fdwatch {
   ev_io io;             /* first: libev's callback finds the watch by it */
@@ -166,8 +169,32 @@ int tapio__fd_owned(tapio_loop *loop, int fd) {
   return tapio__servers_hold_fd(loop, fd);
 }
 
+/* 0 if epoll can watch fd; TAPIO_EPERM for a device whose driver cannot
+ * say when it is ready (/dev/null, /dev/zero), as for a regular file.
+ * libev takes such a descriptor all the same and calls its watchers at
+ * every poll, which it then makes without waiting: a run that spins, and
+ * a host asleep on the loop's descriptor that never hears of them. A
+ * scratch epoll instance answers, for devices only (sockets, pipes and
+ * the kernel's own descriptors always poll). */
+int tapio__fd_pollable(int fd, const struct stat *st) {
+  struct epoll_event ee;
+  int ep, rc = 0;
+  if (!S_ISCHR(st->st_mode) && !S_ISBLK(st->st_mode))
+    return 0;
+  ep = epoll_create1(EPOLL_CLOEXEC);
+  if (ep < 0)
+    return tapio__from_errno(errno);
+  memset(&ee, 0, sizeof ee);
+  ee.events = EPOLLIN;
+  if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ee) < 0)
+    rc = tapio__from_errno(errno);
+  close(ep);
+  return rc;
+}
+
 /* What epoll can watch: an open descriptor, neither a regular file nor a
- * directory (epoll refuses them with EPERM, as asyncio's selector does). */
+ * directory nor a device that cannot poll (epoll refuses them with EPERM,
+ * as asyncio's selector does). */
 static int check_fd(int fd, struct stat *st) {
   if (fd < 0)
     return TAPIO_EINVAL;
@@ -175,7 +202,7 @@ static int check_fd(int fd, struct stat *st) {
     return tapio__from_errno(errno);
   if (S_ISREG(st->st_mode) || S_ISDIR(st->st_mode))
     return TAPIO_EPERM;
-  return 0;
+  return tapio__fd_pollable(fd, st);
 }
 
 int tapio__fd_usable(tapio_loop *loop, int fd) {

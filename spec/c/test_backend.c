@@ -378,6 +378,56 @@ static void libev_making_its_set_anew_keeps_it_awake(void)
   CHECK(close(peer) == 0);
 }
 
+/* A child the host forks and that does not use the loop holds every
+ * descriptor of the parent, libev's epoll instance among them. When libev
+ * makes its set anew (a descriptor the parent closed, whose file the child
+ * holds, turned readable), the old instance lives on in the child with
+ * its registrations, that file's among them: the host's descriptor, which
+ * held the old instance, stayed readable until the child exited, and a
+ * host asleep on it spun. */
+static void forked_child_keeps_the_old_set(void)
+{
+  tapio_loop *loop = new_loop();
+  rec c, d, *s;
+  srv sv;
+  int peer, go[2], fd = tapio_loop_backend_fd(loop);
+  pid_t pid;
+  rec_init(&c);
+  peer = pair_raw(loop, &c);
+  spin(loop, 3); /* its reading is in the kernel's set */
+  CHECK(pipe(go) == 0);
+  pid = fork();
+  CHECK(pid >= 0);
+  if (pid == 0) { /* holds the parent's descriptors until go is closed */
+    char b;
+    close(go[1]);
+    while (read(go[0], &b, 1) < 0 && errno == EINTR)
+      ;
+    _exit(0);
+  }
+  close(go[0]);
+  tapio_transport_close(c.t);
+  HOST_WAIT(loop, c.lost);
+  raw_send_str(NULL, peer, "x"); /* the closed number's file turns readable */
+  HOST_WAIT(loop, !readable(fd)); /* libev made its set anew: asleep again */
+  rec_init(&d);
+  s = srv_start_pair(&sv, loop, &d);
+  CHECK_OK(tapio_transport_write(d.t, "ping", 4));
+  HOST_WAIT(loop, s->nin == 4);
+  CHECK(close(go[1]) == 0); /* the child exits */
+  while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+    ;
+  CHECK_OK(tapio_transport_write(d.t, "pong", 4));
+  HOST_WAIT(loop, s->nin == 8);
+  CHECK(memcmp(s->in, "pingpong", 8) == 0);
+  tapio_transport_close(d.t);
+  HOST_WAIT(loop, d.lost && s->lost);
+  rec_free(&c);
+  rec_free(&d);
+  srv_release_and_free(&sv, loop);
+  CHECK(close(peer) == 0);
+}
+
 static void *call_from_thread(void *ud)
 {
   static int n;
@@ -409,4 +459,5 @@ TEST_MAIN(TEST(fd_is_an_epoll_of_its_own), TEST(io_makes_it_readable),
           TEST(queued_calls_are_work), TEST(threadsafe_call_wakes_it),
           TEST(work_between_steps_wakes_it_unasked),
           TEST(nests_in_the_hosts_epoll),
-          TEST(libev_making_its_set_anew_keeps_it_awake))
+          TEST(libev_making_its_set_anew_keeps_it_awake),
+          TEST(forked_child_keeps_the_old_set))

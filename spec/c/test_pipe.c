@@ -273,6 +273,38 @@ static void pipe_refusals(void)
   free_loop(loop);
 }
 
+/* A read pipe on a device that cannot poll (/dev/zero, which epoll
+ * refuses): libev called its watcher at every poll, but the loop's
+ * descriptor never turned readable for it, so a host asleep there read
+ * one step's worth and no more. It reads on, from the ready queue, until
+ * paused; /dev/null reads its end at once. */
+static void read_pipe_on_a_device_that_cannot_poll(void)
+{
+  tapio_loop *loop = new_loop();
+  int zero = open("/dev/zero", O_RDONLY | O_CLOEXEC);
+  int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  size_t at;
+  rec r, e;
+  CHECK(zero >= 0 && null >= 0);
+  rec_init(&r);
+  CHECK_OK(connect_pipe(loop, zero, 0, &r));
+  HOST_WAIT(loop, r.nin >= (8u << 20));
+  CHECK_OK(tapio_transport_pause_reading(r.t));
+  at = r.nin;
+  spin(loop, 3);
+  CHECK_EQ(r.nin, at);
+  CHECK_OK(tapio_transport_resume_reading(r.t));
+  HOST_WAIT(loop, r.nin >= at + (8u << 20));
+  tapio_transport_close(r.t);
+  HOST_WAIT(loop, r.lost);
+  rec_init(&e);
+  CHECK_OK(connect_pipe(loop, null, 0, &e));
+  HOST_WAIT(loop, e.lost);
+  CHECK_STR(e.log, "made eof lost:0");
+  rec_free(&e);
+  end_pair(loop, &r, -1);
+}
+
 /* ---- Write pipes ------------------------------------------------------- */
 
 static void write_pipe_writes_and_write_eof_closes(void)
@@ -618,6 +650,7 @@ TEST_MAIN(
   TEST(pipe_nonblocking_stays),
   TEST(shared_description_keeps_mode),
   TEST(pipe_refusals),
+  TEST(read_pipe_on_a_device_that_cannot_poll),
   TEST(write_pipe_writes_and_write_eof_closes),
   TEST(write_pipe_flow_control),
   TEST(write_pipe_reader_gone_idle),

@@ -2,6 +2,7 @@
  * removal (asyncio's add_reader and friends, the reference's "watch a file
  * descriptor for read events" example), on real sockets and pipes. */
 #include "test.h"
+#include "pipes.h"
 
 #include <fcntl.h>
 
@@ -284,6 +285,32 @@ static void bad_descriptors(void)
   CHECK(send(sv[1], "ok", 2, 0) == 2);
   WAIT_FOR(loop, w.calls == 1);
   close_pair(sv);
+  free_loop(loop);
+}
+
+/* A device whose driver cannot poll (/dev/null, /dev/zero) is refused
+ * as a regular file is (asyncio's PermissionError): libev took it and
+ * called the watch at every poll, polling without waiting, so a run
+ * spun and a host asleep on the loop's descriptor never heard of it
+ * again. A terminal polls: watched. */
+static void device_that_cannot_poll(void)
+{
+  tapio_loop *loop = new_loop();
+  int null = open("/dev/null", O_RDWR), zero = open("/dev/zero", O_RDONLY);
+  int m, sl;
+  CHECK(null >= 0 && zero >= 0);
+  CHECK_ERR(tapio_add_reader(loop, null, never_called, NULL), TAPIO_EPERM);
+  CHECK_ERR(tapio_add_writer(loop, null, never_called, NULL), TAPIO_EPERM);
+  CHECK_ERR(tapio_add_reader(loop, zero, never_called, NULL), TAPIO_EPERM);
+  spin(loop, 2);
+  CHECK_EQ(tapio_loop_backend_timeout(loop), -1); /* nothing watched */
+  make_pty(&m, &sl);
+  CHECK_OK(tapio_add_reader(loop, sl, never_called, NULL));
+  CHECK_EQ(tapio_remove_reader(loop, sl), 1);
+  close(sl);
+  close(m);
+  close(null);
+  close(zero);
   free_loop(loop);
 }
 
@@ -624,6 +651,7 @@ TEST_MAIN(TEST(reader_sees_data_and_removes_itself),
           TEST(writer_runs_while_writable), TEST(writer_waits_for_room),
           TEST(reader_and_writer_on_one_fd), TEST(add_again_replaces),
           TEST(remove_a_watch_already_due), TEST(bad_descriptors),
+          TEST(device_that_cannot_poll),
           TEST(closed_before_the_poll), TEST(closed_handler_reacts),
           TEST(descriptors_of_transports_and_servers_are_busy),
           TEST(loop_free_removes_watches), TEST(host_wakes_for_a_reader),
