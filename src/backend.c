@@ -327,15 +327,15 @@ static void on_remade(struct ev_loop *ev, ev_fork *w, int revents) {
 }
 
 /* Tried at each step's end until it works (it needs memory: a
- * throwaway loop); the first failure is reported. */
+ * throwaway loop), the host woken every 50 ms meanwhile; the first
+ * failure is reported. */
 static void follow_ev_fd(tapio_loop *loop, struct tapio__backend *b) {
   int fd = find_ev_fd(loop), rc = fd < 0 ? fd : add_in(b->epfd, fd);
   if (rc < 0) {
     if (b->stale++ == 1)
       tapio__report(loop, rc,
                     "tapio_loop_backend_fd: libev made its epoll descriptor "
-                    "anew and it could not be added: the descriptor wakes "
-                    "for timers only",
+                    "anew and it could not be added: tried again every 50 ms",
                     NULL);
     return;
   }
@@ -422,6 +422,8 @@ void tapio__backend_sync(tapio_loop *loop) {
   uint64_t ticks;
   if (b->stale)
     follow_ev_fd(loop, b);
+  if (b->stale && (at < 0 || at > tapio__now() + 0.05))
+    at = tapio__now() + 0.05; /* a step soon tries again */
   if (at > 1e15) /* never (infinity): no time_t holds it, so no timerfd
                     setting; one failed would leave the last one armed */
     at = -1;
