@@ -556,10 +556,20 @@ function destroyed(task)
   if set then
     set[task] = nil
   end
+  if task._ended_by_close then
+    return
+  end
   local message = ("task was destroyed but it is pending! (task '%s', "
     .. "waiting %s)"):format(task:get_name(), waits_at(task))
   F.to_handler(loop, { message = message, task = task,
                        traceback = debug.traceback(task._co, message) })
+end
+
+--- Marks a pending task that its loop's close ended for good, as it
+-- killed what the task stands for (tapio.fake's child: a real child
+-- process is no task): it is not reported when it is collected.
+function M.ended_by_close(task)
+  task._ended_by_close = true
 end
 
 --- task:print_stack([{limit = n, file = f}]): get_stack's frames
