@@ -134,7 +134,7 @@ local function child_ended(child, returncode)
     if not task:done() then
       task:cancel()
       if task:get_loop():is_closed() then
-        T.ended_by_close(task)
+        T.not_reported(task)
       end
     end
   end

@@ -556,7 +556,7 @@ function destroyed(task)
   if set then
     set[task] = nil
   end
-  if task._ended_by_close then
+  if task._not_reported then
     return
   end
   local message = ("task was destroyed but it is pending! (task '%s', "
@@ -565,11 +565,12 @@ function destroyed(task)
                        traceback = debug.traceback(task._co, message) })
 end
 
---- Marks a pending task that its loop's close ended for good, as it
--- killed what the task stands for (tapio.fake's child: a real child
--- process is no task): it is not reported when it is collected.
-function M.ended_by_close(task)
-  task._ended_by_close = true
+--- Marks a pending task whose end was told otherwise: it is not
+-- reported when it is collected (tapio.fake's child that the loop's close
+-- killed: a real child process is no task; a task testing.run's failure
+-- names as not ended when cancelled).
+function M.not_reported(task)
+  task._not_reported = true
 end
 
 --- task:print_stack([{limit = n, file = f}]): get_stack's frames
