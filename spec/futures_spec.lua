@@ -671,6 +671,7 @@ describe("a future of another loop", function()
   it("raises at once where a task awaits it", function()
     local other = tapio.new_loop()
     local fut = other:create_future()
+    local task
     helper.run(function(loop)
       local line = debug.getinfo(1, "l").currentline
       local ok, err = pcall(function() local r = fut:await() return r end)
@@ -682,12 +683,13 @@ describe("a future of another loop", function()
       assert.is_false(ok)
       assert.matches("^.-futures_spec.lua:%d+: tapio: future:await: the "
         .. "future belongs to another loop than the task's$", err)
-      local task = other:create_task(function() end)
+      task = other:create_task(function() end)
       assert.has_error(function() task:await() end, "tapio: future:await: "
         .. "the future belongs to another loop than the task's")
       assert.is_true(loop:create_future() ~= nil) -- the loop goes on
       tapio.sleep(0)
     end, { deadline = 2 })
+    other:run_until_complete(task) -- its own loop runs it to its end
     other:close()
   end)
 
@@ -712,7 +714,7 @@ describe("a future of another loop", function()
         end
       end
     end, { deadline = 2 })
-    task:cancel()
+    other:run_until_complete(task) -- its own loop runs it to its end
     other:close()
   end)
 
@@ -820,13 +822,20 @@ describe("tapio.run", function()
     assert.matches("stack traceback", tapio._traceback(err))
   end)
 
-  it("cancels the tasks still running when main returns", function()
+  it("cancels the tasks still running when main returns, and says so",
+     function()
     local task
+    local heard = {}
     tapio.run(function()
+      tapio.get_running_loop():set_exception_handler(function(_, ctx)
+        heard[#heard + 1] = ctx.message
+      end)
       task = tapio.create_task(function() tapio.sleep(30) end)
       tapio.sleep(0)
     end)
     assert.is_true(task:cancelled())
+    assert.are.same({ "tapio.run() ended what main left running: "
+      .. "cancelled 1 task" }, heard)
   end)
 
   it("refuses to run inside a running loop", function()

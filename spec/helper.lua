@@ -24,11 +24,31 @@ local function describe_context(ctx)
 end
 helper.describe_context = describe_context
 
+--- What a spec left of loop's tasks but `except` as it closes the loop:
+-- a message naming each (and where it waits), or nil. A task still
+-- pending at the close is reported by the collector as destroyed while
+-- pending, at whatever collection finds it (the interpreter's exit at
+-- the latest); this says it at once, whenever the collector runs.
+function helper.tasks_left(loop, except)
+  local lines = {}
+  for _, t in ipairs(tapio.all_tasks(loop)) do
+    if t ~= except then
+      lines[#lines + 1] = ("\n  %s, waiting at:%s"):format(tostring(t),
+        debug.traceback(t:get_coro(), "", 0))
+    end
+  end
+  if #lines > 0 then
+    return ("the spec left %d task(s) pending at the loop's close (cancel "
+      .. "or await them):%s"):format(#lines, table.concat(lines))
+  end
+end
+
 --- helper.run(fn, opts): a new loop runs fn(loop, errors) as a task until
 -- it ends or the deadline passes, then closes the loop. Returns fn's
 -- results. Errors (fn's, or the deadline's) are raised with the task's
 -- traceback. The loop's exception handler appends each context to
--- `errors`; unless opts.errors_ok, any such call fails the spec.
+-- `errors`; unless opts.errors_ok, any such call fails the spec. So does
+-- a task other than fn's still pending when the loop closes.
 -- opts.keep_open leaves the loop open (and returns it after the results).
 function helper.run(fn, opts)
   opts = opts or {}
@@ -52,6 +72,7 @@ function helper.run(fn, opts)
     error(("deadline of %gs passed; the task waits at:%s")
       :format(opts.deadline or helper.DEADLINE, where), 0)
   end
+  local left = not opts.keep_open and helper.tasks_left(loop, task)
   if not opts.keep_open then
     loop:close()
   end
@@ -62,6 +83,9 @@ function helper.run(fn, opts)
   if #errors > 0 and not opts.errors_ok then
     error("unexpected call of the exception handler:\n"
       .. describe_context(errors[1]), 0)
+  end
+  if left then
+    error(left, 0)
   end
   if opts.keep_open then
     r[r.n + 1] = loop

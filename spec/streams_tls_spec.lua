@@ -28,28 +28,41 @@ end
 -- Inside a task: the lines a peer printed to its end.
 local peer_lines = helper.output_lines
 
--- A stream server on 127.0.0.1 that echoes lines until the end; the
--- server, its port.
+-- A stream server on 127.0.0.1 that echoes lines until the end, or an
+-- error of the connection (a client that went: a reset); the server, its
+-- port, and the list of its handlers' tasks.
 local function echo_server(opts)
+  local handlers = {}
   local server = tapio.start_server(function(reader, writer)
-    while true do
-      local line = reader:readline()
-      if line == "" then
-        break
+    handlers[#handlers + 1] = tapio.current_task()
+    pcall(function()
+      while true do
+        local line = reader:readline()
+        if line == "" then
+          break
+        end
+        writer:write(line)
+        writer:drain()
       end
-      writer:write(line)
-      writer:drain()
-    end
+    end)
     writer:close()
   end, "127.0.0.1", 0, opts)
-  return server, helper.port(server)
+  return server, helper.port(server), handlers
+end
+
+-- Inside a task: once every handler in the list has ended (one still
+-- waiting when the loop closes would be a task destroyed while pending).
+local function ended(handlers)
+  for _, task in ipairs(handlers) do
+    task:await()
+  end
 end
 
 describe("streams over TLS", function()
   it("carry lines both ways: open_connection and start_server with ssl",
      function()
     run(function()
-      local server, port = echo_server({ ssl = server_ctx() })
+      local server, port, handlers = echo_server({ ssl = server_ctx() })
       local reader, writer = tapio.open_connection("127.0.0.1", port, {
         ssl = client_ctx(), server_hostname = "localhost",
         ssl_handshake_timeout = 5, limit = 10 })
@@ -67,6 +80,7 @@ describe("streams over TLS", function()
       writer:close()
       writer:wait_closed()
       server:close()
+      ended(handlers)
     end)
   end)
 
@@ -140,8 +154,10 @@ describe("streams over TLS", function()
       -- a plain server that never answers the ClientHello (not the line
       -- echo: it would echo the hello's bytes up to a newline byte, and a
       -- hello that ends in one comes back whole, an unexpected message)
+      local handlers = {}
       server = tapio.start_server(function(reader, writer)
-        reader:read()
+        handlers[#handlers + 1] = tapio.current_task()
+        pcall(reader.read, reader) -- the end, or a reset
         writer:close()
       end, "127.0.0.1", 0)
       port = helper.port(server)
@@ -150,6 +166,7 @@ describe("streams over TLS", function()
         ssl_handshake_timeout = 0.2 })
       assert.are.equal("ETIMEDOUT", err.name)
       server:close()
+      ended(handlers)
     end)
   end)
 
@@ -165,11 +182,12 @@ describe("streams over TLS", function()
       writer:close()
       assert.are.same({ "GOT from lua", "LOST None" }, peer_lines(p))
 
-      local server
-      server, port = echo_server({ ssl = server_ctx() })
+      local server, handlers
+      server, port, handlers = echo_server({ ssl = server_ctx() })
       p = peer("echo-client", port)
       assert.are.same({ "GOT hello from python", "CLOSED" }, peer_lines(p))
       server:close()
+      ended(handlers)
     end)
   end)
 end)
@@ -361,7 +379,9 @@ describe("writer:start_tls", function()
     -- server's reader stops taking input, so the 8 MiB never all go out
     run(function(loop)
       local hold = loop:create_future()
+      local handlers = {}
       local server = tapio.start_server(function(_, writer)
+        handlers[#handlers + 1] = tapio.current_task()
         hold:await() -- never reads
         writer:close()
       end, "127.0.0.1", 0, { ssl = server_ctx() })
@@ -378,13 +398,15 @@ describe("writer:start_tls", function()
       assert.is_true(loop:time() - t0 >= 0.29)
       hold:set_result(true)
       server:close()
+      ended(handlers)
     end)
   end)
 
   it("closes the connection when cancelled during the handshake",
      function()
     run(function(loop)
-      local server, port = echo_server() -- plain: never answers the hello
+      local server, port, handlers = echo_server() -- plain: never
+      -- answers the hello
       local reader, writer = tapio.open_connection("127.0.0.1", port)
       local upgrading = helper.started(loop, writer.start_tls, writer,
         client_ctx(), { server_hostname = "localhost" })
@@ -394,12 +416,13 @@ describe("writer:start_tls", function()
       writer:wait_closed()
       assert.is_true(writer:is_closing())
       server:close()
+      ended(handlers)
     end)
   end)
 
   it("checks its arguments", function()
     run(function()
-      local server, port = echo_server()
+      local server, port, handlers = echo_server()
       local _, writer = tapio.open_connection("127.0.0.1", port)
       assert.matches("streams_tls_spec.lua:%d+: tapio: writer:start_tls: " ..
         "bad argument #1 'sslcontext' %(tapio.tls_context expected, got " ..
@@ -424,6 +447,7 @@ describe("writer:start_tls", function()
       assert.are.equal(0, p:wait())
       writer:close()
       server:close()
+      ended(handlers)
     end)
   end)
 end)

@@ -560,6 +560,54 @@ describe("testing.run", function()
     end, { tasks_ok = true })()
   end)
 
+  it("runs the tasks it cancels to their end, as asyncio.run does",
+    function()
+    -- a cleanup that takes loop turns (real) or virtual time: it ends
+    -- before the loop closes (else it would be a task destroyed while
+    -- pending), and an error it raises fails the test
+    for _, real in ipairs({ true, false }) do
+      local ended = false
+      testing.run(function()
+        tapio.create_task(function()
+          pcall(tapio.sleep, 3600)
+          for _ = 1, 3 do
+            tapio.sleep(0)
+          end
+          tapio.sleep(real and 0.01 or 30)
+          ended = true
+        end)
+        tapio.sleep(0)
+      end, { tasks_ok = true, real = real or nil })()
+      assert.is_true(ended)
+      local err = failure(function()
+        tapio.create_task(function()
+          pcall(tapio.sleep, 3600)
+          tapio.sleep(0)
+          tapio.sleep(real and 0.01 or 30)
+          error("cleanup broke", 0)
+        end)
+        tapio.sleep(0)
+      end, { tasks_ok = true, real = real or nil })
+      assert.matches("a task the test body left running failed when "
+        .. "testing.run cancelled it: cleanup broke", err)
+    end
+    -- one that waits on after its cancel for what never comes fails it
+    -- (a real loop gives it a second)
+    for _, real in ipairs({ false, true }) do
+      local err = failure(function(_, loop)
+        local never = loop:create_future()
+        tapio.create_task(function()
+          pcall(tapio.sleep, 3600)
+          never:await()
+        end):set_name("stubborn")
+        tapio.sleep(0)
+      end, { tasks_ok = true, real = real or nil })
+      assert.matches("a task the test body left running did not end when "
+        .. "testing.run cancelled it:\n  tapio%.Task 'stubborn' "
+        .. "%(pending%), waiting at:\nstack traceback:", err)
+    end
+  end)
+
   it("fails a test whose task failed with an error nobody retrieved",
      function()
     -- Lua may collect the task, and report its error, long after the

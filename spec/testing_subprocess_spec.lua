@@ -393,6 +393,35 @@ describe("a fake program", function()
       loop:close()
       assert.are.equal(0, testing.transport_count(loop))
     end)
+
+  it("killed by the loop's close, is no task destroyed while pending (a "
+     .. "real child is no task)", function()
+    -- the program's function and a signal handler wait when the close
+    -- kills the child: their tasks can never run again, and the close
+    -- ended them; the default handler (the loop is closed) says nothing
+    local out, status = helper.run_script([[
+local tapio = require "tapio"
+local testing = require "tapio.testing"
+local loop = testing.new_loop()
+testing.fake_program(loop, "forever", function(child)
+  child:on_signal("USR1", function() tapio.sleep(3600) end)
+  child.stdout:write("ready\n")
+  tapio.sleep(3600)
+end)
+loop:run_until_complete(function()
+  local p = tapio.create_subprocess_exec("forever", nil, { stdout = "pipe" })
+  assert(p.stdout:readline() == "ready\n")
+  p:send_signal("SIGUSR1")
+  tapio.sleep(0)
+end)
+loop:close()
+collectgarbage("collect")
+collectgarbage("collect")
+print("collected")
+]])
+    assert.are.equal(0, status)
+    assert.are.equal("collected\n", out)
+  end)
 end)
 
 -- A case of process_streams_spec.lua ("writes stdin through cat and reads

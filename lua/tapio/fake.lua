@@ -9,6 +9,7 @@ local U = require "tapio.util"
 local F = require "tapio.future"
 local R = require "tapio.reader"
 local S = require "tapio.streams"
+local T = require "tapio.task"
 
 local K = core.testing
 local M = {}
@@ -124,12 +125,17 @@ local function child_done(child, name, task, handler)
   K._child_exit(child._handle, status)
 end
 
--- What ends the child's tasks: killed or exited, it runs no more.
+-- What ends the child's tasks: killed or exited, it runs no more. When
+-- the loop's close killed it, its tasks cannot run their cancel: they
+-- are over all the same, not tasks destroyed while pending.
 local function child_ended(child, returncode)
   child.returncode = returncode
   for task in pairs(child._tasks) do
     if not task:done() then
       task:cancel()
+      if task:get_loop():is_closed() then
+        T.not_reported(task)
+      end
     end
   end
 end

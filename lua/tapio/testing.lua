@@ -1000,6 +1000,53 @@ local function failed_when_cancelled(tasks)
   return failure, cause
 end
 
+-- Whether every task of the list is done.
+local function all_done(tasks)
+  for _, t in ipairs(tasks) do
+    if not t:done() then
+      return false
+    end
+  end
+  return true
+end
+
+-- The tasks the body left: cancelled, and the loop run until they end,
+-- as asyncio.run runs its loop until the tasks it cancelled end (one
+-- still waiting at the close would be a task destroyed while pending),
+-- for up to a second of real time; a virtual loop's clock jumps to each
+-- next timer meanwhile (the body is over: nothing else moves it).
+-- Returns those that did not end.
+local function end_tasks(loop, clock, tasks)
+  for _, t in ipairs(tasks) do
+    t:cancel()
+  end
+  if clock then
+    local stop_at = core._monotonic() + 1
+    local err = raised(K._advance, loop, 0) -- a busy loop is told above
+    while not err and not all_done(tasks) and next_due(loop)
+        and core._monotonic() < stop_at do
+      err = raised(K._advance, loop, next_due(loop) - loop:time())
+    end
+  else
+    loop:run_once(false)
+    local over = false
+    local grace = loop:call_later(1, function()
+      over = true
+    end)
+    while not all_done(tasks) and not over do
+      loop:run_once(true)
+    end
+    grace:cancel()
+  end
+  local stuck = {}
+  for _, t in ipairs(tasks) do
+    if not t:done() then
+      stuck[#stuck + 1] = t
+    end
+  end
+  return stuck
+end
+
 local RUN_OPTS = { seed = true, autojump = true, real = true,
   deadline = true, errors_ok = true, tasks_ok = true, transports_ok = true,
   servers_ok = true, timers_ok = true, step_limit = true }
@@ -1010,7 +1057,9 @@ local RUN_OPTS = { seed = true, autojump = true, real = true,
 -- replays it, if the body raised, is left waiting with nothing to wake
 -- it, called the exception handler (the contexts are clock.errors;
 -- opts.errors_ok allows them), or left tasks (opts.tasks_ok: they are
--- cancelled, and one that fails with an error then fails the test),
+-- cancelled and run to their end, as asyncio.run does, and one that
+-- fails with an error then, or has not ended a second later, fails the
+-- test),
 -- transports (opts.transports_ok) or servers (opts.servers_ok) open, or a
 -- timer pending (opts.timers_ok). opts.seed: the session's seed
 -- for the run. opts.autojump: while the body waits and nothing is left
@@ -1082,18 +1131,18 @@ function testing.run(body, opts)
     local failure = verdict(loop, task, errors, opts, late, err)
     local cause = task._state == "failed" and task:exception() or nil
     local left = tapio.all_tasks(loop)
-    for _, t in ipairs(left) do
-      t:cancel()
-    end
-    if clock then
-      raised(K._advance, loop, 0) -- a busy loop is told above
-    else
-      loop:run_once(false)
-    end
+    local stuck = end_tasks(loop, clock, left)
     local timer = timer_left(loop, opts)
     loop:close()
     if not failure then
       failure, cause = failed_when_cancelled(left)
+    end
+    if not failure and #stuck > 0 then
+      failure = ("a task the test body left running did not end when "
+        .. "testing.run cancelled it:%s"):format(tracebacks(stuck))
+    end
+    for _, t in ipairs(stuck) do
+      T.not_reported(t) -- said here (or the body's failure is the cause)
     end
     failure = failure or timer
     if failure then

@@ -181,6 +181,35 @@ local function check_heard(R, seed)
   end
 end
 
+-- A round closed early (R.close_early) leaves tasks waiting in a read, a
+-- drain or a connect: loop:close() ends the transports, not the tasks,
+-- and a task still waiting when its loop closes is destroyed while
+-- pending (on stderr: the closed loop's default handler). As asyncio.run
+-- does before its close, they are cancelled (again while one reads on
+-- after a cancel) and run to their end; what they leave open, the close
+-- ends. Returns true once they all ended within the round's deadline.
+local function end_tasks(R)
+  local loop, over = R.loop, false
+  local guard = loop:call_later(ROUND_DEADLINE, function()
+    over = true
+  end)
+  while not over do
+    local waiting = false
+    for _, task in ipairs(R.tasks) do
+      if not task:done() then
+        waiting = true
+        task:cancel("closing early")
+      end
+    end
+    if not waiting then
+      break
+    end
+    loop:run_once(true)
+  end
+  guard:cancel()
+  return not over
+end
+
 local function run_round(seed)
   local loop = tapio.new_loop()
   local R = new_round(seed, loop)
@@ -218,6 +247,12 @@ local function run_round(seed)
     local report = stuck_report(R)
     loop:close()
     error(("seed %d: the round did not end:\n%s"):format(seed, report), 0)
+  end
+  if R.close_early and not end_tasks(R) then
+    local report = stuck_report(R)
+    loop:close()
+    error(("seed %d: the round's tasks did not end once cancelled:\n%s")
+      :format(seed, report), 0)
   end
   loop:close()
   after_close(R)
