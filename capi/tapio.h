@@ -323,8 +323,11 @@ int tapio_call_at(tapio_loop *loop, double when, tapio_call_fn fn, void *ud,
                   tapio_handle **out);
 /* From any thread: fn(ud) runs on the loop's thread in a later iteration
  * and wakes the loop if it waits (or turns a polled loop's descriptor
- * readable). Each call runs exactly once, and the calls one thread makes
- * run in the order it made them (spec/c/test_loop.c checks both with four
+ * readable). It joins the loop's ready queue as asyncio's does: with
+ * timers due in the same iteration, it runs before them and what it
+ * schedules after them (so do signal callbacks and a job's done). Each
+ * call runs exactly once, and the calls one thread makes run in the
+ * order it made them (spec/c/test_loop.c checks both with four
  * threads at once, also built with ThreadSanitizer). From a callback of
  * the running loop, it is call_soon: in order with the calls call_soon
  * made around it, as asyncio's. No handle; it cannot be cancelled. A pending call is dropped unrun when the loop is freed,

@@ -264,8 +264,8 @@ smtp() {
   kill "$spid"
   cat "$work/$tag.clients" "$work/$tag.server" >"$work/$tag.out"
 }
-# The certificates: the tests' own (TAPIO_TLS_CERTS, made once per ctest
-# run), or made now.
+# The certificates: the tests' own (TAPIO_TLS_CERTS, the tls.certs
+# fixture's), or made now.
 if ! certs=$(sh "$here/../spec/tls/make_certs.sh" \
     "${TAPIO_TLS_CERTS:-$work/certs}"); then
   fail "could not make the TLS certificates"

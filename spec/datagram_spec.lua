@@ -188,9 +188,7 @@ describe("a datagram endpoint", function()
       tapio.sleep(0)
       local st, sp = bound(loop)
       st:sendto("x", dead_addr)
-      while #sp.errors == 0 do
-        tapio.sleep(0.01)
-      end
+      helper.until_true(function() return #sp.errors > 0 end)
       local err = sp.errors[1]
       assert.are.equal("ECONNREFUSED", err.name)
       assert.are.equal(("sendto ('127.0.0.1', %d): connection refused")

@@ -638,6 +638,34 @@ function helper.pid()
   return pid
 end
 
+--- The sockets this process has open, as a set of their inodes (other
+-- descriptors come and go with the run: a child's pipes, the lookups').
+function helper.open_sockets()
+  local ls = io.popen("ls -l /proc/" .. helper.pid() .. "/fd")
+  local set = {}
+  for line in ls:lines() do
+    local inode = line:match("socket:%[(%d+)%]$")
+    if inode then
+      set[inode] = true
+    end
+  end
+  ls:close()
+  return set
+end
+
+--- The sockets open now that were not in before (a set of
+-- helper.open_sockets()), as a sorted list of inodes.
+function helper.new_sockets(before)
+  local out = {}
+  for k in pairs(helper.open_sockets()) do
+    if not before[k] then
+      out[#out + 1] = k
+    end
+  end
+  table.sort(out)
+  return out
+end
+
 local abstract_names = 0
 
 --- A Linux abstract socket name ("@" not included) no other process holds:

@@ -189,33 +189,6 @@ describe("loop:getnameinfo", function()
   end)
 end)
 
--- The sockets this process has open, as a set of their inodes (other
--- descriptors come and go with the run: a child's pipes, the lookups').
-local function open_sockets()
-  local ls = io.popen("ls -l /proc/" .. helper.pid() .. "/fd")
-  local set = {}
-  for line in ls:lines() do
-    local inode = line:match("socket:%[(%d+)%]$")
-    if inode then
-      set[inode] = true
-    end
-  end
-  ls:close()
-  return set
-end
-
--- What is in set a and not in b, as a sorted list.
-local function missing_from(b, a)
-  local out = {}
-  for k in pairs(a) do
-    if not b[k] then
-      out[#out + 1] = k
-    end
-  end
-  table.sort(out)
-  return out
-end
-
 -- A server on ::1 (or host) that never accepts and whose backlog is full,
 -- and a serving one on 127.0.0.1 at the same port.
 local function split(loop, stall_host)
@@ -314,14 +287,14 @@ describe("create_connection to a name", function()
      .. "test_create_connection_timeout)", function()
     run(function(loop)
       local port, stall, good = split(loop, "::1")
-      local before = open_sockets()
+      local before = helper.open_sockets()
       local ok, err = pcall(tapio.wait_for, function()
         return loop:create_connection(function() return {} end, "::1", port)
       end, 0.05)
       assert.is_false(ok)
       assert.are.equal("ETIMEDOUT", err.name)
       -- the attempt's socket is gone: no socket made since is open
-      assert.are.same({}, missing_from(before, open_sockets()))
+      assert.are.same({}, helper.new_sockets(before))
       stall:close()
       good:close()
     end)

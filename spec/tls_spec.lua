@@ -745,11 +745,9 @@ describe("loop:start_tls", function()
       sp.made:await()
       sp.transport:pause_reading() -- the line and the hello arrive together
       t:write("STARTTLS\n")
-      local upgrading = loop:create_task(function() -- a future of it
-        return loop:start_tls(t, p, client_ctx(), {
-          server_hostname = "localhost" })
-      end)
-      tapio.sleep(0.05)
+      -- a task of it, which has sent the ClientHello once it waits
+      local upgrading = helper.started(loop, loop.start_tls, loop, t, p,
+        client_ctx(), { server_hostname = "localhost" })
       sp.transport:resume_reading()
       assert.are.equal(t, upgrading:await())
       upgraded:await()

@@ -334,6 +334,27 @@ describe("the worker pool", function()
     end)
   end)
 
+  it("resumes the task after the timers due when the job's end is seen, "
+     .. "as asyncio's (lua/README: a ticker made before the job)", function()
+    helper.run(function(loop)
+      local mark = os.tmpname()
+      os.remove(mark)
+      local ticks = 0
+      local waiter = loop:create_task(function()
+        loop:call_later(0, function() ticks = ticks + 1 end)
+        tapio.to_thread(read_from, "/dev/null", 1, nil, mark, "m")
+        return ticks
+      end)
+      loop:create_task(function() -- holds the loop until the job has ended
+        while not file_text(mark) do end
+        local t = os.clock() -- and its end has reached the loop's wakeup
+        while os.clock() - t < 0.005 do end
+      end)
+      assert.are.equal(1, waiter:await())
+      os.remove(mark)
+    end)
+  end)
+
   it("runs 100 different functions twice each, each its own", function()
     -- more than a thread's state keeps loaded (64): it starts again
     helper.run(function(loop)

@@ -237,8 +237,8 @@ int tapio_call_soon_threadsafe(tapio_loop *loop, tapio_call_fn fn, void *ud) {
     return TAPIO_EINVAL;
   /* from a callback of the loop (its own thread, running): a call_soon,
    * so that it keeps its place among them, as asyncio's does (through
-   * the wakeup it ran in the next poll's I/O phase, before call_soon's
-   * made earlier) */
+   * the wakeup it joined the queue after the next poll, behind call_soon's
+   * made after it) */
   if (running_loop == loop)
     return tapio_call_soon(loop, fn, ud, NULL);
   c = malloc(sizeof *c);
@@ -280,6 +280,22 @@ static void run_ts_calls(tapio__ts_call *c, int run) {
   }
 }
 
+/* What the wakeup brought (thread-safe calls, signals caught, jobs
+ * finished) runs as a task of the ready queue, ahead of the timers due in
+ * this iteration, as asyncio's call_soon_threadsafe appends to its ready
+ * queue: what it schedules (the step of a task awaiting a job) runs on
+ * the next turn, after those timers. Run in the I/O phase, it went before
+ * them: a call_later(0) made before a job that ended meanwhile had not run
+ * when its task resumed. tapio_loop_free ends them its own way. */
+static void run_woken(tapio__task *task) {
+  tapio_loop *loop = TAPIO_CONTAINER(task, tapio_loop, woken);
+  if (loop->freeing)
+    return;
+  run_ts_calls(take_ts_calls(loop), 1);
+  tapio__signals_dispatch(loop);
+  tapio__work_dispatch(loop);
+}
+
 static void on_wakeup(struct ev_loop *ev, ev_io *w, int revents) {
   tapio_loop *loop = TAPIO_CONTAINER(w, tapio_loop, wakeup);
   uint64_t count;
@@ -288,9 +304,7 @@ static void on_wakeup(struct ev_loop *ev, ev_io *w, int revents) {
   /* reset the counter first: a call queued after it wakes us again */
   while (read(w->fd, &count, sizeof count) < 0 && errno == EINTR)
     ;
-  run_ts_calls(take_ts_calls(loop), 1);
-  tapio__signals_dispatch(loop);
-  tapio__work_dispatch(loop);
+  tapio__task_post(loop, &loop->woken);
 }
 
 /* ---- Create and free --------------------------------------------------- */
@@ -343,6 +357,7 @@ static int loop_init(tapio_loop *loop) {
   ev_check_init(&loop->check, on_check);
   ev_set_priority(&loop->check, EV_MINPRI);
   ev_idle_init(&loop->idle, on_idle);
+  loop->woken.run = run_woken;
   ev_io_init(&loop->wakeup, on_wakeup, loop->wakeup_fd, EV_READ);
   ev_io_start(loop->ev, &loop->wakeup);
   /* One iteration with nothing queued puts the wakeup in the kernel's

@@ -85,6 +85,7 @@ struct tapio_loop {
   ev_io wakeup;       /* call_soon_threadsafe, signals, finished jobs;
                          keeps run() alive */
   int wakeup_fd;      /* its eventfd */
+  tapio__task woken;  /* runs what the wakeup brought, in the ready queue */
   tapio__task *ready_head, *ready_tail;
   tapio__task *batch;      /* the tasks run_queued is running */
   tapio__link due;    /* timers fired this iteration, not yet queued */

@@ -209,16 +209,54 @@ static void call_soon_from_call_next_iteration(void)
   free_loop(loop);
 }
 
-/* A call scheduled from an I/O callback (here the thread-safe wakeup's,
- * asked for on this thread) runs at the end of that same iteration. */
+/* A call scheduled from an I/O callback (a reader's) runs at the end of
+ * that same iteration. */
+typedef struct reader_call {
+  order_call call;
+  int fd;
+} reader_call;
+
+static void read_and_order(void *ud)
+{
+  reader_call *r = ud;
+  char c;
+  CHECK(read(r->fd, &c, 1) == 1);
+  CHECK_EQ(tapio_remove_reader(r->call.o->loop, r->fd), 1);
+  order_run(&r->call);
+}
+
 static void call_soon_from_io_same_iteration(void)
 {
   tapio_loop *loop = new_loop();
   order o = { loop, "" };
-  order_call a = { &o, 'a', 'x' };
-  CHECK_OK(tapio_call_soon_threadsafe(loop, order_run, &a));
+  reader_call r = { { &o, 'a', 'x' }, -1 };
+  int sv[2];
+  CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+  r.fd = sv[0];
+  CHECK_OK(tapio_add_reader(loop, sv[0], read_and_order, &r));
+  CHECK(write(sv[1], "r", 1) == 1);
   CHECK_OK(tapio_loop_run_once(loop, 1));
   CHECK_STR(o.log, "ax");
+  free_loop(loop);
+  close(sv[0]);
+  close(sv[1]);
+}
+
+/* A thread-safe call and a timer due in the same iteration: the call runs
+ * first and what it schedules after the timer, as asyncio's (its
+ * call_soon_threadsafe appends to the ready queue, and the timers due
+ * join it behind). The wakeup's calls ran in the I/O phase, so a call_soon
+ * of theirs (a task awaiting a thread's job resumed so) went before the
+ * timer: "axt". */
+static void call_soon_threadsafe_then_due_timer(void)
+{
+  tapio_loop *loop = new_loop();
+  order o = { loop, "" };
+  order_call a = { &o, 'a', 'x' }, t = { &o, 't', 0 };
+  CHECK_OK(tapio_call_later(loop, 0, order_run, &t, NULL));
+  CHECK_OK(tapio_call_soon_threadsafe(loop, order_run, &a));
+  WAIT_FOR(loop, strlen(o.log) == 3);
+  CHECK_STR(o.log, "atx");
   free_loop(loop);
 }
 
@@ -1015,6 +1053,7 @@ TEST_MAIN(
   TEST(exception_handler_replaced),
   TEST(call_soon_threadsafe_wakes_loop),
   TEST(call_soon_threadsafe_in_order_from_a_call),
+  TEST(call_soon_threadsafe_then_due_timer),
   TEST(call_soon_threadsafe_many_threads),
   TEST(loop_free_with_open_transports),
   TEST(loop_free_with_closing_transports),

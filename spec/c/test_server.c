@@ -78,31 +78,74 @@ static void server_several_hosts(void)
   srv_release_and_free(&sv, loop);
 }
 
+/* A socket of SO_REUSEPORT bound (not listening) to host at port, or -1
+ * when the port is taken there. */
+static int reuse_port_socket(const char *host, int port)
+{
+  struct sockaddr_storage ss;
+  socklen_t len = raw_addr(AF_INET, host, port, &ss);
+  int one = 1, fd = socket(AF_INET, SOCK_STREAM, 0);
+  CHECK(fd >= 0);
+  CHECK(setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) == 0);
+  if (bind(fd, (struct sockaddr *)&ss, len) != 0) {
+    CHECK(errno == EADDRINUSE);
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+/* A port held on 127.0.0.1 and 127.0.0.2 by sockets of SO_REUSEPORT
+ * (held[0], held[1]): nobody else binds it meanwhile, as could happen to
+ * a port freed by a close, and a bind of reuse_port shares it. Another
+ * program may have the port on 127.0.0.2: then another one. */
+static int hold_port(int held[2])
+{
+  int tries;
+  for (tries = 0; tries < 50; tries++) {
+    held[0] = reuse_port_socket("127.0.0.1", 0);
+    CHECK(held[0] >= 0);
+    held[1] = reuse_port_socket("127.0.0.2", raw_port(held[0]));
+    if (held[1] >= 0)
+      return raw_port(held[0]);
+    close(held[0]);
+  }
+  FAIL("no port free on both 127.0.0.1 and 127.0.0.2");
+  return -1;
+}
+
 /* An address given twice (a host repeated, or a name and its literal)
  * is bound once, as asyncio does since bpo-26338 (python/asyncio#315):
  * a fixed port does not fail with EADDRINUSE against itself, and port 0
- * gives one listener, not two on different ports. */
+ * gives one listener, not two on different ports. At the fixed port,
+ * held, with reuse_port: a second bind of an address would not fail but
+ * make a third listener. */
 static void server_same_address_once(void)
 {
   static const char *const hosts[] = { "127.0.0.1", "127.0.0.2",
                                        "127.0.0.1" };
   tapio_loop *loop = new_loop();
+  tapio_options *o = new_options(loop);
   srv sv, again;
-  int port, fd;
+  int port, fd, held[2];
   srv_init(&sv, loop);
   CHECK_OK(srv_start_hosts(&sv, hosts, 3, 0, NULL));
   CHECK_EQ(tapio_server_socket_count(sv.s), 2);
-  port = sv.port;
-  CHECK_OK(tapio_server_close(sv.s)); /* its sockets go at once */
+  CHECK_OK(tapio_server_close(sv.s));
   tapio_server_release(sv.s);
+  port = hold_port(held);
+  CHECK_OK(tapio_options_set_int(o, "reuse_port", 1));
   srv_init(&again, loop);
-  CHECK_OK(srv_start_hosts(&again, hosts, 3, port, NULL));
+  CHECK_OK(srv_start_hosts(&again, hosts, 3, port, o));
+  tapio_options_free(o);
   CHECK_EQ(tapio_server_socket_count(again.s), 2);
   CHECK_EQ(again.port, port);
-  fd = raw_connect(AF_INET, "127.0.0.1", port);
+  fd = raw_connect(AF_INET, "127.0.0.1", port); /* held[0] does not listen */
   CHECK(fd >= 0);
   srv_wait_conn(&again, 0);
   close(fd);
+  close(held[0]);
+  close(held[1]);
   srv_release_and_free(&again, loop);
   srv_free(&sv);
 }

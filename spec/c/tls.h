@@ -1,6 +1,6 @@
 /* What the TLS tests share: the certificates (made by spec/tls/make_certs.sh
- * with the openssl command, once per ctest run by the tls.certs fixture,
- * or on first use), contexts made from them, a TLS server and client on
+ * with the openssl command, by the tls.certs fixture or on first use),
+ * contexts made from them, a TLS server and client on
  * test.h's recording protocol, and peers that are other programs
  * (openssl s_server/s_client, /usr/bin/python3) spoken to through pipes. */
 #ifndef TAPIO_TEST_TLS_H

@@ -11,13 +11,25 @@
 #   rsa.pem/.key         RSA 2048, localhost and 127.0.0.1 (signed by ca)
 # Keys are EC P-256 (fast to make) unless named rsa. Made in a temporary
 # directory and renamed into place, so that concurrent runs never see half
-# of them; with --fresh an existing DIR is replaced, without it kept.
+# of them. A complete set in DIR is kept; with --fresh only one this very
+# script made (its checksum is in DIR/done), so that a set made by an
+# older script is renewed while a set that tests of a concurrent run are
+# reading is never swapped for an equal one under them (they would read
+# ca.pem of one set and server.pem of another, signed by another CA).
 # Prints DIR.
 #   make_certs.sh DIR [--fresh]
 set -eu
 dir=$1
+mode=${2:-}
 case $dir in /*) ;; *) dir=$PWD/$dir ;; esac # the work below is in $tmp
-if [ -f "$dir/done" ] && [ "${2:-}" != --fresh ]; then
+stamp=$(cksum <"$0") # before the cd: $0 may be relative
+
+# Whether DIR holds a set to keep.
+usable() {
+  [ -f "$dir/done" ] &&
+    { [ "$mode" != --fresh ] || [ "$(cat "$dir/done")" = "$stamp" ]; }
+}
+if usable; then
   echo "$dir"
   exit 0
 fi
@@ -80,14 +92,18 @@ key self.key
 openssl req -x509 -new -key self.key -subj /CN=localhost -days 36500 \
   -addext "subjectAltName=$names" -out self.pem 2>/dev/null
 rm -f ./*.csr index.txt* serial* 10*.pem ca.cnf
-touch done
+echo "$stamp" >done
 
 mkdir -p "$(dirname "$dir")"
-if [ -e "$dir" ]; then
-  old=$(mktemp -d "${dir%/}.old.XXXXXX")
-  mv "$dir" "$old/" && rm -rf "$old"
+if ! usable; then # (a concurrent run may have made one meanwhile: kept)
+  if [ -e "$dir" ]; then
+    old=$(mktemp -d "${dir%/}.old.XXXXXX")
+    mv "$dir" "$old/" && rm -rf "$old"
+  fi
+  # a concurrent run's set that came in first is kept: mv then puts this
+  # one inside it, where it is removed
+  mv "$tmp" "$dir" 2>/dev/null || true
 fi
-mv "$tmp" "$dir" 2>/dev/null || true # a concurrent run was first: keep it
 trap - EXIT
-rm -rf "$tmp"
+rm -rf "$tmp" "$dir/${tmp##*/}"
 echo "$dir"
