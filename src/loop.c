@@ -183,6 +183,10 @@ static void on_check(struct ev_loop *ev, ev_check *w, int revents) {
   }
   if (!tapio__list_empty(&loop->due))
     tapio__queue_due(loop);
+  if (loop->jobs_woken) {
+    loop->jobs_woken = 0;
+    tapio__task_post(loop, &loop->jobs_done);
+  }
   if (loop->ready_head)
     run_queued(loop);
   /* Nothing left (also after a cancel emptied the due list): both rest
@@ -280,20 +284,29 @@ static void run_ts_calls(tapio__ts_call *c, int run) {
   }
 }
 
-/* What the wakeup brought (thread-safe calls, signals caught, jobs
- * finished) runs as a task of the ready queue, ahead of the timers due in
- * this iteration, as asyncio's call_soon_threadsafe appends to its ready
- * queue: what it schedules (the step of a task awaiting a job) runs on
- * the next turn, after those timers. Run in the I/O phase, it went before
- * them: a call_later(0) made before a job that ended meanwhile had not run
- * when its task resumed. tapio_loop_free ends them its own way. */
+/* What the wakeup brought runs as tasks of the ready queue, as asyncio's
+ * call_soon_threadsafe appends to its ready queue: the thread-safe calls
+ * and the signals caught ahead of the timers due in this iteration, the
+ * jobs finished behind them (posted by on_check after it queued those
+ * timers). A job's end in asyncio sets its future from such a call, and
+ * the future's callbacks (the step of a task awaiting it) are scheduled:
+ * they run after those timers, and so does a job's completion here, which
+ * may resume its task there and then. Run in the I/O phase, all of it went
+ * before the timers: a call_later(0) made before a job that ended
+ * meanwhile had not run when its task resumed. tapio_loop_free ends them
+ * its own way. */
 static void run_woken(tapio__task *task) {
   tapio_loop *loop = TAPIO_CONTAINER(task, tapio_loop, woken);
   if (loop->freeing)
     return;
   run_ts_calls(take_ts_calls(loop), 1);
   tapio__signals_dispatch(loop);
-  tapio__work_dispatch(loop);
+}
+
+static void run_jobs_done(tapio__task *task) {
+  tapio_loop *loop = TAPIO_CONTAINER(task, tapio_loop, jobs_done);
+  if (!loop->freeing)
+    tapio__work_dispatch(loop);
 }
 
 static void on_wakeup(struct ev_loop *ev, ev_io *w, int revents) {
@@ -305,6 +318,7 @@ static void on_wakeup(struct ev_loop *ev, ev_io *w, int revents) {
   while (read(w->fd, &count, sizeof count) < 0 && errno == EINTR)
     ;
   tapio__task_post(loop, &loop->woken);
+  loop->jobs_woken = 1; /* on_check posts jobs_done behind the due timers */
 }
 
 /* ---- Create and free --------------------------------------------------- */
@@ -358,6 +372,7 @@ static int loop_init(tapio_loop *loop) {
   ev_set_priority(&loop->check, EV_MINPRI);
   ev_idle_init(&loop->idle, on_idle);
   loop->woken.run = run_woken;
+  loop->jobs_done.run = run_jobs_done;
   ev_io_init(&loop->wakeup, on_wakeup, loop->wakeup_fd, EV_READ);
   ev_io_start(loop->ev, &loop->wakeup);
   /* One iteration with nothing queued puts the wakeup in the kernel's

@@ -86,6 +86,8 @@ struct tapio_loop {
                          keeps run() alive */
   int wakeup_fd;      /* its eventfd */
   tapio__task woken;  /* runs what the wakeup brought, in the ready queue */
+  tapio__task jobs_done; /* and the jobs it brought, behind the due timers */
+  int jobs_woken;     /* jobs_done is to be posted at the check */
   tapio__task *ready_head, *ready_tail;
   tapio__task *batch;      /* the tasks run_queued is running */
   tapio__link due;    /* timers fired this iteration, not yet queued */

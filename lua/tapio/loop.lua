@@ -557,35 +557,26 @@ local function queue_work(loop, name, fnpos, fn, ...)
   return fut
 end
 
--- The same in a task: the task parks on the job. The job's completion
--- takes its results (only the completion may) and resumes the task with
--- them on the loop's next turn (tapio.task's unpark, scheduled): after
--- the timers due when the job's end was seen, as asyncio's to_thread,
--- whose future's callbacks are scheduled. Resumed there and then, the
--- task ran before a call_later(0) made before the job (lua/README's
--- ticker, under load). task:cancel calls job:_on_cancel(), which drops the
--- job at once (before a pool thread can take it), or its results once it
--- runs; a task cancelled after the completion is not resumed by it
--- (unpark finds it parked no more). Both are tail-called by the methods,
--- and the C side's errors of their arguments name the line of the
--- methods' caller (lua/work.c's CALLER).
-local function job_to_task(task, job)
-  task._loop:call_soon(unpark, task, job, pack(pcall(job_results, job)))
-end
-
+-- The same in a task: the task parks on the job, and the job's
+-- completion is tapio.task's unpark(task, job), which resumes it there
+-- and then, with no future, closure or scheduled call between (as a
+-- stream's read wakes its task); back in the task, work_results(job) gives
+-- the results. The core runs the completions of the jobs a wakeup brought
+-- behind the timers due then (src/loop.c's run_jobs_done), where asyncio
+-- runs the step of a task whose to_thread future was set. task:cancel
+-- calls job:_on_cancel(), which drops the job at once (before a pool
+-- thread can take it), or its results once it runs. Both are tail-called
+-- by the methods, and the C side's errors of their arguments name the
+-- line of the methods' caller (lua/work.c's CALLER).
 local function work_in_task(loop, task, name, fnpos, fn, ...)
-  local job, err = run_job(loop, job_to_task, task, name, fnpos, fn, ...)
+  local job, err = run_job(loop, unpark, task, name, fnpos, fn, ...)
   if not job then
     error(err, 0)
   end
-  local r = yield(PARK, job)
-  if r == CANCEL then -- task:cancel dropped the job first
+  if yield(PARK, job) == CANCEL then -- task:cancel dropped the job first
     cancelled()
   end
-  if not r[1] then
-    error(r[2], 0)
-  end
-  return unpack(r, 2, r.n)
+  return job_results(job)
 end
 
 --- loop:run_in_executor(executor, fn, ...) -> fn's results
