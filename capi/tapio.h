@@ -325,7 +325,8 @@ int tapio_call_at(tapio_loop *loop, double when, tapio_call_fn fn, void *ud,
  * and wakes the loop if it waits (or turns a polled loop's descriptor
  * readable). It joins the loop's ready queue as asyncio's does: with
  * timers due in the same iteration, it runs before them and what it
- * schedules after them (so do signal callbacks and a job's done). Each
+ * schedules after them (so do signal callbacks; a job's done runs after
+ * them, as the callbacks of asyncio's run_in_executor future). Each
  * call runs exactly once, and the calls one thread makes run in the
  * order it made them (spec/c/test_loop.c checks both with four
  * threads at once, also built with ThreadSanitizer). From a callback of
@@ -370,9 +371,9 @@ typedef void (*tapio_work_done_fn)(void *ud, int status);
 int tapio_loop_set_threadpool_size(tapio_loop *loop, int size);
 /* Queues work(ud) for a pool thread, then done(ud, status) on the loop's
  * thread. Jobs start in the order queued; with more than one thread they
- * may finish in any order, each done as the loop sees its work's end: a
- * loop waiting in run wakes for it (a host's polled descriptor turns
- * readable). done is called exactly once, unless tapio_work_cancel
+ * may finish in any order, each done as the loop sees its work's end,
+ * after the timers due then: a loop waiting in run wakes for it (a host's
+ * polled descriptor turns readable). done is called exactly once, unless tapio_work_cancel
  * answered 1, and never from inside this call: free ud there. When out
  * is not NULL, *out is a handle the caller gives back with
  * tapio_work_release (from inside done too).
