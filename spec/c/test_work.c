@@ -165,6 +165,48 @@ static void work_wakes_polling_host(void)
   free_loop(loop);
 }
 
+/* A job's done runs after the timers due when the loop sees its end, as
+ * the callbacks of asyncio's run_in_executor future run after them: the
+ * job ends (the loop's descriptor turns readable for it alone), then a
+ * call_later(0) is made, and one iteration sees both. */
+typedef struct marks {
+  int seen[2], n;
+} marks;
+
+static void mark_timer(void *ud)
+{
+  marks *m = ud;
+  m->seen[m->n++] = 't';
+}
+
+static void work_done_after_due_timers(void)
+{
+  tapio_loop *loop = new_loop();
+  int fds[2], fd = tapio_loop_backend_fd(loop);
+  struct pollfd p = { fd, POLLIN, 0 };
+  marks m = { { 0, 0 }, 0 };
+  job j;
+  make_pipe(fds);
+  job_init(&j, loop, 'j');
+  j.block_fd = fds[0];
+  j.order = m.seen;
+  j.norder = &m.n;
+  j.stop_at = -1;
+  CHECK(fd >= 0);
+  CHECK_OK(tapio_queue_work(loop, job_work, job_done, &j, NULL));
+  spin(loop, 2);
+  CHECK_EQ(tapio_loop_backend_timeout(loop), -1); /* nothing ready */
+  CHECK(write(fds[1], "x", 1) == 1);
+  CHECK_EQ(poll(&p, 1, (int)(test_timeout() * 1000)), 1); /* its end */
+  CHECK_OK(tapio_call_later(loop, 0, mark_timer, &m, NULL));
+  WAIT_FOR(loop, m.n == 2);
+  CHECK_EQ(m.seen[0], 't');
+  CHECK_EQ(m.seen[1], 'j');
+  close(fds[0]);
+  close(fds[1]);
+  free_loop(loop);
+}
+
 /* With one thread, jobs run one at a time in the order queued, and their
  * done callbacks come in that order. */
 enum { ORDER_JOBS = 100 };
@@ -529,6 +571,7 @@ static void work_bad_arguments(void)
 TEST_MAIN(
   TEST(work_done_on_loop_thread),
   TEST(work_wakes_polling_host),
+  TEST(work_done_after_due_timers),
   TEST(work_order_one_thread),
   TEST(work_many_jobs),
   TEST(work_pool_size_from_env),
