@@ -422,8 +422,11 @@ void tapio__backend_sync(tapio_loop *loop) {
   uint64_t ticks;
   if (b->stale)
     follow_ev_fd(loop, b);
-  if (b->stale && (at < 0 || at > tapio__now() + 0.05))
-    at = tapio__now() + 0.05; /* a step soon tries again */
+  if (b->stale) { /* still: a step soon tries again */
+    double soon = tapio__now() + 0.05;
+    if (at < 0 || at > soon)
+      at = soon;
+  }
   if (at > 1e15) /* never (infinity): no time_t holds it, so no timerfd
                     setting; one failed would leave the last one armed */
     at = -1;

@@ -286,11 +286,17 @@ static void end(sockop *o, int status) {
 
 /* ---- Waiting ------------------------------------------------------------- */
 
+/* 1 if o waits on the file st is (its descriptor's number may since be
+ * another file's). */
+static int same_file(const sockop *o, const struct stat *st) {
+  return o->dev == st->st_dev && o->ino == st->st_ino;
+}
+
 /* fd is still the file the operation began on; else it ends with EBADF,
  * never reading or writing the file that took the number since. */
 static int still_ours(sockop *o) {
   struct stat st;
-  if (fstat(o->fd, &st) == 0 && st.st_dev == o->dev && st.st_ino == o->ino)
+  if (fstat(o->fd, &st) == 0 && same_file(o, &st))
     return 1;
   o->done = 1;
   o->status = TAPIO_EBADF;
@@ -320,6 +326,14 @@ static void wait_ready(sockop *o) {
   tapio__fdcheck_arm(loop);
 }
 
+/* Ends o with EBADF from the loop: its descriptor was closed under it. */
+static void end_closed(tapio_loop *loop, sockop *o) {
+  ev_io_stop(loop->ev, &o->io);
+  o->done = 1;
+  o->status = TAPIO_EBADF;
+  tapio__task_post(loop, &o->req.task);
+}
+
 /* Before the poll: a waiting operation whose descriptor was closed since
  * it started would make libev abort; it ends with EBADF instead. */
 void tapio__sock_fdcheck(tapio_loop *loop) {
@@ -329,12 +343,8 @@ void tapio__sock_fdcheck(tapio_loop *loop) {
     if (!o->fresh)
       continue;
     o->fresh = 0;
-    if (ev_is_active(&o->io) && tapio__fd_closed(o->fd)) {
-      ev_io_stop(loop->ev, &o->io);
-      o->done = 1;
-      o->status = TAPIO_EBADF;
-      tapio__task_post(loop, &o->req.task);
-    }
+    if (ev_is_active(&o->io) && tapio__fd_closed(o->fd))
+      end_closed(loop, o);
   }
 }
 
@@ -369,7 +379,7 @@ int tapio__sock_pending(tapio_loop *loop, int fd) {
     return 0;
   for (l = loop->sockops.next; l != &loop->sockops; l = l->next) {
     const sockop *o = TAPIO_CONTAINER(l, sockop, link);
-    if (o->fd == fd && o->dev == st.st_dev && o->ino == st.st_ino)
+    if (o->fd == fd && same_file(o, &st))
       return 1;
   }
   return 0;
@@ -404,13 +414,8 @@ static void end_stale(tapio_loop *loop, int fd, const struct stat *st) {
   tapio__link *l;
   for (l = loop->sockops.next; l != &loop->sockops; l = l->next) {
     sockop *o = TAPIO_CONTAINER(l, sockop, link);
-    if (o->fd != fd || o->done ||
-        (o->dev == st->st_dev && o->ino == st->st_ino))
-      continue;
-    ev_io_stop(loop->ev, &o->io);
-    o->done = 1;
-    o->status = TAPIO_EBADF;
-    tapio__task_post(loop, &o->req.task);
+    if (o->fd == fd && !o->done && !same_file(o, st))
+      end_closed(loop, o);
   }
 }
 
