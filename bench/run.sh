@@ -15,7 +15,7 @@
 #   BENCH_WINDOW=0.4    measured seconds per window
 #   BENCH_WARMUP=0.05   warm-up seconds at the start of each window
 #   BENCH_ROW_SECONDS=200   no new round once a timed row has run this long
-#   BENCH_RUN_SECONDS=1150  no new round once the whole run has taken this
+#   BENCH_RUN_SECONDS=1100  no new round once the whole run has taken this
 #                       long (the rows after a slow stretch get fewer)
 #   BENCH_IDLE_RUNS=3   fresh-server runs of the idle row
 #   BENCH_IDLE_CONNS=10000  connections of the idle row
@@ -210,7 +210,7 @@ ROW_SECONDS=${BENCH_ROW_SECONDS:-200}
 # make bench must end within 20 minutes: on a slow day (the machine's
 # speed moves by 10% and more) the last rows give up rounds; tls_idle,
 # the last row, takes about 20 s more.
-RUN_SECONDS=${BENCH_RUN_SECONDS:-1150}
+RUN_SECONDS=${BENCH_RUN_SECONDS:-1100}
 SCORE=${BENCH_SERVER_CORE:-1}
 LCORE=${BENCH_LOAD_CORE:-0}
 if [ "$(nproc)" -lt 2 ]; then SCORE=0 LCORE=0; fi
