@@ -219,14 +219,10 @@ end
 -- What the report calls the future: "task" for tapio.task's tasks.
 Future._kind = "future"
 
---- Gives context to loop's exception handler from a finalizer (the
--- default handler once the loop is closed); never raises.
+--- Gives context to loop's exception handler from a finalizer (a closed
+-- loop keeps its handler, as asyncio's); never raises.
 local function to_handler(loop, context)
-  if loop:is_closed() then
-    pcall(Loop.default_exception_handler, loop, context)
-  else
-    pcall(Loop.call_exception_handler, loop, context)
-  end
+  pcall(Loop.call_exception_handler, loop, context)
 end
 M.to_handler = to_handler
 
