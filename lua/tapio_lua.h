@@ -502,8 +502,11 @@ int tl_fail(lua_State *L, int code);
 /* The same for a create call (or start_tls) of loop that returned code at
  * once: with the words of its refusal when the core gave some. */
 int tl_fail_call(lua_State *L, tapio_loop *loop, int code);
-/* The same for a system call's errno, with the OS's message. */
-int tl_oserror(lua_State *L, int err);
+/* The same for a system call's errno as fn's, in tapio's words: "tapio:
+ * fn: " and tapio_strerror's, or, when the descriptor fn took as argument
+ * n (0: none) is what is wrong (EBADF, ENOTSOCK), the argument named as
+ * an argument error names it. */
+int tl_oserror(lua_State *L, int err, const char *fn, int n);
 /* Raises "tapio: fn: bad argument #n 'name' (msg)". */
 int tl_argerror(lua_State *L, const char *fn, int n, const char *name,
                 const char *msg);
