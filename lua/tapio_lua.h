@@ -507,6 +507,9 @@ int tl_fail_call(lua_State *L, tapio_loop *loop, int code);
  * n (0: none) is what is wrong (EBADF, ENOTSOCK), the argument named as
  * an argument error names it. */
 int tl_oserror(lua_State *L, int err, const char *fn, int n);
+/* Why the core refused a call at once: its words less the call's name
+ * (an argument error names the method), or dflt when it gave none. */
+const char *tl_refusal(tapio_loop *loop, const char *dflt);
 /* Raises "tapio: fn: bad argument #n 'name' (msg)". */
 int tl_argerror(lua_State *L, const char *fn, int n, const char *name,
                 const char *msg);

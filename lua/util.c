@@ -316,6 +316,12 @@ int tl_fail(lua_State *L, int code) {
   return 2;
 }
 
+const char *tl_refusal(tapio_loop *loop, const char *dflt) {
+  const char *why = tapio_loop_error_message(loop);
+  const char *at = why ? strstr(why, ": ") : NULL;
+  return at ? at + 2 : why ? why : dflt;
+}
+
 int tl_fail_call(lua_State *L, tapio_loop *loop, int code) {
   lua_pushnil(L);
   tl_pusherror(L, code, tapio_loop_error_message(loop));
