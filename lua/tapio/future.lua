@@ -96,10 +96,20 @@ local function owners()
   return setmetatable({}, { __mode = "kv" })
 end
 
---- The running task (nil outside one), now set[obj]'s.
-local function bind(set, obj, co)
+--- The running task (nil outside one), now set[obj]'s; fn (a method of
+-- obj) is refused at its caller when obj is another loop's than the
+-- task's: nothing of the task's loop would wake a wait on it, and
+-- future:await refuses another loop's future so (level: where, 3 unless
+-- given: the caller of bind's caller). Here, where a task takes obj over,
+-- the check costs the methods' usual case nothing.
+local function bind(set, obj, co, fn, level)
   local task = tasks[co]
   if task then
+    local loop = obj._loop
+    if loop and loop ~= task._loop then
+      error(("tapio: %s: the %s belongs to another loop than the task's")
+        :format(fn, fn:match("^%a+")), level or 3)
+    end
     set[obj] = task
   end
   return task

@@ -321,7 +321,7 @@ function StreamWriter:drain()
   if not task then
     check_writer(self, "writer:drain")
   end
-  F.bind(writers, self, running())
+  F.bind(writers, self, running(), "writer:drain")
   return async(self, "writer:drain", drain)
 end
 
