@@ -935,8 +935,8 @@ end)
 -- awaits; tapio's would park for ever (nothing of the task's loop feeds
 -- the reader): refused at once, as another loop's future is.
 describe("a stream of another loop", function()
-  it("refuses a task's reads of its reader and drain of its writer, "
-     .. "naming the method", function()
+  it("refuses a task's reads of its reader, drain and wait_closed of its "
+     .. "writer, naming the method", function()
     local other = tapio.new_loop()
     local s = other:run_until_complete(function()
       local got = { pair(other) } -- server, reader, writer, sr, sw
@@ -953,6 +953,7 @@ describe("a stream of another loop", function()
         { "reader:readexactly", function() reader:readexactly(1) end },
         { "reader:readuntil", function() reader:readuntil("\n") end },
         { "writer:drain", function() writer:drain() end },
+        { "writer:wait_closed", function() writer:wait_closed() end },
       }) do
         local ok, err = pcall(case[2])
         assert.is_false(ok, case[1])

@@ -403,6 +403,7 @@ function StreamWriter:wait_closed()
   if getmt(self) ~= StreamWriter then
     check_writer(self, "writer:wait_closed")
   end
+  F.bind(writers, self, running(), "writer:wait_closed")
   return async(self, "writer:wait_closed", wait_closed)
 end
 
