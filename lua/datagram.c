@@ -188,6 +188,29 @@ static void check_sock(lua_State *L, int idx) {
                               lua_tostring(L, -1)));
 }
 
+/* family AF_UNIX, which the core takes from the paths alone: the
+ * addresses must be paths (asyncio: "string is expected"), and one must
+ * be given (asyncio makes an unnamed socket then; the core cannot). */
+static void check_unix_family(lua_State *L, int idx) {
+  static const char *const which[] = {"local_addr", "remote_addr"};
+  int i, paths = 0;
+  for (i = 0; i < 2; i++) {
+    lua_getfield(L, idx, which[i]);
+    if (lua_type(L, -1) == LUA_TSTRING)
+      paths++;
+    else if (!lua_isnil(L, -1))
+      tl_argerror(L, FN_DGRAM, 2, "opts",
+                  lua_pushfstring(L, "family AF_UNIX with a %s that is not a "
+                                  "path (asyncio: string is expected)",
+                                  which[i]));
+    lua_pop(L, 1);
+  }
+  if (paths == 0)
+    tl_argerror(L, FN_DGRAM, 2, "opts", "family AF_UNIX with no path: give "
+                "local_addr or remote_addr as a path, or a socketpair's end "
+                "as sock (tapio makes no unnamed Unix endpoint)");
+}
+
 /* The options at idx as the core takes them: local_addr and remote_addr
  * as asyncio gives them, family AF_UNIX implied by paths, reuse_address
  * refused, true or false (asyncio 3.11 took it away; uvloop raises for
@@ -213,6 +236,8 @@ static tapio_options *dgram_options(lua_State *L, int idx, tapio_loop *loop) {
   lua_getfield(L, idx, "family");
   unix_family = tl_tointeger(L, -1, &family) && family == TAPIO_AF_UNIX;
   lua_pop(L, 1);
+  if (unix_family)
+    check_unix_family(L, idx);
   lua_newtable(L);
   copy = lua_gettop(L);
   lua_pushnil(L);

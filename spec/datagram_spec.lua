@@ -494,6 +494,16 @@ describe("a datagram endpoint", function()
       end, fn .. "('family' given with a Unix path (a path's family is "
         .. "AF_UNIX))")
       assert.has_error(function()
+        loop:create_datagram_endpoint(f, { local_addr = { "127.0.0.1", 0 },
+                                           family = tapio.AF_UNIX })
+      end, fn .. "(family AF_UNIX with a local_addr that is not a path "
+        .. "(asyncio: string is expected))")
+      assert.has_error(function()
+        loop:create_datagram_endpoint(f, { family = tapio.AF_UNIX })
+      end, fn .. "(family AF_UNIX with no path: give local_addr or "
+        .. "remote_addr as a path, or a socketpair's end as sock (tapio "
+        .. "makes no unnamed Unix endpoint))")
+      assert.has_error(function()
         loop:create_datagram_endpoint(f, { remote_addr = { nil, 9 } })
       end, fn .. "(the remote address has a port but no host (it is a host "
         .. "and a port))")
