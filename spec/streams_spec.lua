@@ -941,7 +941,9 @@ describe("a stream of another loop", function()
     local s = other:run_until_complete(function()
       local got = { pair(other) } -- server, reader, writer, sr, sw
       got[5]:write("line\n") -- there to read: refused all the same
-      until_true(function() return got[2]:get_buffer_size() > 0 end)
+      tapio.wait_for(function() -- bounded: a timeout error, not a hang
+        until_true(function() return got[2]:get_buffer_size() > 0 end)
+      end, 5)
       return got
     end)
     local reader, writer, empty = s[2], s[3], s[4]
