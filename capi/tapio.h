@@ -1270,8 +1270,13 @@ typedef struct tapio_datagram_protocol {
 /* Makes a datagram endpoint (see the options above): binds, connects,
  * or wraps "sock". Names are looked up without blocking the loop; with
  * both a local and a remote address, a family they share is used. cb gets
- * the transport (after its connection_made) or the error. With neither
- * an address, a "family" nor a "sock", TAPIO_EINVAL. */
+ * the transport (after its connection_made) or the error. asyncio's
+ * checks are made at the call, TAPIO_EINVAL with tapio_loop_error_message
+ * saying which options and why: neither an address, a "family" nor a
+ * "sock" ("unexpected address family"); "sock" with any option that
+ * makes a socket, each named; a Unix path with an IP address or a
+ * "family"; "remote_host" without "remote_port" or the other way; literal
+ * local and remote hosts of different families. */
 int tapio_create_datagram_endpoint(tapio_loop *loop,
                                    const tapio_datagram_protocol *proto,
                                    void *proto_ud, const tapio_options *opts,

@@ -347,11 +347,16 @@ void tl_report_by(lua_State *L, lua_CFunction fn, void *ud, const char *what) {
  * in the handler itself is printed, as asyncio logs it. */
 void tl_callhandler(tl_loop *lb, lua_State *L) {
   int ctx = lua_gettop(L);
-  if (lb->handler_ref == LUA_NOREF)
-    lua_pushcfunction(L, l_default_handler);
-  else
-    lua_rawgeti(L, LUA_REGISTRYINDEX, lb->handler_ref);
   tl_pushloop(L, lb);
+  if (lua_isuserdata(L, -1)) /* not while the collector ends it */
+    tl_getiuservalue(L, -1, TL_LOOP_HANDLER);
+  else
+    lua_pushnil(L);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    lua_pushcfunction(L, l_default_handler);
+  }
+  lua_insert(L, -2); /* handler, loop */
   lua_pushvalue(L, ctx);
   if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
     fprintf(stderr, "tapio: the exception handler failed: %s\n",
@@ -366,29 +371,29 @@ void tl_callhandler(tl_loop *lb, lua_State *L) {
   lua_settop(L, ctx - 1);
 }
 
+/* The handler is the loop's user value, not a registry reference: kept
+ * after close (asyncio's close keeps it: a report made then, a task's or
+ * a future's collected, a callback of something still finishing, reaches
+ * it), and a handler that holds the loop (a closure over it) makes a
+ * cycle the collector takes, not an anchor. The three methods work on a
+ * closed loop, as asyncio's. */
 static int l_set_exception_handler(lua_State *L) {
-  tl_loop *lb = tl_checkloop(L, 1, "loop:set_exception_handler");
+  tl_toloop(L, 1, "loop:set_exception_handler");
   if (!lua_isnil(L, 2))
     tl_checkcallable(L, 2, "loop:set_exception_handler", 1, "handler");
   lua_settop(L, 2);
-  tl_unref(lb, L, &lb->handler_ref);
-  if (lua_isnil(L, 2))
-    return 0;
-  lb->handler_ref = tl_ref(lb, L);
+  tl_setiuservalue(L, 1, TL_LOOP_HANDLER);
   return 0;
 }
 
 static int l_get_exception_handler(lua_State *L) {
-  tl_loop *lb = tl_checkloop(L, 1, "loop:get_exception_handler");
-  if (lb->handler_ref == LUA_NOREF)
-    lua_pushnil(L);
-  else
-    lua_rawgeti(L, LUA_REGISTRYINDEX, lb->handler_ref);
+  tl_toloop(L, 1, "loop:get_exception_handler");
+  tl_getiuservalue(L, 1, TL_LOOP_HANDLER);
   return 1;
 }
 
 static int l_call_exception_handler(lua_State *L) {
-  tl_loop *lb = tl_checkloop(L, 1, "loop:call_exception_handler");
+  tl_loop *lb = tl_toloop(L, 1, "loop:call_exception_handler");
   if (!lua_istable(L, 2))
     return tl_typeerror(L, "loop:call_exception_handler", 1, "context", 2,
                         "table");
@@ -570,7 +575,6 @@ void tl_callpath_free(lua_State *L, tl_loop *lb) {
   tl_unref(lb, L, &lb->msgh_ref);
   for (i = 0; i < TL_NTRAMP; i++)
     tl_unref(lb, L, &lb->tramp_ref[i]);
-  tl_unref(lb, L, &lb->handler_ref);
   tl_unref(lb, L, &lb->tb_ref);
   tl_unref(lb, L, &lb->pending_ref);
 }

@@ -159,21 +159,56 @@ static void set_addr(lua_State *L, tapio_options *o, int idx,
 }
 
 /* sock excludes the options that make a socket, as the core checks too;
- * raised here, before the call, the descriptor stays the caller's. */
+ * raised here, before the call, the descriptor stays the caller's. The
+ * words are the core's, with the names of the options here. */
 static void check_sock(lua_State *L, int idx) {
   static const char *const made[] = {"local_addr", "remote_addr", "family",
-                                     "reuse_port", "allow_broadcast", NULL};
-  int i;
+                                     "reuse_port", "allow_broadcast",
+                                     "proto", "flags", NULL};
+  int i, n = 0, sock;
   lua_getfield(L, idx, "sock");
-  for (i = 0; !lua_isnil(L, -1) && made[i]; i++) {
+  sock = !lua_isnil(L, -1);
+  lua_pop(L, 1);
+  for (i = 0; sock && made[i]; i++) {
     lua_getfield(L, idx, made[i]);
-    if (!lua_isnil(L, -1))
+    if (lua_isnil(L, -1)) {
+      lua_pop(L, 1);
+    } else { /* its name in the value's place: joined below */
+      lua_pushfstring(L, n++ ? ", '%s'" : "'%s'", made[i]);
+      lua_replace(L, -2);
+    }
+  }
+  if (n == 0)
+    return;
+  lua_concat(L, n);
+  tl_argerror(L, FN_DGRAM, 2, "opts",
+              lua_pushfstring(L, "'sock' cannot be given with %s (asyncio: "
+                              "socket modifier keyword arguments can not be "
+                              "used when sock is specified)",
+                              lua_tostring(L, -1)));
+}
+
+/* family AF_UNIX, which the core takes from the paths alone: the
+ * addresses must be paths (asyncio: "string is expected"), and one must
+ * be given (asyncio makes an unnamed socket then; the core cannot). */
+static void check_unix_family(lua_State *L, int idx) {
+  static const char *const which[] = {"local_addr", "remote_addr"};
+  int i, paths = 0;
+  for (i = 0; i < 2; i++) {
+    lua_getfield(L, idx, which[i]);
+    if (lua_type(L, -1) == LUA_TSTRING)
+      paths++;
+    else if (!lua_isnil(L, -1))
       tl_argerror(L, FN_DGRAM, 2, "opts",
-                  lua_pushfstring(L, "sock cannot be given with %s (asyncio's "
-                                  "check)", made[i]));
+                  lua_pushfstring(L, "family AF_UNIX with a %s that is not a "
+                                  "path (asyncio: string is expected)",
+                                  which[i]));
     lua_pop(L, 1);
   }
-  lua_pop(L, 1);
+  if (paths == 0)
+    tl_argerror(L, FN_DGRAM, 2, "opts", "family AF_UNIX with no path: give "
+                "local_addr or remote_addr as a path, or a socketpair's end "
+                "as sock (tapio makes no unnamed Unix endpoint)");
 }
 
 /* The options at idx as the core takes them: local_addr and remote_addr
@@ -201,6 +236,8 @@ static tapio_options *dgram_options(lua_State *L, int idx, tapio_loop *loop) {
   lua_getfield(L, idx, "family");
   unix_family = tl_tointeger(L, -1, &family) && family == TAPIO_AF_UNIX;
   lua_pop(L, 1);
+  if (unix_family)
+    check_unix_family(L, idx);
   lua_newtable(L);
   copy = lua_gettop(L);
   lua_pushnil(L);
@@ -225,13 +262,6 @@ static tapio_options *dgram_options(lua_State *L, int idx, tapio_loop *loop) {
   }
   lua_remove(L, copy);
   return o;
-}
-
-static const char *create_error(int rc) {
-  return rc == TAPIO_EINVAL
-             ? "the options conflict, or name no address, family or sock "
-               "(asyncio's checks)"
-             : tapio_strerror(rc);
 }
 
 /* 0, or nil and EAI_NONAME (2) for a {host, port} of opts (at idx) whose
@@ -267,9 +297,10 @@ static int l_create_datagram_endpoint(lua_State *L) {
   rc = tapio_create_datagram_endpoint(lb->loop, &tl_datagram_protocol, lt, o,
                                       tl_on_connected, lt);
   tapio_options_free(o);
-  if (rc == TAPIO_EINVAL) {
+  if (rc == TAPIO_EINVAL) { /* asyncio's checks: the core says which */
+    lua_pushstring(L, tl_refusal(lb->loop, tapio_strerror(rc)));
     tl_release_transport(L, lt);
-    return tl_argerror(L, FN_DGRAM, 2, "opts", create_error(rc));
+    return tl_argerror(L, FN_DGRAM, 2, "opts", lua_tostring(L, -1));
   }
   return tl_create_done(L, lt, rc);
 }

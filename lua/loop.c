@@ -100,7 +100,7 @@ void tl_pushloop(lua_State *L, tl_loop *lb) {
  * balanced calls, so it serves nested callbacks too. */
 static void loop_init_refs(lua_State *L, tl_loop *lb) {
   int i;
-  lb->msgh_ref = lb->handler_ref = lb->tb_ref = lb->pending_ref = LUA_NOREF;
+  lb->msgh_ref = lb->tb_ref = lb->pending_ref = LUA_NOREF;
   lb->fakes_ref = lb->hooks_ref = LUA_NOREF;
   for (i = 0; i < TL_NTRAMP; i++)
     lb->tramp_ref[i] = LUA_NOREF;
@@ -119,9 +119,10 @@ static void loop_free_refs(lua_State *L, tl_loop *lb) {
 }
 
 /* A "tapio.loop" userdata on top, before any core loop exists: running
- * out of memory then leaks nothing. */
+ * out of memory then leaks nothing. Its user value TL_LOOP_HANDLER is
+ * the exception handler (callback.c). */
 static tl_loop *new_loop_object(lua_State *L) {
-  tl_loop *lb = tl_newuserdata(L, sizeof *lb);
+  tl_loop *lb = tl_newuserdata_n(L, sizeof *lb, 1);
   memset(lb, 0, sizeof *lb);
   lb->msgh_ref = lb->thread_ref = lb->self_ref = lb->jobs_ref = LUA_NOREF;
   tl_list_init(&lb->servers);

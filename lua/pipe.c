@@ -67,7 +67,7 @@ static int l_connect_write_pipe(lua_State *L) { return connect_pipe(L, 1); }
 static int u_pipe(lua_State *L) {
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) < 0)
-    return tl_oserror(L, errno);
+    return tl_oserror(L, errno, "pipe", 0);
   lua_pushinteger(L, fds[0]);
   lua_pushinteger(L, fds[1]);
   return 2;
@@ -93,7 +93,7 @@ static int u_openpty(lua_State *L) {
     close(m);
   if (s >= 0)
     close(s);
-  return tl_oserror(L, err);
+  return tl_oserror(L, err, "openpty", 0);
 }
 
 static const luaL_Reg loop_methods[] = {

@@ -315,7 +315,7 @@ static int u_socket(lua_State *L) {
                        "tapio.SOCK_STREAM, SOCK_DGRAM or SOCK_RAW expected");
   fd = socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, proto);
   if (fd < 0)
-    return tl_oserror(L, errno);
+    return tl_oserror(L, errno, "socket", 0);
   lua_pushinteger(L, fd);
   return 1;
 }
@@ -327,7 +327,7 @@ static int u_bind(lua_State *L) {
   size_t alen = sizeof addr;
   tl_toaddr(L, 2, addr, &alen, "bind", 2);
   if (bind(fd, (const struct sockaddr *)addr, (socklen_t)alen) < 0)
-    return tl_oserror(L, errno);
+    return tl_oserror(L, errno, "bind", 1);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -341,7 +341,7 @@ static int u_listen(lua_State *L) {
                     : (int)tl_checkint(L, 2, "listen", 2, "backlog", 0,
                                        INT32_MAX);
   if (listen(fd, backlog) < 0)
-    return tl_oserror(L, errno);
+    return tl_oserror(L, errno, "listen", 1);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -352,7 +352,7 @@ static int u_getsockname(lua_State *L) {
   struct sockaddr_storage ss;
   socklen_t len = sizeof ss;
   if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
-    return tl_oserror(L, errno);
+    return tl_oserror(L, errno, "getsockname", 1);
   tl_pushsockaddr(L, &ss, len);
   return 1;
 }

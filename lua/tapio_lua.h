@@ -73,7 +73,6 @@ typedef struct tl_loop {
   int thread_ref;     /* anchors L */
   int msgh_ref;       /* message handler: keeps a traceback (callback.c) */
   int tramp_ref[TL_NTRAMP];
-  int handler_ref;    /* the Lua exception handler; LUA_NOREF: default */
   int tb_ref;         /* slot: traceback of the last failed call */
   int pending_ref;    /* slot: a server factory's error, until reported */
   int fakes_ref;      /* the testing kit's fake programs (testing.c) */
@@ -98,6 +97,10 @@ typedef struct tl_loop {
   tl_link watches;    /* descriptor and signal watches (watch.c) */
   tl_link transports; /* every anchored tl_transport (loop:_open) */
 } tl_loop;
+
+/* The "tapio.loop" userdata's user value: its Lua exception handler (nil:
+ * the default), kept after close (callback.c). */
+#define TL_LOOP_HANDLER 1
 
 /* Every kind of transport ("tapio.transport", "tapio.read_transport",
  * "tapio.write_transport", "tapio.subprocess_transport",
@@ -246,8 +249,9 @@ tapio_loop *tl_loop_of(lua_State *L, int idx);
  * and debug mode's hooks for tapio.task to the module on top. */
 int tl_open_callback(lua_State *L);
 /* Makes the loop's message handler, trampolines and slots (tl_loop's
- * msgh_ref, tramp_ref, tb_ref, pending_ref); tl_callpath_free lets them and
- * the Lua exception handler go. */
+ * msgh_ref, tramp_ref, tb_ref, pending_ref); tl_callpath_free lets them
+ * go (not the Lua exception handler: the loop's user value, kept after
+ * close). */
 void tl_callpath_init(lua_State *L, tl_loop *lb);
 void tl_callpath_free(lua_State *L, tl_loop *lb);
 /* The core loop's exception handler (ud: the tl_loop): to the Lua one. */
@@ -498,8 +502,14 @@ int tl_fail(lua_State *L, int code);
 /* The same for a create call (or start_tls) of loop that returned code at
  * once: with the words of its refusal when the core gave some. */
 int tl_fail_call(lua_State *L, tapio_loop *loop, int code);
-/* The same for a system call's errno, with the OS's message. */
-int tl_oserror(lua_State *L, int err);
+/* The same for a system call's errno as fn's, in tapio's words: "tapio:
+ * fn: " and tapio_strerror's, or, when the descriptor fn took as argument
+ * n (0: none) is what is wrong (EBADF, ENOTSOCK), the argument named as
+ * an argument error names it. */
+int tl_oserror(lua_State *L, int err, const char *fn, int n);
+/* Why the core refused a call at once: its words less the call's name
+ * (an argument error names the method), or dflt when it gave none. */
+const char *tl_refusal(tapio_loop *loop, const char *dflt);
 /* Raises "tapio: fn: bad argument #n 'name' (msg)". */
 int tl_argerror(lua_State *L, const char *fn, int n, const char *name,
                 const char *msg);

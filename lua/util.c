@@ -316,6 +316,12 @@ int tl_fail(lua_State *L, int code) {
   return 2;
 }
 
+const char *tl_refusal(tapio_loop *loop, const char *dflt) {
+  const char *why = tapio_loop_error_message(loop);
+  const char *at = why ? strstr(why, ": ") : NULL;
+  return at ? at + 2 : why ? why : dflt;
+}
+
 int tl_fail_call(lua_State *L, tapio_loop *loop, int code) {
   lua_pushnil(L);
   tl_pusherror(L, code, tapio_loop_error_message(loop));
@@ -653,9 +659,20 @@ static void open_buffer(lua_State *L) {
 
 /* ---- Plain sockets: what the existing-socket example needs ------------ */
 
-int tl_oserror(lua_State *L, int err) {
+int tl_oserror(lua_State *L, int err, const char *fn, int n) {
+  int code = tapio_error_from_errno(err);
+  const char *why = NULL;
+  if (n > 0 && code == TAPIO_EBADF)
+    why = "not an open descriptor";
+  else if (n > 0 && code == TAPIO_ENOTSOCK)
+    why = "not a socket";
   lua_pushnil(L);
-  tl_pusherror(L, tapio_error_from_errno(err), strerror(err));
+  if (why) /* the words an argument error would have (sock.c's) */
+    lua_pushfstring(L, "tapio: %s: bad argument #%d 'fd' (%s)", fn, n, why);
+  else
+    lua_pushfstring(L, "tapio: %s: %s", fn, tapio_strerror(code));
+  tl_pusherror(L, code, lua_tostring(L, -1));
+  lua_remove(L, -2);
   return 2;
 }
 
@@ -674,7 +691,7 @@ static int u_socketpair(lua_State *L) {
     type = strcmp(t, "dgram") == 0 ? SOCK_DGRAM : SOCK_STREAM;
   }
   if (socketpair(AF_UNIX, type | SOCK_CLOEXEC, 0, sv) < 0)
-    return tl_oserror(L, errno);
+    return tl_oserror(L, errno, "socketpair", 0);
   lua_pushinteger(L, sv[0]);
   lua_pushinteger(L, sv[1]);
   return 2;
@@ -693,7 +710,7 @@ static int u_send(lua_State *L) {
     n = send(fd, s, len, MSG_NOSIGNAL);
   while (n < 0 && errno == EINTR);
   if (n < 0)
-    return tl_oserror(L, errno);
+    return tl_oserror(L, errno, "send", 1);
   lua_pushinteger(L, (lua_Integer)n);
   return 1;
 }
@@ -711,7 +728,7 @@ static int u_recv(lua_State *L) {
     got = recv(fd, p, n, MSG_DONTWAIT);
   while (got < 0 && errno == EINTR);
   if (got < 0)
-    return tl_oserror(L, errno);
+    return tl_oserror(L, errno, "recv", 1);
   lua_pushlstring(L, p, (size_t)got);
   return 1;
 }
@@ -720,7 +737,7 @@ static int u_recv(lua_State *L) {
 static int u_close_fd(lua_State *L) {
   int fd = (int)tl_checkint(L, 1, "close_fd", 1, "fd", 0, INT32_MAX);
   if (close(fd) < 0)
-    return tl_oserror(L, errno);
+    return tl_oserror(L, errno, "close_fd", 1);
   lua_pushboolean(L, 1);
   return 1;
 }

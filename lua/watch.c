@@ -60,14 +60,6 @@ static void release(lua_State *L, tl_watch *w) {
   tl_unanchor(w->lb, L, &w->self_ref);
 }
 
-/* Why the core refused a signal: its words, less the call's name (the
- * argument error names the method). */
-static const char *signal_refusal(tl_loop *lb) {
-  const char *why = tapio_loop_error_message(lb->loop);
-  const char *at = why ? strstr(why, ": ") : NULL;
-  return at ? at + 2 : why ? why : "refused";
-}
-
 int tl_fd_refused(lua_State *L, const char *fn, int n, int rc) {
   if (rc == TAPIO_EBADF)
     return tl_argerror(L, fn, n, "fd", "not an open descriptor");
@@ -84,7 +76,7 @@ int tl_fd_refused(lua_State *L, const char *fn, int n, int rc) {
 static int add_error(lua_State *L, tl_loop *lb, const char *fn, int kind,
                      int rc) {
   if (rc == TAPIO_EINVAL && kind == SIGNAL)
-    return tl_argerror(L, fn, 1, "signal", signal_refusal(lb));
+    return tl_argerror(L, fn, 1, "signal", tl_refusal(lb->loop, "refused"));
   if (rc == TAPIO_EVIRTUAL && kind == SIGNAL)
     return luaL_error(L, "tapio: %s: %s (a signal comes on real time)", fn,
                       tapio_strerror(rc));

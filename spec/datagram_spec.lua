@@ -474,20 +474,51 @@ describe("a datagram endpoint", function()
           .. "could take the port's datagrams (use reuse_port))")
       end
       assert.has_error(function() loop:create_datagram_endpoint(f, {}) end,
-        fn .. "(the options conflict, or name no address, family or sock "
-        .. "(asyncio's checks))")
+        fn .. "(no local or remote address, no family and no sock: nothing "
+        .. "to make a socket of (asyncio: unexpected address family))")
       assert.has_error(function()
         loop:create_datagram_endpoint(f, { local_addr = { "::1", 0 },
                                            remote_addr = { "127.0.0.1", 9 } })
-      end)
+      end, fn .. "(the local host '::1' and the remote host '127.0.0.1' are "
+        .. "of different families (asyncio: can not get address "
+        .. "information))")
+      assert.has_error(function()
+        loop:create_datagram_endpoint(f, { local_addr = "/tmp/x",
+                                           remote_addr = { "127.0.0.1", 9 } })
+      end, fn .. "(an IP address (a host or port) and a Unix path given "
+        .. "together: the local and remote addresses must be both IP or "
+        .. "both Unix paths)")
+      assert.has_error(function()
+        loop:create_datagram_endpoint(f, { local_addr = "/tmp/x",
+                                           family = tapio.AF_INET })
+      end, fn .. "('family' given with a Unix path (a path's family is "
+        .. "AF_UNIX))")
+      assert.has_error(function()
+        loop:create_datagram_endpoint(f, { local_addr = { "127.0.0.1", 0 },
+                                           family = tapio.AF_UNIX })
+      end, fn .. "(family AF_UNIX with a local_addr that is not a path "
+        .. "(asyncio: string is expected))")
+      assert.has_error(function()
+        loop:create_datagram_endpoint(f, { family = tapio.AF_UNIX })
+      end, fn .. "(family AF_UNIX with no path: give local_addr or "
+        .. "remote_addr as a path, or a socketpair's end as sock (tapio "
+        .. "makes no unnamed Unix endpoint))")
+      assert.has_error(function()
+        loop:create_datagram_endpoint(f, { remote_addr = { nil, 9 } })
+      end, fn .. "(the remote address has a port but no host (it is a host "
+        .. "and a port))")
       local a, b = tapio.socketpair("dgram")
+      local modifiers = " (asyncio: socket modifier keyword arguments can "
+        .. "not be used when sock is specified))"
       assert.has_error(function()
         loop:create_datagram_endpoint(f, { sock = a,
                                            local_addr = { "127.0.0.1", 0 } })
-      end, fn .. "(sock cannot be given with local_addr (asyncio's check))")
+      end, fn .. "('sock' cannot be given with 'local_addr'" .. modifiers)
       assert.has_error(function()
-        loop:create_datagram_endpoint(f, { sock = a, reuse_port = true })
-      end, fn .. "(sock cannot be given with reuse_port (asyncio's check))")
+        loop:create_datagram_endpoint(f, { sock = a, reuse_port = true,
+                                           proto = 17, flags = 0 })
+      end, fn .. "('sock' cannot be given with 'reuse_port', 'proto', "
+        .. "'flags'" .. modifiers)
       local s1, s2 = tapio.socketpair("stream")
       assert.has_error(function()
         loop:create_datagram_endpoint(f, { sock = s1 })

@@ -166,11 +166,28 @@ describe("garbage collection", function()
     t:write("x")
     helper.wait_until(loop, function() return #seen == 1 end)
     seen.loop, seen.server, seen.transport = loop, server, t
+    do -- a handler that refers to its loop: a cycle
+      local held = loop
+      loop:set_exception_handler(function() return held end)
+    end
     loop:close()
+    assert.is_function(loop:get_exception_handler()) -- kept after close
     assert.are.equal(0, loop:_debug().refs)
     loop, server, t = nil, nil, nil
     helper.collect()
     assert.are.equal(0, count(seen))
+  end)
+
+  it("lets go of a loop with nothing open whose handler refers to it",
+    function()
+    local seen = weak()
+    do
+      local loop = tapio.new_loop()
+      loop:set_exception_handler(function() return loop end)
+      seen.loop = loop
+    end
+    helper.collect()
+    assert.is_nil(seen.loop)
   end)
 end)
 

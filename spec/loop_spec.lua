@@ -203,6 +203,28 @@ describe("a loop", function()
     assert.has_error(function() loop:call_exception_handler("x") end)
   end)
 
+  it("keeps its exception handler after close, as asyncio's close does",
+    function()
+    local l = tapio.new_loop()
+    local heard = {}
+    local function handler(got, ctx)
+      assert.are.equal(l, got)
+      heard[#heard + 1] = ctx.message
+    end
+    l:set_exception_handler(handler)
+    local fut = l:create_future()
+    fut:set_exception("lost") -- nobody retrieves it
+    l:close()
+    assert.are.equal(handler, l:get_exception_handler())
+    l:call_exception_handler({ message = "by hand" })
+    fut = nil -- reported when collected, after the close
+    helper.collect()
+    assert.are.same({ "by hand", "future exception was never retrieved" },
+      heard)
+    l:set_exception_handler(nil)
+    assert.is_nil(l:get_exception_handler())
+  end)
+
   it("reports callbacks slower than slow_callback_duration in debug mode",
     function()
     local contexts = {}

@@ -445,6 +445,51 @@ describe("a server", function()
       server:close()
     end)
   end)
+
+  -- asyncio's `async with server`, with Lua 5.4's to-be-closed variables
+  -- (the chunk is loaded: LuaJIT cannot parse one).
+  it("is closed at the end of a <close> variable's block, and in a task "
+     .. "waited closed, its connections gone (Lua 5.4)", function()
+    if _VERSION ~= "Lua 5.4" then
+      return -- no to-be-closed variables
+    end
+    local log = {}
+    local in_task, outside = assert(load([[
+      local tapio, helper, log = ...
+      return function(loop)
+        local server
+        do
+          local s <close> = tapio.start_server(function(reader, writer)
+            reader:read() -- to the end: the client closes soon
+            writer:close()
+            log[#log + 1] = "connection ended"
+          end, "127.0.0.1", 0)
+          server = s
+          local _, writer = tapio.open_connection("127.0.0.1",
+                                                  helper.port(s))
+          loop:call_soon(writer.close, writer)
+        end -- its __close waits here until the connection is gone
+        log[#log + 1] = "block left"
+        return server
+      end, function(loop)
+        local server
+        do
+          local s <close> = loop:run_until_complete(loop:create_server(
+            function() return {} end, "127.0.0.1", 0))
+          server = s
+        end -- closed: nothing to wait in
+        return server
+      end
+    ]]))(tapio, helper, log)
+    local server = run(in_task)
+    assert.are.same({ "connection ended", "block left" }, log)
+    assert.is_false(server:is_serving())
+    local loop = tapio.new_loop()
+    server = outside(loop)
+    assert.is_false(server:is_serving())
+    assert.are.same({}, server:sockets())
+    loop:close()
+  end)
 end)
 
 describe("a Unix server", function()

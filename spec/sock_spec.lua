@@ -450,6 +450,38 @@ c.close()
     local _, e = tapio.listen(9999)
     assert.are.equal("EBADF", e.name)
   end)
+
+  it("have the small helpers word their failures as tapio's, naming the "
+     .. "function and the descriptor", function()
+    local function fails(name, code, message, ...)
+      local ok, err = tapio[name](...)
+      assert.is_nil(ok)
+      assert.are.equal(code, err.name)
+      assert.are.equal("tapio: " .. name .. ": " .. message, err.message)
+    end
+    local not_open = "bad argument #1 'fd' (not an open descriptor)"
+    local a, b = tapio.socketpair()
+    tapio.close_fd(b) -- a closed one
+    for _, fd in ipairs({ b, 0x7ffff000 }) do -- and one never open
+      fails("recv", "EBADF", not_open, fd, 10)
+      fails("send", "EBADF", not_open, fd, "x")
+      fails("close_fd", "EBADF", not_open, fd)
+      fails("bind", "EBADF", not_open, fd, { "127.0.0.1", 0 })
+      fails("listen", "EBADF", not_open, fd)
+      fails("getsockname", "EBADF", not_open, fd)
+    end
+    local r, w = tapio.pipe() -- no socket
+    local not_socket = "bad argument #1 'fd' (not a socket)"
+    fails("recv", "ENOTSOCK", not_socket, r, 10)
+    fails("send", "ENOTSOCK", not_socket, w, "x")
+    fails("getsockname", "ENOTSOCK", not_socket, r)
+    fails("send", "EPIPE", "broken pipe", a, "x") -- its peer closed
+    local c, d = tapio.socketpair()
+    fails("recv", "EAGAIN", "resource temporarily unavailable", c, 10)
+    for _, fd in ipairs({ a, r, w, c, d }) do
+      tapio.close_fd(fd)
+    end
+  end)
 end)
 
 -- Runs fn(loop) in a task that a timer cancels in the loop turn where

@@ -930,3 +930,49 @@ describe("tapio.StreamReaderProtocol", function()
     end)
   end)
 end)
+
+-- asyncio refuses the future a read or a drain of another loop's stream
+-- awaits; tapio's would park for ever (nothing of the task's loop feeds
+-- the reader): refused at once, as another loop's future is.
+describe("a stream of another loop", function()
+  it("refuses a task's reads of its reader, drain and wait_closed of its "
+     .. "writer, naming the method", function()
+    local other = tapio.new_loop()
+    local s = other:run_until_complete(function()
+      local got = { pair(other) } -- server, reader, writer, sr, sw
+      got[5]:write("line\n") -- there to read: refused all the same
+      tapio.wait_for(function() -- bounded: a timeout error, not a hang
+        until_true(function() return got[2]:get_buffer_size() > 0 end)
+      end, 5)
+      return got
+    end)
+    local reader, writer, empty = s[2], s[3], s[4]
+    run(function()
+      for _, case in ipairs({ -- no tail calls: the error names the line
+        { "reader:read", function() empty:read(10) end }, -- would park
+        { "reader:read", function() reader:read(10) end },
+        { "reader:readline", function() reader:readline() end },
+        { "reader:readexactly", function() reader:readexactly(1) end },
+        { "reader:readuntil", function() reader:readuntil("\n") end },
+        { "writer:drain", function() writer:drain() end },
+        { "writer:wait_closed", function() writer:wait_closed() end },
+      }) do
+        local ok, err = pcall(case[2])
+        assert.is_false(ok, case[1])
+        assert.matches("^[^:]*streams_spec%.lua:%d+: tapio: " .. case[1]
+          .. ": the " .. case[1]:match("^%a+") .. " belongs to another loop "
+          .. "than the task's$", err)
+      end
+    end, { deadline = 2 })
+    assert.are.equal("line\n", other:run_until_complete(function()
+      return reader:readline() -- its own loop's task reads it
+    end))
+    other:run_until_complete(function()
+      writer:close()
+      s[5]:close()
+      s[1]:close()
+      s[1]:wait_closed()
+    end)
+    other:close()
+  end)
+end)

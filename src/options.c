@@ -193,6 +193,10 @@ int tapio_option_info(int call, const char *name, int *type, int64_t *min,
   return 0;
 }
 
+const char *tapio__opt_name(enum tapio__opt which) {
+  return optdefs[which].name;
+}
+
 const char *tapio_option_name(int call, size_t n) {
   int i;
   if (!known_call(call))

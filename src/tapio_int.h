@@ -110,7 +110,7 @@ struct tapio_loop {
   void *rbuf_block;        /* the allocation rbuf is aligned within */
   char *dbuf;              /* datagram slots, made on first datagram read */
   const char *errmsg;      /* tapio_loop_error_message, during a completion */
-  char refused[200];       /* or why a create call just refused at once */
+  char refused[320];       /* or why a create call just refused at once */
   struct tapio__resolver *resolver; /* c-ares, made on first name lookup */
   char *dns_servers;       /* tapio_loop_set_resolver's, or NULL */
   double dns_timeout;      /* seconds per try; 0: the system's */
@@ -449,6 +449,8 @@ int tapio__opts_fail(const tapio_options *o, int code);
 int64_t tapio__opt_int(const tapio_options *o, enum tapio__opt which,
                        int64_t dflt);
 int tapio__opt_is_set(const tapio_options *o, enum tapio__opt which);
+/* The option's name, as tapio_options_set_* take it. */
+const char *tapio__opt_name(enum tapio__opt which);
 /* A string option, or NULL when not set; an id option's name, or NULL
  * when it is not set or set by number (tapio__opt_int's). */
 const char *tapio__opt_str(const tapio_options *o, enum tapio__opt which);

@@ -96,10 +96,20 @@ local function owners()
   return setmetatable({}, { __mode = "kv" })
 end
 
---- The running task (nil outside one), now set[obj]'s.
-local function bind(set, obj, co)
+--- The running task (nil outside one), now set[obj]'s; fn (a method of
+-- obj) is refused at its caller when obj is another loop's than the
+-- task's: nothing of the task's loop would wake a wait on it, and
+-- future:await refuses another loop's future so (level: where, 3 unless
+-- given: the caller of bind's caller). Here, where a task takes obj over,
+-- the check costs the methods' usual case nothing.
+local function bind(set, obj, co, fn, level)
   local task = tasks[co]
   if task then
+    local loop = obj._loop
+    if loop and loop ~= task._loop then
+      error(("tapio: %s: the %s belongs to another loop than the task's")
+        :format(fn, fn:match("^%a+")), level or 3)
+    end
     set[obj] = task
   end
   return task
@@ -219,14 +229,10 @@ end
 -- What the report calls the future: "task" for tapio.task's tasks.
 Future._kind = "future"
 
---- Gives context to loop's exception handler from a finalizer (the
--- default handler once the loop is closed); never raises.
+--- Gives context to loop's exception handler from a finalizer (a closed
+-- loop keeps its handler, as asyncio's); never raises.
 local function to_handler(loop, context)
-  if loop:is_closed() then
-    pcall(Loop.default_exception_handler, loop, context)
-  else
-    pcall(Loop.call_exception_handler, loop, context)
-  end
+  pcall(Loop.call_exception_handler, loop, context)
 end
 M.to_handler = to_handler
 

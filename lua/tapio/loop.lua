@@ -520,6 +520,18 @@ function Server:serve_forever()
   end
 end
 
+--- `local server <close> = tapio.start_server(...)` (Lua 5.4) is
+-- asyncio's `async with server`: at the block's end, however it ends, the
+-- server is closed and, in a task, waited closed (its __aexit__; Lua 5.4
+-- lets a __close yield in a coroutine). Outside a task nothing can wait:
+-- closed only. (LuaJIT has no <close>: the field is not looked at.)
+server_mt.__close = function(self)
+  self:close()
+  if current_task() then
+    self:wait_closed()
+  end
+end
+
 -- ---- Blocking work off the loop --------------------------------------------
 
 -- A job for the loop's worker pool (lua/work.c): fn, whose position in

@@ -477,7 +477,7 @@ function StreamReader:read(n)
     if not task then
       check_reader(self, "reader:read")
     end
-    task = bind(readers, self, co)
+    task = bind(readers, self, co, "reader:read")
   end
   if n == nil then
     n = -1
@@ -543,12 +543,23 @@ local function readexactly(self, n)
   return data
 end
 
+-- What readexactly and readuntil check first, as read and readline do
+-- inline: self, and the task's loop where a task reads self first (bind);
+-- raised at the method's caller.
+local function bound(self, fn)
+  local co, task = running(), readers[self]
+  if not (task and task._co == co) then
+    if not task then
+      U.check_self(self, StreamReader, fn, 4)
+    end
+    bind(readers, self, co, fn, 4)
+  end
+end
+
 --- reader:readexactly(n): exactly n bytes, or IncompleteReadError (with
 -- what came) at the end.
 function StreamReader:readexactly(n)
-  if getmt(self) ~= StreamReader then
-    check_reader(self, "reader:readexactly")
-  end
+  bound(self, "reader:readexactly")
   n = check_size(n, "reader:readexactly")
   if n < 0 then
     error("tapio: reader:readexactly: bad argument #1 'n' (size can not "
@@ -623,9 +634,7 @@ end
 -- ("\n" by default; a list of separators: the first match to end wins).
 function StreamReader:readuntil(separator)
   local fn = "reader:readuntil"
-  if getmt(self) ~= StreamReader then
-    check_reader(self, fn)
-  end
+  bound(self, fn)
   separator = separator == nil and "\n" or separator
   local seps
   if type(separator) == "table" then
@@ -687,7 +696,7 @@ function StreamReader:readline()
     if not task then
       check_reader(self, "reader:readline")
     end
-    task = bind(readers, self, co)
+    task = bind(readers, self, co, "reader:readline")
   end
   -- The usual case, in a task: a whole line in the buffer's first chunk
   -- (and when it is not the chunk's end, take's first case inline), once

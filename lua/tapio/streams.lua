@@ -321,7 +321,7 @@ function StreamWriter:drain()
   if not task then
     check_writer(self, "writer:drain")
   end
-  F.bind(writers, self, running())
+  F.bind(writers, self, running(), "writer:drain")
   return async(self, "writer:drain", drain)
 end
 
@@ -403,6 +403,7 @@ function StreamWriter:wait_closed()
   if getmt(self) ~= StreamWriter then
     check_writer(self, "writer:wait_closed")
   end
+  F.bind(writers, self, running(), "writer:wait_closed")
   return async(self, "writer:wait_closed", wait_closed)
 end
 

@@ -379,14 +379,18 @@ static void socket_options(void)
 
 /* ---- asyncio's checks of the call (D13, D14, D15) -------------------------- */
 
-/* The call refuses o (TAPIO_EINVAL, nothing called); o is freed. */
-static void refused(tapio_loop *loop, tapio_options *o)
+#define DG "create_datagram_endpoint: "
+
+/* The call refuses o (TAPIO_EINVAL, nothing called) with the words why
+ * (tapio_loop_error_message); o is freed. */
+static void refused(tapio_loop *loop, tapio_options *o, const char *why)
 {
   drec r;
   drec_init(&r);
   CHECK_ERR(tapio_create_datagram_endpoint(loop, &drec_proto, &r, o,
                                            never_connected, NULL),
             TAPIO_EINVAL);
+  CHECK_STR(tapio_loop_error_message(loop), why);
   tapio_options_free(o);
   spin(loop, 1);
   CHECK_STR(r.log, "");
@@ -408,33 +412,59 @@ static tapio_options *sock_opts(tapio_loop *loop, int type, int *sock,
 
 static void option_errors(void)
 {
+  static const char modifiers[] = "(asyncio: socket modifier keyword "
+    "arguments can not be used when sock is specified)";
+  char want[256];
   tapio_loop *loop = new_loop();
   tapio_options *o;
   int sock, other;
   /* D13: IPv4 remote, IPv6 local; nothing to make a socket of */
-  refused(loop, dgram_opts(loop, "::1", 0, "127.0.0.1", 9));
-  refused(loop, NULL);
-  /* D14: sock with an address; a stream socket: the sock is closed */
+  refused(loop, dgram_opts(loop, "::1", 0, "127.0.0.1", 9),
+          DG "the local host '::1' and the remote host '127.0.0.1' are of "
+          "different families (asyncio: can not get address information)");
+  refused(loop, NULL, DG "no local or remote address, no family and no sock: "
+          "nothing to make a socket of (asyncio: unexpected address "
+          "family)");
+  /* D14: sock with an address, every option named; a stream socket: the
+   * sock is closed */
   o = sock_opts(loop, SOCK_DGRAM, &sock, &other);
   CHECK_OK(tapio_options_set_str(o, "local_host", "127.0.0.1"));
-  refused(loop, o);
+  CHECK_OK(tapio_options_set_int(o, "reuse_port", 1));
+  CHECK_OK(tapio_options_set_int(o, "proto", 17));
+  snprintf(want, sizeof want, DG "'sock' cannot be given with 'local_host', "
+           "'reuse_port', 'proto' %s", modifiers);
+  refused(loop, o, want);
   CHECK(fcntl(sock, F_GETFD) < 0);
   close(other);
-  refused(loop, sock_opts(loop, SOCK_STREAM, &sock, &other));
+  refused(loop, sock_opts(loop, SOCK_STREAM, &sock, &other),
+          DG "'sock' is a stream socket; a datagram socket was expected");
   CHECK(fcntl(sock, F_GETFD) < 0);
   close(other);
-  /* a remote host with no port; a path with a family; another call's */
+  /* a remote host with no port, a port with no host; a path with a
+   * family, or with an IP address; another call's option */
   o = new_options(loop);
   CHECK_OK(tapio_options_set_str(o, "remote_host", "127.0.0.1"));
-  refused(loop, o);
+  refused(loop, o, DG "the remote address has a host but no port (it is a "
+          "host and a port)");
+  o = new_options(loop);
+  CHECK_OK(tapio_options_set_int(o, "remote_port", 9));
+  refused(loop, o, DG "the remote address has a port but no host (it is a "
+          "host and a port)");
   o = new_options(loop);
   CHECK_OK(tapio_options_set_str(o, "local_path", "/tmp/x"));
   CHECK_OK(tapio_options_set_int(o, "family", 4));
   CHECK_ERR(tapio_options_set_int(o, "remote_port", 70000), TAPIO_EINVAL);
-  refused(loop, o);
+  refused(loop, o, DG "'family' given with a Unix path (a path's family is "
+          "AF_UNIX)");
+  o = dgram_opts(loop, NULL, 0, "127.0.0.1", 9);
+  CHECK_OK(tapio_options_set_str(o, "local_path", "/tmp/x"));
+  refused(loop, o, DG "an IP address (a host or port) and a Unix path given "
+          "together: the local and remote addresses must be both IP or both "
+          "Unix paths");
   o = dgram_opts(loop, "127.0.0.1", 0, NULL, 0);
   CHECK_OK(tapio_options_set_int(o, "reuse_address", 1));
-  refused(loop, o);
+  refused(loop, o, "create_datagram_endpoint does not take option "
+          "'reuse_address'");
   free_loop(loop);
 }
 
