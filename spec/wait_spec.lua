@@ -80,6 +80,25 @@ describe("tapio.wait_for", function()
     assert.are.equal(1, clock:time())
   end, jump))
 
+  it("returns what finished at the deadline's instant, before the " ..
+     "deadline's cancel reached the waiting task (asyncio drops it, " ..
+     "cpython gh-86296: a connection made then leaked)",
+     testing.run(function(clock, loop)
+    -- each due at 1 with the deadline, and scheduled before it: it fires
+    -- first, and the waiting task's wake-up is still to run
+    local fut = loop:create_future()
+    loop:call_later(1, function() fut:set_result("made", 2) end)
+    local a, b = tapio.wait_for(fut, 1)
+    assert.are.same({ "made", 2 }, { a, b })
+    assert.are.equal(1, clock:time())
+    assert.are.equal(0, tapio.current_task():cancelling())
+    local failed = loop:create_future()
+    loop:call_later(1, function() failed:set_exception("boom") end)
+    assert.are.equal("boom", raised(tapio.wait_for, failed, 1))
+    assert.are.equal(2, clock:time())
+    assert.are.equal(0, tapio.current_task():cancelling())
+  end, jump))
+
   it("with a timeout of 0 returns what is done and times out what is not",
      testing.run(function(clock, loop)
     local fut = loop:create_future()

@@ -84,7 +84,12 @@ end
 -- Runs fn(...) in task with a deadline delay seconds from now: its
 -- results, or a timeout error raised once the cancellation it makes has
 -- come through fn. See the top of the file for whose cancellation it is.
-local function deadline(task, name, delay, fn, ...)
+-- aw (wait_for's future, else nil) finished, not cancelled, when the
+-- deadline's own cancellation came out of fn had finished before it
+-- reached the task (in the deadline's instant, its wake-up still to
+-- run): its outcome wins. asyncio raises the timeout and drops it
+-- (cpython gh-86296): a connection made then was never closed.
+local function deadline(task, name, delay, aw, fn, ...)
   if delay == nil then -- no deadline (asyncio's None)
     return fn(...)
   end
@@ -97,6 +102,9 @@ local function deadline(task, name, delay, fn, ...)
   handle:cancel()
   if expired and task:uncancel() <= before and not r[1]
      and is_cancelled(r[2]) then
+    if aw and aw:done() and not aw:cancelled() then
+      return aw:result()
+    end
     error(timed_out(name, delay), 0)
   end
   if not r[1] then
@@ -129,7 +137,7 @@ end
 local function wait_for(fut, delay)
   local task = current_task()
   if delay == nil or delay > 0 then
-    return deadline(task, "wait_for", delay, await, fut)
+    return deadline(task, "wait_for", delay, fut, await, fut)
   end
   if not fut:done() then
     cancel_and_wait(task._loop, fut)
@@ -143,7 +151,8 @@ end
 --- tapio.wait_for(aw, timeout): aw's results (a future, or a function run
 -- as a task), or, after timeout seconds (nil: none), aw cancelled and,
 -- once its cancellation has finished, a timeout error (code ETIMEDOUT).
--- What aw returns even so (it caught the cancellation) is returned.
+-- What aw returns even so (it caught the cancellation) is returned, as
+-- is what it finished with in the deadline's instant (see deadline).
 -- Cancelling the waiting task cancels aw.
 function api.wait_for(aw, timeout)
   check_delay(timeout, "wait_for", 2, "timeout", true)
@@ -176,7 +185,7 @@ function api.timeout(delay, fn, ...)
   check_delay(delay, "timeout", 1, "delay", true)
   check_callable(fn, "timeout", 2, "fn")
   local loop, task = loop_for("timeout")
-  return with_deadline(loop, task, "timeout", delay, fn, ...)
+  return with_deadline(loop, task, "timeout", delay, nil, fn, ...)
 end
 
 --- tapio.timeout_at(when, fn, ...): tapio.timeout with the deadline at
@@ -186,7 +195,7 @@ function api.timeout_at(when, fn, ...)
   check_callable(fn, "timeout_at", 2, "fn")
   local loop, task = loop_for("timeout_at")
   return with_deadline(loop, task, "timeout_at", when and when - loop:time(),
-    fn, ...)
+    nil, fn, ...)
 end
 
 -- ---- gather --------------------------------------------------------------
