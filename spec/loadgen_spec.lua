@@ -222,6 +222,30 @@ describe("examples/loadgen.lua", function()
     end)
   end)
 
+  it("leaves nothing behind with 100 workers, 50 ms timeouts and every "
+     .. "misbehaviour at once", function()
+    run(function(loop)
+      local peer, port = start_peer({ "--stall", "13", "--reset", "7",
+                                      "--close", "11" })
+      local args = { "--conns", "100", "--seconds", "0.5", "--timeout",
+                     "0.05" }
+      local ok, err = pcall(function()
+        -- a first run grows the loop's timer heap to 100 workers' timers
+        local sockets = helper.open_sockets()
+        local cfg = assert(loadgen.parse({ "127.0.0.1", tostring(port),
+                                           unpack(args) }))
+        loadgen.run(cfg, loadgen.new_stats(cfg))
+        assert.are.same({}, helper.new_sockets(sockets))
+        local stats = load(loop, port, args)
+        assert.is_true(stats.counts.ok > 0)
+        assert.are.equal(0, stats.counts.refused + stats.counts.other)
+        assert.is_true(stats.elapsed < 1, stats.elapsed)
+      end)
+      stop_peer(peer)
+      assert(ok, err)
+    end)
+  end)
+
   describe("--seconds ends every worker wherever it waits", function()
     local function cut_short(peer_args, args)
       run(function(loop)

@@ -123,8 +123,14 @@ async def answer(reader, writer, n, msg):
     return True
 
 
+# The connections' tasks: held here, a task whose transport has gone (a
+# held request's) would be collected while pending, and asyncio says so.
+serving = set()
+
+
 async def serve(reader, writer):
     c = count("connections")
+    serving.add(asyncio.current_task())
     try:
         if args.tls:
             if every(args.stall_handshake, c):
@@ -148,6 +154,7 @@ async def serve(reader, writer):
         pass
     finally:
         writer.close()
+        serving.discard(asyncio.current_task())
 
 
 def protocol():
