@@ -192,17 +192,20 @@ describe("examples/loadgen.lua", function()
     end)
   end)
 
-  it("times out the TLS handshakes the server never starts", function()
+  it("over TLS, times out the handshakes the server never starts, and "
+     .. "tells a reset from an end", function()
     run(function(loop)
       local stats, log = against(loop,
-        { "--tls", helper.certs(), "--stall-handshake", "3" },
-        { "--conns", "3", "--requests", "30", "--timeout", "0.2",
+        { "--tls", helper.certs(), "--stall-handshake", "5", "--stall", "13",
+          "--reset", "7", "--close", "11" },
+        { "--conns", "6", "--requests", "100", "--timeout", "0.3",
           "--tls", helper.cert("ca.pem") })
       assert.are.equal(0, log.handshakes_failed)
       assert.is_true(log.handshakes_stalled >= 1)
-      assert_counts({ ok = 30 - log.handshakes_stalled,
-                      timeout = log.handshakes_stalled }, stats)
-      assert.are.equal(stats.counts.ok, log.answered)
+      assert_counts({ ok = log.answered, reset = log.reset,
+                      eof = log.closed,
+                      timeout = log.stalled + log.handshakes_stalled }, stats)
+      assert.are.equal(100, total(stats))
       assert.are.equal(stats.connects, log.handshakes)
     end)
   end)
