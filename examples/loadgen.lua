@@ -279,8 +279,17 @@ end
 M.USAGE = "usage: loadgen.lua HOST PORT [--conns N] [--requests M | "
   .. "--seconds S] [--timeout T] [--tls CAFILE] [--line] [--size BYTES]"
 
-local NUMBERS = { conns = 1, requests = 1, seconds = 0, timeout = 0,
-                  size = 0 } -- each option's least value
+-- The options that take a number, and the least each takes.
+local NUMBERS = { conns = 1, requests = 1, size = 0, seconds = 0,
+                  timeout = 0 }
+local INTEGERS = { conns = true, requests = true, size = true }
+
+local function valid(name, n)
+  if INTEGERS[name] then
+    return n % 1 == 0 and n >= NUMBERS[name]
+  end
+  return n > NUMBERS[name] -- seconds: more than none
+end
 
 --- loadgen.parse(args): the configuration of a list of arguments, or
 -- nil and why not.
@@ -292,8 +301,7 @@ function M.parse(args)
     local name = args[i]:match("^%-%-(.+)$")
     if name and NUMBERS[name] then
       local n = tonumber(args[i + 1])
-      if not n or n < NUMBERS[name] or (NUMBERS[name] == 1
-                                        and n % 1 ~= 0) then
+      if not n or not valid(name, n) then
         return nil, ("--%s: bad value %s"):format(name,
                                                   tostring(args[i + 1]))
       end
@@ -321,10 +329,12 @@ function M.parse(args)
     cfg.requests = cfg.requests or 1000
   end
   cfg.padding = ("."):rep(cfg.size)
+  -- The reader's limit is a line's (64 KiB by default): room for one.
+  cfg.connect_opts = { limit = math.max(65536, cfg.size + 1) }
   if cfg.cafile then
+    cfg.connect_opts.ssl = tapio.tls_context { cafile = cfg.cafile }
     -- A TLS shutdown waits for the server's close_notify at most this.
-    cfg.connect_opts = { ssl = tapio.tls_context { cafile = cfg.cafile },
-                         ssl_shutdown_timeout = cfg.timeout }
+    cfg.connect_opts.ssl_shutdown_timeout = cfg.timeout
   end
   return cfg
 end

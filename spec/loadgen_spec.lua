@@ -117,11 +117,12 @@ describe("examples/loadgen.lua", function()
     end)
   end)
 
-  it("speaks lines with --line", function()
+  it("speaks lines with --line, longer than a reader's default limit",
+     function()
     run(function(loop)
       local stats, log = against(loop, { "--line", "--close", "9" },
         { "--conns", "3", "--requests", "60", "--timeout", "0.2",
-          "--line", "--size", "100" })
+          "--line", "--size", "100000" })
       assert.are.equal(6, log.closed)
       assert_counts({ ok = 54, eof = 6 }, stats)
       assert.are.equal(54, log.answered)

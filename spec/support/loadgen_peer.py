@@ -159,8 +159,8 @@ async def serve(reader, writer):
 
 def protocol():
     """A server-side stream protocol (start_server's: start_tls then
-    handshakes as the server)."""
-    return asyncio.StreamReaderProtocol(asyncio.StreamReader(), serve)
+    handshakes as the server), its lines up to 16 MiB."""
+    return asyncio.StreamReaderProtocol(asyncio.StreamReader(1 << 24), serve)
 
 
 async def accept(listener):
