@@ -82,9 +82,9 @@ async def to_the_end(reader):
         pass
 
 
-async def read_request(reader):
-    """The next request (its number and message), or None at the end; a
-    held one never returns."""
+async def read_request(reader, writer):
+    """The next request (its number and message; IncompleteReadError at
+    the end); a held one never returns, its connection no longer read."""
     if args.line:
         msg = (await reader.readuntil(b"\n"))[:-1]
         return count("requests"), msg
@@ -92,7 +92,8 @@ async def read_request(reader):
     n = count("requests")
     if every(args.hold, n):
         count("held")
-        await asyncio.Event().wait()  # until the peer ends
+        writer.transport.pause_reading()
+        await asyncio.Event().wait()  # until the process ends
     return n, await reader.readexactly(struct.unpack(">I", head)[0])
 
 
@@ -145,7 +146,7 @@ async def serve(reader, writer):
             count("handshakes")
         while True:
             try:
-                n, msg = await read_request(reader)
+                n, msg = await read_request(reader, writer)
             except (asyncio.IncompleteReadError, ConnectionError):
                 return
             if not await answer(reader, writer, n, msg):
