@@ -168,10 +168,14 @@ local function attempt(fn, ...)
   return unless_cancelled(pcall(fn, ...))
 end
 
+-- The connect runs in the worker's task (tapio.timeout), not in a task
+-- of its own (wait_for's): the run's end cancelling the worker as the
+-- connect completes reaches open_connection, which closes what it made;
+-- a task of its own would have finished, its connection dropped with
+-- the cancelled wait_for.
 local function connect(cfg)
-  return tapio.wait_for(function()
-    return tapio.open_connection(cfg.host, cfg.port, cfg.connect_opts)
-  end, cfg.timeout)
+  return tapio.timeout(cfg.timeout, tapio.open_connection, cfg.host,
+                       cfg.port, cfg.connect_opts)
 end
 
 -- One request: sends it, waits for its answer.
