@@ -99,6 +99,17 @@ describe("tapio.wait_for", function()
     assert.are.equal(0, tapio.current_task():cancelling())
   end, jump))
 
+  it("cancelled from outside in that instant, ends cancelled: what it " ..
+     "waited for does not hide the cancellation", testing.run(function(_,
+                                                                 loop)
+    local fut = loop:create_future()
+    loop:call_later(1, function() fut:set_result("made") end)
+    local outer = loop:create_task(tapio.wait_for, fut, 1)
+    loop:call_later(1, function() outer:cancel() end) -- before its deadline
+    assert.is_true(tapio.is_cancelled(raised(outer.await, outer)))
+    assert.is_true(outer:cancelled())
+  end, jump))
+
   it("with a timeout of 0 returns what is done and times out what is not",
      testing.run(function(clock, loop)
     local fut = loop:create_future()

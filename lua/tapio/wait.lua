@@ -84,11 +84,11 @@ end
 -- Runs fn(...) in task with a deadline delay seconds from now: its
 -- results, or a timeout error raised once the cancellation it makes has
 -- come through fn. See the top of the file for whose cancellation it is.
--- aw (wait_for's future, else nil) finished, not cancelled, when the
--- deadline's own cancellation came out of fn had finished before it
--- reached the task (in the deadline's instant, its wake-up still to
--- run): its outcome wins. asyncio raises the timeout and drops it
--- (cpython gh-86296): a connection made then was never closed.
+-- aw: wait_for's future (nil for timeout). Finished, not cancelled,
+-- though the deadline's own cancellation came out of fn, it finished
+-- first, in the deadline's instant, its waiting task not yet resumed:
+-- its outcome wins over the timeout. asyncio raises the timeout and
+-- drops it (cpython gh-86296): a connection made then was never closed.
 local function deadline(task, name, delay, aw, fn, ...)
   if delay == nil then -- no deadline (asyncio's None)
     return fn(...)
