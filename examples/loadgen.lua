@@ -126,12 +126,18 @@ local function quantile(sorted, q)
   return sorted[math.max(1, math.ceil(q * #sorted))]
 end
 
+--- stats:made(): the requests made, whatever became of each.
+function Stats:made()
+  local n = 0
+  for _, kind in ipairs(M.KINDS) do
+    n = n + self.counts[kind]
+  end
+  return n
+end
+
 --- loadgen.report(stats): the report, as lines of text.
 function M.report(stats)
-  local made = 0
-  for _, kind in ipairs(M.KINDS) do
-    made = made + stats.counts[kind]
-  end
+  local made = stats:made()
   local lines = { ("requests %7d in %.2f s (%.0f a second)"):format(made,
     stats.elapsed, made / math.max(stats.elapsed, 1e-9)) }
   for _, kind in ipairs(M.KINDS) do
