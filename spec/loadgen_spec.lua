@@ -250,7 +250,8 @@ describe("examples/loadgen.lua", function()
         args[#args + 1] = "--seconds"
         args[#args + 1] = "0.3"
         local stats = against(loop, peer_args, args)
-        assert.is_true(stats.elapsed >= 0.3 and stats.elapsed < 0.5,
+        -- the workers' own timeouts are 5 s: the run's end cancelled them
+        assert.is_true(stats.elapsed >= 0.3 and stats.elapsed < 0.7,
                        stats.elapsed)
       end)
     end
