@@ -174,11 +174,9 @@ local function attempt(fn, ...)
   return unless_cancelled(pcall(fn, ...))
 end
 
--- The connect runs in the worker's task (tapio.timeout), not in a task
--- of its own (wait_for's): the run's end cancelling the worker as the
--- connect completes reaches open_connection, which closes what it made;
--- a task of its own would have finished, its connection dropped with
--- the cancelled wait_for.
+-- The connect runs in the worker's task (tapio.timeout: no task of its
+-- own, as wait_for's function gets); cancelled as it completes, it
+-- closes what it made.
 local function connect(cfg)
   return tapio.timeout(cfg.timeout, tapio.open_connection, cfg.host,
                        cfg.port, cfg.connect_opts)
