@@ -80,6 +80,57 @@ describe("tapio.wait_for", function()
     assert.are.equal(1, clock:time())
   end, jump))
 
+  it("returns what finished at the deadline's instant, before the " ..
+     "deadline's cancel reached the waiting task (asyncio drops it, " ..
+     "cpython gh-86296: a connection made then leaked)",
+     testing.run(function(clock, loop)
+    -- each due at 1 with the deadline, and scheduled before it: it fires
+    -- first, and the waiting task's wake-up is still to run
+    local fut = loop:create_future()
+    loop:call_later(1, function() fut:set_result("made", 2) end)
+    local a, b = tapio.wait_for(fut, 1)
+    assert.are.same({ "made", 2 }, { a, b })
+    assert.are.equal(1, clock:time())
+    assert.are.equal(0, tapio.current_task():cancelling())
+    local failed = loop:create_future()
+    loop:call_later(1, function() failed:set_exception("boom") end)
+    assert.are.equal("boom", raised(tapio.wait_for, failed, 1))
+    assert.are.equal(2, clock:time())
+    assert.are.equal(0, tapio.current_task():cancelling())
+  end, jump))
+
+  it("cancelled from outside in that instant, returns what finished and "
+     .. "raises the cancellation at the task's next wait (asyncio drops "
+     .. "what finished), with or without a deadline",
+     testing.run(function(clock, loop)
+    for _, timeout in ipairs({ 10, false }) do
+      local fut = loop:create_future()
+      loop:call_later(1, function() fut:set_result("made") end)
+      local got, after = {}, nil
+      local outer = loop:create_task(function()
+        got = { tapio.wait_for(fut, timeout or nil) }
+        local ok, err = pcall(tapio.sleep, 0) -- the cancellation is here
+        after = ok
+        error(err, 0)
+      end)
+      loop:call_later(1, function() outer:cancel("stop") end)
+      local err = raised(outer.await, outer)
+      assert.is_true(tapio.is_cancelled(err))
+      assert.are.equal("stop", err.message)
+      assert.are.same({ "made" }, got)
+      assert.is_false(after)
+      assert.are.equal(1, outer:cancelling())
+    end
+    -- a task that waits no more ends cancelled
+    local fut = loop:create_future()
+    loop:call_later(1, function() fut:set_result("made") end)
+    local outer = loop:create_task(tapio.wait_for, fut, 10)
+    loop:call_later(1, function() outer:cancel() end)
+    assert.is_true(tapio.is_cancelled(raised(outer.await, outer)))
+    assert.is_true(outer:cancelled())
+    assert.are.equal(3, clock:time())
+  end, jump))
+
   it("with a timeout of 0 returns what is done and times out what is not",
      testing.run(function(clock, loop)
     local fut = loop:create_future()

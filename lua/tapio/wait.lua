@@ -84,20 +84,40 @@ end
 -- Runs fn(...) in task with a deadline delay seconds from now: its
 -- results, or a timeout error raised once the cancellation it makes has
 -- come through fn. See the top of the file for whose cancellation it is.
-local function deadline(task, name, delay, fn, ...)
-  if delay == nil then -- no deadline (asyncio's None)
+--
+-- aw: wait_for's future (nil for timeout). Finished, not cancelled,
+-- though a cancellation came out of fn, it finished first, in the
+-- instant the waiting task was cancelled (its wake-up still to run): its
+-- outcome is returned. A cancellation of the deadline's own is taken
+-- back; one from elsewhere is raised at the task's next wait (or ends
+-- it cancelled if it waits no more). asyncio raises either at once and
+-- drops the outcome (cpython gh-86296): a connection made then was
+-- never closed.
+local function deadline(task, name, delay, aw, fn, ...)
+  if delay == nil and not aw then -- no deadline (asyncio's None)
     return fn(...)
   end
-  local before, expired = task._cancels, false
-  local handle = task._loop:call_later(delay, function()
-    expired = true
-    task:cancel()
-  end)
+  local before, expired, handle = task._cancels, false, nil
+  if delay ~= nil then
+    handle = task._loop:call_later(delay, function()
+      expired = true
+      task:cancel()
+    end)
+  end
   local r = pack(pcall(fn, ...))
-  handle:cancel()
-  if expired and task:uncancel() <= before and not r[1]
-     and is_cancelled(r[2]) then
-    error(timed_out(name, delay), 0)
+  if handle then
+    handle:cancel()
+  end
+  local own = expired and task:uncancel() <= before
+  if not r[1] and is_cancelled(r[2]) then
+    if aw and aw:done() and not aw:cancelled() then
+      if not own then -- raised at the next wait, as a cancel from inside
+        task._must_cancel, task._cancel_message = true, r[2].message
+      end
+      return aw:result()
+    elseif own then
+      error(timed_out(name, delay), 0)
+    end
   end
   if not r[1] then
     error(r[2], 0)
@@ -129,7 +149,7 @@ end
 local function wait_for(fut, delay)
   local task = current_task()
   if delay == nil or delay > 0 then
-    return deadline(task, "wait_for", delay, await, fut)
+    return deadline(task, "wait_for", delay, fut, await, fut)
   end
   if not fut:done() then
     cancel_and_wait(task._loop, fut)
@@ -143,7 +163,9 @@ end
 --- tapio.wait_for(aw, timeout): aw's results (a future, or a function run
 -- as a task), or, after timeout seconds (nil: none), aw cancelled and,
 -- once its cancellation has finished, a timeout error (code ETIMEDOUT).
--- What aw returns even so (it caught the cancellation) is returned.
+-- What aw returns even so (it caught the cancellation) is returned, as
+-- is what it finished with in the instant the deadline expired or the
+-- waiting task was cancelled (see deadline).
 -- Cancelling the waiting task cancels aw.
 function api.wait_for(aw, timeout)
   check_delay(timeout, "wait_for", 2, "timeout", true)
@@ -176,7 +198,7 @@ function api.timeout(delay, fn, ...)
   check_delay(delay, "timeout", 1, "delay", true)
   check_callable(fn, "timeout", 2, "fn")
   local loop, task = loop_for("timeout")
-  return with_deadline(loop, task, "timeout", delay, fn, ...)
+  return with_deadline(loop, task, "timeout", delay, nil, fn, ...)
 end
 
 --- tapio.timeout_at(when, fn, ...): tapio.timeout with the deadline at
@@ -186,7 +208,7 @@ function api.timeout_at(when, fn, ...)
   check_callable(fn, "timeout_at", 2, "fn")
   local loop, task = loop_for("timeout_at")
   return with_deadline(loop, task, "timeout_at", when and when - loop:time(),
-    fn, ...)
+    nil, fn, ...)
 end
 
 -- ---- gather --------------------------------------------------------------
