@@ -422,6 +422,46 @@ function helper.collect()
   collectgarbage("collect")
 end
 
+--- The descriptors this process has open (the listing's own pipe among
+-- them: one more in every count alike).
+function helper.fd_count()
+  local ls = io.popen("ls /proc/" .. helper.pid() .. "/fd")
+  local n = 0
+  for _ in ls:lines() do
+    n = n + 1
+  end
+  ls:close()
+  return n
+end
+
+--- What loop and the Lua state hold, after a full collection: Lua's
+-- memory in KiB (lua), the loop's registry references (refs), the
+-- registry's anchors (registry), the core's memory (core) and this
+-- process's descriptors (fds).
+function helper.measure(loop)
+  local fds = helper.fd_count()
+  helper.collect()
+  return { lua = collectgarbage("count"), refs = loop:_debug().refs,
+           registry = helper.registry_count(), core = loop:memory(),
+           fds = fds }
+end
+
+--- Asserts that after (a helper.measure) holds what before did: the same
+-- references, anchors, core memory and descriptors, and Lua's memory at
+-- most lua_kib (KiB) more. what names the operations in the message.
+function helper.assert_steady(before, after, what, lua_kib)
+  for _, k in ipairs { "refs", "registry", "core", "fds" } do
+    if before[k] ~= after[k] then
+      error(("%s: %s went from %s to %s"):format(what, k,
+        tostring(before[k]), tostring(after[k])), 2)
+    end
+  end
+  if after.lua - before.lua > lua_kib then
+    error(("%s: Lua memory grew by %.1f KiB (more than %g)"):format(what,
+      after.lua - before.lua, lua_kib), 2)
+  end
+end
+
 --- What the exception handler of a new loop hears once make(loop) has
 -- run there as a task, the loop has turned a few more times (for the
 -- done callbacks left) and what make dropped is collected: for the
