@@ -439,8 +439,12 @@ end
 -- registry's anchors (registry), the core's memory (core) and this
 -- process's descriptors (fds).
 function helper.measure(loop)
-  local fds = helper.fd_count()
+  if jit then
+    jit.flush() -- LuaJIT's compiled traces are collectable objects too
+  end
   helper.collect()
+  local fds = helper.fd_count()
+  helper.collect() -- the listing's file
   return { lua = collectgarbage("count"), refs = loop:_debug().refs,
            registry = helper.registry_count(), core = loop:memory(),
            fds = fds }

@@ -665,6 +665,14 @@ static void jobs_and_calls(void)
 {
   tapio_loop *loop = new_loop();
   jobs j = { loop, 0 };
+  int i;
+  /* 70 at once: the pool keeps up to 64 jobs' memory for the next ones
+   * (src/work.c), as many as were in flight at once */
+  for (i = 0; i < 70; i++) {
+    CHECK_OK(tapio_queue_work(loop, job_work, job_done, &j, NULL));
+    j.pending++;
+  }
+  WAIT_FOR(loop, j.pending == 0);
   steady(loop, "jobs", cycles(200), job_cycle, &j, NULL);
   steady(loop, "scheduled calls", cycles(2000), call_cycle, NULL, NULL);
   free_loop(loop);
