@@ -422,16 +422,23 @@ function helper.collect()
   collectgarbage("collect")
 end
 
---- The descriptors this process has open (the listing's own pipe among
--- them: one more in every count alike).
-function helper.fd_count()
-  local ls = io.popen("ls /proc/" .. helper.pid() .. "/fd")
-  local n = 0
-  for _ in ls:lines() do
-    n = n + 1
+--- The descriptors this process has open, each number's file as
+-- /proc names it ("socket:[1234]"), and their count (the listing's own
+-- among them: one more in every count alike). Listed here, with
+-- LuaFileSystem (busted's), not by a child such as ls: the parent of a
+-- popen may not have closed its copy of the child's end yet.
+function helper.open_fds()
+  local lfs = require "lfs"
+  local files, n = {}, 0
+  for name in lfs.dir("/proc/self/fd") do
+    local fd = tonumber(name)
+    if fd then
+      files[fd] = lfs.symlinkattributes("/proc/self/fd/" .. name, "target")
+                  or "?"
+      n = n + 1
+    end
   end
-  ls:close()
-  return n
+  return files, n
 end
 
 --- What loop and the Lua state hold, after a full collection: Lua's
@@ -443,11 +450,29 @@ function helper.measure(loop)
     jit.flush() -- LuaJIT's compiled traces are collectable objects too
   end
   helper.collect()
-  local fds = helper.fd_count()
-  helper.collect() -- the listing's file
+  local files, fds = helper.open_fds()
+  helper.collect() -- the listing's directory
   return { lua = collectgarbage("count"), refs = loop:_debug().refs,
            registry = helper.registry_count(), core = loop:memory(),
-           fds = fds }
+           fds = fds, files = files }
+end
+
+-- The descriptors open in after (a helper.measure) and not in before, or
+-- the other way round: "7 socket:[123]" each, a string.
+local function fds_changed(before, after)
+  local out = {}
+  for fd, file in pairs(after.files) do
+    if before.files[fd] ~= file then
+      out[#out + 1] = ("+%d %s"):format(fd, file)
+    end
+  end
+  for fd, file in pairs(before.files) do
+    if after.files[fd] ~= file then
+      out[#out + 1] = ("-%d %s"):format(fd, file)
+    end
+  end
+  table.sort(out)
+  return table.concat(out, ", ")
 end
 
 --- Asserts that after (a helper.measure) holds what before did: the same
@@ -456,8 +481,9 @@ end
 function helper.assert_steady(before, after, what, lua_kib)
   for _, k in ipairs { "refs", "registry", "core", "fds" } do
     if before[k] ~= after[k] then
-      error(("%s: %s went from %s to %s"):format(what, k,
-        tostring(before[k]), tostring(after[k])), 2)
+      error(("%s: %s went from %s to %s%s"):format(what, k,
+        tostring(before[k]), tostring(after[k]),
+        k == "fds" and " (" .. fds_changed(before, after) .. ")" or ""), 2)
     end
   end
   if after.lua - before.lua > lua_kib then
