@@ -28,14 +28,14 @@ end
 
 -- Inside a task: cycle(i) n times; then, when given, until done() holds
 -- (what ends after the last cycle's own wait: the server's end of a
--- connection, a query the resolver gives up on); what loop and the
--- process hold then.
+-- connection, a query the resolver gives up on), for 5 s at most (then
+-- the figures say what stayed); what loop and the process hold then.
 local function round(loop, n, cycle, done)
   for i = 1, n do
     cycle(i)
   end
   if done then
-    helper.until_true(done)
+    pcall(tapio.timeout, 5, helper.until_true, done)
   end
   settle()
   return helper.measure(loop)

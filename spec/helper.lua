@@ -444,7 +444,7 @@ end
 --- What loop and the Lua state hold, after a full collection: Lua's
 -- memory in KiB (lua), the loop's registry references (refs), the
 -- registry's anchors (registry), the core's memory (core) and this
--- process's descriptors (fds).
+-- process's descriptors (fds; files: each one's file).
 function helper.measure(loop)
   if jit then
     jit.flush() -- LuaJIT's compiled traces are collectable objects too
@@ -457,8 +457,9 @@ function helper.measure(loop)
            fds = fds, files = files }
 end
 
--- The descriptors open in after (a helper.measure) and not in before, or
--- the other way round: "7 socket:[123]" each, a string.
+-- The descriptors open in after (a helper.measure) and not in before
+-- ("+7 socket:[123]"), or the other way round ("-7 ..."): a string of
+-- the first 8.
 local function fds_changed(before, after)
   local out = {}
   for fd, file in pairs(after.files) do
@@ -472,7 +473,8 @@ local function fds_changed(before, after)
     end
   end
   table.sort(out)
-  return table.concat(out, ", ")
+  local shown = table.concat(out, ", ", 1, math.min(#out, 8))
+  return #out > 8 and ("%s, ... %d in all"):format(shown, #out) or shown
 end
 
 --- Asserts that after (a helper.measure) holds what before did: the same
