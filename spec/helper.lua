@@ -422,6 +422,78 @@ function helper.collect()
   collectgarbage("collect")
 end
 
+--- The descriptors this process has open, each number's file as
+-- /proc names it ("socket:[1234]"), and their count (the listing's own
+-- among them: one more in every count alike). Listed here, with
+-- LuaFileSystem (busted's), not by a child such as ls: the parent of a
+-- popen may not have closed its copy of the child's end yet.
+function helper.open_fds()
+  local lfs = require "lfs"
+  local files, n = {}, 0
+  for name in lfs.dir("/proc/self/fd") do
+    local fd = tonumber(name)
+    if fd then
+      files[fd] = lfs.symlinkattributes("/proc/self/fd/" .. name, "target")
+                  or "?"
+      n = n + 1
+    end
+  end
+  return files, n
+end
+
+--- What loop and the Lua state hold, after a full collection: Lua's
+-- memory in KiB (lua), the loop's registry references (refs), the
+-- registry's anchors (registry), the core's memory (core) and this
+-- process's descriptors (fds; files: each one's file).
+function helper.measure(loop)
+  if jit then
+    jit.flush() -- LuaJIT's compiled traces are collectable objects too
+  end
+  helper.collect()
+  local files, fds = helper.open_fds()
+  helper.collect() -- the listing's directory
+  return { lua = collectgarbage("count"), refs = loop:_debug().refs,
+           registry = helper.registry_count(), core = loop:memory(),
+           fds = fds, files = files }
+end
+
+-- The descriptors open in after (a helper.measure) and not in before
+-- ("+7 socket:[123]"), or the other way round ("-7 ..."): a string of
+-- the first 8.
+local function fds_changed(before, after)
+  local out = {}
+  for fd, file in pairs(after.files) do
+    if before.files[fd] ~= file then
+      out[#out + 1] = ("+%d %s"):format(fd, file)
+    end
+  end
+  for fd, file in pairs(before.files) do
+    if after.files[fd] ~= file then
+      out[#out + 1] = ("-%d %s"):format(fd, file)
+    end
+  end
+  table.sort(out)
+  local shown = table.concat(out, ", ", 1, math.min(#out, 8))
+  return #out > 8 and ("%s, ... %d in all"):format(shown, #out) or shown
+end
+
+--- Asserts that after (a helper.measure) holds what before did: the same
+-- references, anchors, core memory and descriptors, and Lua's memory at
+-- most lua_kib (KiB) more. what names the operations in the message.
+function helper.assert_steady(before, after, what, lua_kib)
+  for _, k in ipairs { "refs", "registry", "core", "fds" } do
+    if before[k] ~= after[k] then
+      error(("%s: %s went from %s to %s%s"):format(what, k,
+        tostring(before[k]), tostring(after[k]),
+        k == "fds" and " (" .. fds_changed(before, after) .. ")" or ""), 2)
+    end
+  end
+  if after.lua - before.lua > lua_kib then
+    error(("%s: Lua memory grew by %.1f KiB (more than %g)"):format(what,
+      after.lua - before.lua, lua_kib), 2)
+  end
+end
+
 --- What the exception handler of a new loop hears once make(loop) has
 -- run there as a task, the loop has turned a few more times (for the
 -- done callbacks left) and what make dropped is collected: for the
