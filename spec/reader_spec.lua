@@ -264,6 +264,21 @@ describe("a StreamReader", function()
     end)
   end)
 
+  it("takes a separator's bytes as they are, Lua's pattern characters too",
+     function()
+    run(function()
+      local r = tapio.StreamReader()
+      r:feed_data("ab.c%d(e")
+      assert.are.equal("ab.", r:readuntil(".")) -- not any byte ("a")
+      assert.are.equal("c%d", r:readuntil("%d"))
+      assert.are.equal("(", r:readuntil("(")) -- not a pattern's error
+      r:feed_data("x.")                       -- a separator across chunks
+      r:feed_data("*y")
+      assert.are.equal("ex.*", r:readuntil({ ".*", "%" }))
+      assert.are.equal("y", rest(r))
+    end)
+  end)
+
   it("raises IncompleteReadError at the end of readuntil, emptied (R7)",
      function()
     run(function()
@@ -556,6 +571,11 @@ describe("a StreamReader", function()
     assert.matches("got %-1", fails(tapio.StreamReader, -1))
     assert.matches("got 1.5", fails(tapio.StreamReader, 1.5))
     assert.matches("got string", fails(tapio.StreamReader, "10"))
+    -- past 2^53 a float no longer holds every integer: no such limit
+    assert.matches("'limit' %(integer > 0 expected, got inf%)",
+      fails(tapio.StreamReader, math.huge))
+    assert.matches("integer > 0 expected", fails(tapio.StreamReader, 2 ^ 53))
+    assert.are.equal(2 ^ 53 - 1, tapio.StreamReader(2 ^ 53 - 1)._limit)
     assert.are.equal(65536, tapio.StreamReader()._limit)
     assert.are.equal(4096, tapio.StreamReader(2 ^ 12)._limit)
   end)
