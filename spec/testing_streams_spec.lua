@@ -45,6 +45,26 @@ describe("testing.open_pair", function()
     wb:close()
   end, { autojump = true }))
 
+  it("pauses reading once the reader holds more than twice its limit, "
+     .. "and reads again once a read leaves the limit", testing.run(function(clock)
+    -- asyncio's edges: len(buffer) > 2 * limit pauses, <= limit resumes
+    local _, wa, rb, wb = testing.open_pair({ limit = 16 })
+    wa:write(("x"):rep(32))
+    clock:run_until_idle()
+    assert.equal(32, rb:get_buffer_size())
+    assert.is_true(wb.transport:is_reading()) -- twice the limit: not over
+    wa:write("y")
+    clock:run_until_idle()
+    assert.equal(33, rb:get_buffer_size())
+    assert.is_false(wb.transport:is_reading())
+    assert.equal(("x"):rep(16), rb:read(16))
+    assert.is_false(wb.transport:is_reading()) -- 17 left: over the limit
+    assert.equal("x", rb:read(1))
+    assert.is_true(wb.transport:is_reading()) -- 16 left: the limit
+    wa:close()
+    wb:close()
+  end))
+
   it("takes faults through the writer's transport",
      testing.run(function()
     local _, wa, rb, wb = testing.open_pair()
