@@ -592,7 +592,8 @@ describe("a StreamReader", function()
       "got number%)", fails(r.read, 5))
     assert.matches("reader:readline: bad self", fails(r.readline, {}))
     for _, name in ipairs({ "feed_eof", "set_exception", "exception",
-                            "at_eof", "get_buffer_size" }) do
+                            "at_eof", "get_buffer_size", "feed_data",
+                            "readexactly", "readuntil", "lines" }) do
       assert.matches("reader_spec.lua:%d+: tapio: reader:" .. name ..
         ": bad self %(tapio.StreamReader expected, got table%)",
         fails(function() r[name]({}, {}) end))
