@@ -264,6 +264,19 @@ describe("a StreamReader", function()
     end)
   end)
 
+  it("reads through '\\n' with no separator, and through the first of " ..
+     "separators of one length", function()
+    run(function()
+      local r = tapio.StreamReader()
+      r:feed_data("a;b\nc,d\te")
+      assert.are.equal("a;b\n", r:readuntil())
+      local seps = { ",", ";", "\t", "\n", " " }
+      assert.are.equal("c,", r:readuntil(seps))
+      assert.are.equal("d\t", r:readuntil(seps))
+      assert.are.equal("e", rest(r))
+    end)
+  end)
+
   it("takes a separator's bytes as they are, Lua's pattern characters too",
      function()
     run(function()
