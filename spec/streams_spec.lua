@@ -817,6 +817,13 @@ describe("streams over TCP", function()
         "expected, got tapio.StreamReader%)",
         fails(writer.drain, tapio.StreamReader()))
       assert.matches("writer:close: bad self", fails(writer.close))
+      for _, name in ipairs({ "write", "writelines", "is_closing",
+                              "can_write_eof", "write_eof", "get_extra_info",
+                              "get_write_buffer_size", "wait_closed" }) do
+        assert.matches("streams_spec.lua:%d+: tapio: writer:" .. name ..
+          ": bad self %(tapio.StreamWriter expected, got table%)",
+          fails(function() writer[name]({}, {}) end))
+      end
       writer:close()
       server:close()
     end)
