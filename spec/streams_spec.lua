@@ -460,6 +460,21 @@ describe("streams over TCP", function()
         fails(function() other:writelines({ "x" }) end))
       other:close()
       server:close()
+      -- while the reader holds input (a write then waits to be batched):
+      -- raised here all the same, not later from the batch's flush
+      local reader, sw
+      server, reader, other, _, sw = pair(loop)
+      sw:write("unread")
+      until_true(function() return reader:get_buffer_size() == 6 end)
+      other:write_eof()
+      assert.matches("streams_spec.lua:%d+: tapio: writer:write: cannot " ..
+        "write after write_eof%(%)", fails(function() other:write("x") end))
+      assert.matches("streams_spec.lua:%d+: tapio: writer:writelines: " ..
+        "cannot write after write_eof%(%)",
+        fails(function() other:writelines({ "x" }) end))
+      assert.are.equal(0, other:get_write_buffer_size())
+      other:close()
+      server:close()
     end)
   end)
 
