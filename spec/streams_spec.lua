@@ -155,6 +155,21 @@ describe("streams over TCP", function()
     end)
   end)
 
+  it("raises the reader's exception from drain, set while the " ..
+     "connection is open", function()
+    run(function(loop)
+      local server, reader, writer = pair(loop)
+      writer:write("x")
+      writer:drain() -- this task drains it now: drain's usual case
+      local boom = tapio.error("EINVAL", "boom")
+      reader:set_exception(boom)
+      assert.are.equal(boom, fails(writer.drain, writer))
+      assert.are.equal(boom, fails(writer.drain, writer))
+      writer:close()
+      server:close()
+    end)
+  end)
+
   -- After the peer has closed its socket: send(writer) then drain, up
   -- to 100,000 times, with no other wait between; drain's error.
   local function drain_after_peer_closed(send)
