@@ -643,10 +643,13 @@ describe("streams over TCP", function()
     end)
   end)
 
-  it("wraps a connected socket: open_connection({sock = fd})", function()
+  it("wraps a connected socket: open_connection({sock = fd}), with limit",
+     function()
     run(function(loop)
       local rsock, wsock = tapio.socketpair()
-      local reader, writer = tapio.open_connection({ sock = rsock })
+      local reader, writer = tapio.open_connection({ sock = rsock,
+                                                     limit = 50 })
+      assert.matches("limit=50", tostring(reader))
       loop:call_soon(tapio.send, wsock, "abc")
       assert.are.equal("abc", reader:read(100))
       writer:close()
