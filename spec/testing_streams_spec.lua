@@ -65,6 +65,21 @@ describe("testing.open_pair", function()
     wb:close()
   end))
 
+  it("raises from drain after close once the buffer it waited on is sent",
+     testing.run(function()
+    local _, wa, rb, wb = testing.open_pair({ capacity = 100 })
+    wa.transport:set_write_buffer_limits(1000)
+    wa:drain() -- this task drains wa: drain's usual case from now on
+    wa:write(("x"):rep(5000)) -- paused for writing
+    wa:close()
+    -- the peer reads it all: the buffer goes out while closing
+    assert.equal(("x"):rep(5000), rb:readexactly(5000))
+    local ok, err = pcall(wa.drain, wa)
+    assert.is_false(ok)
+    assert.equal("ECONNRESET", err.name)
+    wb:close()
+  end))
+
   it("takes faults through the writer's transport",
      testing.run(function()
     local _, wa, rb, wb = testing.open_pair()
