@@ -46,7 +46,8 @@ describe("testing.open_pair", function()
   end, { autojump = true }))
 
   it("pauses reading once the reader holds more than twice its limit, "
-     .. "and reads again once a read leaves the limit", testing.run(function(clock)
+     .. "and reads again once a read leaves the limit",
+     testing.run(function(clock)
     -- asyncio's edges: len(buffer) > 2 * limit pauses, <= limit resumes
     local _, wa, rb, wb = testing.open_pair({ limit = 16 })
     wa:write(("x"):rep(32))
