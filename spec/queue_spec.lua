@@ -375,3 +375,15 @@ describe("queue:shutdown", function()
     assert.is_true(tapio.is_cancelled(raised(g.await, g)))
   end))
 end)
+
+describe("a queue's methods", function()
+  it("refuse a bad self in their own name", function()
+    for _, name in ipairs({ "qsize", "empty", "full", "put_nowait",
+                            "get_nowait", "put", "get", "task_done", "join",
+                            "shutdown" }) do
+      assert.matches("queue_spec.lua:%d+: tapio: queue:" .. name .. ": bad " ..
+        "self %(tapio.Queue expected, got table%)",
+        raised(function() tapio.Queue[name]({}) end))
+    end
+  end)
+end)

@@ -264,6 +264,34 @@ describe("a StreamReader", function()
     end)
   end)
 
+  it("reads through '\\n' with no separator, and through the first of " ..
+     "separators of one length", function()
+    run(function()
+      local r = tapio.StreamReader()
+      r:feed_data("a;b\nc,d\te")
+      assert.are.equal("a;b\n", r:readuntil())
+      local seps = { ",", ";", "\t", "\n", " " }
+      assert.are.equal("c,", r:readuntil(seps))
+      assert.are.equal("d\t", r:readuntil(seps))
+      assert.are.equal("e", rest(r))
+    end)
+  end)
+
+  it("takes a separator's bytes as they are, Lua's pattern characters too",
+     function()
+    run(function()
+      local r = tapio.StreamReader()
+      r:feed_data("ab.c%d(e")
+      assert.are.equal("ab.", r:readuntil(".")) -- not any byte ("a")
+      assert.are.equal("c%d", r:readuntil("%d"))
+      assert.are.equal("(", r:readuntil("(")) -- not a pattern's error
+      r:feed_data("x.")                       -- a separator across chunks
+      r:feed_data("*y")
+      assert.are.equal("ex.*", r:readuntil({ ".*", "%" }))
+      assert.are.equal("y", rest(r))
+    end)
+  end)
+
   it("raises IncompleteReadError at the end of readuntil, emptied (R7)",
      function()
     run(function()
@@ -556,6 +584,11 @@ describe("a StreamReader", function()
     assert.matches("got %-1", fails(tapio.StreamReader, -1))
     assert.matches("got 1.5", fails(tapio.StreamReader, 1.5))
     assert.matches("got string", fails(tapio.StreamReader, "10"))
+    -- past 2^53 a float no longer holds every integer: no such limit
+    assert.matches("'limit' %(integer > 0 expected, got inf%)",
+      fails(tapio.StreamReader, math.huge))
+    assert.matches("integer > 0 expected", fails(tapio.StreamReader, 2 ^ 53))
+    assert.are.equal(2 ^ 53 - 1, tapio.StreamReader(2 ^ 53 - 1)._limit)
     assert.are.equal(65536, tapio.StreamReader()._limit)
     assert.are.equal(4096, tapio.StreamReader(2 ^ 12)._limit)
   end)
@@ -572,7 +605,8 @@ describe("a StreamReader", function()
       "got number%)", fails(r.read, 5))
     assert.matches("reader:readline: bad self", fails(r.readline, {}))
     for _, name in ipairs({ "feed_eof", "set_exception", "exception",
-                            "at_eof", "get_buffer_size" }) do
+                            "at_eof", "get_buffer_size", "feed_data",
+                            "readexactly", "readuntil", "lines" }) do
       assert.matches("reader_spec.lua:%d+: tapio: reader:" .. name ..
         ": bad self %(tapio.StreamReader expected, got table%)",
         fails(function() r[name]({}, {}) end))

@@ -155,6 +155,21 @@ describe("streams over TCP", function()
     end)
   end)
 
+  it("raises the reader's exception from drain, set while the " ..
+     "connection is open", function()
+    run(function(loop)
+      local server, reader, writer = pair(loop)
+      writer:write("x")
+      writer:drain() -- this task drains it now: drain's usual case
+      local boom = tapio.error("EINVAL", "boom")
+      reader:set_exception(boom)
+      assert.are.equal(boom, fails(writer.drain, writer))
+      assert.are.equal(boom, fails(writer.drain, writer))
+      writer:close()
+      server:close()
+    end)
+  end)
+
   -- After the peer has closed its socket: send(writer) then drain, up
   -- to 100,000 times, with no other wait between; drain's error.
   local function drain_after_peer_closed(send)
@@ -460,6 +475,21 @@ describe("streams over TCP", function()
         fails(function() other:writelines({ "x" }) end))
       other:close()
       server:close()
+      -- while the reader holds input (a write then waits to be batched):
+      -- raised here all the same, not later from the batch's flush
+      local reader, sw
+      server, reader, other, _, sw = pair(loop)
+      sw:write("unread")
+      until_true(function() return reader:get_buffer_size() == 6 end)
+      other:write_eof()
+      assert.matches("streams_spec.lua:%d+: tapio: writer:write: cannot " ..
+        "write after write_eof%(%)", fails(function() other:write("x") end))
+      assert.matches("streams_spec.lua:%d+: tapio: writer:writelines: " ..
+        "cannot write after write_eof%(%)",
+        fails(function() other:writelines({ "x" }) end))
+      assert.are.equal(0, other:get_write_buffer_size())
+      other:close()
+      server:close()
     end)
   end)
 
@@ -613,10 +643,13 @@ describe("streams over TCP", function()
     end)
   end)
 
-  it("wraps a connected socket: open_connection({sock = fd})", function()
+  it("wraps a connected socket: open_connection({sock = fd}), with limit",
+     function()
     run(function(loop)
       local rsock, wsock = tapio.socketpair()
-      local reader, writer = tapio.open_connection({ sock = rsock })
+      local reader, writer = tapio.open_connection({ sock = rsock,
+                                                     limit = 50 })
+      assert.matches("limit=50", tostring(reader))
       loop:call_soon(tapio.send, wsock, "abc")
       assert.are.equal("abc", reader:read(100))
       writer:close()
@@ -817,6 +850,13 @@ describe("streams over TCP", function()
         "expected, got tapio.StreamReader%)",
         fails(writer.drain, tapio.StreamReader()))
       assert.matches("writer:close: bad self", fails(writer.close))
+      for _, name in ipairs({ "write", "writelines", "is_closing",
+                              "can_write_eof", "write_eof", "get_extra_info",
+                              "get_write_buffer_size", "wait_closed" }) do
+        assert.matches("streams_spec.lua:%d+: tapio: writer:" .. name ..
+          ": bad self %(tapio.StreamWriter expected, got table%)",
+          fails(function() writer[name]({}, {}) end))
+      end
       writer:close()
       server:close()
     end)

@@ -402,6 +402,27 @@ describe("writer:start_tls", function()
     end)
   end)
 
+  it("leaves what the reader holds to be read when it is refused",
+     function()
+    run(function()
+      local server, port, handlers = echo_server()
+      local reader, writer = tapio.open_connection("127.0.0.1", port)
+      writer:write("one\ntwo\n")
+      until_true(function() return reader:get_buffer_size() == 8 end)
+      -- refused before any handshake: a client that checks names needs one
+      assert.are.equal("EINVAL",
+        fails(writer.start_tls, writer, client_ctx()).name)
+      assert.are.equal(8, reader:get_buffer_size())
+      assert.are.equal("one\n", reader:readline())
+      assert.are.equal("two\n", reader:readline())
+      writer:write("three\n") -- still plain both ways
+      assert.are.equal("three\n", reader:readline())
+      writer:close()
+      server:close()
+      ended(handlers)
+    end)
+  end)
+
   it("closes the connection when cancelled during the handshake",
      function()
     run(function(loop)

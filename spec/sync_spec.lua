@@ -75,6 +75,13 @@ describe("tapio.Lock", function()
     assert.are.same({ "in 1", "out 1", "in 2", "out 2", "in 3", "out 3" },
       log)
     assert.is_false(lock:locked())
+    -- acquire returns true, at once and after a wait (asyncio's True)
+    assert.is_true(lock:acquire())
+    local waited = loop:create_task(function() return lock:acquire() end)
+    settle()
+    lock:release()
+    assert.is_true(waited:await())
+    lock:release()
   end, jump))
 
   it("lets no newcomer take it from the task it woke", testing.run(
@@ -582,4 +589,33 @@ describe("tapio.Barrier", function()
     assert.are.equal(1, b:wait())
     assert.are.equal(0, fut:await())
   end))
+end)
+
+describe("the primitives' methods", function()
+  it("refuse a bad self in their own name", function()
+    local methods = {
+      Event = { "is_set", "set", "clear", "wait" },
+      Lock = { "locked", "acquire", "release", "with" },
+      Semaphore = { "locked", "acquire", "release", "with" },
+      Condition = { "locked", "acquire", "release", "with", "wait",
+                    "wait_for", "notify", "notify_all" },
+      Barrier = { "wait", "reset", "abort", "n_waiting", "broken" },
+    }
+    for class, names in pairs(methods) do
+      for _, name in ipairs(names) do
+        assert.matches(("sync_spec.lua:%%d+: tapio: %s:%s: bad self " ..
+          "%%(tapio.%s expected, got table%%)"):format(class:lower(), name,
+          class), raised(function() tapio[class][name]({}) end))
+      end
+    end
+  end)
+
+  it("refuse a condition's wait on a lock not held at once, outside a " ..
+     "task too", function()
+    local cond = tapio.Condition()
+    assert.matches("sync_spec.lua:%d+: tapio: condition:wait: the lock is " ..
+      "not acquired", raised(function() cond:wait() end))
+    assert.matches("sync_spec.lua:%d+: tapio: condition:wait_for: the lock " ..
+      "is not acquired", raised(function() cond:wait_for(print) end))
+  end)
 end)

@@ -45,6 +45,42 @@ describe("testing.open_pair", function()
     wb:close()
   end, { autojump = true }))
 
+  it("pauses reading once the reader holds more than twice its limit, "
+     .. "and reads again once a read leaves the limit",
+     testing.run(function(clock)
+    -- asyncio's edges: len(buffer) > 2 * limit pauses, <= limit resumes
+    local _, wa, rb, wb = testing.open_pair({ limit = 16 })
+    wa:write(("x"):rep(32))
+    clock:run_until_idle()
+    assert.equal(32, rb:get_buffer_size())
+    assert.is_true(wb.transport:is_reading()) -- twice the limit: not over
+    wa:write("y")
+    clock:run_until_idle()
+    assert.equal(33, rb:get_buffer_size())
+    assert.is_false(wb.transport:is_reading())
+    assert.equal(("x"):rep(16), rb:read(16))
+    assert.is_false(wb.transport:is_reading()) -- 17 left: over the limit
+    assert.equal("x", rb:read(1))
+    assert.is_true(wb.transport:is_reading()) -- 16 left: the limit
+    wa:close()
+    wb:close()
+  end))
+
+  it("raises from drain after close once the buffer it waited on is sent",
+     testing.run(function()
+    local _, wa, rb, wb = testing.open_pair({ capacity = 100 })
+    wa.transport:set_write_buffer_limits(1000)
+    wa:drain() -- this task drains wa: drain's usual case from now on
+    wa:write(("x"):rep(5000)) -- paused for writing
+    wa:close()
+    -- the peer reads it all: the buffer goes out while closing
+    assert.equal(("x"):rep(5000), rb:readexactly(5000))
+    local ok, err = pcall(wa.drain, wa)
+    assert.is_false(ok)
+    assert.equal("ECONNRESET", err.name)
+    wb:close()
+  end))
+
   it("takes faults through the writer's transport",
      testing.run(function()
     local _, wa, rb, wb = testing.open_pair()

@@ -322,6 +322,7 @@ static void write_pipe_writes_and_write_eof_closes(void)
   CHECK_EQ(tapio_transport_get_kind(r.t), TAPIO_TRANSPORT_WRITE_PIPE);
   CHECK_EQ(tapio_transport_is_reading(r.t), 0);
   CHECK_ERR(tapio_transport_pause_reading(r.t), TAPIO_ENOTSUP);
+  CHECK_ERR(tapio_transport_resume_reading(r.t), TAPIO_ENOTSUP);
   CHECK_EQ(tapio_transport_can_write_eof(r.t), 1);
   CHECK_OK(tapio_transport_write(r.t, "zero ", 5));
   CHECK_OK(tapio_transport_writelines(r.t, bufs, lens, 2));

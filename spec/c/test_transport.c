@@ -636,6 +636,9 @@ static void write_and_writelines_in_order(void)
   CHECK_OK(tapio_transport_write(r.t, "1", 1));
   CHECK_OK(tapio_transport_writelines(r.t, (const void *const *)parts, lens,
                                       3));
+  /* an idle socket takes them: sent at once, nothing buffered */
+  CHECK_EQ(tapio_transport_get_write_buffer_size(r.t), 0);
+  CHECK_EQ(tapio_transport_get_stat(r.t, TAPIO_STAT_BYTES_SENT), 6);
   CHECK_OK(tapio_transport_writelines(r.t, NULL, NULL, 0));
   CHECK_OK(tapio_transport_write(r.t, "4", 1));
   CHECK_OK(tapio_transport_write(r.t, "", 0));
