@@ -1000,14 +1000,19 @@ local function failed_when_cancelled(tasks)
   return failure, cause
 end
 
--- Whether every task of the list is done.
-local function all_done(tasks)
+-- The tasks of the list not done yet (a list).
+local function not_done(tasks)
+  local left = {}
   for _, t in ipairs(tasks) do
     if not t:done() then
-      return false
+      left[#left + 1] = t
     end
   end
-  return true
+  return left
+end
+
+local function all_done(tasks)
+  return #not_done(tasks) == 0
 end
 
 -- The tasks the body left: cancelled, and the loop run until they end,
@@ -1038,13 +1043,7 @@ local function end_tasks(loop, clock, tasks)
     end
     grace:cancel()
   end
-  local stuck = {}
-  for _, t in ipairs(tasks) do
-    if not t:done() then
-      stuck[#stuck + 1] = t
-    end
-  end
-  return stuck
+  return not_done(tasks)
 end
 
 local RUN_OPTS = { seed = true, autojump = true, real = true,
